@@ -1,0 +1,49 @@
+/**
+ * Every error a client can see, with a stable string code and number. Clients switch on these, so
+ * entries are only ever added: never renumbered, renamed or removed. docs/protocol.md is checked
+ * against this table by test/protocol/docs.test.ts.
+ *
+ * `retriable`: sending the same event again may succeed. `mayBePersisted`: the event may already be
+ * in Kafka although it was not acked, so a blind retry can duplicate it (send a stable `id`).
+ */
+export const ErrorCodes = {
+  // 1xxx: the request is wrong; sending it again unchanged fails again.
+  BAD_FRAME: { num: 1000, http: 400, retriable: false, mayBePersisted: false },
+  FRAME_TOO_LARGE: { num: 1001, http: 413, retriable: false, mayBePersisted: false },
+  NESTING_TOO_DEEP: { num: 1002, http: 400, retriable: false, mayBePersisted: false },
+  UNKNOWN_FRAME_TYPE: { num: 1003, http: 400, retriable: false, mayBePersisted: false },
+  INVALID_FRAME: { num: 1004, http: 400, retriable: false, mayBePersisted: false },
+  INVALID_EVENT: { num: 1005, http: 400, retriable: false, mayBePersisted: false },
+  UNSUPPORTED_VERSION: { num: 1006, http: 400, retriable: false, mayBePersisted: false },
+  HANDSHAKE_REQUIRED: { num: 1007, http: 400, retriable: false, mayBePersisted: false },
+  BATCH_TOO_LARGE: { num: 1008, http: 413, retriable: false, mayBePersisted: false },
+  INVALID_TOPIC: { num: 1009, http: 400, retriable: false, mayBePersisted: false },
+  UNSUPPORTED_MEDIA_TYPE: { num: 1010, http: 415, retriable: false, mayBePersisted: false },
+  NOT_FOUND: { num: 1011, http: 404, retriable: false, mayBePersisted: false },
+  EVENT_TOO_LARGE: { num: 1012, http: 413, retriable: false, mayBePersisted: false },
+  // 2xxx: the gateway or Kafka could not take it now; retry with backoff.
+  WINDOW_EXCEEDED: { num: 2000, http: 429, retriable: true, mayBePersisted: false },
+  OVERLOADED: { num: 2001, http: 503, retriable: true, mayBePersisted: false },
+  WORKER_LOST: { num: 2002, http: 503, retriable: true, mayBePersisted: true },
+  UNAVAILABLE: { num: 2003, http: 503, retriable: true, mayBePersisted: false },
+  PUBLISH_TIMEOUT: { num: 2004, http: 504, retriable: true, mayBePersisted: true },
+  KAFKA_RETRIABLE: { num: 2005, http: 503, retriable: true, mayBePersisted: true },
+  SHUTTING_DOWN: { num: 2006, http: 503, retriable: true, mayBePersisted: false },
+  // 3xxx: Kafka refused the write for good (unknown topic with auto-create off, record too large…).
+  KAFKA_REJECTED: { num: 3000, http: 422, retriable: false, mayBePersisted: false },
+  // 5xxx: a bug on our side. Logged with detail; the client gets only the code.
+  INTERNAL: { num: 5000, http: 500, retriable: false, mayBePersisted: false },
+} as const;
+
+export type ErrorCode = keyof typeof ErrorCodes;
+
+/** WebSocket close codes the gateway uses (4000–4999 is the application range). */
+export const CloseCodes = {
+  NORMAL: 1000,
+  GOING_AWAY: 1001,
+  PROTOCOL_ERROR: 1002,
+  MESSAGE_TOO_BIG: 1009,
+  INTERNAL: 1011,
+  UNSUPPORTED_VERSION: 4000,
+  SLOW_CONSUMER: 4001,
+} as const;

@@ -1,0 +1,84 @@
+import { z } from "zod";
+
+/** Protocol version spoken by this gateway. A hello with another version is refused. */
+export const PROTOCOL_VERSION = 1;
+
+/**
+ * Frame types with stable numeric codes (`t` in every frame). Like error codes, these are only
+ * ever added. 1–19 are client requests, 20–39 are server replies.
+ */
+export const FrameType = {
+  HELLO: 1,
+  WELCOME: 2,
+  PUBLISH: 10,
+  PUBLISH_BATCH: 11,
+  ACK: 20,
+  NACK: 21,
+  BATCH_ACK: 22,
+  ERROR: 30,
+} as const;
+export type FrameTypeName = keyof typeof FrameType;
+
+// Kafka's own rule for topic names.
+export const TOPIC_NAME = /^[a-zA-Z0-9._-]{1,249}$/;
+
+const bytes = z.instanceof(Uint8Array);
+const RESERVED_HEADER = /^(ce_|content-type$)/i;
+
+/**
+ * The event envelope, with CloudEvents attribute names. `data` is any plain value (already checked
+ * by plain-data) or bytes; `data_base64` is the CloudEvents JSON spelling of bytes for JSON frames.
+ */
+export const EnvelopeSchema = z
+  .strictObject({
+    specversion: z.literal("1.0").optional(),
+    id: z.string().min(1).max(256).optional(),
+    source: z.string().min(1).max(1024).optional(),
+    type: z.string().min(1).max(256),
+    subject: z.string().min(1).max(1024).optional(),
+    time: z.union([z.iso.datetime({ offset: true }), z.date()]).optional(),
+    datacontenttype: z.string().min(1).max(256).optional(),
+    data: z.unknown().optional(),
+    data_base64: z.base64().optional(),
+    key: z.union([z.string().max(32768), bytes]).optional(),
+    headers: z
+      .record(
+        z.string().min(1).max(256).refine((k) => !RESERVED_HEADER.test(k), "header names starting with ce_ and content-type are reserved for envelope fields"),
+        z.union([z.string().max(65536), bytes]),
+      )
+      .optional(),
+  })
+  .refine((e) => e.data === undefined || e.data_base64 === undefined, "give data or data_base64, not both");
+export type Envelope = z.infer<typeof EnvelopeSchema>;
+
+const correlationId = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+const topic = z.string().regex(TOPIC_NAME, "topic names are 1–249 characters of a-z, A-Z, 0-9, '.', '_' and '-'");
+
+export const HelloSchema = z.object({ t: z.literal(FrameType.HELLO), v: z.number().int(), client: z.string().max(256).optional() });
+export const PublishSchema = z.object({
+  t: z.literal(FrameType.PUBLISH),
+  cid: correlationId,
+  topic: topic.optional(),
+  event: z.unknown(),
+});
+export const PublishBatchSchema = z.object({
+  t: z.literal(FrameType.PUBLISH_BATCH),
+  cid: correlationId,
+  topic: topic.optional(),
+  events: z.array(z.unknown()),
+});
+
+export type HelloFrame = z.infer<typeof HelloSchema>;
+export type PublishFrame = z.infer<typeof PublishSchema>;
+export type PublishBatchFrame = z.infer<typeof PublishBatchSchema>;
+
+/** Turns a zod failure into one readable line: the path and the problem. */
+export function describeIssues(error: z.ZodError, prefix = ""): string {
+  return error.issues
+    .slice(0, 3)
+    .map((i) => {
+      const path = [prefix, ...i.path.map(String)].filter(Boolean).join(".");
+      return path ? `${path}: ${i.message}` : i.message;
+    })
+    .join("; ");
+}

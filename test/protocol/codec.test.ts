@@ -1,0 +1,57 @@
+import { describe, expect, test } from "bun:test";
+import { Packr } from "msgpackr";
+import { decodeFrame, encodeFrame } from "../../src/protocol/codec";
+import { GatewayError } from "../../src/protocol/errors";
+
+const limits = { maxFrameBytes: 1 << 20, maxDepth: 32 };
+const code = (f: () => unknown) => {
+  try {
+    f();
+  } catch (e) {
+    expect(e).toBeInstanceOf(GatewayError);
+    return (e as GatewayError).code;
+  }
+  throw new Error("expected a GatewayError");
+};
+const nested = (depth: number) => {
+  const b = new Uint8Array(depth + 1).fill(0x91); // fixarray of one element, `depth` times
+  b[depth] = 0xc0;
+  return b;
+};
+
+describe("hostile msgpack is refused with a code, never trusted", () => {
+  test("the reserved byte 0xC1", () => expect(code(() => decodeFrame(new Uint8Array([0xc1]), "msgpack", limits))).toBe("BAD_FRAME"));
+  test("a Set extension", () => {
+    const set = new Packr({ moreTypes: true } as never).pack(new Set([1, 2]));
+    expect(code(() => decodeFrame(set, "msgpack", limits))).toBe("BAD_FRAME");
+  });
+  test("a 64-bit integer beyond 2^53", () => {
+    expect(code(() => decodeFrame(new Uint8Array([0xcf, 0xff, 0, 0, 0, 0, 0, 0, 1]), "msgpack", limits))).toBe("BAD_FRAME");
+  });
+  test("truncated and trailing bytes", () => {
+    expect(code(() => decodeFrame(new Packr().pack({ a: "hello" }).subarray(0, 4), "msgpack", limits))).toBe("BAD_FRAME");
+    expect(code(() => decodeFrame(new Uint8Array([1, 2]), "msgpack", limits))).toBe("BAD_FRAME");
+  });
+  test("nesting past the limit, shallow and stack-overflow deep, and the decoder still works after", () => {
+    expect(code(() => decodeFrame(nested(33), "msgpack", limits))).toBe("NESTING_TOO_DEEP");
+    expect(code(() => decodeFrame(nested(500_000), "msgpack", { ...limits, maxFrameBytes: 1 << 21 }))).toBe("NESTING_TOO_DEEP");
+    expect(decodeFrame(nested(32), "msgpack", limits)).toBeDefined();
+    expect(decodeFrame(new Packr().pack({ ok: [1, "two"] }), "msgpack", limits)).toEqual({ ok: [1, "two"] });
+  });
+  test("oversized frames, counted in bytes", () => {
+    expect(code(() => decodeFrame(new Uint8Array(2000), "msgpack", { ...limits, maxFrameBytes: 1999 }))).toBe("FRAME_TOO_LARGE");
+    expect(code(() => decodeFrame("é".repeat(1000), "json", { ...limits, maxFrameBytes: 1999 }))).toBe("FRAME_TOO_LARGE");
+  });
+  test("invalid JSON and deep JSON", () => {
+    expect(code(() => decodeFrame("{", "json", limits))).toBe("BAD_FRAME");
+    expect(code(() => decodeFrame("[".repeat(40) + "]".repeat(40), "json", limits))).toBe("NESTING_TOO_DEEP");
+    expect(code(() => decodeFrame(new Uint8Array([0x22, 0xff, 0x22]), "json", limits))).toBe("BAD_FRAME");
+  });
+  test("plain data round-trips, binary included", () => {
+    const frame = { t: 10, cid: 1, event: { type: "x", data: new Uint8Array([1, 2, 3]), time: new Date(0) } };
+    expect(decodeFrame(encodeFrame(frame, "msgpack") as Uint8Array, "msgpack", limits)).toEqual(frame);
+  });
+  test("binary in JSON replies is base64", () => {
+    expect(encodeFrame({ b: Buffer.from([1, 2, 3]) }, "json")).toBe('{"b":"AQID"}');
+  });
+});
