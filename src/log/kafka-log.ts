@@ -1,0 +1,72 @@
+import { type PoolEvent, type PoolOptions, WorkerPool } from "../kafka/pool";
+import type { RecordSink } from "../kafka/worker-slot";
+import type { GatewayError } from "../protocol/errors";
+import { type AppendResults, type EventLog, type LogHealth, type LogRecord, newResults, setError } from "./event-log";
+import { murmur2 } from "./murmur2";
+
+/** Collects the outcomes of one append call, whichever workers its records went to. */
+class PendingAppend implements RecordSink {
+  readonly results: AppendResults;
+  private remaining: number;
+  private resolve!: (r: AppendResults) => void;
+  readonly promise: Promise<AppendResults>;
+
+  constructor(n: number) {
+    this.results = newResults(n);
+    this.remaining = n;
+    this.promise = new Promise((r) => (this.resolve = r));
+  }
+  delivered(index: number, partition: number, offset: number): void {
+    this.results.partitions[index] = partition;
+    this.results.offsets[index] = offset;
+    if (--this.remaining === 0) this.resolve(this.results);
+  }
+  failed(index: number, error: GatewayError): void {
+    setError(this.results, index, error);
+    if (--this.remaining === 0) this.resolve(this.results);
+  }
+}
+
+/**
+ * The EventLog over real Kafka, through the Node worker pool. A keyed record always goes to the same
+ * worker, hence the same producer, which is what keeps per-key order (librdkafka then keeps it per
+ * partition with idempotence on). Keyless records of one append stay together on one worker.
+ */
+export class KafkaLog implements EventLog {
+  readonly kind = "kafka" as const;
+  readonly pool: WorkerPool;
+  private roundRobin = 0;
+
+  constructor(options: PoolOptions, onEvent?: (e: PoolEvent) => void) {
+    this.pool = new WorkerPool(options, onEvent);
+  }
+
+  start(): Promise<void> {
+    return this.pool.start();
+  }
+
+  append(records: LogRecord[]): Promise<AppendResults> {
+    if (records.length === 0) return Promise.resolve(newResults(0));
+    const pending = new PendingAppend(records.length);
+    const workers = this.pool.slots.length;
+    const keyless = this.roundRobin++ % workers;
+    for (let i = 0; i < records.length; i++) {
+      const r = records[i]!;
+      const worker = r.key ? (murmur2(r.key) & 0x7fffffff) % workers : keyless;
+      this.pool.submit(worker, r.topic, r.key, r.value, r.timestamp, r.headers, pending, i);
+    }
+    return pending.promise;
+  }
+
+  isReady(): boolean {
+    return this.pool.isReady();
+  }
+
+  health(): LogHealth {
+    return { kind: "kafka", ready: this.isReady(), workers: this.pool.health() };
+  }
+
+  close(timeoutMs?: number): Promise<void> {
+    return this.pool.close(timeoutMs);
+  }
+}

@@ -1,0 +1,103 @@
+import { GatewayError } from "../protocol/errors";
+import { type AppendResults, type EventLog, type LogHealth, type LogRecord, newResults, setError } from "./event-log";
+import { partitionForKey } from "./murmur2";
+
+export interface MemoryLogOptions {
+  partitions: number;
+  /** Records kept per partition; older ones are dropped, as Kafka retention would. */
+  retentionRecords: number;
+}
+
+export interface StoredRecord extends LogRecord {
+  partition: number;
+  offset: number;
+}
+
+/** A partition as a ring: offsets keep counting while the oldest records fall off. */
+class Partition {
+  private readonly ring: Array<StoredRecord | undefined>;
+  private start = 0; // offset of the oldest retained record
+  next = 0; // offset the next record gets
+  constructor(readonly capacity: number) {
+    this.ring = new Array(capacity);
+  }
+  append(rec: StoredRecord): void {
+    this.ring[this.next % this.capacity] = rec;
+    this.next++;
+    if (this.next - this.start > this.capacity) this.start = this.next - this.capacity;
+  }
+  get earliest(): number {
+    return this.start;
+  }
+  read(from: number, max: number): StoredRecord[] {
+    const out: StoredRecord[] = [];
+    for (let o = Math.max(from, this.start); o < this.next && out.length < max; o++) out.push(this.ring[o % this.capacity]!);
+    return out;
+  }
+}
+
+/**
+ * The embedded log: Kafka's semantics (topics, partitions by key hash, monotonic offsets, retention)
+ * in one process, so the gateway runs with nothing else installed. Not durable across restarts.
+ */
+export class MemoryLog implements EventLog {
+  readonly kind = "memory" as const;
+  private readonly topics = new Map<string, Partition[]>();
+  private roundRobin = 0;
+  private closed = false;
+  private appended = 0;
+
+  constructor(private readonly options: MemoryLogOptions) {}
+
+  async start(): Promise<void> {}
+
+  append(records: LogRecord[]): Promise<AppendResults> {
+    const results = newResults(records.length);
+    for (let i = 0; i < records.length; i++) {
+      if (this.closed) {
+        setError(results, i, new GatewayError("SHUTTING_DOWN", "the gateway is shutting down"));
+        continue;
+      }
+      const rec = records[i]!;
+      const parts = this.partitionsOf(rec.topic);
+      const p = rec.key ? partitionForKey(rec.key, parts.length) : this.roundRobin++ % parts.length;
+      const part = parts[p]!;
+      const offset = part.next;
+      part.append({ ...rec, partition: p, offset });
+      results.partitions[i] = p;
+      results.offsets[i] = offset;
+    }
+    this.appended += records.length;
+    return Promise.resolve(results);
+  }
+
+  /** Reads retained records of one partition from `offset` on (for replay and tests). */
+  read(topic: string, partition: number, offset: number, max = 1000): StoredRecord[] {
+    return this.topics.get(topic)?.[partition]?.read(offset, max) ?? [];
+  }
+
+  offsets(topic: string): Array<{ earliest: number; next: number }> {
+    return (this.topics.get(topic) ?? []).map((p) => ({ earliest: p.earliest, next: p.next }));
+  }
+
+  isReady(): boolean {
+    return !this.closed;
+  }
+
+  health(): LogHealth {
+    return { kind: "memory", ready: !this.closed, topics: this.topics.size, appended: this.appended };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+  }
+
+  private partitionsOf(topic: string): Partition[] {
+    let parts = this.topics.get(topic);
+    if (!parts) {
+      parts = Array.from({ length: this.options.partitions }, () => new Partition(this.options.retentionRecords));
+      this.topics.set(topic, parts);
+    }
+    return parts;
+  }
+}
