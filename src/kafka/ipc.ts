@@ -1,0 +1,185 @@
+/**
+ * The wire between the Bun gateway and its Node Kafka workers: length-prefixed binary messages over
+ * a Unix socket, each carrying many records, so the process boundary costs one syscall per batch
+ * rather than per event. Shared verbatim by both sides (the worker is bundled from this source).
+ *
+ *   message  = u32le length (of type + body) · u8 type · body
+ *   PRODUCE  = u32 batchId · u32 count · count × record
+ *   record   = u16 topicLen · topic · i32 keyLen (-1 = null) · key · i32 valueLen · value
+ *              · f64 timestampMs · u16 headerCount · headerCount × (u16 nameLen · name · u32 len · value)
+ *   DELIVERY = u32 batchId · u32 count · count × (i32 partition · f64 offset · i32 errorIndex)
+ *              · u32 errorsJsonLen · errorsJson (DeliveryError[])
+ *   HELLO, READY, STATUS, SHUTDOWN = JSON body
+ */
+export const IpcType = {
+  HELLO: 1,
+  READY: 2,
+  STATUS: 3,
+  PRODUCE: 10,
+  DELIVERY: 11,
+  SHUTDOWN: 20,
+} as const;
+
+export interface DeliveryError {
+  /** librdkafka error code (negative for client-side errors, e.g. -192 message timed out). */
+  code: number;
+  name: string;
+  message: string;
+  retriable: boolean;
+}
+
+/** A reusable growable buffer: the hot path writes records into it without per-event allocation. */
+export class ByteWriter {
+  buf: Buffer;
+  pos = 0;
+  constructor(initial = 64 * 1024) {
+    this.buf = Buffer.allocUnsafe(initial);
+  }
+  ensure(n: number): void {
+    if (this.pos + n <= this.buf.length) return;
+    let size = this.buf.length * 2;
+    while (size < this.pos + n) size *= 2;
+    const next = Buffer.allocUnsafe(size);
+    this.buf.copy(next, 0, 0, this.pos);
+    this.buf = next;
+  }
+  u8(v: number): void {
+    this.ensure(1);
+    this.buf[this.pos++] = v;
+  }
+  u16(v: number): void {
+    this.ensure(2);
+    this.buf.writeUInt16LE(v, this.pos);
+    this.pos += 2;
+  }
+  u32(v: number): void {
+    this.ensure(4);
+    this.buf.writeUInt32LE(v, this.pos);
+    this.pos += 4;
+  }
+  i32(v: number): void {
+    this.ensure(4);
+    this.buf.writeInt32LE(v, this.pos);
+    this.pos += 4;
+  }
+  f64(v: number): void {
+    this.ensure(8);
+    this.buf.writeDoubleLE(v, this.pos);
+    this.pos += 8;
+  }
+  bytes(v: Uint8Array): void {
+    this.ensure(v.byteLength);
+    this.buf.set(v, this.pos);
+    this.pos += v.byteLength;
+  }
+  /** Length-prefixed UTF-8 (u16 length). */
+  shortString(s: string): void {
+    this.ensure(2 + s.length * 3);
+    const n = this.buf.write(s, this.pos + 2, "utf8");
+    this.buf.writeUInt16LE(n, this.pos);
+    this.pos += 2 + n;
+  }
+  /** A string as UTF-8 bytes with a u32 length: the same wire form as `u32 len · bytes`. */
+  longString(s: string): void {
+    this.ensure(4 + s.length * 3);
+    const n = this.buf.write(s, this.pos + 4, "utf8");
+    this.buf.writeUInt32LE(n, this.pos);
+    this.pos += 4 + n;
+  }
+  /** Nullable bytes with an i32 length, -1 for null. */
+  nullableBytes(v: Uint8Array | null): void {
+    if (v === null) return this.i32(-1);
+    this.i32(v.byteLength);
+    this.bytes(v);
+  }
+  /** Starts a message; returns the offset to pass to `endMessage`. */
+  beginMessage(type: number): number {
+    const start = this.pos;
+    this.ensure(5);
+    this.pos += 4;
+    this.buf[this.pos++] = type;
+    return start;
+  }
+  endMessage(start: number): void {
+    this.buf.writeUInt32LE(this.pos - start - 4, start);
+  }
+  /** Copies out what was written and resets, so the writer's buffer can be reused at once. */
+  take(): Buffer {
+    const out = Buffer.from(this.buf.subarray(0, this.pos));
+    this.pos = 0;
+    return out;
+  }
+}
+
+export function jsonMessage(type: number, body: unknown): Buffer {
+  const w = new ByteWriter(256);
+  const start = w.beginMessage(type);
+  w.bytes(Buffer.from(JSON.stringify(body)));
+  w.endMessage(start);
+  return w.take();
+}
+
+/** Splits a byte stream into whole messages. Emitted slices are only valid during the callback. */
+export class MessageReader {
+  private pending: Buffer | null = null;
+  constructor(private readonly onMessage: (type: number, body: Buffer) => void) {}
+
+  push(chunk: Buffer): void {
+    let data = this.pending ? Buffer.concat([this.pending, chunk]) : chunk;
+    this.pending = null;
+    let pos = 0;
+    while (data.length - pos >= 4) {
+      const len = data.readUInt32LE(pos);
+      if (data.length - pos - 4 < len) break;
+      this.onMessage(data[pos + 4]!, data.subarray(pos + 5, pos + 4 + len));
+      pos += 4 + len;
+    }
+    // Copy the tail: keeping a subarray would pin the whole (possibly large) chunk.
+    if (pos < data.length) this.pending = Buffer.from(data.subarray(pos));
+  }
+}
+
+/** Sequential reader over one message body. */
+export class ByteReader {
+  pos = 0;
+  constructor(readonly buf: Buffer) {}
+  u16(): number {
+    const v = this.buf.readUInt16LE(this.pos);
+    this.pos += 2;
+    return v;
+  }
+  u32(): number {
+    const v = this.buf.readUInt32LE(this.pos);
+    this.pos += 4;
+    return v;
+  }
+  i32(): number {
+    const v = this.buf.readInt32LE(this.pos);
+    this.pos += 4;
+    return v;
+  }
+  f64(): number {
+    const v = this.buf.readDoubleLE(this.pos);
+    this.pos += 8;
+    return v;
+  }
+  /** Zero-copy slice; librdkafka copies what it is given, so slices never outlive the call. */
+  slice(n: number): Buffer {
+    const v = this.buf.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    return v;
+  }
+  shortString(): string {
+    const n = this.u16();
+    const v = this.buf.toString("utf8", this.pos, this.pos + n);
+    this.pos += n;
+    return v;
+  }
+  nullableSlice(): Buffer | null {
+    const n = this.i32();
+    return n < 0 ? null : this.slice(n);
+  }
+  json<T>(): T {
+    return JSON.parse(this.buf.toString("utf8", this.pos)) as T;
+  }
+}

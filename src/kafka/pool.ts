@@ -1,0 +1,256 @@
+import { rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Socket, TCPSocketListener, UnixSocketListener } from "bun";
+import { GatewayError } from "../protocol/errors";
+import { ByteReader, type DeliveryError, IpcType, MessageReader, jsonMessage } from "./ipc";
+import { buildWorkerBundle, resolveNodeBinary } from "./node-runtime";
+import { SocketWriter } from "./socket-writer";
+import { type RecordSink, WorkerSlot } from "./worker-slot";
+import type { WorkerConfig } from "./worker";
+
+export interface PoolOptions {
+  workers: number;
+  /** librdkafka producer properties. */
+  producer: Record<string, string | number | boolean>;
+  nodeBinary?: string;
+  /** Records a worker may hold before new ones are refused with OVERLOADED. */
+  maxInflightPerWorker: number;
+  /** An open batch is sent as soon as it reaches this size, else at the end of the event-loop turn. */
+  flushBytes: number;
+  restartBackoffMinMs: number;
+  restartBackoffMaxMs: number;
+  /** How long start() waits for every worker to connect to Kafka before returning not-ready. */
+  connectTimeoutMs: number;
+}
+
+export type PoolEvent =
+  | { event: "worker_ready"; worker: number; pid: number }
+  | { event: "worker_exit"; worker: number; pid: number; reason: string; inflight: number; wasReady: boolean }
+  | { event: "worker_restart"; worker: number; delayMs: number }
+  | { event: "worker_status"; worker: number; level: string; message: string };
+
+interface ConnData {
+  slot: WorkerSlot | null;
+  generation: number;
+  reader: MessageReader;
+}
+
+const MSG_TIMED_OUT = -192;
+
+/**
+ * Starts and supervises the Node Kafka workers, routes records to them in binary batches and maps
+ * delivery reports back to whoever submitted each record. A worker that dies has everything it held
+ * failed as WORKER_LOST (retriable) and is restarted with backoff.
+ */
+export class WorkerPool {
+  readonly slots: WorkerSlot[];
+  private readonly socketPath = join(tmpdir(), `kgw-${process.pid}-${crypto.randomUUID().slice(0, 8)}.sock`);
+  private readonly token = crypto.randomUUID();
+  private listener: UnixSocketListener<ConnData> | TCPSocketListener<ConnData> | null = null;
+  private nodeBinary = "";
+  private bundle = { file: "", nodePath: "" };
+  private batchSeq = 0;
+  private flushScheduled = false;
+  private closing = false;
+  private readyWaiters: Array<() => void> = [];
+  private readonly nextBatchId = () => (this.batchSeq = (this.batchSeq + 1) >>> 0);
+  private readonly flushAll = () => {
+    this.flushScheduled = false;
+    for (const slot of this.slots) slot.flush();
+  };
+
+  constructor(
+    private readonly options: PoolOptions,
+    private readonly onEvent: (e: PoolEvent) => void = () => {},
+  ) {
+    this.slots = Array.from({ length: options.workers }, (_, i) => new WorkerSlot(i));
+  }
+
+  async start(): Promise<void> {
+    this.nodeBinary = resolveNodeBinary(this.options.nodeBinary);
+    this.bundle = await buildWorkerBundle(join(tmpdir(), `kgw-worker-${process.pid}`));
+    this.listener = Bun.listen<ConnData>({
+      unix: this.socketPath,
+      socket: {
+        open: (s) => {
+          s.data = { slot: null, generation: -1, reader: new MessageReader((type, body) => this.onMessage(s, type, body)) };
+        },
+        data: (s, chunk) => s.data.reader.push(chunk as Buffer),
+        drain: (s) => {
+          if (s.data.slot?.socket === s) s.data.slot.writer?.drain();
+        },
+        close: (s) => this.onSocketClosed(s),
+        error: () => {},
+      },
+    });
+    for (const slot of this.slots) this.spawn(slot);
+    await this.waitReady(this.options.connectTimeoutMs);
+  }
+
+  isReady(): boolean {
+    return !this.closing && this.slots.every((s) => s.state === "ready");
+  }
+
+  /** Queues one record on a worker; its outcome arrives later through `sink`. */
+  submit(worker: number, topic: string, key: Uint8Array | null, value: Uint8Array | null, timestamp: number, headers: Array<[string, string | Uint8Array]>, sink: RecordSink, index: number): void {
+    const slot = this.slots[worker]!;
+    if (this.closing) return sink.failed(index, new GatewayError("SHUTTING_DOWN", "the gateway is shutting down"));
+    if (slot.state !== "ready") return sink.failed(index, new GatewayError("UNAVAILABLE", `Kafka worker ${worker} is ${slot.state === "stopped" ? "stopped" : "not connected to Kafka yet"}`));
+    if (slot.inflight >= this.options.maxInflightPerWorker) {
+      return sink.failed(index, new GatewayError("OVERLOADED", `Kafka worker ${worker} already holds ${slot.inflight} unacknowledged events; retry after acks arrive`));
+    }
+    slot.add(topic, key, value, timestamp, headers, sink, index, this.nextBatchId);
+    if (slot.openBytes >= this.options.flushBytes) slot.flush();
+    else if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(this.flushAll);
+    }
+  }
+
+  health() {
+    return this.slots.map((s) => ({
+      worker: s.index,
+      pid: s.pid,
+      state: s.state,
+      inflight: s.inflight,
+      restarts: s.restarts,
+      queuedBytes: s.writer?.queuedBytes ?? 0,
+      lastError: s.lastError || undefined,
+    }));
+  }
+
+  async close(timeoutMs = 10_000): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    this.flushAll();
+    const shutdown = jsonMessage(IpcType.SHUTDOWN, { timeoutMs });
+    for (const slot of this.slots) slot.writer?.write(shutdown);
+    const deadline = Date.now() + timeoutMs + 2000;
+    while (Date.now() < deadline && this.slots.some((s) => s.proc && s.proc.exitCode === null && s.proc.signalCode === null)) {
+      await Bun.sleep(20);
+    }
+    for (const slot of this.slots) {
+      slot.proc?.kill("SIGKILL");
+      slot.failEverything("the gateway shut down");
+      slot.state = "stopped";
+    }
+    this.listener?.stop(true);
+    rmSync(this.socketPath, { force: true });
+  }
+
+  private spawn(slot: WorkerSlot): void {
+    slot.generation++;
+    slot.state = "starting";
+    const config: WorkerConfig = { socketPath: this.socketPath, workerIndex: slot.index, token: `${this.token}:${slot.generation}`, producer: this.options.producer };
+    const generation = slot.generation;
+    slot.proc = Bun.spawn([this.nodeBinary, this.bundle.file], {
+      env: { ...process.env, NODE_PATH: this.bundle.nodePath, KGW_WORKER_CONFIG: JSON.stringify(config) },
+      stdin: "ignore",
+      stdout: "inherit",
+      stderr: "inherit",
+      onExit: (_proc, code, signal) => this.onLost(slot, generation, signal ? `signal ${signal}` : `exit code ${code}`),
+    });
+    slot.pid = slot.proc.pid;
+  }
+
+  private onMessage(s: Socket<ConnData>, type: number, body: Buffer): void {
+    if (type === IpcType.DELIVERY) return this.onDelivery(s.data.slot!, new ByteReader(body));
+    const msg = new ByteReader(body).json<Record<string, unknown>>();
+    if (type === IpcType.HELLO) {
+      const [token, gen] = String(msg.token).split(":");
+      const slot = this.slots[Number(msg.workerIndex)];
+      if (token !== this.token || !slot || Number(gen) !== slot.generation) return void s.end();
+      if (msg.runtime !== "node") {
+        slot.lastError = "the worker ran on Bun, where the librdkafka addon cannot load";
+        return void s.end();
+      }
+      s.data.slot = slot;
+      s.data.generation = slot.generation;
+      slot.socket = s as Socket<unknown>;
+      slot.writer = new SocketWriter(s as Socket<unknown>);
+      slot.state = "connected";
+    } else if (type === IpcType.READY) {
+      const slot = s.data.slot!;
+      slot.state = "ready";
+      slot.readySince = Date.now();
+      slot.lastError = "";
+      this.onEvent({ event: "worker_ready", worker: slot.index, pid: slot.pid });
+      if (this.isReady()) for (const w of this.readyWaiters.splice(0)) w();
+    } else if (type === IpcType.STATUS) {
+      const slot = s.data.slot;
+      if (slot) slot.lastError = String(msg.message);
+      this.onEvent({ event: "worker_status", worker: slot?.index ?? -1, level: String(msg.level), message: String(msg.message) });
+    }
+  }
+
+  private onDelivery(slot: WorkerSlot, r: ByteReader): void {
+    const batchId = r.u32();
+    const count = r.u32();
+    const batch = slot.sent.get(batchId);
+    if (!batch) return;
+    slot.sent.delete(batchId);
+    const recordsStart = r.pos;
+    r.pos = recordsStart + count * 16;
+    const errorsLen = r.u32();
+    const errors = errorsLen > 2 ? (JSON.parse(r.buf.toString("utf8", r.pos, r.pos + errorsLen)) as DeliveryError[]) : [];
+    r.pos = recordsStart;
+    for (let i = 0; i < count; i++) {
+      const partition = r.i32();
+      const offset = r.f64();
+      const errorIndex = r.i32();
+      if (errorIndex < 0) batch.sinks[i]!.delivered(batch.indexes[i]!, partition, offset);
+      else batch.sinks[i]!.failed(batch.indexes[i]!, toGatewayError(errors[errorIndex]!));
+    }
+    slot.inflight -= count;
+  }
+
+  private onSocketClosed(s: Socket<ConnData>): void {
+    const slot = s.data.slot;
+    if (slot && slot.socket === s) this.onLost(slot, s.data.generation, "its socket closed");
+  }
+
+  private onLost(slot: WorkerSlot, generation: number, reason: string): void {
+    if (slot.generation !== generation || slot.state === "stopped" && this.closing) return;
+    const inflight = slot.inflight;
+    const wasReady = slot.state === "ready";
+    const wasReadyFor = slot.readySince ? Date.now() - slot.readySince : 0;
+    slot.socket?.end();
+    slot.socket = null;
+    slot.writer = null;
+    slot.readySince = 0;
+    slot.failEverything(reason);
+    slot.generation++; // whichever of exit and socket-close comes second is ignored
+    if (slot.proc && slot.proc.exitCode === null && slot.proc.signalCode === null) slot.proc.kill("SIGKILL");
+    this.onEvent({ event: "worker_exit", worker: slot.index, pid: slot.pid, reason, inflight, wasReady });
+    if (this.closing) {
+      slot.state = "stopped";
+      return;
+    }
+    slot.state = "starting";
+    // A worker that ran for a while gets restarted at once; one that keeps dying backs off.
+    slot.consecutiveFailures = wasReadyFor > 10_000 ? 0 : slot.consecutiveFailures + 1;
+    const delayMs = Math.min(this.options.restartBackoffMaxMs, this.options.restartBackoffMinMs * 2 ** Math.max(0, slot.consecutiveFailures - 1));
+    slot.restarts++;
+    this.onEvent({ event: "worker_restart", worker: slot.index, delayMs });
+    setTimeout(() => {
+      if (!this.closing) this.spawn(slot);
+    }, delayMs);
+  }
+
+  private waitReady(timeoutMs: number): Promise<void> {
+    if (this.isReady()) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, timeoutMs);
+      this.readyWaiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+}
+
+function toGatewayError(e: DeliveryError): GatewayError {
+  if (e.code === MSG_TIMED_OUT) return new GatewayError("PUBLISH_TIMEOUT", `Kafka did not acknowledge the event in time (${e.message})`);
+  return new GatewayError(e.retriable ? "KAFKA_RETRIABLE" : "KAFKA_REJECTED", `${e.name}: ${e.message}`);
+}

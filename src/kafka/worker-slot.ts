@@ -1,0 +1,120 @@
+import type { Socket, Subprocess } from "bun";
+import { GatewayError } from "../protocol/errors";
+import { ByteWriter, IpcType } from "./ipc";
+import type { SocketWriter } from "./socket-writer";
+
+/** Where a record's outcome goes: the append call that submitted it, at its index. */
+export interface RecordSink {
+  delivered(index: number, partition: number, offset: number): void;
+  failed(index: number, error: GatewayError): void;
+}
+
+/** Records of one PRODUCE message, in order, with where each outcome goes. */
+export interface SentBatch {
+  sinks: RecordSink[];
+  indexes: number[];
+}
+
+export type SlotState = "starting" | "connected" | "ready" | "stopped";
+
+/** One worker process and everything the gateway tracks about it. */
+export class WorkerSlot {
+  state: SlotState = "starting";
+  proc: Subprocess | null = null;
+  socket: Socket<unknown> | null = null;
+  writer: SocketWriter | null = null;
+  generation = 0;
+  restarts = 0;
+  consecutiveFailures = 0;
+  readySince = 0;
+  inflight = 0;
+  pid = 0;
+  lastError = "";
+  readonly sent = new Map<number, SentBatch>();
+
+  // The batch being filled; written out on the next flush.
+  private readonly out = new ByteWriter(256 * 1024);
+  private messageStart = -1;
+  private countPos = 0;
+  private openBatch: SentBatch | null = null;
+  private openBatchId = 0;
+
+  constructor(readonly index: number) {}
+
+  get openBytes(): number {
+    return this.out.pos;
+  }
+
+  /** Appends one record to the open batch; `nextBatchId` is called when a new batch starts. */
+  add(
+    topic: string,
+    key: Uint8Array | null,
+    value: Uint8Array | null,
+    timestamp: number,
+    headers: Array<[string, string | Uint8Array]>,
+    sink: RecordSink,
+    index: number,
+    nextBatchId: () => number,
+  ): void {
+    const w = this.out;
+    if (!this.openBatch) {
+      this.openBatchId = nextBatchId();
+      this.openBatch = { sinks: [], indexes: [] };
+      this.messageStart = w.beginMessage(IpcType.PRODUCE);
+      w.u32(this.openBatchId);
+      this.countPos = w.pos;
+      w.u32(0);
+    }
+    w.shortString(topic);
+    w.nullableBytes(key);
+    w.nullableBytes(value);
+    w.f64(timestamp);
+    w.u16(headers.length);
+    for (let h = 0; h < headers.length; h++) {
+      const [name, v] = headers[h]!;
+      w.shortString(name);
+      if (typeof v === "string") w.longString(v);
+      else {
+        w.u32(v.byteLength);
+        w.bytes(v);
+      }
+    }
+    this.openBatch.sinks.push(sink);
+    this.openBatch.indexes.push(index);
+    this.inflight++;
+  }
+
+  /** Sends the open batch to the worker, if any. */
+  flush(): void {
+    const batch = this.openBatch;
+    if (!batch) return;
+    this.openBatch = null;
+    this.out.buf.writeUInt32LE(batch.sinks.length, this.countPos);
+    this.out.endMessage(this.messageStart);
+    const bytes = this.out.take();
+    if (!this.writer) return this.fail(batch, new GatewayError("UNAVAILABLE", "the Kafka worker is not connected"));
+    this.sent.set(this.openBatchId, batch);
+    this.writer.write(bytes);
+  }
+
+  /**
+   * The worker is gone. Records it had may or may not have reached Kafka (WORKER_LOST says so);
+   * records still in our own open batch never left this process.
+   */
+  failEverything(reason: string): void {
+    if (this.openBatch) {
+      const batch = this.openBatch;
+      this.openBatch = null;
+      this.out.pos = 0;
+      this.fail(batch, new GatewayError("UNAVAILABLE", `the Kafka worker is unavailable: ${reason}`));
+    }
+    const lost = new GatewayError("WORKER_LOST", `the Kafka worker exited (${reason}) before Kafka acknowledged the event; it may or may not have been written`);
+    for (const batch of this.sent.values()) this.fail(batch, lost);
+    this.sent.clear();
+  }
+
+  private fail(batch: SentBatch, error: GatewayError): void {
+    for (let i = 0; i < batch.sinks.length; i++) batch.sinks[i]!.failed(batch.indexes[i]!, error);
+    this.inflight -= batch.sinks.length;
+  }
+}

@@ -1,0 +1,232 @@
+/**
+ * A Kafka worker process. Runs on Node, never Bun: the librdkafka addon does not load in Bun, so the
+ * gateway bundles this file for Node and supervises a pool of them (see pool.ts). One producer per
+ * process; records arrive in PRODUCE batches and go to librdkafka's produce() with delivery reports,
+ * and each batch is answered by one DELIVERY message once its last report is in.
+ */
+import * as net from "node:net";
+import Kafka from "@confluentinc/kafka-javascript";
+import { ByteReader, ByteWriter, type DeliveryError, IpcType, MessageReader, jsonMessage } from "./ipc";
+
+export interface WorkerConfig {
+  socketPath: string;
+  workerIndex: number;
+  token: string;
+  producer: Record<string, string | number | boolean>;
+}
+
+const QUEUE_FULL = -184; // RD_KAFKA_RESP_ERR__QUEUE_FULL
+// opaque = batchId * 2^20 + index: a number, so delivery reports need no per-event object.
+const INDEX_BITS = 1048576;
+
+interface PendingBatch {
+  remaining: number;
+  partitions: Int32Array;
+  offsets: Float64Array;
+  errorIndex: Int32Array;
+  errors: DeliveryError[];
+}
+
+interface QueuedRecord {
+  topic: string;
+  value: Buffer | null;
+  key: Buffer | null;
+  timestamp: number;
+  opaque: number;
+  headers: Array<Record<string, Buffer>> | undefined;
+}
+
+const config: WorkerConfig = JSON.parse(process.env.KGW_WORKER_CONFIG ?? "{}");
+const batches = new Map<number, PendingBatch>();
+// Records librdkafka refused with queue-full, in order; retried before anything newer so that
+// per-key order survives the stall. Bounded by the gateway's per-worker in-flight cap.
+const backlog: QueuedRecord[] = [];
+let backlogTimer: NodeJS.Timeout | null = null;
+let producerReady = false;
+let shuttingDown = false;
+
+const socket = net.createConnection(config.socketPath);
+socket.setNoDelay(true);
+const send = (buf: Buffer) => socket.write(buf);
+
+socket.on("connect", () => {
+  send(
+    jsonMessage(IpcType.HELLO, {
+      workerIndex: config.workerIndex,
+      token: config.token,
+      pid: process.pid,
+      runtime: typeof (globalThis as { Bun?: unknown }).Bun === "undefined" ? "node" : "bun",
+      node: process.versions.node,
+      librdkafka: Kafka.librdkafkaVersion,
+    }),
+  );
+});
+// Without the gateway there is nobody to acknowledge to: leave rather than linger as an orphan.
+socket.on("close", () => shutdown(2000));
+socket.on("error", () => {});
+
+const producer = new Kafka.Producer({ ...config.producer, dr_cb: true } as never);
+
+producer.on("ready", () => {
+  producerReady = true;
+  producer.setPollInBackground(true);
+  send(jsonMessage(IpcType.READY, {}));
+});
+producer.on("event.error", (err: { code: number; message: string }) => {
+  send(jsonMessage(IpcType.STATUS, { level: "warn", event: "kafka_error", code: err.code, message: err.message }));
+});
+producer.on("delivery-report", ((err: LibError | null, report: { opaque?: unknown; partition: number; offset: number }) => {
+  const opaque = report.opaque as number;
+  const batchId = Math.floor(opaque / INDEX_BITS);
+  const index = opaque - batchId * INDEX_BITS;
+  const batch = batches.get(batchId);
+  if (!batch) return;
+  if (err) {
+    batch.partitions[index] = -1;
+    batch.offsets[index] = -1;
+    batch.errorIndex[index] = batch.errors.push(toDeliveryError(err)) - 1;
+  } else {
+    batch.partitions[index] = report.partition;
+    batch.offsets[index] = report.offset;
+  }
+  if (--batch.remaining === 0) finishBatch(batchId, batch);
+  if (backlog.length > 0) scheduleBacklog(0);
+}) as never);
+
+connectProducer();
+
+function connectProducer(): void {
+  producer.connect({}, (err: unknown) => {
+    if (!err) return;
+    send(jsonMessage(IpcType.STATUS, { level: "warn", event: "connect_failed", message: String((err as Error).message ?? err) }));
+    setTimeout(connectProducer, 1000);
+  });
+}
+
+const reader = new MessageReader((type, body) => {
+  if (type === IpcType.PRODUCE) onProduce(new ByteReader(body));
+  else if (type === IpcType.SHUTDOWN) shutdown(body.length > 0 ? new ByteReader(body).json<{ timeoutMs: number }>().timeoutMs : 5000);
+});
+socket.on("data", (chunk: Buffer) => reader.push(chunk));
+
+function onProduce(r: ByteReader): void {
+  const batchId = r.u32();
+  const count = r.u32();
+  batches.set(batchId, {
+    remaining: count,
+    partitions: new Int32Array(count),
+    offsets: new Float64Array(count),
+    errorIndex: new Int32Array(count).fill(-1),
+    errors: [],
+  });
+  for (let i = 0; i < count; i++) {
+    const topic = r.shortString();
+    const key = r.nullableSlice();
+    const value = r.nullableSlice();
+    const timestamp = r.f64();
+    const headerCount = r.u16();
+    let headers: Array<Record<string, Buffer>> | undefined;
+    if (headerCount > 0) {
+      headers = new Array(headerCount);
+      for (let h = 0; h < headerCount; h++) {
+        const name = r.shortString();
+        headers[h] = { [name]: r.slice(r.u32()) };
+      }
+    }
+    const rec: QueuedRecord = { topic, value, key, timestamp, opaque: batchId * INDEX_BITS + i, headers };
+    if (backlog.length > 0 || !producerReady) backlog.push(rec);
+    else if (!tryProduce(rec)) backlog.push(rec);
+  }
+  if (backlog.length > 0) scheduleBacklog(producerReady ? 1 : 50);
+}
+
+/** Returns false on queue-full (the caller keeps the record); any other error fails the record. */
+function tryProduce(rec: QueuedRecord): boolean {
+  try {
+    producer.produce(rec.topic, null, rec.value, rec.key, rec.timestamp, rec.opaque, rec.headers);
+    return true;
+  } catch (e) {
+    const err = e as LibError;
+    if (err.code === QUEUE_FULL) return false;
+    failRecord(rec.opaque, toDeliveryError(err));
+    return true;
+  }
+}
+
+function failRecord(opaque: number, error: DeliveryError): void {
+  const batchId = Math.floor(opaque / INDEX_BITS);
+  const index = opaque - batchId * INDEX_BITS;
+  const batch = batches.get(batchId);
+  if (!batch) return;
+  batch.partitions[index] = -1;
+  batch.offsets[index] = -1;
+  batch.errorIndex[index] = batch.errors.push(error) - 1;
+  if (--batch.remaining === 0) finishBatch(batchId, batch);
+}
+
+function scheduleBacklog(delayMs: number): void {
+  if (backlogTimer) return;
+  backlogTimer = setTimeout(drainBacklog, delayMs);
+}
+
+function drainBacklog(): void {
+  backlogTimer = null;
+  if (!producerReady) return scheduleBacklog(50);
+  let i = 0;
+  while (i < backlog.length && tryProduce(backlog[i]!)) i++;
+  backlog.splice(0, i);
+  if (backlog.length > 0) scheduleBacklog(1);
+}
+
+const out = new ByteWriter(16 * 1024);
+function finishBatch(batchId: number, b: PendingBatch): void {
+  batches.delete(batchId);
+  const start = out.beginMessage(IpcType.DELIVERY);
+  out.u32(batchId);
+  out.u32(b.partitions.length);
+  for (let i = 0; i < b.partitions.length; i++) {
+    out.i32(b.partitions[i]!);
+    out.f64(b.offsets[i]!);
+    out.i32(b.errorIndex[i]!);
+  }
+  const errors = Buffer.from(b.errors.length ? JSON.stringify(b.errors) : "[]");
+  out.u32(errors.length);
+  out.bytes(errors);
+  out.endMessage(start);
+  send(out.take());
+}
+
+interface LibError {
+  code: number;
+  message: string;
+  isRetriable?: boolean;
+  retriable?: boolean;
+}
+
+function toDeliveryError(err: LibError): DeliveryError {
+  return { code: err.code, name: codeName(err.code), message: err.message, retriable: Boolean(err.isRetriable ?? err.retriable) };
+}
+
+let codeNames: Map<number, string> | null = null;
+function codeName(code: number): string {
+  if (!codeNames) {
+    codeNames = new Map();
+    for (const [k, v] of Object.entries(Kafka.CODES.ERRORS as Record<string, number>)) codeNames.set(v, k);
+  }
+  return codeNames.get(code) ?? `ERR_${code}`;
+}
+
+function shutdown(timeoutMs: number): void {
+  if (shuttingDown) return;
+  shuttingDown = true;
+  const exit = () => process.exit(0);
+  if (!producerReady) return exit();
+  // Give queued records their delivery reports (and the gateway its acks) before leaving.
+  const deadline = Date.now() + timeoutMs;
+  const waitForBacklog = () => {
+    if (backlog.length > 0 && Date.now() < deadline) return void setTimeout(waitForBacklog, 10);
+    producer.flush(Math.max(0, deadline - Date.now()), () => setTimeout(() => producer.disconnect(exit), 20));
+  };
+  waitForBacklog();
+  setTimeout(exit, timeoutMs + 1000).unref();
+}
