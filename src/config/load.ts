@@ -1,0 +1,57 @@
+import { readFileSync } from "node:fs";
+import { type Config, ConfigSchema, type SettingName, settings } from "./schema";
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+/**
+ * Reads the configuration once: defaults, then the JSON file named by CONFIG_FILE (keys are the
+ * variable names), then the environment. Returns a frozen object or throws one readable line.
+ */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const input: Record<string, unknown> = {};
+  if (env.CONFIG_FILE) {
+    let file: unknown;
+    try {
+      file = JSON.parse(readFileSync(env.CONFIG_FILE, "utf8"));
+    } catch (e) {
+      throw new ConfigError(`config: CONFIG_FILE ${env.CONFIG_FILE} could not be read as JSON: ${(e as Error).message}`);
+    }
+    if (typeof file !== "object" || file === null || Array.isArray(file)) throw new ConfigError(`config: CONFIG_FILE ${env.CONFIG_FILE} must hold a JSON object`);
+    for (const [k, v] of Object.entries(file)) {
+      if (!(k in settings)) throw new ConfigError(`config: CONFIG_FILE ${env.CONFIG_FILE} has unknown setting ${k}`);
+      input[k] = v;
+    }
+  }
+  for (const name of Object.keys(settings) as SettingName[]) {
+    const v = env[name];
+    if (v !== undefined && v !== "") input[name] = v;
+  }
+  const parsed = ConfigSchema.safeParse(input);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const name = String(issue.path[0]);
+    throw new ConfigError(`config: ${name} ${issue.message.toLowerCase()} (got ${JSON.stringify(input[name])})`);
+  }
+  const config = parsed.data;
+  try {
+    new RegExp(config.TOPIC_ALLOW);
+  } catch (e) {
+    throw new ConfigError(`config: TOPIC_ALLOW is not a valid regular expression: ${(e as Error).message}`);
+  }
+  parseKafkaProperties(config.KAFKA_PROPERTIES);
+  return Object.freeze(config);
+}
+
+/** `a.b=1,c.d=x` → { "a.b": "1", "c.d": "x" }. */
+export function parseKafkaProperties(spec: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const pair of spec.split(",").map((p) => p.trim()).filter(Boolean)) {
+    const eq = pair.indexOf("=");
+    if (eq <= 0) throw new ConfigError(`config: KAFKA_PROPERTIES entry "${pair}" is not of the form name=value`);
+    out[pair.slice(0, eq).trim()] = pair.slice(eq + 1).trim();
+  }
+  return out;
+}
+

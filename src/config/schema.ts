@@ -1,0 +1,40 @@
+import { availableParallelism } from "node:os";
+import { z } from "zod";
+
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
+const bool = z.union([z.boolean(), z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1")]);
+
+/**
+ * Every setting, its environment variable, default and bounds. The README's configuration table is
+ * checked against this list by test/config/config.test.ts.
+ */
+export const settings = {
+  HOST: z.string().min(1).default("0.0.0.0").describe("Address to listen on"),
+  PORT: int(0, 65535).default(8080).describe("HTTP and WebSocket port (0 picks a free one)"),
+  LOG_LEVEL: z.enum(["debug", "info", "warn", "error"]).default("info").describe("Minimum level of the JSON log lines on stdout"),
+  DEFAULT_TOPIC: z.string().regex(/^[a-zA-Z0-9._-]{1,249}$/).default("events").describe("Topic for frames and requests that name none"),
+  TOPIC_ALLOW: z.string().default(".*").describe("Regular expression a topic must match to be published to"),
+  MAX_FRAME_BYTES: int(1024, 64 * 1024 * 1024).default(1024 * 1024).describe("Largest frame or HTTP body accepted; larger gets FRAME_TOO_LARGE"),
+  MAX_BATCH_EVENTS: int(1, 100_000).default(1000).describe("Most events in one publish_batch"),
+  MAX_DEPTH: int(2, 256).default(32).describe("Deepest nesting accepted in a frame"),
+  PUBLISH_WINDOW: int(1, 10_000_000).default(10_000).describe("Unacknowledged events one connection may have in flight"),
+  KAFKA_BROKERS: z.string().default("").describe("Comma-separated bootstrap brokers; empty runs the embedded log"),
+  KAFKA_WORKERS: int(1, 64).default(availableParallelism()).describe("Node worker processes, one producer each (default: cores)"),
+  KAFKA_CLIENT_ID: z.string().min(1).default("kafka-ws-gateway").describe("client.id of the producers"),
+  KAFKA_ACKS: z.enum(["all", "1", "0", "-1"]).default("all").describe("Producer acks"),
+  KAFKA_LINGER_MS: int(0, 60_000).default(5).describe("Producer linger.ms"),
+  KAFKA_COMPRESSION: z.enum(["none", "gzip", "snappy", "lz4", "zstd"]).default("lz4").describe("Producer compression.type"),
+  KAFKA_MESSAGE_TIMEOUT_MS: int(1000, 3_600_000).default(30_000).describe("Time Kafka gets to acknowledge an event before it is nacked PUBLISH_TIMEOUT"),
+  KAFKA_PROPERTIES: z.string().default("").describe("Extra librdkafka properties as k=v pairs separated by commas (e.g. security.protocol=SASL_SSL)"),
+  KAFKA_MAX_INFLIGHT_PER_WORKER: int(100, 10_000_000).default(100_000).describe("Events one worker may hold unacknowledged before new ones get OVERLOADED"),
+  KAFKA_CONNECT_TIMEOUT_MS: int(0, 600_000).default(30_000).describe("How long start-up waits for the workers to reach Kafka before serving as not ready"),
+  NODE_BINARY: z.string().default("").describe("Node.js (>= 20) for the Kafka workers; found on PATH when empty"),
+  EMBEDDED_PARTITIONS: int(1, 10_000).default(3).describe("Partitions per topic in the embedded log"),
+  EMBEDDED_RETENTION_RECORDS: int(1, 100_000_000).default(100_000).describe("Records kept per partition in the embedded log"),
+  SHUTDOWN_TIMEOUT_MS: int(0, 600_000).default(10_000).describe("On SIGTERM, how long in-flight events get to be acknowledged"),
+  METRICS_ENABLED: bool.default(true).describe("Serve GET /metrics"),
+} as const;
+
+export const ConfigSchema = z.object(settings);
+export type Config = Readonly<z.infer<typeof ConfigSchema>>;
+export type SettingName = keyof typeof settings;

@@ -1,0 +1,102 @@
+import type { Config } from "../config/schema";
+import { type PublishOutcome, type Publisher, wireError } from "../ingest/publisher";
+import type { Metrics } from "../metrics/metrics";
+import { decodeFrame } from "../protocol/codec";
+import { ErrorCodes } from "../protocol/codes";
+import { GatewayError } from "../protocol/errors";
+import { errorResponse, json } from "./responses";
+
+/**
+ * HTTP ingestion for clients that cannot hold a socket: the same validation, codes and records as
+ * the WebSocket path, JSON in and out. A batch is not all-or-nothing: valid events are published
+ * and each invalid one gets its own error, exactly as publish_batch does over a socket.
+ */
+export function createEventRoutes(deps: { config: Config; publisher: Publisher; metrics: Metrics }) {
+  const { config, publisher, metrics } = deps;
+  const limits = { maxFrameBytes: config.MAX_FRAME_BYTES, maxDepth: config.MAX_DEPTH };
+
+  async function readBody(req: Request): Promise<unknown> {
+    const type = req.headers.get("content-type") ?? "";
+    if (!/^application\/(.+\+)?json\b/i.test(type)) {
+      throw new GatewayError("UNSUPPORTED_MEDIA_TYPE", `send Content-Type: application/json (got ${type || "none"})`);
+    }
+    const declared = Number(req.headers.get("content-length") ?? 0);
+    if (declared > config.MAX_FRAME_BYTES) throw new GatewayError("FRAME_TOO_LARGE", `body of ${declared} bytes exceeds the ${config.MAX_FRAME_BYTES}-byte limit`);
+    const body = new Uint8Array(await req.arrayBuffer());
+    return decodeFrame(body, "json", limits);
+  }
+
+  function rejected(e: unknown): Response {
+    const err = wireError(e);
+    metrics.framesRejected.inc({ transport: "http", code: err.code });
+    return errorResponse(err);
+  }
+
+  /** `{topic?, events: [...]}` or a bare array of events. */
+  function batchOf(body: unknown): { topic?: string; events: unknown[] } {
+    if (Array.isArray(body)) return { events: body };
+    if (typeof body === "object" && body !== null && Array.isArray((body as { events?: unknown }).events)) {
+      const { topic, events } = body as { topic?: unknown; events: unknown[] };
+      if (topic !== undefined && typeof topic !== "string") throw new GatewayError("INVALID_FRAME", "topic must be a string");
+      return { topic: topic as string | undefined, events };
+    }
+    throw new GatewayError("INVALID_FRAME", "a batch is {\"events\": [...]} or a JSON array of events");
+  }
+
+  function results(o: PublishOutcome) {
+    // `ids` has holes where an event was rejected before its id was read: iterate by index.
+    return Array.from({ length: o.ids.length }, (_, i) => {
+      const err = o.errors?.[i];
+      const id = o.ids[i] ?? null;
+      return err ? { index: i, id, error: err } : { index: i, id, partition: o.partitions[i], offset: o.offsets[i] };
+    });
+  }
+
+  return {
+    async publishOne(req: Request): Promise<Response> {
+      const started = performance.now();
+      try {
+        const event = await readBody(req);
+        const topic = publisher.topicFor(new URL(req.url).searchParams.get("topic") ?? undefined);
+        const o = await publisher.publish(publisher.prepare([event], topic, "json", "http"), "http");
+        metrics.publishLatency.observe({ transport: "http" }, (performance.now() - started) / 1000);
+        const err = o.errors?.[0];
+        if (err) return json({ id: o.ids[0], error: err }, ErrorCodes[err.code].http);
+        return json({ id: o.ids[0], topic, partition: o.partitions[0], offset: o.offsets[0] }, 202);
+      } catch (e) {
+        return rejected(e);
+      }
+    },
+
+    async publishBatch(req: Request): Promise<Response> {
+      const started = performance.now();
+      try {
+        const batch = batchOf(await readBody(req));
+        const topic = publisher.topicFor(batch.topic ?? new URL(req.url).searchParams.get("topic") ?? undefined);
+        const o = await publisher.publish(publisher.prepare(batch.events, topic, "json", "http"), "http");
+        metrics.publishLatency.observe({ transport: "http" }, (performance.now() - started) / 1000);
+        // 202 all published; 207 some; all failed: the first error's status (400 invalid, 503 retry…).
+        const firstError = o.errors?.find(Boolean);
+        const status = o.failed === 0 ? 202 : o.failed < o.ids.length ? 207 : ErrorCodes[firstError!.code].http;
+        return json({ topic, published: o.ids.length - o.failed, failed: o.failed, results: results(o) }, status);
+      } catch (e) {
+        return rejected(e);
+      }
+    },
+
+    /** Dry run: the same checks as a publish, nothing written. */
+    async validate(req: Request): Promise<Response> {
+      try {
+        const body = await readBody(req);
+        const isBatch = Array.isArray(body) || (typeof body === "object" && body !== null && "events" in body);
+        const batch = isBatch ? batchOf(body) : { topic: undefined, events: [body] };
+        const topic = publisher.topicFor(batch.topic ?? new URL(req.url).searchParams.get("topic") ?? undefined);
+        const p = publisher.prepare(batch.events, topic, "json", "http");
+        const errors = (p.errors ?? []).flatMap((err, index) => (err ? [{ index, error: err }] : []));
+        return json({ valid: errors.length === 0, topic, count: p.total, errors }, errors.length === 0 ? 200 : 400);
+      } catch (e) {
+        return rejected(e);
+      }
+    },
+  };
+}

@@ -1,0 +1,127 @@
+import type { Config } from "../config/schema";
+import type { EventLog, LogRecord } from "../log/event-log";
+import type { Metrics } from "../metrics/metrics";
+import type { CodecName } from "../protocol/codec";
+import { GatewayError, type WireError, isGatewayError, toWireError } from "../protocol/errors";
+import { EnvelopeSchema, TOPIC_NAME, describeIssues } from "../protocol/frames";
+import { toRecord } from "./to-record";
+
+export type Transport = "ws" | "http";
+
+/** Outcome of one publish request, by event index. Either `errors[i]` or partitions/offsets. */
+export interface PublishOutcome {
+  topic: string;
+  ids: string[];
+  partitions: number[];
+  offsets: number[];
+  errors: Array<WireError | undefined> | null;
+  failed: number;
+}
+
+/** Events of one request that passed validation, ready for the log. */
+export interface Prepared {
+  topic: string;
+  ids: string[];
+  records: LogRecord[];
+  /** For each record, the index of its event in the request. */
+  positions: number[];
+  errors: Array<WireError | undefined> | null;
+  total: number;
+}
+
+/**
+ * The transport-independent half of ingest: topic checks, envelope validation, record building, the
+ * append itself and the bookkeeping of in-flight events. The WebSocket and HTTP edges only decode
+ * and encode frames around it.
+ */
+export class Publisher {
+  private readonly topicAllow: RegExp;
+  private inflight = 0;
+
+  constructor(
+    private readonly log: EventLog,
+    private readonly config: Config,
+    private readonly metrics: Metrics,
+  ) {
+    this.topicAllow = new RegExp(config.TOPIC_ALLOW);
+  }
+
+  get eventsInflight(): number {
+    return this.inflight;
+  }
+
+  /** Resolves the topic of a request, or throws INVALID_TOPIC. */
+  topicFor(requested: string | undefined): string {
+    const topic = requested ?? this.config.DEFAULT_TOPIC;
+    if (!TOPIC_NAME.test(topic)) throw new GatewayError("INVALID_TOPIC", `"${topic}" is not a valid Kafka topic name`);
+    if (!this.topicAllow.test(topic)) throw new GatewayError("INVALID_TOPIC", `publishing to topic "${topic}" is not allowed here`);
+    return topic;
+  }
+
+  /** Validates every event; valid ones become records, invalid ones get an error at their index. */
+  prepare(events: unknown[], topic: string, codec: CodecName, transport: Transport): Prepared {
+    if (events.length > this.config.MAX_BATCH_EVENTS) {
+      throw new GatewayError("BATCH_TOO_LARGE", `${events.length} events in one batch; at most ${this.config.MAX_BATCH_EVENTS}`);
+    }
+    this.metrics.eventsReceived.inc({ transport }, events.length);
+    const nowMs = Date.now();
+    const nowIso = new Date(nowMs).toISOString();
+    const source = `/gateway/${transport}`;
+    const p: Prepared = { topic, ids: new Array(events.length), records: [], positions: [], errors: null, total: events.length };
+    for (let i = 0; i < events.length; i++) {
+      const parsed = EnvelopeSchema.safeParse(events[i]);
+      if (!parsed.success) {
+        this.reject(p, i, new GatewayError("INVALID_EVENT", describeIssues(parsed.error, events.length > 1 ? `events[${i}]` : "event")), transport);
+        continue;
+      }
+      const ev = parsed.data;
+      const id = ev.id ?? crypto.randomUUID();
+      p.ids[i] = id;
+      try {
+        p.records.push(toRecord(ev, id, topic, codec, source, nowIso, nowMs));
+        p.positions.push(i);
+      } catch (e) {
+        this.reject(p, i, isGatewayError(e) ? e : new GatewayError("INTERNAL", "could not build the Kafka record"), transport);
+      }
+    }
+    return p;
+  }
+
+  async publish(p: Prepared, transport: Transport): Promise<PublishOutcome> {
+    const n = p.total;
+    const out: PublishOutcome = { topic: p.topic, ids: p.ids, partitions: new Array(n).fill(-1), offsets: new Array(n).fill(-1), errors: p.errors, failed: 0 };
+    if (p.errors) for (const e of p.errors) if (e) out.failed++;
+    if (p.records.length === 0) return out;
+    this.inflight += p.records.length;
+    this.metrics.eventsInflight.set(this.inflight);
+    const results = await this.log.append(p.records);
+    this.inflight -= p.records.length;
+    this.metrics.eventsInflight.set(this.inflight);
+    let published = 0;
+    for (let r = 0; r < p.records.length; r++) {
+      const i = p.positions[r]!;
+      const err = results.errors?.[r];
+      if (err) {
+        (out.errors ??= new Array(n))[i] = toWireError(err.code, err.message);
+        out.failed++;
+        this.metrics.eventsFailed.inc({ transport, code: err.code });
+      } else {
+        out.partitions[i] = results.partitions[r]!;
+        out.offsets[i] = results.offsets[r]!;
+        published++;
+      }
+    }
+    this.metrics.eventsPublished.inc({ transport }, published);
+    return out;
+  }
+
+  private reject(p: Prepared, i: number, e: GatewayError, transport: Transport): void {
+    (p.errors ??= new Array(p.total))[i] = toWireError(e.code, e.message);
+    this.metrics.eventsFailed.inc({ transport, code: e.code });
+  }
+}
+
+export function wireError(e: unknown): WireError {
+  if (isGatewayError(e)) return toWireError(e.code, e.message);
+  return toWireError("INTERNAL", "internal error");
+}

@@ -1,0 +1,54 @@
+import { type CodecName, encodeValue, mediaTypes } from "../protocol/codec";
+import { GatewayError } from "../protocol/errors";
+import type { Envelope } from "../protocol/frames";
+import type { LogRecord } from "../log/event-log";
+
+/**
+ * Maps an envelope onto a Kafka record in CloudEvents' Kafka binding, binary content mode: the
+ * attributes become `ce_*` headers, `datacontenttype` becomes `content-type`, and the value is the
+ * payload alone. Any Kafka consumer, in any language, can read it without knowing this gateway.
+ *
+ * Byte payloads go through untouched. Structured payloads are written in the codec they arrived in
+ * (msgpack or JSON), and `content-type` says which.
+ */
+export function toRecord(ev: Envelope, id: string, topic: string, codec: CodecName, defaultSource: string, nowIso: string, nowMs: number): LogRecord {
+  let value: Uint8Array | null = null;
+  let contentType: string | undefined;
+  if (ev.data_base64 !== undefined) {
+    value = Buffer.from(ev.data_base64, "base64");
+    contentType = ev.datacontenttype ?? "application/octet-stream";
+  } else if (ev.data instanceof Uint8Array) {
+    value = ev.data;
+    contentType = ev.datacontenttype ?? "application/octet-stream";
+  } else if (ev.data !== undefined) {
+    contentType = mediaTypes[codec];
+    if (ev.datacontenttype !== undefined && ev.datacontenttype !== contentType) {
+      throw new GatewayError("INVALID_EVENT", `datacontenttype ${ev.datacontenttype} does not match structured data sent as ${codec}; send the payload as bytes to use another content type`);
+    }
+    value = encodeValue(ev.data, codec);
+  }
+
+  let time = nowIso;
+  let timestamp = nowMs;
+  if (ev.time instanceof Date) {
+    time = ev.time.toISOString();
+    timestamp = ev.time.getTime();
+  } else if (ev.time !== undefined) {
+    time = ev.time;
+    timestamp = Date.parse(ev.time);
+  }
+
+  const headers: LogRecord["headers"] = [
+    ["ce_specversion", "1.0"],
+    ["ce_id", id],
+    ["ce_source", ev.source ?? defaultSource],
+    ["ce_type", ev.type],
+    ["ce_time", time],
+  ];
+  if (ev.subject !== undefined) headers.push(["ce_subject", ev.subject]);
+  if (contentType !== undefined) headers.push(["content-type", contentType]);
+  if (ev.headers) for (const name in ev.headers) headers.push([name, ev.headers[name]!]);
+
+  const key = ev.key === undefined ? null : typeof ev.key === "string" ? Buffer.from(ev.key) : ev.key;
+  return { topic, key, value, headers, timestamp };
+}

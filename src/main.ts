@@ -1,0 +1,30 @@
+import { ConfigError, loadConfig } from "./config/load";
+import { createLogger } from "./logger";
+import { startGateway } from "./server";
+
+let config;
+try {
+  config = loadConfig();
+} catch (e) {
+  if (e instanceof ConfigError) {
+    console.error(e.message);
+    process.exit(2);
+  }
+  throw e;
+}
+
+const logger = createLogger(config.LOG_LEVEL);
+const gateway = await startGateway(config, logger);
+logger.info("listening", { host: config.HOST, port: gateway.port, log: gateway.log.kind, ready: gateway.log.isReady() });
+
+let stopping = false;
+for (const signal of ["SIGTERM", "SIGINT"] as const) {
+  process.on(signal, async () => {
+    if (stopping) return;
+    stopping = true;
+    logger.info("draining", { signal });
+    await gateway.close();
+    logger.info("stopped");
+    process.exit(0);
+  });
+}

@@ -1,0 +1,135 @@
+import type { Server } from "bun";
+import { parseKafkaProperties } from "./config/load";
+import type { Config } from "./config/schema";
+import { createEventRoutes } from "./http/events";
+import { createHealthRoutes } from "./http/health";
+import { error } from "./http/responses";
+import { Publisher } from "./ingest/publisher";
+import type { EventLog } from "./log/event-log";
+import { KafkaLog } from "./log/kafka-log";
+import { MemoryLog } from "./log/memory-log";
+import type { Logger } from "./logger";
+import { type Metrics, createMetrics } from "./metrics/metrics";
+import { msgpackNativeAcceleration } from "./protocol/codec";
+import { type ConnectionData, SERVER_NAME, createWebSocketHandler } from "./ws/connection";
+
+export interface Gateway {
+  server: Server<ConnectionData>;
+  port: number;
+  log: EventLog;
+  /** Graceful stop: refuse new work, let in-flight events be acknowledged, then release everything. */
+  close(): Promise<void>;
+}
+
+export function createLog(config: Config, logger: Logger, metrics: Metrics): EventLog {
+  if (!config.KAFKA_BROKERS) {
+    return new MemoryLog({ partitions: config.EMBEDDED_PARTITIONS, retentionRecords: config.EMBEDDED_RETENTION_RECORDS });
+  }
+  return new KafkaLog(
+    {
+      workers: config.KAFKA_WORKERS,
+      nodeBinary: config.NODE_BINARY || undefined,
+      maxInflightPerWorker: config.KAFKA_MAX_INFLIGHT_PER_WORKER,
+      flushBytes: 256 * 1024,
+      restartBackoffMinMs: 100,
+      restartBackoffMaxMs: 5000,
+      connectTimeoutMs: config.KAFKA_CONNECT_TIMEOUT_MS,
+      producer: {
+        "bootstrap.servers": config.KAFKA_BROKERS,
+        "client.id": config.KAFKA_CLIENT_ID,
+        acks: config.KAFKA_ACKS,
+        "enable.idempotence": config.KAFKA_ACKS === "all" || config.KAFKA_ACKS === "-1",
+        "linger.ms": config.KAFKA_LINGER_MS,
+        "compression.type": config.KAFKA_COMPRESSION,
+        "message.timeout.ms": config.KAFKA_MESSAGE_TIMEOUT_MS,
+        // The Java client's hash, so keys land where Java producers would put them.
+        partitioner: "murmur2_random",
+        // The pool caps what each worker holds (KAFKA_MAX_INFLIGHT_PER_WORKER); librdkafka's queue
+        // is sized above it so queue-full stays the exception it is meant to be.
+        "queue.buffering.max.messages": Math.max(100_000, config.KAFKA_MAX_INFLIGHT_PER_WORKER * 2),
+        ...parseKafkaProperties(config.KAFKA_PROPERTIES),
+      },
+    },
+    (e) => {
+      if (e.event === "worker_restart") metrics.workerRestarts.inc();
+      if (e.event === "worker_ready") metrics.workersReady.inc();
+      if (e.event === "worker_exit" && e.wasReady) metrics.workersReady.dec();
+      const level = e.event === "worker_exit" ? "warn" : e.event === "worker_status" ? "warn" : "info";
+      logger[level](e.event, e);
+    },
+  );
+}
+
+export async function startGateway(config: Config, logger: Logger): Promise<Gateway> {
+  const metrics = createMetrics();
+  metrics.msgpackNative.set(msgpackNativeAcceleration ? 1 : 0);
+  if (!msgpackNativeAcceleration) logger.warn("msgpackr native acceleration is not loaded; decoding runs about 3x slower");
+
+  const log = createLog(config, logger, metrics);
+  await log.start();
+  if (!log.isReady()) logger.warn("the log is not ready yet; serving, but /health/ready says 503 until it is", { log: log.health() });
+
+  const publisher = new Publisher(log, config, metrics);
+  const events = createEventRoutes({ config, publisher, metrics });
+  let connections = 0;
+  const health = createHealthRoutes({ log, metrics, version: SERVER_NAME, connections: () => connections, inflight: () => publisher.eventsInflight });
+  const wsHandler = createWebSocketHandler({ config, publisher, metrics, logger, logKind: log.kind });
+  const open = wsHandler.open!;
+  const close = wsHandler.close!;
+  wsHandler.open = (ws) => {
+    connections++;
+    return open(ws);
+  };
+  wsHandler.close = (ws, code, reason) => {
+    connections--;
+    return close(ws, code, reason);
+  };
+
+  let draining = false;
+  const methodNotAllowed = () => error("NOT_FOUND", "method not allowed on this path");
+  const server = Bun.serve<ConnectionData>({
+    hostname: config.HOST,
+    port: config.PORT,
+    reusePort: false,
+    maxRequestBodySize: config.MAX_FRAME_BYTES * 4,
+    routes: {
+      "/api/v1/events": { POST: (req: Request) => events.publishOne(req), GET: methodNotAllowed },
+      "/api/v1/events/batch": { POST: (req: Request) => events.publishBatch(req), GET: methodNotAllowed },
+      "/api/v1/events/validate": { POST: (req: Request) => events.validate(req), GET: methodNotAllowed },
+      "/health/live": health.live,
+      "/health/ready": () => (draining ? error("SHUTTING_DOWN", "draining") : health.ready()),
+      "/health": health.detail,
+      "/metrics": config.METRICS_ENABLED ? health.metrics : () => error("NOT_FOUND", "metrics are disabled"),
+    },
+    fetch(req, srv) {
+      const url = new URL(req.url);
+      if (url.pathname === "/ws" || url.pathname === "/api/v1/ws") {
+        if (draining) return error("SHUTTING_DOWN", "the gateway is shutting down");
+        const ok = srv.upgrade(req, {
+          data: { session: crypto.randomUUID(), remote: srv.requestIP(req)?.address ?? "", helloed: false, inflight: 0, closed: false },
+        });
+        return ok ? undefined : error("INVALID_FRAME", "expected a WebSocket upgrade request");
+      }
+      return error("NOT_FOUND", `no route for ${req.method} ${url.pathname}`);
+    },
+    websocket: wsHandler,
+    error(e) {
+      logger.error("unhandled error in a request", { error: String(e), stack: (e as Error).stack });
+      return error("INTERNAL", "internal error");
+    },
+  });
+
+  return {
+    server,
+    port: server.port!,
+    log,
+    async close() {
+      if (draining) return;
+      draining = true;
+      const deadline = Date.now() + config.SHUTDOWN_TIMEOUT_MS;
+      while (publisher.eventsInflight > 0 && Date.now() < deadline) await Bun.sleep(10);
+      server.stop(true);
+      await log.close(Math.max(0, deadline - Date.now()));
+    },
+  };
+}

@@ -1,0 +1,152 @@
+import type { ServerWebSocket, WebSocketHandler } from "bun";
+import type { Config } from "../config/schema";
+import { type PublishOutcome, type Publisher, wireError } from "../ingest/publisher";
+import type { Logger } from "../logger";
+import type { Metrics } from "../metrics/metrics";
+import { type CodecName, decodeFrame, encodeFrame } from "../protocol/codec";
+import { CloseCodes } from "../protocol/codes";
+import { GatewayError, toWireError } from "../protocol/errors";
+import { FrameType, HelloSchema, PROTOCOL_VERSION, PublishBatchSchema, PublishSchema, describeIssues } from "../protocol/frames";
+
+export interface ConnectionData {
+  session: string;
+  remote: string;
+  helloed: boolean;
+  /** Events of this connection handed to the log and not yet acked or nacked. */
+  inflight: number;
+  closed: boolean;
+}
+
+export const SERVER_NAME = "kafka-ws-gateway/0.1.0";
+
+/**
+ * The one WebSocket handler: decodes frames (binary = msgpack, text = JSON), runs the handshake,
+ * enforces the per-connection window, and turns publish outcomes into ack frames in the codec the
+ * request came in. Nothing a client sends can throw out of here.
+ */
+export function createWebSocketHandler(deps: { config: Config; publisher: Publisher; metrics: Metrics; logger: Logger; logKind: string }): WebSocketHandler<ConnectionData> {
+  const { config, publisher, metrics, logger } = deps;
+  const limits = { maxFrameBytes: config.MAX_FRAME_BYTES, maxDepth: config.MAX_DEPTH };
+
+  function send(ws: ServerWebSocket<ConnectionData>, frame: object, codec: CodecName): void {
+    if (ws.data.closed) return;
+    // 0 means Bun dropped the frame: the client stopped reading. Its acks can no longer be trusted,
+    // so say so by closing rather than carrying on with a silent gap.
+    if (ws.send(encodeFrame(frame, codec)) === 0) {
+      metrics.acksDropped.inc();
+      ws.close(CloseCodes.SLOW_CONSUMER, "replies dropped: the client is not reading its acks");
+    }
+  }
+
+  function sendError(ws: ServerWebSocket<ConnectionData>, codec: CodecName, e: unknown, cid?: number): void {
+    const err = wireError(e);
+    metrics.framesRejected.inc({ transport: "ws", code: err.code });
+    if (err.code === "INTERNAL") logger.error("internal error handling a frame", { session: ws.data.session, error: String(e) });
+    send(ws, cid === undefined ? { t: FrameType.ERROR, ...err } : { t: FrameType.NACK, cid, ...err }, codec);
+  }
+
+  function sendOutcome(ws: ServerWebSocket<ConnectionData>, codec: CodecName, cid: number, batch: boolean, o: PublishOutcome): void {
+    if (!batch) {
+      const err = o.errors?.[0];
+      if (err) send(ws, { t: FrameType.NACK, cid, id: o.ids[0], ...err }, codec);
+      else send(ws, { t: FrameType.ACK, cid, id: o.ids[0], topic: o.topic, partition: o.partitions[0], offset: o.offsets[0] }, codec);
+      return;
+    }
+    const ids = Array.from({ length: o.ids.length }, (_, i) => o.ids[i] ?? null);
+    const frame: Record<string, unknown> = { t: FrameType.BATCH_ACK, cid, topic: o.topic, ids, partitions: o.partitions, offsets: o.offsets };
+    if (o.errors) {
+      const errors = [];
+      for (let i = 0; i < o.errors.length; i++) if (o.errors[i]) errors.push({ i, ...o.errors[i] });
+      frame.errors = errors;
+    }
+    send(ws, frame, codec);
+  }
+
+  async function onPublish(ws: ServerWebSocket<ConnectionData>, codec: CodecName, frame: { t: number; cid?: unknown }): Promise<void> {
+    const batch = frame.t === FrameType.PUBLISH_BATCH;
+    const parsed = batch ? PublishBatchSchema.safeParse(frame) : PublishSchema.safeParse(frame);
+    const cid = typeof frame.cid === "number" && Number.isSafeInteger(frame.cid) && frame.cid >= 0 ? frame.cid : undefined;
+    if (!parsed.success) return sendError(ws, codec, new GatewayError("INVALID_FRAME", describeIssues(parsed.error)), cid);
+    const req = parsed.data;
+    if (!ws.data.helloed) return sendError(ws, codec, new GatewayError("HANDSHAKE_REQUIRED", `send {t:${FrameType.HELLO}, v:${PROTOCOL_VERSION}} first`), req.cid);
+    const events = "events" in req ? req.events : [req.event];
+    const started = performance.now();
+    let reserved = 0;
+    try {
+      const topic = publisher.topicFor(req.topic);
+      if (ws.data.inflight + events.length > config.PUBLISH_WINDOW) {
+        throw new GatewayError("WINDOW_EXCEEDED", `${ws.data.inflight} events unacknowledged; the window is ${config.PUBLISH_WINDOW}. Wait for acks before sending more`);
+      }
+      const prepared = publisher.prepare(events, topic, codec, "ws");
+      reserved = prepared.records.length;
+      ws.data.inflight += reserved;
+      const outcome = await publisher.publish(prepared, "ws");
+      metrics.publishLatency.observe({ transport: "ws" }, (performance.now() - started) / 1000);
+      sendOutcome(ws, codec, req.cid, batch, outcome);
+    } catch (e) {
+      sendError(ws, codec, e, req.cid);
+    } finally {
+      ws.data.inflight -= reserved;
+    }
+  }
+
+  return {
+    maxPayloadLength: config.MAX_FRAME_BYTES * 4,
+    backpressureLimit: 16 * 1024 * 1024,
+    closeOnBackpressureLimit: false,
+    idleTimeout: 120,
+    sendPings: true,
+    perMessageDeflate: false,
+
+    open(ws) {
+      metrics.connectionsOpen.inc();
+    },
+
+    message(ws, raw) {
+      const codec: CodecName = typeof raw === "string" ? "json" : "msgpack";
+      let frame: unknown;
+      try {
+        frame = decodeFrame(raw, codec, limits);
+      } catch (e) {
+        return sendError(ws, codec, e);
+      }
+      if (typeof frame !== "object" || frame === null || Array.isArray(frame) || typeof (frame as { t?: unknown }).t !== "number") {
+        return sendError(ws, codec, new GatewayError("INVALID_FRAME", "a frame is a map with a numeric frame type t"));
+      }
+      const f = frame as { t: number; cid?: unknown };
+      switch (f.t) {
+        case FrameType.HELLO: {
+          const hello = HelloSchema.safeParse(f);
+          if (!hello.success) return sendError(ws, codec, new GatewayError("INVALID_FRAME", describeIssues(hello.error)));
+          if (hello.data.v !== PROTOCOL_VERSION) {
+            send(ws, { t: FrameType.ERROR, ...toWireError("UNSUPPORTED_VERSION", `protocol version ${hello.data.v} is not supported; this gateway speaks ${PROTOCOL_VERSION}`), supported: [PROTOCOL_VERSION] }, codec);
+            metrics.framesRejected.inc({ transport: "ws", code: "UNSUPPORTED_VERSION" });
+            return ws.close(CloseCodes.UNSUPPORTED_VERSION, "unsupported protocol version");
+          }
+          ws.data.helloed = true;
+          return send(ws, {
+            t: FrameType.WELCOME,
+            v: PROTOCOL_VERSION,
+            session: ws.data.session,
+            server: SERVER_NAME,
+            log: deps.logKind,
+            limits: { maxFrameBytes: config.MAX_FRAME_BYTES, maxBatchEvents: config.MAX_BATCH_EVENTS, maxDepth: config.MAX_DEPTH, window: config.PUBLISH_WINDOW },
+          }, codec);
+        }
+        case FrameType.PUBLISH:
+        case FrameType.PUBLISH_BATCH:
+          void onPublish(ws, codec, f);
+          return;
+        default: {
+          const cid = typeof f.cid === "number" ? f.cid : undefined;
+          return sendError(ws, codec, new GatewayError("UNKNOWN_FRAME_TYPE", `frame type ${f.t} is not one a client sends`), cid);
+        }
+      }
+    },
+
+    close(ws) {
+      ws.data.closed = true;
+      metrics.connectionsOpen.dec();
+    },
+  };
+}

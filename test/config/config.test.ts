@@ -1,0 +1,52 @@
+import { expect, test } from "bun:test";
+import { readFileSync, writeFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { ConfigError, loadConfig } from "../../src/config/load";
+import { settings } from "../../src/config/schema";
+
+const root = resolve(import.meta.dir, "../..");
+const fails = (env: Record<string, string>) => {
+  try {
+    loadConfig(env);
+  } catch (e) {
+    expect(e).toBeInstanceOf(ConfigError);
+    return (e as Error).message;
+  }
+  throw new Error("expected a ConfigError");
+};
+
+test("defaults give a working embedded gateway", () => {
+  const c = loadConfig({});
+  expect(c.KAFKA_BROKERS).toBe("");
+  expect(c.PORT).toBe(8080);
+  expect(Object.isFrozen(c)).toBe(true);
+});
+
+test("a bad value fails with one line naming the variable", () => {
+  expect(fails({ KAFKA_WORKERS: "abc" })).toMatch(/^config: KAFKA_WORKERS .*"abc"/);
+  expect(fails({ PORT: "70000" })).toMatch(/^config: PORT /);
+  expect(fails({ KAFKA_COMPRESSION: "brotli" })).toMatch(/^config: KAFKA_COMPRESSION /);
+  expect(fails({ TOPIC_ALLOW: "(" })).toMatch(/^config: TOPIC_ALLOW /);
+  expect(fails({ KAFKA_PROPERTIES: "novalue" })).toMatch(/^config: KAFKA_PROPERTIES /);
+});
+
+test("CONFIG_FILE is read, and the environment wins over it", () => {
+  const file = `/tmp/kgw-config-${process.pid}.json`;
+  writeFileSync(file, JSON.stringify({ PORT: 9000, DEFAULT_TOPIC: "from-file" }));
+  expect(loadConfig({ CONFIG_FILE: file, PORT: "9001" })).toMatchObject({ PORT: 9001, DEFAULT_TOPIC: "from-file" });
+  writeFileSync(file, JSON.stringify({ PROT: 1 }));
+  expect(fails({ CONFIG_FILE: file })).toMatch(/unknown setting PROT/);
+});
+
+test("the gateway refuses to start on bad config, with one readable line and exit code 2", async () => {
+  const proc = Bun.spawn([process.execPath, "src/main.ts"], { cwd: root, env: { ...process.env, MAX_FRAME_BYTES: "tiny" }, stdout: "pipe", stderr: "pipe" });
+  expect(await proc.exited).toBe(2);
+  const err = (await new Response(proc.stderr).text()).trim();
+  expect(err.split("\n")).toHaveLength(1);
+  expect(err).toMatch(/^config: MAX_FRAME_BYTES /);
+});
+
+test("the README documents every setting", () => {
+  const readme = readFileSync(resolve(root, "README.md"), "utf8");
+  for (const name of Object.keys(settings)) expect(readme).toContain(`\`${name}\``);
+});
