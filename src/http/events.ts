@@ -4,7 +4,7 @@ import type { Metrics } from "../metrics/metrics";
 import { decodeFrame } from "../protocol/codec";
 import { ErrorCodes } from "../protocol/codes";
 import { GatewayError } from "../protocol/errors";
-import { errorResponse, json } from "./responses";
+import { errorResponse, json, retryAfter } from "./responses";
 
 /**
  * HTTP ingestion for clients that cannot hold a socket: the same validation, codes and records as
@@ -61,7 +61,7 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
         const o = await publisher.publish(publisher.prepare([event], topic, "json", "http"), "http");
         metrics.publishLatency.observe({ transport: "http" }, (performance.now() - started) / 1000);
         const err = o.errors?.[0];
-        if (err) return json({ id: o.ids[0], error: err }, ErrorCodes[err.code].http);
+        if (err) return json({ id: o.ids[0], error: err }, ErrorCodes[err.code].http, retryAfter(err));
         return json({ id: o.ids[0], topic, partition: o.partitions[0], offset: o.offsets[0] }, 202);
       } catch (e) {
         return rejected(e);
@@ -78,7 +78,7 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
         // 202 all published; 207 some; all failed: the first error's status (400 invalid, 503 retry…).
         const firstError = o.errors?.find(Boolean);
         const status = o.failed === 0 ? 202 : o.failed < o.ids.length ? 207 : ErrorCodes[firstError!.code].http;
-        return json({ topic, published: o.ids.length - o.failed, failed: o.failed, results: results(o) }, status);
+        return json({ topic, published: o.ids.length - o.failed, failed: o.failed, results: results(o) }, status, o.failed === o.ids.length ? retryAfter(firstError!) : undefined);
       } catch (e) {
         return rejected(e);
       }

@@ -6,9 +6,13 @@ export function json(body: unknown, status = 200, headers?: Record<string, strin
   return new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json", ...headers } });
 }
 
+export function retryAfter(err: WireError): Record<string, string> | undefined {
+  return err.retriable ? { "retry-after": "1" } : undefined;
+}
+
 /** An error response: the HTTP status comes from the code's table entry, the body is the wire error. */
 export function errorResponse(err: WireError): Response {
-  return json({ error: err }, ErrorCodes[err.code].http, err.retriable ? { "retry-after": "1" } : undefined);
+  return json({ error: err }, ErrorCodes[err.code].http, retryAfter(err));
 }
 
 export function error(code: ErrorCode, message: string): Response {

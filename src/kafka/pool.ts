@@ -125,7 +125,11 @@ export class WorkerPool {
     this.closing = true;
     this.flushAll();
     const shutdown = jsonMessage(IpcType.SHUTDOWN, { timeoutMs });
-    for (const slot of this.slots) slot.writer?.write(shutdown);
+    for (const slot of this.slots) {
+      // A worker that never reached Kafka holds nothing; waiting on it would only delay the stop.
+      if (slot.state !== "ready") slot.proc?.kill("SIGKILL");
+      else slot.writer?.write(shutdown);
+    }
     const deadline = Date.now() + timeoutMs + 2000;
     while (Date.now() < deadline && this.slots.some((s) => s.proc && s.proc.exitCode === null && s.proc.signalCode === null)) {
       await Bun.sleep(20);

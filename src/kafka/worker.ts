@@ -219,14 +219,16 @@ function codeName(code: number): string {
 function shutdown(timeoutMs: number): void {
   if (shuttingDown) return;
   shuttingDown = true;
-  const exit = () => process.exit(0);
-  if (!producerReady) return exit();
+  // process.exit() can block in librdkafka's destructor while it is still dialling a broker; with
+  // nothing left to deliver, a hard exit is safe and prompt.
+  const hardExit = () => void process.kill(process.pid, "SIGKILL");
+  if (!producerReady) return hardExit();
   // Give queued records their delivery reports (and the gateway its acks) before leaving.
   const deadline = Date.now() + timeoutMs;
   const waitForBacklog = () => {
     if (backlog.length > 0 && Date.now() < deadline) return void setTimeout(waitForBacklog, 10);
-    producer.flush(Math.max(0, deadline - Date.now()), () => setTimeout(() => producer.disconnect(exit), 20));
+    producer.flush(Math.max(0, deadline - Date.now()), () => setTimeout(() => producer.disconnect(() => process.exit(0)), 20));
   };
   waitForBacklog();
-  setTimeout(exit, timeoutMs + 1000).unref();
+  setTimeout(hardExit, timeoutMs + 1000).unref();
 }

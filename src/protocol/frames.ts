@@ -43,12 +43,18 @@ export const EnvelopeSchema = z
     key: z.union([z.string().max(32768), bytes]).optional(),
     headers: z
       .record(
-        z.string().min(1).max(256).refine((k) => !RESERVED_HEADER.test(k), "header names starting with ce_ and content-type are reserved for envelope fields"),
+        z.string().min(1).max(256),
         z.union([z.string().max(65536), bytes]),
       )
       .optional(),
   })
-  .refine((e) => e.data === undefined || e.data_base64 === undefined, "give data or data_base64, not both");
+  .superRefine((e, ctx) => {
+    if (e.data !== undefined && e.data_base64 !== undefined) ctx.addIssue({ code: "custom", message: "give data or data_base64, not both" });
+    // Checked here rather than on the record's key schema: zod reports key failures without the message.
+    for (const name in e.headers) {
+      if (RESERVED_HEADER.test(name)) ctx.addIssue({ code: "custom", path: ["headers", name], message: "header names starting with ce_, and content-type, are reserved for envelope fields" });
+    }
+  });
 export type Envelope = z.infer<typeof EnvelopeSchema>;
 
 const correlationId = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);

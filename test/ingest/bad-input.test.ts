@@ -1,0 +1,156 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { Packr } from "msgpackr";
+import { type GatewayProcess, startGateway } from "../support/gateway";
+import { kafkaBrokers } from "../support/kafka";
+import { GatewayClient } from "../support/ws-client";
+
+/**
+ * Every bad input from the protocol doc, over a real socket against the Kafka-backed gateway. After
+ * each one the same socket must still publish, and at the end the process must still be healthy.
+ */
+let gw: GatewayProcess;
+const MAX_FRAME = 64 * 1024;
+
+beforeAll(async () => {
+  gw = await startGateway({ KAFKA_BROKERS: await kafkaBrokers(), KAFKA_WORKERS: "1", MAX_FRAME_BYTES: String(MAX_FRAME), MAX_BATCH_EVENTS: "50", PUBLISH_WINDOW: "60", MAX_DEPTH: "16" });
+}, 60_000);
+afterAll(async () => {
+  const health = await gw.health();
+  expect(health.status).toBe("ok");
+  expect(health.log.workers[0].restarts).toBe(0);
+  expect(await gw.stop()).toBe(0);
+}, 60_000);
+
+async function stillWorks(c: GatewayClient) {
+  const ack = await c.publish({ type: "still.ok" }, "bad-input");
+  expect(ack).toMatchObject({ t: 20, topic: "bad-input" });
+}
+
+const nested = (depth: number) => {
+  const b = new Uint8Array(depth + 1).fill(0x91);
+  b[depth] = 0xc0;
+  return b;
+};
+
+describe.each(["msgpack", "json"] as const)("%s frames", (codec) => {
+  const raw = (c: GatewayClient, msgpack: Uint8Array, json: string) => c.sendRaw(codec === "msgpack" ? msgpack : json);
+
+  test("undecodable frame → error BAD_FRAME", async () => {
+    const c = await GatewayClient.connect(gw.wsUrl, codec);
+    raw(c, new Uint8Array([0xc1]), "{not json");
+    expect(await c.next()).toMatchObject({ t: 30, code: "BAD_FRAME", num: 1000, retriable: false });
+    await stillWorks(c);
+    c.close();
+  });
+
+  test("frame that is not a map, or has no numeric type → error INVALID_FRAME", async () => {
+    const c = await GatewayClient.connect(gw.wsUrl, codec);
+    c.send([1, 2, 3]);
+    expect(await c.next()).toMatchObject({ t: 30, code: "INVALID_FRAME" });
+    c.send({ t: "publish", cid: 1 });
+    expect(await c.next()).toMatchObject({ t: 30, code: "INVALID_FRAME" });
+    await stillWorks(c);
+    c.close();
+  });
+
+  test("unknown frame type → nack UNKNOWN_FRAME_TYPE with the correlation id", async () => {
+    const c = await GatewayClient.connect(gw.wsUrl, codec);
+    expect(await c.request({ t: 77 })).toMatchObject({ t: 21, code: "UNKNOWN_FRAME_TYPE", num: 1003 });
+    await stillWorks(c);
+    c.close();
+  });
+
+  test("wrong field types and missing fields → INVALID_FRAME / INVALID_EVENT naming the field", async () => {
+    const c = await GatewayClient.connect(gw.wsUrl, codec);
+    expect(await c.request({ t: 10 })).toMatchObject({ t: 21, code: "INVALID_FRAME" });
+    expect(await c.request({ t: 11, events: "nope" })).toMatchObject({ t: 21, code: "INVALID_FRAME", message: expect.stringContaining("events") });
+    expect(await c.publish({ data: 1 })).toMatchObject({ t: 21, code: "INVALID_EVENT", message: expect.stringContaining("event.type") });
+    expect(await c.publish({ type: 42 })).toMatchObject({ t: 21, code: "INVALID_EVENT", message: expect.stringContaining("event.type") });
+    expect(await c.publish({ type: "x", time: "yesterday" })).toMatchObject({ t: 21, code: "INVALID_EVENT", message: expect.stringContaining("event.time") });
+    expect(await c.publish({ type: "x", tpye: "typo" })).toMatchObject({ t: 21, code: "INVALID_EVENT", message: expect.stringContaining("tpye") });
+    expect(await c.publish({ type: "x", headers: { ce_type: "spoof" } })).toMatchObject({ t: 21, code: "INVALID_EVENT", message: expect.stringContaining("reserved") });
+    expect(await c.publish({ type: "x", data: { a: 1 }, datacontenttype: "text/csv" })).toMatchObject({ t: 21, code: "INVALID_EVENT" });
+    await stillWorks(c);
+    c.close();
+  });
+
+  test("a batch with some bad events: the good ones are published, each bad one gets its own error", async () => {
+    const c = await GatewayClient.connect(gw.wsUrl, codec);
+    const r = await c.publishBatch([{ type: "a" }, { type: "" }, { type: "c", key: "k" }], "bad-input");
+    expect(r.t).toBe(22);
+    expect(r.partitions[0]).toBeGreaterThanOrEqual(0);
+    expect(r.partitions[1]).toBe(-1);
+    expect(r.offsets[2]).toBeGreaterThanOrEqual(0);
+    expect(r.errors).toEqual([expect.objectContaining({ i: 1, code: "INVALID_EVENT" })]);
+    c.close();
+  });
+
+  test("oversized frame → FRAME_TOO_LARGE, socket stays open", async () => {
+    const c = await GatewayClient.connect(gw.wsUrl, codec);
+    const big = "x".repeat(MAX_FRAME + 10);
+    raw(c, new Packr().pack({ t: 10, cid: 1, event: { type: "x", data: big } }), JSON.stringify({ t: 10, cid: 1, event: { type: "x", data: big } }));
+    expect(await c.next()).toMatchObject({ t: 30, code: "FRAME_TOO_LARGE", num: 1001 });
+    await stillWorks(c);
+    c.close();
+  });
+
+  test("over-deep nesting → NESTING_TOO_DEEP", async () => {
+    const c = await GatewayClient.connect(gw.wsUrl, codec);
+    raw(c, nested(40), "[".repeat(40) + "]".repeat(40));
+    expect(await c.next()).toMatchObject({ t: 30, code: "NESTING_TOO_DEEP" });
+    // Deep enough to overflow the decoder's stack, still only a frame error.
+    raw(c, nested(MAX_FRAME - 1), "[".repeat(MAX_FRAME / 2) + "]".repeat(MAX_FRAME / 2 - 1));
+    expect(await c.next()).toMatchObject({ t: 30, code: expect.stringMatching(/NESTING_TOO_DEEP|BAD_FRAME/) });
+    await stillWorks(c);
+    c.close();
+  });
+
+  test("too many events in a batch → BATCH_TOO_LARGE; past the window → WINDOW_EXCEEDED (retriable)", async () => {
+    const c = await GatewayClient.connect(gw.wsUrl, codec);
+    expect(await c.publishBatch(Array.from({ length: 51 }, () => ({ type: "x" })))).toMatchObject({ t: 21, code: "BATCH_TOO_LARGE", retriable: false });
+    const inWindow = c.publishBatch(Array.from({ length: 50 }, () => ({ type: "x" })), "bad-input");
+    const overWindow = c.publishBatch(Array.from({ length: 11 }, () => ({ type: "x" })), "bad-input");
+    expect(await overWindow).toMatchObject({ t: 21, code: "WINDOW_EXCEEDED", num: 2000, retriable: true });
+    expect((await inWindow).errors).toBeUndefined();
+    await stillWorks(c);
+    c.close();
+  });
+
+  test("invalid or disallowed topic → INVALID_TOPIC", async () => {
+    const c = await GatewayClient.connect(gw.wsUrl, codec);
+    expect(await c.publish({ type: "x" }, "no spaces")).toMatchObject({ t: 21, code: "INVALID_FRAME" });
+    expect(await c.publish({ type: "x" }, "x".repeat(250))).toMatchObject({ t: 21, code: "INVALID_FRAME" });
+    await stillWorks(c);
+    c.close();
+  });
+
+  test("publish before hello → HANDSHAKE_REQUIRED; a hello of another version → UNSUPPORTED_VERSION and close 4000", async () => {
+    const c = await GatewayClient.connect(gw.wsUrl, codec, false);
+    expect(await c.publish({ type: "x" })).toMatchObject({ t: 21, code: "HANDSHAKE_REQUIRED" });
+    c.send({ t: 1, v: 99 });
+    expect(await c.next()).toMatchObject({ t: 30, code: "UNSUPPORTED_VERSION", supported: [1] });
+    expect((await c.closed).code).toBe(4000);
+  });
+});
+
+test("msgpack values JSON cannot hold are refused: 64-bit integers, ext types", async () => {
+  const c = await GatewayClient.connect(gw.wsUrl);
+  const frame = new Packr({ useRecords: false }).pack({ t: 10, cid: 5, event: { type: "x", data: 1 } });
+  // Replace the 1 (0x01) at the end with a uint64 beyond 2^53.
+  const big = new Uint8Array([...frame.subarray(0, frame.length - 1), 0xcf, 0xff, 0, 0, 0, 0, 0, 0, 1]);
+  c.sendRaw(big);
+  expect(await c.next()).toMatchObject({ t: 30, code: "BAD_FRAME", message: expect.stringContaining("2^53") });
+  c.sendRaw(new Packr({ moreTypes: true } as never).pack({ t: 10, cid: 6, event: { type: "x", data: new Set([1]) } }));
+  expect(await c.next()).toMatchObject({ t: 30, code: "BAD_FRAME" });
+  await stillWorks(c);
+  c.close();
+});
+
+test("a frame past the transport's hard cap closes only that socket, with 1009", async () => {
+  const c = await GatewayClient.connect(gw.wsUrl);
+  c.sendRaw(new Uint8Array(MAX_FRAME * 4 + 1));
+  expect((await c.closed).code).toBe(1009);
+  const other = await GatewayClient.connect(gw.wsUrl);
+  await stillWorks(other);
+  other.close();
+});

@@ -1,0 +1,3 @@
+import { registerBrokerTeardown } from "./kafka";
+
+registerBrokerTeardown();
