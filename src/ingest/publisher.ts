@@ -65,7 +65,6 @@ export class Publisher {
     }
     this.metrics.eventsReceived.inc({ transport }, events.length);
     const nowMs = Date.now();
-    const nowIso = new Date(nowMs).toISOString();
     const source = `/gateway/${transport}`;
     const p: Prepared = { topic, ids: new Array(events.length), records: [], positions: [], errors: null, total: events.length };
     for (let i = 0; i < events.length; i++) {
@@ -78,7 +77,7 @@ export class Publisher {
       const id = ev.id ?? crypto.randomUUID();
       p.ids[i] = id;
       try {
-        p.records.push(toRecord(ev, id, topic, codec, source, nowIso, nowMs));
+        p.records.push(toRecord(ev, id, topic, codec, source, nowMs));
         p.positions.push(i);
       } catch (e) {
         this.reject(p, i, isGatewayError(e) ? e : new GatewayError("INTERNAL", "could not build the Kafka record"), transport);

@@ -11,7 +11,7 @@ import type { LogRecord } from "../log/event-log";
  * Byte payloads go through untouched. Structured payloads are written in the codec they arrived in
  * (msgpack or JSON), and `content-type` says which.
  */
-export function toRecord(ev: Envelope, id: string, topic: string, codec: CodecName, defaultSource: string, nowIso: string, nowMs: number): LogRecord {
+export function toRecord(ev: Envelope, id: string, topic: string, codec: CodecName, defaultSource: string, nowMs: number): LogRecord {
   let value: Uint8Array | null = null;
   let contentType: string | undefined;
   if (ev.data_base64 !== undefined) {
@@ -28,23 +28,22 @@ export function toRecord(ev: Envelope, id: string, topic: string, codec: CodecNa
     value = encodeValue(ev.data, codec);
   }
 
-  let time = nowIso;
-  let timestamp = nowMs;
-  if (ev.time instanceof Date) {
-    time = ev.time.toISOString();
-    timestamp = ev.time.getTime();
-  } else if (ev.time !== undefined) {
-    time = ev.time;
-    timestamp = Date.parse(ev.time);
-  }
-
   const headers: LogRecord["headers"] = [
     ["ce_specversion", "1.0"],
     ["ce_id", id],
     ["ce_source", ev.source ?? defaultSource],
     ["ce_type", ev.type],
-    ["ce_time", time],
   ];
+  // ce_time only when the producer said when: the record timestamp already carries arrival time,
+  // and each header costs the Kafka worker about a microsecond per event.
+  let timestamp = nowMs;
+  if (ev.time instanceof Date) {
+    timestamp = ev.time.getTime();
+    headers.push(["ce_time", ev.time.toISOString()]);
+  } else if (ev.time !== undefined) {
+    timestamp = Date.parse(ev.time);
+    headers.push(["ce_time", ev.time]);
+  }
   if (ev.subject !== undefined) headers.push(["ce_subject", ev.subject]);
   if (contentType !== undefined) headers.push(["content-type", contentType]);
   if (ev.headers) for (const name in ev.headers) headers.push([name, ev.headers[name]!]);

@@ -6,7 +6,8 @@
  *   message  = u32le length (of type + body) · u8 type · body
  *   PRODUCE  = u32 batchId · u32 count · count × record
  *   record   = u16 topicLen · topic · i32 keyLen (-1 = null) · key · i32 valueLen · value
- *              · f64 timestampMs · u16 headerCount · headerCount × (u16 nameLen · name · u32 len · value)
+ *              · f64 timestampMs · u16 headerCount · headerCount × header
+ *   header   = u16 nameLen · name · u8 kind (0 text, 1 bytes) · u32 len · value
  *   DELIVERY = u32 batchId · u32 count · count × (i32 partition · f64 offset · i32 errorIndex)
  *              · u32 errorsJsonLen · errorsJson (DeliveryError[])
  *   HELLO, READY, STATUS, SHUTDOWN = JSON body
@@ -19,6 +20,13 @@ export const IpcType = {
   DELIVERY: 11,
   SHUTDOWN: 20,
 } as const;
+
+/**
+ * Header values that are text cross as text and reach librdkafka as JS strings: the binding takes
+ * a string value for about half the cost of a Buffer (12 vs 18.6 µs per record with six headers,
+ * measured against 8.4 µs with none), and the headers are most of a small record's cost.
+ */
+export const HeaderKind = { TEXT: 0, BYTES: 1 } as const;
 
 export interface DeliveryError {
   /** librdkafka error code (negative for client-side errors, e.g. -192 message timed out). */
@@ -166,6 +174,15 @@ export class ByteReader {
   /** Zero-copy slice; librdkafka copies what it is given, so slices never outlive the call. */
   slice(n: number): Buffer {
     const v = this.buf.subarray(this.pos, this.pos + n);
+    this.pos += n;
+    return v;
+  }
+  u8(): number {
+    return this.buf[this.pos++]!;
+  }
+  longString(): string {
+    const n = this.u32();
+    const v = this.buf.toString("utf8", this.pos, this.pos + n);
     this.pos += n;
     return v;
   }

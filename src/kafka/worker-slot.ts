@@ -1,6 +1,6 @@
 import type { Socket, Subprocess } from "bun";
 import { GatewayError } from "../protocol/errors";
-import { ByteWriter, IpcType } from "./ipc";
+import { ByteWriter, HeaderKind, IpcType } from "./ipc";
 import type { SocketWriter } from "./socket-writer";
 
 /** Where a record's outcome goes: the append call that submitted it, at its index. */
@@ -73,8 +73,11 @@ export class WorkerSlot {
     for (let h = 0; h < headers.length; h++) {
       const [name, v] = headers[h]!;
       w.shortString(name);
-      if (typeof v === "string") w.longString(v);
-      else {
+      if (typeof v === "string") {
+        w.u8(HeaderKind.TEXT);
+        w.longString(v);
+      } else {
+        w.u8(HeaderKind.BYTES);
         w.u32(v.byteLength);
         w.bytes(v);
       }

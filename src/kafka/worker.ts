@@ -6,7 +6,7 @@
  */
 import * as net from "node:net";
 import Kafka from "@confluentinc/kafka-javascript";
-import { ByteReader, ByteWriter, type DeliveryError, IpcType, MessageReader, jsonMessage } from "./ipc";
+import { ByteReader, ByteWriter, type DeliveryError, HeaderKind, IpcType, MessageReader, jsonMessage } from "./ipc";
 
 export interface WorkerConfig {
   socketPath: string;
@@ -33,7 +33,7 @@ interface QueuedRecord {
   key: Buffer | null;
   timestamp: number;
   opaque: number;
-  headers: Array<Record<string, Buffer>> | undefined;
+  headers: Array<Record<string, Buffer | string>> | undefined;
 }
 
 const config: WorkerConfig = JSON.parse(process.env.KGW_WORKER_CONFIG ?? "{}");
@@ -125,12 +125,13 @@ function onProduce(r: ByteReader): void {
     const value = r.nullableSlice();
     const timestamp = r.f64();
     const headerCount = r.u16();
-    let headers: Array<Record<string, Buffer>> | undefined;
+    let headers: Array<Record<string, Buffer | string>> | undefined;
     if (headerCount > 0) {
       headers = new Array(headerCount);
       for (let h = 0; h < headerCount; h++) {
         const name = r.shortString();
-        headers[h] = { [name]: r.slice(r.u32()) };
+        const kind = r.u8();
+        headers[h] = { [name]: kind === HeaderKind.TEXT ? r.longString() : r.slice(r.u32()) };
       }
     }
     const rec: QueuedRecord = { topic, value, key, timestamp, opaque: batchId * INDEX_BITS + i, headers };
