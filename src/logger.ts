@@ -12,7 +12,10 @@ export interface Logger {
 export function createLogger(min: Level): Logger {
   const emit = (level: Level) => (msg: string, fields?: Record<string, unknown>) => {
     if (order[level] < order[min]) return;
-    process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields })}\n`);
+    // A closed stdout (EPIPE when whoever read it went away) must never take the gateway down.
+    try {
+      process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields })}\n`);
+    } catch {}
   };
   return { debug: emit("debug"), info: emit("info"), warn: emit("warn"), error: emit("error") };
 }

@@ -28,6 +28,7 @@ export const settings = {
   KAFKA_PROPERTIES: z.string().default("").describe("Extra librdkafka properties as k=v pairs separated by commas (e.g. security.protocol=SASL_SSL)"),
   KAFKA_MAX_INFLIGHT_PER_WORKER: int(100, 10_000_000).default(100_000).describe("Events one worker may hold unacknowledged before new ones get OVERLOADED"),
   KAFKA_CONNECT_TIMEOUT_MS: int(0, 600_000).default(30_000).describe("How long start-up waits for the workers to reach Kafka before serving as not ready"),
+  KAFKA_WORKER_NODE_ARGS: z.string().default("").describe("Extra node command-line flags for the workers, space-separated, e.g. --cpu-prof --cpu-prof-dir=/tmp/prof"),
   NODE_BINARY: z.string().default("").describe("Node.js (>= 20) for the Kafka workers; found on PATH when empty"),
   EMBEDDED_PARTITIONS: int(1, 10_000).default(3).describe("Partitions per topic in the embedded log"),
   EMBEDDED_RETENTION_RECORDS: int(1, 100_000_000).default(100_000).describe("Records kept per partition in the embedded log"),

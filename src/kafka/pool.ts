@@ -14,6 +14,8 @@ export interface PoolOptions {
   /** librdkafka producer properties. */
   producer: Record<string, string | number | boolean>;
   nodeBinary?: string;
+  /** Extra node flags for the workers (e.g. profiling; node refuses --cpu-prof in NODE_OPTIONS). */
+  nodeArgs?: string[];
   /** Records a worker may hold before new ones are refused with OVERLOADED. */
   maxInflightPerWorker: number;
   /** An open batch is sent as soon as it reaches this size, else at the end of the event-loop turn. */
@@ -148,7 +150,7 @@ export class WorkerPool {
     slot.state = "starting";
     const config: WorkerConfig = { socketPath: this.socketPath, workerIndex: slot.index, token: `${this.token}:${slot.generation}`, producer: this.options.producer };
     const generation = slot.generation;
-    slot.proc = Bun.spawn([this.nodeBinary, this.bundle.file], {
+    slot.proc = Bun.spawn([this.nodeBinary, ...(this.options.nodeArgs ?? []), this.bundle.file], {
       env: { ...process.env, NODE_PATH: this.bundle.nodePath, KGW_WORKER_CONFIG: JSON.stringify(config) },
       stdin: "ignore",
       stdout: "inherit",
