@@ -1,8 +1,21 @@
 /**
- * Test access to Kafka that does not go through the gateway: the broker itself
- * (scripts/kafka/broker.ts) and an independent consumer, kcat (librdkafka's CLI, from Debian).
+ * Kafka access for tests that does not go through the gateway: a real broker (scripts/kafka/start-broker,
+ * so the tests and a developer's shell start it the same way), Kafka's own topic tool, and an
+ * independent consumer, kcat (librdkafka's CLI from Debian), to check what actually landed in Kafka.
  */
-export { ensureTopic, startBroker } from "../../scripts/kafka/broker";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+
+const root = resolve(import.meta.dir, "../..");
+const scripts = join(root, "scripts/kafka");
+
+export interface Broker {
+  brokers: string;
+  pid: number;
+  dir: string;
+  stop(): Promise<void>;
+}
 
 export interface ConsumedRecord {
   partition: number;
@@ -12,55 +25,119 @@ export interface ConsumedRecord {
   headers: Record<string, string>;
 }
 
-// Lengths first, so binary keys and values (msgpack) are cut exactly, whatever bytes they hold.
-const FORMAT = "%p %o %K %S\n%k%s\n%h\n";
+/** Starts a single-node KRaft broker on free loopback ports, with its files in `dir` (default: a fresh temp dir). */
+export async function startBroker(opts: { dir?: string } = {}): Promise<Broker> {
+  const dir = opts.dir ? resolve(opts.dir) : mkdtempSync(join(tmpdir(), "kgw-kafka-"));
+  const proc = Bun.spawn(["bash", join(scripts, "start-broker"), dir], { stdout: "pipe", stderr: "pipe" });
+  const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  const brokers = /^KAFKA_BROKERS=(\S+)$/m.exec(out)?.[1];
+  if (code !== 0 || !brokers) throw new Error(`scripts/kafka/start-broker ${dir} failed (exit ${code}):\n${err}${out}`);
+  const pid = Number(readFileSync(join(dir, "broker.pid"), "utf8"));
+
+  // The JVM is detached (nohup) and ignores SIGINT (a background job of a script), so nothing else
+  // would end it if the test process exits without calling stop().
+  const killOnExit = () => {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {}
+  };
+  process.on("exit", killOnExit);
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    (stopping ??= (async () => {
+      process.off("exit", killOnExit);
+      await Bun.spawn(["bash", join(scripts, "stop-broker"), dir], { stdout: "ignore", stderr: "inherit" }).exited;
+      rmSync(dir, { recursive: true, force: true });
+    })());
+  return { brokers, pid, dir, stop };
+}
+
+// C1 only and the serial GC: the tool's JVM lives a second, and starts ~2.5x faster that way.
+const shortJvm = ["java", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-cp", join(root, ".cache/kafka/libs/*")];
 
 /**
- * Reads every record of `topic` from the beginning with kcat. With `expect`, reads again until at
- * least that many are there (or the time runs out), for records acked a moment ago.
+ * Creates `topic` with exactly `partitions` partitions (Kafka's TopicCommand) and waits until the
+ * broker's metadata shows them all with a leader, so a producer started next sees every partition.
  */
-export async function consumeAll(brokers: string, topic: string, opts: { expect?: number; timeoutMs?: number } = {}): Promise<ConsumedRecord[]> {
-  const deadline = Date.now() + (opts.timeoutMs ?? 30_000);
-  while (true) {
-    const proc = Bun.spawn(["kcat", "-C", "-b", brokers, "-t", topic, "-o", "beginning", "-e", "-q", "-f", FORMAT], { stdout: "pipe", stderr: "pipe" });
-    const out = new Uint8Array(await new Response(proc.stdout).arrayBuffer());
-    const code = await proc.exited;
-    const records = code === 0 ? parse(out) : [];
-    if (records.length >= (opts.expect ?? 0) && (code === 0 || opts.expect === undefined)) {
-      if (code === 0 || Date.now() > deadline) return records;
-    }
-    if (Date.now() > deadline) return records;
-    await Bun.sleep(300);
+export async function ensureTopic(brokers: string, topic: string, partitions: number): Promise<void> {
+  const args = ["org.apache.kafka.tools.TopicCommand", "--bootstrap-server", brokers, "--create", "--if-not-exists", "--topic", topic, "--partitions", String(partitions), "--replication-factor", "1"];
+  const proc = Bun.spawn([...shortJvm, ...args], { stdout: "pipe", stderr: "pipe" });
+  const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  if (code !== 0) throw new Error(`creating topic ${topic} failed (exit ${code}):\n${err}${out}`);
+
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const md = Bun.spawnSync(["kcat", "-L", "-J", "-b", brokers, "-t", topic, "-m", "5"], { stdout: "pipe", stderr: "pipe" });
+    const parts: Array<{ leader: number }> = md.exitCode === 0 ? (JSON.parse(md.stdout.toString()).topics?.[0]?.partitions ?? []) : [];
+    // --if-not-exists also succeeds for an existing topic with another count; say so instead of
+    // letting a partitioning assertion fail mysteriously later.
+    // A new topic's partitions appear in one metadata batch, so any other non-zero count is an old topic.
+    if (parts.length > 0 && parts.length !== partitions) throw new Error(`topic ${topic} already exists with ${parts.length} partitions, not ${partitions}`);
+    if (parts.length === partitions && parts.every((p) => p.leader >= 0)) return;
+    if (Date.now() > deadline) throw new Error(`topic ${topic}: ${parts.length}/${partitions} partitions with a leader after 15 s`);
+    await Bun.sleep(100);
   }
 }
 
+/**
+ * Every record of `topic`, from the beginning, sorted by partition then offset; [] if the topic does
+ * not exist. With `expect`, reads again until at least that many are there (records acked a moment
+ * ago), returning what it has once `timeoutMs` (default 30 s) runs out so the test's assertion shows it.
+ */
+export async function consumeAll(brokers: string, topic: string, opts: { expect?: number; timeoutMs?: number } = {}): Promise<ConsumedRecord[]> {
+  const deadline = Date.now() + (opts.timeoutMs ?? 30_000);
+  for (;;) {
+    const r = await kcatOnce(brokers, topic, Math.max(1000, deadline - Date.now()));
+    if ("records" in r && r.records.length >= (opts.expect ?? 0)) return r.records;
+    if (Date.now() >= deadline) {
+      if ("records" in r) return r.records;
+      throw new Error(`kcat could not read ${topic}: ${r.error}`);
+    }
+    await Bun.sleep(250);
+  }
+}
+
+// Lengths first (-1 for null), so binary keys and values (msgpack, any byte incl. \n) are cut exactly.
+// Headers last, as kcat's "n=v,n2=v2" (one line; our header values are ASCII without ',' or '\n').
+const FORMAT = "%p %o %K %S\n%k%s%h\n";
+
+async function kcatOnce(brokers: string, topic: string, timeoutMs: number): Promise<{ records: ConsumedRecord[] } | { error: string }> {
+  // -e: exit once every partition is at its end; -q: no "Reached end" chatter.
+  const proc = Bun.spawn(["kcat", "-C", "-b", brokers, "-t", topic, "-o", "beginning", "-e", "-q", "-f", FORMAT], { stdout: "pipe", stderr: "pipe", timeout: timeoutMs });
+  const [out, err, code] = await Promise.all([new Response(proc.stdout).bytes(), new Response(proc.stderr).text(), proc.exited]);
+  if (code === 0) return { records: parse(out) };
+  if (err.includes("Unknown topic or partition")) return { records: [] };
+  return { error: proc.signalCode ? `no answer within ${timeoutMs} ms (${err.trim()})` : `exit ${code}: ${err.trim()}` };
+}
+
 function parse(out: Uint8Array): ConsumedRecord[] {
+  const text = new TextDecoder();
   const records: ConsumedRecord[] = [];
-  const buf = Buffer.from(out.buffer, out.byteOffset, out.byteLength);
   let pos = 0;
   const line = () => {
-    const nl = buf.indexOf(10, pos);
-    const s = buf.toString("utf8", pos, nl);
+    const nl = out.indexOf(10, pos);
+    if (nl < 0) throw new Error(`truncated kcat output at byte ${pos}`);
+    const s = text.decode(out.subarray(pos, nl));
     pos = nl + 1;
     return s;
   };
   const take = (n: number) => {
     if (n < 0) return null;
-    const v = new Uint8Array(buf.subarray(pos, pos + n));
-    pos += n;
-    return v;
+    if (pos + n > out.length) throw new Error(`truncated kcat output at byte ${pos}`);
+    return out.slice(pos, (pos += n));
   };
-  while (pos < buf.length) {
-    const [p, o, k, s] = line().split(" ").map(Number) as [number, number, number, number];
-    const key = take(k);
-    const value = take(s);
-    pos++; // the newline after the value
+  while (pos < out.length) {
+    const head = line();
+    const m = /^(\d+) (\d+) (-?\d+) (-?\d+)$/.exec(head);
+    if (!m) throw new Error(`unexpected kcat output line: ${JSON.stringify(head)}`);
+    const key = take(Number(m[3]));
+    const value = take(Number(m[4]));
     const headers: Record<string, string> = {};
     for (const pair of line().split(",")) {
       const eq = pair.indexOf("=");
       if (eq > 0) headers[pair.slice(0, eq)] = pair.slice(eq + 1);
     }
-    records.push({ partition: p, offset: o, key, value, headers });
+    records.push({ partition: Number(m[1]), offset: Number(m[2]), key, value, headers });
   }
-  return records;
+  return records.sort((a, b) => a.partition - b.partition || a.offset - b.offset);
 }
