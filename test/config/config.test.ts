@@ -3,6 +3,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { ConfigError, loadConfig } from "../../src/config/load";
 import { settings } from "../../src/config/schema";
+import { configTable } from "../../src/config/table";
 
 const root = resolve(import.meta.dir, "../..");
 const fails = (env: Record<string, string>) => {
@@ -49,4 +50,10 @@ test("the gateway refuses to start on bad config, with one readable line and exi
 test("the README documents every setting", () => {
   const readme = readFileSync(resolve(root, "README.md"), "utf8");
   for (const name of Object.keys(settings)) expect(readme).toContain(`\`${name}\``);
+});
+
+test("the README's configuration table is the one the schema generates", () => {
+  const readme = readFileSync(resolve(root, "README.md"), "utf8");
+  const section = readme.split("<!-- config-table")[1]!.split("<!-- /config-table -->")[0]!;
+  expect(section.slice(section.indexOf("\n") + 1).trim()).toBe(configTable());
 });
