@@ -127,6 +127,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     async close() {
       if (draining) return;
       draining = true;
+      publisher.drain();
       const deadline = Date.now() + config.SHUTDOWN_TIMEOUT_MS;
       while (publisher.eventsInflight > 0 && Date.now() < deadline) await Bun.sleep(10);
       server.stop(true);

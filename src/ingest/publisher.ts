@@ -37,6 +37,7 @@ export interface Prepared {
 export class Publisher {
   private readonly topicAllow: RegExp;
   private inflight = 0;
+  private draining = false;
 
   constructor(
     private readonly log: EventLog,
@@ -50,6 +51,11 @@ export class Publisher {
     return this.inflight;
   }
 
+  /** From now on every request is refused with SHUTTING_DOWN, so in-flight events can drain. */
+  drain(): void {
+    this.draining = true;
+  }
+
   /** Resolves the topic of a request, or throws INVALID_TOPIC. */
   topicFor(requested: string | undefined): string {
     const topic = requested ?? this.config.DEFAULT_TOPIC;
@@ -60,6 +66,7 @@ export class Publisher {
 
   /** Validates every event; valid ones become records, invalid ones get an error at their index. */
   prepare(events: unknown[], topic: string, codec: CodecName, transport: Transport): Prepared {
+    if (this.draining) throw new GatewayError("SHUTTING_DOWN", "the gateway is shutting down; reconnect to another instance");
     if (events.length > this.config.MAX_BATCH_EVENTS) {
       throw new GatewayError("BATCH_TOO_LARGE", `${events.length} events in one batch; at most ${this.config.MAX_BATCH_EVENTS}`);
     }
@@ -93,9 +100,13 @@ export class Publisher {
     if (p.records.length === 0) return out;
     this.inflight += p.records.length;
     this.metrics.eventsInflight.set(this.inflight);
-    const results = await this.log.append(p.records);
-    this.inflight -= p.records.length;
-    this.metrics.eventsInflight.set(this.inflight);
+    let results;
+    try {
+      results = await this.log.append(p.records);
+    } finally {
+      this.inflight -= p.records.length;
+      this.metrics.eventsInflight.set(this.inflight);
+    }
     let published = 0;
     for (let r = 0; r < p.records.length; r++) {
       const i = p.positions[r]!;
