@@ -5,16 +5,21 @@ import { startBroker } from "./kafka-broker";
  * The broker the tests use: KAFKA_BROKERS if the environment names one, otherwise a real
  * single-node KRaft broker started once per `bun test` run (all test files share the process).
  */
-let started: Promise<string> | null = null;
+let started: Promise<{ brokers: string; pid?: number }> | null = null;
 let stop: (() => Promise<void>) | null = null;
 
-export function kafkaBrokers(): Promise<string> {
-  if (process.env.KAFKA_BROKERS) return Promise.resolve(process.env.KAFKA_BROKERS);
+/** The broker, with its pid when this run started it (tests that freeze or kill it need that). */
+export function kafkaBroker(): Promise<{ brokers: string; pid?: number }> {
+  if (process.env.KAFKA_BROKERS) return Promise.resolve({ brokers: process.env.KAFKA_BROKERS });
   started ??= startBroker().then((b) => {
     stop = b.stop;
-    return b.brokers;
+    return { brokers: b.brokers, pid: b.pid };
   });
   return started;
+}
+
+export async function kafkaBrokers(): Promise<string> {
+  return (await kafkaBroker()).brokers;
 }
 
 /** A topic name no other test or run uses. */
