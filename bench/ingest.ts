@@ -8,6 +8,7 @@
  * frame) and so hides queueing before the send; the open-loop harness is issue 5's.
  */
 import { parseArgs } from "node:util";
+import { resolveNodeBinary } from "../src/kafka/node-runtime";
 import { startBroker } from "../test/support/kafka-broker";
 import { startGateway } from "../test/support/gateway";
 import { GatewayClient } from "../test/support/ws-client";
@@ -23,6 +24,7 @@ const { values: o } = parseArgs({
     keys: { type: "string", default: "1000" },
     url: { type: "string" },
     embedded: { type: "boolean", default: false },
+    baseline: { type: "boolean", default: true },
   },
 });
 const seconds = Number(o.seconds);
@@ -33,16 +35,30 @@ const keys = Number(o.keys);
 let stopBroker: (() => Promise<void>) | undefined;
 let stopGateway: (() => Promise<number>) | undefined;
 let url = o.url;
+let baseline: { eventsPerSec: number } | undefined;
 if (!url) {
   const env: Record<string, string> = { KAFKA_WORKERS: o.workers!, PUBLISH_WINDOW: String(window), LOG_LEVEL: "warn" };
   if (!o.embedded) {
     const b = await startBroker();
     stopBroker = b.stop;
     env.KAFKA_BROKERS = b.brokers;
+    if (o.baseline) baseline = await rawBaseline(b.brokers);
   }
   const gw = await startGateway({ ...env, LOG_LEVEL: "info" });
   stopGateway = gw.stop;
   url = gw.wsUrl;
+}
+
+/** The same records straight from one Node librdkafka producer on the same broker, just before. */
+async function rawBaseline(brokers: string): Promise<{ eventsPerSec: number }> {
+  const proc = Bun.spawn([resolveNodeBinary(), `${import.meta.dir}/raw-producer.cjs`, brokers, `raw-${Date.now()}`, String(seconds), o.payload!, String(keys)], {
+    env: { ...process.env, NODE_PATH: `${import.meta.dir}/../node_modules` },
+    stdout: "pipe",
+    stderr: "inherit",
+  });
+  const out = await new Response(proc.stdout).text();
+  if ((await proc.exited) !== 0) throw new Error(`raw producer failed: ${out}`);
+  return JSON.parse(out.trim().split("\n").at(-1)!);
 }
 
 const client = await GatewayClient.connect(url);
@@ -92,6 +108,7 @@ console.log(
     eventsPerSec: Math.round(acked / elapsed),
     failed,
     ackLatencyMs: { p50: pct(50), p99: pct(99), p999: pct(99.9), max: latencies.at(-1)!.toFixed(2) },
+    ...(baseline ? { rawLibrdkafkaEventsPerSec: baseline.eventsPerSec, ratioToRaw: Number((acked / elapsed / baseline.eventsPerSec).toFixed(3)) } : {}),
   }),
 );
 client.close();
