@@ -50,6 +50,11 @@ export function createLog(config: Config, logger: Logger, metrics: Metrics): Eve
         "queue.buffering.max.messages": Math.max(100_000, config.KAFKA_MAX_INFLIGHT_PER_WORKER * 2),
         ...parseKafkaProperties(config.KAFKA_PROPERTIES),
       },
+      consumer: {
+        "bootstrap.servers": config.KAFKA_BROKERS,
+        "client.id": config.KAFKA_CLIENT_ID,
+        ...parseKafkaProperties(config.KAFKA_PROPERTIES),
+      },
     },
     (e) => {
       if (e.event === "worker_restart") metrics.workerRestarts.inc();

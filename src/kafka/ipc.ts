@@ -10,7 +10,14 @@
  *   header   = u16 nameLen · name · u8 kind (0 text, 1 bytes) · u32 len · value
  *   DELIVERY = u32 batchId · u32 count · count × (i32 partition · f64 offset · i32 errorIndex)
  *              · u32 errorsJsonLen · errorsJson (DeliveryError[])
- *   HELLO, READY, STATUS, SHUTDOWN = JSON body
+ *   RECORDS  = u32 readerId · u32 count · count × consumed
+ *   consumed = u16 topicLen · topic · i32 partition · f64 offset · f64 timestampMs · i32 keyLen · key
+ *              · i32 valueLen · value · u16 headerCount · headerCount × (u16 nameLen · name · u32 len · value)
+ *   HELLO, READY, STATUS, SHUTDOWN, READER_* , ASSIGN, UNASSIGN, RECORDS_ACK = JSON body
+ *
+ * Readers are consumers with manual assignment (docs/subscriptions.md). A worker sends a reader's
+ * RECORDS only while fewer than READER_CREDIT of them await a RECORDS_ACK: a slow gateway pauses
+ * the consumer instead of growing a buffer.
  */
 export const IpcType = {
   HELLO: 1,
@@ -18,8 +25,27 @@ export const IpcType = {
   STATUS: 3,
   PRODUCE: 10,
   DELIVERY: 11,
+  OPEN_READER: 12,
+  READER_READY: 13,
+  ASSIGN: 14,
+  UNASSIGN: 15,
+  RECORDS: 16,
+  RECORDS_ACK: 17,
+  CLOSE_READER: 18,
   SHUTDOWN: 20,
 } as const;
+
+export const READER_CREDIT = 4;
+
+/** librdkafka's logical offsets, for ASSIGN. */
+export const Offset = { BEGINNING: -2, END: -1 } as const;
+
+export interface Assignment {
+  topic: string;
+  partition: number;
+  /** An offset, or Offset.BEGINNING / Offset.END. */
+  offset: number;
+}
 
 /**
  * Header values that are text cross as text and reach librdkafka as JS strings: the binding takes

@@ -5,6 +5,7 @@ import type { Socket, TCPSocketListener, UnixSocketListener } from "bun";
 import { GatewayError } from "../protocol/errors";
 import { ByteReader, type DeliveryError, IpcType, MessageReader, jsonMessage } from "./ipc";
 import { buildWorkerBundle, resolveNodeBinary } from "./node-runtime";
+import { type ReaderHandle, type ReaderHandlers, ReaderRegistry } from "./readers";
 import { SocketWriter } from "./socket-writer";
 import { type RecordSink, WorkerSlot } from "./worker-slot";
 import type { WorkerConfig } from "./worker";
@@ -13,6 +14,8 @@ export interface PoolOptions {
   workers: number;
   /** librdkafka producer properties. */
   producer: Record<string, string | number | boolean>;
+  /** librdkafka properties readers' consumers start from. */
+  consumer: Record<string, string | number | boolean>;
   nodeBinary?: string;
   /** Extra node flags for the workers (e.g. profiling; node refuses --cpu-prof in NODE_OPTIONS). */
   nodeArgs?: string[];
@@ -56,6 +59,7 @@ export class WorkerPool {
   private flushScheduled = false;
   private closing = false;
   private readyWaiters: Array<() => void> = [];
+  private readonly readers = new ReaderRegistry();
   private readonly nextBatchId = () => (this.batchSeq = (this.batchSeq + 1) >>> 0);
   private readonly flushAll = () => {
     this.flushScheduled = false;
@@ -110,6 +114,13 @@ export class WorkerPool {
     }
   }
 
+  /** Opens a Kafka reader (manual assignment, no commits) on a worker; see ReaderHandlers. */
+  openReader(handlers: ReaderHandlers, opts: { worker?: number; groupId?: string } = {}): ReaderHandle {
+    const slot = this.slots[opts.worker ?? 0]!;
+    if (slot.state !== "ready") throw new GatewayError("UNAVAILABLE", `Kafka worker ${slot.index} is not connected to Kafka`);
+    return this.readers.open(slot, handlers, opts.groupId);
+  }
+
   health() {
     return this.slots.map((s) => ({
       worker: s.index,
@@ -148,7 +159,7 @@ export class WorkerPool {
   private spawn(slot: WorkerSlot): void {
     slot.generation++;
     slot.state = "starting";
-    const config: WorkerConfig = { socketPath: this.socketPath, workerIndex: slot.index, token: `${this.token}:${slot.generation}`, producer: this.options.producer };
+    const config: WorkerConfig = { socketPath: this.socketPath, workerIndex: slot.index, token: `${this.token}:${slot.generation}`, producer: this.options.producer, consumer: this.options.consumer };
     const generation = slot.generation;
     slot.proc = Bun.spawn([this.nodeBinary, ...(this.options.nodeArgs ?? []), this.bundle.file], {
       env: { ...process.env, NODE_PATH: this.bundle.nodePath, KGW_WORKER_CONFIG: JSON.stringify(config) },
@@ -162,6 +173,7 @@ export class WorkerPool {
 
   private onMessage(s: Socket<ConnData>, type: number, body: Buffer): void {
     if (type === IpcType.DELIVERY) return this.onDelivery(s.data.slot!, new ByteReader(body));
+    if (type === IpcType.RECORDS) return this.readers.onRecords(new ByteReader(body));
     const msg = new ByteReader(body).json<Record<string, unknown>>();
     if (type === IpcType.HELLO) {
       const [token, gen] = String(msg.token).split(":");
@@ -183,6 +195,8 @@ export class WorkerPool {
       slot.lastError = "";
       this.onEvent({ event: "worker_ready", worker: slot.index, pid: slot.pid });
       if (this.isReady()) for (const w of this.readyWaiters.splice(0)) w();
+    } else if (type === IpcType.READER_READY) {
+      this.readers.onReady(Number(msg.readerId));
     } else if (type === IpcType.STATUS) {
       const slot = s.data.slot;
       if (slot) slot.lastError = String(msg.message);
@@ -226,6 +240,7 @@ export class WorkerPool {
     slot.writer = null;
     slot.readySince = 0;
     slot.failEverything(reason);
+    this.readers.onSlotLost(slot, reason);
     slot.generation++; // whichever of exit and socket-close comes second is ignored
     if (slot.proc && slot.proc.exitCode === null && slot.proc.signalCode === null) slot.proc.kill("SIGKILL");
     this.onEvent({ event: "worker_exit", worker: slot.index, pid: slot.pid, reason, inflight, wasReady });

@@ -7,12 +7,15 @@
 import * as net from "node:net";
 import Kafka from "@confluentinc/kafka-javascript";
 import { ByteReader, ByteWriter, type DeliveryError, HeaderKind, IpcType, MessageReader, jsonMessage } from "./ipc";
+import { Readers } from "./worker-readers";
 
 export interface WorkerConfig {
   socketPath: string;
   workerIndex: number;
   token: string;
   producer: Record<string, string | number | boolean>;
+  /** Properties every reader's consumer starts from (brokers, client id, security). */
+  consumer: Record<string, string | number | boolean>;
 }
 
 const QUEUE_FULL = -184; // RD_KAFKA_RESP_ERR__QUEUE_FULL
@@ -47,7 +50,8 @@ let shuttingDown = false;
 
 const socket = net.createConnection(config.socketPath);
 socket.setNoDelay(true);
-const send = (buf: Buffer) => socket.write(buf);
+const send = (buf: Buffer) => void socket.write(buf);
+const readers = new Readers(config.consumer, send);
 
 socket.on("connect", () => {
   send(
@@ -105,6 +109,7 @@ function connectProducer(): void {
 
 const reader = new MessageReader((type, body) => {
   if (type === IpcType.PRODUCE) onProduce(new ByteReader(body));
+  else if (type >= IpcType.OPEN_READER && type <= IpcType.CLOSE_READER) readers.handle(type, new ByteReader(body).json());
   else if (type === IpcType.SHUTDOWN) shutdown(body.length > 0 ? new ByteReader(body).json<{ timeoutMs: number }>().timeoutMs : 5000);
 });
 socket.on("data", (chunk: Buffer) => reader.push(chunk));
@@ -220,6 +225,7 @@ function codeName(code: number): string {
 function shutdown(timeoutMs: number): void {
   if (shuttingDown) return;
   shuttingDown = true;
+  readers.closeAll();
   // process.exit() can block in librdkafka's destructor while it is still dialling a broker; with
   // nothing left to deliver, a hard exit is safe and prompt.
   const hardExit = () => void process.kill(process.pid, "SIGKILL");

@@ -1,0 +1,98 @@
+import { type Assignment, ByteReader, IpcType, jsonMessage } from "./ipc";
+import type { WorkerSlot } from "./worker-slot";
+
+/** A record read from Kafka, copied out of the IPC buffer so it may outlive the callback. */
+export interface ConsumedRecord {
+  topic: string;
+  partition: number;
+  offset: number;
+  timestamp: number;
+  key: Uint8Array | null;
+  value: Uint8Array | null;
+  headers: Array<[name: string, value: Uint8Array]>;
+}
+
+export interface ReaderHandlers {
+  /**
+   * A batch in partition order. Call `done` once the batch is dealt with: until then the batch holds
+   * one of the reader's credits, and with all credits held the worker stops consuming.
+   */
+  onRecords(records: ConsumedRecord[], done: () => void): void;
+  /** The worker holding this reader died; open a new reader from the positions you had. */
+  onLost(reason: string): void;
+}
+
+export interface ReaderHandle {
+  readonly ready: Promise<void>;
+  assign(list: Assignment[]): void;
+  unassign(list: Assignment[]): void;
+  close(): void;
+}
+
+interface OpenReader {
+  slot: WorkerSlot;
+  handlers: ReaderHandlers;
+  markReady: () => void;
+}
+
+/** The gateway side of the readers of every worker: opens them, routes their batches, fails them over. */
+export class ReaderRegistry {
+  private readonly readers = new Map<number, OpenReader>();
+  private nextId = 1;
+
+  open(slot: WorkerSlot, handlers: ReaderHandlers, groupId?: string): ReaderHandle {
+    const readerId = this.nextId++;
+    let markReady!: () => void;
+    const ready = new Promise<void>((r) => (markReady = r));
+    this.readers.set(readerId, { slot, handlers, markReady });
+    const control = (type: number, body: object) => slot.writer?.write(jsonMessage(type, { readerId, ...body }));
+    control(IpcType.OPEN_READER, groupId ? { groupId } : {});
+    return {
+      ready,
+      assign: (assignments) => control(IpcType.ASSIGN, { assignments }),
+      unassign: (assignments) => control(IpcType.UNASSIGN, { assignments }),
+      close: () => {
+        if (this.readers.delete(readerId)) control(IpcType.CLOSE_READER, {});
+      },
+    };
+  }
+
+  onReady(readerId: number): void {
+    this.readers.get(readerId)?.markReady();
+  }
+
+  onRecords(r: ByteReader): void {
+    const readerId = r.u32();
+    const reader = this.readers.get(readerId);
+    if (!reader) return;
+    const count = r.u32();
+    const records: ConsumedRecord[] = new Array(count);
+    for (let i = 0; i < count; i++) {
+      const topic = r.shortString();
+      const partition = r.i32();
+      const offset = r.f64();
+      const timestamp = r.f64();
+      const key = r.nullableSlice();
+      const value = r.nullableSlice();
+      const headerCount = r.u16();
+      const headers: ConsumedRecord["headers"] = new Array(headerCount);
+      for (let h = 0; h < headerCount; h++) headers[h] = [r.shortString(), Buffer.from(r.slice(r.u32()))];
+      records[i] = { topic, partition, offset, timestamp, key: key && Buffer.from(key), value: value && Buffer.from(value), headers };
+    }
+    let acked = false;
+    reader.handlers.onRecords(records, () => {
+      if (acked || !this.readers.has(readerId)) return;
+      acked = true;
+      reader.slot.writer?.write(jsonMessage(IpcType.RECORDS_ACK, { readerId }));
+    });
+  }
+
+  /** A worker died: its readers are gone with it. */
+  onSlotLost(slot: WorkerSlot, reason: string): void {
+    for (const [id, reader] of this.readers) {
+      if (reader.slot !== slot) continue;
+      this.readers.delete(id);
+      reader.handlers.onLost(reason);
+    }
+  }
+}

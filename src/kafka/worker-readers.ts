@@ -1,0 +1,141 @@
+/**
+ * The consuming half of a Kafka worker (runs on Node, inside worker.ts). Each reader is a
+ * KafkaConsumer with manual assignment and no commits: positions belong to the gateway's
+ * subscribers, not to a consumer group (docs/subscriptions.md).
+ */
+import Kafka from "@confluentinc/kafka-javascript";
+import { type Assignment, ByteWriter, IpcType, READER_CREDIT, jsonMessage } from "./ipc";
+
+interface KafkaMessage {
+  topic: string;
+  partition: number;
+  offset: number;
+  timestamp?: number;
+  key?: Buffer | string | null;
+  value: Buffer | null;
+  headers?: Array<Record<string, Buffer | string>>;
+}
+
+const BATCH = 500;
+
+class Reader {
+  private readonly consumer: InstanceType<typeof Kafka.KafkaConsumer>;
+  private outstanding = 0;
+  private polling = false;
+  private closed = false;
+  private readonly out = new ByteWriter(64 * 1024);
+
+  constructor(
+    readonly id: number,
+    config: Record<string, string | number | boolean>,
+    private readonly send: (buf: Buffer) => void,
+  ) {
+    this.consumer = new Kafka.KafkaConsumer({ ...config, "enable.auto.commit": false, "enable.partition.eof": false } as never, {} as never);
+    this.consumer.setDefaultConsumeTimeout(100);
+    this.consumer.on("ready", () => {
+      send(jsonMessage(IpcType.READER_READY, { readerId: id }));
+      this.poll();
+    });
+    this.consumer.on("event.error", (err: { message: string }) => {
+      send(jsonMessage(IpcType.STATUS, { level: "warn", event: "reader_error", readerId: id, message: err.message }));
+    });
+    this.consumer.connect();
+  }
+
+  // In the binding (lib/kafka-consumer.js) but missing from its type declarations.
+  private get incremental() {
+    return this.consumer as unknown as { incrementalAssign(l: object[]): void; incrementalUnassign(l: object[]): void };
+  }
+
+  assign(list: Assignment[]): void {
+    this.incremental.incrementalAssign(list);
+  }
+
+  unassign(list: Assignment[]): void {
+    this.incremental.incrementalUnassign(list.map(({ topic, partition }) => ({ topic, partition })));
+  }
+
+  acked(): void {
+    this.outstanding--;
+    this.poll();
+  }
+
+  close(): void {
+    this.closed = true;
+    this.consumer.disconnect();
+  }
+
+  private poll(): void {
+    if (this.polling || this.closed || this.outstanding >= READER_CREDIT) return;
+    this.polling = true;
+    this.consumer.consume(BATCH, (err: unknown, messages: KafkaMessage[]) => {
+      this.polling = false;
+      if (this.closed) return;
+      if (!err && messages.length > 0) {
+        this.outstanding++;
+        this.send(this.encode(messages));
+      }
+      // Errors here are transient (timeouts, rebalances of metadata); event.error reports the rest.
+      this.poll();
+    });
+  }
+
+  private encode(messages: KafkaMessage[]): Buffer {
+    const w = this.out;
+    const start = w.beginMessage(IpcType.RECORDS);
+    w.u32(this.id);
+    w.u32(messages.length);
+    for (const m of messages) {
+      w.shortString(m.topic);
+      w.i32(m.partition);
+      w.f64(m.offset);
+      w.f64(m.timestamp ?? 0);
+      w.nullableBytes(m.key == null ? null : typeof m.key === "string" ? Buffer.from(m.key) : m.key);
+      w.nullableBytes(m.value);
+      const headers = m.headers ?? [];
+      w.u16(headers.length);
+      for (const h of headers) {
+        for (const name in h) {
+          const v = h[name]!;
+          w.shortString(name);
+          const bytes = typeof v === "string" ? Buffer.from(v) : v;
+          w.u32(bytes.byteLength);
+          w.bytes(bytes);
+        }
+      }
+    }
+    w.endMessage(start);
+    return w.take();
+  }
+}
+
+/** The readers of one worker process, driven by the gateway's JSON control messages. */
+export class Readers {
+  private readonly readers = new Map<number, Reader>();
+
+  constructor(
+    private readonly config: Record<string, string | number | boolean>,
+    private readonly send: (buf: Buffer) => void,
+  ) {}
+
+  handle(type: number, msg: { readerId: number; groupId?: string; assignments?: Assignment[] }): void {
+    if (type === IpcType.OPEN_READER) {
+      this.readers.set(msg.readerId, new Reader(msg.readerId, { ...this.config, "group.id": msg.groupId ?? `kgw-reader-${process.pid}-${msg.readerId}` }, this.send));
+      return;
+    }
+    const reader = this.readers.get(msg.readerId);
+    if (!reader) return;
+    if (type === IpcType.ASSIGN) reader.assign(msg.assignments ?? []);
+    else if (type === IpcType.UNASSIGN) reader.unassign(msg.assignments ?? []);
+    else if (type === IpcType.RECORDS_ACK) reader.acked();
+    else if (type === IpcType.CLOSE_READER) {
+      reader.close();
+      this.readers.delete(msg.readerId);
+    }
+  }
+
+  closeAll(): void {
+    for (const r of this.readers.values()) r.close();
+    this.readers.clear();
+  }
+}

@@ -1,0 +1,110 @@
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import type { ConsumedRecord } from "../../src/kafka/readers";
+import { Offset } from "../../src/kafka/ipc";
+import { KafkaLog } from "../../src/log/kafka-log";
+import { freshTopic, kafkaBrokers } from "../support/kafka";
+import { ensureTopic } from "../support/kafka-broker";
+
+/**
+ * The consuming half of the worker pool, in-process against the real broker: records appended
+ * through the pool come back through a reader at the offsets their appends reported, and a reader
+ * that holds its credit stops the worker from sending more.
+ */
+let brokers: string;
+let log: KafkaLog;
+
+beforeAll(async () => {
+  brokers = await kafkaBrokers();
+  const common = { "bootstrap.servers": brokers, "client.id": "reader-test" };
+  log = new KafkaLog({
+    workers: 1,
+    producer: { ...common, acks: "all", "enable.idempotence": true, "linger.ms": 2, partitioner: "murmur2_random" },
+    consumer: common,
+    maxInflightPerWorker: 100_000,
+    flushBytes: 256 * 1024,
+    restartBackoffMinMs: 100,
+    restartBackoffMaxMs: 1000,
+    connectTimeoutMs: 30_000,
+  });
+  await log.start();
+  expect(log.isReady()).toBe(true);
+}, 60_000);
+afterAll(async () => {
+  await log.close(5000);
+}, 60_000);
+
+const record = (topic: string, i: number) => ({ topic, key: Buffer.from(`k${i % 5}`), value: Buffer.from(`v${i}`), headers: [["ce_id", `id-${i}`]] as Array<[string, string]>, timestamp: 1_700_000_000_000 + i });
+
+test("a reader assigned from the beginning gets every appended record, at the offsets the appends reported", async () => {
+  const topic = freshTopic("reader");
+  await ensureTopic(brokers, topic, 3);
+  const results = await log.append(Array.from({ length: 3000 }, (_, i) => record(topic, i)));
+  expect(results.errors).toBeNull();
+  const got: ConsumedRecord[] = [];
+  const reader = log.pool.openReader({
+    onRecords: (records, done) => {
+      got.push(...records);
+      done();
+    },
+    onLost: () => {},
+  });
+  await reader.ready;
+  reader.assign([0, 1, 2].map((partition) => ({ topic, partition, offset: Offset.BEGINNING })));
+  const deadline = Date.now() + 20_000;
+  while (got.length < 3000 && Date.now() < deadline) await Bun.sleep(50);
+  reader.close();
+  expect(got).toHaveLength(3000);
+  const byId = new Map(got.map((r) => [Buffer.from(r.headers.find(([n]) => n === "ce_id")![1]).toString(), r]));
+  for (let i = 0; i < 3000; i++) {
+    const r = byId.get(`id-${i}`)!;
+    expect({ partition: r.partition, offset: r.offset }).toEqual({ partition: results.partitions[i]!, offset: results.offsets[i]! });
+    expect(Buffer.from(r.value!).toString()).toBe(`v${i}`);
+    expect(r.timestamp).toBe(1_700_000_000_000 + i);
+  }
+});
+
+test("a reader that holds its credit gets no more batches until it releases them", async () => {
+  const topic = freshTopic("credit");
+  await ensureTopic(brokers, topic, 1);
+  await log.append(Array.from({ length: 5000 }, (_, i) => record(topic, i)));
+  const held: Array<() => void> = [];
+  let received = 0;
+  const reader = log.pool.openReader({
+    onRecords: (records, done) => {
+      received += records.length;
+      held.push(done);
+    },
+    onLost: () => {},
+  });
+  await reader.ready;
+  reader.assign([{ topic, partition: 0, offset: Offset.BEGINNING }]);
+  await Bun.sleep(2000);
+  // READER_CREDIT batches of at most 500 records, then nothing while they are held.
+  expect(held.length).toBe(4);
+  const stalledAt = received;
+  expect(stalledAt).toBeLessThanOrEqual(4 * 500);
+  await Bun.sleep(500);
+  expect(received).toBe(stalledAt);
+  for (const done of held.splice(0)) done();
+  const deadline = Date.now() + 20_000;
+  while (received < 5000 && Date.now() < deadline) {
+    for (const done of held.splice(0)) done();
+    await Bun.sleep(20);
+  }
+  reader.close();
+  expect(received).toBe(5000);
+});
+
+test("a reader whose worker dies is told so, and a new reader works once the worker is back", async () => {
+  const lost = Promise.withResolvers<string>();
+  const reader = log.pool.openReader({ onRecords: (_r, done) => done(), onLost: lost.resolve });
+  await reader.ready;
+  process.kill(log.pool.slots[0]!.pid, "SIGKILL");
+  expect(await lost.promise).toMatch(/signal|socket/);
+  const deadline = Date.now() + 20_000;
+  while (!log.isReady() && Date.now() < deadline) await Bun.sleep(50);
+  expect(log.isReady()).toBe(true);
+  const again = log.pool.openReader({ onRecords: (_r, done) => done(), onLost: () => {} });
+  await again.ready;
+  again.close();
+});
