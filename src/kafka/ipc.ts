@@ -13,7 +13,7 @@
  *   RECORDS  = u32 readerId · u32 count · count × consumed
  *   consumed = u16 topicLen · topic · i32 partition · f64 offset · f64 timestampMs · i32 keyLen · key
  *              · i32 valueLen · value · u16 headerCount · headerCount × (u16 nameLen · name · u32 len · value)
- *   HELLO, READY, STATUS, SHUTDOWN, READER_* , ASSIGN, UNASSIGN, RECORDS_ACK = JSON body
+ *   HELLO, READY, STATUS, SHUTDOWN, READER_* , ASSIGN, UNASSIGN, RECORDS_ACK, QUERY* = JSON body
  *
  * Readers are consumers with manual assignment (docs/subscriptions.md). A worker sends a reader's
  * RECORDS only while fewer than READER_CREDIT of them await a RECORDS_ACK: a slow gateway pauses
@@ -32,20 +32,12 @@ export const IpcType = {
   RECORDS: 16,
   RECORDS_ACK: 17,
   CLOSE_READER: 18,
+  QUERY: 19,
+  QUERY_RESULT: 21,
   SHUTDOWN: 20,
 } as const;
 
 export const READER_CREDIT = 4;
-
-/** librdkafka's logical offsets, for ASSIGN. */
-export const Offset = { BEGINNING: -2, END: -1 } as const;
-
-export interface Assignment {
-  topic: string;
-  partition: number;
-  /** An offset, or Offset.BEGINNING / Offset.END. */
-  offset: number;
-}
 
 /**
  * Header values that are text cross as text and reach librdkafka as JS strings: the binding takes
@@ -53,6 +45,12 @@ export interface Assignment {
  * measured against 8.4 µs with none), and the headers are most of a small record's cost.
  */
 export const HeaderKind = { TEXT: 0, BYTES: 1 } as const;
+
+/** Metadata questions a worker answers with its producer's client (QUERY → QUERY_RESULT). */
+export type Query =
+  | { kind: "partitions"; topic: string }
+  | { kind: "watermarks"; topic: string; partitions: number }
+  | { kind: "offsetsForTime"; topic: string; partitions: number; timestampMs: number };
 
 export interface DeliveryError {
   /** librdkafka error code (negative for client-side errors, e.g. -192 message timed out). */

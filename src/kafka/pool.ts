@@ -3,9 +3,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Socket, TCPSocketListener, UnixSocketListener } from "bun";
 import { GatewayError } from "../protocol/errors";
-import { ByteReader, type DeliveryError, IpcType, MessageReader, jsonMessage } from "./ipc";
+import { ByteReader, type DeliveryError, IpcType, MessageReader, type Query, jsonMessage } from "./ipc";
 import { buildWorkerBundle, resolveNodeBinary } from "./node-runtime";
-import { type ReaderHandle, type ReaderHandlers, ReaderRegistry } from "./readers";
+import type { LogReader, ReaderHandlers } from "../log/event-log";
+import { ReaderRegistry } from "./readers";
 import { SocketWriter } from "./socket-writer";
 import { type RecordSink, WorkerSlot } from "./worker-slot";
 import type { WorkerConfig } from "./worker";
@@ -60,6 +61,8 @@ export class WorkerPool {
   private closing = false;
   private readyWaiters: Array<() => void> = [];
   private readonly readers = new ReaderRegistry();
+  private readonly queries = new Map<number, { slot: WorkerSlot; resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  private querySeq = 0;
   private readonly nextBatchId = () => (this.batchSeq = (this.batchSeq + 1) >>> 0);
   private readonly flushAll = () => {
     this.flushScheduled = false;
@@ -115,10 +118,22 @@ export class WorkerPool {
   }
 
   /** Opens a Kafka reader (manual assignment, no commits) on a worker; see ReaderHandlers. */
-  openReader(handlers: ReaderHandlers, opts: { worker?: number; groupId?: string } = {}): ReaderHandle {
+  openReader(handlers: ReaderHandlers, opts: { worker?: number; groupId?: string } = {}): LogReader {
     const slot = this.slots[opts.worker ?? 0]!;
     if (slot.state !== "ready") throw new GatewayError("UNAVAILABLE", `Kafka worker ${slot.index} is not connected to Kafka`);
     return this.readers.open(slot, handlers, opts.groupId);
+  }
+
+  /** Asks a ready worker a metadata question (see Query). */
+  query<T>(q: Query): Promise<T> {
+    const ready = this.slots.filter((s) => s.state === "ready");
+    if (ready.length === 0) return Promise.reject(new GatewayError("UNAVAILABLE", "no Kafka worker is connected"));
+    const slot = ready[this.querySeq % ready.length]!;
+    const reqId = ++this.querySeq;
+    return new Promise<T>((resolve, reject) => {
+      this.queries.set(reqId, { slot, resolve: resolve as (v: unknown) => void, reject });
+      slot.writer!.write(jsonMessage(IpcType.QUERY, { reqId, ...q }));
+    });
   }
 
   health() {
@@ -195,6 +210,12 @@ export class WorkerPool {
       slot.lastError = "";
       this.onEvent({ event: "worker_ready", worker: slot.index, pid: slot.pid });
       if (this.isReady()) for (const w of this.readyWaiters.splice(0)) w();
+    } else if (type === IpcType.QUERY_RESULT) {
+      const pending = this.queries.get(Number(msg.reqId));
+      if (!pending) return;
+      this.queries.delete(Number(msg.reqId));
+      if (msg.error) pending.reject(new GatewayError("UNAVAILABLE", `Kafka metadata request failed: ${msg.error}`));
+      else pending.resolve(msg.result);
     } else if (type === IpcType.READER_READY) {
       this.readers.onReady(Number(msg.readerId));
     } else if (type === IpcType.STATUS) {
@@ -241,6 +262,11 @@ export class WorkerPool {
     slot.readySince = 0;
     slot.failEverything(reason);
     this.readers.onSlotLost(slot, reason);
+    for (const [id, q] of this.queries) {
+      if (q.slot !== slot) continue;
+      this.queries.delete(id);
+      q.reject(new GatewayError("UNAVAILABLE", `the Kafka worker exited (${reason}) before answering`));
+    }
     slot.generation++; // whichever of exit and socket-close comes second is ignored
     if (slot.proc && slot.proc.exitCode === null && slot.proc.signalCode === null) slot.proc.kill("SIGKILL");
     this.onEvent({ event: "worker_exit", worker: slot.index, pid: slot.pid, reason, inflight, wasReady });

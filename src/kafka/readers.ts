@@ -1,33 +1,6 @@
-import { type Assignment, ByteReader, IpcType, jsonMessage } from "./ipc";
+import type { ConsumedRecord, LogReader, ReaderHandlers } from "../log/event-log";
+import { type ByteReader, IpcType, jsonMessage } from "./ipc";
 import type { WorkerSlot } from "./worker-slot";
-
-/** A record read from Kafka, copied out of the IPC buffer so it may outlive the callback. */
-export interface ConsumedRecord {
-  topic: string;
-  partition: number;
-  offset: number;
-  timestamp: number;
-  key: Uint8Array | null;
-  value: Uint8Array | null;
-  headers: Array<[name: string, value: Uint8Array]>;
-}
-
-export interface ReaderHandlers {
-  /**
-   * A batch in partition order. Call `done` once the batch is dealt with: until then the batch holds
-   * one of the reader's credits, and with all credits held the worker stops consuming.
-   */
-  onRecords(records: ConsumedRecord[], done: () => void): void;
-  /** The worker holding this reader died; open a new reader from the positions you had. */
-  onLost(reason: string): void;
-}
-
-export interface ReaderHandle {
-  readonly ready: Promise<void>;
-  assign(list: Assignment[]): void;
-  unassign(list: Assignment[]): void;
-  close(): void;
-}
 
 interface OpenReader {
   slot: WorkerSlot;
@@ -40,7 +13,7 @@ export class ReaderRegistry {
   private readonly readers = new Map<number, OpenReader>();
   private nextId = 1;
 
-  open(slot: WorkerSlot, handlers: ReaderHandlers, groupId?: string): ReaderHandle {
+  open(slot: WorkerSlot, handlers: ReaderHandlers, groupId?: string): LogReader {
     const readerId = this.nextId++;
     let markReady!: () => void;
     const ready = new Promise<void>((r) => (markReady = r));

@@ -4,7 +4,8 @@
  * subscribers, not to a consumer group (docs/subscriptions.md).
  */
 import Kafka from "@confluentinc/kafka-javascript";
-import { type Assignment, ByteWriter, IpcType, READER_CREDIT, jsonMessage } from "./ipc";
+import type { Assignment } from "../log/event-log";
+import { ByteWriter, IpcType, READER_CREDIT, jsonMessage } from "./ipc";
 
 interface KafkaMessage {
   topic: string;

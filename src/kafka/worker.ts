@@ -6,7 +6,7 @@
  */
 import * as net from "node:net";
 import Kafka from "@confluentinc/kafka-javascript";
-import { ByteReader, ByteWriter, type DeliveryError, HeaderKind, IpcType, MessageReader, jsonMessage } from "./ipc";
+import { ByteReader, ByteWriter, type DeliveryError, HeaderKind, IpcType, MessageReader, type Query, jsonMessage } from "./ipc";
 import { Readers } from "./worker-readers";
 
 export interface WorkerConfig {
@@ -108,11 +108,68 @@ function connectProducer(): void {
 }
 
 const reader = new MessageReader((type, body) => {
+  try {
+    dispatch(type, body);
+  } catch (e) {
+    // A bug in handling one control message is reported, not allowed to kill the producer.
+    send(jsonMessage(IpcType.STATUS, { level: "error", event: "worker_error", message: String((e as Error)?.stack ?? e) }));
+  }
+});
+
+function dispatch(type: number, body: Buffer): void {
   if (type === IpcType.PRODUCE) onProduce(new ByteReader(body));
   else if (type >= IpcType.OPEN_READER && type <= IpcType.CLOSE_READER) readers.handle(type, new ByteReader(body).json());
-  else if (type === IpcType.SHUTDOWN) shutdown(body.length > 0 ? new ByteReader(body).json<{ timeoutMs: number }>().timeoutMs : 5000);
-});
+  else if (type === IpcType.QUERY) {
+    const q = new ByteReader(body).json<Query & { reqId: number }>();
+    try {
+      answer(q);
+    } catch (e) {
+      send(jsonMessage(IpcType.QUERY_RESULT, { reqId: q.reqId, error: String((e as Error)?.message ?? e) }));
+    }
+  } else if (type === IpcType.SHUTDOWN) shutdown(body.length > 0 ? new ByteReader(body).json<{ timeoutMs: number }>().timeoutMs : 5000);
+}
 socket.on("data", (chunk: Buffer) => reader.push(chunk));
+
+/** Metadata questions, answered with the producer's client: it is connected whenever we are ready. */
+function answer(q: Query & { reqId: number }): void {
+  const reply = (result: unknown, error?: string) => send(jsonMessage(IpcType.QUERY_RESULT, { reqId: q.reqId, result, error }));
+  const fail = (e: unknown) => reply(undefined, String((e as Error)?.message ?? e));
+  if (!producerReady) return fail("the worker is not connected to Kafka");
+  const client = producer as unknown as MetadataClient;
+  const each = <T>(n: number, f: (p: number, cb: (err: unknown, v: T) => void) => void) =>
+    Promise.all(Array.from({ length: n }, (_, p) => new Promise<T>((res, rej) => f(p, (err, v) => (err ? rej(err) : res(v))))));
+  if (q.kind === "partitions") {
+    client.getMetadata({ topic: q.topic, timeout: 5000 }, (err, md) => (err ? fail(err) : reply(md.topics.find((t) => t.name === q.topic)?.partitions.length ?? 0)));
+  } else if (q.kind === "watermarks") {
+    each<{ lowOffset: number; highOffset: number }>(q.partitions, (p, cb) => client.queryWatermarkOffsets(q.topic, p, 5000, cb)).then(
+      (w) => reply(w.map((o) => ({ low: o.lowOffset, high: o.highOffset }))),
+      fail,
+    );
+  } else if (q.kind === "offsetsForTime") {
+    const tps = Array.from({ length: q.partitions }, (_, partition) => ({ topic: q.topic, partition, offset: q.timestampMs }));
+    metadataConsumer().then(
+      (c) => c.offsetsForTimes(tps, 5000, (err, out) => (err ? fail(err) : reply(out.sort((a, b) => a.partition - b.partition).map((t) => t.offset)))),
+      fail,
+    );
+  }
+}
+
+// offsetsForTimes exists only on consumers in the binding; one idle consumer answers it, made on first use.
+let metaConsumer: Promise<MetadataClient> | null = null;
+function metadataConsumer(): Promise<MetadataClient> {
+  metaConsumer ??= new Promise((resolve, reject) => {
+    const c = new Kafka.KafkaConsumer({ ...config.consumer, "group.id": `kgw-meta-${process.pid}`, "enable.auto.commit": false } as never, {} as never);
+    c.connect({}, (err: unknown) => (err ? reject(err) : resolve(c as unknown as MetadataClient)));
+  });
+  metaConsumer.catch(() => (metaConsumer = null));
+  return metaConsumer;
+}
+
+interface MetadataClient {
+  getMetadata(o: { topic: string; timeout: number }, cb: (err: unknown, md: { topics: Array<{ name: string; partitions: unknown[] }> }) => void): void;
+  queryWatermarkOffsets(topic: string, partition: number, timeout: number, cb: (err: unknown, o: { lowOffset: number; highOffset: number }) => void): void;
+  offsetsForTimes(tps: Array<{ topic: string; partition: number; offset: number }>, timeout: number, cb: (err: unknown, out: Array<{ partition: number; offset: number }>) => void): void;
+}
 
 function onProduce(r: ByteReader): void {
   const batchId = r.u32();

@@ -19,6 +19,51 @@ export interface AppendResults {
   errors: Array<GatewayError | undefined> | null;
 }
 
+/** A record read back from the log. */
+export interface ConsumedRecord {
+  topic: string;
+  partition: number;
+  offset: number;
+  timestamp: number;
+  key: Uint8Array | null;
+  value: Uint8Array | null;
+  headers: Array<[name: string, value: Uint8Array]>;
+}
+
+/** Logical start offsets, as librdkafka spells them. */
+export const Offset = { BEGINNING: -2, END: -1 } as const;
+
+export interface Assignment {
+  topic: string;
+  partition: number;
+  /** An offset, or Offset.BEGINNING / Offset.END. */
+  offset: number;
+}
+
+export interface ReaderHandlers {
+  /**
+   * A batch, in offset order per partition. Call `done` once it is dealt with: until then it holds
+   * one of the reader's few credits, and with all of them held the reader stops reading.
+   */
+  onRecords(records: ConsumedRecord[], done: () => void): void;
+  /** The reader is gone (its worker died); open a new one from the positions you had. */
+  onLost(reason: string): void;
+}
+
+export interface LogReader {
+  readonly ready: Promise<void>;
+  assign(list: Assignment[]): void;
+  unassign(list: Assignment[]): void;
+  close(): void;
+}
+
+export interface Watermark {
+  /** Earliest offset still retained. */
+  low: number;
+  /** The offset the next record will get. */
+  high: number;
+}
+
 export interface LogHealth {
   kind: "memory" | "kafka";
   ready: boolean;
@@ -36,6 +81,13 @@ export interface EventLog {
   append(records: LogRecord[]): Promise<AppendResults>;
   isReady(): boolean;
   health(): LogHealth;
+  /** A reader with manual assignment and no commits: positions belong to the caller. */
+  openReader(handlers: ReaderHandlers): LogReader;
+  /** Partitions of a topic; asking may create it, as publishing would (broker auto-create). */
+  partitionCount(topic: string): Promise<number>;
+  watermarks(topic: string): Promise<Watermark[]>;
+  /** Per partition, the first offset at or after `timestampMs` (the high watermark if none). */
+  offsetsForTime(topic: string, timestampMs: number): Promise<number[]>;
   /** Stops taking records, settles everything in flight, releases resources. */
   close(timeoutMs?: number): Promise<void>;
 }

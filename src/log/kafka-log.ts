@@ -1,7 +1,17 @@
 import { type PoolEvent, type PoolOptions, WorkerPool } from "../kafka/pool";
 import type { RecordSink } from "../kafka/worker-slot";
-import type { GatewayError } from "../protocol/errors";
-import { type AppendResults, type EventLog, type LogHealth, type LogRecord, newResults, setError } from "./event-log";
+import { GatewayError } from "../protocol/errors";
+import {
+  type AppendResults,
+  type EventLog,
+  type LogHealth,
+  type LogReader,
+  type LogRecord,
+  type ReaderHandlers,
+  type Watermark,
+  newResults,
+  setError,
+} from "./event-log";
 import { murmur2 } from "./murmur2";
 
 /** Collects the outcomes of one append call, whichever workers its records went to. */
@@ -36,6 +46,7 @@ export class KafkaLog implements EventLog {
   readonly kind = "kafka" as const;
   readonly pool: WorkerPool;
   private roundRobin = 0;
+  private readerSeq = 0;
 
   constructor(options: PoolOptions, onEvent?: (e: PoolEvent) => void) {
     this.pool = new WorkerPool(options, onEvent);
@@ -60,6 +71,34 @@ export class KafkaLog implements EventLog {
 
   isReady(): boolean {
     return this.pool.isReady();
+  }
+
+  openReader(handlers: ReaderHandlers): LogReader {
+    return this.pool.openReader(handlers, { worker: this.readerSeq++ % this.pool.slots.length });
+  }
+
+  /** Retries briefly: a topic auto-created by the question shows no partitions for a moment. */
+  async partitionCount(topic: string): Promise<number> {
+    for (let attempt = 0; ; attempt++) {
+      const n = await this.pool.query<number>({ kind: "partitions", topic });
+      if (n > 0) return n;
+      if (attempt >= 20) throw new GatewayError("INVALID_TOPIC", `topic "${topic}" does not exist and could not be created`);
+      await Bun.sleep(100);
+    }
+  }
+
+  async watermarks(topic: string): Promise<Watermark[]> {
+    return this.pool.query<Watermark[]>({ kind: "watermarks", topic, partitions: await this.partitionCount(topic) });
+  }
+
+  async offsetsForTime(topic: string, timestampMs: number): Promise<number[]> {
+    const partitions = await this.partitionCount(topic);
+    const [offsets, marks] = await Promise.all([
+      this.pool.query<number[]>({ kind: "offsetsForTime", topic, partitions, timestampMs }),
+      this.pool.query<Watermark[]>({ kind: "watermarks", topic, partitions }),
+    ]);
+    // -1: no record at or after that time, so reading starts at the end.
+    return offsets.map((o, p) => (o < 0 ? marks[p]!.high : o));
   }
 
   health(): LogHealth {

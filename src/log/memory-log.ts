@@ -1,5 +1,16 @@
 import { GatewayError } from "../protocol/errors";
-import { type AppendResults, type EventLog, type LogHealth, type LogRecord, newResults, setError } from "./event-log";
+import {
+  type AppendResults,
+  type EventLog,
+  type LogHealth,
+  type LogReader,
+  type LogRecord,
+  type ReaderHandlers,
+  type Watermark,
+  newResults,
+  setError,
+} from "./event-log";
+import { MemoryReader } from "./memory-reader";
 import { partitionForKey } from "./murmur2";
 
 export interface MemoryLogOptions {
@@ -43,6 +54,7 @@ class Partition {
 export class MemoryLog implements EventLog {
   readonly kind = "memory" as const;
   private readonly topics = new Map<string, Partition[]>();
+  private readonly readers = new Set<MemoryReader>();
   private roundRobin = 0;
   private closed = false;
   private appended = 0;
@@ -68,6 +80,7 @@ export class MemoryLog implements EventLog {
       results.offsets[i] = offset;
     }
     this.appended += records.length;
+    for (const reader of this.readers) reader.notify();
     return Promise.resolve(results);
   }
 
@@ -78,6 +91,31 @@ export class MemoryLog implements EventLog {
 
   offsets(topic: string): Array<{ earliest: number; next: number }> {
     return (this.topics.get(topic) ?? []).map((p) => ({ earliest: p.earliest, next: p.next }));
+  }
+
+  openReader(handlers: ReaderHandlers): LogReader {
+    const reader = new MemoryReader(this, handlers);
+    this.readers.add(reader);
+    return reader;
+  }
+
+  removeReader(reader: MemoryReader): void {
+    this.readers.delete(reader);
+  }
+
+  async partitionCount(topic: string): Promise<number> {
+    return this.partitionsOf(topic).length;
+  }
+
+  async watermarks(topic: string): Promise<Watermark[]> {
+    return this.partitionsOf(topic).map((p) => ({ low: p.earliest, high: p.next }));
+  }
+
+  async offsetsForTime(topic: string, timestampMs: number): Promise<number[]> {
+    return this.partitionsOf(topic).map((p, i) => {
+      for (const r of this.read(topic, i, p.earliest, Number.MAX_SAFE_INTEGER)) if (r.timestamp >= timestampMs) return r.offset;
+      return p.next;
+    });
   }
 
   isReady(): boolean {

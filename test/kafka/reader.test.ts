@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import type { ConsumedRecord } from "../../src/kafka/readers";
-import { Offset } from "../../src/kafka/ipc";
+import { type ConsumedRecord, Offset } from "../../src/log/event-log";
 import { KafkaLog } from "../../src/log/kafka-log";
 import { freshTopic, kafkaBrokers } from "../support/kafka";
 import { ensureTopic } from "../support/kafka-broker";
@@ -107,4 +106,21 @@ test("a reader whose worker dies is told so, and a new reader works once the wor
   const again = log.pool.openReader({ onRecords: (_r, done) => done(), onLost: () => {} });
   await again.ready;
   again.close();
+});
+
+test("partition count, watermarks and offsets for a time, from the broker", async () => {
+  const topic = freshTopic("meta");
+  await ensureTopic(brokers, topic, 2);
+  expect(await log.partitionCount(topic)).toBe(2);
+  const r = await log.append(Array.from({ length: 10 }, (_, i) => ({ ...record(topic, i), key: null })));
+  const marks = await log.watermarks(topic);
+  expect(marks.map((m) => m.high).reduce((a, b) => a + b)).toBe(10);
+  expect(marks.every((m) => m.low === 0)).toBe(true);
+  // Record i has timestamp base+i: asking for base+5 must land on record 5's offset in its partition.
+  const offsets = await log.offsetsForTime(topic, 1_700_000_000_005);
+  const p5 = r.partitions[5]!;
+  expect(offsets[p5]).toBe(r.offsets[5]!);
+  expect(await log.offsetsForTime(topic, Date.now() + 3_600_000)).toEqual(marks.map((m) => m.high));
+  // A topic nobody created is created by asking, as publishing would.
+  expect(await log.partitionCount(freshTopic("auto"))).toBe(3);
 });

@@ -1,0 +1,84 @@
+import { type Assignment, type ConsumedRecord, type LogReader, Offset, type ReaderHandlers } from "./event-log";
+import type { MemoryLog } from "./memory-log";
+
+const CREDIT = 4;
+const BATCH = 500;
+
+interface Position {
+  topic: string;
+  partition: number;
+  next: number;
+}
+
+/** The embedded log's reader: the same contract as a Kafka reader (manual assignment, credits). */
+export class MemoryReader implements LogReader {
+  readonly ready = Promise.resolve();
+  private readonly positions = new Map<string, Position>();
+  private outstanding = 0;
+  private scheduled = false;
+  private closed = false;
+
+  constructor(
+    private readonly log: MemoryLog,
+    private readonly handlers: ReaderHandlers,
+  ) {}
+
+  assign(list: Assignment[]): void {
+    for (const a of list) {
+      const marks = this.log.offsets(a.topic)[a.partition];
+      if (!marks) continue;
+      const next = a.offset === Offset.BEGINNING ? marks.earliest : a.offset === Offset.END ? marks.next : Math.max(a.offset, marks.earliest);
+      this.positions.set(`${a.topic}\0${a.partition}`, { topic: a.topic, partition: a.partition, next });
+    }
+    this.notify();
+  }
+
+  unassign(list: Assignment[]): void {
+    for (const a of list) this.positions.delete(`${a.topic}\0${a.partition}`);
+  }
+
+  close(): void {
+    this.closed = true;
+    this.log.removeReader(this);
+  }
+
+  /** Called by the log after every append. */
+  notify(): void {
+    if (this.scheduled || this.closed) return;
+    this.scheduled = true;
+    queueMicrotask(() => {
+      this.scheduled = false;
+      this.pump();
+    });
+  }
+
+  private pump(): void {
+    while (!this.closed && this.outstanding < CREDIT) {
+      const batch: ConsumedRecord[] = [];
+      for (const pos of this.positions.values()) {
+        for (const r of this.log.read(pos.topic, pos.partition, pos.next, BATCH - batch.length)) {
+          batch.push({
+            topic: r.topic,
+            partition: r.partition,
+            offset: r.offset,
+            timestamp: r.timestamp,
+            key: r.key,
+            value: r.value,
+            headers: r.headers.map(([n, v]) => [n, typeof v === "string" ? Buffer.from(v) : v]),
+          });
+          pos.next = r.offset + 1;
+        }
+        if (batch.length >= BATCH) break;
+      }
+      if (batch.length === 0) return;
+      this.outstanding++;
+      let released = false;
+      this.handlers.onRecords(batch, () => {
+        if (released) return;
+        released = true;
+        this.outstanding--;
+        this.notify();
+      });
+    }
+  }
+}

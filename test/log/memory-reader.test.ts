@@ -1,0 +1,47 @@
+import { expect, test } from "bun:test";
+import { type ConsumedRecord, Offset } from "../../src/log/event-log";
+import { MemoryLog } from "../../src/log/memory-log";
+
+const rec = (i: number) => ({ topic: "t", key: Buffer.from(`k${i % 3}`), value: Buffer.from(`v${i}`), headers: [["ce_id", `id-${i}`]] as Array<[string, string]>, timestamp: 1000 + i });
+
+test("the embedded reader replays from the beginning, then follows appends, under credits", async () => {
+  const log = new MemoryLog({ partitions: 2, retentionRecords: 10_000 });
+  await log.append(Array.from({ length: 1200 }, (_, i) => rec(i)));
+  const got: ConsumedRecord[] = [];
+  const held: Array<() => void> = [];
+  const reader = log.openReader({ onRecords: (r, done) => (got.push(...r), held.push(done)), onLost: () => {} });
+  reader.assign([0, 1].map((partition) => ({ topic: "t", partition, offset: Offset.BEGINNING })));
+  await Bun.sleep(10);
+  expect(got).toHaveLength(1200); // 3 batches of at most 500: within the 4 credits
+  await log.append(Array.from({ length: 2000 }, (_, i) => rec(1200 + i)));
+  await Bun.sleep(10);
+  expect(held).toHaveLength(4); // credits exhausted: no fifth batch
+  const stalled = got.length;
+  for (const done of held.splice(0)) done();
+  await Bun.sleep(10);
+  expect(got.length).toBeGreaterThan(stalled);
+  while (held.length) {
+    for (const done of held.splice(0)) done();
+    await Bun.sleep(1);
+  }
+  expect(got).toHaveLength(3200);
+  for (const p of [0, 1]) {
+    const offsets = got.filter((r) => r.partition === p).map((r) => r.offset);
+    expect(offsets).toEqual(offsets.map((_, i) => i));
+  }
+  reader.close();
+});
+
+test("END starts after what is there; offsets for a time find the first record at or after it", async () => {
+  const log = new MemoryLog({ partitions: 1, retentionRecords: 100 });
+  await log.append(Array.from({ length: 5 }, (_, i) => rec(i)));
+  const got: ConsumedRecord[] = [];
+  const reader = log.openReader({ onRecords: (r, done) => (got.push(...r), done()), onLost: () => {} });
+  reader.assign([{ topic: "t", partition: 0, offset: Offset.END }]);
+  await log.append([rec(5)]);
+  await Bun.sleep(5);
+  expect(got.map((r) => r.offset)).toEqual([5]);
+  expect(await log.offsetsForTime("t", 1003)).toEqual([3]);
+  expect(await log.offsetsForTime("t", 9999)).toEqual([6]);
+  expect(await log.watermarks("t")).toEqual([{ low: 0, high: 6 }]);
+});
