@@ -1,0 +1,159 @@
+import { z } from "zod";
+import { GatewayError } from "../protocol/errors";
+import { describeIssues } from "../protocol/frames";
+import { compileExpr } from "./filter-expr";
+
+/** What a filter sees of a record. `data` may be a lazy getter: it is read only when `needsData`. */
+export interface FilterableEvent {
+  type: string;
+  source?: string;
+  subject?: string;
+  id?: string;
+  key: string | null;
+  time?: string;
+  datacontenttype?: string;
+  headers: Record<string, string>;
+  data?: unknown;
+}
+
+export interface CompiledFilter {
+  matches(ev: FilterableEvent): boolean;
+  /** True only if `where` reads `data`: otherwise the payload need not be decoded at all. */
+  needsData: boolean;
+  /** The same string for every spelling of the same filter (key order, list order, whitespace). */
+  identity: string;
+  /** Every type of the filter, when none has a `*`; null otherwise (or when there is no `types`). */
+  exactTypes: string[] | null;
+  /**
+   * When every type is exact or `prefix*`: strings such that every type this filter can match starts
+   * with one of them (exact types are their own prefix). Minimal, so no entry is a prefix of
+   * another. For indexing only: a superset, matches() decides. Null otherwise.
+   */
+  typePrefixes: string[] | null;
+  /** The `keys` of the filter, sorted and without duplicates; null when it has none. */
+  keys: string[] | null;
+}
+
+const text = (max: number) => z.string().min(1, "must not be empty").max(max, `must be at most ${max} characters`);
+const list = <T extends z.ZodType>(item: T, max: number, what = "a list") =>
+  z.array(item, { error: `must be ${what}` }).min(1, "give at least one, or leave the field out").max(max, `at most ${max} entries`);
+const MAX_HEADERS = 64;
+
+/** All fields optional; all given fields must match. Unknown fields are refused, not ignored. */
+export const FilterSpecSchema = z.strictObject({
+  types: list(text(256), 64, "a list of strings").optional(),
+  // One string is a list of one: a single schema, so errors name the real problem.
+  source: z.preprocess((v) => (typeof v === "string" ? [v] : v), list(text(1024), 64, "a string or a list of strings")).optional(),
+  subject: text(1024).optional(),
+  keys: list(z.string().max(32768), 1024, "a list of strings").optional(),
+  headers: z
+    .record(text(256), z.string().max(65536))
+    .refine((h) => Object.keys(h).length <= MAX_HEADERS, `at most ${MAX_HEADERS} headers`)
+    .optional(),
+  // Its length limit is checked by compileExpr, whose message names the limit.
+  where: z.string().optional(),
+});
+export type FilterSpec = z.infer<typeof FilterSpecSchema>;
+
+type Check = (ev: FilterableEvent) => boolean;
+
+export function compileFilter(spec: unknown): CompiledFilter {
+  // zod drops a "__proto__" record key without a word, which would silently widen the filter.
+  const h = (spec as { headers?: unknown } | null)?.headers;
+  if (typeof h === "object" && h !== null && Object.hasOwn(h, "__proto__")) throw new GatewayError("INVALID_FILTER", 'filter.headers: "__proto__" is not a header name');
+  const parsed = FilterSpecSchema.safeParse(spec);
+  if (!parsed.success) throw new GatewayError("INVALID_FILTER", describeIssues(parsed.error, "filter"));
+  const s = parsed.data;
+
+  // `**` means the same as `*`; collapsing first gives one spelling for identity and indexes.
+  const types = s.types && normalize(s.types.map((t) => t.replace(/\*+/g, "*")));
+  const sources = s.source && normalize(s.source.map((t) => t.replace(/\*+/g, "*")));
+  const subject = s.subject?.replace(/\*+/g, "*");
+  const keys = s.keys && normalize(s.keys);
+  const headers = s.headers && Object.entries(s.headers).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  const where = s.where === undefined ? undefined : compileExpr(s.where);
+
+  // Cheapest checks first: the `where` expression, which may decode the payload, runs last.
+  const checks: Check[] = [];
+  if (types) {
+    const test = anyOf(types);
+    checks.push((ev) => test(ev.type));
+  }
+  if (keys) {
+    const set = new Set(keys);
+    checks.push((ev) => ev.key !== null && set.has(ev.key));
+  }
+  if (sources) {
+    const test = anyOf(sources);
+    checks.push((ev) => ev.source !== undefined && test(ev.source));
+  }
+  if (subject !== undefined) {
+    const test = glob(subject);
+    checks.push((ev) => ev.subject !== undefined && test(ev.subject));
+  }
+  if (headers) checks.push((ev) => headers.every(([name, value]) => Object.hasOwn(ev.headers, name) && ev.headers[name] === value));
+  if (where) checks.push(where.test);
+
+  const exactTypes = types && types.every((t) => !t.includes("*")) ? types : null;
+  const prefixable = types && types.every((t) => t.indexOf("*") === -1 || t.indexOf("*") === t.length - 1) ? types : null;
+  return {
+    matches: checks.length === 0 ? () => true : checks.length === 1 ? checks[0]! : (ev) => checks.every((c) => c(ev)),
+    needsData: where?.needsData ?? false,
+    // Fixed field order and normalized values; JSON so no value can forge a separator.
+    identity: JSON.stringify({ types, source: sources, subject, keys, headers, where: where?.canonical }),
+    exactTypes,
+    typePrefixes: prefixable && minimalPrefixes(prefixable.map((t) => (t.endsWith("*") ? t.slice(0, -1) : t))),
+    keys: keys ?? null,
+  };
+}
+
+/** Sorted by UTF-16 code units (locale-free, so stable across machines), duplicates removed. */
+function normalize(values: string[]): string[] {
+  return [...new Set(values)].sort();
+}
+
+/** Drops every prefix that has a shorter one in the list: an event type then hits at most one. */
+function minimalPrefixes(prefixes: string[]): string[] {
+  const kept: string[] = [];
+  for (const p of [...new Set(prefixes)].sort((a, b) => a.length - b.length)) {
+    if (!kept.some((k) => p.startsWith(k))) kept.push(p);
+  }
+  return kept.sort();
+}
+
+function anyOf(patterns: string[]): (s: string) => boolean {
+  const exact = new Set(patterns.filter((p) => !p.includes("*")));
+  const globs = patterns.filter((p) => p.includes("*")).map(glob);
+  if (globs.length === 0) return (s) => exact.has(s);
+  return (s) => exact.has(s) || globs.some((g) => g(s));
+}
+
+/**
+ * A glob where `*` is any run of characters, compiled once. Not a RegExp: `a*b*c*…` as a regex
+ * backtracks polynomially on long subjects; here the first and last parts are anchored checks and
+ * each middle part is placed at its leftmost occurrence (which is always safe for `*`-only globs),
+ * so a test costs one pass over the subject per part.
+ */
+export function glob(pattern: string): (s: string) => boolean {
+  const parts = pattern.split("*");
+  if (parts.length === 1) return (s) => s === pattern;
+  const first = parts[0]!;
+  const last = parts[parts.length - 1]!;
+  const middle = parts.slice(1, -1).filter((p) => p !== "");
+  const min = first.length + last.length + middle.reduce((n, p) => n + p.length, 0);
+  if (middle.length === 0) {
+    if (last === "") return (s) => s.startsWith(first);
+    if (first === "") return (s) => s.endsWith(last);
+  }
+  return (s) => {
+    if (s.length < min || !s.startsWith(first) || !s.endsWith(last)) return false;
+    const end = s.length - last.length;
+    let from = first.length;
+    for (const m of middle) {
+      const i = s.indexOf(m, from);
+      if (i === -1 || i + m.length > end) return false;
+      from = i + m.length;
+    }
+    return true;
+  };
+}
