@@ -2,6 +2,15 @@ import { availableParallelism } from "node:os";
 import { z } from "zod";
 
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
+/** "250ms", "30s", "15m", "24h", "7d" or a number of milliseconds. */
+const duration = z.union([
+  z.number().int().min(0),
+  z.string().regex(/^\d+(ms|s|m|h|d)?$/, "must be a duration such as 30s, 15m, 24h or 7d").transform((v) => {
+    const [, n, unit] = /^(\d+)(ms|s|m|h|d)?$/.exec(v)!;
+    return Number(n) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[(unit ?? "ms") as "ms"];
+  }),
+]);
+
 const bool = z.union([z.boolean(), z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1")]);
 
 /**
@@ -30,6 +39,11 @@ export const settings = {
   KAFKA_CONNECT_TIMEOUT_MS: int(0, 600_000).default(30_000).describe("How long start-up waits for the workers to reach Kafka before serving as not ready"),
   KAFKA_WORKER_NODE_ARGS: z.string().default("").describe("Extra node command-line flags for the workers, space-separated, e.g. --cpu-prof --cpu-prof-dir=/tmp/prof"),
   NODE_BINARY: z.string().default("").describe("Node.js (>= 20) for the Kafka workers; found on PATH when empty"),
+  REPLAY_MAX_DURATION: duration.default(7 * 86_400_000).describe("How far back a subscription may start (earliest is clamped to it; an older time is refused); a duration such as 24h"),
+  REPLAY_RATE_LIMIT: int(1, 100_000_000).default(50_000).describe("Events/s one subscription reads while replaying history, before it is live"),
+  SUBSCRIBER_BUFFER_BYTES: int(16 * 1024, 1024 * 1024 * 1024).default(1024 * 1024).describe("Event bytes queued for one slow subscription before its policy applies (drop-oldest or disconnect)"),
+  MAX_SUBSCRIPTIONS_PER_CONNECTION: int(1, 100_000).default(100).describe("Subscriptions one connection may hold"),
+  MAX_REPLAY_SUBSCRIPTIONS: int(0, 100_000).default(64).describe("Subscriptions reading history at once (each has its own Kafka reader)"),
   EMBEDDED_PARTITIONS: int(1, 10_000).default(3).describe("Partitions per topic in the embedded log"),
   EMBEDDED_RETENTION_RECORDS: int(1, 100_000_000).default(100_000).describe("Records kept per partition in the embedded log"),
   SHUTDOWN_TIMEOUT_MS: int(0, 600_000).default(10_000).describe("On SIGTERM, how long in-flight events get to be acknowledged"),

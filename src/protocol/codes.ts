@@ -21,6 +21,11 @@ export const ErrorCodes = {
   UNSUPPORTED_MEDIA_TYPE: { num: 1010, http: 415, retriable: false, mayBePersisted: false },
   NOT_FOUND: { num: 1011, http: 404, retriable: false, mayBePersisted: false },
   EVENT_TOO_LARGE: { num: 1012, http: 413, retriable: false, mayBePersisted: false },
+  INVALID_FILTER: { num: 1013, http: 400, retriable: false, mayBePersisted: false },
+  INVALID_POSITION: { num: 1014, http: 400, retriable: false, mayBePersisted: false },
+  REPLAY_OUT_OF_RANGE: { num: 1015, http: 400, retriable: false, mayBePersisted: false },
+  UNKNOWN_SUBSCRIPTION: { num: 1016, http: 404, retriable: false, mayBePersisted: false },
+  SUBSCRIPTION_EXISTS: { num: 1017, http: 409, retriable: false, mayBePersisted: false },
   // 2xxx: the gateway or Kafka could not take it now; retry with backoff.
   WINDOW_EXCEEDED: { num: 2000, http: 429, retriable: true, mayBePersisted: false },
   OVERLOADED: { num: 2001, http: 503, retriable: true, mayBePersisted: false },
@@ -29,6 +34,7 @@ export const ErrorCodes = {
   PUBLISH_TIMEOUT: { num: 2004, http: 504, retriable: true, mayBePersisted: true },
   KAFKA_RETRIABLE: { num: 2005, http: 503, retriable: true, mayBePersisted: true },
   SHUTTING_DOWN: { num: 2006, http: 503, retriable: true, mayBePersisted: false },
+  TOO_MANY_SUBSCRIPTIONS: { num: 2007, http: 429, retriable: true, mayBePersisted: false },
   // 3xxx: Kafka refused the write for good (unknown topic with auto-create off, record too large…).
   KAFKA_REJECTED: { num: 3000, http: 422, retriable: false, mayBePersisted: false },
   // 5xxx: a bug on our side. Logged with detail; the client gets only the code.

@@ -12,9 +12,17 @@ export const FrameType = {
   WELCOME: 2,
   PUBLISH: 10,
   PUBLISH_BATCH: 11,
+  SUBSCRIBE: 12,
+  UNSUBSCRIBE: 13,
   ACK: 20,
   NACK: 21,
   BATCH_ACK: 22,
+  SUBSCRIBED: 23,
+  EVENT: 24,
+  EVENT_BATCH: 25,
+  LIVE: 26,
+  LAGGED: 27,
+  UNSUBSCRIBED: 28,
   ERROR: 30,
 } as const;
 export type FrameTypeName = keyof typeof FrameType;
@@ -73,6 +81,33 @@ export const PublishBatchSchema = z.object({
   topic: topic.optional(),
   events: z.array(z.unknown()),
 });
+
+const subscriptionId = z.string().min(1).max(128);
+
+/** Where a subscription starts reading. */
+export const StartSchema = z.union([
+  z.enum(["latest", "earliest"]),
+  z.strictObject({ time: z.union([z.iso.datetime({ offset: true }), z.number().int().min(0), z.date()]) }),
+  z.strictObject({ token: z.string().min(1).max(65536) }),
+]);
+export type Start = z.infer<typeof StartSchema>;
+
+export const SubscribeSchema = z
+  .object({
+    t: z.literal(FrameType.SUBSCRIBE),
+    cid: correlationId,
+    sub: subscriptionId.optional(),
+    topic: topic.optional(),
+    topics: z.array(topic).min(1).max(16).optional(),
+    filter: z.unknown().optional(),
+    start: StartSchema.optional(),
+    policy: z.enum(["drop-oldest", "disconnect"]).optional(),
+    share: z.string().regex(/^[a-zA-Z0-9._-]{1,128}$/, "share group names are 1–128 characters of a-z, A-Z, 0-9, '.', '_' and '-'").optional(),
+  })
+  .refine((f) => (f.topic === undefined) !== (f.topics === undefined), "give topic or topics, one of them")
+  .refine((f) => f.share === undefined || f.start === undefined || f.start === "latest", "a shared subscription reads from its group's position; it takes no start");
+export const UnsubscribeSchema = z.object({ t: z.literal(FrameType.UNSUBSCRIBE), cid: correlationId, sub: subscriptionId });
+export type SubscribeFrame = z.infer<typeof SubscribeSchema>;
 
 export type HelloFrame = z.infer<typeof HelloSchema>;
 export type PublishFrame = z.infer<typeof PublishSchema>;
