@@ -11,6 +11,7 @@ import { MemoryLog } from "./log/memory-log";
 import type { Logger } from "./logger";
 import { type Metrics, createMetrics } from "./metrics/metrics";
 import { msgpackNativeAcceleration } from "./protocol/codec";
+import { SubscriptionManager } from "./subscribe/manager";
 import { type ConnectionData, SERVER_NAME, createWebSocketHandler } from "./ws/connection";
 
 export interface Gateway {
@@ -79,7 +80,8 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   const events = createEventRoutes({ config, publisher, metrics });
   let connections = 0;
   const health = createHealthRoutes({ log, metrics, version: SERVER_NAME, connections: () => connections, inflight: () => publisher.eventsInflight });
-  const wsHandler = createWebSocketHandler({ config, publisher, metrics, logger, logKind: log.kind });
+  const subscriptions = new SubscriptionManager(log, config, metrics, logger);
+  const wsHandler = createWebSocketHandler({ config, publisher, subscriptions, metrics, logger, logKind: log.kind });
   const open = wsHandler.open!;
   const close = wsHandler.close!;
   wsHandler.open = (ws) => {

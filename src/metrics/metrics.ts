@@ -22,6 +22,16 @@ export function createMetrics() {
     workerRestarts: new Counter({ name: "gateway_kafka_worker_restarts_total", help: "Kafka worker processes restarted after exiting", registers: [registry] }),
     workersReady: new Gauge({ name: "gateway_kafka_workers_ready", help: "Kafka worker processes connected and ready", registers: [registry] }),
     msgpackNative: new Gauge({ name: "gateway_msgpack_native_acceleration", help: "1 when msgpackr's native string extractor is loaded (about 3x faster decoding)", registers: [registry] }),
+    subscriptionsActive: new Gauge({ name: "gateway_subscriptions_active", help: "Open subscriptions", registers: [registry] }),
+    eventsDelivered: new Counter({ name: "gateway_events_delivered_total", help: "Events handed to subscriber sockets", registers: [registry] }),
+    eventsDroppedLag: new Counter({ name: "gateway_events_dropped_lag_total", help: "Events dropped for slow subscribers (each announced by a lagged frame)", registers: [registry] }),
+    filterSeconds: new Histogram({
+      name: "gateway_filter_seconds",
+      help: "Decoding and filtering one read batch for all subscriptions of a feed",
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
+      registers: [registry],
+    }),
+    feedLag: new Gauge({ name: "gateway_feed_lag_records", help: "Records between a live feed's position and the partition's end", labelNames: ["topic", "partition"] as const, registers: [registry] }),
     acksDropped: new Counter({ name: "gateway_replies_dropped_total", help: "Reply frames Bun dropped because the client stopped reading (the socket is then closed)", registers: [registry] }),
   };
   return m;

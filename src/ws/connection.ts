@@ -6,7 +6,18 @@ import type { Metrics } from "../metrics/metrics";
 import { type CodecName, decodeFrame, encodeFrame } from "../protocol/codec";
 import { CloseCodes } from "../protocol/codes";
 import { GatewayError, toWireError } from "../protocol/errors";
-import { FrameType, HelloSchema, PROTOCOL_VERSION, PublishBatchSchema, PublishSchema, describeIssues } from "../protocol/frames";
+import {
+  FrameType,
+  HelloSchema,
+  PROTOCOL_VERSION,
+  PublishBatchSchema,
+  PublishSchema,
+  type SubscribeFrame,
+  SubscribeSchema,
+  UnsubscribeSchema,
+  describeIssues,
+} from "../protocol/frames";
+import type { SubscriberConnection, SubscriptionManager } from "../subscribe/manager";
 
 export interface ConnectionData {
   session: string;
@@ -15,6 +26,8 @@ export interface ConnectionData {
   /** Events of this connection handed to the log and not yet acked or nacked. */
   inflight: number;
   closed: boolean;
+  /** Made at open: the socket as its subscriptions see it, with those subscriptions. */
+  subscriber?: SubscriberConnection;
 }
 
 export const SERVER_NAME = "kafka-ws-gateway/0.1.0";
@@ -24,8 +37,15 @@ export const SERVER_NAME = "kafka-ws-gateway/0.1.0";
  * enforces the per-connection window, and turns publish outcomes into ack frames in the codec the
  * request came in. Nothing a client sends can throw out of here.
  */
-export function createWebSocketHandler(deps: { config: Config; publisher: Publisher; metrics: Metrics; logger: Logger; logKind: string }): WebSocketHandler<ConnectionData> {
-  const { config, publisher, metrics, logger } = deps;
+export function createWebSocketHandler(deps: {
+  config: Config;
+  publisher: Publisher;
+  subscriptions: SubscriptionManager;
+  metrics: Metrics;
+  logger: Logger;
+  logKind: string;
+}): WebSocketHandler<ConnectionData> {
+  const { config, publisher, subscriptions, metrics, logger } = deps;
   const limits = { maxFrameBytes: config.MAX_FRAME_BYTES, maxDepth: config.MAX_DEPTH };
 
   function send(ws: ServerWebSocket<ConnectionData>, frame: object, codec: CodecName): void {
@@ -90,6 +110,21 @@ export function createWebSocketHandler(deps: { config: Config; publisher: Publis
     }
   }
 
+  function onSubscribe(ws: ServerWebSocket<ConnectionData>, codec: CodecName, frame: { t: number; cid?: unknown }): void {
+    const subscribe = frame.t === FrameType.SUBSCRIBE;
+    const parsed = subscribe ? SubscribeSchema.safeParse(frame) : UnsubscribeSchema.safeParse(frame);
+    const cid = typeof frame.cid === "number" && Number.isSafeInteger(frame.cid) && frame.cid >= 0 ? frame.cid : undefined;
+    if (!parsed.success) return sendError(ws, codec, new GatewayError("INVALID_FRAME", describeIssues(parsed.error)), cid);
+    if (!ws.data.helloed) return sendError(ws, codec, new GatewayError("HANDSHAKE_REQUIRED", `send {t:${FrameType.HELLO}, v:${PROTOCOL_VERSION}} first`), cid);
+    const conn = ws.data.subscriber!;
+    try {
+      if ("sub" in parsed.data && !subscribe) return subscriptions.unsubscribe(conn, parsed.data.cid, parsed.data.sub!);
+      subscriptions.subscribe(conn, codec, parsed.data as SubscribeFrame).catch((e) => sendError(ws, codec, e, cid));
+    } catch (e) {
+      sendError(ws, codec, e, cid);
+    }
+  }
+
   return {
     maxPayloadLength: config.MAX_FRAME_BYTES * 4,
     backpressureLimit: 16 * 1024 * 1024,
@@ -100,6 +135,16 @@ export function createWebSocketHandler(deps: { config: Config; publisher: Publis
 
     open(ws) {
       metrics.connectionsOpen.inc();
+      ws.data.subscriber = {
+        subscriptions: new Map(),
+        send: (data) => ws.send(data),
+        getBufferedAmount: () => ws.getBufferedAmount(),
+        close: (code, reason) => ws.close(code, reason),
+      };
+    },
+
+    drain(ws) {
+      subscriptions.onDrain(ws.data.subscriber!);
     },
 
     message(ws, raw) {
@@ -137,6 +182,9 @@ export function createWebSocketHandler(deps: { config: Config; publisher: Publis
         case FrameType.PUBLISH_BATCH:
           void onPublish(ws, codec, f);
           return;
+        case FrameType.SUBSCRIBE:
+        case FrameType.UNSUBSCRIBE:
+          return onSubscribe(ws, codec, f);
         default: {
           const cid = typeof f.cid === "number" ? f.cid : undefined;
           return sendError(ws, codec, new GatewayError("UNKNOWN_FRAME_TYPE", `frame type ${f.t} is not one a client sends`), cid);
@@ -147,6 +195,7 @@ export function createWebSocketHandler(deps: { config: Config; publisher: Publis
     close(ws) {
       ws.data.closed = true;
       metrics.connectionsOpen.dec();
+      subscriptions.onClose(ws.data.subscriber!);
     },
   };
 }

@@ -1,0 +1,117 @@
+import type { Assignment, ConsumedRecord, EventLog, LogReader } from "../log/event-log";
+import type { Logger } from "../logger";
+import type { Metrics } from "../metrics/metrics";
+import { FrameType } from "../protocol/frames";
+import { DecodedRecord } from "./decoded-record";
+import { FilterIndex } from "./filter-index";
+import type { Positions } from "./position";
+import type { Subscription } from "./subscription";
+
+export interface FeedOptions {
+  /** Events/s while replaying (not yet live); undefined for the shared live feeds. */
+  replayRate?: number;
+  /** Positions at which the feed has caught up with history (high watermarks at subscribe time). */
+  target?: Positions;
+}
+
+/**
+ * One log reader and the subscriptions it serves. Each record is decoded once, the index yields the
+ * candidate subscriptions (identical filters evaluated once), and each touched subscription gets one
+ * frame per batch. Slow subscribers never hold the reader back: their own queues absorb or drop.
+ * If the reader is lost with its worker, the feed reopens at exactly the positions it had.
+ */
+export class Feed {
+  readonly subs = new Set<Subscription>();
+  private readonly index = new FilterIndex<Subscription>();
+  private reader: LogReader | null = null;
+  private closed = false;
+  private live: boolean;
+  private touched = new Set<Subscription>();
+
+  constructor(
+    private readonly log: EventLog,
+    readonly topics: string[],
+    /** Next offset of every partition of every topic: where the feed has read up to. */
+    readonly positions: Positions,
+    private readonly options: FeedOptions,
+    private readonly metrics: Metrics,
+    private readonly logger: Logger,
+  ) {
+    this.live = !options.target || this.caughtUp();
+  }
+
+  get isLive(): boolean {
+    return this.live;
+  }
+
+  add(sub: Subscription): void {
+    this.subs.add(sub);
+    this.index.add(sub, sub.filter);
+    if (this.live) this.markLive(sub);
+  }
+
+  remove(sub: Subscription): void {
+    this.subs.delete(sub);
+    this.index.remove(sub);
+  }
+
+  async open(): Promise<void> {
+    const reader = this.log.openReader({ onRecords: (r, done) => this.onRecords(r, done), onLost: (reason) => void this.reopen(reason) });
+    this.reader = reader;
+    await reader.ready;
+    if (this.closed) return reader.close();
+    const list: Assignment[] = [];
+    for (const [topic, offsets] of this.positions) offsets.forEach((offset, partition) => list.push({ topic, partition, offset }));
+    reader.assign(list);
+  }
+
+  close(): void {
+    this.closed = true;
+    this.reader?.close();
+  }
+
+  private onRecords(records: ConsumedRecord[], done: () => void): void {
+    if (this.closed) return done();
+    const started = performance.now();
+    for (const r of records) {
+      const offsets = this.positions.get(r.topic);
+      if (offsets) offsets[r.partition] = r.offset + 1;
+      const rec = new DecodedRecord(r);
+      this.index.match(rec, (sub) => {
+        this.touched.add(sub);
+        sub.collect(rec);
+      });
+    }
+    for (const sub of this.touched) sub.endBatch(this.positions);
+    this.touched.clear();
+    this.metrics.filterSeconds.observe((performance.now() - started) / 1000);
+    if (!this.live && this.caughtUp()) {
+      this.live = true;
+      for (const sub of this.subs) this.markLive(sub);
+    }
+    // While replaying, the credit is the rate limit: the next batch waits its share of a second.
+    if (!this.live && this.options.replayRate) setTimeout(done, (records.length / this.options.replayRate) * 1000);
+    else done();
+  }
+
+  private markLive(sub: Subscription): void {
+    if (sub.live) return;
+    sub.live = true;
+    sub.sendControl({ t: FrameType.LIVE, sub: sub.id, token: sub.token() });
+  }
+
+  private caughtUp(): boolean {
+    for (const [topic, target] of this.options.target ?? []) {
+      const at = this.positions.get(topic)!;
+      for (let p = 0; p < target.length; p++) if ((at[p] ?? 0) < target[p]!) return false;
+    }
+    return true;
+  }
+
+  /** The worker holding our reader died: read on from exactly where we were once the log is back. */
+  private async reopen(reason: string): Promise<void> {
+    this.logger.warn("feed reader lost; reopening at its positions", { topics: this.topics, reason });
+    while (!this.closed && !this.log.isReady()) await Bun.sleep(100);
+    if (!this.closed) await this.open();
+  }
+}

@@ -1,0 +1,182 @@
+import type { Config } from "../config/schema";
+import type { EventLog } from "../log/event-log";
+import type { Logger } from "../logger";
+import type { Metrics } from "../metrics/metrics";
+import type { CodecName } from "../protocol/codec";
+import { GatewayError } from "../protocol/errors";
+import { FrameType, type Start, type SubscribeFrame } from "../protocol/frames";
+import { Feed } from "./feed";
+import { compileFilter } from "./filter";
+import { type Positions, decodeToken, filterTag } from "./position";
+import { type SlowPolicy, type SubscriberSocket, Subscription } from "./subscription";
+
+/** The per-connection part of subscribing: the socket and its subscriptions by id. */
+export interface SubscriberConnection extends SubscriberSocket {
+  subscriptions: Map<string, Subscription>;
+}
+
+interface Gap {
+  topic: string;
+  partition: number;
+  from: number;
+  to: number;
+}
+
+/**
+ * Subscriptions of every connection. A subscription from `latest` joins its topic's shared live feed
+ * (one reader per topic for the whole gateway). One that starts in the past gets its own feed,
+ * replaying at REPLAY_RATE_LIMIT until it has caught up, and then simply stays on it: the one reader
+ * reads history and live alike, so there is no seam to lose or repeat events at.
+ */
+export class SubscriptionManager {
+  private readonly liveFeeds = new Map<string, Promise<Feed>>();
+  private readonly replayFeeds = new Map<Subscription, Feed>();
+  private readonly topicAllow: RegExp;
+
+  constructor(
+    private readonly log: EventLog,
+    private readonly config: Config,
+    private readonly metrics: Metrics,
+    private readonly logger: Logger,
+  ) {
+    this.topicAllow = new RegExp(config.TOPIC_ALLOW);
+  }
+
+  async subscribe(conn: SubscriberConnection, codec: CodecName, f: SubscribeFrame): Promise<void> {
+    const topics = [...new Set(f.topics ?? [f.topic!])];
+    for (const t of topics) if (!this.topicAllow.test(t)) throw new GatewayError("INVALID_TOPIC", `subscribing to topic "${t}" is not allowed here`);
+    const filter = compileFilter(f.filter ?? {});
+    const id = f.sub ?? crypto.randomUUID();
+    if (conn.subscriptions.has(id)) throw new GatewayError("SUBSCRIPTION_EXISTS", `this connection already has a subscription "${id}"`);
+    if (conn.subscriptions.size >= this.config.MAX_SUBSCRIPTIONS_PER_CONNECTION) {
+      throw new GatewayError("TOO_MANY_SUBSCRIPTIONS", `at most ${this.config.MAX_SUBSCRIPTIONS_PER_CONNECTION} subscriptions per connection`);
+    }
+    if (!this.log.isReady()) throw new GatewayError("UNAVAILABLE", "the log is not connected");
+    const start: Start = f.start ?? "latest";
+    const policy: SlowPolicy = f.policy ?? "drop-oldest";
+    const make = (positions: Positions) =>
+      new Subscription(id, topics, filter, policy, codec, conn, this.config.SUBSCRIBER_BUFFER_BYTES, this.metrics, positions);
+
+    if (start === "latest") {
+      const feeds = await Promise.all(topics.map((t) => this.liveFeed(t)));
+      const positions: Positions = new Map(feeds.map((feed, i) => [topics[i]!, feed.positions.get(topics[i]!)!.slice()]));
+      const sub = make(positions);
+      this.register(conn, sub, f.cid, { live: true });
+      for (const feed of feeds) feed.add(sub);
+      return;
+    }
+
+    if (this.replayFeeds.size >= this.config.MAX_REPLAY_SUBSCRIPTIONS) {
+      throw new GatewayError("TOO_MANY_SUBSCRIPTIONS", `${this.replayFeeds.size} subscriptions are replaying history already; retry later or start from latest`);
+    }
+    const { positions, target, gaps } = await this.resolveStart(topics, start, filterTag(filter.identity));
+    const sub = make(new Map([...positions].map(([t, o]) => [t, o.slice()])));
+    const feed = new Feed(this.log, topics, positions, { replayRate: this.config.REPLAY_RATE_LIMIT, target }, this.metrics, this.logger);
+    this.replayFeeds.set(sub, feed);
+    this.register(conn, sub, f.cid, { live: feed.isLive, gaps });
+    feed.add(sub);
+    await feed.open();
+  }
+
+  unsubscribe(conn: SubscriberConnection, cid: number, id: string): void {
+    const sub = conn.subscriptions.get(id);
+    if (!sub) throw new GatewayError("UNKNOWN_SUBSCRIPTION", `this connection has no subscription "${id}"`);
+    sub.sendControl({ t: FrameType.UNSUBSCRIBED, cid, sub: id, token: sub.token() });
+    this.drop(conn, sub);
+  }
+
+  /** The socket drained: queued frames may go now. */
+  onDrain(conn: SubscriberConnection): void {
+    for (const sub of conn.subscriptions.values()) sub.flush();
+  }
+
+  onClose(conn: SubscriberConnection): void {
+    for (const sub of [...conn.subscriptions.values()]) this.drop(conn, sub);
+  }
+
+  get replaying(): number {
+    return this.replayFeeds.size;
+  }
+
+  private register(conn: SubscriberConnection, sub: Subscription, cid: number, extra: { live: boolean; gaps?: Gap[] }): void {
+    conn.subscriptions.set(sub.id, sub);
+    this.metrics.subscriptionsActive.inc();
+    sub.sendControl({
+      t: FrameType.SUBSCRIBED,
+      cid,
+      sub: sub.id,
+      topics: sub.topics,
+      start: Object.fromEntries(sub.positions),
+      token: sub.token(),
+      live: extra.live,
+      ...(extra.gaps?.length ? { gaps: extra.gaps } : {}),
+    });
+  }
+
+  private drop(conn: SubscriberConnection, sub: Subscription): void {
+    conn.subscriptions.delete(sub.id);
+    sub.close();
+    this.metrics.subscriptionsActive.dec();
+    const replay = this.replayFeeds.get(sub);
+    if (replay) {
+      replay.close();
+      this.replayFeeds.delete(sub);
+      return;
+    }
+    for (const topic of sub.topics) void this.liveFeeds.get(topic)?.then((feed) => feed.remove(sub));
+  }
+
+  /** The shared feed of a topic, opened at the end of every partition on first use. */
+  private liveFeed(topic: string): Promise<Feed> {
+    let feed = this.liveFeeds.get(topic);
+    if (!feed) {
+      feed = (async () => {
+        const marks = await this.log.watermarks(topic);
+        const f = new Feed(this.log, [topic], new Map([[topic, marks.map((m) => m.high)]]), {}, this.metrics, this.logger);
+        await f.open();
+        return f;
+      })();
+      this.liveFeeds.set(topic, feed);
+      feed.catch(() => this.liveFeeds.delete(topic));
+    }
+    return feed;
+  }
+
+  /** Start offsets per topic and partition, the live target, and any gap retention has opened. */
+  private async resolveStart(topics: string[], start: Exclude<Start, "latest">, tag: string) {
+    const positions: Positions = new Map();
+    const target: Positions = new Map();
+    const gaps: Gap[] = [];
+    const oldest = Date.now() - this.config.REPLAY_MAX_DURATION;
+    const token = typeof start === "object" && "token" in start ? decodeToken(start.token) : undefined;
+    if (token) {
+      if (token.filter !== tag) throw new GatewayError("INVALID_POSITION", "the resume token was issued for a different filter; resume with the same filter");
+      const same = token.positions.size === topics.length && topics.every((t) => token.positions.has(t));
+      if (!same) throw new GatewayError("INVALID_POSITION", `the resume token is for topics ${[...token.positions.keys()].join(", ")}`);
+    }
+    for (const topic of topics) {
+      const marks = await this.log.watermarks(topic);
+      target.set(topic, marks.map((m) => m.high));
+      let offsets: number[];
+      if (start === "earliest") {
+        const floor = await this.log.offsetsForTime(topic, oldest);
+        offsets = marks.map((m, p) => Math.max(m.low, floor[p]!));
+      } else if ("time" in start) {
+        const ms = start.time instanceof Date ? start.time.getTime() : typeof start.time === "number" ? start.time : Date.parse(start.time);
+        if (ms < oldest) {
+          throw new GatewayError("REPLAY_OUT_OF_RANGE", `replay reaches back at most ${this.config.REPLAY_MAX_DURATION} ms, to ${new Date(oldest).toISOString()}`);
+        }
+        offsets = await this.log.offsetsForTime(topic, ms);
+      } else {
+        const saved = token!.positions.get(topic)!;
+        offsets = marks.map((m, p) => {
+          const want = saved[p] ?? m.low; // a partition added since the token: all of it is new
+          if (want < m.low) gaps.push({ topic, partition: p, from: want, to: m.low });
+          return Math.min(Math.max(want, m.low), m.high);
+        });
+      }
+      positions.set(topic, offsets);
+    }
+    return { positions, target, gaps };
+  }
+}
