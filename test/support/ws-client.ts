@@ -12,6 +12,7 @@ export class GatewayClient {
   private readonly pending = new Map<number, (f: Frame) => void>();
   private readonly uncorrelated: Frame[] = [];
   private waiters: Array<(f: Frame) => void> = [];
+  private readonly subHandlers = new Map<string, (f: Frame) => void>();
   readonly closed: Promise<{ code: number; reason: string }>;
 
   private constructor(
@@ -58,6 +59,15 @@ export class GatewayClient {
     return this.request({ t: 10, event, ...(topic ? { topic } : {}) });
   }
 
+  /**
+   * Subscribes; `onFrame` gets every frame of the subscription (event, event_batch, live, lagged),
+   * and may be called before this resolves with the subscribed (or nack) frame.
+   */
+  subscribe(frame: Record<string, unknown> & { sub: string }, onFrame: (f: Frame) => void): Promise<Frame> {
+    this.subHandlers.set(frame.sub, onFrame);
+    return this.request({ t: 12, ...frame });
+  }
+
   publishBatch(events: Array<Record<string, unknown>>, topic?: string): Promise<Frame> {
     return this.request({ t: 11, events, ...(topic ? { topic } : {}) });
   }
@@ -80,6 +90,10 @@ export class GatewayClient {
   }
 
   private onFrame(f: Frame): void {
+    if (typeof f.sub === "string" && f.cid === undefined) {
+      const handler = this.subHandlers.get(f.sub);
+      if (handler) return handler(f);
+    }
     const waiter = typeof f.cid === "number" ? this.pending.get(f.cid) : undefined;
     if (waiter) {
       this.pending.delete(f.cid);

@@ -1,0 +1,89 @@
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { type GatewayProcess, startGateway } from "../support/gateway";
+import { freshTopic, kafkaBrokers } from "../support/kafka";
+import { ensureTopic } from "../support/kafka-broker";
+import { GatewayClient } from "../support/ws-client";
+
+let brokers: string;
+let gw: GatewayProcess;
+const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) / 1024;
+
+beforeAll(async () => {
+  brokers = await kafkaBrokers();
+  gw = await startGateway({ KAFKA_BROKERS: brokers, KAFKA_WORKERS: "2" });
+}, 60_000);
+afterAll(async () => {
+  await gw.stop();
+}, 60_000);
+
+/** Starts the paused subscriber; resolves once it is subscribed, with a reader of its later lines. */
+async function slowSubscriber(topic: string, pauseMs: number, policy: string) {
+  const proc = Bun.spawn(["node", resolve(import.meta.dir, "../support/slow-subscriber.cjs"), String(gw.port), topic, String(pauseMs), policy], { stdout: "pipe" });
+  const lines: Array<Record<string, any>> = [];
+  void (async () => {
+    let buf = "";
+    for await (const chunk of proc.stdout as ReadableStream<Uint8Array>) {
+      buf += Buffer.from(chunk).toString();
+      let nl: number;
+      while ((nl = buf.indexOf("\n")) >= 0) {
+        lines.push(JSON.parse(buf.slice(0, nl)));
+        buf = buf.slice(nl + 1);
+      }
+    }
+  })();
+  while (!lines.some((l) => l.subscribed)) await Bun.sleep(20);
+  return { proc, lines };
+}
+
+async function flood(topic: string, events: number) {
+  const pub = await GatewayClient.connect(gw.wsUrl);
+  const data = "x".repeat(1000);
+  const pending = [];
+  for (let i = 0; i < events; i += 500) {
+    pending.push(pub.publishBatch(Array.from({ length: 500 }, (_, j) => ({ type: "flood", key: `k${j % 7}`, data: { i: i + j, data } })), topic));
+    if (pending.length >= 8) await pending.shift();
+  }
+  await Promise.all(pending);
+  pub.close();
+}
+
+test("a subscriber that stops reading: memory does not grow with the volume, and on reading again it gets a lagged notice with a token", async () => {
+  const topic = freshTopic("slow");
+  await ensureTopic(brokers, topic, 3);
+  const { proc, lines } = await slowSubscriber(topic, 25_000, "drop-oldest");
+  const sample = (peak: { v: number }) => setInterval(() => (peak.v = Math.max(peak.v, rssMiB(gw.proc.pid))), 100);
+  // Ingest alone lifts RSS to a plateau (GC heap sizing); warm up to it first, then push 150 MB more
+  // past the stalled subscriber: if its queue were unbounded, RSS would climb by about that much.
+  const start = rssMiB(gw.proc.pid);
+  const warm = { v: start };
+  let timer = sample(warm);
+  await flood(topic, 100_000);
+  clearInterval(timer);
+  const more = { v: rssMiB(gw.proc.pid) };
+  timer = sample(more);
+  await flood(topic, 150_000);
+  clearInterval(timer);
+  console.log(`slow subscriber: gateway RSS ${start.toFixed(0)} MiB at start, ${warm.v.toFixed(0)} peak over the first 100 MB, ${more.v.toFixed(0)} peak over 150 MB more`);
+  expect(more.v - warm.v).toBeLessThan(48);
+  const deadline = Date.now() + 40_000;
+  while (!lines.some((l) => l.lagged) && Date.now() < deadline) await Bun.sleep(50);
+  const lagged = lines.find((l) => l.lagged)!.lagged;
+  expect(lagged).toMatchObject({ t: 27, sub: "slow", policy: "drop-oldest", token: expect.any(String) });
+  expect(lagged.dropped).toBeGreaterThan(0);
+  proc.kill();
+  const metrics = await (await fetch(`${gw.url}/metrics`)).text();
+  expect(metrics).toMatch(/gateway_events_dropped_lag_total [1-9]/);
+}, 90_000);
+
+test("with the disconnect policy, the slow subscriber gets its token and close code 4001", async () => {
+  const topic = freshTopic("slowdc");
+  await ensureTopic(brokers, topic, 3);
+  const { lines } = await slowSubscriber(topic, 3000, "disconnect");
+  await flood(topic, 30_000);
+  const deadline = Date.now() + 20_000;
+  while (!lines.some((l) => l.close || l.ended) && Date.now() < deadline) await Bun.sleep(50);
+  expect(lines.find((l) => l.lagged)?.lagged).toMatchObject({ t: 27, policy: "disconnect", token: expect.any(String) });
+  expect(lines.find((l) => l.close)?.close).toBe(4001);
+}, 60_000);
