@@ -138,6 +138,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
       const deadline = Date.now() + config.SHUTDOWN_TIMEOUT_MS;
       while (publisher.eventsInflight > 0 && Date.now() < deadline) await Bun.sleep(10);
       server.stop(true);
+      subscriptions.close();
       await log.close(Math.max(0, deadline - Date.now()));
     },
   };

@@ -5,7 +5,7 @@ import type { Socket, TCPSocketListener, UnixSocketListener } from "bun";
 import { GatewayError } from "../protocol/errors";
 import { ByteReader, type DeliveryError, IpcType, MessageReader, type Query, jsonMessage } from "./ipc";
 import { buildWorkerBundle, resolveNodeBinary } from "./node-runtime";
-import type { LogReader, ReaderHandlers } from "../log/event-log";
+import type { LogReader, ReaderGroup, ReaderHandlers } from "../log/event-log";
 import { ReaderRegistry } from "./readers";
 import { SocketWriter } from "./socket-writer";
 import { type RecordSink, WorkerSlot } from "./worker-slot";
@@ -118,10 +118,10 @@ export class WorkerPool {
   }
 
   /** Opens a Kafka reader (manual assignment, no commits) on a worker; see ReaderHandlers. */
-  openReader(handlers: ReaderHandlers, opts: { worker?: number; groupId?: string } = {}): LogReader {
+  openReader(handlers: ReaderHandlers, opts: { worker?: number; group?: ReaderGroup } = {}): LogReader {
     const slot = this.slots[opts.worker ?? 0]!;
     if (slot.state !== "ready") throw new GatewayError("UNAVAILABLE", `Kafka worker ${slot.index} is not connected to Kafka`);
-    return this.readers.open(slot, handlers, opts.groupId);
+    return this.readers.open(slot, handlers, opts.group);
   }
 
   /** Asks a ready worker a metadata question (see Query). */

@@ -1,4 +1,4 @@
-import type { ConsumedRecord, LogReader, ReaderHandlers } from "../log/event-log";
+import type { ConsumedRecord, LogReader, ReaderGroup, ReaderHandlers } from "../log/event-log";
 import { type ByteReader, IpcType, jsonMessage } from "./ipc";
 import type { WorkerSlot } from "./worker-slot";
 
@@ -13,13 +13,13 @@ export class ReaderRegistry {
   private readonly readers = new Map<number, OpenReader>();
   private nextId = 1;
 
-  open(slot: WorkerSlot, handlers: ReaderHandlers, groupId?: string): LogReader {
+  open(slot: WorkerSlot, handlers: ReaderHandlers, group?: ReaderGroup): LogReader {
     const readerId = this.nextId++;
     let markReady!: () => void;
     const ready = new Promise<void>((r) => (markReady = r));
     this.readers.set(readerId, { slot, handlers, markReady });
     const control = (type: number, body: object) => slot.writer?.write(jsonMessage(type, { readerId, ...body }));
-    control(IpcType.OPEN_READER, groupId ? { groupId } : {});
+    control(IpcType.OPEN_READER, group ? { group } : {});
     return {
       ready,
       assign: (assignments) => control(IpcType.ASSIGN, { assignments }),

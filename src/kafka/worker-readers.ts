@@ -30,10 +30,16 @@ class Reader {
     readonly id: number,
     config: Record<string, string | number | boolean>,
     private readonly send: (buf: Buffer) => void,
+    /** Group mode (shared subscriptions): Kafka assigns the partitions and offsets are committed. */
+    groupTopics?: string[],
   ) {
-    this.consumer = new Kafka.KafkaConsumer({ ...config, "enable.auto.commit": false, "enable.partition.eof": false } as never, {} as never);
+    const mode = groupTopics
+      ? { "enable.auto.commit": true, "auto.offset.reset": "latest" }
+      : { "enable.auto.commit": false };
+    this.consumer = new Kafka.KafkaConsumer({ ...config, ...mode, "enable.partition.eof": false } as never, {} as never);
     this.consumer.setDefaultConsumeTimeout(100);
     this.consumer.on("ready", () => {
+      if (groupTopics) this.consumer.subscribe(groupTopics);
       send(jsonMessage(IpcType.READER_READY, { readerId: id }));
       this.poll();
     });
@@ -119,9 +125,10 @@ export class Readers {
     private readonly send: (buf: Buffer) => void,
   ) {}
 
-  handle(type: number, msg: { readerId: number; groupId?: string; assignments?: Assignment[] }): void {
+  handle(type: number, msg: { readerId: number; group?: { id: string; topics: string[] }; assignments?: Assignment[] }): void {
     if (type === IpcType.OPEN_READER) {
-      this.readers.set(msg.readerId, new Reader(msg.readerId, { ...this.config, "group.id": msg.groupId ?? `kgw-reader-${process.pid}-${msg.readerId}` }, this.send));
+      const groupId = msg.group?.id ?? `kgw-reader-${process.pid}-${msg.readerId}`;
+      this.readers.set(msg.readerId, new Reader(msg.readerId, { ...this.config, "group.id": groupId }, this.send, msg.group?.topics));
       return;
     }
     const reader = this.readers.get(msg.readerId);

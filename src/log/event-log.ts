@@ -50,6 +50,15 @@ export interface ReaderHandlers {
   onLost(reason: string): void;
 }
 
+/**
+ * A reader in a consumer group: the log assigns its partitions (split with the group's readers in
+ * other gateway instances) and keeps its offsets. Used for shared subscriptions only.
+ */
+export interface ReaderGroup {
+  id: string;
+  topics: string[];
+}
+
 export interface LogReader {
   readonly ready: Promise<void>;
   assign(list: Assignment[]): void;
@@ -81,8 +90,8 @@ export interface EventLog {
   append(records: LogRecord[]): Promise<AppendResults>;
   isReady(): boolean;
   health(): LogHealth;
-  /** A reader with manual assignment and no commits: positions belong to the caller. */
-  openReader(handlers: ReaderHandlers): LogReader;
+  /** A reader with manual assignment and no commits (positions belong to the caller), or in a group. */
+  openReader(handlers: ReaderHandlers, group?: ReaderGroup): LogReader;
   /** Partitions of a topic; asking may create it, as publishing would (broker auto-create). */
   partitionCount(topic: string): Promise<number>;
   watermarks(topic: string): Promise<Watermark[]>;

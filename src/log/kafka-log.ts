@@ -7,6 +7,7 @@ import {
   type LogHealth,
   type LogReader,
   type LogRecord,
+  type ReaderGroup,
   type ReaderHandlers,
   type Watermark,
   newResults,
@@ -73,8 +74,8 @@ export class KafkaLog implements EventLog {
     return this.pool.isReady();
   }
 
-  openReader(handlers: ReaderHandlers): LogReader {
-    return this.pool.openReader(handlers, { worker: this.readerSeq++ % this.pool.slots.length });
+  openReader(handlers: ReaderHandlers, group?: ReaderGroup): LogReader {
+    return this.pool.openReader(handlers, { worker: this.readerSeq++ % this.pool.slots.length, group });
   }
 
   /** Retries briefly: a topic auto-created by the question shows no partitions for a moment. */

@@ -5,6 +5,8 @@ import {
   type LogHealth,
   type LogReader,
   type LogRecord,
+  Offset,
+  type ReaderGroup,
   type ReaderHandlers,
   type Watermark,
   newResults,
@@ -93,9 +95,11 @@ export class MemoryLog implements EventLog {
     return (this.topics.get(topic) ?? []).map((p) => ({ earliest: p.earliest, next: p.next }));
   }
 
-  openReader(handlers: ReaderHandlers): LogReader {
+  /** One process is the whole group here: a group reader simply reads every partition from the end. */
+  openReader(handlers: ReaderHandlers, group?: ReaderGroup): LogReader {
     const reader = new MemoryReader(this, handlers);
     this.readers.add(reader);
+    if (group) for (const topic of group.topics) reader.assign(this.partitionsOf(topic).map((_, partition) => ({ topic, partition, offset: Offset.END })));
     return reader;
   }
 

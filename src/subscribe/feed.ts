@@ -1,4 +1,5 @@
-import type { Assignment, ConsumedRecord, EventLog, LogReader } from "../log/event-log";
+import type { Assignment, ConsumedRecord, EventLog, LogReader, ReaderGroup } from "../log/event-log";
+import { murmur2 } from "../log/murmur2";
 import type { Logger } from "../logger";
 import type { Metrics } from "../metrics/metrics";
 import { FrameType } from "../protocol/frames";
@@ -8,6 +9,8 @@ import type { Positions } from "./position";
 import type { Subscription } from "./subscription";
 
 export interface FeedOptions {
+  /** Shared subscription: read in this consumer group, and give each record to one member. */
+  group?: ReaderGroup;
   /** Events/s while replaying (not yet live); undefined for the shared live feeds. */
   replayRate?: number;
   /** Positions at which the feed has caught up with history (high watermarks at subscribe time). */
@@ -27,6 +30,8 @@ export class Feed {
   private closed = false;
   private live: boolean;
   private touched = new Set<Subscription>();
+  private readonly candidates: Subscription[] = [];
+  private roundRobin = 0;
 
   constructor(
     private readonly log: EventLog,
@@ -56,10 +61,11 @@ export class Feed {
   }
 
   async open(): Promise<void> {
-    const reader = this.log.openReader({ onRecords: (r, done) => this.onRecords(r, done), onLost: (reason) => void this.reopen(reason) });
+    const reader = this.log.openReader({ onRecords: (r, done) => this.onRecords(r, done), onLost: (reason) => void this.reopen(reason) }, this.options.group);
     this.reader = reader;
     await reader.ready;
     if (this.closed) return reader.close();
+    if (this.options.group) return; // the group assigns partitions
     const list: Assignment[] = [];
     for (const [topic, offsets] of this.positions) offsets.forEach((offset, partition) => list.push({ topic, partition, offset }));
     reader.assign(list);
@@ -77,6 +83,10 @@ export class Feed {
       const offsets = this.positions.get(r.topic);
       if (offsets) offsets[r.partition] = r.offset + 1;
       const rec = new DecodedRecord(r);
+      if (this.options.group) {
+        this.dealToOne(rec);
+        continue;
+      }
       this.index.match(rec, (sub) => {
         this.touched.add(sub);
         sub.collect(rec);
@@ -92,6 +102,20 @@ export class Feed {
     // While replaying, the credit is the rate limit: the next batch waits its share of a second.
     if (!this.live && this.options.replayRate) setTimeout(done, (records.length / this.options.replayRate) * 1000);
     else done();
+  }
+
+  /**
+   * Work-queue delivery: one matching member gets the record. A key always goes to the same member
+   * while membership holds, so per-key order survives the split.
+   */
+  private dealToOne(rec: DecodedRecord): void {
+    const c = this.candidates;
+    c.length = 0;
+    this.index.match(rec, (sub) => void c.push(sub));
+    if (c.length === 0) return;
+    const pick = c[(rec.record.key ? murmur2(rec.record.key) & 0x7fffffff : this.roundRobin++) % c.length]!;
+    this.touched.add(pick);
+    pick.collect(rec);
   }
 
   private markLive(sub: Subscription): void {

@@ -31,7 +31,9 @@ interface Gap {
 export class SubscriptionManager {
   private readonly liveFeeds = new Map<string, Promise<Feed>>();
   private readonly replayFeeds = new Map<Subscription, Feed>();
+  private readonly sharedFeeds = new Map<string, Promise<Feed>>();
   private readonly topicAllow: RegExp;
+  private readonly lagTimer: Timer;
 
   constructor(
     private readonly log: EventLog,
@@ -40,6 +42,27 @@ export class SubscriptionManager {
     private readonly logger: Logger,
   ) {
     this.topicAllow = new RegExp(config.TOPIC_ALLOW);
+    this.lagTimer = setInterval(() => void this.sampleLag(), 5000);
+    this.lagTimer.unref();
+  }
+
+  close(): void {
+    clearInterval(this.lagTimer);
+  }
+
+  /** Consumer lag of each shared live feed: records between where it has read and the partition's end. */
+  private async sampleLag(): Promise<void> {
+    if (!this.log.isReady()) return;
+    for (const [topic, pending] of this.liveFeeds) {
+      try {
+        const feed = await pending;
+        const marks = await this.log.watermarks(topic);
+        const at = feed.positions.get(topic)!;
+        marks.forEach((m, p) => this.metrics.feedLag.set({ topic, partition: String(p) }, Math.max(0, m.high - (at[p] ?? m.high))));
+      } catch {
+        // a lag sample is best effort; the next one comes in five seconds
+      }
+    }
   }
 
   async subscribe(conn: SubscriberConnection, codec: CodecName, f: SubscribeFrame): Promise<void> {
@@ -54,8 +77,17 @@ export class SubscriptionManager {
     if (!this.log.isReady()) throw new GatewayError("UNAVAILABLE", "the log is not connected");
     const start: Start = f.start ?? "latest";
     const policy: SlowPolicy = f.policy ?? "drop-oldest";
-    const make = (positions: Positions) =>
-      new Subscription(id, topics, filter, policy, codec, conn, this.config.SUBSCRIBER_BUFFER_BYTES, this.metrics, positions);
+    const make = (positions: Positions, shared = false) =>
+      new Subscription(id, topics, filter, policy, codec, conn, this.config.SUBSCRIBER_BUFFER_BYTES, this.metrics, positions, shared);
+
+    if (f.share) {
+      const feed = await this.sharedFeed(f.share, topics);
+      const sub = make(new Map(), true);
+      sub.shareGroup = f.share;
+      this.register(conn, sub, f.cid, { live: true });
+      feed.add(sub);
+      return;
+    }
 
     if (start === "latest") {
       const feeds = await Promise.all(topics.map((t) => this.liveFeed(t)));
@@ -123,7 +155,40 @@ export class SubscriptionManager {
       this.replayFeeds.delete(sub);
       return;
     }
+    if (sub.shared) {
+      const key = this.shareKey(sub);
+      void this.sharedFeeds.get(key)?.then((feed) => {
+        feed.remove(sub);
+        // Leave the group when no member is left here, so Kafka gives our partitions to instances
+        // that still have members instead of us reading and dropping them.
+        if (feed.subs.size === 0 && this.sharedFeeds.get(key)) {
+          this.sharedFeeds.delete(key);
+          feed.close();
+        }
+      });
+      return;
+    }
     for (const topic of sub.topics) void this.liveFeeds.get(topic)?.then((feed) => feed.remove(sub));
+  }
+
+  private shareKey(sub: { topics: string[] }, group?: string): string {
+    return `${group ?? (sub as Subscription).shareGroup}\0${[...sub.topics].sort().join(",")}`;
+  }
+
+  /** One group reader per share group and topic set on this instance, in Kafka group kgw-share-<name>. */
+  private sharedFeed(group: string, topics: string[]): Promise<Feed> {
+    const key = this.shareKey({ topics }, group);
+    let feed = this.sharedFeeds.get(key);
+    if (!feed) {
+      feed = (async () => {
+        const f = new Feed(this.log, topics, new Map(topics.map((t) => [t, []])), { group: { id: `kgw-share-${group}`, topics } }, this.metrics, this.logger);
+        await f.open();
+        return f;
+      })();
+      this.sharedFeeds.set(key, feed);
+      feed.catch(() => this.sharedFeeds.delete(key));
+    }
+    return feed;
   }
 
   /** The shared feed of a topic, opened at the end of every partition on first use. */

@@ -23,7 +23,7 @@ interface Pending {
   data: Uint8Array | string;
   size: number;
   events: number;
-  token: string;
+  token: string | undefined;
 }
 
 /**
@@ -33,6 +33,8 @@ interface Pending {
  */
 export class Subscription {
   readonly tag: string;
+  /** The share group, for members of one. */
+  shareGroup?: string;
   live = false;
   closed = false;
   delivered = 0;
@@ -52,13 +54,15 @@ export class Subscription {
     private readonly bufferBytes: number,
     private readonly metrics: Metrics,
     readonly positions: Positions,
+    /** A member of a share group: positions are the group's, so its frames carry no token. */
+    readonly shared = false,
   ) {
     this.tag = filterTag(filter.identity);
     this.lastDeliveredToken = this.token();
   }
 
   token(): string {
-    return encodeToken(this.tag, this.positions);
+    return this.shared ? "" : encodeToken(this.tag, this.positions);
   }
 
   collect(rec: DecodedRecord): void {
@@ -71,11 +75,11 @@ export class Subscription {
     const events = this.collected;
     if (events.length === 0 || this.closed) return;
     this.collected = [];
-    const token = this.token();
+    const token = this.shared ? undefined : this.token();
     const frame =
       events.length === 1
-        ? { t: FrameType.EVENT, sub: this.id, ...this.position(events[0]!), event: events[0]!.event(this.codec), token }
-        : { t: FrameType.EVENT_BATCH, sub: this.id, events: events.map((e) => ({ ...this.position(e), event: e.event(this.codec) })), token };
+        ? { t: FrameType.EVENT, sub: this.id, ...this.position(events[0]!), event: events[0]!.event(this.codec), ...(token ? { token } : {}) }
+        : { t: FrameType.EVENT_BATCH, sub: this.id, events: events.map((e) => ({ ...this.position(e), event: e.event(this.codec) })), ...(token ? { token } : {}) };
     const data = encodeFrame(frame, this.codec);
     const size = typeof data === "string" ? data.length : data.byteLength;
     this.pending.push({ data, size, events: events.length, token });
@@ -96,7 +100,7 @@ export class Subscription {
       }
       this.delivered += f.events;
       this.metrics.eventsDelivered.inc(f.events);
-      this.lastDeliveredToken = f.token;
+      if (f.token) this.lastDeliveredToken = f.token;
     }
   }
 
