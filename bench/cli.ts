@@ -1,6 +1,8 @@
 /** `bun run bench -- <scenario> [options]`: runs one scenario from bench/. */
 const scenarios: Record<string, string> = {
   ingest: "./ingest.ts",
+  fanout: "./fanout.ts",
+  "filter-index": "./filter-index.ts",
 };
 const [name, ...rest] = process.argv.slice(2);
 if (!name || !(name in scenarios)) {

@@ -22,6 +22,9 @@ export async function startGateway(env: Record<string, string> = {}, opts: { wai
     stdout: "pipe",
     stderr: "inherit",
   });
+  // Never leave a gateway behind: not when start-up fails below, nor when the caller exits early.
+  const killOnExit = () => proc.kill("SIGKILL");
+  process.on("exit", killOnExit);
   const lines: string[] = [];
   let port = 0;
   const listening = (async () => {
@@ -42,7 +45,10 @@ export async function startGateway(env: Record<string, string> = {}, opts: { wai
   const deadline = Date.now() + 60_000;
   while (!port) {
     if (proc.exitCode !== null) throw new Error(`gateway exited with ${proc.exitCode}: ${lines.join("\n")}`);
-    if (Date.now() > deadline) throw new Error(`gateway did not start: ${lines.join("\n")}`);
+    if (Date.now() > deadline) {
+      proc.kill("SIGKILL");
+      throw new Error(`gateway did not log "listening" within 60 s (is LOG_LEVEL above info?): ${lines.join("\n")}`);
+    }
     await Bun.sleep(20);
   }
   const url = `http://127.0.0.1:${port}`;
@@ -55,7 +61,9 @@ export async function startGateway(env: Record<string, string> = {}, opts: { wai
     health: async () => (await fetch(`${url}/health`)).json(),
     async stop(signal = "SIGTERM") {
       if (proc.exitCode === null) proc.kill(signal);
-      return await proc.exited;
+      const code = await proc.exited;
+      process.off("exit", killOnExit);
+      return code;
     },
   };
   if (opts.waitReady ?? true) {
