@@ -32,6 +32,8 @@ export class Feed {
   private touched = new Set<Subscription>();
   private readonly candidates: Subscription[] = [];
   private roundRobin = 0;
+  /** While replaying: when the next batch may be delivered (performance.now() time). */
+  private paceAt = 0;
 
   constructor(
     private readonly log: EventLog,
@@ -76,7 +78,23 @@ export class Feed {
     this.reader?.close();
   }
 
+  /**
+   * While replaying, batches are delivered on a schedule of REPLAY_RATE_LIMIT events/s. Delaying only
+   * the credit would not do: the reader has several credits, so their delays would overlap and the
+   * rate multiply. Waiting batches are bounded by those credits.
+   */
   private onRecords(records: ConsumedRecord[], done: () => void): void {
+    const rate = this.options.replayRate;
+    if (!this.live && rate) {
+      const now = performance.now();
+      const at = Math.max(now, this.paceAt);
+      this.paceAt = at + (records.length / rate) * 1000;
+      if (at > now) return void setTimeout(() => this.deliver(records, done), at - now);
+    }
+    this.deliver(records, done);
+  }
+
+  private deliver(records: ConsumedRecord[], done: () => void): void {
     if (this.closed) return done();
     const started = performance.now();
     for (const r of records) {
@@ -99,9 +117,7 @@ export class Feed {
       this.live = true;
       for (const sub of this.subs) this.markLive(sub);
     }
-    // While replaying, the credit is the rate limit: the next batch waits its share of a second.
-    if (!this.live && this.options.replayRate) setTimeout(done, (records.length / this.options.replayRate) * 1000);
-    else done();
+    done();
   }
 
   /**
