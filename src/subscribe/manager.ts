@@ -77,13 +77,12 @@ export class SubscriptionManager {
     if (!this.log.isReady()) throw new GatewayError("UNAVAILABLE", "the log is not connected");
     const start: Start = f.start ?? "latest";
     const policy: SlowPolicy = f.policy ?? "drop-oldest";
-    const make = (positions: Positions, shared = false) =>
-      new Subscription(id, topics, filter, policy, codec, conn, this.config.SUBSCRIBER_BUFFER_BYTES, this.metrics, positions, shared);
+    const make = (positions: Positions, shareGroup?: string) =>
+      new Subscription(id, topics, filter, policy, codec, conn, this.config.SUBSCRIBER_BUFFER_BYTES, this.metrics, positions, shareGroup);
 
     if (f.share) {
       const feed = await this.sharedFeed(f.share, topics);
-      const sub = make(new Map(), true);
-      sub.shareGroup = f.share;
+      const sub = make(new Map(), f.share);
       this.register(conn, sub, f.cid, { live: true });
       feed.add(sub);
       return;
@@ -156,7 +155,7 @@ export class SubscriptionManager {
       return;
     }
     if (sub.shared) {
-      const key = this.shareKey(sub);
+      const key = shareKey(sub.shareGroup!, sub.topics);
       void this.sharedFeeds.get(key)?.then((feed) => {
         feed.remove(sub);
         // Leave the group when no member is left here, so Kafka gives our partitions to instances
@@ -171,13 +170,9 @@ export class SubscriptionManager {
     for (const topic of sub.topics) void this.liveFeeds.get(topic)?.then((feed) => feed.remove(sub));
   }
 
-  private shareKey(sub: { topics: string[] }, group?: string): string {
-    return `${group ?? (sub as Subscription).shareGroup}\0${[...sub.topics].sort().join(",")}`;
-  }
-
   /** One group reader per share group and topic set on this instance, in Kafka group kgw-share-<name>. */
   private sharedFeed(group: string, topics: string[]): Promise<Feed> {
-    const key = this.shareKey({ topics }, group);
+    const key = shareKey(group, topics);
     let feed = this.sharedFeeds.get(key);
     if (!feed) {
       feed = (async () => {
@@ -244,4 +239,9 @@ export class SubscriptionManager {
     }
     return { positions, target, gaps };
   }
+}
+
+/** One group reader per share group and topic set on an instance. */
+function shareKey(group: string, topics: string[]): string {
+  return `${group}\0${[...topics].sort().join(",")}`;
 }

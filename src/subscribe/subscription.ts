@@ -33,8 +33,6 @@ interface Pending {
  */
 export class Subscription {
   readonly tag: string;
-  /** The share group, for members of one. */
-  shareGroup?: string;
   live = false;
   closed = false;
   delivered = 0;
@@ -54,11 +52,15 @@ export class Subscription {
     private readonly bufferBytes: number,
     private readonly metrics: Metrics,
     readonly positions: Positions,
-    /** A member of a share group: positions are the group's, so its frames carry no token. */
-    readonly shared = false,
+    /** Set for a member of a share group: positions are then the group's, and frames carry no token. */
+    readonly shareGroup?: string,
   ) {
     this.tag = filterTag(filter.identity);
     this.lastDeliveredToken = this.token();
+  }
+
+  get shared(): boolean {
+    return this.shareGroup !== undefined;
   }
 
   token(): string {
