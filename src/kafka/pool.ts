@@ -63,6 +63,10 @@ export class WorkerPool {
   private readonly readers = new ReaderRegistry();
   private readonly queries = new Map<number, { slot: WorkerSlot; resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   private querySeq = 0;
+  // Refusals are values, made once: under overload every event of every frame is refused, and a
+  // GatewayError per event (with its stack capture) would cost most when the box has least to spare.
+  private readonly shuttingDown = new GatewayError("SHUTTING_DOWN", "the gateway is shutting down");
+  private readonly refusals: Array<{ starting: GatewayError; stopped: GatewayError; overloaded: GatewayError }>;
   private readonly nextBatchId = () => (this.batchSeq = (this.batchSeq + 1) >>> 0);
   private readonly flushAll = () => {
     this.flushScheduled = false;
@@ -74,6 +78,11 @@ export class WorkerPool {
     private readonly onEvent: (e: PoolEvent) => void = () => {},
   ) {
     this.slots = Array.from({ length: options.workers }, (_, i) => new WorkerSlot(i));
+    this.refusals = this.slots.map((_, i) => ({
+      starting: new GatewayError("UNAVAILABLE", `Kafka worker ${i} is not connected to Kafka yet`),
+      stopped: new GatewayError("UNAVAILABLE", `Kafka worker ${i} is stopped`),
+      overloaded: new GatewayError("OVERLOADED", `Kafka worker ${i} holds its maximum of ${options.maxInflightPerWorker} unacknowledged events; retry after acks arrive`),
+    }));
   }
 
   async start(): Promise<void> {
@@ -104,11 +113,9 @@ export class WorkerPool {
   /** Queues one record on a worker; its outcome arrives later through `sink`. */
   submit(worker: number, topic: string, key: Uint8Array | null, value: Uint8Array | null, timestamp: number, headers: Array<[string, string | Uint8Array]>, sink: RecordSink, index: number): void {
     const slot = this.slots[worker]!;
-    if (this.closing) return sink.failed(index, new GatewayError("SHUTTING_DOWN", "the gateway is shutting down"));
-    if (slot.state !== "ready") return sink.failed(index, new GatewayError("UNAVAILABLE", `Kafka worker ${worker} is ${slot.state === "stopped" ? "stopped" : "not connected to Kafka yet"}`));
-    if (slot.inflight >= this.options.maxInflightPerWorker) {
-      return sink.failed(index, new GatewayError("OVERLOADED", `Kafka worker ${worker} already holds ${slot.inflight} unacknowledged events; retry after acks arrive`));
-    }
+    if (this.closing) return sink.failed(index, this.shuttingDown);
+    if (slot.state !== "ready") return sink.failed(index, slot.state === "stopped" ? this.refusals[worker]!.stopped : this.refusals[worker]!.starting);
+    if (slot.inflight >= this.options.maxInflightPerWorker) return sink.failed(index, this.refusals[worker]!.overloaded);
     slot.add(topic, key, value, timestamp, headers, sink, index, this.nextBatchId);
     if (slot.openBytes >= this.options.flushBytes) slot.flush();
     else if (!this.flushScheduled) {
