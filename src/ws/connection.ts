@@ -82,11 +82,16 @@ export function createWebSocketHandler(deps: {
     send(ws, frame, codec);
   }
 
+  /** The frame's correlation id if it is a valid one, so that even a malformed request gets a nack. */
+  function correlationId(frame: { cid?: unknown }): number | undefined {
+    const cid = frame.cid;
+    return typeof cid === "number" && Number.isSafeInteger(cid) && cid >= 0 ? cid : undefined;
+  }
+
   async function onPublish(ws: ServerWebSocket<ConnectionData>, codec: CodecName, frame: { t: number; cid?: unknown }): Promise<void> {
     const batch = frame.t === FrameType.PUBLISH_BATCH;
     const parsed = batch ? PublishBatchSchema.safeParse(frame) : PublishSchema.safeParse(frame);
-    const cid = typeof frame.cid === "number" && Number.isSafeInteger(frame.cid) && frame.cid >= 0 ? frame.cid : undefined;
-    if (!parsed.success) return sendError(ws, codec, new GatewayError("INVALID_FRAME", describeIssues(parsed.error)), cid);
+    if (!parsed.success) return sendError(ws, codec, new GatewayError("INVALID_FRAME", describeIssues(parsed.error)), correlationId(frame));
     const req = parsed.data;
     if (!ws.data.helloed) return sendError(ws, codec, new GatewayError("HANDSHAKE_REQUIRED", `send {t:${FrameType.HELLO}, v:${PROTOCOL_VERSION}} first`), req.cid);
     const events = "events" in req ? req.events : [req.event];
@@ -113,7 +118,7 @@ export function createWebSocketHandler(deps: {
   function onSubscribe(ws: ServerWebSocket<ConnectionData>, codec: CodecName, frame: { t: number; cid?: unknown }): void {
     const subscribe = frame.t === FrameType.SUBSCRIBE;
     const parsed = subscribe ? SubscribeSchema.safeParse(frame) : UnsubscribeSchema.safeParse(frame);
-    const cid = typeof frame.cid === "number" && Number.isSafeInteger(frame.cid) && frame.cid >= 0 ? frame.cid : undefined;
+    const cid = correlationId(frame);
     if (!parsed.success) return sendError(ws, codec, new GatewayError("INVALID_FRAME", describeIssues(parsed.error)), cid);
     if (!ws.data.helloed) return sendError(ws, codec, new GatewayError("HANDSHAKE_REQUIRED", `send {t:${FrameType.HELLO}, v:${PROTOCOL_VERSION}} first`), cid);
     const conn = ws.data.subscriber!;
@@ -185,10 +190,8 @@ export function createWebSocketHandler(deps: {
         case FrameType.SUBSCRIBE:
         case FrameType.UNSUBSCRIBE:
           return onSubscribe(ws, codec, f);
-        default: {
-          const cid = typeof f.cid === "number" ? f.cid : undefined;
-          return sendError(ws, codec, new GatewayError("UNKNOWN_FRAME_TYPE", `frame type ${f.t} is not one a client sends`), cid);
-        }
+        default:
+          return sendError(ws, codec, new GatewayError("UNKNOWN_FRAME_TYPE", `frame type ${f.t} is not one a client sends`), correlationId(f));
       }
     },
 

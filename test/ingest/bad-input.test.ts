@@ -56,6 +56,9 @@ describe.each(["msgpack", "json"] as const)("%s frames", (codec) => {
   test("unknown frame type → nack UNKNOWN_FRAME_TYPE with the correlation id", async () => {
     const c = await GatewayClient.connect(gw.wsUrl, codec);
     expect(await c.request({ t: 77 })).toMatchObject({ t: 21, code: "UNKNOWN_FRAME_TYPE", num: 1003 });
+    // A cid that is not a valid correlation id is not echoed: the reply is a plain error frame.
+    c.send({ t: 77, cid: -1 });
+    expect(await c.next()).toMatchObject({ t: 30, code: "UNKNOWN_FRAME_TYPE" });
     await stillWorks(c);
     c.close();
   });
