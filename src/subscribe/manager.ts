@@ -172,35 +172,19 @@ export class SubscriptionManager {
 
   /** One group reader per share group and topic set on this instance, in Kafka group kgw-share-<name>. */
   private sharedFeed(group: string, topics: string[]): Promise<Feed> {
-    const key = shareKey(group, topics);
-    let feed = this.sharedFeeds.get(key);
-    if (!feed) {
-      feed = (async () => {
-        const f = new Feed(this.log, topics, new Map(topics.map((t) => [t, []])), { group: { id: `kgw-share-${group}`, topics } }, this.metrics, this.logger);
-        await f.open();
-        return f;
-      })();
-      this.sharedFeeds.set(key, feed);
-      feed.catch(() => this.sharedFeeds.delete(key));
-    }
-    return feed;
+    const groupReader = { id: `kgw-share-${group}`, topics };
+    return openOnce(this.sharedFeeds, shareKey(group, topics), async () => new Feed(this.log, topics, new Map(topics.map((t) => [t, []])), { group: groupReader }, this.metrics, this.logger));
   }
+
 
   /** The shared feed of a topic, opened at the end of every partition on first use. */
   private liveFeed(topic: string): Promise<Feed> {
-    let feed = this.liveFeeds.get(topic);
-    if (!feed) {
-      feed = (async () => {
-        const marks = await this.log.watermarks(topic);
-        const f = new Feed(this.log, [topic], new Map([[topic, marks.map((m) => m.high)]]), {}, this.metrics, this.logger);
-        await f.open();
-        return f;
-      })();
-      this.liveFeeds.set(topic, feed);
-      feed.catch(() => this.liveFeeds.delete(topic));
-    }
-    return feed;
+    return openOnce(this.liveFeeds, topic, async () => {
+      const marks = await this.log.watermarks(topic);
+      return new Feed(this.log, [topic], new Map([[topic, marks.map((m) => m.high)]]), {}, this.metrics, this.logger);
+    });
   }
+
 
   /** Start offsets per topic and partition, the live target, and any gap retention has opened. */
   private async resolveStart(topics: string[], start: Exclude<Start, "latest">, tag: string) {
@@ -244,4 +228,21 @@ export class SubscriptionManager {
 /** One group reader per share group and topic set on an instance. */
 function shareKey(group: string, topics: string[]): string {
   return `${group}\0${[...topics].sort().join(",")}`;
+}
+
+/**
+ * The feed under `key`, made and opened on first use. Concurrent first subscribers share one opening;
+ * a failed opening is forgotten, so the next subscriber tries again.
+ */
+function openOnce(feeds: Map<string, Promise<Feed>>, key: string, make: () => Promise<Feed>): Promise<Feed> {
+  let feed = feeds.get(key);
+  if (!feed) {
+    feed = make().then(async (f) => {
+      await f.open();
+      return f;
+    });
+    feeds.set(key, feed);
+    feed.catch(() => feeds.delete(key));
+  }
+  return feed;
 }
