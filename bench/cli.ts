@@ -1,14 +1,25 @@
-/** `bun run bench -- <scenario> [options]`: runs one scenario from bench/. */
-const scenarios: Record<string, string> = {
-  ingest: "./ingest.ts",
-  fanout: "./fanout.ts",
-  "filter-index": "./filter-index.ts",
-};
-const [name, ...rest] = process.argv.slice(2);
-if (!name || !(name in scenarios)) {
-  console.error(`usage: bun run bench -- <${Object.keys(scenarios).join("|")}> [options]`);
+/**
+ * `bun run bench -- <scenario> [options]`: runs a scenario, prints its figures and the ratios
+ * measured in the same run, and writes a JSON result and an HTML report into .reports/.
+ */
+import { printFigures, writeReport } from "./harness/report";
+import type { Scenario } from "./harness/scenario";
+import { s1 } from "./scenarios/s1-embedded";
+
+const scenarios: Scenario[] = [s1];
+
+const [name, ...argv] = process.argv.slice(2);
+const chosen = name === "all" ? scenarios : scenarios.filter((s) => s.name === name);
+if (!name || chosen.length === 0) {
+  console.error(`usage: bun run bench -- <scenario|all> [options]   (--help after a scenario lists its options)\n`);
+  for (const s of scenarios) console.error(`  ${s.name.padEnd(10)} ${s.title}`);
   process.exit(2);
 }
-process.argv = [process.argv[0]!, process.argv[1]!, ...rest];
-await import(scenarios[name]!);
-export {};
+for (const s of chosen) {
+  const started = performance.now();
+  const report = await s.run(argv);
+  printFigures(report);
+  const files = writeReport(report);
+  console.log(`  took ${((performance.now() - started) / 1000).toFixed(0)} s; report: ${files.html}`);
+}
+process.exit(0);

@@ -1,0 +1,53 @@
+import { type GatewayProcess, startGateway } from "../../test/support/gateway";
+import { type Broker, startBroker } from "../../test/support/kafka-broker";
+import { type ProcessGroups, childrenOf } from "./processes";
+
+/**
+ * What a scenario measures against: a given gateway URL, or a broker and gateway started here, the
+ * way the tests start them (scripts/kafka/start-broker, `bun src/main.ts`).
+ */
+export class Stack {
+  broker?: Broker;
+  gateway?: GatewayProcess;
+  brokersAddr?: string;
+  private externalUrl?: string;
+
+  /** A broker of our own unless `brokers` names one; nothing when `url` names a gateway to drive. */
+  static async create(o: { url?: string; brokers?: string; kafka: boolean }): Promise<Stack> {
+    const s = new Stack();
+    s.externalUrl = o.url;
+    if (!o.url && o.kafka && !o.brokers) s.broker = await startBroker();
+    s.brokersAddr = o.brokers ?? s.broker?.brokers;
+    return s;
+  }
+
+  get external(): boolean {
+    return this.externalUrl !== undefined;
+  }
+
+  /** (Re)starts the local gateway with `env`, on the embedded log when there is no broker. */
+  async startGateway(env: Record<string, string> = {}): Promise<string> {
+    if (this.externalUrl) return this.externalUrl;
+    await this.gateway?.stop();
+    this.gateway = await startGateway({ LOG_LEVEL: "info", KAFKA_BROKERS: this.brokersAddr ?? "", ...env });
+    return this.gateway.wsUrl;
+  }
+
+  /** Process groups for the CPU split; only those that run on this machine. */
+  groups(): ProcessGroups {
+    const g: ProcessGroups = { bench: () => [process.pid] };
+    const gw = this.gateway;
+    if (gw) {
+      g.gateway = () => [gw.proc.pid];
+      g.workers = () => childrenOf(gw.proc.pid);
+    }
+    const b = this.broker;
+    if (b) g.broker = () => [b.pid];
+    return g;
+  }
+
+  async stop(): Promise<void> {
+    await this.gateway?.stop();
+    await this.broker?.stop();
+  }
+}
