@@ -3,7 +3,8 @@ import type { EventLog, LogRecord } from "../log/event-log";
 import type { Metrics } from "../metrics/metrics";
 import type { CodecName } from "../protocol/codec";
 import { GatewayError, type WireError, isGatewayError, toWireError } from "../protocol/errors";
-import { EnvelopeSchema, TOPIC_NAME, describeIssues } from "../protocol/frames";
+import { parseEnvelope } from "../protocol/envelope";
+import { TOPIC_NAME } from "../protocol/frames";
 import { toRecord } from "./to-record";
 
 export type Transport = "ws" | "http";
@@ -75,12 +76,12 @@ export class Publisher {
     const source = `/gateway/${transport}`;
     const p: Prepared = { topic, ids: new Array(events.length), records: [], positions: [], errors: null, total: events.length };
     for (let i = 0; i < events.length; i++) {
-      const parsed = EnvelopeSchema.safeParse(events[i]);
-      if (!parsed.success) {
-        this.reject(p, i, new GatewayError("INVALID_EVENT", describeIssues(parsed.error, events.length > 1 ? `events[${i}]` : "event")), transport);
+      const parsed = parseEnvelope(events[i], events.length > 1 ? i : null);
+      if (!parsed.ok) {
+        this.reject(p, i, new GatewayError("INVALID_EVENT", parsed.message), transport);
         continue;
       }
-      const ev = parsed.data;
+      const ev = parsed.envelope;
       const id = ev.id ?? crypto.randomUUID();
       p.ids[i] = id;
       try {
