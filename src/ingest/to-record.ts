@@ -48,6 +48,5 @@ export function toRecord(ev: Envelope, id: string, topic: string, codec: CodecNa
   if (contentType !== undefined) headers.push(["content-type", contentType]);
   if (ev.headers) for (const name in ev.headers) headers.push([name, ev.headers[name]!]);
 
-  const key = ev.key === undefined ? null : typeof ev.key === "string" ? Buffer.from(ev.key) : ev.key;
-  return { topic, key, value, headers, timestamp };
+  return { topic, key: ev.key ?? null, value, headers, timestamp };
 }

@@ -124,6 +124,14 @@ export class ByteWriter {
     this.i32(v.byteLength);
     this.bytes(v);
   }
+  /** As nullableBytes; a string goes as its UTF-8 bytes, written straight into the buffer. */
+  nullableBytesOrString(v: Uint8Array | string | null): void {
+    if (typeof v !== "string") return this.nullableBytes(v);
+    this.ensure(4 + v.length * 3);
+    const n = this.buf.write(v, this.pos + 4, "utf8");
+    this.buf.writeInt32LE(n, this.pos);
+    this.pos += 4 + n;
+  }
   /** Starts a message; returns the offset to pass to `endMessage`. */
   beginMessage(type: number): number {
     const start = this.pos;

@@ -111,7 +111,7 @@ export class WorkerPool {
   }
 
   /** Queues one record on a worker; its outcome arrives later through `sink`. */
-  submit(worker: number, topic: string, key: Uint8Array | null, value: Uint8Array | null, timestamp: number, headers: Array<[string, string | Uint8Array]>, sink: RecordSink, index: number): void {
+  submit(worker: number, topic: string, key: Uint8Array | string | null, value: Uint8Array | null, timestamp: number, headers: Array<[string, string | Uint8Array]>, sink: RecordSink, index: number): void {
     const slot = this.slots[worker]!;
     if (this.closing) return sink.failed(index, this.shuttingDown);
     if (slot.state !== "ready") return sink.failed(index, slot.state === "stopped" ? this.refusals[worker]!.stopped : this.refusals[worker]!.starting);

@@ -48,7 +48,7 @@ export class WorkerSlot {
   /** Appends one record to the open batch; `nextBatchId` is called when a new batch starts. */
   add(
     topic: string,
-    key: Uint8Array | null,
+    key: Uint8Array | string | null,
     value: Uint8Array | null,
     timestamp: number,
     headers: Array<[string, string | Uint8Array]>,
@@ -66,7 +66,7 @@ export class WorkerSlot {
       w.u32(0);
     }
     w.shortString(topic);
-    w.nullableBytes(key);
+    w.nullableBytesOrString(key);
     w.nullableBytes(value);
     w.f64(timestamp);
     w.u16(headers.length);

@@ -1,9 +1,13 @@
 import type { GatewayError } from "../protocol/errors";
 
-/** One record as it will sit in Kafka. Values are already encoded; string headers are UTF-8. */
+/**
+ * One record as it will sit in Kafka. Values are already encoded; string keys and headers are
+ * UTF-8, written as bytes only where they leave the process (encoding each key up front cost the
+ * embedded log a tenth of its ingest time).
+ */
 export interface LogRecord {
   topic: string;
-  key: Uint8Array | null;
+  key: Uint8Array | string | null;
   value: Uint8Array | null;
   headers: Array<[name: string, value: string | Uint8Array]>;
   timestamp: number;

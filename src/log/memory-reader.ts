@@ -62,7 +62,7 @@ export class MemoryReader implements LogReader {
             partition: r.partition,
             offset: r.offset,
             timestamp: r.timestamp,
-            key: r.key,
+            key: typeof r.key === "string" ? Buffer.from(r.key) : r.key,
             value: r.value,
             headers: r.headers.map(([n, v]) => [n, typeof v === "string" ? Buffer.from(v) : v]),
           });

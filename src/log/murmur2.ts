@@ -2,9 +2,27 @@
  * Kafka's murmur2, bit for bit as the Java client computes it, so that the embedded log places keys
  * in the same partitions as librdkafka's `murmur2_random` and every Java producer.
  */
-export function murmur2(data: Uint8Array): number {
+export function murmur2(key: Uint8Array | string): number {
+  let data: Uint8Array;
+  let length: number;
+  if (typeof key !== "string") {
+    data = key;
+    length = key.length;
+  } else if (key.length * 3 <= scratch.length) {
+    // Hash a string key through a reused buffer: no allocation per record.
+    data = scratch;
+    length = scratch.write(key, 0, "utf8");
+  } else {
+    data = Buffer.from(key);
+    length = data.length;
+  }
+  return murmur2Bytes(data, length);
+}
+
+const scratch = Buffer.allocUnsafe(3 * 1024);
+
+function murmur2Bytes(data: Uint8Array, length: number): number {
   const m = 0x5bd1e995;
-  const length = data.length;
   let h = 0x9747b28c ^ length;
   const whole = length & ~3;
   for (let i = 0; i < whole; i += 4) {
@@ -32,6 +50,6 @@ export function murmur2(data: Uint8Array): number {
 }
 
 /** The partition a keyed record goes to, as in Kafka's default partitioner. */
-export function partitionForKey(key: Uint8Array, partitions: number): number {
+export function partitionForKey(key: Uint8Array | string, partitions: number): number {
   return (murmur2(key) & 0x7fffffff) % partitions;
 }
