@@ -4,14 +4,13 @@ import { type PublishOutcome, type Publisher, wireError } from "../ingest/publis
 import type { Logger } from "../logger";
 import type { Metrics } from "../metrics/metrics";
 import { type CodecName, decodeFrame, encodeFrame } from "../protocol/codec";
+import { parsePublishFrame } from "../protocol/publish-frame";
 import { CloseCodes } from "../protocol/codes";
 import { GatewayError, toWireError } from "../protocol/errors";
 import {
   FrameType,
   HelloSchema,
   PROTOCOL_VERSION,
-  PublishBatchSchema,
-  PublishSchema,
   type SubscribeFrame,
   SubscribeSchema,
   UnsubscribeSchema,
@@ -90,9 +89,9 @@ export function createWebSocketHandler(deps: {
 
   async function onPublish(ws: ServerWebSocket<ConnectionData>, codec: CodecName, frame: { t: number; cid?: unknown }): Promise<void> {
     const batch = frame.t === FrameType.PUBLISH_BATCH;
-    const parsed = batch ? PublishBatchSchema.safeParse(frame) : PublishSchema.safeParse(frame);
-    if (!parsed.success) return sendError(ws, codec, new GatewayError("INVALID_FRAME", describeIssues(parsed.error)), correlationId(frame));
-    const req = parsed.data;
+    const parsed = parsePublishFrame(frame);
+    if (!parsed.ok) return sendError(ws, codec, new GatewayError("INVALID_FRAME", parsed.message), correlationId(frame));
+    const req = parsed.frame;
     if (!ws.data.helloed) return sendError(ws, codec, new GatewayError("HANDSHAKE_REQUIRED", `send {t:${FrameType.HELLO}, v:${PROTOCOL_VERSION}} first`), req.cid);
     const events = "events" in req ? req.events : [req.event];
     const started = performance.now();
