@@ -5,9 +5,10 @@
 import { printFigures, writeReport } from "./harness/report";
 import type { Scenario } from "./harness/scenario";
 import { s1 } from "./scenarios/s1-embedded";
+import { s5 } from "./scenarios/s5-connections";
 import { s6 } from "./scenarios/s6-naive";
 
-const scenarios: Scenario[] = [s1, s6];
+const scenarios: Scenario[] = [s1, s5, s6];
 
 const [name, ...argv] = process.argv.slice(2);
 const chosen = name === "all" ? scenarios : scenarios.filter((s) => s.name === name);
