@@ -208,7 +208,7 @@ export class WorkerPool {
       s.data.slot = slot;
       s.data.generation = slot.generation;
       slot.socket = s as Socket<unknown>;
-      slot.writer = new SocketWriter(s as Socket<unknown>);
+      slot.connected(new SocketWriter(s as Socket<unknown>));
       slot.state = "connected";
     } else if (type === IpcType.READY) {
       const slot = s.data.slot!;

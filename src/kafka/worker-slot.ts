@@ -1,7 +1,10 @@
 import type { Socket, Subprocess } from "bun";
 import { GatewayError } from "../protocol/errors";
-import { ByteWriter, HeaderKind, IpcType } from "./ipc";
+import { ByteWriter, HeaderKind, InternTable, IpcType, LITERAL } from "./ipc";
 import type { SocketWriter } from "./socket-writer";
+
+/** Headers whose values repeat across records; ids, times and subjects are one-offs. */
+const REPEATING_HEADERS = new Set(["ce_specversion", "ce_source", "ce_type", "content-type"]);
 
 /** Where a record's outcome goes: the append call that submitted it, at its index. */
 export interface RecordSink {
@@ -38,8 +41,18 @@ export class WorkerSlot {
   private countPos = 0;
   private openBatch: SentBatch | null = null;
   private openBatchId = 0;
+  // Topics and repeating headers, sent once per worker connection (see PRODUCE in ./ipc.ts).
+  private readonly topics = new InternTable(4096);
+  private readonly headers = new InternTable(4096);
 
   constructor(readonly index: number) {}
+
+  /** A new worker connection starts with empty string tables on both sides. */
+  connected(writer: SocketWriter): void {
+    this.writer = writer;
+    this.topics.clear();
+    this.headers.clear();
+  }
 
   get openBytes(): number {
     return this.out.pos;
@@ -65,13 +78,28 @@ export class WorkerSlot {
       this.countPos = w.pos;
       w.u32(0);
     }
-    w.shortString(topic);
+    const topicRef = this.topics.known("", topic);
+    if (topicRef >= 0) w.u16(topicRef);
+    else {
+      w.u16(this.topics.add("", topic));
+      w.shortString(topic);
+    }
     w.nullableBytesOrString(key);
     w.nullableBytes(value);
     w.f64(timestamp);
     w.u16(headers.length);
     for (let h = 0; h < headers.length; h++) {
       const [name, v] = headers[h]!;
+      if (typeof v === "string" && REPEATING_HEADERS.has(name)) {
+        const ref = this.headers.known(name, v);
+        if (ref >= 0) {
+          w.u16(ref);
+          continue;
+        }
+        w.u16(this.headers.add(name, v));
+      } else {
+        w.u16(LITERAL);
+      }
       w.shortString(name);
       if (typeof v === "string") {
         w.u8(HeaderKind.TEXT);

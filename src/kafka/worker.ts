@@ -6,7 +6,7 @@
  */
 import * as net from "node:net";
 import Kafka from "@confluentinc/kafka-javascript";
-import { ByteReader, ByteWriter, type DeliveryError, HeaderKind, IpcType, MessageReader, type Query, jsonMessage } from "./ipc";
+import { ByteReader, ByteWriter, type DeliveryError, HeaderKind, IpcType, MessageReader, type Query, ReceivedTable, jsonMessage } from "./ipc";
 import { Readers } from "./worker-readers";
 
 export interface WorkerConfig {
@@ -171,6 +171,17 @@ interface MetadataClient {
   offsetsForTimes(tps: Array<{ topic: string; partition: number; offset: number }>, timeout: number, cb: (err: unknown, out: Array<{ partition: number; offset: number }>) => void): void;
 }
 
+// This connection's string tables (see PRODUCE in ./ipc.ts). librdkafka's binding only reads a
+// header object, so one object per distinct (name, value) serves every record that carries it.
+const topics = new ReceivedTable<string>();
+const headerEntries = new ReceivedTable<Record<string, Buffer | string>>();
+
+function readHeader(r: ByteReader): Record<string, Buffer | string> {
+  const name = r.shortString();
+  const kind = r.u8();
+  return { [name]: kind === HeaderKind.TEXT ? r.longString() : r.slice(r.u32()) };
+}
+
 function onProduce(r: ByteReader): void {
   const batchId = r.u32();
   const count = r.u32();
@@ -182,7 +193,7 @@ function onProduce(r: ByteReader): void {
     errors: [],
   });
   for (let i = 0; i < count; i++) {
-    const topic = r.shortString();
+    const topic = topics.resolve(r.u16(), () => r.shortString());
     const key = r.nullableSlice();
     const value = r.nullableSlice();
     const timestamp = r.f64();
@@ -190,11 +201,7 @@ function onProduce(r: ByteReader): void {
     let headers: Array<Record<string, Buffer | string>> | undefined;
     if (headerCount > 0) {
       headers = new Array(headerCount);
-      for (let h = 0; h < headerCount; h++) {
-        const name = r.shortString();
-        const kind = r.u8();
-        headers[h] = { [name]: kind === HeaderKind.TEXT ? r.longString() : r.slice(r.u32()) };
-      }
+      for (let h = 0; h < headerCount; h++) headers[h] = headerEntries.resolve(r.u16(), () => readHeader(r));
     }
     const rec: QueuedRecord = { topic, value, key, timestamp, opaque: batchId * INDEX_BITS + i, headers };
     if (backlog.length > 0 || !producerReady) backlog.push(rec);
