@@ -118,3 +118,29 @@ test("bad subscriptions get an error naming the problem, and the socket lives on
   expect(await c.request({ t: 13, sub: "x" })).toMatchObject({ t: 28, sub: "x", token: expect.any(String) });
   c.close();
 });
+
+test("a trickle of events streams through as it is published, not held back until a batch fills", async () => {
+  const topic = freshTopic("trickle");
+  await ensureTopic(brokers, topic, 3);
+  const sub = await GatewayClient.connect(a.wsUrl);
+  const arrivals: number[] = [];
+  const onFrame = (f: { t: number; events?: unknown[] }) => {
+    const n = f.t === 24 ? 1 : f.t === 25 ? f.events!.length : 0;
+    for (let i = 0; i < n; i++) arrivals.push(performance.now());
+  };
+  expect(await sub.subscribe({ sub: "t", topic }, onFrame as never)).toMatchObject({ t: 23 });
+  const pub = await GatewayClient.connect(a.wsUrl);
+  // 30 single events 30 ms apart. A reader that waits for a full batch delivers them all only
+  // after the last one (librdkafka's consume(n) waits its timeout per message by default).
+  for (let i = 0; i < 30; i++) {
+    expect(await pub.publish({ type: "tick", data: { i } }, topic)).toMatchObject({ t: 20 });
+    await Bun.sleep(30);
+  }
+  const lastPublished = performance.now();
+  while (arrivals.length < 30 && performance.now() - lastPublished < 10_000) await Bun.sleep(10);
+  expect(arrivals.length).toBe(30);
+  // The first half arrived while the stream was still being published.
+  expect(arrivals[14]!).toBeLessThan(lastPublished);
+  sub.close();
+  pub.close();
+});
