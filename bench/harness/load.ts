@@ -34,6 +34,8 @@ export interface LoadResult {
   payloadBytes: number;
   seconds: number;
   sent: number;
+  /** Events of the warm-up frames, sent before measuring; subscribers see them too. */
+  warmupEvents: number;
   acked: number;
   failed: number;
   failures: Record<string, number>;
@@ -76,7 +78,8 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   const conns = await Promise.all(Array.from({ length: o.connections }, () => PublisherConnection.open(o.url, templates, sink, () => pump())));
 
   // Warm-up: one frame per connection, answered, creates the topic and connects the producers.
-  for (const c of conns) c.send(performance.now());
+  let warmupEvents = 0;
+  for (const c of conns) warmupEvents += c.send(performance.now());
   if (!(await waitFor(() => conns.every((c) => c.pendingFrames === 0), 60_000))) throw new Error(`${o.label}: the warm-up frames got no answer within 60 s`);
 
   const series: Series = { t: [], sentPerSec: [], ackedPerSec: [], p50Ms: [], p99Ms: [] };
@@ -86,18 +89,25 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   measuring = true;
   let lastSent = 0;
   let lastAcked = 0;
-  const ticker = setInterval(() => {
-    const t = (performance.now() - start) / 1000;
+  let lastAt = start;
+  /** One point of the series: the rates since the previous point (the last may cover less than 1 s). */
+  const sample = () => {
+    const now = performance.now();
+    const dt = (now - lastAt) / 1000;
+    if (dt < 0.05) return;
+    const t = (now - start) / 1000;
     series.t.push(Number(t.toFixed(2)));
-    series.sentPerSec.push(sent - lastSent);
-    series.ackedPerSec.push(acked - lastAcked);
+    series.sentPerSec.push(Math.round((sent - lastSent) / dt));
+    series.ackedPerSec.push(Math.round((acked - lastAcked) / dt));
     series.p50Ms.push(interval.percentileMs(50));
     series.p99Ms.push(interval.percentileMs(99));
-    progress.update(`${t.toFixed(0)}s  sent ${fmt(sent - lastSent)}/s  acked ${fmt(acked - lastAcked)}/s  p50 ${interval.percentileMs(50).toFixed(1)} ms  p99 ${interval.percentileMs(99).toFixed(1)} ms  failed ${fmt(failed)}`);
+    progress.update(`${t.toFixed(0)}s  sent ${fmt((sent - lastSent) / dt)}/s  acked ${fmt((acked - lastAcked) / dt)}/s  p50 ${interval.percentileMs(50).toFixed(1)} ms  p99 ${interval.percentileMs(99).toFixed(1)} ms  failed ${fmt(failed)}`);
     lastSent = sent;
     lastAcked = acked;
+    lastAt = now;
     interval.reset();
-  }, 1000);
+  };
+  const ticker = setInterval(sample, 1000);
 
   if (o.rate > 0) {
     const frameInterval = (1000 * o.batch) / o.rate;
@@ -133,6 +143,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   await waitFor(() => conns.every((c) => c.pendingFrames === 0), (o.drainS ?? 30) * 1000);
   for (const c of conns) c.failAll("TIMEOUT");
   clearInterval(ticker);
+  sample();
   const lastAck = Math.max(sendingStopped, performance.now());
   progress.done();
   for (const c of conns) c.close();
@@ -147,6 +158,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
     payloadBytes: o.payloadBytes,
     seconds: Number(seconds.toFixed(2)),
     sent,
+    warmupEvents,
     acked,
     failed,
     failures,

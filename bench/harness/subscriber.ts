@@ -1,0 +1,107 @@
+import { Packr, Unpackr } from "msgpackr";
+import { readStamp } from "./frames";
+import { LatencyHistogram } from "./histogram";
+
+const packr = new Packr({ useRecords: false });
+const unpackr = new Unpackr({ useRecords: false, int64AsType: "number" });
+
+export interface SubscriptionSpec {
+  topic: string;
+  filter?: Record<string, unknown>;
+}
+
+/**
+ * A WebSocket holding many subscriptions, counting deliveries and measuring publish → delivery
+ * latency from the send-time stamp the load client writes at the start of each event's data.
+ */
+export class SubscriberConnection {
+  delivered = 0;
+  lagged = 0;
+  readonly latency = new LatencyHistogram();
+  private cid = 1;
+  private readonly waiting = new Map<number, (f: Record<string, any>) => void>();
+
+  private constructor(private readonly ws: WebSocket) {
+    ws.onmessage = (m) => this.onFrame(new Uint8Array(m.data as ArrayBuffer));
+  }
+
+  static async open(url: string): Promise<SubscriberConnection> {
+    const ws = new WebSocket(url);
+    ws.binaryType = "arraybuffer";
+    await new Promise<void>((resolve, reject) => {
+      ws.onopen = () => resolve();
+      ws.onerror = () => reject(new Error(`could not connect to ${url}`));
+    });
+    const conn = new SubscriberConnection(ws);
+    const welcome = await conn.request({ t: 1, v: 1, client: "kgw-bench" }, 0);
+    if (welcome.t !== 2) throw new Error(`expected a welcome frame, got ${JSON.stringify(welcome)}`);
+    return conn;
+  }
+
+  /** Subscribes from the live end; resolves when the gateway confirms. */
+  async subscribe(sub: string, spec: SubscriptionSpec): Promise<void> {
+    const r = await this.request({ t: 12, sub, topic: spec.topic, ...(spec.filter ? { filter: spec.filter } : {}), start: "latest" });
+    if (r.t !== 23) throw new Error(`subscribe ${sub} refused: ${JSON.stringify(r)}`);
+  }
+
+  close(): void {
+    this.ws.close();
+  }
+
+  private request(frame: Record<string, unknown>, cid = this.cid++): Promise<Record<string, any>> {
+    return new Promise((resolve) => {
+      this.waiting.set(cid, resolve);
+      this.ws.send(packr.pack(cid === 0 ? frame : { ...frame, cid }));
+    });
+  }
+
+  private onFrame(bytes: Uint8Array): void {
+    const f = unpackr.unpack(bytes) as Record<string, any>;
+    if (f.t === 24 || f.t === 25) {
+      const now = performance.timeOrigin + performance.now();
+      const events: Array<{ event: { data?: Uint8Array } }> = f.t === 24 ? [f] : f.events;
+      for (const e of events) {
+        this.delivered++;
+        const at = e.event.data instanceof Uint8Array ? readStamp(e.event.data) : Number.NaN;
+        if (at > 0) this.latency.record((now - at) * 1000);
+      }
+      return;
+    }
+    if (f.t === 27) {
+      this.lagged++;
+      return;
+    }
+    const key = f.t === 2 ? 0 : f.cid;
+    const w = this.waiting.get(key);
+    if (w) {
+      this.waiting.delete(key);
+      w(f);
+    }
+  }
+}
+
+/** `count` subscriptions to `topic` over as many connections as `perConnection` requires. */
+export async function openSubscribers(url: string, count: number, topic: string, filterFor: (i: number) => Record<string, unknown> | undefined, perConnection = 100): Promise<SubscriberGroup> {
+  const conns = await Promise.all(Array.from({ length: Math.ceil(count / perConnection) }, () => SubscriberConnection.open(url)));
+  for (let i = 0; i < count; i++) await conns[Math.floor(i / perConnection)]!.subscribe(`s${i}`, { topic, filter: filterFor(i) });
+  return new SubscriberGroup(conns);
+}
+
+/** The subscriber connections of one run, read together. */
+export class SubscriberGroup {
+  constructor(readonly conns: SubscriberConnection[]) {}
+  get delivered(): number {
+    return this.conns.reduce((a, c) => a + c.delivered, 0);
+  }
+  get lagged(): number {
+    return this.conns.reduce((a, c) => a + c.lagged, 0);
+  }
+  latency(): LatencyHistogram {
+    const h = new LatencyHistogram();
+    for (const c of this.conns) h.add(c.latency);
+    return h;
+  }
+  close(): void {
+    for (const c of this.conns) c.close();
+  }
+}
