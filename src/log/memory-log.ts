@@ -1,6 +1,7 @@
 import { GatewayError } from "../protocol/errors";
 import {
   type AppendResults,
+  type ConsumedRecord,
   type EventLog,
   type LogHealth,
   type LogReader,
@@ -12,6 +13,7 @@ import {
   newResults,
   setError,
 } from "./event-log";
+import { MemoryPartition } from "./memory-partition";
 import { MemoryReader } from "./memory-reader";
 import { partitionForKey } from "./murmur2";
 
@@ -21,41 +23,13 @@ export interface MemoryLogOptions {
   retentionRecords: number;
 }
 
-export interface StoredRecord extends LogRecord {
-  partition: number;
-  offset: number;
-}
-
-/** A partition as a ring: offsets keep counting while the oldest records fall off. */
-class Partition {
-  private readonly ring: Array<StoredRecord | undefined>;
-  private start = 0; // offset of the oldest retained record
-  next = 0; // offset the next record gets
-  constructor(readonly capacity: number) {
-    this.ring = new Array(capacity);
-  }
-  append(rec: StoredRecord): void {
-    this.ring[this.next % this.capacity] = rec;
-    this.next++;
-    if (this.next - this.start > this.capacity) this.start = this.next - this.capacity;
-  }
-  get earliest(): number {
-    return this.start;
-  }
-  read(from: number, max: number): StoredRecord[] {
-    const out: StoredRecord[] = [];
-    for (let o = Math.max(from, this.start); o < this.next && out.length < max; o++) out.push(this.ring[o % this.capacity]!);
-    return out;
-  }
-}
-
 /**
  * The embedded log: Kafka's semantics (topics, partitions by key hash, monotonic offsets, retention)
  * in one process, so the gateway runs with nothing else installed. Not durable across restarts.
  */
 export class MemoryLog implements EventLog {
   readonly kind = "memory" as const;
-  private readonly topics = new Map<string, Partition[]>();
+  private readonly topics = new Map<string, MemoryPartition[]>();
   private readonly readers = new Set<MemoryReader>();
   private roundRobin = 0;
   private closed = false;
@@ -75,19 +49,16 @@ export class MemoryLog implements EventLog {
       const rec = records[i]!;
       const parts = this.partitionsOf(rec.topic);
       const p = rec.key ? partitionForKey(rec.key, parts.length) : this.roundRobin++ % parts.length;
-      const part = parts[p]!;
-      const offset = part.next;
-      part.append({ ...rec, partition: p, offset });
       results.partitions[i] = p;
-      results.offsets[i] = offset;
+      results.offsets[i] = parts[p]!.append(rec);
     }
     this.appended += records.length;
     for (const reader of this.readers) reader.notify();
     return Promise.resolve(results);
   }
 
-  /** Reads retained records of one partition from `offset` on (for replay and tests). */
-  read(topic: string, partition: number, offset: number, max = 1000): StoredRecord[] {
+  /** Reads retained records of one partition from `offset` on (for readers and tests). */
+  read(topic: string, partition: number, offset: number, max = 1000): ConsumedRecord[] {
     return this.topics.get(topic)?.[partition]?.read(offset, max) ?? [];
   }
 
@@ -116,10 +87,7 @@ export class MemoryLog implements EventLog {
   }
 
   async offsetsForTime(topic: string, timestampMs: number): Promise<number[]> {
-    return this.partitionsOf(topic).map((p, i) => {
-      for (const r of this.read(topic, i, p.earliest, Number.MAX_SAFE_INTEGER)) if (r.timestamp >= timestampMs) return r.offset;
-      return p.next;
-    });
+    return this.partitionsOf(topic).map((p) => p.offsetForTime(timestampMs));
   }
 
   isReady(): boolean {
@@ -134,10 +102,10 @@ export class MemoryLog implements EventLog {
     this.closed = true;
   }
 
-  private partitionsOf(topic: string): Partition[] {
+  private partitionsOf(topic: string): MemoryPartition[] {
     let parts = this.topics.get(topic);
     if (!parts) {
-      parts = Array.from({ length: this.options.partitions }, () => new Partition(this.options.retentionRecords));
+      parts = Array.from({ length: this.options.partitions }, (_, i) => new MemoryPartition(topic, i, this.options.retentionRecords));
       this.topics.set(topic, parts);
     }
     return parts;

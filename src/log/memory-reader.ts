@@ -57,15 +57,7 @@ export class MemoryReader implements LogReader {
       const batch: ConsumedRecord[] = [];
       for (const pos of this.positions.values()) {
         for (const r of this.log.read(pos.topic, pos.partition, pos.next, BATCH - batch.length)) {
-          batch.push({
-            topic: r.topic,
-            partition: r.partition,
-            offset: r.offset,
-            timestamp: r.timestamp,
-            key: typeof r.key === "string" ? Buffer.from(r.key) : r.key,
-            value: r.value,
-            headers: r.headers.map(([n, v]) => [n, typeof v === "string" ? Buffer.from(v) : v]),
-          });
+          batch.push(r);
           pos.next = r.offset + 1;
         }
         if (batch.length >= BATCH) break;
