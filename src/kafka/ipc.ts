@@ -25,6 +25,8 @@
  * RECORDS only while fewer than READER_CREDIT of them await a RECORDS_ACK: a slow gateway pauses
  * the consumer instead of growing a buffer.
  */
+import { copyBytes, writeUtf8 } from "../log/utf8";
+
 export const IpcType = {
   HELLO: 1,
   READY: 2,
@@ -150,20 +152,20 @@ export class ByteWriter {
   }
   bytes(v: Uint8Array): void {
     this.ensure(v.byteLength);
-    this.buf.set(v, this.pos);
+    copyBytes(this.buf, this.pos, v);
     this.pos += v.byteLength;
   }
   /** Length-prefixed UTF-8 (u16 length). */
   shortString(s: string): void {
     this.ensure(2 + s.length * 3);
-    const n = this.buf.write(s, this.pos + 2, "utf8");
+    const n = writeUtf8(this.buf, this.pos + 2, s);
     this.buf.writeUInt16LE(n, this.pos);
     this.pos += 2 + n;
   }
   /** A string as UTF-8 bytes with a u32 length: the same wire form as `u32 len · bytes`. */
   longString(s: string): void {
     this.ensure(4 + s.length * 3);
-    const n = this.buf.write(s, this.pos + 4, "utf8");
+    const n = writeUtf8(this.buf, this.pos + 4, s);
     this.buf.writeUInt32LE(n, this.pos);
     this.pos += 4 + n;
   }
@@ -177,7 +179,7 @@ export class ByteWriter {
   nullableBytesOrString(v: Uint8Array | string | null): void {
     if (typeof v !== "string") return this.nullableBytes(v);
     this.ensure(4 + v.length * 3);
-    const n = this.buf.write(v, this.pos + 4, "utf8");
+    const n = writeUtf8(this.buf, this.pos + 4, v);
     this.buf.writeInt32LE(n, this.pos);
     this.pos += 4 + n;
   }

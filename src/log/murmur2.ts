@@ -1,3 +1,5 @@
+import { writeUtf8 } from "./utf8";
+
 /**
  * Kafka's murmur2, bit for bit as the Java client computes it, so that the embedded log places keys
  * in the same partitions as librdkafka's `murmur2_random` and every Java producer.
@@ -11,7 +13,7 @@ export function murmur2(key: Uint8Array | string): number {
   } else if (key.length * 3 <= scratch.length) {
     // Hash a string key through a reused buffer: no allocation per record.
     data = scratch;
-    length = scratch.write(key, 0, "utf8");
+    length = writeUtf8(scratch, 0, key);
   } else {
     data = Buffer.from(key);
     length = data.length;
