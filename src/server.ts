@@ -114,7 +114,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
       if (url.pathname === "/ws" || url.pathname === "/api/v1/ws") {
         if (draining) return error("SHUTTING_DOWN", "the gateway is shutting down");
         const ok = srv.upgrade(req, {
-          data: { session: crypto.randomUUID(), remote: srv.requestIP(req)?.address ?? "", helloed: false, inflight: 0, closed: false },
+          data: { session: crypto.randomUUID(), remote: srv.requestIP(req)?.address ?? "", helloed: false, inflight: 0, closed: false, outbox: [] },
         });
         return ok ? undefined : error("INVALID_FRAME", "expected a WebSocket upgrade request");
       }

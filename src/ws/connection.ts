@@ -25,6 +25,8 @@ export interface ConnectionData {
   /** Events of this connection handed to the log and not yet acked or nacked. */
   inflight: number;
   closed: boolean;
+  /** Replies encoded this turn, written together (see send). */
+  outbox: Array<Uint8Array | string>;
   /** Made at open: the socket as its subscriptions see it, with those subscriptions. */
   subscriber?: SubscriberConnection;
 }
@@ -47,14 +49,33 @@ export function createWebSocketHandler(deps: {
   const { config, publisher, subscriptions, metrics, logger } = deps;
   const limits = { maxFrameBytes: config.MAX_FRAME_BYTES, maxDepth: config.MAX_DEPTH };
 
+  /**
+   * Replies are queued and written at the end of the current turn, corked: acks are sent from a
+   * Kafka worker's delivery report, which settles many frames at once, and outside uWebSockets' own
+   * callbacks every ws.send() was a syscall of its own (11% of the gateway's CPU in S3).
+   */
   function send(ws: ServerWebSocket<ConnectionData>, frame: object, codec: CodecName): void {
     if (ws.data.closed) return;
-    // 0 means Bun dropped the frame: the client stopped reading. Its acks can no longer be trusted,
-    // so say so by closing rather than carrying on with a silent gap.
-    if (ws.send(encodeFrame(frame, codec)) === 0) {
-      metrics.acksDropped.inc();
-      ws.close(CloseCodes.SLOW_CONSUMER, "replies dropped: the client is not reading its acks");
-    }
+    const outbox = ws.data.outbox;
+    outbox.push(encodeFrame(frame, codec));
+    if (outbox.length === 1) queueMicrotask(() => flushOutbox(ws));
+  }
+
+  function flushOutbox(ws: ServerWebSocket<ConnectionData>): void {
+    const outbox = ws.data.outbox;
+    ws.data.outbox = [];
+    if (ws.data.closed) return;
+    ws.cork(() => {
+      for (const data of outbox) {
+        // 0 means Bun dropped the frame: the client stopped reading. Its acks can no longer be
+        // trusted, so say so by closing rather than carrying on with a silent gap.
+        if (ws.send(data) === 0) {
+          metrics.acksDropped.inc();
+          ws.close(CloseCodes.SLOW_CONSUMER, "replies dropped: the client is not reading its acks");
+          return;
+        }
+      }
+    });
   }
 
   function sendError(ws: ServerWebSocket<ConnectionData>, codec: CodecName, e: unknown, cid?: number): void {
@@ -170,6 +191,7 @@ export function createWebSocketHandler(deps: {
           if (hello.data.v !== PROTOCOL_VERSION) {
             send(ws, { t: FrameType.ERROR, ...toWireError("UNSUPPORTED_VERSION", `protocol version ${hello.data.v} is not supported; this gateway speaks ${PROTOCOL_VERSION}`), supported: [PROTOCOL_VERSION] }, codec);
             metrics.framesRejected.inc({ transport: "ws", code: "UNSUPPORTED_VERSION" });
+            flushOutbox(ws); // the error frame must go out before the close frame
             return ws.close(CloseCodes.UNSUPPORTED_VERSION, "unsupported protocol version");
           }
           ws.data.helloed = true;
