@@ -27,6 +27,12 @@ export const s4: Scenario = {
     const figures: Record<string, number | string> = {};
     try {
       const url = await stack.startGateway({ KAFKA_WORKERS: String(o.workers), MAX_SUBSCRIPTIONS_PER_CONNECTION: String(SUBS_PER_CONNECTION) });
+      // One unmeasured round first: the first reader of a fresh gateway and the broker's fetch path
+      // start cold, and without this the first configuration measured start-up, not fan-out.
+      const warmTopic = `s4-warmup-${Date.now()}`;
+      const warm = await openSubscribers(url, 1, warmTopic, () => undefined);
+      await runLoad({ url, label: "s4 warm-up", connections: 1, rate: o.rate || 20_000, window: o.window, batch: o.batch, payloadBytes: o.payload, keys: o.keys, durationS: 3, topic: warmTopic });
+      warm.close();
       for (const subscribers of o.subscribers ? [o.subscribers] : [1, 100, 1000]) {
         for (const filtered of [false, true]) {
           const rate = filtered ? o.rate || 20_000 : Math.min(o.rate || 20_000, Math.max(10, Math.floor(UNFILTERED_DELIVERIES / subscribers)));
