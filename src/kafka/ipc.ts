@@ -212,12 +212,31 @@ export function jsonMessage(type: number, body: unknown): Buffer {
 
 /** Splits a byte stream into whole messages. Emitted slices are only valid during the callback. */
 export class MessageReader {
-  private pending: Buffer | null = null;
+  // A message that has not fully arrived, as the chunks it came in: concatenated once, when
+  // complete, rather than once per chunk (a 256 KiB batch arrives in several socket reads).
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+  private need = -1; // bytes of the incomplete message, length prefix included; -1 until known
+
   constructor(private readonly onMessage: (type: number, body: Buffer) => void) {}
 
   push(chunk: Buffer): void {
-    let data = this.pending ? Buffer.concat([this.pending, chunk]) : chunk;
-    this.pending = null;
+    if (this.chunks.length === 0) return this.parse(chunk);
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+    if (this.need < 0 && this.buffered >= 4) {
+      if (this.chunks.length > 1) this.chunks = [Buffer.concat(this.chunks, this.buffered)];
+      this.need = 4 + this.chunks[0]!.readUInt32LE(0);
+    }
+    if (this.need < 0 || this.buffered < this.need) return;
+    const data = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.buffered);
+    this.chunks = [];
+    this.buffered = 0;
+    this.need = -1;
+    this.parse(data);
+  }
+
+  private parse(data: Buffer): void {
     let pos = 0;
     while (data.length - pos >= 4) {
       const len = data.readUInt32LE(pos);
@@ -225,8 +244,12 @@ export class MessageReader {
       this.onMessage(data[pos + 4]!, data.subarray(pos + 5, pos + 4 + len));
       pos += 4 + len;
     }
+    if (pos === data.length) return;
     // Copy the tail: keeping a subarray would pin the whole (possibly large) chunk.
-    if (pos < data.length) this.pending = Buffer.from(data.subarray(pos));
+    const tail = Buffer.from(data.subarray(pos));
+    this.chunks = [tail];
+    this.buffered = tail.length;
+    this.need = tail.length >= 4 ? 4 + tail.readUInt32LE(0) : -1;
   }
 }
 

@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { ByteReader, ByteWriter, InternTable, LITERAL, ReceivedTable } from "../../src/kafka/ipc";
+import { ByteReader, ByteWriter, InternTable, LITERAL, MessageReader, ReceivedTable } from "../../src/kafka/ipc";
 
 /** Writes `values` the way WorkerSlot writes topics and repeating headers, reads them as the worker does. */
 function roundTrip(values: string[], capacity: number): { read: string[]; literals: number } {
@@ -32,4 +32,33 @@ test("string tables: repeats cross as refs, and a full table falls back to liter
 test("string tables: a ref the receiver never saw defined is an error, not a wrong value", () => {
   const received = new ReceivedTable<string>();
   expect(() => received.resolve(3, () => "x")).toThrow(/out of step/);
+});
+
+test("MessageReader: messages come out whole and in order however the stream is cut", () => {
+  const w = new ByteWriter(64);
+  const sent: Array<[number, string]> = [];
+  for (let i = 0; i < 40; i++) {
+    const body = "x".repeat((i * 37) % 300) + i;
+    const start = w.beginMessage(10 + (i % 5));
+    w.longString(body);
+    w.endMessage(start);
+    sent.push([10 + (i % 5), body]);
+  }
+  const stream = w.take();
+  // Every single cut point, then random cuts into many pieces.
+  const cuttings: number[][] = [];
+  for (let at = 0; at <= stream.length; at += 7) cuttings.push([at]);
+  let seed = 7;
+  const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+  for (let k = 0; k < 50; k++) cuttings.push(Array.from({ length: 1 + Math.floor(rand() * 30) }, () => Math.floor(rand() * stream.length)).sort((a, b) => a - b));
+  for (const cuts of cuttings) {
+    const got: Array<[number, string]> = [];
+    const reader = new MessageReader((type, body) => got.push([type, new ByteReader(body).longString()]));
+    let from = 0;
+    for (const at of [...cuts, stream.length]) {
+      reader.push(Buffer.from(stream.subarray(from, at)));
+      from = at;
+    }
+    expect(got).toEqual(sent);
+  }
 });
