@@ -28,10 +28,6 @@ export class Stack {
     return s;
   }
 
-  get external(): boolean {
-    return this.externalUrl !== undefined;
-  }
-
   /** (Re)starts the local gateway with `env`, on the embedded log when there is no broker. */
   async startGateway(env: Record<string, string> = {}): Promise<string> {
     if (this.externalUrl) return this.externalUrl;
