@@ -131,7 +131,7 @@ function html(r: ScenarioReport): string {
   ].join("\n");
   const m = r.machine;
   return `<!doctype html><html><head><meta charset="utf-8"><title>${esc(r.scenario)}: ${esc(r.title)}</title>
-<style>body{font-family:sans-serif;margin:2em;max-width:1000px}table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ddd;padding:4px 8px;text-align:right}th{text-align:left}figure{margin:1em 0}figcaption{font-weight:bold}</style></head><body>
+<style>body{font-family:sans-serif;margin:2em;max-width:1000px}table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ddd;padding:4px 8px;text-align:right}th{text-align:left}figure{margin:1em 0}figcaption{font-weight:bold}td:last-child{white-space:nowrap;text-align:left}</style></head><body>
 <h1>${esc(r.scenario)}: ${esc(r.title)}</h1>
 <p>${esc(r.startedAt)} · ${m.cpus} × ${esc(m.cpuModel)} · ${m.memGiB} GiB · Bun ${esc(m.bun)} · ${esc(m.platform)}</p>
 <table>${figureRows}</table>

@@ -53,6 +53,8 @@ export const s4: Scenario = {
             figures: { publishedPerSec: load.eventsPerSec, deliveriesPerSec: Math.round(got / load.seconds), delivered: got, expected, lagged: subs.lagged },
             latency: latency.summaryMs(),
             curve: latency.curveMs(),
+            // The publisher's per-second series: acked events/s and ack p99 (the table's latency is delivery).
+            series: load.series,
             cpu: cpuSplit,
           });
           figures[`${label}: p99 ms`] = latency.summaryMs().p99;
