@@ -42,16 +42,16 @@ export class WorkerSlot {
   private openBatch: SentBatch | null = null;
   private openBatchId = 0;
   // Topics and repeating headers, sent once per worker connection (see PRODUCE in ./ipc.ts).
-  private readonly topics = new InternTable(4096);
-  private readonly headers = new InternTable(4096);
+  private readonly topicTable = new InternTable(4096);
+  private readonly headerTable = new InternTable(4096);
 
   constructor(readonly index: number) {}
 
   /** A new worker connection starts with empty string tables on both sides. */
   connected(writer: SocketWriter): void {
     this.writer = writer;
-    this.topics.clear();
-    this.headers.clear();
+    this.topicTable.clear();
+    this.headerTable.clear();
   }
 
   get openBytes(): number {
@@ -78,10 +78,10 @@ export class WorkerSlot {
       this.countPos = w.pos;
       w.u32(0);
     }
-    const topicRef = this.topics.known("", topic);
+    const topicRef = this.topicTable.known("", topic);
     if (topicRef >= 0) w.u16(topicRef);
     else {
-      w.u16(this.topics.add("", topic));
+      w.u16(this.topicTable.add("", topic));
       w.shortString(topic);
     }
     w.nullableBytesOrString(key);
@@ -91,12 +91,12 @@ export class WorkerSlot {
     for (let h = 0; h < headers.length; h++) {
       const [name, v] = headers[h]!;
       if (typeof v === "string" && REPEATING_HEADERS.has(name)) {
-        const ref = this.headers.known(name, v);
+        const ref = this.headerTable.known(name, v);
         if (ref >= 0) {
           w.u16(ref);
           continue;
         }
-        w.u16(this.headers.add(name, v));
+        w.u16(this.headerTable.add(name, v));
       } else {
         w.u16(LITERAL);
       }
