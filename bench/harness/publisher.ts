@@ -1,7 +1,7 @@
-import { Packr, Unpackr } from "msgpackr";
+import { Unpackr } from "msgpackr";
 import { type FrameTemplate, stamp } from "./frames";
+import { connectHelloed } from "./handshake";
 
-const packr = new Packr({ useRecords: false });
 const unpackr = new Unpackr({ useRecords: false, int64AsType: "number" });
 
 /** What a publisher connection reports for each answered frame. */
@@ -32,19 +32,8 @@ export class PublisherConnection {
   ) {}
 
   static async open(url: string, templates: FrameTemplate[], sink: AckSink, onDrained: () => void = () => {}): Promise<PublisherConnection> {
-    const ws = new WebSocket(url);
-    ws.binaryType = "arraybuffer";
-    await new Promise<void>((resolve, reject) => {
-      ws.onopen = () => resolve();
-      ws.onerror = () => reject(new Error(`could not connect to ${url}`));
-    });
+    const { ws, welcome } = await connectHelloed(url);
     const conn = new PublisherConnection(ws, templates, sink, onDrained);
-    const welcome = await new Promise<Record<string, any>>((resolve, reject) => {
-      ws.onmessage = (m) => resolve(unpackr.unpack(new Uint8Array(m.data as ArrayBuffer)));
-      ws.onclose = (e) => reject(new Error(`closed before welcome: ${e.code} ${e.reason}`));
-      ws.send(packr.pack({ t: 1, v: 1, client: "kgw-bench" }));
-    });
-    if (welcome.t !== 2) throw new Error(`expected a welcome frame, got ${JSON.stringify(welcome)}`);
     if (typeof welcome.limits?.window === "number") conn.window = welcome.limits.window;
     ws.onmessage = (m) => conn.onReply(new Uint8Array(m.data as ArrayBuffer));
     ws.onclose = () => {

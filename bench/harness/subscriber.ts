@@ -1,5 +1,6 @@
 import { Packr, Unpackr } from "msgpackr";
 import { readStamp } from "./frames";
+import { connectHelloed } from "./handshake";
 import { LatencyHistogram } from "./histogram";
 
 const packr = new Packr({ useRecords: false });
@@ -26,16 +27,7 @@ export class SubscriberConnection {
   }
 
   static async open(url: string): Promise<SubscriberConnection> {
-    const ws = new WebSocket(url);
-    ws.binaryType = "arraybuffer";
-    await new Promise<void>((resolve, reject) => {
-      ws.onopen = () => resolve();
-      ws.onerror = () => reject(new Error(`could not connect to ${url}`));
-    });
-    const conn = new SubscriberConnection(ws);
-    const welcome = await conn.request({ t: 1, v: 1, client: "kgw-bench" }, 0);
-    if (welcome.t !== 2) throw new Error(`expected a welcome frame, got ${JSON.stringify(welcome)}`);
-    return conn;
+    return new SubscriberConnection((await connectHelloed(url)).ws);
   }
 
   /** Subscribes from the live end; resolves when the gateway confirms. */
@@ -48,10 +40,11 @@ export class SubscriberConnection {
     this.ws.close();
   }
 
-  private request(frame: Record<string, unknown>, cid = this.cid++): Promise<Record<string, any>> {
+  private request(frame: Record<string, unknown>): Promise<Record<string, any>> {
+    const cid = this.cid++;
     return new Promise((resolve) => {
       this.waiting.set(cid, resolve);
-      this.ws.send(packr.pack(cid === 0 ? frame : { ...frame, cid }));
+      this.ws.send(packr.pack({ ...frame, cid }));
     });
   }
 
@@ -71,10 +64,9 @@ export class SubscriberConnection {
       this.lagged++;
       return;
     }
-    const key = f.t === 2 ? 0 : f.cid;
-    const w = this.waiting.get(key);
+    const w = this.waiting.get(f.cid);
     if (w) {
-      this.waiting.delete(key);
+      this.waiting.delete(f.cid);
       w(f);
     }
   }
