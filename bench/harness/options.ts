@@ -51,11 +51,7 @@ export function parseBenchArgs<E extends Spec>(
     for (const [k, s] of Object.entries(spec)) console.log(`  --${k.padEnd(12)} ${s.help}${s.default !== undefined ? ` (default ${s.default})` : ""}`);
     process.exit(0);
   }
-  const num = (k: string) => {
-    const n = Number(v[k]);
-    if (!Number.isFinite(n) || n < 0) throw new Error(`--${k} must be a non-negative number, got ${v[k]}`);
-    return n;
-  };
+  const num = (k: string) => numberArg(k, v[k]);
   let filter: Record<string, unknown> | undefined;
   if (typeof v.filter === "string") {
     try {
@@ -81,4 +77,14 @@ export function parseBenchArgs<E extends Spec>(
   };
   const own = Object.fromEntries(Object.keys(extra).map((k) => [k, v[k]])) as Record<keyof E, string | boolean | undefined>;
   return { common, own };
+}
+
+/** A numeric option's value, checked: `--name` must be a number >= min (and an integer if asked). */
+export function numberArg(name: string, raw: string | boolean | undefined, opts: { min?: number; integer?: boolean } = {}): number {
+  const min = opts.min ?? 0;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n < min || (opts.integer && !Number.isInteger(n))) {
+    throw new Error(`--${name} must be ${opts.integer ? "an integer" : "a number"} >= ${min}, got ${raw}`);
+  }
+  return n;
 }

@@ -4,7 +4,7 @@ import { resolve } from "node:path";
 import type { Subprocess } from "bun";
 import { Packr } from "msgpackr";
 import { LatencyHistogram } from "../harness/histogram";
-import { parseBenchArgs } from "../harness/options";
+import { numberArg, parseBenchArgs } from "../harness/options";
 import { Progress } from "../harness/progress";
 import { CpuMeter, rssBytes } from "../harness/processes";
 import { type RunReport, machine } from "../harness/report";
@@ -139,11 +139,7 @@ export const s5: Scenario = {
       rounds: { type: "string", default: "2", help: "times the sockets are opened and closed; later rounds show whether the memory is reused" },
       sample: { type: "string", default: "200", help: "sockets that publish one event each after the idle period (0: none)" },
     });
-    const num = (k: keyof typeof own, min: number) => {
-      const n = Number(own[k]);
-      if (!Number.isInteger(n) || n < min) throw new Error(`--${String(k)} must be an integer >= ${min}, got ${own[k]}`);
-      return n;
-    };
+    const num = (k: keyof typeof own, min: number) => numberArg(k, own[k], { min, integer: true });
     const sockets = num("sockets", 1);
     const concurrency = num("concurrency", 1);
     const nClients = Math.min(num("clients", 1), sockets);

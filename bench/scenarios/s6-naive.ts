@@ -2,7 +2,7 @@ import { resolve } from "node:path";
 import type { Subprocess } from "bun";
 import { resolveNodeBinary } from "../../src/kafka/node-runtime";
 import { type LoadResult, runLoad } from "../harness/load";
-import { parseBenchArgs } from "../harness/options";
+import { numberArg, parseBenchArgs } from "../harness/options";
 import { CpuMeter } from "../harness/processes";
 import { runRawProducers } from "../harness/raw-producer";
 import { type RunReport, machine } from "../harness/report";
@@ -29,7 +29,7 @@ export const s6: Scenario = {
       { connections: "4", duration: "10", window: "10000" },
     );
     if (o.url) throw new Error("s6 starts both systems itself; --url does not apply");
-    const batch1S = Number(own["batch1-seconds"]);
+    const batch1S = numberArg("batch1-seconds", own["batch1-seconds"]);
     const stack = await Stack.create({ brokers: o.brokers, kafka: true });
     const startedAt = new Date().toISOString();
     const runs: RunReport[] = [];
