@@ -1,5 +1,9 @@
 import { resolve } from "node:path";
 import { resolveNodeBinary } from "../../src/kafka/node-runtime";
+import type { CommonArgs } from "./options";
+import { CpuMeter } from "./processes";
+import type { RunReport } from "./report";
+import type { Stack } from "./stack";
 
 const root = resolve(import.meta.dir, "../..");
 
@@ -32,4 +36,15 @@ export async function runRawProducers(o: { brokers: string; topic: string; secon
     }),
   );
   return { processes: o.processes, eventsPerSec: outs.reduce((a, r) => a + r.eventsPerSec, 0), failed: outs.reduce((a, r) => a + r.failed, 0), cpuPercent: outs.reduce((a, r) => a + r.cpuPercent, 0) };
+}
+
+/** S2 on a scenario's broker: the ceiling, with the broker's CPU, as one run of its report. */
+export async function measureRaw(stack: Stack, o: Pick<CommonArgs, "duration" | "payload" | "keys">, processes: number): Promise<{ raw: RawResult; run: RunReport }> {
+  const broker = stack.broker;
+  const cpu = new CpuMeter(broker ? { broker: () => [broker.pid] } : {});
+  // The producers connect and warm up for 3 s, then start together: measure the broker from then.
+  const timer = setTimeout(() => cpu.start(), 3000);
+  const raw = await runRawProducers({ brokers: stack.brokersAddr!, topic: `s2-${Date.now()}`, seconds: o.duration, payloadBytes: o.payload, keys: o.keys, processes });
+  clearTimeout(timer);
+  return { raw, run: { label: `s2 raw librdkafka ×${processes}`, figures: { eventsPerSec: raw.eventsPerSec, failed: raw.failed }, cpu: { producers: raw.cpuPercent, ...cpu.stop() } } };
 }

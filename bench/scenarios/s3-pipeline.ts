@@ -1,25 +1,14 @@
 import { type LoadResult, runLoad } from "../harness/load";
 import { type CommonArgs, parseBenchArgs } from "../harness/options";
 import { CpuMeter } from "../harness/processes";
-import { type RawResult, runRawProducers } from "../harness/raw-producer";
-import { type RunReport, type ScenarioReport, machine } from "../harness/report";
+import { measureRaw } from "../harness/raw-producer";
+import { type RunReport, machine } from "../harness/report";
 import type { Scenario } from "../harness/scenario";
 import { Stack } from "../harness/stack";
 
 const USAGE_DEFAULTS = { connections: "4", duration: "8", window: "10000" } as const;
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-
-/** S2: the raw librdkafka ceiling, as many producer processes as the gateway has Kafka workers. */
-async function measureRaw(stack: Stack, o: CommonArgs, processes: number): Promise<{ raw: RawResult; run: RunReport }> {
-  const broker = stack.broker;
-  const cpu = new CpuMeter(broker ? { broker: () => [broker.pid] } : {});
-  // The producers connect and warm up for 3 s, then start together: measure the broker from then.
-  const timer = setTimeout(() => cpu.start(), 3000);
-  const raw = await runRawProducers({ brokers: stack.brokersAddr!, topic: `s2-${Date.now()}`, seconds: o.duration, payloadBytes: o.payload, keys: o.keys, processes });
-  clearTimeout(timer);
-  return { raw, run: { label: `s2 raw librdkafka ×${processes}`, figures: { eventsPerSec: raw.eventsPerSec, failed: raw.failed }, cpu: { producers: raw.cpuPercent, ...cpu.stop() } } };
-}
 
 /** S3 against the gateway at `url`: max rate (windows full) when `rate` is 0, else open loop. */
 async function measureGateway(stack: Stack, o: CommonArgs, url: string, rate: number, label: string): Promise<{ r: LoadResult; run: RunReport }> {

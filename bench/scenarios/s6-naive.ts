@@ -4,7 +4,7 @@ import { resolveNodeBinary } from "../../src/kafka/node-runtime";
 import { type LoadResult, runLoad } from "../harness/load";
 import { numberArg, parseBenchArgs } from "../harness/options";
 import { CpuMeter } from "../harness/processes";
-import { runRawProducers } from "../harness/raw-producer";
+import { measureRaw } from "../harness/raw-producer";
 import { type RunReport, machine } from "../harness/report";
 import type { Scenario } from "../harness/scenario";
 import { Stack } from "../harness/stack";
@@ -70,8 +70,8 @@ export const s6: Scenario = {
       figures["gateway over naive"] = Number(ratio.toFixed(1));
       figures["target gateway >= 5x naive"] = ratio >= 5 ? "met" : `not met (${ratio.toFixed(1)}x)`;
       // The physical ceiling on the same broker (S2): what no bridge on this machine can beat.
-      const raw = await runRawProducers({ brokers: stack.brokersAddr!, topic: `s6-raw-${Date.now()}`, seconds: o.duration, payloadBytes: o.payload, keys: o.keys, processes: o.workers });
-      runs.push({ label: `raw librdkafka ×${o.workers} (S2)`, figures: { eventsPerSec: raw.eventsPerSec, failed: raw.failed }, cpu: { producers: raw.cpuPercent } });
+      const { raw, run: rawRun } = await measureRaw(stack, o, o.workers);
+      runs.push(rawRun);
       figures["raw librdkafka (S2) over naive"] = Number((raw.eventsPerSec / Math.max(1, main.naive.eventsPerSec)).toFixed(1));
       figures["gateway / raw librdkafka (S2)"] = Number((main.gw.eventsPerSec / Math.max(1, raw.eventsPerSec)).toFixed(2));
       // Events per second of one core used by the system itself (the broker and the load client excluded).
