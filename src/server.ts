@@ -67,6 +67,9 @@ export function createLog(config: Config, logger: Logger, metrics: Metrics): Eve
   );
 }
 
+// How long a socket's queued replies, then its closing handshake, may take at shutdown.
+const CLOSE_GRACE_MS = 2000;
+
 export async function startGateway(config: Config, logger: Logger): Promise<Gateway> {
   const metrics = createMetrics();
   metrics.msgpackNative.set(msgpackNativeAcceleration ? 1 : 0);
@@ -78,20 +81,9 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
 
   const publisher = new Publisher(log, config, metrics);
   const events = createEventRoutes({ config, publisher, metrics });
-  let connections = 0;
-  const health = createHealthRoutes({ log, metrics, version: SERVER_NAME, connections: () => connections, inflight: () => publisher.eventsInflight });
   const subscriptions = new SubscriptionManager(log, config, metrics, logger);
-  const wsHandler = createWebSocketHandler({ config, publisher, subscriptions, metrics, logger, logKind: log.kind });
-  const open = wsHandler.open!;
-  const close = wsHandler.close!;
-  wsHandler.open = (ws) => {
-    connections++;
-    return open(ws);
-  };
-  wsHandler.close = (ws, code, reason) => {
-    connections--;
-    return close(ws, code, reason);
-  };
+  const ws = createWebSocketHandler({ config, publisher, subscriptions, metrics, logger, logKind: log.kind });
+  const health = createHealthRoutes({ log, metrics, version: SERVER_NAME, connections: () => ws.connections, inflight: () => publisher.eventsInflight, subscriptions: () => subscriptions.stats() });
 
   let draining = false;
   const methodNotAllowed = () => error("NOT_FOUND", "method not allowed on this path");
@@ -114,13 +106,13 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
       if (url.pathname === "/ws" || url.pathname === "/api/v1/ws") {
         if (draining) return error("SHUTTING_DOWN", "the gateway is shutting down");
         const ok = srv.upgrade(req, {
-          data: { session: crypto.randomUUID(), remote: srv.requestIP(req)?.address ?? "", helloed: false, inflight: 0, closed: false, outbox: [] },
+          data: { session: crypto.randomUUID(), remote: srv.requestIP(req)?.address ?? "", helloed: false, inflight: 0, closed: false },
         });
         return ok ? undefined : error("INVALID_FRAME", "expected a WebSocket upgrade request");
       }
       return error("NOT_FOUND", `no route for ${req.method} ${url.pathname}`);
     },
-    websocket: wsHandler,
+    websocket: ws.handler,
     error(e) {
       logger.error("unhandled error in a request", { error: String(e), stack: (e as Error).stack });
       return error("INTERNAL", "internal error");
@@ -131,15 +123,25 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     server,
     port: server.port!,
     log,
+    /**
+     * Drains in an order that loses no reply: refuse new work; let what is in flight be acknowledged
+     * until the deadline; have the log settle the rest (nacked SHUTTING_DOWN, or WORKER_LOST where a
+     * worker may have written it); only then close each socket, through the closing handshake once its
+     * replies are handed over, so a client still sending gets a close frame rather than a reset.
+     */
     async close() {
       if (draining) return;
       draining = true;
       publisher.drain();
       const deadline = Date.now() + config.SHUTDOWN_TIMEOUT_MS;
       while (publisher.eventsInflight > 0 && Date.now() < deadline) await Bun.sleep(10);
-      server.stop(true);
       subscriptions.close();
       await log.close(Math.max(0, deadline - Date.now()));
+      await Bun.sleep(0); // the settled appends' replies are queued on their sockets in this turn
+      await ws.closeAll(CLOSE_GRACE_MS);
+      const grace = Date.now() + CLOSE_GRACE_MS;
+      while (server.pendingWebSockets > 0 && Date.now() < grace) await Bun.sleep(10);
+      server.stop(true);
     },
   };
 }

@@ -1,9 +1,10 @@
 import type { EventLog } from "../log/event-log";
 import type { Metrics } from "../metrics/metrics";
 import { msgpackNativeAcceleration } from "../protocol/codec";
+import type { SubscriptionStats } from "../subscribe/manager";
 import { json } from "./responses";
 
-export function createHealthRoutes(deps: { log: EventLog; metrics: Metrics; version: string; connections: () => number; inflight: () => number }) {
+export function createHealthRoutes(deps: { log: EventLog; metrics: Metrics; version: string; connections: () => number; inflight: () => number; subscriptions: () => SubscriptionStats }) {
   const started = Date.now();
   return {
     live: () => json({ status: "live" }),
@@ -18,6 +19,7 @@ export function createHealthRoutes(deps: { log: EventLog; metrics: Metrics; vers
           uptimeSeconds: Math.round((Date.now() - started) / 1000),
           connections: deps.connections(),
           eventsInflight: deps.inflight(),
+          subscriptions: deps.subscriptions(),
           msgpackNativeAcceleration,
           log,
         },

@@ -2,7 +2,6 @@ import type { Assignment, ConsumedRecord, EventLog, LogReader, ReaderGroup } fro
 import { murmur2 } from "../log/murmur2";
 import type { Logger } from "../logger";
 import type { Metrics } from "../metrics/metrics";
-import { FrameType } from "../protocol/frames";
 import { DecodedRecord } from "./decoded-record";
 import { FilterIndex } from "./filter-index";
 import type { Positions } from "./position";
@@ -32,6 +31,10 @@ export class Feed {
   private touched = new Set<Subscription>();
   private readonly candidates: Subscription[] = [];
   private roundRobin = 0;
+  /** Batches handed over by the reader, in order, not yet delivered. */
+  private readonly waiting: Array<{ records: ConsumedRecord[]; done: () => void }> = [];
+  private pumping = false;
+  private paceTimer: Timer | null = null;
   /** While replaying: when the next batch may be delivered (performance.now() time). */
   private paceAt = 0;
 
@@ -51,10 +54,14 @@ export class Feed {
     return this.live;
   }
 
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
   add(sub: Subscription): void {
     this.subs.add(sub);
     this.index.add(sub, sub.filter);
-    if (this.live) this.markLive(sub);
+    if (this.live) sub.goLive();
   }
 
   remove(sub: Subscription): void {
@@ -75,27 +82,56 @@ export class Feed {
 
   close(): void {
     this.closed = true;
+    if (this.paceTimer) clearTimeout(this.paceTimer);
+    this.paceTimer = null;
+    for (const w of this.waiting.splice(0)) w.done();
     this.reader?.close();
   }
 
   /**
-   * While replaying, batches are delivered on a schedule of REPLAY_RATE_LIMIT events/s. Delaying only
-   * the credit would not do: the reader has several credits, so their delays would overlap and the
-   * rate multiply. Waiting batches are bounded by those credits.
+   * Batches are delivered strictly in the order the reader handed them over: one queue, one consumer.
+   * While replaying, the head of the queue waits for its slot in a schedule of REPLAY_RATE_LIMIT
+   * events/s (pacing each batch with its own timer would let a later batch overtake a waiting one,
+   * and the positions, tokens and `live` with it). Waiting batches are bounded by the reader's credits.
    */
   private onRecords(records: ConsumedRecord[], done: () => void): void {
-    const rate = this.options.replayRate;
-    if (!this.live && rate) {
-      const now = performance.now();
-      const at = Math.max(now, this.paceAt);
-      this.paceAt = at + (records.length / rate) * 1000;
-      if (at > now) return void setTimeout(() => this.deliver(records, done), at - now);
-    }
-    this.deliver(records, done);
+    this.waiting.push({ records, done });
+    this.pump();
   }
 
-  private deliver(records: ConsumedRecord[], done: () => void): void {
-    if (this.closed) return done();
+  private pump(): void {
+    if (this.pumping || this.paceTimer) return;
+    this.pumping = true;
+    try {
+      while (this.waiting.length > 0) {
+        const rate = this.options.replayRate;
+        if (!this.live && rate) {
+          const now = performance.now();
+          if (this.paceAt > now) {
+            this.paceTimer = setTimeout(() => {
+              this.paceTimer = null;
+              this.pump();
+            }, this.paceAt - now);
+            return;
+          }
+          this.paceAt = Math.max(now, this.paceAt) + (this.waiting[0]!.records.length / rate) * 1000;
+        }
+        const { records, done } = this.waiting.shift()!;
+        try {
+          this.deliver(records);
+        } catch (e) {
+          // A fault here must not keep the reader's credit: that would stall every subscriber of the feed.
+          this.logger.error("delivering a read batch failed", { topics: this.topics, error: String((e as Error)?.stack ?? e) });
+        }
+        done();
+      }
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private deliver(records: ConsumedRecord[]): void {
+    if (this.closed) return;
     const started = performance.now();
     for (const r of records) {
       const offsets = this.positions.get(r.topic);
@@ -110,14 +146,13 @@ export class Feed {
         sub.collect(rec);
       });
     }
-    for (const sub of this.touched) sub.endBatch(this.positions);
+    for (const sub of this.touched) sub.endBatch();
     this.touched.clear();
     this.metrics.filterSeconds.observe((performance.now() - started) / 1000);
     if (!this.live && this.caughtUp()) {
       this.live = true;
-      for (const sub of this.subs) this.markLive(sub);
+      for (const sub of this.subs) sub.goLive();
     }
-    done();
   }
 
   /**
@@ -132,12 +167,6 @@ export class Feed {
     const pick = c[(rec.record.key ? murmur2(rec.record.key) & 0x7fffffff : this.roundRobin++) % c.length]!;
     this.touched.add(pick);
     pick.collect(rec);
-  }
-
-  private markLive(sub: Subscription): void {
-    if (sub.live) return;
-    sub.live = true;
-    sub.sendControl({ t: FrameType.LIVE, sub: sub.id, token: sub.token() });
   }
 
   private caughtUp(): boolean {

@@ -2,17 +2,25 @@ import type { Config } from "../config/schema";
 import type { EventLog } from "../log/event-log";
 import type { Logger } from "../logger";
 import type { Metrics } from "../metrics/metrics";
-import type { CodecName } from "../protocol/codec";
+import { type CodecName, encodeFrame } from "../protocol/codec";
 import { GatewayError } from "../protocol/errors";
 import { FrameType, type Start, type SubscribeFrame } from "../protocol/frames";
 import { Feed } from "./feed";
 import { compileFilter } from "./filter";
 import { type Positions, decodeToken, filterTag } from "./position";
-import { type SlowPolicy, type SubscriberSocket, Subscription } from "./subscription";
+import type { SubscriberSocket } from "./queued-frame";
+import { type SlowPolicy, Subscription } from "./subscription";
 
 /** The per-connection part of subscribing: the socket and its subscriptions by id. */
 export interface SubscriberConnection extends SubscriberSocket {
   subscriptions: Map<string, Subscription>;
+}
+
+export interface SubscriptionStats {
+  subscriptions: number;
+  liveFeeds: number;
+  replayFeeds: number;
+  sharedFeeds: number;
 }
 
 interface Gap {
@@ -30,6 +38,11 @@ interface Gap {
  */
 export class SubscriptionManager {
   private readonly liveFeeds = new Map<string, Promise<Feed>>();
+  /** Live feeds with no subscriber left, and the timer that will close them. */
+  private readonly idleFeeds = new Map<string, Timer>();
+  /** Partitions each live feed has lag series for, so closing it removes exactly those. */
+  private readonly lagSeries = new Map<string, number>();
+  private subscriptionCount = 0;
   private readonly replayFeeds = new Map<Subscription, Feed>();
   private readonly sharedFeeds = new Map<string, Promise<Feed>>();
   private readonly topicAllow: RegExp;
@@ -46,8 +59,25 @@ export class SubscriptionManager {
     this.lagTimer.unref();
   }
 
+  /** Stops every feed (at shutdown); subscriptions end with their sockets. */
   close(): void {
     clearInterval(this.lagTimer);
+    for (const timer of this.idleFeeds.values()) clearTimeout(timer);
+    this.idleFeeds.clear();
+    for (const feeds of [this.liveFeeds, this.sharedFeeds]) {
+      for (const pending of feeds.values()) void pending.then((f) => f.close(), () => {});
+      feeds.clear();
+    }
+    for (const feed of this.replayFeeds.values()) feed.close();
+    this.replayFeeds.clear();
+  }
+
+  stats(): SubscriptionStats {
+    return { subscriptions: this.subscriptionCount, liveFeeds: this.liveFeeds.size, replayFeeds: this.replayFeeds.size, sharedFeeds: this.sharedFeeds.size };
+  }
+
+  private get feedCount(): number {
+    return this.liveFeeds.size + this.replayFeeds.size + this.sharedFeeds.size;
   }
 
   /** Consumer lag of each shared live feed: records between where it has read and the partition's end. */
@@ -57,8 +87,10 @@ export class SubscriptionManager {
       try {
         const feed = await pending;
         const marks = await this.log.watermarks(topic);
+        if (this.liveFeeds.get(topic) !== pending) continue; // closed while we asked
         const at = feed.positions.get(topic)!;
         marks.forEach((m, p) => this.metrics.feedLag.set({ topic, partition: String(p) }, Math.max(0, m.high - (at[p] ?? m.high))));
+        this.lagSeries.set(topic, marks.length);
       } catch {
         // a lag sample is best effort; the next one comes in five seconds
       }
@@ -75,6 +107,10 @@ export class SubscriptionManager {
       throw new GatewayError("TOO_MANY_SUBSCRIPTIONS", `at most ${this.config.MAX_SUBSCRIPTIONS_PER_CONNECTION} subscriptions per connection`);
     }
     if (!this.log.isReady()) throw new GatewayError("UNAVAILABLE", "the log is not connected");
+    const newFeeds = f.share ? (this.sharedFeeds.has(shareKey(f.share, topics)) ? 0 : 1) : (f.start ?? "latest") === "latest" ? topics.filter((t) => !this.liveFeeds.has(t)).length : 1;
+    if (newFeeds > 0 && this.feedCount + newFeeds > this.config.MAX_FEEDS) {
+      throw new GatewayError("TOO_MANY_SUBSCRIPTIONS", `this instance reads ${this.feedCount} feeds, its maximum is ${this.config.MAX_FEEDS}; retry later or subscribe to topics already read`);
+    }
     const start: Start = f.start ?? "latest";
     const policy: SlowPolicy = f.policy ?? "drop-oldest";
     const make = (positions: Positions, shareGroup?: string) =>
@@ -89,8 +125,12 @@ export class SubscriptionManager {
     }
 
     if (start === "latest") {
-      const feeds = await Promise.all(topics.map((t) => this.liveFeed(t)));
-      const positions: Positions = new Map(feeds.map((feed, i) => [topics[i]!, feed.positions.get(topics[i]!)!.slice()]));
+      let feeds = await Promise.all(topics.map((t) => this.liveFeed(t)));
+      // A feed closed for idleness while we waited for it: take the one opened in its place.
+      while (feeds.some((feed) => feed.isClosed)) feeds = await Promise.all(topics.map((t) => this.liveFeed(t)));
+      if (conn.subscriptions.has(id)) throw new GatewayError("SUBSCRIPTION_EXISTS", `this connection already has a subscription "${id}"`);
+      // The feeds' own arrays: the subscription's token follows everything its feeds have read.
+      const positions: Positions = new Map(feeds.map((feed, i) => [topics[i]!, feed.positions.get(topics[i]!)!]));
       const sub = make(positions);
       this.register(conn, sub, f.cid, { live: true });
       for (const feed of feeds) feed.add(sub);
@@ -101,7 +141,8 @@ export class SubscriptionManager {
       throw new GatewayError("TOO_MANY_SUBSCRIPTIONS", `${this.replayFeeds.size} subscriptions are replaying history already; retry later or start from latest`);
     }
     const { positions, target, gaps } = await this.resolveStart(topics, start, filterTag(filter.identity));
-    const sub = make(new Map([...positions].map(([t, o]) => [t, o.slice()])));
+    if (conn.subscriptions.has(id)) throw new GatewayError("SUBSCRIPTION_EXISTS", `this connection already has a subscription "${id}"`);
+    const sub = make(positions);
     const feed = new Feed(this.log, topics, positions, { replayRate: this.config.REPLAY_RATE_LIMIT, target }, this.metrics, this.logger);
     this.replayFeeds.set(sub, feed);
     this.register(conn, sub, f.cid, { live: feed.isLive, gaps });
@@ -112,13 +153,9 @@ export class SubscriptionManager {
   unsubscribe(conn: SubscriberConnection, cid: number, id: string): void {
     const sub = conn.subscriptions.get(id);
     if (!sub) throw new GatewayError("UNKNOWN_SUBSCRIPTION", `this connection has no subscription "${id}"`);
-    sub.sendControl({ t: FrameType.UNSUBSCRIBED, cid, sub: id, token: sub.token() });
+    const token = sub.end();
+    conn.reply(encodeFrame({ t: FrameType.UNSUBSCRIBED, cid, sub: id, token }, sub.codec));
     this.drop(conn, sub);
-  }
-
-  /** The socket drained: queued frames may go now. */
-  onDrain(conn: SubscriberConnection): void {
-    for (const sub of conn.subscriptions.values()) sub.flush();
   }
 
   onClose(conn: SubscriberConnection): void {
@@ -131,8 +168,9 @@ export class SubscriptionManager {
 
   private register(conn: SubscriberConnection, sub: Subscription, cid: number, extra: { live: boolean; gaps?: Gap[] }): void {
     conn.subscriptions.set(sub.id, sub);
+    this.subscriptionCount++;
     this.metrics.subscriptionsActive.inc();
-    sub.sendControl({
+    sub.reply({
       t: FrameType.SUBSCRIBED,
       cid,
       sub: sub.id,
@@ -147,6 +185,7 @@ export class SubscriptionManager {
   private drop(conn: SubscriberConnection, sub: Subscription): void {
     conn.subscriptions.delete(sub.id);
     sub.close();
+    this.subscriptionCount--;
     this.metrics.subscriptionsActive.dec();
     const replay = this.replayFeeds.get(sub);
     if (replay) {
@@ -167,7 +206,32 @@ export class SubscriptionManager {
       });
       return;
     }
-    for (const topic of sub.topics) void this.liveFeeds.get(topic)?.then((feed) => feed.remove(sub));
+    for (const topic of sub.topics) {
+      const pending = this.liveFeeds.get(topic);
+      void pending?.then((feed) => {
+        feed.remove(sub);
+        if (feed.subs.size === 0 && this.liveFeeds.get(topic) === pending) this.closeWhenIdle(topic, pending, feed);
+      });
+    }
+  }
+
+  /**
+   * A live feed whose last subscriber left is closed after FEED_IDLE_CLOSE_MS, unless one comes back:
+   * reopening costs a Kafka consumer, and clients often resubscribe right away (reconnects).
+   */
+  private closeWhenIdle(topic: string, pending: Promise<Feed>, feed: Feed): void {
+    if (this.idleFeeds.has(topic)) return;
+    const timer = setTimeout(() => {
+      this.idleFeeds.delete(topic);
+      if (feed.subs.size > 0 || this.liveFeeds.get(topic) !== pending) return;
+      this.liveFeeds.delete(topic);
+      feed.close();
+      const partitions = this.lagSeries.get(topic) ?? 0;
+      this.lagSeries.delete(topic);
+      for (let p = 0; p < partitions; p++) this.metrics.feedLag.remove({ topic, partition: String(p) });
+    }, this.config.FEED_IDLE_CLOSE_MS);
+    timer.unref();
+    this.idleFeeds.set(topic, timer);
   }
 
   /** One group reader per share group and topic set on this instance, in Kafka group kgw-share-<name>. */
@@ -179,6 +243,11 @@ export class SubscriptionManager {
 
   /** The shared feed of a topic, opened at the end of every partition on first use. */
   private liveFeed(topic: string): Promise<Feed> {
+    const idle = this.idleFeeds.get(topic);
+    if (idle) {
+      clearTimeout(idle);
+      this.idleFeeds.delete(topic);
+    }
     return openOnce(this.liveFeeds, topic, async () => {
       const marks = await this.log.watermarks(topic);
       return new Feed(this.log, [topic], new Map([[topic, marks.map((m) => m.high)]]), {}, this.metrics, this.logger);

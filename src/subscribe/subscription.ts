@@ -5,49 +5,40 @@ import { FrameType } from "../protocol/frames";
 import type { DecodedRecord } from "./decoded-record";
 import type { CompiledFilter } from "./filter";
 import { type Positions, encodeToken, filterTag } from "./position";
-
-/** What a subscription needs of its connection: Bun's ServerWebSocket, seen narrowly. */
-export interface SubscriberSocket {
-  send(data: Uint8Array | string): number;
-  getBufferedAmount(): number;
-  close(code: number, reason: string): void;
-}
+import { type FrameOwner, QueuedFrame, type SubscriberSocket } from "./queued-frame";
 
 export type SlowPolicy = "drop-oldest" | "disconnect";
 
-// Frames go to Bun only while its buffer for the socket is below this; the rest wait in our queue,
-// where the policy can see and drop them (Bun's own queue cannot be edited).
-const SOCKET_HIGH_WATER = 256 * 1024;
-
-interface Pending {
-  data: Uint8Array | string;
-  size: number;
-  events: number;
-  token: string | undefined;
-}
+const sizeOf = (data: Uint8Array | string) => (typeof data === "string" ? data.length : data.byteLength);
 
 /**
- * One subscription of one connection: collects the matching events of each batch, sends them as one
- * frame with the resume token of the position after the batch, and applies the slow-consumer policy
- * when its queue passes `bufferBytes`. Its memory is bounded by that budget, whatever the client does.
+ * One subscription of one connection: collects the matching events of each read batch and queues
+ * them as one frame, carrying the token of the position after the batch, on the connection's one
+ * ordered outbound path. It counts what it has queued there and applies its slow-consumer policy
+ * past `bufferBytes`, so its memory is bounded whatever the client does.
+ *
+ * `positions` are the feeds' own arrays (updated in place as they read), so a token taken at any
+ * moment between batches names every record read so far, matching or not.
  */
-export class Subscription {
+export class Subscription implements FrameOwner {
   readonly tag: string;
   live = false;
   closed = false;
   delivered = 0;
   private collected: DecodedRecord[] = [];
-  private readonly pending: Pending[] = [];
-  private pendingBytes = 0;
+  /** Frames of this subscription in the outbound queue, not yet handed to the socket nor dropped. */
+  private readonly queued: QueuedFrame[] = [];
+  private queuedBytes = 0;
   private droppedSinceNotice = 0;
-  private lastDeliveredToken: string;
+  /** The token of the last frame the socket was handed: what a client that got nothing more can resume from. */
+  private lastHandedToken: string;
 
   constructor(
     readonly id: string,
     readonly topics: string[],
     readonly filter: CompiledFilter,
     readonly policy: SlowPolicy,
-    private readonly codec: CodecName,
+    readonly codec: CodecName,
     private readonly socket: SubscriberSocket,
     private readonly bufferBytes: number,
     private readonly metrics: Metrics,
@@ -56,96 +47,140 @@ export class Subscription {
     readonly shareGroup?: string,
   ) {
     this.tag = filterTag(filter.identity);
-    this.lastDeliveredToken = this.token();
+    this.lastHandedToken = this.token();
   }
 
   get shared(): boolean {
     return this.shareGroup !== undefined;
   }
 
+  /** Bytes of event frames waiting in the outbound queue. */
+  get queuedEventBytes(): number {
+    return this.queuedBytes;
+  }
+
   token(): string {
     return this.shared ? "" : encodeToken(this.tag, this.positions);
+  }
+
+  /** A reply that belongs to this subscription's request (subscribed, unsubscribed). */
+  reply(frame: object): void {
+    if (!this.closed) this.socket.reply(encodeFrame(frame, this.codec));
   }
 
   collect(rec: DecodedRecord): void {
     this.collected.push(rec);
   }
 
-  /** Ends a read batch: the positions after it become this subscription's, and its events one frame. */
-  endBatch(after: Positions): void {
-    for (const [topic, offsets] of after) if (this.positions.has(topic)) this.positions.set(topic, offsets.slice());
+  /** Ends a read batch: its matching events become one frame, with the token of the position after it. */
+  endBatch(): void {
     const events = this.collected;
-    if (events.length === 0 || this.closed) return;
+    if (events.length === 0) return;
     this.collected = [];
+    if (this.closed) return;
     const token = this.shared ? undefined : this.token();
     const frame =
       events.length === 1
-        ? { t: FrameType.EVENT, sub: this.id, ...this.position(events[0]!), event: events[0]!.event(this.codec), ...(token ? { token } : {}) }
-        : { t: FrameType.EVENT_BATCH, sub: this.id, events: events.map((e) => ({ ...this.position(e), event: e.event(this.codec) })), ...(token ? { token } : {}) };
+        ? { t: FrameType.EVENT, sub: this.id, ...position(events[0]!), event: events[0]!.event(this.codec), ...(token ? { token } : {}) }
+        : { t: FrameType.EVENT_BATCH, sub: this.id, events: events.map((e) => ({ ...position(e), event: e.event(this.codec) })), ...(token ? { token } : {}) };
     const data = encodeFrame(frame, this.codec);
-    const size = typeof data === "string" ? data.length : data.byteLength;
-    this.pending.push({ data, size, events: events.length, token });
-    this.pendingBytes += size;
-    this.flush();
-    if (this.pendingBytes > this.bufferBytes) this.overflow();
+    const queued = new QueuedFrame(this, data, sizeOf(data), events.length, token);
+    this.queued.push(queued);
+    this.queuedBytes += queued.size;
+    this.socket.frame(queued);
+    if (this.queuedBytes > this.bufferBytes) this.overflow();
   }
 
-  /** Hands queued frames to the socket while it has room; call again on the socket's drain. */
-  flush(): void {
-    while (!this.closed && this.pending.length > 0 && this.socket.getBufferedAmount() < SOCKET_HIGH_WATER) {
-      if (this.droppedSinceNotice > 0) this.sendLagged();
-      const f = this.pending.shift()!;
-      this.pendingBytes -= f.size;
-      if (this.socket.send(f.data) === 0) {
-        this.drop(f.events);
-        continue;
-      }
-      this.delivered += f.events;
-      this.metrics.eventsDelivered.inc(f.events);
-      if (f.token) this.lastDeliveredToken = f.token;
-    }
+  /** History is delivered: `live` goes out behind the last historical frame, before any live one. */
+  goLive(): void {
+    if (this.live) return;
+    this.live = true;
+    if (this.closed) return;
+    const token = this.token();
+    const f = new QueuedFrame(this, encodeFrame({ t: FrameType.LIVE, sub: this.id, token }, this.codec), 0, 0, token);
+    this.queued.push(f);
+    this.socket.frame(f);
   }
 
-  sendControl(frame: object): void {
-    if (!this.closed) this.socket.send(encodeFrame(frame, this.codec));
+  /**
+   * Ends the subscription; returns the token to resume from. Frames still queued are dropped, not
+   * sent, so the token is then the last one the client was handed; with nothing dropped it is the
+   * position after everything read, which the client has seen all matches of.
+   */
+  end(): string {
+    const skipped = this.queued.some((f) => f.events > 0) || this.droppedSinceNotice > 0;
+    const token = skipped ? this.lastHandedToken : this.token();
+    this.close();
+    return token;
   }
 
   close(): void {
     this.closed = true;
-    this.pending.length = 0;
-    this.pendingBytes = 0;
+    for (const f of this.queued) this.socket.discard(f);
+    this.queued.length = 0;
+    this.queuedBytes = 0;
+    this.droppedSinceNotice = 0;
+  }
+
+  noticeBeforeNext(): Uint8Array | string | null {
+    if (this.droppedSinceNotice === 0) return null;
+    const notice = this.lagged();
+    this.droppedSinceNotice = 0;
+    return notice;
+  }
+
+  handed(f: QueuedFrame): void {
+    // Frames leave the queue in order, and dropped ones were taken out of `queued` when dropped.
+    if (this.queued[0] === f) this.queued.shift();
+    if (f.events > 0) {
+      this.queuedBytes -= f.size;
+      this.delivered += f.events;
+      this.metrics.eventsDelivered.inc(f.events);
+    }
+    if (f.token !== undefined) this.lastHandedToken = f.token;
   }
 
   private overflow(): void {
     if (this.policy === "disconnect") {
-      let dropped = 0;
-      for (const f of this.pending) dropped += f.events;
-      this.drop(dropped);
-      this.sendLagged();
+      for (const f of this.queued) if (f.events > 0) this.drop(f);
+      this.queued.length = 0;
+      this.queuedBytes = 0;
+      const notice = this.lagged();
       this.close();
+      // Whatever was queued before the notice goes first, so the client's view stays a prefix.
+      this.socket.reply(notice);
+      this.socket.flushAll();
       this.socket.close(CloseCodes.SLOW_CONSUMER, `subscription ${this.id} fell behind`);
       return;
     }
-    // drop-oldest: keep the newest frame at least, so a live subscriber stays live.
-    while (this.pendingBytes > this.bufferBytes && this.pending.length > 1) {
-      const f = this.pending.shift()!;
-      this.pendingBytes -= f.size;
-      this.drop(f.events);
+    // drop-oldest: keep the newest event frame at least, so a live subscriber stays live.
+    let droppable = 0;
+    for (const f of this.queued) if (f.events > 0) droppable++;
+    for (let i = 0; i < this.queued.length && this.queuedBytes > this.bufferBytes && droppable > 1; ) {
+      const f = this.queued[i]!;
+      if (f.events === 0) {
+        i++;
+        continue;
+      }
+      this.queued.splice(i, 1);
+      this.queuedBytes -= f.size;
+      droppable--;
+      this.drop(f);
     }
   }
 
-  private drop(events: number): void {
-    this.droppedSinceNotice += events;
-    this.metrics.eventsDroppedLag.inc(events);
+  private drop(f: QueuedFrame): void {
+    this.socket.discard(f);
+    this.droppedSinceNotice += f.events;
+    this.metrics.eventsDroppedLag.inc(f.events);
   }
 
-  /** The gap, and the token of the last event before it: re-subscribing with it fills the gap. */
-  private sendLagged(): void {
-    this.socket.send(encodeFrame({ t: FrameType.LAGGED, sub: this.id, dropped: this.droppedSinceNotice, token: this.lastDeliveredToken, policy: this.policy }, this.codec));
-    this.droppedSinceNotice = 0;
+  /** The gap, and the token of the last frame before it: re-subscribing with it fills the gap. */
+  private lagged(): Uint8Array | string {
+    return encodeFrame({ t: FrameType.LAGGED, sub: this.id, dropped: this.droppedSinceNotice, token: this.lastHandedToken, policy: this.policy }, this.codec);
   }
+}
 
-  private position(e: DecodedRecord) {
-    return { topic: e.record.topic, partition: e.record.partition, offset: e.record.offset };
-  }
+function position(e: DecodedRecord) {
+  return { topic: e.record.topic, partition: e.record.partition, offset: e.record.offset };
 }

@@ -17,6 +17,7 @@ import {
   describeIssues,
 } from "../protocol/frames";
 import type { SubscriberConnection, SubscriptionManager } from "../subscribe/manager";
+import { Outbound } from "./outbound";
 
 export interface ConnectionData {
   session: string;
@@ -25,10 +26,21 @@ export interface ConnectionData {
   /** Events of this connection handed to the log and not yet acked or nacked. */
   inflight: number;
   closed: boolean;
-  /** Replies encoded this turn, written together (see send). */
-  outbox: Array<Uint8Array | string>;
+  /** Made at open: the socket's one ordered outbound path. */
+  outbound?: Outbound;
   /** Made at open: the socket as its subscriptions see it, with those subscriptions. */
   subscriber?: SubscriberConnection;
+}
+
+/** The WebSocket side of the gateway: the handler for Bun.serve, and what a graceful stop needs. */
+export interface WebSocketEdge {
+  handler: WebSocketHandler<ConnectionData>;
+  readonly connections: number;
+  /**
+   * Ends every connection with the closing handshake (GOING_AWAY) once its queued replies are
+   * handed to the socket, waiting at most `timeoutMs` for slow readers.
+   */
+  closeAll(timeoutMs: number): Promise<void>;
 }
 
 export const SERVER_NAME = "kafka-ws-gateway/0.1.0";
@@ -45,37 +57,14 @@ export function createWebSocketHandler(deps: {
   metrics: Metrics;
   logger: Logger;
   logKind: string;
-}): WebSocketHandler<ConnectionData> {
+}): WebSocketEdge {
   const { config, publisher, subscriptions, metrics, logger } = deps;
   const limits = { maxFrameBytes: config.MAX_FRAME_BYTES, maxDepth: config.MAX_DEPTH };
+  const sockets = new Set<ServerWebSocket<ConnectionData>>();
 
-  /**
-   * Replies are queued and written at the end of the current turn, corked: acks are sent from a
-   * Kafka worker's delivery report, which settles many frames at once, and outside uWebSockets' own
-   * callbacks every ws.send() was a syscall of its own (11% of the gateway's CPU in S3).
-   */
+  /** Every reply goes through the socket's one ordered outbound path (./outbound.ts). */
   function send(ws: ServerWebSocket<ConnectionData>, frame: object, codec: CodecName): void {
-    if (ws.data.closed) return;
-    const outbox = ws.data.outbox;
-    outbox.push(encodeFrame(frame, codec));
-    if (outbox.length === 1) queueMicrotask(() => flushOutbox(ws));
-  }
-
-  function flushOutbox(ws: ServerWebSocket<ConnectionData>): void {
-    const outbox = ws.data.outbox;
-    ws.data.outbox = [];
-    if (ws.data.closed) return;
-    ws.cork(() => {
-      for (const data of outbox) {
-        // 0 means Bun dropped the frame: the client stopped reading. Its acks can no longer be
-        // trusted, so say so by closing rather than carrying on with a silent gap.
-        if (ws.send(data) === 0) {
-          metrics.acksDropped.inc();
-          ws.close(CloseCodes.SLOW_CONSUMER, "replies dropped: the client is not reading its acks");
-          return;
-        }
-      }
-    });
+    if (!ws.data.closed) ws.data.outbound!.reply(encodeFrame(frame, codec));
   }
 
   function sendError(ws: ServerWebSocket<ConnectionData>, codec: CodecName, e: unknown, cid?: number): void {
@@ -150,7 +139,7 @@ export function createWebSocketHandler(deps: {
     }
   }
 
-  return {
+  const handler: WebSocketHandler<ConnectionData> = {
     maxPayloadLength: config.MAX_FRAME_BYTES * 4,
     backpressureLimit: 16 * 1024 * 1024,
     closeOnBackpressureLimit: false,
@@ -159,17 +148,27 @@ export function createWebSocketHandler(deps: {
     perMessageDeflate: false,
 
     open(ws) {
+      sockets.add(ws);
       metrics.connectionsOpen.inc();
+      // The client stopped reading its replies: they can no longer be trusted to arrive, so say so by
+      // closing rather than carrying on with a silent gap.
+      const outbound = new Outbound(ws, { maxReplyBytes: REPLY_BUFFER_BYTES }, () => {
+        metrics.acksDropped.inc();
+        ws.close(CloseCodes.SLOW_CONSUMER, "replies dropped: the client is not reading its acks");
+      });
+      ws.data.outbound = outbound;
       ws.data.subscriber = {
         subscriptions: new Map(),
-        send: (data) => ws.send(data),
-        getBufferedAmount: () => ws.getBufferedAmount(),
+        frame: (f) => outbound.frame(f),
+        discard: (f) => outbound.discard(f),
+        reply: (data) => outbound.reply(data),
+        flushAll: () => outbound.flush(true),
         close: (code, reason) => ws.close(code, reason),
       };
     },
 
     drain(ws) {
-      subscriptions.onDrain(ws.data.subscriber!);
+      ws.data.outbound!.flush();
     },
 
     message(ws, raw) {
@@ -191,7 +190,7 @@ export function createWebSocketHandler(deps: {
           if (hello.data.v !== PROTOCOL_VERSION) {
             send(ws, { t: FrameType.ERROR, ...toWireError("UNSUPPORTED_VERSION", `protocol version ${hello.data.v} is not supported; this gateway speaks ${PROTOCOL_VERSION}`), supported: [PROTOCOL_VERSION] }, codec);
             metrics.framesRejected.inc({ transport: "ws", code: "UNSUPPORTED_VERSION" });
-            flushOutbox(ws); // the error frame must go out before the close frame
+            ws.data.outbound!.flush(true); // the error frame must go out before the close frame
             return ws.close(CloseCodes.UNSUPPORTED_VERSION, "unsupported protocol version");
           }
           ws.data.helloed = true;
@@ -217,9 +216,31 @@ export function createWebSocketHandler(deps: {
     },
 
     close(ws) {
+      sockets.delete(ws);
       ws.data.closed = true;
+      ws.data.outbound!.close();
       metrics.connectionsOpen.dec();
       subscriptions.onClose(ws.data.subscriber!);
     },
   };
+
+  return {
+    handler,
+    get connections() {
+      return sockets.size;
+    },
+    async closeAll(timeoutMs) {
+      const deadline = Date.now() + timeoutMs;
+      await Promise.all(
+        [...sockets].map(async (ws) => {
+          const flushed = ws.data.outbound!.whenEmpty();
+          await Promise.race([flushed, Bun.sleep(Math.max(0, deadline - Date.now()))]);
+          ws.close(CloseCodes.GOING_AWAY, "the gateway is shutting down; reconnect to another instance");
+        }),
+      );
+    },
+  };
 }
+
+// Replies (acks, nacks) waiting for a client that does not read them: past this, it is disconnected.
+const REPLY_BUFFER_BYTES = 16 * 1024 * 1024;

@@ -1,0 +1,40 @@
+/**
+ * What a subscription hands to its connection's one ordered outbound queue (src/ws/outbound.ts), and
+ * what it needs back: to be told when each of its frames reaches the socket, so that its tokens and
+ * `lagged` notices always describe what the client was really handed.
+ */
+
+/** The subscription side of a queued frame. */
+export interface FrameOwner {
+  /** A notice to hand just before this owner's next frame (the `lagged` frame after drops), or null. */
+  noticeBeforeNext(): Uint8Array | string | null;
+  handed(frame: QueuedFrame): void;
+}
+
+/** A frame of one subscription: droppable (events) or not (control frames such as `live`). */
+export class QueuedFrame {
+  dropped = false;
+  constructor(
+    readonly owner: FrameOwner,
+    /** Emptied when the frame is dropped, so a dropped frame waiting in the queue holds no memory. */
+    public data: Uint8Array | string,
+    readonly size: number,
+    /** Events in the frame; 0 for a control frame, which is never dropped. */
+    readonly events: number,
+    /** The token the frame carries, if any. */
+    readonly token: string | undefined,
+  ) {}
+}
+
+/** The connection as its subscriptions see it. */
+export interface SubscriberSocket {
+  /** Queues a subscription's frame behind everything queued before it. */
+  frame(f: QueuedFrame): void;
+  /** Takes a queued frame back: it will not be sent. */
+  discard(f: QueuedFrame): void;
+  /** Queues a reply (subscribed, unsubscribed, nack), never dropped. */
+  reply(data: Uint8Array | string): void;
+  /** Writes everything queued, past the usual high-water mark: for a socket about to be closed. */
+  flushAll(): void;
+  close(code: number, reason: string): void;
+}

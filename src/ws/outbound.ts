@@ -1,0 +1,169 @@
+/**
+ * The one ordered outbound path of a socket. Replies (acks, nacks, welcome, subscribed…), subscription
+ * control frames (live, unsubscribed) and event frames all pass through this queue, in the order they
+ * were produced, so what a client reads is always a prefix of what the gateway decided to send: a
+ * resume token in a frame names exactly the events handed before it.
+ *
+ * Frames are written at the end of the turn, corked (acks settle many frames at once from one worker
+ * delivery report, and outside uWebSockets' own callbacks each ws.send() is a syscall), and only while
+ * Bun's own buffer for the socket is under HIGH_WATER: the rest wait here, where the slow-consumer
+ * policy of each subscription can still see and drop them (Bun's queue cannot be edited).
+ */
+import { QueuedFrame } from "../subscribe/queued-frame";
+
+/** What the queue needs of the socket: Bun's ServerWebSocket, seen narrowly. */
+export interface OutboundSocket {
+  send(data: Uint8Array | string): number;
+  getBufferedAmount(): number;
+  cork(write: () => void): void;
+  close(code: number, reason: string): void;
+}
+
+type Entry = Uint8Array | string | QueuedFrame;
+
+// Bun's buffer for one socket is kept under this; past it, frames wait in our queue.
+const HIGH_WATER = 256 * 1024;
+
+export interface OutboundLimits {
+  /** Reply bytes (not event frames, which their subscriptions bound) that may wait before the client counts as not reading. */
+  maxReplyBytes: number;
+}
+
+export class Outbound {
+  private queue: Entry[] = [];
+  private head = 0;
+  private scheduled = false;
+  private replyBytes = 0;
+  /** Dropped frames still in `queue`; compacted away once they are most of it. */
+  private discarded = 0;
+  private closed = false;
+  private onEmpty: (() => void) | null = null;
+
+  constructor(
+    private readonly socket: OutboundSocket,
+    private readonly limits: OutboundLimits,
+    /** Called once when the client is not reading its replies; the socket is then closed. */
+    private readonly onStalled: () => void,
+  ) {}
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** Frames queued and not yet handed to Bun. */
+  get pending(): number {
+    return this.queue.length - this.head;
+  }
+
+  /** A reply or other frame that is never dropped. */
+  reply(data: Uint8Array | string): void {
+    if (this.closed) return;
+    this.replyBytes += typeof data === "string" ? data.length : data.byteLength;
+    this.push(data);
+    if (this.replyBytes > this.limits.maxReplyBytes) this.stall();
+  }
+
+  /** A subscription's frame; the subscription keeps its own count of what it has queued. */
+  frame(f: QueuedFrame): void {
+    if (!this.closed) this.push(f);
+  }
+
+  /** A subscription dropped one of its queued frames (slow-consumer policy, or it ended). */
+  discard(f: QueuedFrame): void {
+    if (f.dropped) return;
+    f.dropped = true;
+    f.data = "";
+    // A stalled reader's subscriptions keep queueing and dropping; without this the dropped
+    // husks would pile up in the queue for as long as the client does not read.
+    if (++this.discarded > 1024 && this.discarded * 2 > this.queue.length - this.head) this.compact();
+  }
+
+  /** Writes what Bun has room for; called at the end of a turn and on the socket's drain. */
+  flush(ignoreHighWater = false): void {
+    this.scheduled = false;
+    if (this.closed || this.head === this.queue.length) return this.settle();
+    this.socket.cork(() => {
+      while (this.head < this.queue.length && (ignoreHighWater || this.socket.getBufferedAmount() < HIGH_WATER)) {
+        const e = this.queue[this.head]!;
+        this.queue[this.head++] = undefined as never;
+        if (e instanceof QueuedFrame) {
+          if (e.dropped) {
+            this.discarded--;
+            continue;
+          }
+          const notice = e.owner.noticeBeforeNext();
+          if (notice !== null && !this.write(notice)) return;
+          if (!this.write(e.data)) return;
+          e.owner.handed(e);
+        } else {
+          this.replyBytes -= typeof e === "string" ? e.length : e.byteLength;
+          if (!this.write(e)) return;
+        }
+      }
+    });
+    if (this.head === this.queue.length) {
+      this.queue = [];
+      this.head = 0;
+    } else if (this.head > 1024 && this.head * 2 > this.queue.length) {
+      this.queue = this.queue.slice(this.head);
+      this.head = 0;
+    }
+    this.settle();
+  }
+
+  /** Resolves once everything queued has been handed to Bun (or the socket closed). */
+  whenEmpty(): Promise<void> {
+    if (this.closed || this.head === this.queue.length) return Promise.resolve();
+    return new Promise((resolve) => {
+      const previous = this.onEmpty;
+      this.onEmpty = () => {
+        previous?.();
+        resolve();
+      };
+    });
+  }
+
+  /** The socket is gone: nothing more is written, and nothing is kept. */
+  close(): void {
+    this.closed = true;
+    this.queue = [];
+    this.head = 0;
+    this.discarded = 0;
+    this.replyBytes = 0;
+    this.settle();
+  }
+
+  private compact(): void {
+    this.queue = this.queue.slice(this.head).filter((e) => !(e instanceof QueuedFrame && e.dropped));
+    this.head = 0;
+    this.discarded = 0;
+  }
+
+  private push(e: Entry): void {
+    this.queue.push(e);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      queueMicrotask(() => this.flush());
+    }
+  }
+
+  /** False when Bun refused the frame: the socket is closing, so the queue is done. */
+  private write(data: Uint8Array | string): boolean {
+    if (this.socket.send(data) !== 0) return true;
+    this.close();
+    return false;
+  }
+
+  private stall(): void {
+    if (this.closed) return;
+    this.close();
+    this.onStalled();
+  }
+
+  private settle(): void {
+    if (!this.onEmpty || (!this.closed && this.head < this.queue.length)) return;
+    const done = this.onEmpty;
+    this.onEmpty = null;
+    done();
+  }
+}

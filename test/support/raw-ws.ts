@@ -1,0 +1,112 @@
+import { randomBytes } from "node:crypto";
+import * as net from "node:net";
+
+/**
+ * A WebSocket client on a bare TCP socket that can stop reading (pause), so the gateway meets real
+ * TCP backpressure: Bun's and browsers' WebSocket clients always read. JSON text frames only.
+ */
+export class RawWsClient {
+  readonly frames: Array<Record<string, any>> = [];
+  closeCode: number | null = null;
+  /** True when the TCP connection ended without a close frame (what a client sees as 1006). */
+  abnormal = false;
+  readonly ended: Promise<void>;
+  private buf: Buffer = Buffer.alloc(0);
+
+  private constructor(private readonly sock: net.Socket) {
+    this.ended = new Promise((resolve) => {
+      sock.on("close", () => {
+        if (this.closeCode === null) this.abnormal = true;
+        resolve();
+      });
+    });
+    sock.on("error", () => {});
+    sock.on("data", (d: Buffer) => this.onData(d));
+  }
+
+  static async connect(port: number, path = "/ws"): Promise<RawWsClient> {
+    const sock = net.connect(port, "127.0.0.1");
+    await new Promise<void>((resolve, reject) => {
+      sock.once("connect", () => resolve());
+      sock.once("error", reject);
+    });
+    sock.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${randomBytes(16).toString("base64")}\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+    let head = Buffer.alloc(0);
+    const rest = await new Promise<Buffer>((resolve, reject) => {
+      const onData = (d: Buffer) => {
+        head = Buffer.concat([head, d]);
+        const end = head.indexOf("\r\n\r\n");
+        if (end < 0) return;
+        sock.off("data", onData);
+        if (!head.subarray(0, 12).toString().includes("101")) return reject(new Error(head.toString()));
+        resolve(head.subarray(end + 4));
+      };
+      sock.on("data", onData);
+    });
+    const c = new RawWsClient(sock);
+    if (rest.length) c.onData(rest);
+    return c;
+  }
+
+  send(frame: object): void {
+    const payload = Buffer.from(JSON.stringify(frame));
+    const mask = randomBytes(4);
+    const n = payload.length;
+    const head = n < 126 ? Buffer.from([0x81, 0x80 | n]) : n < 65536 ? Buffer.from([0x81, 0x80 | 126, n >> 8, n & 255]) : Buffer.concat([Buffer.from([0x81, 0x80 | 127]), bigLength(n)]);
+    const body = Buffer.alloc(n);
+    for (let i = 0; i < n; i++) body[i] = payload[i]! ^ mask[i % 4]!;
+    this.sock.write(Buffer.concat([head, mask, body]));
+  }
+
+  pause(): void {
+    this.sock.pause();
+  }
+
+  resume(): void {
+    this.sock.resume();
+  }
+
+  destroy(): void {
+    this.sock.destroy();
+  }
+
+  /** Waits until a frame matching `pred` has arrived. */
+  async waitFor(pred: (f: Record<string, any>) => boolean, timeoutMs = 30_000): Promise<Record<string, any>> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const f = this.frames.find(pred);
+      if (f) return f;
+      if (Date.now() > deadline) throw new Error("the expected frame did not arrive");
+      await Bun.sleep(10);
+    }
+  }
+
+  private onData(d: Buffer): void {
+    this.buf = this.buf.length ? Buffer.concat([this.buf, d]) : d;
+    while (this.buf.length >= 2) {
+      const opcode = this.buf[0]! & 0x0f;
+      let len = this.buf[1]! & 0x7f;
+      let at = 2;
+      if (len === 126) {
+        if (this.buf.length < 4) return;
+        len = this.buf.readUInt16BE(2);
+        at = 4;
+      } else if (len === 127) {
+        if (this.buf.length < 10) return;
+        len = Number(this.buf.readBigUInt64BE(2));
+        at = 10;
+      }
+      if (this.buf.length < at + len) return;
+      const payload = this.buf.subarray(at, at + len);
+      this.buf = this.buf.subarray(at + len);
+      if (opcode === 1) this.frames.push(JSON.parse(payload.toString()));
+      else if (opcode === 8) this.closeCode = payload.length >= 2 ? payload.readUInt16BE(0) : 1005;
+    }
+  }
+}
+
+function bigLength(n: number): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64BE(BigInt(n));
+  return b;
+}
