@@ -55,12 +55,19 @@ export function onlyGatewayErrors<T>(f: () => T, codes?: readonly string[]): T |
   }
 }
 
-/** A structure with bytes and dates spelled out, so that equality is about content, not classes. */
+/**
+ * A structure with bytes and dates spelled out and map entries sorted, so that equality is about
+ * content, not classes or key order (msgpack and JSON maps are unordered; zod re-orders keys).
+ */
 export function canonical(v: unknown): unknown {
   if (v instanceof Uint8Array) return { bytes: Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString("hex") };
   if (v instanceof Date) return { date: v.getTime() };
   if (Array.isArray(v)) return v.map(canonical);
-  if (typeof v === "object" && v !== null) return Object.entries(v).map(([k, x]) => [k, canonical(x)]);
+  if (typeof v === "object" && v !== null) {
+    return Object.entries(v)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([k, x]) => [k, canonical(x)]);
+  }
   return v;
 }
 
