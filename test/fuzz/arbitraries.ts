@@ -1,5 +1,6 @@
 import fc from "fast-check";
 import { GatewayError } from "../../src/protocol/errors";
+import { EnvelopeSchema } from "../../src/protocol/frames";
 
 /**
  * Generators shared by the property tests. Every property runs with an explicit numRuns; when one
@@ -88,3 +89,35 @@ export function applyDamage(bytes: Uint8Array, ops: Array<{ kind: string; at: nu
   }
   return Uint8Array.from(b);
 }
+
+/** RFC 3339 times as people write them, some of which the schema refuses (lower-case t, no offset, …). */
+export const rfc3339 = fc
+  .tuple(
+    fc.date({ min: new Date("0001-01-01T00:00:00Z"), max: new Date("9999-12-31T23:59:59Z"), noInvalidDate: true }),
+    fc.constantFrom("", ".1", ".123", ".123456789", ".1234567890"),
+    fc.constantFrom("Z", "z", "+00:00", "-05:30", "+14:00", "+24:00", "", "+0000", "+05"),
+    fc.constantFrom("T", "t", " "),
+  )
+  .map(([d, frac, zone, sep]) => d.toISOString().slice(0, 19).replace("T", sep) + frac + zone);
+const someText = text.filter((s) => s.length > 0);
+
+/** An envelope the schema accepts. */
+export const validEnvelope = fc.record(
+  {
+    type: someText,
+    specversion: fc.constant("1.0"),
+    id: someText,
+    source: someText,
+    subject: someText,
+    time: fc.oneof(rfc3339.filter((t) => EnvelopeSchema.shape.time.safeParse(t).success), fc.date({ noInvalidDate: true })),
+    datacontenttype: fc.oneof(fc.constantFrom("application/msgpack", "application/json", "text/plain"), someText),
+    data: plainValue({ bytes: true, dates: true, maxDepth: 3 }),
+    key: fc.oneof(text, fc.uint8Array({ maxLength: 8 })),
+    headers: fc.dictionary(
+      someText.filter((n) => !/^(ce_|content-type$)/i.test(n) && n !== "__proto__"),
+      fc.oneof(text, fc.uint8Array({ maxLength: 8 })),
+      { maxKeys: 4, noNullPrototype: true },
+    ),
+  },
+  { requiredKeys: ["type"], noNullPrototype: true },
+);

@@ -3,7 +3,7 @@ import fc from "fast-check";
 import { isCertainlyValid, parseEnvelope } from "../../src/protocol/envelope";
 import { EnvelopeSchema, FrameType, PublishBatchSchema, PublishSchema } from "../../src/protocol/frames";
 import { parsePublishFrame } from "../../src/protocol/publish-frame";
-import { canonical, plainValue, text } from "./arbitraries";
+import { canonical, plainValue, rfc3339, text, validEnvelope } from "./arbitraries";
 
 // The hand-written fast paths may only ever be stricter than the zod schemas that define the
 // protocol (src/protocol/envelope.ts says why). Here envelopes and publish frames are built valid,
@@ -17,14 +17,6 @@ const nearLength = (min: number, max: number) =>
   fc.oneof(fc.constantFrom(...new Set([Math.max(0, min - 1), min, min + 1, max - 1, max, max + 1])).chain(ofLength), text);
 const wrongType = fc.oneof(fc.constant(null), fc.constant(undefined), fc.integer(), fc.boolean(), fc.constant([]), fc.constant({}), fc.uint8Array({ maxLength: 4 }), fc.date());
 
-const rfc3339 = fc
-  .tuple(
-    fc.date({ min: new Date("0001-01-01T00:00:00Z"), max: new Date("9999-12-31T23:59:59Z"), noInvalidDate: true }),
-    fc.constantFrom("", ".1", ".123", ".123456789", ".1234567890"),
-    fc.constantFrom("Z", "z", "+00:00", "-05:30", "+14:00", "+24:00", "", "+0000", "+05"),
-    fc.constantFrom("T", "t", " "),
-  )
-  .map(([d, frac, zone, sep]) => d.toISOString().slice(0, 19).replace("T", sep) + frac + zone);
 const timeValue = fc.oneof(rfc3339, fc.date(), fc.constantFrom("2026-02-30T00:00:00Z", "2026-13-01T00:00:00Z", "2026-01-01T24:00:00Z", "2026-12-31T23:59:60Z", "2026-11-23"), text);
 
 const base64Value = fc.oneof(
@@ -64,27 +56,6 @@ const fieldValue: Record<string, fc.Arbitrary<unknown>> = {
   ["__proto__"]: fc.constant({ type: "inherited" }),
 };
 const FIELDS = Object.keys(fieldValue);
-
-/** An envelope the schema accepts. */
-const validEnvelope = fc.record(
-  {
-    type: fc.string({ minLength: 1, maxLength: 40 }),
-    specversion: fc.constant("1.0"),
-    id: fc.string({ minLength: 1, maxLength: 40 }),
-    source: fc.string({ minLength: 1, maxLength: 40 }),
-    subject: fc.string({ minLength: 1, maxLength: 40 }),
-    time: fc.oneof(rfc3339.filter((t) => EnvelopeSchema.shape.time.safeParse(t).success), fc.date({ noInvalidDate: true })),
-    datacontenttype: fc.string({ minLength: 1, maxLength: 40 }),
-    data: plainValue({ bytes: true, dates: true, maxDepth: 3 }),
-    key: fc.oneof(fc.string({ maxLength: 40 }), fc.uint8Array({ maxLength: 8 })),
-    headers: fc.dictionary(
-      fc.string({ minLength: 1, maxLength: 20 }).filter((n) => !/^(ce_|content-type$)/i.test(n) && n !== "__proto__"),
-      fc.oneof(fc.string({ maxLength: 20 }), fc.uint8Array({ maxLength: 8 })),
-      { maxKeys: 4, noNullPrototype: true },
-    ),
-  },
-  { requiredKeys: ["type"], noNullPrototype: true },
-);
 
 /** A valid envelope with up to three fields replaced, added or removed. */
 const nearValidEnvelope = fc
