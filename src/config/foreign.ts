@@ -146,46 +146,52 @@ function editDistance(a: string, b: string): number {
   return prev[b.length]!;
 }
 
-function advice(v: Verdict): string | undefined {
-  if ("use" in v) return `use ${v.use}`;
-  if ("unsupported" in v) return `it is not supported: ${v.unsupported}`;
-  return undefined;
+/** What we say about a foreign name: what to use instead, or why there is nothing to use. */
+export type Advice = { use: string } | { unsupported: string };
+
+function advice(v: Verdict): Advice | undefined {
+  return "notOurs" in v ? undefined : v;
 }
 
 /**
  * What to say about a variable that is not a setting of ours: undefined when it is none of our
- * business, otherwise the advice (a replacement, or why it is not supported). Never looks at a
- * value except to recognise a service link, and never repeats one: JWT_SECRET must not reach a log.
+ * business. Never looks at a value except to recognise a service link, and never repeats one:
+ * JWT_SECRET must not reach a log.
  */
-export function foreignSetting(name: string, value = ""): string | undefined {
+export function foreignSetting(name: string, value = ""): Advice | undefined {
   if (ours.has(name)) return undefined;
   const upper = name.toUpperCase();
   if (isServiceLink(upper, value)) return undefined;
-  if (ours.has(upper)) return `names are upper case: use ${upper}`;
+  if (ours.has(upper)) return { use: `${upper} (names are upper case)` };
   const listed = FOREIGN_SETTINGS[upper];
   if (listed) return advice(listed);
   const prefix = PREFIXES.find((p) => upper.startsWith(p));
   if (!prefix) return undefined;
   if (prefix === "GATEWAY_") {
     const rest = upper.slice(prefix.length);
-    if (ours.has(rest)) return `use ${rest}`;
+    if (ours.has(rest)) return { use: rest };
     const restListed = FOREIGN_SETTINGS[rest];
     if (restListed && !("notOurs" in restListed)) return advice(restListed);
   }
   const near = nearestSetting(upper);
-  if (near) return `did you mean ${near}?`;
+  if (near) return { use: `${near}, if that is what you meant` };
   if (prefix === "KAFKA_") {
     const property = upper.slice(prefix.length).toLowerCase().replaceAll("_", ".");
-    return `a librdkafka property goes in KAFKA_PROPERTIES, e.g. KAFKA_PROPERTIES=${property}=…`;
+    return { use: `KAFKA_PROPERTIES for librdkafka properties, e.g. KAFKA_PROPERTIES=${property}=…` };
   }
-  return "see the configuration table in the README";
+  return { use: "one of the settings in the README's configuration table" };
+}
+
+/** The advice as the end of a sentence that names the variable. */
+export function describeAdvice(a: Advice): string {
+  return "use" in a ? `is not a setting of this gateway: use ${a.use}` : `is not supported (${a.unsupported})`;
 }
 
 /** The first variable in `env` that looks like configuration but is not ours, as one line. */
 export function foreignVariableError(env: Record<string, string | undefined>): string | undefined {
   for (const [name, value] of Object.entries(env)) {
-    const said = foreignSetting(name, value ?? "");
-    if (said) return `config: ${name} is not a setting of this gateway; ${said} (refusing to start rather than ignore it)`;
+    const a = foreignSetting(name, value ?? "");
+    if (a) return `config: ${name} ${describeAdvice(a)}${"use" in a ? "" : ": unset it to start"}`;
   }
   return undefined;
 }

@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { foreignSetting, foreignVariableError } from "./foreign";
+import { describeAdvice, foreignSetting, foreignVariableError } from "./foreign";
 import { type Config, ConfigSchema, type SettingName, settings } from "./schema";
 
 export class ConfigError extends Error {
@@ -26,8 +26,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     if (typeof file !== "object" || file === null || Array.isArray(file)) throw new ConfigError(`config: CONFIG_FILE ${env.CONFIG_FILE} must hold a JSON object`);
     for (const [k, v] of Object.entries(file)) {
       if (!(k in settings)) {
-        const said = foreignSetting(k);
-        throw new ConfigError(`config: CONFIG_FILE ${env.CONFIG_FILE} has unknown setting ${k}${said ? `; ${said}` : ""}`);
+        const a = foreignSetting(k);
+        throw new ConfigError(`config: CONFIG_FILE ${env.CONFIG_FILE} has unknown setting ${k}${a ? `, which ${describeAdvice(a)}` : ""}`);
       }
       input[k] = v;
     }

@@ -49,7 +49,7 @@ const refused: Array<[Record<string, string>, RegExp]> = [
   [{ RATE_LIMIT_RPS: "100" }, /^config: RATE_LIMIT_RPS .*not supported/],
   [{ RATE_LIMIT_BURST: "10" }, /^config: RATE_LIMIT_BURST .*not supported/],
   // The rules, not just the table: any unknown KAFKA_/GATEWAY_ name, typos and case variants of ours.
-  [{ KAFKA_BROKER: "127.0.0.1:9092" }, /^config: KAFKA_BROKER .*did you mean KAFKA_BROKERS/],
+  [{ KAFKA_BROKER: "127.0.0.1:9092" }, /^config: KAFKA_BROKER .*use KAFKA_BROKERS, if that is what you meant/],
   [{ kafka_brokers: "127.0.0.1:9092" }, /^config: kafka_brokers .*use KAFKA_BROKERS/],
   [{ KAFKA_SASL_USERNAME: "alice" }, /^config: KAFKA_SASL_USERNAME .*KAFKA_PROPERTIES=sasl\.username=/],
   [{ GATEWAY_PORT: "9000" }, /^config: GATEWAY_PORT .*use PORT/],
@@ -86,16 +86,36 @@ test("every refusal in the table names the variable, and the others' variables a
       expect(e).toBeInstanceOf(ConfigError);
       message = (e as Error).message;
     }
-    expect(message).toStartWith(`config: ${name} is not a setting of this gateway; `);
-    expect(message).toMatch("use" in verdict ? /; use [A-Z_]+/ : /not supported: /);
+    expect(message).toStartWith(`config: ${name} ${"use" in verdict ? `is not a setting of this gateway: use ${verdict.use}` : `is not supported (${verdict.unsupported}): unset it to start`}`);
     expect(message).not.toContain("\n");
   }
+});
+
+test("the rules beyond the table: service links are recognised by shape and value, prefixes by name", () => {
+  const refused = (env: Record<string, string>) => {
+    try {
+      loadConfig(env);
+      return false;
+    } catch (e) {
+      expect(e).toBeInstanceOf(ConfigError);
+      return true;
+    }
+  };
+  expect(refused({ KAFKA_PORT: "9092" })).toBe(true);
+  expect(refused({ KAFKA_PORT: "tcp://10.0.0.5:9092" })).toBe(false); // Kubernetes, for a service named kafka
+  expect(refused({ HTTP_PORT: "8080" })).toBe(true);
+  expect(refused({ HTTP_PORT: "tcp://10.0.0.7:80" })).toBe(false); // … and for one named http
+  expect(refused({ KAFKA_NAME: "/gateway/kafka", KAFKA_ENV_KAFKA_NODE_ID: "1" })).toBe(false); // Docker's legacy links
+  expect(refused({ kafka_home: "/opt/kafka" })).toBe(false);
+  expect(refused({ GATEWAY_KAFKA_HOME: "/opt/kafka" })).toBe(true);
+  expect(refused({ KAFKA_WORKER_NODE_ARG: "--x" })).toBe(true);
+  expect(refused({ NODE_OPTIONS: "--max-old-space-size=512", BUN_INSTALL: "/root/.bun", KGW_WORKER_CONFIG: "{}", HOSTNAME: "gw-1" })).toBe(false);
 });
 
 test("a CONFIG_FILE key that is another gateway's setting says what to use", () => {
   const file = `/tmp/kgw-foreign-${process.pid}.json`;
   writeFileSync(file, JSON.stringify({ KAFKA_BOOTSTRAP_SERVERS: "127.0.0.1:9092" }));
-  expect(() => loadConfig({ CONFIG_FILE: file })).toThrow(/unknown setting KAFKA_BOOTSTRAP_SERVERS; use KAFKA_BROKERS/);
+  expect(() => loadConfig({ CONFIG_FILE: file })).toThrow(/unknown setting KAFKA_BOOTSTRAP_SERVERS, which is not a setting of this gateway: use KAFKA_BROKERS/);
 });
 
 test("variables of Bun, Node, Kafka's tools, Kubernetes service links and our workers do not stop the start; the embedded log says it is not durable", async () => {
