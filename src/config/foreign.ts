@@ -1,8 +1,9 @@
 /**
  * Variables that look like configuration but are not ours. Ignoring them silently is the worst
  * answer: GATEWAY_KAFKA_BROKERS set by someone used to another gateway would leave this one on the
- * in-memory log, and every event would be lost on restart. So a name that looks like a setting must
- * be one of ours, or be named here, or the gateway refuses to start.
+ * in-memory log, and every event would be lost on restart. So a name that looks like a setting
+ * (another gateway's name in the table below, our prefixes, a misspelling of ours) stops the start,
+ * unless the table says it belongs to someone else.
  */
 import { settings } from "./schema";
 
