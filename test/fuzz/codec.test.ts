@@ -60,7 +60,7 @@ test("msgpack: nesting far past the limit is NESTING_TOO_DEEP, not a stack overf
       const out = onlyGatewayErrors(() => decodeFrame(bytes, "msgpack", { maxFrameBytes: 1 << 20, maxDepth: 32 }), FRAME_CODES);
       if (depth > 32) expect(out).toBeInstanceOf(GatewayError);
     }),
-    { numRuns: 300 },
+    { numRuns: 150 },
   );
 });
 
