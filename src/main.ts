@@ -1,4 +1,5 @@
 import { ConfigError, loadConfig } from "./config/load";
+import { EMBEDDED_LOG_WARNING } from "./http/health";
 import { createLogger } from "./logger";
 import { startGateway } from "./server";
 
@@ -15,7 +16,9 @@ try {
 
 const logger = createLogger(config.LOG_LEVEL);
 const gateway = await startGateway(config, logger);
-logger.info("listening", { host: config.HOST, port: gateway.port, log: gateway.log.kind, ready: gateway.log.isReady() });
+const durable = gateway.log.kind === "kafka";
+if (!durable) logger.warn(EMBEDDED_LOG_WARNING);
+logger.info("listening", { host: config.HOST, port: gateway.port, log: gateway.log.kind, durable, ready: gateway.log.isReady() });
 
 let stopping = false;
 for (const signal of ["SIGTERM", "SIGINT"] as const) {

@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { describeAdvice, foreignSetting, foreignVariableError } from "./foreign";
 import { type Config, ConfigSchema, type SettingName, settings } from "./schema";
 
 export class ConfigError extends Error {
@@ -8,8 +9,12 @@ export class ConfigError extends Error {
 /**
  * Reads the configuration once: defaults, then the JSON file named by CONFIG_FILE (keys are the
  * variable names), then the environment. Returns a frozen object or throws one readable line.
+ * A variable that looks like a setting but is not one of ours stops the start too (foreign.ts):
+ * ignoring GATEWAY_KAFKA_BROKERS, say, would quietly mean the in-memory log.
  */
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const foreign = foreignVariableError(env);
+  if (foreign) throw new ConfigError(foreign);
   const input: Record<string, unknown> = {};
   if (env.CONFIG_FILE) {
     let file: unknown;
@@ -20,7 +25,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     }
     if (typeof file !== "object" || file === null || Array.isArray(file)) throw new ConfigError(`config: CONFIG_FILE ${env.CONFIG_FILE} must hold a JSON object`);
     for (const [k, v] of Object.entries(file)) {
-      if (!(k in settings)) throw new ConfigError(`config: CONFIG_FILE ${env.CONFIG_FILE} has unknown setting ${k}`);
+      if (!(k in settings)) {
+        const a = foreignSetting(k);
+        throw new ConfigError(`config: CONFIG_FILE ${env.CONFIG_FILE} has unknown setting ${k}${a ? `, which ${describeAdvice(a)}` : ""}`);
+      }
       input[k] = v;
     }
   }

@@ -4,8 +4,13 @@ import { msgpackNativeAcceleration } from "../protocol/codec";
 import type { SubscriptionStats } from "../subscribe/manager";
 import { json } from "./responses";
 
+/** Said at start-up and on /health: whoever runs the embedded log must not mistake it for storage. */
+export const EMBEDDED_LOG_WARNING = "the embedded log is in memory and not durable: every event is lost when the gateway stops; set KAFKA_BROKERS to write to Kafka";
+
 export function createHealthRoutes(deps: { log: EventLog; metrics: Metrics; version: string; connections: () => number; inflight: () => number; subscriptions: () => SubscriptionStats }) {
   const started = Date.now();
+  const durable = deps.log.kind === "kafka";
+  const warnings = durable ? [] : [EMBEDDED_LOG_WARNING];
   return {
     live: () => json({ status: "live" }),
     /** Ready only when the log can take writes: for Kafka, every worker connected to the brokers. */
@@ -21,6 +26,8 @@ export function createHealthRoutes(deps: { log: EventLog; metrics: Metrics; vers
           eventsInflight: deps.inflight(),
           subscriptions: deps.subscriptions(),
           msgpackNativeAcceleration,
+          durable,
+          warnings,
           log,
         },
         log.ready ? 200 : 503,

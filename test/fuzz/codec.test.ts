@@ -1,0 +1,194 @@
+import { expect, test } from "bun:test";
+import fc from "fast-check";
+import { Packr } from "msgpackr";
+import { decodeFrame, encodeFrame } from "../../src/protocol/codec";
+import { GatewayError } from "../../src/protocol/errors";
+import { applyDamage, canonical, damage, mapKey, onlyGatewayErrors, plainValue } from "./arbitraries";
+
+// The frame codec is the first code that touches a client's bytes: whatever arrives, it returns
+// plain data or throws a GatewayError with a frame-level code, and plain data comes back as sent.
+
+const limits = { maxFrameBytes: 1 << 20, maxDepth: 32 };
+const FRAME_CODES = ["BAD_FRAME", "NESTING_TOO_DEEP", "FRAME_TOO_LARGE"] as const;
+// Any conforming encoder: the gateway's own encoder is one, with other options than its decoder's.
+const foreignPackr = new Packr({ useRecords: false });
+
+/** Independent of plain-data.ts: only these may come out of the decoder. */
+function assertPlain(v: unknown, depth = 0): void {
+  if (depth > limits.maxDepth + 1) throw new Error("deeper than maxDepth");
+  if (v === null || typeof v === "string" || typeof v === "boolean") return;
+  if (typeof v === "number") {
+    if (!Number.isFinite(v)) throw new Error(`non-finite number ${v}`);
+    return;
+  }
+  // An invalid Date gets through today; its own failing test below covers it.
+  if (v instanceof Uint8Array || v instanceof Date) return;
+  if (Array.isArray(v)) return v.forEach((x) => assertPlain(x, depth + 1));
+  if (typeof v === "object" && Object.getPrototypeOf(v) === Object.prototype) return Object.values(v).forEach((x) => assertPlain(x, depth + 1));
+  throw new Error(`not plain data: ${Object.prototype.toString.call(v)}`);
+}
+
+function decodesSafely(raw: Uint8Array | string, codec: "msgpack" | "json", lim = limits): void {
+  const out = onlyGatewayErrors(() => decodeFrame(raw, codec, lim), FRAME_CODES);
+  if (!(out instanceof GatewayError)) assertPlain(out);
+}
+
+test("msgpack: arbitrary bytes decode to plain data or a frame-level GatewayError", () => {
+  fc.assert(
+    fc.property(fc.uint8Array({ maxLength: 256 }), (bytes) => decodesSafely(bytes, "msgpack")),
+    { numRuns: 5000 },
+  );
+});
+
+test("msgpack: damaged encodings of plain values decode to plain data or a frame-level GatewayError", () => {
+  fc.assert(
+    fc.property(plainValue({ bytes: true, dates: true }), damage, fc.integer({ min: 1, max: 40 }), (v, ops, maxDepth) => {
+      decodesSafely(applyDamage(foreignPackr.pack(v), ops), "msgpack", { maxFrameBytes: limits.maxFrameBytes, maxDepth });
+    }),
+    { numRuns: 5000 },
+  );
+});
+
+test("msgpack: nesting far past the limit is NESTING_TOO_DEEP, not a stack overflow", () => {
+  fc.assert(
+    fc.property(fc.integer({ min: 1, max: 200_000 }), fc.constantFrom(0x91, 0x81), (depth, opener) => {
+      // 0x91 = array of one, 0x81 = map of one (its key is the next value, so give it one: 0xa0 = "").
+      const unit = opener === 0x91 ? [0x91] : [0x81, 0xa0];
+      const bytes = new Uint8Array(depth * unit.length + 1);
+      for (let i = 0; i < depth; i++) bytes.set(unit, i * unit.length);
+      bytes[bytes.length - 1] = 0xc0;
+      const out = onlyGatewayErrors(() => decodeFrame(bytes, "msgpack", { maxFrameBytes: 1 << 20, maxDepth: 32 }), FRAME_CODES);
+      if (depth > 32) expect(out).toBeInstanceOf(GatewayError);
+    }),
+    { numRuns: 150 },
+  );
+});
+
+test("JSON: arbitrary text, damaged JSON and arbitrary bytes decode to plain data or a frame-level GatewayError", () => {
+  fc.assert(
+    fc.property(fc.string({ unit: "binary", maxLength: 128 }), (s) => decodesSafely(s, "json")),
+    { numRuns: 3000 },
+  );
+  fc.assert(
+    fc.property(plainValue({ bytes: false, dates: false }), damage, (v, ops) => {
+      const damaged = applyDamage(Buffer.from(JSON.stringify(v)), ops);
+      decodesSafely(damaged, "json");
+      decodesSafely(Buffer.from(damaged).toString("latin1"), "json");
+    }),
+    { numRuns: 3000 },
+  );
+});
+
+test("msgpack: every plain value round-trips, from our encoder and from another encoder's options", () => {
+  fc.assert(
+    fc.property(plainValue({ bytes: true, dates: true }), (v) => {
+      for (const raw of [encodeFrame({ v }, "msgpack") as Uint8Array, foreignPackr.pack({ v })]) {
+        const out = decodeFrame(raw, "msgpack", limits) as { v: unknown };
+        expect(canonical(out.v)).toEqual(canonical(v));
+      }
+    }),
+    { numRuns: 3000 },
+  );
+});
+
+test("JSON: every plain value round-trips", () => {
+  fc.assert(
+    fc.property(plainValue({ bytes: false, dates: false }), (v) => {
+      const out = decodeFrame(encodeFrame({ v }, "json") as string, "json", limits) as { v: unknown };
+      expect(canonical(out.v)).toEqual(canonical(v));
+    }),
+    { numRuns: 3000 },
+  );
+});
+
+test("JSON: a map key __proto__ is an ordinary key", () => {
+  fc.assert(
+    fc.property(mapKey, fc.string(), (k, value) => {
+      const out = decodeFrame(`{"__proto__":${JSON.stringify(value)},${JSON.stringify(k)}:1}`, "json", limits) as Record<string, unknown>;
+      expect(Object.getPrototypeOf(out)).toBe(Object.prototype);
+      expect(Object.hasOwn(out, "__proto__")).toBe(true);
+    }),
+    { numRuns: 200 },
+  );
+});
+
+/** A msgpack timestamp (extension -1) in each of its three sizes, with any field values. */
+const timestampExt = fc.oneof(
+  fc.nat({ max: 0xffffffff }).map((s) => Uint8Array.from([0xd6, 0xff, s >>> 24, (s >>> 16) & 255, (s >>> 8) & 255, s & 255])),
+  fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }).map((v) => {
+    const b = Buffer.alloc(10);
+    b[0] = 0xd7;
+    b[1] = 0xff;
+    b.writeBigUInt64BE(v, 2);
+    return b;
+  }),
+  fc.tuple(fc.nat({ max: 0xffffffff }), fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n })).map(([ns, s]) => {
+    const b = Buffer.alloc(15);
+    b.set([0xc7, 12, 0xff]);
+    b.writeUInt32BE(ns, 3);
+    b.writeBigInt64BE(s, 7);
+    return b;
+  }),
+);
+
+// DEFECT (src/protocol/plain-data.ts): a timestamp whose seconds lie beyond what a Date can hold
+// (±8.64e15 ms) decodes to an Invalid Date, which plain-data lets through as a Date. In an event's
+// data it is then written to the record as msgpackr's private "invalid date" (fixext1 type -1,
+// d4 ff ff), which no other msgpack reader accepts as a timestamp. Found by the damaged-encodings
+// property; shrunk: 91 de 00 01 a0 c7 0c ff 00 00 00 00 00 00 08 01 00 00 00 00 ([{"": ts96 with
+// seconds 0x0000080100000000}]). plain-data should refuse it (BAD_FRAME) as it refuses NaN.
+test.failing("msgpack: a timestamp decodes to a valid Date or BAD_FRAME (fails: out-of-range seconds give an Invalid Date)", () => {
+  fc.assert(
+    fc.property(timestampExt, (bytes) => {
+      const out = onlyGatewayErrors(() => decodeFrame(bytes, "msgpack", limits), FRAME_CODES);
+      if (out instanceof GatewayError) return;
+      expect(out).toBeInstanceOf(Date);
+      expect(Number.isNaN((out as Date).getTime())).toBe(false);
+    }),
+    { numRuns: 2000 },
+  );
+});
+
+/** The smallest msgpack encoding of an integer, as msgpack's spec asks encoders to choose. */
+function packInt(n: number, width: "smallest" | 64): Uint8Array {
+  const b = Buffer.alloc(9);
+  if (width === 64 || n >= 2 ** 32 || n < -(2 ** 31)) {
+    if (n >= 0) (b[0] = 0xcf), b.writeBigUInt64BE(BigInt(n), 1);
+    else (b[0] = 0xd3), b.writeBigInt64BE(BigInt(n), 1);
+    return b;
+  }
+  return foreignPackr.pack(n);
+}
+
+// DEFECT (src/protocol/codec.ts, not ours to fix here): msgpackr is set to int64AsType "bigint", so
+// every uint64/int64 comes back a bigint and plain-data refuses it as "beyond ±2^53". But msgpack
+// encoders write any integer of 2^32 or more (a millisecond timestamp, 1.7e12) as uint64 (Python's
+// msgpack, Go, Java, MessagePack-CSharp all do), and some write every int64 field at full width.
+// So those clients get BAD_FRAME for ordinary integers. Shrunk counterexample: n = 0 at width 64
+// (bytes d3 00 00 00 00 00 00 00 00), and n = 4294967296 (2^32) in its smallest encoding (cf …).
+// The fix belongs in the codec; when it lands, this test starts passing and test.failing says so.
+test.failing("msgpack: every safe integer decodes to itself in any integer width an encoder may choose (fails: 64-bit ints are refused)", () => {
+  fc.assert(
+    fc.property(fc.maxSafeInteger(), fc.constantFrom("smallest" as const, 64 as const), (n, width) => {
+      const out = onlyGatewayErrors(() => decodeFrame(packInt(n, width), "msgpack", limits));
+      expect(out).toBe(n);
+    }),
+    { numRuns: 2000 },
+  );
+});
+
+// DEFECT (src/protocol/codec.ts): msgpackr renames a map key "__proto__" to "__proto_" to protect
+// the prototype, so a msgpack client's data or header named __proto__ is silently changed, while a
+// JSON client's arrives intact. Refusing it (BAD_FRAME) or keeping it would both be honest.
+// Counterexample: {"__proto__": ""} decodes to {"__proto_": ""}.
+test.failing("msgpack: a map key __proto__ comes back as sent (fails: msgpackr renames it __proto_)", () => {
+  fc.assert(
+    fc.property(fc.string({ maxLength: 4 }), (value) => {
+      const raw = foreignPackr.pack(JSON.parse(`{"__proto__":${JSON.stringify(value)}}`));
+      const out = onlyGatewayErrors(() => decodeFrame(raw, "msgpack", limits));
+      if (out instanceof GatewayError) return; // refusing is fine too
+      expect(Object.keys(out as object)).toEqual(["__proto__"]);
+    }),
+    { numRuns: 100 },
+  );
+});
