@@ -16,7 +16,7 @@ afterAll(async () => {
 
 const COUNT = 20_000;
 const pad = "x".repeat(1000);
-const eventsOf = (f: Frame): Array<{ partition: number; offset: number; event: any }> => (f.t === 24 ? [f as any] : f.t === 25 ? f.events : []);
+const eventsOf = (f: Record<string, any>): Array<{ partition: number; offset: number; event: any }> => (f.t === 24 ? [f as any] : f.t === 25 ? f.events : []);
 
 async function publishHistory(url: string, topic: string): Promise<void> {
   const pub = await GatewayClient.connect(url);
