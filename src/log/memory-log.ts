@@ -49,8 +49,13 @@ export class MemoryLog implements EventLog {
       const rec = records[i]!;
       const parts = this.partitionsOf(rec.topic);
       const p = rec.key ? partitionForKey(rec.key, parts.length) : this.roundRobin++ % parts.length;
-      results.partitions[i] = p;
-      results.offsets[i] = parts[p]!.append(rec);
+      try {
+        results.offsets[i] = parts[p]!.append(rec);
+        results.partitions[i] = p;
+      } catch (e) {
+        // One record that cannot be stored fails alone; the partition never holds half of it.
+        setError(results, i, e instanceof GatewayError ? e : new GatewayError("INTERNAL", "the record could not be stored"));
+      }
     }
     this.appended += records.length;
     for (const reader of this.readers) reader.notify();

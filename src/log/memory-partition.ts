@@ -1,4 +1,5 @@
 import type { ConsumedRecord, LogRecord } from "./event-log";
+import { GatewayError } from "../protocol/errors";
 import { copyBytes, writeUtf8 } from "./utf8";
 
 const CHUNK_BYTES = 1 << 20;
@@ -43,8 +44,9 @@ export class MemoryPartition {
     return this.start;
   }
 
-  /** Appends a record; returns its offset. */
+  /** Appends a record; returns its offset. Throws, before writing anything, for one the layout cannot hold. */
   append(rec: LogRecord): number {
+    checkFits(rec);
     const chunk = this.room(upperBound(rec));
     const b = chunk.buf;
     let p = chunk.used;
@@ -116,6 +118,16 @@ export class MemoryPartition {
     const chunk: Chunk = { buf: Buffer.allocUnsafeSlow(Math.max(CHUNK_BYTES, need)), used: 0, last: -1 };
     this.chunks.push(chunk);
     return chunk;
+  }
+}
+
+const U16_MAX = 0xffff;
+
+/** The layout's u16 fields (header count, header name length) must hold the record's values. */
+function checkFits(rec: LogRecord): void {
+  if (rec.headers.length > U16_MAX) throw new GatewayError("INVALID_EVENT", `${rec.headers.length} headers; a record holds at most ${U16_MAX}`);
+  for (const [name] of rec.headers) {
+    if (name.length * 3 > U16_MAX && Buffer.byteLength(name) > U16_MAX) throw new GatewayError("INVALID_EVENT", `a header name of ${Buffer.byteLength(name)} bytes; at most ${U16_MAX}`);
   }
 }
 

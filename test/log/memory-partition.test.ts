@@ -42,3 +42,13 @@ test("retention drops the oldest records and the chunks that held only them", ()
   // 100 retained records of 50 KB need 5–6 chunks; without release there would be 50.
   expect((part as unknown as { chunks: unknown[] }).chunks.length).toBeLessThanOrEqual(7);
 });
+
+test("a record the layout cannot hold is refused before anything is written: no offset taken, neighbours intact", () => {
+  const part = new MemoryPartition("t", 0, 8);
+  const ok = (v: string) => ({ topic: "t", key: v, value: Buffer.from(v), headers: [["h", v]] as Array<[string, string]>, timestamp: 1 });
+  expect(part.append(ok("a"))).toBe(0);
+  const tooMany = { ...ok("x"), headers: Array.from({ length: 65_536 }, (_, i) => [`h${i}`, ""] as [string, string]) };
+  expect(() => part.append(tooMany)).toThrow(/at most 65535/);
+  expect(part.append(ok("b"))).toBe(1);
+  expect(part.read(0, 10).map((r) => Buffer.from(r.value!).toString())).toEqual(["a", "b"]);
+});
