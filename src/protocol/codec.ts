@@ -22,7 +22,9 @@ const unpackr = new Unpackr({
   moreTypes: false,
   ...INT64_AUTO,
 });
-const packr = new Packr({ useRecords: false, structuredClone: false, moreTypes: false });
+// JSON text can hold integers past 64 bits, which msgpack cannot: those go out as their digits in a
+// string rather than throwing in the middle of a delivery.
+const packr = new Packr({ useRecords: false, structuredClone: false, moreTypes: false, largeBigIntToString: true });
 
 export const msgpackNativeAcceleration: boolean = isNativeAccelerationEnabled;
 

@@ -29,6 +29,10 @@ describe("JSON integers stay exact", () => {
 });
 
 describe("msgpack integers stay integers", () => {
+  test("an integer past 64 bits (possible in JSON) goes to msgpack as its digits in a string, never rounded", () => {
+    const v = decodeFrame('{"n":123456789012345678901234567890}', "json", limits);
+    expect(exact.unpack(encodeFrame({ t: 24, event: { data: v } }, "msgpack") as Uint8Array)).toEqual({ t: 24, event: { data: { n: "123456789012345678901234567890" } } });
+  });
   test("an integer past 32 bits is written as int64/uint64, never as a float", () => {
     for (const n of [2 ** 32, -(2 ** 31) - 1, 1_764_400_000_123, 2 ** 53, -(2 ** 53), 2n ** 64n - 1n, -(2n ** 63n)]) {
       const back = exact.unpack(encodeValue({ n }, "msgpack")) as { n: unknown };
