@@ -14,6 +14,15 @@ import { msgpackNativeAcceleration } from "./protocol/codec";
 import { SubscriptionManager } from "./subscribe/manager";
 import { type ConnectionData, SERVER_NAME, createWebSocketHandler } from "./ws/connection";
 
+/**
+ * The largest HTTP body read at all. Bodies between MAX_FRAME_BYTES and this are read and discarded
+ * so the client gets its 413 FRAME_TOO_LARGE (http/events.ts); past it, Bun answers 413 itself and
+ * closes, mid-upload.
+ */
+export function httpBodyDrainLimit(maxFrameBytes: number): number {
+  return Math.max(maxFrameBytes * 4, 64 * 1024 * 1024);
+}
+
 export interface Gateway {
   server: Server<ConnectionData>;
   port: number;
@@ -86,23 +95,28 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   const health = createHealthRoutes({ log, metrics, version: SERVER_NAME, connections: () => ws.connections, inflight: () => publisher.eventsInflight, subscriptions: () => subscriptions.stats() });
 
   let draining = false;
-  const methodNotAllowed = () => error("NOT_FOUND", "method not allowed on this path");
+  // Each route by method; a known path asked with another method gets 405 with Allow (in fetch,
+  // where Bun sends what no method here matches).
+  const routes = {
+    "/api/v1/events": { POST: (req: Request) => events.publishOne(req) },
+    "/api/v1/events/batch": { POST: (req: Request) => events.publishBatch(req) },
+    "/api/v1/events/validate": { POST: (req: Request) => events.validate(req) },
+    "/health/live": { GET: health.live },
+    "/health/ready": { GET: () => (draining ? error("SHUTTING_DOWN", "draining") : health.ready()) },
+    "/health": { GET: health.detail },
+    "/metrics": { GET: config.METRICS_ENABLED ? health.metrics : () => error("NOT_FOUND", "metrics are disabled") },
+  };
+  const allowed = new Map<string, string>(Object.entries(routes).map(([path, methods]) => [path, Object.keys(methods).join(", ")]));
   const server = Bun.serve<ConnectionData>({
     hostname: config.HOST,
     port: config.PORT,
     reusePort: false,
-    maxRequestBodySize: config.MAX_FRAME_BYTES * 4,
-    routes: {
-      "/api/v1/events": { POST: (req: Request) => events.publishOne(req), GET: methodNotAllowed },
-      "/api/v1/events/batch": { POST: (req: Request) => events.publishBatch(req), GET: methodNotAllowed },
-      "/api/v1/events/validate": { POST: (req: Request) => events.validate(req), GET: methodNotAllowed },
-      "/health/live": health.live,
-      "/health/ready": () => (draining ? error("SHUTTING_DOWN", "draining") : health.ready()),
-      "/health": health.detail,
-      "/metrics": config.METRICS_ENABLED ? health.metrics : () => error("NOT_FOUND", "metrics are disabled"),
-    },
+    maxRequestBodySize: httpBodyDrainLimit(config.MAX_FRAME_BYTES),
+    routes,
     fetch(req, srv) {
       const url = new URL(req.url);
+      const allow = allowed.get(url.pathname);
+      if (allow) return error("METHOD_NOT_ALLOWED", `${req.method} is not allowed on ${url.pathname}; use ${allow}`, { allow });
       if (url.pathname === "/ws" || url.pathname === "/api/v1/ws") {
         if (draining) return error("SHUTTING_DOWN", "the gateway is shutting down");
         const ok = srv.upgrade(req, {

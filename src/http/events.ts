@@ -16,14 +16,31 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
   const limits = { maxFrameBytes: config.MAX_FRAME_BYTES, maxDepth: config.MAX_DEPTH };
 
   async function readBody(req: Request): Promise<unknown> {
+    const body = await bodyBytes(req);
     const type = req.headers.get("content-type") ?? "";
     if (!/^application\/(.+\+)?json\b/i.test(type)) {
       throw new GatewayError("UNSUPPORTED_MEDIA_TYPE", `send Content-Type: application/json (got ${type || "none"})`);
     }
-    const declared = Number(req.headers.get("content-length") ?? 0);
-    if (declared > config.MAX_FRAME_BYTES) throw new GatewayError("FRAME_TOO_LARGE", `body of ${declared} bytes exceeds the ${config.MAX_FRAME_BYTES}-byte limit`);
-    const body = new Uint8Array(await req.arrayBuffer());
     return decodeFrame(body, "json", limits);
+  }
+
+  /**
+   * The body, read to its end even when it is too large: answering 413 while the client is still
+   * sending makes it see a broken pipe instead of the answer. Past MAX_FRAME_BYTES the rest is
+   * discarded as it arrives, so memory stays bounded; Bun cuts off at HTTP_BODY_DRAIN_LIMIT.
+   */
+  async function bodyBytes(req: Request): Promise<Uint8Array> {
+    const length = req.headers.get("content-length");
+    if (!req.body || (length !== null && Number(length) <= config.MAX_FRAME_BYTES)) return new Uint8Array(await req.arrayBuffer());
+    // Too large, or chunked (no length said): kept only while it may still fit.
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    for await (const chunk of req.body) {
+      size += chunk.byteLength;
+      if (size <= config.MAX_FRAME_BYTES) chunks.push(chunk);
+    }
+    if (size > config.MAX_FRAME_BYTES) throw new GatewayError("FRAME_TOO_LARGE", `body of ${size} bytes exceeds the ${config.MAX_FRAME_BYTES}-byte limit`);
+    return Buffer.concat(chunks);
   }
 
   function rejected(e: unknown): Response {
@@ -78,7 +95,7 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
         // 202 all published; 207 some; all failed: the first error's status (400 invalid, 503 retry…).
         const firstError = o.errors?.find(Boolean);
         const status = o.failed === 0 ? 202 : o.failed < o.ids.length ? 207 : ErrorCodes[firstError!.code].http;
-        return json({ topic, published: o.ids.length - o.failed, failed: o.failed, results: results(o) }, status, o.failed === o.ids.length ? retryAfter(firstError!) : undefined);
+        return json({ topic, published: o.ids.length - o.failed, failed: o.failed, results: results(o) }, status, firstError && o.failed === o.ids.length ? retryAfter(firstError) : undefined);
       } catch (e) {
         return rejected(e);
       }

@@ -15,6 +15,7 @@ export function errorResponse(err: WireError): Response {
   return json({ error: err }, ErrorCodes[err.code].http, retryAfter(err));
 }
 
-export function error(code: ErrorCode, message: string): Response {
-  return errorResponse(toWireError(code, message));
+export function error(code: ErrorCode, message: string, headers?: Record<string, string>): Response {
+  const err = toWireError(code, message);
+  return json({ error: err }, ErrorCodes[code].http, { ...retryAfter(err), ...headers });
 }

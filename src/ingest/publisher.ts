@@ -78,6 +78,9 @@ export class Publisher {
     for (let i = 0; i < events.length; i++) {
       const parsed = parseEnvelope(events[i], events.length > 1 ? i : null);
       if (!parsed.ok) {
+        // An invalid event still names itself when its id is readable, so the client can match it.
+        const id = readableId(events[i]);
+        if (id !== undefined) p.ids[i] = id;
         this.reject(p, i, new GatewayError("INVALID_EVENT", parsed.message), transport);
         continue;
       }
@@ -130,6 +133,11 @@ export class Publisher {
     (p.errors ??= new Array(p.total))[i] = toWireError(e.code, e.message);
     this.metrics.eventsFailed.inc({ transport, code: e.code });
   }
+}
+
+function readableId(event: unknown): string | undefined {
+  const id = typeof event === "object" && event !== null ? (event as { id?: unknown }).id : undefined;
+  return typeof id === "string" && id.length >= 1 && id.length <= 256 ? id : undefined;
 }
 
 export function wireError(e: unknown): WireError {

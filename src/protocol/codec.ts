@@ -1,5 +1,7 @@
 import { Packr, Unpackr, isNativeAccelerationEnabled } from "msgpackr";
 import { GatewayError, isGatewayError } from "./errors";
+import { INT64_AUTO, withIntegersAsInt64 } from "./integers";
+import { parseJsonExact } from "./json-exact";
 import { assertPlainData } from "./plain-data";
 
 /** A WebSocket binary frame speaks msgpack; a text frame speaks the same protocol in JSON. */
@@ -10,16 +12,19 @@ export interface DecodeLimits {
   maxDepth: number;
 }
 
-// Records and structured clone let a peer define shapes or cycles that we would then trust;
-// bigint keeps 64-bit integers exact so plain-data can reject them instead of rounding silently.
+// Records and structured clone let a peer define shapes or cycles that we would then trust.
+// "auto": int64/uint64 values come back as numbers when a double holds them exactly (so epoch ms
+// or a cid from a client that always writes 64-bit integers just work), as BigInt beyond ±2^53.
 const unpackr = new Unpackr({
   useRecords: false,
   structuredClone: false,
   mapsAsObjects: true,
   moreTypes: false,
-  int64AsType: "bigint",
+  ...INT64_AUTO,
 });
-const packr = new Packr({ useRecords: false, structuredClone: false, moreTypes: false });
+// JSON text can hold integers past 64 bits, which msgpack cannot: those go out as their digits in a
+// string rather than throwing in the middle of a delivery.
+const packr = new Packr({ useRecords: false, structuredClone: false, moreTypes: false, largeBigIntToString: true });
 
 export const msgpackNativeAcceleration: boolean = isNativeAccelerationEnabled;
 
@@ -31,11 +36,13 @@ export function decodeFrame(raw: Uint8Array | string, codec: CodecName, limits: 
     throw new GatewayError("FRAME_TOO_LARGE", `frame of ${size} bytes exceeds the ${limits.maxFrameBytes}-byte limit`);
   }
   let value: unknown;
+  let text = "";
   try {
     if (codec === "msgpack") {
       value = unpackr.unpack(raw as Uint8Array);
     } else {
-      value = JSON.parse(typeof raw === "string" ? raw : textDecoder.decode(raw));
+      text = typeof raw === "string" ? raw : textDecoder.decode(raw);
+      value = JSON.parse(text);
     }
   } catch (e) {
     // Decoders recurse, so hostile nesting surfaces as a stack overflow; it is recoverable (checked
@@ -43,14 +50,24 @@ export function decodeFrame(raw: Uint8Array | string, codec: CodecName, limits: 
     if (e instanceof RangeError) throw new GatewayError("NESTING_TOO_DEEP", `nesting deeper than ${limits.maxDepth} levels`);
     throw new GatewayError("BAD_FRAME", `not valid ${codec === "msgpack" ? "msgpack" : "JSON"}: ${(e as Error).message}`);
   }
+  let beyondDouble: boolean;
   try {
-    assertPlainData(value, limits.maxDepth);
+    beyondDouble = assertPlainData(value, limits.maxDepth);
   } catch (e) {
     if (isGatewayError(e)) throw e;
     throw new GatewayError("NESTING_TOO_DEEP", `nesting deeper than ${limits.maxDepth} levels`);
   }
-  return value;
+  // JSON.parse rounds integers past 2^53; the rare text that has one is parsed again, exactly.
+  return beyondDouble && codec === "json" ? parseJsonExact(text) : value;
 }
+
+/** A Kafka record's JSON payload, integers kept exact as for frames. */
+export function parseJsonValue(text: string): unknown {
+  const value: unknown = JSON.parse(text); // also the validation parseJsonExact relies on
+  // 16 digits in a row is the shortest text that can hold an integer a double cannot.
+  return LONG_DIGITS.test(text) ? parseJsonExact(text) : value;
+}
+const LONG_DIGITS = /[0-9]{16}/;
 
 export function encodeFrame(frame: object, codec: CodecName): Uint8Array | string {
   return codec === "msgpack" ? packr.pack(frame) : JSON.stringify(frame, jsonReplacer);
@@ -58,7 +75,7 @@ export function encodeFrame(frame: object, codec: CodecName): Uint8Array | strin
 
 /** Encodes a structured event payload as the Kafka record value. */
 export function encodeValue(data: unknown, codec: CodecName): Uint8Array {
-  return codec === "msgpack" ? packr.pack(data) : Buffer.from(JSON.stringify(data, jsonReplacer));
+  return codec === "msgpack" ? packr.pack(withIntegersAsInt64(data)) : Buffer.from(JSON.stringify(data, jsonReplacer));
 }
 
 export const mediaTypes: Record<CodecName, string> = {
@@ -66,8 +83,12 @@ export const mediaTypes: Record<CodecName, string> = {
   json: "application/json",
 };
 
+const rawJSON = (JSON as unknown as { rawJSON(text: string): unknown }).rawJSON;
+
 // Buffer.toJSON runs before a replacer sees the value, so look at the holder's raw property.
+// BigInt (integers beyond ±2^53) is written as its digits, which JSON allows and JSON.stringify refuses.
 function jsonReplacer(this: Record<string, unknown>, key: string, value: unknown): unknown {
+  if (typeof value === "bigint") return rawJSON(value.toString());
   const raw = this[key];
   if (raw instanceof Uint8Array) return Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString("base64");
   return value;

@@ -1,4 +1,5 @@
 import { z } from "zod";
+import type { ErrorCode } from "./codes";
 
 /** Protocol version spoken by this gateway. A hello with another version is refused. */
 export const PROTOCOL_VERSION = 1;
@@ -112,6 +113,14 @@ export type SubscribeFrame = z.infer<typeof SubscribeSchema>;
 export type HelloFrame = z.infer<typeof HelloSchema>;
 export type PublishFrame = z.infer<typeof PublishSchema>;
 export type PublishBatchFrame = z.infer<typeof PublishBatchSchema>;
+
+/**
+ * The code for a frame the schema refused: INVALID_TOPIC when a topic name is a string that is not
+ * a legal one (as over HTTP), INVALID_FRAME for every other problem with the frame's own fields.
+ */
+export function frameErrorCode(error: z.ZodError): ErrorCode {
+  return error.issues.some((i) => i.code === "invalid_format" && (i.path[0] === "topic" || i.path[0] === "topics")) ? "INVALID_TOPIC" : "INVALID_FRAME";
+}
 
 /** Turns a zod failure into one readable line: the path and the problem. */
 export function describeIssues(error: z.ZodError, prefix = ""): string {

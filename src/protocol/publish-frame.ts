@@ -1,6 +1,7 @@
-import { FrameType, type PublishBatchFrame, PublishBatchSchema, type PublishFrame, PublishSchema, TOPIC_NAME, describeIssues } from "./frames";
+import type { ErrorCode } from "./codes";
+import { FrameType, type PublishBatchFrame, PublishBatchSchema, type PublishFrame, PublishSchema, TOPIC_NAME, describeIssues, frameErrorCode } from "./frames";
 
-export type PublishFrameResult = { ok: true; frame: PublishFrame | PublishBatchFrame } | { ok: false; message: string };
+export type PublishFrameResult = { ok: true; frame: PublishFrame | PublishBatchFrame } | { ok: false; code: ErrorCode; message: string };
 
 /**
  * Checks a publish or publish_batch frame. As with envelopes (./envelope.ts), the schema is the
@@ -20,5 +21,5 @@ export function parsePublishFrame(frame: { t: number; cid?: unknown; topic?: unk
     return { ok: true, frame: frame as PublishFrame | PublishBatchFrame };
   }
   const parsed = frame.t === FrameType.PUBLISH_BATCH ? PublishBatchSchema.safeParse(frame) : PublishSchema.safeParse(frame);
-  return parsed.success ? { ok: true, frame: parsed.data } : { ok: false, message: describeIssues(parsed.error) };
+  return parsed.success ? { ok: true, frame: parsed.data } : { ok: false, code: frameErrorCode(parsed.error), message: describeIssues(parsed.error) };
 }

@@ -1,17 +1,18 @@
 import { Unpackr } from "msgpackr";
 import type { ConsumedRecord } from "../log/event-log";
-import type { CodecName } from "../protocol/codec";
+import { type CodecName, parseJsonValue } from "../protocol/codec";
+import { INT64_AUTO, withIntegersAsInt64 } from "../protocol/integers";
 import type { FilterableEvent } from "./filter";
 
-// Payloads in Kafka come from anyone; decode them with the same guarded options as client frames.
-const unpackr = new Unpackr({ useRecords: false, structuredClone: false, mapsAsObjects: true, moreTypes: false, int64AsType: "string" });
+// Payloads in Kafka come from anyone; decode them with the same guarded options as client frames,
+// integers exact: numbers where a double holds them, BigInt beyond (filters compare both).
+const unpackr = new Unpackr({ useRecords: false, structuredClone: false, mapsAsObjects: true, moreTypes: false, ...INT64_AUTO });
 const utf8 = new TextDecoder();
 const CE_FIELDS: Record<string, keyof FilterableEvent> = {
   ce_id: "id",
   ce_source: "source",
   ce_type: "type",
   ce_subject: "subject",
-  ce_time: "time",
   "content-type": "datacontenttype",
 };
 
@@ -25,10 +26,10 @@ export class DecodedRecord implements FilterableEvent {
   id?: string;
   source?: string;
   subject?: string;
-  time?: string;
   datacontenttype?: string;
   key: string | null;
   headers: Record<string, string> = {};
+  private ceTime: string | undefined;
   private decoded = false;
   private decodedData: unknown;
   private wire: Record<string, unknown> | undefined;
@@ -39,8 +40,17 @@ export class DecodedRecord implements FilterableEvent {
     for (const [name, value] of record.headers) {
       const field = CE_FIELDS[name];
       if (field) (this as Record<string, unknown>)[field] = utf8.decode(value);
+      else if (name === "ce_time") this.ceTime = utf8.decode(value);
       else if (name !== "ce_specversion") this.headers[name] = utf8.decode(value);
     }
+  }
+
+  /**
+   * ce_time, else the record timestamp (RFC 3339, UTC, milliseconds): the same value for filters
+   * and in the delivered envelope, made only when read.
+   */
+  get time(): string {
+    return (this.ceTime ??= new Date(this.record.timestamp).toISOString());
   }
 
   /** The payload as a value: parsed msgpack or JSON by content type, else the bytes. */
@@ -50,7 +60,7 @@ export class DecodedRecord implements FilterableEvent {
       const v = this.record.value;
       if (v === null) this.decodedData = undefined;
       else if (this.datacontenttype === "application/msgpack") this.decodedData = tryDecode(() => unpackr.unpack(v), v);
-      else if (this.datacontenttype === "application/json") this.decodedData = tryDecode(() => JSON.parse(utf8.decode(v)), v);
+      else if (this.datacontenttype === "application/json") this.decodedData = tryDecode(() => parseJsonValue(utf8.decode(v)), v);
       else this.decodedData = v;
     }
     return this.decodedData;
@@ -67,7 +77,7 @@ export class DecodedRecord implements FilterableEvent {
     if (this.id !== undefined) e.id = this.id;
     if (this.source !== undefined) e.source = this.source;
     if (this.subject !== undefined) e.subject = this.subject;
-    e.time = this.time ?? new Date(this.record.timestamp).toISOString();
+    e.time = this.time;
     if (this.datacontenttype !== undefined) e.datacontenttype = this.datacontenttype;
     if (this.key !== null) e.key = this.key;
     if (Object.keys(this.headers).length > 0) e.headers = this.headers;
@@ -75,7 +85,7 @@ export class DecodedRecord implements FilterableEvent {
     if (data instanceof Uint8Array) {
       if (json) e.data_base64 = Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("base64");
       else e.data = data;
-    } else if (data !== undefined) e.data = data;
+    } else if (data !== undefined) e.data = json ? data : withIntegersAsInt64(data);
     return e;
   }
 }

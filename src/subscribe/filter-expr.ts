@@ -12,7 +12,10 @@ import { COMPARE, type Tok, at, fail, show, tokenize } from "./filter-tokens";
  *   literal := number | 'str' | "str" | true | false | null
  *
  * Semantics: `==` holds only between equal primitives (no coercion: 5 == "5" is false), `!=` is its
- * negation, `<` `<=` `>` `>=` hold only when both sides are numbers or both strings. A missing path
+ * negation, `<` `<=` `>` `>=` hold only when both sides are numbers or both strings. Numbers compare
+ * by value whatever their width: integers beyond ±2^53 (BigInt in data, integer literals of any
+ * length) are exact, and equal a double only when it is the same number. A keyless event has no
+ * `key` (missing, not null). A missing path
  * is undefined, and every comparison with undefined is false, `!=` included: `data.x != 1` is false
  * when there is no data.x (write `not data.x == 1` to include events without it). Objects and arrays
  * equal nothing, so they are `!=` to everything present. `exists(p)` is true when p is present
@@ -30,7 +33,7 @@ export interface CompiledExpr {
   needsData: boolean;
 }
 
-type Prim = string | number | boolean | null;
+type Prim = string | number | bigint | boolean | null;
 type Path = { k: "path"; root: string; steps: (string | number)[] };
 type Operand = Path | { k: "lit"; v: Prim };
 type Node =
@@ -165,7 +168,7 @@ class Parser {
     if (t.k === "num" || t.k === "str") {
       if (counted) this.count();
       this.next();
-      return { k: "lit", v: t.k === "num" ? t.n : t.v };
+      return { k: "lit", v: t.k === "num" ? (t.b === undefined ? t.n : exactNumber(t.b)) : t.v };
     }
     if (t.k === "word") {
       if (t.v === "true" || t.v === "false" || t.v === "null") {
@@ -244,8 +247,19 @@ function compile(n: Node): Test {
   }
 }
 
-const isPrim = (v: unknown) => v === null || typeof v === "string" || typeof v === "number" || typeof v === "boolean";
-const ordered = (a: unknown, b: unknown) => (typeof a === "number" && typeof b === "number") || (typeof a === "string" && typeof b === "string");
+/**
+ * One representation per integer value: a BigInt a double holds exactly becomes that double, so
+ * `===` and Set lookups (in) compare values, and a BigInt is left only where no double is equal.
+ */
+function exactNumber(b: bigint): number | bigint {
+  const n = Number(b);
+  return BigInt(n) === b ? n : b;
+}
+
+const isPrim = (v: unknown) => v === null || typeof v === "string" || typeof v === "number" || typeof v === "boolean" || typeof v === "bigint";
+const isNum = (v: unknown) => typeof v === "number" || typeof v === "bigint";
+// Relational operators compare a number and a BigInt by exact value.
+const ordered = (a: unknown, b: unknown) => (isNum(a) && isNum(b)) || (typeof a === "string" && typeof b === "string");
 // Only called with both sides present (not undefined).
 const COMPARATORS: Record<string, (a: unknown, b: unknown) => boolean> = {
   "==": (a, b) => a === b && isPrim(a),
@@ -265,8 +279,10 @@ function getter(o: Operand): Get {
   return (ev) => {
     // root is one of ROOTS, so this never reaches anything but the event's own fields.
     let v: unknown = (ev as unknown as Record<string, unknown>)[root];
+    // FilterableEvent spells "no key" null; in expressions it is missing, like any absent field.
+    if (v === null && root === "key") return undefined;
     for (let i = 0; i < steps.length && v !== undefined; i++) v = step(v, steps[i]!);
-    return v;
+    return typeof v === "bigint" ? exactNumber(v) : v;
   };
 }
 
@@ -296,13 +312,15 @@ function print(n: Node): string {
     case "exists":
       return `exists(${printOperand(n.p)})`;
     case "in":
-      return `${printOperand(n.x)} in [${[...new Set(n.values.map((v) => JSON.stringify(v)))].sort().join(",")}]`;
+      return `${printOperand(n.x)} in [${[...new Set(n.values.map(printLiteral))].sort().join(",")}]`;
     case "cmp":
       return `${printOperand(n.l)} ${n.op} ${printOperand(n.r)}`;
   }
 }
 
+const printLiteral = (v: Prim) => (typeof v === "bigint" ? v.toString() : JSON.stringify(v));
+
 function printOperand(o: Operand): string {
-  if (o.k === "lit") return JSON.stringify(o.v);
+  if (o.k === "lit") return printLiteral(o.v);
   return o.root + o.steps.map((s) => (typeof s === "number" ? `[${s}]` : `.${s}`)).join("");
 }

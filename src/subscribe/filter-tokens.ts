@@ -4,7 +4,7 @@ import { GatewayError } from "../protocol/errors";
  * The tokenizer of the `where` language (filter-expr.ts has the grammar). Positions in messages
  * are 1-based character offsets, as editors count columns.
  */
-export type Tok = { k: "word" | "num" | "str" | "op" | "end"; v: string; n: number; pos: number };
+export type Tok = { k: "word" | "num" | "str" | "op" | "end"; v: string; n: number; pos: number; b?: bigint };
 
 export const COMPARE: ReadonlySet<string> = new Set(["==", "!=", "<", "<=", ">", ">="]);
 
@@ -17,6 +17,9 @@ export const show = (t: Tok) => (t.k === "end" ? "nothing" : t.k === "str" ? `th
 
 const WORD = /[A-Za-z_][A-Za-z0-9_]*/y;
 const NUMBER = /-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/y;
+const INTEGER = /^-?[0-9]+$/;
+/** The largest integer literal: uint64's maximum has 20 digits, so 40 leaves room without cost. */
+const MAX_INT_DIGITS = 40;
 const ESCAPES: Record<string, string> = { "\\": "\\", "'": "'", '"': '"', n: "\n", t: "\t", r: "\r" };
 // Mistakes people bring from other languages, answered with what to write instead.
 const HINTS: Record<string, string> = { "=": 'use "==" to compare', "!": 'use "not" (or "!=")', "&": 'use "and"', "|": 'use "or"' };
@@ -42,6 +45,11 @@ export function tokenize(src: string): Tok[] {
       const n = Number(num);
       if (!Number.isFinite(n)) fail(`number out of range ${at(start)}`);
       push("num", num, start, n);
+      // An integer a double cannot hold stays exact, to compare with 64-bit integers in data.
+      if (!Number.isSafeInteger(n) && INTEGER.test(num)) {
+        if (num.length > MAX_INT_DIGITS) fail(`integer longer than ${MAX_INT_DIGITS} digits ${at(start)}`);
+        out[out.length - 1]!.b = BigInt(num);
+      }
       i += num.length;
     } else if (c === "'" || c === '"') {
       let s = "";

@@ -4,6 +4,7 @@ import { type PublishOutcome, type Publisher, wireError } from "../ingest/publis
 import type { Logger } from "../logger";
 import type { Metrics } from "../metrics/metrics";
 import { type CodecName, decodeFrame, encodeFrame } from "../protocol/codec";
+import { scanCid } from "../protocol/cid-scan";
 import { parsePublishFrame } from "../protocol/publish-frame";
 import { CloseCodes } from "../protocol/codes";
 import { GatewayError, toWireError } from "../protocol/errors";
@@ -15,6 +16,7 @@ import {
   SubscribeSchema,
   UnsubscribeSchema,
   describeIssues,
+  frameErrorCode,
 } from "../protocol/frames";
 import type { SubscriberConnection, SubscriptionManager } from "../subscribe/manager";
 import { Outbound } from "./outbound";
@@ -77,8 +79,10 @@ export function createWebSocketHandler(deps: {
   function sendOutcome(ws: ServerWebSocket<ConnectionData>, codec: CodecName, cid: number, batch: boolean, o: PublishOutcome): void {
     if (!batch) {
       const err = o.errors?.[0];
-      if (err) send(ws, { t: FrameType.NACK, cid, id: o.ids[0], ...err }, codec);
-      else send(ws, { t: FrameType.ACK, cid, id: o.ids[0], topic: o.topic, partition: o.partitions[0], offset: o.offsets[0] }, codec);
+      // No `id` key at all when none was read: msgpack would carry undefined as an ext type.
+      const id = o.ids[0];
+      if (err) send(ws, id === undefined ? { t: FrameType.NACK, cid, ...err } : { t: FrameType.NACK, cid, id, ...err }, codec);
+      else send(ws, { t: FrameType.ACK, cid, id, topic: o.topic, partition: o.partitions[0], offset: o.offsets[0] }, codec);
       return;
     }
     const ids = Array.from({ length: o.ids.length }, (_, i) => o.ids[i] ?? null);
@@ -100,7 +104,7 @@ export function createWebSocketHandler(deps: {
   async function onPublish(ws: ServerWebSocket<ConnectionData>, codec: CodecName, frame: { t: number; cid?: unknown }): Promise<void> {
     const batch = frame.t === FrameType.PUBLISH_BATCH;
     const parsed = parsePublishFrame(frame);
-    if (!parsed.ok) return sendError(ws, codec, new GatewayError("INVALID_FRAME", parsed.message), correlationId(frame));
+    if (!parsed.ok) return sendError(ws, codec, new GatewayError(parsed.code, parsed.message), correlationId(frame));
     const req = parsed.frame;
     if (!ws.data.helloed) return sendError(ws, codec, new GatewayError("HANDSHAKE_REQUIRED", `send {t:${FrameType.HELLO}, v:${PROTOCOL_VERSION}} first`), req.cid);
     const events = "events" in req ? req.events : [req.event];
@@ -108,6 +112,10 @@ export function createWebSocketHandler(deps: {
     let reserved = 0;
     try {
       const topic = publisher.topicFor(req.topic);
+      // A request bigger than the whole window could never be taken: retrying it is pointless.
+      if (events.length > config.PUBLISH_WINDOW) {
+        throw new GatewayError("BATCH_TOO_LARGE", `${events.length} events in one request; the window is ${config.PUBLISH_WINDOW}, so no request can hold more`);
+      }
       if (ws.data.inflight + events.length > config.PUBLISH_WINDOW) {
         throw new GatewayError("WINDOW_EXCEEDED", `${ws.data.inflight} events unacknowledged; the window is ${config.PUBLISH_WINDOW}. Wait for acks before sending more`);
       }
@@ -128,7 +136,7 @@ export function createWebSocketHandler(deps: {
     const subscribe = frame.t === FrameType.SUBSCRIBE;
     const parsed = subscribe ? SubscribeSchema.safeParse(frame) : UnsubscribeSchema.safeParse(frame);
     const cid = correlationId(frame);
-    if (!parsed.success) return sendError(ws, codec, new GatewayError("INVALID_FRAME", describeIssues(parsed.error)), cid);
+    if (!parsed.success) return sendError(ws, codec, new GatewayError(frameErrorCode(parsed.error), describeIssues(parsed.error)), cid);
     if (!ws.data.helloed) return sendError(ws, codec, new GatewayError("HANDSHAKE_REQUIRED", `send {t:${FrameType.HELLO}, v:${PROTOCOL_VERSION}} first`), cid);
     const conn = ws.data.subscriber!;
     try {
@@ -137,6 +145,35 @@ export function createWebSocketHandler(deps: {
     } catch (e) {
       sendError(ws, codec, e, cid);
     }
+  }
+
+  /**
+   * hello answers welcome, every time: a second hello (a client that re-handshakes after a
+   * reconnect-less reset) gets the same session and limits again. A cid, if sent, is echoed.
+   */
+  function onHello(ws: ServerWebSocket<ConnectionData>, codec: CodecName, f: { cid?: unknown }): void {
+    const cid = correlationId(f);
+    const hello = HelloSchema.safeParse(f);
+    if (!hello.success) return sendError(ws, codec, new GatewayError("INVALID_FRAME", describeIssues(hello.error)), cid);
+    if (hello.data.v !== PROTOCOL_VERSION) {
+      const err = toWireError("UNSUPPORTED_VERSION", `protocol version ${hello.data.v} is not supported; this gateway speaks ${PROTOCOL_VERSION}`);
+      // A nack when the hello named itself with a cid, as every request with one is answered.
+      send(ws, cid === undefined ? { t: FrameType.ERROR, ...err, supported: [PROTOCOL_VERSION] } : { t: FrameType.NACK, cid, ...err, supported: [PROTOCOL_VERSION] }, codec);
+      metrics.framesRejected.inc({ transport: "ws", code: "UNSUPPORTED_VERSION" });
+      ws.data.outbound!.flush(true); // the error frame must go out before the close frame
+      return ws.close(CloseCodes.UNSUPPORTED_VERSION, "unsupported protocol version");
+    }
+    ws.data.helloed = true;
+    const welcome: Record<string, unknown> = {
+      t: FrameType.WELCOME,
+      v: PROTOCOL_VERSION,
+      session: ws.data.session,
+      server: SERVER_NAME,
+      log: deps.logKind,
+      limits: { maxFrameBytes: config.MAX_FRAME_BYTES, maxBatchEvents: config.MAX_BATCH_EVENTS, maxDepth: config.MAX_DEPTH, window: config.PUBLISH_WINDOW },
+    };
+    if (cid !== undefined) welcome.cid = cid;
+    send(ws, welcome, codec);
   }
 
   const handler: WebSocketHandler<ConnectionData> = {
@@ -177,39 +214,24 @@ export function createWebSocketHandler(deps: {
       try {
         frame = decodeFrame(raw, codec, limits);
       } catch (e) {
-        return sendError(ws, codec, e);
+        // Still a request if its cid can be read: it gets its nack, so the client can settle it.
+        return sendError(ws, codec, e, scanCid(raw));
       }
-      if (typeof frame !== "object" || frame === null || Array.isArray(frame) || typeof (frame as { t?: unknown }).t !== "number") {
+      if (typeof frame !== "object" || frame === null || Array.isArray(frame) || frame instanceof Uint8Array || frame instanceof Date) {
         return sendError(ws, codec, new GatewayError("INVALID_FRAME", "a frame is a map with a numeric frame type t"));
       }
-      const f = frame as { t: number; cid?: unknown };
+      const f = frame as { t?: unknown; cid?: unknown };
+      if (typeof f.t !== "number") return sendError(ws, codec, new GatewayError("INVALID_FRAME", "a frame is a map with a numeric frame type t"), correlationId(f));
       switch (f.t) {
-        case FrameType.HELLO: {
-          const hello = HelloSchema.safeParse(f);
-          if (!hello.success) return sendError(ws, codec, new GatewayError("INVALID_FRAME", describeIssues(hello.error)));
-          if (hello.data.v !== PROTOCOL_VERSION) {
-            send(ws, { t: FrameType.ERROR, ...toWireError("UNSUPPORTED_VERSION", `protocol version ${hello.data.v} is not supported; this gateway speaks ${PROTOCOL_VERSION}`), supported: [PROTOCOL_VERSION] }, codec);
-            metrics.framesRejected.inc({ transport: "ws", code: "UNSUPPORTED_VERSION" });
-            ws.data.outbound!.flush(true); // the error frame must go out before the close frame
-            return ws.close(CloseCodes.UNSUPPORTED_VERSION, "unsupported protocol version");
-          }
-          ws.data.helloed = true;
-          return send(ws, {
-            t: FrameType.WELCOME,
-            v: PROTOCOL_VERSION,
-            session: ws.data.session,
-            server: SERVER_NAME,
-            log: deps.logKind,
-            limits: { maxFrameBytes: config.MAX_FRAME_BYTES, maxBatchEvents: config.MAX_BATCH_EVENTS, maxDepth: config.MAX_DEPTH, window: config.PUBLISH_WINDOW },
-          }, codec);
-        }
+        case FrameType.HELLO:
+          return onHello(ws, codec, f);
         case FrameType.PUBLISH:
         case FrameType.PUBLISH_BATCH:
-          void onPublish(ws, codec, f);
+          void onPublish(ws, codec, f as { t: number; cid?: unknown });
           return;
         case FrameType.SUBSCRIBE:
         case FrameType.UNSUBSCRIBE:
-          return onSubscribe(ws, codec, f);
+          return onSubscribe(ws, codec, f as { t: number; cid?: unknown });
         default:
           return sendError(ws, codec, new GatewayError("UNKNOWN_FRAME_TYPE", `frame type ${f.t} is not one a client sends`), correlationId(f));
       }

@@ -25,8 +25,10 @@ describe("hostile msgpack is refused with a code, never trusted", () => {
     const set = new Packr({ moreTypes: true } as never).pack(new Set([1, 2]));
     expect(code(() => decodeFrame(set, "msgpack", limits))).toBe("BAD_FRAME");
   });
-  test("a 64-bit integer beyond 2^53", () => {
-    expect(code(() => decodeFrame(new Uint8Array([0xcf, 0xff, 0, 0, 0, 0, 0, 0, 1]), "msgpack", limits))).toBe("BAD_FRAME");
+  test("64-bit integers are exact: numbers within ±2^53, BigInt beyond", () => {
+    expect(decodeFrame(new Uint8Array([0xcf, 0xff, 0, 0, 0, 0, 0, 0, 1]), "msgpack", limits)).toBe(0xff00000000000001n);
+    expect(decodeFrame(new Uint8Array([0xcf, 0, 0, 0, 1, 0, 0, 0, 0]), "msgpack", limits)).toBe(2 ** 32);
+    expect(decodeFrame(new Uint8Array([0xd3, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]), "msgpack", limits)).toBe(-1);
   });
   test("truncated and trailing bytes", () => {
     expect(code(() => decodeFrame(new Packr().pack({ a: "hello" }).subarray(0, 4), "msgpack", limits))).toBe("BAD_FRAME");

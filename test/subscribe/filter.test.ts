@@ -108,7 +108,14 @@ describe("where: grammar", () => {
     expect(where(`data.s == "a\\\\b\\n\\u00e9"`, event({ data: { s: "a\\b\né" } }))).toBe(true);
     expect(where("data.flag == true and data.flag != false")).toBe(true);
     expect(where("data.none == null")).toBe(true);
-    expect(where("key == null", event({ key: null }))).toBe(true);
+  });
+  test("a keyless event has no key: exists(key) is false and no comparison with key holds", () => {
+    const keyless = event({ key: null });
+    expect(where("exists(key)", keyless)).toBe(false);
+    expect(where("not exists(key)", keyless)).toBe(true);
+    expect(where("key == null", keyless)).toBe(false);
+    expect(where("key != 'k1'", keyless)).toBe(false);
+    expect(where("exists(key)")).toBe(true);
   });
   test("paths: every root, fields, array indexes, nesting, keywords as field names", () => {
     for (const expr of [

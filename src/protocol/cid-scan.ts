@@ -1,0 +1,204 @@
+/**
+ * Reads the top-level `cid` of a frame that could not be decoded (too large, too deep, malformed
+ * after the cid, values plain data cannot hold), so that its request still gets a nack with its
+ * cid and the client can settle its window. Never decodes values: msgpack values are skipped by
+ * their length prefixes, JSON by tracking strings and depth, so the cost is one pass over the bytes
+ * and no allocation proportional to the frame. Returns the last valid cid seen before the frame
+ * ends or stops making sense (decoders keep the last of duplicate keys), else undefined.
+ */
+export function scanCid(raw: Uint8Array | string): number | undefined {
+  return typeof raw === "string" ? scanJson(raw) : scanMsgpack(raw);
+}
+
+const validCid = (n: number): number | undefined => (Number.isSafeInteger(n) && n >= 0 ? n : undefined);
+
+// ---- msgpack ----
+
+/**
+ * Set by head(): how many values are nested in the one it read (array elements, map keys and
+ * values), which follow its header. A variable rather than a result object: no allocation per value.
+ */
+let items = 0;
+
+function uint(b: Uint8Array, p: number, n: number): number {
+  let v = 0;
+  for (let i = 0; i < n; i++) v = v * 256 + b[p + i]!;
+  return v;
+}
+
+/**
+ * The offset past the value at p (past its header, for arrays and maps), or -1 when no valid value
+ * starts there or the frame ends inside its header.
+ */
+function head(b: Uint8Array, p: number): number {
+  items = 0;
+  if (p >= b.length) return -1;
+  const c = b[p]!;
+  if (c <= 0x7f || c >= 0xe0) return p + 1;
+  if (c <= 0x8f) return (items = 2 * (c & 0x0f)), p + 1;
+  if (c <= 0x9f) return (items = c & 0x0f), p + 1;
+  if (c <= 0xbf) return p + 1 + (c & 0x1f);
+  const need = (n: number) => (p + 1 + n <= b.length ? uint(b, p + 1, n) : -1);
+  let len: number;
+  switch (c) {
+    case 0xc0:
+    case 0xc2:
+    case 0xc3:
+      return p + 1;
+    case 0xcc:
+    case 0xd0:
+      return p + 2;
+    case 0xcd:
+    case 0xd1:
+      return p + 3;
+    case 0xca:
+    case 0xce:
+    case 0xd2:
+      return p + 5;
+    case 0xcb:
+    case 0xcf:
+    case 0xd3:
+      return p + 9;
+    case 0xd4:
+    case 0xd5:
+    case 0xd6:
+    case 0xd7:
+    case 0xd8:
+      return p + 2 + (1 << (c - 0xd4));
+    case 0xc4:
+    case 0xd9:
+      return (len = need(1)) < 0 ? -1 : p + 2 + len;
+    case 0xc5:
+    case 0xda:
+      return (len = need(2)) < 0 ? -1 : p + 3 + len;
+    case 0xc6:
+    case 0xdb:
+      return (len = need(4)) < 0 ? -1 : p + 5 + len;
+    case 0xc7:
+      return (len = need(1)) < 0 ? -1 : p + 3 + len;
+    case 0xc8:
+      return (len = need(2)) < 0 ? -1 : p + 4 + len;
+    case 0xc9:
+      return (len = need(4)) < 0 ? -1 : p + 6 + len;
+    case 0xdc:
+      return (len = need(2)) < 0 ? -1 : ((items = len), p + 3);
+    case 0xdd:
+      return (len = need(4)) < 0 ? -1 : ((items = len), p + 5);
+    case 0xde:
+      return (len = need(2)) < 0 ? -1 : ((items = 2 * len), p + 3);
+    case 0xdf:
+      return (len = need(4)) < 0 ? -1 : ((items = 2 * len), p + 5);
+    default:
+      return -1; // 0xc1, never used
+  }
+}
+
+/** Offset just past the value at p, or -1. Iterative: hostile nesting costs no stack. */
+function skip(b: Uint8Array, p: number): number {
+  let pending = 1;
+  while (pending > 0) {
+    p = head(b, p);
+    if (p < 0 || p > b.length) return -1;
+    pending += items - 1;
+  }
+  return p;
+}
+
+/** The number at p if it is one (any integer width, or a float: msgpackr writes 2^32 as one), else NaN. */
+function intAt(b: Uint8Array, p: number): number {
+  const c = b[p];
+  if (c === undefined) return Number.NaN;
+  if (c === 0xca || c === 0xcb) {
+    const size = c === 0xca ? 4 : 8;
+    if (p + 1 + size > b.length) return Number.NaN;
+    const view = new DataView(b.buffer, b.byteOffset + p + 1, size);
+    return size === 4 ? view.getFloat32(0) : view.getFloat64(0);
+  }
+  if (c <= 0x7f) return c;
+  if (c >= 0xe0) return c - 0x100;
+  const size = c === 0xcc || c === 0xd0 ? 1 : c === 0xcd || c === 0xd1 ? 2 : c === 0xce || c === 0xd2 ? 4 : c === 0xcf || c === 0xd3 ? 8 : 0;
+  if (size === 0 || p + 1 + size > b.length) return Number.NaN;
+  const v = uint(b, p + 1, size);
+  // Signed forms with the top bit set are negative: no valid cid, whatever their value.
+  if (c >= 0xd0 && b[p + 1]! >= 0x80) return -1;
+  return v;
+}
+
+// "cid" as a fixstr, or as a str8 (some encoders never use fixstr).
+const isCidKey = (b: Uint8Array, p: number) => {
+  const at = b[p] === 0xa3 ? p + 1 : b[p] === 0xd9 && b[p + 1] === 3 ? p + 2 : -1;
+  return at > 0 && b[at] === 0x63 && b[at + 1] === 0x69 && b[at + 2] === 0x64;
+};
+
+function scanMsgpack(b: Uint8Array): number | undefined {
+  const c = b[0];
+  if (c === undefined || !((c >= 0x80 && c <= 0x8f) || c === 0xde || c === 0xdf)) return undefined;
+  let p = head(b, 0);
+  if (p < 0) return undefined;
+  let cid: number | undefined;
+  for (let pairs = items / 2; pairs > 0; pairs--) {
+    const keyIsCid = isCidKey(b, p);
+    p = skip(b, p);
+    if (p < 0) return cid;
+    if (keyIsCid) cid = validCid(intAt(b, p));
+    p = skip(b, p);
+    if (p < 0) return cid;
+  }
+  return cid;
+}
+
+// ---- JSON ----
+
+function scanJson(s: string): number | undefined {
+  let i = 0;
+  const n = s.length;
+  const ws = () => {
+    for (let c = s.charCodeAt(i); c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09; c = s.charCodeAt(++i));
+  };
+  ws();
+  if (s.charCodeAt(i) !== 0x7b) return undefined; // "{"
+  i++;
+  let depth = 1;
+  let cid: number | undefined;
+  let lastKey: string | null = null; // the last top-level string: a key if ":" follows
+  while (i < n && depth > 0) {
+    const c = s.charCodeAt(i);
+    if (c === 0x22) {
+      const start = i;
+      for (i++; i < n; i++) {
+        const d = s.charCodeAt(i);
+        if (d === 0x5c) i++;
+        else if (d === 0x22) break;
+      }
+      if (i >= n) return cid;
+      i++;
+      if (depth === 1) lastKey = keyText(s, start, i);
+      continue;
+    }
+    i++;
+    if (c === 0x7b || c === 0x5b) depth++;
+    else if (c === 0x7d || c === 0x5d) depth--;
+    else if (c === 0x3a && depth === 1) {
+      if (lastKey === "cid") {
+        ws();
+        const m = /^-?\d+(?![.eE\d])/.exec(s.slice(i, i + 24));
+        cid = m ? validCid(Number(m[0])) : undefined;
+      }
+      lastKey = null;
+    }
+  }
+  return cid;
+}
+
+/** The text of the JSON string s[start, end) (quotes included); escapes only when present. */
+function keyText(s: string, start: number, end: number): string | null {
+  // Keys longer than "cid" can be, even spelled with escapes, are not worth decoding.
+  if (end - start > 20) return null;
+  const raw = s.slice(start, end);
+  if (raw.indexOf("\\") < 0) return raw.slice(1, -1);
+  try {
+    return JSON.parse(raw) as string;
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,120 @@
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { connect } from "node:net";
+import { type GatewayProcess, startGateway } from "../support/gateway";
+import { freshTopic, kafkaBrokers } from "../support/kafka";
+
+/** HTTP edge cases: methods, empty and oversized bodies, per-event ids, topic codes. */
+let gw: GatewayProcess;
+const MAX = 4096;
+
+beforeAll(async () => {
+  gw = await startGateway({ KAFKA_BROKERS: await kafkaBrokers(), KAFKA_WORKERS: "1", MAX_FRAME_BYTES: String(MAX) });
+}, 60_000);
+afterAll(async () => {
+  expect(await gw.stop()).toBe(0);
+}, 60_000);
+
+const post = (path: string, body: string) => fetch(`${gw.url}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body });
+
+test("a known path with the wrong method → 405 METHOD_NOT_ALLOWED with Allow; an unknown path → 404", async () => {
+  const cases: Array<[string, string, string]> = [
+    ["GET", "/api/v1/events", "POST"],
+    ["PUT", "/api/v1/events", "POST"],
+    ["DELETE", "/api/v1/events/batch", "POST"],
+    ["GET", "/api/v1/events/validate", "POST"],
+    ["POST", "/health/live", "GET"],
+    ["POST", "/health/ready", "GET"],
+    ["DELETE", "/health", "GET"],
+    ["POST", "/metrics", "GET"],
+  ];
+  for (const [method, path, allow] of cases) {
+    const r = await fetch(`${gw.url}${path}`, { method });
+    expect({ method, path, status: r.status, allow: r.headers.get("allow") }).toEqual({ method, path, status: 405, allow });
+    expect(((await r.json()) as any).error).toMatchObject({ code: "METHOD_NOT_ALLOWED", num: 1018, retriable: false });
+  }
+  const missing = await fetch(`${gw.url}/api/v1/nothing`, { method: "PUT" });
+  expect(missing.status).toBe(404);
+  expect(((await missing.json()) as any).error.code).toBe("NOT_FOUND");
+});
+
+test("an empty batch is a no-op: 202 with nothing published", async () => {
+  for (const body of ["[]", '{"events":[]}']) {
+    const r = await post(`/api/v1/events/batch?topic=${freshTopic("http-empty")}`, body);
+    expect({ body, status: r.status }).toEqual({ body, status: 202 });
+    expect(await r.json()).toMatchObject({ published: 0, failed: 0, results: [] });
+  }
+});
+
+test("a bad topic is INVALID_TOPIC however it is given", async () => {
+  const cases = [
+    await post("/api/v1/events?topic=bad%20topic", '{"type":"x"}'),
+    await post("/api/v1/events/batch?topic=bad%20topic", '[{"type":"x"}]'),
+    await post("/api/v1/events/batch", '{"topic":"bad topic","events":[{"type":"x"}]}'),
+  ];
+  for (const r of cases) {
+    expect(r.status).toBe(400);
+    expect(((await r.json()) as any).error.code).toBe("INVALID_TOPIC");
+  }
+});
+
+test("an invalid event in a batch is named by its id when it has a readable one", async () => {
+  const r = await post(`/api/v1/events/batch?topic=${freshTopic("http-ids")}`, '[{"type":"ok","id":"a"},{"type":"","id":"b"},{"type":""}]');
+  expect(r.status).toBe(207);
+  const body: any = await r.json();
+  expect(body.results.map((x: { id: unknown }) => x.id)).toEqual(["a", "b", null]);
+});
+
+/**
+ * Sends a request over a raw socket the way curl or Python do, the body in pieces, and returns the
+ * response text and any socket error: answering before the body is read makes the client's writes
+ * fail (EPIPE/ECONNRESET) and can lose the answer.
+ */
+function rawPost(path: string, body: Buffer, chunk: number): Promise<{ response: string; error?: string }> {
+  return new Promise((resolve) => {
+    const sock = connect(gw.port, "127.0.0.1");
+    let response = "";
+    let error: string | undefined;
+    sock.on("data", (d) => (response += d.toString()));
+    sock.on("error", (e) => (error = (e as NodeJS.ErrnoException).code ?? String(e)));
+    sock.on("close", () => resolve({ response, error }));
+    sock.on("connect", async () => {
+      sock.write(`POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`);
+      for (let i = 0; i < body.length && !sock.destroyed; i += chunk) {
+        sock.write(body.subarray(i, i + chunk));
+        await Bun.sleep(5);
+      }
+      if (!sock.destroyed) sock.end();
+    });
+  });
+}
+
+test("a body over MAX_FRAME_BYTES gets its 413 FRAME_TOO_LARGE, with no broken pipe, sent slowly or at once", async () => {
+  for (const [size, chunk] of [[MAX * 2, 1024], [MAX * 8, 1024], [2_000_000, 64 * 1024], [2_000_000, 2_000_000]] as const) {
+    const body = Buffer.from(JSON.stringify({ type: "x", data: "y".repeat(size) }));
+    const { response, error } = await rawPost("/api/v1/events/batch", body, chunk);
+    expect({ size, chunk, error, status: response.slice(0, 12) }).toEqual({ size, chunk, error: undefined, status: "HTTP/1.1 413" });
+    expect(response).toContain('"code":"FRAME_TOO_LARGE"');
+  }
+});
+
+test("a chunked body (no Content-Length) is measured as it arrives", async () => {
+  const big = new ReadableStream({
+    start(c) {
+      for (let i = 0; i < 10; i++) c.enqueue(new TextEncoder().encode(i === 0 ? '{"type":"x","data":"' : "y".repeat(1000)));
+      c.enqueue(new TextEncoder().encode('"}'));
+      c.close();
+    },
+  });
+  const r = await fetch(`${gw.url}/api/v1/events`, { method: "POST", headers: { "content-type": "application/json" }, body: big });
+  expect(r.status).toBe(413);
+  expect(((await r.json()) as any).error.code).toBe("FRAME_TOO_LARGE");
+  const small = new ReadableStream({
+    start(c) {
+      c.enqueue(new TextEncoder().encode('{"type":'));
+      c.enqueue(new TextEncoder().encode('"x"}'));
+      c.close();
+    },
+  });
+  const ok = await fetch(`${gw.url}/api/v1/events?topic=${freshTopic("http-chunked")}`, { method: "POST", headers: { "content-type": "application/json" }, body: small });
+  expect(ok.status).toBe(202);
+});

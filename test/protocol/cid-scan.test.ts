@@ -1,0 +1,68 @@
+import { describe, expect, test } from "bun:test";
+import { Packr } from "msgpackr";
+import { scanCid } from "../../src/protocol/cid-scan";
+
+const packr = new Packr({ useRecords: false });
+
+/** A deterministic pseudo-random generator, so a failure reproduces. */
+function rng(seed: number) {
+  return () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+}
+
+function value(rand: () => number, depth: number): unknown {
+  const r = rand();
+  if (depth > 3 || r < 0.3) return [0, -1, 300, -70000, 2 ** 40, 1.5, "s", "x".repeat(300), null, true, new Uint8Array(40), new Date(0)][Math.floor(rand() * 12)];
+  if (r < 0.6) return Array.from({ length: Math.floor(rand() * 6) }, () => value(rand, depth + 1));
+  const o: Record<string, unknown> = {};
+  for (let i = Math.floor(rand() * 6); i > 0; i--) o[`k${i}`] = value(rand, depth + 1);
+  if (rand() < 0.3) o.cid = "nested, not the frame's";
+  return o;
+}
+
+describe("scanCid reads the top-level cid without decoding", () => {
+  test("agrees with the decoders on random frames, in both codecs", () => {
+    const rand = rng(9);
+    for (let i = 0; i < 2000; i++) {
+      const frame: Record<string, unknown> = {};
+      const cid = [0, 7, 200, 70000, 2 ** 32 + 5, 2 ** 53 - 1][i % 6]!;
+      const before = Math.floor(rand() * 4);
+      for (let k = 0; k < before; k++) frame[`a${k}`] = value(rand, 0);
+      frame.cid = cid;
+      frame.z = value(rand, 0);
+      expect(scanCid(packr.pack(frame))).toBe(cid);
+      expect(scanCid(JSON.stringify(frame))).toBe(cid);
+    }
+  });
+  test("no cid, an invalid cid, or not a map: undefined", () => {
+    for (const f of [{ t: 1 }, { cid: -1 }, { cid: 1.5 }, { cid: "1" }, { cid: 2 ** 53 }, [1, 2], "x", 5]) {
+      expect(scanCid(packr.pack(f))).toBeUndefined();
+      expect(scanCid(JSON.stringify(f))).toBeUndefined();
+    }
+    expect(scanCid(new Uint8Array([0x81, 0xa3, 0x63, 0x69, 0x64, 0xcf, 0xff, 0, 0, 0, 0, 0, 0, 1]))).toBeUndefined();
+    expect(scanCid(new Uint8Array([0x81, 0xa3, 0x63, 0x69, 0x64, 0xd3, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe]))).toBeUndefined();
+  });
+  test("a cid before the frame breaks is still read; garbage and truncation never throw", () => {
+    const head = packr.pack({ cid: 42 });
+    const broken = new Uint8Array([0x83, ...head.subarray(1), 0xa1, 0x78, 0xc1]);
+    expect(scanCid(broken)).toBe(42);
+    expect(scanCid('{"cid": 42, "event": {oops')).toBe(42);
+    const rand = rng(3);
+    for (let i = 0; i < 5000; i++) {
+      const b = new Uint8Array(Math.floor(rand() * 40)).map(() => Math.floor(rand() * 256));
+      if (i % 2) b[0] = 0x80 | (b[0]! & 0x0f);
+      scanCid(b);
+      scanCid(`{${String.fromCharCode(...b)}`);
+    }
+  });
+  test("hostile sizes cost one pass: deep nesting and huge declared lengths", () => {
+    const deep = new Uint8Array(1_000_000).fill(0x91);
+    const frame = new Uint8Array([0x82, 0xa1, 0x78, ...deep.subarray(0, 10), 0xc0]);
+    expect(scanCid(frame)).toBeUndefined();
+    const lying = new Uint8Array([0x82, 0xa3, 0x63, 0x69, 0x64, 0x05, 0xa1, 0x78, 0xdd, 0xff, 0xff, 0xff, 0xff]);
+    expect(scanCid(lying)).toBe(5);
+    const started = performance.now();
+    expect(scanCid(new Uint8Array([0x82, 0xa1, 0x78, ...deep, 0xc0, 0xa3, 0x63, 0x69, 0x64, 0x09]))).toBe(9);
+    expect(scanCid(`{"x":${"[".repeat(500_000)}${"]".repeat(500_000)},"cid":9}`)).toBe(9);
+    expect(performance.now() - started).toBeLessThan(5000);
+  });
+});
