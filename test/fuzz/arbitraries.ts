@@ -60,14 +60,24 @@ export function onlyGatewayErrors<T>(f: () => T, codes?: readonly string[]): T |
  * A structure with bytes and dates spelled out and map entries sorted, so that equality is about
  * content, not classes or key order (msgpack and JSON maps are unordered; zod re-orders keys).
  */
-export function canonical(v: unknown): unknown {
+/**
+ * `asJsonText`: a number stands for the digits JSON.stringify writes for it, which is what a JSON
+ * decoder that keeps integers exact reads back (beyond 2^53 that is not the double's own value).
+ */
+export function canonical(v: unknown, asJsonText = false): unknown {
   if (v instanceof Uint8Array) return { bytes: Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString("hex") };
   if (v instanceof Date) return { date: v.getTime() };
-  if (Array.isArray(v)) return v.map(canonical);
+  // Integers compare by value: beyond ±2^53 the decoders give a BigInt for what was a number.
+  if (typeof v === "bigint") return { int: v.toString() };
+  if (typeof v === "number" && Number.isInteger(v) && !Object.is(v, -0)) {
+    const text = String(v);
+    return { int: asJsonText && !text.includes("e") ? text : BigInt(v).toString() };
+  }
+  if (Array.isArray(v)) return v.map((x) => canonical(x, asJsonText));
   if (typeof v === "object" && v !== null) {
     return Object.entries(v)
       .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-      .map(([k, x]) => [k, canonical(x)]);
+      .map(([k, x]) => [k, canonical(x, asJsonText)]);
   }
   return v;
 }

@@ -145,6 +145,7 @@ function evaluate(e: Expr, ev: FilterableEvent): boolean {
   const get = (o: Operand): unknown => {
     if ("lit" in o) return o.lit;
     let v: unknown = (ev as unknown as Record<string, unknown>)[o.path];
+    if (o.path === "key" && v === null) v = undefined; // a keyless event has no key (documented)
     for (const s of o.steps) {
       if (v === undefined) break;
       if (typeof s === "number") v = Array.isArray(v) && s < v.length ? v[s] : undefined;
