@@ -18,7 +18,7 @@ const logger = createLogger(config.LOG_LEVEL);
 const gateway = await startGateway(config, logger);
 const durable = gateway.log.kind === "kafka";
 if (!durable) logger.warn(EMBEDDED_LOG_WARNING);
-logger.info("listening", { host: config.HOST, port: gateway.port, log: gateway.log.kind, durable, ready: gateway.log.isReady() });
+logger.info("listening", { host: config.HOST, port: gateway.port, log: gateway.log.kind, durable, ready: gateway.log.isReady(), maxConnections: gateway.maxConnections });
 
 let stopping = false;
 for (const signal of ["SIGTERM", "SIGINT"] as const) {

@@ -3,8 +3,9 @@ import { parseKafkaProperties } from "./config/load";
 import type { Config } from "./config/schema";
 import { createEventRoutes } from "./http/events";
 import { createHealthRoutes } from "./http/health";
-import { error } from "./http/responses";
-import { Publisher } from "./ingest/publisher";
+import { error, errorResponse } from "./http/responses";
+import { Publisher, wireError } from "./ingest/publisher";
+import { ConnectionLimiter } from "./limits/connections";
 import type { EventLog } from "./log/event-log";
 import { KafkaLog } from "./log/kafka-log";
 import { MemoryLog } from "./log/memory-log";
@@ -27,6 +28,8 @@ export interface Gateway {
   server: Server<ConnectionData>;
   port: number;
   log: EventLog;
+  /** The connection cap in force (MAX_CONNECTIONS, or what the open-files limit allows). */
+  maxConnections: number;
   /** Graceful stop: refuse new work, let in-flight events be acknowledged, then release everything. */
   close(): Promise<void>;
 }
@@ -91,7 +94,8 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   const publisher = new Publisher(log, config, metrics);
   const events = createEventRoutes({ config, publisher, metrics });
   const subscriptions = new SubscriptionManager(log, config, metrics, logger);
-  const ws = createWebSocketHandler({ config, publisher, subscriptions, metrics, logger, logKind: log.kind });
+  const connectionLimiter = new ConnectionLimiter({ maxConnections: config.MAX_CONNECTIONS, maxConnectionsPerIp: config.MAX_CONNECTIONS_PER_IP });
+  const ws = createWebSocketHandler({ config, publisher, subscriptions, metrics, logger, logKind: log.kind, onClosed: (remote) => connectionLimiter.release(remote) });
   const health = createHealthRoutes({ log, metrics, version: SERVER_NAME, connections: () => ws.connections, inflight: () => publisher.eventsInflight, subscriptions: () => subscriptions.stats() });
 
   let draining = false;
@@ -119,10 +123,16 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
       if (allow) return error("METHOD_NOT_ALLOWED", `${req.method} is not allowed on ${url.pathname}; use ${allow}`, { allow });
       if (url.pathname === "/ws" || url.pathname === "/api/v1/ws") {
         if (draining) return error("SHUTTING_DOWN", "the gateway is shutting down");
-        const ok = srv.upgrade(req, {
-          data: { session: crypto.randomUUID(), remote: srv.requestIP(req)?.address ?? "", helloed: false, inflight: 0, closed: false },
-        });
-        return ok ? undefined : error("INVALID_FRAME", "expected a WebSocket upgrade request");
+        const remote = srv.requestIP(req)?.address ?? "";
+        const refused = connectionLimiter.acquire(remote);
+        if (refused) {
+          metrics.connectionsRefused.inc();
+          return errorResponse(wireError(refused));
+        }
+        const ok = srv.upgrade(req, { data: { session: crypto.randomUUID(), remote, helloed: false, inflight: 0, closed: false } });
+        if (ok) return undefined;
+        connectionLimiter.release(remote);
+        return error("INVALID_FRAME", "expected a WebSocket upgrade request");
       }
       return error("NOT_FOUND", `no route for ${req.method} ${url.pathname}`);
     },
@@ -137,6 +147,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     server,
     port: server.port!,
     log,
+    maxConnections: connectionLimiter.max,
     /**
      * Drains in an order that loses no reply: refuse new work; let what is in flight be acknowledged
      * until the deadline; have the log settle the rest (nacked SHUTTING_DOWN, or WORKER_LOST where a

@@ -43,6 +43,8 @@ export const settings = {
   REPLAY_RATE_LIMIT: int(1, 100_000_000).default(50_000).describe("Events/s one subscription reads while replaying history, before it is live"),
   SUBSCRIBER_BUFFER_BYTES: int(16 * 1024, 1024 * 1024 * 1024).default(1024 * 1024).describe("Event bytes queued for one slow subscription before its policy applies (drop-oldest or disconnect)"),
   MAX_SUBSCRIPTIONS_PER_CONNECTION: int(1, 100_000).default(100).describe("Subscriptions one connection may hold"),
+  MAX_CONNECTIONS: int(0, 10_000_000).default(0).describe("WebSocket connections one instance accepts (0: as many as the open-files limit safely allows); past it, TOO_MANY_CONNECTIONS"),
+  MAX_CONNECTIONS_PER_IP: int(1, 10_000_000).default(1000).describe("WebSocket connections from one client address; past it, TOO_MANY_CONNECTIONS"),
   MAX_FEEDS: int(1, 100_000).default(1000).describe("Feeds (log readers: one per live topic, per replaying subscription, per share group) one instance keeps open"),
   FEED_IDLE_CLOSE_MS: int(0, 3_600_000).default(10_000).describe("How long a live feed with no subscriber left stays open, for clients that come back"),
   MAX_REPLAY_SUBSCRIPTIONS: int(0, 100_000).default(64).describe("Subscriptions reading history at once (each has its own Kafka reader)"),

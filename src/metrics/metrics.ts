@@ -18,6 +18,7 @@ export function createMetrics() {
       registers: [registry],
     }),
     connectionsOpen: new Gauge({ name: "gateway_connections_open", help: "Open WebSocket connections", registers: [registry] }),
+    connectionsRefused: new Counter({ name: "gateway_connections_refused_total", help: "WebSocket upgrades refused at MAX_CONNECTIONS or MAX_CONNECTIONS_PER_IP", registers: [registry] }),
     eventsInflight: new Gauge({ name: "gateway_events_inflight", help: "Events handed to the log and not yet acknowledged", registers: [registry] }),
     workerRestarts: new Counter({ name: "gateway_kafka_worker_restarts_total", help: "Kafka worker processes restarted after exiting", registers: [registry] }),
     workersReady: new Gauge({ name: "gateway_kafka_workers_ready", help: "Kafka worker processes connected and ready", registers: [registry] }),

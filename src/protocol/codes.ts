@@ -36,6 +36,7 @@ export const ErrorCodes = {
   KAFKA_RETRIABLE: { num: 2005, http: 503, retriable: true, mayBePersisted: true },
   SHUTTING_DOWN: { num: 2006, http: 503, retriable: true, mayBePersisted: false },
   TOO_MANY_SUBSCRIPTIONS: { num: 2007, http: 429, retriable: true, mayBePersisted: false },
+  TOO_MANY_CONNECTIONS: { num: 2008, http: 503, retriable: true, mayBePersisted: false },
   // 3xxx: Kafka refused the write for good (unknown topic with auto-create off, record too large…).
   KAFKA_REJECTED: { num: 3000, http: 422, retriable: false, mayBePersisted: false },
   // 5xxx: a bug on our side. Logged with detail; the client gets only the code.

@@ -59,6 +59,8 @@ export function createWebSocketHandler(deps: {
   metrics: Metrics;
   logger: Logger;
   logKind: string;
+  /** A connection ended: its slot in the connection limits is free again. */
+  onClosed?: (remote: string) => void;
 }): WebSocketEdge {
   const { config, publisher, subscriptions, metrics, logger } = deps;
   const limits = { maxFrameBytes: config.MAX_FRAME_BYTES, maxDepth: config.MAX_DEPTH };
@@ -243,6 +245,7 @@ export function createWebSocketHandler(deps: {
       ws.data.outbound!.close();
       metrics.connectionsOpen.dec();
       subscriptions.onClose(ws.data.subscriber!);
+      deps.onClosed?.(ws.data.remote);
     },
   };
 

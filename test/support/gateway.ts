@@ -15,8 +15,8 @@ export interface GatewayProcess {
 const root = resolve(import.meta.dir, "../..");
 
 /** Runs the gateway as users do, `bun src/main.ts`, as a separate process on a free port. */
-export async function startGateway(env: Record<string, string> = {}, opts: { waitReady?: boolean } = {}): Promise<GatewayProcess> {
-  const proc = Bun.spawn([process.execPath, "src/main.ts"], {
+export async function startGateway(env: Record<string, string> = {}, opts: { waitReady?: boolean; command?: string[]; cwd?: string } = {}): Promise<GatewayProcess> {
+  const proc = Bun.spawn(opts.command ?? [process.execPath, "src/main.ts"], {
     cwd: root,
     env: { ...process.env, HOST: "127.0.0.1", PORT: "0", LOG_LEVEL: "info", ...env },
     stdout: "pipe",
