@@ -97,7 +97,8 @@ export class Publisher {
     return p;
   }
 
-  async publish(p: Prepared, transport: Transport): Promise<PublishOutcome> {
+  /** `source` names the connection, so the log can share its work fairly among them. */
+  async publish(p: Prepared, transport: Transport, source: string = transport): Promise<PublishOutcome> {
     const n = p.total;
     const out: PublishOutcome = { topic: p.topic, ids: p.ids, partitions: new Array(n).fill(-1), offsets: new Array(n).fill(-1), errors: p.errors, failed: 0 };
     if (p.errors) for (const e of p.errors) if (e) out.failed++;
@@ -106,7 +107,7 @@ export class Publisher {
     this.metrics.eventsInflight.set(this.inflight);
     let results;
     try {
-      results = await this.log.append(p.records);
+      results = await this.log.append(p.records, source);
     } finally {
       this.inflight -= p.records.length;
       this.metrics.eventsInflight.set(this.inflight);

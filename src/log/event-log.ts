@@ -91,7 +91,8 @@ export interface LogHealth {
 export interface EventLog {
   readonly kind: "memory" | "kafka";
   start(): Promise<void>;
-  append(records: LogRecord[]): Promise<AppendResults>;
+  /** `source` names who appends (a connection), for logs that share their work fairly among them. */
+  append(records: LogRecord[], source?: string): Promise<AppendResults>;
   isReady(): boolean;
   health(): LogHealth;
   /** A reader with manual assignment and no commits (positions belong to the caller), or in a group. */

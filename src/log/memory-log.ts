@@ -17,6 +17,9 @@ import { MemoryPartition } from "./memory-partition";
 import { MemoryReader } from "./memory-reader";
 import { partitionForKey } from "./murmur2";
 
+// Records appended per event-loop turn at most, shared among the sources waiting.
+const APPEND_BUDGET = 5000;
+
 export interface MemoryLogOptions {
   partitions: number;
   /** Records kept per partition; older ones are dropped, as Kafka retention would. */
@@ -34,18 +37,57 @@ export class MemoryLog implements EventLog {
   private roundRobin = 0;
   private closed = false;
   private appended = 0;
+  /** Appends not yet done, per source, in order; see append(). */
+  private readonly waiting = new Map<string, Array<{ records: LogRecord[]; resolve: (r: AppendResults) => void }>>();
+  private scheduled = false;
 
   constructor(private readonly options: MemoryLogOptions) {}
 
   async start(): Promise<void> {}
 
-  append(records: LogRecord[]): Promise<AppendResults> {
+  /**
+   * Appends are queued and done a little later, in slices, rather than at once: then acks take a
+   * turn, the per-connection window engages as it does on Kafka (a client that pipelines meets
+   * WINDOW_EXCEEDED instead of being acked as fast as it writes), and each turn's budget is shared
+   * round-robin among the sources with work queued, so one connection cannot starve the others.
+   */
+  append(records: LogRecord[], source = ""): Promise<AppendResults> {
+    if (this.closed) return Promise.resolve(this.refuseAll(records));
+    return new Promise((resolve) => {
+      let queue = this.waiting.get(source);
+      if (!queue) this.waiting.set(source, (queue = []));
+      queue.push({ records, resolve });
+      this.schedule();
+    });
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(this.drainSlice);
+  }
+
+  private readonly drainSlice = (): void => {
+    this.scheduled = false;
+    let budget = APPEND_BUDGET;
+    while (budget > 0 && this.waiting.size > 0) {
+      for (const [source, queue] of this.waiting) {
+        const next = queue.shift()!;
+        next.resolve(this.appendNow(next.records));
+        budget -= next.records.length;
+        // Served: to the back of the line (a Map iterates in insertion order).
+        this.waiting.delete(source);
+        if (queue.length > 0) this.waiting.set(source, queue);
+        if (budget <= 0) break;
+      }
+    }
+    for (const reader of this.readers) reader.notify();
+    if (this.waiting.size > 0) this.schedule();
+  };
+
+  private appendNow(records: LogRecord[]): AppendResults {
     const results = newResults(records.length);
     for (let i = 0; i < records.length; i++) {
-      if (this.closed) {
-        setError(results, i, new GatewayError("SHUTTING_DOWN", "the gateway is shutting down"));
-        continue;
-      }
       const rec = records[i]!;
       const parts = this.partitionsOf(rec.topic);
       const p = rec.key ? partitionForKey(rec.key, parts.length) : this.roundRobin++ % parts.length;
@@ -58,8 +100,14 @@ export class MemoryLog implements EventLog {
       }
     }
     this.appended += records.length;
-    for (const reader of this.readers) reader.notify();
-    return Promise.resolve(results);
+    return results;
+  }
+
+  private refuseAll(records: LogRecord[]): AppendResults {
+    const results = newResults(records.length);
+    const error = new GatewayError("SHUTTING_DOWN", "the gateway is shutting down");
+    for (let i = 0; i < records.length; i++) setError(results, i, error);
+    return results;
   }
 
   /** Reads retained records of one partition from `offset` on (for readers and tests). */
@@ -103,8 +151,10 @@ export class MemoryLog implements EventLog {
     return { kind: "memory", ready: !this.closed, topics: this.topics.size, appended: this.appended };
   }
 
+  /** Appends already queued are still done (they were accepted before the stop); new ones are refused. */
   async close(): Promise<void> {
     this.closed = true;
+    while (this.waiting.size > 0) this.drainSlice();
   }
 
   private partitionsOf(topic: string): MemoryPartition[] {

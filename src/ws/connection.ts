@@ -19,6 +19,7 @@ import {
   frameErrorCode,
 } from "../protocol/frames";
 import type { SubscriberConnection, SubscriptionManager } from "../subscribe/manager";
+import { peekFrameType } from "../protocol/frame-peek";
 import { Outbound } from "./outbound";
 
 export interface ConnectionData {
@@ -65,6 +66,7 @@ export function createWebSocketHandler(deps: {
   const { config, publisher, subscriptions, metrics, logger } = deps;
   const limits = { maxFrameBytes: config.MAX_FRAME_BYTES, maxDepth: config.MAX_DEPTH };
   const sockets = new Set<ServerWebSocket<ConnectionData>>();
+  const windowSpent = new GatewayError("WINDOW_EXCEEDED", `the window of ${config.PUBLISH_WINDOW} unacknowledged events is spent. Wait for acks before sending more`);
 
   /** Every reply goes through the socket's one ordered outbound path (./outbound.ts). */
   function send(ws: ServerWebSocket<ConnectionData>, frame: object, codec: CodecName): void {
@@ -124,7 +126,7 @@ export function createWebSocketHandler(deps: {
       const prepared = publisher.prepare(events, topic, codec, "ws");
       reserved = prepared.records.length;
       ws.data.inflight += reserved;
-      const outcome = await publisher.publish(prepared, "ws");
+      const outcome = await publisher.publish(prepared, "ws", ws.data.session);
       metrics.publishLatency.observe({ transport: "ws" }, (performance.now() - started) / 1000);
       sendOutcome(ws, codec, req.cid, batch, outcome);
     } catch (e) {
@@ -212,6 +214,11 @@ export function createWebSocketHandler(deps: {
 
     message(ws, raw) {
       const codec: CodecName = typeof raw === "string" ? "json" : "msgpack";
+      if (ws.data.inflight >= config.PUBLISH_WINDOW) {
+        // The window is spent: a publish is refused before it costs a decode (see frame-peek.ts).
+        const t = peekFrameType(raw);
+        if (t === FrameType.PUBLISH || t === FrameType.PUBLISH_BATCH) return sendError(ws, codec, windowSpent, scanCid(raw));
+      }
       let frame: unknown;
       try {
         frame = decodeFrame(raw, codec, limits);
