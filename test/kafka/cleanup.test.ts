@@ -1,0 +1,13 @@
+import { expect, test } from "bun:test";
+import { readdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { startGateway } from "../support/gateway";
+import { kafkaBrokers } from "../support/kafka";
+
+test("a clean stop removes the worker bundle directory (kgw-worker-<pid>) and the IPC socket from the temp folder", async () => {
+  const gw = await startGateway({ KAFKA_BROKERS: await kafkaBrokers(), KAFKA_WORKERS: "1" });
+  const ours = () => readdirSync(tmpdir()).filter((n) => n.startsWith(`kgw-worker-${gw.proc.pid}`) || n.startsWith(`kgw-${gw.proc.pid}-`));
+  expect(ours().length).toBeGreaterThan(0);
+  expect(await gw.stop("SIGTERM")).toBe(0);
+  expect(ours()).toEqual([]);
+}, 60_000);
