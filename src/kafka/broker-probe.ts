@@ -1,10 +1,12 @@
 /**
  * Whether a worker's producer can reach a broker (runs on Node, inside worker.ts). librdkafka says
  * when every broker connection is down (ALL_BROKERS_DOWN, -187) but never that one is back, and a
- * broker that hangs without closing its connections (SIGSTOP, a partition) raises nothing for a
- * minute (socket.timeout.ms). So a metadata request with a short timeout is asked every second:
- * brokers are down after a failed probe that follows ALL_BROKERS_DOWN or another failed probe (one
- * slow answer on a busy machine is not an outage), and up again on the first answer.
+ * broker that hangs without closing its connections (SIGSTOP, a network partition) raises nothing
+ * for a minute (socket.timeout.ms). So a metadata request with a short timeout is asked every second:
+ * brokers are down at ALL_BROKERS_DOWN, or after two failed probes in a row (one slow answer on a busy
+ * machine is not an outage), and up again at the first answer to a probe sent after the last
+ * ALL_BROKERS_DOWN. The probe also keeps a connection busy, so the broker never closes it as idle
+ * (which would raise ALL_BROKERS_DOWN with nothing wrong).
  */
 const INTERVAL_MS = 1000;
 const RETRY_MS = 250;
@@ -15,9 +17,10 @@ interface MetadataClient {
 
 export class BrokerProbe {
   up = true;
-  private allDownSeen = false;
+  private allDownAt = 0;
   private failures = 0;
   private probing = false;
+  private started = false;
   private stopped = false;
   private timer: NodeJS.Timeout | null = null;
 
@@ -27,13 +30,17 @@ export class BrokerProbe {
     private readonly onChange: (up: boolean, reason: string) => void,
   ) {}
 
+  /** Once the producer is connected (probing before would only report that it is not). */
   start(): void {
+    this.started = true;
     this.schedule(INTERVAL_MS);
   }
 
-  /** librdkafka's ALL_BROKERS_DOWN: probe now, and believe the first failure. */
-  allBrokersDown(): void {
-    this.allDownSeen = true;
+  /** librdkafka's ALL_BROKERS_DOWN: down now, and probe to see it end. */
+  allBrokersDown(message: string): void {
+    if (!this.started) return;
+    this.allDownAt = Date.now();
+    this.set(false, message);
     this.schedule(0);
   }
 
@@ -43,7 +50,7 @@ export class BrokerProbe {
   }
 
   private schedule(ms: number): void {
-    if (this.probing || this.stopped) return;
+    if (this.probing || this.stopped || !this.started) return;
     if (this.timer) clearTimeout(this.timer);
     this.timer = setTimeout(() => this.probe(), ms);
   }
@@ -51,18 +58,19 @@ export class BrokerProbe {
   private probe(): void {
     this.timer = null;
     this.probing = true;
+    const sentAt = Date.now();
     // Only the topics this producer already knows: cheap even on a cluster with thousands of topics.
     this.client.getMetadata({ allTopics: false, timeout: this.timeoutMs }, (err) => {
       this.probing = false;
       if (this.stopped) return;
       if (!err) {
         this.failures = 0;
-        this.allDownSeen = false;
-        this.set(true, "a broker answered");
-      } else if (++this.failures >= 2 || this.allDownSeen) {
+        // An answer to a question asked before the last ALL_BROKERS_DOWN says nothing about now.
+        if (sentAt >= this.allDownAt) this.set(true, "a broker answered");
+      } else if (++this.failures >= 2) {
         this.set(false, String((err as Error).message ?? err));
       }
-      this.schedule(err ? RETRY_MS : INTERVAL_MS);
+      this.schedule(err || !this.up ? RETRY_MS : INTERVAL_MS);
     });
   }
 

@@ -47,7 +47,7 @@ export type PoolEvent =
   | { event: "worker_exit"; worker: number; pid: number; reason: string; inflight: number; wasReady: boolean }
   | { event: "worker_restart"; worker: number; delayMs: number }
   | { event: "worker_brokers"; worker: number; brokers: "up" | "down"; reason: string }
-  | { event: "worker_status"; worker: number; level: string; message: string };
+  | { event: "worker_status"; worker: number; level: string; kind: string; code?: number; message: string; suppressed?: number };
 
 interface ConnData {
   slot: WorkerSlot | null;
@@ -271,7 +271,9 @@ export class WorkerPool {
     } else if (type === IpcType.STATUS) {
       const slot = s.data.slot;
       if (slot) slot.lastError = String(msg.message);
-      this.onEvent({ event: "worker_status", worker: slot?.index ?? -1, level: String(msg.level), message: String(msg.message) });
+      const code = typeof msg.code === "number" ? msg.code : undefined;
+      const suppressed = typeof msg.suppressed === "number" ? msg.suppressed : undefined;
+      this.onEvent({ event: "worker_status", worker: slot?.index ?? -1, level: String(msg.level), kind: String(msg.event), code, message: String(msg.message), suppressed });
     }
   }
 

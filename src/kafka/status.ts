@@ -1,7 +1,7 @@
 import { IpcType, jsonMessage } from "./ipc";
 
 /**
- * A worker's warnings to the gateway, at most one per kind (event and error code) per window. With
+ * A worker's warnings to the gateway, at most one per kind (event and error) per window. With
  * the brokers down, librdkafka repeats the same error for every reconnect attempt of every client
  * (tens a second across the readers); the gateway needs to know once, and how many were left out.
  */
@@ -14,7 +14,8 @@ export class StatusReporter {
   ) {}
 
   report(level: "info" | "warn" | "error", event: string, message: string, extra: { code?: number; readerId?: number } = {}): void {
-    const kind = `${event}:${extra.code ?? ""}`;
+    // The binding hands errors on as their message (the code comes as -1), so the message is the kind.
+    const kind = `${event}:${extra.code ?? ""}:${message.slice(0, 200)}`;
     const now = Date.now();
     const seen = this.last.get(kind);
     if (seen && now - seen.at < this.windowMs) {

@@ -24,6 +24,7 @@ export interface WorkerConfig {
 
 const QUEUE_FULL = -184; // RD_KAFKA_RESP_ERR__QUEUE_FULL
 const ALL_BROKERS_DOWN = -187; // RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN
+const ALL_BROKERS_DOWN_TEXT = /all broker connections are down/i; // its err2str
 // opaque = batchId * 2^20 + index: a number, so delivery reports need no per-event object.
 const INDEX_BITS = 1048576;
 
@@ -85,7 +86,8 @@ producer.on("ready", () => {
   brokers.start();
 });
 producer.on("event.error", (err: { code: number; message: string }) => {
-  if (err.code === ALL_BROKERS_DOWN && producerReady) brokers.allBrokersDown();
+  // The binding passes error events on as their message alone (the code arrives as -1).
+  if (err.code === ALL_BROKERS_DOWN || ALL_BROKERS_DOWN_TEXT.test(err.message)) brokers.allBrokersDown(err.message);
   status.report("warn", "kafka_error", err.message, { code: err.code });
 });
 producer.on("delivery-report", ((err: LibError | null, report: { opaque?: unknown; partition: number; offset: number }) => {
