@@ -3,13 +3,15 @@
  * when every broker connection is down (ALL_BROKERS_DOWN, -187) but never that one is back, and a
  * broker that hangs without closing its connections (SIGSTOP, a network partition) raises nothing
  * for a minute (socket.timeout.ms). So a metadata request with a short timeout is asked every second:
- * brokers are down at ALL_BROKERS_DOWN, or after two failed probes in a row (one slow answer on a busy
- * machine is not an outage), and up again at the first answer to a probe sent after the last
- * ALL_BROKERS_DOWN. The probe also keeps a connection busy, so the broker never closes it as idle
+ * brokers are down at ALL_BROKERS_DOWN, or after FAILURES_DOWN failed probes in a row, and up again at
+ * the first answer to a probe sent after the last ALL_BROKERS_DOWN. A stall of a few seconds (a
+ * leader failover, a GC pause) is backpressure, not an outage: with the default 1.5 s timeout,
+ * three failures take about 5 s. The probe also keeps a connection busy, so the broker never closes it as idle
  * (which would raise ALL_BROKERS_DOWN with nothing wrong).
  */
 const INTERVAL_MS = 1000;
 const RETRY_MS = 250;
+const FAILURES_DOWN = 3;
 
 interface MetadataClient {
   getMetadata(o: { allTopics: boolean; timeout: number }, cb: (err: unknown) => void): void;
@@ -67,7 +69,7 @@ export class BrokerProbe {
         this.failures = 0;
         // An answer to a question asked before the last ALL_BROKERS_DOWN says nothing about now.
         if (sentAt >= this.allDownAt) this.set(true, "a broker answered");
-      } else if (++this.failures >= 2) {
+      } else if (++this.failures >= FAILURES_DOWN) {
         this.set(false, String((err as Error).message ?? err));
       }
       this.schedule(err || !this.up ? RETRY_MS : INTERVAL_MS);

@@ -26,6 +26,9 @@ export class ReaderRegistry {
   private orphans: Array<{ slot: WorkerSlot; reason: string; handlers: ReaderHandlers }> = [];
   private nextId = 1;
 
+  /** `readyTimeoutMs`: how long a new reader may take to connect before its opener is told UNAVAILABLE. */
+  constructor(private readonly readyTimeoutMs = 15_000) {}
+
   open(slot: WorkerSlot, handlers: ReaderHandlers, group?: ReaderGroup): LogReader {
     const readerId = this.nextId++;
     let markReady!: () => void;
@@ -43,6 +46,14 @@ export class ReaderRegistry {
     this.readers.set(readerId, reader);
     const control = (type: number, body: object) => slot.writer?.write(jsonMessage(type, { readerId, ...body }));
     control(IpcType.OPEN_READER, group ? { group } : {});
+    // A consumer that cannot connect (no broker) never says READER_READY; its opener must not wait forever.
+    const timer = setTimeout(() => {
+      if (reader.isReady || this.readers.get(readerId) !== reader) return;
+      this.readers.delete(readerId);
+      control(IpcType.CLOSE_READER, {});
+      fail(new GatewayError("UNAVAILABLE", `the Kafka reader did not connect within ${this.readyTimeoutMs} ms`));
+    }, this.readyTimeoutMs);
+    void ready.then(() => clearTimeout(timer), () => clearTimeout(timer));
     return {
       ready,
       assign: (assignments) => control(IpcType.ASSIGN, { assignments }),

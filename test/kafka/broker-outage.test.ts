@@ -75,3 +75,38 @@ test("the only broker stops: not ready within 5 s, publishes refused UNAVAILABLE
   probe.close();
   control.close();
 }, 240_000);
+
+test("the only broker hangs with its connections open (SIGSTOP): the probes find it out within seconds, and all recovers when it resumes", async () => {
+  if (!broker || !gw) throw new Error("needs the broker and gateway of the test before");
+  const g = gw;
+  const topic = freshTopic("hung");
+  const control = await GatewayClient.connect(g.wsUrl);
+  expect(await control.publish({ type: "warm" }, topic)).toMatchObject({ t: 20 });
+  const pump = new Pump(control, [topic], { batch: 5, maxInflight: 4, pauseMs: 50 }).start();
+  await Bun.sleep(1000);
+  const pid = broker.pid;
+  process.kill(pid, "SIGSTOP");
+  const stoppedAt = Date.now();
+  try {
+    // Three failed probes of 1.5 s: a few seconds, where a stall shorter than that stays backpressure.
+    expect(await within(15_000, async () => (await readyStatus(g.url)) === 503)).toBeGreaterThanOrEqual(0);
+    expect(Date.now() - stoppedAt).toBeLessThan(10_000);
+    const allDown = async () => ((await g.health()) as any).log.workers.every((w: { brokers: string }) => w.brokers === "down");
+    expect(await within(10_000, allDown)).toBeGreaterThanOrEqual(0);
+    const probe = await GatewayClient.connect(g.wsUrl);
+    const at = Date.now();
+    expect(await probe.publish({ type: "during" }, topic)).toMatchObject({ t: 21, code: "UNAVAILABLE", mayBePersisted: false });
+    expect(Date.now() - at).toBeLessThan(1000);
+    probe.close();
+  } finally {
+    process.kill(pid, "SIGCONT");
+  }
+  expect(await within(30_000, async () => (await readyStatus(g.url)) === 200)).toBeGreaterThanOrEqual(0);
+  const ackedBefore = pump.acked.length;
+  await within(15_000, () => pump.acked.length > ackedBefore + 20);
+  await pump.stop(30_000);
+  expect(pump.acked.length).toBeGreaterThan(ackedBefore + 20);
+  expect(pump.answered).toBe(pump.sent);
+  expect(pump.maxLatencyMs).toBeLessThan(10_000 + 5000 + 1000);
+  control.close();
+}, 120_000);
