@@ -5,7 +5,7 @@ import type { Socket, TCPSocketListener, UnixSocketListener } from "bun";
 import { GatewayError } from "../protocol/errors";
 import { ByteReader, IpcType, MessageReader, type Query, jsonMessage } from "./ipc";
 import { QueryTable } from "./queries";
-import { buildWorkerBundle, resolveNodeBinary } from "./node-runtime";
+import { buildWorkerBundle, removeStaleWorkerFiles, resolveNodeBinary } from "./node-runtime";
 import type { LogReader, ReaderGroup, ReaderHandlers } from "../log/event-log";
 import { ReaderRegistry } from "./readers";
 import { SocketWriter } from "./socket-writer";
@@ -108,6 +108,7 @@ export class WorkerPool {
 
   async start(): Promise<void> {
     this.nodeBinary = resolveNodeBinary(this.options.nodeBinary);
+    removeStaleWorkerFiles(tmpdir());
     this.bundle = await buildWorkerBundle(this.bundleDir);
     this.listener = Bun.listen<ConnData>({
       unix: this.socketPath,
