@@ -142,3 +142,12 @@ export async function readyStatus(url: string): Promise<number> {
     return 0;
   }
 }
+
+/** GET /health with a deadline: a wedged gateway fails the test instead of hanging it. */
+export async function health(url: string): Promise<any> {
+  try {
+    return await (await fetch(`${url}/health`, { signal: AbortSignal.timeout(3000) })).json();
+  } catch (e) {
+    throw new Error(`GET /health got no answer within 3 s (${(e as Error).name}): the gateway is wedged`);
+  }
+}

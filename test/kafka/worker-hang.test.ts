@@ -2,7 +2,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 import { freshTopic, kafkaBrokers } from "../support/kafka";
 import { GatewayClient } from "../support/ws-client";
-import { LivenessWatch, Pump, readyStatus, within } from "./harm";
+import { LivenessWatch, Pump, health, readyStatus, within } from "./harm";
 
 let gw: GatewayProcess;
 let victimPid = 0;
@@ -28,7 +28,7 @@ test("a worker that hangs without dying (SIGSTOP): detected within seconds, its 
   const watch = new LivenessWatch(gw.url);
   await Bun.sleep(1500);
 
-  const victim = (await gw.health()).log.workers[0];
+  const victim = (await health(gw.url)).log.workers[0];
   victimPid = victim.pid;
   const readiness: number[] = [];
   let sampling = true;
@@ -42,10 +42,10 @@ test("a worker that hangs without dying (SIGSTOP): detected within seconds, its 
   const stoppedAt = Date.now();
 
   // Detected (the ping goes unanswered for 3 s), killed and replaced.
-  const detectedMs = await within(20_000, async () => (await gw.health()).log.workers[0].pid !== victim.pid);
+  const detectedMs = await within(20_000, async () => (await health(gw.url)).log.workers[0].pid !== victim.pid);
   expect(detectedMs).toBeGreaterThanOrEqual(0);
   expect(detectedMs).toBeLessThan(10_000);
-  expect(await within(30_000, async () => (await gw.health()).log.workers[0].state === "ready")).toBeGreaterThanOrEqual(0);
+  expect(await within(30_000, async () => (await health(gw.url)).log.workers[0].state === "ready")).toBeGreaterThanOrEqual(0);
   const backAt = pump.events;
   expect(await within(20_000, () => pump.acked.some((a) => Number(a.id.slice(2)) >= backAt))).toBeGreaterThanOrEqual(0);
   sampling = false;
