@@ -49,8 +49,9 @@ test.each([1, 2])("%d worker(s), one killed under load with 10 live feeds and a 
   const publishedBeforeBack = pump.events;
   const isAfter = (id: unknown) => Number(String(id).slice(2)) >= publishedBeforeBack;
   // The share group is read again after the restart: it gets events published once the worker was
-  // back (Kafka hands the dead member's partitions over once its session times out).
-  const shareBack = await within(45_000, () => shared.events.some((e) => isAfter(e.event.id)));
+  // back (Kafka hands the dead member's partitions over once its 10 s session times out; 45 s, the
+  // default, would miss this).
+  const shareBack = await within(30_000, () => shared.events.some((e) => isAfter(e.event.id)));
   await Bun.sleep(2000);
   await pump.stop(45_000);
   await watch.stop();
