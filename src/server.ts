@@ -34,6 +34,9 @@ export interface Gateway {
   close(): Promise<void>;
 }
 
+const DELIVERY_MARGIN_MS = 5000;
+const QUERY_TIMEOUT_MS = 10_000;
+
 export function createLog(config: Config, logger: Logger, metrics: Metrics): EventLog {
   if (!config.KAFKA_BROKERS) {
     return new MemoryLog({ partitions: config.EMBEDDED_PARTITIONS, retentionRecords: config.EMBEDDED_RETENTION_RECORDS });
@@ -48,6 +51,12 @@ export function createLog(config: Config, logger: Logger, metrics: Metrics): Eve
       restartBackoffMinMs: 100,
       restartBackoffMaxMs: 5000,
       connectTimeoutMs: config.KAFKA_CONNECT_TIMEOUT_MS,
+      // librdkafka reports a timed-out event a little after its message timeout; past the margin the
+      // gateway answers for it (docs/protocol.md, "Deadlines").
+      deliveryDeadlineMs: config.KAFKA_MESSAGE_TIMEOUT_MS + DELIVERY_MARGIN_MS,
+      pingTimeoutMs: config.KAFKA_WORKER_PING_TIMEOUT_MS,
+      brokerProbeTimeoutMs: config.KAFKA_BROKER_PROBE_TIMEOUT_MS,
+      queryTimeoutMs: QUERY_TIMEOUT_MS,
       producer: {
         "bootstrap.servers": config.KAFKA_BROKERS,
         "client.id": config.KAFKA_CLIENT_ID,
@@ -73,7 +82,7 @@ export function createLog(config: Config, logger: Logger, metrics: Metrics): Eve
       if (e.event === "worker_restart") metrics.workerRestarts.inc();
       if (e.event === "worker_ready") metrics.workersReady.inc();
       if (e.event === "worker_exit" && e.wasReady) metrics.workersReady.dec();
-      const level = e.event === "worker_exit" ? "warn" : e.event === "worker_status" ? "warn" : "info";
+      const level = e.event === "worker_exit" || e.event === "worker_status" || (e.event === "worker_brokers" && e.brokers === "down") ? "warn" : "info";
       logger[level](e.event, e);
     },
   );

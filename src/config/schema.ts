@@ -37,6 +37,8 @@ export const settings = {
   KAFKA_PROPERTIES: z.string().default("").describe("Extra librdkafka properties as k=v pairs separated by commas (e.g. security.protocol=SASL_SSL)"),
   KAFKA_MAX_INFLIGHT_PER_WORKER: int(100, 10_000_000).default(100_000).describe("Events one worker may hold unacknowledged before new ones get OVERLOADED"),
   KAFKA_CONNECT_TIMEOUT_MS: int(0, 600_000).default(30_000).describe("How long start-up waits for the workers to reach Kafka before serving as not ready"),
+  KAFKA_WORKER_PING_TIMEOUT_MS: int(200, 600_000).default(3000).describe("A Kafka worker that answers no ping for this long is hung: its in-flight events are nacked WORKER_LOST and it is killed and replaced"),
+  KAFKA_BROKER_PROBE_TIMEOUT_MS: int(100, 60_000).default(1500).describe("Timeout of the workers' broker probe (a metadata request each second); three failures in a row (or librdkafka reporting all brokers down) make the gateway not ready"),
   KAFKA_WORKER_NODE_ARGS: z.string().default("").describe("Extra node command-line flags for the workers, space-separated, e.g. --cpu-prof --cpu-prof-dir=/tmp/prof"),
   NODE_BINARY: z.string().default("").describe("Node.js (>= 20) for the Kafka workers; found on PATH when empty"),
   REPLAY_MAX_DURATION: duration.default(7 * 86_400_000).describe("How far back a subscription may start (earliest is clamped to it; an older time is refused); a duration such as 24h"),

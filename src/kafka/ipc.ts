@@ -19,7 +19,12 @@
  *   RECORDS  = u32 readerId · u32 count · count × consumed
  *   consumed = u16 topicLen · topic · i32 partition · f64 offset · f64 timestampMs · i32 keyLen · key
  *              · i32 valueLen · value · u16 headerCount · headerCount × (u16 nameLen · name · u32 len · value)
- *   HELLO, READY, STATUS, SHUTDOWN, READER_* , ASSIGN, UNASSIGN, RECORDS_ACK, QUERY* = JSON body
+ *   HELLO, READY, STATUS, SHUTDOWN, READER_* , ASSIGN, UNASSIGN, RECORDS_ACK, QUERY*, HEALTH, PING,
+ *   PONG = JSON body
+ *
+ * PING (gateway → worker) is answered by PONG at once: a worker that stops answering is hung, and
+ * the gateway replaces it. HEALTH (worker → gateway) reports whether the worker's producer can reach
+ * a broker, each time that changes.
  *
  * Readers are consumers with manual assignment (docs/subscriptions.md). A worker sends a reader's
  * RECORDS only while fewer than READER_CREDIT of them await a RECORDS_ACK: a slow gateway pauses
@@ -43,6 +48,9 @@ export const IpcType = {
   QUERY: 19,
   QUERY_RESULT: 21,
   SHUTDOWN: 20,
+  HEALTH: 22,
+  PING: 23,
+  PONG: 24,
 } as const;
 
 export const READER_CREDIT = 4;

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { GatewayError } from "../protocol/errors";
 
@@ -37,4 +37,32 @@ export async function buildWorkerBundle(outDir: string): Promise<{ file: string;
     throw new GatewayError("INTERNAL", `could not bundle the Kafka worker: ${result.logs.map(String).join("; ")}`);
   }
   return { file: join(outDir, "kafka-worker.cjs"), nodePath: join(projectRoot, "node_modules") };
+}
+
+/**
+ * Removes worker bundles (kgw-worker-<pid>[-id]) and IPC sockets (kgw-<pid>-id.sock) that gateways
+ * killed without a clean stop left in `dir`. Only those of processes that no longer exist: a live
+ * gateway's are its own business.
+ */
+export function removeStaleWorkerFiles(dir: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const m = /^kgw-worker-(\d+)(?:-[0-9a-f]{8})?$/.exec(name) ?? /^kgw-(\d+)-[0-9a-f]{8}\.sock$/.exec(name);
+    if (!m || Number(m[1]) === process.pid || alive(Number(m[1]))) continue;
+    rmSync(join(dir, name), { recursive: true, force: true });
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
 }

@@ -3,8 +3,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Socket, TCPSocketListener, UnixSocketListener } from "bun";
 import { GatewayError } from "../protocol/errors";
-import { ByteReader, type DeliveryError, IpcType, MessageReader, type Query, jsonMessage } from "./ipc";
-import { buildWorkerBundle, resolveNodeBinary } from "./node-runtime";
+import { ByteReader, IpcType, MessageReader, type Query, jsonMessage } from "./ipc";
+import { QueryTable } from "./queries";
+import { buildWorkerBundle, removeStaleWorkerFiles, resolveNodeBinary } from "./node-runtime";
 import type { LogReader, ReaderGroup, ReaderHandlers } from "../log/event-log";
 import { ReaderRegistry } from "./readers";
 import { SocketWriter } from "./socket-writer";
@@ -28,13 +29,25 @@ export interface PoolOptions {
   restartBackoffMaxMs: number;
   /** How long start() waits for every worker to connect to Kafka before returning not-ready. */
   connectTimeoutMs: number;
+  /**
+   * How long a batch handed to a worker may go unanswered before its events are nacked
+   * PUBLISH_TIMEOUT: librdkafka's message.timeout.ms and a margin. Default 35 s.
+   */
+  deliveryDeadlineMs?: number;
+  /** A worker that answers no ping for this long is hung: killed and replaced. Default 3 s. */
+  pingTimeoutMs?: number;
+  /** How long one of a worker's broker probes may take before it counts as failed. Default 1.5 s. */
+  brokerProbeTimeoutMs?: number;
+  /** How long a metadata question may go unanswered. Default 10 s. */
+  queryTimeoutMs?: number;
 }
 
 export type PoolEvent =
   | { event: "worker_ready"; worker: number; pid: number }
   | { event: "worker_exit"; worker: number; pid: number; reason: string; inflight: number; wasReady: boolean }
   | { event: "worker_restart"; worker: number; delayMs: number }
-  | { event: "worker_status"; worker: number; level: string; message: string };
+  | { event: "worker_brokers"; worker: number; brokers: "up" | "down"; reason: string }
+  | { event: "worker_status"; worker: number; level: string; kind: string; code?: number; message: string; suppressed?: number };
 
 interface ConnData {
   slot: WorkerSlot | null;
@@ -42,7 +55,8 @@ interface ConnData {
   reader: MessageReader;
 }
 
-const MSG_TIMED_OUT = -192;
+const PING = jsonMessage(IpcType.PING, {});
+const HELLO_TIMEOUT_MS = 20_000;
 
 /**
  * Starts and supervises the Node Kafka workers, routes records to them in binary batches and maps
@@ -52,6 +66,8 @@ const MSG_TIMED_OUT = -192;
 export class WorkerPool {
   readonly slots: WorkerSlot[];
   private readonly socketPath = join(tmpdir(), `kgw-${process.pid}-${crypto.randomUUID().slice(0, 8)}.sock`);
+  // One per pool (tests run several in a process); removed by close().
+  private readonly bundleDir = join(tmpdir(), `kgw-worker-${process.pid}-${crypto.randomUUID().slice(0, 8)}`);
   private readonly token = crypto.randomUUID();
   private listener: UnixSocketListener<ConnData> | TCPSocketListener<ConnData> | null = null;
   private nodeBinary = "";
@@ -61,12 +77,14 @@ export class WorkerPool {
   private closing = false;
   private readyWaiters: Array<() => void> = [];
   private readonly readers = new ReaderRegistry();
-  private readonly queries = new Map<number, { slot: WorkerSlot; resolve: (v: unknown) => void; reject: (e: Error) => void }>();
-  private querySeq = 0;
+  private readonly queries: QueryTable;
+  private readonly pingTimeoutMs: number;
+  private watchdog: Timer | null = null;
+  private lastTick = 0;
   // Refusals are values, made once: under overload every event of every frame is refused, and a
   // GatewayError per event (with its stack capture) would cost most when the box has least to spare.
   private readonly shuttingDown = new GatewayError("SHUTTING_DOWN", "the gateway is shutting down");
-  private readonly refusals: Array<{ starting: GatewayError; stopped: GatewayError; overloaded: GatewayError }>;
+  private readonly refusals: Array<{ starting: GatewayError; stopped: GatewayError; overloaded: GatewayError; noBrokers: GatewayError }>;
   private readonly nextBatchId = () => (this.batchSeq = (this.batchSeq + 1) >>> 0);
   private readonly flushAll = () => {
     this.flushScheduled = false;
@@ -77,17 +95,21 @@ export class WorkerPool {
     private readonly options: PoolOptions,
     private readonly onEvent: (e: PoolEvent) => void = () => {},
   ) {
-    this.slots = Array.from({ length: options.workers }, (_, i) => new WorkerSlot(i));
+    this.slots = Array.from({ length: options.workers }, (_, i) => new WorkerSlot(i, options.deliveryDeadlineMs ?? 35_000));
     this.refusals = this.slots.map((_, i) => ({
       starting: new GatewayError("UNAVAILABLE", `Kafka worker ${i} is not connected to Kafka yet`),
       stopped: new GatewayError("UNAVAILABLE", `Kafka worker ${i} is stopped`),
       overloaded: new GatewayError("OVERLOADED", `Kafka worker ${i} holds its maximum of ${options.maxInflightPerWorker} unacknowledged events; retry after acks arrive`),
+      noBrokers: new GatewayError("UNAVAILABLE", `Kafka worker ${i} cannot reach any Kafka broker; the event was not sent`),
     }));
+    this.queries = new QueryTable(options.queryTimeoutMs ?? 10_000);
+    this.pingTimeoutMs = options.pingTimeoutMs ?? 3000;
   }
 
   async start(): Promise<void> {
     this.nodeBinary = resolveNodeBinary(this.options.nodeBinary);
-    this.bundle = await buildWorkerBundle(join(tmpdir(), `kgw-worker-${process.pid}`));
+    removeStaleWorkerFiles(tmpdir());
+    this.bundle = await buildWorkerBundle(this.bundleDir);
     this.listener = Bun.listen<ConnData>({
       unix: this.socketPath,
       socket: {
@@ -103,11 +125,14 @@ export class WorkerPool {
       },
     });
     for (const slot of this.slots) this.spawn(slot);
+    this.lastTick = Date.now();
+    this.watchdog = setInterval(this.tick, Math.max(20, Math.min(250, this.pingTimeoutMs / 4)));
     await this.waitReady(this.options.connectTimeoutMs);
   }
 
+  /** Every worker is connected and reaches a broker: the log takes writes. */
   isReady(): boolean {
-    return !this.closing && this.slots.every((s) => s.state === "ready");
+    return !this.closing && this.slots.every((s) => s.state === "ready" && s.brokersUp);
   }
 
   /** Queues one record on a worker; its outcome arrives later through `sink`. */
@@ -115,6 +140,8 @@ export class WorkerPool {
     const slot = this.slots[worker]!;
     if (this.closing) return sink.failed(index, this.shuttingDown);
     if (slot.state !== "ready") return sink.failed(index, slot.state === "stopped" ? this.refusals[worker]!.stopped : this.refusals[worker]!.starting);
+    // Handed to librdkafka now, it would wait out the whole message timeout; refused, it can be retried at once.
+    if (!slot.brokersUp) return sink.failed(index, this.refusals[worker]!.noBrokers);
     if (slot.inflight >= this.options.maxInflightPerWorker) return sink.failed(index, this.refusals[worker]!.overloaded);
     slot.add(topic, key, value, timestamp, headers, sink, index, this.nextBatchId);
     if (slot.openBytes >= this.options.flushBytes) slot.flush();
@@ -124,23 +151,22 @@ export class WorkerPool {
     }
   }
 
-  /** Opens a Kafka reader (manual assignment, no commits) on a worker; see ReaderHandlers. */
+  /**
+   * Opens a Kafka reader (manual assignment, no commits) on a worker, `worker` or else the next ready
+   * one; see ReaderHandlers.
+   */
   openReader(handlers: ReaderHandlers, opts: { worker?: number; group?: ReaderGroup } = {}): LogReader {
-    const slot = this.slots[opts.worker ?? 0]!;
-    if (slot.state !== "ready") throw new GatewayError("UNAVAILABLE", `Kafka worker ${slot.index} is not connected to Kafka`);
-    return this.readers.open(slot, handlers, opts.group);
+    const n = this.slots.length;
+    for (let i = 0; i < n; i++) {
+      const slot = this.slots[((opts.worker ?? 0) + i) % n]!;
+      if (slot.state === "ready" && !this.closing) return this.readers.open(slot, handlers, opts.group);
+    }
+    throw new GatewayError("UNAVAILABLE", "no Kafka worker is connected to Kafka");
   }
 
   /** Asks a ready worker a metadata question (see Query). */
   query<T>(q: Query): Promise<T> {
-    const ready = this.slots.filter((s) => s.state === "ready");
-    if (ready.length === 0) return Promise.reject(new GatewayError("UNAVAILABLE", "no Kafka worker is connected"));
-    const slot = ready[this.querySeq % ready.length]!;
-    const reqId = ++this.querySeq;
-    return new Promise<T>((resolve, reject) => {
-      this.queries.set(reqId, { slot, resolve: resolve as (v: unknown) => void, reject });
-      slot.writer!.write(jsonMessage(IpcType.QUERY, { reqId, ...q }));
-    });
+    return this.queries.ask<T>(this.slots.filter((s) => s.state === "ready" && s.brokersUp), q);
   }
 
   health() {
@@ -150,6 +176,7 @@ export class WorkerPool {
       state: s.state,
       inflight: s.inflight,
       restarts: s.restarts,
+      brokers: s.state === "ready" ? (s.brokersUp ? "up" : "down") : undefined,
       queuedBytes: s.writer?.queuedBytes ?? 0,
       lastError: s.lastError || undefined,
     }));
@@ -158,6 +185,7 @@ export class WorkerPool {
   async close(timeoutMs = 10_000): Promise<void> {
     if (this.closing) return;
     this.closing = true;
+    this.readers.clear();
     this.flushAll();
     const shutdown = jsonMessage(IpcType.SHUTDOWN, { timeoutMs });
     for (const slot of this.slots) {
@@ -174,14 +202,24 @@ export class WorkerPool {
       slot.failEverything("the gateway shut down");
       slot.state = "stopped";
     }
+    if (this.watchdog) clearInterval(this.watchdog);
     this.listener?.stop(true);
     rmSync(this.socketPath, { force: true });
+    rmSync(this.bundleDir, { recursive: true, force: true });
   }
 
   private spawn(slot: WorkerSlot): void {
     slot.generation++;
     slot.state = "starting";
-    const config: WorkerConfig = { socketPath: this.socketPath, workerIndex: slot.index, token: `${this.token}:${slot.generation}`, producer: this.options.producer, consumer: this.options.consumer };
+    slot.lastHeard = Date.now(); // until HELLO: when it was started
+    const config: WorkerConfig = {
+      socketPath: this.socketPath,
+      workerIndex: slot.index,
+      token: `${this.token}:${slot.generation}`,
+      producer: this.options.producer,
+      consumer: this.options.consumer,
+      probeTimeoutMs: this.options.brokerProbeTimeoutMs ?? 1500,
+    };
     const generation = slot.generation;
     slot.proc = Bun.spawn([this.nodeBinary, ...(this.options.nodeArgs ?? []), this.bundle.file], {
       env: { ...process.env, NODE_PATH: this.bundle.nodePath, KGW_WORKER_CONFIG: JSON.stringify(config) },
@@ -194,7 +232,8 @@ export class WorkerPool {
   }
 
   private onMessage(s: Socket<ConnData>, type: number, body: Buffer): void {
-    if (type === IpcType.DELIVERY) return this.onDelivery(s.data.slot!, new ByteReader(body));
+    if (s.data.slot) s.data.slot.heard = true;
+    if (type === IpcType.DELIVERY) return s.data.slot!.delivered(new ByteReader(body));
     if (type === IpcType.RECORDS) return this.readers.onRecords(new ByteReader(body));
     const msg = new ByteReader(body).json<Record<string, unknown>>();
     if (type === IpcType.HELLO) {
@@ -210,47 +249,33 @@ export class WorkerPool {
       slot.socket = s as Socket<unknown>;
       slot.connected(new SocketWriter(s as Socket<unknown>));
       slot.state = "connected";
+      slot.lastHeard = Date.now();
     } else if (type === IpcType.READY) {
       const slot = s.data.slot!;
       slot.state = "ready";
+      slot.brokersUp = true;
       slot.readySince = Date.now();
       slot.lastError = "";
       this.onEvent({ event: "worker_ready", worker: slot.index, pid: slot.pid });
       if (this.isReady()) for (const w of this.readyWaiters.splice(0)) w();
+      this.readers.onSlotReady(slot);
     } else if (type === IpcType.QUERY_RESULT) {
-      const pending = this.queries.get(Number(msg.reqId));
-      if (!pending) return;
-      this.queries.delete(Number(msg.reqId));
-      if (msg.error) pending.reject(new GatewayError("UNAVAILABLE", `Kafka metadata request failed: ${msg.error}`));
-      else pending.resolve(msg.result);
+      this.queries.answered(msg);
+    } else if (type === IpcType.HEALTH) {
+      const slot = s.data.slot!;
+      const up = msg.brokers === "up";
+      if (slot.brokersUp === up) return;
+      slot.brokersUp = up;
+      this.onEvent({ event: "worker_brokers", worker: slot.index, brokers: up ? "up" : "down", reason: String(msg.reason) });
     } else if (type === IpcType.READER_READY) {
       this.readers.onReady(Number(msg.readerId));
     } else if (type === IpcType.STATUS) {
       const slot = s.data.slot;
       if (slot) slot.lastError = String(msg.message);
-      this.onEvent({ event: "worker_status", worker: slot?.index ?? -1, level: String(msg.level), message: String(msg.message) });
+      const code = typeof msg.code === "number" ? msg.code : undefined;
+      const suppressed = typeof msg.suppressed === "number" ? msg.suppressed : undefined;
+      this.onEvent({ event: "worker_status", worker: slot?.index ?? -1, level: String(msg.level), kind: String(msg.event), code, message: String(msg.message), suppressed });
     }
-  }
-
-  private onDelivery(slot: WorkerSlot, r: ByteReader): void {
-    const batchId = r.u32();
-    const count = r.u32();
-    const batch = slot.sent.get(batchId);
-    if (!batch) return;
-    slot.sent.delete(batchId);
-    const recordsStart = r.pos;
-    r.pos = recordsStart + count * 16;
-    const errorsLen = r.u32();
-    const errors = errorsLen > 2 ? (JSON.parse(r.buf.toString("utf8", r.pos, r.pos + errorsLen)) as DeliveryError[]) : [];
-    r.pos = recordsStart;
-    for (let i = 0; i < count; i++) {
-      const partition = r.i32();
-      const offset = r.f64();
-      const errorIndex = r.i32();
-      if (errorIndex < 0) batch.sinks[i]!.delivered(batch.indexes[i]!, partition, offset);
-      else batch.sinks[i]!.failed(batch.indexes[i]!, toGatewayError(errors[errorIndex]!));
-    }
-    slot.inflight -= count;
   }
 
   private onSocketClosed(s: Socket<ConnData>): void {
@@ -263,25 +288,20 @@ export class WorkerPool {
     const inflight = slot.inflight;
     const wasReady = slot.state === "ready";
     const wasReadyFor = slot.readySince ? Date.now() - slot.readySince : 0;
+    // The slot is seen as gone before anyone is told: whatever they do next must not land on it.
+    slot.generation++; // whichever of exit and socket-close comes second is ignored
+    slot.state = this.closing ? "stopped" : "starting";
     slot.socket?.end();
     slot.socket = null;
     slot.writer = null;
     slot.readySince = 0;
+    if (slot.proc && slot.proc.exitCode === null && slot.proc.signalCode === null) slot.proc.kill("SIGKILL");
+    slot.proc = null; // until the replacement is spawned: nothing left to watch or to stop
     slot.failEverything(reason);
     this.readers.onSlotLost(slot, reason);
-    for (const [id, q] of this.queries) {
-      if (q.slot !== slot) continue;
-      this.queries.delete(id);
-      q.reject(new GatewayError("UNAVAILABLE", `the Kafka worker exited (${reason}) before answering`));
-    }
-    slot.generation++; // whichever of exit and socket-close comes second is ignored
-    if (slot.proc && slot.proc.exitCode === null && slot.proc.signalCode === null) slot.proc.kill("SIGKILL");
+    this.queries.slotLost(slot, reason);
     this.onEvent({ event: "worker_exit", worker: slot.index, pid: slot.pid, reason, inflight, wasReady });
-    if (this.closing) {
-      slot.state = "stopped";
-      return;
-    }
-    slot.state = "starting";
+    if (this.closing) return;
     // A worker that ran for a while gets restarted at once; one that keeps dying backs off.
     slot.consecutiveFailures = wasReadyFor > 10_000 ? 0 : slot.consecutiveFailures + 1;
     const delayMs = Math.min(this.options.restartBackoffMaxMs, this.options.restartBackoffMinMs * 2 ** Math.max(0, slot.consecutiveFailures - 1));
@@ -291,6 +311,40 @@ export class WorkerPool {
       if (!this.closing) this.spawn(slot);
     }, delayMs);
   }
+
+  /**
+   * The gateway's own deadlines, checked a few times a second: batches and questions nobody answered
+   * in time are failed, and a worker that stopped answering pings (hung, stopped, wedged in a native
+   * call) is killed and replaced rather than waited for.
+   */
+  private readonly tick = () => {
+    const now = Date.now();
+    // A late tick means this process stalled, not the workers: their silence over that time proves nothing.
+    const stalled = now - this.lastTick > this.pingTimeoutMs / 2;
+    this.lastTick = now;
+    for (const slot of this.slots) {
+      if (!slot.writer) {
+        // Started but never connected (node wedged while loading): as hung as one that stopped answering.
+        if (slot.state === "starting" && slot.proc && !stalled && now - slot.lastHeard > HELLO_TIMEOUT_MS) {
+          this.onLost(slot, slot.generation, `it did not connect within ${HELLO_TIMEOUT_MS} ms of starting`);
+        }
+        continue;
+      }
+      if (slot.heard || stalled) {
+        slot.heard = false;
+        slot.lastHeard = now;
+      } else if (now - slot.lastHeard > this.pingTimeoutMs) {
+        this.onLost(slot, slot.generation, `it answered no ping for ${now - slot.lastHeard} ms`);
+        continue;
+      }
+      if (now - slot.lastPing >= this.pingTimeoutMs / 3) {
+        slot.lastPing = now;
+        slot.writer.write(PING);
+      }
+      slot.expire(now);
+    }
+    this.queries.expire(now);
+  };
 
   private waitReady(timeoutMs: number): Promise<void> {
     if (this.isReady()) return Promise.resolve();
@@ -302,9 +356,4 @@ export class WorkerPool {
       });
     });
   }
-}
-
-function toGatewayError(e: DeliveryError): GatewayError {
-  if (e.code === MSG_TIMED_OUT) return new GatewayError("PUBLISH_TIMEOUT", `Kafka did not acknowledge the event in time (${e.message})`);
-  return new GatewayError(e.retriable ? "KAFKA_RETRIABLE" : "KAFKA_REJECTED", `${e.name}: ${e.message}`);
 }

@@ -1,25 +1,59 @@
 import type { ConsumedRecord, LogReader, ReaderGroup, ReaderHandlers } from "../log/event-log";
+import { GatewayError } from "../protocol/errors";
 import { type ByteReader, IpcType, jsonMessage } from "./ipc";
 import type { WorkerSlot } from "./worker-slot";
 
 interface OpenReader {
   slot: WorkerSlot;
   handlers: ReaderHandlers;
+  isReady: boolean;
   markReady: () => void;
+  fail: (e: Error) => void;
 }
 
-/** The gateway side of the readers of every worker: opens them, routes their batches, fails them over. */
+/**
+ * The gateway side of the readers of every worker: opens them, routes their batches, fails them over.
+ *
+ * Failover: a worker's readers die with it. Their owners are told (onLost) once, and only when the
+ * lost worker's replacement is ready, so that the reopening has somewhere to go: told at once, they
+ * would reopen on a worker that cannot take them, be lost again, and spin (a wedged gateway). The
+ * pool's restart backoff spaces the attempts when a worker keeps dying. A reader lost before it was
+ * ready has no positions to resume from: its `ready` rejects, and whoever is awaiting it handles that.
+ */
 export class ReaderRegistry {
   private readonly readers = new Map<number, OpenReader>();
+  /** Readers lost with a worker, waiting for a replacement to be ready. */
+  private orphans: Array<{ slot: WorkerSlot; reason: string; handlers: ReaderHandlers }> = [];
   private nextId = 1;
+
+  /** `readyTimeoutMs`: how long a new reader may take to connect before its opener is told UNAVAILABLE. */
+  constructor(private readonly readyTimeoutMs = 15_000) {}
 
   open(slot: WorkerSlot, handlers: ReaderHandlers, group?: ReaderGroup): LogReader {
     const readerId = this.nextId++;
     let markReady!: () => void;
-    const ready = new Promise<void>((r) => (markReady = r));
-    this.readers.set(readerId, { slot, handlers, markReady });
+    let fail!: (e: Error) => void;
+    const ready = new Promise<void>((resolve, reject) => {
+      markReady = resolve;
+      fail = reject;
+    });
+    ready.catch(() => {}); // the opener awaits it; an opener that stopped caring must not crash us
+    const reader: OpenReader = { slot, handlers, isReady: false, markReady: () => {}, fail };
+    reader.markReady = () => {
+      reader.isReady = true;
+      markReady();
+    };
+    this.readers.set(readerId, reader);
     const control = (type: number, body: object) => slot.writer?.write(jsonMessage(type, { readerId, ...body }));
     control(IpcType.OPEN_READER, group ? { group } : {});
+    // A consumer that cannot connect (no broker) never says READER_READY; its opener must not wait forever.
+    const timer = setTimeout(() => {
+      if (reader.isReady || this.readers.get(readerId) !== reader) return;
+      this.readers.delete(readerId);
+      control(IpcType.CLOSE_READER, {});
+      fail(new GatewayError("UNAVAILABLE", `the Kafka reader did not connect within ${this.readyTimeoutMs} ms`));
+    }, this.readyTimeoutMs);
+    void ready.then(() => clearTimeout(timer), () => clearTimeout(timer));
     return {
       ready,
       assign: (assignments) => control(IpcType.ASSIGN, { assignments }),
@@ -60,12 +94,30 @@ export class ReaderRegistry {
     });
   }
 
-  /** A worker died: its readers are gone with it. */
+  /** A worker died: its readers are gone with it. Nothing is called back here (see the class comment). */
   onSlotLost(slot: WorkerSlot, reason: string): void {
+    const lost: OpenReader[] = [];
     for (const [id, reader] of this.readers) {
       if (reader.slot !== slot) continue;
       this.readers.delete(id);
-      reader.handlers.onLost(reason);
+      lost.push(reader);
     }
+    for (const reader of lost) {
+      if (reader.isReady) this.orphans.push({ slot, reason, handlers: reader.handlers });
+      else reader.fail(new GatewayError("UNAVAILABLE", `the Kafka worker exited (${reason}) before the reader was ready`));
+    }
+  }
+
+  /** A worker is ready: the readers lost with its predecessor are told, once, to reopen. */
+  onSlotReady(slot: WorkerSlot): void {
+    if (!this.orphans.some((o) => o.slot === slot)) return;
+    const now = this.orphans.filter((o) => o.slot === slot);
+    this.orphans = this.orphans.filter((o) => o.slot !== slot);
+    for (const o of now) o.handlers.onLost(o.reason);
+  }
+
+  /** The pool is closing: nobody will reopen anything. */
+  clear(): void {
+    this.orphans = [];
   }
 }

@@ -6,6 +6,7 @@
 import Kafka from "@confluentinc/kafka-javascript";
 import type { Assignment } from "../log/event-log";
 import { ByteWriter, IpcType, READER_CREDIT, jsonMessage } from "./ipc";
+import type { StatusReporter } from "./status";
 
 interface KafkaMessage {
   topic: string;
@@ -30,13 +31,19 @@ class Reader {
     readonly id: number,
     config: Record<string, string | number | boolean>,
     private readonly send: (buf: Buffer) => void,
+    status: StatusReporter,
     /** Group mode (shared subscriptions): Kafka assigns the partitions and offsets are committed. */
     groupTopics?: string[],
   ) {
     const mode = groupTopics
       ? { "enable.auto.commit": true, "auto.offset.reset": "latest" }
       : { "enable.auto.commit": false };
-    this.consumer = new Kafka.KafkaConsumer({ ...config, ...mode, "enable.partition.eof": false } as never, {} as never);
+    // A group member that dies without leaving (its worker killed) holds its partitions until its
+    // session times out; librdkafka's 45 s default would stall a share group that long after every
+    // worker loss. 10 s (heartbeats every 3 s) is the broker's usual floor of 6 s with room to spare;
+    // KAFKA_PROPERTIES can still set it.
+    const session = groupTopics ? { "session.timeout.ms": 10_000, "heartbeat.interval.ms": 3000 } : {};
+    this.consumer = new Kafka.KafkaConsumer({ ...session, ...config, ...mode, "enable.partition.eof": false } as never, {} as never);
     this.consumer.setDefaultConsumeTimeout(100);
     // Wait for the first message only, then take what is already fetched. By default the binding
     // waits up to the timeout for every message until the batch is full, so a topic with 100
@@ -48,9 +55,8 @@ class Reader {
       send(jsonMessage(IpcType.READER_READY, { readerId: id }));
       this.poll();
     });
-    this.consumer.on("event.error", (err: { message: string }) => {
-      send(jsonMessage(IpcType.STATUS, { level: "warn", event: "reader_error", readerId: id, message: err.message }));
-    });
+    // Readers share one report per kind: with the brokers down every one of them says the same thing.
+    this.consumer.on("event.error", (err: { code: number; message: string }) => status.report("warn", "reader_error", err.message, { code: err.code, readerId: id }));
     this.consumer.connect();
   }
 
@@ -128,12 +134,13 @@ export class Readers {
   constructor(
     private readonly config: Record<string, string | number | boolean>,
     private readonly send: (buf: Buffer) => void,
+    private readonly status: StatusReporter,
   ) {}
 
   handle(type: number, msg: { readerId: number; group?: { id: string; topics: string[] }; assignments?: Assignment[] }): void {
     if (type === IpcType.OPEN_READER) {
       const groupId = msg.group?.id ?? `kgw-reader-${process.pid}-${msg.readerId}`;
-      this.readers.set(msg.readerId, new Reader(msg.readerId, { ...this.config, "group.id": groupId }, this.send, msg.group?.topics));
+      this.readers.set(msg.readerId, new Reader(msg.readerId, { ...this.config, "group.id": groupId }, this.send, this.status, msg.group?.topics));
       return;
     }
     const reader = this.readers.get(msg.readerId);

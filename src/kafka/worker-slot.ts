@@ -1,7 +1,9 @@
 import type { Socket, Subprocess } from "bun";
 import { GatewayError } from "../protocol/errors";
-import { ByteWriter, HeaderKind, InternTable, IpcType, LITERAL } from "./ipc";
+import { type ByteReader, ByteWriter, type DeliveryError, HeaderKind, InternTable, IpcType, LITERAL } from "./ipc";
 import type { SocketWriter } from "./socket-writer";
+
+const MSG_TIMED_OUT = -192;
 
 /** Headers whose values repeat across records; ids, times and subjects are one-offs. */
 const REPEATING_HEADERS = new Set(["ce_specversion", "ce_source", "ce_type", "content-type"]);
@@ -16,6 +18,8 @@ export interface RecordSink {
 export interface SentBatch {
   sinks: RecordSink[];
   indexes: number[];
+  /** Date.now() time after which the gateway answers for the worker (see expire). */
+  deadline: number;
 }
 
 export type SlotState = "starting" | "connected" | "ready" | "stopped";
@@ -33,6 +37,13 @@ export class WorkerSlot {
   inflight = 0;
   pid = 0;
   lastError = "";
+  /** The worker's producer reaches a broker (its HEALTH reports); a fresh worker does once READY. */
+  brokersUp = true;
+  /** Something arrived from the worker since the pool's last liveness check. */
+  heard = false;
+  /** When the pool last had proof of life (Date.now()), and last pinged. */
+  lastHeard = 0;
+  lastPing = 0;
   readonly sent = new Map<number, SentBatch>();
 
   // The batch being filled; written out on the next flush.
@@ -45,7 +56,11 @@ export class WorkerSlot {
   private readonly topicTable = new InternTable(4096);
   private readonly headerTable = new InternTable(4096);
 
-  constructor(readonly index: number) {}
+  constructor(
+    readonly index: number,
+    /** How long a batch handed to the worker may go unanswered: Kafka's message timeout and a margin. */
+    private readonly deadlineMs: number,
+  ) {}
 
   /** A new worker connection starts with empty string tables on both sides. */
   connected(writer: SocketWriter): void {
@@ -72,7 +87,7 @@ export class WorkerSlot {
     const w = this.out;
     if (!this.openBatch) {
       this.openBatchId = nextBatchId();
-      this.openBatch = { sinks: [], indexes: [] };
+      this.openBatch = { sinks: [], indexes: [], deadline: 0 };
       this.messageStart = w.beginMessage(IpcType.PRODUCE);
       w.u32(this.openBatchId);
       this.countPos = w.pos;
@@ -124,8 +139,31 @@ export class WorkerSlot {
     this.out.endMessage(this.messageStart);
     const bytes = this.out.take();
     if (!this.writer) return this.fail(batch, new GatewayError("UNAVAILABLE", "the Kafka worker is not connected"));
+    batch.deadline = Date.now() + this.deadlineMs;
     this.sent.set(this.openBatchId, batch);
     this.writer.write(bytes);
+  }
+
+  /** A DELIVERY message: the outcome of every record of one batch, unless its deadline has passed. */
+  delivered(r: ByteReader): void {
+    const batchId = r.u32();
+    const count = r.u32();
+    const batch = this.sent.get(batchId);
+    if (!batch) return;
+    this.sent.delete(batchId);
+    const recordsStart = r.pos;
+    r.pos = recordsStart + count * 16;
+    const errorsLen = r.u32();
+    const errors = errorsLen > 2 ? (JSON.parse(r.buf.toString("utf8", r.pos, r.pos + errorsLen)) as DeliveryError[]) : [];
+    r.pos = recordsStart;
+    for (let i = 0; i < count; i++) {
+      const partition = r.i32();
+      const offset = r.f64();
+      const errorIndex = r.i32();
+      if (errorIndex < 0) batch.sinks[i]!.delivered(batch.indexes[i]!, partition, offset);
+      else batch.sinks[i]!.failed(batch.indexes[i]!, toGatewayError(errors[errorIndex]!));
+    }
+    this.inflight -= count;
   }
 
   /**
@@ -144,8 +182,27 @@ export class WorkerSlot {
     this.sent.clear();
   }
 
+  /**
+   * Answers for the worker where it has not: batches past their deadline are failed PUBLISH_TIMEOUT
+   * (they may yet be written), and their delivery reports, should they come, find nothing.
+   */
+  expire(now: number): void {
+    let timeout: GatewayError | null = null;
+    for (const [id, batch] of this.sent) {
+      if (batch.deadline > now) return; // sent in order with one timeout: the rest are younger
+      this.sent.delete(id);
+      timeout ??= new GatewayError("PUBLISH_TIMEOUT", `Kafka did not acknowledge the event within ${this.deadlineMs} ms; it may or may not have been written`);
+      this.fail(batch, timeout);
+    }
+  }
+
   private fail(batch: SentBatch, error: GatewayError): void {
     for (let i = 0; i < batch.sinks.length; i++) batch.sinks[i]!.failed(batch.indexes[i]!, error);
     this.inflight -= batch.sinks.length;
   }
+}
+
+function toGatewayError(e: DeliveryError): GatewayError {
+  if (e.code === MSG_TIMED_OUT) return new GatewayError("PUBLISH_TIMEOUT", `Kafka did not acknowledge the event in time (${e.message})`);
+  return new GatewayError(e.retriable ? "KAFKA_RETRIABLE" : "KAFKA_REJECTED", `${e.name}: ${e.message}`);
 }

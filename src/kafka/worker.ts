@@ -6,7 +6,9 @@
  */
 import * as net from "node:net";
 import Kafka from "@confluentinc/kafka-javascript";
+import { BrokerProbe } from "./broker-probe";
 import { ByteReader, ByteWriter, type DeliveryError, HeaderKind, IpcType, MessageReader, type Query, ReceivedTable, jsonMessage } from "./ipc";
+import { StatusReporter } from "./status";
 import { Readers } from "./worker-readers";
 
 export interface WorkerConfig {
@@ -16,9 +18,13 @@ export interface WorkerConfig {
   producer: Record<string, string | number | boolean>;
   /** Properties every reader's consumer starts from (brokers, client id, security). */
   consumer: Record<string, string | number | boolean>;
+  /** How long one broker probe (a metadata request) may take before it counts as failed. */
+  probeTimeoutMs: number;
 }
 
 const QUEUE_FULL = -184; // RD_KAFKA_RESP_ERR__QUEUE_FULL
+const ALL_BROKERS_DOWN = -187; // RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN
+const ALL_BROKERS_DOWN_TEXT = /all broker connections are down/i; // its err2str
 // opaque = batchId * 2^20 + index: a number, so delivery reports need no per-event object.
 const INDEX_BITS = 1048576;
 
@@ -51,7 +57,8 @@ let shuttingDown = false;
 const socket = net.createConnection(config.socketPath);
 socket.setNoDelay(true);
 const send = (buf: Buffer) => void socket.write(buf);
-const readers = new Readers(config.consumer, send);
+const status = new StatusReporter(send);
+const readers = new Readers(config.consumer, send, status);
 
 socket.on("connect", () => {
   send(
@@ -70,14 +77,18 @@ socket.on("close", () => shutdown(2000));
 socket.on("error", () => {});
 
 const producer = new Kafka.Producer({ ...config.producer, dr_cb: true } as never);
+const brokers = new BrokerProbe(producer as never, config.probeTimeoutMs, (up, reason) => send(jsonMessage(IpcType.HEALTH, { brokers: up ? "up" : "down", reason })));
 
 producer.on("ready", () => {
   producerReady = true;
   producer.setPollInBackground(true);
   send(jsonMessage(IpcType.READY, {}));
+  brokers.start();
 });
 producer.on("event.error", (err: { code: number; message: string }) => {
-  send(jsonMessage(IpcType.STATUS, { level: "warn", event: "kafka_error", code: err.code, message: err.message }));
+  // The binding passes error events on as their message alone (the code arrives as -1).
+  if (err.code === ALL_BROKERS_DOWN || ALL_BROKERS_DOWN_TEXT.test(err.message)) brokers.allBrokersDown(err.message);
+  status.report("warn", "kafka_error", err.message, { code: err.code });
 });
 producer.on("delivery-report", ((err: LibError | null, report: { opaque?: unknown; partition: number; offset: number }) => {
   const opaque = report.opaque as number;
@@ -102,7 +113,7 @@ connectProducer();
 function connectProducer(): void {
   producer.connect({}, (err: unknown) => {
     if (!err) return;
-    send(jsonMessage(IpcType.STATUS, { level: "warn", event: "connect_failed", message: String((err as Error).message ?? err) }));
+    status.report("warn", "connect_failed", String((err as Error).message ?? err));
     setTimeout(connectProducer, 1000);
   });
 }
@@ -112,12 +123,13 @@ const reader = new MessageReader((type, body) => {
     dispatch(type, body);
   } catch (e) {
     // A bug in handling one control message is reported, not allowed to kill the producer.
-    send(jsonMessage(IpcType.STATUS, { level: "error", event: "worker_error", message: String((e as Error)?.stack ?? e) }));
+    status.report("error", "worker_error", String((e as Error)?.stack ?? e));
   }
 });
 
 function dispatch(type: number, body: Buffer): void {
   if (type === IpcType.PRODUCE) onProduce(new ByteReader(body));
+  else if (type === IpcType.PING) send(jsonMessage(IpcType.PONG, {}));
   else if (type >= IpcType.OPEN_READER && type <= IpcType.CLOSE_READER) readers.handle(type, new ByteReader(body).json());
   else if (type === IpcType.QUERY) {
     const q = new ByteReader(body).json<Query & { reqId: number }>();
@@ -289,6 +301,7 @@ function codeName(code: number): string {
 function shutdown(timeoutMs: number): void {
   if (shuttingDown) return;
   shuttingDown = true;
+  brokers.stop();
   readers.closeAll();
   // process.exit() can block in librdkafka's destructor while it is still dialling a broker; with
   // nothing left to deliver, a hard exit is safe and prompt.

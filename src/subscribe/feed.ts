@@ -177,10 +177,20 @@ export class Feed {
     return true;
   }
 
-  /** The worker holding our reader died: read on from exactly where we were once the log is back. */
+  /**
+   * The worker holding our reader died: read on from exactly where we were. The log calls this once
+   * (when a replacement worker is ready); an open that fails anyway (no worker ready, or lost again
+   * before it was ready) is retried with capped backoff, never in a loop.
+   */
   private async reopen(reason: string): Promise<void> {
     this.logger.warn("feed reader lost; reopening at its positions", { topics: this.topics, reason });
-    while (!this.closed && !this.log.isReady()) await Bun.sleep(100);
-    if (!this.closed) await this.open();
+    for (let delayMs = 250; !this.closed; delayMs = Math.min(delayMs * 2, 10_000)) {
+      try {
+        return await this.open();
+      } catch (e) {
+        this.logger.warn("feed reader could not reopen yet; retrying", { topics: this.topics, error: String(e), retryInMs: delayMs });
+      }
+      await Bun.sleep(delayMs);
+    }
   }
 }

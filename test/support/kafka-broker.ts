@@ -25,10 +25,14 @@ export interface ConsumedRecord {
   headers: Record<string, string>;
 }
 
-/** Starts a single-node KRaft broker on free loopback ports, with its files in `dir` (default: a fresh temp dir). */
-export async function startBroker(opts: { dir?: string } = {}): Promise<Broker> {
+/**
+ * Starts a single-node KRaft broker on free loopback ports, with its files in `dir` (default: a fresh temp dir).
+ * `env` reaches the script: KAFKA_PORT/KAFKA_CONTROLLER_PORT fix the ports and KAFKA_KEEP_DATA=1 reuses
+ * the dir's data, which together restart a killed broker as the same broker.
+ */
+export async function startBroker(opts: { dir?: string; env?: Record<string, string> } = {}): Promise<Broker> {
   const dir = opts.dir ? resolve(opts.dir) : mkdtempSync(join(tmpdir(), "kgw-kafka-"));
-  const proc = Bun.spawn(["bash", join(scripts, "start-broker"), dir], { stdout: "pipe", stderr: "pipe" });
+  const proc = Bun.spawn(["bash", join(scripts, "start-broker"), dir], { stdout: "pipe", stderr: "pipe", env: { ...process.env, ...opts.env } });
   const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
   const brokers = /^KAFKA_BROKERS=(\S+)$/m.exec(out)?.[1];
   if (code !== 0 || !brokers) throw new Error(`scripts/kafka/start-broker ${dir} failed (exit ${code}):\n${err}${out}`);

@@ -1,0 +1,84 @@
+/**
+ * Whether a worker's producer can reach a broker (runs on Node, inside worker.ts). librdkafka says
+ * when every broker connection is down (ALL_BROKERS_DOWN, -187) but never that one is back, and a
+ * broker that hangs without closing its connections (SIGSTOP, a network partition) raises nothing
+ * for a minute (socket.timeout.ms). So a metadata request with a short timeout is asked every second:
+ * brokers are down at ALL_BROKERS_DOWN, or after FAILURES_DOWN failed probes in a row, and up again at
+ * the first answer to a probe sent after the last ALL_BROKERS_DOWN. A stall of a few seconds (a
+ * leader failover, a GC pause) is backpressure, not an outage: with the default 1.5 s timeout,
+ * three failures take about 5 s. The probe also keeps a connection busy, so the broker never closes it as idle
+ * (which would raise ALL_BROKERS_DOWN with nothing wrong).
+ */
+const INTERVAL_MS = 1000;
+const RETRY_MS = 250;
+const FAILURES_DOWN = 3;
+
+interface MetadataClient {
+  getMetadata(o: { allTopics: boolean; timeout: number }, cb: (err: unknown) => void): void;
+}
+
+export class BrokerProbe {
+  up = true;
+  private allDownAt = 0;
+  private failures = 0;
+  private probing = false;
+  private started = false;
+  private stopped = false;
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(
+    private readonly client: MetadataClient,
+    private readonly timeoutMs: number,
+    private readonly onChange: (up: boolean, reason: string) => void,
+  ) {}
+
+  /** Once the producer is connected (probing before would only report that it is not). */
+  start(): void {
+    this.started = true;
+    this.schedule(INTERVAL_MS);
+  }
+
+  /** librdkafka's ALL_BROKERS_DOWN: down now, and probe to see it end. */
+  allBrokersDown(message: string): void {
+    if (!this.started) return;
+    this.allDownAt = Date.now();
+    this.set(false, message);
+    this.schedule(0);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+  }
+
+  private schedule(ms: number): void {
+    if (this.probing || this.stopped || !this.started) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.probe(), ms);
+  }
+
+  private probe(): void {
+    this.timer = null;
+    this.probing = true;
+    const sentAt = Date.now();
+    // Only the topics this producer already knows: cheap even on a cluster with thousands of topics.
+    this.client.getMetadata({ allTopics: false, timeout: this.timeoutMs }, (err) => {
+      this.probing = false;
+      if (this.stopped) return;
+      if (!err) {
+        this.failures = 0;
+        // An answer to a question asked before the last ALL_BROKERS_DOWN says nothing about now.
+        if (sentAt >= this.allDownAt) this.set(true, "a broker answered");
+      } else if (++this.failures >= FAILURES_DOWN) {
+        this.set(false, String((err as Error).message ?? err));
+      }
+      this.schedule(err || !this.up ? RETRY_MS : INTERVAL_MS);
+    });
+  }
+
+  private set(up: boolean, reason: string): void {
+    if (this.up === up) return;
+    this.up = up;
+    this.onChange(up, reason);
+  }
+}

@@ -1,0 +1,153 @@
+/**
+ * Load and watchers for the tests that harm the Kafka side (workers, brokers) under traffic: a
+ * control publisher that counts every request and its reply, and a poller of /health/live.
+ */
+import type { GatewayClient } from "../support/ws-client";
+
+export interface Outcome {
+  topic: string;
+  id: string;
+  partition: number;
+  offset: number;
+  code?: string;
+  mayBePersisted?: boolean;
+}
+
+/** Publishes batches round-robin over `topics`, at most `maxInflight` requests at once, until stopped. */
+export class Pump {
+  sent = 0;
+  answered = 0;
+  events = 0;
+  maxLatencyMs = 0;
+  readonly acked: Outcome[] = [];
+  readonly nacked: Outcome[] = [];
+  /** [sentAt, answeredAt, code or "ok"] of every request, for "answered within" claims. */
+  readonly requests: Array<[number, number, string]> = [];
+  private stopped = false;
+  private readonly inflight = new Set<Promise<void>>();
+  private running: Promise<void> | null = null;
+  private seq = 0;
+
+  constructor(
+    private readonly client: GatewayClient,
+    private readonly topics: string[],
+    private readonly opts: { batch: number; maxInflight: number; pauseMs?: number; prefix?: string },
+  ) {}
+
+  start(): this {
+    this.running = this.loop();
+    return this;
+  }
+
+  /** Stops sending; resolves once every request sent has its reply, or rejects after `timeoutMs`. */
+  async stop(timeoutMs: number): Promise<void> {
+    this.stopped = true;
+    await this.running;
+    const all = Promise.all(this.inflight).then(() => true);
+    const ok = await Promise.race([all, Bun.sleep(timeoutMs).then(() => false)]);
+    if (!ok) throw new Error(`${this.sent - this.answered} of ${this.sent} publish requests unanswered ${timeoutMs} ms after the load stopped`);
+  }
+
+  private async loop(): Promise<void> {
+    let t = 0;
+    while (!this.stopped) {
+      while (this.inflight.size < this.opts.maxInflight && !this.stopped) {
+        const topic = this.topics[t++ % this.topics.length]!;
+        this.send(topic);
+      }
+      await Promise.race([...this.inflight, Bun.sleep(50)]);
+      if (this.opts.pauseMs) await Bun.sleep(this.opts.pauseMs);
+    }
+  }
+
+  private send(topic: string): void {
+    const prefix = this.opts.prefix ?? "p";
+    const events = Array.from({ length: this.opts.batch }, () => {
+      const n = this.seq++;
+      return { id: `${prefix}-${n}`, type: "test.harm", key: `k${n % 13}`, data: { n } };
+    });
+    const sentAt = Date.now();
+    this.sent++;
+    this.events += events.length;
+    const p: Promise<void> = this.client.publishBatch(events, topic).then((r) => {
+      const at = Date.now();
+      this.answered++;
+      this.maxLatencyMs = Math.max(this.maxLatencyMs, at - sentAt);
+      if (r.t === 21) {
+        this.requests.push([sentAt, at, r.code]);
+        for (const e of events) this.nacked.push({ topic, id: e.id, partition: -1, offset: -1, code: r.code, mayBePersisted: r.mayBePersisted });
+        return;
+      }
+      let code = "ok";
+      r.ids.forEach((id: string, i: number) => {
+        if (r.partitions[i] >= 0) this.acked.push({ topic, id, partition: r.partitions[i], offset: r.offsets[i] });
+        else {
+          const err = r.errors.find((x: { i: number }) => x.i === i);
+          code = err.code;
+          this.nacked.push({ topic, id, partition: -1, offset: -1, code: err.code, mayBePersisted: err.mayBePersisted });
+        }
+      });
+      this.requests.push([sentAt, at, code]);
+    });
+    this.inflight.add(p);
+    void p.finally(() => this.inflight.delete(p));
+  }
+}
+
+/** Polls /health/live every `everyMs`; an answer slower than `slowMs` (or none) counts as a failure. */
+export class LivenessWatch {
+  polls = 0;
+  readonly failures: string[] = [];
+  maxMs = 0;
+  private stopped = false;
+  private readonly running: Promise<void>;
+
+  constructor(url: string, everyMs = 150, slowMs = 1000) {
+    this.running = (async () => {
+      while (!this.stopped) {
+        const at = Date.now();
+        try {
+          const r = await fetch(`${url}/health/live`, { signal: AbortSignal.timeout(slowMs) });
+          if (r.status !== 200) this.failures.push(`status ${r.status} at ${new Date(at).toISOString()}`);
+        } catch (e) {
+          this.failures.push(`${(e as Error).name} at ${new Date(at).toISOString()}`);
+        }
+        this.polls++;
+        this.maxMs = Math.max(this.maxMs, Date.now() - at);
+        await Bun.sleep(everyMs);
+      }
+    })();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.running;
+  }
+}
+
+/** Polls `check` every 100 ms until it is true; returns the ms it took, or -1 after `timeoutMs`. */
+export async function within(timeoutMs: number, check: () => boolean | Promise<boolean>): Promise<number> {
+  const start = Date.now();
+  while (Date.now() - start < timeoutMs) {
+    if (await check()) return Date.now() - start;
+    await Bun.sleep(100);
+  }
+  return -1;
+}
+
+export async function readyStatus(url: string): Promise<number> {
+  try {
+    return (await fetch(`${url}/health/ready`, { signal: AbortSignal.timeout(2000) })).status;
+  } catch {
+    return 0;
+  }
+}
+
+/** GET /health with a deadline: a wedged gateway fails the test instead of hanging it. */
+export async function health(url: string): Promise<any> {
+  try {
+    return await (await fetch(`${url}/health`, { signal: AbortSignal.timeout(3000) })).json();
+  } catch (e) {
+    throw new Error(`GET /health got no answer within 3 s (${(e as Error).name}): the gateway is wedged`);
+  }
+}
