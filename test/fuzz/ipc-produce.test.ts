@@ -74,7 +74,7 @@ const sink: RecordSink = { delivered() {}, failed() {} };
 /** The gateway's side: a WorkerSlot whose socket is a byte sink. */
 function gatewaySide() {
   const chunks: Buffer[] = [];
-  const slot = new WorkerSlot(0);
+  const slot = new WorkerSlot(0, 35_000);
   slot.connected({ write: (b: Uint8Array) => void chunks.push(Buffer.from(b)) } as unknown as SocketWriter);
   let batchId = 0;
   const add = (r: LogRecord, index: number) => slot.add(r.topic, r.key, r.value, r.timestamp, r.headers, sink, index, () => ++batchId);
