@@ -1,12 +1,11 @@
 import { expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
 import { unpack } from "msgpackr";
 import { startGateway } from "../support/gateway";
 import { freshTopic, kafkaBroker } from "../support/kafka";
 import { consumeAll, ensureTopic } from "../support/kafka-broker";
 import { GatewayClient } from "../support/ws-client";
+import { rssMiB } from "../support/proc";
 
-const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) / 1024;
 
 /**
  * The broker freezes (SIGSTOP) under load, as during a leader failover. librdkafka's queue is made

@@ -1,15 +1,14 @@
 import { afterAll, expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 import { GatewayClient } from "../support/ws-client";
+import { rssMiB } from "../support/proc";
 
 const gateways: GatewayProcess[] = [];
 afterAll(async () => {
   for (const g of gateways) await g.stop();
 }, 60_000);
 
-const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) / 1024;
 const p = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * q))]!;
 
 /** A control connection publishing one event every 20 ms; returns its ack latencies. */

@@ -27,17 +27,24 @@ async function publishHistory(url: string, topic: string): Promise<void> {
   pub.close();
 }
 
-/** Resumes from `token` with a reading client and returns the ids it gets until `live`. */
-async function resume(url: string, topic: string, token: string): Promise<string[]> {
+/**
+ * Resumes from `token` with a reading client and returns the ids it gets until `live`. If that client
+ * falls behind too (a loaded machine), it does what a client should: keeps what came before the
+ * `lagged` notice and resumes again from the notice's token.
+ */
+async function resume(url: string, topic: string, token: string, depth = 0): Promise<string[]> {
+  expect(depth).toBeLessThan(50);
   const c = await GatewayClient.connect(url);
   const frames: Frame[] = [];
   const sub = await c.subscribe({ sub: "again", topic, start: { token } }, (f) => frames.push(f));
   expect(sub).toMatchObject({ t: 23 });
   const deadline = Date.now() + 60_000;
-  while (!frames.some((f) => f.t === 26) && Date.now() < deadline) await Bun.sleep(20);
+  while (!frames.some((f) => f.t === 26 || f.t === 27) && Date.now() < deadline) await Bun.sleep(20);
   c.close();
-  expect(frames.filter((f) => f.t === 27)).toEqual([]);
-  return frames.flatMap(eventsOf).map((e) => e.event.id);
+  const notice = frames.findIndex((f) => f.t === 27);
+  if (notice < 0) return frames.flatMap(eventsOf).map((e) => e.event.id);
+  const before = frames.slice(0, notice).flatMap(eventsOf).map((e) => e.event.id);
+  return [...before, ...(await resume(url, topic, frames[notice]!.token, depth + 1))];
 }
 
 test("unsubscribe while events are queued for a client that is not reading: resuming from its token leaves no gap", async () => {

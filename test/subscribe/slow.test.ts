@@ -1,14 +1,13 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 import { freshTopic, kafkaBrokers } from "../support/kafka";
 import { ensureTopic } from "../support/kafka-broker";
 import { GatewayClient } from "../support/ws-client";
+import { rssMiB } from "../support/proc";
 
 let brokers: string;
 let gw: GatewayProcess;
-const rssMiB = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) / 1024;
 
 beforeAll(async () => {
   brokers = await kafkaBrokers();

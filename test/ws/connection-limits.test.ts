@@ -1,19 +1,14 @@
 import { afterAll, expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 import { GatewayClient } from "../support/ws-client";
+import { cpuSeconds } from "../support/proc";
 
 const gateways: GatewayProcess[] = [];
 afterAll(async () => {
   for (const g of gateways) await g.stop();
 }, 60_000);
 
-/** CPU seconds the process has used (user + system), from /proc. */
-const cpuSeconds = (pid: number) => {
-  const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return (Number(f[11]) + Number(f[12])) / 100;
-};
 
 /** The refusal a WebSocket upgrade gets, read as HTTP so its body can be checked. */
 async function upgradeRefusal(url: string): Promise<{ status: number; body: any }> {
