@@ -1,0 +1,212 @@
+import { GatewayError } from "./errors";
+import { validUtf8 } from "./utf8";
+
+export interface ScanLimits {
+  maxDepth: number;
+  maxMapKeys: number;
+  /** Values in one event of a publish frame (its `event`, or each element of its `events`). */
+  maxEventValues: number;
+}
+
+/**
+ * A structure walk over a msgpack frame, run before msgpackr sees it, so that a frame is refused
+ * for what it is, at the cost of one pass over its bytes and no allocation proportional to it:
+ * msgpackr's own error paths are not bounded (a valid value plus one trailing byte made it
+ * serialise the whole value into its message: 0.5 s for 1 MiB), and what it accepts is wider than
+ * the protocol (its extensions 0x65 Error, 0x72 RegExp, 0x73 Set, 0x74 typed arrays and others;
+ * invalid UTF-8 silently replaced, which changes a key and so a partition; a malformed timestamp
+ * as an Invalid Date; map keys of any type).
+ *
+ * Refuses: truncation and trailing bytes, 0xc1, every ext type but the timestamp (-1) in its three
+ * sizes with nanoseconds below 10^9 and a time a JavaScript Date holds, invalid UTF-8 in any
+ * string (bin is bytes and is not looked at), map keys that are not strings or integers
+ * (BAD_FRAME); nesting deeper than maxDepth (NESTING_TOO_DEEP); a map with more than maxMapKeys
+ * keys (EVENT_TOO_LARGE). Iterative: hostile nesting costs no stack.
+ *
+ * Returns true when some map has the key "__proto__", which msgpackr would rename: codec.ts then
+ * decodes that rare frame on a path that keeps it.
+ */
+export function prescanMsgpack(b: Uint8Array, limits: ScanLimits): boolean {
+  const maxDepth = limits.maxDepth;
+  // Per open container: values still to read, and whether it is a map (keys at even counts).
+  const left = new Float64Array(maxDepth + 1);
+  const isMap = new Uint8Array(maxDepth + 1);
+  let depth = 0;
+  let p = 0;
+  let proto = false;
+  const end = b.length;
+  // Events are found by the frame's shape: the value of a top-level key "event" is one, and so is
+  // each element of the array under "events". `eventDepth`: the depth their roots sit at (0: none).
+  let values = 0;
+  let eventStart = -1;
+  let eventDepth = 0;
+  let nextIs = 0; // 1: the top-level value about to be read is an event; 2: an array of events
+  for (;;) {
+    const key = depth > 0 && isMap[depth - 1] === 1 && left[depth - 1]! % 2 === 0;
+    if (depth > 0) left[depth - 1]!--;
+    if (p >= end) throw truncated();
+    const c = b[p]!;
+    values++;
+    if (depth === 1 && isMap[0] === 1) {
+      if (key) {
+        eventStart = -1;
+        eventDepth = 0;
+        // fixstr "event" / "events" (a str8 spelling is not looked for: no encoder writes one for a 5-byte key)
+        nextIs = c === 0xa5 && isWord(b, p + 1, EVENT) ? 1 : c === 0xa6 && isWord(b, p + 1, EVENTS) ? 2 : 0;
+      } else if (nextIs === 1) (eventStart = values), (eventDepth = 1);
+      else if (nextIs === 2) eventDepth = 2;
+    } else if (depth === 2 && eventDepth === 2 && isMap[1] === 0) eventStart = values;
+    if (eventStart > 0 && values - eventStart >= limits.maxEventValues) {
+      throw new GatewayError("EVENT_TOO_LARGE", `an event of more than ${limits.maxEventValues} values (MAX_EVENT_VALUES)`);
+    }
+    let items = -1; // >= 0: a container with that many values follows its header
+    let map = 0;
+    if (key && !(c <= 0x7f || c >= 0xe0 || (c >= 0xa0 && c <= 0xbf) || (c >= 0xcc && c <= 0xd3) || (c >= 0xd9 && c <= 0xdb))) {
+      throw new GatewayError("BAD_FRAME", "map keys must be strings or integers");
+    }
+    if (c <= 0x7f || c >= 0xe0) p += 1;
+    else if (c <= 0x8f) (items = 2 * (c & 0x0f)), (map = 1), (p += 1);
+    else if (c <= 0x9f) (items = c & 0x0f), (p += 1);
+    else if (c <= 0xbf) {
+      const len = c & 0x1f;
+      p = str(b, p + 1, len);
+      if (key && len === 9 && isProto(b, p - 9)) proto = true;
+    } else {
+      switch (c) {
+        case 0xc0:
+        case 0xc2:
+        case 0xc3:
+          p += 1;
+          break;
+        case 0xcc:
+        case 0xd0:
+          p += 2;
+          break;
+        case 0xcd:
+        case 0xd1:
+          p += 3;
+          break;
+        case 0xca:
+        case 0xce:
+        case 0xd2:
+          p += 5;
+          break;
+        case 0xcb:
+        case 0xcf:
+        case 0xd3:
+          p += 9;
+          break;
+        case 0xc4:
+          p = p + 2 + len(b, p + 1, 1);
+          break;
+        case 0xc5:
+          p = p + 3 + len(b, p + 1, 2);
+          break;
+        case 0xc6:
+          p = p + 5 + len(b, p + 1, 4);
+          break;
+        case 0xd9:
+        case 0xda:
+        case 0xdb: {
+          const n = c === 0xd9 ? 1 : c === 0xda ? 2 : 4;
+          const l = len(b, p + 1, n);
+          p = str(b, p + 1 + n, l);
+          if (key && l === 9 && isProto(b, p - 9)) proto = true;
+          break;
+        }
+        case 0xd4:
+        case 0xd5:
+        case 0xd6:
+        case 0xd7:
+        case 0xd8:
+          p = ext(b, p + 2, b[p + 1], 1 << (c - 0xd4));
+          break;
+        case 0xc7:
+        case 0xc8:
+        case 0xc9: {
+          const n = c === 0xc7 ? 1 : c === 0xc8 ? 2 : 4;
+          p = ext(b, p + 2 + n, b[p + 1 + n], len(b, p + 1, n));
+          break;
+        }
+        case 0xdc:
+        case 0xdd:
+          items = len(b, p + 1, c === 0xdc ? 2 : 4);
+          p += c === 0xdc ? 3 : 5;
+          break;
+        case 0xde:
+        case 0xdf:
+          items = 2 * len(b, p + 1, c === 0xde ? 2 : 4);
+          map = 1;
+          p += c === 0xde ? 3 : 5;
+          break;
+        default:
+          throw new GatewayError("BAD_FRAME", "not valid msgpack: 0xc1 is never used");
+      }
+    }
+    if (p > end) throw truncated();
+    if (items >= 0) {
+      if (depth >= maxDepth) throw new GatewayError("NESTING_TOO_DEEP", `nesting deeper than ${maxDepth} levels`);
+      if (map && items / 2 > limits.maxMapKeys) throw new GatewayError("EVENT_TOO_LARGE", `a map of ${items / 2} keys; at most ${limits.maxMapKeys} per map (MAX_MAP_KEYS)`);
+      // Each value takes at least one byte: a count the rest of the frame cannot hold is a lie.
+      if (items > end - p) throw truncated();
+      if (items > 0) {
+        left[depth] = items;
+        isMap[depth] = map;
+        depth++;
+        continue;
+      }
+    }
+    while (depth > 0 && left[depth - 1] === 0) depth--;
+    if (depth === 0) break;
+  }
+  if (p !== end) throw new GatewayError("BAD_FRAME", `not valid msgpack: ${end - p} bytes after the end of the value`);
+  return proto;
+}
+
+const EVENT = [0x65, 0x76, 0x65, 0x6e, 0x74];
+const EVENTS = [0x65, 0x76, 0x65, 0x6e, 0x74, 0x73];
+function isWord(b: Uint8Array, p: number, word: number[]): boolean {
+  for (let i = 0; i < word.length; i++) if (b[p + i] !== word[i]) return false;
+  return true;
+}
+
+const truncated = () => new GatewayError("BAD_FRAME", "not valid msgpack: the frame ends inside a value");
+
+function len(b: Uint8Array, p: number, n: number): number {
+  if (p + n > b.length) throw truncated();
+  let v = 0;
+  for (let i = 0; i < n; i++) v = v * 256 + b[p + i]!;
+  return v;
+}
+
+function str(b: Uint8Array, p: number, n: number): number {
+  const e = p + n;
+  if (e > b.length) throw truncated();
+  if (!validUtf8(b, p, e)) throw new GatewayError("BAD_FRAME", "not valid msgpack: a string that is not valid UTF-8 (send bytes as bin)");
+  return e;
+}
+
+const isProto = (b: Uint8Array, p: number) =>
+  b[p] === 0x5f && b[p + 1] === 0x5f && b[p + 2] === 0x70 && b[p + 3] === 0x72 && b[p + 4] === 0x6f && b[p + 5] === 0x74 && b[p + 6] === 0x6f && b[p + 7] === 0x5f && b[p + 8] === 0x5f;
+
+// The furthest a JavaScript Date reaches either side of 1970.
+const MAX_DATE_MS = 8.64e15;
+
+/** Past an ext value whose data starts at p; only well-formed timestamps are accepted. */
+function ext(b: Uint8Array, p: number, type: number | undefined, n: number): number {
+  if (p + n > b.length || type === undefined) throw truncated();
+  if (type !== 0xff) throw new GatewayError("BAD_FRAME", `msgpack ext type ${type > 127 ? type - 256 : type} is not accepted; only timestamps (-1) are`);
+  if (n === 8) {
+    if (len(b, p, 4) / 4 >= 1e9) throw badTime();
+  } else if (n === 12) {
+    const nanos = len(b, p, 4);
+    if (nanos >= 1e9) throw badTime();
+    const hi = len(b, p + 4, 4);
+    // Exact: a Date's range in ms is below 2^53. Beyond it, msgpackr would build an Invalid Date.
+    const ms = ((hi >= 0x80000000 ? hi - 0x100000000 : hi) * 0x100000000 + len(b, p + 8, 4)) * 1000 + nanos / 1e6;
+    if (!(ms <= MAX_DATE_MS && ms >= -MAX_DATE_MS)) throw badTime();
+  } else if (n !== 4) throw badTime();
+  return p + n;
+}
+
+const badTime = () => new GatewayError("BAD_FRAME", "not a valid msgpack timestamp (4, 8 or 12 bytes, nanoseconds below 10^9, within the ±8.64e15 ms a Date holds)");
