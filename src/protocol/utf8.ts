@@ -2,8 +2,10 @@
  * Whether b[start, end) is well-formed UTF-8 (RFC 3629: shortest forms only, no surrogates, nothing
  * past U+10FFFF). ASCII, the common case, costs one comparison a byte and no allocation.
  */
-export function validUtf8(b: Uint8Array, start: number, end: number): boolean {
+export function validUtf8(b: Uint8Array, start: number, end: number, view?: DataView): boolean {
   let i = start;
+  // Four bytes at a time while they are ASCII: text is mostly ASCII, and this is the hot loop.
+  if (view !== undefined) while (i + 4 <= end && (view.getUint32(i) & 0x80808080) === 0) i += 4;
   while (i < end) {
     const c = b[i]!;
     if (c < 0x80) {
