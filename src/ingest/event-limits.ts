@@ -17,9 +17,11 @@ export function eventLimits(config: Config): EventLimits {
  * The size limits of one event, checked on the decoded value before the schema walks it and long
  * before it is encoded, sent to Kafka and delivered: every later stage costs in proportion to
  * what is counted here, and the record layouts count headers in 16 bits. Each count stops at its
- * limit, so a hostile event costs no more than an acceptable one. Returns the refusal, or null.
+ * limit, so a hostile event costs no more than an acceptable one. `countValues` false skips the
+ * walk over values and map keys, for events a pre-scan already counted (src/protocol/msgpack-scan.ts).
+ * Returns the refusal, or null.
  */
-export function checkEventSize(event: unknown, limits: EventLimits): GatewayError | null {
+export function checkEventSize(event: unknown, limits: EventLimits, countValues = true): GatewayError | null {
   if (typeof event !== "object" || event === null) return null; // the schema says what is wrong
   const headers = (event as { headers?: unknown }).headers;
   if (typeof headers === "object" && headers !== null && !(headers instanceof Uint8Array)) {
@@ -32,6 +34,7 @@ export function checkEventSize(event: unknown, limits: EventLimits): GatewayErro
       if (bytes > limits.maxHeaderBytes) return new GatewayError("EVENT_TOO_LARGE", `headers of more than ${limits.maxHeaderBytes} bytes (MAX_HEADER_BYTES)`);
     }
   }
+  if (!countValues) return null;
   budget = limits.maxEventValues;
   if (!fits(event, limits.maxMapKeys)) {
     return new GatewayError("EVENT_TOO_LARGE", budget < 0 ? `more than ${limits.maxEventValues} values in one event (MAX_EVENT_VALUES)` : `a map of more than ${limits.maxMapKeys} keys (MAX_MAP_KEYS)`);

@@ -6,7 +6,7 @@ import { GatewayError, type WireError, isGatewayError, toWireError } from "../pr
 import { parseEnvelope } from "../protocol/envelope";
 import type { Envelope } from "../protocol/frames";
 import { TOPIC_NAME } from "../protocol/frames";
-import type { EventLimits } from "../protocol/limits";
+import { type EventLimits, LIMIT_DEFAULTS } from "../protocol/limits";
 import { checkEventSize, checkTime, eventLimits, eventTimeMs } from "./event-limits";
 import { toRecord } from "./to-record";
 
@@ -41,6 +41,8 @@ export interface Prepared {
 export class Publisher {
   private readonly topicAllow: RegExp;
   private readonly limits: EventLimits;
+  /** Whether decodeFrame's msgpack pre-scan has already held every event to this gateway's value limits. */
+  private readonly msgpackCounted: boolean;
   private inflight = 0;
   private draining = false;
 
@@ -51,6 +53,9 @@ export class Publisher {
   ) {
     this.topicAllow = new RegExp(config.TOPIC_ALLOW);
     this.limits = eventLimits(config);
+    // The WebSocket edge may decode with the default limits rather than the configured ones; the
+    // pre-scan's count then stands in for ours only when the defaults are at least as strict.
+    this.msgpackCounted = config.MAX_EVENT_VALUES >= LIMIT_DEFAULTS.MAX_EVENT_VALUES && config.MAX_MAP_KEYS >= LIMIT_DEFAULTS.MAX_MAP_KEYS;
   }
 
   get eventsInflight(): number {
@@ -82,7 +87,7 @@ export class Publisher {
     const p: Prepared = { topic, ids: new Array(events.length), records: [], positions: [], errors: null, total: events.length };
     for (let i = 0; i < events.length; i++) {
       // Sizes first: the schema's own walk costs in proportion to them.
-      const tooLarge = checkEventSize(events[i], this.limits);
+      const tooLarge = checkEventSize(events[i], this.limits, !(codec === "msgpack" && this.msgpackCounted));
       const parsed = tooLarge ? null : parseEnvelope(events[i], events.length > 1 ? i : null);
       const refused = tooLarge ?? (parsed!.ok ? checkTime(eventTimeMs(parsed!.envelope.time), nowMs, this.limits) : new GatewayError("INVALID_EVENT", parsed!.message));
       if (refused) {

@@ -58,9 +58,8 @@ export function prescanMsgpack(b: Uint8Array, limits: ScanLimits): boolean {
           if (key) {
             eventStart = -1;
             eventDepth = 0;
-            // fixstr "event" / "events" (no encoder writes these short keys in a wider form)
-            const c = b[p];
-            nextIs = c === 0xa5 && isWord(b, p + 1, EVENT) ? 1 : c === 0xa6 && isWord(b, p + 1, EVENTS) ? 2 : 0;
+            // "event" / "events" in any str spelling: the publisher trusts this count for msgpack.
+            nextIs = keyIs(b, p, EVENT) ? 1 : keyIs(b, p, EVENTS) ? 2 : 0;
           } else if (nextIs === 1) (eventStart = values + 1), (eventDepth = 1);
           else if (nextIs === 2) eventDepth = 2;
         } else if (depth === 2 && eventDepth === 2 && isMap[1] === 0) eventStart = values + 1;
@@ -168,8 +167,17 @@ for (let c = 0; c < 256; c++) KEY_OK[c] = c <= 0x7f || c >= 0xe0 || (c >= 0xa0 &
 
 const EVENT = [0x65, 0x76, 0x65, 0x6e, 0x74];
 const EVENTS = [0x65, 0x76, 0x65, 0x6e, 0x74, 0x73];
-function isWord(b: Uint8Array, p: number, word: number[]): boolean {
-  for (let i = 0; i < word.length; i++) if (b[p + i] !== word[i]) return false;
+/** Whether the str at p (fixstr, str8, str16 or str32) is exactly `word`. */
+function keyIs(b: Uint8Array, p: number, word: number[]): boolean {
+  const c = b[p];
+  const n = word.length;
+  let at: number;
+  if (c === (0xa0 | n)) at = p + 1;
+  else if (c === 0xd9 && b[p + 1] === n) at = p + 2;
+  else if (c === 0xda && b[p + 1] === 0 && b[p + 2] === n) at = p + 3;
+  else if (c === 0xdb && b[p + 1] === 0 && b[p + 2] === 0 && b[p + 3] === 0 && b[p + 4] === n) at = p + 5;
+  else return false;
+  for (let i = 0; i < n; i++) if (b[at + i] !== word[i]) return false;
   return true;
 }
 
