@@ -71,7 +71,7 @@ export function decodeFrame(raw: Uint8Array | string, codec: CodecName, limits: 
   }
   let beyondDouble: boolean;
   try {
-    beyondDouble = assertPlainData(value, limits.maxDepth, maxMapKeys);
+    beyondDouble = assertPlainData(value, limits.maxDepth, maxMapKeys, codec === "json");
   } catch (e) {
     if (isGatewayError(e)) throw e;
     throw new GatewayError("NESTING_TOO_DEEP", `nesting deeper than ${limits.maxDepth} levels`);

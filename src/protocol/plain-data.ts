@@ -10,9 +10,17 @@ import { GatewayError } from "./errors";
  * Returns true when some number lies beyond ±(2^53−1): a JSON decoder may have rounded it, so
  * codec.ts then parses the text again keeping integers exact.
  */
-export function assertPlainData(value: unknown, maxDepth: number, maxMapKeys = Number.MAX_SAFE_INTEGER): boolean {
+export function assertPlainData(value: unknown, maxDepth: number, maxMapKeys = Number.MAX_SAFE_INTEGER, checkText = true): boolean {
+  textChecked = checkText;
   return check(value, 0, maxDepth, maxMapKeys);
 }
+
+/**
+ * Whether strings need the well-formedness check: JSON text can spell a lone surrogate; strings a
+ * msgpack decoder built from UTF-8 the pre-scan validated cannot hold one. A variable, so the
+ * recursion carries no extra argument.
+ */
+let textChecked = true;
 
 const MAX = Number.MAX_SAFE_INTEGER;
 
@@ -24,7 +32,7 @@ const notUnicode = () => new GatewayError("BAD_FRAME", "strings must be well-for
 function check(v: unknown, depth: number, maxDepth: number, maxMapKeys: number): boolean {
   switch (typeof v) {
     case "string":
-      if (!wellFormed(v)) throw notUnicode();
+      if (textChecked && !wellFormed(v)) throw notUnicode();
       return false;
     case "boolean":
       return false;
@@ -56,7 +64,7 @@ function check(v: unknown, depth: number, maxDepth: number, maxMapKeys: number):
   let keys = 0;
   for (const k in v) {
     if (++keys > maxMapKeys) throw new GatewayError("EVENT_TOO_LARGE", `a map of more than ${maxMapKeys} keys (MAX_MAP_KEYS)`);
-    if (!wellFormed(k)) throw notUnicode();
+    if (textChecked && !wellFormed(k)) throw notUnicode();
     if (check((v as Record<string, unknown>)[k], depth + 1, maxDepth, maxMapKeys)) unsafe = true;
   }
   return unsafe;
