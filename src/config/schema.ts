@@ -1,5 +1,6 @@
 import { availableParallelism } from "node:os";
 import { z } from "zod";
+import { HEADERS_HARD_MAX, LIMIT_DEFAULTS as L } from "../protocol/limits";
 
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
 /** "250ms", "30s", "15m", "24h", "7d" or a number of milliseconds. */
@@ -26,6 +27,12 @@ export const settings = {
   MAX_FRAME_BYTES: int(1024, 64 * 1024 * 1024).default(1024 * 1024).describe("Largest frame or HTTP body accepted; larger gets FRAME_TOO_LARGE"),
   MAX_BATCH_EVENTS: int(1, 100_000).default(1000).describe("Most events in one publish_batch"),
   MAX_DEPTH: int(2, 256).default(32).describe("Deepest nesting accepted in a frame"),
+  MAX_MAP_KEYS: int(16, 65_535).default(L.MAX_MAP_KEYS).describe("Most keys in any one map of a frame; more gets EVENT_TOO_LARGE (at most 65,535: msgpack encoders and the Kafka layouts count in 16 bits)"),
+  MAX_EVENT_VALUES: int(16, 1_000_000).default(L.MAX_EVENT_VALUES).describe("Most values in one event (each map key, map value and array element counts one); more gets EVENT_TOO_LARGE"),
+  MAX_HEADERS_PER_EVENT: int(0, HEADERS_HARD_MAX).default(L.MAX_HEADERS_PER_EVENT).describe("Most headers an event may carry (besides the ce_* ones the gateway writes); more gets EVENT_TOO_LARGE"),
+  MAX_HEADER_BYTES: int(256, 16 * 1024 * 1024).default(L.MAX_HEADER_BYTES).describe("Most UTF-8 bytes of an event's header names and values together; more gets EVENT_TOO_LARGE"),
+  TIME_SKEW_FUTURE: duration.pipe(z.number().max(3_600_000)).default(L.TIME_SKEW_FUTURE_MS).describe("How far ahead of the gateway's clock an event's time may be (at most 1h, Kafka's default message.timestamp.after.max.ms); later gets TIME_SKEW"),
+  TIME_SKEW_PAST: duration.default(L.TIME_SKEW_PAST_MS).describe("How far back an event's time may be; 0 allows any time from 1970 on. Older gets TIME_SKEW. Keep it within the topics' message.timestamp.before.max.ms"),
   PUBLISH_WINDOW: int(1, 10_000_000).default(10_000).describe("Unacknowledged events one connection may have in flight"),
   KAFKA_BROKERS: z.string().default("").describe("Comma-separated bootstrap brokers; empty runs the embedded log"),
   KAFKA_WORKERS: int(1, 64).default(availableParallelism()).describe("Node worker processes, one producer each (default: cores)"),

@@ -1,7 +1,7 @@
 import type { Config } from "../config/schema";
 import { type PublishOutcome, type Publisher, wireError } from "../ingest/publisher";
 import type { Metrics } from "../metrics/metrics";
-import { decodeFrame } from "../protocol/codec";
+import { decodeFrame, decodeLimits } from "../protocol/codec";
 import { ErrorCodes } from "../protocol/codes";
 import { GatewayError } from "../protocol/errors";
 import { errorResponse, json, retryAfter } from "./responses";
@@ -13,7 +13,7 @@ import { errorResponse, json, retryAfter } from "./responses";
  */
 export function createEventRoutes(deps: { config: Config; publisher: Publisher; metrics: Metrics }) {
   const { config, publisher, metrics } = deps;
-  const limits = { maxFrameBytes: config.MAX_FRAME_BYTES, maxDepth: config.MAX_DEPTH };
+  const limits = decodeLimits(config);
 
   async function readBody(req: Request): Promise<unknown> {
     const body = await bodyBytes(req);

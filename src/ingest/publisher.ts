@@ -4,7 +4,10 @@ import type { Metrics } from "../metrics/metrics";
 import type { CodecName } from "../protocol/codec";
 import { GatewayError, type WireError, isGatewayError, toWireError } from "../protocol/errors";
 import { parseEnvelope } from "../protocol/envelope";
+import type { Envelope } from "../protocol/frames";
 import { TOPIC_NAME } from "../protocol/frames";
+import { type EventLimits, LIMIT_DEFAULTS } from "../protocol/limits";
+import { checkEventSize, checkTime, eventLimits, eventTimeMs } from "./event-limits";
 import { toRecord } from "./to-record";
 
 export type Transport = "ws" | "http";
@@ -37,6 +40,9 @@ export interface Prepared {
  */
 export class Publisher {
   private readonly topicAllow: RegExp;
+  private readonly limits: EventLimits;
+  /** Whether decodeFrame's msgpack pre-scan has already held every event to this gateway's value limits. */
+  private readonly msgpackCounted: boolean;
   private inflight = 0;
   private draining = false;
 
@@ -46,6 +52,10 @@ export class Publisher {
     private readonly metrics: Metrics,
   ) {
     this.topicAllow = new RegExp(config.TOPIC_ALLOW);
+    this.limits = eventLimits(config);
+    // The WebSocket edge may decode with the default limits rather than the configured ones; the
+    // pre-scan's count then stands in for ours only when the defaults are at least as strict.
+    this.msgpackCounted = config.MAX_EVENT_VALUES >= LIMIT_DEFAULTS.MAX_EVENT_VALUES && config.MAX_MAP_KEYS >= LIMIT_DEFAULTS.MAX_MAP_KEYS;
   }
 
   get eventsInflight(): number {
@@ -76,15 +86,18 @@ export class Publisher {
     const source = `/gateway/${transport}`;
     const p: Prepared = { topic, ids: new Array(events.length), records: [], positions: [], errors: null, total: events.length };
     for (let i = 0; i < events.length; i++) {
-      const parsed = parseEnvelope(events[i], events.length > 1 ? i : null);
-      if (!parsed.ok) {
+      // Sizes first: the schema's own walk costs in proportion to them.
+      const tooLarge = checkEventSize(events[i], this.limits, !(codec === "msgpack" && this.msgpackCounted));
+      const parsed = tooLarge ? null : parseEnvelope(events[i], events.length > 1 ? i : null);
+      const refused = tooLarge ?? (parsed!.ok ? checkTime(eventTimeMs(parsed!.envelope.time), nowMs, this.limits) : new GatewayError("INVALID_EVENT", parsed!.message));
+      if (refused) {
         // An invalid event still names itself when its id is readable, so the client can match it.
         const id = readableId(events[i]);
         if (id !== undefined) p.ids[i] = id;
-        this.reject(p, i, new GatewayError("INVALID_EVENT", parsed.message), transport);
+        this.reject(p, i, refused, transport);
         continue;
       }
-      const ev = parsed.envelope;
+      const ev = (parsed as { envelope: Envelope }).envelope;
       const id = ev.id ?? crypto.randomUUID();
       p.ids[i] = id;
       try {

@@ -2,6 +2,7 @@ import { type CodecName, encodeValue, mediaTypes } from "../protocol/codec";
 import { GatewayError } from "../protocol/errors";
 import type { Envelope } from "../protocol/frames";
 import type { LogRecord } from "../log/event-log";
+import { eventTimeMs } from "./event-limits";
 
 /**
  * Maps an envelope onto a Kafka record in CloudEvents' Kafka binding, binary content mode: the
@@ -36,14 +37,9 @@ export function toRecord(ev: Envelope, id: string, topic: string, codec: CodecNa
   ];
   // ce_time only when the producer said when: the record timestamp already carries arrival time,
   // and each header costs the Kafka worker about a microsecond per event.
-  let timestamp = nowMs;
-  if (ev.time instanceof Date) {
-    timestamp = ev.time.getTime();
-    headers.push(["ce_time", ev.time.toISOString()]);
-  } else if (ev.time !== undefined) {
-    timestamp = Date.parse(ev.time);
-    headers.push(["ce_time", ev.time]);
-  }
+  // The time is already checked (publisher.ts checkTime): a real instant Kafka takes.
+  const timestamp = eventTimeMs(ev.time) ?? nowMs;
+  if (ev.time !== undefined) headers.push(["ce_time", ev.time instanceof Date ? ev.time.toISOString() : ev.time]);
   if (ev.subject !== undefined) headers.push(["ce_subject", ev.subject]);
   if (contentType !== undefined) headers.push(["content-type", contentType]);
   if (ev.headers) for (const name in ev.headers) headers.push([name, ev.headers[name]!]);

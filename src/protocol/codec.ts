@@ -2,7 +2,9 @@ import { Packr, Unpackr, isNativeAccelerationEnabled } from "msgpackr";
 import { GatewayError, isGatewayError } from "./errors";
 import { INT64_AUTO, withIntegersAsInt64 } from "./integers";
 import { parseJsonExact } from "./json-exact";
-import { assertPlainData } from "./plain-data";
+import { LIMIT_DEFAULTS } from "./limits";
+import { prescanMsgpack } from "./msgpack-scan";
+import { assertPlainData, mapsToObjects } from "./plain-data";
 
 /** A WebSocket binary frame speaks msgpack; a text frame speaks the same protocol in JSON. */
 export type CodecName = "msgpack" | "json";
@@ -10,6 +12,15 @@ export type CodecName = "msgpack" | "json";
 export interface DecodeLimits {
   maxFrameBytes: number;
   maxDepth: number;
+  /** Keys of any one map; MAX_MAP_KEYS's default when not given. */
+  maxMapKeys?: number;
+  /** Values of one event, checked before a msgpack frame is decoded; MAX_EVENT_VALUES's default when not given. */
+  maxEventValues?: number;
+}
+
+/** The decode limits a gateway's settings give. */
+export function decodeLimits(config: { MAX_FRAME_BYTES: number; MAX_DEPTH: number; MAX_MAP_KEYS: number; MAX_EVENT_VALUES: number }): DecodeLimits {
+  return { maxFrameBytes: config.MAX_FRAME_BYTES, maxDepth: config.MAX_DEPTH, maxMapKeys: config.MAX_MAP_KEYS, maxEventValues: config.MAX_EVENT_VALUES };
 }
 
 // Records and structured clone let a peer define shapes or cycles that we would then trust.
@@ -22,6 +33,9 @@ const unpackr = new Unpackr({
   moreTypes: false,
   ...INT64_AUTO,
 });
+// For the rare frame with a map key "__proto__": unpackr renames it "__proto_", so such a frame is
+// decoded to Maps and rebuilt as objects that keep the key (./plain-data.ts mapsToObjects).
+const mapUnpackr = new Unpackr({ useRecords: false, structuredClone: false, mapsAsObjects: false, moreTypes: false, ...INT64_AUTO });
 // JSON text can hold integers past 64 bits, which msgpack cannot: those go out as their digits in a
 // string rather than throwing in the middle of a delivery.
 const packr = new Packr({ useRecords: false, structuredClone: false, moreTypes: false, largeBigIntToString: true });
@@ -35,11 +49,14 @@ export function decodeFrame(raw: Uint8Array | string, codec: CodecName, limits: 
   if (size > limits.maxFrameBytes) {
     throw new GatewayError("FRAME_TOO_LARGE", `frame of ${size} bytes exceeds the ${limits.maxFrameBytes}-byte limit`);
   }
+  const maxMapKeys = limits.maxMapKeys ?? LIMIT_DEFAULTS.MAX_MAP_KEYS;
   let value: unknown;
   let text = "";
   try {
     if (codec === "msgpack") {
-      value = unpackr.unpack(raw as Uint8Array);
+      // Refuses, cheaply, what msgpackr would accept but we do not, or pay too much to refuse.
+      const proto = prescanMsgpack(raw as Uint8Array, { maxDepth: limits.maxDepth, maxMapKeys, maxEventValues: limits.maxEventValues ?? LIMIT_DEFAULTS.MAX_EVENT_VALUES });
+      value = proto ? mapsToObjects(mapUnpackr.unpack(raw as Uint8Array)) : unpackr.unpack(raw as Uint8Array);
     } else {
       text = typeof raw === "string" ? raw : textDecoder.decode(raw);
       value = JSON.parse(text);
@@ -47,12 +64,14 @@ export function decodeFrame(raw: Uint8Array | string, codec: CodecName, limits: 
   } catch (e) {
     // Decoders recurse, so hostile nesting surfaces as a stack overflow; it is recoverable (checked
     // in test/protocol/codec.test.ts) but must not be reported as a generic parse error.
+    if (isGatewayError(e)) throw e;
     if (e instanceof RangeError) throw new GatewayError("NESTING_TOO_DEEP", `nesting deeper than ${limits.maxDepth} levels`);
-    throw new GatewayError("BAD_FRAME", `not valid ${codec === "msgpack" ? "msgpack" : "JSON"}: ${(e as Error).message}`);
+    // A decoder's message may quote the input: only its start is worth sending back.
+    throw new GatewayError("BAD_FRAME", `not valid ${codec === "msgpack" ? "msgpack" : "JSON"}: ${String((e as Error).message).slice(0, 200)}`);
   }
   let beyondDouble: boolean;
   try {
-    beyondDouble = assertPlainData(value, limits.maxDepth);
+    beyondDouble = assertPlainData(value, limits.maxDepth, maxMapKeys, codec === "json");
   } catch (e) {
     if (isGatewayError(e)) throw e;
     throw new GatewayError("NESTING_TOO_DEEP", `nesting deeper than ${limits.maxDepth} levels`);

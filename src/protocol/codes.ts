@@ -27,6 +27,7 @@ export const ErrorCodes = {
   UNKNOWN_SUBSCRIPTION: { num: 1016, http: 404, retriable: false, mayBePersisted: false },
   SUBSCRIPTION_EXISTS: { num: 1017, http: 409, retriable: false, mayBePersisted: false },
   METHOD_NOT_ALLOWED: { num: 1018, http: 405, retriable: false, mayBePersisted: false },
+  TIME_SKEW: { num: 1019, http: 400, retriable: false, mayBePersisted: false },
   // 2xxx: the gateway or Kafka could not take it now; retry with backoff.
   WINDOW_EXCEEDED: { num: 2000, http: 429, retriable: true, mayBePersisted: false },
   OVERLOADED: { num: 2001, http: 503, retriable: true, mayBePersisted: false },

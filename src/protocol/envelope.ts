@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { type Envelope, EnvelopeSchema, describeIssues } from "./frames";
+import { HEADERS_HARD_MAX } from "./limits";
 
 /**
  * Envelope validation for the ingest hot path. EnvelopeSchema (zod) stays the definition; this is a
@@ -21,10 +22,13 @@ export type EnvelopeResult = { ok: true; envelope: Envelope } | { ok: false; mes
 export function parseEnvelope(value: unknown, index: number | null): EnvelopeResult {
   if (isCertainlyValid(value)) return { ok: true, envelope: value as Envelope };
   const parsed = EnvelopeSchema.safeParse(value);
-  return parsed.success ? { ok: true, envelope: parsed.data } : { ok: false, message: describeIssues(parsed.error, index === null ? "event" : `events[${index}]`) };
+  const where = index === null ? "event" : `events[${index}]`;
+  if (!parsed.success) return { ok: false, message: describeIssues(parsed.error, where) };
+  return { ok: true, envelope: parsed.data };
 }
 
-const str = (v: unknown, min: number, max: number): boolean => typeof v === "string" && v.length >= min && v.length <= max;
+// isWellFormed is native and, for the Latin-1 strings most fields are, needs no scan.
+const str = (v: unknown, min: number, max: number): boolean => typeof v === "string" && v.length >= min && v.length <= max && (v as unknown as { isWellFormed(): boolean }).isWellFormed();
 const optStr = (v: unknown, min: number, max: number): boolean => v === undefined || str(v, min, max);
 
 /** True only when EnvelopeSchema would accept `v` unchanged; false means "ask the schema". */
@@ -75,8 +79,10 @@ export function isCertainlyValid(v: unknown): boolean {
 function headersValid(h: unknown): boolean {
   if (typeof h !== "object" || h === null || Object.getPrototypeOf(h) !== Object.prototype) return false;
   const rec = h as Record<string, unknown>;
+  let count = 0;
   for (const name in rec) {
-    if (name.length < 1 || name.length > 256 || RESERVED_HEADER.test(name)) return false;
+    if (++count > HEADERS_HARD_MAX) return false;
+    if (!str(name, 1, 256) || RESERVED_HEADER.test(name)) return false;
     const value = rec[name];
     if (!(value instanceof Uint8Array) && !str(value, 0, 65536)) return false;
   }

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import type { ErrorCode } from "./codes";
+import { HEADERS_HARD_MAX } from "./limits";
 
 /** Protocol version spoken by this gateway. A hello with another version is refused. */
 export const PROTOCOL_VERSION = 1;
@@ -34,6 +35,37 @@ export const TOPIC_NAME = /^[a-zA-Z0-9._-]{1,249}$/;
 const bytes = z.instanceof(Uint8Array);
 const RESERVED_HEADER = /^(ce_|content-type$)/i;
 
+// UTF-8, which every record field is written in, cannot carry an unpaired surrogate (JSON can
+// spell one, "\ud800"): such text would be stored as U+FFFD, a different type, key or header.
+const isWellFormed = (s: string) => (s as unknown as { isWellFormed(): boolean }).isWellFormed();
+const text = (min: number, max: number) => z.string().min(min).max(max).refine(isWellFormed, "must be well-formed Unicode (no unpaired surrogates)");
+const headerValue = z.union([text(0, 65536), bytes]);
+
+/**
+ * Headers by hand rather than z.record: zod's record drops a key named "__proto__" without a word
+ * (and without checking its value), while the fast path and the record keep it. Here every own key
+ * is checked and the object is returned as it is, so both paths keep it. The count is capped at
+ * HEADERS_HARD_MAX whatever MAX_HEADERS_PER_EVENT says: the record layouts count headers in 16 bits.
+ */
+const HeadersSchema = z.unknown().superRefine((v, ctx) => {
+  const proto = typeof v === "object" && v !== null ? Object.getPrototypeOf(v) : undefined;
+  if (Array.isArray(v) || v instanceof Uint8Array || (proto !== Object.prototype && proto !== null)) {
+    ctx.addIssue({ code: "custom", message: "headers must be a map of names to strings or bytes" });
+    return;
+  }
+  const names = Object.keys(v as object);
+  if (names.length > HEADERS_HARD_MAX) {
+    ctx.addIssue({ code: "custom", message: `at most ${HEADERS_HARD_MAX} headers` });
+    return;
+  }
+  for (const name of names) {
+    if (name.length < 1 || name.length > 256 || !isWellFormed(name)) ctx.addIssue({ code: "custom", path: [name], message: "header names are 1–256 characters of well-formed Unicode" });
+    else if (RESERVED_HEADER.test(name)) ctx.addIssue({ code: "custom", path: [name], message: "header names starting with ce_, and content-type, are reserved for envelope fields" });
+    const r = headerValue.safeParse((v as Record<string, unknown>)[name]);
+    if (!r.success) for (const i of r.error.issues) ctx.addIssue({ ...i, code: "custom", path: [name, ...i.path] } as never);
+  }
+}) as unknown as z.ZodType<Record<string, string | Uint8Array>>;
+
 /**
  * The event envelope, with CloudEvents attribute names. `data` is any plain value (already checked
  * by plain-data) or bytes; `data_base64` is the CloudEvents JSON spelling of bytes for JSON frames.
@@ -41,28 +73,19 @@ const RESERVED_HEADER = /^(ce_|content-type$)/i;
 export const EnvelopeSchema = z
   .strictObject({
     specversion: z.literal("1.0").optional(),
-    id: z.string().min(1).max(256).optional(),
-    source: z.string().min(1).max(1024).optional(),
-    type: z.string().min(1).max(256),
-    subject: z.string().min(1).max(1024).optional(),
+    id: text(1, 256).optional(),
+    source: text(1, 1024).optional(),
+    type: text(1, 256),
+    subject: text(1, 1024).optional(),
     time: z.union([z.iso.datetime({ offset: true }), z.date()]).optional(),
-    datacontenttype: z.string().min(1).max(256).optional(),
+    datacontenttype: text(1, 256).optional(),
     data: z.unknown().optional(),
     data_base64: z.base64().optional(),
-    key: z.union([z.string().max(32768), bytes]).optional(),
-    headers: z
-      .record(
-        z.string().min(1).max(256),
-        z.union([z.string().max(65536), bytes]),
-      )
-      .optional(),
+    key: z.union([text(0, 32768), bytes]).optional(),
+    headers: HeadersSchema.optional(),
   })
   .superRefine((e, ctx) => {
     if (e.data !== undefined && e.data_base64 !== undefined) ctx.addIssue({ code: "custom", message: "give data or data_base64, not both" });
-    // Checked here rather than on the record's key schema: zod reports key failures without the message.
-    for (const name in e.headers) {
-      if (RESERVED_HEADER.test(name)) ctx.addIssue({ code: "custom", path: ["headers", name], message: "header names starting with ce_, and content-type, are reserved for envelope fields" });
-    }
   });
 export type Envelope = z.infer<typeof EnvelopeSchema>;
 

@@ -2,22 +2,38 @@ import { GatewayError } from "./errors";
 
 /**
  * Decoders hand back more than plain data: msgpackr still yields Set and its internal 0xC1 marker
- * object even with hardened options. Everything decoded from a client passes through here before
- * any other code touches it, so the rest of the gateway can assume JSON-like values (integers
- * beyond ±2^53 as BigInt) plus byte arrays and Dates, and bounded depth.
+ * object even with hardened options (codec.ts's pre-scan refuses those bytes first; this stays as
+ * the definition). Everything decoded from a client passes through here before any other code
+ * touches it, so the rest of the gateway can assume JSON-like values (integers beyond ±2^53 as
+ * BigInt) plus byte arrays and valid Dates, well-formed Unicode, bounded depth and map sizes.
  *
  * Returns true when some number lies beyond ±(2^53−1): a JSON decoder may have rounded it, so
  * codec.ts then parses the text again keeping integers exact.
  */
-export function assertPlainData(value: unknown, maxDepth: number): boolean {
-  return check(value, 0, maxDepth);
+export function assertPlainData(value: unknown, maxDepth: number, maxMapKeys = Number.MAX_SAFE_INTEGER, checkText = true): boolean {
+  textChecked = checkText;
+  return check(value, 0, maxDepth, maxMapKeys);
 }
+
+/**
+ * Whether strings need the well-formedness check: JSON text can spell a lone surrogate; strings a
+ * msgpack decoder built from UTF-8 the pre-scan validated cannot hold one. A variable, so the
+ * recursion carries no extra argument.
+ */
+let textChecked = true;
 
 const MAX = Number.MAX_SAFE_INTEGER;
 
-function check(v: unknown, depth: number, maxDepth: number): boolean {
+// JSON's \ud800 escapes decode to lone surrogates, which no UTF-8 writer can encode: they would
+// reach Kafka as U+FFFD, a different key or type than the one acked.
+const wellFormed = (s: string) => (s as unknown as { isWellFormed(): boolean }).isWellFormed();
+const notUnicode = () => new GatewayError("BAD_FRAME", "strings must be well-formed Unicode (no unpaired surrogates)");
+
+function check(v: unknown, depth: number, maxDepth: number, maxMapKeys: number): boolean {
   switch (typeof v) {
     case "string":
+      if (textChecked && !wellFormed(v)) throw notUnicode();
+      return false;
     case "boolean":
       return false;
     case "number":
@@ -31,16 +47,48 @@ function check(v: unknown, depth: number, maxDepth: number): boolean {
     default:
       throw new GatewayError("BAD_FRAME", `values of type ${typeof v} are not accepted`);
   }
-  if (v === null || v instanceof Uint8Array || v instanceof Date) return false;
+  if (v === null || v instanceof Uint8Array) return false;
+  if (v instanceof Date) {
+    if (Number.isNaN(v.getTime())) throw new GatewayError("BAD_FRAME", "not a valid timestamp");
+    return false;
+  }
   if (depth >= maxDepth) throw new GatewayError("NESTING_TOO_DEEP", `nesting deeper than ${maxDepth} levels`);
   let unsafe = false;
   if (Array.isArray(v)) {
-    for (let i = 0; i < v.length; i++) if (check(v[i], depth + 1, maxDepth)) unsafe = true;
+    for (let i = 0; i < v.length; i++) if (check(v[i], depth + 1, maxDepth, maxMapKeys)) unsafe = true;
     return unsafe;
   }
   if (Object.getPrototypeOf(v) !== Object.prototype) {
     throw new GatewayError("BAD_FRAME", "only maps, arrays, strings, numbers, booleans, nil, binary and timestamps are accepted");
   }
-  for (const k in v) if (check((v as Record<string, unknown>)[k], depth + 1, maxDepth)) unsafe = true;
+  let keys = 0;
+  for (const k in v) {
+    if (++keys > maxMapKeys) throw new GatewayError("EVENT_TOO_LARGE", `a map of more than ${maxMapKeys} keys (MAX_MAP_KEYS)`);
+    if (textChecked && !wellFormed(k)) throw notUnicode();
+    if (check((v as Record<string, unknown>)[k], depth + 1, maxDepth, maxMapKeys)) unsafe = true;
+  }
   return unsafe;
+}
+
+/**
+ * Rebuilds msgpackr's Maps (decoded with mapsAsObjects: false) as plain objects whose every key is
+ * an own property, "__proto__" included. Keys are strings or integers (the pre-scan allows no
+ * other), written as their decimal text as msgpackr's objects do.
+ */
+export function mapsToObjects(v: unknown): unknown {
+  if (v instanceof Map) {
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of v) defineOwn(out, String(k), mapsToObjects(x));
+    return out;
+  }
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) v[i] = mapsToObjects(v[i]);
+  }
+  return v;
+}
+
+/** `out[key] = value`, also for "__proto__", which assignment would take as the prototype. */
+export function defineOwn(out: Record<string, unknown>, key: string, value: unknown): void {
+  if (key === "__proto__") Object.defineProperty(out, key, { value, enumerable: true, writable: true, configurable: true });
+  else out[key] = value;
 }

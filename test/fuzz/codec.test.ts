@@ -1,7 +1,9 @@
 import { expect, test } from "bun:test";
 import fc from "fast-check";
-import { Packr } from "msgpackr";
+import { Packr, Unpackr } from "msgpackr";
+import { checkEventSize } from "../../src/ingest/event-limits";
 import { decodeFrame, encodeFrame } from "../../src/protocol/codec";
+import { prescanMsgpack } from "../../src/protocol/msgpack-scan";
 import { GatewayError } from "../../src/protocol/errors";
 import { applyDamage, canonical, damage, mapKey, onlyGatewayErrors, plainValue } from "./arbitraries";
 
@@ -9,7 +11,8 @@ import { applyDamage, canonical, damage, mapKey, onlyGatewayErrors, plainValue }
 // plain data or throws a GatewayError with a frame-level code, and plain data comes back as sent.
 
 const limits = { maxFrameBytes: 1 << 20, maxDepth: 32 };
-const FRAME_CODES = ["BAD_FRAME", "NESTING_TOO_DEEP", "FRAME_TOO_LARGE"] as const;
+// EVENT_TOO_LARGE: a map over MAX_MAP_KEYS (a damaged length easily claims one).
+const FRAME_CODES = ["BAD_FRAME", "NESTING_TOO_DEEP", "FRAME_TOO_LARGE", "EVENT_TOO_LARGE"] as const;
 // Any conforming encoder: the gateway's own encoder is one, with other options than its decoder's.
 const foreignPackr = new Packr({ useRecords: false });
 
@@ -21,7 +24,7 @@ function assertPlain(v: unknown, depth = 0): void {
     if (!Number.isFinite(v)) throw new Error(`non-finite number ${v}`);
     return;
   }
-  // An invalid Date gets through today; its own failing test below covers it.
+  if (v instanceof Date && Number.isNaN(v.getTime())) throw new Error("Invalid Date");
   if (v instanceof Uint8Array || v instanceof Date) return;
   if (Array.isArray(v)) return v.forEach((x) => assertPlain(x, depth + 1));
   if (typeof v === "object" && Object.getPrototypeOf(v) === Object.prototype) return Object.values(v).forEach((x) => assertPlain(x, depth + 1));
@@ -131,13 +134,10 @@ const timestampExt = fc.oneof(
   }),
 );
 
-// DEFECT (src/protocol/plain-data.ts): a timestamp whose seconds lie beyond what a Date can hold
-// (±8.64e15 ms) decodes to an Invalid Date, which plain-data lets through as a Date. In an event's
-// data it is then written to the record as msgpackr's private "invalid date" (fixext1 type -1,
-// d4 ff ff), which no other msgpack reader accepts as a timestamp. Found by the damaged-encodings
-// property; shrunk: 91 de 00 01 a0 c7 0c ff 00 00 00 00 00 00 08 01 00 00 00 00 ([{"": ts96 with
-// seconds 0x0000080100000000}]). plain-data should refuse it (BAD_FRAME) as it refuses NaN.
-test.failing("msgpack: a timestamp decodes to a valid Date or BAD_FRAME (fails: out-of-range seconds give an Invalid Date)", () => {
+// Was a defect: a timestamp whose seconds lie beyond what a Date can hold (±8.64e15 ms) decoded to
+// an Invalid Date, written to the record as msgpackr's private "invalid date" (d4 ff ff). The
+// pre-scan (src/protocol/msgpack-scan.ts) now refuses it, and plain-data refuses any Invalid Date.
+test("msgpack: a timestamp decodes to a valid Date or BAD_FRAME", () => {
   fc.assert(
     fc.property(timestampExt, (bytes) => {
       const out = onlyGatewayErrors(() => decodeFrame(bytes, "msgpack", limits), FRAME_CODES);
@@ -176,11 +176,9 @@ test("msgpack: every safe integer decodes to itself in any integer width an enco
   );
 });
 
-// DEFECT (src/protocol/codec.ts): msgpackr renames a map key "__proto__" to "__proto_" to protect
-// the prototype, so a msgpack client's data or header named __proto__ is silently changed, while a
-// JSON client's arrives intact. Refusing it (BAD_FRAME) or keeping it would both be honest.
-// Counterexample: {"__proto__": ""} decodes to {"__proto_": ""}.
-test.failing("msgpack: a map key __proto__ comes back as sent (fails: msgpackr renames it __proto_)", () => {
+// Was a defect: msgpackr renames a map key "__proto__" to "__proto_", so a msgpack client's key was
+// silently changed while a JSON client's arrived intact. Such a frame is now decoded keeping it.
+test("msgpack: a map key __proto__ comes back as sent", () => {
   fc.assert(
     fc.property(fc.string({ maxLength: 4 }), (value) => {
       const raw = foreignPackr.pack(JSON.parse(`{"__proto__":${JSON.stringify(value)}}`));
@@ -189,5 +187,108 @@ test.failing("msgpack: a map key __proto__ comes back as sent (fails: msgpackr r
       expect(Object.keys(out as object)).toEqual(["__proto__"]);
     }),
     { numRuns: 100 },
+  );
+});
+
+// ---- the msgpack pre-scan (src/protocol/msgpack-scan.ts) against msgpackr ----
+
+const scanLimits = { maxDepth: 32, maxMapKeys: 4096, maxEventValues: 1_000_000 };
+const strictUnpackr = new Unpackr({ useRecords: false, structuredClone: false, mapsAsObjects: false, moreTypes: false, int64AsType: "bigint" } as never);
+
+test("pre-scan: every valid encoding of plain data passes it, from any encoder's options", () => {
+  const encoders = [foreignPackr, new Packr({ useRecords: false, variableMapSize: true } as never), new Packr({ useRecords: false, useFloat32: 1 } as never)];
+  fc.assert(
+    fc.property(plainValue({ bytes: true, dates: true }), fc.constantFrom(0, 1, 2), (v, e) => {
+      expect(() => prescanMsgpack(encoders[e]!.pack(v), scanLimits)).not.toThrow();
+    }),
+    { numRuns: 3000 },
+  );
+});
+
+test("pre-scan: what it passes msgpackr decodes without error, and it refuses every truncation and trailing byte", () => {
+  fc.assert(
+    fc.property(fc.oneof(fc.uint8Array({ maxLength: 64 }), plainValue({ bytes: true, dates: true }).chain((v) => damage.map((ops) => applyDamage(foreignPackr.pack(v), ops)))), (raw) => {
+      let passed = true;
+      try {
+        prescanMsgpack(raw, scanLimits);
+      } catch (e) {
+        expect(e).toBeInstanceOf(GatewayError);
+        passed = false;
+      }
+      if (passed) {
+        expect(() => strictUnpackr.unpack(raw)).not.toThrow();
+        if (raw.length > 0) expect(() => prescanMsgpack(raw.subarray(0, raw.length - 1), scanLimits)).toThrow(GatewayError);
+        expect(() => prescanMsgpack(Buffer.concat([raw, Buffer.from([0xc0])]), scanLimits)).toThrow(GatewayError);
+      }
+    }),
+    { numRuns: 5000 },
+  );
+});
+
+test("pre-scan: refuses every ext type but the timestamp, and every string that is not UTF-8", () => {
+  fc.assert(
+    fc.property(fc.integer({ min: 0, max: 255 }).filter((t) => t !== 0xff), fc.constantFrom(1, 2, 4, 8, 16), (type, size) => {
+      const fixext = new Uint8Array(2 + size);
+      fixext.set([0xd4 + Math.log2(size), type]);
+      expect(() => prescanMsgpack(fixext, scanLimits)).toThrow(/ext type/);
+    }),
+    { numRuns: 500 },
+  );
+  fc.assert(
+    fc.property(fc.uint8Array({ minLength: 1, maxLength: 31 }), (s) => {
+      const raw = Buffer.concat([Buffer.from([0xa0 | s.length]), s]);
+      const isUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+      let valid = true;
+      try {
+        isUtf8.decode(s);
+      } catch {
+        valid = false;
+      }
+      if (valid) expect(prescanMsgpack(raw, scanLimits)).toBe(false);
+      else expect(() => prescanMsgpack(raw, scanLimits)).toThrow(/UTF-8/);
+    }),
+    { numRuns: 5000 },
+  );
+});
+
+/** `frame` re-encoded with every map key written as str8, as some encoders do. */
+const str8Keys = new Packr({ useRecords: false });
+function withStr8Keys(v: unknown): Uint8Array {
+  const parts: Buffer[] = [];
+  const enc = (x: unknown): void => {
+    if (x !== null && typeof x === "object" && !Array.isArray(x) && !(x instanceof Uint8Array) && !(x instanceof Date)) {
+      const entries = Object.entries(x as Record<string, unknown>);
+      parts.push(Buffer.from([0xde, entries.length >> 8, entries.length & 0xff]));
+      for (const [k, val] of entries) {
+        const kb = Buffer.from(k, "utf8");
+        parts.push(Buffer.from([0xd9, kb.length]), kb);
+        enc(val);
+      }
+    } else if (Array.isArray(x)) {
+      parts.push(Buffer.from([0xdc, x.length >> 8, x.length & 0xff]));
+      x.forEach(enc);
+    } else parts.push(str8Keys.pack(x));
+  };
+  enc(v);
+  return Buffer.concat(parts);
+}
+
+test("pre-scan: counts an event's values exactly as the publisher does (MAX_EVENT_VALUES), whatever the key spelling", () => {
+  const limits = { maxHeaders: 1000, maxHeaderBytes: 1 << 30, maxMapKeys: 4096, timeSkewFutureMs: 0, timeSkewPastMs: 0 };
+  fc.assert(
+    fc.property(plainValue({ bytes: true, dates: true }), fc.integer({ min: 1, max: 40 }), fc.boolean(), fc.boolean(), (data, max, batch, wide) => {
+      const event = { type: "x", data };
+      const value = batch ? { t: 11, cid: 1, events: [{ type: "y" }, event] } : { t: 10, cid: 1, event };
+      const frame = wide ? withStr8Keys(value) : foreignPackr.pack(value);
+      const ours = checkEventSize(event, { ...limits, maxEventValues: max })?.code ?? "ok";
+      let scan = "ok";
+      try {
+        prescanMsgpack(frame, { ...scanLimits, maxEventValues: max });
+      } catch (e) {
+        scan = (e as GatewayError).code;
+      }
+      expect(scan).toBe(ours);
+    }),
+    { numRuns: 3000 },
   );
 });

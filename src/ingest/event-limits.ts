@@ -1,0 +1,85 @@
+import type { Config } from "../config/schema";
+import { GatewayError } from "../protocol/errors";
+import type { EventLimits } from "../protocol/limits";
+
+export function eventLimits(config: Config): EventLimits {
+  return {
+    maxHeaders: config.MAX_HEADERS_PER_EVENT,
+    maxHeaderBytes: config.MAX_HEADER_BYTES,
+    maxMapKeys: config.MAX_MAP_KEYS,
+    maxEventValues: config.MAX_EVENT_VALUES,
+    timeSkewFutureMs: config.TIME_SKEW_FUTURE,
+    timeSkewPastMs: config.TIME_SKEW_PAST,
+  };
+}
+
+/**
+ * The size limits of one event, checked on the decoded value before the schema walks it and long
+ * before it is encoded, sent to Kafka and delivered: every later stage costs in proportion to
+ * what is counted here, and the record layouts count headers in 16 bits. Each count stops at its
+ * limit, so a hostile event costs no more than an acceptable one. `countValues` false skips the
+ * walk over values and map keys, for events a pre-scan already counted (src/protocol/msgpack-scan.ts).
+ * Returns the refusal, or null.
+ */
+export function checkEventSize(event: unknown, limits: EventLimits, countValues = true): GatewayError | null {
+  if (typeof event !== "object" || event === null) return null; // the schema says what is wrong
+  const headers = (event as { headers?: unknown }).headers;
+  if (typeof headers === "object" && headers !== null && !(headers instanceof Uint8Array)) {
+    let count = 0;
+    let bytes = 0;
+    for (const name in headers) {
+      if (++count > limits.maxHeaders) return new GatewayError("EVENT_TOO_LARGE", `more than ${limits.maxHeaders} headers (MAX_HEADERS_PER_EVENT)`);
+      const value = (headers as Record<string, unknown>)[name];
+      bytes += Buffer.byteLength(name) + (typeof value === "string" ? Buffer.byteLength(value) : value instanceof Uint8Array ? value.byteLength : 0);
+      if (bytes > limits.maxHeaderBytes) return new GatewayError("EVENT_TOO_LARGE", `headers of more than ${limits.maxHeaderBytes} bytes (MAX_HEADER_BYTES)`);
+    }
+  }
+  if (!countValues) return null;
+  budget = limits.maxEventValues;
+  if (!fits(event, limits.maxMapKeys)) {
+    return new GatewayError("EVENT_TOO_LARGE", budget < 0 ? `more than ${limits.maxEventValues} values in one event (MAX_EVENT_VALUES)` : `a map of more than ${limits.maxMapKeys} keys (MAX_MAP_KEYS)`);
+  }
+  return null;
+}
+
+/** Values still allowed in the event being counted; a variable, so the walk allocates nothing. */
+let budget = 0;
+
+// Depth is already bounded by MAX_DEPTH (plain-data.ts), so recursion is too.
+function fits(v: unknown, maxMapKeys: number): boolean {
+  if (--budget < 0) return false;
+  if (typeof v !== "object" || v === null || v instanceof Uint8Array || v instanceof Date) return true;
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) if (!fits(v[i], maxMapKeys)) return false;
+    return true;
+  }
+  let keys = 0;
+  for (const k in v) {
+    if (++keys > maxMapKeys || --budget < 0) return false;
+    if (!fits((v as Record<string, unknown>)[k], maxMapKeys)) return false;
+  }
+  return true;
+}
+
+/** The event's time as epoch ms (NaN when it names no real instant), or undefined when it has none. */
+export function eventTimeMs(time: string | Date | undefined): number | undefined {
+  return time === undefined ? undefined : time instanceof Date ? time.getTime() : Date.parse(time);
+}
+
+/**
+ * Kafka refuses a whole record batch when one record's timestamp is beyond
+ * message.timestamp.after.max.ms (1 h by default) ahead of the broker, so one client's future event
+ * would fail every other client's events that share its batch. Refused here, per event, first.
+ */
+export function checkTime(ms: number | undefined, nowMs: number, limits: EventLimits): GatewayError | null {
+  if (ms === undefined) return null;
+  if (Number.isNaN(ms)) return new GatewayError("INVALID_EVENT", "time: not a real date and time");
+  if (ms < 0) return new GatewayError("TIME_SKEW", "time: before 1970-01-01T00:00:00Z, which a Kafka timestamp cannot hold");
+  if (ms > nowMs + limits.timeSkewFutureMs) {
+    return new GatewayError("TIME_SKEW", `time: more than ${limits.timeSkewFutureMs} ms ahead of the gateway's clock (TIME_SKEW_FUTURE); the gateway's time is ${new Date(nowMs).toISOString()}`);
+  }
+  if (limits.timeSkewPastMs > 0 && ms < nowMs - limits.timeSkewPastMs) {
+    return new GatewayError("TIME_SKEW", `time: more than ${limits.timeSkewPastMs} ms before the gateway's clock (TIME_SKEW_PAST); the gateway's time is ${new Date(nowMs).toISOString()}`);
+  }
+  return null;
+}

@@ -1,0 +1,91 @@
+import { expect } from "bun:test";
+import type { GatewayProcess } from "../support/gateway";
+import { GatewayClient } from "../support/ws-client";
+
+/**
+ * An innocent client for harm tests: one connection publishing one event at a time throughout, and
+ * a poller of /health/live. Every control request must be acked and every health check answered
+ * 200; latencies are reported (quiet versus under attack) rather than asserted, since the machine
+ * is shared.
+ */
+export class Control {
+  private running = false;
+  private loops: Promise<void>[] = [];
+  readonly latencies: number[] = [];
+  readonly failures: unknown[] = [];
+  health = { ok: 0, bad: 0 };
+  quietP50 = 0;
+
+  private constructor(
+    private readonly gw: GatewayProcess,
+    private readonly client: GatewayClient,
+    private readonly topic: string,
+  ) {}
+
+  static async start(gw: GatewayProcess, topic: string): Promise<Control> {
+    const c = new Control(gw, await GatewayClient.connect(gw.wsUrl, "msgpack"), topic);
+    const quiet: number[] = [];
+    for (let i = 0; i < 20; i++) quiet.push(await c.once());
+    c.quietP50 = pct(quiet, 0.5);
+    c.latencies.length = 0;
+    c.running = true;
+    c.loops = [c.publishLoop(), c.healthLoop()];
+    return c;
+  }
+
+  private async once(): Promise<number> {
+    const t0 = performance.now();
+    const reply = await Promise.race([this.client.publish({ type: "control" }, this.topic), Bun.sleep(60_000).then(() => ({ t: -1, timeout: true }))]);
+    const ms = performance.now() - t0;
+    if (reply.t !== 20) this.failures.push(reply);
+    this.latencies.push(ms);
+    return ms;
+  }
+
+  private async publishLoop(): Promise<void> {
+    while (this.running) await this.once();
+  }
+
+  private async healthLoop(): Promise<void> {
+    while (this.running) {
+      try {
+        const r = await fetch(`${this.gw.url}/health/live`, { signal: AbortSignal.timeout(30_000) });
+        r.status === 200 ? this.health.ok++ : this.health.bad++;
+      } catch {
+        this.health.bad++;
+      }
+      await Bun.sleep(50);
+    }
+  }
+
+  /** Stops, reports, and asserts the control was never harmed. */
+  async stop(label: string): Promise<void> {
+    this.running = false;
+    await Promise.all(this.loops);
+    this.client.close();
+    const l = this.latencies;
+    console.log(
+      `[control] ${label}: quiet p50 ${this.quietP50.toFixed(1)} ms; during: ${l.length} publishes, p50 ${pct(l, 0.5).toFixed(1)} ms, p99 ${pct(l, 0.99).toFixed(1)} ms, max ${pct(l, 1).toFixed(1)} ms; /health/live ${this.health.ok} ok, ${this.health.bad} not`,
+    );
+    expect(this.failures).toEqual([]);
+    expect(l.length).toBeGreaterThan(0);
+    expect(this.health.bad).toBe(0);
+    expect(this.health.ok).toBeGreaterThan(0);
+  }
+}
+
+/** Runs `attack` with a control publishing and polling health throughout. */
+export async function underControl<T>(gw: GatewayProcess, label: string, attack: () => Promise<T>): Promise<T> {
+  const control = await Control.start(gw, "hostile-control");
+  try {
+    return await attack();
+  } finally {
+    await control.stop(label);
+  }
+}
+
+function pct(xs: number[], p: number): number {
+  if (xs.length === 0) return Number.NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(p * s.length))]!;
+}
