@@ -3,7 +3,7 @@ import type { Config } from "../config/schema";
 import { type PublishOutcome, type Publisher, wireError } from "../ingest/publisher";
 import type { Logger } from "../logger";
 import type { Metrics } from "../metrics/metrics";
-import { type CodecName, decodeFrame, encodeFrame } from "../protocol/codec";
+import { type CodecName, decodeFrame, decodeLimits, encodeFrame } from "../protocol/codec";
 import { scanCid } from "../protocol/cid-scan";
 import { parsePublishFrame } from "../protocol/publish-frame";
 import { CloseCodes } from "../protocol/codes";
@@ -64,7 +64,7 @@ export function createWebSocketHandler(deps: {
   onClosed?: (remote: string) => void;
 }): WebSocketEdge {
   const { config, publisher, subscriptions, metrics, logger } = deps;
-  const limits = { maxFrameBytes: config.MAX_FRAME_BYTES, maxDepth: config.MAX_DEPTH };
+  const limits = decodeLimits(config);
   const sockets = new Set<ServerWebSocket<ConnectionData>>();
   const windowSpent = new GatewayError("WINDOW_EXCEEDED", `the window of ${config.PUBLISH_WINDOW} unacknowledged events is spent. Wait for acks before sending more`);
 
