@@ -10,11 +10,14 @@ export interface Logger {
 }
 
 export function createLogger(min: Level): Logger {
+  // A closed stdout (EPIPE when whoever read it went away) must never take the gateway down: the
+  // failure can come back synchronously or as the stream's error event.
+  process.stdout.on("error", () => {});
   const emit = (level: Level) => (msg: string, fields?: Record<string, unknown>) => {
     if (order[level] < order[min]) return;
-    // A closed stdout (EPIPE when whoever read it went away) must never take the gateway down.
     try {
-      process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), level, msg, ...fields })}\n`);
+      // Fields first: one named time, level or msg must not overwrite the line's own.
+      process.stdout.write(`${JSON.stringify({ ...fields, time: new Date().toISOString(), level, msg })}\n`);
     } catch {}
   };
   return { debug: emit("debug"), info: emit("info"), warn: emit("warn"), error: emit("error") };
