@@ -39,7 +39,8 @@ async function subscribe(gw: GatewayProcess, codec: Codec, topic: string): Promi
 }
 
 async function withControl<T>(gw: GatewayProcess, topic: string, body: () => Promise<T>): Promise<T> {
-  const watch = new LivenessWatch(gw.url, 150, 3000);
+  // Generous: one 70,000-key event is real work on a shared machine; the point is that the gateway answers.
+  const watch = new LivenessWatch(gw.url, 150, 15_000);
   const control = await GatewayClient.connect(gw.wsUrl);
   const pump = new Pump(control, [topic], { batch: 10, maxInflight: 4, pauseMs: 20 }).start();
   try {
