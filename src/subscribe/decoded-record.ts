@@ -24,7 +24,7 @@ export const MAX_DEGRADED_HEADERS = 1000;
 /** What a subscriber gets for one record: the envelope, and when it had to be degraded, why and how. */
 export interface DeliveredEvent {
   event: Record<string, unknown>;
-  /** "data": the payload as stored bytes; "headers": that, and the first MAX_DEGRADED_HEADERS headers; "event": only the envelope's text fields. */
+  /** "data": the payload as stored bytes; "headers": that, and only MAX_DEGRADED_HEADERS of the headers; "event": only the envelope's text fields. */
   degraded?: "data" | "headers" | "event";
   /** Why the full event could not be encoded. */
   reason?: string;
