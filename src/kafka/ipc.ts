@@ -6,8 +6,8 @@
  *   message  = u32le length (of type + body) · u8 type · body
  *   PRODUCE  = u32 batchId · u32 count · count × record
  *   record   = u16 topicRef [· u16 topicLen · topic] · i32 keyLen (-1 = null) · key · i32 valueLen
- *              · value · f64 timestampMs · u16 headerCount · headerCount × header
- *   header   = u16 pairRef [· u16 nameLen · name · u8 kind (0 text, 1 bytes) · u32 len · value]
+ *              · value · f64 timestampMs · u32 headerCount · headerCount × header
+ *   header   = u16 pairRef [· u32 nameLen · name · u8 kind (0 text, 1 bytes) · u32 len · value]
  *
  *   Topics and the headers that repeat (ce_type, ce_source, …) are sent once per worker connection:
  *   a ref below the receiver's table size names an entry it already has, a ref equal to the size
@@ -18,7 +18,12 @@
  *              · u32 errorsJsonLen · errorsJson (DeliveryError[])
  *   RECORDS  = u32 readerId · u32 count · count × consumed
  *   consumed = u16 topicLen · topic · i32 partition · f64 offset · f64 timestampMs · i32 keyLen · key
- *              · i32 valueLen · value · u16 headerCount · headerCount × (u16 nameLen · name · u32 len · value)
+ *              · i32 valueLen · value · u32 headerCount · headerCount × (u32 nameLen · name · u32 len · value)
+ *
+ *   Counts and lengths a client or another producer controls (header counts, header names) are 32-bit,
+ *   wider than anything a frame or a Kafka record can hold; topics (at most 249 characters in Kafka)
+ *   keep 16 bits. Writers check what they write against these widths before writing a record and
+ *   roll back a record that fails half-way, so a batch never carries half a record.
  *   HELLO, READY, STATUS, SHUTDOWN, READER_* , ASSIGN, UNASSIGN, RECORDS_ACK, QUERY*, HEALTH, PING,
  *   PONG = JSON body
  *
@@ -72,6 +77,7 @@ export const LITERAL = 0xffff;
  */
 export class InternTable {
   private readonly ids = new Map<string, Map<string, number>>();
+  private readonly added: Array<[string, string]> = [];
   private size = 0;
   constructor(private readonly capacity: number) {}
   /** The id of a known entry, or -1. */
@@ -84,11 +90,25 @@ export class InternTable {
     let byValue = this.ids.get(name);
     if (!byValue) this.ids.set(name, (byValue = new Map()));
     byValue.set(value, this.size);
+    this.added.push([name, value]);
     return this.size++;
   }
   clear(): void {
     this.ids.clear();
+    this.added.length = 0;
     this.size = 0;
+  }
+  /** The table's size now, to `rollback` to if the record that is adding entries is not sent. */
+  mark(): number {
+    return this.size;
+  }
+  /** Forgets the entries added since `mark`: the receiver never saw their definitions. */
+  rollback(mark: number): void {
+    while (this.size > mark) {
+      const [name, value] = this.added.pop()!;
+      this.ids.get(name)?.delete(value);
+      this.size--;
+    }
   }
 }
 

@@ -1,6 +1,7 @@
 import type { ConsumedRecord, LogReader, ReaderGroup, ReaderHandlers } from "../log/event-log";
 import { GatewayError } from "../protocol/errors";
 import { type ByteReader, IpcType, jsonMessage } from "./ipc";
+import { readRecords } from "./records-layout";
 import type { WorkerSlot } from "./worker-slot";
 
 interface OpenReader {
@@ -72,19 +73,13 @@ export class ReaderRegistry {
     const readerId = r.u32();
     const reader = this.readers.get(readerId);
     if (!reader) return;
-    const count = r.u32();
-    const records: ConsumedRecord[] = new Array(count);
-    for (let i = 0; i < count; i++) {
-      const topic = r.shortString();
-      const partition = r.i32();
-      const offset = r.f64();
-      const timestamp = r.f64();
-      const key = r.nullableSlice();
-      const value = r.nullableSlice();
-      const headerCount = r.u16();
-      const headers: ConsumedRecord["headers"] = new Array(headerCount);
-      for (let h = 0; h < headerCount; h++) headers[h] = [r.shortString(), Buffer.from(r.slice(r.u32()))];
-      records[i] = { topic, partition, offset, timestamp, key: key && Buffer.from(key), value: value && Buffer.from(value), headers };
+    let records: ConsumedRecord[];
+    try {
+      records = readRecords(r);
+    } catch {
+      // Only a bug on either side of the socket gets here: the credit goes back so the reader is not wedged.
+      reader.slot.writer?.write(jsonMessage(IpcType.RECORDS_ACK, { readerId }));
+      return;
     }
     let acked = false;
     reader.handlers.onRecords(records, () => {

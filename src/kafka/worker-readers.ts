@@ -6,17 +6,10 @@
 import Kafka from "@confluentinc/kafka-javascript";
 import type { Assignment } from "../log/event-log";
 import { ByteWriter, IpcType, READER_CREDIT, jsonMessage } from "./ipc";
+import { type ConsumedMessage, encodeRecord } from "./records-layout";
 import type { StatusReporter } from "./status";
 
-interface KafkaMessage {
-  topic: string;
-  partition: number;
-  offset: number;
-  timestamp?: number;
-  key?: Buffer | string | null;
-  value: Buffer | null;
-  headers?: Array<Record<string, Buffer | string>>;
-}
+type KafkaMessage = ConsumedMessage;
 
 const BATCH = 500;
 
@@ -31,7 +24,7 @@ class Reader {
     readonly id: number,
     config: Record<string, string | number | boolean>,
     private readonly send: (buf: Buffer) => void,
-    status: StatusReporter,
+    private readonly status: StatusReporter,
     /** Group mode (shared subscriptions): Kafka assigns the partitions and offsets are committed. */
     groupTopics?: string[],
   ) {
@@ -90,8 +83,17 @@ class Reader {
       this.polling = false;
       if (this.closed) return;
       if (!err && messages.length > 0) {
-        this.outstanding++;
-        this.send(this.encode(messages));
+        let batch: Buffer | null = null;
+        try {
+          batch = this.encode(messages);
+        } catch (e) {
+          // Not thrown out of librdkafka's callback: that would take the worker, and every reader on it, down.
+          this.status.report("error", "records_unencodable", String((e as Error)?.message ?? e), { readerId: this.id });
+        }
+        if (batch) {
+          this.outstanding++;
+          this.send(batch);
+        }
       }
       // Errors here are transient (timeouts, rebalances of metadata); event.error reports the rest.
       this.poll();
@@ -104,22 +106,15 @@ class Reader {
     w.u32(this.id);
     w.u32(messages.length);
     for (const m of messages) {
-      w.shortString(m.topic);
-      w.i32(m.partition);
-      w.f64(m.offset);
-      w.f64(m.timestamp ?? 0);
-      w.nullableBytes(m.key == null ? null : typeof m.key === "string" ? Buffer.from(m.key) : m.key);
-      w.nullableBytes(m.value);
-      const headers = m.headers ?? [];
-      w.u16(headers.length);
-      for (const h of headers) {
-        for (const name in h) {
-          const v = h[name]!;
-          w.shortString(name);
-          const bytes = typeof v === "string" ? Buffer.from(v) : v;
-          w.u32(bytes.byteLength);
-          w.bytes(bytes);
-        }
+      const recordStart = w.pos;
+      try {
+        encodeRecord(w, m, m.headers ?? []);
+      } catch (e) {
+        // The record still goes (its offset moves every position on), without what could not be
+        // encoded: subscribers get it with no headers, not a worker that dies on it at every read.
+        w.pos = recordStart;
+        this.status.report("warn", "record_unencodable", `${m.topic}/${m.partition}@${m.offset}: ${String((e as Error)?.message ?? e)}`, { readerId: this.id });
+        encodeRecord(w, m, []);
       }
     }
     w.endMessage(start);

@@ -4,6 +4,8 @@ import { type ByteReader, ByteWriter, type DeliveryError, HeaderKind, InternTabl
 import type { SocketWriter } from "./socket-writer";
 
 const MSG_TIMED_OUT = -192;
+/** Strings up to this many UTF-16 units are at most 0xffff bytes of UTF-8, so need no measuring. */
+const MAX_U16_CHARS = 0x5555;
 
 /** Headers whose values repeat across records; ids, times and subjects are one-offs. */
 const REPEATING_HEADERS = new Set(["ce_specversion", "ce_source", "ce_type", "content-type"]);
@@ -73,7 +75,11 @@ export class WorkerSlot {
     return this.out.pos;
   }
 
-  /** Appends one record to the open batch; `nextBatchId` is called when a new batch starts. */
+  /**
+   * Appends one record to the open batch; `nextBatchId` is called when a new batch starts. A record
+   * the PRODUCE layout cannot carry is refused through its sink, and a record that fails half-way is
+   * taken back out, string-table entries included: the batch never carries half a record.
+   */
   add(
     topic: string,
     key: Uint8Array | string | null,
@@ -84,6 +90,10 @@ export class WorkerSlot {
     index: number,
     nextBatchId: () => number,
   ): void {
+    // Only the topic keeps a 16-bit length (Kafka allows 249 characters); checked before writing.
+    if (topic.length > MAX_U16_CHARS && Buffer.byteLength(topic) > 0xffff) {
+      return sink.failed(index, new GatewayError("INVALID_TOPIC", "the topic name is longer than Kafka allows"));
+    }
     const w = this.out;
     if (!this.openBatch) {
       this.openBatchId = nextBatchId();
@@ -93,6 +103,28 @@ export class WorkerSlot {
       this.countPos = w.pos;
       w.u32(0);
     }
+    const recordStart = w.pos;
+    const topicMark = this.topicTable.mark();
+    const headerMark = this.headerTable.mark();
+    try {
+      this.write(topic, key, value, timestamp, headers);
+    } catch (e) {
+      w.pos = recordStart;
+      this.topicTable.rollback(topicMark);
+      this.headerTable.rollback(headerMark);
+      if (this.openBatch.sinks.length === 0) {
+        w.pos = this.messageStart; // a batch opened for this record alone is not sent empty
+        this.openBatch = null;
+      }
+      return sink.failed(index, new GatewayError("INVALID_EVENT", `the event cannot be passed to Kafka: ${String((e as Error)?.message ?? e)}`));
+    }
+    this.openBatch.sinks.push(sink);
+    this.openBatch.indexes.push(index);
+    this.inflight++;
+  }
+
+  private write(topic: string, key: Uint8Array | string | null, value: Uint8Array | null, timestamp: number, headers: Array<[string, string | Uint8Array]>): void {
+    const w = this.out;
     const topicRef = this.topicTable.known("", topic);
     if (topicRef >= 0) w.u16(topicRef);
     else {
@@ -102,7 +134,7 @@ export class WorkerSlot {
     w.nullableBytesOrString(key);
     w.nullableBytes(value);
     w.f64(timestamp);
-    w.u16(headers.length);
+    w.u32(headers.length);
     for (let h = 0; h < headers.length; h++) {
       const [name, v] = headers[h]!;
       if (typeof v === "string" && REPEATING_HEADERS.has(name)) {
@@ -115,7 +147,7 @@ export class WorkerSlot {
       } else {
         w.u16(LITERAL);
       }
-      w.shortString(name);
+      w.longString(name);
       if (typeof v === "string") {
         w.u8(HeaderKind.TEXT);
         w.longString(v);
@@ -125,9 +157,6 @@ export class WorkerSlot {
         w.bytes(v);
       }
     }
-    this.openBatch.sinks.push(sink);
-    this.openBatch.indexes.push(index);
-    this.inflight++;
   }
 
   /** Sends the open batch to the worker, if any. */

@@ -189,33 +189,54 @@ const topics = new ReceivedTable<string>();
 const headerEntries = new ReceivedTable<Record<string, Buffer | string>>();
 
 function readHeader(r: ByteReader): Record<string, Buffer | string> {
-  const name = r.shortString();
+  const name = r.longString();
   const kind = r.u8();
+  // A computed key is always an own property, "__proto__" included (it is a header like any other).
   return { [name]: kind === HeaderKind.TEXT ? r.longString() : r.slice(r.u32()) };
 }
 
+/**
+ * A PRODUCE batch: every record is parsed before any is produced, so a batch that cannot be read
+ * (a bug on either side of the socket) is answered with an error for each of its records rather
+ * than half-produced or left pending.
+ */
 function onProduce(r: ByteReader): void {
   const batchId = r.u32();
   const count = r.u32();
-  batches.set(batchId, {
+  const batch: PendingBatch = {
     remaining: count,
     partitions: new Int32Array(count),
     offsets: new Float64Array(count),
     errorIndex: new Int32Array(count).fill(-1),
     errors: [],
-  });
-  for (let i = 0; i < count; i++) {
-    const topic = topics.resolve(r.u16(), () => r.shortString());
-    const key = r.nullableSlice();
-    const value = r.nullableSlice();
-    const timestamp = r.f64();
-    const headerCount = r.u16();
-    let headers: Array<Record<string, Buffer | string>> | undefined;
-    if (headerCount > 0) {
-      headers = new Array(headerCount);
-      for (let h = 0; h < headerCount; h++) headers[h] = headerEntries.resolve(r.u16(), () => readHeader(r));
+  };
+  batches.set(batchId, batch);
+  if (count === 0) return finishBatch(batchId, batch);
+  const records: QueuedRecord[] = new Array(count);
+  try {
+    for (let i = 0; i < count; i++) {
+      const topic = topics.resolve(r.u16(), () => r.shortString());
+      const key = r.nullableSlice();
+      const value = r.nullableSlice();
+      const timestamp = r.f64();
+      const headerCount = r.u32();
+      if (headerCount > r.buf.length - r.pos) throw new RangeError(`${headerCount} headers cannot fit in the rest of the message`);
+      let headers: Array<Record<string, Buffer | string>> | undefined;
+      if (headerCount > 0) {
+        headers = new Array(headerCount);
+        for (let h = 0; h < headerCount; h++) headers[h] = headerEntries.resolve(r.u16(), () => readHeader(r));
+      }
+      records[i] = { topic, value, key, timestamp, opaque: batchId * INDEX_BITS + i, headers };
     }
-    const rec: QueuedRecord = { topic, value, key, timestamp, opaque: batchId * INDEX_BITS + i, headers };
+    if (r.pos !== r.buf.length) throw new RangeError(`${r.buf.length - r.pos} bytes left over after ${count} records`);
+  } catch (e) {
+    const message = `the worker could not read batch ${batchId} of ${count} records: ${String((e as Error)?.message ?? e)}`;
+    status.report("error", "produce_unreadable", message);
+    const error: DeliveryError = { code: -1, name: "ERR_IPC", message, retriable: false };
+    for (let i = 0; i < count; i++) failRecord(batchId * INDEX_BITS + i, error);
+    return;
+  }
+  for (const rec of records) {
     if (backlog.length > 0 || !producerReady) backlog.push(rec);
     else if (!tryProduce(rec)) backlog.push(rec);
   }

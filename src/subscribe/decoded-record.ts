@@ -1,6 +1,6 @@
 import { Unpackr } from "msgpackr";
 import type { ConsumedRecord } from "../log/event-log";
-import { type CodecName, parseJsonValue } from "../protocol/codec";
+import { type CodecName, encodeFrame, parseJsonValue } from "../protocol/codec";
 import { INT64_AUTO, withIntegersAsInt64 } from "../protocol/integers";
 import type { FilterableEvent } from "./filter";
 
@@ -8,13 +8,27 @@ import type { FilterableEvent } from "./filter";
 // integers exact: numbers where a double holds them, BigInt beyond (filters compare both).
 const unpackr = new Unpackr({ useRecords: false, structuredClone: false, mapsAsObjects: true, moreTypes: false, ...INT64_AUTO });
 const utf8 = new TextDecoder();
-const CE_FIELDS: Record<string, keyof FilterableEvent> = {
-  ce_id: "id",
-  ce_source: "source",
-  ce_type: "type",
-  ce_subject: "subject",
-  "content-type": "datacontenttype",
-};
+// A Map, not an object literal: header names come from any producer, and "constructor" or
+// "toString" must not find Object.prototype's members.
+const CE_FIELDS = new Map<string, "id" | "source" | "type" | "subject" | "datacontenttype">([
+  ["ce_id", "id"],
+  ["ce_source", "source"],
+  ["ce_type", "type"],
+  ["ce_subject", "subject"],
+  ["content-type", "datacontenttype"],
+]);
+
+/** Headers a degraded event keeps (docs/protocol.md, "Events that cannot be encoded"). */
+export const MAX_DEGRADED_HEADERS = 1000;
+
+/** What a subscriber gets for one record: the envelope, and when it had to be degraded, why and how. */
+export interface DeliveredEvent {
+  event: Record<string, unknown>;
+  /** "data": the payload as stored bytes; "headers": that, and only MAX_DEGRADED_HEADERS of the headers; "event": only the envelope's text fields. */
+  degraded?: "data" | "headers" | "event";
+  /** Why the full event could not be encoded. */
+  reason?: string;
+}
 
 /**
  * One Kafka record, decoded once for every subscriber: CloudEvents headers back into envelope
@@ -28,7 +42,10 @@ export class DecodedRecord implements FilterableEvent {
   subject?: string;
   datacontenttype?: string;
   key: string | null;
-  headers: Record<string, string> = {};
+  /** Without a prototype: any name is a header ("__proto__" too), and no inherited name is one. */
+  headers: Record<string, string> = Object.create(null);
+  private headerCount = 0;
+  private readonly delivered: Partial<Record<CodecName, DeliveredEvent>> = {};
   private ceTime: string | undefined;
   private decoded = false;
   private decodedData: unknown;
@@ -38,10 +55,13 @@ export class DecodedRecord implements FilterableEvent {
   constructor(readonly record: ConsumedRecord) {
     this.key = record.key ? utf8.decode(record.key) : null;
     for (const [name, value] of record.headers) {
-      const field = CE_FIELDS[name];
-      if (field) (this as Record<string, unknown>)[field] = utf8.decode(value);
+      const field = CE_FIELDS.get(name);
+      if (field) this[field] = utf8.decode(value);
       else if (name === "ce_time") this.ceTime = utf8.decode(value);
-      else if (name !== "ce_specversion") this.headers[name] = utf8.decode(value);
+      else if (name !== "ce_specversion") {
+        if (!Object.hasOwn(this.headers, name)) this.headerCount++;
+        this.headers[name] = utf8.decode(value);
+      }
     }
   }
 
@@ -50,7 +70,7 @@ export class DecodedRecord implements FilterableEvent {
    * and in the delivered envelope, made only when read.
    */
   get time(): string {
-    return (this.ceTime ??= new Date(this.record.timestamp).toISOString());
+    return (this.ceTime ??= isoTime(this.record.timestamp));
   }
 
   /** The payload as a value: parsed msgpack or JSON by content type, else the bytes. */
@@ -60,7 +80,7 @@ export class DecodedRecord implements FilterableEvent {
       const v = this.record.value;
       if (v === null) this.decodedData = undefined;
       else if (this.datacontenttype === "application/msgpack") this.decodedData = tryDecode(() => unpackr.unpack(v), v);
-      else if (this.datacontenttype === "application/json") this.decodedData = tryDecode(() => parseJsonValue(utf8.decode(v)), v);
+      else if (this.datacontenttype === "application/json") this.decodedData = jsonNestedTooDeep(v) ? v : tryDecode(() => parseJsonValue(utf8.decode(v)), v);
       else this.decodedData = v;
     }
     return this.decodedData;
@@ -72,22 +92,98 @@ export class DecodedRecord implements FilterableEvent {
     return (this.wireJson ??= this.build(true));
   }
 
-  private build(json: boolean): Record<string, unknown> {
-    const e: Record<string, unknown> = { type: this.type };
-    if (this.id !== undefined) e.id = this.id;
-    if (this.source !== undefined) e.source = this.source;
-    if (this.subject !== undefined) e.subject = this.subject;
-    e.time = this.time;
-    if (this.datacontenttype !== undefined) e.datacontenttype = this.datacontenttype;
+  /**
+   * The envelope as it can be delivered in `codec`: whole when it encodes, else degraded step by
+   * step (payload as its stored bytes, then headers cut to MAX_DEGRADED_HEADERS, then the text
+   * fields alone), so one record that cannot be encoded costs only itself. Only asked when the
+   * frame carrying the record failed to encode: the common case never encodes an event twice.
+   */
+  deliverable(codec: CodecName): DeliveredEvent {
+    const cached = this.delivered[codec];
+    if (cached) return cached;
+    const json = codec === "json";
+    let reason = "";
+    const attempt = (make: () => Record<string, unknown>): Record<string, unknown> | null => {
+      try {
+        const event = make();
+        encodeFrame(event, codec);
+        return event;
+      } catch (e) {
+        reason ||= String((e as Error)?.message ?? e);
+        return null;
+      }
+    };
+    let out: DeliveredEvent;
+    let event = attempt(() => this.event(codec));
+    if (event) out = { event };
+    else if ((event = attempt(() => this.build(json, true, Infinity)))) out = { event, degraded: "data", reason };
+    else if ((event = attempt(() => this.build(json, true, MAX_DEGRADED_HEADERS)))) out = { event, degraded: "headers", reason };
+    else out = { event: this.textFields(), degraded: "event", reason };
+    return (this.delivered[codec] = out);
+  }
+
+  /** `raw`: the payload as stored, not decoded; `maxHeaders`: how many headers to keep. */
+  private build(json: boolean, raw = false, maxHeaders = Infinity): Record<string, unknown> {
+    const e = this.textFields();
     if (this.key !== null) e.key = this.key;
-    if (Object.keys(this.headers).length > 0) e.headers = this.headers;
-    const data = this.data;
+    if (this.headerCount > 0) e.headers = this.headerCount <= maxHeaders ? this.headers : firstHeaders(this.headers, maxHeaders);
+    const data = raw ? (this.record.value ?? undefined) : this.data;
     if (data instanceof Uint8Array) {
       if (json) e.data_base64 = Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("base64");
       else e.data = data;
     } else if (data !== undefined) e.data = json ? data : withIntegersAsInt64(data);
     return e;
   }
+
+  private textFields(): Record<string, unknown> {
+    const e: Record<string, unknown> = { type: this.type };
+    if (this.id !== undefined) e.id = this.id;
+    if (this.source !== undefined) e.source = this.source;
+    if (this.subject !== undefined) e.subject = this.subject;
+    e.time = this.time;
+    if (this.datacontenttype !== undefined) e.datacontenttype = this.datacontenttype;
+    return e;
+  }
+}
+
+function firstHeaders(headers: Record<string, string>, n: number): Record<string, string> {
+  const out: Record<string, string> = Object.create(null);
+  for (const name in headers) {
+    if (n-- <= 0) break;
+    out[name] = headers[name]!;
+  }
+  return out;
+}
+
+/** RFC 3339 for any timestamp Kafka can hold; beyond what a Date can (±8.64e15 ms), the number itself. */
+function isoTime(ms: number): string {
+  const d = new Date(ms);
+  return Number.isNaN(d.getTime()) ? String(ms) : d.toISOString();
+}
+
+/**
+ * Deeper than any frame can be (MAX_DEPTH is at most 256), so not written by this gateway. JSON.parse
+ * builds any depth without complaint, but every encoder after it recurses, and at 100,000 levels
+ * each attempt costs seconds of stack overflow: such a payload goes out as its bytes instead.
+ */
+export const MAX_DATA_DEPTH = 256;
+
+/** Whether JSON text nests deeper than MAX_DATA_DEPTH; shorter text cannot, and is not scanned. */
+function jsonNestedTooDeep(v: Uint8Array): boolean {
+  if (v.length <= MAX_DATA_DEPTH) return false;
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < v.length; i++) {
+    const c = v[i]!;
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: the next byte is escaped
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > MAX_DATA_DEPTH) return true;
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return false;
 }
 
 function tryDecode(f: () => unknown, raw: Uint8Array): unknown {

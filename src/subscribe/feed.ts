@@ -136,23 +136,35 @@ export class Feed {
     for (const r of records) {
       const offsets = this.positions.get(r.topic);
       if (offsets) offsets[r.partition] = r.offset + 1;
-      const rec = new DecodedRecord(r);
-      if (this.options.group) {
-        this.dealToOne(rec);
-        continue;
+      // One record's fault costs that record only, never the rest of the batch or going live.
+      try {
+        const rec = new DecodedRecord(r);
+        if (this.options.group) this.dealToOne(rec);
+        else this.index.match(rec, this.collectInto(rec));
+      } catch (e) {
+        this.logger.error("a read record could not be matched; skipped", { topic: r.topic, partition: r.partition, offset: r.offset, error: String((e as Error)?.message ?? e) });
       }
-      this.index.match(rec, (sub) => {
-        this.touched.add(sub);
-        sub.collect(rec);
-      });
     }
-    for (const sub of this.touched) sub.endBatch();
+    for (const sub of this.touched) {
+      try {
+        sub.endBatch();
+      } catch (e) {
+        this.logger.error("a subscription's batch could not be delivered", { sub: sub.id, topics: this.topics, error: String((e as Error)?.message ?? e) });
+      }
+    }
     this.touched.clear();
     this.metrics.filterSeconds.observe((performance.now() - started) / 1000);
     if (!this.live && this.caughtUp()) {
       this.live = true;
       for (const sub of this.subs) sub.goLive();
     }
+  }
+
+  private collectInto(rec: DecodedRecord): (sub: Subscription) => void {
+    return (sub) => {
+      this.touched.add(sub);
+      sub.collect(rec);
+    };
   }
 
   /**

@@ -2,7 +2,7 @@ import type { Metrics } from "../metrics/metrics";
 import { type CodecName, encodeFrame } from "../protocol/codec";
 import { CloseCodes } from "../protocol/codes";
 import { FrameType } from "../protocol/frames";
-import type { DecodedRecord } from "./decoded-record";
+import type { DecodedRecord, DeliveredEvent } from "./decoded-record";
 import type { CompiledFilter } from "./filter";
 import { type Positions, encodeToken, filterTag } from "./position";
 import { type FrameOwner, QueuedFrame, type SubscriberSocket } from "./queued-frame";
@@ -79,16 +79,26 @@ export class Subscription implements FrameOwner {
     this.collected = [];
     if (this.closed) return;
     const token = this.shared ? undefined : this.token();
-    const frame =
-      events.length === 1
-        ? { t: FrameType.EVENT, sub: this.id, ...position(events[0]!), event: events[0]!.event(this.codec), ...(token ? { token } : {}) }
-        : { t: FrameType.EVENT_BATCH, sub: this.id, events: events.map((e) => ({ ...position(e), event: e.event(this.codec) })), ...(token ? { token } : {}) };
-    const data = encodeFrame(frame, this.codec);
+    let data: Uint8Array | string;
+    try {
+      data = this.encodeEvents(events, token, (e) => ({ event: e.event(this.codec) }));
+    } catch {
+      // Some record cannot be encoded in this codec: each is sent as it can be (DecodedRecord.deliverable).
+      data = this.encodeEvents(events, token, (e) => e.deliverable(this.codec));
+    }
     const queued = new QueuedFrame(this, data, sizeOf(data), events.length, token);
     this.queued.push(queued);
     this.queuedBytes += queued.size;
     this.socket.frame(queued);
     if (this.queuedBytes > this.bufferBytes) this.overflow();
+  }
+
+  private encodeEvents(events: DecodedRecord[], token: string | undefined, entry: (e: DecodedRecord) => DeliveredEvent): Uint8Array | string {
+    const frame =
+      events.length === 1
+        ? { t: FrameType.EVENT, sub: this.id, ...position(events[0]!), ...entry(events[0]!), ...(token ? { token } : {}) }
+        : { t: FrameType.EVENT_BATCH, sub: this.id, events: events.map((e) => ({ ...position(e), ...entry(e) })), ...(token ? { token } : {}) };
+    return encodeFrame(frame, this.codec);
   }
 
   /** History is delivered: `live` goes out behind the last historical frame, before any live one. */
