@@ -1,4 +1,6 @@
 import type { ServerWebSocket, WebSocketHandler } from "bun";
+import type { Identity } from "../auth/authenticator";
+import { type AuthContext, ConnectionAuth } from "../auth/session";
 import type { Config } from "../config/schema";
 import { type PublishOutcome, type Publisher, wireError } from "../ingest/publisher";
 import type { Logger } from "../logger";
@@ -12,6 +14,7 @@ import {
   FrameType,
   HelloSchema,
   PROTOCOL_VERSION,
+  RefreshSchema,
   type SubscribeFrame,
   SubscribeSchema,
   UnsubscribeSchema,
@@ -33,6 +36,14 @@ export interface ConnectionData {
   outbound?: Outbound;
   /** Made at open: the socket as its subscriptions see it, with those subscriptions. */
   subscriber?: SubscriberConnection;
+  /** Who the upgrade request's token said the client is (Authorization or subprotocol), if it had one. */
+  identity?: Identity;
+  /** Made at open: the connection's authentication and its expiry (src/auth/session.ts). */
+  auth?: ConnectionAuth;
+  /** Frames that arrived while a hello's token was being verified, handled in order after it. */
+  held?: Array<string | Buffer<ArrayBuffer>> | null;
+  /** Codec of the last frame, for frames the gateway sends unasked (token expiry). */
+  codec?: CodecName;
 }
 
 /** The WebSocket side of the gateway: the handler for Bun.serve, and what a graceful stop needs. */
@@ -60,6 +71,7 @@ export function createWebSocketHandler(deps: {
   metrics: Metrics;
   logger: Logger;
   logKind: string;
+  auth: AuthContext;
   /** A connection ended: its slot in the connection limits is free again. */
   onClosed?: (remote: string) => void;
 }): WebSocketEdge {
@@ -116,6 +128,8 @@ export function createWebSocketHandler(deps: {
     let reserved = 0;
     try {
       const topic = publisher.topicFor(req.topic);
+      const denied = ws.data.auth!.authorize("publish", topic, events);
+      if (denied) throw denied;
       // A request bigger than the whole window could never be taken: retrying it is pointless.
       if (events.length > config.PUBLISH_WINDOW) {
         throw new GatewayError("BATCH_TOO_LARGE", `${events.length} events in one request; the window is ${config.PUBLISH_WINDOW}, so no request can hold more`);
@@ -143,6 +157,13 @@ export function createWebSocketHandler(deps: {
     if (!parsed.success) return sendError(ws, codec, new GatewayError(frameErrorCode(parsed.error), describeIssues(parsed.error)), cid);
     if (!ws.data.helloed) return sendError(ws, codec, new GatewayError("HANDSHAKE_REQUIRED", `send {t:${FrameType.HELLO}, v:${PROTOCOL_VERSION}} first`), cid);
     const conn = ws.data.subscriber!;
+    if (subscribe) {
+      const f = parsed.data as SubscribeFrame;
+      for (const topic of f.topics ?? [f.topic!]) {
+        const denied = ws.data.auth!.authorize("subscribe", topic);
+        if (denied) return sendError(ws, codec, denied, cid);
+      }
+    }
     try {
       if ("sub" in parsed.data && !subscribe) return subscriptions.unsubscribe(conn, parsed.data.cid, parsed.data.sub!);
       subscriptions.subscribe(conn, codec, parsed.data as SubscribeFrame).catch((e) => sendError(ws, codec, e, cid));
@@ -167,6 +188,35 @@ export function createWebSocketHandler(deps: {
       ws.data.outbound!.flush(true); // the error frame must go out before the close frame
       return ws.close(CloseCodes.UNSUPPORTED_VERSION, "unsupported protocol version");
     }
+    const auth = ws.data.auth!;
+    if (deps.auth.authenticator.enabled) {
+      const token = hello.data.token;
+      if (token === undefined && !auth.identity) return refuseHello(ws, codec, new GatewayError("UNAUTHENTICATED", "this gateway requires a token: in hello (token), Authorization: Bearer, or subprotocol kgw.bearer.<token>"), cid);
+      if (token !== undefined) {
+        // Frames pipelined behind this hello wait for its verdict, then run in order.
+        ws.data.held = [];
+        void auth.authenticate(token).then((err) => {
+          const held = ws.data.held ?? [];
+          ws.data.held = null;
+          if (err) return refuseHello(ws, codec, err, cid);
+          welcome(ws, codec, cid);
+          for (const raw of held) if (!ws.data.closed) handler.message!(ws, raw);
+        });
+        return;
+      }
+    }
+    welcome(ws, codec, cid);
+  }
+
+  /** A hello without a valid token: answered, then closed with 4401, the code that says "reconnect with a new token". */
+  function refuseHello(ws: ServerWebSocket<ConnectionData>, codec: CodecName, err: GatewayError, cid: number | undefined): void {
+    sendError(ws, codec, err, cid);
+    ws.data.outbound!.flush(true);
+    ws.close(CloseCodes.TOKEN_EXPIRED, err.message.slice(0, 120));
+  }
+
+  function welcome(ws: ServerWebSocket<ConnectionData>, codec: CodecName, cid: number | undefined): void {
+    if (ws.data.closed) return;
     ws.data.helloed = true;
     const welcome: Record<string, unknown> = {
       t: FrameType.WELCOME,
@@ -177,7 +227,29 @@ export function createWebSocketHandler(deps: {
       limits: { maxFrameBytes: config.MAX_FRAME_BYTES, maxBatchEvents: config.MAX_BATCH_EVENTS, maxDepth: config.MAX_DEPTH, window: config.PUBLISH_WINDOW },
     };
     if (cid !== undefined) welcome.cid = cid;
+    const id = ws.data.auth!.identity;
+    if (deps.auth.authenticator.enabled && id) Object.assign(welcome, { principal: id.principal, expiresAt: id.expiresAt });
     send(ws, welcome, codec);
+  }
+
+  /** A new token for this connection: checked as a hello's is, then every subscription is checked again under it. */
+  async function onRefresh(ws: ServerWebSocket<ConnectionData>, codec: CodecName, f: { cid?: unknown }): Promise<void> {
+    const cid = correlationId(f);
+    const parsed = RefreshSchema.safeParse(f);
+    if (!parsed.success) return sendError(ws, codec, new GatewayError("INVALID_FRAME", describeIssues(parsed.error)), cid);
+    if (!ws.data.helloed) return sendError(ws, codec, new GatewayError("HANDSHAKE_REQUIRED", `send {t:${FrameType.HELLO}, v:${PROTOCOL_VERSION}} first`), cid);
+    if (!deps.auth.authenticator.enabled) return sendError(ws, codec, new GatewayError("INVALID_FRAME", "authentication is off on this gateway: there is no token to refresh"), cid);
+    const auth = ws.data.auth!;
+    const err = await auth.authenticate(parsed.data.token, "refresh");
+    if (ws.data.closed) return;
+    if (err) return sendError(ws, codec, err, cid);
+    const conn = ws.data.subscriber!;
+    for (const sub of [...conn.subscriptions.values()]) {
+      let denied: GatewayError | undefined;
+      for (const topic of sub.topics) denied ??= auth.authorize("subscribe", topic);
+      if (denied) subscriptions.revoke(conn, sub.id, denied);
+    }
+    send(ws, { t: FrameType.REFRESHED, cid, principal: auth.identity!.principal, expiresAt: auth.identity!.expiresAt }, codec);
   }
 
   const handler: WebSocketHandler<ConnectionData> = {
@@ -198,6 +270,13 @@ export function createWebSocketHandler(deps: {
         ws.close(CloseCodes.SLOW_CONSUMER, "replies dropped: the client is not reading its acks");
       });
       ws.data.outbound = outbound;
+      ws.data.auth = new ConnectionAuth(deps.auth, ws.data.session, {
+        expiring: (err) => send(ws, { t: FrameType.ERROR, ...wireError(err) }, ws.data.codec ?? "json"),
+        close: (reason) => {
+          ws.data.outbound!.flush(true);
+          ws.close(CloseCodes.TOKEN_EXPIRED, reason);
+        },
+      }, ws.data.identity);
       ws.data.subscriber = {
         subscriptions: new Map(),
         frame: (f) => outbound.frame(f),
@@ -214,6 +293,11 @@ export function createWebSocketHandler(deps: {
 
     message(ws, raw) {
       const codec: CodecName = typeof raw === "string" ? "json" : "msgpack";
+      if (ws.data.held && ws.data.held.length < MAX_HELD_FRAMES) {
+        ws.data.held.push(typeof raw === "string" ? raw : (Buffer.from(raw) as Buffer<ArrayBuffer>));
+        return;
+      }
+      ws.data.codec = codec;
       if (ws.data.inflight >= config.PUBLISH_WINDOW) {
         // The window is spent: a publish is refused before it costs a decode (see frame-peek.ts).
         const t = peekFrameType(raw);
@@ -241,6 +325,9 @@ export function createWebSocketHandler(deps: {
         case FrameType.SUBSCRIBE:
         case FrameType.UNSUBSCRIBE:
           return onSubscribe(ws, codec, f as { t: number; cid?: unknown });
+        case FrameType.REFRESH:
+          void onRefresh(ws, codec, f);
+          return;
         default:
           return sendError(ws, codec, new GatewayError("UNKNOWN_FRAME_TYPE", `frame type ${f.t} is not one a client sends`), correlationId(f));
       }
@@ -250,6 +337,7 @@ export function createWebSocketHandler(deps: {
       sockets.delete(ws);
       ws.data.closed = true;
       ws.data.outbound!.close();
+      ws.data.auth!.dispose();
       metrics.connectionsOpen.dec();
       subscriptions.onClose(ws.data.subscriber!);
       deps.onClosed?.(ws.data.remote);
@@ -273,6 +361,10 @@ export function createWebSocketHandler(deps: {
     },
   };
 }
+
+// Frames a client may pipeline behind a hello whose token is being verified; past it, they run at once
+// (and are refused HANDSHAKE_REQUIRED).
+const MAX_HELD_FRAMES = 1024;
 
 // Replies (acks, nacks) waiting for a client that does not read them: past this, it is disconnected.
 const REPLY_BUFFER_BYTES = 16 * 1024 * 1024;
