@@ -195,10 +195,12 @@ export function createWebSocketHandler(deps: {
       if (token !== undefined) {
         // Frames pipelined behind this hello wait for its verdict, then run in order.
         ws.data.held = [];
-        void auth.authenticate(token).then((err) => {
+        // A token on a connection that has one already replaces it as a refresh does: same principal only.
+        void auth.authenticate(token, auth.identity ? "refresh" : "authenticate").then((err) => {
           const held = ws.data.held ?? [];
           ws.data.held = null;
           if (err) return refuseHello(ws, codec, err, cid);
+          recheckSubscriptions(ws);
           welcome(ws, codec, cid);
           for (const raw of held) if (!ws.data.closed) handler.message!(ws, raw);
         });
@@ -232,6 +234,16 @@ export function createWebSocketHandler(deps: {
     send(ws, welcome, codec);
   }
 
+  /** Under a new token, every subscription is checked again; one no longer granted ends with a FORBIDDEN notice. */
+  function recheckSubscriptions(ws: ServerWebSocket<ConnectionData>): void {
+    const conn = ws.data.subscriber!;
+    for (const sub of [...conn.subscriptions.values()]) {
+      let denied: GatewayError | undefined;
+      for (const topic of sub.topics) denied ??= ws.data.auth!.authorize("subscribe", topic);
+      if (denied) subscriptions.revoke(conn, sub.id, denied);
+    }
+  }
+
   /** A new token for this connection: checked as a hello's is, then every subscription is checked again under it. */
   async function onRefresh(ws: ServerWebSocket<ConnectionData>, codec: CodecName, f: { cid?: unknown }): Promise<void> {
     const cid = correlationId(f);
@@ -243,12 +255,7 @@ export function createWebSocketHandler(deps: {
     const err = await auth.authenticate(parsed.data.token, "refresh");
     if (ws.data.closed) return;
     if (err) return sendError(ws, codec, err, cid);
-    const conn = ws.data.subscriber!;
-    for (const sub of [...conn.subscriptions.values()]) {
-      let denied: GatewayError | undefined;
-      for (const topic of sub.topics) denied ??= auth.authorize("subscribe", topic);
-      if (denied) subscriptions.revoke(conn, sub.id, denied);
-    }
+    recheckSubscriptions(ws);
     send(ws, { t: FrameType.REFRESHED, cid, principal: auth.identity!.principal, expiresAt: auth.identity!.expiresAt }, codec);
   }
 
