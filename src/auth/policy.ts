@@ -82,3 +82,9 @@ export function check(grants: Grants, action: Action, topic: string, events?: re
   }
   return undefined;
 }
+
+/** Whether a grant covers the whole topic for `action`, whatever the event types (so the answer can be cached). */
+export function grantsWholeTopic(grants: Grants, action: Action, topic: string): boolean {
+  for (const rule of grants[action]) if (!rule.types && rule.topic.test(topic)) return true;
+  return false;
+}

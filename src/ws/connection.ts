@@ -14,7 +14,6 @@ import {
   FrameType,
   HelloSchema,
   PROTOCOL_VERSION,
-  RefreshSchema,
   type SubscribeFrame,
   SubscribeSchema,
   UnsubscribeSchema,
@@ -23,6 +22,7 @@ import {
 } from "../protocol/frames";
 import type { SubscriberConnection, SubscriptionManager } from "../subscribe/manager";
 import { peekFrameType } from "../protocol/frame-peek";
+import { createAuthFrames } from "./auth-frames";
 import { Outbound } from "./outbound";
 
 export interface ConnectionData {
@@ -188,33 +188,8 @@ export function createWebSocketHandler(deps: {
       ws.data.outbound!.flush(true); // the error frame must go out before the close frame
       return ws.close(CloseCodes.UNSUPPORTED_VERSION, "unsupported protocol version");
     }
-    const auth = ws.data.auth!;
-    if (deps.auth.authenticator.enabled) {
-      const token = hello.data.token;
-      if (token === undefined && !auth.identity) return refuseHello(ws, codec, new GatewayError("UNAUTHENTICATED", "this gateway requires a token: in hello (token), Authorization: Bearer, or subprotocol kgw.bearer.<token>"), cid);
-      if (token !== undefined) {
-        // Frames pipelined behind this hello wait for its verdict, then run in order.
-        ws.data.held = [];
-        // A token on a connection that has one already replaces it as a refresh does: same principal only.
-        void auth.authenticate(token, auth.identity ? "refresh" : "authenticate").then((err) => {
-          const held = ws.data.held ?? [];
-          ws.data.held = null;
-          if (err) return refuseHello(ws, codec, err, cid);
-          recheckSubscriptions(ws);
-          welcome(ws, codec, cid);
-          for (const raw of held) if (!ws.data.closed) handler.message!(ws, raw);
-        });
-        return;
-      }
-    }
+    if (authFrames.helloToken(ws, codec, hello.data.token, cid)) return; // refused, or verifying (welcome follows)
     welcome(ws, codec, cid);
-  }
-
-  /** A hello without a valid token: answered, then closed with 4401, the code that says "reconnect with a new token". */
-  function refuseHello(ws: ServerWebSocket<ConnectionData>, codec: CodecName, err: GatewayError, cid: number | undefined): void {
-    sendError(ws, codec, err, cid);
-    ws.data.outbound!.flush(true);
-    ws.close(CloseCodes.TOKEN_EXPIRED, err.message.slice(0, 120));
   }
 
   function welcome(ws: ServerWebSocket<ConnectionData>, codec: CodecName, cid: number | undefined): void {
@@ -229,35 +204,18 @@ export function createWebSocketHandler(deps: {
       limits: { maxFrameBytes: config.MAX_FRAME_BYTES, maxBatchEvents: config.MAX_BATCH_EVENTS, maxDepth: config.MAX_DEPTH, window: config.PUBLISH_WINDOW },
     };
     if (cid !== undefined) welcome.cid = cid;
-    const id = ws.data.auth!.identity;
-    if (deps.auth.authenticator.enabled && id) Object.assign(welcome, { principal: id.principal, expiresAt: id.expiresAt });
+    authFrames.describe(ws, welcome);
     send(ws, welcome, codec);
   }
 
-  /** Under a new token, every subscription is checked again; one no longer granted ends with a FORBIDDEN notice. */
-  function recheckSubscriptions(ws: ServerWebSocket<ConnectionData>): void {
-    const conn = ws.data.subscriber!;
-    for (const sub of [...conn.subscriptions.values()]) {
-      let denied: GatewayError | undefined;
-      for (const topic of sub.topics) denied ??= ws.data.auth!.authorize("subscribe", topic);
-      if (denied) subscriptions.revoke(conn, sub.id, denied);
-    }
-  }
-
-  /** A new token for this connection: checked as a hello's is, then every subscription is checked again under it. */
-  async function onRefresh(ws: ServerWebSocket<ConnectionData>, codec: CodecName, f: { cid?: unknown }): Promise<void> {
-    const cid = correlationId(f);
-    const parsed = RefreshSchema.safeParse(f);
-    if (!parsed.success) return sendError(ws, codec, new GatewayError("INVALID_FRAME", describeIssues(parsed.error)), cid);
-    if (!ws.data.helloed) return sendError(ws, codec, new GatewayError("HANDSHAKE_REQUIRED", `send {t:${FrameType.HELLO}, v:${PROTOCOL_VERSION}} first`), cid);
-    if (!deps.auth.authenticator.enabled) return sendError(ws, codec, new GatewayError("INVALID_FRAME", "authentication is off on this gateway: there is no token to refresh"), cid);
-    const auth = ws.data.auth!;
-    const err = await auth.authenticate(parsed.data.token, "refresh");
-    if (ws.data.closed) return;
-    if (err) return sendError(ws, codec, err, cid);
-    recheckSubscriptions(ws);
-    send(ws, { t: FrameType.REFRESHED, cid, principal: auth.identity!.principal, expiresAt: auth.identity!.expiresAt }, codec);
-  }
+  const authFrames = createAuthFrames({
+    auth: deps.auth,
+    subscriptions,
+    send,
+    sendError,
+    welcome,
+    replay: (ws, raw) => handler.message!(ws, raw),
+  });
 
   const handler: WebSocketHandler<ConnectionData> = {
     maxPayloadLength: config.MAX_FRAME_BYTES * 4,
@@ -333,7 +291,7 @@ export function createWebSocketHandler(deps: {
         case FrameType.UNSUBSCRIBE:
           return onSubscribe(ws, codec, f as { t: number; cid?: unknown });
         case FrameType.REFRESH:
-          void onRefresh(ws, codec, f);
+          void authFrames.onRefresh(ws, codec, f, correlationId(f));
           return;
         default:
           return sendError(ws, codec, new GatewayError("UNKNOWN_FRAME_TYPE", `frame type ${f.t} is not one a client sends`), correlationId(f));
