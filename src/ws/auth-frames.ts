@@ -28,7 +28,7 @@ export function createAuthFrames(deps: {
   function refuseHello(ws: Socket, codec: CodecName, err: GatewayError, cid: number | undefined): void {
     deps.sendError(ws, codec, err, cid);
     ws.data.outbound!.flush(true);
-    ws.close(CloseCodes.TOKEN_EXPIRED, err.message.slice(0, 120));
+    ws.close(CloseCodes.REAUTHENTICATE, "reconnect with a valid token"); // the reason is in the nack; a close reason is capped at 123 bytes
   }
 
   /** Under a new token, every subscription is checked again; one no longer granted ends with a FORBIDDEN notice. */

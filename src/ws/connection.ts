@@ -239,7 +239,7 @@ export function createWebSocketHandler(deps: {
         expiring: (err) => send(ws, { t: FrameType.ERROR, ...wireError(err) }, ws.data.codec ?? "json"),
         close: (reason) => {
           ws.data.outbound!.flush(true);
-          ws.close(CloseCodes.TOKEN_EXPIRED, reason);
+          ws.close(CloseCodes.REAUTHENTICATE, reason);
         },
       }, ws.data.identity);
       ws.data.subscriber = {

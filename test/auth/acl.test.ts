@@ -38,7 +38,7 @@ afterAll(async () => {
 test("WebSocket publish: granted topics and types are acked, others nacked FORBIDDEN, and the socket lives on", async () => {
   const { c } = await helloWith(gw.wsUrl, await hsToken({ sub: "bob", ...GRANTS }));
   expect(await c.publish({ type: "order.created" }, "orders.eu")).toMatchObject({ t: 20 });
-  expect(await c.publish({ type: "x" }, "secrets")).toMatchObject({ t: 21, code: "FORBIDDEN", num: 1020 });
+  expect(await c.publish({ type: "x" }, "secrets")).toMatchObject({ t: 21, code: "FORBIDDEN", num: 1021 });
   expect(await c.publish({ type: "x" })).toMatchObject({ t: 21, code: "FORBIDDEN" }); // the default topic is checked too
   expect(await c.publish({ type: "invoice.paid" }, "billing.eu")).toMatchObject({ t: 20 });
   expect(await c.publish({ type: "refund.paid" }, "billing.eu")).toMatchObject({ t: 21, code: "FORBIDDEN" });
@@ -75,7 +75,7 @@ test("HTTP: 202 for a granted topic, 403 FORBIDDEN otherwise, batch and validate
   expect((await postEvent(gw, "orders.eu", token, { type: "order.created" })).status).toBe(202);
   const denied = await postEvent(gw, "secrets", token);
   expect(denied.status).toBe(403);
-  expect(((await denied.json()) as any).error).toMatchObject({ code: "FORBIDDEN", num: 1020 });
+  expect(((await denied.json()) as any).error).toMatchObject({ code: "FORBIDDEN", num: 1021 });
   const batch = await fetch(`${gw.url}/api/v1/events/batch`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${token}` }, body: JSON.stringify({ topic: "billing.eu", events: [{ type: "refund.x" }] }) });
   expect(batch.status).toBe(403);
   const validate = await fetch(`${gw.url}/api/v1/events/validate?topic=secrets`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${token}` }, body: JSON.stringify({ type: "x" }) });

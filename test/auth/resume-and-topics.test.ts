@@ -92,7 +92,7 @@ test("Kafka: subscribing to a missing topic gets UNKNOWN_TOPIC and does not crea
   try {
     const c = await GatewayClient.connect(g.wsUrl);
     const topic = freshTopic("nocreate");
-    expect(await c.subscribe({ sub: "live", topic }, () => {})).toMatchObject({ t: 21, code: "UNKNOWN_TOPIC", num: 1021 });
+    expect(await c.subscribe({ sub: "live", topic }, () => {})).toMatchObject({ t: 21, code: "UNKNOWN_TOPIC", num: 1022 });
     expect(await c.subscribe({ sub: "old", topic, start: "earliest" }, () => {})).toMatchObject({ t: 21, code: "UNKNOWN_TOPIC" });
     expect(await c.subscribe({ sub: "grp", topic, share: "g1" }, () => {})).toMatchObject({ t: 21, code: "UNKNOWN_TOPIC" });
     await Bun.sleep(1000);
