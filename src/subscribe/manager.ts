@@ -283,6 +283,11 @@ export class SubscriptionManager {
       const same = token.positions.size === topics.length && topics.every((t) => token.positions.has(t));
       if (!same) throw new GatewayError("INVALID_POSITION", `the resume token is for topics ${[...token.positions.keys()].join(", ")}`);
     }
+    // The request's own limits first: a start too far back is refused whatever the topic (existing or not).
+    const startMs = typeof start === "object" && "time" in start ? (start.time instanceof Date ? start.time.getTime() : typeof start.time === "number" ? start.time : Date.parse(start.time)) : undefined;
+    if (startMs !== undefined && startMs < oldest) {
+      throw new GatewayError("REPLAY_OUT_OF_RANGE", `replay reaches back at most ${this.config.REPLAY_MAX_DURATION} ms, to ${new Date(oldest).toISOString()}`);
+    }
     for (const topic of topics) {
       const marks = await this.log.watermarks(topic);
       target.set(topic, marks.map((m) => m.high));
@@ -290,12 +295,8 @@ export class SubscriptionManager {
       if (start === "earliest") {
         const floor = await this.log.offsetsForTime(topic, oldest);
         offsets = marks.map((m, p) => Math.max(m.low, floor[p]!));
-      } else if ("time" in start) {
-        const ms = start.time instanceof Date ? start.time.getTime() : typeof start.time === "number" ? start.time : Date.parse(start.time);
-        if (ms < oldest) {
-          throw new GatewayError("REPLAY_OUT_OF_RANGE", `replay reaches back at most ${this.config.REPLAY_MAX_DURATION} ms, to ${new Date(oldest).toISOString()}`);
-        }
-        offsets = await this.log.offsetsForTime(topic, ms);
+      } else if (startMs !== undefined) {
+        offsets = await this.log.offsetsForTime(topic, startMs);
       } else {
         const saved = token!.positions.get(topic)!;
         offsets = marks.map((m, p) => {
