@@ -15,7 +15,17 @@ try {
 }
 
 const logger = createLogger(config.LOG_LEVEL);
-const gateway = await startGateway(config, logger);
+let gateway;
+try {
+  gateway = await startGateway(config, logger);
+} catch (e) {
+  // A key file that cannot be read or used is a configuration error like any other: say so, exit 2.
+  if (e instanceof ConfigError) {
+    console.error(e.message);
+    process.exit(2);
+  }
+  throw e;
+}
 const durable = gateway.log.kind === "kafka";
 if (!durable) logger.warn(EMBEDDED_LOG_WARNING);
 logger.info("listening", { host: config.HOST, port: gateway.port, log: gateway.log.kind, durable, ready: gateway.log.isReady(), maxConnections: gateway.maxConnections });

@@ -1,4 +1,9 @@
 import type { Server } from "bun";
+import { Audit } from "./auth/audit";
+import { Authenticator } from "./auth/authenticator";
+import { createHttpAuth } from "./auth/http-guard";
+import { loadKeySources } from "./auth/keys";
+import { authenticateUpgrade } from "./auth/ws-upgrade";
 import { parseKafkaProperties } from "./config/load";
 import type { Config } from "./config/schema";
 import { createEventRoutes } from "./http/events";
@@ -13,6 +18,7 @@ import type { Logger } from "./logger";
 import { type Metrics, createMetrics } from "./metrics/metrics";
 import { msgpackNativeAcceleration } from "./protocol/codec";
 import { SubscriptionManager } from "./subscribe/manager";
+import { setResumeTokenKeys } from "./subscribe/position";
 import { type ConnectionData, SERVER_NAME, createWebSocketHandler } from "./ws/connection";
 
 /**
@@ -91,7 +97,18 @@ export function createLog(config: Config, logger: Logger, metrics: Metrics): Eve
 // How long a socket's queued replies, then its closing handshake, may take at shutdown.
 const CLOSE_GRACE_MS = 2000;
 
+/** Said at start-up when no key is configured: every client may then do everything TOPIC_ALLOW allows. */
+export const AUTH_OFF_WARNING = "authentication is off: any client may publish and subscribe to any topic TOPIC_ALLOW matches; set AUTH_JWT_SECRET, AUTH_JWT_PUBLIC_KEY_FILE or AUTH_JWKS_URL (docs/security.md)";
+export const RESUME_KEY_WARNING = "RESUME_TOKEN_KEYS is not set: resume tokens are signed with a random key of this process, so they are refused by other instances and after a restart";
+
 export async function startGateway(config: Config, logger: Logger): Promise<Gateway> {
+  // Keys first: a bad key file stops the start before anything listens.
+  const authenticator = new Authenticator(await loadKeySources(config), config);
+  const audit = new Audit(logger);
+  if (!authenticator.enabled) logger.warn(AUTH_OFF_WARNING);
+  setResumeTokenKeys(config.RESUME_TOKEN_KEYS.split(","));
+  if (!config.RESUME_TOKEN_KEYS) logger.warn(RESUME_KEY_WARNING);
+  const httpAuth = createHttpAuth(authenticator, audit);
   const metrics = createMetrics();
   metrics.msgpackNative.set(msgpackNativeAcceleration ? 1 : 0);
   if (!msgpackNativeAcceleration) logger.warn("msgpackr native acceleration is not loaded; decoding runs about 3x slower");
@@ -101,19 +118,19 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   if (!log.isReady()) logger.warn("the log is not ready yet; serving, but /health/ready says 503 until it is", { log: log.health() });
 
   const publisher = new Publisher(log, config, metrics);
-  const events = createEventRoutes({ config, publisher, metrics });
+  const events = createEventRoutes({ config, publisher, metrics, auth: httpAuth });
   const subscriptions = new SubscriptionManager(log, config, metrics, logger);
   const connectionLimiter = new ConnectionLimiter({ maxConnections: config.MAX_CONNECTIONS, maxConnectionsPerIp: config.MAX_CONNECTIONS_PER_IP });
-  const ws = createWebSocketHandler({ config, publisher, subscriptions, metrics, logger, logKind: log.kind, onClosed: (remote) => connectionLimiter.release(remote) });
-  const health = createHealthRoutes({ log, metrics, version: SERVER_NAME, connections: () => ws.connections, inflight: () => publisher.eventsInflight, subscriptions: () => subscriptions.stats() });
+  const ws = createWebSocketHandler({ config, publisher, subscriptions, metrics, logger, logKind: log.kind, auth: { authenticator, audit, config }, onClosed: (remote) => connectionLimiter.release(remote) });
+  const health = createHealthRoutes({ auth: authenticator.enabled ? "jwt" : "none", log, metrics, version: SERVER_NAME, connections: () => ws.connections, inflight: () => publisher.eventsInflight, subscriptions: () => subscriptions.stats() });
 
   let draining = false;
   // Each route by method; a known path asked with another method gets 405 with Allow (in fetch,
   // where Bun sends what no method here matches).
   const routes = {
-    "/api/v1/events": { POST: (req: Request) => events.publishOne(req) },
-    "/api/v1/events/batch": { POST: (req: Request) => events.publishBatch(req) },
-    "/api/v1/events/validate": { POST: (req: Request) => events.validate(req) },
+    "/api/v1/events": { POST: httpAuth.guard(events.publishOne) },
+    "/api/v1/events/batch": { POST: httpAuth.guard(events.publishBatch) },
+    "/api/v1/events/validate": { POST: httpAuth.guard(events.validate) },
     "/health/live": { GET: health.live },
     "/health/ready": { GET: () => (draining ? error("SHUTTING_DOWN", "draining") : health.ready()) },
     "/health": { GET: health.detail },
@@ -130,19 +147,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
       const url = new URL(req.url);
       const allow = allowed.get(url.pathname);
       if (allow) return error("METHOD_NOT_ALLOWED", `${req.method} is not allowed on ${url.pathname}; use ${allow}`, { allow });
-      if (url.pathname === "/ws" || url.pathname === "/api/v1/ws") {
-        if (draining) return error("SHUTTING_DOWN", "the gateway is shutting down");
-        const remote = srv.requestIP(req)?.address ?? "";
-        const refused = connectionLimiter.acquire(remote);
-        if (refused) {
-          metrics.connectionsRefused.inc();
-          return errorResponse(wireError(refused));
-        }
-        const ok = srv.upgrade(req, { data: { session: crypto.randomUUID(), remote, helloed: false, inflight: 0, closed: false } });
-        if (ok) return undefined;
-        connectionLimiter.release(remote);
-        return error("INVALID_FRAME", "expected a WebSocket upgrade request");
-      }
+      if (url.pathname === "/ws" || url.pathname === "/api/v1/ws") return upgrade(req, srv);
       return error("NOT_FOUND", `no route for ${req.method} ${url.pathname}`);
     },
     websocket: ws.handler,
@@ -151,6 +156,24 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
       return error("INTERNAL", "internal error");
     },
   });
+
+  /** The WebSocket upgrade: refused while draining, on a bad token, or past the connection caps. */
+  async function upgrade(req: Request, srv: Server<ConnectionData>): Promise<Response | undefined> {
+    if (draining) return error("SHUTTING_DOWN", "the gateway is shutting down");
+    const auth = await authenticateUpgrade(req, authenticator, audit);
+    if (auth instanceof Response) return auth;
+    const remote = srv.requestIP(req)?.address ?? "";
+    const refused = connectionLimiter.acquire(remote);
+    if (refused) {
+      metrics.connectionsRefused.inc();
+      return errorResponse(wireError(refused));
+    }
+    const data: ConnectionData = { session: crypto.randomUUID(), remote, helloed: false, inflight: 0, closed: false, identity: auth.identity };
+    const ok = srv.upgrade(req, { data, headers: auth.headers });
+    if (ok) return undefined;
+    connectionLimiter.release(remote);
+    return error("INVALID_FRAME", "expected a WebSocket upgrade request");
+  }
 
   return {
     server,

@@ -74,6 +74,11 @@ export class SubscriberConnection {
 
 /** `count` subscriptions to `topic` over as many connections as `perConnection` requires. */
 export async function openSubscribers(url: string, count: number, topic: string, filterFor: (i: number) => Record<string, unknown> | undefined, perConnection = 100): Promise<SubscriberGroup> {
+  // Subscribing never creates a topic (UNKNOWN_TOPIC on Kafka): one event written first creates it,
+  // before any subscriber starts reading from the end, so none of them counts it.
+  const http = url.replace(/^ws/, "http").replace(/\/(api\/v1\/)?ws$/, "");
+  const created = await fetch(`${http}/api/v1/events?topic=${encodeURIComponent(topic)}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ type: "bench.topic-created" }) });
+  if (created.status !== 202) throw new Error(`creating topic ${topic} failed: ${created.status} ${await created.text()}`);
   const conns = await Promise.all(Array.from({ length: Math.ceil(count / perConnection) }, () => SubscriberConnection.open(url)));
   for (let i = 0; i < count; i++) await conns[Math.floor(i / perConnection)]!.subscribe(`s${i}`, { topic, filter: filterFor(i) });
   return new SubscriberGroup(conns);

@@ -15,7 +15,7 @@ type Verdict =
   /** Someone else's variable that merely shares our prefix; it is left alone. */
   | { notOurs: string };
 
-const noAuth = { unsupported: "the gateway does no authentication; put it behind a proxy that does" };
+const noAuth = { unsupported: "authentication is configured with AUTH_JWT_SECRET, AUTH_JWT_PUBLIC_KEY_FILE or AUTH_JWKS_URL and the other AUTH_ settings (docs/security.md)" };
 const noRateLimit = { unsupported: "the gateway has no rate limit; PUBLISH_WINDOW bounds each connection's unacknowledged events" };
 const noTls = { unsupported: "the gateway serves plain HTTP and WebSocket; terminate TLS in a proxy in front of it" };
 const kafkaTools = { notOurs: "read by Kafka's own scripts and images" };
@@ -73,7 +73,7 @@ export const FOREIGN_SETTINGS: Readonly<Record<string, Verdict>> = {
   KAFKA_COMPRESSION_TYPE: { use: "KAFKA_COMPRESSION" },
   KAFKA_PRODUCER_ACKS: { use: "KAFKA_ACKS" },
   LOGLEVEL: { use: "LOG_LEVEL" },
-  // Authentication, rate limits, TLS, origins, consumer groups: not features of this gateway
+  // Other gateways' names for authentication; rate limits, TLS, origins, consumer groups: not features of this gateway
   AUTH_ENABLED: noAuth,
   AUTH_TOKEN: noAuth,
   AUTH_SECRET: noAuth,

@@ -40,7 +40,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     const name = String(issue.path[0]);
-    throw new ConfigError(`config: ${name} ${issue.message.toLowerCase()} (got ${JSON.stringify(input[name])})`);
+    // Secrets are not repeated into logs, not even wrong ones.
+    const got = /SECRET|KEYS/.test(name) ? "a value that is not shown" : JSON.stringify(input[name]);
+    throw new ConfigError(`config: ${name} ${issue.message.toLowerCase()} (got ${got})`);
   }
   const config = parsed.data;
   try {

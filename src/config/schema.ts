@@ -12,6 +12,11 @@ const duration = z.union([
   }),
 ]);
 
+/** A secret for HMAC: at least 32 bytes, since a short one can be brute-forced offline from one token. */
+const secret32 = z.string().refine((v) => v === "" || Buffer.byteLength(v) >= 32, "must be at least 32 bytes");
+const ASYMMETRIC = /^(RS|PS|ES)(256|384|512)$|^EdDSA$|^ES256K$/;
+const algList = z.string().refine((v) => v.split(",").every((a) => ASYMMETRIC.test(a.trim())), "must list asymmetric algorithms only (RS*, PS*, ES*, EdDSA)");
+
 const bool = z.union([z.boolean(), z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1")]);
 
 /**
@@ -61,6 +66,22 @@ export const settings = {
   EMBEDDED_RETENTION_RECORDS: int(1, 100_000_000).default(100_000).describe("Records kept per partition in the embedded log"),
   SHUTDOWN_TIMEOUT_MS: int(0, 600_000).default(10_000).describe("On SIGTERM, how long in-flight events get to be acknowledged"),
   METRICS_ENABLED: bool.default(true).describe("Serve GET /metrics"),
+  AUTH_JWT_SECRET: secret32.default("").describe("Shared secret for HS* tokens (at least 32 bytes); setting any AUTH_JWT_SECRET, AUTH_JWT_PUBLIC_KEY_FILE or AUTH_JWKS_URL turns authentication on (docs/security.md)"),
+  AUTH_JWT_SECRET_ALG: z.enum(["HS256", "HS384", "HS512"]).default("HS256").describe("The one algorithm tokens signed with AUTH_JWT_SECRET may use"),
+  AUTH_JWT_PUBLIC_KEY_FILE: z.string().default("").describe("PEM (SPKI public key or X.509 certificate) or JWK JSON file of the key tokens are signed with"),
+  AUTH_JWT_PUBLIC_KEY_ALG: z.union([z.literal(""), z.string().regex(ASYMMETRIC, "must be an asymmetric algorithm (RS*, PS*, ES*, EdDSA)")]).default("").describe("The one algorithm of AUTH_JWT_PUBLIC_KEY_FILE (required for PEM; a JWK may carry its own alg)"),
+  AUTH_JWKS_URL: z.string().default("").describe("URL of a JSON Web Key Set; keys are picked by kid"),
+  AUTH_JWKS_ALGORITHMS: algList.default("RS256,PS256,ES256,EdDSA").describe("Algorithms accepted for keys of AUTH_JWKS_URL (asymmetric only)"),
+  AUTH_JWKS_CACHE_MAX_AGE: duration.default(600_000).describe("How long a fetched key set is used before it is fetched again"),
+  AUTH_JWKS_COOLDOWN: duration.default(30_000).describe("After a fetch, how long a token with an unknown kid is refused without fetching again"),
+  AUTH_JWT_ISSUER: z.string().default("").describe("Required iss claim (not checked when empty)"),
+  AUTH_JWT_AUDIENCE: z.string().default("").describe("Required aud claim (not checked when empty)"),
+  AUTH_JWT_TYPE: z.string().default("").describe("Required typ header, e.g. JWT or at+jwt (not checked when empty)"),
+  AUTH_CLOCK_TOLERANCE: duration.default(30_000).describe("Clock skew allowed when checking exp and nbf"),
+  AUTH_CLAIM: z.string().regex(/^[A-Za-z0-9_:./-]{1,128}$/).default("kgw").describe("Claim holding the topic grants: {publish: [...], subscribe: [...]} (docs/security.md)"),
+  AUTH_REFRESH_GRACE: duration.default(10_000).describe("After a connection's token expires, how long it has to send refresh before it is closed with 4401"),
+  AUTH_HELLO_TIMEOUT: duration.default(10_000).describe("With authentication on, how long a connection may stay without a valid token before it is closed with 4401"),
+  RESUME_TOKEN_KEYS: z.string().refine((v) => v === "" || v.split(",").every((k) => Buffer.byteLength(k.trim()) >= 32), "keys must each be at least 32 bytes").default("").describe("Comma-separated HMAC keys for resume tokens, newest first (it signs, all verify); empty: a random key per process, so tokens work only on the instance that issued them, until it restarts"),
 } as const;
 
 export const ConfigSchema = z.object(settings);

@@ -1,3 +1,5 @@
+import type { Identity } from "../auth/authenticator";
+import type { HttpAuth } from "../auth/http-guard";
 import type { Config } from "../config/schema";
 import { type PublishOutcome, type Publisher, wireError } from "../ingest/publisher";
 import type { Metrics } from "../metrics/metrics";
@@ -11,8 +13,13 @@ import { errorResponse, json, retryAfter } from "./responses";
  * the WebSocket path, JSON in and out. A batch is not all-or-nothing: valid events are published
  * and each invalid one gets its own error, exactly as publish_batch does over a socket.
  */
-export function createEventRoutes(deps: { config: Config; publisher: Publisher; metrics: Metrics }) {
+export function createEventRoutes(deps: { config: Config; publisher: Publisher; metrics: Metrics; auth: HttpAuth }) {
   const { config, publisher, metrics } = deps;
+  /** The topic policy, after the topic is known and before anything is prepared or written. */
+  function authorize(who: Identity, topic: string, events: readonly unknown[]): void {
+    const denied = deps.auth.authorize(who, "publish", topic, events);
+    if (denied) throw denied;
+  }
   const limits = decodeLimits(config);
 
   async function readBody(req: Request): Promise<unknown> {
@@ -70,11 +77,12 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
   }
 
   return {
-    async publishOne(req: Request): Promise<Response> {
+    async publishOne(req: Request, who: Identity): Promise<Response> {
       const started = performance.now();
       try {
         const event = await readBody(req);
         const topic = publisher.topicFor(new URL(req.url).searchParams.get("topic") ?? undefined);
+        authorize(who, topic, [event]);
         const o = await publisher.publish(publisher.prepare([event], topic, "json", "http"), "http");
         metrics.publishLatency.observe({ transport: "http" }, (performance.now() - started) / 1000);
         const err = o.errors?.[0];
@@ -85,11 +93,12 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
       }
     },
 
-    async publishBatch(req: Request): Promise<Response> {
+    async publishBatch(req: Request, who: Identity): Promise<Response> {
       const started = performance.now();
       try {
         const batch = batchOf(await readBody(req));
         const topic = publisher.topicFor(batch.topic ?? new URL(req.url).searchParams.get("topic") ?? undefined);
+        authorize(who, topic, batch.events);
         const o = await publisher.publish(publisher.prepare(batch.events, topic, "json", "http"), "http");
         metrics.publishLatency.observe({ transport: "http" }, (performance.now() - started) / 1000);
         // 202 all published; 207 some; all failed: the first error's status (400 invalid, 503 retry…).
@@ -102,12 +111,13 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
     },
 
     /** Dry run: the same checks as a publish, nothing written. */
-    async validate(req: Request): Promise<Response> {
+    async validate(req: Request, who: Identity): Promise<Response> {
       try {
         const body = await readBody(req);
         const isBatch = Array.isArray(body) || (typeof body === "object" && body !== null && "events" in body);
         const batch = isBatch ? batchOf(body) : { topic: undefined, events: [body] };
         const topic = publisher.topicFor(batch.topic ?? new URL(req.url).searchParams.get("topic") ?? undefined);
+        authorize(who, topic, batch.events);
         const p = publisher.prepare(batch.events, topic, "json", "http");
         const errors = (p.errors ?? []).flatMap((err, index) => (err ? [{ index, error: err }] : []));
         return json({ valid: errors.length === 0, topic, count: p.total, errors }, errors.length === 0 ? 200 : 400);

@@ -151,7 +151,8 @@ function answer(q: Query & { reqId: number }): void {
   const each = <T>(n: number, f: (p: number, cb: (err: unknown, v: T) => void) => void) =>
     Promise.all(Array.from({ length: n }, (_, p) => new Promise<T>((res, rej) => f(p, (err, v) => (err ? rej(err) : res(v))))));
   if (q.kind === "partitions") {
-    client.getMetadata({ topic: q.topic, timeout: 5000 }, (err, md) => (err ? fail(err) : reply(md.topics.find((t) => t.name === q.topic)?.partitions.length ?? 0)));
+    // All topics, not this one: naming it makes librdkafka's producer ask the broker to auto-create it.
+    client.getMetadata({ allTopics: true, timeout: 5000 }, (err, md) => (err ? fail(err) : reply(md.topics.find((t) => t.name === q.topic)?.partitions.length ?? 0)));
   } else if (q.kind === "watermarks") {
     each<{ lowOffset: number; highOffset: number }>(q.partitions, (p, cb) => client.queryWatermarkOffsets(q.topic, p, 5000, cb)).then(
       (w) => reply(w.map((o) => ({ low: o.lowOffset, high: o.highOffset }))),
@@ -178,7 +179,7 @@ function metadataConsumer(): Promise<MetadataClient> {
 }
 
 interface MetadataClient {
-  getMetadata(o: { topic: string; timeout: number }, cb: (err: unknown, md: { topics: Array<{ name: string; partitions: unknown[] }> }) => void): void;
+  getMetadata(o: { topic?: string; allTopics?: boolean; timeout: number }, cb: (err: unknown, md: { topics: Array<{ name: string; partitions: unknown[] }> }) => void): void;
   queryWatermarkOffsets(topic: string, partition: number, timeout: number, cb: (err: unknown, o: { lowOffset: number; highOffset: number }) => void): void;
   offsetsForTimes(tps: Array<{ topic: string; partition: number; offset: number }>, timeout: number, cb: (err: unknown, out: Array<{ partition: number; offset: number }>) => void): void;
 }

@@ -97,7 +97,7 @@ export interface EventLog {
   health(): LogHealth;
   /** A reader with manual assignment and no commits (positions belong to the caller), or in a group. */
   openReader(handlers: ReaderHandlers, group?: ReaderGroup): LogReader;
-  /** Partitions of a topic; asking may create it, as publishing would (broker auto-create). */
+  /** Partitions of a topic. Never creates it (only appends may): UNKNOWN_TOPIC when it does not exist. */
   partitionCount(topic: string): Promise<number>;
   watermarks(topic: string): Promise<Watermark[]>;
   /** Per partition, the first offset at or after `timestampMs` (the high watermark if none). */

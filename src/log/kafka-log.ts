@@ -78,12 +78,16 @@ export class KafkaLog implements EventLog {
     return this.pool.openReader(handlers, { worker: this.readerSeq++ % this.pool.slots.length, group });
   }
 
-  /** Retries briefly: a topic auto-created by the question shows no partitions for a moment. */
+  /**
+   * Asks without creating: the workers read the cluster's topic list rather than naming the topic
+   * (which has the producer's metadata request auto-create it). Subscribing must never create a topic.
+   * Retries briefly, for a topic created a moment ago whose partitions are not led yet.
+   */
   async partitionCount(topic: string): Promise<number> {
     for (let attempt = 0; ; attempt++) {
       const n = await this.pool.query<number>({ kind: "partitions", topic });
       if (n > 0) return n;
-      if (attempt >= 20) throw new GatewayError("INVALID_TOPIC", `topic "${topic}" does not exist and could not be created`);
+      if (attempt >= 4) throw new GatewayError("UNKNOWN_TOPIC", `topic "${topic}" does not exist; subscribing does not create topics`);
       await Bun.sleep(100);
     }
   }

@@ -123,7 +123,7 @@ export class MemoryLog implements EventLog {
   openReader(handlers: ReaderHandlers, group?: ReaderGroup): LogReader {
     const reader = new MemoryReader(this, handlers);
     this.readers.add(reader);
-    if (group) for (const topic of group.topics) reader.assign(this.partitionsOf(topic).map((_, partition) => ({ topic, partition, offset: Offset.END })));
+    if (group) for (const topic of group.topics) reader.assign(Array.from({ length: this.options.partitions }, (_, partition) => ({ topic, partition, offset: Offset.END })));
     return reader;
   }
 
@@ -131,16 +131,27 @@ export class MemoryLog implements EventLog {
     this.readers.delete(reader);
   }
 
+  /**
+   * Every topic exists here, empty until written: questions about one nobody wrote to answer for its
+   * EMBEDDED_PARTITIONS empty partitions without making them, so subscribing creates nothing (only
+   * appends do) and a flood of made-up topic names costs no memory.
+   */
   async partitionCount(topic: string): Promise<number> {
-    return this.partitionsOf(topic).length;
+    return this.topics.get(topic)?.length ?? this.options.partitions;
   }
 
   async watermarks(topic: string): Promise<Watermark[]> {
-    return this.partitionsOf(topic).map((p) => ({ low: p.earliest, high: p.next }));
+    const parts = this.topics.get(topic);
+    return parts ? parts.map((p) => ({ low: p.earliest, high: p.next })) : Array.from({ length: this.options.partitions }, () => ({ low: 0, high: 0 }));
   }
 
   async offsetsForTime(topic: string, timestampMs: number): Promise<number[]> {
-    return this.partitionsOf(topic).map((p) => p.offsetForTime(timestampMs));
+    return this.topics.get(topic)?.map((p) => p.offsetForTime(timestampMs)) ?? new Array<number>(this.options.partitions).fill(0);
+  }
+
+  /** Partitions of a topic as yet unwritten (see partitionCount). */
+  get partitionsPerTopic(): number {
+    return this.options.partitions;
   }
 
   isReady(): boolean {

@@ -25,7 +25,9 @@ export class MemoryReader implements LogReader {
 
   assign(list: Assignment[]): void {
     for (const a of list) {
-      const marks = this.log.offsets(a.topic)[a.partition];
+      // A topic not written yet is empty, not absent: its reader waits at 0 for the first append.
+      const offsets = this.log.offsets(a.topic);
+      const marks = offsets[a.partition] ?? (offsets.length === 0 && a.partition < this.log.partitionsPerTopic ? EMPTY : undefined);
       if (!marks) continue;
       const next = a.offset === Offset.BEGINNING ? marks.earliest : a.offset === Offset.END ? marks.next : Math.max(a.offset, marks.earliest);
       this.positions.set(`${a.topic}\0${a.partition}`, { topic: a.topic, partition: a.partition, next });
@@ -74,3 +76,5 @@ export class MemoryReader implements LogReader {
     }
   }
 }
+
+const EMPTY = { earliest: 0, next: 0 };

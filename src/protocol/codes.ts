@@ -28,6 +28,12 @@ export const ErrorCodes = {
   SUBSCRIPTION_EXISTS: { num: 1017, http: 409, retriable: false, mayBePersisted: false },
   METHOD_NOT_ALLOWED: { num: 1018, http: 405, retriable: false, mayBePersisted: false },
   TIME_SKEW: { num: 1019, http: 400, retriable: false, mayBePersisted: false },
+  // No valid token (none, bad signature, expired, wrong issuer/audience/type): get a new one.
+  UNAUTHENTICATED: { num: 1020, http: 401, retriable: false, mayBePersisted: false },
+  // A valid token whose claims do not grant this action on this topic (or event type).
+  FORBIDDEN: { num: 1021, http: 403, retriable: false, mayBePersisted: false },
+  // Subscribing never creates a topic: one that does not exist is refused with this.
+  UNKNOWN_TOPIC: { num: 1022, http: 404, retriable: false, mayBePersisted: false },
   // 2xxx: the gateway or Kafka could not take it now; retry with backoff.
   WINDOW_EXCEEDED: { num: 2000, http: 429, retriable: true, mayBePersisted: false },
   OVERLOADED: { num: 2001, http: 503, retriable: true, mayBePersisted: false },
@@ -55,4 +61,6 @@ export const CloseCodes = {
   INTERNAL: 1011,
   UNSUPPORTED_VERSION: 4000,
   SLOW_CONSUMER: 4001,
+  // 4400–4499: authentication. The token expired (and no refresh came) or was refused: reconnect with a new one.
+  REAUTHENTICATE: 4401,
 } as const;

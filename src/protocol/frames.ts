@@ -16,6 +16,7 @@ export const FrameType = {
   PUBLISH_BATCH: 11,
   SUBSCRIBE: 12,
   UNSUBSCRIBE: 13,
+  REFRESH: 14,
   ACK: 20,
   NACK: 21,
   BATCH_ACK: 22,
@@ -25,6 +26,7 @@ export const FrameType = {
   LIVE: 26,
   LAGGED: 27,
   UNSUBSCRIBED: 28,
+  REFRESHED: 29,
   ERROR: 30,
 } as const;
 export type FrameTypeName = keyof typeof FrameType;
@@ -92,7 +94,10 @@ export type Envelope = z.infer<typeof EnvelopeSchema>;
 const correlationId = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 const topic = z.string().regex(TOPIC_NAME, "topic names are 1–249 characters of a-z, A-Z, 0-9, '.', '_' and '-'");
 
-export const HelloSchema = z.object({ t: z.literal(FrameType.HELLO), v: z.number().int(), client: z.string().max(256).optional() });
+const bearerToken = z.string().min(1).max(16384);
+export const HelloSchema = z.object({ t: z.literal(FrameType.HELLO), v: z.number().int(), client: z.string().max(256).optional(), token: bearerToken.optional() });
+/** A new access token for a connection whose token expires (docs/security.md). */
+export const RefreshSchema = z.object({ t: z.literal(FrameType.REFRESH), cid: correlationId, token: bearerToken });
 export const PublishSchema = z.object({
   t: z.literal(FrameType.PUBLISH),
   cid: correlationId,

@@ -3,7 +3,7 @@ import type { EventLog } from "../log/event-log";
 import type { Logger } from "../logger";
 import type { Metrics } from "../metrics/metrics";
 import { type CodecName, encodeFrame } from "../protocol/codec";
-import { GatewayError } from "../protocol/errors";
+import { GatewayError, toWireError } from "../protocol/errors";
 import { FrameType, type Start, type SubscribeFrame } from "../protocol/frames";
 import { Feed } from "./feed";
 import { compileFilter } from "./filter";
@@ -158,6 +158,18 @@ export class SubscriptionManager {
     this.drop(conn, sub);
   }
 
+  /**
+   * Ends a subscription the connection may no longer hold (its refreshed token no longer grants the
+   * topic): an `unsubscribed` notice without a cid, carrying the reason's code and the resume token.
+   */
+  revoke(conn: SubscriberConnection, id: string, reason: GatewayError): void {
+    const sub = conn.subscriptions.get(id);
+    if (!sub) return;
+    const token = sub.end();
+    conn.reply(encodeFrame({ t: FrameType.UNSUBSCRIBED, sub: id, token, ...toWireError(reason.code, reason.message) }, sub.codec));
+    this.drop(conn, sub);
+  }
+
   onClose(conn: SubscriberConnection): void {
     for (const sub of [...conn.subscriptions.values()]) this.drop(conn, sub);
   }
@@ -237,7 +249,11 @@ export class SubscriptionManager {
   /** One group reader per share group and topic set on this instance, in Kafka group kgw-share-<name>. */
   private sharedFeed(group: string, topics: string[]): Promise<Feed> {
     const groupReader = { id: `kgw-share-${group}`, topics };
-    return openOnce(this.sharedFeeds, shareKey(group, topics), async () => new Feed(this.log, topics, new Map(topics.map((t) => [t, []])), { group: groupReader }, this.metrics, this.logger));
+    return openOnce(this.sharedFeeds, shareKey(group, topics), async () => {
+      // A group reader would wait on a missing topic forever: refuse it (UNKNOWN_TOPIC) as the others are.
+      await Promise.all(topics.map((t) => this.log.partitionCount(t)));
+      return new Feed(this.log, topics, new Map(topics.map((t) => [t, []])), { group: groupReader }, this.metrics, this.logger);
+    });
   }
 
 
@@ -267,6 +283,11 @@ export class SubscriptionManager {
       const same = token.positions.size === topics.length && topics.every((t) => token.positions.has(t));
       if (!same) throw new GatewayError("INVALID_POSITION", `the resume token is for topics ${[...token.positions.keys()].join(", ")}`);
     }
+    // The request's own limits first: a start too far back is refused whatever the topic (existing or not).
+    const startMs = typeof start === "object" && "time" in start ? (start.time instanceof Date ? start.time.getTime() : typeof start.time === "number" ? start.time : Date.parse(start.time)) : undefined;
+    if (startMs !== undefined && startMs < oldest) {
+      throw new GatewayError("REPLAY_OUT_OF_RANGE", `replay reaches back at most ${this.config.REPLAY_MAX_DURATION} ms, to ${new Date(oldest).toISOString()}`);
+    }
     for (const topic of topics) {
       const marks = await this.log.watermarks(topic);
       target.set(topic, marks.map((m) => m.high));
@@ -274,12 +295,8 @@ export class SubscriptionManager {
       if (start === "earliest") {
         const floor = await this.log.offsetsForTime(topic, oldest);
         offsets = marks.map((m, p) => Math.max(m.low, floor[p]!));
-      } else if ("time" in start) {
-        const ms = start.time instanceof Date ? start.time.getTime() : typeof start.time === "number" ? start.time : Date.parse(start.time);
-        if (ms < oldest) {
-          throw new GatewayError("REPLAY_OUT_OF_RANGE", `replay reaches back at most ${this.config.REPLAY_MAX_DURATION} ms, to ${new Date(oldest).toISOString()}`);
-        }
-        offsets = await this.log.offsetsForTime(topic, ms);
+      } else if (startMs !== undefined) {
+        offsets = await this.log.offsetsForTime(topic, startMs);
       } else {
         const saved = token!.positions.get(topic)!;
         offsets = marks.map((m, p) => {

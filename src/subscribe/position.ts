@@ -1,3 +1,4 @@
+import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { Packr, Unpackr } from "msgpackr";
 import { z } from "zod";
 import { GatewayError } from "../protocol/errors";
@@ -5,7 +6,8 @@ import { GatewayError } from "../protocol/errors";
 /**
  * Resume tokens: per topic, the next offset of every partition, plus which filter they were taken
  * under. Resuming with a token yields exactly the matching events after it (docs/subscriptions.md).
- * Opaque to clients: msgpack, base64url.
+ * Opaque to clients: msgpack, base64url, then `.` and an HMAC of it, so a forged or altered token is
+ * refused INVALID_POSITION instead of becoming a blind seek to offsets the client chose.
  */
 export type Positions = Map<string, number[]>;
 
@@ -17,21 +19,51 @@ const TokenSchema = z.strictObject({
   p: z.record(z.string().max(249), z.array(z.number().int().min(0)).max(10_000)),
 });
 
+// 128 bits of HMAC-SHA256: plenty against forgery, and every event frame carries a token.
+const MAC_BYTES = 16;
+const MAC_CONTEXT = Buffer.from("kgw-resume-v1\0");
+/** Newest first: the first signs, every one verifies (rotation). Random per process until configured. */
+let keys: Buffer[] = [randomBytes(32)];
+
+/** Sets the resume token keys (RESUME_TOKEN_KEYS, newest first); with none, a random per-process key stays. */
+export function setResumeTokenKeys(list: string[]): void {
+  const given = list.map((k) => k.trim()).filter(Boolean);
+  keys = given.length > 0 ? given.map((k) => Buffer.from(k)) : [randomBytes(32)];
+}
+
+function mac(key: Buffer, payload: Uint8Array): Buffer {
+  return createHmac("sha256", key).update(MAC_CONTEXT).update(payload).digest().subarray(0, MAC_BYTES);
+}
+
 /** A short, stable name for a filter identity, so tokens stay small. */
 export function filterTag(identity: string): string {
   return Bun.hash(identity).toString(36);
 }
 
 export function encodeToken(filter: string, positions: Positions): string {
-  return Buffer.from(packr.pack({ v: 1, f: filter, p: Object.fromEntries(positions) })).toString("base64url");
+  const payload = packr.pack({ v: 1, f: filter, p: Object.fromEntries(positions) });
+  return `${Buffer.from(payload).toString("base64url")}.${mac(keys[0]!, payload).toString("base64url")}`;
 }
+
+function verified(token: string): Uint8Array {
+  const dot = token.indexOf(".");
+  if (dot < 0) throw forged();
+  const payload = Buffer.from(token.slice(0, dot), "base64url");
+  const given = Buffer.from(token.slice(dot + 1), "base64url");
+  if (given.length !== MAC_BYTES) throw forged();
+  for (const key of keys) if (timingSafeEqual(mac(key, payload), given)) return payload;
+  throw forged();
+}
+
+const forged = () => new GatewayError("INVALID_POSITION", "the resume token is not one this gateway issued (altered, or signed with a key it does not hold)");
 
 export function decodeToken(token: string): { filter: string; positions: Positions } {
   let raw: unknown;
   try {
-    raw = unpackr.unpack(Buffer.from(token, "base64url"));
-  } catch {
-    throw new GatewayError("INVALID_POSITION", "the resume token is not one this gateway issued");
+    // verified() throws the INVALID_POSITION error itself; the catch keeps its message.
+    raw = unpackr.unpack(verified(token));
+  } catch (e) {
+    throw e instanceof GatewayError ? e : new GatewayError("INVALID_POSITION", "the resume token is not one this gateway issued");
   }
   const t = TokenSchema.safeParse(raw);
   if (!t.success) throw new GatewayError("INVALID_POSITION", "the resume token is not one this gateway issued");

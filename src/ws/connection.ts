@@ -1,4 +1,6 @@
 import type { ServerWebSocket, WebSocketHandler } from "bun";
+import type { Identity } from "../auth/authenticator";
+import { type AuthContext, ConnectionAuth } from "../auth/session";
 import type { Config } from "../config/schema";
 import { type PublishOutcome, type Publisher, wireError } from "../ingest/publisher";
 import type { Logger } from "../logger";
@@ -20,6 +22,7 @@ import {
 } from "../protocol/frames";
 import type { SubscriberConnection, SubscriptionManager } from "../subscribe/manager";
 import { peekFrameType } from "../protocol/frame-peek";
+import { createAuthFrames } from "./auth-frames";
 import { Outbound } from "./outbound";
 
 export interface ConnectionData {
@@ -33,6 +36,14 @@ export interface ConnectionData {
   outbound?: Outbound;
   /** Made at open: the socket as its subscriptions see it, with those subscriptions. */
   subscriber?: SubscriberConnection;
+  /** Who the upgrade request's token said the client is (Authorization or subprotocol), if it had one. */
+  identity?: Identity;
+  /** Made at open: the connection's authentication and its expiry (src/auth/session.ts). */
+  auth?: ConnectionAuth;
+  /** Frames that arrived while a hello's token was being verified, handled in order after it. */
+  held?: Array<string | Buffer<ArrayBuffer>> | null;
+  /** Codec of the last frame, for frames the gateway sends unasked (token expiry). */
+  codec?: CodecName;
 }
 
 /** The WebSocket side of the gateway: the handler for Bun.serve, and what a graceful stop needs. */
@@ -60,6 +71,7 @@ export function createWebSocketHandler(deps: {
   metrics: Metrics;
   logger: Logger;
   logKind: string;
+  auth: AuthContext;
   /** A connection ended: its slot in the connection limits is free again. */
   onClosed?: (remote: string) => void;
 }): WebSocketEdge {
@@ -116,6 +128,8 @@ export function createWebSocketHandler(deps: {
     let reserved = 0;
     try {
       const topic = publisher.topicFor(req.topic);
+      const denied = ws.data.auth!.authorize("publish", topic, events);
+      if (denied) throw denied;
       // A request bigger than the whole window could never be taken: retrying it is pointless.
       if (events.length > config.PUBLISH_WINDOW) {
         throw new GatewayError("BATCH_TOO_LARGE", `${events.length} events in one request; the window is ${config.PUBLISH_WINDOW}, so no request can hold more`);
@@ -143,6 +157,13 @@ export function createWebSocketHandler(deps: {
     if (!parsed.success) return sendError(ws, codec, new GatewayError(frameErrorCode(parsed.error), describeIssues(parsed.error)), cid);
     if (!ws.data.helloed) return sendError(ws, codec, new GatewayError("HANDSHAKE_REQUIRED", `send {t:${FrameType.HELLO}, v:${PROTOCOL_VERSION}} first`), cid);
     const conn = ws.data.subscriber!;
+    if (subscribe) {
+      const f = parsed.data as SubscribeFrame;
+      for (const topic of f.topics ?? [f.topic!]) {
+        const denied = ws.data.auth!.authorize("subscribe", topic);
+        if (denied) return sendError(ws, codec, denied, cid);
+      }
+    }
     try {
       if ("sub" in parsed.data && !subscribe) return subscriptions.unsubscribe(conn, parsed.data.cid, parsed.data.sub!);
       subscriptions.subscribe(conn, codec, parsed.data as SubscribeFrame).catch((e) => sendError(ws, codec, e, cid));
@@ -167,6 +188,12 @@ export function createWebSocketHandler(deps: {
       ws.data.outbound!.flush(true); // the error frame must go out before the close frame
       return ws.close(CloseCodes.UNSUPPORTED_VERSION, "unsupported protocol version");
     }
+    if (authFrames.helloToken(ws, codec, hello.data.token, cid)) return; // refused, or verifying (welcome follows)
+    welcome(ws, codec, cid);
+  }
+
+  function welcome(ws: ServerWebSocket<ConnectionData>, codec: CodecName, cid: number | undefined): void {
+    if (ws.data.closed) return;
     ws.data.helloed = true;
     const welcome: Record<string, unknown> = {
       t: FrameType.WELCOME,
@@ -177,8 +204,18 @@ export function createWebSocketHandler(deps: {
       limits: { maxFrameBytes: config.MAX_FRAME_BYTES, maxBatchEvents: config.MAX_BATCH_EVENTS, maxDepth: config.MAX_DEPTH, window: config.PUBLISH_WINDOW },
     };
     if (cid !== undefined) welcome.cid = cid;
+    authFrames.describe(ws, welcome);
     send(ws, welcome, codec);
   }
+
+  const authFrames = createAuthFrames({
+    auth: deps.auth,
+    subscriptions,
+    send,
+    sendError,
+    welcome,
+    replay: (ws, raw) => handler.message!(ws, raw),
+  });
 
   const handler: WebSocketHandler<ConnectionData> = {
     maxPayloadLength: config.MAX_FRAME_BYTES * 4,
@@ -198,6 +235,13 @@ export function createWebSocketHandler(deps: {
         ws.close(CloseCodes.SLOW_CONSUMER, "replies dropped: the client is not reading its acks");
       });
       ws.data.outbound = outbound;
+      ws.data.auth = new ConnectionAuth(deps.auth, ws.data.session, {
+        expiring: (err) => send(ws, { t: FrameType.ERROR, ...wireError(err) }, ws.data.codec ?? "json"),
+        close: (reason) => {
+          ws.data.outbound!.flush(true);
+          ws.close(CloseCodes.REAUTHENTICATE, reason);
+        },
+      }, ws.data.identity);
       ws.data.subscriber = {
         subscriptions: new Map(),
         frame: (f) => outbound.frame(f),
@@ -214,6 +258,11 @@ export function createWebSocketHandler(deps: {
 
     message(ws, raw) {
       const codec: CodecName = typeof raw === "string" ? "json" : "msgpack";
+      if (ws.data.held && ws.data.held.length < MAX_HELD_FRAMES) {
+        ws.data.held.push(typeof raw === "string" ? raw : (Buffer.from(raw) as Buffer<ArrayBuffer>));
+        return;
+      }
+      ws.data.codec = codec;
       if (ws.data.inflight >= config.PUBLISH_WINDOW) {
         // The window is spent: a publish is refused before it costs a decode (see frame-peek.ts).
         const t = peekFrameType(raw);
@@ -241,6 +290,9 @@ export function createWebSocketHandler(deps: {
         case FrameType.SUBSCRIBE:
         case FrameType.UNSUBSCRIBE:
           return onSubscribe(ws, codec, f as { t: number; cid?: unknown });
+        case FrameType.REFRESH:
+          void authFrames.onRefresh(ws, codec, f, correlationId(f));
+          return;
         default:
           return sendError(ws, codec, new GatewayError("UNKNOWN_FRAME_TYPE", `frame type ${f.t} is not one a client sends`), correlationId(f));
       }
@@ -250,6 +302,7 @@ export function createWebSocketHandler(deps: {
       sockets.delete(ws);
       ws.data.closed = true;
       ws.data.outbound!.close();
+      ws.data.auth!.dispose();
       metrics.connectionsOpen.dec();
       subscriptions.onClose(ws.data.subscriber!);
       deps.onClosed?.(ws.data.remote);
@@ -273,6 +326,10 @@ export function createWebSocketHandler(deps: {
     },
   };
 }
+
+// Frames a client may pipeline behind a hello whose token is being verified; past it, they run at once
+// (and are refused HANDSHAKE_REQUIRED).
+const MAX_HELD_FRAMES = 1024;
 
 // Replies (acks, nacks) waiting for a client that does not read them: past this, it is disconnected.
 const REPLY_BUFFER_BYTES = 16 * 1024 * 1024;

@@ -121,6 +121,7 @@ test("partition count, watermarks and offsets for a time, from the broker", asyn
   const p5 = r.partitions[5]!;
   expect(offsets[p5]).toBe(r.offsets[5]!);
   expect(await log.offsetsForTime(topic, Date.now() + 3_600_000)).toEqual(marks.map((m) => m.high));
-  // A topic nobody created is created by asking, as publishing would.
-  expect(await log.partitionCount(freshTopic("auto"))).toBe(3);
+  // Asking about a topic nobody created does not create it (subscribing must not: docs/security.md).
+  const missing = freshTopic("auto");
+  await expect(log.partitionCount(missing)).rejects.toMatchObject({ code: "UNKNOWN_TOPIC" });
 });

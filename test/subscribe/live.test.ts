@@ -113,7 +113,10 @@ test("bad subscriptions get an error naming the problem, and the socket lives on
   expect(await c.request({ t: 12, sub: "x" })).toMatchObject({ code: "INVALID_FRAME" });
   expect(await c.request({ t: 13, sub: "never" })).toMatchObject({ code: "UNKNOWN_SUBSCRIPTION" });
   const ok = new Collector();
-  expect(await c.subscribe({ sub: "x", topic: freshTopic("ok") }, ok.onFrame)).toMatchObject({ t: 23 });
+  const okTopic = freshTopic("ok");
+  expect(await c.subscribe({ sub: "x", topic: okTopic }, ok.onFrame)).toMatchObject({ code: "UNKNOWN_TOPIC" }); // subscribing creates no topic
+  expect(await c.publish({ type: "create" }, okTopic)).toMatchObject({ t: 20 }); // publishing may (broker auto-create)
+  expect(await c.subscribe({ sub: "x", topic: okTopic }, ok.onFrame)).toMatchObject({ t: 23 });
   expect(await c.request({ t: 12, sub: "x", topic: "t" })).toMatchObject({ code: "SUBSCRIPTION_EXISTS" });
   expect(await c.request({ t: 13, sub: "x" })).toMatchObject({ t: 28, sub: "x", token: expect.any(String) });
   c.close();

@@ -1,0 +1,96 @@
+import { type JWTVerifyOptions, decodeProtectedHeader, errors, jwtVerify } from "jose";
+import type { Config } from "../config/schema";
+import { GatewayError } from "../protocol/errors";
+import type { KeySource } from "./keys";
+import { ALL, type Grants, parseGrants } from "./policy";
+
+/** Who a connection or request is, what it may do, and until when. */
+export interface Identity {
+  principal: string;
+  /** Token expiry, ms since the epoch; Infinity when authentication is off. */
+  expiresAt: number;
+  grants: Grants;
+}
+
+export const ANONYMOUS: Identity = Object.freeze({ principal: "anonymous", expiresAt: Infinity, grants: ALL });
+
+// Header parameters that name a key: trusting them lets the token choose what verifies it.
+const KEY_IN_TOKEN = ["jku", "jwk", "x5u", "x5c"] as const;
+
+/**
+ * Verifies bearer tokens (JWS compact JWTs) against the configured key sources and turns them into
+ * identities. With no source configured, authentication is off and everyone is ANONYMOUS.
+ */
+export class Authenticator {
+  readonly enabled: boolean;
+  private readonly options: JWTVerifyOptions;
+
+  constructor(
+    private readonly sources: KeySource[],
+    private readonly config: Config,
+  ) {
+    this.enabled = sources.length > 0;
+    this.options = {
+      clockTolerance: Math.floor(config.AUTH_CLOCK_TOLERANCE / 1000),
+      // A token that never expires could never be taken back.
+      requiredClaims: ["exp"],
+      ...(config.AUTH_JWT_ISSUER ? { issuer: config.AUTH_JWT_ISSUER } : {}),
+      ...(config.AUTH_JWT_AUDIENCE ? { audience: config.AUTH_JWT_AUDIENCE } : {}),
+      ...(config.AUTH_JWT_TYPE ? { typ: config.AUTH_JWT_TYPE } : {}),
+    };
+  }
+
+  get clockToleranceMs(): number {
+    return Math.floor(this.config.AUTH_CLOCK_TOLERANCE / 1000) * 1000;
+  }
+
+  /** The identity of a token, or UNAUTHENTICATED (UNAVAILABLE when the key set cannot be fetched). */
+  async verify(token: string): Promise<Identity> {
+    let header: ReturnType<typeof decodeProtectedHeader>;
+    try {
+      header = decodeProtectedHeader(token);
+    } catch {
+      throw refused("the token is not a JWS compact JWT");
+    }
+    for (const p of KEY_IN_TOKEN) if (p in header) throw refused(`tokens naming their own key (${p}) are not accepted`);
+    const alg = typeof header.alg === "string" ? header.alg : "";
+    const candidates = this.sources.filter((s) => s.algorithms.includes(alg));
+    if (candidates.length === 0) throw refused(`alg ${JSON.stringify(alg).slice(0, 40)} is not accepted`);
+    // A kid names a key of the set: try the JWKS first, then whichever else takes this alg.
+    if (header.kid !== undefined) candidates.sort((a, b) => Number(b.name === "jwks") - Number(a.name === "jwks"));
+    let last: unknown;
+    for (const source of candidates) {
+      try {
+        const { payload } = await jwtVerify(token, source.key as Uint8Array, { ...this.options, algorithms: [alg] });
+        let grants: Grants;
+        try {
+          grants = parseGrants(payload[this.config.AUTH_CLAIM], this.config.AUTH_CLAIM);
+        } catch (e) {
+          throw refused((e as Error).message);
+        }
+        const principal = typeof payload.sub === "string" && payload.sub ? payload.sub : "unknown";
+        return { principal: principal.slice(0, 256), expiresAt: payload.exp! * 1000, grants };
+      } catch (e) {
+        if (e instanceof GatewayError) throw e;
+        last = e;
+      }
+    }
+    throw describe(last);
+  }
+}
+
+function refused(message: string): GatewayError {
+  return new GatewayError("UNAUTHENTICATED", message);
+}
+
+/** jose's reasons as stable codes: a bad token is UNAUTHENTICATED; an unreachable key set is UNAVAILABLE. */
+function describe(e: unknown): GatewayError {
+  if (e instanceof errors.JWTExpired) return refused("the token has expired");
+  if (e instanceof errors.JWTClaimValidationFailed) return refused(`claim ${e.claim} is not accepted (${e.reason})`);
+  if (e instanceof errors.JWKSNoMatchingKey) return refused("no key of the key set matches the token's kid and alg");
+  if (e instanceof errors.JWSSignatureVerificationFailed) return refused("the signature does not verify");
+  if (e instanceof errors.JWKSTimeout || e instanceof errors.JWKSInvalid || !(e instanceof errors.JOSEError)) {
+    return new GatewayError("UNAVAILABLE", "the key set could not be fetched; retry later");
+  }
+  return refused(`the token is not accepted: ${(e as Error).message}`);
+}

@@ -1,0 +1,30 @@
+/** Where a bearer token can come from on a request: `Authorization`, or a WebSocket subprotocol. */
+
+export const BEARER_PROTOCOL_PREFIX = "kgw.bearer.";
+
+/** The token of `Authorization: Bearer <token>`, or undefined. */
+export function bearerFromAuthorization(req: Request): string | undefined {
+  const h = req.headers.get("authorization");
+  if (!h) return undefined;
+  const m = /^Bearer[ ]+([^\s]+)\s*$/i.exec(h);
+  return m ? m[1] : "";
+}
+
+/**
+ * Browsers cannot set headers on a WebSocket, so a token may ride in Sec-WebSocket-Protocol as
+ * `kgw.bearer.<token>`, offered alongside a real protocol name. The server must answer with one of the
+ * offered names, and must never echo the token itself: `echo` is the first other name, undefined when
+ * there is none (the upgrade is then refused).
+ */
+export function bearerFromProtocols(req: Request): { token?: string; echo?: string; offered: boolean } {
+  const h = req.headers.get("sec-websocket-protocol");
+  if (!h) return { offered: false };
+  let token: string | undefined;
+  let echo: string | undefined;
+  for (const raw of h.split(",")) {
+    const p = raw.trim();
+    if (p.startsWith(BEARER_PROTOCOL_PREFIX)) token ??= p.slice(BEARER_PROTOCOL_PREFIX.length);
+    else if (p) echo ??= p;
+  }
+  return { token, echo, offered: true };
+}

@@ -1,0 +1,45 @@
+import { errorResponse } from "../http/responses";
+import { toWireError } from "../protocol/errors";
+import { GatewayError } from "../protocol/errors";
+import type { Audit } from "./audit";
+import { ANONYMOUS, type Authenticator, type Identity } from "./authenticator";
+import { bearerFromAuthorization } from "./bearer";
+import { type Action, check } from "./policy";
+
+/**
+ * HTTP's side of authentication and authorization: `guard` answers 401 before a handler runs when the
+ * request has no valid `Authorization: Bearer` token; `authorize` is the handler's per-topic check.
+ */
+export function createHttpAuth(authenticator: Authenticator, audit: Audit) {
+  const challenge = (err: GatewayError) => {
+    const res = errorResponse(toWireError(err.code, err.message));
+    if (err.code === "UNAUTHENTICATED") res.headers.set("www-authenticate", `Bearer error="invalid_token"`);
+    return res;
+  };
+  return {
+    guard(handler: (req: Request, who: Identity) => Promise<Response>): (req: Request) => Promise<Response> {
+      if (!authenticator.enabled) return (req) => handler(req, ANONYMOUS);
+      return async (req) => {
+        const token = bearerFromAuthorization(req);
+        let who: Identity;
+        try {
+          if (!token) throw new GatewayError("UNAUTHENTICATED", "send Authorization: Bearer <token>");
+          who = await authenticator.verify(token);
+        } catch (e) {
+          const err = e instanceof GatewayError ? e : new GatewayError("UNAUTHENTICATED", "the token is not accepted");
+          audit.record({ principal: "anonymous", action: "authenticate", outcome: "deny", code: err.code, reason: err.message, transport: "http" });
+          return challenge(err);
+        }
+        return handler(req, who);
+      };
+    },
+    /** The refusal (FORBIDDEN), or undefined; every decision goes to the audit log. */
+    authorize(who: Identity, action: Action, topic: string, events?: readonly unknown[]): GatewayError | undefined {
+      const err = check(who.grants, action, topic, events);
+      audit.record({ principal: who.principal, action, topic, outcome: err ? "deny" : "allow", ...(err ? { code: err.code, reason: err.message } : {}), transport: "http" });
+      return err;
+    },
+  };
+}
+
+export type HttpAuth = ReturnType<typeof createHttpAuth>;

@@ -1,0 +1,90 @@
+import { GatewayError } from "../protocol/errors";
+
+/**
+ * The topic policy: what a token's grants claim allows. One module for WebSocket publish, HTTP
+ * publish and subscriptions (checked again when a connection refreshes its token).
+ *
+ * Claim format (docs/security.md), under AUTH_CLAIM (default `kgw`):
+ *   { "publish": ["orders.*", {"topic": "billing.*", "types": ["invoice.*"]}], "subscribe": ["*"] }
+ * A pattern is literal except `*`, which matches any run of characters, dots included. A publish
+ * grant with `types` allows only events whose `type` matches one of them. Subscribe grants take no
+ * `types`: a subscription cannot be narrowed to types by the gateway, so such a grant is refused.
+ */
+export type Action = "publish" | "subscribe";
+
+interface Rule {
+  topic: RegExp;
+  /** Event types allowed; undefined: every type. */
+  types?: RegExp[];
+}
+
+export interface Grants {
+  publish: Rule[];
+  subscribe: Rule[];
+}
+
+/** Everything: the grants of every client when authentication is off. */
+export const ALL: Grants = { publish: [{ topic: /^/ }], subscribe: [{ topic: /^/ }] };
+export const NONE: Grants = { publish: [], subscribe: [] };
+
+const TOPIC_PATTERN = /^[a-zA-Z0-9._*-]{1,249}$/;
+const MAX_RULES = 256;
+
+export function compilePattern(p: string): RegExp {
+  return new RegExp(`^${p.split("*").map((part) => part.replace(/[.+?^${}()|[\]\\-]/g, "\\$&")).join(".*")}$`);
+}
+
+/** The grants of a claim value; throws (the token is then refused) when it is not in the format. */
+export function parseGrants(claim: unknown, name: string): Grants {
+  if (claim === undefined) return NONE;
+  if (typeof claim !== "object" || claim === null || Array.isArray(claim)) throw new Error(`claim ${name} must be an object {publish, subscribe}`);
+  const c = claim as Record<string, unknown>;
+  const rules = (action: Action): Rule[] => {
+    const list = c[action];
+    if (list === undefined) return [];
+    if (!Array.isArray(list) || list.length > MAX_RULES) throw new Error(`claim ${name}.${action} must be an array of at most ${MAX_RULES} grants`);
+    return list.map((entry) => {
+      const { topic, types } = typeof entry === "string" ? { topic: entry, types: undefined } : ((entry ?? {}) as { topic?: unknown; types?: unknown });
+      if (typeof topic !== "string" || !TOPIC_PATTERN.test(topic)) throw new Error(`claim ${name}.${action}: ${JSON.stringify(topic)} is not a topic pattern`);
+      if (types === undefined) return { topic: compilePattern(topic) };
+      if (action === "subscribe") throw new Error(`claim ${name}.subscribe: grants take no types`);
+      if (!Array.isArray(types) || types.length === 0 || types.length > MAX_RULES || !types.every((t) => typeof t === "string" && t.length > 0 && t.length <= 256)) {
+        throw new Error(`claim ${name}.publish: types must be a non-empty array of type patterns`);
+      }
+      return { topic: compilePattern(topic), types: types.map(compilePattern) };
+    });
+  };
+  return { publish: rules("publish"), subscribe: rules("subscribe") };
+}
+
+/**
+ * Whether `grants` allow `action` on `topic`, and for a publish, on every event's type. Returns the
+ * refusal (FORBIDDEN) or undefined. `types` are read off the events as sent; events without a string
+ * type fail validation later anyway, and are checked as the empty type here.
+ */
+export function check(grants: Grants, action: Action, topic: string, events?: readonly unknown[]): GatewayError | undefined {
+  let typeRules: RegExp[] | undefined;
+  let any = false;
+  for (const rule of grants[action]) {
+    if (!rule.topic.test(topic)) continue;
+    any = true;
+    if (!rule.types) return undefined; // a grant of the whole topic
+    (typeRules ??= []).push(...rule.types);
+  }
+  if (!any) return new GatewayError("FORBIDDEN", `the token grants no ${action} on topic "${topic}"`);
+  if (!events || !typeRules) return undefined;
+  for (let i = 0; i < events.length; i++) {
+    const e = events[i] as { type?: unknown } | null;
+    const type = typeof e === "object" && e !== null && typeof e.type === "string" ? e.type : "";
+    if (!typeRules.some((r) => r.test(type))) {
+      return new GatewayError("FORBIDDEN", `the token grants no publish of type "${type.slice(0, 256)}" on topic "${topic}"${events.length > 1 ? ` (event ${i})` : ""}`);
+    }
+  }
+  return undefined;
+}
+
+/** Whether a grant covers the whole topic for `action`, whatever the event types (so the answer can be cached). */
+export function grantsWholeTopic(grants: Grants, action: Action, topic: string): boolean {
+  for (const rule of grants[action]) if (!rule.types && rule.topic.test(topic)) return true;
+  return false;
+}

@@ -1,0 +1,130 @@
+import type { Config } from "../config/schema";
+import { GatewayError } from "../protocol/errors";
+import type { Audit } from "./audit";
+import { ANONYMOUS, type Authenticator, type Identity } from "./authenticator";
+import { type Action, check, grantsWholeTopic } from "./policy";
+
+export interface AuthContext {
+  authenticator: Authenticator;
+  audit: Audit;
+  config: Config;
+}
+
+/** What a connection's auth state needs of its socket. */
+export interface AuthHooks {
+  /** The token expired: tell the client it has AUTH_REFRESH_GRACE to send refresh. */
+  expiring(err: GatewayError): void;
+  /** No valid token in time: close with 4401. */
+  close(reason: string): void;
+}
+
+const MAX_CACHED_TOPICS = 1024;
+// setTimeout takes at most 2^31−1 ms; a longer wait is done in steps.
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * One connection's authentication: its identity once a token verified, the timer that ends it when the
+ * token expires (unless a refresh replaces it first), and the audit of its decisions.
+ */
+export class ConnectionAuth {
+  identity: Identity | undefined;
+  /** The token expired and no refresh came yet: requests are refused until one does. */
+  expired = false;
+  /** Allowed decisions already written to the audit log for this connection's current token. */
+  private readonly seen = new Set<string>();
+  private timer: Timer | undefined;
+  /**
+   * Topics the current identity may publish to / subscribe to whole, already checked and audited: the
+   * hot path of a publish is then one set lookup, with nothing allocated. Cleared with every new token.
+   */
+  private readonly granted = { publish: new Set<string>(), subscribe: new Set<string>() };
+
+  constructor(
+    private readonly ctx: AuthContext,
+    readonly session: string,
+    private readonly hooks: AuthHooks,
+    identity?: Identity,
+  ) {
+    if (!ctx.authenticator.enabled) this.identity = ANONYMOUS;
+    else if (identity) this.accept(identity);
+    else this.wait(ctx.config.AUTH_HELLO_TIMEOUT, () => this.hooks.close("no valid token in time; reconnect with one"));
+  }
+
+  get principal(): string {
+    return this.identity?.principal ?? "anonymous";
+  }
+
+  /** Verifies a token (hello, or the upgrade request) and makes it the connection's. */
+  async authenticate(token: string, action: "authenticate" | "refresh" = "authenticate"): Promise<GatewayError | undefined> {
+    const { audit, authenticator } = this.ctx;
+    let identity: Identity;
+    try {
+      identity = await authenticator.verify(token);
+    } catch (e) {
+      const err = e instanceof GatewayError ? e : new GatewayError("UNAUTHENTICATED", "the token is not accepted");
+      audit.record({ principal: this.principal, action, outcome: "deny", code: err.code, reason: err.message, transport: "ws", session: this.session });
+      return err;
+    }
+    if (action === "refresh" && this.identity && identity.principal !== this.identity.principal) {
+      const err = new GatewayError("UNAUTHENTICATED", `a refresh must be for the same principal (${this.identity.principal})`);
+      audit.record({ principal: this.identity.principal, action, outcome: "deny", code: err.code, reason: err.message, transport: "ws", session: this.session });
+      return err;
+    }
+    audit.record({ principal: identity.principal, action, outcome: "allow", transport: "ws", session: this.session });
+    this.accept(identity);
+    return undefined;
+  }
+
+  /** Whether the connection may `action` on `topic` (and, for publish, these events), audited. */
+  authorize(action: Action, topic: string, events?: readonly unknown[]): GatewayError | undefined {
+    const granted = this.granted[action];
+    if (!this.expired && granted.has(topic)) return undefined;
+    const id = this.identity;
+    let err: GatewayError | undefined;
+    if (!id) err = new GatewayError("UNAUTHENTICATED", "send hello with a valid token first");
+    else if (this.expired) err = new GatewayError("UNAUTHENTICATED", "the token has expired; send refresh with a new one");
+    else err = check(id.grants, action, topic, events);
+    this.ctx.audit.record(
+      { principal: this.principal, action, topic, outcome: err ? "deny" : "allow", ...(err ? { code: err.code, reason: err.message } : {}), transport: "ws", session: this.session },
+      this.seen,
+    );
+    if (!err && grantsWholeTopic(id!.grants, action, topic)) {
+      if (granted.size >= MAX_CACHED_TOPICS) granted.clear();
+      granted.add(topic);
+    }
+    return err;
+  }
+
+  dispose(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  private accept(identity: Identity): void {
+    this.identity = identity;
+    this.expired = false;
+    this.granted.publish.clear();
+    this.granted.subscribe.clear();
+    this.seen.clear(); // a new token's decisions are audited afresh
+    // Once the tolerance past exp is spent, the token is no longer valid anywhere else either.
+    this.wait(identity.expiresAt + this.ctx.authenticator.clockToleranceMs - Date.now(), () => this.expire());
+  }
+
+  private expire(): void {
+    this.expired = true;
+    const grace = this.ctx.config.AUTH_REFRESH_GRACE;
+    this.hooks.expiring(new GatewayError("UNAUTHENTICATED", `the token has expired; send refresh with a new one within ${grace} ms or the connection is closed with 4401`));
+    this.wait(grace, () => this.hooks.close("the token expired; reconnect with a new token"));
+  }
+
+  private wait(ms: number, then: () => void): void {
+    clearTimeout(this.timer);
+    const at = Date.now() + Math.max(0, ms);
+    const step = () => {
+      const left = at - Date.now();
+      if (left > 0) this.timer = setTimeout(step, Math.min(left, MAX_TIMER_MS));
+      else then();
+    };
+    this.timer = setTimeout(step, Math.min(Math.max(0, ms), MAX_TIMER_MS));
+  }
+}

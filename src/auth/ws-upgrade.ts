@@ -1,0 +1,40 @@
+import { error, errorResponse } from "../http/responses";
+import { GatewayError, toWireError } from "../protocol/errors";
+import type { Audit } from "./audit";
+import type { Authenticator, Identity } from "./authenticator";
+import { bearerFromAuthorization, bearerFromProtocols } from "./bearer";
+
+export interface UpgradeAuth {
+  identity?: Identity;
+  /** Response headers for the upgrade: the subprotocol chosen, never the token. */
+  headers?: Record<string, string>;
+}
+
+/**
+ * The WebSocket upgrade's token, when it carries one (Authorization: Bearer, or a kgw.bearer.<token>
+ * subprotocol): verified before the socket exists, so a bad one is a plain 401. Without one the
+ * upgrade goes ahead and the hello must bring it. Either way the subprotocol answered is one the client
+ * offered that is not the token (Bun would otherwise echo the first offered, the token itself).
+ */
+export async function authenticateUpgrade(req: Request, authenticator: Authenticator, audit: Audit): Promise<UpgradeAuth | Response> {
+  const protocols = bearerFromProtocols(req);
+  if (protocols.offered && !protocols.echo) {
+    return error("INVALID_FRAME", "offer a protocol name (e.g. kgw) alongside kgw.bearer.<token>: the answer must name one of the offered protocols, and it must not be the token");
+  }
+  const headers = protocols.echo ? { "Sec-WebSocket-Protocol": protocols.echo } : undefined;
+  if (!authenticator.enabled) return { headers };
+  const token = bearerFromAuthorization(req) ?? protocols.token;
+  if (token === undefined) return { headers };
+  try {
+    if (!token) throw new GatewayError("UNAUTHENTICATED", "the Authorization header is not Bearer <token>");
+    const identity = await authenticator.verify(token);
+    audit.record({ principal: identity.principal, action: "authenticate", outcome: "allow", transport: "ws" });
+    return { identity, headers };
+  } catch (e) {
+    const err = e instanceof GatewayError ? e : new GatewayError("UNAUTHENTICATED", "the token is not accepted");
+    audit.record({ principal: "anonymous", action: "authenticate", outcome: "deny", code: err.code, reason: err.message, transport: "ws" });
+    const res = errorResponse(toWireError(err.code, err.message));
+    if (err.code === "UNAUTHENTICATED") res.headers.set("www-authenticate", `Bearer error="invalid_token"`);
+    return res;
+  }
+}

@@ -1,0 +1,91 @@
+import type { ServerWebSocket } from "bun";
+import type { AuthContext } from "../auth/session";
+import type { CodecName } from "../protocol/codec";
+import { CloseCodes } from "../protocol/codes";
+import { GatewayError } from "../protocol/errors";
+import { FrameType, PROTOCOL_VERSION, RefreshSchema, describeIssues } from "../protocol/frames";
+import type { SubscriptionManager } from "../subscribe/manager";
+import type { ConnectionData } from "./connection";
+
+type Socket = ServerWebSocket<ConnectionData>;
+
+/**
+ * The WebSocket frames that carry tokens: the token of a `hello`, and `refresh`. Kept apart from
+ * connection.ts so the request path there only has the one-line authorization hooks.
+ */
+export function createAuthFrames(deps: {
+  auth: AuthContext;
+  subscriptions: SubscriptionManager;
+  send(ws: Socket, frame: object, codec: CodecName): void;
+  sendError(ws: Socket, codec: CodecName, e: unknown, cid?: number): void;
+  welcome(ws: Socket, codec: CodecName, cid: number | undefined): void;
+  /** Handles a frame again (one held while a hello's token was verified). */
+  replay(ws: Socket, raw: string | Buffer<ArrayBuffer>): void;
+}) {
+  const enabled = deps.auth.authenticator.enabled;
+
+  /** A hello without a valid token: answered, then closed with 4401, the code that says "reconnect with a new token". */
+  function refuseHello(ws: Socket, codec: CodecName, err: GatewayError, cid: number | undefined): void {
+    deps.sendError(ws, codec, err, cid);
+    ws.data.outbound!.flush(true);
+    ws.close(CloseCodes.REAUTHENTICATE, "reconnect with a valid token"); // the reason is in the nack; a close reason is capped at 123 bytes
+  }
+
+  /** Under a new token, every subscription is checked again; one no longer granted ends with a FORBIDDEN notice. */
+  function recheckSubscriptions(ws: Socket): void {
+    const conn = ws.data.subscriber!;
+    for (const sub of [...conn.subscriptions.values()]) {
+      let denied: GatewayError | undefined;
+      for (const topic of sub.topics) denied ??= ws.data.auth!.authorize("subscribe", topic);
+      if (denied) deps.subscriptions.revoke(conn, sub.id, denied);
+    }
+  }
+
+  return {
+    /**
+     * The hello's part in authentication. Returns false when the hello may be welcomed now (auth off,
+     * or the upgrade brought the token); true when it was refused, or its token is being verified, in
+     * which case the welcome (or the refusal) follows, and frames sent behind it wait and run in order.
+     */
+    helloToken(ws: Socket, codec: CodecName, token: string | undefined, cid: number | undefined): boolean {
+      if (!enabled) return false;
+      const auth = ws.data.auth!;
+      if (token === undefined) {
+        if (auth.identity) return false;
+        refuseHello(ws, codec, new GatewayError("UNAUTHENTICATED", "this gateway requires a token: in hello (token), Authorization: Bearer, or subprotocol kgw.bearer.<token>"), cid);
+        return true;
+      }
+      ws.data.held = [];
+      // A token on a connection that has one already replaces it as a refresh does: same principal only.
+      void auth.authenticate(token, auth.identity ? "refresh" : "authenticate").then((err) => {
+        const held = ws.data.held ?? [];
+        ws.data.held = null;
+        if (err) return refuseHello(ws, codec, err, cid);
+        recheckSubscriptions(ws);
+        deps.welcome(ws, codec, cid);
+        for (const raw of held) if (!ws.data.closed) deps.replay(ws, raw);
+      });
+      return true;
+    },
+
+    /** Adds who the connection is to its welcome. */
+    describe(ws: Socket, welcome: Record<string, unknown>): void {
+      const id = ws.data.auth!.identity;
+      if (enabled && id) Object.assign(welcome, { principal: id.principal, expiresAt: id.expiresAt });
+    },
+
+    /** A new token for this connection: checked as a hello's is, then every subscription is checked again under it. */
+    async onRefresh(ws: Socket, codec: CodecName, f: object, cid: number | undefined): Promise<void> {
+      const parsed = RefreshSchema.safeParse(f);
+      if (!parsed.success) return deps.sendError(ws, codec, new GatewayError("INVALID_FRAME", describeIssues(parsed.error)), cid);
+      if (!ws.data.helloed) return deps.sendError(ws, codec, new GatewayError("HANDSHAKE_REQUIRED", `send {t:${FrameType.HELLO}, v:${PROTOCOL_VERSION}} first`), cid);
+      if (!enabled) return deps.sendError(ws, codec, new GatewayError("INVALID_FRAME", "authentication is off on this gateway: there is no token to refresh"), cid);
+      const auth = ws.data.auth!;
+      const err = await auth.authenticate(parsed.data.token, "refresh");
+      if (ws.data.closed) return;
+      if (err) return deps.sendError(ws, codec, err, cid);
+      recheckSubscriptions(ws);
+      deps.send(ws, { t: FrameType.REFRESHED, cid: parsed.data.cid, principal: auth.identity!.principal, expiresAt: auth.identity!.expiresAt }, codec);
+    },
+  };
+}

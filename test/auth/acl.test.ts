@@ -1,0 +1,167 @@
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { type GatewayProcess, startGateway } from "../support/gateway";
+import { type Frame, GatewayClient } from "../support/ws-client";
+import { SECRET, auditLines, helloWith, hsToken, postEvent, waitForAudit } from "./support";
+
+/**
+ * Grants per topic and event type, on WebSocket publish, HTTP publish and subscriptions: refusals are
+ * per request with FORBIDDEN, the socket lives on, and every decision is an audit line.
+ */
+const GRANTS = { kgw: { publish: ["orders.*", { topic: "billing.*", types: ["invoice.*"] }], subscribe: ["orders.*"] } };
+let gw: GatewayProcess;
+let control: GatewayClient;
+let controlSent = 0;
+const controlReplies: Frame[] = [];
+let pumping = true;
+let pump: Promise<void>;
+
+beforeAll(async () => {
+  gw = await startGateway({ KAFKA_BROKERS: "", AUTH_JWT_SECRET: SECRET });
+  // A control connection publishing throughout: every one of its requests must be answered.
+  control = (await helloWith(gw.wsUrl, await hsToken({ sub: "control", ...GRANTS }))).c;
+  pump = (async () => {
+    while (pumping) {
+      controlSent++;
+      controlReplies.push(await control.publish({ type: "tick" }, "orders.control"));
+      await Bun.sleep(20);
+    }
+  })();
+}, 60_000);
+afterAll(async () => {
+  pumping = false;
+  await pump;
+  expect(controlReplies.length).toBe(controlSent);
+  expect(controlReplies.every((r) => r.t === 20)).toBe(true);
+  await gw.stop();
+});
+
+test("WebSocket publish: granted topics and types are acked, others nacked FORBIDDEN, and the socket lives on", async () => {
+  const { c } = await helloWith(gw.wsUrl, await hsToken({ sub: "bob", ...GRANTS }));
+  expect(await c.publish({ type: "order.created" }, "orders.eu")).toMatchObject({ t: 20 });
+  expect(await c.publish({ type: "x" }, "secrets")).toMatchObject({ t: 21, code: "FORBIDDEN", num: 1021 });
+  expect(await c.publish({ type: "x" })).toMatchObject({ t: 21, code: "FORBIDDEN" }); // the default topic is checked too
+  expect(await c.publish({ type: "invoice.paid" }, "billing.eu")).toMatchObject({ t: 20 });
+  expect(await c.publish({ type: "refund.paid" }, "billing.eu")).toMatchObject({ t: 21, code: "FORBIDDEN" });
+  const batch = await c.publishBatch([{ type: "invoice.a" }, { type: "refund.b" }], "billing.eu");
+  expect(batch).toMatchObject({ t: 21, code: "FORBIDDEN" });
+  expect(batch.message).toContain("event 1");
+  expect(await c.publish({ type: "order.updated" }, "orders.eu")).toMatchObject({ t: 20 });
+
+  await waitForAudit(gw, { principal: "bob", action: "publish", topic: "secrets", outcome: "deny", code: "FORBIDDEN", transport: "ws" });
+  await waitForAudit(gw, { principal: "bob", action: "publish", topic: "billing.eu", outcome: "deny" });
+  await waitForAudit(gw, { principal: "bob", action: "publish", topic: "events", outcome: "deny" });
+  // Allowed decisions: one line per connection, action and topic, not one per event.
+  const allowed = auditLines(gw).filter((l) => l.principal === "bob" && l.action === "publish" && l.topic === "orders.eu" && l.outcome === "allow");
+  expect(allowed.length).toBe(1);
+  expect(allowed[0]).toMatchObject({ session: expect.any(String), transport: "ws" });
+  c.close();
+});
+
+test("subscriptions: a granted topic is subscribed, others nacked FORBIDDEN (all topics of a request are checked)", async () => {
+  const { c } = await helloWith(gw.wsUrl, await hsToken({ sub: "carol", ...GRANTS }));
+  expect(await c.subscribe({ sub: "a", topic: "orders.eu" }, () => {})).toMatchObject({ t: 23 });
+  expect(await c.subscribe({ sub: "b", topic: "billing.eu" }, () => {})).toMatchObject({ t: 21, code: "FORBIDDEN" });
+  expect(await c.subscribe({ sub: "c", topics: ["orders.us", "payroll"] }, () => {})).toMatchObject({ t: 21, code: "FORBIDDEN" });
+  expect(await c.subscribe({ sub: "d", topic: "payroll", share: "g" }, () => {})).toMatchObject({ t: 21, code: "FORBIDDEN" });
+  expect(await c.publish({ type: "order.created" }, "orders.eu")).toMatchObject({ t: 20 });
+  await waitForAudit(gw, { principal: "carol", action: "subscribe", topic: "orders.eu", outcome: "allow" });
+  await waitForAudit(gw, { principal: "carol", action: "subscribe", topic: "payroll", outcome: "deny", code: "FORBIDDEN" });
+  await waitForAudit(gw, { principal: "carol", action: "subscribe", topic: "billing.eu", outcome: "deny" });
+  c.close();
+});
+
+test("HTTP: 202 for a granted topic, 403 FORBIDDEN otherwise, batch and validate included; each decision audited", async () => {
+  const token = await hsToken({ sub: "dave", ...GRANTS });
+  expect((await postEvent(gw, "orders.eu", token, { type: "order.created" })).status).toBe(202);
+  const denied = await postEvent(gw, "secrets", token);
+  expect(denied.status).toBe(403);
+  expect(((await denied.json()) as any).error).toMatchObject({ code: "FORBIDDEN", num: 1021 });
+  const batch = await fetch(`${gw.url}/api/v1/events/batch`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${token}` }, body: JSON.stringify({ topic: "billing.eu", events: [{ type: "refund.x" }] }) });
+  expect(batch.status).toBe(403);
+  const validate = await fetch(`${gw.url}/api/v1/events/validate?topic=secrets`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${token}` }, body: JSON.stringify({ type: "x" }) });
+  expect(validate.status).toBe(403);
+  await waitForAudit(gw, { principal: "dave", action: "publish", topic: "orders.eu", outcome: "allow", transport: "http" });
+  await waitForAudit(gw, { principal: "dave", action: "publish", topic: "secrets", outcome: "deny", code: "FORBIDDEN", transport: "http" });
+  await waitForAudit(gw, { principal: "dave", action: "publish", topic: "billing.eu", outcome: "deny" });
+});
+
+test("a token without the grants claim is authenticated but may do nothing", async () => {
+  const { c, reply } = await helloWith(gw.wsUrl, await hsToken({ sub: "erin" }));
+  expect(reply).toMatchObject({ t: 2, principal: "erin" });
+  expect(await c.publish({ type: "x" }, "orders.eu")).toMatchObject({ t: 21, code: "FORBIDDEN" });
+  expect(await c.subscribe({ sub: "s", topic: "orders.eu" }, () => {})).toMatchObject({ t: 21, code: "FORBIDDEN" });
+  c.close();
+});
+
+test("a malformed grants claim refuses the token", async () => {
+  for (const kgw of [["orders.*"], { publish: "orders.*" }, { publish: [{ topic: "a b" }] }, { subscribe: [{ topic: "x", types: ["t"] }] }]) {
+    expect((await postEvent(gw, "orders.eu", await hsToken({ kgw }))).status).toBe(401);
+  }
+});
+
+test("refresh: subscriptions the new token no longer grants end with a FORBIDDEN notice; the others go on", async () => {
+  const { c } = await helloWith(gw.wsUrl, await hsToken({ sub: "frank", kgw: { publish: ["*"], subscribe: ["orders.*", "stock.*"] } }));
+  const frames: Record<string, Frame[]> = { o: [], s: [] };
+  expect(await c.subscribe({ sub: "o", topic: "orders.eu" }, (f) => frames.o!.push(f))).toMatchObject({ t: 23 });
+  expect(await c.subscribe({ sub: "s", topic: "stock.eu" }, (f) => frames.s!.push(f))).toMatchObject({ t: 23 });
+  const refreshed = await c.request({ t: 14, token: await hsToken({ sub: "frank", kgw: { publish: ["*"], subscribe: ["orders.*"] } }) });
+  expect(refreshed).toMatchObject({ t: 29, principal: "frank", expiresAt: expect.any(Number) });
+  expect(frames.s!.find((f) => f.t === 28)).toMatchObject({ t: 28, sub: "s", code: "FORBIDDEN", token: expect.any(String) });
+  expect(frames.o!.some((f) => f.t === 28)).toBe(false);
+  expect(await c.publish({ type: "still.here" }, "orders.eu")).toMatchObject({ t: 20 });
+  // A token for someone else, or a bad one, is refused and changes nothing.
+  expect(await c.request({ t: 14, token: await hsToken({ sub: "mallory", kgw: { publish: ["*"], subscribe: ["*"] } }) })).toMatchObject({ t: 21, code: "UNAUTHENTICATED" });
+  expect(await c.request({ t: 14, token: "garbage" })).toMatchObject({ t: 21, code: "UNAUTHENTICATED" });
+  expect(await c.subscribe({ sub: "s2", topic: "stock.eu" }, () => {})).toMatchObject({ t: 21, code: "FORBIDDEN" });
+  await waitForAudit(gw, { principal: "frank", action: "refresh", outcome: "allow" });
+  await waitForAudit(gw, { principal: "frank", action: "refresh", outcome: "deny" });
+  c.close();
+});
+
+test("the token in a kgw.bearer subprotocol: the upgrade answers the other offered protocol, never the token", async () => {
+  const token = await hsToken({ sub: "gina", ...GRANTS });
+  const ws = new WebSocket(gw.wsUrl, [`kgw.bearer.${token}`, "kgw"]);
+  const opened = await new Promise<string>((resolve, reject) => {
+    ws.onopen = () => resolve(ws.protocol);
+    ws.onerror = () => reject(new Error("refused"));
+  });
+  expect(opened).toBe("kgw");
+  const welcome = await new Promise<any>((resolve) => {
+    ws.onmessage = (m) => resolve(JSON.parse(String(m.data)));
+    ws.send(JSON.stringify({ t: 1, v: 1 }));
+  });
+  expect(welcome).toMatchObject({ t: 2, principal: "gina" });
+  ws.close();
+  // A bad token in the subprotocol, or the bearer alone, is refused at the upgrade.
+  for (const protocols of [["kgw.bearer.garbage", "kgw"], [`kgw.bearer.${token}`]]) {
+    const bad = new WebSocket(gw.wsUrl, protocols);
+    const outcome = await new Promise<string>((resolve) => {
+      bad.onopen = () => resolve("open");
+      bad.onerror = () => resolve("refused");
+    });
+    expect(outcome).toBe("refused");
+  }
+  const r = await fetch(`${gw.url}/ws`, { headers: { upgrade: "websocket", connection: "Upgrade", "sec-websocket-version": "13", "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==", authorization: "Bearer garbage" } });
+  expect(r.status).toBe(401);
+});
+
+test("frames pipelined right behind a hello wait for its token and are answered in order", async () => {
+  const c = await GatewayClient.connect(gw.wsUrl, "msgpack", false);
+  const token = await hsToken({ sub: "hank", ...GRANTS });
+  const replies = Promise.all([c.request({ t: 1, v: 1, token }), c.publish({ type: "a" }, "orders.eu"), c.publish({ type: "b" }, "secrets")]);
+  const [welcome, ok, no] = await replies;
+  expect(welcome).toMatchObject({ t: 2 });
+  expect(ok).toMatchObject({ t: 20 });
+  expect(no).toMatchObject({ t: 21, code: "FORBIDDEN" });
+  c.close();
+});
+
+test("a second hello with a token for another principal is refused and closes; one for the same principal re-checks subscriptions", async () => {
+  const { c } = await helloWith(gw.wsUrl, await hsToken({ sub: "lena", kgw: { publish: ["*"], subscribe: ["*"] } }));
+  const frames: Frame[] = [];
+  expect(await c.subscribe({ sub: "p", topic: "payroll" }, (f) => frames.push(f))).toMatchObject({ t: 23 });
+  expect(await c.request({ t: 1, v: 1, token: await hsToken({ sub: "lena", kgw: { subscribe: ["orders.*"] } }) })).toMatchObject({ t: 2, principal: "lena" });
+  expect(frames.find((f) => f.t === 28)).toMatchObject({ sub: "p", code: "FORBIDDEN" });
+  expect(await c.request({ t: 1, v: 1, token: await hsToken({ sub: "mallory", kgw: { subscribe: ["*"] } }) })).toMatchObject({ t: 21, code: "UNAUTHENTICATED" });
+  expect((await c.closed).code).toBe(4401);
+});

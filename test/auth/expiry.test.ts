@@ -1,0 +1,68 @@
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { type GatewayProcess, startGateway } from "../support/gateway";
+import type { Frame } from "../support/ws-client";
+import { SECRET, helloWith, hsToken, now, waitForAudit } from "./support";
+
+/**
+ * A token that expires while its connection is open: no tolerance, 3 s of grace. Without a refresh the
+ * connection is told, refused further requests, and closed with 4401; with one it simply goes on.
+ */
+const GRANTS = { kgw: { publish: ["*"], subscribe: ["*"] } };
+let gw: GatewayProcess;
+
+beforeAll(async () => {
+  gw = await startGateway({ KAFKA_BROKERS: "", AUTH_JWT_SECRET: SECRET, AUTH_CLOCK_TOLERANCE: "0s", AUTH_REFRESH_GRACE: "3s" });
+}, 60_000);
+afterAll(async () => {
+  await gw.stop();
+});
+
+test("without refresh: an UNAUTHENTICATED error frame at expiry, requests refused, then close 4401", async () => {
+  const { c, reply } = await helloWith(gw.wsUrl, await hsToken({ sub: "ivy", exp: now() + 3, ...GRANTS }));
+  expect(reply).toMatchObject({ t: 2, principal: "ivy" });
+  expect(await c.publish({ type: "before" }, "exp-t")).toMatchObject({ t: 20 });
+  const notice = await c.next(15_000);
+  expect(notice).toMatchObject({ t: 30, code: "UNAUTHENTICATED" });
+  expect(await c.publish({ type: "after" }, "exp-t")).toMatchObject({ t: 21, code: "UNAUTHENTICATED" });
+  expect(await c.subscribe({ sub: "s", topic: "exp-t" }, () => {})).toMatchObject({ t: 21, code: "UNAUTHENTICATED" });
+  const closed = await c.closed;
+  expect(closed.code).toBe(4401);
+  await waitForAudit(gw, { principal: "ivy", action: "publish", outcome: "deny", code: "UNAUTHENTICATED" });
+}, 30_000);
+
+test("with refresh before expiry: refreshed, and the connection and its subscription live on past the old exp", async () => {
+  const { c } = await helloWith(gw.wsUrl, await hsToken({ sub: "jack", exp: now() + 3, ...GRANTS }));
+  const events: Frame[] = [];
+  expect(await c.subscribe({ sub: "s", topic: "exp-r" }, (f) => events.push(f))).toMatchObject({ t: 23 });
+  const refreshed = await c.request({ t: 14, token: await hsToken({ sub: "jack", exp: now() + 600, ...GRANTS }) });
+  expect(refreshed).toMatchObject({ t: 29, principal: "jack" });
+  expect(refreshed.expiresAt).toBeGreaterThan(Date.now() + 500_000);
+  await Bun.sleep(7000); // past the old exp and its grace
+  expect(await c.publish({ type: "later" }, "exp-r")).toMatchObject({ t: 20 });
+  const deadline = Date.now() + 10_000;
+  while (!events.some((f) => f.t === 24) && Date.now() < deadline) await Bun.sleep(20);
+  expect(events.some((f) => f.t === 24)).toBe(true);
+  const state = await Promise.race([c.closed.then(() => "closed"), Bun.sleep(100).then(() => "open")]);
+  expect(state).toBe("open");
+  c.close();
+}, 30_000);
+
+test("with refresh inside the grace, after the expiry notice: requests work again and the socket stays", async () => {
+  const { c } = await helloWith(gw.wsUrl, await hsToken({ sub: "kate", exp: now() + 2, ...GRANTS }));
+  expect(await c.next(15_000)).toMatchObject({ t: 30, code: "UNAUTHENTICATED" });
+  expect(await c.request({ t: 14, token: await hsToken({ sub: "kate", exp: now() + 600, ...GRANTS }) })).toMatchObject({ t: 29 });
+  await Bun.sleep(4000); // past the grace
+  expect(await c.publish({ type: "ok" }, "exp-g")).toMatchObject({ t: 20 });
+  c.close();
+}, 30_000);
+
+test("a connection that never brings a token is closed 4401 after AUTH_HELLO_TIMEOUT", async () => {
+  const g2 = await startGateway({ KAFKA_BROKERS: "", AUTH_JWT_SECRET: SECRET, AUTH_HELLO_TIMEOUT: "1s" });
+  try {
+    const ws = new WebSocket(g2.wsUrl);
+    const code = await new Promise<number>((resolve) => (ws.onclose = (e) => resolve(e.code)));
+    expect(code).toBe(4401);
+  } finally {
+    await g2.stop();
+  }
+}, 60_000);

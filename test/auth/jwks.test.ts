@@ -1,0 +1,86 @@
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { type JWK, exportJWK, generateKeyPair } from "jose";
+import { type GatewayProcess, startGateway } from "../support/gateway";
+import { helloWith, postEvent, signWith } from "./support";
+
+/**
+ * Keys from a JWKS URL: a local key server on 127.0.0.1 that counts its fetches. The cooldown is 3 s,
+ * so a flood of unknown kids may cost at most one fetch per 3 s, and a rotated-in key is picked up
+ * after it.
+ */
+const COOLDOWN_MS = 3000;
+const GRANTS = { kgw: { publish: ["*"], subscribe: ["*"] } };
+let fetches = 0;
+let served: JWK[] = [];
+const idp = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => (fetches++, Response.json({ keys: served })) });
+let attackerFetches = 0;
+const attacker = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => (attackerFetches++, Response.json({ keys: [] })) });
+
+let gw: GatewayProcess;
+let k1: CryptoKey;
+let k2: CryptoKey;
+let k2Jwk: JWK;
+
+beforeAll(async () => {
+  const a = await generateKeyPair("ES256", { extractable: true });
+  const b = await generateKeyPair("ES256", { extractable: true });
+  k1 = a.privateKey;
+  k2 = b.privateKey;
+  served = [{ ...(await exportJWK(a.publicKey)), kid: "k1", alg: "ES256", use: "sig" }];
+  k2Jwk = { ...(await exportJWK(b.publicKey)), kid: "k2", alg: "ES256", use: "sig" };
+  gw = await startGateway({ KAFKA_BROKERS: "", AUTH_JWKS_URL: `http://127.0.0.1:${idp.port}/jwks.json`, AUTH_JWKS_COOLDOWN: String(COOLDOWN_MS), AUTH_JWKS_ALGORITHMS: "ES256" });
+}, 60_000);
+afterAll(async () => {
+  await gw.stop();
+  idp.stop(true);
+  attacker.stop(true);
+});
+
+test("a token whose kid is in the set is accepted", async () => {
+  expect((await postEvent(gw, "jwks-t", await signWith(k1, "ES256", GRANTS, { kid: "k1" }))).status).toBe(202);
+  const { reply } = await helloWith(gw.wsUrl, await signWith(k1, "ES256", GRANTS, { kid: "k1" }));
+  expect(reply).toMatchObject({ t: 2, principal: "alice" });
+  expect(fetches).toBe(1);
+});
+
+test("a flood of unknown kids is refused and costs at most one fetch per cooldown", async () => {
+  const before = fetches;
+  const started = Date.now();
+  const tokens = await Promise.all(Array.from({ length: 300 }, (_, i) => signWith(k1, "ES256", GRANTS, { kid: `made-up-${i}` })));
+  const statuses = await Promise.all(tokens.map((t) => postEvent(gw, "jwks-t", t).then((r) => r.status)));
+  expect(statuses.every((s) => s === 401)).toBe(true);
+  const allowed = 1 + Math.ceil((Date.now() - started) / COOLDOWN_MS);
+  expect(fetches - before).toBeLessThanOrEqual(allowed);
+  // The known key keeps working throughout.
+  expect((await postEvent(gw, "jwks-t", await signWith(k1, "ES256", GRANTS, { kid: "k1" }))).status).toBe(202);
+});
+
+test("a jku header pointing at another key set is refused, and that set is never fetched", async () => {
+  const t = await signWith(k2, "ES256", GRANTS, { kid: "evil", jku: `http://127.0.0.1:${attacker.port}/jwks.json` });
+  expect((await postEvent(gw, "jwks-t", t)).status).toBe(401);
+  const { reply } = await helloWith(gw.wsUrl, t);
+  expect(reply).toMatchObject({ t: 21, code: "UNAUTHENTICATED" });
+  await Bun.sleep(300);
+  expect(attackerFetches).toBe(0);
+});
+
+test("rotation: a key added to the set is picked up once the cooldown has passed", async () => {
+  served = [...served, k2Jwk];
+  const token = await signWith(k2, "ES256", GRANTS, { kid: "k2" });
+  const deadline = Date.now() + COOLDOWN_MS * 5;
+  let status = 0;
+  while (Date.now() < deadline) {
+    status = (await postEvent(gw, "jwks-t", token)).status;
+    if (status === 202) break;
+    await Bun.sleep(500);
+  }
+  expect(status).toBe(202);
+  expect((await postEvent(gw, "jwks-t", await signWith(k1, "ES256", GRANTS, { kid: "k1" }))).status).toBe(202);
+});
+
+test("an RS256 or HS256 token is refused where only ES256 is pinned for the set", async () => {
+  const rsa = await generateKeyPair("RS256");
+  expect((await postEvent(gw, "jwks-t", await signWith(rsa.privateKey, "RS256", GRANTS, { kid: "k1" }))).status).toBe(401);
+  const hs = await signWith(new TextEncoder().encode(JSON.stringify(served[0])) as unknown as CryptoKey, "HS256", GRANTS, { kid: "k1" });
+  expect((await postEvent(gw, "jwks-t", hs)).status).toBe(401);
+});
