@@ -19,8 +19,8 @@ test("scripts/start serves with no bun on PATH, as on a fresh machine", async ()
     const { value, done } = await reader.read();
     if (done) break;
     out += decoder.decode(value);
-    const m = /"msg":"listening".*?"port":(\d+)/.exec(out);
-    if (m) port = Number(m[1]);
+    const line = out.split("\n").find((l) => l.includes('"msg":"listening"') && l.endsWith("}"));
+    if (line) port = JSON.parse(line).port;
   }
   try {
     expect(port).toBeGreaterThan(0);
