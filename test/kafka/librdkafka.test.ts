@@ -17,8 +17,8 @@ beforeAll(async () => {
   brokers = await kafkaBrokers();
   producer = new Producer(producerProps());
 }, 60_000);
-afterAll(() => {
-  producer.flush(2000);
+afterAll(async () => {
+  await producer.drain({ delivered() {}, failed() {} }, 2000);
   producer.destroy();
 });
 

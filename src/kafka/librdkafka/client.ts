@@ -1,14 +1,14 @@
 /**
  * What producers and consumers share: the `rd_kafka_t` handle and the metadata questions.
  *
- * The metadata calls (partitionCount, watermarks, offsetsForTimes, and flush in producer.ts) block
- * the calling thread until the broker answers or the timeout passes. They are only ever called in a
- * Kafka worker process, never in the gateway (whose thread serves every socket), and callers keep
- * the timeouts short (QUERY_TIMEOUT_MS): a worker blocked in one stops producing for that long.
+ * The metadata calls (partitionCount, watermarks, offsetsForTimes) block the calling thread until
+ * the broker answers or the timeout passes. They are never called in the gateway (whose thread
+ * serves every socket); a Kafka worker calls them off its producing thread, and callers keep the
+ * timeouts short (QUERY_TIMEOUT_MS), since a thread blocked in one does nothing else meanwhile.
  */
 import { Conf, type KafkaProps, cString } from "./conf";
 import { KafkaError, check, errString } from "./errors";
-import { METADATA, METADATA_TOPIC, TP, TPLIST } from "./layout";
+import { Err, METADATA, METADATA_TOPIC, TP, TPLIST } from "./layout";
 import { addressOf, cstr, read, readI64 } from "./memory";
 import { rdk } from "./symbols";
 
@@ -17,10 +17,7 @@ export const QUERY_TIMEOUT_MS = 5000;
 
 export abstract class Client {
   rk: number;
-  // Out-parameters of the blocking calls (int64 low/high, const rd_kafka_metadata_t **). Allocated
-  // once and kept referenced, so their addresses stay valid.
-  private readonly out = new Uint32Array(6);
-  private readonly outAddr = addressOf(this.out);
+  private queries: MetadataQueries | null = null;
 
   protected constructor(type: number, props: KafkaProps, events: number) {
     const conf = new Conf(props, events);
@@ -28,16 +25,63 @@ export abstract class Client {
     const rk = rdk().rd_kafka_new(type, conf.handle as never, errstr, errstr.length) as number | null;
     if (!rk) {
       conf.destroy(); // rd_kafka_new() takes the conf only when it succeeds
-      throw new KafkaError(-186, `cannot create the Kafka client: ${cString(errstr)}`);
+      throw new KafkaError(Err.INVALID_ARG, `cannot create the Kafka client: ${cString(errstr)}`);
     }
     this.rk = rk;
+  }
+
+  private get meta(): MetadataQueries {
+    return (this.queries ??= new MetadataQueries(this.rk));
+  }
+
+  /** See MetadataQueries.partitionCount. */
+  partitionCount(topic: string, timeoutMs = QUERY_TIMEOUT_MS): number {
+    return this.meta.partitionCount(topic, timeoutMs);
+  }
+
+  /** See MetadataQueries.watermarks. */
+  watermarks(topic: string, partition: number, timeoutMs = QUERY_TIMEOUT_MS): { low: number; high: number } {
+    return this.meta.watermarks(topic, partition, timeoutMs);
+  }
+
+  /** See MetadataQueries.offsetsForTimes. */
+  offsetsForTimes(topic: string, partitions: number, timestampMs: number, timeoutMs = QUERY_TIMEOUT_MS): number[] {
+    return this.meta.offsetsForTimes(topic, partitions, timestampMs, timeoutMs);
+  }
+
+  /** Frees the handle. Blocking: a consumer should be closed first (consumer.ts). */
+  destroy(): void {
+    if (!this.rk) return;
+    const rk = this.rk;
+    this.rk = 0;
+    rdk().rd_kafka_destroy(rk as never);
+  }
+}
+
+/**
+ * Metadata questions asked through an existing `rd_kafka_t` (librdkafka's API is thread-safe, so a
+ * helper thread may ask them through a handle another thread produces with; the handle must
+ * outlive the questions).
+ */
+export class MetadataQueries {
+  // Out-parameters (int64 low/high, const rd_kafka_metadata_t **), allocated once and kept
+  // referenced, so their addresses stay valid.
+  private readonly out = new Uint32Array(6);
+  private readonly outAddr = addressOf(this.out);
+
+  constructor(readonly rk: number) {}
+
+  /** Whether a broker answers a metadata request (no topics) within `timeoutMs`; throws if not. */
+  ping(timeoutMs = QUERY_TIMEOUT_MS): void {
+    check(rdk().rd_kafka_metadata(this.rk as never, 0, null, this.outAddr as never, timeoutMs), "metadata");
+    rdk().rd_kafka_metadata_destroy(read.ptr(this.outAddr, 0) as never);
   }
 
   /** Partitions of `topic` (0 if the broker does not know it). Blocks up to `timeoutMs`. */
   partitionCount(topic: string, timeoutMs = QUERY_TIMEOUT_MS): number {
     const lib = rdk();
     const rkt = lib.rd_kafka_topic_new(this.rk as never, cstr(topic), null) as number | null;
-    if (!rkt) throw new KafkaError(-186, `invalid topic name ${JSON.stringify(topic)}`);
+    if (!rkt) throw new KafkaError(Err.INVALID_ARG, `invalid topic name ${JSON.stringify(topic)}`);
     try {
       check(lib.rd_kafka_metadata(this.rk as never, 0, rkt as never, this.outAddr as never, timeoutMs), `metadata for ${topic}`);
       const md = read.ptr(this.outAddr, 0);
@@ -84,14 +128,6 @@ export abstract class Client {
     } finally {
       list.destroy();
     }
-  }
-
-  /** Frees the handle. Blocking: a consumer should be closed first (consumer.ts). */
-  destroy(): void {
-    if (!this.rk) return;
-    const rk = this.rk;
-    this.rk = 0;
-    rdk().rd_kafka_destroy(rk as never);
   }
 }
 

@@ -11,7 +11,7 @@ import { Client, PartitionList } from "./client";
 import type { KafkaProps } from "./conf";
 import { check, errString, KafkaError, takeError } from "./errors";
 import { MSG, RD_KAFKA_CONSUMER } from "./layout";
-import { addressOf, copyOut, read, readI64, readString } from "./memory";
+import { addressOf, copyOut, read, readI64, readString, strlen } from "./memory";
 import { rdk } from "./symbols";
 
 const TWO_32 = 4294967296;
@@ -119,6 +119,10 @@ export class MessageBatch {
     this.headerName = read.ptr(a, 8);
     this.headerValue = read.ptr(a, 16);
     this.headerValueLen = this.headerValue ? Number(read.ptr(a, 24)) : -1;
+  }
+  /** Byte length of the current header's name. */
+  headerNameLen(): number {
+    return strlen(this.headerName);
   }
   /** Message `i` as JS values (copies everything out). */
   toMessage(i: number): ConsumedMessage {

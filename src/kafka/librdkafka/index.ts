@@ -1,5 +1,5 @@
 /** librdkafka through bun:ffi: see symbols.ts (loading, version check) and layout.ts (structs). */
-export { Client, PartitionList, QUERY_TIMEOUT_MS } from "./client";
+export { Client, MetadataQueries, PartitionList, QUERY_TIMEOUT_MS } from "./client";
 export { Conf, type KafkaProps } from "./conf";
 export { Consumer, type ConsumedMessage, MessageBatch, type TopicPartitionOffset } from "./consumer";
 export { check, errName, errString, KafkaError } from "./errors";
@@ -7,3 +7,4 @@ export { Err, OFFSET_BEGINNING, OFFSET_END, OFFSET_INVALID, OFFSET_STORED, RD_KA
 export { addressOf, copyOut, cstr, readString } from "./memory";
 export { type DeliveryVisitor, EMPTY_ADDR, type ProduceRecord, Producer, VuList } from "./producer";
 export { libraryPath, rdk, versionString } from "./symbols";
+export { VuBatch } from "./vu-batch";

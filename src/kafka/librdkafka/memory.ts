@@ -41,9 +41,14 @@ export function copyOut(dst: Uint8Array, dstOffset: number, src: number, len: nu
   if (len > 0) libc.memcpy(addressOf(dst, dstOffset), src as never, len);
 }
 
+/** Length of the NUL-terminated string at `p`. */
+export function strlen(p: number): number {
+  return Number(libc.strlen(p as never));
+}
+
 /** A UTF-8 C string at `p` (of known length `len`, or up to its NUL) as a JS string. */
 export function readString(p: number, len = -1): string {
-  const n = len >= 0 ? len : Number(libc.strlen(p as never));
+  const n = len >= 0 ? len : strlen(p);
   if (n === 0) return "";
   const bytes = new Uint8Array(n);
   copyOut(bytes, 0, p, n);

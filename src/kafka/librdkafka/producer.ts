@@ -122,7 +122,12 @@ export class Producer extends Client {
    * Err.QUEUE_FULL means "try again after poll()"; the record was not taken.
    */
   produceva(vus: VuList): number {
-    const e = rdk().rd_kafka_produceva(this.rk as never, vus.bytes, vus.count) as number | null;
+    return this.producevaAt(addressOf(vus.bytes), vus.count);
+  }
+
+  /** produceva() of `count` vus at address `vus` (see VuBatch). */
+  producevaAt(vus: number, count: number): number {
+    const e = rdk().rd_kafka_produceva(this.rk as never, vus as never, count) as number | null;
     if (!e) return 0;
     const lib = rdk();
     const code = lib.rd_kafka_error_code(e as never);
@@ -204,11 +209,18 @@ export class Producer extends Client {
   }
 
   /**
-   * Waits up to `timeoutMs` for every record to be delivered; blocks the calling thread (worker
-   * processes only, at shutdown). Delivery reports still have to be read with poll() afterwards.
+   * Polls until every produced record has its delivery report or `timeoutMs` passes; true when
+   * nothing is left. (rd_kafka_flush() cannot be used: with RD_KAFKA_EVENT_DR it waits for the
+   * reports to be consumed from the queue, which only this thread does, so it would just block.)
    */
-  flush(timeoutMs: number): number {
-    return rdk().rd_kafka_flush(this.rk as never, timeoutMs);
+  async drain(visitor: DeliveryVisitor, timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      this.poll(visitor, 1000);
+      if (this.outqLen() === 0) return true;
+      if (Date.now() >= deadline) return false;
+      await Bun.sleep(1);
+    }
   }
 
   override destroy(): void {

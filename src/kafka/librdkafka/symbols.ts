@@ -35,7 +35,6 @@ const symbols = {
   rd_kafka_new: { args: [i32, ptr, ptr, u64], returns: ptr },
   rd_kafka_destroy: { args: [ptr], returns: none },
   rd_kafka_destroy_flags: { args: [ptr, i32], returns: none },
-  rd_kafka_flush: { args: [ptr, i32], returns: i32 },
   rd_kafka_outq_len: { args: [ptr], returns: i32 },
   rd_kafka_fatal_error: { args: [ptr, ptr, u64], returns: i32 },
 
