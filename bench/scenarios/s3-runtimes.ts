@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { parseBenchArgs } from "../harness/options";
 import { machine, type RunReport } from "../harness/report";
 import type { Scenario } from "../harness/scenario";
@@ -5,6 +6,19 @@ import { Stack } from "../harness/stack";
 import { measureGateway } from "./s3-pipeline";
 
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+
+/**
+ * A gateway without the KAFKA_WORKER_RUNTIME switch ignores it and runs Node workers both times:
+ * check what the workers really run, rather than report node against node as a comparison.
+ */
+function assertRuntime(stack: Stack, runtime: "node" | "bun"): void {
+  const pids = stack.groups().workers?.() ?? [];
+  if (pids.length === 0) throw new Error("s3-runtimes needs a gateway started here (no --url)");
+  for (const pid of pids) {
+    const bun = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").some((a) => a.endsWith("worker-bun.ts"));
+    if (bun !== (runtime === "bun")) throw new Error(`KAFKA_WORKER_RUNTIME=${runtime} asked, but worker ${pid} runs ${bun ? "bun" : "node"}: this gateway does not have the switch`);
+  }
+}
 type Runtime = "node" | "bun";
 
 /**
@@ -24,6 +38,7 @@ export const s3runtimes: Scenario = {
     try {
       for (const runtime of ["bun", "node", "node", "bun"] as const) {
         const url = await stack.startGateway({ KAFKA_WORKERS: String(o.workers), KAFKA_WORKER_RUNTIME: runtime, PUBLISH_WINDOW: String(Math.max(o.window, o.batch)) });
+        assertRuntime(stack, runtime);
         const m = await measureGateway(stack, o, url, 0, `s3 max, ${o.workers} ${runtime} workers`);
         rate[runtime].push(m.r.eventsPerSec);
         // CPU µs per event of the worker processes (librdkafka's threads included).

@@ -1,7 +1,9 @@
 /**
  * A Kafka worker process on Bun, using librdkafka through bun:ffi (src/kafka/librdkafka) instead of
  * the Node addon. It speaks the same IPC as the Node worker (worker.ts; layout in ipc.ts), so the
- * pool supervises either kind alike (KAFKA_WORKER_RUNTIME).
+ * pool can supervise either kind alike. The pool does not spawn it yet: the switch
+ * (KAFKA_WORKER_RUNTIME=node|bun) waits for the pool's liveness and broker-health work, which this
+ * worker must answer as well, to land first.
  *
  * One thread does the Kafka work and never blocks: it produces (worker-bun-producer.ts), polls
  * delivery reports and readers' records (worker-bun-readers.ts) on a short timer, and answers the
