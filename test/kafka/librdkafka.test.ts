@@ -5,7 +5,11 @@
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { Consumer, type ConsumedMessage, type DeliveryVisitor, errName, errString, KafkaError, MessageBatch, OFFSET_BEGINNING, Producer, type ProduceRecord, versionString } from "../../src/kafka/librdkafka";
-import { assertVerifiedVersion } from "../../src/kafka/librdkafka/symbols";
+import { read } from "bun:ffi";
+import { PartitionList } from "../../src/kafka/librdkafka/client";
+import { TP } from "../../src/kafka/librdkafka/layout";
+import { cstr, readI64, readString } from "../../src/kafka/librdkafka/memory";
+import { assertVerifiedVersion, rdk } from "../../src/kafka/librdkafka/symbols";
 import { freshTopic, kafkaBrokers } from "../support/kafka";
 import { consumeAll, ensureTopic } from "../support/kafka-broker";
 
@@ -76,6 +80,27 @@ test("the loaded library is the verified 2.15.x, and any other version is refuse
   expect(() => assertVerifiedVersion(0x02100000, "2.16.0", "/x/librdkafka.so.1")).toThrow(/^librdkafka 2\.16\.0 at \/x\/librdkafka\.so\.1 is outside the versions .*verified \(2\.15\.x\)$/);
   expect(() => assertVerifiedVersion(0x020e02ff, "2.14.2", "/x")).toThrow(/2\.14\.2/);
   expect(() => assertVerifiedVersion(0x020f03ff, "2.15.3", "/x")).not.toThrow();
+});
+
+test("the topic-partition layouts match the library: list_add's element is where elems + i × 64 says, and cnt counts it", () => {
+  const list = new PartitionList(1); // starts small, so adding reallocates the element array
+  try {
+    for (let i = 0; i < 40; i++) {
+      const name = cstr(`t${i}`);
+      const elem = rdk().rd_kafka_topic_partition_list_add(list.handle as never, name, i) as number;
+      expect(list.count).toBe(i + 1);
+      expect(list.elem(i)).toBe(elem);
+      expect(read.i32(elem, TP.PARTITION)).toBe(i);
+      expect(readString(read.ptr(elem, TP.TOPIC))).toBe(`t${i}`);
+      expect(read.i32(elem, TP.ERR)).toBe(0);
+    }
+    list.add("x", 7, 123_456_789_012);
+    expect(readI64(list.elem(40), TP.OFFSET)).toBe(123_456_789_012);
+    list.add("y", 0, OFFSET_BEGINNING);
+    expect(readI64(list.elem(41), TP.OFFSET)).toBe(-2);
+  } finally {
+    list.destroy();
+  }
 });
 
 test("error names and strings come from librdkafka", () => {
