@@ -6,8 +6,8 @@
 //
 // The hot path allocates nothing per record but the ce_id string: every byte a record needs is
 // written into one reused scratch buffer whose address is taken once per chunk, and the vu array is
-// reused (VuList).
-import { addressOf, type DeliveryVisitor, Err, Producer, VuList } from "../src/kafka/librdkafka";
+// reused (VuBatch).
+import { addressOf, type DeliveryVisitor, Err, Producer, VuBatch } from "../src/kafka/librdkafka";
 
 const [brokers, topic, seconds, payloadBytes, keyCount, startAt] = process.argv.slice(2) as [string, string, string, string, string, string];
 const producer = new Producer({
@@ -56,12 +56,13 @@ const reports: DeliveryVisitor = {
   delivered: () => void (measuring && delivered++),
   failed: () => void (measuring && failed++),
 };
-const vus = new VuList();
+const vus = new VuBatch(64);
 
 /** Produces one record; false on queue full. */
 function produceOne(base: number): boolean {
   const k = keysAt[sent % keysAt.length]!;
   scratch.write(crypto.randomUUID(), ceIdAt, 36, "latin1");
+  vus.reset();
   vus.begin(base + topicAt[0], 0);
   vus.value(base + valueAt[0], valueAt[1]);
   vus.key(base + k[0], k[1]);
@@ -72,7 +73,7 @@ function produceOne(base: number): boolean {
     const c = constantHeaders[h]!;
     vus.header(base + c.name[0], base + c.value[0], c.value[1]);
   }
-  const code = producer.produceva(vus);
+  const code = vus.produce(producer, 0);
   if (code === Err.QUEUE_FULL) return false;
   if (code !== 0) throw new Error(`produce failed: ${code}`);
   return true;

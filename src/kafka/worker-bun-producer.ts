@@ -11,11 +11,10 @@
  *    PUBLISH_TIMEOUT; the partitioner is the configured one (murmur2_random).
  */
 import { ByteReader, ByteWriter, type DeliveryError, IpcType, LITERAL } from "./ipc";
-import { addressOf, type DeliveryVisitor, Err, errName, errString, Producer, VuBatch } from "./librdkafka";
+// EMPTY_ADDR: a non-NULL address for empty keys and values (NULL would mean null).
+import { addressOf, type DeliveryVisitor, EMPTY_ADDR, Err, errName, errString, Producer, VuBatch } from "./librdkafka";
 
 const INDEX_BITS = 1048576;
-const EMPTY = new Uint8Array(8); // a non-NULL address for empty values: NULL would mean null
-const EMPTY_ADDR = addressOf(EMPTY);
 
 /** A topic or a repeating header, sent once per connection: NUL-terminated name (+ value bytes). */
 interface Entry {

@@ -5,6 +5,6 @@ export { Consumer, type ConsumedMessage, MessageBatch, type TopicPartitionOffset
 export { check, errName, errString, KafkaError } from "./errors";
 export { Err, OFFSET_BEGINNING, OFFSET_END, OFFSET_INVALID, OFFSET_STORED, RD_KAFKA_PARTITION_UA } from "./layout";
 export { addressOf, copyOut, cstr, readString } from "./memory";
-export { type DeliveryVisitor, EMPTY_ADDR, type ProduceRecord, Producer, VuList } from "./producer";
+export { type DeliveryVisitor, EMPTY_ADDR, type ProduceRecord, Producer } from "./producer";
 export { libraryPath, rdk, versionString } from "./symbols";
-export { VuBatch } from "./vu-batch";
+export { VuBatch, type VuProducer } from "./vu-batch";

@@ -8,76 +8,10 @@
 import { Client } from "./client";
 import type { KafkaProps } from "./conf";
 import { errString, KafkaError } from "./errors";
-import { Err, MSG, RD_KAFKA_EVENT_DR, RD_KAFKA_EVENT_ERROR, RD_KAFKA_MSG_F_COPY, RD_KAFKA_PARTITION_UA, RD_KAFKA_PRODUCER, VType, VU } from "./layout";
-import { addressOf, cstr, read, readI64, write64 } from "./memory";
+import { MSG, RD_KAFKA_EVENT_DR, RD_KAFKA_EVENT_ERROR, RD_KAFKA_PRODUCER } from "./layout";
+import { addressOf, cstr, read, readI64 } from "./memory";
+import { VuBatch } from "./vu-batch";
 import { rdk } from "./symbols";
-
-/**
- * One record's rd_kafka_vu_t array, rewritten in place for every record. Pointers and 64-bit values
- * are written as 32-bit halves (memory.ts): no BigInt per field.
- */
-export class VuList {
-  readonly bytes: Uint8Array;
-  private readonly u32: Uint32Array;
-  private readonly i32: Int32Array;
-  count = 0;
-
-  constructor(readonly capacity = 64) {
-    this.bytes = new Uint8Array(capacity * VU.SIZE);
-    this.u32 = new Uint32Array(this.bytes.buffer);
-    this.i32 = new Int32Array(this.bytes.buffer);
-  }
-
-  /** Starts a record: topic (address of a NUL-terminated name), copy flag, partition, opaque. */
-  begin(topicAddr: number, opaque: number, partition = RD_KAFKA_PARTITION_UA): void {
-    this.count = 0;
-    let w = this.next(VType.TOPIC);
-    write64(this.u32, w + 2, topicAddr);
-    w = this.next(VType.MSGFLAGS);
-    this.i32[w + 2] = RD_KAFKA_MSG_F_COPY;
-    w = this.next(VType.PARTITION);
-    this.i32[w + 2] = partition;
-    w = this.next(VType.OPAQUE);
-    write64(this.u32, w + 2, opaque);
-  }
-
-  /** The value; `len` -1 means a null value (a tombstone), which is simply not written. */
-  value(addr: number, len: number): void {
-    if (len < 0) return;
-    const w = this.next(VType.VALUE);
-    write64(this.u32, w + 2, addr);
-    write64(this.u32, w + 4, len);
-  }
-
-  /** The key; `len` -1 means no key. */
-  key(addr: number, len: number): void {
-    if (len < 0) return;
-    const w = this.next(VType.KEY);
-    write64(this.u32, w + 2, addr);
-    write64(this.u32, w + 4, len);
-  }
-
-  timestamp(ms: number): void {
-    const w = this.next(VType.TIMESTAMP);
-    write64(this.u32, w + 2, ms);
-  }
-
-  /** A header: NUL-terminated name, value bytes (`len` -1 for a null value). */
-  header(nameAddr: number, valueAddr: number, len: number): void {
-    const w = this.next(VType.HEADER);
-    write64(this.u32, w + 2, nameAddr);
-    write64(this.u32, w + 4, len < 0 ? 0 : valueAddr);
-    write64(this.u32, w + 6, len); // ssize_t: -1 becomes all ones in both halves
-  }
-
-  /** Index (in 32-bit words) of a new entry of type `vtype`. */
-  private next(vtype: number): number {
-    if (this.count >= this.capacity) throw new KafkaError(Err.INVALID_ARG, `a record has more than ${this.capacity - 8} headers`);
-    const w = this.count++ * (VU.SIZE / 4);
-    this.u32[w] = vtype;
-    return w;
-  }
-}
 
 /** What poll() reports; called on the JS thread, once per delivered or failed record. */
 export interface DeliveryVisitor {
@@ -87,7 +21,7 @@ export interface DeliveryVisitor {
   error?(code: number, message: string, fatal: boolean): void;
 }
 
-/** A record for the convenience `produce()`; the hot path fills a VuList itself. */
+/** A record for the convenience `produce()`; the hot path fills a VuBatch itself. */
 export interface ProduceRecord {
   topic: string;
   value: Uint8Array | null;
@@ -109,7 +43,7 @@ export class Producer extends Client {
   private readonly queue: number;
   // rd_kafka_event_message_array's output: DR_BATCH message pointers as 32-bit halves.
   private readonly messages = new Uint32Array(DR_BATCH * 2);
-  private readonly vus = new VuList();
+  private readonly vus = new VuBatch(64);
   private readonly topics = new Map<string, Buffer>();
 
   constructor(props: KafkaProps) {
@@ -118,14 +52,10 @@ export class Producer extends Client {
   }
 
   /**
-   * Produces the record described by `vus` (see VuList). Returns 0, or the librdkafka error code:
-   * Err.QUEUE_FULL means "try again after poll()"; the record was not taken.
+   * rd_kafka_produceva() of the `count` vus at address `vus` (one record; see VuBatch). Returns 0,
+   * or the librdkafka error code: Err.QUEUE_FULL means "try again after poll()", the record was
+   * not taken; any other code means it failed and will get no delivery report.
    */
-  produceva(vus: VuList): number {
-    return this.producevaAt(addressOf(vus.bytes), vus.count);
-  }
-
-  /** produceva() of `count` vus at address `vus` (see VuBatch). */
   producevaAt(vus: number, count: number): number {
     const e = rdk().rd_kafka_produceva(this.rk as never, vus as never, count) as number | null;
     if (!e) return 0;
@@ -142,6 +72,7 @@ export class Producer extends Client {
     const addr = (b: Uint8Array) => (keep.push(b), b.byteLength ? addressOf(b) : EMPTY_ADDR);
     const topic = this.topicName(r.topic);
     const vus = this.vus;
+    vus.reset();
     vus.begin(addressOf(topic), r.opaque ?? 0, r.partition);
     if (r.value) vus.value(addr(r.value), r.value.byteLength);
     if (r.key != null) {
@@ -153,7 +84,7 @@ export class Producer extends Client {
       const value = typeof v === "string" ? Buffer.from(v) : v;
       vus.header(addr(cstr(name)), addr(value), value.byteLength);
     }
-    const code = this.produceva(vus);
+    const code = vus.produce(this, 0);
     keep.length = 0;
     return code;
   }

@@ -9,9 +9,13 @@
  */
 import { RD_KAFKA_MSG_F_COPY, RD_KAFKA_PARTITION_UA, VType, VU } from "./layout";
 import { addressOf, write64 } from "./memory";
-import type { Producer } from "./producer";
 
 const WORDS = VU.SIZE / 4;
+
+/** What VuBatch produces through (Producer; an interface, so the two modules do not import each other). */
+export interface VuProducer {
+  producevaAt(vus: number, count: number): number;
+}
 
 export class VuBatch {
   private bytes: Uint8Array;
@@ -86,7 +90,7 @@ export class VuBatch {
    * Produces record `r`. Returns 0 or a librdkafka error code (Err.QUEUE_FULL: not taken, try it
    * again later; anything else: the record failed and will get no delivery report).
    */
-  produce(producer: Producer, r: number): number {
+  produce(producer: VuProducer, r: number): number {
     // The address is taken per call: the buffer may have grown since the vus were written.
     return producer.producevaAt(addressOf(this.bytes) + this.starts[r]! * VU.SIZE, this.counts[r]!);
   }
