@@ -38,7 +38,7 @@ const EMPTY = new Uint8Array(8);
 export const EMPTY_ADDR = addressOf(EMPTY);
 
 export class Producer extends Client {
-  /** Set by produceva() when it fails: whether librdkafka calls the error retriable. */
+  /** Set by producevaAt() when it fails: whether librdkafka calls the error retriable. */
   lastErrorRetriable = false;
   private readonly queue: number;
   // rd_kafka_event_message_array's output: DR_BATCH message pointers as 32-bit halves.
