@@ -3,7 +3,7 @@
 // value of the same size, the five headers the gateway writes). Plain CommonJS because it runs on
 // Node: the addon does not load in Bun.
 //   node bench/raw-producer.cjs BROKERS TOPIC SECONDS PAYLOAD_BYTES KEYS START_AT_EPOCH_MS
-// Prints one JSON line: {eventsPerSec, delivered, failed, seconds, cpuPercent}.
+// Prints one JSON line: {eventsPerSec, delivered, failed, seconds, cpuPercent, cpuSeconds}.
 const Kafka = require("@confluentinc/kafka-javascript");
 const [brokers, topic, seconds, payloadBytes, keyCount, startAt] = process.argv.slice(2);
 const producer = new Kafka.Producer({
@@ -32,8 +32,9 @@ producer.on("delivery-report", (err) => {
     const secs = (Date.now() - start) / 1000;
     // This process's CPU, librdkafka's threads included: it is gone before anyone could read /proc.
     const cpu = process.cpuUsage(cpuAtStart);
-    const cpuPercent = Math.round(((cpu.user + cpu.system) / 1e6 / secs) * 100);
-    console.log(JSON.stringify({ eventsPerSec: Math.round(delivered / secs), delivered, failed, seconds: secs, cpuPercent }));
+    const cpuSeconds = (cpu.user + cpu.system) / 1e6;
+    const cpuPercent = Math.round((cpuSeconds / secs) * 100);
+    console.log(JSON.stringify({ eventsPerSec: Math.round(delivered / secs), delivered, failed, seconds: secs, cpuPercent, cpuSeconds }));
     process.exit(0);
   }
 });

@@ -7,22 +7,31 @@ import type { Stack } from "./stack";
 
 const root = resolve(import.meta.dir, "../..");
 
+/** Which client the raw producers use: the Node addon (raw-node) or bun:ffi (raw-ffi). */
+export type RawRuntime = "node" | "ffi";
+
 export interface RawResult {
   processes: number;
   eventsPerSec: number;
   failed: number;
   /** CPU of all producer processes together, % of one core, as each measured itself. */
   cpuPercent: number;
+  /** CPU of all producer processes (librdkafka's threads included) per delivered record, µs. */
+  cpuMicrosPerRecord: number;
 }
 
 /**
- * S2, the ceiling: `processes` Node producers (as many as the gateway has Kafka workers) writing
- * the gateway's records with its settings, started together, for `seconds`.
+ * S2, the ceiling: `processes` producers (as many as the gateway has Kafka workers; the Node addon
+ * or bun:ffi, by `runtime`) writing the gateway's records with its settings, started together, for
+ * `seconds`.
  */
-export async function runRawProducers(o: { brokers: string; topic: string; seconds: number; payloadBytes: number; keys: number; processes: number }): Promise<RawResult> {
+export async function runRawProducers(o: { brokers: string; topic: string; seconds: number; payloadBytes: number; keys: number; processes: number; runtime?: RawRuntime }): Promise<RawResult> {
   const startAt = Date.now() + 3000; // time for every process to connect and warm up
+  const args = [o.brokers, o.topic, String(o.seconds), String(o.payloadBytes), String(o.keys), String(startAt)];
+  // raw-ffi runs in Bun (this very binary); raw-node in a real Node, where the addon loads.
+  const cmd = o.runtime === "ffi" ? [process.execPath, `${root}/bench/raw-ffi-producer.ts`] : [resolveNodeBinary(), `${root}/bench/raw-producer.cjs`];
   const procs = Array.from({ length: o.processes }, () =>
-    Bun.spawn([resolveNodeBinary(), `${root}/bench/raw-producer.cjs`, o.brokers, o.topic, String(o.seconds), String(o.payloadBytes), String(o.keys), String(startAt)], {
+    Bun.spawn([...cmd, ...args], {
       env: { ...process.env, NODE_PATH: `${root}/node_modules` },
       stdout: "pipe",
       stderr: "inherit",
@@ -32,19 +41,27 @@ export async function runRawProducers(o: { brokers: string; topic: string; secon
     procs.map(async (p) => {
       const out = await new Response(p.stdout).text();
       if ((await p.exited) !== 0) throw new Error(`raw producer failed: ${out}`);
-      return JSON.parse(out.trim().split("\n").at(-1)!) as { eventsPerSec: number; failed: number; cpuPercent: number };
+      return JSON.parse(out.trim().split("\n").at(-1)!) as { eventsPerSec: number; delivered: number; failed: number; cpuPercent: number; cpuSeconds: number };
     }),
   );
-  return { processes: o.processes, eventsPerSec: outs.reduce((a, r) => a + r.eventsPerSec, 0), failed: outs.reduce((a, r) => a + r.failed, 0), cpuPercent: outs.reduce((a, r) => a + r.cpuPercent, 0) };
+  const sum = (f: (r: (typeof outs)[number]) => number) => outs.reduce((a, r) => a + f(r), 0);
+  return {
+    processes: o.processes,
+    eventsPerSec: sum((r) => r.eventsPerSec),
+    failed: sum((r) => r.failed),
+    cpuPercent: sum((r) => r.cpuPercent),
+    cpuMicrosPerRecord: Number(((sum((r) => r.cpuSeconds) * 1e6) / Math.max(1, sum((r) => r.delivered))).toFixed(2)),
+  };
 }
 
 /** S2 on a scenario's broker: the ceiling, with the broker's CPU, as one run of its report. */
-export async function measureRaw(stack: Stack, o: Pick<CommonArgs, "duration" | "payload" | "keys">, processes: number): Promise<{ raw: RawResult; run: RunReport }> {
+export async function measureRaw(stack: Stack, o: Pick<CommonArgs, "duration" | "payload" | "keys">, processes: number, runtime: RawRuntime = "node"): Promise<{ raw: RawResult; run: RunReport }> {
   const broker = stack.broker;
   const cpu = new CpuMeter(broker ? { broker: () => [broker.pid] } : {});
   // The producers connect and warm up for 3 s, then start together: measure the broker from then.
   const timer = setTimeout(() => cpu.start(), 3000);
-  const raw = await runRawProducers({ brokers: stack.brokersAddr!, topic: `s2-${Date.now()}`, seconds: o.duration, payloadBytes: o.payload, keys: o.keys, processes });
+  const raw = await runRawProducers({ brokers: stack.brokersAddr!, topic: `s2-${Date.now()}`, seconds: o.duration, payloadBytes: o.payload, keys: o.keys, processes, runtime });
   clearTimeout(timer);
-  return { raw, run: { label: `s2 raw librdkafka ×${processes}`, figures: { eventsPerSec: raw.eventsPerSec, failed: raw.failed }, cpu: { producers: raw.cpuPercent, ...cpu.stop() } } };
+  const label = runtime === "ffi" ? `s2 raw-ffi ×${processes}` : `s2 raw librdkafka ×${processes}`;
+  return { raw, run: { label, figures: { eventsPerSec: raw.eventsPerSec, failed: raw.failed, cpuMicrosPerRecord: raw.cpuMicrosPerRecord }, cpu: { producers: raw.cpuPercent, ...cpu.stop() } } };
 }

@@ -11,7 +11,7 @@ const USAGE_DEFAULTS = { connections: "4", duration: "8", window: "10000" } as c
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 /** S3 against the gateway at `url`: max rate (windows full) when `rate` is 0, else open loop. */
-async function measureGateway(stack: Stack, o: CommonArgs, url: string, rate: number, label: string): Promise<{ r: LoadResult; run: RunReport }> {
+export async function measureGateway(stack: Stack, o: CommonArgs, url: string, rate: number, label: string): Promise<{ r: LoadResult; run: RunReport }> {
   const cpu = new CpuMeter(stack.groups());
   cpu.start();
   const r = await runLoad({ url, label, connections: o.connections, rate, window: o.window, batch: o.batch, payloadBytes: o.payload, keys: o.keys, durationS: o.duration, topic: o.topic ?? `s3-${Date.now()}` });

@@ -1,0 +1,258 @@
+/**
+ * The producing half of the Bun Kafka worker (worker-bun.ts): PRODUCE batches into librdkafka
+ * through bun:ffi, DELIVERY batches back. The same guarantees as the Node worker (worker.ts):
+ *  - a PRODUCE message is copied once, its records' vus are written in one pass (VuBatch) pointing
+ *    into that copy, and produced with RD_KAFKA_MSG_F_COPY;
+ *  - the opaque of a record is `slot * 2^20 + index`, an index into the typed arrays of its batch,
+ *    and delivery reports are read in batches from the event queue: no object per record;
+ *  - records refused with queue-full wait, in order, before anything newer (per-key order survives
+ *    the stall); the backlog is bounded by the gateway's per-worker in-flight cap;
+ *  - a record that times out fails with librdkafka's _MSG_TIMED_OUT (-192), which the pool maps to
+ *    PUBLISH_TIMEOUT; the partitioner is the configured one (murmur2_random).
+ */
+import { ByteReader, ByteWriter, type DeliveryError, IpcType, LITERAL } from "./ipc";
+// EMPTY_ADDR: a non-NULL address for empty keys and values (NULL would mean null).
+import { addressOf, type DeliveryVisitor, EMPTY_ADDR, Err, errName, errString, Producer, VuBatch } from "./librdkafka";
+
+const INDEX_BITS = 1048576;
+
+/** A topic or a repeating header, sent once per connection: NUL-terminated name (+ value bytes). */
+interface Entry {
+  buf: Buffer; // keeps the memory the addresses point into alive
+  nameAddr: number;
+  valueAddr: number;
+  valueLen: number;
+}
+
+/** Delivery results of one PRODUCE batch, column by column. */
+interface Pending {
+  batchId: number;
+  count: number;
+  remaining: number;
+  partitions: Int32Array;
+  offsets: Float64Array;
+  errorIndex: Int32Array;
+  errors: DeliveryError[];
+}
+
+/** One PRODUCE message on its way into librdkafka: its bytes, its literal header names, its vus. */
+class Staged {
+  body = Buffer.alloc(64 * 1024);
+  names = Buffer.alloc(64 * 1024);
+  readonly vus = new VuBatch();
+  next = 0;
+  slot = 0;
+}
+
+export class FfiProducer {
+  readonly producer: Producer;
+  private readonly topics: Entry[] = [];
+  private readonly headers: Entry[] = [];
+  private readonly pending: Array<Pending | null> = [];
+  private readonly freeSlots: number[] = [];
+  private readonly backlog: Staged[] = [];
+  private readonly spare: Staged[] = [];
+  private readonly out = new ByteWriter(16 * 1024);
+  inflight = 0;
+
+  constructor(
+    props: Record<string, string | number | boolean>,
+    private readonly send: (buf: Buffer) => void,
+    private readonly onError: (code: number, message: string, fatal: boolean) => void,
+  ) {
+    this.producer = new Producer(props);
+  }
+
+  get backlogged(): boolean {
+    return this.backlog.length > 0;
+  }
+
+  /** A PRODUCE message (see ipc.ts). `ready`: false keeps everything in the backlog for now. */
+  onProduce(body: Buffer, ready: boolean): void {
+    const st = this.spare.pop() ?? new Staged();
+    if (st.body.length < body.length) st.body = Buffer.alloc(Math.max(body.length, st.body.length * 2));
+    // A literal name takes at least as many bytes in the body as it needs here with its NUL.
+    if (st.names.length < body.length) st.names = Buffer.alloc(Math.max(body.length, st.names.length * 2));
+    body.copy(st.body, 0);
+    const r = new ByteReader(st.body);
+    const batchId = r.u32();
+    const count = r.u32();
+    const p = this.openPending(batchId, count);
+    st.slot = p;
+    st.next = 0;
+    this.stage(r, st, count);
+    this.inflight += count;
+    if (count >= INDEX_BITS) {
+      // Never sent by the pool (it flushes batches of 256 KiB); refused rather than mis-indexed.
+      for (let i = 0; i < count; i++) this.fail(p, i, { code: Err.INVALID_ARG, name: errName(Err.INVALID_ARG), message: "batch too large", retriable: false });
+      return this.release(st);
+    }
+    if (this.backlog.length > 0 || !ready || !this.produceFrom(st)) this.backlog.push(st);
+    else this.release(st);
+  }
+
+  /** Reads delivery reports and retries the backlog; true while anything is outstanding. */
+  tick(ready: boolean): boolean {
+    this.producer.poll(this.visitor, 256);
+    if (ready) this.drainBacklog();
+    return this.inflight > 0;
+  }
+
+  /** Polls until every record is reported or `timeoutMs` passes (shutdown). */
+  async drain(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.backlog.length > 0 && Date.now() < deadline) {
+      this.tick(true);
+      await Bun.sleep(1);
+    }
+    await this.producer.drain(this.visitor, Math.max(0, deadline - Date.now()));
+  }
+
+  private readonly visitor: DeliveryVisitor = {
+    delivered: (opaque, partition, offset) => {
+      const slot = Math.floor(opaque / INDEX_BITS);
+      const b = this.pending[slot];
+      if (!b) return;
+      const i = opaque - slot * INDEX_BITS;
+      b.partitions[i] = partition;
+      b.offsets[i] = offset;
+      if (--b.remaining === 0) this.finish(slot, b);
+    },
+    failed: (opaque, code) => {
+      const slot = Math.floor(opaque / INDEX_BITS);
+      // As the Node binding reports them: a delivery error carries no retriable flag.
+      this.fail(slot, opaque - slot * INDEX_BITS, { code, name: errName(code), message: errString(code), retriable: false });
+    },
+    error: (code, message, fatal) => this.onError(code, message, fatal),
+  };
+
+  /** Parses every record of the batch into vus (resolving the string tables in order, now). */
+  private stage(r: ByteReader, st: Staged, count: number): void {
+    const base = addressOf(st.body);
+    const namesBase = addressOf(st.names);
+    let namesPos = 0;
+    const vus = st.vus;
+    vus.reset();
+    const buf = st.body;
+    for (let i = 0; i < count; i++) {
+      const topicRef = r.u16();
+      let topic = this.topics[topicRef];
+      if (!topic) {
+        const n = r.u16();
+        topic = entry(buf, r.pos, n, 0, -1);
+        r.pos += n;
+        this.define(this.topics, topicRef, topic);
+      }
+      vus.begin(topic.nameAddr, st.slot * INDEX_BITS + i);
+      const keyLen = r.i32();
+      vus.key(keyLen > 0 ? base + r.pos : EMPTY_ADDR, keyLen);
+      if (keyLen > 0) r.pos += keyLen;
+      const valueLen = r.i32();
+      vus.value(valueLen > 0 ? base + r.pos : EMPTY_ADDR, valueLen);
+      if (valueLen > 0) r.pos += valueLen;
+      vus.timestamp(r.f64());
+      const headerCount = r.u16();
+      for (let h = 0; h < headerCount; h++) {
+        const ref = r.u16();
+        const known = ref === LITERAL ? undefined : this.headers[ref];
+        if (known) {
+          vus.header(known.nameAddr, known.valueLen > 0 ? known.valueAddr : EMPTY_ADDR, known.valueLen);
+          continue;
+        }
+        const nameLen = r.u16();
+        const nameAt = r.pos;
+        r.pos += nameLen + 1; // name, kind (text and bytes have the same wire form from here)
+        const valueLen = r.u32();
+        const valueAt = r.pos;
+        r.pos += valueLen;
+        if (ref !== LITERAL) {
+          const e = entry(buf, nameAt, nameLen, valueAt, valueLen);
+          this.define(this.headers, ref, e);
+          vus.header(e.nameAddr, valueLen > 0 ? e.valueAddr : EMPTY_ADDR, valueLen);
+          continue;
+        }
+        buf.copy(st.names, namesPos, nameAt, nameAt + nameLen);
+        st.names[namesPos + nameLen] = 0;
+        vus.header(namesBase + namesPos, valueLen > 0 ? base + valueAt : EMPTY_ADDR, valueLen);
+        namesPos += nameLen + 1;
+      }
+    }
+  }
+
+  private define(table: Entry[], ref: number, e: Entry): void {
+    if (ref === LITERAL) return;
+    if (ref !== table.length) throw new Error(`IPC string table out of step: ref ${ref}, ${table.length} entries`);
+    table.push(e);
+  }
+
+  /** Produces the staged records in order; false when librdkafka's queue is full. */
+  private produceFrom(st: Staged): boolean {
+    const vus = st.vus;
+    while (st.next < vus.records) {
+      const code = vus.produce(this.producer, st.next);
+      if (code === Err.QUEUE_FULL) return false;
+      if (code !== 0) this.fail(st.slot, st.next, { code, name: errName(code), message: errString(code), retriable: this.producer.lastErrorRetriable });
+      st.next++;
+    }
+    return true;
+  }
+
+  private drainBacklog(): void {
+    while (this.backlog.length > 0) {
+      const st = this.backlog[0]!;
+      if (!this.produceFrom(st)) return;
+      this.backlog.shift();
+      this.release(st);
+    }
+  }
+
+  private release(st: Staged): void {
+    if (this.spare.length < 4) this.spare.push(st);
+  }
+
+  private openPending(batchId: number, count: number): number {
+    const p: Pending = { batchId, count, remaining: count, partitions: new Int32Array(count), offsets: new Float64Array(count), errorIndex: new Int32Array(count).fill(-1), errors: [] };
+    const slot = this.freeSlots.pop() ?? this.pending.length;
+    this.pending[slot] = p;
+    if (count === 0) this.finish(slot, p);
+    return slot;
+  }
+
+  private fail(slot: number, i: number, error: DeliveryError): void {
+    const b = this.pending[slot];
+    if (!b) return;
+    b.partitions[i] = -1;
+    b.offsets[i] = -1;
+    b.errorIndex[i] = b.errors.push(error) - 1;
+    if (--b.remaining === 0) this.finish(slot, b);
+  }
+
+  private finish(slot: number, b: Pending): void {
+    this.pending[slot] = null;
+    this.freeSlots.push(slot);
+    this.inflight -= b.count;
+    const out = this.out;
+    const start = out.beginMessage(IpcType.DELIVERY);
+    out.u32(b.batchId);
+    out.u32(b.count);
+    for (let i = 0; i < b.count; i++) {
+      out.i32(b.partitions[i]!);
+      out.f64(b.offsets[i]!);
+      out.i32(b.errorIndex[i]!);
+    }
+    const errors = Buffer.from(b.errors.length ? JSON.stringify(b.errors) : "[]");
+    out.u32(errors.length);
+    out.bytes(errors);
+    out.endMessage(start);
+    this.send(out.take());
+  }
+}
+
+/** A table entry: its own copy of name + NUL (+ value), so it outlives the message it came in. */
+function entry(src: Buffer, nameAt: number, nameLen: number, valueAt: number, valueLen: number): Entry {
+  const buf = Buffer.alloc(nameLen + 1 + Math.max(0, valueLen));
+  src.copy(buf, 0, nameAt, nameAt + nameLen);
+  if (valueLen > 0) src.copy(buf, nameLen + 1, valueAt, valueAt + valueLen);
+  const addr = addressOf(buf);
+  return { buf, nameAddr: addr, valueAddr: addr + nameLen + 1, valueLen };
+}

@@ -1,0 +1,63 @@
+/**
+ * The Bun Kafka worker's metadata thread (a Web Worker inside the worker process). Metadata calls
+ * block until the broker answers; asked on the worker's main thread they would stall producing,
+ * delivery reports and readers for that long. Here they block only this thread. They go through the
+ * worker's own producer handle (librdkafka's API is thread-safe), which outlives this thread: the
+ * process exits without destroying it.
+ *
+ * Messages in: { reqId, rk, query: Query | { kind: "connect" } }; out: { reqId, result } or
+ * { reqId, error }.
+ */
+import type { Query } from "./ipc";
+import { KafkaError, MetadataQueries } from "./librdkafka";
+
+declare const self: Worker;
+
+/** Kept short: a question waits behind the one before it. */
+const TIMEOUT_MS = 5000;
+// A topic that the partitions question just auto-created has no leader for a moment: its
+// watermarks and offsets answer UNKNOWN_TOPIC_OR_PART (3), LEADER_NOT_AVAILABLE (5),
+// NOT_LEADER_OR_FOLLOWER (6), or librdkafka's own _UNKNOWN_TOPIC (-188) / _UNKNOWN_PARTITION (-190)
+// while its metadata cache catches up. (The Node binding's calls were slow enough to hide this.)
+const TRANSIENT = new Set([3, 5, 6, -188, -190]);
+const RETRY_MS = 50;
+const CONNECT_TIMEOUT_MS = 2000;
+
+let queries: MetadataQueries | null = null;
+
+self.onmessage = (e: MessageEvent<{ reqId: number; rk: number; query: Query | { kind: "connect" } }>) => {
+  const { reqId, rk, query } = e.data;
+  try {
+    if (!queries || queries.rk !== rk) queries = new MetadataQueries(rk);
+    self.postMessage({ reqId, result: answer(queries, query) });
+  } catch (err) {
+    self.postMessage({ reqId, error: String((err as Error)?.message ?? err) });
+  }
+};
+
+function answer(q: MetadataQueries, query: Query | { kind: "connect" }): unknown {
+  switch (query.kind) {
+    case "connect":
+      q.ping(CONNECT_TIMEOUT_MS);
+      return true;
+    case "partitions":
+      return q.partitionCount(query.topic, TIMEOUT_MS);
+    case "watermarks":
+      return retrying((left) => Array.from({ length: query.partitions }, (_, p) => q.watermarks(query.topic, p, left)));
+    case "offsetsForTime":
+      return retrying((left) => q.offsetsForTimes(query.topic, query.partitions, query.timestampMs, left));
+  }
+}
+
+/** Calls `f` with the time left, again after a transient leadership error, within TIMEOUT_MS. */
+function retrying<T>(f: (timeoutMs: number) => T): T {
+  const deadline = Date.now() + TIMEOUT_MS;
+  for (;;) {
+    try {
+      return f(Math.max(1, deadline - Date.now()));
+    } catch (e) {
+      if (!(e instanceof KafkaError && TRANSIENT.has(e.code)) || Date.now() + RETRY_MS >= deadline) throw e;
+      Bun.sleepSync(RETRY_MS); // this thread exists to block
+    }
+  }
+}
