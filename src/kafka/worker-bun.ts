@@ -1,9 +1,11 @@
 /**
  * A Kafka worker process on Bun, using librdkafka through bun:ffi (src/kafka/librdkafka) instead of
  * the Node addon. It speaks the same IPC as the Node worker (worker.ts; layout in ipc.ts), so the
- * pool can supervise either kind alike. The pool does not spawn it yet: the switch
- * (KAFKA_WORKER_RUNTIME=node|bun) waits for the pool's liveness and broker-health work, which this
- * worker must answer as well, to land first.
+ * pool can supervise either kind alike. NOT WIRED YET: the pool does not spawn it. Before the switch
+ * (KAFKA_WORKER_RUNTIME=node|bun) it must catch up with what landed on the Node worker meanwhile:
+ * answer PING with PONG and report HEALTH (broker-probe.ts), read PRODUCE with 32-bit header counts
+ * and answer an unreadable batch with an error per record, and write RECORDS through
+ * records-layout.ts (32-bit header counts, own header names only).
  *
  * One thread does the Kafka work and never blocks: it produces (worker-bun-producer.ts), polls
  * delivery reports and readers' records (worker-bun-readers.ts) on a short timer, and answers the
