@@ -174,9 +174,6 @@ export class SubscriptionManager {
     for (const sub of [...conn.subscriptions.values()]) this.drop(conn, sub);
   }
 
-  get replaying(): number {
-    return this.replayFeeds.size;
-  }
 
   private register(conn: SubscriberConnection, sub: Subscription, cid: number, extra: { live: boolean; gaps?: Gap[] }): void {
     conn.subscriptions.set(sub.id, sub);

@@ -54,11 +54,6 @@ export class Subscription implements FrameOwner {
     return this.shareGroup !== undefined;
   }
 
-  /** Bytes of event frames waiting in the outbound queue. */
-  get queuedEventBytes(): number {
-    return this.queuedBytes;
-  }
-
   token(): string {
     return this.shared ? "" : encodeToken(this.tag, this.positions);
   }

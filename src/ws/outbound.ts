@@ -16,7 +16,6 @@ export interface OutboundSocket {
   send(data: Uint8Array | string): number;
   getBufferedAmount(): number;
   cork(write: () => void): void;
-  close(code: number, reason: string): void;
 }
 
 type Entry = Uint8Array | string | QueuedFrame;
@@ -45,15 +44,6 @@ export class Outbound {
     /** Called once when the client is not reading its replies; the socket is then closed. */
     private readonly onStalled: () => void,
   ) {}
-
-  get isClosed(): boolean {
-    return this.closed;
-  }
-
-  /** Frames queued and not yet handed to Bun. */
-  get pending(): number {
-    return this.queue.length - this.head;
-  }
 
   /** A reply or other frame that is never dropped. */
   reply(data: Uint8Array | string): void {
