@@ -11,6 +11,7 @@ import { createHealthRoutes } from "./http/health";
 import { error, errorResponse } from "./http/responses";
 import { Publisher, wireError } from "./ingest/publisher";
 import { ConnectionLimiter } from "./limits/connections";
+import { type RateLimitOptions, RateLimits } from "./limits/rate-limits";
 import type { EventLog } from "./log/event-log";
 import { KafkaLog } from "./log/kafka-log";
 import { MemoryLog } from "./log/memory-log";
@@ -94,6 +95,15 @@ export function createLog(config: Config, logger: Logger, metrics: Metrics): Eve
   );
 }
 
+function rateLimitOptions(config: Config): RateLimitOptions {
+  return {
+    connection: { eventsPerSec: config.RATE_LIMIT_EVENTS, bytesPerSec: config.RATE_LIMIT_BYTES },
+    principal: { eventsPerSec: config.RATE_LIMIT_PRINCIPAL_EVENTS, bytesPerSec: config.RATE_LIMIT_PRINCIPAL_BYTES },
+    burstSeconds: config.RATE_LIMIT_BURST_SECONDS,
+    closeAfterRefusals: config.RATE_LIMIT_CLOSE_AFTER,
+  };
+}
+
 // How long a socket's queued replies, then its closing handshake, may take at shutdown.
 const CLOSE_GRACE_MS = 2000;
 
@@ -118,10 +128,11 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   if (!log.isReady()) logger.warn("the log is not ready yet; serving, but /health/ready says 503 until it is", { log: log.health() });
 
   const publisher = new Publisher(log, config, metrics);
-  const events = createEventRoutes({ config, publisher, metrics, auth: httpAuth });
+  const rateLimits = new RateLimits(rateLimitOptions(config));
+  const events = createEventRoutes({ config, publisher, metrics, auth: httpAuth, rateLimits, authEnabled: authenticator.enabled });
   const subscriptions = new SubscriptionManager(log, config, metrics, logger);
   const connectionLimiter = new ConnectionLimiter({ maxConnections: config.MAX_CONNECTIONS, maxConnectionsPerIp: config.MAX_CONNECTIONS_PER_IP });
-  const ws = createWebSocketHandler({ config, publisher, subscriptions, metrics, logger, logKind: log.kind, auth: { authenticator, audit, config }, onClosed: (remote) => connectionLimiter.release(remote) });
+  const ws = createWebSocketHandler({ config, publisher, subscriptions, metrics, logger, logKind: log.kind, auth: { authenticator, audit, config }, rateLimits, onClosed: (remote) => connectionLimiter.release(remote) });
   const health = createHealthRoutes({ auth: authenticator.enabled ? "jwt" : "none", log, metrics, version: SERVER_NAME, connections: () => ws.connections, inflight: () => publisher.eventsInflight, subscriptions: () => subscriptions.stats() });
 
   let draining = false;

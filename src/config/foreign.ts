@@ -16,7 +16,6 @@ type Verdict =
   | { notOurs: string };
 
 const noAuth = { unsupported: "authentication is configured with AUTH_JWT_SECRET, AUTH_JWT_PUBLIC_KEY_FILE or AUTH_JWKS_URL and the other AUTH_ settings (docs/security.md)" };
-const noRateLimit = { unsupported: "the gateway has no rate limit; PUBLISH_WINDOW bounds each connection's unacknowledged events" };
 const noTls = { unsupported: "the gateway serves plain HTTP and WebSocket; terminate TLS in a proxy in front of it" };
 const kafkaTools = { notOurs: "read by Kafka's own scripts and images" };
 
@@ -85,10 +84,11 @@ export const FOREIGN_SETTINGS: Readonly<Record<string, Verdict>> = {
   JWT_AUDIENCE: noAuth,
   JWKS_URL: noAuth,
   JWKS_URI: noAuth,
-  RATE_LIMIT: noRateLimit,
-  RATE_LIMIT_RPS: noRateLimit,
-  RATE_LIMIT_BURST: noRateLimit,
-  RATE_LIMIT_ENABLED: noRateLimit,
+  RATE_LIMIT: { use: "RATE_LIMIT_EVENTS (events/s per connection) and RATE_LIMIT_PRINCIPAL_EVENTS" },
+  RATE_LIMIT_RPS: { use: "RATE_LIMIT_EVENTS (events/s per connection) and RATE_LIMIT_PRINCIPAL_EVENTS (per principal)" },
+  RATE_LIMIT_BURST: { use: "RATE_LIMIT_BURST_SECONDS (each bucket holds that many seconds of its rate)" },
+  RATE_LIMIT_ENABLED: { use: "RATE_LIMIT_EVENTS and RATE_LIMIT_BYTES (on by default; 0 turns one off)" },
+  RATE_LIMIT_PER_IP: { use: "RATE_LIMIT_PRINCIPAL_EVENTS (with authentication off the principal is the client address)" },
   TLS_ENABLED: noTls,
   TLS_CERT: noTls,
   TLS_KEY: noTls,

@@ -1,6 +1,8 @@
+import type { Server } from "bun";
 import type { Identity } from "../auth/authenticator";
 import type { HttpAuth } from "../auth/http-guard";
 import type { Config } from "../config/schema";
+import type { RateLimits } from "../limits/rate-limits";
 import { type PublishOutcome, type Publisher, wireError } from "../ingest/publisher";
 import type { Metrics } from "../metrics/metrics";
 import { decodeFrame, decodeLimits } from "../protocol/codec";
@@ -13,8 +15,21 @@ import { errorResponse, json, retryAfter } from "./responses";
  * the WebSocket path, JSON in and out. A batch is not all-or-nothing: valid events are published
  * and each invalid one gets its own error, exactly as publish_batch does over a socket.
  */
-export function createEventRoutes(deps: { config: Config; publisher: Publisher; metrics: Metrics; auth: HttpAuth }) {
-  const { config, publisher, metrics } = deps;
+export function createEventRoutes(deps: { config: Config; publisher: Publisher; metrics: Metrics; auth: HttpAuth; rateLimits: RateLimits; authEnabled: boolean }) {
+  const { config, publisher, metrics, rateLimits } = deps;
+  /**
+   * Charges a request to its principal's rates, as if its requests shared one connection: the body's
+   * bytes, then its events. Throws RATE_LIMITED (429 with Retry-After).
+   */
+  function charge(req: Request, who: Identity, server: Server<unknown>, bytes: number, events: number): void {
+    if (!rateLimits.enabled) return;
+    const principal = deps.authEnabled ? `sub:${who.principal}` : `ip:${server.requestIP(req)?.address ?? ""}`;
+    const client = rateLimits.httpClient(principal);
+    const refusal = rateLimits.admitBytes(client, principal, bytes) ?? rateLimits.admitEvents(client, principal, events);
+    if (!refusal) return;
+    metrics.rateLimited.inc({ transport: "http", scope: refusal.scope, unit: refusal.unit });
+    throw refusal.error;
+  }
   /** The topic policy, after the topic is known and before anything is prepared or written. */
   function authorize(who: Identity, topic: string, events: readonly unknown[]): void {
     const denied = deps.auth.authorize(who, "publish", topic, events);
@@ -22,8 +37,10 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
   }
   const limits = decodeLimits(config);
 
-  async function readBody(req: Request): Promise<unknown> {
+  /** The decoded body, once its bytes are paid for (a decode costs in proportion to them). */
+  async function readBody(req: Request, who: Identity, server: Server<unknown>): Promise<unknown> {
     const body = await bodyBytes(req);
+    charge(req, who, server, body.byteLength, 0);
     const type = req.headers.get("content-type") ?? "";
     if (!/^application\/(.+\+)?json\b/i.test(type)) {
       throw new GatewayError("UNSUPPORTED_MEDIA_TYPE", `send Content-Type: application/json (got ${type || "none"})`);
@@ -77,12 +94,13 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
   }
 
   return {
-    async publishOne(req: Request, who: Identity): Promise<Response> {
+    async publishOne(req: Request, who: Identity, server: Server<unknown>): Promise<Response> {
       const started = performance.now();
       try {
-        const event = await readBody(req);
+        const event = await readBody(req, who, server);
         const topic = publisher.topicFor(new URL(req.url).searchParams.get("topic") ?? undefined);
         authorize(who, topic, [event]);
+        charge(req, who, server, 0, 1);
         const o = await publisher.publish(publisher.prepare([event], topic, "json", "http"), "http");
         metrics.publishLatency.observe({ transport: "http" }, (performance.now() - started) / 1000);
         const err = o.errors?.[0];
@@ -93,12 +111,13 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
       }
     },
 
-    async publishBatch(req: Request, who: Identity): Promise<Response> {
+    async publishBatch(req: Request, who: Identity, server: Server<unknown>): Promise<Response> {
       const started = performance.now();
       try {
-        const batch = batchOf(await readBody(req));
+        const batch = batchOf(await readBody(req, who, server));
         const topic = publisher.topicFor(batch.topic ?? new URL(req.url).searchParams.get("topic") ?? undefined);
         authorize(who, topic, batch.events);
+        charge(req, who, server, 0, batch.events.length);
         const o = await publisher.publish(publisher.prepare(batch.events, topic, "json", "http"), "http");
         metrics.publishLatency.observe({ transport: "http" }, (performance.now() - started) / 1000);
         // 202 all published; 207 some; all failed: the first error's status (400 invalid, 503 retry…).
@@ -111,9 +130,9 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
     },
 
     /** Dry run: the same checks as a publish, nothing written. */
-    async validate(req: Request, who: Identity): Promise<Response> {
+    async validate(req: Request, who: Identity, server: Server<unknown>): Promise<Response> {
       try {
-        const body = await readBody(req);
+        const body = await readBody(req, who, server);
         const isBatch = Array.isArray(body) || (typeof body === "object" && body !== null && "events" in body);
         const batch = isBatch ? batchOf(body) : { topic: undefined, events: [body] };
         const topic = publisher.topicFor(batch.topic ?? new URL(req.url).searchParams.get("topic") ?? undefined);

@@ -6,8 +6,10 @@ export function json(body: unknown, status = 200, headers?: Record<string, strin
   return new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json", ...headers } });
 }
 
+/** Retry-After in whole seconds (its unit), rounded up from the error's hint; 1 s when it gives none. */
 export function retryAfter(err: WireError): Record<string, string> | undefined {
-  return err.retriable ? { "retry-after": "1" } : undefined;
+  if (!err.retriable) return undefined;
+  return { "retry-after": String(err.retryAfterMs === undefined ? 1 : Math.max(1, Math.ceil(err.retryAfterMs / 1000))) };
 }
 
 /** An error response: the HTTP status comes from the code's table entry, the body is the wire error. */

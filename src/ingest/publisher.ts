@@ -155,6 +155,6 @@ function readableId(event: unknown): string | undefined {
 }
 
 export function wireError(e: unknown): WireError {
-  if (isGatewayError(e)) return toWireError(e.code, e.message);
+  if (isGatewayError(e)) return toWireError(e.code, e.message, e.retryAfterMs);
   return toWireError("INTERNAL", "internal error");
 }

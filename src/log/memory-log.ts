@@ -17,8 +17,9 @@ import { MemoryPartition } from "./memory-partition";
 import { MemoryReader } from "./memory-reader";
 import { partitionForKey } from "./murmur2";
 
-// Records appended per event-loop turn at most, shared among the sources waiting.
-const APPEND_BUDGET = 5000;
+// Milliseconds of appending per event-loop turn, shared among the sources waiting: short, so that
+// the poll for other clients' frames (and their acks) comes round often.
+const APPEND_SLICE_MS = 2;
 
 export interface MemoryLogOptions {
   partitions: number;
@@ -69,16 +70,16 @@ export class MemoryLog implements EventLog {
 
   private readonly drainSlice = (): void => {
     this.scheduled = false;
-    let budget = APPEND_BUDGET;
-    while (budget > 0 && this.waiting.size > 0) {
+    const until = performance.now() + APPEND_SLICE_MS;
+    let spent = false;
+    while (!spent && this.waiting.size > 0) {
       for (const [source, queue] of this.waiting) {
         const next = queue.shift()!;
         next.resolve(this.appendNow(next.records));
-        budget -= next.records.length;
         // Served: to the back of the line (a Map iterates in insertion order).
         this.waiting.delete(source);
         if (queue.length > 0) this.waiting.set(source, queue);
-        if (budget <= 0) break;
+        if ((spent = performance.now() >= until)) break;
       }
     }
     for (const reader of this.readers) reader.notify();

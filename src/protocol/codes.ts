@@ -44,6 +44,8 @@ export const ErrorCodes = {
   SHUTTING_DOWN: { num: 2006, http: 503, retriable: true, mayBePersisted: false },
   TOO_MANY_SUBSCRIPTIONS: { num: 2007, http: 429, retriable: true, mayBePersisted: false },
   TOO_MANY_CONNECTIONS: { num: 2008, http: 503, retriable: true, mayBePersisted: false },
+  // Over a publish rate (RATE_LIMIT_*): retry after retryAfterMs (HTTP: Retry-After).
+  RATE_LIMITED: { num: 2009, http: 429, retriable: true, mayBePersisted: false },
   // 3xxx: Kafka refused the write for good (unknown topic with auto-create off, record too large…).
   KAFKA_REJECTED: { num: 3000, http: 422, retriable: false, mayBePersisted: false },
   // 5xxx: a bug on our side. Logged with detail; the client gets only the code.
@@ -61,6 +63,8 @@ export const CloseCodes = {
   INTERNAL: 1011,
   UNSUPPORTED_VERSION: 4000,
   SLOW_CONSUMER: 4001,
-  // 4400–4499: authentication. The token expired (and no refresh came) or was refused: reconnect with a new one.
+  // 4400–4499 mirror HTTP's 4xx. 4401: the token expired (and no refresh came) or was refused: reconnect with a new one.
   REAUTHENTICATE: 4401,
+  // The client kept sending into RATE_LIMITED refusals (RATE_LIMIT_CLOSE_AFTER): reconnect later, slower.
+  RATE_LIMITED: 4429,
 } as const;

@@ -3,10 +3,13 @@ import { type ErrorCode, ErrorCodes } from "./codes";
 /** The one error type that crosses module boundaries: a stable code plus a human message. */
 export class GatewayError extends Error {
   readonly code: ErrorCode;
-  constructor(code: ErrorCode, message: string) {
+  /** For RATE_LIMITED: the milliseconds after which the same request would pass. */
+  readonly retryAfterMs?: number;
+  constructor(code: ErrorCode, message: string, detail?: { retryAfterMs?: number }) {
     super(message);
     this.name = "GatewayError";
     this.code = code;
+    if (detail?.retryAfterMs !== undefined) this.retryAfterMs = detail.retryAfterMs;
   }
   get num(): number {
     return ErrorCodes[this.code].num;
@@ -27,9 +30,13 @@ export interface WireError {
   message: string;
   retriable: boolean;
   mayBePersisted: boolean;
+  /** When a retry may pass (RATE_LIMITED); absent otherwise. */
+  retryAfterMs?: number;
 }
 
-export function toWireError(code: ErrorCode, message: string): WireError {
+export function toWireError(code: ErrorCode, message: string, retryAfterMs?: number): WireError {
   const c = ErrorCodes[code];
-  return { code, num: c.num, message, retriable: c.retriable, mayBePersisted: c.mayBePersisted };
+  const err: WireError = { code, num: c.num, message, retriable: c.retriable, mayBePersisted: c.mayBePersisted };
+  if (retryAfterMs !== undefined) err.retryAfterMs = retryAfterMs;
+  return err;
 }

@@ -2,6 +2,7 @@ import type { ServerWebSocket, WebSocketHandler } from "bun";
 import type { Identity } from "../auth/authenticator";
 import { type AuthContext, ConnectionAuth } from "../auth/session";
 import type { Config } from "../config/schema";
+import type { ConnectionRate, RateLimits, Refusal } from "../limits/rate-limits";
 import { type PublishOutcome, type Publisher, wireError } from "../ingest/publisher";
 import type { Logger } from "../logger";
 import type { Metrics } from "../metrics/metrics";
@@ -23,6 +24,7 @@ import {
 import type { SubscriberConnection, SubscriptionManager } from "../subscribe/manager";
 import { peekFrameType } from "../protocol/frame-peek";
 import { createAuthFrames } from "./auth-frames";
+import { type Inbox, Ingress, inbox } from "./ingress";
 import { Outbound } from "./outbound";
 
 export interface ConnectionData {
@@ -44,6 +46,10 @@ export interface ConnectionData {
   held?: Array<string | Buffer<ArrayBuffer>> | null;
   /** Codec of the last frame, for frames the gateway sends unasked (token expiry). */
   codec?: CodecName;
+  /** Made at open: frames that arrived and wait their turn (./ingress.ts). */
+  inbox?: Inbox;
+  /** Made at open: the connection's publish rates (src/limits/rate-limits.ts). */
+  rate?: ConnectionRate;
 }
 
 /** The WebSocket side of the gateway: the handler for Bun.serve, and what a graceful stop needs. */
@@ -72,10 +78,11 @@ export function createWebSocketHandler(deps: {
   logger: Logger;
   logKind: string;
   auth: AuthContext;
+  rateLimits: RateLimits;
   /** A connection ended: its slot in the connection limits is free again. */
   onClosed?: (remote: string) => void;
 }): WebSocketEdge {
-  const { config, publisher, subscriptions, metrics, logger } = deps;
+  const { config, publisher, subscriptions, metrics, logger, rateLimits } = deps;
   const limits = decodeLimits(config);
   const sockets = new Set<ServerWebSocket<ConnectionData>>();
   const windowSpent = new GatewayError("WINDOW_EXCEEDED", `the window of ${config.PUBLISH_WINDOW} unacknowledged events is spent. Wait for acks before sending more`);
@@ -111,6 +118,23 @@ export function createWebSocketHandler(deps: {
     send(ws, frame, codec);
   }
 
+  /** Whom the principal rates charge: the token's subject, or the client address with authentication off. */
+  function principalOf(ws: ServerWebSocket<ConnectionData>): string {
+    return deps.auth.authenticator.enabled ? `sub:${ws.data.auth!.principal}` : `ip:${ws.data.remote}`;
+  }
+
+  /** Refuses a frame over a rate; a connection that keeps sending into refusals is closed. */
+  function refuseRate(ws: ServerWebSocket<ConnectionData>, codec: CodecName, refusal: Refusal, cid: number | undefined): void {
+    metrics.rateLimited.inc({ transport: "ws", scope: refusal.scope, unit: refusal.unit });
+    sendError(ws, codec, refusal.error, cid);
+    if (ws.data.rate!.refused(performance.now()) && !ws.data.closed) {
+      metrics.rateLimitCloses.inc();
+      logger.warn("connection closed: it kept sending into RATE_LIMITED refusals", { session: ws.data.session, remote: ws.data.remote, principal: ws.data.auth!.principal });
+      ws.data.outbound!.flush(true);
+      ws.close(CloseCodes.RATE_LIMITED, "rate limited: too many requests past the limit; reconnect later and honour retryAfterMs");
+    }
+  }
+
   /** The frame's correlation id if it is a valid one, so that even a malformed request gets a nack. */
   function correlationId(frame: { cid?: unknown }): number | undefined {
     const cid = frame.cid;
@@ -137,6 +161,8 @@ export function createWebSocketHandler(deps: {
       if (ws.data.inflight + events.length > config.PUBLISH_WINDOW) {
         throw new GatewayError("WINDOW_EXCEEDED", `${ws.data.inflight} events unacknowledged; the window is ${config.PUBLISH_WINDOW}. Wait for acks before sending more`);
       }
+      const limited = rateLimits.admitEvents(ws.data.rate!, principalOf(ws), events.length);
+      if (limited) return refuseRate(ws, codec, limited, req.cid);
       const prepared = publisher.prepare(events, topic, codec, "ws");
       reserved = prepared.records.length;
       ws.data.inflight += reserved;
@@ -214,8 +240,54 @@ export function createWebSocketHandler(deps: {
     send,
     sendError,
     welcome,
-    replay: (ws, raw) => handler.message!(ws, raw),
+    replay: (ws, raw) => handleFrame(ws, raw),
   });
+
+  const ingress = new Ingress<ServerWebSocket<ConnectionData>>(INGRESS, (ws) => ws.data.inbox!, (ws, raw) => handleFrame(ws, raw), () => metrics.ingressPauses.inc());
+
+  function handleFrame(ws: ServerWebSocket<ConnectionData>, raw: string | Buffer): void {
+    const codec: CodecName = typeof raw === "string" ? "json" : "msgpack";
+    if (ws.data.held && ws.data.held.length < MAX_HELD_FRAMES) {
+      ws.data.held.push(typeof raw === "string" ? raw : (Buffer.from(raw) as Buffer<ArrayBuffer>));
+      return;
+    }
+    ws.data.codec = codec;
+    const limited = rateLimits.admitBytes(ws.data.rate!, principalOf(ws), typeof raw === "string" ? raw.length : raw.byteLength);
+    if (limited) return refuseRate(ws, codec, limited, scanCid(raw));
+    if (ws.data.inflight >= config.PUBLISH_WINDOW) {
+      // The window is spent: a publish is refused before it costs a decode (see frame-peek.ts).
+      const t = peekFrameType(raw);
+      if (t === FrameType.PUBLISH || t === FrameType.PUBLISH_BATCH) return sendError(ws, codec, windowSpent, scanCid(raw));
+    }
+    let frame: unknown;
+    try {
+      frame = decodeFrame(raw, codec, limits);
+    } catch (e) {
+      // Still a request if its cid can be read: it gets its nack, so the client can settle it.
+      return sendError(ws, codec, e, scanCid(raw));
+    }
+    if (typeof frame !== "object" || frame === null || Array.isArray(frame) || frame instanceof Uint8Array || frame instanceof Date) {
+      return sendError(ws, codec, new GatewayError("INVALID_FRAME", "a frame is a map with a numeric frame type t"));
+    }
+    const f = frame as { t?: unknown; cid?: unknown };
+    if (typeof f.t !== "number") return sendError(ws, codec, new GatewayError("INVALID_FRAME", "a frame is a map with a numeric frame type t"), correlationId(f));
+    switch (f.t) {
+      case FrameType.HELLO:
+        return onHello(ws, codec, f);
+      case FrameType.PUBLISH:
+      case FrameType.PUBLISH_BATCH:
+        void onPublish(ws, codec, f as { t: number; cid?: unknown });
+        return;
+      case FrameType.SUBSCRIBE:
+      case FrameType.UNSUBSCRIBE:
+        return onSubscribe(ws, codec, f as { t: number; cid?: unknown });
+      case FrameType.REFRESH:
+        void authFrames.onRefresh(ws, codec, f, correlationId(f));
+        return;
+      default:
+        return sendError(ws, codec, new GatewayError("UNKNOWN_FRAME_TYPE", `frame type ${f.t} is not one a client sends`), correlationId(f));
+    }
+  }
 
   const handler: WebSocketHandler<ConnectionData> = {
     maxPayloadLength: config.MAX_FRAME_BYTES * 4,
@@ -235,6 +307,8 @@ export function createWebSocketHandler(deps: {
         ws.close(CloseCodes.SLOW_CONSUMER, "replies dropped: the client is not reading its acks");
       });
       ws.data.outbound = outbound;
+      ws.data.inbox = inbox();
+      ws.data.rate = rateLimits.connection();
       ws.data.auth = new ConnectionAuth(deps.auth, ws.data.session, {
         expiring: (err) => send(ws, { t: FrameType.ERROR, ...wireError(err) }, ws.data.codec ?? "json"),
         close: (reason) => {
@@ -257,50 +331,13 @@ export function createWebSocketHandler(deps: {
     },
 
     message(ws, raw) {
-      const codec: CodecName = typeof raw === "string" ? "json" : "msgpack";
-      if (ws.data.held && ws.data.held.length < MAX_HELD_FRAMES) {
-        ws.data.held.push(typeof raw === "string" ? raw : (Buffer.from(raw) as Buffer<ArrayBuffer>));
-        return;
-      }
-      ws.data.codec = codec;
-      if (ws.data.inflight >= config.PUBLISH_WINDOW) {
-        // The window is spent: a publish is refused before it costs a decode (see frame-peek.ts).
-        const t = peekFrameType(raw);
-        if (t === FrameType.PUBLISH || t === FrameType.PUBLISH_BATCH) return sendError(ws, codec, windowSpent, scanCid(raw));
-      }
-      let frame: unknown;
-      try {
-        frame = decodeFrame(raw, codec, limits);
-      } catch (e) {
-        // Still a request if its cid can be read: it gets its nack, so the client can settle it.
-        return sendError(ws, codec, e, scanCid(raw));
-      }
-      if (typeof frame !== "object" || frame === null || Array.isArray(frame) || frame instanceof Uint8Array || frame instanceof Date) {
-        return sendError(ws, codec, new GatewayError("INVALID_FRAME", "a frame is a map with a numeric frame type t"));
-      }
-      const f = frame as { t?: unknown; cid?: unknown };
-      if (typeof f.t !== "number") return sendError(ws, codec, new GatewayError("INVALID_FRAME", "a frame is a map with a numeric frame type t"), correlationId(f));
-      switch (f.t) {
-        case FrameType.HELLO:
-          return onHello(ws, codec, f);
-        case FrameType.PUBLISH:
-        case FrameType.PUBLISH_BATCH:
-          void onPublish(ws, codec, f as { t: number; cid?: unknown });
-          return;
-        case FrameType.SUBSCRIBE:
-        case FrameType.UNSUBSCRIBE:
-          return onSubscribe(ws, codec, f as { t: number; cid?: unknown });
-        case FrameType.REFRESH:
-          void authFrames.onRefresh(ws, codec, f, correlationId(f));
-          return;
-        default:
-          return sendError(ws, codec, new GatewayError("UNKNOWN_FRAME_TYPE", `frame type ${f.t} is not one a client sends`), correlationId(f));
-      }
+      ingress.offer(ws, raw as string | Buffer);
     },
 
     close(ws) {
       sockets.delete(ws);
       ws.data.closed = true;
+      ingress.closed(ws);
       ws.data.outbound!.close();
       ws.data.auth!.dispose();
       metrics.connectionsOpen.dec();
@@ -326,6 +363,10 @@ export function createWebSocketHandler(deps: {
     },
   };
 }
+
+// Frame handling per event-loop pass before frames wait their turn, and the bytes one connection may
+// have waiting before its socket is paused: a few frames of the largest size.
+const INGRESS = { sliceMs: 2, maxQueuedBytes: 4 * 1024 * 1024 };
 
 // Frames a client may pipeline behind a hello whose token is being verified; past it, they run at once
 // (and are refused HANDSHAKE_REQUIRED).

@@ -46,8 +46,8 @@ const refused: Array<[Record<string, string>, RegExp]> = [
   [{ LISTEN_ADDR: "0.0.0.0:9000" }, /^config: LISTEN_ADDR .*use HOST and PORT/],
   [{ AUTH_ENABLED: "true" }, /^config: AUTH_ENABLED .*not supported/],
   [{ JWT_SECRET: "hunter2-very-secret" }, /^config: JWT_SECRET .*not supported/],
-  [{ RATE_LIMIT_RPS: "100" }, /^config: RATE_LIMIT_RPS .*not supported/],
-  [{ RATE_LIMIT_BURST: "10" }, /^config: RATE_LIMIT_BURST .*not supported/],
+  [{ RATE_LIMIT_RPS: "100" }, /^config: RATE_LIMIT_RPS is not a setting of this gateway: use RATE_LIMIT_EVENTS/],
+  [{ RATE_LIMIT_BURST: "10" }, /^config: RATE_LIMIT_BURST is not a setting of this gateway: use RATE_LIMIT_BURST_SECONDS/],
   // The rules, not just the table: any unknown KAFKA_/GATEWAY_ name, typos and case variants of ours.
   [{ KAFKA_BROKER: "127.0.0.1:9092" }, /^config: KAFKA_BROKER .*use KAFKA_BROKERS, if that is what you meant/],
   [{ kafka_brokers: "127.0.0.1:9092" }, /^config: kafka_brokers .*use KAFKA_BROKERS/],

@@ -1,0 +1,165 @@
+/**
+ * Publish rates, per connection and per principal, in events/s and bytes/s (token buckets, see
+ * token-bucket.ts). A request over a rate is refused RATE_LIMITED with the milliseconds after which
+ * it would pass; nothing is queued for it. A connection that keeps sending into refusals, past
+ * `closeAfterRefusals` of them within 10 s, is to be closed (4429): it ignores the hints.
+ *
+ * Bytes are charged for every frame, before it is decoded (a frame costs its decode whatever it
+ * holds); events are charged for publishes, once their count is known. The principal is the token's
+ * subject with authentication on, else the client address; an HTTP client is charged as a
+ * connection of its own per principal, since it has none.
+ */
+import { GatewayError } from "../protocol/errors";
+import { TokenBucket } from "./token-bucket";
+
+export interface Rates {
+  /** 0: no limit. */
+  eventsPerSec: number;
+  bytesPerSec: number;
+}
+
+export interface RateLimitOptions {
+  connection: Rates;
+  principal: Rates;
+  /** Each bucket holds this many seconds of its rate. */
+  burstSeconds: number;
+  /** RATE_LIMITED refusals within any 10 s past which a connection is closed; 0: never. */
+  closeAfterRefusals: number;
+}
+
+type Unit = "events" | "bytes";
+export type Scope = "connection" | "principal";
+
+/** What a refusal was for, for the metric and the message. */
+export interface Refusal {
+  error: GatewayError;
+  scope: Scope;
+  unit: Unit;
+}
+
+class Buckets {
+  readonly events: TokenBucket;
+  readonly bytes: TokenBucket;
+  constructor(r: Rates, burstSeconds: number, now: number) {
+    this.events = new TokenBucket(r.eventsPerSec, Math.max(1, r.eventsPerSec * burstSeconds), now);
+    this.bytes = new TokenBucket(r.bytesPerSec, Math.max(1, r.bytesPerSec * burstSeconds), now);
+  }
+  isFull(now: number): boolean {
+    return this.events.isFull(now) && this.bytes.isFull(now);
+  }
+}
+
+const REFUSAL_WINDOW_S = 10;
+// Principals remembered at most; full buckets are forgotten first (they hold no state worth keeping).
+const MAX_PRINCIPALS = 100_000;
+const SWEEP_EVERY_MS = 10_000;
+
+/** The limits of one connection: its own buckets, and its count of refusals. */
+export class ConnectionRate {
+  readonly own: Buckets;
+  private readonly refusals: TokenBucket | null;
+
+  constructor(options: RateLimitOptions, now: number) {
+    this.own = new Buckets(options.connection, options.burstSeconds, now);
+    const n = options.closeAfterRefusals;
+    this.refusals = n > 0 ? new TokenBucket(n / REFUSAL_WINDOW_S, n, now) : null;
+  }
+
+  /** Counts a refusal; true when the connection is past its allowance and must be closed. */
+  refused(now: number): boolean {
+    if (!this.refusals) return false;
+    if (this.refusals.waitMs(now) > 0) return true;
+    this.refusals.spend(1);
+    return false;
+  }
+}
+
+/** Buckets by name (principals, HTTP clients), forgetting the ones that are full again. */
+class BucketMap<B> {
+  private readonly map = new Map<string, B>();
+  private lastSweep: number;
+
+  constructor(
+    private readonly make: (now: number) => B,
+    private readonly isFull: (b: B, now: number) => boolean,
+    now: number,
+  ) {
+    this.lastSweep = now;
+  }
+
+  get(name: string, now: number): B {
+    let b = this.map.get(name);
+    if (!b) {
+      if (now - this.lastSweep > SWEEP_EVERY_MS || this.map.size >= MAX_PRINCIPALS) this.sweep(now);
+      b = this.make(now);
+      this.map.set(name, b);
+    }
+    return b;
+  }
+
+  private sweep(now: number): void {
+    this.lastSweep = now;
+    for (const [name, b] of this.map) if (this.isFull(b, now)) this.map.delete(name);
+    // Still full of busy ones: the oldest go, which costs them at most a fresh burst.
+    for (const name of this.map.keys()) {
+      if (this.map.size < MAX_PRINCIPALS) break;
+      this.map.delete(name);
+    }
+  }
+}
+
+export class RateLimits {
+  private readonly principals: BucketMap<Buckets>;
+  private readonly httpClients: BucketMap<ConnectionRate>;
+  readonly enabled: boolean;
+
+  constructor(
+    private readonly options: RateLimitOptions,
+    private readonly clock: () => number = () => performance.now(),
+  ) {
+    const now = clock();
+    this.principals = new BucketMap((t) => new Buckets(options.principal, options.burstSeconds, t), (b, t) => b.isFull(t), now);
+    this.httpClients = new BucketMap((t) => new ConnectionRate(options, t), (c, t) => c.own.isFull(t), now);
+    const { connection: c, principal: p } = options;
+    this.enabled = c.eventsPerSec + c.bytesPerSec + p.eventsPerSec + p.bytesPerSec > 0;
+  }
+
+  connection(): ConnectionRate {
+    return new ConnectionRate(this.options, this.clock());
+  }
+
+  /** HTTP has no connection: each principal's requests share the buckets of one. */
+  httpClient(principal: string): ConnectionRate {
+    return this.httpClients.get(principal, this.clock());
+  }
+
+  /** Charges a frame's bytes; a refusal, or undefined when it may be handled. */
+  admitBytes(conn: ConnectionRate, principal: string, bytes: number): Refusal | undefined {
+    return this.admit(conn, principal, "bytes", bytes);
+  }
+
+  /** Charges a publish's events; a refusal, or undefined when it may be published. */
+  admitEvents(conn: ConnectionRate, principal: string, events: number): Refusal | undefined {
+    return this.admit(conn, principal, "events", events);
+  }
+
+  private admit(conn: ConnectionRate, principal: string, unit: Unit, cost: number): Refusal | undefined {
+    if (!this.enabled) return undefined;
+    const now = this.clock();
+    const own = conn.own[unit];
+    const shared = this.options.principal[unit === "events" ? "eventsPerSec" : "bytesPerSec"] > 0 ? this.principals.get(principal, now)[unit] : null;
+    const ownWait = own.waitMs(now);
+    const sharedWait = shared ? shared.waitMs(now) : 0;
+    if (ownWait === 0 && sharedWait === 0) {
+      own.spend(cost);
+      shared?.spend(cost);
+      return undefined;
+    }
+    const scope: Scope = ownWait >= sharedWait ? "connection" : "principal";
+    const wait = Math.max(ownWait, sharedWait);
+    const rate = scope === "connection" ? this.options.connection : this.options.principal;
+    const per = unit === "events" ? `${rate.eventsPerSec} events/s` : `${rate.bytesPerSec} bytes/s`;
+    const error = new GatewayError("RATE_LIMITED", `over the ${scope} rate of ${per}; retry in ${wait} ms`, { retryAfterMs: wait });
+    return { error, scope, unit };
+  }
+}

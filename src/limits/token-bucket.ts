@@ -1,0 +1,43 @@
+/**
+ * A token bucket that may go into debt: a request passes whenever the bucket is not empty and then
+ * pays all it costs, so a batch larger than the burst is still possible (it just has to be paid back
+ * before the next). Refills continuously from the clock it is given; no timers.
+ */
+export class TokenBucket {
+  private tokens: number;
+  private last: number;
+
+  constructor(
+    /** Tokens per second; 0 means no limit. */
+    private readonly rate: number,
+    private readonly burst: number,
+    now: number,
+  ) {
+    this.tokens = burst;
+    this.last = now;
+  }
+
+  /** 0 when a request may pass now, else the milliseconds until it may (at least 1). */
+  waitMs(now: number): number {
+    if (this.rate === 0) return 0;
+    this.refill(now);
+    return this.tokens > 0 ? 0 : Math.max(1, Math.ceil(((1 - this.tokens) * 1000) / this.rate));
+  }
+
+  /** Pays for a request that passed `waitMs`. */
+  spend(cost: number): void {
+    if (this.rate !== 0) this.tokens -= cost;
+  }
+
+  /** Whether the bucket is full again, so it holds nothing worth keeping it for. */
+  isFull(now: number): boolean {
+    this.refill(now);
+    return this.tokens >= this.burst;
+  }
+
+  private refill(now: number): void {
+    const elapsed = now - this.last;
+    this.last = now;
+    if (elapsed > 0) this.tokens = Math.min(this.burst, this.tokens + (elapsed * this.rate) / 1000);
+  }
+}

@@ -1,0 +1,129 @@
+/**
+ * Fair scheduling of what clients send. uWebSockets hands over every frame a read brought in, at
+ * once: a client that pipelines fifty 100-event batches has them all decoded, validated and handed to
+ * the log before another client's single frame, read in the same poll, gets a look in. On two cores
+ * that made a quiet client's ack wait 50–90 ms behind a flooder.
+ *
+ * So the work done on frames is metered. Each pass of the event loop may spend `sliceMs` on frames as
+ * they arrive; past it, frames wait in their connection's inbox, and the next pass serves the inboxes
+ * round-robin, one frame per connection in turn, again for at most `sliceMs`. A connection whose
+ * inbox holds more than `maxQueuedBytes` is paused (uWebSockets stops reading its socket, so the
+ * client meets TCP backpressure and memory stays bounded) until its inbox is empty again. Frames of
+ * one connection are always handled in the order they arrived.
+ */
+
+/** What the scheduler needs of a socket: Bun's ServerWebSocket, seen narrowly. */
+export interface IngressSocket {
+  pause(): void;
+  resume(): void;
+}
+
+export type RawFrame = string | Buffer;
+
+/** One connection's waiting frames; kept on the connection, created by `inbox()`. */
+export interface Inbox {
+  frames: RawFrame[];
+  head: number;
+  bytes: number;
+  paused: boolean;
+  closed: boolean;
+}
+
+export interface IngressOptions {
+  /** Milliseconds of frame handling per event-loop pass before frames start to wait their turn. */
+  sliceMs: number;
+  /** Bytes one connection may have waiting before its socket stops being read. */
+  maxQueuedBytes: number;
+}
+
+export function inbox(): Inbox {
+  return { frames: [], head: 0, bytes: 0, paused: false, closed: false };
+}
+
+const sizeOf = (raw: RawFrame) => (typeof raw === "string" ? raw.length : raw.byteLength);
+
+export class Ingress<S extends IngressSocket> {
+  /** Connections with frames waiting, in the order they are served (a Set iterates in insertion order). */
+  private readonly waiting = new Set<S>();
+  private spentMs = 0;
+  private armed = false;
+
+  constructor(
+    private readonly options: IngressOptions,
+    private readonly inboxOf: (socket: S) => Inbox,
+    /** Handles one frame; must not throw. */
+    private readonly handle: (socket: S, raw: RawFrame) => void,
+    /** Told each time a socket is paused. */
+    private readonly onPause: () => void = () => {},
+  ) {}
+
+  /** A frame arrived: handled now if this pass has time left and nothing of the connection waits. */
+  offer(socket: S, raw: RawFrame): void {
+    const box = this.inboxOf(socket);
+    if (box.closed) return;
+    if (box.head === box.frames.length && this.spentMs < this.options.sliceMs) return this.run(socket, raw);
+    box.frames.push(raw);
+    box.bytes += sizeOf(raw);
+    this.waiting.add(socket);
+    if (!box.paused && box.bytes > this.options.maxQueuedBytes) {
+      box.paused = true;
+      this.onPause();
+      socket.pause();
+    }
+    this.arm();
+  }
+
+  /** The connection is gone: what it sent and was not handled yet is dropped with it. */
+  closed(socket: S): void {
+    const box = this.inboxOf(socket);
+    box.closed = true;
+    box.frames = [];
+    box.head = 0;
+    box.bytes = 0;
+    box.paused = false;
+    this.waiting.delete(socket);
+  }
+
+  private run(socket: S, raw: RawFrame): void {
+    const started = performance.now();
+    this.handle(socket, raw);
+    this.spentMs += performance.now() - started;
+    this.arm();
+  }
+
+  /** The next pass of the event loop starts a fresh slice (and serves the inboxes, if any wait). */
+  private arm(): void {
+    if (this.armed) return;
+    this.armed = true;
+    setImmediate(this.pass);
+  }
+
+  private readonly pass = (): void => {
+    this.armed = false;
+    this.spentMs = 0;
+    while (this.waiting.size > 0 && this.spentMs < this.options.sliceMs) {
+      for (const socket of this.waiting) {
+        const box = this.inboxOf(socket);
+        const raw = box.frames[box.head]!;
+        box.frames[box.head++] = undefined as unknown as RawFrame; // released as soon as handled
+        box.bytes -= sizeOf(raw);
+        this.waiting.delete(socket);
+        if (box.head === box.frames.length) {
+          box.frames = [];
+          box.head = 0;
+        } else {
+          this.waiting.add(socket); // to the back of the line
+        }
+        this.run(socket, raw);
+        if (box.head === 0 && box.paused && !box.closed) {
+          box.paused = false;
+          socket.resume();
+        }
+        if (this.spentMs >= this.options.sliceMs) break;
+      }
+    }
+    // Frames arriving in this pass's poll get a slice of their own.
+    this.spentMs = 0;
+    if (this.waiting.size > 0) this.arm();
+  };
+}

@@ -1,0 +1,132 @@
+import { afterAll, expect, test } from "bun:test";
+import { type GatewayProcess, startGateway } from "../support/gateway";
+import { type Frame, GatewayClient } from "../support/ws-client";
+import { SECRET, helloWith, hsToken } from "../auth/support";
+
+/**
+ * Token-bucket publish rates (src/limits/rate-limits.ts) over real sockets: per connection and per
+ * principal, in events/s and bytes/s, refused RATE_LIMITED with a retry hint, and a connection that
+ * keeps sending into refusals closed with 4429. Every request gets exactly one reply, and a control
+ * connection of another principal is never refused.
+ */
+const gateways: GatewayProcess[] = [];
+afterAll(async () => {
+  for (const g of gateways) await g.stop();
+}, 60_000);
+
+async function gateway(env: Record<string, string>): Promise<GatewayProcess> {
+  const gw = await startGateway({ KAFKA_BROKERS: "", RATE_LIMIT_BURST_SECONDS: "1", ...env });
+  gateways.push(gw);
+  return gw;
+}
+
+const events = (n: number) => Array.from({ length: n }, (_, i) => ({ type: "rate", data: { i } }));
+
+/** Sends `frames` batches of `perFrame` events at once; resolves with every reply. */
+async function burst(c: GatewayClient, frames: number, perFrame: number): Promise<Frame[]> {
+  return Promise.all(Array.from({ length: frames }, () => c.publishBatch(events(perFrame))));
+}
+
+const metric = async (gw: GatewayProcess, re: RegExp) => re.exec(await (await fetch(`${gw.url}/metrics`)).text());
+
+test("over the connection's events/s a publish is refused RATE_LIMITED with retryAfterMs, and passes after it", async () => {
+  const gw = await gateway({ RATE_LIMIT_EVENTS: "1000", RATE_LIMIT_CLOSE_AFTER: "0" });
+  const c = await GatewayClient.connect(gw.wsUrl);
+  const replies = await burst(c, 40, 100); // 4,000 events against a bucket of 1,000
+  expect(replies).toHaveLength(40);
+  const acked = replies.filter((r) => r.t === 22 && !r.errors);
+  const limited = replies.filter((r) => r.t === 21 && r.code === "RATE_LIMITED");
+  expect(acked.length + limited.length).toBe(40);
+  // The bucket holds one second: about 1,000 events pass (a request may overdraw it once).
+  expect(acked.length).toBeGreaterThanOrEqual(9);
+  expect(acked.length).toBeLessThanOrEqual(15);
+  const hint = limited[0]!;
+  expect(hint).toMatchObject({ retriable: true, num: 2009 });
+  expect(hint.retryAfterMs).toBeGreaterThan(0);
+  expect(hint.retryAfterMs).toBeLessThanOrEqual(1100);
+  await Bun.sleep(Math.max(...limited.map((r) => r.retryAfterMs)) + 50);
+  expect(await c.publishBatch(events(10))).toMatchObject({ t: 22 });
+  // Another connection has its own bucket.
+  const other = await GatewayClient.connect(gw.wsUrl);
+  expect(await other.publishBatch(events(100))).toMatchObject({ t: 22 });
+  expect((await metric(gw, /gateway_rate_limited_total\{transport="ws",scope="connection",unit="events"\} (\d+)/))?.[1]).toBe(String(limited.length));
+  c.close();
+  other.close();
+}, 60_000);
+
+test("bytes/s are charged for every frame before it is decoded, whatever it is", async () => {
+  const gw = await gateway({ RATE_LIMIT_BYTES: "20000", RATE_LIMIT_CLOSE_AFTER: "0" });
+  const c = await GatewayClient.connect(gw.wsUrl);
+  const big = { type: "bytes", data: { pad: "x".repeat(5000) } };
+  const replies = await Promise.all(Array.from({ length: 20 }, () => c.publish(big)));
+  const limited = replies.filter((r) => r.code === "RATE_LIMITED");
+  expect(limited.length).toBeGreaterThan(10);
+  expect(replies.filter((r) => r.t === 20).length).toBeGreaterThan(0);
+  // A malformed frame whose cid is readable is refused for its bytes too, with exactly one reply.
+  const bad = await c.request({ t: 10, event: { nope: true } });
+  expect(bad).toMatchObject({ t: 21, code: "RATE_LIMITED" });
+  c.close();
+}, 60_000);
+
+test("a connection that keeps sending into refusals is closed with 4429; a control connection is never refused", async () => {
+  const gw = await gateway({ RATE_LIMIT_EVENTS: "500", RATE_LIMIT_CLOSE_AFTER: "50" });
+  const control = await GatewayClient.connect(gw.wsUrl);
+  const controlReplies: Frame[] = [];
+  let running = true;
+  const pump = (async () => {
+    while (running) {
+      controlReplies.push(await control.publish({ type: "control" }));
+      await Bun.sleep(10);
+    }
+  })();
+  const flooder = await GatewayClient.connect(gw.wsUrl);
+  const replies: Frame[] = [];
+  for (let i = 0; i < 400; i++) void flooder.publishBatch(events(10)).then((r) => replies.push(r));
+  const closed = await Promise.race([flooder.closed, Bun.sleep(10_000).then(() => null)]);
+  expect(closed).toMatchObject({ code: 4429 });
+  // Up to the close, each request had its one reply: acks, then refusals.
+  expect(replies.some((r) => r.code === "RATE_LIMITED")).toBe(true);
+  expect(replies.every((r) => r.t === 22 || r.code === "RATE_LIMITED")).toBe(true);
+  await Bun.sleep(200);
+  running = false;
+  await pump;
+  expect(controlReplies.length).toBeGreaterThan(5);
+  expect(controlReplies.every((r) => r.t === 20)).toBe(true);
+  expect((await metric(gw, /gateway_rate_limit_closes_total (\d+)/))?.[1]).toBe("1");
+  expect(gw.lines.some((l) => l.includes("RATE_LIMITED refusals"))).toBe(true);
+  control.close();
+}, 60_000);
+
+test("a principal's rate is shared by all its connections; another principal has its own", async () => {
+  const gw = await gateway({ AUTH_JWT_SECRET: SECRET, RATE_LIMIT_EVENTS: "0", RATE_LIMIT_BYTES: "0", RATE_LIMIT_PRINCIPAL_EVENTS: "1000", RATE_LIMIT_CLOSE_AFTER: "0" });
+  const grants = { kgw: { publish: ["*"], subscribe: ["*"] } };
+  const a1 = (await helloWith(gw.wsUrl, await hsToken({ sub: "alice", ...grants }))).c;
+  const a2 = (await helloWith(gw.wsUrl, await hsToken({ sub: "alice", ...grants }))).c;
+  const bob = (await helloWith(gw.wsUrl, await hsToken({ sub: "bob", ...grants }))).c;
+  const [r1, r2] = await Promise.all([burst(a1, 10, 100), burst(a2, 10, 100)]);
+  const passed = [...r1, ...r2].filter((r) => r.t === 22).length;
+  expect(passed).toBeGreaterThanOrEqual(9);
+  expect(passed).toBeLessThanOrEqual(13);
+  expect([...r1, ...r2].filter((r) => r.code === "RATE_LIMITED")[0]!.message).toContain("principal");
+  const rb = await burst(bob, 9, 100);
+  expect(rb.every((r) => r.t === 22)).toBe(true);
+  for (const c of [a1, a2, bob]) c.close();
+}, 60_000);
+
+test("HTTP: over the rate a request gets 429 with Retry-After and a RATE_LIMITED body", async () => {
+  const gw = await gateway({ RATE_LIMIT_EVENTS: "50" });
+  const post = () => fetch(`${gw.url}/api/v1/events/batch`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ events: events(10) }) });
+  const statuses: number[] = [];
+  let refused: Response | undefined;
+  for (let i = 0; i < 20; i++) {
+    const r = await post();
+    statuses.push(r.status);
+    if (r.status === 429 && !refused) refused = r;
+    else await r.arrayBuffer();
+  }
+  expect(statuses.filter((s) => s === 202).length).toBeGreaterThanOrEqual(5);
+  expect(statuses.filter((s) => s === 202).length).toBeLessThanOrEqual(8);
+  expect(refused).toBeDefined();
+  expect(Number(refused!.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+  expect(await refused!.json()).toMatchObject({ error: { code: "RATE_LIMITED", retriable: true, retryAfterMs: expect.any(Number) } });
+}, 60_000);
