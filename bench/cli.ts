@@ -14,8 +14,9 @@ import { s3runtimes } from "./scenarios/s3-runtimes";
 import { s4 } from "./scenarios/s4-fanout";
 import { s5 } from "./scenarios/s5-connections";
 import { s6 } from "./scenarios/s6-naive";
+import { s7 } from "./scenarios/s7-flood";
 
-const scenarios: Scenario[] = [s0, s1, s2, s2ffi, s3, s3runtimes, scaling, s4, s5, s6, load];
+const scenarios: Scenario[] = [s0, s1, s2, s2ffi, s3, s3runtimes, scaling, s4, s5, s6, s7, load];
 
 const [name, ...argv] = process.argv.slice(2);
 const chosen = name === "all" ? scenarios.filter((s) => s !== load) : scenarios.filter((s) => s.name === name);

@@ -97,6 +97,7 @@ export function createLog(config: Config, logger: Logger, metrics: Metrics): Eve
 
 function rateLimitOptions(config: Config): RateLimitOptions {
   return {
+    connectsPerSecPerIp: config.CONNECTION_RATE_PER_IP,
     connection: { eventsPerSec: config.RATE_LIMIT_EVENTS, bytesPerSec: config.RATE_LIMIT_BYTES },
     principal: { eventsPerSec: config.RATE_LIMIT_PRINCIPAL_EVENTS, bytesPerSec: config.RATE_LIMIT_PRINCIPAL_BYTES },
     burstSeconds: config.RATE_LIMIT_BURST_SECONDS,
@@ -171,9 +172,15 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   /** The WebSocket upgrade: refused while draining, on a bad token, or past the connection caps. */
   async function upgrade(req: Request, srv: Server<ConnectionData>): Promise<Response | undefined> {
     if (draining) return error("SHUTTING_DOWN", "the gateway is shutting down");
+    const remote = srv.requestIP(req)?.address ?? "";
+    // The cheapest check first: a reconnect loop must not buy token verifications.
+    const tooFast = rateLimits.admitConnection(remote);
+    if (tooFast) {
+      metrics.rateLimited.inc({ transport: "ws", scope: tooFast.scope, unit: tooFast.unit });
+      return errorResponse(wireError(tooFast.error));
+    }
     const auth = await authenticateUpgrade(req, authenticator, audit);
     if (auth instanceof Response) return auth;
-    const remote = srv.requestIP(req)?.address ?? "";
     const refused = connectionLimiter.acquire(remote);
     if (refused) {
       metrics.connectionsRefused.inc();

@@ -59,6 +59,7 @@ export const settings = {
   MAX_SUBSCRIPTIONS_PER_CONNECTION: int(1, 100_000).default(100).describe("Subscriptions one connection may hold"),
   MAX_CONNECTIONS: int(0, 10_000_000).default(0).describe("WebSocket connections one instance accepts (0: as many as the open-files limit safely allows); past it, TOO_MANY_CONNECTIONS"),
   MAX_CONNECTIONS_PER_IP: int(1, 10_000_000).default(1000).describe("WebSocket connections from one client address; past it, TOO_MANY_CONNECTIONS"),
+  CONNECTION_RATE_PER_IP: int(0, 1_000_000).default(200).describe("New WebSocket connections per second one client address may open (a burst of RATE_LIMIT_BURST_SECONDS of it); over it, the upgrade gets 429 RATE_LIMITED with Retry-After. 0: no limit"),
   RATE_LIMIT_EVENTS: int(0, 100_000_000).default(100_000).describe("Events/s one connection may publish (HTTP: one principal's requests together); over it, RATE_LIMITED with retryAfterMs. 0: no limit"),
   RATE_LIMIT_BYTES: int(0, 10 * 1024 * 1024 * 1024).default(64 * 1024 * 1024).describe("Frame bytes/s one connection may send, every frame counted before it is decoded (HTTP: body bytes per principal); over it, RATE_LIMITED. 0: no limit"),
   RATE_LIMIT_PRINCIPAL_EVENTS: int(0, 100_000_000).default(0).describe("Events/s one principal (the token's subject; the client address with authentication off) may publish over all its connections and requests. 0: no limit"),

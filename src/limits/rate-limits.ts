@@ -19,6 +19,8 @@ export interface Rates {
 }
 
 export interface RateLimitOptions {
+  /** New WebSocket connections per second from one client address; 0: no limit. */
+  connectsPerSecPerIp: number;
   connection: Rates;
   principal: Rates;
   /** Each bucket holds this many seconds of its rate. */
@@ -34,7 +36,7 @@ export type Scope = "connection" | "principal";
 export interface Refusal {
   error: GatewayError;
   scope: Scope;
-  unit: Unit;
+  unit: Unit | "connections";
 }
 
 class Buckets {
@@ -111,6 +113,7 @@ class BucketMap<B> {
 export class RateLimits {
   private readonly principals: BucketMap<Buckets>;
   private readonly httpClients: BucketMap<ConnectionRate>;
+  private readonly connects: BucketMap<TokenBucket>;
   readonly enabled: boolean;
 
   constructor(
@@ -120,6 +123,8 @@ export class RateLimits {
     const now = clock();
     this.principals = new BucketMap((t) => new Buckets(options.principal, options.burstSeconds, t), (b, t) => b.isFull(t), now);
     this.httpClients = new BucketMap((t) => new ConnectionRate(options, t), (c, t) => c.own.isFull(t), now);
+    const connects = options.connectsPerSecPerIp;
+    this.connects = new BucketMap((t) => new TokenBucket(connects, Math.max(1, connects * options.burstSeconds), t), (b, t) => b.isFull(t), now);
     const { connection: c, principal: p } = options;
     this.enabled = c.eventsPerSec + c.bytesPerSec + p.eventsPerSec + p.bytesPerSec > 0;
   }
@@ -131,6 +136,23 @@ export class RateLimits {
   /** HTTP has no connection: each principal's requests share the buckets of one. */
   httpClient(principal: string): ConnectionRate {
     return this.httpClients.get(principal, this.clock());
+  }
+
+  /**
+   * Charges a new WebSocket connection to its client address, before anything else is done for the
+   * upgrade: a client reconnecting in a loop costs a handshake, a hello and a close each time.
+   */
+  admitConnection(ip: string): Refusal | undefined {
+    const rate = this.options.connectsPerSecPerIp;
+    if (rate === 0) return undefined;
+    const bucket = this.connects.get(ip, this.clock());
+    const wait = bucket.waitMs(this.clock());
+    if (wait === 0) {
+      bucket.spend(1);
+      return undefined;
+    }
+    const error = new GatewayError("RATE_LIMITED", `over the rate of ${rate} new connections/s from one address; retry in ${wait} ms`, { retryAfterMs: wait });
+    return { error, scope: "connection", unit: "connections" };
   }
 
   /** Charges a frame's bytes; a refusal, or undefined when it may be handled. */

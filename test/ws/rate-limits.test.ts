@@ -130,3 +130,24 @@ test("HTTP: over the rate a request gets 429 with Retry-After and a RATE_LIMITED
   expect(Number(refused!.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
   expect(await refused!.json()).toMatchObject({ error: { code: "RATE_LIMITED", retriable: true, retryAfterMs: expect.any(Number) } });
 }, 60_000);
+
+test("new connections per address are rate-limited before the upgrade: 429 RATE_LIMITED with Retry-After", async () => {
+  const gw = await gateway({ CONNECTION_RATE_PER_IP: "20" });
+  const upgrade = () =>
+    fetch(gw.url + "/ws", { headers: { Upgrade: "websocket", Connection: "Upgrade", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version": "13" } });
+  const statuses: number[] = [];
+  let refused: Response | undefined;
+  for (let i = 0; i < 40; i++) {
+    const r = await upgrade();
+    statuses.push(r.status);
+    if (r.status === 429 && !refused) refused = r;
+  }
+  expect(statuses.filter((s) => s === 101).length).toBeGreaterThanOrEqual(20);
+  expect(statuses.filter((s) => s === 101).length).toBeLessThanOrEqual(25);
+  expect(refused!.headers.get("retry-after")).toBe("1");
+  expect(await refused!.json()).toMatchObject({ error: { code: "RATE_LIMITED", retryAfterMs: expect.any(Number) } });
+  await Bun.sleep(1100);
+  const c = await GatewayClient.connect(gw.wsUrl);
+  expect(await c.publish({ type: "after" })).toMatchObject({ t: 20 });
+  c.close();
+}, 60_000);

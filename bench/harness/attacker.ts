@@ -1,0 +1,118 @@
+/**
+ * One hostile client for the flood-isolation bench (bench/scenarios/s7-flood.ts), in a process of
+ * its own so that its CPU is its own:
+ *   bun bench/harness/attacker.ts <flood|connect|malformed> WS_URL SECONDS
+ * Prints one JSON line at the end: what it sent and what it got back, by kind and code.
+ *
+ * - flood: pipelines 100-event batches without waiting for acks, 20 at a time, as fast as it can.
+ * - connect: opens connections as fast as it can (64 handshakes at once), says hello, closes.
+ * - malformed: sends frames that do not decode (bad msgpack, bad JSON, truncated, wrong types), with
+ *   correlation ids where a reader could find one, as fast as the replies come back.
+ */
+import { Packr, Unpackr } from "msgpackr";
+
+const [mode, url, seconds] = process.argv.slice(2);
+const until = Date.now() + Number(seconds) * 1000;
+const counts: Record<string, number> = {};
+const count = (k: string, n = 1) => void (counts[k] = (counts[k] ?? 0) + n);
+const packr = new Packr({ useRecords: false });
+const unpackr = new Unpackr({ useRecords: false, int64AsType: "number" });
+
+function open(): Promise<WebSocket> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url!);
+    ws.binaryType = "arraybuffer";
+    ws.onopen = () => resolve(ws);
+    ws.onerror = () => reject(new Error("connect failed"));
+  });
+}
+
+function replyKind(data: unknown): string {
+  try {
+    const f = typeof data === "string" ? JSON.parse(data) : unpackr.unpack(new Uint8Array(data as ArrayBuffer));
+    return f.code ? `${f.t}:${f.code}` : String(f.t);
+  } catch {
+    return "undecodable";
+  }
+}
+
+async function flood(): Promise<void> {
+  const ws = await open();
+  ws.send(packr.pack({ t: 1, v: 1 }));
+  ws.onmessage = (m) => count(`reply ${replyKind(m.data)}`);
+  const closed = new Promise<void>((r) => (ws.onclose = (e) => (count(`closed ${e.code}`), r())));
+  const events = Array.from({ length: 100 }, (_, i) => ({ type: "flood", key: `k${i % 16}`, data: { i, pad: "x".repeat(100) } }));
+  let cid = 1;
+  while (Date.now() < until && ws.readyState === WebSocket.OPEN) {
+    for (let i = 0; i < 20; i++) ws.send(packr.pack({ t: 11, cid: cid++, events }));
+    count("sent", 20);
+    await Bun.sleep(0);
+  }
+  ws.close();
+  await Promise.race([closed, Bun.sleep(2000)]);
+}
+
+async function connect(): Promise<void> {
+  const one = async () => {
+    try {
+      const ws = await open();
+      ws.send(packr.pack({ t: 1, v: 1 }));
+      await new Promise<void>((r) => {
+        ws.onmessage = () => r();
+        ws.onclose = () => r();
+        setTimeout(r, 5000);
+      });
+      ws.close();
+      count("opened");
+    } catch {
+      count("refused");
+    }
+  };
+  const lanes = Array.from({ length: 64 }, async () => {
+    while (Date.now() < until) await one();
+  });
+  await Promise.all(lanes);
+}
+
+async function malformed(): Promise<void> {
+  let ws = await open();
+  let inflight = 0;
+  const attach = (s: WebSocket) => {
+    s.onmessage = (m) => {
+      inflight--;
+      count(`reply ${replyKind(m.data)}`);
+    };
+    s.onclose = (e) => count(`closed ${e.code}`);
+  };
+  attach(ws);
+  let cid = 1;
+  const bad = (): string | Uint8Array => {
+    const c = cid++;
+    switch (c % 6) {
+      case 0: return new Uint8Array([0x82, 0xa1, 0x74, 0x0a, 0xa3, 0x63, 0x69, 0x64, 0xce, 0, 0, c >> 8, c & 0xff, 0xdc, 0xff, 0xff]); // a whole frame, then bytes after it
+      case 1: return `{"t":10,"cid":${c},"event":{"type":"x",`; // truncated JSON
+      case 2: return packr.pack({ t: 10, cid: c, event: { type: 42 } }); // wrong type
+      case 3: return new Uint8Array(Array.from({ length: 64 }, (_, i) => (i * 37 + c) & 0xff)); // noise
+      case 4: return `{"t":10,"cid":${c},"event":${"[".repeat(200)}`; // deep and unterminated
+      default: return packr.pack({ t: 99, cid: c }); // unknown frame type
+    }
+  };
+  while (Date.now() < until) {
+    if (ws.readyState !== WebSocket.OPEN) {
+      ws = await open().catch(() => ws);
+      attach(ws);
+      inflight = 0;
+    }
+    while (inflight < 256 && ws.readyState === WebSocket.OPEN) {
+      ws.send(bad());
+      inflight++;
+      count("sent");
+    }
+    await Bun.sleep(1);
+  }
+  ws.close();
+}
+
+await { flood, connect, malformed }[mode as "flood"]();
+console.log(JSON.stringify({ mode, counts }));
+process.exit(0);

@@ -1,0 +1,115 @@
+import { resolve } from "node:path";
+import { Packr, Unpackr } from "msgpackr";
+import { ConfigSchema } from "../../src/config/schema";
+import { LatencyHistogram } from "../harness/histogram";
+import { numberArg, parseBenchArgs } from "../harness/options";
+import { CpuMeter, rssBytes } from "../harness/processes";
+import { type RunReport, machine } from "../harness/report";
+import type { Scenario } from "../harness/scenario";
+import { Stack } from "../harness/stack";
+
+/**
+ * S7: flood isolation. A control connection publishes one event every `--interval` ms and records
+ * its ack latency, first alone, then while three hostile clients run, each in its own process: one
+ * flooding publishes (pipelined 100-event batches, never waiting), one opening connections as fast
+ * as it can, one sending malformed frames. The gateway runs with its default limits. Reported: the
+ * control's p50/p99 quiet and under attack, their ratio, and whether any control request was lost.
+ */
+const ATTACKER = resolve(import.meta.dir, "../harness/attacker.ts");
+const packr = new Packr({ useRecords: false });
+const unpackr = new Unpackr({ useRecords: false, int64AsType: "number" });
+const DEFAULTS = ConfigSchema.parse({});
+
+interface ControlResult {
+  histogram: LatencyHistogram;
+  sent: number;
+  acked: number;
+  failed: Record<string, number>;
+}
+
+/** One connection, one publish at a time, paced: its latency is what a quiet client sees. */
+async function control(url: string, seconds: number, intervalMs: number): Promise<ControlResult> {
+  const ws = new WebSocket(url);
+  ws.binaryType = "arraybuffer";
+  await new Promise<void>((r, j) => ((ws.onopen = () => r()), (ws.onerror = () => j(new Error("control could not connect")))));
+  const replies = new Map<number, (f: Record<string, unknown>) => void>();
+  let welcome: (() => void) | undefined;
+  ws.onmessage = (m) => {
+    const f = unpackr.unpack(new Uint8Array(m.data as ArrayBuffer));
+    if (f.t === 2) return welcome?.();
+    replies.get(f.cid)?.(f);
+    replies.delete(f.cid);
+  };
+  await new Promise<void>((r) => ((welcome = r), ws.send(packr.pack({ t: 1, v: 1 }))));
+  const out: ControlResult = { histogram: new LatencyHistogram(), sent: 0, acked: 0, failed: {} };
+  const until = performance.now() + seconds * 1000;
+  for (let cid = 1; performance.now() < until; cid++) {
+    const t0 = performance.now();
+    const answered = new Promise<Record<string, unknown>>((r) => replies.set(cid, r));
+    ws.send(packr.pack({ t: 10, cid, topic: "s7-control", event: { type: "control", data: { cid } } }));
+    const reply = await Promise.race([answered, Bun.sleep(30_000).then(() => ({ t: -1, code: "NO_REPLY" }))]);
+    out.sent++;
+    if (reply.t === 20) {
+      out.acked++;
+      out.histogram.record((performance.now() - t0) * 1000);
+    } else out.failed[String(reply.code)] = (out.failed[String(reply.code)] ?? 0) + 1;
+    const rest = intervalMs - (performance.now() - t0);
+    if (rest > 0) await Bun.sleep(rest);
+  }
+  ws.close();
+  return out;
+}
+
+export const s7: Scenario = {
+  name: "s7",
+  title: "flood isolation: a control connection's ack latency, quiet and under three hostile clients",
+  async run(argv) {
+    const { common: o, own } = parseBenchArgs(argv, "bun run bench -- s7 [options]", {
+      interval: { type: "string", default: "10", help: "ms between the control's publishes" },
+      kafka: { type: "boolean", default: false, help: "run on a local Kafka broker instead of the embedded log" },
+      attackers: { type: "string", default: "flood,connect,malformed", help: "which hostile clients run, comma-separated" },
+    }, { duration: "10" });
+    const interval = numberArg("interval", own.interval, { min: 1 });
+    const attackers = String(own.attackers).split(",").filter(Boolean);
+    const stack = await Stack.create({ url: o.url, brokers: o.brokers, kafka: Boolean(own.kafka) });
+    const startedAt = new Date().toISOString();
+    const runs: RunReport[] = [];
+    const figures: Record<string, number | string> = {};
+    try {
+      // The limits a deployment has by default: the stack lifts the rates for capacity benchmarks.
+      const url = await stack.startGateway({ RATE_LIMIT_EVENTS: String(DEFAULTS.RATE_LIMIT_EVENTS), RATE_LIMIT_BYTES: String(DEFAULTS.RATE_LIMIT_BYTES), CONNECTION_RATE_PER_IP: String(DEFAULTS.CONNECTION_RATE_PER_IP), KAFKA_WORKERS: String(o.workers) });
+      await control(url, 2, interval); // warm-up: JIT, topic creation
+      const quietCpu = new CpuMeter(stack.groups());
+      quietCpu.start();
+      const quiet = await control(url, o.duration, interval);
+      runs.push({ label: "control, quiet", figures: { sent: quiet.sent, acked: quiet.acked }, latency: quiet.histogram.summaryMs(), curve: quiet.histogram.curveMs(), cpu: quietCpu.stop() });
+
+      const procs = attackers.map((mode) => Bun.spawn([process.execPath, ATTACKER, mode, url, String(o.duration + 2)], { stdout: "pipe", stderr: "inherit" }));
+      await Bun.sleep(1000); // the attack is under way before the control measures
+      const cpu = new CpuMeter({ ...stack.groups(), attackers: () => procs.map((p) => p.pid) });
+      cpu.start();
+      const rssBefore = stack.gateway ? rssBytes(stack.gateway.proc.pid) : 0;
+      let rssPeak = rssBefore;
+      const sampler = setInterval(() => stack.gateway && (rssPeak = Math.max(rssPeak, rssBytes(stack.gateway.proc.pid))), 200);
+      const attacked = await control(url, o.duration, interval);
+      clearInterval(sampler);
+      const cpuSplit = cpu.stop();
+      const outcomes = await Promise.all(procs.map(async (p) => JSON.parse((await new Response(p.stdout).text()).trim().split("\n").at(-1) || "{}")));
+      runs.push({ label: "control, under attack", figures: { sent: attacked.sent, acked: attacked.acked, ...Object.fromEntries(Object.entries(attacked.failed).map(([k, v]) => [`failed ${k}`, v])) }, latency: attacked.histogram.summaryMs(), curve: attacked.histogram.curveMs(), cpu: cpuSplit });
+      for (const a of outcomes) runs.push({ label: `attacker ${a.mode}`, figures: a.counts ?? {} });
+
+      const q = quiet.histogram.summaryMs();
+      const a = attacked.histogram.summaryMs();
+      figures["control p50 quiet → attacked (ms)"] = `${q.p50} → ${a.p50}`;
+      figures["control p99 quiet → attacked (ms)"] = `${q.p99} → ${a.p99}`;
+      figures["p99 attacked / quiet"] = Number((a.p99 / q.p99).toFixed(2));
+      figures["p50 attacked / quiet"] = Number((a.p50 / q.p50).toFixed(2));
+      figures["target p99 within 2x of quiet"] = a.p99 <= 2 * q.p99 ? "met" : "not met";
+      figures["control requests lost"] = attacked.sent - attacked.acked;
+      if (rssBefore) figures["gateway RSS before → peak (MiB)"] = `${(rssBefore / 2 ** 20).toFixed(0)} → ${(rssPeak / 2 ** 20).toFixed(0)}`;
+    } finally {
+      await stack.stop();
+    }
+    return { scenario: "s7", title: s7.title, machine: machine(), startedAt, figures, runs, notes: [`attackers: ${attackers.join(", ")}; control every ${interval} ms for ${o.duration} s; ${own.kafka ? "Kafka" : "embedded log"}`] };
+  },
+};
