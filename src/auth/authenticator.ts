@@ -14,6 +14,9 @@ export interface Identity {
 
 export const ANONYMOUS: Identity = Object.freeze({ principal: "anonymous", expiresAt: Infinity, grants: ALL });
 
+const MAX_TOKEN_CHARS = 16 * 1024;
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
+
 // Header parameters that name a key: trusting them lets the token choose what verifies it.
 const KEY_IN_TOKEN = ["jku", "jwk", "x5u", "x5c"] as const;
 
@@ -46,6 +49,11 @@ export class Authenticator {
 
   /** The identity of a token, or UNAUTHENTICATED (UNAVAILABLE when the key set cannot be fetched). */
   async verify(token: string): Promise<Identity> {
+    // Only the compact form, spelled strictly: base64 decoders skip what is not base64, so a token
+    // with a space or a '+' inside would otherwise verify as the same token, and the same bytes
+    // would have many spellings (a cache key, an audit line or a deny-list could be dodged).
+    if (token.length > MAX_TOKEN_CHARS) throw refused(`a token is at most ${MAX_TOKEN_CHARS} characters`);
+    if (!COMPACT_JWS.test(token) || !token.split(".").every(canonicalBase64url)) throw refused("the token is not a JWS compact JWT (three base64url parts)");
     let header: ReturnType<typeof decodeProtectedHeader>;
     try {
       header = decodeProtectedHeader(token);
@@ -77,6 +85,11 @@ export class Authenticator {
     }
     throw describe(last);
   }
+}
+
+/** Whether `part` is the one spelling of its bytes (no stray bits in its last character). */
+function canonicalBase64url(part: string): boolean {
+  return Buffer.from(part, "base64url").toString("base64url") === part;
 }
 
 function refused(message: string): GatewayError {

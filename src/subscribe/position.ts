@@ -22,6 +22,8 @@ const TokenSchema = z.strictObject({
 // 128 bits of HMAC-SHA256: plenty against forgery, and every event frame carries a token.
 const MAC_BYTES = 16;
 const MAC_CONTEXT = Buffer.from("kgw-resume-v1\0");
+// A token holds at most a few topics' partition offsets; far beyond that is not one of ours.
+const MAX_TOKEN_CHARS = 256 * 1024;
 /** Newest first: the first signs, every one verifies (rotation). Random per process until configured. */
 let keys: Buffer[] = [randomBytes(32)];
 
@@ -45,11 +47,17 @@ export function encodeToken(filter: string, positions: Positions): string {
   return `${Buffer.from(payload).toString("base64url")}.${mac(keys[0]!, payload).toString("base64url")}`;
 }
 
+// One spelling per token: base64 decoders skip characters outside the alphabet, so anything looser
+// would let altered strings pass as the same token.
+const TOKEN_FORM = new RegExp(`^[A-Za-z0-9_-]{1,${MAX_TOKEN_CHARS}}\\.[A-Za-z0-9_-]{${Math.ceil((MAC_BYTES * 4) / 3)}}$`);
+
 function verified(token: string): Uint8Array {
+  if (!TOKEN_FORM.test(token)) throw forged();
   const dot = token.indexOf(".");
-  if (dot < 0) throw forged();
   const payload = Buffer.from(token.slice(0, dot), "base64url");
   const given = Buffer.from(token.slice(dot + 1), "base64url");
+  // The last character of a part may carry bits no decoder reads: only the spelling we write counts.
+  if (payload.toString("base64url") !== token.slice(0, dot) || given.toString("base64url") !== token.slice(dot + 1)) throw forged();
   if (given.length !== MAC_BYTES) throw forged();
   for (const key of keys) if (timingSafeEqual(mac(key, payload), given)) return payload;
   throw forged();
