@@ -85,6 +85,22 @@ export function createWebSocketHandler(deps: {
   const { config, publisher, subscriptions, metrics, logger, rateLimits } = deps;
   const limits = decodeLimits(config);
   const sockets = new Set<ServerWebSocket<ConnectionData>>();
+  // Every limit a client can plan for, so an SDK need not learn them from refusals (0: none).
+  const welcomeLimits = {
+    maxFrameBytes: config.MAX_FRAME_BYTES,
+    maxBatchEvents: config.MAX_BATCH_EVENTS,
+    maxDepth: config.MAX_DEPTH,
+    window: config.PUBLISH_WINDOW,
+    maxMapKeys: config.MAX_MAP_KEYS,
+    maxEventValues: config.MAX_EVENT_VALUES,
+    maxHeadersPerEvent: config.MAX_HEADERS_PER_EVENT,
+    maxHeaderBytes: config.MAX_HEADER_BYTES,
+    timeSkewFutureMs: config.TIME_SKEW_FUTURE,
+    timeSkewPastMs: config.TIME_SKEW_PAST,
+    maxSubscriptions: config.MAX_SUBSCRIPTIONS_PER_CONNECTION,
+    eventsPerSec: config.RATE_LIMIT_EVENTS,
+    bytesPerSec: config.RATE_LIMIT_BYTES,
+  };
   const windowSpent = new GatewayError("WINDOW_EXCEEDED", `the window of ${config.PUBLISH_WINDOW} unacknowledged events is spent. Wait for acks before sending more`);
 
   /** Every reply goes through the socket's one ordered outbound path (./outbound.ts). */
@@ -227,7 +243,7 @@ export function createWebSocketHandler(deps: {
       session: ws.data.session,
       server: SERVER_NAME,
       log: deps.logKind,
-      limits: { maxFrameBytes: config.MAX_FRAME_BYTES, maxBatchEvents: config.MAX_BATCH_EVENTS, maxDepth: config.MAX_DEPTH, window: config.PUBLISH_WINDOW },
+      limits: welcomeLimits,
     };
     if (cid !== undefined) welcome.cid = cid;
     authFrames.describe(ws, welcome);

@@ -112,6 +112,11 @@ describe.each(["msgpack", "json"] as const)("%s", (codec) => {
     const [, second] = await s.waitFor((r) => r.frame.t === 2, 2);
     expect(second!.frame).toMatchObject({ t: 2, cid: 9, session: first!.frame.session });
     expect(s.received.length).toBe(2);
+    // Every limit a client can plan for is announced, with this gateway's values.
+    expect(first!.frame.limits).toEqual({
+      maxFrameBytes: MAX_FRAME, maxBatchEvents: 100, maxDepth: MAX_DEPTH, window: 60, maxMapKeys: 4096, maxEventValues: 65_536, maxHeadersPerEvent: 64,
+      maxHeaderBytes: 65_536, timeSkewFutureMs: 300_000, timeSkewPastMs: 0, maxSubscriptions: 100, eventsPerSec: 100_000, bytesPerSec: 64 * 1024 * 1024,
+    });
     s.close();
   });
 
