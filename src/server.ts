@@ -8,6 +8,7 @@ import { parseKafkaProperties } from "./config/load";
 import type { Config } from "./config/schema";
 import { createEventRoutes } from "./http/events";
 import { createHealthRoutes } from "./http/health";
+import { createStreamRoute } from "./http/stream";
 import { error, errorResponse } from "./http/responses";
 import { Publisher, wireError } from "./ingest/publisher";
 import { ConnectionLimiter } from "./limits/connections";
@@ -134,6 +135,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   const subscriptions = new SubscriptionManager(log, config, metrics, logger);
   const connectionLimiter = new ConnectionLimiter({ maxConnections: config.MAX_CONNECTIONS, maxConnectionsPerIp: config.MAX_CONNECTIONS_PER_IP });
   const ws = createWebSocketHandler({ config, publisher, subscriptions, metrics, logger, logKind: log.kind, auth: { authenticator, audit, config }, rateLimits, onClosed: (remote) => connectionLimiter.release(remote) });
+  const streams = createStreamRoute({ subscriptions, auth: httpAuth, connections: connectionLimiter, metrics });
   const health = createHealthRoutes({ auth: authenticator.enabled ? "jwt" : "none", log, metrics, version: SERVER_NAME, connections: () => ws.connections, inflight: () => publisher.eventsInflight, subscriptions: () => subscriptions.stats() });
 
   let draining = false;
@@ -143,6 +145,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     "/api/v1/events": { POST: httpAuth.guard(events.publishOne) },
     "/api/v1/events/batch": { POST: httpAuth.guard(events.publishBatch) },
     "/api/v1/events/validate": { POST: httpAuth.guard(events.validate) },
+    "/api/v1/stream": { GET: httpAuth.guard(streams.stream, { queryToken: true }) },
     "/health/live": { GET: health.live },
     "/health/ready": { GET: () => (draining ? error("SHUTTING_DOWN", "draining") : health.ready()) },
     "/health": { GET: health.detail },
@@ -210,6 +213,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
       publisher.drain();
       const deadline = Date.now() + config.SHUTDOWN_TIMEOUT_MS;
       while (publisher.eventsInflight > 0 && Date.now() < deadline) await Bun.sleep(10);
+      streams.closeAll();
       subscriptions.close();
       await log.close(Math.max(0, deadline - Date.now()));
       await Bun.sleep(0); // the settled appends' replies are queued on their sockets in this turn

@@ -18,10 +18,14 @@ export function createHttpAuth(authenticator: Authenticator, audit: Audit) {
     return res;
   };
   return {
-    guard(handler: (req: Request, who: Identity, server: Server<unknown>) => Promise<Response>): (req: Request, server: Server<unknown>) => Promise<Response> {
+    /**
+     * `queryToken`: also take the token from `?access_token=`, for EventSource, which cannot set
+     * headers (a token in a URL can end up in proxy logs: prefer short-lived ones there).
+     */
+    guard(handler: (req: Request, who: Identity, server: Server<unknown>) => Promise<Response>, opts: { queryToken?: boolean } = {}): (req: Request, server: Server<unknown>) => Promise<Response> {
       if (!authenticator.enabled) return (req, server) => handler(req, ANONYMOUS, server);
       return async (req, server) => {
-        const token = bearerFromAuthorization(req);
+        const token = bearerFromAuthorization(req) ?? (opts.queryToken ? (new URL(req.url).searchParams.get("access_token") ?? undefined) : undefined);
         let who: Identity;
         try {
           if (!token) throw new GatewayError("UNAUTHENTICATED", "send Authorization: Bearer <token>");

@@ -18,6 +18,7 @@ export function createMetrics() {
       registers: [registry],
     }),
     connectionsOpen: new Gauge({ name: "gateway_connections_open", help: "Open WebSocket connections", registers: [registry] }),
+    streamsOpen: new Gauge({ name: "gateway_sse_streams_open", help: "Open server-sent event streams (GET /api/v1/stream)", registers: [registry] }),
     connectionsRefused: new Counter({ name: "gateway_connections_refused_total", help: "WebSocket upgrades refused at MAX_CONNECTIONS or MAX_CONNECTIONS_PER_IP", registers: [registry] }),
     rateLimited: new Counter({ name: "gateway_rate_limited_total", help: "Requests refused RATE_LIMITED, by which rate (connection or principal; events or bytes)", labelNames: ["transport", "scope", "unit"] as const, registers: [registry] }),
     rateLimitCloses: new Counter({ name: "gateway_rate_limit_closes_total", help: "Connections closed with 4429 for sending on past RATE_LIMIT_CLOSE_AFTER refusals", registers: [registry] }),

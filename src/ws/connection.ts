@@ -318,7 +318,9 @@ export function createWebSocketHandler(deps: {
       metrics.connectionsOpen.inc();
       // The client stopped reading its replies: they can no longer be trusted to arrive, so say so by
       // closing rather than carrying on with a silent gap.
-      const outbound = new Outbound(ws, { maxReplyBytes: REPLY_BUFFER_BYTES }, () => {
+      // Bun's send takes a compress flag second: the token is for other transports, not passed on.
+      const socket = { send: (d: Uint8Array | string) => ws.send(d), getBufferedAmount: () => ws.getBufferedAmount(), cork: (w: () => void) => void ws.cork(w) };
+      const outbound = new Outbound(socket, { maxReplyBytes: REPLY_BUFFER_BYTES }, () => {
         metrics.acksDropped.inc();
         ws.close(CloseCodes.SLOW_CONSUMER, "replies dropped: the client is not reading its acks");
       });

@@ -11,9 +11,13 @@
  */
 import { QueuedFrame } from "../subscribe/queued-frame";
 
-/** What the queue needs of the socket: Bun's ServerWebSocket, seen narrowly. */
+/** What the queue needs of the socket: Bun's ServerWebSocket seen narrowly, or an SSE stream. */
 export interface OutboundSocket {
-  send(data: Uint8Array | string): number;
+  /**
+   * Writes a frame; 0 when the socket is gone. `token` is the resume token a subscription frame
+   * carries (also inside it), for a transport that repeats it beside the frame (SSE's `id:`).
+   */
+  send(data: Uint8Array | string, token?: string): number;
   getBufferedAmount(): number;
   cork(write: () => void): void;
 }
@@ -83,7 +87,7 @@ export class Outbound {
           }
           const notice = e.owner.noticeBeforeNext();
           if (notice !== null && !this.write(notice)) return;
-          if (!this.write(e.data)) return;
+          if (!this.write(e.data, e.token)) return;
           e.owner.handed(e);
         } else {
           this.replyBytes -= typeof e === "string" ? e.length : e.byteLength;
@@ -138,8 +142,8 @@ export class Outbound {
   }
 
   /** False when Bun refused the frame: the socket is closing, so the queue is done. */
-  private write(data: Uint8Array | string): boolean {
-    if (this.socket.send(data) !== 0) return true;
+  private write(data: Uint8Array | string, token?: string): boolean {
+    if (this.socket.send(data, token) !== 0) return true;
     this.close();
     return false;
   }

@@ -1,0 +1,176 @@
+import type { Server } from "bun";
+import type { Identity } from "../auth/authenticator";
+import type { HttpAuth } from "../auth/http-guard";
+import type { ConnectionLimiter } from "../limits/connections";
+import type { Metrics } from "../metrics/metrics";
+import { CloseCodes } from "../protocol/codes";
+import { GatewayError } from "../protocol/errors";
+import { peekFrameType } from "../protocol/frame-peek";
+import { FrameType, type SubscribeFrame, SubscribeSchema, describeIssues, frameErrorCode } from "../protocol/frames";
+import type { SubscriberConnection, SubscriptionManager } from "../subscribe/manager";
+import { wireError } from "../ingest/publisher";
+import { Outbound, type OutboundSocket } from "../ws/outbound";
+import { errorResponse } from "./responses";
+
+/**
+ * Server-sent events: `GET /api/v1/stream?topic=…&filter=…&start=…&policy=…`, a subscription for
+ * clients that only read (EventSource in a browser, curl). Every frame a WebSocket subscriber would
+ * get is one SSE message, named after its frame type (`subscribed`, `event`, `event_batch`, `live`,
+ * `lagged`, `unsubscribed`), its data the frame as JSON. Frames with a resume token carry it as the
+ * message `id`, so a browser's automatic reconnect (which sends `Last-Event-ID`) resumes exactly
+ * after the last frame it got. Frames go through the same ordered outbound queue as a socket's, so
+ * slow-consumer policies and tokens mean the same; the stream's own buffer is its backpressure.
+ */
+export interface StreamDeps {
+  subscriptions: SubscriptionManager;
+  auth: HttpAuth;
+  connections: ConnectionLimiter;
+  metrics: Metrics;
+}
+
+const EVENT_NAMES: Record<number, string> = {
+  [FrameType.SUBSCRIBED]: "subscribed",
+  [FrameType.EVENT]: "event",
+  [FrameType.EVENT_BATCH]: "event_batch",
+  [FrameType.LIVE]: "live",
+  [FrameType.LAGGED]: "lagged",
+  [FrameType.UNSUBSCRIBED]: "unsubscribed",
+  [FrameType.NACK]: "error",
+  [FrameType.ERROR]: "error",
+};
+// What the stream may hold unread before frames wait in the outbound queue (where the policy applies).
+const STREAM_HIGH_WATER = 256 * 1024;
+// A comment line this often keeps proxies and the client from taking a quiet stream for a dead one.
+const HEARTBEAT_MS = 15_000;
+const RECONNECT_HINT_MS = 1000;
+const encoder = new TextEncoder();
+
+/** The query string (and Last-Event-ID) as the subscribe frame a WebSocket client would send. */
+function subscribeFrame(req: Request, url: URL): SubscribeFrame {
+  const q = url.searchParams;
+  const frame: Record<string, unknown> = { t: FrameType.SUBSCRIBE, cid: 0, sub: "sse" };
+  const topics = q.getAll("topic").flatMap((t) => t.split(","));
+  if (topics.length === 1) frame.topic = topics[0];
+  else if (topics.length > 1) frame.topics = topics;
+  const filter = q.get("filter");
+  if (filter !== null) {
+    try {
+      frame.filter = JSON.parse(filter);
+    } catch {
+      throw new GatewayError("INVALID_FILTER", "filter must be JSON, as in a subscribe frame");
+    }
+  }
+  const resume = req.headers.get("last-event-id") ?? q.get("lastEventId");
+  const start = q.get("start");
+  if (resume) frame.start = { token: resume };
+  else if (start === "earliest" || start === "latest") frame.start = start;
+  else if (start?.startsWith("token:")) frame.start = { token: start.slice("token:".length) };
+  else if (start !== null) frame.start = { time: /^\d+$/.test(start) ? Number(start) : start };
+  const policy = q.get("policy");
+  if (policy !== null) frame.policy = policy;
+  const share = q.get("share");
+  if (share !== null) frame.share = share;
+  const parsed = SubscribeSchema.safeParse(frame);
+  if (!parsed.success) throw new GatewayError(frameErrorCode(parsed.error), describeIssues(parsed.error));
+  return parsed.data;
+}
+
+export function createStreamRoute(deps: StreamDeps) {
+  const open = new Set<() => void>();
+
+  async function stream(req: Request, who: Identity, server: Server<unknown>): Promise<Response> {
+    const frame = subscribeFrame(req, new URL(req.url));
+    for (const topic of frame.topics ?? [frame.topic!]) {
+      const denied = deps.auth.authorize(who, "subscribe", topic);
+      if (denied) throw denied;
+    }
+    const remote = server.requestIP(req)?.address ?? "";
+    const refused = deps.connections.acquire(remote);
+    if (refused) throw refused;
+    // Streams live as long as the client reads; Bun's idle timeout is for requests that stall.
+    server.timeout(req, 0);
+
+    let controller!: ReadableStreamDefaultController<Uint8Array>;
+    let ended = false;
+    const sse: OutboundSocket = {
+      send(data, token) {
+        if (ended) return 0;
+        const text = typeof data === "string" ? data : new TextDecoder().decode(data);
+        const name = EVENT_NAMES[peekFrameType(text) ?? -1] ?? "message";
+        controller.enqueue(encoder.encode(`${token ? `id: ${token}\n` : ""}event: ${name}\ndata: ${text}\n\n`));
+        return 1;
+      },
+      getBufferedAmount: () => (ended ? 0 : STREAM_HIGH_WATER - (controller.desiredSize ?? 0)),
+      cork: (write) => write(),
+    };
+    const outbound = new Outbound(sse, { maxReplyBytes: 1024 * 1024 }, () => end());
+    const conn: SubscriberConnection = {
+      subscriptions: new Map(),
+      frame: (f) => outbound.frame(f),
+      discard: (f) => outbound.discard(f),
+      reply: (d) => outbound.reply(d),
+      flushAll: () => outbound.flush(true),
+      close: (code) => end(code),
+    };
+    const heartbeat = setInterval(() => !ended && controller.desiredSize !== null && controller.desiredSize > 0 && controller.enqueue(encoder.encode(": keep-alive\n\n")), HEARTBEAT_MS);
+
+    /** Ends the stream once: the subscription, the slot, the timer. A slow-consumer close ends it too. */
+    function end(code?: number): void {
+      if (ended) return;
+      if (code === CloseCodes.SLOW_CONSUMER) outbound.flush(true);
+      ended = true;
+      clearInterval(heartbeat);
+      open.delete(end);
+      outbound.close();
+      deps.subscriptions.onClose(conn);
+      deps.connections.release(remote);
+      deps.metrics.streamsOpen.dec();
+      try {
+        controller.close();
+      } catch {
+        // already closed by the client going away
+      }
+    }
+
+    const body = new ReadableStream<Uint8Array>(
+      {
+        start: (c) => {
+          controller = c;
+          // How soon a browser's EventSource reconnects after the stream ends (its default is ~3 s).
+          c.enqueue(encoder.encode(`retry: ${RECONNECT_HINT_MS}\n\n`));
+        },
+        pull: () => outbound.flush(),
+        cancel: () => end(),
+      },
+      { highWaterMark: STREAM_HIGH_WATER, size: (chunk) => chunk?.byteLength ?? 0 },
+    );
+    open.add(end);
+    deps.metrics.streamsOpen.inc();
+    try {
+      await deps.subscriptions.subscribe(conn, "json", frame);
+    } catch (e) {
+      end();
+      throw e;
+    }
+    return new Response(body, {
+      headers: { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-store", "x-accel-buffering": "no" },
+    });
+  }
+
+  return {
+    /** The route: refusals (bad query, not granted, too many connections, unknown topic) as HTTP errors. */
+    async stream(req: Request, who: Identity, server: Server<unknown>): Promise<Response> {
+      try {
+        return await stream(req, who, server);
+      } catch (e) {
+        const err = wireError(e);
+        deps.metrics.framesRejected.inc({ transport: "http", code: err.code });
+        return errorResponse(err);
+      }
+    },
+    /** Ends every open stream (shutdown): clients reconnect, with Last-Event-ID, to another instance. */
+    closeAll(): void {
+      for (const end of [...open]) end();
+    },
+  };
+}

@@ -1,0 +1,151 @@
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { SECRET, hsToken } from "../auth/support";
+import { type GatewayProcess, startGateway } from "../support/gateway";
+import { GatewayClient } from "../support/ws-client";
+
+/**
+ * SSE (GET /api/v1/stream) read as a client reads it: the text/event-stream over a real HTTP
+ * connection, parsed into messages; resumed with Last-Event-ID after the connection is dropped.
+ */
+interface SseMessage {
+  id?: string;
+  event: string;
+  data: any;
+}
+
+/** Opens a stream and parses its messages as they come; `stop()` drops the connection. */
+function openStream(url: string, headers: Record<string, string> = {}) {
+  const messages: SseMessage[] = [];
+  const abort = new AbortController();
+  let status = 0;
+  let body: any;
+  const done = (async () => {
+    const res = await fetch(url, { headers, signal: abort.signal });
+    status = res.status;
+    if (res.status !== 200) {
+      body = await res.json();
+      return;
+    }
+    expect(res.headers.get("content-type")).toContain("text/event-stream");
+    const decoder = new TextDecoder();
+    let buf = "";
+    try {
+      for await (const chunk of res.body as ReadableStream<Uint8Array>) {
+        buf += decoder.decode(chunk, { stream: true });
+        let end: number;
+        while ((end = buf.indexOf("\n\n")) >= 0) {
+          const block = buf.slice(0, end);
+          buf = buf.slice(end + 2);
+          if (block.startsWith(":")) continue; // heartbeat
+          const m: SseMessage = { event: "message", data: undefined };
+          for (const line of block.split("\n")) {
+            const [k, ...v] = line.split(": ");
+            if (k === "id") m.id = v.join(": ");
+            else if (k === "event") m.event = v.join(": ");
+            else if (k === "data") m.data = JSON.parse(v.join(": "));
+          }
+          messages.push(m);
+        }
+      }
+    } catch {
+      // aborted
+    }
+  })();
+  return {
+    messages,
+    get status() {
+      return status;
+    },
+    get body() {
+      return body;
+    },
+    done,
+    stop: () => abort.abort(),
+    async until(pred: (ms: SseMessage[]) => boolean, timeoutMs = 20_000) {
+      const deadline = Date.now() + timeoutMs;
+      while (!pred(messages)) {
+        if (Date.now() > deadline) throw new Error(`timed out; got ${JSON.stringify(messages.map((m) => m.event))}`);
+        await Bun.sleep(20);
+      }
+    },
+  };
+}
+
+const eventsIn = (ms: SseMessage[]) => ms.flatMap((m) => (m.event === "event" ? [m.data] : m.event === "event_batch" ? m.data.events : []));
+
+let gw: GatewayProcess;
+let publisher: GatewayClient;
+beforeAll(async () => {
+  gw = await startGateway({ KAFKA_BROKERS: "" });
+  publisher = await GatewayClient.connect(gw.wsUrl);
+}, 60_000);
+afterAll(async () => {
+  publisher.close();
+  await gw.stop();
+});
+
+test("a stream gets subscribed, then the filtered events live, each frame with its resume token as the id", async () => {
+  const s = openStream(`${gw.url}/api/v1/stream?topic=sse-live&filter=${encodeURIComponent(JSON.stringify({ types: ["keep.*"] }))}`);
+  await s.until((ms) => ms.some((m) => m.event === "subscribed"));
+  expect(s.messages[0]).toMatchObject({ event: "subscribed", data: { t: 23, sub: "sse" } });
+  for (let i = 0; i < 20; i++) await publisher.publish({ type: i % 2 ? "keep.odd" : "drop.even", data: { i } }, "sse-live");
+  await s.until((ms) => eventsIn(ms).length >= 10);
+  expect(eventsIn(s.messages).map((e) => e.event.data.i)).toEqual([1, 3, 5, 7, 9, 11, 13, 15, 17, 19]);
+  for (const m of s.messages.filter((m) => m.event.startsWith("event"))) expect(m.id).toBe(m.data.token);
+  s.stop();
+  await s.done;
+  await Bun.sleep(100);
+  expect((await gw.health()).subscriptions.subscriptions).toBe(0);
+}, 60_000);
+
+test("Last-Event-ID resumes exactly after the last frame the client got: no gap, no repeat", async () => {
+  const topic = "sse-resume";
+  const s = openStream(`${gw.url}/api/v1/stream?topic=${topic}&start=earliest`);
+  for (let i = 0; i < 50; i++) await publisher.publish({ type: "n", key: `k${i % 4}`, data: { i } }, topic);
+  await s.until((ms) => eventsIn(ms).length >= 20);
+  s.stop();
+  await s.done;
+  const got = eventsIn(s.messages).map((e) => e.event.data.i);
+  const lastId = s.messages.filter((m) => m.id).at(-1)!.id!;
+  for (let i = 50; i < 80; i++) await publisher.publish({ type: "n", key: `k${i % 4}`, data: { i } }, topic);
+  const again = openStream(`${gw.url}/api/v1/stream?topic=${topic}&start=earliest`, { "last-event-id": lastId });
+  await again.until((ms) => got.length + eventsIn(ms).length >= 80);
+  await Bun.sleep(200);
+  again.stop();
+  const all = [...got, ...eventsIn(again.messages).map((e) => e.event.data.i)];
+  expect(all.toSorted((a, b) => a - b)).toEqual(Array.from({ length: 80 }, (_, i) => i));
+}, 60_000);
+
+test("a bad query is refused before any stream: 400 with the code a subscribe frame would get", async () => {
+  const bad = openStream(`${gw.url}/api/v1/stream?topic=x&filter=${encodeURIComponent('{"types": 5}')}`);
+  await bad.done;
+  expect(bad.status).toBe(400);
+  expect(bad.body.error.code).toBe("INVALID_FILTER");
+  const none = openStream(`${gw.url}/api/v1/stream`);
+  await none.done;
+  expect(none.status).toBe(400);
+  const forged = openStream(`${gw.url}/api/v1/stream?topic=x`, { "last-event-id": "not-a-token" });
+  await forged.done;
+  expect(forged.body.error.code).toBe("INVALID_POSITION");
+});
+
+test("with authentication on, a stream needs a token (Authorization or access_token) that grants the topic", async () => {
+  const authed = await startGateway({ KAFKA_BROKERS: "", AUTH_JWT_SECRET: SECRET });
+  try {
+    const token = await hsToken({ sub: "reader", kgw: { subscribe: ["open.*"] } });
+    const anonymous = openStream(`${authed.url}/api/v1/stream?topic=open.a`);
+    await anonymous.done;
+    expect(anonymous.status).toBe(401);
+    const denied = openStream(`${authed.url}/api/v1/stream?topic=secret&access_token=${token}`);
+    await denied.done;
+    expect(denied.status).toBe(403);
+    const ok = openStream(`${authed.url}/api/v1/stream?topic=open.a&access_token=${token}`);
+    await ok.until((ms) => ms.some((m) => m.event === "subscribed"));
+    ok.stop();
+    const viaHeader = openStream(`${authed.url}/api/v1/stream?topic=open.a`, { authorization: `Bearer ${token}` });
+    await viaHeader.until((ms) => ms.some((m) => m.event === "subscribed"));
+    viaHeader.stop();
+  } finally {
+    await authed.stop();
+  }
+}, 60_000);
