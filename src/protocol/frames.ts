@@ -2,34 +2,8 @@ import { z } from "zod";
 import type { ErrorCode } from "./codes";
 import { HEADERS_HARD_MAX } from "./limits";
 
-/** Protocol version spoken by this gateway. A hello with another version is refused. */
-export const PROTOCOL_VERSION = 1;
-
-/**
- * Frame types with stable numeric codes (`t` in every frame). Like error codes, these are only
- * ever added. 1–19 are client requests, 20–39 are server replies.
- */
-export const FrameType = {
-  HELLO: 1,
-  WELCOME: 2,
-  PUBLISH: 10,
-  PUBLISH_BATCH: 11,
-  SUBSCRIBE: 12,
-  UNSUBSCRIBE: 13,
-  REFRESH: 14,
-  ACK: 20,
-  NACK: 21,
-  BATCH_ACK: 22,
-  SUBSCRIBED: 23,
-  EVENT: 24,
-  EVENT_BATCH: 25,
-  LIVE: 26,
-  LAGGED: 27,
-  UNSUBSCRIBED: 28,
-  REFRESHED: 29,
-  ERROR: 30,
-} as const;
-export type FrameTypeName = keyof typeof FrameType;
+export { FrameType, type FrameTypeName, PROTOCOL_VERSION } from "./frame-types";
+import { FrameType } from "./frame-types";
 
 // Kafka's own rule for topic names.
 export const TOPIC_NAME = /^[a-zA-Z0-9._-]{1,249}$/;
