@@ -70,13 +70,24 @@ function tlsSettingsError(config: Config): string | undefined {
   return undefined;
 }
 
-/** `a.b=1,c.d=x` → { "a.b": "1", "c.d": "x" }. */
+// Properties whose values are secrets (sasl.password, ssl.key.password, sasl.oauthbearer.client.secret, …).
+const SECRET_PROPERTY = /password|secret|token|key\.pem|jaas/i;
+
+/**
+ * `a.b=1,c.d=x` → { "a.b": "1", "c.d": "x" }. A value cannot hold a comma: an entry without `=` after
+ * a secret property is most likely the rest of that secret, so it is not repeated in the error.
+ */
 export function parseKafkaProperties(spec: string): Record<string, string> {
   const out: Record<string, string> = {};
+  let previous = "";
   for (const pair of spec.split(",").map((p) => p.trim()).filter(Boolean)) {
     const eq = pair.indexOf("=");
-    if (eq <= 0) throw new ConfigError(`config: KAFKA_PROPERTIES entry "${pair}" is not of the form name=value`);
-    out[pair.slice(0, eq).trim()] = pair.slice(eq + 1).trim();
+    if (eq <= 0) {
+      const entry = SECRET_PROPERTY.test(previous) ? `after ${previous} (not shown: it may be part of that secret, and values cannot contain commas)` : `"${pair}"`;
+      throw new ConfigError(`config: KAFKA_PROPERTIES entry ${entry} is not of the form name=value`);
+    }
+    previous = pair.slice(0, eq).trim();
+    out[previous] = pair.slice(eq + 1).trim();
   }
   return out;
 }

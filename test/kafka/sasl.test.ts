@@ -7,6 +7,7 @@ import { type GatewayProcess, startGateway } from "../support/gateway";
 import { freshTopic } from "../support/kafka";
 import { type Broker, consumeAll, ensureTopic, startBroker } from "../support/kafka-broker";
 import { GatewayClient } from "../support/ws-client";
+import { ConfigError, loadConfig } from "../../src/config/load";
 
 /**
  * The gateway authenticating to Kafka with SASL/SCRAM through KAFKA_PROPERTIES (librdkafka's own
@@ -159,3 +160,19 @@ test("SASL_SSL without trusting the broker's certificate: not ready, nacks name 
     expect(await gw.stop()).toBe(0);
   }
 }, 120_000);
+
+test("a secret with a comma in KAFKA_PROPERTIES is refused at start without showing any part of it", () => {
+  for (const [name, value] of [["sasl.password", "abc,def-tail-3f9"], ["ssl.key.password", "x,def-tail-3f9"], ["sasl.oauthbearer.client.secret", "y,def-tail-3f9"]]) {
+    let message = "";
+    try {
+      loadConfig({ KAFKA_PROPERTIES: `security.protocol=SASL_SSL,${name}=${value},sasl.username=gw` });
+    } catch (e) {
+      expect(e).toBeInstanceOf(ConfigError);
+      message = (e as Error).message;
+    }
+    expect(message).toStartWith(`config: KAFKA_PROPERTIES entry after ${name} (not shown`);
+    expect(message).not.toContain("def-tail-3f9");
+  }
+  // Not after a secret: the entry is shown, so a typo is easy to find.
+  expect(() => loadConfig({ KAFKA_PROPERTIES: "linger.ms=5,novalue" })).toThrow('KAFKA_PROPERTIES entry "novalue" is not of the form name=value');
+});
