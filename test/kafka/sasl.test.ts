@@ -134,13 +134,30 @@ async function expectRefusesWork(gw: GatewayProcess, cause: RegExp): Promise<voi
   expect(gw.proc.exitCode).toBeNull();
 }
 
-test("a wrong password: not ready (503), every publish nacked UNAVAILABLE naming the authentication failure, no crash, no hang; neither password is shown", async () => {
+/** Sets a SCRAM user's password on the broker (Kafka's ConfigCommand, over the PLAINTEXT listener). */
+function setScramPassword(user: string, password: string): void {
+  const cp = join(import.meta.dir, "../../.cache/kafka/libs/*");
+  const args = ["--bootstrap-server", broker.brokers, "--alter", "--entity-type", "users", "--entity-name", user, "--add-config", `SCRAM-SHA-512=[password=${password}]`];
+  const r = Bun.spawnSync(["java", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-cp", cp, "kafka.admin.ConfigCommand", ...args], { stdout: "pipe", stderr: "pipe" });
+  if (r.exitCode !== 0) throw new Error(`ConfigCommand failed: ${r.stderr.toString()}${r.stdout.toString()}`);
+}
+
+test("a wrong password: not ready (503), every publish nacked UNAVAILABLE naming the authentication failure, no crash, no hang; neither password is shown; ready once the broker accepts it", async () => {
   const gw = await startGateway(
-    { KAFKA_BROKERS: broker.saslBrokers!, KAFKA_WORKERS: "1", KAFKA_PROPERTIES: `security.protocol=SASL_PLAINTEXT,${scram(WRONG)}`, KAFKA_CONNECT_TIMEOUT_MS: "2000" },
+    { KAFKA_BROKERS: broker.saslBrokers!, KAFKA_WORKERS: "1", KAFKA_PROPERTIES: `security.protocol=SASL_PLAINTEXT,${scram(WRONG, "").replace("sasl.username=gateway", "sasl.username=someone-else")}`, KAFKA_CONNECT_TIMEOUT_MS: "2000" },
     { waitReady: false, captureStderr: true },
   );
   try {
     await expectRefusesWork(gw, /authentication/i);
+    await expectNoSecret(gw, WRONG);
+    // The gateway keeps trying: once the broker takes this password, it becomes ready by itself.
+    setScramPassword("someone-else", WRONG);
+    const deadline = Date.now() + 90_000;
+    while ((await fetch(`${gw.url}/health/ready`)).status !== 200 && Date.now() < deadline) await Bun.sleep(250);
+    expect((await fetch(`${gw.url}/health/ready`)).status).toBe(200);
+    const client = await GatewayClient.connect(gw.wsUrl);
+    expect(await client.publish({ id: "after-fix", type: "t.sasl", data: {} }, "sasl-after-fix")).toMatchObject({ t: 20, id: "after-fix" });
+    client.close();
     await expectNoSecret(gw, WRONG);
   } finally {
     expect(await gw.stop()).toBe(0);
