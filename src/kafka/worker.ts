@@ -91,7 +91,7 @@ const connectingPoll = setInterval(() => {
 // The last such cause, kept for the connect failure that follows it.
 let connectCause = "";
 // Failures of the connection itself (credentials, TLS); ALL_BROKERS_DOWN right after one is its consequence.
-const CONNECTION_CAUSE = /authentication|sasl|ssl|certificate|handshake/i;
+const CONNECTION_CAUSE = /authentication|ssl|certificate|handshake/i;
 let causeAt = 0;
 
 producer.on("ready", () => {
