@@ -6,6 +6,7 @@ import { loadKeySources } from "./auth/keys";
 import { authenticateUpgrade } from "./auth/ws-upgrade";
 import { parseKafkaProperties } from "./config/load";
 import type { Config } from "./config/schema";
+import { loadTls } from "./config/tls";
 import { createEventRoutes } from "./http/events";
 import { createHealthRoutes } from "./http/health";
 import { createStreamRoute } from "./http/stream";
@@ -36,6 +37,8 @@ export interface Gateway {
   server: Server<ConnectionData>;
   port: number;
   log: EventLog;
+  /** Whether PORT serves HTTPS and WSS (TLS_CERT_FILE and TLS_KEY_FILE). */
+  tls: boolean;
   /** The connection cap in force (MAX_CONNECTIONS, or what the open-files limit allows). */
   maxConnections: number;
   /** Graceful stop: refuse new work, let in-flight events be acknowledged, then release everything. */
@@ -114,7 +117,8 @@ export const AUTH_OFF_WARNING = "authentication is off: any client may publish a
 export const RESUME_KEY_WARNING = "RESUME_TOKEN_KEYS is not set: resume tokens are signed with a random key of this process, so they are refused by other instances and after a restart";
 
 export async function startGateway(config: Config, logger: Logger): Promise<Gateway> {
-  // Keys first: a bad key file stops the start before anything listens.
+  // Certificates and keys first: a bad file stops the start before anything listens or connects.
+  const tls = loadTls(config);
   const authenticator = new Authenticator(await loadKeySources(config), config);
   const audit = new Audit(logger);
   if (!authenticator.enabled) logger.warn(AUTH_OFF_WARNING);
@@ -156,6 +160,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     hostname: config.HOST,
     port: config.PORT,
     reusePort: false,
+    ...(tls ? { tls } : {}),
     maxRequestBodySize: httpBodyDrainLimit(config.MAX_FRAME_BYTES),
     routes,
     fetch(req, srv) {
@@ -199,6 +204,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   return {
     server,
     port: server.port!,
+    tls: tls !== undefined,
     log,
     maxConnections: connectionLimiter.max,
     /**

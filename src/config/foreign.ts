@@ -16,7 +16,7 @@ type Verdict =
   | { notOurs: string };
 
 const noAuth = { unsupported: "authentication is configured with AUTH_JWT_SECRET, AUTH_JWT_PUBLIC_KEY_FILE or AUTH_JWKS_URL and the other AUTH_ settings (docs/security.md)" };
-const noTls = { unsupported: "the gateway serves plain HTTP and WebSocket; terminate TLS in a proxy in front of it" };
+const tlsOn = { use: "TLS_CERT_FILE and TLS_KEY_FILE (TLS is on when both are set)" };
 const kafkaTools = { notOurs: "read by Kafka's own scripts and images" };
 
 /**
@@ -72,7 +72,26 @@ export const FOREIGN_SETTINGS: Readonly<Record<string, Verdict>> = {
   KAFKA_COMPRESSION_TYPE: { use: "KAFKA_COMPRESSION" },
   KAFKA_PRODUCER_ACKS: { use: "KAFKA_ACKS" },
   LOGLEVEL: { use: "LOG_LEVEL" },
-  // Other gateways' names for authentication; rate limits, TLS, origins, consumer groups: not features of this gateway
+  // TLS of the listener
+  TLS_ENABLED: tlsOn,
+  HTTPS_ENABLED: tlsOn,
+  HTTPS_PORT: { use: "PORT (with TLS_CERT_FILE and TLS_KEY_FILE it serves HTTPS and WSS)" },
+  WSS_PORT: { use: "PORT (with TLS_CERT_FILE and TLS_KEY_FILE it serves HTTPS and WSS)" },
+  TLS_CERT: { use: "TLS_CERT_FILE (a path to a PEM file)" },
+  TLS_CERT_PATH: { use: "TLS_CERT_FILE" },
+  TLS_CERTIFICATE: { use: "TLS_CERT_FILE" },
+  TLS_CERTIFICATE_FILE: { use: "TLS_CERT_FILE" },
+  TLS_KEY: { use: "TLS_KEY_FILE (a path to a PEM file)" },
+  TLS_KEY_PATH: { use: "TLS_KEY_FILE" },
+  TLS_PRIVATE_KEY: { use: "TLS_KEY_FILE" },
+  TLS_PRIVATE_KEY_FILE: { use: "TLS_KEY_FILE" },
+  TLS_KEY_PASSWORD: { use: "TLS_KEY_PASSPHRASE" },
+  TLS_PASSPHRASE: { use: "TLS_KEY_PASSPHRASE" },
+  TLS_CA: { use: "TLS_CA_FILE (a path to a PEM file)" },
+  TLS_CA_CERT: { use: "TLS_CA_FILE" },
+  TLS_CA_PATH: { use: "TLS_CA_FILE" },
+  TLS_CLIENT_CA_FILE: { use: "TLS_CA_FILE" },
+  // Other gateways' names for authentication; rate limits, origins, consumer groups: not features of this gateway
   AUTH_ENABLED: noAuth,
   AUTH_TOKEN: noAuth,
   AUTH_SECRET: noAuth,
@@ -89,11 +108,6 @@ export const FOREIGN_SETTINGS: Readonly<Record<string, Verdict>> = {
   RATE_LIMIT_BURST: { use: "RATE_LIMIT_BURST_SECONDS (each bucket holds that many seconds of its rate)" },
   RATE_LIMIT_ENABLED: { use: "RATE_LIMIT_EVENTS and RATE_LIMIT_BYTES (on by default; 0 turns one off)" },
   RATE_LIMIT_PER_IP: { use: "RATE_LIMIT_PRINCIPAL_EVENTS (with authentication off the principal is the client address)" },
-  TLS_ENABLED: noTls,
-  TLS_CERT: noTls,
-  TLS_KEY: noTls,
-  TLS_CERT_FILE: noTls,
-  TLS_KEY_FILE: noTls,
   CORS_ORIGINS: { unsupported: "the gateway does not check Origin; restrict origins in a proxy in front of it" },
   ALLOWED_ORIGINS: { unsupported: "the gateway does not check Origin; restrict origins in a proxy in front of it" },
   GROUP_ID: { unsupported: "subscriptions read partitions without a consumer group (share groups are named per subscription)" },

@@ -41,7 +41,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     const issue = parsed.error.issues[0]!;
     const name = String(issue.path[0]);
     // Secrets are not repeated into logs, not even wrong ones.
-    const got = /SECRET|KEYS/.test(name) ? "a value that is not shown" : JSON.stringify(input[name]);
+    const got = /SECRET|KEYS|PASSPHRASE/.test(name) ? "a value that is not shown" : JSON.stringify(input[name]);
     throw new ConfigError(`config: ${name} ${issue.message.toLowerCase()} (got ${got})`);
   }
   const config = parsed.data;
@@ -51,16 +51,43 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     throw new ConfigError(`config: TOPIC_ALLOW is not a valid regular expression: ${(e as Error).message}`);
   }
   parseKafkaProperties(config.KAFKA_PROPERTIES);
+  const tls = tlsSettingsError(config);
+  if (tls) throw new ConfigError(tls);
   return Object.freeze(config);
 }
 
-/** `a.b=1,c.d=x` → { "a.b": "1", "c.d": "x" }. */
+/**
+ * Why the TLS settings cannot work together, or undefined (the files are read by tls.ts). A
+ * certificate without its key, or the other way round, would otherwise mean plain HTTP on a port the
+ * operator believes is encrypted.
+ */
+function tlsSettingsError(config: Config): string | undefined {
+  const cert = config.TLS_CERT_FILE !== "";
+  const key = config.TLS_KEY_FILE !== "";
+  if (cert !== key) return `config: TLS_CERT_FILE and TLS_KEY_FILE must be set together (only ${cert ? "TLS_CERT_FILE" : "TLS_KEY_FILE"} is set)`;
+  if (!cert && config.TLS_CA_FILE) return "config: TLS_CA_FILE needs TLS_CERT_FILE and TLS_KEY_FILE (mutual TLS is TLS first)";
+  if (!cert && config.TLS_KEY_PASSPHRASE) return "config: TLS_KEY_PASSPHRASE is set without TLS_KEY_FILE";
+  return undefined;
+}
+
+// Properties whose values are secrets (sasl.password, ssl.key.password, sasl.oauthbearer.client.secret, …).
+const SECRET_PROPERTY = /password|secret|token|key\.pem|jaas/i;
+
+/**
+ * `a.b=1,c.d=x` → { "a.b": "1", "c.d": "x" }. A value cannot hold a comma: an entry without `=` after
+ * a secret property is most likely the rest of that secret, so it is not repeated in the error.
+ */
 export function parseKafkaProperties(spec: string): Record<string, string> {
   const out: Record<string, string> = {};
+  let previous = "";
   for (const pair of spec.split(",").map((p) => p.trim()).filter(Boolean)) {
     const eq = pair.indexOf("=");
-    if (eq <= 0) throw new ConfigError(`config: KAFKA_PROPERTIES entry "${pair}" is not of the form name=value`);
-    out[pair.slice(0, eq).trim()] = pair.slice(eq + 1).trim();
+    if (eq <= 0) {
+      const entry = SECRET_PROPERTY.test(previous) ? `after ${previous} (not shown: it may be part of that secret, and values cannot contain commas)` : `"${pair}"`;
+      throw new ConfigError(`config: KAFKA_PROPERTIES entry ${entry} is not of the form name=value`);
+    }
+    previous = pair.slice(0, eq).trim();
+    out[previous] = pair.slice(eq + 1).trim();
   }
   return out;
 }

@@ -84,7 +84,7 @@ export class WorkerPool {
   // Refusals are values, made once: under overload every event of every frame is refused, and a
   // GatewayError per event (with its stack capture) would cost most when the box has least to spare.
   private readonly shuttingDown = new GatewayError("SHUTTING_DOWN", "the gateway is shutting down");
-  private readonly refusals: Array<{ starting: GatewayError; stopped: GatewayError; overloaded: GatewayError; noBrokers: GatewayError }>;
+  private readonly refusals: Array<{ starting: GatewayError; startingFor: string; stopped: GatewayError; overloaded: GatewayError; noBrokers: GatewayError }>;
   private readonly nextBatchId = () => (this.batchSeq = (this.batchSeq + 1) >>> 0);
   private readonly flushAll = () => {
     this.flushScheduled = false;
@@ -98,6 +98,7 @@ export class WorkerPool {
     this.slots = Array.from({ length: options.workers }, (_, i) => new WorkerSlot(i, options.deliveryDeadlineMs ?? 35_000));
     this.refusals = this.slots.map((_, i) => ({
       starting: new GatewayError("UNAVAILABLE", `Kafka worker ${i} is not connected to Kafka yet`),
+      startingFor: "",
       stopped: new GatewayError("UNAVAILABLE", `Kafka worker ${i} is stopped`),
       overloaded: new GatewayError("OVERLOADED", `Kafka worker ${i} holds its maximum of ${options.maxInflightPerWorker} unacknowledged events; retry after acks arrive`),
       noBrokers: new GatewayError("UNAVAILABLE", `Kafka worker ${i} cannot reach any Kafka broker; the event was not sent`),
@@ -139,7 +140,7 @@ export class WorkerPool {
   submit(worker: number, topic: string, key: Uint8Array | string | null, value: Uint8Array | null, timestamp: number, headers: Array<[string, string | Uint8Array]>, sink: RecordSink, index: number): void {
     const slot = this.slots[worker]!;
     if (this.closing) return sink.failed(index, this.shuttingDown);
-    if (slot.state !== "ready") return sink.failed(index, slot.state === "stopped" ? this.refusals[worker]!.stopped : this.refusals[worker]!.starting);
+    if (slot.state !== "ready") return sink.failed(index, slot.state === "stopped" ? this.refusals[worker]!.stopped : this.startingRefusal(slot));
     // Handed to librdkafka now, it would wait out the whole message timeout; refused, it can be retried at once.
     if (!slot.brokersUp) return sink.failed(index, this.refusals[worker]!.noBrokers);
     if (slot.inflight >= this.options.maxInflightPerWorker) return sink.failed(index, this.refusals[worker]!.overloaded);
@@ -149,6 +150,19 @@ export class WorkerPool {
       this.flushScheduled = true;
       setImmediate(this.flushAll);
     }
+  }
+
+  /**
+   * Not connected yet, with why when the worker has said (a wrong SASL password shows as
+   * "authentication failure"): made again only when the reason changes.
+   */
+  private startingRefusal(slot: WorkerSlot): GatewayError {
+    const r = this.refusals[slot.index]!;
+    if (r.startingFor !== slot.lastError) {
+      r.startingFor = slot.lastError;
+      r.starting = new GatewayError("UNAVAILABLE", `Kafka worker ${slot.index} is not connected to Kafka yet${slot.lastError ? ` (last error: ${slot.lastError})` : ""}`);
+    }
+    return r.starting;
   }
 
   /**

@@ -79,15 +79,36 @@ socket.on("error", () => {});
 const producer = new Kafka.Producer({ ...config.producer, dr_cb: true } as never);
 const brokers = new BrokerProbe(producer as never, config.probeTimeoutMs, (up, reason) => send(jsonMessage(IpcType.HEALTH, { brokers: up ? "up" : "down", reason })));
 
+// Until the producer is ready nothing polls it, and librdkafka hands out its error events only when
+// polled: a wrong SASL password or an untrusted broker certificate would show as nothing at all, then
+// as "broker transport failure" once connect() times out. Polling the native client meanwhile lets the
+// cause through (an authentication failure within a second) to /health and the nacks.
+const connectingPoll = setInterval(() => {
+  try {
+    (producer as unknown as { _client: { poll(): void } })._client.poll();
+  } catch {} // before the native handle exists
+}, 500);
+// The last such cause, kept for the connect failure that follows it.
+let connectCause = "";
+// Failures of the connection itself (credentials, TLS); ALL_BROKERS_DOWN right after one is its consequence.
+const CONNECTION_CAUSE = /authentication|ssl|certificate|handshake/i;
+let causeAt = 0;
+
 producer.on("ready", () => {
   producerReady = true;
+  clearInterval(connectingPoll);
+  connectCause = "";
   producer.setPollInBackground(true);
   send(jsonMessage(IpcType.READY, {}));
   brokers.start();
 });
 producer.on("event.error", (err: { code: number; message: string }) => {
   // The binding passes error events on as their message alone (the code arrives as -1).
-  if (err.code === ALL_BROKERS_DOWN || ALL_BROKERS_DOWN_TEXT.test(err.message)) brokers.allBrokersDown(err.message);
+  const allDown = err.code === ALL_BROKERS_DOWN || ALL_BROKERS_DOWN_TEXT.test(err.message);
+  if (allDown) brokers.allBrokersDown(err.message);
+  if (CONNECTION_CAUSE.test(err.message)) [connectCause, causeAt] = [err.message, Date.now()];
+  // Reported, it would replace the cause as the worker's last error on /health.
+  else if (allDown && Date.now() - causeAt < 5000) return;
   status.report("warn", "kafka_error", err.message, { code: err.code });
 });
 producer.on("delivery-report", ((err: LibError | null, report: { opaque?: unknown; partition: number; offset: number }) => {
@@ -113,7 +134,8 @@ connectProducer();
 function connectProducer(): void {
   producer.connect({}, (err: unknown) => {
     if (!err) return;
-    status.report("warn", "connect_failed", String((err as Error).message ?? err));
+    const cause = connectCause ? ` (after: ${connectCause})` : "";
+    status.report("warn", "connect_failed", `${String((err as Error).message ?? err)}${cause}`);
     setTimeout(connectProducer, 1000);
   });
 }
@@ -324,6 +346,7 @@ function shutdown(timeoutMs: number): void {
   if (shuttingDown) return;
   shuttingDown = true;
   brokers.stop();
+  clearInterval(connectingPoll);
   readers.closeAll();
   // process.exit() can block in librdkafka's destructor while it is still dialling a broker; with
   // nothing left to deliver, a hard exit is safe and prompt.

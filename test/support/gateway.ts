@@ -8,40 +8,38 @@ export interface GatewayProcess {
   wsUrl: string;
   /** Every stdout line so far (JSON log lines). */
   lines: string[];
+  /** Every stderr line so far, when started with `captureStderr` (else stderr is the test's own). */
+  errLines: string[];
   health(): Promise<any>;
   stop(signal?: NodeJS.Signals): Promise<number>;
 }
 
 const root = resolve(import.meta.dir, "../..");
 
-/** Runs the gateway as users do, `bun src/main.ts`, as a separate process on a free port. */
-export async function startGateway(env: Record<string, string> = {}, opts: { waitReady?: boolean; command?: string[]; cwd?: string } = {}): Promise<GatewayProcess> {
+/**
+ * Runs the gateway as users do, `bun src/main.ts`, as a separate process on a free port.
+ * `ca`: the CA that signed the gateway's certificate when it runs with TLS (the URLs are then
+ * https:// and wss://, and health() and the readiness wait trust it).
+ */
+export async function startGateway(env: Record<string, string> = {}, opts: { waitReady?: boolean; command?: string[]; cwd?: string; ca?: string; captureStderr?: boolean } = {}): Promise<GatewayProcess> {
   const proc = Bun.spawn(opts.command ?? [process.execPath, "src/main.ts"], {
     cwd: root,
     env: { ...process.env, HOST: "127.0.0.1", PORT: "0", LOG_LEVEL: "info", ...env },
     stdout: "pipe",
-    stderr: "inherit",
+    stderr: opts.captureStderr ? "pipe" : "inherit",
   });
   // Never leave a gateway behind: not when start-up fails below, nor when the caller exits early.
   const killOnExit = () => proc.kill("SIGKILL");
   process.on("exit", killOnExit);
   const lines: string[] = [];
+  const errLines: string[] = [];
   let port = 0;
-  const listening = (async () => {
-    const decoder = new TextDecoder();
-    let buf = "";
-    for await (const chunk of proc.stdout as ReadableStream<Uint8Array>) {
-      buf += decoder.decode(chunk, { stream: true });
-      let nl: number;
-      while ((nl = buf.indexOf("\n")) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        lines.push(line);
-        if (!port && line.includes('"msg":"listening"')) port = JSON.parse(line).port;
-      }
-    }
-  })();
-  void listening;
+  let tls = false;
+  void collectLines(proc.stdout as ReadableStream<Uint8Array>, (line) => {
+    lines.push(line);
+    if (!port && line.includes('"msg":"listening"')) ({ port, tls = false } = JSON.parse(line));
+  });
+  if (opts.captureStderr) void collectLines(proc.stderr as ReadableStream<Uint8Array>, (line) => errLines.push(line));
   const deadline = Date.now() + 60_000;
   while (!port) {
     if (proc.exitCode !== null) throw new Error(`gateway exited with ${proc.exitCode}: ${lines.join("\n")}`);
@@ -51,14 +49,16 @@ export async function startGateway(env: Record<string, string> = {}, opts: { wai
     }
     await Bun.sleep(20);
   }
-  const url = `http://127.0.0.1:${port}`;
+  const url = `${tls ? "https" : "http"}://127.0.0.1:${port}`;
+  const get = (path: string) => fetch(`${url}${path}`, opts.ca ? { tls: { ca: opts.ca } } : {});
   const g: GatewayProcess = {
     proc,
     port,
     url,
-    wsUrl: `ws://127.0.0.1:${port}/ws`,
+    wsUrl: `${tls ? "wss" : "ws"}://127.0.0.1:${port}/ws`,
     lines,
-    health: async () => (await fetch(`${url}/health`)).json(),
+    errLines,
+    health: async () => (await get("/health")).json(),
     async stop(signal = "SIGTERM") {
       if (proc.exitCode === null) proc.kill(signal);
       const code = await proc.exited;
@@ -67,10 +67,24 @@ export async function startGateway(env: Record<string, string> = {}, opts: { wai
     },
   };
   if (opts.waitReady ?? true) {
-    while ((await fetch(`${url}/health/ready`)).status !== 200) {
+    while ((await get("/health/ready")).status !== 200) {
       if (Date.now() > deadline) throw new Error(`gateway never became ready: ${JSON.stringify(await g.health())}`);
       await Bun.sleep(50);
     }
   }
   return g;
+}
+
+async function collectLines(stream: ReadableStream<Uint8Array>, onLine: (line: string) => void): Promise<void> {
+  const decoder = new TextDecoder();
+  let buf = "";
+  for await (const chunk of stream) {
+    buf += decoder.decode(chunk, { stream: true });
+    let nl: number;
+    while ((nl = buf.indexOf("\n")) >= 0) {
+      onLine(buf.slice(0, nl));
+      buf = buf.slice(nl + 1);
+    }
+  }
+  if (buf) onLine(buf);
 }

@@ -11,7 +11,12 @@ const root = resolve(import.meta.dir, "../..");
 const scripts = join(root, "scripts/kafka");
 
 export interface Broker {
+  /** The PLAINTEXT listener (tools and kcat use it even when authenticated listeners exist). */
   brokers: string;
+  /** The SASL_PLAINTEXT listener, when started with env KAFKA_SCRAM_USERS. */
+  saslBrokers?: string;
+  /** The SASL_SSL listener, when started with env KAFKA_SCRAM_USERS and KAFKA_SSL_PEM. */
+  saslSslBrokers?: string;
   pid: number;
   dir: string;
   stop(): Promise<void>;
@@ -28,7 +33,8 @@ export interface ConsumedRecord {
 /**
  * Starts a single-node KRaft broker on free loopback ports, with its files in `dir` (default: a fresh temp dir).
  * `env` reaches the script: KAFKA_PORT/KAFKA_CONTROLLER_PORT fix the ports and KAFKA_KEEP_DATA=1 reuses
- * the dir's data, which together restart a killed broker as the same broker.
+ * the dir's data, which together restart a killed broker as the same broker. KAFKA_SCRAM_USERS and
+ * KAFKA_SSL_PEM add SASL_PLAINTEXT and SASL_SSL listeners (see the script).
  */
 export async function startBroker(opts: { dir?: string; env?: Record<string, string> } = {}): Promise<Broker> {
   const dir = opts.dir ? resolve(opts.dir) : mkdtempSync(join(tmpdir(), "kgw-kafka-"));
@@ -53,7 +59,9 @@ export async function startBroker(opts: { dir?: string; env?: Record<string, str
       await Bun.spawn(["bash", join(scripts, "stop-broker"), dir], { stdout: "ignore", stderr: "inherit" }).exited;
       rmSync(dir, { recursive: true, force: true });
     })());
-  return { brokers, pid, dir, stop };
+  const saslBrokers = /^KAFKA_SASL_BROKERS=(\S+)$/m.exec(out)?.[1];
+  const saslSslBrokers = /^KAFKA_SASL_SSL_BROKERS=(\S+)$/m.exec(out)?.[1];
+  return { brokers, saslBrokers, saslSslBrokers, pid, dir, stop };
 }
 
 // C1 only and the serial GC: the tool's JVM lives a second, and starts ~2.5x faster that way.

@@ -24,8 +24,9 @@ export class GatewayClient {
     this.closed = new Promise((resolve) => (ws.onclose = (e) => resolve({ code: e.code, reason: e.reason })));
   }
 
-  static async connect(url: string, codec: Codec = "msgpack", hello = true): Promise<GatewayClient> {
-    const ws = new WebSocket(url);
+  /** `tls`: Bun's client options for wss:// (e.g. the `ca` a test's certificate was signed with). */
+  static async connect(url: string, codec: Codec = "msgpack", hello = true, tls?: { ca?: string; cert?: string; key?: string }): Promise<GatewayClient> {
+    const ws = tls ? new WebSocket(url, { tls } as never) : new WebSocket(url);
     await new Promise<void>((resolve, reject) => {
       ws.onopen = () => resolve();
       ws.onerror = () => reject(new Error(`could not connect to ${url}`));
