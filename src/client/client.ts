@@ -1,0 +1,197 @@
+import { type PublishResult, Publisher } from "./publisher";
+import { type SubscribeOptions, Subscription } from "./subscription";
+import { type Codec, FrameType, type InFrame, type OutgoingEvent, PROTOCOL_VERSION, decode, encode } from "./wire";
+
+export interface ConnectOptions {
+  /** ws:// or wss:// URL of the gateway's socket, e.g. ws://localhost:8080/ws */
+  url: string;
+  /** A bearer token, or a function that returns a fresh one (called on each connect and before expiry). */
+  token?: string;
+  getToken?: () => string | Promise<string>;
+  /** msgpack (default) or json. */
+  codec?: Codec;
+  /** The WebSocket class, where there is no global one. */
+  WebSocket?: typeof WebSocket;
+  /** Reconnect backoff: from `minMs`, doubling to `maxMs`, with jitter. */
+  reconnect?: { minMs?: number; maxMs?: number };
+  lingerMs?: number;
+  maxQueued?: number;
+  maxAttempts?: number;
+  /** Told each time the connection goes up or down. */
+  onState?: (state: "open" | "reconnecting" | "closed", detail?: { code?: number; reason?: string }) => void;
+}
+
+type Limits = { window: number; maxBatchEvents: number } & Record<string, number>;
+
+// Close codes after which reconnecting cannot help.
+const FATAL_CLOSES = new Set([4000]);
+
+/**
+ * A connection to the gateway that stays up: it says hello (with a token), reconnects with
+ * exponential backoff and jitter when the socket drops, and then re-sends unacknowledged publishes
+ * (same ids) and resumes every subscription from its last token. See docs/client.md.
+ */
+export class GatewayClient {
+  session = "";
+  limits: Limits = { window: 1000, maxBatchEvents: 100 };
+  private ws: WebSocket | null = null;
+  private welcomed = false;
+  private closed = false;
+  private cid = 1;
+  private attempt = 0;
+  private readonly subs = new Map<string, Subscription>();
+  private readonly publisher: Publisher;
+  private refreshTimer: ReturnType<typeof setTimeout> | null = null;
+  private readonly codec: Codec;
+  private firstWelcome!: { resolve: () => void; reject: (e: Error) => void };
+
+  private constructor(private readonly options: ConnectOptions) {
+    this.codec = options.codec ?? "msgpack";
+    this.publisher = new Publisher(
+      { ready: () => this.welcomed, send: (f) => this.send(f), nextCid: () => this.cid++, limits: () => this.limits },
+      { lingerMs: options.lingerMs ?? 2, maxQueued: options.maxQueued ?? 100_000, maxAttempts: options.maxAttempts ?? 8 },
+    );
+  }
+
+  /** Connects and resolves once the gateway has welcomed the client. */
+  static connect(options: ConnectOptions): Promise<GatewayClient> {
+    const c = new GatewayClient(options);
+    return new Promise((resolve, reject) => {
+      c.firstWelcome = { resolve: () => resolve(c), reject };
+      void c.open();
+    });
+  }
+
+  publish(event: OutgoingEvent, opts: { topic?: string } = {}): Promise<PublishResult> {
+    if (this.closed) return Promise.reject(new Error("the client is closed"));
+    return this.publisher.publish(event, opts.topic);
+  }
+
+  /** Publishes several events; each settles on its own (they may share frames with other publishes). */
+  publishBatch(events: OutgoingEvent[], opts: { topic?: string } = {}): Promise<PromiseSettledResult<PublishResult>[]> {
+    return Promise.allSettled(events.map((e) => this.publish(e, opts)));
+  }
+
+  /** Subscribes; resolves once the gateway has confirmed. Iterate it, or give it callbacks. */
+  async subscribe(topic: string | string[], options: SubscribeOptions = {}): Promise<Subscription> {
+    const id = `s${this.cid++}`;
+    const sub = new Subscription(id, Array.isArray(topic) ? topic : [topic], options, { send: (f) => this.send(f), nextCid: () => this.cid++, forget: (s) => this.subs.delete(s.id) });
+    this.subs.set(id, sub);
+    try {
+      await sub.open();
+    } catch (e) {
+      this.subs.delete(id);
+      throw e;
+    }
+    return sub;
+  }
+
+  /** Events waiting to be sent or acknowledged. */
+  get pendingPublishes(): number {
+    return this.publisher.pending;
+  }
+
+  close(): void {
+    this.closed = true;
+    if (this.refreshTimer) clearTimeout(this.refreshTimer);
+    this.publisher.failAll("CLIENT_CLOSED", "the client was closed before the gateway acknowledged this event");
+    for (const s of [...this.subs.values()]) s.end({ kind: "ended", code: "CLIENT_CLOSED" });
+    this.ws?.close(1000);
+    this.options.onState?.("closed");
+  }
+
+  private async token(): Promise<string | undefined> {
+    return this.options.getToken ? await this.options.getToken() : this.options.token;
+  }
+
+  private async open(): Promise<void> {
+    let token: string | undefined;
+    try {
+      token = await this.token();
+    } catch (e) {
+      return this.retry(undefined, `getToken failed: ${(e as Error).message}`);
+    }
+    const Ws = this.options.WebSocket ?? globalThis.WebSocket;
+    const ws = new Ws(this.options.url);
+    ws.binaryType = "arraybuffer";
+    this.ws = ws;
+    ws.onopen = () => this.sendOn(ws, { t: FrameType.HELLO, v: PROTOCOL_VERSION, cid: 0, client: "kafka-ws-gateway/client", ...(token ? { token } : {}) });
+    ws.onmessage = (m) => {
+      let f: InFrame;
+      try {
+        f = decode(m.data);
+      } catch {
+        return;
+      }
+      this.onFrame(f);
+    };
+    ws.onclose = (e) => {
+      if (this.ws !== ws) return;
+      this.ws = null;
+      this.welcomed = false;
+      this.publisher.onDisconnect();
+      if (this.closed) return;
+      if (FATAL_CLOSES.has(e.code)) {
+        this.firstWelcome.reject(new Error(`the gateway closed the connection: ${e.code} ${e.reason}`));
+        return this.close();
+      }
+      this.retry(e.code, e.reason);
+    };
+  }
+
+  private retry(code: number | undefined, reason: string): void {
+    this.options.onState?.("reconnecting", { code, reason });
+    const min = this.options.reconnect?.minMs ?? 100;
+    const max = this.options.reconnect?.maxMs ?? 10_000;
+    // A gateway that closed for flooding (4429) should not see us again at once.
+    const base = Math.min(max, min * 2 ** this.attempt++) * (code === 4429 ? 10 : 1);
+    setTimeout(() => !this.closed && void this.open(), base / 2 + Math.random() * (base / 2));
+  }
+
+  private onFrame(f: InFrame): void {
+    if (f.t === FrameType.WELCOME) return this.onWelcome(f);
+    if (f.t === FrameType.REFRESHED) return this.scheduleRefresh(f.expiresAt as number | undefined);
+    if (typeof f.sub === "string" && this.subs.has(f.sub)) return this.subs.get(f.sub)!.handle(f);
+    if (this.publisher.onReply(f)) return;
+    if (f.t === FrameType.NACK && f.cid === 0) {
+      // The hello was refused (a bad token): nothing will work on this connection.
+      this.firstWelcome.reject(new Error(`hello refused: ${f.code as string}: ${f.message as string}`));
+    }
+  }
+
+  private onWelcome(f: InFrame): void {
+    this.session = f.session as string;
+    this.limits = f.limits as Limits;
+    this.welcomed = true;
+    this.attempt = 0;
+    this.options.onState?.("open");
+    this.firstWelcome.resolve();
+    this.scheduleRefresh(f.expiresAt as number | undefined);
+    // Resume every subscription where it was, then let the publishes through.
+    for (const s of this.subs.values()) s.open().catch((e) => s.end({ kind: "ended", code: (e as { code?: string }).code, message: (e as Error).message }));
+    this.publisher.onReady();
+  }
+
+  /** With getToken, a fresh token is sent (refresh frame) a while before the current one expires. */
+  private scheduleRefresh(expiresAt: number | undefined): void {
+    if (this.refreshTimer) clearTimeout(this.refreshTimer);
+    if (!this.options.getToken || !expiresAt || !Number.isFinite(expiresAt)) return;
+    const lead = Math.min(60_000, Math.max(1000, (expiresAt - Date.now()) / 5));
+    this.refreshTimer = setTimeout(async () => {
+      try {
+        const token = await this.token();
+        if (token) this.send({ t: FrameType.REFRESH, cid: this.cid++, token });
+      } catch {
+        // the next connect tries again
+      }
+    }, Math.max(0, expiresAt - Date.now() - lead));
+  }
+
+  private send(frame: Record<string, unknown>): void {
+    if (this.ws && this.ws.readyState === 1) this.sendOn(this.ws, frame);
+  }
+
+  private sendOn(ws: WebSocket, frame: Record<string, unknown>): void {
+    ws.send(encode(frame, this.codec));
+  }
+}

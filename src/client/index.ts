@@ -1,0 +1,11 @@
+/**
+ * The gateway's client, for browsers, Bun and Node (with a WebSocket class): `connect`, then
+ * `publish` and `subscribe`. Guide: docs/client.md.
+ */
+export { type ConnectOptions, GatewayClient } from "./client";
+export { PublishError, type PublishResult } from "./publisher";
+export { type Notice, type SubscribeOptions, Subscription } from "./subscription";
+export type { Codec, DeliveredEvent, ErrorCode, OutgoingEvent, Start, WireError } from "./wire";
+
+import { type ConnectOptions, GatewayClient } from "./client";
+export const connect = (options: ConnectOptions): Promise<GatewayClient> => GatewayClient.connect(options);

@@ -1,0 +1,173 @@
+import { FrameType, type InFrame, type OutgoingEvent, type WireError } from "./wire";
+
+/** Where an acknowledged event is in Kafka. */
+export interface PublishResult {
+  id: string;
+  topic: string;
+  partition: number;
+  offset: number;
+}
+
+/** A publish that will not be acknowledged: the gateway's refusal, or the client's own (CLIENT_*). */
+export class PublishError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly retriable: boolean,
+    readonly mayBePersisted: boolean,
+    readonly id: string,
+  ) {
+    super(message);
+    this.name = "PublishError";
+  }
+}
+
+interface Item {
+  event: OutgoingEvent & { id: string };
+  topic: string | undefined;
+  attempts: number;
+  resolve(r: PublishResult): void;
+  reject(e: PublishError): void;
+}
+
+export interface PublisherOptions {
+  /** How long a publish waits for others to share its frame (ms). */
+  lingerMs: number;
+  /** Events the client holds, queued and in flight together; past it, publish fails CLIENT_QUEUE_FULL. */
+  maxQueued: number;
+  /** Attempts per event for retriable refusals (and re-sends after a reconnect). */
+  maxAttempts: number;
+}
+
+export interface PublisherLink {
+  /** Whether the socket is open and welcomed. */
+  ready(): boolean;
+  send(frame: Record<string, unknown>): void;
+  nextCid(): number;
+  /** The connection's window and batch size, from welcome. */
+  limits(): { window: number; maxBatchEvents: number };
+}
+
+const uuid = () => globalThis.crypto.randomUUID();
+
+/**
+ * Publishes in batches under the advertised window. Small publishes made within `lingerMs` share a
+ * publish_batch; at most `window` events are unacknowledged at once; what cannot be sent waits here,
+ * bounded by `maxQueued`. Every event gets an `id` before it is first sent, so a re-send (after a
+ * retriable refusal, or of what was in flight when the connection dropped) carries the same id.
+ */
+export class Publisher {
+  private queue: Item[] = [];
+  private readonly inflight = new Map<number, Item[]>();
+  private inflightEvents = 0;
+  private timer: ReturnType<typeof setTimeout> | null = null;
+
+  constructor(
+    private readonly link: PublisherLink,
+    private readonly options: PublisherOptions,
+  ) {}
+
+  /** Events queued or in flight. */
+  get pending(): number {
+    return this.queue.length + this.inflightEvents;
+  }
+
+  publish(event: OutgoingEvent, topic?: string): Promise<PublishResult> {
+    const withId = event.id ? (event as Item["event"]) : { ...event, id: uuid() };
+    if (this.pending >= this.options.maxQueued) {
+      return Promise.reject(new PublishError("CLIENT_QUEUE_FULL", `${this.pending} events are already waiting (maxQueued ${this.options.maxQueued})`, true, false, withId.id));
+    }
+    return new Promise((resolve, reject) => {
+      this.queue.push({ event: withId, topic, attempts: 0, resolve, reject });
+      this.schedule(this.options.lingerMs);
+    });
+  }
+
+  /** A reply; true when it was one of ours. */
+  onReply(f: InFrame): boolean {
+    const items = f.cid === undefined ? undefined : this.inflight.get(f.cid);
+    if (!items) return false;
+    this.inflight.delete(f.cid!);
+    this.inflightEvents -= items.length;
+    if (f.t === FrameType.ACK || f.t === FrameType.BATCH_ACK) {
+      const errors = new Map<number, WireError>();
+      for (const e of (f.errors as Array<WireError & { i: number }> | undefined) ?? []) errors.set(e.i, e);
+      const partitions = (f.partitions as number[] | undefined) ?? [f.partition as number];
+      const offsets = (f.offsets as number[] | undefined) ?? [f.offset as number];
+      items.forEach((item, i) => {
+        const err = errors.get(i);
+        if (err) this.refused(item, err);
+        else item.resolve({ id: item.event.id, topic: f.topic as string, partition: partitions[i]!, offset: offsets[i]! });
+      });
+    } else {
+      // A nack of the whole request.
+      for (const item of items) this.refused(item, f as unknown as WireError);
+    }
+    this.schedule(0);
+    return true;
+  }
+
+  /** The connection dropped: what was in flight is sent again, first, once it is back. */
+  onDisconnect(): void {
+    const again = [...this.inflight.values()].flat();
+    this.inflight.clear();
+    this.inflightEvents = 0;
+    this.queue = [...again, ...this.queue];
+  }
+
+  /** The connection is (back) up. */
+  onReady(): void {
+    this.schedule(0);
+  }
+
+  /** The client is closed for good: everything still waiting fails. */
+  failAll(code: string, message: string): void {
+    for (const item of [...[...this.inflight.values()].flat(), ...this.queue]) item.reject(new PublishError(code, message, false, true, item.event.id));
+    this.queue = [];
+    this.inflight.clear();
+    this.inflightEvents = 0;
+  }
+
+  private refused(item: Item, err: WireError): void {
+    if (err.retriable && ++item.attempts < this.options.maxAttempts) {
+      const delay = err.retryAfterMs ?? Math.min(2000, 50 * 2 ** item.attempts);
+      setTimeout(() => {
+        this.queue.unshift(item);
+        this.schedule(0);
+      }, delay);
+      return;
+    }
+    item.reject(new PublishError(err.code, err.message, err.retriable, err.mayBePersisted, item.event.id));
+  }
+
+  private schedule(ms: number): void {
+    if (this.timer !== null) {
+      if (ms > 0) return;
+      clearTimeout(this.timer);
+    }
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      this.flush();
+    }, ms);
+  }
+
+  /** Sends what the window has room for, a topic's run of events per frame. */
+  private flush(): void {
+    if (!this.link.ready()) return;
+    const { window, maxBatchEvents } = this.link.limits();
+    while (this.queue.length > 0 && this.inflightEvents < window) {
+      const topic = this.queue[0]!.topic;
+      const room = Math.min(maxBatchEvents, window - this.inflightEvents);
+      let n = 0;
+      while (n < this.queue.length && n < room && this.queue[n]!.topic === topic) n++;
+      const items = this.queue.splice(0, n);
+      const cid = this.link.nextCid();
+      this.inflight.set(cid, items);
+      this.inflightEvents += items.length;
+      const frame: Record<string, unknown> =
+        items.length === 1 ? { t: FrameType.PUBLISH, cid, event: items[0]!.event } : { t: FrameType.PUBLISH_BATCH, cid, events: items.map((i) => i.event) };
+      if (topic !== undefined) frame.topic = topic;
+      this.link.send(frame);
+    }
+  }
+}

@@ -1,0 +1,166 @@
+import { type DeliveredEvent, FrameType, type InFrame, type Start, type WireError } from "./wire";
+
+export interface SubscribeOptions {
+  /** The filter, as docs/subscriptions.md writes it. */
+  filter?: Record<string, unknown>;
+  start?: Start;
+  policy?: "drop-oldest" | "disconnect";
+  /** A share group: its members split the topic's partitions. */
+  share?: string;
+  /** Events held for a consumer that iterates slower than they arrive; past it the oldest go (a `lagged` notice says how many). */
+  maxBuffered?: number;
+}
+
+/** What a subscription says besides events. */
+export type Notice =
+  | { kind: "live" }
+  | { kind: "lagged"; dropped: number; where: "gateway" | "client" }
+  | { kind: "ended"; code?: string; message?: string };
+
+export interface SubscriptionLink {
+  send(frame: Record<string, unknown>): void;
+  nextCid(): number;
+  forget(sub: Subscription): void;
+}
+
+/**
+ * One subscription: an async iterator of events, or callbacks. It remembers the resume token of the
+ * last frame it got, so after a reconnect it subscribes again from exactly there: no gap, no repeat.
+ */
+export class Subscription implements AsyncIterable<DeliveredEvent> {
+  /** The token of the last frame received: resuming from it yields exactly what followed. */
+  token: string | undefined;
+  live = false;
+  private ended = false;
+  private buffer: DeliveredEvent[] = [];
+  private waiter: ((r: IteratorResult<DeliveredEvent>) => void) | null = null;
+  private readonly eventHandlers: Array<(e: DeliveredEvent) => void> = [];
+  private readonly noticeHandlers: Array<(n: Notice) => void> = [];
+  private confirm: { resolve: () => void; reject: (e: Error) => void; cid: number } | null = null;
+
+  constructor(
+    readonly id: string,
+    readonly topics: string[],
+    private readonly options: SubscribeOptions,
+    private readonly link: SubscriptionLink,
+  ) {}
+
+  /** Calls `handler` for each event; events then no longer wait for the iterator. */
+  onEvent(handler: (e: DeliveredEvent) => void): this {
+    this.eventHandlers.push(handler);
+    return this;
+  }
+
+  onNotice(handler: (n: Notice) => void): this {
+    this.noticeHandlers.push(handler);
+    return this;
+  }
+
+  /** Sends the subscribe frame (again, after a reconnect, from the last token); resolves on `subscribed`. */
+  open(): Promise<void> {
+    const cid = this.link.nextCid();
+    const frame: Record<string, unknown> = { t: FrameType.SUBSCRIBE, cid, sub: this.id };
+    if (this.topics.length === 1) frame.topic = this.topics[0];
+    else frame.topics = this.topics;
+    if (this.options.filter) frame.filter = this.options.filter;
+    if (this.options.policy) frame.policy = this.options.policy;
+    if (this.options.share) frame.share = this.options.share;
+    const start = this.token !== undefined && !this.options.share ? { token: this.token } : this.options.start;
+    if (start !== undefined) frame.start = start;
+    // Re-sent before the first was confirmed (the connection dropped meanwhile): the first caller
+    // is answered by this one's reply.
+    const earlier = this.confirm;
+    return new Promise((resolve, reject) => {
+      this.confirm = {
+        cid,
+        resolve: () => (earlier?.resolve(), resolve()),
+        reject: (e) => (earlier?.reject(e), reject(e)),
+      };
+      this.link.send(frame);
+    });
+  }
+
+  /** A frame for this subscription (or the reply to its subscribe/unsubscribe). */
+  handle(f: InFrame): void {
+    if (this.confirm && f.cid === this.confirm.cid) {
+      const c = this.confirm;
+      this.confirm = null;
+      if (f.t === FrameType.SUBSCRIBED) {
+        if (typeof f.token === "string" && this.token === undefined) this.token = f.token;
+        return c.resolve();
+      }
+      const err = f as unknown as WireError;
+      return c.reject(Object.assign(new Error(`${err.code}: ${err.message}`), { code: err.code }));
+    }
+    if (typeof f.token === "string") this.token = f.token;
+    switch (f.t) {
+      case FrameType.EVENT:
+        return this.deliver([f as unknown as DeliveredEvent]);
+      case FrameType.EVENT_BATCH:
+        return this.deliver(f.events as DeliveredEvent[]);
+      case FrameType.LIVE:
+        this.live = true;
+        return this.notify({ kind: "live" });
+      case FrameType.LAGGED:
+        return this.notify({ kind: "lagged", dropped: f.dropped as number, where: "gateway" });
+      case FrameType.UNSUBSCRIBED:
+        return this.end({ kind: "ended", code: f.code as string | undefined, message: f.message as string | undefined });
+    }
+  }
+
+  /** Ends it: an unsubscribe is sent, and the iterator finishes. Resolves with the token to resume from later. */
+  async close(): Promise<string | undefined> {
+    if (!this.ended) this.link.send({ t: FrameType.UNSUBSCRIBE, cid: this.link.nextCid(), sub: this.id });
+    this.end({ kind: "ended" });
+    return this.token;
+  }
+
+  /** Ended from outside: the client closed. */
+  end(notice: Notice & { kind: "ended" }): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.link.forget(this);
+    this.notify(notice);
+    this.waiter?.({ value: undefined, done: true });
+    this.waiter = null;
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<DeliveredEvent> {
+    return {
+      next: () => {
+        const e = this.buffer.shift();
+        if (e) return Promise.resolve({ value: e, done: false });
+        if (this.ended) return Promise.resolve({ value: undefined, done: true });
+        return new Promise((resolve) => (this.waiter = resolve));
+      },
+      return: async () => {
+        await this.close();
+        return { value: undefined, done: true };
+      },
+    };
+  }
+
+  private deliver(events: DeliveredEvent[]): void {
+    if (this.eventHandlers.length > 0) {
+      for (const e of events) for (const h of this.eventHandlers) h(e);
+      return;
+    }
+    for (const e of events) {
+      if (this.waiter) {
+        const w = this.waiter;
+        this.waiter = null;
+        w({ value: e, done: false });
+      } else this.buffer.push(e);
+    }
+    const max = this.options.maxBuffered ?? 10_000;
+    if (this.buffer.length > max) {
+      const dropped = this.buffer.length - max;
+      this.buffer.splice(0, dropped);
+      this.notify({ kind: "lagged", dropped, where: "client" });
+    }
+  }
+
+  private notify(n: Notice): void {
+    for (const h of this.noticeHandlers) h(n);
+  }
+}
