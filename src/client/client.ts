@@ -153,6 +153,8 @@ export class GatewayClient {
     if (f.t === FrameType.REFRESHED) return this.scheduleRefresh(f.expiresAt as number | undefined);
     if (typeof f.sub === "string" && this.subs.has(f.sub)) return this.subs.get(f.sub)!.handle(f);
     if (this.publisher.onReply(f)) return;
+    // A refused subscribe is nacked without its sub: it is matched by cid.
+    for (const s of this.subs.values()) if (s.awaits(f.cid)) return s.handle(f);
     if (f.t === FrameType.NACK && f.cid === 0) {
       // The hello was refused (a bad token): nothing will work on this connection.
       this.firstWelcome.reject(new Error(`hello refused: ${f.code as string}: ${f.message as string}`));

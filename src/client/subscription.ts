@@ -80,6 +80,11 @@ export class Subscription implements AsyncIterable<DeliveredEvent> {
     });
   }
 
+  /** Whether `cid` is that of this subscription's subscribe still waiting for its answer. */
+  awaits(cid: number | undefined): boolean {
+    return cid !== undefined && this.confirm?.cid === cid;
+  }
+
   /** A frame for this subscription (or the reply to its subscribe/unsubscribe). */
   handle(f: InFrame): void {
     if (this.confirm && f.cid === this.confirm.cid) {

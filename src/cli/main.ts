@@ -1,0 +1,151 @@
+#!/usr/bin/env bun
+/**
+ * kgw: the gateway from a terminal, on the client SDK.
+ *   kgw pub  [--topic T] [--type X] [EVENT_JSON …]     events from the arguments, or JSON lines on stdin
+ *   kgw tail [--topic T] [--filter JSON] [--from earliest|latest|TIME|token:T] [--count N] [--json]
+ * Common: --url (KGW_URL, default ws://localhost:8080/ws), --token (KGW_TOKEN).
+ */
+import { parseArgs } from "node:util";
+import { type DeliveredEvent, type OutgoingEvent, type Start, connect } from "../client";
+
+const USAGE = `usage:
+  kgw pub  [--topic T] [--type X] [EVENT_JSON …]   publish events given as arguments, else one per stdin line
+  kgw tail [--topic T] [--filter JSON] [--from earliest|latest|TIME|token:TOKEN] [--count N] [--json]
+options: --url URL (or KGW_URL; default ws://localhost:8080/ws)  --token JWT (or KGW_TOKEN)
+pub: a line or argument is an event envelope {"type": …, "data": …}; with --type, any JSON value is
+     sent as the data of an event of that type. --json prints each ack as a JSON line.
+tail: prints partition:offset, type, key and data per event; --json prints each event as a JSON line.`;
+
+// Output through one writer that is flushed before exit: process.exit() drops what a pipe has not taken yet.
+const stdout = Bun.stdout.writer();
+const emit = (line: string) => void stdout.write(`${line}\n`);
+async function exit(code: number): Promise<never> {
+  await stdout.flush();
+  process.exit(code);
+}
+
+function fail(message: string): never {
+  process.stderr.write(`kgw: ${message}\n`);
+  process.exit(2);
+}
+
+const [command, ...rest] = process.argv.slice(2);
+let parsed;
+try {
+  parsed = parseArgs({
+    args: rest,
+    allowPositionals: true,
+    options: {
+      url: { type: "string" },
+      token: { type: "string" },
+      topic: { type: "string" },
+      type: { type: "string" },
+      filter: { type: "string" },
+      from: { type: "string" },
+      count: { type: "string" },
+      json: { type: "boolean" },
+      help: { type: "boolean" },
+    },
+  });
+} catch (e) {
+  fail((e as Error).message);
+}
+const o = parsed.values;
+if (o.help || !command || !["pub", "tail", "sub"].includes(command)) {
+  emit(USAGE);
+  await exit(o.help ? 0 : 2);
+}
+const url = o.url ?? process.env.KGW_URL ?? "ws://localhost:8080/ws";
+const token = o.token ?? process.env.KGW_TOKEN;
+
+/** A line or argument as an event: an envelope, or with --type any JSON value as its data. */
+function toEvent(text: string): OutgoingEvent {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    fail(`not JSON: ${text.slice(0, 80)}`);
+  }
+  if (o.type) return { type: o.type, data: v };
+  if (typeof v !== "object" || v === null || typeof (v as { type?: unknown }).type !== "string") fail(`an event needs a "type" (or give --type): ${text.slice(0, 80)}`);
+  return v as OutgoingEvent;
+}
+
+function startOf(from: string | undefined): Start | undefined {
+  if (from === undefined) return undefined;
+  if (from === "earliest" || from === "latest") return from;
+  if (from.startsWith("token:")) return { token: from.slice(6) };
+  if (/^\d+$/.test(from)) return { time: Number(from) };
+  if (!Number.isNaN(Date.parse(from))) return { time: from };
+  fail(`--from takes earliest, latest, a time (ISO 8601 or ms) or token:TOKEN; got ${from}`);
+}
+
+async function* lines(): AsyncGenerator<string> {
+  const decoder = new TextDecoder();
+  let buf = "";
+  for await (const chunk of Bun.stdin.stream()) {
+    buf += decoder.decode(chunk, { stream: true });
+    let nl: number;
+    while ((nl = buf.indexOf("\n")) >= 0) {
+      const line = buf.slice(0, nl).trim();
+      buf = buf.slice(nl + 1);
+      if (line) yield line;
+    }
+  }
+  if (buf.trim()) yield buf.trim();
+}
+
+const gw = await connect({ url, token }).catch((e) => fail(`cannot connect to ${url}: ${(e as Error).message}`));
+
+if (command === "pub") {
+  let ok = 0;
+  let failed = 0;
+  const pending = new Set<Promise<void>>();
+  const one = (ev: OutgoingEvent) => {
+    const p = gw
+      .publish(ev, { topic: o.topic })
+      .then(
+        (a) => {
+          ok++;
+          if (o.json) emit(JSON.stringify(a));
+        },
+        (e) => {
+          failed++;
+          process.stderr.write(`kgw: ${e.code ?? "ERROR"} ${e.message}\n`);
+        },
+      )
+      .finally(() => pending.delete(p));
+    pending.add(p);
+  };
+  const source = parsed.positionals.length > 0 ? parsed.positionals : lines();
+  for await (const text of source) {
+    one(toEvent(text));
+    // The SDK bounds its own queue; stay well inside it so a fast pipe never sees CLIENT_QUEUE_FULL.
+    while (gw.pendingPublishes >= 50_000) await Promise.race(pending);
+  }
+  await Promise.all(pending);
+  process.stderr.write(`kgw: published ${ok}${failed ? `, ${failed} failed` : ""}\n`);
+  gw.close();
+  await exit(failed ? 1 : 0);
+} else {
+  let filter: Record<string, unknown> | undefined;
+  if (o.filter) {
+    try {
+      filter = JSON.parse(o.filter);
+    } catch {
+      fail("--filter must be JSON, e.g. '{\"types\":[\"order.*\"]}'");
+    }
+  }
+  const count = o.count === undefined ? Infinity : Number(o.count);
+  if (!(count > 0)) fail("--count must be a positive number");
+  const sub = await gw.subscribe(o.topic ?? "events", { filter, start: startOf(o.from) }).catch((e) => fail(`subscribe refused: ${(e as Error).message}`));
+  const print = (e: DeliveredEvent) =>
+    o.json ? JSON.stringify(e) : `${e.partition}:${e.offset}\t${e.event.type}\t${e.event.key ?? ""}\t${JSON.stringify(e.event.data ?? e.event.data_base64 ?? null)}`;
+  let n = 0;
+  for await (const e of sub) {
+    emit(print(e));
+    if (++n >= count) break;
+  }
+  gw.close();
+  await exit(0);
+}
