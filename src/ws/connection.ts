@@ -371,6 +371,7 @@ export function createWebSocketHandler(deps: {
     },
     async closeAll(timeoutMs) {
       const deadline = Date.now() + timeoutMs;
+      ingress.drainAll();
       await Promise.all(
         [...sockets].map(async (ws) => {
           const flushed = ws.data.outbound!.whenEmpty();

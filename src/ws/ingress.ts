@@ -73,6 +73,17 @@ export class Ingress<S extends IngressSocket> {
     this.arm();
   }
 
+  /**
+   * Handles every waiting frame now, slices aside: at shutdown each request still has to get its
+   * one reply (a refusal, by then) before its socket is closed.
+   */
+  drainAll(): void {
+    while (this.waiting.size > 0) {
+      this.spentMs = 0;
+      this.pass();
+    }
+  }
+
   /** The connection is gone: what it sent and was not handled yet is dropped with it. */
   closed(socket: S): void {
     const box = this.inboxOf(socket);
