@@ -13,11 +13,13 @@ export type Positions = Map<string, number[]>;
 
 const packr = new Packr({ useRecords: false });
 const unpackr = new Unpackr({ useRecords: false, int64AsType: "number" });
-const TokenSchema = z.strictObject({
-  v: z.literal(1),
-  f: z.string().max(64),
-  p: z.record(z.string().max(249), z.array(z.number().int().min(0)).max(10_000)),
-});
+const offsets = z.array(z.number().int().min(0)).max(10_000);
+// v2 lists positions as [topic, offsets] pairs: as a map, a topic named "__proto__" (a valid Kafka
+// name) was lost on the way, and the token resumed without it. v1 tokens are still read.
+const TokenSchema = z.union([
+  z.strictObject({ v: z.literal(2), f: z.string().max(64), p: z.array(z.tuple([z.string().max(249), offsets])).max(10_000) }),
+  z.strictObject({ v: z.literal(1), f: z.string().max(64), p: z.record(z.string().max(249), offsets) }),
+]);
 
 // 128 bits of HMAC-SHA256: plenty against forgery, and every event frame carries a token.
 const MAC_BYTES = 16;
@@ -43,7 +45,7 @@ export function filterTag(identity: string): string {
 }
 
 export function encodeToken(filter: string, positions: Positions): string {
-  const payload = packr.pack({ v: 1, f: filter, p: Object.fromEntries(positions) });
+  const payload = packr.pack({ v: 2, f: filter, p: [...positions] });
   return `${Buffer.from(payload).toString("base64url")}.${mac(keys[0]!, payload).toString("base64url")}`;
 }
 
@@ -75,5 +77,5 @@ export function decodeToken(token: string): { filter: string; positions: Positio
   }
   const t = TokenSchema.safeParse(raw);
   if (!t.success) throw new GatewayError("INVALID_POSITION", "the resume token is not one this gateway issued");
-  return { filter: t.data.f, positions: new Map(Object.entries(t.data.p)) };
+  return { filter: t.data.f, positions: new Map(t.data.v === 2 ? t.data.p : Object.entries(t.data.p)) };
 }

@@ -36,7 +36,7 @@ function openStream(url: string, headers: Record<string, string> = {}) {
         while ((end = buf.indexOf("\n\n")) >= 0) {
           const block = buf.slice(0, end);
           buf = buf.slice(end + 2);
-          if (block.startsWith(":")) continue; // heartbeat
+          if (block.startsWith(":") || block.startsWith("retry:")) continue; // heartbeat; reconnect hint
           const m: SseMessage = { event: "message", data: undefined };
           for (const line of block.split("\n")) {
             const [k, ...v] = line.split(": ");
