@@ -19,6 +19,8 @@ export function createMetrics() {
     }),
     connectionsOpen: new Gauge({ name: "gateway_connections_open", help: "Open WebSocket connections", registers: [registry] }),
     connectionsRefused: new Counter({ name: "gateway_connections_refused_total", help: "WebSocket upgrades refused at MAX_CONNECTIONS or MAX_CONNECTIONS_PER_IP", registers: [registry] }),
+    originsRefused: new Counter({ name: "gateway_origins_refused_total", help: "Requests and WebSocket upgrades refused 403 ORIGIN_NOT_ALLOWED (Origin not in ALLOWED_ORIGINS)", labelNames: ["transport"] as const, registers: [registry] }),
+    helloTimeouts: new Counter({ name: "gateway_hello_timeouts_total", help: "WebSockets closed for completing no hello within HELLO_TIMEOUT (4002, or 4401 without a token)", registers: [registry] }),
     eventsInflight: new Gauge({ name: "gateway_events_inflight", help: "Events handed to the log and not yet acknowledged", registers: [registry] }),
     workerRestarts: new Counter({ name: "gateway_kafka_worker_restarts_total", help: "Kafka worker processes restarted after exiting", registers: [registry] }),
     workersReady: new Gauge({ name: "gateway_kafka_workers_ready", help: "Kafka worker processes connected and ready", registers: [registry] }),
