@@ -1,3 +1,4 @@
+import type { Server } from "bun";
 import { errorResponse } from "../http/responses";
 import { toWireError } from "../protocol/errors";
 import { GatewayError } from "../protocol/errors";
@@ -17,9 +18,9 @@ export function createHttpAuth(authenticator: Authenticator, audit: Audit) {
     return res;
   };
   return {
-    guard(handler: (req: Request, who: Identity) => Promise<Response>): (req: Request) => Promise<Response> {
-      if (!authenticator.enabled) return (req) => handler(req, ANONYMOUS);
-      return async (req) => {
+    guard(handler: (req: Request, who: Identity, server: Server<any>) => Promise<Response>): (req: Request, server: Server<any>) => Promise<Response> {
+      if (!authenticator.enabled) return (req, server) => handler(req, ANONYMOUS, server);
+      return async (req, server) => {
         const token = bearerFromAuthorization(req);
         let who: Identity;
         try {
@@ -30,7 +31,7 @@ export function createHttpAuth(authenticator: Authenticator, audit: Audit) {
           audit.record({ principal: "anonymous", action: "authenticate", outcome: "deny", code: err.code, reason: err.message, transport: "http" });
           return challenge(err);
         }
-        return handler(req, who);
+        return handler(req, who, server);
       };
     },
     /** The refusal (FORBIDDEN), or undefined; every decision goes to the audit log. */
