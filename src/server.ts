@@ -132,7 +132,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   // Each route by method, each behind the origin check, and OPTIONS on every one (CORS preflight).
   // A known path asked with another method gets 405 with Allow, in fetch, where Bun sends what no
   // method here matches.
-  const routes = httpRoutes(origins, metrics, {
+  const { routes, allowed } = httpRoutes(origins, metrics, {
     "/api/v1/events": { POST: httpAuth.guard(events.publishOne) },
     "/api/v1/events/batch": { POST: httpAuth.guard(events.publishBatch) },
     "/api/v1/events/validate": { POST: httpAuth.guard(events.validate) },
@@ -141,7 +141,6 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     "/health": { GET: health.detail },
     "/metrics": { GET: config.METRICS_ENABLED ? health.metrics : () => error("NOT_FOUND", "metrics are disabled") },
   });
-  const allowed = new Map<string, string>(Object.entries(routes).map(([path, methods]) => [path, Object.keys(methods).join(", ")]));
   const notRouted = withOrigin(origins, metrics, "http", (req: Request, _srv: Server<ConnectionData>) => {
     const path = new URL(req.url).pathname;
     const allow = allowed.get(path);

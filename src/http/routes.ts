@@ -10,16 +10,20 @@ type Routes = Record<string, Record<string, RouteHandler>>;
  * The route table as Bun.serve takes it: every handler behind the origin check (src/http/origins.ts),
  * and OPTIONS on every path, answering CORS preflights and plain OPTIONS alike with what it takes.
  */
-export function httpRoutes<R extends Routes>(origins: OriginPolicy, metrics: Metrics, routes: R): Routes {
+export function httpRoutes<R extends Routes>(origins: OriginPolicy, metrics: Metrics, routes: R): { routes: Routes; allowed: Map<string, string> } {
   const out: Routes = {};
+  /** Each path's methods, for Allow on OPTIONS and on a 405. */
+  const allowed = new Map<string, string>();
   for (const [path, methods] of Object.entries(routes)) {
-    const allow = [...Object.keys(methods), "OPTIONS"].join(", ");
+    // Bun answers HEAD for every GET route by itself.
+    const allow = [...Object.keys(methods), ...("GET" in methods ? ["HEAD"] : []), "OPTIONS"].join(", ");
+    allowed.set(path, allow);
     const wrapped: Record<string, RouteHandler> = {};
     for (const [method, handler] of Object.entries(methods)) wrapped[method] = withOrigin(origins, metrics, "http", handler);
     wrapped.OPTIONS = withOrigin(origins, metrics, "http", preflight(allow) as RouteHandler);
     out[path] = wrapped;
   }
-  return out;
+  return { routes: out, allowed };
 }
 
 /**

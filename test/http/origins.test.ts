@@ -154,10 +154,10 @@ test("every route answers a wrong method 405 with Allow, the WebSocket paths inc
     ["GET", "/api/v1/events", "POST, OPTIONS"],
     ["DELETE", "/api/v1/events/batch", "POST, OPTIONS"],
     ["PATCH", "/api/v1/events/validate", "POST, OPTIONS"],
-    ["POST", "/health/live", "GET, OPTIONS"],
-    ["PUT", "/health/ready", "GET, OPTIONS"],
-    ["POST", "/health", "GET, OPTIONS"],
-    ["DELETE", "/metrics", "GET, OPTIONS"],
+    ["POST", "/health/live", "GET, HEAD, OPTIONS"],
+    ["PUT", "/health/ready", "GET, HEAD, OPTIONS"],
+    ["POST", "/health", "GET, HEAD, OPTIONS"],
+    ["DELETE", "/metrics", "GET, HEAD, OPTIONS"],
     ["POST", "/ws", "GET, OPTIONS"],
     ["PUT", "/api/v1/ws", "GET, OPTIONS"],
   ];
@@ -167,6 +167,7 @@ test("every route answers a wrong method 405 with Allow, the WebSocket paths inc
     expect(((await r.json()) as any).error.code).toBe("METHOD_NOT_ALLOWED");
     const options = await fetch(`${gw.url}${path}`, { method: "OPTIONS" });
     expect({ path, status: options.status, allow: options.headers.get("allow") }).toEqual({ path, status: 204, allow });
+    if (allow.includes("HEAD")) expect({ path, head: (await fetch(`${gw.url}${path}`, { method: "HEAD" })).status }).toEqual({ path, head: 200 });
   }
 });
 

@@ -22,10 +22,10 @@ test("a known path with the wrong method → 405 METHOD_NOT_ALLOWED with Allow; 
     ["PUT", "/api/v1/events", "POST, OPTIONS"],
     ["DELETE", "/api/v1/events/batch", "POST, OPTIONS"],
     ["GET", "/api/v1/events/validate", "POST, OPTIONS"],
-    ["POST", "/health/live", "GET, OPTIONS"],
-    ["POST", "/health/ready", "GET, OPTIONS"],
-    ["DELETE", "/health", "GET, OPTIONS"],
-    ["POST", "/metrics", "GET, OPTIONS"],
+    ["POST", "/health/live", "GET, HEAD, OPTIONS"],
+    ["POST", "/health/ready", "GET, HEAD, OPTIONS"],
+    ["DELETE", "/health", "GET, HEAD, OPTIONS"],
+    ["POST", "/metrics", "GET, HEAD, OPTIONS"],
   ];
   for (const [method, path, allow] of cases) {
     const r = await fetch(`${gw.url}${path}`, { method });
