@@ -102,6 +102,7 @@ const CLOSE_GRACE_MS = 2000;
 
 /** Said at start-up when no key is configured: every client may then do everything TOPIC_ALLOW allows. */
 export const AUTH_OFF_WARNING = "authentication is off: any client may publish and subscribe to any topic TOPIC_ALLOW matches; set AUTH_JWT_SECRET, AUTH_JWT_PUBLIC_KEY_FILE or AUTH_JWKS_URL (docs/security.md)";
+export const ANY_ORIGIN_WARNING = "ALLOWED_ORIGINS is * and authentication is off: any web page a user opens can publish and subscribe through this gateway from their browser (docs/protocol.md, Origins and CORS)";
 export const RESUME_KEY_WARNING = "RESUME_TOKEN_KEYS is not set: resume tokens are signed with a random key of this process, so they are refused by other instances and after a restart";
 
 export async function startGateway(config: Config, logger: Logger): Promise<Gateway> {
@@ -109,6 +110,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   const authenticator = new Authenticator(await loadKeySources(config), config);
   const audit = new Audit(logger);
   if (!authenticator.enabled) logger.warn(AUTH_OFF_WARNING);
+  if (!authenticator.enabled && config.ALLOWED_ORIGINS.split(",").includes("*")) logger.warn(ANY_ORIGIN_WARNING);
   setResumeTokenKeys(config.RESUME_TOKEN_KEYS.split(","));
   if (!config.RESUME_TOKEN_KEYS) logger.warn(RESUME_KEY_WARNING);
   const httpAuth = createHttpAuth(authenticator, audit);

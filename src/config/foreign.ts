@@ -99,7 +99,6 @@ export const FOREIGN_SETTINGS: Readonly<Record<string, Verdict>> = {
   CORS_ORIGIN: { use: "ALLOWED_ORIGINS (it covers CORS and WebSocket upgrades)" },
   WS_ALLOWED_ORIGINS: { use: "ALLOWED_ORIGINS (it covers CORS and WebSocket upgrades)" },
   MAX_HTTP_HEADER_SIZE: { use: "HTTP_MAX_HEADER_BYTES" },
-  IDLE_TIMEOUT: { use: "HTTP_IDLE_TIMEOUT (HTTP) or HELLO_TIMEOUT (a WebSocket that never says hello)" },
   HANDSHAKE_TIMEOUT: { use: "HELLO_TIMEOUT" },
   PER_MESSAGE_DEFLATE: { use: "WS_PERMESSAGE_DEFLATE" },
   PERMESSAGE_DEFLATE: { use: "WS_PERMESSAGE_DEFLATE" },

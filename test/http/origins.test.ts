@@ -196,12 +196,15 @@ test("ALLOWED_ORIGINS takes exact origins or *, and says what is wrong with anyt
   expect(loadConfig({ ALLOWED_ORIGINS: "HTTPS://App.Example.com:443/, http://localhost:3000" }).ALLOWED_ORIGINS).toBe("https://app.example.com,http://localhost:3000");
   expect(loadConfig({ ALLOWED_ORIGINS: "*" }).ALLOWED_ORIGINS).toBe("*");
   expect(loadConfig({}).ALLOWED_ORIGINS).toBe("");
+  expect(loadConfig({ ALLOWED_ORIGINS: "*, https://app.example.com" }).ALLOWED_ORIGINS).toBe("*,https://app.example.com");
   expect(() => loadConfig({ CORS_ORIGINS: "*" })).toThrow(/CORS_ORIGINS is not a setting of this gateway: use ALLOWED_ORIGINS/);
 });
 
-test("ALLOWED_ORIGINS=* lets any page in, with its origin echoed", async () => {
+test("ALLOWED_ORIGINS=* lets any page in, with its origin echoed; with authentication off, the start-up says what that means", async () => {
   const gw = await startGateway({ KAFKA_BROKERS: "", ALLOWED_ORIGINS: "*" });
   try {
+    const warnings = gw.lines.map((l) => JSON.parse(l)).filter((l) => l.level === "warn");
+    expect(warnings.some((l) => /ALLOWED_ORIGINS is \* and authentication is off/.test(l.msg))).toBe(true);
     expect(await helloFrom(gw, { Origin: "https://anyone.example" })).toBe("welcome");
     const r = await post(gw, "/api/v1/events", { Origin: "https://anyone.example" });
     expect(r.status).toBe(202);
