@@ -10,6 +10,8 @@ import { loadTls } from "./config/tls";
 import { createEventRoutes } from "./http/events";
 import { createHealthRoutes } from "./http/health";
 import { createStreamRoute } from "./http/stream";
+import { applyHttpHeaderLimit, httpRoutes } from "./http/routes";
+import { OriginPolicy, preflight, withOrigin } from "./http/origins";
 import { error, errorResponse } from "./http/responses";
 import { Publisher, wireError } from "./ingest/publisher";
 import { ConnectionLimiter } from "./limits/connections";
@@ -46,6 +48,7 @@ export interface Gateway {
 }
 
 const DELIVERY_MARGIN_MS = 5000;
+const WS_ALLOW = "GET, OPTIONS";
 const QUERY_TIMEOUT_MS = 10_000;
 
 export function createLog(config: Config, logger: Logger, metrics: Metrics): EventLog {
@@ -114,6 +117,7 @@ const CLOSE_GRACE_MS = 2000;
 
 /** Said at start-up when no key is configured: every client may then do everything TOPIC_ALLOW allows. */
 export const AUTH_OFF_WARNING = "authentication is off: any client may publish and subscribe to any topic TOPIC_ALLOW matches; set AUTH_JWT_SECRET, AUTH_JWT_PUBLIC_KEY_FILE or AUTH_JWKS_URL (docs/security.md)";
+export const ANY_ORIGIN_WARNING = "ALLOWED_ORIGINS is * and authentication is off: any web page a user opens can publish and subscribe through this gateway from their browser (docs/protocol.md, Origins and CORS)";
 export const RESUME_KEY_WARNING = "RESUME_TOKEN_KEYS is not set: resume tokens are signed with a random key of this process, so they are refused by other instances and after a restart";
 
 export async function startGateway(config: Config, logger: Logger): Promise<Gateway> {
@@ -122,6 +126,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   const authenticator = new Authenticator(await loadKeySources(config), config);
   const audit = new Audit(logger);
   if (!authenticator.enabled) logger.warn(AUTH_OFF_WARNING);
+  if (!authenticator.enabled && config.ALLOWED_ORIGINS.split(",").includes("*")) logger.warn(ANY_ORIGIN_WARNING);
   setResumeTokenKeys(config.RESUME_TOKEN_KEYS.split(","));
   if (!config.RESUME_TOKEN_KEYS) logger.warn(RESUME_KEY_WARNING);
   const httpAuth = createHttpAuth(authenticator, audit);
@@ -143,9 +148,11 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   const health = createHealthRoutes({ auth: authenticator.enabled ? "jwt" : "none", log, metrics, version: SERVER_NAME, connections: () => ws.connections, inflight: () => publisher.eventsInflight, subscriptions: () => subscriptions.stats() });
 
   let draining = false;
-  // Each route by method; a known path asked with another method gets 405 with Allow (in fetch,
-  // where Bun sends what no method here matches).
-  const routes = {
+  const origins = new OriginPolicy(config.ALLOWED_ORIGINS);
+  // Each route by method, each behind the origin check, and OPTIONS on every one (CORS preflight).
+  // A known path asked with another method gets 405 with Allow, in fetch, where Bun sends what no
+  // method here matches.
+  const { routes, allowed } = httpRoutes(origins, metrics, {
     "/api/v1/events": { POST: httpAuth.guard(events.publishOne) },
     "/api/v1/events/batch": { POST: httpAuth.guard(events.publishBatch) },
     "/api/v1/events/validate": { POST: httpAuth.guard(events.validate) },
@@ -154,21 +161,33 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     "/health/ready": { GET: () => (draining ? error("SHUTTING_DOWN", "draining") : health.ready()) },
     "/health": { GET: health.detail },
     "/metrics": { GET: config.METRICS_ENABLED ? health.metrics : () => error("NOT_FOUND", "metrics are disabled") },
-  };
-  const allowed = new Map<string, string>(Object.entries(routes).map(([path, methods]) => [path, Object.keys(methods).join(", ")]));
+  });
+  const notRouted = withOrigin(origins, metrics, "http", (req: Request, _srv: Server<ConnectionData>) => {
+    const path = new URL(req.url).pathname;
+    const allow = allowed.get(path);
+    if (allow) return error("METHOD_NOT_ALLOWED", `${req.method} is not allowed on ${path}; use ${allow}`, { allow });
+    return error("NOT_FOUND", `no route for ${req.method} ${path}`);
+  });
+  const wsPreflight = preflight(WS_ALLOW);
+  const wsEntry = withOrigin(origins, metrics, "ws", (req: Request, srv: Server<ConnectionData>) => {
+    if (req.method === "GET") return upgrade(req, srv);
+    if (req.method === "OPTIONS") return wsPreflight(req, srv);
+    return error("METHOD_NOT_ALLOWED", `${req.method} is not allowed on the WebSocket path; open a WebSocket (GET with Upgrade)`, { allow: WS_ALLOW });
+  });
+  applyHttpHeaderLimit(config.HTTP_MAX_HEADER_BYTES);
   const server = Bun.serve<ConnectionData>({
     hostname: config.HOST,
     port: config.PORT,
     reusePort: false,
     ...(tls ? { tls } : {}),
     maxRequestBodySize: httpBodyDrainLimit(config.MAX_FRAME_BYTES),
+    // Bun closes a connection idle this long, and one whose request does not arrive in full (a
+    // trickled head or body). A publish read in full is exempt while Kafka answers it (http/events.ts).
+    idleTimeout: Math.ceil(config.HTTP_IDLE_TIMEOUT / 1000),
     routes,
     fetch(req, srv) {
-      const url = new URL(req.url);
-      const allow = allowed.get(url.pathname);
-      if (allow) return error("METHOD_NOT_ALLOWED", `${req.method} is not allowed on ${url.pathname}; use ${allow}`, { allow });
-      if (url.pathname === "/ws" || url.pathname === "/api/v1/ws") return upgrade(req, srv);
-      return error("NOT_FOUND", `no route for ${req.method} ${url.pathname}`);
+      const path = new URL(req.url).pathname;
+      return path === "/ws" || path === "/api/v1/ws" ? wsEntry(req, srv) : notRouted(req, srv);
     },
     websocket: ws.handler,
     error(e) {

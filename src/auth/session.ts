@@ -45,9 +45,9 @@ export class ConnectionAuth {
     private readonly hooks: AuthHooks,
     identity?: Identity,
   ) {
+    // Without a token yet, the connection's hello deadline (HELLO_TIMEOUT, src/ws/connection.ts) ends it.
     if (!ctx.authenticator.enabled) this.identity = ANONYMOUS;
     else if (identity) this.accept(identity);
-    else this.wait(ctx.config.AUTH_HELLO_TIMEOUT, () => this.hooks.close("no valid token in time; reconnect with one"));
   }
 
   get principal(): string {

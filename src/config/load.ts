@@ -36,6 +36,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     const v = env[name];
     if (v !== undefined && v !== "") input[name] = v;
   }
+  // The old name still works: it was the hello timeout when only authentication had one.
+  if (input.HELLO_TIMEOUT === undefined && input.AUTH_HELLO_TIMEOUT !== undefined) input.HELLO_TIMEOUT = input.AUTH_HELLO_TIMEOUT;
   const parsed = ConfigSchema.safeParse(input);
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;

@@ -17,6 +17,30 @@ const secret32 = z.string().refine((v) => v === "" || Buffer.byteLength(v) >= 32
 const ASYMMETRIC = /^(RS|PS|ES)(256|384|512)$|^EdDSA$|^ES256K$/;
 const algList = z.string().refine((v) => v.split(",").every((a) => ASYMMETRIC.test(a.trim())), "must list asymmetric algorithms only (RS*, PS*, ES*, EdDSA)");
 
+/** A hello may take at most this long to arrive: 100 ms to 10 min. */
+const helloTimeout = duration.pipe(z.number().min(100).max(600_000));
+
+/**
+ * `*`, or a list of exact origins. Each is kept as browsers send it (scheme://host[:port], lower case,
+ * no default port, no path), so a request's Origin header is compared by string equality.
+ */
+const origins = z.string().transform((v, ctx) => {
+  const out: string[] = [];
+  for (const raw of v.split(",").map((o) => o.trim()).filter(Boolean)) {
+    if (raw === "*") {
+      out.push("*");
+      continue;
+    }
+    const url = URL.parse(raw);
+    if (!url || url.origin === "null" || raw.includes("*") || url.pathname !== "/" || url.search || url.hash || url.username || url.password) {
+      ctx.addIssue({ code: "custom", message: `${JSON.stringify(raw)} is not an origin: write scheme://host[:port], e.g. https://app.example.com, or * alone for any` });
+      return z.NEVER;
+    }
+    out.push(url.origin);
+  }
+  return out.join(",");
+});
+
 const bool = z.union([z.boolean(), z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1")]);
 
 /**
@@ -91,7 +115,12 @@ export const settings = {
   AUTH_CLOCK_TOLERANCE: duration.default(30_000).describe("Clock skew allowed when checking exp and nbf"),
   AUTH_CLAIM: z.string().regex(/^[A-Za-z0-9_:./-]{1,128}$/).default("kgw").describe("Claim holding the topic grants: {publish: [...], subscribe: [...]} (docs/security.md)"),
   AUTH_REFRESH_GRACE: duration.default(10_000).describe("After a connection's token expires, how long it has to send refresh before it is closed with 4401"),
-  AUTH_HELLO_TIMEOUT: duration.default(10_000).describe("With authentication on, how long a connection may stay without a valid token before it is closed with 4401"),
+  AUTH_HELLO_TIMEOUT: helloTimeout.optional().describe("Former name of HELLO_TIMEOUT, still read when HELLO_TIMEOUT is not set"),
+  HELLO_TIMEOUT: helloTimeout.default(10_000).describe("How long a WebSocket may stay open without completing hello (and, with authentication on, without a valid token) before it is closed: 4002, or 4401 when it has no valid token"),
+  ALLOWED_ORIGINS: origins.default("").describe("Comma-separated browser origins (https://app.example.com) allowed to open WebSockets and make CORS requests, or * for any; empty: only pages of the gateway's own host. Requests without Origin (non-browser clients) are always allowed; others get 403 ORIGIN_NOT_ALLOWED"),
+  HTTP_IDLE_TIMEOUT: duration.pipe(z.number().min(1000).max(255_000)).default(10_000).describe("An HTTP connection that sends nothing, or whose request (headers or body) does not arrive in full within this, is closed (at most 255s; Bun rounds to whole seconds). A request read in full is exempt while the gateway answers it"),
+  HTTP_MAX_HEADER_BYTES: int(1024, 1024 * 1024).default(16 * 1024).describe("Largest HTTP request head (request line and headers, the WebSocket upgrade's and its bearer token included); larger gets 431 and the connection is closed"),
+  WS_PERMESSAGE_DEFLATE: bool.default(false).describe("Negotiate permessage-deflate with clients that offer it, so they may send compressed frames (MAX_FRAME_BYTES applies to the inflated size). Off: frames travel uncompressed"),
   RESUME_TOKEN_KEYS: z.string().refine((v) => v === "" || v.split(",").every((k) => Buffer.byteLength(k.trim()) >= 32), "keys must each be at least 32 bytes").default("").describe("Comma-separated HMAC keys for resume tokens, newest first (it signs, all verify); empty: a random key per process, so tokens work only on the instance that issued them, until it restarts"),
 } as const;
 

@@ -10,7 +10,7 @@ export function configTable(): string {
   const rows = Object.entries(settings).map(([name, schema]) => {
     let def = (schema as unknown as { def: { defaultValue: unknown } }).def.defaultValue;
     if (name === "KAFKA_WORKERS" && def === availableParallelism()) def = "cores";
-    const shown = def === "" ? "(empty)" : `\`${String(def)}\``;
+    const shown = def === "" ? "(empty)" : def === undefined ? "(unset)" : `\`${String(def)}\``;
     return `| \`${name}\` | ${shown} | ${schema.description ?? ""} |`;
   });
   return ["| variable | default | meaning |", "|---|---|---|", ...rows].join("\n");

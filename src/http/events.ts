@@ -93,11 +93,23 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
     });
   }
 
+  /**
+   * The body is in: from here the request waits only for the log, whose answer comes by the publish
+   * deadline (KAFKA_MESSAGE_TIMEOUT_MS + 5 s) however Kafka behaves. HTTP_IDLE_TIMEOUT must not cut
+   * that wait (the client would see a reset instead of its ack or PUBLISH_TIMEOUT). Bun 1.4 happens to
+   * stop the idle timer once a body has been read to its end, but not for a request without one; this
+   * says it for this request, whatever Bun's next version does.
+   */
+  function awaitingLog(req: Request, server: Server<any>): void {
+    server.timeout(req, 0);
+  }
+
   return {
     async publishOne(req: Request, who: Identity, server: Server<unknown>): Promise<Response> {
       const started = performance.now();
       try {
         const event = await readBody(req, who, server);
+        awaitingLog(req, server);
         const topic = publisher.topicFor(new URL(req.url).searchParams.get("topic") ?? undefined);
         authorize(who, topic, [event]);
         charge(req, who, server, 0, 1);
@@ -115,6 +127,7 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
       const started = performance.now();
       try {
         const batch = batchOf(await readBody(req, who, server));
+        awaitingLog(req, server);
         const topic = publisher.topicFor(batch.topic ?? new URL(req.url).searchParams.get("topic") ?? undefined);
         authorize(who, topic, batch.events);
         charge(req, who, server, 0, batch.events.length);

@@ -23,6 +23,8 @@ export function createMetrics() {
     rateLimited: new Counter({ name: "gateway_rate_limited_total", help: "Requests refused RATE_LIMITED, by which rate (connection or principal; events or bytes)", labelNames: ["transport", "scope", "unit"] as const, registers: [registry] }),
     rateLimitCloses: new Counter({ name: "gateway_rate_limit_closes_total", help: "Connections closed with 4429 for sending on past RATE_LIMIT_CLOSE_AFTER refusals", registers: [registry] }),
     ingressPauses: new Counter({ name: "gateway_connection_pauses_total", help: "Times a connection's socket stopped being read because its frames waited their turn (src/ws/ingress.ts)", registers: [registry] }),
+    originsRefused: new Counter({ name: "gateway_origins_refused_total", help: "Requests and WebSocket upgrades refused 403 ORIGIN_NOT_ALLOWED (Origin not in ALLOWED_ORIGINS)", labelNames: ["transport"] as const, registers: [registry] }),
+    helloTimeouts: new Counter({ name: "gateway_hello_timeouts_total", help: "WebSockets closed for completing no hello within HELLO_TIMEOUT (4002, or 4401 without a token)", registers: [registry] }),
     eventsInflight: new Gauge({ name: "gateway_events_inflight", help: "Events handed to the log and not yet acknowledged", registers: [registry] }),
     workerRestarts: new Counter({ name: "gateway_kafka_worker_restarts_total", help: "Kafka worker processes restarted after exiting", registers: [registry] }),
     workersReady: new Gauge({ name: "gateway_kafka_workers_ready", help: "Kafka worker processes connected and ready", registers: [registry] }),

@@ -34,6 +34,8 @@ export const ErrorCodes = {
   FORBIDDEN: { num: 1021, http: 403, retriable: false, mayBePersisted: false },
   // Subscribing never creates a topic: one that does not exist is refused with this.
   UNKNOWN_TOPIC: { num: 1022, http: 404, retriable: false, mayBePersisted: false },
+  // A browser page whose Origin is not in ALLOWED_ORIGINS (nor the gateway's own host): refused before any work.
+  ORIGIN_NOT_ALLOWED: { num: 1023, http: 403, retriable: false, mayBePersisted: false },
   // 2xxx: the gateway or Kafka could not take it now; retry with backoff.
   WINDOW_EXCEEDED: { num: 2000, http: 429, retriable: true, mayBePersisted: false },
   OVERLOADED: { num: 2001, http: 503, retriable: true, mayBePersisted: false },
@@ -63,6 +65,8 @@ export const CloseCodes = {
   INTERNAL: 1011,
   UNSUPPORTED_VERSION: 4000,
   SLOW_CONSUMER: 4001,
+  // No hello completed within HELLO_TIMEOUT: the connection did nothing a client can use, and held a slot.
+  HELLO_TIMEOUT: 4002,
   // 4400–4499 mirror HTTP's 4xx. 4401: the token expired (and no refresh came) or was refused: reconnect with a new one.
   REAUTHENTICATE: 4401,
   // The client kept sending into RATE_LIMITED refusals (RATE_LIMIT_CLOSE_AFTER): reconnect later, slower.

@@ -50,6 +50,8 @@ export interface ConnectionData {
   inbox?: Inbox;
   /** Made at open: the connection's publish rates (src/limits/rate-limits.ts). */
   rate?: ConnectionRate;
+  /** Ends the connection if no hello completes within HELLO_TIMEOUT; cleared by welcome. */
+  helloTimer?: Timer;
 }
 
 /** The WebSocket side of the gateway: the handler for Bun.serve, and what a graceful stop needs. */
@@ -237,6 +239,8 @@ export function createWebSocketHandler(deps: {
   function welcome(ws: ServerWebSocket<ConnectionData>, codec: CodecName, cid: number | undefined): void {
     if (ws.data.closed) return;
     ws.data.helloed = true;
+    clearTimeout(ws.data.helloTimer);
+    ws.data.helloTimer = undefined; // an idle connection keeps nothing of its handshake
     const welcome: Record<string, unknown> = {
       t: FrameType.WELCOME,
       v: PROTOCOL_VERSION,
@@ -248,6 +252,19 @@ export function createWebSocketHandler(deps: {
     if (cid !== undefined) welcome.cid = cid;
     authFrames.describe(ws, welcome);
     send(ws, welcome, codec);
+  }
+
+  /**
+   * A socket that never completes hello can do nothing (every request is refused HANDSHAKE_REQUIRED)
+   * but holds a connection slot, under MAX_CONNECTIONS_PER_IP too: it is closed. Without a valid token
+   * (authentication on) the close says 4401, as a refused token does; otherwise 4002.
+   */
+  function helloTimedOut(ws: ServerWebSocket<ConnectionData>): void {
+    if (ws.data.closed || ws.data.helloed) return;
+    metrics.helloTimeouts.inc();
+    ws.data.outbound!.flush(true); // any nack HANDSHAKE_REQUIRED goes out before the close frame
+    if (!ws.data.auth!.identity) ws.close(CloseCodes.REAUTHENTICATE, "no valid token in time; reconnect with one");
+    else ws.close(CloseCodes.HELLO_TIMEOUT, `no hello within HELLO_TIMEOUT (${config.HELLO_TIMEOUT} ms)`);
   }
 
   const authFrames = createAuthFrames({
@@ -311,7 +328,10 @@ export function createWebSocketHandler(deps: {
     closeOnBackpressureLimit: false,
     idleTimeout: 120,
     sendPings: true,
-    perMessageDeflate: false,
+    // Inflated frames are held to maxPayloadLength while they inflate (a small deflate bomb closes
+    // 1009 before it costs memory), and decodeFrame holds them to MAX_FRAME_BYTES as any other.
+    // The gateway sends uncompressed: compressing every ack would cost more CPU than it saves.
+    perMessageDeflate: config.WS_PERMESSAGE_DEFLATE ? { compress: false, decompress: "shared" } : false,
 
     open(ws) {
       sockets.add(ws);
@@ -334,6 +354,7 @@ export function createWebSocketHandler(deps: {
           ws.close(CloseCodes.REAUTHENTICATE, reason);
         },
       }, ws.data.identity);
+      ws.data.helloTimer = setTimeout(() => helloTimedOut(ws), config.HELLO_TIMEOUT);
       ws.data.subscriber = {
         subscriptions: new Map(),
         frame: (f) => outbound.frame(f),
@@ -356,6 +377,7 @@ export function createWebSocketHandler(deps: {
       sockets.delete(ws);
       ws.data.closed = true;
       ingress.closed(ws);
+      clearTimeout(ws.data.helloTimer);
       ws.data.outbound!.close();
       ws.data.auth!.dispose();
       metrics.connectionsOpen.dec();

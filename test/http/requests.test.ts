@@ -18,14 +18,14 @@ const post = (path: string, body: string) => fetch(`${gw.url}${path}`, { method:
 
 test("a known path with the wrong method → 405 METHOD_NOT_ALLOWED with Allow; an unknown path → 404", async () => {
   const cases: Array<[string, string, string]> = [
-    ["GET", "/api/v1/events", "POST"],
-    ["PUT", "/api/v1/events", "POST"],
-    ["DELETE", "/api/v1/events/batch", "POST"],
-    ["GET", "/api/v1/events/validate", "POST"],
-    ["POST", "/health/live", "GET"],
-    ["POST", "/health/ready", "GET"],
-    ["DELETE", "/health", "GET"],
-    ["POST", "/metrics", "GET"],
+    ["GET", "/api/v1/events", "POST, OPTIONS"],
+    ["PUT", "/api/v1/events", "POST, OPTIONS"],
+    ["DELETE", "/api/v1/events/batch", "POST, OPTIONS"],
+    ["GET", "/api/v1/events/validate", "POST, OPTIONS"],
+    ["POST", "/health/live", "GET, HEAD, OPTIONS"],
+    ["POST", "/health/ready", "GET, HEAD, OPTIONS"],
+    ["DELETE", "/health", "GET, HEAD, OPTIONS"],
+    ["POST", "/metrics", "GET, HEAD, OPTIONS"],
   ];
   for (const [method, path, allow] of cases) {
     const r = await fetch(`${gw.url}${path}`, { method });

@@ -24,14 +24,19 @@ export class RawWsClient {
     sock.on("data", (d: Buffer) => this.onData(d));
   }
 
-  static async connect(port: number, path = "/ws"): Promise<RawWsClient> {
+  /** The gateway's answer to the upgrade: status line and headers. */
+  responseHead = "";
+
+  /** `headers`: extra upgrade request lines, each ending in \r\n (e.g. a permessage-deflate offer). */
+  static async connect(port: number, path = "/ws", headers = ""): Promise<RawWsClient> {
     const sock = net.connect(port, "127.0.0.1");
     await new Promise<void>((resolve, reject) => {
       sock.once("connect", () => resolve());
       sock.once("error", reject);
     });
-    sock.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${randomBytes(16).toString("base64")}\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+    sock.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${randomBytes(16).toString("base64")}\r\nSec-WebSocket-Version: 13\r\n${headers}\r\n`);
     let head = Buffer.alloc(0);
+    let responseHead = "";
     const rest = await new Promise<Buffer>((resolve, reject) => {
       const onData = (d: Buffer) => {
         head = Buffer.concat([head, d]);
@@ -39,20 +44,30 @@ export class RawWsClient {
         if (end < 0) return;
         sock.off("data", onData);
         if (!head.subarray(0, 12).toString().includes("101")) return reject(new Error(head.toString()));
+        responseHead = head.subarray(0, end).toString();
         resolve(head.subarray(end + 4));
       };
       sock.on("data", onData);
     });
     const c = new RawWsClient(sock);
+    c.responseHead = responseHead;
     if (rest.length) c.onData(rest);
     return c;
   }
 
   send(frame: object): void {
-    const payload = Buffer.from(JSON.stringify(frame));
+    this.sendFrame(Buffer.from(JSON.stringify(frame)));
+  }
+
+  /**
+   * One masked frame with this payload as it is: `rsv1` marks it compressed (permessage-deflate, the
+   * payload then being the raw deflate stream without its final 00 00 ff ff).
+   */
+  sendFrame(payload: Buffer, opts: { opcode?: number; rsv1?: boolean } = {}): void {
+    const first = 0x80 | (opts.rsv1 ? 0x40 : 0) | (opts.opcode ?? 1);
     const mask = randomBytes(4);
     const n = payload.length;
-    const head = n < 126 ? Buffer.from([0x81, 0x80 | n]) : n < 65536 ? Buffer.from([0x81, 0x80 | 126, n >> 8, n & 255]) : Buffer.concat([Buffer.from([0x81, 0x80 | 127]), bigLength(n)]);
+    const head = n < 126 ? Buffer.from([first, 0x80 | n]) : n < 65536 ? Buffer.from([first, 0x80 | 126, n >> 8, n & 255]) : Buffer.concat([Buffer.from([first, 0x80 | 127]), bigLength(n)]);
     const body = Buffer.alloc(n);
     for (let i = 0; i < n; i++) body[i] = payload[i]! ^ mask[i % 4]!;
     this.sock.write(Buffer.concat([head, mask, body]));

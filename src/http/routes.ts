@@ -1,0 +1,37 @@
+import http from "node:http";
+import type { Server } from "bun";
+import type { Metrics } from "../metrics/metrics";
+import { type OriginPolicy, preflight, withOrigin } from "./origins";
+
+type RouteHandler = (req: Request, server: Server<any>) => Response | Promise<Response>;
+type Routes = Record<string, Record<string, RouteHandler>>;
+
+/**
+ * The route table as Bun.serve takes it: every handler behind the origin check (src/http/origins.ts),
+ * and OPTIONS on every path, answering CORS preflights and plain OPTIONS alike with what it takes.
+ */
+export function httpRoutes<R extends Routes>(origins: OriginPolicy, metrics: Metrics, routes: R): { routes: Routes; allowed: Map<string, string> } {
+  const out: Routes = {};
+  /** Each path's methods, for Allow on OPTIONS and on a 405. */
+  const allowed = new Map<string, string>();
+  for (const [path, methods] of Object.entries(routes)) {
+    // Bun answers HEAD for every GET route by itself.
+    const allow = [...Object.keys(methods), ...("GET" in methods ? ["HEAD"] : []), "OPTIONS"].join(", ");
+    allowed.set(path, allow);
+    const wrapped: Record<string, RouteHandler> = {};
+    for (const [method, handler] of Object.entries(methods)) wrapped[method] = withOrigin(origins, metrics, "http", handler);
+    wrapped.OPTIONS = withOrigin(origins, metrics, "http", preflight(allow) as RouteHandler);
+    out[path] = wrapped;
+  }
+  return { routes: out, allowed };
+}
+
+/**
+ * The largest request head Bun's HTTP server reads (request line and headers): past it, Bun answers
+ * 431 and closes. Bun takes it process-wide from node:http's maxHeaderSize (what --max-http-header-size
+ * sets), so it is set here, before the server starts; it bounds what one connection can make the
+ * gateway buffer before any handler runs.
+ */
+export function applyHttpHeaderLimit(bytes: number): void {
+  (http as { maxHeaderSize: number }).maxHeaderSize = bytes;
+}
