@@ -14,7 +14,7 @@ import type { WorkerConfig } from "./worker";
 
 export interface PoolOptions {
   workers: number;
-  /** What the workers run on: Node with the librdkafka addon (worker.ts), or Bun with librdkafka through bun:ffi (worker-bun.ts). */
+  /** What the workers run on: Bun with librdkafka through bun:ffi (worker-bun.ts, the default), or Node with the librdkafka addon (worker.ts). */
   runtime?: "node" | "bun";
   /** librdkafka producer properties. */
   producer: Record<string, string | number | boolean>;
@@ -108,7 +108,7 @@ export class WorkerPool {
     }));
     this.queries = new QueryTable(options.queryTimeoutMs ?? 10_000);
     this.pingTimeoutMs = options.pingTimeoutMs ?? 3000;
-    this.runtime = options.runtime ?? "node";
+    this.runtime = options.runtime ?? "bun";
   }
 
   async start(): Promise<void> {
