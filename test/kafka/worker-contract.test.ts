@@ -20,6 +20,8 @@ const HEADERS = 70_000; // more than a 16-bit count holds
 
 interface Worker {
   proc: Subprocess;
+  /** What the worker wrote to stderr so far. */
+  stderr: () => string;
   send(buf: Buffer): void;
   next(type: number, timeoutMs?: number): Promise<Buffer>;
   stop(): Promise<void>;
@@ -42,7 +44,8 @@ async function startWorker(runtime: "node" | "bun", brokers: string): Promise<Wo
     socketPath,
     workerIndex: 0,
     token: "t:1",
-    producer: { ...common, acks: "all", "linger.ms": 2 },
+    // A consumer property on the producer: librdkafka warns about it (CONFWARN) as the client starts.
+    producer: { ...common, acks: "all", "linger.ms": 2, "auto.offset.reset": "earliest" },
     consumer: common,
     probeTimeoutMs: 1500,
   };
@@ -55,9 +58,15 @@ async function startWorker(runtime: "node" | "bun", brokers: string): Promise<Wo
     command = [resolveNodeBinary(), bundle.file];
     env = { NODE_PATH: bundle.nodePath };
   }
-  const proc = Bun.spawn(command, { env: { ...process.env, ...env, KGW_WORKER_CONFIG: JSON.stringify(config) }, stdout: "inherit", stderr: "inherit" });
+  const proc = Bun.spawn(command, { env: { ...process.env, ...env, KGW_WORKER_CONFIG: JSON.stringify(config) }, stdout: "inherit", stderr: "pipe" });
+  let stderr = "";
+  void (async () => {
+    const d = new TextDecoder();
+    for await (const chunk of proc.stderr as ReadableStream<Uint8Array>) stderr += d.decode(chunk, { stream: true });
+  })();
   const w: Worker = {
     proc,
+    stderr: () => stderr,
     send: (buf) => {
       // Unbuffered writes: keep offering the rest until the kernel took it all.
       let off = 0;
@@ -143,6 +152,11 @@ for (const runtime of ["node", "bun"] as const) {
     }, 60_000);
     afterAll(async () => {
       await w?.stop();
+    });
+
+    test("librdkafka's own log stays off stderr (the gateway hears of errors through STATUS)", async () => {
+      await Bun.sleep(500);
+      expect(w.stderr()).not.toMatch(/%\d\|/);
     });
 
     test("answers PING with PONG", async () => {
