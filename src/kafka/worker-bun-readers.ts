@@ -19,6 +19,8 @@ class Reader {
   private readonly out = new ByteWriter(64 * 1024);
   private outstanding = 0;
   private closing = false;
+  /** Messages the last tick() took from librdkafka (records and errors). */
+  consumed = 0;
 
   constructor(
     readonly id: number,
@@ -69,6 +71,7 @@ class Reader {
     }
     if (this.outstanding >= READER_CREDIT) return true;
     const n = this.consumer.consume(this.batch, 0);
+    this.consumed = n;
     if (n > 0) {
       const msg = this.encode(n);
       this.batch.release();
@@ -151,10 +154,30 @@ export class FfiReaders {
 
   private readonly closing = new Set<Reader>();
 
-  /** Serves every reader once without blocking. */
-  tick(): void {
-    for (const r of this.readers.values()) r.tick();
-    for (const r of this.closing) if (!r.tick()) this.closing.delete(r);
+  /**
+   * Serves every reader once without blocking; returns how many messages they took. One reader
+   * that throws is reported and skipped, not allowed to starve the others.
+   */
+  tick(): number {
+    let consumed = 0;
+    for (const r of this.readers.values()) {
+      try {
+        r.consumed = 0;
+        r.tick();
+        consumed += r.consumed;
+      } catch (e) {
+        this.status.report("error", "reader_error", String((e as Error)?.message ?? e), { readerId: r.id });
+      }
+    }
+    for (const r of this.closing) {
+      try {
+        if (!r.tick()) this.closing.delete(r);
+      } catch (e) {
+        this.closing.delete(r); // a close that fails is not retried every millisecond
+        this.status.report("error", "reader_error", String((e as Error)?.message ?? e), { readerId: r.id });
+      }
+    }
+    return consumed;
   }
 
   closeAll(): void {
