@@ -1,5 +1,5 @@
 /**
- * The wire between the Bun gateway and its Node Kafka workers: length-prefixed binary messages over
+ * The wire between the Bun gateway and its Kafka workers (worker-bun.ts or worker.ts): length-prefixed binary messages over
  * a Unix socket, each carrying many records, so the process boundary costs one syscall per batch
  * rather than per event. Shared verbatim by both sides (the worker is bundled from this source).
  *

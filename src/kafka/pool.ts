@@ -14,6 +14,8 @@ import type { WorkerConfig } from "./worker";
 
 export interface PoolOptions {
   workers: number;
+  /** What the workers run on: Bun with librdkafka through bun:ffi (worker-bun.ts, the default), or Node with the librdkafka addon (worker.ts). */
+  runtime?: "node" | "bun";
   /** librdkafka producer properties. */
   producer: Record<string, string | number | boolean>;
   /** librdkafka properties readers' consumers start from. */
@@ -56,10 +58,11 @@ interface ConnData {
 }
 
 const PING = jsonMessage(IpcType.PING, {});
+const BUN_WORKER = join(import.meta.dir, "worker-bun.ts");
 const HELLO_TIMEOUT_MS = 20_000;
 
 /**
- * Starts and supervises the Node Kafka workers, routes records to them in binary batches and maps
+ * Starts and supervises the Kafka worker processes (Node or Bun, KAFKA_WORKER_RUNTIME), routes records to them in binary batches and maps
  * delivery reports back to whoever submitted each record. A worker that dies has everything it held
  * failed as WORKER_LOST (retriable) and is restarted with backoff.
  */
@@ -79,6 +82,7 @@ export class WorkerPool {
   private readonly readers = new ReaderRegistry();
   private readonly queries: QueryTable;
   private readonly pingTimeoutMs: number;
+  private readonly runtime: "node" | "bun";
   private watchdog: Timer | null = null;
   private lastTick = 0;
   // Refusals are values, made once: under overload every event of every frame is refused, and a
@@ -105,12 +109,16 @@ export class WorkerPool {
     }));
     this.queries = new QueryTable(options.queryTimeoutMs ?? 10_000);
     this.pingTimeoutMs = options.pingTimeoutMs ?? 3000;
+    this.runtime = options.runtime ?? "bun";
   }
 
   async start(): Promise<void> {
-    this.nodeBinary = resolveNodeBinary(this.options.nodeBinary);
     removeStaleWorkerFiles(tmpdir());
-    this.bundle = await buildWorkerBundle(this.bundleDir);
+    // A Bun worker runs from source; only Node needs a Node binary and a bundle.
+    if (this.runtime === "node") {
+      this.nodeBinary = resolveNodeBinary(this.options.nodeBinary);
+      this.bundle = await buildWorkerBundle(this.bundleDir);
+    }
     this.listener = Bun.listen<ConnData>({
       unix: this.socketPath,
       socket: {
@@ -235,8 +243,10 @@ export class WorkerPool {
       probeTimeoutMs: this.options.brokerProbeTimeoutMs ?? 1500,
     };
     const generation = slot.generation;
-    slot.proc = Bun.spawn([this.nodeBinary, ...(this.options.nodeArgs ?? []), this.bundle.file], {
-      env: { ...process.env, NODE_PATH: this.bundle.nodePath, KGW_WORKER_CONFIG: JSON.stringify(config) },
+    const command = this.runtime === "bun" ? [process.execPath, BUN_WORKER] : [this.nodeBinary, ...(this.options.nodeArgs ?? []), this.bundle.file];
+    const nodePath = this.runtime === "node" ? { NODE_PATH: this.bundle.nodePath } : {};
+    slot.proc = Bun.spawn(command, {
+      env: { ...process.env, ...nodePath, KGW_WORKER_CONFIG: JSON.stringify(config) },
       stdin: "ignore",
       stdout: "inherit",
       stderr: "inherit",
@@ -254,8 +264,8 @@ export class WorkerPool {
       const [token, gen] = String(msg.token).split(":");
       const slot = this.slots[Number(msg.workerIndex)];
       if (token !== this.token || !slot || Number(gen) !== slot.generation) return void s.end();
-      if (msg.runtime !== "node") {
-        slot.lastError = "the worker ran on Bun, where the librdkafka addon cannot load";
+      if (msg.runtime !== this.runtime) {
+        slot.lastError = `the worker ran on ${String(msg.runtime)}, not on ${this.runtime} as KAFKA_WORKER_RUNTIME says`;
         return void s.end();
       }
       s.data.slot = slot;

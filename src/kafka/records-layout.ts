@@ -37,6 +37,64 @@ export function encodeRecord(w: ByteWriter, m: ConsumedMessage, headers: Array<R
 }
 
 /**
+ * A batch of consumed records read in place (the Bun worker's MessageBatch over librdkafka's
+ * memory): each key, value and header is copied once, straight into the message being written.
+ * headerCount(i) selects record i for header(h), which loads one header for the three accessors after it.
+ */
+export interface RecordSource {
+  topic(i: number): string;
+  partition(i: number): number;
+  offset(i: number): number;
+  timestamp(i: number): number;
+  /** -1 for null. */
+  keyLen(i: number): number;
+  valueLen(i: number): number;
+  copyKey(i: number, dst: Uint8Array, at: number): void;
+  copyValue(i: number, dst: Uint8Array, at: number): void;
+  headerCount(i: number): number;
+  header(h: number): void;
+  headerNameLen(): number;
+  /** -1 for a null value (written as empty, as the Node binding hands it on). */
+  readonly headerValueLen: number;
+  copyHeaderName(dst: Uint8Array, at: number): void;
+  copyHeaderValue(dst: Uint8Array, at: number): void;
+}
+
+/** Record `i` of `src`, in the same layout as encodeRecord; `withHeaders` false writes none (degraded delivery). */
+export function encodeSourceRecord(w: ByteWriter, src: RecordSource, i: number, withHeaders: boolean): void {
+  const topic = src.topic(i);
+  if (Buffer.byteLength(topic) > 0xffff) throw new RangeError("topic name too long");
+  w.shortString(topic);
+  w.i32(src.partition(i));
+  w.f64(src.offset(i));
+  w.f64(src.timestamp(i));
+  const keyLen = src.keyLen(i);
+  w.ensure(4 + Math.max(0, keyLen));
+  w.i32(keyLen);
+  if (keyLen > 0) src.copyKey(i, w.buf, w.pos);
+  w.pos += Math.max(0, keyLen);
+  const valueLen = src.valueLen(i);
+  w.ensure(4 + Math.max(0, valueLen));
+  w.i32(valueLen);
+  if (valueLen > 0) src.copyValue(i, w.buf, w.pos);
+  w.pos += Math.max(0, valueLen);
+  const count = withHeaders ? src.headerCount(i) : 0;
+  w.u32(count);
+  for (let h = 0; h < count; h++) {
+    src.header(h);
+    const nameLen = src.headerNameLen();
+    const len = Math.max(0, src.headerValueLen);
+    w.ensure(8 + nameLen + len);
+    w.u32(nameLen);
+    src.copyHeaderName(w.buf, w.pos);
+    w.pos += nameLen;
+    w.u32(len);
+    if (len > 0) src.copyHeaderValue(w.buf, w.pos);
+    w.pos += len;
+  }
+}
+
+/**
  * The binding gives each header as a one-key object built by assignment, so a header named
  * "__proto__" does not become a property: it becomes the object's prototype (its value, a Buffer).
  * Own keys only; nothing inherited is ever read as a header.

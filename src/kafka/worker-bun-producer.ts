@@ -58,7 +58,8 @@ export class FfiProducer {
   constructor(
     props: Record<string, string | number | boolean>,
     private readonly send: (buf: Buffer) => void,
-    private readonly onError: (code: number, message: string, fatal: boolean) => void,
+    /** librdkafka's error events, and batches that cannot be read (`event`: produce_unreadable). */
+    private readonly onError: (code: number, message: string, fatal: boolean, event?: string) => void,
   ) {
     this.producer = new Producer(props);
   }
@@ -67,24 +68,40 @@ export class FfiProducer {
     return this.backlog.length > 0;
   }
 
-  /** A PRODUCE message (see ipc.ts). `ready`: false keeps everything in the backlog for now. */
+  /**
+   * A PRODUCE message (see ipc.ts). `ready`: false keeps everything in the backlog for now. Every
+   * record is parsed before any is produced, so a batch that cannot be read (a bug on either side of
+   * the socket) is answered with an error for each of its records rather than half-produced or left
+   * pending.
+   */
   onProduce(body: Buffer, ready: boolean): void {
     const st = this.spare.pop() ?? new Staged();
     if (st.body.length < body.length) st.body = Buffer.alloc(Math.max(body.length, st.body.length * 2));
-    // A literal name takes at least as many bytes in the body as it needs here with its NUL.
+    // A literal name takes more bytes in the body than it needs here with its NUL.
     if (st.names.length < body.length) st.names = Buffer.alloc(Math.max(body.length, st.names.length * 2));
     body.copy(st.body, 0);
-    const r = new ByteReader(st.body);
+    // Over exactly this message: the staging buffer is reused and may be longer.
+    const r = new ByteReader(st.body.subarray(0, body.length));
     const batchId = r.u32();
     const count = r.u32();
     const p = this.openPending(batchId, count);
     st.slot = p;
     st.next = 0;
-    this.stage(r, st, count);
     this.inflight += count;
+    if (count === 0) return this.release(st);
     if (count >= INDEX_BITS) {
       // Never sent by the pool (it flushes batches of 256 KiB); refused rather than mis-indexed.
       for (let i = 0; i < count; i++) this.fail(p, i, { code: Err.INVALID_ARG, name: errName(Err.INVALID_ARG), message: "batch too large", retriable: false });
+      return this.release(st);
+    }
+    try {
+      this.stage(r, st, count);
+      if (r.pos !== r.buf.length) throw new RangeError(`${r.buf.length - r.pos} bytes left over after ${count} records`);
+    } catch (e) {
+      const message = `the worker could not read batch ${batchId} of ${count} records: ${String((e as Error)?.message ?? e)}`;
+      this.onError(-1, message, true, "produce_unreadable");
+      const error: DeliveryError = { code: -1, name: "ERR_IPC", message, retriable: false };
+      for (let i = 0; i < count; i++) this.fail(p, i, error);
       return this.release(st);
     }
     if (this.backlog.length > 0 || !ready || !this.produceFrom(st)) this.backlog.push(st);
@@ -126,7 +143,10 @@ export class FfiProducer {
     error: (code, message, fatal) => this.onError(code, message, fatal),
   };
 
-  /** Parses every record of the batch into vus (resolving the string tables in order, now). */
+  /**
+   * Parses every record of the batch into vus (resolving the string tables in order, now). Throws
+   * on anything that does not fit the message: nothing is produced from a batch that fails here.
+   */
   private stage(r: ByteReader, st: Staged, count: number): void {
     const base = addressOf(st.body);
     const namesBase = addressOf(st.names);
@@ -134,24 +154,31 @@ export class FfiProducer {
     const vus = st.vus;
     vus.reset();
     const buf = st.body;
+    const end = r.buf.length;
+    const skip = (n: number) => {
+      if (n > end - r.pos) throw new RangeError(`a length of ${n} runs past the end of the message`);
+      r.pos += n;
+    };
     for (let i = 0; i < count; i++) {
       const topicRef = r.u16();
       let topic = this.topics[topicRef];
       if (!topic) {
         const n = r.u16();
-        topic = entry(buf, r.pos, n, 0, -1);
-        r.pos += n;
+        const at = r.pos;
+        skip(n);
+        topic = entry(buf, at, n, 0, -1);
         this.define(this.topics, topicRef, topic);
       }
       vus.begin(topic.nameAddr, st.slot * INDEX_BITS + i);
       const keyLen = r.i32();
       vus.key(keyLen > 0 ? base + r.pos : EMPTY_ADDR, keyLen);
-      if (keyLen > 0) r.pos += keyLen;
+      if (keyLen > 0) skip(keyLen);
       const valueLen = r.i32();
       vus.value(valueLen > 0 ? base + r.pos : EMPTY_ADDR, valueLen);
-      if (valueLen > 0) r.pos += valueLen;
+      if (valueLen > 0) skip(valueLen);
       vus.timestamp(r.f64());
-      const headerCount = r.u16();
+      const headerCount = r.u32();
+      if (headerCount > end - r.pos) throw new RangeError(`${headerCount} headers cannot fit in the rest of the message`);
       for (let h = 0; h < headerCount; h++) {
         const ref = r.u16();
         const known = ref === LITERAL ? undefined : this.headers[ref];
@@ -159,12 +186,13 @@ export class FfiProducer {
           vus.header(known.nameAddr, known.valueLen > 0 ? known.valueAddr : EMPTY_ADDR, known.valueLen);
           continue;
         }
-        const nameLen = r.u16();
+        const nameLen = r.u32();
         const nameAt = r.pos;
-        r.pos += nameLen + 1; // name, kind (text and bytes have the same wire form from here)
+        skip(nameLen);
+        r.u8(); // kind: text and bytes have the same wire form from here
         const valueLen = r.u32();
         const valueAt = r.pos;
-        r.pos += valueLen;
+        skip(valueLen);
         if (ref !== LITERAL) {
           const e = entry(buf, nameAt, nameLen, valueAt, valueLen);
           this.define(this.headers, ref, e);

@@ -5,8 +5,9 @@
  * worker's own producer handle (librdkafka's API is thread-safe), which outlives this thread: the
  * process exits without destroying it.
  *
- * Messages in: { reqId, rk, query: Query | { kind: "connect" } }; out: { reqId, result } or
- * { reqId, error }.
+ * Messages in: { reqId, rk, query: ThreadQuery }; out: { reqId, result } or { reqId, error }.
+ * The worker runs two of these threads: one for the gateway's questions and one for its broker
+ * probe (broker-probe.ts), so a probe never waits behind a slow question and reads as an outage.
  */
 import type { Query } from "./ipc";
 import { KafkaError, MetadataQueries } from "./librdkafka";
@@ -25,7 +26,10 @@ const CONNECT_TIMEOUT_MS = 2000;
 
 let queries: MetadataQueries | null = null;
 
-self.onmessage = (e: MessageEvent<{ reqId: number; rk: number; query: Query | { kind: "connect" } }>) => {
+/** The gateway's questions, plus the worker's own: connect (READY) and probe (HEALTH). */
+export type ThreadQuery = Query | { kind: "connect" } | { kind: "probe"; timeoutMs: number };
+
+self.onmessage = (e: MessageEvent<{ reqId: number; rk: number; query: ThreadQuery }>) => {
   const { reqId, rk, query } = e.data;
   try {
     if (!queries || queries.rk !== rk) queries = new MetadataQueries(rk);
@@ -35,10 +39,14 @@ self.onmessage = (e: MessageEvent<{ reqId: number; rk: number; query: Query | { 
   }
 };
 
-function answer(q: MetadataQueries, query: Query | { kind: "connect" }): unknown {
+function answer(q: MetadataQueries, query: ThreadQuery): unknown {
   switch (query.kind) {
     case "connect":
       q.ping(CONNECT_TIMEOUT_MS);
+      return true;
+    case "probe":
+      // Only the topics this producer already knows (as the Node worker's probe asks).
+      q.ping(query.timeoutMs);
       return true;
     case "partitions":
       return q.partitionCount(query.topic, TIMEOUT_MS);

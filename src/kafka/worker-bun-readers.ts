@@ -3,15 +3,15 @@
  * (worker-readers.ts): a reader is a consumer with manual assignment and no commits, or, for a
  * shared subscription, a group member with auto-commit; it sends RECORDS only while fewer than
  * READER_CREDIT of them await a RECORDS_ACK. Each record's key, value and headers are copied once,
- * from librdkafka's memory straight into the outgoing message.
+ * from librdkafka's memory straight into the outgoing message (records-layout.ts).
  */
 import type { Assignment } from "../log/event-log";
 import { ByteWriter, IpcType, READER_CREDIT, jsonMessage } from "./ipc";
 import { Consumer, MessageBatch } from "./librdkafka";
-import { copyOut } from "./librdkafka/memory";
+import { encodeSourceRecord } from "./records-layout";
+import type { StatusReporter } from "./status";
 
 const BATCH = 500;
-const MAX_STRLEN = 0xffff;
 
 class Reader {
   private readonly consumer: Consumer;
@@ -19,15 +19,21 @@ class Reader {
   private readonly out = new ByteWriter(64 * 1024);
   private outstanding = 0;
   private closing = false;
+  /** Messages the last tick() took from librdkafka (records and errors). */
+  consumed = 0;
 
   constructor(
     readonly id: number,
     config: Record<string, string | number | boolean>,
     private readonly send: (buf: Buffer) => void,
+    private readonly status: StatusReporter,
     groupTopics?: string[],
   ) {
     const mode: Record<string, string | boolean> = groupTopics ? { "enable.auto.commit": true, "auto.offset.reset": "latest" } : { "enable.auto.commit": false };
-    this.consumer = new Consumer({ ...config, ...mode, "enable.partition.eof": false });
+    // As the Node reader (worker-readers.ts): a group member whose worker dies holds its partitions
+    // until its session times out, so share groups get 10 s rather than librdkafka's 45 s.
+    const session: Record<string, number> = groupTopics ? { "session.timeout.ms": 10_000, "heartbeat.interval.ms": 3000 } : {};
+    this.consumer = new Consumer({ ...session, ...config, ...mode, "enable.partition.eof": false });
     if (groupTopics) this.consumer.subscribe(groupTopics);
     // rd_kafka_new() returns at once and connects in the background, as the Node reader's 'ready' did.
     send(jsonMessage(IpcType.READER_READY, { readerId: id }));
@@ -65,6 +71,7 @@ class Reader {
     }
     if (this.outstanding >= READER_CREDIT) return true;
     const n = this.consumer.consume(this.batch, 0);
+    this.consumed = n;
     if (n > 0) {
       const msg = this.encode(n);
       this.batch.release();
@@ -87,38 +94,19 @@ class Reader {
     let count = 0;
     for (let i = 0; i < n; i++) {
       if (b.err(i) !== 0) {
-        this.send(jsonMessage(IpcType.STATUS, { level: "warn", event: "reader_error", readerId: this.id, message: b.errorString(i) }));
+        this.status.report("warn", "reader_error", b.errorString(i), { code: b.err(i), readerId: this.id });
         continue;
       }
       count++;
-      w.shortString(b.topic(i));
-      w.i32(b.partition(i));
-      w.f64(b.offset(i));
-      w.f64(b.timestamp(i));
-      // i32 length (-1 null), then the bytes, copied straight from librdkafka's memory.
-      const keyLen = b.keyLen(i);
-      w.ensure(4 + Math.max(0, keyLen));
-      w.i32(keyLen);
-      if (keyLen > 0) b.copyKey(i, w.buf, w.pos);
-      w.pos += Math.max(0, keyLen);
-      const valueLen = b.valueLen(i);
-      w.ensure(4 + Math.max(0, valueLen));
-      w.i32(valueLen);
-      if (valueLen > 0) b.copyValue(i, w.buf, w.pos);
-      w.pos += Math.max(0, valueLen);
-      const hc = b.headerCount(i);
-      w.u16(hc);
-      for (let h = 0; h < hc; h++) {
-        b.header(h);
-        const nameLen = b.headerNameLen();
-        w.ensure(2 + nameLen + 4 + Math.max(0, b.headerValueLen));
-        w.u16(Math.min(nameLen, MAX_STRLEN));
-        copyOut(w.buf, w.pos, b.headerName, Math.min(nameLen, MAX_STRLEN));
-        w.pos += Math.min(nameLen, MAX_STRLEN);
-        const len = Math.max(0, b.headerValueLen);
-        w.u32(len);
-        copyOut(w.buf, w.pos, b.headerValue, len);
-        w.pos += len;
+      const recordStart = w.pos;
+      try {
+        encodeSourceRecord(w, b, i, true);
+      } catch (e) {
+        // The record still goes (its offset moves every position on), without what could not be
+        // encoded: subscribers get it with no headers, not a worker that dies on it at every read.
+        w.pos = recordStart;
+        this.status.report("warn", "record_unencodable", `${b.topic(i)}/${b.partition(i)}@${b.offset(i)}: ${String((e as Error)?.message ?? e)}`, { readerId: this.id });
+        encodeSourceRecord(w, b, i, false);
       }
     }
     if (count === 0) {
@@ -138,6 +126,7 @@ export class FfiReaders {
   constructor(
     private readonly config: Record<string, string | number | boolean>,
     private readonly send: (buf: Buffer) => void,
+    private readonly status: StatusReporter,
   ) {}
 
   get size(): number {
@@ -147,7 +136,7 @@ export class FfiReaders {
   handle(type: number, msg: { readerId: number; group?: { id: string; topics: string[] }; assignments?: Assignment[] }): void {
     if (type === IpcType.OPEN_READER) {
       const groupId = msg.group?.id ?? `kgw-reader-${process.pid}-${msg.readerId}`;
-      this.readers.set(msg.readerId, new Reader(msg.readerId, { ...this.config, "group.id": groupId }, this.send, msg.group?.topics));
+      this.readers.set(msg.readerId, new Reader(msg.readerId, { ...this.config, "group.id": groupId }, this.send, this.status, msg.group?.topics));
       return;
     }
     const reader = this.readers.get(msg.readerId);
@@ -165,10 +154,30 @@ export class FfiReaders {
 
   private readonly closing = new Set<Reader>();
 
-  /** Serves every reader once without blocking. */
-  tick(): void {
-    for (const r of this.readers.values()) r.tick();
-    for (const r of this.closing) if (!r.tick()) this.closing.delete(r);
+  /**
+   * Serves every reader once without blocking; returns how many messages they took. One reader
+   * that throws is reported and skipped, not allowed to starve the others.
+   */
+  tick(): number {
+    let consumed = 0;
+    for (const r of this.readers.values()) {
+      try {
+        r.consumed = 0;
+        r.tick();
+        consumed += r.consumed;
+      } catch (e) {
+        this.status.report("error", "reader_error", String((e as Error)?.message ?? e), { readerId: r.id });
+      }
+    }
+    for (const r of this.closing) {
+      try {
+        if (!r.tick()) this.closing.delete(r);
+      } catch (e) {
+        this.closing.delete(r); // a close that fails is not retried every millisecond
+        this.status.report("error", "reader_error", String((e as Error)?.message ?? e), { readerId: r.id });
+      }
+    }
+    return consumed;
   }
 
   closeAll(): void {

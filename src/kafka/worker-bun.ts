@@ -1,23 +1,24 @@
 /**
  * A Kafka worker process on Bun, using librdkafka through bun:ffi (src/kafka/librdkafka) instead of
- * the Node addon. It speaks the same IPC as the Node worker (worker.ts; layout in ipc.ts), so the
- * pool can supervise either kind alike. NOT WIRED YET: the pool does not spawn it. Before the switch
- * (KAFKA_WORKER_RUNTIME=node|bun) it must catch up with what landed on the Node worker meanwhile:
- * answer PING with PONG and report HEALTH (broker-probe.ts), read PRODUCE with 32-bit header counts
- * and answer an unreadable batch with an error per record, and write RECORDS through
- * records-layout.ts (32-bit header counts, own header names only).
+ * the Node addon; the pool spawns it with KAFKA_WORKER_RUNTIME=bun. It speaks the same IPC as the
+ * Node worker (worker.ts; layout in ipc.ts and records-layout.ts) and behaves alike towards the
+ * gateway: PONG to every PING, HEALTH from the same broker probe (broker-probe.ts), an error for
+ * every record of a PRODUCE batch it cannot read, degraded RECORDS for a record it cannot encode.
  *
  * One thread does the Kafka work and never blocks: it produces (worker-bun-producer.ts), polls
  * delivery reports and readers' records (worker-bun-readers.ts) on a short timer, and answers the
- * gateway. Metadata questions, which block until the broker answers, run on a helper thread
+ * gateway. Metadata questions, which block until the broker answers, run on helper threads
  * (worker-bun-queries.ts). librdkafka's own threads never run JavaScript.
  */
 import type { Socket } from "bun";
+import { BrokerProbe } from "./broker-probe";
 import { ByteReader, IpcType, MessageReader, type Query, jsonMessage } from "./ipc";
-import { versionString } from "./librdkafka";
+import { Err, versionString } from "./librdkafka";
 import { SocketWriter } from "./socket-writer";
+import { StatusReporter } from "./status";
 import type { WorkerConfig } from "./worker";
 import { FfiProducer } from "./worker-bun-producer";
+import type { ThreadQuery } from "./worker-bun-queries";
 import { FfiReaders } from "./worker-bun-readers";
 
 const config: WorkerConfig = JSON.parse(process.env.KGW_WORKER_CONFIG ?? "{}");
@@ -25,40 +26,57 @@ let writer: SocketWriter | null = null;
 let ready = false;
 let shuttingDown = false;
 const send = (buf: Buffer) => writer?.write(buf);
-const status = (level: string, event: string, message: string, extra: object = {}) => send(jsonMessage(IpcType.STATUS, { level, event, message, ...extra }));
+const status = new StatusReporter(send);
 
 let ffi: FfiProducer;
 let librdkafka: string;
 try {
   librdkafka = versionString(); // loads the library and refuses an unverified version
-  ffi = new FfiProducer(config.producer, send, (code, message, fatal) => status(fatal ? "error" : "warn", "kafka_error", message, { code }));
+  ffi = new FfiProducer(config.producer, send, (code, message, fatal, event) => {
+    if (code === Err.ALL_BROKERS_DOWN) brokers.allBrokersDown(message);
+    status.report(fatal ? "error" : "warn", event ?? "kafka_error", message, { code });
+  });
 } catch (e) {
   process.stderr.write(`kafka worker ${config.workerIndex}: ${String((e as Error)?.message ?? e)}\n`);
   process.exit(3);
 }
-const readers = new FfiReaders(config.consumer, send);
+const readers = new FfiReaders(config.consumer, send, status);
 
-// Metadata thread: see worker-bun-queries.ts.
-const queries = new Worker(new URL("./worker-bun-queries.ts", import.meta.url).href);
-const waiting = new Map<number, (r: { result?: unknown; error?: string }) => void>();
-let querySeq = 0;
-queries.onmessage = (e: MessageEvent<{ reqId: number; result?: unknown; error?: string }>) => {
-  const done = waiting.get(e.data.reqId);
-  waiting.delete(e.data.reqId);
-  done?.(e.data);
-};
-function ask(query: Query | { kind: "connect" }, done: (r: { result?: unknown; error?: string }) => void): void {
-  const reqId = ++querySeq;
-  waiting.set(reqId, done);
-  queries.postMessage({ reqId, rk: ffi.producer.rk, query });
+type Answer = { result?: unknown; error?: string };
+
+/** A metadata thread (worker-bun-queries.ts): questions are answered in order, each blocking it alone. */
+class QueryThread {
+  private readonly thread = new Worker(new URL("./worker-bun-queries.ts", import.meta.url).href);
+  private readonly waiting = new Map<number, (r: Answer) => void>();
+  private seq = 0;
+  constructor() {
+    this.thread.onmessage = (e: MessageEvent<Answer & { reqId: number }>) => {
+      const done = this.waiting.get(e.data.reqId);
+      this.waiting.delete(e.data.reqId);
+      done?.(e.data);
+    };
+  }
+  ask(query: ThreadQuery, done: (r: Answer) => void): void {
+    const reqId = ++this.seq;
+    this.waiting.set(reqId, done);
+    this.thread.postMessage({ reqId, rk: ffi.producer.rk, query });
+  }
 }
+const queries = new QueryThread();
+// The probe has a thread of its own: behind a slow question it would read as an outage.
+const probeThread = new QueryThread();
+const brokers = new BrokerProbe(
+  { getMetadata: (o, cb) => probeThread.ask({ kind: "probe", timeoutMs: o.timeout }, (r) => cb(r.error === undefined ? null : new Error(r.error))) },
+  config.probeTimeoutMs ?? 1500,
+  (up, reason) => send(jsonMessage(IpcType.HEALTH, { brokers: up ? "up" : "down", reason })),
+);
 
 const reader = new MessageReader((type, body) => {
   try {
     dispatch(type, body);
   } catch (e) {
     // A bug in handling one control message is reported, not allowed to kill the producer.
-    status("error", "worker_error", String((e as Error)?.stack ?? e));
+    status.report("error", "worker_error", String((e as Error)?.stack ?? e));
   }
 });
 
@@ -66,13 +84,15 @@ function dispatch(type: number, body: Buffer): void {
   if (type === IpcType.PRODUCE) {
     ffi.onProduce(body, ready);
     wake();
+  } else if (type === IpcType.PING) {
+    send(jsonMessage(IpcType.PONG, {}));
   } else if (type >= IpcType.OPEN_READER && type <= IpcType.CLOSE_READER) {
     readers.handle(type, new ByteReader(body).json());
     wake();
   } else if (type === IpcType.QUERY) {
     const q = new ByteReader(body).json<Query & { reqId: number }>();
     if (!ready) return void send(jsonMessage(IpcType.QUERY_RESULT, { reqId: q.reqId, error: "the worker is not connected to Kafka" }));
-    ask(q, (r) => send(jsonMessage(IpcType.QUERY_RESULT, { reqId: q.reqId, result: r.result, error: r.error })));
+    queries.ask(q, (r) => send(jsonMessage(IpcType.QUERY_RESULT, { reqId: q.reqId, result: r.result, error: r.error })));
   } else if (type === IpcType.SHUTDOWN) {
     void shutdown(body.length > 0 ? new ByteReader(body).json<{ timeoutMs: number }>().timeoutMs : 5000);
   }
@@ -96,27 +116,39 @@ await Bun.connect<undefined>({
 
 /** READY once a broker answers a metadata request through the producer; retried every second. */
 function connectProducer(): void {
-  ask({ kind: "connect" }, (r) => {
+  queries.ask({ kind: "connect" }, (r) => {
     if (shuttingDown) return;
     if (r.error !== undefined) {
-      status("warn", "connect_failed", r.error);
+      status.report("warn", "connect_failed", r.error);
       return void setTimeout(connectProducer, 1000);
     }
     ready = true;
     send(jsonMessage(IpcType.READY, {}));
+    brokers.start();
     wake();
   });
 }
 
-// The poll loop: every millisecond while records or readers are active, slowly when idle (error
-// events only). Nothing here blocks.
+// The poll loop: every millisecond while records are in flight; every 2 ms while readers are
+// fetching, 8 ms once they have had nothing for a while (a reader that is merely open costs a
+// quarter as much, and the first record after a quiet spell waits at most 8 ms); 50 ms with
+// neither (error events only). A message from the gateway wakes it at once. Nothing here blocks.
+const READERS_QUIET_TICKS = 50;
 let timer: Timer | null = null;
 let timerDue = 0;
+let quietTicks = 0;
 function loop(): void {
   timer = null;
-  const busy = ffi.tick(ready);
-  readers.tick();
-  schedule(busy || ffi.backlogged ? 1 : readers.size > 0 || readers.closingCount > 0 ? 2 : 50);
+  let busy = false;
+  try {
+    busy = ffi.tick(ready);
+    quietTicks = readers.tick() > 0 ? 0 : quietTicks + 1;
+  } catch (e) {
+    // Thrown out of a timer, it would end the process and every record and reader on it.
+    status.report("error", "worker_error", String((e as Error)?.stack ?? e));
+  }
+  const reading = readers.size > 0 || readers.closingCount > 0;
+  schedule(busy || ffi.backlogged ? 1 : reading ? (quietTicks < READERS_QUIET_TICKS ? 2 : 8) : 50);
 }
 function schedule(ms: number): void {
   const due = Date.now() + ms;
@@ -126,6 +158,7 @@ function schedule(ms: number): void {
   timer = setTimeout(loop, ms);
 }
 function wake(): void {
+  quietTicks = 0;
   schedule(1);
 }
 schedule(50);
@@ -133,6 +166,7 @@ schedule(50);
 async function shutdown(timeoutMs: number): Promise<void> {
   if (shuttingDown) return;
   shuttingDown = true;
+  brokers.stop();
   readers.closeAll();
   // Nothing in librdkafka's destructor is worth waiting for once every report is sent.
   const hardExit = () => void process.kill(process.pid, "SIGKILL");

@@ -1,6 +1,7 @@
 /**
- * A Kafka worker process. Runs on Node, never Bun: the librdkafka addon does not load in Bun, so the
- * gateway bundles this file for Node and supervises a pool of them (see pool.ts). One producer per
+ * A Kafka worker process on Node (KAFKA_WORKER_RUNTIME=node; the default is worker-bun.ts). Never
+ * Bun: the librdkafka addon does not load in Bun, so the gateway bundles this file for Node and
+ * supervises a pool of them (see pool.ts). One producer per
  * process; records arrive in PRODUCE batches and go to librdkafka's produce() with delivery reports,
  * and each batch is answered by one DELIVERY message once its last report is in.
  */

@@ -86,7 +86,7 @@ export interface LogHealth {
 /**
  * Where events go. The gateway never blocks on it: append hands records over and the promise
  * settles (never rejects) once every record has a durable position or an error. Two adapters:
- * `memory` (embedded, the default) and `kafka` (the Node worker pool).
+ * `memory` (embedded, the default) and `kafka` (the Kafka worker pool).
  */
 export interface EventLog {
   readonly kind: "memory" | "kafka";

@@ -9,7 +9,7 @@
 import { Conf, type KafkaProps, cString } from "./conf";
 import { KafkaError, check, errString } from "./errors";
 import { Err, METADATA, METADATA_TOPIC, TP, TPLIST } from "./layout";
-import { addressOf, cstr, read, readI64 } from "./memory";
+import { addressOf, cstr, read, readI64, readString } from "./memory";
 import { rdk } from "./symbols";
 
 /** A short default for blocking metadata calls: the worker produces nothing while it waits. */
@@ -77,27 +77,25 @@ export class MetadataQueries {
     rdk().rd_kafka_metadata_destroy(read.ptr(this.outAddr, 0) as never);
   }
 
-  /** Partitions of `topic` (0 if the broker does not know it). Blocks up to `timeoutMs`. */
+  /**
+   * Partitions of `topic` (0 if the cluster does not have it). Blocks up to `timeoutMs`. Asks for
+   * every topic and picks this one out: a metadata request naming a topic makes the broker
+   * auto-create it (auto.create.topics.enable), and asking must never create a topic.
+   */
   partitionCount(topic: string, timeoutMs = QUERY_TIMEOUT_MS): number {
     const lib = rdk();
-    const rkt = lib.rd_kafka_topic_new(this.rk as never, cstr(topic), null) as number | null;
-    if (!rkt) throw new KafkaError(Err.INVALID_ARG, `invalid topic name ${JSON.stringify(topic)}`);
+    check(lib.rd_kafka_metadata(this.rk as never, 1, null, this.outAddr as never, timeoutMs), `metadata for ${topic}`);
+    const md = read.ptr(this.outAddr, 0);
     try {
-      check(lib.rd_kafka_metadata(this.rk as never, 0, rkt as never, this.outAddr as never, timeoutMs), `metadata for ${topic}`);
-      const md = read.ptr(this.outAddr, 0);
-      try {
-        const topics = read.ptr(md, METADATA.TOPICS);
-        for (let i = 0; i < read.i32(md, METADATA.TOPIC_CNT); i++) {
-          const t = topics + i * METADATA_TOPIC.SIZE;
-          if (read.i32(t, METADATA_TOPIC.ERR) !== 0) continue;
-          return read.i32(t, METADATA_TOPIC.PARTITION_CNT);
-        }
-        return 0;
-      } finally {
-        lib.rd_kafka_metadata_destroy(md as never);
+      const topics = read.ptr(md, METADATA.TOPICS);
+      for (let i = 0; i < read.i32(md, METADATA.TOPIC_CNT); i++) {
+        const t = topics + i * METADATA_TOPIC.SIZE;
+        if (read.i32(t, METADATA_TOPIC.ERR) !== 0 || readString(read.ptr(t, METADATA_TOPIC.NAME)) !== topic) continue;
+        return read.i32(t, METADATA_TOPIC.PARTITION_CNT);
       }
+      return 0;
     } finally {
-      lib.rd_kafka_topic_destroy(rkt as never);
+      lib.rd_kafka_metadata_destroy(md as never);
     }
   }
 

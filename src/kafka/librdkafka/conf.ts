@@ -26,6 +26,11 @@ export class Conf {
         throw new KafkaError(Err.INVALID_ARG, `invalid Kafka setting ${name}: ${cString(errstr)}`);
       }
     }
+    // No log callback: librdkafka then logs nothing (its default prints every line to stderr, one per
+    // reconnect attempt of every client during an outage). What matters reaches the application
+    // as error events, which the worker reports coalesced; the Node addon drops the log likewise
+    // unless someone listens for it.
+    lib.rd_kafka_conf_set_log_cb(this.handle as never, null);
     // Events the application polls for; without RD_KAFKA_EVENT_DR set here, delivery reports would
     // need a callback on a librdkafka thread.
     if (events) lib.rd_kafka_conf_set_events(this.handle as never, events);

@@ -124,6 +124,14 @@ export class MessageBatch {
   headerNameLen(): number {
     return strlen(this.headerName);
   }
+  /** Copies the current header's name (headerNameLen() bytes, no NUL) into `dst`. */
+  copyHeaderName(dst: Uint8Array, dstOffset: number): void {
+    copyOut(dst, dstOffset, this.headerName, strlen(this.headerName));
+  }
+  /** Copies the current header's value (headerValueLen bytes) into `dst`. */
+  copyHeaderValue(dst: Uint8Array, dstOffset: number): void {
+    if (this.headerValueLen > 0) copyOut(dst, dstOffset, this.headerValue, this.headerValueLen);
+  }
   /** Message `i` as JS values (copies everything out). */
   toMessage(i: number): ConsumedMessage {
     const key = this.copy(this.keyLen(i), (dst) => this.copyKey(i, dst, 0));

@@ -97,6 +97,7 @@ export const Err = {
   PARTITION_EOF: -191,
   TIMED_OUT: -185,
   QUEUE_FULL: -184,
+  ALL_BROKERS_DOWN: -187,
   INVALID_ARG: -186,
   STATE: -172,
 } as const;

@@ -31,6 +31,7 @@ const symbols = {
   rd_kafka_conf_set: { args: [ptr, ptr, ptr, ptr, u64], returns: i32 },
   rd_kafka_conf_destroy: { args: [ptr], returns: none },
   rd_kafka_conf_set_events: { args: [ptr, i32], returns: none },
+  rd_kafka_conf_set_log_cb: { args: [ptr, ptr], returns: none },
 
   rd_kafka_new: { args: [i32, ptr, ptr, u64], returns: ptr },
   rd_kafka_destroy: { args: [ptr], returns: none },
