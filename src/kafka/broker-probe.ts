@@ -82,3 +82,9 @@ export class BrokerProbe {
     this.onChange(up, reason);
   }
 }
+
+/**
+ * librdkafka errors that are failures of the connection itself (credentials, TLS): the cause a
+ * worker keeps and names, since the all-brokers-down that follows them says nothing about why.
+ */
+export const CONNECTION_FAILURE = /authentication|ssl|certificate|handshake/i;

@@ -11,7 +11,7 @@
  * (worker-bun-queries.ts). librdkafka's own threads never run JavaScript.
  */
 import type { Socket } from "bun";
-import { BrokerProbe } from "./broker-probe";
+import { BrokerProbe, CONNECTION_FAILURE } from "./broker-probe";
 import { ByteReader, IpcType, MessageReader, type Query, jsonMessage } from "./ipc";
 import { Err, versionString } from "./librdkafka";
 import { SocketWriter } from "./socket-writer";
@@ -28,12 +28,21 @@ let shuttingDown = false;
 const send = (buf: Buffer) => writer?.write(buf);
 const status = new StatusReporter(send);
 
+// The last connection failure (broker-probe.ts CONNECTION_FAILURE), kept for the connect failure that follows.
+let connectCause = "";
+let causeAt = 0;
+
 let ffi: FfiProducer;
 let librdkafka: string;
 try {
   librdkafka = versionString(); // loads the library and refuses an unverified version
   ffi = new FfiProducer(config.producer, send, (code, message, fatal, event) => {
-    if (code === Err.ALL_BROKERS_DOWN) brokers.allBrokersDown(message);
+    const allDown = code === Err.ALL_BROKERS_DOWN;
+    if (allDown) brokers.allBrokersDown(message);
+    if (CONNECTION_FAILURE.test(message)) [connectCause, causeAt] = [message, Date.now()];
+    // Reported, the all-brokers-down that follows a failed login would replace its cause as the
+    // worker's last error, on /health and in the nacks.
+    else if (allDown && Date.now() - causeAt < 5000) return;
     status.report(fatal ? "error" : "warn", event ?? "kafka_error", message, { code });
   });
 } catch (e) {
@@ -119,10 +128,11 @@ function connectProducer(): void {
   queries.ask({ kind: "connect" }, (r) => {
     if (shuttingDown) return;
     if (r.error !== undefined) {
-      status.report("warn", "connect_failed", r.error);
+      status.report("warn", "connect_failed", connectCause ? `${r.error} (after: ${connectCause})` : r.error);
       return void setTimeout(connectProducer, 1000);
     }
     ready = true;
+    connectCause = "";
     send(jsonMessage(IpcType.READY, {}));
     brokers.start();
     wake();

@@ -7,7 +7,7 @@
  */
 import * as net from "node:net";
 import Kafka from "@confluentinc/kafka-javascript";
-import { BrokerProbe } from "./broker-probe";
+import { BrokerProbe, CONNECTION_FAILURE } from "./broker-probe";
 import { ByteReader, ByteWriter, type DeliveryError, HeaderKind, IpcType, MessageReader, type Query, ReceivedTable, jsonMessage } from "./ipc";
 import { StatusReporter } from "./status";
 import { Readers } from "./worker-readers";
@@ -91,8 +91,6 @@ const connectingPoll = setInterval(() => {
 }, 500);
 // The last such cause, kept for the connect failure that follows it.
 let connectCause = "";
-// Failures of the connection itself (credentials, TLS); ALL_BROKERS_DOWN right after one is its consequence.
-const CONNECTION_CAUSE = /authentication|ssl|certificate|handshake/i;
 let causeAt = 0;
 
 producer.on("ready", () => {
@@ -107,7 +105,7 @@ producer.on("event.error", (err: { code: number; message: string }) => {
   // The binding passes error events on as their message alone (the code arrives as -1).
   const allDown = err.code === ALL_BROKERS_DOWN || ALL_BROKERS_DOWN_TEXT.test(err.message);
   if (allDown) brokers.allBrokersDown(err.message);
-  if (CONNECTION_CAUSE.test(err.message)) [connectCause, causeAt] = [err.message, Date.now()];
+  if (CONNECTION_FAILURE.test(err.message)) [connectCause, causeAt] = [err.message, Date.now()];
   // Reported, it would replace the cause as the worker's last error on /health.
   else if (allDown && Date.now() - causeAt < 5000) return;
   status.report("warn", "kafka_error", err.message, { code: err.code });
