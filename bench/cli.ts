@@ -10,13 +10,12 @@ import { s0 } from "./scenarios/s0-codec";
 import { s1 } from "./scenarios/s1-embedded";
 import { s2ffi } from "./scenarios/s2-ffi";
 import { s2, s3, scaling } from "./scenarios/s3-pipeline";
-import { s3runtimes } from "./scenarios/s3-runtimes";
 import { s4 } from "./scenarios/s4-fanout";
 import { s5 } from "./scenarios/s5-connections";
 import { s6 } from "./scenarios/s6-naive";
 import { s7 } from "./scenarios/s7-flood";
 
-const scenarios: Scenario[] = [s0, s1, s2, s2ffi, s3, s3runtimes, scaling, s4, s5, s6, s7, load];
+const scenarios: Scenario[] = [s0, s1, s2, s2ffi, s3, scaling, s4, s5, s6, s7, load];
 
 const [name, ...argv] = process.argv.slice(2);
 const chosen = name === "all" ? scenarios.filter((s) => s !== load) : scenarios.filter((s) => s.name === name);

@@ -58,9 +58,6 @@ export function createLog(config: Config, logger: Logger, metrics: Metrics): Eve
   return new KafkaLog(
     {
       workers: config.KAFKA_WORKERS,
-      runtime: config.KAFKA_WORKER_RUNTIME,
-      nodeBinary: config.NODE_BINARY || undefined,
-      nodeArgs: config.KAFKA_WORKER_NODE_ARGS.split(" ").filter(Boolean),
       maxInflightPerWorker: config.KAFKA_MAX_INFLIGHT_PER_WORKER,
       flushBytes: 256 * 1024,
       restartBackoffMinMs: 100,

@@ -1,5 +1,5 @@
 import { resolve } from "node:path";
-import { resolveNodeBinary } from "../../src/kafka/node-runtime";
+import { resolveNodeBinary } from "./node-binary";
 import type { CommonArgs } from "./options";
 import { CpuMeter } from "./processes";
 import type { RunReport } from "./report";

@@ -1,6 +1,6 @@
 import { resolve } from "node:path";
 import type { Subprocess } from "bun";
-import { resolveNodeBinary } from "../../src/kafka/node-runtime";
+import { resolveNodeBinary } from "../harness/node-binary";
 import { type LoadResult, runLoad } from "../harness/load";
 import { numberArg, parseBenchArgs } from "../harness/options";
 import { CpuMeter } from "../harness/processes";

@@ -121,6 +121,9 @@ export const FOREIGN_SETTINGS: Readonly<Record<string, Verdict>> = {
   CONSUMER_GROUP: { unsupported: "subscriptions read partitions without a consumer group (share groups are named per subscription)" },
   KAFKA_GROUP_ID: { unsupported: "subscriptions read partitions without a consumer group (share groups are named per subscription)" },
   KAFKA_CONSUMER_GROUP: { unsupported: "subscriptions read partitions without a consumer group (share groups are named per subscription)" },
+  // Settings of earlier versions
+  KAFKA_WORKER_RUNTIME: { unsupported: "the Kafka workers run on Bun only now (librdkafka through bun:ffi)" },
+  KAFKA_WORKER_NODE_ARGS: { unsupported: "the Kafka workers run on Bun only now; Node.js is not used at run time" },
   // Shares a prefix, belongs to someone else
   KAFKA_HOME: kafkaTools,
   KAFKA_OPTS: kafkaTools,

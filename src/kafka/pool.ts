@@ -5,24 +5,19 @@ import type { Socket, TCPSocketListener, UnixSocketListener } from "bun";
 import { GatewayError } from "../protocol/errors";
 import { ByteReader, IpcType, MessageReader, type Query, jsonMessage } from "./ipc";
 import { QueryTable } from "./queries";
-import { buildWorkerBundle, removeStaleWorkerFiles, resolveNodeBinary } from "./node-runtime";
+import { removeStaleWorkerFiles } from "./stale-files";
 import type { LogReader, ReaderGroup, ReaderHandlers } from "../log/event-log";
 import { ReaderRegistry } from "./readers";
 import { SocketWriter } from "./socket-writer";
 import { type RecordSink, WorkerSlot } from "./worker-slot";
-import type { WorkerConfig } from "./worker";
+import type { WorkerConfig } from "./worker-config";
 
 export interface PoolOptions {
   workers: number;
-  /** What the workers run on: Bun with librdkafka through bun:ffi (worker-bun.ts, the default), or Node with the librdkafka addon (worker.ts). */
-  runtime?: "node" | "bun";
   /** librdkafka producer properties. */
   producer: Record<string, string | number | boolean>;
   /** librdkafka properties readers' consumers start from. */
   consumer: Record<string, string | number | boolean>;
-  nodeBinary?: string;
-  /** Extra node flags for the workers (e.g. profiling; node refuses --cpu-prof in NODE_OPTIONS). */
-  nodeArgs?: string[];
   /** Records a worker may hold before new ones are refused with OVERLOADED. */
   maxInflightPerWorker: number;
   /** An open batch is sent as soon as it reaches this size, else at the end of the event-loop turn. */
@@ -62,19 +57,15 @@ const BUN_WORKER = join(import.meta.dir, "worker-bun.ts");
 const HELLO_TIMEOUT_MS = 20_000;
 
 /**
- * Starts and supervises the Kafka worker processes (Node or Bun, KAFKA_WORKER_RUNTIME), routes records to them in binary batches and maps
+ * Starts and supervises the Kafka worker processes (Bun, worker-bun.ts), routes records to them in binary batches and maps
  * delivery reports back to whoever submitted each record. A worker that dies has everything it held
  * failed as WORKER_LOST (retriable) and is restarted with backoff.
  */
 export class WorkerPool {
   readonly slots: WorkerSlot[];
   private readonly socketPath = join(tmpdir(), `kgw-${process.pid}-${crypto.randomUUID().slice(0, 8)}.sock`);
-  // One per pool (tests run several in a process); removed by close().
-  private readonly bundleDir = join(tmpdir(), `kgw-worker-${process.pid}-${crypto.randomUUID().slice(0, 8)}`);
   private readonly token = crypto.randomUUID();
   private listener: UnixSocketListener<ConnData> | TCPSocketListener<ConnData> | null = null;
-  private nodeBinary = "";
-  private bundle = { file: "", nodePath: "" };
   private batchSeq = 0;
   private flushScheduled = false;
   private closing = false;
@@ -82,7 +73,6 @@ export class WorkerPool {
   private readonly readers = new ReaderRegistry();
   private readonly queries: QueryTable;
   private readonly pingTimeoutMs: number;
-  private readonly runtime: "node" | "bun";
   private watchdog: Timer | null = null;
   private lastTick = 0;
   // Refusals are values, made once: under overload every event of every frame is refused, and a
@@ -109,16 +99,10 @@ export class WorkerPool {
     }));
     this.queries = new QueryTable(options.queryTimeoutMs ?? 10_000);
     this.pingTimeoutMs = options.pingTimeoutMs ?? 3000;
-    this.runtime = options.runtime ?? "bun";
   }
 
   async start(): Promise<void> {
     removeStaleWorkerFiles(tmpdir());
-    // A Bun worker runs from source; only Node needs a Node binary and a bundle.
-    if (this.runtime === "node") {
-      this.nodeBinary = resolveNodeBinary(this.options.nodeBinary);
-      this.bundle = await buildWorkerBundle(this.bundleDir);
-    }
     this.listener = Bun.listen<ConnData>({
       unix: this.socketPath,
       socket: {
@@ -227,7 +211,6 @@ export class WorkerPool {
     if (this.watchdog) clearInterval(this.watchdog);
     this.listener?.stop(true);
     rmSync(this.socketPath, { force: true });
-    rmSync(this.bundleDir, { recursive: true, force: true });
   }
 
   private spawn(slot: WorkerSlot): void {
@@ -243,10 +226,9 @@ export class WorkerPool {
       probeTimeoutMs: this.options.brokerProbeTimeoutMs ?? 1500,
     };
     const generation = slot.generation;
-    const command = this.runtime === "bun" ? [process.execPath, BUN_WORKER] : [this.nodeBinary, ...(this.options.nodeArgs ?? []), this.bundle.file];
-    const nodePath = this.runtime === "node" ? { NODE_PATH: this.bundle.nodePath } : {};
-    slot.proc = Bun.spawn(command, {
-      env: { ...process.env, ...nodePath, KGW_WORKER_CONFIG: JSON.stringify(config) },
+    // Run from source by this same Bun: no bundle, no Node.js at run time.
+    slot.proc = Bun.spawn([process.execPath, BUN_WORKER], {
+      env: { ...process.env, KGW_WORKER_CONFIG: JSON.stringify(config) },
       stdin: "ignore",
       stdout: "inherit",
       stderr: "inherit",
@@ -264,10 +246,6 @@ export class WorkerPool {
       const [token, gen] = String(msg.token).split(":");
       const slot = this.slots[Number(msg.workerIndex)];
       if (token !== this.token || !slot || Number(gen) !== slot.generation) return void s.end();
-      if (msg.runtime !== this.runtime) {
-        slot.lastError = `the worker ran on ${String(msg.runtime)}, not on ${this.runtime} as KAFKA_WORKER_RUNTIME says`;
-        return void s.end();
-      }
       s.data.slot = slot;
       s.data.generation = slot.generation;
       slot.socket = s as Socket<unknown>;

@@ -1,8 +1,8 @@
 /**
- * A Kafka worker process on Bun, using librdkafka through bun:ffi (src/kafka/librdkafka) instead of
- * the Node addon; the pool spawns it with KAFKA_WORKER_RUNTIME=bun. It speaks the same IPC as the
- * Node worker (worker.ts; layout in ipc.ts and records-layout.ts) and behaves alike towards the
- * gateway: PONG to every PING, HEALTH from the same broker probe (broker-probe.ts), an error for
+ * A Kafka worker process: Bun, calling librdkafka through bun:ffi (src/kafka/librdkafka), the same
+ * library build @confluentinc/kafka-javascript installs, at about a third of its addon's CPU per
+ * record. The pool spawns and supervises it (pool.ts); it speaks the IPC of ipc.ts and
+ * records-layout.ts: PONG to every PING, HEALTH from the broker probe (broker-probe.ts), an error for
  * every record of a PRODUCE batch it cannot read, degraded RECORDS for a record it cannot encode.
  *
  * One thread does the Kafka work and never blocks: it produces (worker-bun-producer.ts), polls
@@ -16,7 +16,7 @@ import { ByteReader, IpcType, MessageReader, type Query, jsonMessage } from "./i
 import { Err, versionString } from "./librdkafka";
 import { SocketWriter } from "./socket-writer";
 import { StatusReporter } from "./status";
-import type { WorkerConfig } from "./worker";
+import type { WorkerConfig } from "./worker-config";
 import { FfiProducer } from "./worker-bun-producer";
 import type { ThreadQuery } from "./worker-bun-queries";
 import { FfiReaders } from "./worker-bun-readers";

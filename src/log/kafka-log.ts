@@ -39,7 +39,7 @@ class PendingAppend implements RecordSink {
 }
 
 /**
- * The EventLog over real Kafka, through the Kafka worker pool (Bun or Node workers). A keyed record always goes to the same
+ * The EventLog over real Kafka, through the Kafka worker pool. A keyed record always goes to the same
  * worker, hence the same producer, which is what keeps per-key order (librdkafka then keeps it per
  * partition with idempotence on). Keyless records of one append stay together on one worker.
  */

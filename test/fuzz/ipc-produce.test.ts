@@ -11,7 +11,7 @@ import { validEnvelope } from "./arbitraries";
 
 // Records cross to the Kafka workers as PRODUCE messages (layout at the top of src/kafka/ipc.ts),
 // written by WorkerSlot.add with per-connection string tables for topics and repeating headers.
-// The worker's decoder (onProduce in src/kafka/worker.ts) runs only inside the worker process, so
+// The worker's decoder (onProduce in src/kafka/worker-bun-producer.ts) runs only inside the worker process, so
 // the decoder below follows the documented layout and the worker's code step by step: same
 // ReceivedTable, same ByteReader calls. Whatever the gateway accepts must come out exactly.
 

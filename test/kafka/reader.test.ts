@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { type ConsumedRecord, Offset } from "../../src/log/event-log";
 import { KafkaLog } from "../../src/log/kafka-log";
-import { freshTopic, kafkaBrokers, workerRuntime } from "../support/kafka";
+import { freshTopic, kafkaBrokers } from "../support/kafka";
 import { ensureTopic } from "../support/kafka-broker";
 
 /**
@@ -17,7 +17,6 @@ beforeAll(async () => {
   const common = { "bootstrap.servers": brokers, "client.id": "reader-test" };
   log = new KafkaLog({
     workers: 1,
-    runtime: workerRuntime(),
     producer: { ...common, acks: "all", "enable.idempotence": true, "linger.ms": 2, partitioner: "murmur2_random" },
     consumer: common,
     maxInflightPerWorker: 100_000,

@@ -4,14 +4,13 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Socket, Subprocess, UnixSocketListener } from "bun";
 import { ByteReader, ByteWriter, HeaderKind, IpcType, LITERAL, MessageReader, jsonMessage } from "../../src/kafka/ipc";
-import { buildWorkerBundle, resolveNodeBinary } from "../../src/kafka/node-runtime";
 import { readRecords } from "../../src/kafka/records-layout";
-import type { WorkerConfig } from "../../src/kafka/worker";
+import type { WorkerConfig } from "../../src/kafka/worker-config";
 import { freshTopic, kafkaBrokers } from "../support/kafka";
 import { consumeAll, ensureTopic } from "../support/kafka-broker";
 
 /**
- * What the gateway relies on from a worker process, asked of each runtime over the real IPC socket
+ * What the gateway relies on from a worker process, asked over the real IPC socket
  * with the worker talking to the real broker: the gateway's side is played here, message by message,
  * so it can send what the pool never would (a batch cut short, more headers than 16 bits count).
  */
@@ -49,15 +48,8 @@ async function startWorker(runtime: "node" | "bun", brokers: string): Promise<Wo
     consumer: common,
     probeTimeoutMs: 1500,
   };
-  let command: string[];
-  let env: Record<string, string> = {};
-  const bundleDir = join(tmpdir(), `kgw-contract-bundle-${process.pid}`);
-  if (runtime === "bun") command = [process.execPath, join(root, "src/kafka/worker-bun.ts")];
-  else {
-    const bundle = await buildWorkerBundle(bundleDir);
-    command = [resolveNodeBinary(), bundle.file];
-    env = { NODE_PATH: bundle.nodePath };
-  }
+  const command = [process.execPath, join(root, "src/kafka/worker-bun.ts")];
+  const env: Record<string, string> = {};
   const proc = Bun.spawn(command, { env: { ...process.env, ...env, KGW_WORKER_CONFIG: JSON.stringify(config) }, stdout: "inherit", stderr: "pipe" });
   let stderr = "";
   void (async () => {
@@ -90,7 +82,6 @@ async function startWorker(runtime: "node" | "bun", brokers: string): Promise<Wo
       await proc.exited;
       listener.stop(true);
       rmSync(socketPath, { force: true });
-      rmSync(bundleDir, { recursive: true, force: true });
     },
   };
   const hello = new ByteReader(await w.next(IpcType.HELLO)).json<{ runtime: string }>();
@@ -144,7 +135,7 @@ beforeAll(async () => {
   brokers = await kafkaBrokers();
 }, 60_000);
 
-for (const runtime of ["node", "bun"] as const) {
+for (const runtime of ["bun"] as const) {
   describe(`${runtime} worker`, () => {
     let w: Worker;
     beforeAll(async () => {

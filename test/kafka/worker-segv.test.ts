@@ -12,7 +12,7 @@ let gw: GatewayProcess;
 
 beforeAll(async () => {
   brokers = await kafkaBrokers();
-  gw = await startGateway({ KAFKA_WORKERS: "2", KAFKA_BROKERS: brokers, KAFKA_WORKER_RUNTIME: "bun" });
+  gw = await startGateway({ KAFKA_WORKERS: "2", KAFKA_BROKERS: brokers });
 }, 60_000);
 afterAll(async () => {
   await gw.stop();
@@ -25,7 +25,7 @@ test("a Bun worker killed with SIGSEGV mid-load: WORKER_LOST nacks, no acked eve
   const control = await GatewayClient.connect(gw.wsUrl);
   const before = (await gw.health()).log.workers;
   const victim = before[0];
-  // The workers really are Bun running worker-bun.ts (a gateway without the switch would run Node).
+  // The workers really are Bun running worker-bun.ts.
   for (const w of before) expect(readFileSync(`/proc/${w.pid}/cmdline`, "utf8").split("\0").some((a) => a.endsWith("worker-bun.ts"))).toBe(true);
 
   const acked = new Map<string, { partition: number; offset: number }>();

@@ -22,15 +22,6 @@ export async function kafkaBrokers(): Promise<string> {
   return (await kafkaBroker()).brokers;
 }
 
-/**
- * What the Kafka workers of an in-process pool run on: KAFKA_WORKER_RUNTIME from the environment,
- * as gateways started by startGateway inherit it, so the whole suite runs on either runtime.
- */
-export function workerRuntime(): "node" | "bun" | undefined {
-  const r = process.env.KAFKA_WORKER_RUNTIME;
-  return r === "node" || r === "bun" ? r : undefined;
-}
-
 /** A topic name no other test or run uses. */
 export function freshTopic(prefix: string): string {
   return `${prefix}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 7)}`;
