@@ -26,6 +26,7 @@ import { peekFrameType } from "../protocol/frame-peek";
 import { createAuthFrames } from "./auth-frames";
 import { type Inbox, Ingress, inbox } from "./ingress";
 import { Outbound } from "./outbound";
+import { limitsFor, outcomeFrame } from "./replies";
 
 export interface ConnectionData {
   session: string;
@@ -87,22 +88,7 @@ export function createWebSocketHandler(deps: {
   const { config, publisher, subscriptions, metrics, logger, rateLimits } = deps;
   const limits = decodeLimits(config);
   const sockets = new Set<ServerWebSocket<ConnectionData>>();
-  // Every limit a client can plan for, so an SDK need not learn them from refusals (0: none).
-  const welcomeLimits = {
-    maxFrameBytes: config.MAX_FRAME_BYTES,
-    maxBatchEvents: config.MAX_BATCH_EVENTS,
-    maxDepth: config.MAX_DEPTH,
-    window: config.PUBLISH_WINDOW,
-    maxMapKeys: config.MAX_MAP_KEYS,
-    maxEventValues: config.MAX_EVENT_VALUES,
-    maxHeadersPerEvent: config.MAX_HEADERS_PER_EVENT,
-    maxHeaderBytes: config.MAX_HEADER_BYTES,
-    timeSkewFutureMs: config.TIME_SKEW_FUTURE,
-    timeSkewPastMs: config.TIME_SKEW_PAST,
-    maxSubscriptions: config.MAX_SUBSCRIPTIONS_PER_CONNECTION,
-    eventsPerSec: config.RATE_LIMIT_EVENTS,
-    bytesPerSec: config.RATE_LIMIT_BYTES,
-  };
+  const welcomeLimits = limitsFor(config);
   const windowSpent = new GatewayError("WINDOW_EXCEEDED", `the window of ${config.PUBLISH_WINDOW} unacknowledged events is spent. Wait for acks before sending more`);
 
   /** Every reply goes through the socket's one ordered outbound path (./outbound.ts). */
@@ -118,22 +104,7 @@ export function createWebSocketHandler(deps: {
   }
 
   function sendOutcome(ws: ServerWebSocket<ConnectionData>, codec: CodecName, cid: number, batch: boolean, o: PublishOutcome): void {
-    if (!batch) {
-      const err = o.errors?.[0];
-      // No `id` key at all when none was read: msgpack would carry undefined as an ext type.
-      const id = o.ids[0];
-      if (err) send(ws, id === undefined ? { t: FrameType.NACK, cid, ...err } : { t: FrameType.NACK, cid, id, ...err }, codec);
-      else send(ws, { t: FrameType.ACK, cid, id, topic: o.topic, partition: o.partitions[0], offset: o.offsets[0] }, codec);
-      return;
-    }
-    const ids = Array.from({ length: o.ids.length }, (_, i) => o.ids[i] ?? null);
-    const frame: Record<string, unknown> = { t: FrameType.BATCH_ACK, cid, topic: o.topic, ids, partitions: o.partitions, offsets: o.offsets };
-    if (o.errors) {
-      const errors = [];
-      for (let i = 0; i < o.errors.length; i++) if (o.errors[i]) errors.push({ i, ...o.errors[i] });
-      frame.errors = errors;
-    }
-    send(ws, frame, codec);
+    send(ws, outcomeFrame(cid, batch, o), codec);
   }
 
   /** Whom the principal rates charge: the token's subject, or the client address with authentication off. */
