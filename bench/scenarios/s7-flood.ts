@@ -27,37 +27,55 @@ interface ControlResult {
   failed: Record<string, number>;
 }
 
-/** One connection, one publish at a time, paced: its latency is what a quiet client sees. */
-async function control(url: string, seconds: number, intervalMs: number): Promise<ControlResult> {
-  const ws = new WebSocket(url);
-  ws.binaryType = "arraybuffer";
-  await new Promise<void>((r, j) => ((ws.onopen = () => r()), (ws.onerror = () => j(new Error("control could not connect")))));
-  const replies = new Map<number, (f: Record<string, unknown>) => void>();
-  let welcome: (() => void) | undefined;
-  ws.onmessage = (m) => {
-    const f = unpackr.unpack(new Uint8Array(m.data as ArrayBuffer));
-    if (f.t === 2) return welcome?.();
-    replies.get(f.cid)?.(f);
-    replies.delete(f.cid);
-  };
-  await new Promise<void>((r) => ((welcome = r), ws.send(packr.pack({ t: 1, v: 1 }))));
-  const out: ControlResult = { histogram: new LatencyHistogram(), sent: 0, acked: 0, failed: {} };
-  const until = performance.now() + seconds * 1000;
-  for (let cid = 1; performance.now() < until; cid++) {
-    const t0 = performance.now();
-    const answered = new Promise<Record<string, unknown>>((r) => replies.set(cid, r));
-    ws.send(packr.pack({ t: 10, cid, topic: "s7-control", event: { type: "control", data: { cid } } }));
-    const reply = await Promise.race([answered, Bun.sleep(30_000).then(() => ({ t: -1, code: "NO_REPLY" }))]);
-    out.sent++;
-    if (reply.t === 20) {
-      out.acked++;
-      out.histogram.record((performance.now() - t0) * 1000);
-    } else out.failed[String(reply.code)] = (out.failed[String(reply.code)] ?? 0) + 1;
-    const rest = intervalMs - (performance.now() - t0);
-    if (rest > 0) await Bun.sleep(rest);
+/**
+ * One connection, one publish at a time, paced: its latency is what a quiet client sees. Opened once,
+ * before any attack, as an established client is: the attackers share its address (loopback), and
+ * the connection churner spends that address's allowance of new connections.
+ */
+class Control {
+  private readonly replies = new Map<number, (f: Record<string, unknown>) => void>();
+  private cid = 1;
+  private constructor(private readonly ws: WebSocket) {}
+
+  static async open(url: string): Promise<Control> {
+    const ws = new WebSocket(url);
+    ws.binaryType = "arraybuffer";
+    await new Promise<void>((r, j) => ((ws.onopen = () => r()), (ws.onerror = () => j(new Error("control could not connect")))));
+    const c = new Control(ws);
+    let welcome: (() => void) | undefined;
+    ws.onmessage = (m) => {
+      const f = unpackr.unpack(new Uint8Array(m.data as ArrayBuffer));
+      if (f.t === 2) return welcome?.();
+      c.replies.get(f.cid)?.(f);
+      c.replies.delete(f.cid);
+    };
+    await new Promise<void>((r) => ((welcome = r), ws.send(packr.pack({ t: 1, v: 1 }))));
+    return c;
   }
-  ws.close();
-  return out;
+
+  async run(seconds: number, intervalMs: number): Promise<ControlResult> {
+    const out: ControlResult = { histogram: new LatencyHistogram(), sent: 0, acked: 0, failed: {} };
+    const until = performance.now() + seconds * 1000;
+    while (performance.now() < until) {
+      const cid = this.cid++;
+      const t0 = performance.now();
+      const answered = new Promise<Record<string, unknown>>((r) => this.replies.set(cid, r));
+      this.ws.send(packr.pack({ t: 10, cid, topic: "s7-control", event: { type: "control", data: { cid } } }));
+      const reply = await Promise.race([answered, Bun.sleep(30_000).then(() => ({ t: -1, code: "NO_REPLY" }))]);
+      out.sent++;
+      if (reply.t === 20) {
+        out.acked++;
+        out.histogram.record((performance.now() - t0) * 1000);
+      } else out.failed[String(reply.code)] = (out.failed[String(reply.code)] ?? 0) + 1;
+      const rest = intervalMs - (performance.now() - t0);
+      if (rest > 0) await Bun.sleep(rest);
+    }
+    return out;
+  }
+
+  close(): void {
+    this.ws.close();
+  }
 }
 
 export const s7: Scenario = {
@@ -78,10 +96,11 @@ export const s7: Scenario = {
     try {
       // The limits a deployment has by default: the stack lifts the rates for capacity benchmarks.
       const url = await stack.startGateway({ RATE_LIMIT_EVENTS: String(DEFAULTS.RATE_LIMIT_EVENTS), RATE_LIMIT_BYTES: String(DEFAULTS.RATE_LIMIT_BYTES), CONNECTION_RATE_PER_IP: String(DEFAULTS.CONNECTION_RATE_PER_IP), KAFKA_WORKERS: String(o.workers) });
-      await control(url, 2, interval); // warm-up: JIT, topic creation
+      const control = await Control.open(url);
+      await control.run(2, interval); // warm-up: JIT, topic creation
       const quietCpu = new CpuMeter(stack.groups());
       quietCpu.start();
-      const quiet = await control(url, o.duration, interval);
+      const quiet = await control.run(o.duration, interval);
       runs.push({ label: "control, quiet", figures: { sent: quiet.sent, acked: quiet.acked }, latency: quiet.histogram.summaryMs(), curve: quiet.histogram.curveMs(), cpu: quietCpu.stop() });
 
       const procs = attackers.map((mode) => Bun.spawn([process.execPath, ATTACKER, mode, url, String(o.duration + 2)], { stdout: "pipe", stderr: "inherit" }));
@@ -91,7 +110,8 @@ export const s7: Scenario = {
       const rssBefore = stack.gateway ? rssBytes(stack.gateway.proc.pid) : 0;
       let rssPeak = rssBefore;
       const sampler = setInterval(() => stack.gateway && (rssPeak = Math.max(rssPeak, rssBytes(stack.gateway.proc.pid))), 200);
-      const attacked = await control(url, o.duration, interval);
+      const attacked = await control.run(o.duration, interval);
+      control.close();
       clearInterval(sampler);
       const cpuSplit = cpu.stop();
       const outcomes = await Promise.all(procs.map(async (p) => JSON.parse((await new Response(p.stdout).text()).trim().split("\n").at(-1) || "{}")));
