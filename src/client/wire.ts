@@ -9,18 +9,10 @@ import type { Start } from "../protocol/frames";
 
 export { FrameType, PROTOCOL_VERSION } from "../protocol/frame-types";
 export type { ErrorCode, Start };
+/** An error as the gateway sends it (nack, error frame, batch_ack entry). */
+export type { WireError } from "../protocol/errors";
 
 export type Codec = "msgpack" | "json";
-
-/** An error as the gateway sends it (nack, error frame, batch_ack entry). */
-export interface WireError {
-  code: ErrorCode;
-  num: number;
-  message: string;
-  retriable: boolean;
-  mayBePersisted: boolean;
-  retryAfterMs?: number;
-}
 
 /** An event as a client publishes it (the envelope; docs/protocol.md). */
 export interface OutgoingEvent {
