@@ -149,3 +149,22 @@ test("with authentication on, a stream needs a token (Authorization or access_to
     await authed.stop();
   }
 }, 60_000);
+
+test("cross-origin: a page of an allowed origin gets the stream with CORS headers; another origin gets 403 before any stream", async () => {
+  const gw2 = await startGateway({ KAFKA_BROKERS: "", ALLOWED_ORIGINS: "https://app.example.com" });
+  try {
+    const allowed = await fetch(`${gw2.url}/api/v1/stream?topic=cors`, { headers: { origin: "https://app.example.com" }, signal: AbortSignal.timeout(5000) });
+    expect(allowed.status).toBe(200);
+    expect(allowed.headers.get("access-control-allow-origin")).toBe("https://app.example.com");
+    expect(allowed.headers.get("content-type")).toContain("text/event-stream");
+    await allowed.body?.cancel();
+    const refused = await fetch(`${gw2.url}/api/v1/stream?topic=cors`, { headers: { origin: "https://evil.example.com" } });
+    expect(refused.status).toBe(403);
+    expect((await refused.json()).error.code).toBe("ORIGIN_NOT_ALLOWED");
+    const preflight = await fetch(`${gw2.url}/api/v1/stream`, { method: "OPTIONS", headers: { origin: "https://app.example.com", "access-control-request-method": "GET" } });
+    expect(preflight.status).toBe(204);
+    expect(preflight.headers.get("access-control-allow-methods")).toContain("GET");
+  } finally {
+    await gw2.stop();
+  }
+}, 60_000);
