@@ -160,7 +160,7 @@ test("cross-origin: a page of an allowed origin gets the stream with CORS header
     await allowed.body?.cancel();
     const refused = await fetch(`${gw2.url}/api/v1/stream?topic=cors`, { headers: { origin: "https://evil.example.com" } });
     expect(refused.status).toBe(403);
-    expect((await refused.json()).error.code).toBe("ORIGIN_NOT_ALLOWED");
+    expect(((await refused.json()) as { error: { code: string } }).error.code).toBe("ORIGIN_NOT_ALLOWED");
     const preflight = await fetch(`${gw2.url}/api/v1/stream`, { method: "OPTIONS", headers: { origin: "https://app.example.com", "access-control-request-method": "GET" } });
     expect(preflight.status).toBe(204);
     expect(preflight.headers.get("access-control-allow-methods")).toContain("GET");
