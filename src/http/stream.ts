@@ -44,6 +44,7 @@ const STREAM_HIGH_WATER = 256 * 1024;
 const HEARTBEAT_MS = 15_000;
 const RECONNECT_HINT_MS = 1000;
 const encoder = new TextEncoder();
+const decoder = new TextDecoder();
 
 /** The query string (and Last-Event-ID) as the subscribe frame a WebSocket client would send. */
 function subscribeFrame(req: Request, url: URL): SubscribeFrame {
@@ -95,7 +96,7 @@ export function createStreamRoute(deps: StreamDeps) {
     const sse: OutboundSocket = {
       send(data, token) {
         if (ended) return 0;
-        const text = typeof data === "string" ? data : new TextDecoder().decode(data);
+        const text = typeof data === "string" ? data : decoder.decode(data);
         const name = EVENT_NAMES[peekFrameType(text) ?? -1] ?? "message";
         controller.enqueue(encoder.encode(`${token ? `id: ${token}\n` : ""}event: ${name}\ndata: ${text}\n\n`));
         return 1;

@@ -115,6 +115,8 @@ export class RateLimits {
   private readonly httpClients: BucketMap<ConnectionRate>;
   private readonly connects: BucketMap<TokenBucket>;
   readonly enabled: boolean;
+  /** Whether any principal rate is set: only then is a principal worth naming for a request. */
+  readonly byPrincipal: boolean;
 
   constructor(
     private readonly options: RateLimitOptions,
@@ -127,6 +129,7 @@ export class RateLimits {
     this.connects = new BucketMap((t) => new TokenBucket(connects, Math.max(1, connects * options.burstSeconds), t), (b, t) => b.isFull(t), now);
     const { connection: c, principal: p } = options;
     this.enabled = c.eventsPerSec + c.bytesPerSec + p.eventsPerSec + p.bytesPerSec > 0;
+    this.byPrincipal = p.eventsPerSec + p.bytesPerSec > 0;
   }
 
   connection(): ConnectionRate {

@@ -109,6 +109,8 @@ export function createWebSocketHandler(deps: {
 
   /** Whom the principal rates charge: the token's subject, or the client address with authentication off. */
   function principalOf(ws: ServerWebSocket<ConnectionData>): string {
+    // Named only when a principal rate is set: it is a string built per frame.
+    if (!rateLimits.byPrincipal) return "";
     return deps.auth.authenticator.enabled ? `sub:${ws.data.auth!.principal}` : `ip:${ws.data.remote}`;
   }
 
