@@ -32,14 +32,17 @@ const metric = async (gw: GatewayProcess, re: RegExp) => re.exec(await (await fe
 test("over the connection's events/s a publish is refused RATE_LIMITED with retryAfterMs, and passes after it", async () => {
   const gw = await gateway({ RATE_LIMIT_EVENTS: "1000", RATE_LIMIT_CLOSE_AFTER: "0" });
   const c = await GatewayClient.connect(gw.wsUrl);
+  const t0 = performance.now();
   const replies = await burst(c, 40, 100); // 4,000 events against a bucket of 1,000
+  const elapsedS = (performance.now() - t0) / 1000;
   expect(replies).toHaveLength(40);
   const acked = replies.filter((r) => r.t === 22 && !r.errors);
   const limited = replies.filter((r) => r.t === 21 && r.code === "RATE_LIMITED");
   expect(acked.length + limited.length).toBe(40);
-  // The bucket holds one second: about 1,000 events pass (a request may overdraw it once).
+  // The bucket holds one second: 1,000 events pass, plus what it refilled (1,000/s) while the frames
+  // were handled, plus one request that may overdraw it.
   expect(acked.length).toBeGreaterThanOrEqual(9);
-  expect(acked.length).toBeLessThanOrEqual(15);
+  expect(acked.length).toBeLessThanOrEqual(Math.floor((1000 + 1000 * elapsedS) / 100) + 1);
   const hint = limited[0]!;
   expect(hint).toMatchObject({ retriable: true, num: 2009 });
   expect(hint.retryAfterMs).toBeGreaterThan(0);
@@ -103,10 +106,13 @@ test("a principal's rate is shared by all its connections; another principal has
   const a1 = (await helloWith(gw.wsUrl, await hsToken({ sub: "alice", ...grants }))).c;
   const a2 = (await helloWith(gw.wsUrl, await hsToken({ sub: "alice", ...grants }))).c;
   const bob = (await helloWith(gw.wsUrl, await hsToken({ sub: "bob", ...grants }))).c;
+  const t0 = performance.now();
   const [r1, r2] = await Promise.all([burst(a1, 10, 100), burst(a2, 10, 100)]);
+  const elapsedS = (performance.now() - t0) / 1000;
   const passed = [...r1, ...r2].filter((r) => r.t === 22).length;
   expect(passed).toBeGreaterThanOrEqual(9);
-  expect(passed).toBeLessThanOrEqual(13);
+  // The shared bucket's second, what it refilled meanwhile, and one overdraw per connection.
+  expect(passed).toBeLessThanOrEqual(Math.floor((1000 + 1000 * elapsedS) / 100) + 2);
   expect([...r1, ...r2].filter((r) => r.code === "RATE_LIMITED")[0]!.message).toContain("principal");
   const rb = await burst(bob, 9, 100);
   expect(rb.every((r) => r.t === 22)).toBe(true);
@@ -118,14 +124,17 @@ test("HTTP: over the rate a request gets 429 with Retry-After and a RATE_LIMITED
   const post = () => fetch(`${gw.url}/api/v1/events/batch`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ events: events(10) }) });
   const statuses: number[] = [];
   let refused: Response | undefined;
+  const t0 = performance.now();
   for (let i = 0; i < 20; i++) {
     const r = await post();
     statuses.push(r.status);
     if (r.status === 429 && !refused) refused = r;
     else await r.arrayBuffer();
   }
+  const elapsedS = (performance.now() - t0) / 1000;
+  // A bucket of 50 events (1 s of 50/s), what it refilled meanwhile, and one overdraw: 10 per request.
   expect(statuses.filter((s) => s === 202).length).toBeGreaterThanOrEqual(5);
-  expect(statuses.filter((s) => s === 202).length).toBeLessThanOrEqual(8);
+  expect(statuses.filter((s) => s === 202).length).toBeLessThanOrEqual(Math.floor((50 + 50 * elapsedS) / 10) + 1);
   expect(refused).toBeDefined();
   expect(Number(refused!.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
   expect(await refused!.json()).toMatchObject({ error: { code: "RATE_LIMITED", retriable: true, retryAfterMs: expect.any(Number) } });
@@ -137,13 +146,16 @@ test("new connections per address are rate-limited before the upgrade: 429 RATE_
     fetch(gw.url + "/ws", { headers: { Upgrade: "websocket", Connection: "Upgrade", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version": "13" } });
   const statuses: number[] = [];
   let refused: Response | undefined;
+  const t0 = performance.now();
   for (let i = 0; i < 40; i++) {
     const r = await upgrade();
     statuses.push(r.status);
     if (r.status === 429 && !refused) refused = r;
   }
+  const elapsedS = (performance.now() - t0) / 1000;
   expect(statuses.filter((s) => s === 101).length).toBeGreaterThanOrEqual(20);
-  expect(statuses.filter((s) => s === 101).length).toBeLessThanOrEqual(25);
+  // The burst of 20 and what 20/s refilled while the upgrades were made.
+  expect(statuses.filter((s) => s === 101).length).toBeLessThanOrEqual(Math.floor(20 + 20 * elapsedS) + 1);
   expect(refused!.headers.get("retry-after")).toBe("1");
   expect(await refused!.json()).toMatchObject({ error: { code: "RATE_LIMITED", retryAfterMs: expect.any(Number) } });
   await Bun.sleep(1100);
