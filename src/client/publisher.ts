@@ -60,6 +60,9 @@ export class Publisher {
   private queue: Item[] = [];
   private readonly inflight = new Map<number, Item[]>();
   private inflightEvents = 0;
+  /** Refused events waiting out their delay before they are queued again, a group per reply. */
+  private readonly retrying = new Map<Item[], ReturnType<typeof setTimeout>>();
+  private retryingEvents = 0;
   private timer: ReturnType<typeof setTimeout> | null = null;
 
   constructor(
@@ -67,9 +70,9 @@ export class Publisher {
     private readonly options: PublisherOptions,
   ) {}
 
-  /** Events queued or in flight. */
+  /** Events queued, in flight, or waiting to be retried. */
   get pending(): number {
-    return this.queue.length + this.inflightEvents;
+    return this.queue.length + this.inflightEvents + this.retryingEvents;
   }
 
   publish(event: OutgoingEvent, topic?: string): Promise<PublishResult> {
@@ -89,6 +92,14 @@ export class Publisher {
     if (!items) return false;
     this.inflight.delete(f.cid!);
     this.inflightEvents -= items.length;
+    const again: Item[] = [];
+    let delay = 0;
+    const refused = (item: Item, err: WireError) => {
+      if (err.retriable && ++item.attempts < this.options.maxAttempts) {
+        again.push(item);
+        delay = Math.max(delay, err.retryAfterMs ?? Math.min(2000, 50 * 2 ** item.attempts));
+      } else item.reject(new PublishError(err.code, err.message, err.retriable, err.mayBePersisted, item.event.id));
+    };
     if (f.t === FrameType.ACK || f.t === FrameType.BATCH_ACK) {
       const errors = new Map<number, WireError>();
       for (const e of (f.errors as Array<WireError & { i: number }> | undefined) ?? []) errors.set(e.i, e);
@@ -96,15 +107,30 @@ export class Publisher {
       const offsets = (f.offsets as number[] | undefined) ?? [f.offset as number];
       items.forEach((item, i) => {
         const err = errors.get(i);
-        if (err) this.refused(item, err);
+        if (err) refused(item, err);
         else item.resolve({ id: item.event.id, topic: f.topic as string, partition: partitions[i]!, offset: offsets[i]! });
       });
     } else {
       // A nack of the whole request.
-      for (const item of items) this.refused(item, f as unknown as WireError);
+      for (const item of items) refused(item, f as unknown as WireError);
     }
+    if (again.length > 0) this.retryLater(again, delay);
     this.schedule(0);
     return true;
+  }
+
+  /** Queues a reply's retriable events again after `delay`, together and in their order, ahead of newer ones. */
+  private retryLater(items: Item[], delay: number): void {
+    this.retryingEvents += items.length;
+    this.retrying.set(
+      items,
+      setTimeout(() => {
+        this.retrying.delete(items);
+        this.retryingEvents -= items.length;
+        this.queue.unshift(...items);
+        this.schedule(0);
+      }, delay),
+    );
   }
 
   /** The connection dropped: what was in flight is sent again, first, once it is back. */
@@ -122,22 +148,14 @@ export class Publisher {
 
   /** The client is closed for good: everything still waiting fails. */
   failAll(code: string, message: string): void {
-    for (const item of [...[...this.inflight.values()].flat(), ...this.queue]) item.reject(new PublishError(code, message, false, true, item.event.id));
+    for (const timer of this.retrying.values()) clearTimeout(timer);
+    const waiting = [...[...this.inflight.values()].flat(), ...[...this.retrying.keys()].flat(), ...this.queue];
+    for (const item of waiting) item.reject(new PublishError(code, message, false, true, item.event.id));
+    this.retrying.clear();
+    this.retryingEvents = 0;
     this.queue = [];
     this.inflight.clear();
     this.inflightEvents = 0;
-  }
-
-  private refused(item: Item, err: WireError): void {
-    if (err.retriable && ++item.attempts < this.options.maxAttempts) {
-      const delay = err.retryAfterMs ?? Math.min(2000, 50 * 2 ** item.attempts);
-      setTimeout(() => {
-        this.queue.unshift(item);
-        this.schedule(0);
-      }, delay);
-      return;
-    }
-    item.reject(new PublishError(err.code, err.message, err.retriable, err.mayBePersisted, item.event.id));
   }
 
   private schedule(ms: number): void {

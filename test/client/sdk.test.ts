@@ -114,3 +114,31 @@ test("the gateway is SIGKILLed and restarted under load: the client reconnects, 
   }
   expect(seen.length).toBeGreaterThanOrEqual(byPosition.size - 1);
 }, 120_000);
+
+test("events refused for a rate are retried in the order they were published, and count as pending until they settle", async () => {
+  const gw = await gateway({ KAFKA_BROKERS: "", RATE_LIMIT_EVENTS: "100", RATE_LIMIT_BURST_SECONDS: "1", RATE_LIMIT_CLOSE_AFTER: "0", EMBEDDED_PARTITIONS: "1" });
+  const c = await client(gw.wsUrl);
+  // The first frame overdraws the bucket (300 against 100) for two seconds; the next, one frame of
+  // 50, is refused RATE_LIMITED and retried.
+  await Promise.all(Array.from({ length: 300 }, (_, i) => c.publish({ type: "spend", key: "k", data: { i } })));
+  const pending = Array.from({ length: 50 }, (_, i) => c.publish({ type: "retried", key: "k", data: { i } }));
+  await Bun.sleep(50);
+  expect(c.pendingPublishes).toBe(50); // waiting out retryAfterMs, not forgotten
+  const acks = await Promise.all(pending);
+  // One key, one partition: offsets follow the order of publish.
+  for (let i = 1; i < acks.length; i++) expect(acks[i]!.offset).toBeGreaterThan(acks[i - 1]!.offset);
+  const metrics = await (await fetch(`${gw.url}/metrics`)).text();
+  expect(Number(/gateway_rate_limited_total\{transport="ws",scope="connection",unit="events"\} (\d+)/.exec(metrics)?.[1])).toBeGreaterThan(0);
+}, 60_000);
+
+test("closing the client fails the publishes still waiting to be retried", async () => {
+  const gw = await gateway({ KAFKA_BROKERS: "", RATE_LIMIT_EVENTS: "100", RATE_LIMIT_BURST_SECONDS: "1", RATE_LIMIT_CLOSE_AFTER: "0" });
+  const c = await connect({ url: gw.wsUrl });
+  await Promise.all(Array.from({ length: 300 }, () => c.publish({ type: "spend" })));
+  const waiting = Promise.allSettled(Array.from({ length: 10 }, () => c.publish({ type: "retried" })));
+  await Bun.sleep(50);
+  c.close();
+  const settled = await Promise.race([waiting, Bun.sleep(5000).then(() => null)]);
+  expect(settled).not.toBeNull();
+  for (const s of settled!) expect(s).toMatchObject({ status: "rejected", reason: { code: "CLIENT_CLOSED" } });
+}, 60_000);
