@@ -141,6 +141,10 @@ if (command === "pub") {
   const sub = await gw.subscribe(o.topic ?? "events", { filter, start: startOf(o.from) }).catch((e) => fail(`subscribe refused: ${(e as Error).message}`));
   const print = (e: DeliveredEvent) =>
     o.json ? JSON.stringify(e) : `${e.partition}:${e.offset}\t${e.event.type}\t${e.event.key ?? ""}\t${JSON.stringify(e.event.data ?? e.event.data_base64 ?? null)}`;
+  // A gap is said, never silent: the gateway dropped events for a slow reader (live only; history waits).
+  sub.onNotice((n) => {
+    if (n.kind === "lagged") process.stderr.write(`kgw: ${n.dropped} events dropped (${n.where === "gateway" ? "the gateway's" : "this client's"} buffer for a slow reader)\n`);
+  });
   let n = 0;
   for await (const e of sub) {
     emit(print(e));

@@ -19,7 +19,8 @@ export interface FeedOptions {
 /**
  * One log reader and the subscriptions it serves. Each record is decoded once, the index yields the
  * candidate subscriptions (identical filters evaluated once), and each touched subscription gets one
- * frame per batch. Slow subscribers never hold the reader back: their own queues absorb or drop.
+ * frame per batch. Live, slow subscribers never hold the reader back: their own queues absorb or
+ * drop. History is read at the pace its subscriber takes it, so a replay is never dropped for being slow.
  * If the reader is lost with its worker, the feed reopens at exactly the positions it had.
  */
 export class Feed {
@@ -35,6 +36,8 @@ export class Feed {
   private readonly waiting: Array<{ records: ConsumedRecord[]; done: () => void }> = [];
   private pumping = false;
   private paceTimer: Timer | null = null;
+  /** While replaying: waiting for a subscriber to take what it was given (Subscription.holdsReplay). */
+  private held = false;
   /** While replaying: when the next batch may be delivered (performance.now() time). */
   private paceAt = 0;
 
@@ -100,10 +103,11 @@ export class Feed {
   }
 
   private pump(): void {
-    if (this.pumping || this.paceTimer) return;
+    if (this.pumping || this.paceTimer || this.held) return;
     this.pumping = true;
     try {
       while (this.waiting.length > 0) {
+        if (!this.live && this.holdForReaders()) return;
         const rate = this.options.replayRate;
         if (!this.live && rate) {
           const now = performance.now();
@@ -128,6 +132,20 @@ export class Feed {
     } finally {
       this.pumping = false;
     }
+  }
+
+  private holdForReaders(): boolean {
+    const resume = () => {
+      this.held = false;
+      this.pump();
+    };
+    for (const sub of this.subs) {
+      if (sub.holdsReplay(resume)) {
+        this.held = true;
+        return true;
+      }
+    }
+    return false;
   }
 
   private deliver(records: ConsumedRecord[]): void {

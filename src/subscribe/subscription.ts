@@ -32,6 +32,8 @@ export class Subscription implements FrameOwner {
   private droppedSinceNotice = 0;
   /** The token of the last frame the socket was handed: what a client that got nothing more can resume from. */
   private lastHandedToken: string;
+  /** The feed waiting to deliver more history once this subscription's frames are handed (holdsReplay). */
+  private onRoom: (() => void) | null = null;
 
   constructor(
     readonly id: string,
@@ -59,6 +61,18 @@ export class Subscription implements FrameOwner {
   }
 
   /** A reply that belongs to this subscription's request (subscribed, unsubscribed). */
+  /**
+   * History is paced by the client's reading, never dropped for it: while replaying, the feed gives
+   * this subscription its next batch only once every frame it queued has been handed to the socket
+   * (Bun keeps the socket's own buffer full meanwhile). True when the feed must wait; `resume` is
+   * then called once, when it may go on. Live events are not held: there the policy applies.
+   */
+  holdsReplay(resume: () => void): boolean {
+    if (this.live || this.closed || this.queuedBytes === 0) return false;
+    this.onRoom = resume;
+    return true;
+  }
+
   reply(frame: object): void {
     if (!this.closed) this.socket.reply(encodeFrame(frame, this.codec));
   }
@@ -125,6 +139,7 @@ export class Subscription implements FrameOwner {
     this.queued.length = 0;
     this.queuedBytes = 0;
     this.droppedSinceNotice = 0;
+    this.roomMaybe();
   }
 
   noticeBeforeNext(): Uint8Array | string | null {
@@ -143,6 +158,15 @@ export class Subscription implements FrameOwner {
       this.metrics.eventsDelivered.inc(f.events);
     }
     if (f.token !== undefined) this.lastHandedToken = f.token;
+    this.roomMaybe();
+  }
+
+  private roomMaybe(): void {
+    if (this.onRoom === null || this.queuedBytes > 0) return;
+    const resume = this.onRoom;
+    this.onRoom = null;
+    // Called from inside the socket's flush: the feed's next batch queues frames on a later turn.
+    queueMicrotask(resume);
   }
 
   private overflow(): void {

@@ -18,8 +18,8 @@ afterAll(async () => {
 }, 60_000);
 
 /** Starts the paused subscriber; resolves once it is subscribed, with a reader of its later lines. */
-async function slowSubscriber(topic: string, pauseMs: number, policy: string) {
-  const proc = Bun.spawn(["node", resolve(import.meta.dir, "../support/slow-subscriber.cjs"), String(gw.port), topic, String(pauseMs), policy], { stdout: "pipe" });
+async function slowSubscriber(topic: string, pauseMs: number, policy: string, start?: string) {
+  const proc = Bun.spawn(["node", resolve(import.meta.dir, "../support/slow-subscriber.cjs"), String(gw.port), topic, String(pauseMs), policy, ...(start ? [start] : [])], { stdout: "pipe" });
   const lines: Array<Record<string, any>> = [];
   void (async () => {
     let buf = "";
@@ -86,3 +86,16 @@ test("with the disconnect policy, the slow subscriber gets its token and close c
   expect(lines.find((l) => l.lagged)?.lagged).toMatchObject({ t: 27, policy: "disconnect", token: expect.any(String) });
   expect(lines.find((l) => l.close)?.close).toBe(4001);
 }, 60_000);
+
+test("a replay is paced by the subscriber's reading: one that stops reading mid-history gets every event after, with no lagged notice, under either policy", async () => {
+  const topic = freshTopic("slowreplay");
+  await ensureTopic(brokers, topic, 3);
+  await flood(topic, 20_000); // 20 MB of history against a 1 MiB subscriber buffer
+  for (const policy of ["drop-oldest", "disconnect"]) {
+    const { proc, lines } = await slowSubscriber(topic, 2500, policy, "earliest");
+    const deadline = Date.now() + 40_000;
+    while (!lines.some((l) => l.live || l.lagged || l.close || l.ended) && Date.now() < deadline) await Bun.sleep(50);
+    proc.kill();
+    expect({ policy, lines: lines.filter((l) => !l.subscribed) }).toEqual({ policy, lines: [{ live: true, events: 20_000 }] });
+  }
+}, 90_000);

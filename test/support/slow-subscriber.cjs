@@ -1,10 +1,10 @@
 // A subscriber that stops reading: raw WebSocket over a Node socket, paused after `subscribed`, so
 // the gateway meets real TCP backpressure (Bun's and browsers' WebSocket clients always read).
-//   node slow-subscriber.cjs PORT TOPIC PAUSE_MS POLICY
-// Prints one JSON line per notable frame: subscribed, lagged, close; and events counts.
+//   node slow-subscriber.cjs PORT TOPIC PAUSE_MS POLICY [START]
+// Prints one JSON line per notable frame: subscribed, live, lagged, close; and events counts.
 const net = require("node:net");
 const crypto = require("node:crypto");
-const [port, topic, pauseMs, policy] = process.argv.slice(2);
+const [port, topic, pauseMs, policy, start] = process.argv.slice(2);
 const sock = net.connect(Number(port), "127.0.0.1");
 const say = (o) => process.stdout.write(`${JSON.stringify(o)}\n`);
 
@@ -28,7 +28,7 @@ sock.on("data", (d) => {
     upgraded = true;
     buf = buf.subarray(end + 4);
     sock.write(textFrame(JSON.stringify({ t: 1, v: 1 })));
-    sock.write(textFrame(JSON.stringify({ t: 12, cid: 1, sub: "slow", topic, policy })));
+    sock.write(textFrame(JSON.stringify({ t: 12, cid: 1, sub: "slow", topic, policy, ...(start ? { start } : {}) })));
   }
   while (buf.length >= 2) {
     const opcode = buf[0] & 0x0f;
@@ -58,6 +58,7 @@ sock.on("data", (d) => {
       setTimeout(() => sock.resume(), Number(pauseMs));
     } else if (f.t === 24) events++;
     else if (f.t === 25) events += f.events.length;
+    else if (f.t === 26) say({ live: true, events });
     else if (f.t === 27) say({ lagged: f, events });
   }
 });
