@@ -1,6 +1,6 @@
 import { ConfigError, loadConfig } from "./config/load";
 import { EMBEDDED_LOG_WARNING } from "./http/health";
-import { createLogger } from "./logger";
+import { createLogger } from "./observability/logger";
 import { startGateway } from "./server";
 
 let config;

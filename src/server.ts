@@ -1,10 +1,9 @@
 import type { Server } from "bun";
 import { Audit } from "./auth/audit";
 import { Authenticator } from "./auth/authenticator";
-import { createHttpAuth } from "./auth/http-guard";
+import { createHttpAuth } from "./http/auth-guard";
 import { loadKeySources } from "./auth/keys";
-import { authenticateUpgrade } from "./auth/ws-upgrade";
-import { parseKafkaProperties } from "./config/load";
+import { authenticateUpgrade } from "./http/ws-upgrade";
 import type { Config } from "./config/schema";
 import { loadTls } from "./config/tls";
 import { createEventRoutes } from "./http/events";
@@ -17,10 +16,11 @@ import { Publisher, wireError } from "./ingest/publisher";
 import { ConnectionLimiter } from "./limits/connections";
 import { type RateLimitOptions, RateLimits } from "./limits/rate-limits";
 import type { EventLog } from "./log/event-log";
-import { KafkaLog } from "./log/kafka-log";
+import { KafkaLog } from "./kafka/kafka-log";
+import { kafkaLogOptions } from "./kafka/options";
 import { MemoryLog } from "./log/memory-log";
-import type { Logger } from "./logger";
-import { type Metrics, createMetrics } from "./metrics/metrics";
+import type { Logger } from "./observability/logger";
+import { type Metrics, createMetrics } from "./observability/metrics";
 import { msgpackNativeAcceleration } from "./protocol/codec";
 import { SubscriptionManager } from "./subscribe/manager";
 import { setResumeTokenKeys } from "./subscribe/position";
@@ -47,49 +47,14 @@ export interface Gateway {
   close(): Promise<void>;
 }
 
-const DELIVERY_MARGIN_MS = 5000;
 const WS_ALLOW = "GET, OPTIONS";
-const QUERY_TIMEOUT_MS = 10_000;
 
 export function createLog(config: Config, logger: Logger, metrics: Metrics): EventLog {
   if (!config.KAFKA_BROKERS) {
     return new MemoryLog({ partitions: config.EMBEDDED_PARTITIONS, retentionRecords: config.EMBEDDED_RETENTION_RECORDS });
   }
   return new KafkaLog(
-    {
-      workers: config.KAFKA_WORKERS,
-      maxInflightPerWorker: config.KAFKA_MAX_INFLIGHT_PER_WORKER,
-      flushBytes: 256 * 1024,
-      restartBackoffMinMs: 100,
-      restartBackoffMaxMs: 5000,
-      connectTimeoutMs: config.KAFKA_CONNECT_TIMEOUT_MS,
-      // librdkafka reports a timed-out event a little after its message timeout; past the margin the
-      // gateway answers for it (docs/protocol.md, "Deadlines").
-      deliveryDeadlineMs: config.KAFKA_MESSAGE_TIMEOUT_MS + DELIVERY_MARGIN_MS,
-      pingTimeoutMs: config.KAFKA_WORKER_PING_TIMEOUT_MS,
-      brokerProbeTimeoutMs: config.KAFKA_BROKER_PROBE_TIMEOUT_MS,
-      queryTimeoutMs: QUERY_TIMEOUT_MS,
-      producer: {
-        "bootstrap.servers": config.KAFKA_BROKERS,
-        "client.id": config.KAFKA_CLIENT_ID,
-        acks: config.KAFKA_ACKS,
-        "enable.idempotence": config.KAFKA_ACKS === "all" || config.KAFKA_ACKS === "-1",
-        "linger.ms": config.KAFKA_LINGER_MS,
-        "compression.type": config.KAFKA_COMPRESSION,
-        "message.timeout.ms": config.KAFKA_MESSAGE_TIMEOUT_MS,
-        // The Java client's hash, so keys land where Java producers would put them.
-        partitioner: "murmur2_random",
-        // The pool caps what each worker holds (KAFKA_MAX_INFLIGHT_PER_WORKER); librdkafka's queue
-        // is sized above it so queue-full stays the exception it is meant to be.
-        "queue.buffering.max.messages": Math.max(100_000, config.KAFKA_MAX_INFLIGHT_PER_WORKER * 2),
-        ...parseKafkaProperties(config.KAFKA_PROPERTIES),
-      },
-      consumer: {
-        "bootstrap.servers": config.KAFKA_BROKERS,
-        "client.id": config.KAFKA_CLIENT_ID,
-        ...parseKafkaProperties(config.KAFKA_PROPERTIES),
-      },
-    },
+    kafkaLogOptions(config),
     (e) => {
       if (e.event === "worker_restart") metrics.workerRestarts.inc();
       if (e.event === "worker_ready") metrics.workersReady.inc();

@@ -1,4 +1,4 @@
-import type { Logger } from "../logger";
+import type { Logger } from "../observability/logger";
 
 export type AuditAction = "authenticate" | "publish" | "subscribe" | "refresh";
 

@@ -1,10 +1,10 @@
 import type { Server } from "bun";
 import type { Identity } from "../auth/authenticator";
-import type { HttpAuth } from "../auth/http-guard";
+import type { HttpAuth } from "./auth-guard";
 import type { Config } from "../config/schema";
 import type { RateLimits } from "../limits/rate-limits";
 import { type PublishOutcome, type Publisher, wireError } from "../ingest/publisher";
-import type { Metrics } from "../metrics/metrics";
+import type { Metrics } from "../observability/metrics";
 import { decodeFrame, decodeLimits } from "../protocol/codec";
 import { ErrorCodes } from "../protocol/codes";
 import { GatewayError } from "../protocol/errors";

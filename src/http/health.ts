@@ -1,5 +1,5 @@
 import type { EventLog } from "../log/event-log";
-import type { Metrics } from "../metrics/metrics";
+import type { Metrics } from "../observability/metrics";
 import { msgpackNativeAcceleration } from "../protocol/codec";
 import type { SubscriptionStats } from "../subscribe/manager";
 import { json } from "./responses";

@@ -1,5 +1,5 @@
 import type { Server } from "bun";
-import type { Metrics } from "../metrics/metrics";
+import type { Metrics } from "../observability/metrics";
 import { error } from "./responses";
 
 /**

@@ -1,6 +1,6 @@
 import http from "node:http";
 import type { Server } from "bun";
-import type { Metrics } from "../metrics/metrics";
+import type { Metrics } from "../observability/metrics";
 import { type OriginPolicy, preflight, withOrigin } from "./origins";
 
 type RouteHandler = (req: Request, server: Server<any>) => Response | Promise<Response>;

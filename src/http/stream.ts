@@ -1,8 +1,8 @@
 import type { Server } from "bun";
 import type { Identity } from "../auth/authenticator";
-import type { HttpAuth } from "../auth/http-guard";
+import type { HttpAuth } from "./auth-guard";
 import type { ConnectionLimiter } from "../limits/connections";
-import type { Metrics } from "../metrics/metrics";
+import type { Metrics } from "../observability/metrics";
 import { CloseCodes } from "../protocol/codes";
 import { GatewayError } from "../protocol/errors";
 import { peekFrameType } from "../protocol/frame-peek";

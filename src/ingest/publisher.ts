@@ -1,6 +1,6 @@
 import type { Config } from "../config/schema";
 import type { EventLog, LogRecord } from "../log/event-log";
-import type { Metrics } from "../metrics/metrics";
+import type { Metrics } from "../observability/metrics";
 import type { CodecName } from "../protocol/codec";
 import { GatewayError, type WireError, isGatewayError, toWireError } from "../protocol/errors";
 import { parseEnvelope } from "../protocol/envelope";

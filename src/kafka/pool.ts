@@ -3,14 +3,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Socket, TCPSocketListener, UnixSocketListener } from "bun";
 import { GatewayError } from "../protocol/errors";
-import { ByteReader, IpcType, MessageReader, type Query, jsonMessage } from "./ipc";
+import { ByteReader, IpcType, MessageReader, type Query, jsonMessage } from "./wire/ipc";
 import { QueryTable } from "./queries";
 import { removeStaleWorkerFiles } from "./stale-files";
 import type { LogReader, ReaderGroup, ReaderHandlers } from "../log/event-log";
 import { ReaderRegistry } from "./readers";
-import { SocketWriter } from "./socket-writer";
+import { SocketWriter } from "./wire/socket-writer";
 import { type RecordSink, WorkerSlot } from "./worker-slot";
-import type { WorkerConfig } from "./worker-config";
+import type { WorkerConfig } from "./wire/worker-config";
 
 export interface PoolOptions {
   workers: number;
@@ -53,11 +53,11 @@ interface ConnData {
 }
 
 const PING = jsonMessage(IpcType.PING, {});
-const BUN_WORKER = join(import.meta.dir, "worker-bun.ts");
+const BUN_WORKER = join(import.meta.dir, "worker", "main.ts");
 const HELLO_TIMEOUT_MS = 20_000;
 
 /**
- * Starts and supervises the Kafka worker processes (Bun, worker-bun.ts), routes records to them in binary batches and maps
+ * Starts and supervises the Kafka worker processes (Bun, worker/main.ts), routes records to them in binary batches and maps
  * delivery reports back to whoever submitted each record. A worker that dies has everything it held
  * failed as WORKER_LOST (retriable) and is restarted with backoff.
  */

@@ -1,5 +1,5 @@
 import { GatewayError } from "../protocol/errors";
-import { IpcType, type Query, jsonMessage } from "./ipc";
+import { IpcType, type Query, jsonMessage } from "./wire/ipc";
 import type { WorkerSlot } from "./worker-slot";
 
 interface Pending {

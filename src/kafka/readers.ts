@@ -1,7 +1,7 @@
 import type { ConsumedRecord, LogReader, ReaderGroup, ReaderHandlers } from "../log/event-log";
 import { GatewayError } from "../protocol/errors";
-import { type ByteReader, IpcType, jsonMessage } from "./ipc";
-import { readRecords } from "./records-layout";
+import { type ByteReader, IpcType, jsonMessage } from "./wire/ipc";
+import { readRecords } from "./wire/records-layout";
 import type { WorkerSlot } from "./worker-slot";
 
 interface OpenReader {

@@ -1,7 +1,7 @@
 import type { Socket, Subprocess } from "bun";
 import { GatewayError } from "../protocol/errors";
-import { type ByteReader, ByteWriter, type DeliveryError, HeaderKind, InternTable, IpcType, LITERAL } from "./ipc";
-import type { SocketWriter } from "./socket-writer";
+import { type ByteReader, ByteWriter, type DeliveryError, HeaderKind, InternTable, IpcType, LITERAL } from "./wire/ipc";
+import type { SocketWriter } from "./wire/socket-writer";
 
 const MSG_TIMED_OUT = -192;
 /** Strings up to this many UTF-16 units are at most 0xffff bytes of UTF-8, so need no measuring. */

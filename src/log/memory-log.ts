@@ -15,7 +15,7 @@ import {
 } from "./event-log";
 import { MemoryPartition } from "./memory-partition";
 import { MemoryReader } from "./memory-reader";
-import { partitionForKey } from "./murmur2";
+import { partitionForKey } from "../bytes/murmur2";
 
 // Milliseconds of appending per event-loop turn, shared among the sources waiting: short, so that
 // the poll for other clients' frames (and their acks) comes round often.

@@ -1,6 +1,6 @@
 import type { ConsumedRecord, LogRecord } from "./event-log";
 import { GatewayError } from "../protocol/errors";
-import { copyBytes, writeUtf8 } from "./utf8";
+import { copyBytes, writeUtf8 } from "../bytes/utf8";
 
 const CHUNK_BYTES = 1 << 20;
 

@@ -1,5 +1,5 @@
 import { GatewayError } from "./errors";
-import { validUtf8 } from "./utf8";
+import { validUtf8 } from "../bytes/utf8-valid";
 
 export interface ScanLimits {
   maxDepth: number;

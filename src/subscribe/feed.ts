@@ -1,7 +1,7 @@
 import type { Assignment, ConsumedRecord, EventLog, LogReader, ReaderGroup } from "../log/event-log";
-import { murmur2 } from "../log/murmur2";
-import type { Logger } from "../logger";
-import type { Metrics } from "../metrics/metrics";
+import { murmur2 } from "../bytes/murmur2";
+import type { Logger } from "../observability/logger";
+import type { Metrics } from "../observability/metrics";
 import { DecodedRecord } from "./decoded-record";
 import { FilterIndex } from "./filter-index";
 import type { Positions } from "./position";

@@ -1,7 +1,7 @@
 import type { Config } from "../config/schema";
 import type { EventLog } from "../log/event-log";
-import type { Logger } from "../logger";
-import type { Metrics } from "../metrics/metrics";
+import type { Logger } from "../observability/logger";
+import type { Metrics } from "../observability/metrics";
 import { type CodecName, encodeFrame } from "../protocol/codec";
 import { GatewayError, toWireError } from "../protocol/errors";
 import { FrameType, type Start, type SubscribeFrame } from "../protocol/frames";

@@ -1,4 +1,4 @@
-import type { Metrics } from "../metrics/metrics";
+import type { Metrics } from "../observability/metrics";
 import { type CodecName, encodeFrame } from "../protocol/codec";
 import { CloseCodes } from "../protocol/codes";
 import { FrameType } from "../protocol/frames";

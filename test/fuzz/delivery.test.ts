@@ -1,10 +1,10 @@
 import { expect, test } from "bun:test";
 import fc from "fast-check";
 import { Packr, Unpackr } from "msgpackr";
-import { ByteReader, ByteWriter } from "../../src/kafka/ipc";
-import { type ConsumedMessage, encodeRecord, readRecords } from "../../src/kafka/records-layout";
+import { ByteReader, ByteWriter } from "../../src/kafka/wire/ipc";
+import { type ConsumedMessage, encodeRecord, readRecords } from "../../src/kafka/wire/records-layout";
 import type { ConsumedRecord } from "../../src/log/event-log";
-import { createMetrics } from "../../src/metrics/metrics";
+import { createMetrics } from "../../src/observability/metrics";
 import { MAX_DEGRADED_HEADERS } from "../../src/subscribe/decoded-record";
 import { DecodedRecord } from "../../src/subscribe/decoded-record";
 import { compileFilter } from "../../src/subscribe/filter";
@@ -140,7 +140,7 @@ test("filter.headers and where see any header name, Object.prototype's included,
   );
 });
 
-// ---- RECORDS (layout in src/kafka/ipc.ts): what the worker's consumer reads reaches the gateway exactly ----
+// ---- RECORDS (layout in src/kafka/wire/ipc.ts): what the worker's consumer reads reaches the gateway exactly ----
 
 /** A header object as the Kafka binding makes it: by assignment, so "__proto__" sets the prototype. */
 function bindingHeader(name: string, value: Buffer): Record<string, Buffer> {

@@ -1,17 +1,17 @@
 import { expect, test } from "bun:test";
 import fc from "fast-check";
 import type { LogRecord } from "../../src/log/event-log";
-import { ByteReader, HeaderKind, IpcType, MessageReader, ReceivedTable } from "../../src/kafka/ipc";
-import type { SocketWriter } from "../../src/kafka/socket-writer";
+import { ByteReader, HeaderKind, IpcType, MessageReader, ReceivedTable } from "../../src/kafka/wire/ipc";
+import type { SocketWriter } from "../../src/kafka/wire/socket-writer";
 import { type RecordSink, WorkerSlot } from "../../src/kafka/worker-slot";
 import { toRecord } from "../../src/ingest/to-record";
 import { parseEnvelope } from "../../src/protocol/envelope";
 import { GatewayError } from "../../src/protocol/errors";
 import { validEnvelope } from "./arbitraries";
 
-// Records cross to the Kafka workers as PRODUCE messages (layout at the top of src/kafka/ipc.ts),
+// Records cross to the Kafka workers as PRODUCE messages (layout at the top of src/kafka/wire/ipc.ts),
 // written by WorkerSlot.add with per-connection string tables for topics and repeating headers.
-// The worker's decoder (onProduce in src/kafka/worker-bun-producer.ts) runs only inside the worker process, so
+// The worker's decoder (onProduce in src/kafka/worker/producer.ts) runs only inside the worker process, so
 // the decoder below follows the documented layout and the worker's code step by step: same
 // ReceivedTable, same ByteReader calls. Whatever the gateway accepts must come out exactly.
 

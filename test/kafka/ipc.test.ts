@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { ByteReader, ByteWriter, InternTable, LITERAL, MessageReader, ReceivedTable } from "../../src/kafka/ipc";
+import { ByteReader, ByteWriter, InternTable, LITERAL, MessageReader, ReceivedTable } from "../../src/kafka/wire/ipc";
 
 /** Writes `values` the way WorkerSlot writes topics and repeating headers, reads them as the worker does. */
 function roundTrip(values: string[], capacity: number): { read: string[]; literals: number } {

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { type ConsumedRecord, Offset } from "../../src/log/event-log";
-import { KafkaLog } from "../../src/log/kafka-log";
+import { KafkaLog } from "../../src/kafka/kafka-log";
 import { freshTopic, kafkaBrokers } from "../support/kafka";
 import { ensureTopic } from "../support/kafka-broker";
 

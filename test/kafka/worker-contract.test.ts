@@ -3,9 +3,9 @@ import { rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Socket, Subprocess, UnixSocketListener } from "bun";
-import { ByteReader, ByteWriter, HeaderKind, IpcType, LITERAL, MessageReader, jsonMessage } from "../../src/kafka/ipc";
-import { readRecords } from "../../src/kafka/records-layout";
-import type { WorkerConfig } from "../../src/kafka/worker-config";
+import { ByteReader, ByteWriter, HeaderKind, IpcType, LITERAL, MessageReader, jsonMessage } from "../../src/kafka/wire/ipc";
+import { readRecords } from "../../src/kafka/wire/records-layout";
+import type { WorkerConfig } from "../../src/kafka/wire/worker-config";
 import { freshTopic, kafkaBrokers } from "../support/kafka";
 import { consumeAll, ensureTopic } from "../support/kafka-broker";
 
@@ -48,7 +48,7 @@ async function startWorker(runtime: "node" | "bun", brokers: string): Promise<Wo
     consumer: common,
     probeTimeoutMs: 1500,
   };
-  const command = [process.execPath, join(root, "src/kafka/worker-bun.ts")];
+  const command = [process.execPath, join(root, "src/kafka/worker/main.ts")];
   const env: Record<string, string> = {};
   const proc = Bun.spawn(command, { env: { ...process.env, ...env, KGW_WORKER_CONFIG: JSON.stringify(config) }, stdout: "inherit", stderr: "pipe" });
   let stderr = "";

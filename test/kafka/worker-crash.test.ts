@@ -26,8 +26,8 @@ test.each(["SIGKILL", "SIGSEGV"] as const)("a Kafka worker killed with %s mid-lo
   const control = await GatewayClient.connect(gw.wsUrl);
   const before = (await gw.health()).log.workers;
   const victim = before[0];
-  // The workers really are Bun running worker-bun.ts.
-  for (const w of before) expect(readFileSync(`/proc/${w.pid}/cmdline`, "utf8").split("\0").some((a) => a.endsWith("worker-bun.ts"))).toBe(true);
+  // The workers really are Bun running src/kafka/worker/main.ts.
+  for (const w of before) expect(readFileSync(`/proc/${w.pid}/cmdline`, "utf8").split("\0").some((a) => a.endsWith("kafka/worker/main.ts"))).toBe(true);
 
   const acked = new Map<string, { partition: number; offset: number }>();
   const nacked: Array<Record<string, unknown>> = [];

@@ -1,6 +1,6 @@
 import { expect, test } from "bun:test";
 import { MemoryLog } from "../../src/log/memory-log";
-import { murmur2, partitionForKey } from "../../src/log/murmur2";
+import { murmur2, partitionForKey } from "../../src/bytes/murmur2";
 
 // Vectors from Kafka's own UtilsTest.testMurmur2 (the Java client's partitioner hash).
 const vectors: Array<[string, number]> = [

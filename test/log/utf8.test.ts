@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { copyBytes, writeUtf8 } from "../../src/log/utf8";
+import { copyBytes, writeUtf8 } from "../../src/bytes/utf8";
 
 test("writeUtf8 writes exactly what Buffer does, on and off its ASCII fast path", () => {
   const cases = ["", "a", "ce_type", "x".repeat(64), "x".repeat(65), "héllo", "日本語", "emoji 😀 pair", `${"a".repeat(63)}é`, "\u007f\u0080", "lone \ud800 surrogate"];

@@ -2,7 +2,7 @@
  * The RECORDS layout (./ipc.ts), both halves: the worker encodes what its consumer read, the gateway
  * decodes it. Kept apart from the worker's Kafka code so both sides (and the tests) share one definition.
  */
-import type { ConsumedRecord } from "../log/event-log";
+import type { ConsumedRecord } from "../../log/event-log";
 import type { ByteReader, ByteWriter } from "./ipc";
 
 /** A message as the Kafka binding hands it to a consumer. */

@@ -1,8 +1,8 @@
-import { error, errorResponse } from "../http/responses";
+import { error, errorResponse } from "./responses";
 import { GatewayError, toWireError } from "../protocol/errors";
-import type { Audit } from "./audit";
-import type { Authenticator, Identity } from "./authenticator";
-import { bearerFromAuthorization, bearerFromProtocols } from "./bearer";
+import type { Audit } from "../auth/audit";
+import type { Authenticator, Identity } from "../auth/authenticator";
+import { bearerFromAuthorization, bearerFromProtocols } from "../auth/bearer";
 
 export interface UpgradeAuth {
   identity?: Identity;

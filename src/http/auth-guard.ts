@@ -1,11 +1,11 @@
 import type { Server } from "bun";
-import { errorResponse } from "../http/responses";
+import { errorResponse } from "./responses";
 import { toWireError } from "../protocol/errors";
 import { GatewayError } from "../protocol/errors";
-import type { Audit } from "./audit";
-import { ANONYMOUS, type Authenticator, type Identity } from "./authenticator";
-import { bearerFromAuthorization } from "./bearer";
-import { type Action, check } from "./policy";
+import type { Audit } from "../auth/audit";
+import { ANONYMOUS, type Authenticator, type Identity } from "../auth/authenticator";
+import { bearerFromAuthorization } from "../auth/bearer";
+import { type Action, check } from "../auth/policy";
 
 /**
  * HTTP's side of authentication and authorization: `guard` answers 401 before a handler runs when the

@@ -1,14 +1,14 @@
 /**
- * The consuming half of the Bun Kafka worker (worker-bun.ts), with the Node worker's protocol
+ * The consuming half of the Bun Kafka worker (main.ts), with the Node worker's protocol
  * (worker-readers.ts): a reader is a consumer with manual assignment and no commits, or, for a
  * shared subscription, a group member with auto-commit; it sends RECORDS only while fewer than
  * READER_CREDIT of them await a RECORDS_ACK. Each record's key, value and headers are copied once,
- * from librdkafka's memory straight into the outgoing message (records-layout.ts).
+ * from librdkafka's memory straight into the outgoing message (../wire/records-layout.ts).
  */
-import type { Assignment } from "../log/event-log";
-import { ByteWriter, IpcType, READER_CREDIT, jsonMessage } from "./ipc";
-import { Consumer, MessageBatch } from "./librdkafka";
-import { encodeSourceRecord } from "./records-layout";
+import type { Assignment } from "../../log/event-log";
+import { ByteWriter, IpcType, READER_CREDIT, jsonMessage } from "../wire/ipc";
+import { Consumer, MessageBatch } from "../librdkafka";
+import { encodeSourceRecord } from "../wire/records-layout";
 import type { StatusReporter } from "./status";
 
 const BATCH = 500;

@@ -1,5 +1,5 @@
 /**
- * The wire between the Bun gateway and its Kafka workers (worker-bun.ts or worker.ts): length-prefixed binary messages over
+ * The wire between the Bun gateway and its Kafka workers (worker/main.ts): length-prefixed binary messages over
  * a Unix socket, each carrying many records, so the process boundary costs one syscall per batch
  * rather than per event. Shared verbatim by both sides (the worker is bundled from this source).
  *
@@ -35,7 +35,7 @@
  * RECORDS only while fewer than READER_CREDIT of them await a RECORDS_ACK: a slow gateway pauses
  * the consumer instead of growing a buffer.
  */
-import { copyBytes, writeUtf8 } from "../log/utf8";
+import { copyBytes, writeUtf8 } from "../../bytes/utf8";
 
 export const IpcType = {
   HELLO: 1,

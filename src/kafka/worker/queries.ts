@@ -9,8 +9,8 @@
  * The worker runs two of these threads: one for the gateway's questions and one for its broker
  * probe (broker-probe.ts), so a probe never waits behind a slow question and reads as an outage.
  */
-import type { Query } from "./ipc";
-import { KafkaError, MetadataQueries } from "./librdkafka";
+import type { Query } from "../wire/ipc";
+import { KafkaError, MetadataQueries } from "../librdkafka";
 
 declare const self: Worker;
 

@@ -1,4 +1,4 @@
-import { IpcType, jsonMessage } from "./ipc";
+import { IpcType, jsonMessage } from "../wire/ipc";
 
 /**
  * A worker's warnings to the gateway, at most one per kind (event and error) per window. With

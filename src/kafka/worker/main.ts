@@ -5,21 +5,21 @@
  * records-layout.ts: PONG to every PING, HEALTH from the broker probe (broker-probe.ts), an error for
  * every record of a PRODUCE batch it cannot read, degraded RECORDS for a record it cannot encode.
  *
- * One thread does the Kafka work and never blocks: it produces (worker-bun-producer.ts), polls
- * delivery reports and readers' records (worker-bun-readers.ts) on a short timer, and answers the
+ * One thread does the Kafka work and never blocks: it produces (producer.ts), polls
+ * delivery reports and readers' records (readers.ts) on a short timer, and answers the
  * gateway. Metadata questions, which block until the broker answers, run on helper threads
- * (worker-bun-queries.ts). librdkafka's own threads never run JavaScript.
+ * (queries.ts). librdkafka's own threads never run JavaScript.
  */
 import type { Socket } from "bun";
 import { BrokerProbe, CONNECTION_FAILURE } from "./broker-probe";
-import { ByteReader, IpcType, MessageReader, type Query, jsonMessage } from "./ipc";
-import { Err, versionString } from "./librdkafka";
-import { SocketWriter } from "./socket-writer";
+import { ByteReader, IpcType, MessageReader, type Query, jsonMessage } from "../wire/ipc";
+import { Err, versionString } from "../librdkafka";
+import { SocketWriter } from "../wire/socket-writer";
 import { StatusReporter } from "./status";
-import type { WorkerConfig } from "./worker-config";
-import { FfiProducer } from "./worker-bun-producer";
-import type { ThreadQuery } from "./worker-bun-queries";
-import { FfiReaders } from "./worker-bun-readers";
+import type { WorkerConfig } from "../wire/worker-config";
+import { FfiProducer } from "./producer";
+import type { ThreadQuery } from "./queries";
+import { FfiReaders } from "./readers";
 
 const config: WorkerConfig = JSON.parse(process.env.KGW_WORKER_CONFIG ?? "{}");
 let writer: SocketWriter | null = null;
@@ -53,9 +53,9 @@ const readers = new FfiReaders(config.consumer, send, status);
 
 type Answer = { result?: unknown; error?: string };
 
-/** A metadata thread (worker-bun-queries.ts): questions are answered in order, each blocking it alone. */
+/** A metadata thread (queries.ts): questions are answered in order, each blocking it alone. */
 class QueryThread {
-  private readonly thread = new Worker(new URL("./worker-bun-queries.ts", import.meta.url).href);
+  private readonly thread = new Worker(new URL("./queries.ts", import.meta.url).href);
   private readonly waiting = new Map<number, (r: Answer) => void>();
   private seq = 0;
   constructor() {

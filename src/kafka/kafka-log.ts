@@ -1,5 +1,5 @@
-import { type PoolEvent, type PoolOptions, WorkerPool } from "../kafka/pool";
-import type { RecordSink } from "../kafka/worker-slot";
+import { type PoolEvent, type PoolOptions, WorkerPool } from "./pool";
+import type { RecordSink } from "./worker-slot";
 import { GatewayError } from "../protocol/errors";
 import {
   type AppendResults,
@@ -12,8 +12,8 @@ import {
   type Watermark,
   newResults,
   setError,
-} from "./event-log";
-import { murmur2 } from "./murmur2";
+} from "../log/event-log";
+import { murmur2 } from "../bytes/murmur2";
 
 /** Collects the outcomes of one append call, whichever workers its records went to. */
 class PendingAppend implements RecordSink {

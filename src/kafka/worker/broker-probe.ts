@@ -1,5 +1,5 @@
 /**
- * Whether a worker's producer can reach a broker (runs inside each worker, worker-bun.ts). librdkafka says
+ * Whether a worker's producer can reach a broker (runs inside each worker, main.ts). librdkafka says
  * when every broker connection is down (ALL_BROKERS_DOWN, -187) but never that one is back, and a
  * broker that hangs without closing its connections (SIGSTOP, a network partition) raises nothing
  * for a minute (socket.timeout.ms). So a metadata request with a short timeout is asked every second:

@@ -1,5 +1,5 @@
 /**
- * The producing half of the Bun Kafka worker (worker-bun.ts): PRODUCE batches into librdkafka
+ * The producing half of the Bun Kafka worker (main.ts): PRODUCE batches into librdkafka
  * through bun:ffi, DELIVERY batches back. The same guarantees as the Node worker (worker.ts):
  *  - a PRODUCE message is copied once, its records' vus are written in one pass (VuBatch) pointing
  *    into that copy, and produced with RD_KAFKA_MSG_F_COPY;
@@ -10,9 +10,9 @@
  *  - a record that times out fails with librdkafka's _MSG_TIMED_OUT (-192), which the pool maps to
  *    PUBLISH_TIMEOUT; the partitioner is the configured one (murmur2_random).
  */
-import { ByteReader, ByteWriter, type DeliveryError, IpcType, LITERAL } from "./ipc";
+import { ByteReader, ByteWriter, type DeliveryError, IpcType, LITERAL } from "../wire/ipc";
 // EMPTY_ADDR: a non-NULL address for empty keys and values (NULL would mean null).
-import { addressOf, type DeliveryVisitor, EMPTY_ADDR, Err, errName, errString, Producer, VuBatch } from "./librdkafka";
+import { addressOf, type DeliveryVisitor, EMPTY_ADDR, Err, errName, errString, Producer, VuBatch } from "../librdkafka";
 
 const INDEX_BITS = 1048576;
 

@@ -1,0 +1,44 @@
+import { parseKafkaProperties } from "../config/load";
+import type { Config } from "../config/schema";
+import type { PoolOptions } from "./pool";
+
+const DELIVERY_MARGIN_MS = 5000;
+const QUERY_TIMEOUT_MS = 10_000;
+
+/** The Kafka adapter's options from the validated configuration: the pool's limits and librdkafka's properties. */
+export function kafkaLogOptions(config: Config): PoolOptions {
+  return {
+    workers: config.KAFKA_WORKERS,
+    maxInflightPerWorker: config.KAFKA_MAX_INFLIGHT_PER_WORKER,
+    flushBytes: 256 * 1024,
+    restartBackoffMinMs: 100,
+    restartBackoffMaxMs: 5000,
+    connectTimeoutMs: config.KAFKA_CONNECT_TIMEOUT_MS,
+    // librdkafka reports a timed-out event a little after its message timeout; past the margin the
+    // gateway answers for it (docs/protocol.md, "Deadlines").
+    deliveryDeadlineMs: config.KAFKA_MESSAGE_TIMEOUT_MS + DELIVERY_MARGIN_MS,
+    pingTimeoutMs: config.KAFKA_WORKER_PING_TIMEOUT_MS,
+    brokerProbeTimeoutMs: config.KAFKA_BROKER_PROBE_TIMEOUT_MS,
+    queryTimeoutMs: QUERY_TIMEOUT_MS,
+    producer: {
+      "bootstrap.servers": config.KAFKA_BROKERS,
+      "client.id": config.KAFKA_CLIENT_ID,
+      acks: config.KAFKA_ACKS,
+      "enable.idempotence": config.KAFKA_ACKS === "all" || config.KAFKA_ACKS === "-1",
+      "linger.ms": config.KAFKA_LINGER_MS,
+      "compression.type": config.KAFKA_COMPRESSION,
+      "message.timeout.ms": config.KAFKA_MESSAGE_TIMEOUT_MS,
+      // The Java client's hash, so keys land where Java producers would put them.
+      partitioner: "murmur2_random",
+      // The pool caps what each worker holds (KAFKA_MAX_INFLIGHT_PER_WORKER); librdkafka's queue
+      // is sized above it so queue-full stays the exception it is meant to be.
+      "queue.buffering.max.messages": Math.max(100_000, config.KAFKA_MAX_INFLIGHT_PER_WORKER * 2),
+      ...parseKafkaProperties(config.KAFKA_PROPERTIES),
+    },
+    consumer: {
+      "bootstrap.servers": config.KAFKA_BROKERS,
+      "client.id": config.KAFKA_CLIENT_ID,
+      ...parseKafkaProperties(config.KAFKA_PROPERTIES),
+    },
+  };
+}
