@@ -12,6 +12,7 @@ import { createStreamRoute } from "./http/stream";
 import { applyHttpHeaderLimit, httpRoutes } from "./http/routes";
 import { OriginPolicy, preflight, withOrigin } from "./http/origins";
 import { error, errorResponse } from "./http/responses";
+import { Idempotence } from "./ingest/idempotence";
 import { Publisher, wireError } from "./ingest/publisher";
 import { ConnectionLimiter } from "./limits/connections";
 import { type RateLimitOptions, RateLimits } from "./limits/rate-limits";
@@ -75,6 +76,9 @@ function rateLimitOptions(config: Config): RateLimitOptions {
   };
 }
 
+// How long the first id-bearing publish to a topic waits for the ids of the window to be read from the log.
+const IDEMPOTENCE_WARMUP_TIMEOUT_MS = 10_000;
+
 // How long a socket's queued replies, then its closing handshake, may take at shutdown.
 const CLOSE_GRACE_MS = 2000;
 
@@ -101,7 +105,8 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   await log.start();
   if (!log.isReady()) logger.warn("the log is not ready yet; serving, but /health/ready says 503 until it is", { log: log.health() });
 
-  const publisher = new Publisher(log, config, metrics);
+  const idempotence = config.IDEMPOTENCE_WINDOW_MS > 0 ? new Idempotence(log, { windowMs: config.IDEMPOTENCE_WINDOW_MS, maxIds: config.IDEMPOTENCE_MAX_IDS, warmupTimeoutMs: IDEMPOTENCE_WARMUP_TIMEOUT_MS }, metrics, logger) : null;
+  const publisher = new Publisher(log, config, metrics, idempotence);
   const rateLimits = new RateLimits(rateLimitOptions(config));
   const events = createEventRoutes({ config, publisher, metrics, auth: httpAuth, rateLimits, authEnabled: authenticator.enabled });
   const subscriptions = new SubscriptionManager(log, config, metrics, logger);
@@ -203,6 +208,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
       while (publisher.eventsInflight > 0 && Date.now() < deadline) await Bun.sleep(10);
       streams.closeAll();
       subscriptions.close();
+      idempotence?.close();
       await log.close(Math.max(0, deadline - Date.now()));
       await Bun.sleep(0); // the settled appends' replies are queued on their sockets in this turn
       await ws.closeAll(CLOSE_GRACE_MS);

@@ -25,6 +25,8 @@ export function createMetrics() {
     ingressPauses: new Counter({ name: "gateway_connection_pauses_total", help: "Times a connection's socket stopped being read because its frames waited their turn (src/ws/ingress.ts)", registers: [registry] }),
     originsRefused: new Counter({ name: "gateway_origins_refused_total", help: "Requests and WebSocket upgrades refused 403 ORIGIN_NOT_ALLOWED (Origin not in ALLOWED_ORIGINS)", labelNames: ["transport"] as const, registers: [registry] }),
     helloTimeouts: new Counter({ name: "gateway_hello_timeouts_total", help: "WebSockets closed for completing no hello within HELLO_TIMEOUT (4002, or 4401 without a token)", registers: [registry] }),
+    eventsDeduplicated: new Counter({ name: "gateway_events_deduplicated_total", help: "Events re-sent with an id already written to their topic within IDEMPOTENCE_WINDOW_MS: answered with the original ack, not written again", registers: [registry] }),
+    idempotenceIds: new Gauge({ name: "gateway_idempotence_ids", help: "Event ids this instance remembers for idempotent publish (at most IDEMPOTENCE_MAX_IDS)", registers: [registry] }),
     eventsInflight: new Gauge({ name: "gateway_events_inflight", help: "Events handed to the log and not yet acknowledged", registers: [registry] }),
     workerRestarts: new Counter({ name: "gateway_kafka_worker_restarts_total", help: "Kafka worker processes restarted after exiting", registers: [registry] }),
     workersReady: new Gauge({ name: "gateway_kafka_workers_ready", help: "Kafka worker processes connected and ready", registers: [registry] }),

@@ -1,0 +1,151 @@
+import type { ConsumedRecord, EventLog, LogReader } from "../log/event-log";
+import type { Logger } from "../observability/logger";
+import { isGatewayError } from "../protocol/errors";
+import type { SeenIds } from "./seen-ids";
+
+export interface IdTailOptions {
+  windowMs: number;
+  /** Read at most this many records back per partition at the start (the index holds no more anyway). */
+  maxIds: number;
+  /** How long the first publish to a topic waits for the window's history to be read. */
+  warmupTimeoutMs: number;
+}
+
+interface TopicTail {
+  /** Settles once the window's history (up to the high watermarks when the tail started) is read. */
+  ready: Promise<void>;
+  state: "warming" | "live" | "absent";
+  next: number[];
+  target: number[];
+  caughtUp: () => void;
+  /** When an absent topic (not created yet) is looked for again, ms. */
+  retryAt: number;
+}
+
+const ABSENT_RETRY_MS = 1000;
+const decoder = new TextDecoder();
+
+/**
+ * The log as the instances' shared memory of ids: one reader on this instance follows every topic
+ * published to here with ids, from `windowMs` back, and records each `ce_id` with its position,
+ * whoever wrote it (another instance, or any CloudEvents producer). The first publish to a topic
+ * waits until the window's history is read, so a re-send arriving here after another instance
+ * wrote the original is recognised. What remains is a race: a re-send that arrives before this
+ * reader has read the original, i.e. within the reader's lag (docs/protocol.md, "Idempotent publish").
+ */
+export class IdTail {
+  private readonly topics = new Map<string, TopicTail>();
+  private reader: Promise<LogReader> | null = null;
+  private closed = false;
+
+  constructor(
+    private readonly log: EventLog,
+    private readonly seen: SeenIds,
+    private readonly options: IdTailOptions,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Resolves once `topic`'s recent ids are known here (or the topic does not exist yet). */
+  ready(topic: string): Promise<void> {
+    const t = this.topics.get(topic);
+    if (t === undefined) return this.follow(topic).ready;
+    if (t.state === "absent" && Date.now() >= t.retryAt) this.follow(topic);
+    return t.ready;
+  }
+
+  /** A write to `topic` landed: a topic that did not exist does now, so follow it. */
+  written(topic: string): void {
+    const t = this.topics.get(topic);
+    if (t?.state === "absent" && Date.now() >= t.retryAt) this.follow(topic);
+  }
+
+  close(): void {
+    this.closed = true;
+    void this.reader?.then((r) => r.close(), () => {});
+    this.reader = null;
+  }
+
+  private follow(topic: string): TopicTail {
+    let caughtUp!: () => void;
+    const ready = new Promise<void>((resolve) => (caughtUp = resolve));
+    const t: TopicTail = { ready, state: "warming", next: [], target: [], caughtUp, retryAt: 0 };
+    this.topics.set(topic, t);
+    void this.start(topic, t);
+    return t;
+  }
+
+  private async start(topic: string, t: TopicTail): Promise<void> {
+    const timer = setTimeout(() => {
+      if (t.state !== "warming") return;
+      this.logger.warn("idempotence: the window's history was not read in time; re-sends of older events may be written again", { topic, timeoutMs: this.options.warmupTimeoutMs });
+      t.caughtUp();
+    }, this.options.warmupTimeoutMs);
+    try {
+      await this.log.partitionCount(topic); // UNKNOWN_TOPIC without creating it, unlike some other questions
+      const [marks, fromTime] = await Promise.all([this.log.watermarks(topic), this.log.offsetsForTime(topic, Date.now() - this.options.windowMs)]);
+      const perPartition = Math.ceil(this.options.maxIds / Math.max(1, marks.length));
+      t.target = marks.map((m) => m.high);
+      t.next = marks.map((m, p) => Math.max(m.low, fromTime[p] ?? m.high, m.high - perPartition));
+      const reader = await this.readerOnce();
+      reader.assign(t.next.map((offset, partition) => ({ topic, partition, offset })));
+      this.checkCaughtUp(t);
+    } catch (e) {
+      // A topic that does not exist yet has no history to know; it is followed once a write creates it.
+      if (!(isGatewayError(e) && e.code === "UNKNOWN_TOPIC")) this.logger.warn("idempotence: cannot follow the topic's ids; retrying", { topic, error: String(e) });
+      t.state = "absent";
+      t.retryAt = Date.now() + ABSENT_RETRY_MS;
+      t.caughtUp();
+    } finally {
+      if (t.state !== "warming") clearTimeout(timer);
+      else void t.ready.then(() => clearTimeout(timer));
+    }
+  }
+
+  private readerOnce(): Promise<LogReader> {
+    this.reader ??= (async () => {
+      const reader = this.log.openReader({ onRecords: (records, done) => this.onRecords(records, done), onLost: () => void this.reopen() });
+      await reader.ready;
+      return reader;
+    })();
+    this.reader.catch(() => (this.reader = null));
+    return this.reader;
+  }
+
+  private onRecords(records: ConsumedRecord[], done: () => void): void {
+    const now = Date.now();
+    for (const r of records) {
+      const t = this.topics.get(r.topic);
+      if (t === undefined) continue;
+      t.next[r.partition] = r.offset + 1;
+      for (const [name, value] of r.headers) {
+        if (name === "ce_id") {
+          this.seen.add(r.topic, decoder.decode(value), r.partition, r.offset, now);
+          break;
+        }
+      }
+    }
+    done();
+    for (const t of this.topics.values()) if (t.state === "warming") this.checkCaughtUp(t);
+  }
+
+  private checkCaughtUp(t: TopicTail): void {
+    for (let p = 0; p < t.target.length; p++) if ((t.next[p] ?? 0) < t.target[p]!) return;
+    t.state = "live";
+    t.caughtUp();
+  }
+
+  /** The reader died with its worker: a new one reads on from where each topic was. */
+  private async reopen(): Promise<void> {
+    this.reader = null;
+    for (let delayMs = 250; !this.closed; delayMs = Math.min(delayMs * 2, 10_000)) {
+      try {
+        const reader = await this.readerOnce();
+        for (const [topic, t] of this.topics) if (t.state !== "absent") reader.assign(t.next.map((offset, partition) => ({ topic, partition, offset })));
+        return;
+      } catch (e) {
+        this.logger.warn("idempotence: the ids reader could not reopen yet; retrying", { error: String(e), retryInMs: delayMs });
+      }
+      await Bun.sleep(delayMs);
+    }
+  }
+}

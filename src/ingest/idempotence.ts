@@ -1,0 +1,130 @@
+import { type AppendResults, type EventLog, type LogRecord, newResults, setError } from "../log/event-log";
+import type { Logger } from "../observability/logger";
+import { GatewayError } from "../protocol/errors";
+import type { Metrics } from "../observability/metrics";
+import { IdTail } from "./id-tail";
+import { SeenIds } from "./seen-ids";
+
+export interface IdempotenceOptions {
+  windowMs: number;
+  maxIds: number;
+  warmupTimeoutMs: number;
+}
+
+/** A write in flight: re-sends of its events wait for it and take its outcome. */
+interface InFlight {
+  results: Promise<AppendResults>;
+  /** The event's index in that append. */
+  index: number;
+}
+
+/**
+ * Idempotent publish: an event whose client-given `id` was written to the same topic within the
+ * window gets the original position and is not written again, whether the original was written by
+ * this instance (remembered at its ack, or still in flight) or by another one (read from the log by
+ * IdTail). Events without a client-given id cost nothing here.
+ */
+export class Idempotence {
+  private readonly seen: SeenIds;
+  private readonly tail: IdTail;
+  private readonly inFlight = new Map<string, Map<string, InFlight>>();
+
+  constructor(
+    private readonly log: EventLog,
+    options: IdempotenceOptions,
+    private readonly metrics: Metrics,
+    logger: Logger,
+  ) {
+    this.seen = new SeenIds(options);
+    this.tail = new IdTail(log, this.seen, options, logger);
+  }
+
+  /**
+   * Appends what is new and answers re-sends from memory. `ids[r]` is the client-given id of record
+   * r, or undefined (generated ids cannot repeat). All records are of one topic. Same contract as
+   * EventLog.append: settles once every record has a position or an error.
+   */
+  async append(records: LogRecord[], ids: Array<string | undefined>, source: string): Promise<AppendResults> {
+    const topic = records[0]!.topic;
+    await this.tail.ready(topic);
+    const now = Date.now();
+    const results = newResults(records.length);
+    let flying = this.inFlight.get(topic);
+    const write: number[] = [];
+    const known: number[] = [];
+    const waits: Array<[r: number, on: InFlight]> = [];
+    // Registered as in flight while the loop runs, so a second copy in this same batch waits for the first.
+    let settle!: (got: AppendResults) => void;
+    const pending = new Promise<AppendResults>((resolve) => (settle = resolve));
+    for (let r = 0; r < records.length; r++) {
+      const id = ids[r];
+      if (id === undefined) {
+        write.push(r);
+        continue;
+      }
+      const landed = this.seen.get(topic, id, now);
+      if (landed !== undefined) {
+        results.partitions[r] = landed.partition;
+        results.offsets[r] = landed.offset;
+        known.push(r);
+        continue;
+      }
+      const on = flying?.get(id);
+      if (on !== undefined) {
+        waits.push([r, on]);
+        continue;
+      }
+      if (flying === undefined) this.inFlight.set(topic, (flying = new Map()));
+      flying.set(id, { results: pending, index: write.length });
+      write.push(r);
+    }
+    if (write.length > 0) {
+      let got: AppendResults;
+      try {
+        got = await this.log.append(write.length === records.length ? records : write.map((r) => records[r]!), source);
+      } catch (e) {
+        // append settles and never rejects; were it to, the re-sends waiting on this write must not hang.
+        got = newResults(write.length);
+        for (let w = 0; w < write.length; w++) setError(got, w, new GatewayError("INTERNAL", "the write failed"));
+        settle(got);
+        throw e;
+      }
+      settle(got);
+      const landedAt = Date.now();
+      for (let w = 0; w < write.length; w++) {
+        const r = write[w]!;
+        const err = got.errors?.[w];
+        if (err) setError(results, r, err);
+        else {
+          results.partitions[r] = got.partitions[w]!;
+          results.offsets[r] = got.offsets[w]!;
+        }
+        const id = ids[r];
+        if (id === undefined || flying!.get(id)?.results !== pending) continue;
+        flying!.delete(id);
+        if (!err) this.seen.add(topic, id, got.partitions[w]!, got.offsets[w]!, landedAt);
+      }
+      if (flying !== undefined && flying.size === 0 && this.inFlight.get(topic) === flying) this.inFlight.delete(topic);
+      this.tail.written(topic);
+    }
+    let suppressed = known.length;
+    for (const [r, on] of waits) {
+      // Takes the original's outcome, error included: a retriable one is retried by the client, as new.
+      const got = await on.results;
+      const err = got.errors?.[on.index];
+      if (err) setError(results, r, err);
+      else {
+        results.partitions[r] = got.partitions[on.index]!;
+        results.offsets[r] = got.offsets[on.index]!;
+        suppressed++;
+      }
+    }
+    if (suppressed > 0) this.metrics.eventsDeduplicated.inc(suppressed);
+    this.metrics.idempotenceIds.set(this.seen.size);
+    return results;
+  }
+
+  close(): void {
+    this.tail.close();
+  }
+}
