@@ -77,7 +77,7 @@ function rateLimitOptions(config: Config): RateLimitOptions {
 }
 
 // How long the first id-bearing publish to a topic waits for the ids of the window to be read from the log.
-const IDEMPOTENCE_WARMUP_TIMEOUT_MS = 10_000;
+const IDEMPOTENCE_WARMUP_TIMEOUT_MS = 3000;
 
 // How long a socket's queued replies, then its closing handshake, may take at shutdown.
 const CLOSE_GRACE_MS = 2000;
@@ -106,6 +106,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   if (!log.isReady()) logger.warn("the log is not ready yet; serving, but /health/ready says 503 until it is", { log: log.health() });
 
   const idempotence = config.IDEMPOTENCE_WINDOW_MS > 0 ? new Idempotence(log, { windowMs: config.IDEMPOTENCE_WINDOW_MS, maxIds: config.IDEMPOTENCE_MAX_IDS, warmupTimeoutMs: IDEMPOTENCE_WARMUP_TIMEOUT_MS }, metrics, logger) : null;
+  idempotence?.start();
   const publisher = new Publisher(log, config, metrics, idempotence);
   const rateLimits = new RateLimits(rateLimitOptions(config));
   const events = createEventRoutes({ config, publisher, metrics, auth: httpAuth, rateLimits, authEnabled: authenticator.enabled });

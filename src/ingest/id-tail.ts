@@ -45,6 +45,14 @@ export class IdTail {
     private readonly logger: Logger,
   ) {}
 
+  /**
+   * Opens the reader ahead of the first publish: starting a Kafka consumer takes longer than
+   * reading a topic's window once it runs, and the first publish with an id would wait for both.
+   */
+  prepare(): void {
+    this.readerOnce().catch((e) => this.logger.warn("idempotence: the ids reader could not open yet; the first publish with an id will try again", { error: String(e) }));
+  }
+
   /** Resolves once `topic`'s recent ids are known here (or the topic does not exist yet). */
   ready(topic: string): Promise<void> {
     const t = this.topics.get(topic);

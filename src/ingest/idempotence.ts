@@ -124,6 +124,11 @@ export class Idempotence {
     return results;
   }
 
+  /** Call once the log has started. */
+  start(): void {
+    this.tail.prepare();
+  }
+
   close(): void {
     this.tail.close();
   }
