@@ -122,6 +122,8 @@ test("with authentication on: no token 401, a token without admin 403, admin: tr
     expect(bad.status).toBe(401); // a claim not in the format refuses the token
     const limit = await fetch(`${auth.url}/api/v1/admin/delivery?limit=-1`, { headers: { authorization: `Bearer ${await hsToken({ kgw: { admin: true } })}` } });
     expect(limit.status).toBe(400);
+    // The page and its assets need no token; its data does.
+    for (const path of ["/dashboard", "/dashboard/app.js", "/dashboard/style.css"]) expect((await fetch(`${auth.url}${path}`)).status).toBe(200);
   } finally {
     await auth.stop();
   }
