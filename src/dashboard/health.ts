@@ -33,6 +33,7 @@ interface Report {
 }
 
 const POLL_MS = 2000;
+const REFUSED_CHECK_MS = 500;
 
 export function startHealthView(opts: { token: () => string; onTopics: (topics: string[]) => void }): void {
   const status = document.getElementById("health-status")!;
@@ -40,22 +41,29 @@ export function startHealthView(opts: { token: () => string; onTopics: (topics: 
   const instance = document.getElementById("instance")!;
   const body = document.querySelector<HTMLTableSectionElement>("#deliveries tbody")!;
 
+  // A token the gateway refused is not sent again (each refusal is an audit line): polling waits
+  // for the token field to change.
+  let refused: string | null = null;
+
   async function poll(): Promise<void> {
     try {
       const token = opts.token();
+      if (token === refused) return;
       const res = await fetch("/api/v1/admin/delivery", { headers: token ? { authorization: `Bearer ${token}` } : {}, cache: "no-store" });
       const json = await res.json();
       if (!res.ok) {
         const e = json.error ?? {};
         failure.textContent = `${e.code ?? res.status}: ${e.message ?? res.statusText}`;
+        if (res.status === 401 || res.status === 403) refused = token;
         return;
       }
+      refused = null;
       failure.textContent = "";
       render(json as Report);
     } catch (e) {
       failure.textContent = `the gateway did not answer: ${(e as Error).message}`;
     } finally {
-      setTimeout(() => void poll(), POLL_MS);
+      setTimeout(() => void poll(), refused === null ? POLL_MS : REFUSED_CHECK_MS);
     }
   }
 

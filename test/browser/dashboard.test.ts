@@ -55,7 +55,8 @@ async function waitText(page: Page, selector: string, how: "starts" | "includes"
 }
 
 async function openDashboard(gw: GatewayProcess): Promise<Page> {
-  const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+  const context = await browser.newContext({ viewport: { width: 1400, height: 1000 }, permissions: ["clipboard-read", "clipboard-write"] });
+  const page = await context.newPage();
   const errors: string[] = [];
   page.on("pageerror", (e) => errors.push(String(e)));
   page.on("console", (m) => m.type() === "error" && errors.push(m.text()));
@@ -95,6 +96,9 @@ test("subscribe with a filter, see matching events only, inspect, a bad filter's
     expect(await page.locator("#inspector").isVisible()).toBe(true);
     const inspected = JSON.parse(await text(page, "#inspect-json"));
     expect(inspected).toMatchObject({ topic, event: { type: "order.created" } });
+    await page.click("#copy");
+    const copied = await page.evaluate(() => (globalThis as unknown as { navigator: { clipboard: { readText(): Promise<string> } } }).navigator.clipboard.readText());
+    expect(JSON.parse(copied)).toEqual(inspected);
     await shot(page, "events");
 
     // A filter the server refuses: its code and message are shown, and the running subscription stays.
@@ -161,7 +165,7 @@ test("subscribe with a filter, see matching events only, inspect, a bad filter's
     await shot(page, "delivery-health");
     slow.proc.kill();
     expect((page as Page & { errors?: string[] }).errors).toEqual([]);
-    await page.close();
+    await page.context().close();
   } finally {
     pub.close();
     await gw.stop();
@@ -207,7 +211,7 @@ test("with authentication on: the page asks for a token; with one it subscribes,
     await waitText(page, "#event-count", "starts", "5 ");
     expect((await shownTypes(page)).toSorted()).toEqual(["order.created", "order.later", "order.later", "order.later", "warm.up"]);
     await shot(page, "replay");
-    await page.close();
+    await page.context().close();
   } finally {
     pub.close();
     await gw.stop();
@@ -231,7 +235,7 @@ test("on Kafka: the view shows each worker's state and its brokers, and the page
     await waitText(page, '#deliveries td[data-col="lag"]', "equals", "0");
     pub.close();
     await shot(page, "kafka");
-    await page.close();
+    await page.context().close();
   } finally {
     await gw.stop();
   }

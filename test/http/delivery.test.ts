@@ -128,3 +128,27 @@ test("with authentication on: no token 401, a token without admin 403, admin: tr
     await auth.stop();
   }
 }, 60_000);
+
+test("an SSE stream's subscription is listed too, as transport sse, and leaves the list when the stream ends", async () => {
+  const topic = `delivery-sse-${Date.now()}`;
+  const pub = await connect({ url: gw.wsUrl });
+  await pub.publish({ type: "warm.up" }, { topic });
+  const abort = new AbortController();
+  const res = await fetch(`${gw.url}/api/v1/stream?topic=${topic}&filter=${encodeURIComponent('{"keys":["k1"]}')}`, { signal: abort.signal });
+  expect(res.status).toBe(200);
+  const reader = res.body!.getReader();
+  await reader.read(); // subscribed
+  for (let i = 0; i < 10; i++) await pub.publish({ type: "sse.one", key: `k${i % 2}` }, { topic });
+  let row: Row | undefined;
+  for (let t = Date.now(); Date.now() - t < 10_000; await Bun.sleep(100)) {
+    row = (await delivery(gw.url)).body.subscriptions.find((r: Row) => r.topics[0] === topic);
+    if (row?.delivered === 5) break;
+  }
+  expect(row).toMatchObject({ transport: "sse", sub: "sse", principal: "anonymous", matched: 5, examined: 10, delivered: 5, filter: { keys: ["k1"] } });
+  expect(row!.connection).toStartWith("sse-");
+  abort.abort();
+  let gone = false;
+  for (let t = Date.now(); !gone && Date.now() - t < 10_000; await Bun.sleep(100)) gone = !(await delivery(gw.url)).body.subscriptions.some((r: Row) => r.topics[0] === topic);
+  expect(gone).toBe(true);
+  pub.close();
+}, 60_000);
