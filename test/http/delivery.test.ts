@@ -152,3 +152,23 @@ test("an SSE stream's subscription is listed too, as transport sse, and leaves t
   expect(gone).toBe(true);
   pub.close();
 }, 60_000);
+
+test("a subscriber the disconnect policy closed stays in the view's `ended` list, with its drops and the disconnect", async () => {
+  const topic = `delivery-dc-${Date.now()}`;
+  const pub = await connect({ url: gw.wsUrl });
+  await pub.publish({ type: "warm.up" }, { topic });
+  const slow = await startSlowSubscriber(gw.port, topic, 60_000, "disconnect");
+  const data = "x".repeat(1000);
+  let ended: Row | undefined;
+  for (let i = 0; i < 40_000 && !ended; i += 500) {
+    await pub.publishBatch(Array.from({ length: 500 }, (_, j) => ({ type: "flood", data: { i: i + j, data } })), { topic });
+    if (i % 2000 === 0) ended = (await delivery(gw.url)).body.ended.find((r: Row) => r.topics[0] === topic);
+  }
+  for (let t = Date.now(); !ended && Date.now() - t < 10_000; await Bun.sleep(100)) ended = (await delivery(gw.url)).body.ended.find((r: Row) => r.topics[0] === topic);
+  expect(ended).toMatchObject({ sub: "slow", policy: "disconnect", state: "ended", slowDisconnects: 1, laggedNotices: 1, queuedBytes: 0 });
+  expect(ended!.dropped).toBeGreaterThan(0);
+  expect(ended!.endedAt).toBeGreaterThan(0);
+  expect((await delivery(gw.url)).body.subscriptions.some((r: Row) => r.topics[0] === topic)).toBe(false);
+  slow.proc.kill();
+  pub.close();
+}, 60_000);
