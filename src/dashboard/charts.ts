@@ -129,8 +129,9 @@ function lines(c: HTMLCanvasElement, series: Array<{ name: string; points: numbe
       pen = true;
     });
     g.stroke();
-    // Dots too: a second with neighbours missing (a one-off publish) has no line to show it.
-    s.points.forEach((v, x) => Number.isNaN(v) || g.fillRect(pad.l + (x / (s.points.length - 1)) * w - 1.5, pad.t + h - (v / max) * h - 1.5, 3, 3));
+    // A second with no neighbour (a one-off publish) has no line to show it: a dot does.
+    const lone = (x: number) => !Number.isNaN(s.points[x]!) && Number.isNaN(s.points[x - 1] ?? Number.NaN) && Number.isNaN(s.points[x + 1] ?? Number.NaN);
+    s.points.forEach((v, x) => lone(x) && g.fillRect(pad.l + (x / (s.points.length - 1)) * w - 1.5, pad.t + h - (v / max) * h - 1.5, 3, 3));
     g.fillText(s.name.slice(0, 24), pad.l + 8 + i * 90, pad.t + 10);
   });
   if (series.length === 0) g.fillText("no data yet", pad.l + 8, pad.t + 20);
