@@ -7,6 +7,8 @@ import { authenticateUpgrade } from "./http/ws-upgrade";
 import type { Config } from "./config/schema";
 import { loadTls } from "./config/tls";
 import { createEventRoutes } from "./http/events";
+import { createDashboardRoutes } from "./http/dashboard";
+import { createDeliveryRoute } from "./http/delivery";
 import { createHealthRoutes } from "./http/health";
 import { createStreamRoute } from "./http/stream";
 import { applyHttpHeaderLimit, httpRoutes } from "./http/routes";
@@ -117,6 +119,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   const health = createHealthRoutes({ auth: authenticator.enabled ? "jwt" : "none", log, metrics, version: SERVER_NAME, connections: () => ws.connections, inflight: () => publisher.eventsInflight, subscriptions: () => subscriptions.stats() });
 
   let draining = false;
+  const delivery = createDeliveryRoute({ subscriptions, auth: httpAuth, bufferBytes: config.SUBSCRIBER_BUFFER_BYTES, health: health.summary, ready: () => !draining && log.isReady() });
   const origins = new OriginPolicy(config.ALLOWED_ORIGINS);
   // Each route by method, each behind the origin check, and OPTIONS on every one (CORS preflight).
   // A known path asked with another method gets 405 with Allow, in fetch, where Bun sends what no
@@ -130,6 +133,8 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     "/health/ready": { GET: () => (draining ? error("SHUTTING_DOWN", "draining") : health.ready()) },
     "/health": { GET: health.detail },
     "/metrics": { GET: config.METRICS_ENABLED ? health.metrics : () => error("NOT_FOUND", "metrics are disabled") },
+    "/api/v1/admin/delivery": { GET: httpAuth.guard(delivery) },
+    ...createDashboardRoutes(logger),
   });
   const notRouted = withOrigin(origins, metrics, "http", (req: Request, _srv: Server<ConnectionData>) => {
     const path = new URL(req.url).pathname;

@@ -1,6 +1,6 @@
 import type { Logger } from "../observability/logger";
 
-export type AuditAction = "authenticate" | "publish" | "subscribe" | "refresh";
+export type AuditAction = "authenticate" | "publish" | "subscribe" | "refresh" | "admin";
 
 export interface Decision {
   principal: string;

@@ -21,11 +21,13 @@ interface Rule {
 export interface Grants {
   publish: Rule[];
   subscribe: Rule[];
+  /** May read what the instance knows of every client (the delivery-health view). */
+  admin: boolean;
 }
 
 /** Everything: the grants of every client when authentication is off. */
-export const ALL: Grants = { publish: [{ topic: /^/ }], subscribe: [{ topic: /^/ }] };
-export const NONE: Grants = { publish: [], subscribe: [] };
+export const ALL: Grants = { publish: [{ topic: /^/ }], subscribe: [{ topic: /^/ }], admin: true };
+export const NONE: Grants = { publish: [], subscribe: [], admin: false };
 
 const TOPIC_PATTERN = /^[a-zA-Z0-9._*-]{1,249}$/;
 const MAX_RULES = 256;
@@ -54,7 +56,8 @@ export function parseGrants(claim: unknown, name: string): Grants {
       return { topic: compilePattern(topic), types: types.map(compilePattern) };
     });
   };
-  return { publish: rules("publish"), subscribe: rules("subscribe") };
+  if (c.admin !== undefined && typeof c.admin !== "boolean") throw new Error(`claim ${name}.admin must be true or false`);
+  return { publish: rules("publish"), subscribe: rules("subscribe"), admin: c.admin === true };
 }
 
 /**

@@ -158,6 +158,9 @@ export class GatewayClient {
     if (f.t === FrameType.NACK && f.cid === 0) {
       // The hello was refused (a bad token): nothing will work on this connection.
       this.firstWelcome.reject(new Error(`hello refused: ${f.code as string}: ${f.message as string}`));
+      // Never welcomed: the caller's connect() has failed and it holds no client to close, so this
+      // one must not go on reconnecting behind its back.
+      if (!this.session) this.close();
     }
   }
 

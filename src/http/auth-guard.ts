@@ -38,6 +38,12 @@ export function createHttpAuth(authenticator: Authenticator, audit: Audit) {
         return handler(req, who, server);
       };
     },
+    /** For the delivery-health view: FORBIDDEN unless the token's claim says `admin: true` (always, with authentication off). */
+    authorizeAdmin(who: Identity): GatewayError | undefined {
+      const err = who.grants.admin ? undefined : new GatewayError("FORBIDDEN", "the token does not grant admin (the delivery-health view needs admin: true in its claim)");
+      audit.record({ principal: who.principal, action: "admin", outcome: err ? "deny" : "allow", ...(err ? { code: err.code, reason: err.message } : {}), transport: "http" });
+      return err;
+    },
     /** The refusal (FORBIDDEN), or undefined; every decision goes to the audit log. */
     authorize(who: Identity, action: Action, topic: string, events?: readonly unknown[]): GatewayError | undefined {
       const err = check(who.grants, action, topic, events);

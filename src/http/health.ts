@@ -11,28 +11,31 @@ export function createHealthRoutes(deps: { auth: "jwt" | "none"; log: EventLog; 
   const started = Date.now();
   const durable = deps.log.kind === "kafka";
   const warnings = durable ? [] : [EMBEDDED_LOG_WARNING];
+  /** What /health says, and the delivery-health view repeats. */
+  const summary = () => {
+    const log = deps.log.health();
+    return {
+      status: log.ready ? "ok" : "degraded",
+      version: deps.version,
+      uptimeSeconds: Math.round((Date.now() - started) / 1000),
+      connections: deps.connections(),
+      eventsInflight: deps.inflight(),
+      subscriptions: deps.subscriptions(),
+      msgpackNativeAcceleration,
+      durable,
+      auth: deps.auth,
+      warnings,
+      log,
+    };
+  };
   return {
+    summary,
     live: () => json({ status: "live" }),
     /** Ready only when the log can take writes: for Kafka, every worker connected to the brokers. */
     ready: () => (deps.log.isReady() ? json({ status: "ready" }) : json({ status: "not_ready", log: deps.log.health() }, 503)),
     detail: () => {
-      const log = deps.log.health();
-      return json(
-        {
-          status: log.ready ? "ok" : "degraded",
-          version: deps.version,
-          uptimeSeconds: Math.round((Date.now() - started) / 1000),
-          connections: deps.connections(),
-          eventsInflight: deps.inflight(),
-          subscriptions: deps.subscriptions(),
-          msgpackNativeAcceleration,
-          durable,
-          auth: deps.auth,
-          warnings,
-          log,
-        },
-        log.ready ? 200 : 503,
-      );
+      const body = summary();
+      return json(body, body.log.ready ? 200 : 503);
     },
     metrics: async () => new Response(await deps.metrics.registry.metrics(), { headers: { "content-type": deps.metrics.registry.contentType } }),
   };

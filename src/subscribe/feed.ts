@@ -25,6 +25,8 @@ export interface FeedOptions {
  */
 export class Feed {
   readonly subs = new Set<Subscription>();
+  /** Records read so far: each subscription's `examined` counts from its own start (delivery health). */
+  recordsRead = 0;
   private readonly index = new FilterIndex<Subscription>();
   private reader: LogReader | null = null;
   private closed = false;
@@ -63,6 +65,7 @@ export class Feed {
 
   add(sub: Subscription): void {
     this.subs.add(sub);
+    sub.readFrom(this);
     this.index.add(sub, sub.filter);
     if (this.live) sub.goLive();
   }
@@ -151,6 +154,7 @@ export class Feed {
   private deliver(records: ConsumedRecord[]): void {
     if (this.closed) return;
     const started = performance.now();
+    this.recordsRead += records.length;
     for (const r of records) {
       const offsets = this.positions.get(r.topic);
       if (offsets) offsets[r.partition] = r.offset + 1;

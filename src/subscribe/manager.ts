@@ -1,19 +1,32 @@
 import type { Config } from "../config/schema";
-import type { EventLog } from "../log/event-log";
+import type { EventLog, Watermark } from "../log/event-log";
 import type { Logger } from "../observability/logger";
 import type { Metrics } from "../observability/metrics";
 import { type CodecName, encodeFrame } from "../protocol/codec";
 import { GatewayError, toWireError } from "../protocol/errors";
 import { FrameType, type Start, type SubscribeFrame } from "../protocol/frames";
+import { type DeliveryRow, RecentlyEnded, lagOf, rowOf } from "./delivery-report";
 import { Feed } from "./feed";
 import { compileFilter } from "./filter";
 import { type Positions, decodeToken, filterTag } from "./position";
 import type { SubscriberSocket } from "./queued-frame";
 import { type SlowPolicy, Subscription } from "./subscription";
 
+/** Who holds a subscription, as the delivery-health view shows it. */
+export interface SubscriberInfo {
+  /** The WebSocket session id, or the SSE stream's. */
+  connection: string;
+  /** The client's address. */
+  peer: string;
+  transport: "ws" | "sse";
+  /** The token's subject ("anonymous" without one); read when asked, as a refresh may change it. */
+  principal(): string;
+}
+
 /** The per-connection part of subscribing: the socket and its subscriptions by id. */
 export interface SubscriberConnection extends SubscriberSocket {
   subscriptions: Map<string, Subscription>;
+  info?: SubscriberInfo;
 }
 
 export interface SubscriptionStats {
@@ -22,6 +35,9 @@ export interface SubscriptionStats {
   replayFeeds: number;
   sharedFeeds: number;
 }
+
+// Topics whose watermarks one delivery-health request asks for: a bound on the queries it costs.
+const MAX_LAG_TOPICS = 100;
 
 interface Gap {
   topic: string;
@@ -43,6 +59,9 @@ export class SubscriptionManager {
   /** Partitions each live feed has lag series for, so closing it removes exactly those. */
   private readonly lagSeries = new Map<string, number>();
   private subscriptionCount = 0;
+  /** Every subscription on this instance and its connection: what the delivery-health view lists. */
+  private readonly holders = new Map<Subscription, SubscriberConnection>();
+  private readonly recentlyEnded = new RecentlyEnded();
   private readonly replayFeeds = new Map<Subscription, Feed>();
   private readonly sharedFeeds = new Map<string, Promise<Feed>>();
   private readonly topicAllow: RegExp;
@@ -74,6 +93,23 @@ export class SubscriptionManager {
 
   stats(): SubscriptionStats {
     return { subscriptions: this.subscriptionCount, liveFeeds: this.liveFeeds.size, replayFeeds: this.replayFeeds.size, sharedFeeds: this.sharedFeeds.size };
+  }
+
+  /**
+   * The delivery-health view: the `limit` worst subscriptions (most queued, then most dropped) with
+   * their lag against the partitions' high watermarks, asked once per topic shown, and those that
+   * recently ended after losing events. Counting and sorting read plain fields; rows are built only
+   * for what is shown.
+   */
+  async delivery(limit: number): Promise<{ total: number; rows: DeliveryRow[]; ended: DeliveryRow[] }> {
+    const worst = [...this.holders].sort(([a], [b]) => b.bytesQueued - a.bytesQueued || b.dropped - a.dropped || b.laggedNotices - a.laggedNotices || a.since - b.since).slice(0, limit);
+    const topics = [...new Set(worst.flatMap(([sub]) => (sub.shared ? [] : sub.topics)))].slice(0, MAX_LAG_TOPICS);
+    const marks = new Map<string, Watermark[]>();
+    if (this.log.isReady()) {
+      await Promise.all(topics.map((t) => this.log.watermarks(t).then((m) => void marks.set(t, m), () => {})));
+    }
+    const rows = worst.map(([sub, conn]) => ({ ...rowOf(sub, conn), lag: lagOf(sub, marks) }));
+    return { total: this.holders.size, rows, ended: this.recentlyEnded.list() };
   }
 
   private get feedCount(): number {
@@ -177,6 +213,7 @@ export class SubscriptionManager {
 
   private register(conn: SubscriberConnection, sub: Subscription, cid: number, extra: { live: boolean; gaps?: Gap[] }): void {
     conn.subscriptions.set(sub.id, sub);
+    this.holders.set(sub, conn);
     this.subscriptionCount++;
     this.metrics.subscriptionsActive.inc();
     sub.reply({
@@ -193,6 +230,8 @@ export class SubscriptionManager {
 
   private drop(conn: SubscriberConnection, sub: Subscription): void {
     conn.subscriptions.delete(sub.id);
+    this.holders.delete(sub);
+    this.recentlyEnded.note(sub, conn);
     sub.close();
     this.subscriptionCount--;
     this.metrics.subscriptionsActive.dec();

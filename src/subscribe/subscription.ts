@@ -9,6 +9,11 @@ import { type FrameOwner, QueuedFrame, type SubscriberSocket } from "./queued-fr
 
 export type SlowPolicy = "drop-oldest" | "disconnect";
 
+/** What a subscription reads through: its feed, counting the records it has read. */
+export interface RecordSource {
+  readonly recordsRead: number;
+}
+
 const sizeOf = (data: Uint8Array | string) => (typeof data === "string" ? data.length : data.byteLength);
 
 /**
@@ -24,7 +29,20 @@ export class Subscription implements FrameOwner {
   readonly tag: string;
   live = false;
   closed = false;
+  /**
+   * Delivery health (the dashboard's /api/v1/admin/delivery): plain counters, bumped where the work
+   * is done anyway, so watching costs nothing per event. `delivered`: events handed to the socket;
+   * `matched`: events its filter took; `dropped`: events its policy discarded; `laggedNotices`:
+   * `lagged` frames sent; `slowDisconnects`: 1 once the disconnect policy closed its connection.
+   */
   delivered = 0;
+  matched = 0;
+  dropped = 0;
+  laggedNotices = 0;
+  slowDisconnects = 0;
+  readonly since = Date.now();
+  /** The feeds it reads through and how much each had read when it joined: `examined` is the difference. */
+  private readonly sources: Array<{ source: RecordSource; base: number }> = [];
   private collected: DecodedRecord[] = [];
   /** Frames of this subscription in the outbound queue, not yet handed to the socket nor dropped. */
   private readonly queued: QueuedFrame[] = [];
@@ -73,11 +91,29 @@ export class Subscription implements FrameOwner {
     return true;
   }
 
+  /** Joined a feed: records it reads from now on count as examined for this subscription. */
+  readFrom(source: RecordSource): void {
+    this.sources.push({ source, base: source.recordsRead });
+  }
+
+  /** Records its feeds read since it joined them: what its filter was asked about (selectivity = matched / examined). */
+  get examined(): number {
+    let n = 0;
+    for (const s of this.sources) n += s.source.recordsRead - s.base;
+    return n;
+  }
+
+  /** Event bytes queued on its connection's outbound path, not yet handed to the socket. */
+  get bytesQueued(): number {
+    return this.queuedBytes;
+  }
+
   reply(frame: object): void {
     if (!this.closed) this.socket.reply(encodeFrame(frame, this.codec));
   }
 
   collect(rec: DecodedRecord): void {
+    this.matched++;
     this.collected.push(rec);
   }
 
@@ -175,6 +211,7 @@ export class Subscription implements FrameOwner {
       this.queued.length = 0;
       this.queuedBytes = 0;
       const notice = this.lagged();
+      this.slowDisconnects++;
       this.close();
       // Whatever was queued before the notice goes first, so the client's view stays a prefix.
       this.socket.reply(notice);
@@ -201,11 +238,13 @@ export class Subscription implements FrameOwner {
   private drop(f: QueuedFrame): void {
     this.socket.discard(f);
     this.droppedSinceNotice += f.events;
+    this.dropped += f.events;
     this.metrics.eventsDroppedLag.inc(f.events);
   }
 
   /** The gap, and the token of the last frame before it: re-subscribing with it fills the gap. */
   private lagged(): Uint8Array | string {
+    this.laggedNotices++;
     return encodeFrame({ t: FrameType.LAGGED, sub: this.id, dropped: this.droppedSinceNotice, token: this.lastHandedToken, policy: this.policy }, this.codec);
   }
 }

@@ -1,0 +1,38 @@
+import type { Identity } from "../auth/authenticator";
+import type { SubscriptionManager } from "../subscribe/manager";
+import type { HttpAuth } from "./auth-guard";
+import { error, errorResponse, json } from "./responses";
+import { toWireError } from "../protocol/errors";
+
+const DEFAULT_ROWS = 500;
+const MAX_ROWS = 10_000;
+
+/**
+ * GET /api/v1/admin/delivery: the delivery-health view (docs/dashboard.md). Every subscription on
+ * this instance (the `limit` worst, most queued first) with what it was handed, queued, dropped and
+ * told, its filter's selectivity and its lag; the ones that recently ended after losing events; and
+ * what /health says of the instance, with readiness. It shows every client's peer and filter, so with
+ * authentication on the token must carry `admin: true` in its claim.
+ */
+export function createDeliveryRoute(deps: {
+  subscriptions: SubscriptionManager;
+  auth: HttpAuth;
+  bufferBytes: number;
+  health: () => { log: { ready: boolean } };
+  ready: () => boolean;
+}) {
+  return async (req: Request, who: Identity): Promise<Response> => {
+    const denied = deps.auth.authorizeAdmin(who);
+    if (denied) return errorResponse(toWireError(denied.code, denied.message));
+    const raw = new URL(req.url).searchParams.get("limit");
+    const limit = raw === null ? DEFAULT_ROWS : Number(raw);
+    if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_ROWS) return error("INVALID_FRAME", `limit must be a whole number from 1 to ${MAX_ROWS}`);
+    const { total, rows, ended } = await deps.subscriptions.delivery(limit);
+    return json(
+      { time: Date.now(), ready: deps.ready(), bufferBytes: deps.bufferBytes, total, subscriptions: rows, ended, health: deps.health() },
+      200,
+      // Live figures: never from a cache.
+      { "cache-control": "no-store" },
+    );
+  };
+}

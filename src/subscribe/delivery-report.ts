@@ -1,0 +1,89 @@
+import type { Watermark } from "../log/event-log";
+import type { SubscriberConnection } from "./manager";
+import type { Subscription } from "./subscription";
+
+/** One subscription as the delivery-health view shows it (docs/dashboard.md). */
+export interface DeliveryRow {
+  connection: string;
+  peer: string;
+  transport: "ws" | "sse";
+  principal: string;
+  sub: string;
+  topics: string[];
+  /** The filter in its canonical form (what resume tokens are bound to). */
+  filter: unknown;
+  policy: string;
+  share: string | null;
+  state: "live" | "replaying" | "ended";
+  since: number;
+  delivered: number;
+  matched: number;
+  examined: number;
+  queuedBytes: number;
+  dropped: number;
+  laggedNotices: number;
+  slowDisconnects: number;
+  /** Records between its position and the partitions' high watermarks; null when unknown (share groups, topics not asked). */
+  lag: number | null;
+  endedAt?: number;
+}
+
+export function rowOf(sub: Subscription, conn: SubscriberConnection): DeliveryRow {
+  return {
+    connection: conn.info?.connection ?? "",
+    peer: conn.info?.peer ?? "",
+    transport: conn.info?.transport ?? "ws",
+    principal: conn.info?.principal() ?? "anonymous",
+    sub: sub.id,
+    topics: sub.topics,
+    filter: JSON.parse(sub.filter.identity),
+    policy: sub.policy,
+    share: sub.shareGroup ?? null,
+    state: sub.closed ? "ended" : sub.live ? "live" : "replaying",
+    since: sub.since,
+    delivered: sub.delivered,
+    matched: sub.matched,
+    examined: sub.examined,
+    queuedBytes: sub.bytesQueued,
+    dropped: sub.dropped,
+    laggedNotices: sub.laggedNotices,
+    slowDisconnects: sub.slowDisconnects,
+    lag: null,
+  };
+}
+
+/** Records the subscription has not read yet, over every partition of its topics; null without positions. */
+export function lagOf(sub: Subscription, marks: ReadonlyMap<string, Watermark[]>): number | null {
+  if (sub.shared) return null;
+  let lag = 0;
+  for (const topic of sub.topics) {
+    const at = sub.positions.get(topic);
+    const m = marks.get(topic);
+    if (!at || !m) return null;
+    for (let p = 0; p < m.length; p++) lag += Math.max(0, m[p]!.high - (at[p] ?? m[p]!.low));
+  }
+  return lag;
+}
+
+/**
+ * Subscriptions that ended having lost events or been disconnected for it, kept a while so the view
+ * can still show why: a slow consumer closed 4001 would otherwise vanish from it at once.
+ */
+export class RecentlyEnded {
+  private readonly rows: DeliveryRow[] = [];
+  constructor(private readonly max = 50) {}
+
+  note(sub: Subscription, conn: SubscriberConnection): void {
+    if (sub.dropped === 0 && sub.slowDisconnects === 0) return;
+    const row = rowOf(sub, conn);
+    row.state = "ended";
+    row.endedAt = Date.now();
+    row.queuedBytes = 0;
+    this.rows.push(row);
+    if (this.rows.length > this.max) this.rows.shift();
+  }
+
+  list(): DeliveryRow[] {
+    return [...this.rows].reverse();
+  }
+}
