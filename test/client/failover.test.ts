@@ -80,3 +80,22 @@ test("two instances, the client given both: SIGKILL the one it uses while it pub
   // TODO(idempotence): once publish is idempotent across instances, every acked id is in Kafka exactly once:
   // expect(duplicateIds).toBe(0);
 }, 120_000);
+
+test("an instance that is down, or accepts and never welcomes, is passed over for the next in the list", async () => {
+  const gw = await gateway({ KAFKA_BROKERS: "" });
+  const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const dead = `ws://127.0.0.1:${probe.port}/ws`;
+  probe.stop(true);
+  // Upgrades, then says nothing: only the client's connect timeout gets it off this one.
+  const silent = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: (req, srv) => (srv.upgrade(req) ? undefined : new Response("no", { status: 400 })), websocket: { message() {} } });
+  try {
+    const states: string[] = [];
+    const c = await connect({ url: [dead, `ws://127.0.0.1:${silent.port}/ws`], urls: [gw.wsUrl], connectTimeoutMs: 500, reconnect: { minMs: 20, maxMs: 100 }, onState: (s, d) => void states.push(`${s} ${d?.url}`) });
+    clients.push(c);
+    expect(c.url).toBe(gw.wsUrl);
+    expect(states).toEqual([`reconnecting ${dead}`, `reconnecting ws://127.0.0.1:${silent.port}/ws`, `open ${gw.wsUrl}`]);
+    expect(await c.publish({ type: "reached" }, { topic: "failover-list" })).toMatchObject({ offset: expect.any(Number) });
+  } finally {
+    silent.stop(true);
+  }
+}, 60_000);
