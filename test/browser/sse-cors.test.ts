@@ -16,9 +16,11 @@ import { launchChromium } from "./chromium";
 let browser: Browser;
 const pages: Array<ReturnType<typeof Bun.serve>> = [];
 const RESUME_TOKEN_KEYS = "browser-cors-resume-key-of-at-least-32-bytes";
+let brokers: string;
 beforeAll(async () => {
-  browser = await launchChromium();
-}, 60_000);
+  // The broker's start-up (a JVM) is not part of any test's time.
+  [browser, brokers] = await Promise.all([launchChromium(), kafkaBrokers()]);
+}, 180_000);
 afterAll(async () => {
   await browser?.close();
   for (const p of pages) p.stop(true);
@@ -90,7 +92,6 @@ const perPartition = (list: Array<[number, number, ...unknown[]]>, sort = false)
 };
 
 test("a page of an allowed origin streams from the gateway; after the gateway is replaced, EventSource resumes with Last-Event-ID: no gap, no duplicate", async () => {
-  const brokers = await kafkaBrokers();
   const topic = freshTopic("sse-cors");
   await ensureTopic(brokers, topic, 3);
   const origin = pageServer();
@@ -124,7 +125,6 @@ test("a page of an allowed origin streams from the gateway; after the gateway is
 }, 120_000);
 
 test("a page of an origin not in ALLOWED_ORIGINS is refused: its EventSource fails and gets no event", async () => {
-  const brokers = await kafkaBrokers();
   const topic = freshTopic("sse-cors-no");
   await ensureTopic(brokers, topic, 1);
   const allowed = pageServer();

@@ -1,4 +1,4 @@
-import { afterAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, expect, test } from "bun:test";
 import { type GatewayClient, connect } from "../../src/client";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 import { freshTopic, kafkaBrokers } from "../support/kafka";
@@ -11,6 +11,10 @@ import { record, startLoad, verify } from "./failover.support";
  * given both URLs. Checked against what kcat reads back from Kafka.
  */
 const RESUME_TOKEN_KEYS = "sdk-failover-resume-key-of-at-least-32-bytes";
+let brokers: string;
+beforeAll(async () => {
+  brokers = await kafkaBrokers(); // the broker's start-up (a JVM) is not part of any test's time
+}, 180_000);
 const gateways: GatewayProcess[] = [];
 const clients: GatewayClient[] = [];
 afterAll(async () => {
@@ -31,7 +35,6 @@ async function client(url: string | string[], states: string[] = []): Promise<Ga
 }
 
 test("SIGTERM mid-publish and mid-subscribe, then a new gateway on the same port: every publish settles, every acked event is in Kafka, the subscription resumes with no gap and no duplicate", async () => {
-  const brokers = await kafkaBrokers();
   const env = { KAFKA_BROKERS: brokers, KAFKA_WORKERS: "1", RESUME_TOKEN_KEYS };
   const topic = freshTopic("sdk-term");
   await ensureTopic(brokers, topic, 3);
@@ -50,11 +53,13 @@ test("SIGTERM mid-publish and mid-subscribe, then a new gateway on the same port
   expect(load.acked.length).toBeGreaterThan(before); // and published through the new gateway
   const { duplicateIds, records } = await verify(brokers, topic, load, seen);
   console.log(`SIGTERM: ${load.acked.length} acked, ${records} records, ${duplicateIds} ids written more than once`);
+  // A drain answers what it wrote before closing, so no re-send should find its event already
+  // written (0 in every run so far); with idempotent publish it is guaranteed.
+  // TODO(idempotence): expect(duplicateIds).toBe(0);
   expect(second.proc.exitCode).toBeNull();
 }, 120_000);
 
 test("two instances, the client given both: SIGKILL the one it uses while it publishes and subscribes; it moves to the other, every acked event is in Kafka, the subscription has no gap and no duplicate", async () => {
-  const brokers = await kafkaBrokers();
   const env = { KAFKA_BROKERS: brokers, KAFKA_WORKERS: "1", RESUME_TOKEN_KEYS };
   const topic = freshTopic("sdk-kill2");
   await ensureTopic(brokers, topic, 3);

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { type DeliveredEvent, type GatewayClient, type Subscription, connect } from "../../src/client";
+import { type GatewayClient, connect } from "../../src/client";
 import { type GatewayProcess, startGateway } from "../support/gateway";
+import { collect } from "../support/sdk-collector";
 
 /** The same subscribe protocol on the embedded log, with no Kafka anywhere. */
 let gw: GatewayProcess;
@@ -11,17 +12,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await gw.stop();
 }, 60_000);
-
-/** A subscription's events in arrival order. */
-function collect(sub: Subscription): DeliveredEvent[] & { waitFor(n: number): Promise<void> } {
-  const got = Object.assign([] as DeliveredEvent[], {
-    async waitFor(n: number) {
-      for (const deadline = Date.now() + 30_000; got.length < n && Date.now() < deadline; ) await Bun.sleep(20);
-    },
-  });
-  sub.onEvent((e) => got.push(e));
-  return got;
-}
 
 const events = (n: number, make: (i: number) => Record<string, unknown>) => Array.from({ length: n }, (_, i) => make(i) as { type: string });
 
@@ -44,7 +34,7 @@ test("embedded log: live filtered subscription, then resume by token after a dis
   const second = collect(sub2);
   await second.waitFor(50);
   await Bun.sleep(100);
-  const all = [...first, ...second].map((e) => e.event.id);
+  const all = [...first.events, ...second.events].map((e) => e.event.id);
   expect(all.sort()).toEqual(Array.from({ length: 100 }, (_, i) => `n-${i * 2}`).sort());
   expect(sub2.live).toBe(true);
   s2.close();
@@ -66,8 +56,8 @@ test("replay is held to REPLAY_RATE_LIMIT until live, and earliest reaches back 
     const secs = (performance.now() - started) / 1000;
     // At 2,000 events/s, 3,000 events cannot all arrive in under ~1.25 s (the first batch is free).
     expect(secs).toBeGreaterThan(1.0);
-    expect(c).toHaveLength(3000);
-    expect(c.some((e) => e.event.type === "old")).toBe(false);
+    expect(c.events).toHaveLength(3000);
+    expect(c.events.some((e) => e.event.type === "old")).toBe(false);
     const deadline = Date.now() + 5000;
     while (!sub.live && Date.now() < deadline) await Bun.sleep(20);
     expect(sub.live).toBe(true);
