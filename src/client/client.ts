@@ -3,8 +3,13 @@ import { type SubscribeOptions, Subscription } from "./subscription";
 import { type Codec, FrameType, type InFrame, type OutgoingEvent, PROTOCOL_VERSION, decode, encode } from "./wire";
 
 export interface ConnectOptions {
-  /** ws:// or wss:// URL of the gateway's socket, e.g. ws://localhost:8080/ws */
-  url: string;
+  /**
+   * ws:// or wss:// URL of the gateway's socket, e.g. ws://localhost:8080/ws; or several, of
+   * instances sharing Kafka (and RESUME_TOKEN_KEYS): each reconnect tries the next one.
+   */
+  url: string | string[];
+  /** More instances to fail over to, after those of `url`. */
+  urls?: string[];
   /** A bearer token, or a function that returns a fresh one (called on each connect and before expiry). */
   token?: string;
   getToken?: () => string | Promise<string>;
@@ -14,11 +19,13 @@ export interface ConnectOptions {
   WebSocket?: typeof WebSocket;
   /** Reconnect backoff: from `minMs`, doubling to `maxMs`, with jitter. */
   reconnect?: { minMs?: number; maxMs?: number };
+  /** How long an attempt may take from opening the socket to the gateway's welcome before the next is tried (ms). */
+  connectTimeoutMs?: number;
   lingerMs?: number;
   maxQueued?: number;
   maxAttempts?: number;
   /** Told each time the connection goes up or down. */
-  onState?: (state: "open" | "reconnecting" | "closed", detail?: { code?: number; reason?: string }) => void;
+  onState?: (state: "open" | "reconnecting" | "closed", detail?: { code?: number; reason?: string; url?: string }) => void;
 }
 
 type Limits = { window: number; maxBatchEvents: number } & Record<string, number>;
@@ -39,6 +46,10 @@ export class GatewayClient {
   private closed = false;
   private cid = 1;
   private attempt = 0;
+  private readonly urls: string[];
+  /** The instance this attempt goes (went) to; each reconnect moves to the next. */
+  private urlIndex = 0;
+  private connectTimer: ReturnType<typeof setTimeout> | null = null;
   private readonly subs = new Map<string, Subscription>();
   private readonly publisher: Publisher;
   private refreshTimer: ReturnType<typeof setTimeout> | null = null;
@@ -47,6 +58,8 @@ export class GatewayClient {
 
   private constructor(private readonly options: ConnectOptions) {
     this.codec = options.codec ?? "msgpack";
+    this.urls = [...(Array.isArray(options.url) ? options.url : [options.url]), ...(options.urls ?? [])];
+    if (this.urls.length === 0) throw new Error("connect: give `url` (one or more ws:// URLs)");
     this.publisher = new Publisher(
       { ready: () => this.welcomed, send: (f) => this.send(f), nextCid: () => this.cid++, limits: () => this.limits },
       { lingerMs: options.lingerMs ?? 2, maxQueued: options.maxQueued ?? 100_000, maxAttempts: options.maxAttempts ?? 8 },
@@ -86,6 +99,11 @@ export class GatewayClient {
     return sub;
   }
 
+  /** The instance the client is connected (or connecting) to. */
+  get url(): string {
+    return this.urls[this.urlIndex]!;
+  }
+
   /** Events waiting to be sent or acknowledged. */
   get pendingPublishes(): number {
     return this.publisher.pending;
@@ -94,6 +112,7 @@ export class GatewayClient {
   close(): void {
     this.closed = true;
     if (this.refreshTimer) clearTimeout(this.refreshTimer);
+    if (this.connectTimer) clearTimeout(this.connectTimer);
     this.publisher.failAll("CLIENT_CLOSED", "the client was closed before the gateway acknowledged this event");
     for (const s of [...this.subs.values()]) s.end({ kind: "ended", code: "CLIENT_CLOSED" });
     this.ws?.close(1000);
@@ -112,11 +131,26 @@ export class GatewayClient {
       return this.retry(undefined, `getToken failed: ${(e as Error).message}`);
     }
     const Ws = this.options.WebSocket ?? globalThis.WebSocket;
-    const ws = new Ws(this.options.url);
+    let ws: WebSocket;
+    try {
+      ws = new Ws(this.url);
+    } catch (e) {
+      return this.retry(undefined, `cannot open ${this.url}: ${(e as Error).message}`);
+    }
     ws.binaryType = "arraybuffer";
     this.ws = ws;
+    // An instance that accepts but never welcomes (hung, or a black-holed host) must not hold the
+    // client: past the timeout the socket is dropped and the next instance is tried.
+    if (this.connectTimer) clearTimeout(this.connectTimer);
+    this.connectTimer = setTimeout(() => {
+      if (this.ws !== ws || this.welcomed) return;
+      this.ws = null;
+      ws.close();
+      this.retry(undefined, `no welcome from ${this.url} within ${this.options.connectTimeoutMs ?? 10_000} ms`);
+    }, this.options.connectTimeoutMs ?? 10_000);
     ws.onopen = () => this.sendOn(ws, { t: FrameType.HELLO, v: PROTOCOL_VERSION, cid: 0, client: "kafka-ws-gateway/client", ...(token ? { token } : {}) });
     ws.onmessage = (m) => {
+      if (this.ws !== ws) return; // a socket given up on (connect timeout) says nothing more
       let f: InFrame;
       try {
         f = decode(m.data);
@@ -140,11 +174,13 @@ export class GatewayClient {
   }
 
   private retry(code: number | undefined, reason: string): void {
-    this.options.onState?.("reconnecting", { code, reason });
+    this.options.onState?.("reconnecting", { code, reason, url: this.url });
     const min = this.options.reconnect?.minMs ?? 100;
     const max = this.options.reconnect?.maxMs ?? 10_000;
     // A gateway that closed for flooding (4429) should not see us again at once.
     const base = Math.min(max, min * 2 ** this.attempt++) * (code === 4429 ? 10 : 1);
+    // The next instance, if there are several: the one that dropped us may be down.
+    this.urlIndex = (this.urlIndex + 1) % this.urls.length;
     setTimeout(() => !this.closed && void this.open(), base / 2 + Math.random() * (base / 2));
   }
 
@@ -169,7 +205,8 @@ export class GatewayClient {
     this.limits = f.limits as Limits;
     this.welcomed = true;
     this.attempt = 0;
-    this.options.onState?.("open");
+    if (this.connectTimer) clearTimeout(this.connectTimer);
+    this.options.onState?.("open", { url: this.url });
     this.firstWelcome.resolve();
     this.scheduleRefresh(f.expiresAt as number | undefined);
     // Resume every subscription where it was, then let the publishes through.

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { type GatewayProcess, startGateway } from "../support/gateway";
-import { GatewayClient } from "../support/ws-client";
+import { connect } from "../../src/client";
 
 let gw: GatewayProcess;
 
@@ -24,8 +24,9 @@ test("with Kafka unreachable: live, not ready, and publishes are nacked UNAVAILA
   expect(detail.status).toBe("degraded");
   expect(detail.log.workers[0].state).not.toBe("ready");
 
-  const c = await GatewayClient.connect(gw.wsUrl);
-  expect(await c.publish({ type: "x" })).toMatchObject({ t: 21, code: "UNAVAILABLE", retriable: true, mayBePersisted: false });
+  // One attempt: the SDK would otherwise retry a retriable refusal.
+  const c = await connect({ url: gw.wsUrl, maxAttempts: 1 });
+  await expect(c.publish({ type: "x" })).rejects.toMatchObject({ code: "UNAVAILABLE", retriable: true, mayBePersisted: false });
   const r = await fetch(`${gw.url}/api/v1/events`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ type: "x" }) });
   expect(r.status).toBe(503);
   expect(r.headers.get("retry-after")).toBe("1");

@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { Collector } from "../support/collector";
+import { connect } from "../../src/client";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 import { freshTopic, kafkaBrokers } from "../support/kafka";
 import { ensureTopic } from "../support/kafka-broker";
-import { GatewayClient } from "../support/ws-client";
+import { collect } from "../support/sdk-collector";
 
 let brokers: string;
 let a: GatewayProcess;
@@ -21,17 +21,14 @@ test("a share group across two instances splits the events: each one to exactly 
   const topic = freshTopic("share");
   await ensureTopic(brokers, topic, 4);
   const group = `g-${Date.now()}`;
-  const members = [new Collector(), new Collector(), new Collector()];
-  const clients = await Promise.all([a, a, b].map((gw) => GatewayClient.connect(gw.wsUrl)));
-  for (const [i, c] of clients.entries()) {
-    expect(await c.subscribe({ sub: `m${i}`, topic, share: group, filter: { types: ["job.*"] } }, members[i]!.onFrame)).toMatchObject({ t: 23, live: true });
-  }
+  const clients = await Promise.all([a, a, b].map((gw) => connect({ url: gw.wsUrl })));
+  const members = await Promise.all(clients.map(async (c) => collect(await c.subscribe(topic, { share: group, filter: { types: ["job.*"] } }))));
   // Let the group settle: both instances joined, partitions assigned. Probe until both readers get events.
-  const pub = await GatewayClient.connect(a.wsUrl);
+  const pub = await connect({ url: a.wsUrl });
   const deadline = Date.now() + 30_000;
   let probe = 0;
   while (Date.now() < deadline) {
-    await pub.publishBatch(Array.from({ length: 40 }, (_, i) => ({ type: "probe", key: `p${i}`, data: { probe } })), topic);
+    await pub.publishBatch(Array.from({ length: 40 }, (_, i) => ({ type: "probe", key: `p${i}`, data: { probe } })), { topic });
     probe++;
     await Bun.sleep(300);
     const metricsA = await (await fetch(`${a.url}/metrics`)).text();
@@ -49,7 +46,7 @@ test("a share group across two instances splits the events: each one to exactly 
       keyOf.set(`j-${n}`, `key-${n % 25}`);
       return { id: `j-${n}`, type: "job.run", key: `key-${n % 25}`, data: { n } };
     });
-    expect((await pub.publishBatch(events, topic)).errors).toBeUndefined();
+    for (const r of await pub.publishBatch(events, { topic })) expect(r.status).toBe("fulfilled");
   }
   const total = () => members.reduce((s, m) => s + m.events.length, 0);
   const until = Date.now() + 20_000;
