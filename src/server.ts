@@ -83,6 +83,8 @@ const IDEMPOTENCE_WARMUP_TIMEOUT_MS = 3000;
 
 // How long a socket's queued replies, then its closing handshake, may take at shutdown.
 const CLOSE_GRACE_MS = 2000;
+// How long the process stays after closing its sockets, so clients read the close frames.
+const CLOSE_LINGER_MS = 300;
 
 /** Said at start-up when no key is configured: every client may then do everything TOPIC_ALLOW allows. */
 export const AUTH_OFF_WARNING = "authentication is off: any client may publish and subscribe to any topic TOPIC_ALLOW matches; set AUTH_JWT_SECRET, AUTH_JWT_PUBLIC_KEY_FILE or AUTH_JWKS_URL (docs/security.md)";
@@ -220,6 +222,11 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
       await ws.closeAll(CLOSE_GRACE_MS);
       const grace = Date.now() + CLOSE_GRACE_MS;
       while (server.pendingWebSockets > 0 && Date.now() < grace) await Bun.sleep(10);
+      // Bun sends the close frame and half-closes at once, without waiting for the client's reply. A
+      // client still busy sending has not read that frame yet; were the process to exit now, its
+      // unread input would make the kernel reset the connection, and the reset makes the client drop
+      // the close frame and the last replies unread (1006). A moment lets it read them.
+      await Bun.sleep(Math.min(CLOSE_LINGER_MS, Math.max(0, grace - Date.now())));
       server.stop(true);
     },
   };

@@ -47,6 +47,8 @@ export class Ingress<S extends IngressSocket> {
   private readonly waiting = new Set<S>();
   private spentMs = 0;
   private armed = false;
+  /** Shutting down: frames are handled as they come (each is refused by then) and no socket is paused. */
+  private draining = false;
 
   constructor(
     private readonly options: IngressOptions,
@@ -61,7 +63,7 @@ export class Ingress<S extends IngressSocket> {
   offer(socket: S, raw: RawFrame): void {
     const box = this.inboxOf(socket);
     if (box.closed) return;
-    if (box.head === box.frames.length && this.spentMs < this.options.sliceMs) return this.run(socket, raw);
+    if (box.head === box.frames.length && (this.spentMs < this.options.sliceMs || this.draining)) return this.run(socket, raw);
     box.frames.push(raw);
     box.bytes += sizeOf(raw);
     this.waiting.add(socket);
@@ -75,9 +77,13 @@ export class Ingress<S extends IngressSocket> {
 
   /**
    * Handles every waiting frame now, slices aside: at shutdown each request still has to get its
-   * one reply (a refusal, by then) before its socket is closed.
+   * one reply (a refusal, by then) before its socket is closed. From then on every socket is read
+   * (each emptied inbox resumes its socket): a socket left paused would not read the client's reply
+   * to the closing handshake, and closing it with unread input resets the connection, so the client
+   * loses the replies and the close frame already on their way (1006 instead of 1001).
    */
   drainAll(): void {
+    this.draining = true;
     while (this.waiting.size > 0) {
       this.spentMs = 0;
       this.pass();

@@ -53,9 +53,8 @@ test("SIGTERM mid-publish and mid-subscribe, then a new gateway on the same port
   expect(load.acked.length).toBeGreaterThan(before); // and published through the new gateway
   const { duplicateIds, records } = await verify(brokers, topic, load, seen);
   console.log(`SIGTERM: ${load.acked.length} acked, ${records} records, ${duplicateIds} ids written more than once`);
-  // A drain answers what it wrote before closing, so no re-send should find its event already
-  // written (0 in every run so far); with idempotent publish it is guaranteed.
-  // TODO(idempotence): expect(duplicateIds).toBe(0);
+  // A drain answers what it wrote before closing, and a re-send of anything else gets its original ack.
+  expect(duplicateIds).toBe(0);
   expect(second.proc.exitCode).toBeNull();
 }, 120_000);
 
@@ -79,11 +78,10 @@ test("two instances, the client given both: SIGKILL the one it uses while it pub
   expect(states).toContain(`open ${b.wsUrl}`);
   expect(load.acked.length).toBeGreaterThan(before);
   const { duplicateIds, records } = await verify(brokers, topic, load, seen);
-  // Written by A but acked never: re-sent to B with the same id, so written twice until the gateway
-  // suppresses duplicate ids (issue 16, idempotent publish).
+  // Written by A but acked never: re-sent to B with the same id, which B answers with A's original
+  // position (idempotent publish), having read it from the log.
   console.log(`SIGKILL of 1 of 2: ${load.acked.length} acked, ${records} records, ${duplicateIds} ids written more than once`);
-  // TODO(idempotence): once publish is idempotent across instances, every acked id is in Kafka exactly once:
-  // expect(duplicateIds).toBe(0);
+  expect(duplicateIds).toBe(0);
 }, 120_000);
 
 test("an instance that is down, or accepts and never welcomes, is passed over for the next in the list", async () => {

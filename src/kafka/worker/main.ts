@@ -117,8 +117,14 @@ await Bun.connect<undefined>({
     },
     data: (_s, chunk) => reader.push(chunk as Buffer),
     drain: () => writer?.drain(),
-    // Without the gateway there is nobody to acknowledge to: leave rather than linger as an orphan.
-    close: () => void shutdown(2000),
+    // Without the gateway there is nobody to acknowledge to: leave at once, rather than linger as an
+    // orphan or drain. What it still holds could only reach Kafka unacknowledged, after its clients
+    // re-sent it elsewhere, too late for idempotent publish to recognise (a duplicate). A graceful
+    // stop comes as SHUTDOWN first, and then this close finds the drain already under way.
+    close: () => {
+      // SIGKILL, not exit(): exit waits for the metadata thread, which may sit in a call to a slow broker.
+      if (!shuttingDown) process.kill(process.pid, "SIGKILL");
+    },
     error: () => {},
   },
 }).catch(() => process.exit(2));

@@ -1,0 +1,54 @@
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
+import { type GatewayProcess, startGateway } from "../support/gateway";
+import { freshTopic } from "../support/kafka";
+import { type Broker, startBroker } from "../support/kafka-broker";
+import { GatewayClient } from "../support/ws-client";
+
+/**
+ * A worker whose gateway died has nobody to acknowledge to: whatever it still holds can only reach
+ * Kafka unacknowledged, after the clients have re-sent it through another instance (a duplicate that
+ * arrives too late for idempotent publish to see). So it leaves at once instead of draining, even
+ * when the broker is slow to take what it holds.
+ */
+let broker: Broker;
+let gw: GatewayProcess;
+beforeAll(async () => {
+  broker = await startBroker();
+}, 120_000);
+afterAll(async () => {
+  try {
+    process.kill(broker.pid, "SIGCONT");
+  } catch {}
+  if (gw?.proc.exitCode === null) gw.proc.kill("SIGKILL");
+  await broker.stop();
+}, 60_000);
+
+/** Running: a zombie (dead, not yet reaped by whoever adopted it) counts as gone. */
+const alive = (pid: number) => {
+  try {
+    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, "utf8"));
+  } catch {
+    return false;
+  }
+};
+
+test("the gateway is SIGKILLed while its worker holds records for a frozen broker: the worker exits at once, without writing them later", async () => {
+  gw = await startGateway({ KAFKA_BROKERS: broker.brokers, KAFKA_WORKERS: "1" });
+  const topic = freshTopic("orphan");
+  const c = await GatewayClient.connect(gw.wsUrl);
+  expect((await c.publish({ type: "warm" }, topic)).t).toBe(20);
+  const worker: number = (await gw.health()).log.workers[0].pid;
+  process.kill(broker.pid, "SIGSTOP");
+  void c.publishBatch(Array.from({ length: 50 }, (_, i) => ({ type: "held", key: `k${i}` })), topic);
+  await Bun.sleep(500); // handed to the worker, waiting on the broker
+  gw.proc.kill("SIGKILL");
+  await gw.proc.exited;
+  const killedAt = performance.now();
+  while (alive(worker) && performance.now() - killedAt < 5000) await Bun.sleep(10);
+  const tookMs = performance.now() - killedAt;
+  process.kill(broker.pid, "SIGCONT");
+  console.log(`worker left ${tookMs.toFixed(0)} ms after its gateway was killed`);
+  expect(alive(worker)).toBe(false);
+  expect(tookMs).toBeLessThan(1000);
+}, 60_000);
