@@ -15,6 +15,10 @@ import { Stack } from "../harness/stack";
  * agents share the cores, so CPU per record (which contention moves little) is the figure; records/s
  * is shown but is not comparable across runs.
  *
+ * The cost per record depends on the rate (librdkafka's broker threads pay per request, and a
+ * lower rate fills smaller batches), so `--rate N` drives the gateway open loop at N events/s
+ * instead of at its maximum: before and after are then compared at the same load.
+ *
  * Beside it, in the same run, raw-ffi: the same records produced by bench/raw-ffi-producer.ts with no
  * gateway, the floor a worker is compared against. With `--before DIR` (a checkout of an older commit,
  * with node_modules), that tree's gateway and worker run too, so before and after are side by side.
@@ -66,7 +70,7 @@ export const workerCpu: Scenario = {
         const order: Kind[] = before ? ["raw-ffi", "before", "now", atRate, "now", "before", "raw-ffi"] : ["raw-ffi", "now", atRate, "now", "raw-ffi"];
         for (const kind of order) {
           if (kind === "raw-ffi" || kind === atRate) {
-            const rate = kind === atRate ? samples.filter((s) => s.kind === "now").at(-1)!.eventsPerSec : 0;
+            const rate = kind === atRate ? o.rate || samples.filter((s) => s.kind === "now").at(-1)!.eventsPerSec : 0;
             const { raw, run } = await measureRaw(stack, o, o.workers, "ffi", rate);
             run.label = `set ${set} ${kind} ×${o.workers}`;
             runs.push(run);
@@ -78,7 +82,7 @@ export const workerCpu: Scenario = {
           const command = kind === "before" ? [process.execPath, `${before}/src/main.ts`] : undefined;
           const url = await stack.startGateway(env, command);
           const gwPid = stack.gateway!.proc.pid;
-          const shape = { url, connections: o.connections, rate: 0, window: o.window, batch: o.batch, payloadBytes: o.payload, keys: o.keys, topic: o.topic ?? `wcpu-${Date.now()}` };
+          const shape = { url, connections: o.connections, rate: o.rate, window: o.window, batch: o.batch, payloadBytes: o.payload, keys: o.keys, topic: o.topic ?? `wcpu-${Date.now()}` };
           if (warmup > 0) await runLoad({ ...shape, label: `set ${set} ${kind} warm-up`, durationS: warmup });
           let workers: number[] = [];
           let w0 = 0;
@@ -164,9 +168,9 @@ function summarise(samples: Sample[], withBefore: boolean): Record<string, numbe
   return f;
 }
 
-function notes(o: { connections: number; batch: number; payload: number; keys: number; window: number; duration: number; workers: number }, before?: string): string[] {
+function notes(o: { rate: number; connections: number; batch: number; payload: number; keys: number; window: number; duration: number; workers: number }, before?: string): string[] {
   return [
-    `${o.connections} connections, ${o.batch} events per frame, ${o.payload}-byte payloads, ${o.keys} keys, window ${o.window}, ${o.workers} workers, ${o.duration} s per run; a fresh gateway per run, warmed up first.`,
+    `${o.rate ? `open loop at ${o.rate} events/s` : "max rate"}, ${o.connections} connections, ${o.batch} events per frame, ${o.payload}-byte payloads, ${o.keys} keys, window ${o.window}, ${o.workers} workers, ${o.duration} s per run; a fresh gateway per run, warmed up first.`,
     "Workers' and gateway's CPU: utime + stime from /proc/<pid>/stat (all threads) over the measured part, over the records acked in it. raw-ffi: the producer processes' own CPU over delivered records.",
     ...(before ? [`before: the gateway and worker of ${before}.`] : []),
   ];
