@@ -95,3 +95,23 @@ test("MessageReader reusing its buffer: the same messages, however cut, keeping 
     expect(got).toEqual(sent);
   }
 });
+
+test("string tables: a remembered hit never outlives its entry (rollback, clear) and never answers for another value", () => {
+  const t = new InternTable(8);
+  const a = t.add("ce_type", "a");
+  expect(t.knownAt(2, "ce_type", "a")).toBe(a);
+  expect(t.knownAt(2, "ce_type", "a")).toBe(a);
+  // Same value under another name, another value at the same position: not the remembered id.
+  expect(t.knownAt(2, "ce_source", "a")).toBe(-1);
+  expect(t.knownAt(2, "ce_type", "b")).toBe(-1);
+  const mark = t.mark();
+  const b = t.add("ce_type", "b");
+  expect(t.knownAt(3, "ce_type", "b")).toBe(b);
+  t.rollback(mark); // the record that added b was not sent: the receiver never saw b
+  expect(t.knownAt(3, "ce_type", "b")).toBe(-1);
+  expect(t.knownAt(2, "ce_type", "a")).toBe(a);
+  t.clear(); // a new worker connection
+  expect(t.knownAt(2, "ce_type", "a")).toBe(-1);
+  expect(t.add("ce_type", "c")).toBe(0);
+  expect(t.knownAt(2, "ce_type", "c")).toBe(0);
+});

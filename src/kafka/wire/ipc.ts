@@ -37,6 +37,8 @@
  */
 import { copyBytes, writeUtf8 } from "../../bytes/utf8";
 
+export { MessageReader } from "./message-reader";
+
 export const IpcType = {
   HELLO: 1,
   READY: 2,
@@ -70,6 +72,9 @@ export const HeaderKind = { TEXT: 0, BYTES: 1 } as const;
 /** A string-table ref meaning "literal follows, do not keep it" (see the PRODUCE format above). */
 export const LITERAL = 0xffff;
 
+/** Positions InternTable.knownAt remembers a last hit for. */
+const HINTS = 16;
+
 /**
  * The sending half of a string table, of (name, value) entries: headers, or topics with an empty
  * name. Each table has its own ids.
@@ -79,10 +84,37 @@ export class InternTable {
   private readonly ids = new Map<string, Map<string, number>>();
   private readonly added: Array<[string, string]> = [];
   private size = 0;
+  // The last entry found at each of a few caller-chosen positions (a record's n-th header): the
+  // same values repeat record after record, as fresh strings whose hashing made the two map
+  // lookups most of the cost. Cleared with the entries they name.
+  private readonly hintName: string[] = [];
+  private readonly hintValue: string[] = [];
+  private readonly hintId: number[] = [];
   constructor(private readonly capacity: number) {}
   /** The id of a known entry, or -1. */
   known(name: string, value: string): number {
     return this.ids.get(name)?.get(value) ?? -1;
+  }
+  /** As known(); `position` (below HINTS) says where the caller finds this entry, to check its last hit there first. */
+  knownAt(position: number, name: string, value: string): number {
+    if (position < HINTS && this.hintValue[position] === value && this.hintName[position] === name && position < this.hintId.length) return this.hintId[position]!;
+    const id = this.known(name, value);
+    if (id >= 0 && position < HINTS) {
+      while (this.hintId.length < position) {
+        this.hintName.push("");
+        this.hintValue.push("");
+        this.hintId.push(-1);
+      }
+      this.hintName[position] = name;
+      this.hintValue[position] = value;
+      this.hintId[position] = id;
+    }
+    return id;
+  }
+  private forgetHints(): void {
+    this.hintName.length = 0;
+    this.hintValue.length = 0;
+    this.hintId.length = 0;
   }
   /** Adds an entry; its id, or LITERAL when the table is full. Send the literal either way. */
   add(name: string, value: string): number {
@@ -94,6 +126,7 @@ export class InternTable {
     return this.size++;
   }
   clear(): void {
+    this.forgetHints();
     this.ids.clear();
     this.added.length = 0;
     this.size = 0;
@@ -104,6 +137,7 @@ export class InternTable {
   }
   /** Forgets the entries added since `mark`: the receiver never saw their definitions. */
   rollback(mark: number): void {
+    if (this.size > mark) this.forgetHints();
     while (this.size > mark) {
       const [name, value] = this.added.pop()!;
       this.ids.get(name)?.delete(value);
@@ -240,104 +274,6 @@ export function jsonMessage(type: number, body: unknown): Buffer {
   w.bytes(Buffer.from(JSON.stringify(body)));
   w.endMessage(start);
   return w.take();
-}
-
-/**
- * Splits a byte stream into whole messages. Emitted slices are only valid during the callback.
- *
- * With `reuse`, a message that arrives in several chunks is assembled in one buffer kept for the
- * next, instead of a fresh concatenation per message: the worker receives 256 KiB PRODUCE batches
- * in several socket reads each, and a new buffer per batch was a steady stream of large allocations
- * for the allocator to return. Only for receivers that keep nothing of a body past the callback.
- */
-export class MessageReader {
-  // A message that has not fully arrived, as the chunks it came in: concatenated once, when
-  // complete, rather than once per chunk (a 256 KiB batch arrives in several socket reads).
-  private chunks: Buffer[] = [];
-  private buffered = 0;
-  private need = -1; // bytes of the incomplete message, length prefix included; -1 until known
-  // `reuse`: the incomplete message's bytes, at the start of `acc`.
-  private acc: Buffer | null = null;
-  private accLen = 0;
-
-  constructor(
-    private readonly onMessage: (type: number, body: Buffer) => void,
-    private readonly reuse = false,
-  ) {}
-
-  push(chunk: Buffer): void {
-    if (this.reuse) return this.pushReused(chunk);
-    if (this.chunks.length === 0) return this.parse(chunk);
-    this.chunks.push(chunk);
-    this.buffered += chunk.length;
-    if (this.need < 0 && this.buffered >= 4) {
-      if (this.chunks.length > 1) this.chunks = [Buffer.concat(this.chunks, this.buffered)];
-      this.need = 4 + this.chunks[0]!.readUInt32LE(0);
-    }
-    if (this.need < 0 || this.buffered < this.need) return;
-    const data = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.buffered);
-    this.chunks = [];
-    this.buffered = 0;
-    this.need = -1;
-    this.parse(data);
-  }
-
-  private pushReused(chunk: Buffer): void {
-    if (this.accLen === 0) {
-      const pos = this.emitWhole(chunk);
-      if (pos < chunk.length) this.keep(chunk, pos);
-      return;
-    }
-    this.append(chunk, 0);
-    if (this.need < 0 && this.accLen >= 4) this.need = 4 + this.acc!.readUInt32LE(0);
-    if (this.need < 0 || this.accLen < this.need) return;
-    const data = this.acc!.subarray(0, this.accLen);
-    this.accLen = 0;
-    this.need = -1;
-    const pos = this.emitWhole(data);
-    // The rest moves to the front of the same buffer (copy is a memmove).
-    if (pos < data.length) this.keep(data, pos);
-  }
-
-  /** Keeps `src[from..]`, the start of a message, in `acc`. */
-  private keep(src: Buffer, from: number): void {
-    this.accLen = 0;
-    this.append(src, from);
-    this.need = this.accLen >= 4 ? 4 + this.acc!.readUInt32LE(0) : -1;
-  }
-
-  private append(src: Buffer, from: number): void {
-    const n = src.length - from;
-    if (!this.acc || this.acc.length < this.accLen + n) {
-      const bigger = Buffer.allocUnsafe(Math.max(this.accLen + n, (this.acc?.length ?? 0) * 2, 64 * 1024));
-      if (this.acc && this.accLen > 0) this.acc.copy(bigger, 0, 0, this.accLen);
-      this.acc = bigger;
-    }
-    src.copy(this.acc, this.accLen, from);
-    this.accLen += n;
-  }
-
-  /** Emits the whole messages at the start of `data`; returns where the first incomplete one starts. */
-  private emitWhole(data: Buffer): number {
-    let pos = 0;
-    while (data.length - pos >= 4) {
-      const len = data.readUInt32LE(pos);
-      if (data.length - pos - 4 < len) break;
-      this.onMessage(data[pos + 4]!, data.subarray(pos + 5, pos + 4 + len));
-      pos += 4 + len;
-    }
-    return pos;
-  }
-
-  private parse(data: Buffer): void {
-    const pos = this.emitWhole(data);
-    if (pos === data.length) return;
-    // Copy the tail: keeping a subarray would pin the whole (possibly large) chunk.
-    const tail = Buffer.from(data.subarray(pos));
-    this.chunks = [tail];
-    this.buffered = tail.length;
-    this.need = tail.length >= 4 ? 4 + tail.readUInt32LE(0) : -1;
-  }
 }
 
 /** Sequential reader over one message body. */

@@ -16,7 +16,8 @@
  *  - a record that times out fails with librdkafka's _MSG_TIMED_OUT (-192), which the pool maps to
  *    PUBLISH_TIMEOUT; the partitioner is the configured one (murmur2_random).
  */
-import { ByteReader, ByteWriter, type DeliveryError, IpcType, LITERAL } from "../wire/ipc";
+import { ByteReader, ByteWriter, type DeliveryError, LITERAL } from "../wire/ipc";
+import { Pending, SPARE_PENDING } from "./pending";
 // EMPTY_ADDR: a non-NULL address for empty keys and values (NULL would mean null).
 import { addressOf, type DeliveryVisitor, EMPTY_ADDR, Err, errName, errString, Producer, RD_KAFKA_PARTITION_UA, VuBatch } from "../librdkafka";
 
@@ -31,36 +32,6 @@ interface Entry {
   /** Topics: librdkafka's handle (0: produce by name). */
   rkt: number;
 }
-
-/** Delivery results of one PRODUCE batch, column by column; reused for later batches. */
-class Pending {
-  batchId = 0;
-  count = 0;
-  remaining = 0;
-  partitions = new Int32Array(256);
-  offsets = new Float64Array(256);
-  errorIndex = new Int32Array(256);
-  errors: DeliveryError[] = [];
-
-  open(batchId: number, count: number): void {
-    if (this.partitions.length < count) {
-      const size = Math.max(count, this.partitions.length * 2);
-      this.partitions = new Int32Array(size);
-      this.offsets = new Float64Array(size);
-      this.errorIndex = new Int32Array(size);
-    }
-    this.batchId = batchId;
-    this.count = count;
-    this.remaining = count;
-    this.errorIndex.fill(-1, 0, count);
-    this.errors.length = 0;
-  }
-}
-
-/** The errors of a batch without any, as DELIVERY carries them. */
-const NO_ERRORS = Buffer.from("[]");
-/** Pooled Pending columns kept for reuse beyond those in flight. */
-const SPARE_PENDING = 64;
 
 /** One PRODUCE message on its way into librdkafka: its bytes, its literal header names, its vus. */
 class Staged {
@@ -318,19 +289,7 @@ export class FfiProducer {
     this.pending[slot] = null;
     this.freeSlots.push(slot);
     this.inflight -= b.count;
-    const out = this.out;
-    const start = out.beginMessage(IpcType.DELIVERY);
-    out.u32(b.batchId);
-    out.u32(b.count);
-    for (let i = 0; i < b.count; i++) {
-      out.i32(b.partitions[i]!);
-      out.f64(b.offsets[i]!);
-      out.i32(b.errorIndex[i]!);
-    }
-    const errors = b.errors.length ? Buffer.from(JSON.stringify(b.errors)) : NO_ERRORS;
-    out.u32(errors.length);
-    out.bytes(errors);
-    out.endMessage(start);
+    b.writeDelivery(this.out);
     if (this.sparePending.length < SPARE_PENDING) this.sparePending.push(b);
   }
 }
