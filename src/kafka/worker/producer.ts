@@ -5,6 +5,8 @@
  *    into that copy, and produced with RD_KAFKA_MSG_F_COPY;
  *  - a topic becomes an rd_kafka_topic_t handle once, when its table entry arrives, so produceva
  *    takes no lock and searches no list per record;
+ *  - header names that come as literals with every record (ce_id) are kept NUL-terminated once
+ *    (LiteralNames) rather than copied per record;
  *  - the opaque of a record is `slot * 2^20 + index`, an index into the typed arrays of its batch
  *    (pooled with the batch's other columns), and delivery reports are read in batches from the
  *    event queue: no object per record;
@@ -17,6 +19,7 @@
  *    PUBLISH_TIMEOUT; the partitioner is the configured one (murmur2_random).
  */
 import { ByteReader, ByteWriter, type DeliveryError, LITERAL } from "../wire/ipc";
+import { LiteralNames } from "./literal-names";
 import { Pending, SPARE_PENDING } from "./pending";
 // EMPTY_ADDR: a non-NULL address for empty keys and values (NULL would mean null).
 import { addressOf, type DeliveryVisitor, EMPTY_ADDR, Err, errName, errString, Producer, RD_KAFKA_PARTITION_UA, VuBatch } from "../librdkafka";
@@ -49,6 +52,7 @@ export class FfiProducer {
   private readonly pending: Array<Pending | null> = [];
   private readonly freeSlots: number[] = [];
   private readonly sparePending: Pending[] = [];
+  private readonly literalNames = new LiteralNames();
   private readonly backlog: Staged[] = [];
   private readonly spare: Staged[] = [];
   // DELIVERY messages not yet written to the socket (see flush).
@@ -226,6 +230,11 @@ export class FfiProducer {
           const e = entry(buf, nameAt, nameLen, valueAt, valueLen);
           this.define(this.headers, ref, e);
           vus.header(e.nameAddr, valueLen > 0 ? e.valueAddr : EMPTY_ADDR, valueLen);
+          continue;
+        }
+        const kept = this.literalNames.find(buf, nameAt, nameLen);
+        if (kept) {
+          vus.header(kept, valueLen > 0 ? base + valueAt : EMPTY_ADDR, valueLen);
           continue;
         }
         buf.copy(st.names, namesPos, nameAt, nameAt + nameLen);
