@@ -119,7 +119,7 @@ export const workerCpu: Scenario = {
           samples.push(sample);
           runs.push({
             label,
-            figures: { eventsPerSec: r.eventsPerSec, acked: r.acked, failed: r.failed, workerCpuMicrosPerRecord: sample.workerUs, gatewayCpuMicrosPerRecord: sample.gatewayUs, workerThreadsMicrosPerRecord: Object.entries(threads).map(([k, v]) => `${k} ${v}`).join(", ") },
+            figures: { eventsPerSec: r.eventsPerSec, acked: r.acked, failed: r.failed, ...(r.failed ? { failures: Object.entries(r.failures).map(([k, v]) => `${k} ${v}`).join(", ") } : {}), workerCpuMicrosPerRecord: sample.workerUs, gatewayCpuMicrosPerRecord: sample.gatewayUs, workerThreadsMicrosPerRecord: Object.entries(threads).map(([k, v]) => `${k} ${v}`).join(", ") },
             latency: r.latency,
             cpu: { workers: Math.round((workerSecs / r.seconds) * 100), gateway: Math.round((gatewaySecs / r.seconds) * 100) },
           });
