@@ -1,15 +1,19 @@
 // S2 raw-ffi: the same physical-limit producer as bench/raw-producer.cjs (the gateway's settings and
 // records: key, value of the same size, the five CloudEvents headers it writes), but in Bun through
 // the bun:ffi binding (src/kafka/librdkafka) instead of the Node addon.
-//   bun bench/raw-ffi-producer.ts BROKERS TOPIC SECONDS PAYLOAD_BYTES KEYS START_AT_EPOCH_MS
-// Prints one JSON line: {eventsPerSec, delivered, failed, seconds, cpuPercent, cpuSeconds}.
+//   bun bench/raw-ffi-producer.ts BROKERS TOPIC SECONDS PAYLOAD_BYTES KEYS START_AT_EPOCH_MS [RATE]
+// RATE: records/s to produce at (0 or absent: as fast as it can), to compare with a worker at its rate.
+// Prints one JSON line: {eventsPerSec, delivered, failed, seconds, cpuPercent, cpuSeconds, threads}
+// (threads: CPU seconds by thread name, as bench/harness/processes.ts threadCpuSeconds groups them).
 //
 // The hot path allocates nothing per record but the ce_id string: every byte a record needs is
 // written into one reused scratch buffer whose address is taken once per chunk, and the vu array is
 // reused (VuBatch).
 import { addressOf, type DeliveryVisitor, Err, Producer, VuBatch } from "../src/kafka/librdkafka";
+import { threadCpuSeconds } from "./harness/processes";
 
-const [brokers, topic, seconds, payloadBytes, keyCount, startAt] = process.argv.slice(2) as [string, string, string, string, string, string];
+const [brokers, topic, seconds, payloadBytes, keyCount, startAt, rateArg] = process.argv.slice(2) as [string, string, string, string, string, string, string?];
+const rate = Number(rateArg ?? 0);
 const producer = new Producer({
   "bootstrap.servers": brokers,
   acks: "all",
@@ -51,6 +55,7 @@ let failed = 0;
 let start = 0;
 let stopAt = 0;
 let cpuAtStart: NodeJS.CpuUsage;
+let threadsAtStart = new Map<string, number>();
 let measuring = false;
 const reports: DeliveryVisitor = {
   delivered: () => void (measuring && delivered++),
@@ -84,13 +89,15 @@ function finishIfDone(): boolean {
   const secs = (Date.now() - start) / 1000;
   const cpu = process.cpuUsage(cpuAtStart); // this process, librdkafka's threads included
   const cpuSeconds = (cpu.user + cpu.system) / 1e6;
-  console.log(JSON.stringify({ eventsPerSec: Math.round(delivered / secs), delivered, failed, seconds: secs, cpuPercent: Math.round((cpuSeconds / secs) * 100), cpuSeconds }));
+  const threads = Object.fromEntries([...threadCpuSeconds(process.pid)].map(([k, v]) => [k, v - (threadsAtStart.get(k) ?? 0)]));
+  console.log(JSON.stringify({ eventsPerSec: Math.round(delivered / secs), delivered, failed, seconds: secs, cpuPercent: Math.round((cpuSeconds / secs) * 100), cpuSeconds, threads }));
   return true;
 }
 
 function pump(): void {
   const base = addressOf(scratch);
-  for (let i = 0; i < 2000 && Date.now() < stopAt; i++) {
+  const allowed = rate > 0 ? Math.min(2000, Math.floor(((Date.now() - start) * rate) / 1000) - sent) : 2000;
+  for (let i = 0; i < allowed && Date.now() < stopAt; i++) {
     if (!produceOne(base)) break; // queue full: let delivery reports drain it
     sent++;
   }
@@ -100,7 +107,7 @@ function pump(): void {
     process.exit(0);
   }
   // Past the end only reports are awaited: poll every millisecond rather than spin.
-  if (Date.now() < stopAt) setImmediate(pump);
+  if (Date.now() < stopAt) rate > 0 ? setTimeout(pump, 1) : setImmediate(pump);
   else setTimeout(pump, 1);
 }
 
@@ -116,6 +123,7 @@ const warm = setInterval(() => {
     sent = 0;
     start = Date.now();
     cpuAtStart = process.cpuUsage();
+    threadsAtStart = threadCpuSeconds(process.pid);
     stopAt = start + Number(seconds) * 1000;
     pump();
   }, Math.max(0, Number(startAt) - Date.now()));

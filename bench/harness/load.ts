@@ -14,6 +14,8 @@ export interface LoadOptions extends FrameShape {
   label: string;
   /** Seconds to wait for the last acks after sending stops. */
   drainS?: number;
+  /** Called when the measured part starts (after the warm-up frames) and when its last ack is in. */
+  onMeasure?: (phase: "start" | "end") => void;
 }
 
 export interface Series {
@@ -84,6 +86,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
 
   const series: Series = { t: [], sentPerSec: [], ackedPerSec: [], p50Ms: [], p99Ms: [] };
   const progress = new Progress(o.label);
+  o.onMeasure?.("start");
   const start = performance.now();
   const end = start + o.durationS * 1000;
   measuring = true;
@@ -145,6 +148,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   clearInterval(ticker);
   sample();
   const lastAck = Math.max(sendingStopped, performance.now());
+  o.onMeasure?.("end");
   progress.done();
   for (const c of conns) c.close();
 

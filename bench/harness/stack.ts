@@ -29,12 +29,12 @@ export class Stack {
   }
 
   /** (Re)starts the local gateway with `env`, on the embedded log when there is no broker. */
-  async startGateway(env: Record<string, string> = {}): Promise<string> {
+  async startGateway(env: Record<string, string> = {}, command?: string[]): Promise<string> {
     if (this.externalUrl) return this.externalUrl;
     await this.gateway?.stop();
     // A benchmark measures capacity: the per-connection publish rates (a guard for the open network)
     // are lifted unless a scenario sets them.
-    this.gateway = await startGateway({ LOG_LEVEL: "info", KAFKA_BROKERS: this.brokersAddr ?? "", RATE_LIMIT_EVENTS: "0", RATE_LIMIT_BYTES: "0", CONNECTION_RATE_PER_IP: "0", ...env });
+    this.gateway = await startGateway({ LOG_LEVEL: "info", KAFKA_BROKERS: this.brokersAddr ?? "", RATE_LIMIT_EVENTS: "0", RATE_LIMIT_BYTES: "0", CONNECTION_RATE_PER_IP: "0", ...env }, { command });
     return this.gateway.wsUrl;
   }
 

@@ -125,7 +125,7 @@ export class WorkerSlot {
 
   private write(topic: string, key: Uint8Array | string | null, value: Uint8Array | null, timestamp: number, headers: Array<[string, string | Uint8Array]>): void {
     const w = this.out;
-    const topicRef = this.topicTable.known("", topic);
+    const topicRef = this.topicTable.knownAt(0, "", topic);
     if (topicRef >= 0) w.u16(topicRef);
     else {
       w.u16(this.topicTable.add("", topic));
@@ -138,7 +138,7 @@ export class WorkerSlot {
     for (let h = 0; h < headers.length; h++) {
       const [name, v] = headers[h]!;
       if (typeof v === "string" && REPEATING_HEADERS.has(name)) {
-        const ref = this.headerTable.known(name, v);
+        const ref = this.headerTable.knownAt(h, name, v);
         if (ref >= 0) {
           w.u16(ref);
           continue;

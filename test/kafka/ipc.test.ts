@@ -62,3 +62,56 @@ test("MessageReader: messages come out whole and in order however the stream is 
     expect(got).toEqual(sent);
   }
 });
+
+test("MessageReader reusing its buffer: the same messages, however cut, keeping nothing of a chunk", () => {
+  // Messages from a few bytes to well past the reader's first 64 KiB buffer, so it grows mid-stream.
+  const w = new ByteWriter(64);
+  const sent: Array<[number, string]> = [];
+  for (let i = 0; i < 30; i++) {
+    const body = (i % 7 === 3 ? "y".repeat(70_000 + i * 5_000) : "x".repeat((i * 37) % 300)) + i;
+    const start = w.beginMessage(10 + (i % 5));
+    w.longString(body);
+    w.endMessage(start);
+    sent.push([10 + (i % 5), body]);
+  }
+  const stream = w.take();
+  const cuttings: number[][] = [[], [4], [stream.length - 1]];
+  for (let at = 0; at <= stream.length; at += 9_973) cuttings.push([at, at + 3]);
+  let seed = 11;
+  const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+  for (let k = 0; k < 40; k++) cuttings.push(Array.from({ length: 1 + Math.floor(rand() * 60) }, () => Math.floor(rand() * stream.length)).sort((a, b) => a - b));
+  for (const cuts of cuttings) {
+    const got: Array<[number, string]> = [];
+    const reader = new MessageReader((type, body) => got.push([type, new ByteReader(body).longString()]), true);
+    let from = 0;
+    for (const at of [...cuts.filter((c) => c <= stream.length), stream.length]) {
+      const chunk = Buffer.from(stream.subarray(from, at));
+      reader.push(chunk);
+      // A socket may hand the same memory to its next read: nothing of it may be kept.
+      chunk.fill(0xee);
+      from = at;
+    }
+    expect(got.length).toBe(sent.length);
+    expect(got).toEqual(sent);
+  }
+});
+
+test("string tables: a remembered hit never outlives its entry (rollback, clear) and never answers for another value", () => {
+  const t = new InternTable(8);
+  const a = t.add("ce_type", "a");
+  expect(t.knownAt(2, "ce_type", "a")).toBe(a);
+  expect(t.knownAt(2, "ce_type", "a")).toBe(a);
+  // Same value under another name, another value at the same position: not the remembered id.
+  expect(t.knownAt(2, "ce_source", "a")).toBe(-1);
+  expect(t.knownAt(2, "ce_type", "b")).toBe(-1);
+  const mark = t.mark();
+  const b = t.add("ce_type", "b");
+  expect(t.knownAt(3, "ce_type", "b")).toBe(b);
+  t.rollback(mark); // the record that added b was not sent: the receiver never saw b
+  expect(t.knownAt(3, "ce_type", "b")).toBe(-1);
+  expect(t.knownAt(2, "ce_type", "a")).toBe(a);
+  t.clear(); // a new worker connection
+  expect(t.knownAt(2, "ce_type", "a")).toBe(-1);
+  expect(t.add("ce_type", "c")).toBe(0);
+  expect(t.knownAt(2, "ce_type", "c")).toBe(0);
+});

@@ -45,10 +45,27 @@ export class Producer extends Client {
   private readonly messages = new Uint32Array(DR_BATCH * 2);
   private readonly vus = new VuBatch(64);
   private readonly topics = new Map<string, Buffer>();
+  // Topic handles made by topicHandle(), released by destroy().
+  private readonly handles: number[] = [];
+  // Looked up once: the symbol table is a property read away, and this is called once per record.
+  private readonly produceva = rdk().rd_kafka_produceva;
 
   constructor(props: KafkaProps) {
     super(RD_KAFKA_PRODUCER, props, RD_KAFKA_EVENT_DR | RD_KAFKA_EVENT_ERROR);
     this.queue = rdk().rd_kafka_queue_get_main(this.rk as never) as number;
+  }
+
+  /**
+   * An rd_kafka_topic_t for the NUL-terminated name at `nameAddr`, kept until destroy(), or 0 when
+   * librdkafka refuses the name (produce by name then, and get its error per record). A record
+   * given a handle (VuBatch.begin with `rkt`) costs produceva a reference count; given a name, it
+   * costs a write lock on the client and a search of its topics, per record.
+   */
+  topicHandle(nameAddr: number): number {
+    const rkt = rdk().rd_kafka_topic_new(this.rk as never, nameAddr as never, null) as number | null;
+    if (!rkt) return 0;
+    this.handles.push(rkt);
+    return rkt;
   }
 
   /**
@@ -57,7 +74,7 @@ export class Producer extends Client {
    * not taken; any other code means it failed and will get no delivery report.
    */
   producevaAt(vus: number, count: number): number {
-    const e = rdk().rd_kafka_produceva(this.rk as never, vus as never, count) as number | null;
+    const e = this.produceva(this.rk as never, vus as never, count) as number | null;
     if (!e) return 0;
     const lib = rdk();
     const code = lib.rd_kafka_error_code(e as never);
@@ -157,6 +174,7 @@ export class Producer extends Client {
   override destroy(): void {
     if (!this.rk) return;
     rdk().rd_kafka_queue_destroy(this.queue as never);
+    for (const rkt of this.handles.splice(0)) rdk().rd_kafka_topic_destroy(rkt as never);
     super.destroy();
   }
 }

@@ -21,6 +21,7 @@ export class VuBatch {
   private bytes: Uint8Array;
   private u32: Uint32Array;
   private i32: Int32Array;
+  private base: number; // address of `bytes`, taken again when it grows
   private used = 0; // vus written
   private starts: Int32Array = new Int32Array(1024);
   private counts: Int32Array = new Int32Array(1024);
@@ -31,6 +32,7 @@ export class VuBatch {
     this.bytes = new Uint8Array(initialVus * VU.SIZE);
     this.u32 = new Uint32Array(this.bytes.buffer);
     this.i32 = new Int32Array(this.bytes.buffer);
+    this.base = addressOf(this.bytes);
   }
 
   reset(): void {
@@ -38,8 +40,11 @@ export class VuBatch {
     this.records = 0;
   }
 
-  /** Starts record number `this.records`: topic (NUL-terminated name), opaque, partition. */
-  begin(topicAddr: number, opaque: number, partition = RD_KAFKA_PARTITION_UA): void {
+  /**
+   * Starts record number `this.records`: its topic as a handle (`rkt`, from Producer.topicHandle)
+   * or, when `rkt` is 0, as the NUL-terminated name at `topicAddr`; opaque; partition.
+   */
+  begin(topicAddr: number, opaque: number, partition = RD_KAFKA_PARTITION_UA, rkt = 0): void {
     const r = this.records++;
     if (r >= this.starts.length) {
       this.starts = grow(this.starts);
@@ -47,8 +52,8 @@ export class VuBatch {
     }
     this.starts[r] = this.used;
     this.counts[r] = 0;
-    let w = this.next(VType.TOPIC);
-    write64(this.u32, w + 2, topicAddr);
+    let w = this.next(rkt ? VType.RKT : VType.TOPIC);
+    write64(this.u32, w + 2, rkt || topicAddr);
     w = this.next(VType.MSGFLAGS);
     this.i32[w + 2] = RD_KAFKA_MSG_F_COPY;
     w = this.next(VType.PARTITION);
@@ -91,8 +96,7 @@ export class VuBatch {
    * again later; anything else: the record failed and will get no delivery report).
    */
   produce(producer: VuProducer, r: number): number {
-    // The address is taken per call: the buffer may have grown since the vus were written.
-    return producer.producevaAt(addressOf(this.bytes) + this.starts[r]! * VU.SIZE, this.counts[r]!);
+    return producer.producevaAt(this.base + this.starts[r]! * VU.SIZE, this.counts[r]!);
   }
 
   private next(vtype: number): number {
@@ -102,6 +106,7 @@ export class VuBatch {
       this.bytes = bigger;
       this.u32 = new Uint32Array(bigger.buffer);
       this.i32 = new Int32Array(bigger.buffer);
+      this.base = addressOf(bigger);
     }
     this.counts[this.records - 1]!++;
     const w = this.used++ * WORDS;

@@ -37,6 +37,8 @@
  */
 import { copyBytes, writeUtf8 } from "../../bytes/utf8";
 
+export { MessageReader } from "./message-reader";
+
 export const IpcType = {
   HELLO: 1,
   READY: 2,
@@ -70,6 +72,9 @@ export const HeaderKind = { TEXT: 0, BYTES: 1 } as const;
 /** A string-table ref meaning "literal follows, do not keep it" (see the PRODUCE format above). */
 export const LITERAL = 0xffff;
 
+/** Positions InternTable.knownAt remembers a last hit for. */
+const HINTS = 16;
+
 /**
  * The sending half of a string table, of (name, value) entries: headers, or topics with an empty
  * name. Each table has its own ids.
@@ -79,10 +84,37 @@ export class InternTable {
   private readonly ids = new Map<string, Map<string, number>>();
   private readonly added: Array<[string, string]> = [];
   private size = 0;
+  // The last entry found at each of a few caller-chosen positions (a record's n-th header): the
+  // same values repeat record after record, as fresh strings whose hashing made the two map
+  // lookups most of the cost. Cleared with the entries they name.
+  private readonly hintName: string[] = [];
+  private readonly hintValue: string[] = [];
+  private readonly hintId: number[] = [];
   constructor(private readonly capacity: number) {}
   /** The id of a known entry, or -1. */
   known(name: string, value: string): number {
     return this.ids.get(name)?.get(value) ?? -1;
+  }
+  /** As known(); `position` (below HINTS) says where the caller finds this entry, to check its last hit there first. */
+  knownAt(position: number, name: string, value: string): number {
+    if (position < HINTS && this.hintValue[position] === value && this.hintName[position] === name && position < this.hintId.length) return this.hintId[position]!;
+    const id = this.known(name, value);
+    if (id >= 0 && position < HINTS) {
+      while (this.hintId.length < position) {
+        this.hintName.push("");
+        this.hintValue.push("");
+        this.hintId.push(-1);
+      }
+      this.hintName[position] = name;
+      this.hintValue[position] = value;
+      this.hintId[position] = id;
+    }
+    return id;
+  }
+  private forgetHints(): void {
+    this.hintName.length = 0;
+    this.hintValue.length = 0;
+    this.hintId.length = 0;
   }
   /** Adds an entry; its id, or LITERAL when the table is full. Send the literal either way. */
   add(name: string, value: string): number {
@@ -94,6 +126,7 @@ export class InternTable {
     return this.size++;
   }
   clear(): void {
+    this.forgetHints();
     this.ids.clear();
     this.added.length = 0;
     this.size = 0;
@@ -104,6 +137,7 @@ export class InternTable {
   }
   /** Forgets the entries added since `mark`: the receiver never saw their definitions. */
   rollback(mark: number): void {
+    if (this.size > mark) this.forgetHints();
     while (this.size > mark) {
       const [name, value] = this.added.pop()!;
       this.ids.get(name)?.delete(value);
@@ -222,6 +256,10 @@ export class ByteWriter {
   endMessage(start: number): void {
     this.buf.writeUInt32LE(this.pos - start - 4, start);
   }
+  /** What was written so far, without copying: valid until the next write or reset. */
+  written(): Buffer {
+    return this.buf.subarray(0, this.pos);
+  }
   /** Copies out what was written and resets, so the writer's buffer can be reused at once. */
   take(): Buffer {
     const out = Buffer.from(this.buf.subarray(0, this.pos));
@@ -236,49 +274,6 @@ export function jsonMessage(type: number, body: unknown): Buffer {
   w.bytes(Buffer.from(JSON.stringify(body)));
   w.endMessage(start);
   return w.take();
-}
-
-/** Splits a byte stream into whole messages. Emitted slices are only valid during the callback. */
-export class MessageReader {
-  // A message that has not fully arrived, as the chunks it came in: concatenated once, when
-  // complete, rather than once per chunk (a 256 KiB batch arrives in several socket reads).
-  private chunks: Buffer[] = [];
-  private buffered = 0;
-  private need = -1; // bytes of the incomplete message, length prefix included; -1 until known
-
-  constructor(private readonly onMessage: (type: number, body: Buffer) => void) {}
-
-  push(chunk: Buffer): void {
-    if (this.chunks.length === 0) return this.parse(chunk);
-    this.chunks.push(chunk);
-    this.buffered += chunk.length;
-    if (this.need < 0 && this.buffered >= 4) {
-      if (this.chunks.length > 1) this.chunks = [Buffer.concat(this.chunks, this.buffered)];
-      this.need = 4 + this.chunks[0]!.readUInt32LE(0);
-    }
-    if (this.need < 0 || this.buffered < this.need) return;
-    const data = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.buffered);
-    this.chunks = [];
-    this.buffered = 0;
-    this.need = -1;
-    this.parse(data);
-  }
-
-  private parse(data: Buffer): void {
-    let pos = 0;
-    while (data.length - pos >= 4) {
-      const len = data.readUInt32LE(pos);
-      if (data.length - pos - 4 < len) break;
-      this.onMessage(data[pos + 4]!, data.subarray(pos + 5, pos + 4 + len));
-      pos += 4 + len;
-    }
-    if (pos === data.length) return;
-    // Copy the tail: keeping a subarray would pin the whole (possibly large) chunk.
-    const tail = Buffer.from(data.subarray(pos));
-    this.chunks = [tail];
-    this.buffered = tail.length;
-    this.need = tail.length >= 4 ? 4 + tail.readUInt32LE(0) : -1;
-  }
 }
 
 /** Sequential reader over one message body. */

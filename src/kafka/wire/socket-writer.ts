@@ -25,6 +25,25 @@ export class SocketWriter {
     }
   }
 
+  /**
+   * As write(), for a buffer the caller reuses once this returns: only what the kernel did not take
+   * is copied (usually nothing), instead of copying every message out of a reused writer first.
+   */
+  writeTransient(buf: Uint8Array): void {
+    if (this.queue.length > 0) {
+      const copy = Buffer.from(buf);
+      this.queue.push(copy);
+      this.queuedBytes += copy.byteLength;
+      return;
+    }
+    const n = Math.max(0, this.socket.write(buf));
+    if (n < buf.byteLength) {
+      const rest = Buffer.from(buf.subarray(n));
+      this.queue.push(rest);
+      this.queuedBytes += rest.byteLength;
+    }
+  }
+
   /** Call from the socket's `drain` handler. */
   drain(): void {
     while (this.queue.length > 0) {

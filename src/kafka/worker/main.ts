@@ -36,7 +36,7 @@ let ffi: FfiProducer;
 let librdkafka: string;
 try {
   librdkafka = versionString(); // loads the library and refuses an unverified version
-  ffi = new FfiProducer(config.producer, send, (code, message, fatal, event) => {
+  ffi = new FfiProducer(config.producer, (buf) => writer?.writeTransient(buf), (code, message, fatal, event) => {
     const allDown = code === Err.ALL_BROKERS_DOWN;
     if (allDown) brokers.allBrokersDown(message);
     if (CONNECTION_FAILURE.test(message)) [connectCause, causeAt] = [message, Date.now()];
@@ -80,6 +80,8 @@ const brokers = new BrokerProbe(
   (up, reason) => send(jsonMessage(IpcType.HEALTH, { brokers: up ? "up" : "down", reason })),
 );
 
+// Nothing keeps a body past its message (PRODUCE is copied, the rest is JSON): the reader reuses
+// its assembly buffer.
 const reader = new MessageReader((type, body) => {
   try {
     dispatch(type, body);
@@ -87,7 +89,7 @@ const reader = new MessageReader((type, body) => {
     // A bug in handling one control message is reported, not allowed to kill the producer.
     status.report("error", "worker_error", String((e as Error)?.stack ?? e));
   }
-});
+}, true);
 
 function dispatch(type: number, body: Buffer): void {
   if (type === IpcType.PRODUCE) {

@@ -3,16 +3,26 @@
  * through bun:ffi, DELIVERY batches back. The same guarantees as the Node worker (worker.ts):
  *  - a PRODUCE message is copied once, its records' vus are written in one pass (VuBatch) pointing
  *    into that copy, and produced with RD_KAFKA_MSG_F_COPY;
- *  - the opaque of a record is `slot * 2^20 + index`, an index into the typed arrays of its batch,
- *    and delivery reports are read in batches from the event queue: no object per record;
+ *  - a topic becomes an rd_kafka_topic_t handle once, when its table entry arrives, so produceva
+ *    takes no lock and searches no list per record;
+ *  - header names that come as literals with every record (ce_id) are kept NUL-terminated once
+ *    (LiteralNames) rather than copied per record;
+ *  - the opaque of a record is `slot * 2^20 + index`, an index into the typed arrays of its batch
+ *    (pooled with the batch's other columns), and delivery reports are read in batches from the
+ *    event queue: no object per record;
+ *  - the DELIVERY messages a poll completes are written into one reused buffer and leave in one
+ *    socket write, after the poll (and after each PRODUCE handled): no buffer and no syscall per
+ *    batch;
  *  - records refused with queue-full wait, in order, before anything newer (per-key order survives
  *    the stall); the backlog is bounded by the gateway's per-worker in-flight cap;
  *  - a record that times out fails with librdkafka's _MSG_TIMED_OUT (-192), which the pool maps to
  *    PUBLISH_TIMEOUT; the partitioner is the configured one (murmur2_random).
  */
-import { ByteReader, ByteWriter, type DeliveryError, IpcType, LITERAL } from "../wire/ipc";
+import { ByteReader, ByteWriter, type DeliveryError, LITERAL } from "../wire/ipc";
+import { LiteralNames } from "./literal-names";
+import { Pending, SPARE_PENDING } from "./pending";
 // EMPTY_ADDR: a non-NULL address for empty keys and values (NULL would mean null).
-import { addressOf, type DeliveryVisitor, EMPTY_ADDR, Err, errName, errString, Producer, VuBatch } from "../librdkafka";
+import { addressOf, type DeliveryVisitor, EMPTY_ADDR, Err, errName, errString, Producer, RD_KAFKA_PARTITION_UA, VuBatch } from "../librdkafka";
 
 const INDEX_BITS = 1048576;
 
@@ -22,17 +32,8 @@ interface Entry {
   nameAddr: number;
   valueAddr: number;
   valueLen: number;
-}
-
-/** Delivery results of one PRODUCE batch, column by column. */
-interface Pending {
-  batchId: number;
-  count: number;
-  remaining: number;
-  partitions: Int32Array;
-  offsets: Float64Array;
-  errorIndex: Int32Array;
-  errors: DeliveryError[];
+  /** Topics: librdkafka's handle (0: produce by name). */
+  rkt: number;
 }
 
 /** One PRODUCE message on its way into librdkafka: its bytes, its literal header names, its vus. */
@@ -50,13 +51,17 @@ export class FfiProducer {
   private readonly headers: Entry[] = [];
   private readonly pending: Array<Pending | null> = [];
   private readonly freeSlots: number[] = [];
+  private readonly sparePending: Pending[] = [];
+  private readonly literalNames = new LiteralNames();
   private readonly backlog: Staged[] = [];
   private readonly spare: Staged[] = [];
-  private readonly out = new ByteWriter(16 * 1024);
+  // DELIVERY messages not yet written to the socket (see flush).
+  private readonly out = new ByteWriter(64 * 1024);
   inflight = 0;
 
   constructor(
     props: Record<string, string | number | boolean>,
+    /** Writes bytes to the gateway; the buffer is reused once this returns (SocketWriter.writeTransient). */
     private readonly send: (buf: Buffer) => void,
     /** librdkafka's error events, and batches that cannot be read (`event`: produce_unreadable). */
     private readonly onError: (code: number, message: string, fatal: boolean, event?: string) => void,
@@ -75,6 +80,11 @@ export class FfiProducer {
    * pending.
    */
   onProduce(body: Buffer, ready: boolean): void {
+    this.accept(body, ready);
+    this.flush();
+  }
+
+  private accept(body: Buffer, ready: boolean): void {
     const st = this.spare.pop() ?? new Staged();
     if (st.body.length < body.length) st.body = Buffer.alloc(Math.max(body.length, st.body.length * 2));
     // A literal name takes more bytes in the body than it needs here with its NUL.
@@ -112,17 +122,29 @@ export class FfiProducer {
   tick(ready: boolean): boolean {
     this.producer.poll(this.visitor, 256);
     if (ready) this.drainBacklog();
+    this.flush();
     return this.inflight > 0;
   }
 
-  /** Polls until every record is reported or `timeoutMs` passes (shutdown). */
+  /**
+   * Polls until every record is reported or `timeoutMs` passes (shutdown). (Not Producer.drain:
+   * the DELIVERY messages must leave as their reports come in, which tick does.)
+   */
   async drain(timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    while (this.backlog.length > 0 && Date.now() < deadline) {
+    for (;;) {
       this.tick(true);
+      if (this.backlog.length === 0 && this.producer.outqLen() === 0) return;
+      if (Date.now() >= deadline) return;
       await Bun.sleep(1);
     }
-    await this.producer.drain(this.visitor, Math.max(0, deadline - Date.now()));
+  }
+
+  /** Writes the DELIVERY messages made since the last flush, in one write. */
+  private flush(): void {
+    if (this.out.pos === 0) return;
+    this.send(this.out.written());
+    this.out.pos = 0;
   }
 
   private readonly visitor: DeliveryVisitor = {
@@ -155,21 +177,32 @@ export class FfiProducer {
     vus.reset();
     const buf = st.body;
     const end = r.buf.length;
+    const opaqueBase = st.slot * INDEX_BITS;
     const skip = (n: number) => {
       if (n > end - r.pos) throw new RangeError(`a length of ${n} runs past the end of the message`);
       r.pos += n;
     };
     for (let i = 0; i < count; i++) {
       const topicRef = r.u16();
-      let topic = this.topics[topicRef];
-      if (!topic) {
+      const topic = this.topics[topicRef];
+      if (topic) vus.begin(topic.nameAddr, opaqueBase + i, RD_KAFKA_PARTITION_UA, topic.rkt);
+      else {
         const n = r.u16();
         const at = r.pos;
         skip(n);
-        topic = entry(buf, at, n, 0, -1);
-        this.define(this.topics, topicRef, topic);
+        if (topicRef === LITERAL) {
+          // With the batch's literal names: a buffer of its own could be collected before produce.
+          buf.copy(st.names, namesPos, at, at + n);
+          st.names[namesPos + n] = 0;
+          vus.begin(namesBase + namesPos, opaqueBase + i);
+          namesPos += n + 1;
+        } else {
+          const e = entry(buf, at, n, 0, -1);
+          this.define(this.topics, topicRef, e);
+          e.rkt = this.producer.topicHandle(e.nameAddr);
+          vus.begin(e.nameAddr, opaqueBase + i, RD_KAFKA_PARTITION_UA, e.rkt);
+        }
       }
-      vus.begin(topic.nameAddr, st.slot * INDEX_BITS + i);
       const keyLen = r.i32();
       vus.key(keyLen > 0 ? base + r.pos : EMPTY_ADDR, keyLen);
       if (keyLen > 0) skip(keyLen);
@@ -197,6 +230,11 @@ export class FfiProducer {
           const e = entry(buf, nameAt, nameLen, valueAt, valueLen);
           this.define(this.headers, ref, e);
           vus.header(e.nameAddr, valueLen > 0 ? e.valueAddr : EMPTY_ADDR, valueLen);
+          continue;
+        }
+        const kept = this.literalNames.find(buf, nameAt, nameLen);
+        if (kept) {
+          vus.header(kept, valueLen > 0 ? base + valueAt : EMPTY_ADDR, valueLen);
           continue;
         }
         buf.copy(st.names, namesPos, nameAt, nameAt + nameLen);
@@ -239,7 +277,8 @@ export class FfiProducer {
   }
 
   private openPending(batchId: number, count: number): number {
-    const p: Pending = { batchId, count, remaining: count, partitions: new Int32Array(count), offsets: new Float64Array(count), errorIndex: new Int32Array(count).fill(-1), errors: [] };
+    const p = this.sparePending.pop() ?? new Pending();
+    p.open(batchId, count);
     const slot = this.freeSlots.pop() ?? this.pending.length;
     this.pending[slot] = p;
     if (count === 0) this.finish(slot, p);
@@ -259,20 +298,8 @@ export class FfiProducer {
     this.pending[slot] = null;
     this.freeSlots.push(slot);
     this.inflight -= b.count;
-    const out = this.out;
-    const start = out.beginMessage(IpcType.DELIVERY);
-    out.u32(b.batchId);
-    out.u32(b.count);
-    for (let i = 0; i < b.count; i++) {
-      out.i32(b.partitions[i]!);
-      out.f64(b.offsets[i]!);
-      out.i32(b.errorIndex[i]!);
-    }
-    const errors = Buffer.from(b.errors.length ? JSON.stringify(b.errors) : "[]");
-    out.u32(errors.length);
-    out.bytes(errors);
-    out.endMessage(start);
-    this.send(out.take());
+    b.writeDelivery(this.out);
+    if (this.sparePending.length < SPARE_PENDING) this.sparePending.push(b);
   }
 }
 
@@ -282,5 +309,5 @@ function entry(src: Buffer, nameAt: number, nameLen: number, valueAt: number, va
   src.copy(buf, 0, nameAt, nameAt + nameLen);
   if (valueLen > 0) src.copy(buf, nameLen + 1, valueAt, valueAt + valueLen);
   const addr = addressOf(buf);
-  return { buf, nameAddr: addr, valueAddr: addr + nameLen + 1, valueLen };
+  return { buf, nameAddr: addr, valueAddr: addr + nameLen + 1, valueLen, rkt: 0 };
 }
