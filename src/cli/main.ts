@@ -4,6 +4,7 @@
  *   kgw pub  [--topic T] [--type X] [EVENT_JSON …]     events from the arguments, or JSON lines on stdin
  *   kgw tail [--topic T] [--filter JSON] [--from earliest|latest|TIME|token:T] [--count N] [--json]
  * Common: --url (KGW_URL, default ws://localhost:8080/ws), --token (KGW_TOKEN).
+ * Several gateways (instances sharing Kafka): --url a,b, --url a --url b, or KGW_URL=a,b.
  */
 import { parseArgs } from "node:util";
 import { type DeliveredEvent, type OutgoingEvent, type Start, connect } from "../client";
@@ -12,6 +13,7 @@ const USAGE = `usage:
   kgw pub  [--topic T] [--type X] [EVENT_JSON …]   publish events given as arguments, else one per stdin line
   kgw tail [--topic T] [--filter JSON] [--from earliest|latest|TIME|token:TOKEN] [--count N] [--json]
 options: --url URL (or KGW_URL; default ws://localhost:8080/ws)  --token JWT (or KGW_TOKEN)
+         several instances: --url A,B or --url A --url B (KGW_URL=A,B); the next is tried when one is down
 pub: a line or argument is an event envelope {"type": …, "data": …}; with --type, any JSON value is
      sent as the data of an event of that type. --json prints each ack as a JSON line.
 tail: prints partition:offset, type, key and data per event; --json prints each event as a JSON line.`;
@@ -36,7 +38,7 @@ try {
     args: rest,
     allowPositionals: true,
     options: {
-      url: { type: "string" },
+      url: { type: "string", multiple: true },
       token: { type: "string" },
       topic: { type: "string" },
       type: { type: "string" },
@@ -55,7 +57,13 @@ if (o.help || !command || !["pub", "tail", "sub"].includes(command)) {
   emit(USAGE);
   await exit(o.help ? 0 : 2);
 }
-const url = o.url ?? process.env.KGW_URL ?? "ws://localhost:8080/ws";
+/** The instances, in order: each --url (or KGW_URL) may itself be a comma list. */
+const urls = (o.url ?? [process.env.KGW_URL || "ws://localhost:8080/ws"])
+  .flatMap((u) => u.split(","))
+  .map((u) => u.trim())
+  .filter((u) => u !== "");
+if (urls.length === 0) fail("--url needs a ws:// or wss:// URL");
+for (const u of urls) if (!/^wss?:\/\/./.test(u)) fail(`--url takes ws:// or wss:// URLs; got ${u}`);
 const token = o.token ?? process.env.KGW_TOKEN;
 
 /** A line or argument as an event: an envelope, or with --type any JSON value as its data. */
@@ -95,7 +103,27 @@ async function* lines(): AsyncGenerator<string> {
   if (buf.trim()) yield buf.trim();
 }
 
-const gw = await connect({ url, token }).catch((e) => fail(`cannot connect to ${url}: ${(e as Error).message}`));
+// The SDK reconnects for ever, which is right once connected; a person at a terminal asking a
+// gateway that is not there wants an answer instead. Before the first welcome, each instance gets
+// CONNECT_ROUNDS attempts (with the SDK's backoff), then kgw says why and exits.
+const CONNECT_ROUNDS = 3;
+const gw = await new Promise<Awaited<ReturnType<typeof connect>>>((resolve, reject) => {
+  let failures = 0;
+  let welcomed = false;
+  const why: string[] = [];
+  connect({
+    url: urls,
+    token,
+    onState: (state, d) => {
+      if (welcomed || state !== "reconnecting") return;
+      why.push(`${d?.url}: ${d?.reason || (d?.code === 1006 || !d?.code ? "no connection" : `closed ${d.code}`)}`);
+      if (++failures >= CONNECT_ROUNDS * urls.length) reject(new Error(why.slice(-urls.length).join("; ")));
+    },
+  }).then((c) => {
+    welcomed = true;
+    resolve(c);
+  }, reject);
+}).catch((e) => fail(`cannot connect to ${urls.join(", ")}: ${(e as Error).message}`));
 
 if (command === "pub") {
   let ok = 0;

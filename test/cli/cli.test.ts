@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
+import { createServer } from "node:net";
 import { resolve } from "node:path";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 
@@ -12,8 +13,9 @@ afterAll(async () => {
   await gw.stop();
 });
 
-async function kgw(args: string[], stdin?: string): Promise<{ code: number; out: string; err: string }> {
-  const p = Bun.spawn([process.execPath, CLI, ...args, "--url", gw.wsUrl], { stdin: stdin === undefined ? "ignore" : new Blob([stdin]), stdout: "pipe", stderr: "pipe" });
+/** Runs kgw with `--url` the test gateway, unless `urlArgs` (or `env`) says otherwise. */
+async function kgw(args: string[], stdin?: string, urlArgs = ["--url", gw.wsUrl], env: Record<string, string> = {}): Promise<{ code: number; out: string; err: string }> {
+  const p = Bun.spawn([process.execPath, CLI, ...args, ...urlArgs], { stdin: stdin === undefined ? "ignore" : new Blob([stdin]), stdout: "pipe", stderr: "pipe", env: { ...process.env, KGW_URL: "", ...env } });
   const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
   return { code, out, err };
 }
@@ -55,4 +57,44 @@ test("bad input: a clear one-line error and exit 2, never a stack trace", async 
   const usage = await kgw(["frobnicate"]);
   expect(usage.code).toBe(2);
   expect(usage.out).toContain("usage:");
+}, 60_000);
+
+/** A loopback URL where nothing listens: a port taken and released, so connecting is refused. */
+async function deadUrl(): Promise<string> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+  const { port } = srv.address() as { port: number };
+  await new Promise((r) => srv.close(r));
+  return `ws://127.0.0.1:${port}/ws`;
+}
+
+test("several gateway URLs: with the first one down, pub and tail go to the next (--url a,b, repeated --url, KGW_URL=a,b)", async () => {
+  const down = await deadUrl();
+  const forms: Array<{ name: string; urlArgs: string[]; env?: Record<string, string> }> = [
+    { name: "comma", urlArgs: ["--url", `${down},${gw.wsUrl}`] },
+    { name: "repeated", urlArgs: ["--url", down, "--url", gw.wsUrl] },
+    { name: "env", urlArgs: [], env: { KGW_URL: `${down}, ${gw.wsUrl}` } },
+  ];
+  for (const f of forms) {
+    const topic = `cli-failover-${f.name}`;
+    const pub = await kgw(["pub", "--topic", topic, "--type", "cli.failover", "--json", '{"n":1}', '{"n":2}'], undefined, f.urlArgs, f.env);
+    expect({ form: f.name, code: pub.code, err: pub.err.trim() }).toEqual({ form: f.name, code: 0, err: "kgw: published 2" });
+    const tail = await kgw(["tail", "--topic", topic, "--from", "earliest", "--count", "2", "--json"], undefined, f.urlArgs, f.env);
+    expect({ form: f.name, code: tail.code }).toEqual({ form: f.name, code: 0 });
+    expect(tail.out.trim().split("\n").map((l) => JSON.parse(l).event.data.n).toSorted()).toEqual([1, 2]);
+  }
+}, 90_000);
+
+test("every gateway down: kgw says which it tried and exits 2 instead of waiting for ever", async () => {
+  const [a, b] = [await deadUrl(), await deadUrl()];
+  const started = performance.now();
+  const r = await kgw(["tail", "--topic", "x"], undefined, ["--url", `${a},${b}`]);
+  expect(r.code).toBe(2);
+  expect(r.err).toStartWith(`kgw: cannot connect to ${a}, ${b}:`);
+  expect(r.err.trim().split("\n")).toHaveLength(1);
+  // Three rounds of backoff from 100 ms: seconds, not the SDK's endless retrying.
+  expect(performance.now() - started).toBeLessThan(30_000);
+  const bad = await kgw(["tail"], undefined, ["--url", "http://nope"]);
+  expect(bad.code).toBe(2);
+  expect(bad.err).toMatch(/^kgw: --url takes ws:\/\/ or wss:\/\/ URLs/);
 }, 60_000);
