@@ -19,6 +19,9 @@ const table = new EventTable($<HTMLElement>("events"), ring, inspect);
 let gw: GatewayClient | null = null;
 let sub: Subscription | null = null;
 let paused = false;
+/** Events that arrived while paused (not kept), and the resume token at the pause, to replay them. */
+let missed = 0;
+let pausedAt: string | undefined;
 let dirty = true;
 let received = 0;
 
@@ -95,6 +98,7 @@ $<HTMLFormElement>("sub-form").addEventListener("submit", async (ev) => {
     void previous?.close();
     ring.clear();
     table.reset();
+    setPaused(false); // a new subscription is watched live
     say("sub-state", `subscribed to ${next.topics.join(", ")}${next.live ? " · live" : " · replaying"}`);
     next.onEvent(onEvent).onNotice((n) => {
       if (next !== sub) return;
@@ -120,15 +124,22 @@ $("unsubscribe").addEventListener("click", async () => {
 
 function onEvent(e: DeliveredEvent): void {
   received++;
-  ring.push(e);
   stats.event(e.event.type, e.event.key);
+  // While paused, the ring is left alone: at 5,000 events/s the newest would push the frozen rows
+  // out of it within seconds and empty the view. They are counted, and the token at the pause
+  // replays them.
+  if (paused) missed++;
+  else ring.push(e);
   dirty = true;
 }
 
-$("pause").addEventListener("click", () => {
-  paused = !paused;
+function setPaused(on: boolean): void {
+  paused = on;
+  missed = 0;
+  pausedAt = on ? sub?.token : undefined;
   dirty = true;
-});
+}
+$("pause").addEventListener("click", () => setPaused(!paused));
 $("clear").addEventListener("click", () => {
   ring.clear();
   table.reset();
@@ -187,10 +198,11 @@ function frame(): void {
   if (dirty) {
     dirty = false;
     table.render();
-    const waiting = paused ? ` · paused, ${received} received` : "";
+    const waiting = paused ? ` · paused, ${received} received, ${missed} since the pause not kept` : "";
     say("event-count", `${Math.min(ring.next, RING_CAPACITY)} of the last ${RING_CAPACITY} kept${waiting}`);
     say("pause", paused ? "Resume" : "Pause");
-    say("token-now", sub?.token ? `resume token: ${sub.token}` : "");
+    if (paused) say("token-now", pausedAt ? `paused at resume token: ${pausedAt} (start from it to replay what came since)` : "");
+    else say("token-now", sub?.token ? `resume token: ${sub.token}` : "");
   }
   stats.draw($<HTMLCanvasElement>("chart-rate"), $<HTMLCanvasElement>("chart-keys"), $<HTMLCanvasElement>("chart-acks"));
   requestAnimationFrame(frame);
