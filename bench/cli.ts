@@ -14,9 +14,10 @@ import { s4 } from "./scenarios/s4-fanout";
 import { s5 } from "./scenarios/s5-connections";
 import { s6 } from "./scenarios/s6-naive";
 import { s7 } from "./scenarios/s7-flood";
+import { sdk } from "./scenarios/sdk";
 import { workerCpu } from "./scenarios/worker-cpu";
 
-const scenarios: Scenario[] = [s0, s1, s2, s2ffi, s3, scaling, s4, s5, s6, s7, workerCpu, load];
+const scenarios: Scenario[] = [s0, s1, s2, s2ffi, s3, scaling, s4, s5, s6, s7, sdk, workerCpu, load];
 
 const [name, ...argv] = process.argv.slice(2);
 const chosen = name === "all" ? scenarios.filter((s) => s !== load && s !== workerCpu) : scenarios.filter((s) => s.name === name);

@@ -35,3 +35,30 @@ test("bun run bench -- load: open-loop publishing with subscribers, printed and 
   expect(html).toContain("<svg");
   expect(html).not.toContain("<script");
 }, 60_000);
+
+test("bun run bench -- sdk: the same open-loop load through the raw client and through the SDK, side by side", async () => {
+  const out = mkdtempSync(join(tmpdir(), "kgw-bench-sdk-"));
+  const proc = Bun.spawn([process.execPath, "bench/cli.ts", "sdk", "--rate", "2000", "--duration", "2"], {
+    cwd: root,
+    env: { ...process.env, BENCH_REPORTS_DIR: out },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  expect({ code, stderr: code === 0 ? "" : stderr }).toEqual({ code: 0, stderr: "" });
+  for (const figure of ["raw events/s:", "sdk events/s:", "raw ack p50/p99 ms:", "sdk ack p50/p99 ms:", "raw client CPU µs/event:", "sdk client CPU µs/event:", "sdk/raw client CPU:"]) expect(stdout).toContain(figure);
+
+  const report = JSON.parse(readFileSync(join(out, readdirSync(out).find((f) => f.endsWith(".json"))!), "utf8"));
+  expect(report.runs.map((r: { label: string }) => r.label)).toEqual(["raw client: publish", "raw client: subscribe", "SDK: publish", "SDK: subscribe"]);
+  const [rawPub, rawSub, sdkPub, sdkSub] = report.runs;
+  // Both clients ran the same schedule to the end: every event scheduled was acknowledged and delivered.
+  for (const pub of [rawPub, sdkPub]) {
+    expect(pub.figures).toMatchObject({ sent: 4000, acked: 4000, failed: 0 });
+    expect(pub.latency.count).toBe(4000);
+    expect(pub.figures.clientCpuMicrosPerEvent).toBeGreaterThan(0);
+  }
+  // The raw subscriber also sees the warm-up frame (10 events); the SDK's reads only bench events.
+  expect(rawSub.figures.delivered).toBe(4010);
+  expect(sdkSub.figures.delivered).toBe(4000);
+  expect(sdkSub.latency.count).toBe(4000);
+}, 120_000);
