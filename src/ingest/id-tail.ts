@@ -20,6 +20,8 @@ interface TopicTail {
   caughtUp: () => void;
   /** When an absent topic (not created yet) is looked for again, ms. */
   retryAt: number;
+  /** The last publish with ids to it here, ms: a topic idle for two windows is no longer followed. */
+  usedAt: number;
 }
 
 const ABSENT_RETRY_MS = 1000;
@@ -37,13 +39,19 @@ export class IdTail {
   private readonly topics = new Map<string, TopicTail>();
   private reader: Promise<LogReader> | null = null;
   private closed = false;
+  private readonly sweep: Timer;
 
   constructor(
     private readonly log: EventLog,
     private readonly seen: SeenIds,
     private readonly options: IdTailOptions,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    // Following costs reading every record of the topic; a topic nobody publishes to with ids here
+    // any more is let go (its ids with it, as they age out), and warmed again if it comes back.
+    this.sweep = setInterval(() => this.forgetIdle(), Math.max(1000, options.windowMs));
+    this.sweep.unref();
+  }
 
   /**
    * Opens the reader ahead of the first publish: starting a Kafka consumer takes longer than
@@ -57,6 +65,7 @@ export class IdTail {
   ready(topic: string): Promise<void> {
     const t = this.topics.get(topic);
     if (t === undefined) return this.follow(topic).ready;
+    t.usedAt = Date.now();
     if (t.state === "absent" && Date.now() >= t.retryAt) this.follow(topic);
     return t.ready;
   }
@@ -69,14 +78,24 @@ export class IdTail {
 
   close(): void {
     this.closed = true;
+    clearInterval(this.sweep);
     void this.reader?.then((r) => r.close(), () => {});
     this.reader = null;
+  }
+
+  private forgetIdle(): void {
+    const before = Date.now() - 2 * this.options.windowMs;
+    for (const [topic, t] of this.topics) {
+      if (t.usedAt >= before || t.state === "warming") continue;
+      this.topics.delete(topic);
+      if (t.state === "live") void this.reader?.then((r) => r.unassign(t.next.map((_, partition) => ({ topic, partition, offset: 0 }))), () => {});
+    }
   }
 
   private follow(topic: string): TopicTail {
     let caughtUp!: () => void;
     const ready = new Promise<void>((resolve) => (caughtUp = resolve));
-    const t: TopicTail = { ready, state: "warming", next: [], target: [], caughtUp, retryAt: 0 };
+    const t: TopicTail = { ready, state: "warming", next: [], target: [], caughtUp, retryAt: 0, usedAt: Date.now() };
     this.topics.set(topic, t);
     void this.start(topic, t);
     return t;
