@@ -11,25 +11,35 @@ import { Stack } from "../harness/stack";
 
 const root = resolve(import.meta.dir, "../..");
 
+type BridgeKind = "naive" | "batched";
+
 /**
- * S6: the gateway against the bridge users would otherwise write (bench/naive-bridge/server.cjs:
- * ws + KafkaJS, idempotent, one `producer.send()` per frame), on the same broker, under the same
- * load (max rate by default). Then the same pair at one event per frame, shorter (--batch1-seconds)
- * so that the whole scenario, broker start included, stays under two minutes on a 2-core machine:
- * at one event per frame the bridge's full windows take ~15 s to drain after sending stops.
+ * S6: the gateway against the bridges users would otherwise write, on the same broker, under the
+ * same client: bench/naive-bridge/server.cjs (ws + KafkaJS, idempotent, one `producer.send()` per
+ * frame) and bench/batched-bridge/server.cjs (the same, batching across frames and connections:
+ * one send per 5 ms or 500 events). By default one event per frame over 8 connections, at each
+ * window of --windows (events in flight per connection). Per window the batched bridge and the
+ * gateway alternate order (B-G, then G-B) so that neither always runs on the warmer broker; the
+ * naive bridge runs last and shorter (--naive-seconds): at one event per frame its full windows
+ * take seconds to drain.
  */
 export const s6: Scenario = {
   name: "s6",
-  title: "gateway vs a hand-rolled ws + KafkaJS bridge, same broker, same load",
+  title: "gateway vs hand-rolled ws + KafkaJS bridges (naive and batched), same broker, same client",
   async run(argv) {
     const { common: o, own } = parseBenchArgs(
       argv,
       "bun run bench -- s6 [options]",
-      { "batch1-seconds": { type: "string", default: "5", help: "then compare both at 1 event per frame for this many seconds each (0 = skip)" } },
-      { connections: "4", duration: "10", window: "10000" },
+      {
+        windows: { type: "string", default: "64,1000", help: "events in flight per connection, one comparison per value (overrides --window)" },
+        "naive-seconds": { type: "string", default: "5", help: "also run the naive bridge for this many seconds per window (0 = skip)" },
+        raw: { type: "boolean", default: false, help: "also measure raw librdkafka (S2) on the same broker" },
+      },
+      { connections: "8", duration: "10", batch: "1" },
     );
     if (o.url) throw new Error("s6 starts both systems itself; --url does not apply");
-    const batch1S = numberArg("batch1-seconds", own["batch1-seconds"]);
+    const naiveS = numberArg("naive-seconds", own["naive-seconds"]);
+    const windows = String(own.windows).split(",").map((w) => numberArg("windows", w.trim(), { min: 1, integer: true }));
     const stack = await Stack.create({ brokers: o.brokers, kafka: true });
     const startedAt = new Date().toISOString();
     const runs: RunReport[] = [];
@@ -37,60 +47,65 @@ export const s6: Scenario = {
     const figures: Record<string, number | string> = {};
     let bridge: Bridge | undefined;
     try {
-      const pair = async (batch: number, durationS: number) => {
-        const load = (url: string, label: string) =>
-          runLoad({ url, label, connections: o.connections, rate: o.rate, window: o.window, batch, payloadBytes: o.payload, keys: o.keys, durationS, topic: o.topic ?? `s6-${label.replace(/\W+/g, "-")}-${Date.now()}` });
+      const load = (url: string, label: string, window: number, durationS: number) =>
+        runLoad({ url, label, connections: o.connections, rate: o.rate, window, batch: o.batch, payloadBytes: o.payload, keys: o.keys, durationS, topic: o.topic ?? `s6-${label.replace(/\W+/g, "-")}-${Date.now()}` });
 
+      const runBridge = async (kind: BridgeKind, window: number, durationS: number) => {
         await stack.gateway?.stop();
         stack.gateway = undefined;
-        bridge = await startBridge(stack.brokersAddr!, o.window);
+        bridge = await startBridge(kind, stack.brokersAddr!, window);
         const b = bridge;
-        let cpu = new CpuMeter({ ...stack.groups(), bridge: () => [b.pid] });
+        const cpu = new CpuMeter({ ...stack.groups(), bridge: () => [b.pid] });
         cpu.start();
-        const naive = await load(bridge.url, `naive bridge, batch ${batch}`);
-        const naiveCpu = cpu.stop();
-        runs.push(toRun(naive, naiveCpu));
-        await bridge.stop();
-        if (b.errors.length > 0) notes.push(`naive bridge, batch ${batch}, its KafkaJS logged: ${summarize(b.errors)}`);
+        const r = await load(b.url, `${kind} bridge, ${o.batch}/frame, ${o.connections}x${window}`, window, durationS);
+        runs.push(toRun(r, cpu.stop()));
+        await b.stop();
+        if (b.errors.length > 0) notes.push(`${kind} bridge, window ${window}, its KafkaJS logged: ${summarize(b.errors)}`);
         bridge = undefined;
-
-        const url = await stack.startGateway({ KAFKA_WORKERS: String(o.workers), PUBLISH_WINDOW: String(Math.max(o.window, batch)) });
-        cpu = new CpuMeter(stack.groups());
+        return r;
+      };
+      const runGateway = async (window: number, durationS: number) => {
+        const url = await stack.startGateway({ KAFKA_WORKERS: String(o.workers), PUBLISH_WINDOW: String(Math.max(window, o.batch)) });
+        const cpu = new CpuMeter(stack.groups());
         cpu.start();
-        const gw = await load(url, `gateway, batch ${batch}`);
-        const gwCpu = cpu.stop();
-        runs.push(toRun(gw, gwCpu));
-        return { naive, gw, naiveCpu: naiveCpu.bridge ?? 0, gwCpu: (gwCpu.gateway ?? 0) + (gwCpu.workers ?? 0) };
+        const r = await load(url, `gateway, ${o.batch}/frame, ${o.connections}x${window}`, window, durationS);
+        runs.push(toRun(r, cpu.stop()));
+        return r;
       };
 
-      const main = await pair(o.batch, o.duration);
-      const ratio = main.gw.eventsPerSec / Math.max(1, main.naive.eventsPerSec);
-      figures[`naive events/s at ${o.batch} per frame`] = main.naive.eventsPerSec;
-      figures[`gateway events/s at ${o.batch} per frame`] = main.gw.eventsPerSec;
-      figures["gateway over naive"] = Number(ratio.toFixed(1));
-      figures["target gateway >= 5x naive"] = ratio >= 5 ? "met" : `not met (${ratio.toFixed(1)}x)`;
-      // The physical ceiling on the same broker (S2): what no bridge on this machine can beat.
-      const { raw, run: rawRun } = await measureRaw(stack, o, o.workers);
-      runs.push(rawRun);
-      figures["raw librdkafka (S2) over naive"] = Number((raw.eventsPerSec / Math.max(1, main.naive.eventsPerSec)).toFixed(1));
-      figures["gateway / raw librdkafka (S2)"] = Number((main.gw.eventsPerSec / Math.max(1, raw.eventsPerSec)).toFixed(2));
-      // Events per second of one core used by the system itself (the broker and the load client excluded).
-      const perCore = (eps: number, pct: number) => (pct > 0 ? Math.round(eps / (pct / 100)) : 0);
-      figures["naive events per core-second (bridge process)"] = perCore(main.naive.eventsPerSec, main.naiveCpu);
-      figures["gateway events per core-second (gateway + workers)"] = perCore(main.gw.eventsPerSec, main.gwCpu);
-      if (batch1S > 0) {
-        const one = await pair(1, batch1S);
-        figures["naive events/s at 1 per frame"] = one.naive.eventsPerSec;
-        figures["gateway events/s at 1 per frame"] = one.gw.eventsPerSec;
-        figures["gateway over naive at 1 per frame"] = Number((one.gw.eventsPerSec / Math.max(1, one.naive.eventsPerSec)).toFixed(1));
+      const ratio = (a: number, b: number) => Number((a / Math.max(1e-9, b)).toFixed(2));
+      for (const [i, window] of windows.entries()) {
+        let batched: LoadResult;
+        let gw: LoadResult;
+        if (i % 2 === 0) {
+          batched = await runBridge("batched", window, o.duration);
+          gw = await runGateway(window, o.duration);
+        } else {
+          gw = await runGateway(window, o.duration);
+          batched = await runBridge("batched", window, o.duration);
+        }
+        const naive = naiveS > 0 ? await runBridge("naive", window, naiveS) : undefined;
+        const w = `${o.connections}x${window}`;
+        figures[`${w} events/s gateway | batched | naive`] = [gw, batched, naive].map((r) => (r ? r.eventsPerSec.toLocaleString("en-US") : "-")).join(" | ");
+        figures[`${w} ack p50 ms gateway | batched | naive`] = [gw, batched, naive].map((r) => (r ? r.latency.p50 : "-")).join(" | ");
+        figures[`${w} ack p99 ms gateway | batched | naive`] = [gw, batched, naive].map((r) => (r ? r.latency.p99 : "-")).join(" | ");
+        figures[`${w} gateway / batched, events/s`] = ratio(gw.eventsPerSec, batched.eventsPerSec);
+        figures[`${w} gateway / batched, p50`] = ratio(gw.latency.p50, batched.latency.p50);
+        figures[`${w} gateway / batched, p99`] = ratio(gw.latency.p99, batched.latency.p99);
+        if (naive) figures[`${w} gateway / naive, events/s`] = ratio(gw.eventsPerSec, naive.eventsPerSec);
+      }
+      if (own.raw) {
+        const { raw, run: rawRun } = await measureRaw(stack, o, o.workers);
+        runs.push(rawRun);
+        figures["raw librdkafka (S2) events/s"] = raw.eventsPerSec;
       }
       for (const r of runs) {
         const failed = Number(r.figures.failed);
         if (failed > 0) notes.push(`${r.label}: ${failed} events failed (${r.figures.failures})`);
       }
-      notes.push("the bridge sends uncompressed (KafkaJS has no built-in lz4); the gateway compresses with lz4");
-      notes.push("KafkaJS 2.2.4 lets an idempotent producer have one produce request in flight per broker, so the bridge sends one frame's events at a time");
-      if (o.rate === 0) notes.push(`max rate: every connection keeps ${o.window} events in flight, so latency is mostly in-flight / throughput; compare latencies at a fixed --rate`);
+      notes.push("the bridges send uncompressed (KafkaJS has no built-in lz4); the gateway compresses with lz4");
+      notes.push("KafkaJS 2.2.4 lets an idempotent producer have one produce request in flight per broker");
+      if (o.rate === 0) notes.push("max rate: every connection keeps its window full, so latency is mostly in-flight / throughput");
     } finally {
       await bridge?.stop();
       await stack.stop();
@@ -112,9 +127,9 @@ interface Bridge {
   stop(): Promise<void>;
 }
 
-/** Starts bench/naive-bridge/server.cjs on Node and waits for its "LISTENING <port>" line. */
-async function startBridge(brokers: string, window: number): Promise<Bridge> {
-  const proc: Subprocess<"ignore", "pipe", "pipe"> = Bun.spawn([resolveNodeBinary(process.env.NODE_BINARY), resolve(import.meta.dir, "../naive-bridge/server.cjs"), brokers, "0", String(window)], {
+/** Starts bench/<kind>-bridge/server.cjs on Node and waits for its "LISTENING <port>" line. */
+async function startBridge(kind: BridgeKind, brokers: string, window: number): Promise<Bridge> {
+  const proc: Subprocess<"ignore", "pipe", "pipe"> = Bun.spawn([resolveNodeBinary(process.env.NODE_BINARY), resolve(import.meta.dir, `../${kind}-bridge/server.cjs`), brokers, "0", String(window)], {
     cwd: root,
     env: { ...process.env, NODE_PATH: resolve(root, "node_modules"), KAFKAJS_NO_PARTITIONER_WARNING: "1" },
     stdin: "ignore",
@@ -148,7 +163,7 @@ async function startBridge(brokers: string, window: number): Promise<Bridge> {
     const next = await Promise.race([reader.read(), Bun.sleep(Math.max(0, deadline - Date.now())).then(() => "timeout" as const)]);
     if (next === "timeout" || next.done) {
       proc.kill("SIGKILL");
-      throw new Error(`naive bridge did not print LISTENING (${next === "timeout" ? "30 s timeout" : `exit ${await proc.exited}`}): ${out}\n${errors.join("\n")}`);
+      throw new Error(`${kind} bridge did not print LISTENING (${next === "timeout" ? "30 s timeout" : `exit ${await proc.exited}`}): ${out}\n${errors.join("\n")}`);
     }
     out += decoder.decode(next.value, { stream: true });
     port = Number(/^LISTENING (\d+)$/m.exec(out)?.[1] ?? 0);
