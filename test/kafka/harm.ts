@@ -101,6 +101,8 @@ export class LivenessWatch {
   maxMs = 0;
   private stopped = false;
   private readonly running: Promise<void>;
+  private readonly startedAt = Date.now();
+  private stoppedAt = 0;
 
   constructor(url: string, everyMs = 150, slowMs = 1000) {
     this.running = (async () => {
@@ -122,6 +124,12 @@ export class LivenessWatch {
   async stop(): Promise<void> {
     this.stopped = true;
     await this.running;
+    this.stoppedAt = Date.now();
+  }
+
+  /** How long it watched, ms (once stopped). */
+  get watchedMs(): number {
+    return (this.stoppedAt || Date.now()) - this.startedAt;
   }
 }
 
