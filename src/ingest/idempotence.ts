@@ -51,7 +51,7 @@ export class Idempotence {
     const results = newResults(records.length);
     let flying = this.inFlight.get(topic);
     const write: number[] = [];
-    const known: number[] = [];
+    let suppressed = 0;
     const waits: Array<[r: number, on: InFlight]> = [];
     // Registered as in flight while the loop runs, so a second copy in this same batch waits for the first.
     let settle!: (got: AppendResults) => void;
@@ -66,7 +66,7 @@ export class Idempotence {
       if (landed !== undefined) {
         results.partitions[r] = landed.partition;
         results.offsets[r] = landed.offset;
-        known.push(r);
+        suppressed++;
         continue;
       }
       const on = flying?.get(id);
@@ -107,7 +107,6 @@ export class Idempotence {
       if (flying !== undefined && flying.size === 0 && this.inFlight.get(topic) === flying) this.inFlight.delete(topic);
       this.tail.written(topic);
     }
-    let suppressed = known.length;
     for (const [r, on] of waits) {
       // Takes the original's outcome, error included: a retriable one is retried by the client, as new.
       const got = await on.results;

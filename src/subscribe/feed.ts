@@ -138,18 +138,19 @@ export class Feed {
   }
 
   private holdForReaders(): boolean {
-    const resume = () => {
-      this.held = false;
-      this.pump();
-    };
     for (const sub of this.subs) {
-      if (sub.holdsReplay(resume)) {
+      if (sub.holdsReplay(this.resumeHeld)) {
         this.held = true;
         return true;
       }
     }
     return false;
   }
+
+  private readonly resumeHeld = (): void => {
+    this.held = false;
+    this.pump();
+  };
 
   private deliver(records: ConsumedRecord[]): void {
     if (this.closed) return;

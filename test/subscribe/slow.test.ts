@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { resolve } from "node:path";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 import { freshTopic, kafkaBrokers } from "../support/kafka";
 import { ensureTopic } from "../support/kafka-broker";
 import { GatewayClient } from "../support/ws-client";
 import { rssMiB } from "../support/proc";
+import { startSlowSubscriber } from "../support/slow-subscriber";
 
 let brokers: string;
 let gw: GatewayProcess;
@@ -17,24 +17,7 @@ afterAll(async () => {
   await gw.stop();
 }, 60_000);
 
-/** Starts the paused subscriber; resolves once it is subscribed, with a reader of its later lines. */
-async function slowSubscriber(topic: string, pauseMs: number, policy: string, start?: string) {
-  const proc = Bun.spawn(["node", resolve(import.meta.dir, "../support/slow-subscriber.cjs"), String(gw.port), topic, String(pauseMs), policy, ...(start ? [start] : [])], { stdout: "pipe" });
-  const lines: Array<Record<string, any>> = [];
-  void (async () => {
-    let buf = "";
-    for await (const chunk of proc.stdout as ReadableStream<Uint8Array>) {
-      buf += Buffer.from(chunk).toString();
-      let nl: number;
-      while ((nl = buf.indexOf("\n")) >= 0) {
-        lines.push(JSON.parse(buf.slice(0, nl)));
-        buf = buf.slice(nl + 1);
-      }
-    }
-  })();
-  while (!lines.some((l) => l.subscribed)) await Bun.sleep(20);
-  return { proc, lines };
-}
+const slowSubscriber = (topic: string, pauseMs: number, policy: string, start?: string) => startSlowSubscriber(gw.port, topic, pauseMs, policy, start);
 
 async function flood(topic: string, events: number) {
   const pub = await GatewayClient.connect(gw.wsUrl);
