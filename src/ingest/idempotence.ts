@@ -48,7 +48,8 @@ export class Idempotence {
     const topic = records[0]!.topic;
     await this.tail.ready(topic);
     const now = Date.now();
-    const results = newResults(records.length);
+    // Filled only for re-sends: when every record is new (the common case) the log's own results are returned.
+    let results: AppendResults | null = null;
     let flying = this.inFlight.get(topic);
     const write: number[] = [];
     let suppressed = 0;
@@ -64,6 +65,7 @@ export class Idempotence {
       }
       const landed = this.seen.get(topic, id, now);
       if (landed !== undefined) {
+        results ??= newResults(records.length);
         results.partitions[r] = landed.partition;
         results.offsets[r] = landed.offset;
         suppressed++;
@@ -91,22 +93,28 @@ export class Idempotence {
       }
       settle(got);
       const landedAt = Date.now();
+      const all = write.length === records.length;
+      if (!all) results ??= newResults(records.length);
       for (let w = 0; w < write.length; w++) {
         const r = write[w]!;
         const err = got.errors?.[w];
-        if (err) setError(results, r, err);
-        else {
-          results.partitions[r] = got.partitions[w]!;
-          results.offsets[r] = got.offsets[w]!;
+        if (!all) {
+          if (err) setError(results!, r, err);
+          else {
+            results!.partitions[r] = got.partitions[w]!;
+            results!.offsets[r] = got.offsets[w]!;
+          }
         }
         const id = ids[r];
         if (id === undefined || flying!.get(id)?.results !== pending) continue;
         flying!.delete(id);
         if (!err) this.seen.add(topic, id, got.partitions[w]!, got.offsets[w]!, landedAt);
       }
+      if (all) results = got;
       if (flying !== undefined && flying.size === 0 && this.inFlight.get(topic) === flying) this.inFlight.delete(topic);
       this.tail.written(topic);
     }
+    results ??= newResults(records.length);
     for (const [r, on] of waits) {
       // Takes the original's outcome, error included: a retriable one is retried by the client, as new.
       const got = await on.results;
