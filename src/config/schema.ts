@@ -75,7 +75,7 @@ export const settings = {
   KAFKA_CONNECT_TIMEOUT_MS: int(0, 600_000).default(30_000).describe("How long start-up waits for the workers to reach Kafka before serving as not ready"),
   KAFKA_WORKER_PING_TIMEOUT_MS: int(200, 600_000).default(3000).describe("A Kafka worker that answers no ping for this long is hung: its in-flight events are nacked WORKER_LOST and it is killed and replaced"),
   KAFKA_BROKER_PROBE_TIMEOUT_MS: int(100, 60_000).default(1500).describe("Timeout of the workers' broker probe (a metadata request each second); three failures in a row (or librdkafka reporting all brokers down) make the gateway not ready"),
-  IDEMPOTENCE_WINDOW_MS: int(0, 86_400_000).default(120_000).describe("How long an event id is remembered: a re-send with the same id to the same topic within it gets the original ack and is not written again, on any instance (docs/protocol.md, Idempotent publish). 0: off"),
+  IDEMPOTENCE_WINDOW_MS: int(0, 86_400_000).default(120_000).describe("How long an event id is remembered: a re-send with the same source and id to the same topic within it gets the original ack and is not written again, on any instance (docs/protocol.md, Idempotent publish). 0: off"),
   IDEMPOTENCE_MAX_IDS: int(1000, 50_000_000).default(500_000).describe("Event ids one instance remembers for idempotent publish (about 150 bytes each); past it the oldest are forgotten before their window ends"),
   REPLAY_MAX_DURATION: duration.default(7 * 86_400_000).describe("How far back a subscription may start (earliest is clamped to it; an older time is refused); a duration such as 24h"),
   REPLAY_RATE_LIMIT: int(1, 100_000_000).default(50_000).describe("Events/s one subscription reads while replaying history, before it is live"),

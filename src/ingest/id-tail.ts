@@ -2,6 +2,7 @@ import type { ConsumedRecord, EventLog, LogReader } from "../log/event-log";
 import type { Logger } from "../observability/logger";
 import { isGatewayError } from "../protocol/errors";
 import type { SeenIds } from "./seen-ids";
+import { eventIdentity } from "./event-identity";
 
 export interface IdTailOptions {
   windowMs: number;
@@ -29,8 +30,8 @@ const decoder = new TextDecoder();
 
 /**
  * The log as the instances' shared memory of ids: one reader on this instance follows every topic
- * published to here with ids, from `windowMs` back, and records each `ce_id` with its position,
- * whoever wrote it (another instance, or any CloudEvents producer). The first publish to a topic
+ * published to here with ids, from `windowMs` back, and records each event's identity (`ce_source`
+ * and `ce_id`: event-identity.ts) with its position, whoever wrote it (another instance, or any CloudEvents producer). The first publish to a topic
  * waits until the window's history is read, so a re-send arriving here after another instance
  * wrote the original is recognised. What remains is a race: a re-send that arrives before this
  * reader has read the original, i.e. within the reader's lag (docs/protocol.md, "Idempotent publish").
@@ -144,12 +145,13 @@ export class IdTail {
       const t = this.topics.get(r.topic);
       if (t === undefined) continue;
       t.next[r.partition] = r.offset + 1;
+      let id: Uint8Array | undefined;
+      let source: Uint8Array | undefined;
       for (const [name, value] of r.headers) {
-        if (name === "ce_id") {
-          this.seen.add(r.topic, decoder.decode(value), r.partition, r.offset, now);
-          break;
-        }
+        if (name === "ce_id") id ??= value;
+        else if (name === "ce_source") source ??= value;
       }
+      if (id !== undefined) this.seen.add(r.topic, eventIdentity(source && decoder.decode(source), decoder.decode(id)), r.partition, r.offset, now);
     }
     done();
     for (const t of this.topics.values()) if (t.state === "warming") this.checkCaughtUp(t);

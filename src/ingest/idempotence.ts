@@ -40,7 +40,7 @@ export class Idempotence {
   }
 
   /**
-   * Appends what is new and answers re-sends from memory. `ids[r]` is the client-given id of record
+   * Appends what is new and answers re-sends from memory. `ids[r]` is the (source, id) identity of record
    * r, or undefined (generated ids cannot repeat). All records are of one topic. Same contract as
    * EventLog.append: settles once every record has a position or an error.
    */

@@ -8,10 +8,10 @@ import type { Envelope } from "../protocol/frames";
 import { TOPIC_NAME } from "../protocol/frames";
 import { type EventLimits, LIMIT_DEFAULTS } from "../protocol/limits";
 import { checkEventSize, checkTime, eventLimits, eventTimeMs } from "./event-limits";
+import { type Transport, defaultSource, eventIdentity } from "./event-identity";
 import type { Idempotence } from "./idempotence";
 import { toRecord } from "./to-record";
 
-export type Transport = "ws" | "http";
 
 /** Outcome of one publish request, by event index. Either `errors[i]` or partitions/offsets. */
 export interface PublishOutcome {
@@ -30,8 +30,8 @@ export interface Prepared {
   records: LogRecord[];
   /** For each record, the index of its event in the request. */
   positions: number[];
-  /** For each record, its id when the client gave one (what a re-send repeats), else undefined. */
-  givenIds: Array<string | undefined>;
+  /** For each record whose event came with an id, its identity (what a re-send repeats; see event-identity.ts), else undefined. */
+  identities: Array<string | undefined>;
   errors: Array<WireError | undefined> | null;
   total: number;
 }
@@ -88,8 +88,8 @@ export class Publisher {
     }
     this.metrics.eventsReceived.inc({ transport }, events.length);
     const nowMs = Date.now();
-    const source = `/gateway/${transport}`;
-    const p: Prepared = { topic, ids: new Array(events.length), records: [], positions: [], givenIds: [], errors: null, total: events.length };
+    const source = defaultSource(transport);
+    const p: Prepared = { topic, ids: new Array(events.length), records: [], positions: [], identities: [], errors: null, total: events.length };
     for (let i = 0; i < events.length; i++) {
       // Sizes first: the schema's own walk costs in proportion to them.
       const tooLarge = checkEventSize(events[i], this.limits, !(codec === "msgpack" && this.msgpackCounted));
@@ -108,7 +108,7 @@ export class Publisher {
       try {
         p.records.push(toRecord(ev, id, topic, codec, source, nowMs));
         p.positions.push(i);
-        p.givenIds.push(ev.id);
+        p.identities.push(ev.id === undefined ? undefined : eventIdentity(ev.source, ev.id));
       } catch (e) {
         this.reject(p, i, isGatewayError(e) ? e : new GatewayError("INTERNAL", "could not build the Kafka record"), transport);
       }
@@ -126,7 +126,7 @@ export class Publisher {
     this.metrics.eventsInflight.set(this.inflight);
     let results;
     try {
-      results = this.idempotence !== null && p.givenIds.some((id) => id !== undefined) ? await this.idempotence.append(p.records, p.givenIds, source) : await this.log.append(p.records, source);
+      results = this.idempotence !== null && p.identities.some((id) => id !== undefined) ? await this.idempotence.append(p.records, p.identities, source) : await this.log.append(p.records, source);
     } finally {
       this.inflight -= p.records.length;
       this.metrics.eventsInflight.set(this.inflight);

@@ -81,6 +81,27 @@ describe("Kafka, two instances", () => {
     const ids = idsIn(await consumeAll(brokers, topic, { expect: 200 }));
     expect(ids.length).toBe(200);
   }, 60_000);
+
+  test("an event is its (source, id): the same id from another source is a new event, on this instance and on the other one", async () => {
+    const [a, b] = gateways as [GatewayProcess, GatewayProcess];
+    const topic = freshTopic("idem-sources");
+    await ensureTopic(brokers, topic, 2);
+    const ca = await GatewayClient.connect(a.wsUrl);
+    const cb = await GatewayClient.connect(b.wsUrl);
+    const one = await ca.publish({ id: "7", source: "/sensor/one", type: "reading" }, topic);
+    const two = await ca.publish({ id: "7", source: "/sensor/two", type: "reading" }, topic);
+    const three = await cb.publish({ id: "7", source: "/sensor/three", type: "reading" }, topic);
+    const unnamed = await cb.publish({ id: "7", type: "reading" }, topic);
+    for (const f of [one, two, three, unnamed]) expect(f.t).toBe(20);
+    expect(new Set([one, two, three, unnamed].map((f) => `${f.partition}/${f.offset}`)).size).toBe(4);
+    // ... while a re-send of one of them, anywhere, is still that one.
+    expect(at(await cb.publish({ id: "7", source: "/sensor/two", type: "reading" }, topic))).toEqual(at(two));
+    expect(at(await ca.publish({ id: "7", type: "reading" }, topic))).toEqual(at(unnamed));
+    ca.close();
+    cb.close();
+    const records = await consumeAll(brokers, topic, { expect: 4 });
+    expect(records.map((r) => r.headers.ce_source).sort()).toEqual(["/gateway/ws", "/sensor/one", "/sensor/three", "/sensor/two"]);
+  }, 60_000);
 });
 
 describe("embedded log", () => {
@@ -104,6 +125,20 @@ describe("embedded log", () => {
     await Bun.sleep(2000);
     const later = await c.publish(e, topic);
     expect(at(later)).not.toEqual(at(first));
+    c.close();
+  }, 30_000);
+
+  test("the same id from two sources is two events; without a source, the same id over WebSocket and HTTP is one", async () => {
+    const c = await GatewayClient.connect(gw.wsUrl);
+    const topic = freshTopic("idem-embedded-sources");
+    const a = await c.publish({ id: "1", source: "/a", type: "t" }, topic);
+    const b = await c.publish({ id: "1", source: "/b", type: "t" }, topic);
+    const plain = await c.publish({ id: "1", type: "t" }, topic);
+    expect(new Set([a, b, plain].map((f) => `${f.partition}/${f.offset}`)).size).toBe(3);
+    expect(at(await c.publish({ id: "1", source: "/b", type: "t" }, topic))).toEqual(at(b));
+    const r = await fetch(`${gw.url}/api/v1/events?topic=${topic}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ id: "1", type: "t" }) });
+    const body = (await r.json()) as { partition: number; offset: number };
+    expect({ partition: body.partition, offset: body.offset }).toEqual(at(plain));
     c.close();
   }, 30_000);
 });
