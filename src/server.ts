@@ -14,6 +14,7 @@ import { createStreamRoute } from "./http/stream";
 import { applyHttpHeaderLimit, httpRoutes } from "./http/routes";
 import { OriginPolicy, preflight, withOrigin } from "./http/origins";
 import { error, errorResponse } from "./http/responses";
+import { FairShare, type FairShareOptions } from "./ingest/fair-share";
 import { Idempotence } from "./ingest/idempotence";
 import { Publisher, wireError } from "./ingest/publisher";
 import { ConnectionLimiter } from "./limits/connections";
@@ -78,6 +79,22 @@ function rateLimitOptions(config: Config): RateLimitOptions {
   };
 }
 
+function fairShareOptions(config: Config, metrics: Metrics): FairShareOptions {
+  return {
+    targetDelayMs: config.KAFKA_FAIR_SHARE_DELAY_MS,
+    // Five 100-event batches. The floor holds only while the workers answer slower than the target;
+    // a larger one would be a longer queue for everyone on a slow machine (2,000 was 136 ms at 15k/s).
+    minRecords: 500,
+    maxRecords: config.KAFKA_MAX_INFLIGHT_PER_WORKER * config.KAFKA_WORKERS,
+    // In a stall the workers' own answers (OVERLOADED, PUBLISH_TIMEOUT, WORKER_LOST) are what clients need.
+    stallMs: 1000,
+    report: (waiting, budget) => {
+      metrics.fairShareWaiting.set(waiting);
+      metrics.fairShareBudget.set(budget);
+    },
+  };
+}
+
 // How long the first id-bearing publish to a topic waits for the ids of the window to be read from the log.
 const IDEMPOTENCE_WARMUP_TIMEOUT_MS = 3000;
 
@@ -109,9 +126,12 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   await log.start();
   if (!log.isReady()) logger.warn("the log is not ready yet; serving, but /health/ready says 503 until it is", { log: log.health() });
 
-  const idempotence = config.IDEMPOTENCE_WINDOW_MS > 0 ? new Idempotence(log, { windowMs: config.IDEMPOTENCE_WINDOW_MS, maxIds: config.IDEMPOTENCE_MAX_IDS, warmupTimeoutMs: IDEMPOTENCE_WARMUP_TIMEOUT_MS }, metrics, logger) : null;
+  // The embedded log shares its work among connections itself (memory-log.ts); Kafka's workers do not.
+  const fairShare = log.kind === "kafka" && config.KAFKA_FAIR_SHARE_DELAY_MS > 0 ? new FairShare(log, fairShareOptions(config, metrics)) : null;
+  const appender = fairShare ?? log;
+  const idempotence = config.IDEMPOTENCE_WINDOW_MS > 0 ? new Idempotence(log, { windowMs: config.IDEMPOTENCE_WINDOW_MS, maxIds: config.IDEMPOTENCE_MAX_IDS, warmupTimeoutMs: IDEMPOTENCE_WARMUP_TIMEOUT_MS }, metrics, logger, appender) : null;
   idempotence?.start();
-  const publisher = new Publisher(log, config, metrics, idempotence);
+  const publisher = new Publisher(appender, config, metrics, idempotence);
   const rateLimits = new RateLimits(rateLimitOptions(config));
   const events = createEventRoutes({ config, publisher, metrics, auth: httpAuth, rateLimits, authEnabled: authenticator.enabled });
   const subscriptions = new SubscriptionManager(log, config, metrics, logger);
@@ -212,6 +232,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
       if (draining) return;
       draining = true;
       publisher.drain();
+      fairShare?.flush();
       const deadline = Date.now() + config.SHUTDOWN_TIMEOUT_MS;
       while (publisher.eventsInflight > 0 && Date.now() < deadline) await Bun.sleep(10);
       streams.closeAll();

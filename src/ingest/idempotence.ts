@@ -2,6 +2,7 @@ import { type AppendResults, type EventLog, type LogRecord, newResults, setError
 import type { Logger } from "../observability/logger";
 import { GatewayError } from "../protocol/errors";
 import type { Metrics } from "../observability/metrics";
+import type { Appender } from "./fair-share";
 import { IdTail } from "./id-tail";
 import { SeenIds } from "./seen-ids";
 
@@ -30,10 +31,12 @@ export class Idempotence {
   private readonly inFlight = new Map<string, Map<string, InFlight>>();
 
   constructor(
-    private readonly log: EventLog,
+    log: EventLog,
     options: IdempotenceOptions,
     private readonly metrics: Metrics,
     logger: Logger,
+    /** Where new events are written: the log, or the fair share in front of it. */
+    private readonly appender: Appender = log,
   ) {
     this.seen = new SeenIds(options);
     this.tail = new IdTail(log, this.seen, options, logger);
@@ -83,7 +86,7 @@ export class Idempotence {
     if (write.length > 0) {
       let got: AppendResults;
       try {
-        got = await this.log.append(write.length === records.length ? records : write.map((r) => records[r]!), source);
+        got = await this.appender.append(write.length === records.length ? records : write.map((r) => records[r]!), source);
       } catch (e) {
         // append settles and never rejects; were it to, the re-sends waiting on this write must not hang.
         got = newResults(write.length);

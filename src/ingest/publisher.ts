@@ -1,5 +1,5 @@
 import type { Config } from "../config/schema";
-import type { EventLog, LogRecord } from "../log/event-log";
+import type { LogRecord } from "../log/event-log";
 import type { Metrics } from "../observability/metrics";
 import type { CodecName } from "../protocol/codec";
 import { GatewayError, type WireError, isGatewayError, toWireError } from "../protocol/errors";
@@ -9,6 +9,7 @@ import { TOPIC_NAME } from "../protocol/frames";
 import { type EventLimits, LIMIT_DEFAULTS } from "../protocol/limits";
 import { checkEventSize, checkTime, eventLimits, eventTimeMs } from "./event-limits";
 import { type Transport, defaultSource, eventIdentity } from "./event-identity";
+import type { Appender } from "./fair-share";
 import type { Idempotence } from "./idempotence";
 import { toRecord } from "./to-record";
 
@@ -50,7 +51,8 @@ export class Publisher {
   private draining = false;
 
   constructor(
-    private readonly log: EventLog,
+    /** The log, or the fair share in front of it. */
+    private readonly log: Appender,
     private readonly config: Config,
     private readonly metrics: Metrics,
     /** Set unless IDEMPOTENCE_WINDOW_MS is 0: re-sent ids get their original ack. */

@@ -27,6 +27,8 @@ export function createMetrics() {
     helloTimeouts: new Counter({ name: "gateway_hello_timeouts_total", help: "WebSockets closed for completing no hello within HELLO_TIMEOUT (4002, or 4401 without a token)", registers: [registry] }),
     eventsDeduplicated: new Counter({ name: "gateway_events_deduplicated_total", help: "Events re-sent with an id already written to their topic within IDEMPOTENCE_WINDOW_MS: answered with the original ack, not written again", registers: [registry] }),
     idempotenceIds: new Gauge({ name: "gateway_idempotence_ids", help: "Event ids this instance remembers for idempotent publish (at most IDEMPOTENCE_MAX_IDS)", registers: [registry] }),
+    fairShareWaiting: new Gauge({ name: "gateway_fair_share_waiting_events", help: "Events waiting their connection's turn to be handed to the Kafka workers (docs/protocol.md, Fair share)", registers: [registry] }),
+    fairShareBudget: new Gauge({ name: "gateway_fair_share_budget_events", help: "Events the Kafka workers may hold at once before the rest wait their turn", registers: [registry] }),
     eventsInflight: new Gauge({ name: "gateway_events_inflight", help: "Events handed to the log and not yet acknowledged", registers: [registry] }),
     workerRestarts: new Counter({ name: "gateway_kafka_worker_restarts_total", help: "Kafka worker processes restarted after exiting", registers: [registry] }),
     workersReady: new Gauge({ name: "gateway_kafka_workers_ready", help: "Kafka worker processes connected and ready", registers: [registry] }),
