@@ -82,9 +82,11 @@ function rateLimitOptions(config: Config): RateLimitOptions {
 function fairShareOptions(config: Config, metrics: Metrics): FairShareOptions {
   return {
     targetDelayMs: config.KAFKA_FAIR_SHARE_DELAY_MS,
-    // Five 100-event batches. The floor holds only while the workers answer slower than the target;
-    // a larger one would be a longer queue for everyone on a slow machine (2,000 was 136 ms at 15k/s).
-    minRecords: 500,
+    // The floor is what keeps the workers busy when their latency is high for reasons other than
+    // their queue (a loaded machine: each hop waits for a core). At 500, a flooder on two busy cores
+    // went from 28k to 7k events/s, the budget stuck at the floor; 5,000 keeps a pipeline of 60 ms at
+    // 80k events/s. A light publisher then waits behind at most about this many events.
+    minRecords: 5000,
     maxRecords: config.KAFKA_MAX_INFLIGHT_PER_WORKER * config.KAFKA_WORKERS,
     // In a stall the workers' own answers (OVERLOADED, PUBLISH_TIMEOUT, WORKER_LOST) are what clients need.
     stallMs: 1000,

@@ -21,9 +21,13 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
    * Charges a request to its principal's rates, as if its requests shared one connection: the body's
    * bytes, then its events. Throws RATE_LIMITED (429 with Retry-After).
    */
+  /** Who sent a request: the token's subject, or the client address with authentication off. */
+  function principalOf(req: Request, who: Identity, server: Server<unknown>): string {
+    return deps.authEnabled ? `sub:${who.principal}` : `ip:${server.requestIP(req)?.address ?? ""}`;
+  }
   function charge(req: Request, who: Identity, server: Server<unknown>, bytes: number, events: number): void {
     if (!rateLimits.enabled) return;
-    const principal = deps.authEnabled ? `sub:${who.principal}` : `ip:${server.requestIP(req)?.address ?? ""}`;
+    const principal = principalOf(req, who, server);
     const client = rateLimits.httpClient(principal);
     const refusal = rateLimits.admitBytes(client, principal, bytes) ?? rateLimits.admitEvents(client, principal, events);
     if (!refusal) return;
@@ -113,7 +117,8 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
         const topic = publisher.topicFor(new URL(req.url).searchParams.get("topic") ?? undefined);
         authorize(who, topic, [event]);
         charge(req, who, server, 0, 1);
-        const o = await publisher.publish(publisher.prepare([event], topic, "json", "http"), "http");
+        // Each principal's requests share one turn in the log's fair share, as one connection's do.
+        const o = await publisher.publish(publisher.prepare([event], topic, "json", "http"), "http", `http ${principalOf(req, who, server)}`);
         metrics.publishLatency.observe({ transport: "http" }, (performance.now() - started) / 1000);
         const err = o.errors?.[0];
         if (err) return json({ id: o.ids[0], error: err }, ErrorCodes[err.code].http, retryAfter(err));
@@ -131,7 +136,7 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
         const topic = publisher.topicFor(batch.topic ?? new URL(req.url).searchParams.get("topic") ?? undefined);
         authorize(who, topic, batch.events);
         charge(req, who, server, 0, batch.events.length);
-        const o = await publisher.publish(publisher.prepare(batch.events, topic, "json", "http"), "http");
+        const o = await publisher.publish(publisher.prepare(batch.events, topic, "json", "http"), "http", `http ${principalOf(req, who, server)}`);
         metrics.publishLatency.observe({ transport: "http" }, (performance.now() - started) / 1000);
         // 202 all published; 207 some; all failed: the first error's status (400 invalid, 503 retry…).
         const firstError = o.errors?.find(Boolean);
