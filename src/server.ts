@@ -79,7 +79,7 @@ function rateLimitOptions(config: Config): RateLimitOptions {
   };
 }
 
-function fairShareOptions(config: Config, metrics: Metrics): FairShareOptions {
+function fairShareOptions(config: Config, metrics: Metrics, logger: Logger): FairShareOptions {
   return {
     targetDelayMs: config.KAFKA_FAIR_SHARE_DELAY_MS,
     // The floor is what keeps the workers busy when their latency is high for reasons other than
@@ -88,8 +88,12 @@ function fairShareOptions(config: Config, metrics: Metrics): FairShareOptions {
     // 80k events/s. A light publisher then waits behind at most about this many events.
     minRecords: 5000,
     maxRecords: config.KAFKA_MAX_INFLIGHT_PER_WORKER * config.KAFKA_WORKERS,
-    // In a stall the workers' own answers (OVERLOADED, PUBLISH_TIMEOUT, WORKER_LOST) are what clients need.
-    stallMs: 1000,
+    // In a stall the workers' own answers (OVERLOADED, PUBLISH_TIMEOUT, WORKER_LOST) are what clients
+    // need. At 1 s, a loaded machine's pauses passed for stalls and let a whole window in at once.
+    stallMs: 5000,
+    onStall: (waiting) => {
+      logger.warn("fair share: the Kafka workers answered nothing for 5 s; every waiting event is handed over", { waiting });
+    },
     report: (waiting, budget) => {
       metrics.fairShareWaiting.set(waiting);
       metrics.fairShareBudget.set(budget);
@@ -129,7 +133,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   if (!log.isReady()) logger.warn("the log is not ready yet; serving, but /health/ready says 503 until it is", { log: log.health() });
 
   // The embedded log shares its work among connections itself (memory-log.ts); Kafka's workers do not.
-  const fairShare = log.kind === "kafka" && config.KAFKA_FAIR_SHARE_DELAY_MS > 0 ? new FairShare(log, fairShareOptions(config, metrics)) : null;
+  const fairShare = log.kind === "kafka" && config.KAFKA_FAIR_SHARE_DELAY_MS > 0 ? new FairShare(log, fairShareOptions(config, metrics, logger)) : null;
   const appender = fairShare ?? log;
   const idempotence = config.IDEMPOTENCE_WINDOW_MS > 0 ? new Idempotence(log, { windowMs: config.IDEMPOTENCE_WINDOW_MS, maxIds: config.IDEMPOTENCE_MAX_IDS, warmupTimeoutMs: IDEMPOTENCE_WARMUP_TIMEOUT_MS }, metrics, logger, appender) : null;
   idempotence?.start();

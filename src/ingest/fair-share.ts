@@ -25,6 +25,8 @@ export interface FairShareOptions {
    * (OVERLOADED, the publish deadline, WORKER_LOST) reach the clients instead of a wait here.
    */
   stallMs: number;
+  /** Told when a stall makes everything waiting go in at once, and how many records that was. */
+  onStall?: (waitingRecords: number) => void;
   /** Told the records waiting and the budget at each adjustment (metrics). */
   report?: (waitingRecords: number, budgetRecords: number) => void;
 }
@@ -166,7 +168,8 @@ export class FairShare implements Appender {
   private readonly tick = (): void => {
     const now = performance.now();
     this.adjust(now);
-    if (this.outstanding > 0 && now - this.lastSettled >= this.options.stallMs) {
+    if (this.outstanding > 0 && now - this.lastSettled >= this.options.stallMs && this.queues.size > 0) {
+      this.options.onStall?.(this.waitingRecords);
       for (const queue of this.queues.values()) for (const w of queue) this.release(w);
       this.queues.clear();
     }

