@@ -76,21 +76,38 @@ function tlsSettingsError(config: Config): string | undefined {
 const SECRET_PROPERTY = /password|secret|token|key\.pem|jaas/i;
 
 /**
- * `a.b=1,c.d=x` → { "a.b": "1", "c.d": "x" }. A value cannot hold a comma: an entry without `=` after
+ * `a.b=1,c.d=x` → { "a.b": "1", "c.d": "x" }. A comma inside a value is written `\,` (librdkafka's
+ * list values: `debug=broker\,topic`, cipher suites), a backslash `\\`. An entry without `=` after
  * a secret property is most likely the rest of that secret, so it is not repeated in the error.
  */
 export function parseKafkaProperties(spec: string): Record<string, string> {
-  const out: Record<string, string> = {};
+  const out: Record<string, string> = Object.create(null);
   let previous = "";
-  for (const pair of spec.split(",").map((p) => p.trim()).filter(Boolean)) {
+  for (const pair of splitEntries(spec).map((p) => p.trim()).filter(Boolean)) {
     const eq = pair.indexOf("=");
     if (eq <= 0) {
-      const entry = SECRET_PROPERTY.test(previous) ? `after ${previous} (not shown: it may be part of that secret, and values cannot contain commas)` : `"${pair}"`;
-      throw new ConfigError(`config: KAFKA_PROPERTIES entry ${entry} is not of the form name=value`);
+      const entry = SECRET_PROPERTY.test(previous) ? `after ${previous} (not shown: it may be part of that secret)` : `"${pair}"`;
+      throw new ConfigError(`config: KAFKA_PROPERTIES entry ${entry} is not of the form name=value; write a comma inside a value as \\,`);
     }
     previous = pair.slice(0, eq).trim();
     out[previous] = pair.slice(eq + 1).trim();
   }
   return out;
+}
+
+/** Splits at the commas that are not escaped, unescaping `\,` and `\\`. */
+function splitEntries(spec: string): string[] {
+  const entries: string[] = [];
+  let current = "";
+  for (let i = 0; i < spec.length; i++) {
+    const c = spec[i]!;
+    if (c === "\\" && (spec[i + 1] === "," || spec[i + 1] === "\\")) current += spec[++i];
+    else if (c === ",") {
+      entries.push(current);
+      current = "";
+    } else current += c;
+  }
+  entries.push(current);
+  return entries;
 }
 

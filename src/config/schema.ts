@@ -70,7 +70,7 @@ export const settings = {
   KAFKA_LINGER_MS: int(0, 60_000).default(5).describe("Producer linger.ms"),
   KAFKA_COMPRESSION: z.enum(["none", "gzip", "snappy", "lz4", "zstd"]).default("lz4").describe("Producer compression.type"),
   KAFKA_MESSAGE_TIMEOUT_MS: int(1000, 3_600_000).default(30_000).describe("Time Kafka gets to acknowledge an event before it is nacked PUBLISH_TIMEOUT"),
-  KAFKA_PROPERTIES: z.string().default("").describe("Extra librdkafka properties as k=v pairs separated by commas (e.g. security.protocol=SASL_SSL)"),
+  KAFKA_PROPERTIES: z.string().default("").describe("Extra librdkafka properties as k=v pairs separated by commas (e.g. security.protocol=SASL_SSL); a comma inside a value is escaped with a backslash, as in `debug=broker\\,topic`"),
   KAFKA_MAX_INFLIGHT_PER_WORKER: int(100, 10_000_000).default(100_000).describe("Events one worker may hold unacknowledged before new ones get OVERLOADED"),
   KAFKA_FAIR_SHARE_DELAY_MS: int(0, 10_000).default(20).describe("Queueing one connection's events may cause everyone else's inside the shared Kafka workers: records are handed to them within a budget that keeps their answers within this of the quietest recent latency, the rest waiting their turn per connection, round-robin (docs/protocol.md, Fair share). 0: everything is handed over as it arrives"),
   KAFKA_CONNECT_TIMEOUT_MS: int(0, 600_000).default(30_000).describe("How long start-up waits for the workers to reach Kafka before serving as not ready"),

@@ -1,7 +1,7 @@
 import { expect, test } from "bun:test";
 import { readFileSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
-import { ConfigError, loadConfig } from "../../src/config/load";
+import { ConfigError, loadConfig, parseKafkaProperties } from "../../src/config/load";
 import { settings } from "../../src/config/schema";
 import { configTable } from "../../src/config/table";
 
@@ -56,4 +56,10 @@ test("the README's configuration table is the one the schema generates", () => {
   const readme = readFileSync(resolve(root, "README.md"), "utf8");
   const section = readme.split("<!-- config-table")[1]!.split("<!-- /config-table -->")[0]!;
   expect(section.slice(section.indexOf("\n") + 1).trim()).toBe(configTable());
+});
+
+test("KAFKA_PROPERTIES: a value may hold a comma written as \\, (librdkafka's lists: debug contexts, cipher suites)", () => {
+  expect(parseKafkaProperties(String.raw`debug=broker\,topic, linger.ms=3,ssl.cipher.suites=A\,B\,C`)).toEqual({ debug: "broker,topic", "linger.ms": "3", "ssl.cipher.suites": "A,B,C" });
+  expect(parseKafkaProperties(String.raw`sasl.password=a\\b`)).toEqual({ "sasl.password": String.raw`a\b` });
+  expect(fails({ KAFKA_PROPERTIES: "debug=broker,topic" })).toMatch(/"topic" is not of the form name=value.*\\,/);
 });
