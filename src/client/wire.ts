@@ -33,7 +33,11 @@ export interface DeliveredEvent {
   topic: string;
   partition: number;
   offset: number;
-  event: OutgoingEvent & { id: string; source: string; time?: string };
+  /**
+   * Keys and header values that are not UTF-8 come as bytes over msgpack; over JSON, in `key_base64`
+   * and `headers_base64` (docs/protocol.md, "The delivered envelope").
+   */
+  event: Omit<OutgoingEvent, "key"> & { id: string; source: string; time?: string; key?: string | Uint8Array; key_base64?: string; headers_base64?: Record<string, string> };
   degraded?: boolean;
   reason?: string;
 }

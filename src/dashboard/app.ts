@@ -2,7 +2,7 @@ import { type DeliveredEvent, type GatewayClient, type Start, type Subscription,
 import { WindowStats } from "./charts";
 import { startHealthView } from "./health";
 import { EventRing } from "./ring";
-import { EventTable } from "./table";
+import { EventTable, keyText } from "./table";
 
 /**
  * The gateway's dashboard (docs/dashboard.md): one subscription at a time through the client SDK,
@@ -124,7 +124,7 @@ $("unsubscribe").addEventListener("click", async () => {
 
 function onEvent(e: DeliveredEvent): void {
   received++;
-  stats.event(e.event.type, e.event.key);
+  stats.event(e.event.type, keyText(e.event));
   // While paused, the ring is left alone: at 5,000 events/s the newest would push the frozen rows
   // out of it within seconds and empty the view. They are counted, and the token at the pause
   // replays them.

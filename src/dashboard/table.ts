@@ -65,7 +65,7 @@ export class EventTable {
       cells[0]!.textContent = ev.time ? String(ev.time).slice(11, 23) : "";
       cells[1]!.textContent = `${e.topic}/${e.partition}@${e.offset}`;
       cells[2]!.textContent = ev.type;
-      cells[3]!.textContent = ev.key ?? "";
+      cells[3]!.textContent = keyText(ev) ?? "";
       cells[4]!.textContent = preview(ev.data ?? ev.data_base64);
     }
   }
@@ -90,4 +90,10 @@ function preview(data: unknown): string {
   if (data === undefined) return "";
   const text = typeof data === "string" ? data : JSON.stringify(data);
   return text.length > 160 ? `${text.slice(0, 160)}…` : text;
+}
+
+/** The key as shown: its text, or its bytes in base64 when it is not UTF-8 (the dashboard speaks JSON). */
+export function keyText(ev: DeliveredEvent["event"]): string | undefined {
+  if (typeof ev.key === "string") return ev.key;
+  return ev.key_base64 !== undefined ? `base64:${ev.key_base64}` : undefined;
 }

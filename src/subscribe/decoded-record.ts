@@ -8,6 +8,17 @@ import type { FilterableEvent } from "./filter";
 // integers exact: numbers where a double holds them, BigInt beyond (filters compare both).
 const unpackr = new Unpackr({ useRecords: false, structuredClone: false, mapsAsObjects: true, moreTypes: false, ...INT64_AUTO });
 const utf8 = new TextDecoder();
+// Keys and header values that are not UTF-8 are delivered as their bytes: this decoder says which.
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
+/** The text of `b`, or null when it is not UTF-8. */
+function textOf(b: Uint8Array): string | null {
+  try {
+    return strictUtf8.decode(b);
+  } catch {
+    return null;
+  }
+}
 // A Map, not an object literal: header names come from any producer, and "constructor" or
 // "toString" must not find Object.prototype's members.
 const CE_FIELDS = new Map<string, "id" | "source" | "type" | "subject" | "datacontenttype">([
@@ -41,9 +52,15 @@ export class DecodedRecord implements FilterableEvent {
   source?: string;
   subject?: string;
   datacontenttype?: string;
+  /** The key as text for filters; not UTF-8, it is delivered as `keyBytes` (and filters see it decoded leniently). */
   key: string | null;
-  /** Without a prototype: any name is a header ("__proto__" too), and no inherited name is one. */
+  private keyBytes: Uint8Array | null = null;
+  /**
+   * Without a prototype: any name is a header ("__proto__" too), and no inherited name is one. As
+   * text, for filters; values that are not UTF-8 are delivered from `binaryHeaders`.
+   */
   headers: Record<string, string> = Object.create(null);
+  private binaryHeaders: Record<string, Uint8Array> | null = null;
   private headerCount = 0;
   private readonly delivered: Partial<Record<CodecName, DeliveredEvent>> = {};
   private ceTime: string | undefined;
@@ -53,14 +70,23 @@ export class DecodedRecord implements FilterableEvent {
   private wireJson: Record<string, unknown> | undefined;
 
   constructor(readonly record: ConsumedRecord) {
-    this.key = record.key ? utf8.decode(record.key) : null;
+    if (record.key) {
+      this.key = textOf(record.key);
+      if (this.key === null) {
+        this.keyBytes = record.key;
+        this.key = utf8.decode(record.key);
+      }
+    } else this.key = null;
     for (const [name, value] of record.headers) {
       const field = CE_FIELDS.get(name);
       if (field) this[field] = utf8.decode(value);
       else if (name === "ce_time") this.ceTime = utf8.decode(value);
       else if (name !== "ce_specversion") {
         if (!Object.hasOwn(this.headers, name)) this.headerCount++;
-        this.headers[name] = utf8.decode(value);
+        const text = textOf(value);
+        if (text === null) (this.binaryHeaders ??= Object.create(null) as Record<string, Uint8Array>)[name] = value;
+        else if (this.binaryHeaders !== null) delete this.binaryHeaders[name]; // a later header of the same name wins
+        this.headers[name] = text ?? utf8.decode(value);
       }
     }
   }
@@ -125,11 +151,18 @@ export class DecodedRecord implements FilterableEvent {
   /** `raw`: the payload as stored, not decoded; `maxHeaders`: how many headers to keep. */
   private build(json: boolean, raw = false, maxHeaders = Infinity): Record<string, unknown> {
     const e = this.textFields();
-    if (this.key !== null) e.key = this.key;
-    if (this.headerCount > 0) e.headers = this.headerCount <= maxHeaders ? this.headers : firstHeaders(this.headers, maxHeaders);
+    if (this.keyBytes !== null) {
+      if (json) e.key_base64 = base64(this.keyBytes);
+      else e.key = this.keyBytes;
+    } else if (this.key !== null) e.key = this.key;
+    if (this.headerCount > 0) {
+      const headers = this.headerCount <= maxHeaders ? this.headers : firstHeaders(this.headers, maxHeaders);
+      if (this.binaryHeaders === null) e.headers = headers;
+      else Object.assign(e, withBinaryHeaders(headers, this.binaryHeaders, json));
+    }
     const data = raw ? (this.record.value ?? undefined) : this.data;
     if (data instanceof Uint8Array) {
-      if (json) e.data_base64 = Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("base64");
+      if (json) e.data_base64 = base64(data);
       else e.data = data;
     } else if (data !== undefined) e.data = json ? data : withIntegersAsInt64(data);
     return e;
@@ -144,6 +177,31 @@ export class DecodedRecord implements FilterableEvent {
     if (this.datacontenttype !== undefined) e.datacontenttype = this.datacontenttype;
     return e;
   }
+}
+
+const base64 = (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString("base64");
+
+/**
+ * `headers` (text) with the values that are not UTF-8 as bytes: in place for msgpack; for JSON, which
+ * has no bytes, in `headers_base64` beside the text ones (as `data_base64` is beside `data`).
+ */
+function withBinaryHeaders(headers: Record<string, string>, binary: Record<string, Uint8Array>, json: boolean): { headers?: Record<string, string | Uint8Array>; headers_base64?: Record<string, string> } {
+  const out: Record<string, string | Uint8Array> = Object.create(null);
+  const encoded: Record<string, string> = Object.create(null);
+  let texts = 0;
+  let bytes = 0;
+  for (const name in headers) {
+    const b = Object.hasOwn(binary, name) ? binary[name]! : undefined;
+    if (b === undefined) {
+      out[name] = headers[name]!;
+      texts++;
+    } else if (json) {
+      encoded[name] = base64(b);
+      bytes++;
+    } else out[name] = b;
+  }
+  if (!json) return { headers: out };
+  return { ...(texts > 0 ? { headers: out } : {}), ...(bytes > 0 ? { headers_base64: encoded } : {}) };
 }
 
 function firstHeaders(headers: Record<string, string>, n: number): Record<string, string> {

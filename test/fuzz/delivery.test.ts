@@ -82,10 +82,30 @@ function toConsumed(r: StoredRecord, offset: number): ConsumedRecord {
 
 const sorted = (m: Map<string, string>) => [...m].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
 
+const strict = new TextDecoder("utf-8", { fatal: true });
+/** A key or header value as a subscriber should get it: its text when it is UTF-8, else its bytes (`b:` base64). */
+function expectedValue(v: Uint8Array): string {
+  try {
+    return `t:${strict.decode(v)}`;
+  } catch {
+    return `b:${Buffer.from(v).toString("base64")}`;
+  }
+}
+/** A delivered key or header value, in the same notation. */
+const gotValue = (v: unknown) => (typeof v === "string" ? `t:${v}` : `b:${Buffer.from(v as Uint8Array).toString("base64")}`);
+
 /** The headers a subscriber should see: not the CloudEvents ones, last value wins, in first-seen order. */
 function expectedHeaders(rec: ConsumedRecord): Map<string, string> {
   const m = new Map<string, string>();
-  for (const [n, v] of rec.headers) if (!CE.has(n)) m.set(n, new TextDecoder().decode(v));
+  for (const [n, v] of rec.headers) if (!CE.has(n)) m.set(n, expectedValue(v));
+  return m;
+}
+
+/** The headers delivered: text and bytes in `headers`, or for JSON the bytes in `headers_base64`. */
+function deliveredHeaders(ev: Map<string, unknown>): Map<string, string> {
+  const m = new Map<string, string>();
+  for (const [n, v] of (ev.get("headers") as Map<string, unknown> | undefined) ?? []) m.set(n, gotValue(v));
+  for (const [n, v] of (ev.get("headers_base64") as Map<string, string> | undefined) ?? []) m.set(n, `b:${v}`);
   return m;
 }
 
@@ -107,7 +127,11 @@ test("every stored record reaches subscribers of both codecs, whole or degraded 
           if (degraded !== undefined) expect(typeof e.get("reason")).toBe("string");
           // Header order is not kept (integer-like names come first), so compared as sets.
           const want = expectedHeaders(rec);
-          const headers = (ev.get("headers") as Map<string, string> | undefined) ?? new Map();
+          const headers = deliveredHeaders(ev);
+          if (degraded !== "event") {
+            if (rec.key === null) expect(ev.has("key") || ev.has("key_base64")).toBe(false);
+            else expect(ev.has("key_base64") ? `b:${ev.get("key_base64")}` : gotValue(ev.get("key"))).toBe(expectedValue(rec.key));
+          }
           if (degraded === undefined || degraded === "data") expect(sorted(headers)).toEqual(sorted(want));
           else if (degraded === "headers") {
             expect(headers.size).toBe(MAX_DEGRADED_HEADERS);

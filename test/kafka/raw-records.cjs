@@ -1,7 +1,7 @@
 // Writes records straight into Kafka, as any other producer might: shapes the gateway would never
 // write itself. Runs on Node (the librdkafka addon does not load in Bun).
 //   node test/kafka/raw-records.cjs BROKERS TOPIC < spec.json
-// spec: [{ key?, value?: base64, headers?: [[name, value]], manyHeaders?: n }], written in order to
+// spec: [{ key?, keyBase64?, value?: base64, headers?: [[name, value, "base64"?]], manyHeaders?: n }], written in order to
 // partition 0. Prints one JSON line: the offset of each record, or the error that refused it.
 const Kafka = require("@confluentinc/kafka-javascript");
 const [brokers, topic] = process.argv.slice(2);
@@ -19,13 +19,14 @@ producer.on("delivery-report", (err, report) => {
 producer.on("ready", () => {
   producer.setPollInBackground(true);
   spec.forEach((r, i) => {
-    const headers = (r.headers ?? []).map(([name, value]) => {
+    const headers = (r.headers ?? []).map(([name, value, encoding]) => {
       // Built with a computed key: an own property whatever the name ("__proto__" included).
-      return { [name]: value };
+      return { [name]: encoding === "base64" ? Buffer.from(value, "base64") : value };
     });
     for (let h = 0; h < (r.manyHeaders ?? 0); h++) headers.push({ [`h${h}`]: `v${h}` });
     const value = r.value === undefined ? null : Buffer.from(r.value, "base64");
-    producer.produce(topic, 0, value, r.key ?? null, Date.now(), i, headers);
+    const key = r.keyBase64 !== undefined ? Buffer.from(r.keyBase64, "base64") : (r.key ?? null);
+    producer.produce(topic, 0, value, key, Date.now(), i, headers);
   });
 });
 producer.connect();

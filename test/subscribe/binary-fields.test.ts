@@ -1,0 +1,72 @@
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { resolve } from "node:path";
+import { type GatewayProcess, startGateway } from "../support/gateway";
+import { freshTopic, kafkaBrokers } from "../support/kafka";
+import { ensureTopic } from "../support/kafka-broker";
+import { type Codec, type Frame, GatewayClient } from "../support/ws-client";
+
+/**
+ * Keys and header values that are not UTF-8 text reach subscribers as the bytes they are: as
+ * msgpack bytes, or base64 in `key_base64` / `headers_base64` for JSON subscribers. A header published
+ * as bytes, and a binary key any other producer wrote (a Java LongSerializer key, an Avro key with
+ * its schema-registry prefix), were delivered decoded as UTF-8 with U+FFFD in place of each bad byte,
+ * which no subscriber could undo. Raw frames: the test checks the exact fields of the delivered envelope.
+ */
+let gw: GatewayProcess;
+let brokers: string;
+beforeAll(async () => {
+  brokers = await kafkaBrokers();
+  gw = await startGateway({ KAFKA_BROKERS: brokers, KAFKA_WORKERS: "1" });
+}, 60_000);
+afterAll(async () => {
+  await gw.stop();
+}, 60_000);
+
+const BINARY = new Uint8Array([0x00, 0x00, 0x00, 0x01, 0xff, 0xfe, 0x80, 0x41]); // an Avro-style prefix, then bytes no UTF-8 decoder keeps
+const b64 = (b: Uint8Array) => Buffer.from(b).toString("base64");
+
+async function delivered(codec: Codec, topic: string, count: number): Promise<Frame[]> {
+  const client = await GatewayClient.connect(gw.wsUrl, codec);
+  const events: Frame[] = [];
+  let done!: () => void;
+  const all = new Promise<void>((r) => (done = r));
+  const reply = await client.subscribe({ sub: "s", topic, start: "earliest" }, (f) => {
+    if (f.t === 24) events.push(f.event);
+    else if (f.t === 25) for (const e of f.events) events.push(e.event);
+    if (events.length >= count) done();
+  });
+  expect(reply).toMatchObject({ t: 23 });
+  await Promise.race([all, Bun.sleep(20_000)]);
+  client.close();
+  return events;
+}
+
+test("a header published as bytes, and a binary key and header written by another producer, are delivered as those bytes, in msgpack and in JSON", async () => {
+  const topic = freshTopic("binary-fields");
+  await ensureTopic(brokers, topic, 1);
+  const publisher = await GatewayClient.connect(gw.wsUrl, "msgpack");
+  const ack = await publisher.publish({ type: "own", key: "text-key", headers: { bin: BINARY, text: "plain" } }, topic);
+  expect(ack.t).toBe(20);
+  publisher.close();
+  const spec = [{ keyBase64: b64(BINARY), value: b64(new Uint8Array([1, 2, 3])), headers: [["ce_type", "foreign"], ["bin", b64(BINARY), "base64"], ["text", "plain"]] }];
+  const proc = Bun.spawn(["node", resolve(import.meta.dir, "../kafka/raw-records.cjs"), brokers, topic], { stdin: new Blob([JSON.stringify(spec)]), stdout: "pipe", stderr: "inherit" });
+  expect(await proc.exited).toBe(0);
+
+  const [own, foreign] = await delivered("msgpack", topic, 2);
+  expect(own!.key).toBe("text-key");
+  expect(new Uint8Array(own!.headers.bin)).toEqual(BINARY);
+  expect(own!.headers.text).toBe("plain");
+  expect(foreign!.type).toBe("foreign");
+  expect(new Uint8Array(foreign!.key)).toEqual(BINARY);
+  expect(new Uint8Array(foreign!.headers.bin)).toEqual(BINARY);
+  expect(foreign!.headers.text).toBe("plain");
+
+  const [ownJson, foreignJson] = await delivered("json", topic, 2);
+  expect(ownJson!.key).toBe("text-key");
+  expect(ownJson!.headers).toEqual({ text: "plain" });
+  expect(ownJson!.headers_base64).toEqual({ bin: b64(BINARY) });
+  expect(foreignJson!.key).toBeUndefined();
+  expect(foreignJson!.key_base64).toBe(b64(BINARY));
+  expect(foreignJson!.headers).toEqual({ text: "plain" });
+  expect(foreignJson!.headers_base64).toEqual({ bin: b64(BINARY) });
+}, 60_000);
