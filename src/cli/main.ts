@@ -167,8 +167,14 @@ if (command === "pub") {
   const count = o.count === undefined ? Infinity : Number(o.count);
   if (!(count > 0)) fail("--count must be a positive number");
   const sub = await gw.subscribe(o.topic ?? "events", { filter, start: startOf(o.from) }).catch((e) => fail(`subscribe refused: ${(e as Error).message}`));
+  // Bytes (a binary key or header value, byte data) print as "base64:…" in both forms.
+  // The holder's own value, not `v`: JSON.stringify has already turned a Buffer into {type, data}.
+  const bytesAsText = function (this: Record<string, unknown> | undefined, k: string, v: unknown) {
+    const raw = this?.[k] ?? v;
+    return raw instanceof Uint8Array ? `base64:${Buffer.from(raw).toString("base64")}` : v;
+  };
   const print = (e: DeliveredEvent) =>
-    o.json ? JSON.stringify(e) : `${e.partition}:${e.offset}\t${e.event.type}\t${e.event.key ?? ""}\t${JSON.stringify(e.event.data ?? e.event.data_base64 ?? null)}`;
+    o.json ? JSON.stringify(e, bytesAsText) : `${e.partition}:${e.offset}\t${e.event.type}\t${bytesAsText.call(undefined, "", e.event.key) ?? ""}\t${JSON.stringify(e.event.data ?? e.event.data_base64 ?? null, bytesAsText)}`;
   // A gap is said, never silent: the gateway dropped events for a slow reader (live only; history waits).
   sub.onNotice((n) => {
     if (n.kind === "lagged") process.stderr.write(`kgw: ${n.dropped} events dropped (${n.where === "gateway" ? "the gateway's" : "this client's"} buffer for a slow reader)\n`);
