@@ -27,6 +27,7 @@ interface TopicTail {
 
 const ABSENT_RETRY_MS = 1000;
 const decoder = new TextDecoder();
+const IDENTITY_HEADERS = ["ce_id", "ce_source"] as const;
 
 /**
  * The log as the instances' shared memory of ids: one reader on this instance follows every topic
@@ -131,7 +132,8 @@ export class IdTail {
 
   private readerOnce(): Promise<LogReader> {
     this.reader ??= (async () => {
-      const reader = this.log.openReader({ onRecords: (records, done) => this.onRecords(records, done), onLost: () => void this.reopen() });
+      // Only what identifies an event: neither values nor other headers cross from the Kafka worker.
+      const reader = this.log.openReader({ onRecords: (records, done) => this.onRecords(records, done), onLost: () => void this.reopen() }, undefined, { onlyHeaders: IDENTITY_HEADERS });
       await reader.ready;
       return reader;
     })();

@@ -9,6 +9,7 @@ import {
   type LogRecord,
   type ReaderGroup,
   type ReaderHandlers,
+  type ReaderOptions,
   type Watermark,
   newResults,
   setError,
@@ -74,8 +75,8 @@ export class KafkaLog implements EventLog {
     return this.pool.isReady();
   }
 
-  openReader(handlers: ReaderHandlers, group?: ReaderGroup): LogReader {
-    return this.pool.openReader(handlers, { worker: this.readerSeq++ % this.pool.slots.length, group });
+  openReader(handlers: ReaderHandlers, group?: ReaderGroup, options?: ReaderOptions): LogReader {
+    return this.pool.openReader(handlers, { worker: this.readerSeq++ % this.pool.slots.length, group, onlyHeaders: options?.onlyHeaders });
   }
 
   /**

@@ -161,11 +161,11 @@ export class WorkerPool {
    * Opens a Kafka reader (manual assignment, no commits) on a worker, `worker` or else the next ready
    * one; see ReaderHandlers.
    */
-  openReader(handlers: ReaderHandlers, opts: { worker?: number; group?: ReaderGroup } = {}): LogReader {
+  openReader(handlers: ReaderHandlers, opts: { worker?: number; group?: ReaderGroup; onlyHeaders?: readonly string[] } = {}): LogReader {
     const n = this.slots.length;
     for (let i = 0; i < n; i++) {
       const slot = this.slots[((opts.worker ?? 0) + i) % n]!;
-      if (slot.state === "ready" && !this.closing) return this.readers.open(slot, handlers, opts.group);
+      if (slot.state === "ready" && !this.closing) return this.readers.open(slot, handlers, opts.group, opts.onlyHeaders);
     }
     throw new GatewayError("UNAVAILABLE", "no Kafka worker is connected to Kafka");
   }

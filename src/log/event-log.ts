@@ -63,6 +63,15 @@ export interface ReaderGroup {
   topics: string[];
 }
 
+/** What a reader's records carry, when not all of it is needed. */
+export interface ReaderOptions {
+  /**
+   * Records come with a null key and value and only the headers of these names: the rest is not
+   * copied out of the Kafka worker at all (the idempotence ids reader needs two headers of each record).
+   */
+  onlyHeaders?: readonly string[];
+}
+
 export interface LogReader {
   readonly ready: Promise<void>;
   assign(list: Assignment[]): void;
@@ -96,7 +105,7 @@ export interface EventLog {
   isReady(): boolean;
   health(): LogHealth;
   /** A reader with manual assignment and no commits (positions belong to the caller), or in a group. */
-  openReader(handlers: ReaderHandlers, group?: ReaderGroup): LogReader;
+  openReader(handlers: ReaderHandlers, group?: ReaderGroup, options?: ReaderOptions): LogReader;
   /** Partitions of a topic. Never creates it (only appends may): UNKNOWN_TOPIC when it does not exist. */
   partitionCount(topic: string): Promise<number>;
   watermarks(topic: string): Promise<Watermark[]>;

@@ -120,7 +120,10 @@ export class MemoryLog implements EventLog {
     return (this.topics.get(topic) ?? []).map((p) => ({ earliest: p.earliest, next: p.next }));
   }
 
-  /** One process is the whole group here: a group reader simply reads every partition from the end. */
+  /**
+   * One process is the whole group here: a group reader simply reads every partition from the end.
+   * ReaderOptions are not needed: records are handed over in process, nothing is copied for them.
+   */
   openReader(handlers: ReaderHandlers, group?: ReaderGroup): LogReader {
     const reader = new MemoryReader(this, handlers);
     this.readers.add(reader);

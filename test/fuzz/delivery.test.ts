@@ -2,7 +2,7 @@ import { expect, test } from "bun:test";
 import fc from "fast-check";
 import { Packr, Unpackr } from "msgpackr";
 import { ByteReader, ByteWriter } from "../../src/kafka/wire/ipc";
-import { type ConsumedMessage, encodeRecord, readRecords } from "../../src/kafka/wire/records-layout";
+import { type ConsumedMessage, type RecordSource, encodeRecord, encodeSourceRecord, readRecords } from "../../src/kafka/wire/records-layout";
 import type { ConsumedRecord } from "../../src/log/event-log";
 import { createMetrics } from "../../src/observability/metrics";
 import { MAX_DEGRADED_HEADERS } from "../../src/subscribe/decoded-record";
@@ -223,5 +223,77 @@ test("RECORDS: every consumed record, with any header names, counts and lengths,
       });
     }),
     { numRuns: 100 },
+  );
+});
+
+/** Records in arrays, read through the RecordSource interface the Bun worker's MessageBatch implements. */
+function arraySource(records: ConsumedRecord[]): RecordSource {
+  let current: Array<[string, Uint8Array]> = [];
+  let name = Buffer.alloc(0);
+  let value: Uint8Array = new Uint8Array(0);
+  return {
+    topic: (i) => records[i]!.topic,
+    partition: (i) => records[i]!.partition,
+    offset: (i) => records[i]!.offset,
+    timestamp: (i) => records[i]!.timestamp,
+    keyLen: (i) => records[i]!.key?.length ?? -1,
+    valueLen: (i) => records[i]!.value?.length ?? -1,
+    copyKey: (i, dst, at) => dst.set(records[i]!.key!, at),
+    copyValue: (i, dst, at) => dst.set(records[i]!.value!, at),
+    headerCount(i) {
+      current = records[i]!.headers;
+      return current.length;
+    },
+    header(h) {
+      name = Buffer.from(current[h]![0]);
+      value = current[h]![1];
+    },
+    headerNameLen: () => name.length,
+    get headerValueLen() {
+      return value.length;
+    },
+    copyHeaderName: (dst, at) => dst.set(name, at),
+    copyHeaderValue: (dst, at) => dst.set(value, at),
+  };
+}
+
+test("RECORDS for a reader with onlyHeaders: null key and value, exactly the headers of those names in their order, nothing else", () => {
+  const wanted = ["ce_id", "ce_source"];
+  const only = wanted.map((n) => Buffer.from(n));
+  const headerOf = fc.tuple(fc.oneof(fc.constantFrom("ce_id", "ce_source", "ce_idx", "ce_i", "ce_type"), headerName), fc.uint8Array({ maxLength: 10 }).map((b) => Buffer.from(b)));
+  const rec = fc.record({
+    topic: fc.stringMatching(/^[a-zA-Z0-9._-]{1,40}$/),
+    partition: fc.nat(100),
+    offset: fc.nat(),
+    timestamp: fc.nat(2 ** 45),
+    key: fc.option(fc.uint8Array({ maxLength: 10 }).map((b) => Buffer.from(b)), { nil: null }),
+    value: fc.option(fc.uint8Array({ maxLength: 40 }).map((b) => Buffer.from(b)), { nil: null }),
+    headers: fc.array(headerOf, { maxLength: 8 }),
+  });
+  fc.assert(
+    fc.property(fc.array(rec, { minLength: 1, maxLength: 5 }), (records) => {
+      const consumed = records as ConsumedRecord[];
+      const src = arraySource(consumed);
+      for (const which of [only, null]) {
+        const w = new ByteWriter(16);
+        w.u32(consumed.length);
+        consumed.forEach((_, i) => encodeSourceRecord(w, src, i, true, which));
+        const body = w.take();
+        const r = new ByteReader(body);
+        const got = readRecords(r);
+        expect(r.pos).toBe(body.length);
+        got.forEach((g, i) => {
+          const e = consumed[i]!;
+          const headers = which ? e.headers.filter(([n]) => wanted.includes(n)) : e.headers;
+          expect({ ...g, headers: g.headers.map(([n, v]) => [n, Buffer.from(v).toString("hex")]) }).toEqual({
+            ...e,
+            key: which ? null : e.key,
+            value: which ? null : e.value,
+            headers: headers.map(([n, v]) => [n, Buffer.from(v).toString("hex")]),
+          });
+        });
+      }
+    }),
+    { numRuns: 300 },
   );
 });

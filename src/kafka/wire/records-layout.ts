@@ -60,38 +60,57 @@ export interface RecordSource {
   copyHeaderValue(dst: Uint8Array, at: number): void;
 }
 
-/** Record `i` of `src`, in the same layout as encodeRecord; `withHeaders` false writes none (degraded delivery). */
-export function encodeSourceRecord(w: ByteWriter, src: RecordSource, i: number, withHeaders: boolean): void {
+/**
+ * Record `i` of `src`, in the same layout as encodeRecord; `withHeaders` false writes none (degraded
+ * delivery). With `only`, the key and value are written null and only the headers of those names
+ * (ReaderOptions.onlyHeaders).
+ */
+export function encodeSourceRecord(w: ByteWriter, src: RecordSource, i: number, withHeaders: boolean, only: readonly Uint8Array[] | null = null): void {
   const topic = src.topic(i);
   if (Buffer.byteLength(topic) > 0xffff) throw new RangeError("topic name too long");
   w.shortString(topic);
   w.i32(src.partition(i));
   w.f64(src.offset(i));
   w.f64(src.timestamp(i));
-  const keyLen = src.keyLen(i);
+  const keyLen = only ? -1 : src.keyLen(i);
   w.ensure(4 + Math.max(0, keyLen));
   w.i32(keyLen);
   if (keyLen > 0) src.copyKey(i, w.buf, w.pos);
   w.pos += Math.max(0, keyLen);
-  const valueLen = src.valueLen(i);
+  const valueLen = only ? -1 : src.valueLen(i);
   w.ensure(4 + Math.max(0, valueLen));
   w.i32(valueLen);
   if (valueLen > 0) src.copyValue(i, w.buf, w.pos);
   w.pos += Math.max(0, valueLen);
   const count = withHeaders ? src.headerCount(i) : 0;
+  const countAt = w.pos;
   w.u32(count);
+  let written = 0;
   for (let h = 0; h < count; h++) {
     src.header(h);
     const nameLen = src.headerNameLen();
     const len = Math.max(0, src.headerValueLen);
     w.ensure(8 + nameLen + len);
+    const headerAt = w.pos;
     w.u32(nameLen);
     src.copyHeaderName(w.buf, w.pos);
+    if (only && !only.some((name) => sameBytes(name, w.buf, w.pos, nameLen))) {
+      w.pos = headerAt; // not wanted: the name written to compare is taken back
+      continue;
+    }
+    written++;
     w.pos += nameLen;
     w.u32(len);
     if (len > 0) src.copyHeaderValue(w.buf, w.pos);
     w.pos += len;
   }
+  if (written !== count) w.buf.writeUInt32LE(written, countAt);
+}
+
+function sameBytes(a: Uint8Array, buf: Uint8Array, at: number, len: number): boolean {
+  if (a.length !== len) return false;
+  for (let i = 0; i < len; i++) if (buf[at + i] !== a[i]) return false;
+  return true;
 }
 
 /**

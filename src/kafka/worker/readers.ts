@@ -28,6 +28,8 @@ class Reader {
     private readonly send: (buf: Buffer) => void,
     private readonly status: StatusReporter,
     groupTopics?: string[],
+    /** ReaderOptions.onlyHeaders, as bytes to compare names with. */
+    private readonly only: Uint8Array[] | null = null,
   ) {
     const mode: Record<string, string | boolean> = groupTopics ? { "enable.auto.commit": true, "auto.offset.reset": "latest" } : { "enable.auto.commit": false };
     // As the Node reader (worker-readers.ts): a group member whose worker dies holds its partitions
@@ -100,7 +102,7 @@ class Reader {
       count++;
       const recordStart = w.pos;
       try {
-        encodeSourceRecord(w, b, i, true);
+        encodeSourceRecord(w, b, i, true, this.only);
       } catch (e) {
         // The record still goes (its offset moves every position on), without what could not be
         // encoded: subscribers get it with no headers, not a worker that dies on it at every read.
@@ -133,10 +135,11 @@ export class FfiReaders {
     return this.readers.size;
   }
 
-  handle(type: number, msg: { readerId: number; group?: { id: string; topics: string[] }; assignments?: Assignment[] }): void {
+  handle(type: number, msg: { readerId: number; group?: { id: string; topics: string[] }; assignments?: Assignment[]; onlyHeaders?: string[] }): void {
     if (type === IpcType.OPEN_READER) {
       const groupId = msg.group?.id ?? `kgw-reader-${process.pid}-${msg.readerId}`;
-      this.readers.set(msg.readerId, new Reader(msg.readerId, { ...this.config, "group.id": groupId }, this.send, this.status, msg.group?.topics));
+      const only = Array.isArray(msg.onlyHeaders) ? msg.onlyHeaders.map((n) => Buffer.from(n)) : null;
+      this.readers.set(msg.readerId, new Reader(msg.readerId, { ...this.config, "group.id": groupId }, this.send, this.status, msg.group?.topics, only));
       return;
     }
     const reader = this.readers.get(msg.readerId);
