@@ -66,6 +66,7 @@ export class FairShare implements Appender {
   /** Records in the log by source, for the sources that have any. */
   private readonly inLog = new Map<string, number>();
   private budget: number;
+  private readonly floor: number;
   // Latency samples of the current adjustment interval, and the quietest of two baseline halves.
   private intervalMin = Infinity;
   private baselineNow = Infinity;
@@ -80,7 +81,8 @@ export class FairShare implements Appender {
     private readonly log: Appender,
     private readonly options: FairShareOptions,
   ) {
-    this.budget = options.minRecords;
+    this.floor = Math.min(options.minRecords, options.maxRecords);
+    this.budget = this.floor;
     this.overloaded = new GatewayError("OVERLOADED", `the Kafka workers hold their maximum of ${options.maxRecords} unacknowledged events, waiting or in flight; retry after acks arrive`);
   }
 
@@ -188,8 +190,8 @@ export class FairShare implements Appender {
     this.intervalMin = Infinity;
     if (latency === Infinity) return;
     const baseline = Math.min(this.baselineNow, this.baselinePrev);
-    const { minRecords, maxRecords, targetDelayMs } = this.options;
-    if (latency > baseline + targetDelayMs) this.budget = Math.max(minRecords, Math.floor(this.budget * 0.85));
+    const { maxRecords, targetDelayMs } = this.options;
+    if (latency > baseline + targetDelayMs) this.budget = Math.max(this.floor, Math.floor(this.budget * 0.85));
     else if (this.queues.size > 0) this.budget = Math.min(maxRecords, Math.ceil(this.budget * 1.25));
   }
 }
