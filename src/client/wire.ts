@@ -5,10 +5,10 @@
  */
 import { Packr, Unpackr } from "msgpackr";
 import type { ErrorCode } from "../protocol/codes";
-import type { Start } from "../protocol/frames";
+import type { Gap, Start } from "../protocol/frames";
 
 export { FrameType, PROTOCOL_VERSION } from "../protocol/frame-types";
-export type { ErrorCode, Start };
+export type { ErrorCode, Gap, Start };
 /** An error as the gateway sends it (nack, error frame, batch_ack entry). */
 export type { WireError } from "../protocol/errors";
 

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { type DeliveredEvent, type GatewayClient, connect } from "../../src/client";
+import { type DeliveredEvent, type GatewayClient, SubscribeError, connect } from "../../src/client";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 import { freshTopic, kafkaBrokers } from "../support/kafka";
 import { ensureTopic } from "../support/kafka-broker";
@@ -112,4 +112,26 @@ test("closing the client fails the publishes still waiting to be retried", async
   const settled = await Promise.race([waiting, Bun.sleep(5000).then(() => null)]);
   expect(settled).not.toBeNull();
   for (const s of settled!) expect(s).toMatchObject({ status: "rejected", reason: { code: "CLIENT_CLOSED" } });
+}, 60_000);
+
+test("a refused subscribe rejects with the gateway's code, num and retriable; subscribed's live and gaps are on the subscription", async () => {
+  const gw = await gateway({ KAFKA_BROKERS: "", EMBEDDED_PARTITIONS: "1", EMBEDDED_RETENTION_RECORDS: "10" });
+  const c = await client(gw.wsUrl);
+  const refused = await c.subscribe("sdk-sub", { filter: { where: "data.x ==" } }).catch((e) => e);
+  expect(refused).toBeInstanceOf(SubscribeError);
+  expect(refused).toMatchObject({ code: "INVALID_FILTER", num: 1013, retriable: false });
+  expect((await c.subscribe("sdk-sub", { start: { token: "bm9wZQ" } }).catch((e) => e)) as SubscribeError).toMatchObject({ code: "INVALID_POSITION" });
+  // From latest it is live at once; from earliest only once history is read.
+  expect((await c.subscribe("sdk-sub")).live).toBe(true);
+  for (let i = 0; i < 10; i++) await c.publish({ type: "n", data: { i } }, { topic: "sdk-sub" });
+  const old = await c.subscribe("sdk-sub", { start: "earliest" });
+  expect(old.live).toBe(false);
+  const first: DeliveredEvent[] = [];
+  for await (const e of old) if (first.push(e) === 10) break;
+  const token = old.token!;
+  expect((await c.subscribe("sdk-sub", { start: { token } })).gaps).toEqual([]);
+  // 20 more: retention (10 records) deletes offsets 10 to 19, after the token and before what is kept.
+  for (let i = 10; i < 30; i++) await c.publish({ type: "n", data: { i } }, { topic: "sdk-sub" });
+  const resumed = await c.subscribe("sdk-sub", { start: { token } });
+  expect(resumed.gaps).toEqual([{ topic: "sdk-sub", partition: 0, from: 10, to: 20 }]);
 }, 60_000);
