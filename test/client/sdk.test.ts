@@ -135,3 +135,18 @@ test("a refused subscribe rejects with the gateway's code, num and retriable; su
   const resumed = await c.subscribe("sdk-sub", { start: { token } });
   expect(resumed.gaps).toEqual([{ topic: "sdk-sub", partition: 0, from: 10, to: 20 }]);
 }, 60_000);
+
+test("publishes that together would exceed the gateway's maxFrameBytes go in frames under it, and all are acked; an event too large alone is refused by itself", async () => {
+  const gw = await gateway({ KAFKA_BROKERS: "", MAX_FRAME_BYTES: "65536" });
+  for (const codec of ["msgpack", "json"] as const) {
+    const c = await client(gw.wsUrl, { codec });
+    expect(c.limits.maxFrameBytes).toBe(65536);
+    const pad = "é".repeat(500); // 1,000 bytes in UTF-8, 500 characters in a JSON string
+    const [huge, ...rest] = await Promise.allSettled([
+      c.publish({ type: "huge", data: "x".repeat(70_000) }),
+      ...Array.from({ length: 600 }, (_, i) => c.publish({ type: "padded", data: { i, pad } })),
+    ]);
+    expect(huge).toMatchObject({ status: "rejected", reason: { code: "FRAME_TOO_LARGE" } });
+    expect(rest.filter((r) => r.status !== "fulfilled")).toEqual([]);
+  }
+}, 60_000);
