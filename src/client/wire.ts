@@ -5,10 +5,10 @@
  */
 import { Packr, Unpackr } from "msgpackr";
 import type { ErrorCode } from "../protocol/codes";
-import type { Gap, Start } from "../protocol/frames";
+import type { Degraded, Gap, Start } from "../protocol/frames";
 
 export { FrameType, PROTOCOL_VERSION } from "../protocol/frame-types";
-export type { ErrorCode, Gap, Start };
+export type { Degraded, ErrorCode, Gap, Start };
 /** An error as the gateway sends it (nack, error frame, batch_ack entry). */
 export type { WireError } from "../protocol/errors";
 
@@ -34,7 +34,9 @@ export interface DeliveredEvent {
   partition: number;
   offset: number;
   event: OutgoingEvent & { id: string; source: string; time?: string };
-  degraded?: boolean;
+  /** Set when the event could not be sent whole: which part was given up (docs/protocol.md). */
+  degraded?: Degraded;
+  /** Why, when degraded. */
   reason?: string;
 }
 
