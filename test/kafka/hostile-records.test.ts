@@ -4,8 +4,8 @@ import { Packr } from "msgpackr";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 import { freshTopic, kafkaBrokers } from "../support/kafka";
 import { ensureTopic } from "../support/kafka-broker";
-import { type Codec, type Frame, GatewayClient } from "../support/ws-client";
-import { LivenessWatch, Pump, health, within } from "./harm";
+import { type Codec, type DeliveredEvent, type GatewayClient, connect } from "../../src/client";
+import { LivenessWatch, Pump, health, oneAttemptClient, within } from "./harm";
 
 /**
  * Records written into Kafka by other producers, in shapes this gateway never writes: header names
@@ -64,21 +64,24 @@ async function writeRaw(topic: string): Promise<number[]> {
   return results.map((r) => r.offset!);
 }
 
+/** A delivered event, read field by field as the checks below do. */
+type Frame = Omit<DeliveredEvent, "event"> & { event: Record<string, any> };
+
 interface Seen {
   entries: Map<number, Frame>;
   live: boolean;
 }
 
 async function subscriber(codec: Codec, topic: string, start: "latest" | "earliest", name: string): Promise<{ client: GatewayClient; seen: Seen }> {
-  const client = await GatewayClient.connect(gw.wsUrl, codec);
+  const client = await connect({ url: gw.wsUrl, codec });
   const seen: Seen = { entries: new Map(), live: false };
-  const reply = await client.subscribe({ sub: name, topic, start }, (f) => {
-    if (f.t === 24) seen.entries.set(f.offset, f);
-    else if (f.t === 25) for (const e of f.events) seen.entries.set(e.offset, e);
-    else if (f.t === 26) seen.live = true;
+  // A refusal rejects with its code and message.
+  const sub = await client.subscribe(topic, { start }).catch((e) => {
+    throw new Error(`${name}: ${(e as Error).message}`);
   });
-  expect(reply).toMatchObject({ t: 23 }); // the whole frame, code and message, when it is not
-  if (reply.live) seen.live = true;
+  sub.onEvent((e) => seen.entries.set(e.offset, e as unknown as Frame));
+  sub.onNotice((n) => n.kind === "live" && (seen.live = true));
+  if (sub.live) seen.live = true;
   return { client, seen };
 }
 
@@ -129,7 +132,7 @@ test("records of any shape from other producers reach live and replaying subscri
   const restartsBefore = (await health(gw.url)).log.workers.map((w: { restarts: number }) => w.restarts);
   // Answers, however slowly the loaded test machine lets them come: a gateway that died or wedged gives none.
   const watch = new LivenessWatch(gw.url, 150, 15_000);
-  const controlClient = await GatewayClient.connect(gw.wsUrl);
+  const controlClient = await oneAttemptClient(gw.wsUrl);
   const pump = new Pump(controlClient, [control], { batch: 20, maxInflight: 4, pauseMs: 20 }).start();
 
   const live = await Promise.all((["msgpack", "json"] as const).map((c) => subscriber(c, topic, "latest", `live-${c}`)));
