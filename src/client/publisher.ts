@@ -16,6 +16,8 @@ export class PublishError extends Error {
     readonly retriable: boolean,
     readonly mayBePersisted: boolean,
     readonly id: string,
+    /** The gateway's number for `code` (docs/protocol.md); absent for the client's own CLIENT_* refusals. */
+    readonly num?: number,
   ) {
     super(message);
     this.name = "PublishError";
@@ -107,7 +109,7 @@ export class Publisher {
       if (err.retriable && ++item.attempts < this.options.maxAttempts) {
         again.push(item);
         delay = Math.max(delay, err.retryAfterMs ?? Math.min(2000, 50 * 2 ** item.attempts));
-      } else item.reject(new PublishError(err.code, err.message, err.retriable, err.mayBePersisted, item.event.id));
+      } else item.reject(new PublishError(err.code, err.message, err.retriable, err.mayBePersisted, item.event.id, err.num));
     };
     if (f.t === FrameType.ACK || f.t === FrameType.BATCH_ACK) {
       const errors = new Map<number, WireError>();

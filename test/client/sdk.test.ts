@@ -56,7 +56,7 @@ test("a refusal that is not retriable rejects that publish only, with the gatewa
   const c = await client(gw.wsUrl);
   const [bad, good] = await Promise.allSettled([c.publish({ type: "" }), c.publish({ type: "fine" })]);
   expect(bad.status).toBe("rejected");
-  expect((bad as PromiseRejectedResult).reason).toMatchObject({ code: "INVALID_EVENT", retriable: false, id: expect.any(String) });
+  expect((bad as PromiseRejectedResult).reason).toMatchObject({ code: "INVALID_EVENT", num: 1005, retriable: false, id: expect.any(String) });
   expect(good).toMatchObject({ status: "fulfilled", value: { offset: expect.any(Number) } });
 }, 60_000);
 
