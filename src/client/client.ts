@@ -61,7 +61,13 @@ export class GatewayClient {
     this.urls = [...(Array.isArray(options.url) ? options.url : [options.url]), ...(options.urls ?? [])];
     if (this.urls.length === 0) throw new Error("connect: give `url` (one or more ws:// URLs)");
     this.publisher = new Publisher(
-      { ready: () => this.welcomed, send: (f) => this.send(f), nextCid: () => this.cid++, limits: () => this.limits },
+      {
+        ready: () => this.welcomed,
+        encode: (f) => encode(f, this.codec),
+        sendEncoded: (data) => this.ws?.readyState === 1 && this.ws.send(data),
+        nextCid: () => this.cid++,
+        limits: () => this.limits,
+      },
       { lingerMs: options.lingerMs ?? 2, maxQueued: options.maxQueued ?? 100_000, maxAttempts: options.maxAttempts ?? 8 },
     );
   }

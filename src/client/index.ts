@@ -4,8 +4,8 @@
  */
 export { type ConnectOptions, GatewayClient } from "./client";
 export { PublishError, type PublishResult } from "./publisher";
-export { type Notice, type SubscribeOptions, Subscription } from "./subscription";
-export type { Codec, DeliveredEvent, ErrorCode, OutgoingEvent, Start, WireError } from "./wire";
+export { type Notice, SubscribeError, type SubscribeOptions, Subscription } from "./subscription";
+export type { Codec, Degraded, DeliveredEvent, ErrorCode, Gap, OutgoingEvent, Start, WireError } from "./wire";
 
 import { type ConnectOptions, GatewayClient } from "./client";
 export const connect = (options: ConnectOptions): Promise<GatewayClient> => GatewayClient.connect(options);

@@ -16,6 +16,8 @@ export class PublishError extends Error {
     readonly retriable: boolean,
     readonly mayBePersisted: boolean,
     readonly id: string,
+    /** The gateway's number for `code` (docs/protocol.md); absent for the client's own CLIENT_* refusals. */
+    readonly num?: number,
   ) {
     super(message);
     this.name = "PublishError";
@@ -42,10 +44,19 @@ export interface PublisherOptions {
 export interface PublisherLink {
   /** Whether the socket is open and welcomed. */
   ready(): boolean;
-  send(frame: Record<string, unknown>): void;
+  /** A frame in the connection's codec, and sending it so encoded. */
+  encode(frame: Record<string, unknown>): Uint8Array | string;
+  sendEncoded(data: Uint8Array | string): void;
   nextCid(): number;
-  /** The connection's window and batch size, from welcome. */
-  limits(): { window: number; maxBatchEvents: number };
+  /** The connection's window, batch size and frame size, from welcome. */
+  limits(): { window: number; maxBatchEvents: number; maxFrameBytes?: number };
+}
+
+const utf8 = new TextEncoder();
+/** Bytes of an encoded frame; a string is only encoded when it might be over `max`. */
+function byteSize(data: Uint8Array | string, max: number): number {
+  if (typeof data !== "string") return data.byteLength;
+  return data.length * 3 <= max ? data.length : utf8.encode(data).byteLength;
 }
 
 const uuid = () => globalThis.crypto.randomUUID();
@@ -98,7 +109,7 @@ export class Publisher {
       if (err.retriable && ++item.attempts < this.options.maxAttempts) {
         again.push(item);
         delay = Math.max(delay, err.retryAfterMs ?? Math.min(2000, 50 * 2 ** item.attempts));
-      } else item.reject(new PublishError(err.code, err.message, err.retriable, err.mayBePersisted, item.event.id));
+      } else item.reject(new PublishError(err.code, err.message, err.retriable, err.mayBePersisted, item.event.id, err.num));
     };
     if (f.t === FrameType.ACK || f.t === FrameType.BATCH_ACK) {
       const errors = new Map<number, WireError>();
@@ -169,23 +180,36 @@ export class Publisher {
     }, ms);
   }
 
-  /** Sends what the window has room for, a topic's run of events per frame. */
+  /**
+   * Sends what the window has room for, a topic's run of events per frame. A frame over the
+   * gateway's `maxFrameBytes` would be refused whole (FRAME_TOO_LARGE), so it is halved until it
+   * fits; an event too large on its own is sent alone, for the gateway to refuse with its code.
+   */
   private flush(): void {
     if (!this.link.ready()) return;
-    const { window, maxBatchEvents } = this.link.limits();
+    const { window, maxBatchEvents, maxFrameBytes = Number.POSITIVE_INFINITY } = this.link.limits();
     while (this.queue.length > 0 && this.inflightEvents < window) {
       const topic = this.queue[0]!.topic;
       const room = Math.min(maxBatchEvents, window - this.inflightEvents);
       let n = 0;
       while (n < this.queue.length && n < room && this.queue[n]!.topic === topic) n++;
-      const items = this.queue.splice(0, n);
       const cid = this.link.nextCid();
+      let data: Uint8Array | string;
+      for (;;) {
+        data = this.link.encode(this.frame(cid, this.queue, n, topic));
+        if (n === 1 || byteSize(data, maxFrameBytes) <= maxFrameBytes) break;
+        n = Math.ceil(n / 2);
+      }
+      const items = this.queue.splice(0, n);
       this.inflight.set(cid, items);
       this.inflightEvents += items.length;
-      const frame: Record<string, unknown> =
-        items.length === 1 ? { t: FrameType.PUBLISH, cid, event: items[0]!.event } : { t: FrameType.PUBLISH_BATCH, cid, events: items.map((i) => i.event) };
-      if (topic !== undefined) frame.topic = topic;
-      this.link.send(frame);
+      this.link.sendEncoded(data);
     }
+  }
+
+  private frame(cid: number, queue: Item[], n: number, topic: string | undefined): Record<string, unknown> {
+    const frame: Record<string, unknown> = n === 1 ? { t: FrameType.PUBLISH, cid, event: queue[0]!.event } : { t: FrameType.PUBLISH_BATCH, cid, events: queue.slice(0, n).map((i) => i.event) };
+    if (topic !== undefined) frame.topic = topic;
+    return frame;
   }
 }

@@ -1,4 +1,18 @@
-import { type DeliveredEvent, FrameType, type InFrame, type Start, type WireError } from "./wire";
+import { type DeliveredEvent, type ErrorCode, FrameType, type Gap, type InFrame, type Start, type WireError } from "./wire";
+
+/** A subscribe the gateway refused (a bad filter or position, a topic not granted or not there…), with its code. */
+export class SubscribeError extends Error {
+  readonly code: ErrorCode;
+  readonly num: number;
+  readonly retriable: boolean;
+  constructor(err: WireError) {
+    super(`${err.code}: ${err.message}`);
+    this.name = "SubscribeError";
+    this.code = err.code;
+    this.num = err.num;
+    this.retriable = err.retriable;
+  }
+}
 
 export interface SubscribeOptions {
   /** The filter, as docs/subscriptions.md writes it. */
@@ -30,7 +44,13 @@ export interface SubscriptionLink {
 export class Subscription implements AsyncIterable<DeliveredEvent> {
   /** The token of the last frame received: resuming from it yields exactly what followed. */
   token: string | undefined;
+  /** Whether history is delivered: true from `subscribed` for a start at `latest`, else from the `live` notice. */
   live = false;
+  /**
+   * What retention deleted between the resume token and what is still there, as the last
+   * `subscribed` said (empty when nothing was lost): events the subscription will never see.
+   */
+  gaps: Gap[] = [];
   private ended = false;
   private buffer: DeliveredEvent[] = [];
   private waiter: ((r: IteratorResult<DeliveredEvent>) => void) | null = null;
@@ -92,10 +112,11 @@ export class Subscription implements AsyncIterable<DeliveredEvent> {
       this.confirm = null;
       if (f.t === FrameType.SUBSCRIBED) {
         if (typeof f.token === "string" && this.token === undefined) this.token = f.token;
+        this.live = f.live === true;
+        this.gaps = (f.gaps as Gap[] | undefined) ?? [];
         return c.resolve();
       }
-      const err = f as unknown as WireError;
-      return c.reject(Object.assign(new Error(`${err.code}: ${err.message}`), { code: err.code }));
+      return c.reject(new SubscribeError(f as unknown as WireError));
     }
     if (typeof f.token === "string") this.token = f.token;
     switch (f.t) {

@@ -5,10 +5,10 @@
  */
 import { Packr, Unpackr } from "msgpackr";
 import type { ErrorCode } from "../protocol/codes";
-import type { Start } from "../protocol/frames";
+import type { Degraded, Gap, Start } from "../protocol/frames";
 
 export { FrameType, PROTOCOL_VERSION } from "../protocol/frame-types";
-export type { ErrorCode, Start };
+export type { Degraded, ErrorCode, Gap, Start };
 /** An error as the gateway sends it (nack, error frame, batch_ack entry). */
 export type { WireError } from "../protocol/errors";
 
@@ -38,7 +38,9 @@ export interface DeliveredEvent {
    * and `headers_base64` (docs/protocol.md, "The delivered envelope").
    */
   event: Omit<OutgoingEvent, "key"> & { id: string; source: string; time?: string; key?: string | Uint8Array; key_base64?: string; headers_base64?: Record<string, string> };
-  degraded?: boolean;
+  /** Set when the event could not be sent whole: which part was given up (docs/protocol.md). */
+  degraded?: Degraded;
+  /** Why, when degraded. */
   reason?: string;
 }
 

@@ -111,6 +111,22 @@ export const SubscribeSchema = z
   .refine((f) => f.share === undefined || f.start === undefined || f.start === "latest", "a shared subscription reads from its group's position; it takes no start");
 export const UnsubscribeSchema = z.object({ t: z.literal(FrameType.UNSUBSCRIBE), cid: correlationId, sub: subscriptionId });
 export type SubscribeFrame = z.infer<typeof SubscribeSchema>;
+/**
+ * How an event that could not be encoded whole reaches a subscriber (docs/protocol.md, "Events that
+ * cannot be encoded"): "data", the payload as stored bytes; "headers", that and only the first
+ * headers; "event", only the envelope's text fields.
+ */
+export type Degraded = "data" | "headers" | "event";
+
+/** A stretch of a partition that retention deleted before a resume token's position could be read (`subscribed.gaps`). */
+export interface Gap {
+  topic: string;
+  partition: number;
+  /** The first offset lost. */
+  from: number;
+  /** The first offset still there: `to - from` events are gone. */
+  to: number;
+}
 
 export type HelloFrame = z.infer<typeof HelloSchema>;
 export type PublishFrame = z.infer<typeof PublishSchema>;

@@ -1,6 +1,7 @@
 import { Unpackr } from "msgpackr";
 import type { ConsumedRecord } from "../log/event-log";
 import { type CodecName, encodeFrame, parseJsonValue } from "../protocol/codec";
+import type { Degraded } from "../protocol/frames";
 import { INT64_AUTO, withIntegersAsInt64 } from "../protocol/integers";
 import type { FilterableEvent } from "./filter";
 
@@ -36,7 +37,7 @@ export const MAX_DEGRADED_HEADERS = 1000;
 export interface DeliveredEvent {
   event: Record<string, unknown>;
   /** "data": the payload as stored bytes; "headers": that, and only MAX_DEGRADED_HEADERS of the headers; "event": only the envelope's text fields. */
-  degraded?: "data" | "headers" | "event";
+  degraded?: Degraded;
   /** Why the full event could not be encoded. */
   reason?: string;
 }

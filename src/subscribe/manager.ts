@@ -4,7 +4,7 @@ import type { Logger } from "../observability/logger";
 import type { Metrics } from "../observability/metrics";
 import { type CodecName, encodeFrame } from "../protocol/codec";
 import { GatewayError, toWireError } from "../protocol/errors";
-import { FrameType, type Start, type SubscribeFrame } from "../protocol/frames";
+import { FrameType, type Gap, type Start, type SubscribeFrame } from "../protocol/frames";
 import { type DeliveryRow, RecentlyEnded, lagOf, rowOf } from "./delivery-report";
 import { Feed } from "./feed";
 import { compileFilter } from "./filter";
@@ -38,13 +38,6 @@ export interface SubscriptionStats {
 
 // Topics whose watermarks one delivery-health request asks for: a bound on the queries it costs.
 const MAX_LAG_TOPICS = 100;
-
-interface Gap {
-  topic: string;
-  partition: number;
-  from: number;
-  to: number;
-}
 
 /**
  * Subscriptions of every connection. A subscription from `latest` joins its topic's shared live feed

@@ -1,3 +1,4 @@
+// Stays on the raw test client: it reads the expiry error frame, the refresh reply and the 4401 close of a connection that does not refresh, frames the SDK handles for its user.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 import type { Frame } from "../support/ws-client";

@@ -1,3 +1,4 @@
+// Stays on the raw test client: helloWith sends the hello itself, for tests of what the handshake answers.
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";

@@ -1,3 +1,4 @@
+// Stays on the raw test client: it checks handshake refusals of bad tokens, requests before hello and the 4401 close of raw sockets, which the SDK turns into a failed connect().
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 import { GatewayClient } from "../support/ws-client";

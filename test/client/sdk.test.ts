@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { type DeliveredEvent, type GatewayClient, connect } from "../../src/client";
+import { type DeliveredEvent, type GatewayClient, SubscribeError, connect } from "../../src/client";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 import { freshTopic, kafkaBrokers } from "../support/kafka";
 import { ensureTopic } from "../support/kafka-broker";
@@ -56,7 +56,7 @@ test("a refusal that is not retriable rejects that publish only, with the gatewa
   const c = await client(gw.wsUrl);
   const [bad, good] = await Promise.allSettled([c.publish({ type: "" }), c.publish({ type: "fine" })]);
   expect(bad.status).toBe("rejected");
-  expect((bad as PromiseRejectedResult).reason).toMatchObject({ code: "INVALID_EVENT", retriable: false, id: expect.any(String) });
+  expect((bad as PromiseRejectedResult).reason).toMatchObject({ code: "INVALID_EVENT", num: 1005, retriable: false, id: expect.any(String) });
   expect(good).toMatchObject({ status: "fulfilled", value: { offset: expect.any(Number) } });
 }, 60_000);
 
@@ -112,4 +112,41 @@ test("closing the client fails the publishes still waiting to be retried", async
   const settled = await Promise.race([waiting, Bun.sleep(5000).then(() => null)]);
   expect(settled).not.toBeNull();
   for (const s of settled!) expect(s).toMatchObject({ status: "rejected", reason: { code: "CLIENT_CLOSED" } });
+}, 60_000);
+
+test("a refused subscribe rejects with the gateway's code, num and retriable; subscribed's live and gaps are on the subscription", async () => {
+  const gw = await gateway({ KAFKA_BROKERS: "", EMBEDDED_PARTITIONS: "1", EMBEDDED_RETENTION_RECORDS: "10" });
+  const c = await client(gw.wsUrl);
+  const refused = await c.subscribe("sdk-sub", { filter: { where: "data.x ==" } }).catch((e) => e);
+  expect(refused).toBeInstanceOf(SubscribeError);
+  expect(refused).toMatchObject({ code: "INVALID_FILTER", num: 1013, retriable: false });
+  expect((await c.subscribe("sdk-sub", { start: { token: "bm9wZQ" } }).catch((e) => e)) as SubscribeError).toMatchObject({ code: "INVALID_POSITION" });
+  // From latest it is live at once; from earliest only once history is read.
+  expect((await c.subscribe("sdk-sub")).live).toBe(true);
+  for (let i = 0; i < 10; i++) await c.publish({ type: "n", data: { i } }, { topic: "sdk-sub" });
+  const old = await c.subscribe("sdk-sub", { start: "earliest" });
+  expect(old.live).toBe(false);
+  const first: DeliveredEvent[] = [];
+  for await (const e of old) if (first.push(e) === 10) break;
+  const token = old.token!;
+  expect((await c.subscribe("sdk-sub", { start: { token } })).gaps).toEqual([]);
+  // 20 more: retention (10 records) deletes offsets 10 to 19, after the token and before what is kept.
+  for (let i = 10; i < 30; i++) await c.publish({ type: "n", data: { i } }, { topic: "sdk-sub" });
+  const resumed = await c.subscribe("sdk-sub", { start: { token } });
+  expect(resumed.gaps).toEqual([{ topic: "sdk-sub", partition: 0, from: 10, to: 20 }]);
+}, 60_000);
+
+test("publishes that together would exceed the gateway's maxFrameBytes go in frames under it, and all are acked; an event too large alone is refused by itself", async () => {
+  const gw = await gateway({ KAFKA_BROKERS: "", MAX_FRAME_BYTES: "65536" });
+  for (const codec of ["msgpack", "json"] as const) {
+    const c = await client(gw.wsUrl, { codec });
+    expect(c.limits.maxFrameBytes).toBe(65536);
+    const pad = "é".repeat(500); // 1,000 bytes in UTF-8, 500 characters in a JSON string
+    const [huge, ...rest] = await Promise.allSettled([
+      c.publish({ type: "huge", data: "x".repeat(70_000) }),
+      ...Array.from({ length: 600 }, (_, i) => c.publish({ type: "padded", data: { i, pad } })),
+    ]);
+    expect(huge).toMatchObject({ status: "rejected", reason: { code: "FRAME_TOO_LARGE" } });
+    expect(rest.filter((r) => r.status !== "fulfilled")).toEqual([]);
+  }
 }, 60_000);

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { SECRET, hsToken } from "../auth/support";
 import { type GatewayProcess, startGateway } from "../support/gateway";
-import { GatewayClient } from "../support/ws-client";
+import { type GatewayClient, connect } from "../../src/client";
 
 /**
  * SSE (GET /api/v1/stream) read as a client reads it: the text/event-stream over a real HTTP
@@ -77,7 +77,7 @@ let gw: GatewayProcess;
 let publisher: GatewayClient;
 beforeAll(async () => {
   gw = await startGateway({ KAFKA_BROKERS: "" });
-  publisher = await GatewayClient.connect(gw.wsUrl);
+  publisher = await connect({ url: gw.wsUrl });
 }, 60_000);
 afterAll(async () => {
   publisher.close();
@@ -88,7 +88,7 @@ test("a stream gets subscribed, then the filtered events live, each frame with i
   const s = openStream(`${gw.url}/api/v1/stream?topic=sse-live&filter=${encodeURIComponent(JSON.stringify({ types: ["keep.*"] }))}`);
   await s.until((ms) => ms.some((m) => m.event === "subscribed"));
   expect(s.messages[0]).toMatchObject({ event: "subscribed", data: { t: 23, sub: "sse" } });
-  for (let i = 0; i < 20; i++) await publisher.publish({ type: i % 2 ? "keep.odd" : "drop.even", data: { i } }, "sse-live");
+  for (let i = 0; i < 20; i++) await publisher.publish({ type: i % 2 ? "keep.odd" : "drop.even", data: { i } }, { topic: "sse-live" });
   await s.until((ms) => eventsIn(ms).length >= 10);
   expect(eventsIn(s.messages).map((e) => e.event.data.i)).toEqual([1, 3, 5, 7, 9, 11, 13, 15, 17, 19]);
   for (const m of s.messages.filter((m) => m.event.startsWith("event"))) expect(m.id).toBe(m.data.token);
@@ -101,13 +101,13 @@ test("a stream gets subscribed, then the filtered events live, each frame with i
 test("Last-Event-ID resumes exactly after the last frame the client got: no gap, no repeat", async () => {
   const topic = "sse-resume";
   const s = openStream(`${gw.url}/api/v1/stream?topic=${topic}&start=earliest`);
-  for (let i = 0; i < 50; i++) await publisher.publish({ type: "n", key: `k${i % 4}`, data: { i } }, topic);
+  for (let i = 0; i < 50; i++) await publisher.publish({ type: "n", key: `k${i % 4}`, data: { i } }, { topic });
   await s.until((ms) => eventsIn(ms).length >= 20);
   s.stop();
   await s.done;
   const got = eventsIn(s.messages).map((e) => e.event.data.i);
   const lastId = s.messages.filter((m) => m.id).at(-1)!.id!;
-  for (let i = 50; i < 80; i++) await publisher.publish({ type: "n", key: `k${i % 4}`, data: { i } }, topic);
+  for (let i = 50; i < 80; i++) await publisher.publish({ type: "n", key: `k${i % 4}`, data: { i } }, { topic });
   const again = openStream(`${gw.url}/api/v1/stream?topic=${topic}&start=earliest`, { "last-event-id": lastId });
   await again.until((ms) => got.length + eventsIn(ms).length >= 80);
   await Bun.sleep(200);

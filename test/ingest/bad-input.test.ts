@@ -1,3 +1,4 @@
+// Stays on the raw test client: it sends broken, oversized and out-of-protocol bytes on purpose and reads the exact error frames and close codes they get.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { Packr } from "msgpackr";
 import { type GatewayProcess, startGateway } from "../support/gateway";

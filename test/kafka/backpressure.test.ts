@@ -3,7 +3,7 @@ import { unpack } from "msgpackr";
 import { startGateway } from "../support/gateway";
 import { freshTopic, kafkaBroker } from "../support/kafka";
 import { consumeAll, ensureTopic } from "../support/kafka-broker";
-import { GatewayClient } from "../support/ws-client";
+import { type PublishError, connect } from "../../src/client";
 import { rssMiB } from "../support/proc";
 
 
@@ -28,7 +28,8 @@ test("a broker stall becomes backpressure: OVERLOADED nacks, bounded memory, not
     // 4429) is not what this test is about.
     RATE_LIMIT_EVENTS: "0",
   });
-  const client = await GatewayClient.connect(gw.wsUrl);
+  // One attempt per event: the test re-sends by itself, and counts the gateway's own refusals.
+  const client = await connect({ url: gw.wsUrl, maxAttempts: 1 });
   const acked = new Map<string, { partition: number; offset: number }>();
   const nackCodes = new Map<string, number>();
   let seq = 0;
@@ -41,12 +42,14 @@ test("a broker stall becomes backpressure: OVERLOADED nacks, bounded memory, not
           const n = seq++;
           return { id: `s-${n}`, type: "test.stall", key: `k${n % 10}`, data: { n } };
         });
-        const p: Promise<void> = client.publishBatch(events, topic).then((r) => {
-          if (r.t === 21) return void nackCodes.set(r.code, (nackCodes.get(r.code) ?? 0) + events.length);
-          r.ids.forEach((id: string, i: number) => {
-            if (r.partitions[i] >= 0) acked.set(id, { partition: r.partitions[i], offset: r.offsets[i] });
-            else nackCodes.set(r.errors.find((e: { i: number }) => e.i === i).code, (nackCodes.get(r.errors.find((e: { i: number }) => e.i === i).code) ?? 0) + 1);
-          });
+        const p: Promise<void> = client.publishBatch(events, { topic }).then((settled) => {
+          for (const r of settled) {
+            if (r.status === "fulfilled") acked.set(r.value.id, { partition: r.value.partition, offset: r.value.offset });
+            else {
+              const code = (r.reason as PublishError).code;
+              nackCodes.set(code, (nackCodes.get(code) ?? 0) + 1);
+            }
+          }
         });
         pending.add(p);
         void p.finally(() => pending.delete(p));

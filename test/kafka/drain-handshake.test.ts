@@ -1,3 +1,4 @@
+// Stays on the raw test client: it checks the close code of each raw socket (1001, never 1006) and needs a blaster that ignores its window, which the SDK never does.
 import { expect, test } from "bun:test";
 import { startGateway } from "../support/gateway";
 import { freshTopic, kafkaBrokers } from "../support/kafka";

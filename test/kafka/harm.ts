@@ -2,7 +2,13 @@
  * Load and watchers for the tests that harm the Kafka side (workers, brokers) under traffic: a
  * control publisher that counts every request and its reply, and a poller of /health/live.
  */
-import type { GatewayClient } from "../support/ws-client";
+import { type GatewayClient, type PublishError, connect } from "../../src/client";
+
+/**
+ * A client for the control load and probes of harm tests: one attempt per event, so what is counted
+ * is the gateway's own answer to each publish (the SDK would otherwise retry retriable refusals).
+ */
+export const oneAttemptClient = (url: string): Promise<GatewayClient> => connect({ url, maxAttempts: 1 });
 
 export interface Outcome {
   topic: string;
@@ -13,7 +19,10 @@ export interface Outcome {
   mayBePersisted?: boolean;
 }
 
-/** Publishes batches round-robin over `topics`, at most `maxInflight` requests at once, until stopped. */
+/**
+ * Publishes batches round-robin over `topics`, at most `maxInflight` requests (publishBatch calls)
+ * at once, until stopped. A request is answered once each of its events is acked or refused.
+ */
 export class Pump {
   sent = 0;
   answered = 0;
@@ -69,22 +78,17 @@ export class Pump {
     const sentAt = Date.now();
     this.sent++;
     this.events += events.length;
-    const p: Promise<void> = this.client.publishBatch(events, topic).then((r) => {
+    const p: Promise<void> = this.client.publishBatch(events, { topic }).then((settled) => {
       const at = Date.now();
       this.answered++;
       this.maxLatencyMs = Math.max(this.maxLatencyMs, at - sentAt);
-      if (r.t === 21) {
-        this.requests.push([sentAt, at, r.code]);
-        for (const e of events) this.nacked.push({ topic, id: e.id, partition: -1, offset: -1, code: r.code, mayBePersisted: r.mayBePersisted });
-        return;
-      }
       let code = "ok";
-      r.ids.forEach((id: string, i: number) => {
-        if (r.partitions[i] >= 0) this.acked.push({ topic, id, partition: r.partitions[i], offset: r.offsets[i] });
+      settled.forEach((r, i) => {
+        if (r.status === "fulfilled") this.acked.push({ topic, id: r.value.id, partition: r.value.partition, offset: r.value.offset });
         else {
-          const err = r.errors.find((x: { i: number }) => x.i === i);
+          const err = r.reason as PublishError;
           code = err.code;
-          this.nacked.push({ topic, id, partition: -1, offset: -1, code: err.code, mayBePersisted: err.mayBePersisted });
+          this.nacked.push({ topic, id: events[i]!.id, partition: -1, offset: -1, code: err.code, mayBePersisted: err.mayBePersisted });
         }
       });
       this.requests.push([sentAt, at, code]);

@@ -4,8 +4,8 @@ import { Packr } from "msgpackr";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 import { freshTopic, kafkaBrokers } from "../support/kafka";
 import { ensureTopic } from "../support/kafka-broker";
-import { type Codec, type Frame, GatewayClient } from "../support/ws-client";
-import { LivenessWatch, Pump, health, within } from "./harm";
+import { type Codec, type DeliveredEvent, type GatewayClient, connect } from "../../src/client";
+import { LivenessWatch, Pump, health, oneAttemptClient, within } from "./harm";
 
 /**
  * Records written into Kafka by other producers, in shapes this gateway never writes: header names
@@ -23,7 +23,10 @@ beforeAll(async () => {
   // The Kafka binding turns a 70,000-header record into 70,000 objects on the worker's thread, once
   // per reader: a few hundred ms, but seconds on a loaded test machine, where the default 3 s ping
   // deadline would call the worker hung. A worker that dies still shows as a restart.
-  gw = await startGateway({ KAFKA_WORKERS: "1", KAFKA_BROKERS: brokers, KAFKA_WORKER_PING_TIMEOUT_MS: "20000" });
+  // Several of these records are over a megabyte as JSON: with the default 1 MiB subscriber buffer, a
+  // live subscriber slowed by a loaded machine has one dropped by drop-oldest (offset 1 went missing
+  // in a full run), which is the slow-consumer policy (slow.test.ts), not what this file checks.
+  gw = await startGateway({ KAFKA_WORKERS: "1", KAFKA_BROKERS: brokers, KAFKA_WORKER_PING_TIMEOUT_MS: "20000", SUBSCRIBER_BUFFER_BYTES: String(256 * 1024 * 1024) });
 }, 60_000);
 afterAll(async () => {
   await gw.stop();
@@ -64,21 +67,26 @@ async function writeRaw(topic: string): Promise<number[]> {
   return results.map((r) => r.offset!);
 }
 
+/** A delivered event, read field by field as the checks below do. */
+type Frame = Omit<DeliveredEvent, "event"> & { event: Record<string, any> };
+
 interface Seen {
   entries: Map<number, Frame>;
   live: boolean;
+  /** Notices other than live (lagged, ended): none is expected, and one explains a missing record. */
+  notices: string[];
 }
 
 async function subscriber(codec: Codec, topic: string, start: "latest" | "earliest", name: string): Promise<{ client: GatewayClient; seen: Seen }> {
-  const client = await GatewayClient.connect(gw.wsUrl, codec);
-  const seen: Seen = { entries: new Map(), live: false };
-  const reply = await client.subscribe({ sub: name, topic, start }, (f) => {
-    if (f.t === 24) seen.entries.set(f.offset, f);
-    else if (f.t === 25) for (const e of f.events) seen.entries.set(e.offset, e);
-    else if (f.t === 26) seen.live = true;
+  const client = await connect({ url: gw.wsUrl, codec });
+  const seen: Seen = { entries: new Map(), live: false, notices: [] };
+  // A refusal rejects with its code and message.
+  const sub = await client.subscribe(topic, { start }).catch((e) => {
+    throw new Error(`${name}: ${(e as Error).message}`);
   });
-  expect(reply).toMatchObject({ t: 23 }); // the whole frame, code and message, when it is not
-  if (reply.live) seen.live = true;
+  sub.onEvent((e) => seen.entries.set(e.offset, e as unknown as Frame));
+  sub.onNotice((n) => (n.kind === "live" ? (seen.live = true) : seen.notices.push(JSON.stringify(n))));
+  if (sub.live) seen.live = true;
   return { client, seen };
 }
 
@@ -129,7 +137,7 @@ test("records of any shape from other producers reach live and replaying subscri
   const restartsBefore = (await health(gw.url)).log.workers.map((w: { restarts: number }) => w.restarts);
   // Answers, however slowly the loaded test machine lets them come: a gateway that died or wedged gives none.
   const watch = new LivenessWatch(gw.url, 150, 15_000);
-  const controlClient = await GatewayClient.connect(gw.wsUrl);
+  const controlClient = await oneAttemptClient(gw.wsUrl);
   const pump = new Pump(controlClient, [control], { batch: 20, maxInflight: 4, pauseMs: 20 }).start();
 
   const live = await Promise.all((["msgpack", "json"] as const).map((c) => subscriber(c, topic, "latest", `live-${c}`)));
@@ -142,7 +150,7 @@ test("records of any shape from other producers reach live and replaying subscri
   await pump.stop(30_000);
   await watch.stop();
   for (const s of all) {
-    expect({ live: s.seen.live, got: offsets.filter((o) => s.seen.entries.has(o)) }).toEqual({ live: true, got: offsets });
+    expect({ live: s.seen.live, got: offsets.filter((o) => s.seen.entries.has(o)), notices: s.seen.notices }).toEqual({ live: true, got: offsets, notices: [] });
   }
   expect(waited).toBeGreaterThanOrEqual(0);
   for (const [i, s] of all.entries()) {

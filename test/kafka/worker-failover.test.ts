@@ -1,9 +1,9 @@
 import { afterEach, expect, test } from "bun:test";
-import { Collector } from "../support/collector";
+import { type GatewayClient, type SubscribeOptions, type Subscription, connect } from "../../src/client";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 import { freshTopic, kafkaBrokers } from "../support/kafka";
-import { type Frame, GatewayClient } from "../support/ws-client";
-import { LivenessWatch, Pump, health, within } from "./harm";
+import { collect } from "../support/sdk-collector";
+import { LivenessWatch, Pump, health, oneAttemptClient, within } from "./harm";
 
 let gw: GatewayProcess | null = null;
 
@@ -21,16 +21,15 @@ test.each([1, 2])("%d worker(s), one killed under load with 10 live feeds and a 
   const g = gw;
   const topics = Array.from({ length: 10 }, (_, i) => freshTopic(`failover${i}`));
   const shareTopic = freshTopic("failover-share");
-  const publisher = await GatewayClient.connect(g.wsUrl);
+  const publisher = await oneAttemptClient(g.wsUrl);
   // Publishing creates the topics (broker auto-create) with their partitions led before anyone subscribes.
-  for (const r of await Promise.all([...topics, shareTopic].map((t) => publisher.publish({ type: "warm" }, t)))) expect(r).toMatchObject({ t: 20 });
-  const subscriber = await GatewayClient.connect(g.wsUrl);
-  const feeds = topics.map(() => new Collector());
-  for (let i = 0; i < topics.length; i++) {
-    expect(await subscribeRetrying(subscriber, { sub: `s${i}`, topic: topics[i]! }, feeds[i]!.onFrame)).toMatchObject({ t: 23 });
+  for (const [i, r] of (await Promise.all([...topics, shareTopic].map((topic) => publisher.publish({ type: "warm" }, { topic })))).entries()) {
+    expect(r).toMatchObject({ topic: [...topics, shareTopic][i] });
   }
-  const shared = new Collector();
-  expect(await subscribeRetrying(subscriber, { sub: "share", topic: shareTopic, share: "failover" }, shared.onFrame)).toMatchObject({ t: 23 });
+  const subscriber = await connect({ url: g.wsUrl });
+  const feeds: Array<ReturnType<typeof collect>> = [];
+  for (const topic of topics) feeds.push(collect(await subscribeRetrying(subscriber, topic)));
+  const shared = collect(await subscribeRetrying(subscriber, shareTopic, { share: "failover" }));
 
   const pump = new Pump(publisher, [...topics, shareTopic], { batch: 10, maxInflight: 8, pauseMs: 20 }).start();
   const watch = new LivenessWatch(g.url);
@@ -89,10 +88,13 @@ test.each([1, 2])("%d worker(s), one killed under load with 10 live feeds and a 
 }, 240_000);
 
 /** A topic created a moment ago may briefly answer metadata without a leader: that refusal is retriable. */
-async function subscribeRetrying(c: GatewayClient, frame: { sub: string; topic: string; share?: string }, onFrame: (f: Frame) => void): Promise<Frame> {
+async function subscribeRetrying(c: GatewayClient, topic: string, options: SubscribeOptions = {}): Promise<Subscription> {
   for (let attempt = 0; ; attempt++) {
-    const r = await c.subscribe(frame, onFrame);
-    if (r.t !== 21 || !r.retriable || attempt >= 20) return r;
+    try {
+      return await c.subscribe(topic, options);
+    } catch (e) {
+      if (!(e as { retriable?: boolean }).retriable || attempt >= 20) throw e;
+    }
     await Bun.sleep(250);
   }
 }

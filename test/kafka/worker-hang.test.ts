@@ -1,8 +1,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 import { freshTopic, kafkaBrokers } from "../support/kafka";
-import { GatewayClient } from "../support/ws-client";
-import { LivenessWatch, Pump, health, readyStatus, within } from "./harm";
+import { LivenessWatch, Pump, health, oneAttemptClient, readyStatus, within } from "./harm";
 
 let gw: GatewayProcess;
 let victimPid = 0;
@@ -22,8 +21,8 @@ afterAll(async () => {
 
 test("a worker that hangs without dying (SIGSTOP): detected within seconds, its events nacked WORKER_LOST, not ready until replaced, ingestion goes on", async () => {
   const topic = freshTopic("hang");
-  const control = await GatewayClient.connect(gw.wsUrl);
-  expect(await control.publish({ type: "warm" }, topic)).toMatchObject({ t: 20 });
+  const control = await oneAttemptClient(gw.wsUrl);
+  expect(await control.publish({ type: "warm" }, { topic })).toMatchObject({ topic });
   const pump = new Pump(control, [topic], { batch: 10, maxInflight: 8, pauseMs: 10 }).start();
   const watch = new LivenessWatch(gw.url);
   await Bun.sleep(1500);

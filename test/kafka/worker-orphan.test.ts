@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 import { freshTopic } from "../support/kafka";
 import { type Broker, startBroker } from "../support/kafka-broker";
-import { GatewayClient } from "../support/ws-client";
+import { connect } from "../../src/client";
 
 /**
  * A worker whose gateway died has nobody to acknowledge to: whatever it still holds can only reach
@@ -36,11 +36,12 @@ const alive = (pid: number) => {
 test("the gateway is SIGKILLed while its worker holds records for a frozen broker: the worker exits at once, without writing them later", async () => {
   gw = await startGateway({ KAFKA_BROKERS: broker.brokers, KAFKA_WORKERS: "1" });
   const topic = freshTopic("orphan");
-  const c = await GatewayClient.connect(gw.wsUrl);
-  expect((await c.publish({ type: "warm" }, topic)).t).toBe(20);
+  // The gateway is killed under it: the client must not reconnect to anything meanwhile.
+  const c = await connect({ url: gw.wsUrl, reconnect: { minMs: 60_000, maxMs: 60_000 } });
+  expect(await c.publish({ type: "warm" }, { topic })).toMatchObject({ topic });
   const worker: number = (await gw.health()).log.workers[0].pid;
   process.kill(broker.pid, "SIGSTOP");
-  void c.publishBatch(Array.from({ length: 50 }, (_, i) => ({ type: "held", key: `k${i}` })), topic);
+  void c.publishBatch(Array.from({ length: 50 }, (_, i) => ({ type: "held", key: `k${i}` })), { topic });
   await Bun.sleep(500); // handed to the worker, waiting on the broker
   gw.proc.kill("SIGKILL");
   await gw.proc.exited;
@@ -49,6 +50,7 @@ test("the gateway is SIGKILLed while its worker holds records for a frozen broke
   const tookMs = performance.now() - killedAt;
   process.kill(broker.pid, "SIGCONT");
   console.log(`worker left ${tookMs.toFixed(0)} ms after its gateway was killed`);
+  c.close();
   expect(alive(worker)).toBe(false);
   expect(tookMs).toBeLessThan(1000);
 }, 60_000);

@@ -1,7 +1,7 @@
 import { afterAll, expect, test } from "bun:test";
 import { resolve } from "node:path";
 import { type GatewayProcess, startGateway } from "../support/gateway";
-import { GatewayClient } from "../support/ws-client";
+import { connect } from "../../src/client";
 import { rssMiB } from "../support/proc";
 
 const gateways: GatewayProcess[] = [];
@@ -13,14 +13,20 @@ const p = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math.min(xs
 
 /** A control connection publishing one event every 20 ms; returns its ack latencies. */
 async function control(url: string, ms: number): Promise<{ latencies: number[]; unanswered: number; failed: number }> {
-  const c = await GatewayClient.connect(url);
+  // One attempt: a refusal counts as failed, not retried out of sight.
+  const c = await connect({ url, maxAttempts: 1 });
   const latencies: number[] = [];
   let failed = 0;
   const pending: Promise<void>[] = [];
   const until = Date.now() + ms;
   while (Date.now() < until) {
     const t0 = performance.now();
-    pending.push(c.publish({ type: "control", key: "c" }).then((r) => (r.t === 20 ? void latencies.push(performance.now() - t0) : void failed++)));
+    pending.push(
+      c.publish({ type: "control", key: "c" }).then(
+        () => void latencies.push(performance.now() - t0),
+        () => void failed++,
+      ),
+    );
     await Bun.sleep(20);
   }
   const settled = await Promise.race([Promise.all(pending).then(() => true), Bun.sleep(5000).then(() => false)]);

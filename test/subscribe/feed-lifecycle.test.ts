@@ -1,4 +1,6 @@
+// The subscribe/unsubscribe cycles stay on the raw test client: they check each unsubscribe's own reply, which the SDK does not wait for.
 import { afterAll, expect, test } from "bun:test";
+import { connect } from "../../src/client";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 import { freshTopic } from "../support/kafka";
 import { GatewayClient } from "../support/ws-client";
@@ -40,11 +42,11 @@ test("feeds per instance are capped: past MAX_FEEDS a subscribe is refused with 
   const gw = await startGateway({ MAX_FEEDS: "3" });
   gateways.push(gw);
   const prefix = freshTopic("cap");
-  const c = await GatewayClient.connect(gw.wsUrl);
-  for (let i = 0; i < 3; i++) expect(await c.subscribe({ sub: `s${i}`, topic: `${prefix}-${i}` }, () => {})).toMatchObject({ t: 23 });
-  expect(await c.subscribe({ sub: "s3", topic: `${prefix}-3` }, () => {})).toMatchObject({ t: 21, code: "TOO_MANY_SUBSCRIPTIONS", retriable: true });
+  const c = await connect({ url: gw.wsUrl });
+  for (let i = 0; i < 3; i++) await c.subscribe(`${prefix}-${i}`);
+  expect(await c.subscribe(`${prefix}-3`).catch((e) => e)).toMatchObject({ name: "SubscribeError", code: "TOO_MANY_SUBSCRIPTIONS", retriable: true });
   // A topic already read costs no new feed.
-  expect(await c.subscribe({ sub: "s4", topic: `${prefix}-0` }, () => {})).toMatchObject({ t: 23 });
-  expect((await c.publish({ type: "still.alive" }, `${prefix}-0`)).t).toBe(20);
+  await c.subscribe(`${prefix}-0`);
+  expect(await c.publish({ type: "still.alive" }, { topic: `${prefix}-0` })).toMatchObject({ topic: `${prefix}-0`, offset: 0 });
   c.close();
 }, 60_000);

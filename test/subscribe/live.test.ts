@@ -1,8 +1,11 @@
+// The "bad subscriptions" test stays on the raw test client: it sends frames the SDK never writes (no topic, a reused or unknown sub id).
 import { afterAll, beforeAll, expect, test } from "bun:test";
+import { type GatewayClient as SdkClient, connect } from "../../src/client";
 import { Collector } from "../support/collector";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 import { freshTopic, kafkaBrokers } from "../support/kafka";
 import { ensureTopic } from "../support/kafka-broker";
+import { collect } from "../support/sdk-collector";
 import { GatewayClient } from "../support/ws-client";
 
 let brokers: string;
@@ -29,20 +32,23 @@ interface Published {
 /** Publishes a mixed stream through `gw` and returns every event with where Kafka put it. */
 async function publishMixed(gw: GatewayProcess, topic: string, n: number): Promise<Published[]> {
   const types = ["order.created", "order.updated", "payment.captured", "user.signup"];
-  const client = await GatewayClient.connect(gw.wsUrl);
+  const client = await connect({ url: gw.wsUrl });
   const out: Published[] = [];
   const replies: Array<Promise<void>> = [];
   for (let i = 0; i < n; i += 200) {
-    if (replies.length >= 20) await replies.shift(); // stay inside the 10,000-event window
     const batch = Array.from({ length: Math.min(200, n - i) }, (_, j) => {
       const k = i + j;
       return { id: `m-${k}`, type: types[k % 4]!, key: `k${k % 13}`, data: { n: k, amount: (k * 37) % 1000 } };
     });
     replies.push(
-      client.publishBatch(batch, topic).then((r) => {
-        expect(r).toMatchObject({ t: 22 });
-        expect(r.errors).toBeUndefined();
-        batch.forEach((e, j) => out.push({ id: e.id, type: e.type, key: e.key, amount: e.data.amount, partition: r.partitions[j], offset: r.offsets[j] }));
+      client.publishBatch(batch, { topic }).then((settled) => {
+        settled.forEach((r, j) => {
+          expect(r.status).toBe("fulfilled");
+          if (r.status !== "fulfilled") return;
+          const e = batch[j]!;
+          expect(r.value.id).toBe(e.id);
+          out.push({ id: e.id, type: e.type, key: e.key, amount: e.data.amount, partition: r.value.partition, offset: r.value.offset });
+        });
       }),
     );
   }
@@ -54,16 +60,17 @@ async function publishMixed(gw: GatewayProcess, topic: string, n: number): Promi
 test("3 subscribers with different filters get exactly their matching events, in order per partition, from 20,000", async () => {
   const topic = freshTopic("fanout");
   await ensureTopic(brokers, topic, 3);
-  const client = await GatewayClient.connect(a.wsUrl);
+  const client = await connect({ url: a.wsUrl });
   const filters = {
     orders: { types: ["order.*"] },
     bigPayments: { types: ["payment.captured"], where: "data.amount >= 500 and data.amount < 900" },
     someKeys: { keys: ["k1", "k2"], where: "type != 'user.signup'" },
   };
-  const collectors = Object.fromEntries(Object.keys(filters).map((k) => [k, new Collector()])) as Record<keyof typeof filters, Collector>;
-  for (const [sub, filter] of Object.entries(filters)) {
-    const r = await client.subscribe({ sub, topic, filter }, collectors[sub as keyof typeof filters].onFrame);
-    expect(r).toMatchObject({ t: 23, sub, live: true });
+  const collectors = {} as Record<keyof typeof filters, ReturnType<typeof collect>>;
+  for (const [name, filter] of Object.entries(filters)) {
+    const sub = await client.subscribe(topic, { filter });
+    expect(sub.live).toBe(true);
+    collectors[name as keyof typeof filters] = collect(sub);
   }
   const published = await publishMixed(a, topic, 20_000);
   const expected = {
@@ -87,12 +94,11 @@ test("3 subscribers with different filters get exactly their matching events, in
 test("two gateway instances on one broker: a subscriber on each receives every matching event", async () => {
   const topic = freshTopic("two");
   await ensureTopic(brokers, topic, 3);
-  const [onA, onB] = [new Collector(), new Collector()];
-  const ca = await GatewayClient.connect(a.wsUrl);
-  const cb = await GatewayClient.connect(b.wsUrl, "json");
+  const ca = await connect({ url: a.wsUrl });
+  const cb = await connect({ url: b.wsUrl, codec: "json" });
   const filter = { types: ["order.created"] };
-  await ca.subscribe({ sub: "a", topic, filter }, onA.onFrame);
-  await cb.subscribe({ sub: "b", topic, filter }, onB.onFrame);
+  const onA = collect(await ca.subscribe(topic, { filter }));
+  const onB = collect(await cb.subscribe(topic, { filter }));
   const published = await publishMixed(a, topic, 4000);
   const want = published.filter((e) => e.type === "order.created").map((e) => e.id).sort();
   await Promise.all([onA.waitFor(want.length), onB.waitFor(want.length)]);
@@ -125,18 +131,14 @@ test("bad subscriptions get an error naming the problem, and the socket lives on
 test("a trickle of events streams through as it is published, not held back until a batch fills", async () => {
   const topic = freshTopic("trickle");
   await ensureTopic(brokers, topic, 3);
-  const sub = await GatewayClient.connect(a.wsUrl);
+  const sub: SdkClient = await connect({ url: a.wsUrl });
   const arrivals: number[] = [];
-  const onFrame = (f: { t: number; events?: unknown[] }) => {
-    const n = f.t === 24 ? 1 : f.t === 25 ? f.events!.length : 0;
-    for (let i = 0; i < n; i++) arrivals.push(performance.now());
-  };
-  expect(await sub.subscribe({ sub: "t", topic }, onFrame as never)).toMatchObject({ t: 23 });
-  const pub = await GatewayClient.connect(a.wsUrl);
+  (await sub.subscribe(topic)).onEvent(() => arrivals.push(performance.now()));
+  const pub = await connect({ url: a.wsUrl });
   // 30 single events 30 ms apart. A reader that waits for a full batch delivers them all only
   // after the last one (librdkafka's consume(n) waits its timeout per message by default).
   for (let i = 0; i < 30; i++) {
-    expect(await pub.publish({ type: "tick", data: { i } }, topic)).toMatchObject({ t: 20 });
+    expect(await pub.publish({ type: "tick", data: { i } }, { topic })).toMatchObject({ topic, offset: expect.any(Number) });
     await Bun.sleep(30);
   }
   const lastPublished = performance.now();

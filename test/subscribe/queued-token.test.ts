@@ -2,7 +2,7 @@ import { afterAll, expect, test } from "bun:test";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 import { freshTopic } from "../support/kafka";
 import { RawWsClient } from "../support/raw-ws";
-import { type Frame, GatewayClient } from "../support/ws-client";
+import { connect } from "../../src/client";
 
 /**
  * Tokens handed out while a subscription still has frames queued for a client that is not reading
@@ -19,10 +19,10 @@ const pad = "x".repeat(1000);
 const eventsOf = (f: Record<string, any>): Array<{ partition: number; offset: number; event: any }> => (f.t === 24 ? [f as any] : f.t === 25 ? f.events : []);
 
 async function publishHistory(url: string, topic: string, prefix = "q"): Promise<void> {
-  const pub = await GatewayClient.connect(url);
+  const pub = await connect({ url });
   for (let i = 0; i < COUNT; i += 500) {
-    const r = await pub.publishBatch(Array.from({ length: 500 }, (_, j) => ({ id: `${prefix}-${i + j}`, type: "q", key: `k${(i + j) % 13}`, data: { pad } })), topic);
-    expect(r.errors).toBeUndefined();
+    const settled = await pub.publishBatch(Array.from({ length: 500 }, (_, j) => ({ id: `${prefix}-${i + j}`, type: "q", key: `k${(i + j) % 13}`, data: { pad } })), { topic });
+    for (const r of settled) expect(r.status).toBe("fulfilled");
   }
   pub.close();
 }
@@ -34,17 +34,19 @@ async function publishHistory(url: string, topic: string, prefix = "q"): Promise
  */
 async function resume(url: string, topic: string, token: string, depth = 0): Promise<string[]> {
   expect(depth).toBeLessThan(50);
-  const c = await GatewayClient.connect(url);
-  const frames: Frame[] = [];
-  const sub = await c.subscribe({ sub: "again", topic, start: { token } }, (f) => frames.push(f));
-  expect(sub).toMatchObject({ t: 23 });
+  const c = await connect({ url });
+  const sub = await c.subscribe(topic, { start: { token } });
+  // Ids in arrival order, and the first notice with the subscription's token when it came.
+  const ids: string[] = [];
+  let notice: { kind: string; at: number; token: string } | undefined;
+  sub.onEvent((e) => ids.push(e.event.id));
+  sub.onNotice((n) => (notice ??= { kind: n.kind, at: ids.length, token: sub.token! }));
   const deadline = Date.now() + 60_000;
-  while (!frames.some((f) => f.t === 26 || f.t === 27) && Date.now() < deadline) await Bun.sleep(20);
+  while (notice === undefined && Date.now() < deadline) await Bun.sleep(20);
   c.close();
-  const notice = frames.findIndex((f) => f.t === 27);
-  if (notice < 0) return frames.flatMap(eventsOf).map((e) => e.event.id);
-  const before = frames.slice(0, notice).flatMap(eventsOf).map((e) => e.event.id);
-  return [...before, ...(await resume(url, topic, frames[notice]!.token, depth + 1))];
+  expect(notice?.kind).toMatch(/^(live|lagged)$/);
+  if (notice!.kind === "live") return ids;
+  return [...ids.slice(0, notice!.at), ...(await resume(url, topic, notice!.token, depth + 1))];
 }
 
 test("unsubscribe while events are queued for a client that is not reading: resuming from its token leaves no gap", async () => {

@@ -2,7 +2,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 import { freshTopic, kafkaBrokers } from "../support/kafka";
 import { ensureTopic } from "../support/kafka-broker";
-import { type Frame, GatewayClient } from "../support/ws-client";
+import { type DeliveredEvent, type GatewayClient, connect } from "../../src/client";
 
 /**
  * Replay is checked against the log itself: the acks say where every event landed, so the expected
@@ -23,23 +23,31 @@ async function publish(pub: GatewayClient, topic: string, from: number, count: n
   const out: Pos[] = [];
   for (let i = from; i < from + count; i += 1000) {
     const n = Math.min(1000, from + count - i);
-    const r = await pub.publishBatch(Array.from({ length: n }, (_, j) => ({ id: `o-${i + j}`, type: "order.test", key: `k${(i + j) % 97}`, data: { n: i + j } })), topic);
-    expect(r.errors).toBeUndefined();
-    for (let j = 0; j < n; j++) out.push({ partition: r.partitions[j], offset: r.offsets[j] });
+    const settled = await pub.publishBatch(Array.from({ length: n }, (_, j) => ({ id: `o-${i + j}`, type: "order.test", key: `k${(i + j) % 97}`, data: { n: i + j } })), { topic });
+    for (const r of settled) {
+      expect(r.status).toBe("fulfilled");
+      if (r.status === "fulfilled") out.push({ partition: r.value.partition, offset: r.value.offset });
+    }
   }
   return out;
 }
 
-/** Subscribes and records every frame of the subscription, in arrival order. */
-async function record(url: string, topic: string, start: unknown): Promise<{ frames: Frame[]; client: GatewayClient }> {
-  const client = await GatewayClient.connect(url);
-  const frames: Frame[] = [];
-  const sub = await client.subscribe({ sub: "r", topic, start }, (f) => frames.push(f));
-  expect(sub).toMatchObject({ t: 23 });
+/** What a subscription handed over, in arrival order: each event with the subscription's token once it arrived, and the notices. */
+type Item = { kind: "event"; e: DeliveredEvent; token: string } | { kind: "live" | "lagged" | "ended" };
+
+/** Subscribes and records every event and notice of the subscription, in arrival order. */
+async function record(url: string, topic: string, start: "earliest" | { token: string }): Promise<{ frames: Item[]; client: GatewayClient }> {
+  const client = await connect({ url });
+  const frames: Item[] = [];
+  const sub = await client.subscribe(topic, { start });
+  sub.onEvent((e) => frames.push({ kind: "event", e, token: sub.token! }));
+  sub.onNotice((n) => frames.push({ kind: n.kind }));
   return { frames, client };
 }
 
-const eventsOf = (f: Frame): Array<Pos & { event: any }> => (f.t === 24 ? [f as any] : f.t === 25 ? f.events : []);
+const eventsOf = (f: Item): Array<Pos & { event: any }> => (f.kind === "event" ? [f.e] : []);
+const isLive = (f: Item) => f.kind === "live";
+const isLagged = (f: Item) => f.kind === "lagged";
 
 async function until(cond: () => boolean, what: string | (() => string), timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -60,20 +68,20 @@ function perPartition(list: Pos[]): Map<number, number[]> {
 }
 
 async function checkReplay(gw: GatewayProcess, topic: string): Promise<void> {
-  const pub = await GatewayClient.connect(gw.wsUrl);
+  const pub = await connect({ url: gw.wsUrl });
   const history = await publish(pub, topic, 0, HISTORY);
 
   const { frames, client } = await record(gw.wsUrl, topic, "earliest");
   const total = () => frames.reduce((n, f) => n + eventsOf(f).length, 0);
-  await until(() => frames.some((f) => f.t === 26), "live");
+  await until(() => frames.some(isLive), "live");
   const live = await publish(pub, topic, HISTORY, LIVE);
-  await until(() => total() >= HISTORY + LIVE, () => `live events (have ${total()}: ${frames.map((f) => f.t).join(",").slice(-200)})`);
+  await until(() => total() >= HISTORY + LIVE, () => `live events (have ${total()}: ${frames.map((f) => f.kind).join(",").slice(-200)})`);
   await Bun.sleep(300);
 
-  expect(frames.filter((f) => f.t === 27)).toEqual([]); // nothing dropped: this test reads everything
+  expect(frames.filter(isLagged)).toEqual([]); // nothing dropped: this test reads everything
   // Exactly one `live`, after every historical event and before every live one.
-  const liveAt = frames.findIndex((f) => f.t === 26);
-  expect(frames.filter((f) => f.t === 26).length).toBe(1);
+  const liveAt = frames.findIndex(isLive);
+  expect(frames.filter(isLive).length).toBe(1);
   const before = frames.slice(0, liveAt).flatMap(eventsOf);
   const after = frames.slice(liveAt + 1).flatMap(eventsOf);
   expect(before.length).toBe(HISTORY);
@@ -85,17 +93,24 @@ async function checkReplay(gw: GatewayProcess, topic: string): Promise<void> {
   const expected = perPartition([...history, ...live].sort((a, b) => a.offset - b.offset));
   expect(perPartition(all)).toEqual(expected);
 
-  // Resume from the token of every 10th event frame: exactly what came after that frame.
-  const eventFrames = frames.map((f, i) => ({ f, i })).filter(({ f }) => f.t === 24 || f.t === 25);
+  // Resume from the token of every 10th event frame (the last event of a frame is where the token
+  // changes): exactly what came after that frame.
+  const eventFrames = frames
+    .map((f, i) => ({ f, i }))
+    .filter(({ f, i }) => {
+      if (f.kind !== "event") return false;
+      const next = frames.slice(i + 1).find((x) => x.kind === "event");
+      return next === undefined || (next as { token: string }).token !== f.token;
+    }) as Array<{ f: Item & { kind: "event" }; i: number }>;
   let resumes = 0;
   for (let k = 0; k < eventFrames.length - 1; k += 10) {
     const { f, i } = eventFrames[k]!;
     const rest = frames.slice(i + 1).flatMap(eventsOf);
     const resumed = await record(gw.wsUrl, topic, { token: f.token });
-    await until(() => resumed.frames.some((x) => x.t === 26), `live after resuming from frame ${k}`);
+    await until(() => resumed.frames.some(isLive), `live after resuming from frame ${k}`);
     const got = resumed.frames.flatMap(eventsOf);
-    expect(resumed.frames.filter((x) => x.t === 27)).toEqual([]);
-    expect(resumed.frames.filter((x) => x.t === 26).length).toBe(1);
+    expect(resumed.frames.filter(isLagged)).toEqual([]);
+    expect(resumed.frames.filter(isLive).length).toBe(1);
     expect(got.length).toBe(rest.length);
     expect(perPartition(got)).toEqual(perPartition(rest));
     resumed.client.close();

@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { Collector } from "../support/collector";
+import { type GatewayClient, connect } from "../../src/client";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 import { freshTopic, kafkaBrokers } from "../support/kafka";
 import { ensureTopic } from "../support/kafka-broker";
-import { GatewayClient } from "../support/ws-client";
+import { collect } from "../support/sdk-collector";
 
 let brokers: string;
 let gw: GatewayProcess;
@@ -16,15 +16,21 @@ afterAll(async () => {
   await gw.stop();
 }, 60_000);
 
+const client = (): Promise<GatewayClient> => connect({ url: gw.wsUrl });
+/** Publishes a batch and expects every event acked. */
+async function publishAll(pub: GatewayClient, events: Parameters<GatewayClient["publish"]>[0][], topic: string): Promise<void> {
+  for (const r of await pub.publishBatch(events, { topic })) expect(r).toMatchObject({ status: "fulfilled" });
+}
+
 test("disconnect mid-stream, reconnect with the last token: the two sessions hold exactly the matching events, no gap, no duplicate", async () => {
   const topic = freshTopic("resume");
   await ensureTopic(brokers, topic, 3);
   const filter = { types: ["keep.*"], where: "data.n >= 0" };
-  const first = new Collector();
-  const s1 = await GatewayClient.connect(gw.wsUrl);
-  await s1.subscribe({ sub: "s", topic, filter }, first.onFrame);
+  const s1 = await client();
+  const sub1 = await s1.subscribe(topic, { filter });
+  const first = collect(sub1);
 
-  const pub = await GatewayClient.connect(gw.wsUrl);
+  const pub = await client();
   const ids: string[] = [];
   const publishing = (async () => {
     for (let i = 0; i < 60; i++) {
@@ -34,25 +40,24 @@ test("disconnect mid-stream, reconnect with the last token: the two sessions hol
         if (type === "keep.it") ids.push(`r-${n}`);
         return { id: `r-${n}`, type, key: `k${n % 11}`, data: { n } };
       });
-      expect((await pub.publishBatch(events, topic)).errors).toBeUndefined();
+      await publishAll(pub, events, topic);
       await Bun.sleep(10);
     }
   })();
   await first.waitFor(800);
   s1.close();
-  const token = first.token;
-  expect(token).not.toBe("");
+  const token = sub1.token!;
+  expect(token).toEqual(expect.any(String));
   await publishing;
 
-  const second = new Collector();
-  const s2 = await GatewayClient.connect(gw.wsUrl);
-  const sub = await s2.subscribe({ sub: "s", topic, filter, start: { token } }, second.onFrame);
-  expect(sub).toMatchObject({ t: 23, sub: "s" });
-  expect(sub.gaps).toBeUndefined();
+  const s2 = await client();
+  const sub = await s2.subscribe(topic, { filter, start: { token } });
+  const second = collect(sub);
+  expect(sub.gaps).toEqual([]);
   await second.waitFor(ids.length - first.events.length);
   const deadline = Date.now() + 10_000;
-  while (!second.live && Date.now() < deadline) await Bun.sleep(20);
-  expect(second.live).toBe(true);
+  while (!sub.live && Date.now() < deadline) await Bun.sleep(20);
+  expect(sub.live).toBe(true);
   await Bun.sleep(200);
 
   const union = [...first.events, ...second.events].map((e) => e.event.id);
@@ -66,23 +71,23 @@ test("disconnect mid-stream, reconnect with the last token: the two sessions hol
 test("replay from a timestamp starts at the right first event, then goes live", async () => {
   const topic = freshTopic("time");
   await ensureTopic(brokers, topic, 1);
-  const pub = await GatewayClient.connect(gw.wsUrl);
+  const pub = await client();
   const base = Date.now() - 3_600_000;
   const events = Array.from({ length: 100 }, (_, i) => ({ id: `t-${i}`, type: "tick", time: new Date(base + i * 1000).toISOString(), data: { i } }));
-  expect((await pub.publishBatch(events, topic)).errors).toBeUndefined();
+  await publishAll(pub, events, topic);
 
-  const c = new Collector();
-  const s = await GatewayClient.connect(gw.wsUrl);
-  const sub = await s.subscribe({ sub: "t", topic, start: { time: new Date(base + 42_500).toISOString() } }, c.onFrame);
-  expect(sub).toMatchObject({ t: 23, live: false });
+  const s = await client();
+  const sub = await s.subscribe(topic, { start: { time: new Date(base + 42_500).toISOString() } });
+  const c = collect(sub);
+  expect(sub.live).toBe(false);
   await c.waitFor(57);
   expect(c.events[0]!.event).toMatchObject({ id: "t-43", data: { i: 43 } });
   expect(c.events.map((e) => e.event.id)).toEqual(Array.from({ length: 57 }, (_, i) => `t-${43 + i}`));
   const deadline = Date.now() + 5000;
-  while (!c.live && Date.now() < deadline) await Bun.sleep(20);
-  expect(c.live).toBe(true);
+  while (!sub.live && Date.now() < deadline) await Bun.sleep(20);
+  expect(sub.live).toBe(true);
   // Live now: a new event arrives after the replayed ones.
-  await pub.publish({ id: "t-new", type: "tick" }, topic);
+  await pub.publish({ id: "t-new", type: "tick" }, { topic });
   await c.waitFor(58);
   expect(c.events.at(-1)!.event.id).toBe("t-new");
   s.close();
@@ -92,15 +97,15 @@ test("replay from a timestamp starts at the right first event, then goes live", 
 test("earliest replays everything retained, and a resume token with another filter is refused", async () => {
   const topic = freshTopic("earliest");
   await ensureTopic(brokers, topic, 2);
-  const pub = await GatewayClient.connect(gw.wsUrl);
-  await pub.publishBatch(Array.from({ length: 30 }, (_, i) => ({ id: `e-${i}`, type: i % 2 ? "odd" : "even" })), topic);
-  const c = new Collector();
-  const s = await GatewayClient.connect(gw.wsUrl);
-  await s.subscribe({ sub: "e", topic, filter: { types: ["odd"] }, start: "earliest" }, c.onFrame);
+  const pub = await client();
+  await publishAll(pub, Array.from({ length: 30 }, (_, i) => ({ id: `e-${i}`, type: i % 2 ? "odd" : "even" })), topic);
+  const s = await client();
+  const sub = await s.subscribe(topic, { filter: { types: ["odd"] }, start: "earliest" });
+  const c = collect(sub);
   await c.waitFor(15);
   expect(c.events.map((e) => e.event.id).sort()).toEqual(Array.from({ length: 15 }, (_, i) => `e-${i * 2 + 1}`).sort());
-  const other = await s.request({ t: 12, sub: "e2", topic, filter: { types: ["even"] }, start: { token: c.token } });
-  expect(other).toMatchObject({ t: 21, code: "INVALID_POSITION" });
+  const other = await s.subscribe(topic, { filter: { types: ["even"] }, start: { token: sub.token! } }).catch((e) => e);
+  expect(other).toMatchObject({ name: "SubscribeError", code: "INVALID_POSITION" });
   s.close();
   pub.close();
 });

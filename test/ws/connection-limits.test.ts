@@ -1,3 +1,4 @@
+// Stays on the raw test client: it counts connection slots and checks the refusal of a raw upgrade; the SDK would reconnect by itself around a refusal.
 import { afterAll, expect, test } from "bun:test";
 import { resolve } from "node:path";
 import { type GatewayProcess, startGateway } from "../support/gateway";

@@ -1,3 +1,4 @@
+// Stays on the raw test client: it holds sockets that never say hello or send before it, and checks their close codes (4002, 4401), which the SDK never does.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { loadConfig } from "../../src/config/load";
 import { SECRET, hsToken } from "../auth/support";
