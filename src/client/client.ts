@@ -160,8 +160,15 @@ export class GatewayClient {
       let f: InFrame;
       try {
         f = decode(m.data);
-      } catch {
-        return;
+      } catch (e) {
+        // Never skipped in silence: it may have carried acks or a subscription's events. A new
+        // connection re-sends what is in flight (same ids) and resumes subscriptions from their tokens.
+        // (1000: browsers let a client close with no other code below 3000.)
+        this.ws = null;
+        ws.close(1000, "undecodable frame");
+        this.welcomed = false;
+        this.publisher.onDisconnect();
+        return this.retry(undefined, `a frame from ${this.url} could not decode (${(e as Error).message}); reconnecting`);
       }
       this.onFrame(f);
     };

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
+import { pack } from "msgpackr";
 import { type DeliveredEvent, type GatewayClient, SubscribeError, connect } from "../../src/client";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 import { freshTopic, kafkaBrokers } from "../support/kafka";
@@ -150,3 +151,30 @@ test("publishes that together would exceed the gateway's maxFrameBytes go in fra
     expect(rest.filter((r) => r.status !== "fulfilled")).toEqual([]);
   }
 }, 60_000);
+
+test("a frame the client cannot decode is never dropped in silence: the client drops the connection and resumes on a new one", async () => {
+  // A peer that breaks the protocol on purpose (a gateway of another version, a proxy mangling
+  // frames): it welcomes, then sends bytes that are not msgpack. Dropping that frame would lose what
+  // it carried (an ack, or events of a subscription: a gap nobody sees); reconnecting re-sends the
+  // publishes in flight and resumes subscriptions from their last token.
+  let connections = 0;
+  const peer = Bun.serve({
+    port: 0,
+    fetch: (req, srv) => (srv.upgrade(req) ? undefined : new Response("no", { status: 400 })),
+    websocket: {
+      open: () => void connections++,
+      message(ws) {
+        ws.send(pack({ t: 2, v: 1, session: `s${connections}`, limits: { window: 1000, maxBatchEvents: 100, maxFrameBytes: 1 << 20 } }));
+        ws.send(new Uint8Array([0xc1, 0xc1, 0xc1])); // 0xc1 is never used in msgpack
+      },
+    },
+  });
+  const states: string[] = [];
+  const c = await connect({ url: `ws://127.0.0.1:${peer.port}`, reconnect: { minMs: 20, maxMs: 50 }, onState: (s, d) => states.push(`${s}:${d?.reason ?? ""}`) });
+  const deadline = Date.now() + 5000;
+  while (connections < 2 && Date.now() < deadline) await Bun.sleep(10);
+  c.close();
+  peer.stop(true);
+  expect(connections).toBeGreaterThanOrEqual(2);
+  expect(states.some((s) => s.startsWith("reconnecting:") && s.includes("could not decode"))).toBe(true);
+}, 20_000);
