@@ -3,7 +3,7 @@ import { GatewayError } from "../protocol/errors";
 
 /** What FairShare stands in front of, and what it is to its callers: EventLog's append. */
 export interface Appender {
-  append(records: LogRecord[], source: string): Promise<AppendResults>;
+  append(records: LogRecord[], source: string, acceptedAt?: number): Promise<AppendResults>;
 }
 
 export interface FairShareOptions {
@@ -34,6 +34,8 @@ export interface FairShareOptions {
 interface Waiting {
   records: LogRecord[];
   source: string;
+  /** Date.now() when it came: the log's deadline counts from then, the wait here included. */
+  acceptedAt: number;
   resolve: (r: Promise<AppendResults>) => void;
 }
 
@@ -97,7 +99,7 @@ export class FairShare implements Appender {
     return new Promise((resolve) => {
       let queue = this.queues.get(source);
       if (queue === undefined) this.queues.set(source, (queue = []));
-      queue.push({ records, source, resolve });
+      queue.push({ records, source, acceptedAt: Date.now(), resolve });
       this.waitingRecords += records.length;
       this.arm();
     });
@@ -117,7 +119,7 @@ export class FairShare implements Appender {
     return results;
   }
 
-  private handOver(records: LogRecord[], source: string): Promise<AppendResults> {
+  private handOver(records: LogRecord[], source: string, acceptedAt?: number): Promise<AppendResults> {
     const n = records.length;
     this.outstanding += n;
     this.inLog.set(source, (this.inLog.get(source) ?? 0) + n);
@@ -136,14 +138,14 @@ export class FairShare implements Appender {
       }
       this.admit();
     };
-    const p = this.log.append(records, source);
+    const p = this.log.append(records, source, acceptedAt);
     p.then(settled, () => settled());
     return p;
   }
 
   private release(w: Waiting): void {
     this.waitingRecords -= w.records.length;
-    w.resolve(this.handOver(w.records, w.source));
+    w.resolve(this.handOver(w.records, w.source, w.acceptedAt));
   }
 
   /** One append of each waiting source in turn, while the budget allows. */

@@ -58,7 +58,7 @@ export class KafkaLog implements EventLog {
     return this.pool.start();
   }
 
-  append(records: LogRecord[]): Promise<AppendResults> {
+  append(records: LogRecord[], _source?: string, acceptedAt = Date.now()): Promise<AppendResults> {
     if (records.length === 0) return Promise.resolve(newResults(0));
     const pending = new PendingAppend(records.length);
     const workers = this.pool.slots.length;
@@ -66,7 +66,7 @@ export class KafkaLog implements EventLog {
     for (let i = 0; i < records.length; i++) {
       const r = records[i]!;
       const worker = r.key ? (murmur2(r.key) & 0x7fffffff) % workers : keyless;
-      this.pool.submit(worker, r.topic, r.key, r.value, r.timestamp, r.headers, pending, i);
+      this.pool.submit(worker, r.topic, r.key, r.value, r.timestamp, r.headers, pending, i, acceptedAt);
     }
     return pending.promise;
   }

@@ -129,14 +129,15 @@ export class WorkerPool {
   }
 
   /** Queues one record on a worker; its outcome arrives later through `sink`. */
-  submit(worker: number, topic: string, key: Uint8Array | string | null, value: Uint8Array | null, timestamp: number, headers: Array<[string, string | Uint8Array]>, sink: RecordSink, index: number): void {
+  /** `acceptedAt`: when the gateway took the record (Date.now()); its deadline counts from then. */
+  submit(worker: number, topic: string, key: Uint8Array | string | null, value: Uint8Array | null, timestamp: number, headers: Array<[string, string | Uint8Array]>, sink: RecordSink, index: number, acceptedAt: number): void {
     const slot = this.slots[worker]!;
     if (this.closing) return sink.failed(index, this.shuttingDown);
     if (slot.state !== "ready") return sink.failed(index, slot.state === "stopped" ? this.refusals[worker]!.stopped : this.startingRefusal(slot));
     // Handed to librdkafka now, it would wait out the whole message timeout; refused, it can be retried at once.
     if (!slot.brokersUp) return sink.failed(index, this.refusals[worker]!.noBrokers);
     if (slot.inflight >= this.options.maxInflightPerWorker) return sink.failed(index, this.refusals[worker]!.overloaded);
-    slot.add(topic, key, value, timestamp, headers, sink, index, this.nextBatchId);
+    slot.add(topic, key, value, timestamp, headers, sink, index, this.nextBatchId, acceptedAt);
     if (slot.openBytes >= this.options.flushBytes) slot.flush();
     else if (!this.flushScheduled) {
       this.flushScheduled = true;

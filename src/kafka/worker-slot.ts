@@ -22,6 +22,8 @@ export interface SentBatch {
   indexes: number[];
   /** Date.now() time after which the gateway answers for the worker (see expire). */
   deadline: number;
+  /** When the gateway took the batch's oldest record (before any wait in the fair share), Date.now(). */
+  acceptedAt: number;
 }
 
 export type SlotState = "starting" | "connected" | "ready" | "stopped";
@@ -89,6 +91,7 @@ export class WorkerSlot {
     sink: RecordSink,
     index: number,
     nextBatchId: () => number,
+    acceptedAt = Date.now(),
   ): void {
     // Only the topic keeps a 16-bit length (Kafka allows 249 characters); checked before writing.
     if (topic.length > MAX_U16_CHARS && Buffer.byteLength(topic) > 0xffff) {
@@ -97,7 +100,7 @@ export class WorkerSlot {
     const w = this.out;
     if (!this.openBatch) {
       this.openBatchId = nextBatchId();
-      this.openBatch = { sinks: [], indexes: [], deadline: 0 };
+      this.openBatch = { sinks: [], indexes: [], deadline: 0, acceptedAt };
       this.messageStart = w.beginMessage(IpcType.PRODUCE);
       w.u32(this.openBatchId);
       this.countPos = w.pos;
@@ -120,6 +123,7 @@ export class WorkerSlot {
     }
     this.openBatch.sinks.push(sink);
     this.openBatch.indexes.push(index);
+    if (acceptedAt < this.openBatch.acceptedAt) this.openBatch.acceptedAt = acceptedAt;
     this.inflight++;
   }
 
@@ -168,7 +172,9 @@ export class WorkerSlot {
     this.out.endMessage(this.messageStart);
     const bytes = this.out.take();
     if (!this.writer) return this.fail(batch, new GatewayError("UNAVAILABLE", "the Kafka worker is not connected"));
-    batch.deadline = Date.now() + this.deadlineMs;
+    // The deadline counts from when the gateway took the events, so a wait for their turn (the fair
+    // share) is inside it: a client's answer comes within KAFKA_MESSAGE_TIMEOUT_MS and the margin.
+    batch.deadline = Math.min(Date.now(), batch.acceptedAt) + this.deadlineMs;
     this.sent.set(this.openBatchId, batch);
     this.writer.write(bytes);
   }
@@ -218,7 +224,9 @@ export class WorkerSlot {
   expire(now: number): void {
     let timeout: GatewayError | null = null;
     for (const [id, batch] of this.sent) {
-      if (batch.deadline > now) return; // sent in order with one timeout: the rest are younger
+      // Deadlines follow sending order but for waits in the fair share, which make a later batch's
+      // earlier: every batch is looked at (a few hundred at most, a few times a second).
+      if (batch.deadline > now) continue;
       this.sent.delete(id);
       timeout ??= new GatewayError("PUBLISH_TIMEOUT", `Kafka did not acknowledge the event within ${this.deadlineMs} ms; it may or may not have been written`);
       this.fail(batch, timeout);

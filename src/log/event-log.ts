@@ -101,7 +101,11 @@ export interface EventLog {
   readonly kind: "memory" | "kafka";
   start(): Promise<void>;
   /** `source` names who appends (a connection), for logs that share their work fairly among them. */
-  append(records: LogRecord[], source?: string): Promise<AppendResults>;
+  /**
+   * `source` names the connection (for fair scheduling); `acceptedAt` is when the gateway took the
+   * records (Date.now()), if they waited before this call: a deadline counts from then.
+   */
+  append(records: LogRecord[], source?: string, acceptedAt?: number): Promise<AppendResults>;
   isReady(): boolean;
   health(): LogHealth;
   /** A reader with manual assignment and no commits (positions belong to the caller), or in a group. */
