@@ -19,7 +19,7 @@ import { partitionForKey } from "../bytes/murmur2";
 
 // Milliseconds of appending per event-loop turn, shared among the sources waiting: short, so that
 // the poll for other clients' frames (and their acks) comes round often.
-const APPEND_SLICE_MS = 2;
+const APPEND_SLICE_MS = 1;
 
 export interface MemoryLogOptions {
   partitions: number;

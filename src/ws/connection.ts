@@ -379,9 +379,9 @@ export function createWebSocketHandler(deps: {
   };
 }
 
-// Frame handling per event-loop pass before frames wait their turn, and the bytes one connection may
+// Frame handling per event-loop turn before frames wait their turn, and the bytes one connection may
 // have waiting before its socket is paused: a few frames of the largest size.
-const INGRESS = { sliceMs: 2, maxQueuedBytes: 4 * 1024 * 1024 };
+const INGRESS = { sliceMs: 1, maxQueuedBytes: 4 * 1024 * 1024 };
 
 // Frames a client may pipeline behind a hello whose token is being verified; past it, they run at once
 // (and are refused HANDSHAKE_REQUIRED).

@@ -4,9 +4,12 @@
  * the log before another client's single frame, read in the same poll, gets a look in. On two cores
  * that made a quiet client's ack wait 50–90 ms behind a flooder.
  *
- * So the work done on frames is metered. Each pass of the event loop may spend `sliceMs` on frames as
- * they arrive; past it, frames wait in their connection's inbox, and the next pass serves the inboxes
- * round-robin, one frame per connection in turn, again for at most `sliceMs`. A connection whose
+ * So the work done on frames is metered. Each turn of the event loop may spend `sliceMs` on frames,
+ * those handled as they arrive and those served from the inboxes together: past it, frames wait in
+ * their connection's inbox, and the turn's pass serves the inboxes round-robin, one frame per
+ * connection in turn, with what is left (at least one frame, so the inboxes always move). One budget
+ * per turn, not one for arrivals and another for the inboxes, keeps a turn short, and a quiet
+ * client's frame, read at the next turn, waits for one turn's work. A connection whose
  * inbox holds more than `maxQueuedBytes` is paused (uWebSockets stops reading its socket, so the
  * client meets TCP backpressure and memory stays bounded) until its inbox is empty again. Frames of
  * one connection are always handled in the order they arrived.
@@ -117,8 +120,8 @@ export class Ingress<S extends IngressSocket> {
 
   private readonly pass = (): void => {
     this.armed = false;
-    this.spentMs = 0;
-    while (this.waiting.size > 0 && this.spentMs < this.options.sliceMs) {
+    let served = 0;
+    while (this.waiting.size > 0 && (this.spentMs < this.options.sliceMs || served === 0)) {
       for (const socket of this.waiting) {
         const box = this.inboxOf(socket);
         const raw = box.frames[box.head]!;
@@ -132,6 +135,7 @@ export class Ingress<S extends IngressSocket> {
           this.waiting.add(socket); // to the back of the line
         }
         this.run(socket, raw);
+        served++;
         if (box.head === 0 && box.paused && !box.closed) {
           box.paused = false;
           socket.resume();
@@ -139,7 +143,7 @@ export class Ingress<S extends IngressSocket> {
         if (this.spentMs >= this.options.sliceMs) break;
       }
     }
-    // Frames arriving in this pass's poll get a slice of their own.
+    // The next turn's budget starts now: its arrivals and its pass share it.
     this.spentMs = 0;
     if (this.waiting.size > 0) this.arm();
   };
