@@ -99,11 +99,12 @@ export class KafkaLog implements EventLog {
 
   async offsetsForTime(topic: string, timestampMs: number): Promise<number[]> {
     const partitions = await this.partitionCount(topic);
-    const [offsets, marks] = await Promise.all([
-      this.pool.query<number[]>({ kind: "offsetsForTime", topic, partitions, timestampMs }),
-      this.pool.query<Watermark[]>({ kind: "watermarks", topic, partitions }),
-    ]);
-    // -1: no record at or after that time, so reading starts at the end.
+    // The ends first, then the times, never both at once: "no record at or after that time" (-1)
+    // then means none up to an end asked before it, so starting there misses nothing. Asked together,
+    // an event written between the two answers was in neither, and a subscription from `earliest`
+    // started after it (test/subscribe/earliest-race).
+    const marks = await this.pool.query<Watermark[]>({ kind: "watermarks", topic, partitions });
+    const offsets = await this.pool.query<number[]>({ kind: "offsetsForTime", topic, partitions, timestampMs });
     return offsets.map((o, p) => (o < 0 ? marks[p]!.high : o));
   }
 
