@@ -1,4 +1,4 @@
-import { type AppendResults, type LogRecord, newResults, setError } from "../log/event-log";
+import { type AppendResults, type LogRecord, failedResults } from "../log/event-log";
 import { GatewayError } from "../protocol/errors";
 
 /** What FairShare stands in front of, and what it is to its callers: EventLog's append. */
@@ -89,7 +89,7 @@ export class FairShare implements Appender {
   }
 
   append(records: LogRecord[], source: string): Promise<AppendResults> {
-    if (this.waitingRecords + this.outstanding + records.length > this.options.maxRecords && !this.flushing) return Promise.resolve(this.refuse(records.length));
+    if (this.waitingRecords + this.outstanding + records.length > this.options.maxRecords && !this.flushing) return Promise.resolve(failedResults(records.length, this.overloaded));
     if (this.flushing || (this.queues.size === 0 && this.outstanding < this.budget)) return this.handOver(records, source);
     // A connection with nothing in the log and nothing waiting goes straight in, budget or not, as a
     // new flow does in fq_codel: a light publisher's event waits behind what is already in the log,
@@ -108,15 +108,8 @@ export class FairShare implements Appender {
   /** From now on, and for everything waiting, appends go straight to the log (at shutdown). */
   flush(): void {
     this.flushing = true;
-    for (const queue of this.queues.values()) for (const w of queue) this.release(w);
-    this.queues.clear();
+    this.releaseAll();
     this.disarm();
-  }
-
-  private refuse(n: number): AppendResults {
-    const results = newResults(n);
-    for (let i = 0; i < n; i++) setError(results, i, this.overloaded);
-    return results;
   }
 
   private handOver(records: LogRecord[], source: string, acceptedAt?: number): Promise<AppendResults> {
@@ -148,6 +141,12 @@ export class FairShare implements Appender {
     w.resolve(this.handOver(w.records, w.source, w.acceptedAt));
   }
 
+  /** Everything waiting, budget or not, each source's appends in order. */
+  private releaseAll(): void {
+    for (const queue of this.queues.values()) for (const w of queue) this.release(w);
+    this.queues.clear();
+  }
+
   /** One append of each waiting source in turn, while the budget allows. */
   private admit(): void {
     while (this.queues.size > 0 && this.outstanding < this.budget) {
@@ -174,8 +173,7 @@ export class FairShare implements Appender {
     this.adjust(now);
     if (this.outstanding > 0 && now - this.lastSettled >= this.options.stallMs && this.queues.size > 0) {
       this.options.onStall?.(this.waitingRecords);
-      for (const queue of this.queues.values()) for (const w of queue) this.release(w);
-      this.queues.clear();
+      this.releaseAll();
     }
     this.admit();
     this.options.report?.(this.waitingRecords, this.budget);

@@ -123,6 +123,13 @@ export function newResults(n: number): AppendResults {
   return { partitions: new Int32Array(n), offsets: new Float64Array(n), errors: null };
 }
 
+/** Results for `n` records that all failed with `error`. */
+export function failedResults(n: number, error: GatewayError): AppendResults {
+  const results = newResults(n);
+  for (let i = 0; i < n; i++) setError(results, i, error);
+  return results;
+}
+
 export function setError(results: AppendResults, i: number, error: GatewayError): void {
   results.partitions[i] = -1;
   results.offsets[i] = -1;

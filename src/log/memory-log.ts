@@ -10,6 +10,7 @@ import {
   type ReaderGroup,
   type ReaderHandlers,
   type Watermark,
+  failedResults,
   newResults,
   setError,
 } from "./event-log";
@@ -53,7 +54,7 @@ export class MemoryLog implements EventLog {
    * round-robin among the sources with work queued, so one connection cannot starve the others.
    */
   append(records: LogRecord[], source = ""): Promise<AppendResults> {
-    if (this.closed) return Promise.resolve(this.refuseAll(records));
+    if (this.closed) return Promise.resolve(failedResults(records.length, new GatewayError("SHUTTING_DOWN", "the gateway is shutting down")));
     return new Promise((resolve) => {
       let queue = this.waiting.get(source);
       if (!queue) this.waiting.set(source, (queue = []));
@@ -104,12 +105,6 @@ export class MemoryLog implements EventLog {
     return results;
   }
 
-  private refuseAll(records: LogRecord[]): AppendResults {
-    const results = newResults(records.length);
-    const error = new GatewayError("SHUTTING_DOWN", "the gateway is shutting down");
-    for (let i = 0; i < records.length; i++) setError(results, i, error);
-    return results;
-  }
 
   /** Reads retained records of one partition from `offset` on (for readers and tests). */
   read(topic: string, partition: number, offset: number, max = 1000): ConsumedRecord[] {
