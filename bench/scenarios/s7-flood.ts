@@ -95,7 +95,9 @@ export const s7: Scenario = {
     const figures: Record<string, number | string> = {};
     try {
       // The limits a deployment has by default: the stack lifts the rates for capacity benchmarks.
-      const url = await stack.startGateway({ RATE_LIMIT_EVENTS: String(DEFAULTS.RATE_LIMIT_EVENTS), RATE_LIMIT_BYTES: String(DEFAULTS.RATE_LIMIT_BYTES), CONNECTION_RATE_PER_IP: String(DEFAULTS.CONNECTION_RATE_PER_IP), KAFKA_WORKERS: String(o.workers) });
+      // The gateway's defaults, unless this run's environment sets a limit (to compare one).
+      const limit = (name: "RATE_LIMIT_EVENTS" | "RATE_LIMIT_BYTES" | "CONNECTION_RATE_PER_IP") => process.env[name] ?? String(DEFAULTS[name]);
+      const url = await stack.startGateway({ RATE_LIMIT_EVENTS: limit("RATE_LIMIT_EVENTS"), RATE_LIMIT_BYTES: limit("RATE_LIMIT_BYTES"), CONNECTION_RATE_PER_IP: limit("CONNECTION_RATE_PER_IP"), KAFKA_WORKERS: String(o.workers) });
       const control = await Control.open(url);
       await control.run(2, interval); // warm-up: JIT, topic creation
       const quietCpu = new CpuMeter(stack.groups());
