@@ -114,10 +114,17 @@ export function createWebSocketHandler(deps: {
     return deps.auth.authenticator.enabled ? `sub:${ws.data.auth!.principal}` : `ip:${ws.data.remote}`;
   }
 
-  /** Refuses a frame over a rate; a connection that keeps sending into refusals is closed. */
+  /**
+   * Refuses a frame over a rate, and stops reading the connection until the rate allows again (see
+   * Ingress.hold); a connection that keeps sending into refusals is closed.
+   */
   function refuseRate(ws: ServerWebSocket<ConnectionData>, codec: CodecName, refusal: Refusal, cid: number | undefined): void {
     metrics.rateLimited.inc({ transport: "ws", scope: refusal.scope, unit: refusal.unit });
     sendError(ws, codec, refusal.error, cid);
+    if (!ws.data.inbox!.held && !ws.data.closed) {
+      metrics.rateLimitReadPauses.inc();
+      ingress.hold(ws, Math.max(RATE_HOLD_MIN_MS, refusal.error.retryAfterMs ?? 0));
+    }
     if (ws.data.rate!.refused(performance.now()) && !ws.data.closed) {
       metrics.rateLimitCloses.inc();
       logger.warn("connection closed: it kept sending into RATE_LIMITED refusals", { session: ws.data.session, remote: ws.data.remote, principal: ws.data.auth!.principal });
@@ -260,10 +267,15 @@ export function createWebSocketHandler(deps: {
     ws.data.codec = codec;
     const limited = rateLimits.admitBytes(ws.data.rate!, principalOf(ws), typeof raw === "string" ? raw.length : raw.byteLength);
     if (limited) return refuseRate(ws, codec, limited, scanCid(raw));
-    if (ws.data.inflight >= config.PUBLISH_WINDOW) {
-      // The window is spent: a publish is refused before it costs a decode (see frame-peek.ts).
-      const t = peekFrameType(raw);
-      if (t === FrameType.PUBLISH || t === FrameType.PUBLISH_BATCH) return sendError(ws, codec, windowSpent, scanCid(raw));
+    // A publish that would be refused whatever it holds is refused before it costs a decode (see
+    // frame-peek.ts): the window is spent, or the events rate is in debt (a bucket in debt passes no
+    // request, of any size). A pipelining client would otherwise buy all the CPU it liked with frames
+    // that are refused anyway.
+    const t = peekFrameType(raw);
+    if (t === FrameType.PUBLISH || t === FrameType.PUBLISH_BATCH) {
+      if (ws.data.inflight >= config.PUBLISH_WINDOW) return sendError(ws, codec, windowSpent, scanCid(raw));
+      const overRate = rateLimits.admitEvents(ws.data.rate!, principalOf(ws), 0);
+      if (overRate) return refuseRate(ws, codec, overRate, scanCid(raw));
     }
     let frame: unknown;
     try {
@@ -381,6 +393,10 @@ export function createWebSocketHandler(deps: {
 
 // Frame handling per event-loop turn before frames wait their turn, and the bytes one connection may
 // have waiting before its socket is paused: a few frames of the largest size.
+// A connection over a rate is not read for at least this long: each resume reads what its socket
+// buffers hold (up to half a MiB per read), all of it refused while still over, so a short hold
+// would have a flooder's frames read and refused almost at line rate anyway.
+const RATE_HOLD_MIN_MS = 100;
 const INGRESS = { sliceMs: 1, maxQueuedBytes: 4 * 1024 * 1024 };
 
 // Frames a client may pipeline behind a hello whose token is being verified; past it, they run at once

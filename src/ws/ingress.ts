@@ -13,6 +13,10 @@
  * inbox holds more than `maxQueuedBytes` is paused (uWebSockets stops reading its socket, so the
  * client meets TCP backpressure and memory stays bounded) until its inbox is empty again. Frames of
  * one connection are always handled in the order they arrived.
+ *
+ * A connection over its publish rate is held the same way (`hold`): not read until its bucket
+ * allows again. Refused frame by frame instead, a flooder would cost a read, a copy and a refusal for
+ * each frame it sends, at line rate, without one event accepted.
  */
 
 /** What the scheduler needs of a socket: Bun's ServerWebSocket, seen narrowly. */
@@ -29,6 +33,8 @@ export interface Inbox {
   head: number;
   bytes: number;
   paused: boolean;
+  /** Held for a rate until this timer fires (see hold()). */
+  held: ReturnType<typeof setTimeout> | null;
   closed: boolean;
 }
 
@@ -40,7 +46,7 @@ export interface IngressOptions {
 }
 
 export function inbox(): Inbox {
-  return { frames: [], head: 0, bytes: 0, paused: false, closed: false };
+  return { frames: [], head: 0, bytes: 0, paused: false, held: null, closed: false };
 }
 
 const sizeOf = (raw: RawFrame) => (typeof raw === "string" ? raw.length : raw.byteLength);
@@ -48,6 +54,8 @@ const sizeOf = (raw: RawFrame) => (typeof raw === "string" ? raw.length : raw.by
 export class Ingress<S extends IngressSocket> {
   /** Connections with frames waiting, in the order they are served (a Set iterates in insertion order). */
   private readonly waiting = new Set<S>();
+  /** Connections not read for a rate (see hold()). */
+  private readonly held = new Set<S>();
   private spentMs = 0;
   private armed = false;
   /** Shutting down: frames are handled as they come (each is refused by then) and no socket is paused. */
@@ -73,7 +81,7 @@ export class Ingress<S extends IngressSocket> {
     if (!box.paused && box.bytes > this.options.maxQueuedBytes) {
       box.paused = true;
       this.onPause();
-      socket.pause();
+      if (!box.held) socket.pause();
     }
     this.arm();
   }
@@ -87,6 +95,7 @@ export class Ingress<S extends IngressSocket> {
    */
   drainAll(): void {
     this.draining = true;
+    for (const socket of this.held) this.release(socket);
     while (this.waiting.size > 0) {
       this.spentMs = 0;
       this.pass();
@@ -97,11 +106,34 @@ export class Ingress<S extends IngressSocket> {
   closed(socket: S): void {
     const box = this.inboxOf(socket);
     box.closed = true;
+    if (box.held) clearTimeout(box.held);
+    box.held = null;
+    this.held.delete(socket);
     box.frames = [];
     box.head = 0;
     box.bytes = 0;
     box.paused = false;
     this.waiting.delete(socket);
+  }
+
+  /**
+   * Stops reading `socket` for `ms`: its client is over a rate. Frames already read are still handled
+   * (and refused, if still over); a socket already held keeps its first timer.
+   */
+  hold(socket: S, ms: number): void {
+    const box = this.inboxOf(socket);
+    if (box.closed || box.held || this.draining) return;
+    this.held.add(socket);
+    box.held = setTimeout(() => this.release(socket), ms);
+    if (!box.paused) socket.pause();
+  }
+
+  private release(socket: S): void {
+    const box = this.inboxOf(socket);
+    if (box.held) clearTimeout(box.held);
+    box.held = null;
+    this.held.delete(socket);
+    if (!box.paused && !box.closed) socket.resume();
   }
 
   private run(socket: S, raw: RawFrame): void {
@@ -138,7 +170,7 @@ export class Ingress<S extends IngressSocket> {
         served++;
         if (box.head === 0 && box.paused && !box.closed) {
           box.paused = false;
-          socket.resume();
+          if (!box.held) socket.resume();
         }
         if (this.spentMs >= this.options.sliceMs) break;
       }

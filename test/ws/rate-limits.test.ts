@@ -61,13 +61,48 @@ test("bytes/s are charged for every frame before it is decoded, whatever it is",
   const gw = await gateway({ RATE_LIMIT_BYTES: "20000", RATE_LIMIT_CLOSE_AFTER: "0" });
   const c = await GatewayClient.connect(gw.wsUrl);
   const big = { type: "bytes", data: { pad: "x".repeat(5000) } };
-  const replies = await Promise.all(Array.from({ length: 20 }, () => c.publish(big)));
+  const published = Promise.all(Array.from({ length: 20 }, () => c.publish(big)));
+  // A malformed frame whose cid is readable, sent right behind them, is refused for its bytes too,
+  // with exactly one reply.
+  const bad = await c.request({ t: 10, event: { nope: true } });
+  const replies = await published;
   const limited = replies.filter((r) => r.code === "RATE_LIMITED");
   expect(limited.length).toBeGreaterThan(10);
   expect(replies.filter((r) => r.t === 20).length).toBeGreaterThan(0);
-  // A malformed frame whose cid is readable is refused for its bytes too, with exactly one reply.
-  const bad = await c.request({ t: 10, event: { nope: true } });
   expect(bad).toMatchObject({ t: 21, code: "RATE_LIMITED" });
+  c.close();
+}, 60_000);
+
+test("a connection over its rate is not read until the rate allows it again (TCP backpressure), and each request still gets its one reply", async () => {
+  // Refusing at line rate would cost a read, a copy and a refusal per frame: a flooder could keep
+  // the gateway busy without one event accepted. Paused, its frames wait in its own socket buffers.
+  const gw = await gateway({ RATE_LIMIT_BYTES: "20000", RATE_LIMIT_CLOSE_AFTER: "0" });
+  const control = await GatewayClient.connect(gw.wsUrl);
+  const flooder = await GatewayClient.connect(gw.wsUrl);
+  const big = { type: "bytes", data: { pad: "x".repeat(10_000) } };
+  const replies = await Promise.all([
+    Promise.all(Array.from({ length: 120 }, () => flooder.publish(big))),
+    (async () => {
+      for (let i = 0; i < 5; i++) expect(await control.publish({ type: "control" })).toMatchObject({ t: 20 });
+    })(),
+  ]).then(([r]) => r);
+  expect(replies).toHaveLength(120);
+  expect(replies.every((r) => r.t === 20 || r.code === "RATE_LIMITED")).toBe(true);
+  // The socket was paused for the rate, not read and refused frame by frame.
+  expect(Number((await metric(gw, /gateway_rate_limit_read_pauses_total (\d+)/))?.[1] ?? 0)).toBeGreaterThan(0);
+  control.close();
+  flooder.close();
+}, 60_000);
+
+test("over the events rate a publish is refused before it is decoded: whatever it holds, RATE_LIMITED", async () => {
+  const gw = await gateway({ RATE_LIMIT_EVENTS: "100", RATE_LIMIT_CLOSE_AFTER: "0" });
+  const c = await GatewayClient.connect(gw.wsUrl);
+  expect(await c.publishBatch(events(150))).toMatchObject({ t: 22 }); // the bucket of 100 is in debt for 500 ms
+  // Not even decoded: a publish that is malformed as well is refused for the rate, once.
+  const bad = await c.request({ t: 11, events: 5 });
+  expect(bad).toMatchObject({ t: 21, code: "RATE_LIMITED" });
+  await Bun.sleep(bad.retryAfterMs + 150);
+  expect(await c.request({ t: 11, events: 5 })).toMatchObject({ t: 21, code: "INVALID_FRAME" });
   c.close();
 }, 60_000);
 
