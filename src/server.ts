@@ -76,6 +76,7 @@ function rateLimitOptions(config: Config): RateLimitOptions {
     principal: { eventsPerSec: config.RATE_LIMIT_PRINCIPAL_EVENTS, bytesPerSec: config.RATE_LIMIT_PRINCIPAL_BYTES },
     burstSeconds: config.RATE_LIMIT_BURST_SECONDS,
     closeAfterRefusals: config.RATE_LIMIT_CLOSE_AFTER,
+    closePenaltyMs: config.RATE_LIMIT_CLOSE_PENALTY_SECONDS * 1000,
   };
 }
 

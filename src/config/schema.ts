@@ -91,6 +91,7 @@ export const settings = {
   RATE_LIMIT_PRINCIPAL_BYTES: int(0, 10 * 1024 * 1024 * 1024).default(0).describe("Frame bytes/s one principal may send over all its connections and requests. 0: no limit"),
   RATE_LIMIT_BURST_SECONDS: z.coerce.number().min(0.01).max(3600).default(2).describe("Each rate's bucket holds this many seconds of it: the burst allowed above the rate"),
   RATE_LIMIT_CLOSE_AFTER: int(0, 10_000_000).default(200).describe("RATE_LIMITED refusals within 10 s past which a connection is closed with 4429 (it is ignoring retryAfterMs). 0: never closed"),
+  RATE_LIMIT_CLOSE_PENALTY_SECONDS: int(0, 86_400).default(10).describe("After a connection is closed with 4429, new WebSocket connections from its client address are refused (429 RATE_LIMITED, Retry-After) for this long; its other open connections carry on. 0: none"),
   MAX_FEEDS: int(1, 100_000).default(1000).describe("Feeds (log readers: one per live topic, per replaying subscription, per share group) one instance keeps open"),
   FEED_IDLE_CLOSE_MS: int(0, 3_600_000).default(10_000).describe("How long a live feed with no subscriber left stays open, for clients that come back"),
   MAX_REPLAY_SUBSCRIPTIONS: int(0, 100_000).default(64).describe("Subscriptions reading history at once (each has its own Kafka reader)"),

@@ -2,7 +2,9 @@
  * Publish rates, per connection and per principal, in events/s and bytes/s (token buckets, see
  * token-bucket.ts). A request over a rate is refused RATE_LIMITED with the milliseconds after which
  * it would pass; nothing is queued for it. A connection that keeps sending into refusals, past
- * `closeAfterRefusals` of them within 10 s, is to be closed (4429): it ignores the hints.
+ * `closeAfterRefusals` of them within 10 s, is to be closed (4429): it ignores the hints. Its client
+ * address then opens no new connection for `closePenaltyMs`: a flooder that simply reconnects would
+ * otherwise start over with a fresh burst each time.
  *
  * Bytes are charged for every frame, before it is decoded (a frame costs its decode whatever it
  * holds); events are charged for publishes, once their count is known. The principal is the token's
@@ -27,6 +29,8 @@ export interface RateLimitOptions {
   burstSeconds: number;
   /** RATE_LIMITED refusals within any 10 s past which a connection is closed; 0: never. */
   closeAfterRefusals: number;
+  /** How long an address whose connection was closed for that opens no new one; 0: not at all. */
+  closePenaltyMs: number;
 }
 
 type Unit = "events" | "bytes";
@@ -114,6 +118,8 @@ export class RateLimits {
   private readonly principals: BucketMap<Buckets>;
   private readonly httpClients: BucketMap<ConnectionRate>;
   private readonly connects: BucketMap<TokenBucket>;
+  /** Client addresses closed for flooding, and until when they open no connection. */
+  private readonly penalties = new Map<string, number>();
   readonly enabled: boolean;
   /** Whether any principal rate is set: only then is a principal worth naming for a request. */
   readonly byPrincipal: boolean;
@@ -146,6 +152,15 @@ export class RateLimits {
    * upgrade: a client reconnecting in a loop costs a handshake, a hello and a close each time.
    */
   admitConnection(ip: string): Refusal | undefined {
+    const until = this.penalties.get(ip);
+    if (until !== undefined) {
+      const wait = Math.ceil(until - this.clock());
+      if (wait > 0) {
+        const error = new GatewayError("RATE_LIMITED", `a connection from this address was closed for sending on into RATE_LIMITED refusals; no new connection for ${wait} ms`, { retryAfterMs: wait });
+        return { error, scope: "connection", unit: "connections" };
+      }
+      this.penalties.delete(ip);
+    }
     const rate = this.options.connectsPerSecPerIp;
     if (rate === 0) return undefined;
     const bucket = this.connects.get(ip, this.clock());
@@ -156,6 +171,22 @@ export class RateLimits {
     }
     const error = new GatewayError("RATE_LIMITED", `over the rate of ${rate} new connections/s from one address; retry in ${wait} ms`, { retryAfterMs: wait });
     return { error, scope: "connection", unit: "connections" };
+  }
+
+  /** A connection from `ip` was closed for flooding: the address opens no new one for a while. */
+  penalise(ip: string): void {
+    if (this.options.closePenaltyMs === 0) return;
+    const now = this.clock();
+    if (this.penalties.size >= MAX_PRINCIPALS) {
+      for (const [k, until] of this.penalties) if (until <= now) this.penalties.delete(k);
+      // Still full: the oldest go first (a Map iterates in insertion order).
+      for (const k of this.penalties.keys()) {
+        if (this.penalties.size < MAX_PRINCIPALS) break;
+        this.penalties.delete(k);
+      }
+    }
+    this.penalties.delete(ip);
+    this.penalties.set(ip, now + this.options.closePenaltyMs);
   }
 
   /** Charges a frame's bytes; a refusal, or undefined when it may be handled. */

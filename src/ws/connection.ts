@@ -127,6 +127,7 @@ export function createWebSocketHandler(deps: {
     }
     if (ws.data.rate!.refused(performance.now()) && !ws.data.closed) {
       metrics.rateLimitCloses.inc();
+      rateLimits.penalise(ws.data.remote);
       logger.warn("connection closed: it kept sending into RATE_LIMITED refusals", { session: ws.data.session, remote: ws.data.remote, principal: ws.data.auth!.principal });
       ws.data.outbound!.flush(true);
       ws.close(CloseCodes.RATE_LIMITED, "rate limited: too many requests past the limit; reconnect later and honour retryAfterMs");

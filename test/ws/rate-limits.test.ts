@@ -135,6 +135,30 @@ test("a connection that keeps sending into refusals is closed with 4429; a contr
   control.close();
 }, 60_000);
 
+test("an address whose connection was closed 4429 may not open another for RATE_LIMIT_CLOSE_PENALTY_SECONDS; its open connections carry on", async () => {
+  // Without it, a flooder closed for ignoring its rate reconnects at once, with a fresh burst each time.
+  const gw = await gateway({ RATE_LIMIT_EVENTS: "500", RATE_LIMIT_CLOSE_AFTER: "50", RATE_LIMIT_CLOSE_PENALTY_SECONDS: "2" });
+  const control = await GatewayClient.connect(gw.wsUrl);
+  const flooder = await GatewayClient.connect(gw.wsUrl);
+  for (let i = 0; i < 400; i++) void flooder.publishBatch(events(10));
+  expect(await Promise.race([flooder.closed, Bun.sleep(10_000).then(() => null)])).toMatchObject({ code: 4429 });
+  const closedAt = performance.now();
+  const upgrade = () =>
+    fetch(gw.url + "/ws", { headers: { Upgrade: "websocket", Connection: "Upgrade", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version": "13" } });
+  const refused = await upgrade();
+  expect(refused.status).toBe(429);
+  expect(Number(refused.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+  expect(Number(refused.headers.get("retry-after"))).toBeLessThanOrEqual(2);
+  expect(await refused.json()).toMatchObject({ error: { code: "RATE_LIMITED", retriable: true, retryAfterMs: expect.any(Number) } });
+  // The connection already open from that address is not touched.
+  expect(await control.publish({ type: "control" })).toMatchObject({ t: 20 });
+  await Bun.sleep(Math.max(0, 2100 - (performance.now() - closedAt)));
+  const again = await GatewayClient.connect(gw.wsUrl);
+  expect(await again.publish({ type: "after" })).toMatchObject({ t: 20 });
+  again.close();
+  control.close();
+}, 60_000);
+
 test("a principal's rate is shared by all its connections; another principal has its own", async () => {
   const gw = await gateway({ AUTH_JWT_SECRET: SECRET, RATE_LIMIT_EVENTS: "0", RATE_LIMIT_BYTES: "0", RATE_LIMIT_PRINCIPAL_EVENTS: "1000", RATE_LIMIT_CLOSE_AFTER: "0" });
   const grants = { kgw: { publish: ["*"], subscribe: ["*"] } };
