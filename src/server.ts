@@ -19,6 +19,7 @@ import { Idempotence } from "./ingest/idempotence";
 import { Publisher, wireError } from "./ingest/publisher";
 import { ConnectionLimiter } from "./limits/connections";
 import { type RateLimitOptions, RateLimits } from "./limits/rate-limits";
+import { RefusalDelay } from "./limits/refusal-delay";
 import type { EventLog } from "./log/event-log";
 import { KafkaLog } from "./kafka/kafka-log";
 import { kafkaLogOptions } from "./kafka/options";
@@ -77,6 +78,7 @@ function rateLimitOptions(config: Config): RateLimitOptions {
     burstSeconds: config.RATE_LIMIT_BURST_SECONDS,
     closeAfterRefusals: config.RATE_LIMIT_CLOSE_AFTER,
     closePenaltyMs: config.RATE_LIMIT_CLOSE_PENALTY_SECONDS * 1000,
+    closeAfterInvalid: config.INVALID_FRAMES_CLOSE_AFTER,
   };
 }
 
@@ -140,6 +142,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   idempotence?.start();
   const publisher = new Publisher(appender, config, metrics, idempotence);
   const rateLimits = new RateLimits(rateLimitOptions(config));
+  const refusalDelay = new RefusalDelay(config.CONNECTION_REFUSAL_DELAY_MS);
   const events = createEventRoutes({ config, publisher, metrics, auth: httpAuth, rateLimits, authEnabled: authenticator.enabled });
   const subscriptions = new SubscriptionManager(log, config, metrics, logger);
   const connectionLimiter = new ConnectionLimiter({ maxConnections: config.MAX_CONNECTIONS, maxConnectionsPerIp: config.MAX_CONNECTIONS_PER_IP });
@@ -200,15 +203,20 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   });
 
   /** The WebSocket upgrade: refused while draining, on a bad token, or past the connection caps. */
-  async function upgrade(req: Request, srv: Server<ConnectionData>): Promise<Response | undefined> {
+  function upgrade(req: Request, srv: Server<ConnectionData>): Response | undefined | Promise<Response | undefined> {
     if (draining) return error("SHUTTING_DOWN", "the gateway is shutting down");
     const remote = srv.requestIP(req)?.address ?? "";
-    // The cheapest check first: a reconnect loop must not buy token verifications.
+    // The cheapest check first, and answered late (refusal-delay.ts): a reconnect loop must buy
+    // neither token verifications nor a fast retry.
     const tooFast = rateLimits.admitConnection(remote);
     if (tooFast) {
       metrics.rateLimited.inc({ transport: "ws", scope: tooFast.scope, unit: tooFast.unit });
-      return errorResponse(wireError(tooFast.error));
+      return refusalDelay.answer(errorResponse(wireError(tooFast.error)));
     }
+    return admit(req, srv, remote);
+  }
+
+  async function admit(req: Request, srv: Server<ConnectionData>, remote: string): Promise<Response | undefined> {
     const auth = await authenticateUpgrade(req, authenticator, audit);
     if (auth instanceof Response) return auth;
     const refused = connectionLimiter.acquire(remote);

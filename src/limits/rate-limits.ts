@@ -31,6 +31,8 @@ export interface RateLimitOptions {
   closeAfterRefusals: number;
   /** How long an address whose connection was closed for that opens no new one; 0: not at all. */
   closePenaltyMs: number;
+  /** Frames refused as invalid (not retriable) within any 10 s past which a connection is closed; 0: never. */
+  closeAfterInvalid: number;
 }
 
 type Unit = "events" | "bytes";
@@ -64,20 +66,35 @@ const SWEEP_EVERY_MS = 10_000;
 export class ConnectionRate {
   readonly own: Buckets;
   private readonly refusals: TokenBucket | null;
+  private readonly invalid: TokenBucket | null;
 
   constructor(options: RateLimitOptions, now: number) {
     this.own = new Buckets(options.connection, options.burstSeconds, now);
-    const n = options.closeAfterRefusals;
-    this.refusals = n > 0 ? new TokenBucket(n / REFUSAL_WINDOW_S, n, now) : null;
+    this.refusals = allowance(options.closeAfterRefusals, now);
+    this.invalid = allowance(options.closeAfterInvalid, now);
   }
 
-  /** Counts a refusal; true when the connection is past its allowance and must be closed. */
+  /** Counts a RATE_LIMITED refusal; true when the connection is past its allowance and must be closed. */
   refused(now: number): boolean {
-    if (!this.refusals) return false;
-    if (this.refusals.waitMs(now) > 0) return true;
-    this.refusals.spend(1);
-    return false;
+    return spent(this.refusals, now);
   }
+
+  /** Counts a frame refused as invalid; true when the connection is past its allowance and must be closed. */
+  refusedInvalid(now: number): boolean {
+    return spent(this.invalid, now);
+  }
+}
+
+/** `n` events within any REFUSAL_WINDOW_S; none kept for 0 (no limit). */
+function allowance(n: number, now: number): TokenBucket | null {
+  return n > 0 ? new TokenBucket(n / REFUSAL_WINDOW_S, n, now) : null;
+}
+
+function spent(bucket: TokenBucket | null, now: number): boolean {
+  if (!bucket) return false;
+  if (bucket.waitMs(now) > 0) return true;
+  bucket.spend(1);
+  return false;
 }
 
 /** Buckets by name (principals, HTTP clients), forgetting the ones that are full again. */

@@ -22,6 +22,7 @@ export function createMetrics() {
     connectionsRefused: new Counter({ name: "gateway_connections_refused_total", help: "WebSocket upgrades refused at MAX_CONNECTIONS or MAX_CONNECTIONS_PER_IP", registers: [registry] }),
     rateLimited: new Counter({ name: "gateway_rate_limited_total", help: "Requests refused RATE_LIMITED, by which rate (connection or principal; events or bytes)", labelNames: ["transport", "scope", "unit"] as const, registers: [registry] }),
     rateLimitReadPauses: new Counter({ name: "gateway_rate_limit_read_pauses_total", help: "Times a WebSocket connection over a publish rate stopped being read until the rate allowed it again", registers: [registry] }),
+    invalidFramesCloses: new Counter({ name: "gateway_invalid_frames_closes_total", help: "Connections closed with 4400 for sending on past INVALID_FRAMES_CLOSE_AFTER frames refused as invalid", registers: [registry] }),
     rateLimitCloses: new Counter({ name: "gateway_rate_limit_closes_total", help: "Connections closed with 4429 for sending on past RATE_LIMIT_CLOSE_AFTER refusals", registers: [registry] }),
     ingressPauses: new Counter({ name: "gateway_connection_pauses_total", help: "Times a connection's socket stopped being read because its frames waited their turn (src/ws/ingress.ts)", registers: [registry] }),
     originsRefused: new Counter({ name: "gateway_origins_refused_total", help: "Requests and WebSocket upgrades refused 403 ORIGIN_NOT_ALLOWED (Origin not in ALLOWED_ORIGINS)", labelNames: ["transport"] as const, registers: [registry] }),

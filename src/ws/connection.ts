@@ -10,7 +10,7 @@ import { type CodecName, decodeFrame, decodeLimits, encodeFrame } from "../proto
 import { scanCid } from "../protocol/cid-scan";
 import { parsePublishFrame } from "../protocol/publish-frame";
 import { CloseCodes } from "../protocol/codes";
-import { GatewayError, toWireError } from "../protocol/errors";
+import { GatewayError, type WireError, toWireError } from "../protocol/errors";
 import {
   FrameType,
   HelloSchema,
@@ -101,10 +101,29 @@ export function createWebSocketHandler(deps: {
     metrics.framesRejected.inc({ transport: "ws", code: err.code });
     if (err.code === "INTERNAL") logger.error("internal error handling a frame", { session: ws.data.session, error: String(e) });
     send(ws, cid === undefined ? { t: FrameType.ERROR, ...err } : { t: FrameType.NACK, cid, ...err }, codec);
+    noteRefused(ws, err);
+  }
+
+  /**
+   * A client whose frames keep being refused for good is broken or hostile: each refusal costs a
+   * decode and a reply, and answered forever they bought a core (S7's malformed sender). Past its
+   * allowance it is closed, after the reply.
+   */
+  function noteRefused(ws: ServerWebSocket<ConnectionData>, err: WireError): void {
+    if (err.retriable || err.code === "INTERNAL") return;
+    if (ws.data.rate!.refusedInvalid(performance.now()) && !ws.data.closed) {
+      metrics.invalidFramesCloses.inc();
+      rateLimits.penalise(ws.data.remote);
+      logger.warn("connection closed: it kept sending frames refused as invalid", { session: ws.data.session, remote: ws.data.remote, principal: ws.data.auth!.principal, lastCode: err.code });
+      ws.data.outbound!.flush(true);
+      ws.close(CloseCodes.INVALID_REQUESTS, "too many invalid requests: frames kept being refused with codes that are not retriable; fix the client");
+    }
   }
 
   function sendOutcome(ws: ServerWebSocket<ConnectionData>, codec: CodecName, cid: number, batch: boolean, o: PublishOutcome): void {
     send(ws, outcomeFrame(cid, batch, o), codec);
+    // A single publish refused is a frame refused; a batch is answered whole, whatever its events got.
+    if (!batch && o.errors?.[0]) noteRefused(ws, o.errors[0]);
   }
 
   /** Whom the principal rates charge: the token's subject, or the client address with authentication off. */

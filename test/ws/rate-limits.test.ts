@@ -135,6 +135,22 @@ test("a connection that keeps sending into refusals is closed with 4429; a contr
   control.close();
 }, 60_000);
 
+test("an upgrade over the connection rate is answered only after CONNECTION_REFUSAL_DELAY_MS: a reconnect loop pays in time, not in the gateway's CPU", async () => {
+  // Answered at once, 64 lanes of reconnects got ~14,000 refusals/s and took the gateway's whole core.
+  const gw = await gateway({ CONNECTION_RATE_PER_IP: "5", CONNECTION_REFUSAL_DELAY_MS: "800" });
+  const control = await GatewayClient.connect(gw.wsUrl);
+  const upgrade = () =>
+    fetch(gw.url + "/ws", { headers: { Upgrade: "websocket", Connection: "Upgrade", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version": "13" } });
+  for (let i = 0; i < 10; i++) await upgrade(); // the burst of 5 and then some
+  const t0 = performance.now();
+  const refused = await Promise.all(Array.from({ length: 20 }, () => upgrade().then((r) => ({ status: r.status, ms: performance.now() - t0 }))));
+  expect(refused.every((r) => r.status === 429)).toBe(true);
+  expect(Math.min(...refused.map((r) => r.ms))).toBeGreaterThanOrEqual(750);
+  // Meanwhile the connections already open are served as usual.
+  expect(await control.publish({ type: "control" })).toMatchObject({ t: 20 });
+  control.close();
+}, 60_000);
+
 test("an address whose connection was closed 4429 may not open another for RATE_LIMIT_CLOSE_PENALTY_SECONDS; its open connections carry on", async () => {
   // Without it, a flooder closed for ignoring its rate reconnects at once, with a fresh burst each time.
   const gw = await gateway({ RATE_LIMIT_EVENTS: "500", RATE_LIMIT_CLOSE_AFTER: "50", RATE_LIMIT_CLOSE_PENALTY_SECONDS: "2" });
@@ -156,6 +172,24 @@ test("an address whose connection was closed 4429 may not open another for RATE_
   const again = await GatewayClient.connect(gw.wsUrl);
   expect(await again.publish({ type: "after" })).toMatchObject({ t: 20 });
   again.close();
+  control.close();
+}, 60_000);
+
+test("a connection whose frames keep being refused as invalid is closed with 4400 after INVALID_FRAMES_CLOSE_AFTER; each got its one reply; a control connection carries on", async () => {
+  // Answered one by one forever, malformed frames as fast as the replies come cost the gateway a
+  // decode and a reply each: 70,000/s took its core.
+  const gw = await gateway({ INVALID_FRAMES_CLOSE_AFTER: "50", RATE_LIMIT_CLOSE_PENALTY_SECONDS: "1" });
+  const control = await GatewayClient.connect(gw.wsUrl);
+  const bad = await GatewayClient.connect(gw.wsUrl);
+  const replies: Frame[] = [];
+  for (let i = 0; i < 80; i++) void bad.request({ t: 10, event: { type: 42 } }).then((r) => replies.push(r));
+  expect(await Promise.race([bad.closed, Bun.sleep(10_000).then(() => null)])).toMatchObject({ code: 4400 });
+  await Bun.sleep(100);
+  // Up to the close each request had its one coded reply; none after it was handled.
+  expect(replies.length).toBeGreaterThanOrEqual(50);
+  expect(replies.every((r) => r.t === 21 && r.code === "INVALID_EVENT")).toBe(true);
+  expect(await control.publish({ type: "control" })).toMatchObject({ t: 20 });
+  expect((await metric(gw, /gateway_invalid_frames_closes_total (\d+)/))?.[1]).toBe("1");
   control.close();
 }, 60_000);
 
