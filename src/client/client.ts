@@ -190,8 +190,9 @@ export class GatewayClient {
     this.options.onState?.("reconnecting", { code, reason, url: this.url });
     const min = this.options.reconnect?.minMs ?? 100;
     const max = this.options.reconnect?.maxMs ?? 10_000;
-    // A gateway that closed for flooding (4429) should not see us again at once.
-    const base = Math.min(max, min * 2 ** this.attempt++) * (code === 4429 ? 10 : 1);
+    // A gateway that closed us for flooding (4429) or for invalid requests (4400) should not see us
+    // again at once: it refuses the address for a while (RATE_LIMIT_CLOSE_PENALTY_SECONDS).
+    const base = Math.min(max, min * 2 ** this.attempt++) * (code === 4429 || code === 4400 ? 10 : 1);
     // The next instance, if there are several: the one that dropped us may be down.
     this.urlIndex = (this.urlIndex + 1) % this.urls.length;
     setTimeout(() => !this.closed && void this.open(), base / 2 + Math.random() * (base / 2));
