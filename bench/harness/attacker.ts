@@ -85,7 +85,11 @@ async function connect(): Promise<void> {
 }
 
 async function malformed(): Promise<void> {
-  let ws = await open();
+  // Its address may already be refused (another attacker's close penalised it): it keeps trying.
+  let first: WebSocket | null = null;
+  while (!first && Date.now() < until) first = await open().catch(() => (count("refused"), Bun.sleep(10).then(() => null)));
+  if (!first) return;
+  let ws = first;
   let inflight = 0;
   const attach = (s: WebSocket) => {
     s.onmessage = (m) => {
