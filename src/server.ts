@@ -211,7 +211,9 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     const tooFast = rateLimits.admitConnection(remote);
     if (tooFast) {
       metrics.rateLimited.inc({ transport: "ws", scope: tooFast.scope, unit: tooFast.unit });
-      return refusalDelay.answer(errorResponse(wireError(tooFast.error)));
+      const refusal = wireError(tooFast.error);
+      const after = refusal.retryAfterMs ?? 0;
+      return refusalDelay.answer((waited) => errorResponse({ ...refusal, retryAfterMs: Math.max(0, after - waited) }));
     }
     return admit(req, srv, remote);
   }

@@ -173,7 +173,7 @@ export class RateLimits {
     if (until !== undefined) {
       const wait = Math.ceil(until - this.clock());
       if (wait > 0) {
-        const error = new GatewayError("RATE_LIMITED", `a connection from this address was closed for sending on into RATE_LIMITED refusals; no new connection for ${wait} ms`, { retryAfterMs: wait });
+        const error = new GatewayError("RATE_LIMITED", `a connection from this address was closed (4429 or 4400) for sending on into refusals; no new connection for ${wait} ms`, { retryAfterMs: wait });
         return { error, scope: "connection", unit: "connections" };
       }
       this.penalties.delete(ip);

@@ -13,8 +13,11 @@ export class GatewayError extends Error {
   constructor(code: ErrorCode, message: string, detail?: { retryAfterMs?: number }) {
     const limit = Error.stackTraceLimit;
     Error.stackTraceLimit = 0;
-    super(message);
-    Error.stackTraceLimit = limit;
+    try {
+      super(message);
+    } finally {
+      Error.stackTraceLimit = limit;
+    }
     this.name = "GatewayError";
     this.code = code;
     if (detail?.retryAfterMs !== undefined) this.retryAfterMs = detail.retryAfterMs;

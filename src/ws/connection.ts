@@ -110,14 +110,26 @@ export function createWebSocketHandler(deps: {
    * allowance it is closed, after the reply.
    */
   function noteRefused(ws: ServerWebSocket<ConnectionData>, err: WireError): void {
-    if (err.retriable || err.code === "INTERNAL") return;
+    // Only what the request itself got wrong (1xxx): Kafka refusing a record (KAFKA_REJECTED, a topic
+    // deleted or denied) is no fault of the client's, and must not close good producers.
+    if (err.num >= 2000) return;
     if (ws.data.rate!.refusedInvalid(performance.now()) && !ws.data.closed) {
       metrics.invalidFramesCloses.inc();
-      rateLimits.penalise(ws.data.remote);
       logger.warn("connection closed: it kept sending frames refused as invalid", { session: ws.data.session, remote: ws.data.remote, principal: ws.data.auth!.principal, lastCode: err.code });
-      ws.data.outbound!.flush(true);
-      ws.close(CloseCodes.INVALID_REQUESTS, "too many invalid requests: frames kept being refused with codes that are not retriable; fix the client");
+      closeForAbuse(ws, CloseCodes.INVALID_REQUESTS, "too many invalid requests: frames kept being refused with codes that are not retriable; fix the client");
     }
+  }
+
+  /**
+   * Closes a connection that ignored its refusals, and refuses its address new ones for a while. The
+   * socket is read again first: held, it would not read the client's closing handshake, and the
+   * client would see a reset (1006) instead of the code that tells it to slow down.
+   */
+  function closeForAbuse(ws: ServerWebSocket<ConnectionData>, code: number, reason: string): void {
+    rateLimits.penalise(ws.data.remote);
+    ingress.unhold(ws);
+    ws.data.outbound!.flush(true);
+    ws.close(code, reason);
   }
 
   function sendOutcome(ws: ServerWebSocket<ConnectionData>, codec: CodecName, cid: number, batch: boolean, o: PublishOutcome): void {
@@ -140,17 +152,12 @@ export function createWebSocketHandler(deps: {
   function refuseRate(ws: ServerWebSocket<ConnectionData>, codec: CodecName, refusal: Refusal, cid: number | undefined): void {
     metrics.rateLimited.inc({ transport: "ws", scope: refusal.scope, unit: refusal.unit });
     sendError(ws, codec, refusal.error, cid);
-    if (!ws.data.inbox!.held && !ws.data.closed) {
-      metrics.rateLimitReadPauses.inc();
-      ingress.hold(ws, Math.max(RATE_HOLD_MIN_MS, refusal.error.retryAfterMs ?? 0));
-    }
     if (ws.data.rate!.refused(performance.now()) && !ws.data.closed) {
       metrics.rateLimitCloses.inc();
-      rateLimits.penalise(ws.data.remote);
       logger.warn("connection closed: it kept sending into RATE_LIMITED refusals", { session: ws.data.session, remote: ws.data.remote, principal: ws.data.auth!.principal });
-      ws.data.outbound!.flush(true);
-      ws.close(CloseCodes.RATE_LIMITED, "rate limited: too many requests past the limit; reconnect later and honour retryAfterMs");
+      return closeForAbuse(ws, CloseCodes.RATE_LIMITED, "rate limited: too many requests past the limit; reconnect later and honour retryAfterMs");
     }
+    if (ingress.hold(ws, Math.min(RATE_HOLD_MAX_MS, Math.max(RATE_HOLD_MIN_MS, refusal.error.retryAfterMs ?? 0)))) metrics.rateLimitReadPauses.inc();
   }
 
   /** The frame's correlation id if it is a valid one, so that even a malformed request gets a nack. */
@@ -417,6 +424,9 @@ export function createWebSocketHandler(deps: {
 // buffers hold (up to half a MiB per read), all of it refused while still over, so a short hold
 // would have a flooder's frames read and refused almost at line rate anyway.
 const RATE_HOLD_MIN_MS = 100;
+// And at most this long, however far in debt (a low rate and a big batch can mean minutes): unread,
+// its pongs and refresh frames would go unanswered. Still over when read again, it is held again.
+const RATE_HOLD_MAX_MS = 5000;
 const INGRESS = { sliceMs: 1, maxQueuedBytes: 4 * 1024 * 1024 };
 
 // Frames a client may pipeline behind a hello whose token is being verified; past it, they run at once

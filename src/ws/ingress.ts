@@ -95,7 +95,7 @@ export class Ingress<S extends IngressSocket> {
    */
   drainAll(): void {
     this.draining = true;
-    for (const socket of this.held) this.release(socket);
+    for (const socket of this.held) this.unhold(socket);
     while (this.waiting.size > 0) {
       this.spentMs = 0;
       this.pass();
@@ -120,15 +120,17 @@ export class Ingress<S extends IngressSocket> {
    * Stops reading `socket` for `ms`: its client is over a rate. Frames already read are still handled
    * (and refused, if still over); a socket already held keeps its first timer.
    */
-  hold(socket: S, ms: number): void {
+  hold(socket: S, ms: number): boolean {
     const box = this.inboxOf(socket);
-    if (box.closed || box.held || this.draining) return;
+    if (box.closed || box.held || this.draining) return false;
     this.held.add(socket);
-    box.held = setTimeout(() => this.release(socket), ms);
+    box.held = setTimeout(() => this.unhold(socket), ms);
     if (!box.paused) socket.pause();
+    return true;
   }
 
-  private release(socket: S): void {
+  /** Ends a hold early (the connection is being closed: its closing handshake must be read). */
+  unhold(socket: S): void {
     const box = this.inboxOf(socket);
     if (box.held) clearTimeout(box.held);
     box.held = null;

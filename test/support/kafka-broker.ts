@@ -71,8 +71,9 @@ const shortJvm = ["java", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-cp", 
  * Creates `topic` with exactly `partitions` partitions (Kafka's TopicCommand) and waits until the
  * broker's metadata shows them all with a leader, so a producer started next sees every partition.
  */
-export async function ensureTopic(brokers: string, topic: string, partitions: number): Promise<void> {
+export async function ensureTopic(brokers: string, topic: string, partitions: number, configs: Record<string, string> = {}): Promise<void> {
   const args = ["org.apache.kafka.tools.TopicCommand", "--bootstrap-server", brokers, "--create", "--if-not-exists", "--topic", topic, "--partitions", String(partitions), "--replication-factor", "1"];
+  for (const [name, value] of Object.entries(configs)) args.push("--config", `${name}=${value}`);
   const proc = Bun.spawn([...shortJvm, ...args], { stdout: "pipe", stderr: "pipe" });
   const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
   if (code !== 0) throw new Error(`creating topic ${topic} failed (exit ${code}):\n${err}${out}`);
