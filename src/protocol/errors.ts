@@ -1,5 +1,8 @@
 import { type ErrorCode, ErrorCodes } from "./codes";
 
+// JavaScriptCore honours V8's Error.stackTraceLimit; the ES lib types do not declare it.
+const V8Error = Error as ErrorConstructor & { stackTraceLimit: number };
+
 /**
  * The one error type that crosses module boundaries: a stable code plus a human message.
  *
@@ -11,12 +14,12 @@ export class GatewayError extends Error {
   /** For RATE_LIMITED: the milliseconds after which the same request would pass. */
   readonly retryAfterMs?: number;
   constructor(code: ErrorCode, message: string, detail?: { retryAfterMs?: number }) {
-    const limit = Error.stackTraceLimit;
-    Error.stackTraceLimit = 0;
+    const limit = V8Error.stackTraceLimit;
+    V8Error.stackTraceLimit = 0;
     try {
       super(message);
     } finally {
-      Error.stackTraceLimit = limit;
+      V8Error.stackTraceLimit = limit;
     }
     this.name = "GatewayError";
     this.code = code;
