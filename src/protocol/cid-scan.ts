@@ -181,13 +181,31 @@ function scanJson(s: string): number | undefined {
     else if (c === 0x3a && depth === 1) {
       if (lastKey === "cid") {
         ws();
-        const m = /^-?\d+(?![.eE\d])/.exec(s.slice(i, i + 24));
-        cid = m ? validCid(Number(m[0])) : undefined;
+        cid = jsonCid(s, i);
       }
       lastKey = null;
     }
   }
   return cid;
+}
+
+// A number token as JSON writes one (leading zeros tolerated: the frame is broken anyway then).
+const JSON_NUMBER = /^-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?$/;
+// Longer than any number a cid can be, however spelled: past it the token is not read at all, since
+// a prefix of it could read as another request's cid.
+const MAX_NUMBER_CHARS = 400;
+
+/**
+ * The cid whose number token starts at s[i], read as the decoder reads it: JSON.parse's value (5.0
+ * and 5e0 are 5), then a safe integer >= 0, else none.
+ */
+function jsonCid(s: string, i: number): number | undefined {
+  let j = i;
+  for (let c = s.charCodeAt(j); (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x2b || c === 0x2e || c === 0x65 || c === 0x45; c = s.charCodeAt(++j)) {
+    if (j - i > MAX_NUMBER_CHARS) return undefined;
+  }
+  const token = s.slice(i, j);
+  return JSON_NUMBER.test(token) ? validCid(Number(token)) : undefined;
 }
 
 /** The text of the JSON string s[start, end) (quotes included); escapes only when present. */

@@ -33,6 +33,25 @@ describe("scanCid reads the top-level cid without decoding", () => {
       expect(scanCid(JSON.stringify(frame))).toBe(cid);
     }
   });
+  test("a JSON cid spelled with a fraction or an exponent reads as the decoder reads it (5.0 is 5; 1.5 and 5e999 are no cid)", () => {
+    // What the decoder does with the text: JSON.parse, then a cid is a safe integer >= 0.
+    const decoded = (text: string) => {
+      const v = (JSON.parse(text) as { cid?: unknown }).cid;
+      return typeof v === "number" && Number.isSafeInteger(v) && v >= 0 ? v : undefined;
+    };
+    const rand = rng(17);
+    const digits = (n: number) => Array.from({ length: n }, () => Math.floor(rand() * 10)).join("").replace(/^0+(?=\d)/, "");
+    for (let i = 0; i < 5000; i++) {
+      const int = digits(1 + Math.floor(rand() * 18));
+      const frac = rand() < 0.5 ? "" : `.${rand() < 0.5 ? "0".repeat(1 + Math.floor(rand() * 3)) : digits(1 + Math.floor(rand() * 4))}`;
+      const exp = rand() < 0.6 ? "" : `${rand() < 0.5 ? "e" : "E"}${["", "+", "-"][Math.floor(rand() * 3)]}${Math.floor(rand() * (rand() < 0.1 ? 999 : 4))}`;
+      const num = `${rand() < 0.1 ? "-" : ""}${int}${frac}${exp}`;
+      const text = `{"t":10,"cid":${num},"event":{"type":"x"}}`;
+      expect([num, scanCid(text)]).toEqual([num, decoded(text)]);
+    }
+    expect(scanCid('{"t":10,"cid":5.0,"event":{')).toBe(5);
+    expect(scanCid('{"t":10,"cid":5e999,"event":{')).toBeUndefined();
+  });
   test("no cid, an invalid cid, or not a map: undefined", () => {
     for (const f of [{ t: 1 }, { cid: -1 }, { cid: 1.5 }, { cid: "1" }, { cid: 2 ** 53 }, [1, 2], "x", 5]) {
       expect(scanCid(packr.pack(f))).toBeUndefined();
