@@ -31,7 +31,7 @@ export interface RateLimitOptions {
   closeAfterRefusals: number;
   /** How long an address whose connection was closed for that opens no new one; 0: not at all. */
   closePenaltyMs: number;
-  /** Frames refused as invalid (not retriable) within any 10 s past which a connection is closed; 0: never. */
+  /** Frames refused for a request error (1xxx) within any 10 s past which a connection is closed; 0: never. */
   closeAfterInvalid: number;
 }
 
@@ -79,7 +79,7 @@ export class ConnectionRate {
     return spent(this.refusals, now);
   }
 
-  /** Counts a frame refused as invalid; true when the connection is past its allowance and must be closed. */
+  /** Counts a frame refused for a request error; true when the connection is past its allowance and must be closed. */
   refusedInvalid(now: number): boolean {
     return spent(this.invalid, now);
   }
@@ -122,12 +122,20 @@ class BucketMap<B> {
 
   private sweep(now: number): void {
     this.lastSweep = now;
-    for (const [name, b] of this.map) if (this.isFull(b, now)) this.map.delete(name);
-    // Still full of busy ones: the oldest go, which costs them at most a fresh burst.
-    for (const name of this.map.keys()) {
-      if (this.map.size < MAX_PRINCIPALS) break;
-      this.map.delete(name);
-    }
+    // Still full of busy ones, the oldest go, which costs them at most a fresh burst.
+    forget(this.map, (b) => this.isFull(b, now));
+  }
+}
+
+/**
+ * Keeps a map of client names under MAX_PRINCIPALS: the entries that hold nothing worth keeping go,
+ * then, if it is still full, the oldest (a Map iterates in insertion order).
+ */
+function forget<V>(map: Map<string, V>, isSpent: (v: V) => boolean): void {
+  for (const [name, v] of map) if (isSpent(v)) map.delete(name);
+  for (const name of map.keys()) {
+    if (map.size < MAX_PRINCIPALS) break;
+    map.delete(name);
   }
 }
 
@@ -194,14 +202,7 @@ export class RateLimits {
   penalise(ip: string): void {
     if (this.options.closePenaltyMs === 0) return;
     const now = this.clock();
-    if (this.penalties.size >= MAX_PRINCIPALS) {
-      for (const [k, until] of this.penalties) if (until <= now) this.penalties.delete(k);
-      // Still full: the oldest go first (a Map iterates in insertion order).
-      for (const k of this.penalties.keys()) {
-        if (this.penalties.size < MAX_PRINCIPALS) break;
-        this.penalties.delete(k);
-      }
-    }
+    if (this.penalties.size >= MAX_PRINCIPALS) forget(this.penalties, (until) => until <= now);
     this.penalties.delete(ip);
     this.penalties.set(ip, now + this.options.closePenaltyMs);
   }

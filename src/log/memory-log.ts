@@ -105,7 +105,6 @@ export class MemoryLog implements EventLog {
     return results;
   }
 
-
   /** Reads retained records of one partition from `offset` on (for readers and tests). */
   read(topic: string, partition: number, offset: number, max = 1000): ConsumedRecord[] {
     return this.topics.get(topic)?.[partition]?.read(offset, max) ?? [];

@@ -69,7 +69,7 @@ export const CloseCodes = {
   HELLO_TIMEOUT: 4002,
   // 4400–4499 mirror HTTP's 4xx. 4401: the token expired (and no refresh came) or was refused: reconnect with a new one.
   REAUTHENTICATE: 4401,
-  // The client kept sending frames refused with codes that are not retriable (INVALID_FRAMES_CLOSE_AFTER): fix it.
+  // The client kept sending frames refused for request errors, 1xxx codes (INVALID_FRAMES_CLOSE_AFTER): fix it.
   INVALID_REQUESTS: 4400,
   // The client kept sending into RATE_LIMITED refusals (RATE_LIMIT_CLOSE_AFTER): reconnect later, slower.
   RATE_LIMITED: 4429,

@@ -116,7 +116,7 @@ export function createWebSocketHandler(deps: {
     if (ws.data.rate!.refusedInvalid(performance.now()) && !ws.data.closed) {
       metrics.invalidFramesCloses.inc();
       logger.warn("connection closed: it kept sending frames refused as invalid", { session: ws.data.session, remote: ws.data.remote, principal: ws.data.auth!.principal, lastCode: err.code });
-      closeForAbuse(ws, CloseCodes.INVALID_REQUESTS, "too many invalid requests: frames kept being refused with codes that are not retriable; fix the client");
+      closeForAbuse(ws, CloseCodes.INVALID_REQUESTS, "too many invalid requests: frames kept being refused for request errors (1xxx codes); fix the client");
     }
   }
 
@@ -418,8 +418,6 @@ export function createWebSocketHandler(deps: {
   };
 }
 
-// Frame handling per event-loop turn before frames wait their turn, and the bytes one connection may
-// have waiting before its socket is paused: a few frames of the largest size.
 // A connection over a rate is not read for at least this long: each resume reads what its socket
 // buffers hold (up to half a MiB per read), all of it refused while still over, so a short hold
 // would have a flooder's frames read and refused almost at line rate anyway.
@@ -427,6 +425,9 @@ const RATE_HOLD_MIN_MS = 100;
 // And at most this long, however far in debt (a low rate and a big batch can mean minutes): unread,
 // its pongs and refresh frames would go unanswered. Still over when read again, it is held again.
 const RATE_HOLD_MAX_MS = 5000;
+
+// Frame handling per event-loop turn before frames wait their turn, and the bytes one connection may
+// have waiting before its socket is paused: a few frames of the largest size.
 const INGRESS = { sliceMs: 1, maxQueuedBytes: 4 * 1024 * 1024 };
 
 // Frames a client may pipeline behind a hello whose token is being verified; past it, they run at once

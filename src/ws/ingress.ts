@@ -106,9 +106,7 @@ export class Ingress<S extends IngressSocket> {
   closed(socket: S): void {
     const box = this.inboxOf(socket);
     box.closed = true;
-    if (box.held) clearTimeout(box.held);
-    box.held = null;
-    this.held.delete(socket);
+    this.unhold(socket);
     box.frames = [];
     box.head = 0;
     box.bytes = 0;
@@ -129,10 +127,11 @@ export class Ingress<S extends IngressSocket> {
     return true;
   }
 
-  /** Ends a hold early (the connection is being closed: its closing handshake must be read). */
+  /** Ends a hold (its time is up, or the connection is closing and its closing handshake must be read). */
   unhold(socket: S): void {
     const box = this.inboxOf(socket);
-    if (box.held) clearTimeout(box.held);
+    if (!box.held) return;
+    clearTimeout(box.held);
     box.held = null;
     this.held.delete(socket);
     if (!box.paused && !box.closed) socket.resume();

@@ -29,6 +29,10 @@ async function burst(c: GatewayClient, frames: number, perFrame: number): Promis
 
 const metric = async (gw: GatewayProcess, re: RegExp) => re.exec(await (await fetch(`${gw.url}/metrics`)).text());
 
+/** A bare WebSocket upgrade request, so that a refusal's HTTP status and headers can be read. */
+const upgrade = (gw: GatewayProcess) =>
+  fetch(gw.url + "/ws", { headers: { Upgrade: "websocket", Connection: "Upgrade", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version": "13" } });
+
 test("over the connection's events/s a publish is refused RATE_LIMITED with retryAfterMs, and passes after it", async () => {
   const gw = await gateway({ RATE_LIMIT_EVENTS: "1000", RATE_LIMIT_CLOSE_AFTER: "0" });
   const c = await GatewayClient.connect(gw.wsUrl);
@@ -139,11 +143,9 @@ test("an upgrade over the connection rate is answered only after CONNECTION_REFU
   // Answered at once, 64 lanes of reconnects got ~14,000 refusals/s and took the gateway's whole core.
   const gw = await gateway({ CONNECTION_RATE_PER_IP: "5", CONNECTION_REFUSAL_DELAY_MS: "800" });
   const control = await GatewayClient.connect(gw.wsUrl);
-  const upgrade = () =>
-    fetch(gw.url + "/ws", { headers: { Upgrade: "websocket", Connection: "Upgrade", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version": "13" } });
-  for (let i = 0; i < 10; i++) await upgrade(); // the burst of 5 and then some
+  for (let i = 0; i < 10; i++) await upgrade(gw); // the burst of 5 and then some
   const t0 = performance.now();
-  const refused = await Promise.all(Array.from({ length: 20 }, () => upgrade().then((r) => ({ status: r.status, ms: performance.now() - t0 }))));
+  const refused = await Promise.all(Array.from({ length: 20 }, () => upgrade(gw).then((r) => ({ status: r.status, ms: performance.now() - t0 }))));
   expect(refused.every((r) => r.status === 429)).toBe(true);
   expect(Math.min(...refused.map((r) => r.ms))).toBeGreaterThanOrEqual(750);
   // Meanwhile the connections already open are served as usual.
@@ -159,9 +161,7 @@ test("an address whose connection was closed 4429 may not open another for RATE_
   for (let i = 0; i < 400; i++) void flooder.publishBatch(events(10));
   expect(await Promise.race([flooder.closed, Bun.sleep(10_000).then(() => null)])).toMatchObject({ code: 4429 });
   const closedAt = performance.now();
-  const upgrade = () =>
-    fetch(gw.url + "/ws", { headers: { Upgrade: "websocket", Connection: "Upgrade", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version": "13" } });
-  const refused = await upgrade();
+  const refused = await upgrade(gw);
   expect(refused.status).toBe(429);
   expect(Number(refused.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
   expect(Number(refused.headers.get("retry-after"))).toBeLessThanOrEqual(2);
@@ -235,13 +235,11 @@ test("HTTP: over the rate a request gets 429 with Retry-After and a RATE_LIMITED
 
 test("new connections per address are rate-limited before the upgrade: 429 RATE_LIMITED with Retry-After", async () => {
   const gw = await gateway({ CONNECTION_RATE_PER_IP: "20" });
-  const upgrade = () =>
-    fetch(gw.url + "/ws", { headers: { Upgrade: "websocket", Connection: "Upgrade", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version": "13" } });
   const statuses: number[] = [];
   let refused: Response | undefined;
   const t0 = performance.now();
   for (let i = 0; i < 40; i++) {
-    const r = await upgrade();
+    const r = await upgrade(gw);
     statuses.push(r.status);
     if (r.status === 429 && !refused) refused = r;
   }
