@@ -1,3 +1,4 @@
+import { TokenBucket } from "../limits/token-bucket";
 import { FrameType, type InFrame, type OutgoingEvent, type WireError } from "./wire";
 
 /** Where an acknowledged event is in Kafka. */
@@ -48,8 +49,8 @@ export interface PublisherLink {
   encode(frame: Record<string, unknown>): Uint8Array | string;
   sendEncoded(data: Uint8Array | string): void;
   nextCid(): number;
-  /** The connection's window, batch size and frame size, from welcome. */
-  limits(): { window: number; maxBatchEvents: number; maxFrameBytes?: number };
+  /** The connection's window, batch and frame sizes, and publish rates (0: none), from welcome. */
+  limits(): { window: number; maxBatchEvents: number; maxFrameBytes?: number; eventsPerSec?: number; bytesPerSec?: number; principalEventsPerSec?: number; principalBytesPerSec?: number; burstSeconds?: number };
 }
 
 const utf8 = new TextEncoder();
@@ -59,6 +60,9 @@ function byteSize(data: Uint8Array | string, max: number): number {
   return data.length * 3 <= max ? data.length : utf8.encode(data).byteLength;
 }
 
+const PACING_MARGIN = 0.95;
+/** The lower of two rates where 0 (or absent) is none. */
+const lowerRate = (a = 0, b = 0) => (a === 0 ? b : b === 0 ? a : Math.min(a, b));
 const uuid = () => globalThis.crypto.randomUUID();
 
 /**
@@ -75,6 +79,18 @@ export class Publisher {
   private readonly retrying = new Map<Item[], ReturnType<typeof setTimeout>>();
   private retryingEvents = 0;
   private timer: ReturnType<typeof setTimeout> | null = null;
+  /**
+   * performance.now() before which nothing is sent: a RATE_LIMITED reply's retryAfterMs is the
+   * connection's, not the refused frame's. Frames sent on meanwhile would be refused too, and past
+   * RATE_LIMIT_CLOSE_AFTER of them the gateway closes the socket (4429) for ignoring the hint.
+   */
+  private pausedUntil = 0;
+  /**
+   * The connection's publish rates as welcome advertised them, in the gateway's own bucket
+   * (limits/token-bucket.ts): frames wait here rather than being sent into RATE_LIMITED. Made at
+   * welcome, after the gateway made its own, so this one is never ahead of it.
+   */
+  private rate: { events: TokenBucket; bytes: TokenBucket } | null = null;
 
   constructor(
     private readonly link: PublisherLink,
@@ -109,6 +125,7 @@ export class Publisher {
       if (err.retriable && ++item.attempts < this.options.maxAttempts) {
         again.push(item);
         delay = Math.max(delay, err.retryAfterMs ?? Math.min(2000, 50 * 2 ** item.attempts));
+        if (err.code === "RATE_LIMITED") this.pausedUntil = Math.max(this.pausedUntil, performance.now() + delay);
       } else item.reject(new PublishError(err.code, err.message, err.retriable, err.mayBePersisted, item.event.id, err.num));
     };
     if (f.t === FrameType.ACK || f.t === FrameType.BATCH_ACK) {
@@ -154,6 +171,18 @@ export class Publisher {
 
   /** The connection is (back) up. */
   onReady(): void {
+    const limits = this.link.limits();
+    const { burstSeconds = 0 } = limits;
+    // The principal's rates are shared with its other connections: kept alone, as if this were its
+    // only one (the usual case); with several, refusals and the pause below do the rest.
+    const eventsPerSec = lowerRate(limits.eventsPerSec, limits.principalEventsPerSec);
+    const bytesPerSec = lowerRate(limits.bytesPerSec, limits.principalBytesPerSec);
+    const now = performance.now();
+    // As the gateway sizes its buckets (limits/rate-limits.ts), 5% slower: the gateway reads frames
+    // with jitter, and two read in one turn find fewer tokens than they were sent with. Without
+    // burstSeconds (an older gateway) there is no pacing, only the pause after a refusal.
+    const bucket = (perSec: number) => new TokenBucket(perSec * PACING_MARGIN, Math.max(1, perSec * burstSeconds * PACING_MARGIN), now);
+    this.rate = burstSeconds > 0 && (eventsPerSec > 0 || bytesPerSec > 0) ? { events: bucket(eventsPerSec), bytes: bucket(bytesPerSec) } : null;
     this.schedule(0);
   }
 
@@ -187,8 +216,15 @@ export class Publisher {
    */
   private flush(): void {
     if (!this.link.ready()) return;
+    const paused = this.pausedUntil - performance.now();
+    if (paused > 0) return this.schedule(Math.ceil(paused));
     const { window, maxBatchEvents, maxFrameBytes = Number.POSITIVE_INFINITY } = this.link.limits();
     while (this.queue.length > 0 && this.inflightEvents < window) {
+      if (this.rate) {
+        const now = performance.now();
+        const wait = Math.max(this.rate.events.waitMs(now), this.rate.bytes.waitMs(now));
+        if (wait > 0) return this.schedule(wait);
+      }
       const topic = this.queue[0]!.topic;
       const room = Math.min(maxBatchEvents, window - this.inflightEvents);
       let n = 0;
@@ -201,6 +237,10 @@ export class Publisher {
         n = Math.ceil(n / 2);
       }
       const items = this.queue.splice(0, n);
+      if (this.rate) {
+        this.rate.events.spend(n);
+        this.rate.bytes.spend(typeof data === "string" ? utf8.encode(data).byteLength : data.byteLength);
+      }
       this.inflight.set(cid, items);
       this.inflightEvents += items.length;
       this.link.sendEncoded(data);

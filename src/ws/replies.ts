@@ -37,5 +37,8 @@ export function limitsFor(config: Config): Record<string, number> {
     maxSubscriptions: config.MAX_SUBSCRIPTIONS_PER_CONNECTION,
     eventsPerSec: config.RATE_LIMIT_EVENTS,
     bytesPerSec: config.RATE_LIMIT_BYTES,
+    principalEventsPerSec: config.RATE_LIMIT_PRINCIPAL_EVENTS,
+    principalBytesPerSec: config.RATE_LIMIT_PRINCIPAL_BYTES,
+    burstSeconds: config.RATE_LIMIT_BURST_SECONDS,
   };
 }

@@ -88,11 +88,13 @@ test("the gateway is SIGKILLed and restarted under load: the client reconnects, 
 }, 120_000);
 
 test("events refused for a rate are retried in the order they were published, and count as pending until they settle", async () => {
-  const gw = await gateway({ KAFKA_BROKERS: "", RATE_LIMIT_EVENTS: "100", RATE_LIMIT_BURST_SECONDS: "1", RATE_LIMIT_CLOSE_AFTER: "0", EMBEDDED_PARTITIONS: "1" });
+  const gw = await gateway({ KAFKA_BROKERS: "", RATE_LIMIT_EVENTS: "0", RATE_LIMIT_PRINCIPAL_EVENTS: "100", RATE_LIMIT_BURST_SECONDS: "1", RATE_LIMIT_CLOSE_AFTER: "0", EMBEDDED_PARTITIONS: "1" });
   const c = await client(gw.wsUrl);
-  // The first frame overdraws the bucket (300 against 100) for two seconds; the next, one frame of
-  // 50, is refused RATE_LIMITED and retried.
-  await Promise.all(Array.from({ length: 300 }, (_, i) => c.publish({ type: "spend", key: "k", data: { i } })));
+  // Another connection of the same principal (the address) overdraws its bucket (300 against 100)
+  // for two seconds; c, which paces itself to the principal's rate as if it were its only
+  // connection, sends its next frame of 50, which is refused RATE_LIMITED and retried.
+  const spender = await client(gw.wsUrl);
+  await Promise.all(Array.from({ length: 300 }, (_, i) => spender.publish({ type: "spend", key: "k", data: { i } })));
   const pending = Array.from({ length: 50 }, (_, i) => c.publish({ type: "retried", key: "k", data: { i } }));
   await Bun.sleep(50);
   expect(c.pendingPublishes).toBe(50); // waiting out retryAfterMs, not forgotten
@@ -100,13 +102,62 @@ test("events refused for a rate are retried in the order they were published, an
   // One key, one partition: offsets follow the order of publish.
   for (let i = 1; i < acks.length; i++) expect(acks[i]!.offset).toBeGreaterThan(acks[i - 1]!.offset);
   const metrics = await (await fetch(`${gw.url}/metrics`)).text();
-  expect(Number(/gateway_rate_limited_total\{transport="ws",scope="connection",unit="events"\} (\d+)/.exec(metrics)?.[1])).toBeGreaterThan(0);
+  expect(Number(/gateway_rate_limited_total\{transport="ws",scope="principal",unit="events"\} (\d+)/.exec(metrics)?.[1])).toBeGreaterThan(0);
+}, 60_000);
+
+test("a client publishing faster than its rate paces itself to the rates welcome advertised: all acked, hardly a refusal, never closed 4429", async () => {
+  // The gateway's defaults for closing, a low rate: a service whose 40 request handlers each await
+  // their publish sends one-event frames (two topics, so they cannot share frames) faster than 400
+  // events/s. Before, each of those frames went out and was refused RATE_LIMITED, past
+  // RATE_LIMIT_CLOSE_AFTER's 200 refusals in a few seconds: closed 4429, its address penalised.
+  const gw = await gateway({ KAFKA_BROKERS: "", RATE_LIMIT_EVENTS: "400", RATE_LIMIT_BURST_SECONDS: "0.5" });
+  const c = await client(gw.wsUrl);
+  expect(c.limits).toMatchObject({ eventsPerSec: 400, burstSeconds: 0.5 });
+  let acked = 0;
+  const started = performance.now();
+  const handlers = Array.from({ length: 40 }, async (_, h) => {
+    for (let i = 0; i < 40; i++) {
+      await c.publish({ type: "paced", key: `h${h}`, data: { h, i } }, { topic: h % 2 ? "sdk-paced-a" : "sdk-paced-b" });
+      acked++;
+    }
+  });
+  const settled = await Promise.allSettled(handlers);
+  const failures = settled.filter((s) => s.status === "rejected").map((s) => String((s as PromiseRejectedResult).reason));
+  expect({ acked, failures: failures.slice(0, 3) }).toEqual({ acked: 1600, failures: [] });
+  // 1,600 events at 400/s, 200 of them the burst: about 3.5 s, and not much more.
+  expect(performance.now() - started).toBeGreaterThan(3000);
+  const metrics = await (await fetch(`${gw.url}/metrics`)).text();
+  expect(Number(/gateway_rate_limit_closes_total (\d+)/.exec(metrics)?.[1])).toBe(0);
+  // A few, at most, when the gateway reads two frames in one turn that were sent apart (jitter).
+  expect(Number(/gateway_rate_limited_total\{transport="ws",scope="connection",unit="events"\} (\d+)/.exec(metrics)?.[1] ?? 0)).toBeLessThan(40);
+}, 60_000);
+
+test("a client alone on its principal paces itself to the principal's rate too: all acked, never closed 4429", async () => {
+  // No connection rate, but the principal's (the client address, authentication being off): welcome
+  // advertises both, and the principal's only connection keeps both. Before, it sent on into
+  // refusals as in the test above, and was closed 4429.
+  const gw = await gateway({ KAFKA_BROKERS: "", RATE_LIMIT_EVENTS: "0", RATE_LIMIT_BYTES: "0", RATE_LIMIT_PRINCIPAL_EVENTS: "400", RATE_LIMIT_BURST_SECONDS: "0.5" });
+  const c = await client(gw.wsUrl);
+  let acked = 0;
+  const handlers = Array.from({ length: 40 }, async (_, h) => {
+    for (let i = 0; i < 40; i++) {
+      await c.publish({ type: "paused", key: `h${h}`, data: { h, i } }, { topic: h % 2 ? "sdk-paused-a" : "sdk-paused-b" });
+      acked++;
+    }
+  });
+  const settled = await Promise.allSettled(handlers);
+  const failures = settled.filter((s) => s.status === "rejected").map((s) => String((s as PromiseRejectedResult).reason));
+  expect({ acked, failures: failures.slice(0, 3) }).toEqual({ acked: 1600, failures: [] });
+  const metrics = await (await fetch(`${gw.url}/metrics`)).text();
+  expect(Number(/gateway_rate_limit_closes_total (\d+)/.exec(metrics)?.[1])).toBe(0);
+  expect(Number(/gateway_rate_limited_total\{transport="ws",scope="principal",unit="events"\} (\d+)/.exec(metrics)?.[1] ?? 0)).toBeLessThan(40);
 }, 60_000);
 
 test("closing the client fails the publishes still waiting to be retried", async () => {
-  const gw = await gateway({ KAFKA_BROKERS: "", RATE_LIMIT_EVENTS: "100", RATE_LIMIT_BURST_SECONDS: "1", RATE_LIMIT_CLOSE_AFTER: "0" });
+  const gw = await gateway({ KAFKA_BROKERS: "", RATE_LIMIT_EVENTS: "0", RATE_LIMIT_PRINCIPAL_EVENTS: "100", RATE_LIMIT_BURST_SECONDS: "1", RATE_LIMIT_CLOSE_AFTER: "0" });
   const c = await connect({ url: gw.wsUrl });
-  await Promise.all(Array.from({ length: 300 }, () => c.publish({ type: "spend" })));
+  const spender = await client(gw.wsUrl); // the same principal: its bucket is c's too
+  await Promise.all(Array.from({ length: 300 }, () => spender.publish({ type: "spend" })));
   const waiting = Promise.allSettled(Array.from({ length: 10 }, () => c.publish({ type: "retried" })));
   await Bun.sleep(50);
   c.close();
