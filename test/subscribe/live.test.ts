@@ -14,7 +14,9 @@ let b: GatewayProcess;
 
 beforeAll(async () => {
   brokers = await kafkaBrokers();
-  [a, b] = await Promise.all([startGateway({ KAFKA_BROKERS: brokers, KAFKA_WORKERS: "2" }), startGateway({ KAFKA_BROKERS: brokers, KAFKA_WORKERS: "1" })]);
+  // 20,000 events from one connection in a few seconds, as a load test: the publish rates are lifted.
+  const unlimited = { RATE_LIMIT_EVENTS: "0", RATE_LIMIT_BYTES: "0" };
+  [a, b] = await Promise.all([startGateway({ KAFKA_BROKERS: brokers, KAFKA_WORKERS: "2", ...unlimited }), startGateway({ KAFKA_BROKERS: brokers, KAFKA_WORKERS: "1", ...unlimited })]);
 }, 60_000);
 afterAll(async () => {
   await Promise.all([a.stop(), b.stop()]);
