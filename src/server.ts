@@ -143,7 +143,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   const publisher = new Publisher(appender, config, metrics, idempotence);
   const rateLimits = new RateLimits(rateLimitOptions(config));
   const refusalDelay = new RefusalDelay(config.CONNECTION_REFUSAL_DELAY_MS);
-  const events = createEventRoutes({ config, publisher, metrics, auth: httpAuth, rateLimits, authEnabled: authenticator.enabled });
+  const events = createEventRoutes({ config, publisher, metrics, auth: httpAuth, rateLimits, refusalDelay, authEnabled: authenticator.enabled });
   const subscriptions = new SubscriptionManager(log, config, metrics, logger);
   const connectionLimiter = new ConnectionLimiter({ maxConnections: config.MAX_CONNECTIONS, maxConnectionsPerIp: config.MAX_CONNECTIONS_PER_IP });
   const ws = createWebSocketHandler({ config, publisher, subscriptions, metrics, logger, logKind: log.kind, auth: { authenticator, audit, config }, rateLimits, onClosed: (remote) => connectionLimiter.release(remote) });

@@ -3,6 +3,7 @@ import type { Identity } from "../auth/authenticator";
 import type { HttpAuth } from "./auth-guard";
 import type { Config } from "../config/schema";
 import type { RateLimits } from "../limits/rate-limits";
+import type { RefusalDelay } from "../limits/refusal-delay";
 import { type PublishOutcome, type Publisher, wireError } from "../ingest/publisher";
 import type { Metrics } from "../observability/metrics";
 import { decodeFrame, decodeLimits } from "../protocol/codec";
@@ -15,7 +16,7 @@ import { errorResponse, json, retryAfter } from "./responses";
  * the WebSocket path, JSON in and out. A batch is not all-or-nothing: valid events are published
  * and each invalid one gets its own error, exactly as publish_batch does over a socket.
  */
-export function createEventRoutes(deps: { config: Config; publisher: Publisher; metrics: Metrics; auth: HttpAuth; rateLimits: RateLimits; authEnabled: boolean }) {
+export function createEventRoutes(deps: { config: Config; publisher: Publisher; metrics: Metrics; auth: HttpAuth; rateLimits: RateLimits; refusalDelay: RefusalDelay; authEnabled: boolean }) {
   const { config, publisher, metrics, rateLimits } = deps;
   /**
    * Charges a request to its principal's rates, as if its requests shared one connection: the body's
@@ -71,9 +72,15 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
     return Buffer.concat(chunks);
   }
 
-  function rejected(e: unknown): Response {
+  function rejected(e: unknown): Response | Promise<Response> {
     const err = wireError(e);
     metrics.framesRejected.inc({ transport: "http", code: err.code });
+    // A request loop over its rate is closed-loop, as a reconnect loop is (refusal-delay.ts): answered
+    // at once, it comes straight back. Its hint is what is left of it after the wait.
+    if (err.code === "RATE_LIMITED") {
+      const after = err.retryAfterMs ?? 0;
+      return deps.refusalDelay.answer((waited) => errorResponse({ ...err, retryAfterMs: Math.max(0, after - waited) }));
+    }
     return errorResponse(err);
   }
 

@@ -233,6 +233,48 @@ test("HTTP: over the rate a request gets 429 with Retry-After and a RATE_LIMITED
   expect(await refused!.json()).toMatchObject({ error: { code: "RATE_LIMITED", retriable: true, retryAfterMs: expect.any(Number) } });
 }, 60_000);
 
+test("HTTP: a publish refused for a rate is answered only after CONNECTION_REFUSAL_DELAY_MS: a request loop pays in time, not in the gateway's CPU; a WebSocket control carries on", async () => {
+  // Answered at once, 16 lanes of closed-loop POSTs over their principal's rate got a 429 each
+  // ~0.1 ms, thousands a second, every one a parse and a response.
+  const gw = await gateway({ RATE_LIMIT_EVENTS: "50", CONNECTION_REFUSAL_DELAY_MS: "500" });
+  const control = await GatewayClient.connect(gw.wsUrl);
+  const body = JSON.stringify({ events: events(10) });
+  const statuses = new Map<number, number>();
+  const late: number[] = [];
+  const until = performance.now() + 2000;
+  const lanes = Array.from({ length: 16 }, async () => {
+    while (performance.now() < until) {
+      const t0 = performance.now();
+      const r = await fetch(`${gw.url}/api/v1/events/batch`, { method: "POST", headers: { "content-type": "application/json" }, body });
+      statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1);
+      if (r.status === 429) {
+        late.push(performance.now() - t0);
+        const b = (await r.json()) as { error: { code: string; retryAfterMs: number } };
+        expect(b.error.code).toBe("RATE_LIMITED");
+        // The hint is what is left of the wait after the delay, never more than it was.
+        expect(b.error.retryAfterMs).toBeLessThanOrEqual(1000);
+      } else await r.arrayBuffer();
+    }
+  });
+  // The control (a WebSocket, its own bucket) publishes throughout and is answered every time.
+  const controlReplies: Frame[] = [];
+  const controlLoop = (async () => {
+    while (performance.now() < until) {
+      controlReplies.push(await control.publishBatch(events(1)));
+      await Bun.sleep(20);
+    }
+  })();
+  await Promise.all([...lanes, controlLoop]);
+  const refused = statuses.get(429) ?? 0;
+  // 16 lanes for 2 s with each refusal half a second late: at most 16 × 4, and a few more.
+  expect(refused).toBeGreaterThan(0);
+  expect(refused).toBeLessThanOrEqual(16 * 5);
+  expect(Math.min(...late)).toBeGreaterThanOrEqual(450);
+  expect(controlReplies.length).toBeGreaterThan(20);
+  expect(controlReplies.every((r) => r.t === 22 && !r.errors)).toBe(true);
+  control.close();
+}, 60_000);
+
 test("new connections per address are rate-limited before the upgrade: 429 RATE_LIMITED with Retry-After", async () => {
   const gw = await gateway({ CONNECTION_RATE_PER_IP: "20" });
   const statuses: number[] = [];
