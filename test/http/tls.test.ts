@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { type GatewayProcess, startGateway } from "../support/gateway";
-import { GatewayClient } from "../support/ws-client";
+import { connect } from "../../src/client";
 
 /**
  * The gateway's own listener over TLS (TLS_CERT_FILE, TLS_KEY_FILE, TLS_KEY_PASSPHRASE, TLS_CA_FILE),
@@ -59,11 +59,20 @@ async function fetchFails(url: string, init: RequestInit = {}): Promise<boolean>
   }
 }
 
+/**
+ * Publishes through the SDK over wss://, as a Bun service trusting a private CA (and presenting a
+ * client certificate) would: Bun's WebSocket takes `tls` options, and the SDK takes the class.
+ */
 async function publishesOverWss(gw: GatewayProcess, tls: { ca: string; cert?: string; key?: string }): Promise<void> {
+  class TlsWebSocket extends WebSocket {
+    constructor(url: string | URL, protocols?: string | string[]) {
+      super(url, { protocols, tls } as never);
+    }
+  }
   for (const codec of ["msgpack", "json"] as const) {
-    const c = await GatewayClient.connect(gw.wsUrl, codec, true, tls);
-    const reply = await c.publish({ id: `tls-${codec}`, type: "t.tls", data: { over: "wss" } }, "tls-test");
-    expect(reply).toMatchObject({ t: 20, id: `tls-${codec}`, topic: "tls-test" });
+    const c = await connect({ url: gw.wsUrl, codec, WebSocket: TlsWebSocket as typeof WebSocket });
+    const ack = await c.publish({ id: `tls-${codec}`, type: "t.tls", data: { over: "wss" } }, { topic: "tls-test" });
+    expect(ack).toMatchObject({ id: `tls-${codec}`, topic: "tls-test" });
     c.close();
   }
 }

@@ -2,11 +2,11 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Collector } from "../support/collector";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 import { freshTopic } from "../support/kafka";
 import { type Broker, consumeAll, ensureTopic, startBroker } from "../support/kafka-broker";
-import { GatewayClient } from "../support/ws-client";
+import { PublishError, type PublishResult, connect } from "../../src/client";
+import { collect } from "../support/sdk-collector";
 import { ConfigError, loadConfig } from "../../src/config/load";
 
 /**
@@ -55,25 +55,24 @@ async function expectNoSecret(gw: GatewayProcess, secret: string): Promise<void>
 async function roundTrip(gw: GatewayProcess, label: string): Promise<void> {
   const topic = freshTopic(`sasl-${label}`);
   await ensureTopic(broker.brokers, topic, 3);
-  const client = await GatewayClient.connect(gw.wsUrl);
-  const live = new Collector();
-  expect(await client.subscribe({ sub: "live", topic }, live.onFrame)).toMatchObject({ t: 23, sub: "live" });
+  const client = await connect({ url: gw.wsUrl });
+  const live = collect(await client.subscribe(topic));
   const events = Array.from({ length: 30 }, (_, i) => ({ id: `${label}-${i}`, type: "t.sasl", key: `k${i % 5}`, data: { i } }));
-  const batch = await client.publishBatch(events.slice(0, 29), topic);
-  expect(batch).toMatchObject({ t: 22 });
-  expect(batch.errors).toBeUndefined();
-  const one = await client.publish(events[29]!, topic);
-  expect(one).toMatchObject({ t: 20, id: `${label}-29`, topic });
-  const acked = new Map<string, string>(batch.ids.map((id: string, i: number) => [id, `${batch.partitions[i]}/${batch.offsets[i]}`]));
-  acked.set(one.id, `${one.partition}/${one.offset}`);
+  const batch = await client.publishBatch(events.slice(0, 29), { topic });
+  const refused = batch.filter((r) => r.status === "rejected");
+  expect(refused).toEqual([]);
+  const one = await client.publish(events[29]!, { topic });
+  expect(one).toMatchObject({ id: `${label}-29`, topic });
+  const acked = new Map<string, string>();
+  for (const r of [...batch.map((b) => (b as PromiseFulfilledResult<PublishResult>).value), one]) acked.set(r.id, `${r.partition}/${r.offset}`);
+  expect(acked.size).toBe(events.length);
 
   const records = await consumeAll(broker.brokers, topic, { expect: events.length });
   expect(new Map(records.map((r) => [r.headers.ce_id!, `${r.partition}/${r.offset}`]))).toEqual(acked);
 
   await live.waitFor(events.length);
   expect(new Map(live.events.map((e) => [e.event.id, `${e.partition}/${e.offset}`]))).toEqual(acked);
-  const replay = new Collector();
-  expect(await client.subscribe({ sub: "replay", topic, start: "earliest" }, replay.onFrame)).toMatchObject({ t: 23, sub: "replay" });
+  const replay = collect(await client.subscribe(topic, { start: "earliest" }));
   await replay.waitFor(events.length);
   expect(new Map(replay.events.map((e) => [e.event.id, `${e.partition}/${e.offset}`]))).toEqual(acked);
   client.close();
@@ -117,17 +116,19 @@ async function expectRefusesWork(gw: GatewayProcess, cause: RegExp): Promise<voi
   expect((await fetch(`${gw.url}/health/ready`)).status).toBe(503);
   expect((await fetch(`${gw.url}/health/live`)).status).toBe(200);
 
-  const client = await GatewayClient.connect(gw.wsUrl);
+  // One attempt: the refusal itself is under test, not the SDK's retries of it.
+  const client = await connect({ url: gw.wsUrl, maxAttempts: 1 });
   for (let i = 0; i < 5; i++) {
     const started = Date.now();
-    const nack = await client.publish({ id: `refused-${i}`, type: "t.sasl", data: { i } }, "sasl-refused");
-    expect(nack).toMatchObject({ t: 21, id: `refused-${i}`, code: "UNAVAILABLE", retriable: true, mayBePersisted: false });
-    expect(nack.message).toMatch(cause);
+    const nack = await client.publish({ id: `refused-${i}`, type: "t.sasl", data: { i } }, { topic: "sasl-refused" }).catch((e: unknown) => e);
+    expect(nack).toBeInstanceOf(PublishError);
+    expect(nack).toMatchObject({ id: `refused-${i}`, code: "UNAVAILABLE", retriable: true, mayBePersisted: false });
+    expect((nack as PublishError).message).toMatch(cause);
     expect(Date.now() - started).toBeLessThan(5000); // refused, not left to time out
   }
-  const batch = await client.publishBatch([{ id: "b0", type: "t", data: {} }, { id: "b1", type: "t", data: {} }], "sasl-refused");
-  expect(batch.errors?.map((e: any) => e.code)).toEqual(["UNAVAILABLE", "UNAVAILABLE"]);
-  expect(await client.subscribe({ sub: "s", topic: "sasl-refused" }, () => {})).toMatchObject({ t: 21, code: "UNAVAILABLE" });
+  const batch = await client.publishBatch([{ id: "b0", type: "t", data: {} }, { id: "b1", type: "t", data: {} }], { topic: "sasl-refused" });
+  expect(batch.map((r) => (r.status === "rejected" ? (r.reason as PublishError).code : "acked"))).toEqual(["UNAVAILABLE", "UNAVAILABLE"]);
+  expect(await client.subscribe("sasl-refused").catch((e: unknown) => e)).toMatchObject({ code: "UNAVAILABLE" });
   const http = await fetch(`${gw.url}/api/v1/events?topic=sasl-refused`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ id: "h", type: "t", data: {} }) });
   expect(http.status).toBe(503);
   client.close();
@@ -155,8 +156,8 @@ test("a wrong password: not ready (503), every publish nacked UNAVAILABLE naming
     const deadline = Date.now() + 90_000;
     while ((await fetch(`${gw.url}/health/ready`)).status !== 200 && Date.now() < deadline) await Bun.sleep(250);
     expect((await fetch(`${gw.url}/health/ready`)).status).toBe(200);
-    const client = await GatewayClient.connect(gw.wsUrl);
-    expect(await client.publish({ id: "after-fix", type: "t.sasl", data: {} }, "sasl-after-fix")).toMatchObject({ t: 20, id: "after-fix" });
+    const client = await connect({ url: gw.wsUrl });
+    expect(await client.publish({ id: "after-fix", type: "t.sasl", data: {} }, { topic: "sasl-after-fix" })).toMatchObject({ id: "after-fix", topic: "sasl-after-fix" });
     client.close();
     await expectNoSecret(gw, WRONG);
   } finally {
