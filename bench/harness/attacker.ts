@@ -1,7 +1,7 @@
 /**
  * One hostile client for the flood-isolation bench (bench/scenarios/s7-flood.ts), in a process of
  * its own so that its CPU is its own:
- *   bun bench/harness/attacker.ts <flood|connect|malformed> WS_URL SECONDS
+ *   bun bench/harness/attacker.ts <flood|connect|malformed> WS_URL SECONDS [START_AT]
  * Prints one JSON line at the end: what it sent and what it got back, by kind and code.
  *
  * - flood: pipelines 100-event batches without waiting for acks, 20 at a time, as fast as it can;
@@ -12,7 +12,10 @@
  */
 import { Packr, Unpackr } from "msgpackr";
 
-const [mode, url, seconds] = process.argv.slice(2);
+const [mode, url, seconds, startAt] = process.argv.slice(2);
+// With START_AT (ms since the epoch), the attack begins then: the process's own start-up (a second
+// of a core for Bun's, on the box under test) is over before the control measures.
+if (startAt) await Bun.sleep(Math.max(0, Number(startAt) - Date.now()));
 const until = Date.now() + Number(seconds) * 1000;
 const counts: Record<string, number> = {};
 const count = (k: string, n = 1) => void (counts[k] = (counts[k] ?? 0) + n);
@@ -49,9 +52,11 @@ async function flood(): Promise<void> {
       continue;
     }
     count("opened");
+    const openedAt = performance.now();
     ws.send(packr.pack({ t: 1, v: 1 }));
     ws.onmessage = (m) => count(`reply ${replyKind(m.data)}`);
-    const closed = new Promise<void>((r) => (ws.onclose = (e) => (count(`closed ${e.code}`), r())));
+    // How long the gateway let it flood before closing it: what it was allowed is that long at its rate.
+    const closed = new Promise<void>((r) => (ws.onclose = (e) => (count(`closed ${e.code}`), count(`ms open before ${e.code}`, Math.round(performance.now() - openedAt)), r())));
     while (Date.now() < until && ws.readyState === WebSocket.OPEN) {
       for (let i = 0; i < 20; i++) ws.send(packr.pack({ t: 11, cid: cid++, events }));
       count("sent", 20);

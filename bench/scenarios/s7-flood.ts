@@ -105,8 +105,12 @@ export const s7: Scenario = {
       const quiet = await control.run(o.duration, interval);
       runs.push({ label: "control, quiet", figures: { sent: quiet.sent, acked: quiet.acked }, latency: quiet.histogram.summaryMs(), curve: quiet.histogram.curveMs(), cpu: quietCpu.stop() });
 
-      const procs = attackers.map((mode) => Bun.spawn([process.execPath, ATTACKER, mode, url, String(o.duration + 2)], { stdout: "pipe", stderr: "inherit" }));
-      await Bun.sleep(1000); // the attack is under way before the control measures
+      // The attackers start up (Bun's start-up costs the box a burst of CPU that no attacker on
+      // another machine would) and then attack together, at the moment the control starts
+      // measuring: their first second, when the flooder is not closed yet, is measured too.
+      const startAt = Date.now() + 1500;
+      const procs = attackers.map((mode) => Bun.spawn([process.execPath, ATTACKER, mode, url, String(o.duration + 1), String(startAt)], { stdout: "pipe", stderr: "inherit" }));
+      await Bun.sleep(Math.max(0, startAt - Date.now()));
       const cpu = new CpuMeter({ ...stack.groups(), attackers: () => procs.map((p) => p.pid) });
       cpu.start();
       const rssBefore = stack.gateway ? rssBytes(stack.gateway.proc.pid) : 0;
