@@ -13,7 +13,7 @@ import { createHealthRoutes } from "./http/health";
 import { createStreamRoute } from "./http/stream";
 import { applyHttpHeaderLimit, httpRoutes } from "./http/routes";
 import { OriginPolicy, preflight, withOrigin } from "./http/origins";
-import { error, errorResponse } from "./http/responses";
+import { error, errorResponse, lateErrorResponse } from "./http/responses";
 import { FairShare, type FairShareOptions } from "./ingest/fair-share";
 import { Idempotence } from "./ingest/idempotence";
 import { Publisher, wireError } from "./ingest/publisher";
@@ -211,9 +211,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     const tooFast = rateLimits.admitConnection(remote);
     if (tooFast) {
       metrics.rateLimited.inc({ transport: "ws", scope: tooFast.scope, unit: tooFast.unit });
-      const refusal = wireError(tooFast.error);
-      const after = refusal.retryAfterMs ?? 0;
-      return refusalDelay.answer((waited) => errorResponse({ ...refusal, retryAfterMs: Math.max(0, after - waited) }));
+      return lateErrorResponse(refusalDelay, wireError(tooFast.error));
     }
     return admit(req, srv, remote);
   }

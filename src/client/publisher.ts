@@ -90,7 +90,7 @@ export class Publisher {
    * (limits/token-bucket.ts): frames wait here rather than being sent into RATE_LIMITED. Made at
    * welcome, after the gateway made its own, so this one is never ahead of it.
    */
-  private rate: { events: TokenBucket; bytes: TokenBucket } | null = null;
+  private rate: { events: TokenBucket; bytes: TokenBucket; countBytes: boolean } | null = null;
 
   constructor(
     private readonly link: PublisherLink,
@@ -182,7 +182,8 @@ export class Publisher {
     // with jitter, and two read in one turn find fewer tokens than they were sent with. Without
     // burstSeconds (an older gateway) there is no pacing, only the pause after a refusal.
     const bucket = (perSec: number) => new TokenBucket(perSec * PACING_MARGIN, Math.max(1, perSec * burstSeconds * PACING_MARGIN), now);
-    this.rate = burstSeconds > 0 && (eventsPerSec > 0 || bytesPerSec > 0) ? { events: bucket(eventsPerSec), bytes: bucket(bytesPerSec) } : null;
+    // countBytes: a JSON frame's bytes cost an encode, made only when there is a bytes rate to keep.
+    this.rate = burstSeconds > 0 && (eventsPerSec > 0 || bytesPerSec > 0) ? { events: bucket(eventsPerSec), bytes: bucket(bytesPerSec), countBytes: bytesPerSec > 0 } : null;
     this.schedule(0);
   }
 
@@ -239,7 +240,7 @@ export class Publisher {
       const items = this.queue.splice(0, n);
       if (this.rate) {
         this.rate.events.spend(n);
-        this.rate.bytes.spend(typeof data === "string" ? utf8.encode(data).byteLength : data.byteLength);
+        if (this.rate.countBytes) this.rate.bytes.spend(typeof data === "string" ? utf8.encode(data).byteLength : data.byteLength);
       }
       this.inflight.set(cid, items);
       this.inflightEvents += items.length;

@@ -9,7 +9,7 @@ import type { Metrics } from "../observability/metrics";
 import { decodeFrame, decodeLimits } from "../protocol/codec";
 import { ErrorCodes } from "../protocol/codes";
 import { GatewayError } from "../protocol/errors";
-import { errorResponse, json, retryAfter } from "./responses";
+import { errorResponse, json, lateErrorResponse, retryAfter } from "./responses";
 
 /**
  * HTTP ingestion for clients that cannot hold a socket: the same validation, codes and records as
@@ -76,12 +76,8 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
     const err = wireError(e);
     metrics.framesRejected.inc({ transport: "http", code: err.code });
     // A request loop over its rate is closed-loop, as a reconnect loop is (refusal-delay.ts): answered
-    // at once, it comes straight back. Its hint is what is left of it after the wait.
-    if (err.code === "RATE_LIMITED") {
-      const after = err.retryAfterMs ?? 0;
-      return deps.refusalDelay.answer((waited) => errorResponse({ ...err, retryAfterMs: Math.max(0, after - waited) }));
-    }
-    return errorResponse(err);
+    // at once, it comes straight back.
+    return err.code === "RATE_LIMITED" ? lateErrorResponse(deps.refusalDelay, err) : errorResponse(err);
   }
 
   /** `{topic?, events: [...]}` or a bare array of events. */

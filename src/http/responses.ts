@@ -1,6 +1,7 @@
 import { ErrorCodes } from "../protocol/codes";
 import { type WireError, toWireError } from "../protocol/errors";
 import type { ErrorCode } from "../protocol/codes";
+import type { RefusalDelay } from "../limits/refusal-delay";
 
 export function json(body: unknown, status = 200, headers?: Record<string, string>): Response {
   return new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json", ...headers } });
@@ -15,6 +16,15 @@ export function retryAfter(err: WireError): Record<string, string> | undefined {
 /** An error response: the HTTP status comes from the code's table entry, the body is the wire error. */
 export function errorResponse(err: WireError): Response {
   return json({ error: err }, ErrorCodes[err.code].http, retryAfter(err));
+}
+
+/**
+ * A rate refusal answered late (refusal-delay.ts), its retry hint less the time it waited, so that a
+ * client honouring it waits no longer in all than it would have.
+ */
+export function lateErrorResponse(delay: RefusalDelay, err: WireError): Response | Promise<Response> {
+  const after = err.retryAfterMs ?? 0;
+  return delay.answer((waited) => errorResponse({ ...err, retryAfterMs: Math.max(0, after - waited) }));
 }
 
 export function error(code: ErrorCode, message: string, headers?: Record<string, string>): Response {

@@ -105,25 +105,31 @@ test("events refused for a rate are retried in the order they were published, an
   expect(Number(/gateway_rate_limited_total\{transport="ws",scope="principal",unit="events"\} (\d+)/.exec(metrics)?.[1])).toBeGreaterThan(0);
 }, 60_000);
 
-test("a client publishing faster than its rate paces itself to the rates welcome advertised: all acked, hardly a refusal, never closed 4429", async () => {
-  // The gateway's defaults for closing, a low rate: a service whose 40 request handlers each await
-  // their publish sends one-event frames (two topics, so they cannot share frames) faster than 400
-  // events/s. Before, each of those frames went out and was refused RATE_LIMITED, past
-  // RATE_LIMIT_CLOSE_AFTER's 200 refusals in a few seconds: closed 4429, its address penalised.
-  const gw = await gateway({ KAFKA_BROKERS: "", RATE_LIMIT_EVENTS: "400", RATE_LIMIT_BURST_SECONDS: "0.5" });
-  const c = await client(gw.wsUrl);
-  expect(c.limits).toMatchObject({ eventsPerSec: 400, burstSeconds: 0.5 });
+/**
+ * 40 request handlers, each awaiting its publish 40 times (two topics, so their events cannot share
+ * frames): what they got acked, and how each that failed failed.
+ */
+async function fortyHandlers(c: GatewayClient, prefix: string): Promise<{ acked: number; failures: string[] }> {
   let acked = 0;
-  const started = performance.now();
   const handlers = Array.from({ length: 40 }, async (_, h) => {
     for (let i = 0; i < 40; i++) {
-      await c.publish({ type: "paced", key: `h${h}`, data: { h, i } }, { topic: h % 2 ? "sdk-paced-a" : "sdk-paced-b" });
+      await c.publish({ type: prefix, key: `h${h}`, data: { h, i } }, { topic: h % 2 ? `sdk-${prefix}-a` : `sdk-${prefix}-b` });
       acked++;
     }
   });
   const settled = await Promise.allSettled(handlers);
-  const failures = settled.filter((s) => s.status === "rejected").map((s) => String((s as PromiseRejectedResult).reason));
-  expect({ acked, failures: failures.slice(0, 3) }).toEqual({ acked: 1600, failures: [] });
+  return { acked, failures: settled.filter((s) => s.status === "rejected").map((s) => String((s as PromiseRejectedResult).reason)).slice(0, 3) };
+}
+
+test("a client publishing faster than its rate paces itself to the rates welcome advertised: all acked, hardly a refusal, never closed 4429", async () => {
+  // The gateway's defaults for closing, a low rate: a service whose 40 request handlers each await
+  // their publish sends one-event frames faster than 400 events/s. Before, each of those frames went out and was refused RATE_LIMITED, past
+  // RATE_LIMIT_CLOSE_AFTER's 200 refusals in a few seconds: closed 4429, its address penalised.
+  const gw = await gateway({ KAFKA_BROKERS: "", RATE_LIMIT_EVENTS: "400", RATE_LIMIT_BURST_SECONDS: "0.5" });
+  const c = await client(gw.wsUrl);
+  expect(c.limits).toMatchObject({ eventsPerSec: 400, burstSeconds: 0.5 });
+  const started = performance.now();
+  expect(await fortyHandlers(c, "paced")).toEqual({ acked: 1600, failures: [] });
   // 1,600 events at 400/s, 200 of them the burst: about 3.5 s, and not much more.
   expect(performance.now() - started).toBeGreaterThan(3000);
   const metrics = await (await fetch(`${gw.url}/metrics`)).text();
@@ -138,16 +144,7 @@ test("a client alone on its principal paces itself to the principal's rate too: 
   // refusals as in the test above, and was closed 4429.
   const gw = await gateway({ KAFKA_BROKERS: "", RATE_LIMIT_EVENTS: "0", RATE_LIMIT_BYTES: "0", RATE_LIMIT_PRINCIPAL_EVENTS: "400", RATE_LIMIT_BURST_SECONDS: "0.5" });
   const c = await client(gw.wsUrl);
-  let acked = 0;
-  const handlers = Array.from({ length: 40 }, async (_, h) => {
-    for (let i = 0; i < 40; i++) {
-      await c.publish({ type: "paused", key: `h${h}`, data: { h, i } }, { topic: h % 2 ? "sdk-paused-a" : "sdk-paused-b" });
-      acked++;
-    }
-  });
-  const settled = await Promise.allSettled(handlers);
-  const failures = settled.filter((s) => s.status === "rejected").map((s) => String((s as PromiseRejectedResult).reason));
-  expect({ acked, failures: failures.slice(0, 3) }).toEqual({ acked: 1600, failures: [] });
+  expect(await fortyHandlers(c, "principal")).toEqual({ acked: 1600, failures: [] });
   const metrics = await (await fetch(`${gw.url}/metrics`)).text();
   expect(Number(/gateway_rate_limit_closes_total (\d+)/.exec(metrics)?.[1])).toBe(0);
   expect(Number(/gateway_rate_limited_total\{transport="ws",scope="principal",unit="events"\} (\d+)/.exec(metrics)?.[1] ?? 0)).toBeLessThan(40);
