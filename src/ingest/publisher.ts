@@ -163,6 +163,6 @@ function readableId(event: unknown): string | undefined {
 }
 
 export function wireError(e: unknown): WireError {
-  if (isGatewayError(e)) return toWireError(e.code, e.message, e.retryAfterMs);
+  if (isGatewayError(e)) return toWireError(e.code, e.message, e);
   return toWireError("INTERNAL", "internal error");
 }

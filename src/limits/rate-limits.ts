@@ -181,7 +181,7 @@ export class RateLimits {
     if (until !== undefined) {
       const wait = Math.ceil(until - this.clock());
       if (wait > 0) {
-        const error = new GatewayError("RATE_LIMITED", `a connection from this address was closed (4429 or 4400) for sending on into refusals; no new connection for ${wait} ms`, { retryAfterMs: wait });
+        const error = new GatewayError("RATE_LIMITED", `a connection from this address was closed (4429 or 4400) for sending on into refusals; no new connection for ${wait} ms`, { retryAfterMs: wait, scope: "address" });
         return { error, scope: "connection", unit: "connections" };
       }
       this.penalties.delete(ip);
@@ -194,7 +194,7 @@ export class RateLimits {
       bucket.spend(1);
       return undefined;
     }
-    const error = new GatewayError("RATE_LIMITED", `over the rate of ${rate} new connections/s from one address; retry in ${wait} ms`, { retryAfterMs: wait });
+    const error = new GatewayError("RATE_LIMITED", `over the rate of ${rate} new connections/s from one address; retry in ${wait} ms`, { retryAfterMs: wait, scope: "address" });
     return { error, scope: "connection", unit: "connections" };
   }
 
@@ -207,17 +207,20 @@ export class RateLimits {
     this.penalties.set(ip, now + this.options.closePenaltyMs);
   }
 
-  /** Charges a frame's bytes; a refusal, or undefined when it may be handled. */
-  admitBytes(conn: ConnectionRate, principal: string, bytes: number): Refusal | undefined {
-    return this.admit(conn, principal, "bytes", bytes);
+  /**
+   * Charges a frame's bytes; a refusal, or undefined when it may be handled. `minWaitMs`: the least
+   * retry hint a refusal gives, when the caller will not read the client again before then.
+   */
+  admitBytes(conn: ConnectionRate, principal: string, bytes: number, minWaitMs = 0): Refusal | undefined {
+    return this.admit(conn, principal, "bytes", bytes, minWaitMs);
   }
 
-  /** Charges a publish's events; a refusal, or undefined when it may be published. */
-  admitEvents(conn: ConnectionRate, principal: string, events: number): Refusal | undefined {
-    return this.admit(conn, principal, "events", events);
+  /** Charges a publish's events; a refusal, or undefined when it may be published. `minWaitMs` as above. */
+  admitEvents(conn: ConnectionRate, principal: string, events: number, minWaitMs = 0): Refusal | undefined {
+    return this.admit(conn, principal, "events", events, minWaitMs);
   }
 
-  private admit(conn: ConnectionRate, principal: string, unit: Unit, cost: number): Refusal | undefined {
+  private admit(conn: ConnectionRate, principal: string, unit: Unit, cost: number, minWaitMs: number): Refusal | undefined {
     if (!this.enabled) return undefined;
     const now = this.clock();
     const own = conn.own[unit];
@@ -230,10 +233,10 @@ export class RateLimits {
       return undefined;
     }
     const scope: Scope = ownWait >= sharedWait ? "connection" : "principal";
-    const wait = Math.max(ownWait, sharedWait);
+    const wait = Math.max(ownWait, sharedWait, minWaitMs);
     const rate = scope === "connection" ? this.options.connection : this.options.principal;
     const per = unit === "events" ? `${rate.eventsPerSec} events/s` : `${rate.bytesPerSec} bytes/s`;
-    const error = new GatewayError("RATE_LIMITED", `over the ${scope} rate of ${per}; retry in ${wait} ms`, { retryAfterMs: wait });
+    const error = new GatewayError("RATE_LIMITED", `over the ${scope} rate of ${per}; retry in ${wait} ms`, { retryAfterMs: wait, scope });
     return { error, scope, unit };
   }
 }

@@ -4,6 +4,20 @@ import { type ErrorCode, ErrorCodes } from "./codes";
 const V8Error = Error as ErrorConstructor & { stackTraceLimit: number };
 
 /**
+ * Which limit a RATE_LIMITED refusal is for: the connection's own rate, its principal's (shared by
+ * all the principal's connections and requests), or its address's new connections.
+ */
+export type RateScope = "connection" | "principal" | "address";
+
+/** What some refusals carry besides their code and message. */
+export interface ErrorDetail {
+  /** For RATE_LIMITED: the milliseconds after which the same request would pass. */
+  retryAfterMs?: number;
+  /** For RATE_LIMITED: which limit refused it. */
+  scope?: RateScope;
+}
+
+/**
  * The one error type that crosses module boundaries: a stable code plus a human message.
  *
  * It is a refusal the client is told about, not a fault: nothing reads its stack, so none is
@@ -11,9 +25,9 @@ const V8Error = Error as ErrorConstructor & { stackTraceLimit: number };
  */
 export class GatewayError extends Error {
   readonly code: ErrorCode;
-  /** For RATE_LIMITED: the milliseconds after which the same request would pass. */
   readonly retryAfterMs?: number;
-  constructor(code: ErrorCode, message: string, detail?: { retryAfterMs?: number }) {
+  readonly scope?: RateScope;
+  constructor(code: ErrorCode, message: string, detail?: ErrorDetail) {
     const limit = V8Error.stackTraceLimit;
     V8Error.stackTraceLimit = 0;
     try {
@@ -24,6 +38,7 @@ export class GatewayError extends Error {
     this.name = "GatewayError";
     this.code = code;
     if (detail?.retryAfterMs !== undefined) this.retryAfterMs = detail.retryAfterMs;
+    if (detail?.scope !== undefined) this.scope = detail.scope;
   }
   get num(): number {
     return ErrorCodes[this.code].num;
@@ -46,11 +61,14 @@ export interface WireError {
   mayBePersisted: boolean;
   /** When a retry may pass (RATE_LIMITED); absent otherwise. */
   retryAfterMs?: number;
+  /** Which limit refused it (RATE_LIMITED); absent otherwise. */
+  scope?: RateScope;
 }
 
-export function toWireError(code: ErrorCode, message: string, retryAfterMs?: number): WireError {
+export function toWireError(code: ErrorCode, message: string, detail?: ErrorDetail): WireError {
   const c = ErrorCodes[code];
   const err: WireError = { code, num: c.num, message, retriable: c.retriable, mayBePersisted: c.mayBePersisted };
-  if (retryAfterMs !== undefined) err.retryAfterMs = retryAfterMs;
+  if (detail?.retryAfterMs !== undefined) err.retryAfterMs = detail.retryAfterMs;
+  if (detail?.scope !== undefined) err.scope = detail.scope;
   return err;
 }

@@ -186,7 +186,7 @@ export function createWebSocketHandler(deps: {
       if (ws.data.inflight + events.length > config.PUBLISH_WINDOW) {
         throw new GatewayError("WINDOW_EXCEEDED", `${ws.data.inflight} events unacknowledged; the window is ${config.PUBLISH_WINDOW}. Wait for acks before sending more`);
       }
-      const limited = rateLimits.admitEvents(ws.data.rate!, principalOf(ws), events.length);
+      const limited = rateLimits.admitEvents(ws.data.rate!, principalOf(ws), events.length, RATE_HOLD_MIN_MS);
       if (limited) return refuseRate(ws, codec, limited, req.cid);
       const prepared = publisher.prepare(events, topic, codec, "ws");
       reserved = prepared.records.length;
@@ -292,7 +292,7 @@ export function createWebSocketHandler(deps: {
       return;
     }
     ws.data.codec = codec;
-    const limited = rateLimits.admitBytes(ws.data.rate!, principalOf(ws), typeof raw === "string" ? raw.length : raw.byteLength);
+    const limited = rateLimits.admitBytes(ws.data.rate!, principalOf(ws), typeof raw === "string" ? raw.length : raw.byteLength, RATE_HOLD_MIN_MS);
     if (limited) return refuseRate(ws, codec, limited, scanCid(raw));
     // A publish that would be refused whatever it holds is refused before it costs a decode (see
     // frame-peek.ts): the window is spent, or the events rate is in debt (a bucket in debt passes no
@@ -301,7 +301,7 @@ export function createWebSocketHandler(deps: {
     const t = peekFrameType(raw);
     if (t === FrameType.PUBLISH || t === FrameType.PUBLISH_BATCH) {
       if (ws.data.inflight >= config.PUBLISH_WINDOW) return sendError(ws, codec, windowSpent, scanCid(raw));
-      const overRate = rateLimits.admitEvents(ws.data.rate!, principalOf(ws), 0);
+      const overRate = rateLimits.admitEvents(ws.data.rate!, principalOf(ws), 0, RATE_HOLD_MIN_MS);
       if (overRate) return refuseRate(ws, codec, overRate, scanCid(raw));
     }
     let frame: unknown;
@@ -420,7 +420,9 @@ export function createWebSocketHandler(deps: {
 
 // A connection over a rate is not read for at least this long: each resume reads what its socket
 // buffers hold (up to half a MiB per read), all of it refused while still over, so a short hold
-// would have a flooder's frames read and refused almost at line rate anyway.
+// would have a flooder's frames read and refused almost at line rate anyway. Its refusals' retry
+// hints say so: a client told less would send into the hold, and what it sent would be read at once
+// when the hold ends, and refused together.
 const RATE_HOLD_MIN_MS = 100;
 // And at most this long, however far in debt (a low rate and a big batch can mean minutes): unread,
 // its pongs and refresh frames would go unanswered. Still over when read again, it is held again.
