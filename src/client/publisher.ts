@@ -1,4 +1,4 @@
-import { TokenBucket } from "../limits/token-bucket";
+import { type AdvertisedRates, Pacer } from "./pacer";
 import { FrameType, type InFrame, type OutgoingEvent, type WireError } from "./wire";
 
 /** Where an acknowledged event is in Kafka. */
@@ -50,7 +50,7 @@ export interface PublisherLink {
   sendEncoded(data: Uint8Array | string): void;
   nextCid(): number;
   /** The connection's window, batch and frame sizes, and publish rates (0: none), from welcome. */
-  limits(): { window: number; maxBatchEvents: number; maxFrameBytes?: number; eventsPerSec?: number; bytesPerSec?: number; principalEventsPerSec?: number; principalBytesPerSec?: number; burstSeconds?: number };
+  limits(): AdvertisedRates & { window: number; maxBatchEvents: number; maxFrameBytes?: number };
 }
 
 const utf8 = new TextEncoder();
@@ -60,10 +60,9 @@ function byteSize(data: Uint8Array | string, max: number): number {
   return data.length * 3 <= max ? data.length : utf8.encode(data).byteLength;
 }
 
-const PACING_MARGIN = 0.95;
-/** The lower of two rates where 0 (or absent) is none. */
-const lowerRate = (a = 0, b = 0) => (a === 0 ? b : b === 0 ? a : Math.min(a, b));
 const uuid = () => globalThis.crypto.randomUUID();
+// How far into the queue a frame looks for events of its topic: a bound on the work per frame.
+const SCAN_EVENTS = 4096;
 
 /**
  * Publishes in batches under the advertised window. Small publishes made within `lingerMs` share a
@@ -86,11 +85,13 @@ export class Publisher {
    */
   private pausedUntil = 0;
   /**
-   * The connection's publish rates as welcome advertised them, in the gateway's own bucket
-   * (limits/token-bucket.ts): frames wait here rather than being sent into RATE_LIMITED. Made at
-   * welcome, after the gateway made its own, so this one is never ahead of it.
+   * The connection's publish rates as welcome advertised them (pacer.ts). Made at welcome, after the
+   * gateway made its own buckets, so this one is never ahead of them.
    */
-  private rate: { events: TokenBucket; bytes: TokenBucket; countBytes: boolean } | null = null;
+  private pacer: Pacer | null = null;
+  /** The last frame sent, and the last sent before the pacer's last cut (see onReply). */
+  private lastSentCid = -1;
+  private lastCidBeforeCut = -1;
 
   constructor(
     private readonly link: PublisherLink,
@@ -125,7 +126,15 @@ export class Publisher {
       if (err.retriable && ++item.attempts < this.options.maxAttempts) {
         again.push(item);
         delay = Math.max(delay, err.retryAfterMs ?? Math.min(2000, 50 * 2 ** item.attempts));
-        if (err.code === "RATE_LIMITED") this.pausedUntil = Math.max(this.pausedUntil, performance.now() + delay);
+        if (err.code === "RATE_LIMITED") {
+          const now = performance.now();
+          // A frame sent before the last cut went at the old rate: its refusal says nothing new.
+          if (err.scope === "principal" && f.cid! > this.lastCidBeforeCut && this.pacer) {
+            this.pacer.principalRefused(now);
+            this.lastCidBeforeCut = this.lastSentCid;
+          }
+          this.pausedUntil = Math.max(this.pausedUntil, now + delay);
+        }
       } else item.reject(new PublishError(err.code, err.message, err.retriable, err.mayBePersisted, item.event.id, err.num));
     };
     if (f.t === FrameType.ACK || f.t === FrameType.BATCH_ACK) {
@@ -171,19 +180,7 @@ export class Publisher {
 
   /** The connection is (back) up. */
   onReady(): void {
-    const limits = this.link.limits();
-    const { burstSeconds = 0 } = limits;
-    // The principal's rates are shared with its other connections: kept alone, as if this were its
-    // only one (the usual case); with several, refusals and the pause below do the rest.
-    const eventsPerSec = lowerRate(limits.eventsPerSec, limits.principalEventsPerSec);
-    const bytesPerSec = lowerRate(limits.bytesPerSec, limits.principalBytesPerSec);
-    const now = performance.now();
-    // As the gateway sizes its buckets (limits/rate-limits.ts), 5% slower: the gateway reads frames
-    // with jitter, and two read in one turn find fewer tokens than they were sent with. Without
-    // burstSeconds (an older gateway) there is no pacing, only the pause after a refusal.
-    const bucket = (perSec: number) => new TokenBucket(perSec * PACING_MARGIN, Math.max(1, perSec * burstSeconds * PACING_MARGIN), now);
-    // countBytes: a JSON frame's bytes cost an encode, made only when there is a bytes rate to keep.
-    this.rate = burstSeconds > 0 && (eventsPerSec > 0 || bytesPerSec > 0) ? { events: bucket(eventsPerSec), bytes: bucket(bytesPerSec), countBytes: bytesPerSec > 0 } : null;
+    this.pacer = Pacer.from(this.link.limits(), performance.now());
     this.schedule(0);
   }
 
@@ -211,45 +208,64 @@ export class Publisher {
   }
 
   /**
-   * Sends what the window has room for, a topic's run of events per frame. A frame over the
-   * gateway's `maxFrameBytes` would be refused whole (FRAME_TOO_LARGE), so it is halved until it
-   * fits; an event too large on its own is sent alone, for the gateway to refuse with its code.
+   * Sends what the window has room for, a frame per topic: the events of the first queued event's
+   * topic, in the order they were published, from among the first SCAN_EVENTS queued (a service
+   * publishing to several topics in turn would otherwise send a frame per event; Kafka keeps no
+   * order between topics). A frame over the gateway's `maxFrameBytes` would be refused whole
+   * (FRAME_TOO_LARGE), so it is halved until it fits; an event too large on its own is sent alone,
+   * for the gateway to refuse with its code.
    */
   private flush(): void {
     if (!this.link.ready()) return;
     const paused = this.pausedUntil - performance.now();
     if (paused > 0) return this.schedule(Math.ceil(paused));
+    if (this.pausedUntil > 0) {
+      // What the pacer saved up during the pause would go out at once, into a bucket just repaid.
+      this.pausedUntil = 0;
+      this.pacer?.empty(performance.now());
+    }
     const { window, maxBatchEvents, maxFrameBytes = Number.POSITIVE_INFINITY } = this.link.limits();
     while (this.queue.length > 0 && this.inflightEvents < window) {
-      if (this.rate) {
-        const now = performance.now();
-        const wait = Math.max(this.rate.events.waitMs(now), this.rate.bytes.waitMs(now));
-        if (wait > 0) return this.schedule(wait);
-      }
+      const wait = this.pacer ? this.pacer.waitMs(performance.now()) : 0;
+      if (wait > 0) return this.schedule(wait);
       const topic = this.queue[0]!.topic;
       const room = Math.min(maxBatchEvents, window - this.inflightEvents);
-      let n = 0;
-      while (n < this.queue.length && n < room && this.queue[n]!.topic === topic) n++;
+      const picked: Item[] = [];
+      const scan = Math.min(this.queue.length, SCAN_EVENTS);
+      for (let i = 0; i < scan && picked.length < room; i++) if (this.queue[i]!.topic === topic) picked.push(this.queue[i]!);
+      let n = picked.length;
       const cid = this.link.nextCid();
       let data: Uint8Array | string;
       for (;;) {
-        data = this.link.encode(this.frame(cid, this.queue, n, topic));
+        data = this.link.encode(this.frame(cid, picked, n, topic));
         if (n === 1 || byteSize(data, maxFrameBytes) <= maxFrameBytes) break;
         n = Math.ceil(n / 2);
       }
-      const items = this.queue.splice(0, n);
-      if (this.rate) {
-        this.rate.events.spend(n);
-        if (this.rate.countBytes) this.rate.bytes.spend(typeof data === "string" ? utf8.encode(data).byteLength : data.byteLength);
-      }
+      const items = picked.slice(0, n);
+      this.unqueue(items, scan);
+      // A JSON frame's bytes cost an encode, made only when there is a bytes rate to keep.
+      if (this.pacer) this.pacer.spend(n, !this.pacer.countsBytes ? 0 : typeof data === "string" ? utf8.encode(data).byteLength : data.byteLength);
       this.inflight.set(cid, items);
+      this.lastSentCid = cid;
       this.inflightEvents += items.length;
       this.link.sendEncoded(data);
     }
   }
 
-  private frame(cid: number, queue: Item[], n: number, topic: string | undefined): Record<string, unknown> {
-    const frame: Record<string, unknown> = n === 1 ? { t: FrameType.PUBLISH, cid, event: queue[0]!.event } : { t: FrameType.PUBLISH_BATCH, cid, events: queue.slice(0, n).map((i) => i.event) };
+  /** Takes `items`, all among the first `scan` queued, out of the queue; the rest keep their order. */
+  private unqueue(items: Item[], scan: number): void {
+    if (this.queue[items.length - 1] === items[items.length - 1]) {
+      this.queue.splice(0, items.length); // a run at the head: the usual case
+      return;
+    }
+    const taken = new Set(items);
+    const kept: Item[] = [];
+    for (let i = 0; i < scan; i++) if (!taken.has(this.queue[i]!)) kept.push(this.queue[i]!);
+    this.queue.splice(0, scan, ...kept);
+  }
+
+  private frame(cid: number, items: Item[], n: number, topic: string | undefined): Record<string, unknown> {
+    const frame: Record<string, unknown> = n === 1 ? { t: FrameType.PUBLISH, cid, event: items[0]!.event } : { t: FrameType.PUBLISH_BATCH, cid, events: items.slice(0, n).map((i) => i.event) };
     if (topic !== undefined) frame.topic = topic;
     return frame;
   }

@@ -9,8 +9,8 @@ export class TokenBucket {
 
   constructor(
     /** Tokens per second; 0 means no limit. */
-    private readonly rate: number,
-    private readonly burst: number,
+    private rate: number,
+    private burst: number,
     now: number,
   ) {
     this.tokens = burst;
@@ -27,6 +27,23 @@ export class TokenBucket {
   /** Pays for a request that passed `waitMs`. */
   spend(cost: number): void {
     if (this.rate !== 0) this.tokens -= cost;
+  }
+
+  /**
+   * From `now` on, refills at `rate` up to `burst` (what it holds is kept, up to the new burst): for
+   * a client that finds its share of a rate shared with others (client/pacer.ts).
+   */
+  setRate(rate: number, burst: number, now: number): void {
+    this.refill(now);
+    this.rate = rate;
+    this.burst = burst;
+    this.tokens = Math.min(this.tokens, burst);
+  }
+
+  /** Keeps no tokens in hand (a debt stays): the next request waits for the refill. */
+  empty(now: number): void {
+    this.refill(now);
+    this.tokens = Math.min(this.tokens, 0);
   }
 
   /** Whether the bucket is full again, so it holds nothing worth keeping it for. */

@@ -150,6 +150,39 @@ test("a client alone on its principal paces itself to the principal's rate too: 
   expect(Number(/gateway_rate_limited_total\{transport="ws",scope="principal",unit="events"\} (\d+)/.exec(metrics)?.[1] ?? 0)).toBeLessThan(40);
 }, 60_000);
 
+test("a client publishing to two topics in turn sends a frame per topic, not one per event", async () => {
+  // 40 handlers, alternately on two topics: queued a, b, a, b... Before, a frame took only the run
+  // of one topic at the head of the queue, one event each: 1,600 frames for 1,600 events.
+  const gw = await gateway({ KAFKA_BROKERS: "" });
+  const c = await client(gw.wsUrl);
+  expect(await fortyHandlers(c, "topics")).toEqual({ acked: 1600, failures: [] });
+  const metrics = await (await fetch(`${gw.url}/metrics`)).text();
+  const frames = Number(/gateway_publish_latency_seconds_count\{transport="ws"\} (\d+)/.exec(metrics)?.[1]);
+  console.log(`40 handlers on two topics: 1,600 events in ${frames} frames`);
+  expect(frames).toBeGreaterThan(0);
+  expect(frames).toBeLessThan(800);
+}, 60_000);
+
+test("two clients sharing a principal find their share of its rate: all acked, few refusals, never closed 4429", async () => {
+  // One principal (the client address, authentication being off) over two connections, each keeping
+  // 40 handlers busy. welcome advertises the principal's rate, which each takes as its own, so
+  // together they send twice it. Before, each paused for retryAfterMs after a refusal and then sent
+  // on at the full rate: refusals came faster than RATE_LIMIT_CLOSE_AFTER allows, and one was
+  // closed 4429 within seconds, its address penalised.
+  const gw = await gateway({ KAFKA_BROKERS: "", RATE_LIMIT_EVENTS: "0", RATE_LIMIT_BYTES: "0", RATE_LIMIT_PRINCIPAL_EVENTS: "400", RATE_LIMIT_BURST_SECONDS: "0.5" });
+  const [a, b] = await Promise.all([client(gw.wsUrl), client(gw.wsUrl)]);
+  const started = performance.now();
+  const [ra, rb] = await Promise.all([fortyHandlers(a, "shared-a"), fortyHandlers(b, "shared-b")]);
+  expect([ra, rb]).toEqual([{ acked: 1600, failures: [] }, { acked: 1600, failures: [] }]);
+  // 3,200 events at 400/s together: at least 7.5 s; and not far beyond (each finds about half).
+  expect(performance.now() - started).toBeGreaterThan(7000);
+  const metrics = await (await fetch(`${gw.url}/metrics`)).text();
+  expect(Number(/gateway_rate_limit_closes_total (\d+)/.exec(metrics)?.[1])).toBe(0);
+  const refusals = Number(/gateway_rate_limited_total\{transport="ws",scope="principal",unit="events"\} (\d+)/.exec(metrics)?.[1] ?? 0);
+  console.log(`two connections, one principal at 400 events/s: 3,200 events in ${((performance.now() - started) / 1000).toFixed(1)} s, ${refusals} refusals`);
+  expect(refusals).toBeLessThan(40);
+}, 90_000);
+
 test("closing the client fails the publishes still waiting to be retried", async () => {
   const gw = await gateway({ KAFKA_BROKERS: "", RATE_LIMIT_EVENTS: "0", RATE_LIMIT_PRINCIPAL_EVENTS: "100", RATE_LIMIT_BURST_SECONDS: "1", RATE_LIMIT_CLOSE_AFTER: "0" });
   const c = await connect({ url: gw.wsUrl });
