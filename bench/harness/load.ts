@@ -1,7 +1,8 @@
 import { type FrameShape, buildTemplates } from "./frames";
 import { LatencyHistogram, type LatencySummary } from "./histogram";
 import { Progress } from "./progress";
-import { type AckSink, PublisherConnection } from "./publisher";
+import { type AckSink, type LoadConnection, PublisherConnection } from "./publisher";
+import { SdkPublisherConnection } from "./sdk-publisher";
 
 export interface LoadOptions extends FrameShape {
   url: string;
@@ -14,6 +15,11 @@ export interface LoadOptions extends FrameShape {
   label: string;
   /** Seconds to wait for the last acks after sending stops. */
   drainS?: number;
+  /**
+   * Who publishes: pre-encoded frames (`raw`, the default: next to no client CPU per event, so the
+   * figures are the gateway's), or the client SDK, as an application does (sdk-publisher.ts).
+   */
+  client?: "raw" | "sdk";
   /** Called when the measured part starts (after the warm-up frames) and when its last ack is in. */
   onMeasure?: (phase: "start" | "end") => void;
 }
@@ -30,6 +36,7 @@ export interface Series {
 export interface LoadResult {
   label: string;
   mode: "open-loop" | "max";
+  client: "raw" | "sdk";
   targetRate: number;
   connections: number;
   batch: number;
@@ -55,7 +62,7 @@ export interface LoadResult {
  * connection keeps its window full; latency is then send → ack.
  */
 export async function runLoad(o: LoadOptions): Promise<LoadResult> {
-  const templates = buildTemplates(o);
+  const templates = o.client === "sdk" ? [] : buildTemplates(o);
   const total = new LatencyHistogram();
   const interval = new LatencyHistogram();
   let sent = 0;
@@ -77,7 +84,8 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
     },
   };
   let pump: () => void = () => {};
-  const conns = await Promise.all(Array.from({ length: o.connections }, () => PublisherConnection.open(o.url, templates, sink, () => pump())));
+  const open = (): Promise<LoadConnection> => (o.client === "sdk" ? SdkPublisherConnection.open(o.url, o, sink, () => pump()) : PublisherConnection.open(o.url, templates, sink, () => pump()));
+  const conns = await Promise.all(Array.from({ length: o.connections }, open));
 
   // Warm-up: one frame per connection, answered, creates the topic and connects the producers.
   let warmupEvents = 0;
@@ -156,6 +164,7 @@ export async function runLoad(o: LoadOptions): Promise<LoadResult> {
   return {
     label: o.label,
     mode: o.rate > 0 ? "open-loop" : "max",
+    client: o.client ?? "raw",
     targetRate: o.rate,
     connections: o.connections,
     batch: o.batch,

@@ -10,11 +10,26 @@ export interface AckSink {
   answered(sentAt: number, now: number, events: number, failed: number, code: string | undefined): void;
 }
 
+/** What the load schedule (load.ts) drives: the raw client below, or the SDK's (sdk-publisher.ts). */
+export interface LoadConnection {
+  /** Sends the next frame's events; `intendedAt` is when the schedule wanted them sent (performance.now() ms). Returns how many. */
+  send(intendedAt: number): number;
+  /** Requests not answered yet. */
+  readonly pendingFrames: number;
+  readonly inflightEvents: number;
+  /** The gateway's per-connection window. */
+  readonly window: number;
+  readonly closed: boolean;
+  /** Counts everything unanswered as failed with `code`. */
+  failAll(code: string): void;
+  close(): void;
+}
+
 /**
  * One load-generating WebSocket: sends pre-built publish frames and matches their acks by
  * correlation id. It never decodes more of an ack than the count of failures.
  */
-export class PublisherConnection {
+export class PublisherConnection implements LoadConnection {
   private cid = 1;
   private readonly sentAt = new Map<number, number>();
   private readonly sizes = new Map<number, number>();

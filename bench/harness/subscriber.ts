@@ -61,7 +61,7 @@ export class SubscriberConnection {
       return;
     }
     if (f.t === 27) {
-      this.lagged++;
+      this.lagged += typeof f.dropped === "number" ? f.dropped : 1;
       return;
     }
     const w = this.waiting.get(f.cid);
@@ -84,8 +84,17 @@ export async function openSubscribers(url: string, count: number, topic: string,
   return new SubscriberGroup(conns);
 }
 
+/** A run's subscriptions, read together: the raw ones below, or the SDK's (sdk-subscriber.ts). */
+export interface Subscribers {
+  readonly delivered: number;
+  /** Events the gateway dropped for them, as their lagged notices said. */
+  readonly lagged: number;
+  latency(): LatencyHistogram;
+  close(): void;
+}
+
 /** The subscriber connections of one run, read together. */
-export class SubscriberGroup {
+export class SubscriberGroup implements Subscribers {
   constructor(readonly conns: SubscriberConnection[]) {}
   get delivered(): number {
     return this.conns.reduce((a, c) => a + c.delivered, 0);

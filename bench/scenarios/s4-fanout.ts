@@ -50,7 +50,7 @@ export const s4: Scenario = {
           const got = subs.delivered;
           runs.push({
             label,
-            figures: { publishedPerSec: load.eventsPerSec, deliveriesPerSec: Math.round(got / load.seconds), delivered: got, expected, lagged: subs.lagged },
+            figures: { publishedPerSec: load.eventsPerSec, deliveriesPerSec: Math.round(got / load.seconds), delivered: got, expected, droppedForLag: subs.lagged },
             latency: latency.summaryMs(),
             curve: latency.curveMs(),
             // The publisher's per-second series: acked events/s and ack p99 (the table's latency is delivery).

@@ -2,7 +2,7 @@ import { fmt, runLoad, waitFor } from "../harness/load";
 import { parseBenchArgs } from "../harness/options";
 import { type RunReport, machine } from "../harness/report";
 import type { Scenario } from "../harness/scenario";
-import { runSdkLoad } from "../harness/sdk-load";
+import { openSdkSubscribers } from "../harness/sdk-subscriber";
 import { Stack } from "../harness/stack";
 import { openSubscribers } from "../harness/subscriber";
 
@@ -42,36 +42,28 @@ export const sdk: Scenario = {
 
       // Both clients warm up first, unmeasured: otherwise the first run pays for the cold JIT
       // (of this process and of the gateway) and the comparison favours the second.
-      await runLoad({ url, label: "warm-up (raw)", connections: 1, rate: o.rate, window: o.window, batch: o.batch, payloadBytes: o.payload, keys: o.keys, durationS: 2, topic: `${base}-warm` });
-      await runSdkLoad({ url, topic: `${base}-warm`, rate: o.rate, durationS: 2, payloadBytes: o.payload, keys: o.keys, subscribers: 0 });
-
-      // Raw: the harness's own client, pre-encoded frames, as every other scenario measures.
-      {
-        const topic = `${base}-raw`;
-        const subs = o.subscribers > 0 ? await openSubscribers(url, o.subscribers, topic, () => undefined) : undefined;
-        const cpu0 = process.cpuUsage();
-        const r = await runLoad({ url, label: `raw client at ${fmt(o.rate)} ev/s`, connections: 1, rate: o.rate, window: o.window, batch: o.batch, payloadBytes: o.payload, keys: o.keys, durationS: o.duration, topic });
-        if (subs) await waitFor(() => subs.delivered >= (r.acked + r.warmupEvents) * o.subscribers, 15_000);
-        const cpuUs = cpuSince(cpu0);
-        cpuPerEvent.raw = r.acked ? cpuUs / r.acked : Number.NaN;
-        runs.push({ label: "raw client: publish", figures: { eventsPerSec: r.eventsPerSec, sent: r.sent, acked: r.acked, failed: r.failed, clientCpuMicrosPerEvent: Number(cpuPerEvent.raw.toFixed(1)) }, latency: r.latency, curve: r.curve, series: r.series });
-        if (subs) {
-          const l = subs.latency();
-          runs.push({ label: "raw client: subscribe", figures: { delivered: subs.delivered, lagged: subs.lagged }, latency: l.summaryMs(), curve: l.curveMs() });
-          subs.close();
-        }
+      for (const client of ["raw", "sdk"] as const) {
+        await runLoad({ url, label: `warm-up (${client})`, connections: 1, rate: o.rate, window: o.window, batch: o.batch, payloadBytes: o.payload, keys: o.keys, durationS: 2, topic: `${base}-warm`, client });
       }
 
-      // SDK: the same schedule, through connect()/publish()/subscribe().
-      {
-        const topic = `${base}-sdk`;
+      // The same schedule through the harness's raw client (pre-encoded frames, as every other
+      // scenario measures), then through connect()/publish()/subscribe().
+      for (const client of ["raw", "sdk"] as const) {
+        const name = client === "sdk" ? "SDK" : "raw client";
+        const topic = `${base}-${client}`;
+        const subs = o.subscribers > 0 ? await (client === "sdk" ? openSdkSubscribers : openSubscribers)(url, o.subscribers, topic, () => undefined) : undefined;
         const cpu0 = process.cpuUsage();
-        const r = await runSdkLoad({ url, topic, rate: o.rate, durationS: o.duration, payloadBytes: o.payload, keys: o.keys, subscribers: o.subscribers });
+        const r = await runLoad({ url, label: `${name} at ${fmt(o.rate)} ev/s`, connections: 1, rate: o.rate, window: o.window, batch: o.batch, payloadBytes: o.payload, keys: o.keys, durationS: o.duration, topic, client });
+        if (subs) await waitFor(() => subs.delivered >= (r.acked + r.warmupEvents) * o.subscribers, 15_000);
         const cpuUs = cpuSince(cpu0);
-        cpuPerEvent.sdk = r.acked ? cpuUs / r.acked : Number.NaN;
+        cpuPerEvent[client] = r.acked ? cpuUs / r.acked : Number.NaN;
         const failures = Object.fromEntries(Object.entries(r.failures).map(([k, v]) => [`failed ${k}`, v]));
-        runs.push({ label: "SDK: publish", figures: { eventsPerSec: r.eventsPerSec, sent: r.sent, acked: r.acked, failed: r.failed, ...failures, clientCpuMicrosPerEvent: Number(cpuPerEvent.sdk.toFixed(1)) }, latency: r.ack.summaryMs(), curve: r.ack.curveMs() });
-        if (o.subscribers > 0) runs.push({ label: "SDK: subscribe", figures: { delivered: r.delivered, lagged: r.lagged }, latency: r.delivery.summaryMs(), curve: r.delivery.curveMs() });
+        runs.push({ label: `${name}: publish`, figures: { eventsPerSec: r.eventsPerSec, sent: r.sent, acked: r.acked, failed: r.failed, ...failures, clientCpuMicrosPerEvent: Number(cpuPerEvent[client]!.toFixed(1)) }, latency: r.latency, curve: r.curve, series: r.series });
+        if (subs) {
+          const l = subs.latency();
+          runs.push({ label: `${name}: subscribe`, figures: { delivered: subs.delivered, droppedForLag: subs.lagged }, latency: l.summaryMs(), curve: l.curveMs() });
+          subs.close();
+        }
       }
 
       const [rawPub, , sdkPub] = o.subscribers > 0 ? runs : [runs[0], undefined, runs[1]];
@@ -96,7 +88,7 @@ export const sdk: Scenario = {
       figures,
       runs,
       notes: [
-        `${fmt(o.rate)} events/s open loop for ${o.duration} s each, ${o.payload}-byte payloads, ${o.keys} keys, ${o.subscribers} subscriber(s) per client; the raw client sends ${o.batch} events per frame, the SDK batches by itself (2 ms linger). Ack latency counts from each event's due time.`,
+        `${fmt(o.rate)} events/s open loop for ${o.duration} s each, ${o.payload}-byte payloads, ${o.keys} keys, ${o.subscribers} subscriber(s) per client; each tick is ${o.batch} events: one frame from the raw client, ${o.batch} publish() calls to the SDK, which batches them itself. Ack latency counts from each event's due time.`,
         "Client CPU is this process's (process.cpuUsage) over a run, per acknowledged event: one publish plus its deliveries. The raw harness pre-encodes its frames and stays the load generator of record where precision matters; this scenario measures what the SDK costs an application.",
         "After 2 s of unmeasured warm-up of each, raw runs first, then SDK, on the same gateway (not interleaved): compare within a run, and repeat runs to see the spread.",
       ],
