@@ -86,9 +86,11 @@ export const s7: Scenario = {
       interval: { type: "string", default: "10", help: "ms between the control's publishes" },
       kafka: { type: "boolean", default: false, help: "run on a local Kafka broker instead of the embedded log" },
       attackers: { type: "string", default: "flood,connect,malformed", help: "which hostile clients run, comma-separated" },
+      "attacker-nice": { type: "string", default: "19", help: "nice value of the attackers' processes (0: the gateway's own priority)" },
     }, { duration: "10" });
     const interval = numberArg("interval", own.interval, { min: 1 });
     const attackers = String(own.attackers).split(",").filter(Boolean);
+    const attackerNice = numberArg("attacker-nice", own["attacker-nice"], { min: 0, integer: true });
     const stack = await Stack.create({ url: o.url, brokers: o.brokers, kafka: Boolean(own.kafka) });
     const startedAt = new Date().toISOString();
     const runs: RunReport[] = [];
@@ -109,7 +111,7 @@ export const s7: Scenario = {
       // another machine would) and then attack together, at the moment the control starts
       // measuring: their first second, when the flooder is not closed yet, is measured too.
       const startAt = Date.now() + 1500;
-      const procs = attackers.map((mode) => Bun.spawn([process.execPath, ATTACKER, mode, url, String(o.duration + 1), String(startAt)], { stdout: "pipe", stderr: "inherit" }));
+      const procs = attackers.map((mode) => Bun.spawn(["nice", "-n", String(attackerNice), process.execPath, ATTACKER, mode, url, String(o.duration + 1), String(startAt)], { stdout: "pipe", stderr: "inherit" }));
       await Bun.sleep(Math.max(0, startAt - Date.now()));
       const cpu = new CpuMeter({ ...stack.groups(), attackers: () => procs.map((p) => p.pid) });
       cpu.start();
