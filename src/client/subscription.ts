@@ -42,7 +42,11 @@ export interface SubscriptionLink {
  * last frame it got, so after a reconnect it subscribes again from exactly there: no gap, no repeat.
  */
 export class Subscription implements AsyncIterable<DeliveredEvent> {
-  /** The token of the last frame received: resuming from it yields exactly what followed. */
+  /**
+   * The position after the last event handed to the application (by the iterator, or to onEvent),
+   * at a frame's granularity: an application that stores it after each event and stops may, resumed
+   * from it, get again the events of a frame it had begun, and never misses one it was not handed.
+   */
   token: string | undefined;
   /** Whether history is delivered: true from `subscribed` for a start at `latest`, else from the `live` notice. */
   live = false;
@@ -51,8 +55,15 @@ export class Subscription implements AsyncIterable<DeliveredEvent> {
    * `subscribed` said (empty when nothing was lost): events the subscription will never see.
    */
   gaps: Gap[] = [];
+  /** The token of the last frame received: a reconnect resumes from it (the buffer keeps what came before). */
+  private received: string | undefined;
   private ended = false;
   private buffer: DeliveredEvent[] = [];
+  /** Events ever put in the buffer, and ever taken out of it (handed over or dropped). */
+  private buffered = 0;
+  private taken = 0;
+  /** Frame tokens not yet passed by the iterator: each covers the events buffered before it came. */
+  private readonly marks: Array<{ after: number; token: string }> = [];
   private waiter: ((r: IteratorResult<DeliveredEvent>) => void) | null = null;
   private readonly eventHandlers: Array<(e: DeliveredEvent) => void> = [];
   private readonly noticeHandlers: Array<(n: Notice) => void> = [];
@@ -85,7 +96,7 @@ export class Subscription implements AsyncIterable<DeliveredEvent> {
     if (this.options.filter) frame.filter = this.options.filter;
     if (this.options.policy) frame.policy = this.options.policy;
     if (this.options.share) frame.share = this.options.share;
-    const start = this.token !== undefined && !this.options.share ? { token: this.token } : this.options.start;
+    const start = this.received !== undefined && !this.options.share ? { token: this.received } : this.options.start;
     if (start !== undefined) frame.start = start;
     // Re-sent before the first was confirmed (the connection dropped meanwhile): the first caller
     // is answered by this one's reply.
@@ -111,19 +122,18 @@ export class Subscription implements AsyncIterable<DeliveredEvent> {
       const c = this.confirm;
       this.confirm = null;
       if (f.t === FrameType.SUBSCRIBED) {
-        if (typeof f.token === "string" && this.token === undefined) this.token = f.token;
+        if (typeof f.token === "string" && this.received === undefined) this.reached(f.token);
         this.live = f.live === true;
         this.gaps = (f.gaps as Gap[] | undefined) ?? [];
         return c.resolve();
       }
       return c.reject(new SubscribeError(f as unknown as WireError));
     }
-    if (typeof f.token === "string") this.token = f.token;
+    if (f.t === FrameType.EVENT) this.deliver([f as unknown as DeliveredEvent]);
+    else if (f.t === FrameType.EVENT_BATCH) this.deliver(f.events as DeliveredEvent[]);
+    // After its events: the frame's token covers them once they are handed over.
+    if (typeof f.token === "string") this.reached(f.token);
     switch (f.t) {
-      case FrameType.EVENT:
-        return this.deliver([f as unknown as DeliveredEvent]);
-      case FrameType.EVENT_BATCH:
-        return this.deliver(f.events as DeliveredEvent[]);
       case FrameType.LIVE:
         this.live = true;
         return this.notify({ kind: "live" });
@@ -155,7 +165,10 @@ export class Subscription implements AsyncIterable<DeliveredEvent> {
     return {
       next: () => {
         const e = this.buffer.shift();
-        if (e) return Promise.resolve({ value: e, done: false });
+        if (e) {
+          this.took(1, true);
+          return Promise.resolve({ value: e, done: false });
+        }
         if (this.ended) return Promise.resolve({ value: undefined, done: true });
         return new Promise((resolve) => (this.waiter = resolve));
       },
@@ -176,13 +189,34 @@ export class Subscription implements AsyncIterable<DeliveredEvent> {
         const w = this.waiter;
         this.waiter = null;
         w({ value: e, done: false });
-      } else this.buffer.push(e);
+      } else {
+        this.buffer.push(e);
+        this.buffered++;
+      }
     }
     const max = this.options.maxBuffered ?? 10_000;
     if (this.buffer.length > max) {
       const dropped = this.buffer.length - max;
       this.buffer.splice(0, dropped);
+      // The token stays before them: resumed from it, the application gets them again.
+      this.took(dropped, false);
       this.notify({ kind: "lagged", dropped, where: "client" });
+    }
+  }
+
+  /** A frame's token: the application's position once every event buffered before it is handed over. */
+  private reached(token: string): void {
+    this.received = token;
+    if (this.taken === this.buffered) this.token = token;
+    else this.marks.push({ after: this.buffered, token });
+  }
+
+  /** `n` buffered events went: handed to the application (the marks they complete apply), or dropped. */
+  private took(n: number, handed: boolean): void {
+    this.taken += n;
+    while (this.marks.length > 0 && this.marks[0]!.after <= this.taken) {
+      const mark = this.marks.shift()!;
+      if (handed) this.token = mark.token;
     }
   }
 

@@ -196,6 +196,40 @@ test("closing the client fails the publishes still waiting to be retried", async
   for (const s of settled!) expect(s).toMatchObject({ status: "rejected", reason: { code: "CLIENT_CLOSED" } });
 }, 60_000);
 
+test("sub.token covers only the events the application was handed: an iterator that stops early, resumed from it, misses nothing", async () => {
+  // 500 events on one partition, read from earliest: they arrive in frames of many events, and
+  // the iterator is handed them one at a time. Before, sub.token was the last frame's, past
+  // events still waiting in the iterator's buffer: an application that checkpointed it after
+  // each event, and stopped, lost those on resume.
+  const gw = await gateway({ KAFKA_BROKERS: "", EMBEDDED_PARTITIONS: "1" });
+  const c = await client(gw.wsUrl);
+  const topic = "sdk-checkpoint";
+  await c.publishBatch(Array.from({ length: 500 }, (_, i) => ({ type: "n", data: { i } })), { topic });
+  const sub = await c.subscribe(topic, { start: "earliest" });
+  const seen: number[] = [];
+  let checkpoint: string | undefined;
+  for await (const e of sub) {
+    seen.push(e.offset);
+    checkpoint = sub.token; // what an application stores after handling each event
+    if (seen.length === 10) break;
+  }
+  expect(seen).toEqual(Array.from({ length: 10 }, (_, i) => i));
+  // Resumed from the checkpoint: the next event is at most the 11th (a frame's events already
+  // handed over may come again), never a later one.
+  const resumed = await c.subscribe(topic, { start: { token: checkpoint! } });
+  const first = async (s: typeof sub) => {
+    for await (const e of s) return e.offset;
+  };
+  expect(await Promise.race([first(resumed), Bun.sleep(3000).then(() => "nothing within 3 s")])).toBeLessThanOrEqual(10);
+  // And with callbacks every event is handed over as it comes: the token is the last frame's.
+  const all = await c.subscribe(topic, { start: "earliest" });
+  let n = 0;
+  await new Promise<void>((r) => all.onEvent(() => ++n === 500 && r()));
+  const after = await c.subscribe(topic, { start: { token: all.token! } });
+  await c.publish({ type: "n", data: { i: 500 } }, { topic });
+  expect(await first(after)).toBe(500);
+}, 60_000);
+
 test("a refused subscribe rejects with the gateway's code, num and retriable; subscribed's live and gaps are on the subscription", async () => {
   const gw = await gateway({ KAFKA_BROKERS: "", EMBEDDED_PARTITIONS: "1", EMBEDDED_RETENTION_RECORDS: "10" });
   const c = await client(gw.wsUrl);
