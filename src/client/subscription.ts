@@ -44,8 +44,9 @@ export interface SubscriptionLink {
 export class Subscription implements AsyncIterable<DeliveredEvent> {
   /**
    * The position after the last event handed to the application (by the iterator, or to onEvent),
-   * at a frame's granularity: an application that stores it after each event and stops may, resumed
-   * from it, get again the events of a frame it had begun, and never misses one it was not handed.
+   * at a frame's granularity: it moves to a frame's token as the frame's last event is handed over.
+   * An application that stores it after each event and stops may, resumed from it, get again the
+   * events of a frame it had begun, and never misses one it was not handed.
    */
   token: string | undefined;
   /** Whether history is delivered: true from `subscribed` for a start at `latest`, else from the `live` notice. */
@@ -129,10 +130,10 @@ export class Subscription implements AsyncIterable<DeliveredEvent> {
       }
       return c.reject(new SubscribeError(f as unknown as WireError));
     }
-    if (f.t === FrameType.EVENT) this.deliver([f as unknown as DeliveredEvent]);
-    else if (f.t === FrameType.EVENT_BATCH) this.deliver(f.events as DeliveredEvent[]);
-    // After its events: the frame's token covers them once they are handed over.
-    if (typeof f.token === "string") this.reached(f.token);
+    const token = typeof f.token === "string" ? f.token : undefined;
+    if (f.t === FrameType.EVENT) return this.deliver([f as unknown as DeliveredEvent], token);
+    if (f.t === FrameType.EVENT_BATCH) return this.deliver(f.events as DeliveredEvent[], token);
+    if (token !== undefined) this.reached(token);
     switch (f.t) {
       case FrameType.LIVE:
         this.live = true;
@@ -179,9 +180,14 @@ export class Subscription implements AsyncIterable<DeliveredEvent> {
     };
   }
 
-  private deliver(events: DeliveredEvent[]): void {
+  /** A frame's events, and its token: it covers them once the last is handed over. */
+  private deliver(events: DeliveredEvent[], token: string | undefined): void {
     if (this.eventHandlers.length > 0) {
-      for (const e of events) for (const h of this.eventHandlers) h(e);
+      for (let i = 0; i < events.length; i++) {
+        if (i === events.length - 1 && token !== undefined) this.reached(token);
+        for (const h of this.eventHandlers) h(events[i]!);
+      }
+      if (events.length === 0 && token !== undefined) this.reached(token);
       return;
     }
     for (const e of events) {
@@ -202,6 +208,7 @@ export class Subscription implements AsyncIterable<DeliveredEvent> {
       this.took(dropped, false);
       this.notify({ kind: "lagged", dropped, where: "client" });
     }
+    if (token !== undefined) this.reached(token);
   }
 
   /** A frame's token: the application's position once every event buffered before it is handed over. */

@@ -32,7 +32,7 @@ async function publish(pub: GatewayClient, topic: string, from: number, count: n
   return out;
 }
 
-/** What a subscription handed over, in arrival order: each event with the subscription's token once it arrived, and the notices. */
+/** What a subscription handed over, in arrival order: each event with the subscription's token as it was handed over, and the notices. */
 type Item = { kind: "event"; e: DeliveredEvent; token: string } | { kind: "live" | "lagged" | "ended" };
 
 /** Subscribes and records every event and notice of the subscription, in arrival order. */
@@ -93,15 +93,16 @@ async function checkReplay(gw: GatewayProcess, topic: string): Promise<void> {
   const expected = perPartition([...history, ...live].sort((a, b) => a.offset - b.offset));
   expect(perPartition(all)).toEqual(expected);
 
-  // Resume from the token of every 10th event frame (the last event of a frame is where the token
-  // changes): exactly what came after that frame.
-  const eventFrames = frames
-    .map((f, i) => ({ f, i }))
-    .filter(({ f, i }) => {
-      if (f.kind !== "event") return false;
-      const next = frames.slice(i + 1).find((x) => x.kind === "event");
-      return next === undefined || (next as { token: string }).token !== f.token;
-    }) as Array<{ f: Item & { kind: "event" }; i: number }>;
+  // Resume from the token of every 10th event frame: exactly what came after that frame. The
+  // subscription's token moves to a frame's own as the frame's last event is handed over, so the
+  // last event of a frame is the one whose token differs from the event before it.
+  const eventFrames: Array<{ f: Item & { kind: "event" }; i: number }> = [];
+  let previous: string | undefined;
+  frames.forEach((f, i) => {
+    if (f.kind !== "event") return;
+    if (previous !== undefined && f.token !== previous) eventFrames.push({ f, i });
+    previous = f.token;
+  });
   let resumes = 0;
   for (let k = 0; k < eventFrames.length - 1; k += 10) {
     const { f, i } = eventFrames[k]!;
