@@ -85,11 +85,6 @@ export class Pacer {
     this.bytes.empty(now);
   }
 
-  /** The share of the principal's rates this connection takes now (1: all of them). */
-  get principalShare(): number {
-    return this.share;
-  }
-
   private grow(now: number): void {
     if (this.share === 1) return;
     const share = Math.min(1, this.cutTo + ((now - this.cutAt) / 1000) * GROWTH_PER_SEC);
