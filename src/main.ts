@@ -28,7 +28,7 @@ try {
 }
 const durable = gateway.log.kind === "kafka";
 if (!durable) logger.warn(EMBEDDED_LOG_WARNING);
-logger.info("listening", { host: config.HOST, port: gateway.port, tls: gateway.tls, log: gateway.log.kind, durable, ready: gateway.log.isReady(), maxConnections: gateway.maxConnections });
+logger.info("listening", { host: config.HOST, port: gateway.port, ...(gateway.internalPort !== undefined ? { internalPort: gateway.internalPort } : {}), tls: gateway.tls, log: gateway.log.kind, durable, ready: gateway.log.isReady(), maxConnections: gateway.maxConnections });
 
 let stopping = false;
 for (const signal of ["SIGTERM", "SIGINT"] as const) {

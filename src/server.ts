@@ -18,6 +18,8 @@ import { FairShare, type FairShareOptions } from "./ingest/fair-share";
 import { Idempotence } from "./ingest/idempotence";
 import { Publisher, wireError } from "./ingest/publisher";
 import { ConnectionLimiter } from "./limits/connections";
+import { OpenFilesGuard, openFilesLimit } from "./limits/open-files";
+import { Listener } from "./http/listener";
 import { type RateLimitOptions, RateLimits } from "./limits/rate-limits";
 import { RefusalDelay } from "./limits/refusal-delay";
 import type { EventLog } from "./log/event-log";
@@ -41,8 +43,10 @@ export function httpBodyDrainLimit(maxFrameBytes: number): number {
 }
 
 export interface Gateway {
-  server: Server<ConnectionData>;
+  listener: Listener<ConnectionData>;
   port: number;
+  /** INTERNAL_PORT's port, when it is on. */
+  internalPort?: number;
   log: EventLog;
   /** Whether PORT serves HTTPS and WSS (TLS_CERT_FILE and TLS_KEY_FILE). */
   tls: boolean;
@@ -148,7 +152,8 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   const connectionLimiter = new ConnectionLimiter({ maxConnections: config.MAX_CONNECTIONS, maxConnectionsPerIp: config.MAX_CONNECTIONS_PER_IP });
   const ws = createWebSocketHandler({ config, publisher, subscriptions, metrics, logger, logKind: log.kind, auth: { authenticator, audit, config }, rateLimits, onClosed: (remote) => connectionLimiter.release(remote) });
   const streams = createStreamRoute({ subscriptions, auth: httpAuth, connections: connectionLimiter, metrics });
-  const health = createHealthRoutes({ auth: authenticator.enabled ? "jwt" : "none", log, metrics, version: SERVER_NAME, connections: () => ws.connections, inflight: () => publisher.eventsInflight, subscriptions: () => subscriptions.stats() });
+  let guard: OpenFilesGuard | null = null;
+  const health = createHealthRoutes({ auth: authenticator.enabled ? "jwt" : "none", log, metrics, version: SERVER_NAME, connections: () => ws.connections, inflight: () => publisher.eventsInflight, subscriptions: () => subscriptions.stats(), accepting: () => guard?.accepting ?? true });
 
   let draining = false;
   const delivery = createDeliveryRoute({ subscriptions, auth: httpAuth, bufferBytes: config.SUBSCRIBER_BUFFER_BYTES, health: health.summary, ready: () => !draining && log.isReady() });
@@ -156,15 +161,19 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   // Each route by method, each behind the origin check, and OPTIONS on every one (CORS preflight).
   // A known path asked with another method gets 405 with Allow, in fetch, where Bun sends what no
   // method here matches.
+  // Probes and scrapers, also served on INTERNAL_PORT.
+  const probes = {
+    "/health/live": { GET: health.live },
+    "/health/ready": { GET: () => (draining ? error("SHUTTING_DOWN", "draining") : health.ready()) },
+    "/health": { GET: health.detail },
+    "/metrics": { GET: config.METRICS_ENABLED ? health.metrics : () => error("NOT_FOUND", "metrics are disabled") },
+  };
   const { routes, allowed } = httpRoutes(origins, metrics, {
     "/api/v1/events": { POST: httpAuth.guard(events.publishOne) },
     "/api/v1/events/batch": { POST: httpAuth.guard(events.publishBatch) },
     "/api/v1/events/validate": { POST: httpAuth.guard(events.validate) },
     "/api/v1/stream": { GET: httpAuth.guard(streams.stream, { queryToken: true }) },
-    "/health/live": { GET: health.live },
-    "/health/ready": { GET: () => (draining ? error("SHUTTING_DOWN", "draining") : health.ready()) },
-    "/health": { GET: health.detail },
-    "/metrics": { GET: config.METRICS_ENABLED ? health.metrics : () => error("NOT_FOUND", "metrics are disabled") },
+    ...probes,
     "/api/v1/admin/delivery": { GET: httpAuth.guard(delivery) },
     ...createDashboardRoutes(logger),
   });
@@ -181,7 +190,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     return error("METHOD_NOT_ALLOWED", `${req.method} is not allowed on the WebSocket path; open a WebSocket (GET with Upgrade)`, { allow: WS_ALLOW });
   });
   applyHttpHeaderLimit(config.HTTP_MAX_HEADER_BYTES);
-  const server = Bun.serve<ConnectionData>({
+  const listener = new Listener<ConnectionData>({
     hostname: config.HOST,
     port: config.PORT,
     reusePort: false,
@@ -196,11 +205,41 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
       return path === "/ws" || path === "/api/v1/ws" ? wsEntry(req, srv) : notRouted(req, srv);
     },
     websocket: ws.handler,
-    error(e) {
-      logger.error("unhandled error in a request", { error: String(e), stack: (e as Error).stack });
-      return error("INTERNAL", "internal error");
-    },
+    error: unhandled,
   });
+  // Probes and scrapers on a port of their own, which the guard below never closes.
+  const internal =
+    config.INTERNAL_PORT === ""
+      ? null
+      : Bun.serve({
+          hostname: config.HOST,
+          port: config.INTERNAL_PORT,
+          idleTimeout: Math.ceil(config.HTTP_IDLE_TIMEOUT / 1000),
+          routes: probes,
+          fetch: (req) => error("NOT_FOUND", `INTERNAL_PORT serves /health/live, /health/ready, /health and /metrics, not ${new URL(req.url).pathname}`),
+          error: unhandled,
+        });
+  const filesLimit = openFilesLimit();
+  guard = new OpenFilesGuard({
+    limit: filesLimit,
+    pause: (open) => {
+      listener.pause();
+      metrics.listenerPaused.inc();
+      logger.warn("not accepting connections: the open files are near their limit", { open: open ?? "all", limit: filesLimit, resumeBelow: guard!.resumeAt, hint: "connections that never send a request hold a file until HTTP_IDLE_TIMEOUT; raise the open-files limit (ulimit -n) or cap connections per address in front of the gateway" });
+    },
+    resume: (open) => {
+      if (!listener.resume()) return false;
+      logger.info("accepting connections again", { open, limit: filesLimit });
+      return true;
+    },
+    report: (open) => metrics.openFiles.set(open ?? filesLimit),
+  });
+  guard.start();
+
+  function unhandled(e: Error): Response {
+    logger.error("unhandled error in a request", { error: String(e), stack: e.stack });
+    return error("INTERNAL", "internal error");
+  }
 
   /** The WebSocket upgrade: refused while draining, on a bad token, or past the connection caps. */
   function upgrade(req: Request, srv: Server<ConnectionData>): Response | undefined | Promise<Response | undefined> {
@@ -232,8 +271,9 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   }
 
   return {
-    server,
-    port: server.port!,
+    listener,
+    port: listener.port,
+    ...(internal ? { internalPort: internal.port! } : {}),
     tls: tls !== undefined,
     log,
     maxConnections: connectionLimiter.max,
@@ -246,6 +286,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     async close() {
       if (draining) return;
       draining = true;
+      guard?.stop();
       publisher.drain();
       fairShare?.flush();
       const deadline = Date.now() + config.SHUTDOWN_TIMEOUT_MS;
@@ -257,13 +298,14 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
       await Bun.sleep(0); // the settled appends' replies are queued on their sockets in this turn
       await ws.closeAll(CLOSE_GRACE_MS);
       const grace = Date.now() + CLOSE_GRACE_MS;
-      while (server.pendingWebSockets > 0 && Date.now() < grace) await Bun.sleep(10);
+      while (listener.pendingWebSockets > 0 && Date.now() < grace) await Bun.sleep(10);
       // Bun sends the close frame and half-closes at once, without waiting for the client's reply. A
       // client still busy sending has not read that frame yet; were the process to exit now, its
       // unread input would make the kernel reset the connection, and the reset makes the client drop
       // the close frame and the last replies unread (1006). A moment lets it read them.
       await Bun.sleep(Math.min(CLOSE_LINGER_MS, Math.max(0, grace - Date.now())));
-      server.stop(true);
+      listener.stop(true);
+      internal?.stop(true);
     },
   };
 }

@@ -59,7 +59,9 @@ export const FOREIGN_SETTINGS: Readonly<Record<string, Verdict>> = {
   LISTEN_ADDR: { use: "HOST and PORT" },
   LISTEN_ADDRESS: { use: "HOST and PORT" },
   KAFKA_REST_LISTENERS: { use: "HOST and PORT" },
-  METRICS_PORT: { unsupported: "metrics are served on PORT at /metrics (METRICS_ENABLED)" },
+  METRICS_PORT: { use: "INTERNAL_PORT (/metrics and /health/* on a port of their own; PORT serves them too)" },
+  HEALTH_PORT: { use: "INTERNAL_PORT (/metrics and /health/* on a port of their own; PORT serves them too)" },
+  ADMIN_PORT: { use: "INTERNAL_PORT (/metrics and /health/* on a port of their own; PORT serves them too)" },
   // Limits and producer settings
   MAX_MESSAGE_SIZE: { use: "MAX_FRAME_BYTES" },
   MAX_MESSAGE_BYTES: { use: "MAX_FRAME_BYTES" },

@@ -50,6 +50,7 @@ const bool = z.union([z.boolean(), z.enum(["true", "false", "1", "0"]).transform
 export const settings = {
   HOST: z.string().min(1).default("0.0.0.0").describe("Address to listen on"),
   PORT: int(0, 65535).default(8080).describe("HTTP and WebSocket port (0 picks a free one)"),
+  INTERNAL_PORT: z.union([z.literal(""), int(0, 65535)]).default("").describe("A second port, on HOST, that serves only /health/live, /health/ready, /health and /metrics, for probes and scrapers; it keeps answering while PORT stops accepting at the open-files limit (empty: off; 0 picks a free one)"),
   LOG_LEVEL: z.enum(["debug", "info", "warn", "error"]).default("info").describe("Minimum level of the JSON log lines on stdout"),
   DEFAULT_TOPIC: z.string().regex(/^[a-zA-Z0-9._-]{1,249}$/).default("events").describe("Topic for frames and requests that name none"),
   TOPIC_ALLOW: z.string().default(".*").describe("Regular expression a topic must match to be published to"),

@@ -7,7 +7,7 @@ import { json } from "./responses";
 /** Said at start-up and on /health: whoever runs the embedded log must not mistake it for storage. */
 export const EMBEDDED_LOG_WARNING = "the embedded log is in memory and not durable: every event is lost when the gateway stops; set KAFKA_BROKERS to write to Kafka";
 
-export function createHealthRoutes(deps: { auth: "jwt" | "none"; log: EventLog; metrics: Metrics; version: string; connections: () => number; inflight: () => number; subscriptions: () => SubscriptionStats }) {
+export function createHealthRoutes(deps: { auth: "jwt" | "none"; log: EventLog; metrics: Metrics; version: string; connections: () => number; inflight: () => number; subscriptions: () => SubscriptionStats; accepting: () => boolean }) {
   const started = Date.now();
   const durable = deps.log.kind === "kafka";
   const warnings = durable ? [] : [EMBEDDED_LOG_WARNING];
@@ -19,6 +19,8 @@ export function createHealthRoutes(deps: { auth: "jwt" | "none"; log: EventLog; 
       version: deps.version,
       uptimeSeconds: Math.round((Date.now() - started) / 1000),
       connections: deps.connections(),
+      /** false while PORT refuses new connections at the open-files limit (limits/open-files.ts). */
+      accepting: deps.accepting(),
       eventsInflight: deps.inflight(),
       subscriptions: deps.subscriptions(),
       msgpackNativeAcceleration,

@@ -1,5 +1,5 @@
-import { readFileSync } from "node:fs";
 import { GatewayError } from "../protocol/errors";
+import { openFilesLimit } from "./open-files";
 
 export interface ConnectionLimits {
   /** Sockets in total; 0 means derived from the process's open-files limit. */
@@ -46,16 +46,5 @@ export class ConnectionLimiter {
     if (n <= 1) this.byIp.delete(ip);
     else this.byIp.set(ip, n - 1);
     this.total = Math.max(0, this.total - 1);
-  }
-}
-
-/** The soft RLIMIT_NOFILE of this process, or 0 when it cannot be read. */
-function openFilesLimit(): number {
-  try {
-    const line = readFileSync("/proc/self/limits", "utf8").split("\n").find((l) => l.startsWith("Max open files"));
-    const soft = line?.split(/\s{2,}/)[1];
-    return soft && /^\d+$/.test(soft) ? Number(soft) : 0;
-  } catch {
-    return 0;
   }
 }

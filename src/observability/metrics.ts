@@ -20,6 +20,8 @@ export function createMetrics() {
     connectionsOpen: new Gauge({ name: "gateway_connections_open", help: "Open WebSocket connections", registers: [registry] }),
     streamsOpen: new Gauge({ name: "gateway_sse_streams_open", help: "Open server-sent event streams (GET /api/v1/stream)", registers: [registry] }),
     connectionsRefused: new Counter({ name: "gateway_connections_refused_total", help: "WebSocket upgrades refused at MAX_CONNECTIONS or MAX_CONNECTIONS_PER_IP", registers: [registry] }),
+    openFiles: new Gauge({ name: "gateway_open_files", help: "File descriptors the gateway holds (sockets included), counted by the open-files guard", registers: [registry] }),
+    listenerPaused: new Counter({ name: "gateway_listener_paused_total", help: "Times PORT stopped accepting connections because the open files neared their limit (src/limits/open-files.ts)", registers: [registry] }),
     rateLimited: new Counter({ name: "gateway_rate_limited_total", help: "Requests refused RATE_LIMITED, by which rate (connection or principal; events or bytes)", labelNames: ["transport", "scope", "unit"] as const, registers: [registry] }),
     rateLimitReadPauses: new Counter({ name: "gateway_rate_limit_read_pauses_total", help: "Times a WebSocket connection over a publish rate stopped being read until the rate allowed it again", registers: [registry] }),
     invalidFramesCloses: new Counter({ name: "gateway_invalid_frames_closes_total", help: "Connections closed with 4400 for sending on past INVALID_FRAMES_CLOSE_AFTER frames refused as invalid", registers: [registry] }),

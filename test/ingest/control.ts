@@ -20,11 +20,13 @@ export class Control {
     private readonly gw: GatewayProcess,
     private readonly client: GatewayClient,
     private readonly topic: string,
+    private readonly healthUrl: string,
   ) {}
 
-  static async start(gw: GatewayProcess, topic: string): Promise<Control> {
+  /** `healthUrl`: where /health/live is polled (the gateway's own port unless given). */
+  static async start(gw: GatewayProcess, topic: string, healthUrl = `${gw.url}/health/live`): Promise<Control> {
     // One attempt per publish: a refusal is a failure of the control, not something to retry quietly.
-    const c = new Control(gw, await connect({ url: gw.wsUrl, maxAttempts: 1 }), topic);
+    const c = new Control(gw, await connect({ url: gw.wsUrl, maxAttempts: 1 }), topic, healthUrl);
     const quiet: number[] = [];
     for (let i = 0; i < 20; i++) quiet.push(await c.once());
     c.quietP50 = pct(quiet, 0.5);
@@ -56,7 +58,7 @@ export class Control {
   private async healthLoop(): Promise<void> {
     while (this.running) {
       try {
-        const r = await fetch(`${this.gw.url}/health/live`, { signal: AbortSignal.timeout(30_000) });
+        const r = await fetch(this.healthUrl, { signal: AbortSignal.timeout(30_000) });
         r.status === 200 ? this.health.ok++ : this.health.bad++;
       } catch {
         this.health.bad++;

@@ -4,6 +4,7 @@ import { resolve } from "node:path";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 import { GatewayClient } from "../support/ws-client";
 import { cpuSeconds } from "../support/proc";
+import { Control } from "../ingest/control";
 
 const gateways: GatewayProcess[] = [];
 afterAll(async () => {
@@ -75,4 +76,107 @@ test("under a low open-files limit the cap stays below it: refusals, not a spinn
   expect(idle).toBeLessThan(0.1);
   expect((await clients[0]!.publish({ type: "still.works" })).t).toBe(20);
   for (const c of clients) c.close();
+}, 120_000);
+
+/**
+ * One GET on a connection of its own (fetch would reuse a pooled one, which a closed port does not
+ * stop): the status, or "refused" or "timeout".
+ */
+async function freshRequest(port: number, path: string, timeoutMs: number): Promise<number | string> {
+  const { promise, resolve } = Promise.withResolvers<number | string>();
+  let head = "";
+  const timer = setTimeout(() => resolve("timeout"), timeoutMs);
+  try {
+    const socket = await Bun.connect({
+      hostname: "127.0.0.1",
+      port,
+      socket: {
+        data(_s, d) {
+          head += d.toString();
+          const m = /^HTTP\/1\.1 (\d{3})/.exec(head);
+          if (m) resolve(Number(m[1]));
+        },
+        close() {
+          resolve("closed");
+        },
+        error() {
+          resolve("error");
+        },
+      },
+    });
+    socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`);
+    const result = await promise;
+    socket.end();
+    return result;
+  } catch {
+    return "refused";
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Opens `n` TCP connections that never send a byte; some may be refused, which is the point. */
+async function holdSilentSockets(port: number, n: number): Promise<{ sockets: { end(): void }[]; refused: number }> {
+  const sockets: { end(): void }[] = [];
+  let refused = 0;
+  for (let i = 0; i < n; i++) {
+    try {
+      sockets.push(await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {}, error() {} } }));
+    } catch {
+      refused++;
+    }
+  }
+  return { sockets, refused };
+}
+
+test("silent TCP connections cannot exhaust the open files: new ones are refused at once, the process does not spin, a client keeps publishing, health answers on INTERNAL_PORT, and it accepts again once they close", async () => {
+  const root = resolve(import.meta.dir, "../..");
+  // No WebSocket upgrade, no request: what MAX_CONNECTIONS never sees. Bun's accept loop spins at
+  // EMFILE (oven-sh/bun#32705) and answers no one, so the gateway must stop accepting before that.
+  const gw = await startGateway({ HTTP_IDLE_TIMEOUT: "2000", INTERNAL_PORT: "0" }, { command: ["bash", "-c", `ulimit -n 256 && exec "${process.execPath}" src/main.ts`], cwd: root });
+  gateways.push(gw);
+  const listening = JSON.parse(gw.lines.find((l) => l.includes('"msg":"listening"'))!);
+  expect(listening.internalPort).toBeGreaterThan(0);
+  const internal = `http://127.0.0.1:${listening.internalPort}`;
+  const control = await Control.start(gw, "open-files-control", `${internal}/health/live`);
+  try {
+    const cpuBefore = cpuSeconds(gw.proc.pid);
+    await Bun.sleep(2000);
+    const quietCpu = (cpuSeconds(gw.proc.pid) - cpuBefore) / 2;
+    const { sockets, refused } = await holdSilentSockets(gw.port, 400);
+    // The guard's next count sees the files short and closes the port.
+    const deadline = Date.now() + 10_000;
+    const accepting = async (url: string) => ((await (await fetch(`${url}/health`)).json()) as { accepting: boolean }).accepting;
+    while ((await accepting(internal)) !== false && Date.now() < deadline) await Bun.sleep(100);
+    expect(await accepting(internal)).toBe(false);
+    // A newcomer is turned away at once, not left hanging in the backlog.
+    const t0 = performance.now();
+    const newcomer = await freshRequest(gw.port, "/health/live", 5000);
+    const newcomerMs = performance.now() - t0;
+    const before = cpuSeconds(gw.proc.pid);
+    await Bun.sleep(2000);
+    const busy = (cpuSeconds(gw.proc.pid) - before) / 2;
+    const metrics = await (await fetch(`${internal}/metrics`)).text();
+    console.log(`fd limit 256, ${sockets.length} silent sockets held (${refused} refused): CPU ${(quietCpu * 100).toFixed(1)}% with the control alone, ${(busy * 100).toFixed(1)}% while held; a newcomer got ${newcomer} in ${newcomerMs.toFixed(0)} ms`);
+    // Bun's accept loop spinning on EMFILE would add most of a core.
+    expect(busy - quietCpu).toBeLessThan(0.1);
+    expect(newcomer).toBe("refused");
+    expect(newcomerMs).toBeLessThan(1000);
+    expect(metrics).toMatch(/gateway_listener_paused_total [1-9]/);
+    for (const s of sockets) s.end();
+    // Accepting again once the silent ones are gone.
+    let status: number | string = 0;
+    const reopen = Date.now() + 15_000;
+    while (Date.now() < reopen && status !== 200) {
+      status = await freshRequest(gw.port, "/health/live", 1000);
+      if (status !== 200) await Bun.sleep(200);
+    }
+    expect(status).toBe(200);
+    expect(await accepting(gw.url)).toBe(true);
+    const late = await GatewayClient.connect(gw.wsUrl);
+    expect((await late.publish({ type: "after.the.flood" })).t).toBe(20);
+    late.close();
+  } finally {
+    await control.stop("silent TCP connections at the open-files limit");
+  }
 }, 120_000);
