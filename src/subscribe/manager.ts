@@ -7,7 +7,7 @@ import { GatewayError, toWireError } from "../protocol/errors";
 import { FrameType, type Gap, type Start, type SubscribeFrame } from "../protocol/frames";
 import { type DeliveryRow, RecentlyEnded, lagOf, rowOf } from "./delivery-report";
 import { Feed } from "./feed";
-import { compileFilter } from "./filter";
+import { type CompiledFilter, compileFilter } from "./filter";
 import { type Positions, decodeToken, filterTag } from "./position";
 import type { SubscriberSocket } from "./queued-frame";
 import { type SlowPolicy, Subscription } from "./subscription";
@@ -59,6 +59,12 @@ export class SubscriptionManager {
   private readonly sharedFeeds = new Map<string, Promise<Feed>>();
   private readonly topicAllow: RegExp;
   private readonly lagTimer: Timer;
+  /** Subscribes of each connection still starting, by id, settled (either way) once started. */
+  private readonly starting = new WeakMap<SubscriberConnection, Map<string, Promise<void>>>();
+  /** Connections gone: a subscribe that finishes starting after its socket closed leaves nothing. */
+  private readonly closed = new WeakSet<SubscriberConnection>();
+  /** Replays counted against MAX_REPLAY_SUBSCRIPTIONS and MAX_FEEDS before their reader exists. */
+  private replaysStarting = 0;
 
   constructor(
     private readonly log: EventLog,
@@ -106,7 +112,7 @@ export class SubscriptionManager {
   }
 
   private get feedCount(): number {
-    return this.liveFeeds.size + this.replayFeeds.size + this.sharedFeeds.size;
+    return this.liveFeeds.size + this.replayFeeds.size + this.replaysStarting + this.sharedFeeds.size;
   }
 
   /** Consumer lag of each shared live feed: records between where it has read and the partition's end. */
@@ -126,27 +132,59 @@ export class SubscriptionManager {
     }
   }
 
-  async subscribe(conn: SubscriberConnection, codec: CodecName, f: SubscribeFrame): Promise<void> {
+  /**
+   * Checks every limit at once, counting the subscribes still starting, then starts the subscription.
+   * A subscribe waits on the log (watermarks, a time index, a reader opening) and its client need not
+   * wait for the reply: an unsubscribe sent meanwhile runs once it has started, and a socket closed
+   * meanwhile leaves nothing behind.
+   */
+  subscribe(conn: SubscriberConnection, codec: CodecName, f: SubscribeFrame): Promise<void> {
     const topics = [...new Set(f.topics ?? [f.topic!])];
     for (const t of topics) if (!this.topicAllow.test(t)) throw new GatewayError("INVALID_TOPIC", `subscribing to topic "${t}" is not allowed here`);
     const filter = compileFilter(f.filter ?? {});
     const id = f.sub ?? crypto.randomUUID();
-    if (conn.subscriptions.has(id)) throw new GatewayError("SUBSCRIPTION_EXISTS", `this connection already has a subscription "${id}"`);
-    if (conn.subscriptions.size >= this.config.MAX_SUBSCRIPTIONS_PER_CONNECTION) {
+    let starting = this.starting.get(conn);
+    if (!starting) this.starting.set(conn, (starting = new Map()));
+    if (conn.subscriptions.has(id) || starting.has(id)) throw new GatewayError("SUBSCRIPTION_EXISTS", `this connection already has a subscription "${id}"`);
+    if (conn.subscriptions.size + starting.size >= this.config.MAX_SUBSCRIPTIONS_PER_CONNECTION) {
       throw new GatewayError("TOO_MANY_SUBSCRIPTIONS", `at most ${this.config.MAX_SUBSCRIPTIONS_PER_CONNECTION} subscriptions per connection`);
     }
     if (!this.log.isReady()) throw new GatewayError("UNAVAILABLE", "the log is not connected");
-    const newFeeds = f.share ? (this.sharedFeeds.has(shareKey(f.share, topics)) ? 0 : 1) : (f.start ?? "latest") === "latest" ? topics.filter((t) => !this.liveFeeds.has(t)).length : 1;
+    const start: Start = f.start ?? "latest";
+    const replay = !f.share && start !== "latest";
+    const newFeeds = f.share ? (this.sharedFeeds.has(shareKey(f.share, topics)) ? 0 : 1) : replay ? 1 : topics.filter((t) => !this.liveFeeds.has(t)).length;
     if (newFeeds > 0 && this.feedCount + newFeeds > this.config.MAX_FEEDS) {
       throw new GatewayError("TOO_MANY_SUBSCRIPTIONS", `this instance reads ${this.feedCount} feeds, its maximum is ${this.config.MAX_FEEDS}; retry later or subscribe to topics already read`);
     }
-    const start: Start = f.start ?? "latest";
+    if (replay && this.replayFeeds.size + this.replaysStarting >= this.config.MAX_REPLAY_SUBSCRIPTIONS) {
+      throw new GatewayError("TOO_MANY_SUBSCRIPTIONS", `${this.replayFeeds.size + this.replaysStarting} subscriptions are replaying history already; retry later or start from latest`);
+    }
+    const done = this.start(conn, codec, f, id, topics, filter, start);
+    const startingNow = starting;
+    startingNow.set(
+      id,
+      done.then(
+        () => {},
+        () => {},
+      ),
+    );
+    if (replay) this.replaysStarting++;
+    return done.finally(() => {
+      startingNow.delete(id);
+      if (replay) this.replaysStarting--;
+    });
+  }
+
+  /** The part of subscribe that waits on the log; live and shared feeds are asked for before its first await. */
+  private async start(conn: SubscriberConnection, codec: CodecName, f: SubscribeFrame, id: string, topics: string[], filter: CompiledFilter, start: Start): Promise<void> {
     const policy: SlowPolicy = f.policy ?? "drop-oldest";
     const make = (positions: Positions, shareGroup?: string) =>
       new Subscription(id, topics, filter, policy, codec, conn, this.config.SUBSCRIBER_BUFFER_BYTES, this.metrics, positions, shareGroup);
 
     if (f.share) {
+      const key = shareKey(f.share, topics);
       const feed = await this.sharedFeed(f.share, topics);
+      if (this.closed.has(conn)) return this.leaveShared(key, feed);
       const sub = make(new Map(), f.share);
       this.register(conn, sub, f.cid, { live: true });
       feed.add(sub);
@@ -154,10 +192,14 @@ export class SubscriptionManager {
     }
 
     if (start === "latest") {
-      let feeds = await Promise.all(topics.map((t) => this.liveFeed(t)));
+      let pending = topics.map((t) => this.liveFeed(t));
+      let feeds = await Promise.all(pending);
       // A feed closed for idleness while we waited for it: take the one opened in its place.
-      while (feeds.some((feed) => feed.isClosed)) feeds = await Promise.all(topics.map((t) => this.liveFeed(t)));
-      if (conn.subscriptions.has(id)) throw new GatewayError("SUBSCRIPTION_EXISTS", `this connection already has a subscription "${id}"`);
+      while (feeds.some((feed) => feed.isClosed)) feeds = await Promise.all((pending = topics.map((t) => this.liveFeed(t))));
+      if (this.closed.has(conn)) {
+        topics.forEach((t, i) => this.leaveLive(t, pending[i]!, feeds[i]!));
+        return;
+      }
       // The feeds' own arrays: the subscription's token follows everything its feeds have read.
       const positions: Positions = new Map(feeds.map((feed, i) => [topics[i]!, feed.positions.get(topics[i]!)!]));
       const sub = make(positions);
@@ -166,11 +208,8 @@ export class SubscriptionManager {
       return;
     }
 
-    if (this.replayFeeds.size >= this.config.MAX_REPLAY_SUBSCRIPTIONS) {
-      throw new GatewayError("TOO_MANY_SUBSCRIPTIONS", `${this.replayFeeds.size} subscriptions are replaying history already; retry later or start from latest`);
-    }
     const { positions, target, gaps } = await this.resolveStart(topics, start, filterTag(filter.identity));
-    if (conn.subscriptions.has(id)) throw new GatewayError("SUBSCRIPTION_EXISTS", `this connection already has a subscription "${id}"`);
+    if (this.closed.has(conn)) return;
     const sub = make(positions);
     const feed = new Feed(this.log, topics, positions, { replayRate: this.config.REPLAY_RATE_LIMIT, target }, this.metrics, this.logger);
     this.replayFeeds.set(sub, feed);
@@ -179,12 +218,18 @@ export class SubscriptionManager {
     await feed.open();
   }
 
-  unsubscribe(conn: SubscriberConnection, cid: number, id: string): void {
+  /** Ends a subscription; one still starting is ended once started (the promise), or refused if it fails to. */
+  unsubscribe(conn: SubscriberConnection, cid: number, id: string): Promise<void> | undefined {
     const sub = conn.subscriptions.get(id);
-    if (!sub) throw new GatewayError("UNKNOWN_SUBSCRIPTION", `this connection has no subscription "${id}"`);
+    if (!sub) {
+      const starting = this.starting.get(conn)?.get(id);
+      if (starting) return starting.then(() => this.unsubscribe(conn, cid, id));
+      throw new GatewayError("UNKNOWN_SUBSCRIPTION", `this connection has no subscription "${id}"`);
+    }
     const token = sub.end();
     conn.reply(encodeFrame({ t: FrameType.UNSUBSCRIBED, cid, sub: id, token }, sub.codec));
     this.drop(conn, sub);
+    return undefined;
   }
 
   /**
@@ -200,6 +245,7 @@ export class SubscriptionManager {
   }
 
   onClose(conn: SubscriberConnection): void {
+    this.closed.add(conn);
     for (const sub of [...conn.subscriptions.values()]) this.drop(conn, sub);
   }
 
@@ -238,12 +284,7 @@ export class SubscriptionManager {
       const key = shareKey(sub.shareGroup!, sub.topics);
       void this.sharedFeeds.get(key)?.then((feed) => {
         feed.remove(sub);
-        // Leave the group when no member is left here, so Kafka gives our partitions to instances
-        // that still have members instead of us reading and dropping them.
-        if (feed.subs.size === 0 && this.sharedFeeds.get(key)) {
-          this.sharedFeeds.delete(key);
-          feed.close();
-        }
+        this.leaveShared(key, feed);
       });
       return;
     }
@@ -251,9 +292,24 @@ export class SubscriptionManager {
       const pending = this.liveFeeds.get(topic);
       void pending?.then((feed) => {
         feed.remove(sub);
-        if (feed.subs.size === 0 && this.liveFeeds.get(topic) === pending) this.closeWhenIdle(topic, pending, feed);
+        this.leaveLive(topic, pending, feed);
       });
     }
+  }
+
+  /**
+   * Leaves a share group's feed once no member is left here, so Kafka gives our partitions to
+   * instances that still have members instead of us reading and dropping them.
+   */
+  private leaveShared(key: string, feed: Feed): void {
+    if (feed.subs.size > 0 || !this.sharedFeeds.get(key)) return;
+    this.sharedFeeds.delete(key);
+    feed.close();
+  }
+
+  /** A live feed no subscription is left on closes when idle (closeWhenIdle), unless replaced meanwhile. */
+  private leaveLive(topic: string, pending: Promise<Feed>, feed: Feed): void {
+    if (feed.subs.size === 0 && this.liveFeeds.get(topic) === pending) this.closeWhenIdle(topic, pending, feed);
   }
 
   /**

@@ -216,7 +216,7 @@ export function createWebSocketHandler(deps: {
       }
     }
     try {
-      if ("sub" in parsed.data && !subscribe) return subscriptions.unsubscribe(conn, parsed.data.cid, parsed.data.sub!);
+      if ("sub" in parsed.data && !subscribe) return void subscriptions.unsubscribe(conn, parsed.data.cid, parsed.data.sub!)?.catch((e) => sendError(ws, codec, e, cid));
       subscriptions.subscribe(conn, codec, parsed.data as SubscribeFrame).catch((e) => sendError(ws, codec, e, cid));
     } catch (e) {
       sendError(ws, codec, e, cid);

@@ -1,0 +1,101 @@
+// Stays on the raw test client: it pipelines subscribe and unsubscribe frames without waiting for their
+// replies, and closes sockets with subscribes unanswered, which the SDK never does.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { type GatewayProcess, startGateway } from "../support/gateway";
+import { freshTopic, kafkaBrokers } from "../support/kafka";
+import { ensureTopic } from "../support/kafka-broker";
+import { type Frame, GatewayClient } from "../support/ws-client";
+
+/**
+ * A subscribe takes a while to complete (watermarks, a time index, a reader to open), and a client
+ * does not have to wait for it: what it sends meanwhile, and a socket closed meanwhile, must be
+ * answered as if the subscribe had completed at once. Each limit counts subscriptions still starting.
+ */
+for (const log of ["kafka", "embedded"] as const) {
+  describe(`subscribes still starting (${log})`, () => {
+    let gw: GatewayProcess;
+    let brokers = "";
+    beforeAll(async () => {
+      if (log === "kafka") brokers = await kafkaBrokers();
+      gw = await startGateway({ ...(brokers ? { KAFKA_BROKERS: brokers, KAFKA_WORKERS: "1" } : {}), MAX_REPLAY_SUBSCRIPTIONS: "6", MAX_FEEDS: "12", FEED_IDLE_CLOSE_MS: "200", RATE_LIMIT_EVENTS: "0" });
+    }, 60_000);
+    afterAll(() => gw.stop(), 60_000);
+
+    /** A topic holding `events`; `created`: made beforehand with 3 partitions, else by the first publish. */
+    async function topicWith(events: number, created = true): Promise<string> {
+      const topic = freshTopic("pipelined");
+      if (brokers && created) await ensureTopic(brokers, topic, 3);
+      const p = await GatewayClient.connect(gw.wsUrl);
+      expect((await p.publishBatch(Array.from({ length: events }, (_, i) => ({ type: "seed", key: `k${i}`, data: i })), topic)).t).toBe(22);
+      p.close();
+      return topic;
+    }
+
+    async function settled(): Promise<{ subscriptions: number; liveFeeds: number; replayFeeds: number }> {
+      // Idle live feeds close after FEED_IDLE_CLOSE_MS; give starting subscribes time to finish.
+      await Bun.sleep(1500);
+      return (await gw.health()).subscriptions;
+    }
+
+    test("a socket closed with subscribes unanswered leaves no subscription and no reader behind", async () => {
+      const topic = await topicWith(300);
+      const before = await settled();
+      for (const start of ["earliest", "latest"]) {
+        const c = await GatewayClient.connect(gw.wsUrl);
+        for (let i = 0; i < 5; i++) c.send({ t: 12, cid: i + 1, sub: `s${i}`, topic, start });
+        c.close();
+      }
+      expect(await settled()).toEqual(before);
+    }, 60_000);
+
+    test("an unsubscribe sent right behind its subscribe ends it: both answered, in order, and no event after", async () => {
+      const topic = await topicWith(10);
+      for (const start of ["latest", "earliest"]) {
+        const c = await GatewayClient.connect(gw.wsUrl);
+        const seen: Frame[] = [];
+        const order: number[] = [];
+        const subscribed = c.subscribe({ sub: "x", topic, start }, (f) => seen.push(f)).then((f) => (order.push(f.t), f));
+        const unsubscribed = c.request({ t: 13, sub: "x" }).then((f) => (order.push(f.t), f));
+        expect((await subscribed).t).toBe(23);
+        expect(await unsubscribed).toMatchObject({ t: 28, sub: "x" });
+        expect(order).toEqual([23, 28]);
+        const after = seen.length;
+        expect((await c.publish({ type: "after.unsubscribe" }, topic)).t).toBe(20);
+        await Bun.sleep(500);
+        expect(seen.length).toBe(after);
+        c.close();
+      }
+      expect((await settled()).subscriptions).toBe(0);
+    }, 60_000);
+
+    test("pipelined subscribes cannot pass the limits: per connection, replays at once, feeds per instance", async () => {
+      const topic = await topicWith(50);
+      const c = await GatewayClient.connect(gw.wsUrl);
+      // MAX_SUBSCRIPTIONS_PER_CONNECTION (100), all to one live feed.
+      const live = await Promise.all(Array.from({ length: 110 }, (_, i) => c.subscribe({ sub: `l${i}`, topic }, () => {})));
+      expect(live.filter((f) => f.t === 23).length).toBe(100);
+      expect(live.filter((f) => f.t === 30).every((f) => f.code === "TOO_MANY_SUBSCRIPTIONS")).toBe(true);
+      c.close();
+      await settled();
+      // MAX_REPLAY_SUBSCRIPTIONS (6) from two connections at once; past-live replays keep their readers.
+      const [d, e] = await Promise.all([GatewayClient.connect(gw.wsUrl), GatewayClient.connect(gw.wsUrl)]);
+      const replays = await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? d : e).subscribe({ sub: `r${i}`, topic, start: "earliest", policy: "disconnect" }, () => {})));
+      const health = (await gw.health()).subscriptions;
+      expect(replays.filter((f) => f.t === 23).length).toBeLessThanOrEqual(6);
+      expect(health.replayFeeds).toBeLessThanOrEqual(6);
+      expect(replays.filter((f) => f.t === 30).every((f) => f.code === "TOO_MANY_SUBSCRIPTIONS")).toBe(true);
+      d.close();
+      e.close();
+      await settled();
+      // MAX_FEEDS (12): one live feed per fresh topic.
+      const topics = await Promise.all(Array.from({ length: 15 }, () => topicWith(1, false)));
+      await settled();
+      const f = await GatewayClient.connect(gw.wsUrl);
+      const feeds = await Promise.all(topics.map((t, i) => f.subscribe({ sub: `f${i}`, topic: t }, () => {})));
+      const h = (await gw.health()).subscriptions;
+      expect(h.liveFeeds + h.replayFeeds).toBeLessThanOrEqual(12);
+      expect(feeds.filter((r) => r.t === 23).length).toBeLessThanOrEqual(12);
+      f.close();
+    }, 120_000);
+  });
+}
