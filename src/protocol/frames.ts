@@ -118,14 +118,19 @@ export type SubscribeFrame = z.infer<typeof SubscribeSchema>;
  */
 export type Degraded = "data" | "headers" | "event";
 
-/** A stretch of a partition that retention deleted before a resume token's position could be read (`subscribed.gaps`). */
+/**
+ * A stretch of a partition a subscription starts past (`subscribed.gaps`): deleted by retention before a
+ * resume token's position could be read, or, for `earliest`, records at the partition's head whose
+ * timestamps are older than REPLAY_MAX_DURATION allows.
+ */
 export interface Gap {
   topic: string;
   partition: number;
-  /** The first offset lost. */
+  /** The first offset not delivered. */
   from: number;
-  /** The first offset still there: `to - from` events are gone. */
+  /** The first offset delivered: `to - from` records are skipped. */
   to: number;
+  reason: "retention" | "replay_max_duration";
 }
 
 export type HelloFrame = z.infer<typeof HelloSchema>;

@@ -378,15 +378,21 @@ export class SubscriptionManager {
       target.set(topic, marks.map((m) => m.high));
       let offsets: number[];
       if (start === "earliest") {
+        // The first record whose timestamp is within the bound. Timestamps are the producers' and need
+        // not grow with offsets: what lies before it at the head is skipped, and said to be.
         const floor = await this.log.offsetsForTime(topic, oldest);
-        offsets = marks.map((m, p) => Math.max(m.low, floor[p]!));
+        offsets = marks.map((m, p) => {
+          const from = Math.min(Math.max(m.low, floor[p]!), m.high);
+          if (from > m.low) gaps.push({ topic, partition: p, from: m.low, to: from, reason: "replay_max_duration" });
+          return from;
+        });
       } else if (startMs !== undefined) {
         offsets = await this.log.offsetsForTime(topic, startMs);
       } else {
         const saved = token!.positions.get(topic)!;
         offsets = marks.map((m, p) => {
           const want = saved[p] ?? m.low; // a partition added since the token: all of it is new
-          if (want < m.low) gaps.push({ topic, partition: p, from: want, to: m.low });
+          if (want < m.low) gaps.push({ topic, partition: p, from: want, to: m.low, reason: "retention" });
           return Math.min(Math.max(want, m.low), m.high);
         });
       }

@@ -249,7 +249,7 @@ test("a refused subscribe rejects with the gateway's code, num and retriable; su
   // 20 more: retention (10 records) deletes offsets 10 to 19, after the token and before what is kept.
   for (let i = 10; i < 30; i++) await c.publish({ type: "n", data: { i } }, { topic: "sdk-sub" });
   const resumed = await c.subscribe("sdk-sub", { start: { token } });
-  expect(resumed.gaps).toEqual([{ topic: "sdk-sub", partition: 0, from: 10, to: 20 }]);
+  expect(resumed.gaps).toEqual([{ topic: "sdk-sub", partition: 0, from: 10, to: 20, reason: "retention" }]);
 }, 60_000);
 
 test("publishes that together would exceed the gateway's maxFrameBytes go in frames under it, and all are acked; an event too large alone is refused by itself", async () => {

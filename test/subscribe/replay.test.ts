@@ -109,3 +109,20 @@ test("earliest replays everything retained, and a resume token with another filt
   s.close();
   pub.close();
 });
+
+test("earliest clamped by REPLAY_MAX_DURATION says what it skipped: records at a partition's head older than the bound are a gap, never a silent skip", async () => {
+  const topic = freshTopic("old-head");
+  await ensureTopic(brokers, topic, 1);
+  const pub = await client();
+  // Another producer's clock, or an import of history: the record is new, its time is not.
+  await publishAll(pub, [{ type: "old.first", key: "k", time: "2000-01-01T00:00:00Z" }], topic);
+  await publishAll(pub, [{ type: "new.second", key: "k" }], topic);
+  const s = await client();
+  const sub = await s.subscribe(topic, { start: "earliest" });
+  const got = collect(sub);
+  await got.waitFor(1);
+  expect(got.events.map((e) => [e.offset, e.event.type])).toEqual([[1, "new.second"]]);
+  expect(sub.gaps).toEqual([{ topic, partition: 0, from: 0, to: 1, reason: "replay_max_duration" }]);
+  s.close();
+  pub.close();
+});
