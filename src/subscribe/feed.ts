@@ -86,6 +86,19 @@ export class Feed {
     reader.assign(list);
   }
 
+  /**
+   * The first open of a feed whose subscription is announced already: if the reader cannot be opened
+   * (its worker lost before it was ready), it is retried as a lost reader is. The subscriber has its
+   * `subscribed` and will get its events; a second answer to its request would be a lie.
+   */
+  async start(): Promise<void> {
+    try {
+      await this.open();
+    } catch (e) {
+      if (!this.closed) void this.reopen(`the first open failed: ${String((e as Error)?.message ?? e)}`);
+    }
+  }
+
   close(): void {
     this.closed = true;
     if (this.paceTimer) clearTimeout(this.paceTimer);
@@ -158,7 +171,12 @@ export class Feed {
     this.recordsRead += records.length;
     for (const r of records) {
       const offsets = this.positions.get(r.topic);
-      if (offsets) offsets[r.partition] = r.offset + 1;
+      if (offsets) {
+        // Read already: a batch the lost reader had handed over before the new one, reopened at
+        // these positions, read it again.
+        if (r.offset < (offsets[r.partition] ?? -1)) continue;
+        offsets[r.partition] = r.offset + 1;
+      }
       // One record's fault costs that record only, never the rest of the batch or going live.
       try {
         const rec = new DecodedRecord(r);

@@ -215,7 +215,7 @@ export class SubscriptionManager {
     this.replayFeeds.set(sub, feed);
     this.register(conn, sub, f.cid, { live: feed.isLive, gaps });
     feed.add(sub);
-    await feed.open();
+    await feed.start();
   }
 
   /** Ends a subscription; one still starting is ended once started (the promise), or refused if it fails to. */
