@@ -28,6 +28,10 @@ export class PublishError extends Error {
 interface Item {
   event: OutgoingEvent & { id: string };
   topic: string | undefined;
+  /** Publish order, kept through retries. */
+  seq: number;
+  /** Topic and key, for events with a key: those whose order Kafka keeps. */
+  orderKey: string | null;
   attempts: number;
   resolve(r: PublishResult): void;
   reject(e: PublishError): void;
@@ -61,6 +65,13 @@ function byteSize(data: Uint8Array | string, max: number): number {
 }
 
 const uuid = () => globalThis.crypto.randomUUID();
+const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+/** What per-key order is kept within: the topic and the key (bytes as hex, so they cannot equal a text key). */
+function orderKeyOf(event: OutgoingEvent, topic: string | undefined): string | null {
+  const key = event.key;
+  if (key === undefined || key === null) return null;
+  return `${topic ?? ""}\u0000${typeof key === "string" ? `s${key}` : `b${hex(key)}`}`;
+}
 // How far into the queue a frame looks for events of its topic: a bound on the work per frame.
 const SCAN_EVENTS = 4096;
 
@@ -77,6 +88,12 @@ export class Publisher {
   /** Refused events waiting out their delay before they are queued again, a group per reply. */
   private readonly retrying = new Map<Item[], ReturnType<typeof setTimeout>>();
   private retryingEvents = 0;
+  /**
+   * Keys with events waiting to be retried, and how many: no later event of such a key is sent before
+   * them, or the retry would land after it in its partition.
+   */
+  private readonly held = new Map<string, number>();
+  private seq = 0;
   private timer: ReturnType<typeof setTimeout> | null = null;
   /**
    * performance.now() before which nothing is sent: a RATE_LIMITED reply's retryAfterMs is the
@@ -109,7 +126,7 @@ export class Publisher {
       return Promise.reject(new PublishError("CLIENT_QUEUE_FULL", `${this.pending} events are already waiting (maxQueued ${this.options.maxQueued})`, true, false, withId.id));
     }
     return new Promise((resolve, reject) => {
-      this.queue.push({ event: withId, topic, attempts: 0, resolve, reject });
+      this.queue.push({ event: withId, topic, seq: this.seq++, orderKey: orderKeyOf(withId, topic), attempts: 0, resolve, reject });
       this.schedule(this.options.lingerMs);
     });
   }
@@ -156,26 +173,50 @@ export class Publisher {
     return true;
   }
 
-  /** Queues a reply's retriable events again after `delay`, together and in their order, ahead of newer ones. */
+  /**
+   * Queues a reply's retriable events again after `delay`, each back at its place in publish order.
+   * Meanwhile their keys are held: later events of those keys wait in the queue.
+   */
   private retryLater(items: Item[], delay: number): void {
     this.retryingEvents += items.length;
+    for (const item of items) if (item.orderKey !== null) this.held.set(item.orderKey, (this.held.get(item.orderKey) ?? 0) + 1);
     this.retrying.set(
       items,
       setTimeout(() => {
         this.retrying.delete(items);
         this.retryingEvents -= items.length;
-        this.queue.unshift(...items);
+        for (const item of items) this.release(item);
+        this.requeue(items);
         this.schedule(0);
       }, delay),
     );
   }
 
+  private release(item: Item): void {
+    if (item.orderKey === null) return;
+    const n = this.held.get(item.orderKey)! - 1;
+    if (n > 0) this.held.set(item.orderKey, n);
+    else this.held.delete(item.orderKey);
+  }
+
+  /** Puts `items` (in publish order) back into the queue, each before the first queued event published after it. */
+  private requeue(items: Item[]): void {
+    const merged: Item[] = [];
+    let i = 0;
+    for (const q of this.queue) {
+      while (i < items.length && items[i]!.seq < q.seq) merged.push(items[i++]!);
+      merged.push(q);
+    }
+    while (i < items.length) merged.push(items[i++]!);
+    this.queue = merged;
+  }
+
   /** The connection dropped: what was in flight is sent again, first, once it is back. */
   onDisconnect(): void {
-    const again = [...this.inflight.values()].flat();
+    const again = [...this.inflight.values()].flat().sort((a, b) => a.seq - b.seq);
     this.inflight.clear();
     this.inflightEvents = 0;
-    this.queue = [...again, ...this.queue];
+    this.requeue(again);
   }
 
   /** The connection is (back) up. */
@@ -191,6 +232,7 @@ export class Publisher {
     for (const item of waiting) item.reject(new PublishError(code, message, false, true, item.event.id));
     this.retrying.clear();
     this.retryingEvents = 0;
+    this.held.clear();
     this.queue = [];
     this.inflight.clear();
     this.inflightEvents = 0;
@@ -228,11 +270,16 @@ export class Publisher {
     while (this.queue.length > 0 && this.inflightEvents < window) {
       const wait = this.pacer ? this.pacer.waitMs(performance.now()) : 0;
       if (wait > 0) return this.schedule(wait);
-      const topic = this.queue[0]!.topic;
+      const scan = Math.min(this.queue.length, SCAN_EVENTS);
+      const head = this.held.size === 0 ? 0 : this.firstSendable(scan);
+      if (head < 0) return; // every event in reach waits for a retry of its key, which flushes again
+      const topic = this.queue[head]!.topic;
       const room = Math.min(maxBatchEvents, window - this.inflightEvents);
       const picked: Item[] = [];
-      const scan = Math.min(this.queue.length, SCAN_EVENTS);
-      for (let i = 0; i < scan && picked.length < room; i++) if (this.queue[i]!.topic === topic) picked.push(this.queue[i]!);
+      for (let i = head; i < scan && picked.length < room; i++) {
+        const item = this.queue[i]!;
+        if (item.topic === topic && (item.orderKey === null || !this.held.has(item.orderKey))) picked.push(item);
+      }
       let n = picked.length;
       const cid = this.link.nextCid();
       let data: Uint8Array | string;
@@ -250,6 +297,15 @@ export class Publisher {
       this.inflightEvents += items.length;
       this.link.sendEncoded(data);
     }
+  }
+
+  /** The first of the first `scan` queued events whose key is not held, or -1. */
+  private firstSendable(scan: number): number {
+    for (let i = 0; i < scan; i++) {
+      const k = this.queue[i]!.orderKey;
+      if (k === null || !this.held.has(k)) return i;
+    }
+    return -1;
   }
 
   /** Takes `items`, all among the first `scan` queued, out of the queue; the rest keep their order. */

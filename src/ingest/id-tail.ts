@@ -72,6 +72,40 @@ export class IdTail {
     return t.ready;
   }
 
+  /**
+   * Resolves once this reader has read `topic` up to its high watermarks as of now, so that any write
+   * that landed before the call is in `seen`; or after `timeoutMs`, whichever comes first. For a
+   * re-send of an event whose write ended in doubt (its worker died): the reader may have died with
+   * it, and lag by seconds.
+   */
+  async sync(topic: string, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    const t = this.topics.get(topic);
+    if (t === undefined || t.state === "absent") return;
+    await Promise.race([t.ready, Bun.sleep(timeoutMs)]);
+    let target: number[] | null = null;
+    // The watermarks come from a worker, and the one asked may be the one being replaced.
+    while (target === null && Date.now() < deadline) {
+      try {
+        target = (await this.log.watermarks(topic)).map((m) => m.high);
+      } catch {
+        await Bun.sleep(100);
+      }
+    }
+    if (target === null) return;
+    const reached = () => target!.every((high, p) => (t.next[p] ?? 0) >= high);
+    if (reached()) return;
+    const left = deadline - Date.now();
+    if (left <= 0) return;
+    await new Promise<void>((resolve) => {
+      const waiter = { reached, resolve: () => (clearTimeout(timer), this.syncs.delete(waiter), resolve()) };
+      const timer = setTimeout(waiter.resolve, left);
+      this.syncs.add(waiter);
+    });
+  }
+
+  private readonly syncs = new Set<{ reached: () => boolean; resolve: () => void }>();
+
   /** A write to `topic` landed: a topic that did not exist does now, so follow it. */
   written(topic: string): void {
     const t = this.topics.get(topic);
@@ -157,6 +191,7 @@ export class IdTail {
     }
     done();
     for (const t of this.topics.values()) if (t.state === "warming") this.checkCaughtUp(t);
+    for (const w of this.syncs) if (w.reached()) w.resolve();
   }
 
   private checkCaughtUp(t: TopicTail): void {

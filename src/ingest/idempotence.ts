@@ -1,6 +1,7 @@
 import { type AppendResults, type EventLog, type LogRecord, newResults, setError } from "../log/event-log";
 import type { Logger } from "../observability/logger";
 import { GatewayError } from "../protocol/errors";
+import { ErrorCodes } from "../protocol/codes";
 import type { Metrics } from "../observability/metrics";
 import type { Appender } from "./fair-share";
 import { IdTail } from "./id-tail";
@@ -29,10 +30,19 @@ export class Idempotence {
   private readonly seen: SeenIds;
   private readonly tail: IdTail;
   private readonly inFlight = new Map<string, Map<string, InFlight>>();
+  /**
+   * Ids whose write ended in doubt (an error that may have been persisted: WORKER_LOST,
+   * PUBLISH_TIMEOUT), per topic, with when: a re-send first waits for the tail to read past where the
+   * original would be. At most maxIds of them, each forgotten after the window.
+   */
+  private readonly doubt = new Map<string, Map<string, number>>();
+  private doubtCount = 0;
+  /** Per topic, the doubt syncs under way: later batches of the topic wait for them. */
+  private readonly settling = new Map<string, Promise<void>>();
 
   constructor(
     log: EventLog,
-    options: IdempotenceOptions,
+    private readonly options: IdempotenceOptions,
     private readonly metrics: Metrics,
     logger: Logger,
     /** Where new events are written: the log, or the fair share in front of it. */
@@ -50,6 +60,11 @@ export class Idempotence {
   async append(records: LogRecord[], ids: Array<string | undefined>, source: string): Promise<AppendResults> {
     const topic = records[0]!.topic;
     await this.tail.ready(topic);
+    // A batch that waits for a doubt to settle holds the topic's later batches behind it, in arrival
+    // order: written before it, they would overtake the re-sends of their own keys.
+    const settling = this.settling.get(topic);
+    if (settling !== undefined) await settling;
+    if (this.doubtCount > 0) await this.settleDoubts(topic, ids);
     const now = Date.now();
     // Filled only for re-sends: when every record is new (the common case) the log's own results are returned.
     let results: AppendResults | null = null;
@@ -112,6 +127,7 @@ export class Idempotence {
         if (id === undefined || flying!.get(id)?.results !== pending) continue;
         flying!.delete(id);
         if (!err) this.seen.add(topic, id, got.partitions[w]!, got.offsets[w]!, landedAt);
+        else if (ErrorCodes[err.code].mayBePersisted) this.noteDoubt(topic, id, landedAt);
       }
       if (all) results = got;
       if (flying !== undefined && flying.size === 0 && this.inFlight.get(topic) === flying) this.inFlight.delete(topic);
@@ -132,6 +148,45 @@ export class Idempotence {
     if (suppressed > 0) this.metrics.eventsDeduplicated.inc(suppressed);
     this.metrics.idempotenceIds.set(this.seen.size);
     return results;
+  }
+
+  /** An id whose write may or may not have landed. */
+  private noteDoubt(topic: string, id: string, now: number): void {
+    let ids = this.doubt.get(topic);
+    if (ids === undefined) this.doubt.set(topic, (ids = new Map()));
+    if (!ids.has(id)) this.doubtCount++;
+    ids.set(id, now);
+    if (this.doubtCount > this.options.maxIds) this.forgetDoubts(Number.NEGATIVE_INFINITY, this.doubtCount - this.options.maxIds);
+  }
+
+  /** Drops the doubts noted before `before`, and besides them the `excess` oldest (each topic's in the order noted). */
+  private forgetDoubts(before: number, excess = 0): void {
+    for (const [topic, ids] of this.doubt) {
+      for (const [id, at] of ids) {
+        if (at >= before && excess <= 0) break;
+        ids.delete(id);
+        this.doubtCount--;
+        excess--;
+      }
+      if (ids.size === 0) this.doubt.delete(topic);
+    }
+  }
+
+  /**
+   * A re-send of an id in doubt waits until the tail has read the topic to its end as of now: had the
+   * original landed, `seen` then has it and the re-send gets its position, not a second record.
+   */
+  private async settleDoubts(topic: string, ids: Array<string | undefined>): Promise<void> {
+    this.forgetDoubts(Date.now() - this.options.windowMs);
+    const doubted = this.doubt.get(topic);
+    if (doubted === undefined || !ids.some((id) => id !== undefined && doubted.has(id))) return;
+    const synced = this.tail.sync(topic, this.options.warmupTimeoutMs);
+    const chained = Promise.all([this.settling.get(topic), synced]).then(() => {});
+    this.settling.set(topic, chained);
+    await synced;
+    if (this.settling.get(topic) === chained) this.settling.delete(topic);
+    for (const id of ids) if (id !== undefined && doubted.delete(id)) this.doubtCount--;
+    if (doubted.size === 0 && this.doubt.get(topic) === doubted) this.doubt.delete(topic);
   }
 
   /** Call once the log has started. */
