@@ -3,7 +3,8 @@
  * and error codes are imported, never copied. Only `import type` reaches the server's schemas, so a
  * browser bundle of the client holds none of them.
  */
-import { Packr, Unpackr } from "msgpackr";
+import { Packr } from "msgpackr";
+import { ownKeysUnpacker } from "../protocol/own-keys";
 import type { ErrorCode } from "../protocol/codes";
 import type { Degraded, Gap, Start } from "../protocol/frames";
 
@@ -54,7 +55,7 @@ export interface InFrame {
 }
 
 const packr = new Packr({ useRecords: false, variableMapSize: true });
-const unpackr = new Unpackr({ useRecords: false, int64AsType: "number" });
+const unpack = ownKeysUnpacker({ useRecords: false, int64AsType: "number" });
 
 export function encode(frame: object, codec: Codec): Uint8Array | string {
   return codec === "json" ? JSON.stringify(frame) : packr.pack(frame);
@@ -63,5 +64,5 @@ export function encode(frame: object, codec: Codec): Uint8Array | string {
 export function decode(data: unknown): InFrame {
   if (typeof data === "string") return JSON.parse(data);
   const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : (data as Uint8Array);
-  return unpackr.unpack(bytes);
+  return unpack(bytes) as InFrame;
 }

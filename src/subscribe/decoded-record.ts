@@ -1,13 +1,13 @@
-import { Unpackr } from "msgpackr";
 import type { ConsumedRecord } from "../log/event-log";
 import { type CodecName, encodeFrame, parseJsonValue } from "../protocol/codec";
 import type { Degraded } from "../protocol/frames";
+import { ownKeysUnpacker } from "../protocol/own-keys";
 import { INT64_AUTO, withIntegersAsInt64 } from "../protocol/integers";
 import type { FilterableEvent } from "./filter";
 
 // Payloads in Kafka come from anyone; decode them with the same guarded options as client frames,
 // integers exact: numbers where a double holds them, BigInt beyond (filters compare both).
-const unpackr = new Unpackr({ useRecords: false, structuredClone: false, mapsAsObjects: true, moreTypes: false, ...INT64_AUTO });
+const unpack = ownKeysUnpacker({ useRecords: false, structuredClone: false, moreTypes: false, ...INT64_AUTO });
 const utf8 = new TextDecoder();
 // Keys and header values that are not UTF-8 are delivered as their bytes: this decoder says which.
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
@@ -106,7 +106,7 @@ export class DecodedRecord implements FilterableEvent {
       this.decoded = true;
       const v = this.record.value;
       if (v === null) this.decodedData = undefined;
-      else if (this.datacontenttype === "application/msgpack") this.decodedData = tryDecode(() => unpackr.unpack(v), v);
+      else if (this.datacontenttype === "application/msgpack") this.decodedData = tryDecode(() => unpack(v), v);
       else if (this.datacontenttype === "application/json") this.decodedData = jsonNestedTooDeep(v) ? v : tryDecode(() => parseJsonValue(utf8.decode(v)), v);
       else this.decodedData = v;
     }

@@ -132,3 +132,41 @@ for (const which of ["embedded", "kafka"] as const) {
     }
   }, 120_000);
 }
+
+// msgpack cannot write an own "__proto__" key from a JS literal: the frame is assembled from bytes.
+function msgpackEventWithProtoKey(topic: string): Uint8Array {
+  const str = (s: string) => Buffer.concat([Buffer.from([0xa0 | Buffer.byteLength(s)]), Buffer.from(s)]);
+  const map = (entries: Array<[Buffer, Buffer]>) => Buffer.concat([Buffer.from([0x80 | entries.length]), ...entries.flat()]);
+  const data = map([[str("__proto__"), map([[str("x"), Buffer.from([0x01])]])], [str("a"), Buffer.from([0x02])]]);
+  return map([[str("t"), Buffer.from([10])], [str("cid"), Buffer.from([7])], [str("topic"), str(topic)], [str("event"), map([[str("type"), str("proto.key")], [str("data"), data]])]]);
+}
+
+for (const which of ["embedded", "kafka"] as const) {
+  test(`${which}: a "__proto__" key in msgpack data reaches subscribers of both codecs, and the SDK's application, as it was written`, async () => {
+    const gw = which === "embedded" ? embedded : kafka;
+    const topic = freshTopic("proto-key");
+    if (which === "kafka") await ensureTopic(brokers, topic, 1);
+    const subs = await Promise.all((["msgpack", "json"] as const).map((codec) => subscribe(gw, codec, topic)));
+    const raw = await GatewayClient.connect(gw.wsUrl);
+    const rawSeen: Uint8Array[] = [];
+    raw.ws.addEventListener("message", (m) => void (typeof m.data !== "string" && rawSeen.push(new Uint8Array(m.data as ArrayBuffer))));
+    await raw.subscribe({ sub: "raw", topic }, () => {});
+    const publisher = await GatewayClient.connect(gw.wsUrl);
+    const acked = new Promise<void>((resolve) => publisher.ws.addEventListener("message", () => resolve(), { once: true }));
+    publisher.sendRaw(msgpackEventWithProtoKey(topic));
+    await acked;
+    expect(await within(20_000, () => subs.every((s) => s.got.length > 0) && rawSeen.some((b) => Buffer.from(b).includes("proto.key")))).toBeGreaterThanOrEqual(0);
+    for (const { got } of subs) {
+      const data = got[0]!.event.data as Record<string, unknown>;
+      expect(Object.hasOwn(data, "__proto__")).toBe(true);
+      expect(Object.getOwnPropertyDescriptor(data, "__proto__")!.value).toEqual({ x: 1 });
+      expect(Object.hasOwn(data, "__proto_")).toBe(false);
+      expect(data.a).toBe(2);
+    }
+    // On the wire, the key's own bytes: fixstr 9, "__proto__".
+    expect(rawSeen.some((b) => Buffer.from(b).includes(Buffer.from([0xa9, ...Buffer.from("__proto__")])))).toBe(true);
+    for (const { client } of subs) client.close();
+    raw.close();
+    publisher.close();
+  }, 60_000);
+}
