@@ -4,7 +4,8 @@ import { INT64_AUTO, withIntegersAsInt64 } from "./integers";
 import { parseJsonExact } from "./json-exact";
 import { LIMIT_DEFAULTS } from "./limits";
 import { prescanMsgpack } from "./msgpack-scan";
-import { assertPlainData, mapsToObjects } from "./plain-data";
+import { mapsToObjects } from "./own-keys";
+import { assertPlainData } from "./plain-data";
 
 /** A WebSocket binary frame speaks msgpack; a text frame speaks the same protocol in JSON. */
 export type CodecName = "msgpack" | "json";
@@ -34,7 +35,7 @@ const unpackr = new Unpackr({
   ...INT64_AUTO,
 });
 // For the rare frame with a map key "__proto__": unpackr renames it "__proto_", so such a frame is
-// decoded to Maps and rebuilt as objects that keep the key (./plain-data.ts mapsToObjects).
+// decoded to Maps and rebuilt as objects that keep the key (./own-keys.ts mapsToObjects).
 const mapUnpackr = new Unpackr({ useRecords: false, structuredClone: false, mapsAsObjects: false, moreTypes: false, ...INT64_AUTO });
 // JSON text can hold integers past 64 bits, which msgpack cannot: those go out as their digits in a
 // string rather than throwing in the middle of a delivery.

@@ -15,20 +15,29 @@ const PROTO = new TextEncoder().encode("__proto__");
 export function ownKeysUnpacker(options: UnpackrOptions): (bytes: Uint8Array) => unknown {
   const fast = new Unpackr({ ...options, mapsAsObjects: true });
   const maps = new Unpackr({ ...options, mapsAsObjects: false });
-  return (bytes) => (indexOf(bytes, PROTO) < 0 ? fast.unpack(bytes) : toObjects(maps.unpack(bytes)));
+  return (bytes) => (indexOf(bytes, PROTO) < 0 ? fast.unpack(bytes) : mapsToObjects(maps.unpack(bytes)));
 }
 
-function toObjects(v: unknown): unknown {
+/**
+ * Rebuilds msgpackr's Maps (decoded with mapsAsObjects: false) as plain objects whose every key is
+ * an own property, "__proto__" included. Keys are written as their text, as msgpackr's objects do.
+ */
+export function mapsToObjects(v: unknown): unknown {
   if (v instanceof Map) {
-    const o: Record<string, unknown> = {};
-    for (const [k, x] of v) Object.defineProperty(o, String(k), { value: toObjects(x), enumerable: true, writable: true, configurable: true });
-    return o;
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of v) defineOwn(out, String(k), mapsToObjects(x));
+    return out;
   }
   if (Array.isArray(v)) {
-    for (let i = 0; i < v.length; i++) v[i] = toObjects(v[i]);
-    return v;
+    for (let i = 0; i < v.length; i++) v[i] = mapsToObjects(v[i]);
   }
   return v;
+}
+
+/** `out[key] = value`, also for "__proto__", which assignment would take as the prototype. */
+export function defineOwn(out: Record<string, unknown>, key: string, value: unknown): void {
+  if (key === "__proto__") Object.defineProperty(out, key, { value, enumerable: true, writable: true, configurable: true });
+  else out[key] = value;
 }
 
 function indexOf(haystack: Uint8Array, needle: Uint8Array): number {

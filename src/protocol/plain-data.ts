@@ -70,25 +70,3 @@ function check(v: unknown, depth: number, maxDepth: number, maxMapKeys: number):
   return unsafe;
 }
 
-/**
- * Rebuilds msgpackr's Maps (decoded with mapsAsObjects: false) as plain objects whose every key is
- * an own property, "__proto__" included. Keys are strings or integers (the pre-scan allows no
- * other), written as their decimal text as msgpackr's objects do.
- */
-export function mapsToObjects(v: unknown): unknown {
-  if (v instanceof Map) {
-    const out: Record<string, unknown> = {};
-    for (const [k, x] of v) defineOwn(out, String(k), mapsToObjects(x));
-    return out;
-  }
-  if (Array.isArray(v)) {
-    for (let i = 0; i < v.length; i++) v[i] = mapsToObjects(v[i]);
-  }
-  return v;
-}
-
-/** `out[key] = value`, also for "__proto__", which assignment would take as the prototype. */
-export function defineOwn(out: Record<string, unknown>, key: string, value: unknown): void {
-  if (key === "__proto__") Object.defineProperty(out, key, { value, enumerable: true, writable: true, configurable: true });
-  else out[key] = value;
-}

@@ -90,15 +90,14 @@ async function subscriber(codec: Codec, topic: string, start: "latest" | "earlie
   return { client, seen };
 }
 
-const ownHeader = (h: Record<string, unknown>, name: string) => (Object.hasOwn(h, name) ? h[name] : undefined);
+const ownHeader = (h: Record<string, unknown>, name: string) => (Object.hasOwn(h, name) ? Object.getOwnPropertyDescriptor(h, name)!.value : undefined);
 
 /** What each hostile record must look like for a subscriber of `codec`. */
 function check(codec: Codec, byType: Map<string, Frame>): void {
   const proto = byType.get("hostile.proto")!;
   expect(proto.degraded).toBeUndefined();
   for (const n of protoNames) {
-    // msgpackr, the test client's decoder, renames a "__proto__" key to "__proto_" for its own safety.
-    const got = ownHeader(proto.event.headers, n) ?? (n === "__proto__" && codec === "msgpack" ? ownHeader(proto.event.headers, "__proto_") : undefined);
+    const got = ownHeader(proto.event.headers, n);
     expect(got).toBe(`${n}-value`);
   }
   const many = byType.get("hostile.headers")!;

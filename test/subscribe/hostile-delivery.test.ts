@@ -113,14 +113,12 @@ for (const which of ["embedded", "kafka"] as const) {
       });
       expect(http.status).toBe(202);
       expect(await within(30_000, () => subs.every((s) => s.got.length >= 2))).toBeGreaterThanOrEqual(0);
-      for (const [i, s] of subs.entries()) {
+      for (const s of subs) {
         expect(s.got.map((e) => e.event.id).sort()).toEqual(["http", "ws"]);
         for (const e of s.got) {
           const h = e.event.headers as Record<string, unknown>;
           for (const n of protoNames) {
-            // msgpackr, the test client's decoder, renames a "__proto__" key to "__proto_" for its own safety.
-            const key = n === "__proto__" && i === 1 ? "__proto_" : n;
-            expect({ n, v: Object.hasOwn(h, key) ? h[key] : undefined }).toEqual({ n, v: `${n}-value` });
+            expect({ n, v: Object.hasOwn(h, n) ? Object.getOwnPropertyDescriptor(h, n)!.value : undefined }).toEqual({ n, v: `${n}-value` });
           }
         }
       }
