@@ -1,6 +1,7 @@
 import { availableParallelism } from "node:os";
 import { z } from "zod";
 import { HEADERS_HARD_MAX, LIMIT_DEFAULTS as L } from "../protocol/limits";
+import { TOPIC_NAME } from "../protocol/frames";
 
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
 /** "250ms", "30s", "15m", "24h", "7d" or a number of milliseconds. */
@@ -52,7 +53,7 @@ export const settings = {
   PORT: int(0, 65535).default(8080).describe("HTTP and WebSocket port (0 picks a free one)"),
   INTERNAL_PORT: z.union([z.literal(""), int(0, 65535)]).default("").describe("A second port, on HOST, that serves only /health/live, /health/ready, /health and /metrics, for probes and scrapers; it keeps answering while PORT stops accepting at the open-files limit (empty: off; 0 picks a free one)"),
   LOG_LEVEL: z.enum(["debug", "info", "warn", "error"]).default("info").describe("Minimum level of the JSON log lines on stdout"),
-  DEFAULT_TOPIC: z.string().regex(/^[a-zA-Z0-9._-]{1,249}$/).default("events").describe("Topic for frames and requests that name none"),
+  DEFAULT_TOPIC: z.string().regex(TOPIC_NAME, "must be a legal Kafka topic name").default("events").describe("Topic for frames and requests that name none"),
   TOPIC_ALLOW: z.string().default(".*").describe("Regular expression a topic must match to be published to"),
   MAX_FRAME_BYTES: int(1024, 64 * 1024 * 1024).default(1024 * 1024).describe("Largest frame or HTTP body accepted; larger gets FRAME_TOO_LARGE"),
   MAX_BATCH_EVENTS: int(1, 100_000).default(1000).describe("Most events in one publish_batch"),

@@ -6,7 +6,8 @@ export { FrameType, type FrameTypeName, PROTOCOL_VERSION } from "./frame-types";
 import { FrameType } from "./frame-types";
 
 // Kafka's own rule for topic names.
-export const TOPIC_NAME = /^[a-zA-Z0-9._-]{1,249}$/;
+/** Kafka's legal topic names: 1–249 of these characters, and neither "." nor "..", which Kafka refuses. */
+export const TOPIC_NAME = /^(?!\.\.?$)[a-zA-Z0-9._-]{1,249}$/;
 
 const bytes = z.instanceof(Uint8Array);
 const RESERVED_HEADER = /^(ce_|content-type$)/i;
@@ -66,7 +67,7 @@ export const EnvelopeSchema = z
 export type Envelope = z.infer<typeof EnvelopeSchema>;
 
 const correlationId = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
-const topic = z.string().regex(TOPIC_NAME, "topic names are 1–249 characters of a-z, A-Z, 0-9, '.', '_' and '-'");
+const topic = z.string().regex(TOPIC_NAME, "topic names are 1–249 characters of a-z, A-Z, 0-9, '.', '_' and '-', and not '.' or '..'");
 
 const bearerToken = z.string().min(1).max(16384);
 export const HelloSchema = z.object({ t: z.literal(FrameType.HELLO), v: z.number().int(), client: z.string().max(256).optional(), token: bearerToken.optional() });

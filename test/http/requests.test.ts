@@ -50,6 +50,8 @@ test("a bad topic is INVALID_TOPIC however it is given", async () => {
     await post("/api/v1/events?topic=bad%20topic", '{"type":"x"}'),
     await post("/api/v1/events/batch?topic=bad%20topic", '[{"type":"x"}]'),
     await post("/api/v1/events/batch", '{"topic":"bad topic","events":[{"type":"x"}]}'),
+    await post("/api/v1/events?topic=.", '{"type":"x"}'),
+    await post("/api/v1/events?topic=..", '{"type":"x"}'),
   ];
   for (const r of cases) {
     expect(r.status).toBe(400);
