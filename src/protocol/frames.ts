@@ -15,7 +15,17 @@ const RESERVED_HEADER = /^(ce_|content-type$)/i;
 // UTF-8, which every record field is written in, cannot carry an unpaired surrogate (JSON can
 // spell one, "\ud800"): such text would be stored as U+FFFD, a different type, key or header.
 const isWellFormed = (s: string) => (s as unknown as { isWellFormed(): boolean }).isWellFormed();
-const text = (min: number, max: number) => z.string().min(min).max(max).refine(isWellFormed, "must be well-formed Unicode (no unpaired surrogates)");
+/**
+ * A string of `min` to `max` UTF-16 code units, as docs/protocol.md states every text limit and as the
+ * fast paths count (`.length`). zod's own min/max count code points, which lets twice as many units
+ * through for text outside the Basic Multilingual Plane.
+ */
+export const units = (min: number, max: number) =>
+  z.string().check((ctx) => {
+    const n = ctx.value.length;
+    if (n < min || n > max) ctx.issues.push({ code: "custom", input: ctx.value, message: n < min ? (min === 1 ? "must not be empty" : `must be at least ${min} characters (UTF-16 code units)`) : `must be at most ${max} characters (UTF-16 code units); this has ${n}` });
+  });
+const text = (min: number, max: number) => units(min, max).refine(isWellFormed, "must be well-formed Unicode (no unpaired surrogates)");
 const headerValue = z.union([text(0, 65536), bytes]);
 
 /**
@@ -69,8 +79,8 @@ export type Envelope = z.infer<typeof EnvelopeSchema>;
 const correlationId = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 const topic = z.string().regex(TOPIC_NAME, "topic names are 1–249 characters of a-z, A-Z, 0-9, '.', '_' and '-', and not '.' or '..'");
 
-const bearerToken = z.string().min(1).max(16384);
-export const HelloSchema = z.object({ t: z.literal(FrameType.HELLO), v: z.number().int(), client: z.string().max(256).optional(), token: bearerToken.optional() });
+const bearerToken = units(1, 16384);
+export const HelloSchema = z.object({ t: z.literal(FrameType.HELLO), v: z.number().int(), client: units(0, 256).optional(), token: bearerToken.optional() });
 /** A new access token for a connection whose token expires (docs/security.md). */
 export const RefreshSchema = z.object({ t: z.literal(FrameType.REFRESH), cid: correlationId, token: bearerToken });
 export const PublishSchema = z.object({
@@ -86,13 +96,13 @@ export const PublishBatchSchema = z.object({
   events: z.array(z.unknown()),
 });
 
-const subscriptionId = z.string().min(1).max(128);
+const subscriptionId = units(1, 128);
 
 /** Where a subscription starts reading. */
 export const StartSchema = z.union([
   z.enum(["latest", "earliest"]),
   z.strictObject({ time: z.union([z.iso.datetime({ offset: true }), z.number().int().min(0), z.date()]) }),
-  z.strictObject({ token: z.string().min(1).max(65536) }),
+  z.strictObject({ token: units(1, 65536) }),
 ]);
 export type Start = z.infer<typeof StartSchema>;
 

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { GatewayError } from "../protocol/errors";
-import { describeIssues } from "../protocol/frames";
+import { describeIssues, units } from "../protocol/frames";
 import { compileExpr } from "./filter-expr";
 
 /** What a filter sees of a record. `data` may be a lazy getter: it is read only when `needsData`. */
@@ -34,7 +34,7 @@ export interface CompiledFilter {
   keys: string[] | null;
 }
 
-const text = (max: number) => z.string().min(1, "must not be empty").max(max, `must be at most ${max} characters`);
+const text = (max: number) => units(1, max);
 const list = <T extends z.ZodType>(item: T, max: number, what = "a list") =>
   z.array(item, { error: `must be ${what}` }).min(1, "give at least one, or leave the field out").max(max, `at most ${max} entries`);
 const MAX_HEADERS = 64;
@@ -67,7 +67,7 @@ export const FilterSpecSchema = z.strictObject({
   // One string is a list of one: a single schema, so errors name the real problem.
   source: z.preprocess((v) => (typeof v === "string" ? [v] : v), list(text(1024), 64, "a string or a list of strings")).optional(),
   subject: text(1024).optional(),
-  keys: list(z.string().max(32768), 1024, "a list of strings").optional(),
+  keys: list(units(0, 32768), 1024, "a list of strings").optional(),
   headers: HeaderFilterSchema.optional(),
   // Its length limit is checked by compileExpr, whose message names the limit.
   where: z.string().optional(),

@@ -57,6 +57,23 @@ describe.each(["msgpack", "json"] as const)("%s frames", (codec) => {
     c.close();
   });
 
+  test("text limits count UTF-16 code units, as documented: 128 emoji make a 256-unit type, 129 are too long", async () => {
+    const c = await GatewayClient.connect(gw.wsUrl, codec);
+    const emoji = (n: number) => "😀".repeat(n); // two code units each
+    for (const [event, ok] of [
+      [{ type: emoji(128) }, true],
+      [{ type: emoji(129) }, false],
+      [{ type: "x", id: emoji(129) }, false],
+      [{ type: "x", subject: emoji(513) }, false],
+      [{ type: "x", subject: emoji(512) }, true],
+    ] as const) {
+      const reply = await c.publish(event, "bad-input");
+      expect([Object.keys(event).join(), reply.t, reply.code]).toEqual([Object.keys(event).join(), ok ? 20 : 21, ok ? undefined : "INVALID_EVENT"]);
+    }
+    await stillWorks(c);
+    c.close();
+  });
+
   test("unknown frame type → nack UNKNOWN_FRAME_TYPE with the correlation id", async () => {
     const c = await GatewayClient.connect(gw.wsUrl, codec);
     expect(await c.request({ t: 77 })).toMatchObject({ t: 21, code: "UNKNOWN_FRAME_TYPE", num: 1003 });
