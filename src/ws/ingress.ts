@@ -6,10 +6,18 @@
  *
  * So the work done on frames is metered. Each turn of the event loop may spend `sliceMs` on frames,
  * those handled as they arrive and those served from the inboxes together: past it, frames wait in
- * their connection's inbox, and the turn's pass serves the inboxes round-robin, one frame per
- * connection in turn, with what is left (at least one frame, so the inboxes always move). One budget
- * per turn, not one for arrivals and another for the inboxes, keeps a turn short, and a quiet
- * client's frame, read at the next turn, waits for one turn's work. A connection whose
+ * their connection's inbox, and the turn's pass serves the inboxes with what is left (at least one
+ * frame, so the inboxes always move). One budget per turn, not one for arrivals and another for the
+ * inboxes, keeps a turn short, and a quiet client's frame, read at the next turn, waits for one
+ * turn's work.
+ *
+ * The inboxes share the time by deficit round-robin, on what their frames cost, not on how many
+ * there are: each round gives every waiting connection QUANTUM_MS of credit, a connection is served
+ * while its credit is positive, and each frame's measured time is taken off it. Frames cost from
+ * microseconds (a small publish) to tens of milliseconds (a 250 KB JSON event), and one frame per
+ * connection per round would give six connections of the latter fifteen times the time of a
+ * client sending small frames, and let its frames queue for seconds. A connection in debt (its last
+ * frames cost more than its share) is not handled on arrival either: it waits its turn. A connection whose
  * inbox holds more than `maxQueuedBytes` is paused (uWebSockets stops reading its socket, so the
  * client meets TCP backpressure and memory stays bounded) until its inbox is empty again. Frames of
  * one connection are always handled in the order they arrived.
@@ -36,6 +44,8 @@ export interface Inbox {
   /** Held for a rate until this timer fires (see hold()). */
   held: ReturnType<typeof setTimeout> | null;
   closed: boolean;
+  /** Deficit round-robin credit, in ms of handling: negative while the connection is in debt. */
+  credit: number;
 }
 
 export interface IngressOptions {
@@ -46,8 +56,12 @@ export interface IngressOptions {
 }
 
 export function inbox(): Inbox {
-  return { frames: [], head: 0, bytes: 0, paused: false, held: null, closed: false };
+  return { frames: [], head: 0, bytes: 0, paused: false, held: null, closed: false, credit: 0 };
 }
+
+// Credit per round per waiting connection: small against a turn's slice, so that within one pass
+// cheap frames of many connections interleave.
+const QUANTUM_MS = 0.25;
 
 const sizeOf = (raw: RawFrame) => (typeof raw === "string" ? raw.length : raw.byteLength);
 
@@ -74,7 +88,7 @@ export class Ingress<S extends IngressSocket> {
   offer(socket: S, raw: RawFrame): void {
     const box = this.inboxOf(socket);
     if (box.closed) return;
-    if (box.head === box.frames.length && (this.spentMs < this.options.sliceMs || this.draining)) return this.run(socket, raw);
+    if (box.head === box.frames.length && ((this.spentMs < this.options.sliceMs && box.credit >= 0) || this.draining)) return void this.run(socket, raw);
     box.frames.push(raw);
     box.bytes += sizeOf(raw);
     this.waiting.add(socket);
@@ -137,11 +151,14 @@ export class Ingress<S extends IngressSocket> {
     if (!box.paused && !box.closed) socket.resume();
   }
 
-  private run(socket: S, raw: RawFrame): void {
+  /** Handles one frame; returns what it cost, in ms. */
+  private run(socket: S, raw: RawFrame): number {
     const started = performance.now();
     this.handle(socket, raw);
-    this.spentMs += performance.now() - started;
+    const cost = performance.now() - started;
+    this.spentMs += cost;
     this.arm();
+    return cost;
   }
 
   /** The next pass of the event loop starts a fresh slice (and serves the inboxes, if any wait). */
@@ -155,25 +172,32 @@ export class Ingress<S extends IngressSocket> {
     this.armed = false;
     let served = 0;
     while (this.waiting.size > 0 && (this.spentMs < this.options.sliceMs || served === 0)) {
+      // A connection put back in line is met again in this same loop: that is its next round.
       for (const socket of this.waiting) {
         const box = this.inboxOf(socket);
-        const raw = box.frames[box.head]!;
-        box.frames[box.head++] = undefined as unknown as RawFrame; // released as soon as handled
-        box.bytes -= sizeOf(raw);
+        box.credit += QUANTUM_MS;
+        while (box.credit > 0 && box.head < box.frames.length) {
+          const raw = box.frames[box.head]!;
+          box.frames[box.head++] = undefined as unknown as RawFrame; // released as soon as handled
+          box.bytes -= sizeOf(raw);
+          box.credit -= this.run(socket, raw);
+          served++;
+          if (this.spentMs >= this.options.sliceMs) break;
+        }
         this.waiting.delete(socket);
         if (box.head === box.frames.length) {
           box.frames = [];
           box.head = 0;
+          // Credit is not saved up while idle; a debt is kept, and paid in later rounds.
+          box.credit = Math.min(box.credit, 0);
+          if (box.paused && !box.closed) {
+            box.paused = false;
+            if (!box.held) socket.resume();
+          }
         } else {
           this.waiting.add(socket); // to the back of the line
         }
-        this.run(socket, raw);
-        served++;
-        if (box.head === 0 && box.paused && !box.closed) {
-          box.paused = false;
-          if (!box.held) socket.resume();
-        }
-        if (this.spentMs >= this.options.sliceMs) break;
+        if (this.spentMs >= this.options.sliceMs && served > 0) break;
       }
     }
     // The next turn's budget starts now: its arrivals and its pass share it.
