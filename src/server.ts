@@ -60,7 +60,7 @@ const WS_ALLOW = "GET, OPTIONS";
 
 export function createLog(config: Config, logger: Logger, metrics: Metrics): EventLog {
   if (!config.KAFKA_BROKERS) {
-    return new MemoryLog({ partitions: config.EMBEDDED_PARTITIONS, retentionRecords: config.EMBEDDED_RETENTION_RECORDS });
+    return new MemoryLog({ partitions: config.EMBEDDED_PARTITIONS, retentionRecords: config.EMBEDDED_RETENTION_RECORDS, retentionBytes: config.EMBEDDED_RETENTION_BYTES });
   }
   return new KafkaLog(
     kafkaLogOptions(config),

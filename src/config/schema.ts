@@ -101,6 +101,7 @@ export const settings = {
   MAX_REPLAY_SUBSCRIPTIONS: int(0, 100_000).default(64).describe("Subscriptions reading history at once (each has its own Kafka reader)"),
   EMBEDDED_PARTITIONS: int(1, 10_000).default(3).describe("Partitions per topic in the embedded log"),
   EMBEDDED_RETENTION_RECORDS: int(1, 100_000_000).default(100_000).describe("Records kept per partition in the embedded log"),
+  EMBEDDED_RETENTION_BYTES: int(16 * 1024 * 1024, 1024 * 1024 * 1024 * 1024).default(256 * 1024 * 1024).describe("Bytes the embedded log keeps, all topics together (records are held in 1 MiB chunks); past it, the oldest chunk of the partition holding most is dropped, as retention by size would"),
   SHUTDOWN_TIMEOUT_MS: int(0, 600_000).default(10_000).describe("On SIGTERM, how long in-flight events get to be acknowledged"),
   METRICS_ENABLED: bool.default(true).describe("Serve GET /metrics"),
   TLS_CERT_FILE: z.string().default("").describe("PEM certificate chain (the server's first) for HTTPS and WSS on PORT; TLS is on when this and TLS_KEY_FILE are set (docs/security.md)"),

@@ -26,6 +26,12 @@ export interface MemoryLogOptions {
   partitions: number;
   /** Records kept per partition; older ones are dropped, as Kafka retention would. */
   retentionRecords: number;
+  /**
+   * Bytes the whole log may hold, all topics together: past it, the oldest chunk of the partition
+   * holding most is dropped. Without it, memory would grow with record sizes and with every topic a
+   * client names.
+   */
+  retentionBytes: number;
 }
 
 /**
@@ -38,6 +44,8 @@ export class MemoryLog implements EventLog {
   private readonly readers = new Set<MemoryReader>();
   private roundRobin = 0;
   private closed = false;
+  /** Bytes the partitions hold together. */
+  private retained = 0;
   private appended = 0;
   /** Appends not yet done, per source, in order; see append(). */
   private readonly waiting = new Map<string, Array<{ records: LogRecord[]; resolve: (r: AppendResults) => void }>>();
@@ -93,9 +101,13 @@ export class MemoryLog implements EventLog {
       const rec = records[i]!;
       const parts = this.partitionsOf(rec.topic);
       const p = rec.key ? partitionForKey(rec.key, parts.length) : this.roundRobin++ % parts.length;
+      const part = parts[p]!;
       try {
-        results.offsets[i] = parts[p]!.append(rec);
+        const before = part.bytes;
+        results.offsets[i] = part.append(rec);
         results.partitions[i] = p;
+        this.retained += part.bytes - before;
+        if (this.retained > this.options.retentionBytes) this.shrink();
       } catch (e) {
         // One record that cannot be stored fails alone; the partition never holds half of it.
         setError(results, i, e instanceof GatewayError ? e : new GatewayError("INTERNAL", "the record could not be stored"));
@@ -103,6 +115,17 @@ export class MemoryLog implements EventLog {
     }
     this.appended += records.length;
     return results;
+  }
+
+  /** Drops the oldest chunks of the partitions holding most until the log is within retentionBytes. */
+  private shrink(): void {
+    while (this.retained > this.options.retentionBytes) {
+      let largest: MemoryPartition | undefined;
+      for (const parts of this.topics.values()) for (const part of parts) if (!largest || part.bytes > largest.bytes) largest = part;
+      const freed = largest?.dropOldestChunk() ?? 0;
+      if (freed === 0) return;
+      this.retained -= freed;
+    }
   }
 
   /** Reads retained records of one partition from `offset` on (for readers and tests). */
@@ -157,7 +180,7 @@ export class MemoryLog implements EventLog {
   }
 
   health(): LogHealth {
-    return { kind: "memory", ready: !this.closed, topics: this.topics.size, appended: this.appended };
+    return { kind: "memory", ready: !this.closed, topics: this.topics.size, appended: this.appended, retainedBytes: this.retained };
   }
 
   /** Appends already queued are still done (they were accepted before the stop); new ones are refused. */

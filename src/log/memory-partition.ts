@@ -3,6 +3,7 @@ import { GatewayError } from "../protocol/errors";
 import { copyBytes, writeUtf8 } from "../bytes/utf8";
 
 const CHUNK_BYTES = 1 << 20;
+const INITIAL_RING = 1024;
 
 interface Chunk {
   buf: Buffer;
@@ -25,19 +26,26 @@ interface Chunk {
  *            · u16 headerCount · headerCount × (u16 nameLen · name · u32 valueLen · value)
  */
 export class MemoryPartition {
-  private readonly chunkOf: Array<Chunk | undefined>;
-  private readonly positionOf: Int32Array;
+  // Where each retained record is, by offset modulo the ring's size. The ring grows by doubling up to
+  // `capacity` as records are retained: allocated whole (1.2 MB at 100,000), every partition of
+  // every topic a client names would cost that before holding a record.
+  private chunkOf: Array<Chunk | undefined>;
+  private positionOf: Int32Array;
+  private ring: number;
   private readonly chunks: Chunk[] = [];
   private start = 0; // offset of the oldest retained record
   next = 0; // offset the next record gets
+  /** Bytes of the chunks held: what this partition costs in memory. */
+  bytes = 0;
 
   constructor(
     readonly topic: string,
     readonly partition: number,
     readonly capacity: number,
   ) {
-    this.chunkOf = new Array(capacity);
-    this.positionOf = new Int32Array(capacity);
+    this.ring = Math.min(capacity, INITIAL_RING);
+    this.chunkOf = new Array(this.ring);
+    this.positionOf = new Int32Array(this.ring);
   }
 
   get earliest(): number {
@@ -51,8 +59,9 @@ export class MemoryPartition {
     const b = chunk.buf;
     let p = chunk.used;
     const offset = this.next++;
-    this.chunkOf[offset % this.capacity] = chunk;
-    this.positionOf[offset % this.capacity] = p;
+    if (offset - this.start >= this.ring && this.ring < this.capacity) this.grow();
+    this.chunkOf[offset % this.ring] = chunk;
+    this.positionOf[offset % this.ring] = p;
     p = b.writeDoubleLE(rec.timestamp, p);
     p = writeBytes(b, p, rec.key);
     p = writeBytes(b, p, rec.value);
@@ -66,8 +75,23 @@ export class MemoryPartition {
     chunk.last = offset;
     if (this.next - this.start > this.capacity) this.start = this.next - this.capacity;
     // Release chunks that hold only records retention has dropped.
-    while (this.chunks.length > 1 && this.chunks[0]!.last < this.start) this.chunks.shift();
+    while (this.chunks.length > 1 && this.chunks[0]!.last < this.start) this.bytes -= this.chunks.shift()!.buf.length;
     return offset;
+  }
+
+  /**
+   * Drops the oldest chunk and the records in it, as retention by size does; returns the bytes
+   * released (0 when nothing is held). Records after it stay where they are.
+   */
+  dropOldestChunk(): number {
+    const chunk = this.chunks.shift();
+    if (!chunk) return 0;
+    const from = this.start;
+    this.start = Math.max(this.start, chunk.last + 1);
+    // The ring's slots of the dropped records would keep the chunk alive until they are reused.
+    for (let o = from; o < this.start; o++) this.chunkOf[o % this.ring] = undefined;
+    this.bytes -= chunk.buf.length;
+    return chunk.buf.length;
   }
 
   /** Up to `max` retained records from `from` on. */
@@ -80,14 +104,14 @@ export class MemoryPartition {
   /** The first retained offset whose timestamp is at or after `timestampMs`, else `next`. */
   offsetForTime(timestampMs: number): number {
     for (let o = this.start; o < this.next; o++) {
-      if (this.chunkOf[o % this.capacity]!.buf.readDoubleLE(this.positionOf[o % this.capacity]!) >= timestampMs) return o;
+      if (this.chunkOf[o % this.ring]!.buf.readDoubleLE(this.positionOf[o % this.ring]!) >= timestampMs) return o;
     }
     return this.next;
   }
 
   private decode(offset: number): ConsumedRecord {
-    const b = this.chunkOf[offset % this.capacity]!.buf;
-    let p = this.positionOf[offset % this.capacity]!;
+    const b = this.chunkOf[offset % this.ring]!.buf;
+    let p = this.positionOf[offset % this.ring]!;
     const timestamp = b.readDoubleLE(p);
     p += 8;
     const keyLen = b.readInt32LE(p);
@@ -111,12 +135,27 @@ export class MemoryPartition {
     return { topic: this.topic, partition: this.partition, offset, timestamp, key, value, headers };
   }
 
+  /** Doubles the ring (at most to `capacity`), each retained record's slot moved to its new place. */
+  private grow(): void {
+    const ring = Math.min(this.capacity, this.ring * 2);
+    const chunkOf: Array<Chunk | undefined> = new Array(ring);
+    const positionOf = new Int32Array(ring);
+    for (let o = this.start; o < this.next - 1; o++) {
+      chunkOf[o % ring] = this.chunkOf[o % this.ring];
+      positionOf[o % ring] = this.positionOf[o % this.ring]!;
+    }
+    this.chunkOf = chunkOf;
+    this.positionOf = positionOf;
+    this.ring = ring;
+  }
+
   /** The chunk to write `need` bytes into, starting a new one when the current is full. */
   private room(need: number): Chunk {
     const current = this.chunks.at(-1);
     if (current && current.buf.length - current.used >= need) return current;
     const chunk: Chunk = { buf: Buffer.allocUnsafeSlow(Math.max(CHUNK_BYTES, need)), used: 0, last: -1 };
     this.chunks.push(chunk);
+    this.bytes += chunk.buf.length;
     return chunk;
   }
 }

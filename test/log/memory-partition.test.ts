@@ -52,3 +52,23 @@ test("a record the layout cannot hold is refused before anything is written: no 
   expect(part.append(ok("b"))).toBe(1);
   expect(part.read(0, 10).map((r) => Buffer.from(r.value!).toString())).toEqual(["a", "b"]);
 });
+
+test("the ring grows as records are retained, up to a capacity that is no power of two, and wraps there", () => {
+  const part = new MemoryPartition("t", 0, 3000);
+  for (let i = 0; i < 7000; i++) part.append({ topic: "t", key: null, value: Buffer.from(`v${i}`), timestamp: i, headers: [] });
+  expect(part.earliest).toBe(4000);
+  const back = part.read(0, 10_000);
+  expect(back.map((r) => text(r.value))).toEqual(Array.from({ length: 3000 }, (_, i) => `v${4000 + i}`));
+  expect(part.offsetForTime(5500)).toBe(5500);
+});
+
+test("dropping the oldest chunk drops its records, and no slot keeps it alive", () => {
+  const part = new MemoryPartition("t", 0, 100_000);
+  const big = Buffer.alloc(400_000, 1); // two per 1 MiB chunk
+  for (let i = 0; i < 6; i++) part.append({ topic: "t", key: null, value: big, timestamp: i, headers: [] });
+  const before = part.bytes;
+  expect(part.dropOldestChunk()).toBeGreaterThan(0);
+  expect(part.bytes).toBeLessThan(before);
+  expect(part.earliest).toBe(2);
+  expect(part.read(0, 10).map((r) => r.offset)).toEqual([2, 3, 4, 5]);
+});

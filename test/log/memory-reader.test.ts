@@ -5,7 +5,7 @@ import { MemoryLog } from "../../src/log/memory-log";
 const rec = (i: number) => ({ topic: "t", key: Buffer.from(`k${i % 3}`), value: Buffer.from(`v${i}`), headers: [["ce_id", `id-${i}`]] as Array<[string, string]>, timestamp: 1000 + i });
 
 test("the embedded reader replays from the beginning, then follows appends, under credits", async () => {
-  const log = new MemoryLog({ partitions: 2, retentionRecords: 10_000 });
+  const log = new MemoryLog({ partitions: 2, retentionRecords: 10_000, retentionBytes: 1 << 30 });
   await log.append(Array.from({ length: 1200 }, (_, i) => rec(i)));
   const got: ConsumedRecord[] = [];
   const held: Array<() => void> = [];
@@ -33,7 +33,7 @@ test("the embedded reader replays from the beginning, then follows appends, unde
 });
 
 test("END starts after what is there; offsets for a time find the first record at or after it", async () => {
-  const log = new MemoryLog({ partitions: 1, retentionRecords: 100 });
+  const log = new MemoryLog({ partitions: 1, retentionRecords: 100, retentionBytes: 1 << 30 });
   await log.append(Array.from({ length: 5 }, (_, i) => rec(i)));
   const got: ConsumedRecord[] = [];
   const reader = log.openReader({ onRecords: (r, done) => (got.push(...r), done()), onLost: () => {} });

@@ -17,7 +17,7 @@ test("murmur2 matches the Java client bit for bit", () => {
 });
 
 test("the embedded log partitions keys as Kafka does and keeps offsets per partition", async () => {
-  const log = new MemoryLog({ partitions: 3, retentionRecords: 4 });
+  const log = new MemoryLog({ partitions: 3, retentionRecords: 4, retentionBytes: 1 << 30 });
   const key = Buffer.from("user-42");
   const recs = Array.from({ length: 6 }, (_, i) => ({ topic: "t", key, value: Buffer.from(String(i)), headers: [], timestamp: 0 }));
   const r = await log.append(recs);

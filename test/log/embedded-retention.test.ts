@@ -1,0 +1,41 @@
+import { afterAll, expect, test } from "bun:test";
+import { connect } from "../../src/client";
+import { type GatewayProcess, startGateway } from "../support/gateway";
+import { rssMiB } from "../support/proc";
+
+let gw: GatewayProcess | null = null;
+afterAll(() => gw?.stop(), 60_000);
+
+/**
+ * The embedded log keeps records in memory, so what it keeps is bounded in bytes, all topics together
+ * (EMBEDDED_RETENTION_BYTES), not only in records per partition: 100,000 records of 250 KB, or a
+ * 1 MiB chunk for each partition of every topic a client names, would otherwise hold the process's
+ * memory hostage.
+ */
+test("the embedded log holds at most EMBEDDED_RETENTION_BYTES however large the events and however many topics", async () => {
+  gw = await startGateway({ EMBEDDED_RETENTION_BYTES: String(32 * 1024 * 1024), RATE_LIMIT_BYTES: "0", RATE_LIMIT_EVENTS: "0" });
+  const g = gw;
+  const client = await connect({ url: g.wsUrl });
+  const big = "x".repeat(250_000);
+  // A small event first, then 150 MB over 60 topics, twice: the second 150 MB must cost no more memory
+  // than the first (freed chunks wait for the garbage collector, so RSS is read at its peaks).
+  await client.publish({ type: "first", data: "small" }, { topic: "retention-0" });
+  const peaks: number[] = [];
+  for (const round of [0, 1]) {
+    let peak = 0;
+    for (let i = 0; i < 60; i++) {
+      const acks = await client.publishBatch(Array.from({ length: 10 }, () => ({ type: "big", data: big })), { topic: `retention-${round}-${i}` });
+      expect(acks.every((a) => a.status === "fulfilled")).toBe(true);
+      peak = Math.max(peak, rssMiB(g.proc.pid));
+    }
+    peaks.push(peak);
+  }
+  const log = (await g.health()).log;
+  console.log(`2 × 150 MB over 120 topics into a 32 MiB embedded log: retained ${(log.retainedBytes / 2 ** 20).toFixed(1)} MiB; RSS peak ${peaks.map((p) => p.toFixed(0)).join(" then ")} MiB`);
+  expect(log.retainedBytes).toBeLessThanOrEqual(32 * 1024 * 1024);
+  expect(peaks[1]! - peaks[0]!).toBeLessThan(64);
+  // What was dropped is gone as retention drops it: a replay from earliest starts after it.
+  const sub = await client.subscribe("retention-0-0", { start: "earliest" });
+  expect(sub.live).toBe(true);
+  client.close();
+}, 120_000);
