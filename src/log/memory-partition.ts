@@ -3,7 +3,7 @@ import { GatewayError } from "../protocol/errors";
 import { copyBytes, writeUtf8 } from "../bytes/utf8";
 
 const CHUNK_BYTES = 1 << 20;
-const INITIAL_RING = 1024;
+const INITIAL_RING = 16;
 
 interface Chunk {
   buf: Buffer;
@@ -27,7 +27,7 @@ interface Chunk {
  */
 export class MemoryPartition {
   // Where each retained record is, by offset modulo the ring's size. The ring grows by doubling up to
-  // `capacity` as records are retained: allocated whole (1.2 MB at 100,000), every partition of
+  // `capacity` as records are retained (from 16 slots): allocated whole (1.2 MB at 100,000), every partition of
   // every topic a client names would cost that before holding a record.
   private chunkOf: Array<Chunk | undefined>;
   private positionOf: Int32Array;
