@@ -189,8 +189,9 @@ function scanJson(s: string): number | undefined {
   return cid;
 }
 
-// A number token as JSON writes one (leading zeros tolerated: the frame is broken anyway then).
-const JSON_NUMBER = /^-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?$/;
+// A number token as JSON's grammar has it. A leading zero makes the frame invalid JSON, and its
+// digits read as a cid (0241 as 241) could answer for another request's: no cid then.
+const JSON_NUMBER = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?$/;
 // Longer than any number a cid can be, however spelled: past it the token is not read at all, since
 // a prefix of it could read as another request's cid.
 const MAX_NUMBER_CHARS = 400;

@@ -51,6 +51,11 @@ describe("scanCid reads the top-level cid without decoding", () => {
     }
     expect(scanCid('{"t":10,"cid":5.0,"event":{')).toBe(5);
     expect(scanCid('{"t":10,"cid":5e999,"event":{')).toBeUndefined();
+    // Not a JSON number: read as 241 it could answer for another request's cid 241, a second reply.
+    expect(scanCid('{"cid":0241,"t":10,"event":{"type":"x"}}')).toBeUndefined();
+    expect(scanCid('{"cid":-0241,"t":10}')).toBeUndefined();
+    expect(scanCid('{"cid":0,"t":10}')).toBe(0);
+    expect(scanCid('{"cid":0.5e1,"t":10}')).toBe(5);
   });
   test("no cid, an invalid cid, or not a map: undefined", () => {
     for (const f of [{ t: 1 }, { cid: -1 }, { cid: 1.5 }, { cid: "1" }, { cid: 2 ** 53 }, [1, 2], "x", 5]) {
