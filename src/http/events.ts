@@ -50,6 +50,11 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
     if (!/^application\/(.+\+)?json\b/i.test(type)) {
       throw new GatewayError("UNSUPPORTED_MEDIA_TYPE", `send Content-Type: application/json (got ${type || "none"})`);
     }
+    // JSON is UTF-8 (RFC 8259), and the body is read so: a body declared in another charset would be read as other text.
+    const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(type)?.[1];
+    if (charset !== undefined && !/^utf-?8$/i.test(charset)) {
+      throw new GatewayError("UNSUPPORTED_MEDIA_TYPE", `JSON bodies are UTF-8; send charset=utf-8 or none (got charset=${charset})`);
+    }
     return decodeFrame(body, "json", limits);
   }
 

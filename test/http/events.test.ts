@@ -59,6 +59,8 @@ test("bad requests get their documented code and status", async () => {
   const cases: Array<[Response, number, string]> = [
     [await post("/api/v1/events", "{oops"), 400, "BAD_FRAME"],
     [await post("/api/v1/events", { type: "x" }, { "content-type": "text/plain" }), 415, "UNSUPPORTED_MEDIA_TYPE"],
+    // The body is read as UTF-8, as JSON requires: another charset would be read as something else.
+    [await post("/api/v1/events", { type: "x" }, { "content-type": "application/json; charset=latin1" }), 415, "UNSUPPORTED_MEDIA_TYPE"],
     [await post("/api/v1/events", { type: "x", data: "y".repeat(5000) }), 413, "FRAME_TOO_LARGE"],
     [await post("/api/v1/events?topic=bad%20topic", { type: "x" }), 400, "INVALID_TOPIC"],
     [await post("/api/v1/events", { type: "x", time: "not-a-time" }), 400, "INVALID_EVENT"],
