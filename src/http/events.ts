@@ -85,6 +85,19 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
     return err.code === "RATE_LIMITED" ? lateErrorResponse(deps.refusalDelay, err) : errorResponse(err);
   }
 
+  /**
+   * The request's topic: from the body (a batch's `topic`) or the query, given once. Twice, or in both
+   * places with different names, it is ambiguous, and a guess could write to the wrong topic.
+   */
+  function topicOf(req: Request, fromBody?: string): string {
+    const query = new URL(req.url).searchParams.getAll("topic");
+    if (query.length > 1) throw new GatewayError("INVALID_TOPIC", `the topic is given ${query.length} times in the query; give it once`);
+    if (fromBody !== undefined && query.length === 1 && query[0] !== fromBody) {
+      throw new GatewayError("INVALID_TOPIC", `the body names topic "${fromBody}" and the query "${query[0]}"; give one`);
+    }
+    return publisher.topicFor(fromBody ?? query[0]);
+  }
+
   /** `{topic?, events: [...]}` or a bare array of events. */
   function batchOf(body: unknown): { topic?: string; events: unknown[] } {
     if (Array.isArray(body)) return { events: body };
@@ -122,7 +135,7 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
       try {
         const event = await readBody(req, who, server);
         awaitingLog(req, server);
-        const topic = publisher.topicFor(new URL(req.url).searchParams.get("topic") ?? undefined);
+        const topic = topicOf(req);
         authorize(who, topic, [event]);
         charge(req, who, server, 0, 1);
         // Each principal's requests share one turn in the log's fair share, as one connection's do.
@@ -141,7 +154,7 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
       try {
         const batch = batchOf(await readBody(req, who, server));
         awaitingLog(req, server);
-        const topic = publisher.topicFor(batch.topic ?? new URL(req.url).searchParams.get("topic") ?? undefined);
+        const topic = topicOf(req, batch.topic);
         authorize(who, topic, batch.events);
         charge(req, who, server, 0, batch.events.length);
         const o = await publisher.publish(publisher.prepare(batch.events, topic, "json", "http"), "http", `http ${principalOf(req, who, server)}`);
@@ -161,7 +174,7 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
         const body = await readBody(req, who, server);
         const isBatch = Array.isArray(body) || (typeof body === "object" && body !== null && "events" in body);
         const batch = isBatch ? batchOf(body) : { topic: undefined, events: [body] };
-        const topic = publisher.topicFor(batch.topic ?? new URL(req.url).searchParams.get("topic") ?? undefined);
+        const topic = topicOf(req, batch.topic);
         authorize(who, topic, batch.events);
         const p = publisher.prepare(batch.events, topic, "json", "http");
         const errors = (p.errors ?? []).flatMap((err, index) => (err ? [{ index, error: err }] : []));

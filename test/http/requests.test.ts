@@ -51,6 +51,9 @@ test("a bad topic is INVALID_TOPIC however it is given", async () => {
     await post("/api/v1/events/batch?topic=bad%20topic", '[{"type":"x"}]'),
     await post("/api/v1/events/batch", '{"topic":"bad topic","events":[{"type":"x"}]}'),
     await post("/api/v1/events?topic=.", '{"type":"x"}'),
+    // Ambiguous: which topic was meant cannot be guessed.
+    await post("/api/v1/events?topic=a&topic=b", '{"type":"x"}'),
+    await post("/api/v1/events/batch?topic=a", '{"topic":"b","events":[{"type":"x"}]}'),
     await post("/api/v1/events?topic=..", '{"type":"x"}'),
   ];
   for (const r of cases) {
