@@ -172,6 +172,8 @@ test("parsePublishFrame agrees with PublishSchema and PublishBatchSchema, and re
     }),
     { numRuns: 5000 },
   );
-  expect(accepted).toBeGreaterThan(250);
+  // Enough accepted frames to compare what both return: 236-290 of 5,000 in practice since "." and
+  // ".." became invalid topics, so the floor sits well below that range.
+  expect(accepted).toBeGreaterThan(150);
   expect(accepted).toBeLessThan(4750);
 });
