@@ -149,11 +149,12 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   const refusalDelay = new RefusalDelay(config.CONNECTION_REFUSAL_DELAY_MS);
   const events = createEventRoutes({ config, publisher, metrics, auth: httpAuth, rateLimits, refusalDelay, authEnabled: authenticator.enabled });
   const subscriptions = new SubscriptionManager(log, config, metrics, logger);
-  const connectionLimiter = new ConnectionLimiter({ maxConnections: config.MAX_CONNECTIONS, maxConnectionsPerIp: config.MAX_CONNECTIONS_PER_IP });
+  // Read once: the WebSocket cap and the open-files guard below both keep below it.
+  const filesLimit = openFilesLimit();
+  const connectionLimiter = new ConnectionLimiter({ maxConnections: config.MAX_CONNECTIONS, maxConnectionsPerIp: config.MAX_CONNECTIONS_PER_IP }, filesLimit);
   const ws = createWebSocketHandler({ config, publisher, subscriptions, metrics, logger, logKind: log.kind, auth: { authenticator, audit, config }, rateLimits, onClosed: (remote) => connectionLimiter.release(remote) });
   const streams = createStreamRoute({ subscriptions, auth: httpAuth, connections: connectionLimiter, metrics });
-  let guard: OpenFilesGuard | null = null;
-  const health = createHealthRoutes({ auth: authenticator.enabled ? "jwt" : "none", log, metrics, version: SERVER_NAME, connections: () => ws.connections, inflight: () => publisher.eventsInflight, subscriptions: () => subscriptions.stats(), accepting: () => guard?.accepting ?? true });
+  const health = createHealthRoutes({ auth: authenticator.enabled ? "jwt" : "none", log, metrics, version: SERVER_NAME, connections: () => ws.connections, inflight: () => publisher.eventsInflight, subscriptions: () => subscriptions.stats(), accepting: () => listener.accepting });
 
   let draining = false;
   const delivery = createDeliveryRoute({ subscriptions, auth: httpAuth, bufferBytes: config.SUBSCRIBER_BUFFER_BYTES, health: health.summary, ready: () => !draining && log.isReady() });
@@ -219,13 +220,12 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
           fetch: (req) => error("NOT_FOUND", `INTERNAL_PORT serves /health/live, /health/ready, /health and /metrics, not ${new URL(req.url).pathname}`),
           error: unhandled,
         });
-  const filesLimit = openFilesLimit();
-  guard = new OpenFilesGuard({
+  const guard = new OpenFilesGuard({
     limit: filesLimit,
     pause: (open) => {
       listener.pause();
       metrics.listenerPaused.inc();
-      logger.warn("not accepting connections: the open files are near their limit", { open: open ?? "all", limit: filesLimit, resumeBelow: guard!.resumeAt, hint: "connections that never send a request hold a file until HTTP_IDLE_TIMEOUT; raise the open-files limit (ulimit -n) or cap connections per address in front of the gateway" });
+      logger.warn("not accepting connections: the open files are near their limit", { open: open ?? "all", limit: filesLimit, resumeBelow: guard.resumeAt, hint: "connections that never send a request hold a file until HTTP_IDLE_TIMEOUT; raise the open-files limit (ulimit -n) or cap connections per address in front of the gateway" });
     },
     resume: (open) => {
       if (!listener.resume()) return false;
@@ -286,7 +286,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     async close() {
       if (draining) return;
       draining = true;
-      guard?.stop();
+      guard.stop();
       publisher.drain();
       fairShare?.flush();
       const deadline = Date.now() + config.SHUTDOWN_TIMEOUT_MS;

@@ -12,7 +12,7 @@ export function openFilesLimit(): number {
 }
 
 /** Descriptors this process holds; null when none is left even to count them (EMFILE). */
-export function countOpenFiles(): number | null {
+function countOpenFiles(): number | null {
   try {
     return readdirSync("/proc/self/fd").length;
   } catch {
@@ -28,7 +28,6 @@ export interface OpenFilesGuardOptions {
   resume(open: number): boolean;
   /** Each count, for the gauge. */
   report?(open: number | null): void;
-  count?: () => number | null;
 }
 
 // The guard's own cost: counting reads one directory entry per descriptor (about 1.4 µs each, 20 ms
@@ -50,17 +49,11 @@ export class OpenFilesGuard {
   readonly resumeAt: number;
   private paused = false;
   private timer: Timer | null = null;
-  private readonly count: () => number | null;
 
   constructor(private readonly options: OpenFilesGuardOptions) {
     const reserve = Math.max(32, Math.ceil(options.limit * 0.05));
     this.pauseAt = options.limit - reserve;
     this.resumeAt = options.limit - 2 * reserve;
-    this.count = options.count ?? countOpenFiles;
-  }
-
-  get accepting(): boolean {
-    return !this.paused;
   }
 
   start(): void {
@@ -80,9 +73,9 @@ export class OpenFilesGuard {
     this.timer = null;
   }
 
-  /** One count and what it calls for; public for tests of the thresholds. */
-  check(): void {
-    const open = this.count();
+  /** One count and what it calls for. */
+  private check(): void {
+    const open = countOpenFiles();
     this.options.report?.(open);
     if (!this.paused && (open === null || open >= this.pauseAt)) {
       this.paused = true;
