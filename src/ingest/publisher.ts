@@ -49,6 +49,8 @@ export class Publisher {
   private readonly msgpackCounted: boolean;
   private inflight = 0;
   private draining = false;
+  /** Every topic this instance has taken a publish for: what MAX_TOPICS bounds. */
+  private readonly topics = new Set<string>();
 
   constructor(
     /** The log, or the fair share in front of it. */
@@ -82,12 +84,26 @@ export class Publisher {
     return topic;
   }
 
+  /**
+   * A topic costs state wherever it goes (see MAX_TOPICS), so a new one is taken only within the
+   * bound. Checked once the request is otherwise admissible (allowed, within window and rates), so a
+   * refused request never spends a place.
+   */
+  private admitTopic(topic: string): void {
+    if (this.topics.has(topic)) return;
+    if (this.topics.size >= this.config.MAX_TOPICS) {
+      throw new GatewayError("TOO_MANY_TOPICS", `this instance already publishes to ${this.topics.size} topics (MAX_TOPICS); "${topic}" would be one more`);
+    }
+    this.topics.add(topic);
+  }
+
   /** Validates every event; valid ones become records, invalid ones get an error at their index. */
   prepare(events: unknown[], topic: string, codec: CodecName, transport: Transport): Prepared {
     if (this.draining) throw new GatewayError("SHUTTING_DOWN", "the gateway is shutting down; reconnect to another instance");
     if (events.length > this.config.MAX_BATCH_EVENTS) {
       throw new GatewayError("BATCH_TOO_LARGE", `${events.length} events in one batch; at most ${this.config.MAX_BATCH_EVENTS}`);
     }
+    this.admitTopic(topic);
     this.metrics.eventsReceived.inc({ transport }, events.length);
     const nowMs = Date.now();
     const source = defaultSource(transport);

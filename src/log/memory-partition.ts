@@ -3,6 +3,9 @@ import { GatewayError } from "../protocol/errors";
 import { copyBytes, writeUtf8 } from "../bytes/utf8";
 
 const CHUNK_BYTES = 1 << 20;
+// A partition's first chunk: its chunks double from this to CHUNK_BYTES, so a partition holding one
+// small record costs (and is charged, against EMBEDDED_RETENTION_BYTES) kilobytes, not a megabyte.
+const FIRST_CHUNK_BYTES = 4096;
 const INITIAL_RING = 16;
 
 interface Chunk {
@@ -13,8 +16,8 @@ interface Chunk {
 }
 
 /**
- * One partition of the embedded log: a ring of `capacity` records whose bytes live in 1 MiB
- * chunks, as a Kafka segment holds them, rather than as objects.
+ * One partition of the embedded log: a ring of `capacity` records whose bytes live in chunks (4 KiB
+ * doubling to 1 MiB), as a Kafka segment holds them, rather than as objects.
  *
  * Why bytes: retained records as objects (record, headers, tuples, strings, views) are millions of
  * live objects for the garbage collector to trace; at 300,000 retained records that halved ingest
@@ -37,6 +40,7 @@ export class MemoryPartition {
   next = 0; // offset the next record gets
   /** Bytes of the chunks held: what this partition costs in memory. */
   bytes = 0;
+  private nextChunkBytes = FIRST_CHUNK_BYTES;
 
   constructor(
     readonly topic: string,
@@ -153,7 +157,8 @@ export class MemoryPartition {
   private room(need: number): Chunk {
     const current = this.chunks.at(-1);
     if (current && current.buf.length - current.used >= need) return current;
-    const chunk: Chunk = { buf: Buffer.allocUnsafeSlow(Math.max(CHUNK_BYTES, need)), used: 0, last: -1 };
+    const chunk: Chunk = { buf: Buffer.allocUnsafeSlow(Math.max(this.nextChunkBytes, need)), used: 0, last: -1 };
+    this.nextChunkBytes = Math.min(CHUNK_BYTES, chunk.buf.length * 2);
     this.chunks.push(chunk);
     this.bytes += chunk.buf.length;
     return chunk;

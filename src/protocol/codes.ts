@@ -36,6 +36,8 @@ export const ErrorCodes = {
   UNKNOWN_TOPIC: { num: 1022, http: 404, retriable: false, mayBePersisted: false },
   // A browser page whose Origin is not in ALLOWED_ORIGINS (nor the gateway's own host): refused before any work.
   ORIGIN_NOT_ALLOWED: { num: 1023, http: 403, retriable: false, mayBePersisted: false },
+  // A publish naming a topic beyond the MAX_TOPICS this instance publishes to: the instance's set of topics only grows.
+  TOO_MANY_TOPICS: { num: 1024, http: 422, retriable: false, mayBePersisted: false },
   // 2xxx: the gateway or Kafka could not take it now; retry with backoff.
   WINDOW_EXCEEDED: { num: 2000, http: 429, retriable: true, mayBePersisted: false },
   OVERLOADED: { num: 2001, http: 503, retriable: true, mayBePersisted: false },

@@ -64,11 +64,30 @@ test("the ring grows as records are retained, up to a capacity that is no power 
 
 test("dropping the oldest chunk drops its records, and no slot keeps it alive", () => {
   const part = new MemoryPartition("t", 0, 100_000);
-  const big = Buffer.alloc(400_000, 1); // two per 1 MiB chunk
-  for (let i = 0; i < 6; i++) part.append({ topic: "t", key: null, value: big, timestamp: i, headers: [] });
-  const before = part.bytes;
-  expect(part.dropOldestChunk()).toBeGreaterThan(0);
-  expect(part.bytes).toBeLessThan(before);
-  expect(part.earliest).toBe(2);
-  expect(part.read(0, 10).map((r) => r.offset)).toEqual([2, 3, 4, 5]);
+  const big = Buffer.alloc(400_000, 1);
+  for (let i = 0; i < 12; i++) part.append({ topic: "t", key: null, value: big, timestamp: i, headers: [] });
+  let earliest = 0;
+  while (part.earliest < 12) {
+    const before = part.bytes;
+    expect(part.dropOldestChunk()).toBeGreaterThan(0);
+    expect(part.bytes).toBeLessThan(before);
+    expect(part.earliest).toBeGreaterThan(earliest);
+    earliest = part.earliest;
+    expect(part.read(0, 20).map((r) => r.offset)).toEqual(Array.from({ length: 12 - earliest }, (_, i) => earliest + i));
+  }
+  expect(part.bytes).toBe(0);
+  expect(part.dropOldestChunk()).toBe(0);
+});
+
+test("a partition holding a few small records costs kilobytes, and its chunks grow to 1 MiB as it fills", () => {
+  const part = new MemoryPartition("t", 0, 100_000);
+  const rec = (i: number): LogRecord => ({ topic: "t", key: null, value: Buffer.from(`v${i}`.padEnd(100, ".")), timestamp: i, headers: [] });
+  part.append(rec(0));
+  // What EMBEDDED_RETENTION_BYTES is charged for a topic a client named once.
+  expect(part.bytes).toBeLessThanOrEqual(4096);
+  for (let i = 1; i < 40_000; i++) part.append(rec(i));
+  // ~4.7 MB of records: chunks of 4 KiB, 8 KiB … then 1 MiB each, so at most one chunk's worth is unused.
+  expect(part.bytes).toBeLessThan(40_000 * 117 + (1 << 20));
+  expect(part.read(0, 1)[0]!.offset).toBe(0);
+  expect(part.read(39_999, 1)[0]!.timestamp).toBe(39_999);
 });

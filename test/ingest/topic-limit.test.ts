@@ -1,0 +1,66 @@
+import { afterEach, describe, expect, test } from "bun:test";
+import { connect } from "../../src/client";
+import { type GatewayProcess, startGateway } from "../support/gateway";
+import { freshTopic, kafkaBrokers } from "../support/kafka";
+import { underControl } from "./control";
+import { RawSocket } from "./wire";
+
+/**
+ * Every topic a client names costs the gateway state (a partition set in the embedded log, a topic
+ * handle in each Kafka worker, the ids reader following it) and, where brokers auto-create, a topic in
+ * the cluster. So the topics one instance publishes to are bounded (MAX_TOPICS): past it, a publish
+ * naming one more is refused TOO_MANY_TOPICS before any work, and the topics already known go on.
+ */
+let gw: GatewayProcess | null = null;
+afterEach(async () => {
+  await gw?.stop();
+  gw = null;
+}, 60_000);
+
+/** Publishes one event to each of `names` over one raw socket, pipelined; returns the code (or "ack") of each. */
+async function publishToEach(url: string, names: string[]): Promise<string[]> {
+  const s = await RawSocket.connect(url, "json");
+  for (let i = 0; i < names.length; i++) s.send(JSON.stringify({ t: 10, cid: i + 1, topic: names[i], event: { type: "spray", data: { i } } }));
+  const replies = await s.waitFor((r) => typeof r.frame.cid === "number", names.length, 60_000);
+  s.close();
+  const byCid = new Map(replies.map((r) => [r.frame.cid as number, r.frame]));
+  return names.map((_, i) => {
+    const f = byCid.get(i + 1)!;
+    return f.t === 20 ? "ack" : String(f.code);
+  });
+}
+
+describe("MAX_TOPICS", () => {
+  test("embedded log: a client naming a new topic per event is refused TOO_MANY_TOPICS past the bound; what was written stays", async () => {
+    // The default bytes retention: every one of these tiny events must stay (before, each partition
+    // written to was charged a 1 MiB chunk, so 256 topics filled 256 MiB and older events were dropped).
+    gw = await startGateway({ MAX_TOPICS: "600" });
+    const g = gw;
+    const names = Array.from({ length: 700 }, (_, i) => `spray-${i}`);
+    const codes = await underControl(g, "a new topic per event (embedded)", () => publishToEach(g.wsUrl, names));
+    expect(codes.slice(0, 599).every((c) => c === "ack")).toBe(true); // the control's topic is one of the 600
+    expect(new Set(codes.slice(599))).toEqual(new Set(["TOO_MANY_TOPICS"]));
+    expect((await g.health()).log.topics).toBe(600);
+    // A topic already known still takes events, and the first one written still holds its event.
+    expect(await publishToEach(g.wsUrl, ["spray-0", "spray-1"])).toEqual(["ack", "ack"]);
+    const client = await connect({ url: g.wsUrl });
+    const sub = await client.subscribe("spray-0", { start: "earliest" });
+    const it = sub[Symbol.asyncIterator]();
+    const first = await Promise.race([it.next(), Bun.sleep(10_000).then(() => null)]);
+    expect(first?.value?.event.data).toEqual({ i: 0 });
+    client.close();
+  }, 120_000);
+
+  test("Kafka: past MAX_TOPICS a publish to one more topic is refused before it reaches the workers (no topic is created)", async () => {
+    gw = await startGateway({ KAFKA_BROKERS: await kafkaBrokers(), KAFKA_WORKERS: "1", MAX_TOPICS: "6" });
+    const g = gw;
+    const names = Array.from({ length: 8 }, () => freshTopic("spray"));
+    const codes = await underControl(g, "a new topic per event (Kafka)", () => publishToEach(g.wsUrl, names));
+    // The control's topic is the first of the six.
+    expect(codes).toEqual(["ack", "ack", "ack", "ack", "ack", "TOO_MANY_TOPICS", "TOO_MANY_TOPICS", "TOO_MANY_TOPICS"]);
+    const http = await fetch(`${g.url}/api/v1/events?topic=${names[7]}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ type: "x" }) });
+    expect(http.status).toBe(422);
+    expect(((await http.json()) as { error: { code: string } }).error.code).toBe("TOO_MANY_TOPICS");
+    expect(await publishToEach(g.wsUrl, [names[0]!])).toEqual(["ack"]);
+  }, 120_000);
+});
