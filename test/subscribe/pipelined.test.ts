@@ -5,6 +5,7 @@ import { type GatewayProcess, startGateway } from "../support/gateway";
 import { freshTopic, kafkaBrokers } from "../support/kafka";
 import { ensureTopic } from "../support/kafka-broker";
 import { type Frame, GatewayClient } from "../support/ws-client";
+import { underControl } from "../ingest/control";
 
 /**
  * A subscribe takes a while to complete (watermarks, a time index, a reader to open), and a client
@@ -40,12 +41,14 @@ for (const log of ["kafka", "embedded"] as const) {
     test("a socket closed with subscribes unanswered leaves no subscription and no reader behind", async () => {
       const topic = await topicWith(300);
       const before = await settled();
-      for (const start of ["earliest", "latest"]) {
-        const c = await GatewayClient.connect(gw.wsUrl);
-        for (let i = 0; i < 5; i++) c.send({ t: 12, cid: i + 1, sub: `s${i}`, topic, start });
-        c.close();
-      }
-      expect(await settled()).toEqual(before);
+      await underControl(gw, `subscribes abandoned (${log})`, async () => {
+        for (const start of ["earliest", "latest"]) {
+          const c = await GatewayClient.connect(gw.wsUrl);
+          for (let i = 0; i < 5; i++) c.send({ t: 12, cid: i + 1, sub: `s${i}`, topic, start });
+          c.close();
+        }
+        expect(await settled()).toEqual(before);
+      });
     }, 60_000);
 
     test("an unsubscribe sent right behind its subscribe ends it: both answered, in order, and no event after", async () => {
@@ -70,32 +73,34 @@ for (const log of ["kafka", "embedded"] as const) {
 
     test("pipelined subscribes cannot pass the limits: per connection, replays at once, feeds per instance", async () => {
       const topic = await topicWith(50);
-      const c = await GatewayClient.connect(gw.wsUrl);
-      // MAX_SUBSCRIPTIONS_PER_CONNECTION (100), all to one live feed.
-      const live = await Promise.all(Array.from({ length: 110 }, (_, i) => c.subscribe({ sub: `l${i}`, topic }, () => {})));
-      expect(live.filter((f) => f.t === 23).length).toBe(100);
-      expect(live.filter((f) => f.t === 30).every((f) => f.code === "TOO_MANY_SUBSCRIPTIONS")).toBe(true);
-      c.close();
-      await settled();
-      // MAX_REPLAY_SUBSCRIPTIONS (6) from two connections at once; past-live replays keep their readers.
-      const [d, e] = await Promise.all([GatewayClient.connect(gw.wsUrl), GatewayClient.connect(gw.wsUrl)]);
-      const replays = await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? d : e).subscribe({ sub: `r${i}`, topic, start: "earliest", policy: "disconnect" }, () => {})));
-      const health = (await gw.health()).subscriptions;
-      expect(replays.filter((f) => f.t === 23).length).toBeLessThanOrEqual(6);
-      expect(health.replayFeeds).toBeLessThanOrEqual(6);
-      expect(replays.filter((f) => f.t === 30).every((f) => f.code === "TOO_MANY_SUBSCRIPTIONS")).toBe(true);
-      d.close();
-      e.close();
-      await settled();
-      // MAX_FEEDS (12): one live feed per fresh topic.
-      const topics = await Promise.all(Array.from({ length: 15 }, () => topicWith(1, false)));
-      await settled();
-      const f = await GatewayClient.connect(gw.wsUrl);
-      const feeds = await Promise.all(topics.map((t, i) => f.subscribe({ sub: `f${i}`, topic: t }, () => {})));
-      const h = (await gw.health()).subscriptions;
-      expect(h.liveFeeds + h.replayFeeds).toBeLessThanOrEqual(12);
-      expect(feeds.filter((r) => r.t === 23).length).toBeLessThanOrEqual(12);
-      f.close();
+      await underControl(gw, `pipelined subscribes past the limits (${log})`, async () => {
+        const c = await GatewayClient.connect(gw.wsUrl);
+        // MAX_SUBSCRIPTIONS_PER_CONNECTION (100), all to one live feed.
+        const live = await Promise.all(Array.from({ length: 110 }, (_, i) => c.subscribe({ sub: `l${i}`, topic }, () => {})));
+        expect(live.filter((f) => f.t === 23).length).toBe(100);
+        expect(live.filter((f) => f.t === 30).every((f) => f.code === "TOO_MANY_SUBSCRIPTIONS")).toBe(true);
+        c.close();
+        await settled();
+        // MAX_REPLAY_SUBSCRIPTIONS (6) from two connections at once; past-live replays keep their readers.
+        const [d, e] = await Promise.all([GatewayClient.connect(gw.wsUrl), GatewayClient.connect(gw.wsUrl)]);
+        const replays = await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? d : e).subscribe({ sub: `r${i}`, topic, start: "earliest", policy: "disconnect" }, () => {})));
+        const health = (await gw.health()).subscriptions;
+        expect(replays.filter((f) => f.t === 23).length).toBeLessThanOrEqual(6);
+        expect(health.replayFeeds).toBeLessThanOrEqual(6);
+        expect(replays.filter((f) => f.t === 30).every((f) => f.code === "TOO_MANY_SUBSCRIPTIONS")).toBe(true);
+        d.close();
+        e.close();
+        await settled();
+        // MAX_FEEDS (12): one live feed per fresh topic.
+        const topics = await Promise.all(Array.from({ length: 15 }, () => topicWith(1, false)));
+        await settled();
+        const f = await GatewayClient.connect(gw.wsUrl);
+        const feeds = await Promise.all(topics.map((t, i) => f.subscribe({ sub: `f${i}`, topic: t }, () => {})));
+        const h = (await gw.health()).subscriptions;
+        expect(h.liveFeeds + h.replayFeeds).toBeLessThanOrEqual(12);
+        expect(feeds.filter((r) => r.t === 23).length).toBeLessThanOrEqual(12);
+        f.close();
+      });
     }, 120_000);
   });
 }
