@@ -6,6 +6,8 @@ import { LIMIT_DEFAULTS } from "./limits";
 import { prescanMsgpack } from "./msgpack-scan";
 import { mapsToObjects } from "./own-keys";
 import { assertPlainData } from "./plain-data";
+// Registers the msgpack timestamp that keeps its nanoseconds, for every decode in this process.
+import "./precise-time";
 
 /** A WebSocket binary frame speaks msgpack; a text frame speaks the same protocol in JSON. */
 export type CodecName = "msgpack" | "json";

@@ -5,6 +5,11 @@ import { Unpackr } from "msgpackr";
  * Python's msgpack (and most non-JS encoders) do, and a socket that keeps every frame it receives.
  */
 
+/** Bytes pyPack writes as they are: a hand-made value (a timestamp extension, say) inside a frame. */
+export class RawMsgpack {
+  constructor(readonly bytes: Uint8Array) {}
+}
+
 /** msgpack as Python's msgpack writes it: the smallest integer form, so 2^32 and up are uint64/int64. */
 export function pyPack(v: unknown): Uint8Array {
   const out: number[] = [];
@@ -12,7 +17,8 @@ export function pyPack(v: unknown): Uint8Array {
     for (let i = bytes - 1; i >= 0; i--) out.push(Number((n >> BigInt(8 * i)) & 0xffn));
   };
   const enc = (x: unknown): void => {
-    if (x === null || x === undefined) out.push(0xc0);
+    if (x instanceof RawMsgpack) out.push(...x.bytes);
+    else if (x === null || x === undefined) out.push(0xc0);
     else if (x === true) out.push(0xc3);
     else if (x === false) out.push(0xc2);
     else if (typeof x === "bigint" || (typeof x === "number" && Number.isInteger(x))) {
