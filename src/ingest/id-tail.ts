@@ -145,10 +145,15 @@ export class IdTail {
     }, this.options.warmupTimeoutMs);
     try {
       await this.log.partitionCount(topic); // UNKNOWN_TOPIC without creating it, unlike some other questions
-      const [marks, fromTime] = await Promise.all([this.log.watermarks(topic), this.log.offsetsForTime(topic, Date.now() - this.options.windowMs)]);
+      // Back by count, not by time: a record's timestamp is its event's `time` (a backfill's, a buffered
+      // device's: hours old), which says nothing about when it was written, so "the window's records"
+      // cannot be found by timestamp. The last records the index could hold are read instead; those
+      // older than the window are remembered for a window from now, which only ever answers a re-send
+      // with its original ack.
+      const marks = await this.log.watermarks(topic);
       const perPartition = Math.ceil(this.options.maxIds / Math.max(1, marks.length));
       t.target = marks.map((m) => m.high);
-      t.next = marks.map((m, p) => Math.max(m.low, fromTime[p] ?? m.high, m.high - perPartition));
+      t.next = marks.map((m) => Math.max(m.low, m.high - perPartition));
       const reader = await this.readerOnce();
       reader.assign(t.next.map((offset, partition) => ({ topic, partition, offset })));
       this.checkCaughtUp(t);

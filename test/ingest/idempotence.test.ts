@@ -73,6 +73,25 @@ describe("Kafka, two instances", () => {
     expect((await metric(a, "gateway_events_deduplicated_total")) + (await metric(b, "gateway_events_deduplicated_total"))).toBe(120);
   }, 90_000);
 
+  test("events whose `time` is older than the window: a re-send on the other instance still gets the original ack (a record's timestamp is its event's time, not when it was written)", async () => {
+    const [a, b] = gateways as [GatewayProcess, GatewayProcess];
+    const topic = freshTopic("idem-old-time");
+    await ensureTopic(brokers, topic, 3);
+    // A backfill, or a device that buffered while offline: an hour old, well past IDEMPOTENCE_WINDOW_MS.
+    const time = new Date(Date.now() - 3_600_000).toISOString();
+    const events = Array.from({ length: 30 }, (_, i) => ({ id: `old-${i}`, type: "idem", key: `k${i % 5}`, time, data: { i } }));
+    const first = await client(a.wsUrl);
+    const original = await acks(first, events, topic);
+    first.close();
+    // b has never published to this topic: its ids reader starts on it now.
+    const other = await client(b.wsUrl);
+    const again = await acks(other, events, topic);
+    other.close();
+    expect(again.map(at)).toEqual(original.map(at));
+    await Bun.sleep(500);
+    expect(idsIn(await consumeAll(brokers, topic, { expect: 30 })).length).toBe(30);
+  }, 90_000);
+
   test("re-sends racing the original (same batch, two sockets at once) are written once and all get its ack", async () => {
     const [a] = gateways as [GatewayProcess];
     const topic = freshTopic("idem-race");
