@@ -1,5 +1,5 @@
 import { type PublishResult, Publisher } from "./publisher";
-import { type SubscribeOptions, Subscription } from "./subscription";
+import { SubscribeError, type SubscribeOptions, Subscription } from "./subscription";
 import { type Codec, FrameType, type InFrame, type OutgoingEvent, PROTOCOL_VERSION, decode, encode } from "./wire";
 
 export interface ConnectOptions {
@@ -224,8 +224,26 @@ export class GatewayClient {
     this.firstWelcome.resolve();
     this.scheduleRefresh(f.expiresAt as number | undefined);
     // Resume every subscription where it was, then let the publishes through.
-    for (const s of this.subs.values()) s.open().catch((e) => s.end({ kind: "ended", code: (e as { code?: string }).code, message: (e as Error).message }));
+    for (const s of this.subs.values()) this.resubscribe(s, this.ws!, 0);
     this.publisher.onReady();
+  }
+
+  /**
+   * Resumes a subscription on a new connection. A refusal that says to retry (the instance failed
+   * over to is replaying as many subscriptions as it may, or is not ready) is tried again on the same
+   * connection with backoff and jitter, as a reconnect is: ending the subscription would leave the
+   * application's loop finished with no error. Other refusals (FORBIDDEN, a token no longer valid) end it.
+   */
+  private resubscribe(s: Subscription, ws: WebSocket, attempt: number): void {
+    s.open().catch((e) => {
+      if (this.closed || this.subs.get(s.id) !== s || this.ws !== ws) return; // ended, or a new connection resumes it
+      if (!(e instanceof SubscribeError && e.retriable)) return s.end({ kind: "ended", code: (e as { code?: string }).code, message: (e as Error).message });
+      const min = this.options.reconnect?.minMs ?? 100;
+      const base = Math.min(this.options.reconnect?.maxMs ?? 10_000, min * 2 ** attempt);
+      setTimeout(() => {
+        if (!this.closed && this.ws === ws && ws.readyState === 1 && this.subs.get(s.id) === s) this.resubscribe(s, ws, attempt + 1);
+      }, base / 2 + Math.random() * (base / 2));
+    });
   }
 
   /** With getToken, a fresh token is sent (refresh frame) a while before the current one expires. */

@@ -99,7 +99,7 @@ export const settings = {
   MAX_TOPICS: int(1, 1_000_000).default(1000).describe("Distinct topics one instance publishes to (each costs a partition set in the embedded log, a topic handle in every Kafka worker, and where brokers auto-create, a topic in the cluster); a publish naming one more is refused TOO_MANY_TOPICS. Counted from the start of the process"),
   MAX_FEEDS: int(1, 100_000).default(1000).describe("Feeds (log readers: one per live topic, per replaying subscription, per share group) one instance keeps open"),
   FEED_IDLE_CLOSE_MS: int(0, 3_600_000).default(10_000).describe("How long a live feed with no subscriber left stays open, for clients that come back"),
-  MAX_REPLAY_SUBSCRIPTIONS: int(0, 100_000).default(64).describe("Subscriptions reading history at once (each has its own Kafka reader)"),
+  MAX_REPLAY_SUBSCRIPTIONS: int(0, 100_000).default(64).describe("Subscriptions reading history at once (each has its own Kafka reader, which it keeps once caught up: those count against MAX_FEEDS, no longer here)"),
   EMBEDDED_PARTITIONS: int(1, 10_000).default(3).describe("Partitions per topic in the embedded log"),
   EMBEDDED_RETENTION_RECORDS: int(1, 100_000_000).default(100_000).describe("Records kept per partition in the embedded log"),
   EMBEDDED_RETENTION_BYTES: int(16 * 1024 * 1024, 1024 * 1024 * 1024 * 1024).default(256 * 1024 * 1024).describe("Bytes the embedded log keeps, all topics together (records are held in chunks of 4 KiB doubling to 1 MiB per partition); past it, the oldest chunk of the partition holding most is dropped, as retention by size would"),

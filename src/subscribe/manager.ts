@@ -156,8 +156,9 @@ export class SubscriptionManager {
     if (newFeeds > 0 && this.feedCount + newFeeds > this.config.MAX_FEEDS) {
       throw new GatewayError("TOO_MANY_SUBSCRIPTIONS", `this instance reads ${this.feedCount} feeds, its maximum is ${this.config.MAX_FEEDS}; retry later or subscribe to topics already read`);
     }
-    if (replay && this.replayFeeds.size + this.replaysStarting >= this.config.MAX_REPLAY_SUBSCRIPTIONS) {
-      throw new GatewayError("TOO_MANY_SUBSCRIPTIONS", `${this.replayFeeds.size + this.replaysStarting} subscriptions are replaying history already; retry later or start from latest`);
+    if (replay) {
+      const replaying = this.replaying();
+      if (replaying >= this.config.MAX_REPLAY_SUBSCRIPTIONS) throw new GatewayError("TOO_MANY_SUBSCRIPTIONS", `${replaying} subscriptions are replaying history already; retry later or start from latest`);
     }
     const done = this.start(conn, codec, f, id, topics, filter, start);
     const startingNow = starting;
@@ -173,6 +174,18 @@ export class SubscriptionManager {
       startingNow.delete(id);
       if (replay) this.replaysStarting--;
     });
+  }
+
+  /**
+   * Subscriptions still reading history (those starting included). One that has caught up keeps its
+   * own reader, counted by MAX_FEEDS, but no longer replays: were it counted here, every client
+   * resuming from a token after a failover past the first MAX_REPLAY_SUBSCRIPTIONS would be refused
+   * for as long as those stay subscribed.
+   */
+  private replaying(): number {
+    let n = this.replaysStarting;
+    for (const feed of this.replayFeeds.values()) if (!feed.isLive) n++;
+    return n;
   }
 
   /** The part of subscribe that waits on the log; live and shared feeds are asked for before its first await. */

@@ -84,6 +84,35 @@ test("two instances, the client given both: SIGKILL the one it uses while it pub
   expect(duplicateIds).toBe(0);
 }, 120_000);
 
+test("failing over onto a busy instance: resubscribes refused for a retriable reason (TOO_MANY_SUBSCRIPTIONS) are tried again, never ended; every subscription gets every event", async () => {
+  // B replays at most 2 subscriptions at once: the 12 resuming behind the end are replays.
+  const env = { KAFKA_BROKERS: brokers, KAFKA_WORKERS: "1", RESUME_TOKEN_KEYS };
+  const topic = freshTopic("sdk-busy");
+  await ensureTopic(brokers, topic, 3);
+  const [a, b] = await Promise.all([gateway(env), gateway({ ...env, MAX_REPLAY_SUBSCRIPTIONS: "2", REPLAY_RATE_LIMIT: "200" })]);
+  const c = await client([a.wsUrl, b.wsUrl]);
+  const notices: string[] = [];
+  const subs = await Promise.all(Array.from({ length: 12 }, () => c.subscribe(topic, { start: "latest" })));
+  const got = subs.map((s) => {
+    const ids = new Set<string>();
+    s.onEvent((e) => ids.add(e.event.id));
+    s.onNotice((n) => n.kind === "ended" && notices.push(`${n.code}: ${n.message}`));
+    return ids;
+  });
+  const publisher = await client(b.wsUrl);
+  const first = await publisher.publishBatch(Array.from({ length: 20 }, (_, i) => ({ type: "before", key: `k${i}`, data: i })), { topic });
+  expect(first.every((r) => r.status === "fulfilled")).toBe(true);
+  for (const t = Date.now(); got.some((g) => g.size < 20) && Date.now() - t < 10_000; ) await Bun.sleep(50);
+  a.proc.kill("SIGKILL");
+  await a.proc.exited;
+  // Written while the subscriptions are away: each resumes behind the end, so each is a replay on B.
+  const later = await publisher.publishBatch(Array.from({ length: 100 }, (_, i) => ({ type: "after", key: `k${i}`, data: i })), { topic });
+  expect(later.every((r) => r.status === "fulfilled")).toBe(true);
+  for (const t = Date.now(); got.some((g) => g.size < 120) && Date.now() - t < 40_000; ) await Bun.sleep(100);
+  expect(notices).toEqual([]);
+  expect(got.map((g) => g.size)).toEqual(Array(12).fill(120));
+}, 120_000);
+
 test("an instance that is down, or accepts and never welcomes, is passed over for the next in the list", async () => {
   const gw = await gateway({ KAFKA_BROKERS: "" });
   const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });

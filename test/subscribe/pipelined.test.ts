@@ -18,7 +18,7 @@ for (const log of ["kafka", "embedded"] as const) {
     let brokers = "";
     beforeAll(async () => {
       if (log === "kafka") brokers = await kafkaBrokers();
-      gw = await startGateway({ ...(brokers ? { KAFKA_BROKERS: brokers, KAFKA_WORKERS: "1" } : {}), MAX_REPLAY_SUBSCRIPTIONS: "6", MAX_FEEDS: "12", FEED_IDLE_CLOSE_MS: "200", RATE_LIMIT_EVENTS: "0" });
+      gw = await startGateway({ ...(brokers ? { KAFKA_BROKERS: brokers, KAFKA_WORKERS: "1" } : {}), MAX_REPLAY_SUBSCRIPTIONS: "6", MAX_FEEDS: "12", FEED_IDLE_CLOSE_MS: "200", RATE_LIMIT_EVENTS: "0", REPLAY_RATE_LIMIT: "100" });
     }, 60_000);
     afterAll(() => gw.stop(), 60_000);
 
@@ -27,7 +27,10 @@ for (const log of ["kafka", "embedded"] as const) {
       const topic = freshTopic("pipelined");
       if (brokers && created) await ensureTopic(brokers, topic, 3);
       const p = await GatewayClient.connect(gw.wsUrl);
-      expect((await p.publishBatch(Array.from({ length: events }, (_, i) => ({ type: "seed", key: `k${i}`, data: i })), topic)).t).toBe(22);
+      for (let from = 0; from < events; from += 500) {
+        const n = Math.min(500, events - from);
+        expect((await p.publishBatch(Array.from({ length: n }, (_, i) => ({ type: "seed", key: `k${from + i}`, data: from + i })), topic)).t).toBe(22);
+      }
       p.close();
       return topic;
     }
@@ -81,9 +84,11 @@ for (const log of ["kafka", "embedded"] as const) {
         expect(live.filter((f) => f.t === 30).every((f) => f.code === "TOO_MANY_SUBSCRIPTIONS")).toBe(true);
         c.close();
         await settled();
-        // MAX_REPLAY_SUBSCRIPTIONS (6) from two connections at once; past-live replays keep their readers.
+        // MAX_REPLAY_SUBSCRIPTIONS (6) from two connections at once: at 100 events/s none of the replays
+        // of 2,000 events catches up (which would free its place) while the 20 subscribes are answered.
         const [d, e] = await Promise.all([GatewayClient.connect(gw.wsUrl), GatewayClient.connect(gw.wsUrl)]);
-        const replays = await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? d : e).subscribe({ sub: `r${i}`, topic, start: "earliest", policy: "disconnect" }, () => {})));
+        const long = await topicWith(2000);
+        const replays = await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 ? d : e).subscribe({ sub: `r${i}`, topic: long, start: "earliest", policy: "disconnect" }, () => {})));
         const health = (await gw.health()).subscriptions;
         expect(replays.filter((f) => f.t === 23).length).toBeLessThanOrEqual(6);
         expect(health.replayFeeds).toBeLessThanOrEqual(6);
