@@ -1,3 +1,4 @@
+import { PartitionCounts } from "./partition-counts";
 import { type PoolEvent, type PoolOptions, WorkerPool } from "./pool";
 import type { RecordSink } from "./worker-slot";
 import { GatewayError } from "../protocol/errors";
@@ -49,9 +50,11 @@ export class KafkaLog implements EventLog {
   readonly pool: WorkerPool;
   private roundRobin = 0;
   private readerSeq = 0;
+  private readonly partitionCounts: PartitionCounts;
 
   constructor(options: PoolOptions, onEvent?: (e: PoolEvent) => void) {
     this.pool = new WorkerPool(options, onEvent);
+    this.partitionCounts = new PartitionCounts((topics) => this.pool.query<number[]>({ kind: "partitions", topics }));
   }
 
   start(): Promise<void> {
@@ -86,7 +89,7 @@ export class KafkaLog implements EventLog {
    */
   async partitionCount(topic: string): Promise<number> {
     for (let attempt = 0; ; attempt++) {
-      const n = await this.pool.query<number>({ kind: "partitions", topic });
+      const n = await this.partitionCounts.of(topic);
       if (n > 0) return n;
       if (attempt >= 4) throw new GatewayError("UNKNOWN_TOPIC", `topic "${topic}" does not exist; subscribing does not create topics`);
       await Bun.sleep(100);

@@ -24,9 +24,11 @@ export class QueryTable {
     if (candidates.length === 0) return Promise.reject(new GatewayError("UNAVAILABLE", "no Kafka worker is connected to Kafka"));
     const slot = candidates[this.seq % candidates.length]!;
     const reqId = ++this.seq;
+    const deadline = Date.now() + this.timeoutMs;
     return new Promise<T>((resolve, reject) => {
-      this.pending.set(reqId, { slot, deadline: Date.now() + this.timeoutMs, resolve: resolve as (v: unknown) => void, reject });
-      slot.writer!.write(jsonMessage(IpcType.QUERY, { reqId, ...q }));
+      this.pending.set(reqId, { slot, deadline, resolve: resolve as (v: unknown) => void, reject });
+      // The worker drops a question whose deadline passes before its turn (wall clocks: same host).
+      slot.writer!.write(jsonMessage(IpcType.QUERY, { reqId, deadline, ...q }));
     });
   }
 

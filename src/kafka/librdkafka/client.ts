@@ -39,6 +39,11 @@ export abstract class Client {
     return this.meta.partitionCount(topic, timeoutMs);
   }
 
+  /** See MetadataQueries.partitionCounts. */
+  partitionCounts(topics: readonly string[], timeoutMs = QUERY_TIMEOUT_MS): number[] {
+    return this.meta.partitionCounts(topics, timeoutMs);
+  }
+
   /** See MetadataQueries.watermarks. */
   watermarks(topic: string, partition: number, timeoutMs = QUERY_TIMEOUT_MS): { low: number; high: number } {
     return this.meta.watermarks(topic, partition, timeoutMs);
@@ -83,17 +88,24 @@ export class MetadataQueries {
    * auto-create it (auto.create.topics.enable), and asking must never create a topic.
    */
   partitionCount(topic: string, timeoutMs = QUERY_TIMEOUT_MS): number {
+    return this.partitionCounts([topic], timeoutMs)[0]!;
+  }
+
+  /** As partitionCount, for many topics from one metadata request: what the gateway's callers share. */
+  partitionCounts(topics: readonly string[], timeoutMs = QUERY_TIMEOUT_MS): number[] {
     const lib = rdk();
-    check(lib.rd_kafka_metadata(this.rk as never, 1, null, this.outAddr as never, timeoutMs), `metadata for ${topic}`);
+    check(lib.rd_kafka_metadata(this.rk as never, 1, null, this.outAddr as never, timeoutMs), `metadata for ${topics.length} topics`);
     const md = read.ptr(this.outAddr, 0);
     try {
-      const topics = read.ptr(md, METADATA.TOPICS);
+      const wanted = new Map<string, number>(topics.map((t) => [t, 0]));
+      const list = read.ptr(md, METADATA.TOPICS);
       for (let i = 0; i < read.i32(md, METADATA.TOPIC_CNT); i++) {
-        const t = topics + i * METADATA_TOPIC.SIZE;
-        if (read.i32(t, METADATA_TOPIC.ERR) !== 0 || readString(read.ptr(t, METADATA_TOPIC.NAME)) !== topic) continue;
-        return read.i32(t, METADATA_TOPIC.PARTITION_CNT);
+        const t = list + i * METADATA_TOPIC.SIZE;
+        if (read.i32(t, METADATA_TOPIC.ERR) !== 0) continue;
+        const name = readString(read.ptr(t, METADATA_TOPIC.NAME));
+        if (wanted.has(name)) wanted.set(name, read.i32(t, METADATA_TOPIC.PARTITION_CNT));
       }
-      return 0;
+      return topics.map((t) => wanted.get(t)!);
     } finally {
       lib.rd_kafka_metadata_destroy(md as never);
     }

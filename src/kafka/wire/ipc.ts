@@ -161,7 +161,7 @@ export class ReceivedTable<V> {
 
 /** Metadata questions a worker answers with its producer's client (QUERY → QUERY_RESULT). */
 export type Query =
-  | { kind: "partitions"; topic: string }
+  | { kind: "partitions"; topics: string[] }
   | { kind: "watermarks"; topic: string; partitions: number }
   | { kind: "offsetsForTime"; topic: string; partitions: number; timestampMs: number };
 

@@ -65,10 +65,10 @@ class QueryThread {
       done?.(e.data);
     };
   }
-  ask(query: ThreadQuery, done: (r: Answer) => void): void {
+  ask(query: ThreadQuery, done: (r: Answer) => void, deadline?: number): void {
     const reqId = ++this.seq;
     this.waiting.set(reqId, done);
-    this.thread.postMessage({ reqId, rk: ffi.producer.rk, query });
+    this.thread.postMessage({ reqId, rk: ffi.producer.rk, query, deadline });
   }
 }
 const queries = new QueryThread();
@@ -101,9 +101,9 @@ function dispatch(type: number, body: Buffer): void {
     readers.handle(type, new ByteReader(body).json());
     wake();
   } else if (type === IpcType.QUERY) {
-    const q = new ByteReader(body).json<Query & { reqId: number }>();
+    const q = new ByteReader(body).json<Query & { reqId: number; deadline?: number }>();
     if (!ready) return void send(jsonMessage(IpcType.QUERY_RESULT, { reqId: q.reqId, error: "the worker is not connected to Kafka" }));
-    queries.ask(q, (r) => send(jsonMessage(IpcType.QUERY_RESULT, { reqId: q.reqId, result: r.result, error: r.error })));
+    queries.ask(q, (r) => send(jsonMessage(IpcType.QUERY_RESULT, { reqId: q.reqId, result: r.result, error: r.error })), q.deadline);
   } else if (type === IpcType.SHUTDOWN) {
     void shutdown(body.length > 0 ? new ByteReader(body).json<{ timeoutMs: number }>().timeoutMs : 5000);
   }

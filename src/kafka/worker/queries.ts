@@ -5,7 +5,9 @@
  * worker's own producer handle (librdkafka's API is thread-safe), which outlives this thread: the
  * process exits without destroying it.
  *
- * Messages in: { reqId, rk, query: ThreadQuery }; out: { reqId, result } or { reqId, error }.
+ * Messages in: { reqId, rk, query: ThreadQuery, deadline? }; out: { reqId, result } or { reqId, error }.
+ * A question whose deadline (ms since the epoch) has passed when its turn comes is not asked: its
+ * caller has had its error already, and asking anyway would keep the questions behind it waiting.
  * The worker runs two of these threads: one for the gateway's questions and one for its broker
  * probe (broker-probe.ts), so a probe never waits behind a slow question and reads as an outage.
  */
@@ -29,8 +31,9 @@ let queries: MetadataQueries | null = null;
 /** The gateway's questions, plus the worker's own: connect (READY) and probe (HEALTH). */
 export type ThreadQuery = Query | { kind: "connect" } | { kind: "probe"; timeoutMs: number };
 
-self.onmessage = (e: MessageEvent<{ reqId: number; rk: number; query: ThreadQuery }>) => {
-  const { reqId, rk, query } = e.data;
+self.onmessage = (e: MessageEvent<{ reqId: number; rk: number; query: ThreadQuery; deadline?: number }>) => {
+  const { reqId, rk, query, deadline } = e.data;
+  if (deadline !== undefined && Date.now() >= deadline) return void self.postMessage({ reqId, error: "not asked: its deadline passed while it waited" });
   try {
     if (!queries || queries.rk !== rk) queries = new MetadataQueries(rk);
     self.postMessage({ reqId, result: answer(queries, query) });
@@ -49,7 +52,7 @@ function answer(q: MetadataQueries, query: ThreadQuery): unknown {
       q.ping(query.timeoutMs);
       return true;
     case "partitions":
-      return q.partitionCount(query.topic, TIMEOUT_MS);
+      return q.partitionCounts(query.topics, TIMEOUT_MS);
     case "watermarks":
       return retrying((left) => Array.from({ length: query.partitions }, (_, p) => q.watermarks(query.topic, p, left)));
     case "offsetsForTime":
