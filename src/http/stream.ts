@@ -112,6 +112,7 @@ export function createStreamRoute(deps: StreamDeps) {
       discard: (f) => outbound.discard(f),
       reply: (d) => outbound.reply(d),
       flushAll: () => outbound.flush(true),
+      backlogged: () => outbound.backlogged,
       close: (code) => end(code),
     };
     const heartbeat = setInterval(() => !ended && controller.desiredSize !== null && controller.desiredSize > 0 && controller.enqueue(encoder.encode(": keep-alive\n\n")), HEARTBEAT_MS);

@@ -59,6 +59,7 @@ export class ReaderRegistry {
       ready,
       assign: (assignments) => control(IpcType.ASSIGN, { assignments }),
       unassign: (assignments) => control(IpcType.UNASSIGN, { assignments }),
+      storeOffsets: (assignments) => control(IpcType.STORE_OFFSETS, { assignments }),
       close: () => {
         if (this.readers.delete(readerId)) control(IpcType.CLOSE_READER, {});
       },

@@ -76,6 +76,12 @@ export interface LogReader {
   readonly ready: Promise<void>;
   assign(list: Assignment[]): void;
   unassign(list: Assignment[]): void;
+  /**
+   * A group reader's positions its group may commit: the next offset of each partition whose records
+   * before it were all handed over. Nothing for a reader with manual assignment, nor on the embedded
+   * log (one process is the whole group there).
+   */
+  storeOffsets(list: Assignment[]): void;
   close(): void;
 }
 

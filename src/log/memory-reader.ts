@@ -39,6 +39,8 @@ export class MemoryReader implements LogReader {
     for (const a of list) this.positions.delete(`${a.topic}\0${a.partition}`);
   }
 
+  storeOffsets(): void {}
+
   close(): void {
     this.closed = true;
     this.log.removeReader(this);

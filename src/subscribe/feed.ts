@@ -5,7 +5,8 @@ import type { Metrics } from "../observability/metrics";
 import { DecodedRecord } from "./decoded-record";
 import { FilterIndex } from "./filter-index";
 import type { Positions } from "./position";
-import type { Subscription } from "./subscription";
+import { ShareLedger } from "./share-ledger";
+import type { ShareDealer, Subscription } from "./subscription";
 
 export interface FeedOptions {
   /** Shared subscription: read in this consumer group, and give each record to one member. */
@@ -16,6 +17,9 @@ export interface FeedOptions {
   target?: Positions;
 }
 
+// How often a share group's feed tells its reader what the group may commit (it commits every 5 s).
+const STORE_INTERVAL_MS = 200;
+
 /**
  * One log reader and the subscriptions it serves. Each record is decoded once, the index yields the
  * candidate subscriptions (identical filters evaluated once), and each touched subscription gets one
@@ -23,7 +27,7 @@ export interface FeedOptions {
  * drop. History is read at the pace its subscriber takes it, so a replay is never dropped for being slow.
  * If the reader is lost with its worker, the feed reopens at exactly the positions it had.
  */
-export class Feed {
+export class Feed implements ShareDealer {
   readonly subs = new Set<Subscription>();
   /** Records read so far: each subscription's `examined` counts from its own start (delivery health). */
   recordsRead = 0;
@@ -42,6 +46,9 @@ export class Feed {
   private held = false;
   /** While replaying: when the next batch may be delivered (performance.now() time). */
   private paceAt = 0;
+  /** A share group's feed: what its members were handed, which is what the group may commit. */
+  private readonly ledger: ShareLedger | null;
+  private storeTimer: Timer | null = null;
 
   constructor(
     private readonly log: EventLog,
@@ -53,6 +60,7 @@ export class Feed {
     private readonly logger: Logger,
   ) {
     this.live = !options.target || this.caughtUp();
+    this.ledger = options.group ? new ShareLedger() : null;
   }
 
   get isLive(): boolean {
@@ -66,6 +74,7 @@ export class Feed {
   add(sub: Subscription): void {
     this.subs.add(sub);
     sub.readFrom(this);
+    if (this.ledger) sub.dealtBy(this);
     this.index.add(sub, sub.filter);
     if (this.live) sub.goLive();
   }
@@ -104,7 +113,44 @@ export class Feed {
     if (this.paceTimer) clearTimeout(this.paceTimer);
     this.paceTimer = null;
     for (const w of this.waiting.splice(0)) w.done();
+    // Last: what the members were handed, which the group commits as the reader leaves it.
+    this.storeOffsets();
     this.reader?.close();
+  }
+
+  done(records: readonly DecodedRecord[]): void {
+    this.ledger?.done(records);
+    this.scheduleStore();
+  }
+
+  /**
+   * A member ended with these still queued: they go to another member (a later turn: the member is
+   * leaving the index meanwhile). With none left, they stay uncommitted, and the partition's next
+   * owner in the group reads them again.
+   */
+  undelivered(records: readonly DecodedRecord[]): void {
+    setImmediate(() => {
+      if (this.closed) return;
+      for (const rec of records) if (!this.dealToOne(rec, false)) this.ledger?.done([rec]);
+      this.endTouched();
+      this.scheduleStore();
+    });
+  }
+
+  private scheduleStore(): void {
+    if (this.storeTimer || this.closed) return;
+    this.storeTimer = setTimeout(() => {
+      this.storeTimer = null;
+      this.storeOffsets();
+    }, STORE_INTERVAL_MS);
+    this.storeTimer.unref();
+  }
+
+  private storeOffsets(): void {
+    if (this.storeTimer) clearTimeout(this.storeTimer);
+    this.storeTimer = null;
+    const list = this.ledger?.take();
+    if (list && list.length > 0) this.reader?.storeOffsets(list);
   }
 
   /**
@@ -173,19 +219,32 @@ export class Feed {
       const offsets = this.positions.get(r.topic);
       if (offsets) {
         // Read already: a batch the lost reader had handed over before the new one, reopened at
-        // these positions, read it again.
-        if (r.offset < (offsets[r.partition] ?? -1)) continue;
+        // these positions, read it again. Not in a share group: there a record read again comes from
+        // the group's commit, which is before it only when no member was handed it.
+        if (!this.ledger && r.offset < (offsets[r.partition] ?? -1)) continue;
         offsets[r.partition] = r.offset + 1;
       }
       // One record's fault costs that record only, never the rest of the batch or going live.
       try {
         const rec = new DecodedRecord(r);
-        if (this.options.group) this.dealToOne(rec);
-        else this.index.match(rec, this.collectInto(rec));
+        if (this.ledger) {
+          this.ledger.read(rec);
+          this.dealToOne(rec);
+        } else this.index.match(rec, this.collectInto(rec));
       } catch (e) {
         this.logger.error("a read record could not be matched; skipped", { topic: r.topic, partition: r.partition, offset: r.offset, error: String((e as Error)?.message ?? e) });
       }
     }
+    this.endTouched();
+    if (this.ledger) this.scheduleStore();
+    this.metrics.filterSeconds.observe((performance.now() - started) / 1000);
+    if (!this.live && this.caughtUp()) {
+      this.live = true;
+      for (const sub of this.subs) sub.goLive();
+    }
+  }
+
+  private endTouched(): void {
     for (const sub of this.touched) {
       try {
         sub.endBatch();
@@ -194,11 +253,6 @@ export class Feed {
       }
     }
     this.touched.clear();
-    this.metrics.filterSeconds.observe((performance.now() - started) / 1000);
-    if (!this.live && this.caughtUp()) {
-      this.live = true;
-      for (const sub of this.subs) sub.goLive();
-    }
   }
 
   private collectInto(rec: DecodedRecord): (sub: Subscription) => void {
@@ -210,16 +264,19 @@ export class Feed {
 
   /**
    * Work-queue delivery: one matching member gets the record. A key always goes to the same member
-   * while membership holds, so per-key order survives the split.
+   * while membership holds, so per-key order survives the split. `fresh`: read just now, rather than
+   * dealt again after its member ended (the ledger has it already). False when no member takes it.
    */
-  private dealToOne(rec: DecodedRecord): void {
+  private dealToOne(rec: DecodedRecord, fresh = true): boolean {
     const c = this.candidates;
     c.length = 0;
-    this.index.match(rec, (sub) => void c.push(sub));
-    if (c.length === 0) return;
+    this.index.match(rec, (sub) => void (sub.closed || c.push(sub)));
+    if (c.length === 0) return false;
     const pick = c[(rec.record.key ? murmur2(rec.record.key) & 0x7fffffff : this.roundRobin++) % c.length]!;
+    if (fresh) this.ledger?.dealt(rec);
     this.touched.add(pick);
     pick.collect(rec);
+    return true;
   }
 
   private caughtUp(): boolean {

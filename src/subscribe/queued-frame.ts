@@ -4,6 +4,8 @@
  * `lagged` notices always describe what the client was really handed.
  */
 
+import type { DecodedRecord } from "./decoded-record";
+
 /** The subscription side of a queued frame. */
 export interface FrameOwner {
   /** A notice to hand just before this owner's next frame (the `lagged` frame after drops), or null. */
@@ -23,6 +25,8 @@ export class QueuedFrame {
     readonly events: number,
     /** The token the frame carries, if any. */
     readonly token: string | undefined,
+    /** A share group member's frame: its records, which the group may commit once they are handed (share-ledger.ts). */
+    readonly records?: readonly DecodedRecord[],
   ) {}
 }
 
@@ -36,5 +40,7 @@ export interface SubscriberSocket {
   reply(data: Uint8Array | string): void;
   /** Writes everything queued, past the usual high-water mark: for a socket about to be closed. */
   flushAll(): void;
+  /** Whether frames wait to be taken by the client (queued, or in the transport's own buffer). */
+  backlogged(): boolean;
   close(code: number, reason: string): void;
 }

@@ -14,6 +14,22 @@ export interface RecordSource {
   readonly recordsRead: number;
 }
 
+/** A share group's feed, told what became of the records it dealt to this member. */
+export interface ShareDealer {
+  /** Handed to the socket, or given up by the slow-consumer policy. */
+  done(records: readonly DecodedRecord[]): void;
+  /** Never handed: the member ended with them queued. Deal them to another member. */
+  undelivered(records: readonly DecodedRecord[]): void;
+}
+
+/**
+ * A share group member's records count as delivered (the group may commit them) this long after they
+ * were handed to its socket, and only while its connection has nothing waiting: handed is not read.
+ * A member that stalls fills the kernel's buffers, then Bun's, and dies with all of them unread; its
+ * records handed within the grace, or while it was backlogged, are dealt to another member instead.
+ */
+const SHARE_GRACE_MS = 2000;
+
 const sizeOf = (data: Uint8Array | string) => (typeof data === "string" ? data.length : data.byteLength);
 
 /**
@@ -52,6 +68,11 @@ export class Subscription implements FrameOwner {
   private lastHandedToken: string;
   /** The feed waiting to deliver more history once this subscription's frames are handed (holdsReplay). */
   private onRoom: (() => void) | null = null;
+  /** A share group member's feed (dealtBy). */
+  private dealer: ShareDealer | null = null;
+  /** A member's records handed to its socket and not yet counted as delivered (SHARE_GRACE_MS). */
+  private readonly unsettled: Array<{ at: number; records: readonly DecodedRecord[] }> = [];
+  private settleTimer: Timer | null = null;
 
   constructor(
     readonly id: string,
@@ -89,6 +110,11 @@ export class Subscription implements FrameOwner {
     if (this.live || this.closed || this.queuedBytes === 0) return false;
     this.onRoom = resume;
     return true;
+  }
+
+  /** A share group's feed deals this member its records, and is told when each is handed. */
+  dealtBy(dealer: ShareDealer): void {
+    this.dealer = dealer;
   }
 
   /** Joined a feed: records it reads from now on count as examined for this subscription. */
@@ -131,7 +157,7 @@ export class Subscription implements FrameOwner {
       // Some record cannot be encoded in this codec: each is sent as it can be (DecodedRecord.deliverable).
       data = this.encodeEvents(events, token, (e) => e.deliverable(this.codec));
     }
-    const queued = new QueuedFrame(this, data, sizeOf(data), events.length, token);
+    const queued = new QueuedFrame(this, data, sizeOf(data), events.length, token, this.dealer ? events : undefined);
     this.queued.push(queued);
     this.queuedBytes += queued.size;
     this.socket.frame(queued);
@@ -171,7 +197,13 @@ export class Subscription implements FrameOwner {
 
   close(): void {
     this.closed = true;
-    for (const f of this.queued) this.socket.discard(f);
+    if (this.settleTimer) clearTimeout(this.settleTimer);
+    this.settleTimer = null;
+    for (const u of this.unsettled.splice(0)) this.dealer?.undelivered(u.records);
+    for (const f of this.queued) {
+      this.socket.discard(f);
+      if (f.records) this.dealer?.undelivered(f.records);
+    }
     this.queued.length = 0;
     this.queuedBytes = 0;
     this.droppedSinceNotice = 0;
@@ -194,7 +226,27 @@ export class Subscription implements FrameOwner {
       this.metrics.eventsDelivered.inc(f.events);
     }
     if (f.token !== undefined) this.lastHandedToken = f.token;
+    if (f.records && this.dealer) {
+      this.unsettled.push({ at: Date.now(), records: f.records });
+      this.settleLater();
+    }
     this.roomMaybe();
+  }
+
+  private settleLater(): void {
+    if (this.settleTimer || this.unsettled.length === 0) return;
+    this.settleTimer = setTimeout(() => {
+      this.settleTimer = null;
+      if (this.closed) return;
+      if (!this.socket.backlogged()) {
+        const before = Date.now() - SHARE_GRACE_MS;
+        let n = 0;
+        while (n < this.unsettled.length && this.unsettled[n]!.at <= before) this.dealer!.done(this.unsettled[n++]!.records);
+        this.unsettled.splice(0, n);
+      }
+      this.settleLater();
+    }, Math.max(100, this.unsettled[0]!.at + SHARE_GRACE_MS - Date.now()));
+    this.settleTimer.unref();
   }
 
   private roomMaybe(): void {
@@ -207,7 +259,8 @@ export class Subscription implements FrameOwner {
 
   private overflow(): void {
     if (this.policy === "disconnect") {
-      for (const f of this.queued) if (f.events > 0) this.drop(f);
+      // A share group member being disconnected: its records go to another member, not to waste.
+      for (const f of this.queued) if (f.events > 0) this.drop(f, true);
       this.queued.length = 0;
       this.queuedBytes = 0;
       const notice = this.lagged();
@@ -235,8 +288,9 @@ export class Subscription implements FrameOwner {
     }
   }
 
-  private drop(f: QueuedFrame): void {
+  private drop(f: QueuedFrame, redeal = false): void {
     this.socket.discard(f);
+    if (f.records) redeal ? this.dealer?.undelivered(f.records) : this.dealer?.done(f.records);
     this.droppedSinceNotice += f.events;
     this.dropped += f.events;
     this.metrics.eventsDroppedLag.inc(f.events);

@@ -374,6 +374,7 @@ export function createWebSocketHandler(deps: {
         discard: (f) => outbound.discard(f),
         reply: (data) => outbound.reply(data),
         flushAll: () => outbound.flush(true),
+        backlogged: () => outbound.backlogged,
         close: (code, reason) => ws.close(code, reason),
       };
     },

@@ -105,6 +105,11 @@ export class Outbound {
     this.settle();
   }
 
+  /** Whether anything waits, here or in Bun's buffer: the client has not taken all it was sent. */
+  get backlogged(): boolean {
+    return this.head < this.queue.length || this.socket.getBufferedAmount() > 0;
+  }
+
   /** Resolves once everything queued has been handed to Bun (or the socket closed). */
   whenEmpty(): Promise<void> {
     if (this.closed || this.head === this.queue.length) return Promise.resolve();

@@ -28,6 +28,7 @@ function subscriber(codec: "msgpack" | "json") {
     discard() {},
     reply() {},
     flushAll() {},
+    backlogged: () => false,
     close() {},
   };
   const sub = new Subscription("s", ["t"], compileFilter({}), "drop-oldest", codec, socket, 1 << 30, metrics, new Map([["t", [0]]]));

@@ -193,6 +193,20 @@ export class Consumer extends Client {
     this.incremental(list, false);
   }
 
+  /**
+   * Group mode with enable.auto.offset.store=false: the offsets (next to read) that the group's
+   * commits may now carry. A partition no longer assigned here is refused by librdkafka, per
+   * partition, and skipped: its new owner reads on from the last commit. Returns the call's error code.
+   */
+  storeOffsets(list: TopicPartitionOffset[]): number {
+    const l = PartitionList.of(list);
+    try {
+      return rdk().rd_kafka_offsets_store(this.rk as never, l.handle as never) as number;
+    } finally {
+      l.destroy();
+    }
+  }
+
   /** Group mode: Kafka assigns partitions of `topics` among the group's members. */
   subscribe(topics: string[]): void {
     const l = PartitionList.of(topics.map((topic) => ({ topic, partition: -1 })));

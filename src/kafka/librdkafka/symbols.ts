@@ -60,6 +60,8 @@ const symbols = {
   rd_kafka_assign: { args: [ptr, ptr], returns: i32 },
   rd_kafka_incremental_assign: { args: [ptr, ptr], returns: ptr },
   rd_kafka_incremental_unassign: { args: [ptr, ptr], returns: ptr },
+  // rd_kafka_resp_err_t rd_kafka_offsets_store(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *offsets)
+  rd_kafka_offsets_store: { args: [ptr, ptr], returns: i32 },
   rd_kafka_subscribe: { args: [ptr, ptr], returns: i32 },
   rd_kafka_consumer_close: { args: [ptr], returns: i32 },
   rd_kafka_consumer_close_queue: { args: [ptr, ptr], returns: ptr },

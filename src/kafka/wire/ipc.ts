@@ -58,6 +58,8 @@ export const IpcType = {
   HEALTH: 22,
   PING: 23,
   PONG: 24,
+  /** Gateway → worker, for a group reader: { readerId, assignments } the group may commit (records handed to members). */
+  STORE_OFFSETS: 25,
 } as const;
 
 export const READER_CREDIT = 4;

@@ -97,7 +97,7 @@ function dispatch(type: number, body: Buffer): void {
     wake();
   } else if (type === IpcType.PING) {
     send(jsonMessage(IpcType.PONG, {}));
-  } else if (type >= IpcType.OPEN_READER && type <= IpcType.CLOSE_READER) {
+  } else if ((type >= IpcType.OPEN_READER && type <= IpcType.CLOSE_READER) || type === IpcType.STORE_OFFSETS) {
     readers.handle(type, new ByteReader(body).json());
     wake();
   } else if (type === IpcType.QUERY) {

@@ -31,7 +31,9 @@ class Reader {
     /** ReaderOptions.onlyHeaders, as bytes to compare names with. */
     private readonly only: Uint8Array[] | null = null,
   ) {
-    const mode: Record<string, string | boolean> = groupTopics ? { "enable.auto.commit": true, "auto.offset.reset": "latest" } : { "enable.auto.commit": false };
+    // A group commits only what the gateway says its members were handed (STORE_OFFSETS), never what
+    // this worker merely read: a member whose connection drops leaves its records to the group.
+    const mode: Record<string, string | boolean> = groupTopics ? { "enable.auto.commit": true, "enable.auto.offset.store": false, "auto.offset.reset": "latest" } : { "enable.auto.commit": false };
     // As the Node reader (worker-readers.ts): a group member whose worker dies holds its partitions
     // until its session times out, so share groups get 10 s rather than librdkafka's 45 s.
     const session: Record<string, number> = groupTopics ? { "session.timeout.ms": 10_000, "heartbeat.interval.ms": 3000 } : {};
@@ -51,6 +53,10 @@ class Reader {
 
   acked(): void {
     this.outstanding--;
+  }
+
+  storeOffsets(list: Assignment[]): void {
+    if (!this.closing) this.consumer.storeOffsets(list);
   }
 
   close(): void {
@@ -147,6 +153,7 @@ export class FfiReaders {
     if (type === IpcType.ASSIGN) reader.assign(msg.assignments ?? []);
     else if (type === IpcType.UNASSIGN) reader.unassign(msg.assignments ?? []);
     else if (type === IpcType.RECORDS_ACK) reader.acked();
+    else if (type === IpcType.STORE_OFFSETS) reader.storeOffsets(msg.assignments ?? []);
     else if (type === IpcType.CLOSE_READER) {
       // Kept until its close completes (tick), then freed; the gateway has already forgotten it.
       this.readers.delete(msg.readerId);
