@@ -84,6 +84,8 @@ export class ConnectionAuth {
     if (!id) err = new GatewayError("UNAUTHENTICATED", "send hello with a valid token first");
     else if (this.expired) err = new GatewayError("UNAUTHENTICATED", "the token has expired; send refresh with a new one");
     else err = check(id.grants, action, topic, events);
+    // Bounded as `granted` is: a connection naming ever new topics makes the audit start over, not grow.
+    if (this.seen.size >= MAX_CACHED_TOPICS) this.seen.clear();
     this.ctx.audit.record(
       { principal: this.principal, action, topic, outcome: err ? "deny" : "allow", ...(err ? { code: err.code, reason: err.message } : {}), transport: "ws", session: this.session },
       this.seen,

@@ -1,0 +1,25 @@
+import { expect, test } from "bun:test";
+import { Audit } from "../../src/auth/audit";
+import { Authenticator } from "../../src/auth/authenticator";
+import { ConnectionAuth } from "../../src/auth/session";
+import { ConfigSchema } from "../../src/config/schema";
+import type { Logger } from "../../src/observability/logger";
+
+/**
+ * Found by the hostile tester: one connection naming 200,000 distinct topics (each subscribe refused
+ * later, for the connection's subscription limit) grew the gateway by 90–220 MB, in the set of
+ * decisions it had already audited, which nothing bounded. It now starts over past 1,024 entries, as
+ * the set of granted topics beside it does.
+ */
+test("a connection's memory of audited decisions is bounded however many topics it names", () => {
+  const config = ConfigSchema.parse({});
+  let lines = 0;
+  const logger = { info: () => void lines++, warn: () => void lines++, error: () => {}, debug: () => {} } as unknown as Logger;
+  const auth = new ConnectionAuth({ authenticator: new Authenticator([], config), audit: new Audit(logger), config }, "s", { expiring() {}, close() {} });
+  for (let i = 0; i < 5000; i++) expect(auth.authorize("subscribe", `topic-${i}`)).toBeUndefined();
+  expect(lines).toBe(5000);
+  expect((auth as unknown as { seen: Set<string> }).seen.size).toBeLessThanOrEqual(1024);
+  // Still one line per decision it remembers.
+  auth.authorize("subscribe", "topic-4999");
+  expect(lines).toBe(5000);
+});
