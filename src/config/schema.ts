@@ -83,6 +83,8 @@ export const settings = {
   REPLAY_MAX_DURATION: duration.default(7 * 86_400_000).describe("How far back a subscription may start (earliest is clamped to it; an older time is refused); a duration such as 24h"),
   REPLAY_RATE_LIMIT: int(1, 100_000_000).default(50_000).describe("Events/s one subscription reads while replaying history, before it is live"),
   SUBSCRIBER_BUFFER_BYTES: int(16 * 1024, 1024 * 1024 * 1024).default(1024 * 1024).describe("Event bytes queued for one slow subscription before its policy applies (drop-oldest or disconnect)"),
+  SUBSCRIBER_CONNECTION_BUFFER_BYTES: int(64 * 1024, 1024 * 1024 * 1024 * 1024).default(16 * 1024 * 1024).describe("Event bytes all subscriptions of one connection may hold queued together; past it, the subscription queueing more applies its policy"),
+  SUBSCRIBER_TOTAL_BUFFER_BYTES: int(1024 * 1024, 1024 * 1024 * 1024 * 1024).default(256 * 1024 * 1024).describe("Event bytes all subscriptions of the instance may hold queued together; past it, the subscription queueing more applies its policy"),
   MAX_SUBSCRIPTIONS_PER_CONNECTION: int(1, 100_000).default(100).describe("Subscriptions one connection may hold"),
   MAX_CONNECTIONS: int(0, 10_000_000).default(0).describe("WebSocket connections one instance accepts (0: as many as the open-files limit safely allows); past it, TOO_MANY_CONNECTIONS"),
   MAX_CONNECTIONS_PER_IP: int(1, 10_000_000).default(1000).describe("WebSocket connections from one client address; past it, TOO_MANY_CONNECTIONS"),

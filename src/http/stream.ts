@@ -107,6 +107,7 @@ export function createStreamRoute(deps: StreamDeps) {
     const outbound = new Outbound(sse, { maxReplyBytes: 1024 * 1024 }, () => end());
     const conn: SubscriberConnection = {
       subscriptions: new Map(),
+      queuedEventBytes: 0,
       info: { connection: `sse-${crypto.randomUUID()}`, peer: remote, transport: "sse", principal: () => who.principal },
       frame: (f) => outbound.frame(f),
       discard: (f) => outbound.discard(f),

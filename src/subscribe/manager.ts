@@ -10,7 +10,7 @@ import { Feed } from "./feed";
 import { type CompiledFilter, compileFilter } from "./filter";
 import { type Positions, decodeToken, filterTag } from "./position";
 import type { SubscriberSocket } from "./queued-frame";
-import { type SlowPolicy, Subscription } from "./subscription";
+import { QueueLimits, type SlowPolicy, Subscription } from "./subscription";
 
 /** Who holds a subscription, as the delivery-health view shows it. */
 export interface SubscriberInfo {
@@ -57,6 +57,8 @@ export class SubscriptionManager {
   private readonly recentlyEnded = new RecentlyEnded();
   private readonly replayFeeds = new Map<Subscription, Feed>();
   private readonly sharedFeeds = new Map<string, Promise<Feed>>();
+  /** What every subscription's queued frames may hold, alone, per connection and together. */
+  private readonly queueLimits: QueueLimits;
   private readonly topicAllow: RegExp;
   private readonly lagTimer: Timer;
   /** Subscribes of each connection still starting, by id, settled (either way) once started. */
@@ -73,6 +75,7 @@ export class SubscriptionManager {
     private readonly logger: Logger,
   ) {
     this.topicAllow = new RegExp(config.TOPIC_ALLOW);
+    this.queueLimits = new QueueLimits(config.SUBSCRIBER_BUFFER_BYTES, config.SUBSCRIBER_CONNECTION_BUFFER_BYTES, config.SUBSCRIBER_TOTAL_BUFFER_BYTES);
     this.lagTimer = setInterval(() => void this.sampleLag(), 5000);
     this.lagTimer.unref();
   }
@@ -192,7 +195,7 @@ export class SubscriptionManager {
   private async start(conn: SubscriberConnection, codec: CodecName, f: SubscribeFrame, id: string, topics: string[], filter: CompiledFilter, start: Start): Promise<void> {
     const policy: SlowPolicy = f.policy ?? "drop-oldest";
     const make = (positions: Positions, shareGroup?: string) =>
-      new Subscription(id, topics, filter, policy, codec, conn, this.config.SUBSCRIBER_BUFFER_BYTES, this.metrics, positions, shareGroup);
+      new Subscription(id, topics, filter, policy, codec, conn, this.queueLimits, this.metrics, positions, shareGroup);
 
     if (f.share) {
       const key = shareKey(f.share, topics);

@@ -32,6 +32,8 @@ export class QueuedFrame {
 
 /** The connection as its subscriptions see it. */
 export interface SubscriberSocket {
+  /** Event bytes its subscriptions hold queued, together (SUBSCRIBER_CONNECTION_BUFFER_BYTES). */
+  queuedEventBytes: number;
   /** Queues a subscription's frame behind everything queued before it. */
   frame(f: QueuedFrame): void;
   /** Takes a queued frame back: it will not be sent. */

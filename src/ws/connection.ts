@@ -369,6 +369,7 @@ export function createWebSocketHandler(deps: {
       ws.data.helloTimer = setTimeout(() => helloTimedOut(ws), config.HELLO_TIMEOUT);
       ws.data.subscriber = {
         subscriptions: new Map(),
+        queuedEventBytes: 0,
         info: { connection: ws.data.session, peer: ws.data.remote, transport: "ws", principal: () => ws.data.auth?.principal ?? "anonymous" },
         frame: (f) => outbound.frame(f),
         discard: (f) => outbound.discard(f),

@@ -9,7 +9,7 @@ import { MAX_DEGRADED_HEADERS } from "../../src/subscribe/decoded-record";
 import { DecodedRecord } from "../../src/subscribe/decoded-record";
 import { compileFilter } from "../../src/subscribe/filter";
 import type { QueuedFrame, SubscriberSocket } from "../../src/subscribe/queued-frame";
-import { Subscription } from "../../src/subscribe/subscription";
+import { QueueLimits, Subscription } from "../../src/subscribe/subscription";
 import { mapKey, plainValue } from "./arbitraries";
 
 // Whatever a Kafka record holds (it may come from any producer), every subscriber gets an entry for
@@ -24,6 +24,7 @@ const producerPackr = new Packr({ useRecords: false, variableMapSize: true });
 function subscriber(codec: "msgpack" | "json") {
   const frames: Array<Uint8Array | string> = [];
   const socket: SubscriberSocket = {
+    queuedEventBytes: 0,
     frame: (f: QueuedFrame) => void frames.push(f.data),
     discard() {},
     reply() {},
@@ -31,7 +32,7 @@ function subscriber(codec: "msgpack" | "json") {
     backlogged: () => false,
     close() {},
   };
-  const sub = new Subscription("s", ["t"], compileFilter({}), "drop-oldest", codec, socket, 1 << 30, metrics, new Map([["t", [0]]]));
+  const sub = new Subscription("s", ["t"], compileFilter({}), "drop-oldest", codec, socket, new QueueLimits(1 << 30, 1 << 30, 1 << 30), metrics, new Map([["t", [0]]]));
   return { sub, frames };
 }
 

@@ -1,0 +1,58 @@
+import { connect as tcp, type Socket } from "node:net";
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { type GatewayProcess, startGateway } from "../support/gateway";
+import { rssMiB } from "../support/proc";
+import { underControl } from "../ingest/control";
+import { GatewayClient } from "../support/ws-client";
+
+/**
+ * Found by the hostile tester: each bound on what a subscription may hold queued held on its own
+ * (1 MiB per subscription, 100 subscriptions per connection), and nothing bounded their sum: 20
+ * connections that never read, with 100 subscriptions each, took the gateway from 62 MB to 3.4 GB.
+ * Now a connection's subscriptions together (SUBSCRIBER_CONNECTION_BUFFER_BYTES, 16 MiB) and the
+ * instance's (SUBSCRIBER_TOTAL_BUFFER_BYTES) are bounded too, and past them the subscription that is
+ * behind applies its policy.
+ */
+let gw: GatewayProcess;
+beforeAll(async () => {
+  gw = await startGateway({ RATE_LIMIT_BYTES: "0", RATE_LIMIT_EVENTS: "0" });
+}, 60_000);
+afterAll(() => gw.stop(), 60_000);
+
+/** A masked client text frame, written by hand: this client never reads what comes back. */
+function frame(text: string): Buffer {
+  const p = Buffer.from(text);
+  const head = p.length < 126 ? Buffer.from([0x81, 0x80 | p.length]) : Buffer.from([0x81, 0x80 | 126, p.length >> 8, p.length & 255]);
+  return Buffer.concat([head, Buffer.from([0, 0, 0, 0]), p]); // a zero mask leaves the bytes as they are
+}
+
+test("connections that subscribe 100 times and never read hold at most their connection's bound, and others are served", async () => {
+  const topic = `non-readers-${Date.now()}`;
+  const sockets: Socket[] = [];
+  const before = rssMiB(gw.proc.pid);
+  await underControl(gw, "4 connections x 100 subscriptions that never read", async () => {
+    for (let c = 0; c < 4; c++) {
+      const s = tcp(gw.port, "127.0.0.1");
+      s.write(`GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+      s.write(frame(JSON.stringify({ t: 1, v: 1 })));
+      // Each its own filter, so that no two share an encoding.
+      for (let i = 0; i < 100; i++) s.write(frame(JSON.stringify({ t: 12, cid: i + 1, sub: `s${i}`, topic, filter: { where: `data.n >= ${-i - 1}` } })));
+      await Bun.sleep(100);
+      s.pause();
+      sockets.push(s);
+    }
+    await Bun.sleep(500);
+    expect((await gw.health()).subscriptions.subscriptions).toBe(400);
+    // 1.5 MB of events: every subscription is sent more than its own 1 MiB.
+    const p = await GatewayClient.connect(gw.wsUrl);
+    const pad = "z".repeat(1000);
+    for (let b = 0; b < 15; b++) expect((await p.publishBatch(Array.from({ length: 100 }, (_, i) => ({ type: "b", data: { n: b * 100 + i, pad } })), topic)).t).toBe(22);
+    p.close();
+    await Bun.sleep(2000);
+  });
+  const grew = rssMiB(gw.proc.pid) - before;
+  console.log(`400 subscriptions that never read, 1.5 MB published to each: RSS grew ${grew.toFixed(0)} MiB`);
+  // 4 x 16 MiB queued at most (before: 400 x 1 MiB), plus the heap's slack.
+  expect(grew).toBeLessThan(200);
+  for (const s of sockets) s.destroy();
+}, 120_000);
