@@ -21,6 +21,13 @@ export interface ConnectOptions {
   reconnect?: { minMs?: number; maxMs?: number };
   /** How long an attempt may take from opening the socket to the gateway's welcome before the next is tried (ms). */
   connectTimeoutMs?: number;
+  /**
+   * Liveness of an open connection: after `idleMs` with nothing from the gateway a `ping` is sent, and
+   * with still nothing `timeoutMs` later the connection is given up and the next instance tried (a
+   * hung instance, or a path that drops packets without a reset, would otherwise hold the client).
+   * Default 10 s and 10 s; false: never.
+   */
+  heartbeat?: { idleMs?: number; timeoutMs?: number } | false;
   lingerMs?: number;
   maxQueued?: number;
   maxAttempts?: number;
@@ -119,6 +126,7 @@ export class GatewayClient {
     this.closed = true;
     if (this.refreshTimer) clearTimeout(this.refreshTimer);
     if (this.connectTimer) clearTimeout(this.connectTimer);
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     this.publisher.failAll("CLIENT_CLOSED", "the client was closed before the gateway acknowledged this event");
     for (const s of [...this.subs.values()]) s.end({ kind: "ended", code: "CLIENT_CLOSED" });
     this.ws?.close(1000);
@@ -155,8 +163,10 @@ export class GatewayClient {
       this.retry(undefined, `no welcome from ${this.url} within ${this.options.connectTimeoutMs ?? 10_000} ms`);
     }, this.options.connectTimeoutMs ?? 10_000);
     ws.onopen = () => this.sendOn(ws, { t: FrameType.HELLO, v: PROTOCOL_VERSION, cid: 0, client: "kafka-ws-gateway/client", ...(token ? { token } : {}) });
+    this.watch(ws);
     ws.onmessage = (m) => {
       if (this.ws !== ws) return; // a socket given up on (connect timeout) says nothing more
+      this.lastHeard = Date.now();
       let f: InFrame;
       try {
         f = decode(m.data);
@@ -186,6 +196,40 @@ export class GatewayClient {
     };
   }
 
+  private lastHeard = 0;
+  private heartbeatTimer: ReturnType<typeof setInterval> | null = null;
+
+  /** The heartbeat of `ws` (see ConnectOptions.heartbeat), from its opening until it is replaced. */
+  private watch(ws: WebSocket): void {
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    this.heartbeatTimer = null;
+    const hb = this.options.heartbeat;
+    if (hb === false) return;
+    const idleMs = hb?.idleMs ?? 10_000;
+    const timeoutMs = hb?.timeoutMs ?? 10_000;
+    this.lastHeard = Date.now();
+    let pingAt = 0;
+    const timer = setInterval(() => {
+      if (this.ws !== ws || this.closed) return clearInterval(timer);
+      if (!this.welcomed) return; // connectTimeoutMs watches that part
+      const now = Date.now();
+      if (pingAt > 0 && this.lastHeard >= pingAt) pingAt = 0;
+      if (pingAt === 0 && now - this.lastHeard >= idleMs) {
+        pingAt = now;
+        this.sendOn(ws, { t: FrameType.PING, cid: this.cid++ });
+      } else if (pingAt > 0 && now - pingAt >= timeoutMs) {
+        clearInterval(timer);
+        // Given up without waiting for a closing handshake the other side may never answer.
+        this.ws = null;
+        ws.close(1000, "no answer to ping");
+        this.welcomed = false;
+        this.publisher.onDisconnect();
+        this.retry(undefined, `nothing from ${this.url} for ${now - this.lastHeard} ms, a ping unanswered`);
+      }
+    }, Math.max(50, Math.min(1000, idleMs / 4, timeoutMs / 4)));
+    this.heartbeatTimer = timer;
+  }
+
   private retry(code: number | undefined, reason: string): void {
     this.options.onState?.("reconnecting", { code, reason, url: this.url });
     const min = this.options.reconnect?.minMs ?? 100;
@@ -200,6 +244,7 @@ export class GatewayClient {
 
   private onFrame(f: InFrame): void {
     if (f.t === FrameType.WELCOME) return this.onWelcome(f);
+    if (f.t === FrameType.PONG) return; // heard: that is all a pong says
     if (f.t === FrameType.REFRESHED) return this.scheduleRefresh(f.expiresAt as number | undefined);
     if (typeof f.sub === "string" && this.subs.has(f.sub)) return this.subs.get(f.sub)!.handle(f);
     if (this.publisher.onReply(f)) return;

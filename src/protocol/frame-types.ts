@@ -17,6 +17,9 @@ export const FrameType = {
   SUBSCRIBE: 12,
   UNSUBSCRIBE: 13,
   REFRESH: 14,
+  // A liveness check: answered `pong` in order behind everything queued for the client, so a client
+  // that hears nothing back knows the connection (or the instance) is stuck, not merely quiet.
+  PING: 15,
   ACK: 20,
   NACK: 21,
   BATCH_ACK: 22,
@@ -28,5 +31,6 @@ export const FrameType = {
   UNSUBSCRIBED: 28,
   REFRESHED: 29,
   ERROR: 30,
+  PONG: 31,
 } as const;
 export type FrameTypeName = keyof typeof FrameType;

@@ -329,6 +329,10 @@ export function createWebSocketHandler(deps: {
       case FrameType.REFRESH:
         void authFrames.onRefresh(ws, codec, f, correlationId(f));
         return;
+      case FrameType.PING: {
+        const cid = correlationId(f);
+        return send(ws, cid === undefined ? { t: FrameType.PONG } : { t: FrameType.PONG, cid }, codec);
+      }
       default:
         return sendError(ws, codec, new GatewayError("UNKNOWN_FRAME_TYPE", `frame type ${f.t} is not one a client sends`), correlationId(f));
     }

@@ -113,6 +113,34 @@ test("failing over onto a busy instance: resubscribes refused for a retriable re
   expect(got.map((g) => g.size)).toEqual(Array(12).fill(120));
 }, 120_000);
 
+test("the instance in use hangs with its connection open (SIGSTOP): the heartbeat gives it up, and publishes and the subscription go on on the other", async () => {
+  const env = { KAFKA_BROKERS: brokers, KAFKA_WORKERS: "1", RESUME_TOKEN_KEYS };
+  const topic = freshTopic("sdk-hang");
+  await ensureTopic(brokers, topic, 3);
+  const [a, b] = await Promise.all([gateway(env), gateway(env)]);
+  const states: string[] = [];
+  const c = await connect({ url: [a.wsUrl, b.wsUrl], reconnect: { minMs: 50, maxMs: 500 }, heartbeat: { idleMs: 500, timeoutMs: 1000 }, onState: (s, d) => void states.push(`${s} ${d?.url ?? ""}`) });
+  clients.push(c);
+  expect(c.url).toBe(a.wsUrl);
+  const sub = await c.subscribe(topic, { start: "latest" });
+  const got = new Set<string>();
+  sub.onEvent((e) => got.add(e.event.id));
+  expect((await c.publish({ type: "before" }, { topic })).offset).toBeGreaterThanOrEqual(0);
+  a.proc.kill("SIGSTOP");
+  try {
+    const t0 = performance.now();
+    const ack = await Promise.race([c.publish({ id: "during-hang", type: "during" }, { topic }), Bun.sleep(15_000).then(() => null)]);
+    const ms = performance.now() - t0;
+    console.log(`an instance hung: the publish was acked by the other after ${ms.toFixed(0)} ms`);
+    expect(ack).not.toBeNull();
+    expect(c.url).toBe(b.wsUrl);
+    for (const t = Date.now(); !got.has("during-hang") && Date.now() - t < 10_000; ) await Bun.sleep(50);
+    expect(got.has("during-hang")).toBe(true);
+  } finally {
+    a.proc.kill("SIGCONT");
+  }
+}, 120_000);
+
 test("an instance that is down, or accepts and never welcomes, is passed over for the next in the list", async () => {
   const gw = await gateway({ KAFKA_BROKERS: "" });
   const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
