@@ -173,12 +173,7 @@ export class GatewayClient {
       } catch (e) {
         // Never skipped in silence: it may have carried acks or a subscription's events. A new
         // connection re-sends what is in flight (same ids) and resumes subscriptions from their tokens.
-        // (1000: browsers let a client close with no other code below 3000.)
-        this.ws = null;
-        ws.close(1000, "undecodable frame");
-        this.welcomed = false;
-        this.publisher.onDisconnect();
-        return this.retry(undefined, `a frame from ${this.url} could not decode (${(e as Error).message}); reconnecting`);
+        return this.giveUp(ws, "undecodable frame", `a frame from ${this.url} could not decode (${(e as Error).message}); reconnecting`);
       }
       this.onFrame(f);
     };
@@ -219,27 +214,39 @@ export class GatewayClient {
         this.sendOn(ws, { t: FrameType.PING, cid: this.cid++ });
       } else if (pingAt > 0 && now - pingAt >= timeoutMs) {
         clearInterval(timer);
-        // Given up without waiting for a closing handshake the other side may never answer.
-        this.ws = null;
-        ws.close(1000, "no answer to ping");
-        this.welcomed = false;
-        this.publisher.onDisconnect();
-        this.retry(undefined, `nothing from ${this.url} for ${now - this.lastHeard} ms, a ping unanswered`);
+        this.giveUp(ws, "no answer to ping", `nothing from ${this.url} for ${now - this.lastHeard} ms, a ping unanswered`);
       }
     }, Math.max(50, Math.min(1000, idleMs / 4, timeoutMs / 4)));
     this.heartbeatTimer = timer;
   }
 
+  /**
+   * Drops an open connection and reconnects, without waiting for a closing handshake the other side
+   * may never answer; what was in flight is re-sent on the next one. (1000: browsers let a client
+   * close with no other code below 3000.)
+   */
+  private giveUp(ws: WebSocket, closeReason: string, reason: string): void {
+    this.ws = null;
+    ws.close(1000, closeReason);
+    this.welcomed = false;
+    this.publisher.onDisconnect();
+    this.retry(undefined, reason);
+  }
+
   private retry(code: number | undefined, reason: string): void {
     this.options.onState?.("reconnecting", { code, reason, url: this.url });
-    const min = this.options.reconnect?.minMs ?? 100;
-    const max = this.options.reconnect?.maxMs ?? 10_000;
     // A gateway that closed us for flooding (4429) or for invalid requests (4400) should not see us
     // again at once: it refuses the address for a while (RATE_LIMIT_CLOSE_PENALTY_SECONDS).
-    const base = Math.min(max, min * 2 ** this.attempt++) * (code === 4429 || code === 4400 ? 10 : 1);
+    const delay = this.backoff(this.attempt++) * (code === 4429 || code === 4400 ? 10 : 1);
     // The next instance, if there are several: the one that dropped us may be down.
     this.urlIndex = (this.urlIndex + 1) % this.urls.length;
-    setTimeout(() => !this.closed && void this.open(), base / 2 + Math.random() * (base / 2));
+    setTimeout(() => !this.closed && void this.open(), delay);
+  }
+
+  /** The wait before try number `attempt` + 1: from reconnect.minMs, doubling to maxMs, with jitter over its upper half. */
+  private backoff(attempt: number): number {
+    const base = Math.min(this.options.reconnect?.maxMs ?? 10_000, (this.options.reconnect?.minMs ?? 100) * 2 ** attempt);
+    return base / 2 + Math.random() * (base / 2);
   }
 
   private onFrame(f: InFrame): void {
@@ -283,11 +290,9 @@ export class GatewayClient {
     s.open().catch((e) => {
       if (this.closed || this.subs.get(s.id) !== s || this.ws !== ws) return; // ended, or a new connection resumes it
       if (!(e instanceof SubscribeError && e.retriable)) return s.end({ kind: "ended", code: (e as { code?: string }).code, message: (e as Error).message });
-      const min = this.options.reconnect?.minMs ?? 100;
-      const base = Math.min(this.options.reconnect?.maxMs ?? 10_000, min * 2 ** attempt);
       setTimeout(() => {
         if (!this.closed && this.ws === ws && ws.readyState === 1 && this.subs.get(s.id) === s) this.resubscribe(s, ws, attempt + 1);
-      }, base / 2 + Math.random() * (base / 2));
+      }, this.backoff(attempt));
     });
   }
 

@@ -39,11 +39,6 @@ export abstract class Client {
     return this.meta.partitionCount(topic, timeoutMs);
   }
 
-  /** See MetadataQueries.partitionCounts. */
-  partitionCounts(topics: readonly string[], timeoutMs = QUERY_TIMEOUT_MS): number[] {
-    return this.meta.partitionCounts(topics, timeoutMs);
-  }
-
   /** See MetadataQueries.watermarks. */
   watermarks(topic: string, partition: number, timeoutMs = QUERY_TIMEOUT_MS): { low: number; high: number } {
     return this.meta.watermarks(topic, partition, timeoutMs);
