@@ -1,7 +1,6 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { type GatewayProcess, startGateway } from "../support/gateway";
+import { describe, expect, test } from "bun:test";
 import { consumeAll } from "../support/kafka-broker";
-import { freshTopic, kafkaBrokers } from "../support/kafka";
+import { freshTopic, kafkaGatewayForFile } from "../support/kafka";
 import { RawMsgpack, RawSocket, pyPack } from "./wire";
 
 /**
@@ -21,22 +20,16 @@ const data = () => ({ precise: new RawMsgpack(ts64(SECONDS, 987_654_321)), wide:
 const TIMESTAMPS = [ts64(SECONDS, 987_654_321), ts96(SECONDS, 123_456_789), ts64(SECONDS, 5_000_000), ts96(-1, 999_999_999)];
 const indexOf = (hay: Uint8Array, needle: Uint8Array) => Buffer.from(hay).indexOf(Buffer.from(needle));
 
-let gw: GatewayProcess;
-let brokers: string;
-beforeAll(async () => {
-  brokers = await kafkaBrokers();
-  gw = await startGateway({ KAFKA_BROKERS: brokers, KAFKA_WORKERS: "1" });
-}, 60_000);
-afterAll(() => gw.stop(), 60_000);
+const file = kafkaGatewayForFile();
 
 describe("msgpack timestamps keep their nanoseconds", () => {
   test("in ce_time and, byte for byte, in the record's value", async () => {
     const topic = freshTopic("timestamps");
-    const s = await RawSocket.connect(gw.wsUrl, "msgpack");
+    const s = await RawSocket.connect(file.gw.wsUrl, "msgpack");
     s.send(pyPack({ t: 10, cid: 1, topic, event: { type: "ts", key: "k", time: new RawMsgpack(ts96(SECONDS, 123_456_789)), data: data() } }));
     expect((await s.waitFor((r) => r.frame.cid === 1))[0]!.frame.t).toBe(20);
     s.close();
-    const [rec] = await consumeAll(brokers, topic, { expect: 1 });
+    const [rec] = await consumeAll(file.brokers, topic, { expect: 1 });
     expect(rec!.headers.ce_time).toBe(`${AT}.123456789Z`);
     // Each timestamp as it was sent (the maps around them may be written in another width).
     for (const bytes of TIMESTAMPS) expect(indexOf(rec!.value!, bytes)).toBeGreaterThan(0);
@@ -44,11 +37,11 @@ describe("msgpack timestamps keep their nanoseconds", () => {
 
   test("to subscribers: the same bytes over msgpack, RFC 3339 with nanoseconds over JSON", async () => {
     const topic = freshTopic("timestamps-sub");
-    const p = await RawSocket.connect(gw.wsUrl, "msgpack");
+    const p = await RawSocket.connect(file.gw.wsUrl, "msgpack");
     p.send(pyPack({ t: 10, cid: 1, topic, event: { type: "ts", time: new RawMsgpack(ts64(SECONDS, 987_654_321)), data: data() } }));
     expect((await p.waitFor((r) => r.frame.cid === 1))[0]!.frame.t).toBe(20);
-    const mp = await RawSocket.connect(gw.wsUrl, "msgpack");
-    const js = await RawSocket.connect(gw.wsUrl, "json");
+    const mp = await RawSocket.connect(file.gw.wsUrl, "msgpack");
+    const js = await RawSocket.connect(file.gw.wsUrl, "json");
     mp.send(pyPack({ t: 12, cid: 1, sub: "m", topic, start: "earliest" }));
     js.send(JSON.stringify({ t: 12, cid: 1, sub: "j", topic, start: "earliest" }));
     const [m] = await mp.waitFor((r) => r.frame.t === 24);

@@ -1,7 +1,6 @@
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import { resolve } from "node:path";
-import { type GatewayProcess, startGateway } from "../support/gateway";
-import { freshTopic, kafkaBrokers } from "../support/kafka";
+import { freshTopic, kafkaGatewayForFile } from "../support/kafka";
 import { ensureTopic } from "../support/kafka-broker";
 import { type Codec, type Frame, GatewayClient } from "../support/ws-client";
 
@@ -12,21 +11,13 @@ import { type Codec, type Frame, GatewayClient } from "../support/ws-client";
  * its schema-registry prefix), were delivered decoded as UTF-8 with U+FFFD in place of each bad byte,
  * which no subscriber could undo. Raw frames: the test checks the exact fields of the delivered envelope.
  */
-let gw: GatewayProcess;
-let brokers: string;
-beforeAll(async () => {
-  brokers = await kafkaBrokers();
-  gw = await startGateway({ KAFKA_BROKERS: brokers, KAFKA_WORKERS: "1" });
-}, 60_000);
-afterAll(async () => {
-  await gw.stop();
-}, 60_000);
+const file = kafkaGatewayForFile();
 
 const BINARY = new Uint8Array([0x00, 0x00, 0x00, 0x01, 0xff, 0xfe, 0x80, 0x41]); // an Avro-style prefix, then bytes no UTF-8 decoder keeps
 const b64 = (b: Uint8Array) => Buffer.from(b).toString("base64");
 
 async function delivered(codec: Codec, topic: string, count: number): Promise<Frame[]> {
-  const client = await GatewayClient.connect(gw.wsUrl, codec);
+  const client = await GatewayClient.connect(file.gw.wsUrl, codec);
   const events: Frame[] = [];
   let done!: () => void;
   const all = new Promise<void>((r) => (done = r));
@@ -43,13 +34,13 @@ async function delivered(codec: Codec, topic: string, count: number): Promise<Fr
 
 test("a header published as bytes, and a binary key and header written by another producer, are delivered as those bytes, in msgpack and in JSON", async () => {
   const topic = freshTopic("binary-fields");
-  await ensureTopic(brokers, topic, 1);
-  const publisher = await GatewayClient.connect(gw.wsUrl, "msgpack");
+  await ensureTopic(file.brokers, topic, 1);
+  const publisher = await GatewayClient.connect(file.gw.wsUrl, "msgpack");
   const ack = await publisher.publish({ type: "own", key: "text-key", headers: { bin: BINARY, text: "plain" } }, topic);
   expect(ack.t).toBe(20);
   publisher.close();
   const spec = [{ keyBase64: b64(BINARY), value: b64(new Uint8Array([1, 2, 3])), headers: [["ce_type", "foreign"], ["bin", b64(BINARY), "base64"], ["text", "plain"]] }];
-  const proc = Bun.spawn(["node", resolve(import.meta.dir, "../kafka/raw-records.cjs"), brokers, topic], { stdin: new Blob([JSON.stringify(spec)]), stdout: "pipe", stderr: "inherit" });
+  const proc = Bun.spawn(["node", resolve(import.meta.dir, "../kafka/raw-records.cjs"), file.brokers, topic], { stdin: new Blob([JSON.stringify(spec)]), stdout: "pipe", stderr: "inherit" });
   expect(await proc.exited).toBe(0);
 
   const [own, foreign] = await delivered("msgpack", topic, 2);

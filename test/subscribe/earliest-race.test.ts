@@ -1,7 +1,6 @@
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import { connect } from "../../src/client";
-import { type GatewayProcess, startGateway } from "../support/gateway";
-import { freshTopic, kafkaBrokers } from "../support/kafka";
+import { freshTopic, kafkaGatewayForFile } from "../support/kafka";
 import { ensureTopic } from "../support/kafka-broker";
 
 /**
@@ -11,23 +10,15 @@ import { ensureTopic } from "../support/kafka-broker";
  * the second. The subscription started after it and never saw it (a browser test saw 12 of 60 events).
  * Here subscriptions start while events are being written, many times over, and must see them all.
  */
-let gw: GatewayProcess;
-let brokers: string;
-beforeAll(async () => {
-  brokers = await kafkaBrokers();
-  gw = await startGateway({ KAFKA_BROKERS: brokers, KAFKA_WORKERS: "1" });
-}, 60_000);
-afterAll(async () => {
-  await gw.stop();
-}, 60_000);
+const file = kafkaGatewayForFile();
 
 test("subscriptions from earliest opened while a topic is being written miss nothing", async () => {
-  const pub = await connect({ url: gw.wsUrl });
-  const sub = await connect({ url: gw.wsUrl });
+  const pub = await connect({ url: file.gw.wsUrl });
+  const sub = await connect({ url: file.gw.wsUrl });
   const missed: string[] = [];
   for (let round = 0; round < 12; round++) {
     const topic = freshTopic("earliest-race");
-    await ensureTopic(brokers, topic, 3);
+    await ensureTopic(file.brokers, topic, 3);
     // The writes start first, so the subscription's start positions are asked while they land.
     const publishing = Promise.all(Array.from({ length: 30 }, (_, i) => pub.publish({ type: "race", key: `k${i % 7}`, data: { i } }, { topic })));
     const s = await sub.subscribe(topic, { start: "earliest" });

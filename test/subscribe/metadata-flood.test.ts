@@ -1,7 +1,6 @@
 // Raw test client: the attack pipelines subscribes to made-up topics without waiting, which the SDK never does.
-import { afterAll, beforeAll, expect, test } from "bun:test";
-import { type GatewayProcess, startGateway } from "../support/gateway";
-import { freshTopic, kafkaBrokers } from "../support/kafka";
+import { expect, test } from "bun:test";
+import { freshTopic, kafkaGatewayForFile } from "../support/kafka";
 import { ensureTopic } from "../support/kafka-broker";
 import { underControl } from "../ingest/control";
 import { GatewayClient } from "../support/ws-client";
@@ -13,26 +12,20 @@ import { GatewayClient } from "../support/ws-client";
  * within its own limits, queued minutes of them, and every other client's subscribe failed
  * UNAVAILABLE until the queue drained. Now questions asked meanwhile share one request.
  */
-let gw: GatewayProcess;
-let brokers: string;
-beforeAll(async () => {
-  brokers = await kafkaBrokers();
-  gw = await startGateway({ KAFKA_BROKERS: brokers, KAFKA_WORKERS: "1" });
-}, 60_000);
-afterAll(() => gw.stop(), 60_000);
+const file = kafkaGatewayForFile();
 
 test("a flood of subscribes to made-up topics: each is refused UNKNOWN_TOPIC, and other clients' subscribes to real topics are answered at once", async () => {
   const real = await Promise.all(Array.from({ length: 6 }, async () => {
     const t = freshTopic("meta-real");
-    await ensureTopic(brokers, t, 3);
+    await ensureTopic(file.brokers, t, 3);
     return t;
   }));
   const probeTimes: number[] = [];
   const refusals: Record<string, number> = {};
-  await underControl(gw, "subscribes to made-up topics", async () => {
+  await underControl(file.gw, "subscribes to made-up topics", async () => {
     let running = true;
     // 10 connections, each keeping 99 subscribes to made-up topics in flight (within its 100).
-    const attackers = await Promise.all(Array.from({ length: 10 }, () => GatewayClient.connect(gw.wsUrl)));
+    const attackers = await Promise.all(Array.from({ length: 10 }, () => GatewayClient.connect(file.gw.wsUrl)));
     const lanes = attackers.flatMap((c, ci) =>
       Array.from({ length: 99 }, async (_, li) => {
         for (let n = 0; running; n++) {
@@ -44,7 +37,7 @@ test("a flood of subscribes to made-up topics: each is refused UNKNOWN_TOPIC, an
     );
     await Bun.sleep(2000);
     // Meanwhile, another client subscribes to real topics nobody reads yet (each needs the question).
-    const probe = await GatewayClient.connect(gw.wsUrl);
+    const probe = await GatewayClient.connect(file.gw.wsUrl);
     for (const [i, topic] of real.entries()) {
       const t0 = performance.now();
       const f = await probe.subscribe({ sub: `real-${i}`, topic, start: "latest" }, () => {});
