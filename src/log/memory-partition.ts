@@ -59,7 +59,7 @@ export class MemoryPartition {
   /** Appends a record; returns its offset. Throws, before writing anything, for one the layout cannot hold. */
   append(rec: LogRecord): number {
     checkFits(rec);
-    const chunk = this.room(upperBound(rec));
+    const chunk = this.room(rec);
     const b = chunk.buf;
     let p = chunk.used;
     const offset = this.next++;
@@ -153,10 +153,17 @@ export class MemoryPartition {
     this.ring = ring;
   }
 
-  /** The chunk to write `need` bytes into, starting a new one when the current is full. */
-  private room(need: number): Chunk {
+  /**
+   * The chunk to write `rec` into, starting a new one when the current cannot hold it. The cheap bound
+   * (3 bytes per UTF-16 unit) decides when it fits; when it does not, the exact size does, so a large
+   * text event does not cost three times its bytes in chunks that the garbage collector must free.
+   */
+  private room(rec: LogRecord): Chunk {
     const current = this.chunks.at(-1);
-    if (current && current.buf.length - current.used >= need) return current;
+    const room = current ? current.buf.length - current.used : 0;
+    if (current && room >= upperBound(rec)) return current;
+    const need = exactSize(rec);
+    if (current && room >= need) return current;
     const chunk: Chunk = { buf: Buffer.allocUnsafeSlow(Math.max(this.nextChunkBytes, need)), used: 0, last: -1 };
     this.nextChunkBytes = Math.min(CHUNK_BYTES, chunk.buf.length * 2);
     this.chunks.push(chunk);
@@ -180,6 +187,17 @@ function upperBound(rec: LogRecord): number {
   let n = 8 + 4 + byteBound(rec.key) + 4 + byteBound(rec.value) + 2;
   for (const [name, value] of rec.headers) n += 2 + name.length * 3 + 4 + byteBound(value);
   return n;
+}
+
+/** Bytes the record takes. */
+function exactSize(rec: LogRecord): number {
+  let n = 8 + 4 + byteLength(rec.key) + 4 + byteLength(rec.value) + 2;
+  for (const [name, value] of rec.headers) n += 2 + Buffer.byteLength(name) + 4 + byteLength(value);
+  return n;
+}
+
+function byteLength(v: Uint8Array | string | null): number {
+  return v === null ? 0 : typeof v === "string" ? Buffer.byteLength(v) : v.byteLength;
 }
 
 function byteBound(v: Uint8Array | string | null): number {
