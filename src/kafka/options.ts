@@ -38,6 +38,10 @@ export function kafkaLogOptions(config: Config): PoolOptions {
     consumer: {
       "bootstrap.servers": config.KAFKA_BROKERS,
       "client.id": config.KAFKA_CLIENT_ID,
+      // What each reader fetches ahead of its subscribers: librdkafka's default is 64 MB per consumer,
+      // and every replay and live feed is a consumer (64 held-back replays could pin 4 GB in a worker).
+      // 4 MB is several fetches ahead at the replay rate; KAFKA_PROPERTIES may raise it.
+      "queued.max.messages.kbytes": 4096,
       ...parseKafkaProperties(config.KAFKA_PROPERTIES),
     },
   };
