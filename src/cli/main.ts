@@ -7,7 +7,7 @@
  * Several gateways (instances sharing Kafka): --url a,b, --url a --url b, or KGW_URL=a,b.
  */
 import { parseArgs } from "node:util";
-import { type DeliveredEvent, type OutgoingEvent, type Start, connect } from "../client";
+import { type DeliveredEvent, type Gap, type OutgoingEvent, type Start, connect } from "../client";
 
 const USAGE = `usage:
   kgw pub  [--topic T] [--type X] [EVENT_JSON …]   publish events given as arguments, else one per stdin line
@@ -178,7 +178,9 @@ if (command === "pub") {
   // A gap is said, never silent: the gateway dropped events for a slow reader (live only; history waits).
   sub.onNotice((n) => {
     if (n.kind === "lagged") process.stderr.write(`kgw: ${n.dropped} events dropped (${n.where === "gateway" ? "the gateway's" : "this client's"} buffer for a slow reader)\n`);
+    if (n.kind === "gap") for (const g of n.gaps) process.stderr.write(`kgw: ${describeGap(g)}\n`);
   });
+  for (const g of sub.gaps) process.stderr.write(`kgw: ${describeGap(g)}\n`);
   let n = 0;
   for await (const e of sub) {
     emit(print(e));
@@ -186,4 +188,11 @@ if (command === "pub") {
   }
   gw.close();
   await exit(0);
+}
+
+/** One line for a stretch of a partition the subscription will never get. */
+function describeGap(g: Gap): string {
+  return g.reason === "log_reset"
+    ? `${g.topic}/${g.partition}: the log was reset at offset ${g.from}; reading the new log from ${g.to}`
+    : `${g.topic}/${g.partition}: offsets ${g.from} to ${g.to - 1} are gone from the log (${g.reason})`;
 }

@@ -29,6 +29,8 @@ export interface SubscribeOptions {
 export type Notice =
   | { kind: "live" }
   | { kind: "lagged"; dropped: number; where: "gateway" | "client" }
+  /** Records gone from the log before the gateway read them: the subscription will never get them. */
+  | { kind: "gap"; gaps: Gap[] }
   | { kind: "ended"; code?: string; message?: string };
 
 export interface SubscriptionLink {
@@ -52,8 +54,8 @@ export class Subscription implements AsyncIterable<DeliveredEvent> {
   /** Whether history is delivered: true from `subscribed` for a start at `latest`, else from the `live` notice. */
   live = false;
   /**
-   * What retention deleted between the resume token and what is still there, as the last
-   * `subscribed` said (empty when nothing was lost): events the subscription will never see.
+   * Records this subscription will never see: what the last `subscribed` said it starts past (retention
+   * deleted them, or the log was reset), then every `gap` found while reading. Empty when nothing was lost.
    */
   gaps: Gap[] = [];
   /** The token of the last frame received: a reconnect resumes from it (the buffer keeps what came before). */
@@ -140,6 +142,11 @@ export class Subscription implements AsyncIterable<DeliveredEvent> {
         return this.notify({ kind: "live" });
       case FrameType.LAGGED:
         return this.notify({ kind: "lagged", dropped: f.dropped as number, where: "gateway" });
+      case FrameType.GAP: {
+        const gaps = (f.gaps as Gap[] | undefined) ?? [];
+        this.gaps.push(...gaps);
+        return this.notify({ kind: "gap", gaps });
+      }
       case FrameType.UNSUBSCRIBED:
         return this.end({ kind: "ended", code: f.code as string | undefined, message: f.message as string | undefined });
     }

@@ -115,6 +115,7 @@ $<HTMLFormElement>("sub-form").addEventListener("submit", async (ev) => {
       if (next !== sub) return;
       if (n.kind === "live") say("sub-state", `subscribed to ${next.topics.join(", ")} · live`);
       else if (n.kind === "lagged") say("sub-state", `lagged: ${n.dropped} events dropped (${n.where}); the resume token fills the gap`);
+      else if (n.kind === "gap") say("sub-state", n.gaps.map((g) => `${g.topic}/${g.partition}: ${g.reason === "log_reset" ? `log reset at ${g.from}, reading from ${g.to}` : `offsets ${g.from}–${g.to - 1} gone (${g.reason})`}`).join("; "));
       else say("sub-state", `ended${n.code ? `: ${n.code} ${n.message ?? ""}` : ""}`);
     });
     $<HTMLButtonElement>("unsubscribe").disabled = false;

@@ -20,6 +20,7 @@ interface Row {
   dropped: number;
   laggedNotices: number;
   slowDisconnects: number;
+  gaps: number;
   lag: number | null;
 }
 
@@ -113,6 +114,7 @@ function tr(s: Row, bufferBytes: number): HTMLTableRowElement {
     ["dropped", String(s.dropped)],
     ["lagged", String(s.laggedNotices)],
     ["disconnects", String(s.slowDisconnects)],
+    ["gaps", String(s.gaps ?? 0)],
     ["lag", s.lag === null ? "?" : String(s.lag)],
   ];
   for (const [name, text] of cells) {

@@ -16,7 +16,7 @@ import { errorResponse } from "./responses";
  * Server-sent events: `GET /api/v1/stream?topic=…&filter=…&start=…&policy=…`, a subscription for
  * clients that only read (EventSource in a browser, curl). Every frame a WebSocket subscriber would
  * get is one SSE message, named after its frame type (`subscribed`, `event`, `event_batch`, `live`,
- * `lagged`, `unsubscribed`), its data the frame as JSON. Frames with a resume token carry it as the
+ * `lagged`, `gap`, `unsubscribed`), its data the frame as JSON. Frames with a resume token carry it as the
  * message `id`, so a browser's automatic reconnect (which sends `Last-Event-ID`) resumes exactly
  * after the last frame it got. Frames go through the same ordered outbound queue as a socket's, so
  * slow-consumer policies and tokens mean the same; the stream's own buffer is its backpressure.
@@ -34,6 +34,7 @@ const EVENT_NAMES: Record<number, string> = {
   [FrameType.EVENT_BATCH]: "event_batch",
   [FrameType.LIVE]: "live",
   [FrameType.LAGGED]: "lagged",
+  [FrameType.GAP]: "gap",
   [FrameType.UNSUBSCRIBED]: "unsubscribed",
   [FrameType.NACK]: "error",
   [FrameType.ERROR]: "error",

@@ -172,7 +172,11 @@ export class IdTail {
   private readerOnce(): Promise<LogReader> {
     this.reader ??= (async () => {
       // Only what identifies an event: neither values nor other headers cross from the Kafka worker.
-      const reader = this.log.openReader({ onRecords: (records, done) => this.onRecords(records, done), onLost: () => void this.reopen() }, undefined, { onlyHeaders: IDENTITY_HEADERS });
+      const reader = this.log.openReader(
+        { onRecords: (records, done) => this.onRecords(records, done), onLost: () => void this.reopen(), onOutOfRange: (topic, partition) => void this.readOnPast(topic, partition) },
+        undefined,
+        { onlyHeaders: IDENTITY_HEADERS },
+      );
       await reader.ready;
       return reader;
     })();
@@ -197,6 +201,28 @@ export class IdTail {
     done();
     for (const t of this.topics.values()) if (t.state === "warming") this.checkCaughtUp(t);
     for (const w of this.syncs) if (w.reached()) w.resolve();
+  }
+
+  /**
+   * The partition's log no longer has the next id to read (retention deleted it, or the log was
+   * reset): read on from the log's start, and stop waiting for an end a reset log no longer reaches.
+   */
+  private async readOnPast(topic: string, partition: number): Promise<void> {
+    const t = this.topics.get(topic);
+    if (!t || this.closed) return;
+    try {
+      const m = (await this.log.watermarks(topic))[partition];
+      if (!m) return;
+      t.next[partition] = m.low;
+      if ((t.target[partition] ?? 0) > m.high) t.target[partition] = m.high;
+      const reader = await this.readerOnce();
+      const place = [{ topic, partition, offset: m.low }];
+      reader.unassign(place);
+      reader.assign(place);
+      if (t.state === "warming") this.checkCaughtUp(t);
+    } catch (e) {
+      this.logger.warn("idempotence: cannot read on past a lost position", { topic, partition, error: String(e) });
+    }
   }
 
   private checkCaughtUp(t: TopicTail): void {

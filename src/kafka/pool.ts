@@ -272,6 +272,8 @@ export class WorkerPool {
       this.onEvent({ event: "worker_brokers", worker: slot.index, brokers: up ? "up" : "down", reason: String(msg.reason) });
     } else if (type === IpcType.READER_READY) {
       this.readers.onReady(Number(msg.readerId));
+    } else if (type === IpcType.OUT_OF_RANGE) {
+      this.readers.onOutOfRange(Number(msg.readerId), String(msg.topic), Number(msg.partition), Number(msg.offset));
     } else if (type === IpcType.STATUS) {
       const slot = s.data.slot;
       if (slot) slot.lastError = String(msg.message);

@@ -52,6 +52,13 @@ export interface ReaderHandlers {
   onRecords(records: ConsumedRecord[], done: () => void): void;
   /** The reader is gone (its worker died); open a new one from the positions you had. */
   onLost(reason: string): void;
+  /**
+   * The partition's log no longer has `offset`, the reader's next one: retention deleted it, or the
+   * log was reset below it (the topic created again). The reader has stopped reading that partition,
+   * after handing over every record before it, until it is assigned again. Readers in a group are not
+   * told: the group's own reset policy applies there.
+   */
+  onOutOfRange(topic: string, partition: number, offset: number): void;
 }
 
 /**

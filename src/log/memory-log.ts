@@ -133,6 +133,11 @@ export class MemoryLog implements EventLog {
     return this.topics.get(topic)?.[partition]?.read(offset, max) ?? [];
   }
 
+  /** The oldest retained offset of a partition (0 for one not written yet). */
+  earliest(topic: string, partition: number): number {
+    return this.topics.get(topic)?.[partition]?.earliest ?? 0;
+  }
+
   offsets(topic: string): Array<{ earliest: number; next: number }> {
     return (this.topics.get(topic) ?? []).map((p) => ({ earliest: p.earliest, next: p.next }));
   }

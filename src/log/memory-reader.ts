@@ -29,7 +29,8 @@ export class MemoryReader implements LogReader {
       const offsets = this.log.offsets(a.topic);
       const marks = offsets[a.partition] ?? (offsets.length === 0 && a.partition < this.log.partitionsPerTopic ? EMPTY : undefined);
       if (!marks) continue;
-      const next = a.offset === Offset.BEGINNING ? marks.earliest : a.offset === Offset.END ? marks.next : Math.max(a.offset, marks.earliest);
+      // An explicit offset is taken as it is: one retention has dropped is found, and told, when read.
+      const next = a.offset === Offset.BEGINNING ? marks.earliest : a.offset === Offset.END ? marks.next : a.offset;
       this.positions.set(`${a.topic}\0${a.partition}`, { topic: a.topic, partition: a.partition, next });
     }
     this.notify();
@@ -59,7 +60,14 @@ export class MemoryReader implements LogReader {
   private pump(): void {
     while (!this.closed && this.outstanding < CREDIT) {
       const batch: ConsumedRecord[] = [];
-      for (const pos of this.positions.values()) {
+      for (const [place, pos] of this.positions) {
+        // Retention dropped the next record before it was read: as a Kafka reader does, stop reading
+        // the partition and say so, rather than going on from the log's start as if nothing were missing.
+        if (pos.next < this.log.earliest(pos.topic, pos.partition)) {
+          this.positions.delete(place);
+          this.handlers.onOutOfRange(pos.topic, pos.partition, pos.next);
+          continue;
+        }
         for (const r of this.log.read(pos.topic, pos.partition, pos.next, BATCH - batch.length)) {
           batch.push(r);
           pos.next = r.offset + 1;

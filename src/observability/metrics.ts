@@ -39,6 +39,7 @@ export function createMetrics() {
     msgpackNative: new Gauge({ name: "gateway_msgpack_native_acceleration", help: "1 when msgpackr's native string extractor is loaded (about 3x faster decoding)", registers: [registry] }),
     subscriptionsActive: new Gauge({ name: "gateway_subscriptions_active", help: "Open subscriptions", registers: [registry] }),
     eventsDelivered: new Counter({ name: "gateway_events_delivered_total", help: "Events handed to subscriber sockets", registers: [registry] }),
+    subscriptionGaps: new Counter({ name: "gateway_feed_gaps_total", help: "Times a feed's next offset was gone from the log (retention overtook it, or the log was reset), each announced by gap frames", labelNames: ["reason"] as const, registers: [registry] }),
     eventsDroppedLag: new Counter({ name: "gateway_events_dropped_lag_total", help: "Events dropped for slow subscribers (each announced by a lagged frame)", registers: [registry] }),
     filterSeconds: new Histogram({
       name: "gateway_filter_seconds",

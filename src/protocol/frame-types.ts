@@ -32,5 +32,8 @@ export const FrameType = {
   REFRESHED: 29,
   ERROR: 30,
   PONG: 31,
+  // Records a subscription will never get, found while reading: retention deleted them first, or the
+  // partition's log was reset (its offsets start over).
+  GAP: 32,
 } as const;
 export type FrameTypeName = keyof typeof FrameType;

@@ -130,18 +130,22 @@ export type SubscribeFrame = z.infer<typeof SubscribeSchema>;
 export type Degraded = "data" | "headers" | "event";
 
 /**
- * A stretch of a partition a subscription starts past (`subscribed.gaps`): deleted by retention before a
- * resume token's position could be read, or, for `earliest`, records at the partition's head whose
- * timestamps are older than REPLAY_MAX_DURATION allows.
+ * A stretch of a partition a subscription skips, told in `subscribed.gaps` when it starts past it, or
+ * in a `gap` frame when found while reading:
+ * - `retention`: deleted by retention before the subscription's position could be read;
+ * - `replay_max_duration`: for `earliest`, records at the partition's head whose timestamps are older
+ *   than REPLAY_MAX_DURATION allows;
+ * - `log_reset`: the partition's log was reset (the topic deleted and created again, a broker back
+ *   without its data) and its offsets start over: reading goes on at `to`, below `from`.
  */
 export interface Gap {
   topic: string;
   partition: number;
   /** The first offset not delivered. */
   from: number;
-  /** The first offset delivered: `to - from` records are skipped. */
+  /** The first offset delivered: `to - from` records are skipped (for `log_reset`, the new log's start). */
   to: number;
-  reason: "retention" | "replay_max_duration";
+  reason: "retention" | "replay_max_duration" | "log_reset";
 }
 
 export type HelloFrame = z.infer<typeof HelloSchema>;

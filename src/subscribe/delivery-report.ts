@@ -23,6 +23,8 @@ export interface DeliveryRow {
   dropped: number;
   laggedNotices: number;
   slowDisconnects: number;
+  /** `gap` frames: records gone from the log (retention, a reset) before it read them. */
+  gaps: number;
   /** Records between its position and the partitions' high watermarks; null when unknown (share groups, topics not asked). */
   lag: number | null;
   endedAt?: number;
@@ -48,6 +50,7 @@ export function rowOf(sub: Subscription, conn: SubscriberConnection): DeliveryRo
     dropped: sub.dropped,
     laggedNotices: sub.laggedNotices,
     slowDisconnects: sub.slowDisconnects,
+    gaps: sub.gaps,
     lag: null,
   };
 }
@@ -74,7 +77,7 @@ export class RecentlyEnded {
   constructor(private readonly max = 50) {}
 
   note(sub: Subscription, conn: SubscriberConnection): void {
-    if (sub.dropped === 0 && sub.slowDisconnects === 0) return;
+    if (sub.dropped === 0 && sub.slowDisconnects === 0 && sub.gaps === 0) return;
     const row = rowOf(sub, conn);
     row.state = "ended";
     row.endedAt = Date.now();

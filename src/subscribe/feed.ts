@@ -1,4 +1,5 @@
-import type { Assignment, ConsumedRecord, EventLog, LogReader, ReaderGroup } from "../log/event-log";
+import type { Assignment, ConsumedRecord, EventLog, LogReader, ReaderGroup, Watermark } from "../log/event-log";
+import type { Gap } from "../protocol/frames";
 import { murmur2 } from "../bytes/murmur2";
 import type { Logger } from "../observability/logger";
 import type { Metrics } from "../observability/metrics";
@@ -19,6 +20,19 @@ export interface FeedOptions {
 
 // How often a share group's feed tells its reader what the group may commit (it commits every 5 s).
 const STORE_INTERVAL_MS = 200;
+// A partition said to be out of range whose watermarks say otherwise (a leader moving): read it again after this.
+const RECHECK_MS = 500;
+
+/** A partition whose next offset the log no longer has, and its watermarks once asked (null: the question failed). */
+interface Gone {
+  topic: string;
+  partition: number;
+  offset: number;
+  mark?: Watermark | null;
+}
+
+/** What the reader handed over, in order: a batch of records, or a partition it lost its place in. */
+type Waiting = { records: ConsumedRecord[]; done: () => void } | { gone: Gone };
 
 /**
  * One log reader and the subscriptions it serves. Each record is decoded once, the index yields the
@@ -38,8 +52,8 @@ export class Feed implements ShareDealer {
   private touched = new Set<Subscription>();
   private readonly candidates: Subscription[] = [];
   private roundRobin = 0;
-  /** Batches handed over by the reader, in order, not yet delivered. */
-  private readonly waiting: Array<{ records: ConsumedRecord[]; done: () => void }> = [];
+  /** Batches (and lost places) handed over by the reader, in order, not yet delivered. */
+  private readonly waiting: Waiting[] = [];
   private pumping = false;
   private paceTimer: Timer | null = null;
   /** While replaying: waiting for a subscriber to take what it was given (Subscription.holdsReplay). */
@@ -85,7 +99,10 @@ export class Feed implements ShareDealer {
   }
 
   async open(): Promise<void> {
-    const reader = this.log.openReader({ onRecords: (r, done) => this.onRecords(r, done), onLost: (reason) => void this.reopen(reason) }, this.options.group);
+    const reader = this.log.openReader(
+      { onRecords: (r, done) => this.onRecords(r, done), onLost: (reason) => void this.reopen(reason), onOutOfRange: (t, p, o) => this.onOutOfRange(t, p, o) },
+      this.options.group,
+    );
     this.reader = reader;
     await reader.ready;
     if (this.closed) return reader.close();
@@ -112,7 +129,7 @@ export class Feed implements ShareDealer {
     this.closed = true;
     if (this.paceTimer) clearTimeout(this.paceTimer);
     this.paceTimer = null;
-    for (const w of this.waiting.splice(0)) w.done();
+    for (const w of this.waiting.splice(0)) if ("done" in w) w.done();
     // Last: what the members were handed, which the group commits as the reader leaves it.
     this.storeOffsets();
     this.reader?.close();
@@ -164,11 +181,32 @@ export class Feed implements ShareDealer {
     this.pump();
   }
 
+  /**
+   * The reader lost its place in a partition: it goes in the queue behind the batches before it, and is
+   * dealt with (watermarks asked meanwhile) in its turn, so the subscribers' view stays in log order.
+   */
+  private onOutOfRange(topic: string, partition: number, offset: number): void {
+    if (this.closed || this.ledger) return;
+    const gone: Gone = { topic, partition, offset };
+    this.waiting.push({ gone });
+    this.log.watermarks(topic).then(
+      (marks) => void (gone.mark = marks[partition] ?? null),
+      () => void (gone.mark = null),
+    ).finally(() => this.pump());
+  }
+
   private pump(): void {
     if (this.pumping || this.paceTimer || this.held) return;
     this.pumping = true;
     try {
       while (this.waiting.length > 0) {
+        const head = this.waiting[0]!;
+        if ("gone" in head) {
+          if (head.gone.mark === undefined) return; // pumped again once the watermarks are known
+          this.waiting.shift();
+          this.readOnPast(head.gone);
+          continue;
+        }
         if (!this.live && this.holdForReaders()) return;
         const rate = this.options.replayRate;
         if (!this.live && rate) {
@@ -180,9 +218,10 @@ export class Feed implements ShareDealer {
             }, this.paceAt - now);
             return;
           }
-          this.paceAt = Math.max(now, this.paceAt) + (this.waiting[0]!.records.length / rate) * 1000;
+          this.paceAt = Math.max(now, this.paceAt) + (head.records.length / rate) * 1000;
         }
-        const { records, done } = this.waiting.shift()!;
+        this.waiting.shift();
+        const { records, done } = head;
         try {
           this.deliver(records);
         } catch (e) {
@@ -193,6 +232,45 @@ export class Feed implements ShareDealer {
       }
     } finally {
       this.pumping = false;
+    }
+  }
+
+  /**
+   * Where a partition goes on once its next offset is gone, and what its subscribers are told:
+   * - below the log's start: retention deleted what was not read yet; read on from the start, and a
+   *   `retention` gap names what was skipped;
+   * - past the log's end: the log was reset (the topic created again, a broker back without its data),
+   *   and its offsets start over; read the new log from its start, and a `log_reset` gap says so
+   *   (`to` below `from`). Records of a log that was only cut short may come again: at least once.
+   * - within the log (the question raced a leader moving): read on from the same place a little later.
+   */
+  private readOnPast(g: Gone): void {
+    const offsets = this.positions.get(g.topic);
+    if (this.closed || !offsets) return;
+    const at = offsets[g.partition] ?? g.offset;
+    const m = g.mark;
+    let next = at;
+    let gap: Gap | null = null;
+    if (m && at < m.low) gap = { topic: g.topic, partition: g.partition, from: at, to: (next = m.low), reason: "retention" };
+    else if (m && at > m.high) gap = { topic: g.topic, partition: g.partition, from: at, to: (next = m.low), reason: "log_reset" };
+    const place = [{ topic: g.topic, partition: g.partition, offset: next }];
+    if (!gap) {
+      const timer = setTimeout(() => this.closed || (this.reader?.unassign(place), this.reader?.assign(place)), RECHECK_MS);
+      timer.unref();
+      return;
+    }
+    offsets[g.partition] = next;
+    // A reset log ends before the old end the replay was to reach: its new end is the target.
+    const target = this.options.target?.get(g.topic);
+    if (target && m && (target[g.partition] ?? 0) > m.high) target[g.partition] = m.high;
+    this.logger.warn("a feed's next offset is gone from the log; subscribers are told", { ...gap, subscriptions: this.subs.size });
+    this.metrics.subscriptionGaps.inc({ reason: gap.reason });
+    for (const sub of this.subs) sub.gap(gap);
+    this.reader?.unassign(place);
+    this.reader?.assign(place);
+    if (!this.live && this.caughtUp()) {
+      this.live = true;
+      for (const sub of this.subs) sub.goLive();
     }
   }
 

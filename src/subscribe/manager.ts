@@ -409,7 +409,13 @@ export class SubscriptionManager {
         offsets = marks.map((m, p) => {
           const want = saved[p] ?? m.low; // a partition added since the token: all of it is new
           if (want < m.low) gaps.push({ topic, partition: p, from: want, to: m.low, reason: "retention" });
-          return Math.min(Math.max(want, m.low), m.high);
+          // Past the end: this gateway signed the token, so the partition's log was reset since (its
+          // offsets start over), and all of the new log is new to the subscriber.
+          if (want > m.high) {
+            gaps.push({ topic, partition: p, from: want, to: m.low, reason: "log_reset" });
+            return m.low;
+          }
+          return Math.max(want, m.low);
         });
       }
       positions.set(topic, offsets);

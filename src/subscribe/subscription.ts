@@ -1,7 +1,7 @@
 import type { Metrics } from "../observability/metrics";
 import { type CodecName, encodeFrame } from "../protocol/codec";
 import { CloseCodes } from "../protocol/codes";
-import { FrameType } from "../protocol/frames";
+import { FrameType, type Gap } from "../protocol/frames";
 import type { DecodedRecord, DeliveredEvent } from "./decoded-record";
 import type { CompiledFilter } from "./filter";
 import { type Positions, encodeToken, filterTag } from "./position";
@@ -63,13 +63,16 @@ export class Subscription implements FrameOwner {
    * Delivery health (the dashboard's /api/v1/admin/delivery): plain counters, bumped where the work
    * is done anyway, so watching costs nothing per event. `delivered`: events handed to the socket;
    * `matched`: events its filter took; `dropped`: events its policy discarded; `laggedNotices`:
-   * `lagged` frames sent; `slowDisconnects`: 1 once the disconnect policy closed its connection.
+   * `lagged` frames sent; `slowDisconnects`: 1 once the disconnect policy closed its connection;
+   * `gaps`: `gap` frames sent.
    */
   delivered = 0;
   matched = 0;
   dropped = 0;
   laggedNotices = 0;
   slowDisconnects = 0;
+  /** `gap` frames sent: records gone from the log before it read them. */
+  gaps = 0;
   readonly since = Date.now();
   /** The feeds it reads through and how much each had read when it joined: `examined` is the difference. */
   private readonly sources: Array<{ source: RecordSource; base: number }> = [];
@@ -193,6 +196,20 @@ export class Subscription implements FrameOwner {
     if (this.closed) return;
     const token = this.token();
     const f = new QueuedFrame(this, encodeFrame({ t: FrameType.LIVE, sub: this.id, token }, this.codec), 0, 0, token);
+    this.queued.push(f);
+    this.socket.frame(f);
+  }
+
+  /**
+   * Records of a partition this subscription will never get (the feed found them gone from the log):
+   * a `gap` frame in order behind what was read before, with the token of the position past it.
+   */
+  gap(g: Gap): void {
+    this.endBatch();
+    if (this.closed) return;
+    this.gaps++;
+    const token = this.token() || undefined;
+    const f = new QueuedFrame(this, encodeFrame({ t: FrameType.GAP, sub: this.id, gaps: [g], ...(token ? { token } : {}) }, this.codec), 0, 0, token);
     this.queued.push(f);
     this.socket.frame(f);
   }

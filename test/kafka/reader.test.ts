@@ -46,6 +46,7 @@ test("a reader assigned from the beginning gets every appended record, at the of
       done();
     },
     onLost: () => {},
+    onOutOfRange: () => {},
   });
   await reader.ready;
   reader.assign([0, 1, 2].map((partition) => ({ topic, partition, offset: Offset.BEGINNING })));
@@ -74,6 +75,7 @@ test("a reader that holds its credit gets no more batches until it releases them
       held.push(done);
     },
     onLost: () => {},
+    onOutOfRange: () => {},
   });
   await reader.ready;
   reader.assign([{ topic, partition: 0, offset: Offset.BEGINNING }]);
@@ -96,14 +98,14 @@ test("a reader that holds its credit gets no more batches until it releases them
 
 test("a reader whose worker dies is told so, and a new reader works once the worker is back", async () => {
   const lost = Promise.withResolvers<string>();
-  const reader = log.pool.openReader({ onRecords: (_r, done) => done(), onLost: lost.resolve });
+  const reader = log.pool.openReader({ onRecords: (_r, done) => done(), onLost: lost.resolve, onOutOfRange: () => {} });
   await reader.ready;
   process.kill(log.pool.slots[0]!.pid, "SIGKILL");
   expect(await lost.promise).toMatch(/signal|socket/);
   const deadline = Date.now() + 20_000;
   while (!log.isReady() && Date.now() < deadline) await Bun.sleep(50);
   expect(log.isReady()).toBe(true);
-  const again = log.pool.openReader({ onRecords: (_r, done) => done(), onLost: () => {} });
+  const again = log.pool.openReader({ onRecords: (_r, done) => done(), onLost: () => {}, onOutOfRange: () => {} });
   await again.ready;
   again.close();
 });

@@ -9,7 +9,7 @@ test("the embedded reader replays from the beginning, then follows appends, unde
   await log.append(Array.from({ length: 1200 }, (_, i) => rec(i)));
   const got: ConsumedRecord[] = [];
   const held: Array<() => void> = [];
-  const reader = log.openReader({ onRecords: (r, done) => (got.push(...r), held.push(done)), onLost: () => {} });
+  const reader = log.openReader({ onRecords: (r, done) => (got.push(...r), held.push(done)), onLost: () => {}, onOutOfRange: () => {} });
   reader.assign([0, 1].map((partition) => ({ topic: "t", partition, offset: Offset.BEGINNING })));
   await Bun.sleep(10);
   expect(got).toHaveLength(1200); // 3 batches of at most 500: within the 4 credits
@@ -36,7 +36,7 @@ test("END starts after what is there; offsets for a time find the first record a
   const log = new MemoryLog({ partitions: 1, retentionRecords: 100, retentionBytes: 1 << 30 });
   await log.append(Array.from({ length: 5 }, (_, i) => rec(i)));
   const got: ConsumedRecord[] = [];
-  const reader = log.openReader({ onRecords: (r, done) => (got.push(...r), done()), onLost: () => {} });
+  const reader = log.openReader({ onRecords: (r, done) => (got.push(...r), done()), onLost: () => {}, onOutOfRange: () => {} });
   reader.assign([{ topic: "t", partition: 0, offset: Offset.END }]);
   await log.append([rec(5)]);
   await Bun.sleep(5);

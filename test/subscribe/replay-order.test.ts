@@ -33,7 +33,7 @@ async function publish(pub: GatewayClient, topic: string, from: number, count: n
 }
 
 /** What a subscription handed over, in arrival order: each event with the subscription's token as it was handed over, and the notices. */
-type Item = { kind: "event"; e: DeliveredEvent; token: string } | { kind: "live" | "lagged" | "ended" };
+type Item = { kind: "event"; e: DeliveredEvent; token: string } | { kind: "live" | "lagged" | "gap" | "ended" };
 
 /** Subscribes and records every event and notice of the subscription, in arrival order. */
 async function record(url: string, topic: string, start: "earliest" | { token: string }): Promise<{ frames: Item[]; client: GatewayClient }> {

@@ -92,6 +92,40 @@ export async function ensureTopic(brokers: string, topic: string, partitions: nu
   }
 }
 
+/** Runs one of Kafka's command-line tools (org.apache.kafka.tools.*) to completion; throws with its output on failure. */
+async function kafkaTool(what: string, args: string[]): Promise<void> {
+  const proc = Bun.spawn([...shortJvm, ...args], { stdout: "pipe", stderr: "pipe" });
+  const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  if (code !== 0) throw new Error(`${what} failed (exit ${code}):\n${err}${out}`);
+}
+
+/**
+ * Deletes the records of each partition before the given offset (Kafka's DeleteRecords, what retention
+ * does to old segments), so the partition's log start moves there at once.
+ */
+export async function deleteRecords(brokers: string, topic: string, before: Record<number, number>): Promise<void> {
+  const file = join(mkdtempSync(join(tmpdir(), "kgw-delete-")), "offsets.json");
+  await Bun.write(file, JSON.stringify({ version: 1, partitions: Object.entries(before).map(([partition, offset]) => ({ topic, partition: Number(partition), offset })) }));
+  try {
+    await kafkaTool(`deleting records of ${topic}`, ["org.apache.kafka.tools.DeleteRecordsCommand", "--bootstrap-server", brokers, "--offset-json-file", file]);
+  } finally {
+    rmSync(file, { force: true });
+  }
+}
+
+/** Deletes `topic`, and waits until the broker's metadata no longer has it. */
+export async function deleteTopic(brokers: string, topic: string): Promise<void> {
+  await kafkaTool(`deleting topic ${topic}`, ["org.apache.kafka.tools.TopicCommand", "--bootstrap-server", brokers, "--delete", "--topic", topic]);
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const md = Bun.spawnSync(["kcat", "-L", "-J", "-b", brokers, "-t", topic, "-m", "5"], { stdout: "pipe", stderr: "pipe" });
+    const t = md.exitCode === 0 ? JSON.parse(md.stdout.toString()).topics?.[0] : undefined;
+    if (t && (t.error || (t.partitions ?? []).length === 0)) return;
+    if (Date.now() > deadline) throw new Error(`topic ${topic} still listed 15 s after its deletion`);
+    await Bun.sleep(100);
+  }
+}
+
 /**
  * Every record of `topic`, from the beginning, sorted by partition then offset; [] if the topic does
  * not exist. With `expect`, reads again until at least that many are there (records acked a moment

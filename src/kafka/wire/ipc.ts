@@ -60,6 +60,12 @@ export const IpcType = {
   PONG: 24,
   /** Gateway → worker, for a group reader: { readerId, assignments } the group may commit (records handed to members). */
   STORE_OFFSETS: 25,
+  /**
+   * Worker → gateway: { readerId, topic, partition, offset } a manual reader's next offset is not in the
+   * partition's log (deleted by retention, or the log was reset below it). It stops reading that
+   * partition until assigned again; it comes after every RECORDS of the partition before it.
+   */
+  OUT_OF_RANGE: 26,
 } as const;
 
 export const READER_CREDIT = 4;

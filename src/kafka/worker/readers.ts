@@ -12,6 +12,8 @@ import { encodeSourceRecord } from "../wire/records-layout";
 import type { StatusReporter } from "./status";
 
 const BATCH = 500;
+// RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET: with auto.offset.reset=error, a fetch position the log does not have.
+const AUTO_OFFSET_RESET = -140;
 
 class Reader {
   private readonly consumer: Consumer;
@@ -33,7 +35,12 @@ class Reader {
   ) {
     // A group commits only what the gateway says its members were handed (STORE_OFFSETS), never what
     // this worker merely read: a member whose connection drops leaves its records to the group.
-    const mode: Record<string, string | boolean> = groupTopics ? { "enable.auto.commit": true, "enable.auto.offset.store": false, "auto.offset.reset": "latest" } : { "enable.auto.commit": false };
+    // A manual reader whose next offset is gone does not jump anywhere by itself (librdkafka's default
+    // would be the partition's end, skipping what is still there, in silence): it stops, and the
+    // gateway decides where to go on and tells the subscribers what they missed (OUT_OF_RANGE).
+    const mode: Record<string, string | boolean> = groupTopics
+      ? { "enable.auto.commit": true, "enable.auto.offset.store": false, "auto.offset.reset": "latest" }
+      : { "enable.auto.commit": false, "auto.offset.reset": "error" };
     // As the Node reader (worker-readers.ts): a group member whose worker dies holds its partitions
     // until its session times out, so share groups get 10 s rather than librdkafka's 45 s.
     const session: Record<string, number> = groupTopics ? { "session.timeout.ms": 10_000, "heartbeat.interval.ms": 3000 } : {};
@@ -82,13 +89,24 @@ class Reader {
     this.consumed = n;
     if (n > 0) {
       const msg = this.encode(n);
+      const gone = this.outOfRange(n);
       this.batch.release();
       if (msg) {
         this.outstanding++;
         this.send(msg);
       }
+      // After the records: those of the partition before its lost position come first.
+      for (const g of gone) this.send(jsonMessage(IpcType.OUT_OF_RANGE, { readerId: this.id, ...g }));
     }
     return true;
+  }
+
+  /** The partitions of this batch whose fetch position the log no longer has. */
+  private outOfRange(n: number): Array<{ topic: string; partition: number; offset: number }> {
+    const b = this.batch;
+    const gone: Array<{ topic: string; partition: number; offset: number }> = [];
+    for (let i = 0; i < n; i++) if (b.err(i) === AUTO_OFFSET_RESET) gone.push({ topic: b.topic(i), partition: b.partition(i), offset: b.offset(i) });
+    return gone;
   }
 
   /** RECORDS for the batch's records (errors are reported, not forwarded); null if none. */
@@ -102,7 +120,7 @@ class Reader {
     let count = 0;
     for (let i = 0; i < n; i++) {
       if (b.err(i) !== 0) {
-        this.status.report("warn", "reader_error", b.errorString(i), { code: b.err(i), readerId: this.id });
+        if (b.err(i) !== AUTO_OFFSET_RESET) this.status.report("warn", "reader_error", b.errorString(i), { code: b.err(i), readerId: this.id });
         continue;
       }
       count++;
