@@ -33,6 +33,8 @@ export interface RateLimitOptions {
   closePenaltyMs: number;
   /** Frames refused for a request error (1xxx) within any 10 s past which a connection is closed; 0: never. */
   closeAfterInvalid: number;
+  /** Subscribes per second per connection (0: no limit), from a bucket of `burst`. */
+  subscribes: { perSec: number; burst: number };
 }
 
 type Unit = "events" | "bytes";
@@ -42,7 +44,7 @@ export type Scope = "connection" | "principal";
 export interface Refusal {
   error: GatewayError;
   scope: Scope;
-  unit: Unit | "connections";
+  unit: Unit | "connections" | "subscribes";
 }
 
 class Buckets {
@@ -65,11 +67,13 @@ const SWEEP_EVERY_MS = 10_000;
 /** The limits of one connection: its own buckets, and its count of refusals. */
 export class ConnectionRate {
   readonly own: Buckets;
+  readonly subscribes: TokenBucket;
   private readonly refusals: TokenBucket | null;
   private readonly invalid: TokenBucket | null;
 
   constructor(options: RateLimitOptions, now: number) {
     this.own = new Buckets(options.connection, options.burstSeconds, now);
+    this.subscribes = new TokenBucket(options.subscribes.perSec, Math.max(1, options.subscribes.burst), now);
     this.refusals = allowance(options.closeAfterRefusals, now);
     this.invalid = allowance(options.closeAfterInvalid, now);
   }
@@ -218,6 +222,22 @@ export class RateLimits {
   /** Charges a publish's events; a refusal, or undefined when it may be published. `minWaitMs` as above. */
   admitEvents(conn: ConnectionRate, principal: string, events: number, minWaitMs = 0): Refusal | undefined {
     return this.admit(conn, principal, "events", events, minWaitMs);
+  }
+
+  /**
+   * Charges a subscribe to its connection, before any of its work (the ACL and its audit line, the
+   * log's watermarks, a feed): a refusal, or undefined when it may go on.
+   */
+  admitSubscribe(conn: ConnectionRate, minWaitMs = 0): Refusal | undefined {
+    const now = this.clock();
+    const wait = conn.subscribes.waitMs(now);
+    if (wait === 0) {
+      conn.subscribes.spend(1);
+      return undefined;
+    }
+    const after = Math.max(wait, minWaitMs);
+    const error = new GatewayError("RATE_LIMITED", `over the connection rate of ${this.options.subscribes.perSec} subscribes/s; retry in ${after} ms`, { retryAfterMs: after, scope: "connection" });
+    return { error, scope: "connection", unit: "subscribes" };
   }
 
   private admit(conn: ConnectionRate, principal: string, unit: Unit, cost: number, minWaitMs: number): Refusal | undefined {

@@ -6,6 +6,7 @@ import { type CodecName, encodeFrame } from "../protocol/codec";
 import { GatewayError, toWireError } from "../protocol/errors";
 import { FrameType, type Gap, type Start, type SubscribeFrame } from "../protocol/frames";
 import { type DeliveryRow, RecentlyEnded, lagOf, rowOf } from "./delivery-report";
+import { AddressFeeds } from "./address-feeds";
 import { Feed } from "./feed";
 import { type CompiledFilter, compileFilter } from "./filter";
 import { type Positions, decodeToken, filterTag } from "./position";
@@ -67,6 +68,11 @@ export class SubscriptionManager {
   private readonly closed = new WeakSet<SubscriberConnection>();
   /** Replays counted against MAX_REPLAY_SUBSCRIPTIONS and MAX_FEEDS before their reader exists. */
   private replaysStarting = 0;
+  /** MAX_FEEDS_PER_ADDRESS: the feeds each client address's subscriptions hold. */
+  private readonly addressFeeds: AddressFeeds;
+  /** What each subscription (starting or started) is charged in addressFeeds, by connection and id. */
+  private readonly feedCharges = new WeakMap<SubscriberConnection, Map<string, { address: string; feeds: string[] }>>();
+  private replayCharges = 0;
 
   constructor(
     private readonly log: EventLog,
@@ -76,6 +82,7 @@ export class SubscriptionManager {
   ) {
     this.topicAllow = new RegExp(config.TOPIC_ALLOW);
     this.queueLimits = new QueueLimits(config.SUBSCRIBER_BUFFER_BYTES, config.SUBSCRIBER_CONNECTION_BUFFER_BYTES, config.SUBSCRIBER_TOTAL_BUFFER_BYTES);
+    this.addressFeeds = new AddressFeeds(config.MAX_FEEDS_PER_ADDRESS);
     this.lagTimer = setInterval(() => void this.sampleLag(), 5000);
     this.lagTimer.unref();
   }
@@ -163,6 +170,12 @@ export class SubscriptionManager {
       const replaying = this.replaying();
       if (replaying >= this.config.MAX_REPLAY_SUBSCRIPTIONS) throw new GatewayError("TOO_MANY_SUBSCRIPTIONS", `${replaying} subscriptions are replaying history already; retry later or start from latest`);
     }
+    // Last of the checks: it is the one that charges.
+    const charge = { address: conn.info?.peer ?? "", feeds: f.share ? [`share:${shareKey(f.share, topics)}`] : replay ? [`replay:${++this.replayCharges}`] : topics.map((t) => `topic:${t}`) };
+    this.addressFeeds.take(charge.address, charge.feeds);
+    let charges = this.feedCharges.get(conn);
+    if (!charges) this.feedCharges.set(conn, (charges = new Map()));
+    charges.set(id, charge);
     const done = this.start(conn, codec, f, id, topics, filter, start);
     const startingNow = starting;
     startingNow.set(
@@ -176,6 +189,8 @@ export class SubscriptionManager {
     return done.finally(() => {
       startingNow.delete(id);
       if (replay) this.replaysStarting--;
+      // Refused, or its socket closed while it started: it holds no feed.
+      if (!conn.subscriptions.has(id)) this.releaseFeeds(conn, id);
     });
   }
 
@@ -283,8 +298,17 @@ export class SubscriptionManager {
     });
   }
 
+  private releaseFeeds(conn: SubscriberConnection, id: string): void {
+    const charges = this.feedCharges.get(conn);
+    const charge = charges?.get(id);
+    if (!charge) return;
+    charges!.delete(id);
+    this.addressFeeds.release(charge.address, charge.feeds);
+  }
+
   private drop(conn: SubscriberConnection, sub: Subscription): void {
     conn.subscriptions.delete(sub.id);
+    this.releaseFeeds(conn, sub.id);
     this.holders.delete(sub);
     this.recentlyEnded.note(sub, conn);
     sub.close();

@@ -35,6 +35,7 @@ export function limitsFor(config: Config): Record<string, number> {
     timeSkewFutureMs: config.TIME_SKEW_FUTURE,
     timeSkewPastMs: config.TIME_SKEW_PAST,
     maxSubscriptions: config.MAX_SUBSCRIPTIONS_PER_CONNECTION,
+    subscribesPerSec: config.SUBSCRIBE_RATE_LIMIT,
     eventsPerSec: config.RATE_LIMIT_EVENTS,
     bytesPerSec: config.RATE_LIMIT_BYTES,
     principalEventsPerSec: config.RATE_LIMIT_PRINCIPAL_EVENTS,

@@ -27,9 +27,12 @@ export class RawWsClient {
   /** The gateway's answer to the upgrade: status line and headers. */
   responseHead = "";
 
-  /** `headers`: extra upgrade request lines, each ending in \r\n (e.g. a permessage-deflate offer). */
-  static async connect(port: number, path = "/ws", headers = ""): Promise<RawWsClient> {
-    const sock = net.connect(port, "127.0.0.1");
+  /**
+   * `headers`: extra upgrade request lines, each ending in \r\n (e.g. a permessage-deflate offer).
+   * `localAddress`: the client address the gateway sees (any of 127.0.0.0/8 on Linux's loopback).
+   */
+  static async connect(port: number, path = "/ws", headers = "", localAddress?: string): Promise<RawWsClient> {
+    const sock = net.connect({ port, host: "127.0.0.1", ...(localAddress ? { localAddress } : {}) });
     await new Promise<void>((resolve, reject) => {
       sock.once("connect", () => resolve());
       sock.once("error", reject);

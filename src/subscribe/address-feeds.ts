@@ -1,0 +1,39 @@
+import { GatewayError } from "../protocol/errors";
+
+/**
+ * The feeds the subscriptions of each client address hold (MAX_FEEDS_PER_ADDRESS), over all its
+ * connections, so that one address cannot take every feed of the instance (MAX_FEEDS) from the rest.
+ * A feed is named by what it reads: `topic:<name>` for a topic's shared live feed, `share:<key>` for a
+ * share group's, and a name of its own for each replay. A feed the address holds already costs it
+ * nothing more, whoever opened it; each is counted once per address however many subscriptions hold it.
+ */
+export class AddressFeeds {
+  /** Per address, each feed it holds and how many of its subscriptions hold it. */
+  private readonly held = new Map<string, Map<string, number>>();
+
+  constructor(private readonly max: number) {}
+
+  /** Charges `feeds` to `address`, or throws TOO_MANY_SUBSCRIPTIONS (charging nothing) past the bound. */
+  take(address: string, feeds: readonly string[]): void {
+    let mine = this.held.get(address);
+    let added = 0;
+    for (const f of feeds) if (!mine?.has(f)) added++;
+    const holds = mine?.size ?? 0;
+    if (added > 0 && holds + added > this.max) {
+      throw new GatewayError("TOO_MANY_SUBSCRIPTIONS", `subscriptions from this client address hold ${holds} feeds, at most ${this.max}; subscribe to topics it reads already, or end some`);
+    }
+    if (!mine) this.held.set(address, (mine = new Map()));
+    for (const f of feeds) mine.set(f, (mine.get(f) ?? 0) + 1);
+  }
+
+  release(address: string, feeds: readonly string[]): void {
+    const mine = this.held.get(address);
+    if (!mine) return;
+    for (const f of feeds) {
+      const n = (mine.get(f) ?? 0) - 1;
+      if (n > 0) mine.set(f, n);
+      else mine.delete(f);
+    }
+    if (mine.size === 0) this.held.delete(address);
+  }
+}

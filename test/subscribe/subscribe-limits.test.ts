@@ -1,0 +1,93 @@
+import { afterEach, expect, test } from "bun:test";
+import { connect } from "../../src/client";
+import { underControl } from "../ingest/control";
+import { type GatewayProcess, startGateway } from "../support/gateway";
+import { RawWsClient } from "../support/raw-ws";
+
+/**
+ * Subscribing costs the gateway more than a frame: a feed (a log reader) per new topic or replay, an
+ * audit line, watermark questions. Two bounds keep one client from taking that from the others:
+ * - MAX_FEEDS_PER_ADDRESS: the feeds one client address's subscriptions hold, over all its
+ *   connections. Before, ten connections of one address subscribing to made-up topics took every
+ *   feed of the instance (MAX_FEEDS), and every other client's subscribe to a new topic was refused.
+ * - SUBSCRIBE_RATE_LIMIT: subscribes per second per connection. Before, refusals of subscribes never
+ *   closed a connection, so a loop of them cost the gateway its work (and an audit line) forever.
+ */
+let gw: GatewayProcess | null = null;
+afterEach(async () => {
+  await gw?.stop();
+  gw = null;
+}, 60_000);
+
+const portOf = (g: GatewayProcess) => Number(new URL(g.url).port);
+
+/** The reply to each cid 1..n (the last one per cid, and how many came for it). */
+async function repliesByCid(c: RawWsClient, n: number, timeoutMs = 30_000): Promise<Map<number, { frame: Record<string, any>; count: number }>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const byCid = new Map<number, { frame: Record<string, any>; count: number }>();
+    for (const f of c.frames) if (typeof f.cid === "number" && f.cid >= 1) byCid.set(f.cid, { frame: f, count: (byCid.get(f.cid)?.count ?? 0) + 1 });
+    if (byCid.size >= n || Date.now() > deadline || c.closeCode !== null) return byCid;
+    await Bun.sleep(20);
+  }
+}
+
+test("one client address cannot take every feed: past MAX_FEEDS_PER_ADDRESS its subscribes that need a new feed are refused, and other addresses still subscribe", async () => {
+  gw = await startGateway({ MAX_FEEDS: "200", MAX_FEEDS_PER_ADDRESS: "50" });
+  const g = gw;
+  await underControl(g, "five connections of one address subscribing to 500 made-up topics", async () => {
+    const attackers = await Promise.all(Array.from({ length: 5 }, () => RawWsClient.connect(portOf(g), "/ws", "", "127.0.0.2")));
+    attackers.forEach((a, c) => {
+      a.send({ t: 1, v: 1 });
+      for (let i = 0; i < 100; i++) a.send({ t: 12, cid: i + 1, sub: `s${i}`, topic: `made-up-${c}-${i}` });
+    });
+    let accepted = 0;
+    const refusals = new Set<string>();
+    for (const a of attackers) {
+      const replies = await repliesByCid(a, 100);
+      expect(replies.size).toBe(100);
+      for (const { frame, count } of replies.values()) {
+        expect(count).toBe(1);
+        if (frame.t === 23) accepted++;
+        else refusals.add(String(frame.code));
+      }
+    }
+    expect(accepted).toBe(50);
+    expect([...refusals]).toEqual(["TOO_MANY_SUBSCRIPTIONS"]);
+
+    // A topic the address reads already costs it no new feed: still accepted at its bound.
+    const first = attackers.findIndex((a) => a.frames.some((f) => f.t === 23));
+    const held = attackers[first]!.frames.find((f) => f.t === 23)!.topics[0];
+    attackers[(first + 1) % 5]!.send({ t: 12, cid: 1000, sub: "again", topic: held });
+    expect((await attackers[(first + 1) % 5]!.waitFor((f) => f.cid === 1000)).t).toBe(23);
+
+    // Another address: its own subscribes to new topics all go through.
+    const other = await connect({ url: g.wsUrl });
+    for (let i = 0; i < 20; i++) await other.subscribe(`other-${i}`);
+    other.close();
+    for (const a of attackers) a.destroy();
+  });
+}, 120_000);
+
+test("a connection sending subscribes in a loop gets RATE_LIMITED past SUBSCRIBE_RATE_LIMIT and is closed 4429; each subscribe before the close is answered once", async () => {
+  gw = await startGateway({ SUBSCRIBE_RATE_LIMIT: "50" });
+  const g = gw;
+  await underControl(g, "a connection subscribing in a loop", async () => {
+    const a = await RawWsClient.connect(portOf(g));
+    a.send({ t: 1, v: 1 });
+    for (let i = 0; i < 3000; i++) a.send({ t: 12, cid: i + 1, sub: `s${i}`, topic: "looped" });
+    await Promise.race([a.ended, Bun.sleep(30_000)]);
+    expect(a.closeCode).toBe(4429);
+    const replies = await repliesByCid(a, 3000, 0);
+    const codes = new Map<string, number>();
+    for (const { frame, count } of replies.values()) {
+      expect(count).toBe(1);
+      const code = frame.t === 23 ? "subscribed" : String(frame.code);
+      codes.set(code, (codes.get(code) ?? 0) + 1);
+    }
+    console.log(`subscribe loop: ${JSON.stringify(Object.fromEntries(codes))} before the close`);
+    expect(codes.get("RATE_LIMITED") ?? 0).toBeGreaterThan(0);
+    // The bucket holds MAX_SUBSCRIPTIONS_PER_CONNECTION: a reconnecting client resubscribes them all at once.
+    expect(codes.get("subscribed")).toBe(100);
+  });
+}, 120_000);
