@@ -101,7 +101,9 @@ const subscriptionId = units(1, 128);
 /** Where a subscription starts reading. */
 export const StartSchema = z.union([
   z.enum(["latest", "earliest"]),
-  z.strictObject({ time: z.union([z.iso.datetime({ offset: true }), z.number().int().min(0), z.date()]) }),
+  // Any non-negative integer is a time in ms, however it is encoded: past 2^53 a JSON number is not
+  // exact and msgpack's uint64 is a BigInt, and either is far in the future (so, from the end).
+  z.strictObject({ time: z.union([z.iso.datetime({ offset: true }), z.number().min(0).refine(Number.isInteger, "must be an integer"), z.bigint().min(0n), z.date()]) }),
   z.strictObject({ token: units(1, 65536) }),
 ]);
 export type Start = z.infer<typeof StartSchema>;

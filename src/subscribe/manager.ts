@@ -37,6 +37,8 @@ export interface SubscriptionStats {
   sharedFeeds: number;
 }
 
+// The last instant a Date holds (+275760-09-13).
+const MAX_TIME_MS = 8.64e15;
 // Topics whose watermarks one delivery-health request asks for: a bound on the queries it costs.
 const MAX_LAG_TOPICS = 100;
 
@@ -409,7 +411,9 @@ export class SubscriptionManager {
       if (!same) throw new GatewayError("INVALID_POSITION", `the resume token is for topics ${[...token.positions.keys()].join(", ")}`);
     }
     // The request's own limits first: a start too far back is refused whatever the topic (existing or not).
-    const startMs = typeof start === "object" && "time" in start ? (start.time instanceof Date ? start.time.getTime() : typeof start.time === "number" ? start.time : Date.parse(start.time)) : undefined;
+    const asked = typeof start === "object" && "time" in start ? (start.time instanceof Date ? start.time.getTime() : typeof start.time === "number" ? start.time : typeof start.time === "bigint" ? Number(start.time) : Date.parse(start.time)) : undefined;
+    // Past the last time a Date can hold is simply the future: no log is asked about 2^70 ms.
+    const startMs = asked === undefined ? undefined : Math.min(asked, MAX_TIME_MS);
     if (startMs !== undefined && startMs < oldest) {
       throw new GatewayError("REPLAY_OUT_OF_RANGE", `replay reaches back at most ${this.config.REPLAY_MAX_DURATION} ms, to ${new Date(oldest).toISOString()}`);
     }

@@ -126,6 +126,13 @@ test("bad subscriptions get an error naming the problem, and the socket lives on
   expect(await c.publish({ type: "create" }, okTopic)).toMatchObject({ t: 20 }); // publishing may (broker auto-create)
   expect(await c.subscribe({ sub: "x", topic: okTopic }, ok.onFrame)).toMatchObject({ t: 23 });
   expect(await c.request({ t: 12, sub: "x", topic: "t" })).toMatchObject({ code: "SUBSCRIPTION_EXISTS" });
+  // A start time past 2^53 ms (any integer is a time, in either codec): far in the future, so from the end.
+  const far = { t: 12, sub: "far", topic: okTopic, start: { time: 2 ** 60 } };
+  expect(await c.request(far)).toMatchObject({ t: 23, live: true });
+  const json = await GatewayClient.connect(a.wsUrl, "json");
+  expect(await json.request(far)).toMatchObject({ t: 23, live: true });
+  expect(await json.request({ ...far, sub: "farther", start: { time: 2 ** 70 } })).toMatchObject({ t: 23, live: true });
+  json.close();
   expect(await c.request({ t: 13, sub: "x" })).toMatchObject({ t: 28, sub: "x", token: expect.any(String) });
   c.close();
 });
