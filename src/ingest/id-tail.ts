@@ -213,6 +213,8 @@ export class IdTail {
     try {
       const m = (await this.log.watermarks(topic))[partition];
       if (!m) return;
+      // Past the end: the log was reset, and the ids remembered for it name positions that are gone.
+      if ((t.next[partition] ?? 0) > m.high) this.seen.forgetPartition(topic, partition);
       t.next[partition] = m.low;
       if ((t.target[partition] ?? 0) > m.high) t.target[partition] = m.high;
       const reader = await this.readerOnce();

@@ -53,6 +53,17 @@ export class SeenIds {
     this.expire(now);
   }
 
+  /**
+   * Forgets the ids of one partition: its log was reset (the topic created again), so the positions
+   * remembered are in a log that is gone, and a re-send must be written again, not answered with them.
+   */
+  forgetPartition(topic: string, partition: number): void {
+    const ids = this.topics.get(topic);
+    if (ids === undefined) return;
+    for (const [id, e] of ids) if (e.partition === partition) ids.delete(id);
+    if (ids.size === 0) this.topics.delete(topic);
+  }
+
   private expire(now: number): void {
     const oldest = now - this.options.windowMs;
     while (this.head < this.fifo.length) {
@@ -61,8 +72,10 @@ export class SeenIds {
       if (!full && e.at >= oldest) break;
       if (full && e.at >= oldest) this.evictedEarly++;
       this.fifo[this.head++] = undefined as never;
+      // Forgotten already (forgetPartition), and perhaps remembered again since: that one stays.
+      if (e.ids.get(e.id) !== e) continue;
       e.ids.delete(e.id);
-      if (e.ids.size === 0) this.topics.delete(e.topic);
+      if (e.ids.size === 0 && this.topics.get(e.topic) === e.ids) this.topics.delete(e.topic);
     }
     if (this.head > 4096 && this.head * 2 > this.fifo.length) {
       this.fifo = this.fifo.slice(this.head);
