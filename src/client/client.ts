@@ -1,6 +1,10 @@
+import { TokenBucket } from "../limits/token-bucket";
 import { type PublishResult, Publisher } from "./publisher";
 import { SubscribeError, type SubscribeOptions, Subscription } from "./subscription";
 import { type Codec, FrameType, type InFrame, type OutgoingEvent, PROTOCOL_VERSION, decode, encode } from "./wire";
+
+/** Tries of a subscribe refused RATE_LIMITED before the refusal is the application's. */
+const MAX_SUBSCRIBE_ATTEMPTS = 20;
 
 export interface ConnectOptions {
   /**
@@ -49,6 +53,12 @@ export class GatewayClient {
   session = "";
   limits: Limits = { window: 1000, maxBatchEvents: 100 };
   private ws: WebSocket | null = null;
+  /**
+   * The connection's subscribe rate as welcome advertised it (subscribesPerSec, from a bucket of
+   * maxSubscriptions), kept here so subscribes wait their turn rather than being refused: refusals
+   * count toward the gateway's 4429 close. Null when it advertised none.
+   */
+  private subscribeBucket: TokenBucket | null = null;
   private welcomed = false;
   private closed = false;
   private cid = 1;
@@ -103,13 +113,22 @@ export class GatewayClient {
     const id = `s${this.cid++}`;
     const sub = new Subscription(id, Array.isArray(topic) ? topic : [topic], options, { send: (f) => this.send(f), nextCid: () => this.cid++, forget: (s) => this.subs.delete(s.id) });
     this.subs.set(id, sub);
-    try {
-      await sub.open();
-    } catch (e) {
-      this.subs.delete(id);
-      throw e;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.subscribeTurn();
+        await sub.open();
+        return sub;
+      } catch (e) {
+        // Over the connection's subscribe rate (SUBSCRIBE_RATE_LIMIT): sent again once the gateway
+        // would take it, as a publish is. Any other refusal is the application's to handle.
+        const limited = e instanceof SubscribeError && e.code === "RATE_LIMITED" && attempt < MAX_SUBSCRIBE_ATTEMPTS && !this.closed;
+        if (!limited) {
+          this.subs.delete(id);
+          throw e;
+        }
+        await new Promise((r) => setTimeout(r, Math.max(10, (e as SubscribeError).retryAfterMs ?? 100)));
+      }
     }
-    return sub;
   }
 
   /** The instance the client is connected (or connecting) to. */
@@ -269,6 +288,9 @@ export class GatewayClient {
   private onWelcome(f: InFrame): void {
     this.session = f.session as string;
     this.limits = f.limits as Limits;
+    const perSec = this.limits.subscribesPerSec ?? 0;
+    // As the gateway sizes it, 5% slower (frames are read with jitter), and full: its bucket is new too.
+    this.subscribeBucket = perSec > 0 ? new TokenBucket(perSec * 0.95, Math.max(1, this.limits.maxSubscriptions ?? 1), performance.now()) : null;
     this.welcomed = true;
     this.attempt = 0;
     if (this.connectTimer) clearTimeout(this.connectTimer);
@@ -286,15 +308,29 @@ export class GatewayClient {
    * connection with backoff and jitter, as a reconnect is: ending the subscription would leave the
    * application's loop finished with no error. Other refusals (FORBIDDEN, a token no longer valid) end it.
    */
-  private resubscribe(s: Subscription, ws: WebSocket, attempt: number): void {
-    s.open().catch((e) => {
-      if (this.closed || this.subs.get(s.id) !== s || this.ws !== ws) return; // ended, or a new connection resumes it
-      if (!(e instanceof SubscribeError && e.retriable)) return s.end({ kind: "ended", code: (e as { code?: string }).code, message: (e as Error).message });
-      setTimeout(() => {
-        if (!this.closed && this.ws === ws && ws.readyState === 1 && this.subs.get(s.id) === s) this.resubscribe(s, ws, attempt + 1);
-      }, this.backoff(attempt));
-    });
+  /** Waits until the advertised subscribe rate allows one more, and takes it. */
+  private async subscribeTurn(): Promise<void> {
+    for (;;) {
+      const bucket = this.subscribeBucket;
+      const wait = bucket ? bucket.waitMs(performance.now()) : 0;
+      if (wait === 0) return bucket?.spend(1);
+      await new Promise((r) => setTimeout(r, wait));
+    }
   }
+
+  private resubscribe(s: Subscription, ws: WebSocket, attempt: number): void {
+    const current = () => !this.closed && this.ws === ws && this.subs.get(s.id) === s;
+    this.subscribeTurn()
+      .then(() => (current() ? s.open() : undefined))
+      .catch((e) => {
+        if (!current()) return; // ended, or a new connection resumes it
+        if (!(e instanceof SubscribeError && e.retriable)) return s.end({ kind: "ended", code: (e as { code?: string }).code, message: (e as Error).message });
+        setTimeout(() => {
+          if (current() && ws.readyState === 1) this.resubscribe(s, ws, attempt + 1);
+        }, this.backoff(attempt));
+      });
+  }
+
 
   /** With getToken, a fresh token is sent (refresh frame) a while before the current one expires. */
   private scheduleRefresh(expiresAt: number | undefined): void {

@@ -5,12 +5,15 @@ export class SubscribeError extends Error {
   readonly code: ErrorCode;
   readonly num: number;
   readonly retriable: boolean;
+  /** For RATE_LIMITED: when the gateway would take it. */
+  readonly retryAfterMs?: number;
   constructor(err: WireError) {
     super(`${err.code}: ${err.message}`);
     this.name = "SubscribeError";
     this.code = err.code;
     this.num = err.num;
     this.retriable = err.retriable;
+    if (typeof err.retryAfterMs === "number") this.retryAfterMs = err.retryAfterMs;
   }
 }
 

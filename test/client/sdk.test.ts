@@ -230,6 +230,21 @@ test("sub.token covers only the events the application was handed: an iterator t
   expect(await first(after)).toBe(500);
 }, 60_000);
 
+test("subscribes made faster than the gateway's subscribe rate wait their turn: all are confirmed, the connection is never closed", async () => {
+  // A bucket of 5 at 20/s: of 40 subscribes in a row, those past the fifth are refused RATE_LIMITED,
+  // and the SDK sends each again after the gateway's retryAfterMs, as it does for publishes.
+  const gw = await gateway({ KAFKA_BROKERS: "", SUBSCRIBE_RATE_LIMIT: "20", MAX_SUBSCRIPTIONS_PER_CONNECTION: "5" });
+  const c = await client(gw.wsUrl);
+  const started = performance.now();
+  for (let i = 0; i < 40; i++) {
+    const s = await c.subscribe(`paced-${i}`);
+    await s.close();
+  }
+  // Paced, not refused: 35 past the bucket at 20/s take at least 1.5 s.
+  expect(performance.now() - started).toBeGreaterThan(1500);
+  expect((await c.subscribe("paced-last")).live).toBe(true);
+}, 60_000);
+
 test("a refused subscribe rejects with the gateway's code, num and retriable; subscribed's live and gaps are on the subscription", async () => {
   const gw = await gateway({ KAFKA_BROKERS: "", EMBEDDED_PARTITIONS: "1", EMBEDDED_RETENTION_RECORDS: "10" });
   const c = await client(gw.wsUrl);
