@@ -37,6 +37,9 @@ const IDENTITY_HEADERS = ["ce_id", "ce_source"] as const;
  * wrote the original is recognised. What remains is a race: a re-send that arrives before this
  * reader has read the original, i.e. within the reader's lag (docs/protocol.md, "Idempotent publish").
  */
+// After a failed question about a partition whose position is gone, the next try.
+const RETRY_PAST_MS = 500;
+
 export class IdTail {
   private readonly topics = new Map<string, TopicTail>();
   private reader: Promise<LogReader> | null = null;
@@ -223,7 +226,10 @@ export class IdTail {
       reader.assign(place);
       if (t.state === "warming") this.checkCaughtUp(t);
     } catch (e) {
-      this.logger.warn("idempotence: cannot read on past a lost position", { topic, partition, error: String(e) });
+      // The watermarks can fail just after a topic is created again: asked again shortly, or the
+      // partition would stay unread (and a reset's old ids remembered) for good.
+      this.logger.warn("idempotence: cannot read on past a lost position yet; retrying", { topic, partition, error: String(e) });
+      setTimeout(() => void this.readOnPast(topic, partition), RETRY_PAST_MS).unref();
     }
   }
 
