@@ -40,8 +40,15 @@ export function kafkaLogOptions(config: Config): PoolOptions {
       "client.id": config.KAFKA_CLIENT_ID,
       // What each reader fetches ahead of its subscribers: librdkafka's default is 64 MB per consumer,
       // and every replay and live feed is a consumer (64 held-back replays could pin 4 GB in a worker).
-      // 4 MB is several fetches ahead at the replay rate; KAFKA_PROPERTIES may raise it.
+      // 4 MB is several fetches ahead at the replay rate. A fetch is sized in compressed bytes, and
+      // one is taken whole before the queue's bound is checked: records that compress 250:1 made a
+      // 1 MB fetch 250 MB. Fetches of 512 KB (128 KB per partition; message.max.bytes caps
+      // fetch.max.bytes from below) keep that in bounds; a batch larger than a fetch still comes
+      // whole (Kafka returns the first one regardless). KAFKA_PROPERTIES may raise any of them.
       "queued.max.messages.kbytes": 4096,
+      "fetch.max.bytes": 512 * 1024,
+      "max.partition.fetch.bytes": 128 * 1024,
+      "message.max.bytes": 512 * 1024,
       ...parseKafkaProperties(config.KAFKA_PROPERTIES),
     },
   };

@@ -12,6 +12,10 @@ import { encodeSourceRecord } from "../wire/records-layout";
 import type { StatusReporter } from "./status";
 
 const BATCH = 500;
+// What one RECORDS message should hold at most. A reader has READER_CREDIT of them in flight, held
+// by the gateway until its subscribers take them (a replay whose client does not read holds them):
+// 500 records of 16 KB were 8 MB each, and eight such replays took 400 MB in each process.
+const RECORDS_BUDGET_BYTES = 1024 * 1024;
 // RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET: with auto.offset.reset=error, a fetch position the log does not have.
 const AUTO_OFFSET_RESET = -140;
 
@@ -23,6 +27,8 @@ class Reader {
   private closing = false;
   /** Messages the last tick() took from librdkafka (records and errors). */
   consumed = 0;
+  /** Bytes per record in the RECORDS sent so far (a moving average): sizes the next batch to the budget. */
+  private recordBytes = 256;
 
   constructor(
     readonly id: number,
@@ -85,10 +91,11 @@ class Reader {
       return false;
     }
     if (this.outstanding >= READER_CREDIT) return true;
-    const n = this.consumer.consume(this.batch, 0);
+    const n = this.consumer.consume(this.batch, 0, Math.floor(RECORDS_BUDGET_BYTES / this.recordBytes));
     this.consumed = n;
     if (n > 0) {
       const msg = this.encode(n);
+      if (msg) this.recordBytes = Math.max(16, 0.5 * this.recordBytes + (0.5 * msg.length) / n);
       const gone = this.outOfRange(n);
       this.batch.release();
       if (msg) {

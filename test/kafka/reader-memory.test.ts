@@ -1,0 +1,76 @@
+import { expect, test } from "bun:test";
+import { connect } from "../../src/client";
+import { underControl } from "../ingest/control";
+import { freshTopic, kafkaGatewayForFile } from "../support/kafka";
+import { ensureTopic } from "../support/kafka-broker";
+import { rssMiB } from "../support/proc";
+import { RawWsClient } from "../support/raw-ws";
+
+/**
+ * What a reader holds for subscribers that do not take it is bounded, in the Kafka worker and in the
+ * gateway, whatever the records are like. Before: each read batch was 500 records whatever their size
+ * (8 MB of 16 KB records, four of them in flight per reader, held by the gateway), and a fetch of
+ * records that compress 250:1 was 1 MB compressed: eight replays that never read grew the gateway by
+ * 404 MiB and the two workers by 598 MiB together here (200–260 and 310–410 now; the box is shared,
+ * so the bounds leave room). And a record larger than a fetch still arrives.
+ */
+const file = kafkaGatewayForFile({ KAFKA_WORKERS: "2", RATE_LIMIT_BYTES: "0", RATE_LIMIT_EVENTS: "0" });
+
+test("replays whose client never reads, of records that compress 250:1, hold bounded memory in the workers and the gateway", async () => {
+  const topic = freshTopic("compressible");
+  await ensureTopic(file.brokers, topic, 3);
+  const pub = await connect({ url: file.gw.wsUrl });
+  const blob = "y".repeat(16_000);
+  for (let sent = 0; sent < 2400; sent += 50) {
+    const acks = await pub.publishBatch(Array.from({ length: 50 }, (_, i) => ({ type: "bomb", key: `k${i}`, data: { blob } })), { topic });
+    expect(acks.every((a) => a.status === "fulfilled")).toBe(true);
+  }
+  pub.close();
+  const health = await file.gw.health();
+  const workers: number[] = health.log.workers.map((w: { pid: number }) => w.pid);
+  // Read once the publishing's garbage is collected: the least of 3 s of samples.
+  const before = { gateway: Number.POSITIVE_INFINITY, workers: workers.map(() => Number.POSITIVE_INFINITY) };
+  for (let i = 0; i < 15; i++) {
+    await Bun.sleep(200);
+    before.gateway = Math.min(before.gateway, rssMiB(file.gw.proc.pid));
+    before.workers = before.workers.map((m, w) => Math.min(m, rssMiB(workers[w]!)));
+  }
+
+  const port = Number(new URL(file.gw.url).port);
+  const grown = await underControl(file.gw, "eight replays that never read", async () => {
+    const reader = await RawWsClient.connect(port);
+    reader.send({ t: 1, v: 1 });
+    for (let i = 0; i < 8; i++) reader.send({ t: 12, cid: i + 1, topic, start: "earliest" });
+    await reader.waitFor((f) => f.cid === 8);
+    reader.pause();
+    let peak = { gateway: 0, workers: 0 };
+    for (let i = 0; i < 30; i++) {
+      await Bun.sleep(200);
+      peak = { gateway: Math.max(peak.gateway, rssMiB(file.gw.proc.pid) - before.gateway), workers: Math.max(peak.workers, workers.reduce((n, pid, w) => n + rssMiB(pid) - before.workers[w]!, 0)) };
+    }
+    reader.destroy();
+    return peak;
+  });
+  console.log(`eight replays of 38 MB of 250:1 records, never read: gateway +${grown.gateway.toFixed(0)} MiB, workers together +${grown.workers.toFixed(0)} MiB`);
+  expect(grown.gateway).toBeLessThan(320);
+  expect(grown.workers).toBeLessThan(500);
+}, 180_000);
+
+test("a record larger than a whole fetch reaches live and replaying subscribers", async () => {
+  const topic = freshTopic("large");
+  await ensureTopic(file.brokers, topic, 1);
+  const client = await connect({ url: file.gw.wsUrl });
+  const live = await client.subscribe(topic);
+  // Random, so it does not compress below the 512 KB fetch.
+  const big = Buffer.from(crypto.getRandomValues(new Uint8Array(600_000))).toString("base64");
+  const ack = await client.publish({ type: "large", data: { big } }, { topic });
+  const firstOf = async (s: typeof live) => {
+    for await (const e of s) return e;
+  };
+  const [a, b] = await Promise.all([firstOf(live), client.subscribe(topic, { start: "earliest" }).then(firstOf)]);
+  for (const e of [a, b]) {
+    expect(e!.offset).toBe(ack.offset);
+    expect((e!.event.data as { big: string }).big).toBe(big);
+  }
+  client.close();
+}, 60_000);
