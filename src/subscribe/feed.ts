@@ -268,10 +268,7 @@ export class Feed implements ShareDealer {
     for (const sub of this.subs) sub.gap(gap);
     this.reader?.unassign(place);
     this.reader?.assign(place);
-    if (!this.live && this.caughtUp()) {
-      this.live = true;
-      for (const sub of this.subs) sub.goLive();
-    }
+    this.liveIfCaughtUp();
   }
 
   private holdForReaders(): boolean {
@@ -316,10 +313,7 @@ export class Feed implements ShareDealer {
     this.endTouched();
     if (this.ledger) this.scheduleStore();
     this.metrics.filterSeconds.observe((performance.now() - started) / 1000);
-    if (!this.live && this.caughtUp()) {
-      this.live = true;
-      for (const sub of this.subs) sub.goLive();
-    }
+    this.liveIfCaughtUp();
   }
 
   private endTouched(): void {
@@ -355,6 +349,18 @@ export class Feed implements ShareDealer {
     this.touched.add(pick);
     pick.collect(rec);
     return true;
+  }
+
+  /**
+   * Live once history is read and nothing read ahead is still waiting. What was written during the
+   * replay and read ahead (up to the reader's credits) is delivered at the subscriber's pace first:
+   * let through at once as live events, it went past SUBSCRIBER_BUFFER_BYTES and a subscriber that
+   * was keeping up was dropped 500 events (`lagged`) at the moment it caught up.
+   */
+  private liveIfCaughtUp(): void {
+    if (this.live || this.waiting.length > 0 || !this.caughtUp()) return;
+    this.live = true;
+    for (const sub of this.subs) sub.goLive();
   }
 
   private caughtUp(): boolean {
