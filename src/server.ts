@@ -83,7 +83,7 @@ function rateLimitOptions(config: Config): RateLimitOptions {
     closeAfterRefusals: config.RATE_LIMIT_CLOSE_AFTER,
     closePenaltyMs: config.RATE_LIMIT_CLOSE_PENALTY_SECONDS * 1000,
     closeAfterInvalid: config.INVALID_FRAMES_CLOSE_AFTER,
-    subscribes: { perSec: config.SUBSCRIBE_RATE_LIMIT, burst: config.MAX_SUBSCRIPTIONS_PER_CONNECTION },
+    subscribes: { perSec: config.SUBSCRIBE_RATE_LIMIT, burst: config.MAX_SUBSCRIPTIONS_PER_CONNECTION, perAddressPerSec: config.SUBSCRIBE_RATE_LIMIT_PER_ADDRESS },
   };
 }
 
@@ -154,7 +154,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   const filesLimit = openFilesLimit();
   const connectionLimiter = new ConnectionLimiter({ maxConnections: config.MAX_CONNECTIONS, maxConnectionsPerIp: config.MAX_CONNECTIONS_PER_IP }, filesLimit);
   const ws = createWebSocketHandler({ config, publisher, subscriptions, metrics, logger, logKind: log.kind, auth: { authenticator, audit, config }, rateLimits, onClosed: (remote) => connectionLimiter.release(remote) });
-  const streams = createStreamRoute({ subscriptions, auth: httpAuth, connections: connectionLimiter, metrics });
+  const streams = createStreamRoute({ subscriptions, auth: httpAuth, connections: connectionLimiter, metrics, rateLimits });
   const health = createHealthRoutes({ auth: authenticator.enabled ? "jwt" : "none", log, metrics, version: SERVER_NAME, connections: () => ws.connections, inflight: () => publisher.eventsInflight, subscriptions: () => subscriptions.stats(), accepting: () => listener.accepting });
 
   let draining = false;

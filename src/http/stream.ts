@@ -2,6 +2,7 @@ import type { Server } from "bun";
 import type { Identity } from "../auth/authenticator";
 import type { HttpAuth } from "./auth-guard";
 import type { ConnectionLimiter } from "../limits/connections";
+import type { RateLimits } from "../limits/rate-limits";
 import type { Metrics } from "../observability/metrics";
 import { CloseCodes } from "../protocol/codes";
 import { GatewayError } from "../protocol/errors";
@@ -26,6 +27,7 @@ export interface StreamDeps {
   auth: HttpAuth;
   connections: ConnectionLimiter;
   metrics: Metrics;
+  rateLimits: RateLimits;
 }
 
 const EVENT_NAMES: Record<number, string> = {
@@ -82,11 +84,13 @@ export function createStreamRoute(deps: StreamDeps) {
 
   async function stream(req: Request, who: Identity, server: Server<unknown>): Promise<Response> {
     const frame = subscribeFrame(req, new URL(req.url));
+    const remote = server.requestIP(req)?.address ?? "";
+    const limited = deps.rateLimits.admitSubscribe(null, remote);
+    if (limited) throw limited.error;
     for (const topic of frame.topics ?? [frame.topic!]) {
       const denied = deps.auth.authorize(who, "subscribe", topic);
       if (denied) throw denied;
     }
-    const remote = server.requestIP(req)?.address ?? "";
     const refused = deps.connections.acquire(remote);
     if (refused) throw refused;
     // Streams live as long as the client reads; Bun's idle timeout is for requests that stall.

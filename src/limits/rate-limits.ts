@@ -33,8 +33,11 @@ export interface RateLimitOptions {
   closePenaltyMs: number;
   /** Frames refused for a request error (1xxx) within any 10 s past which a connection is closed; 0: never. */
   closeAfterInvalid: number;
-  /** Subscribes per second per connection (0: no limit), from a bucket of `burst`. */
-  subscribes: { perSec: number; burst: number };
+  /**
+   * Subscribes per second per connection (0: no limit), from a bucket of `burst`; and per client
+   * address over all its connections and streams, from a bucket of ADDRESS_SUBSCRIBE_BURST_S of it.
+   */
+  subscribes: { perSec: number; burst: number; perAddressPerSec: number };
 }
 
 type Unit = "events" | "bytes";
@@ -60,6 +63,9 @@ class Buckets {
 }
 
 const REFUSAL_WINDOW_S = 10;
+// An address's subscribe bucket holds this many seconds of its rate: everyone behind one NAT
+// resubscribing at once after a restart.
+const ADDRESS_SUBSCRIBE_BURST_S = 5;
 // Principals remembered at most; full buckets are forgotten first (they hold no state worth keeping).
 const MAX_PRINCIPALS = 100_000;
 const SWEEP_EVERY_MS = 10_000;
@@ -147,6 +153,7 @@ export class RateLimits {
   private readonly principals: BucketMap<Buckets>;
   private readonly httpClients: BucketMap<ConnectionRate>;
   private readonly connects: BucketMap<TokenBucket>;
+  private readonly addressSubscribes: BucketMap<TokenBucket>;
   /** Client addresses closed for flooding, and until when they open no connection. */
   private readonly penalties = new Map<string, number>();
   readonly enabled: boolean;
@@ -162,6 +169,8 @@ export class RateLimits {
     this.httpClients = new BucketMap((t) => new ConnectionRate(options, t), (c, t) => c.own.isFull(t), now);
     const connects = options.connectsPerSecPerIp;
     this.connects = new BucketMap((t) => new TokenBucket(connects, Math.max(1, connects * options.burstSeconds), t), (b, t) => b.isFull(t), now);
+    const subs = options.subscribes.perAddressPerSec;
+    this.addressSubscribes = new BucketMap((t) => new TokenBucket(subs, Math.max(1, subs * ADDRESS_SUBSCRIBE_BURST_S), t), (b, t) => b.isFull(t), now);
     const { connection: c, principal: p } = options;
     this.enabled = c.eventsPerSec + c.bytesPerSec + p.eventsPerSec + p.bytesPerSec > 0;
     this.byPrincipal = p.eventsPerSec + p.bytesPerSec > 0;
@@ -225,20 +234,27 @@ export class RateLimits {
   }
 
   /**
-   * Charges a subscribe to its connection, before any of its work (the ACL and its audit line, the
-   * log's watermarks, a feed): a refusal, or undefined when it may go on.
+   * Charges a subscribe to its connection (none for an SSE stream) and its client address, before any
+   * of its work (the ACL and its audit line, the log's watermarks, a feed): a refusal, or undefined
+   * when it may go on. An address that opens a connection per hundred subscribes meets its own bucket.
    */
-  admitSubscribe(conn: ConnectionRate, minWaitMs = 0): Refusal | undefined {
+  admitSubscribe(conn: ConnectionRate | null, address: string, minWaitMs = 0): Refusal | undefined {
     const now = this.clock();
-    const wait = conn.subscribes.waitMs(now);
-    if (wait === 0) {
-      conn.subscribes.spend(1);
+    const own = conn?.subscribes;
+    const perAddress = this.options.subscribes.perAddressPerSec > 0 ? this.addressSubscribes.get(address, now) : null;
+    const ownWait = own ? own.waitMs(now) : 0;
+    const addressWait = perAddress ? perAddress.waitMs(now) : 0;
+    if (ownWait === 0 && addressWait === 0) {
+      own?.spend(1);
+      perAddress?.spend(1);
       return undefined;
     }
-    const after = Math.max(wait, minWaitMs);
-    const error = new GatewayError("RATE_LIMITED", `over the connection rate of ${this.options.subscribes.perSec} subscribes/s; retry in ${after} ms`, { retryAfterMs: after, scope: "connection" });
+    const after = Math.max(ownWait, addressWait, minWaitMs);
+    const which = ownWait >= addressWait ? `connection rate of ${this.options.subscribes.perSec}` : `rate of ${this.options.subscribes.perAddressPerSec} from one client address`;
+    const error = new GatewayError("RATE_LIMITED", `over the ${which} subscribes/s; retry in ${after} ms`, { retryAfterMs: after, scope: ownWait >= addressWait ? "connection" : "address" });
     return { error, scope: "connection", unit: "subscribes" };
   }
+
 
   private admit(conn: ConnectionRate, principal: string, unit: Unit, cost: number, minWaitMs: number): Refusal | undefined {
     if (!this.enabled) return undefined;

@@ -75,6 +75,8 @@ export class SubscriptionManager {
   /** What each subscription (starting or started) is charged in addressFeeds, by connection and id. */
   private readonly feedCharges = new WeakMap<SubscriberConnection, Map<string, { address: string; feeds: string[] }>>();
   private replayCharges = 0;
+  /** Replays still starting, per client address (MAX_REPLAYS_PER_ADDRESS). */
+  private readonly addressReplaysStarting = new Map<string, number>();
 
   constructor(
     private readonly log: EventLog,
@@ -165,15 +167,21 @@ export class SubscriptionManager {
     const start: Start = f.start ?? "latest";
     const replay = !f.share && start !== "latest";
     const newFeeds = f.share ? (this.sharedFeeds.has(shareKey(f.share, topics)) ? 0 : 1) : replay ? 1 : topics.filter((t) => !this.liveFeeds.has(t)).length;
+    // Live feeds nobody reads any more wait FEED_IDLE_CLOSE_MS for a resubscribe; a subscribe that
+    // needs their room takes it, or one address subscribing and leaving in a loop holds every feed.
+    if (newFeeds > 0) this.closeIdleFeeds(this.feedCount + newFeeds - this.config.MAX_FEEDS, topics);
     if (newFeeds > 0 && this.feedCount + newFeeds > this.config.MAX_FEEDS) {
       throw new GatewayError("TOO_MANY_SUBSCRIPTIONS", `this instance reads ${this.feedCount} feeds, its maximum is ${this.config.MAX_FEEDS}; retry later or subscribe to topics already read`);
     }
+    const address = conn.info?.peer ?? "";
     if (replay) {
       const replaying = this.replaying();
       if (replaying >= this.config.MAX_REPLAY_SUBSCRIPTIONS) throw new GatewayError("TOO_MANY_SUBSCRIPTIONS", `${replaying} subscriptions are replaying history already; retry later or start from latest`);
+      const mine = this.replaying(address);
+      if (mine >= this.config.MAX_REPLAYS_PER_ADDRESS) throw new GatewayError("TOO_MANY_SUBSCRIPTIONS", `${mine} subscriptions from this client address are replaying history already, at most ${this.config.MAX_REPLAYS_PER_ADDRESS}; retry later or start from latest`);
     }
     // Last of the checks: it is the one that charges.
-    const charge = { address: conn.info?.peer ?? "", feeds: f.share ? [`share:${shareKey(f.share, topics)}`] : replay ? [`replay:${++this.replayCharges}`] : topics.map((t) => `topic:${t}`) };
+    const charge = { address, feeds: f.share ? [`share:${shareKey(f.share, topics)}`] : replay ? [`replay:${++this.replayCharges}`] : topics.map((t) => `topic:${t}`) };
     this.addressFeeds.take(charge.address, charge.feeds);
     let charges = this.feedCharges.get(conn);
     if (!charges) this.feedCharges.set(conn, (charges = new Map()));
@@ -188,9 +196,15 @@ export class SubscriptionManager {
       ),
     );
     if (replay) this.replaysStarting++;
+    if (replay) this.addressReplaysStarting.set(address, (this.addressReplaysStarting.get(address) ?? 0) + 1);
     return done.finally(() => {
       startingNow.delete(id);
-      if (replay) this.replaysStarting--;
+      if (replay) {
+        this.replaysStarting--;
+        const n = (this.addressReplaysStarting.get(address) ?? 1) - 1;
+        if (n > 0) this.addressReplaysStarting.set(address, n);
+        else this.addressReplaysStarting.delete(address);
+      }
       // Refused, or its socket closed while it started: it holds no feed.
       if (!conn.subscriptions.has(id)) this.releaseFeeds(conn, id);
     });
@@ -202,10 +216,30 @@ export class SubscriptionManager {
    * resuming from a token after a failover past the first MAX_REPLAY_SUBSCRIPTIONS would be refused
    * for as long as those stay subscribed.
    */
-  private replaying(): number {
-    let n = this.replaysStarting;
-    for (const feed of this.replayFeeds.values()) if (!feed.isLive) n++;
+  private replaying(address?: string): number {
+    if (address === undefined) {
+      let n = this.replaysStarting;
+      for (const feed of this.replayFeeds.values()) if (!feed.isLive) n++;
+      return n;
+    }
+    let n = this.addressReplaysStarting.get(address) ?? 0;
+    for (const [sub, feed] of this.replayFeeds) if (!feed.isLive && (this.holders.get(sub)?.info?.peer ?? "") === address) n++;
     return n;
+  }
+
+  /** Closes up to `n` live feeds that wait idle for a resubscribe, oldest first (none of `keep`). */
+  private closeIdleFeeds(n: number, keep: string[]): void {
+    for (const [topic, timer] of this.idleFeeds) {
+      if (n <= 0) return;
+      if (keep.includes(topic)) continue;
+      const pending = this.liveFeeds.get(topic);
+      clearTimeout(timer);
+      this.idleFeeds.delete(topic);
+      if (!pending) continue;
+      this.liveFeeds.delete(topic);
+      n--;
+      void pending.then((feed) => (feed.subs.size === 0 ? this.retire(topic, feed) : undefined));
+    }
   }
 
   /** The part of subscribe that waits on the log; live and shared feeds are asked for before its first await. */
@@ -364,13 +398,18 @@ export class SubscriptionManager {
       this.idleFeeds.delete(topic);
       if (feed.subs.size > 0 || this.liveFeeds.get(topic) !== pending) return;
       this.liveFeeds.delete(topic);
-      feed.close();
-      const partitions = this.lagSeries.get(topic) ?? 0;
-      this.lagSeries.delete(topic);
-      for (let p = 0; p < partitions; p++) this.metrics.feedLag.remove({ topic, partition: String(p) });
+      this.retire(topic, feed);
     }, this.config.FEED_IDLE_CLOSE_MS);
     timer.unref();
     this.idleFeeds.set(topic, timer);
+  }
+
+  /** Closes a live feed no longer in liveFeeds, and its lag series. */
+  private retire(topic: string, feed: Feed): void {
+    feed.close();
+    const partitions = this.lagSeries.get(topic) ?? 0;
+    this.lagSeries.delete(topic);
+    for (let p = 0; p < partitions; p++) this.metrics.feedLag.remove({ topic, partition: String(p) });
   }
 
   /** One group reader per share group and topic set on this instance, in Kafka group kgw-share-<name>. */

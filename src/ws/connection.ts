@@ -209,7 +209,7 @@ export function createWebSocketHandler(deps: {
     if (!ws.data.helloed) return sendError(ws, codec, new GatewayError("HANDSHAKE_REQUIRED", `send {t:${FrameType.HELLO}, v:${PROTOCOL_VERSION}} first`), cid);
     const conn = ws.data.subscriber!;
     if (subscribe) {
-      const limited = rateLimits.admitSubscribe(ws.data.rate!, RATE_HOLD_MIN_MS);
+      const limited = rateLimits.admitSubscribe(ws.data.rate!, ws.data.remote, RATE_HOLD_MIN_MS);
       if (limited) return refuseRate(ws, codec, limited, cid);
       const f = parsed.data as SubscribeFrame;
       for (const topic of f.topics ?? [f.topic!]) {

@@ -1,4 +1,5 @@
 import { afterEach, expect, test } from "bun:test";
+import * as net from "node:net";
 import { connect } from "../../src/client";
 import { underControl } from "../ingest/control";
 import { type GatewayProcess, startGateway } from "../support/gateway";
@@ -20,6 +21,19 @@ afterEach(async () => {
 }, 60_000);
 
 const portOf = (g: GatewayProcess) => Number(new URL(g.url).port);
+
+/** The status of a GET /api/v1/stream made from `localAddress`. */
+function sseStatus(port: number, localAddress: string, topic: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect({ port, host: "127.0.0.1", localAddress });
+    sock.on("error", reject);
+    sock.on("connect", () => sock.write(`GET /api/v1/stream?topic=${topic} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`));
+    sock.once("data", (d: Buffer) => {
+      resolve(Number(d.toString().split(" ")[1]));
+      sock.destroy();
+    });
+  });
+}
 
 /** The reply to each cid 1..n (the last one per cid, and how many came for it). */
 async function repliesByCid(c: RawWsClient, n: number, timeoutMs = 30_000): Promise<Map<number, { frame: Record<string, any>; count: number }>> {
@@ -89,5 +103,78 @@ test("a connection sending subscribes in a loop gets RATE_LIMITED past SUBSCRIBE
     expect(codes.get("RATE_LIMITED") ?? 0).toBeGreaterThan(0);
     // The bucket holds MAX_SUBSCRIPTIONS_PER_CONNECTION: a reconnecting client resubscribes them all at once.
     expect(codes.get("subscribed")).toBe(100);
+  });
+}, 120_000);
+
+test("feeds left idle by an address that subscribed and left do not keep other addresses out: a new subscribe takes their room", async () => {
+  gw = await startGateway({ MAX_FEEDS: "50", FEED_IDLE_CLOSE_MS: "60000" });
+  const g = gw;
+  await underControl(g, "an address subscribing to 50 topics and leaving", async () => {
+    const a = await RawWsClient.connect(portOf(g), "/ws", "", "127.0.0.2");
+    a.send({ t: 1, v: 1 });
+    for (let i = 0; i < 50; i++) a.send({ t: 12, cid: i + 1, sub: `s${i}`, topic: `left-${i}` });
+    const replies = await repliesByCid(a, 50);
+    expect([...replies.values()].every((r) => r.frame.t === 23)).toBe(true);
+    a.destroy();
+    await a.ended;
+    await Bun.sleep(200);
+    // The 50 feeds wait idle for a resubscribe (a minute here); another address's new topics go through.
+    const other = await connect({ url: g.wsUrl });
+    for (let i = 0; i < 10; i++) await other.subscribe(`fresh-${i}`);
+    // A topic whose feed still waits is picked up again, not reopened.
+    await other.subscribe("left-49");
+    expect((await g.health()).subscriptions.liveFeeds).toBeLessThanOrEqual(50);
+    other.close();
+  });
+}, 120_000);
+
+test("one address cannot hold every replay slot: past MAX_REPLAYS_PER_ADDRESS its replays are refused, another address's replay goes through", async () => {
+  gw = await startGateway({ MAX_REPLAY_SUBSCRIPTIONS: "8", MAX_REPLAYS_PER_ADDRESS: "4", REPLAY_RATE_LIMIT: "10", RATE_LIMIT_EVENTS: "0", RATE_LIMIT_BYTES: "0" });
+  const g = gw;
+  const pub = await connect({ url: g.wsUrl });
+  for (let i = 0; i < 4; i++) await pub.publishBatch(Array.from({ length: 500 }, (_, j) => ({ type: "h", data: { i: i * 500 + j } })), { topic: "history" });
+  await underControl(g, "an address opening replays it never reads", async () => {
+    const a = await RawWsClient.connect(portOf(g), "/ws", "", "127.0.0.2");
+    a.send({ t: 1, v: 1 });
+    for (let i = 0; i < 8; i++) a.send({ t: 12, cid: i + 1, sub: `r${i}`, topic: "history", start: "earliest" });
+    const replies = await repliesByCid(a, 8);
+    a.pause();
+    const codes = [...replies.values()].map((r) => (r.frame.t === 23 ? "subscribed" : String(r.frame.code)));
+    expect(codes.filter((c) => c === "subscribed")).toHaveLength(4);
+    expect(new Set(codes.filter((c) => c !== "subscribed"))).toEqual(new Set(["TOO_MANY_SUBSCRIPTIONS"]));
+    const other = await connect({ url: g.wsUrl });
+    const sub = await other.subscribe("history", { start: "earliest" });
+    expect(sub.live).toBe(false);
+    other.close();
+    a.destroy();
+  });
+  pub.close();
+}, 120_000);
+
+test("an address cannot get round the subscribe rate by opening connections: SUBSCRIBE_RATE_LIMIT_PER_ADDRESS bounds them together, over WebSocket and SSE", async () => {
+  gw = await startGateway({ SUBSCRIBE_RATE_LIMIT_PER_ADDRESS: "40" });
+  const g = gw;
+  await underControl(g, "ten connections of one address subscribing 100 times each", async () => {
+    const conns = await Promise.all(Array.from({ length: 10 }, () => RawWsClient.connect(portOf(g), "/ws", "", "127.0.0.3")));
+    conns.forEach((c, n) => {
+      c.send({ t: 1, v: 1 });
+      for (let i = 0; i < 100; i++) c.send({ t: 12, cid: i + 1, sub: `s${i}`, topic: `rate-${n}-${i % 10}` });
+    });
+    let subscribed = 0;
+    let limited = 0;
+    for (const c of conns) {
+      for (const { frame } of (await repliesByCid(c, 100)).values()) {
+        if (frame.t === 23) subscribed++;
+        else if (frame.code === "RATE_LIMITED") limited++;
+      }
+    }
+    console.log(`ten connections of one address: ${subscribed} subscribed, ${limited} RATE_LIMITED`);
+    // A bucket of five seconds of 40/s, and a little more while the frames were read.
+    expect(subscribed).toBeLessThan(300);
+    expect(limited).toBeGreaterThan(0);
+    for (const c of conns) c.destroy();
+    // An SSE stream from that address meets the same bucket; one from another address does not.
+    expect(await sseStatus(portOf(g), "127.0.0.3", "rate-0-0")).toBe(429);
+    expect(await sseStatus(portOf(g), "127.0.0.4", "rate-0-0")).toBe(200);
   });
 }, 120_000);
