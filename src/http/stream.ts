@@ -7,6 +7,7 @@ import type { Metrics } from "../observability/metrics";
 import { CloseCodes } from "../protocol/codes";
 import { GatewayError } from "../protocol/errors";
 import { peekFrameType } from "../protocol/frame-peek";
+import { assertPlainData } from "../protocol/plain-data";
 import { FrameType, type SubscribeFrame, SubscribeSchema, describeIssues, frameErrorCode } from "../protocol/frames";
 import type { SubscriberConnection, SubscriptionManager } from "../subscribe/manager";
 import { wireError } from "../ingest/publisher";
@@ -43,6 +44,8 @@ const EVENT_NAMES: Record<number, string> = {
 };
 // What the stream may hold unread before frames wait in the outbound queue (where the policy applies).
 const STREAM_HIGH_WATER = 256 * 1024;
+// Nesting a filter may have in the query (a filter's own shape is two or three levels deep).
+const FILTER_MAX_DEPTH = 16;
 // A comment line this often keeps proxies and the client from taking a quiet stream for a dead one.
 const HEARTBEAT_MS = 15_000;
 const RECONNECT_HINT_MS = 1000;
@@ -63,6 +66,9 @@ function subscribeFrame(req: Request, url: URL): SubscribeFrame {
     } catch {
       throw new GatewayError("INVALID_FILTER", "filter must be JSON, as in a subscribe frame");
     }
+    // What a JSON subscribe frame is held to: finite numbers, well-formed Unicode (a lone surrogate
+    // cannot be matched against UTF-8), nesting (BAD_FRAME).
+    assertPlainData(frame.filter, FILTER_MAX_DEPTH);
   }
   const resume = req.headers.get("last-event-id") ?? q.get("lastEventId");
   const start = q.get("start");

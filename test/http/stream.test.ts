@@ -127,6 +127,11 @@ test("a bad query is refused before any stream: 400 with the code a subscribe fr
   const forged = openStream(`${gw.url}/api/v1/stream?topic=x`, { "last-event-id": "not-a-token" });
   await forged.done;
   expect(forged.body.error.code).toBe("INVALID_POSITION");
+  // A lone surrogate is refused as the WebSocket refuses it: UTF-8 cannot hold it.
+  const lone = openStream(`${gw.url}/api/v1/stream?topic=x&filter=${encodeURIComponent('{"types": ["\\ud800"]}')}`);
+  await lone.done;
+  expect(lone.status).toBe(400);
+  expect(lone.body.error.code).toBe("BAD_FRAME");
 });
 
 test("with authentication on, a stream needs a token (Authorization or access_token) that grants the topic", async () => {
