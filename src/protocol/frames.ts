@@ -137,8 +137,8 @@ export type Degraded = "data" | "headers" | "event";
  * - `retention`: deleted by retention before the subscription's position could be read;
  * - `replay_max_duration`: for `earliest`, records at the partition's head whose timestamps are older
  *   than REPLAY_MAX_DURATION allows;
- * - `log_reset`: the partition's log was reset (the topic deleted and created again, a broker back
- *   without its data) and its offsets start over: reading goes on at `to`, below `from`.
+ * - `log_reset`: the partition's log was reset (the topic deleted and created again) and its
+ *   offsets start over: reading goes on at `to`, below `from`.
  */
 export interface Gap {
   topic: string;

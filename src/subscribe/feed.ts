@@ -239,7 +239,7 @@ export class Feed implements ShareDealer {
    * Where a partition goes on once its next offset is gone, and what its subscribers are told:
    * - below the log's start: retention deleted what was not read yet; read on from the start, and a
    *   `retention` gap names what was skipped;
-   * - past the log's end: the log was reset (the topic created again, a broker back without its data),
+   * - past the log's end: the log was reset (the topic created again),
    *   and its offsets start over; read the new log from its start, and a `log_reset` gap says so
    *   (`to` below `from`). Records of a log that was only cut short may come again: at least once.
    * - within the log (the question raced a leader moving): read on from the same place a little later.
