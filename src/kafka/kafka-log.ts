@@ -111,6 +111,10 @@ export class KafkaLog implements EventLog {
     return offsets.map((o, p) => (o < 0 ? marks[p]!.high : o));
   }
 
+  async startGroupAtEnd(group: ReaderGroup): Promise<void> {
+    await this.pool.query<number>({ kind: "startGroupAtEnd", group: group.id, topics: group.topics });
+  }
+
   health(): LogHealth {
     return { kind: "kafka", ready: this.isReady(), workers: this.pool.health() };
   }

@@ -126,6 +126,12 @@ export interface EventLog {
   /** Partitions of a topic. Never creates it (only appends may): UNKNOWN_TOPIC when it does not exist. */
   partitionCount(topic: string): Promise<number>;
   watermarks(topic: string): Promise<Watermark[]>;
+  /**
+   * A group reader starts, where its group has committed nothing, at the end as of its joining the
+   * group, seconds after it is opened; this makes that the end as of now (Kafka: commits it for the
+   * group). On the embedded log a group reader starts at the end at once: nothing to do.
+   */
+  startGroupAtEnd(group: ReaderGroup): Promise<void>;
   /** Per partition, the first offset at or after `timestampMs` (the high watermark if none). */
   offsetsForTime(topic: string, timestampMs: number): Promise<number[]>;
   /** Stops taking records, settles everything in flight, releases resources. */

@@ -139,3 +139,23 @@ test("a member's connection drops mid-stream: every record still reaches the gro
   staying.close();
   pub.close();
 }, 150_000);
+
+test("a new share group gets the events published right after its first member's subscribed, though its reader has not joined the group yet", async () => {
+  // A new group (no commits) started at the end as of its reader's join, seconds after `subscribed`:
+  // the chaos tester's member got 30 of 60 events published straight after it.
+  const topic = freshTopic("share-new");
+  await ensureTopic(brokers, topic, 3);
+  const pub = await connect({ url: a.wsUrl });
+  await pub.publish({ type: "before", key: "k" }, { topic }); // history the group must not get
+  const member = await connect({ url: a.wsUrl });
+  const sub = await member.subscribe(topic, { share: `new-${Date.now().toString(36)}` });
+  const got = new Set<number>();
+  sub.onEvent((e) => void got.add((e.event.data as { i: number }).i));
+  const acks = await pub.publishBatch(Array.from({ length: 60 }, (_, i) => ({ type: "after", key: `k${i % 7}`, data: { i } })), { topic });
+  expect(acks.every((r) => r.status === "fulfilled")).toBe(true);
+  const deadline = Date.now() + 30_000;
+  while (got.size < 60 && Date.now() < deadline) await Bun.sleep(100);
+  expect(got.size).toBe(60);
+  member.close();
+  pub.close();
+}, 60_000);

@@ -10,7 +10,7 @@
 import { Client, PartitionList } from "./client";
 import type { KafkaProps } from "./conf";
 import { check, errString, KafkaError, takeError } from "./errors";
-import { MSG, RD_KAFKA_CONSUMER } from "./layout";
+import { MSG, RD_KAFKA_CONSUMER, TP } from "./layout";
 import { addressOf, copyOut, read, readI64, readString, strlen } from "./memory";
 import { rdk } from "./symbols";
 
@@ -202,6 +202,32 @@ export class Consumer extends Client {
     const l = PartitionList.of(list);
     try {
       return rdk().rd_kafka_offsets_store(this.rk as never, l.handle as never) as number;
+    } finally {
+      l.destroy();
+    }
+  }
+
+  /**
+   * The group's committed offsets of these partitions (-1001, RD_KAFKA_OFFSET_INVALID, where it has
+   * none), asked of its coordinator without joining. Blocks up to `timeoutMs`.
+   */
+  committed(list: Array<{ topic: string; partition: number }>, timeoutMs: number): number[] {
+    const l = PartitionList.of(list);
+    try {
+      check(rdk().rd_kafka_committed(this.rk as never, l.handle as never, timeoutMs), "committed offsets");
+      const out: number[] = [];
+      for (let i = 0; i < l.count; i++) out.push(readI64(l.elem(i), TP.OFFSET));
+      return out;
+    } finally {
+      l.destroy();
+    }
+  }
+
+  /** Commits these offsets for the group, and waits for the answer. */
+  commitSync(list: TopicPartitionOffset[]): void {
+    const l = PartitionList.of(list);
+    try {
+      check(rdk().rd_kafka_commit(this.rk as never, l.handle as never, 0), "commit");
     } finally {
       l.destroy();
     }

@@ -171,7 +171,9 @@ export class ReceivedTable<V> {
 export type Query =
   | { kind: "partitions"; topics: string[] }
   | { kind: "watermarks"; topic: string; partitions: number }
-  | { kind: "offsetsForTime"; topic: string; partitions: number; timestampMs: number };
+  | { kind: "offsetsForTime"; topic: string; partitions: number; timestampMs: number }
+  /** For partitions of `topics` where Kafka group `group` has committed nothing, commit their end now. */
+  | { kind: "startGroupAtEnd"; group: string; topics: string[] };
 
 export interface DeliveryError {
   /** librdkafka error code (negative for client-side errors, e.g. -192 message timed out). */

@@ -68,7 +68,7 @@ class QueryThread {
   ask(query: ThreadQuery, done: (r: Answer) => void, deadline?: number): void {
     const reqId = ++this.seq;
     this.waiting.set(reqId, done);
-    this.thread.postMessage({ reqId, rk: ffi.producer.rk, query, deadline });
+    this.thread.postMessage({ reqId, rk: ffi.producer.rk, query, deadline, context: { consumer: config.consumer } });
   }
 }
 const queries = new QueryThread();

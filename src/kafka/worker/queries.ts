@@ -12,7 +12,7 @@
  * probe (broker-probe.ts), so a probe never waits behind a slow question and reads as an outage.
  */
 import type { Query } from "../wire/ipc";
-import { KafkaError, MetadataQueries } from "../librdkafka";
+import { Consumer, KafkaError, MetadataQueries } from "../librdkafka";
 
 declare const self: Worker;
 
@@ -27,12 +27,19 @@ const RETRY_MS = 50;
 const CONNECT_TIMEOUT_MS = 2000;
 
 let queries: MetadataQueries | null = null;
+let context: ThreadContext = { consumer: {} };
 
 /** The gateway's questions, plus the worker's own: connect (READY) and probe (HEALTH). */
 export type ThreadQuery = Query | { kind: "connect" } | { kind: "probe"; timeoutMs: number };
 
-self.onmessage = (e: MessageEvent<{ reqId: number; rk: number; query: ThreadQuery; deadline?: number }>) => {
+/** What a question needs besides the producer's handle: the readers' properties, for a group's own consumer. */
+export interface ThreadContext {
+  consumer: Record<string, string | number | boolean>;
+}
+
+self.onmessage = (e: MessageEvent<{ reqId: number; rk: number; query: ThreadQuery; deadline?: number; context: ThreadContext }>) => {
   const { reqId, rk, query, deadline } = e.data;
+  context = e.data.context;
   if (deadline !== undefined && Date.now() >= deadline) return void self.postMessage({ reqId, error: "not asked: its deadline passed while it waited" });
   try {
     if (!queries || queries.rk !== rk) queries = new MetadataQueries(rk);
@@ -57,6 +64,31 @@ function answer(q: MetadataQueries, query: ThreadQuery): unknown {
       return retrying((left) => Array.from({ length: query.partitions }, (_, p) => q.watermarks(query.topic, p, left)));
     case "offsetsForTime":
       return retrying((left) => q.offsetsForTimes(query.topic, query.partitions, query.timestampMs, left));
+    case "startGroupAtEnd":
+      return startGroupAtEnd(q, query.group, query.topics);
+  }
+}
+
+/**
+ * A new group (nothing committed) would start where the log ends when its reader has joined and been
+ * assigned: seconds after its first member was told `subscribed`, and what was written meanwhile would
+ * go to no member. So the end is committed for it now, from a consumer of the group that never joins
+ * it. Partitions the group has committed keep their commits; one that commits meanwhile wins (ours,
+ * with no generation, is refused by a group that has members, which then have positions of their own).
+ * Returns how many partitions were started.
+ */
+function startGroupAtEnd(q: MetadataQueries, group: string, topics: string[]): number {
+  const counts = q.partitionCounts(topics, TIMEOUT_MS);
+  const all = topics.flatMap((topic, t) => Array.from({ length: counts[t]! }, (_, partition) => ({ topic, partition })));
+  if (all.length === 0) return 0;
+  const consumer = new Consumer({ ...context.consumer, "group.id": group, "enable.auto.commit": false, "enable.auto.offset.store": false });
+  try {
+    const committed = consumer.committed(all, TIMEOUT_MS);
+    const fresh = all.filter((_, i) => committed[i]! < 0).map((tp) => ({ ...tp, offset: retrying((left) => q.watermarks(tp.topic, tp.partition, left)).high }));
+    if (fresh.length > 0) consumer.commitSync(fresh);
+    return fresh.length;
+  } finally {
+    consumer.destroy();
   }
 }
 
