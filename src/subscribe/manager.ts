@@ -419,8 +419,11 @@ export class SubscriptionManager {
       // A group reader would wait on a missing topic forever: refuse it (UNKNOWN_TOPIC) as the others are.
       await Promise.all(topics.map((t) => this.log.partitionCount(t)));
       // A new group starts at the end as of this subscribe, not as of its reader joining the group
-      // seconds later: what is written after `subscribed` reaches a member.
-      await this.log.startGroupAtEnd(groupReader).catch((e) => this.logger.warn("a new share group's start could not be set; it starts where its reader joins", { group: groupReader.id, error: String(e) }));
+      // seconds later: what is written after `subscribed` reaches a member. Without it a new group
+      // would start at the log's start (the readers' reset for a lost commit): refused, to be retried.
+      await this.log.startGroupAtEnd(groupReader).catch((e) => {
+        throw new GatewayError("UNAVAILABLE", `the share group's start could not be set: ${String((e as Error)?.message ?? e)}`);
+      });
       return new Feed(this.log, topics, new Map(topics.map((t) => [t, []])), { group: groupReader }, this.metrics, this.logger);
     });
   }

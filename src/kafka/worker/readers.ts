@@ -44,8 +44,11 @@ class Reader {
     // A manual reader whose next offset is gone does not jump anywhere by itself (librdkafka's default
     // would be the partition's end, skipping what is still there, in silence): it stops, and the
     // gateway decides where to go on and tells the subscribers what they missed (OUT_OF_RANGE).
+    // A group reader whose commit is gone (retention, or the topic created again since) reads on from
+    // the log's start: at least once. A new group does not start there: the gateway commits the end
+    // for it first (startGroupAtEnd), so earliest only ever applies to a commit the log lost.
     const mode: Record<string, string | boolean> = groupTopics
-      ? { "enable.auto.commit": true, "enable.auto.offset.store": false, "auto.offset.reset": "latest" }
+      ? { "enable.auto.commit": true, "enable.auto.offset.store": false, "auto.offset.reset": "earliest" }
       : { "enable.auto.commit": false, "auto.offset.reset": "error" };
     // As the Node reader (worker-readers.ts): a group member whose worker dies holds its partitions
     // until its session times out, so share groups get 10 s rather than librdkafka's 45 s.
