@@ -15,7 +15,7 @@ import { GatewayClient } from "../support/ws-client";
 // Without the subscribe bounds (SUBSCRIBE_RATE_LIMIT, MAX_FEEDS_PER_ADDRESS: test/subscribe/subscribe-limits),
 // which would stop these connections long before the questions piled up, and would count the probe
 // (from the same address) with them: this is about the questions.
-const file = kafkaGatewayForFile({ SUBSCRIBE_RATE_LIMIT: "0", MAX_FEEDS_PER_ADDRESS: "100000" });
+const file = kafkaGatewayForFile({ SUBSCRIBE_RATE_LIMIT: "0", SUBSCRIBE_RATE_LIMIT_PER_ADDRESS: "0", MAX_FEEDS_PER_ADDRESS: "100000" });
 
 test("a flood of subscribes to made-up topics: each is refused UNKNOWN_TOPIC, and other clients' subscribes to real topics are answered at once", async () => {
   const real = await Promise.all(Array.from({ length: 6 }, async () => {
