@@ -26,9 +26,6 @@ interface InFlight {
  * this instance (remembered at its ack, or still in flight) or by another one (read from the log by
  * IdTail). Events without a client-given id cost nothing here.
  */
-// How long the partitions' ends asked for a re-send check serve the next ones of the topic.
-const ENDS_TTL_MS = 1000;
-
 export class Idempotence {
   private readonly seen: SeenIds;
   private readonly tail: IdTail;
@@ -43,11 +40,8 @@ export class Idempotence {
   /** Per topic, the doubt syncs under way: later batches of the topic wait for them. */
   private readonly settling = new Map<string, Promise<void>>();
 
-  /** Per topic, the partitions' ends as last asked (at most once a second): what a remembered position is checked against. */
-  private readonly ends = new Map<string, { at: number; highs: Promise<number[]> }>();
-
   constructor(
-    private readonly log: EventLog,
+    log: EventLog,
     private readonly options: IdempotenceOptions,
     private readonly metrics: Metrics,
     logger: Logger,
@@ -56,39 +50,6 @@ export class Idempotence {
   ) {
     this.seen = new SeenIds(options);
     this.tail = new IdTail(log, this.seen, options, logger);
-  }
-
-  /**
-   * A re-send is answered with where its original landed only while the log still has that offset. A
-   * partition whose log was reset (the topic created again) may not be known to the ids reader yet (it
-   * finds out on its own fetch, and only if its place is past the new end), and an ack naming an
-   * offset the log does not have would tell the client its event is stored when it is not. Checked
-   * only for batches holding a remembered id, against ends asked at most once a second per topic, and
-   * asked again before anything is forgotten (an original written since that answer is past it).
-   */
-  private async forgetPositionsGone(topic: string, ids: Array<string | undefined>): Promise<void> {
-    const now = Date.now();
-    const remembered: Array<{ partition: number; offset: number }> = [];
-    for (const id of ids) {
-      const landed = id === undefined ? undefined : this.seen.get(topic, id, now);
-      if (landed !== undefined) remembered.push(landed);
-    }
-    if (remembered.length === 0) return;
-    const gone = (highs: number[]) => remembered.filter((l) => l.offset >= (highs[l.partition] ?? Number.POSITIVE_INFINITY));
-    try {
-      let cached = this.ends.get(topic);
-      if (cached === undefined || now - cached.at > ENDS_TTL_MS) this.ends.set(topic, (cached = { at: now, highs: this.highs(topic) }));
-      if (gone(await cached.highs).length === 0) return;
-      const fresh = { at: Date.now(), highs: this.highs(topic) };
-      this.ends.set(topic, fresh);
-      for (const l of gone(await fresh.highs)) this.seen.forgetPartition(topic, l.partition);
-    } catch {
-      // The log cannot say now: answered from memory, as before this check.
-    }
-  }
-
-  private highs(topic: string): Promise<number[]> {
-    return this.log.watermarks(topic).then((marks) => marks.map((m) => m.high));
   }
 
   /**
@@ -104,7 +65,6 @@ export class Idempotence {
     const settling = this.settling.get(topic);
     if (settling !== undefined) await settling;
     if (this.doubtCount > 0) await this.settleDoubts(topic, ids);
-    await this.forgetPositionsGone(topic, ids);
     const now = Date.now();
     // Filled only for re-sends: when every record is new (the common case) the log's own results are returned.
     let results: AppendResults | null = null;
