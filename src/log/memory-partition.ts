@@ -182,27 +182,22 @@ function checkFits(rec: LogRecord): void {
   }
 }
 
-/** Bytes a record can take at most (UTF-8 is at most 3 bytes per UTF-16 unit). */
-function upperBound(rec: LogRecord): number {
-  let n = 8 + 4 + byteBound(rec.key) + 4 + byteBound(rec.value) + 2;
-  for (const [name, value] of rec.headers) n += 2 + name.length * 3 + 4 + byteBound(value);
+/** The record's layout size, with text measured by `textBytes` (no closure: this runs per append). */
+function recordBytes(rec: LogRecord, textBytes: (s: string) => number): number {
+  let n = 8 + 4 + valueBytes(rec.key, textBytes) + 4 + valueBytes(rec.value, textBytes) + 2;
+  for (const [name, value] of rec.headers) n += 2 + textBytes(name) + 4 + valueBytes(value, textBytes);
   return n;
 }
 
-/** Bytes the record takes. */
-function exactSize(rec: LogRecord): number {
-  let n = 8 + 4 + byteLength(rec.key) + 4 + byteLength(rec.value) + 2;
-  for (const [name, value] of rec.headers) n += 2 + Buffer.byteLength(name) + 4 + byteLength(value);
-  return n;
+function valueBytes(v: Uint8Array | string | null, textBytes: (s: string) => number): number {
+  return v === null ? 0 : typeof v === "string" ? textBytes(v) : v.byteLength;
 }
 
-function byteLength(v: Uint8Array | string | null): number {
-  return v === null ? 0 : typeof v === "string" ? Buffer.byteLength(v) : v.byteLength;
-}
-
-function byteBound(v: Uint8Array | string | null): number {
-  return v === null ? 0 : typeof v === "string" ? v.length * 3 : v.byteLength;
-}
+/** UTF-8 is at most 3 bytes per UTF-16 unit: a bound that costs no pass over the text. */
+const textBound = (s: string) => s.length * 3;
+const upperBound = (rec: LogRecord) => recordBytes(rec, textBound);
+const utf8Length = (s: string) => Buffer.byteLength(s);
+const exactSize = (rec: LogRecord) => recordBytes(rec, utf8Length);
 
 /** Length-prefixed bytes or UTF-8 text; -1 for null (i32), or a u32 length when `unsigned`. */
 function writeBytes(b: Buffer, p: number, v: Uint8Array | string | null, unsigned = false): number {
