@@ -19,6 +19,13 @@ const RECORDS_BUDGET_BYTES = 1024 * 1024;
 // RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET: with auto.offset.reset=error, a fetch position the log does not have.
 const AUTO_OFFSET_RESET = -140;
 
+/** A partition whose fetch position the log no longer has (OUT_OF_RANGE). */
+interface LostPlace {
+  topic: string;
+  partition: number;
+  offset: number;
+}
+
 class Reader {
   private readonly consumer: Consumer;
   private readonly batch = new MessageBatch(BATCH);
@@ -97,9 +104,9 @@ class Reader {
     const n = this.consumer.consume(this.batch, 0, Math.floor(RECORDS_BUDGET_BYTES / this.recordBytes));
     this.consumed = n;
     if (n > 0) {
-      const msg = this.encode(n);
+      const gone: LostPlace[] = [];
+      const msg = this.encode(n, gone);
       if (msg) this.recordBytes = Math.max(16, 0.5 * this.recordBytes + (0.5 * msg.length) / n);
-      const gone = this.outOfRange(n);
       this.batch.release();
       if (msg) {
         this.outstanding++;
@@ -111,16 +118,11 @@ class Reader {
     return true;
   }
 
-  /** The partitions of this batch whose fetch position the log no longer has. */
-  private outOfRange(n: number): Array<{ topic: string; partition: number; offset: number }> {
-    const b = this.batch;
-    const gone: Array<{ topic: string; partition: number; offset: number }> = [];
-    for (let i = 0; i < n; i++) if (b.err(i) === AUTO_OFFSET_RESET) gone.push({ topic: b.topic(i), partition: b.partition(i), offset: b.offset(i) });
-    return gone;
-  }
-
-  /** RECORDS for the batch's records (errors are reported, not forwarded); null if none. */
-  private encode(n: number): Buffer | null {
+  /**
+   * RECORDS for the batch's records; null if none. Errors are reported, not forwarded, except a
+   * position the log no longer has, which goes into `gone` (OUT_OF_RANGE).
+   */
+  private encode(n: number, gone: LostPlace[]): Buffer | null {
     const b = this.batch;
     const w = this.out;
     const start = w.beginMessage(IpcType.RECORDS);
@@ -129,10 +131,10 @@ class Reader {
     w.u32(0);
     let count = 0;
     for (let i = 0; i < n; i++) {
-      if (b.err(i) !== 0) {
-        if (b.err(i) !== AUTO_OFFSET_RESET) this.status.report("warn", "reader_error", b.errorString(i), { code: b.err(i), readerId: this.id });
-        continue;
-      }
+      const err = b.err(i);
+      if (err === AUTO_OFFSET_RESET) gone.push({ topic: b.topic(i), partition: b.partition(i), offset: b.offset(i) });
+      else if (err !== 0) this.status.report("warn", "reader_error", b.errorString(i), { code: err, readerId: this.id });
+      if (err !== 0) continue;
       count++;
       const recordStart = w.pos;
       try {
