@@ -7,7 +7,7 @@
  * Several gateways (instances sharing Kafka): --url a,b, --url a --url b, or KGW_URL=a,b.
  */
 import { parseArgs } from "node:util";
-import { type DeliveredEvent, type Gap, type OutgoingEvent, type Start, connect } from "../client";
+import { type DeliveredEvent, type OutgoingEvent, type Start, connect, describeGap } from "../client";
 
 const USAGE = `usage:
   kgw pub  [--topic T] [--type X] [EVENT_JSON …]   publish events given as arguments, else one per stdin line
@@ -190,9 +190,3 @@ if (command === "pub") {
   await exit(0);
 }
 
-/** One line for a stretch of a partition the subscription will never get. */
-function describeGap(g: Gap): string {
-  return g.reason === "log_reset"
-    ? `${g.topic}/${g.partition}: the log was reset at offset ${g.from}; reading the new log from ${g.to}`
-    : `${g.topic}/${g.partition}: offsets ${g.from} to ${g.to - 1} are gone from the log (${g.reason})`;
-}

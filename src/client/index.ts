@@ -4,7 +4,7 @@
  */
 export { type ConnectOptions, GatewayClient } from "./client";
 export { PublishError, type PublishResult } from "./publisher";
-export { type Notice, SubscribeError, type SubscribeOptions, Subscription } from "./subscription";
+export { type Notice, SubscribeError, type SubscribeOptions, Subscription, describeGap } from "./subscription";
 export type { Codec, Degraded, DeliveredEvent, ErrorCode, Gap, OutgoingEvent, Start, WireError } from "./wire";
 
 import { type ConnectOptions, GatewayClient } from "./client";

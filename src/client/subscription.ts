@@ -36,6 +36,13 @@ export type Notice =
   | { kind: "gap"; gaps: Gap[] }
   | { kind: "ended"; code?: string; message?: string };
 
+/** One line saying what a gap is, for a person (the CLI, the dashboard). */
+export function describeGap(g: Gap): string {
+  return g.reason === "log_reset"
+    ? `${g.topic}/${g.partition}: the log was reset at offset ${g.from}; reading the new log from ${g.to}`
+    : `${g.topic}/${g.partition}: offsets ${g.from} to ${g.to - 1} are gone from the log (${g.reason})`;
+}
+
 export interface SubscriptionLink {
   send(frame: Record<string, unknown>): void;
   nextCid(): number;

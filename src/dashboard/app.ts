@@ -1,4 +1,4 @@
-import { type DeliveredEvent, type GatewayClient, type Start, type Subscription, connect } from "../client/index";
+import { type DeliveredEvent, type GatewayClient, type Start, type Subscription, connect, describeGap } from "../client/index";
 import { WindowStats } from "./charts";
 import { startHealthView } from "./health";
 import { EventRing } from "./ring";
@@ -115,7 +115,7 @@ $<HTMLFormElement>("sub-form").addEventListener("submit", async (ev) => {
       if (next !== sub) return;
       if (n.kind === "live") say("sub-state", `subscribed to ${next.topics.join(", ")} · live`);
       else if (n.kind === "lagged") say("sub-state", `lagged: ${n.dropped} events dropped (${n.where}); the resume token fills the gap`);
-      else if (n.kind === "gap") say("sub-state", n.gaps.map((g) => `${g.topic}/${g.partition}: ${g.reason === "log_reset" ? `log reset at ${g.from}, reading from ${g.to}` : `offsets ${g.from}–${g.to - 1} gone (${g.reason})`}`).join("; "));
+      else if (n.kind === "gap") say("sub-state", n.gaps.map(describeGap).join("; "));
       else say("sub-state", `ended${n.code ? `: ${n.code} ${n.message ?? ""}` : ""}`);
     });
     $<HTMLButtonElement>("unsubscribe").disabled = false;
