@@ -302,12 +302,6 @@ export class GatewayClient {
     this.publisher.onReady();
   }
 
-  /**
-   * Resumes a subscription on a new connection. A refusal that says to retry (the instance failed
-   * over to is replaying as many subscriptions as it may, or is not ready) is tried again on the same
-   * connection with backoff and jitter, as a reconnect is: ending the subscription would leave the
-   * application's loop finished with no error. Other refusals (FORBIDDEN, a token no longer valid) end it.
-   */
   /** Waits until the advertised subscribe rate allows one more, and takes it. */
   private async subscribeTurn(): Promise<void> {
     for (;;) {
@@ -318,6 +312,12 @@ export class GatewayClient {
     }
   }
 
+  /**
+   * Resumes a subscription on a new connection. A refusal that says to retry (the instance failed
+   * over to is replaying as many subscriptions as it may, or is not ready) is tried again on the same
+   * connection with backoff and jitter, as a reconnect is: ending the subscription would leave the
+   * application's loop finished with no error. Other refusals (FORBIDDEN, a token no longer valid) end it.
+   */
   private resubscribe(s: Subscription, ws: WebSocket, attempt: number): void {
     const current = () => !this.closed && this.ws === ws && this.subs.get(s.id) === s;
     this.subscribeTurn()
@@ -330,7 +330,6 @@ export class GatewayClient {
         }, this.backoff(attempt));
       });
   }
-
 
   /** With getToken, a fresh token is sent (refresh frame) a while before the current one expires. */
   private scheduleRefresh(expiresAt: number | undefined): void {

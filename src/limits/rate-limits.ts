@@ -255,7 +255,6 @@ export class RateLimits {
     return { error, scope: "connection", unit: "subscribes" };
   }
 
-
   private admit(conn: ConnectionRate, principal: string, unit: Unit, cost: number, minWaitMs: number): Refusal | undefined {
     if (!this.enabled) return undefined;
     const now = this.clock();

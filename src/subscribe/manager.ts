@@ -195,8 +195,10 @@ export class SubscriptionManager {
         () => {},
       ),
     );
-    if (replay) this.replaysStarting++;
-    if (replay) this.addressReplaysStarting.set(address, (this.addressReplaysStarting.get(address) ?? 0) + 1);
+    if (replay) {
+      this.replaysStarting++;
+      this.addressReplaysStarting.set(address, (this.addressReplaysStarting.get(address) ?? 0) + 1);
+    }
     return done.finally(() => {
       startingNow.delete(id);
       if (replay) {

@@ -244,10 +244,9 @@ export class Consumer extends Client {
   }
 
   /**
-   * Takes up to `batch.capacity` ready records into `batch` (release() it after use), waiting at
-   * most `timeoutMs` for the first; 0 never blocks. Returns the count.
+   * Takes up to `max` (at most `batch.capacity`) ready records into `batch` (release() it after use),
+   * waiting at most `timeoutMs` for the first; 0 never blocks. Returns the count.
    */
-  /** Up to `max` (at most the batch's capacity) ready messages into `batch`; returns how many. */
   consume(batch: MessageBatch, timeoutMs = 0, max = batch.capacity): number {
     if (batch.count) batch.release();
     const n = Number(rdk().rd_kafka_consume_batch_queue(this.queue as never, timeoutMs, batch.ptrs, Math.max(1, Math.min(max, batch.capacity))));
