@@ -36,9 +36,8 @@ test("replays whose client never reads, of records that compress 250:1, hold bou
     before.workers = before.workers.map((m, w) => Math.min(m, rssMiB(workers[w]!)));
   }
 
-  const port = Number(new URL(file.gw.url).port);
   const grown = await underControl(file.gw, "eight replays that never read", async () => {
-    const reader = await RawWsClient.connect(port);
+    const reader = await RawWsClient.connect(file.gw.port);
     reader.send({ t: 1, v: 1 });
     for (let i = 0; i < 8; i++) reader.send({ t: 12, cid: i + 1, topic, start: "earliest" });
     await reader.waitFor((f) => f.cid === 8);

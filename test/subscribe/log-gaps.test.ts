@@ -1,14 +1,14 @@
 import { randomBytes } from "node:crypto";
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { type GatewayClient as Client, type DeliveredEvent, type Gap, type Subscription, connect } from "../../src/client";
-import { type GatewayProcess, startGateway } from "../support/gateway";
-import { freshTopic, kafkaBrokers } from "../support/kafka";
+import { gatewayForBlock } from "../support/gateway";
+import { freshTopic, kafkaGatewayForFile } from "../support/kafka";
 import { deleteRecords, deleteTopic, ensureTopic } from "../support/kafka-broker";
+import { until } from "../support/until";
 
 /**
  * A reader's next offset can stop existing under it: retention deletes the records a slow replay has
- * not reached yet, or the partition's log is reset (the topic deleted and created again, a broker
- * that comes back without its data). Either way the subscriber must be told, with a `gap` naming the
+ * not reached yet, or the partition's log is reset (the topic deleted and created again). Either way the subscriber must be told, with a `gap` naming the
  * partition and the offsets, and must go on reading what the log has. Before, the Kafka readers
  * jumped to the end of the partition (librdkafka's `auto.offset.reset`), the embedded reader jumped
  * to the log's start, and a feed skipped every record below its old position as read already: events
@@ -40,14 +40,6 @@ function watch(sub: Subscription): Seen {
   return seen;
 }
 
-async function until(what: string, ok: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await ok())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(20);
-  }
-}
-
 /** Every offset below `end` of partition 0 was delivered once or lies in a gap, and each gap came before the events after it. */
 function expectAccounted(seen: Seen, end: number): void {
   const offsets = seen.events.map((e) => e.offset);
@@ -74,15 +66,11 @@ async function publishAll(client: Client, topic: string, n: number, from = 0): P
 }
 
 describe("embedded log", () => {
-  let gw: GatewayProcess;
-  beforeAll(async () => {
-    gw = await startGateway({ EMBEDDED_PARTITIONS: "1", EMBEDDED_RETENTION_RECORDS: "1000", REPLAY_RATE_LIMIT: "500" });
-  }, 60_000);
-  afterAll(() => gw?.stop(), 60_000);
+  const block = gatewayForBlock({ EMBEDDED_PARTITIONS: "1", EMBEDDED_RETENTION_RECORDS: "1000", REPLAY_RATE_LIMIT: "500" });
 
   test("retention overtaking a slow replay: a retention gap, then the records still there, nothing missing unsaid", async () => {
     const topic = freshTopic("gap-retention");
-    const client = await connect({ url: gw.wsUrl });
+    const client = await connect({ url: block.gw.wsUrl });
     await publishAll(client, topic, 1000);
     const sub = await client.subscribe(topic, { start: "earliest" });
     const seen = watch(sub);
@@ -98,18 +86,12 @@ describe("embedded log", () => {
 });
 
 describe("Kafka", () => {
-  let gw: GatewayProcess;
-  let brokers: string;
-  beforeAll(async () => {
-    brokers = await kafkaBrokers();
-    gw = await startGateway({ KAFKA_BROKERS: brokers, KAFKA_WORKERS: "1", REPLAY_RATE_LIMIT: "500", RATE_LIMIT_BYTES: "0" });
-  }, 60_000);
-  afterAll(() => gw?.stop(), 60_000);
+  const file = kafkaGatewayForFile({ REPLAY_RATE_LIMIT: "500", RATE_LIMIT_BYTES: "0" });
 
   test("records deleted ahead of a slow replay: a retention gap, then the records still there, nothing missing unsaid", async () => {
     const topic = freshTopic("gap-delete");
-    await ensureTopic(brokers, topic, 1);
-    const client = await connect({ url: gw.wsUrl });
+    await ensureTopic(file.brokers, topic, 1);
+    const client = await connect({ url: file.gw.wsUrl });
     // 40 MB: far more than is read ahead (4 MB in librdkafka, 2,000 records in the gateway), so most of
     // it is still to be fetched when deleted.
     // Random, so compression does not shrink it: one compressed fetch of repeated bytes would hold it all.
@@ -121,7 +103,7 @@ describe("Kafka", () => {
     const sub = await client.subscribe(topic, { start: "earliest" });
     const seen = watch(sub);
     await until("the replay to begin", () => seen.events.length > 50);
-    await deleteRecords(brokers, topic, { 0: 19_000 });
+    await deleteRecords(file.brokers, topic, { 0: 19_000 });
     await until("the replay to reach the end", () => seen.events.some((e) => e.offset === 19_999), 30_000);
     expect(seen.gaps.length).toBeGreaterThan(0);
     expect(seen.gaps.at(-1)!.to).toBe(19_000);
@@ -137,8 +119,8 @@ describe("Kafka", () => {
     // Three partitions, as the broker creates a topic a producer names (the gateway's producer may
     // create it again itself the moment it is gone); every event on one key, so in one partition.
     const topic = freshTopic("gap-reset");
-    await ensureTopic(brokers, topic, 3);
-    const client = await connect({ url: gw.wsUrl });
+    await ensureTopic(file.brokers, topic, 3);
+    const client = await connect({ url: file.gw.wsUrl });
     const sub = await client.subscribe(topic, { start: "latest" });
     const seen = watch(sub);
     const keyed = (n: number, from: number) => events(n, from).map((e) => ({ ...e, key: "one" }));
@@ -147,8 +129,8 @@ describe("Kafka", () => {
     await until("the first 100", () => seen.events.length === 100);
     const oldToken = sub.token!;
 
-    await deleteTopic(brokers, topic);
-    await ensureTopic(brokers, topic, 3);
+    await deleteTopic(file.brokers, topic);
+    await ensureTopic(file.brokers, topic, 3);
     await until("the gateway to publish to the new topic", async () => (await client.publishBatch(keyed(40, 100), { topic }).then((r) => r.every((a) => a.status === "fulfilled"))), 30_000);
     await until("the new log's events", () => seen.events.length >= 140, 30_000);
     expect(seen.gaps).toEqual([{ topic, partition, from: 100, to: 0, reason: "log_reset" }]);

@@ -1,8 +1,9 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { type DeliveredEvent, connect } from "../../src/client";
-import { type GatewayProcess, startGateway } from "../support/gateway";
-import { freshTopic, kafkaBrokers } from "../support/kafka";
+import { type GatewayProcess, gatewayForBlock } from "../support/gateway";
+import { freshTopic, kafkaGatewayForFile } from "../support/kafka";
 import { ensureTopic } from "../support/kafka-broker";
+import { until } from "../support/until";
 
 /**
  * A replay reads at its subscriber's pace, so a subscriber that keeps up loses nothing, also at the
@@ -37,12 +38,11 @@ async function replayWhilePublishing(gw: GatewayProcess, topic: string): Promise
     notices.push(n.kind);
     if (n.kind === "live") live = true;
   });
-  const deadline = Date.now() + 60_000;
-  while (!live && Date.now() < deadline) await Bun.sleep(50);
+  await until("live", () => live, 60_000);
   await Bun.sleep(1000);
   publishing = false;
   await more;
-  while (got.length < written && Date.now() < deadline) await Bun.sleep(50);
+  await until("every event written", () => got.length >= written || notices.some((n) => n !== "live"), 60_000);
   expect(notices.filter((n) => n !== "live")).toEqual([]);
   expect(live).toBe(true);
   const seen = got.map((e) => (e.event.data as { i: number }).i).sort((a, b) => a - b);
@@ -53,25 +53,15 @@ async function replayWhilePublishing(gw: GatewayProcess, topic: string): Promise
 }
 
 describe("embedded log", () => {
-  let gw: GatewayProcess;
-  beforeAll(async () => {
-    gw = await startGateway({ REPLAY_RATE_LIMIT: "2000", RATE_LIMIT_BYTES: "0", RATE_LIMIT_EVENTS: "0" });
-  }, 60_000);
-  afterAll(() => gw?.stop(), 60_000);
-  test("a replay that catches up while events are written gets every one, with no lagged", () => replayWhilePublishing(gw, freshTopic("catch-up")), 120_000);
+  const block = gatewayForBlock({ REPLAY_RATE_LIMIT: "2000", RATE_LIMIT_BYTES: "0", RATE_LIMIT_EVENTS: "0" });
+  test("a replay that catches up while events are written gets every one, with no lagged", () => replayWhilePublishing(block.gw, freshTopic("catch-up")), 120_000);
 });
 
 describe("Kafka", () => {
-  let gw: GatewayProcess;
-  let brokers: string;
-  beforeAll(async () => {
-    brokers = await kafkaBrokers();
-    gw = await startGateway({ KAFKA_BROKERS: brokers, KAFKA_WORKERS: "1", REPLAY_RATE_LIMIT: "2000", RATE_LIMIT_BYTES: "0", RATE_LIMIT_EVENTS: "0" });
-  }, 60_000);
-  afterAll(() => gw?.stop(), 60_000);
+  const file = kafkaGatewayForFile({ REPLAY_RATE_LIMIT: "2000", RATE_LIMIT_BYTES: "0", RATE_LIMIT_EVENTS: "0" });
   test("a replay that catches up while events are written gets every one, with no lagged", async () => {
     const topic = freshTopic("catch-up");
-    await ensureTopic(brokers, topic, 3);
-    await replayWhilePublishing(gw, topic);
+    await ensureTopic(file.brokers, topic, 3);
+    await replayWhilePublishing(file.gw, topic);
   }, 120_000);
 });

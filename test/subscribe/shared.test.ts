@@ -5,6 +5,7 @@ import { type GatewayProcess, startGateway } from "../support/gateway";
 import { freshTopic, kafkaBrokers } from "../support/kafka";
 import { consumeAll, deleteTopic, ensureTopic } from "../support/kafka-broker";
 import { collect } from "../support/sdk-collector";
+import { until } from "../support/until";
 import { type Frame, GatewayClient as RawClient } from "../support/ws-client";
 
 let brokers: string;
@@ -153,8 +154,7 @@ test("a new share group gets the events published right after its first member's
   sub.onEvent((e) => void got.add((e.event.data as { i: number }).i));
   const acks = await pub.publishBatch(Array.from({ length: 60 }, (_, i) => ({ type: "after", key: `k${i % 7}`, data: { i } })), { topic });
   expect(acks.every((r) => r.status === "fulfilled")).toBe(true);
-  const deadline = Date.now() + 30_000;
-  while (got.size < 60 && Date.now() < deadline) await Bun.sleep(100);
+  await until("the 60 events", () => got.size >= 60, 30_000);
   expect(got.size).toBe(60);
   member.close();
   pub.close();
@@ -174,14 +174,12 @@ test("a share group's topic deleted and created again: its members get the new l
   sub.onEvent((e) => void got.push(e.event.data as { phase: string; i: number }));
   const send = (phase: string, n: number) => pub.publishBatch(Array.from({ length: n }, (_, i) => ({ type: "r", key: "one", data: { phase, i } })), { topic });
   expect((await send("old", 50)).every((r) => r.status === "fulfilled")).toBe(true);
-  const deadline = Date.now() + 30_000;
-  while (got.length < 50 && Date.now() < deadline) await Bun.sleep(100);
+  await until("the old log's 50", () => got.length >= 50, 30_000);
   await Bun.sleep(6000); // the group commits every 5 s
   await deleteTopic(brokers, topic);
   await ensureTopic(brokers, topic, 3);
-  let sent = false;
-  while (!sent && Date.now() < deadline + 30_000) sent = (await send("new", 40)).every((r) => r.status === "fulfilled");
-  while (got.filter((g) => g.phase === "new").length < 40 && Date.now() < deadline + 30_000) await Bun.sleep(100);
+  await until("the gateway to publish to the new topic", async () => (await send("new", 40)).every((r) => r.status === "fulfilled"), 30_000);
+  await until("the new log's 40", () => got.filter((g) => g.phase === "new").length >= 40, 30_000);
   expect(got.filter((g) => g.phase === "new").map((g) => g.i)).toEqual(Array.from({ length: 40 }, (_, i) => i));
   member.close();
   pub.close();

@@ -20,8 +20,6 @@ afterEach(async () => {
   gw = null;
 }, 60_000);
 
-const portOf = (g: GatewayProcess) => Number(new URL(g.url).port);
-
 /** The status of a GET /api/v1/stream made from `localAddress`. */
 function sseStatus(port: number, localAddress: string, topic: string): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -50,7 +48,7 @@ test("one client address cannot take every feed: past MAX_FEEDS_PER_ADDRESS its 
   gw = await startGateway({ MAX_FEEDS: "200", MAX_FEEDS_PER_ADDRESS: "50" });
   const g = gw;
   await underControl(g, "five connections of one address subscribing to 500 made-up topics", async () => {
-    const attackers = await Promise.all(Array.from({ length: 5 }, () => RawWsClient.connect(portOf(g), "/ws", "", "127.0.0.2")));
+    const attackers = await Promise.all(Array.from({ length: 5 }, () => RawWsClient.connect(g.port, "/ws", "", "127.0.0.2")));
     attackers.forEach((a, c) => {
       a.send({ t: 1, v: 1 });
       for (let i = 0; i < 100; i++) a.send({ t: 12, cid: i + 1, sub: `s${i}`, topic: `made-up-${c}-${i}` });
@@ -87,7 +85,7 @@ test("a connection sending subscribes in a loop gets RATE_LIMITED past SUBSCRIBE
   gw = await startGateway({ SUBSCRIBE_RATE_LIMIT: "50" });
   const g = gw;
   await underControl(g, "a connection subscribing in a loop", async () => {
-    const a = await RawWsClient.connect(portOf(g));
+    const a = await RawWsClient.connect(g.port);
     a.send({ t: 1, v: 1 });
     for (let i = 0; i < 3000; i++) a.send({ t: 12, cid: i + 1, sub: `s${i}`, topic: "looped" });
     await Promise.race([a.ended, Bun.sleep(30_000)]);
@@ -110,7 +108,7 @@ test("feeds left idle by an address that subscribed and left do not keep other a
   gw = await startGateway({ MAX_FEEDS: "50", FEED_IDLE_CLOSE_MS: "60000" });
   const g = gw;
   await underControl(g, "an address subscribing to 50 topics and leaving", async () => {
-    const a = await RawWsClient.connect(portOf(g), "/ws", "", "127.0.0.2");
+    const a = await RawWsClient.connect(g.port, "/ws", "", "127.0.0.2");
     a.send({ t: 1, v: 1 });
     for (let i = 0; i < 50; i++) a.send({ t: 12, cid: i + 1, sub: `s${i}`, topic: `left-${i}` });
     const replies = await repliesByCid(a, 50);
@@ -134,7 +132,7 @@ test("one address cannot hold every replay slot: past MAX_REPLAYS_PER_ADDRESS it
   const pub = await connect({ url: g.wsUrl });
   for (let i = 0; i < 4; i++) await pub.publishBatch(Array.from({ length: 500 }, (_, j) => ({ type: "h", data: { i: i * 500 + j } })), { topic: "history" });
   await underControl(g, "an address opening replays it never reads", async () => {
-    const a = await RawWsClient.connect(portOf(g), "/ws", "", "127.0.0.2");
+    const a = await RawWsClient.connect(g.port, "/ws", "", "127.0.0.2");
     a.send({ t: 1, v: 1 });
     for (let i = 0; i < 8; i++) a.send({ t: 12, cid: i + 1, sub: `r${i}`, topic: "history", start: "earliest" });
     const replies = await repliesByCid(a, 8);
@@ -156,7 +154,7 @@ test("an address cannot get round the subscribe rate by opening connections: SUB
   gw = await startGateway({ SUBSCRIBE_RATE_LIMIT_PER_ADDRESS: "2" });
   const g = gw;
   await underControl(g, "ten connections of one address subscribing 100 times each", async () => {
-    const conns = await Promise.all(Array.from({ length: 10 }, () => RawWsClient.connect(portOf(g), "/ws", "", "127.0.0.3")));
+    const conns = await Promise.all(Array.from({ length: 10 }, () => RawWsClient.connect(g.port, "/ws", "", "127.0.0.3")));
     conns.forEach((c, n) => {
       c.send({ t: 1, v: 1 });
       for (let i = 0; i < 100; i++) c.send({ t: 12, cid: i + 1, sub: `s${i}`, topic: `rate-${n}-${i % 10}` });
@@ -176,8 +174,8 @@ test("an address cannot get round the subscribe rate by opening connections: SUB
     for (const c of conns) c.destroy();
     // SSE streams from that address meet the same bucket (two in a row: one token may have come back
     // meanwhile); one from another address does not.
-    const sse = [await sseStatus(portOf(g), "127.0.0.3", "rate-0-0"), await sseStatus(portOf(g), "127.0.0.3", "rate-0-0")];
+    const sse = [await sseStatus(g.port, "127.0.0.3", "rate-0-0"), await sseStatus(g.port, "127.0.0.3", "rate-0-0")];
     expect(sse).toContain(429);
-    expect(await sseStatus(portOf(g), "127.0.0.4", "rate-0-0")).toBe(200);
+    expect(await sseStatus(g.port, "127.0.0.4", "rate-0-0")).toBe(200);
   });
 }, 120_000);

@@ -1,5 +1,6 @@
 import { resolve } from "node:path";
 import type { Subprocess } from "bun";
+import { afterAll, beforeAll } from "bun:test";
 
 export interface GatewayProcess {
   proc: Subprocess;
@@ -87,4 +88,17 @@ async function collectLines(stream: ReadableStream<Uint8Array>, onLine: (line: s
     }
   }
   if (buf) onLine(buf);
+}
+
+/**
+ * A gateway started before the tests of the enclosing describe block (or file) and stopped after
+ * them: read `gw` inside the tests. With a function, the environment is made when it starts.
+ */
+export function gatewayForBlock(env: Record<string, string> | (() => Promise<Record<string, string>>)): { gw: GatewayProcess } {
+  const block = {} as { gw: GatewayProcess };
+  beforeAll(async () => {
+    block.gw = await startGateway(typeof env === "function" ? await env() : env);
+  }, 60_000);
+  afterAll(() => block.gw?.stop(), 60_000);
+  return block;
 }

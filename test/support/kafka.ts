@@ -1,5 +1,5 @@
-import { afterAll, beforeAll } from "bun:test";
-import { type GatewayProcess, startGateway } from "./gateway";
+import { afterAll } from "bun:test";
+import { type GatewayProcess, gatewayForBlock } from "./gateway";
 import { startBroker } from "./kafka-broker";
 
 /**
@@ -36,15 +36,13 @@ export function registerBrokerTeardown(): void {
 }
 
 /**
- * The file's gateway on the run's broker (one Kafka worker, plus `env`), started before its tests and
- * stopped after them: what most Kafka test files need. Read `gw` and `brokers` inside the tests.
+ * The file's (or describe block's) gateway on the run's broker (one Kafka worker, plus `env`), started
+ * before its tests and stopped after them: what most Kafka test files need. Read `gw` and `brokers`
+ * inside the tests.
  */
 export function kafkaGatewayForFile(env: Record<string, string> = {}): { gw: GatewayProcess; brokers: string } {
   const file = {} as { gw: GatewayProcess; brokers: string };
-  beforeAll(async () => {
-    file.brokers = await kafkaBrokers();
-    file.gw = await startGateway({ KAFKA_BROKERS: file.brokers, KAFKA_WORKERS: "1", ...env });
-  }, 60_000);
-  afterAll(() => file.gw?.stop(), 60_000);
+  const block = gatewayForBlock(async () => ({ KAFKA_BROKERS: (file.brokers = await kafkaBrokers()), KAFKA_WORKERS: "1", ...env }));
+  Object.defineProperty(file, "gw", { get: () => block.gw });
   return file;
 }
