@@ -6,6 +6,7 @@ import { loadKeySources } from "./auth/keys";
 import { authenticateUpgrade } from "./http/ws-upgrade";
 import type { Config } from "./config/schema";
 import { loadTls } from "./config/tls";
+import { createClientAddress } from "./http/client-address";
 import { createEventRoutes } from "./http/events";
 import { createDashboardRoutes } from "./http/dashboard";
 import { createDeliveryRoute } from "./http/delivery";
@@ -148,13 +149,14 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   const publisher = new Publisher(appender, config, metrics, idempotence);
   const rateLimits = new RateLimits(rateLimitOptions(config));
   const refusalDelay = new RefusalDelay(config.CONNECTION_REFUSAL_DELAY_MS);
-  const events = createEventRoutes({ config, publisher, metrics, auth: httpAuth, rateLimits, refusalDelay, authEnabled: authenticator.enabled });
+  const clientAddress = createClientAddress(config.TRUSTED_PROXIES);
+  const events = createEventRoutes({ config, publisher, metrics, auth: httpAuth, rateLimits, refusalDelay, authEnabled: authenticator.enabled, clientAddress });
   const subscriptions = new SubscriptionManager(log, config, metrics, logger);
   // Read once: the WebSocket cap and the open-files guard below both keep below it.
   const filesLimit = openFilesLimit();
   const connectionLimiter = new ConnectionLimiter({ maxConnections: config.MAX_CONNECTIONS, maxConnectionsPerIp: config.MAX_CONNECTIONS_PER_IP }, filesLimit);
   const ws = createWebSocketHandler({ config, publisher, subscriptions, metrics, logger, logKind: log.kind, auth: { authenticator, audit, config }, rateLimits, onClosed: (remote) => connectionLimiter.release(remote) });
-  const streams = createStreamRoute({ subscriptions, auth: httpAuth, connections: connectionLimiter, metrics, rateLimits });
+  const streams = createStreamRoute({ subscriptions, auth: httpAuth, connections: connectionLimiter, metrics, rateLimits, clientAddress });
   const health = createHealthRoutes({ auth: authenticator.enabled ? "jwt" : "none", log, metrics, version: SERVER_NAME, connections: () => ws.connections, inflight: () => publisher.eventsInflight, subscriptions: () => subscriptions.stats(), accepting: () => listener.accepting });
 
   let draining = false;
@@ -245,7 +247,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   /** The WebSocket upgrade: refused while draining, on a bad token, or past the connection caps. */
   function upgrade(req: Request, srv: Server<ConnectionData>): Response | undefined | Promise<Response | undefined> {
     if (draining) return error("SHUTTING_DOWN", "the gateway is shutting down");
-    const remote = srv.requestIP(req)?.address ?? "";
+    const remote = clientAddress(req, srv);
     // The cheapest check first, and answered late (refusal-delay.ts): a reconnect loop must buy
     // neither token verifications nor a fast retry.
     const tooFast = rateLimits.admitConnection(remote);

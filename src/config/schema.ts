@@ -1,3 +1,4 @@
+import { isIP } from "node:net";
 import { availableParallelism } from "node:os";
 import { z } from "zod";
 import { HEADERS_HARD_MAX, LIMIT_DEFAULTS as L } from "../protocol/limits";
@@ -38,6 +39,22 @@ const origins = z.string().transform((v, ctx) => {
       return z.NEVER;
     }
     out.push(url.origin);
+  }
+  return out.join(",");
+});
+
+/** Addresses and CIDR blocks (10.0.0.0/8, fd00::/8), comma-separated; each checked here, once. */
+const addressBlocks = z.string().transform((v, ctx) => {
+  const out: string[] = [];
+  for (const raw of v.split(",").map((e) => e.trim()).filter(Boolean)) {
+    const [address, prefix, extra] = raw.split("/");
+    const family = isIP(address ?? "");
+    const bits = prefix === undefined ? 0 : /^\d{1,3}$/.test(prefix) ? Number(prefix) : -1;
+    if (family === 0 || extra !== undefined || bits < 0 || bits > (family === 6 ? 128 : 32)) {
+      ctx.addIssue({ code: "custom", message: `${JSON.stringify(raw)} is not an address or CIDR block: write e.g. 10.0.0.7, 10.0.0.0/8 or fd00::/8` });
+      return z.NEVER;
+    }
+    out.push(raw);
   }
   return out.join(",");
 });
@@ -131,6 +148,7 @@ export const settings = {
   AUTH_REFRESH_GRACE: duration.default(10_000).describe("After a connection's token expires, how long it has to send refresh before it is closed with 4401"),
   AUTH_HELLO_TIMEOUT: helloTimeout.optional().describe("Former name of HELLO_TIMEOUT, still read when HELLO_TIMEOUT is not set"),
   HELLO_TIMEOUT: helloTimeout.default(10_000).describe("How long a WebSocket may stay open without completing hello (and, with authentication on, without a valid token) before it is closed: 4002, or 4401 when it has no valid token"),
+  TRUSTED_PROXIES: addressBlocks.default("").describe("Comma-separated addresses or CIDR blocks of the proxies or load balancers in front of the gateway. A request whose peer is one of them is charged to the rightmost X-Forwarded-For address that is not, for every per-address bound (connections, connection rate, subscribes, feeds, replays, HTTP rates with authentication off); empty: X-Forwarded-For is ignored and the peer is the client, since any client can write the header"),
   ALLOWED_ORIGINS: origins.default("").describe("Comma-separated browser origins (https://app.example.com) allowed to open WebSockets and make CORS requests, or * for any; empty: only pages of the gateway's own host. Requests without Origin (non-browser clients) are always allowed; others get 403 ORIGIN_NOT_ALLOWED"),
   HTTP_IDLE_TIMEOUT: duration.pipe(z.number().min(1000).max(255_000)).default(10_000).describe("An HTTP connection that sends nothing, or whose request (headers or body) does not arrive in full within this, is closed (at most 255s; Bun rounds to whole seconds). A request read in full is exempt while the gateway answers it"),
   HTTP_MAX_HEADER_BYTES: int(1024, 1024 * 1024).default(16 * 1024).describe("Largest HTTP request head (request line and headers, the WebSocket upgrade's and its bearer token included); larger gets 431 and the connection is closed"),

@@ -1,6 +1,7 @@
 import type { Server } from "bun";
 import type { Identity } from "../auth/authenticator";
 import type { HttpAuth } from "./auth-guard";
+import type { ClientAddress } from "./client-address";
 import type { Config } from "../config/schema";
 import type { RateLimits } from "../limits/rate-limits";
 import type { RefusalDelay } from "../limits/refusal-delay";
@@ -16,7 +17,7 @@ import { errorResponse, json, lateErrorResponse, retryAfter } from "./responses"
  * the WebSocket path, JSON in and out. A batch is not all-or-nothing: valid events are published
  * and each invalid one gets its own error, exactly as publish_batch does over a socket.
  */
-export function createEventRoutes(deps: { config: Config; publisher: Publisher; metrics: Metrics; auth: HttpAuth; rateLimits: RateLimits; refusalDelay: RefusalDelay; authEnabled: boolean }) {
+export function createEventRoutes(deps: { config: Config; publisher: Publisher; metrics: Metrics; auth: HttpAuth; rateLimits: RateLimits; refusalDelay: RefusalDelay; authEnabled: boolean; clientAddress: ClientAddress }) {
   const { config, publisher, metrics, rateLimits } = deps;
   /**
    * Charges a request to its principal's rates, as if its requests shared one connection: the body's
@@ -24,7 +25,7 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
    */
   /** Who sent a request: the token's subject, or the client address with authentication off. */
   function principalOf(req: Request, who: Identity, server: Server<unknown>): string {
-    return deps.authEnabled ? `sub:${who.principal}` : `ip:${server.requestIP(req)?.address ?? ""}`;
+    return deps.authEnabled ? `sub:${who.principal}` : `ip:${deps.clientAddress(req, server)}`;
   }
   function charge(req: Request, who: Identity, server: Server<unknown>, bytes: number, events: number): void {
     if (!rateLimits.enabled) return;

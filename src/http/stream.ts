@@ -1,6 +1,7 @@
 import type { Server } from "bun";
 import type { Identity } from "../auth/authenticator";
 import type { HttpAuth } from "./auth-guard";
+import type { ClientAddress } from "./client-address";
 import type { ConnectionLimiter } from "../limits/connections";
 import type { RateLimits } from "../limits/rate-limits";
 import type { Metrics } from "../observability/metrics";
@@ -29,6 +30,7 @@ export interface StreamDeps {
   connections: ConnectionLimiter;
   metrics: Metrics;
   rateLimits: RateLimits;
+  clientAddress: ClientAddress;
 }
 
 const EVENT_NAMES: Record<number, string> = {
@@ -90,7 +92,7 @@ export function createStreamRoute(deps: StreamDeps) {
 
   async function stream(req: Request, who: Identity, server: Server<unknown>): Promise<Response> {
     const frame = subscribeFrame(req, new URL(req.url));
-    const remote = server.requestIP(req)?.address ?? "";
+    const remote = deps.clientAddress(req, server);
     const limited = deps.rateLimits.admitSubscribe(null, remote);
     if (limited) throw limited.error;
     for (const topic of frame.topics ?? [frame.topic!]) {

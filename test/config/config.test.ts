@@ -63,3 +63,10 @@ test("KAFKA_PROPERTIES: a value may hold a comma written as \\, (librdkafka's li
   expect(parseKafkaProperties(String.raw`sasl.password=a\\b`)).toEqual({ "sasl.password": String.raw`a\b` });
   expect(fails({ KAFKA_PROPERTIES: "debug=broker,topic" })).toMatch(/"topic" is not of the form name=value.*\\,/);
 });
+
+test("TRUSTED_PROXIES takes addresses and CIDR blocks, and names an entry that is neither", () => {
+  expect(loadConfig({ TRUSTED_PROXIES: " 10.0.0.0/8, fd00::/8 ,127.0.0.1" }).TRUSTED_PROXIES).toBe("10.0.0.0/8,fd00::/8,127.0.0.1");
+  for (const bad of ["10.0.0.0/33", "fd00::/129", "proxy.local", "10.0.0.0/8/1", "10.0.0.0/x", "10.0.0.256"]) {
+    expect(fails({ TRUSTED_PROXIES: bad })).toMatch(new RegExp(`^config: TRUSTED_PROXIES .*${bad.replace(/[./]/g, "\\$&")}`));
+  }
+});
