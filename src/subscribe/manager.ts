@@ -316,6 +316,11 @@ export class SubscriptionManager {
   onClose(conn: SubscriberConnection): void {
     this.closed.add(conn);
     for (const sub of [...conn.subscriptions.values()]) this.drop(conn, sub);
+    // Subscriptions still starting never register once their connection is closed: their feeds are
+    // the address's again now, not when each start's questions to the log come back.
+    const charges = this.feedCharges.get(conn);
+    if (charges) for (const id of [...charges.keys()]) this.releaseFeeds(conn, id);
+    this.feedCharges.delete(conn);
   }
 
 
