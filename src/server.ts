@@ -69,7 +69,8 @@ export function createLog(config: Config, logger: Logger, metrics: Metrics): Eve
       if (e.event === "worker_restart") metrics.workerRestarts.inc();
       if (e.event === "worker_ready") metrics.workersReady.inc();
       if (e.event === "worker_exit" && e.wasReady) metrics.workersReady.dec();
-      const level = e.event === "worker_exit" || e.event === "worker_status" || (e.event === "worker_brokers" && e.brokers === "down") ? "warn" : "info";
+      // A new cluster at the brokers' address: every log the clients had is gone.
+      const level = e.event === "cluster_changed" ? "error" : e.event === "worker_exit" || e.event === "worker_status" || (e.event === "worker_brokers" && e.brokers === "down") ? "warn" : "info";
       logger[level](e.event, e);
     },
   );

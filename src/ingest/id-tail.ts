@@ -45,6 +45,8 @@ export class IdTail {
   private reader: Promise<LogReader> | null = null;
   private closed = false;
   private readonly sweep: Timer;
+  /** The log's epoch the positions belong to. */
+  private epoch: number;
 
   constructor(
     private readonly log: EventLog,
@@ -52,6 +54,7 @@ export class IdTail {
     private readonly options: IdTailOptions,
     private readonly logger: Logger,
   ) {
+    this.epoch = log.epoch;
     // Following costs reading every record of the topic; a topic nobody publishes to with ids here
     // any more is let go (its ids with it, as they age out), and warmed again if it comes back.
     this.sweep = setInterval(() => this.forgetIdle(), Math.max(1000, options.windowMs));
@@ -239,12 +242,29 @@ export class IdTail {
     t.caughtUp();
   }
 
+  /**
+   * The logs were replaced (a new cluster at the brokers' address, EventLog.epoch): each partition is
+   * read from its new log's start. The ids remembered from the old logs are forgotten by SeenIds.
+   */
+  private async readNewLogs(): Promise<void> {
+    const epoch = this.log.epoch;
+    for (const [topic, t] of this.topics) {
+      if (t.state === "absent") continue;
+      const marks = await this.log.watermarks(topic);
+      t.next = marks.map((m) => m.low);
+      t.target = marks.map((m, p) => Math.min(t.target[p] ?? 0, m.high));
+      if (t.state === "warming") this.checkCaughtUp(t);
+    }
+    this.epoch = epoch;
+  }
+
   /** The reader died with its worker: a new one reads on from where each topic was. */
   private async reopen(): Promise<void> {
     this.reader = null;
     for (let delayMs = 250; !this.closed; delayMs = Math.min(delayMs * 2, 10_000)) {
       try {
         const reader = await this.readerOnce();
+        if (this.epoch !== this.log.epoch) await this.readNewLogs();
         for (const [topic, t] of this.topics) if (t.state !== "absent") reader.assign(t.next.map((offset, partition) => ({ topic, partition, offset })));
         return;
       } catch (e) {

@@ -48,7 +48,7 @@ export class Idempotence {
     /** Where new events are written: the log, or the fair share in front of it. */
     private readonly appender: Appender = log,
   ) {
-    this.seen = new SeenIds(options);
+    this.seen = new SeenIds({ ...options, epoch: () => log.epoch });
     this.tail = new IdTail(log, this.seen, options, logger);
   }
 

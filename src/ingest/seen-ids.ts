@@ -17,6 +17,8 @@ export interface SeenIdsOptions {
   windowMs: number;
   /** The most ids remembered across topics; past it the oldest are forgotten early. */
   maxIds: number;
+  /** The log's epoch (EventLog.epoch): when it moves, every id remembered names a position that is gone. */
+  epoch?: () => number;
 }
 
 /**
@@ -30,20 +32,39 @@ export class SeenIds {
   private head = 0;
   /** Ids forgotten by the count bound before their window ended. */
   evictedEarly = 0;
+  private epoch: number;
 
-  constructor(private readonly options: SeenIdsOptions) {}
+  constructor(private readonly options: SeenIdsOptions) {
+    this.epoch = options.epoch?.() ?? 0;
+  }
 
   get size(): number {
     return this.fifo.length - this.head;
   }
 
+  /**
+   * Every log was replaced (a new cluster at the brokers' address): a re-send of an id remembered
+   * from before must be written again, not answered with a position in a log that is gone. Checked
+   * before every lookup and every new id, so nothing learned since is ever forgotten with them.
+   */
+  private sync(): void {
+    const epoch = this.options.epoch?.() ?? 0;
+    if (epoch === this.epoch) return;
+    this.epoch = epoch;
+    this.topics.clear();
+    this.fifo = [];
+    this.head = 0;
+  }
+
   get(topic: string, id: string, now: number): Landed | undefined {
+    this.sync();
     const e = this.topics.get(topic)?.get(id);
     return e !== undefined && now - e.at <= this.options.windowMs ? e : undefined;
   }
 
   /** Remembers `id`; an id already remembered keeps its first position (the one its re-sends get). */
   add(topic: string, id: string, partition: number, offset: number, now: number): void {
+    this.sync();
     let ids = this.topics.get(topic);
     if (ids === undefined) this.topics.set(topic, (ids = new Map()));
     if (ids.has(id)) return;

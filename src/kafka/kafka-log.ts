@@ -61,6 +61,10 @@ export class KafkaLog implements EventLog {
     return this.pool.start();
   }
 
+  get epoch(): number {
+    return this.pool.epoch;
+  }
+
   append(records: LogRecord[], _source?: string, acceptedAt = Date.now()): Promise<AppendResults> {
     if (records.length === 0) return Promise.resolve(newResults(0));
     const pending = new PendingAppend(records.length);
@@ -116,7 +120,7 @@ export class KafkaLog implements EventLog {
   }
 
   health(): LogHealth {
-    return { kind: "kafka", ready: this.isReady(), workers: this.pool.health() };
+    return { kind: "kafka", ready: this.isReady(), cluster: this.pool.cluster ?? undefined, workers: this.pool.health() };
   }
 
   close(timeoutMs?: number): Promise<void> {

@@ -44,6 +44,7 @@ export type PoolEvent =
   | { event: "worker_exit"; worker: number; pid: number; reason: string; inflight: number; wasReady: boolean }
   | { event: "worker_restart"; worker: number; delayMs: number }
   | { event: "worker_brokers"; worker: number; brokers: "up" | "down"; reason: string }
+  | { event: "cluster_changed"; from: string; to: string }
   | { event: "worker_status"; worker: number; level: string; kind: string; code?: number; message: string; suppressed?: number };
 
 interface ConnData {
@@ -75,6 +76,10 @@ export class WorkerPool {
   private readonly pingTimeoutMs: number;
   private watchdog: Timer | null = null;
   private lastTick = 0;
+  /** The id of the Kafka cluster the workers' probes last found (null until one answers). */
+  cluster: string | null = null;
+  /** How many times a new cluster has replaced the one before (EventLog.epoch). */
+  epoch = 0;
   // Refusals are values, made once: under overload every event of every frame is refused, and a
   // GatewayError per event (with its stack capture) would cost most when the box has least to spare.
   private readonly shuttingDown = new GatewayError("SHUTTING_DOWN", "the gateway is shutting down");
@@ -255,6 +260,8 @@ export class WorkerPool {
       slot.lastHeard = Date.now();
     } else if (type === IpcType.READY) {
       const slot = s.data.slot!;
+      // A worker started meanwhile may be the first to meet a new cluster: all start afresh, it too.
+      if (typeof msg.cluster === "string" && this.onCluster(msg.cluster)) return;
       slot.state = "ready";
       slot.brokersUp = true;
       slot.readySince = Date.now();
@@ -266,6 +273,7 @@ export class WorkerPool {
       this.queries.answered(msg);
     } else if (type === IpcType.HEALTH) {
       const slot = s.data.slot!;
+      if (typeof msg.cluster === "string") return void this.onCluster(msg.cluster);
       const up = msg.brokers === "up";
       if (slot.brokersUp === up) return;
       slot.brokersUp = up;
@@ -281,6 +289,25 @@ export class WorkerPool {
       const suppressed = typeof msg.suppressed === "number" ? msg.suppressed : undefined;
       this.onEvent({ event: "worker_status", worker: slot?.index ?? -1, level: String(msg.level), kind: String(msg.event), code, message: String(msg.message), suppressed });
     }
+  }
+
+  /**
+   * A worker's probe names the cluster that answered it. A new id at the same address is a new
+   * cluster (its data wiped, or the address now names another): every log starts again from 0, and
+   * librdkafka's clients carry over what no longer holds (the idempotent producer's sequences, the
+   * readers' leader epochs), so publishes time out and readers wait in silence. Every worker is
+   * started afresh, as if lost (what they hold is nacked WORKER_LOST), and `epoch` moves on: readers
+   * reopened after it read each partition from its new log's start (feed.ts, id-tail.ts). Returns
+   * whether the cluster changed.
+   */
+  private onCluster(id: string): boolean {
+    const from = this.cluster;
+    this.cluster = id;
+    if (from === null || from === id) return false;
+    this.epoch++;
+    this.onEvent({ event: "cluster_changed", from, to: id });
+    for (const slot of this.slots) if (slot.writer) this.onLost(slot, slot.generation, `the Kafka cluster at the brokers' address changed (cluster id ${from}, now ${id}); the worker starts afresh`);
+    return true;
   }
 
   private onSocketClosed(s: Socket<ConnData>): void {

@@ -113,7 +113,12 @@ export interface LogHealth {
 export interface EventLog {
   readonly kind: "memory" | "kafka";
   start(): Promise<void>;
-  /** `source` names who appends (a connection), for logs that share their work fairly among them. */
+  /**
+   * How many times every log was replaced under the gateway: a new Kafka cluster at the brokers'
+   * address (never, for the embedded log). Positions read before it moved name nothing in the logs
+   * after, so a reader reopened past it starts each partition at its new log's start.
+   */
+  readonly epoch: number;
   /**
    * `source` names the connection (for fair scheduling); `acceptedAt` is when the gateway took the
    * records (Date.now()), if they waited before this call: a deadline counts from then.

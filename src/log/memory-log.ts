@@ -40,6 +40,7 @@ export interface MemoryLogOptions {
  */
 export class MemoryLog implements EventLog {
   readonly kind = "memory" as const;
+  readonly epoch = 0;
   private readonly topics = new Map<string, MemoryPartition[]>();
   private readonly readers = new Set<MemoryReader>();
   private roundRobin = 0;

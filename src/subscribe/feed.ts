@@ -29,6 +29,8 @@ interface Gone {
   partition: number;
   offset: number;
   mark?: Watermark | null;
+  /** The log was replaced (EventLog.epoch): the reader reads the new one from `mark.low` already. */
+  replaced?: true;
 }
 
 /** What the reader handed over, in order: a batch of records, or a partition it lost its place in. */
@@ -63,6 +65,8 @@ export class Feed implements ShareDealer {
   /** A share group's feed: what its members were handed, which is what the group may commit. */
   private readonly ledger: ShareLedger | null;
   private storeTimer: Timer | null = null;
+  /** The log's epoch the positions were read in. */
+  private epoch: number;
 
   constructor(
     private readonly log: EventLog,
@@ -75,6 +79,7 @@ export class Feed implements ShareDealer {
   ) {
     this.live = !options.target || this.caughtUp();
     this.ledger = options.group ? new ShareLedger() : null;
+    this.epoch = log.epoch;
   }
 
   get isLive(): boolean {
@@ -99,6 +104,10 @@ export class Feed implements ShareDealer {
   }
 
   async open(): Promise<void> {
+    // The logs were replaced since the positions were read (a new cluster): they name nothing now.
+    // A group's commits went with the old cluster; it starts where its reset policy says.
+    const epoch = this.log.epoch;
+    const replaced = epoch !== this.epoch && !this.options.group ? await this.newLogMarks() : null;
     const reader = this.log.openReader(
       { onRecords: (r, done) => this.onRecords(r, done), onLost: (reason) => void this.reopen(reason), onOutOfRange: (t, p, o) => this.onOutOfRange(t, p, o) },
       this.options.group,
@@ -108,8 +117,27 @@ export class Feed implements ShareDealer {
     if (this.closed) return reader.close();
     if (this.options.group) return; // the group assigns partitions
     const list: Assignment[] = [];
-    for (const [topic, offsets] of this.positions) offsets.forEach((offset, partition) => list.push({ topic, partition, offset }));
+    for (const [topic, offsets] of this.positions) offsets.forEach((offset, partition) => list.push({ topic, partition, offset: replaced?.get(topic)?.[partition]?.low ?? offset }));
     reader.assign(list);
+    if (replaced) this.readNewLogs(epoch, replaced);
+  }
+
+  private async newLogMarks(): Promise<Map<string, Watermark[]>> {
+    const marks = new Map<string, Watermark[]>();
+    for (const topic of this.positions.keys()) marks.set(topic, await this.log.watermarks(topic));
+    return marks;
+  }
+
+  /**
+   * The reader reads each partition's new log from its start; behind what was read from the old
+   * logs, each partition's subscribers are told with a log_reset gap (readOnPast).
+   */
+  private readNewLogs(epoch: number, marks: Map<string, Watermark[]>): void {
+    this.epoch = epoch;
+    for (const [topic, perPartition] of marks) {
+      perPartition.forEach((mark, partition) => this.waiting.push({ gone: { topic, partition, offset: mark.low, mark, replaced: true } }));
+    }
+    this.pump();
   }
 
   /**
@@ -242,7 +270,10 @@ export class Feed implements ShareDealer {
    * - past the log's end: the log was reset (the topic created again),
    *   and its offsets start over; read the new log from its start, and a `log_reset` gap says so
    *   (`to` below `from`). Records of a log that was only cut short may come again: at least once.
-   * - within the log (the question raced a leader moving): read on from the same place a little later.
+   * - within the log (the question raced a leader moving): read on from the same place a little later;
+   * - the log was replaced (a new cluster, EventLog.epoch), wherever the position falls in the new
+   *   one: the reader reads it from its start already, and a `log_reset` gap says so unless the
+   *   position was that start.
    */
   private readOnPast(g: Gone): void {
     const offsets = this.positions.get(g.topic);
@@ -251,23 +282,32 @@ export class Feed implements ShareDealer {
     const m = g.mark;
     let next = at;
     let gap: Gap | null = null;
-    if (m && at < m.low) gap = { topic: g.topic, partition: g.partition, from: at, to: (next = m.low), reason: "retention" };
+    if (g.replaced && m) {
+      next = m.low;
+      if (at !== m.low) gap = { topic: g.topic, partition: g.partition, from: at, to: next, reason: "log_reset" };
+    } else if (m && at < m.low) gap = { topic: g.topic, partition: g.partition, from: at, to: (next = m.low), reason: "retention" };
     else if (m && at > m.high) gap = { topic: g.topic, partition: g.partition, from: at, to: (next = m.low), reason: "log_reset" };
     const place = [{ topic: g.topic, partition: g.partition, offset: next }];
+    // A reset log ends before the old end the replay was to reach: its new end is the target.
+    const target = this.options.target?.get(g.topic);
+    if (target && m && (target[g.partition] ?? 0) > m.high && (gap || g.replaced)) target[g.partition] = m.high;
+    if (!gap && g.replaced) {
+      offsets[g.partition] = next;
+      return this.liveIfCaughtUp();
+    }
     if (!gap) {
       const timer = setTimeout(() => this.closed || (this.reader?.unassign(place), this.reader?.assign(place)), RECHECK_MS);
       timer.unref();
       return;
     }
     offsets[g.partition] = next;
-    // A reset log ends before the old end the replay was to reach: its new end is the target.
-    const target = this.options.target?.get(g.topic);
-    if (target && m && (target[g.partition] ?? 0) > m.high) target[g.partition] = m.high;
     this.logger.warn("a feed's next offset is gone from the log; subscribers are told", { ...gap, subscriptions: this.subs.size });
     this.metrics.subscriptionGaps.inc({ reason: gap.reason });
     for (const sub of this.subs) sub.gap(gap);
-    this.reader?.unassign(place);
-    this.reader?.assign(place);
+    if (!g.replaced) {
+      this.reader?.unassign(place);
+      this.reader?.assign(place);
+    }
     this.liveIfCaughtUp();
   }
 

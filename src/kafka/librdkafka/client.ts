@@ -78,6 +78,21 @@ export class MetadataQueries {
   }
 
   /**
+   * The id of the cluster the last metadata answer came from (null before the first). librdkafka
+   * takes a new id as it comes, so a cluster replaced at the same address shows here.
+   */
+  clusterId(): string | null {
+    const lib = rdk();
+    const p = lib.rd_kafka_clusterid(this.rk as never, 0) as unknown as number;
+    if (!p) return null;
+    try {
+      return readString(p);
+    } finally {
+      lib.rd_kafka_mem_free(this.rk as never, p as never);
+    }
+  }
+
+  /**
    * Partitions of `topic` (0 if the cluster does not have it). Blocks up to `timeoutMs`. Asks for
    * every topic and picks this one out: a metadata request naming a topic makes the broker
    * auto-create it (auto.create.topics.enable), and asking must never create a topic.

@@ -86,6 +86,8 @@ const symbols = {
 
   rd_kafka_metadata: { args: [ptr, i32, ptr, ptr, i32], returns: i32 },
   rd_kafka_metadata_destroy: { args: [ptr], returns: none },
+  rd_kafka_clusterid: { args: [ptr, i32], returns: ptr },
+  rd_kafka_mem_free: { args: [ptr, ptr], returns: none },
   rd_kafka_topic_new: { args: [ptr, ptr, ptr], returns: ptr },
   rd_kafka_topic_destroy: { args: [ptr], returns: none },
   rd_kafka_query_watermark_offsets: { args: [ptr, ptr, i32, ptr, ptr, i32], returns: i32 },

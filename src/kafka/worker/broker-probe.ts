@@ -7,14 +7,17 @@
  * the first answer to a probe sent after the last ALL_BROKERS_DOWN. A stall of a few seconds (a
  * leader failover, a GC pause) is backpressure, not an outage: with the default 1.5 s timeout,
  * three failures take about 5 s. The probe also keeps a connection busy, so the broker never closes it as idle
- * (which would raise ALL_BROKERS_DOWN with nothing wrong).
+ * (which would raise ALL_BROKERS_DOWN with nothing wrong). Each answer also names the cluster it came
+ * from: a different one at the same address (wiped, or the address moved) is told to the gateway,
+ * which starts every worker afresh (pool.ts).
  */
 const INTERVAL_MS = 1000;
 const RETRY_MS = 250;
 const FAILURES_DOWN = 3;
 
 interface MetadataClient {
-  getMetadata(o: { allTopics: boolean; timeout: number }, cb: (err: unknown) => void): void;
+  /** `cluster`: the id of the cluster that answered, when known. */
+  getMetadata(o: { allTopics: boolean; timeout: number }, cb: (err: unknown, cluster?: string | null) => void): void;
 }
 
 export class BrokerProbe {
@@ -25,11 +28,13 @@ export class BrokerProbe {
   private started = false;
   private stopped = false;
   private timer: NodeJS.Timeout | null = null;
+  private cluster: string | null = null;
 
   constructor(
     private readonly client: MetadataClient,
     private readonly timeoutMs: number,
     private readonly onChange: (up: boolean, reason: string) => void,
+    private readonly onCluster: (id: string) => void = () => {},
   ) {}
 
   /** Once the producer is connected (probing before would only report that it is not). */
@@ -62,11 +67,12 @@ export class BrokerProbe {
     this.probing = true;
     const sentAt = Date.now();
     // Only the topics this producer already knows: cheap even on a cluster with thousands of topics.
-    this.client.getMetadata({ allTopics: false, timeout: this.timeoutMs }, (err) => {
+    this.client.getMetadata({ allTopics: false, timeout: this.timeoutMs }, (err, cluster) => {
       this.probing = false;
       if (this.stopped) return;
       if (!err) {
         this.failures = 0;
+        if (cluster && cluster !== this.cluster) this.onCluster((this.cluster = cluster));
         // An answer to a question asked before the last ALL_BROKERS_DOWN says nothing about now.
         if (sentAt >= this.allDownAt) this.set(true, "a broker answered");
       } else if (++this.failures >= FAILURES_DOWN) {

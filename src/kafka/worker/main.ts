@@ -75,9 +75,10 @@ const queries = new QueryThread();
 // The probe has a thread of its own: behind a slow question it would read as an outage.
 const probeThread = new QueryThread();
 const brokers = new BrokerProbe(
-  { getMetadata: (o, cb) => probeThread.ask({ kind: "probe", timeoutMs: o.timeout }, (r) => cb(r.error === undefined ? null : new Error(r.error))) },
+  { getMetadata: (o, cb) => probeThread.ask({ kind: "probe", timeoutMs: o.timeout }, (r) => (r.error === undefined ? cb(null, r.result as string | null) : cb(new Error(r.error)))) },
   config.probeTimeoutMs ?? 1500,
   (up, reason) => send(jsonMessage(IpcType.HEALTH, { brokers: up ? "up" : "down", reason })),
+  (cluster) => send(jsonMessage(IpcType.HEALTH, { cluster })),
 );
 
 // Nothing keeps a body past its message (PRODUCE is copied, the rest is JSON): the reader reuses
@@ -141,7 +142,7 @@ function connectProducer(): void {
     }
     ready = true;
     connectCause = "";
-    send(jsonMessage(IpcType.READY, {}));
+    send(jsonMessage(IpcType.READY, { cluster: r.result }));
     brokers.start();
     wake();
   });

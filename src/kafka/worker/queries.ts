@@ -53,11 +53,10 @@ function answer(q: MetadataQueries, query: ThreadQuery): unknown {
   switch (query.kind) {
     case "connect":
       q.ping(CONNECT_TIMEOUT_MS);
-      return true;
+      return q.clusterId();
     case "probe":
-      // Only the topics this producer already knows (as the Node worker's probe asks).
       q.ping(query.timeoutMs);
-      return true;
+      return q.clusterId();
     case "partitions":
       return q.partitionCounts(query.topics, TIMEOUT_MS);
     case "watermarks":

@@ -1,0 +1,74 @@
+import { afterAll, expect, test } from "bun:test";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { connect } from "../../src/client";
+import { type GatewayProcess, startGateway } from "../support/gateway";
+import { freshTopic } from "../support/kafka";
+import { type Broker, startBroker } from "../support/kafka-broker";
+import { health, oneAttemptClient, within } from "./harm";
+
+/**
+ * The cluster behind KAFKA_BROKERS is replaced by a new one at the same address (its data wiped, or
+ * the address now naming another cluster): a new cluster id, every log starting again at 0. Before,
+ * the workers' librdkafka clients carried the old cluster's state over: publishes to the old
+ * partitions timed out until the gateway restarted (a restarted worker's idempotent producer then got
+ * OUT_OF_ORDER_SEQUENCE_NUMBER), and live subscribers stayed silent, with no gap, while the new log
+ * filled (the chaos tester's subscribers missed 438 of 438 events after a wipe).
+ */
+const dir = mkdtempSync(join(tmpdir(), "kgw-kafka-wipe-"));
+let broker: Broker | null = null;
+let gw: GatewayProcess | null = null;
+afterAll(async () => {
+  await gw?.stop();
+  await broker?.stop();
+}, 60_000);
+
+test("the cluster is wiped and started again at the same address: the workers start afresh, publishes are acked in the new log, and subscribers get a log_reset gap and then its events", async () => {
+  broker = await startBroker({ dir });
+  const port = broker.brokers.split(":")[1]!;
+  const controllerPort = /CONTROLLER:\/\/127\.0\.0\.1:(\d+)/.exec(readFileSync(join(dir, "server.properties"), "utf8"))![1]!;
+  gw = await startGateway({ KAFKA_BROKERS: broker.brokers, KAFKA_WORKERS: "2", KAFKA_MESSAGE_TIMEOUT_MS: "10000" });
+  const g = gw;
+  const topic = freshTopic("wipe");
+  const client = await connect({ url: g.wsUrl });
+  const events = (n: number, from: number) => Array.from({ length: n }, (_, i) => ({ id: `wipe-${from + i}`, type: "wipe", key: `k${(from + i) % 12}`, data: { n: from + i } }));
+  const before = await client.publishBatch(events(60, 0), { topic });
+  expect(before.every((a) => a.status === "fulfilled")).toBe(true);
+  const sub = await client.subscribe(topic, { start: "earliest" });
+  const seen: number[] = [];
+  void (async () => {
+    for await (const e of sub) seen.push((e.event.data as { n: number }).n);
+  })();
+  await within(30_000, () => seen.length === 60);
+  expect(seen.length).toBe(60);
+  const clusterBefore = (await health(g.url)).log.cluster;
+  expect(typeof clusterBefore).toBe("string");
+
+  await broker.stop(); // and its data with it
+  broker = await startBroker({ dir, env: { KAFKA_PORT: port, KAFKA_CONTROLLER_PORT: controllerPort } });
+
+  // The new cluster: publishes are acked in its logs, from offset 0.
+  const probe = await oneAttemptClient(g.wsUrl);
+  const firstAck = await within(60_000, () => probe.publish({ type: "wipe", key: "probe", data: { n: -1 } }, { topic }).then(() => true, () => false));
+  expect(firstAck).toBeGreaterThanOrEqual(0);
+  expect((await health(g.url)).log.cluster).not.toBe(clusterBefore);
+  const after = await client.publishBatch(events(60, 60), { topic });
+  const rejected = after.filter((a) => a.status === "rejected").map((a) => (a as PromiseRejectedResult).reason?.code);
+  expect(rejected).toEqual([]);
+
+  // The subscription is told the log it read is gone, and gets the new log's events.
+  await within(30_000, () => seen.filter((n) => n >= 60).length === 60);
+  expect(seen.filter((n) => n >= 60).sort((a, b) => a - b)).toEqual(Array.from({ length: 60 }, (_, i) => 60 + i));
+  expect(sub.gaps.length).toBeGreaterThan(0);
+  for (const gap of sub.gaps) expect(gap).toMatchObject({ topic, reason: "log_reset" });
+
+  // An id remembered from the old cluster names a record that is gone: re-sent, it is written again
+  // (before, it got the old ack, an offset in a log that no longer exists).
+  const resent = await client.publishBatch(events(5, 0), { topic });
+  expect(resent.every((a) => a.status === "fulfilled")).toBe(true);
+  await within(30_000, () => seen.filter((n) => n >= 0 && n < 5).length === 10);
+  expect(seen.filter((n) => n >= 0 && n < 5).length).toBe(10);
+  probe.close();
+  client.close();
+}, 240_000);
