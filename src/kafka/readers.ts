@@ -61,7 +61,11 @@ export class ReaderRegistry {
       unassign: (assignments) => control(IpcType.UNASSIGN, { assignments }),
       storeOffsets: (assignments) => control(IpcType.STORE_OFFSETS, { assignments }),
       close: () => {
-        if (this.readers.delete(readerId)) control(IpcType.CLOSE_READER, {});
+        if (!this.readers.delete(readerId)) return;
+        control(IpcType.CLOSE_READER, {});
+        // Whoever awaits `ready` must not wait for good: a feed closed while its reader starts would
+        // hold its subscription's replay slot for as long as the process lives.
+        if (!reader.isReady) fail(new GatewayError("UNAVAILABLE", "the Kafka reader was closed before it was ready"));
       },
     };
   }
