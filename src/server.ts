@@ -6,7 +6,7 @@ import { loadKeySources } from "./auth/keys";
 import { authenticateUpgrade } from "./http/ws-upgrade";
 import type { Config } from "./config/schema";
 import { loadTls } from "./config/tls";
-import { createClientAddress } from "./http/client-address";
+import { createClientAddress, trustsEveryone } from "./http/client-address";
 import { createEventRoutes } from "./http/events";
 import { createDashboardRoutes } from "./http/dashboard";
 import { createDeliveryRoute } from "./http/delivery";
@@ -121,6 +121,7 @@ const CLOSE_LINGER_MS = 300;
 
 /** Said at start-up when no key is configured: every client may then do everything TOPIC_ALLOW allows. */
 export const AUTH_OFF_WARNING = "authentication is off: any client may publish and subscribe to any topic TOPIC_ALLOW matches; set AUTH_JWT_SECRET, AUTH_JWT_PUBLIC_KEY_FILE or AUTH_JWKS_URL (docs/security.md)";
+export const TRUST_ALL_WARNING = "TRUSTED_PROXIES holds a /0 block: every peer is a trusted proxy, so any client can name itself in X-Forwarded-For and escape every per-address bound; list only the proxies in front of the gateway";
 export const ANY_ORIGIN_WARNING = "ALLOWED_ORIGINS is * and authentication is off: any web page a user opens can publish and subscribe through this gateway from their browser (docs/protocol.md, Origins and CORS)";
 export const RESUME_KEY_WARNING = "RESUME_TOKEN_KEYS is not set: resume tokens are signed with a random key of this process, so they are refused by other instances and after a restart";
 
@@ -133,6 +134,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   if (!authenticator.enabled && config.ALLOWED_ORIGINS.split(",").includes("*")) logger.warn(ANY_ORIGIN_WARNING);
   setResumeTokenKeys(config.RESUME_TOKEN_KEYS.split(","));
   if (!config.RESUME_TOKEN_KEYS) logger.warn(RESUME_KEY_WARNING);
+  if (trustsEveryone(config.TRUSTED_PROXIES)) logger.warn(TRUST_ALL_WARNING);
   const httpAuth = createHttpAuth(authenticator, audit);
   const metrics = createMetrics();
   metrics.msgpackNative.set(msgpackNativeAcceleration ? 1 : 0);

@@ -42,6 +42,25 @@ test("through a trusted proxy, each forwarded client has its own connection cap"
   for (const c of [...held, other!, forged!]) c.destroy();
 });
 
+test("an IPv6 client is its /64, and one address is one client however it is written", async () => {
+  const sameClient = [
+    ["2001:db8:1:1::1", "2001:db8:1:1::2", "2001:DB8:1:1:ffff:0:0:9"],
+    ["198.51.100.4", "::ffff:198.51.100.4", "::ffff:c633:6404"],
+  ];
+  for (const forms of sameClient) {
+    const held: RawWsClient[] = [];
+    for (const form of forms) held.push((await opens(form))!);
+    expect(held.every((c) => c !== null)).toBe(true);
+    // Three held of MAX_CONNECTIONS_PER_IP 3: a fourth in yet another form of the same client is refused.
+    expect(await opens(forms[0]!.replace(/::1$/, "::7"))).toBeNull();
+    for (const c of held) c.destroy();
+  }
+  // Another /64 is another client.
+  const other = await opens("2001:db8:1:2::1");
+  expect(other).not.toBeNull();
+  other!.destroy();
+});
+
 test("X-Forwarded-For from a peer that is not a trusted proxy is ignored", async () => {
   const held: RawWsClient[] = [];
   for (let i = 0; i < 3; i++) held.push((await opens(`198.51.100.${10 + i}`, "127.0.0.2"))!);
@@ -71,4 +90,14 @@ test("an SSE stream is charged to the forwarded client too", async () => {
   expect(admitted.status).toBe(200);
   await admitted.body?.cancel();
   for (const c of held) c.destroy();
+});
+
+test("TRUSTED_PROXIES with a /0 block warns at start: every client could name its own address", async () => {
+  const open = await startGateway({ TRUSTED_PROXIES: "::/0" });
+  try {
+    expect(open.lines.some((l) => l.includes("TRUSTED_PROXIES holds a /0 block"))).toBe(true);
+  } finally {
+    await open.stop();
+  }
+  expect(gw.lines.some((l) => l.includes("TRUSTED_PROXIES holds a /0 block"))).toBe(false);
 });
