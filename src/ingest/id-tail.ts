@@ -45,8 +45,9 @@ export class IdTail {
   private reader: Promise<LogReader> | null = null;
   private closed = false;
   private readonly sweep: Timer;
-  /** The log's epoch the positions belong to. */
+  /** The log's epoch the followed topics' positions belong to. */
   private epoch: number;
+  private reopening: Promise<void> | null = null;
 
   constructor(
     private readonly log: EventLog,
@@ -242,29 +243,25 @@ export class IdTail {
     t.caughtUp();
   }
 
-  /**
-   * The logs were replaced (a new cluster at the brokers' address, EventLog.epoch): each partition is
-   * read from its new log's start. The ids remembered from the old logs are forgotten by SeenIds.
-   */
-  private async readNewLogs(): Promise<void> {
-    const epoch = this.log.epoch;
-    for (const [topic, t] of this.topics) {
-      if (t.state === "absent") continue;
-      const marks = await this.log.watermarks(topic);
-      t.next = marks.map((m) => m.low);
-      t.target = marks.map((m, p) => Math.min(t.target[p] ?? 0, m.high));
-      if (t.state === "warming") this.checkCaughtUp(t);
-    }
-    this.epoch = epoch;
+  /** The reader died with its worker: a new one reads on from where each topic was (one attempt loop at a time). */
+  private reopen(): Promise<void> {
+    return (this.reopening ??= this.reopenLoop().finally(() => (this.reopening = null)));
   }
 
-  /** The reader died with its worker: a new one reads on from where each topic was. */
-  private async reopen(): Promise<void> {
+  private async reopenLoop(): Promise<void> {
     this.reader = null;
     for (let delayMs = 250; !this.closed; delayMs = Math.min(delayMs * 2, 10_000)) {
       try {
         const reader = await this.readerOnce();
-        if (this.epoch !== this.log.epoch) await this.readNewLogs();
+        // The logs were replaced (a new cluster at the brokers' address, EventLog.epoch): every topic is
+        // followed afresh at its next publish, its window read back from the new log's end as at the
+        // first publish (a topic the new cluster lacks is absent until written). Carrying positions
+        // over instead left one missing topic failing every reopen, and no topic read at all. The ids
+        // remembered from the old logs are forgotten by SeenIds.
+        if (this.epoch !== this.log.epoch) {
+          this.epoch = this.log.epoch;
+          this.topics.clear();
+        }
         for (const [topic, t] of this.topics) if (t.state !== "absent") reader.assign(t.next.map((offset, partition) => ({ topic, partition, offset })));
         return;
       } catch (e) {

@@ -19,7 +19,9 @@ import { health, oneAttemptClient, within } from "./harm";
 const dir = mkdtempSync(join(tmpdir(), "kgw-kafka-wipe-"));
 let broker: Broker | null = null;
 let gw: GatewayProcess | null = null;
+let second: GatewayProcess | null = null;
 afterAll(async () => {
+  await second?.stop();
   await gw?.stop();
   await broker?.stop();
 }, 60_000);
@@ -71,4 +73,37 @@ test("the cluster is wiped and started again at the same address: the workers st
   expect(seen.filter((n) => n >= 0 && n < 5).length).toBe(10);
   probe.close();
   client.close();
+}, 240_000);
+
+test("after a cluster change, instances still answer each other's re-sends, a topic the new cluster lacks notwithstanding", async () => {
+  if (!broker || !gw) throw new Error("needs the broker and gateway of the test before");
+  const a = gw;
+  const b = (second = await startGateway({ KAFKA_BROKERS: broker.brokers, KAFKA_WORKERS: "1", KAFKA_MESSAGE_TIMEOUT_MS: "10000" }));
+  const port = broker.brokers.split(":")[1]!;
+  const controllerPort = /CONTROLLER:\/\/127\.0\.0\.1:(\d+)/.exec(readFileSync(join(dir, "server.properties"), "utf8"))![1]!;
+  const topic = freshTopic("wipe-shared");
+  const onlyBefore = freshTopic("wipe-gone");
+  const [ca, cb] = await Promise.all([connect({ url: a.wsUrl }), connect({ url: b.wsUrl })]);
+  const batch = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => ({ id: `${prefix}-${i}`, type: "wipe", key: `k${i}`, data: { i } }));
+  // Both follow the shared topic's ids; b also follows a topic the next cluster will not have.
+  for (const [c, prefix] of [[ca, "a"], [cb, "b"]] as const) expect((await c.publishBatch(batch(prefix, 10), { topic })).every((r) => r.status === "fulfilled")).toBe(true);
+  expect((await cb.publishBatch(batch("gone", 10), { topic: onlyBefore })).every((r) => r.status === "fulfilled")).toBe(true);
+
+  await broker.stop();
+  broker = await startBroker({ dir, env: { KAFKA_PORT: port, KAFKA_CONTROLLER_PORT: controllerPort } });
+  for (const g of [a, b]) {
+    const probe = await oneAttemptClient(g.wsUrl);
+    expect(await within(60_000, () => probe.publish({ type: "probe" }, { topic }).then(() => true, () => false))).toBeGreaterThanOrEqual(0);
+    probe.close();
+  }
+
+  // a writes new ids; b gets each re-send of them answered with a's ack, none written twice.
+  const written = await ca.publishBatch(batch("z", 20), { topic });
+  expect(written.every((r) => r.status === "fulfilled")).toBe(true);
+  await Bun.sleep(2000);
+  const resent = await cb.publishBatch(batch("z", 20), { topic });
+  const place = (r: PromiseSettledResult<{ partition: number; offset: number }>) => (r.status === "fulfilled" ? `${r.value.partition}@${r.value.offset}` : `refused ${String((r as PromiseRejectedResult).reason?.code)}`);
+  expect(resent.map(place)).toEqual(written.map(place));
+  ca.close();
+  cb.close();
 }, 240_000);
