@@ -179,6 +179,30 @@ for (const runtime of ["bun"] as const) {
       expect(good.results[0]!.offset).toBe(0); // nothing of the unreadable batch reached Kafka
     }, 60_000);
 
+    test("a reader nobody acknowledges holds about 1 MiB in flight, however large its records: 900 KB records go two at a time, not four", async () => {
+      const topic = freshTopic(`contract-credit-${runtime}`);
+      await ensureTopic(brokers, topic, 1);
+      const big = "a".repeat(900_000);
+      w.send(produce(11, Array.from({ length: 8 }, () => ({ topic, key: "k", value: big, headers: [] }))));
+      const d = delivery(await w.next(IpcType.DELIVERY, 60_000));
+      expect(d.results.filter((r) => r.error)).toEqual([]);
+      w.send(jsonMessage(IpcType.OPEN_READER, { readerId: 2 }));
+      await w.next(IpcType.READER_READY);
+      w.send(jsonMessage(IpcType.ASSIGN, { readerId: 2, assignments: [{ topic, partition: 0, offset: 0 }] }));
+      let sent = 0;
+      for (;;) {
+        const got = await w.next(IpcType.RECORDS, sent === 0 ? 30_000 : 3000).then(() => true, () => false);
+        if (!got) break;
+        sent++;
+      }
+      // Each message is one record (RECORDS_BUDGET_BYTES is 1 MiB); the second takes it past 1 MiB.
+      expect(sent).toBe(2);
+      // An acknowledgement lets the next one go.
+      w.send(jsonMessage(IpcType.RECORDS_ACK, { readerId: 2 }));
+      await w.next(IpcType.RECORDS, 30_000);
+      w.send(jsonMessage(IpcType.CLOSE_READER, { readerId: 2 }));
+    }, 120_000);
+
     test(`a record with ${HEADERS} headers goes to Kafka whole, and a reader hands it back whole`, async () => {
       const topic = freshTopic(`contract-hdr-${runtime}`);
       await ensureTopic(brokers, topic, 1);

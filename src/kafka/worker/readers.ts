@@ -16,6 +16,10 @@ const BATCH = 500;
 // by the gateway until its subscribers take them (a replay whose client does not read holds them):
 // 500 records of 16 KB were 8 MB each, and eight such replays took 400 MB in each process.
 const RECORDS_BUDGET_BYTES = 1024 * 1024;
+// What one reader may have awaiting RECORDS_ACK, in bytes, besides READER_CREDIT messages: records
+// of 900 KB make each message one record, and four of them per replay that is not read, times the
+// replays, were what the gateway held (64 such replays: 1.6 GB). One message always goes.
+const OUTSTANDING_BYTES = RECORDS_BUDGET_BYTES;
 // RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET: with auto.offset.reset=error, a fetch position the log does not have.
 const AUTO_OFFSET_RESET = -140;
 
@@ -31,6 +35,9 @@ class Reader {
   private readonly batch = new MessageBatch(BATCH);
   private readonly out = new ByteWriter(64 * 1024);
   private outstanding = 0;
+  /** Sizes of the RECORDS awaiting RECORDS_ACK, oldest first (acks come in order). */
+  private readonly outstandingSizes: number[] = [];
+  private outstandingBytes = 0;
   private closing = false;
   /** Messages the last tick() took from librdkafka (records and errors). */
   consumed = 0;
@@ -76,6 +83,7 @@ class Reader {
 
   acked(): void {
     this.outstanding--;
+    this.outstandingBytes -= this.outstandingSizes.shift() ?? 0;
   }
 
   storeOffsets(list: Assignment[]): void {
@@ -100,7 +108,7 @@ class Reader {
       this.consumer.destroy();
       return false;
     }
-    if (this.outstanding >= READER_CREDIT) return true;
+    if (this.outstanding >= READER_CREDIT || (this.outstanding > 0 && this.outstandingBytes >= OUTSTANDING_BYTES)) return true;
     const n = this.consumer.consume(this.batch, 0, Math.floor(RECORDS_BUDGET_BYTES / this.recordBytes));
     this.consumed = n;
     if (n > 0) {
@@ -110,6 +118,8 @@ class Reader {
       this.batch.release();
       if (msg) {
         this.outstanding++;
+        this.outstandingSizes.push(msg.length);
+        this.outstandingBytes += msg.length;
         this.send(msg);
       }
       // After the records: those of the partition before its lost position come first.
