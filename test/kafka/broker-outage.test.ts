@@ -1,10 +1,10 @@
 import { afterAll, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 import { freshTopic } from "../support/kafka";
-import { type Broker, startBroker } from "../support/kafka-broker";
+import { type Broker, samePorts, startBroker } from "../support/kafka-broker";
 import { LivenessWatch, Pump, oneAttemptClient, readyStatus, within } from "./harm";
 
 // This file's own broker, killed and restarted on the same ports and data: the shared one must not be harmed.
@@ -20,8 +20,7 @@ afterAll(async () => {
 
 test("the only broker stops: not ready within 5 s, publishes refused UNAVAILABLE at once, quiet logs, and all recovers when it returns", async () => {
   broker = await startBroker({ dir });
-  const port = broker.brokers.split(":")[1]!;
-  const controllerPort = /CONTROLLER:\/\/127\.0\.0\.1:(\d+)/.exec(readFileSync(join(dir, "server.properties"), "utf8"))![1]!;
+  const ports = samePorts(broker);
   gw = await startGateway({ KAFKA_BROKERS: broker.brokers, KAFKA_WORKERS: "2", KAFKA_MESSAGE_TIMEOUT_MS: "10000" });
   const topic = freshTopic("outage");
   const control = await oneAttemptClient(gw.wsUrl);
@@ -56,7 +55,7 @@ test("the only broker stops: not ready within 5 s, publishes refused UNAVAILABLE
   expect(outageLines.filter((l) => l.includes("worker_status")).length).toBeLessThan(20);
   expect(outageLines.length).toBeLessThan(40);
 
-  broker = await startBroker({ dir, env: { KAFKA_PORT: port, KAFKA_CONTROLLER_PORT: controllerPort, KAFKA_KEEP_DATA: "1" } });
+  broker = await startBroker({ dir, env: { ...ports, KAFKA_KEEP_DATA: "1" } });
   expect(await within(60_000, async () => (await readyStatus(gw!.url)) === 200)).toBeGreaterThanOrEqual(0);
   const acked = await within(30_000, () => probe.publish({ type: "after" }, { topic }).then(() => true, () => false));
   expect(acked).toBeGreaterThanOrEqual(0);

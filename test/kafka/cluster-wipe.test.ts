@@ -1,11 +1,11 @@
 import { afterAll, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { connect } from "../../src/client";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 import { freshTopic } from "../support/kafka";
-import { type Broker, startBroker } from "../support/kafka-broker";
+import { type Broker, samePorts, startBroker } from "../support/kafka-broker";
 import { health, oneAttemptClient, within } from "./harm";
 
 /**
@@ -28,8 +28,7 @@ afterAll(async () => {
 
 test("the cluster is wiped and started again at the same address: the workers start afresh, publishes are acked in the new log, and subscribers get a log_reset gap and then its events", async () => {
   broker = await startBroker({ dir });
-  const port = broker.brokers.split(":")[1]!;
-  const controllerPort = /CONTROLLER:\/\/127\.0\.0\.1:(\d+)/.exec(readFileSync(join(dir, "server.properties"), "utf8"))![1]!;
+  const ports = samePorts(broker);
   gw = await startGateway({ KAFKA_BROKERS: broker.brokers, KAFKA_WORKERS: "2", KAFKA_MESSAGE_TIMEOUT_MS: "10000" });
   const g = gw;
   const topic = freshTopic("wipe");
@@ -48,7 +47,7 @@ test("the cluster is wiped and started again at the same address: the workers st
   expect(typeof clusterBefore).toBe("string");
 
   await broker.stop(); // and its data with it
-  broker = await startBroker({ dir, env: { KAFKA_PORT: port, KAFKA_CONTROLLER_PORT: controllerPort } });
+  broker = await startBroker({ dir, env: ports });
 
   // The new cluster: publishes are acked in its logs, from offset 0.
   const probe = await oneAttemptClient(g.wsUrl);
@@ -79,8 +78,7 @@ test("after a cluster change, instances still answer each other's re-sends, a to
   if (!broker || !gw) throw new Error("needs the broker and gateway of the test before");
   const a = gw;
   const b = (second = await startGateway({ KAFKA_BROKERS: broker.brokers, KAFKA_WORKERS: "1", KAFKA_MESSAGE_TIMEOUT_MS: "10000" }));
-  const port = broker.brokers.split(":")[1]!;
-  const controllerPort = /CONTROLLER:\/\/127\.0\.0\.1:(\d+)/.exec(readFileSync(join(dir, "server.properties"), "utf8"))![1]!;
+  const ports = samePorts(broker);
   const topic = freshTopic("wipe-shared");
   const onlyBefore = freshTopic("wipe-gone");
   const [ca, cb] = await Promise.all([connect({ url: a.wsUrl }), connect({ url: b.wsUrl })]);
@@ -90,7 +88,7 @@ test("after a cluster change, instances still answer each other's re-sends, a to
   expect((await cb.publishBatch(batch("gone", 10), { topic: onlyBefore })).every((r) => r.status === "fulfilled")).toBe(true);
 
   await broker.stop();
-  broker = await startBroker({ dir, env: { KAFKA_PORT: port, KAFKA_CONTROLLER_PORT: controllerPort } });
+  broker = await startBroker({ dir, env: ports });
   for (const g of [a, b]) {
     const probe = await oneAttemptClient(g.wsUrl);
     expect(await within(60_000, () => probe.publish({ type: "probe" }, { topic }).then(() => true, () => false))).toBeGreaterThanOrEqual(0);

@@ -64,6 +64,15 @@ export async function startBroker(opts: { dir?: string; env?: Record<string, str
   return { brokers, saslBrokers, saslSslBrokers, pid, dir, stop };
 }
 
+/**
+ * The environment that starts a broker again on `broker`'s ports (with KAFKA_KEEP_DATA=1, as the same
+ * broker; without it, a new cluster at the same address).
+ */
+export function samePorts(broker: Broker): { KAFKA_PORT: string; KAFKA_CONTROLLER_PORT: string } {
+  const controller = /CONTROLLER:\/\/127\.0\.0\.1:(\d+)/.exec(readFileSync(join(broker.dir, "server.properties"), "utf8"))![1]!;
+  return { KAFKA_PORT: broker.brokers.split(":")[1]!, KAFKA_CONTROLLER_PORT: controller };
+}
+
 // C1 only and the serial GC: the tool's JVM lives a second, and starts ~2.5x faster that way.
 const shortJvm = ["java", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-cp", join(root, ".cache/kafka/libs/*")];
 

@@ -34,9 +34,8 @@ class Reader {
   private readonly consumer: Consumer;
   private readonly batch = new MessageBatch(BATCH);
   private readonly out = new ByteWriter(64 * 1024);
-  private outstanding = 0;
-  /** Sizes of the RECORDS awaiting RECORDS_ACK, oldest first (acks come in order). */
-  private readonly outstandingSizes: number[] = [];
+  /** Sizes of the RECORDS awaiting RECORDS_ACK (as many as are), oldest first: acks come in order. */
+  private readonly outstanding: number[] = [];
   private outstandingBytes = 0;
   private closing = false;
   /** Messages the last tick() took from librdkafka (records and errors). */
@@ -82,8 +81,7 @@ class Reader {
   }
 
   acked(): void {
-    this.outstanding--;
-    this.outstandingBytes -= this.outstandingSizes.shift() ?? 0;
+    this.outstandingBytes -= this.outstanding.shift() ?? 0;
   }
 
   storeOffsets(list: Assignment[]): void {
@@ -108,7 +106,8 @@ class Reader {
       this.consumer.destroy();
       return false;
     }
-    if (this.outstanding >= READER_CREDIT || (this.outstanding > 0 && this.outstandingBytes >= OUTSTANDING_BYTES)) return true;
+    const held = this.outstanding.length;
+    if (held >= READER_CREDIT || (held > 0 && this.outstandingBytes >= OUTSTANDING_BYTES)) return true;
     const n = this.consumer.consume(this.batch, 0, Math.floor(RECORDS_BUDGET_BYTES / this.recordBytes));
     this.consumed = n;
     if (n > 0) {
@@ -117,8 +116,7 @@ class Reader {
       if (msg) this.recordBytes = Math.max(16, 0.5 * this.recordBytes + (0.5 * msg.length) / n);
       this.batch.release();
       if (msg) {
-        this.outstanding++;
-        this.outstandingSizes.push(msg.length);
+        this.outstanding.push(msg.length);
         this.outstandingBytes += msg.length;
         this.send(msg);
       }
