@@ -2,6 +2,7 @@ import { expect, test } from "bun:test";
 import { connect } from "../../src/client";
 import { freshTopic, kafkaGatewayForFile } from "../support/kafka";
 import { RawWsClient } from "../support/raw-ws";
+import { underControl } from "../ingest/control";
 
 /**
  * A replay ended (its socket closed, or unsubscribed) after `subscribed` but before its Kafka reader
@@ -19,18 +20,20 @@ test("replays closed or unsubscribed before their reader is ready give their slo
   pub.close();
   const topic = topics[0]!;
 
-  for (let round = 0; round < 12; round++) {
-    const c = await RawWsClient.connect(file.gw.port, "/ws", "", `127.0.0.${30 + (round % 3)}`);
-    c.send({ t: 1, v: 1 });
-    for (let i = 0; i < 8; i++) c.send({ t: 12, cid: i + 1, sub: `r${i}`, topic: topics[i], start: "earliest", filter: { types: ["none"] } });
-    await c.waitFor((f) => f.cid === 8);
-    if (round % 2 === 0) c.destroy();
-    else {
-      for (let i = 0; i < 8; i++) c.send({ t: 13, cid: 100 + i, sub: `r${i}` });
-      await c.waitFor((f) => f.cid === 107);
-      c.destroy();
+  await underControl(file.gw, "replays closed before their readers are ready", async () => {
+    for (let round = 0; round < 12; round++) {
+      const c = await RawWsClient.connect(file.gw.port, "/ws", "", `127.0.0.${30 + (round % 3)}`);
+      c.send({ t: 1, v: 1 });
+      for (let i = 0; i < 8; i++) c.send({ t: 12, cid: i + 1, sub: `r${i}`, topic: topics[i], start: "earliest", filter: { types: ["none"] } });
+      await c.waitFor((f) => f.cid === 8);
+      if (round % 2 === 0) c.destroy();
+      else {
+        for (let i = 0; i < 8; i++) c.send({ t: 13, cid: 100 + i, sub: `r${i}` });
+        await c.waitFor((f) => f.cid === 107);
+        c.destroy();
+      }
     }
-  }
+  });
   // Once the readers the rounds asked for are settled, every slot is free again: an address gets all of its own.
   await Bun.sleep(3000);
   const c = await RawWsClient.connect(file.gw.port, "/ws", "", "127.0.0.40");
