@@ -15,7 +15,7 @@ export async function measureGateway(stack: Stack, o: CommonArgs, url: string, r
   const cpu = new CpuMeter(stack.groups());
   cpu.start();
   const r = await runLoad({ url, label, connections: o.connections, rate, window: o.window, batch: o.batch, payloadBytes: o.payload, keys: o.keys, durationS: o.duration, topic: o.topic ?? `s3-${Date.now()}` });
-  return { r, run: { label, figures: { eventsPerSec: r.eventsPerSec, failed: r.failed, ...(rate ? { targetRate: rate } : {}) }, latency: r.latency, curve: r.curve, series: r.series, cpu: cpu.stop() } };
+  return { r, run: { label, figures: { eventsPerSec: r.eventsPerSec, failed: r.failed, ...(r.failed ? { failures: Object.entries(r.failures).map(([code, n]) => `${code}:${n}`).join(",") } : {}), ...(rate ? { targetRate: rate } : {}) }, latency: r.latency, curve: r.curve, series: r.series, cpu: cpu.stop() } };
 }
 
 /** S2 alone: the ceiling S3 is measured against. */
