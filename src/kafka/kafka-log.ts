@@ -65,6 +65,10 @@ export class KafkaLog implements EventLog {
     return this.pool.epoch;
   }
 
+  get origin(): string | null {
+    return this.pool.cluster;
+  }
+
   append(records: LogRecord[], _source?: string, acceptedAt = Date.now()): Promise<AppendResults> {
     if (records.length === 0) return Promise.resolve(newResults(0));
     const pending = new PendingAppend(records.length);

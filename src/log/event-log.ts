@@ -120,6 +120,12 @@ export interface EventLog {
    */
   readonly epoch: number;
   /**
+   * Names the logs that positions (offsets, resume tokens) belong to: the Kafka cluster's id, or the
+   * embedded log's per-process id (its logs end with the process). Null until known. A resume token
+   * carries it, so one from another cluster is not read as offsets into this one.
+   */
+  readonly origin: string | null;
+  /**
    * `source` names the connection (for fair scheduling); `acceptedAt` is when the gateway took the
    * records (Date.now()), if they waited before this call: a deadline counts from then.
    */

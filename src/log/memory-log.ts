@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { GatewayError } from "../protocol/errors";
 import {
   type AppendResults,
@@ -41,6 +42,7 @@ export interface MemoryLogOptions {
 export class MemoryLog implements EventLog {
   readonly kind = "memory" as const;
   readonly epoch = 0;
+  readonly origin = `embedded-${randomUUID()}`;
   private readonly topics = new Map<string, MemoryPartition[]>();
   private readonly readers = new Set<MemoryReader>();
   private roundRobin = 0;

@@ -9,7 +9,7 @@ import { type DeliveryRow, RecentlyEnded, lagOf, rowOf } from "./delivery-report
 import { AddressFeeds } from "./address-feeds";
 import { Feed } from "./feed";
 import { type CompiledFilter, compileFilter } from "./filter";
-import { type Positions, decodeToken, filterTag } from "./position";
+import { type Positions, decodeToken, filterTag, originTag } from "./position";
 import type { SubscriberSocket } from "./queued-frame";
 import { QueueLimits, type SlowPolicy, Subscription } from "./subscription";
 
@@ -50,6 +50,13 @@ const MAX_LAG_TOPICS = 100;
  */
 export class SubscriptionManager {
   private readonly liveFeeds = new Map<string, Promise<Feed>>();
+  /** originTag of log.origin, kept per origin: every token a frame carries names it. */
+  private origin: { of: string | null; tag: string | undefined } = { of: null, tag: undefined };
+  private readonly originTag = (): string | undefined => {
+    const now = this.log.origin;
+    if (now !== this.origin.of) this.origin = { of: now, tag: now === null ? undefined : originTag(now) };
+    return this.origin.tag;
+  };
   /** Live feeds with no subscriber left, and the timer that will close them. */
   private readonly idleFeeds = new Map<string, Timer>();
   /** Partitions each live feed has lag series for, so closing it removes exactly those. */
@@ -248,7 +255,7 @@ export class SubscriptionManager {
   private async start(conn: SubscriberConnection, codec: CodecName, f: SubscribeFrame, id: string, topics: string[], filter: CompiledFilter, start: Start): Promise<void> {
     const policy: SlowPolicy = f.policy ?? "drop-oldest";
     const make = (positions: Positions, shareGroup?: string) =>
-      new Subscription(id, topics, filter, policy, codec, conn, this.queueLimits, this.metrics, positions, shareGroup);
+      new Subscription(id, topics, filter, policy, codec, conn, this.queueLimits, this.metrics, positions, this.originTag, shareGroup);
 
     if (f.share) {
       const key = shareKey(f.share, topics);
@@ -462,6 +469,10 @@ export class SubscriptionManager {
       const same = token.positions.size === topics.length && topics.every((t) => token.positions.has(t));
       if (!same) throw new GatewayError("INVALID_POSITION", `the resume token is for topics ${[...token.positions.keys()].join(", ")}`);
     }
+    // A token from other logs (another cluster at the brokers' address, or an embedded log that ended
+    // with its process): its offsets name nothing here, and read as ours they would skip records.
+    const here = this.originTag();
+    const elsewhere = token?.origin !== undefined && here !== undefined && token.origin !== here;
     // The request's own limits first: a start too far back is refused whatever the topic (existing or not).
     const asked = typeof start === "object" && "time" in start ? (start.time instanceof Date ? start.time.getTime() : typeof start.time === "number" ? start.time : typeof start.time === "bigint" ? Number(start.time) : Date.parse(start.time)) : undefined;
     // Past the last time a Date can hold is simply the future: no log is asked about 2^70 ms.
@@ -487,6 +498,11 @@ export class SubscriptionManager {
       } else {
         const saved = token!.positions.get(topic)!;
         offsets = marks.map((m, p) => {
+          if (elsewhere) {
+            // As a live feed says of a replaced log (Feed.readOnPast): where nothing was read, nothing is said.
+            if ((saved[p] ?? m.low) !== m.low) gaps.push({ topic, partition: p, from: saved[p]!, to: m.low, reason: "log_reset" });
+            return m.low;
+          }
           const want = saved[p] ?? m.low; // a partition added since the token: all of it is new
           if (want < m.low) gaps.push({ topic, partition: p, from: want, to: m.low, reason: "retention" });
           // Past the end: this gateway signed the token, so the partition's log was reset since (its

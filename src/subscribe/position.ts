@@ -5,7 +5,7 @@ import { GatewayError } from "../protocol/errors";
 
 /**
  * Resume tokens: per topic, the next offset of every partition, plus which filter they were taken
- * under. Resuming with a token yields exactly the matching events after it (docs/subscriptions.md).
+ * under and which logs the offsets are in (originTag of EventLog.origin). Resuming with a token yields exactly the matching events after it (docs/subscriptions.md).
  * Opaque to clients: msgpack, base64url, then `.` and an HMAC of it, so a forged or altered token is
  * refused INVALID_POSITION instead of becoming a blind seek to offsets the client chose.
  */
@@ -17,7 +17,7 @@ const offsets = z.array(z.number().int().min(0)).max(10_000);
 // v2 lists positions as [topic, offsets] pairs: as a map, a topic named "__proto__" (a valid Kafka
 // name) was lost on the way, and the token resumed without it. v1 tokens are still read.
 const TokenSchema = z.union([
-  z.strictObject({ v: z.literal(2), f: z.string().max(64), p: z.array(z.tuple([z.string().max(249), offsets])).max(10_000) }),
+  z.strictObject({ v: z.literal(2), f: z.string().max(64), o: z.string().max(64).optional(), p: z.array(z.tuple([z.string().max(249), offsets])).max(10_000) }),
   z.strictObject({ v: z.literal(1), f: z.string().max(64), p: z.record(z.string().max(249), offsets) }),
 ]);
 
@@ -44,8 +44,14 @@ export function filterTag(identity: string): string {
   return Bun.hash(identity).toString(36);
 }
 
-export function encodeToken(filter: string, positions: Positions): string {
-  const payload = packr.pack({ v: 2, f: filter, p: [...positions] });
+/** A short, stable name for the logs' origin (EventLog.origin), so tokens stay small. */
+export function originTag(origin: string): string {
+  return Bun.hash(origin).toString(36);
+}
+
+/** `origin`: originTag of the logs `positions` are in; undefined while the gateway does not know it. */
+export function encodeToken(filter: string, positions: Positions, origin?: string): string {
+  const payload = packr.pack(origin === undefined ? { v: 2, f: filter, p: [...positions] } : { v: 2, f: filter, o: origin, p: [...positions] });
   return `${Buffer.from(payload).toString("base64url")}.${mac(keys[0]!, payload).toString("base64url")}`;
 }
 
@@ -67,7 +73,8 @@ function verified(token: string): Uint8Array {
 
 const forged = () => new GatewayError("INVALID_POSITION", "the resume token is not one this gateway issued (altered, or signed with a key it does not hold)");
 
-export function decodeToken(token: string): { filter: string; positions: Positions } {
+/** `origin` is undefined for a token issued before tokens named it, or while the origin was unknown. */
+export function decodeToken(token: string): { filter: string; positions: Positions; origin?: string } {
   let raw: unknown;
   try {
     // verified() throws the INVALID_POSITION error itself; the catch keeps its message.
@@ -77,5 +84,5 @@ export function decodeToken(token: string): { filter: string; positions: Positio
   }
   const t = TokenSchema.safeParse(raw);
   if (!t.success) throw new GatewayError("INVALID_POSITION", "the resume token is not one this gateway issued");
-  return { filter: t.data.f, positions: new Map(t.data.v === 2 ? t.data.p : Object.entries(t.data.p)) };
+  return { filter: t.data.f, positions: new Map(t.data.v === 2 ? t.data.p : Object.entries(t.data.p)), origin: t.data.v === 2 ? t.data.o : undefined };
 }

@@ -101,6 +101,8 @@ export class Subscription implements FrameOwner {
     private readonly limits: QueueLimits,
     private readonly metrics: Metrics,
     readonly positions: Positions,
+    /** originTag of the logs positions are in, as tokens are made (the log may be replaced meanwhile). */
+    private readonly origin: () => string | undefined,
     /** Set for a member of a share group: positions are then the group's, and frames carry no token. */
     readonly shareGroup?: string,
   ) {
@@ -113,7 +115,7 @@ export class Subscription implements FrameOwner {
   }
 
   token(): string {
-    return this.shared ? "" : encodeToken(this.tag, this.positions);
+    return this.shared ? "" : encodeToken(this.tag, this.positions, this.origin());
   }
 
   /** A reply that belongs to this subscription's request (subscribed, unsubscribed). */

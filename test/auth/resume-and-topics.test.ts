@@ -85,6 +85,32 @@ test("without RESUME_TOKEN_KEYS: a warning at start, and tokens of another proce
   }
 }, 60_000);
 
+test("an embedded log's token resumed in another process, whose log is not that one, gets log_reset gaps and all of the new log", async () => {
+  const topic = freshTopic("resume-e");
+  const events = (type: string, n: number) => Array.from({ length: n }, (_, i) => ({ type, key: "k", data: { i } }));
+  const c = await connect({ url: a.wsUrl });
+  for (const r of await c.publishBatch(events("old", 5), { topic })) expect(r.status).toBe("fulfilled");
+  const sub = await c.subscribe(topic, { start: "earliest" });
+  let n = 0;
+  for await (const _ of sub) if (++n === 5) break;
+  const token = sub.token!;
+  c.close();
+  const b = await startGateway({ KAFKA_BROKERS: "", RESUME_TOKEN_KEYS: KEY_A });
+  try {
+    const cb = await connect({ url: b.wsUrl });
+    for (const r of await cb.publishBatch(events("new", 8), { topic })) expect(r.status).toBe("fulfilled");
+    // Before, the token's offset 5 was read as one in b's log: its first 5 records were skipped, unsaid.
+    const resumed = await cb.subscribe(topic, { start: { token } });
+    const got: string[] = [];
+    for await (const e of resumed) if (got.push(`${e.event.type}${(e.event.data as { i: number }).i}`) === 8) break;
+    expect(got).toEqual(events("new", 8).map((e) => `new${e.data.i}`));
+    expect(resumed.gaps).toEqual([expect.objectContaining({ topic, reason: "log_reset", from: 5, to: 0 })]);
+    cb.close();
+  } finally {
+    await b.stop();
+  }
+}, 60_000);
+
 test("a short resume key refuses to start", async () => {
   const proc = Bun.spawn([process.execPath, "src/main.ts"], { env: { ...process.env, KAFKA_BROKERS: "", PORT: "0", RESUME_TOKEN_KEYS: `${KEY_A},short` }, stdout: "pipe", stderr: "pipe" });
   expect(await proc.exited).toBe(2);
