@@ -147,7 +147,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   // The embedded log shares its work among connections itself (memory-log.ts); Kafka's workers do not.
   const fairShare = log.kind === "kafka" && config.KAFKA_FAIR_SHARE_DELAY_MS > 0 ? new FairShare(log, fairShareOptions(config, metrics, logger)) : null;
   const appender = fairShare ?? log;
-  const idempotence = config.IDEMPOTENCE_WINDOW_MS > 0 ? new Idempotence(log, { windowMs: config.IDEMPOTENCE_WINDOW_MS, maxIds: config.IDEMPOTENCE_MAX_IDS, warmupTimeoutMs: IDEMPOTENCE_WARMUP_TIMEOUT_MS }, metrics, logger, appender) : null;
+  const idempotence = config.IDEMPOTENCE_WINDOW_MS > 0 ? new Idempotence(log, { windowMs: config.IDEMPOTENCE_WINDOW_MS, maxIds: config.IDEMPOTENCE_MAX_IDS, warmupTimeoutMs: IDEMPOTENCE_WARMUP_TIMEOUT_MS, partitionCheckMs: config.PARTITION_CHECK_MS }, metrics, logger, appender) : null;
   idempotence?.start();
   const publisher = new Publisher(appender, config, metrics, idempotence);
   const rateLimits = new RateLimits(rateLimitOptions(config));

@@ -10,6 +10,8 @@ export interface IdTailOptions {
   maxIds: number;
   /** How long the first publish to a topic waits for the window's history to be read. */
   warmupTimeoutMs: number;
+  /** How often the followed topics' partition counts are asked again (partitions added are read from 0). */
+  partitionCheckMs: number;
 }
 
 interface TopicTail {
@@ -45,6 +47,8 @@ export class IdTail {
   private reader: Promise<LogReader> | null = null;
   private closed = false;
   private readonly sweep: Timer;
+  private readonly partitionTimer: Timer;
+  private checkingPartitions = false;
   /** The log's epoch the followed topics' positions belong to. */
   private epoch: number;
   private reopening: Promise<void> | null = null;
@@ -60,6 +64,33 @@ export class IdTail {
     // any more is let go (its ids with it, as they age out), and warmed again if it comes back.
     this.sweep = setInterval(() => this.forgetIdle(), Math.max(1000, options.windowMs));
     this.sweep.unref();
+    this.partitionTimer = setInterval(() => void this.checkPartitions(), options.partitionCheckMs);
+    this.partitionTimer.unref();
+  }
+
+  /**
+   * Partitions added to a followed topic: a re-send of an id another instance wrote there must find
+   * it, so they are read from their start. Before, the reader never read them, and such re-sends
+   * were written again.
+   */
+  private async checkPartitions(): Promise<void> {
+    if (this.checkingPartitions || this.closed) return;
+    this.checkingPartitions = true;
+    try {
+      const followed = [...this.topics].filter(([, t]) => t.state !== "absent" && t.next.length > 0);
+      const counts = await Promise.all(followed.map(([topic]) => this.log.partitionCount(topic).catch(() => 0)));
+      if (this.epoch !== this.log.epoch || this.reopening) return; // positions of other logs, or reassigned anyway
+      const reader = this.reader && (await this.reader.catch(() => null));
+      followed.forEach(([topic, t], i) => {
+        if (this.topics.get(topic) !== t || counts[i]! <= t.next.length) return;
+        const added = [];
+        for (let partition = t.next.length; partition < counts[i]!; partition++) added.push({ topic, partition, offset: 0 });
+        for (const a of added) t.next[a.partition] = 0;
+        reader?.assign(added);
+      });
+    } finally {
+      this.checkingPartitions = false;
+    }
   }
 
   /**
@@ -122,6 +153,7 @@ export class IdTail {
   close(): void {
     this.closed = true;
     clearInterval(this.sweep);
+    clearInterval(this.partitionTimer);
     void this.reader?.then((r) => r.close(), () => {});
     this.reader = null;
   }

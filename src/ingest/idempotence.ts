@@ -11,6 +11,8 @@ export interface IdempotenceOptions {
   windowMs: number;
   maxIds: number;
   warmupTimeoutMs: number;
+  /** How often the ids reader asks the followed topics' partition counts again (PARTITION_CHECK_MS). */
+  partitionCheckMs: number;
 }
 
 /** A write in flight: re-sends of its events wait for it and take its outcome. */

@@ -67,6 +67,8 @@ export class Feed implements ShareDealer {
   private storeTimer: Timer | null = null;
   /** The log's epoch the positions were read in. */
   private epoch: number;
+  /** The reader once open() has assigned it the positions; partitions found later are assigned to it as well. */
+  private assigned: LogReader | null = null;
 
   constructor(
     private readonly log: EventLog,
@@ -119,7 +121,27 @@ export class Feed implements ShareDealer {
     const list: Assignment[] = [];
     for (const [topic, offsets] of this.positions) offsets.forEach((offset, partition) => list.push({ topic, partition, offset: replaced?.get(topic)?.[partition]?.low ?? offset }));
     reader.assign(list);
+    this.assigned = reader;
     if (replaced) this.readNewLogs(epoch, replaced);
+  }
+
+  /**
+   * Partitions added to a topic since the feed started (`counts`: partitions per topic now): all of
+   * their records are new to the subscribers, so they are read from offset 0 (a log that no longer
+   * starts there says so with a retention gap). Before, a reader assigned by hand never read them.
+   */
+  partitionsNow(counts: ReadonlyMap<string, number>): void {
+    if (this.closed || this.options.group) return; // a group's reader is assigned its partitions by the group
+    for (const [topic, offsets] of this.positions) {
+      const now = counts.get(topic) ?? 0;
+      if (now <= offsets.length) continue;
+      const added: Assignment[] = [];
+      for (let partition = offsets.length; partition < now; partition++) added.push({ topic, partition, offset: 0 });
+      for (const a of added) offsets[a.partition] = 0;
+      this.logger.info("partitions were added to a topic a feed reads; reading them from their start", { topic, from: now - added.length, to: now, subscriptions: this.subs.size });
+      // A reader opening meanwhile is assigned every position once ready, these with them.
+      if (this.reader && this.assigned === this.reader) this.reader.assign(added);
+    }
   }
 
   private async newLogMarks(): Promise<Map<string, Watermark[]>> {

@@ -71,6 +71,8 @@ export class SubscriptionManager {
   private readonly queueLimits: QueueLimits;
   private readonly topicAllow: RegExp;
   private readonly lagTimer: Timer;
+  private readonly partitionTimer: Timer;
+  private checkingPartitions = false;
   /** Subscribes of each connection still starting, by id, settled (either way) once started. */
   private readonly starting = new WeakMap<SubscriberConnection, Map<string, Promise<void>>>();
   /** Connections gone: a subscribe that finishes starting after its socket closed leaves nothing. */
@@ -96,11 +98,37 @@ export class SubscriptionManager {
     this.addressFeeds = new AddressFeeds(config.MAX_FEEDS_PER_ADDRESS);
     this.lagTimer = setInterval(() => void this.sampleLag(), 5000);
     this.lagTimer.unref();
+    this.partitionTimer = setInterval(() => void this.checkPartitions(), config.PARTITION_CHECK_MS);
+    this.partitionTimer.unref();
+  }
+
+  /**
+   * Asks the partition counts of every topic a feed reads by hand (one metadata request for all of
+   * them: PartitionCounts), and hands them to the feeds, which read partitions added meanwhile.
+   */
+  private async checkPartitions(): Promise<void> {
+    if (this.checkingPartitions) return;
+    this.checkingPartitions = true;
+    try {
+      const feeds: Feed[] = [...this.replayFeeds.values()];
+      for (const pending of this.liveFeeds.values()) {
+        const feed = await pending.catch(() => null);
+        if (feed) feeds.push(feed);
+      }
+      const topics = new Set(feeds.flatMap((f) => f.topics));
+      const counts = new Map(await Promise.all([...topics].map(async (t) => [t, await this.log.partitionCount(t).catch(() => 0)] as const)));
+      for (const feed of feeds) feed.partitionsNow(counts);
+    } catch (e) {
+      this.logger.warn("the partition counts of the topics read could not be asked; asking again later", { error: String(e) });
+    } finally {
+      this.checkingPartitions = false;
+    }
   }
 
   /** Stops every feed (at shutdown); subscriptions end with their sockets. */
   close(): void {
     clearInterval(this.lagTimer);
+    clearInterval(this.partitionTimer);
     for (const timer of this.idleFeeds.values()) clearTimeout(timer);
     this.idleFeeds.clear();
     for (const feeds of [this.liveFeeds, this.sharedFeeds]) {

@@ -101,6 +101,19 @@ export async function ensureTopic(brokers: string, topic: string, partitions: nu
   }
 }
 
+/** Raises `topic`'s partitions to `total` (kafka-topics --alter), and waits until each has a leader. */
+export async function addPartitions(brokers: string, topic: string, total: number): Promise<void> {
+  await kafkaTool(`adding partitions to ${topic}`, ["org.apache.kafka.tools.TopicCommand", "--bootstrap-server", brokers, "--alter", "--topic", topic, "--partitions", String(total)]);
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const md = Bun.spawnSync(["kcat", "-L", "-J", "-b", brokers, "-t", topic, "-m", "5"], { stdout: "pipe", stderr: "pipe" });
+    const parts: Array<{ leader: number }> = md.exitCode === 0 ? (JSON.parse(md.stdout.toString()).topics?.[0]?.partitions ?? []) : [];
+    if (parts.length === total && parts.every((p) => p.leader >= 0)) return;
+    if (Date.now() > deadline) throw new Error(`topic ${topic}: ${parts.length}/${total} partitions with a leader 15 s after adding them`);
+    await Bun.sleep(100);
+  }
+}
+
 /** Runs one of Kafka's command-line tools (org.apache.kafka.tools.*) to completion; throws with its output on failure. */
 async function kafkaTool(what: string, args: string[]): Promise<void> {
   const proc = Bun.spawn([...shortJvm, ...args], { stdout: "pipe", stderr: "pipe" });
