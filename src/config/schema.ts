@@ -54,7 +54,8 @@ const addressBlocks = z.string().transform((v, ctx) => {
       ctx.addIssue({ code: "custom", message: `${JSON.stringify(raw)} is not an address or CIDR block: write e.g. 10.0.0.7, 10.0.0.0/8 or fd00::/8` });
       return z.NEVER;
     }
-    out.push(raw);
+    // One spelling per block (10.0.0.0/008 is /8): what reads the list, the /0 warning too, sees one form.
+    out.push(prefix === undefined ? address! : `${address}/${bits}`);
   }
   return out.join(",");
 });
