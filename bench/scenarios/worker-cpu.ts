@@ -6,6 +6,7 @@ import { measureRaw } from "../harness/raw-producer";
 import { machine, type RunReport } from "../harness/report";
 import type { Scenario } from "../harness/scenario";
 import { Stack } from "../harness/stack";
+import { median, spread } from "../harness/stats";
 
 /**
  * CPU per record of the Kafka workers (issue 14: ≤ 5 µs with the five CloudEvents headers), measured
@@ -186,15 +187,3 @@ function mergeThreads(pids: number[]): Map<string, number> {
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 const round2 = (x: number) => Math.round(x * 100) / 100;
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  if (s.length === 0) return Number.NaN;
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
-
-function spread(xs: number[], digits = 2): string {
-  if (xs.length === 0) return "";
-  const fmt = (x: number) => x.toFixed(digits);
-  return `${fmt(median(xs))} [${fmt(Math.min(...xs))}–${fmt(Math.max(...xs))}]`;
-}
