@@ -22,6 +22,11 @@ export interface FeedOptions {
 const STORE_INTERVAL_MS = 200;
 // A partition said to be out of range whose watermarks say otherwise (a leader moving): read it again after this.
 const RECHECK_MS = 500;
+// A share group whose every matching member is full: how often it looks for room again.
+const REDEAL_RETRY_MS = 50;
+
+/** Where a share group's record went: to a member, to none (no member's filter takes it), or nowhere yet (every member it could go to is full). */
+type Dealt = "member" | "none" | "full";
 
 /** A partition whose next offset the log no longer has, and its watermarks once asked (null: the question failed). */
 interface Gone {
@@ -64,6 +69,13 @@ export class Feed implements ShareDealer {
   private paceAt = 0;
   /** A share group's feed: what its members were handed, which is what the group may commit. */
   private readonly ledger: ShareLedger | null;
+  /**
+   * A share group's records no member had room for (or given back by a member that ended or
+   * overflowed), in order, outstanding in the ledger. While any wait, the feed reads nothing more: a
+   * work queue slows to its members' pace rather than dropping what one of them cannot take.
+   */
+  private readonly redeal: DecodedRecord[] = [];
+  private redealTimer: Timer | null = null;
   private storeTimer: Timer | null = null;
   /** The log's epoch the positions were read in. */
   private epoch: number;
@@ -178,6 +190,10 @@ export class Feed implements ShareDealer {
   close(): void {
     this.closed = true;
     if (this.paceTimer) clearTimeout(this.paceTimer);
+    if (this.redealTimer) clearTimeout(this.redealTimer);
+    // Records still waiting stay outstanding: the group's commit stays before them, and the
+    // partition's next owner reads them again.
+    this.redeal.length = 0;
     this.paceTimer = null;
     for (const w of this.waiting.splice(0)) if ("done" in w) w.done();
     // Last: what the members were handed, which the group commits as the reader leaves it.
@@ -198,10 +214,35 @@ export class Feed implements ShareDealer {
   undelivered(records: readonly DecodedRecord[]): void {
     setImmediate(() => {
       if (this.closed) return;
-      for (const rec of records) if (!this.dealToOne(rec, false)) this.ledger?.done([rec]);
-      this.endTouched();
-      this.scheduleStore();
+      // Older than any record waiting already: first in line.
+      this.redeal.unshift(...records);
+      this.drainRedeal();
+      this.pump();
     });
+  }
+
+  /**
+   * Deals the waiting records in order, up to the first no member has room for. True when none is
+   * left; otherwise it tries again shortly (members' queues drain as their sockets take frames).
+   */
+  private drainRedeal(): boolean {
+    if (this.closed) return true;
+    const q = this.redeal;
+    let n = 0;
+    for (; n < q.length; n++) {
+      const dealt = this.dealToOne(q[n]!, false);
+      if (dealt === "full") break;
+      if (dealt === "none") this.ledger?.done([q[n]!]);
+    }
+    q.splice(0, n);
+    this.endTouched();
+    this.scheduleStore();
+    if (q.length === 0) return true;
+    this.redealTimer ??= setTimeout(() => {
+      this.redealTimer = null;
+      if (this.drainRedeal()) this.pump();
+    }, REDEAL_RETRY_MS);
+    return false;
   }
 
   private scheduleStore(): void {
@@ -251,6 +292,7 @@ export class Feed implements ShareDealer {
     try {
       while (this.waiting.length > 0) {
         const head = this.waiting[0]!;
+        if (this.ledger && this.redeal.length > 0 && !this.drainRedeal()) return; // pumped again once dealt
         if ("gone" in head) {
           if (head.gone.mark === undefined) return; // pumped again once the watermarks are known
           this.waiting.shift();
@@ -366,7 +408,11 @@ export class Feed implements ShareDealer {
         const rec = new DecodedRecord(r);
         if (this.ledger) {
           this.ledger.read(rec);
-          this.dealToOne(rec);
+          // Behind records waiting for room, in order; a record no member has room for waits too.
+          if (this.redeal.length > 0 || this.dealToOne(rec) === "full") {
+            this.ledger.dealt(rec);
+            this.redeal.push(rec);
+          }
         } else this.index.match(rec, this.collectInto(rec));
       } catch (e) {
         this.logger.error("a read record could not be matched; skipped", { topic: r.topic, partition: r.partition, offset: r.offset, error: String((e as Error)?.message ?? e) });
@@ -398,20 +444,26 @@ export class Feed implements ShareDealer {
 
   /**
    * Work-queue delivery: one matching member gets the record. A key always goes to the same member
-   * while membership holds, so per-key order survives the split. `fresh`: read just now, rather than
-   * dealt again after its member ended (the ledger has it already). False when no member takes it.
+   * while membership holds and it has room, so per-key order survives the split; a member that is
+   * full (SUBSCRIBER_BUFFER_BYTES queued) is passed over for the next one, rather than dropping what
+   * it cannot take (the group would lose it). `fresh`: read just now, rather than dealt again (the
+   * ledger has it already).
    */
-  private dealToOne(rec: DecodedRecord, fresh = true): boolean {
+  private dealToOne(rec: DecodedRecord, fresh = true): Dealt {
     const c = this.candidates;
     c.length = 0;
     this.index.match(rec, (sub) => void (sub.closed || c.push(sub)));
-    if (c.length === 0) return false;
-    const pick = c[(rec.record.key ? murmur2(rec.record.key) & 0x7fffffff : this.roundRobin++) % c.length]!;
+    if (c.length === 0) return "none";
+    const first = (rec.record.key ? murmur2(rec.record.key) & 0x7fffffff : this.roundRobin++) % c.length;
+    let pick: Subscription | null = null;
+    for (let i = 0; i < c.length && pick === null; i++) if (c[(first + i) % c.length]!.hasRoom()) pick = c[(first + i) % c.length]!;
+    if (pick === null) return "full";
     if (fresh) this.ledger?.dealt(rec);
     this.touched.add(pick);
     pick.collect(rec);
-    return true;
+    return "member";
   }
+
 
   /**
    * Live once history is read and nothing read ahead is still waiting. What was written during the

@@ -148,6 +148,11 @@ export class Subscription implements FrameOwner {
     return n;
   }
 
+  /** A share group member may be dealt more: open, and its queue below its bound. */
+  hasRoom(): boolean {
+    return !this.closed && this.queuedBytes < this.limits.perSubscription;
+  }
+
   /** Event bytes queued on its connection's outbound path, not yet handed to the socket. */
   get bytesQueued(): number {
     return this.queuedBytes;
@@ -337,7 +342,8 @@ export class Subscription implements FrameOwner {
       this.queued.splice(i, 1);
       this.charge(-f.size);
       droppable--;
-      this.drop(f);
+      // A share group member's records go to another member: the group must not lose them.
+      this.drop(f, this.dealer !== null);
     }
   }
 

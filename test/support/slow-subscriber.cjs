@@ -1,6 +1,6 @@
 // A subscriber that stops reading: raw WebSocket over a Node socket, paused after `subscribed`, so
 // the gateway meets real TCP backpressure (Bun's and browsers' WebSocket clients always read).
-//   node slow-subscriber.cjs PORT TOPIC PAUSE_MS POLICY [START]
+//   [SHARE=group] node slow-subscriber.cjs PORT TOPIC PAUSE_MS POLICY [START]
 // Prints one JSON line per notable frame: subscribed, live, lagged, close; and events counts.
 const net = require("node:net");
 const crypto = require("node:crypto");
@@ -28,7 +28,7 @@ sock.on("data", (d) => {
     upgraded = true;
     buf = buf.subarray(end + 4);
     sock.write(textFrame(JSON.stringify({ t: 1, v: 1 })));
-    sock.write(textFrame(JSON.stringify({ t: 12, cid: 1, sub: "slow", topic, policy, ...(start ? { start } : {}) })));
+    sock.write(textFrame(JSON.stringify({ t: 12, cid: 1, sub: "slow", topic, policy, ...(start ? { start } : {}), ...(process.env.SHARE ? { share: process.env.SHARE } : {}) })));
   }
   while (buf.length >= 2) {
     const opcode = buf[0] & 0x0f;

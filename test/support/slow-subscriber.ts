@@ -4,8 +4,9 @@ import { resolve } from "node:path";
  * Starts ./slow-subscriber.cjs (a raw WebSocket whose TCP socket stops reading after `subscribed`, for
  * `pauseMs`); resolves once it is subscribed, with its JSON lines as they come (subscribed, lagged, …).
  */
-export async function startSlowSubscriber(port: number, topic: string, pauseMs: number, policy: string, start?: string) {
-  const proc = Bun.spawn(["node", resolve(import.meta.dir, "slow-subscriber.cjs"), String(port), topic, String(pauseMs), policy, ...(start ? [start] : [])], { stdout: "pipe" });
+export async function startSlowSubscriber(port: number, topic: string, pauseMs: number, policy: string, start?: string, share?: string) {
+  const env = { ...process.env, ...(share ? { SHARE: share } : {}) };
+  const proc = Bun.spawn(["node", resolve(import.meta.dir, "slow-subscriber.cjs"), String(port), topic, String(pauseMs), policy, ...(start ? [start] : [])], { stdout: "pipe", env });
   const lines: Array<Record<string, any>> = [];
   void (async () => {
     let buf = "";
