@@ -41,6 +41,23 @@ export interface ConnectOptions {
 
 type Limits = { window: number; maxBatchEvents: number } & Record<string, number>;
 
+/**
+ * The numeric limits a welcome advertises, if this client can follow them: each finite, none
+ * negative, and the window, batch and frame sizes at least 1 (0 rates mean none). Null otherwise.
+ */
+function welcomeLimits(raw: unknown): Limits | null {
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) return null;
+  const out: Record<string, number> = {};
+  for (const [name, value] of Object.entries(raw)) {
+    if (typeof value !== "number") continue; // not a limit this client knows how to follow
+    if (!Number.isFinite(value) || value < 0) return null;
+    out[name] = value;
+  }
+  for (const name of ["window", "maxBatchEvents"]) if (!((out[name] ?? 0) >= 1)) return null;
+  if (out.maxFrameBytes !== undefined && out.maxFrameBytes < 1) return null;
+  return out as Limits;
+}
+
 // Close codes after which reconnecting cannot help.
 const FATAL_CLOSES = new Set([4000]);
 
@@ -194,6 +211,11 @@ export class GatewayClient {
         // connection re-sends what is in flight (same ids) and resumes subscriptions from their tokens.
         return this.giveUp(ws, "undecodable frame", `a frame from ${this.url} could not decode (${(e as Error).message}); reconnecting`);
       }
+      // The peer's limits steer every loop of ours (batch sizes, the window): a welcome whose limits
+      // could make one spin or stall (a batch of 0 events, a window of -1) is a broken peer.
+      if (f.t === FrameType.WELCOME && welcomeLimits(f.limits) === null) {
+        return this.giveUp(ws, "invalid welcome", `the welcome from ${this.url} advertises limits this client cannot follow (${JSON.stringify(f.limits)?.slice(0, 200)}); reconnecting`);
+      }
       this.onFrame(f);
     };
     ws.onclose = (e) => {
@@ -287,7 +309,7 @@ export class GatewayClient {
 
   private onWelcome(f: InFrame): void {
     this.session = f.session as string;
-    this.limits = f.limits as Limits;
+    this.limits = welcomeLimits(f.limits)!;
     const perSec = this.limits.subscribesPerSec ?? 0;
     // As the gateway sizes it, 5% slower (frames are read with jitter), and full: its bucket is new too.
     this.subscribeBucket = perSec > 0 ? new TokenBucket(perSec * 0.95, Math.max(1, this.limits.maxSubscriptions ?? 1), performance.now()) : null;

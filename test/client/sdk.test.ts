@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { pack } from "msgpackr";
+import { pack, unpack } from "msgpackr";
 import { type DeliveredEvent, type GatewayClient, SubscribeError, connect } from "../../src/client";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 import { freshTopic, kafkaBrokers } from "../support/kafka";
@@ -308,3 +308,38 @@ test("a frame the client cannot decode is never dropped in silence: the client d
   expect(connections).toBeGreaterThanOrEqual(2);
   expect(states.some((s) => s.startsWith("reconnecting:") && s.includes("could not decode"))).toBe(true);
 }, 20_000);
+
+test("a peer whose welcome advertises limits the client cannot follow (a batch of 0 events, a negative window) is left for the next attempt, never obeyed", async () => {
+  // Before, maxBatchEvents 0 made publish() send empty publish_batch frames in a synchronous loop
+  // (the hostile tester counted 1.6M in 8 s), and no timer of the process ever ran again.
+  const hostile = [{ window: 1000, maxBatchEvents: 0 }, { window: -1, maxBatchEvents: 100 }, { window: 1000, maxBatchEvents: 100, maxFrameBytes: 0 }, { window: Number.POSITIVE_INFINITY, maxBatchEvents: 100 }];
+  for (const limits of hostile) {
+    // The first connection is welcomed with the hostile limits, the next ones with sound ones.
+    let welcomes = 0;
+    let framesAfterHostileWelcome = 0;
+    const peer = Bun.serve({
+      port: 0,
+      fetch: (req, srv) => (srv.upgrade(req) ? undefined : new Response("no", { status: 400 })),
+      websocket: {
+        message(ws, data) {
+          const f = unpack(data as Uint8Array) as { t: number };
+          if (f.t === 1) ws.send(pack({ t: 2, v: 1, session: `s${++welcomes}`, limits: welcomes === 1 ? limits : { window: 1000, maxBatchEvents: 100 } }));
+          else if (welcomes === 1) framesAfterHostileWelcome++;
+        },
+      },
+    });
+    const states: string[] = [];
+    const c = await connect({ url: `ws://127.0.0.1:${peer.port}`, reconnect: { minMs: 20, maxMs: 50 }, onState: (s, d) => states.push(`${s}:${d?.reason ?? ""}`) });
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 5);
+    void c.publish({ type: "x" }).catch(() => {});
+    await Bun.sleep(100);
+    clearInterval(timer);
+    c.close();
+    peer.stop(true);
+    expect(welcomes).toBe(2);
+    expect(framesAfterHostileWelcome).toBe(0);
+    expect(ticks).toBeGreaterThan(5); // the event loop ran
+    expect(states.some((s) => s.includes("cannot follow"))).toBe(true);
+  }
+}, 30_000);
