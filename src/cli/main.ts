@@ -8,6 +8,7 @@
  */
 import { parseArgs } from "node:util";
 import { type DeliveredEvent, type OutgoingEvent, type Start, connect, describeGap } from "../client";
+import { safeJson, safeText } from "./terminal-safe";
 
 const USAGE = `usage:
   kgw pub  [--topic T] [--type X] [EVENT_JSON …]   publish events given as arguments, else one per stdin line
@@ -27,7 +28,7 @@ async function exit(code: number): Promise<never> {
 }
 
 function fail(message: string): never {
-  process.stderr.write(`kgw: ${message}\n`);
+  process.stderr.write(`kgw: ${safeText(message)}\n`);
   process.exit(2);
 }
 
@@ -135,11 +136,11 @@ if (command === "pub") {
       .then(
         (a) => {
           ok++;
-          if (o.json) emit(JSON.stringify(a));
+          if (o.json) emit(safeJson(JSON.stringify(a)));
         },
         (e) => {
           failed++;
-          process.stderr.write(`kgw: ${e.code ?? "ERROR"} ${e.message}\n`);
+          process.stderr.write(`kgw: ${safeText(`${e.code ?? "ERROR"} ${e.message}`)}\n`);
         },
       )
       .finally(() => pending.delete(p));
@@ -174,13 +175,13 @@ if (command === "pub") {
     return raw instanceof Uint8Array ? `base64:${Buffer.from(raw).toString("base64")}` : v;
   };
   const print = (e: DeliveredEvent) =>
-    o.json ? JSON.stringify(e, bytesAsText) : `${e.partition}:${e.offset}\t${e.event.type}\t${bytesAsText.call(undefined, "", e.event.key) ?? ""}\t${JSON.stringify(e.event.data ?? e.event.data_base64 ?? null, bytesAsText)}`;
+    o.json ? safeJson(JSON.stringify(e, bytesAsText)) : `${e.partition}:${e.offset}\t${safeText(String(e.event.type))}\t${safeText(String(bytesAsText.call(undefined, "", e.event.key) ?? ""))}\t${safeJson(JSON.stringify(e.event.data ?? e.event.data_base64 ?? null, bytesAsText))}`;
   // A gap is said, never silent: the gateway dropped events for a slow reader (live only; history waits).
   sub.onNotice((n) => {
     if (n.kind === "lagged") process.stderr.write(`kgw: ${n.dropped} events dropped (${n.where === "gateway" ? "the gateway's" : "this client's"} buffer for a slow reader)\n`);
-    if (n.kind === "gap") for (const g of n.gaps) process.stderr.write(`kgw: ${describeGap(g)}\n`);
+    if (n.kind === "gap") for (const g of n.gaps) process.stderr.write(`kgw: ${safeText(describeGap(g))}\n`);
   });
-  for (const g of sub.gaps) process.stderr.write(`kgw: ${describeGap(g)}\n`);
+  for (const g of sub.gaps) process.stderr.write(`kgw: ${safeText(describeGap(g))}\n`);
   let n = 0;
   for await (const e of sub) {
     emit(print(e));

@@ -98,3 +98,22 @@ test("every gateway down: kgw says which it tried and exits 2 instead of waiting
   expect(bad.code).toBe(2);
   expect(bad.err).toMatch(/^kgw: --url takes ws:\/\/ or wss:\/\/ URLs/);
 }, 60_000);
+
+test("control characters from the gateway or other producers reach the terminal as \\u escapes, never as commands", async () => {
+  const ESC = "\u001b";
+  const raw = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/; // tab and newline belong to kgw's own output
+  // An error message that echoes a client's header name (the hostile tester's ESC]0;PWNED BEL).
+  const hostileHeader = `ce_${ESC}]0;PWNED\u0007${ESC}[31mRED`;
+  const pub = await kgw(["pub", "--topic", "cli-ctl"], `${JSON.stringify({ type: "x", headers: { [hostileHeader]: "v" } })}\n`);
+  expect(pub.err).toContain("\\u001b]0;PWNED\\u0007");
+  expect(pub.err).not.toMatch(raw);
+  // An event another client wrote with escapes in its type's neighbours: key and data (and C1's CSI).
+  const key = `k${ESC}[2J\u009b31m`;
+  expect((await kgw(["pub", "--topic", "cli-ctl", JSON.stringify({ type: "t", key, data: { s: `${ESC}]0;x\u0007\u009b` } })])).code).toBe(0);
+  const plain = await kgw(["tail", "--topic", "cli-ctl", "--from", "earliest", "--count", "1"]);
+  expect(plain.out).not.toMatch(raw);
+  expect(plain.out).toContain("k\\u001b[2J\\u009b31m");
+  const json = await kgw(["tail", "--topic", "cli-ctl", "--from", "earliest", "--count", "1", "--json"]);
+  expect(json.out).not.toMatch(raw);
+  expect(JSON.parse(json.out).event).toMatchObject({ key, data: { s: `${ESC}]0;x\u0007\u009b` } });
+}, 60_000);
