@@ -328,9 +328,12 @@ export function createWebSocketHandler(deps: {
       case FrameType.SUBSCRIBE:
       case FrameType.UNSUBSCRIBE:
         return onSubscribe(ws, codec, f as { t: number; cid?: unknown });
-      case FrameType.REFRESH:
+      case FrameType.REFRESH: {
+        const limited = ws.data.helloed ? rateLimits.admitRefresh(ws.data.rate!, RATE_HOLD_MIN_MS) : undefined;
+        if (limited) return refuseRate(ws, codec, limited, correlationId(f));
         void authFrames.onRefresh(ws, codec, f, correlationId(f));
         return;
+      }
       case FrameType.PING: {
         const cid = correlationId(f);
         return send(ws, cid === undefined ? { t: FrameType.PONG } : { t: FrameType.PONG, cid }, codec);

@@ -67,3 +67,20 @@ test("a connection that never brings a token is closed 4401 after AUTH_HELLO_TIM
     await g2.stop();
   }
 }, 60_000);
+
+test("refresh frames are rate limited per connection: past a few, RATE_LIMITED with retryAfterMs, and a flood is held to the rate", async () => {
+  // Before, nothing bounded them: the hostile tester sent 352,000 valid refreshes in 20 s from four
+  // connections, each checked and written to the audit log.
+  const token = await hsToken({ sub: "kim", exp: now() + 600, ...GRANTS });
+  const { c } = await helloWith(gw.wsUrl, token);
+  // A bucket of 3 at 1/s: six at once, the first three pass and the last is refused.
+  const replies = await Promise.all(Array.from({ length: 6 }, () => c.request({ t: 14, token })));
+  expect(replies.slice(0, 3).map((r) => r.t)).toEqual([29, 29, 29]);
+  expect(replies.at(-1)).toMatchObject({ t: 21, code: "RATE_LIMITED", retryAfterMs: expect.any(Number) });
+  // A flood: its reading is held for each refusal, so in 3 s it gets at most about three more.
+  let done = 0;
+  for (let i = 0; i < 200; i++) void c.request({ t: 14, token }).then((r) => void (r.t === 29 && done++), () => {});
+  await Bun.sleep(3000);
+  expect(done).toBeLessThanOrEqual(5);
+  c.close();
+}, 30_000);
