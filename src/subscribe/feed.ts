@@ -39,7 +39,15 @@ interface Gone {
 }
 
 /** What the reader handed over, in order: a batch of records, or a partition it lost its place in. */
-type Waiting = { records: ConsumedRecord[]; done: () => void } | { gone: Gone };
+type Waiting = { records: ConsumedRecord[]; done: () => void; /** Records delivered so far (a batch spread over turns). */ at: number } | { gone: Gone };
+
+/**
+ * How long one feed delivers in one event-loop turn before it lets the rest of the gateway run. A
+ * batch can cost seconds (a thousand subscriptions with filters of dozens of clauses, each record
+ * encoded for each): done in one go, every other client's frames waited behind it (the hostile
+ * tester's control publish: p50 0.8 ms → 990 ms).
+ */
+const SLICE_MS = 5;
 
 /**
  * One log reader and the subscriptions it serves. Each record is decoded once, the index yields the
@@ -63,6 +71,8 @@ export class Feed implements ShareDealer {
   private readonly waiting: Waiting[] = [];
   private pumping = false;
   private paceTimer: Timer | null = null;
+  /** Set while the feed yields the event loop mid-delivery (SLICE_MS). */
+  private sliceTimer: ReturnType<typeof setImmediate> | null = null;
   /** While replaying: waiting for a subscriber to take what it was given (Subscription.holdsReplay). */
   private held = false;
   /** While replaying: when the next batch may be delivered (performance.now() time). */
@@ -190,6 +200,8 @@ export class Feed implements ShareDealer {
   close(): void {
     this.closed = true;
     if (this.paceTimer) clearTimeout(this.paceTimer);
+    if (this.sliceTimer) clearImmediate(this.sliceTimer);
+    this.sliceTimer = null;
     if (this.redealTimer) clearTimeout(this.redealTimer);
     // Records still waiting stay outstanding: the group's commit stays before them, and the
     // partition's next owner reads them again.
@@ -268,7 +280,7 @@ export class Feed implements ShareDealer {
    * and the positions, tokens and `live` with it). Waiting batches are bounded by the reader's credits.
    */
   private onRecords(records: ConsumedRecord[], done: () => void): void {
-    this.waiting.push({ records, done });
+    this.waiting.push({ records, done, at: 0 });
     this.pump();
   }
 
@@ -287,8 +299,9 @@ export class Feed implements ShareDealer {
   }
 
   private pump(): void {
-    if (this.pumping || this.paceTimer || this.held) return;
+    if (this.pumping || this.paceTimer || this.held || this.sliceTimer) return;
     this.pumping = true;
+    const until = performance.now() + SLICE_MS;
     try {
       while (this.waiting.length > 0) {
         const head = this.waiting[0]!;
@@ -301,7 +314,7 @@ export class Feed implements ShareDealer {
         }
         if (!this.live && this.holdForReaders()) return;
         const rate = this.options.replayRate;
-        if (!this.live && rate) {
+        if (!this.live && rate && head.at === 0) {
           const now = performance.now();
           if (this.paceAt > now) {
             this.paceTimer = setTimeout(() => {
@@ -312,15 +325,23 @@ export class Feed implements ShareDealer {
           }
           this.paceAt = Math.max(now, this.paceAt) + (head.records.length / rate) * 1000;
         }
-        this.waiting.shift();
-        const { records, done } = head;
+        let whole = true;
         try {
-          this.deliver(records);
+          whole = this.deliver(head, until);
         } catch (e) {
           // A fault here must not keep the reader's credit: that would stall every subscriber of the feed.
           this.logger.error("delivering a read batch failed", { topics: this.topics, error: String((e as Error)?.stack ?? e) });
         }
-        done();
+        if (!whole || performance.now() > until) {
+          // The rest on a later turn, in order (the batch stays at the head): other clients go first.
+          if (whole) this.delivered(head);
+          this.sliceTimer = setImmediate(() => {
+            this.sliceTimer = null;
+            this.pump();
+          });
+          return;
+        }
+        this.delivered(head);
       }
     } finally {
       this.pumping = false;
@@ -390,11 +411,23 @@ export class Feed implements ShareDealer {
     this.pump();
   };
 
-  private deliver(records: ConsumedRecord[]): void {
-    if (this.closed) return;
+  /** The head batch is delivered: off the queue (live may come now), and its credit back to the reader. */
+  private delivered(head: { done: () => void }): void {
+    this.waiting.shift();
+    this.liveIfCaughtUp();
+    head.done();
+  }
+
+  /** Delivers the batch from where it stopped; false if `until` came first (the rest is for a later turn). */
+  private deliver(batch: { records: ConsumedRecord[]; at: number }, until: number): boolean {
+    if (this.closed) return true;
     const started = performance.now();
-    this.recordsRead += records.length;
-    for (const r of records) {
+    const records = batch.records;
+    for (; batch.at < records.length; ) {
+      // Every record: one can cost milliseconds (matched and encoded for a thousand subscriptions).
+      if (batch.at > 0 && performance.now() > until) break;
+      const r = records[batch.at++]!;
+      this.recordsRead++;
       const offsets = this.positions.get(r.topic);
       if (offsets) {
         // Read already: a batch the lost reader had handed over before the new one, reopened at
@@ -418,10 +451,27 @@ export class Feed implements ShareDealer {
         this.logger.error("a read record could not be matched; skipped", { topic: r.topic, partition: r.partition, offset: r.offset, error: String((e as Error)?.message ?? e) });
       }
     }
-    this.endTouched();
+    // Each touched subscription's frame is encoded once the batch is matched (one frame per batch, as
+    // many tokens; ended per slice instead, frames and tokens multiplied, and the garbage with them):
+    // for a thousand subscriptions that alone is tens of milliseconds, so it stops at `until` too.
+    const flushed = batch.at === records.length && this.flushTouched(until);
     if (this.ledger) this.scheduleStore();
     this.metrics.filterSeconds.observe((performance.now() - started) / 1000);
-    this.liveIfCaughtUp();
+    return flushed;
+  }
+
+  /** Ends the batch of touched subscriptions until `until`; true when none is left (the rest go on a later turn, their events kept in order). */
+  private flushTouched(until: number): boolean {
+    for (const sub of this.touched) {
+      this.touched.delete(sub);
+      try {
+        sub.endBatch();
+      } catch (e) {
+        this.logger.error("a subscription's batch could not be delivered", { sub: sub.id, topics: this.topics, error: String((e as Error)?.message ?? e) });
+      }
+      if (performance.now() > until) break;
+    }
+    return this.touched.size === 0;
   }
 
   private endTouched(): void {

@@ -67,8 +67,12 @@ export class Control {
     }
   }
 
-  /** Stops, reports, and asserts the control was never harmed. */
-  async stop(label: string): Promise<void> {
+  /**
+   * Stops, reports, and asserts the control was never harmed: every request answered, health
+   * answered throughout, and with `p99UnderMs` its latency below that (a bound far above the quiet
+   * value, for harms whose damage was latency; the machine is shared, so never 2× of quiet here).
+   */
+  async stop(label: string, p99UnderMs?: number): Promise<void> {
     this.running = false;
     await Promise.all(this.loops);
     this.client.close();
@@ -80,16 +84,17 @@ export class Control {
     expect(l.length).toBeGreaterThan(0);
     expect(this.health.bad).toBe(0);
     expect(this.health.ok).toBeGreaterThan(0);
+    if (p99UnderMs !== undefined) expect(pct(l, 0.99)).toBeLessThan(p99UnderMs);
   }
 }
 
 /** Runs `attack` with a control publishing and polling health throughout. */
-export async function underControl<T>(gw: GatewayProcess, label: string, attack: () => Promise<T>): Promise<T> {
+export async function underControl<T>(gw: GatewayProcess, label: string, attack: () => Promise<T>, opts: { p99UnderMs?: number } = {}): Promise<T> {
   const control = await Control.start(gw, "hostile-control");
   try {
     return await attack();
   } finally {
-    await control.stop(label);
+    await control.stop(label, opts.p99UnderMs);
   }
 }
 
