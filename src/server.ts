@@ -165,7 +165,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
 
   let draining = false;
   const delivery = createDeliveryRoute({ subscriptions, auth: httpAuth, bufferBytes: config.SUBSCRIBER_BUFFER_BYTES, health: health.summary, ready: () => !draining && log.isReady() });
-  const origins = new OriginPolicy(config.ALLOWED_ORIGINS);
+  const origins = new OriginPolicy(config.ALLOWED_ORIGINS, config.ALLOWED_HOSTS, authenticator.enabled);
   // Each route by method, each behind the origin check, and OPTIONS on every one (CORS preflight).
   // A known path asked with another method gets 405 with Allow, in fetch, where Bun sends what no
   // method here matches.

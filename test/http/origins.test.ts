@@ -213,3 +213,31 @@ test("ALLOWED_ORIGINS=* lets any page in, with its origin echoed; with authentic
     await gw.stop();
   }
 }, 60_000);
+
+test("DNS rebinding: with authentication off, a browser page on a host name the gateway does not know is refused 403, by Origin or by Sec-Fetch-Site; listed in ALLOWED_HOSTS, or with authentication on, it is not", async () => {
+  // A page on http://attacker.example:PORT whose name now points at the gateway: the browser sends
+  // that Host, and that Origin (or, for a same-origin GET, no Origin but Sec-Fetch-Site). Before,
+  // Origin equal to Host passed as the gateway's own page: a publish got 202, the upgrade 101, SSE 200.
+  const gw = await gateway("listed");
+  const named = await startGateway({ KAFKA_BROKERS: "", ALLOWED_HOSTS: "attacker.example, gw.internal" });
+  started.push(named);
+  const rebound = (g: GatewayProcess) => ({ Host: `attacker.example:${g.port}`, Origin: `http://attacker.example:${g.port}` });
+  const sameOriginGet = (g: GatewayProcess) => ({ Host: `attacker.example:${g.port}`, "Sec-Fetch-Site": "same-origin" });
+  const r1 = await post(gw, "/api/v1/events?topic=rebind", rebound(gw));
+  expect(r1.status).toBe(403);
+  expect(((await r1.json()) as { error: { message: string } }).error.message).toContain("ALLOWED_HOSTS");
+  expect((await upgrade(gw, rebound(gw))).status).toBe(403);
+  expect((await fetch(`${gw.url}/api/v1/stream?topic=rebind`, { headers: rebound(gw) })).status).toBe(403);
+  expect((await fetch(`${gw.url}/api/v1/admin/delivery`, { headers: sameOriginGet(gw) })).status).toBe(403);
+  // The same page on an address or localhost, a typed URL (Sec-Fetch-Site: none), and no browser at all: served.
+  expect((await post(gw, "/api/v1/events?topic=rebind", { Origin: `http://127.0.0.1:${gw.port}` })).status).toBe(202);
+  expect((await post(gw, "/api/v1/events?topic=rebind", { Host: `localhost:${gw.port}`, Origin: `http://localhost:${gw.port}` })).status).toBe(202);
+  expect((await fetch(`${gw.url}/dashboard`, { headers: { Host: `attacker.example:${gw.port}`, "Sec-Fetch-Site": "none" } })).status).toBe(200);
+  expect((await fetch(`${gw.url}/api/v1/admin/delivery`, { headers: { Host: `attacker.example:${gw.port}` } })).status).toBe(200);
+  // A name the operator listed is the gateway's own.
+  expect((await post(named, "/api/v1/events?topic=rebind", rebound(named))).status).toBe(202);
+  expect((await fetch(`${named.url}/api/v1/admin/delivery`, { headers: sameOriginGet(named) })).status).toBe(200);
+  // With authentication on, the page has no token: the request is refused for that, not for its host.
+  const a = await gateway("authOn");
+  expect((await post(a, "/api/v1/events?topic=rebind", rebound(a))).status).toBe(401);
+}, 60_000);
