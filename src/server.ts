@@ -300,6 +300,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
       while (publisher.eventsInflight > 0 && Date.now() < deadline) await Bun.sleep(10);
       streams.closeAll();
       subscriptions.close();
+      audit.flush();
       idempotence?.close();
       await log.close(Math.max(0, deadline - Date.now()));
       await Bun.sleep(0); // the settled appends' replies are queued on their sockets in this turn

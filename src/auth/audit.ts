@@ -16,16 +16,60 @@ export interface Decision {
 
 // Distinct allowed (principal, action, topic) remembered for HTTP before the memory starts over.
 const HTTP_SEEN_MAX = 10_000;
+// Refusals written per (principal, action, code, transport) in each window; the rest are counted and
+// written as one line with `repeated` at the window's end. A flood of bad tokens answered at once was
+// 272,000 lines (66 MB) in 15 s.
+export const AUDIT_DENY_LINES_PER_WINDOW = 20;
+export const AUDIT_WINDOW_MS = 10_000;
+// Kinds of refusal counted in one window; past it the window ends early.
+const DENY_KINDS_MAX = 10_000;
+
+interface DenyWindow {
+  written: number;
+  repeated: number;
+  last: Decision;
+}
 
 /**
- * The audit trail: one JSON line (`msg: "audit"`) per decision. Every refusal is written; an allowed
- * decision is written once per connection, action and topic (once per principal, action and topic for
- * HTTP), since one line per event on the publish path would cost more than the publish.
+ * The audit trail: one JSON line (`msg: "audit"`) per decision. Refusals are written up to
+ * AUDIT_DENY_LINES_PER_WINDOW of a kind per AUDIT_WINDOW_MS, and the rest of that kind as one line with
+ * `repeated` (how many more) at the window's end; an allowed decision is written once per connection,
+ * action and topic (once per principal, action and topic for HTTP), since one line per event on the
+ * publish path would cost more than the publish.
  */
 export class Audit {
   private readonly httpSeen = new Set<string>();
+  private readonly denies = new Map<string, DenyWindow>();
+  private windowTimer: Timer | null = null;
 
   constructor(private readonly logger: Logger) {}
+
+  /** Writes what each kind of refusal repeated past its lines, and starts a new window. */
+  flush(): void {
+    if (this.windowTimer) clearTimeout(this.windowTimer);
+    this.windowTimer = null;
+    for (const w of this.denies.values()) if (w.repeated > 0) this.logger.warn("audit", { ...w.last, repeated: w.repeated, windowMs: AUDIT_WINDOW_MS });
+    this.denies.clear();
+  }
+
+  /** False when the refusal is one too many of its kind in this window: counted, not written. */
+  private writes(d: Decision): boolean {
+    const kind = `${d.principal}\0${d.action}\0${d.code ?? ""}\0${d.transport}`;
+    let w = this.denies.get(kind);
+    if (!w) {
+      if (this.denies.size >= DENY_KINDS_MAX) this.flush();
+      this.denies.set(kind, (w = { written: 0, repeated: 0, last: d }));
+      this.windowTimer ??= setTimeout(() => this.flush(), AUDIT_WINDOW_MS);
+      this.windowTimer.unref?.();
+    }
+    if (w.written < AUDIT_DENY_LINES_PER_WINDOW) {
+      w.written++;
+      return true;
+    }
+    w.repeated++;
+    w.last = d;
+    return false;
+  }
 
   /** `seen`: the connection's set of decisions already written, for allowed ones. */
   record(d: Decision, seen?: Set<string>): void {
@@ -37,6 +81,7 @@ export class Audit {
       if (!seen && set.size >= HTTP_SEEN_MAX) set.clear();
       set.add(k);
     }
+    if (d.outcome === "deny" && !this.writes(d)) return;
     (d.outcome === "deny" ? this.logger.warn : this.logger.info)("audit", { ...d });
   }
 }
