@@ -67,6 +67,8 @@ export class SubscriptionManager {
   private readonly recentlyEnded = new RecentlyEnded();
   private readonly replayFeeds = new Map<Subscription, Feed>();
   private readonly sharedFeeds = new Map<string, Promise<Feed>>();
+  /** Share group names joined since the start (each a consumer group Kafka keeps): MAX_SHARE_GROUPS. */
+  private readonly shareGroupsJoined = new Set<string>();
   /** What every subscription's queued frames may hold, alone, per connection and together. */
   private readonly queueLimits: QueueLimits;
   private readonly topicAllow: RegExp;
@@ -215,6 +217,13 @@ export class SubscriptionManager {
       const mine = this.replaying(address);
       if (mine >= this.config.MAX_REPLAYS_PER_ADDRESS) throw new GatewayError("TOO_MANY_SUBSCRIPTIONS", `${mine} subscriptions from this client address are replaying history already, at most ${this.config.MAX_REPLAYS_PER_ADDRESS}; retry later or start from latest`);
     }
+    // Each new share name is a consumer group in the cluster, committed at once (startGroupAtEnd) and
+    // kept by Kafka for offsets.retention.minutes: one client churning names made 22 a second.
+    const newGroup = f.share !== undefined && this.log.kind === "kafka" && !this.shareGroupsJoined.has(f.share);
+    if (newGroup && this.shareGroupsJoined.size >= this.config.MAX_SHARE_GROUPS) {
+      throw new GatewayError("TOO_MANY_SUBSCRIPTIONS", `this instance has joined ${this.shareGroupsJoined.size} share groups since it started, its maximum (MAX_SHARE_GROUPS); each is a consumer group the cluster keeps. Join one of those`);
+    }
+    if (newGroup) this.shareGroupsJoined.add(f.share!);
     // Last of the checks: it is the one that charges.
     const charge = { address, feeds: f.share ? [`share:${shareKey(f.share, topics)}`] : replay ? [`replay:${++this.replayCharges}`] : topics.map((t) => `topic:${t}`) };
     this.addressFeeds.take(charge.address, charge.feeds);
