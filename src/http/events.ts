@@ -45,6 +45,12 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
 
   /** The decoded body, once its bytes are paid for (a decode costs in proportion to them). */
   async function readBody(req: Request, who: Identity, server: Server<unknown>): Promise<unknown> {
+    // Bodies are read as sent, never inflated (a compressed body would cost its inflated size
+    // unbounded by the frame limit); refused before they are read.
+    const encoding = req.headers.get("content-encoding");
+    if (encoding !== null && !/^\s*identity\s*$/i.test(encoding)) {
+      throw new GatewayError("UNSUPPORTED_MEDIA_TYPE", `bodies are not decompressed; send it without Content-Encoding (got ${encoding.slice(0, 100)})`);
+    }
     const body = await bodyBytes(req);
     charge(req, who, server, body.byteLength, 0);
     const type = req.headers.get("content-type") ?? "";

@@ -61,6 +61,10 @@ test("bad requests get their documented code and status", async () => {
     [await post("/api/v1/events", { type: "x" }, { "content-type": "text/plain" }), 415, "UNSUPPORTED_MEDIA_TYPE"],
     // The body is read as UTF-8, as JSON requires: another charset would be read as something else.
     [await post("/api/v1/events", { type: "x" }, { "content-type": "application/json; charset=latin1" }), 415, "UNSUPPORTED_MEDIA_TYPE"],
+    // Bodies are never decompressed: a compressed one was read as JSON (BAD_FRAME), a declared one
+    // that was plain was accepted (202).
+    [await post("/api/v1/events", { type: "x" }, { "content-type": "application/json", "content-encoding": "br" }), 415, "UNSUPPORTED_MEDIA_TYPE"],
+    [await post("/api/v1/events/batch", { events: [{ type: "x" }] }, { "content-type": "application/json", "content-encoding": "gzip" }), 415, "UNSUPPORTED_MEDIA_TYPE"],
     [await post("/api/v1/events", { type: "x", data: "y".repeat(5000) }), 413, "FRAME_TOO_LARGE"],
     [await post("/api/v1/events?topic=bad%20topic", { type: "x" }), 400, "INVALID_TOPIC"],
     [await post("/api/v1/events", { type: "x", time: "not-a-time" }), 400, "INVALID_EVENT"],
