@@ -25,7 +25,8 @@ export function createHttpAuth(authenticator: Authenticator, audit: Audit) {
     guard(handler: (req: Request, who: Identity, server: Server<unknown>) => Promise<Response>, opts: { queryToken?: boolean } = {}): (req: Request, server: Server<unknown>) => Promise<Response> {
       if (!authenticator.enabled) return (req, server) => handler(req, ANONYMOUS, server);
       return async (req, server) => {
-        const token = bearerFromAuthorization(req) ?? (opts.queryToken ? (new URL(req.url).searchParams.get("access_token") ?? undefined) : undefined);
+        // Authorization in another scheme (Basic, for a proxy in front) is not ours: the query's token then.
+        const token = bearerFromAuthorization(req) || (opts.queryToken ? (new URL(req.url).searchParams.get("access_token") ?? undefined) : undefined);
         let who: Identity;
         try {
           if (!token) throw new GatewayError("UNAUTHENTICATED", "send Authorization: Bearer <token>");

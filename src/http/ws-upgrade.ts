@@ -23,7 +23,9 @@ export async function authenticateUpgrade(req: Request, authenticator: Authentic
   }
   const headers = protocols.echo ? { "Sec-WebSocket-Protocol": protocols.echo } : undefined;
   if (!authenticator.enabled) return { headers };
-  const token = bearerFromAuthorization(req) ?? protocols.token;
+  // Authorization in another scheme (Basic, for a proxy in front) is not ours: the subprotocol's token,
+  // or the hello's, is then the one. Before, it refused a browser's valid subprotocol token.
+  const token = bearerFromAuthorization(req) || protocols.token;
   if (token === undefined) return { headers };
   try {
     if (!token) throw new GatewayError("UNAUTHENTICATED", "the Authorization header is not Bearer <token>");

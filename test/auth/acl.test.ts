@@ -159,6 +159,17 @@ test("the token in a kgw.bearer subprotocol: the upgrade answers the other offer
   expect(r.status).toBe(401);
 });
 
+test("Authorization in another scheme (Basic, from a proxy in front) leaves the subprotocol's or the query's token in charge", async () => {
+  // Before, a browser behind a basic-auth proxy was refused 401 at the upgrade with a valid token.
+  const token = await hsToken({ sub: "gina", ...GRANTS });
+  const upgrade = { upgrade: "websocket", connection: "Upgrade", "sec-websocket-version": "13", "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==", authorization: "Basic dXNlcjpwYXNz" };
+  expect((await fetch(`${gw.url}/ws`, { headers: { ...upgrade, "sec-websocket-protocol": `kgw.bearer.${token}, kgw` } })).status).toBe(101);
+  expect((await fetch(`${gw.url}/ws`, { headers: { ...upgrade, "sec-websocket-protocol": "kgw.bearer.garbage, kgw" } })).status).toBe(401);
+  const sse = await fetch(`${gw.url}/api/v1/stream?topic=orders.eu&access_token=${token}`, { headers: { authorization: "Basic dXNlcjpwYXNz" } });
+  expect(sse.status).toBe(200);
+  await sse.body?.cancel();
+});
+
 test("frames pipelined right behind a hello wait for its token and are answered in order", async () => {
   const c = await GatewayClient.connect(gw.wsUrl, "msgpack", false);
   const token = await hsToken({ sub: "hank", ...GRANTS });
