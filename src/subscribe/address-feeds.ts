@@ -6,12 +6,19 @@ import { GatewayError } from "../protocol/errors";
  * A feed is named by what it reads: `topic:<name>` for a topic's shared live feed, `share:<key>` for a
  * share group's, and a name of its own for each replay. A feed the address holds already costs it
  * nothing more, whoever opened it; each is counted once per address however many subscriptions hold it.
+ * The subscriptions themselves are counted per address too (MAX_SUBSCRIPTIONS_PER_ADDRESS): each costs
+ * its filter and a frame per read batch, and a thousand connections of a hundred each were 100,000.
  */
 export class AddressFeeds {
   /** Per address, each feed it holds and how many of its subscriptions hold it. */
   private readonly held = new Map<string, Map<string, number>>();
+  /** Per address, its subscriptions (each charged once, by take). */
+  private readonly subscriptions = new Map<string, number>();
 
-  constructor(private readonly max: number) {}
+  constructor(
+    private readonly max: number,
+    private readonly maxSubscriptions = Number.POSITIVE_INFINITY,
+  ) {}
 
   /** Charges `feeds` to `address`, or throws TOO_MANY_SUBSCRIPTIONS (charging nothing) past the bound. */
   take(address: string, feeds: readonly string[]): void {
@@ -19,14 +26,22 @@ export class AddressFeeds {
     let added = 0;
     for (const f of feeds) if (!mine?.has(f)) added++;
     const holds = mine?.size ?? 0;
+    const subs = this.subscriptions.get(address) ?? 0;
+    if (subs >= this.maxSubscriptions) {
+      throw new GatewayError("TOO_MANY_SUBSCRIPTIONS", `this client address holds ${subs} subscriptions over all its connections, at most ${this.maxSubscriptions}; end some first`);
+    }
     if (added > 0 && holds + added > this.max) {
       throw new GatewayError("TOO_MANY_SUBSCRIPTIONS", `subscriptions from this client address hold ${holds} feeds, at most ${this.max}; subscribe to topics it reads already, or end some`);
     }
     if (!mine) this.held.set(address, (mine = new Map()));
     for (const f of feeds) mine.set(f, (mine.get(f) ?? 0) + 1);
+    this.subscriptions.set(address, subs + 1);
   }
 
   release(address: string, feeds: readonly string[]): void {
+    const subs = (this.subscriptions.get(address) ?? 0) - 1;
+    if (subs > 0) this.subscriptions.set(address, subs);
+    else this.subscriptions.delete(address);
     const mine = this.held.get(address);
     if (!mine) return;
     for (const f of feeds) {

@@ -97,7 +97,7 @@ export class SubscriptionManager {
   ) {
     this.topicAllow = new RegExp(config.TOPIC_ALLOW);
     this.queueLimits = new QueueLimits(config.SUBSCRIBER_BUFFER_BYTES, config.SUBSCRIBER_CONNECTION_BUFFER_BYTES, config.SUBSCRIBER_TOTAL_BUFFER_BYTES);
-    this.addressFeeds = new AddressFeeds(config.MAX_FEEDS_PER_ADDRESS);
+    this.addressFeeds = new AddressFeeds(config.MAX_FEEDS_PER_ADDRESS, config.MAX_SUBSCRIPTIONS_PER_ADDRESS);
     this.lagTimer = setInterval(() => void this.sampleLag(), 5000);
     this.lagTimer.unref();
     this.partitionTimer = setInterval(() => void this.checkPartitions(), config.PARTITION_CHECK_MS);

@@ -183,3 +183,32 @@ test("an address cannot get round the subscribe rate by opening connections: SUB
     expect(await sseStatus(g.port, "127.0.0.4", "rate-0-0")).toBe(200);
   });
 }, 120_000);
+
+test("one address holds at most MAX_SUBSCRIPTIONS_PER_ADDRESS subscriptions over all its connections; ending some makes room, and other addresses are not affected", async () => {
+  // Before, only connections (1,000 an address) and subscriptions per connection (100) were bounded:
+  // one address could hold 100,000 filtered subscriptions (hostile tester).
+  gw = await startGateway({ KAFKA_BROKERS: "", MAX_SUBSCRIPTIONS_PER_ADDRESS: "150", SUBSCRIBE_RATE_LIMIT: "0", SUBSCRIBE_RATE_LIMIT_PER_ADDRESS: "0" });
+  const g = gw;
+  const [a, b] = await Promise.all([RawWsClient.connect(g.port, "/ws", "", "127.0.0.5"), RawWsClient.connect(g.port, "/ws", "", "127.0.0.5")]);
+  for (const c of [a, b]) {
+    c.send({ t: 1, v: 1 });
+    for (let i = 0; i < 100; i++) c.send({ t: 12, cid: i + 1, sub: `s${i}`, topic: "per-address", filter: { where: `data.n > ${i}` } });
+  }
+  const outcomes: string[] = [];
+  for (const c of [a, b]) for (const { frame } of (await repliesByCid(c, 100)).values()) outcomes.push(frame.t === 23 ? "subscribed" : String(frame.code));
+  expect(outcomes.filter((o) => o === "subscribed")).toHaveLength(150);
+  expect(outcomes.filter((o) => o === "TOO_MANY_SUBSCRIPTIONS")).toHaveLength(50);
+  // Another address subscribes as usual.
+  const other = await RawWsClient.connect(g.port, "/ws", "", "127.0.0.6");
+  other.send({ t: 1, v: 1 });
+  other.send({ t: 12, cid: 1, sub: "x", topic: "per-address" });
+  expect([...(await repliesByCid(other, 1)).values()][0]!.frame.t).toBe(23);
+  // The first connection gone, its hundred are the address's to take again.
+  a.destroy();
+  await Bun.sleep(300);
+  b.send({ t: 12, cid: 500, sub: "again", topic: "per-address" });
+  for (const deadline = Date.now() + 10_000; !b.frames.some((f) => f.cid === 500) && Date.now() < deadline; ) await Bun.sleep(20);
+  expect(b.frames.find((f) => f.cid === 500)?.t).toBe(23);
+  b.destroy();
+  other.destroy();
+}, 60_000);
