@@ -112,11 +112,10 @@ export class SubscriptionManager {
     if (this.checkingPartitions) return;
     this.checkingPartitions = true;
     try {
-      const feeds: Feed[] = [...this.replayFeeds.values()];
-      for (const pending of this.liveFeeds.values()) {
-        const feed = await pending.catch(() => null);
-        if (feed) feeds.push(feed);
-      }
+      // Feeds still opening are left for the next round: one that never opens must not stop the rest.
+      const opening = Bun.sleep(1000).then(() => null);
+      const live = await Promise.all([...this.liveFeeds.values()].map((p) => Promise.race([p.catch(() => null), opening])));
+      const feeds: Feed[] = [...this.replayFeeds.values(), ...live.filter((f): f is Feed => f !== null)];
       const topics = new Set(feeds.flatMap((f) => f.topics));
       const counts = new Map(await Promise.all([...topics].map(async (t) => [t, await this.log.partitionCount(t).catch(() => 0)] as const)));
       for (const feed of feeds) feed.partitionsNow(counts);
@@ -223,10 +222,10 @@ export class SubscriptionManager {
     if (newGroup && this.shareGroupsJoined.size >= this.config.MAX_SHARE_GROUPS) {
       throw new GatewayError("TOO_MANY_SUBSCRIPTIONS", `this instance has joined ${this.shareGroupsJoined.size} share groups since it started, its maximum (MAX_SHARE_GROUPS); each is a consumer group the cluster keeps. Join one of those`);
     }
-    if (newGroup) this.shareGroupsJoined.add(f.share!);
     // Last of the checks: it is the one that charges.
     const charge = { address, feeds: f.share ? [`share:${shareKey(f.share, topics)}`] : replay ? [`replay:${++this.replayCharges}`] : topics.map((t) => `topic:${t}`) };
     this.addressFeeds.take(charge.address, charge.feeds);
+    if (newGroup) this.shareGroupsJoined.add(f.share!);
     let charges = this.feedCharges.get(conn);
     if (!charges) this.feedCharges.set(conn, (charges = new Map()));
     charges.set(id, charge);

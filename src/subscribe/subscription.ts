@@ -81,6 +81,8 @@ export class Subscription implements FrameOwner {
   private readonly queued: QueuedFrame[] = [];
   private queuedBytes = 0;
   private droppedSinceNotice = 0;
+  /** A share member that overflowed: dealt nothing until its queue is down to half its bound (hasRoom). */
+  private refilling = false;
   /** The token of the last frame the socket was handed: what a client that got nothing more can resume from. */
   private lastHandedToken: string;
   /** The feed waiting to deliver more history once this subscription's frames are handed (holdsReplay). */
@@ -148,9 +150,15 @@ export class Subscription implements FrameOwner {
     return n;
   }
 
-  /** A share group member may be dealt more: open, and its queue below its bound. */
+  /**
+   * A share group member may be dealt more: open, below its own bound and its connection's and the
+   * instance's, and not refilling after an overflow. Once it overflowed it takes nothing until half
+   * its queue is gone: taking again at once, it was dealt back the very records it had given up, and
+   * overflowed again, every turn (the reviewer: 100% CPU, and its keys never went to the others).
+   */
   hasRoom(): boolean {
-    return !this.closed && this.queuedBytes < this.limits.perSubscription;
+    const l = this.limits;
+    return !this.closed && !this.refilling && this.queuedBytes < l.perSubscription && this.socket.queuedEventBytes < l.perConnection && l.total < l.perInstance;
   }
 
   /** Event bytes queued on its connection's outbound path, not yet handed to the socket. */
@@ -227,7 +235,9 @@ export class Subscription implements FrameOwner {
    * position after everything read, which the client has seen all matches of.
    */
   end(): string {
-    const skipped = this.queued.some((f) => f.events > 0) || this.droppedSinceNotice > 0;
+    // Collected and not yet framed (a feed spreads a batch over turns, its positions past them already):
+    // as good as queued, they are dropped with the rest.
+    const skipped = this.queued.some((f) => f.events > 0) || this.droppedSinceNotice > 0 || this.collected.length > 0;
     const token = skipped ? this.lastHandedToken : this.token();
     this.close();
     return token;
@@ -238,6 +248,9 @@ export class Subscription implements FrameOwner {
     if (this.settleTimer) clearTimeout(this.settleTimer);
     this.settleTimer = null;
     for (const u of this.unsettled.splice(0)) this.dealer?.undelivered(u.records);
+    // A share member's records dealt and not yet framed go back to the group like queued ones.
+    const collected = this.collected.splice(0);
+    if (collected.length > 0) this.dealer?.undelivered(collected);
     for (const f of this.queued) {
       this.socket.discard(f);
       if (f.records) this.dealer?.undelivered(f.records);
@@ -262,6 +275,7 @@ export class Subscription implements FrameOwner {
       this.charge(-f.size);
       this.delivered += f.events;
       this.metrics.eventsDelivered.inc(f.events);
+      if (this.refilling && this.queuedBytes <= this.limits.perSubscription / 2) this.refilling = false;
     }
     if (f.token !== undefined) this.lastHandedToken = f.token;
     if (f.records && this.dealer) {
@@ -343,6 +357,7 @@ export class Subscription implements FrameOwner {
       this.charge(-f.size);
       droppable--;
       // A share group member's records go to another member: the group must not lose them.
+      if (this.dealer) this.refilling = true;
       this.drop(f, this.dealer !== null);
     }
   }
