@@ -206,7 +206,11 @@ for (const runtime of ["bun"] as const) {
       expect(sizes.slice(0, -1).reduce((a, b) => a + b, 0)).toBeLessThan(2 ** 20);
       if (records < 8) {
         w.send(jsonMessage(IpcType.RECORDS_ACK, { readerId: 2 }));
-        await w.next(IpcType.RECORDS, 30_000);
+        // Failed once in CI (nothing in 30 s after the acknowledgement): say what had come, to tell a
+        // worker that stopped from a fetch that did.
+        await w.next(IpcType.RECORDS, 30_000).catch((e) => {
+          throw new Error(`${(e as Error).message}; before the acknowledgement: ${records} records in messages of ${sizes.join(", ")} bytes; worker stderr: ${w.stderr().slice(-2000)}`);
+        });
       }
       w.send(jsonMessage(IpcType.CLOSE_READER, { readerId: 2 }));
     }, 120_000);
