@@ -2,6 +2,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { connect } from "../../src/client";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 import { freshTopic } from "../support/kafka";
+import { openJsonWs as open } from "../support/json-ws";
 
 /**
  * Members that join a share group and leave it (unsubscribe, or close the socket) while large batches
@@ -18,27 +19,6 @@ afterAll(async () => {
   await gw.stop();
 });
 
-async function open(url: string, onEvent: (f: any) => void) {
-  const ws = new WebSocket(url);
-  await new Promise((resolve, reject) => ((ws.onopen = resolve), (ws.onerror = reject)));
-  const pending = new Map<number, (f: any) => void>();
-  let cid = 1;
-  ws.onmessage = (m) => {
-    const f = JSON.parse(String(m.data));
-    const r = f.cid !== undefined ? pending.get(f.cid) : undefined;
-    if (r) {
-      pending.delete(f.cid);
-      r(f);
-    } else onEvent(f);
-  };
-  const req = (f: object): Promise<any> => {
-    const c = cid++;
-    ws.send(JSON.stringify({ ...f, cid: c }));
-    return new Promise((resolve) => pending.set(c, resolve));
-  };
-  await req({ t: 1, v: 1 });
-  return { ws, req };
-}
 
 test("members joining and leaving a share group mid-batch: every event reaches a member while one stays", async () => {
   const topic = freshTopic("share-churn");

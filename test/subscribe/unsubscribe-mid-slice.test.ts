@@ -3,6 +3,7 @@ import { unpack } from "msgpackr";
 import { connect } from "../../src/client";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 import { freshTopic } from "../support/kafka";
+import { openJsonWs as open } from "../support/json-ws";
 
 /**
  * A feed spreads a costly read batch over several turns (about 5 ms each): between them a
@@ -19,28 +20,6 @@ afterAll(async () => {
   await gw.stop();
 });
 
-/** A JSON WebSocket whose replies are matched by cid; every other frame goes to `onEvent`. */
-async function open(url: string, onEvent: (f: any) => void = () => {}) {
-  const ws = new WebSocket(url);
-  await new Promise((resolve, reject) => ((ws.onopen = resolve), (ws.onerror = reject)));
-  const pending = new Map<number, (f: any) => void>();
-  let cid = 1;
-  ws.onmessage = (m) => {
-    const f = JSON.parse(String(m.data));
-    const r = f.cid !== undefined ? pending.get(f.cid) : undefined;
-    if (r) {
-      pending.delete(f.cid);
-      r(f);
-    } else onEvent(f);
-  };
-  const req = (f: object): Promise<any> => {
-    const c = cid++;
-    ws.send(JSON.stringify({ ...f, cid: c }));
-    return new Promise((resolve) => pending.set(c, resolve));
-  };
-  await req({ t: 1, v: 1 });
-  return { ws, req };
-}
 
 test("an unsubscribe while a feed is mid-batch answers a token no later than what the subscriber was sent", async () => {
   const topic = freshTopic("unsub-mid");
