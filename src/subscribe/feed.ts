@@ -4,12 +4,15 @@ import { murmur2 } from "../bytes/murmur2";
 import type { Logger } from "../observability/logger";
 import type { Metrics } from "../observability/metrics";
 import { DecodedRecord } from "./decoded-record";
+import type { DeliveryTurns } from "./delivery-turns";
 import { FilterIndex } from "./filter-index";
 import type { Positions } from "./position";
 import { ShareLedger } from "./share-ledger";
 import type { ShareDealer, Subscription } from "./subscription";
 
 export interface FeedOptions {
+  /** The delivery budget of each event-loop turn, shared by every feed (delivery-turns.ts). */
+  turns: DeliveryTurns;
   /** Shared subscription: read in this consumer group, and give each record to one member. */
   group?: ReaderGroup;
   /** Events/s while replaying (not yet live); undefined for the shared live feeds. */
@@ -42,14 +45,6 @@ interface Gone {
 type Waiting = { records: ConsumedRecord[]; done: () => void; /** Records delivered so far (a batch spread over turns). */ at: number } | { gone: Gone };
 
 /**
- * How long one feed delivers in one event-loop turn before it lets the rest of the gateway run. A
- * batch can cost seconds (a thousand subscriptions with filters of dozens of clauses, each record
- * encoded for each): done in one go, every other client's frames waited behind it (the hostile
- * tester's control publish: p50 0.8 ms → 990 ms).
- */
-const SLICE_MS = 5;
-
-/**
  * One log reader and the subscriptions it serves. Each record is decoded once, the index yields the
  * candidate subscriptions (identical filters evaluated once), and each touched subscription gets one
  * frame per batch. Live, slow subscribers never hold the reader back: their own queues absorb or
@@ -71,8 +66,13 @@ export class Feed implements ShareDealer {
   private readonly waiting: Waiting[] = [];
   private pumping = false;
   private paceTimer: Timer | null = null;
-  /** Set while the feed yields the event loop mid-delivery (SLICE_MS). */
-  private sliceTimer: ReturnType<typeof setImmediate> | null = null;
+  /**
+   * Set while the feed waits for its next turn of delivery (FeedOptions.turns). A batch can cost
+   * seconds (a thousand subscriptions with filters of dozens of clauses, each record encoded for
+   * each): done in one go, every other client's frames waited behind it (the hostile tester's
+   * control publish: p50 0.8 ms → 990 ms).
+   */
+  private waitingTurn = false;
   /** While replaying: waiting for a subscriber to take what it was given (Subscription.holdsReplay). */
   private held = false;
   /** While replaying: when the next batch may be delivered (performance.now() time). */
@@ -200,8 +200,8 @@ export class Feed implements ShareDealer {
   close(): void {
     this.closed = true;
     if (this.paceTimer) clearTimeout(this.paceTimer);
-    if (this.sliceTimer) clearImmediate(this.sliceTimer);
-    this.sliceTimer = null;
+    this.options.turns.cancel(this.resumeTurn);
+    this.waitingTurn = false;
     if (this.redealTimer) clearTimeout(this.redealTimer);
     // Records still waiting stay outstanding: the group's commit stays before them, and the
     // partition's next owner reads them again.
@@ -299,9 +299,13 @@ export class Feed implements ShareDealer {
   }
 
   private pump(): void {
-    if (this.pumping || this.paceTimer || this.held || this.sliceTimer) return;
+    if (this.pumping || this.paceTimer || this.held || this.waitingTurn || this.closed) return;
+    const turns = this.options.turns;
+    if (this.waiting.length === 0) return;
+    if (turns.leftMs <= 0) return this.waitTurn();
     this.pumping = true;
-    const until = performance.now() + SLICE_MS;
+    const started = performance.now();
+    const until = started + turns.leftMs;
     try {
       while (this.waiting.length > 0) {
         const head = this.waiting[0]!;
@@ -335,18 +339,26 @@ export class Feed implements ShareDealer {
         if (!whole || performance.now() > until) {
           // The rest on a later turn, in order (the batch stays at the head): other clients go first.
           if (whole) this.delivered(head);
-          this.sliceTimer = setImmediate(() => {
-            this.sliceTimer = null;
-            this.pump();
-          });
+          this.waitTurn();
           return;
         }
         this.delivered(head);
       }
     } finally {
       this.pumping = false;
+      turns.spend(performance.now() - started);
     }
   }
+
+  private waitTurn(): void {
+    this.waitingTurn = true;
+    this.options.turns.wait(this.resumeTurn);
+  }
+
+  private readonly resumeTurn = (): void => {
+    this.waitingTurn = false;
+    this.pump();
+  };
 
   /**
    * Where a partition goes on once its next offset is gone, and what its subscribers are told:

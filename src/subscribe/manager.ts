@@ -7,11 +7,18 @@ import { GatewayError, toWireError } from "../protocol/errors";
 import { FrameType, type Gap, type Start, type SubscribeFrame } from "../protocol/frames";
 import { type DeliveryRow, RecentlyEnded, lagOf, rowOf } from "./delivery-report";
 import { AddressFeeds } from "./address-feeds";
+import { DeliveryTurns } from "./delivery-turns";
 import { Feed } from "./feed";
 import { type CompiledFilter, compileFilter } from "./filter";
 import { type Positions, decodeToken, filterTag, originTag } from "./position";
 import type { SubscriberSocket } from "./queued-frame";
 import { QueueLimits, type SlowPolicy, Subscription } from "./subscription";
+
+/**
+ * Delivery work (matching, encoding, queueing frames) done in one event-loop turn by all feeds
+ * together, before the rest of the gateway (publishes, acks, /health) has its turn.
+ */
+const DELIVERY_TURN_MS = 5;
 
 /** Who holds a subscription, as the delivery-health view shows it. */
 export interface SubscriberInfo {
@@ -83,6 +90,8 @@ export class SubscriptionManager {
   private replaysStarting = 0;
   /** MAX_FEEDS_PER_ADDRESS: the feeds each client address's subscriptions hold. */
   private readonly addressFeeds: AddressFeeds;
+  /** What delivering read records may take of one event-loop turn, over all feeds. */
+  private readonly turns = new DeliveryTurns(DELIVERY_TURN_MS);
   /** What each subscription (starting or started) is charged in addressFeeds, by connection and id. */
   private readonly feedCharges = new WeakMap<SubscriberConnection, Map<string, { address: string; feeds: string[] }>>();
   private replayCharges = 0;
@@ -323,7 +332,7 @@ export class SubscriptionManager {
     const { positions, target, gaps } = await this.resolveStart(topics, start, filterTag(filter.identity));
     if (this.closed.has(conn)) return;
     const sub = make(positions);
-    const feed = new Feed(this.log, topics, positions, { replayRate: this.config.REPLAY_RATE_LIMIT, target }, this.metrics, this.logger);
+    const feed = new Feed(this.log, topics, positions, { turns: this.turns, replayRate: this.config.REPLAY_RATE_LIMIT, target }, this.metrics, this.logger);
     this.replayFeeds.set(sub, feed);
     this.register(conn, sub, f.cid, { live: feed.isLive, gaps });
     feed.add(sub);
@@ -474,7 +483,7 @@ export class SubscriptionManager {
       await this.log.startGroupAtEnd(groupReader).catch((e) => {
         throw new GatewayError("UNAVAILABLE", `the share group's start could not be set: ${String((e as Error)?.message ?? e)}`);
       });
-      return new Feed(this.log, topics, new Map(topics.map((t) => [t, []])), { group: groupReader }, this.metrics, this.logger);
+      return new Feed(this.log, topics, new Map(topics.map((t) => [t, []])), { turns: this.turns, group: groupReader }, this.metrics, this.logger);
     });
   }
 
@@ -488,7 +497,7 @@ export class SubscriptionManager {
     }
     return openOnce(this.liveFeeds, topic, async () => {
       const marks = await this.log.watermarks(topic);
-      return new Feed(this.log, [topic], new Map([[topic, marks.map((m) => m.high)]]), {}, this.metrics, this.logger);
+      return new Feed(this.log, [topic], new Map([[topic, marks.map((m) => m.high)]]), { turns: this.turns }, this.metrics, this.logger);
     });
   }
 
