@@ -18,6 +18,7 @@ interface Row {
   examined: number;
   queuedBytes: number;
   dropped: number;
+  redealt?: number;
   laggedNotices: number;
   slowDisconnects: number;
   gaps: number;
@@ -111,7 +112,8 @@ function tr(s: Row, bufferBytes: number): HTMLTableRowElement {
     ["delivered", String(s.delivered)],
     ["selectivity", pct],
     ["queued", `${s.queuedBytes} / ${bufferBytes}`],
-    ["dropped", String(s.dropped)],
+    // A share member's re-dealt events went to another member: shown, but not as losses.
+    ["dropped", s.redealt ? `${s.dropped} (${s.redealt} re-dealt)` : String(s.dropped)],
     ["lagged", String(s.laggedNotices)],
     ["disconnects", String(s.slowDisconnects)],
     ["gaps", String(s.gaps ?? 0)],

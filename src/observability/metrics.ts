@@ -41,6 +41,7 @@ export function createMetrics() {
     eventsDelivered: new Counter({ name: "gateway_events_delivered_total", help: "Events handed to subscriber sockets", registers: [registry] }),
     subscriptionGaps: new Counter({ name: "gateway_feed_gaps_total", help: "Times a feed's next offset was gone from the log (retention overtook it, or the log was reset), each announced by gap frames", labelNames: ["reason"] as const, registers: [registry] }),
     eventsDroppedLag: new Counter({ name: "gateway_events_dropped_lag_total", help: "Events dropped for slow subscribers (each announced by a lagged frame)", registers: [registry] }),
+    eventsRedealt: new Counter({ name: "gateway_share_redealt_total", help: "Events a share group member's full queue gave back, dealt to another member (not dropped: the group loses none)", registers: [registry] }),
     filterSeconds: new Histogram({
       name: "gateway_filter_seconds",
       help: "Decoding and filtering one read batch for all subscriptions of a feed",

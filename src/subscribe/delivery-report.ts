@@ -21,6 +21,8 @@ export interface DeliveryRow {
   examined: number;
   queuedBytes: number;
   dropped: number;
+  /** A share member's events given to another member when its queue overflowed (not dropped). */
+  redealt: number;
   laggedNotices: number;
   slowDisconnects: number;
   /** `gap` frames: records gone from the log (retention, a reset) before it read them. */
@@ -48,6 +50,7 @@ export function rowOf(sub: Subscription, conn: SubscriberConnection): DeliveryRo
     examined: sub.examined,
     queuedBytes: sub.bytesQueued,
     dropped: sub.dropped,
+    redealt: sub.redealt,
     laggedNotices: sub.laggedNotices,
     slowDisconnects: sub.slowDisconnects,
     gaps: sub.gaps,

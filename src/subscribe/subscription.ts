@@ -64,11 +64,13 @@ export class Subscription implements FrameOwner {
    * is done anyway, so watching costs nothing per event. `delivered`: events handed to the socket;
    * `matched`: events its filter took; `dropped`: events its policy discarded; `laggedNotices`:
    * `lagged` frames sent; `slowDisconnects`: 1 once the disconnect policy closed its connection;
-   * `gaps`: `gap` frames sent.
+   * `gaps`: `gap` frames sent; `redealt`: a share member's events given to another member when its
+   * queue overflowed (the group loses none, so they are not drops and get no lagged notice).
    */
   delivered = 0;
   matched = 0;
   dropped = 0;
+  redealt = 0;
   laggedNotices = 0;
   slowDisconnects = 0;
   /** `gap` frames sent: records gone from the log before it read them. */
@@ -364,7 +366,13 @@ export class Subscription implements FrameOwner {
 
   private drop(f: QueuedFrame, redeal = false): void {
     this.socket.discard(f);
-    if (f.records) redeal ? this.dealer?.undelivered(f.records) : this.dealer?.done(f.records);
+    if (redeal && f.records) {
+      this.dealer?.undelivered(f.records);
+      this.redealt += f.events;
+      this.metrics.eventsRedealt.inc(f.events);
+      return;
+    }
+    if (f.records) this.dealer?.done(f.records);
     this.droppedSinceNotice += f.events;
     this.dropped += f.events;
     this.metrics.eventsDroppedLag.inc(f.events);

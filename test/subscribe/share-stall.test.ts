@@ -52,6 +52,16 @@ test("a share member that stops reading: its records go to the member that reads
     await Bun.sleep(2000);
     expect((cpu() - before) / 2).toBeLessThan(0.3);
     expect(seen.size).toBeGreaterThanOrEqual(N - 5000);
+    // What the stalled member gave up went to the other member: nothing was dropped, so no lagged
+    // notice, no drops in its delivery health or in gateway_events_dropped_lag_total, and the moves
+    // counted as what they are. Before, every re-dealt record counted as dropped for the member.
+    const view = (await (await fetch(`${gw.url}/api/v1/admin/delivery`)).json()) as { subscriptions: Array<{ share: string | null; dropped: number; redealt: number; laggedNotices: number }> };
+    const members = view.subscriptions.filter((s) => s.share === group);
+    expect(members.map((m) => [m.dropped, m.laggedNotices])).toEqual([[0, 0], [0, 0]]);
+    expect(Math.max(...members.map((m) => m.redealt))).toBeGreaterThan(0);
+    const metrics = await (await fetch(`${gw.url}/metrics`)).text();
+    expect(metrics).toMatch(/^gateway_events_dropped_lag_total 0$/m);
+    expect(Number(/^gateway_share_redealt_total (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThan(0);
     stalled.proc.kill("SIGKILL");
     await stalled.proc.exited;
     await within(20_000, () => seen.size === N);

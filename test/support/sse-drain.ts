@@ -4,6 +4,8 @@
  * the reading costs the test process (and the control client in it) nothing.
  * usage: bun sse-drain.ts URL STREAMS SECONDS
  */
+export {};
+
 const [url, streams, seconds] = [process.argv[2]!, Number(process.argv[3]), Number(process.argv[4])];
 let bytes = 0;
 let opened = 0;
