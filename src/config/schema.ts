@@ -44,8 +44,15 @@ const origins = z.string().transform((v, ctx) => {
 });
 
 /** Addresses and CIDR blocks (10.0.0.0/8, fd00::/8), comma-separated; each checked here, once. */
+/** An address or CIDR block of TRUSTED_PROXIES, read once here; a bare address is its own /32 or /128. */
+export interface AddressBlock {
+  address: string;
+  bits: number;
+  family: "ipv4" | "ipv6";
+}
+
 const addressBlocks = z.string().transform((v, ctx) => {
-  const out: string[] = [];
+  const out: AddressBlock[] = [];
   for (const raw of v.split(",").map((e) => e.trim()).filter(Boolean)) {
     const [address, prefix, extra] = raw.split("/");
     const family = isIP(address ?? "");
@@ -54,10 +61,9 @@ const addressBlocks = z.string().transform((v, ctx) => {
       ctx.addIssue({ code: "custom", message: `${JSON.stringify(raw)} is not an address or CIDR block: write e.g. 10.0.0.7, 10.0.0.0/8 or fd00::/8` });
       return z.NEVER;
     }
-    // One spelling per block (10.0.0.0/008 is /8): what reads the list, the /0 warning too, sees one form.
-    out.push(prefix === undefined ? address! : `${address}/${bits}`);
+    out.push({ address: address!, bits: prefix === undefined ? (family === 6 ? 128 : 32) : bits, family: family === 6 ? "ipv6" : "ipv4" });
   }
-  return out.join(",");
+  return out;
 });
 
 const bool = z.union([z.boolean(), z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1")]);
@@ -153,7 +159,7 @@ export const settings = {
   AUTH_REFRESH_GRACE: duration.default(10_000).describe("After a connection's token expires, how long it has to send refresh before it is closed with 4401"),
   AUTH_HELLO_TIMEOUT: helloTimeout.optional().describe("Former name of HELLO_TIMEOUT, still read when HELLO_TIMEOUT is not set"),
   HELLO_TIMEOUT: helloTimeout.default(10_000).describe("How long a WebSocket may stay open without completing hello (and, with authentication on, without a valid token) before it is closed: 4002, or 4401 when it has no valid token"),
-  TRUSTED_PROXIES: addressBlocks.default("").describe("Comma-separated addresses or CIDR blocks of the proxies or load balancers in front of the gateway. A request whose peer is one of them is charged to the rightmost X-Forwarded-For address that is not, for every per-address bound (connections, connection rate, subscribes, feeds, replays, HTTP rates with authentication off); empty: X-Forwarded-For is ignored and the peer is the client, since any client can write the header"),
+  TRUSTED_PROXIES: addressBlocks.prefault("").describe("Comma-separated addresses or CIDR blocks of the proxies or load balancers in front of the gateway. A request whose peer is one of them is charged to the rightmost X-Forwarded-For address that is not, for every per-address bound (connections, connection rate, subscribes, feeds, replays, HTTP rates with authentication off); empty: X-Forwarded-For is ignored and the peer is the client, since any client can write the header"),
   ALLOWED_ORIGINS: origins.default("").describe("Comma-separated browser origins (https://app.example.com) allowed to open WebSockets and make CORS requests, or * for any; empty: only pages of the gateway's own host. Requests without Origin (non-browser clients) are always allowed; others get 403 ORIGIN_NOT_ALLOWED"),
   ALLOWED_HOSTS: z.string().refine((v) => v.split(",").map((h) => h.trim()).every((h) => h === "" || h === "*" || /^[a-z0-9.-]{1,253}$/i.test(h)), "host names only: e.g. gateway.example.com, or * for any").default("").describe("Comma-separated host names the gateway is served under (gateway.example.com, no port), or * for any. With authentication off, a browser page is served only on one of them, an IP address or localhost: a page of another site whose name was rebound to the gateway's address (DNS rebinding) sends its own name as Host and is refused 403 ORIGIN_NOT_ALLOWED. With authentication on, not needed"),
   HTTP_IDLE_TIMEOUT: duration.pipe(z.number().min(1000).max(255_000)).default(10_000).describe("An HTTP connection that sends nothing, or whose request (headers or body) does not arrive in full within this, is closed (at most 255s; Bun rounds to whole seconds). A request read in full is exempt while the gateway answers it"),

@@ -1,5 +1,6 @@
 import { BlockList, isIP } from "node:net";
 import type { Server } from "bun";
+import type { AddressBlock } from "../config/schema";
 
 /** Who a request comes from, for every per-address bound (connections, rates, feeds, replays). */
 export type ClientAddress = (req: Request, server: Server<unknown>) => string;
@@ -18,21 +19,16 @@ export const MAX_FORWARDED_HOPS = 16;
  * the last hop that gave one, so a proxy that writes garbage makes its clients one address, as if
  * no proxy were trusted, rather than letting the garbage name a bucket of its own.
  */
-export function createClientAddress(trustedProxies: string): ClientAddress {
+export function createClientAddress(trustedProxies: readonly AddressBlock[]): ClientAddress {
   const peerOf = (req: Request, server: Server<unknown>) => server.requestIP(req)?.address ?? "";
   const resolve = clientOf(trustedProxies, peerOf);
   return (req, server) => addressKey(resolve(req, server));
 }
 
-function clientOf(trustedProxies: string, peerOf: ClientAddress): ClientAddress {
-  const entries = trustedProxies.split(",").map((e) => e.trim()).filter(Boolean);
-  if (entries.length === 0) return peerOf;
+function clientOf(trustedProxies: readonly AddressBlock[], peerOf: ClientAddress): ClientAddress {
+  if (trustedProxies.length === 0) return peerOf;
   const trusted = new BlockList();
-  for (const entry of entries) {
-    const [address, prefix] = entry.split("/") as [string, string?];
-    const family = isIP(address) === 6 ? "ipv6" : "ipv4";
-    trusted.addSubnet(address, prefix === undefined ? (family === "ipv6" ? 128 : 32) : Number(prefix), family);
-  }
+  for (const { address, bits, family } of trustedProxies) trusted.addSubnet(address, bits, family);
   const isTrusted = (address: string) => {
     const v = isIP(address);
     return v !== 0 && trusted.check(address, v === 6 ? "ipv6" : "ipv4");
@@ -94,6 +90,6 @@ function ipv6Words(address: string): number[] | null {
 }
 
 /** Whether TRUSTED_PROXIES holds a block of every address (a /0), which lets any client name its own. */
-export function trustsEveryone(trustedProxies: string): boolean {
-  return trustedProxies.split(",").some((e) => e.trim().endsWith("/0"));
+export function trustsEveryone(trustedProxies: readonly AddressBlock[]): boolean {
+  return trustedProxies.some((b) => b.bits === 0);
 }

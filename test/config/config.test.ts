@@ -65,7 +65,12 @@ test("KAFKA_PROPERTIES: a value may hold a comma written as \\, (librdkafka's li
 });
 
 test("TRUSTED_PROXIES takes addresses and CIDR blocks, and names an entry that is neither", () => {
-  expect(loadConfig({ TRUSTED_PROXIES: " 10.0.0.0/8, fd00::/8 ,127.0.0.1" }).TRUSTED_PROXIES).toBe("10.0.0.0/8,fd00::/8,127.0.0.1");
+  expect(loadConfig({ TRUSTED_PROXIES: " 10.0.0.0/8, fd00::/8 ,127.0.0.1, 10.1.0.0/016" }).TRUSTED_PROXIES).toEqual([
+    { address: "10.0.0.0", bits: 8, family: "ipv4" },
+    { address: "fd00::", bits: 8, family: "ipv6" },
+    { address: "127.0.0.1", bits: 32, family: "ipv4" },
+    { address: "10.1.0.0", bits: 16, family: "ipv4" },
+  ]);
   for (const bad of ["10.0.0.0/33", "fd00::/129", "proxy.local", "10.0.0.0/8/1", "10.0.0.0/x", "10.0.0.256"]) {
     expect(fails({ TRUSTED_PROXIES: bad })).toMatch(new RegExp(`^config: TRUSTED_PROXIES .*${bad.replace(/[./]/g, "\\$&")}`));
   }
