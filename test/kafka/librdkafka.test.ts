@@ -63,12 +63,18 @@ async function consumeWithFfi(topic: string, partitions: number, expected: numbe
   c.assign(Array.from({ length: partitions }, (_, partition) => ({ topic, partition, offset: OFFSET_BEGINNING })));
   const batch = new MessageBatch(1000);
   const out: ConsumedMessage[] = [];
+  // Nothing handed out yet: no position (RD_KAFKA_OFFSET_INVALID).
+  expect(c.positions([{ topic, partition: 0 }])).toEqual([-1001]);
   const deadline = Date.now() + 30_000;
   while (out.length < expected && Date.now() < deadline) {
     const n = c.consume(batch, 100);
     for (let i = 0; i < n; i++) if (batch.err(i) === 0) out.push(batch.toMessage(i));
     batch.release();
   }
+  // Each partition's position is past the last record handed out (what a released reader resumes at).
+  const parts = Array.from({ length: partitions }, (_, partition) => ({ topic, partition }));
+  const lastOf = (partition: number) => out.reduce((m, r) => (r.partition === partition ? Math.max(m, r.offset) : m), -1);
+  expect(c.positions(parts)).toEqual(parts.map(({ partition }) => (lastOf(partition) < 0 ? -1001 : lastOf(partition) + 1)));
   c.destroy();
   return out.sort((a, b) => a.partition - b.partition || a.offset - b.offset);
 }

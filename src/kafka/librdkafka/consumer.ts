@@ -223,6 +223,22 @@ export class Consumer extends Client {
     }
   }
 
+  /**
+   * Where this consumer is in these partitions: the offset after the last message consume() handed
+   * out, or -1001 (RD_KAFKA_OFFSET_INVALID) where it handed out none yet. Local; never blocks.
+   */
+  positions(list: Array<{ topic: string; partition: number }>): number[] {
+    const l = PartitionList.of(list);
+    try {
+      check(rdk().rd_kafka_position(this.rk as never, l.handle as never), "position");
+      const out: number[] = [];
+      for (let i = 0; i < l.count; i++) out.push(readI64(l.elem(i), TP.OFFSET));
+      return out;
+    } finally {
+      l.destroy();
+    }
+  }
+
   /** Commits these offsets for the group, and waits for the answer. */
   commitSync(list: TopicPartitionOffset[]): void {
     const l = PartitionList.of(list);

@@ -65,6 +65,8 @@ const symbols = {
   rd_kafka_subscribe: { args: [ptr, ptr], returns: i32 },
   // rd_kafka_resp_err_t rd_kafka_committed(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *partitions, int timeout_ms)
   rd_kafka_committed: { args: [ptr, ptr, i32], returns: i32 },
+  // rd_kafka_resp_err_t rd_kafka_position(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *partitions)
+  rd_kafka_position: { args: [ptr, ptr], returns: i32 },
   // rd_kafka_resp_err_t rd_kafka_commit(rd_kafka_t *rk, const rd_kafka_topic_partition_list_t *offsets, int async)
   rd_kafka_commit: { args: [ptr, ptr, i32], returns: i32 },
   rd_kafka_consumer_close: { args: [ptr], returns: i32 },

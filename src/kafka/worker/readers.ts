@@ -20,6 +20,13 @@ const RECORDS_BUDGET_BYTES = 1024 * 1024;
 // of 900 KB make each message one record, and four of them per replay that is not read, times the
 // replays, were what the gateway held (64 such replays: 1.6 GB). One message always goes.
 const OUTSTANDING_BYTES = RECORDS_BUDGET_BYTES;
+// How long a manual reader may be held (its subscribers not taking what it sent) before what
+// librdkafka fetched ahead for it is let go. Fetches are sized in compressed bytes and held
+// decompressed: 24 replays of records that compress 250:1, none read, held 572 MB in a worker, and
+// 64 of them 1.7 GB, until it answered no ping and was killed, failing other clients' publishes
+// WORKER_LOST (hostile tester). Released, a held reader costs the worker nothing; it is assigned
+// again at exactly the offsets it stopped at once its subscribers take what it sent.
+const RELEASE_HELD_AFTER_MS = 200;
 // RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET: with auto.offset.reset=error, a fetch position the log does not have.
 const AUTO_OFFSET_RESET = -140;
 
@@ -42,6 +49,16 @@ class Reader {
   consumed = 0;
   /** Bytes per record in the RECORDS sent so far (a moving average): sizes the next batch to the budget. */
   private recordBytes = 256;
+  /**
+   * A manual reader's partitions, each with the offset it was assigned at, then (at a release) the
+   * next one to hand over: where it is assigned again. Null for a group member, whose partitions are
+   * the group's to move.
+   */
+  private readonly next: Map<string, Assignment> | null;
+  /** When the reader became held (performance.now()), 0 while it is not. */
+  private heldSince = 0;
+  /** Its partitions are unassigned while it is held (RELEASE_HELD_AFTER_MS). */
+  private released = false;
 
   constructor(
     readonly id: number,
@@ -67,17 +84,38 @@ class Reader {
     // until its session times out, so share groups get 10 s rather than librdkafka's 45 s.
     const session: Record<string, number> = groupTopics ? { "session.timeout.ms": 10_000, "heartbeat.interval.ms": 3000 } : {};
     this.consumer = new Consumer({ ...session, ...config, ...mode, "enable.partition.eof": false });
+    this.next = groupTopics ? null : new Map();
     if (groupTopics) this.consumer.subscribe(groupTopics);
     // rd_kafka_new() returns at once and connects in the background, as the Node reader's 'ready' did.
     send(jsonMessage(IpcType.READER_READY, { readerId: id }));
   }
 
   assign(list: Assignment[]): void {
-    this.consumer.incrementalAssign(list);
+    for (const a of list) this.next?.set(`${a.partition}:${a.topic}`, { ...a });
+    if (!this.released) this.consumer.incrementalAssign(list);
   }
 
   unassign(list: Assignment[]): void {
-    this.consumer.incrementalUnassign(list.map(({ topic, partition }) => ({ topic, partition })));
+    for (const a of list) this.next?.delete(`${a.partition}:${a.topic}`);
+    if (!this.released) this.consumer.incrementalUnassign(list.map(({ topic, partition }) => ({ topic, partition })));
+  }
+
+  /** Lets go of what librdkafka holds for this reader: its partitions, and with them what it fetched ahead. */
+  private release(): void {
+    this.released = true;
+    const parts = [...this.next!.values()];
+    if (parts.length === 0) return;
+    // Where it is: past every record it handed over (all of them went out in RECORDS), else as assigned.
+    const at = this.consumer.positions(parts);
+    parts.forEach((p, i) => {
+      if (at[i]! >= 0) p.offset = at[i]!;
+    });
+    this.consumer.incrementalUnassign(parts.map(({ topic, partition }) => ({ topic, partition })));
+  }
+
+  private restore(): void {
+    this.released = false;
+    if (this.next!.size > 0) this.consumer.incrementalAssign([...this.next!.values()]);
   }
 
   acked(): void {
@@ -107,7 +145,21 @@ class Reader {
       return false;
     }
     const held = this.outstanding.length;
-    if (held >= READER_CREDIT || (held > 0 && this.outstandingBytes >= OUTSTANDING_BYTES)) return true;
+    if (held >= READER_CREDIT || (held > 0 && this.outstandingBytes >= OUTSTANDING_BYTES)) {
+      if (this.next === null) return true;
+      const now = performance.now();
+      if (this.heldSince === 0) this.heldSince = now;
+      else if (!this.released && now - this.heldSince >= RELEASE_HELD_AFTER_MS) this.release();
+      if (this.released) {
+        // What was fetched for the partitions before they were let go is stale now: serving the
+        // queue frees it (and anything it returns is read again from `next` once restored).
+        this.consumer.consume(this.batch, 0);
+        this.batch.release();
+      }
+      return true;
+    }
+    this.heldSince = 0;
+    if (this.released) this.restore();
     const n = this.consumer.consume(this.batch, 0, Math.floor(RECORDS_BUDGET_BYTES / this.recordBytes));
     this.consumed = n;
     if (n > 0) {
