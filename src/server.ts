@@ -188,6 +188,9 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   const notRouted = withOrigin(origins, metrics, "http", (req: Request, _srv: Server<ConnectionData>) => {
     const path = new URL(req.url).pathname;
     const allow = allowed.get(path);
+    // The router matched the path as sent; req.url has its . and .. segments resolved. A method the
+    // resolved path allows means the path as sent was another (a 405 would contradict itself).
+    if (allow?.split(", ").includes(req.method)) return error("NOT_FOUND", `no route for ${req.method} ${path} as sent: paths with . or .. segments are not resolved`);
     if (allow) return error("METHOD_NOT_ALLOWED", `${req.method} is not allowed on ${path}; use ${allow}`, { allow });
     return error("NOT_FOUND", `no route for ${req.method} ${path}`);
   });

@@ -57,9 +57,16 @@ const RECONNECT_HINT_MS = 1000;
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
+/** Query parameters that take one value (topic may be repeated: each names a topic). */
+const SINGLE_PARAMS = ["filter", "start", "policy", "share", "lastEventId", "access_token"] as const;
+
 /** The query string (and Last-Event-ID) as the subscribe frame a WebSocket client would send. */
 function subscribeFrame(req: Request, url: URL): SubscribeFrame {
   const q = url.searchParams;
+  // Given twice, a parameter would be read as its first in silence: refused, naming it.
+  for (const name of SINGLE_PARAMS) {
+    if (q.getAll(name).length > 1) throw new GatewayError("INVALID_FRAME", `${name} is given more than once`);
+  }
   const frame: Record<string, unknown> = { t: FrameType.SUBSCRIBE, cid: 0, sub: "sse" };
   const topics = q.getAll("topic").flatMap((t) => t.split(","));
   if (topics.length === 1) frame.topic = topics[0];

@@ -1,4 +1,5 @@
 import { afterAll, expect, test } from "bun:test";
+import * as net from "node:net";
 import { ConfigError, loadConfig } from "../../src/config/load";
 import { SECRET, hsToken } from "../auth/support";
 import { underControl } from "../ingest/control";
@@ -169,6 +170,26 @@ test("every route answers a wrong method 405 with Allow, the WebSocket paths inc
     expect({ path, status: options.status, allow: options.headers.get("allow") }).toEqual({ path, status: 204, allow });
     if (allow.includes("HEAD")) expect({ path, head: (await fetch(`${gw.url}${path}`, { method: "HEAD" })).status }).toEqual({ path, head: 200 });
   }
+});
+
+test("a path with . or .. segments is not a route: 404 saying so, never a 405 that contradicts itself", async () => {
+  // Before: the router matched the path as sent, the fallback the resolved one, and answered
+  // "405 GET is not allowed on /health/live; use GET, HEAD, OPTIONS" (hostile tester).
+  const gw = await gateway("listed");
+  const raw = (line: string) =>
+    new Promise<string>((resolve) => {
+      let got = "";
+      const s = net.connect(gw.port, "127.0.0.1", () => s.write(`${line} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`));
+      s.on("data", (d) => (got += d.toString()));
+      s.on("close", () => resolve(got));
+      s.on("error", () => resolve(got));
+    });
+  for (const line of ["GET /api/v1/../../health/live", "GET /health/./live", "GET /./health", "POST /api/v1/x/../events?topic=h1"]) {
+    const answer = await raw(line);
+    expect({ line, status: answer.split("\r\n")[0] }).toEqual({ line, status: "HTTP/1.1 404 Not Found" });
+    expect(answer).toContain("paths with . or .. segments are not resolved");
+  }
+  expect((await raw("GET /health/live")).split("\r\n")[0]).toBe("HTTP/1.1 200 OK");
 });
 
 test("a flood of refused upgrades and requests from a bad origin costs a control connection nothing", async () => {

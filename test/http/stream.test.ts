@@ -132,6 +132,13 @@ test("a bad query is refused before any stream: 400 with the code a subscribe fr
   await lone.done;
   expect(lone.status).toBe(400);
   expect(lone.body.error.code).toBe("BAD_FRAME");
+  // A parameter given twice is refused, not read as its first (start=earliest&start=latest was
+  // served from earliest; hostile tester), as a frame with a key twice would be ambiguous.
+  for (const q of ["start=earliest&start=latest", "policy=drop-oldest&policy=disconnect", "filter=%7B%7D&filter=%7B%7D", "share=a&share=b"]) {
+    const twice = openStream(`${gw.url}/api/v1/stream?topic=x&${q}`);
+    await twice.done;
+    expect({ q, status: twice.status, code: twice.body.error.code }).toEqual({ q, status: 400, code: "INVALID_FRAME" });
+  }
 });
 
 test("with authentication on, a stream needs a token (Authorization or access_token) that grants the topic", async () => {
