@@ -56,6 +56,8 @@ interface ConnData {
 const PING = jsonMessage(IpcType.PING, {});
 const BUN_WORKER = join(import.meta.dir, "worker", "main.ts");
 const HELLO_TIMEOUT_MS = 20_000;
+/** The least a worker waits without a word from the gateway before it leaves (WorkerConfig.gatewaySilentMs). */
+const GATEWAY_SILENT_MIN_MS = 10_000;
 
 /**
  * Starts and supervises the Kafka worker processes (Bun, worker/main.ts), routes records to them in binary batches and maps
@@ -230,6 +232,7 @@ export class WorkerPool {
       producer: this.options.producer,
       consumer: this.options.consumer,
       probeTimeoutMs: this.options.brokerProbeTimeoutMs ?? 1500,
+      gatewaySilentMs: Math.max(GATEWAY_SILENT_MIN_MS, 3 * this.pingTimeoutMs),
     };
     const generation = slot.generation;
     // Run from source by this same Bun: no bundle, no Node.js at run time.

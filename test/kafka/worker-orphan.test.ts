@@ -54,3 +54,35 @@ test("the gateway is SIGKILLed while its worker holds records for a frozen broke
   expect(alive(worker)).toBe(false);
   expect(tookMs).toBeLessThan(1000);
 }, 60_000);
+
+test("a gateway that stops answering (SIGSTOP) leaves its workers without a gateway: they leave within seconds rather than hold their readers' partitions, and it starts new ones when it continues", async () => {
+  // Before, the workers of a stopped gateway ran on: a share group's partitions stayed with them, and
+  // no member on another instance got their records for 5 minutes (max.poll.interval.ms), while the
+  // other instance said ok (chaos tester).
+  const g = await startGateway({ KAFKA_BROKERS: broker.brokers, KAFKA_WORKERS: "2" });
+  try {
+    const pids: number[] = (await g.health()).log.workers.map((w: { pid: number }) => w.pid);
+    expect(pids.every(alive)).toBe(true);
+    process.kill(g.proc.pid, "SIGSTOP");
+    const t0 = performance.now();
+    while (pids.some(alive) && performance.now() - t0 < 25_000) await Bun.sleep(100);
+    const goneAfterMs = performance.now() - t0;
+    process.kill(g.proc.pid, "SIGCONT");
+    console.log(`gateway stopped: its workers left after ${(goneAfterMs / 1000).toFixed(1)} s`);
+    expect(pids.some(alive)).toBe(false);
+    expect(goneAfterMs).toBeLessThan(20_000);
+    // Continued, it starts new workers and publishes again.
+    const c = await connect({ url: g.wsUrl });
+    try {
+      const ack = await c.publish({ type: "after-stop" }, { topic: freshTopic("silent") });
+      expect(ack.offset).toBeGreaterThanOrEqual(0);
+    } finally {
+      c.close();
+    }
+  } finally {
+    try {
+      process.kill(g.proc.pid, "SIGCONT");
+    } catch {}
+    await g.stop();
+  }
+}, 90_000);

@@ -8,4 +8,9 @@ export interface WorkerConfig {
   consumer: Record<string, string | number | boolean>;
   /** How long one broker probe (a metadata request) may take before it counts as failed. */
   probeTimeoutMs: number;
+  /**
+   * The gateway pings several times within its ping timeout: nothing from it for this long means it
+   * is stopped or wedged, and the worker leaves (see main.ts).
+   */
+  gatewaySilentMs: number;
 }

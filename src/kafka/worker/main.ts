@@ -118,7 +118,10 @@ await Bun.connect<undefined>({
       send(jsonMessage(IpcType.HELLO, { workerIndex: config.workerIndex, token: config.token, pid: process.pid, runtime: "bun", bun: Bun.version, node: process.versions.node, librdkafka }));
       connectProducer();
     },
-    data: (_s, chunk) => reader.push(chunk as Buffer),
+    data: (_s, chunk) => {
+      lastFromGateway = performance.now();
+      reader.push(chunk as Buffer);
+    },
     drain: () => writer?.drain(),
     // Without the gateway there is nobody to acknowledge to: leave at once, rather than linger as an
     // orphan or drain. What it still holds could only reach Kafka unacknowledged, after its clients
@@ -131,6 +134,27 @@ await Bun.connect<undefined>({
     error: () => {},
   },
 }).catch(() => process.exit(2));
+
+/**
+ * A gateway that says nothing for `gatewaySilentMs` (it pings every second or so) is stopped or
+ * wedged: nobody takes this worker's acks or records, and its readers' partitions would stay with it.
+ * A share group's stayed for 5 minutes (max.poll.interval.ms), its records reaching no member on any
+ * other instance (chaos tester). The readers leave their groups at once (closed, not timed out),
+ * then the worker goes as it does without a gateway; the gateway, if it comes back, starts another.
+ */
+let lastFromGateway = performance.now();
+const silence = setInterval(() => {
+  if (shuttingDown || performance.now() - lastFromGateway < config.gatewaySilentMs) return;
+  clearInterval(silence);
+  shuttingDown = true;
+  process.stderr.write(`kafka worker ${config.workerIndex}: nothing from the gateway for ${config.gatewaySilentMs} ms; leaving\n`);
+  readers.closeAll();
+  const deadline = performance.now() + 2000;
+  setInterval(() => {
+    readers.tick();
+    if (readers.closingCount === 0 || performance.now() > deadline) process.kill(process.pid, "SIGKILL");
+  }, 5);
+}, 1000);
 
 /** READY once a broker answers a metadata request through the producer; retried every second. */
 function connectProducer(): void {
