@@ -49,7 +49,8 @@ try {
   process.stderr.write(`kafka worker ${config.workerIndex}: ${String((e as Error)?.message ?? e)}\n`);
   process.exit(3);
 }
-const readers = new FfiReaders(config.consumer, send, status);
+// Readers' messages are bulk: behind delivery reports and PONGs, in order among themselves.
+const readers = new FfiReaders(config.consumer, (buf) => writer?.writeBulk(buf), status);
 
 type Answer = { result?: unknown; error?: string };
 
