@@ -43,7 +43,6 @@ const origins = z.string().transform((v, ctx) => {
   return out.join(",");
 });
 
-/** Addresses and CIDR blocks (10.0.0.0/8, fd00::/8), comma-separated; each checked here, once. */
 /** An address or CIDR block of TRUSTED_PROXIES, read once here; a bare address is its own /32 or /128. */
 export interface AddressBlock {
   address: string;
@@ -51,6 +50,7 @@ export interface AddressBlock {
   family: "ipv4" | "ipv6";
 }
 
+/** Addresses and CIDR blocks (10.0.0.0/8, fd00::/8), comma-separated; each checked here, once. */
 const addressBlocks = z.string().transform((v, ctx) => {
   const out: AddressBlock[] = [];
   for (const raw of v.split(",").map((e) => e.trim()).filter(Boolean)) {

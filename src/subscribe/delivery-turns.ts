@@ -46,21 +46,16 @@ export class DeliveryTurns {
   private readonly pass = (): void => {
     this.armed = false;
     this.spentMs = 0;
-    // Only those waiting as the turn began: one that asks again goes to the next turn's line.
-    const line = [...this.waiting];
-    this.waiting.clear();
-    for (let i = 0; i < line.length; i++) {
-      // The first always runs, so a turn's budget can never be spent by nobody.
-      if (i > 0 && this.spentMs >= this.turnMs) {
-        const rest = line.slice(i);
-        // Still first in line, before anyone who asked during this turn.
-        const later = [...this.waiting];
-        this.waiting.clear();
-        for (const r of rest) this.waiting.add(r);
-        for (const r of later) this.waiting.add(r);
-        break;
-      }
-      line[i]!();
+    // Only those waiting as the turn began: one that asks again joins the line behind them, and
+    // those the budget does not reach stay at its front. The first always runs, so a turn's
+    // budget can never be spent by nobody.
+    const inLine = this.waiting.size;
+    let served = 0;
+    for (const resume of this.waiting) {
+      if (served === inLine || (served > 0 && this.spentMs >= this.turnMs)) break;
+      this.waiting.delete(resume);
+      served++;
+      resume();
     }
     if (this.waiting.size > 0) this.arm();
   };

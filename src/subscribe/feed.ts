@@ -299,9 +299,8 @@ export class Feed implements ShareDealer {
   }
 
   private pump(): void {
-    if (this.pumping || this.paceTimer || this.held || this.waitingTurn || this.closed) return;
+    if (this.pumping || this.paceTimer || this.held || this.waitingTurn || this.closed || this.waiting.length === 0) return;
     const turns = this.options.turns;
-    if (this.waiting.length === 0) return;
     if (turns.leftMs <= 0) return this.waitTurn();
     this.pumping = true;
     const started = performance.now();

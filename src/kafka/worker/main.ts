@@ -150,11 +150,12 @@ const silence = setInterval(() => {
   shuttingDown = true;
   process.stderr.write(`kafka worker ${config.workerIndex}: nothing from the gateway for ${config.gatewaySilentMs} ms; leaving\n`);
   readers.closeAll();
-  const deadline = performance.now() + 2000;
-  setInterval(() => {
-    readers.tick();
-    if (readers.closingCount === 0 || performance.now() > deadline) process.kill(process.pid, "SIGKILL");
-  }, 5);
+  // The poll loop serves their close, as in shutdown().
+  void (async () => {
+    const deadline = performance.now() + 2000;
+    while (readers.closingCount > 0 && performance.now() < deadline) await Bun.sleep(5);
+    process.kill(process.pid, "SIGKILL");
+  })();
 }, 1000);
 
 /** READY once a broker answers a metadata request through the producer; retried every second. */
