@@ -1,8 +1,8 @@
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import { resolve } from "node:path";
 import { connect } from "../../src/client";
 import { underControl } from "../ingest/control";
-import { type GatewayProcess, startGateway } from "../support/gateway";
+import { gatewayForBlock } from "../support/gateway";
 
 /**
  * One address opens as many replays as it may (MAX_REPLAYS_PER_ADDRESS, 16), as SSE streams from the
@@ -13,15 +13,10 @@ import { type GatewayProcess, startGateway } from "../support/gateway";
  * Measured side by side here: control p99 142 and 192 ms before, 27–38 ms after, the replays read as
  * fast as before (805 MB in 10 s).
  */
-let gw: GatewayProcess;
-beforeAll(async () => {
-  gw = await startGateway({ KAFKA_BROKERS: "", RATE_LIMIT_EVENTS: "0", RATE_LIMIT_BYTES: "0" });
-});
-afterAll(async () => {
-  await gw.stop();
-});
+const block = gatewayForBlock({ KAFKA_BROKERS: "", RATE_LIMIT_EVENTS: "0", RATE_LIMIT_BYTES: "0" });
 
 test("sixteen SSE replays of 40 MB from one address, read as fast as they come: other clients keep their latency", async () => {
+  const gw = block.gw;
   const topic = "replayed";
   const c = await connect({ url: gw.wsUrl });
   const pad = "x".repeat(1000);

@@ -1,6 +1,6 @@
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import { connect } from "../../src/client";
-import { type GatewayProcess, startGateway } from "../support/gateway";
+import { gatewayForBlock } from "../support/gateway";
 import { freshTopic } from "../support/kafka";
 import { openJsonWs as open } from "../support/json-ws";
 
@@ -11,16 +11,11 @@ import { openJsonWs as open } from "../support/json-ws";
  * queued ones. Before, they were dropped, and the reviewer's group never got 95 and 446 events (the
  * group's commit stuck behind them) while the member that stayed read on.
  */
-let gw: GatewayProcess;
-beforeAll(async () => {
-  gw = await startGateway({ KAFKA_BROKERS: "", SUBSCRIBE_RATE_LIMIT: "0", SUBSCRIBE_RATE_LIMIT_PER_ADDRESS: "0" });
-});
-afterAll(async () => {
-  await gw.stop();
-});
+const block = gatewayForBlock({ KAFKA_BROKERS: "", SUBSCRIBE_RATE_LIMIT: "0", SUBSCRIBE_RATE_LIMIT_PER_ADDRESS: "0" });
 
 
 test("members joining and leaving a share group mid-batch: every event reaches a member while one stays", async () => {
+  const gw = block.gw;
   const topic = freshTopic("share-churn");
   const group = `g-churn-${Date.now()}`;
   const seen = new Set<number>();

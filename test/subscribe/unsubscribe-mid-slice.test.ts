@@ -1,7 +1,7 @@
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import { unpack } from "msgpackr";
 import { connect } from "../../src/client";
-import { type GatewayProcess, startGateway } from "../support/gateway";
+import { gatewayForBlock } from "../support/gateway";
 import { freshTopic } from "../support/kafka";
 import { openJsonWs as open } from "../support/json-ws";
 
@@ -12,16 +12,11 @@ import { openJsonWs as open } from "../support/json-ws";
  * subscribed and unsubscribed 60 times beside 950 filtered subscriptions, was told a token past
  * records it never got in 49 of 60 runs (6,587 records a resume would have skipped).
  */
-let gw: GatewayProcess;
-beforeAll(async () => {
-  gw = await startGateway({ KAFKA_BROKERS: "", SUBSCRIBE_RATE_LIMIT: "0", SUBSCRIBE_RATE_LIMIT_PER_ADDRESS: "0" });
-});
-afterAll(async () => {
-  await gw.stop();
-});
+const block = gatewayForBlock({ KAFKA_BROKERS: "", SUBSCRIBE_RATE_LIMIT: "0", SUBSCRIBE_RATE_LIMIT_PER_ADDRESS: "0" });
 
 
 test("an unsubscribe while a feed is mid-batch answers a token no later than what the subscriber was sent", async () => {
+  const gw = block.gw;
   const topic = freshTopic("unsub-mid");
   const pub = await connect({ url: gw.wsUrl });
   await pub.publish({ type: "init", data: { n: 0 } }, { topic });
