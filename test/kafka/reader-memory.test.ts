@@ -16,6 +16,16 @@ import { RawWsClient } from "../support/raw-ws";
  * 147–206 and 172–220 alone (the box is shared, so the bounds leave room). And a record larger than a
  * fetch still arrives.
  */
+/** The least `read()` gave over `samples` samples 200 ms apart: memory once collectable garbage is gone. */
+async function least(read: () => number, samples: number): Promise<number> {
+  let min = Number.POSITIVE_INFINITY;
+  for (let i = 0; i < samples; i++) {
+    await Bun.sleep(200);
+    min = Math.min(min, read());
+  }
+  return min;
+}
+
 const file = kafkaGatewayForFile({ KAFKA_WORKERS: "2", RATE_LIMIT_BYTES: "0", RATE_LIMIT_EVENTS: "0" });
 
 test("replays whose client never reads, of records that compress 250:1, hold bounded memory in the workers and the gateway", async () => {
@@ -74,11 +84,7 @@ test("replays that stay unread let go of what their readers fetched ahead: 24 of
   pub.close();
   const workers: number[] = (await file.gw.health()).log.workers.map((w: { pid: number }) => w.pid);
   const together = () => workers.reduce((n, pid) => n + rssMiB(pid), 0);
-  let before = Number.POSITIVE_INFINITY;
-  for (let i = 0; i < 15; i++) {
-    await Bun.sleep(200);
-    before = Math.min(before, together());
-  }
+  const before = await least(together, 15);
   const held = await underControl(file.gw, "24 replays of 990 KB records, never read", async () => {
     const readers = await Promise.all(["127.0.0.2", "127.0.0.3"].map((a) => RawWsClient.connect(file.gw.port, "/ws", "", a)));
     for (const r of readers) {
@@ -89,13 +95,9 @@ test("replays that stay unread let go of what their readers fetched ahead: 24 of
     }
     await Bun.sleep(4000);
     // Settled: what the workers hold now, for replays nobody reads (the least of 2 s of samples).
-    let least = Number.POSITIVE_INFINITY;
-    for (let i = 0; i < 10; i++) {
-      await Bun.sleep(200);
-      least = Math.min(least, together() - before);
-    }
+    const held = await least(() => together() - before, 10);
     for (const r of readers) r.destroy();
-    return least;
+    return held;
   });
   console.log(`24 replays of 990 KB records that compress 250:1, never read: the workers hold ${held.toFixed(0)} MiB more together than before them`);
   expect(held).toBeLessThan(600);
