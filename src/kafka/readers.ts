@@ -1,5 +1,6 @@
 import type { ConsumedRecord, LogReader, ReaderGroup, ReaderHandlers } from "../log/event-log";
 import { GatewayError } from "../protocol/errors";
+import { RepeatedNames } from "../bytes/repeated-names";
 import { type ByteReader, IpcType, jsonMessage } from "./wire/ipc";
 import { readRecords } from "./wire/records-layout";
 import type { WorkerSlot } from "./worker-slot";
@@ -10,6 +11,8 @@ interface OpenReader {
   isReady: boolean;
   markReady: () => void;
   fail: (e: Error) => void;
+  /** Its topic and header names, the same in most records (RepeatedNames). */
+  names: RepeatedNames;
 }
 
 /**
@@ -39,7 +42,7 @@ export class ReaderRegistry {
       fail = reject;
     });
     ready.catch(() => {}); // the opener awaits it; an opener that stopped caring must not crash us
-    const reader: OpenReader = { slot, handlers, isReady: false, markReady: () => {}, fail };
+    const reader: OpenReader = { slot, handlers, isReady: false, markReady: () => {}, fail, names: new RepeatedNames() };
     reader.markReady = () => {
       reader.isReady = true;
       markReady();
@@ -84,7 +87,7 @@ export class ReaderRegistry {
     if (!reader) return;
     let records: ConsumedRecord[];
     try {
-      records = readRecords(r);
+      records = readRecords(r, reader.names);
     } catch {
       // Only a bug on either side of the socket gets here: the credit goes back so the reader is not wedged.
       reader.slot.writer?.write(jsonMessage(IpcType.RECORDS_ACK, { readerId }));

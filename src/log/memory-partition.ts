@@ -1,5 +1,6 @@
 import type { ConsumedRecord, LogRecord } from "./event-log";
 import { GatewayError } from "../protocol/errors";
+import { RepeatedNames } from "../bytes/repeated-names";
 import { copyBytes, writeUtf8 } from "../bytes/utf8";
 
 const CHUNK_BYTES = 1 << 20;
@@ -41,6 +42,8 @@ export class MemoryPartition {
   /** Bytes of the chunks held: what this partition costs in memory. */
   bytes = 0;
   private nextChunkBytes = FIRST_CHUNK_BYTES;
+  /** Header names, mostly the same in every record. */
+  private readonly names = new RepeatedNames();
 
   constructor(
     readonly topic: string,
@@ -130,7 +133,7 @@ export class MemoryPartition {
     p += 2;
     for (let h = 0; h < headers.length; h++) {
       const nameLen = b.readUInt16LE(p);
-      const name = b.toString("utf8", p + 2, p + 2 + nameLen);
+      const name = this.names.read(h, b, p + 2, nameLen);
       p += 2 + nameLen;
       const len = b.readUInt32LE(p);
       headers[h] = [name, b.subarray(p + 4, p + 4 + len)];

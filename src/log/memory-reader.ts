@@ -10,12 +10,15 @@ interface Position {
   next: number;
 }
 
-/** The embedded log's reader: the same contract as a Kafka reader (manual assignment, credits). */
+/**
+ * The embedded log's reader: the same contract as a Kafka reader (manual assignment, credits). It
+ * reads when the log gives it a turn (MemoryLog's read slices), never on its own: a Kafka reader's
+ * reading costs a worker process, this one's costs the gateway's thread.
+ */
 export class MemoryReader implements LogReader {
   readonly ready = Promise.resolve();
   private readonly positions = new Map<string, Position>();
   private outstanding = 0;
-  private scheduled = false;
   private closed = false;
 
   constructor(
@@ -47,43 +50,39 @@ export class MemoryReader implements LogReader {
     this.log.removeReader(this);
   }
 
-  /** Called by the log after every append. */
+  /** There may be something to read (an append, an assignment, a credit back): asks the log for a turn. */
   notify(): void {
-    if (this.scheduled || this.closed) return;
-    this.scheduled = true;
-    queueMicrotask(() => {
-      this.scheduled = false;
-      this.pump();
-    });
+    if (!this.closed) this.log.wantsToRead(this);
   }
 
-  private pump(): void {
-    while (!this.closed && this.outstanding < CREDIT) {
-      const batch: ConsumedRecord[] = [];
-      for (const [place, pos] of this.positions) {
-        // Retention dropped the next record before it was read: as a Kafka reader does, stop reading
-        // the partition and say so, rather than going on from the log's start as if nothing were missing.
-        if (pos.next < this.log.earliest(pos.topic, pos.partition)) {
-          this.positions.delete(place);
-          this.handlers.onOutOfRange(pos.topic, pos.partition, pos.next);
-          continue;
-        }
-        for (const r of this.log.read(pos.topic, pos.partition, pos.next, BATCH - batch.length)) {
-          batch.push(r);
-          pos.next = r.offset + 1;
-        }
-        if (batch.length >= BATCH) break;
+  /** Reads and hands over one batch, if it has a credit and something to read; false when it has nothing more to do now. */
+  readOnce(): boolean {
+    if (this.closed || this.outstanding >= CREDIT) return false;
+    const batch: ConsumedRecord[] = [];
+    for (const [place, pos] of this.positions) {
+      // Retention dropped the next record before it was read: as a Kafka reader does, stop reading
+      // the partition and say so, rather than going on from the log's start as if nothing were missing.
+      if (pos.next < this.log.earliest(pos.topic, pos.partition)) {
+        this.positions.delete(place);
+        this.handlers.onOutOfRange(pos.topic, pos.partition, pos.next);
+        continue;
       }
-      if (batch.length === 0) return;
-      this.outstanding++;
-      let released = false;
-      this.handlers.onRecords(batch, () => {
-        if (released) return;
-        released = true;
-        this.outstanding--;
-        this.notify();
-      });
+      for (const r of this.log.read(pos.topic, pos.partition, pos.next, BATCH - batch.length)) {
+        batch.push(r);
+        pos.next = r.offset + 1;
+      }
+      if (batch.length >= BATCH) break;
     }
+    if (batch.length === 0) return false;
+    this.outstanding++;
+    let released = false;
+    this.handlers.onRecords(batch, () => {
+      if (released) return;
+      released = true;
+      this.outstanding--;
+      this.notify();
+    });
+    return !this.closed && this.outstanding < CREDIT;
   }
 }
 

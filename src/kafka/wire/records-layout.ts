@@ -3,6 +3,7 @@
  * decodes it. Kept apart from the worker's Kafka code so both sides (and the tests) share one definition.
  */
 import type { ConsumedRecord } from "../../log/event-log";
+import { RepeatedNames } from "../../bytes/repeated-names";
 import type { ByteReader, ByteWriter } from "./ipc";
 
 /** A message as the Kafka binding hands it to a consumer. */
@@ -127,11 +128,13 @@ function headerOf(h: Record<string, Buffer | string>): [string, Buffer | string]
 }
 
 /** The records of one RECORDS message (layout in ./ipc.ts), copied out of the message body. */
-export function readRecords(r: ByteReader): ConsumedRecord[] {
+export function readRecords(r: ByteReader, names = new RepeatedNames()): ConsumedRecord[] {
   const count = r.u32();
   const records: ConsumedRecord[] = new Array(count);
   for (let i = 0; i < count; i++) {
-    const topic = r.shortString();
+    const topicLen = r.u16();
+    const topic = names.read(0, r.buf, r.pos, topicLen);
+    r.pos += topicLen;
     const partition = r.i32();
     const offset = r.f64();
     const timestamp = r.f64();
@@ -140,7 +143,13 @@ export function readRecords(r: ByteReader): ConsumedRecord[] {
     const headerCount = r.u32();
     if (headerCount > r.buf.length - r.pos) throw new RangeError(`${headerCount} headers cannot fit in the rest of the message`);
     const headers: ConsumedRecord["headers"] = new Array(headerCount);
-    for (let h = 0; h < headerCount; h++) headers[h] = [r.longString(), Buffer.from(r.slice(r.u32()))];
+    for (let h = 0; h < headerCount; h++) {
+      const nameLen = r.u32();
+      if (nameLen > r.buf.length - r.pos) throw new RangeError(`a header name of ${nameLen} bytes cannot fit in the rest of the message`);
+      const name = names.read(1 + h, r.buf, r.pos, nameLen);
+      r.pos += nameLen;
+      headers[h] = [name, Buffer.from(r.slice(r.u32()))];
+    }
     records[i] = { topic, partition, offset, timestamp, key: key && Buffer.from(key), value: value && Buffer.from(value), headers };
   }
   return records;
