@@ -95,6 +95,11 @@ export function encodeFrame(frame: object, codec: CodecName): Uint8Array | strin
   return codec === "msgpack" ? packr.pack(frame) : JSON.stringify(frame, jsonReplacer);
 }
 
+/** One value in msgpack exactly as encodeFrame writes it inside a frame: for parts of frames spliced elsewhere (./event-frames.ts). */
+export function packPart(value: unknown): Uint8Array {
+  return packr.pack(value);
+}
+
 /** Encodes a structured event payload as the Kafka record value. */
 export function encodeValue(data: unknown, codec: CodecName): Uint8Array {
   return codec === "msgpack" ? packr.pack(withIntegersAsInt64(data)) : Buffer.from(JSON.stringify(data, jsonReplacer));

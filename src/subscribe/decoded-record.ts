@@ -1,5 +1,6 @@
 import type { ConsumedRecord } from "../log/event-log";
 import { type CodecName, encodeFrame, parseJsonValue } from "../protocol/codec";
+import { type EncodedEntry, encodeEntry } from "../protocol/event-frames";
 import type { Degraded } from "../protocol/frames";
 import { ownKeysUnpacker } from "../protocol/own-keys";
 import { INT64_AUTO, withIntegersAsInt64 } from "../protocol/integers";
@@ -64,6 +65,7 @@ export class DecodedRecord implements FilterableEvent {
   private binaryHeaders: Record<string, Uint8Array> | null = null;
   private headerCount = 0;
   private readonly delivered: Partial<Record<CodecName, DeliveredEvent>> = {};
+  private readonly entries: Partial<Record<CodecName, EncodedEntry>> = {};
   private ceTime: string | undefined;
   private decoded = false;
   private decodedData: unknown;
@@ -117,6 +119,24 @@ export class DecodedRecord implements FilterableEvent {
   event(codec: CodecName): Record<string, unknown> {
     if (codec === "msgpack") return (this.wire ??= this.build(false));
     return (this.wireJson ??= this.build(true));
+  }
+
+  /**
+   * Its entry of an event frame in `codec` (protocol/event-frames.ts), encoded once for every
+   * subscription it goes to: the event whole, or degraded as deliverable() says when it cannot be
+   * encoded whole, so one record that cannot be encoded costs only itself.
+   */
+  entry(codec: CodecName): EncodedEntry {
+    const cached = this.entries[codec];
+    if (cached !== undefined) return cached;
+    const r = this.record;
+    let encoded: EncodedEntry;
+    try {
+      encoded = encodeEntry({ topic: r.topic, partition: r.partition, offset: r.offset, event: this.event(codec) }, codec);
+    } catch {
+      encoded = encodeEntry({ topic: r.topic, partition: r.partition, offset: r.offset, ...this.deliverable(codec) }, codec);
+    }
+    return (this.entries[codec] = encoded);
   }
 
   /**

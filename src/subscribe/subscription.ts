@@ -1,8 +1,9 @@
 import type { Metrics } from "../observability/metrics";
 import { type CodecName, encodeFrame } from "../protocol/codec";
+import { eventFrame } from "../protocol/event-frames";
 import { CloseCodes } from "../protocol/codes";
 import { FrameType, type Gap } from "../protocol/frames";
-import type { DecodedRecord, DeliveredEvent } from "./decoded-record";
+import type { DecodedRecord } from "./decoded-record";
 import type { CompiledFilter } from "./filter";
 import { type Positions, encodeToken, filterTag } from "./position";
 import { type FrameOwner, QueuedFrame, type SubscriberSocket } from "./queued-frame";
@@ -184,26 +185,13 @@ export class Subscription implements FrameOwner {
     this.collected = [];
     if (this.closed) return;
     const token = this.shared ? undefined : this.token();
-    let data: Uint8Array | string;
-    try {
-      data = this.encodeEvents(events, token, (e) => ({ event: e.event(this.codec) }));
-    } catch {
-      // Some record cannot be encoded in this codec: each is sent as it can be (DecodedRecord.deliverable).
-      data = this.encodeEvents(events, token, (e) => e.deliverable(this.codec));
-    }
+    // Each record's entry is encoded once for all the subscriptions it goes to (protocol/event-frames.ts).
+    const data = eventFrame(this.codec, this.id, events.map((e) => e.entry(this.codec)), token);
     const queued = new QueuedFrame(this, data, sizeOf(data), events.length, token, this.dealer ? events : undefined);
     this.queued.push(queued);
     this.charge(queued.size);
     this.socket.frame(queued);
     if (this.overLimit()) this.overflow();
-  }
-
-  private encodeEvents(events: DecodedRecord[], token: string | undefined, entry: (e: DecodedRecord) => DeliveredEvent): Uint8Array | string {
-    const frame =
-      events.length === 1
-        ? { t: FrameType.EVENT, sub: this.id, ...position(events[0]!), ...entry(events[0]!), ...(token ? { token } : {}) }
-        : { t: FrameType.EVENT_BATCH, sub: this.id, events: events.map((e) => ({ ...position(e), ...entry(e) })), ...(token ? { token } : {}) };
-    return encodeFrame(frame, this.codec);
   }
 
   /** History is delivered: `live` goes out behind the last historical frame, before any live one. */
@@ -383,8 +371,4 @@ export class Subscription implements FrameOwner {
     this.laggedNotices++;
     return encodeFrame({ t: FrameType.LAGGED, sub: this.id, dropped: this.droppedSinceNotice, token: this.lastHandedToken, policy: this.policy }, this.codec);
   }
-}
-
-function position(e: DecodedRecord) {
-  return { topic: e.record.topic, partition: e.record.partition, offset: e.record.offset };
 }

@@ -1,0 +1,53 @@
+import { expect, test } from "bun:test";
+import fc from "fast-check";
+import { type CodecName, encodeFrame } from "../../src/protocol/codec";
+import { type EncodedEntry, encodeEntry, eventFrame } from "../../src/protocol/event-frames";
+import { FrameType } from "../../src/protocol/frame-types";
+import { plainValue, text } from "./arbitraries";
+
+/**
+ * Event frames are spliced from entries encoded once per record (src/protocol/event-frames.ts).
+ * The shortcut must be exactly the schema it stands for: the same bytes encodeFrame writes for the
+ * frame as an object, in both codecs, for any entries, any subscription id and any token.
+ */
+const entry = (json: boolean) =>
+  fc.record(
+    {
+      topic: fc.stringMatching(/^[a-zA-Z0-9._-]{1,40}$/),
+      partition: fc.nat(1000),
+      offset: fc.oneof(fc.nat(), fc.constant(2 ** 53 - 1)),
+      event: fc.dictionary(text, plainValue({ bytes: !json, dates: false, maxDepth: 3 }), { maxKeys: 6 }),
+      degraded: fc.constantFrom("data", "headers", "event"),
+      reason: text,
+    },
+    { requiredKeys: ["topic", "partition", "offset", "event"] },
+  );
+
+function asObject(sub: string, entries: Array<Record<string, unknown>>, token: string | undefined): object {
+  return entries.length === 1
+    ? { t: FrameType.EVENT, sub, ...entries[0], ...(token ? { token } : {}) }
+    : { t: FrameType.EVENT_BATCH, sub, events: entries, ...(token ? { token } : {}) };
+}
+
+for (const codec of ["msgpack", "json"] as CodecName[]) {
+  test(`${codec}: a spliced event frame is byte for byte the frame encodeFrame writes`, () => {
+    fc.assert(
+      fc.property(fc.array(entry(codec === "json"), { minLength: 1, maxLength: 20 }), text, fc.option(text, { nil: undefined }), (entries, sub, token) => {
+        const encoded: EncodedEntry[] = entries.map((e) => encodeEntry(e, codec));
+        const spliced = eventFrame(codec, sub, encoded, token);
+        const whole = encodeFrame(asObject(sub, entries, token), codec);
+        if (typeof whole === "string") expect(spliced).toBe(whole);
+        else expect(Buffer.from(spliced as Uint8Array).equals(Buffer.from(whole))).toBe(true);
+      }),
+      { numRuns: 3000 },
+    );
+  });
+
+  test(`${codec}: a batch of 70,000 entries (array header of 32 bits) is the frame encodeFrame writes`, () => {
+    const entries = Array.from({ length: 70_000 }, (_, i) => ({ topic: "t", partition: i % 3, offset: i, event: { type: "x", id: `${i}` } }));
+    const spliced = eventFrame(codec, "s", entries.map((e) => encodeEntry(e, codec)), "tok");
+    const whole = encodeFrame(asObject("s", entries, "tok"), codec);
+    if (typeof whole === "string") expect(spliced).toBe(whole);
+    else expect(Buffer.from(spliced as Uint8Array).equals(Buffer.from(whole))).toBe(true);
+  });
+}
