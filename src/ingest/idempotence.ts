@@ -39,8 +39,14 @@ export class Idempotence {
    */
   private readonly doubt = new Map<string, Map<string, number>>();
   private doubtCount = 0;
-  /** Per topic, the doubt syncs under way: later batches of the topic wait for them. */
-  private readonly settling = new Map<string, Promise<void>>();
+  /**
+   * Per topic, the gate of the last append not yet handed to the log: the next waits for it. The
+   * chaos tester saw a client's re-sends, the first frames after it failed over, written after
+   * ~8,000 later events of their keys: the first append to look at the instance's expired doubts
+   * paid an await forgetting them, and every append released with it (by the tail's warm-up), finding
+   * none left, went first. An append without ids went straight to the log past earlier ones with ids.
+   */
+  private readonly gates = new Map<string, Promise<void>>();
 
   constructor(
     log: EventLog,
@@ -61,11 +67,39 @@ export class Idempotence {
    */
   async append(records: LogRecord[], ids: Array<string | undefined>, source: string): Promise<AppendResults> {
     const topic = records[0]!.topic;
+    const before = this.gates.get(topic);
+    const withIds = ids.some((id) => id !== undefined);
+    // Nothing to look up and nobody ahead: straight to the log (the common case for clients without ids).
+    if (!withIds && before === undefined) return this.appender.append(records, source);
+    // Appends of a topic are handed to the log in the order they came, whatever each waits for first
+    // (the tail's warm-up, a doubt to settle): otherwise one that waited an await longer than those
+    // behind it was written after them, after later events of its own keys (see gates).
+    let open!: () => void;
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    this.gates.set(topic, gate);
+    let passed = false;
+    const pass = () => {
+      if (passed) return;
+      passed = true;
+      if (this.gates.get(topic) === gate) this.gates.delete(topic);
+      open();
+    };
+    try {
+      if (before !== undefined) await before;
+      if (!withIds) {
+        const written = this.appender.append(records, source);
+        pass();
+        return await written;
+      }
+      return await this.appendChecked(topic, records, ids, source, pass);
+    } finally {
+      pass();
+    }
+  }
+
+  /** append() for records with client ids, its turn come; `pass` once the write is handed to the log. */
+  private async appendChecked(topic: string, records: LogRecord[], ids: Array<string | undefined>, source: string, pass: () => void): Promise<AppendResults> {
     await this.tail.ready(topic);
-    // A batch that waits for a doubt to settle holds the topic's later batches behind it, in arrival
-    // order: written before it, they would overtake the re-sends of their own keys.
-    const settling = this.settling.get(topic);
-    if (settling !== undefined) await settling;
     if (this.doubtCount > 0) await this.settleDoubts(topic, ids);
     const now = Date.now();
     // Filled only for re-sends: when every record is new (the common case) the log's own results are returned.
@@ -103,7 +137,9 @@ export class Idempotence {
     if (write.length > 0) {
       let got: AppendResults;
       try {
-        got = await this.appender.append(write.length === records.length ? records : write.map((r) => records[r]!), source);
+        const written = this.appender.append(write.length === records.length ? records : write.map((r) => records[r]!), source);
+        pass();
+        got = await written;
       } catch (e) {
         // append settles and never rejects; were it to, the re-sends waiting on this write must not hang.
         got = newResults(write.length);
@@ -135,6 +171,7 @@ export class Idempotence {
       if (flying !== undefined && flying.size === 0 && this.inFlight.get(topic) === flying) this.inFlight.delete(topic);
       this.tail.written(topic);
     }
+    pass();
     results ??= newResults(records.length);
     for (const [r, on] of waits) {
       // Takes the original's outcome, error included: a retriable one is retried by the client, as new.
@@ -182,11 +219,8 @@ export class Idempotence {
     this.forgetDoubts(Date.now() - this.options.windowMs);
     const doubted = this.doubt.get(topic);
     if (doubted === undefined || !ids.some((id) => id !== undefined && doubted.has(id))) return;
-    const synced = this.tail.sync(topic, this.options.warmupTimeoutMs);
-    const chained = Promise.all([this.settling.get(topic), synced]).then(() => {});
-    this.settling.set(topic, chained);
-    await synced;
-    if (this.settling.get(topic) === chained) this.settling.delete(topic);
+    // The topic's later appends wait behind this one (gates), so they stay behind the re-sends.
+    await this.tail.sync(topic, this.options.warmupTimeoutMs);
     for (const id of ids) if (id !== undefined && doubted.delete(id)) this.doubtCount--;
     if (doubted.size === 0 && this.doubt.get(topic) === doubted) this.doubt.delete(topic);
   }

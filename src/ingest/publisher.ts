@@ -144,7 +144,8 @@ export class Publisher {
     this.metrics.eventsInflight.set(this.inflight);
     let results;
     try {
-      results = this.idempotence !== null && p.identities.some((id) => id !== undefined) ? await this.idempotence.append(p.records, p.identities, source) : await this.log.append(p.records, source);
+      // Through idempotence whether or not these have ids: it keeps a topic's appends in order.
+      results = this.idempotence !== null ? await this.idempotence.append(p.records, p.identities, source) : await this.log.append(p.records, source);
     } finally {
       this.inflight -= p.records.length;
       this.metrics.eventsInflight.set(this.inflight);
