@@ -22,7 +22,10 @@ const TIMEOUT_MS = 5000;
 // watermarks and offsets answer UNKNOWN_TOPIC_OR_PART (3), LEADER_NOT_AVAILABLE (5),
 // NOT_LEADER_OR_FOLLOWER (6), or librdkafka's own _UNKNOWN_TOPIC (-188) / _UNKNOWN_PARTITION (-190)
 // while its metadata cache catches up. (The Node binding's calls were slow enough to hide this.)
-const TRANSIENT = new Set([3, 5, 6, -188, -190]);
+// A group's coordinator moving or still loading answers COORDINATOR_LOAD_IN_PROGRESS (14),
+// COORDINATOR_NOT_AVAILABLE (15) or NOT_COORDINATOR (16): a share group's first subscribe on a
+// freshly started broker was refused UNAVAILABLE for it.
+const TRANSIENT = new Set([3, 5, 6, 14, 15, 16, -188, -190]);
 const RETRY_MS = 50;
 const CONNECT_TIMEOUT_MS = 2000;
 
@@ -82,9 +85,9 @@ function startGroupAtEnd(q: MetadataQueries, group: string, topics: string[]): n
   if (all.length === 0) return 0;
   const consumer = new Consumer({ ...context.consumer, "group.id": group, "enable.auto.commit": false, "enable.auto.offset.store": false });
   try {
-    const committed = consumer.committed(all, TIMEOUT_MS);
+    const committed = retrying((left) => consumer.committed(all, left));
     const fresh = all.filter((_, i) => committed[i]! < 0).map((tp) => ({ ...tp, offset: retrying((left) => q.watermarks(tp.topic, tp.partition, left)).high }));
-    if (fresh.length > 0) consumer.commitSync(fresh);
+    if (fresh.length > 0) retrying(() => consumer.commitSync(fresh));
     return fresh.length;
   } finally {
     consumer.destroy();
