@@ -76,6 +76,8 @@ export class SubscriptionManager {
   private readonly sharedFeeds = new Map<string, Promise<Feed>>();
   /** Share group names joined since the start (each a consumer group Kafka keeps): MAX_SHARE_GROUPS. */
   private readonly shareGroupsJoined = new Set<string>();
+  /** New share group names each client address introduced (MAX_SHARE_GROUPS_PER_ADDRESS); at most MAX_SHARE_GROUPS in all. */
+  private readonly shareGroupsIntroduced = new Map<string, number>();
   /** What every subscription's queued frames may hold, alone, per connection and together. */
   private readonly queueLimits: QueueLimits;
   private readonly topicAllow: RegExp;
@@ -231,10 +233,19 @@ export class SubscriptionManager {
     if (newGroup && this.shareGroupsJoined.size >= this.config.MAX_SHARE_GROUPS) {
       throw new GatewayError("TOO_MANY_SUBSCRIPTIONS", `this instance has joined ${this.shareGroupsJoined.size} share groups since it started, its maximum (MAX_SHARE_GROUPS); each is a consumer group the cluster keeps. Join one of those`);
     }
+    // Without a bound per address, one client churning names used the instance's up: a new name was
+    // then refused to everyone until a restart (hostile tester, 1,000 names in 46 s).
+    const introduced = this.shareGroupsIntroduced.get(address) ?? 0;
+    if (newGroup && introduced >= this.config.MAX_SHARE_GROUPS_PER_ADDRESS) {
+      throw new GatewayError("TOO_MANY_SUBSCRIPTIONS", `this client address has introduced ${introduced} new share group names, its maximum (MAX_SHARE_GROUPS_PER_ADDRESS); join one of those or a name already in use`);
+    }
     // Last of the checks: it is the one that charges.
     const charge = { address, feeds: f.share ? [`share:${shareKey(f.share, topics)}`] : replay ? [`replay:${++this.replayCharges}`] : topics.map((t) => `topic:${t}`) };
     this.addressFeeds.take(charge.address, charge.feeds);
-    if (newGroup) this.shareGroupsJoined.add(f.share!);
+    if (newGroup) {
+      this.shareGroupsJoined.add(f.share!);
+      this.shareGroupsIntroduced.set(address, introduced + 1);
+    }
     let charges = this.feedCharges.get(conn);
     if (!charges) this.feedCharges.set(conn, (charges = new Map()));
     charges.set(id, charge);

@@ -1,22 +1,33 @@
 import { expect, test } from "bun:test";
 import { connect } from "../../src/client";
 import { freshTopic, kafkaGatewayForFile } from "../support/kafka";
+import { RawWsClient } from "../support/raw-ws";
 
 /**
  * Each share group name is a consumer group in the Kafka cluster, committed at its first subscribe
  * and kept by Kafka for days. One client subscribing and leaving with a new name each time made 22
  * groups a second (the hostile tester: 453 in 20 s), with nothing bounding the cluster's state.
  */
-const file = kafkaGatewayForFile({ MAX_SHARE_GROUPS: "3" });
+const file = kafkaGatewayForFile({ MAX_SHARE_GROUPS: "3", MAX_SHARE_GROUPS_PER_ADDRESS: "2" });
 
-test("past MAX_SHARE_GROUPS new share group names are refused TOO_MANY_SUBSCRIPTIONS; the groups joined before still take members", async () => {
+test("one client address introduces at most MAX_SHARE_GROUPS_PER_ADDRESS names, the instance at most MAX_SHARE_GROUPS; the groups joined before still take members", async () => {
   const c = await connect({ url: file.gw.wsUrl });
   const topic = freshTopic("share-bound");
   await c.publish({ type: "init" }, { topic });
-  for (const name of ["g1", "g2", "g3"]) await (await c.subscribe(topic, { share: `${topic}-${name}` })).close();
-  const refused = await c.subscribe(topic, { share: `${topic}-g4` }).then(() => null, (e: { code: string }) => e.code);
-  expect(refused).toBe("TOO_MANY_SUBSCRIPTIONS");
-  const again = await c.subscribe(topic, { share: `${topic}-g2` });
+  const refusal = (name: string) => c.subscribe(topic, { share: `${topic}-${name}` }).then((s) => (void s.close(), null), (e: { code: string; message: string }) => e);
+  for (const name of ["g1", "g2"]) await (await c.subscribe(topic, { share: `${topic}-${name}` })).close();
+  // This address has introduced its two: a third name is refused, and says which bound.
+  expect(await refusal("g3")).toMatchObject({ code: "TOO_MANY_SUBSCRIPTIONS", message: expect.stringContaining("MAX_SHARE_GROUPS_PER_ADDRESS") });
+  // Another address still may, up to the instance's three.
+  const other = await RawWsClient.connect(file.gw.port, "/ws", "", "127.0.0.2");
+  other.send({ t: 1, v: 1 });
+  other.send({ t: 12, cid: 1, sub: "s3", topic, share: `${topic}-g3` });
+  expect((await other.waitFor((f) => f.cid === 1)).t).toBe(23);
+  other.send({ t: 12, cid: 2, sub: "s4", topic, share: `${topic}-g4` });
+  expect(await other.waitFor((f) => f.cid === 2)).toMatchObject({ code: "TOO_MANY_SUBSCRIPTIONS", message: expect.stringContaining("(MAX_SHARE_GROUPS)") });
+  other.destroy();
+  // A name already joined costs nothing, from any address.
+  const again = await c.subscribe(topic, { share: `${topic}-g3` });
   expect(again.id).toBeString();
   await again.close();
   c.close();
