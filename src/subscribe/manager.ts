@@ -262,6 +262,8 @@ export class SubscriptionManager {
       this.replaysStarting++;
       this.addressReplaysStarting.set(address, (this.addressReplaysStarting.get(address) ?? 0) + 1);
     }
+    // A refused subscribe (an unknown topic, say) made no group: its new name costs nothing.
+    if (newGroup) done.catch(() => this.sharedFeeds.has(shareKey(f.share!, topics)) || this.forgetShareGroup(f.share!, address));
     return done.finally(() => {
       startingNow.delete(id);
       if (replay) {
@@ -273,6 +275,14 @@ export class SubscriptionManager {
       // Refused, or its socket closed while it started: it holds no feed.
       if (!conn.subscriptions.has(id)) this.releaseFeeds(conn, id);
     });
+  }
+
+  /** A share group name counted as new (MAX_SHARE_GROUPS, MAX_SHARE_GROUPS_PER_ADDRESS) whose subscribe was refused. */
+  private forgetShareGroup(name: string, address: string): void {
+    if (!this.shareGroupsJoined.delete(name)) return;
+    const n = (this.shareGroupsIntroduced.get(address) ?? 1) - 1;
+    if (n > 0) this.shareGroupsIntroduced.set(address, n);
+    else this.shareGroupsIntroduced.delete(address);
   }
 
   /**

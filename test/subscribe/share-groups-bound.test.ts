@@ -15,6 +15,11 @@ test("one client address introduces at most MAX_SHARE_GROUPS_PER_ADDRESS names, 
   const topic = freshTopic("share-bound");
   await c.publish({ type: "init" }, { topic });
   const refusal = (name: string) => c.subscribe(topic, { share: `${topic}-${name}` }).then((s) => (void s.close(), null), (e: { code: string; message: string }) => e);
+  // Refused subscribes made no group: their names cost nothing (the outside tester's first 3 did).
+  for (const name of ["x1", "x2", "x3"]) {
+    const code = await c.subscribe(`${topic}-missing`, { share: `${topic}-${name}` }).then(() => null, (e: { code: string }) => e.code);
+    expect(code).toBe("UNKNOWN_TOPIC");
+  }
   for (const name of ["g1", "g2"]) await (await c.subscribe(topic, { share: `${topic}-${name}` })).close();
   // This address has introduced its two: a third name is refused, and says which bound.
   expect(await refusal("g3")).toMatchObject({ code: "TOO_MANY_SUBSCRIPTIONS", message: expect.stringContaining("MAX_SHARE_GROUPS_PER_ADDRESS") });
