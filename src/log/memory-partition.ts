@@ -101,10 +101,19 @@ export class MemoryPartition {
     return chunk.buf.length;
   }
 
-  /** Up to `max` retained records from `from` on. */
-  read(from: number, max: number): ConsumedRecord[] {
+  /**
+   * Up to `max` retained records from `from` on, and no more than `maxBytes` of keys and values
+   * (the first record always comes, whatever its size).
+   */
+  read(from: number, max: number, maxBytes = Number.POSITIVE_INFINITY): ConsumedRecord[] {
     const out: ConsumedRecord[] = [];
-    for (let o = Math.max(from, this.start); o < this.next && out.length < max; o++) out.push(this.decode(o));
+    let bytes = 0;
+    for (let o = Math.max(from, this.start); o < this.next && out.length < max && bytes < maxBytes; o++) {
+      const r = this.decode(o);
+      bytes += (r.key?.byteLength ?? 0) + (r.value?.byteLength ?? 0);
+      if (bytes > maxBytes && out.length > 0) break;
+      out.push(r);
+    }
     return out;
   }
 

@@ -3,6 +3,10 @@ import type { MemoryLog } from "./memory-log";
 
 const CREDIT = 4;
 const BATCH = 500;
+// Bytes of keys and values in one batch, as a Kafka worker's RECORDS message holds (1 MiB): each
+// batch becomes one frame per subscription, and 500 records of 200 KB made a 100 MB frame, queued
+// whole for a subscriber whose own bound is SUBSCRIBER_BUFFER_BYTES. The first record always goes.
+const BATCH_BYTES = 1024 * 1024;
 
 interface Position {
   topic: string;
@@ -59,6 +63,7 @@ export class MemoryReader implements LogReader {
   readOnce(): boolean {
     if (this.closed || this.outstanding >= CREDIT) return false;
     const batch: ConsumedRecord[] = [];
+    let bytes = 0;
     for (const [place, pos] of this.positions) {
       // Retention dropped the next record before it was read: as a Kafka reader does, stop reading
       // the partition and say so, rather than going on from the log's start as if nothing were missing.
@@ -67,11 +72,15 @@ export class MemoryReader implements LogReader {
         this.handlers.onOutOfRange(pos.topic, pos.partition, pos.next);
         continue;
       }
-      for (const r of this.log.read(pos.topic, pos.partition, pos.next, BATCH - batch.length)) {
+      // A batch already begun takes no record past the budget (read() always gives one).
+      for (const r of this.log.read(pos.topic, pos.partition, pos.next, BATCH - batch.length, batch.length === 0 ? BATCH_BYTES : BATCH_BYTES - bytes)) {
+        const size = (r.key?.byteLength ?? 0) + (r.value?.byteLength ?? 0);
+        if (batch.length > 0 && bytes + size > BATCH_BYTES) break;
+        bytes += size;
         batch.push(r);
         pos.next = r.offset + 1;
       }
-      if (batch.length >= BATCH) break;
+      if (batch.length >= BATCH || bytes >= BATCH_BYTES) break;
     }
     if (batch.length === 0) return false;
     this.outstanding++;

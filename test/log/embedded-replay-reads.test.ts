@@ -2,6 +2,7 @@ import { expect, test } from "bun:test";
 import { connect } from "../../src/client";
 import { underControl } from "../ingest/control";
 import { gatewayForBlock } from "../support/gateway";
+import { openJsonWs } from "../support/json-ws";
 
 /**
  * Sixteen replays (MAX_REPLAYS_PER_ADDRESS) of 100,000 small records on the embedded log, each with
@@ -53,3 +54,26 @@ test("sixteen replays of 100,000 records that match nothing, again and again: ot
   // The replays were served, not starved.
   expect(replays).toBeGreaterThanOrEqual(16);
 }, 180_000);
+
+test("a replay of large records comes in frames of about a Kafka worker's batch (1 MiB), not one frame of everything read", async () => {
+  const gw = block.gw;
+  const topic = "large-history";
+  const c = await connect({ url: gw.wsUrl });
+  const data = "x".repeat(200_000);
+  for (let i = 0; i < 4; i++) {
+    const acks = await c.publishBatch(Array.from({ length: 5 }, (_, j) => ({ type: "large", key: "k", data: { i: i * 5 + j, data } })), { topic });
+    expect(acks.filter((a) => a.status !== "fulfilled")).toEqual([]);
+  }
+  c.close();
+  const frames: Array<{ t: number; events?: unknown[] }> = [];
+  const { ws, req } = await openJsonWs(gw.wsUrl, (f) => (f.t === 24 || f.t === 25) && frames.push(f));
+  expect((await req({ t: 12, sub: "s", topic, start: "earliest" })).t).toBe(23);
+  const deadline = Date.now() + 20_000;
+  const count = () => frames.reduce((n, f) => n + (f.t === 24 ? 1 : f.events!.length), 0);
+  while (count() < 20 && Date.now() < deadline) await Bun.sleep(20);
+  ws.close();
+  expect(count()).toBe(20);
+  // 200 KB events: five fit in a batch of 1 MiB. Before, the embedded reader's batch was 500
+  // records whatever their size: all 20 (4 MB) came in one frame.
+  expect(Math.max(...frames.map((f) => (f.t === 24 ? 1 : f.events!.length)))).toBeLessThanOrEqual(5);
+}, 60_000);
