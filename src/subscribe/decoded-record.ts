@@ -109,7 +109,9 @@ export class DecodedRecord implements FilterableEvent {
       const v = this.record.value;
       if (v === null) this.decodedData = undefined;
       else if (this.datacontenttype === "application/msgpack") this.decodedData = tryDecode(() => unpack(v), v);
-      else if (this.datacontenttype === "application/json") this.decodedData = jsonNestedTooDeep(v) ? v : tryDecode(() => parseJsonValue(utf8.decode(v)), v);
+      // JSON text is UTF-8 (RFC 8259): bytes that are not are not JSON, and go as they are rather
+      // than with each bad byte replaced, which would change the data without saying so.
+      else if (this.datacontenttype === "application/json") this.decodedData = jsonNestedTooDeep(v) ? v : tryDecode(() => parseJsonValue(strictUtf8.decode(v)), v);
       else this.decodedData = v;
     }
     return this.decodedData;

@@ -304,3 +304,14 @@ test("RECORDS for a reader with onlyHeaders: null key and value, exactly the hea
     { numRuns: 300 },
   );
 });
+
+test("a JSON payload that is not UTF-8 is delivered as its bytes, not with its bad bytes replaced", () => {
+  // Another producer's record: content-type JSON, a string holding the byte 0xff (RFC 8259 text is UTF-8).
+  const value = Buffer.concat([Buffer.from('{"x":"'), Buffer.from([0xff]), Buffer.from('"}')]);
+  const rec = new DecodedRecord({ topic: "t", partition: 0, offset: 0, timestamp: 0, key: null, value, headers: [["content-type", Buffer.from("application/json")]] });
+  expect(rec.data).toBeInstanceOf(Uint8Array);
+  expect(Buffer.from(rec.data as Uint8Array).equals(value)).toBe(true);
+  // Its valid neighbour is still parsed.
+  const ok = new DecodedRecord({ topic: "t", partition: 0, offset: 1, timestamp: 0, key: null, value: Buffer.from('{"x":"é"}'), headers: [["content-type", Buffer.from("application/json")]] });
+  expect(ok.data).toEqual({ x: "é" });
+});
