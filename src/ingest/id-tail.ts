@@ -214,7 +214,9 @@ export class IdTail {
       const reader = this.log.openReader(
         { onRecords: (records, done) => this.onRecords(records, done), onLost: () => void this.reopen(), onOutOfRange: (topic, partition) => void this.readOnPast(topic, partition) },
         undefined,
-        { onlyHeaders: IDENTITY_HEADERS },
+        // Never held (done() at once), and the first publish with an id waits for it to read the
+        // topic's window: it fetches in bulk.
+        { onlyHeaders: IDENTITY_HEADERS, bulk: true },
       );
       await reader.ready;
       return reader;

@@ -58,5 +58,16 @@ export function kafkaLogOptions(config: Config): PoolOptions {
       "fetch.queue.backoff.ms": 20,
       ...parseKafkaProperties(config.KAFKA_PROPERTIES),
     },
+    // The idempotence ids reader (ReaderOptions.bulk) takes what it fetches at once, and the first
+    // publish with an id to a topic waits (at most 3 s) for it to read the topic's last ids. With the
+    // fetches above, 32 KB a partition, reading 40,000 records took over 3 s on a busy box: the
+    // chaos tester's re-sends after a failover were then written a second time (10 per run). What one
+    // fetch of records that compress 250:1 can take decompressed is 250 x fetch.max.bytes, for the
+    // moment it is handed on.
+    bulkConsumer: {
+      "max.partition.fetch.bytes": 256 * 1024,
+      "fetch.max.bytes": 1024 * 1024,
+      ...parseKafkaProperties(config.KAFKA_PROPERTIES),
+    },
   };
 }

@@ -18,6 +18,8 @@ export interface PoolOptions {
   producer: Record<string, string | number | boolean>;
   /** librdkafka properties readers' consumers start from. */
   consumer: Record<string, string | number | boolean>;
+  /** What a bulk reader's consumer sets on top of `consumer` (ReaderOptions.bulk). */
+  bulkConsumer: Record<string, string | number | boolean>;
   /** Records a worker may hold before new ones are refused with OVERLOADED. */
   maxInflightPerWorker: number;
   /** An open batch is sent as soon as it reaches this size, else at the end of the event-loop turn. */
@@ -169,11 +171,11 @@ export class WorkerPool {
    * Opens a Kafka reader (manual assignment, no commits) on a worker, `worker` or else the next ready
    * one; see ReaderHandlers.
    */
-  openReader(handlers: ReaderHandlers, opts: { worker?: number; group?: ReaderGroup; onlyHeaders?: readonly string[] } = {}): LogReader {
+  openReader(handlers: ReaderHandlers, opts: { worker?: number; group?: ReaderGroup; onlyHeaders?: readonly string[]; bulk?: boolean } = {}): LogReader {
     const n = this.slots.length;
     for (let i = 0; i < n; i++) {
       const slot = this.slots[((opts.worker ?? 0) + i) % n]!;
-      if (slot.state === "ready" && !this.closing) return this.readers.open(slot, handlers, opts.group, opts.onlyHeaders);
+      if (slot.state === "ready" && !this.closing) return this.readers.open(slot, handlers, opts.group, opts.onlyHeaders, opts.bulk);
     }
     throw new GatewayError("UNAVAILABLE", "no Kafka worker is connected to Kafka");
   }
@@ -231,6 +233,7 @@ export class WorkerPool {
       token: `${this.token}:${slot.generation}`,
       producer: this.options.producer,
       consumer: this.options.consumer,
+      bulkConsumer: this.options.bulkConsumer,
       probeTimeoutMs: this.options.brokerProbeTimeoutMs ?? 1500,
       gatewaySilentMs: Math.max(GATEWAY_SILENT_MIN_MS, 3 * this.pingTimeoutMs),
     };

@@ -77,6 +77,11 @@ export interface ReaderOptions {
    * copied out of the Kafka worker at all (the idempotence ids reader needs two headers of each record).
    */
   onlyHeaders?: readonly string[];
+  /**
+   * Its records are taken as soon as they come, never held for a client (the idempotence ids
+   * reader): its fetches are sized to read a topic's history fast (kafka/options.ts, bulkConsumer).
+   */
+  bulk?: boolean;
 }
 
 export interface LogReader {

@@ -19,6 +19,7 @@ beforeAll(async () => {
     workers: 1,
     producer: { ...common, acks: "all", "enable.idempotence": true, "linger.ms": 2, partitioner: "murmur2_random" },
     consumer: common,
+    bulkConsumer: {},
     maxInflightPerWorker: 100_000,
     flushBytes: 256 * 1024,
     restartBackoffMinMs: 100,

@@ -46,6 +46,7 @@ async function startWorker(runtime: "node" | "bun", brokers: string): Promise<Wo
     // A consumer property on the producer: librdkafka warns about it (CONFWARN) as the client starts.
     producer: { ...common, acks: "all", "linger.ms": 2, "auto.offset.reset": "earliest" },
     consumer: common,
+    bulkConsumer: {},
     probeTimeoutMs: 1500,
     gatewaySilentMs: 60_000, // this test is the gateway, and pings only when it wants a PONG
   };

@@ -6,6 +6,8 @@ export interface WorkerConfig {
   producer: Record<string, string | number | boolean>;
   /** Properties every reader's consumer starts from (brokers, client id, security). */
   consumer: Record<string, string | number | boolean>;
+  /** What a bulk reader's consumer (ReaderOptions.bulk) sets on top of `consumer`. */
+  bulkConsumer: Record<string, string | number | boolean>;
   /** How long one broker probe (a metadata request) may take before it counts as failed. */
   probeTimeoutMs: number;
   /**

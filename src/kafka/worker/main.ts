@@ -50,7 +50,7 @@ try {
   process.exit(3);
 }
 // Readers' messages are bulk: behind delivery reports and PONGs, in order among themselves.
-const readers = new FfiReaders(config.consumer, (buf) => writer?.writeBulk(buf), status);
+const readers = new FfiReaders(config.consumer, config.bulkConsumer, (buf) => writer?.writeBulk(buf), status);
 
 type Answer = { result?: unknown; error?: string };
 

@@ -223,6 +223,8 @@ export class FfiReaders {
 
   constructor(
     private readonly config: Record<string, string | number | boolean>,
+    /** What a bulk reader's consumer sets on top of `config` (OPEN_READER's `bulk`). */
+    private readonly bulkConfig: Record<string, string | number | boolean>,
     private readonly send: (buf: Buffer) => void,
     private readonly status: StatusReporter,
   ) {}
@@ -231,11 +233,11 @@ export class FfiReaders {
     return this.readers.size;
   }
 
-  handle(type: number, msg: { readerId: number; group?: { id: string; topics: string[] }; assignments?: Assignment[]; onlyHeaders?: string[] }): void {
+  handle(type: number, msg: { readerId: number; group?: { id: string; topics: string[] }; assignments?: Assignment[]; onlyHeaders?: string[]; bulk?: boolean }): void {
     if (type === IpcType.OPEN_READER) {
       const groupId = msg.group?.id ?? `kgw-reader-${process.pid}-${msg.readerId}`;
       const only = Array.isArray(msg.onlyHeaders) ? msg.onlyHeaders.map((n) => Buffer.from(n)) : null;
-      this.readers.set(msg.readerId, new Reader(msg.readerId, { ...this.config, "group.id": groupId }, this.send, this.status, msg.group?.topics, only));
+      this.readers.set(msg.readerId, new Reader(msg.readerId, { ...this.config, ...(msg.bulk === true ? this.bulkConfig : {}), "group.id": groupId }, this.send, this.status, msg.group?.topics, only));
       return;
     }
     const reader = this.readers.get(msg.readerId);
