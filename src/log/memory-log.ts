@@ -170,8 +170,8 @@ export class MemoryLog implements EventLog {
   }
 
   /** Reads retained records of one partition from `offset` on (for readers and tests). */
-  read(topic: string, partition: number, offset: number, max = 1000, maxBytes?: number): ConsumedRecord[] {
-    return this.topics.get(topic)?.[partition]?.read(offset, max, maxBytes) ?? [];
+  read(topic: string, partition: number, offset: number, max = 1000, maxBytes?: number, firstMayExceed?: boolean): ConsumedRecord[] {
+    return this.topics.get(topic)?.[partition]?.read(offset, max, maxBytes, firstMayExceed) ?? [];
   }
 
   /** The oldest retained offset of a partition (0 for one not written yet). */

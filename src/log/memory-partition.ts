@@ -103,15 +103,15 @@ export class MemoryPartition {
 
   /**
    * Up to `max` retained records from `from` on, and no more than `maxBytes` of keys and values
-   * (the first record always comes, whatever its size).
+   * (keyValueBytes); the first record comes whatever its size unless `firstMayExceed` is false.
    */
-  read(from: number, max: number, maxBytes = Number.POSITIVE_INFINITY): ConsumedRecord[] {
+  read(from: number, max: number, maxBytes = Number.POSITIVE_INFINITY, firstMayExceed = true): ConsumedRecord[] {
     const out: ConsumedRecord[] = [];
     let bytes = 0;
-    for (let o = Math.max(from, this.start); o < this.next && out.length < max && bytes < maxBytes; o++) {
+    for (let o = Math.max(from, this.start); o < this.next && out.length < max; o++) {
       const r = this.decode(o);
-      bytes += (r.key?.byteLength ?? 0) + (r.value?.byteLength ?? 0);
-      if (bytes > maxBytes && out.length > 0) break;
+      bytes += keyValueBytes(r);
+      if (bytes > maxBytes && (out.length > 0 || !firstMayExceed)) break;
       out.push(r);
     }
     return out;
@@ -182,6 +182,11 @@ export class MemoryPartition {
     this.bytes += chunk.buf.length;
     return chunk;
   }
+}
+
+/** What a record counts against a batch's byte budget: its key and value. */
+export function keyValueBytes(r: ConsumedRecord): number {
+  return (r.key?.byteLength ?? 0) + (r.value?.byteLength ?? 0);
 }
 
 const U16_MAX = 0xffff;

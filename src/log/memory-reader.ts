@@ -1,5 +1,6 @@
 import { type Assignment, type ConsumedRecord, type LogReader, Offset, type ReaderHandlers } from "./event-log";
 import type { MemoryLog } from "./memory-log";
+import { keyValueBytes } from "./memory-partition";
 
 const CREDIT = 4;
 const BATCH = 500;
@@ -72,11 +73,9 @@ export class MemoryReader implements LogReader {
         this.handlers.onOutOfRange(pos.topic, pos.partition, pos.next);
         continue;
       }
-      // A batch already begun takes no record past the budget (read() always gives one).
-      for (const r of this.log.read(pos.topic, pos.partition, pos.next, BATCH - batch.length, batch.length === 0 ? BATCH_BYTES : BATCH_BYTES - bytes)) {
-        const size = (r.key?.byteLength ?? 0) + (r.value?.byteLength ?? 0);
-        if (batch.length > 0 && bytes + size > BATCH_BYTES) break;
-        bytes += size;
+      // Only a batch's first record may be larger than the budget on its own.
+      for (const r of this.log.read(pos.topic, pos.partition, pos.next, BATCH - batch.length, BATCH_BYTES - bytes, batch.length === 0)) {
+        bytes += keyValueBytes(r);
         batch.push(r);
         pos.next = r.offset + 1;
       }
