@@ -21,6 +21,7 @@ import { Publisher, wireError } from "./ingest/publisher";
 import { ConnectionLimiter } from "./limits/connections";
 import { OpenFilesGuard, openFilesLimit } from "./limits/open-files";
 import { Listener } from "./http/listener";
+import { capSendBuffer } from "./http/send-buffer";
 import { type RateLimitOptions, RateLimits } from "./limits/rate-limits";
 import { RefusalDelay } from "./limits/refusal-delay";
 import type { EventLog } from "./log/event-log";
@@ -217,7 +218,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     },
     websocket: ws.handler,
     error: unhandled,
-  });
+  }, capKernelSendBuffer);
   // Probes and scrapers on a port of their own, which the guard below never closes.
   const internal =
     config.INTERNAL_PORT === ""
@@ -245,6 +246,12 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     report: (open) => metrics.openFiles.set(open ?? filesLimit),
   });
   guard.start();
+
+  function capKernelSendBuffer(port: number): void {
+    if (config.SOCKET_SEND_BUFFER_BYTES === 0) return;
+    const capped = capSendBuffer(port, config.SOCKET_SEND_BUFFER_BYTES);
+    if (!capped.ok) logger.warn("SOCKET_SEND_BUFFER_BYTES could not be applied: the kernel sizes each connection's send buffer, up to net.ipv4.tcp_wmem's maximum, for a client that stops reading too", { reason: capped.reason });
+  }
 
   function unhandled(e: Error): Response {
     logger.error("unhandled error in a request", { error: String(e), stack: e.stack });

@@ -17,9 +17,14 @@ export class Listener<T> {
   /** Servers that stopped listening but may still hold connections; dropped once empty. */
   private readonly retired = new Set<Server<T>>();
 
-  constructor(private readonly options: Options<T>) {
+  constructor(
+    private readonly options: Options<T>,
+    /** Called on each listening socket opened (at start, and on each resume), before it accepts. */
+    private readonly onListening: (port: number) => void = () => {},
+  ) {
     this.current = Bun.serve<T, string>(options);
     this.port = this.current.port!;
+    onListening(this.port);
   }
 
   get accepting(): boolean {
@@ -40,6 +45,7 @@ export class Listener<T> {
     for (const s of this.retired) if (s.pendingRequests === 0 && s.pendingWebSockets === 0) this.retired.delete(s);
     try {
       this.current = Bun.serve<T, string>({ ...this.options, port: this.port });
+      this.onListening(this.port);
       return true;
     } catch {
       return false;

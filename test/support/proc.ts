@@ -21,3 +21,22 @@ export function cpuSeconds(pid: number): number {
     return 0;
   }
 }
+
+/**
+ * Bytes waiting in the kernel's send queue of each TCP connection whose local port is `port`
+ * (sent and not yet acknowledged by the peer, or not yet sent), by the peer's port: tx_queue in
+ * /proc/net/tcp and tcp6.
+ */
+export function tcpSendQueues(port: number): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    for (const line of readFileSync(table, "utf8").split("\n").slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length < 5 || f[3] !== "01") continue; // ESTABLISHED
+      const local = Number.parseInt(f[1]!.split(":")[1]!, 16);
+      if (local !== port) continue;
+      out.set(Number.parseInt(f[2]!.split(":")[1]!, 16), Number.parseInt(f[4]!.split(":")[0]!, 16));
+    }
+  }
+  return out;
+}
