@@ -87,7 +87,7 @@ export class KafkaLog implements EventLog {
   }
 
   openReader(handlers: ReaderHandlers, group?: ReaderGroup, options?: ReaderOptions): LogReader {
-    return this.pool.openReader(handlers, { worker: this.readerSeq++ % this.pool.slots.length, group, onlyHeaders: options?.onlyHeaders, bulk: options?.bulk });
+    return this.pool.openReader(handlers, { worker: this.readerSeq++ % this.pool.slots.length, group, options });
   }
 
   /**

@@ -6,7 +6,7 @@ import { GatewayError } from "../protocol/errors";
 import { ByteReader, IpcType, MessageReader, type Query, jsonMessage } from "./wire/ipc";
 import { QueryTable } from "./queries";
 import { removeStaleWorkerFiles } from "./stale-files";
-import type { LogReader, ReaderGroup, ReaderHandlers } from "../log/event-log";
+import type { LogReader, ReaderGroup, ReaderHandlers, ReaderOptions } from "../log/event-log";
 import { ReaderRegistry } from "./readers";
 import { SocketWriter } from "./wire/socket-writer";
 import { type RecordSink, WorkerSlot } from "./worker-slot";
@@ -171,11 +171,11 @@ export class WorkerPool {
    * Opens a Kafka reader (manual assignment, no commits) on a worker, `worker` or else the next ready
    * one; see ReaderHandlers.
    */
-  openReader(handlers: ReaderHandlers, opts: { worker?: number; group?: ReaderGroup; onlyHeaders?: readonly string[]; bulk?: boolean } = {}): LogReader {
+  openReader(handlers: ReaderHandlers, opts: { worker?: number; group?: ReaderGroup; options?: ReaderOptions } = {}): LogReader {
     const n = this.slots.length;
     for (let i = 0; i < n; i++) {
       const slot = this.slots[((opts.worker ?? 0) + i) % n]!;
-      if (slot.state === "ready" && !this.closing) return this.readers.open(slot, handlers, opts.group, opts.onlyHeaders, opts.bulk);
+      if (slot.state === "ready" && !this.closing) return this.readers.open(slot, handlers, opts.group, opts.options);
     }
     throw new GatewayError("UNAVAILABLE", "no Kafka worker is connected to Kafka");
   }

@@ -1,4 +1,4 @@
-import type { ConsumedRecord, LogReader, ReaderGroup, ReaderHandlers } from "../log/event-log";
+import type { ConsumedRecord, LogReader, ReaderGroup, ReaderHandlers, ReaderOptions } from "../log/event-log";
 import { GatewayError } from "../protocol/errors";
 import { RepeatedNames } from "../bytes/repeated-names";
 import { type ByteReader, IpcType, jsonMessage } from "./wire/ipc";
@@ -33,7 +33,7 @@ export class ReaderRegistry {
   /** `readyTimeoutMs`: how long a new reader may take to connect before its opener is told UNAVAILABLE. */
   constructor(private readonly readyTimeoutMs = 15_000) {}
 
-  open(slot: WorkerSlot, handlers: ReaderHandlers, group?: ReaderGroup, onlyHeaders?: readonly string[], bulk?: boolean): LogReader {
+  open(slot: WorkerSlot, handlers: ReaderHandlers, group?: ReaderGroup, options: ReaderOptions = {}): LogReader {
     const readerId = this.nextId++;
     let markReady!: () => void;
     let fail!: (e: Error) => void;
@@ -49,6 +49,7 @@ export class ReaderRegistry {
     };
     this.readers.set(readerId, reader);
     const control = (type: number, body: object) => slot.writer?.write(jsonMessage(type, { readerId, ...body }));
+    const { onlyHeaders, bulk } = options;
     control(IpcType.OPEN_READER, { ...(group ? { group } : {}), ...(onlyHeaders ? { onlyHeaders } : {}), ...(bulk ? { bulk } : {}) });
     // A consumer that cannot connect (no broker) never says READER_READY; its opener must not wait forever.
     const timer = setTimeout(() => {

@@ -1,4 +1,5 @@
 import { GatewayError } from "../protocol/errors";
+import { KeyCounts } from "./key-counts";
 import { openFilesLimit } from "./open-files";
 
 export interface ConnectionLimits {
@@ -16,7 +17,7 @@ export interface ConnectionLimits {
 export class ConnectionLimiter {
   readonly max: number;
   private total = 0;
-  private readonly byIp = new Map<string, number>();
+  private readonly byIp = new KeyCounts<string>();
   private readonly full: GatewayError;
   private readonly fullForIp: GatewayError;
 
@@ -34,17 +35,14 @@ export class ConnectionLimiter {
   /** Takes a slot for `ip`, or returns the refusal. */
   acquire(ip: string): GatewayError | null {
     if (this.total >= this.max) return this.full;
-    const n = this.byIp.get(ip) ?? 0;
-    if (n >= this.limits.maxConnectionsPerIp) return this.fullForIp;
-    this.byIp.set(ip, n + 1);
+    if (this.byIp.get(ip) >= this.limits.maxConnectionsPerIp) return this.fullForIp;
+    this.byIp.add(ip);
     this.total++;
     return null;
   }
 
   release(ip: string): void {
-    const n = this.byIp.get(ip) ?? 0;
-    if (n <= 1) this.byIp.delete(ip);
-    else this.byIp.set(ip, n - 1);
+    this.byIp.remove(ip);
     this.total = Math.max(0, this.total - 1);
   }
 }

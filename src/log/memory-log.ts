@@ -17,6 +17,7 @@ import {
 } from "./event-log";
 import { MemoryPartition } from "./memory-partition";
 import { MemoryReader } from "./memory-reader";
+import { RoundRobin } from "./round-robin";
 import { partitionForKey } from "../bytes/murmur2";
 
 // Milliseconds of appending per event-loop turn, shared among the sources waiting: short, so that
@@ -51,7 +52,7 @@ export class MemoryLog implements EventLog {
   private readonly topics = new Map<string, MemoryPartition[]>();
   private readonly readers = new Set<MemoryReader>();
   /** Readers that may have something to read, in the order they get their turn (see readSlice). */
-  private readonly toRead = new Set<MemoryReader>();
+  private readonly toRead = new RoundRobin<MemoryReader, true>();
   private readScheduled = false;
   private roundRobin = 0;
   private closed = false;
@@ -59,7 +60,7 @@ export class MemoryLog implements EventLog {
   private retained = 0;
   private appended = 0;
   /** Appends not yet done, per source, in order; see append(). */
-  private readonly waiting = new Map<string, Array<{ records: LogRecord[]; resolve: (r: AppendResults) => void }>>();
+  private readonly waiting = new RoundRobin<string, Array<{ records: LogRecord[]; resolve: (r: AppendResults) => void }>>();
   private scheduled = false;
 
   constructor(private readonly options: MemoryLogOptions) {}
@@ -76,7 +77,7 @@ export class MemoryLog implements EventLog {
     if (this.closed) return Promise.resolve(failedResults(records.length, new GatewayError("SHUTTING_DOWN", "the gateway is shutting down")));
     return new Promise((resolve) => {
       let queue = this.waiting.get(source);
-      if (!queue) this.waiting.set(source, (queue = []));
+      if (!queue) this.waiting.join(source, (queue = []));
       queue.push({ records, resolve });
       this.schedule();
     });
@@ -90,27 +91,20 @@ export class MemoryLog implements EventLog {
 
   private readonly drainSlice = (): void => {
     this.scheduled = false;
-    const until = performance.now() + APPEND_SLICE_MS;
-    let spent = false;
-    while (!spent && this.waiting.size > 0) {
-      for (const [source, queue] of this.waiting) {
-        const next = queue.shift()!;
-        next.resolve(this.appendNow(next.records));
-        // Served: to the back of the line (a Map iterates in insertion order).
-        this.waiting.delete(source);
-        if (queue.length > 0) this.waiting.set(source, queue);
-        if ((spent = performance.now() >= until)) break;
-      }
-    }
-    for (const reader of this.readers) this.toRead.add(reader);
-    if (this.waiting.size > 0) this.schedule();
+    const left = this.waiting.serve(performance.now() + APPEND_SLICE_MS, (_source, queue) => {
+      const next = queue.shift()!;
+      next.resolve(this.appendNow(next.records));
+      return queue.length > 0;
+    });
+    for (const reader of this.readers) this.toRead.join(reader, true);
+    if (left) this.schedule();
     // Live readers read what was just appended in this same turn, within their own budget.
     if (!this.readScheduled) this.readSlice();
   };
 
   /** A reader may have something to read: it gets a turn of readSlice. */
   wantsToRead(reader: MemoryReader): void {
-    this.toRead.add(reader);
+    this.toRead.join(reader, true);
     if (this.readScheduled) return;
     this.readScheduled = true;
     setImmediate(this.readSlice);
@@ -119,20 +113,10 @@ export class MemoryLog implements EventLog {
   /** Up to READ_SLICE_MS of reading, one batch per reader in turn; the rest on the next turn. */
   private readonly readSlice = (): void => {
     this.readScheduled = false;
-    const until = performance.now() + READ_SLICE_MS;
-    while (this.toRead.size > 0) {
-      for (const reader of this.toRead) {
-        this.toRead.delete(reader);
-        // Still wanting: to the back of the line (a Set iterates in insertion order).
-        if (reader.readOnce()) this.toRead.add(reader);
-        if (performance.now() >= until) {
-          if (this.toRead.size > 0 && !this.readScheduled) {
-            this.readScheduled = true;
-            setImmediate(this.readSlice);
-          }
-          return;
-        }
-      }
+    const left = this.toRead.serve(performance.now() + READ_SLICE_MS, (reader) => reader.readOnce());
+    if (left && !this.readScheduled) {
+      this.readScheduled = true;
+      setImmediate(this.readSlice);
     }
   };
 
@@ -196,7 +180,7 @@ export class MemoryLog implements EventLog {
 
   removeReader(reader: MemoryReader): void {
     this.readers.delete(reader);
-    this.toRead.delete(reader);
+    this.toRead.leave(reader);
   }
 
   /**

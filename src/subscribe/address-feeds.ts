@@ -1,3 +1,4 @@
+import { KeyCounts } from "../limits/key-counts";
 import { GatewayError } from "../protocol/errors";
 
 /**
@@ -11,9 +12,9 @@ import { GatewayError } from "../protocol/errors";
  */
 export class AddressFeeds {
   /** Per address, each feed it holds and how many of its subscriptions hold it. */
-  private readonly held = new Map<string, Map<string, number>>();
+  private readonly held = new Map<string, KeyCounts<string>>();
   /** Per address, its subscriptions (each charged once, by take). */
-  private readonly subscriptions = new Map<string, number>();
+  private readonly subscriptions = new KeyCounts<string>();
 
   constructor(
     private readonly max: number,
@@ -26,29 +27,23 @@ export class AddressFeeds {
     let added = 0;
     for (const f of feeds) if (!mine?.has(f)) added++;
     const holds = mine?.size ?? 0;
-    const subs = this.subscriptions.get(address) ?? 0;
+    const subs = this.subscriptions.get(address);
     if (subs >= this.maxSubscriptions) {
       throw new GatewayError("TOO_MANY_SUBSCRIPTIONS", `this client address holds ${subs} subscriptions over all its connections, at most ${this.maxSubscriptions}; end some first`);
     }
     if (added > 0 && holds + added > this.max) {
       throw new GatewayError("TOO_MANY_SUBSCRIPTIONS", `subscriptions from this client address hold ${holds} feeds, at most ${this.max}; subscribe to topics it reads already, or end some`);
     }
-    if (!mine) this.held.set(address, (mine = new Map()));
-    for (const f of feeds) mine.set(f, (mine.get(f) ?? 0) + 1);
-    this.subscriptions.set(address, subs + 1);
+    if (!mine) this.held.set(address, (mine = new KeyCounts()));
+    for (const f of feeds) mine.add(f);
+    this.subscriptions.add(address);
   }
 
   release(address: string, feeds: readonly string[]): void {
-    const subs = (this.subscriptions.get(address) ?? 0) - 1;
-    if (subs > 0) this.subscriptions.set(address, subs);
-    else this.subscriptions.delete(address);
+    this.subscriptions.remove(address);
     const mine = this.held.get(address);
     if (!mine) return;
-    for (const f of feeds) {
-      const n = (mine.get(f) ?? 0) - 1;
-      if (n > 0) mine.set(f, n);
-      else mine.delete(f);
-    }
+    for (const f of feeds) mine.remove(f);
     if (mine.size === 0) this.held.delete(address);
   }
 }

@@ -1,4 +1,5 @@
 import type { Config } from "../config/schema";
+import { KeyCounts } from "../limits/key-counts";
 import type { EventLog, Watermark } from "../log/event-log";
 import type { Logger } from "../observability/logger";
 import type { Metrics } from "../observability/metrics";
@@ -77,7 +78,7 @@ export class SubscriptionManager {
   /** Share group names joined since the start (each a consumer group Kafka keeps): MAX_SHARE_GROUPS. */
   private readonly shareGroupsJoined = new Set<string>();
   /** New share group names each client address introduced (MAX_SHARE_GROUPS_PER_ADDRESS); at most MAX_SHARE_GROUPS in all. */
-  private readonly shareGroupsIntroduced = new Map<string, number>();
+  private readonly shareGroupsIntroduced = new KeyCounts<string>();
   /** What every subscription's queued frames may hold, alone, per connection and together. */
   private readonly queueLimits: QueueLimits;
   private readonly topicAllow: RegExp;
@@ -98,7 +99,7 @@ export class SubscriptionManager {
   private readonly feedCharges = new WeakMap<SubscriberConnection, Map<string, { address: string; feeds: string[] }>>();
   private replayCharges = 0;
   /** Replays still starting, per client address (MAX_REPLAYS_PER_ADDRESS). */
-  private readonly addressReplaysStarting = new Map<string, number>();
+  private readonly addressReplaysStarting = new KeyCounts<string>();
 
   constructor(
     private readonly log: EventLog,
@@ -235,7 +236,7 @@ export class SubscriptionManager {
     }
     // Without a bound per address, one client churning names used the instance's up: a new name was
     // then refused to everyone until a restart (hostile tester, 1,000 names in 46 s).
-    const introduced = this.shareGroupsIntroduced.get(address) ?? 0;
+    const introduced = this.shareGroupsIntroduced.get(address);
     if (newGroup && introduced >= this.config.MAX_SHARE_GROUPS_PER_ADDRESS) {
       throw new GatewayError("TOO_MANY_SUBSCRIPTIONS", `this client address has introduced ${introduced} new share group names, its maximum (MAX_SHARE_GROUPS_PER_ADDRESS); join one of those or a name already in use`);
     }
@@ -244,7 +245,7 @@ export class SubscriptionManager {
     this.addressFeeds.take(charge.address, charge.feeds);
     if (newGroup) {
       this.shareGroupsJoined.add(f.share!);
-      this.shareGroupsIntroduced.set(address, introduced + 1);
+      this.shareGroupsIntroduced.add(address);
     }
     let charges = this.feedCharges.get(conn);
     if (!charges) this.feedCharges.set(conn, (charges = new Map()));
@@ -260,7 +261,7 @@ export class SubscriptionManager {
     );
     if (replay) {
       this.replaysStarting++;
-      this.addressReplaysStarting.set(address, (this.addressReplaysStarting.get(address) ?? 0) + 1);
+      this.addressReplaysStarting.add(address);
     }
     // A refused subscribe (an unknown topic, say) made no group: its new name costs nothing.
     if (newGroup) done.catch(() => this.sharedFeeds.has(shareKey(f.share!, topics)) || this.forgetShareGroup(f.share!, address));
@@ -268,9 +269,7 @@ export class SubscriptionManager {
       startingNow.delete(id);
       if (replay) {
         this.replaysStarting--;
-        const n = (this.addressReplaysStarting.get(address) ?? 1) - 1;
-        if (n > 0) this.addressReplaysStarting.set(address, n);
-        else this.addressReplaysStarting.delete(address);
+        this.addressReplaysStarting.remove(address);
       }
       // Refused, or its socket closed while it started: it holds no feed.
       if (!conn.subscriptions.has(id)) this.releaseFeeds(conn, id);
@@ -280,9 +279,7 @@ export class SubscriptionManager {
   /** A share group name counted as new (MAX_SHARE_GROUPS, MAX_SHARE_GROUPS_PER_ADDRESS) whose subscribe was refused. */
   private forgetShareGroup(name: string, address: string): void {
     if (!this.shareGroupsJoined.delete(name)) return;
-    const n = (this.shareGroupsIntroduced.get(address) ?? 1) - 1;
-    if (n > 0) this.shareGroupsIntroduced.set(address, n);
-    else this.shareGroupsIntroduced.delete(address);
+    this.shareGroupsIntroduced.remove(address);
   }
 
   /**
@@ -297,7 +294,7 @@ export class SubscriptionManager {
       for (const feed of this.replayFeeds.values()) if (!feed.isLive) n++;
       return n;
     }
-    let n = this.addressReplaysStarting.get(address) ?? 0;
+    let n = this.addressReplaysStarting.get(address);
     for (const [sub, feed] of this.replayFeeds) if (!feed.isLive && (this.holders.get(sub)?.info?.peer ?? "") === address) n++;
     return n;
   }
