@@ -69,6 +69,8 @@ export class DecodedRecord implements FilterableEvent {
   private ceTime: string | undefined;
   private decoded = false;
   private decodedData: unknown;
+  /** A JSON payload's text, kept when it parsed: spliced into JSON entries as it is (jsonEntry). */
+  private jsonText: string | undefined;
   private wire: Record<string, unknown> | undefined;
   private wireJson: Record<string, unknown> | undefined;
 
@@ -111,8 +113,18 @@ export class DecodedRecord implements FilterableEvent {
       else if (this.datacontenttype === "application/msgpack") this.decodedData = tryDecode(() => unpack(v), v);
       // JSON text is UTF-8 (RFC 8259): bytes that are not are not JSON, and go as they are rather
       // than with each bad byte replaced, which would change the data without saying so.
-      else if (this.datacontenttype === "application/json") this.decodedData = jsonNestedTooDeep(v) ? v : tryDecode(() => parseJsonValue(strictUtf8.decode(v)), v);
-      else this.decodedData = v;
+      else if (this.datacontenttype === "application/json") {
+        this.decodedData = v;
+        if (!jsonNestedTooDeep(v)) {
+          try {
+            const text = strictUtf8.decode(v);
+            this.decodedData = parseJsonValue(text);
+            this.jsonText = text;
+          } catch {
+            // not JSON, or not UTF-8: delivered as its bytes
+          }
+        }
+      } else this.decodedData = v;
     }
     return this.decodedData;
   }
@@ -132,13 +144,35 @@ export class DecodedRecord implements FilterableEvent {
     const cached = this.entries[codec];
     if (cached !== undefined) return cached;
     const r = this.record;
-    let encoded: EncodedEntry;
+    let encoded: EncodedEntry | null = codec === "json" ? this.jsonEntry() : null;
+    if (encoded !== null) return (this.entries[codec] = encoded);
     try {
       encoded = encodeEntry({ topic: r.topic, partition: r.partition, offset: r.offset, event: this.event(codec) }, codec);
     } catch {
       encoded = encodeEntry({ topic: r.topic, partition: r.partition, offset: r.offset, ...this.deliverable(codec) }, codec);
     }
     return (this.entries[codec] = encoded);
+  }
+
+  /**
+   * The JSON entry with a JSON payload's own text as `data`, rather than its parsed value written
+   * out again: JSON.stringify of 200 KB payloads was a quarter of the gateway's time delivering
+   * replays of them. The text parsed (it is JSON, and UTF-8) and nests within MAX_DATA_DEPTH, so the
+   * subscriber parses the same value from it; it is as its producer wrote it, so `1.0`, `-0` and
+   * integers past 2^53 keep their spelling, and of duplicate keys a parser keeps the last as ours did
+   * (test/fuzz/event-frames.test.ts). Text with a line break is written out again instead: it would
+   * end an SSE `data:` line. `data` is the envelope's last field (build), so it goes before the
+   * closing braces of the event and the entry. Null when the payload is not such text.
+   */
+  private jsonEntry(): string | null {
+    const v = this.record.value;
+    if (this.datacontenttype !== "application/json" || v === null) return null;
+    void this.data;
+    const text = this.jsonText;
+    if (text === undefined || v.indexOf(0x0a) >= 0 || v.indexOf(0x0d) >= 0) return null;
+    const r = this.record;
+    const head = encodeEntry({ topic: r.topic, partition: r.partition, offset: r.offset, event: this.build(true, false, Infinity, false) }, "json") as string;
+    return `${head.slice(0, -2)},"data":${text.trim()}}}`;
   }
 
   /**
@@ -171,8 +205,8 @@ export class DecodedRecord implements FilterableEvent {
     return (this.delivered[codec] = out);
   }
 
-  /** `raw`: the payload as stored, not decoded; `maxHeaders`: how many headers to keep. */
-  private build(json: boolean, raw = false, maxHeaders = Infinity): Record<string, unknown> {
+  /** `raw`: the payload as stored, not decoded; `maxHeaders`: how many headers to keep; `withData`: false leaves the payload out. */
+  private build(json: boolean, raw = false, maxHeaders = Infinity, withData = true): Record<string, unknown> {
     const e = this.textFields();
     if (this.keyBytes !== null) {
       if (json) e.key_base64 = base64(this.keyBytes);
@@ -183,6 +217,7 @@ export class DecodedRecord implements FilterableEvent {
       if (this.binaryHeaders === null) e.headers = headers;
       else Object.assign(e, withBinaryHeaders(headers, this.binaryHeaders, json));
     }
+    if (!withData) return e;
     const data = raw ? (this.record.value ?? undefined) : this.data;
     if (data instanceof Uint8Array) {
       if (json) e.data_base64 = base64(data);
