@@ -55,6 +55,21 @@ const FILTER_MAX_DEPTH = 16;
 const HEARTBEAT_MS = 15_000;
 const RECONNECT_HINT_MS = 1000;
 const encoder = new TextEncoder();
+
+/**
+ * `head`, `text` and the blank line that ends an SSE event, as UTF-8 in one buffer of the exact size:
+ * a frame can be a megabyte (a rope over shared entries), and a template string around it was
+ * written out once more before being encoded.
+ */
+function sseEvent(head: string, text: string): Uint8Array {
+  const headBytes = Buffer.byteLength(head);
+  const out = Buffer.allocUnsafe(headBytes + Buffer.byteLength(text) + 2);
+  out.write(head, 0);
+  const end = headBytes + out.write(text, headBytes);
+  out[end] = 0x0a;
+  out[end + 1] = 0x0a;
+  return out;
+}
 const decoder = new TextDecoder();
 
 /** Query parameters that take one value (topic may be repeated: each names a topic). */
@@ -121,7 +136,7 @@ export function createStreamRoute(deps: StreamDeps) {
         if (ended) return 0;
         const text = typeof data === "string" ? data : decoder.decode(data);
         const name = EVENT_NAMES[peekFrameType(text) ?? -1] ?? "message";
-        controller.enqueue(encoder.encode(`${token ? `id: ${token}\n` : ""}event: ${name}\ndata: ${text}\n\n`));
+        controller.enqueue(sseEvent(`${token ? `id: ${token}\n` : ""}event: ${name}\ndata: `, text));
         return 1;
       },
       getBufferedAmount: () => (ended ? 0 : STREAM_HIGH_WATER - (controller.desiredSize ?? 0)),

@@ -19,7 +19,7 @@ const record = (text: string, extra: Array<[string, string]> = []) =>
     timestamp: 1_700_000_000_000,
     key: Buffer.from("k"),
     value: Buffer.from(text),
-    headers: [["ce_type", "x.y"], ["content-type", "application/json"], ...extra].map(([n, v]) => [n, Buffer.from(v)] as [string, Uint8Array]),
+    headers: ([["ce_type", "x.y"], ["content-type", "application/json"], ...extra] as Array<[string, string]>).map(([n, v]) => [n, Buffer.from(v)] as [string, Uint8Array]),
   });
 
 /** The entry as encoded before the shortcut: the envelope, data parsed, encoded whole. */
