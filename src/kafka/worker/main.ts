@@ -20,6 +20,7 @@ import type { WorkerConfig } from "../wire/worker-config";
 import { FfiProducer } from "./producer";
 import type { ThreadQuery } from "./queries";
 import { FfiReaders } from "./readers";
+import { IdleCollector } from "./idle-collector";
 
 const config: WorkerConfig = JSON.parse(process.env.KGW_WORKER_CONFIG ?? "{}");
 let writer: SocketWriter | null = null;
@@ -50,7 +51,16 @@ try {
   process.exit(3);
 }
 // Readers' messages are bulk: behind delivery reports and PONGs, in order among themselves.
-const readers = new FfiReaders(config.consumer, config.bulkConsumer, (buf) => writer?.writeBulk(buf), status);
+const collector = new IdleCollector();
+const readers = new FfiReaders(
+  config.consumer,
+  config.bulkConsumer,
+  (buf) => {
+    collector.copiedOut(buf.byteLength);
+    writer?.writeBulk(buf);
+  },
+  status,
+);
 
 type Answer = { result?: unknown; error?: string };
 
@@ -101,6 +111,7 @@ function dispatch(type: number, body: Buffer): void {
     send(jsonMessage(IpcType.PONG, {}));
   } else if ((type >= IpcType.OPEN_READER && type <= IpcType.CLOSE_READER) || type === IpcType.STORE_OFFSETS) {
     readers.handle(type, new ByteReader(body).json());
+    if (type === IpcType.CLOSE_READER) collector.readerClosed();
     wake();
   } else if (type === IpcType.QUERY) {
     const q = new ByteReader(body).json<Query & { reqId: number; deadline?: number }>();
