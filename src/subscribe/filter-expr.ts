@@ -253,7 +253,8 @@ function compile(n: Node): Test {
  */
 function exactNumber(b: bigint): number | bigint {
   const n = Number(b);
-  return BigInt(n) === b ? n : b;
+  // Past the largest double Number() is ±Infinity, which BigInt() refuses: such a BigInt stays one.
+  return Number.isFinite(n) && BigInt(n) === b ? n : b;
 }
 
 const isPrim = (v: unknown) => v === null || typeof v === "string" || typeof v === "number" || typeof v === "boolean" || typeof v === "bigint";

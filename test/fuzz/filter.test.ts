@@ -325,6 +325,33 @@ test("any filter spec compiles or is refused INVALID_FILTER, and a compiled one 
   expect(compiled).toBeGreaterThan(100);
 });
 
+// Integers of any length reach filters from other producers' JSON (parsed exactly, as BigInt): one
+// of 500 digits threw "Not an integer" out of the comparison, and the record was skipped for every
+// subscriber whose where named it, `or` operands that held included (hostile tester).
+const anyInteger = fc.oneof(
+  fc.bigInt({ min: -(10n ** 30n), max: 10n ** 30n }),
+  fc.integer({ min: 300, max: 1200 }).chain((digits) => fc.boolean().map((neg) => (neg ? -1n : 1n) * (10n ** BigInt(digits) - 1n))),
+);
+const withIntegers = fc.dictionary(fc.constantFrom("n", "m", "a"), fc.oneof(anyInteger, fc.array(anyInteger, { maxLength: 2 }), num), { maxKeys: 3, noNullPrototype: true });
+
+test("integers of any length in data never make a filter throw, and an or still holds by its other operand", () => {
+  fc.assert(
+    fc.property(fc.tuple(expr, style).map(([e, s]) => print(e, s)), withIntegers, (where, data) => {
+      const f = compiles({ where: `(${where}) or type == "hit"` });
+      if (f instanceof GatewayError) return;
+      const ev = { type: "hit", key: null, headers: Object.create(null), data } as unknown as FilterableEvent;
+      expect(f.matches(ev)).toBe(true);
+      f.matches({ ...ev, type: "miss" } as FilterableEvent);
+    }),
+    { numRuns: 2000 },
+  );
+  const ev = (n: bigint) => ({ type: "x", key: null, headers: Object.create(null), data: { n } }) as unknown as FilterableEvent;
+  const huge = 10n ** 500n - 1n;
+  expect((compiles({ where: "data.n > 5" }) as ReturnType<typeof compileFilter>).matches(ev(huge))).toBe(true);
+  expect((compiles({ where: "data.n < 5" }) as ReturnType<typeof compileFilter>).matches(ev(-huge))).toBe(true);
+  expect((compiles({ where: "data.n == 5" }) as ReturnType<typeof compileFilter>).matches(ev(huge))).toBe(false);
+});
+
 // ---- the spec's other fields against a reference: globs as regular expressions ----
 
 const smallEvent = fc.record({
