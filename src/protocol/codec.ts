@@ -74,13 +74,17 @@ export function decodeFrame(raw: Uint8Array | string, codec: CodecName, limits: 
   }
   let beyondDouble: boolean;
   try {
-    beyondDouble = assertPlainData(value, limits.maxDepth, maxMapKeys, codec === "json");
+    beyondDouble = assertPlainData(value, limits.maxDepth, maxMapKeys, codec === "json", codec === "json");
   } catch (e) {
     if (isGatewayError(e)) throw e;
     throw new GatewayError("NESTING_TOO_DEEP", `nesting deeper than ${limits.maxDepth} levels`);
   }
-  // JSON.parse rounds integers past 2^53; the rare text that has one is parsed again, exactly.
-  return beyondDouble && codec === "json" ? parseJsonExact(text) : value;
+  if (!beyondDouble || codec !== "json") return value;
+  // JSON.parse rounds integers past 2^53 (to infinity past 308 digits); the rare text that has one
+  // is parsed again, exactly, and checked again: what is still infinite was a float (1e400).
+  const exact = parseJsonExact(text);
+  assertPlainData(exact, limits.maxDepth, maxMapKeys, false);
+  return exact;
 }
 
 /** A Kafka record's JSON payload, integers kept exact as for frames. */

@@ -8,10 +8,14 @@ import { GatewayError } from "./errors";
  * BigInt) plus byte arrays and valid Dates, well-formed Unicode, bounded depth and map sizes.
  *
  * Returns true when some number lies beyond ±(2^53−1): a JSON decoder may have rounded it, so
- * codec.ts then parses the text again keeping integers exact.
+ * codec.ts then parses the text again keeping integers exact. With `roundedFromJson` (JSON.parse's
+ * value, which has no infinity but rounds an integer of 309 digits or more to one) an infinite
+ * number is such a number too; the exact value is then checked again without it, where a float
+ * literal past the doubles (1e400) is still infinite, and refused.
  */
-export function assertPlainData(value: unknown, maxDepth: number, maxMapKeys = Number.MAX_SAFE_INTEGER, checkText = true): boolean {
+export function assertPlainData(value: unknown, maxDepth: number, maxMapKeys = Number.MAX_SAFE_INTEGER, checkText = true, roundedFromJson = false): boolean {
   textChecked = checkText;
+  roundedJson = roundedFromJson;
   return check(value, 0, maxDepth, maxMapKeys);
 }
 
@@ -21,6 +25,8 @@ export function assertPlainData(value: unknown, maxDepth: number, maxMapKeys = N
  * recursion carries no extra argument.
  */
 let textChecked = true;
+/** The value is JSON.parse's: an infinite number there is a literal past the doubles (see assertPlainData). */
+let roundedJson = false;
 
 const MAX = Number.MAX_SAFE_INTEGER;
 
@@ -37,7 +43,10 @@ function check(v: unknown, depth: number, maxDepth: number, maxMapKeys: number):
     case "boolean":
       return false;
     case "number":
-      if (!Number.isFinite(v)) throw new GatewayError("BAD_FRAME", "numbers must be finite");
+      if (!Number.isFinite(v)) {
+        if (roundedJson) return true;
+        throw new GatewayError("BAD_FRAME", "numbers must be finite");
+      }
       return v > MAX || v < -MAX;
     case "bigint":
       // msgpack int64/uint64 beyond ±2^53: kept exact (codec.ts).
