@@ -2,6 +2,7 @@ import type { ConsumedRecord } from "../log/event-log";
 import { type CodecName, encodeFrame, parseJsonValue } from "../protocol/codec";
 import { type EncodedEntry, encodeEntry } from "../protocol/event-frames";
 import type { Degraded } from "../protocol/frames";
+import { prescanMsgpack } from "../protocol/msgpack-scan";
 import { ownKeysUnpacker } from "../protocol/own-keys";
 import { INT64_AUTO, withIntegersAsInt64 } from "../protocol/integers";
 import type { FilterableEvent } from "./filter";
@@ -9,7 +10,19 @@ import type { FilterableEvent } from "./filter";
 // Payloads in Kafka come from anyone; decode them with the same guarded options as client frames,
 // integers exact: numbers where a double holds them, BigInt beyond (filters compare both).
 const unpack = ownKeysUnpacker({ useRecords: false, structuredClone: false, moreTypes: false, ...INT64_AUTO });
+/**
+ * Deeper than any frame can be (MAX_DEPTH is at most 256), so not written by this gateway. JSON.parse
+ * builds any depth without complaint, but every encoder after it recurses, and at 100,000 levels
+ * each attempt costs seconds of stack overflow: such a payload goes out as its bytes instead.
+ */
+export const MAX_DATA_DEPTH = 256;
+
 const utf8 = new TextDecoder();
+// What a msgpack payload must be to be decoded, as for a client's frame (0xc1, ext types but the
+// timestamp, invalid UTF-8, trailing bytes refused): msgpackr read the single byte 0xc1 as its own
+// marker object, {"name":"MessagePack 0xC1"}, and delivered that as the data (hostile tester).
+// Sizes are the producer's business: only nesting is bounded, as for JSON (MAX_DATA_DEPTH).
+const PAYLOAD_SCAN = { maxDepth: MAX_DATA_DEPTH, maxMapKeys: Number.MAX_SAFE_INTEGER, maxEventValues: Number.MAX_SAFE_INTEGER };
 // Keys and header values that are not UTF-8 are delivered as their bytes: this decoder says which.
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
 
@@ -110,7 +123,7 @@ export class DecodedRecord implements FilterableEvent {
       this.decoded = true;
       const v = this.record.value;
       if (v === null) this.decodedData = undefined;
-      else if (this.datacontenttype === "application/msgpack") this.decodedData = tryDecode(() => unpack(v), v);
+      else if (this.datacontenttype === "application/msgpack") this.decodedData = tryDecode(() => (prescanMsgpack(v, PAYLOAD_SCAN), unpack(v)), v);
       // JSON text is UTF-8 (RFC 8259): bytes that are not are not JSON, and go as they are rather
       // than with each bad byte replaced, which would change the data without saying so.
       else if (this.datacontenttype === "application/json") {
@@ -276,13 +289,6 @@ function isoTime(ms: number): string {
   const d = new Date(ms);
   return Number.isNaN(d.getTime()) ? String(ms) : d.toISOString();
 }
-
-/**
- * Deeper than any frame can be (MAX_DEPTH is at most 256), so not written by this gateway. JSON.parse
- * builds any depth without complaint, but every encoder after it recurses, and at 100,000 levels
- * each attempt costs seconds of stack overflow: such a payload goes out as its bytes instead.
- */
-export const MAX_DATA_DEPTH = 256;
 
 /**
  * Whether JSON text nests deeper than MAX_DATA_DEPTH; shorter text cannot, and is not scanned.

@@ -315,3 +315,24 @@ test("a JSON payload that is not UTF-8 is delivered as its bytes, not with its b
   const ok = new DecodedRecord({ topic: "t", partition: 0, offset: 1, timestamp: 0, key: null, value: Buffer.from('{"x":"é"}'), headers: [["content-type", Buffer.from("application/json")]] });
   expect(ok.data).toEqual({ x: "é" });
 });
+
+test("a msgpack payload a client's frame could not be is delivered as its bytes, not as what msgpackr makes of it", () => {
+  const msgpack = (value: Uint8Array) => new DecodedRecord({ topic: "t", partition: 0, offset: 0, timestamp: 0, key: null, value, headers: [["content-type", Buffer.from("application/msgpack")]] });
+  const nested = (depth: number) => Buffer.concat([Buffer.alloc(depth, 0x91), Buffer.from([0xc0])]);
+  for (const bad of [
+    Buffer.from([0xc1]), // msgpackr read it as {"name":"MessagePack 0xC1"}
+    Buffer.from([0x81, 0xa1, 0x78, 0xc1]),
+    Buffer.from([0xd4, 0x05, 0x00]), // ext type 5
+    Buffer.from([0xa1, 0xff]), // a string that is not UTF-8
+    Buffer.from([0x01, 0x02]), // trailing bytes
+    nested(300),
+  ]) {
+    const rec = msgpack(bad);
+    expect(rec.data).toBeInstanceOf(Uint8Array);
+    expect(Buffer.from(rec.data as Uint8Array).equals(bad)).toBe(true);
+  }
+  // What a client's frame may hold is still decoded: a timestamp, __proto__ as a key, 256 levels.
+  expect(msgpack(Buffer.from([0x81, 0xa9, ...Buffer.from("__proto__"), 0x01])).data).toEqual(JSON.parse('{"__proto__":1}'));
+  expect(msgpack(Buffer.from([0xd6, 0xff, 0, 0, 0, 1])).data).toEqual(new Date(1000));
+  expect(msgpack(nested(255)).data).toBeInstanceOf(Array);
+});
