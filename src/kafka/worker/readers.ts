@@ -40,6 +40,18 @@ interface LostPlace {
 class Reader {
   private readonly consumer: Consumer;
   private readonly batch = new MessageBatch(BATCH);
+  /**
+   * The first record of `batch` not yet sent. A batch is sized by the records seen so far, and a
+   * record much larger than them fills a RECORDS message on its own: the rest wait here, taken
+   * already from librdkafka, for the next message. (The first batch of 200 KB records was 30 of
+   * them, one 6 MB message and one 6 MB frame that each of 64 replays that did not read made Bun
+   * hold: the gateway at 1.2 GB.)
+   */
+  private sentUpTo = 0;
+  /** Partitions ("partition:topic") unassigned while records of theirs wait in `batch`: those are not sent. */
+  private readonly dropCarried = new Set<string>();
+  /** For consume() calls whose records are discarded (closing, released): `batch` may hold some unsent. */
+  private readonly discard = new MessageBatch(BATCH);
   private readonly out = new ByteWriter(64 * 1024);
   /** Sizes of the RECORDS awaiting RECORDS_ACK (as many as are), oldest first: acks come in order. */
   private readonly outstanding: number[] = [];
@@ -97,6 +109,7 @@ class Reader {
 
   unassign(list: Assignment[]): void {
     for (const a of list) this.next?.delete(`${a.partition}:${a.topic}`);
+    if (this.sentUpTo > 0) for (const a of list) this.dropCarried.add(`${a.partition}:${a.topic}`);
     if (!this.released) this.consumer.incrementalUnassign(list.map(({ topic, partition }) => ({ topic, partition })));
   }
 
@@ -138,8 +151,9 @@ class Reader {
   /** Reads what is ready (never blocks). Returns false once closed and freed. */
   tick(): boolean {
     if (this.closing) {
-      this.consumer.consume(this.batch, 0); // serves the close; records are discarded
       this.batch.release();
+      this.consumer.consume(this.discard, 0); // serves the close; records are discarded
+      this.discard.release();
       if (!this.consumer.closed()) return true;
       this.consumer.destroy();
       return false;
@@ -153,20 +167,31 @@ class Reader {
       if (this.released) {
         // What was fetched for the partitions before they were let go is stale now: serving the
         // queue frees it (and anything it returns is read again from `next` once restored).
-        this.consumer.consume(this.batch, 0);
-        this.batch.release();
+        this.consumer.consume(this.discard, 0);
+        this.discard.release();
       }
       return true;
     }
     this.heldSince = 0;
     if (this.released) this.restore();
-    const n = this.consumer.consume(this.batch, 0, Math.floor(RECORDS_BUDGET_BYTES / this.recordBytes));
-    this.consumed = n;
-    if (n > 0) {
+    let from = this.sentUpTo;
+    if (from >= this.batch.count) {
+      from = 0;
+      this.consumer.consume(this.batch, 0, Math.floor(RECORDS_BUDGET_BYTES / this.recordBytes));
+    }
+    const n = this.batch.count;
+    // Records handed on: what makes the worker's loop come back soon (carried ones included).
+    this.consumed = n - from;
+    if (n > from) {
       const gone: LostPlace[] = [];
-      const msg = this.encode(n, gone);
-      if (msg) this.recordBytes = Math.max(16, 0.5 * this.recordBytes + (0.5 * msg.length) / n);
-      this.batch.release();
+      const { msg, end } = this.encode(from, n, gone);
+      if (msg) this.recordBytes = Math.max(16, 0.5 * this.recordBytes + (0.5 * msg.length) / (end - from));
+      this.sentUpTo = end;
+      if (end >= n) {
+        this.batch.release();
+        this.sentUpTo = 0;
+        this.dropCarried.clear();
+      }
       if (msg) {
         this.outstanding.push(msg.length);
         this.outstandingBytes += msg.length;
@@ -179,10 +204,11 @@ class Reader {
   }
 
   /**
-   * RECORDS for the batch's records; null if none. Errors are reported, not forwarded, except a
-   * position the log no longer has, which goes into `gone` (OUT_OF_RANGE).
+   * RECORDS for the batch's records from `from`, up to RECORDS_BUDGET_BYTES (one record at least),
+   * and where it stopped; msg null if none. Errors are reported, not forwarded, except a position
+   * the log no longer has, which goes into `gone` (OUT_OF_RANGE).
    */
-  private encode(n: number, gone: LostPlace[]): Buffer | null {
+  private encode(from: number, n: number, gone: LostPlace[]): { msg: Buffer | null; end: number } {
     const b = this.batch;
     const w = this.out;
     const start = w.beginMessage(IpcType.RECORDS);
@@ -190,11 +216,13 @@ class Reader {
     const countPos = w.pos;
     w.u32(0);
     let count = 0;
-    for (let i = 0; i < n; i++) {
+    let i = from;
+    for (; i < n && (count === 0 || w.pos - start < RECORDS_BUDGET_BYTES); i++) {
       const err = b.err(i);
       if (err === AUTO_OFFSET_RESET) gone.push({ topic: b.topic(i), partition: b.partition(i), offset: b.offset(i) });
       else if (err !== 0) this.status.report("warn", "reader_error", b.errorString(i), { code: err, readerId: this.id });
       if (err !== 0) continue;
+      if (this.dropCarried.size > 0 && this.dropCarried.has(`${b.partition(i)}:${b.topic(i)}`)) continue;
       count++;
       const recordStart = w.pos;
       try {
@@ -209,11 +237,11 @@ class Reader {
     }
     if (count === 0) {
       w.pos = 0;
-      return null;
+      return { msg: null, end: i };
     }
     w.buf.writeUInt32LE(count, countPos);
     w.endMessage(start);
-    return w.take();
+    return { msg: w.take(), end: i };
   }
 }
 
