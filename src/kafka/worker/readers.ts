@@ -117,13 +117,23 @@ class Reader {
   private release(): void {
     this.released = true;
     const parts = [...this.next!.values()];
-    if (parts.length === 0) return;
-    // Where it is: past every record it handed over (all of them went out in RECORDS), else as assigned.
-    const at = this.consumer.positions(parts);
+    // Where it is: past every record librdkafka handed it, else as assigned.
+    const at = parts.length > 0 ? this.consumer.positions(parts) : [];
     parts.forEach((p, i) => {
       if (at[i]! >= 0) p.offset = at[i]!;
     });
-    this.consumer.incrementalUnassign(parts.map(({ topic, partition }) => ({ topic, partition })));
+    // Records taken from librdkafka and not sent yet are let go too, and read again from the first.
+    const b = this.batch;
+    for (let i = this.sentUpTo; i < b.count; i++) {
+      if (b.err(i) !== 0) continue;
+      const key = `${b.partition(i)}:${b.topic(i)}`;
+      const p = this.next!.get(key);
+      if (p && !this.dropCarried.has(key) && b.offset(i) < p.offset) p.offset = b.offset(i);
+    }
+    b.release();
+    this.sentUpTo = 0;
+    this.dropCarried.clear();
+    if (parts.length > 0) this.consumer.incrementalUnassign(parts.map(({ topic, partition }) => ({ topic, partition })));
   }
 
   private restore(): void {
