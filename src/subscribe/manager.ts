@@ -560,6 +560,10 @@ export class SubscriptionManager {
         offsets = await this.log.offsetsForTime(topic, startMs);
       } else {
         const saved = token!.positions.get(topic)!;
+        // Partitions the token read that the log no longer has (another cluster, or the topic made
+        // again with fewer, since Kafka never removes one): a reset log; one added later is new, and
+        // read from its start.
+        for (let p = marks.length; p < saved.length; p++) if (saved[p]! !== 0) gaps.push({ topic, partition: p, from: saved[p]!, to: 0, reason: "log_reset" });
         offsets = marks.map((m, p) => {
           if (elsewhere) {
             // As a live feed says of a replaced log (Feed.readOnPast): where nothing was read, nothing is said.
