@@ -3,11 +3,31 @@ import { unpack } from "msgpackr";
 import { connect } from "../../src/client";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 import { freshTopic, kafkaBrokers } from "../support/kafka";
-import { consumeAll, ensureTopic } from "../support/kafka-broker";
+import { type Broker, consumeAll, ensureTopic, startBroker } from "../support/kafka-broker";
 import { health, within } from "../kafka/harm";
 
 let gw: GatewayProcess | null = null;
-afterAll(() => gw?.stop(), 60_000);
+let frozen: { gw: GatewayProcess | null; broker: Broker | null } = { gw: null, broker: null };
+afterAll(async () => {
+  await gw?.stop();
+  await frozen.gw?.stop();
+  if (frozen.broker) process.kill(frozen.broker.pid, "SIGCONT");
+  await frozen.broker?.stop();
+}, 60_000);
+
+/** Per-key inversions among `records` in log order: a later event of a key written before an earlier one. */
+function inversionsOf(records: Array<{ partition: number; offset: number; key?: Uint8Array | null; value?: Uint8Array | null }>): number {
+  const byKey = new Map<string, number[]>();
+  for (const r of [...records].sort((a, b) => a.partition - b.partition || a.offset - b.offset)) {
+    const key = Buffer.from(r.key!).toString();
+    const list = byKey.get(key) ?? [];
+    list.push((unpack(r.value!) as { seq: number }).seq);
+    byKey.set(key, list);
+  }
+  let inversions = 0;
+  for (const list of byKey.values()) for (let i = 1; i < list.length; i++) if (list[i]! < list[i - 1]!) inversions++;
+  return inversions;
+}
 
 /**
  * The SDK retries what a worker's death refused (WORKER_LOST, UNAVAILABLE). Per-key order must hold
@@ -48,18 +68,54 @@ test("per-key order holds through the SDK's retries while workers are killed und
   await Promise.all(acks);
   client.close();
   const records = await consumeAll(brokers, topic, { expect: n - failed, timeoutMs: 60_000 });
-  const byKey = new Map<string, number[]>();
-  for (const r of [...records].sort((a, b) => a.partition - b.partition || a.offset - b.offset)) {
-    const key = Buffer.from(r.key!).toString();
-    const list = byKey.get(key) ?? [];
-    list.push((unpack(r.value!) as { seq: number }).seq);
-    byKey.set(key, list);
-  }
-  let inversions = 0;
-  for (const list of byKey.values()) for (let i = 1; i < list.length; i++) if (list[i]! < list[i - 1]!) inversions++;
+  const inversions = inversionsOf(records);
   console.log(`${n} published across 4 worker kills: ${records.length} in Kafka, ${failed} failed, ${inversions} per-key inversions`);
   expect(failed).toBe(0);
   // Each event once: a re-send of one whose write was in doubt gets the original's ack.
+  expect(records.length).toBe(n);
+  expect(inversions).toBe(0);
+}, 180_000);
+
+/**
+ * The chaos tester froze the broker for 40 s, past KAFKA_MESSAGE_TIMEOUT_MS (30 s): every event in
+ * flight timed out (PUBLISH_TIMEOUT) and was retried, and 7,215 of 30,000 were written after later
+ * events of their key. A retried event's key was held only while it waited out its delay, not while
+ * its re-send was in flight: when that re-send was refused again, later events of its key went first.
+ */
+test("per-key order holds through the SDK's retries when the broker is frozen past the message timeout", async () => {
+  frozen.broker = await startBroker();
+  const broker = frozen.broker;
+  frozen.gw = await startGateway({ KAFKA_BROKERS: broker.brokers, KAFKA_WORKERS: "2", RATE_LIMIT_EVENTS: "0", KAFKA_MESSAGE_TIMEOUT_MS: "3000" });
+  const g = frozen.gw;
+  const topic = freshTopic("key-order-frozen");
+  await ensureTopic(broker.brokers, topic, 4);
+  const client = await connect({ url: g.wsUrl, maxAttempts: 1000 });
+  let n = 0;
+  let failed = 0;
+  const acks: Array<Promise<unknown>> = [];
+  let running = true;
+  const pump = (async () => {
+    while (running) {
+      for (let i = 0; i < 5; i++) {
+        const seq = n++;
+        acks.push(client.publish({ type: "ordered", key: `k${seq % 8}`, data: { seq } }, { topic }).catch(() => void failed++));
+      }
+      await Bun.sleep(10);
+    }
+  })();
+  await Bun.sleep(1500);
+  process.kill(broker.pid, "SIGSTOP");
+  await Bun.sleep(7000); // past the 3 s message timeout, twice
+  process.kill(broker.pid, "SIGCONT");
+  await Bun.sleep(3000);
+  running = false;
+  await pump;
+  await Promise.all(acks);
+  client.close();
+  const records = await consumeAll(broker.brokers, topic, { expect: n - failed, timeoutMs: 60_000 });
+  const inversions = inversionsOf(records);
+  console.log(`${n} published across a 7 s broker freeze (message timeout 3 s): ${records.length} in Kafka, ${failed} failed, ${inversions} per-key inversions`);
+  expect(failed).toBe(0);
   expect(records.length).toBe(n);
   expect(inversions).toBe(0);
 }, 180_000);
