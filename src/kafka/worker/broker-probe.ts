@@ -12,6 +12,8 @@
  * which starts every worker afresh (pool.ts).
  */
 const INTERVAL_MS = 1000;
+// A probe unanswered this long past its own timeout is taken for lost: its thread is stuck.
+const LOST_AFTER_MS = 5000;
 const RETRY_MS = 250;
 const FAILURES_DOWN = 3;
 
@@ -29,12 +31,22 @@ export class BrokerProbe {
   private stopped = false;
   private timer: NodeJS.Timeout | null = null;
   private cluster: string | null = null;
+  /** Counts probes sent: the answer of one taken for lost is ignored when it comes at last. */
+  private sent = 0;
+  private lostTimer: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly client: MetadataClient,
     private readonly timeoutMs: number,
     private readonly onChange: (up: boolean, reason: string) => void,
     private readonly onCluster: (id: string) => void = () => {},
+    /**
+     * A probe went unanswered LOST_AFTER_MS past its timeout: whatever answers probes is stuck and
+     * should be replaced. It counts as a failed probe, and probing goes on. Before, a probe that never
+     * answered stopped all probing, and brokers stayed "down" after they came back (chaos tester: a
+     * worker down for 4.5 minutes after a run of broker faults, /health/ready 503 throughout).
+     */
+    private readonly onLost: () => void = () => {},
   ) {}
 
   /** Once the producer is connected (probing before would only report that it is not). */
@@ -54,6 +66,7 @@ export class BrokerProbe {
   stop(): void {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
+    if (this.lostTimer) clearTimeout(this.lostTimer);
   }
 
   private schedule(ms: number): void {
@@ -66,8 +79,20 @@ export class BrokerProbe {
     this.timer = null;
     this.probing = true;
     const sentAt = Date.now();
+    const n = ++this.sent;
+    this.lostTimer = setTimeout(() => {
+      this.lostTimer = null;
+      if (this.stopped || n !== this.sent || !this.probing) return;
+      this.probing = false;
+      this.sent++; // its answer, should it come, is ignored
+      this.onLost();
+      this.failed(new Error(`a broker probe went unanswered for ${this.timeoutMs + LOST_AFTER_MS} ms`));
+    }, this.timeoutMs + LOST_AFTER_MS);
     // Only the topics this producer already knows: cheap even on a cluster with thousands of topics.
     this.client.getMetadata({ allTopics: false, timeout: this.timeoutMs }, (err, cluster) => {
+      if (n !== this.sent) return;
+      if (this.lostTimer) clearTimeout(this.lostTimer);
+      this.lostTimer = null;
       this.probing = false;
       if (this.stopped) return;
       if (!err) {
@@ -75,11 +100,14 @@ export class BrokerProbe {
         if (cluster && cluster !== this.cluster) this.onCluster((this.cluster = cluster));
         // An answer to a question asked before the last ALL_BROKERS_DOWN says nothing about now.
         if (sentAt >= this.allDownAt) this.set(true, "a broker answered");
-      } else if (++this.failures >= FAILURES_DOWN) {
-        this.set(false, String((err as Error).message ?? err));
-      }
-      this.schedule(err || !this.up ? RETRY_MS : INTERVAL_MS);
+        this.schedule(this.up ? INTERVAL_MS : RETRY_MS);
+      } else this.failed(err);
     });
+  }
+
+  private failed(err: unknown): void {
+    if (++this.failures >= FAILURES_DOWN) this.set(false, String((err as Error).message ?? err));
+    this.schedule(RETRY_MS);
   }
 
   private set(up: boolean, reason: string): void {

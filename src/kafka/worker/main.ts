@@ -76,6 +76,12 @@ class QueryThread {
       done?.(e.data);
     };
   }
+  /** Lets go of the thread (one stuck in a call that never returns keeps only itself). */
+  terminate(): void {
+    this.waiting.clear();
+    this.thread.terminate();
+  }
+
   ask(query: ThreadQuery, done: (r: Answer) => void, deadline?: number): void {
     const reqId = ++this.seq;
     this.waiting.set(reqId, done);
@@ -84,12 +90,17 @@ class QueryThread {
 }
 const queries = new QueryThread();
 // The probe has a thread of its own: behind a slow question it would read as an outage.
-const probeThread = new QueryThread();
+let probeThread = new QueryThread();
 const brokers = new BrokerProbe(
   { getMetadata: (o, cb) => probeThread.ask({ kind: "probe", timeoutMs: o.timeout }, (r) => (r.error === undefined ? cb(null, r.result as string | null) : cb(new Error(r.error)))) },
   config.probeTimeoutMs ?? 1500,
   (up, reason) => send(jsonMessage(IpcType.HEALTH, { brokers: up ? "up" : "down", reason })),
   (cluster) => send(jsonMessage(IpcType.HEALTH, { cluster })),
+  () => {
+    status.report("warn", "probe_lost", "a broker probe went unanswered; its thread is replaced");
+    probeThread.terminate();
+    probeThread = new QueryThread();
+  },
 );
 
 // Nothing keeps a body past its message (PRODUCE is copied, the rest is JSON): the reader reuses
