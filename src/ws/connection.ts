@@ -336,6 +336,8 @@ export function createWebSocketHandler(deps: {
       }
       case FrameType.PING: {
         const cid = correlationId(f);
+        // Optional, but given and unreadable it is as any frame's: an error frame, not a pong for no one.
+        if (cid === undefined && f.cid !== undefined) return sendError(ws, codec, new GatewayError("INVALID_FRAME", "cid must be an integer from 0 to 2^53-1"));
         return send(ws, cid === undefined ? { t: FrameType.PONG } : { t: FrameType.PONG, cid }, codec);
       }
       default:
