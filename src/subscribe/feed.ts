@@ -37,14 +37,16 @@ interface Gone {
   partition: number;
   offset: number;
   mark?: Watermark | null;
-  /** The log was replaced (EventLog.epoch): the reader reads the new one from `mark.low` already. */
-  replaced?: true;
-  /** Replaced by a log without this partition (the topic made again with fewer): `offset` is where it was read to. */
-  removed?: true;
 }
 
 /** What the reader handed over, in order: a batch of records, or a partition it lost its place in. */
-type Waiting = { records: ConsumedRecord[]; done: () => void; /** Records delivered so far (a batch spread over turns). */ at: number } | { gone: Gone };
+/** A topic's log replaced (EventLog.epoch): its partitions' watermarks in the new one. */
+interface Replaced {
+  topic: string;
+  marks: Watermark[];
+}
+
+type Waiting = { records: ConsumedRecord[]; done: () => void; /** Records delivered so far (a batch spread over turns). */ at: number } | { gone: Gone } | { replaced: Replaced };
 
 /**
  * One log reader and the subscriptions it serves. Each record is decoded once, the index yields the
@@ -182,22 +184,47 @@ export class Feed implements ShareDealer {
 
   /**
    * The reader reads each partition's new log from its start; behind what was read from the old
-   * logs, each partition's subscribers are told with a log_reset gap (readOnPast).
+   * logs, the subscribers are told with log_reset gaps (readNewLog).
    */
   private readNewLogs(epoch: number, marks: Map<string, Watermark[]>): void {
     this.epoch = epoch;
-    for (const [topic, perPartition] of marks) {
-      // Partitions read in the old logs that the new one does not have, told first, so that no token
-      // after the change names them (the chaos tester's cluster, made again with 3 partitions of 4,
-      // gave p3 no gap, and its tokens went on naming p3's old offset, 6,250 records into the new p3
-      // once it was added).
-      const offsets = this.positions.get(topic)!;
-      for (let partition = offsets.length - 1; partition >= perPartition.length; partition--) {
-        this.waiting.push({ gone: { topic, partition, offset: offsets[partition]!, mark: null, replaced: true, removed: true } });
-      }
-      perPartition.forEach((mark, partition) => this.waiting.push({ gone: { topic, partition, offset: mark.low, mark, replaced: true } }));
-    }
+    for (const [topic, perPartition] of marks) this.waiting.push({ replaced: { topic, marks: perPartition } });
     this.pump();
+  }
+
+  /**
+   * A topic's positions move to its new log all at once, and only then is each partition read into
+   * told with a `log_reset` gap, so that every gap's token names the new log only. A partition the
+   * new log lacks (the topic made again with fewer) leaves the positions: added later, it is read
+   * from its start (partitionsNow). Before, a gap went out per partition, each with the token of its
+   * moment, and a partition the new log lacked got none: the chaos tester's cluster came back with
+   * 3 partitions of 4, the tokens went on naming p3's old offset, and once p3 was added again its
+   * first 6,250 records were skipped in silence.
+   */
+  private readNewLog({ topic, marks }: Replaced): void {
+    const offsets = this.positions.get(topic);
+    if (this.closed || !offsets) return;
+    const gaps: Gap[] = [];
+    for (let p = 0; p < offsets.length; p++) {
+      const to = marks[p]?.low ?? 0;
+      if (offsets[p] !== to) gaps.push({ topic, partition: p, from: offsets[p]!, to, reason: "log_reset" });
+    }
+    const before = offsets.length;
+    offsets.length = marks.length;
+    marks.forEach((m, p) => (offsets[p] = m.low));
+    // Partitions the old log did not have: the reader was assigned those it had (open).
+    const added = marks.slice(before).map((m, i) => ({ topic, partition: before + i, offset: m.low }));
+    if (added.length > 0 && this.reader && this.assigned === this.reader) this.reader.assign(added);
+    // A new log ends before the old end a replay was to reach: its new end is the target.
+    const target = this.options.target?.get(topic);
+    if (target) {
+      if (target.length > marks.length) target.length = marks.length;
+      marks.forEach((m, p) => {
+        if ((target[p] ?? 0) > m.high) target[p] = m.high;
+      });
+    }
+    for (const gap of gaps) this.tell(gap);
+    this.liveIfCaughtUp();
   }
 
   /**
@@ -325,6 +352,11 @@ export class Feed implements ShareDealer {
       while (this.waiting.length > 0) {
         const head = this.waiting[0]!;
         if (this.ledger && this.redeal.length > 0 && !this.drainRedeal()) return; // pumped again once dealt
+        if ("replaced" in head) {
+          this.waiting.shift();
+          this.readNewLog(head.replaced);
+          continue;
+        }
         if ("gone" in head) {
           if (head.gone.mark === undefined) return; // pumped again once the watermarks are known
           this.waiting.shift();
@@ -382,40 +414,21 @@ export class Feed implements ShareDealer {
    * - past the log's end: the log was reset (the topic created again),
    *   and its offsets start over; read the new log from its start, and a `log_reset` gap says so
    *   (`to` below `from`). Records of a log that was only cut short may come again: at least once.
-   * - within the log (the question raced a leader moving): read on from the same place a little later;
-   * - the log was replaced (a new cluster, EventLog.epoch), wherever the position falls in the new
-   *   one: the reader reads it from its start already, and a `log_reset` gap says so unless the
-   *   position was that start.
+   * - within the log (the question raced a leader moving): read on from the same place a little later.
    */
   private readOnPast(g: Gone): void {
     const offsets = this.positions.get(g.topic);
     if (this.closed || !offsets) return;
-    if (g.removed) {
-      // Out of positions (so of the gap's token) and target, highest first: a partition added later
-      // is read from its start (partitionsNow).
-      if (offsets.length > g.partition) offsets.length = g.partition;
-      const target = this.options.target?.get(g.topic);
-      if (target && target.length > g.partition) target.length = g.partition;
-      if (g.offset !== 0) this.tell({ topic: g.topic, partition: g.partition, from: g.offset, to: 0, reason: "log_reset" });
-      return this.liveIfCaughtUp();
-    }
     const at = offsets[g.partition] ?? g.offset;
     const m = g.mark;
     let next = at;
     let gap: Gap | null = null;
-    if (g.replaced && m) {
-      next = m.low;
-      if (at !== m.low) gap = { topic: g.topic, partition: g.partition, from: at, to: next, reason: "log_reset" };
-    } else if (m && at < m.low) gap = { topic: g.topic, partition: g.partition, from: at, to: (next = m.low), reason: "retention" };
+    if (m && at < m.low) gap = { topic: g.topic, partition: g.partition, from: at, to: (next = m.low), reason: "retention" };
     else if (m && at > m.high) gap = { topic: g.topic, partition: g.partition, from: at, to: (next = m.low), reason: "log_reset" };
     const place = [{ topic: g.topic, partition: g.partition, offset: next }];
     // A reset log ends before the old end the replay was to reach: its new end is the target.
     const target = this.options.target?.get(g.topic);
-    if (target && m && (target[g.partition] ?? 0) > m.high && (gap || g.replaced)) target[g.partition] = m.high;
-    if (!gap && g.replaced) {
-      offsets[g.partition] = next;
-      return this.liveIfCaughtUp();
-    }
+    if (target && m && (target[g.partition] ?? 0) > m.high && gap) target[g.partition] = m.high;
     if (!gap) {
       const timer = setTimeout(() => this.closed || (this.reader?.unassign(place), this.reader?.assign(place)), RECHECK_MS);
       timer.unref();
@@ -423,10 +436,8 @@ export class Feed implements ShareDealer {
     }
     offsets[g.partition] = next;
     this.tell(gap);
-    if (!g.replaced) {
-      this.reader?.unassign(place);
-      this.reader?.assign(place);
-    }
+    this.reader?.unassign(place);
+    this.reader?.assign(place);
     this.liveIfCaughtUp();
   }
 

@@ -7,6 +7,7 @@ import { type GatewayProcess, startGateway } from "../support/gateway";
 import { freshTopic } from "../support/kafka";
 import { type Broker, addPartitions, ensureTopic, samePorts, startBroker } from "../support/kafka-broker";
 import { health, oneAttemptClient, within } from "./harm";
+import { RawWsClient } from "../support/raw-ws";
 
 /**
  * The cluster behind KAFKA_BROKERS is replaced by a new one at the same address (its data wiped, or
@@ -144,6 +145,11 @@ test("a cluster made again with fewer partitions of a topic: the missing one get
       for await (const e of sub) seen.push((e.event.data as { n: number }).n);
     })();
     await within(30_000, () => seen.length === 40);
+    // The same subscription seen frame by frame: each gap frame's token.
+    const raw = await RawWsClient.connect(g.port);
+    raw.send({ t: 1, v: 1 });
+    raw.send({ t: 12, cid: 1, sub: "raw", topic, start: "earliest" });
+    await raw.waitFor((f) => f.t === 26 && f.sub === "raw");
 
     await b.stop();
     b = await startBroker({ dir: dir2, env: ports });
@@ -152,6 +158,12 @@ test("a cluster made again with fewer partitions of a topic: the missing one get
     const p3 = sub.gaps.find((gap) => gap.partition === 3);
     expect(p3).toMatchObject({ topic, partition: 3, from: inP3, to: 0, reason: "log_reset" });
     const token = sub.token!;
+    // Every gap frame names the new log only: a client that stopped after any of them misses nothing.
+    // Before, each carried the positions of its moment, the old offsets of the partitions told after it.
+    await within(10_000, () => raw.frames.filter((f) => f.t === 32).length >= 4);
+    const gapTokens = new Set(raw.frames.filter((f) => f.t === 32).map((f) => f.token));
+    expect(gapTokens.size).toBe(1);
+    raw.destroy();
 
     // p3 again, with more records than were read of the old one.
     await addPartitions(b.brokers, topic, 4);
