@@ -249,8 +249,8 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
 
   function capKernelSendBuffer(port: number): void {
     if (config.SOCKET_SEND_BUFFER_BYTES === 0) return;
-    const capped = capSendBuffer(port, config.SOCKET_SEND_BUFFER_BYTES);
-    if (!capped.ok) logger.warn("SOCKET_SEND_BUFFER_BYTES could not be applied: the kernel sizes each connection's send buffer, up to net.ipv4.tcp_wmem's maximum, for a client that stops reading too", { reason: capped.reason });
+    const failed = capSendBuffer(port, config.SOCKET_SEND_BUFFER_BYTES);
+    if (failed) logger.warn("SOCKET_SEND_BUFFER_BYTES could not be applied: the kernel sizes each connection's send buffer, up to net.ipv4.tcp_wmem's maximum, for a client that stops reading too", { reason: failed });
   }
 
   function unhandled(e: Error): Response {

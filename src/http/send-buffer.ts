@@ -23,7 +23,6 @@ const TCP_LISTEN = "0A";
 
 const SYMBOLS = {
   setsockopt: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.u32], returns: FFIType.i32 },
-  getsockopt: { args: [FFIType.i32, FFIType.i32, FFIType.i32, FFIType.ptr, FFIType.ptr], returns: FFIType.i32 },
 } as const;
 let libc: ReturnType<typeof dlopen<typeof SYMBOLS>>["symbols"] | null = null;
 
@@ -54,7 +53,7 @@ function listeningInodes(port: number): Set<string> {
 }
 
 /** This process's descriptors that are the sockets listening on `port`. */
-export function listeningDescriptors(port: number): number[] {
+function listeningDescriptors(port: number): number[] {
   const inodes = listeningInodes(port);
   const fds: number[] = [];
   if (inodes.size === 0) return fds;
@@ -71,30 +70,21 @@ export function listeningDescriptors(port: number): number[] {
   return fds;
 }
 
-/** SO_SNDBUF of a socket as the kernel keeps it (twice what was asked: it counts its bookkeeping too). */
-export function sendBufferOf(fd: number): number {
-  const value = new Int32Array(1);
-  const size = new Uint32Array([4]);
-  return sockets().getsockopt(fd, SOL_SOCKET, SO_SNDBUF, value, size) === 0 ? value[0]! : -1;
-}
-
 /**
  * Sets SO_SNDBUF on the sockets listening on `port`, so that every connection accepted from then on
- * has it. Returns the size the kernel kept, or the reason it could not be set (the gateway then runs
- * with the kernel's autotuning, and says so).
+ * has it (the kernel keeps twice the value: it counts its bookkeeping too). Returns null, or the
+ * reason it could not be set (the gateway then runs with the kernel's autotuning, and says so).
  */
-export function capSendBuffer(port: number, bytes: number): { ok: true; kernelBytes: number } | { ok: false; reason: string } {
+export function capSendBuffer(port: number, bytes: number): string | null {
   try {
     const fds = listeningDescriptors(port);
-    if (fds.length === 0) return { ok: false, reason: `no listening socket on port ${port} found in /proc` };
+    if (fds.length === 0) return `no listening socket on port ${port} found in /proc`;
     const value = new Int32Array([bytes]);
-    let kernelBytes = 0;
     for (const fd of fds) {
-      if (sockets().setsockopt(fd, SOL_SOCKET, SO_SNDBUF, value, 4) !== 0) return { ok: false, reason: `setsockopt(SO_SNDBUF) failed on descriptor ${fd}` };
-      kernelBytes = sendBufferOf(fd);
+      if (sockets().setsockopt(fd, SOL_SOCKET, SO_SNDBUF, value, 4) !== 0) return `setsockopt(SO_SNDBUF) failed on descriptor ${fd}`;
     }
-    return { ok: true, kernelBytes };
+    return null;
   } catch (e) {
-    return { ok: false, reason: String(e) };
+    return String(e);
   }
 }

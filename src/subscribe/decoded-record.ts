@@ -180,7 +180,7 @@ export class DecodedRecord implements FilterableEvent {
   private jsonEntry(): string | null {
     const v = this.record.value;
     if (this.datacontenttype !== "application/json" || v === null) return null;
-    void this.data;
+    void this.data; // parses the payload, keeping its text when it is JSON
     const text = this.jsonText;
     if (text === undefined || v.indexOf(0x0a) >= 0 || v.indexOf(0x0d) >= 0) return null;
     const r = this.record;

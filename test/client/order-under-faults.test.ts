@@ -1,6 +1,6 @@
 import { afterAll, expect, test } from "bun:test";
 import { unpack } from "msgpackr";
-import { connect } from "../../src/client";
+import { type GatewayClient, connect } from "../../src/client";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 import { freshTopic, kafkaBrokers } from "../support/kafka";
 import { type Broker, consumeAll, ensureTopic, startBroker } from "../support/kafka-broker";
@@ -30,6 +30,34 @@ function inversionsOf(records: Array<{ partition: number; offset: number; key?: 
 }
 
 /**
+ * Publishes `perTick` events every 10 ms, one at a time as a service would, over 8 keys, each with
+ * its publish order as `seq`, until stopped; then waits for every publish to settle.
+ */
+function orderedLoad(client: GatewayClient, topic: string, perTick: number): { stop(): Promise<{ published: number; failed: number }> } {
+  let n = 0;
+  let failed = 0;
+  const acks: Array<Promise<unknown>> = [];
+  let running = true;
+  const pump = (async () => {
+    while (running) {
+      for (let i = 0; i < perTick; i++) {
+        const seq = n++;
+        acks.push(client.publish({ type: "ordered", key: `k${seq % 8}`, data: { seq } }, { topic }).catch(() => void failed++));
+      }
+      await Bun.sleep(10);
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      await pump;
+      await Promise.all(acks);
+      return { published: n, failed };
+    },
+  };
+}
+
+/**
  * The SDK retries what a worker's death refused (WORKER_LOST, UNAVAILABLE). Per-key order must hold
  * through it: a retried event goes before every later event of its key, never after them.
  */
@@ -40,21 +68,7 @@ test("per-key order holds through the SDK's retries while workers are killed und
   const topic = freshTopic("key-order");
   await ensureTopic(brokers, topic, 3);
   const client = await connect({ url: g.wsUrl });
-  const keys = 8;
-  let n = 0;
-  let failed = 0;
-  const acks: Array<Promise<unknown>> = [];
-  let running = true;
-  const pump = (async () => {
-    while (running) {
-      // 1,500 events/s in small publishes, as a service would make them.
-      for (let i = 0; i < 15; i++) {
-        const seq = n++;
-        acks.push(client.publish({ type: "ordered", key: `k${seq % keys}`, data: { seq } }, { topic }).catch(() => void failed++));
-      }
-      await Bun.sleep(10);
-    }
-  })();
+  const load = orderedLoad(client, topic, 15); // 1,500 events/s
   await Bun.sleep(1500);
   for (let kill = 0; kill < 4; kill++) {
     const workers = (await health(g.url)).log.workers as Array<{ pid: number; state: string }>;
@@ -63,9 +77,7 @@ test("per-key order holds through the SDK's retries while workers are killed und
     await within(30_000, async () => ((await health(g.url)).log.workers as Array<{ pid: number; state: string }>).every((w) => w.pid !== victim.pid && w.state === "ready"));
     await Bun.sleep(1000);
   }
-  running = false;
-  await pump;
-  await Promise.all(acks);
+  const { published: n, failed } = await load.stop();
   client.close();
   const records = await consumeAll(brokers, topic, { expect: n - failed, timeoutMs: 60_000 });
   const inversions = inversionsOf(records);
@@ -90,27 +102,13 @@ test("per-key order holds through the SDK's retries when the broker is frozen pa
   const topic = freshTopic("key-order-frozen");
   await ensureTopic(broker.brokers, topic, 4);
   const client = await connect({ url: g.wsUrl, maxAttempts: 1000 });
-  let n = 0;
-  let failed = 0;
-  const acks: Array<Promise<unknown>> = [];
-  let running = true;
-  const pump = (async () => {
-    while (running) {
-      for (let i = 0; i < 5; i++) {
-        const seq = n++;
-        acks.push(client.publish({ type: "ordered", key: `k${seq % 8}`, data: { seq } }, { topic }).catch(() => void failed++));
-      }
-      await Bun.sleep(10);
-    }
-  })();
+  const load = orderedLoad(client, topic, 5); // 500 events/s
   await Bun.sleep(1500);
   process.kill(broker.pid, "SIGSTOP");
   await Bun.sleep(7000); // past the 3 s message timeout, twice
   process.kill(broker.pid, "SIGCONT");
   await Bun.sleep(3000);
-  running = false;
-  await pump;
-  await Promise.all(acks);
+  const { published: n, failed } = await load.stop();
   client.close();
   const records = await consumeAll(broker.brokers, topic, { expect: n - failed, timeoutMs: 60_000 });
   const inversions = inversionsOf(records);

@@ -13,17 +13,25 @@ import { RawWsClient } from "../support/raw-ws";
  */
 const file = kafkaGatewayForFile({ KAFKA_WORKERS: "1", RATE_LIMIT_BYTES: "0", RATE_LIMIT_EVENTS: "0" });
 
-test("a replay of 200 KB records comes in frames of about a megabyte, every record once and in order", async () => {
-  const topic = freshTopic("records-budget");
-  await ensureTopic(file.brokers, topic, 1);
+/**
+ * `count` events of 200 KB to a new topic of `partitions`, `data.n` their publish order, keyed as
+ * `key` says. In batches of four, so the broker holds them in record batches of several records.
+ */
+async function bigRecords(prefix: string, partitions: number, count: number, key?: (n: number) => string): Promise<string> {
+  const topic = freshTopic(prefix);
+  await ensureTopic(file.brokers, topic, partitions);
   const pub = await connect({ url: file.gw.wsUrl });
   const blob = "z".repeat(200_000);
-  // Batches of four, so the broker holds them in record batches of several records each.
-  for (let n = 0; n < 60; n += 4) {
-    const acks = await pub.publishBatch(Array.from({ length: 4 }, (_, i) => ({ type: "big", data: { n: n + i, blob } })), { topic });
+  for (let n = 0; n < count; n += 4) {
+    const acks = await pub.publishBatch(Array.from({ length: 4 }, (_, i) => ({ type: "big", ...(key ? { key: key(n + i) } : {}), data: { n: n + i, blob } })), { topic });
     expect(acks.every((a) => a.status === "fulfilled")).toBe(true);
   }
   pub.close();
+  return topic;
+}
+
+test("a replay of 200 KB records comes in frames of about a megabyte, every record once and in order", async () => {
+  const topic = await bigRecords("records-budget", 1, 60);
 
   const reader = await RawWsClient.connect(file.gw.port);
   reader.send({ t: 1, v: 1 });
@@ -45,15 +53,7 @@ test("a replay of 200 KB records comes in frames of about a megabyte, every reco
 }, 120_000);
 
 test("records waiting past the budget in a reader that is held, let go and taken up again, still come once each and in order", async () => {
-  const topic = freshTopic("records-budget-held");
-  await ensureTopic(file.brokers, topic, 2);
-  const pub = await connect({ url: file.gw.wsUrl });
-  const blob = "q".repeat(200_000);
-  for (let n = 0; n < 80; n += 4) {
-    const acks = await pub.publishBatch(Array.from({ length: 4 }, (_, i) => ({ type: "big", key: `k${(n + i) % 3}`, data: { n: n + i, blob } })), { topic });
-    expect(acks.every((a) => a.status === "fulfilled")).toBe(true);
-  }
-  pub.close();
+  const topic = await bigRecords("records-budget-held", 2, 80, (n) => `k${n % 3}`);
   const reader = await RawWsClient.connect(file.gw.port);
   reader.send({ t: 1, v: 1 });
   reader.send({ t: 12, cid: 1, sub: "r", topic, start: "earliest" });

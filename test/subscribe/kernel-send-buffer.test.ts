@@ -1,8 +1,8 @@
-import { connect as tcp, type Socket } from "node:net";
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 import { tcpSendQueues } from "../support/proc";
 import { underControl } from "../ingest/control";
+import { RawWsClient } from "../support/raw-ws";
 import { GatewayClient } from "../support/ws-client";
 
 /**
@@ -18,23 +18,14 @@ beforeAll(async () => {
 }, 60_000);
 afterAll(() => gw.stop(), 60_000);
 
-/** A masked client text frame with a zero mask, written by hand: this client never reads what comes back. */
-function frame(text: string): Buffer {
-  const p = Buffer.from(text);
-  const head = p.length < 126 ? Buffer.from([0x81, 0x80 | p.length]) : Buffer.from([0x81, 0x80 | 126, p.length >> 8, p.length & 255]);
-  return Buffer.concat([head, Buffer.from([0, 0, 0, 0]), p]);
-}
-
 test("a connection that stops reading holds at most SOCKET_SEND_BUFFER_BYTES in the kernel, and others are served", async () => {
   const topic = `kernel-sndbuf-${Date.now()}`;
-  const sockets: Socket[] = [];
+  const sockets: RawWsClient[] = [];
   const queues = await underControl(gw, "40 connections that never read, sent 10 MB each", async () => {
     for (let c = 0; c < 40; c++) {
-      const s = tcp(gw.port, "127.0.0.1");
-      await new Promise((r) => s.once("connect", r));
-      s.write(`GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
-      s.write(frame(JSON.stringify({ t: 1, v: 1 })));
-      s.write(frame(JSON.stringify({ t: 12, cid: 1, sub: "s", topic })));
+      const s = await RawWsClient.connect(gw.port);
+      s.send({ t: 1, v: 1 });
+      s.send({ t: 12, cid: 1, sub: "s", topic });
       sockets.push(s);
     }
     await Bun.sleep(300);
@@ -46,7 +37,7 @@ test("a connection that stops reading holds at most SOCKET_SEND_BUFFER_BYTES in 
     for (let i = 0; i < 50; i++) expect((await p.publish({ type: "big", data: { i, blob } }, topic)).t).toBe(20);
     p.close();
     await Bun.sleep(1500);
-    const ours = new Set(sockets.map((s) => s.localPort!));
+    const ours = new Set(sockets.map((s) => s.localPort));
     return [...tcpSendQueues(gw.port)].filter(([peer]) => ours.has(peer)).map(([, bytes]) => bytes);
   });
   const most = Math.max(...queues);

@@ -80,6 +80,11 @@ export class RawWsClient {
     this.sock.pause();
   }
 
+  /** The client's port: the peer port of the gateway's side of the connection. */
+  get localPort(): number {
+    return this.sock.localPort!;
+  }
+
   resume(): void {
     this.sock.resume();
   }
