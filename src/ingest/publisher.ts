@@ -104,7 +104,7 @@ export class Publisher {
       throw new GatewayError("BATCH_TOO_LARGE", `${events.length} events in one batch; at most ${this.config.MAX_BATCH_EVENTS}`);
     }
     this.admitTopic(topic);
-    this.metrics.eventsReceived.inc({ transport }, events.length);
+    this.metrics.eventsReceived[transport].inc(events.length);
     const nowMs = Date.now();
     const source = defaultSource(transport);
     const p: Prepared = { topic, ids: new Array(events.length), records: [], positions: [], identities: [], errors: null, total: events.length };
@@ -164,7 +164,7 @@ export class Publisher {
         published++;
       }
     }
-    this.metrics.eventsPublished.inc({ transport }, published);
+    this.metrics.eventsPublished[transport].inc(published);
     return out;
   }
 

@@ -96,4 +96,8 @@ test("health and metrics", async () => {
   ]) {
     expect(metrics).toContain(name);
   }
+  // Counted as plain numbers and folded in when read (src/observability/metrics.ts Tally, Level).
+  expect(Number(/gateway_events_published_total\{transport="http"\} (\d+)/.exec(metrics)?.[1])).toBeGreaterThan(0);
+  expect(Number(/gateway_events_received_total\{transport="http"\} (\d+)/.exec(metrics)?.[1])).toBeGreaterThan(0);
+  expect(metrics).toMatch(/\ngateway_events_inflight 0\n/);
 });

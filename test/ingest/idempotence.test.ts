@@ -71,6 +71,7 @@ describe("Kafka, two instances", () => {
     expect(ids.length).toBe(41);
     expect(new Set(ids).size).toBe(41);
     expect((await metric(a, "gateway_events_deduplicated_total")) + (await metric(b, "gateway_events_deduplicated_total"))).toBe(120);
+    expect(await metric(a, "gateway_idempotence_ids")).toBeGreaterThan(0);
   }, 90_000);
 
   test("events whose `time` is older than the window: a re-send on the other instance still gets the original ack (a record's timestamp is its event's time, not when it was written)", async () => {
