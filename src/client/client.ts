@@ -1,7 +1,7 @@
 import { TokenBucket } from "../limits/token-bucket";
 import { type PublishResult, Publisher } from "./publisher";
 import { SubscribeError, type SubscribeOptions, Subscription } from "./subscription";
-import { type Codec, FrameType, type InFrame, type OutgoingEvent, PROTOCOL_VERSION, decode, encode } from "./wire";
+import { type Codec, FrameType, type InFrame, type OutgoingEvent, PROTOCOL_VERSION, decode, encode, frameRefusal } from "./wire";
 
 /** Tries of a subscribe refused RATE_LIMITED before the refusal is the application's. */
 const MAX_SUBSCRIBE_ATTEMPTS = 20;
@@ -98,6 +98,7 @@ export class GatewayClient {
       {
         ready: () => this.welcomed,
         encode: (f) => encode(f, this.codec),
+        refusal: (data) => frameRefusal(data, this.codec, this.limits),
         sendEncoded: (data) => this.ws?.readyState === 1 && this.ws.send(data),
         nextCid: () => this.cid++,
         limits: () => this.limits,

@@ -1,5 +1,5 @@
 import { type AdvertisedRates, Pacer } from "./pacer";
-import { FrameType, type InFrame, type OutgoingEvent, type WireError } from "./wire";
+import { type FrameRefusal, FrameType, type InFrame, type OutgoingEvent, type WireError } from "./wire";
 
 /** Where an acknowledged event is in Kafka. */
 export interface PublishResult {
@@ -53,6 +53,8 @@ export interface PublisherLink {
   ready(): boolean;
   /** A frame in the connection's codec, and sending it so encoded. */
   encode(frame: Record<string, unknown>): Uint8Array | string;
+  /** What the gateway would refuse an encoded frame for as a whole (wire.ts frameRefusal), or null. */
+  refusal(data: Uint8Array | string): FrameRefusal | null;
   sendEncoded(data: Uint8Array | string): void;
   nextCid(): number;
   /** The connection's window, batch and frame sizes, and publish rates (0: none), from welcome. */
@@ -67,6 +69,7 @@ function byteSize(data: Uint8Array | string, max: number): number {
 }
 
 const uuid = () => globalThis.crypto.randomUUID();
+const isEncoded = (got: Uint8Array | string | FrameRefusal): got is Uint8Array | string => typeof got === "string" || got instanceof Uint8Array;
 const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
 /** What per-key order is kept within: the topic and the key (bytes as hex, so they cannot equal a text key). */
 function orderKeyOf(event: OutgoingEvent, topic: string | undefined): string | null {
@@ -307,7 +310,7 @@ export class Publisher {
       this.pacer?.empty(performance.now());
     }
     const { window, maxBatchEvents, maxFrameBytes = Number.POSITIVE_INFINITY } = this.link.limits();
-    while (this.queue.length > 0 && this.inflightEvents < window) {
+    sending: while (this.queue.length > 0 && this.inflightEvents < window) {
       const wait = this.pacer ? this.pacer.waitMs(performance.now()) : 0;
       if (wait > 0) return this.schedule(wait);
       const scan = Math.min(this.queue.length, SCAN_EVENTS);
@@ -324,7 +327,29 @@ export class Publisher {
       const cid = this.link.nextCid();
       let data: Uint8Array | string;
       for (;;) {
-        data = this.link.encode(this.frame(cid, picked, n, topic));
+        const got = this.encodeFrame(cid, picked, n, topic);
+        if (!isEncoded(got)) {
+          // Sent, it would be refused whole: the events the gateway would refuse alone fail here, alone.
+          const refused: Array<[Item, FrameRefusal]> = [];
+          if (n === 1) refused.push([picked[0]!, got]);
+          else
+            for (const item of picked.slice(0, n)) {
+              const alone = this.encodeFrame(cid, [item], 1, topic);
+              if (!isEncoded(alone)) refused.push([item, alone]);
+            }
+          if (refused.length > 0) {
+            this.unqueue(
+              refused.map(([item]) => item),
+              scan,
+            );
+            for (const [item, why] of refused) item.reject(new PublishError(why.code, why.message, false, false, item.event.id, why.num));
+            continue sending;
+          }
+          // Each passes alone (an event nests a level deeper in a batch than alone): fewer per frame.
+          n = Math.ceil(n / 2);
+          continue;
+        }
+        data = got;
         if (n === 1 || byteSize(data, maxFrameBytes) <= maxFrameBytes) break;
         n = Math.ceil(n / 2);
       }
@@ -337,6 +362,21 @@ export class Publisher {
       this.inflightEvents += items.length;
       this.link.sendEncoded(data);
     }
+  }
+
+  /**
+   * The first `n` of `items` as one frame, encoded; or why it cannot be sent: a value the codec
+   * cannot write (a BigInt past 64 bits; any BigInt in JSON), or what the gateway would refuse the
+   * frame for whole. Thrown from here, it would leave the flush timer, where nothing can catch it.
+   */
+  private encodeFrame(cid: number, items: Item[], n: number, topic: string | undefined): Uint8Array | string | FrameRefusal {
+    let data: Uint8Array | string;
+    try {
+      data = this.link.encode(this.frame(cid, items, n, topic));
+    } catch (e) {
+      return { code: "CLIENT_UNENCODABLE", message: `the event cannot be encoded: ${String((e as Error)?.message ?? e).slice(0, 200)}` };
+    }
+    return this.link.refusal(data) ?? data;
   }
 
   /** The first of the first `scan` queued events whose key is not held, or -1. */

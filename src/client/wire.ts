@@ -5,7 +5,10 @@
  */
 import { Packr } from "msgpackr";
 import { ownKeysUnpacker } from "../protocol/own-keys";
-import type { ErrorCode } from "../protocol/codes";
+import { type ErrorCode, ErrorCodes } from "../protocol/codes";
+import { isGatewayError } from "../protocol/errors";
+import { prescanMsgpack } from "../protocol/msgpack-scan";
+import { assertPlainData } from "../protocol/plain-data";
 import type { Degraded, Gap, Start } from "../protocol/frames";
 
 export { FrameType, PROTOCOL_VERSION } from "../protocol/frame-types";
@@ -54,11 +57,43 @@ export interface InFrame {
   [field: string]: unknown;
 }
 
-const packr = new Packr({ useRecords: false, variableMapSize: true });
+// `undefined` as JSON.stringify has it: a property left out, an array element null. msgpackr's own
+// encoding of it, ext type 0, is refused by the gateway, and refused the whole frame it was in:
+// `{ key: user?.id }` failed every event published with it.
+// (skipValues is in msgpackr's pack.js, not in its type declarations.)
+const packr = new Packr({ useRecords: false, variableMapSize: true, encodeUndefinedAsNil: true, ...{ skipValues: [undefined] } });
 const unpack = ownKeysUnpacker({ useRecords: false, int64AsType: "number" });
 
 export function encode(frame: object, codec: Codec): Uint8Array | string {
   return codec === "json" ? JSON.stringify(frame) : packr.pack(frame);
+}
+
+/** Why the gateway would refuse a frame whole, before reading any of its events. */
+export interface FrameRefusal {
+  code: string;
+  message: string;
+  /** The gateway's number for `code`, when it is the gateway's code. */
+  num?: number;
+}
+
+/**
+ * What the gateway would refuse an encoded frame for as a whole, by the gateway's own checks
+ * (src/protocol: the msgpack pre-scan, or JSON's plain-data walk) and the limits its welcome
+ * advertised; null when it would read the frame's events. A batch refused so fails every event in
+ * it for what one of them holds, so the publisher finds that one and refuses it alone (publisher.ts).
+ */
+export function frameRefusal(data: Uint8Array | string, codec: Codec, limits: Record<string, number>): FrameRefusal | null {
+  const maxDepth = limits.maxDepth ?? 1024;
+  const maxMapKeys = limits.maxMapKeys ?? Number.MAX_SAFE_INTEGER;
+  try {
+    if (codec === "msgpack") prescanMsgpack(data as Uint8Array, { maxDepth, maxMapKeys, maxEventValues: limits.maxEventValues ?? Number.MAX_SAFE_INTEGER });
+    else assertPlainData(JSON.parse(data as string), maxDepth, maxMapKeys, true, true);
+    return null;
+  } catch (e) {
+    if (isGatewayError(e)) return { code: e.code, message: e.message, num: ErrorCodes[e.code].num };
+    if (e instanceof RangeError) return { code: "NESTING_TOO_DEEP", message: `nesting deeper than ${maxDepth} levels`, num: ErrorCodes.NESTING_TOO_DEEP.num };
+    throw e;
+  }
 }
 
 export function decode(data: unknown): InFrame {

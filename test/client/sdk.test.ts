@@ -343,3 +343,50 @@ test("a peer whose welcome advertises limits the client cannot follow (a batch o
     expect(states.some((s) => s.includes("cannot follow"))).toBe(true);
   }
 }, 30_000);
+
+test("undefined fields are left out as JSON leaves them; an event the gateway would refuse for its shape, or that cannot be encoded, is refused alone and never fails the events sent with it", async () => {
+  const gw = await gateway({ KAFKA_BROKERS: "", MAX_DEPTH: "16" });
+  const uncaught: unknown[] = [];
+  const onUncaught = (e: unknown) => void uncaught.push(e);
+  process.on("uncaughtException", onUncaught);
+  try {
+    for (const codec of ["msgpack", "json"] as const) {
+      const c = await client(gw.wsUrl, { codec });
+      const topic = `sdk-shapes-${codec}`;
+      const sub = await c.subscribe(topic, { start: "earliest" });
+      let deep: unknown = 1;
+      for (let i = 0; i < 20; i++) deep = [deep];
+      const bad: Array<[string, Record<string, unknown>, string]> = [
+        ["nested past maxDepth", { data: { deep } }, "NESTING_TOO_DEEP"],
+        ["a BigInt beyond 64 bits", { data: { n: 2n ** 70n } }, "CLIENT_UNENCODABLE"],
+        ...(codec === "msgpack"
+          ? ([
+              ["a lone surrogate (not UTF-8)", { data: { s: "\ud800" } }, "BAD_FRAME"],
+              ["a map key that is not a string", { data: new Map([[{ a: 1 }, 1]]) }, "BAD_FRAME"],
+            ] as Array<[string, Record<string, unknown>, string]>)
+          : []),
+      ];
+      const settled = await Promise.allSettled([
+        c.publish({ type: "shape.ok", key: undefined, subject: undefined, data: { x: undefined, y: 1, list: [undefined, 2] } }, { topic }),
+        ...bad.map(([, e]) => c.publish({ type: "shape.bad", ...e } as never, { topic })),
+        ...Array.from({ length: 5 }, (_, i) => c.publish({ type: "shape.ok", key: `k${i}`, data: { i } }, { topic })),
+      ]);
+      const [first, ...others] = settled;
+      const refused = others.slice(0, bad.length);
+      const good = others.slice(bad.length);
+      expect({ codec, first: first.status, good: good.map((g) => g.status) }).toEqual({ codec, first: "fulfilled", good: Array(5).fill("fulfilled") });
+      refused.forEach((r, i) => expect({ codec, what: bad[i]![0], status: r.status, code: (r as PromiseRejectedResult).reason?.code }).toEqual({ codec, what: bad[i]![0], status: "rejected", code: bad[i]![2] }));
+      for (const r of refused) expect((r as PromiseRejectedResult).reason).toMatchObject({ retriable: false, mayBePersisted: false, code: expect.any(String) });
+      const got: DeliveredEvent[] = [];
+      for await (const e of sub) if (got.push(e) === 6) break;
+      expect(got.filter((e) => e.event.type !== "shape.ok")).toEqual([]);
+      const withUndefined = got.find((e) => (e.event.data as { y?: number }).y === 1)!;
+      expect(withUndefined.event.data).toEqual({ y: 1, list: [null, 2] });
+      expect("key" in withUndefined.event && withUndefined.event.key !== undefined).toBe(false);
+      expect("subject" in withUndefined.event).toBe(false);
+    }
+  } finally {
+    process.off("uncaughtException", onUncaught);
+  }
+  expect(uncaught).toEqual([]);
+}, 60_000);
