@@ -147,7 +147,7 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
         charge(req, who, server, 0, 1);
         // Each principal's requests share one turn in the log's fair share, as one connection's do.
         const o = await publisher.publish(publisher.prepare([event], topic, "json", "http"), "http", `http ${principalOf(req, who, server)}`);
-        metrics.publishLatency.observe({ transport: "http" }, (performance.now() - started) / 1000);
+        metrics.publishLatency.http.observe((performance.now() - started) / 1000);
         const err = o.errors?.[0];
         if (err) return json({ id: o.ids[0], error: err }, ErrorCodes[err.code].http, retryAfter(err));
         return json({ id: o.ids[0], topic, partition: o.partitions[0], offset: o.offsets[0] }, 202);
@@ -165,7 +165,7 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
         authorize(who, topic, batch.events);
         charge(req, who, server, 0, batch.events.length);
         const o = await publisher.publish(publisher.prepare(batch.events, topic, "json", "http"), "http", `http ${principalOf(req, who, server)}`);
-        metrics.publishLatency.observe({ transport: "http" }, (performance.now() - started) / 1000);
+        metrics.publishLatency.http.observe((performance.now() - started) / 1000);
         // 202 all published; 207 some; all failed: the first error's status (400 invalid, 503 retry…).
         const firstError = o.errors?.find(Boolean);
         const status = o.failed === 0 ? 202 : o.failed < o.ids.length ? 207 : ErrorCodes[firstError!.code].http;

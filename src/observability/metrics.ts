@@ -29,6 +29,69 @@ export class Level {
   }
 }
 
+/** One label set of a LatencyHistogram. */
+export interface HistogramSeries {
+  observe(seconds: number): void;
+}
+
+/**
+ * A histogram whose label sets are made once, counted in plain arrays, and read through the registry
+ * as prom-client's own would be (the same `_bucket`, `_sum` and `_count` lines). prom-client's
+ * observe() builds, validates and hashes its labels on every call: once per publish frame, that was
+ * 6% of the gateway's time at one event per frame.
+ */
+export class LatencyHistogram {
+  readonly type = "histogram";
+  readonly aggregator = "sum";
+  private readonly series: Array<{ labels: Record<string, string>; counts: Float64Array; sum: number; count: number }> = [];
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    private readonly buckets: readonly number[],
+    registry: Registry,
+  ) {
+    registry.registerMetric(this as never);
+  }
+
+  child(labels: Record<string, string> = {}): HistogramSeries {
+    const s = { labels, counts: new Float64Array(this.buckets.length), sum: 0, count: 0 };
+    this.series.push(s);
+    const buckets = this.buckets;
+    return {
+      observe(seconds: number): void {
+        s.sum += seconds;
+        s.count++;
+        for (let b = 0; b < buckets.length; b++) {
+          if (seconds <= buckets[b]!) {
+            s.counts[b]!++;
+            return;
+          }
+        }
+      },
+    };
+  }
+
+  get() {
+    const values: Array<{ labels: Record<string, string | number>; value: number; metricName: string }> = [];
+    for (const s of this.series) {
+      if (s.count === 0) continue;
+      let cumulative = 0;
+      this.buckets.forEach((le, b) => {
+        cumulative += s.counts[b]!;
+        values.push({ labels: { le, ...s.labels }, value: cumulative, metricName: `${this.name}_bucket` });
+      });
+      values.push({ labels: { le: "+Inf", ...s.labels }, value: s.count, metricName: `${this.name}_bucket` });
+      values.push({ labels: s.labels, value: s.sum, metricName: `${this.name}_sum` });
+      values.push({ labels: s.labels, value: s.count, metricName: `${this.name}_count` });
+    }
+    return { name: this.name, help: this.help, type: this.type, values, aggregator: this.aggregator };
+  }
+
+  reset(): void {
+    for (const s of this.series) (s.counts.fill(0), (s.sum = 0), (s.count = 0));
+  }
+}
+
 /** Every metric the gateway exports, in one place; modules receive this object, never make their own. */
 export function createMetrics() {
   const registry = new Registry();
@@ -63,13 +126,7 @@ export function createMetrics() {
     eventsPublished: { ws: tally(published, { transport: "ws" }), http: tally(published, { transport: "http" }) },
     eventsFailed: new Counter({ name: "gateway_events_failed_total", help: "Events nacked, by error code", labelNames: ["transport", "code"] as const, registers: [registry] }),
     framesRejected: new Counter({ name: "gateway_frames_rejected_total", help: "Frames or requests refused before any event was read, by error code", labelNames: ["transport", "code"] as const, registers: [registry] }),
-    publishLatency: new Histogram({
-      name: "gateway_publish_latency_seconds",
-      help: "From a publish frame's arrival to its ack (the slowest event of a batch)",
-      labelNames: ["transport"] as const,
-      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
-      registers: [registry],
-    }),
+    publishLatency: publishLatency(registry),
     connectionsOpen: new Gauge({ name: "gateway_connections_open", help: "Open WebSocket connections", registers: [registry] }),
     streamsOpen: new Gauge({ name: "gateway_sse_streams_open", help: "Open server-sent event streams (GET /api/v1/stream)", registers: [registry] }),
     connectionsRefused: new Counter({ name: "gateway_connections_refused_total", help: "WebSocket upgrades refused at MAX_CONNECTIONS or MAX_CONNECTIONS_PER_IP", registers: [registry] }),
@@ -108,3 +165,8 @@ export function createMetrics() {
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
+
+function publishLatency(registry: Registry): Record<"ws" | "http", HistogramSeries> {
+  const h = new LatencyHistogram("gateway_publish_latency_seconds", "From a publish frame's arrival to its ack (the slowest event of a batch)", [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registry);
+  return { ws: h.child({ transport: "ws" }), http: h.child({ transport: "http" }) };
+}

@@ -192,7 +192,7 @@ export function createWebSocketHandler(deps: {
       reserved = prepared.records.length;
       ws.data.inflight += reserved;
       const outcome = await publisher.publish(prepared, "ws", ws.data.session);
-      metrics.publishLatency.observe({ transport: "ws" }, (performance.now() - started) / 1000);
+      metrics.publishLatency.ws.observe((performance.now() - started) / 1000);
       sendOutcome(ws, codec, req.cid, batch, outcome);
     } catch (e) {
       sendError(ws, codec, e, req.cid);
