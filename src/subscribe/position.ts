@@ -49,10 +49,21 @@ export function originTag(origin: string): string {
   return Bun.hash(origin).toString(36);
 }
 
+/**
+ * The last token made, with the exact bytes and key it signs. Every subscription of one feed under
+ * one filter carries the same token after each batch: 1,000 such subscribers made 1,000 HMACs of the
+ * same bytes, a third of the gateway's time delivering to them. Equal bytes and key: equal token.
+ */
+let last: { payload: Buffer; key: Buffer; token: string } | null = null;
+
 /** `origin`: originTag of the logs `positions` are in; undefined while the gateway does not know it. */
 export function encodeToken(filter: string, positions: Positions, origin?: string): string {
   const payload = packr.pack(origin === undefined ? { v: 2, f: filter, p: [...positions] } : { v: 2, f: filter, o: origin, p: [...positions] });
-  return `${Buffer.from(payload).toString("base64url")}.${mac(keys[0]!, payload).toString("base64url")}`;
+  const key = keys[0]!;
+  if (last !== null && last.key === key && last.payload.equals(payload)) return last.token;
+  const token = `${Buffer.from(payload).toString("base64url")}.${mac(key, payload).toString("base64url")}`;
+  last = { payload: Buffer.from(payload), key, token };
+  return token;
 }
 
 // One spelling per token: base64 decoders skip characters outside the alphabet, so anything looser

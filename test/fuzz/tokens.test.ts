@@ -123,3 +123,37 @@ test("resume tokens: any string, or an issued token with any change to its bytes
     { numRuns: 5000 },
   );
 });
+
+test("resume tokens made in a row (the same Map changed in place between them, as feeds do, keys rotated) each name exactly their positions", async () => {
+  const { setResumeTokenKeys } = await import("../../src/subscribe/position");
+  const step = fc.record({
+    filter: fc.constantFrom("a", "b"),
+    origin: fc.option(fc.constantFrom("o1", "o2"), { nil: undefined }),
+    topic: fc.constantFrom("t1", "t2"),
+    partition: fc.nat(3),
+    offset: fc.nat(5),
+    rotate: fc.boolean(),
+  });
+  try {
+    fc.assert(
+      fc.property(fc.array(step, { minLength: 1, maxLength: 30 }), (steps) => {
+        const positions: Positions = new Map([["t1", [0, 0, 0, 0]]]);
+        for (const s of steps) {
+          const offsets = positions.get(s.topic) ?? positions.set(s.topic, [0, 0, 0, 0]).get(s.topic)!;
+          offsets[s.partition] = s.offset; // in place, as a feed moves its positions
+          if (s.rotate) setResumeTokenKeys([`key-${Math.random()}`]);
+          const token = encodeToken(s.filter, positions, s.origin);
+          const back = decodeToken(token);
+          expect(back.filter).toBe(s.filter);
+          expect(back.origin).toBe(s.origin);
+          expect([...back.positions]).toEqual([...positions].map(([t, o]) => [t, [...o]]));
+          // Made twice in a row, the same token (the second from the memo).
+          expect(encodeToken(s.filter, positions, s.origin)).toBe(token);
+        }
+      }),
+      { numRuns: 500 },
+    );
+  } finally {
+    setResumeTokenKeys([]);
+  }
+});
