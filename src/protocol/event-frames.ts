@@ -54,9 +54,36 @@ const KEY_TOKEN = packPart("token");
 const T_EVENT = packPart(FrameType.EVENT);
 const T_EVENT_BATCH = packPart(FrameType.EVENT_BATCH);
 
+/**
+ * A string as packPart writes it, without msgpackr's per-call cost for the short ASCII ones (each
+ * frame's `sub`): a fixstr, its header then its characters, as msgpack and msgpackr spell it.
+ */
+function packString(s: string): Uint8Array {
+  const n = s.length;
+  if (n >= 32) return packPart(s);
+  const out = Buffer.allocUnsafe(1 + n);
+  out[0] = 0xa0 | n;
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0x80) return packPart(s);
+    out[1 + i] = c;
+  }
+  return out;
+}
+
+// The last token packed: every subscription of a feed under one filter carries the same token after
+// each batch (src/subscribe/position.ts), so 1,000 subscribers' frames pack it once. msgpackr never
+// writes over what it returned (it moves to a new buffer when its own runs short), so it is kept.
+let lastToken = "";
+let lastTokenBytes: Uint8Array = packPart("");
+
 function msgpackFrame(sub: string, entries: readonly Uint8Array[], token: string | undefined): Uint8Array {
-  const subBytes = packPart(sub);
-  const tokenBytes = token ? packPart(token) : null;
+  const subBytes = packString(sub);
+  if (token && token !== lastToken) {
+    lastTokenBytes = packPart(token);
+    lastToken = token;
+  }
+  const tokenBytes = token ? lastTokenBytes : null;
   const single = entries.length === 1;
   const n = entries.length;
   let size = ENTRY_HEADER + KEY_T.length + (single ? T_EVENT : T_EVENT_BATCH).length + KEY_SUB.length + subBytes.length;

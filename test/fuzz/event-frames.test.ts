@@ -32,15 +32,31 @@ function asObject(sub: string, entries: Array<Record<string, unknown>>, token: s
 for (const codec of ["msgpack", "json"] as CodecName[]) {
   test(`${codec}: a spliced event frame is byte for byte the frame encodeFrame writes`, () => {
     fc.assert(
-      fc.property(fc.array(entry(codec === "json"), { minLength: 1, maxLength: 20 }), text, fc.option(text, { nil: undefined }), (entries, sub, token) => {
+      // Subscribers of one feed share the token after a batch: each is framed for several subs in a row.
+      fc.property(fc.array(entry(codec === "json"), { minLength: 1, maxLength: 20 }), fc.array(fc.oneof(text, fc.string({ maxLength: 40 })), { minLength: 1, maxLength: 3 }), fc.option(text, { nil: undefined }), (entries, subs, token) => {
         const encoded: EncodedEntry[] = entries.map((e) => encodeEntry(e, codec));
-        const spliced = eventFrame(codec, sub, encoded, token);
-        const whole = encodeFrame(asObject(sub, entries, token), codec);
-        if (typeof whole === "string") expect(spliced).toBe(whole);
-        else expect(Buffer.from(spliced as Uint8Array).equals(Buffer.from(whole))).toBe(true);
+        for (const sub of subs) {
+          const spliced = eventFrame(codec, sub, encoded, token);
+          const whole = encodeFrame(asObject(sub, entries, token), codec);
+          if (typeof whole === "string") expect(spliced).toBe(whole);
+          else expect(Buffer.from(spliced as Uint8Array).equals(Buffer.from(whole))).toBe(true);
+        }
       }),
       { numRuns: 3000 },
     );
+  });
+
+  test(`${codec}: subscription ids of every length around the short-string forms are framed as encodeFrame frames them`, () => {
+    const entries = [{ topic: "t", partition: 0, offset: 1, event: { type: "x" } }];
+    const encoded = entries.map((e) => encodeEntry(e, codec));
+    for (let n = 0; n <= 300; n++) {
+      for (const sub of ["s".repeat(n), `${"s".repeat(n)}é`, `é${"s".repeat(n)}`, "\u{1F600}".repeat(n % 20)]) {
+        const spliced = eventFrame(codec, sub, encoded, "tok");
+        const whole = encodeFrame(asObject(sub, entries, "tok"), codec);
+        if (typeof whole === "string") expect(spliced).toBe(whole);
+        else expect(Buffer.from(spliced as Uint8Array).equals(Buffer.from(whole))).toBe(true);
+      }
+    }
   });
 
   test(`${codec}: a batch of 70,000 entries (array header of 32 bits) is the frame encodeFrame writes`, () => {
