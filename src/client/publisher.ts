@@ -370,13 +370,12 @@ export class Publisher {
    * frame for whole. Thrown from here, it would leave the flush timer, where nothing can catch it.
    */
   private encodeFrame(cid: number, items: Item[], n: number, topic: string | undefined): Uint8Array | string | FrameRefusal {
-    let data: Uint8Array | string;
     try {
-      data = this.link.encode(this.frame(cid, items, n, topic));
+      const data = this.link.encode(this.frame(cid, items, n, topic));
+      return this.link.refusal(data) ?? data;
     } catch (e) {
       return { code: "CLIENT_UNENCODABLE", message: `the event cannot be encoded: ${String((e as Error)?.message ?? e).slice(0, 200)}` };
     }
-    return this.link.refusal(data) ?? data;
   }
 
   /** The first of the first `scan` queued events whose key is not held, or -1. */
