@@ -81,6 +81,7 @@ export class Subscription implements AsyncIterable<DeliveredEvent> {
   private readonly eventHandlers: Array<(e: DeliveredEvent) => void> = [];
   private readonly noticeHandlers: Array<(n: Notice) => void> = [];
   private confirm: { resolve: () => void; reject: (e: Error) => void; cid: number } | null = null;
+  private endCode: string | undefined;
 
   constructor(
     readonly id: string,
@@ -102,6 +103,8 @@ export class Subscription implements AsyncIterable<DeliveredEvent> {
 
   /** Sends the subscribe frame (again, after a reconnect, from the last token); resolves on `subscribed`. */
   open(): Promise<void> {
+    // Ended (the client closed) while it waited its turn to subscribe: nothing would answer it.
+    if (this.ended) return Promise.reject(this.endedError());
     const cid = this.link.nextCid();
     const frame: Record<string, unknown> = { t: FrameType.SUBSCRIBE, cid, sub: this.id };
     if (this.topics.length === 1) frame.topic = this.topics[0];
@@ -169,10 +172,19 @@ export class Subscription implements AsyncIterable<DeliveredEvent> {
     return this.token;
   }
 
+  private endedError(notice?: Notice & { kind: "ended" }): SubscribeError {
+    return new SubscribeError({ code: (notice?.code ?? this.endCode ?? "CLIENT_CLOSED") as ErrorCode, num: 0, message: notice?.message ?? "the subscription ended before the gateway answered its subscribe", retriable: false, mayBePersisted: false });
+  }
+
   /** Ended from outside: the client closed. */
   end(notice: Notice & { kind: "ended" }): void {
     if (this.ended) return;
     this.ended = true;
+    this.endCode = notice.code;
+    // A subscribe still waiting for its answer gets one: it will never come now.
+    const pending = this.confirm;
+    this.confirm = null;
+    pending?.reject(this.endedError(notice));
     this.link.forget(this);
     this.notify(notice);
     this.waiter?.({ value: undefined, done: true });

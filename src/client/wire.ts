@@ -64,6 +64,35 @@ export interface InFrame {
 const packr = new Packr({ useRecords: false, variableMapSize: true, encodeUndefinedAsNil: true, ...{ skipValues: [undefined] } });
 const unpack = ownKeysUnpacker({ useRecords: false, int64AsType: "number" });
 
+/**
+ * `value` with every typed array but Uint8Array (and every DataView) as a Uint8Array over the same
+ * bytes: msgpackr 2.1.3 writes such a view's byteLength as its bin's length but copies it element by
+ * element (a Float64Array [1.5] became 01 00 00 00 00 00 00 00), leaving the rest of the bin as
+ * whatever its reused buffer held before. Rebuilt only along the paths that hold one; `depth` bounds
+ * the walk (anything deeper is refused by the frame checks anyway, and a cycle by the encoder).
+ */
+export function viewsAsBytes(value: unknown, depth = 0): unknown {
+  if (typeof value !== "object" || value === null || depth > 256) return value;
+  if (ArrayBuffer.isView(value)) return value instanceof Uint8Array ? value : new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+  if (Array.isArray(value)) {
+    let out: unknown[] | null = null;
+    for (let i = 0; i < value.length; i++) {
+      const v = value[i];
+      const w = viewsAsBytes(v, depth + 1);
+      if (w !== v) (out ??= value.slice())[i] = w;
+    }
+    return out ?? value;
+  }
+  if (Object.getPrototypeOf(value) !== Object.prototype && Object.getPrototypeOf(value) !== null) return value;
+  let out: Record<string, unknown> | null = null;
+  for (const k of Object.keys(value)) {
+    const v = (value as Record<string, unknown>)[k];
+    const w = viewsAsBytes(v, depth + 1);
+    if (w !== v) (out ??= { ...(value as Record<string, unknown>) })[k] = w;
+  }
+  return out ?? value;
+}
+
 export function encode(frame: object, codec: Codec): Uint8Array | string {
   return codec === "json" ? JSON.stringify(frame) : packr.pack(frame);
 }
@@ -86,8 +115,11 @@ export function frameRefusal(data: Uint8Array | string, codec: Codec, limits: Re
   const maxDepth = limits.maxDepth ?? 1024;
   const maxMapKeys = limits.maxMapKeys ?? Number.MAX_SAFE_INTEGER;
   try {
-    if (codec === "msgpack") prescanMsgpack(data as Uint8Array, { maxDepth, maxMapKeys, maxEventValues: limits.maxEventValues ?? Number.MAX_SAFE_INTEGER });
-    else assertPlainData(JSON.parse(data as string), maxDepth, maxMapKeys, true, true);
+    // As the gateway reads it: the pre-scan, then the values themselves (a NaN is refused there).
+    if (codec === "msgpack") {
+      prescanMsgpack(data as Uint8Array, { maxDepth, maxMapKeys, maxEventValues: limits.maxEventValues ?? Number.MAX_SAFE_INTEGER });
+      assertPlainData(unpack(data as Uint8Array), maxDepth, maxMapKeys, false);
+    } else assertPlainData(JSON.parse(data as string), maxDepth, maxMapKeys, true, true);
     return null;
   } catch (e) {
     if (isGatewayError(e)) return { code: e.code, message: e.message, num: ErrorCodes[e.code].num };

@@ -359,10 +359,13 @@ test("undefined fields are left out as JSON leaves them; an event the gateway wo
       const bad: Array<[string, Record<string, unknown>, string]> = [
         ["nested past maxDepth", { data: { deep } }, "NESTING_TOO_DEEP"],
         ["a BigInt beyond 64 bits", { data: { n: 2n ** 70n } }, "CLIENT_UNENCODABLE"],
+        ["an id that is not a string", { id: Symbol("x") }, "INVALID_EVENT"],
         ...(codec === "msgpack"
           ? ([
               ["a lone surrogate (not UTF-8)", { data: { s: "\ud800" } }, "BAD_FRAME"],
               ["a map key that is not a string", { data: new Map([[{ a: 1 }, 1]]) }, "BAD_FRAME"],
+              ["a NaN (JSON writes it as null)", { data: { total: 0 / 0 } }, "BAD_FRAME"],
+              ["an Infinity", { subject: "s", data: [Number.POSITIVE_INFINITY] }, "BAD_FRAME"],
             ] as Array<[string, Record<string, unknown>, string]>)
           : []),
       ];
@@ -389,4 +392,26 @@ test("undefined fields are left out as JSON leaves them; an event the gateway wo
     process.off("uncaughtException", onUncaught);
   }
   expect(uncaught).toEqual([]);
+}, 60_000);
+
+test("typed arrays go as their bytes; closing the client answers a subscribe still waiting", async () => {
+  const gw = await gateway({ KAFKA_BROKERS: "" });
+  const c = await client(gw.wsUrl);
+  const topic = "sdk-typed";
+  const sub = await c.subscribe(topic, { start: "earliest" });
+  const f = new Float64Array([1.5, -2, 1e300]);
+  const i = new Int32Array([-1, 7]);
+  await c.publish({ type: "typed", data: { f, i, view: new DataView(f.buffer, 8, 8) } }, { topic });
+  for await (const e of sub) {
+    const d = e.event.data as Record<string, Uint8Array>;
+    expect([...d.f!]).toEqual([...new Uint8Array(f.buffer)]);
+    expect([...d.i!]).toEqual([...new Uint8Array(i.buffer)]);
+    expect([...d.view!]).toEqual([...new Uint8Array(f.buffer, 8, 8)]);
+    break;
+  }
+  // A subscribe sent just before close() is answered by close(), not left pending forever.
+  const other = await connect({ url: gw.wsUrl });
+  const pending = other.subscribe(topic, { start: "earliest" });
+  other.close();
+  expect(await Promise.race([pending.then(() => "resolved", (e: { code?: string }) => `rejected ${e.code}`), Bun.sleep(3000).then(() => "pending")])).toMatch(/^(resolved|rejected CLIENT_CLOSED)$/);
 }, 60_000);
