@@ -208,7 +208,10 @@ export class SubscriptionManager {
     let starting = this.starting.get(conn);
     if (!starting) this.starting.set(conn, (starting = new Map()));
     if (conn.subscriptions.has(id) || starting.has(id)) throw new GatewayError("SUBSCRIPTION_EXISTS", `this connection already has a subscription "${id}"`);
-    if (conn.subscriptions.size + starting.size >= this.config.MAX_SUBSCRIPTIONS_PER_CONNECTION) {
+    // A subscription registers (and is answered) before its start settles: until then it is in both.
+    let startingOnly = 0;
+    for (const sid of starting.keys()) if (!conn.subscriptions.has(sid)) startingOnly++;
+    if (conn.subscriptions.size + startingOnly >= this.config.MAX_SUBSCRIPTIONS_PER_CONNECTION) {
       throw new GatewayError("TOO_MANY_SUBSCRIPTIONS", `at most ${this.config.MAX_SUBSCRIPTIONS_PER_CONNECTION} subscriptions per connection`);
     }
     if (!this.log.isReady()) throw new GatewayError("UNAVAILABLE", "the log is not connected");

@@ -415,3 +415,19 @@ test("typed arrays go as their bytes; closing the client answers a subscribe sti
   other.close();
   expect(await Promise.race([pending.then(() => "resolved", (e: { code?: string }) => `rejected ${e.code}`), Bun.sleep(3000).then(() => "pending")])).toMatch(/^(resolved|rejected CLIENT_CLOSED)$/);
 }, 60_000);
+
+test("at the per-connection limit, subscriptions closed and made again from their tokens one after another are all taken", async () => {
+  for (const brokers of ["", await kafkaBrokers()]) {
+    const gw = await gateway({ KAFKA_BROKERS: brokers, MAX_SUBSCRIPTIONS_PER_CONNECTION: "4" });
+    const c = await client(gw.wsUrl);
+    const topic = freshTopic("sdk-limit");
+    if (brokers) await ensureTopic(brokers, topic, 3);
+    else await c.publish({ type: "seed" }, { topic });
+    const subs = await Promise.all(Array.from({ length: 4 }, () => c.subscribe(topic, { start: "earliest" })));
+    for (let i = 0; i < 4; i++) {
+      const token = await subs[i]!.close();
+      // A subscription made again counts once, whether or not it has finished starting.
+      subs[i] = await c.subscribe(topic, { start: { token: token! } });
+    }
+  }
+}, 120_000);
