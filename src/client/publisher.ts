@@ -1,5 +1,5 @@
 import { type AdvertisedRates, Pacer } from "./pacer";
-import { type FrameRefusal, FrameType, type InFrame, type OutgoingEvent, type WireError, viewsAsBytes } from "./wire";
+import { type FrameRefusal, FrameType, type InFrame, type OutgoingEvent, type WireError } from "./wire";
 
 /** Where an acknowledged event is in Kafka. */
 export interface PublishResult {
@@ -135,8 +135,7 @@ export class Publisher {
     if (event.id !== undefined && typeof event.id !== "string") {
       return Promise.reject(new PublishError("INVALID_EVENT", `id must be a string; this one is a ${typeof event.id}`, false, false, String(event.id as unknown as string)));
     }
-    const asBytes = viewsAsBytes(event) as OutgoingEvent;
-    const withId = asBytes.id ? (asBytes as Item["event"]) : { ...asBytes, id: uuid() };
+    const withId = event.id ? (event as Item["event"]) : { ...event, id: uuid() };
     if (this.pending >= this.options.maxQueued) {
       return Promise.reject(new PublishError("CLIENT_QUEUE_FULL", `${this.pending} events are already waiting (maxQueued ${this.options.maxQueued})`, true, false, withId.id));
     }

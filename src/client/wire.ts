@@ -66,12 +66,13 @@ const unpack = ownKeysUnpacker({ useRecords: false, int64AsType: "number" });
 
 /**
  * `value` with every typed array but Uint8Array (and every DataView) as a Uint8Array over the same
- * bytes: msgpackr 2.1.3 writes such a view's byteLength as its bin's length but copies it element by
- * element (a Float64Array [1.5] became 01 00 00 00 00 00 00 00), leaving the rest of the bin as
- * whatever its reused buffer held before. Rebuilt only along the paths that hold one; `depth` bounds
+ * bytes, in every msgpack frame the client encodes (publishes, subscribes, any other). msgpackr
+ * 2.1.3 writes such a view's byteLength as its bin's length but copies it element by element (a
+ * Float64Array [1.5] became 01 00 00 00 00 00 00 00), leaving the rest of the bin as whatever its
+ * reused buffer held before. Rebuilt only along the paths that hold one; `depth` bounds
  * the walk (anything deeper is refused by the frame checks anyway, and a cycle by the encoder).
  */
-export function viewsAsBytes(value: unknown, depth = 0): unknown {
+function viewsAsBytes(value: unknown, depth = 0): unknown {
   if (typeof value !== "object" || value === null || depth > 256) return value;
   if (ArrayBuffer.isView(value)) return value instanceof Uint8Array ? value : new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
   if (Array.isArray(value)) {
@@ -94,7 +95,7 @@ export function viewsAsBytes(value: unknown, depth = 0): unknown {
 }
 
 export function encode(frame: object, codec: Codec): Uint8Array | string {
-  return codec === "json" ? JSON.stringify(frame) : packr.pack(frame);
+  return codec === "json" ? JSON.stringify(frame) : packr.pack(viewsAsBytes(frame));
 }
 
 /** Why the gateway would refuse a frame whole, before reading any of its events. */
