@@ -1,7 +1,7 @@
 import { TokenBucket } from "../limits/token-bucket";
 import { type PublishResult, Publisher } from "./publisher";
 import { SubscribeError, type SubscribeOptions, Subscription } from "./subscription";
-import { type Codec, FrameType, type InFrame, type OutgoingEvent, PROTOCOL_VERSION, decode, encode, frameRefusal } from "./wire";
+import { type Codec, FrameType, type InFrame, type OutgoingEvent, PROTOCOL_VERSION, decode, encode, filterRefusal, frameRefusal } from "./wire";
 
 /** Tries of a subscribe refused RATE_LIMITED before the refusal is the application's. */
 const MAX_SUBSCRIBE_ATTEMPTS = 20;
@@ -128,6 +128,8 @@ export class GatewayClient {
 
   /** Subscribes; resolves once the gateway has confirmed. Iterate it, or give it callbacks. */
   async subscribe(topic: string | string[], options: SubscribeOptions = {}): Promise<Subscription> {
+    const refusal = options.filter === undefined ? null : filterRefusal(options.filter);
+    if (refusal) throw new SubscribeError(refusal);
     const id = `s${this.cid++}`;
     const sub = new Subscription(id, Array.isArray(topic) ? topic : [topic], options, { send: (f) => this.send(f), nextCid: () => this.cid++, forget: (s) => this.subs.delete(s.id) });
     this.subs.set(id, sub);

@@ -123,7 +123,13 @@ export class Subscription implements AsyncIterable<DeliveredEvent> {
         resolve: () => (earlier?.resolve(), resolve()),
         reject: (e) => (earlier?.reject(e), reject(e)),
       };
-      this.link.send(frame);
+      try {
+        this.link.send(frame);
+      } catch (e) {
+        // Not encodable (a start or option the codec cannot write): this subscribe alone fails, coded.
+        this.confirm = null;
+        reject(new SubscribeError({ code: "CLIENT_UNENCODABLE" as ErrorCode, num: 0, message: `the subscribe cannot be encoded: ${String((e as Error)?.message ?? e).slice(0, 200)}`, retriable: false, mayBePersisted: false }));
+      }
     });
   }
 

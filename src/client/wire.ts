@@ -6,7 +6,7 @@
 import { Packr } from "msgpackr";
 import { ownKeysUnpacker } from "../protocol/own-keys";
 import { type ErrorCode, ErrorCodes } from "../protocol/codes";
-import { isGatewayError } from "../protocol/errors";
+import { type WireError, isGatewayError } from "../protocol/errors";
 import { prescanMsgpack } from "../protocol/msgpack-scan";
 import { assertPlainData } from "../protocol/plain-data";
 import type { Degraded, Gap, Start } from "../protocol/frames";
@@ -127,6 +127,30 @@ export function frameRefusal(data: Uint8Array | string, codec: Codec, limits: Re
     if (e instanceof RangeError) return { code: "NESTING_TOO_DEEP", message: `nesting deeper than ${maxDepth} levels`, num: ErrorCodes.NESTING_TOO_DEEP.num };
     throw e;
   }
+}
+
+/**
+ * Why a subscribe's filter cannot go as written, or null. A filter is JSON-like data (docs/subscriptions.md),
+ * and anything else would reach the gateway as some other filter: JSON writes a Map or a Set as {},
+ * an empty filter that matches every event. Filters nest a few levels; 32 bounds the walk, and a cycle.
+ */
+export function filterRefusal(filter: unknown): WireError | null {
+  try {
+    if (isJsonLike(filter, 0) && typeof filter === "object" && filter !== null && !Array.isArray(filter)) return null;
+  } catch {
+    // a getter or proxy that throws: not data either
+  }
+  return { code: "INVALID_FILTER", num: ErrorCodes.INVALID_FILTER.num, message: "a filter must be a plain object of strings, numbers, booleans, null, arrays and plain objects", retriable: false, mayBePersisted: false };
+}
+
+function isJsonLike(v: unknown, depth: number): boolean {
+  if (v === null || typeof v === "string" || typeof v === "boolean") return true;
+  if (typeof v === "number") return Number.isFinite(v);
+  if (typeof v !== "object" || depth >= 32) return false;
+  if (Array.isArray(v)) return v.every((x) => isJsonLike(x, depth + 1));
+  const proto = Object.getPrototypeOf(v);
+  if (proto !== Object.prototype && proto !== null) return false;
+  return Object.keys(v).every((k) => isJsonLike((v as Record<string, unknown>)[k], depth + 1));
 }
 
 export function decode(data: unknown): InFrame {

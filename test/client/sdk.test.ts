@@ -431,3 +431,38 @@ test("at the per-connection limit, subscriptions closed and made again from thei
     }
   }
 }, 120_000);
+
+test("a filter the codec cannot carry as written (a Map, a Set, a BigInt in JSON, a cycle, a symbol, a getter that throws) is refused INVALID_FILTER by the client, never sent as something else", async () => {
+  const gw = await gateway({ KAFKA_BROKERS: "" });
+  const topic = "sdk-filter-shape";
+  const cyclic: Record<string, unknown> = { types: ["a"] };
+  cyclic.self = cyclic;
+  const throwing = new Proxy({}, { ownKeys: () => { throw new Error("boom"); } });
+  for (const codec of ["json", "msgpack"] as const) {
+    const c = await client(gw.wsUrl, { codec });
+    const bad: unknown[] = [
+      // JSON writes a Map as {}: an empty filter, which matches every event.
+      new Map([["types", ["a"]]]),
+      { types: new Set(["a"]) },
+      { types: ["a"], where: 1n },
+      cyclic,
+      { types: [Symbol("a")] },
+      { types: ["a"], when: new Date(0) },
+      throwing,
+    ];
+    for (const filter of bad) {
+      const refused = await c.subscribe(topic, { filter: filter as Record<string, unknown> }).catch((e) => e);
+      expect(refused).toBeInstanceOf(SubscribeError);
+      expect(refused).toMatchObject({ code: "INVALID_FILTER", retriable: false });
+    }
+    // The connection is unharmed, and a plain filter still filters.
+    const sub = await c.subscribe(topic, { filter: { types: ["a"] } });
+    await c.publish({ type: "b" }, { topic });
+    await c.publish({ type: "a" }, { topic });
+    for await (const e of sub) {
+      expect(e.event.type).toBe("a");
+      break;
+    }
+    await sub.close();
+  }
+}, 60_000);
