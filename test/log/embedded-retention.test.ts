@@ -17,12 +17,14 @@ test("the embedded log holds at most EMBEDDED_RETENTION_BYTES however large the 
   const g = gw;
   const client = await connect({ url: g.wsUrl });
   const big = "x".repeat(250_000);
-  // A small event first, then 150 MB over 60 topics, twice: the second 150 MB must cost no more memory
-  // than the first. Freed chunks wait for the garbage collector, whose timing under load decides the
-  // peaks, so RSS is read once the gateway is idle and the collector has run: the least of 5 s of samples.
+  // A small event first, then 150 MB over 60 topics, four times: the later 450 MB must cost no more
+  // memory than the first 150. Freed chunks wait for the garbage collector, whose timing decides the
+  // peaks, so RSS is read once the gateway is idle: the least of 5 s of samples. Even so one idle
+  // reading after a round has been 125 MiB above another (an uncollected round); a log that kept what
+  // it should drop would be 450 MB above, so the bound is a third of that.
   await client.publish({ type: "first", data: "small" }, { topic: "retention-0" });
   const settled: number[] = [];
-  for (const round of [0, 1]) {
+  for (const round of [0, 1, 2, 3]) {
     for (let i = 0; i < 60; i++) {
       const acks = await client.publishBatch(Array.from({ length: 10 }, () => ({ type: "big", data: big })), { topic: `retention-${round}-${i}` });
       expect(acks.every((a) => a.status === "fulfilled")).toBe(true);
@@ -30,14 +32,14 @@ test("the embedded log holds at most EMBEDDED_RETENTION_BYTES however large the 
     settled.push(await idleRssMiB(g.proc.pid));
   }
   const log = (await g.health()).log;
-  console.log(`2 × 150 MB over 120 topics into a 32 MiB embedded log: retained ${(log.retainedBytes / 2 ** 20).toFixed(1)} MiB; idle RSS ${settled.map((p) => p.toFixed(0)).join(" then ")} MiB`);
+  console.log(`4 × 150 MB over 240 topics into a 32 MiB embedded log: retained ${(log.retainedBytes / 2 ** 20).toFixed(1)} MiB; idle RSS ${settled.map((p) => p.toFixed(0)).join(" then ")} MiB`);
   expect(log.retainedBytes).toBeLessThanOrEqual(32 * 1024 * 1024);
-  expect(settled[1]! - settled[0]!).toBeLessThan(64);
+  expect(settled[3]! - settled[0]!).toBeLessThan(150);
   // What was dropped is gone as retention drops it: a replay from earliest starts after it.
   const sub = await client.subscribe("retention-0-0", { start: "earliest" });
   expect(sub.live).toBe(true);
   client.close();
-}, 120_000);
+}, 180_000);
 
 async function idleRssMiB(pid: number): Promise<number> {
   let least = Number.POSITIVE_INFINITY;
