@@ -253,7 +253,20 @@ export class SubscriptionManager {
     let charges = this.feedCharges.get(conn);
     if (!charges) this.feedCharges.set(conn, (charges = new Map()));
     charges.set(id, charge);
-    const done = this.start(conn, codec, f, id, topics, filter, start);
+    // A replay counts as starting until its feed is made, then as that feed: never as both, or the
+    // replays answered but not yet reading took two slots each.
+    let countedStarting = replay;
+    const startingCounted = () => {
+      if (!countedStarting) return;
+      countedStarting = false;
+      this.replaysStarting--;
+      this.addressReplaysStarting.remove(address);
+    };
+    if (replay) {
+      this.replaysStarting++;
+      this.addressReplaysStarting.add(address);
+    }
+    const done = this.start(conn, codec, f, id, topics, filter, start, startingCounted);
     const startingNow = starting;
     startingNow.set(
       id,
@@ -262,18 +275,11 @@ export class SubscriptionManager {
         () => {},
       ),
     );
-    if (replay) {
-      this.replaysStarting++;
-      this.addressReplaysStarting.add(address);
-    }
     // A refused subscribe (an unknown topic, say) made no group: its new name costs nothing.
     if (newGroup) done.catch(() => this.sharedFeeds.has(shareKey(f.share!, topics)) || this.forgetShareGroup(f.share!, address));
     return done.finally(() => {
       startingNow.delete(id);
-      if (replay) {
-        this.replaysStarting--;
-        this.addressReplaysStarting.remove(address);
-      }
+      startingCounted();
       // Refused, or its socket closed while it started: it holds no feed.
       if (!conn.subscriptions.has(id)) this.releaseFeeds(conn, id);
     });
@@ -318,7 +324,7 @@ export class SubscriptionManager {
   }
 
   /** The part of subscribe that waits on the log; live and shared feeds are asked for before its first await. */
-  private async start(conn: SubscriberConnection, codec: CodecName, f: SubscribeFrame, id: string, topics: string[], filter: CompiledFilter, start: Start): Promise<void> {
+  private async start(conn: SubscriberConnection, codec: CodecName, f: SubscribeFrame, id: string, topics: string[], filter: CompiledFilter, start: Start, feedMade: () => void): Promise<void> {
     const policy: SlowPolicy = f.policy ?? "drop-oldest";
     const make = (positions: Positions, shareGroup?: string) =>
       new Subscription(id, topics, filter, policy, codec, conn, this.queueLimits, this.metrics, positions, this.originTag, shareGroup);
@@ -355,6 +361,7 @@ export class SubscriptionManager {
     const sub = make(positions);
     const feed = new Feed(this.log, topics, positions, { turns: this.turns, replayRate: this.config.REPLAY_RATE_LIMIT, target }, this.metrics, this.logger);
     this.replayFeeds.set(sub, feed);
+    feedMade();
     this.register(conn, sub, f.cid, { live: feed.isLive, gaps });
     feed.add(sub);
     await feed.start();

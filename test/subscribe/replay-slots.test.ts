@@ -44,3 +44,27 @@ test("replays closed or unsubscribed before their reader is ready give their slo
   expect(refused).toEqual([]);
   c.destroy();
 }, 120_000);
+
+/**
+ * A replay is answered `subscribed` before its reader is open, and from then its feed is counted: a
+ * replay counted as starting as well until the reader opened took two slots of MAX_REPLAY_SUBSCRIPTIONS
+ * (and of MAX_FEEDS), so the eighth replay of eight allowed was refused while the first seven opened.
+ */
+test("a replay answered but not yet reading takes one replay slot, not two", async () => {
+  const topics = Array.from({ length: 8 }, (_, i) => freshTopic(`once${i}`));
+  const pub = await connect({ url: file.gw.wsUrl });
+  for (const topic of topics) await pub.publishBatch(Array.from({ length: 50 }, (_, i) => ({ type: "seed", key: `k${i}`, data: { i } })), { topic });
+  pub.close();
+  for (let round = 0; round < 3; round++) {
+    const c = await RawWsClient.connect(file.gw.port, "/ws", "", `127.0.0.${50 + round}`);
+    c.send({ t: 1, v: 1 });
+    for (let i = 0; i < 7; i++) c.send({ t: 12, cid: i + 1, sub: `o${i}`, topic: topics[i], start: "earliest", filter: { types: ["none"] } });
+    await c.waitFor((f) => f.cid === 7);
+    c.send({ t: 12, cid: 8, sub: "o7", topic: topics[7], start: "earliest", filter: { types: ["none"] } });
+    await c.waitFor((f) => f.cid === 8);
+    const refused = c.frames.filter((f) => typeof f.cid === "number" && f.t !== 23).map((f) => `${f.cid} ${f.code}: ${f.message}`);
+    expect(refused).toEqual([]);
+    c.destroy();
+    await Bun.sleep(2000);
+  }
+}, 120_000);
