@@ -7,7 +7,7 @@
  * Several gateways (instances sharing Kafka): --url a,b, --url a --url b, or KGW_URL=a,b.
  */
 import { parseArgs } from "node:util";
-import { type DeliveredEvent, type OutgoingEvent, type Start, connect, describeGap } from "../client";
+import { type DeliveredEvent, type OutgoingEvent, type Start, bigintAsDigits, connect, describeGap, parseJsonExact } from "../client";
 import { safeJson, safeText } from "./terminal-safe";
 
 const USAGE = `usage:
@@ -71,7 +71,7 @@ const token = o.token ?? process.env.KGW_TOKEN;
 function toEvent(text: string): OutgoingEvent {
   let v: unknown;
   try {
-    v = JSON.parse(text);
+    v = parseJsonExact(text);
   } catch {
     fail(`not JSON: ${text.slice(0, 80)}`);
   }
@@ -168,10 +168,12 @@ if (command === "pub") {
   const count = o.count === undefined ? Infinity : Number(o.count);
   if (!(count > 0)) fail("--count must be a positive number");
   const sub = await gw.subscribe(o.topic ?? "events", { filter, start: startOf(o.from) }).catch((e) => fail(`subscribe refused: ${(e as Error).message}`));
-  // Bytes (a binary key or header value, byte data) print as "base64:…" in both forms.
-  // The holder's own value, not `v`: JSON.stringify has already turned a Buffer into {type, data}.
+  // Bytes (a binary key or header value, byte data) print as "base64:…" in both forms, and integers
+  // past ±2^53 (BigInt) as their digits. The holder's own value, not `v`: JSON.stringify has already
+  // turned a Buffer into {type, data}.
   const bytesAsText = function (this: Record<string, unknown> | undefined, k: string, v: unknown) {
     const raw = this?.[k] ?? v;
+    if (typeof raw === "bigint") return bigintAsDigits(k, raw);
     return raw instanceof Uint8Array ? `base64:${Buffer.from(raw).toString("base64")}` : v;
   };
   const print = (e: DeliveredEvent) =>

@@ -62,7 +62,9 @@ export interface InFrame {
 // `{ key: user?.id }` failed every event published with it.
 // (skipValues is in msgpackr's pack.js, not in its type declarations.)
 const packr = new Packr({ useRecords: false, variableMapSize: true, encodeUndefinedAsNil: true, ...{ skipValues: [undefined] } });
-const unpack = ownKeysUnpacker({ useRecords: false, int64AsType: "number" });
+// Integers past ±2^53 as BigInt, exact as the gateway keeps them (docs/protocol.md, "Integers");
+// those within as numbers. ("auto" is in msgpackr's unpack.js, not in its type declarations.)
+const unpack = ownKeysUnpacker({ useRecords: false, int64AsType: "auto" as "bigint" });
 
 /**
  * `value` with every typed array but Uint8Array (and every DataView) as a Uint8Array over the same
@@ -153,8 +155,40 @@ function isJsonLike(v: unknown, depth: number): boolean {
   return Object.keys(v).every((k) => isJsonLike((v as Record<string, unknown>)[k], depth + 1));
 }
 
+/**
+ * JSON.parse rounds integers past ±2^53; the gateway writes them exactly, as digits. Where the
+ * text has a run of 16 digits (the shortest such integer has 16), the frame is parsed again with
+ * the number's source text (JSON.parse source text access: Bun, Chromium 114, Firefox 135, Safari
+ * 18.4), and those integers become BigInt, as msgpack's do. An engine without it keeps numbers.
+ */
+const LONG_DIGITS = /\d{16}/;
+const TWO_53 = 2n ** 53n;
+function exactIntegers(_key: string, v: unknown, context?: { source?: string }): unknown {
+  if (typeof v !== "number" || Number.isSafeInteger(v) || !Number.isInteger(v)) return v;
+  const source = context?.source;
+  if (source === undefined || !/^-?\d+$/.test(source)) return v;
+  const exact = BigInt(source);
+  return exact > TWO_53 || exact < -TWO_53 ? exact : v;
+}
+
+/**
+ * A JSON.stringify replacer that writes a BigInt as its digits, as the gateway writes it, where
+ * JSON.stringify alone throws: JSON.rawJSON where the engine has it (Bun, Chromium 114, Firefox 135,
+ * Safari 18.4), else the digits as a string.
+ */
+export function bigintAsDigits(_key: string, v: unknown): unknown {
+  if (typeof v !== "bigint") return v;
+  const raw = (JSON as unknown as { rawJSON?: (text: string) => unknown }).rawJSON;
+  return raw ? raw(v.toString()) : v.toString();
+}
+
+/** JSON.parse, with integers past ±2^53 as BigInt (exactly as written) instead of rounded. */
+export function parseJsonExact(text: string): unknown {
+  return LONG_DIGITS.test(text) ? JSON.parse(text, exactIntegers as never) : JSON.parse(text);
+}
+
 export function decode(data: unknown): InFrame {
-  if (typeof data === "string") return JSON.parse(data);
+  if (typeof data === "string") return parseJsonExact(data) as InFrame;
   const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : (data as Uint8Array);
   return unpack(bytes) as InFrame;
 }

@@ -1,4 +1,4 @@
-import { type DeliveredEvent, type GatewayClient, type Start, type Subscription, connect, describeGap } from "../client/index";
+import { type DeliveredEvent, type GatewayClient, type Start, type Subscription, bigintAsDigits, connect, describeGap } from "../client/index";
 import { WindowStats } from "./charts";
 import { startHealthView } from "./health";
 import { EventRing } from "./ring";
@@ -160,7 +160,7 @@ $("clear").addEventListener("click", () => {
 
 let inspected = "";
 function inspect(e: DeliveredEvent): void {
-  inspected = JSON.stringify({ topic: e.topic, partition: e.partition, offset: e.offset, event: e.event, ...(e.degraded ? { degraded: e.degraded, reason: e.reason } : {}) }, null, 2);
+  inspected = JSON.stringify({ topic: e.topic, partition: e.partition, offset: e.offset, event: e.event, ...(e.degraded ? { degraded: e.degraded, reason: e.reason } : {}) }, bigintAsDigits, 2);
   say("inspect-json", inspected);
   $<HTMLElement>("inspector").hidden = false;
 }

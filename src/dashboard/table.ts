@@ -1,4 +1,4 @@
-import type { DeliveredEvent } from "../client/index";
+import { type DeliveredEvent, bigintAsDigits } from "../client/index";
 import type { EventRing } from "./ring";
 
 const ROW_HEIGHT = 22;
@@ -88,7 +88,7 @@ export class EventTable {
 
 function preview(data: unknown): string {
   if (data === undefined) return "";
-  const text = typeof data === "string" ? data : JSON.stringify(data);
+  const text = typeof data === "string" ? data : JSON.stringify(data, bigintAsDigits);
   return text.length > 160 ? `${text.slice(0, 160)}…` : text;
 }
 

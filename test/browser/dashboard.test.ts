@@ -240,3 +240,26 @@ test("on Kafka: the view shows each worker's state and its brokers, and the page
     await gw.stop();
   }
 }, 120_000);
+
+test("integers past 2^53 show exactly, in the table and in the inspector, with no error on the page", async () => {
+  const gw = await startGateway({});
+  const pub = await connect({ url: gw.wsUrl });
+  try {
+    const topic = `dash-int-${Date.now()}`;
+    await pub.publish({ type: "warm.up" }, { topic });
+    const page = await openDashboard(gw);
+    await waitText(page, "#conn-state", "starts", "connected");
+    await subscribe(page, topic, '{"types":["big.*"]}');
+    await waitText(page, "#sub-state", "includes", "live");
+    await pub.publish({ type: "big.int", data: { max: 2n ** 63n - 1n, past: 2n ** 53n + 1n, small: 7 } }, { topic });
+    await waitText(page, "#event-count", "starts", "1 ");
+    const row = await page.$eval("#events .rows .row:not([hidden])", (r) => r.textContent ?? "");
+    expect(row).toContain('{"max":9223372036854775807,"past":9007199254740993,"small":7}');
+    await page.click("#events .rows .row:not([hidden])");
+    expect(await text(page, "#inspect-json")).toContain('"max": 9223372036854775807');
+    expect((page as Page & { errors?: string[] }).errors).toEqual([]);
+  } finally {
+    pub.close();
+    await gw.stop();
+  }
+}, 60_000);

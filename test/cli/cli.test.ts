@@ -117,3 +117,13 @@ test("control characters from the gateway or other producers reach the terminal 
   expect(json.out).not.toMatch(raw);
   expect(JSON.parse(json.out).event).toMatchObject({ key, data: { s: `${ESC}]0;x\u0007\u009b` } });
 }, 60_000);
+
+test("integers past 2^53 go through pub and tail exactly, in both of tail's forms", async () => {
+  const line = '{"type":"cli.int","data":{"max":9223372036854775807,"min":-9223372036854775808,"past":9007199254740993,"safe":42}}';
+  expect((await kgw(["pub", "--topic", "cli-int"], `${line}\n`)).code).toBe(0);
+  const json = await kgw(["tail", "--topic", "cli-int", "--from", "earliest", "--count", "1", "--json"]);
+  expect(json.code).toBe(0);
+  expect(json.out).toContain('"data":{"max":9223372036854775807,"min":-9223372036854775808,"past":9007199254740993,"safe":42}');
+  const plain = await kgw(["tail", "--topic", "cli-int", "--from", "earliest", "--count", "1"]);
+  expect(plain.out.trim().split("\t")[3]).toBe('{"max":9223372036854775807,"min":-9223372036854775808,"past":9007199254740993,"safe":42}');
+}, 60_000);
