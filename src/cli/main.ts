@@ -7,7 +7,7 @@
  * Several gateways (instances sharing Kafka): --url a,b, --url a --url b, or KGW_URL=a,b.
  */
 import { parseArgs } from "node:util";
-import { type DeliveredEvent, type OutgoingEvent, type Start, bigintAsDigits, connect, describeGap, parseJsonExact } from "../client";
+import { type DeliveredEvent, type OutgoingEvent, type Start, bigintAsDigits, connect, describeGap, parseJsonValue } from "../client";
 import { safeJson, safeText } from "./terminal-safe";
 
 const USAGE = `usage:
@@ -71,7 +71,7 @@ const token = o.token ?? process.env.KGW_TOKEN;
 function toEvent(text: string): OutgoingEvent {
   let v: unknown;
   try {
-    v = parseJsonExact(text);
+    v = parseJsonValue(text);
   } catch {
     fail(`not JSON: ${text.slice(0, 80)}`);
   }

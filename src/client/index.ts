@@ -6,7 +6,7 @@ export { type ConnectOptions, GatewayClient } from "./client";
 export { PublishError, type PublishResult } from "./publisher";
 export { type Notice, SubscribeError, type SubscribeOptions, Subscription, describeGap } from "./subscription";
 export type { Codec, Degraded, DeliveredEvent, ErrorCode, Gap, OutgoingEvent, Start, WireError } from "./wire";
-export { bigintAsDigits, parseJsonExact } from "./wire";
+export { bigintAsDigits, parseJsonValue } from "./wire";
 
 import { type ConnectOptions, GatewayClient } from "./client";
 export const connect = (options: ConnectOptions): Promise<GatewayClient> => GatewayClient.connect(options);

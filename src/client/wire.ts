@@ -7,12 +7,15 @@ import { Packr } from "msgpackr";
 import { ownKeysUnpacker } from "../protocol/own-keys";
 import { type ErrorCode, ErrorCodes } from "../protocol/codes";
 import { type WireError, isGatewayError } from "../protocol/errors";
+import { bigintAsDigits, parseJsonValue } from "../protocol/json-exact";
 import { prescanMsgpack } from "../protocol/msgpack-scan";
 import { assertPlainData } from "../protocol/plain-data";
 import type { Degraded, Gap, Start } from "../protocol/frames";
 
 export { FrameType, PROTOCOL_VERSION } from "../protocol/frame-types";
 export type { Degraded, ErrorCode, Gap, Start };
+/** JSON with integers a double cannot hold as BigInt, both ways (docs/client.md, "Integers are exact"). */
+export { bigintAsDigits, parseJsonValue };
 /** An error as the gateway sends it (nack, error frame, batch_ack entry). */
 export type { WireError } from "../protocol/errors";
 
@@ -155,40 +158,8 @@ function isJsonLike(v: unknown, depth: number): boolean {
   return Object.keys(v).every((k) => isJsonLike((v as Record<string, unknown>)[k], depth + 1));
 }
 
-/**
- * JSON.parse rounds integers past ±2^53; the gateway writes them exactly, as digits. Where the
- * text has a run of 16 digits (the shortest such integer has 16), the frame is parsed again with
- * the number's source text (JSON.parse source text access: Bun, Chromium 114, Firefox 135, Safari
- * 18.4), and those integers become BigInt, as msgpack's do. An engine without it keeps numbers.
- */
-const LONG_DIGITS = /\d{16}/;
-const TWO_53 = 2n ** 53n;
-function exactIntegers(_key: string, v: unknown, context?: { source?: string }): unknown {
-  if (typeof v !== "number" || Number.isSafeInteger(v) || !Number.isInteger(v)) return v;
-  const source = context?.source;
-  if (source === undefined || !/^-?\d+$/.test(source)) return v;
-  const exact = BigInt(source);
-  return exact > TWO_53 || exact < -TWO_53 ? exact : v;
-}
-
-/**
- * A JSON.stringify replacer that writes a BigInt as its digits, as the gateway writes it, where
- * JSON.stringify alone throws: JSON.rawJSON where the engine has it (Bun, Chromium 114, Firefox 135,
- * Safari 18.4), else the digits as a string.
- */
-export function bigintAsDigits(_key: string, v: unknown): unknown {
-  if (typeof v !== "bigint") return v;
-  const raw = (JSON as unknown as { rawJSON?: (text: string) => unknown }).rawJSON;
-  return raw ? raw(v.toString()) : v.toString();
-}
-
-/** JSON.parse, with integers past ±2^53 as BigInt (exactly as written) instead of rounded. */
-export function parseJsonExact(text: string): unknown {
-  return LONG_DIGITS.test(text) ? JSON.parse(text, exactIntegers as never) : JSON.parse(text);
-}
-
 export function decode(data: unknown): InFrame {
-  if (typeof data === "string") return parseJsonExact(data) as InFrame;
+  if (typeof data === "string") return parseJsonValue(data) as InFrame;
   const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : (data as Uint8Array);
   return unpack(bytes) as InFrame;
 }

@@ -1,7 +1,7 @@
 import { Packr, Unpackr, isNativeAccelerationEnabled } from "msgpackr";
 import { GatewayError, isGatewayError } from "./errors";
 import { INT64_AUTO, withIntegersAsInt64 } from "./integers";
-import { parseJsonExact } from "./json-exact";
+import { bigintAsDigits, parseJsonExact } from "./json-exact";
 import { LIMIT_DEFAULTS } from "./limits";
 import { prescanMsgpack } from "./msgpack-scan";
 import { mapsToObjects } from "./own-keys";
@@ -87,13 +87,6 @@ export function decodeFrame(raw: Uint8Array | string, codec: CodecName, limits: 
   return exact;
 }
 
-/** A Kafka record's JSON payload, integers kept exact as for frames. */
-export function parseJsonValue(text: string): unknown {
-  const value: unknown = JSON.parse(text); // also the validation parseJsonExact relies on
-  // 16 digits in a row is the shortest text that can hold an integer a double cannot.
-  return LONG_DIGITS.test(text) ? parseJsonExact(text) : value;
-}
-const LONG_DIGITS = /[0-9]{16}/;
 
 export function encodeFrame(frame: object, codec: CodecName): Uint8Array | string {
   return codec === "msgpack" ? packr.pack(frame) : JSON.stringify(frame, jsonReplacer);
@@ -114,12 +107,10 @@ export const mediaTypes: Record<CodecName, string> = {
   json: "application/json",
 };
 
-const rawJSON = (JSON as unknown as { rawJSON(text: string): unknown }).rawJSON;
-
 // Buffer.toJSON runs before a replacer sees the value, so look at the holder's raw property.
 // BigInt (integers beyond ±2^53) is written as its digits, which JSON allows and JSON.stringify refuses.
 function jsonReplacer(this: Record<string, unknown>, key: string, value: unknown): unknown {
-  if (typeof value === "bigint") return rawJSON(value.toString());
+  if (typeof value === "bigint") return bigintAsDigits(key, value);
   const raw = this[key];
   if (raw instanceof Uint8Array) return Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString("base64");
   return value;

@@ -9,6 +9,28 @@ export function parseJsonExact(text: string): unknown {
   return p.value();
 }
 
+/**
+ * JSON.parse, with integers a double cannot hold as BigInt: a Kafka record's JSON payload, a JSON
+ * frame the client SDK reads. The text is parsed natively first (its validation and depth are what
+ * parseJsonExact relies on), and again exactly only when it has a run of 16 digits, the shortest
+ * text that can hold such an integer.
+ */
+export function parseJsonValue(text: string): unknown {
+  const value: unknown = JSON.parse(text);
+  return LONG_DIGITS.test(text) ? parseJsonExact(text) : value;
+}
+const LONG_DIGITS = /[0-9]{16}/;
+
+/**
+ * BigInt as its digits, which JSON allows and JSON.stringify refuses (for a replacer): JSON.rawJSON
+ * where the engine has it (Bun, Chromium 114, Firefox 135, Safari 18.4), else a string of the digits.
+ */
+export function bigintAsDigits(_key: string, value: unknown): unknown {
+  if (typeof value !== "bigint") return value;
+  return rawJSON ? rawJSON(value.toString()) : value.toString();
+}
+const rawJSON = (JSON as unknown as { rawJSON?: (text: string) => unknown }).rawJSON;
+
 const NUMBER = /-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?/y;
 
 class ExactParser {

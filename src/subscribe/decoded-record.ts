@@ -1,5 +1,6 @@
 import type { ConsumedRecord } from "../log/event-log";
-import { type CodecName, encodeFrame, parseJsonValue } from "../protocol/codec";
+import { type CodecName, encodeFrame } from "../protocol/codec";
+import { parseJsonValue } from "../protocol/json-exact";
 import { type EncodedEntry, encodeEntry } from "../protocol/event-frames";
 import type { Degraded } from "../protocol/frames";
 import { prescanMsgpack } from "../protocol/msgpack-scan";

@@ -470,7 +470,7 @@ test("a filter the codec cannot carry as written (a Map, a Set, a BigInt in JSON
 test("integers past 2^53 reach a subscriber of the SDK exactly, as BigInt, in both codecs; those within stay numbers", async () => {
   const gw = await gateway({ KAFKA_BROKERS: "" });
   const topic = "sdk-int64";
-  const data = { max: 2n ** 63n - 1n, min: -(2n ** 63n), umax: 2n ** 64n - 1n, past: 2n ** 53n + 1n, edge: 2 ** 53, safe: 2 ** 53 - 1, small: -5, ms: 1764600000000, f: 1.5, id: "12345678901234567890" };
+  const data = { max: 2n ** 63n - 1n, min: -(2n ** 63n), umax: 2n ** 64n - 1n, past: 2n ** 53n + 1n, safe: 2 ** 53 - 1, small: -5, ms: 1764600000000, f: 1.5, id: "12345678901234567890" };
   const publisher = await client(gw.wsUrl);
   await publisher.publish({ type: "ints", data }, { topic });
   for (const codec of ["msgpack", "json"] as const) {

@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { Unpackr } from "msgpackr";
-import { decodeFrame, encodeFrame, encodeValue, parseJsonValue } from "../../src/protocol/codec";
+import { decodeFrame, encodeFrame, encodeValue } from "../../src/protocol/codec";
+import { parseJsonValue } from "../../src/protocol/json-exact";
 
 const limits = { maxFrameBytes: 1 << 20, maxDepth: 32 };
 const exact = new Unpackr({ useRecords: false, int64AsType: "bigint" });
