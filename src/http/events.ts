@@ -13,6 +13,13 @@ import { GatewayError } from "../protocol/errors";
 import { errorResponse, json, lateErrorResponse, retryAfter } from "./responses";
 
 /**
+ * application/json or a +json structured suffix (RFC 6838), then only parameters (RFC 9110 media
+ * type: token "/" token, OWS ";"). A type that merely begins like it is another format:
+ * application/json-seq records start with 0x1e, and were read as JSON.
+ */
+const JSON_MEDIA_TYPE = /^\s*application\/(?:[!#$%&'*.^_`|~0-9a-z-]+\+)?json\s*(?:;|$)/i;
+
+/**
  * HTTP ingestion for clients that cannot hold a socket: the same validation, codes and records as
  * the WebSocket path, JSON in and out. A batch is not all-or-nothing: valid events are published
  * and each invalid one gets its own error, exactly as publish_batch does over a socket.
@@ -54,7 +61,7 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
     const body = await bodyBytes(req);
     charge(req, who, server, body.byteLength, 0);
     const type = req.headers.get("content-type") ?? "";
-    if (!/^application\/(.+\+)?json\b/i.test(type)) {
+    if (!JSON_MEDIA_TYPE.test(type)) {
       throw new GatewayError("UNSUPPORTED_MEDIA_TYPE", `send Content-Type: application/json (got ${type || "none"})`);
     }
     // JSON is UTF-8 (RFC 8259), and the body is read so: a body declared in another charset would be read as other text.

@@ -59,6 +59,10 @@ test("bad requests get their documented code and status", async () => {
   const cases: Array<[Response, number, string]> = [
     [await post("/api/v1/events", "{oops"), 400, "BAD_FRAME"],
     [await post("/api/v1/events", { type: "x" }, { "content-type": "text/plain" }), 415, "UNSUPPORTED_MEDIA_TYPE"],
+    // Types that only begin like JSON's are other formats (json-seq's records start with 0x1e).
+    ...(await Promise.all(
+      ["application/json-seq", "application/json-patch", "application/json.v2", "application/json~x", "application/jsonx", "application/+json", "application/x+json+zip", "text/json"].map(async (t) => [await post("/api/v1/events", { type: "x" }, { "content-type": t }), 415, "UNSUPPORTED_MEDIA_TYPE"] as [Response, number, string]),
+    )),
     // The body is read as UTF-8, as JSON requires: another charset would be read as something else.
     [await post("/api/v1/events", { type: "x" }, { "content-type": "application/json; charset=latin1" }), 415, "UNSUPPORTED_MEDIA_TYPE"],
     // Bodies are never decompressed: a compressed one was read as JSON (BAD_FRAME), a declared one
@@ -74,6 +78,13 @@ test("bad requests get their documented code and status", async () => {
   for (const [res, status, code] of cases) {
     expect(res.status).toBe(status);
     expect(((await res.json()) as any).error.code).toBe(code);
+  }
+});
+
+test("JSON bodies are taken under application/json and any +json type, in any case, with parameters", async () => {
+  for (const t of ["application/json", "APPLICATION/JSON; charset=UTF-8", "application/cloudevents+json", "application/vnd.api+json ; charset=\"utf-8\"", "application/json;foo=bar"]) {
+    const res = await post("/api/v1/events", { type: "x" }, { "content-type": t });
+    expect({ t, status: res.status }).toEqual({ t, status: 202 });
   }
 });
 
