@@ -121,11 +121,10 @@ export function frameRefusal(data: Uint8Array | string, codec: Codec, limits: Re
   const maxDepth = limits.maxDepth ?? 1024;
   const maxMapKeys = limits.maxMapKeys ?? Number.MAX_SAFE_INTEGER;
   try {
-    // As the gateway reads it: the pre-scan, then the values themselves (a NaN is refused there).
-    if (codec === "msgpack") {
-      prescanMsgpack(data as Uint8Array, { maxDepth, maxMapKeys, maxEventValues: limits.maxEventValues ?? Number.MAX_SAFE_INTEGER });
-      assertPlainData(unpack(data as Uint8Array), maxDepth, maxMapKeys, false);
-    } else assertPlainData(JSON.parse(data as string), maxDepth, maxMapKeys, true, true);
+    // As the gateway reads it. For msgpack the pre-scan refuses whatever the whole decode would
+    // (test/fuzz/codec.test.ts), so the frame is not decoded again here.
+    if (codec === "msgpack") prescanMsgpack(data as Uint8Array, { maxDepth, maxMapKeys, maxEventValues: limits.maxEventValues ?? Number.MAX_SAFE_INTEGER });
+    else assertPlainData(JSON.parse(data as string), maxDepth, maxMapKeys, true, true);
     return null;
   } catch (e) {
     if (isGatewayError(e)) return { code: e.code, message: e.message, num: ErrorCodes[e.code].num };

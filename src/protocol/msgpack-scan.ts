@@ -17,7 +17,7 @@ export interface ScanLimits {
  * invalid UTF-8 silently replaced, which changes a key and so a partition; a malformed timestamp
  * as an Invalid Date; map keys of any type).
  *
- * Refuses: truncation and trailing bytes, 0xc1, every ext type but the timestamp (-1) in its three
+ * Refuses: truncation and trailing bytes, 0xc1, NaN and ±Infinity, every ext type but the timestamp (-1) in its three
  * sizes with nanoseconds below 10^9 and a time a JavaScript Date holds, invalid UTF-8 in any
  * string (bin is bytes and is not looked at), map keys that are not strings or integers
  * (BAD_FRAME); nesting deeper than maxDepth (NESTING_TOO_DEEP); a map with more than maxMapKeys
@@ -71,8 +71,13 @@ export function prescanMsgpack(b: Uint8Array, limits: ScanLimits): boolean {
     const fixed = FIXED[c]!;
     let items = -1; // >= 0: a container with that many values follows its header
     let map = 0;
-    if (fixed !== 0) p += fixed;
-    else if (c >= 0xa0 && c <= 0xbf) {
+    if (fixed !== 0) {
+      // NaN and ±Infinity: every exponent bit set (float32: 8 bits from byte 1; float64: 11).
+      if ((c === 0xcb && (b[p + 1]! & 0x7f) === 0x7f && (b[p + 2]! & 0xf0) === 0xf0) || (c === 0xca && (b[p + 1]! & 0x7f) === 0x7f && (b[p + 2]! & 0x80) === 0x80)) {
+        throw new GatewayError("BAD_FRAME", "numbers must be finite");
+      }
+      p += fixed;
+    } else if (c >= 0xa0 && c <= 0xbf) {
       const n = c & 0x1f;
       p = str(b, p + 1, n);
       if (key && n === 9 && isProto(b, p - 9)) proto = true;

@@ -309,3 +309,27 @@ test("pre-scan: counts an event's values exactly as the publisher does (MAX_EVEN
     { numRuns: 3000 },
   );
 });
+
+/** Plain values with every double in their leaves: NaN and ±Infinity too, which msgpack can carry and the gateway refuses. */
+const withDoubles = fc.letrec<{ value: unknown; array: unknown[]; object: Record<string, unknown> }>((tie) => ({
+  value: fc.oneof({ depthSize: "small", maxDepth: 5 }, fc.double(), fc.oneof(plainValue({ bytes: true, dates: true, maxDepth: 2 })), tie("array"), tie("object")),
+  array: fc.array(tie("value"), { maxLength: 5 }),
+  object: fc.dictionary(mapKey, tie("value"), { maxKeys: 5, noNullPrototype: true }),
+})).value;
+
+test("pre-scan: a msgpack frame it passes, the whole decode passes, and the reverse (the SDK's frame check is the pre-scan alone)", () => {
+  const encoders = [foreignPackr, new Packr({ useRecords: false, useFloat32: 1 } as never)];
+  fc.assert(
+    fc.property(
+      fc.oneof(fc.uint8Array({ maxLength: 64 }), fc.tuple(withDoubles, fc.constantFrom(0, 1), damage).map(([v, e, ops]) => applyDamage(encoders[e]!.pack(v), ops)), fc.tuple(withDoubles, fc.constantFrom(0, 1)).map(([v, e]) => encoders[e]!.pack(v))),
+      fc.integer({ min: 1, max: 12 }),
+      fc.integer({ min: 1, max: 6 }),
+      (raw, maxDepth, maxMapKeys) => {
+        const scan = onlyGatewayErrors(() => prescanMsgpack(raw, { maxDepth, maxMapKeys, maxEventValues: 1 << 20 }));
+        const whole = onlyGatewayErrors(() => decodeFrame(raw, "msgpack", { maxFrameBytes: 1 << 20, maxDepth, maxMapKeys, maxEventValues: 1 << 20 }));
+        expect(scan instanceof GatewayError ? scan.code : "passes").toBe(whole instanceof GatewayError ? whole.code : "passes");
+      },
+    ),
+    { numRuns: 20_000 },
+  );
+});
