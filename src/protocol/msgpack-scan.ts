@@ -6,6 +6,8 @@ export interface ScanLimits {
   maxMapKeys: number;
   /** Values in one event of a publish frame (its `event`, or each element of its `events`). */
   maxEventValues: number;
+  /** NaN and ±Infinity pass (a record another producer wrote); a client's frame may not hold them. */
+  nonFinite?: boolean;
 }
 
 /**
@@ -17,7 +19,7 @@ export interface ScanLimits {
  * invalid UTF-8 silently replaced, which changes a key and so a partition; a malformed timestamp
  * as an Invalid Date; map keys of any type).
  *
- * Refuses: truncation and trailing bytes, 0xc1, NaN and ±Infinity, every ext type but the timestamp (-1) in its three
+ * Refuses: truncation and trailing bytes, 0xc1, NaN and ±Infinity (unless `nonFinite`), every ext type but the timestamp (-1) in its three
  * sizes with nanoseconds below 10^9 and a time a JavaScript Date holds, invalid UTF-8 in any
  * string (bin is bytes and is not looked at), map keys that are not strings or integers
  * (BAD_FRAME); nesting deeper than maxDepth (NESTING_TOO_DEEP); a map with more than maxMapKeys
@@ -31,6 +33,7 @@ export interface ScanLimits {
 export function prescanMsgpack(b: Uint8Array, limits: ScanLimits): boolean {
   const maxDepth = limits.maxDepth;
   const maxEventValues = limits.maxEventValues;
+  const finiteOnly = limits.nonFinite !== true;
   if (left.length <= maxDepth) (left = new Int32Array(maxDepth + 1)), (isMap = new Uint8Array(maxDepth + 1)), (keyNext = new Uint8Array(maxDepth + 1));
   let depth = 0;
   let p = 0;
@@ -73,7 +76,7 @@ export function prescanMsgpack(b: Uint8Array, limits: ScanLimits): boolean {
     let map = 0;
     if (fixed !== 0) {
       // NaN and ±Infinity: every exponent bit set (float32: 8 bits from byte 1; float64: 11).
-      if ((c === 0xcb && (b[p + 1]! & 0x7f) === 0x7f && (b[p + 2]! & 0xf0) === 0xf0) || (c === 0xca && (b[p + 1]! & 0x7f) === 0x7f && (b[p + 2]! & 0x80) === 0x80)) {
+      if (finiteOnly && ((c === 0xcb && (b[p + 1]! & 0x7f) === 0x7f && (b[p + 2]! & 0xf0) === 0xf0) || (c === 0xca && (b[p + 1]! & 0x7f) === 0x7f && (b[p + 2]! & 0x80) === 0x80))) {
         throw new GatewayError("BAD_FRAME", "numbers must be finite");
       }
       p += fixed;

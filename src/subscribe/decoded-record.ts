@@ -23,7 +23,7 @@ const utf8 = new TextDecoder();
 // timestamp, invalid UTF-8, trailing bytes refused): msgpackr read the single byte 0xc1 as its own
 // marker object, {"name":"MessagePack 0xC1"}, and delivered that as the data (hostile tester).
 // Sizes are the producer's business: only nesting is bounded, as for JSON (MAX_DATA_DEPTH).
-const PAYLOAD_SCAN = { maxDepth: MAX_DATA_DEPTH, maxMapKeys: Number.MAX_SAFE_INTEGER, maxEventValues: Number.MAX_SAFE_INTEGER };
+const PAYLOAD_SCAN = { maxDepth: MAX_DATA_DEPTH, maxMapKeys: Number.MAX_SAFE_INTEGER, maxEventValues: Number.MAX_SAFE_INTEGER, nonFinite: true };
 // Keys and header values that are not UTF-8 are delivered as their bytes: this decoder says which.
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
 
