@@ -57,3 +57,11 @@ describe("hostile msgpack is refused with a code, never trusted", () => {
     expect(encodeFrame({ b: Buffer.from([1, 2, 3]) }, "json")).toBe('{"b":"AQID"}');
   });
 });
+
+test("bytes decoded from one frame stay as they were when the next frames are decoded", () => {
+  const packr = new Packr({ useRecords: false });
+  const first = decodeFrame(packr.pack({ t: 10, event: { type: "a", data: { bin: Buffer.from([1, 2, 3, 4]) } } }), "msgpack", { maxFrameBytes: 1 << 20, maxDepth: 32 }) as { event: { data: { bin: Uint8Array } } };
+  for (let i = 0; i < 3; i++) decodeFrame(packr.pack({ t: 10, event: { type: "b", data: { bin: Buffer.alloc(1000, 0xee) } } }), "msgpack", { maxFrameBytes: 1 << 20, maxDepth: 32 });
+  expect([...first.event.data.bin]).toEqual([1, 2, 3, 4]);
+  expect(Buffer.isBuffer(first.event.data.bin)).toBe(true);
+});
