@@ -170,13 +170,18 @@ export class WorkerSlot {
     this.openBatch = null;
     this.out.buf.writeUInt32LE(batch.sinks.length, this.countPos);
     this.out.endMessage(this.messageStart);
-    const bytes = this.out.take();
-    if (!this.writer) return this.fail(batch, new GatewayError("UNAVAILABLE", "the Kafka worker is not connected"));
+    const bytes = this.out.written();
+    if (!this.writer) {
+      this.out.reset();
+      return this.fail(batch, new GatewayError("UNAVAILABLE", "the Kafka worker is not connected"));
+    }
     // The deadline counts from when the gateway took the events, so a wait for their turn (the fair
     // share) is inside it: a client's answer comes within KAFKA_MESSAGE_TIMEOUT_MS and the margin.
     batch.deadline = Math.min(Date.now(), batch.acceptedAt) + this.deadlineMs;
     this.sent.set(this.openBatchId, batch);
-    this.writer.write(bytes);
+    // From the writer's own buffer: only what the kernel does not take at once is copied.
+    this.writer.writeTransient(bytes);
+    this.out.reset();
   }
 
   /** A DELIVERY message: the outcome of every record of one batch, unless its deadline has passed. */

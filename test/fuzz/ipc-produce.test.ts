@@ -75,7 +75,9 @@ const sink: RecordSink = { delivered() {}, failed() {} };
 function gatewaySide() {
   const chunks: Buffer[] = [];
   const slot = new WorkerSlot(0, 35_000);
-  slot.connected({ write: (b: Uint8Array) => void chunks.push(Buffer.from(b)) } as unknown as SocketWriter);
+  // A copy of each write, as the kernel takes it: the slot may reuse its buffer once a write returns.
+  const take = (b: Uint8Array) => void chunks.push(Buffer.from(b));
+  slot.connected({ write: take, writeTransient: take } as unknown as SocketWriter);
   let batchId = 0;
   const add = (r: LogRecord, index: number) => slot.add(r.topic, r.key, r.value, r.timestamp, r.headers, sink, index, () => ++batchId);
   return { slot, chunks, add };

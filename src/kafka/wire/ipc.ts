@@ -270,6 +270,10 @@ export class ByteWriter {
   written(): Buffer {
     return this.buf.subarray(0, this.pos);
   }
+  /** Forgets what was written, keeping the buffer (after written()'s bytes were handed on). */
+  reset(): void {
+    this.pos = 0;
+  }
   /** Copies out what was written and resets, so the writer's buffer can be reused at once. */
   take(): Buffer {
     const out = Buffer.from(this.buf.subarray(0, this.pos));
