@@ -89,6 +89,13 @@ export class SubscriptionManager {
   private readonly starting = new WeakMap<SubscriberConnection, Map<string, Promise<void>>>();
   /** Connections gone: a subscribe that finishes starting after its socket closed leaves nothing. */
   private readonly closed = new WeakSet<SubscriberConnection>();
+  /**
+   * Per connection, per subscription id: the last subscribe or unsubscribe waiting its turn (an
+   * unsubscribe waits for its subscribe to start). Later requests for that id queue behind it, so
+   * each is answered as if those before it had completed: unsubscribe then subscribe one id (a
+   * client changing its filter) was refused SUBSCRIPTION_EXISTS while the first still started.
+   */
+  private readonly waiting = new WeakMap<SubscriberConnection, Map<string, Promise<unknown>>>();
   /** Replays counted against MAX_REPLAY_SUBSCRIPTIONS and MAX_FEEDS before their reader exists. */
   private replaysStarting = 0;
   /** MAX_FEEDS_PER_ADDRESS: the feeds each client address's subscriptions hold. */
@@ -200,7 +207,12 @@ export class SubscriptionManager {
    * wait for the reply: an unsubscribe sent meanwhile runs once it has started, and a socket closed
    * meanwhile leaves nothing behind.
    */
-  subscribe(conn: SubscriberConnection, codec: CodecName, f: SubscribeFrame): Promise<void> {
+  subscribe(conn: SubscriberConnection, codec: CodecName, f: SubscribeFrame, itsTurn = false): Promise<void> {
+    // Behind a request for the same id still waiting, or a subscribe of it still starting (refused
+    // SUBSCRIPTION_EXISTS after that one's `subscribed`, not before).
+    const ahead = itsTurn || f.sub === undefined ? undefined : (this.waiting.get(conn)?.get(f.sub) ?? this.starting.get(conn)?.get(f.sub));
+    if (ahead) return this.after(conn, f.sub!, ahead, () => this.subscribe(conn, codec, f, true));
+    if (itsTurn && this.closed.has(conn)) return Promise.resolve();
     const topics = [...new Set(f.topics ?? [f.topic!])];
     for (const t of topics) if (!this.topicAllow.test(t)) throw new GatewayError("INVALID_TOPIC", `subscribing to topic "${t}" is not allowed here`);
     const filter = compileFilter(f.filter ?? {});
@@ -283,6 +295,20 @@ export class SubscriptionManager {
       // Refused, or its socket closed while it started: it holds no feed.
       if (!conn.subscriptions.has(id)) this.releaseFeeds(conn, id);
     });
+  }
+
+  /** Runs `request` for subscription `id` once `ahead` has settled, and makes it what later requests for `id` wait on. */
+  private after<T>(conn: SubscriberConnection, id: string, ahead: Promise<unknown>, request: () => T | Promise<T>): Promise<T> {
+    let queue = this.waiting.get(conn);
+    if (!queue) this.waiting.set(conn, (queue = new Map()));
+    const done = ahead.then(request, request);
+    const settled = done.then(
+      () => {},
+      () => {},
+    );
+    queue.set(id, settled);
+    void settled.then(() => queue.get(id) === settled && queue.delete(id));
+    return done;
   }
 
   /** A share group name counted as new (MAX_SHARE_GROUPS, MAX_SHARE_GROUPS_PER_ADDRESS) whose subscribe was refused. */
@@ -368,11 +394,13 @@ export class SubscriptionManager {
   }
 
   /** Ends a subscription; one still starting is ended once started (the promise), or refused if it fails to. */
-  unsubscribe(conn: SubscriberConnection, cid: number, id: string): Promise<void> | undefined {
+  unsubscribe(conn: SubscriberConnection, cid: number, id: string, itsTurn = false): Promise<unknown> | undefined {
+    const ahead = itsTurn ? undefined : this.waiting.get(conn)?.get(id);
+    if (ahead) return this.after(conn, id, ahead, () => this.unsubscribe(conn, cid, id, true));
     const sub = conn.subscriptions.get(id);
     if (!sub) {
       const starting = this.starting.get(conn)?.get(id);
-      if (starting) return starting.then(() => this.unsubscribe(conn, cid, id));
+      if (starting) return this.after(conn, id, starting, () => this.unsubscribe(conn, cid, id, true));
       throw new GatewayError("UNKNOWN_SUBSCRIPTION", `this connection has no subscription "${id}"`);
     }
     const token = sub.end();

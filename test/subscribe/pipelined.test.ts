@@ -74,6 +74,38 @@ for (const log of ["kafka", "embedded"] as const) {
       expect((await settled()).subscriptions).toBe(0);
     }, 60_000);
 
+    test("subscribes and unsubscribes of one id sent back to back are answered as if each had completed before the next", async () => {
+      for (const start of ["latest", "earliest"]) {
+        const topic = await topicWith(10);
+        const c = await GatewayClient.connect(gw.wsUrl);
+        // A client changing its filter: unsubscribe, then subscribe the same id, before the first is answered.
+        const seq = ["sub", "unsub", "sub", "unsub", "unsub", "sub", "sub"] as const;
+        const order: string[] = [];
+        const seen: Frame[] = [];
+        const replies = await Promise.all(
+          seq.map((op, i) =>
+            (op === "sub" ? c.subscribe({ sub: "d", topic, start, filter: { types: [`v${i}`] } }, (f) => seen.push(f)) : c.request({ t: 13, sub: "d" })).then((f) => {
+              const said = f.t === 23 ? "subscribed" : f.t === 28 ? "unsubscribed" : String(f.code);
+              order.push(`${i}:${said}`);
+              return said;
+            }),
+          ),
+        );
+        expect(replies).toEqual(["subscribed", "unsubscribed", "subscribed", "unsubscribed", "UNKNOWN_SUBSCRIPTION", "subscribed", "SUBSCRIPTION_EXISTS"]);
+        expect(order).toEqual(replies.map((r, i) => `${i}:${r}`));
+        // The one left is the sixth's: it gets its own type only.
+        seen.length = 0;
+        const probe = await GatewayClient.connect(gw.wsUrl);
+        for (const type of ["v0", "v2", "v5", "v6"]) expect((await probe.publish({ type }, topic)).t).toBe(20);
+        await Bun.sleep(500);
+        const types = seen.flatMap((f) => (f.t === 24 ? [f.event] : f.t === 25 ? (f.events as Frame[]).map((e) => e.event) : [])).map((e) => (e as { type: string }).type);
+        expect(types.filter((t) => t !== "seed")).toEqual(["v5"]);
+        c.close();
+        probe.close();
+      }
+      expect((await settled()).subscriptions).toBe(0);
+    }, 60_000);
+
     test("pipelined subscribes cannot pass the limits: per connection, replays at once, feeds per instance", async () => {
       const topic = await topicWith(50);
       await underControl(gw, `pipelined subscribes past the limits (${log})`, async () => {
