@@ -152,7 +152,7 @@ export class Subscription implements AsyncIterable<DeliveredEvent> {
       return c.reject(new SubscribeError(f as unknown as WireError));
     }
     const token = typeof f.token === "string" ? f.token : undefined;
-    if (f.t === FrameType.EVENT) return this.deliver([f as unknown as DeliveredEvent], token);
+    if (f.t === FrameType.EVENT) return this.deliver([entryOf(f)], token);
     if (f.t === FrameType.EVENT_BATCH) return this.deliver(f.events as DeliveredEvent[], token);
     if (token !== undefined) this.reached(token);
     switch (f.t) {
@@ -265,4 +265,12 @@ export class Subscription implements AsyncIterable<DeliveredEvent> {
   private notify(n: Notice): void {
     for (const h of this.noticeHandlers) h(n);
   }
+}
+
+/** An `event` frame's entry, as `event_batch` carries each: the frame's t, sub and token are not the event's. */
+function entryOf(f: InFrame): DeliveredEvent {
+  const e: DeliveredEvent = { topic: f.topic as string, partition: f.partition as number, offset: f.offset as number, event: f.event as DeliveredEvent["event"] };
+  if (f.degraded !== undefined) e.degraded = f.degraded as DeliveredEvent["degraded"];
+  if (f.reason !== undefined) e.reason = f.reason as string;
+  return e;
 }

@@ -483,3 +483,19 @@ test("integers past 2^53 reach a subscriber of the SDK exactly, as BigInt, in bo
     }
   }
 }, 60_000);
+
+test("an event handed over has one shape whether it came alone or in a batch: topic, partition, offset, event, and nothing of the frame", async () => {
+  const gw = await gateway({ KAFKA_BROKERS: "" });
+  const topic = "sdk-shape";
+  const c = await client(gw.wsUrl);
+  const sub = await c.subscribe(topic);
+  await c.publish({ type: "alone" }, { topic }); // sent on its own: an `event` frame
+  await c.publishBatch(Array.from({ length: 20 }, (_, i) => ({ type: "many", data: { i } })), { topic }); // in `event_batch` frames
+  const keys = new Set<string>();
+  let n = 0;
+  for await (const e of sub) {
+    keys.add(Object.keys(e).sort().join(","));
+    if (++n === 21) break;
+  }
+  expect([...keys]).toEqual(["event,offset,partition,topic"]);
+}, 60_000);
