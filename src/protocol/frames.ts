@@ -79,7 +79,9 @@ export type Envelope = z.infer<typeof EnvelopeSchema>;
 const correlationId = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 const topic = z.string().regex(TOPIC_NAME, "topic names are 1–249 characters of a-z, A-Z, 0-9, '.', '_' and '-', and not '.' or '..'");
 
-const bearerToken = units(1, 16384);
+// Any string: its bounds (16 KiB, the shape) are the authenticator's, whose refusal is
+// UNAUTHENTICATED and closes a hello 4401, as the limits table says; the frame bounds its size.
+const bearerToken = z.string();
 export const HelloSchema = z.object({ t: z.literal(FrameType.HELLO), v: z.number().int(), client: units(0, 256).optional(), token: bearerToken.optional() });
 /** A new access token for a connection whose token expires (docs/security.md). */
 export const RefreshSchema = z.object({ t: z.literal(FrameType.REFRESH), cid: correlationId, token: bearerToken });

@@ -190,3 +190,15 @@ test("a second hello with a token for another principal is refused and closes; o
   expect(await c.request({ t: 1, v: 1, token: await hsToken({ sub: "mallory", kgw: { subscribe: ["*"] } }) })).toMatchObject({ t: 21, code: "UNAUTHENTICATED" });
   expect((await c.closed).code).toBe(4401);
 });
+
+test("a token over 16 KiB is UNAUTHENTICATED, as the limits table says: in hello (then closed 4401) and in refresh", async () => {
+  const big = await hsToken({ sub: "oscar", ...GRANTS, pad: "p".repeat(17_000) });
+  expect(big.length).toBeGreaterThan(16 * 1024);
+  const c = await GatewayClient.connect(gw.wsUrl, "msgpack", false);
+  expect(await c.request({ t: 1, v: 1, token: big })).toMatchObject({ t: 21, code: "UNAUTHENTICATED" });
+  expect((await c.closed).code).toBe(4401);
+  const { c: d } = await helloWith(gw.wsUrl, await hsToken({ sub: "oscar", ...GRANTS }));
+  expect(await d.request({ t: 14, token: big })).toMatchObject({ t: 21, code: "UNAUTHENTICATED" });
+  expect(await d.publish({ type: "still" }, "orders.eu")).toMatchObject({ t: 20 });
+  d.close();
+});
