@@ -70,37 +70,49 @@ const packr = new Packr({ useRecords: false, variableMapSize: true, encodeUndefi
 const unpack = ownKeysUnpacker({ useRecords: false, int64AsType: "auto" as "bigint" });
 
 /**
- * `value` with every typed array but Uint8Array (and every DataView) as a Uint8Array over the same
- * bytes, in every msgpack frame the client encodes (publishes, subscribes, any other). msgpackr
- * 2.1.3 writes such a view's byteLength as its bin's length but copies it element by element (a
- * Float64Array [1.5] became 01 00 00 00 00 00 00 00), leaving the rest of the bin as whatever its
- * reused buffer held before. Rebuilt only along the paths that hold one; `depth` bounds
- * the walk (anything deeper is refused by the frame checks anyway, and a cycle by the encoder).
+ * `value` as the frame will carry it, checked on the way: with every typed array but Uint8Array
+ * (and every DataView) as a Uint8Array over the same bytes for msgpack (msgpackr 2.1.3 writes such
+ * a view's byteLength as its bin's length but copies it element by element: a Float64Array [1.5]
+ * became 01 00 00 00 00 00 00 00, the rest of the bin whatever its reused buffer held), rebuilt only
+ * along the paths that hold one. Anything the codec would write as something other than what it is
+ * throws (CLIENT_UNENCODABLE for that event; publisher.ts): JSON wrote a Map or a Set as {}, bytes
+ * as {"0":1,…}, and msgpackr a RegExp as an array, so each codec is handed plain data only: null,
+ * booleans, numbers, strings, BigInt, undefined (left out), plain objects, arrays and Dates, and
+ * bytes in msgpack. `depth` bounds the walk (anything deeper is refused by the frame checks
+ * anyway, and a cycle by the encoder).
  */
-function viewsAsBytes(value: unknown, depth = 0): unknown {
+function carried(value: unknown, json: boolean, depth = 0): unknown {
+  if (typeof value === "function" || typeof value === "symbol") throw new TypeError(`a ${typeof value} is not data`);
   if (typeof value !== "object" || value === null || depth > 256) return value;
-  if (ArrayBuffer.isView(value)) return value instanceof Uint8Array ? value : new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+  if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer) {
+    if (json) throw new TypeError("bytes cannot go in JSON as they are: send them as data_base64");
+    return value instanceof Uint8Array || value instanceof ArrayBuffer ? value : new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+  }
   if (Array.isArray(value)) {
     let out: unknown[] | null = null;
     for (let i = 0; i < value.length; i++) {
       const v = value[i];
-      const w = viewsAsBytes(v, depth + 1);
+      const w = carried(v, json, depth + 1);
       if (w !== v) (out ??= value.slice())[i] = w;
     }
     return out ?? value;
   }
-  if (Object.getPrototypeOf(value) !== Object.prototype && Object.getPrototypeOf(value) !== null) return value;
+  const proto = Object.getPrototypeOf(value);
+  if (proto !== Object.prototype && proto !== null) {
+    if (value instanceof Date) return value;
+    throw new TypeError(`a ${(value as object).constructor?.name ?? "non-plain object"} is not data the gateway keeps as written; send a plain object, an array${json ? "" : " or bytes"}`);
+  }
   let out: Record<string, unknown> | null = null;
   for (const k of Object.keys(value)) {
     const v = (value as Record<string, unknown>)[k];
-    const w = viewsAsBytes(v, depth + 1);
+    const w = carried(v, json, depth + 1);
     if (w !== v) (out ??= { ...(value as Record<string, unknown>) })[k] = w;
   }
   return out ?? value;
 }
 
 export function encode(frame: object, codec: Codec): Uint8Array | string {
-  return codec === "json" ? JSON.stringify(frame) : packr.pack(viewsAsBytes(frame));
+  return codec === "json" ? JSON.stringify(carried(frame, true)) : packr.pack(carried(frame, false));
 }
 
 /** Why the gateway would refuse a frame whole, before reading any of its events. */

@@ -363,7 +363,7 @@ test("undefined fields are left out as JSON leaves them; an event the gateway wo
         ...(codec === "msgpack"
           ? ([
               ["a lone surrogate (not UTF-8)", { data: { s: "\ud800" } }, "BAD_FRAME"],
-              ["a map key that is not a string", { data: new Map([[{ a: 1 }, 1]]) }, "BAD_FRAME"],
+              ["a Map (its key is not a string either)", { data: new Map([[{ a: 1 }, 1]]) }, "CLIENT_UNENCODABLE"],
               ["a NaN (JSON writes it as null)", { data: { total: 0 / 0 } }, "BAD_FRAME"],
               ["an Infinity", { subject: "s", data: [Number.POSITIVE_INFINITY] }, "BAD_FRAME"],
             ] as Array<[string, Record<string, unknown>, string]>)
@@ -498,4 +498,34 @@ test("an event handed over has one shape whether it came alone or in a batch: to
     if (++n === 21) break;
   }
   expect([...keys]).toEqual(["event,offset,partition,topic"]);
+}, 60_000);
+
+test("data the codec would not carry as written (a Map, a Set, a RegExp, a class instance, a function, a symbol; bytes in JSON) is refused alone, CLIENT_UNENCODABLE, in both codecs", async () => {
+  const gw = await gateway({ KAFKA_BROKERS: "" });
+  const topic = "sdk-carried";
+  class Point {
+    constructor(readonly x: number) {}
+  }
+  const bad: Array<[string, unknown]> = [
+    ["map", new Map([["a", 1]])],
+    ["set", new Set([1])],
+    ["regexp", /x/],
+    ["instance", new Point(1)],
+    ["function", { f: () => 1 }],
+    ["symbol", [Symbol("s")]],
+    ["boxed", { s: new String("s") }],
+  ];
+  for (const codec of ["json", "msgpack"] as const) {
+    const c = await client(gw.wsUrl, { codec });
+    const cases = codec === "json" ? [...bad, ["bytes", { b: new Uint8Array([1, 2]) }] as [string, unknown]] : bad;
+    const results = await Promise.allSettled([
+      c.publish({ type: "good", data: { ok: 1, when: new Date(0), nothing: null } }, { topic }),
+      ...cases.map(([name, data]) => c.publish({ type: name, data }, { topic })),
+      c.publish({ type: "good", data: [1, "two", true] }, { topic }),
+    ]);
+    expect({ codec, outcomes: results.map((r) => (r.status === "fulfilled" ? "acked" : (r.reason as { code: string }).code)) }).toEqual({ codec, outcomes: ["acked", ...cases.map(() => "CLIENT_UNENCODABLE"), "acked"] });
+  }
+  // Bytes are carried by msgpack.
+  const m = await client(gw.wsUrl);
+  expect(await m.publish({ type: "bytes", data: { b: new Uint8Array([1, 2]) } }, { topic })).toMatchObject({ topic });
 }, 60_000);
