@@ -6,6 +6,7 @@ import type { ConnectionRate, RateLimits, Refusal } from "../limits/rate-limits"
 import { type PublishOutcome, type Publisher, wireError } from "../ingest/publisher";
 import type { Logger } from "../observability/logger";
 import type { Metrics } from "../observability/metrics";
+import { ackFrameMsgpack } from "../protocol/ack-frame";
 import { type CodecName, decodeFrame, decodeLimits, encodeFrame } from "../protocol/codec";
 import { scanCid } from "../protocol/cid-scan";
 import { parsePublishFrame } from "../protocol/publish-frame";
@@ -133,6 +134,11 @@ export function createWebSocketHandler(deps: {
   }
 
   function sendOutcome(ws: ServerWebSocket<ConnectionData>, codec: CodecName, cid: number, batch: boolean, o: PublishOutcome): void {
+    // The ack of one event, the reply to nearly every frame at one event per frame, has its own writer.
+    if (!batch && codec === "msgpack" && !o.errors?.[0] && typeof o.ids[0] === "string") {
+      if (!ws.data.closed) ws.data.outbound!.reply(ackFrameMsgpack(cid, o.ids[0], o.topic, o.partitions[0]!, o.offsets[0]!));
+      return;
+    }
     send(ws, outcomeFrame(cid, batch, o), codec);
     // A single publish refused is a frame refused; a batch is answered whole, whatever its events got.
     if (!batch && o.errors?.[0]) noteRefused(ws, o.errors[0]);
