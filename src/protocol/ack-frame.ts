@@ -4,9 +4,9 @@
  * object per ack, its buffer management) was 9% of the gateway's profile. Byte for byte what
  * encodeFrame writes for the same object (test/fuzz/ack-frame.test.ts): a map 16, keys as fixstr,
  * integers in their smallest msgpack form up to 32 bits and float64 past them, as msgpackr writes
- * numbers, strings as str of their UTF-8 length (ASCII written here, anything else by msgpackr).
+ * numbers, strings as str of their UTF-8 length (codec.ts packString).
  */
-import { packPart } from "./codec";
+import { packPart, packString } from "./codec";
 import { FrameType } from "./frame-types";
 
 const HEAD = Uint8Array.from([0xde, 0, 6, ...packPart("t"), ...packPart(FrameType.ACK), ...packPart("cid")]);
@@ -19,7 +19,7 @@ const KEY_OFFSET = packPart("offset");
 let lastTopic = "";
 let lastTopicBytes: Uint8Array = packPart("");
 
-// Largest a number takes (float64), and a string's header.
+// Largest a number takes (float64).
 const NUMBER_MAX = 9;
 
 export function ackFrameMsgpack(cid: number, id: string, topic: string, partition: number, offset: number): Uint8Array {
@@ -27,23 +27,15 @@ export function ackFrameMsgpack(cid: number, id: string, topic: string, partitio
     lastTopicBytes = packPart(topic);
     lastTopic = topic;
   }
-  const idAscii = asciiUpTo255(id);
-  const idBytes = idAscii ? null : packPart(id);
-  const size = HEAD.length + NUMBER_MAX + KEY_ID.length + (idBytes ? idBytes.length : 2 + id.length) + KEY_TOPIC.length + lastTopicBytes.length + KEY_PARTITION.length + NUMBER_MAX + KEY_OFFSET.length + NUMBER_MAX;
+  const idBytes = packString(id);
+  const size = HEAD.length + NUMBER_MAX + KEY_ID.length + idBytes.length + KEY_TOPIC.length + lastTopicBytes.length + KEY_PARTITION.length + NUMBER_MAX + KEY_OFFSET.length + NUMBER_MAX;
   const out = Buffer.allocUnsafe(size);
   out.set(HEAD, 0);
   let p = writeNumber(out, HEAD.length, cid);
   out.set(KEY_ID, p);
   p += KEY_ID.length;
-  if (idBytes) {
-    out.set(idBytes, p);
-    p += idBytes.length;
-  } else {
-    const n = id.length;
-    if (n < 32) out[p++] = 0xa0 | n;
-    else (out[p++] = 0xd9), (out[p++] = n);
-    for (let i = 0; i < n; i++) out[p++] = id.charCodeAt(i);
-  }
+  out.set(idBytes, p);
+  p += idBytes.length;
   out.set(KEY_TOPIC, p);
   p += KEY_TOPIC.length;
   out.set(lastTopicBytes, p);
@@ -53,12 +45,6 @@ export function ackFrameMsgpack(cid: number, id: string, topic: string, partitio
   out.set(KEY_OFFSET, p);
   p = writeNumber(out, p + KEY_OFFSET.length, offset);
   return out.subarray(0, p);
-}
-
-function asciiUpTo255(s: string): boolean {
-  if (s.length > 255) return false;
-  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) >= 0x80) return false;
-  return true;
 }
 
 /** A number as msgpackr writes it (useRecords off): the smallest int up to 32 bits, else float64. */

@@ -76,7 +76,8 @@ export function decodeFrame(raw: Uint8Array | string, codec: CodecName, limits: 
       const proto = prescanMsgpack(raw as Uint8Array, { maxDepth: limits.maxDepth, maxMapKeys, maxEventValues: limits.maxEventValues ?? LIMIT_DEFAULTS.MAX_EVENT_VALUES });
       // What the pre-scan passes is plain data: it refuses whatever assertPlainData would refuse in
       // msgpackr's output (test/fuzz/codec.test.ts, "the whole decode passes"), so no second walk.
-      const end = { end: raw.length };
+      // The end as a number (msgpackr's unpack(source, end)): no options object per frame.
+      const end = raw.length;
       return proto ? mapsToObjects(mapUnpackr.unpack(inScratch(raw as Uint8Array), end)) : unpackr.unpack(inScratch(raw as Uint8Array), end);
     } else {
       text = typeof raw === "string" ? raw : textDecoder.decode(raw);
@@ -105,7 +106,6 @@ export function decodeFrame(raw: Uint8Array | string, codec: CodecName, limits: 
   return exact;
 }
 
-
 export function encodeFrame(frame: object, codec: CodecName): Uint8Array | string {
   return codec === "msgpack" ? packr.pack(frame) : JSON.stringify(frame, jsonReplacer);
 }
@@ -113,6 +113,26 @@ export function encodeFrame(frame: object, codec: CodecName): Uint8Array | strin
 /** One value in msgpack exactly as encodeFrame writes it inside a frame: for parts of frames spliced elsewhere (./event-frames.ts). */
 export function packPart(value: unknown): Uint8Array {
   return packr.pack(value);
+}
+
+/**
+ * A string as packPart writes it, without msgpackr's per-call cost for the ASCII ones up to 255
+ * characters (a frame's `sub`, an ack's `id`): a fixstr or a str8, its header then its characters,
+ * as msgpack and msgpackr spell them (test/fuzz/event-frames, test/fuzz/ack-frame).
+ */
+export function packString(s: string): Uint8Array {
+  const n = s.length;
+  if (n > 255) return packPart(s);
+  const head = n < 32 ? 1 : 2;
+  const out = Buffer.allocUnsafe(head + n);
+  if (head === 1) out[0] = 0xa0 | n;
+  else (out[0] = 0xd9), (out[1] = n);
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0x80) return packPart(s);
+    out[head + i] = c;
+  }
+  return out;
 }
 
 /** Encodes a structured event payload as the Kafka record value. */

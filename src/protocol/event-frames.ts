@@ -13,7 +13,7 @@
  *   event_batch: {t, sub, events: [{topic, partition, offset, event[, degraded, reason]}…][, token]}
  */
 import { copyBytes } from "../bytes/utf8";
-import { type CodecName, encodeFrame, packPart } from "./codec";
+import { type CodecName, encodeFrame, packPart, packString } from "./codec";
 import { FrameType } from "./frame-types";
 
 // A msgpack map 16's header: 0xde, then its field count (u16, big-endian).
@@ -53,23 +53,6 @@ const KEY_EVENTS = packPart("events");
 const KEY_TOKEN = packPart("token");
 const T_EVENT = packPart(FrameType.EVENT);
 const T_EVENT_BATCH = packPart(FrameType.EVENT_BATCH);
-
-/**
- * A string as packPart writes it, without msgpackr's per-call cost for the short ASCII ones (each
- * frame's `sub`): a fixstr, its header then its characters, as msgpack and msgpackr spell it.
- */
-function packString(s: string): Uint8Array {
-  const n = s.length;
-  if (n >= 32) return packPart(s);
-  const out = Buffer.allocUnsafe(1 + n);
-  out[0] = 0xa0 | n;
-  for (let i = 0; i < n; i++) {
-    const c = s.charCodeAt(i);
-    if (c >= 0x80) return packPart(s);
-    out[1 + i] = c;
-  }
-  return out;
-}
 
 // The last token packed: every subscription of a feed under one filter carries the same token after
 // each batch (src/subscribe/position.ts), so 1,000 subscribers' frames pack it once. msgpackr never
