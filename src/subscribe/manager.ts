@@ -20,6 +20,8 @@ import { QueueLimits, type SlowPolicy, Subscription } from "./subscription";
  * together, before the rest of the gateway (publishes, acks, /health) has its turn.
  */
 const DELIVERY_TURN_MS = 5;
+/** The retry hint of a request refused for the queue of requests waiting behind others (see `queued`). */
+const QUEUED_RETRY_MS = 100;
 
 /** Who holds a subscription, as the delivery-health view shows it. */
 export interface SubscriberInfo {
@@ -96,6 +98,11 @@ export class SubscriptionManager {
    * client changing its filter) was refused SUBSCRIPTION_EXISTS while the first still started.
    */
   private readonly waiting = new WeakMap<SubscriberConnection, Map<string, Promise<unknown>>>();
+  /**
+   * Requests of each connection queued in `waiting`, at most MAX_SUBSCRIPTIONS_PER_CONNECTION: a
+   * client pipelining unsubscribes behind a replay still starting held one closure per frame.
+   */
+  private readonly queued = new WeakMap<SubscriberConnection, number>();
   /** Replays counted against MAX_REPLAY_SUBSCRIPTIONS and MAX_FEEDS before their reader exists. */
   private replaysStarting = 0;
   /** MAX_FEEDS_PER_ADDRESS: the feeds each client address's subscriptions hold. */
@@ -299,6 +306,11 @@ export class SubscriptionManager {
 
   /** Runs `request` for subscription `id` once `ahead` has settled, and makes it what later requests for `id` wait on. */
   private after<T>(conn: SubscriberConnection, id: string, ahead: Promise<unknown>, request: () => T | Promise<T>): Promise<T> {
+    const queued = this.queued.get(conn) ?? 0;
+    if (queued >= this.config.MAX_SUBSCRIPTIONS_PER_CONNECTION) {
+      throw new GatewayError("RATE_LIMITED", `${queued} subscribes and unsubscribes already wait for the ones before them on this connection; retry once those are answered`, { retryAfterMs: QUEUED_RETRY_MS, scope: "connection" });
+    }
+    this.queued.set(conn, queued + 1);
     let queue = this.waiting.get(conn);
     if (!queue) this.waiting.set(conn, (queue = new Map()));
     const done = ahead.then(request, request);
@@ -307,7 +319,10 @@ export class SubscriptionManager {
       () => {},
     );
     queue.set(id, settled);
-    void settled.then(() => queue.get(id) === settled && queue.delete(id));
+    void settled.then(() => {
+      this.queued.set(conn, (this.queued.get(conn) ?? 1) - 1);
+      if (queue.get(id) === settled) queue.delete(id);
+    });
     return done;
   }
 

@@ -106,6 +106,27 @@ for (const log of ["kafka", "embedded"] as const) {
       expect((await settled()).subscriptions).toBe(0);
     }, 60_000);
 
+    test("requests queued behind a starting subscribe are bounded per connection: past the bound, RATE_LIMITED, each answered once", async () => {
+      const topic = await topicWith(2_000);
+      const c = await GatewayClient.connect(gw.wsUrl);
+      // A replay from earliest starts slower than a frame arrives; everything behind it for the same id
+      // waits in the gateway, one closure each, unless bounded.
+      const first = c.subscribe({ sub: "q", topic, start: "earliest" }, () => {});
+      const n = 1_000;
+      const replies = await Promise.all(Array.from({ length: n }, () => c.request({ t: 13, sub: "q" })));
+      expect((await first).t).toBe(23);
+      const codes = replies.map((f) => (f.t === 28 ? "unsubscribed" : String(f.code)));
+      expect(codes[0]).toBe("unsubscribed");
+      const limited = codes.filter((c) => c === "RATE_LIMITED").length;
+      // The embedded log starts a replay before the next frame is read: nothing queues there.
+      if (log === "kafka") expect(limited).toBeGreaterThan(n - 200);
+      expect(codes.filter((c) => c !== "RATE_LIMITED" && c !== "UNKNOWN_SUBSCRIPTION" && c !== "unsubscribed")).toEqual([]);
+      for (const f of replies) if (f.code === "RATE_LIMITED") expect(f.retryAfterMs).toBeGreaterThan(0);
+      // The connection lives on and is answered.
+      expect((await c.publish({ type: "after" }, topic)).t).toBe(20);
+      c.close();
+    }, 60_000);
+
     test("pipelined subscribes cannot pass the limits: per connection, replays at once, feeds per instance", async () => {
       const topic = await topicWith(50);
       await underControl(gw, `pipelined subscribes past the limits (${log})`, async () => {
