@@ -15,8 +15,11 @@ afterAll(async () => {
   await frozen.broker?.stop();
 }, 60_000);
 
-/** Per-key inversions among `records` in log order: a later event of a key written before an earlier one. */
-function inversionsOf(records: Array<{ partition: number; offset: number; key?: Uint8Array | null; value?: Uint8Array | null }>): number {
+/**
+ * Per-key inversions among `records` in log order: pairs of a key's events where the later one (by
+ * publish order) was written before the earlier one.
+ */
+function inversionsOf(records: Array<{ partition: number; offset: number; key?: Uint8Array | null; value?: Uint8Array | null }>): Array<{ earlier: number; later: number }> {
   const byKey = new Map<string, number[]>();
   for (const r of [...records].sort((a, b) => a.partition - b.partition || a.offset - b.offset)) {
     const key = Buffer.from(r.key!).toString();
@@ -24,8 +27,8 @@ function inversionsOf(records: Array<{ partition: number; offset: number; key?: 
     list.push((unpack(r.value!) as { seq: number }).seq);
     byKey.set(key, list);
   }
-  let inversions = 0;
-  for (const list of byKey.values()) for (let i = 1; i < list.length; i++) if (list[i]! < list[i - 1]!) inversions++;
+  const inversions: Array<{ earlier: number; later: number }> = [];
+  for (const list of byKey.values()) for (let i = 1; i < list.length; i++) if (list[i]! < list[i - 1]!) inversions.push({ earlier: list[i]!, later: list[i - 1]! });
   return inversions;
 }
 
@@ -33,8 +36,9 @@ function inversionsOf(records: Array<{ partition: number; offset: number; key?: 
  * Publishes `perTick` events every 10 ms, one at a time as a service would, over 8 keys, each with
  * its publish order as `seq`, until stopped; then waits for every publish to settle.
  */
-function orderedLoad(client: GatewayClient, topic: string, perTick: number): { stop(): Promise<{ published: number; failed: number }> } {
+function orderedLoad(client: GatewayClient, topic: string, perTick: number): { publishedAt: number[]; stop(): Promise<{ published: number; failed: number }> } {
   let n = 0;
+  const publishedAt: number[] = [];
   let failed = 0;
   const acks: Array<Promise<unknown>> = [];
   let running = true;
@@ -42,12 +46,14 @@ function orderedLoad(client: GatewayClient, topic: string, perTick: number): { s
     while (running) {
       for (let i = 0; i < perTick; i++) {
         const seq = n++;
+        publishedAt[seq] = performance.now();
         acks.push(client.publish({ type: "ordered", key: `k${seq % 8}`, data: { seq } }, { topic }).catch(() => void failed++));
       }
       await Bun.sleep(10);
     }
   })();
   return {
+    publishedAt,
     async stop() {
       running = false;
       await pump;
@@ -81,11 +87,11 @@ test("per-key order holds through the SDK's retries while workers are killed und
   client.close();
   const records = await consumeAll(brokers, topic, { expect: n - failed, timeoutMs: 60_000 });
   const inversions = inversionsOf(records);
-  console.log(`${n} published across 4 worker kills: ${records.length} in Kafka, ${failed} failed, ${inversions} per-key inversions`);
+  console.log(`${n} published across 4 worker kills: ${records.length} in Kafka, ${failed} failed, ${inversions.length} per-key inversions`);
   expect(failed).toBe(0);
   // Each event once: a re-send of one whose write was in doubt gets the original's ack.
   expect(records.length).toBe(n);
-  expect(inversions).toBe(0);
+  expect(inversions).toEqual([]);
 }, 180_000);
 
 /**
@@ -105,15 +111,27 @@ test("per-key order holds through the SDK's retries when the broker is frozen pa
   const load = orderedLoad(client, topic, 5); // 500 events/s
   await Bun.sleep(1500);
   process.kill(broker.pid, "SIGSTOP");
+  const frozeAt = performance.now();
   await Bun.sleep(7000); // past the 3 s message timeout, twice
   process.kill(broker.pid, "SIGCONT");
+  const thawedAt = performance.now();
   await Bun.sleep(3000);
   const { published: n, failed } = await load.stop();
   client.close();
   const records = await consumeAll(broker.brokers, topic, { expect: n - failed, timeoutMs: 60_000 });
   const inversions = inversionsOf(records);
-  console.log(`${n} published across a 7 s broker freeze (message timeout 3 s): ${records.length} in Kafka, ${failed} failed, ${inversions} per-key inversions`);
+  console.log(`${n} published across a 7 s broker freeze (message timeout 3 s): ${records.length} in Kafka, ${failed} failed, ${inversions.length} per-key inversions`);
   expect(failed).toBe(0);
   expect(records.length).toBe(n);
-  expect(inversions).toBe(0);
+  // The one exception docs/client.md states: events of a key in flight together when the first of
+  // them was refused (PUBLISH_TIMEOUT: the broker froze while they were in flight, or came back just
+  // as the first timed out); the gateway may write a later one while the first is being retried.
+  // Such a pair was published within a moment, at the freeze or a message timeout before the thaw.
+  // Any other inversion is a defect (before the SDK held keys through retries: 7,215 of 30,000).
+  const at = load.publishedAt;
+  for (const { earlier, later } of inversions) console.log(`inversion: ${earlier}, published ${(at[earlier]! - frozeAt).toFixed(0)} ms from the freeze, written after ${later}, published ${(at[later]! - at[earlier]!).toFixed(0)} ms after it`);
+  const nearFault = (t: number) => Math.abs(t - frozeAt) < 1000 || Math.abs(t - (thawedAt - 3000)) < 1000;
+  const outside = inversions.filter(({ earlier, later }) => at[later]! - at[earlier]! > 250 || !nearFault(at[earlier]!));
+  expect(outside.map(({ earlier, later }) => `${earlier} after ${later}`)).toEqual([]);
+  expect(inversions.length).toBeLessThanOrEqual(8);
 }, 180_000);
