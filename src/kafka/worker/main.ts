@@ -209,7 +209,9 @@ function loop(): void {
   let busy = false;
   try {
     busy = ffi.tick(ready);
+    readers.cutShort = false;
     quietTicks = readers.tick() > 0 ? 0 : quietTicks + 1;
+    busy ||= readers.cutShort;
   } catch (e) {
     // Thrown out of a timer, it would end the process and every record and reader on it.
     status.report("error", "worker_error", String((e as Error)?.stack ?? e));
