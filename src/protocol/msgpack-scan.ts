@@ -8,6 +8,8 @@ export interface ScanLimits {
   maxEventValues: number;
   /** NaN and ±Infinity pass (a record another producer wrote); a client's frame may not hold them. */
   nonFinite?: boolean;
+  /** Values in the whole buffer (a record's payload, which is one value); unbounded when absent. */
+  maxValues?: number;
 }
 
 /**
@@ -34,6 +36,7 @@ export function prescanMsgpack(b: Uint8Array, limits: ScanLimits): boolean {
   const maxDepth = limits.maxDepth;
   const maxEventValues = limits.maxEventValues;
   const finiteOnly = limits.nonFinite !== true;
+  const maxValues = limits.maxValues ?? Number.POSITIVE_INFINITY;
   if (left.length <= maxDepth) (left = new Int32Array(maxDepth + 1)), (isMap = new Uint8Array(maxDepth + 1)), (keyNext = new Uint8Array(maxDepth + 1));
   let depth = 0;
   let p = 0;
@@ -64,7 +67,7 @@ export function prescanMsgpack(b: Uint8Array, limits: ScanLimits): boolean {
         } else if (depth === 2 && eventDepth === 2 && isMap[1] === 0) eventStart = values + 1;
       }
     }
-    values++;
+    if (++values > maxValues) throw new GatewayError("EVENT_TOO_LARGE", `a value of more than ${maxValues} values (MAX_EVENT_VALUES)`);
     if (eventStart > 0 && values - eventStart >= maxEventValues) {
       throw new GatewayError("EVENT_TOO_LARGE", `an event of more than ${maxEventValues} values (MAX_EVENT_VALUES)`);
     }

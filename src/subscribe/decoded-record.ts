@@ -1,5 +1,6 @@
 import type { ConsumedRecord } from "../log/event-log";
 import { type CodecName, encodeFrame } from "../protocol/codec";
+import { GatewayError } from "../protocol/errors";
 import { parseJsonValue } from "../protocol/json-exact";
 import { type EncodedEntry, encodeEntry } from "../protocol/event-frames";
 import type { Degraded } from "../protocol/frames";
@@ -24,6 +25,22 @@ const utf8 = new TextDecoder();
 // marker object, {"name":"MessagePack 0xC1"}, and delivered that as the data (hostile tester).
 // Sizes are the producer's business: only nesting is bounded, as for JSON (MAX_DATA_DEPTH).
 const PAYLOAD_SCAN = { maxDepth: MAX_DATA_DEPTH, maxMapKeys: Number.MAX_SAFE_INTEGER, maxEventValues: Number.MAX_SAFE_INTEGER, nonFinite: true };
+
+/**
+ * What a payload may hold to be decoded for subscribers. Decoding and encoding again cost about a
+ * microsecond per value, in one piece no delivery turn can cut: one record of 900,000 zeros that
+ * another producer wrote (under Kafka's 1 MB) held every client of the gateway for 0.3-1.4 s. A
+ * payload over the bound goes as its stored bytes, `degraded: "data"` (docs/protocol.md).
+ */
+export interface PayloadLimits {
+  /** Values in one payload, counted as MAX_EVENT_VALUES counts a client's event. */
+  maxValues: number;
+}
+const UNBOUNDED: PayloadLimits = { maxValues: Number.MAX_SAFE_INTEGER };
+// JSON text that may hold what neither codec carries as it is: an escaped surrogate (alone, it is
+// not Unicode: msgpack's str must be UTF-8), or a number long enough to pass a double's range (1e400
+// parses to Infinity, which JSON writes as null). Only text that matches is walked to see.
+const MAYBE_UNFAITHFUL = /\\u[dD][89a-fA-F]|[eE][+-]?\d{3}|\d{309}/;
 // Keys and header values that are not UTF-8 are delivered as their bytes: this decoder says which.
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
 
@@ -88,7 +105,15 @@ export class DecodedRecord implements FilterableEvent {
   private wire: Record<string, unknown> | undefined;
   private wireJson: Record<string, unknown> | undefined;
 
-  constructor(readonly record: ConsumedRecord) {
+  /** Why the payload, which parsed, is delivered as its bytes (degraded "data"); null when it is not. */
+  private unfaithful: string | null = null;
+  /** The record has more headers than MAX_DEGRADED_HEADERS: only those are kept, and it goes degraded "headers". */
+  private headersCut = false;
+
+  constructor(
+    readonly record: ConsumedRecord,
+    private readonly limits: PayloadLimits = UNBOUNDED,
+  ) {
     if (record.key) {
       this.key = textOf(record.key);
       if (this.key === null) {
@@ -101,7 +126,15 @@ export class DecodedRecord implements FilterableEvent {
       if (field) this[field] = utf8.decode(value);
       else if (name === "ce_time") this.ceTime = utf8.decode(value);
       else if (name !== "ce_specversion") {
-        if (!Object.hasOwn(this.headers, name)) this.headerCount++;
+        if (!Object.hasOwn(this.headers, name)) {
+          // Kept only up to what the degraded form keeps: building and trying to encode 70,000
+          // headers, three times over, held every other client for over a second (hostile tester).
+          if (this.headerCount >= MAX_DEGRADED_HEADERS) {
+            this.headersCut = true;
+            continue;
+          }
+          this.headerCount++;
+        }
         const text = textOf(value);
         if (text === null) (this.binaryHeaders ??= Object.create(null) as Record<string, Uint8Array>)[name] = value;
         else if (this.binaryHeaders !== null) delete this.binaryHeaders[name]; // a later header of the same name wins
@@ -124,16 +157,31 @@ export class DecodedRecord implements FilterableEvent {
       this.decoded = true;
       const v = this.record.value;
       if (v === null) this.decodedData = undefined;
-      else if (this.datacontenttype === "application/msgpack") this.decodedData = tryDecode(() => (prescanMsgpack(v, PAYLOAD_SCAN), unpack(v)), v);
+      else if (this.datacontenttype === "application/msgpack") {
+        this.decodedData = v;
+        try {
+          prescanMsgpack(v, { ...PAYLOAD_SCAN, maxValues: this.limits.maxValues });
+          this.decodedData = unpack(v);
+        } catch (e) {
+          // Not what its content type says: the bytes rather than nothing. Too many values: the bytes, said so.
+          if (e instanceof GatewayError && e.code === "EVENT_TOO_LARGE") this.unfaithful = e.message;
+        }
+      }
       // JSON text is UTF-8 (RFC 8259): bytes that are not are not JSON, and go as they are rather
       // than with each bad byte replaced, which would change the data without saying so.
       else if (this.datacontenttype === "application/json") {
         this.decodedData = v;
-        if (!jsonNestedTooDeep(v)) {
+        const shape = jsonShape(v, this.limits.maxValues);
+        if (shape === "values") this.unfaithful = `a payload of more than ${this.limits.maxValues} values (MAX_EVENT_VALUES)`;
+        else if (shape === null) {
           try {
             const text = strictUtf8.decode(v);
-            this.decodedData = parseJsonValue(text);
-            this.jsonText = text;
+            const parsed = parseJsonValue(text);
+            this.unfaithful = MAYBE_UNFAITHFUL.test(text) ? unfaithfulIn(parsed) : null;
+            if (this.unfaithful === null) {
+              this.decodedData = parsed;
+              this.jsonText = text;
+            }
           } catch {
             // not JSON, or not UTF-8: delivered as its bytes
           }
@@ -183,7 +231,7 @@ export class DecodedRecord implements FilterableEvent {
     if (this.datacontenttype !== "application/json" || v === null) return null;
     void this.data; // parses the payload, keeping its text when it is JSON
     const text = this.jsonText;
-    if (text === undefined || v.indexOf(0x0a) >= 0 || v.indexOf(0x0d) >= 0) return null;
+    if (text === undefined || this.headersCut || v.indexOf(0x0a) >= 0 || v.indexOf(0x0d) >= 0) return null;
     const r = this.record;
     const head = encodeEntry({ topic: r.topic, partition: r.partition, offset: r.offset, event: this.build(true, false, Infinity, false) }, "json") as string;
     return `${head.slice(0, -2)},"data":${text.trim()}}}`;
@@ -221,6 +269,7 @@ export class DecodedRecord implements FilterableEvent {
 
   /** `raw`: the payload as stored, not decoded; `maxHeaders`: how many headers to keep; `withData`: false leaves the payload out. */
   private build(json: boolean, raw = false, maxHeaders = Infinity, withData = true): Record<string, unknown> {
+    if (this.headersCut && maxHeaders > MAX_DEGRADED_HEADERS) throw new Error(`more than ${MAX_DEGRADED_HEADERS} headers`);
     const e = this.textFields();
     if (this.keyBytes !== null) {
       if (json) e.key_base64 = base64(this.keyBytes);
@@ -233,6 +282,8 @@ export class DecodedRecord implements FilterableEvent {
     }
     if (!withData) return e;
     const data = raw ? (this.record.value ?? undefined) : this.data;
+    // Whole, it would not be what was written: deliverable() sends the bytes, degraded and said why.
+    if (!raw && this.unfaithful !== null) throw new Error(this.unfaithful);
     if (data instanceof Uint8Array) {
       if (json) e.data_base64 = base64(data);
       else e.data = data;
@@ -291,32 +342,61 @@ function isoTime(ms: number): string {
   return Number.isNaN(d.getTime()) ? String(ms) : d.toISOString();
 }
 
+/** Why a parsed JSON value is not what either codec would carry as written, or null. */
+function unfaithfulIn(v: unknown): string | null {
+  if (typeof v === "string") return v.isWellFormed() ? null : "a string with an unpaired surrogate (not Unicode)";
+  if (typeof v === "number") return Number.isFinite(v) ? null : "a number past a double's range";
+  if (typeof v !== "object" || v === null) return null;
+  if (Array.isArray(v)) {
+    for (const x of v) {
+      const why = unfaithfulIn(x);
+      if (why !== null) return why;
+    }
+    return null;
+  }
+  for (const k of Object.keys(v)) {
+    const why = k.isWellFormed() ? unfaithfulIn((v as Record<string, unknown>)[k]) : "a key with an unpaired surrogate (not Unicode)";
+    if (why !== null) return why;
+  }
+  return null;
+}
+
+/** Whether JSON text nests deeper than MAX_DATA_DEPTH (as jsonShape). */
+export function jsonNestedTooDeep(v: Uint8Array): boolean {
+  return jsonShape(v, Number.POSITIVE_INFINITY) === "deep";
+}
+
 /**
- * Whether JSON text nests deeper than MAX_DATA_DEPTH; shorter text cannot, and is not scanned.
+ * Whether JSON text nests deeper than MAX_DATA_DEPTH ("deep") or holds more than `maxValues` values
+ * ("values": each comma, colon and bracket opened outside strings counts one, about as
+ * MAX_EVENT_VALUES counts); null when neither. Text too short for either is not scanned.
  * Strings are skipped with indexOf (memchr) to their closing quote, one after an even run of
  * backslashes: most of a large payload is inside strings, and a byte loop over them was a fifth of
  * the gateway's time delivering 200 KB events. test/fuzz/json-depth checks it against that loop.
  */
-export function jsonNestedTooDeep(v: Uint8Array): boolean {
-  if (v.length <= MAX_DATA_DEPTH) return false;
+function jsonShape(v: Uint8Array, maxValues: number): "deep" | "values" | null {
+  if (v.length <= MAX_DATA_DEPTH && v.length <= maxValues) return null;
   let depth = 0;
+  let values = 0;
   for (let i = 0; i < v.length; i++) {
     const c = v[i]!;
     if (c === 0x22) {
       let end = i;
       for (;;) {
         end = v.indexOf(0x22, end + 1);
-        if (end < 0) return false; // the rest is inside an unterminated string
+        if (end < 0) return null; // the rest is inside an unterminated string
         let backslashes = 0;
         while (v[end - 1 - backslashes] === 0x5c) backslashes++; // stops at the opening quote at the latest
         if (backslashes % 2 === 0) break;
       }
       i = end;
     } else if (c === 0x5b || c === 0x7b) {
-      if (++depth > MAX_DATA_DEPTH) return true;
+      if (++depth > MAX_DATA_DEPTH) return "deep";
+      if (++values > maxValues) return "values";
     } else if (c === 0x5d || c === 0x7d) depth--;
+    else if ((c === 0x2c || c === 0x3a) && ++values > maxValues) return "values";
   }
-  return false;
+  return null;
 }
 
 function tryDecode(f: () => unknown, raw: Uint8Array): unknown {

@@ -3,7 +3,7 @@ import type { Gap } from "../protocol/frames";
 import { murmur2 } from "../bytes/murmur2";
 import type { Logger } from "../observability/logger";
 import type { Metrics } from "../observability/metrics";
-import { DecodedRecord } from "./decoded-record";
+import { DecodedRecord, type PayloadLimits } from "./decoded-record";
 import type { DeliveryTurns } from "./delivery-turns";
 import { FilterIndex } from "./filter-index";
 import type { Positions } from "./position";
@@ -19,6 +19,8 @@ export interface FeedOptions {
   replayRate?: number;
   /** Positions at which the feed has caught up with history (high watermarks at subscribe time). */
   target?: Positions;
+  /** What a record's payload may hold to be decoded (decoded-record.ts). */
+  payload: PayloadLimits;
 }
 
 // How often a share group's feed tells its reader what the group may commit (it commits every 5 s).
@@ -489,7 +491,7 @@ export class Feed implements ShareDealer {
       }
       // One record's fault costs that record only, never the rest of the batch or going live.
       try {
-        const rec = new DecodedRecord(r);
+        const rec = new DecodedRecord(r, this.options.payload);
         if (this.ledger) {
           this.ledger.read(rec);
           // Behind records waiting for room, in order; a record no member has room for waits too.

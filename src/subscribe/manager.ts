@@ -9,6 +9,7 @@ import { FrameType, type Gap, type Start, type SubscribeFrame } from "../protoco
 import { type DeliveryRow, RecentlyEnded, lagOf, rowOf } from "./delivery-report";
 import { AddressFeeds } from "./address-feeds";
 import { DeliveryTurns } from "./delivery-turns";
+import type { PayloadLimits } from "./decoded-record";
 import { Feed } from "./feed";
 import { type CompiledFilter, compileFilter } from "./filter";
 import { type Positions, decodeToken, filterTag, originTag } from "./position";
@@ -109,6 +110,10 @@ export class SubscriptionManager {
   private readonly addressFeeds: AddressFeeds;
   /** What delivering read records may take of one event-loop turn, over all feeds. */
   private readonly turns = new DeliveryTurns(DELIVERY_TURN_MS);
+  /** A record's payload is decoded for subscribers within what a client's event may hold. */
+  private get payload(): PayloadLimits {
+    return { maxValues: this.config.MAX_EVENT_VALUES };
+  }
   /** What each subscription (starting or started) is charged in addressFeeds, by connection and id. */
   private readonly feedCharges = new WeakMap<SubscriberConnection, Map<string, { address: string; feeds: string[] }>>();
   private replayCharges = 0;
@@ -400,7 +405,7 @@ export class SubscriptionManager {
     const { positions, target, gaps } = await this.resolveStart(topics, start, filterTag(filter.identity));
     if (this.closed.has(conn)) return;
     const sub = make(positions);
-    const feed = new Feed(this.log, topics, positions, { turns: this.turns, replayRate: this.config.REPLAY_RATE_LIMIT, target }, this.metrics, this.logger);
+    const feed = new Feed(this.log, topics, positions, { turns: this.turns, payload: this.payload, replayRate: this.config.REPLAY_RATE_LIMIT, target }, this.metrics, this.logger);
     this.replayFeeds.set(sub, feed);
     feedMade();
     this.register(conn, sub, f.cid, { live: feed.isLive, gaps });
@@ -554,7 +559,7 @@ export class SubscriptionManager {
       await this.log.startGroupAtEnd(groupReader).catch((e) => {
         throw new GatewayError("UNAVAILABLE", `the share group's start could not be set: ${String((e as Error)?.message ?? e)}`);
       });
-      return new Feed(this.log, topics, new Map(topics.map((t) => [t, []])), { turns: this.turns, group: groupReader }, this.metrics, this.logger);
+      return new Feed(this.log, topics, new Map(topics.map((t) => [t, []])), { turns: this.turns, payload: this.payload, group: groupReader }, this.metrics, this.logger);
     });
   }
 
@@ -568,7 +573,7 @@ export class SubscriptionManager {
     }
     return openOnce(this.liveFeeds, topic, async () => {
       const marks = await this.log.watermarks(topic);
-      return new Feed(this.log, [topic], new Map([[topic, marks.map((m) => m.high)]]), { turns: this.turns }, this.metrics, this.logger);
+      return new Feed(this.log, [topic], new Map([[topic, marks.map((m) => m.high)]]), { turns: this.turns, payload: this.payload }, this.metrics, this.logger);
     });
   }
 

@@ -1,6 +1,7 @@
 import { expect, test } from "bun:test";
 import fc from "fast-check";
 import { plainValue } from "./arbitraries";
+import { unpack } from "msgpackr";
 import { encodeEntry } from "../../src/protocol/event-frames";
 import { DecodedRecord } from "../../src/subscribe/decoded-record";
 
@@ -62,8 +63,29 @@ test("numbers keep their spelling: -0, 1.0, 1e2 and integers past 2^53", () => {
 });
 
 test("text with a line break, and payloads that are not JSON, are encoded whole as before", () => {
-  for (const text of ['{\n"a": 1\n}', '[1,\r\n2]', "{not json", '"\\ud800"']) {
+  for (const text of ['{\n"a": 1\n}', '[1,\r\n2]', "{not json", '"\\ud834\\udd1e\n"']) {
     expect(record(text).entry("json")).toBe(whole(record(text)));
   }
   expect((record('{\n"a": 1\n}').entry("json") as string).includes("\n")).toBe(false);
+});
+
+test("JSON no codec carries as written (an unpaired surrogate, a number past a double) goes as its bytes, degraded, in both codecs", () => {
+  for (const text of ['"\\ud800"', '{"s":["\\udfff"]}', '{"\\ud800":1}', "1e400", '{"f":\n-1e400}', `[${"9".repeat(400)}.5]`]) {
+    for (const codec of ["json", "msgpack"] as const) {
+      const entry = record(text).entry(codec);
+      const e = codec === "json" ? JSON.parse(entry as string) : unpack(entry as Uint8Array);
+      expect(e.degraded).toBe("data");
+      const bytes = codec === "json" ? Buffer.from(e.event.data_base64, "base64") : Buffer.from(e.event.data);
+      expect(bytes.toString()).toBe(text);
+    }
+  }
+  // What only looks like it (a backslash escaped, an exponent a double holds, a surrogate pair) is decoded.
+  for (const text of ['"\\\\ud800"', "1e300", "[1.5e-300]", '"\\ud834\\udd1e"']) {
+    for (const codec of ["json", "msgpack"] as const) {
+      const entry = record(text).entry(codec);
+      const e = codec === "json" ? JSON.parse(entry as string) : unpack(entry as Uint8Array);
+      expect(e.degraded).toBeUndefined();
+      expect(e.event.data).toEqual(JSON.parse(text));
+    }
+  }
 });
