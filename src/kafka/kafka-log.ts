@@ -8,6 +8,7 @@ import {
   type LogHealth,
   type LogReader,
   type LogRecord,
+  type Assignment,
   type ReaderGroup,
   type ReaderHandlers,
   type ReaderOptions,
@@ -119,8 +120,8 @@ export class KafkaLog implements EventLog {
     return offsets.map((o, p) => (o < 0 ? marks[p]!.high : o));
   }
 
-  async startGroupAtEnd(group: ReaderGroup): Promise<void> {
-    await this.pool.query<number>({ kind: "startGroupAtEnd", group: group.id, topics: group.topics });
+  startGroupAtEnd(group: ReaderGroup): Promise<Array<Assignment & { low: number }>> {
+    return this.pool.query<Array<Assignment & { low: number }>>({ kind: "startGroupAtEnd", group: group.id, topics: group.topics });
   }
 
   health(): LogHealth {

@@ -8,6 +8,7 @@ import {
   type LogReader,
   type LogRecord,
   Offset,
+  type Assignment,
   type ReaderGroup,
   type ReaderHandlers,
   type Watermark,
@@ -197,7 +198,9 @@ export class MemoryLog implements EventLog {
     return parts ? parts.map((p) => ({ low: p.earliest, high: p.next })) : Array.from({ length: this.options.partitions }, () => ({ low: 0, high: 0 }));
   }
 
-  async startGroupAtEnd(): Promise<void> {}
+  async startGroupAtEnd(): Promise<Array<Assignment & { low: number }>> {
+    return [];
+  }
 
   async offsetsForTime(topic: string, timestampMs: number): Promise<number[]> {
     return this.topics.get(topic)?.map((p) => p.offsetForTime(timestampMs)) ?? new Array<number>(this.options.partitions).fill(0);

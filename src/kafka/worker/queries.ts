@@ -27,6 +27,9 @@ const TIMEOUT_MS = 5000;
 // freshly started broker was refused UNAVAILABLE for it.
 const TRANSIENT = new Set([3, 5, 6, 14, 15, 16, -188, -190]);
 const RETRY_MS = 50;
+// A commit with no generation refused because the group has members: ILLEGAL_GENERATION (22),
+// UNKNOWN_MEMBER_ID (25), REBALANCE_IN_PROGRESS (27).
+const GROUP_IN_USE = new Set([22, 25, 27]);
 const CONNECT_TIMEOUT_MS = 2000;
 
 let queries: MetadataQueries | null = null;
@@ -75,20 +78,30 @@ function answer(q: MetadataQueries, query: ThreadQuery): unknown {
  * A new group (nothing committed) would start where the log ends when its reader has joined and been
  * assigned: seconds after its first member was told `subscribed`, and what was written meanwhile would
  * go to no member. So the end is committed for it now, from a consumer of the group that never joins
- * it. Partitions the group has committed keep their commits; one that commits meanwhile wins (ours,
- * with no generation, is refused by a group that has members, which then have positions of their own).
- * Returns how many partitions were started.
+ * it. Partitions the group has committed keep their commits; one that commits meanwhile wins.
+ * A group that has members refuses a commit with no generation (a topic added to a group in use, or
+ * members of a moment ago within their session): then the ends are returned instead, with each
+ * partition's start, for the group's reader to start at (worker/readers.ts, beforeStart); else [].
  */
-function startGroupAtEnd(q: MetadataQueries, group: string, topics: string[]): number {
+function startGroupAtEnd(q: MetadataQueries, group: string, topics: string[]): Array<{ topic: string; partition: number; offset: number; low: number }> {
   const counts = q.partitionCounts(topics, TIMEOUT_MS);
   const all = topics.flatMap((topic, t) => Array.from({ length: counts[t]! }, (_, partition) => ({ topic, partition })));
-  if (all.length === 0) return 0;
+  if (all.length === 0) return [];
   const consumer = new Consumer({ ...context.consumer, "group.id": group, "enable.auto.commit": false, "enable.auto.offset.store": false });
   try {
     const committed = retrying((left) => consumer.committed(all, left));
-    const fresh = all.filter((_, i) => committed[i]! < 0).map((tp) => ({ ...tp, offset: retrying((left) => q.watermarks(tp.topic, tp.partition, left)).high }));
-    if (fresh.length > 0) retrying(() => consumer.commitSync(fresh));
-    return fresh.length;
+    const fresh = all.filter((_, i) => committed[i]! < 0).map((tp) => {
+      const { low, high } = retrying((left) => q.watermarks(tp.topic, tp.partition, left));
+      return { ...tp, offset: high, low };
+    });
+    if (fresh.length === 0) return [];
+    try {
+      retrying(() => consumer.commitSync(fresh.map(({ topic, partition, offset }) => ({ topic, partition, offset }))));
+      return [];
+    } catch (e) {
+      if (e instanceof KafkaError && GROUP_IN_USE.has(e.code)) return fresh;
+      throw e;
+    }
   } finally {
     consumer.destroy();
   }
