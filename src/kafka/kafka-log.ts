@@ -8,7 +8,6 @@ import {
   type LogHealth,
   type LogReader,
   type LogRecord,
-  type Assignment,
   type ReaderGroup,
   type ReaderHandlers,
   type ReaderOptions,
@@ -120,8 +119,8 @@ export class KafkaLog implements EventLog {
     return offsets.map((o, p) => (o < 0 ? marks[p]!.high : o));
   }
 
-  startGroupAtEnd(group: ReaderGroup): Promise<Array<Assignment & { low: number }>> {
-    return this.pool.query<Array<Assignment & { low: number }>>({ kind: "startGroupAtEnd", group: group.id, topics: group.topics });
+  startGroupAtEnd(group: ReaderGroup): Promise<number> {
+    return this.pool.query<number>({ kind: "startGroupAtEnd", group: group.id, topics: group.topics });
   }
 
   health(): LogHealth {

@@ -68,12 +68,6 @@ export interface ReaderHandlers {
 export interface ReaderGroup {
   id: string;
   topics: string[];
-  /**
-   * Where partitions the group had no commit for start (`offset`, with the log's start `low` as then),
-   * when startGroupAtEnd could not commit it (a group with members refuses a commit from outside):
-   * taken only where the reader finds the group still has none (worker/readers.ts, beforeStart).
-   */
-  startAt?: Array<Assignment & { low: number }>;
 }
 
 /** What a reader's records carry, when not all of it is needed. */
@@ -151,11 +145,11 @@ export interface EventLog {
   /**
    * A group reader starts, where its group has committed nothing, at the end as of its joining the
    * group, seconds after it is opened; this makes that the end as of now (Kafka: commits it for the
-   * group). On the embedded log a group reader starts at the end at once: nothing to do. Returns the
-   * ends it could not commit (Kafka refuses a commit from outside a group that has members), for
-   * the group's reader to start at (ReaderGroup.startAt).
+   * group). On the embedded log a group reader starts at the end at once: nothing to do. Resolves to
+   * the partitions left to start at the log's start instead (Kafka refuses the commit from outside a
+   * group that has members): 0 normally.
    */
-  startGroupAtEnd(group: ReaderGroup): Promise<Array<Assignment & { low: number }>>;
+  startGroupAtEnd(group: ReaderGroup): Promise<number>;
   /** Per partition, the first offset at or after `timestampMs` (the high watermark if none). */
   offsetsForTime(topic: string, timestampMs: number): Promise<number[]>;
   /** Stops taking records, settles everything in flight, releases resources. */

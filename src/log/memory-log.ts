@@ -8,7 +8,6 @@ import {
   type LogReader,
   type LogRecord,
   Offset,
-  type Assignment,
   type ReaderGroup,
   type ReaderHandlers,
   type Watermark,
@@ -198,8 +197,8 @@ export class MemoryLog implements EventLog {
     return parts ? parts.map((p) => ({ low: p.earliest, high: p.next })) : Array.from({ length: this.options.partitions }, () => ({ low: 0, high: 0 }));
   }
 
-  async startGroupAtEnd(): Promise<Array<Assignment & { low: number }>> {
-    return [];
+  async startGroupAtEnd(): Promise<number> {
+    return 0;
   }
 
   async offsetsForTime(topic: string, timestampMs: number): Promise<number[]> {

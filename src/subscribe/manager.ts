@@ -1,6 +1,6 @@
 import type { Config } from "../config/schema";
 import { KeyCounts } from "../limits/key-counts";
-import type { EventLog, ReaderGroup, Watermark } from "../log/event-log";
+import type { EventLog, Watermark } from "../log/event-log";
 import type { Logger } from "../observability/logger";
 import type { Metrics } from "../observability/metrics";
 import { type CodecName, encodeFrame } from "../protocol/codec";
@@ -549,17 +549,17 @@ export class SubscriptionManager {
 
   /** One group reader per share group and topic set on this instance, in Kafka group kgw-share-<name>. */
   private sharedFeed(group: string, topics: string[]): Promise<Feed> {
-    const groupReader: ReaderGroup = { id: `kgw-share-${group}`, topics };
+    const groupReader = { id: `kgw-share-${group}`, topics };
     return openOnce(this.sharedFeeds, shareKey(group, topics), async () => {
       // A group reader would wait on a missing topic forever: refuse it (UNKNOWN_TOPIC) as the others are.
       await Promise.all(topics.map((t) => this.log.partitionCount(t)));
       // A new group starts at the end as of this subscribe, not as of its reader joining the group
       // seconds later: what is written after `subscribed` reaches a member. Without it a new group
       // would start at the log's start (the readers' reset for a lost commit): refused, to be retried.
-      const ends = await this.log.startGroupAtEnd(groupReader).catch((e) => {
+      const fromStart = await this.log.startGroupAtEnd(groupReader).catch((e) => {
         throw new GatewayError("UNAVAILABLE", `the share group's start could not be set: ${String((e as Error)?.message ?? e)}`);
       });
-      if (ends.length > 0) groupReader.startAt = ends;
+      if (fromStart > 0) this.logger.warn("share group in use: its partitions new to it start at the log's start (docs/subscriptions.md)", { group, topics, partitions: fromStart });
       return new Feed(this.log, topics, new Map(topics.map((t) => [t, []])), { turns: this.turns, payload: this.payload, group: groupReader }, this.metrics, this.logger);
     });
   }

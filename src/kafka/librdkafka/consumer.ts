@@ -249,21 +249,6 @@ export class Consumer extends Client {
     }
   }
 
-  /**
-   * Moves the fetch position of assigned partitions (an offset, or OFFSET_BEGINNING / OFFSET_END),
-   * without waiting (timeout 0: the seek is asynchronous). A partition librdkafka stopped for
-   * auto.offset.reset=error fetches again from there.
-   */
-  seek(list: TopicPartitionOffset[]): void {
-    const l = PartitionList.of(list);
-    try {
-      const e = takeError(rdk().rd_kafka_seek_partitions(this.rk as never, l.handle as never, 0) as number | null, "seek");
-      if (e) throw e;
-    } finally {
-      l.destroy();
-    }
-  }
-
   /** Group mode: Kafka assigns partitions of `topics` among the group's members. */
   subscribe(topics: string[]): void {
     const l = PartitionList.of(topics.map((topic) => ({ topic, partition: -1 })));

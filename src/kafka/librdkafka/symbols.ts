@@ -63,8 +63,6 @@ const symbols = {
   // rd_kafka_resp_err_t rd_kafka_offsets_store(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *offsets)
   rd_kafka_offsets_store: { args: [ptr, ptr], returns: i32 },
   rd_kafka_subscribe: { args: [ptr, ptr], returns: i32 },
-  // rd_kafka_error_t *rd_kafka_seek_partitions(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *partitions, int timeout_ms)
-  rd_kafka_seek_partitions: { args: [ptr, ptr, i32], returns: ptr },
   // rd_kafka_resp_err_t rd_kafka_committed(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *partitions, int timeout_ms)
   rd_kafka_committed: { args: [ptr, ptr, i32], returns: i32 },
   // rd_kafka_resp_err_t rd_kafka_position(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *partitions)

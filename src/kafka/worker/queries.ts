@@ -79,27 +79,26 @@ function answer(q: MetadataQueries, query: ThreadQuery): unknown {
  * assigned: seconds after its first member was told `subscribed`, and what was written meanwhile would
  * go to no member. So the end is committed for it now, from a consumer of the group that never joins
  * it. Partitions the group has committed keep their commits; one that commits meanwhile wins.
- * A group that has members refuses a commit with no generation (a topic added to a group in use, or
- * members of a moment ago within their session): then the ends are returned instead, with each
- * partition's start, for the group's reader to start at (worker/readers.ts, beforeStart); else [].
+ * A group that has members refuses a commit with no generation (a topic new to a group in use, or
+ * members of a moment ago still within their session). Nothing can set where such partitions start
+ * without risking records written after `subscribed` (a start held by this instance alone is lost
+ * with the member that held it), so they are left to the readers' reset, the log's start: at least
+ * once. Returns how many partitions were so left (0 when every fresh one was started at its end).
  */
-function startGroupAtEnd(q: MetadataQueries, group: string, topics: string[]): Array<{ topic: string; partition: number; offset: number; low: number }> {
+function startGroupAtEnd(q: MetadataQueries, group: string, topics: string[]): number {
   const counts = q.partitionCounts(topics, TIMEOUT_MS);
   const all = topics.flatMap((topic, t) => Array.from({ length: counts[t]! }, (_, partition) => ({ topic, partition })));
-  if (all.length === 0) return [];
+  if (all.length === 0) return 0;
   const consumer = new Consumer({ ...context.consumer, "group.id": group, "enable.auto.commit": false, "enable.auto.offset.store": false });
   try {
     const committed = retrying((left) => consumer.committed(all, left));
-    const fresh = all.filter((_, i) => committed[i]! < 0).map((tp) => {
-      const { low, high } = retrying((left) => q.watermarks(tp.topic, tp.partition, left));
-      return { ...tp, offset: high, low };
-    });
-    if (fresh.length === 0) return [];
+    const fresh = all.filter((_, i) => committed[i]! < 0).map((tp) => ({ ...tp, offset: retrying((left) => q.watermarks(tp.topic, tp.partition, left)).high }));
+    if (fresh.length === 0) return 0;
     try {
-      retrying(() => consumer.commitSync(fresh.map(({ topic, partition, offset }) => ({ topic, partition, offset }))));
-      return [];
+      retrying(() => consumer.commitSync(fresh));
+      return 0;
     } catch (e) {
-      if (e instanceof KafkaError && GROUP_IN_USE.has(e.code)) return fresh;
+      if (e instanceof KafkaError && GROUP_IN_USE.has(e.code)) return fresh.length;
       throw e;
     }
   } finally {

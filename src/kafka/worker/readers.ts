@@ -76,13 +76,6 @@ class Reader {
   private heldSince = 0;
   /** Its partitions are unassigned while it is held (RELEASE_HELD_AFTER_MS). */
   private released = false;
-  /**
-   * A group reader's start for partitions the group had no commit for ("partition:topic"): the end
-   * (`offset`) and the log's start (`low`) when its subscribe asked. Looked at once, at the first record.
-   */
-  private readonly startAt = new Map<string, { offset: number; low: number }>();
-  /** Partitions sought to their start: records below it, fetched before the seek took, are dropped. */
-  private readonly dropBelow = new Map<string, number>();
 
   constructor(
     readonly id: number,
@@ -92,8 +85,6 @@ class Reader {
     groupTopics?: string[],
     /** ReaderOptions.onlyHeaders, as bytes to compare names with. */
     private readonly only: Uint8Array[] | null = null,
-    /** ReaderGroup.startAt: where partitions without a commit start (else the log's start). */
-    startAt?: Array<Assignment & { low: number }>,
   ) {
     // A group commits only what the gateway says its members were handed (STORE_OFFSETS), never what
     // this worker merely read: a member whose connection drops leaves its records to the group.
@@ -102,9 +93,7 @@ class Reader {
     // gateway decides where to go on and tells the subscribers what they missed (OUT_OF_RANGE).
     // A group reader whose commit is gone (retention, or the topic created again since) reads on from
     // the log's start: at least once. A new group does not start there: the gateway commits the end
-    // for it first (startGroupAtEnd; where Kafka refuses that, see beforeStart), so earliest only ever
-    // applies to a commit the log lost.
-    // Where startGroupAtEnd could not commit the end (startAt), the reader moves itself there: see startFrom().
+    // for it first (startGroupAtEnd), so earliest only ever applies to a commit the log lost.
     const mode: Record<string, string | boolean> = groupTopics
       ? { "enable.auto.commit": true, "enable.auto.offset.store": false, "auto.offset.reset": "earliest" }
       : { "enable.auto.commit": false, "auto.offset.reset": "error" };
@@ -113,7 +102,6 @@ class Reader {
     const session: Record<string, number> = groupTopics ? { "session.timeout.ms": 10_000, "heartbeat.interval.ms": 3000 } : {};
     this.consumer = new Consumer({ ...session, ...config, ...mode, "enable.partition.eof": false });
     this.next = groupTopics ? null : new Map();
-    for (const a of startAt ?? []) this.startAt.set(`${a.partition}:${a.topic}`, { offset: a.offset, low: a.low });
     if (groupTopics) this.consumer.subscribe(groupTopics);
     // rd_kafka_new() returns at once and connects in the background, as the Node reader's 'ready' did.
     send(jsonMessage(IpcType.READER_READY, { readerId: id }));
@@ -250,7 +238,6 @@ class Reader {
       else if (err !== 0) this.status.report("warn", "reader_error", b.errorString(i), { code: err, readerId: this.id });
       if (err !== 0) continue;
       if (this.dropCarried.size > 0 && this.dropCarried.has(`${b.partition(i)}:${b.topic(i)}`)) continue;
-      if ((this.startAt.size > 0 || this.dropBelow.size > 0) && this.beforeStart(b.topic(i), b.partition(i), b.offset(i))) continue;
       count++;
       const recordStart = w.pos;
       try {
@@ -271,32 +258,6 @@ class Reader {
     w.endMessage(start);
     return { msg: w.take(), end: i };
   }
-
-  /**
-   * Whether a group reader's record comes before where its partition starts. A partition the group
-   * had no commit for when a subscribe could not commit its end (Kafka refuses that from outside a
-   * group with members: a topic added to a group in use) is read from the log's start (the reset of
-   * a lost commit). If its first record is there, at the log's start as the subscribe saw it, the
-   * reader seeks to the end the subscribe saw instead, and drops what it fetched below it. A first
-   * record anywhere else follows a commit (another member's), which is kept: at least once.
-   */
-  private beforeStart(topic: string, partition: number, offset: number): boolean {
-    const key = `${partition}:${topic}`;
-    const start = this.startAt.get(key);
-    if (start !== undefined) {
-      this.startAt.delete(key);
-      if (offset !== start.low || offset >= start.offset) return false;
-      this.status.report("info", "group_start", `${topic}/${partition}: new to the group; starting at ${start.offset}, the end when it was subscribed`, { readerId: this.id });
-      this.consumer.seek([{ topic, partition, offset: start.offset }]);
-      this.dropBelow.set(key, start.offset);
-      return true;
-    }
-    const below = this.dropBelow.get(key);
-    if (below === undefined) return false;
-    if (offset < below) return true;
-    this.dropBelow.delete(key);
-    return false;
-  }
 }
 
 /** The readers of one worker process, driven by the gateway's JSON control messages. */
@@ -315,11 +276,11 @@ export class FfiReaders {
     return this.readers.size;
   }
 
-  handle(type: number, msg: { readerId: number; group?: { id: string; topics: string[]; startAt?: Array<Assignment & { low: number }> }; assignments?: Assignment[]; onlyHeaders?: string[]; bulk?: boolean }): void {
+  handle(type: number, msg: { readerId: number; group?: { id: string; topics: string[] }; assignments?: Assignment[]; onlyHeaders?: string[]; bulk?: boolean }): void {
     if (type === IpcType.OPEN_READER) {
       const groupId = msg.group?.id ?? `kgw-reader-${process.pid}-${msg.readerId}`;
       const only = Array.isArray(msg.onlyHeaders) ? msg.onlyHeaders.map((n) => Buffer.from(n)) : null;
-      this.readers.set(msg.readerId, new Reader(msg.readerId, { ...this.config, ...(msg.bulk === true ? this.bulkConfig : {}), "group.id": groupId }, this.send, this.status, msg.group?.topics, only, msg.group?.startAt));
+      this.readers.set(msg.readerId, new Reader(msg.readerId, { ...this.config, ...(msg.bulk === true ? this.bulkConfig : {}), "group.id": groupId }, this.send, this.status, msg.group?.topics, only));
       return;
     }
     const reader = this.readers.get(msg.readerId);
