@@ -32,7 +32,10 @@ test("sixteen SSE replays of 40 MB from one address, read as fast as they come: 
       const readers = Bun.spawn([process.execPath, resolve(import.meta.dir, "../support/sse-drain.ts"), `${gw.url}/api/v1/stream?topic=${topic}&start=earliest`, "16", "10"], { stdout: "pipe", stderr: "inherit" });
       return JSON.parse(await new Response(readers.stdout).text()) as { bytes: number; streams: number };
     },
-    { p99UnderMs: 90 },
+    // 27-38 ms when the shared budget landed; 69-97 ms on this machine kind on 12-01 evening, with
+    // this tree and the one before it alike (four alternating runs each), and 101 once in CI. Before
+    // the shared budget: 142 and 192 ms on a faster day.
+    { p99UnderMs: 125 },
   );
   console.log(`16 SSE replays: ${(result.bytes / 1e6).toFixed(0)} MB read in 10 s over ${result.streams} streams`);
   expect(result.streams).toBe(16);
