@@ -39,8 +39,13 @@ export interface PayloadLimits {
 const UNBOUNDED: PayloadLimits = { maxValues: Number.MAX_SAFE_INTEGER };
 // JSON text that may hold what neither codec carries as it is: an escaped surrogate (alone, it is
 // not Unicode: msgpack's str must be UTF-8), or a number long enough to pass a double's range (1e400
-// parses to Infinity, which JSON writes as null). Only text that matches is walked to see.
-const MAYBE_UNFAITHFUL = /\\u[dD][89a-fA-F]|[eE][+-]?\d{3}|\d{309}/;
+// parses to Infinity, which JSON writes as null). Only text that matches is walked to see. Three
+// tests, not one alternation: on 350 KB of numbers the alternation took 1.8 ms, longer than the
+// parse, and these 0.1 ms (0.3 ms on 425 KB of English text, where every "e" is a candidate).
+const ESCAPED_SURROGATE = /\\u[dD][89a-fA-F]/;
+const LONG_EXPONENT = /[eE][+-]?\d{3}/;
+const LONG_MANTISSA = /\d{309}/;
+const mayBeUnfaithful = (text: string) => ESCAPED_SURROGATE.test(text) || LONG_EXPONENT.test(text) || LONG_MANTISSA.test(text);
 // Keys and header values that are not UTF-8 are delivered as their bytes: this decoder says which.
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
 
@@ -177,7 +182,7 @@ export class DecodedRecord implements FilterableEvent {
           try {
             const text = strictUtf8.decode(v);
             const parsed = parseJsonValue(text);
-            this.unfaithful = MAYBE_UNFAITHFUL.test(text) ? unfaithfulIn(parsed) : null;
+            this.unfaithful = mayBeUnfaithful(text) ? unfaithfulIn(parsed) : null;
             if (this.unfaithful === null) {
               this.decodedData = parsed;
               this.jsonText = text;
