@@ -4,7 +4,7 @@ import { GatewayError } from "../protocol/errors";
 import { parseJsonValue } from "../protocol/json-exact";
 import { type EncodedEntry, encodeEntry } from "../protocol/event-frames";
 import type { Degraded } from "../protocol/frames";
-import { prescanMsgpack } from "../protocol/msgpack-scan";
+import { type ScanLimits, prescanMsgpack } from "../protocol/msgpack-scan";
 import { ownKeysUnpacker } from "../protocol/own-keys";
 import { INT64_AUTO, withIntegersAsInt64 } from "../protocol/integers";
 import type { FilterableEvent } from "./filter";
@@ -34,9 +34,16 @@ const PAYLOAD_SCAN = { maxDepth: MAX_DATA_DEPTH, maxMapKeys: Number.MAX_SAFE_INT
  */
 export interface PayloadLimits {
   /** Values in one payload, counted as MAX_EVENT_VALUES counts a client's event. */
-  maxValues: number;
+  readonly maxValues: number;
+  /** The msgpack pre-scan's limits for a payload (PAYLOAD_SCAN and maxValues), made once. */
+  readonly scan: ScanLimits;
 }
-const UNBOUNDED: PayloadLimits = { maxValues: Number.MAX_SAFE_INTEGER };
+
+/** The bounds for payloads of `maxValues` values at most: made once per configuration, not per record. */
+export function payloadLimits(maxValues: number): PayloadLimits {
+  return { maxValues, scan: { ...PAYLOAD_SCAN, maxValues } };
+}
+const UNBOUNDED = payloadLimits(Number.MAX_SAFE_INTEGER);
 // JSON text that may hold what neither codec carries as it is: an escaped surrogate (alone, it is
 // not Unicode: msgpack's str must be UTF-8), or a number long enough to pass a double's range (1e400
 // parses to Infinity, which JSON writes as null). Only text that matches is walked to see. Three
@@ -165,7 +172,7 @@ export class DecodedRecord implements FilterableEvent {
       else if (this.datacontenttype === "application/msgpack") {
         this.decodedData = v;
         try {
-          prescanMsgpack(v, { ...PAYLOAD_SCAN, maxValues: this.limits.maxValues });
+          prescanMsgpack(v, this.limits.scan);
           this.decodedData = unpack(v);
         } catch (e) {
           // Not what its content type says: the bytes rather than nothing. Too many values: the bytes, said so.
@@ -404,10 +411,3 @@ function jsonShape(v: Uint8Array, maxValues: number): "deep" | "values" | null {
   return null;
 }
 
-function tryDecode(f: () => unknown, raw: Uint8Array): unknown {
-  try {
-    return f();
-  } catch {
-    return raw; // not what its content type says: hand over the bytes rather than drop the event
-  }
-}

@@ -9,7 +9,7 @@ import { FrameType, type Gap, type Start, type SubscribeFrame } from "../protoco
 import { type DeliveryRow, RecentlyEnded, lagOf, rowOf } from "./delivery-report";
 import { AddressFeeds } from "./address-feeds";
 import { DeliveryTurns } from "./delivery-turns";
-import type { PayloadLimits } from "./decoded-record";
+import { type PayloadLimits, payloadLimits } from "./decoded-record";
 import { Feed } from "./feed";
 import { type CompiledFilter, compileFilter } from "./filter";
 import { type Positions, decodeToken, filterTag, originTag } from "./position";
@@ -111,9 +111,7 @@ export class SubscriptionManager {
   /** What delivering read records may take of one event-loop turn, over all feeds. */
   private readonly turns = new DeliveryTurns(DELIVERY_TURN_MS);
   /** A record's payload is decoded for subscribers within what a client's event may hold. */
-  private get payload(): PayloadLimits {
-    return { maxValues: this.config.MAX_EVENT_VALUES };
-  }
+  private readonly payload: PayloadLimits;
   /** What each subscription (starting or started) is charged in addressFeeds, by connection and id. */
   private readonly feedCharges = new WeakMap<SubscriberConnection, Map<string, { address: string; feeds: string[] }>>();
   private replayCharges = 0;
@@ -129,6 +127,7 @@ export class SubscriptionManager {
     this.topicAllow = new RegExp(config.TOPIC_ALLOW);
     this.queueLimits = new QueueLimits(config.SUBSCRIBER_BUFFER_BYTES, config.SUBSCRIBER_CONNECTION_BUFFER_BYTES, config.SUBSCRIBER_TOTAL_BUFFER_BYTES);
     this.addressFeeds = new AddressFeeds(config.MAX_FEEDS_PER_ADDRESS, config.MAX_SUBSCRIPTIONS_PER_ADDRESS);
+    this.payload = payloadLimits(config.MAX_EVENT_VALUES);
     this.lagTimer = setInterval(() => void this.sampleLag(), 5000);
     this.lagTimer.unref();
     this.partitionTimer = setInterval(() => void this.checkPartitions(), config.PARTITION_CHECK_MS);
