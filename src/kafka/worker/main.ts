@@ -209,7 +209,6 @@ function loop(): void {
   let busy = false;
   try {
     busy = ffi.tick(ready);
-    readers.cutShort = false;
     quietTicks = readers.tick() > 0 ? 0 : quietTicks + 1;
     busy ||= readers.cutShort;
   } catch (e) {

@@ -280,6 +280,7 @@ export class FfiReaders {
     if (type === IpcType.OPEN_READER) {
       const groupId = msg.group?.id ?? `kgw-reader-${process.pid}-${msg.readerId}`;
       const only = Array.isArray(msg.onlyHeaders) ? msg.onlyHeaders.map((n) => Buffer.from(n)) : null;
+      this.order = null;
       this.readers.set(msg.readerId, new Reader(msg.readerId, { ...this.config, ...(msg.bulk === true ? this.bulkConfig : {}), "group.id": groupId }, this.send, this.status, msg.group?.topics, only));
       return;
     }
@@ -292,15 +293,18 @@ export class FfiReaders {
     else if (type === IpcType.CLOSE_READER) {
       // Kept until its close completes (tick), then freed; the gateway has already forgotten it.
       this.readers.delete(msg.readerId);
+      this.order = null;
       reader.close();
       this.closing.add(reader);
     }
   }
 
   private readonly closing = new Set<Reader>();
+  /** The readers in turn order, made again only when one opens or closes (tick runs every millisecond). */
+  private order: Reader[] | null = null;
   /** Where the next turn starts among the readers, when the last was cut short. */
   private nextReader = 0;
-  /** The last turn ran out of its budget before every reader was served. */
+  /** The last tick() ran out of its budget before every reader was served. */
   cutShort = false;
 
   /**
@@ -309,8 +313,9 @@ export class FfiReaders {
    */
   tick(): number {
     let consumed = 0;
+    this.cutShort = false;
     // From where the last turn stopped, while the turn's budget lasts (one reader at least).
-    const readers = [...this.readers.values()];
+    const readers = (this.order ??= [...this.readers.values()]);
     const began = performance.now();
     for (let k = 0; k < readers.length; k++) {
       const r = readers[(this.nextReader + k) % readers.length]!;
@@ -344,6 +349,7 @@ export class FfiReaders {
       this.closing.add(r);
     }
     this.readers.clear();
+    this.order = null;
   }
 
   /** Whether readers are still finishing their close. */
