@@ -2,7 +2,9 @@
  * Load and watchers for the tests that harm the Kafka side (workers, brokers) under traffic: a
  * control publisher that counts every request and its reply, and a poller of /health/live.
  */
+import { expect } from "bun:test";
 import { type GatewayClient, type PublishError, connect } from "../../src/client";
+import type { GatewayProcess } from "../support/gateway";
 
 /**
  * A client for the control load and probes of harm tests: one attempt per event, so what is counted
@@ -161,5 +163,29 @@ export async function health(url: string): Promise<any> {
     return await (await fetch(`${url}/health`, { signal: AbortSignal.timeout(3000) })).json();
   } catch (e) {
     throw new Error(`GET /health got no answer within 3 s (${(e as Error).name}): the gateway is wedged`);
+  }
+}
+
+/**
+ * Runs `body` while a control client publishes to `topic` (a Pump with `pump` options) and
+ * /health/live is polled; then asserts that every control request was answered, none refused, some
+ * acked, and every health check answered within 150 ms. Generous on purpose: the work the body
+ * causes is real on a shared machine; the point is that the gateway answers.
+ */
+export async function withControl<T>(gw: GatewayProcess, topic: string, body: () => Promise<T>, pump: { batch: number; maxInflight: number; pauseMs?: number } = { batch: 10, maxInflight: 4, pauseMs: 20 }): Promise<T> {
+  const watch = new LivenessWatch(gw.url, 150, 15_000);
+  const control = await oneAttemptClient(gw.wsUrl);
+  const load = new Pump(control, [topic], pump).start();
+  try {
+    return await body();
+  } finally {
+    await load.stop(30_000);
+    await watch.stop();
+    control.close();
+    console.log(`[control] ${topic}: ${load.sent} requests, all answered: ${load.answered === load.sent}; slowest ${load.maxLatencyMs} ms`);
+    expect(load.answered).toBe(load.sent);
+    expect(load.nacked).toEqual([]);
+    expect(load.acked.length).toBeGreaterThan(0);
+    expect(watch.failures).toEqual([]);
   }
 }

@@ -2,7 +2,7 @@ import { expect, test } from "bun:test";
 import { resolve } from "node:path";
 import { freshTopic, kafkaGatewayForFile } from "../support/kafka";
 import { ensureTopic } from "../support/kafka-broker";
-import { type Codec, type Frame, GatewayClient } from "../support/ws-client";
+import { type Codec, type Frame, GatewayClient, replayedEntries } from "../support/ws-client";
 
 /**
  * Keys and header values that are not UTF-8 text reach subscribers as the bytes they are: as
@@ -16,20 +16,9 @@ const file = kafkaGatewayForFile();
 const BINARY = new Uint8Array([0x00, 0x00, 0x00, 0x01, 0xff, 0xfe, 0x80, 0x41]); // an Avro-style prefix, then bytes no UTF-8 decoder keeps
 const b64 = (b: Uint8Array) => Buffer.from(b).toString("base64");
 
+/** The events a replay of `topic` delivers in `codec`. */
 async function delivered(codec: Codec, topic: string, count: number): Promise<Frame[]> {
-  const client = await GatewayClient.connect(file.gw.wsUrl, codec);
-  const events: Frame[] = [];
-  let done!: () => void;
-  const all = new Promise<void>((r) => (done = r));
-  const reply = await client.subscribe({ sub: "s", topic, start: "earliest" }, (f) => {
-    if (f.t === 24) events.push(f.event);
-    else if (f.t === 25) for (const e of f.events) events.push(e.event);
-    if (events.length >= count) done();
-  });
-  expect(reply).toMatchObject({ t: 23 });
-  await Promise.race([all, Bun.sleep(20_000)]);
-  client.close();
-  return events;
+  return (await replayedEntries(file.gw.wsUrl, codec, topic, count)).map((e) => e.event);
 }
 
 test("a header published as bytes, and a binary key and header written by another producer, are delivered as those bytes, in msgpack and in JSON", async () => {

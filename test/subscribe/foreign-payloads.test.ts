@@ -1,9 +1,9 @@
 import { expect, test } from "bun:test";
 import { resolve } from "node:path";
-import { LivenessWatch, Pump, oneAttemptClient } from "../kafka/harm";
+import { withControl } from "../kafka/harm";
 import { freshTopic, kafkaGatewayForFile } from "../support/kafka";
 import { ensureTopic } from "../support/kafka-broker";
-import { type Codec, type Frame, GatewayClient } from "../support/ws-client";
+import { replayedEntries } from "../support/ws-client";
 
 /**
  * Payloads another producer wrote that are valid as their content type says, but that the gateway
@@ -39,61 +39,38 @@ const SPEC = [
   { ...json("{}"), manyHeaders: 70_000 },
 ];
 
-async function delivered(codec: Codec, topic: string, count: number): Promise<Frame[]> {
-  const client = await GatewayClient.connect(file.gw.wsUrl, codec);
-  const entries: Frame[] = [];
-  let done!: () => void;
-  const all = new Promise<void>((r) => (done = r));
-  const reply = await client.subscribe({ sub: "s", topic, start: "earliest" }, (f) => {
-    if (f.t === 24) entries.push(f);
-    else if (f.t === 25) entries.push(...(f.events as Frame[]));
-    if (entries.length >= count) done();
-  });
-  expect(reply).toMatchObject({ t: 23 });
-  await Promise.race([all, Bun.sleep(20_000)]);
-  client.close();
-  return entries;
-}
-
 test("payloads no codec carries as written, or too large to decode, go as their bytes, degraded with the reason; other clients are not held up", async () => {
   const topic = freshTopic("foreign-payloads");
   await ensureTopic(file.brokers, topic, 1);
-  const watch = new LivenessWatch(file.gw.url, 150, 15_000);
-  const control = await oneAttemptClient(file.gw.wsUrl);
-  const began = Date.now();
-  const pump = new Pump(control, [`${topic}-control`], { batch: 1, maxInflight: 1, pauseMs: 10 }).start();
-  try {
-    const proc = Bun.spawn(["node", resolve(import.meta.dir, "../kafka/raw-records.cjs"), file.brokers, topic], { stdin: new Blob([JSON.stringify(SPEC)]), stdout: "pipe", stderr: "inherit" });
-    expect(await proc.exited).toBe(0);
-    for (const codec of ["msgpack", "json", "msgpack", "json"] as const) {
-      const entries = await delivered(codec, topic, SPEC.length);
-      expect(entries.map((e) => e.offset)).toEqual([0, 1, 2, 3, 4, 5]);
-      const stored = SPEC.map((s) => Buffer.from(s.value, "base64"));
-      for (let i = 0; i < 4; i++) {
-        const e = entries[i]!;
-        expect(e.degraded).toBe("data");
-        expect(typeof e.reason).toBe("string");
-        const bytes = codec === "msgpack" ? new Uint8Array(e.event.data) : Buffer.from(e.event.data_base64, "base64");
-        expect(Buffer.from(bytes).equals(stored[i]!)).toBe(true);
+  // One event at a time, one in flight: the control's every ack waits out whatever holds the gateway.
+  await withControl(
+    file.gw,
+    `${topic}-control`,
+    async () => {
+      const proc = Bun.spawn(["node", resolve(import.meta.dir, "../kafka/raw-records.cjs"), file.brokers, topic], { stdin: new Blob([JSON.stringify(SPEC)]), stdout: "pipe", stderr: "inherit" });
+      expect(await proc.exited).toBe(0);
+      for (const codec of ["msgpack", "json", "msgpack", "json"] as const) {
+        const entries = await replayedEntries(file.gw.wsUrl, codec, topic, SPEC.length);
+        expect(entries.map((e) => e.offset)).toEqual([0, 1, 2, 3, 4, 5]);
+        const stored = SPEC.map((s) => Buffer.from(s.value, "base64"));
+        for (let i = 0; i < 4; i++) {
+          const e = entries[i]!;
+          expect(e.degraded).toBe("data");
+          expect(typeof e.reason).toBe("string");
+          const bytes = codec === "msgpack" ? new Uint8Array(e.event.data) : Buffer.from(e.event.data_base64, "base64");
+          expect(Buffer.from(bytes).equals(stored[i]!)).toBe(true);
+        }
+        expect(entries[0]!.reason).toContain("surrogate");
+        expect(entries[1]!.reason).toContain("double");
+        expect(entries[2]!.reason).toContain("MAX_EVENT_VALUES");
+        expect(entries[3]!.reason).toContain("MAX_EVENT_VALUES");
+        expect(entries[4]!.degraded).toBeUndefined();
+        expect(entries[4]!.event.data).toEqual({ ok: 1 });
+        // 70,000 headers: the first 1,000 (MAX_DEGRADED_HEADERS) are kept and nothing more is built.
+        expect(entries[5]!.degraded).toBe("headers");
+        expect(Object.keys(entries[5]!.event.headers)).toHaveLength(1000);
       }
-      expect(entries[0]!.reason).toContain("surrogate");
-      expect(entries[1]!.reason).toContain("double");
-      expect(entries[2]!.reason).toContain("MAX_EVENT_VALUES");
-      expect(entries[3]!.reason).toContain("MAX_EVENT_VALUES");
-      expect(entries[4]!.degraded).toBeUndefined();
-      expect(entries[4]!.event.data).toEqual({ ok: 1 });
-      // 70,000 headers: the first 1,000 (MAX_DEGRADED_HEADERS) are kept and nothing more is built.
-      expect(entries[5]!.degraded).toBe("headers");
-      expect(Object.keys(entries[5]!.event.headers)).toHaveLength(1000);
-    }
-  } finally {
-    await pump.stop(30_000);
-    await watch.stop();
-    control.close();
-  }
-  expect(pump.answered).toBe(pump.sent);
-  expect(pump.nacked).toEqual([]);
-  expect(watch.failures).toEqual([]);
-  const t0 = began;
-  console.log(`[control] ${pump.sent} publishes: ${pump.requests.map(([s, a]) => `${(s - t0).toFixed(0)}:${(a - s).toFixed(0)}`).join(" ")}`);
+    },
+    { batch: 1, maxInflight: 1, pauseMs: 10 },
+  );
 }, 120_000);

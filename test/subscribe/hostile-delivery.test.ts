@@ -1,7 +1,7 @@
 // The __proto__ headers are written as raw JSON text on the test client: the SDK serialises objects, and JSON.stringify gives no own "__proto__" key.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { type Codec, type DeliveredEvent, type GatewayClient as Client, connect } from "../../src/client";
-import { LivenessWatch, Pump, health, oneAttemptClient, within } from "../kafka/harm";
+import { health, withControl, within } from "../kafka/harm";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 import { freshTopic, kafkaBrokers } from "../support/kafka";
 import { ensureTopic } from "../support/kafka-broker";
@@ -34,24 +34,6 @@ async function subscribe(gw: GatewayProcess, codec: Codec, topic: string): Promi
   const got: DeliveredEvent[] = [];
   (await client.subscribe(topic)).onEvent((e) => got.push(e));
   return { client, got };
-}
-
-async function withControl<T>(gw: GatewayProcess, topic: string, body: () => Promise<T>): Promise<T> {
-  // Generous: one 70,000-key event is real work on a shared machine; the point is that the gateway answers.
-  const watch = new LivenessWatch(gw.url, 150, 15_000);
-  const control = await oneAttemptClient(gw.wsUrl);
-  const pump = new Pump(control, [topic], { batch: 10, maxInflight: 4, pauseMs: 20 }).start();
-  try {
-    return await body();
-  } finally {
-    await pump.stop(30_000);
-    await watch.stop();
-    control.close();
-    expect(pump.answered).toBe(pump.sent);
-    expect(pump.nacked).toEqual([]);
-    expect(pump.acked.length).toBeGreaterThan(0);
-    expect(watch.failures).toEqual([]);
-  }
 }
 
 for (const which of ["embedded", "kafka"] as const) {

@@ -105,3 +105,23 @@ export class GatewayClient {
     else this.uncorrelated.push(f);
   }
 }
+
+/**
+ * The entries (`event` frames, and each item of `event_batch`) a new subscription of `topic` from
+ * its earliest record gets, until `count` have come or `timeoutMs` has passed.
+ */
+export async function replayedEntries(url: string, codec: Codec, topic: string, count: number, timeoutMs = 20_000): Promise<Frame[]> {
+  const client = await GatewayClient.connect(url, codec);
+  const entries: Frame[] = [];
+  let done!: () => void;
+  const all = new Promise<void>((r) => (done = r));
+  const reply = await client.subscribe({ sub: "s", topic, start: "earliest" }, (f) => {
+    if (f.t === 24) entries.push(f);
+    else if (f.t === 25) entries.push(...(f.events as Frame[]));
+    if (entries.length >= count) done();
+  });
+  if (reply.t !== 23) throw new Error(`subscribe refused: ${JSON.stringify(reply)}`);
+  await Promise.race([all, Bun.sleep(timeoutMs)]);
+  client.close();
+  return entries;
+}
