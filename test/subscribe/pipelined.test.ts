@@ -111,10 +111,13 @@ for (const log of ["kafka", "embedded"] as const) {
       const c = await GatewayClient.connect(gw.wsUrl);
       // A replay from earliest starts slower than a frame arrives; everything behind it for the same id
       // waits in the gateway, one closure each, unless bounded.
-      const first = c.subscribe({ sub: "q", topic, start: "earliest" }, () => {});
       const n = 1_000;
-      const replies = await Promise.all(Array.from({ length: n }, () => c.request({ t: 13, sub: "q" })));
-      expect((await first).t).toBe(23);
+      const [first, replies] = await underControl(gw, `requests queued behind a starting subscribe (${log})`, async () => {
+        const first = c.subscribe({ sub: "q", topic, start: "earliest" }, () => {});
+        const replies = Promise.all(Array.from({ length: n }, () => c.request({ t: 13, sub: "q" })));
+        return [await first, await replies] as const;
+      });
+      expect(first.t).toBe(23);
       const codes = replies.map((f) => (f.t === 28 ? "unsubscribed" : String(f.code)));
       expect(codes[0]).toBe("unsubscribed");
       const limited = codes.filter((c) => c === "RATE_LIMITED").length;
