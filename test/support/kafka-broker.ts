@@ -135,17 +135,45 @@ export async function deleteRecords(brokers: string, topic: string, before: Reco
   }
 }
 
-/** Deletes `topic`, and waits until the broker's metadata no longer has it. */
+/**
+ * Deletes `topic`, and waits until the broker's metadata no longer has it, or has it again empty: a
+ * producer that still names it (a gateway's worker) may create it again the moment it is gone. The
+ * topic is looked for in the list of all topics: asking for it by name would auto-create it
+ * (auto.create.topics.enable), which made this wait see the topic forever now and then.
+ */
 export async function deleteTopic(brokers: string, topic: string): Promise<void> {
+  const before = endOffsets(brokers, topic);
   await kafkaTool(`deleting topic ${topic}`, ["org.apache.kafka.tools.TopicCommand", "--bootstrap-server", brokers, "--delete", "--topic", topic]);
-  const deadline = Date.now() + 15_000;
+  const deadline = Date.now() + 30_000;
   for (;;) {
-    const md = Bun.spawnSync(["kcat", "-L", "-J", "-b", brokers, "-t", topic, "-m", "5"], { stdout: "pipe", stderr: "pipe" });
-    const t = md.exitCode === 0 ? JSON.parse(md.stdout.toString()).topics?.[0] : undefined;
-    if (t && (t.error || (t.partitions ?? []).length === 0)) return;
-    if (Date.now() > deadline) throw new Error(`topic ${topic} still listed 15 s after its deletion`);
+    const md = Bun.spawnSync(["kcat", "-L", "-J", "-b", brokers, "-m", "5"], { stdout: "pipe", stderr: "pipe" });
+    if (md.exitCode === 0) {
+      const listed = (JSON.parse(md.stdout.toString()).topics ?? []).find((t: { topic: string }) => t.topic === topic);
+      if (!listed) return;
+      const now = before > 0 ? endOffsets(brokers, topic, listed.partitions.length) : -1;
+      if (now === 0) return; // created again, empty
+    }
+    if (Date.now() > deadline) throw new Error(`topic ${topic} still listed with its records 30 s after its deletion`);
     await Bun.sleep(100);
   }
+}
+
+/** The sum of the topic's partitions' end offsets (-1 if unknown), asked only for partitions the caller knows exist. */
+function endOffsets(brokers: string, topic: string, partitions?: number): number {
+  if (partitions === undefined) {
+    const md = Bun.spawnSync(["kcat", "-L", "-J", "-b", brokers, "-m", "5"], { stdout: "pipe", stderr: "pipe" });
+    if (md.exitCode !== 0) return -1;
+    const listed = (JSON.parse(md.stdout.toString()).topics ?? []).find((t: { topic: string }) => t.topic === topic);
+    if (!listed) return -1;
+    partitions = listed.partitions.length as number;
+  }
+  if (partitions === 0) return -1;
+  const args = Array.from({ length: partitions }, (_, p) => ["-t", `${topic}:${p}:-1`]).flat();
+  const q = Bun.spawnSync(["kcat", "-Q", "-b", brokers, ...args], { stdout: "pipe", stderr: "pipe" });
+  if (q.exitCode !== 0) return -1;
+  let sum = 0;
+  for (const m of q.stdout.toString().matchAll(/\] offset (-?\d+)/g)) sum += Number(m[1]);
+  return sum;
 }
 
 /**
