@@ -212,7 +212,7 @@ export class IdTail {
     this.reader ??= (async () => {
       // Only what identifies an event: neither values nor other headers cross from the Kafka worker.
       const reader = this.log.openReader(
-        { onRecords: (records, done) => this.onRecords(records, done), onLost: () => void this.reopen(), onOutOfRange: (topic, partition) => void this.readOnPast(topic, partition) },
+        { onRecords: (records, done) => this.onRecords(records, done), onLost: () => void this.reopen(), onOutOfRange: (topic, partition) => void this.readOnPast(topic, partition), onEnd: (topic, partition, offset) => this.onEnd(topic, partition, offset) },
         undefined,
         // Never held (done() at once), and the first publish with an id waits for it to read the
         // topic's window: it fetches in bulk.
@@ -241,6 +241,15 @@ export class IdTail {
     }
     done();
     for (const t of this.topics.values()) if (t.state === "warming") this.checkCaughtUp(t);
+    for (const w of this.syncs) if (w.reached()) w.resolve();
+  }
+
+  /** The partition ends past the last record read (a transaction's marker): the history is read up to there. */
+  private onEnd(topic: string, partition: number, offset: number): void {
+    const t = this.topics.get(topic);
+    if (t === undefined || offset <= (t.next[partition] ?? 0)) return;
+    t.next[partition] = offset;
+    if (t.state === "warming") this.checkCaughtUp(t);
     for (const w of this.syncs) if (w.reached()) w.resolve();
   }
 

@@ -288,6 +288,8 @@ export class WorkerPool {
       this.readers.onReady(Number(msg.readerId));
     } else if (type === IpcType.OUT_OF_RANGE) {
       this.readers.onOutOfRange(Number(msg.readerId), String(msg.topic), Number(msg.partition), Number(msg.offset));
+    } else if (type === IpcType.PARTITION_END) {
+      this.readers.onEnd(Number(msg.readerId), String(msg.topic), Number(msg.partition), Number(msg.offset));
     } else if (type === IpcType.STATUS) {
       const slot = s.data.slot;
       if (slot) slot.lastError = String(msg.message);

@@ -82,6 +82,10 @@ export class ReaderRegistry {
     this.readers.get(readerId)?.handlers.onOutOfRange(topic, partition, offset);
   }
 
+  onEnd(readerId: number, topic: string, partition: number, offset: number): void {
+    this.readers.get(readerId)?.handlers.onEnd?.(topic, partition, offset);
+  }
+
   onRecords(r: ByteReader): void {
     const readerId = r.u32();
     const reader = this.readers.get(readerId);

@@ -59,6 +59,12 @@ export interface ReaderHandlers {
    * told: the group's own reset policy applies there.
    */
   onOutOfRange(topic: string, partition: number, offset: number): void;
+  /**
+   * The reader reached the partition's end at `offset`, past offsets it hands no record for: a
+   * transaction's commit or abort marker, or aborted records (Kafka readers read committed records
+   * only). Told only when the end lies past the last record handed over, after that record.
+   */
+  onEnd?(topic: string, partition: number, offset: number): void;
 }
 
 /**

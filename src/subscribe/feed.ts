@@ -48,7 +48,14 @@ interface Replaced {
   marks: Watermark[];
 }
 
-type Waiting = { records: ConsumedRecord[]; done: () => void; /** Records delivered so far (a batch spread over turns). */ at: number } | { gone: Gone } | { replaced: Replaced };
+/** A partition's end, where the reader found it past the last record it handed over (ReaderHandlers.onEnd). */
+interface End {
+  topic: string;
+  partition: number;
+  offset: number;
+}
+
+type Waiting = { records: ConsumedRecord[]; done: () => void; /** Records delivered so far (a batch spread over turns). */ at: number } | { gone: Gone } | { replaced: Replaced } | { end: End };
 
 /**
  * One log reader and the subscriptions it serves. Each record is decoded once, the index yields the
@@ -139,7 +146,7 @@ export class Feed implements ShareDealer {
     const epoch = this.log.epoch;
     const replaced = epoch !== this.epoch && !this.options.group ? await this.newLogMarks() : null;
     const reader = this.log.openReader(
-      { onRecords: (r, done) => this.onRecords(r, done), onLost: (reason) => void this.reopen(reason), onOutOfRange: (t, p, o) => this.onOutOfRange(t, p, o) },
+      { onRecords: (r, done) => this.onRecords(r, done), onLost: (reason) => void this.reopen(reason), onOutOfRange: (t, p, o) => this.onOutOfRange(t, p, o), onEnd: (t, p, o) => this.onEnd(t, p, o) },
       this.options.group,
     );
     this.reader = reader;
@@ -333,6 +340,12 @@ export class Feed implements ShareDealer {
    * The reader lost its place in a partition: it goes in the queue behind the batches before it, and is
    * dealt with (watermarks asked meanwhile) in its turn, so the subscribers' view stays in log order.
    */
+  private onEnd(topic: string, partition: number, offset: number): void {
+    if (this.closed || this.live) return;
+    this.waiting.push({ end: { topic, partition, offset } });
+    this.pump();
+  }
+
   private onOutOfRange(topic: string, partition: number, offset: number): void {
     if (this.closed || this.ledger) return;
     const gone: Gone = { topic, partition, offset };
@@ -357,6 +370,11 @@ export class Feed implements ShareDealer {
         if ("replaced" in head) {
           this.waiting.shift();
           this.readNewLog(head.replaced);
+          continue;
+        }
+        if ("end" in head) {
+          this.waiting.shift();
+          this.reachedEnd(head.end);
           continue;
         }
         if ("gone" in head) {
@@ -440,6 +458,18 @@ export class Feed implements ShareDealer {
     this.tell(gap);
     this.reader?.unassign(place);
     this.reader?.assign(place);
+    this.liveIfCaughtUp();
+  }
+
+  /**
+   * Past the last record read there lie offsets that hold no record for us (a transaction's marker,
+   * aborted records): the position moves to the end, or a replay whose target is that end never
+   * goes live. In the queue's order, so the position never moves back to a record before it.
+   */
+  private reachedEnd({ topic, partition, offset }: End): void {
+    const offsets = this.positions.get(topic);
+    if (this.closed || this.ledger || !offsets || offset <= (offsets[partition] ?? 0)) return;
+    offsets[partition] = offset;
     this.liveIfCaughtUp();
   }
 

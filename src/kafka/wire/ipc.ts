@@ -66,6 +66,12 @@ export const IpcType = {
    * partition until assigned again; it comes after every RECORDS of the partition before it.
    */
   OUT_OF_RANGE: 26,
+  /**
+   * Worker → gateway: { readerId, topic, partition, offset } a manual reader reached the partition's
+   * end at `offset`, past records it was never handed (transaction markers, aborted records); sent
+   * only then, after every RECORDS of the partition before it.
+   */
+  PARTITION_END: 27,
 } as const;
 
 export const READER_CREDIT = 4;

@@ -34,8 +34,11 @@ const RELEASE_HELD_AFTER_MS = 200;
 const READ_TURN_MS = 3;
 // RD_KAFKA_RESP_ERR__AUTO_OFFSET_RESET: with auto.offset.reset=error, a fetch position the log does not have.
 const AUTO_OFFSET_RESET = -140;
+// RD_KAFKA_RESP_ERR__PARTITION_EOF (enable.partition.eof): the fetch position reached the partition's
+// end; the message's offset is that position, past any transaction markers and aborted records.
+const PARTITION_EOF = -191;
 
-/** A partition whose fetch position the log no longer has (OUT_OF_RANGE). */
+/** A partition whose fetch position the log no longer has (OUT_OF_RANGE), or whose end it reached past its last record (PARTITION_END). */
 interface LostPlace {
   topic: string;
   partition: number;
@@ -72,6 +75,11 @@ class Reader {
    * the group's to move.
    */
   private readonly next: Map<string, Assignment> | null;
+  /**
+   * A manual reader's next offset after the last record sent, per partition ("partition:topic"): a
+   * partition end is worth telling only past it (a transaction's marker or aborted records between).
+   */
+  private readonly sentNext = new Map<string, number>();
   /** When the reader became held (performance.now()), 0 while it is not. */
   private heldSince = 0;
   /** Its partitions are unassigned while it is held (RELEASE_HELD_AFTER_MS). */
@@ -100,7 +108,10 @@ class Reader {
     // As the Node reader (worker-readers.ts): a group member whose worker dies holds its partitions
     // until its session times out, so share groups get 10 s rather than librdkafka's 45 s.
     const session: Record<string, number> = groupTopics ? { "session.timeout.ms": 10_000, "heartbeat.interval.ms": 3000 } : {};
-    this.consumer = new Consumer({ ...session, ...config, ...mode, "enable.partition.eof": false });
+    // A manual reader is told where a partition ends (PARTITION_EOF), since a replay goes live only
+    // once it is there, and a partition may end in offsets no record is handed for: transaction
+    // markers and aborted records. A group member's feed has no end to reach.
+    this.consumer = new Consumer({ ...session, ...config, ...mode, "enable.partition.eof": !groupTopics });
     this.next = groupTopics ? null : new Map();
     if (groupTopics) this.consumer.subscribe(groupTopics);
     // rd_kafka_new() returns at once and connects in the background, as the Node reader's 'ready' did.
@@ -108,12 +119,18 @@ class Reader {
   }
 
   assign(list: Assignment[]): void {
-    for (const a of list) this.next?.set(`${a.partition}:${a.topic}`, { ...a });
+    for (const a of list) {
+      this.next?.set(`${a.partition}:${a.topic}`, { ...a });
+      this.sentNext.delete(`${a.partition}:${a.topic}`);
+    }
     if (!this.released) this.consumer.incrementalAssign(list);
   }
 
   unassign(list: Assignment[]): void {
-    for (const a of list) this.next?.delete(`${a.partition}:${a.topic}`);
+    for (const a of list) {
+      this.next?.delete(`${a.partition}:${a.topic}`);
+      this.sentNext.delete(`${a.partition}:${a.topic}`);
+    }
     if (this.sentUpTo > 0) for (const a of list) this.dropCarried.add(`${a.partition}:${a.topic}`);
     if (!this.released) this.consumer.incrementalUnassign(list.map(({ topic, partition }) => ({ topic, partition })));
   }
@@ -199,7 +216,8 @@ class Reader {
     this.consumed = n - from;
     if (n > from) {
       const gone: LostPlace[] = [];
-      const { msg, end } = this.encode(from, n, gone);
+      const ends: LostPlace[] = [];
+      const { msg, end } = this.encode(from, n, gone, ends);
       if (msg) this.recordBytes = Math.max(16, 0.5 * this.recordBytes + (0.5 * msg.length) / (end - from));
       this.sentUpTo = end;
       if (end >= n) {
@@ -212,8 +230,9 @@ class Reader {
         this.outstandingBytes += msg.length;
         this.send(msg);
       }
-      // After the records: those of the partition before its lost position come first.
+      // After the records: those of the partition before its lost position (or its end) come first.
       for (const g of gone) this.send(jsonMessage(IpcType.OUT_OF_RANGE, { readerId: this.id, ...g }));
+      for (const e of ends) this.send(jsonMessage(IpcType.PARTITION_END, { readerId: this.id, ...e }));
     }
     return true;
   }
@@ -221,9 +240,10 @@ class Reader {
   /**
    * RECORDS for the batch's records from `from`, up to RECORDS_BUDGET_BYTES (one record at least),
    * and where it stopped; msg null if none. Errors are reported, not forwarded, except a position
-   * the log no longer has, which goes into `gone` (OUT_OF_RANGE).
+   * the log no longer has, which goes into `gone` (OUT_OF_RANGE), and a partition's end past the
+   * last record sent, into `ends` (PARTITION_END).
    */
-  private encode(from: number, n: number, gone: LostPlace[]): { msg: Buffer | null; end: number } {
+  private encode(from: number, n: number, gone: LostPlace[], ends: LostPlace[]): { msg: Buffer | null; end: number } {
     const b = this.batch;
     const w = this.out;
     const start = w.beginMessage(IpcType.RECORDS);
@@ -234,10 +254,15 @@ class Reader {
     let i = from;
     for (; i < n && (count === 0 || w.pos - start < RECORDS_BUDGET_BYTES); i++) {
       const err = b.err(i);
+      if (err === PARTITION_EOF) {
+        this.partitionEnd(b.topic(i), b.partition(i), b.offset(i), ends);
+        continue;
+      }
       if (err === AUTO_OFFSET_RESET) gone.push({ topic: b.topic(i), partition: b.partition(i), offset: b.offset(i) });
       else if (err !== 0) this.status.report("warn", "reader_error", b.errorString(i), { code: err, readerId: this.id });
       if (err !== 0) continue;
       if (this.dropCarried.size > 0 && this.dropCarried.has(`${b.partition(i)}:${b.topic(i)}`)) continue;
+      if (this.next !== null) this.sentNext.set(`${b.partition(i)}:${b.topic(i)}`, b.offset(i) + 1);
       count++;
       const recordStart = w.pos;
       try {
@@ -257,6 +282,16 @@ class Reader {
     w.buf.writeUInt32LE(count, countPos);
     w.endMessage(start);
     return { msg: w.take(), end: i };
+  }
+
+  /** An end is told when it lies past the last record sent (or none was): a live reader's ends never are. */
+  private partitionEnd(topic: string, partition: number, offset: number, ends: LostPlace[]): void {
+    const key = `${partition}:${topic}`;
+    if (this.next === null || offset < 0 || this.dropCarried.has(key)) return;
+    const sent = this.sentNext.get(key);
+    if (sent !== undefined && offset <= sent) return;
+    this.sentNext.set(key, offset);
+    ends.push({ topic, partition, offset });
   }
 }
 
