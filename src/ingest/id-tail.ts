@@ -28,7 +28,18 @@ interface TopicTail {
 }
 
 const ABSENT_RETRY_MS = 1000;
-const decoder = new TextDecoder();
+// Ids are compared as their exact bytes (docs/protocol.md): a default decoder dropped a leading
+// U+FEFF and replaced bytes that are not UTF-8, so "\uFEFForder-1", once read back, answered a
+// later "order-1" with its own position and that event was never written (hostile tester).
+const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+/** The text of `b`, or null when it is not UTF-8 (then no client's id can be it: theirs are strings). */
+function exactText(b: Uint8Array): string | null {
+  try {
+    return decoder.decode(b);
+  } catch {
+    return null;
+  }
+}
 const IDENTITY_HEADERS = ["ce_id", "ce_source"] as const;
 
 /**
@@ -237,7 +248,10 @@ export class IdTail {
         if (name === "ce_id") id ??= value;
         else if (name === "ce_source") source ??= value;
       }
-      if (id !== undefined) this.seen.add(r.topic, eventIdentity(source && decoder.decode(source), decoder.decode(id)), r.partition, r.offset, now);
+      if (id === undefined) continue;
+      const idText = exactText(id);
+      const sourceText = source === undefined ? undefined : exactText(source);
+      if (idText !== null && sourceText !== null) this.seen.add(r.topic, eventIdentity(sourceText, idText), r.partition, r.offset, now);
     }
     done();
     for (const t of this.topics.values()) if (t.state === "warming") this.checkCaughtUp(t);

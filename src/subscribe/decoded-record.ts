@@ -19,7 +19,9 @@ const unpack = ownKeysUnpacker({ useRecords: false, structuredClone: false, more
  */
 export const MAX_DATA_DEPTH = 256;
 
-const utf8 = new TextDecoder();
+// Exact: a leading U+FEFF is part of a key, a type or a header value (a default TextDecoder drops
+// it, so `type: "\uFEFFa"` was delivered as "a" and matched the filter for "a").
+const utf8 = new TextDecoder("utf-8", { ignoreBOM: true });
 // What a msgpack payload must be to be decoded, as for a client's frame (0xc1, ext types but the
 // timestamp, invalid UTF-8, trailing bytes refused): msgpackr read the single byte 0xc1 as its own
 // marker object, {"name":"MessagePack 0xC1"}, and delivered that as the data (hostile tester).
@@ -54,7 +56,9 @@ const LONG_EXPONENT = /[eE][+-]?\d{3}/;
 const LONG_MANTISSA = /\d{309}/;
 const mayBeUnfaithful = (text: string) => ESCAPED_SURROGATE.test(text) || LONG_EXPONENT.test(text) || LONG_MANTISSA.test(text);
 // Keys and header values that are not UTF-8 are delivered as their bytes: this decoder says which.
-const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+// JSON text may begin with a byte order mark, which a parser may ignore (RFC 8259, 8.1).
+const jsonUtf8 = new TextDecoder("utf-8", { fatal: true });
 
 /** The text of `b`, or null when it is not UTF-8. */
 function textOf(b: Uint8Array): string | null {
@@ -187,7 +191,7 @@ export class DecodedRecord implements FilterableEvent {
         if (shape === "values") this.unfaithful = `a payload of more than ${this.limits.maxValues} values (MAX_EVENT_VALUES)`;
         else if (shape === null) {
           try {
-            const text = strictUtf8.decode(v);
+            const text = jsonUtf8.decode(v);
             const parsed = parseJsonValue(text);
             this.unfaithful = mayBeUnfaithful(text) ? unfaithfulIn(parsed) : null;
             if (this.unfaithful === null) {

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 import { freshTopic, kafkaBrokers } from "../support/kafka";
 import { consumeAll, ensureTopic } from "../support/kafka-broker";
+import { rawProduce } from "../support/raw-producer";
 import { type GatewayClient, type PublishResult, connect } from "../../src/client";
 import { GatewayClient as RawClient } from "../support/ws-client";
 
@@ -132,6 +133,30 @@ describe("Kafka, two instances", () => {
     cb.close();
     const records = await consumeAll(brokers, topic, { expect: 4 });
     expect(records.map((r) => r.headers.ce_source).sort()).toEqual(["/gateway/ws", "/sensor/one", "/sensor/three", "/sensor/two"]);
+  }, 60_000);
+
+  test("ids are compared as their exact bytes: a leading U+FEFF is part of the id, and another producer's ce_id that is not UTF-8 matches no client's", async () => {
+    const [a, b] = gateways as [GatewayProcess, GatewayProcess];
+    const topic = freshTopic("idem-bytes");
+    await ensureTopic(brokers, topic, 1);
+    // Another producer's record whose ce_id is the bytes ff fe: a lossy decode reads it as two U+FFFD.
+    await rawProduce(brokers, topic, [{ partition: 0, value: "{}", headers: [["ce_specversion", "1.0"], ["ce_type", "raw"], ["ce_source", "/shop"], ["ce_id", new Uint8Array([0xff, 0xfe])]] }]);
+    const ca = await client(a.wsUrl);
+    const cb = await client(b.wsUrl);
+    const bom = await ca.publish({ id: "\uFEFForder-1", source: "/shop", type: "order" }, { topic });
+    // Read back by both instances' ids readers (their first publish here waited for the history).
+    await Bun.sleep(1500);
+    const plain = await ca.publish({ id: "order-1", source: "/shop", type: "order" }, { topic });
+    const plainB = await cb.publish({ id: "order-2", source: "/shop", type: "order" }, { topic });
+    const replaced = await cb.publish({ id: "\uFFFD\uFFFD", source: "/shop", type: "order" }, { topic });
+    const offsets = [bom, plain, plainB, replaced].map((f) => f.offset);
+    expect(new Set(offsets).size).toBe(4);
+    expect(offsets.every((o) => o > 0)).toBe(true);
+    // The BOM one re-sent on the other instance is still itself.
+    expect(at(await cb.publish({ id: "\uFEFForder-1", source: "/shop", type: "order" }, { topic }))).toEqual(at(bom));
+    ca.close();
+    cb.close();
+    expect((await consumeAll(brokers, topic, { expect: 5 })).length).toBe(5);
   }, 60_000);
 });
 
