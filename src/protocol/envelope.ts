@@ -82,7 +82,7 @@ function headersValid(h: unknown): boolean {
   let count = 0;
   for (const name in rec) {
     if (++count > HEADERS_HARD_MAX) return false;
-    if (!str(name, 1, 256) || RESERVED_HEADER.test(name)) return false;
+    if (!str(name, 1, 256) || RESERVED_HEADER.test(name) || name.includes("\0")) return false;
     const value = rec[name];
     if (!(value instanceof Uint8Array) && !str(value, 0, 65536)) return false;
   }

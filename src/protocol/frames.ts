@@ -47,6 +47,9 @@ const HeadersSchema = z.unknown().superRefine((v, ctx) => {
   }
   for (const name of names) {
     if (name.length < 1 || name.length > 256 || !isWellFormed(name)) ctx.addIssue({ code: "custom", path: [name], message: "header names are 1–256 characters of well-formed Unicode" });
+    // Kafka's C and Go clients (librdkafka's produce and read among them) end a header name at a NUL:
+    // "content-type\0" went into Kafka as a second content-type, past the reserved names.
+    else if (name.includes("\0")) ctx.addIssue({ code: "custom", path: [name], message: "header names cannot hold U+0000" });
     else if (RESERVED_HEADER.test(name)) ctx.addIssue({ code: "custom", path: [name], message: "header names starting with ce_, and content-type, are reserved for envelope fields" });
     const r = headerValue.safeParse((v as Record<string, unknown>)[name]);
     if (!r.success) for (const i of r.error.issues) ctx.addIssue({ ...i, code: "custom", path: [name, ...i.path] } as never);

@@ -74,6 +74,17 @@ describe.each(["msgpack", "json"] as const)("%s frames", (codec) => {
     c.close();
   });
 
+  test("a header name holding U+0000 is refused INVALID_EVENT, naming it: Kafka's C clients end a name there", async () => {
+    const c = await GatewayClient.connect(gw.wsUrl, codec);
+    for (const name of ["content-type\u0000", "a\u0000b", "\u0000"]) {
+      const reply = await c.publish({ type: "x", headers: { [name]: "v" } }, "bad-input");
+      expect([reply.t, reply.code, String(reply.message).includes("U+0000")]).toEqual([21, "INVALID_EVENT", true]);
+    }
+    expect((await c.publish({ type: "x", headers: { "a\u0001b": "v" } }, "bad-input")).t).toBe(20);
+    await stillWorks(c);
+    c.close();
+  });
+
   test("unknown frame type → nack UNKNOWN_FRAME_TYPE with the correlation id", async () => {
     const c = await GatewayClient.connect(gw.wsUrl, codec);
     expect(await c.request({ t: 77 })).toMatchObject({ t: 21, code: "UNKNOWN_FRAME_TYPE", num: 1003 });

@@ -2,6 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { type DeliveredEvent, connect } from "../../src/client";
 import { freshTopic, kafkaGatewayForFile } from "../support/kafka";
 import { ensureTopic } from "../support/kafka-broker";
+import { rawProduce } from "../support/raw-producer";
 import { until } from "../support/until";
 
 /**
@@ -28,6 +29,29 @@ describe("Kafka", () => {
     expect(wrong.length).toBe(1);
     const e = got[0]!;
     expect([e.event.type, e.event.key, e.event.id, e.event.headers?.h, (e.event.data as { s: string }).s]).toEqual(["\uFEFFa", "\uFEFFk", "\uFEFFi", "\uFEFFv", "\uFEFFd"]);
+    client.close();
+  }, 60_000);
+
+  test("another producer's header names holding a NUL byte are delivered whole: `ce_type\\0x` is not the event's type", async () => {
+    const topic = freshTopic("nul-names");
+    await ensureTopic(file.brokers, topic, 1);
+    const client = await connect({ url: file.gw.wsUrl });
+    const spoofed = await client.subscribe(topic, { start: "earliest", filter: { types: ["spoofed.*"] } });
+    const all = await client.subscribe(topic, { start: "earliest" });
+    const got: DeliveredEvent[] = [];
+    let spoofedGot = 0;
+    spoofed.onEvent(() => spoofedGot++);
+    all.onEvent((e) => got.push(e));
+    await rawProduce(file.brokers, topic, [
+      { partition: 0, key: "k", value: '{"amount":1}', headers: [["ce_specversion", "1.0"], ["ce_type", "invoice.created"], ["ce_id", "real-id"], ["ce_source", "/java"], ["content-type", "application/json"], ["ce_type\0x", "spoofed.type"], ["x\0a", "A"], ["x\0b", "B"], ["n\0", null]] },
+      { partition: 0, value: "{}", headers: [["ce_type", "spoofed.last"]] },
+    ]);
+    await until("both records", () => got.length === 2, 15_000);
+    expect(got[0]!.event.type).toBe("invoice.created");
+    expect(got[0]!.event.headers).toEqual({ "ce_type\u0000x": "spoofed.type", "x\u0000a": "A", "x\u0000b": "B", "n\u0000": "" });
+    expect(got[0]!.event.data).toEqual({ amount: 1 });
+    await Bun.sleep(200);
+    expect(spoofedGot).toBe(1); // the second record only
     client.close();
   }, 60_000);
 });

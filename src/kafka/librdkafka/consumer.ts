@@ -10,7 +10,7 @@
 import { Client, PartitionList } from "./client";
 import type { KafkaProps } from "./conf";
 import { check, errString, KafkaError, takeError } from "./errors";
-import { MSG, RD_KAFKA_CONSUMER, TP } from "./layout";
+import { HEADER_BEFORE_NAME, MSG, RD_KAFKA_CONSUMER, TP } from "./layout";
 import { addressOf, copyOut, read, readI64, readString, strlen } from "./memory";
 import { rdk } from "./symbols";
 
@@ -35,6 +35,23 @@ export interface ConsumedMessage {
 }
 
 /** The messages of one consume() call; valid until release(). */
+// Longer than any header name a Kafka record can hold in a 1 MB message would be a misread struct.
+const MAX_NAME_BYTES = 1 << 24;
+
+/**
+ * The byte length of a header name as the record holds it. rd_kafka_header_get_all() gives names
+ * as C strings, so "ce_type\0x" read as "ce_type": another producer's header of that name set
+ * subscribers' `type` (hostile tester). librdkafka keeps the length beside the name (layout.ts);
+ * it is read only where the value pointer stored before the name is the one librdkafka returned,
+ * and is at least the C string's length; otherwise the C string's length it is.
+ */
+function exactNameLength(name: number, value: number): number {
+  const c = strlen(name);
+  if (read.ptr(name - HEADER_BEFORE_NAME.VALUE, 0) !== value) return c;
+  const size = read.ptr(name - HEADER_BEFORE_NAME.NAME_SIZE, 0);
+  return size >= c && size < MAX_NAME_BYTES ? size : c;
+}
+
 export class MessageBatch {
   count = 0;
   readonly ptrs: Uint32Array;
@@ -47,6 +64,7 @@ export class MessageBatch {
   headerName = 0;
   headerValue = 0;
   headerValueLen = 0;
+  private headerNameBytes = 0;
 
   constructor(readonly capacity: number) {
     this.ptrs = new Uint32Array(capacity * 2);
@@ -119,14 +137,15 @@ export class MessageBatch {
     this.headerName = read.ptr(a, 8);
     this.headerValue = read.ptr(a, 16);
     this.headerValueLen = this.headerValue ? Number(read.ptr(a, 24)) : -1;
+    this.headerNameBytes = exactNameLength(this.headerName, this.headerValue);
   }
-  /** Byte length of the current header's name. */
+  /** Byte length of the current header's name, NUL bytes within it included. */
   headerNameLen(): number {
-    return strlen(this.headerName);
+    return this.headerNameBytes;
   }
-  /** Copies the current header's name (headerNameLen() bytes, no NUL) into `dst`. */
+  /** Copies the current header's name (headerNameLen() bytes) into `dst`. */
   copyHeaderName(dst: Uint8Array, dstOffset: number): void {
-    copyOut(dst, dstOffset, this.headerName, strlen(this.headerName));
+    copyOut(dst, dstOffset, this.headerName, this.headerNameBytes);
   }
   /** Copies the current header's value (headerValueLen bytes) into `dst`. */
   copyHeaderValue(dst: Uint8Array, dstOffset: number): void {
@@ -142,7 +161,7 @@ export class MessageBatch {
       this.header(h);
       const v = this.headerValueLen < 0 ? null : new Uint8Array(this.headerValueLen);
       if (v) copyOut(v, 0, this.headerValue, v.length);
-      headers.push([readString(this.headerName), v]);
+      headers.push([readString(this.headerName, this.headerNameBytes), v]);
     }
     return { topic: this.topic(i), partition: this.partition(i), offset: this.offset(i), timestamp: this.timestamp(i), key, value, headers };
   }

@@ -61,6 +61,15 @@ export const TP = {
   ERR: 48,
 } as const;
 
+/**
+ * rdkafka_header.h:55-65 (librdkafka's own, not rdkafka.h) `rd_kafka_header_t`: ser_size @0,
+ * value_size @8, name_size @16, value pointer @24, then the name's bytes inline @32. The public
+ * rd_kafka_header_get_all() gives the name as a C string only, which a name holding a NUL byte ends
+ * early: offsets here are from the name pointer it returns (NAME_SIZE -16, VALUE -8). consumer.ts
+ * reads name_size only where the value pointer there equals the one rd_kafka_header_get_all gave.
+ */
+export const HEADER_BEFORE_NAME = { NAME_SIZE: 16, VALUE: 8 } as const;
+
 /** rdkafka.h:1019-1023 `rd_kafka_topic_partition_list_t`: int cnt @0, int size @4, elems @8. */
 export const TPLIST = { CNT: 0, SIZE: 4, ELEMS: 8 } as const;
 
