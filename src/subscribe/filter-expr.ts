@@ -1,5 +1,6 @@
 import type { FilterableEvent } from "./filter";
 import { COMPARE, type Tok, at, fail, show, tokenize } from "./filter-tokens";
+import { LONG_STRING, compareLong } from "./long-strings";
 
 /**
  * The `where` language of subscription filters: a hand-written tokenizer (filter-tokens.ts) and
@@ -238,6 +239,23 @@ function compile(n: Node): Test {
       const l = getter(n.l);
       const r = getter(n.r);
       const cmp = COMPARATORS[n.op]!;
+      // Two paths can be two long strings of the event, whose comparison costs their length: each is
+      // compared once per event (long-strings.ts). A literal bounds the cost by its own length.
+      if (n.l.k === "path" && n.r.k === "path") {
+        const sign = SIGN_TESTS[n.op]!;
+        const equality = n.op === "==" || n.op === "!=";
+        const pair = `${printOperand(n.l)}\u0000${printOperand(n.r)}`;
+        const reversed = `${printOperand(n.r)}\u0000${printOperand(n.l)}`;
+        return (ev) => {
+          const a = l(ev);
+          const b = r(ev);
+          if (a === undefined || b === undefined) return false;
+          if (typeof a !== "string" || typeof b !== "string" || a.length < LONG_STRING || b.length < LONG_STRING) return cmp(a, b);
+          // Strings of unequal lengths are unequal at no cost.
+          if (equality && a.length !== b.length) return sign(1);
+          return sign(compareLong(ev, pair, reversed, a, b));
+        };
+      }
       return (ev) => {
         const a = l(ev);
         const b = r(ev);
@@ -269,6 +287,16 @@ const COMPARATORS: Record<string, (a: unknown, b: unknown) => boolean> = {
   "<=": (a, b) => ordered(a, b) && (a as number) <= (b as number),
   ">": (a, b) => ordered(a, b) && (a as number) > (b as number),
   ">=": (a, b) => ordered(a, b) && (a as number) >= (b as number),
+};
+
+// COMPARATORS for two strings, from their order (-1, 0, 1).
+const SIGN_TESTS: Record<string, (sign: number) => boolean> = {
+  "==": (s) => s === 0,
+  "!=": (s) => s !== 0,
+  "<": (s) => s < 0,
+  "<=": (s) => s <= 0,
+  ">": (s) => s > 0,
+  ">=": (s) => s >= 0,
 };
 
 function getter(o: Operand): Get {

@@ -393,3 +393,23 @@ test("types, source, subject, keys and headers match as documented (globs agains
   );
   expect(matched).toBeGreaterThan(1000);
 });
+
+// Two paths holding long strings are compared once per event and the order remembered under the
+// paths' text (src/subscribe/long-strings.ts): every comparison, in either order, on the same event,
+// must still mean what comparing the strings means.
+test("comparisons of two long strings of one event, many filters on the same event: as comparing the strings", () => {
+  const OPS = ["==", "!=", "<", "<=", ">", ">="] as const;
+  const ref = (op: string, a: string, b: string) => ({ "==": a === b, "!=": a !== b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b })[op]!;
+  // Long strings that share long prefixes and differ near the end, or not at all.
+  const longText = fc.tuple(fc.integer({ min: 250, max: 300 }), fc.constantFrom("", "a", "b", "ab", "\u00e9", "\ud83d\ude00")).map(([n, tail]) => "x".repeat(n) + tail);
+  fc.assert(
+    fc.property(fc.record({ a: longText, b: longText, c: longText }), fc.array(fc.tuple(fc.constantFrom(...OPS), fc.constantFrom("a", "b", "c"), fc.constantFrom("a", "b", "c")), { minLength: 1, maxLength: 12 }), (data, cmps) => {
+      const ev: FilterableEvent = { type: "t", key: null, headers: {}, data: { ...data } };
+      for (const [op, l, r] of cmps) {
+        const f = compileFilter({ where: `data.${l} ${op} data.${r}` });
+        expect(f.matches(ev)).toBe(ref(op, data[l as "a"], data[r as "a"]));
+      }
+    }),
+    { numRuns: 2000 },
+  );
+});

@@ -72,7 +72,7 @@ export class Control {
    * answered throughout, and with `p99UnderMs` its latency below that (a bound far above the quiet
    * value, for harms whose damage was latency; the machine is shared, so never 2× of quiet here).
    */
-  async stop(label: string, p99UnderMs?: number, p50UnderMs?: number): Promise<void> {
+  async stop(label: string, p99UnderMs?: number, p50UnderMs?: number, maxUnderMs?: number): Promise<void> {
     this.running = false;
     await Promise.all(this.loops);
     this.client.close();
@@ -86,16 +86,17 @@ export class Control {
     expect(this.health.ok).toBeGreaterThan(0);
     if (p99UnderMs !== undefined) expect(pct(l, 0.99)).toBeLessThan(p99UnderMs);
     if (p50UnderMs !== undefined) expect(pct(l, 0.5)).toBeLessThan(p50UnderMs);
+    if (maxUnderMs !== undefined) expect(pct(l, 1)).toBeLessThan(maxUnderMs);
   }
 }
 
 /** Runs `attack` with a control publishing and polling health throughout. */
-export async function underControl<T>(gw: GatewayProcess, label: string, attack: () => Promise<T>, opts: { p99UnderMs?: number; p50UnderMs?: number } = {}): Promise<T> {
+export async function underControl<T>(gw: GatewayProcess, label: string, attack: () => Promise<T>, opts: { p99UnderMs?: number; p50UnderMs?: number; maxUnderMs?: number } = {}): Promise<T> {
   const control = await Control.start(gw, "hostile-control");
   try {
     return await attack();
   } finally {
-    await control.stop(label, opts.p99UnderMs, opts.p50UnderMs);
+    await control.stop(label, opts.p99UnderMs, opts.p50UnderMs, opts.maxUnderMs);
   }
 }
 
