@@ -74,6 +74,11 @@ export interface ReaderHandlers {
 export interface ReaderGroup {
   id: string;
   topics: string[];
+  /**
+   * How often the group's reader asks the topics' metadata again (PARTITION_CHECK_MS): partitions
+   * added to a topic are found and dealt to members by the group itself, only when it looks.
+   */
+  metadataRefreshMs?: number;
 }
 
 /** What a reader's records carry, when not all of it is needed. */

@@ -548,7 +548,7 @@ export class SubscriptionManager {
 
   /** One group reader per share group and topic set on this instance, in Kafka group kgw-share-<name>. */
   private sharedFeed(group: string, topics: string[]): Promise<Feed> {
-    const groupReader = { id: `kgw-share-${group}`, topics };
+    const groupReader = { id: `kgw-share-${group}`, topics, metadataRefreshMs: this.config.PARTITION_CHECK_MS };
     return openOnce(this.sharedFeeds, shareKey(group, topics), async () => {
       // A group reader would wait on a missing topic forever: refuse it (UNKNOWN_TOPIC) as the others are.
       await Promise.all(topics.map((t) => this.log.partitionCount(t)));

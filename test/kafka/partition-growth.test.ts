@@ -3,6 +3,7 @@ import { connect } from "../../src/client";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 import { freshTopic, kafkaBrokers } from "../support/kafka";
 import { addPartitions, ensureTopic } from "../support/kafka-broker";
+import { rawProduce } from "../support/raw-producer";
 import { within } from "./harm";
 
 /**
@@ -73,3 +74,22 @@ test("partitions added while a topic is read: live, replaying and later subscrib
   ca.close();
   cb.close();
 }, 180_000);
+
+test("partitions added while a share group reads a topic: its members get their records within seconds, not at librdkafka's 5-minute metadata refresh", async () => {
+  const brokers = await kafkaBrokers();
+  // No KAFKA_PROPERTIES: the share group's reader must find new partitions by itself (chaos tester:
+  // 0 of 100 records for 282 s, the default topic.metadata.refresh.interval.ms).
+  const gw = await startGateway({ KAFKA_BROKERS: brokers, KAFKA_WORKERS: "1", PARTITION_CHECK_MS: "1000" });
+  gateways.push(gw);
+  const topic = freshTopic("grow-share");
+  await ensureTopic(brokers, topic, 2);
+  const c = await connect({ url: gw.wsUrl });
+  const sub = await c.subscribe(topic, { share: `g-${topic}` });
+  const seen = new Set<string>();
+  sub.onEvent((e) => seen.add(`${e.partition}:${e.offset}`));
+  await addPartitions(brokers, topic, 4);
+  const written = await rawProduce(brokers, topic, Array.from({ length: 20 }, (_, i) => ({ partition: 2 + (i % 2), value: JSON.stringify({ i }), headers: [["ce_specversion", "1.0"], ["ce_type", "grown"], ["ce_id", `g${i}`], ["ce_source", "/java"], ["content-type", "application/json"]] })));
+  const tookMs = await within(40_000, () => written.every((w) => seen.has(`${w.partition}:${w.offset}`)));
+  expect(tookMs).toBeGreaterThanOrEqual(0);
+  c.close();
+}, 90_000);

@@ -90,7 +90,7 @@ class Reader {
     config: Record<string, string | number | boolean>,
     private readonly send: (buf: Buffer) => void,
     private readonly status: StatusReporter,
-    groupTopics?: string[],
+    group?: { topics: string[]; metadataRefreshMs?: number },
     /** ReaderOptions.onlyHeaders, as bytes to compare names with. */
     private readonly only: Uint8Array[] | null = null,
   ) {
@@ -102,12 +102,16 @@ class Reader {
     // A group reader whose commit is gone (retention, or the topic created again since) reads on from
     // the log's start: at least once. A new group does not start there: the gateway commits the end
     // for it first (startGroupAtEnd), so earliest only ever applies to a commit the log lost.
+    const groupTopics = group?.topics;
     const mode: Record<string, string | boolean> = groupTopics
       ? { "enable.auto.commit": true, "enable.auto.offset.store": false, "auto.offset.reset": "earliest" }
       : { "enable.auto.commit": false, "auto.offset.reset": "error" };
     // As the Node reader (worker-readers.ts): a group member whose worker dies holds its partitions
     // until its session times out, so share groups get 10 s rather than librdkafka's 45 s.
-    const session: Record<string, number> = groupTopics ? { "session.timeout.ms": 10_000, "heartbeat.interval.ms": 3000 } : {};
+    // A group finds partitions added to its topics when its members refresh the topics' metadata:
+    // at librdkafka's default, every 5 minutes, which left a share group's members without the new
+    // partitions' records that long (chaos tester). KAFKA_PROPERTIES may still set it otherwise.
+    const session: Record<string, number> = groupTopics ? { "session.timeout.ms": 10_000, "heartbeat.interval.ms": 3000, ...(group?.metadataRefreshMs ? { "topic.metadata.refresh.interval.ms": group.metadataRefreshMs } : {}) } : {};
     // A manual reader is told where a partition ends (PARTITION_EOF), since a replay goes live only
     // once it is there, and a partition may end in offsets no record is handed for: transaction
     // markers and aborted records. A group member's feed has no end to reach.
@@ -311,12 +315,12 @@ export class FfiReaders {
     return this.readers.size;
   }
 
-  handle(type: number, msg: { readerId: number; group?: { id: string; topics: string[] }; assignments?: Assignment[]; onlyHeaders?: string[]; bulk?: boolean }): void {
+  handle(type: number, msg: { readerId: number; group?: { id: string; topics: string[]; metadataRefreshMs?: number }; assignments?: Assignment[]; onlyHeaders?: string[]; bulk?: boolean }): void {
     if (type === IpcType.OPEN_READER) {
       const groupId = msg.group?.id ?? `kgw-reader-${process.pid}-${msg.readerId}`;
       const only = Array.isArray(msg.onlyHeaders) ? msg.onlyHeaders.map((n) => Buffer.from(n)) : null;
       this.order = null;
-      this.readers.set(msg.readerId, new Reader(msg.readerId, { ...this.config, ...(msg.bulk === true ? this.bulkConfig : {}), "group.id": groupId }, this.send, this.status, msg.group?.topics, only));
+      this.readers.set(msg.readerId, new Reader(msg.readerId, { ...this.config, ...(msg.bulk === true ? this.bulkConfig : {}), "group.id": groupId }, this.send, this.status, msg.group, only));
       return;
     }
     const reader = this.readers.get(msg.readerId);
