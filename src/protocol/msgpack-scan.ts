@@ -6,8 +6,6 @@ export interface ScanLimits {
   maxMapKeys: number;
   /** Values in one event of a publish frame (its `event`, or each element of its `events`). */
   maxEventValues: number;
-  /** NaN and ±Infinity pass (a record another producer wrote); a client's frame may not hold them. */
-  nonFinite?: boolean;
   /** Values in the whole buffer (a record's payload, which is one value); unbounded when absent. */
   maxValues?: number;
 }
@@ -21,7 +19,7 @@ export interface ScanLimits {
  * invalid UTF-8 silently replaced, which changes a key and so a partition; a malformed timestamp
  * as an Invalid Date; map keys of any type).
  *
- * Refuses: truncation and trailing bytes, 0xc1, NaN and ±Infinity (unless `nonFinite`), every ext type but the timestamp (-1) in its three
+ * Refuses: truncation and trailing bytes, 0xc1, NaN and ±Infinity (NON_FINITE), every ext type but the timestamp (-1) in its three
  * sizes with nanoseconds below 10^9 and a time a JavaScript Date holds, invalid UTF-8 in any
  * string (bin is bytes and is not looked at), map keys that are not strings or integers
  * (BAD_FRAME); nesting deeper than maxDepth (NESTING_TOO_DEEP); a map with more than maxMapKeys
@@ -32,10 +30,12 @@ export interface ScanLimits {
  * Returns true when some map has the key "__proto__", which msgpackr would rename: codec.ts then
  * decodes that rare frame on a path that keeps it.
  */
+/** The message a NaN or ±Infinity is refused with: a record's payload holding one goes degraded (decoded-record.ts). */
+export const NON_FINITE = "numbers must be finite";
+
 export function prescanMsgpack(b: Uint8Array, limits: ScanLimits): boolean {
   const maxDepth = limits.maxDepth;
   const maxEventValues = limits.maxEventValues;
-  const finiteOnly = limits.nonFinite !== true;
   const maxValues = limits.maxValues ?? Number.POSITIVE_INFINITY;
   if (left.length <= maxDepth) (left = new Int32Array(maxDepth + 1)), (isMap = new Uint8Array(maxDepth + 1)), (keyNext = new Uint8Array(maxDepth + 1));
   let depth = 0;
@@ -79,8 +79,8 @@ export function prescanMsgpack(b: Uint8Array, limits: ScanLimits): boolean {
     let map = 0;
     if (fixed !== 0) {
       // NaN and ±Infinity: every exponent bit set (float32: 8 bits from byte 1; float64: 11).
-      if (finiteOnly && ((c === 0xcb && (b[p + 1]! & 0x7f) === 0x7f && (b[p + 2]! & 0xf0) === 0xf0) || (c === 0xca && (b[p + 1]! & 0x7f) === 0x7f && (b[p + 2]! & 0x80) === 0x80))) {
-        throw new GatewayError("BAD_FRAME", "numbers must be finite");
+      if ((c === 0xcb && (b[p + 1]! & 0x7f) === 0x7f && (b[p + 2]! & 0xf0) === 0xf0) || (c === 0xca && (b[p + 1]! & 0x7f) === 0x7f && (b[p + 2]! & 0x80) === 0x80)) {
+        throw new GatewayError("BAD_FRAME", NON_FINITE);
       }
       p += fixed;
     } else if (c >= 0xa0 && c <= 0xbf) {

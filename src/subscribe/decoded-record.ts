@@ -4,7 +4,7 @@ import { GatewayError } from "../protocol/errors";
 import { parseJsonValue } from "../protocol/json-exact";
 import { type EncodedEntry, encodeEntry } from "../protocol/event-frames";
 import type { Degraded } from "../protocol/frames";
-import { type ScanLimits, prescanMsgpack } from "../protocol/msgpack-scan";
+import { NON_FINITE, type ScanLimits, prescanMsgpack } from "../protocol/msgpack-scan";
 import { ownKeysUnpacker } from "../protocol/own-keys";
 import { INT64_AUTO, withIntegersAsInt64 } from "../protocol/integers";
 import type { FilterableEvent } from "./filter";
@@ -26,7 +26,9 @@ const utf8 = new TextDecoder("utf-8", { ignoreBOM: true });
 // timestamp, invalid UTF-8, trailing bytes refused): msgpackr read the single byte 0xc1 as its own
 // marker object, {"name":"MessagePack 0xC1"}, and delivered that as the data (hostile tester).
 // Sizes are the producer's business: only nesting is bounded, as for JSON (MAX_DATA_DEPTH).
-const PAYLOAD_SCAN = { maxDepth: MAX_DATA_DEPTH, maxMapKeys: Number.MAX_SAFE_INTEGER, maxEventValues: Number.MAX_SAFE_INTEGER, nonFinite: true };
+// A NaN or ±Infinity is refused too (NON_FINITE), and the payload goes degraded: JSON subscribers
+// would get null for it without a word.
+const PAYLOAD_SCAN = { maxDepth: MAX_DATA_DEPTH, maxMapKeys: Number.MAX_SAFE_INTEGER, maxEventValues: Number.MAX_SAFE_INTEGER };
 
 /**
  * What a payload may hold to be decoded for subscribers. Decoding and encoding again cost about a
@@ -181,6 +183,7 @@ export class DecodedRecord implements FilterableEvent {
         } catch (e) {
           // Not what its content type says: the bytes rather than nothing. Too many values: the bytes, said so.
           if (e instanceof GatewayError && e.code === "EVENT_TOO_LARGE") this.unfaithful = e.message;
+          else if (e instanceof GatewayError && e.message === NON_FINITE) this.unfaithful = "a number that is NaN or ±Infinity, which JSON cannot carry";
         }
       }
       // JSON text is UTF-8 (RFC 8259): bytes that are not are not JSON, and go as they are rather

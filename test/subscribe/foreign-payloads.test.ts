@@ -3,6 +3,7 @@ import { resolve } from "node:path";
 import { withControl } from "../kafka/harm";
 import { freshTopic, kafkaGatewayForFile } from "../support/kafka";
 import { ensureTopic } from "../support/kafka-broker";
+import { rawProduce } from "../support/raw-producer";
 import { replayedEntries } from "../support/ws-client";
 
 /**
@@ -74,3 +75,35 @@ test("payloads no codec carries as written, or too large to decode, go as their 
     { batch: 1, maxInflight: 1, pauseMs: 10 },
   );
 }, 120_000);
+
+test("msgpack payloads holding NaN or ±Infinity go as their bytes, degraded with the reason, in both codecs (JSON would write null)", async () => {
+  const topic = freshTopic("foreign-nonfinite");
+  await ensureTopic(file.brokers, topic, 1);
+  const f64 = (v: number) => {
+    const b = new Uint8Array(9);
+    b[0] = 0xcb;
+    new DataView(b.buffer).setFloat64(1, v);
+    return b;
+  };
+  const f32 = (v: number) => {
+    const b = new Uint8Array(5);
+    b[0] = 0xca;
+    new DataView(b.buffer).setFloat32(1, v);
+    return b;
+  };
+  // {"f": <float>} as a one-entry fixmap.
+  const payload = (float: Uint8Array) => Buffer.concat([Buffer.from([0x81, 0xa1, 0x66]), float]);
+  const values = [payload(f64(Number.NaN)), payload(f32(Number.POSITIVE_INFINITY)), payload(f64(Number.NEGATIVE_INFINITY)), payload(f64(1.5))];
+  await rawProduce(file.brokers, topic, values.map((value) => ({ partition: 0, value, headers: [["ce_type", "foreign"], ["content-type", "application/msgpack"]] })));
+  for (const codec of ["msgpack", "json"] as const) {
+    const entries = await replayedEntries(file.gw.wsUrl, codec, topic, values.length);
+    for (let i = 0; i < 3; i++) {
+      const e = entries[i]!;
+      expect([e.degraded, String(e.reason).includes("NaN")]).toEqual(["data", true]);
+      const bytes = codec === "msgpack" ? new Uint8Array(e.event.data) : Buffer.from(e.event.data_base64, "base64");
+      expect(Buffer.from(bytes).equals(values[i]!)).toBe(true);
+    }
+    expect(entries[3]!.degraded).toBeUndefined();
+    expect(entries[3]!.event.data).toEqual({ f: 1.5 });
+  }
+}, 60_000);
