@@ -163,9 +163,10 @@ export class DecodedRecord implements FilterableEvent {
 
   /**
    * ce_time, else the record timestamp (RFC 3339, UTC, milliseconds): the same value for filters
-   * and in the delivered envelope, made only when read.
+   * and in the delivered envelope, made only when read. Undefined for a record with neither (Kafka's
+   * -1), or whose timestamp is past year 9999: "9000000000000000" was delivered, not RFC 3339.
    */
-  get time(): string {
+  get time(): string | undefined {
     return (this.ceTime ??= isoTime(this.record.timestamp));
   }
 
@@ -315,7 +316,8 @@ export class DecodedRecord implements FilterableEvent {
     if (this.id !== undefined) e.id = this.id;
     if (this.source !== undefined) e.source = this.source;
     if (this.subject !== undefined) e.subject = this.subject;
-    e.time = this.time;
+    const time = this.time;
+    if (time !== undefined) e.time = time;
     if (this.datacontenttype !== undefined) e.datacontenttype = this.datacontenttype;
     return e;
   }
@@ -356,9 +358,12 @@ function firstHeaders(headers: Record<string, string>, n: number): Record<string
 }
 
 /** RFC 3339 for any timestamp Kafka can hold; beyond what a Date can (±8.64e15 ms), the number itself. */
-function isoTime(ms: number): string {
-  const d = new Date(ms);
-  return Number.isNaN(d.getTime()) ? String(ms) : d.toISOString();
+// RFC 3339 writes years 0000-9999 only; and Kafka's timestamp -1 means the record has none.
+const LAST_RFC3339_MS = 253_402_300_799_999;
+
+/** A record timestamp as RFC 3339, or undefined when it has none RFC 3339 can write. */
+function isoTime(ms: number): string | undefined {
+  return ms >= 0 && ms <= LAST_RFC3339_MS ? new Date(ms).toISOString() : undefined;
 }
 
 /** Why a parsed JSON value is not what either codec would carry as written, or null. */

@@ -4,6 +4,7 @@ import { freshTopic, kafkaGatewayForFile } from "../support/kafka";
 import { ensureTopic } from "../support/kafka-broker";
 import { rawProduce } from "../support/raw-producer";
 import { until } from "../support/until";
+import { replayedEntries } from "../support/ws-client";
 
 /**
  * A key, a type, an id and header values are delivered exactly as written, a leading U+FEFF
@@ -53,5 +54,20 @@ describe("Kafka", () => {
     await Bun.sleep(200);
     expect(spoofedGot).toBe(1); // the second record only
     client.close();
+  }, 60_000);
+});
+
+describe("Kafka, record timestamps", () => {
+  const file = kafkaGatewayForFile();
+  test("a record timestamp RFC 3339 cannot write (past the year 9999) leaves `time` out, in both codecs; one it can is RFC 3339", async () => {
+    const topic = freshTopic("far-time");
+    // The broker refuses timestamps more than an hour ahead unless the topic says otherwise.
+    await ensureTopic(file.brokers, topic, 1, { "message.timestamp.after.max.ms": "9223372036854775807" });
+    const at = [9e15, 300_000_000_000_000, 253_402_300_799_999, 1_700_000_000_000];
+    await rawProduce(file.brokers, topic, at.map((timestamp) => ({ partition: 0, timestamp, value: "{}", headers: [["ce_type", "t"], ["content-type", "application/json"]] })));
+    for (const codec of ["msgpack", "json"] as const) {
+      const entries = await replayedEntries(file.gw.wsUrl, codec, topic, at.length);
+      expect(entries.map((e) => e.event.time ?? null)).toEqual([null, null, "9999-12-31T23:59:59.999Z", "2023-11-14T22:13:20.000Z"]);
+    }
   }, 60_000);
 });

@@ -11,7 +11,7 @@ export type RawStep =
   | "begin"
   | "commit"
   | "abort"
-  | { partition: number; key?: string | Uint8Array | null; value: string | Uint8Array | null; headers?: Array<[name: string, value: string | Uint8Array | null]> };
+  | { partition: number; timestamp?: number; key?: string | Uint8Array | null; value: string | Uint8Array | null; headers?: Array<[name: string, value: string | Uint8Array | null]> };
 
 const field = (v: string | Uint8Array | null | undefined): string => {
   if (v === null || v === undefined) return "~";
@@ -23,7 +23,7 @@ const field = (v: string | Uint8Array | null | undefined): string => {
 
 /** Runs `steps` (transactional when `transactionalId` is given); returns each send's partition and offset. */
 export async function rawProduce(brokers: string, topic: string, steps: RawStep[], transactionalId?: string): Promise<Array<{ partition: number; offset: number }>> {
-  const lines = steps.map((s) => (typeof s === "string" ? s : ["send", String(s.partition), field(s.key), field(s.value), ...(s.headers ?? []).flatMap(([n, v]) => [field(n), field(v)])].join("\t")));
+  const lines = steps.map((s) => (typeof s === "string" ? s : ["send", String(s.partition), s.timestamp === undefined ? "~" : String(s.timestamp), field(s.key), field(s.value), ...(s.headers ?? []).flatMap(([n, v]) => [field(n), field(v)])].join("\t")));
   const args = ["java", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-cp", join(root, ".cache/kafka/libs/*"), join(import.meta.dir, "java/RawProducer.java"), brokers, topic];
   if (transactionalId) args.push(transactionalId);
   const proc = Bun.spawn(args, { stdin: new Blob([lines.join("\n") + "\n"]), stdout: "pipe", stderr: "pipe" });

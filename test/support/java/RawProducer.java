@@ -4,7 +4,8 @@
 //
 // Usage: java -cp '.cache/kafka/libs/*' RawProducer.java BROKERS TOPIC [TRANSACTIONAL_ID] < steps
 // One step per line, fields separated by tabs, each field percent-encoded bytes ("~" alone: null):
-//   begin | commit | abort | send PARTITION KEY VALUE [HEADER_NAME HEADER_VALUE]...
+//   begin | commit | abort | send PARTITION TIMESTAMP KEY VALUE [HEADER_NAME HEADER_VALUE]...
+//   (TIMESTAMP in ms since the epoch, decimal; "~": the producer's clock)
 // Prints "PARTITION OFFSET" for each send, once written ("-1 -1" for one that failed).
 import java.io.*;
 import java.nio.charset.StandardCharsets;
@@ -50,8 +51,9 @@ public class RawProducer {
             producer.abortTransaction();
           }
           case "send" -> {
-            ProducerRecord<byte[], byte[]> r = new ProducerRecord<>(topic, Integer.parseInt(f[1]), field(f[2]), field(f[3]));
-            for (int h = 4; h + 1 < f.length; h += 2) r.headers().add(new String(field(f[h]), StandardCharsets.UTF_8), field(f[h + 1]));
+            Long timestamp = f[2].equals("~") ? null : Long.parseLong(f[2]);
+            ProducerRecord<byte[], byte[]> r = new ProducerRecord<>(topic, Integer.parseInt(f[1]), timestamp, field(f[3]), field(f[4]));
+            for (int h = 5; h + 1 < f.length; h += 2) r.headers().add(new String(field(f[h]), StandardCharsets.UTF_8), field(f[h + 1]));
             sent.add(producer.send(r));
           }
           default -> throw new IllegalArgumentException("unknown step " + f[0]);
