@@ -223,8 +223,8 @@ function str(b: Uint8Array, p: number, n: number): number {
 const isProto = (b: Uint8Array, p: number) =>
   b[p] === 0x5f && b[p + 1] === 0x5f && b[p + 2] === 0x70 && b[p + 3] === 0x72 && b[p + 4] === 0x6f && b[p + 5] === 0x74 && b[p + 6] === 0x6f && b[p + 7] === 0x5f && b[p + 8] === 0x5f;
 
-// The furthest a JavaScript Date reaches either side of 1970.
-const MAX_DATE_MS = 8.64e15;
+// The furthest a JavaScript Date reaches either side of 1970, in whole seconds.
+const MAX_DATE_S = 8.64e12;
 
 /** Past an ext value whose data starts at p; only well-formed timestamps are accepted. */
 function ext(b: Uint8Array, p: number, type: number | undefined, n: number): number {
@@ -236,9 +236,11 @@ function ext(b: Uint8Array, p: number, type: number | undefined, n: number): num
     const nanos = len(b, p, 4);
     if (nanos >= 1e9) throw badTime();
     const hi = len(b, p + 4, 4);
-    // Exact: a Date's range in ms is below 2^53. Beyond it, msgpackr would build an Invalid Date.
-    const ms = ((hi >= 0x80000000 ? hi - 0x100000000 : hi) * 0x100000000 + len(b, p + 8, 4)) * 1000 + nanos / 1e6;
-    if (!(ms <= MAX_DATE_MS && ms >= -MAX_DATE_MS)) throw badTime();
+    // The time is seconds + nanos / 1e9 with 0 <= nanos < 1e9, compared in whole seconds (exact
+    // near the bounds): in milliseconds, -8640000000001 s + 999999999 ns rounded onto the bound and
+    // passed, 1 ns outside what a Date holds, and JSON subscribers got null for it (hostile tester).
+    const seconds = (hi >= 0x80000000 ? hi - 0x100000000 : hi) * 0x100000000 + len(b, p + 8, 4);
+    if (seconds < -MAX_DATE_S || seconds > MAX_DATE_S || (seconds === MAX_DATE_S && nanos > 0)) throw badTime();
   } else if (n !== 4) throw badTime();
   return p + n;
 }

@@ -67,3 +67,33 @@ test("bytes decoded from one frame stay as they were when the next frames are de
   expect(first.event.data.bin).toBeInstanceOf(Uint8Array);
   expect(first.event.data.bin.buffer.byteLength).toBe(4);
 });
+
+test("a msgpack timestamp is accepted exactly when a Date holds it, to the nanosecond", () => {
+  const ts96 = (seconds: bigint, nanos: number) => {
+    const b = Buffer.alloc(15);
+    b[0] = 0xc7;
+    b[1] = 12;
+    b[2] = 0xff;
+    b.writeUInt32BE(nanos, 3);
+    b.writeBigInt64BE(seconds, 7);
+    return b;
+  };
+  const frame = (ext: Buffer) => Buffer.concat([Buffer.from([0x82, 0xa1, 0x74, 0x0a, 0xa4, ...Buffer.from("data")]), ext]);
+  const decodes = (ext: Buffer) => {
+    try {
+      decodeFrame(frame(ext), "msgpack", { maxFrameBytes: 1 << 20, maxDepth: 32 });
+      return true;
+    } catch (e) {
+      expect((e as GatewayError).code).toBe("BAD_FRAME");
+      return false;
+    }
+  };
+  expect(decodes(ts96(8_640_000_000_000n, 0))).toBe(true);
+  expect(decodes(ts96(8_640_000_000_000n, 1))).toBe(false);
+  expect(decodes(ts96(-8_640_000_000_000n, 0))).toBe(true);
+  expect(decodes(ts96(-8_640_000_000_000n, 999_999_999))).toBe(true);
+  // 1 ns before the earliest time a Date holds: rounded in milliseconds, it passed.
+  expect(decodes(ts96(-8_640_000_000_001n, 999_999_999))).toBe(false);
+  expect(decodes(ts96(-(2n ** 63n), 0))).toBe(false);
+  expect(decodes(ts96(2n ** 63n - 1n, 0))).toBe(false);
+});
