@@ -86,6 +86,10 @@ export class MessageBatch {
   partition(i: number): number {
     return read.i32(this.msg(i), MSG.PARTITION);
   }
+  /** The topic handle (rd_kafka_topic_t *): one per topic, compared without reading its name. */
+  topicHandle(i: number): number {
+    return read.ptr(this.msg(i), MSG.RKT);
+  }
   offset(i: number): number {
     return readI64(this.msg(i), MSG.OFFSET);
   }

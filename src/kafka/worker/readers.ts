@@ -80,6 +80,13 @@ class Reader {
    * partition end is worth telling only past it (a transaction's marker or aborted records between).
    */
   private readonly sentNext = new Map<string, number>();
+  /**
+   * The run of records of one partition encode() is sending: the index of its last (-1: none), noted
+   * in sentNext when the run ends, so the key is made once per run rather than per record.
+   */
+  private runLast = -1;
+  private runTopic = 0;
+  private runPartition = -1;
   /** When the reader became held (performance.now()), 0 while it is not. */
   private heldSince = 0;
   /** Its partitions are unassigned while it is held (RELEASE_HELD_AFTER_MS). */
@@ -259,6 +266,7 @@ class Reader {
     for (; i < n && (count === 0 || w.pos - start < RECORDS_BUDGET_BYTES); i++) {
       const err = b.err(i);
       if (err === PARTITION_EOF) {
+        this.endRun();
         this.partitionEnd(b.topic(i), b.partition(i), b.offset(i), ends);
         continue;
       }
@@ -266,7 +274,14 @@ class Reader {
       else if (err !== 0) this.status.report("warn", "reader_error", b.errorString(i), { code: err, readerId: this.id });
       if (err !== 0) continue;
       if (this.dropCarried.size > 0 && this.dropCarried.has(`${b.partition(i)}:${b.topic(i)}`)) continue;
-      if (this.next !== null) this.sentNext.set(`${b.partition(i)}:${b.topic(i)}`, b.offset(i) + 1);
+      if (this.next !== null) {
+        const topic = b.topicHandle(i);
+        const partition = b.partition(i);
+        if (this.runLast >= 0 && (topic !== this.runTopic || partition !== this.runPartition)) this.endRun();
+        this.runLast = i;
+        this.runTopic = topic;
+        this.runPartition = partition;
+      }
       count++;
       const recordStart = w.pos;
       try {
@@ -279,6 +294,7 @@ class Reader {
         encodeSourceRecord(w, b, i, false);
       }
     }
+    this.endRun();
     if (count === 0) {
       w.pos = 0;
       return { msg: null, end: i };
@@ -286,6 +302,13 @@ class Reader {
     w.buf.writeUInt32LE(count, countPos);
     w.endMessage(start);
     return { msg: w.take(), end: i };
+  }
+
+  private endRun(): void {
+    if (this.runLast < 0) return;
+    const b = this.batch;
+    this.sentNext.set(`${b.partition(this.runLast)}:${b.topic(this.runLast)}`, b.offset(this.runLast) + 1);
+    this.runLast = -1;
   }
 
   /** An end is told when it lies past the last record sent (or none was): a live reader's ends never are. */
