@@ -10,6 +10,9 @@ export interface ScanLimits {
   maxValues?: number;
 }
 
+/** The message a NaN or ±Infinity is refused with: a record's payload holding one goes degraded (decoded-record.ts). */
+export const NON_FINITE = "numbers must be finite";
+
 /**
  * A structure walk over a msgpack frame, run before msgpackr sees it, so that a frame is refused
  * for what it is, at the cost of one pass over its bytes and no allocation proportional to it:
@@ -30,9 +33,6 @@ export interface ScanLimits {
  * Returns true when some map has the key "__proto__", which msgpackr would rename: codec.ts then
  * decodes that rare frame on a path that keeps it.
  */
-/** The message a NaN or ±Infinity is refused with: a record's payload holding one goes degraded (decoded-record.ts). */
-export const NON_FINITE = "numbers must be finite";
-
 export function prescanMsgpack(b: Uint8Array, limits: ScanLimits): boolean {
   const maxDepth = limits.maxDepth;
   const maxEventValues = limits.maxEventValues;

@@ -357,7 +357,6 @@ function firstHeaders(headers: Record<string, string>, n: number): Record<string
   return out;
 }
 
-/** RFC 3339 for any timestamp Kafka can hold; beyond what a Date can (±8.64e15 ms), the number itself. */
 // RFC 3339 writes years 0000-9999 only; and Kafka's timestamp -1 means the record has none.
 const LAST_RFC3339_MS = 253_402_300_799_999;
 

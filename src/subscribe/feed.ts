@@ -336,16 +336,17 @@ export class Feed implements ShareDealer {
     this.pump();
   }
 
-  /**
-   * The reader lost its place in a partition: it goes in the queue behind the batches before it, and is
-   * dealt with (watermarks asked meanwhile) in its turn, so the subscribers' view stays in log order.
-   */
+  /** A partition's end past the last record read: in the queue too, behind the batches before it (reachedEnd). */
   private onEnd(topic: string, partition: number, offset: number): void {
     if (this.closed || this.live) return;
     this.waiting.push({ end: { topic, partition, offset } });
     this.pump();
   }
 
+  /**
+   * The reader lost its place in a partition: it goes in the queue behind the batches before it, and is
+   * dealt with (watermarks asked meanwhile) in its turn, so the subscribers' view stays in log order.
+   */
   private onOutOfRange(topic: string, partition: number, offset: number): void {
     if (this.closed || this.ledger) return;
     const gone: Gone = { topic, partition, offset };

@@ -34,7 +34,6 @@ export interface ConsumedMessage {
   headers: Array<[string, Uint8Array | null]>;
 }
 
-/** The messages of one consume() call; valid until release(). */
 // Longer than any header name a Kafka record can hold in a 1 MB message would be a misread struct.
 const MAX_NAME_BYTES = 1 << 24;
 
@@ -52,6 +51,7 @@ function exactNameLength(name: number, value: number): number {
   return size >= c && size < MAX_NAME_BYTES ? size : c;
 }
 
+/** The messages of one consume() call; valid until release(). */
 export class MessageBatch {
   count = 0;
   readonly ptrs: Uint32Array;
