@@ -25,3 +25,16 @@ export function copyBytes(buf: Uint8Array, pos: number, v: Uint8Array): void {
   if (n > 1024) buf.set(v, pos);
   else for (let i = 0; i < n; i++) buf[pos + i] = v[i]!;
 }
+
+// Exact: bytes that are not UTF-8 have no text (fatal), and a leading U+FEFF is part of the text (a
+// default TextDecoder drops it: "\uFEFForder-1" read back as "order-1", hostile tester).
+const exactDecoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+/** The text `b` holds, exactly as written, or null when it is not UTF-8. */
+export function utf8Text(b: Uint8Array): string | null {
+  try {
+    return exactDecoder.decode(b);
+  } catch {
+    return null;
+  }
+}

@@ -3,6 +3,7 @@ import type { Logger } from "../observability/logger";
 import { isGatewayError } from "../protocol/errors";
 import type { SeenIds } from "./seen-ids";
 import { eventIdentity } from "./event-identity";
+import { utf8Text } from "../bytes/utf8";
 
 export interface IdTailOptions {
   windowMs: number;
@@ -28,18 +29,6 @@ interface TopicTail {
 }
 
 const ABSENT_RETRY_MS = 1000;
-// Ids are compared as their exact bytes (docs/protocol.md): a default decoder dropped a leading
-// U+FEFF and replaced bytes that are not UTF-8, so "\uFEFForder-1", once read back, answered a
-// later "order-1" with its own position and that event was never written (hostile tester).
-const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
-/** The text of `b`, or null when it is not UTF-8 (then no client's id can be it: theirs are strings). */
-function exactText(b: Uint8Array): string | null {
-  try {
-    return decoder.decode(b);
-  } catch {
-    return null;
-  }
-}
 const IDENTITY_HEADERS = ["ce_id", "ce_source"] as const;
 
 /**
@@ -249,8 +238,10 @@ export class IdTail {
         else if (name === "ce_source") source ??= value;
       }
       if (id === undefined) continue;
-      const idText = exactText(id);
-      const sourceText = source === undefined ? undefined : exactText(source);
+      // Ids are compared as their exact bytes (docs/protocol.md); one that is not UTF-8 is no
+      // client's (theirs are strings), so it is not remembered.
+      const idText = utf8Text(id);
+      const sourceText = source === undefined ? undefined : utf8Text(source);
       if (idText !== null && sourceText !== null) this.seen.add(r.topic, eventIdentity(sourceText, idText), r.partition, r.offset, now);
     }
     done();

@@ -8,6 +8,7 @@ import { NON_FINITE, type ScanLimits, prescanMsgpack } from "../protocol/msgpack
 import { ownKeysUnpacker } from "../protocol/own-keys";
 import { INT64_AUTO, withIntegersAsInt64 } from "../protocol/integers";
 import type { FilterableEvent } from "./filter";
+import { utf8Text } from "../bytes/utf8";
 
 // Payloads in Kafka come from anyone; decode them with the same guarded options as client frames,
 // integers exact: numbers where a double holds them, BigInt beyond (filters compare both).
@@ -57,19 +58,9 @@ const ESCAPED_SURROGATE = /\\u[dD][89a-fA-F]/;
 const LONG_EXPONENT = /[eE][+-]?\d{3}/;
 const LONG_MANTISSA = /\d{309}/;
 const mayBeUnfaithful = (text: string) => ESCAPED_SURROGATE.test(text) || LONG_EXPONENT.test(text) || LONG_MANTISSA.test(text);
-// Keys and header values that are not UTF-8 are delivered as their bytes: this decoder says which.
-const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 // JSON text may begin with a byte order mark, which a parser may ignore (RFC 8259, 8.1).
 const jsonUtf8 = new TextDecoder("utf-8", { fatal: true });
 
-/** The text of `b`, or null when it is not UTF-8. */
-function textOf(b: Uint8Array): string | null {
-  try {
-    return strictUtf8.decode(b);
-  } catch {
-    return null;
-  }
-}
 // A Map, not an object literal: header names come from any producer, and "constructor" or
 // "toString" must not find Object.prototype's members.
 const CE_FIELDS = new Map<string, "id" | "source" | "type" | "subject" | "datacontenttype">([
@@ -133,7 +124,7 @@ export class DecodedRecord implements FilterableEvent {
     private readonly limits: PayloadLimits = UNBOUNDED,
   ) {
     if (record.key) {
-      this.key = textOf(record.key);
+      this.key = utf8Text(record.key);
       if (this.key === null) {
         this.keyBytes = record.key;
         this.key = utf8.decode(record.key);
@@ -153,7 +144,7 @@ export class DecodedRecord implements FilterableEvent {
           }
           this.headerCount++;
         }
-        const text = textOf(value);
+        const text = utf8Text(value);
         if (text === null) (this.binaryHeaders ??= Object.create(null) as Record<string, Uint8Array>)[name] = value;
         else if (this.binaryHeaders !== null) delete this.binaryHeaders[name]; // a later header of the same name wins
         this.headers[name] = text ?? utf8.decode(value);
