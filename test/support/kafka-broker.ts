@@ -142,31 +142,30 @@ export async function deleteRecords(brokers: string, topic: string, before: Reco
  * (auto.create.topics.enable), which made this wait see the topic forever now and then.
  */
 export async function deleteTopic(brokers: string, topic: string): Promise<void> {
-  const before = endOffsets(brokers, topic);
+  const listedBefore = listedPartitions(brokers, topic);
+  const before = listedBefore ? endOffsets(brokers, topic, listedBefore) : -1;
   await kafkaTool(`deleting topic ${topic}`, ["org.apache.kafka.tools.TopicCommand", "--bootstrap-server", brokers, "--delete", "--topic", topic]);
   const deadline = Date.now() + 30_000;
   for (;;) {
-    const md = Bun.spawnSync(["kcat", "-L", "-J", "-b", brokers, "-m", "5"], { stdout: "pipe", stderr: "pipe" });
-    if (md.exitCode === 0) {
-      const listed = (JSON.parse(md.stdout.toString()).topics ?? []).find((t: { topic: string }) => t.topic === topic);
-      if (!listed) return;
-      const now = before > 0 ? endOffsets(brokers, topic, listed.partitions.length) : -1;
-      if (now === 0) return; // created again, empty
-    }
+    const listed = listedPartitions(brokers, topic);
+    if (listed === null) return;
+    // Created again, empty.
+    if (listed !== undefined && before > 0 && endOffsets(brokers, topic, listed) === 0) return;
     if (Date.now() > deadline) throw new Error(`topic ${topic} still listed with its records 30 s after its deletion`);
     await Bun.sleep(100);
   }
 }
 
+/** The topic's partition count in the list of all topics; null when it is not listed, undefined when kcat could not ask. */
+function listedPartitions(brokers: string, topic: string): number | null | undefined {
+  const md = Bun.spawnSync(["kcat", "-L", "-J", "-b", brokers, "-m", "5"], { stdout: "pipe", stderr: "pipe" });
+  if (md.exitCode !== 0) return undefined;
+  const listed = (JSON.parse(md.stdout.toString()).topics ?? []).find((t: { topic: string }) => t.topic === topic);
+  return listed ? (listed.partitions ?? []).length : null;
+}
+
 /** The sum of the topic's partitions' end offsets (-1 if unknown), asked only for partitions the caller knows exist. */
-function endOffsets(brokers: string, topic: string, partitions?: number): number {
-  if (partitions === undefined) {
-    const md = Bun.spawnSync(["kcat", "-L", "-J", "-b", brokers, "-m", "5"], { stdout: "pipe", stderr: "pipe" });
-    if (md.exitCode !== 0) return -1;
-    const listed = (JSON.parse(md.stdout.toString()).topics ?? []).find((t: { topic: string }) => t.topic === topic);
-    if (!listed) return -1;
-    partitions = listed.partitions.length as number;
-  }
+function endOffsets(brokers: string, topic: string, partitions: number): number {
   if (partitions === 0) return -1;
   const args = Array.from({ length: partitions }, (_, p) => ["-t", `${topic}:${p}:-1`]).flat();
   const q = Bun.spawnSync(["kcat", "-Q", "-b", brokers, ...args], { stdout: "pipe", stderr: "pipe" });
