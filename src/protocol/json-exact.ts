@@ -1,6 +1,8 @@
+import { GatewayError } from "./errors";
+
 /**
  * A JSON parser that keeps integers exact: an integer literal that a double cannot hold becomes a
- * BigInt. Only for text JSON.parse has already accepted and whose depth is already checked (so
+ * BigInt, up to MAX_INTEGER_DIGITS digits (past them, EVENT_TOO_LARGE). Only for text JSON.parse has already accepted and whose depth is already checked (so
  * it needs no error handling of its own and recursion is bounded), and only when a number beyond
  * ±2^53 was seen (codec.ts): everything else stays on the native parser.
  */
@@ -33,6 +35,14 @@ const rawJSON = (JSON as unknown as { rawJSON?: (text: string) => unknown }).raw
 
 const NUMBER = /-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?/y;
 
+/**
+ * The most digits a JSON integer may have (fixed; docs/protocol.md, Limits). 2^256 has 78; BigInt
+ * makes one of 900,000 digits in a quarter of a second, and writes it out again in more, in one
+ * piece no turn can cut: a client sent 900 KB frames of one such integer, each under every other
+ * limit, and every other client waited seconds.
+ */
+export const MAX_INTEGER_DIGITS = 1000;
+
 class ExactParser {
   private i = 0;
   constructor(private readonly s: string) {}
@@ -56,7 +66,11 @@ class ExactParser {
     const m = NUMBER.exec(s)!;
     this.i += m[0].length;
     const n = Number(m[0]);
-    return m[1] === undefined && m[2] === undefined && !Number.isSafeInteger(n) ? BigInt(m[0]) : n;
+    if (m[1] !== undefined || m[2] !== undefined || Number.isSafeInteger(n)) return n;
+    // Checked before the BigInt is made: making it (and writing it out again) takes time quadratic in its digits.
+    const digits = m[0].length - (m[0].charCodeAt(0) === 0x2d ? 1 : 0);
+    if (digits > MAX_INTEGER_DIGITS) throw new GatewayError("EVENT_TOO_LARGE", `an integer of ${digits} digits; at most ${MAX_INTEGER_DIGITS}`);
+    return BigInt(m[0]);
   }
 
   private string(): string {
