@@ -10,14 +10,8 @@ import type { Metrics } from "../observability/metrics";
 import { decodeFrame, decodeLimits } from "../protocol/codec";
 import { ErrorCodes } from "../protocol/codes";
 import { GatewayError } from "../protocol/errors";
+import { charsetOf, isJsonMediaType } from "../protocol/media-types";
 import { errorResponse, json, lateErrorResponse, retryAfter } from "./responses";
-
-/**
- * application/json or a +json structured suffix (RFC 6838), then only parameters (RFC 9110 media
- * type: token "/" token, OWS ";"). A type that merely begins like it is another format:
- * application/json-seq records start with 0x1e, and were read as JSON.
- */
-const JSON_MEDIA_TYPE = /^\s*application\/(?:[!#$%&'*.^_`|~0-9a-z-]+\+)?json\s*(?:;|$)/i;
 
 /**
  * HTTP ingestion for clients that cannot hold a socket: the same validation, codes and records as
@@ -61,11 +55,11 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
     const body = await bodyBytes(req);
     charge(req, who, server, body.byteLength, 0);
     const type = req.headers.get("content-type") ?? "";
-    if (!JSON_MEDIA_TYPE.test(type)) {
+    if (!isJsonMediaType(type)) {
       throw new GatewayError("UNSUPPORTED_MEDIA_TYPE", `send Content-Type: application/json (got ${type || "none"})`);
     }
     // JSON is UTF-8 (RFC 8259), and the body is read so: a body declared in another charset would be read as other text.
-    const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(type)?.[1];
+    const charset = charsetOf(type);
     if (charset !== undefined && !/^utf-?8$/i.test(charset)) {
       throw new GatewayError("UNSUPPORTED_MEDIA_TYPE", `JSON bodies are UTF-8; send charset=utf-8 or none (got charset=${charset})`);
     }

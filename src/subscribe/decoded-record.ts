@@ -2,6 +2,7 @@ import type { ConsumedRecord } from "../log/event-log";
 import { type CodecName, encodeFrame } from "../protocol/codec";
 import { GatewayError } from "../protocol/errors";
 import { parseJsonValue } from "../protocol/json-exact";
+import { payloadEncoding } from "../protocol/media-types";
 import { type EncodedEntry, encodeEntry } from "../protocol/event-frames";
 import type { Degraded } from "../protocol/frames";
 import { NON_FINITE, type ScanLimits, prescanMsgpack } from "../protocol/msgpack-scan";
@@ -167,7 +168,7 @@ export class DecodedRecord implements FilterableEvent {
       this.decoded = true;
       const v = this.record.value;
       if (v === null) this.decodedData = undefined;
-      else if (this.datacontenttype === "application/msgpack") {
+      else if (payloadEncoding(this.datacontenttype) === "msgpack") {
         this.decodedData = v;
         try {
           prescanMsgpack(v, this.limits.scan);
@@ -180,7 +181,7 @@ export class DecodedRecord implements FilterableEvent {
       }
       // JSON text is UTF-8 (RFC 8259): bytes that are not are not JSON, and go as they are rather
       // than with each bad byte replaced, which would change the data without saying so.
-      else if (this.datacontenttype === "application/json") {
+      else if (payloadEncoding(this.datacontenttype) === "json") {
         this.decodedData = v;
         const shape = jsonShape(v, this.limits.maxValues);
         if (shape === "values") this.unfaithful = `a payload of more than ${this.limits.maxValues} values (MAX_EVENT_VALUES)`;
@@ -193,8 +194,9 @@ export class DecodedRecord implements FilterableEvent {
               this.decodedData = parsed;
               this.jsonText = text;
             }
-          } catch {
-            // not JSON, or not UTF-8: delivered as its bytes
+          } catch (e) {
+            // Not JSON, or not UTF-8: delivered as its bytes. An integer too long to read: the bytes, said so.
+            if (e instanceof GatewayError && e.code === "EVENT_TOO_LARGE") this.unfaithful = e.message;
           }
         }
       } else this.decodedData = v;
@@ -239,7 +241,7 @@ export class DecodedRecord implements FilterableEvent {
    */
   private jsonEntry(): string | null {
     const v = this.record.value;
-    if (this.datacontenttype !== "application/json" || v === null) return null;
+    if (payloadEncoding(this.datacontenttype) !== "json" || v === null) return null;
     void this.data; // parses the payload, keeping its text when it is JSON
     const text = this.jsonText;
     if (text === undefined || this.headersCut || v.indexOf(0x0a) >= 0 || v.indexOf(0x0d) >= 0) return null;
