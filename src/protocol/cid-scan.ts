@@ -7,7 +7,15 @@
  * ends or stops making sense (decoders keep the last of duplicate keys), else undefined.
  */
 export function scanCid(raw: Uint8Array | string): number | undefined {
-  return typeof raw === "string" ? scanJson(raw) : scanMsgpack(raw);
+  return typeof raw === "string" ? scanJson(raw, "cid") : scanMsgpack(raw, CID);
+}
+
+/**
+ * The frame type `t` the decoder would keep (the last of duplicate keys), read the same way: for a
+ * frame about to be refused by its first `t` alone (frame-peek.ts), which must be the type it has.
+ */
+export function scanFrameType(raw: Uint8Array | string): number | undefined {
+  return typeof raw === "string" ? scanJson(raw, "t") : scanMsgpack(raw, T);
 }
 
 const validCid = (n: number): number | undefined => (Number.isSafeInteger(n) && n >= 0 ? n : undefined);
@@ -124,23 +132,34 @@ function intAt(b: Uint8Array, p: number): number {
   return v;
 }
 
-// "cid" as a fixstr, or as a str8 (some encoders never use fixstr).
-const isCidKey = (b: Uint8Array, p: number) => {
-  const at = b[p] === 0xa3 ? p + 1 : b[p] === 0xd9 && b[p + 1] === 3 ? p + 2 : -1;
-  return at > 0 && b[at] === 0x63 && b[at + 1] === 0x69 && b[at + 2] === 0x64;
-};
+const CID = new Uint8Array([0x63, 0x69, 0x64]);
+const T = new Uint8Array([0x74]);
 
-function scanMsgpack(b: Uint8Array): number | undefined {
+/** Whether the key at p is the string `name`, in any of msgpack's str encodings (fixstr, str8, str16, str32). */
+function isKey(b: Uint8Array, p: number, name: Uint8Array): boolean {
+  const n = name.length;
+  const c = b[p];
+  let at = -1;
+  if (c === 0xa0 + n) at = p + 1;
+  else if (c === 0xd9 && b[p + 1] === n) at = p + 2;
+  else if (c === 0xda && b[p + 1] === 0 && b[p + 2] === n) at = p + 3;
+  else if (c === 0xdb && b[p + 1] === 0 && b[p + 2] === 0 && b[p + 3] === 0 && b[p + 4] === n) at = p + 5;
+  if (at < 0) return false;
+  for (let i = 0; i < n; i++) if (b[at + i] !== name[i]) return false;
+  return true;
+}
+
+function scanMsgpack(b: Uint8Array, name: Uint8Array): number | undefined {
   const c = b[0];
   if (c === undefined || !((c >= 0x80 && c <= 0x8f) || c === 0xde || c === 0xdf)) return undefined;
   let p = head(b, 0);
   if (p < 0) return undefined;
   let cid: number | undefined;
   for (let pairs = items / 2; pairs > 0; pairs--) {
-    const keyIsCid = isCidKey(b, p);
+    const named = isKey(b, p, name);
     p = skip(b, p);
     if (p < 0) return cid;
-    if (keyIsCid) cid = validCid(intAt(b, p));
+    if (named) cid = validCid(intAt(b, p));
     p = skip(b, p);
     if (p < 0) return cid;
   }
@@ -149,7 +168,7 @@ function scanMsgpack(b: Uint8Array): number | undefined {
 
 // ---- JSON ----
 
-function scanJson(s: string): number | undefined {
+function scanJson(s: string, name: string): number | undefined {
   let i = 0;
   const n = s.length;
   const ws = () => {
@@ -179,7 +198,7 @@ function scanJson(s: string): number | undefined {
     if (c === 0x7b || c === 0x5b) depth++;
     else if (c === 0x7d || c === 0x5d) depth--;
     else if (c === 0x3a && depth === 1) {
-      if (lastKey === "cid") {
+      if (lastKey === name) {
         ws();
         cid = jsonCid(s, i);
       }
@@ -211,7 +230,7 @@ function jsonCid(s: string, i: number): number | undefined {
 
 /** The text of the JSON string s[start, end) (quotes included); escapes only when present. */
 function keyText(s: string, start: number, end: number): string | null {
-  // Keys longer than "cid" can be, even spelled with escapes, are not worth decoding.
+  // Keys longer than "cid" or "t" can be, even spelled with escapes, are not worth decoding.
   if (end - start > 20) return null;
   const raw = s.slice(start, end);
   if (raw.indexOf("\\") < 0) return raw.slice(1, -1);

@@ -1,10 +1,11 @@
 /**
  * The frame type of a frame whose first field is `t` with a small integer value, read in O(1)
  * without decoding: the shape every client of ours, msgpackr's and JSON.stringify's sends, since
- * they write fields in order. Returns undefined whenever that is not certain; the caller then
+ * they write fields in order. Returns undefined whenever that field is not so; the caller then
  * decodes as usual. Used to refuse a publish from a connection whose window is already spent without
  * paying for its decode (a pipelining client would otherwise buy all the CPU it liked with frames
- * that are refused anyway).
+ * that are refused anyway). A frame may name `t` again further on, and the decoder keeps the last:
+ * before refusing on it, the caller reads that one (cid-scan.ts, scanFrameType), still without decoding.
  */
 export function peekFrameType(raw: Uint8Array | string): number | undefined {
   if (typeof raw === "string") {

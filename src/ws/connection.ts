@@ -8,7 +8,7 @@ import type { Logger } from "../observability/logger";
 import type { Metrics } from "../observability/metrics";
 import { ackFrameMsgpack } from "../protocol/ack-frame";
 import { type CodecName, decodeFrame, decodeLimits, encodeFrame } from "../protocol/codec";
-import { scanCid } from "../protocol/cid-scan";
+import { scanCid, scanFrameType } from "../protocol/cid-scan";
 import { parsePublishFrame } from "../protocol/publish-frame";
 import { CloseCodes } from "../protocol/codes";
 import { GatewayError, type WireError, toWireError } from "../protocol/errors";
@@ -308,9 +308,11 @@ export function createWebSocketHandler(deps: {
     // that are refused anyway.
     const t = peekFrameType(raw);
     if (t === FrameType.PUBLISH || t === FrameType.PUBLISH_BATCH) {
-      if (ws.data.inflight >= config.PUBLISH_WINDOW) return sendError(ws, codec, windowSpent, scanCid(raw));
-      const overRate = rateLimits.admitEvents(ws.data.rate!, principalOf(ws), 0, RATE_HOLD_MIN_MS);
-      if (overRate) return refuseRate(ws, codec, overRate, scanCid(raw));
+      const spent = ws.data.inflight >= config.PUBLISH_WINDOW;
+      const overRate = spent ? undefined : rateLimits.admitEvents(ws.data.rate!, principalOf(ws), 0, RATE_HOLD_MIN_MS);
+      // Refused unread only when its last `t`, the one the decoder keeps, says publish too: a frame
+      // naming its type twice ({"t":10,"t":15} is a ping) goes on to be decoded as any other.
+      if ((spent || overRate) && scanFrameType(raw) === t) return overRate ? refuseRate(ws, codec, overRate, scanCid(raw)) : sendError(ws, codec, windowSpent, scanCid(raw));
     }
     let frame: unknown;
     try {

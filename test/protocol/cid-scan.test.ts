@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { Packr } from "msgpackr";
-import { scanCid } from "../../src/protocol/cid-scan";
+import { scanCid, scanFrameType } from "../../src/protocol/cid-scan";
 
 const packr = new Packr({ useRecords: false });
 
@@ -56,6 +56,21 @@ describe("scanCid reads the top-level cid without decoding", () => {
     expect(scanCid('{"cid":-0241,"t":10}')).toBeUndefined();
     expect(scanCid('{"cid":0,"t":10}')).toBe(0);
     expect(scanCid('{"cid":0.5e1,"t":10}')).toBe(5);
+  });
+  test("a cid key in any of msgpack's str encodings is read, with damage after it (outside tester: str16 and str32 lost the cid)", () => {
+    const key = { fix: [0xa3], str8: [0xd9, 3], str16: [0xda, 0, 3], str32: [0xdb, 0, 0, 0, 3] };
+    for (const [name, prefix] of Object.entries(key)) {
+      const damaged = new Uint8Array([0x82, ...prefix, 0x63, 0x69, 0x64, 0x09, 0xa1, 0x74, 0xc1]);
+      expect([name, scanCid(damaged)]).toEqual([name, 9]);
+    }
+  });
+  test("scanFrameType reads the t the decoder keeps: the last of duplicates", () => {
+    expect(scanFrameType('{"t":10,"t":15,"cid":2}')).toBe(15);
+    expect(scanFrameType('{"t":10,"cid":2,"event":{"t":15}}')).toBe(10);
+    expect(scanFrameType('{"t":10,"\u0074":15}')).toBe(15);
+    const twice = new Uint8Array([0x82, 0xa1, 0x74, 0x0a, 0xd9, 1, 0x74, 0x0f]);
+    expect(scanFrameType(twice)).toBe(15);
+    expect(scanFrameType(packr.pack({ t: 11, cid: 3, events: [{ t: 1 }] }))).toBe(11);
   });
   test("no cid, an invalid cid, or not a map: undefined", () => {
     for (const f of [{ t: 1 }, { cid: -1 }, { cid: 1.5 }, { cid: "1" }, { cid: 2 ** 53 }, [1, 2], "x", 5]) {

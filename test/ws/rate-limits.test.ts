@@ -116,6 +116,21 @@ test("over the events rate a publish is refused before it is decoded: whatever i
   c.close();
 }, 60_000);
 
+test("a frame that names its type twice is what its last t says, even while a publish would be refused unread: {\"t\":10,\"t\":15} is a ping", async () => {
+  const gw = await gateway({ RATE_LIMIT_EVENTS: "100", RATE_LIMIT_CLOSE_AFTER: "0" });
+  for (const codec of ["json", "msgpack"] as const) {
+    const c = await GatewayClient.connect(gw.wsUrl, codec);
+    expect(await c.publishBatch(events(150))).toMatchObject({ t: 22 }); // in debt for 500 ms
+    // The first field says publish; the decoder keeps the last (docs/protocol.md): a ping. Its cid is
+    // none this client hands out, so its reply is the next uncorrelated frame.
+    c.sendRaw(codec === "json" ? '{"t":10,"t":15,"cid":900}' : new Uint8Array([0x83, 0xa1, 0x74, 0x0a, 0xa1, 0x74, 0x0f, 0xa3, 0x63, 0x69, 0x64, 0xcd, 0x03, 0x84]));
+    expect(await c.next()).toMatchObject({ t: 31, cid: 900 });
+    // And a publish in earnest is still refused for the rate.
+    expect(await c.request({ t: 10, event: { type: "x" } })).toMatchObject({ t: 21, code: "RATE_LIMITED" });
+    c.close();
+  }
+}, 60_000);
+
 test("a connection that keeps sending into refusals is closed with 4429; a control connection is never refused", async () => {
   const gw = await gateway({ RATE_LIMIT_EVENTS: "500", RATE_LIMIT_CLOSE_AFTER: "50" });
   const control = await GatewayClient.connect(gw.wsUrl);
