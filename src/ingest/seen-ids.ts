@@ -13,30 +13,55 @@ export interface SeenIdsOptions {
   epoch?: () => number;
 }
 
-const FIRST_CAPACITY = 1024;
+// Ids per chunk of the FIFO: allocated as ids arrive and dropped once all of theirs are forgotten.
+const CHUNK = 4096;
+
+// Maps per topic, an id's by its last two characters and length: see SeenIds.
+const SHARDS = 64;
+
+function shardOf(id: string): number {
+  const n = id.length;
+  return (id.charCodeAt(n - 1) + 31 * id.charCodeAt(n - 2) + n) & (SHARDS - 1);
+}
+
+/** One topic's ids, each mapped to its sequence number. */
+class TopicIds {
+  readonly shards: Array<Map<string, number> | undefined> = new Array(SHARDS);
+  size = 0;
+  constructor(readonly topic: string) {}
+}
+
+/** CHUNK consecutive ids of the FIFO, by their sequence number modulo CHUNK. */
+class Chunk {
+  readonly ids: Array<string | undefined> = new Array(CHUNK);
+  readonly maps: Array<Map<string, number> | undefined> = new Array(CHUNK);
+  readonly owners: Array<TopicIds | undefined> = new Array(CHUNK);
+  readonly partitions = new Int32Array(CHUNK);
+  readonly offsets = new Float64Array(CHUNK);
+  readonly times = new Float64Array(CHUNK);
+}
 
 /**
  * The ids of events written to each topic within the window, with where they landed: what a re-sent
  * event is checked against. Bounded twice, by age and by count, forgetting oldest first (one FIFO
  * across topics).
  *
- * At the default bound the maps hold 500,000 ids and every publish with an id looks one up, adds
- * one and (full) forgets one, and the ids reader looks it up again: a profile at one event per frame
- * put a fifth of the gateway's CPU in the maps when each id held an object of its own. So each id is
- * a slot of one ring of typed arrays (partition, offset, time), and a topic's map holds the slot's
- * number: no object per id for the collector to trace, and no pointer to chase on a lookup.
+ * At the default bound a busy instance holds 500,000 ids, and every publish with an id looks one up,
+ * adds one and forgets one. In one Map of that many string keys the engine rebuilds its table now
+ * and then (growing, and clearing out deleted entries), and each rebuild stalled the event loop for
+ * 150 ms to over a second (bench/seen-ids.ts). So a topic's ids are spread over SHARDS maps, each
+ * rebuilt in a sixty-fourth of the time; ids chosen to fall in one shard cost what one map did. Each
+ * id has a sequence number, and its position and time sit in typed arrays of fixed-size chunks that
+ * never move: nothing per id for the collector to trace but its map entry and its string.
  */
 export class SeenIds {
-  private readonly topics = new Map<string, Map<string, number>>();
-  // The ring, oldest at `head`; grows by doubling up to maxIds so a quiet instance holds little.
-  private ids: Array<string | undefined> = new Array(FIRST_CAPACITY);
-  private maps: Array<Map<string, number> | undefined> = new Array(FIRST_CAPACITY);
-  private topicNames: Array<string | undefined> = new Array(FIRST_CAPACITY);
-  private partitions = new Int32Array(FIRST_CAPACITY);
-  private offsets = new Float64Array(FIRST_CAPACITY);
-  private times = new Float64Array(FIRST_CAPACITY);
+  private readonly topics = new Map<string, TopicIds>();
+  private chunks: Chunk[] = [];
+  /** The sequence number of the first id of chunks[0] is firstChunk * CHUNK. */
+  private firstChunk = 0;
+  /** Sequence numbers of the oldest id remembered, and of the next. */
   private head = 0;
-  private count = 0;
+  private end = 0;
   /** Ids forgotten by the count bound before their window ended. */
   evictedEarly = 0;
   private epoch: number;
@@ -47,7 +72,11 @@ export class SeenIds {
 
   get size(): number {
     this.sync();
-    return this.count;
+    return this.end - this.head;
+  }
+
+  private chunkOf(seq: number): Chunk {
+    return this.chunks[Math.floor(seq / CHUNK) - this.firstChunk]!;
   }
 
   /**
@@ -60,18 +89,17 @@ export class SeenIds {
     if (epoch === this.epoch) return;
     this.epoch = epoch;
     this.topics.clear();
-    this.ids.fill(undefined);
-    this.maps.fill(undefined);
-    this.topicNames.fill(undefined);
-    this.head = 0;
-    this.count = 0;
+    this.chunks = [];
+    this.head = this.end;
   }
 
   get(topic: string, id: string, now: number): Landed | undefined {
     this.sync();
-    const slot = this.topics.get(topic)?.get(id);
-    if (slot === undefined || now - this.times[slot]! > this.options.windowMs) return undefined;
-    return { partition: this.partitions[slot]!, offset: this.offsets[slot]! };
+    const seq = this.topics.get(topic)?.shards[shardOf(id)]?.get(id);
+    if (seq === undefined) return undefined;
+    const c = this.chunkOf(seq);
+    const i = seq % CHUNK;
+    return now - c.times[i]! > this.options.windowMs ? undefined : { partition: c.partitions[i]!, offset: c.offsets[i]! };
   }
 
   /** Remembers `id`; an id already remembered keeps its first position (the one its re-sends get). */
@@ -79,81 +107,75 @@ export class SeenIds {
     this.sync();
     // Aged out first: an id past its window is remembered again from this write, not ignored.
     this.expire(now, 0);
-    if (this.topics.get(topic)?.has(id)) return;
+    const shard = shardOf(id);
+    if (this.topics.get(topic)?.shards[shard]?.has(id)) return;
     this.expire(now, 1);
-    // Looked up after both: forgetting a topic's last id drops its map.
-    let ids = this.topics.get(topic);
-    if (ids === undefined) this.topics.set(topic, (ids = new Map()));
-    if (this.count === this.ids.length) this.grow();
-    const slot = (this.head + this.count) % this.ids.length;
-    this.count++;
-    this.ids[slot] = id;
-    this.maps[slot] = ids;
-    this.topicNames[slot] = topic;
-    this.partitions[slot] = partition;
-    this.offsets[slot] = offset;
-    this.times[slot] = now;
-    ids.set(id, slot);
+    // Looked up after both: forgetting a topic's last id drops its maps.
+    let owner = this.topics.get(topic);
+    if (owner === undefined) this.topics.set(topic, (owner = new TopicIds(topic)));
+    let ids = owner.shards[shard];
+    if (ids === undefined) owner.shards[shard] = ids = new Map();
+    const seq = this.end++;
+    const i = seq % CHUNK;
+    if (i === 0 || this.chunks.length === 0) {
+      if (this.chunks.length === 0) this.firstChunk = Math.floor(seq / CHUNK);
+      this.chunks.push(new Chunk());
+    }
+    const c = this.chunks[this.chunks.length - 1]!;
+    c.ids[i] = id;
+    c.maps[i] = ids;
+    c.owners[i] = owner;
+    c.partitions[i] = partition;
+    c.offsets[i] = offset;
+    c.times[i] = now;
+    ids.set(id, seq);
+    owner.size++;
   }
 
   /**
    * Forgets the ids of one partition: its log was reset (the topic created again), so the positions
    * remembered are in a log that is gone, and a re-send must be written again, not answered with them.
-   * Their slots stay in the ring until they age out, pointing at no map entry.
+   * Their entries stay in the FIFO until they age out, named by no map.
    */
   forgetPartition(topic: string, partition: number): void {
-    const ids = this.topics.get(topic);
-    if (ids === undefined) return;
-    for (const [id, slot] of ids) if (this.partitions[slot] === partition) ids.delete(id);
-    if (ids.size === 0) this.topics.delete(topic);
+    const owner = this.topics.get(topic);
+    if (owner === undefined) return;
+    for (const ids of owner.shards) {
+      if (ids === undefined) continue;
+      for (const [id, seq] of ids) {
+        if (this.chunkOf(seq).partitions[seq % CHUNK] !== partition) continue;
+        ids.delete(id);
+        owner.size--;
+      }
+    }
+    if (owner.size === 0) this.topics.delete(topic);
   }
 
   /** Drops the ids older than the window, and enough of the oldest that `room` more fit under maxIds. */
   private expire(now: number, room: number): void {
     const oldest = now - this.options.windowMs;
-    const capacity = this.ids.length;
-    while (this.count > 0) {
-      const slot = this.head;
-      const full = this.count + room > this.options.maxIds;
-      if (!full && this.times[slot]! >= oldest) break;
-      if (full && this.times[slot]! >= oldest) this.evictedEarly++;
-      const id = this.ids[slot]!;
-      const ids = this.maps[slot]!;
-      const topic = this.topicNames[slot]!;
-      this.ids[slot] = undefined;
-      this.maps[slot] = undefined;
-      this.topicNames[slot] = undefined;
-      this.head = (slot + 1) % capacity;
-      this.count--;
+    while (this.head < this.end) {
+      const seq = this.head;
+      const c = this.chunks[0]!;
+      const i = seq % CHUNK;
+      const full = this.end - this.head + room > this.options.maxIds;
+      if (!full && c.times[i]! >= oldest) break;
+      if (full && c.times[i]! >= oldest) this.evictedEarly++;
+      const id = c.ids[i]!;
+      const ids = c.maps[i]!;
+      const owner = c.owners[i]!;
+      c.ids[i] = undefined;
+      c.maps[i] = undefined;
+      c.owners[i] = undefined;
+      this.head++;
+      if (i === CHUNK - 1) {
+        this.chunks.shift();
+        this.firstChunk++;
+      }
       // Forgotten already (forgetPartition), and perhaps remembered again since: that one stays.
-      if (ids.get(id) !== slot) continue;
+      if (ids.get(id) !== seq) continue;
       ids.delete(id);
-      if (ids.size === 0 && this.topics.get(topic) === ids) this.topics.delete(topic);
+      if (--owner.size === 0 && this.topics.get(owner.topic) === owner) this.topics.delete(owner.topic);
     }
-  }
-
-  /** The ring, twice as long (at most maxIds), oldest first from slot 0; the maps' slot numbers follow. */
-  private grow(): void {
-    const old = { ids: this.ids, maps: this.maps, topicNames: this.topicNames, partitions: this.partitions, offsets: this.offsets, times: this.times };
-    const capacity = Math.min(this.options.maxIds, old.ids.length * 2);
-    this.ids = new Array(capacity);
-    this.maps = new Array(capacity);
-    this.topicNames = new Array(capacity);
-    this.partitions = new Int32Array(capacity);
-    this.offsets = new Float64Array(capacity);
-    this.times = new Float64Array(capacity);
-    for (let i = 0; i < this.count; i++) {
-      const from = (this.head + i) % old.ids.length;
-      const id = old.ids[from]!;
-      const ids = old.maps[from]!;
-      this.ids[i] = id;
-      this.maps[i] = ids;
-      this.topicNames[i] = old.topicNames[from];
-      this.partitions[i] = old.partitions[from]!;
-      this.offsets[i] = old.offsets[from]!;
-      this.times[i] = old.times[from]!;
-      if (ids.get(id) === from) ids.set(id, i);
-    }
-    this.head = 0;
   }
 }
