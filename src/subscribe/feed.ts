@@ -302,11 +302,21 @@ export class Feed implements ShareDealer {
     this.endTouched();
     this.scheduleStore();
     if (q.length === 0) return true;
+    this.retryRedeal();
+    return false;
+  }
+
+  /**
+   * Looks for room again shortly. Armed whenever records wait to be dealt, however they came to: the
+   * last batch read while every member was full left its records waiting with nothing else to look
+   * at them again but the next batch read, and on a topic nobody writes to that never comes (the
+   * chaos tester: the last few hundred records of each partition, held while the members read).
+   */
+  private retryRedeal(): void {
     this.redealTimer ??= setTimeout(() => {
       this.redealTimer = null;
       if (this.drainRedeal()) this.pump();
     }, REDEAL_RETRY_MS);
-    return false;
   }
 
   private scheduleStore(): void {
@@ -540,6 +550,7 @@ export class Feed implements ShareDealer {
     // for a thousand subscriptions that alone is tens of milliseconds, so it stops at `until` too.
     const flushed = batch.at === records.length && this.flushTouched(until);
     if (this.ledger) this.scheduleStore();
+    if (this.redeal.length > 0) this.retryRedeal();
     this.metrics.filterSeconds.observe((performance.now() - started) / 1000);
     return flushed;
   }
