@@ -102,13 +102,28 @@ export class SeenIds {
     return now - c.times[i]! > this.options.windowMs ? undefined : { partition: c.partitions[i]!, offset: c.offsets[i]! };
   }
 
-  /** Remembers `id`; an id already remembered keeps its first position (the one its re-sends get). */
+  /**
+   * Remembers `id` at this position, learned now. An id already remembered keeps its position (the
+   * one its re-sends get), unless this one is a later write of it in the same partition: an id
+   * written again past its window (here, or on another instance whose window ran out first) is what
+   * re-sends must get for a window from now. Keeping the first instead, an instance that had learned
+   * the first write late forgot the id when that aged out, and wrote a third copy of it.
+   */
   add(topic: string, id: string, partition: number, offset: number, now: number): void {
     this.sync();
     // Aged out first: an id past its window is remembered again from this write, not ignored.
     this.expire(now, 0);
     const shard = shardOf(id);
-    if (this.topics.get(topic)?.shards[shard]?.has(id)) return;
+    const owned = this.topics.get(topic);
+    const known = owned?.shards[shard]?.get(id);
+    if (known !== undefined) {
+      const c = this.chunkOf(known);
+      const i = known % CHUNK;
+      if (c.partitions[i] !== partition || c.offsets[i]! >= offset) return;
+      // Its entry stays in the FIFO until it ages out, named by no map (as forgetPartition leaves it).
+      owned!.shards[shard]!.delete(id);
+      if (--owned!.size === 0) this.topics.delete(topic);
+    }
     this.expire(now, 1);
     // Looked up after both: forgetting a topic's last id drops its maps.
     let owner = this.topics.get(topic);

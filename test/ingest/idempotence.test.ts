@@ -160,6 +160,40 @@ describe("Kafka, two instances", () => {
   }, 60_000);
 });
 
+describe("Kafka, two instances, a short window", () => {
+  test("an id written again past its window: both instances answer its re-sends with that write for a window, and Kafka holds it twice, not three times", async () => {
+    // The outside tester's timeline (4 of 4 runs): B learned the first write late (its first publish
+    // with an id to the topic read it back), so when A wrote the id again past A's window, B kept the
+    // first position, then forgot the id when that aged out, and wrote a third copy.
+    const pair: GatewayProcess[] = [];
+    for (let i = 0; i < 2; i++) pair.push(await startGateway({ KAFKA_BROKERS: brokers, KAFKA_WORKERS: "1", IDEMPOTENCE_WINDOW_MS: "2000" }));
+    const [a, b] = pair as [GatewayProcess, GatewayProcess];
+    try {
+      const topic = freshTopic("idem-again");
+      await ensureTopic(brokers, topic, 1);
+      const ca = await client(a.wsUrl);
+      const cb = await client(b.wsUrl);
+      const e = { id: "again-1", type: "t", key: "k" };
+      const first = at(await ca.publish(e, { topic }));
+      const t0 = Date.now(); // about when A learned it (its ack)
+      await Bun.sleep(1200 - (Date.now() - t0));
+      expect(at(await cb.publish(e, { topic }))).toEqual(first); // B reads the first write back now
+      await Bun.sleep(2300 - (Date.now() - t0));
+      const second = at(await ca.publish(e, { topic })); // past A's window: written again
+      expect(second).not.toEqual(first);
+      await Bun.sleep(3600 - (Date.now() - t0)); // past B's window for the first write, within it for the second
+      expect(at(await cb.publish(e, { topic }))).toEqual(second);
+      expect(at(await ca.publish(e, { topic }))).toEqual(second);
+      ca.close();
+      cb.close();
+      await Bun.sleep(500);
+      expect(idsIn(await consumeAll(brokers, topic, { expect: 2 }))).toEqual(["again-1", "again-1"]);
+    } finally {
+      for (const g of pair) await g.stop();
+    }
+  }, 90_000);
+});
+
 describe("embedded log", () => {
   let gw: GatewayProcess;
   beforeAll(async () => {
