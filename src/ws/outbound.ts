@@ -74,6 +74,23 @@ export class Outbound {
 
   /** Writes what Bun has room for; called at the end of a turn and on the socket's drain. */
   flush(ignoreHighWater = false): void {
+    // An SSE stream's enqueue may call its pull at once, and pull flushes: that inner flush handed the
+    // frames behind the one being written before it, so its subscription, told of them out of order,
+    // kept them as queued, dropped them again later and counted their events in a `lagged` notice the
+    // client had received (the chaos tester: `dropped` 450-970 over what was missing). The outer
+    // flush is still writing, and writes them in turn.
+    if (this.flushing) return;
+    this.flushing = true;
+    try {
+      this.flushOnce(ignoreHighWater);
+    } finally {
+      this.flushing = false;
+    }
+  }
+
+  private flushing = false;
+
+  private flushOnce(ignoreHighWater: boolean): void {
     this.scheduled = false;
     if (this.closed || this.head === this.queue.length) return this.settle();
     this.socket.cork(() => {
