@@ -10,7 +10,7 @@ import type { Metrics } from "../observability/metrics";
 import { decodeFrame, decodeLimits } from "../protocol/codec";
 import { ErrorCodes } from "../protocol/codes";
 import { GatewayError } from "../protocol/errors";
-import { charsetOf, isJsonMediaType } from "../protocol/media-types";
+import { charsetOf, isJsonMediaType, isUtf8Charset } from "../protocol/media-types";
 import { errorResponse, json, lateErrorResponse, retryAfter } from "./responses";
 
 /**
@@ -60,7 +60,7 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
     }
     // JSON is UTF-8 (RFC 8259), and the body is read so: a body declared in another charset would be read as other text.
     const charset = charsetOf(type);
-    if (charset !== undefined && !/^utf-?8$/i.test(charset)) {
+    if (charset !== undefined && !isUtf8Charset(charset)) {
       throw new GatewayError("UNSUPPORTED_MEDIA_TYPE", `JSON bodies are UTF-8; send charset=utf-8 or none (got charset=${charset})`);
     }
     return decodeFrame(body, "json", limits);

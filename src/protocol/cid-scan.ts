@@ -154,16 +154,16 @@ function scanMsgpack(b: Uint8Array, name: Uint8Array): number | undefined {
   if (c === undefined || !((c >= 0x80 && c <= 0x8f) || c === 0xde || c === 0xdf)) return undefined;
   let p = head(b, 0);
   if (p < 0) return undefined;
-  let cid: number | undefined;
+  let found: number | undefined;
   for (let pairs = items / 2; pairs > 0; pairs--) {
     const named = isKey(b, p, name);
     p = skip(b, p);
-    if (p < 0) return cid;
-    if (named) cid = validCid(intAt(b, p));
+    if (p < 0) return found;
+    if (named) found = validCid(intAt(b, p));
     p = skip(b, p);
-    if (p < 0) return cid;
+    if (p < 0) return found;
   }
-  return cid;
+  return found;
 }
 
 // ---- JSON ----
@@ -178,7 +178,7 @@ function scanJson(s: string, name: string): number | undefined {
   if (s.charCodeAt(i) !== 0x7b) return undefined; // "{"
   i++;
   let depth = 1;
-  let cid: number | undefined;
+  let found: number | undefined;
   let lastKey: string | null = null; // the last top-level string: a key if ":" follows
   while (i < n && depth > 0) {
     const c = s.charCodeAt(i);
@@ -189,7 +189,7 @@ function scanJson(s: string, name: string): number | undefined {
         if (d === 0x5c) i++;
         else if (d === 0x22) break;
       }
-      if (i >= n) return cid;
+      if (i >= n) return found;
       i++;
       if (depth === 1) lastKey = keyText(s, start, i);
       continue;
@@ -200,12 +200,12 @@ function scanJson(s: string, name: string): number | undefined {
     else if (c === 0x3a && depth === 1) {
       if (lastKey === name) {
         ws();
-        cid = jsonCid(s, i);
+        found = jsonCid(s, i);
       }
       lastKey = null;
     }
   }
-  return cid;
+  return found;
 }
 
 // A number token as JSON's grammar has it. A leading zero makes the frame invalid JSON, and its
@@ -216,8 +216,8 @@ const JSON_NUMBER = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?$/;
 const MAX_NUMBER_CHARS = 400;
 
 /**
- * The cid whose number token starts at s[i], read as the decoder reads it: JSON.parse's value (5.0
- * and 5e0 are 5), then a safe integer >= 0, else none.
+ * The cid (or frame type) whose number token starts at s[i], read as the decoder reads it:
+ * JSON.parse's value (5.0 and 5e0 are 5), then a safe integer >= 0, else none.
  */
 function jsonCid(s: string, i: number): number | undefined {
   let j = i;

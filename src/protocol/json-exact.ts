@@ -2,9 +2,10 @@ import { GatewayError } from "./errors";
 
 /**
  * A JSON parser that keeps integers exact: an integer literal that a double cannot hold becomes a
- * BigInt, up to MAX_INTEGER_DIGITS digits (past them, EVENT_TOO_LARGE). Only for text JSON.parse has already accepted and whose depth is already checked (so
- * it needs no error handling of its own and recursion is bounded), and only when a number beyond
- * ±2^53 was seen (codec.ts): everything else stays on the native parser.
+ * BigInt, up to MAX_INTEGER_DIGITS digits (past them, EVENT_TOO_LARGE). Only for text JSON.parse has
+ * already accepted and whose depth is already checked (so it needs no error handling of its own and
+ * recursion is bounded), and only when a number beyond ±2^53 was seen (codec.ts): everything else
+ * stays on the native parser.
  */
 export function parseJsonExact(text: string): unknown {
   const p = new ExactParser(text);

@@ -18,6 +18,11 @@ export function charsetOf(type: string): string | undefined {
   return CHARSET.exec(type)?.[1];
 }
 
+/** Whether a charset name is UTF-8's (`utf-8`, `utf8`, any case). */
+export function isUtf8Charset(charset: string): boolean {
+  return UTF8.test(charset);
+}
+
 /**
  * How a record's payload is encoded, by its content-type: JSON (UTF-8: RFC 8259; one declared in
  * another charset is text the gateway does not read), msgpack, or neither (bytes). Another producer
@@ -31,7 +36,7 @@ export function payloadEncoding(type: string | undefined): "json" | "msgpack" | 
   if (type === "application/msgpack") return "msgpack";
   if (JSON_MEDIA_TYPE.test(type)) {
     const charset = charsetOf(type);
-    return charset === undefined || UTF8.test(charset) ? "json" : null;
+    return charset === undefined || isUtf8Charset(charset) ? "json" : null;
   }
   return MSGPACK_MEDIA_TYPE.test(type) ? "msgpack" : null;
 }

@@ -40,6 +40,8 @@ export class Outbound {
   /** Dropped frames still in `queue`; compacted away once they are most of it. */
   private discarded = 0;
   private closed = false;
+  /** A flush is running (see flush()). */
+  private flushing = false;
   private onEmpty: (() => void) | null = null;
 
   constructor(
@@ -87,8 +89,6 @@ export class Outbound {
       this.flushing = false;
     }
   }
-
-  private flushing = false;
 
   private flushOnce(ignoreHighWater: boolean): void {
     this.scheduled = false;

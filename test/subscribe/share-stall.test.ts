@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
-import { connect } from "../../src/client";
+import { type GatewayClient, connect } from "../../src/client";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 import { freshTopic } from "../support/kafka";
 import { RawWsClient } from "../support/raw-ws";
@@ -13,6 +13,15 @@ import { within } from "../kafka/harm";
  * stalled member's queue overflowed under drop-oldest and what was dropped counted as handed: the
  * hostile tester's reading member never got 2,574 of 10,000 events (Kafka), 2,652 (embedded).
  */
+/** Events `job` numbered 0 to n-1 (`data.i`), 1 KB each, over 50 keys, in batches of 100, every one acked. */
+async function publishJobs(c: GatewayClient, topic: string, n: number): Promise<void> {
+  const pad = "x".repeat(1000);
+  for (let i = 0; i < n; i += 100) {
+    const acks = await c.publishBatch(Array.from({ length: 100 }, (_, j) => ({ type: "job", key: `k${(i + j) % 50}`, data: { i: i + j, pad } })), { topic });
+    expect(acks.every((a) => a.status === "fulfilled")).toBe(true);
+  }
+}
+
 let gw: GatewayProcess;
 beforeAll(async () => {
   gw = await startGateway({ KAFKA_BROKERS: "", SUBSCRIBER_BUFFER_BYTES: String(64 * 1024) });
@@ -33,12 +42,8 @@ test("a share member that stops reading: its records go to the member that reads
   })();
   const stalled = await startSlowSubscriber(gw.port, topic, 600_000, "drop-oldest", undefined, group);
   try {
-    const pad = "x".repeat(1000);
     const N = 20_000;
-    for (let i = 0; i < N; i += 100) {
-      const acks = await c.publishBatch(Array.from({ length: 100 }, (_, j) => ({ type: "job", key: `k${(i + j) % 50}`, data: { i: i + j, pad } })), { topic });
-      expect(acks.every((a) => a.status === "fulfilled")).toBe(true);
-    }
+    await publishJobs(c, topic, N);
     // While the stalled member lives, the reading one gets all but what the stalled one was handed
     // into its socket (its kernel buffers and a queue's worth), and the gateway does not spin: a
     // member that overflowed takes nothing until half its queue is gone. Before, it was dealt back
@@ -91,12 +96,8 @@ test("every member of a share group stops reading, then all read again: every re
       await m.waitFor((f) => f.t === 23);
       m.pause();
     }
-    const pad = "x".repeat(1000);
     const N = 10_000;
-    for (let i = 0; i < N; i += 100) {
-      const acks = await c.publishBatch(Array.from({ length: 100 }, (_, j) => ({ type: "job", key: `k${(i + j) % 50}`, data: { i: i + j, pad } })), { topic });
-      expect(acks.every((a) => a.status === "fulfilled")).toBe(true);
-    }
+    await publishJobs(c, topic, N);
     await Bun.sleep(500);
     for (const m of members) m.resume();
     const got = () => {
