@@ -167,8 +167,9 @@ export class DecodedRecord implements FilterableEvent {
     if (!this.decoded) {
       this.decoded = true;
       const v = this.record.value;
+      const encoding = v === null ? null : payloadEncoding(this.datacontenttype);
       if (v === null) this.decodedData = undefined;
-      else if (payloadEncoding(this.datacontenttype) === "msgpack") {
+      else if (encoding === "msgpack") {
         this.decodedData = v;
         try {
           prescanMsgpack(v, this.limits.scan);
@@ -181,7 +182,7 @@ export class DecodedRecord implements FilterableEvent {
       }
       // JSON text is UTF-8 (RFC 8259): bytes that are not are not JSON, and go as they are rather
       // than with each bad byte replaced, which would change the data without saying so.
-      else if (payloadEncoding(this.datacontenttype) === "json") {
+      else if (encoding === "json") {
         this.decodedData = v;
         const shape = jsonShape(v, this.limits.maxValues);
         if (shape === "values") this.unfaithful = `a payload of more than ${this.limits.maxValues} values (MAX_EVENT_VALUES)`;

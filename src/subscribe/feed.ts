@@ -6,6 +6,7 @@ import type { Metrics } from "../observability/metrics";
 import { DecodedRecord, type PayloadLimits } from "./decoded-record";
 import type { DeliveryTurns } from "./delivery-turns";
 import { FilterIndex } from "./filter-index";
+import type { SharedPace } from "./replay-paces";
 import type { Positions } from "./position";
 import { ShareLedger } from "./share-ledger";
 import type { ShareDealer, Subscription } from "./subscription";
@@ -17,6 +18,8 @@ export interface FeedOptions {
   group?: ReaderGroup;
   /** Events/s while replaying (not yet live); undefined for the shared live feeds. */
   replayRate?: number;
+  /** While replaying, the schedule this feed shares with its client address's other replays (replay-paces.ts). */
+  addressPace?: SharedPace | null;
   /** Positions at which the feed has caught up with history (high watermarks at subscribe time). */
   target?: Positions;
   /** What a record's payload may hold to be decoded (decoded-record.ts). */
@@ -90,6 +93,15 @@ export class Feed implements ShareDealer {
   private held = false;
   /** While replaying: when the next batch may be delivered (performance.now() time). */
   private paceAt = 0;
+  /** While replaying: the head batch waits its turn of the address's pace (FeedOptions.addressPace). */
+  private paceQueued = false;
+  /** The head batch's turn of the address's pace came (and is paid for): it goes when next pumped. */
+  private paceGranted = false;
+  private readonly paceGrant = (): void => {
+    this.paceQueued = false;
+    this.paceGranted = true;
+    this.pump();
+  };
   /** A share group's feed: what its members were handed, which is what the group may commit. */
   private readonly ledger: ShareLedger | null;
   /**
@@ -252,6 +264,8 @@ export class Feed implements ShareDealer {
   close(): void {
     this.closed = true;
     if (this.paceTimer) clearTimeout(this.paceTimer);
+    if (this.paceQueued) this.options.addressPace?.cancel(this.paceGrant);
+    this.paceQueued = false;
     this.options.turns.cancel(this.resumeTurn);
     this.waitingTurn = false;
     if (this.redealTimer) clearTimeout(this.redealTimer);
@@ -368,7 +382,7 @@ export class Feed implements ShareDealer {
   }
 
   private pump(): void {
-    if (this.pumping || this.paceTimer || this.held || this.waitingTurn || this.closed || this.waiting.length === 0) return;
+    if (this.pumping || this.paceTimer || this.paceQueued || this.held || this.waitingTurn || this.closed || this.waiting.length === 0) return;
     const turns = this.options.turns;
     if (turns.leftMs <= 0) return this.waitTurn();
     this.pumping = true;
@@ -398,13 +412,20 @@ export class Feed implements ShareDealer {
         const rate = this.options.replayRate;
         if (!this.live && rate && head.at === 0) {
           const now = performance.now();
-          if (this.paceAt > now) {
-            this.paceTimer = setTimeout(() => {
-              this.paceTimer = null;
-              this.pump();
-            }, this.paceAt - now);
-            return;
+          if (!this.paceGranted) {
+            if (this.paceAt > now) {
+              this.paceTimer = setTimeout(() => {
+                this.paceTimer = null;
+                this.pump();
+              }, this.paceAt - now);
+              return;
+            }
+            if (this.options.addressPace?.claim(head.records.length, this.paceGrant) === false) {
+              this.paceQueued = true;
+              return;
+            }
           }
+          this.paceGranted = false;
           this.paceAt = Math.max(now, this.paceAt) + (head.records.length / rate) * 1000;
         }
         let whole = true;

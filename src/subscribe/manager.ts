@@ -8,6 +8,7 @@ import { GatewayError, toWireError } from "../protocol/errors";
 import { FrameType, type Gap, type Start, type SubscribeFrame } from "../protocol/frames";
 import { type DeliveryRow, RecentlyEnded, lagOf, rowOf } from "./delivery-report";
 import { AddressFeeds } from "./address-feeds";
+import { ReplayPaces } from "./replay-paces";
 import { DeliveryTurns } from "./delivery-turns";
 import { type PayloadLimits, payloadLimits } from "./decoded-record";
 import { Feed } from "./feed";
@@ -76,7 +77,10 @@ export class SubscriptionManager {
   /** Every subscription on this instance and its connection: what the delivery-health view lists. */
   private readonly holders = new Map<Subscription, SubscriberConnection>();
   private readonly recentlyEnded = new RecentlyEnded();
-  private readonly replayFeeds = new Map<Subscription, Feed>();
+  /** Each replaying subscription's own feed, and the client address whose pace it shares. */
+  private readonly replayFeeds = new Map<Subscription, { feed: Feed; address: string }>();
+  /** REPLAY_RATE_LIMIT_PER_ADDRESS: the schedule each client address's replays share. */
+  private readonly replayPaces: ReplayPaces;
   private readonly sharedFeeds = new Map<string, Promise<Feed>>();
   /** Share group names joined since the start (each a consumer group Kafka keeps): MAX_SHARE_GROUPS. */
   private readonly shareGroupsJoined = new Set<string>();
@@ -127,6 +131,7 @@ export class SubscriptionManager {
     this.topicAllow = new RegExp(config.TOPIC_ALLOW);
     this.queueLimits = new QueueLimits(config.SUBSCRIBER_BUFFER_BYTES, config.SUBSCRIBER_CONNECTION_BUFFER_BYTES, config.SUBSCRIBER_TOTAL_BUFFER_BYTES);
     this.addressFeeds = new AddressFeeds(config.MAX_FEEDS_PER_ADDRESS, config.MAX_SUBSCRIPTIONS_PER_ADDRESS);
+    this.replayPaces = new ReplayPaces(config.REPLAY_RATE_LIMIT_PER_ADDRESS);
     this.payload = payloadLimits(config.MAX_EVENT_VALUES);
     this.lagTimer = setInterval(() => void this.sampleLag(), 5000);
     this.lagTimer.unref();
@@ -145,7 +150,7 @@ export class SubscriptionManager {
       // Feeds still opening are left for the next round: one that never opens must not stop the rest.
       const opening = Bun.sleep(1000).then(() => null);
       const live = await Promise.all([...this.liveFeeds.values()].map((p) => Promise.race([p.catch(() => null), opening])));
-      const feeds: Feed[] = [...this.replayFeeds.values(), ...live.filter((f): f is Feed => f !== null)];
+      const feeds: Feed[] = [...[...this.replayFeeds.values()].map((r) => r.feed), ...live.filter((f): f is Feed => f !== null)];
       const topics = new Set(feeds.flatMap((f) => f.topics));
       const counts = new Map(await Promise.all([...topics].map(async (t) => [t, await this.log.partitionCount(t).catch(() => 0)] as const)));
       for (const feed of feeds) feed.partitionsNow(counts);
@@ -166,7 +171,7 @@ export class SubscriptionManager {
       for (const pending of feeds.values()) void pending.then((f) => f.close(), () => {});
       feeds.clear();
     }
-    for (const feed of this.replayFeeds.values()) feed.close();
+    for (const { feed } of this.replayFeeds.values()) feed.close();
     this.replayFeeds.clear();
   }
 
@@ -345,11 +350,11 @@ export class SubscriptionManager {
   private replaying(address?: string): number {
     if (address === undefined) {
       let n = this.replaysStarting;
-      for (const feed of this.replayFeeds.values()) if (!feed.isLive) n++;
+      for (const { feed } of this.replayFeeds.values()) if (!feed.isLive) n++;
       return n;
     }
     let n = this.addressReplaysStarting.get(address);
-    for (const [sub, feed] of this.replayFeeds) if (!feed.isLive && (this.holders.get(sub)?.info?.peer ?? "") === address) n++;
+    for (const r of this.replayFeeds.values()) if (!r.feed.isLive && r.address === address) n++;
     return n;
   }
 
@@ -404,8 +409,10 @@ export class SubscriptionManager {
     const { positions, target, gaps } = await this.resolveStart(topics, start, filterTag(filter.identity));
     if (this.closed.has(conn)) return;
     const sub = make(positions);
-    const feed = new Feed(this.log, topics, positions, { turns: this.turns, payload: this.payload, replayRate: this.config.REPLAY_RATE_LIMIT, target }, this.metrics, this.logger);
-    this.replayFeeds.set(sub, feed);
+    const address = conn.info?.peer ?? "";
+    const addressPace = this.replayPaces.take(address);
+    const feed = new Feed(this.log, topics, positions, { turns: this.turns, payload: this.payload, replayRate: this.config.REPLAY_RATE_LIMIT, addressPace, target }, this.metrics, this.logger);
+    this.replayFeeds.set(sub, { feed, address });
     feedMade();
     this.register(conn, sub, f.cid, { live: feed.isLive, gaps });
     feed.add(sub);
@@ -486,8 +493,9 @@ export class SubscriptionManager {
     this.metrics.subscriptionsActive.dec();
     const replay = this.replayFeeds.get(sub);
     if (replay) {
-      replay.close();
+      replay.feed.close();
       this.replayFeeds.delete(sub);
+      this.replayPaces.release(replay.address);
       return;
     }
     if (sub.shared) {
