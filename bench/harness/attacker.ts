@@ -1,7 +1,7 @@
 /**
  * One hostile client for the flood-isolation bench (bench/scenarios/s7-flood.ts), in a process of
  * its own so that its CPU is its own:
- *   bun bench/harness/attacker.ts <flood|connect|malformed> WS_URL SECONDS [START_AT]
+ *   bun bench/harness/attacker.ts <flood|connect|malformed|replay> WS_URL SECONDS [START_AT] [TOPIC]
  * Prints one JSON line at the end: what it sent and what it got back, by kind and code.
  *
  * - flood: pipelines 100-event batches without waiting for acks, 20 at a time, as fast as it can;
@@ -9,10 +9,13 @@
  * - connect: opens connections as fast as it can (64 handshakes at once), says hello, closes.
  * - malformed: sends frames that do not decode (bad msgpack, bad JSON, truncated, wrong types), with
  *   correlation ids where a reader could find one, as fast as the replies come back.
+ * - replay: REPLAYS connections each replaying TOPIC from `earliest`, reading as fast as it can, and
+ *   starting again from `earliest` each time it goes live: the most history one client address may
+ *   ask for at once (MAX_REPLAYS_PER_ADDRESS).
  */
 import { Packr, Unpackr } from "msgpackr";
 
-const [mode, url, seconds, startAt] = process.argv.slice(2);
+const [mode, url, seconds, startAt, topic] = process.argv.slice(2);
 // With START_AT (ms since the epoch), the attack begins then: the process's own start-up (a second
 // of a core for Bun's, on the box under test) is over before the control measures.
 if (startAt) await Bun.sleep(Math.max(0, Number(startAt) - Date.now()));
@@ -132,6 +135,36 @@ async function malformed(): Promise<void> {
   ws.close();
 }
 
-await { flood, connect, malformed }[mode as "flood"]();
+// MAX_REPLAYS_PER_ADDRESS's default: more from one address are refused.
+const REPLAYS = 16;
+
+async function replay(): Promise<void> {
+  const lanes = Array.from({ length: REPLAYS }, async (_, lane) => {
+    const ws = await open().catch(() => null);
+    if (!ws) return count("refused");
+    let cid = 0;
+    let round = 0;
+    const subscribe = () => ws.send(packr.pack({ t: 12, cid: ++cid, sub: `r${lane}-${++round}`, topic: topic ?? "s7-history", start: "earliest" }));
+    ws.onmessage = (m) => {
+      const data = m.data as ArrayBuffer;
+      // Event frames are only counted: a replaying client on another machine decodes them on its own CPU.
+      if (data.byteLength > 512) return count("event bytes", data.byteLength);
+      const f = unpackr.unpack(new Uint8Array(data));
+      if (f.t === 26) {
+        count("live");
+        ws.send(packr.pack({ t: 13, cid: ++cid, sub: f.sub }));
+        subscribe();
+      } else if (f.code) count(`reply ${f.t}:${f.code}`);
+    };
+    const closed = new Promise<void>((r) => (ws.onclose = (e) => (count(`closed ${e.code}`), r())));
+    ws.send(packr.pack({ t: 1, v: 1 }));
+    subscribe();
+    await Promise.race([closed, Bun.sleep(Math.max(0, until - Date.now()))]);
+    ws.close();
+  });
+  await Promise.all(lanes);
+}
+
+await { flood, connect, malformed, replay }[mode as "flood"]();
 console.log(JSON.stringify({ mode, counts }));
 process.exit(0);

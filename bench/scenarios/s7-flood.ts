@@ -1,5 +1,6 @@
 import { resolve } from "node:path";
 import { Packr, Unpackr } from "msgpackr";
+import { connect } from "../../src/client";
 import { ConfigSchema } from "../../src/config/schema";
 import { LatencyHistogram } from "../harness/histogram";
 import { numberArg, parseBenchArgs } from "../harness/options";
@@ -12,7 +13,8 @@ import { Stack } from "../harness/stack";
  * S7: flood isolation. A control connection publishes one event every `--interval` ms and records
  * its ack latency, first alone, then while three hostile clients run, each in its own process: one
  * flooding publishes (pipelined 100-event batches, never waiting), one opening connections as fast
- * as it can, one sending malformed frames. The gateway runs with its default limits. Reported: the
+ * as it can, one sending malformed frames; with `--attackers replay`, sixteen replays of a topic's
+ * history from one address (issue 13). The gateway runs with its default limits. Reported: the
  * control's p50/p99 quiet and under attack, their ratio, and whether any control request was lost.
  */
 const ATTACKER = resolve(import.meta.dir, "../harness/attacker.ts");
@@ -78,6 +80,21 @@ class Control {
   }
 }
 
+/** `n` events of 1 KB in `topic`, through the gateway at its default limits (several connections). */
+async function seed(url: string, topic: string, n: number): Promise<void> {
+  const lanes = 8;
+  const payload = "x".repeat(1000);
+  await Promise.all(
+    Array.from({ length: lanes }, async (_, lane) => {
+      const client = await connect({ url });
+      for (let i = lane * 500; i < n; i += lanes * 500) {
+        await client.publishBatch(Array.from({ length: Math.min(500, n - i) }, (_, j) => ({ type: "history", key: `k${(i + j) % 97}`, data: { i: i + j, payload } })), { topic });
+      }
+      client.close();
+    }),
+  );
+}
+
 export const s7: Scenario = {
   name: "s7",
   title: "flood isolation: a control connection's ack latency, quiet and under three hostile clients",
@@ -87,10 +104,13 @@ export const s7: Scenario = {
       kafka: { type: "boolean", default: false, help: "run on a local Kafka broker instead of the embedded log" },
       attackers: { type: "string", default: "flood,connect,malformed", help: "which hostile clients run, comma-separated" },
       "attacker-nice": { type: "string", default: "19", help: "nice value of the attackers' processes (0: the gateway's own priority)" },
+      history: { type: "string", default: "50000", help: "events of 1 KB written first for the replay attacker to read" },
     }, { duration: "10" });
     const interval = numberArg("interval", own.interval, { min: 1 });
     const attackers = String(own.attackers).split(",").filter(Boolean);
     const attackerNice = numberArg("attacker-nice", own["attacker-nice"], { min: 0, integer: true });
+    const history = numberArg("history", own.history, { min: 1, integer: true });
+    const historyTopic = `s7-history-${Date.now()}`;
     const stack = await Stack.create({ url: o.url, brokers: o.brokers, kafka: Boolean(own.kafka) });
     const startedAt = new Date().toISOString();
     const runs: RunReport[] = [];
@@ -100,6 +120,7 @@ export const s7: Scenario = {
       // The gateway's defaults, unless this run's environment sets a limit (to compare one).
       const limit = (name: "RATE_LIMIT_EVENTS" | "RATE_LIMIT_BYTES" | "CONNECTION_RATE_PER_IP") => process.env[name] ?? String(DEFAULTS[name]);
       const url = await stack.startGateway({ RATE_LIMIT_EVENTS: limit("RATE_LIMIT_EVENTS"), RATE_LIMIT_BYTES: limit("RATE_LIMIT_BYTES"), CONNECTION_RATE_PER_IP: limit("CONNECTION_RATE_PER_IP"), KAFKA_WORKERS: String(o.workers) });
+      if (attackers.includes("replay")) await seed(url, historyTopic, history);
       const control = await Control.open(url);
       await control.run(2, interval); // warm-up: JIT, topic creation
       const quietCpu = new CpuMeter(stack.groups());
@@ -111,7 +132,7 @@ export const s7: Scenario = {
       // another machine would) and then attack together, at the moment the control starts
       // measuring: their first second, when the flooder is not closed yet, is measured too.
       const startAt = Date.now() + 1500;
-      const procs = attackers.map((mode) => Bun.spawn(["nice", "-n", String(attackerNice), process.execPath, ATTACKER, mode, url, String(o.duration + 1), String(startAt)], { stdout: "pipe", stderr: "inherit" }));
+      const procs = attackers.map((mode) => Bun.spawn(["nice", "-n", String(attackerNice), process.execPath, ATTACKER, mode, url, String(o.duration + 1), String(startAt), historyTopic], { stdout: "pipe", stderr: "inherit" }));
       await Bun.sleep(Math.max(0, startAt - Date.now()));
       const cpu = new CpuMeter({ ...stack.groups(), attackers: () => procs.map((p) => p.pid) });
       cpu.start();
