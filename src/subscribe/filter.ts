@@ -2,6 +2,7 @@ import { z } from "zod";
 import { GatewayError } from "../protocol/errors";
 import { describeIssues, units } from "../protocol/frames";
 import { compileExpr } from "./filter-expr";
+import { glob } from "../protocol/glob";
 
 /** What a filter sees of a record. `data` may be a lazy getter: it is read only when `needsData`. */
 export interface FilterableEvent {
@@ -144,32 +145,3 @@ function anyOf(patterns: string[]): (s: string) => boolean {
   return (s) => exact.has(s) || globs.some((g) => g(s));
 }
 
-/**
- * A glob where `*` is any run of characters, compiled once. Not a RegExp: `a*b*c*…` as a regex
- * backtracks polynomially on long subjects; here the first and last parts are anchored checks and
- * each middle part is placed at its leftmost occurrence (which is always safe for `*`-only globs),
- * so a test costs one pass over the subject per part.
- */
-export function glob(pattern: string): (s: string) => boolean {
-  const parts = pattern.split("*");
-  if (parts.length === 1) return (s) => s === pattern;
-  const first = parts[0]!;
-  const last = parts[parts.length - 1]!;
-  const middle = parts.slice(1, -1).filter((p) => p !== "");
-  const min = first.length + last.length + middle.reduce((n, p) => n + p.length, 0);
-  if (middle.length === 0) {
-    if (last === "") return (s) => s.startsWith(first);
-    if (first === "") return (s) => s.endsWith(last);
-  }
-  return (s) => {
-    if (s.length < min || !s.startsWith(first) || !s.endsWith(last)) return false;
-    const end = s.length - last.length;
-    let from = first.length;
-    for (const m of middle) {
-      const i = s.indexOf(m, from);
-      if (i === -1 || i + m.length > end) return false;
-      from = i + m.length;
-    }
-    return true;
-  };
-}

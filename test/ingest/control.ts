@@ -23,10 +23,10 @@ export class Control {
     private readonly healthUrl: string,
   ) {}
 
-  /** `healthUrl`: where /health/live is polled (the gateway's own port unless given). */
-  static async start(gw: GatewayProcess, topic: string, healthUrl = `${gw.url}/health/live`): Promise<Control> {
+  /** `healthUrl`: where /health/live is polled (the gateway's own port unless given); `token`: with authentication on. */
+  static async start(gw: GatewayProcess, topic: string, healthUrl = `${gw.url}/health/live`, token?: string): Promise<Control> {
     // One attempt per publish: a refusal is a failure of the control, not something to retry quietly.
-    const c = new Control(gw, await connect({ url: gw.wsUrl, maxAttempts: 1 }), topic, healthUrl);
+    const c = new Control(gw, await connect({ url: gw.wsUrl, maxAttempts: 1, ...(token ? { token } : {}) }), topic, healthUrl);
     const quiet: number[] = [];
     for (let i = 0; i < 20; i++) quiet.push(await c.once());
     c.quietP50 = pct(quiet, 0.5);
@@ -91,8 +91,8 @@ export class Control {
 }
 
 /** Runs `attack` with a control publishing and polling health throughout. */
-export async function underControl<T>(gw: GatewayProcess, label: string, attack: () => Promise<T>, opts: { p99UnderMs?: number; p50UnderMs?: number; maxUnderMs?: number } = {}): Promise<T> {
-  const control = await Control.start(gw, "hostile-control");
+export async function underControl<T>(gw: GatewayProcess, label: string, attack: () => Promise<T>, opts: { p99UnderMs?: number; p50UnderMs?: number; maxUnderMs?: number; token?: string } = {}): Promise<T> {
+  const control = await Control.start(gw, "hostile-control", undefined, opts.token);
   try {
     return await attack();
   } finally {

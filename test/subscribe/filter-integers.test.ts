@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { GatewayError } from "../../src/protocol/errors";
-import { type FilterableEvent, compileFilter, glob } from "../../src/subscribe/filter";
+import { type FilterableEvent, compileFilter } from "../../src/subscribe/filter";
+import { glob } from "../../src/protocol/glob";
 
 const event = (data: unknown, over: Partial<FilterableEvent> = {}): FilterableEvent => ({ type: "t", key: "k", headers: {}, data, ...over });
 const where = (expr: string, data: unknown) => compileFilter({ where: expr }).matches(event(data));

@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { GatewayError } from "../../src/protocol/errors";
-import { type FilterableEvent, compileFilter, glob } from "../../src/subscribe/filter";
+import { type FilterableEvent, compileFilter } from "../../src/subscribe/filter";
+import { glob } from "../../src/protocol/glob";
 
 const event = (over: Partial<FilterableEvent> = {}): FilterableEvent => ({
   type: "order.created",
