@@ -102,7 +102,9 @@ function describe(e: unknown): GatewayError {
   if (e instanceof errors.JWTClaimValidationFailed) return refused(`claim ${e.claim} is not accepted (${e.reason})`);
   if (e instanceof errors.JWKSNoMatchingKey) return refused("no key of the key set matches the token's kid and alg");
   if (e instanceof errors.JWSSignatureVerificationFailed) return refused("the signature does not verify");
-  if (e instanceof errors.JWKSTimeout || e instanceof errors.JWKSInvalid || !(e instanceof errors.JOSEError)) {
+  // jose throws its base class itself only where the key set's response was not 200 or not JSON
+  // (jwks/remote.js): the key server's fault, not the token's.
+  if (e instanceof errors.JWKSTimeout || e instanceof errors.JWKSInvalid || !(e instanceof errors.JOSEError) || e.constructor === errors.JOSEError) {
     return new GatewayError("UNAVAILABLE", "the key set could not be fetched; retry later");
   }
   return refused(`the token is not accepted: ${(e as Error).message}`);

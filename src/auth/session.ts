@@ -1,6 +1,7 @@
 import type { Config } from "../config/schema";
 import { GatewayError } from "../protocol/errors";
 import type { Audit } from "./audit";
+import { atTime } from "./deadline";
 import { ANONYMOUS, type Authenticator, type Identity } from "./authenticator";
 import { type Action, check, grantsWholeTopic } from "./policy";
 
@@ -19,8 +20,6 @@ export interface AuthHooks {
 }
 
 const MAX_CACHED_TOPICS = 1024;
-// setTimeout takes at most 2^31−1 ms; a longer wait is done in steps.
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * One connection's authentication: its identity once a token verified, the timer that ends it when the
@@ -32,7 +31,7 @@ export class ConnectionAuth {
   expired = false;
   /** Allowed decisions already written to the audit log for this connection's current token. */
   private readonly seen = new Set<string>();
-  private timer: Timer | undefined;
+  private cancelTimer: (() => void) | undefined;
   /**
    * Topics the current identity may publish to / subscribe to whole, already checked and audited: the
    * hot path of a publish is then one set lookup, with nothing allocated. Cleared with every new token.
@@ -75,6 +74,11 @@ export class ConnectionAuth {
     return undefined;
   }
 
+  /** Audits a refusal decided without a token to verify (a hello that brought none). */
+  refused(err: GatewayError, action: "authenticate" | "refresh"): void {
+    this.ctx.audit.record({ principal: this.principal, action, outcome: "deny", code: err.code, reason: err.message, transport: "ws", session: this.session });
+  }
+
   /** Whether the connection may `action` on `topic` (and, for publish, these events), audited. */
   authorize(action: Action, topic: string, events?: readonly unknown[]): GatewayError | undefined {
     const granted = this.granted[action];
@@ -98,8 +102,8 @@ export class ConnectionAuth {
   }
 
   dispose(): void {
-    clearTimeout(this.timer);
-    this.timer = undefined;
+    this.cancelTimer?.();
+    this.cancelTimer = undefined;
   }
 
   private accept(identity: Identity): void {
@@ -120,13 +124,7 @@ export class ConnectionAuth {
   }
 
   private wait(ms: number, then: () => void): void {
-    clearTimeout(this.timer);
-    const at = Date.now() + Math.max(0, ms);
-    const step = () => {
-      const left = at - Date.now();
-      if (left > 0) this.timer = setTimeout(step, Math.min(left, MAX_TIMER_MS));
-      else then();
-    };
-    this.timer = setTimeout(step, Math.min(Math.max(0, ms), MAX_TIMER_MS));
+    this.cancelTimer?.();
+    this.cancelTimer = atTime(Date.now() + Math.max(0, ms), then);
   }
 }

@@ -39,6 +39,10 @@ export function createHttpAuth(authenticator: Authenticator, audit: Audit) {
         return handler(req, who, server);
       };
     },
+    /** When `who`'s token stops being valid (exp plus the clock tolerance, ms since the epoch); Infinity without authentication. */
+    validUntil(who: Identity): number {
+      return who.expiresAt + authenticator.clockToleranceMs;
+    },
     /** For the delivery-health view: FORBIDDEN unless the token's claim says `admin: true` (always, with authentication off). */
     authorizeAdmin(who: Identity): GatewayError | undefined {
       const err = who.grants.admin ? undefined : new GatewayError("FORBIDDEN", "the token does not grant admin (the delivery-health view needs admin: true in its claim)");

@@ -6,7 +6,9 @@ import type { ConnectionLimiter } from "../limits/connections";
 import type { RateLimits } from "../limits/rate-limits";
 import type { Metrics } from "../observability/metrics";
 import { CloseCodes } from "../protocol/codes";
-import { GatewayError } from "../protocol/errors";
+import { GatewayError, toWireError } from "../protocol/errors";
+import { encodeFrame } from "../protocol/codec";
+import { atTime } from "../auth/deadline";
 import { peekFrameType } from "../protocol/frame-peek";
 import { assertPlainData } from "../protocol/plain-data";
 import { FrameType, type SubscribeFrame, SubscribeSchema, describeIssues, frameErrorCode } from "../protocol/frames";
@@ -154,6 +156,17 @@ export function createStreamRoute(deps: StreamDeps) {
       backlogged: () => outbound.backlogged,
       close: (code) => end(code),
     };
+    // A stream cannot be given a new token: it ends when its token does, as a WebSocket connection
+    // does that sends no refresh, with an `error` event saying so (the client reconnects with a new
+    // one). Before, a stream opened with a short-lived token (EventSource's access_token) read on for good.
+    const validUntil = deps.auth.validUntil(who);
+    const cancelExpiry = Number.isFinite(validUntil)
+      ? atTime(validUntil, () => {
+          outbound.reply(encodeFrame({ t: FrameType.ERROR, ...toWireError("UNAUTHENTICATED", "the token has expired; reconnect with a new token") }, "json"));
+          outbound.flush(true);
+          end();
+        })
+      : null;
     const heartbeat = setInterval(() => !ended && controller.desiredSize !== null && controller.desiredSize > 0 && controller.enqueue(encoder.encode(": keep-alive\n\n")), HEARTBEAT_MS);
 
     /** Ends the stream once: the subscription, the slot, the timer. A slow-consumer close ends it too. */
@@ -161,6 +174,7 @@ export function createStreamRoute(deps: StreamDeps) {
       if (ended) return;
       if (code === CloseCodes.SLOW_CONSUMER) outbound.flush(true);
       ended = true;
+      cancelExpiry?.();
       clearInterval(heartbeat);
       open.delete(end);
       outbound.close();

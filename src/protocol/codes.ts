@@ -65,6 +65,8 @@ export const CloseCodes = {
   PROTOCOL_ERROR: 1002,
   MESSAGE_TOO_BIG: 1009,
   INTERNAL: 1011,
+  // The gateway could not decide now (a hello's token not checkable: the key set unreachable): reconnect later, same token.
+  TRY_AGAIN_LATER: 1013,
   UNSUPPORTED_VERSION: 4000,
   SLOW_CONSUMER: 4001,
   // No hello completed within HELLO_TIMEOUT: the connection did nothing a client can use, and held a slot.

@@ -21,14 +21,26 @@ export function createAuthFrames(deps: {
   welcome(ws: Socket, codec: CodecName, cid: number | undefined): void;
   /** Handles a frame again (one held while a hello's token was verified). */
   replay(ws: Socket, raw: string | Buffer<ArrayBuffer>): void;
+  /** Answers a held frame, if it has a readable cid, with the hello's refusal. */
+  refuseHeld(ws: Socket, raw: string | Buffer<ArrayBuffer>, err: GatewayError): void;
+  /** Reads the socket again, if holding frames had stopped it and nothing else holds it. */
+  readAgain(ws: Socket): void;
 }) {
   const enabled = deps.auth.authenticator.enabled;
 
-  /** A hello without a valid token: answered, then closed with 4401, the code that says "reconnect with a new token". */
-  function refuseHello(ws: Socket, codec: CodecName, err: GatewayError, cid: number | undefined): void {
+  /**
+   * A hello without a valid token: answered, and so is every frame sent behind it (each request gets
+   * its one reply), then closed with 4401, the code that says "reconnect with a new token"; or, when
+   * the token could not be checked (the key set unreachable: UNAVAILABLE), with 1013, "try again later".
+   */
+  function refuseHello(ws: Socket, codec: CodecName, err: GatewayError, cid: number | undefined, held: ReadonlyArray<string | Buffer<ArrayBuffer>> = []): void {
     deps.sendError(ws, codec, err, cid);
+    for (const raw of held) deps.refuseHeld(ws, raw, err);
     ws.data.outbound!.flush(true);
-    ws.close(CloseCodes.REAUTHENTICATE, "reconnect with a valid token"); // the reason is in the nack; a close reason is capped at 123 bytes
+    deps.readAgain(ws); // unread, the client's closing handshake would make the close a reset
+    // The reason is in the nack; a close reason is capped at 123 bytes.
+    if (err.code === "UNAVAILABLE") ws.close(CloseCodes.TRY_AGAIN_LATER, "the token could not be checked now; reconnect later");
+    else ws.close(CloseCodes.REAUTHENTICATE, "reconnect with a valid token");
   }
 
   /** Under a new token, every subscription is checked again; one no longer granted ends with a FORBIDDEN notice. */
@@ -52,18 +64,25 @@ export function createAuthFrames(deps: {
       const auth = ws.data.auth!;
       if (token === undefined) {
         if (auth.identity) return false;
-        refuseHello(ws, codec, new GatewayError("UNAUTHENTICATED", "this gateway requires a token: in hello (token), Authorization: Bearer, or subprotocol kgw.bearer.<token>"), cid);
+        const err = new GatewayError("UNAUTHENTICATED", "this gateway requires a token: in hello (token), Authorization: Bearer, or subprotocol kgw.bearer.<token>");
+        auth.refused(err, "authenticate");
+        refuseHello(ws, codec, err, cid);
         return true;
       }
       ws.data.held = [];
+      ws.data.heldBytes = 0;
       // A token on a connection that has one already replaces it as a refresh does: same principal only.
       void auth.authenticate(token, auth.identity ? "refresh" : "authenticate").then((err) => {
         const held = ws.data.held ?? [];
         ws.data.held = null;
-        if (err) return refuseHello(ws, codec, err, cid);
+        ws.data.heldBytes = 0;
+        if (ws.data.closed) return;
+        if (err) return refuseHello(ws, codec, err, cid, held);
         recheckSubscriptions(ws);
         deps.welcome(ws, codec, cid);
+        // In order; a hello among them holds the rest again, behind its own token.
         for (const raw of held) if (!ws.data.closed) deps.replay(ws, raw);
+        if (ws.data.held === null) deps.readAgain(ws);
       });
       return true;
     },

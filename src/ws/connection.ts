@@ -46,6 +46,8 @@ export interface ConnectionData {
   auth?: ConnectionAuth;
   /** Frames that arrived while a hello's token was being verified, handled in order after it. */
   held?: Array<string | Buffer<ArrayBuffer>> | null;
+  /** Bytes of `held`; past MAX_HELD_BYTES (or MAX_HELD_FRAMES frames) the socket is not read until the token is verified. */
+  heldBytes?: number;
   /** Codec of the last frame, for frames the gateway sends unasked (token expiry). */
   codec?: CodecName;
   /** Made at open: frames that arrived and wait their turn (./ingress.ts). */
@@ -289,14 +291,28 @@ export function createWebSocketHandler(deps: {
     sendError,
     welcome,
     replay: (ws, raw) => handleFrame(ws, raw),
+    refuseHeld: (ws, raw, err) => {
+      const cid = scanCid(raw);
+      if (cid !== undefined) sendError(ws, typeof raw === "string" ? "json" : "msgpack", err, cid);
+    },
+    readAgain: (ws) => {
+      const box = ws.data.inbox!;
+      if (!ws.data.closed && !box.paused && !box.held) ws.resume();
+    },
   });
 
   const ingress = new Ingress<ServerWebSocket<ConnectionData>>(INGRESS, (ws) => ws.data.inbox!, (ws, raw) => handleFrame(ws, raw), () => metrics.ingressPauses.inc());
 
   function handleFrame(ws: ServerWebSocket<ConnectionData>, raw: string | Buffer): void {
     const codec: CodecName = typeof raw === "string" ? "json" : "msgpack";
-    if (ws.data.held && ws.data.held.length < MAX_HELD_FRAMES) {
+    if (ws.data.held) {
       ws.data.held.push(typeof raw === "string" ? raw : (Buffer.from(raw) as Buffer<ArrayBuffer>));
+      ws.data.heldBytes = (ws.data.heldBytes ?? 0) + (typeof raw === "string" ? raw.length : raw.byteLength);
+      // Past the bound the socket is not read until the token is verified (a key set being fetched can
+      // take a while): the client meets TCP backpressure. Frames already read wait here in order too;
+      // run at once instead, they were refused before the welcome, out of order, and a second hello
+      // among them threw away every frame held before it, unanswered.
+      if (ws.data.held.length >= MAX_HELD_FRAMES || ws.data.heldBytes >= MAX_HELD_BYTES) ws.pause();
       return;
     }
     ws.data.codec = codec;
@@ -453,9 +469,10 @@ const RATE_HOLD_MAX_MS = 5000;
 // have waiting before its socket is paused: a few frames of the largest size.
 const INGRESS = { sliceMs: 1, maxQueuedBytes: 4 * 1024 * 1024 };
 
-// Frames a client may pipeline behind a hello whose token is being verified; past it, they run at once
-// (and are refused HANDSHAKE_REQUIRED).
+// Frames, and their bytes, a client may pipeline behind a hello whose token is being verified before
+// its socket is no longer read until the verification ends.
 const MAX_HELD_FRAMES = 1024;
+const MAX_HELD_BYTES = 4 * 1024 * 1024;
 
 // Replies (acks, nacks) waiting for a client that does not read them: past this, it is disconnected.
 const REPLY_BUFFER_BYTES = 16 * 1024 * 1024;

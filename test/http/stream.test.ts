@@ -162,6 +162,34 @@ test("with authentication on, a stream needs a token (Authorization or access_to
   }
 }, 60_000);
 
+/**
+ * A stream cannot be handed a new token, so it ends when its token does (exp plus AUTH_CLOCK_TOLERANCE)
+ * with an `error` event UNAUTHENTICATED. Before, a stream opened with a token of a few seconds
+ * (EventSource's access_token) kept delivering for good (outside tester: events at 10-24 s of a 2 s token).
+ */
+test("with authentication on, a stream ends with an error event when its token expires, and delivered until then", async () => {
+  const authed = await startGateway({ KAFKA_BROKERS: "", AUTH_JWT_SECRET: SECRET, AUTH_CLOCK_TOLERANCE: "1s" });
+  try {
+    const exp = Math.floor(Date.now() / 1000) + 3;
+    const token = await hsToken({ sub: "reader", exp, kgw: { subscribe: ["open.*"] } });
+    const writer = await connect({ url: authed.wsUrl, token: await hsToken({ sub: "writer", kgw: { publish: ["open.*"] } }) });
+    const s = openStream(`${authed.url}/api/v1/stream?topic=open.x&access_token=${token}`);
+    await s.until((ms) => ms.some((m) => m.event === "subscribed"));
+    await writer.publish({ type: "before" }, { topic: "open.x" });
+    await s.until((ms) => eventsIn(ms).length === 1);
+    await s.done; // the gateway ends the stream
+    const ended = Date.now();
+    expect(ended).toBeGreaterThanOrEqual(exp * 1000 + 1000 - 50);
+    expect(ended).toBeLessThan(exp * 1000 + 1000 + 3000);
+    expect(s.messages.at(-1)).toMatchObject({ event: "error", data: { code: "UNAUTHENTICATED" } });
+    await writer.publish({ type: "after" }, { topic: "open.x" });
+    expect(eventsIn(s.messages).map((e) => e.event.type)).toEqual(["before"]);
+    writer.close();
+  } finally {
+    await authed.stop();
+  }
+}, 60_000);
+
 test("cross-origin: a page of an allowed origin gets the stream with CORS headers; another origin gets 403 before any stream", async () => {
   const gw2 = await startGateway({ KAFKA_BROKERS: "", ALLOWED_ORIGINS: "https://app.example.com" });
   try {
