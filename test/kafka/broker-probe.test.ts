@@ -1,5 +1,6 @@
 import { expect, test } from "bun:test";
 import { BrokerProbe } from "../../src/kafka/worker/broker-probe";
+import { kafkaBrokers } from "../support/kafka";
 
 /**
  * What answers the probe (a metadata thread calling librdkafka) can get stuck in a call that never
@@ -37,4 +38,79 @@ test("a probe that is never answered is taken for lost, and the next answered pr
   expect(lost).toBe(stuckFor);
   expect(probe.up).toBe(true);
   expect(changes.at(-1)).toEqual([true, "a broker answered"]);
+}, 60_000);
+
+/**
+ * The worker's own librdkafka client can be wedged: once, after a run of faults and a cluster wiped
+ * at the same address, every probe through it timed out for 17 minutes while librdkafka's own
+ * metadata refreshes were answered, and nothing replaced the worker (it answered every ping). Every
+ * tenth failure in a row, a new client asks too: if it reaches the cluster, the worker's client is
+ * wedged (onWedged: the worker exits to be replaced); if it names another cluster, that is said
+ * (onCluster: the gateway starts every worker afresh); if it fails too, the brokers are down.
+ */
+function failingProbe(fresh: (cb: (err: unknown, cluster?: string | null) => void) => void) {
+  const events: string[] = [];
+  let first = true;
+  const probe = new BrokerProbe(
+    {
+      // Answers once (the cluster it knows), then never again.
+      getMetadata: (_o, cb) => (first ? ((first = false), cb(null, "cluster-a")) : cb(new Error("timed out"))),
+      freshProbe: (_o, cb) => (events.push("fresh"), fresh(cb)),
+    },
+    20,
+    (up) => events.push(up ? "up" : "down"),
+    (cluster) => events.push(`cluster ${cluster}`),
+    () => events.push("lost"),
+    (reason) => events.push(`wedged: ${reason}`),
+  );
+  return { probe, events };
+}
+
+async function until(pred: () => boolean, ms = 20_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!pred() && Date.now() < deadline) await Bun.sleep(20);
+}
+
+test("probes failing through the worker's client while a new client reaches the cluster: the client is wedged", async () => {
+  const { probe, events } = failingProbe((cb) => cb(null, "cluster-a"));
+  probe.start();
+  await until(() => events.some((e) => e.startsWith("wedged")));
+  probe.stop();
+  // Once is not enough (the worker's client may be waiting out its reconnect backoff): twice, 10 failures apart.
+  expect(events.slice(0, 5)).toEqual(["cluster cluster-a", "down", "fresh", "fresh", "wedged: 20 broker probes in a row failed through the worker's client while new clients reached the cluster"]);
+}, 30_000);
+
+test("probes failing through the worker's client while a new client finds another cluster: the cluster changed", async () => {
+  const { probe, events } = failingProbe((cb) => cb(null, "cluster-b"));
+  probe.start();
+  await until(() => events.includes("cluster cluster-b"));
+  probe.stop();
+  expect(events.slice(0, 4)).toEqual(["cluster cluster-a", "down", "fresh", "cluster cluster-b"]);
+}, 30_000);
+
+test("probes failing through both clients: the brokers are down, and a new client asks again every ten failures", async () => {
+  const { probe, events } = failingProbe((cb) => cb(new Error("timed out too")));
+  probe.start();
+  await until(() => events.filter((e) => e === "fresh").length >= 2);
+  probe.stop();
+  expect(events.filter((e) => e.startsWith("wedged") || e.startsWith("cluster cluster-b"))).toEqual([]);
+  expect(events.slice(0, 3)).toEqual(["cluster cluster-a", "down", "fresh"]);
+}, 30_000);
+
+test("the fresh probe, on librdkafka: a new client answers with the broker's cluster id, or fails for an address with no broker", async () => {
+  const brokers = await kafkaBrokers();
+  const ask = (servers: string) =>
+    new Promise<{ result?: string; error?: string }>((resolve) => {
+      const thread = new Worker(new URL("../../src/kafka/worker/queries.ts", import.meta.url).href);
+      thread.onmessage = (e) => {
+        resolve(e.data);
+        thread.terminate();
+      };
+      thread.postMessage({ reqId: 1, rk: 0, query: { kind: "freshProbe", timeoutMs: 3000 }, context: { consumer: { "bootstrap.servers": servers } } });
+    });
+  const ok = await ask(brokers);
+  expect(ok.error).toBeUndefined();
+  expect(ok.result).toMatch(/^[A-Za-z0-9_-]{22}$/);
+  const none = await ask("127.0.0.1:1");
+  expect(none.error).toBeString();
 }, 60_000);

@@ -12,6 +12,12 @@
  * which starts every worker afresh (pool.ts).
  */
 const INTERVAL_MS = 1000;
+// After this many failed probes in a row (about 17 s at the default timeout), and as many again each
+// time, a client made for the question alone asks too (MetadataClient.freshProbe). The worker's client
+// is taken for wedged when two fresh ones in a row got answers, 17 s apart, while it got none: a
+// client reconnecting after an outage waits at most librdkafka's reconnect.backoff.max.ms (10 s).
+const FRESH_EVERY = 10;
+const FRESH_ANSWERS_WEDGED = 2;
 // A probe unanswered this long past its own timeout is taken for lost: its thread is stuck.
 const LOST_AFTER_MS = 5000;
 const RETRY_MS = 250;
@@ -20,6 +26,8 @@ const FAILURES_DOWN = 3;
 interface MetadataClient {
   /** `cluster`: the id of the cluster that answered, when known. */
   getMetadata(o: { allTopics: boolean; timeout: number }, cb: (err: unknown, cluster?: string | null) => void): void;
+  /** The same question from a client made for it alone (a new librdkafka handle), then destroyed. */
+  freshProbe?(o: { timeout: number }, cb: (err: unknown, cluster?: string | null) => void): void;
 }
 
 export class BrokerProbe {
@@ -34,6 +42,8 @@ export class BrokerProbe {
   /** Counts probes sent: the answer of one taken for lost is ignored when it comes at last. */
   private sent = 0;
   private lostTimer: NodeJS.Timeout | null = null;
+  /** Fresh clients answered in a row since the worker's own last did. */
+  private freshAnswers = 0;
 
   constructor(
     private readonly client: MetadataClient,
@@ -47,6 +57,14 @@ export class BrokerProbe {
      * worker down for 4.5 minutes after a run of broker faults, /health/ready 503 throughout).
      */
     private readonly onLost: () => void = () => {},
+    /**
+     * The worker's own client fails every probe while a fresh one reaches the cluster: its handle is
+     * wedged, and the worker should be replaced. Seen once after a run of faults and a cluster wiped
+     * at the same address (chaos tester): librdkafka's own metadata refreshes were answered, while
+     * every probe through the handle timed out for 17 minutes, so the worker said "brokers: down",
+     * the instance was never ready, and nothing replaced it (its process answered every ping).
+     */
+    private readonly onWedged: (reason: string) => void = () => {},
   ) {}
 
   /** Once the producer is connected (probing before would only report that it is not). */
@@ -97,6 +115,7 @@ export class BrokerProbe {
       if (this.stopped) return;
       if (!err) {
         this.failures = 0;
+        this.freshAnswers = 0;
         if (cluster && cluster !== this.cluster) this.onCluster((this.cluster = cluster));
         // An answer to a question asked before the last ALL_BROKERS_DOWN says nothing about now.
         if (sentAt >= this.allDownAt) this.set(true, "a broker answered");
@@ -107,7 +126,37 @@ export class BrokerProbe {
 
   private failed(err: unknown): void {
     if (++this.failures >= FAILURES_DOWN) this.set(false, String((err as Error).message ?? err));
+    if (this.failures % FRESH_EVERY === 0 && this.client.freshProbe) return this.askFresh();
     this.schedule(RETRY_MS);
+  }
+
+  /** Whether a new client reaches the cluster that the worker's own cannot; probing goes on after it. */
+  private askFresh(): void {
+    this.probing = true;
+    const failures = this.failures;
+    const n = ++this.sent;
+    this.lostTimer = setTimeout(() => {
+      this.lostTimer = null;
+      if (this.stopped || n !== this.sent || !this.probing) return;
+      this.probing = false;
+      this.sent++;
+      this.onLost();
+      this.schedule(RETRY_MS);
+    }, this.timeoutMs + LOST_AFTER_MS);
+    this.client.freshProbe!({ timeout: this.timeoutMs }, (err, cluster) => {
+      if (n !== this.sent) return;
+      if (this.lostTimer) clearTimeout(this.lostTimer);
+      this.lostTimer = null;
+      this.probing = false;
+      if (this.stopped) return;
+      if (err || this.failures !== failures) this.freshAnswers = 0;
+      // Another cluster at the address: the gateway starts every worker afresh anyway.
+      else if (cluster && this.cluster !== null && cluster !== this.cluster) this.onCluster((this.cluster = cluster));
+      else if (++this.freshAnswers >= FRESH_ANSWERS_WEDGED) {
+        return this.onWedged(`${failures} broker probes in a row failed through the worker's client while new clients reached the cluster`);
+      }
+      this.schedule(RETRY_MS);
+    });
   }
 
   private set(up: boolean, reason: string): void {

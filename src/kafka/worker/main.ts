@@ -89,10 +89,15 @@ class QueryThread {
   }
 }
 const queries = new QueryThread();
+// Exit code of a worker whose librdkafka client is wedged (BrokerProbe onWedged): the gateway replaces it.
+const EXIT_WEDGED = 70;
 // The probe has a thread of its own: behind a slow question it would read as an outage.
 let probeThread = new QueryThread();
 const brokers = new BrokerProbe(
-  { getMetadata: (o, cb) => probeThread.ask({ kind: "probe", timeoutMs: o.timeout }, (r) => (r.error === undefined ? cb(null, r.result as string | null) : cb(new Error(r.error)))) },
+  {
+    getMetadata: (o, cb) => probeThread.ask({ kind: "probe", timeoutMs: o.timeout }, (r) => (r.error === undefined ? cb(null, r.result as string | null) : cb(new Error(r.error)))),
+    freshProbe: (o, cb) => probeThread.ask({ kind: "freshProbe", timeoutMs: o.timeout }, (r) => (r.error === undefined ? cb(null, r.result as string | null) : cb(new Error(r.error)))),
+  },
   config.probeTimeoutMs ?? 1500,
   (up, reason) => send(jsonMessage(IpcType.HEALTH, { brokers: up ? "up" : "down", reason })),
   (cluster) => send(jsonMessage(IpcType.HEALTH, { cluster })),
@@ -100,6 +105,12 @@ const brokers = new BrokerProbe(
     status.report("warn", "probe_lost", "a broker probe went unanswered; its thread is replaced");
     probeThread.terminate();
     probeThread = new QueryThread();
+  },
+  (reason) => {
+    // Nothing in this process can mend the handle: the gateway replaces the worker (its in-flight
+    // events are nacked WORKER_LOST, which the SDK re-sends by id).
+    status.report("error", "client_wedged", `${reason}; the worker exits to be replaced`);
+    setTimeout(() => process.exit(EXIT_WEDGED), 100);
   },
 );
 

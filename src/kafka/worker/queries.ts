@@ -36,7 +36,7 @@ let queries: MetadataQueries | null = null;
 let context: ThreadContext = { consumer: {} };
 
 /** The gateway's questions, plus the worker's own: connect (READY) and probe (HEALTH). */
-export type ThreadQuery = Query | { kind: "connect" } | { kind: "probe"; timeoutMs: number };
+export type ThreadQuery = Query | { kind: "connect" } | { kind: "probe"; timeoutMs: number } | { kind: "freshProbe"; timeoutMs: number };
 
 /** What a question needs besides the producer's handle: the readers' properties, for a group's own consumer. */
 export interface ThreadContext {
@@ -63,6 +63,8 @@ function answer(q: MetadataQueries, query: ThreadQuery): unknown {
     case "probe":
       q.ping(query.timeoutMs);
       return q.clusterId();
+    case "freshProbe":
+      return freshProbe(query.timeoutMs);
     case "partitions":
       return q.partitionCounts(query.topics, TIMEOUT_MS);
     case "watermarks":
@@ -103,6 +105,22 @@ function startGroupAtEnd(q: MetadataQueries, group: string, topics: string[]): n
     }
   } finally {
     consumer.destroy();
+  }
+}
+
+/**
+ * The probe's question from a client of its own, made with the readers' settings and destroyed after:
+ * whether the cluster answers a new handle when the worker's own gets no answer (broker-probe.ts).
+ * A consumer, since one needs no producer state; it never joins its group.
+ */
+function freshProbe(timeoutMs: number): string | null {
+  const client = new Consumer({ ...context.consumer, "group.id": "kgw-fresh-probe" });
+  try {
+    const q = new MetadataQueries(client.rk);
+    q.ping(timeoutMs);
+    return q.clusterId();
+  } finally {
+    client.destroy();
   }
 }
 
