@@ -9,6 +9,10 @@ import type { ConnectionData } from "./connection";
 
 type Socket = ServerWebSocket<ConnectionData>;
 
+// How long a connection whose hello was refused is still read, each frame refused the same, before it
+// is closed: what the client pipelined behind its hello has arrived by then.
+const REFUSED_HELLO_LINGER_MS = 250;
+
 /**
  * The WebSocket frames that carry tokens: the token of a `hello`, and `refresh`. Kept apart from
  * connection.ts so the request path there only has the one-line authorization hooks.
@@ -22,7 +26,7 @@ export function createAuthFrames(deps: {
   /** Handles a frame again (one held while a hello's token was verified). */
   replay(ws: Socket, raw: string | Buffer<ArrayBuffer>): void;
   /** Answers a held frame, if it has a readable cid, with the hello's refusal. */
-  refuseHeld(ws: Socket, raw: string | Buffer<ArrayBuffer>, err: GatewayError): void;
+  refuseHeld(ws: Socket, raw: string | Buffer, err: GatewayError): void;
   /** Reads the socket again, if holding frames had stopped it and nothing else holds it. */
   readAgain(ws: Socket): void;
 }) {
@@ -36,11 +40,19 @@ export function createAuthFrames(deps: {
   function refuseHello(ws: Socket, codec: CodecName, err: GatewayError, cid: number | undefined, held: ReadonlyArray<string | Buffer<ArrayBuffer>> = []): void {
     deps.sendError(ws, codec, err, cid);
     for (const raw of held) deps.refuseHeld(ws, raw, err);
+    // Frames the client sent behind the hello that are not read yet (a refusal that comes quickly
+    // beats them) are answered too, for a moment, before the close: closed at once, they went
+    // unanswered (outside tester: 50 frames behind a hello refused UNAVAILABLE, none answered).
+    ws.data.refusedHello = err;
     ws.data.outbound!.flush(true);
     deps.readAgain(ws); // unread, the client's closing handshake would make the close a reset
-    // The reason is in the nack; a close reason is capped at 123 bytes.
-    if (err.code === "UNAVAILABLE") ws.close(CloseCodes.TRY_AGAIN_LATER, "the token could not be checked now; reconnect later");
-    else ws.close(CloseCodes.REAUTHENTICATE, "reconnect with a valid token");
+    setTimeout(() => {
+      if (ws.data.closed) return;
+      ws.data.outbound!.flush(true);
+      // The reason is in the nack; a close reason is capped at 123 bytes.
+      if (err.code === "UNAVAILABLE") ws.close(CloseCodes.TRY_AGAIN_LATER, "the token could not be checked now; reconnect later");
+      else ws.close(CloseCodes.REAUTHENTICATE, "reconnect with a valid token");
+    }, REFUSED_HELLO_LINGER_MS);
   }
 
   /** Under a new token, every subscription is checked again; one no longer granted ends with a FORBIDDEN notice. */
@@ -85,6 +97,11 @@ export function createAuthFrames(deps: {
         if (ws.data.held === null) deps.readAgain(ws);
       });
       return true;
+    },
+
+    /** A frame that arrived after the connection's hello was refused, before its close: the same refusal. */
+    refuseAfterHello(ws: Socket, raw: string | Buffer): void {
+      deps.refuseHeld(ws, raw, ws.data.refusedHello!);
     },
 
     /** Adds who the connection is to its welcome. */

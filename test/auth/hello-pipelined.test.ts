@@ -94,6 +94,37 @@ test("a refused hello answers every frame sent behind it, then closes 4401", asy
   expect(code).toBe(4401);
 }, 30_000);
 
+test("3,000 frames behind a refused hello: each answered UNAUTHENTICATED, none counted as the client's invalid requests, then 4401", async () => {
+  const c = await RawWsClient.connect(gw.port, "/ws", "", "127.0.0.81");
+  c.send({ t: 1, v: 1, cid: 1_000_000, token: await signWith(key, "ES256", GRANTS, { kid: "unknown-kid" }) });
+  for (let i = 1; i <= 3000; i++) c.send(i % 3 === 0 ? { t: 15, cid: i } : { t: 10, cid: i, topic: "held", event: { type: "held" } });
+  const code = await closeCode(c);
+  const { counts } = repliesOf(c);
+  expect({ answered: counts.size, code }).toEqual({ answered: 3000, code: 4401 });
+  expect([...counts.values()].every((n) => n === 1)).toBe(true);
+  expect(c.frames.filter((f) => typeof f.cid === "number" && f.cid < 1_000_000).every((f) => f.code === "UNAUTHENTICATED")).toBe(true);
+}, 60_000);
+
+test("a hello whose key set cannot be reached at all (refused at once, before the frames behind it are read): those frames are answered too, then 1013", async () => {
+  const down = await startGateway({ KAFKA_BROKERS: "", AUTH_JWKS_URL: "http://127.0.0.1:1/jwks.json", AUTH_JWKS_ALGORITHMS: "ES256", RATE_LIMIT_EVENTS: "0", RATE_LIMIT_BYTES: "0" });
+  try {
+    for (let round = 0; round < 5; round++) {
+      const c = await RawWsClient.connect(down.port);
+      c.send({ t: 1, v: 1, cid: 1_000_000, token: await signWith(key, "ES256", GRANTS, { kid: "k1" }) });
+      for (let i = 1; i <= 50; i++) {
+        c.send({ t: 10, cid: i, topic: "held", event: { type: "held" } });
+        if (i % 10 === 0) await Bun.sleep(5); // some frames arrive after the refusal
+      }
+      const code = await closeCode(c);
+      const { counts } = repliesOf(c);
+      expect({ round, answered: counts.size, code }).toEqual({ round, answered: 50, code: 1013 });
+      expect(c.frames.find((f) => f.cid === 1_000_000)).toMatchObject({ code: "UNAVAILABLE" });
+    }
+  } finally {
+    await down.stop();
+  }
+}, 60_000);
+
 test("a hello whose key set cannot be fetched is nacked UNAVAILABLE and closed 1013, try again later", async () => {
   up = false;
   try {
