@@ -47,6 +47,11 @@ export class Authenticator {
     return Math.floor(this.config.AUTH_CLOCK_TOLERANCE / 1000) * 1000;
   }
 
+  /** When `who`'s token stops being valid anywhere: exp plus the clock tolerance (ms since the epoch; Infinity without authentication). */
+  validUntil(who: Identity): number {
+    return who.expiresAt + this.clockToleranceMs;
+  }
+
   /** The identity of a token, or UNAUTHENTICATED (UNAVAILABLE when the key set cannot be fetched). */
   async verify(token: string): Promise<Identity> {
     // Only the compact form, spelled strictly: base64 decoders skip what is not base64, so a token

@@ -61,12 +61,12 @@ export class ConnectionAuth {
       identity = await authenticator.verify(token);
     } catch (e) {
       const err = e instanceof GatewayError ? e : new GatewayError("UNAUTHENTICATED", "the token is not accepted");
-      audit.record({ principal: this.principal, action, outcome: "deny", code: err.code, reason: err.message, transport: "ws", session: this.session });
+      this.refused(err, action);
       return err;
     }
     if (action === "refresh" && this.identity && identity.principal !== this.identity.principal) {
       const err = new GatewayError("UNAUTHENTICATED", `a refresh must be for the same principal (${this.identity.principal})`);
-      audit.record({ principal: this.identity.principal, action, outcome: "deny", code: err.code, reason: err.message, transport: "ws", session: this.session });
+      this.refused(err, action);
       return err;
     }
     audit.record({ principal: identity.principal, action, outcome: "allow", transport: "ws", session: this.session });
@@ -74,7 +74,7 @@ export class ConnectionAuth {
     return undefined;
   }
 
-  /** Audits a refusal decided without a token to verify (a hello that brought none). */
+  /** Audits a refusal of a token, or of a hello that brought none, under the connection's principal so far. */
   refused(err: GatewayError, action: "authenticate" | "refresh"): void {
     this.ctx.audit.record({ principal: this.principal, action, outcome: "deny", code: err.code, reason: err.message, transport: "ws", session: this.session });
   }
@@ -113,7 +113,7 @@ export class ConnectionAuth {
     this.granted.subscribe.clear();
     this.seen.clear(); // a new token's decisions are audited afresh
     // Once the tolerance past exp is spent, the token is no longer valid anywhere else either.
-    this.wait(identity.expiresAt + this.ctx.authenticator.clockToleranceMs - Date.now(), () => this.expire());
+    this.wait(this.ctx.authenticator.validUntil(identity) - Date.now(), () => this.expire());
   }
 
   private expire(): void {

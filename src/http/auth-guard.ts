@@ -41,7 +41,7 @@ export function createHttpAuth(authenticator: Authenticator, audit: Audit) {
     },
     /** When `who`'s token stops being valid (exp plus the clock tolerance, ms since the epoch); Infinity without authentication. */
     validUntil(who: Identity): number {
-      return who.expiresAt + authenticator.clockToleranceMs;
+      return authenticator.validUntil(who);
     },
     /** For the delivery-health view: FORBIDDEN unless the token's claim says `admin: true` (always, with authentication off). */
     authorizeAdmin(who: Identity): GatewayError | undefined {

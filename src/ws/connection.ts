@@ -101,12 +101,13 @@ export function createWebSocketHandler(deps: {
     if (!ws.data.closed) ws.data.outbound!.reply(encodeFrame(frame, codec));
   }
 
-  function sendError(ws: ServerWebSocket<ConnectionData>, codec: CodecName, e: unknown, cid?: number): void {
+  /** `counted`: false for a refusal that is not for what the frame holds (see refuseHeld). */
+  function sendError(ws: ServerWebSocket<ConnectionData>, codec: CodecName, e: unknown, cid?: number, counted = true): void {
     const err = wireError(e);
     metrics.framesRejected.inc({ transport: "ws", code: err.code });
     if (err.code === "INTERNAL") logger.error("internal error handling a frame", { session: ws.data.session, error: String(e) });
     send(ws, cid === undefined ? { t: FrameType.ERROR, ...err } : { t: FrameType.NACK, cid, ...err }, codec);
-    noteRefused(ws, err);
+    if (counted) noteRefused(ws, err);
   }
 
   /**
@@ -297,9 +298,7 @@ export function createWebSocketHandler(deps: {
     // what it holds, and counted, 3,000 frames behind a refused hello were closed 4400 after 1,000.
     refuseHeld: (ws, raw, err) => {
       const cid = scanCid(raw);
-      if (cid === undefined) return;
-      metrics.framesRejected.inc({ transport: "ws", code: err.code });
-      send(ws, { t: FrameType.NACK, cid, ...wireError(err) }, typeof raw === "string" ? "json" : "msgpack");
+      if (cid !== undefined) sendError(ws, typeof raw === "string" ? "json" : "msgpack", err, cid, false);
     },
     readAgain: (ws) => {
       const box = ws.data.inbox!;
