@@ -217,6 +217,39 @@ for (const runtime of ["bun"] as const) {
       w.send(jsonMessage(IpcType.CLOSE_READER, { readerId: 2 }));
     }, 120_000);
 
+    test("readers being opened never hold the worker's loop: a PING behind 48 OPEN_READERs is answered at once, and what comes for a reader still opening waits for it", async () => {
+      const topic = freshTopic(`contract-opens-${runtime}`);
+      await ensureTopic(brokers, topic, 1);
+      w.send(produce(12, [{ topic, key: "k", value: "opened", headers: [] }]));
+      expect(delivery(await w.next(IpcType.DELIVERY, 60_000)).results[0]!.error).toBeUndefined();
+      // Each consumer's rd_kafka_new() blocks 4-27 ms while librdkafka starts its threads: made on the
+      // loop, these 48 held the PONG (and every delivery report) for 0.2-1.3 s. A reconnecting
+      // dashboard fleet resuming its replays opens that many at once.
+      const ids = Array.from({ length: 48 }, (_, i) => 100 + i);
+      const [first, closedEarly] = [ids[0]!, ids[1]!];
+      const burst = Buffer.concat([
+        ...ids.map((readerId) => jsonMessage(IpcType.OPEN_READER, { readerId })),
+        // Before either can have been made: kept, then applied in order.
+        jsonMessage(IpcType.ASSIGN, { readerId: first, assignments: [{ topic, partition: 0, offset: 0 }] }),
+        jsonMessage(IpcType.CLOSE_READER, { readerId: closedEarly }),
+        jsonMessage(IpcType.PING, {}),
+      ]);
+      const sent = performance.now();
+      w.send(burst);
+      await w.next(IpcType.PONG, 10_000);
+      const pongMs = performance.now() - sent;
+      console.log(`PONG behind 48 OPEN_READERs: ${pongMs.toFixed(1)} ms`);
+      for (const _ of ids) await w.next(IpcType.READER_READY, 30_000);
+      let body = new ByteReader(await w.next(IpcType.RECORDS, 30_000));
+      while (body.u32() !== first) body = new ByteReader(await w.next(IpcType.RECORDS, 30_000));
+      expect(readRecords(body).map((r) => Buffer.from(r.value!).toString())).toEqual(["opened"]);
+      for (const readerId of ids) if (readerId !== closedEarly) w.send(jsonMessage(IpcType.CLOSE_READER, { readerId }));
+      w.send(jsonMessage(IpcType.PING, {}));
+      await w.next(IpcType.PONG, 10_000);
+      expect(w.stderr()).not.toMatch(/reader_error|worker_error/);
+      expect(pongMs).toBeLessThan(100);
+    }, 120_000);
+
     test(`a record with ${HEADERS} headers goes to Kafka whole, and a reader hands it back whole`, async () => {
       const topic = freshTopic(`contract-hdr-${runtime}`);
       await ensureTopic(brokers, topic, 1);

@@ -12,6 +12,22 @@ import { Err, METADATA, METADATA_TOPIC, TP, TPLIST } from "./layout";
 import { addressOf, cstr, read, readI64, readString } from "./memory";
 import { rdk } from "./symbols";
 
+/**
+ * A new `rd_kafka_t` of `type` (layout.ts: RD_KAFKA_PRODUCER or RD_KAFKA_CONSUMER). It blocks until
+ * librdkafka's own threads have started: 3-6 ms on a quiet machine, up to 27 ms under load. Any
+ * thread may call it and hand the handle to another (see ../worker/opener.ts).
+ */
+export function newHandle(type: number, props: KafkaProps, events = 0): number {
+  const conf = new Conf(props, events);
+  const errstr = Buffer.alloc(512);
+  const rk = rdk().rd_kafka_new(type, conf.handle as never, errstr, errstr.length) as number | null;
+  if (!rk) {
+    conf.destroy(); // rd_kafka_new() takes the conf only when it succeeds
+    throw new KafkaError(Err.INVALID_ARG, `cannot create the Kafka client: ${cString(errstr)}`);
+  }
+  return rk;
+}
+
 /** A short default for blocking metadata calls: the worker produces nothing while it waits. */
 export const QUERY_TIMEOUT_MS = 5000;
 
@@ -19,14 +35,8 @@ export abstract class Client {
   rk: number;
   private queries: MetadataQueries | null = null;
 
-  protected constructor(type: number, props: KafkaProps, events: number) {
-    const conf = new Conf(props, events);
-    const errstr = Buffer.alloc(512);
-    const rk = rdk().rd_kafka_new(type, conf.handle as never, errstr, errstr.length) as number | null;
-    if (!rk) {
-      conf.destroy(); // rd_kafka_new() takes the conf only when it succeeds
-      throw new KafkaError(Err.INVALID_ARG, `cannot create the Kafka client: ${cString(errstr)}`);
-    }
+  /** `rk`: a handle from newHandle(), which this object now owns. */
+  protected constructor(rk: number) {
     this.rk = rk;
   }
 

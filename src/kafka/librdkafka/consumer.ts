@@ -7,7 +7,7 @@
  * caller that re-encodes records copies each key, value and header exactly once, straight into its
  * own buffer, and then release()s the batch.
  */
-import { Client, PartitionList } from "./client";
+import { Client, PartitionList, newHandle } from "./client";
 import type { KafkaProps } from "./conf";
 import { check, errString, KafkaError, takeError } from "./errors";
 import { HEADER_BEFORE_NAME, MSG, RD_KAFKA_CONSUMER, TP } from "./layout";
@@ -185,13 +185,26 @@ export class MessageBatch {
   }
 }
 
+/** An `rd_kafka_t` made for a consumer, not yet owned by a Consumer. */
+export class ConsumerHandle {
+  constructor(readonly rk: number) {}
+}
+
+/** Blocks while librdkafka starts its threads (client.ts newHandle). */
+export function newConsumerHandle(props: KafkaProps): ConsumerHandle {
+  return new ConsumerHandle(newHandle(RD_KAFKA_CONSUMER, props));
+}
+
 export class Consumer extends Client {
   private readonly queue: number;
   private closing = false;
 
-  /** `props` must include group.id (librdkafka requires one even for manual assignment). */
-  constructor(props: KafkaProps) {
-    super(RD_KAFKA_CONSUMER, props, 0);
+  /**
+   * `source`: the properties, which must include group.id (librdkafka requires one even for manual
+   * assignment), or a consumer handle made by newConsumerHandle(), perhaps on another thread.
+   */
+  constructor(source: KafkaProps | ConsumerHandle) {
+    super(source instanceof ConsumerHandle ? source.rk : newConsumerHandle(source).rk);
     const lib = rdk();
     // Everything (errors, rebalances, fetched records) arrives on the consumer queue, read below.
     check(lib.rd_kafka_poll_set_consumer(this.rk as never), "poll_set_consumer");

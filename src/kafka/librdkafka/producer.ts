@@ -5,7 +5,7 @@
  * main queue, which poll() drains on the JS thread; the per-record opaque is a number the caller
  * chooses (an index into its own typed arrays), so a report needs no object.
  */
-import { Client } from "./client";
+import { Client, newHandle } from "./client";
 import type { KafkaProps } from "./conf";
 import { errString, KafkaError } from "./errors";
 import { MSG, RD_KAFKA_EVENT_DR, RD_KAFKA_EVENT_ERROR, RD_KAFKA_PRODUCER } from "./layout";
@@ -51,7 +51,7 @@ export class Producer extends Client {
   private readonly produceva = rdk().rd_kafka_produceva;
 
   constructor(props: KafkaProps) {
-    super(RD_KAFKA_PRODUCER, props, RD_KAFKA_EVENT_DR | RD_KAFKA_EVENT_ERROR);
+    super(newHandle(RD_KAFKA_PRODUCER, props, RD_KAFKA_EVENT_DR | RD_KAFKA_EVENT_ERROR));
     this.queue = rdk().rd_kafka_queue_get_main(this.rk as never) as number;
   }
 

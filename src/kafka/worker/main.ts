@@ -13,13 +13,13 @@
 import type { Socket } from "bun";
 import { BrokerProbe, CONNECTION_FAILURE } from "./broker-probe";
 import { ByteReader, IpcType, MessageReader, type Query, jsonMessage } from "../wire/ipc";
-import { Err, versionString } from "../librdkafka";
+import { ConsumerHandle, Err, versionString } from "../librdkafka";
 import { SocketWriter } from "../wire/socket-writer";
 import { StatusReporter } from "./status";
 import type { WorkerConfig } from "../wire/worker-config";
 import { FfiProducer } from "./producer";
 import type { ThreadQuery } from "./queries";
-import { FfiReaders } from "./readers";
+import { type ConsumerOpener, FfiReaders } from "./readers";
 import { IdleCollector } from "./idle-collector";
 
 const config: WorkerConfig = JSON.parse(process.env.KGW_WORKER_CONFIG ?? "{}");
@@ -50,6 +50,36 @@ try {
   process.stderr.write(`kafka worker ${config.workerIndex}: ${String((e as Error)?.message ?? e)}\n`);
   process.exit(3);
 }
+/** Makes readers' consumers on a thread of their own (opener.ts), answering on this one in the order asked. */
+class ConsumerOpenerThread {
+  private readonly thread = new Worker(new URL("./opener.ts", import.meta.url).href);
+  private readonly waiting = new Map<number, (made: ConsumerHandle | Error) => void>();
+  private seq = 0;
+  constructor() {
+    this.thread.onmessage = (e: MessageEvent<{ id: number; rk?: number; error?: string }>) => {
+      const done = this.waiting.get(e.data.id);
+      this.waiting.delete(e.data.id);
+      try {
+        done?.(e.data.error === undefined ? new ConsumerHandle(e.data.rk!) : new Error(e.data.error));
+      } catch (err) {
+        // As in dispatch(): a reader that fails to start is reported, never allowed to end the worker.
+        status.report("error", "worker_error", String((err as Error)?.stack ?? err));
+      }
+      wake();
+    };
+    // A thread that failed answers nobody: each waiting opener is told, so its reader is not left opening.
+    this.thread.onerror = (e) => {
+      for (const done of this.waiting.values()) done(new Error(`the consumer opener thread failed: ${e.message}`));
+      this.waiting.clear();
+    };
+  }
+  readonly open: ConsumerOpener = (props, done) => {
+    const id = ++this.seq;
+    this.waiting.set(id, done);
+    this.thread.postMessage({ id, props });
+  };
+}
+
 // Readers' messages are bulk: behind delivery reports and PONGs, in order among themselves.
 const collector = new IdleCollector();
 const readers = new FfiReaders(
@@ -60,6 +90,7 @@ const readers = new FfiReaders(
     writer?.writeBulk(buf);
   },
   status,
+  new ConsumerOpenerThread().open,
 );
 
 type Answer = { result?: unknown; error?: string };

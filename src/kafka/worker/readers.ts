@@ -7,7 +7,7 @@
  */
 import type { Assignment } from "../../log/event-log";
 import { ByteWriter, IpcType, READER_CREDIT, jsonMessage } from "../wire/ipc";
-import { Consumer, MessageBatch } from "../librdkafka";
+import { Consumer, type ConsumerHandle, MessageBatch } from "../librdkafka";
 import { encodeSourceRecord } from "../wire/records-layout";
 import type { StatusReporter } from "./status";
 
@@ -43,6 +43,34 @@ interface LostPlace {
   topic: string;
   partition: number;
   offset: number;
+}
+
+type ReaderGroup = { id: string; topics: string[]; metadataRefreshMs?: number };
+type ReaderMessage = { readerId: number; group?: ReaderGroup; assignments?: Assignment[]; onlyHeaders?: string[]; bulk?: boolean };
+
+/** A reader's consumer properties: the worker's, then what its mode needs. */
+function readerProps(config: Record<string, string | number | boolean>, readerId: number, group?: ReaderGroup): Record<string, string | number | boolean> {
+  // A group commits only what the gateway says its members were handed (STORE_OFFSETS), never what
+  // this worker merely read: a member whose connection drops leaves its records to the group.
+  // A manual reader whose next offset is gone does not jump anywhere by itself (librdkafka's default
+  // would be the partition's end, skipping what is still there, in silence): it stops, and the
+  // gateway decides where to go on and tells the subscribers what they missed (OUT_OF_RANGE).
+  // A group reader whose commit is gone (retention, or the topic created again since) reads on from
+  // the log's start: at least once. A new group does not start there: the gateway commits the end
+  // for it first (startGroupAtEnd), so earliest only ever applies to a commit the log lost.
+  const mode: Record<string, string | boolean> = group
+    ? { "enable.auto.commit": true, "enable.auto.offset.store": false, "auto.offset.reset": "earliest" }
+    : { "enable.auto.commit": false, "auto.offset.reset": "error" };
+  // As the Node reader (worker-readers.ts): a group member whose worker dies holds its partitions
+  // until its session times out, so share groups get 10 s rather than librdkafka's 45 s.
+  // A group finds partitions added to its topics when its members refresh the topics' metadata:
+  // at librdkafka's default, every 5 minutes, which left a share group's members without the new
+  // partitions' records that long (chaos tester). KAFKA_PROPERTIES may still set it otherwise.
+  const session: Record<string, number> = group ? { "session.timeout.ms": 10_000, "heartbeat.interval.ms": 3000, ...(group.metadataRefreshMs ? { "topic.metadata.refresh.interval.ms": group.metadataRefreshMs } : {}) } : {};
+  // A manual reader is told where a partition ends (PARTITION_EOF), since a replay goes live only
+  // once it is there, and a partition may end in offsets no record is handed for: transaction
+  // markers and aborted records. A group member's feed has no end to reach.
+  return { ...session, ...config, ...mode, "enable.partition.eof": !group, "group.id": group?.id ?? `kgw-reader-${process.pid}-${readerId}` };
 }
 
 class Reader {
@@ -94,38 +122,18 @@ class Reader {
 
   constructor(
     readonly id: number,
-    config: Record<string, string | number | boolean>,
+    handle: ConsumerHandle,
     private readonly send: (buf: Buffer) => void,
     private readonly status: StatusReporter,
-    group?: { topics: string[]; metadataRefreshMs?: number },
+    group?: ReaderGroup,
     /** ReaderOptions.onlyHeaders, as bytes to compare names with. */
     private readonly only: Uint8Array[] | null = null,
   ) {
-    // A group commits only what the gateway says its members were handed (STORE_OFFSETS), never what
-    // this worker merely read: a member whose connection drops leaves its records to the group.
-    // A manual reader whose next offset is gone does not jump anywhere by itself (librdkafka's default
-    // would be the partition's end, skipping what is still there, in silence): it stops, and the
-    // gateway decides where to go on and tells the subscribers what they missed (OUT_OF_RANGE).
-    // A group reader whose commit is gone (retention, or the topic created again since) reads on from
-    // the log's start: at least once. A new group does not start there: the gateway commits the end
-    // for it first (startGroupAtEnd), so earliest only ever applies to a commit the log lost.
+    this.consumer = new Consumer(handle);
     const groupTopics = group?.topics;
-    const mode: Record<string, string | boolean> = groupTopics
-      ? { "enable.auto.commit": true, "enable.auto.offset.store": false, "auto.offset.reset": "earliest" }
-      : { "enable.auto.commit": false, "auto.offset.reset": "error" };
-    // As the Node reader (worker-readers.ts): a group member whose worker dies holds its partitions
-    // until its session times out, so share groups get 10 s rather than librdkafka's 45 s.
-    // A group finds partitions added to its topics when its members refresh the topics' metadata:
-    // at librdkafka's default, every 5 minutes, which left a share group's members without the new
-    // partitions' records that long (chaos tester). KAFKA_PROPERTIES may still set it otherwise.
-    const session: Record<string, number> = groupTopics ? { "session.timeout.ms": 10_000, "heartbeat.interval.ms": 3000, ...(group?.metadataRefreshMs ? { "topic.metadata.refresh.interval.ms": group.metadataRefreshMs } : {}) } : {};
-    // A manual reader is told where a partition ends (PARTITION_EOF), since a replay goes live only
-    // once it is there, and a partition may end in offsets no record is handed for: transaction
-    // markers and aborted records. A group member's feed has no end to reach.
-    this.consumer = new Consumer({ ...session, ...config, ...mode, "enable.partition.eof": !groupTopics });
     this.next = groupTopics ? null : new Map();
     if (groupTopics) this.consumer.subscribe(groupTopics);
-    // rd_kafka_new() returns at once and connects in the background, as the Node reader's 'ready' did.
+    // The consumer connects in the background, as the Node reader's 'ready' did.
     send(jsonMessage(IpcType.READER_READY, { readerId: id }));
   }
 
@@ -322,9 +330,21 @@ class Reader {
   }
 }
 
+/**
+ * Makes a consumer's handle off the worker's loop (./opener.ts) and calls back on it: rd_kafka_new()
+ * blocks while librdkafka starts its threads.
+ */
+export type ConsumerOpener = (props: Record<string, string | number | boolean>, done: (made: ConsumerHandle | Error) => void) => void;
+
 /** The readers of one worker process, driven by the gateway's JSON control messages. */
 export class FfiReaders {
   private readonly readers = new Map<number, Reader>();
+  /**
+   * Readers whose consumer is being made, with the messages that came for them meanwhile (applied in
+   * order once it is). Made on the loop, sixteen replays opened at once held the worker's delivery
+   * reports, and so other clients' publish acks, for 60-270 ms: 4-27 ms each.
+   */
+  private readonly opening = new Map<number, Array<[number, ReaderMessage]>>();
 
   constructor(
     private readonly config: Record<string, string | number | boolean>,
@@ -332,18 +352,20 @@ export class FfiReaders {
     private readonly bulkConfig: Record<string, string | number | boolean>,
     private readonly send: (buf: Buffer) => void,
     private readonly status: StatusReporter,
+    private readonly open: ConsumerOpener,
   ) {}
 
   get size(): number {
     return this.readers.size;
   }
 
-  handle(type: number, msg: { readerId: number; group?: { id: string; topics: string[]; metadataRefreshMs?: number }; assignments?: Assignment[]; onlyHeaders?: string[]; bulk?: boolean }): void {
+  handle(type: number, msg: ReaderMessage): void {
+    const waiting = this.opening.get(msg.readerId);
+    if (waiting) return void waiting.push([type, msg]);
     if (type === IpcType.OPEN_READER) {
-      const groupId = msg.group?.id ?? `kgw-reader-${process.pid}-${msg.readerId}`;
-      const only = Array.isArray(msg.onlyHeaders) ? msg.onlyHeaders.map((n) => Buffer.from(n)) : null;
-      this.order = null;
-      this.readers.set(msg.readerId, new Reader(msg.readerId, { ...this.config, ...(msg.bulk === true ? this.bulkConfig : {}), "group.id": groupId }, this.send, this.status, msg.group, only));
+      this.opening.set(msg.readerId, []);
+      const props = readerProps({ ...this.config, ...(msg.bulk === true ? this.bulkConfig : {}) }, msg.readerId, msg.group);
+      this.open(props, (made) => this.opened(msg, made));
       return;
     }
     const reader = this.readers.get(msg.readerId);
@@ -359,6 +381,17 @@ export class FfiReaders {
       reader.close();
       this.closing.add(reader);
     }
+  }
+
+  /** A consumer was made for OPEN_READER `msg` (or could not be: the gateway's ready timeout answers its opener). */
+  private opened(msg: ReaderMessage, made: ConsumerHandle | Error): void {
+    const waiting = this.opening.get(msg.readerId) ?? [];
+    this.opening.delete(msg.readerId);
+    if (made instanceof Error) return void this.status.report("error", "reader_error", made.message, { readerId: msg.readerId });
+    const only = Array.isArray(msg.onlyHeaders) ? msg.onlyHeaders.map((n) => Buffer.from(n)) : null;
+    this.order = null;
+    this.readers.set(msg.readerId, new Reader(msg.readerId, made, this.send, this.status, msg.group, only));
+    for (const [type, m] of waiting) this.handle(type, m);
   }
 
   private readonly closing = new Set<Reader>();
@@ -406,6 +439,7 @@ export class FfiReaders {
   }
 
   closeAll(): void {
+    for (const [readerId, waiting] of this.opening) waiting.push([IpcType.CLOSE_READER, { readerId }]);
     for (const r of this.readers.values()) {
       r.close();
       this.closing.add(r);
