@@ -3,6 +3,7 @@ import { Packr, Unpackr } from "msgpackr";
 import { connect } from "../../src/client";
 import { ConfigSchema } from "../../src/config/schema";
 import { LatencyHistogram } from "../harness/histogram";
+import type { Series } from "../harness/load";
 import { numberArg, parseBenchArgs } from "../harness/options";
 import { CpuMeter, rssBytes } from "../harness/processes";
 import { type RunReport, machine } from "../harness/report";
@@ -27,6 +28,8 @@ interface ControlResult {
   sent: number;
   acked: number;
   failed: Record<string, number>;
+  /** Per second of the run: what was sent and acked, and the acked ones' p50 and p99 (a spike shows when). */
+  series: Series;
 }
 
 /**
@@ -56,8 +59,18 @@ class Control {
   }
 
   async run(seconds: number, intervalMs: number): Promise<ControlResult> {
-    const out: ControlResult = { histogram: new LatencyHistogram(), sent: 0, acked: 0, failed: {} };
-    const until = performance.now() + seconds * 1000;
+    const out: ControlResult = { histogram: new LatencyHistogram(), sent: 0, acked: 0, failed: {}, series: { t: [], sentPerSec: [], ackedPerSec: [], p50Ms: [], p99Ms: [] } };
+    const began = performance.now();
+    const until = began + seconds * 1000;
+    let second = { at: 1, sent: 0, acked: 0, histogram: new LatencyHistogram() };
+    const endSecond = () => {
+      out.series.t.push(second.at);
+      out.series.sentPerSec.push(second.sent);
+      out.series.ackedPerSec.push(second.acked);
+      out.series.p50Ms.push(second.histogram.percentileMs(50));
+      out.series.p99Ms.push(second.histogram.percentileMs(99));
+      second = { at: second.at + 1, sent: 0, acked: 0, histogram: new LatencyHistogram() };
+    };
     while (performance.now() < until) {
       const cid = this.cid++;
       const t0 = performance.now();
@@ -65,13 +78,18 @@ class Control {
       this.ws.send(packr.pack({ t: 10, cid, topic: "s7-control", event: { type: "control", data: { cid } } }));
       const reply = await Promise.race([answered, Bun.sleep(30_000).then(() => ({ t: -1, code: "NO_REPLY" }))]);
       out.sent++;
+      while (t0 - began >= second.at * 1000) endSecond();
+      second.sent++;
       if (reply.t === 20) {
         out.acked++;
+        second.acked++;
         out.histogram.record((performance.now() - t0) * 1000);
+        second.histogram.record((performance.now() - t0) * 1000);
       } else out.failed[String(reply.code)] = (out.failed[String(reply.code)] ?? 0) + 1;
       const rest = intervalMs - (performance.now() - t0);
       if (rest > 0) await Bun.sleep(rest);
     }
+    endSecond();
     return out;
   }
 
@@ -126,7 +144,7 @@ export const s7: Scenario = {
       const quietCpu = new CpuMeter(stack.groups());
       quietCpu.start();
       const quiet = await control.run(o.duration, interval);
-      runs.push({ label: "control, quiet", figures: { sent: quiet.sent, acked: quiet.acked }, latency: quiet.histogram.summaryMs(), curve: quiet.histogram.curveMs(), cpu: quietCpu.stop() });
+      runs.push({ label: "control, quiet", figures: { sent: quiet.sent, acked: quiet.acked }, latency: quiet.histogram.summaryMs(), curve: quiet.histogram.curveMs(), cpu: quietCpu.stop(), series: quiet.series });
 
       // The attackers start up (Bun's start-up costs the box a burst of CPU that no attacker on
       // another machine would) and then attack together, at the moment the control starts
@@ -144,7 +162,7 @@ export const s7: Scenario = {
       clearInterval(sampler);
       const cpuSplit = cpu.stop();
       const outcomes = await Promise.all(procs.map(async (p) => JSON.parse((await new Response(p.stdout).text()).trim().split("\n").at(-1) || "{}")));
-      runs.push({ label: "control, under attack", figures: { sent: attacked.sent, acked: attacked.acked, ...Object.fromEntries(Object.entries(attacked.failed).map(([k, v]) => [`failed ${k}`, v])) }, latency: attacked.histogram.summaryMs(), curve: attacked.histogram.curveMs(), cpu: cpuSplit });
+      runs.push({ label: "control, under attack", figures: { sent: attacked.sent, acked: attacked.acked, ...Object.fromEntries(Object.entries(attacked.failed).map(([k, v]) => [`failed ${k}`, v])) }, latency: attacked.histogram.summaryMs(), curve: attacked.histogram.curveMs(), cpu: cpuSplit, series: attacked.series });
       for (const a of outcomes) runs.push({ label: `attacker ${a.mode}`, figures: a.counts ?? {} });
 
       const q = quiet.histogram.summaryMs();
@@ -155,6 +173,7 @@ export const s7: Scenario = {
       figures["p50 attacked / quiet"] = Number((a.p50 / q.p50).toFixed(2));
       figures["target p99 within 2x of quiet"] = a.p99 <= 2 * q.p99 ? "met" : "not met";
       figures["control requests lost"] = attacked.sent - attacked.acked;
+      figures["control max per second under attack (ms)"] = attacked.series.p99Ms.map((ms) => Math.round(ms)).join(" ");
       if (rssBefore) figures["gateway RSS before → peak (MiB)"] = `${(rssBefore / 2 ** 20).toFixed(0)} → ${(rssPeak / 2 ** 20).toFixed(0)}`;
     } finally {
       await stack.stop();
