@@ -50,32 +50,53 @@ try {
   process.stderr.write(`kafka worker ${config.workerIndex}: ${String((e as Error)?.message ?? e)}\n`);
   process.exit(3);
 }
-/** Makes readers' consumers on a thread of their own (opener.ts), answering on this one in the order asked. */
+/**
+ * Makes readers' consumers on a thread of their own (opener.ts), answering on this one in the order
+ * asked. A thread whose rd_kafka_new() has not returned within OPEN_TIMEOUT_MS is let go, with every
+ * open waiting on it failed (their openers hear UNAVAILABLE from the gateway's ready timeout), and a
+ * new thread takes the next: a stuck one would otherwise leave every later reader of the worker unopened.
+ */
+const OPEN_TIMEOUT_MS = 10_000;
 class ConsumerOpenerThread {
-  private readonly thread = new Worker(new URL("./opener.ts", import.meta.url).href);
-  private readonly waiting = new Map<number, (made: ConsumerHandle | Error) => void>();
+  private thread = this.start();
+  private readonly waiting = new Map<number, { done: (made: ConsumerHandle | Error) => void; timer: Timer }>();
   private seq = 0;
-  constructor() {
-    this.thread.onmessage = (e: MessageEvent<{ id: number; rk?: number; error?: string }>) => {
-      const done = this.waiting.get(e.data.id);
+
+  private start(): Worker {
+    const thread = new Worker(new URL("./opener.ts", import.meta.url).href);
+    thread.onmessage = (e: MessageEvent<{ id: number; rk?: number; error?: string }>) => {
+      const w = this.waiting.get(e.data.id);
+      if (!w) return; // failed already, its thread let go
       this.waiting.delete(e.data.id);
+      clearTimeout(w.timer);
       try {
-        done?.(e.data.error === undefined ? new ConsumerHandle(e.data.rk!) : new Error(e.data.error));
+        w.done(e.data.error === undefined ? new ConsumerHandle(e.data.rk!) : new Error(e.data.error));
       } catch (err) {
         // As in dispatch(): a reader that fails to start is reported, never allowed to end the worker.
         status.report("error", "worker_error", String((err as Error)?.stack ?? err));
       }
       wake();
     };
-    // A thread that failed answers nobody: each waiting opener is told, so its reader is not left opening.
-    this.thread.onerror = (e) => {
-      for (const done of this.waiting.values()) done(new Error(`the consumer opener thread failed: ${e.message}`));
-      this.waiting.clear();
-    };
+    thread.onerror = (e) => this.replace(`the consumer opener thread failed: ${e.message}`);
+    return thread;
   }
+
+  private replace(reason: string): void {
+    status.report("error", "reader_error", reason);
+    this.thread.terminate();
+    this.thread = this.start();
+    const failed = [...this.waiting.values()];
+    this.waiting.clear();
+    for (const w of failed) {
+      clearTimeout(w.timer);
+      w.done(new Error(reason));
+    }
+  }
+
   readonly open: ConsumerOpener = (props, done) => {
     const id = ++this.seq;
-    this.waiting.set(id, done);
+    const timer = setTimeout(() => this.replace(`making a Kafka consumer took over ${OPEN_TIMEOUT_MS} ms; its thread is replaced`), OPEN_TIMEOUT_MS);
+    this.waiting.set(id, { done, timer });
     this.thread.postMessage({ id, props });
   };
 }
