@@ -124,6 +124,13 @@ test("a bad query is refused before any stream: 400 with the code a subscribe fr
   const none = openStream(`${gw.url}/api/v1/stream`);
   await none.done;
   expect(none.status).toBe(400);
+  // Named as the stream takes it (a query parameter `topic`), not as a subscribe frame's fields
+  // ("give topic or topics"), which a stream has no `topics` for (chaos tester).
+  expect(none.body.error.message).toMatch(/`topic` parameter/);
+  const plural = openStream(`${gw.url}/api/v1/stream?topics=x,y`);
+  await plural.done;
+  expect({ status: plural.status, code: plural.body.error.code }).toEqual({ status: 400, code: "INVALID_FRAME" });
+  expect(plural.body.error.message).toMatch(/`topic` parameter/);
   const forged = openStream(`${gw.url}/api/v1/stream?topic=x`, { "last-event-id": "not-a-token" });
   await forged.done;
   expect(forged.body.error.code).toBe("INVALID_POSITION");
