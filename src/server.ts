@@ -305,6 +305,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
       draining = true;
       guard.stop();
       publisher.drain();
+      subscriptions.drain();
       fairShare?.flush();
       const deadline = Date.now() + config.SHUTDOWN_TIMEOUT_MS;
       while (publisher.eventsInflight > 0 && Date.now() < deadline) await Bun.sleep(10);

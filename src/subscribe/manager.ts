@@ -54,6 +54,8 @@ const MAX_TIME_MS = 8.64e15;
 // Topics whose watermarks one delivery-health request asks for: a bound on the queries it costs.
 const MAX_LAG_TOPICS = 100;
 
+const shuttingDown = () => new GatewayError("SHUTTING_DOWN", "the gateway is shutting down; reconnect to another instance");
+
 /**
  * Subscriptions of every connection. A subscription from `latest` joins its topic's shared live feed
  * (one reader per topic for the whole gateway). One that starts in the past gets its own feed,
@@ -96,6 +98,8 @@ export class SubscriptionManager {
   private readonly starting = new WeakMap<SubscriberConnection, Map<string, Promise<void>>>();
   /** Connections gone: a subscribe that finishes starting after its socket closed leaves nothing. */
   private readonly closed = new WeakSet<SubscriberConnection>();
+  /** drain() was called: the gateway is shutting down. */
+  private draining = false;
   /**
    * Per connection, per subscription id: the last subscribe or unsubscribe waiting its turn (an
    * unsubscribe waits for its subscribe to start). Later requests for that id queue behind it, so
@@ -159,6 +163,15 @@ export class SubscriptionManager {
     } finally {
       this.checkingPartitions = false;
     }
+  }
+
+  /**
+   * The gateway drains: every subscribe from now on is refused SHUTTING_DOWN, and one still starting
+   * that fails for the log closing under it is too (not UNAVAILABLE, "the log is not connected": the
+   * client is to reconnect, to another instance if there is one, not to wait for this one's log).
+   */
+  drain(): void {
+    this.draining = true;
   }
 
   /** Stops every feed (at shutdown); subscriptions end with their sockets. */
@@ -229,6 +242,7 @@ export class SubscriptionManager {
     const ahead = itsTurn || f.sub === undefined ? undefined : (this.waiting.get(conn)?.get(f.sub) ?? this.starting.get(conn)?.get(f.sub));
     if (ahead) return this.after(conn, f.sub!, ahead, () => this.subscribe(conn, codec, f, true));
     if (itsTurn && this.closed.has(conn)) return Promise.resolve();
+    if (this.draining) throw shuttingDown();
     const topics = [...new Set(f.topics ?? [f.topic!])];
     for (const t of topics) if (!this.topicAllow.test(t)) throw new GatewayError("INVALID_TOPIC", `subscribing to topic "${t}" is not allowed here`);
     const filter = compileFilter(f.filter ?? {});
@@ -310,6 +324,8 @@ export class SubscriptionManager {
       startingCounted();
       // Refused, or its socket closed while it started: it holds no feed.
       if (!conn.subscriptions.has(id)) this.releaseFeeds(conn, id);
+    }).catch((e: unknown) => {
+      throw this.draining && e instanceof GatewayError && e.code === "UNAVAILABLE" ? shuttingDown() : e;
     });
   }
 

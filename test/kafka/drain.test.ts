@@ -44,3 +44,47 @@ test("SIGTERM mid-stream: new publishes are refused SHUTTING_DOWN, everything ac
   const inKafka = new Map((await consumeAll(brokers, topic, { expect: acked.size })).map((r) => [r.headers.ce_id!, { partition: r.partition, offset: r.offset }]));
   for (const [id, pos] of acked) expect(inKafka.get(id)).toEqual(pos);
 }, 60_000);
+
+test("SIGTERM while subscribes keep coming: each one answered is subscribed or SHUTTING_DOWN (retriable, reconnect elsewhere), never UNAVAILABLE", async () => {
+  const brokers = await kafkaBrokers();
+  const topic = freshTopic("drain-subs");
+  await ensureTopic(brokers, topic, 3);
+  const gw = await startGateway({ KAFKA_BROKERS: brokers, KAFKA_WORKERS: "2", MAX_REPLAYS_PER_ADDRESS: "1000", MAX_REPLAY_SUBSCRIPTIONS: "1000", MAX_SUBSCRIPTIONS_PER_CONNECTION: "1000", SUBSCRIBE_RATE_LIMIT: "0" });
+  const publisher = await connect({ url: gw.wsUrl });
+  await publisher.publishBatch(Array.from({ length: 100 }, (_, i) => ({ type: "test.drain", key: `k${i}` })), { topic });
+  publisher.close();
+  const ws = new WebSocket(gw.wsUrl);
+  const codes = new Map<number, string[]>();
+  let welcomed!: () => void;
+  const welcome = new Promise<void>((r) => (welcomed = r));
+  ws.onmessage = (m) => {
+    const f = JSON.parse(String(m.data));
+    if (f.t === 2) return welcomed();
+    if (f.cid === undefined) return; // events, `live`
+    codes.set(f.cid, [...(codes.get(f.cid) ?? []), f.t === 23 ? "subscribed" : String(f.code)]);
+  };
+  const closed = new Promise<number>((r) => (ws.onclose = (e) => r(e.code)));
+  await new Promise<void>((r) => (ws.onopen = () => r()));
+  ws.send(JSON.stringify({ t: 1, v: 1 }));
+  await welcome;
+  let cid = 0;
+  const subscribe = () => ws.send(JSON.stringify({ t: 12, cid: ++cid, sub: `s${cid}`, topic, start: "earliest" }));
+  for (let i = 0; i < 32; i++) subscribe();
+  await Bun.sleep(100);
+  const exited = gw.stop("SIGTERM");
+  // Subscribes keep coming through the drain, until the gateway closes the socket.
+  let open = true;
+  void closed.then(() => (open = false));
+  while (open) {
+    if (ws.readyState === WebSocket.OPEN) subscribe();
+    await Bun.sleep(3);
+  }
+  expect(await closed).toBe(1001);
+  expect(await exited).toBe(0);
+  const all = [...codes.values()];
+  // Each one answered, once.
+  for (const replies of all) expect(replies).toHaveLength(1);
+  const seen = new Set(all.flat());
+  expect([...seen].filter((code) => code !== "subscribed" && code !== "SHUTTING_DOWN")).toEqual([]);
+  expect(seen.has("SHUTTING_DOWN")).toBe(true);
+}, 90_000);
