@@ -52,25 +52,28 @@ try {
 }
 /**
  * Makes readers' consumers on a thread of their own (opener.ts), answering on this one in the order
- * asked. A thread whose rd_kafka_new() has not returned within OPEN_TIMEOUT_MS is let go, with every
- * open waiting on it failed (their openers hear UNAVAILABLE from the gateway's ready timeout), and a
- * new thread takes the next: a stuck one would otherwise leave every later reader of the worker unopened.
+ * asked. A thread that has opens waiting and has answered none for OPEN_STALL_MS is stuck in
+ * rd_kafka_new(): it is let go, every open waiting on it fails (their subscribers hear UNAVAILABLE
+ * from the gateway's ready timeout), and a new thread takes the next; a stuck one would otherwise
+ * leave every later reader of the worker unopened. Timed from its last answer, not from each ask:
+ * hundreds of opens queued at once (4-27 ms each) are slow, not stuck.
  */
-const OPEN_TIMEOUT_MS = 10_000;
+const OPEN_STALL_MS = 10_000;
 class ConsumerOpenerThread {
   private thread = this.start();
-  private readonly waiting = new Map<number, { done: (made: ConsumerHandle | Error) => void; timer: Timer }>();
+  private readonly waiting = new Map<number, (made: ConsumerHandle | Error) => void>();
   private seq = 0;
+  private watchdog: Timer | null = null;
 
   private start(): Worker {
     const thread = new Worker(new URL("./opener.ts", import.meta.url).href);
     thread.onmessage = (e: MessageEvent<{ id: number; rk?: number; error?: string }>) => {
-      const w = this.waiting.get(e.data.id);
-      if (!w) return; // failed already, its thread let go
+      const done = this.waiting.get(e.data.id);
+      if (!done) return; // failed already, with the thread it was asked of
       this.waiting.delete(e.data.id);
-      clearTimeout(w.timer);
+      this.watch(true);
       try {
-        w.done(e.data.error === undefined ? new ConsumerHandle(e.data.rk!) : new Error(e.data.error));
+        done(e.data.error === undefined ? new ConsumerHandle(e.data.rk!) : new Error(e.data.error));
       } catch (err) {
         // As in dispatch(): a reader that fails to start is reported, never allowed to end the worker.
         status.report("error", "worker_error", String((err as Error)?.stack ?? err));
@@ -81,22 +84,31 @@ class ConsumerOpenerThread {
     return thread;
   }
 
+  /** Keeps the watchdog armed while opens wait; `progress`: the thread just answered one. */
+  private watch(progress: boolean): void {
+    if (this.watchdog && (progress || this.waiting.size === 0)) {
+      clearTimeout(this.watchdog);
+      this.watchdog = null;
+    }
+    if (!this.watchdog && this.waiting.size > 0) {
+      this.watchdog = setTimeout(() => this.replace(`the consumer opener answered nothing for ${OPEN_STALL_MS} ms; its thread is replaced`), OPEN_STALL_MS);
+    }
+  }
+
   private replace(reason: string): void {
     status.report("error", "reader_error", reason);
     this.thread.terminate();
     this.thread = this.start();
     const failed = [...this.waiting.values()];
     this.waiting.clear();
-    for (const w of failed) {
-      clearTimeout(w.timer);
-      w.done(new Error(reason));
-    }
+    this.watch(true);
+    for (const done of failed) done(new Error(reason));
   }
 
   readonly open: ConsumerOpener = (props, done) => {
     const id = ++this.seq;
-    const timer = setTimeout(() => this.replace(`making a Kafka consumer took over ${OPEN_TIMEOUT_MS} ms; its thread is replaced`), OPEN_TIMEOUT_MS);
-    this.waiting.set(id, { done, timer });
+    this.waiting.set(id, done);
+    this.watch(false);
     this.thread.postMessage({ id, props });
   };
 }
