@@ -204,7 +204,7 @@ export class Consumer extends Client {
    * assignment), or a consumer handle made by newConsumerHandle(), perhaps on another thread.
    */
   constructor(source: KafkaProps | ConsumerHandle) {
-    super(source instanceof ConsumerHandle ? source.rk : newConsumerHandle(source).rk);
+    super(source instanceof ConsumerHandle ? source.rk : newHandle(RD_KAFKA_CONSUMER, source));
     const lib = rdk();
     // Everything (errors, rebalances, fetched records) arrives on the consumer queue, read below.
     check(lib.rd_kafka_poll_set_consumer(this.rk as never), "poll_set_consumer");
