@@ -15,7 +15,7 @@ import { rdk } from "./symbols";
 /**
  * A new `rd_kafka_t` of `type` (layout.ts: RD_KAFKA_PRODUCER or RD_KAFKA_CONSUMER). It blocks until
  * librdkafka's own threads have started: 3-6 ms on a quiet machine, up to 27 ms under load. Any
- * thread may call it and hand the handle to another (see ../worker/opener.ts).
+ * thread may call it and hand the handle to another (see ../worker/queries.ts).
  */
 export function newHandle(type: number, props: KafkaProps, events = 0): number {
   const conf = new Conf(props, events);
@@ -26,6 +26,11 @@ export function newHandle(type: number, props: KafkaProps, events = 0): number {
     throw new KafkaError(Err.INVALID_ARG, `cannot create the Kafka client: ${cString(errstr)}`);
   }
   return rk;
+}
+
+/** Frees a handle from newHandle() that no Client owns. Blocking, while librdkafka's threads stop. */
+export function destroyHandle(rk: number): void {
+  rdk().rd_kafka_destroy(rk as never);
 }
 
 /** A short default for blocking metadata calls: the worker produces nothing while it waits. */
@@ -64,7 +69,7 @@ export abstract class Client {
     if (!this.rk) return;
     const rk = this.rk;
     this.rk = 0;
-    rdk().rd_kafka_destroy(rk as never);
+    destroyHandle(rk);
   }
 }
 

@@ -7,8 +7,9 @@
  *
  * One thread does the Kafka work and never blocks: it produces (producer.ts), polls
  * delivery reports and readers' records (readers.ts) on a short timer, and answers the
- * gateway. Metadata questions, which block until the broker answers, run on helper threads
- * (queries.ts). librdkafka's own threads never run JavaScript.
+ * gateway. Metadata questions, which block until the broker answers, and rd_kafka_new(), which
+ * blocks while librdkafka starts its threads, run on helper threads (queries.ts, query-thread.ts).
+ * librdkafka's own threads never run JavaScript.
  */
 import type { Socket } from "bun";
 import { BrokerProbe, CONNECTION_FAILURE } from "./broker-probe";
@@ -18,7 +19,7 @@ import { SocketWriter } from "../wire/socket-writer";
 import { StatusReporter } from "./status";
 import type { WorkerConfig } from "../wire/worker-config";
 import { FfiProducer } from "./producer";
-import type { ThreadQuery } from "./queries";
+import { QueryThread } from "./query-thread";
 import { type ConsumerOpener, FfiReaders } from "./readers";
 import { IdleCollector } from "./idle-collector";
 
@@ -51,67 +52,30 @@ try {
   process.exit(3);
 }
 /**
- * Makes readers' consumers on a thread of their own (opener.ts), answering on this one in the order
- * asked. A thread that has opens waiting and has answered none for OPEN_STALL_MS is stuck in
- * rd_kafka_new(): it is let go, every open waiting on it fails (their subscribers hear UNAVAILABLE
- * from the gateway's ready timeout), and a new thread takes the next; a stuck one would otherwise
- * leave every later reader of the worker unopened. Timed from its last answer, not from each ask:
- * hundreds of opens queued at once (4-27 ms each) are slow, not stuck.
+ * Readers' consumers are made on a thread of their own (queries.ts). One that has opens waiting and
+ * has answered none for OPEN_STALL_MS is stuck in rd_kafka_new(): it is let go, every open waiting
+ * on it fails (their subscribers hear UNAVAILABLE from the gateway's ready timeout), and a new thread
+ * takes the next; a stuck one would otherwise leave every later reader of the worker unopened.
  */
 const OPEN_STALL_MS = 10_000;
-class ConsumerOpenerThread {
-  private thread = this.start();
-  private readonly waiting = new Map<number, (made: ConsumerHandle | Error) => void>();
-  private seq = 0;
-  private watchdog: Timer | null = null;
-
-  private start(): Worker {
-    const thread = new Worker(new URL("./opener.ts", import.meta.url).href);
-    thread.onmessage = (e: MessageEvent<{ id: number; rk?: number; error?: string }>) => {
-      const done = this.waiting.get(e.data.id);
-      if (!done) return; // failed already, with the thread it was asked of
-      this.waiting.delete(e.data.id);
-      this.watch(true);
-      try {
-        done(e.data.error === undefined ? new ConsumerHandle(e.data.rk!) : new Error(e.data.error));
-      } catch (err) {
-        // As in dispatch(): a reader that fails to start is reported, never allowed to end the worker.
-        status.report("error", "worker_error", String((err as Error)?.stack ?? err));
-      }
-      wake();
-    };
-    thread.onerror = (e) => this.replace(`the consumer opener thread failed: ${e.message}`);
-    return thread;
-  }
-
-  /** Keeps the watchdog armed while opens wait; `progress`: the thread just answered one. */
-  private watch(progress: boolean): void {
-    if (this.watchdog && (progress || this.waiting.size === 0)) {
-      clearTimeout(this.watchdog);
-      this.watchdog = null;
+const openerThread: QueryThread = new QueryThread(() => ffi.producer.rk, { consumer: config.consumer }, {
+  ms: OPEN_STALL_MS,
+  stalled: (reason) => status.report("error", "reader_error", `the consumer opener: ${reason}`),
+  // Made once its open had failed, for a reader the gateway has given up on.
+  late: (answer) => {
+    if (typeof answer.result === "number") openerThread.ask({ kind: "destroyConsumer", rk: answer.result }, () => {});
+  },
+});
+const openConsumer: ConsumerOpener = (props, done) =>
+  openerThread.ask({ kind: "openConsumer", props }, (r) => {
+    try {
+      done(r.error === undefined ? new ConsumerHandle(r.result as number) : new Error(r.error));
+    } catch (err) {
+      // As in dispatch(): a reader that fails to start is reported, never allowed to end the worker.
+      status.report("error", "worker_error", String((err as Error)?.stack ?? err));
     }
-    if (!this.watchdog && this.waiting.size > 0) {
-      this.watchdog = setTimeout(() => this.replace(`the consumer opener answered nothing for ${OPEN_STALL_MS} ms; its thread is replaced`), OPEN_STALL_MS);
-    }
-  }
-
-  private replace(reason: string): void {
-    status.report("error", "reader_error", reason);
-    this.thread.terminate();
-    this.thread = this.start();
-    const failed = [...this.waiting.values()];
-    this.waiting.clear();
-    this.watch(true);
-    for (const done of failed) done(new Error(reason));
-  }
-
-  readonly open: ConsumerOpener = (props, done) => {
-    const id = ++this.seq;
-    this.waiting.set(id, done);
-    this.watch(false);
-    this.thread.postMessage({ id, props });
-  };
-}
+    wake();
+  });
 
 // Readers' messages are bulk: behind delivery reports and PONGs, in order among themselves.
 const collector = new IdleCollector();
@@ -123,40 +87,14 @@ const readers = new FfiReaders(
     writer?.writeBulk(buf);
   },
   status,
-  new ConsumerOpenerThread().open,
+  openConsumer,
 );
 
-type Answer = { result?: unknown; error?: string };
-
-/** A metadata thread (queries.ts): questions are answered in order, each blocking it alone. */
-class QueryThread {
-  private readonly thread = new Worker(new URL("./queries.ts", import.meta.url).href);
-  private readonly waiting = new Map<number, (r: Answer) => void>();
-  private seq = 0;
-  constructor() {
-    this.thread.onmessage = (e: MessageEvent<Answer & { reqId: number }>) => {
-      const done = this.waiting.get(e.data.reqId);
-      this.waiting.delete(e.data.reqId);
-      done?.(e.data);
-    };
-  }
-  /** Lets go of the thread (one stuck in a call that never returns keeps only itself). */
-  terminate(): void {
-    this.waiting.clear();
-    this.thread.terminate();
-  }
-
-  ask(query: ThreadQuery, done: (r: Answer) => void, deadline?: number): void {
-    const reqId = ++this.seq;
-    this.waiting.set(reqId, done);
-    this.thread.postMessage({ reqId, rk: ffi.producer.rk, query, deadline, context: { consumer: config.consumer } });
-  }
-}
-const queries = new QueryThread();
+const queries = new QueryThread(() => ffi.producer.rk, { consumer: config.consumer });
 // Exit code of a worker whose librdkafka client is wedged (BrokerProbe onWedged): the gateway replaces it.
 const EXIT_WEDGED = 70;
 // The probe has a thread of its own: behind a slow question it would read as an outage.
-let probeThread = new QueryThread();
+let probeThread = new QueryThread(() => ffi.producer.rk, { consumer: config.consumer });
 const brokers = new BrokerProbe(
   {
     getMetadata: (o, cb) => probeThread.ask({ kind: "probe", timeoutMs: o.timeout }, (r) => (r.error === undefined ? cb(null, r.result as string | null) : cb(new Error(r.error)))),
@@ -168,7 +106,7 @@ const brokers = new BrokerProbe(
   () => {
     status.report("warn", "probe_lost", "a broker probe went unanswered; its thread is replaced");
     probeThread.terminate();
-    probeThread = new QueryThread();
+    probeThread = new QueryThread(() => ffi.producer.rk, { consumer: config.consumer });
   },
   (reason) => {
     // Nothing in this process can mend the handle: the gateway replaces the worker (its in-flight

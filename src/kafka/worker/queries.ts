@@ -8,11 +8,15 @@
  * Messages in: { reqId, rk, query: ThreadQuery, deadline? }; out: { reqId, result } or { reqId, error }.
  * A question whose deadline (ms since the epoch) has passed when its turn comes is not asked: its
  * caller has had its error already, and asking anyway would keep the questions behind it waiting.
- * The worker runs two of these threads: one for the gateway's questions and one for its broker
- * probe (broker-probe.ts), so a probe never waits behind a slow question and reads as an outage.
+ * The worker runs three of these threads (query-thread.ts): one for the gateway's questions, one for
+ * its broker probe (broker-probe.ts), so a probe never waits behind a slow question and reads as an
+ * outage, and one that makes its readers' consumers. rd_kafka_new() blocks until librdkafka's own
+ * threads have started, 4-27 ms a consumer on this machine kind; made on the worker's loop, sixteen
+ * replays opened at once held its delivery reports, and so other clients' publish acks, for up to
+ * 270 ms. A handle made here is used from the loop afterwards (a handle belongs to no thread).
  */
 import type { Query } from "../wire/ipc";
-import { Consumer, KafkaError, MetadataQueries } from "../librdkafka";
+import { Consumer, KafkaError, MetadataQueries, destroyHandle, newConsumerHandle } from "../librdkafka";
 
 declare const self: Worker;
 
@@ -35,8 +39,17 @@ const CONNECT_TIMEOUT_MS = 2000;
 let queries: MetadataQueries | null = null;
 let context: ThreadContext = { consumer: {} };
 
-/** The gateway's questions, plus the worker's own: connect (READY) and probe (HEALTH). */
-export type ThreadQuery = Query | { kind: "connect" } | { kind: "probe"; timeoutMs: number } | { kind: "freshProbe"; timeoutMs: number };
+/**
+ * The gateway's questions, plus the worker's own: connect (READY), probe (HEALTH), and a reader's
+ * consumer made (its handle's address the answer) or, made for nobody, destroyed.
+ */
+export type ThreadQuery =
+  | Query
+  | { kind: "connect" }
+  | { kind: "probe"; timeoutMs: number }
+  | { kind: "freshProbe"; timeoutMs: number }
+  | { kind: "openConsumer"; props: Record<string, string | number | boolean> }
+  | { kind: "destroyConsumer"; rk: number };
 
 /** What a question needs besides the producer's handle: the readers' properties, for a group's own consumer. */
 export interface ThreadContext {
@@ -73,6 +86,10 @@ function answer(q: MetadataQueries, query: ThreadQuery): unknown {
       return retrying((left) => q.offsetsForTimes(query.topic, query.partitions, query.timestampMs, left));
     case "startGroupAtEnd":
       return startGroupAtEnd(q, query.group, query.topics);
+    case "openConsumer":
+      return newConsumerHandle(query.props).rk;
+    case "destroyConsumer":
+      return void destroyHandle(query.rk);
   }
 }
 

@@ -331,7 +331,7 @@ class Reader {
 }
 
 /**
- * Makes a consumer's handle off the worker's loop (./opener.ts) and calls back on it: rd_kafka_new()
+ * Makes a consumer's handle off the worker's loop (a thread of ./queries.ts) and calls back on it: rd_kafka_new()
  * blocks while librdkafka starts its threads.
  */
 export type ConsumerOpener = (props: Record<string, string | number | boolean>, done: (made: ConsumerHandle | Error) => void) => void;
