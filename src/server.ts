@@ -18,6 +18,7 @@ import { error, errorResponse, lateErrorResponse } from "./http/responses";
 import { FairShare, type FairShareOptions } from "./ingest/fair-share";
 import { Idempotence } from "./ingest/idempotence";
 import { Publisher, wireError } from "./ingest/publisher";
+import { shuttingDown } from "./protocol/errors";
 import { ConnectionLimiter } from "./limits/connections";
 import { OpenFilesGuard, openFilesLimit } from "./limits/open-files";
 import { Listener } from "./http/listener";
@@ -260,7 +261,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
 
   /** The WebSocket upgrade: refused while draining, on a bad token, or past the connection caps. */
   function upgrade(req: Request, srv: Server<ConnectionData>): Response | undefined | Promise<Response | undefined> {
-    if (draining) return error("SHUTTING_DOWN", "the gateway is shutting down");
+    if (draining) return errorResponse(wireError(shuttingDown()));
     const remote = clientAddress(req, srv);
     // The cheapest check first, and answered late (refusal-delay.ts): a reconnect loop must buy
     // neither token verifications nor a fast retry.

@@ -2,7 +2,7 @@ import type { Config } from "../config/schema";
 import type { LogRecord } from "../log/event-log";
 import type { Metrics } from "../observability/metrics";
 import type { CodecName } from "../protocol/codec";
-import { GatewayError, type WireError, isGatewayError, toWireError } from "../protocol/errors";
+import { GatewayError, type WireError, isGatewayError, shuttingDown, toWireError } from "../protocol/errors";
 import { parseEnvelope } from "../protocol/envelope";
 import type { Envelope } from "../protocol/frames";
 import { TOPIC_NAME } from "../protocol/frames";
@@ -99,7 +99,7 @@ export class Publisher {
 
   /** Validates every event; valid ones become records, invalid ones get an error at their index. */
   prepare(events: unknown[], topic: string, codec: CodecName, transport: Transport): Prepared {
-    if (this.draining) throw new GatewayError("SHUTTING_DOWN", "the gateway is shutting down; reconnect to another instance");
+    if (this.draining) throw shuttingDown();
     if (events.length > this.config.MAX_BATCH_EVENTS) {
       throw new GatewayError("BATCH_TOO_LARGE", `${events.length} events in one batch; at most ${this.config.MAX_BATCH_EVENTS}`);
     }

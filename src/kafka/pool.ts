@@ -2,7 +2,7 @@ import { rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Socket, TCPSocketListener, UnixSocketListener } from "bun";
-import { GatewayError } from "../protocol/errors";
+import { GatewayError, shuttingDown } from "../protocol/errors";
 import { ByteReader, IpcType, MessageReader, type Query, jsonMessage } from "./wire/ipc";
 import { QueryTable } from "./queries";
 import { removeStaleWorkerFiles } from "./stale-files";
@@ -86,7 +86,7 @@ export class WorkerPool {
   epoch = 0;
   // Refusals are values, made once: under overload every event of every frame is refused, and a
   // GatewayError per event (with its stack capture) would cost most when the box has least to spare.
-  private readonly shuttingDown = new GatewayError("SHUTTING_DOWN", "the gateway is shutting down");
+  private readonly closedError = shuttingDown();
   private readonly refusals: Array<{ starting: GatewayError; startingFor: string; stopped: GatewayError; overloaded: GatewayError; noBrokers: GatewayError }>;
   private readonly nextBatchId = () => (this.batchSeq = (this.batchSeq + 1) >>> 0);
   private readonly flushAll = () => {
@@ -141,7 +141,7 @@ export class WorkerPool {
   /** `acceptedAt`: when the gateway took the record (Date.now()); its deadline counts from then. */
   submit(worker: number, topic: string, key: Uint8Array | string | null, value: Uint8Array | null, timestamp: number, headers: Array<[string, string | Uint8Array]>, sink: RecordSink, index: number, acceptedAt: number): void {
     const slot = this.slots[worker]!;
-    if (this.closing) return sink.failed(index, this.shuttingDown);
+    if (this.closing) return sink.failed(index, this.closedError);
     if (slot.state !== "ready") return sink.failed(index, slot.state === "stopped" ? this.refusals[worker]!.stopped : this.startingRefusal(slot));
     // Handed to librdkafka now, it would wait out the whole message timeout; refused, it can be retried at once.
     if (!slot.brokersUp) return sink.failed(index, this.refusals[worker]!.noBrokers);

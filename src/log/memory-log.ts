@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { GatewayError } from "../protocol/errors";
+import { GatewayError, shuttingDown } from "../protocol/errors";
 import {
   type AppendResults,
   type ConsumedRecord,
@@ -74,7 +74,7 @@ export class MemoryLog implements EventLog {
    * round-robin among the sources with work queued, so one connection cannot starve the others.
    */
   append(records: LogRecord[], source = ""): Promise<AppendResults> {
-    if (this.closed) return Promise.resolve(failedResults(records.length, new GatewayError("SHUTTING_DOWN", "the gateway is shutting down")));
+    if (this.closed) return Promise.resolve(failedResults(records.length, shuttingDown()));
     return new Promise((resolve) => {
       let queue = this.waiting.get(source);
       if (!queue) this.waiting.join(source, (queue = []));

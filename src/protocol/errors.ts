@@ -48,6 +48,11 @@ export class GatewayError extends Error {
   }
 }
 
+/** What a draining gateway answers any request, on every path (publish, subscribe, HTTP). */
+export function shuttingDown(): GatewayError {
+  return new GatewayError("SHUTTING_DOWN", "the gateway is shutting down; reconnect to another instance");
+}
+
 export function isGatewayError(e: unknown): e is GatewayError {
   return e instanceof GatewayError;
 }

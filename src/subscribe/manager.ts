@@ -4,7 +4,7 @@ import type { EventLog, Watermark } from "../log/event-log";
 import type { Logger } from "../observability/logger";
 import type { Metrics } from "../observability/metrics";
 import { type CodecName, encodeFrame } from "../protocol/codec";
-import { GatewayError, toWireError } from "../protocol/errors";
+import { GatewayError, shuttingDown, toWireError } from "../protocol/errors";
 import { FrameType, type Gap, type Start, type SubscribeFrame } from "../protocol/frames";
 import { type DeliveryRow, RecentlyEnded, lagOf, rowOf } from "./delivery-report";
 import { AddressFeeds } from "./address-feeds";
@@ -53,8 +53,6 @@ export interface SubscriptionStats {
 const MAX_TIME_MS = 8.64e15;
 // Topics whose watermarks one delivery-health request asks for: a bound on the queries it costs.
 const MAX_LAG_TOPICS = 100;
-
-const shuttingDown = () => new GatewayError("SHUTTING_DOWN", "the gateway is shutting down; reconnect to another instance");
 
 /**
  * Subscriptions of every connection. A subscription from `latest` joins its topic's shared live feed
