@@ -45,10 +45,14 @@ interface Gone {
 }
 
 /** What the reader handed over, in order: a batch of records, or a partition it lost its place in. */
-/** A topic's log replaced (EventLog.epoch): its partitions' watermarks in the new one. */
+/**
+ * A topic's log replaced (EventLog.epoch): its partitions' watermarks in the new one. Or the topic
+ * deleted (`deleted`, `marks` empty): the reader lets its partitions go, as the log has none.
+ */
 interface Replaced {
   topic: string;
   marks: Watermark[];
+  deleted?: boolean;
 }
 
 /** A partition's end, where the reader found it past the last record it handed over (ReaderHandlers.onEnd). */
@@ -197,6 +201,20 @@ export class Feed implements ShareDealer {
     }
   }
 
+  /**
+   * The log no longer has `topic` (deleted, and not created again when last asked). What was not
+   * read of it is gone: its subscribers are told with a log_reset gap per partition, in order behind
+   * what was read before, and a replay goes live (nothing of it is left to read). If the topic is
+   * created again, its partitions are read from their start (partitionsNow). Before, a replay waited
+   * at its old offsets for good, its replay slot held and nothing said; and a topic made again with
+   * more records than that offset had those below it skipped in silence.
+   */
+  topicDeleted(topic: string): void {
+    if (this.closed || this.options.group || (this.positions.get(topic)?.length ?? 0) === 0) return;
+    this.waiting.push({ replaced: { topic, marks: [], deleted: true } });
+    this.pump();
+  }
+
   private async newLogMarks(): Promise<Map<string, Watermark[]>> {
     const marks = new Map<string, Watermark[]>();
     for (const topic of this.positions.keys()) marks.set(topic, await this.log.watermarks(topic));
@@ -222,9 +240,11 @@ export class Feed implements ShareDealer {
    * 3 partitions of 4, the tokens went on naming p3's old offset, and once p3 was added again its
    * first 6,250 records were skipped in silence.
    */
-  private readNewLog({ topic, marks }: Replaced): void {
+  private readNewLog({ topic, marks, deleted }: Replaced): void {
     const offsets = this.positions.get(topic);
     if (this.closed || !offsets) return;
+    // A deleted topic's partitions are let go: the reader would wait at their old offsets for good.
+    if (deleted && this.reader && this.assigned === this.reader) this.reader.unassign(offsets.map((_, partition) => ({ topic, partition, offset: 0 })));
     const gaps: Gap[] = [];
     for (let p = 0; p < offsets.length; p++) {
       const to = marks[p]?.low ?? 0;
@@ -549,6 +569,8 @@ export class Feed implements ShareDealer {
         // these positions, read it again. Not in a share group: there a record read again comes from
         // the group's commit, which is before it only when no member was handed it.
         if (!this.ledger && r.offset < (offsets[r.partition] ?? -1)) continue;
+        // Of a partition no longer read (its topic deleted, topicDeleted): sent before the reader let it go.
+        if (!this.ledger && r.partition >= offsets.length) continue;
         offsets[r.partition] = r.offset + 1;
       }
       // One record's fault costs that record only, never the rest of the batch or going live.

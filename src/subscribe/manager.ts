@@ -91,6 +91,8 @@ export class SubscriptionManager {
   private readonly topicAllow: RegExp;
   private readonly lagTimer: Timer;
   private readonly partitionTimer: Timer;
+  /** Topics read by feeds that the log said it lacks, with how many checks running it has (checkPartitions). */
+  private readonly missingTopics = new Map<string, number>();
   private checkingPartitions = false;
   /** Subscribes of each connection still starting, by id, settled (either way) once started. */
   private readonly starting = new WeakMap<SubscriberConnection, Map<string, Promise<void>>>();
@@ -142,8 +144,9 @@ export class SubscriptionManager {
   }
 
   /**
-   * Asks the partition counts of every topic a feed reads by hand (one metadata request for all of
-   * them: PartitionCounts), and hands them to the feeds, which read partitions added meanwhile.
+   * Asks the partition counts of every topic a feed reads by hand, and hands them to the feeds, which
+   * read partitions added meanwhile; a topic the log has lacked at two checks running was deleted
+   * (Feed.topicDeleted).
    */
   private async checkPartitions(): Promise<void> {
     if (this.checkingPartitions) return;
@@ -154,8 +157,27 @@ export class SubscriptionManager {
       const live = await Promise.all([...this.liveFeeds.values()].map((p) => Promise.race([p.catch(() => null), opening])));
       const feeds: Feed[] = [...[...this.replayFeeds.values()].map((r) => r.feed), ...live.filter((f): f is Feed => f !== null)];
       const topics = new Set(feeds.flatMap((f) => f.topics));
-      const counts = new Map(await Promise.all([...topics].map(async (t) => [t, await this.log.partitionCount(t).catch(() => 0)] as const)));
-      for (const feed of feeds) feed.partitionsNow(counts);
+      const counts = new Map<string, number>();
+      const deleted: string[] = [];
+      await Promise.all(
+        [...topics].map(async (t) => {
+          try {
+            counts.set(t, await this.log.partitionCount(t));
+            this.missingTopics.delete(t);
+          } catch (e) {
+            if (!(e instanceof GatewayError && e.code === "UNKNOWN_TOPIC")) return;
+            // Twice running, so that one answer from a broker that has not heard of the topic yet is not taken for a deletion.
+            const misses = (this.missingTopics.get(t) ?? 0) + 1;
+            this.missingTopics.set(t, misses);
+            if (misses >= 2) deleted.push(t);
+          }
+        }),
+      );
+      for (const t of this.missingTopics.keys()) if (!topics.has(t)) this.missingTopics.delete(t);
+      for (const feed of feeds) {
+        feed.partitionsNow(counts);
+        for (const t of deleted) if (feed.topics.includes(t)) feed.topicDeleted(t);
+      }
     } catch (e) {
       this.logger.warn("the partition counts of the topics read could not be asked; asking again later", { error: String(e) });
     } finally {

@@ -1,0 +1,76 @@
+import { expect, test } from "bun:test";
+import { type DeliveredEvent, type Gap, connect } from "../../src/client";
+import { freshTopic, kafkaGatewayForFile } from "../support/kafka";
+import { deleteTopic, ensureTopic } from "../support/kafka-broker";
+import { rawProduce } from "../support/raw-producer";
+import { until } from "../support/until";
+
+/**
+ * A topic deleted under a replay that is still reading its history. Found from outside: the replay
+ * waited at its old offsets for good, with no notice, never `live`, its replay slot held (a second
+ * replay from the address refused TOO_MANY_SUBSCRIPTIONS); and when the topic was made again, the
+ * partitions where the new log outgrew the old offset had the records below it skipped in silence.
+ * The records are written by another producer: the gateway's own producer, having written to a
+ * topic, asks for its metadata again and so has the broker create it again at once (auto-create).
+ */
+const file = kafkaGatewayForFile({ REPLAY_RATE_LIMIT: "500", PARTITION_CHECK_MS: "300", MAX_REPLAYS_PER_ADDRESS: "1", RATE_LIMIT_BYTES: "0" });
+
+const events = (n: number, from: number) => Array.from({ length: n }, (_, i) => ({ type: "deleted.test", key: `k${from + i}`, data: { i: from + i } }));
+/** `perPartition` records in each of 3 partitions, numbered from `from`, written by a plain Java producer. */
+const raw = (perPartition: number, from: number) =>
+  Array.from({ length: 3 * perPartition }, (_, i) => ({ partition: i % 3, value: JSON.stringify({ i: from + i }), headers: [["ce_type", "deleted.test"], ["content-type", "application/json"]] as Array<[string, string]> }));
+
+/** Per partition, the offsets delivered, in arrival order. */
+function byPartition(events: DeliveredEvent[]): Map<number, number[]> {
+  const m = new Map<number, number[]>();
+  for (const e of events) m.set(e.partition, [...(m.get(e.partition) ?? []), e.offset]);
+  return m;
+}
+
+const upTo = (n: number) => Array.from({ length: n }, (_, i) => i);
+
+test("a replay whose topic is deleted: a log_reset gap where each partition stopped, then live, its slot free; the topic made again is read from its start", async () => {
+  const topic = freshTopic("deleted-replay");
+  await ensureTopic(file.brokers, topic, 3);
+  await rawProduce(file.brokers, topic, raw(1000, 0));
+  const client = await connect({ url: file.gw.wsUrl });
+
+  // 500 events/s: six seconds of history, most of it still unread when the topic goes.
+  const sub = await client.subscribe(topic, { start: "earliest" });
+  const seen: DeliveredEvent[] = [];
+  const gaps: Gap[] = [];
+  let live = false;
+  // What came after each gap, by partition: nothing of the old log may follow its notice.
+  const afterGap: DeliveredEvent[] = [];
+  sub.onEvent((e) => (gaps.some((g) => g.partition === e.partition) ? afterGap : seen).push(e));
+  sub.onNotice((n) => {
+    if (n.kind === "gap") gaps.push(...n.gaps);
+    if (n.kind === "live") live = true;
+  });
+  await until("the replay to begin", () => seen.length >= 200, 30_000);
+  await deleteTopic(file.brokers, topic);
+
+  await until("live", () => live, 30_000);
+  expect(gaps.map((g) => [g.partition, g.reason, g.to]).sort()).toEqual([[0, "log_reset", 0], [1, "log_reset", 0], [2, "log_reset", 0]]);
+  // Each partition was delivered from its start up to where its gap says it stopped: nothing skipped unsaid.
+  const read = byPartition(seen);
+  for (const g of gaps) expect(read.get(g.partition) ?? []).toEqual(upTo(g.from));
+  expect(seen.length).toBeLessThan(3000);
+
+  // The replay slot is free (MAX_REPLAYS_PER_ADDRESS is 1 here): another replay is taken.
+  const other = freshTopic("deleted-other");
+  await ensureTopic(file.brokers, other, 1);
+  await client.publishBatch(events(3, 0), { topic: other });
+  const second = await client.subscribe(other, { start: "earliest" });
+  await second.close();
+
+  // Made again, with more records in each partition than the replay had read there: read from offset 0.
+  expect(Math.max(...gaps.map((g) => g.from))).toBeLessThan(1200);
+  await ensureTopic(file.brokers, topic, 3);
+  await rawProduce(file.brokers, topic, raw(1200, 10_000));
+  await until("the new log's events", () => afterGap.length >= 3600, 30_000);
+  const fresh = byPartition(afterGap);
+  expect([...fresh.keys()].sort()).toEqual([0, 1, 2]);
+  for (const [, offsets] of fresh) expect(offsets).toEqual(upTo(1200));
+  client.close();
+}, 120_000);
