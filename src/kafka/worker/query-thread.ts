@@ -61,7 +61,8 @@ export class QueryThread {
       // A thread let go leaves once it has answered everything it was asked.
       if (asked !== this.current && asked.outstanding === 0) asked.thread.terminate();
     };
-    if (this.stall) asked.thread.onerror = (e) => this.replace(`the thread failed: ${e.message}`);
+    // A thread let go already is replaced already: its failure must not replace its successor.
+    if (this.stall) asked.thread.onerror = (e) => asked === this.current && this.replace(`the thread failed: ${e.message}`);
     return asked;
   }
 
