@@ -201,6 +201,9 @@ export class Feed implements ShareDealer {
     }
   }
 
+  /** Topics whose deletion waits its turn in `waiting` (topicDeleted). */
+  private readonly deleting = new Set<string>();
+
   /**
    * The log no longer has `topic` (deleted, and not created again when last asked). What was not
    * read of it is gone: its subscribers are told with a log_reset gap per partition, in order behind
@@ -210,7 +213,8 @@ export class Feed implements ShareDealer {
    * more records than that offset had those below it skipped in silence.
    */
   topicDeleted(topic: string): void {
-    if (this.closed || this.options.group || (this.positions.get(topic)?.length ?? 0) === 0) return;
+    if (this.closed || this.options.group || this.deleting.has(topic) || (this.positions.get(topic)?.length ?? 0) === 0) return;
+    this.deleting.add(topic); // told again at every check until its turn in the queue comes
     this.waiting.push({ replaced: { topic, marks: [], deleted: true } });
     this.pump();
   }
@@ -243,6 +247,7 @@ export class Feed implements ShareDealer {
   private readNewLog({ topic, marks, deleted }: Replaced): void {
     const offsets = this.positions.get(topic);
     if (this.closed || !offsets) return;
+    this.deleting.delete(topic);
     // A deleted topic's partitions are let go: the reader would wait at their old offsets for good.
     if (deleted && this.reader && this.assigned === this.reader) this.reader.unassign(offsets.map((_, partition) => ({ topic, partition, offset: 0 })));
     const gaps: Gap[] = [];
