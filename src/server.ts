@@ -14,7 +14,7 @@ import { createHealthRoutes } from "./http/health";
 import { createStreamRoute } from "./http/stream";
 import { applyHttpHeaderLimit, httpRoutes } from "./http/routes";
 import { OriginPolicy, preflight, withOrigin } from "./http/origins";
-import { error, errorResponse, lateErrorResponse } from "./http/responses";
+import { error, errorResponse, lateErrorResponse, unreadableUrl } from "./http/responses";
 import { FairShare, type FairShareOptions } from "./ingest/fair-share";
 import { Idempotence } from "./ingest/idempotence";
 import { Publisher, wireError } from "./ingest/publisher";
@@ -214,6 +214,8 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     idleTimeout: Math.ceil(config.HTTP_IDLE_TIMEOUT / 1000),
     routes,
     fetch(req, srv) {
+      const bad = unreadableUrl(req);
+      if (bad) return bad;
       const path = new URL(req.url).pathname;
       return path === "/ws" || path === "/api/v1/ws" ? wsEntry(req, srv) : notRouted(req, srv);
     },
@@ -229,7 +231,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
           port: config.INTERNAL_PORT,
           idleTimeout: Math.ceil(config.HTTP_IDLE_TIMEOUT / 1000),
           routes: probes,
-          fetch: (req) => error("NOT_FOUND", `INTERNAL_PORT serves /health/live, /health/ready, /health and /metrics, not ${new URL(req.url).pathname}`),
+          fetch: (req) => unreadableUrl(req) ?? error("NOT_FOUND", `INTERNAL_PORT serves /health/live, /health/ready, /health and /metrics, not ${new URL(req.url).pathname}`),
           error: unhandled,
         });
   const guard = new OpenFilesGuard({

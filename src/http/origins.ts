@@ -1,7 +1,7 @@
 import { isIP } from "node:net";
 import type { Server } from "bun";
 import type { Metrics } from "../observability/metrics";
-import { error } from "./responses";
+import { error, unreadableUrl } from "./responses";
 
 /**
  * Which browser pages may use the gateway (ALLOWED_ORIGINS), for WebSocket upgrades and HTTP alike.
@@ -82,6 +82,8 @@ const CORS_EXPOSE_HEADERS = "Retry-After, WWW-Authenticate, Allow";
  */
 export function withOrigin<H extends Handler>(policy: OriginPolicy, metrics: Metrics, transport: "http" | "ws", handler: H): H {
   return ((req: Request, server: Server<any>) => {
+    const bad = unreadableUrl(req);
+    if (bad) return bad;
     const origin = req.headers.get("origin");
     if (origin === null) {
       // A browser's same-origin GET carries no Origin, only Sec-Fetch-Site (none: typed or bookmarked).

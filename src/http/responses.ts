@@ -31,3 +31,11 @@ export function error(code: ErrorCode, message: string, headers?: Record<string,
   const err = toWireError(code, message);
   return json({ error: err }, ErrorCodes[code].http, { ...retryAfter(err), ...headers });
 }
+
+/**
+ * A request whose Host header (or its absence, in HTTP/1.0) and path do not form a URL: every
+ * handler reads its URL, and one that threw was answered 500 INTERNAL (outside tester).
+ */
+export function unreadableUrl(req: Request): Response | null {
+  return URL.canParse(req.url) ? null : error("BAD_FRAME", "the request's Host header and path do not form a URL");
+}
