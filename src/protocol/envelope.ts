@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { type Envelope, EnvelopeSchema, describeIssues } from "./frames";
-import { HEADERS_HARD_MAX } from "./limits";
+import { HEADERS_HARD_MAX, TIME_MAX_CHARS } from "./limits";
 
 /**
  * Envelope validation for the ingest hot path. EnvelopeSchema (zod) stays the definition; this is a
@@ -12,7 +12,7 @@ import { HEADERS_HARD_MAX } from "./limits";
  * Fields whose rules are intricate (RFC 3339 `time` strings, `data_base64`) are checked with the
  * schema's own field validators, and only when present.
  */
-const TimeString = z.iso.datetime({ offset: true });
+const TimeString = z.iso.datetime({ offset: true }).max(TIME_MAX_CHARS);
 const Base64 = z.base64();
 const RESERVED_HEADER = /^(ce_|content-type$)/i;
 

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import type { ErrorCode } from "./codes";
-import { HEADERS_HARD_MAX } from "./limits";
+import { HEADERS_HARD_MAX, TIME_MAX_CHARS } from "./limits";
 
 export { FrameType, type FrameTypeName, PROTOCOL_VERSION } from "./frame-types";
 import { FrameType } from "./frame-types";
@@ -67,7 +67,7 @@ export const EnvelopeSchema = z
     source: text(1, 1024).optional(),
     type: text(1, 256),
     subject: text(1, 1024).optional(),
-    time: z.union([z.iso.datetime({ offset: true }), z.date()]).optional(),
+    time: z.union([z.iso.datetime({ offset: true }).max(TIME_MAX_CHARS), z.date()]).optional(),
     datacontenttype: text(1, 256).optional(),
     data: z.unknown().optional(),
     data_base64: z.base64().optional(),
@@ -108,7 +108,7 @@ export const StartSchema = z.union([
   z.enum(["latest", "earliest"]),
   // Any non-negative integer is a time in ms, however it is encoded: past 2^53 a JSON number is not
   // exact and msgpack's uint64 is a BigInt, and either is far in the future (so, from the end).
-  z.strictObject({ time: z.union([z.iso.datetime({ offset: true }), z.number().min(0).refine(Number.isInteger, "must be an integer"), z.bigint().min(0n), z.date()]) }),
+  z.strictObject({ time: z.union([z.iso.datetime({ offset: true }).max(TIME_MAX_CHARS), z.number().min(0).refine(Number.isInteger, "must be an integer"), z.bigint().min(0n), z.date()]) }),
   z.strictObject({ token: units(1, 65536) }),
 ]);
 export type Start = z.infer<typeof StartSchema>;

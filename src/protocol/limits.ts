@@ -21,6 +21,12 @@ export const LIMIT_DEFAULTS = {
 
 /** Headers an event may have whatever the settings say (MAX_HEADERS_PER_EVENT's own maximum). */
 export const HEADERS_HARD_MAX = 1000;
+/**
+ * The longest RFC 3339 `time` string taken (an event's, or a subscription's start): a nanosecond one
+ * with an offset is 35 characters. Longer ones, a megabyte of fraction digits, were taken and written
+ * to Kafka as the ce_time header whole (outside tester).
+ */
+export const TIME_MAX_CHARS = 40;
 
 /** The limits one event is checked against before any work is done for it. */
 export interface EventLimits {

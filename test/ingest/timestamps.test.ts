@@ -53,3 +53,20 @@ describe("msgpack timestamps keep their nanoseconds", () => {
     for (const s of [mp, js, p]) s.close();
   }, 60_000);
 });
+
+describe("RFC 3339 `time` strings are bounded", () => {
+  test("a nanosecond time with an offset is taken; one with thousands of fraction digits is INVALID_EVENT, over JSON and in a subscription's start (outside tester)", async () => {
+    const topic = freshTopic("timestamps-long");
+    const js = await RawSocket.connect(file.gw.wsUrl, "json");
+    const long = `${AT}.${"1".repeat(5000)}Z`;
+    js.send(JSON.stringify({ t: 10, cid: 1, topic, event: { type: "ts", time: `${AT}.123456789+05:30` } }));
+    js.send(JSON.stringify({ t: 10, cid: 2, topic, event: { type: "ts", time: long } }));
+    js.send(JSON.stringify({ t: 12, cid: 3, sub: "s", topic, start: { time: long } }));
+    const replies = await js.waitFor((r) => [1, 2, 3].includes(r.frame.cid), 3);
+    const byCid = new Map(replies.map((r) => [r.frame.cid, r.frame]));
+    expect(byCid.get(1)!.t).toBe(20);
+    expect([byCid.get(2)!.t, byCid.get(2)!.code]).toEqual([21, "INVALID_EVENT"]);
+    expect(byCid.get(3)!.code).toBe("INVALID_FRAME");
+    js.close();
+  }, 60_000);
+});
