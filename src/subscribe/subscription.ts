@@ -314,9 +314,22 @@ export class Subscription implements FrameOwner {
     const l = this.limits;
     if (this.queuedBytes > l.perSubscription) return true;
     if (this.socket.queuedEventBytes <= l.perConnection && l.total <= l.perInstance) return false;
+    if (this.mayDropNewest()) return true;
     let frames = 0;
     for (const f of this.queued) if (f.events > 0 && ++frames > 1) return true;
     return false;
+  }
+
+  /**
+   * Past its connection's bound, or the instance's while its connection holds a quarter of its own:
+   * its client is not reading, so even its newest frame may go. One kept per subscription whatever
+   * the bounds let 100 subscriptions of one connection hold 100 frames of up to 1 MiB each, against
+   * the 16 MiB bound (outside tester).
+   */
+  private mayDropNewest(): boolean {
+    const l = this.limits;
+    const connection = this.socket.queuedEventBytes;
+    return connection > l.perConnection || (l.total > l.perInstance && connection > l.perConnection / 4);
   }
 
   private overflow(): void {
@@ -334,10 +347,11 @@ export class Subscription implements FrameOwner {
       this.socket.close(CloseCodes.SLOW_CONSUMER, `subscription ${this.id} fell behind`);
       return;
     }
-    // drop-oldest: keep the newest event frame at least, so a live subscriber stays live.
+    // drop-oldest: keep the newest event frame at least, so a live subscriber stays live, unless its
+    // connection is not reading at all (mayDropNewest).
     let droppable = 0;
     for (const f of this.queued) if (f.events > 0) droppable++;
-    for (let i = 0; i < this.queued.length && this.overLimit() && droppable > 1; ) {
+    for (let i = 0; i < this.queued.length && this.overLimit() && (droppable > 1 || (droppable === 1 && this.mayDropNewest())); ) {
       const f = this.queued[i]!;
       if (f.events === 0) {
         i++;
