@@ -135,7 +135,7 @@ export function frameRefusal(data: Uint8Array | string, codec: Codec, limits: Re
   try {
     // As the gateway reads it. For msgpack the pre-scan refuses whatever the whole decode would
     // (test/fuzz/codec.test.ts), so the frame is not decoded again here.
-    if (codec === "msgpack") prescanMsgpack(data as Uint8Array, { maxDepth, maxMapKeys, maxEventValues: limits.maxEventValues ?? Number.MAX_SAFE_INTEGER });
+    if (codec === "msgpack") prescanMsgpack(data as Uint8Array, { maxDepth, maxMapKeys, maxEventValues: limits.maxEventValues ?? Number.MAX_SAFE_INTEGER, maxValues: limits.maxFrameValues, frame: true });
     else assertPlainData(JSON.parse(data as string), maxDepth, maxMapKeys, true, true);
     return null;
   } catch (e) {

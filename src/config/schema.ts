@@ -84,6 +84,7 @@ export const settings = {
   MAX_DEPTH: int(2, 256).default(32).describe("Deepest nesting accepted in a frame"),
   MAX_MAP_KEYS: int(16, 65_535).default(L.MAX_MAP_KEYS).describe("Most keys in any one map of a frame; more gets EVENT_TOO_LARGE (at most 65,535: msgpack encoders and the Kafka layouts count in 16 bits)"),
   MAX_EVENT_VALUES: int(16, 1_000_000).default(L.MAX_EVENT_VALUES).describe("Most values in one event (each map key, map value and array element counts one); more gets EVENT_TOO_LARGE"),
+  MAX_FRAME_VALUES: int(16, 100_000_000).default(L.MAX_FRAME_VALUES).describe("Most values in one msgpack frame, all its events together (each map key, map value and array element counts one), counted before it is decoded: a frame past it gets FRAME_TOO_LARGE. Decoding costs per value, in one piece: a 1 MiB frame of a million zeros held every other connection for 100 ms. JSON frames are parsed natively and bounded by MAX_FRAME_BYTES"),
   MAX_HEADERS_PER_EVENT: int(0, HEADERS_HARD_MAX).default(L.MAX_HEADERS_PER_EVENT).describe("Most headers an event may carry (besides the ce_* ones the gateway writes); more gets EVENT_TOO_LARGE"),
   MAX_HEADER_BYTES: int(256, 16 * 1024 * 1024).default(L.MAX_HEADER_BYTES).describe("Most UTF-8 bytes of an event's header names and values together; more gets EVENT_TOO_LARGE"),
   TIME_SKEW_FUTURE: duration.pipe(z.number().max(3_600_000)).default(L.TIME_SKEW_FUTURE_MS).describe("How far ahead of the gateway's clock an event's time may be (at most 1h, Kafka's default message.timestamp.after.max.ms); later gets TIME_SKEW"),

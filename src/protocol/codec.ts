@@ -19,11 +19,13 @@ export interface DecodeLimits {
   maxMapKeys?: number;
   /** Values of one event, checked before a msgpack frame is decoded; MAX_EVENT_VALUES's default when not given. */
   maxEventValues?: number;
+  /** Values of a whole msgpack frame, checked before it is decoded; MAX_FRAME_VALUES's default when not given. */
+  maxFrameValues?: number;
 }
 
 /** The decode limits a gateway's settings give. */
-export function decodeLimits(config: { MAX_FRAME_BYTES: number; MAX_DEPTH: number; MAX_MAP_KEYS: number; MAX_EVENT_VALUES: number }): DecodeLimits {
-  return { maxFrameBytes: config.MAX_FRAME_BYTES, maxDepth: config.MAX_DEPTH, maxMapKeys: config.MAX_MAP_KEYS, maxEventValues: config.MAX_EVENT_VALUES };
+export function decodeLimits(config: { MAX_FRAME_BYTES: number; MAX_DEPTH: number; MAX_MAP_KEYS: number; MAX_EVENT_VALUES: number; MAX_FRAME_VALUES: number }): DecodeLimits {
+  return { maxFrameBytes: config.MAX_FRAME_BYTES, maxDepth: config.MAX_DEPTH, maxMapKeys: config.MAX_MAP_KEYS, maxEventValues: config.MAX_EVENT_VALUES, maxFrameValues: config.MAX_FRAME_VALUES };
 }
 
 // Records and structured clone let a peer define shapes or cycles that we would then trust.
@@ -76,7 +78,7 @@ export function decodeFrame(raw: Uint8Array | string, codec: CodecName, limits: 
   try {
     if (codec === "msgpack") {
       // Refuses, cheaply, what msgpackr would accept but we do not, or pay too much to refuse.
-      const proto = prescanMsgpack(raw as Uint8Array, { maxDepth: limits.maxDepth, maxMapKeys, maxEventValues: limits.maxEventValues ?? LIMIT_DEFAULTS.MAX_EVENT_VALUES });
+      const proto = prescanMsgpack(raw as Uint8Array, { maxDepth: limits.maxDepth, maxMapKeys, maxEventValues: limits.maxEventValues ?? LIMIT_DEFAULTS.MAX_EVENT_VALUES, maxValues: limits.maxFrameValues ?? LIMIT_DEFAULTS.MAX_FRAME_VALUES, frame: true });
       // What the pre-scan passes is plain data: it refuses whatever assertPlainData would refuse in
       // msgpackr's output (test/fuzz/codec.test.ts, "the whole decode passes"), so no second walk.
       // The end as a number (msgpackr's unpack(source, end)): no options object per frame.

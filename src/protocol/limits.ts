@@ -13,6 +13,12 @@ export const LIMIT_DEFAULTS = {
   MAX_MAP_KEYS: 4096,
   /** Values in one event (every map key, map value and array element, at any depth, counts one). */
   MAX_EVENT_VALUES: 65_536,
+  /**
+   * Values in one msgpack frame, all its events together: msgpackr builds each at about 0.1 µs, in one
+   * piece no turn can cut, so a 1 MiB frame of a million zeros (20 events, each within
+   * MAX_EVENT_VALUES) held every other connection for about 100 ms (outside tester).
+   */
+  MAX_FRAME_VALUES: 262_144,
   /** How far ahead of the gateway's clock `time` may be; Kafka refuses a whole batch past 1 h. */
   TIME_SKEW_FUTURE_MS: 5 * 60_000,
   /** How far back `time` may be; 0: any time from 1970 on (Kafka's default is no bound). */

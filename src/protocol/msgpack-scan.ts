@@ -6,8 +6,14 @@ export interface ScanLimits {
   maxMapKeys: number;
   /** Values in one event of a publish frame (its `event`, or each element of its `events`). */
   maxEventValues: number;
-  /** Values in the whole buffer (a record's payload, which is one value); unbounded when absent. */
+  /** Values in the whole buffer (a record's payload, which is one value; a client's frame); unbounded when absent. */
   maxValues?: number;
+  /** The buffer is a client's frame: past maxValues it is FRAME_TOO_LARGE (MAX_FRAME_VALUES), not a payload's EVENT_TOO_LARGE. */
+  frame?: boolean;
+}
+
+function tooManyValues(max: number, frame: boolean): GatewayError {
+  return frame ? new GatewayError("FRAME_TOO_LARGE", `a frame of more than ${max} values (MAX_FRAME_VALUES)`) : new GatewayError("EVENT_TOO_LARGE", `a value of more than ${max} values (MAX_EVENT_VALUES)`);
 }
 
 /** The message a NaN or ±Infinity is refused with: a record's payload holding one goes degraded (decoded-record.ts). */
@@ -67,7 +73,7 @@ export function prescanMsgpack(b: Uint8Array, limits: ScanLimits): boolean {
         } else if (depth === 2 && eventDepth === 2 && isMap[1] === 0) eventStart = values + 1;
       }
     }
-    if (++values > maxValues) throw new GatewayError("EVENT_TOO_LARGE", `a value of more than ${maxValues} values (MAX_EVENT_VALUES)`);
+    if (++values > maxValues) throw tooManyValues(maxValues, limits.frame === true);
     if (eventStart > 0 && values - eventStart >= maxEventValues) {
       throw new GatewayError("EVENT_TOO_LARGE", `an event of more than ${maxEventValues} values (MAX_EVENT_VALUES)`);
     }

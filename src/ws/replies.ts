@@ -30,6 +30,7 @@ export function limitsFor(config: Config): Record<string, number> {
     window: config.PUBLISH_WINDOW,
     maxMapKeys: config.MAX_MAP_KEYS,
     maxEventValues: config.MAX_EVENT_VALUES,
+    maxFrameValues: config.MAX_FRAME_VALUES,
     maxHeadersPerEvent: config.MAX_HEADERS_PER_EVENT,
     maxHeaderBytes: config.MAX_HEADER_BYTES,
     timeSkewFutureMs: config.TIME_SKEW_FUTURE,

@@ -181,12 +181,13 @@ test("finding 4: an event more than TIME_SKEW_FUTURE ahead is refused TIME_SKEW,
 }, 180_000);
 
 describe("finding 7: refusing a frame costs about what reading it does", () => {
-  // ~960 KB of one-byte integers, 16 events of 60,000: under MAX_FRAME_BYTES (1 MiB) and
-  // MAX_EVENT_VALUES, and the shape that cost most to refuse (msgpackr's error path serialised
-  // every value through a replacer).
+  // ~240 KB of one-byte integers, 4 events of 60,000: under MAX_FRAME_BYTES (1 MiB), MAX_EVENT_VALUES
+  // and MAX_FRAME_VALUES, and the shape that cost most to refuse (msgpackr's error path serialised
+  // every value through a replacer). The finding's frames were 16 such events, which MAX_FRAME_VALUES
+  // now refuses whole before any decoding (below).
   const data = new Array(60_000).fill(1);
   const frame = (cid: number, tail: unknown[] = []) =>
-    pack({ cid, t: 11, topic: "hostile-cost", events: Array.from({ length: 16 }, (_, i) => ({ type: "big", data: i === 15 ? [...data, ...tail] : data })) });
+    pack({ cid, t: 11, topic: "hostile-cost", events: Array.from({ length: 4 }, (_, i) => ({ type: "big", data: i === 3 ? [...data, ...tail] : data })) });
 
   async function nackMs(s: RawSocket, cid: number, raw: Uint8Array, code: string): Promise<number> {
     const t0 = performance.now();
@@ -248,6 +249,24 @@ describe("finding 7: refusing a frame costs about what reading it does", () => {
     s.close();
     const [rec] = await consumeAll(brokers, topic, { expect: 1 });
     expect(new TextDecoder().decode(rec!.value!)).toBe(edge);
+  }, 180_000);
+
+  test("a msgpack frame of a million values, each event within MAX_EVENT_VALUES, is refused FRAME_TOO_LARGE before msgpackr builds it (outside tester)", async () => {
+    // 20 events of 52,000 zeros: 1.04 MB, within MAX_FRAME_BYTES. Decoded, one such frame every two
+    // seconds put the control's worst at 86-97 ms, and three connections sending them its p50 at 118 ms.
+    const s = await RawSocket.connect(gw.wsUrl, "msgpack");
+    const zeros = new Array(52_000).fill(0);
+    const frames = Array.from({ length: 20 }, (_, i) => pack({ cid: 400 + i, t: 11, topic: "hostile-cost", events: Array.from({ length: 20 }, () => ({ type: "wide", data: zeros })) }));
+    // At the bound's edge the frame is read: 5 events of 52,000 values (260,000 and the envelopes' own).
+    const edge = pack({ cid: 500, t: 11, topic: "hostile-cost", events: Array.from({ length: 5 }, () => ({ type: "wide", data: zeros })) });
+    await underControl(gw, "million-value frames", async () => {
+      for (const raw of frames) s.send(raw);
+      await s.waitFor((r) => r.frame.cid >= 400 && r.frame.cid < 420, 20, 120_000);
+      expect(new Set(s.received.filter((r) => r.frame.cid >= 400 && r.frame.cid < 420).map((r) => `${r.frame.t} ${r.frame.code}`))).toEqual(new Set(["21 FRAME_TOO_LARGE"]));
+      s.send(edge);
+      expect(await replyTo(s, 500)).toMatchObject({ t: 22, cid: 500 });
+    });
+    s.close();
   }, 180_000);
 
   test("an event with 100,000 keys is refused before msgpackr builds it", async () => {
