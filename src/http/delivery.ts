@@ -24,9 +24,11 @@ export function createDeliveryRoute(deps: {
   return async (req: Request, who: Identity): Promise<Response> => {
     const denied = deps.auth.authorizeAdmin(who);
     if (denied) return errorResponse(toWireError(denied.code, denied.message));
-    const raw = new URL(req.url).searchParams.get("limit");
-    const limit = raw === null ? DEFAULT_ROWS : Number(raw);
-    if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_ROWS) return error("INVALID_FRAME", `limit must be a whole number from 1 to ${MAX_ROWS}`);
+    // Digits only, and once (docs/protocol.md: parameters given twice are refused): Number() would
+    // also read 1e3, 0x10 and " 10".
+    const given = new URL(req.url).searchParams.getAll("limit");
+    const limit = given.length === 0 ? DEFAULT_ROWS : given.length === 1 && /^[0-9]{1,7}$/.test(given[0]!) ? Number(given[0]) : Number.NaN;
+    if (!(limit >= 1 && limit <= MAX_ROWS)) return error("INVALID_FRAME", `limit must be a whole number from 1 to ${MAX_ROWS}, given once`);
     const { total, rows, ended } = await deps.subscriptions.delivery(limit);
     return json(
       { time: Date.now(), ready: deps.ready(), bufferBytes: deps.bufferBytes, total, subscriptions: rows, ended, health: deps.health() },
