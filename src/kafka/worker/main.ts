@@ -19,7 +19,7 @@ import { SocketWriter } from "../wire/socket-writer";
 import { StatusReporter } from "./status";
 import type { WorkerConfig } from "../wire/worker-config";
 import { FfiProducer } from "./producer";
-import { QueryThread } from "./query-thread";
+import { QueryThread, type StallWatch } from "./query-thread";
 import { type ConsumerOpener, FfiReaders } from "./readers";
 import { IdleCollector } from "./idle-collector";
 
@@ -58,7 +58,9 @@ try {
  * takes the next; a stuck one would otherwise leave every later reader of the worker unopened.
  */
 const OPEN_STALL_MS = 10_000;
-const openerThread: QueryThread = new QueryThread(() => ffi.producer.rk, { consumer: config.consumer }, {
+/** A helper thread asking through the producer's handle, with the readers' properties (queries.ts). */
+const queryThread = (stall?: StallWatch) => new QueryThread(() => ffi.producer.rk, { consumer: config.consumer }, stall);
+const openerThread: QueryThread = queryThread({
   ms: OPEN_STALL_MS,
   stalled: (reason) => status.report("error", "reader_error", `the consumer opener: ${reason}`),
   // Made once its open had failed, for a reader the gateway has given up on.
@@ -90,11 +92,11 @@ const readers = new FfiReaders(
   openConsumer,
 );
 
-const queries = new QueryThread(() => ffi.producer.rk, { consumer: config.consumer });
+const queries = queryThread();
 // Exit code of a worker whose librdkafka client is wedged (BrokerProbe onWedged): the gateway replaces it.
 const EXIT_WEDGED = 70;
 // The probe has a thread of its own: behind a slow question it would read as an outage.
-let probeThread = new QueryThread(() => ffi.producer.rk, { consumer: config.consumer });
+let probeThread = queryThread();
 const brokers = new BrokerProbe(
   {
     getMetadata: (o, cb) => probeThread.ask({ kind: "probe", timeoutMs: o.timeout }, (r) => (r.error === undefined ? cb(null, r.result as string | null) : cb(new Error(r.error)))),
@@ -106,7 +108,7 @@ const brokers = new BrokerProbe(
   () => {
     status.report("warn", "probe_lost", "a broker probe went unanswered; its thread is replaced");
     probeThread.terminate();
-    probeThread = new QueryThread(() => ffi.producer.rk, { consumer: config.consumer });
+    probeThread = queryThread();
   },
   (reason) => {
     // Nothing in this process can mend the handle: the gateway replaces the worker (its in-flight
