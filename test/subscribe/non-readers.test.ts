@@ -26,21 +26,26 @@ function frame(text: string): Buffer {
   return Buffer.concat([head, Buffer.from([0, 0, 0, 0]), p]); // a zero mask leaves the bytes as they are
 }
 
+/**
+ * A connection that says hello, subscribes 100 times to `topic` (each its own filter, so that no two
+ * share an encoding) and then never reads again.
+ */
+async function nonReader(topic: string, settleMs: number): Promise<Socket> {
+  const s = tcp(gw.port, "127.0.0.1");
+  s.write(`GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+  s.write(frame(JSON.stringify({ t: 1, v: 1 })));
+  for (let i = 0; i < 100; i++) s.write(frame(JSON.stringify({ t: 12, cid: i + 1, sub: `s${i}`, topic, filter: { where: `data.n >= ${-i - 1}` } })));
+  await Bun.sleep(settleMs);
+  s.pause();
+  return s;
+}
+
 test("connections that subscribe 100 times and never read hold at most their connection's bound, and others are served", async () => {
   const topic = `non-readers-${Date.now()}`;
   const sockets: Socket[] = [];
   const before = rssMiB(gw.proc.pid);
   await underControl(gw, "4 connections x 100 subscriptions that never read", async () => {
-    for (let c = 0; c < 4; c++) {
-      const s = tcp(gw.port, "127.0.0.1");
-      s.write(`GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
-      s.write(frame(JSON.stringify({ t: 1, v: 1 })));
-      // Each its own filter, so that no two share an encoding.
-      for (let i = 0; i < 100; i++) s.write(frame(JSON.stringify({ t: 12, cid: i + 1, sub: `s${i}`, topic, filter: { where: `data.n >= ${-i - 1}` } })));
-      await Bun.sleep(100);
-      s.pause();
-      sockets.push(s);
-    }
+    for (let c = 0; c < 4; c++) sockets.push(await nonReader(topic, 100));
     await Bun.sleep(500);
     expect((await gw.health()).subscriptions.subscriptions).toBe(400);
     // 1.5 MB of events: every subscription is sent more than its own 1 MiB.
@@ -72,27 +77,24 @@ test("a connection that never reads holds at most its connection's bound when ev
   // subscription, and each subscription kept its newest frame whatever its connection held: 100 of
   // them held 100 MiB against the 16 MiB bound.
   const topic = `non-readers-large-${Date.now()}`;
-  const s = tcp(gw.port, "127.0.0.1");
-  s.write(`GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
-  s.write(frame(JSON.stringify({ t: 1, v: 1 })));
-  for (let i = 0; i < 100; i++) s.write(frame(JSON.stringify({ t: 12, cid: i + 1, sub: `s${i}`, topic, filter: { where: `data.n >= ${-i - 1}` } })));
-  await Bun.sleep(300);
-  s.pause();
+  const s = await nonReader(topic, 300);
   const queued = async () => {
     const d = (await (await fetch(`${gw.url}/api/v1/admin/delivery?limit=1000`)).json()) as { subscriptions: Array<{ queuedBytes: number }> };
     return d.subscriptions.reduce((sum, r) => sum + r.queuedBytes, 0);
   };
-  const p = await GatewayClient.connect(gw.wsUrl);
-  const pad = "z".repeat(16_000);
   let most = 0;
-  for (let b = 0; b < 20; b++) {
-    expect((await p.publishBatch(Array.from({ length: 60 }, (_, i) => ({ type: "b", data: { n: b * 60 + i, pad } })), topic)).t).toBe(22);
-    await Bun.sleep(50);
+  await underControl(gw, "100 subscriptions of 16 KB events that never read", async () => {
+    const p = await GatewayClient.connect(gw.wsUrl);
+    const pad = "z".repeat(16_000);
+    for (let b = 0; b < 20; b++) {
+      expect((await p.publishBatch(Array.from({ length: 60 }, (_, i) => ({ type: "b", data: { n: b * 60 + i, pad } })), topic)).t).toBe(22);
+      await Bun.sleep(50);
+      most = Math.max(most, await queued());
+    }
+    p.close();
+    await Bun.sleep(500);
     most = Math.max(most, await queued());
-  }
-  p.close();
-  await Bun.sleep(500);
-  most = Math.max(most, await queued());
+  });
   console.log(`100 subscriptions of one connection that never reads, 19 MB published: at most ${(most / 2 ** 20).toFixed(1)} MiB queued`);
   // The bound, and one frame that went over it (at most about 1 MiB).
   expect(most).toBeLessThan(18 * 2 ** 20);
