@@ -128,7 +128,8 @@ test("N records with headers land exactly as produced, and the FFI consumer read
   const topic = freshTopic("ffi-exact");
   await ensureTopic(brokers, topic, 3);
   const N = 3000;
-  const t0 = 1_700_000_000_000;
+  // Within retention (7 days): the test broker deletes older records within a second.
+  const t0 = Date.now() - 3_600_000;
   const records: ProduceRecord[] = Array.from({ length: N }, (_, i) => ({
     topic,
     key: i % 7 === 6 ? null : `key-${i % 50}`,
@@ -184,7 +185,7 @@ test("N records with headers land exactly as produced, and the FFI consumer read
 test("watermarks, partition count and offsets-for-times agree with kcat and with what was produced", async () => {
   const topic = freshTopic("ffi-meta");
   await ensureTopic(brokers, topic, 2);
-  const t0 = 1_750_000_000_000;
+  const t0 = Date.now() - 3_600_000;
   const N = 400;
   const records = Array.from({ length: N }, (_, i) => ({ topic, key: `k${i % 9}`, value: Buffer.from(`v${i}`), timestamp: t0 + i * 10 }));
   const reports = await produceAll(producer, records);

@@ -33,7 +33,9 @@ afterAll(async () => {
   await log.close(5000);
 }, 60_000);
 
-const record = (topic: string, i: number) => ({ topic, key: Buffer.from(`k${i % 5}`), value: Buffer.from(`v${i}`), headers: [["ce_id", `id-${i}`]] as Array<[string, string]>, timestamp: 1_700_000_000_000 + i });
+// Within retention (7 days): the test broker deletes older records within a second.
+const T0 = Date.now() - 3_600_000;
+const record = (topic: string, i: number) => ({ topic, key: Buffer.from(`k${i % 5}`), value: Buffer.from(`v${i}`), headers: [["ce_id", `id-${i}`]] as Array<[string, string]>, timestamp: T0 + i });
 
 test("a reader assigned from the beginning gets every appended record, at the offsets the appends reported", async () => {
   const topic = freshTopic("reader");
@@ -60,7 +62,7 @@ test("a reader assigned from the beginning gets every appended record, at the of
     const r = byId.get(`id-${i}`)!;
     expect({ partition: r.partition, offset: r.offset }).toEqual({ partition: results.partitions[i]!, offset: results.offsets[i]! });
     expect(Buffer.from(r.value!).toString()).toBe(`v${i}`);
-    expect(r.timestamp).toBe(1_700_000_000_000 + i);
+    expect(r.timestamp).toBe(T0 + i);
   }
 });
 
@@ -120,7 +122,7 @@ test("partition count, watermarks and offsets for a time, from the broker", asyn
   expect(marks.map((m) => m.high).reduce((a, b) => a + b)).toBe(10);
   expect(marks.every((m) => m.low === 0)).toBe(true);
   // Record i has timestamp base+i: asking for base+5 must land on record 5's offset in its partition.
-  const offsets = await log.offsetsForTime(topic, 1_700_000_000_005);
+  const offsets = await log.offsetsForTime(topic, T0 + 5);
   const p5 = r.partitions[5]!;
   expect(offsets[p5]).toBe(r.offsets[5]!);
   expect(await log.offsetsForTime(topic, Date.now() + 3_600_000)).toEqual(marks.map((m) => m.high));

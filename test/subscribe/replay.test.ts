@@ -115,8 +115,9 @@ test("earliest clamped by REPLAY_MAX_DURATION says what it skipped: records at a
   await ensureTopic(brokers, topic, 1);
   const pub = await client();
   // Another producer's clock, or an import of history: the record is new, its time is not.
-  await publishAll(pub, [{ type: "old.first", key: "k", time: "2000-01-01T00:00:00Z" }], topic);
-  await publishAll(pub, [{ type: "new.second", key: "k" }], topic);
+  // One batch, one segment: the new record keeps the old one from retention (its segment's newest
+  // timestamp is what retention goes by), which a check between two publishes would delete.
+  await publishAll(pub, [{ type: "old.first", key: "k", time: "2000-01-01T00:00:00Z" }, { type: "new.second", key: "k" }], topic);
   const s = await client();
   const sub = await s.subscribe(topic, { start: "earliest" });
   const got = collect(sub);

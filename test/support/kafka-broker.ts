@@ -34,11 +34,13 @@ export interface ConsumedRecord {
  * Starts a single-node KRaft broker on free loopback ports, with its files in `dir` (default: a fresh temp dir).
  * `env` reaches the script: KAFKA_PORT/KAFKA_CONTROLLER_PORT fix the ports and KAFKA_KEEP_DATA=1 reuses
  * the dir's data, which together restart a killed broker as the same broker. KAFKA_SCRAM_USERS and
- * KAFKA_SSL_PEM add SASL_PLAINTEXT and SASL_SSL listeners (see the script).
+ * KAFKA_SSL_PEM add SASL_PLAINTEXT and SASL_SSL listeners (see the script). Retention is checked every
+ * second (KAFKA_RETENTION_CHECK_MS), not every five minutes: a test that writes records retention
+ * would delete (a timestamp more than 7 days old) finds them gone every run, not one run in hundreds.
  */
 export async function startBroker(opts: { dir?: string; env?: Record<string, string> } = {}): Promise<Broker> {
   const dir = opts.dir ? resolve(opts.dir) : mkdtempSync(join(tmpdir(), "kgw-kafka-"));
-  const proc = Bun.spawn(["bash", join(scripts, "start-broker"), dir], { stdout: "pipe", stderr: "pipe", env: { ...process.env, ...opts.env } });
+  const proc = Bun.spawn(["bash", join(scripts, "start-broker"), dir], { stdout: "pipe", stderr: "pipe", env: { ...process.env, KAFKA_RETENTION_CHECK_MS: "1000", ...opts.env } });
   const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
   const brokers = /^KAFKA_BROKERS=(\S+)$/m.exec(out)?.[1];
   if (code !== 0 || !brokers) throw new Error(`scripts/kafka/start-broker ${dir} failed (exit ${code}):\n${err}${out}`);
