@@ -88,7 +88,7 @@ export const settings = {
   MAX_HEADERS_PER_EVENT: int(0, HEADERS_HARD_MAX).default(L.MAX_HEADERS_PER_EVENT).describe("Most headers an event may carry (besides the ce_* ones the gateway writes); more gets EVENT_TOO_LARGE"),
   MAX_HEADER_BYTES: int(256, 16 * 1024 * 1024).default(L.MAX_HEADER_BYTES).describe("Most UTF-8 bytes of an event's header names and values together; more gets EVENT_TOO_LARGE"),
   TIME_SKEW_FUTURE: duration.pipe(z.number().max(3_600_000)).default(L.TIME_SKEW_FUTURE_MS).describe("How far ahead of the gateway's clock an event's time may be (at most 1h, Kafka's default message.timestamp.after.max.ms); later gets TIME_SKEW"),
-  TIME_SKEW_PAST: duration.default(L.TIME_SKEW_PAST_MS).describe("How far back an event's time may be; 0 allows any time from 1970 on. Older gets TIME_SKEW. Keep it within the topics' message.timestamp.before.max.ms"),
+  TIME_SKEW_PAST: duration.default(L.TIME_SKEW_PAST_MS).describe("How far back an event's time may be; 0 allows any time from 1970 on. Older gets TIME_SKEW. Keep it within the topics' message.timestamp.before.max.ms, and below their retention.ms (CreateTime topics delete older records at the next retention check)"),
   PUBLISH_WINDOW: int(1, 10_000_000).default(10_000).describe("Unacknowledged events one connection may have in flight"),
   KAFKA_BROKERS: z.string().default("").describe("Comma-separated bootstrap brokers; empty runs the embedded log"),
   KAFKA_WORKERS: int(1, 64).default(availableParallelism()).describe("Kafka worker processes, one producer each (default: cores)"),
