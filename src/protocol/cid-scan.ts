@@ -169,7 +169,7 @@ function scanMsgpack(b: Uint8Array, name: Uint8Array): number | undefined {
 // ---- JSON ----
 
 function scanJson(s: string, name: string): number | undefined {
-  let i = 0;
+  let i = s.charCodeAt(0) === 0xfeff ? 1 : 0; // one byte order mark, as decodeFrame lets go
   const n = s.length;
   const ws = () => {
     for (let c = s.charCodeAt(i); c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09; c = s.charCodeAt(++i));

@@ -86,6 +86,9 @@ export function decodeFrame(raw: Uint8Array | string, codec: CodecName, limits: 
       return proto ? mapsToObjects(mapUnpackr.unpack(inScratch(raw as Uint8Array), end)) : unpackr.unpack(inScratch(raw as Uint8Array), end);
     } else {
       text = typeof raw === "string" ? raw : textDecoder.decode(raw);
+      // One leading byte order mark is let go (RFC 8259 8.1 allows it), as the HTTP endpoints' body
+      // decoding does: the same JSON is one request on either transport.
+      if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
       value = JSON.parse(text);
     }
   } catch (e) {

@@ -85,16 +85,18 @@ const topic = z.string().regex(TOPIC_NAME, "topic names are 1–249 characters o
 // Any string: its bounds (16 KiB, the shape) are the authenticator's, whose refusal is
 // UNAUTHENTICATED and closes a hello 4401, as the limits table says; the frame bounds its size.
 const bearerToken = z.string();
-export const HelloSchema = z.object({ t: z.literal(FrameType.HELLO), v: z.number().int(), client: units(0, 256).optional(), token: bearerToken.optional() });
+export const HelloSchema = z.strictObject({ t: z.literal(FrameType.HELLO), v: z.number().int(), cid: correlationId.optional(), client: units(0, 256).optional(), token: bearerToken.optional() });
 /** A new access token for a connection whose token expires (docs/security.md). */
-export const RefreshSchema = z.object({ t: z.literal(FrameType.REFRESH), cid: correlationId, token: bearerToken });
-export const PublishSchema = z.object({
+export const RefreshSchema = z.strictObject({ t: z.literal(FrameType.REFRESH), cid: correlationId, token: bearerToken });
+/** A liveness check; its cid, when given, is echoed in the pong. */
+export const PingSchema = z.strictObject({ t: z.literal(FrameType.PING), cid: correlationId.optional() });
+export const PublishSchema = z.strictObject({
   t: z.literal(FrameType.PUBLISH),
   cid: correlationId,
   topic: topic.optional(),
   event: z.unknown(),
 });
-export const PublishBatchSchema = z.object({
+export const PublishBatchSchema = z.strictObject({
   t: z.literal(FrameType.PUBLISH_BATCH),
   cid: correlationId,
   topic: topic.optional(),
@@ -114,7 +116,7 @@ export const StartSchema = z.union([
 export type Start = z.infer<typeof StartSchema>;
 
 export const SubscribeSchema = z
-  .object({
+  .strictObject({
     t: z.literal(FrameType.SUBSCRIBE),
     cid: correlationId,
     sub: subscriptionId.optional(),
@@ -127,7 +129,7 @@ export const SubscribeSchema = z
   })
   .refine((f) => (f.topic === undefined) !== (f.topics === undefined), "give topic or topics, one of them")
   .refine((f) => f.share === undefined || f.start === undefined || f.start === "latest", "a shared subscription reads from its group's position; it takes no start");
-export const UnsubscribeSchema = z.object({ t: z.literal(FrameType.UNSUBSCRIBE), cid: correlationId, sub: subscriptionId });
+export const UnsubscribeSchema = z.strictObject({ t: z.literal(FrameType.UNSUBSCRIBE), cid: correlationId, sub: subscriptionId });
 export type SubscribeFrame = z.infer<typeof SubscribeSchema>;
 /**
  * How an event that could not be encoded whole reaches a subscriber (docs/protocol.md, "Events that

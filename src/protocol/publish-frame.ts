@@ -16,10 +16,18 @@ export function parsePublishFrame(frame: { t: number; cid?: unknown; topic?: unk
     Number.isSafeInteger(cid) &&
     cid >= 0 &&
     (topic === undefined || (typeof topic === "string" && TOPIC_NAME.test(topic))) &&
-    (frame.t === FrameType.PUBLISH ? frame.event !== undefined : Array.isArray(frame.events))
+    (frame.t === FrameType.PUBLISH ? frame.event !== undefined : Array.isArray(frame.events)) &&
+    // t, cid, event or events, and topic if given: no field the schema would refuse.
+    fieldCount(frame) === (topic === undefined ? 3 : 4)
   ) {
     return { ok: true, frame: frame as PublishFrame | PublishBatchFrame };
   }
   const parsed = frame.t === FrameType.PUBLISH_BATCH ? PublishBatchSchema.safeParse(frame) : PublishSchema.safeParse(frame);
   return parsed.success ? { ok: true, frame: parsed.data } : { ok: false, code: frameErrorCode(parsed.error), message: describeIssues(parsed.error) };
+}
+
+function fieldCount(frame: object): number {
+  let n = 0;
+  for (const _ in frame) n++;
+  return n;
 }

@@ -15,6 +15,7 @@ import { GatewayError, type WireError, toWireError } from "../protocol/errors";
 import {
   FrameType,
   HelloSchema,
+  PingSchema,
   PROTOCOL_VERSION,
   type SubscribeFrame,
   SubscribeSchema,
@@ -365,9 +366,11 @@ export function createWebSocketHandler(deps: {
         return;
       }
       case FrameType.PING: {
-        const cid = correlationId(f);
-        // Optional, but given and unreadable it is as any frame's: an error frame, not a pong for no one.
-        if (cid === undefined && f.cid !== undefined) return sendError(ws, codec, new GatewayError("INVALID_FRAME", "cid must be an integer from 0 to 2^53-1"));
+        // The cid is optional, but given and unreadable it is as any frame's: an error frame, not a
+        // pong for no one.
+        const ping = PingSchema.safeParse(f);
+        if (!ping.success) return sendError(ws, codec, new GatewayError("INVALID_FRAME", describeIssues(ping.error)), correlationId(f));
+        const cid = ping.data.cid;
         return send(ws, cid === undefined ? { t: FrameType.PONG } : { t: FrameType.PONG, cid }, codec);
       }
       default:

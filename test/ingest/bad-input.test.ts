@@ -109,6 +109,32 @@ describe.each(["msgpack", "json"] as const)("%s frames", (codec) => {
     c.close();
   });
 
+  test("a field no frame of its type has is refused INVALID_FRAME naming it, in every request type: a typo is an error, not a field ignored", async () => {
+    const c = await GatewayClient.connect(gw.wsUrl, codec);
+    const topic = `strict-${codec}-${Date.now().toString(36)}`;
+    // Ignored, `events` beside `event` was dropped (one event published and acked, the rest never
+    // written), and a misspelt `filtr` subscribed to everything.
+    const refused: Array<[Record<string, unknown>, string]> = [
+      [{ t: 10, topic, event: { type: "x" }, events: [{ type: "y" }] }, "events"],
+      [{ t: 11, topic, events: [{ type: "x" }], event: { type: "y" } }, "event"],
+      [{ t: 12, sub: "s", topic, filtr: { types: ["a"] } }, "filtr"],
+      [{ t: 13, sub: "s", subscription: "s" }, "subscription"],
+      [{ t: 14, token: "t", expires: 1 }, "expires"],
+      [{ t: 15, echo: 1 }, "echo"],
+      [{ t: 1, v: 1, clinet: "typo" }, "clinet"],
+    ];
+    for (const [frame, field] of refused) {
+      expect([frame, await c.request(frame)]).toEqual([frame, expect.objectContaining({ t: 21, code: "INVALID_FRAME", message: expect.stringContaining(field) })]);
+    }
+    // A hello whose cid cannot be read is refused too, not welcomed as if it had none.
+    c.send({ t: 1, v: 1, cid: "one" });
+    expect(await c.next()).toMatchObject({ t: 30, code: "INVALID_FRAME", message: expect.stringContaining("cid") });
+    // Nothing of the refused publishes reached the topic: the next event there is its first.
+    expect(await c.publish({ type: "after" }, topic)).toMatchObject({ t: 20, offset: 0 });
+    await stillWorks(c);
+    c.close();
+  });
+
   test("a batch with some bad events: the good ones are published, each bad one gets its own error", async () => {
     const c = await GatewayClient.connect(gw.wsUrl, codec);
     const r = await c.publishBatch([{ type: "a" }, { type: "" }, { type: "c", key: "k" }], "bad-input");
@@ -166,6 +192,19 @@ describe.each(["msgpack", "json"] as const)("%s frames", (codec) => {
     expect(await c.next()).toMatchObject({ t: 30, code: "UNSUPPORTED_VERSION", supported: [1] });
     expect((await c.closed).code).toBe(4000);
   });
+});
+
+test("a text frame that starts with a byte order mark is read as JSON without it, as the HTTP endpoints read bodies", async () => {
+  const c = await GatewayClient.connect(gw.wsUrl, "json");
+  c.sendRaw(`\uFEFF${JSON.stringify({ t: 10, cid: 41, topic: "bad-input", event: { type: "bom" } })}`);
+  c.sendRaw(`\uFEFF${JSON.stringify({ t: 15, cid: 42 })}`);
+  const replies = [await c.next(), await c.next()].sort((a, b) => a.cid - b.cid);
+  expect(replies).toEqual([expect.objectContaining({ t: 20, cid: 41, topic: "bad-input" }), { t: 31, cid: 42 }]);
+  // Only one: the text after it must be JSON, and a second mark is not.
+  c.sendRaw(`\uFEFF\uFEFF${JSON.stringify({ t: 15, cid: 43 })}`);
+  expect(await c.next()).toMatchObject({ t: 30, code: "BAD_FRAME" });
+  await stillWorks(c);
+  c.close();
 });
 
 test("msgpack values plain data cannot hold are refused: ext types (64-bit integers are accepted)", async () => {
