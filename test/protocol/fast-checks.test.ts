@@ -70,7 +70,11 @@ describe("the fast publish-frame check against the frame schemas", () => {
   test("accepts only frames the schema accepts", () => {
     const cids = [0, 1, 2 ** 53 - 1, 2 ** 53, -1, 1.5, "1", null, undefined];
     const topics = [undefined, "orders", "a.b_c-d", "", "bad topic", "x".repeat(250), 7];
-    const bodies = [{ events: [] }, { events: [{ type: "a" }] }, { events: "no" }, { events: { 0: 1 } }, { event: { type: "a" } }, {}];
+    const bodies = [
+      { events: [] }, { events: [{ type: "a" }] }, { events: "no" }, { events: { 0: 1 } }, { event: { type: "a" } }, {},
+      // Fields of neither type, or of the other: the schema refuses them, so must the fast path.
+      { event: { type: "a" }, events: [] }, { events: [], event: { type: "a" } }, { event: { type: "a" }, extra: 1 }, { events: [], topics: ["x"] },
+    ];
     let accepted = 0;
     for (const t of [FrameType.PUBLISH, FrameType.PUBLISH_BATCH])
       for (const cid of cids)
