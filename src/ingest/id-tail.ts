@@ -28,6 +28,8 @@ interface TopicTail {
   usedAt: number;
   /** When the log last said it has no such topic (state "absent"), ms. */
   unknownAt?: number;
+  /** Partition checks running that found no such topic (two: deleted). */
+  misses?: number;
 }
 
 const ABSENT_RETRY_MS = 1000;
@@ -82,18 +84,24 @@ export class IdTail {
   /**
    * Partitions added to a followed topic: a re-send of an id another instance wrote there must find
    * it, so they are read from their start. Before, the reader never read them, and such re-sends
-   * were written again.
+   * were written again. A topic the log has lacked at two checks running was deleted: see deleted().
    */
   private async checkPartitions(): Promise<void> {
     if (this.checkingPartitions || this.closed) return;
     this.checkingPartitions = true;
     try {
       const followed = [...this.topics].filter(([, t]) => t.state !== "absent" && t.next.length > 0);
-      const counts = await Promise.all(followed.map(([topic]) => this.log.partitionCount(topic).catch(() => 0)));
+      // -1: the log has no such topic.
+      const counts = await Promise.all(followed.map(([topic]) => this.log.partitionCount(topic).catch((e) => (isGatewayError(e) && e.code === "UNKNOWN_TOPIC" ? -1 : 0))));
       if (this.epoch !== this.log.epoch || this.reopening) return; // positions of other logs, or reassigned anyway
       const reader = this.reader && (await this.reader.catch(() => null));
       followed.forEach(([topic, t], i) => {
-        if (this.topics.get(topic) !== t || counts[i]! <= t.next.length) return;
+        if (this.topics.get(topic) !== t) return;
+        // Twice running, so that one answer from a broker that has not heard of the topic yet is not
+        // taken for a deletion (as the subscriptions' check does).
+        t.misses = counts[i] === -1 ? (t.misses ?? 0) + 1 : 0;
+        if (t.misses >= 2) return this.deleted(topic, t, reader);
+        if (counts[i]! <= t.next.length) return;
         const added = [];
         for (let partition = t.next.length; partition < counts[i]!; partition++) added.push({ topic, partition, offset: 0 });
         for (const a of added) t.next[a.partition] = 0;
@@ -102,6 +110,26 @@ export class IdTail {
     } finally {
       this.checkingPartitions = false;
     }
+  }
+
+  /**
+   * The topic was deleted: the ids read from it name positions its log no longer has, and a topic made
+   * again under the name would have other records there. Read on from the old positions, the reader
+   * skipped the new log's first records, and a re-send of an id read before was answered with an
+   * offset now holding another event: an ack for an event the log does not have. Its ids are
+   * forgotten and it is no longer read; the next publish with an id follows it afresh, as a topic
+   * never seen (absent until it exists again).
+   */
+  private deleted(topic: string, t: TopicTail, reader: LogReader | null): void {
+    this.logger.warn("idempotence: a topic followed for its ids was deleted; its ids are forgotten", { topic });
+    reader?.unassign(t.next.map((_, partition) => ({ topic, partition, offset: 0 })));
+    this.seen.forgetTopic(topic);
+    t.state = "absent";
+    t.next = [];
+    t.target = [];
+    t.unknownAt = Date.now();
+    t.retryAt = t.unknownAt + ABSENT_RETRY_MS;
+    t.caughtUp(); // deleted while warming: its publishes have no history left to wait for
   }
 
   /**
@@ -244,7 +272,9 @@ export class IdTail {
     const now = Date.now();
     for (const r of records) {
       const t = this.topics.get(r.topic);
-      if (t === undefined) continue;
+      // Absent: not read (any more). Records the reader sent before it let a deleted topic go name
+      // positions of the old log.
+      if (t === undefined || t.state === "absent") continue;
       t.next[r.partition] = r.offset + 1;
       let id: Uint8Array | undefined;
       let source: Uint8Array | undefined;

@@ -152,6 +152,12 @@ export class SeenIds {
    * remembered are in a log that is gone, and a re-send must be written again, not answered with them.
    * Their entries stay in the FIFO until they age out, named by no map.
    */
+  /** Every id of `topic`: its log is gone (the topic deleted), and the positions they name with it. */
+  forgetTopic(topic: string): void {
+    // Their entries stay in the FIFO until they age out, named by no map (as forgetPartition leaves them).
+    this.topics.delete(topic);
+  }
+
   forgetPartition(topic: string, partition: number): void {
     const owner = this.topics.get(topic);
     if (owner === undefined) return;

@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 import { freshTopic, kafkaBrokers } from "../support/kafka";
-import { consumeAll, ensureTopic } from "../support/kafka-broker";
+import { consumeAll, deleteTopic, ensureTopic } from "../support/kafka-broker";
 import { rawProduce } from "../support/raw-producer";
 import { type GatewayClient, type PublishResult, connect } from "../../src/client";
 import { GatewayClient as RawClient } from "../support/ws-client";
@@ -218,6 +218,37 @@ describe("Kafka, two instances, a short window", () => {
       expect(idsIn(await consumeAll(brokers, topic, { expect: 2 }))).toEqual(["again-1", "again-1"]);
     } finally {
       for (const g of pair) await g.stop();
+    }
+  }, 90_000);
+});
+
+describe("Kafka, a topic deleted", () => {
+  test("ids read from a topic that is deleted are forgotten: a re-send once it is made again is written to the new log, not answered with a position the old one held", async () => {
+    // Found reading the ids reader: it went on from its old position in a topic made again, and
+    // answered re-sends of ids it had read before the deletion with those offsets, which now hold
+    // other records (an ack for an event the log no longer has). Every record here is another
+    // producer's: the gateway's own producer, having written to a topic, would create it again at once.
+    const gw = await startGateway({ KAFKA_BROKERS: brokers, KAFKA_WORKERS: "1", PARTITION_CHECK_MS: "300" });
+    try {
+      const topic = freshTopic("idem-deleted");
+      await ensureTopic(brokers, topic, 1);
+      const ids = (from: number, n: number) =>
+        Array.from({ length: n }, (_, i) => ({ partition: 0, value: "{}", headers: [["ce_specversion", "1.0"], ["ce_type", "raw"], ["ce_source", "/shop"], ["ce_id", `order-${from + i}`]] as Array<[string, string]> }));
+      await rawProduce(brokers, topic, ids(0, 5));
+      const c = await client(gw.wsUrl);
+      // A re-send of the first: read back, answered with its offset, not written.
+      expect(at(await c.publish({ id: "order-0", source: "/shop", type: "order" }, { topic }))).toEqual({ partition: 0, offset: 0 });
+      await deleteTopic(brokers, topic);
+      await Bun.sleep(1500); // past two partition checks
+      // Made again by the producer's first write (auto-create), with more records than the old log held.
+      await rawProduce(brokers, topic, ids(100, 10));
+      const again = at(await c.publish({ id: "order-0", source: "/shop", type: "order" }, { topic }));
+      expect(again).not.toEqual({ partition: 0, offset: 0 });
+      const records = await consumeAll(brokers, topic, { expect: 11 });
+      expect(idsIn(records.filter((r) => r.partition === again.partition && r.offset === again.offset))).toEqual(["order-0"]);
+      c.close();
+    } finally {
+      await gw.stop();
     }
   }, 90_000);
 });
