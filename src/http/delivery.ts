@@ -2,6 +2,7 @@ import type { Identity } from "../auth/authenticator";
 import type { SubscriptionManager } from "../subscribe/manager";
 import type { HttpAuth } from "./auth-guard";
 import { error, errorResponse, json } from "./responses";
+import { unknownParam } from "./query";
 import { toWireError } from "../protocol/errors";
 
 const DEFAULT_ROWS = 500;
@@ -26,7 +27,10 @@ export function createDeliveryRoute(deps: {
     if (denied) return errorResponse(toWireError(denied.code, denied.message));
     // Digits only, and once (docs/protocol.md: parameters given twice are refused): Number() would
     // also read 1e3, 0x10 and " 10".
-    const given = new URL(req.url).searchParams.getAll("limit");
+    const params = new URL(req.url).searchParams;
+    const unknown = unknownParam(params, ["limit"]);
+    if (unknown) return error(unknown.code, unknown.message);
+    const given = params.getAll("limit");
     const limit = given.length === 0 ? DEFAULT_ROWS : given.length === 1 && /^[0-9]{1,7}$/.test(given[0]!) ? Number(given[0]) : Number.NaN;
     if (!(limit >= 1 && limit <= MAX_ROWS)) return error("INVALID_FRAME", `limit must be a whole number from 1 to ${MAX_ROWS}, given once`);
     const { total, rows, ended } = await deps.subscriptions.delivery(limit);

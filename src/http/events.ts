@@ -11,7 +11,11 @@ import { decodeFrame, decodeLimits } from "../protocol/codec";
 import { ErrorCodes } from "../protocol/codes";
 import { GatewayError } from "../protocol/errors";
 import { charsetOf, isJsonMediaType, isUtf8Charset } from "../protocol/media-types";
+import { unknownParam } from "./query";
 import { errorResponse, json, lateErrorResponse, retryAfter } from "./responses";
+
+/** The publish routes' one query parameter. */
+const PUBLISH_PARAMS = ["topic"] as const;
 
 /**
  * HTTP ingestion for clients that cannot hold a socket: the same validation, codes and records as
@@ -98,7 +102,10 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
    * places with different names, it is ambiguous, and a guess could write to the wrong topic.
    */
   function topicOf(req: Request, fromBody?: string): string {
-    const query = new URL(req.url).searchParams.getAll("topic");
+    const params = new URL(req.url).searchParams;
+    const unknown = unknownParam(params, PUBLISH_PARAMS);
+    if (unknown) throw unknown;
+    const query = params.getAll("topic");
     if (query.length > 1) throw new GatewayError("INVALID_TOPIC", `the topic is given ${query.length} times in the query; give it once`);
     if (fromBody !== undefined && query.length === 1 && query[0] !== fromBody) {
       throw new GatewayError("INVALID_TOPIC", `the body names topic "${fromBody}" and the query "${query[0]}"; give one`);
@@ -110,6 +117,8 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
   function batchOf(body: unknown): { topic?: string; events: unknown[] } {
     if (Array.isArray(body)) return { events: body };
     if (typeof body === "object" && body !== null && Array.isArray((body as { events?: unknown }).events)) {
+      // Only these two: a misspelt `topc`, ignored, published to the default topic.
+      for (const k in body) if (k !== "topic" && k !== "events") throw new GatewayError("INVALID_FRAME", `unknown batch field ${JSON.stringify(k.slice(0, 100))}; a batch is {"topic"?, "events": [...]}`);
       const { topic, events } = body as { topic?: unknown; events: unknown[] };
       if (topic !== undefined && typeof topic !== "string") throw new GatewayError("INVALID_FRAME", "topic must be a string");
       return { topic: topic as string | undefined, events };

@@ -15,6 +15,7 @@ import { FrameType, type SubscribeFrame, SubscribeSchema, describeIssues, frameE
 import type { SubscriberConnection, SubscriptionManager } from "../subscribe/manager";
 import { wireError } from "../ingest/publisher";
 import { Outbound, type OutboundSocket } from "../ws/outbound";
+import { unknownParam } from "./query";
 import { errorResponse, lateErrorResponse } from "./responses";
 import type { RefusalDelay } from "../limits/refusal-delay";
 
@@ -76,6 +77,7 @@ const decoder = new TextDecoder();
 
 /** Query parameters that take one value (topic may be repeated: each names a topic). */
 const SINGLE_PARAMS = ["filter", "start", "policy", "share", "lastEventId", "access_token"] as const;
+const STREAM_PARAMS = ["topic", ...SINGLE_PARAMS] as const;
 
 /** The query string (and Last-Event-ID) as the subscribe frame a WebSocket client would send. */
 function subscribeFrame(req: Request, url: URL): SubscribeFrame {
@@ -88,6 +90,9 @@ function subscribeFrame(req: Request, url: URL): SubscribeFrame {
   const topics = q.getAll("topic").flatMap((t) => t.split(","));
   // The frame's own message ("give topic or topics") names a field a stream has no parameter for.
   if (topics.length === 0) throw new GatewayError("INVALID_FRAME", "the `topic` parameter is missing: topic=T, repeated or comma-separated for several topics");
+  // After that one, whose message says what to send where a stream was given `topics`.
+  const unknown = unknownParam(q, STREAM_PARAMS);
+  if (unknown) throw unknown;
   if (topics.length === 1) frame.topic = topics[0];
   else if (topics.length > 1) frame.topics = topics;
   const filter = q.get("filter");

@@ -81,6 +81,26 @@ test("bad requests get their documented code and status", async () => {
   }
 });
 
+test("a query parameter or batch field the route does not take is refused 400 INVALID_FRAME naming it, and nothing is written", async () => {
+  // Ignored, a misspelt `topc` published to the default topic, and a batch's `topc` the same.
+  const typo = freshTopic("http-typo");
+  const cases: Array<[Response, string]> = [
+    [await post(`/api/v1/events?topc=${typo}`, { type: "x" }), "topc"],
+    [await post(`/api/v1/events?topic=${typo}&key=k`, { type: "x" }), "key"],
+    [await post(`/api/v1/events/batch?topc=${typo}`, { events: [{ type: "x" }] }), "topc"],
+    [await post("/api/v1/events/batch", { topc: typo, events: [{ type: "x" }] }), "topc"],
+    [await post(`/api/v1/events/validate?topic=${typo}&dry=1`, { type: "x" }), "dry"],
+    [await fetch(`${gw.url}/api/v1/admin/delivery?limit=5&sort=worst`), "sort"],
+  ];
+  for (const [res, name] of cases) {
+    const body = (await res.json()) as any;
+    expect({ name, status: res.status, code: body.error?.code }).toEqual({ name, status: 400, code: "INVALID_FRAME" });
+    expect(body.error.message).toContain(name);
+  }
+  // The one that named its topic rightly (with a `key` beside it) wrote nothing there either.
+  expect(await consumeAll(brokers, typo, { timeoutMs: 1000 })).toEqual([]);
+});
+
 test("JSON bodies are taken under application/json and any +json type, in any case, with parameters", async () => {
   for (const t of ["application/json", "APPLICATION/JSON; charset=UTF-8", "application/cloudevents+json", "application/vnd.api+json ; charset=\"utf-8\"", "application/json;foo=bar"]) {
     const res = await post("/api/v1/events", { type: "x" }, { "content-type": t });

@@ -146,6 +146,14 @@ test("a bad query is refused before any stream: 400 with the code a subscribe fr
     await twice.done;
     expect({ q, status: twice.status, code: twice.body.error.code }).toEqual({ q, status: 400, code: "INVALID_FRAME" });
   }
+  // A parameter the stream does not take is refused naming it: a misspelt `filtr`, ignored, streamed
+  // every event of the topic.
+  for (const [q, name] of [[`filtr=${encodeURIComponent('{"types":["a"]}')}`, "filtr"], ["topics=y", "topics"], ["cursor=5", "cursor"]]) {
+    const unknown = openStream(`${gw.url}/api/v1/stream?topic=x&${q}`);
+    await unknown.done;
+    expect({ q, status: unknown.status, code: unknown.body.error.code }).toEqual({ q, status: 400, code: "INVALID_FRAME" });
+    expect(unknown.body.error.message).toContain(name);
+  }
 });
 
 test("with authentication on, a stream needs a token (Authorization or access_token) that grants the topic", async () => {
