@@ -1,11 +1,20 @@
+import { parseKafkaProperties } from "../config/load";
 import type { Config } from "../config/schema";
+import type { LogRecord } from "../log/event-log";
 import { GatewayError } from "../protocol/errors";
 import type { EventLimits } from "../protocol/limits";
 
+/** librdkafka's default message.max.bytes: the most bytes of one record it produces. */
+export const DEFAULT_MAX_RECORD_BYTES = 1_000_000;
+
 export function eventLimits(config: Config): EventLimits {
+  const set = Number(parseKafkaProperties(config.KAFKA_PROPERTIES)["message.max.bytes"]);
   return {
     maxHeaders: config.MAX_HEADERS_PER_EVENT,
     maxHeaderBytes: config.MAX_HEADER_BYTES,
+    // The producer's own, so that what the gateway takes is what librdkafka sends; the embedded log
+    // keeps the same bound, as it keeps Kafka's other semantics.
+    maxRecordBytes: Number.isSafeInteger(set) && set > 0 ? set : DEFAULT_MAX_RECORD_BYTES,
     maxMapKeys: config.MAX_MAP_KEYS,
     maxEventValues: config.MAX_EVENT_VALUES,
     timeSkewFutureMs: config.TIME_SKEW_FUTURE,
@@ -82,4 +91,21 @@ export function checkTime(ms: number | undefined, nowMs: number, limits: EventLi
     return new GatewayError("TIME_SKEW", `time: more than ${limits.timeSkewPastMs} ms before the gateway's clock (TIME_SKEW_PAST); the gateway's time is ${new Date(nowMs).toISOString()}`);
   }
   return null;
+}
+
+/**
+ * A record librdkafka would refuse for its size (MSG_SIZE_TOO_LARGE, after the event had passed every
+ * other check and reached a Kafka worker), refused first. librdkafka counts the key, the value and
+ * each header's name and value with their two length varints (at most 5 bytes each). The sum is
+ * bounded first from the strings' lengths (UTF-8 takes at most 3 bytes per UTF-16 unit), so the
+ * common record is passed without encoding anything; only one near the bound is counted exactly.
+ */
+export function checkRecordSize(r: LogRecord, limits: EventLimits): GatewayError | null {
+  let bound = (r.value === null ? 0 : r.value.byteLength) + (r.key === null ? 0 : typeof r.key === "string" ? 3 * r.key.length : r.key.byteLength);
+  for (const [name, value] of r.headers) bound += 10 + 3 * name.length + (typeof value === "string" ? 3 * value.length : value.byteLength);
+  if (bound <= limits.maxRecordBytes) return null;
+  let size = (r.value === null ? 0 : r.value.byteLength) + (r.key === null ? 0 : typeof r.key === "string" ? Buffer.byteLength(r.key) : r.key.byteLength);
+  for (const [name, value] of r.headers) size += 10 + Buffer.byteLength(name) + (typeof value === "string" ? Buffer.byteLength(value) : value.byteLength);
+  if (size <= limits.maxRecordBytes) return null;
+  return new GatewayError("EVENT_TOO_LARGE", `its Kafka record would be about ${size} bytes (key, value and headers), past the producer's message.max.bytes of ${limits.maxRecordBytes}`);
 }

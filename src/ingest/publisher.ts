@@ -7,7 +7,7 @@ import { parseEnvelope } from "../protocol/envelope";
 import type { Envelope } from "../protocol/frames";
 import { TOPIC_NAME } from "../protocol/frames";
 import { type EventLimits, LIMIT_DEFAULTS } from "../protocol/limits";
-import { checkEventSize, checkTime, eventLimits, eventTimeMs } from "./event-limits";
+import { checkEventSize, checkRecordSize, checkTime, eventLimits, eventTimeMs } from "./event-limits";
 import { type Transport, defaultSource, eventIdentity } from "./event-identity";
 import type { Appender } from "./fair-share";
 import type { Idempotence } from "./idempotence";
@@ -124,7 +124,13 @@ export class Publisher {
       const id = ev.id ?? crypto.randomUUID();
       p.ids[i] = id;
       try {
-        p.records.push(toRecord(ev, id, topic, codec, source, nowMs));
+        const record = toRecord(ev, id, topic, codec, source, nowMs);
+        const tooBig = checkRecordSize(record, this.limits);
+        if (tooBig) {
+          this.reject(p, i, tooBig, transport);
+          continue;
+        }
+        p.records.push(record);
         p.positions.push(i);
         p.identities.push(ev.id === undefined ? undefined : eventIdentity(ev.source, ev.id));
       } catch (e) {

@@ -38,6 +38,8 @@ export const TIME_MAX_CHARS = 40;
 export interface EventLimits {
   maxHeaders: number;
   maxHeaderBytes: number;
+  /** Bytes of one Kafka record as librdkafka counts them against its message.max.bytes. */
+  maxRecordBytes: number;
   maxMapKeys: number;
   maxEventValues: number;
   timeSkewFutureMs: number;

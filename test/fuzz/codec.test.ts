@@ -1,7 +1,7 @@
 import { expect, test } from "bun:test";
 import fc from "fast-check";
 import { Packr, Unpackr } from "msgpackr";
-import { checkEventSize } from "../../src/ingest/event-limits";
+import { checkEventSize, checkRecordSize } from "../../src/ingest/event-limits";
 import { decodeFrame, encodeFrame } from "../../src/protocol/codec";
 import { prescanMsgpack } from "../../src/protocol/msgpack-scan";
 import { GatewayError } from "../../src/protocol/errors";
@@ -296,7 +296,7 @@ function withStr8Keys(v: unknown): Uint8Array {
 }
 
 test("pre-scan: counts an event's values exactly as the publisher does (MAX_EVENT_VALUES), whatever the key spelling", () => {
-  const limits = { maxHeaders: 1000, maxHeaderBytes: 1 << 30, maxMapKeys: 4096, timeSkewFutureMs: 0, timeSkewPastMs: 0 };
+  const limits = { maxHeaders: 1000, maxHeaderBytes: 1 << 30, maxRecordBytes: 1e9, maxMapKeys: 4096, timeSkewFutureMs: 0, timeSkewPastMs: 0 };
   fc.assert(
     fc.property(plainValue({ bytes: true, dates: true }), fc.integer({ min: 1, max: 40 }), fc.boolean(), fc.boolean(), (data, max, batch, wide) => {
       const event = { type: "x", data };
@@ -336,5 +336,27 @@ test("pre-scan: a msgpack frame it passes, the whole decode passes, and the reve
       },
     ),
     { numRuns: 20_000 },
+  );
+});
+
+test("record size: the bound from string lengths never passes a record librdkafka would refuse, and a refusal is always one", () => {
+  const text = fc.string({ unit: "binary", maxLength: 40 });
+  const record = fc.record({
+    key: fc.oneof(fc.constant(null), text, fc.uint8Array({ maxLength: 40 })),
+    value: fc.oneof(fc.constant(null), fc.uint8Array({ maxLength: 200 })),
+    headers: fc.array(fc.tuple(text, fc.oneof(text, fc.uint8Array({ maxLength: 40 }))), { maxLength: 6 }),
+  });
+  fc.assert(
+    fc.property(record, fc.integer({ min: 0, max: 800 }), (r, max) => {
+      const bytes = (v: string | Uint8Array) => (typeof v === "string" ? Buffer.byteLength(v) : v.byteLength);
+      // As librdkafka counts it, each header with its two length varints at their largest.
+      let exact = (r.value?.byteLength ?? 0) + (r.key === null ? 0 : bytes(r.key));
+      for (const [n, v] of r.headers) exact += 10 + bytes(n) + bytes(v);
+      const limits = { maxHeaders: 1000, maxHeaderBytes: 1 << 30, maxRecordBytes: max, maxMapKeys: 4096, maxEventValues: 1e6, timeSkewFutureMs: 0, timeSkewPastMs: 0 };
+      const refused = checkRecordSize({ topic: "t", timestamp: 0, ...r }, limits);
+      expect(refused === null).toBe(exact <= max);
+      if (refused) expect(refused.code).toBe("EVENT_TOO_LARGE");
+    }),
+    { numRuns: 3000 },
   );
 });
