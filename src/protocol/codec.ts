@@ -85,10 +85,10 @@ export function decodeFrame(raw: Uint8Array | string, codec: CodecName, limits: 
       const end = raw.length;
       return proto ? mapsToObjects(mapUnpackr.unpack(inScratch(raw as Uint8Array), end)) : unpackr.unpack(inScratch(raw as Uint8Array), end);
     } else {
-      text = typeof raw === "string" ? raw : textDecoder.decode(raw);
-      // One leading byte order mark is let go (RFC 8259 8.1 allows it), as the HTTP endpoints' body
-      // decoding does: the same JSON is one request on either transport.
-      if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+      // One leading byte order mark is let go (RFC 8259 8.1 allows it): the decoder lets go of it in
+      // bytes (an HTTP body), and here it is let go of in a text frame, so that the same JSON is one
+      // request on either transport, and a second mark is an error on both.
+      text = typeof raw === "string" ? (raw.charCodeAt(0) === 0xfeff ? raw.slice(1) : raw) : textDecoder.decode(raw);
       value = JSON.parse(text);
     }
   } catch (e) {

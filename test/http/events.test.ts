@@ -101,6 +101,13 @@ test("a query parameter or batch field the route does not take is refused 400 IN
   expect(await consumeAll(brokers, typo, { timeoutMs: 1000 })).toEqual([]);
 });
 
+test("a body's one leading byte order mark is let go, as a text frame's is; a second is BAD_FRAME, on both transports alike", async () => {
+  const body = JSON.stringify({ type: "bom" });
+  expect((await post(`/api/v1/events?topic=${topic}`, `\uFEFF${body}`)).status).toBe(202);
+  const twice = await post(`/api/v1/events?topic=${topic}`, `\uFEFF\uFEFF${body}`);
+  expect({ status: twice.status, code: ((await twice.json()) as any).error.code }).toEqual({ status: 400, code: "BAD_FRAME" });
+});
+
 test("JSON bodies are taken under application/json and any +json type, in any case, with parameters", async () => {
   for (const t of ["application/json", "APPLICATION/JSON; charset=UTF-8", "application/cloudevents+json", "application/vnd.api+json ; charset=\"utf-8\"", "application/json;foo=bar"]) {
     const res = await post("/api/v1/events", { type: "x" }, { "content-type": t });
