@@ -466,7 +466,7 @@ export class SubscriptionManager {
       throw new GatewayError("UNKNOWN_SUBSCRIPTION", `this connection has no subscription "${id}"`);
     }
     const token = sub.end();
-    conn.reply(encodeFrame({ t: FrameType.UNSUBSCRIBED, cid, sub: id, token }, sub.codec));
+    conn.reply(encodeFrame({ t: FrameType.UNSUBSCRIBED, cid, sub: id, ...(token ? { token } : {}) }, sub.codec));
     this.drop(conn, sub);
     return undefined;
   }
@@ -479,7 +479,7 @@ export class SubscriptionManager {
     const sub = conn.subscriptions.get(id);
     if (!sub) return;
     const token = sub.end();
-    conn.reply(encodeFrame({ t: FrameType.UNSUBSCRIBED, sub: id, token, ...toWireError(reason.code, reason.message) }, sub.codec));
+    conn.reply(encodeFrame({ t: FrameType.UNSUBSCRIBED, sub: id, ...(token ? { token } : {}), ...toWireError(reason.code, reason.message) }, sub.codec));
     this.drop(conn, sub);
   }
 
@@ -504,8 +504,8 @@ export class SubscriptionManager {
       cid,
       sub: sub.id,
       topics: sub.topics,
-      start: Object.fromEntries(sub.positions),
-      token: sub.token(),
+      // A share member has no position of its own (its group's is Kafka's), so nothing to resume from.
+      ...(sub.shared ? {} : { start: Object.fromEntries(sub.positions), token: sub.token() }),
       live: extra.live,
       ...(extra.gaps?.length ? { gaps: extra.gaps } : {}),
     });

@@ -119,6 +119,7 @@ export class Subscription implements FrameOwner {
     return this.shareGroup !== undefined;
   }
 
+  /** The resume token; "" for a share member, whose frames then carry none. */
   token(): string {
     return this.shared ? "" : encodeToken(this.tag, this.positions, this.origin());
   }
@@ -200,7 +201,7 @@ export class Subscription implements FrameOwner {
     this.live = true;
     if (this.closed) return;
     const token = this.token();
-    const f = new QueuedFrame(this, encodeFrame({ t: FrameType.LIVE, sub: this.id, token }, this.codec), 0, 0, token);
+    const f = new QueuedFrame(this, encodeFrame({ t: FrameType.LIVE, sub: this.id, ...(token ? { token } : {}) }, this.codec), 0, 0, token);
     this.queued.push(f);
     this.socket.frame(f);
   }
@@ -383,6 +384,7 @@ export class Subscription implements FrameOwner {
   /** The gap, and the token of the last frame before it: re-subscribing with it fills the gap. */
   private lagged(): Uint8Array | string {
     this.laggedNotices++;
-    return encodeFrame({ t: FrameType.LAGGED, sub: this.id, dropped: this.droppedSinceNotice, token: this.lastHandedToken, policy: this.policy }, this.codec);
+    const token = this.lastHandedToken;
+    return encodeFrame({ t: FrameType.LAGGED, sub: this.id, dropped: this.droppedSinceNotice, ...(token ? { token } : {}), policy: this.policy }, this.codec);
   }
 }

@@ -110,7 +110,10 @@ test("a member's connection drops mid-stream: every record still reaches the gro
   })();
   for (const deadline = Date.now() + 20_000; !byMember.subscribed && Date.now() < deadline; ) await Bun.sleep(20);
   const staying = await RawClient.connect(b.wsUrl);
-  expect((await staying.subscribe({ sub: "m", topic, share: group }, mark)).t).toBe(23);
+  const subscribed = await staying.subscribe({ sub: "m", topic, share: group }, mark);
+  expect(subscribed.t).toBe(23);
+  // A member has no position of its own to resume from: no token (it was ""), no start (it was {}).
+  expect({ token: "token" in subscribed, start: "start" in subscribed }).toEqual({ token: false, start: false });
   // Both instances in the group with partitions assigned: probe until each member has had events.
   const pub = await RawClient.connect(b.wsUrl);
   for (const deadline = Date.now() + 30_000; Date.now() < deadline && (byMember.a === 0 || byMember.b === 0); await Bun.sleep(300)) {
