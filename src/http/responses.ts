@@ -24,7 +24,11 @@ export function errorResponse(err: WireError): Response {
  */
 export function lateErrorResponse(delay: RefusalDelay, err: WireError): Response | Promise<Response> {
   const after = err.retryAfterMs ?? 0;
-  return delay.answer((waited) => errorResponse({ ...err, retryAfterMs: Math.max(0, after - waited) }));
+  return delay.answer((waited) => {
+    const left = Math.max(0, after - waited);
+    // The message names the wait too: it says what is left, as the hint does.
+    return errorResponse({ ...err, retryAfterMs: left, message: err.message.replace(/retry in \d+ ms/, `retry in ${left} ms`) });
+  });
 }
 
 export function error(code: ErrorCode, message: string, headers?: Record<string, string>): Response {

@@ -82,7 +82,12 @@ export class ConnectionRate {
   private readonly refusals: TokenBucket | null;
   private readonly invalid: TokenBucket | null;
 
-  constructor(options: RateLimitOptions, now: number) {
+  constructor(
+    options: RateLimitOptions,
+    now: number,
+    /** Whose the own buckets are, as a refusal names them: an HTTP client's are its principal's requests'. */
+    readonly scope: Scope = "connection",
+  ) {
     this.own = new Buckets(options.connection, options.burstSeconds, now);
     this.subscribes = new TokenBucket(options.subscribes.perSec, Math.max(1, options.subscribes.burst), now);
     this.refreshes = new TokenBucket(options.refreshesPerSec, REFRESH_BURST, now);
@@ -172,7 +177,7 @@ export class RateLimits {
   ) {
     const now = clock();
     this.principals = new BucketMap((t) => new Buckets(options.principal, options.burstSeconds, t), (b, t) => b.isFull(t), now);
-    this.httpClients = new BucketMap((t) => new ConnectionRate(options, t), (c, t) => c.own.isFull(t), now);
+    this.httpClients = new BucketMap((t) => new ConnectionRate(options, t, "principal"), (c, t) => c.own.isFull(t), now);
     const connects = options.connectsPerSecPerIp;
     this.connects = new BucketMap((t) => new TokenBucket(connects, Math.max(1, connects * options.burstSeconds), t), (b, t) => b.isFull(t), now);
     const subs = options.subscribes.perAddressPerSec;
@@ -290,9 +295,10 @@ export class RateLimits {
       shared?.spend(cost);
       return undefined;
     }
-    const scope: Scope = ownWait >= sharedWait ? "connection" : "principal";
+    const ownFirst = ownWait >= sharedWait;
+    const scope: Scope = ownFirst ? conn.scope : "principal";
     const wait = Math.max(ownWait, sharedWait, minWaitMs);
-    const rate = scope === "connection" ? this.options.connection : this.options.principal;
+    const rate = ownFirst ? this.options.connection : this.options.principal;
     const per = unit === "events" ? `${rate.eventsPerSec} events/s` : `${rate.bytesPerSec} bytes/s`;
     const error = new GatewayError("RATE_LIMITED", `over the ${scope} rate of ${per}; retry in ${wait} ms`, { retryAfterMs: wait, scope });
     return { error, scope, unit };

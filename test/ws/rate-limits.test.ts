@@ -253,7 +253,8 @@ test("HTTP: over the rate a request gets 429 with Retry-After and a RATE_LIMITED
   expect(statuses.filter((s) => s === 202).length).toBeLessThanOrEqual(Math.floor((50 + 50 * elapsedS) / 10) + 1);
   expect(refused).toBeDefined();
   expect(Number(refused!.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
-  expect(await refused!.json()).toMatchObject({ error: { code: "RATE_LIMITED", retriable: true, retryAfterMs: expect.any(Number) } });
+  // An HTTP client's rate is its principal's (its address, authentication off), not a connection's.
+  expect(await refused!.json()).toMatchObject({ error: { code: "RATE_LIMITED", retriable: true, retryAfterMs: expect.any(Number), scope: "principal" } });
 }, 60_000);
 
 test("HTTP: a publish refused for a rate is answered only after CONNECTION_REFUSAL_DELAY_MS: a request loop pays in time, not in the gateway's CPU; a WebSocket control carries on", async () => {
@@ -272,10 +273,12 @@ test("HTTP: a publish refused for a rate is answered only after CONNECTION_REFUS
       statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1);
       if (r.status === 429) {
         late.push(performance.now() - t0);
-        const b = (await r.json()) as { error: { code: string; retryAfterMs: number } };
+        const b = (await r.json()) as { error: { code: string; message: string; retryAfterMs: number } };
         expect(b.error.code).toBe("RATE_LIMITED");
-        // The hint is what is left of the wait after the delay, never more than it was.
+        // The hint is what is left of the wait after the delay, never more than it was, and the
+        // message says the same (it said the wait before the delay, beside a hint of 0).
         expect(b.error.retryAfterMs).toBeLessThanOrEqual(1000);
+        expect(b.error.message).toContain(`retry in ${b.error.retryAfterMs} ms`);
       } else await r.arrayBuffer();
     }
   });
