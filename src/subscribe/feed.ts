@@ -417,20 +417,26 @@ export class Feed implements ShareDealer {
       while (this.waiting.length > 0) {
         const head = this.waiting[0]!;
         if (this.ledger && this.redeal.length > 0 && !this.drainRedeal()) return; // pumped again once dealt
+        // A notice taken off the queue may have been its last entry, and the one a replay's `live`
+        // waited behind, whether or not it moved a position (a stale one moves none): checked after
+        // each. A replay whose last entry was a stale report never went live, its slot held.
         if ("replaced" in head) {
           this.waiting.shift();
           this.readNewLog(head.replaced);
+          this.liveIfCaughtUp();
           continue;
         }
         if ("end" in head) {
           this.waiting.shift();
           this.reachedEnd(head.end);
+          this.liveIfCaughtUp();
           continue;
         }
         if ("gone" in head) {
           if (head.gone.mark === undefined) return; // pumped again once the watermarks are known
           this.waiting.shift();
           this.readOnPast(head.gone);
+          this.liveIfCaughtUp();
           continue;
         }
         if (!this.live && this.holdForReaders()) return;
@@ -495,8 +501,11 @@ export class Feed implements ShareDealer {
    */
   private readOnPast(g: Gone): void {
     const offsets = this.positions.get(g.topic);
-    if (this.closed || !offsets) return;
-    const at = offsets[g.partition] ?? g.offset;
+    // A partition no longer read: its topic deleted (readNewLog let its partitions go, told their
+    // gaps, and reads them again from the new log's start once they exist). The reader's report of
+    // its old offset, out of range in the new log, came after, and told each gap a second time.
+    if (this.closed || !offsets || offsets[g.partition] === undefined) return;
+    const at = offsets[g.partition]!;
     const m = g.mark;
     let next = at;
     let gap: Gap | null = null;
