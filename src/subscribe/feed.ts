@@ -270,7 +270,6 @@ export class Feed implements ShareDealer {
       });
     }
     for (const gap of gaps) this.tell(gap);
-    this.liveIfCaughtUp();
   }
 
   /**
@@ -418,8 +417,9 @@ export class Feed implements ShareDealer {
         const head = this.waiting[0]!;
         if (this.ledger && this.redeal.length > 0 && !this.drainRedeal()) return; // pumped again once dealt
         // A notice taken off the queue may have been its last entry, and the one a replay's `live`
-        // waited behind, whether or not it moved a position (a stale one moves none): checked after
-        // each. A replay whose last entry was a stale report never went live, its slot held.
+        // waited behind, whether or not it moved a position (a stale one moves none): checked here
+        // after each, not in the handlers. A replay whose last entry was a stale report never went
+        // live, its slot held.
         if ("replaced" in head) {
           this.waiting.shift();
           this.readNewLog(head.replaced);
@@ -524,7 +524,6 @@ export class Feed implements ShareDealer {
     this.tell(gap);
     this.reader?.unassign(place);
     this.reader?.assign(place);
-    this.liveIfCaughtUp();
   }
 
   /**
@@ -536,7 +535,6 @@ export class Feed implements ShareDealer {
     const offsets = this.positions.get(topic);
     if (this.closed || this.ledger || !offsets || offset <= (offsets[partition] ?? 0)) return;
     offsets[partition] = offset;
-    this.liveIfCaughtUp();
   }
 
   private tell(gap: Gap): void {
