@@ -94,7 +94,7 @@ export const settings = {
   KAFKA_WORKERS: int(1, 64).default(availableParallelism()).describe("Kafka worker processes, one producer each (default: cores)"),
   KAFKA_CLIENT_ID: z.string().min(1).default("kafka-ws-gateway").describe("client.id of the producers"),
   KAFKA_ACKS: z.enum(["all", "1", "0", "-1"]).default("all").describe("Producer acks"),
-  KAFKA_LINGER_MS: int(0, 60_000).default(5).describe("Producer linger.ms"),
+  KAFKA_LINGER_MS: int(0, 60_000).default(5).describe("Producer linger.ms: how long librdkafka waits to fill a batch. 5 ms is most of the ack latency at light load; 0 or 1 halves it there, but at one event per frame costs the workers about 30% more CPU and a quarter of the throughput (bench/RESULTS.md)"),
   KAFKA_COMPRESSION: z.enum(["none", "gzip", "snappy", "lz4", "zstd"]).default("lz4").describe("Producer compression.type"),
   KAFKA_MESSAGE_TIMEOUT_MS: int(1000, 3_600_000).default(30_000).describe("Time Kafka gets to acknowledge an event before it is nacked PUBLISH_TIMEOUT"),
   KAFKA_PROPERTIES: z.string().default("").describe("Extra librdkafka properties as k=v pairs separated by commas (e.g. security.protocol=SASL_SSL); a comma inside a value is escaped with a backslash, as in `debug=broker\\,topic`"),
