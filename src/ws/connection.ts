@@ -59,6 +59,11 @@ export interface ConnectionData {
   rate?: ConnectionRate;
   /** Ends the connection if no hello completes within HELLO_TIMEOUT; cleared by welcome. */
   helloTimer?: Timer;
+  /**
+   * The connection is to be closed with `code` once every publish it has in flight is answered (see
+   * closeAfterReplies); meanwhile its socket is not read, and frames already read get `refusal`.
+   */
+  closing?: { code: number; reason: string; refusal: GatewayError; deadline: Timer };
 }
 
 /** The WebSocket side of the gateway: the handler for Bun.serve, and what a graceful stop needs. */
@@ -127,16 +132,46 @@ export function createWebSocketHandler(deps: {
     }
   }
 
-  /**
-   * Closes a connection that ignored its refusals, and refuses its address new ones for a while. The
-   * socket is read again first: held, it would not read the client's closing handshake, and the
-   * client would see a reset (1006) instead of the code that tells it to slow down.
-   */
+  /** Closes a connection that ignored its refusals, and refuses its address new ones for a while. */
   function closeForAbuse(ws: ServerWebSocket<ConnectionData>, code: number, reason: string): void {
     rateLimits.penalise(ws.data.remote);
+    const penalty = config.RATE_LIMIT_CLOSE_PENALTY_SECONDS * 1000;
+    const refusal = new GatewayError("RATE_LIMITED", `not handled: the connection is closing (${code}) for ${reason.split(":")[0]}; reconnect${penalty ? ` after ${penalty} ms` : ""}`, { retryAfterMs: penalty, scope: "address" });
+    closeAfterReplies(ws, code, reason, refusal);
+  }
+
+  /**
+   * Closes the connection with `code` once every publish it has in flight is answered. Those events
+   * are on their way to Kafka and may be written whatever happens to the socket: closed at once,
+   * their client was never told, and re-sent them elsewhere (written twice). Meanwhile the socket is
+   * not read, and a frame already read gets `refusal` unread. Bounded by the publish deadline, which
+   * answers every publish.
+   */
+  function closeAfterReplies(ws: ServerWebSocket<ConnectionData>, code: number, reason: string, refusal: GatewayError): void {
+    if (ws.data.closed || ws.data.closing) return;
+    ingress.holdUntilClosed(ws);
+    const deadline = setTimeout(() => finishClose(ws), config.KAFKA_MESSAGE_TIMEOUT_MS + CLOSE_AFTER_REPLIES_SLACK_MS);
+    ws.data.closing = { code, reason, refusal, deadline };
+    if (ws.data.inflight === 0) finishClose(ws);
+  }
+
+  /**
+   * The socket is read again first: held, it would not read the client's closing handshake, and the
+   * client would see a reset (1006) instead of the code that tells it why.
+   */
+  function finishClose(ws: ServerWebSocket<ConnectionData>): void {
+    const closing = ws.data.closing;
+    if (!closing || ws.data.closed) return;
+    clearTimeout(closing.deadline);
     ingress.unhold(ws);
     ws.data.outbound!.flush(true);
-    ws.close(code, reason);
+    ws.close(closing.code, closing.reason);
+  }
+
+  /** A frame read while its connection waits to close: answered, not handled (nor decoded). */
+  function refuseClosing(ws: ServerWebSocket<ConnectionData>, raw: string | Buffer): void {
+    const cid = scanCid(raw);
+    if (cid !== undefined) sendError(ws, typeof raw === "string" ? "json" : "msgpack", ws.data.closing!.refusal, cid, false);
   }
 
   function sendOutcome(ws: ServerWebSocket<ConnectionData>, codec: CodecName, cid: number, batch: boolean, o: PublishOutcome): void {
@@ -210,6 +245,7 @@ export function createWebSocketHandler(deps: {
       sendError(ws, codec, e, req.cid);
     } finally {
       ws.data.inflight -= reserved;
+      if (ws.data.closing && ws.data.inflight === 0) finishClose(ws);
     }
   }
 
@@ -311,6 +347,7 @@ export function createWebSocketHandler(deps: {
 
   function handleFrame(ws: ServerWebSocket<ConnectionData>, raw: string | Buffer): void {
     const codec: CodecName = typeof raw === "string" ? "json" : "msgpack";
+    if (ws.data.closing) return refuseClosing(ws, raw);
     if (ws.data.refusedHello) return authFrames.refuseAfterHello(ws, raw);
     if (ws.data.held) {
       ws.data.held.push(typeof raw === "string" ? raw : (Buffer.from(raw) as Buffer<ArrayBuffer>));
@@ -405,10 +442,7 @@ export function createWebSocketHandler(deps: {
       ws.data.rate = rateLimits.connection();
       ws.data.auth = new ConnectionAuth(deps.auth, ws.data.session, {
         expiring: (err) => send(ws, { t: FrameType.ERROR, ...wireError(err) }, ws.data.codec ?? "json"),
-        close: (reason) => {
-          ws.data.outbound!.flush(true);
-          ws.close(CloseCodes.REAUTHENTICATE, reason);
-        },
+        close: (reason) => closeAfterReplies(ws, CloseCodes.REAUTHENTICATE, reason, new GatewayError("UNAUTHENTICATED", `not handled: the connection is closing (${CloseCodes.REAUTHENTICATE}): ${reason}`)),
       }, ws.data.identity);
       ws.data.helloTimer = setTimeout(() => helloTimedOut(ws), config.HELLO_TIMEOUT);
       ws.data.subscriber = {
@@ -435,6 +469,7 @@ export function createWebSocketHandler(deps: {
     close(ws) {
       sockets.delete(ws);
       ws.data.closed = true;
+      clearTimeout(ws.data.closing?.deadline);
       ingress.closed(ws);
       clearTimeout(ws.data.helloTimer);
       ws.data.outbound!.close();
@@ -473,6 +508,10 @@ const RATE_HOLD_MIN_MS = 100;
 // And at most this long, however far in debt (a low rate and a big batch can mean minutes): unread,
 // its pongs and refresh frames would go unanswered. Still over when read again, it is held again.
 const RATE_HOLD_MAX_MS = 5000;
+
+// How long past the publish deadline (KAFKA_MESSAGE_TIMEOUT_MS, by which every publish is answered)
+// a connection to be closed waits for its replies: a margin for the worker's report to come back.
+const CLOSE_AFTER_REPLIES_SLACK_MS = 5000;
 
 // Frame handling per event-loop turn before frames wait their turn, and the bytes one connection may
 // have waiting before its socket is paused: a few frames of the largest size.

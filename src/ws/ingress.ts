@@ -41,8 +41,8 @@ export interface Inbox {
   head: number;
   bytes: number;
   paused: boolean;
-  /** Held for a rate until this timer fires (see hold()). */
-  held: ReturnType<typeof setTimeout> | null;
+  /** Held for a rate until this timer fires (see hold()), or `true`: until unhold (see holdUntilClosed()). */
+  held: ReturnType<typeof setTimeout> | true | null;
   closed: boolean;
   /** Deficit round-robin credit, in ms of handling: negative while the connection is in debt. */
   credit: number;
@@ -141,11 +141,24 @@ export class Ingress<S extends IngressSocket> {
     return true;
   }
 
+  /**
+   * Stops reading `socket` until `unhold`, whatever hold it was under: its connection is to be closed
+   * once the replies it is owed are sent. Frames already read are still handled.
+   */
+  holdUntilClosed(socket: S): void {
+    const box = this.inboxOf(socket);
+    if (box.closed || this.draining) return;
+    if (box.held !== null && box.held !== true) clearTimeout(box.held);
+    box.held = true;
+    this.held.add(socket);
+    if (!box.paused) socket.pause();
+  }
+
   /** Ends a hold (its time is up, or the connection is closing and its closing handshake must be read). */
   unhold(socket: S): void {
     const box = this.inboxOf(socket);
     if (!box.held) return;
-    clearTimeout(box.held);
+    if (box.held !== true) clearTimeout(box.held);
     box.held = null;
     this.held.delete(socket);
     if (!box.paused && !box.closed) socket.resume();
