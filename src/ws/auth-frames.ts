@@ -27,6 +27,8 @@ export function createAuthFrames(deps: {
   replay(ws: Socket, raw: string | Buffer<ArrayBuffer>): void;
   /** Answers a held frame, if it has a readable cid, with the hello's refusal. */
   refuseHeld(ws: Socket, raw: string | Buffer, err: GatewayError): void;
+  /** Closes with `code` once every publish in flight is answered; frames read meanwhile get `refusal`. */
+  closeAfterReplies(ws: Socket, code: number, reason: string, refusal: GatewayError): void;
   /** Reads the socket again, if holding frames had stopped it and nothing else holds it. */
   readAgain(ws: Socket): void;
 }) {
@@ -48,10 +50,10 @@ export function createAuthFrames(deps: {
     deps.readAgain(ws); // unread, the client's closing handshake would make the close a reset
     setTimeout(() => {
       if (ws.data.closed) return;
-      ws.data.outbound!.flush(true);
-      // The reason is in the nack; a close reason is capped at 123 bytes.
-      if (err.code === "UNAVAILABLE") ws.close(CloseCodes.TRY_AGAIN_LATER, "the token could not be checked now; reconnect later");
-      else ws.close(CloseCodes.REAUTHENTICATE, "reconnect with a valid token");
+      // The reason is in the nack; a close reason is capped at 123 bytes. A later hello may follow
+      // publishes still in flight (a connection already welcomed): their replies come first.
+      if (err.code === "UNAVAILABLE") deps.closeAfterReplies(ws, CloseCodes.TRY_AGAIN_LATER, "the token could not be checked now; reconnect later", err);
+      else deps.closeAfterReplies(ws, CloseCodes.REAUTHENTICATE, "reconnect with a valid token", err);
     }, REFUSED_HELLO_LINGER_MS);
   }
 

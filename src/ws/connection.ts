@@ -286,8 +286,8 @@ export function createWebSocketHandler(deps: {
       // A nack when the hello named itself with a cid, as every request with one is answered.
       send(ws, cid === undefined ? { t: FrameType.ERROR, ...err, supported: [PROTOCOL_VERSION] } : { t: FrameType.NACK, cid, ...err, supported: [PROTOCOL_VERSION] }, codec);
       metrics.framesRejected.inc({ transport: "ws", code: "UNSUPPORTED_VERSION" });
-      ws.data.outbound!.flush(true); // the error frame must go out before the close frame
-      return ws.close(CloseCodes.UNSUPPORTED_VERSION, "unsupported protocol version");
+      // A later hello may follow publishes still in flight: their replies come before the close.
+      return closeAfterReplies(ws, CloseCodes.UNSUPPORTED_VERSION, "unsupported protocol version", new GatewayError("UNSUPPORTED_VERSION", `not handled: the connection is closing (${CloseCodes.UNSUPPORTED_VERSION}) for an unsupported protocol version`));
     }
     if (authFrames.helloToken(ws, codec, hello.data.token, cid)) return; // refused, or verifying (welcome follows)
     welcome(ws, codec, cid);
@@ -337,6 +337,7 @@ export function createWebSocketHandler(deps: {
       const cid = scanCid(raw);
       if (cid !== undefined) sendError(ws, typeof raw === "string" ? "json" : "msgpack", err, cid, false);
     },
+    closeAfterReplies: (ws, code, reason, refusal) => closeAfterReplies(ws, code, reason, refusal),
     readAgain: (ws) => {
       const box = ws.data.inbox!;
       if (!ws.data.closed && !box.paused && !box.held) ws.resume();
