@@ -1,5 +1,6 @@
 import { type AdvertisedRates, Pacer } from "./pacer";
 import { type FrameRefusal, FrameType, type InFrame, type OutgoingEvent, type WireError } from "./wire";
+import { ErrorCodes } from "../protocol/codes";
 
 /** Where an acknowledged event is in Kafka. */
 export interface PublishResult {
@@ -355,7 +356,14 @@ export class Publisher {
           continue;
         }
         data = got;
-        if (n === 1 || byteSize(data, maxFrameBytes) <= maxFrameBytes) break;
+        if (byteSize(data, maxFrameBytes) <= maxFrameBytes) break;
+        if (n === 1) {
+          // The gateway would refuse it FRAME_TOO_LARGE, and past 4 × its WebSocket layer closes the
+          // socket (1009) with every reply in flight: refused here, alone, never sent.
+          this.unqueue([picked[0]!], scan);
+          picked[0]!.reject(new PublishError("FRAME_TOO_LARGE", `the event's frame is over the gateway's maxFrameBytes (${maxFrameBytes})`, false, false, picked[0]!.event.id, ErrorCodes.FRAME_TOO_LARGE.num));
+          continue sending;
+        }
         n = Math.ceil(n / 2);
       }
       const items = picked.slice(0, n);
