@@ -1,7 +1,8 @@
 import { Packr, Unpackr, isNativeAccelerationEnabled } from "msgpackr";
 import { GatewayError, isGatewayError } from "./errors";
 import { INT64_AUTO, withIntegersAsInt64 } from "./integers";
-import { bigintAsDigits, parseJsonExact } from "./json-exact";
+import { parseJsonExact } from "./json-exact";
+import { toJsonText } from "./json-text";
 import { LIMIT_DEFAULTS } from "./limits";
 import { prescanMsgpack } from "./msgpack-scan";
 import { mapsToObjects } from "./own-keys";
@@ -115,7 +116,7 @@ export function decodeFrame(raw: Uint8Array | string, codec: CodecName, limits: 
 }
 
 export function encodeFrame(frame: object, codec: CodecName): Uint8Array | string {
-  return codec === "msgpack" ? packr.pack(frame) : JSON.stringify(frame, jsonReplacer);
+  return codec === "msgpack" ? packr.pack(frame) : toJsonText(frame);
 }
 
 /** One value in msgpack exactly as encodeFrame writes it inside a frame: for parts of frames spliced elsewhere (./event-frames.ts). */
@@ -145,19 +146,10 @@ export function packString(s: string): Uint8Array {
 
 /** Encodes a structured event payload as the Kafka record value. */
 export function encodeValue(data: unknown, codec: CodecName): Uint8Array {
-  return codec === "msgpack" ? packr.pack(withIntegersAsInt64(data)) : Buffer.from(JSON.stringify(data, jsonReplacer));
+  return codec === "msgpack" ? packr.pack(withIntegersAsInt64(data)) : Buffer.from(toJsonText(data));
 }
 
 export const mediaTypes: Record<CodecName, string> = {
   msgpack: "application/msgpack",
   json: "application/json",
 };
-
-// Buffer.toJSON runs before a replacer sees the value, so look at the holder's raw property.
-// BigInt (integers beyond ±2^53) is written as its digits, which JSON allows and JSON.stringify refuses.
-function jsonReplacer(this: Record<string, unknown>, key: string, value: unknown): unknown {
-  if (typeof value === "bigint") return bigintAsDigits(key, value);
-  const raw = this[key];
-  if (raw instanceof Uint8Array) return Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString("base64");
-  return value;
-}

@@ -34,7 +34,7 @@ export function bigintAsDigits(_key: string, value: unknown): unknown {
 }
 const rawJSON = (JSON as unknown as { rawJSON?: (text: string) => unknown }).rawJSON;
 
-const NUMBER = /-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?/y;
+const NUMBER = /-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/y;
 
 /**
  * The most digits a JSON integer may have (fixed; docs/protocol.md, Limits). 2^256 has 78; BigInt
@@ -63,15 +63,42 @@ class ExactParser {
     if (c === 0x74) return (this.i += 4), true;
     if (c === 0x66) return (this.i += 5), false;
     if (c === 0x6e) return (this.i += 4), null;
-    NUMBER.lastIndex = this.i;
-    const m = NUMBER.exec(s)!;
-    this.i += m[0].length;
-    const n = Number(m[0]);
-    if (m[1] !== undefined || m[2] !== undefined || Number.isSafeInteger(n)) return n;
+    return this.number();
+  }
+
+  /**
+   * Digits are read here, not by a regular expression and Number(): this parser runs only on text
+   * dense with long integers, and there the match objects and second reads were most of its time.
+   */
+  private number(): number | bigint {
+    const s = this.s;
+    const start = this.i;
+    let i = start;
+    if (s.charCodeAt(i) === 0x2d) i++;
+    const first = i;
+    // Exact while it has at most 15 digits: below 2^53 at every step.
+    let n = 0;
+    for (let d = s.charCodeAt(i); d >= 0x30 && d <= 0x39; d = s.charCodeAt(++i)) n = n * 10 + (d - 0x30);
+    const digits = i - first;
+    const next = s.charCodeAt(i);
+    if (next === 0x2e || next === 0x65 || next === 0x45) {
+      // A fraction or an exponent: a double, read as JSON.parse reads it.
+      NUMBER.lastIndex = start;
+      const m = NUMBER.exec(s)!;
+      this.i = start + m[0].length;
+      return Number(m[0]);
+    }
+    this.i = i;
+    if (digits <= 15) return first > start ? -n : n;
     // Checked before the BigInt is made: making it (and writing it out again) takes time quadratic in its digits.
-    const digits = m[0].length - (m[0].charCodeAt(0) === 0x2d ? 1 : 0);
     if (digits > MAX_INTEGER_DIGITS) throw new GatewayError("EVENT_TOO_LARGE", `an integer of ${digits} digits; at most ${MAX_INTEGER_DIGITS}`);
-    return BigInt(m[0]);
+    const text = s.slice(start, i);
+    // 16 digits may still be a safe integer; 17 (JSON has no leading zeros) never are.
+    if (digits === 16) {
+      const v = Number(text);
+      if (Number.isSafeInteger(v)) return v;
+    }
+    return BigInt(text);
   }
 
   private string(): string {

@@ -33,8 +33,9 @@ export const loneSurrogateText = fc
 const finite = fc.double({ noNaN: true, noDefaultInfinity: true }).filter((n) => !Object.is(n, -0));
 
 /** What a client may put in a frame: plain JSON-like values, and bytes and timestamps in msgpack. */
-export function plainValue(opts: { bytes: boolean; dates: boolean; maxDepth?: number }) {
+export function plainValue(opts: { bytes: boolean; dates: boolean; maxDepth?: number; bigints?: boolean }) {
   const leaves: Array<fc.Arbitrary<unknown>> = [fc.constant(null), fc.boolean(), finite, fc.maxSafeInteger(), text];
+  if (opts.bigints) leaves.push(fc.bigInt({ min: -(2n ** 80n), max: 2n ** 80n }));
   if (opts.bytes) leaves.push(fc.uint8Array({ maxLength: 24 }));
   if (opts.dates) leaves.push(fc.date({ noInvalidDate: true }));
   const leaf = fc.oneof(...leaves);
