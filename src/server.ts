@@ -89,6 +89,7 @@ function rateLimitOptions(config: Config): RateLimitOptions {
     closeAfterInvalid: config.INVALID_FRAMES_CLOSE_AFTER,
     subscribes: { perSec: config.SUBSCRIBE_RATE_LIMIT, burst: config.MAX_SUBSCRIPTIONS_PER_CONNECTION, perAddressPerSec: config.SUBSCRIBE_RATE_LIMIT_PER_ADDRESS },
     refreshesPerSec: config.REFRESH_RATE_LIMIT,
+    handlingMsPerSec: config.RATE_LIMIT_HANDLING_MS,
   };
 }
 

@@ -34,7 +34,7 @@ export class Stack {
     await this.gateway?.stop();
     // A benchmark measures capacity: the per-connection publish rates (a guard for the open network)
     // are lifted unless a scenario sets them.
-    this.gateway = await startGateway({ LOG_LEVEL: "info", KAFKA_BROKERS: this.brokersAddr ?? "", RATE_LIMIT_EVENTS: "0", RATE_LIMIT_BYTES: "0", CONNECTION_RATE_PER_IP: "0", ...env }, { command });
+    this.gateway = await startGateway({ LOG_LEVEL: "info", KAFKA_BROKERS: this.brokersAddr ?? "", RATE_LIMIT_EVENTS: "0", RATE_LIMIT_BYTES: "0", RATE_LIMIT_HANDLING_MS: "0", CONNECTION_RATE_PER_IP: "0", ...env }, { command });
     return this.gateway.wsUrl;
   }
 

@@ -136,8 +136,8 @@ export const s7: Scenario = {
     try {
       // The limits a deployment has by default: the stack lifts the rates for capacity benchmarks.
       // The gateway's defaults, unless this run's environment sets a limit (to compare one).
-      const limit = (name: "RATE_LIMIT_EVENTS" | "RATE_LIMIT_BYTES" | "CONNECTION_RATE_PER_IP") => process.env[name] ?? String(DEFAULTS[name]);
-      const url = await stack.startGateway({ RATE_LIMIT_EVENTS: limit("RATE_LIMIT_EVENTS"), RATE_LIMIT_BYTES: limit("RATE_LIMIT_BYTES"), CONNECTION_RATE_PER_IP: limit("CONNECTION_RATE_PER_IP"), KAFKA_WORKERS: String(o.workers) });
+      const limit = (name: "RATE_LIMIT_EVENTS" | "RATE_LIMIT_BYTES" | "RATE_LIMIT_HANDLING_MS" | "CONNECTION_RATE_PER_IP") => process.env[name] ?? String(DEFAULTS[name]);
+      const url = await stack.startGateway({ RATE_LIMIT_EVENTS: limit("RATE_LIMIT_EVENTS"), RATE_LIMIT_BYTES: limit("RATE_LIMIT_BYTES"), RATE_LIMIT_HANDLING_MS: limit("RATE_LIMIT_HANDLING_MS"), CONNECTION_RATE_PER_IP: limit("CONNECTION_RATE_PER_IP"), KAFKA_WORKERS: String(o.workers) });
       if (attackers.includes("replay")) await seed(url, historyTopic, history);
       const control = await Control.open(url);
       await control.run(2, interval); // warm-up: JIT, topic creation

@@ -41,6 +41,28 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
     metrics.rateLimited.inc({ transport: "http", scope: refusal.scope, unit: refusal.unit });
     throw refusal.error;
   }
+  /**
+   * Runs `work` (a decode, a prepare) charged to the principal's handling time
+   * (RATE_LIMIT_HANDLING_MS): what the gateway spends on a body is not what its bytes say (JSON dense
+   * with long integers costs twenty times a string of the same size). With `admit`, a client already
+   * past it is refused RATE_LIMITED before the work; a request's later work is charged, not refused,
+   * so a request costing more than the whole burst still goes through once.
+   */
+  function handled<T>(req: Request, who: Identity, server: Server<unknown>, work: () => T, admit = false): T {
+    const client = rateLimits.httpClient(principalOf(req, who, server));
+    if (!client.handling) return work();
+    const refusal = admit ? rateLimits.admitHandling(client) : undefined;
+    if (refusal) {
+      metrics.rateLimited.inc({ transport: "http", scope: refusal.scope, unit: refusal.unit });
+      throw refusal.error;
+    }
+    const started = performance.now();
+    try {
+      return work();
+    } finally {
+      client.handling.spend(performance.now() - started);
+    }
+  }
   /** The topic policy, after the topic is known and before anything is prepared or written. */
   function authorize(who: Identity, topic: string, events: readonly unknown[]): void {
     const denied = deps.auth.authorize(who, "publish", topic, events);
@@ -67,7 +89,7 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
     if (charset !== undefined && !isUtf8Charset(charset)) {
       throw new GatewayError("UNSUPPORTED_MEDIA_TYPE", `JSON bodies are UTF-8; send charset=utf-8 or none (got charset=${charset})`);
     }
-    return decodeFrame(body, "json", limits);
+    return handled(req, who, server, () => decodeFrame(body, "json", limits), true);
   }
 
   /**
@@ -156,7 +178,7 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
         authorize(who, topic, [event]);
         charge(req, who, server, 0, 1);
         // Each principal's requests share one turn in the log's fair share, as one connection's do.
-        const o = await publisher.publish(publisher.prepare([event], topic, "json", "http"), "http", `http ${principalOf(req, who, server)}`);
+        const o = await publisher.publish(handled(req, who, server, () => publisher.prepare([event], topic, "json", "http")), "http", `http ${principalOf(req, who, server)}`);
         metrics.publishLatency.http.observe((performance.now() - started) / 1000);
         const err = o.errors?.[0];
         if (err) return json({ id: o.ids[0], error: err }, ErrorCodes[err.code].http, retryAfter(err));
@@ -174,7 +196,7 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
         const topic = topicOf(req, batch.topic);
         authorize(who, topic, batch.events);
         charge(req, who, server, 0, batch.events.length);
-        const o = await publisher.publish(publisher.prepare(batch.events, topic, "json", "http"), "http", `http ${principalOf(req, who, server)}`);
+        const o = await publisher.publish(handled(req, who, server, () => publisher.prepare(batch.events, topic, "json", "http")), "http", `http ${principalOf(req, who, server)}`);
         metrics.publishLatency.http.observe((performance.now() - started) / 1000);
         // 202 all published; 207 some; all failed: the first error's status (400 invalid, 503 retry…).
         const firstError = o.errors?.find(Boolean);
@@ -193,7 +215,7 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
         const batch = isBatch ? batchOf(body) : { topic: undefined, events: [body] };
         const topic = topicOf(req, batch.topic);
         authorize(who, topic, batch.events);
-        const p = publisher.prepare(batch.events, topic, "json", "http");
+        const p = handled(req, who, server, () => publisher.prepare(batch.events, topic, "json", "http"));
         const errors = (p.errors ?? []).flatMap((err, index) => (err ? [{ index, error: err }] : []));
         return json({ valid: errors.length === 0, topic, count: p.total, errors }, errors.length === 0 ? 200 : 400);
       } catch (e) {

@@ -40,6 +40,11 @@ export interface RateLimitOptions {
   subscribes: { perSec: number; burst: number; perAddressPerSec: number };
   /** `refresh` frames per second per connection (0: no limit), from a bucket of REFRESH_BURST. */
   refreshesPerSec: number;
+  /**
+   * Milliseconds of the gateway's time one connection's requests may take per second (0: no limit),
+   * from a bucket of `burstSeconds` of it; charged after the work, since only then is its cost known.
+   */
+  handlingMsPerSec: number;
 }
 
 type Unit = "events" | "bytes";
@@ -49,7 +54,7 @@ export type Scope = "connection" | "principal";
 export interface Refusal {
   error: GatewayError;
   scope: Scope;
-  unit: Unit | "connections" | "subscribes" | "refreshes";
+  unit: Unit | "connections" | "subscribes" | "refreshes" | "handling";
 }
 
 class Buckets {
@@ -79,6 +84,8 @@ export class ConnectionRate {
   readonly own: Buckets;
   readonly subscribes: TokenBucket;
   readonly refreshes: TokenBucket;
+  /** Handling time, in ms (null: no limit): src/ws/ingress.ts rests a socket on it; HTTP refuses on it. */
+  readonly handling: TokenBucket | null;
   private readonly refusals: TokenBucket | null;
   private readonly invalid: TokenBucket | null;
 
@@ -91,6 +98,8 @@ export class ConnectionRate {
     this.own = new Buckets(options.connection, options.burstSeconds, now);
     this.subscribes = new TokenBucket(options.subscribes.perSec, Math.max(1, options.subscribes.burst), now);
     this.refreshes = new TokenBucket(options.refreshesPerSec, REFRESH_BURST, now);
+    const ms = options.handlingMsPerSec;
+    this.handling = ms > 0 ? new TokenBucket(ms, Math.max(1, ms * options.burstSeconds), now) : null;
     this.refusals = allowance(options.closeAfterRefusals, now);
     this.invalid = allowance(options.closeAfterInvalid, now);
   }
@@ -177,7 +186,7 @@ export class RateLimits {
   ) {
     const now = clock();
     this.principals = new BucketMap((t) => new Buckets(options.principal, options.burstSeconds, t), (b, t) => b.isFull(t), now);
-    this.httpClients = new BucketMap((t) => new ConnectionRate(options, t, "principal"), (c, t) => c.own.isFull(t), now);
+    this.httpClients = new BucketMap((t) => new ConnectionRate(options, t, "principal"), (c, t) => c.own.isFull(t) && (c.handling?.isFull(t) ?? true), now);
     const connects = options.connectsPerSecPerIp;
     this.connects = new BucketMap((t) => new TokenBucket(connects, Math.max(1, connects * options.burstSeconds), t), (b, t) => b.isFull(t), now);
     const subs = options.subscribes.perAddressPerSec;
@@ -281,6 +290,17 @@ export class RateLimits {
     const after = Math.max(wait, minWaitMs);
     const error = new GatewayError("RATE_LIMITED", `over the connection rate of ${this.options.refreshesPerSec} refreshes/s; retry in ${after} ms`, { retryAfterMs: after, scope: "connection" });
     return { error, scope: "connection", unit: "refreshes" };
+  }
+
+  /**
+   * An HTTP client whose requests took more than its handling time is refused until that is paid
+   * back, before its next body is decoded (a WebSocket is not read meanwhile instead: ws/ingress.ts).
+   */
+  admitHandling(conn: ConnectionRate): Refusal | undefined {
+    const wait = conn.handling?.waitMs(this.clock()) ?? 0;
+    if (wait === 0) return undefined;
+    const error = new GatewayError("RATE_LIMITED", `this client's requests took more than ${this.options.handlingMsPerSec} ms of the gateway's time a second (RATE_LIMIT_HANDLING_MS); retry in ${wait} ms`, { retryAfterMs: wait, scope: conn.scope });
+    return { error, scope: conn.scope, unit: "handling" };
   }
 
   private admit(conn: ConnectionRate, principal: string, unit: Unit, cost: number, minWaitMs: number): Refusal | undefined {

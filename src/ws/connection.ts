@@ -344,7 +344,13 @@ export function createWebSocketHandler(deps: {
     },
   });
 
-  const ingress = new Ingress<ServerWebSocket<ConnectionData>>(INGRESS, (ws) => ws.data.inbox!, (ws, raw) => handleFrame(ws, raw), () => metrics.ingressPauses.inc());
+  const ingress = new Ingress<ServerWebSocket<ConnectionData>>(
+    INGRESS,
+    (ws) => ws.data.inbox!,
+    (ws, raw) => handleFrame(ws, raw),
+    () => metrics.ingressPauses.inc(),
+    () => metrics.handlingRests.inc(),
+  );
 
   function handleFrame(ws: ServerWebSocket<ConnectionData>, raw: string | Buffer): void {
     const codec: CodecName = typeof raw === "string" ? "json" : "msgpack";
@@ -439,8 +445,8 @@ export function createWebSocketHandler(deps: {
         ws.close(CloseCodes.SLOW_CONSUMER, "replies dropped: the client is not reading its acks");
       });
       ws.data.outbound = outbound;
-      ws.data.inbox = inbox();
       ws.data.rate = rateLimits.connection();
+      ws.data.inbox = inbox(ws.data.rate.handling);
       ws.data.auth = new ConnectionAuth(deps.auth, ws.data.session, {
         expiring: (err) => send(ws, { t: FrameType.ERROR, ...wireError(err) }, ws.data.codec ?? "json"),
         close: (reason) => closeAfterReplies(ws, CloseCodes.REAUTHENTICATE, reason, new GatewayError("UNAUTHENTICATED", `not handled: the connection is closing (${CloseCodes.REAUTHENTICATE}): ${reason}`)),

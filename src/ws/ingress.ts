@@ -25,7 +25,19 @@
  * A connection over its publish rate is held the same way (`hold`): not read until its bucket
  * allows again. Refused frame by frame instead, a flooder would cost a read, a copy and a refusal for
  * each frame it sends, at line rate, without one event accepted.
+ *
+ * Round-robin shares the time between connections that wait, but it spends all there is: a client
+ * whose frames cost far more than their bytes (JSON dense with long integers: 45 ms for a 945 KB
+ * frame, within the bytes rate) had a frame of its handled at every turn of the event loop, and
+ * every other client's request, which takes several turns (its frame, its records to the Kafka
+ * worker, the worker's answer), waited for one of those at each (outside tester: three such
+ * connections put the control's p99 at 2-3 s). So each connection also has a budget of handling
+ * time (RATE_LIMIT_HANDLING_MS: a token bucket of measured milliseconds): past it, the connection rests,
+ * neither read nor served, until it is paid back. Its frames are still all handled, in order, at the
+ * pace the budget allows, and its client meets TCP backpressure, as for a rate.
  */
+
+import type { TokenBucket } from "../limits/token-bucket";
 
 /** What the scheduler needs of a socket: Bun's ServerWebSocket, seen narrowly. */
 export interface IngressSocket {
@@ -46,6 +58,10 @@ export interface Inbox {
   closed: boolean;
   /** Deficit round-robin credit, in ms of handling: negative while the connection is in debt. */
   credit: number;
+  /** The connection's handling time, in ms (ConnectionRate.handling; null: no budget). */
+  budget: TokenBucket | null;
+  /** Over its handling budget: neither read nor served until this timer fires (see rest()). */
+  resting: ReturnType<typeof setTimeout> | null;
 }
 
 export interface IngressOptions {
@@ -55,13 +71,16 @@ export interface IngressOptions {
   maxQueuedBytes: number;
 }
 
-export function inbox(): Inbox {
-  return { frames: [], head: 0, bytes: 0, paused: false, held: null, closed: false, credit: 0 };
+/** `budget`: the connection's handling time (a bucket of ms that may go into debt by one frame's cost). */
+export function inbox(budget: TokenBucket | null = null): Inbox {
+  return { frames: [], head: 0, bytes: 0, paused: false, held: null, closed: false, credit: 0, budget, resting: null };
 }
 
 // Credit per round per waiting connection: small against a turn's slice, so that within one pass
 // cheap frames of many connections interleave.
 const QUANTUM_MS = 0.25;
+// The longest a connection rests for its handling budget at once; still in debt, it rests again.
+const MAX_REST_MS = 5000;
 
 const sizeOf = (raw: RawFrame) => (typeof raw === "string" ? raw.length : raw.byteLength);
 
@@ -70,6 +89,8 @@ export class Ingress<S extends IngressSocket> {
   private readonly waiting = new Set<S>();
   /** Connections not read for a rate (see hold()). */
   private readonly held = new Set<S>();
+  /** Connections over their handling budget (see rest()). */
+  private readonly resting = new Set<S>();
   private spentMs = 0;
   private armed = false;
   /** Shutting down: frames are handled as they come (each is refused by then) and no socket is paused. */
@@ -82,20 +103,22 @@ export class Ingress<S extends IngressSocket> {
     private readonly handle: (socket: S, raw: RawFrame) => void,
     /** Told each time a socket is paused. */
     private readonly onPause: () => void = () => {},
+    /** Told each time a connection rests for its handling budget. */
+    private readonly onRest: () => void = () => {},
   ) {}
 
   /** A frame arrived: handled now if this pass has time left and nothing of the connection waits. */
   offer(socket: S, raw: RawFrame): void {
     const box = this.inboxOf(socket);
     if (box.closed) return;
-    if (box.head === box.frames.length && ((this.spentMs < this.options.sliceMs && box.credit >= 0) || this.draining)) return void this.run(socket, raw);
+    if (box.head === box.frames.length && ((this.spentMs < this.options.sliceMs && box.credit >= 0 && !box.resting) || this.draining)) return void this.run(socket, raw);
     box.frames.push(raw);
     box.bytes += sizeOf(raw);
-    this.waiting.add(socket);
+    if (!box.resting) this.waiting.add(socket);
     if (!box.paused && box.bytes > this.options.maxQueuedBytes) {
       box.paused = true;
       this.onPause();
-      if (!box.held) socket.pause();
+      if (!box.held && !box.resting) socket.pause();
     }
     this.arm();
   }
@@ -110,6 +133,7 @@ export class Ingress<S extends IngressSocket> {
   drainAll(): void {
     this.draining = true;
     for (const socket of this.held) this.unhold(socket);
+    for (const socket of this.resting) this.wake(socket);
     while (this.waiting.size > 0) {
       this.spentMs = 0;
       this.pass();
@@ -121,6 +145,9 @@ export class Ingress<S extends IngressSocket> {
     const box = this.inboxOf(socket);
     box.closed = true;
     this.unhold(socket);
+    if (box.resting) clearTimeout(box.resting);
+    box.resting = null;
+    this.resting.delete(socket);
     box.frames = [];
     box.head = 0;
     box.bytes = 0;
@@ -137,7 +164,7 @@ export class Ingress<S extends IngressSocket> {
     if (box.closed || box.held || this.draining) return false;
     this.held.add(socket);
     box.held = setTimeout(() => this.unhold(socket), ms);
-    if (!box.paused) socket.pause();
+    if (!box.paused && !box.resting) socket.pause();
     return true;
   }
 
@@ -151,7 +178,9 @@ export class Ingress<S extends IngressSocket> {
     if (box.held !== null && box.held !== true) clearTimeout(box.held);
     box.held = true;
     this.held.add(socket);
-    if (!box.paused) socket.pause();
+    if (!box.paused && !box.resting) socket.pause();
+    // What it sent before is refused now rather than after a rest: its replies are what the close waits for.
+    this.wake(socket);
   }
 
   /** Ends a hold (its time is up, or the connection is closing and its closing handshake must be read). */
@@ -161,16 +190,48 @@ export class Ingress<S extends IngressSocket> {
     if (box.held !== true) clearTimeout(box.held);
     box.held = null;
     this.held.delete(socket);
-    if (!box.paused && !box.closed) socket.resume();
+    if (!box.paused && !box.closed && !box.resting) socket.resume();
   }
 
-  /** Handles one frame; returns what it cost, in ms. */
+  /** Over its handling budget: `socket` is neither read nor served for `ms`. */
+  private rest(socket: S, box: Inbox, ms: number): void {
+    this.resting.add(socket);
+    box.resting = setTimeout(() => this.wake(socket), ms);
+    this.waiting.delete(socket);
+    if (!box.paused && !box.held) socket.pause();
+    this.onRest();
+  }
+
+  /** The budget is paid back (or the gateway is shutting down): read and served again. */
+  private wake(socket: S): void {
+    const box = this.inboxOf(socket);
+    if (!box.resting) return;
+    clearTimeout(box.resting);
+    box.resting = null;
+    this.resting.delete(socket);
+    if (box.closed) return;
+    if (!box.paused && !box.held) socket.resume();
+    if (box.head < box.frames.length) {
+      this.waiting.add(socket);
+      this.arm();
+    }
+  }
+
+  /** Handles one frame, and charges what it cost (in ms, returned) to the connection's budget. */
   private run(socket: S, raw: RawFrame): number {
     const started = performance.now();
     this.handle(socket, raw);
-    const cost = performance.now() - started;
+    const now = performance.now();
+    const cost = now - started;
     this.spentMs += cost;
     this.arm();
+    const box = this.inboxOf(socket);
+    if (box.budget && !this.draining) {
+      box.budget.spend(cost);
+      const wait = box.budget.waitMs(now);
+      // At most MAX_REST_MS at a time, however far in debt: unread, its pings would go unanswered.
+      if (wait > 0 && !box.closed) this.rest(socket, box, Math.min(wait, MAX_REST_MS));
+    }
     return cost;
   }
 
@@ -189,7 +250,7 @@ export class Ingress<S extends IngressSocket> {
       for (const socket of this.waiting) {
         const box = this.inboxOf(socket);
         box.credit += QUANTUM_MS;
-        while (box.credit > 0 && box.head < box.frames.length) {
+        while (box.credit > 0 && box.head < box.frames.length && !box.resting) {
           const raw = box.frames[box.head]!;
           box.frames[box.head++] = undefined as unknown as RawFrame; // released as soon as handled
           box.bytes -= sizeOf(raw);
@@ -205,10 +266,10 @@ export class Ingress<S extends IngressSocket> {
           box.credit = Math.min(box.credit, 0);
           if (box.paused && !box.closed) {
             box.paused = false;
-            if (!box.held) socket.resume();
+            if (!box.held && !box.resting) socket.resume();
           }
-        } else {
-          this.waiting.add(socket); // to the back of the line
+        } else if (!box.resting) {
+          this.waiting.add(socket); // to the back of the line (a resting one is put back when it wakes)
         }
         if (this.spentMs >= this.options.sliceMs && served > 0) break;
       }
