@@ -226,7 +226,8 @@ export class Ingress<S extends IngressSocket> {
     this.spentMs += cost;
     this.arm();
     const box = this.inboxOf(socket);
-    if (box.budget && !this.draining) {
+    // A connection being closed is not rested: what it sent is refused now, and its close waits for those replies.
+    if (box.budget && !this.draining && box.held !== true) {
       box.budget.spend(cost);
       const wait = box.budget.waitMs(now);
       // At most MAX_REST_MS at a time, however far in debt: unread, its pings would go unanswered.
