@@ -16,6 +16,7 @@ import { applyHttpHeaderLimit, httpRoutes } from "./http/routes";
 import { OriginPolicy, preflight, withOrigin } from "./http/origins";
 import { error, errorResponse, lateErrorResponse, unreadableUrl } from "./http/responses";
 import { FairShare, type FairShareOptions } from "./ingest/fair-share";
+import { TopicLimits } from "./ingest/topic-limits";
 import { Idempotence } from "./ingest/idempotence";
 import { Publisher, wireError } from "./ingest/publisher";
 import { shuttingDown } from "./protocol/errors";
@@ -153,7 +154,9 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   const appender = fairShare ?? log;
   const idempotence = config.IDEMPOTENCE_WINDOW_MS > 0 ? new Idempotence(log, { windowMs: config.IDEMPOTENCE_WINDOW_MS, maxIds: config.IDEMPOTENCE_MAX_IDS, warmupTimeoutMs: IDEMPOTENCE_WARMUP_TIMEOUT_MS, partitionCheckMs: config.PARTITION_CHECK_MS }, metrics, logger, appender) : null;
   idempotence?.start();
-  const publisher = new Publisher(appender, config, metrics, idempotence);
+  // On Kafka a topic's own max.message.bytes and timestamp bounds are learned and checked per event.
+  const topicLimits = log.kind === "kafka" ? new TopicLimits((topic) => log.topicRecordLimits(topic), (topic, e) => logger.warn("could not read a topic's configuration; the gateway's own limits stand for it", { topic, error: String((e as Error)?.message ?? e) })) : null;
+  const publisher = new Publisher(appender, config, metrics, idempotence, topicLimits);
   const rateLimits = new RateLimits(rateLimitOptions(config));
   const refusalDelay = new RefusalDelay(config.CONNECTION_REFUSAL_DELAY_MS);
   const clientAddress = createClientAddress(config.TRUSTED_PROXIES);

@@ -177,6 +177,7 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
         const topic = topicOf(req);
         authorize(who, topic, [event]);
         charge(req, who, server, 0, 1);
+        await publisher.learning(topic);
         // Each principal's requests share one turn in the log's fair share, as one connection's do.
         const o = await publisher.publish(handled(req, who, server, () => publisher.prepare([event], topic, "json", "http")), "http", `http ${principalOf(req, who, server)}`);
         metrics.publishLatency.http.observe((performance.now() - started) / 1000);
@@ -196,6 +197,7 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
         const topic = topicOf(req, batch.topic);
         authorize(who, topic, batch.events);
         charge(req, who, server, 0, batch.events.length);
+        await publisher.learning(topic);
         const o = await publisher.publish(handled(req, who, server, () => publisher.prepare(batch.events, topic, "json", "http")), "http", `http ${principalOf(req, who, server)}`);
         metrics.publishLatency.http.observe((performance.now() - started) / 1000);
         // 202 all published; 207 some; all failed: the first error's status (400 invalid, 503 retry…).
@@ -215,6 +217,7 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
         const batch = isBatch ? batchOf(body) : { topic: undefined, events: [body] };
         const topic = topicOf(req, batch.topic);
         authorize(who, topic, batch.events);
+        await publisher.learning(topic);
         const p = handled(req, who, server, () => publisher.prepare(batch.events, topic, "json", "http"));
         const errors = (p.errors ?? []).flatMap((err, index) => (err ? [{ index, error: err }] : []));
         return json({ valid: errors.length === 0, topic, count: p.total, errors }, errors.length === 0 ? 200 : 400);

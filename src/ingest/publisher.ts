@@ -7,10 +7,11 @@ import { parseEnvelope } from "../protocol/envelope";
 import type { Envelope } from "../protocol/frames";
 import { TOPIC_NAME } from "../protocol/frames";
 import { type EventLimits, LIMIT_DEFAULTS } from "../protocol/limits";
-import { checkEventSize, checkRecordSize, checkTime, eventLimits, eventTimeMs } from "./event-limits";
+import { checkEventSize, checkRecordSize, checkTime, checkTopicRecord, eventLimits, eventTimeMs } from "./event-limits";
 import { type Transport, defaultSource, eventIdentity } from "./event-identity";
 import type { Appender } from "./fair-share";
 import type { Idempotence } from "./idempotence";
+import type { TopicLimits } from "./topic-limits";
 import { toRecord } from "./to-record";
 
 
@@ -59,6 +60,8 @@ export class Publisher {
     private readonly metrics: Metrics,
     /** Set unless IDEMPOTENCE_WINDOW_MS is 0: re-sent ids get their original ack. */
     private readonly idempotence: Idempotence | null = null,
+    /** Each topic's own record bounds (on Kafka), checked per event; null: the gateway's alone. */
+    private readonly topicLimits: TopicLimits | null = null,
   ) {
     this.topicAllow = new RegExp(config.TOPIC_ALLOW);
     this.limits = eventLimits(config);
@@ -97,6 +100,16 @@ export class Publisher {
     this.topics.add(topic);
   }
 
+  /**
+   * Undefined when `topic`'s own record bounds are known (or none are kept), else the asking, which
+   * a request waits for before prepare(): once per topic, the first time it is named. A topic past
+   * MAX_TOPICS is not asked about (prepare refuses it).
+   */
+  learning(topic: string): Promise<void> | undefined {
+    if (!this.topicLimits || (!this.topics.has(topic) && this.topics.size >= this.config.MAX_TOPICS)) return undefined;
+    return this.topicLimits.learning(topic);
+  }
+
   /** Validates every event; valid ones become records, invalid ones get an error at their index. */
   prepare(events: unknown[], topic: string, codec: CodecName, transport: Transport): Prepared {
     if (this.draining) throw shuttingDown();
@@ -107,6 +120,7 @@ export class Publisher {
     this.metrics.eventsReceived[transport].inc(events.length);
     const nowMs = Date.now();
     const source = defaultSource(transport);
+    const topicBounds = this.topicLimits?.get(topic, nowMs) ?? null;
     const p: Prepared = { topic, ids: new Array(events.length), records: [], positions: [], identities: [], errors: null, total: events.length };
     for (let i = 0; i < events.length; i++) {
       // Sizes first: the schema's own walk costs in proportion to them.
@@ -125,7 +139,7 @@ export class Publisher {
       p.ids[i] = id;
       try {
         const record = toRecord(ev, id, topic, codec, source, nowMs);
-        const tooBig = checkRecordSize(record, this.limits);
+        const tooBig = checkRecordSize(record, this.limits) ?? (topicBounds && checkTopicRecord(record, topicBounds, ev.time !== undefined, nowMs, this.config.KAFKA_MESSAGE_TIMEOUT_MS));
         if (tooBig) {
           this.reject(p, i, tooBig, transport);
           continue;

@@ -1,4 +1,4 @@
-import { PartitionCounts } from "./partition-counts";
+import { TopicQuestions } from "./topic-questions";
 import { type PoolEvent, type PoolOptions, WorkerPool } from "./pool";
 import type { RecordSink } from "./worker-slot";
 import { GatewayError } from "../protocol/errors";
@@ -11,6 +11,7 @@ import {
   type ReaderGroup,
   type ReaderHandlers,
   type ReaderOptions,
+  type TopicRecordLimits,
   type Watermark,
   newResults,
   setError,
@@ -50,11 +51,13 @@ export class KafkaLog implements EventLog {
   readonly pool: WorkerPool;
   private roundRobin = 0;
   private readerSeq = 0;
-  private readonly partitionCounts: PartitionCounts;
+  private readonly partitionCounts: TopicQuestions<number>;
+  private readonly recordLimits: TopicQuestions<TopicRecordLimits | null>;
 
   constructor(options: PoolOptions, onEvent?: (e: PoolEvent) => void) {
     this.pool = new WorkerPool(options, onEvent);
-    this.partitionCounts = new PartitionCounts((topics) => this.pool.query<number[]>({ kind: "partitions", topics }));
+    this.partitionCounts = new TopicQuestions((topics) => this.pool.query<number[]>({ kind: "partitions", topics }), 0);
+    this.recordLimits = new TopicQuestions((topics) => this.pool.query<Array<TopicRecordLimits | null>>({ kind: "recordLimits", topics }), null);
   }
 
   start(): Promise<void> {
@@ -117,6 +120,11 @@ export class KafkaLog implements EventLog {
     const marks = await this.pool.query<Watermark[]>({ kind: "watermarks", topic, partitions });
     const offsets = await this.pool.query<number[]>({ kind: "offsetsForTime", topic, partitions, timestampMs });
     return offsets.map((o, p) => (o < 0 ? marks[p]!.high : o));
+  }
+
+  /** The topic's max.message.bytes and timestamp bounds, by DescribeConfigs (which creates nothing). */
+  topicRecordLimits(topic: string): Promise<TopicRecordLimits | null> {
+    return this.recordLimits.of(topic);
   }
 
   startGroupAtEnd(group: ReaderGroup): Promise<number> {

@@ -126,6 +126,21 @@ export interface LogHealth {
  * settles (never rejects) once every record has a durable position or an error. Two adapters:
  * `memory` (embedded, the default) and `kafka` (the Kafka worker pool).
  */
+/** A topic's own bounds on its records (EventLog.topicRecordLimits); NO_BOUND where it has none. */
+export interface TopicRecordLimits {
+  /** The most bytes of one record batch (Kafka's max.message.bytes), so at least of one record. */
+  maxBatchBytes: number;
+  /** How far ahead of the broker's clock a record's timestamp may be (message.timestamp.after.max.ms). */
+  timestampAfterMs: number;
+  /** How far behind it (message.timestamp.before.max.ms). */
+  timestampBeforeMs: number;
+  /** Every record needs a key: the topic is compacted (cleanup.policy has "compact"). */
+  keyRequired: boolean;
+}
+
+/** No bound: a number, not Infinity, since TopicRecordLimits cross the workers' JSON IPC. */
+export const NO_BOUND = Number.MAX_SAFE_INTEGER;
+
 export interface EventLog {
   readonly kind: "memory" | "kafka";
   start(): Promise<void>;
@@ -163,6 +178,14 @@ export interface EventLog {
   startGroupAtEnd(group: ReaderGroup): Promise<number>;
   /** Per partition, the first offset at or after `timestampMs` (the high watermark if none). */
   offsetsForTime(topic: string, timestampMs: number): Promise<number[]>;
+  /**
+   * What the log refuses of `topic`'s records beyond the gateway's own limits: on Kafka the topic's
+   * own max.message.bytes and timestamp bounds, past which the broker refuses the whole record batch
+   * (other clients' events with it). Null when there is nothing to add: the embedded log keeps the
+   * gateway's limits, and Kafka does not have the topic yet (it will be made with the broker's
+   * defaults). Never creates the topic.
+   */
+  topicRecordLimits(topic: string): Promise<TopicRecordLimits | null>;
   /** Stops taking records, settles everything in flight, releases resources. */
   close(timeoutMs?: number): Promise<void>;
 }

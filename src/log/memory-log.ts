@@ -201,6 +201,11 @@ export class MemoryLog implements EventLog {
     return 0;
   }
 
+  /** The embedded log takes what the gateway's own limits let through: nothing to add. */
+  topicRecordLimits(): Promise<null> {
+    return Promise.resolve(null);
+  }
+
   async offsetsForTime(topic: string, timestampMs: number): Promise<number[]> {
     return this.topics.get(topic)?.map((p) => p.offsetForTime(timestampMs)) ?? new Array<number>(this.options.partitions).fill(0);
   }

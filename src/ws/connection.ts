@@ -235,9 +235,17 @@ export function createWebSocketHandler(deps: {
       }
       const limited = rateLimits.admitEvents(ws.data.rate!, principalOf(ws), events.length, RATE_HOLD_MIN_MS);
       if (limited) return refuseRate(ws, codec, limited, req.cid);
+      // The first publish naming a topic waits for its own bounds (Kafka's DescribeConfigs), its
+      // events counted in flight meanwhile: the window holds, and a close waits for its reply.
+      const learning = publisher.learning(topic);
+      if (learning) {
+        reserved = events.length;
+        ws.data.inflight += reserved;
+        await learning;
+      }
       const prepared = publisher.prepare(events, topic, codec, "ws");
+      ws.data.inflight += prepared.records.length - reserved;
       reserved = prepared.records.length;
-      ws.data.inflight += reserved;
       const outcome = await publisher.publish(prepared, "ws", ws.data.session);
       metrics.publishLatency.ws.observe((performance.now() - started) / 1000);
       sendOutcome(ws, codec, req.cid, batch, outcome);

@@ -4,7 +4,7 @@
  * consumes is exactly what kcat reads, its metadata answers agree with kcat, and it does not leak.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { Consumer, type ConsumedMessage, type DeliveryVisitor, errName, errString, KafkaError, MessageBatch, OFFSET_BEGINNING, Producer, type ProduceRecord, versionString } from "../../src/kafka/librdkafka";
+import { Consumer, type ConsumedMessage, type DeliveryVisitor, describeTopicConfigs, errName, errString, KafkaError, MessageBatch, OFFSET_BEGINNING, Producer, type ProduceRecord, versionString } from "../../src/kafka/librdkafka";
 import { read } from "bun:ffi";
 import { PartitionList } from "../../src/kafka/librdkafka/client";
 import { TP } from "../../src/kafka/librdkafka/layout";
@@ -211,6 +211,26 @@ test("watermarks, partition count and offsets-for-times agree with kcat and with
     expect(producer.offsetsForTimes(topic, 2, at)).toEqual(want);
   }
 }, 60_000);
+
+test("DescribeConfigs: a topic's own settings and the broker's defaults, a missing topic said missing and not created, and nothing leaked over 3,000 calls", async () => {
+  const topic = freshTopic("ffi-configs");
+  await ensureTopic(brokers, topic, 1, { "max.message.bytes": "123456", "message.timestamp.after.max.ms": "60000" });
+  const none = freshTopic("ffi-configs-none");
+  const [own, missing] = describeTopicConfigs(producer.rk, [topic, none], 5000);
+  expect(own).toMatchObject({ configs: { "max.message.bytes": "123456", "message.timestamp.after.max.ms": "60000", "message.timestamp.type": "CreateTime" } });
+  // The broker's default, where the topic sets none (Long.MAX_VALUE).
+  expect((own as { configs: Record<string, string> }).configs["message.timestamp.before.max.ms"]).toBe("9223372036854775807");
+  expect(missing).toEqual({ error: 3, missing: true });
+  await Bun.sleep(500);
+  expect(producer.partitionCount(none, 3000)).toBe(0);
+  const rss = () => (Bun.gc(true), process.memoryUsage().rss);
+  for (let i = 0; i < 500; i++) describeTopicConfigs(producer.rk, [topic, none], 5000);
+  const warm = rss();
+  for (let i = 0; i < 3000; i++) describeTopicConfigs(producer.rk, [topic, none], 5000);
+  const grown = rss() - warm;
+  console.log(`[describe] RSS after 3,000 more calls: ${(grown / 1e6).toFixed(1)} MB`);
+  expect(grown).toBeLessThan(15e6);
+}, 120_000);
 
 test("a record that cannot be delivered in time reports _MSG_TIMED_OUT through the event queue", async () => {
   const p = new Producer({ "bootstrap.servers": "127.0.0.1:1", "message.timeout.ms": 1500, "enable.idempotence": true });

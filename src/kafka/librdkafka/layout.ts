@@ -91,6 +91,12 @@ export const RD_KAFKA_MSG_F_COPY = 2;
 /** rdkafka.h:6675-6681 event types. */
 export const RD_KAFKA_EVENT_DR = 0x1;
 export const RD_KAFKA_EVENT_ERROR = 0x8;
+/** rdkafka.h:6688 `RD_KAFKA_EVENT_DESCRIBECONFIGS_RESULT`. */
+export const RD_KAFKA_EVENT_DESCRIBECONFIGS_RESULT = 104;
+/** rdkafka.h:8206 `RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS` (the fifth of `rd_kafka_admin_op_t`, from 0). */
+export const RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS = 5;
+/** rdkafka.h:8991 `RD_KAFKA_RESOURCE_TOPIC` of `rd_kafka_ResourceType_t`. */
+export const RD_KAFKA_RESOURCE_TOPIC = 2;
 /** rdkafka.h:3443 `RD_KAFKA_PARTITION_UA`: let the configured partitioner choose. */
 export const RD_KAFKA_PARTITION_UA = -1;
 /** rdkafka.h:3909-3917 logical offsets. */
@@ -109,4 +115,5 @@ export const Err = {
   ALL_BROKERS_DOWN: -187,
   INVALID_ARG: -186,
   STATE: -172,
+  UNKNOWN_TOPIC_OR_PART: 3,
 } as const;

@@ -94,6 +94,22 @@ const symbols = {
   rd_kafka_topic_destroy: { args: [ptr], returns: none },
   rd_kafka_query_watermark_offsets: { args: [ptr, ptr, i32, ptr, ptr, i32], returns: i32 },
   rd_kafka_offsets_for_times: { args: [ptr, ptr, i32], returns: i32 },
+
+  // Admin: DescribeConfigs, answered on a queue of its own (admin.ts).
+  rd_kafka_queue_new: { args: [ptr], returns: ptr },
+  rd_kafka_AdminOptions_new: { args: [ptr, i32], returns: ptr },
+  rd_kafka_AdminOptions_set_request_timeout: { args: [ptr, i32, ptr, u64], returns: i32 },
+  rd_kafka_AdminOptions_destroy: { args: [ptr], returns: none },
+  rd_kafka_ConfigResource_new: { args: [i32, ptr], returns: ptr },
+  rd_kafka_ConfigResource_destroy: { args: [ptr], returns: none },
+  rd_kafka_ConfigResource_name: { args: [ptr], returns: ptr },
+  rd_kafka_ConfigResource_error: { args: [ptr], returns: i32 },
+  rd_kafka_ConfigResource_configs: { args: [ptr, ptr], returns: ptr },
+  rd_kafka_ConfigEntry_name: { args: [ptr], returns: ptr },
+  rd_kafka_ConfigEntry_value: { args: [ptr], returns: ptr },
+  rd_kafka_DescribeConfigs: { args: [ptr, ptr, u64, ptr, ptr], returns: none },
+  rd_kafka_event_DescribeConfigs_result: { args: [ptr], returns: ptr },
+  rd_kafka_DescribeConfigs_result_resources: { args: [ptr, ptr], returns: ptr },
 } as const;
 
 /**

@@ -178,6 +178,8 @@ export type Query =
   | { kind: "partitions"; topics: string[] }
   | { kind: "watermarks"; topic: string; partitions: number }
   | { kind: "offsetsForTime"; topic: string; partitions: number; timestampMs: number }
+  /** Each topic's TopicRecordLimits (src/log/event-log.ts), null for one Kafka does not have. */
+  | { kind: "recordLimits"; topics: string[] }
   /** For partitions of `topics` where Kafka group `group` has committed nothing, commit their end now. */
   | { kind: "startGroupAtEnd"; group: string; topics: string[] };
 

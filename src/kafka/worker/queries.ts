@@ -16,7 +16,8 @@
  * 270 ms. A handle made here is used from the loop afterwards (a handle belongs to no thread).
  */
 import type { Query } from "../wire/ipc";
-import { Consumer, KafkaError, MetadataQueries, destroyHandle, newConsumerHandle } from "../librdkafka";
+import { NO_BOUND, type TopicRecordLimits } from "../../log/event-log";
+import { Consumer, KafkaError, MetadataQueries, type TopicConfigAnswer, describeTopicConfigs, destroyHandle, newConsumerHandle } from "../librdkafka";
 
 declare const self: Worker;
 
@@ -86,11 +87,41 @@ function answer(q: MetadataQueries, query: ThreadQuery): unknown {
       return retrying((left) => q.offsetsForTimes(query.topic, query.partitions, query.timestampMs, left));
     case "startGroupAtEnd":
       return startGroupAtEnd(q, query.group, query.topics);
+    case "recordLimits":
+      return describeTopicConfigs(q.rk, query.topics, TIMEOUT_MS).map(recordLimits);
     case "openConsumer":
       return newConsumerHandle(query.props).rk;
     case "destroyConsumer":
       return void destroyHandle(query.rk);
   }
+}
+
+/**
+ * What a topic's configuration makes the broker refuse. With LogAppendTime the broker stamps each
+ * record itself and no timestamp of a producer's is refused. A topic Kafka does not have has none
+ * (it will be made with the broker's defaults); any other error is thrown, so the gateway asks again.
+ */
+function recordLimits(a: TopicConfigAnswer): TopicRecordLimits | null {
+  if (!("configs" in a)) {
+    if (a.missing) return null;
+    throw new KafkaError(a.error, `describing a topic's configuration failed: error ${a.error}`);
+  }
+  const c = a.configs;
+  const ms = (name: string) => {
+    const v = Number(c[name]);
+    // Long.MAX_VALUE (the default "before" bound) reads as 9.2e18: as good as none.
+    return Number.isFinite(v) && v >= 0 && v < NO_BOUND ? v : NO_BOUND;
+  };
+  const appendTime = c["message.timestamp.type"] === "LogAppendTime";
+  // Kafka before 3.6 has only message.timestamp.difference.max.ms, which bounds both ways.
+  const difference = ms("message.timestamp.difference.max.ms");
+  const bytes = Number(c["max.message.bytes"]);
+  return {
+    maxBatchBytes: Number.isSafeInteger(bytes) && bytes > 0 ? bytes : NO_BOUND,
+    timestampAfterMs: appendTime ? NO_BOUND : Math.min(ms("message.timestamp.after.max.ms"), difference),
+    timestampBeforeMs: appendTime ? NO_BOUND : Math.min(ms("message.timestamp.before.max.ms"), difference),
+    keyRequired: (c["cleanup.policy"] ?? "").split(",").some((p) => p.trim() === "compact"),
+  };
 }
 
 /**

@@ -1,0 +1,65 @@
+import type { TopicRecordLimits } from "../log/event-log";
+
+// How long a topic's answer (or a failure to get one: a cluster whose ACLs do not let the gateway
+// describe topics fails every time, and says so once a minute) is used before it is asked again, in
+// the background (publishes go on with what is known); and for a topic Kafka did not have yet, how
+// soon (its first publish makes it).
+const REFRESH_MS = 60_000;
+const RETRY_MS = 5_000;
+
+interface Known {
+  limits: TopicRecordLimits | null;
+  /** Date.now() after which it is asked again. */
+  staleAt: number;
+}
+
+/**
+ * Each topic's own record bounds (EventLog.topicRecordLimits: on Kafka its max.message.bytes and
+ * timestamp bounds), kept so that a publish checks its events against them without a request of
+ * its own. A publish naming a topic for the first time waits for the answer (once per topic and
+ * instance); after that the answer is used as it is and refreshed in the background, so a topic's
+ * settings changed under the gateway are seen within REFRESH_MS. Its size is bounded by the topics
+ * the publisher takes (MAX_TOPICS).
+ */
+export class TopicLimits {
+  private readonly known = new Map<string, Known>();
+  private readonly asking = new Map<string, Promise<void>>();
+
+  constructor(
+    private readonly ask: (topic: string) => Promise<TopicRecordLimits | null>,
+    /** Told when asking failed: the gateway's own limits stand meanwhile. */
+    private readonly failed: (topic: string, e: unknown) => void = () => {},
+  ) {}
+
+  /**
+   * The bounds known for `topic` (null: none beyond the gateway's), asking again in the background
+   * when they are stale; undefined when it was never asked (see learn()).
+   */
+  get(topic: string, now = Date.now()): TopicRecordLimits | null | undefined {
+    const k = this.known.get(topic);
+    if (k && now >= k.staleAt && !this.asking.has(topic)) void this.learn(topic);
+    return k?.limits;
+  }
+
+  /** Undefined when `topic` was asked already, else the asking, to wait for (it never rejects). */
+  learning(topic: string): Promise<void> | undefined {
+    return this.known.has(topic) ? undefined : this.learn(topic);
+  }
+
+  private learn(topic: string): Promise<void> {
+    let p = this.asking.get(topic);
+    if (p) return p;
+    p = this.ask(topic).then(
+      (limits) => void this.known.set(topic, { limits, staleAt: Date.now() + (limits ? REFRESH_MS : RETRY_MS) }),
+      (e) => {
+        this.failed(topic, e);
+        // What was known is kept; a topic never answered for goes on the gateway's limits for now.
+        const before = this.known.get(topic);
+        this.known.set(topic, { limits: before?.limits ?? null, staleAt: Date.now() + REFRESH_MS });
+      },
+    );
+    p = p.finally(() => this.asking.delete(topic));
+    this.asking.set(topic, p);
+    return p;
+  }
+}

@@ -1,0 +1,78 @@
+/**
+ * DescribeConfigs for topics: what a topic's own settings make the broker refuse (a record batch
+ * past `max.message.bytes`, a timestamp past `message.timestamp.after.max.ms`), so that the gateway
+ * can refuse the one event first instead of Kafka refusing the whole batch it travels in.
+ *
+ * Blocks the calling thread until the broker answers or `timeoutMs` passes, as the metadata calls
+ * do (client.ts): asked on a Kafka worker's query thread, never on a producing or serving one.
+ */
+import { KafkaError } from "./errors";
+import { Err, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS, RD_KAFKA_EVENT_DESCRIBECONFIGS_RESULT, RD_KAFKA_RESOURCE_TOPIC } from "./layout";
+import { addressOf, cstr, read, readString, write64 } from "./memory";
+import { rdk } from "./symbols";
+
+/** One topic's answer: its configuration entries (name → value; a sensitive or unset value is absent), or why none. */
+export type TopicConfigAnswer = { configs: Record<string, string> } | { error: number; missing: boolean };
+
+/**
+ * The configuration of each of `topics`, with the broker's defaults filled in (DescribeConfigs gives
+ * every entry's effective value), through handle `rk`. Throws KafkaError when the request as a whole
+ * failed (no broker answered in time).
+ */
+export function describeTopicConfigs(rk: number, topics: readonly string[], timeoutMs: number): TopicConfigAnswer[] {
+  const lib = rdk();
+  const resources: number[] = [];
+  let queue = 0;
+  let options = 0;
+  let event = 0;
+  try {
+    // An array of `rd_kafka_ConfigResource_t *`, in JS memory for the call only: the call copies the
+    // resources (rdkafka.h, "Admin API"), which are destroyed below.
+    const array = new Uint32Array(Math.max(2, topics.length * 2));
+    for (const [i, topic] of topics.entries()) {
+      const r = lib.rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC, cstr(topic)) as number | null;
+      if (!r) throw new KafkaError(Err.INVALID_ARG, `cannot describe topic "${topic}"`);
+      resources.push(r);
+      write64(array, i * 2, r);
+    }
+    queue = lib.rd_kafka_queue_new(rk as never) as number;
+    options = lib.rd_kafka_AdminOptions_new(rk as never, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS) as number;
+    const errstr = Buffer.alloc(256);
+    lib.rd_kafka_AdminOptions_set_request_timeout(options as never, timeoutMs, errstr, errstr.length);
+    lib.rd_kafka_DescribeConfigs(rk as never, addressOf(array) as never, topics.length, options as never, queue as never);
+    // The answer comes as one event; a little past the request's own timeout, by which librdkafka answers.
+    event = (lib.rd_kafka_queue_poll(queue as never, timeoutMs + 1000) as number | null) ?? 0;
+    if (!event) throw new KafkaError(Err.TIMED_OUT, `no answer to DescribeConfigs within ${timeoutMs} ms`);
+    const err = lib.rd_kafka_event_error(event as never);
+    if (err !== 0) throw new KafkaError(err, `DescribeConfigs: ${String(lib.rd_kafka_event_error_string(event as never))}`);
+    if (lib.rd_kafka_event_type(event as never) !== RD_KAFKA_EVENT_DESCRIBECONFIGS_RESULT) throw new KafkaError(Err.STATE, "DescribeConfigs answered with another event");
+    const result = lib.rd_kafka_event_DescribeConfigs_result(event as never) as number;
+    const count = new Uint32Array(2);
+    const list = lib.rd_kafka_DescribeConfigs_result_resources(result as never, addressOf(count) as never) as number;
+    const byName = new Map<string, TopicConfigAnswer>();
+    for (let i = 0; i < count[0]!; i++) {
+      const res = read.ptr(list, i * 8);
+      const name = readString(lib.rd_kafka_ConfigResource_name(res as never) as number);
+      const rerr = lib.rd_kafka_ConfigResource_error(res as never);
+      if (rerr !== 0) {
+        byName.set(name, { error: rerr, missing: rerr === Err.UNKNOWN_TOPIC_OR_PART });
+        continue;
+      }
+      const n = new Uint32Array(2);
+      const entries = lib.rd_kafka_ConfigResource_configs(res as never, addressOf(n) as never) as number;
+      const configs: Record<string, string> = {};
+      for (let j = 0; j < n[0]!; j++) {
+        const entry = read.ptr(entries, j * 8);
+        const value = lib.rd_kafka_ConfigEntry_value(entry as never) as number | null;
+        if (value) configs[readString(lib.rd_kafka_ConfigEntry_name(entry as never) as number)] = readString(value);
+      }
+      byName.set(name, { configs });
+    }
+    return topics.map((t) => byName.get(t) ?? { error: Err.STATE, missing: false });
+  } finally {
+    if (event) lib.rd_kafka_event_destroy(event as never);
+    if (options) lib.rd_kafka_AdminOptions_destroy(options as never);
+    if (queue) lib.rd_kafka_queue_destroy(queue as never);
+    for (const r of resources) lib.rd_kafka_ConfigResource_destroy(r as never);
+  }
+}

@@ -1,0 +1,100 @@
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { type GatewayProcess, startGateway } from "../support/gateway";
+import { consumeAll, ensureTopic } from "../support/kafka-broker";
+import { freshTopic, kafkaBrokers } from "../support/kafka";
+import { RawSocket } from "./wire";
+
+/**
+ * A topic's own settings tighter than the gateway's limits (outside tester): Kafka refuses a whole
+ * record batch when one record in it is past the topic's max.message.bytes or timestamp bounds, so
+ * one client's event failed other clients' events on the partition (177 of 247 innocent events
+ * refused KAFKA_REJECTED with max.message.bytes=2000, 146 of 199 with a tight timestamp bound). The
+ * gateway learns each topic's bounds (DescribeConfigs) and refuses the one event instead.
+ */
+let gw: GatewayProcess;
+let brokers: string;
+
+beforeAll(async () => {
+  brokers = await kafkaBrokers();
+  gw = await startGateway({ KAFKA_BROKERS: brokers, KAFKA_WORKERS: "1" });
+}, 60_000);
+afterAll(async () => {
+  expect(await gw.stop()).toBe(0);
+}, 60_000);
+
+test("an event past its topic's own timestamp or size bounds is refused alone; every other client's event on the partition is acked and stored", async () => {
+  const topic = freshTopic("topic-bounds");
+  // All within the gateway's own limits (5 min ahead, any time before, 1 MB), not the topic's.
+  await ensureTopic(brokers, topic, 1, { "message.timestamp.after.max.ms": "60000", "message.timestamp.before.max.ms": "3600000", "max.message.bytes": "100000" });
+  const offender = await RawSocket.connect(gw.wsUrl, "json");
+  const innocent = await RawSocket.connect(gw.wsUrl, "json");
+  const iso = (ms: number) => new Date(Date.now() + ms).toISOString();
+  const bad = [
+    () => ({ type: "ahead", time: iso(3 * 60_000) }),
+    () => ({ type: "behind", time: iso(-2 * 3_600_000) }),
+    () => ({ type: "large", data: "x".repeat(150_000) }),
+  ];
+  const fine = [() => ({ type: "recent", time: iso(-30 * 60_000) }), () => ({ type: "soon", time: iso(30_000) })];
+  let offenderSent = 0;
+  let innocentSent = 0;
+  const end = Date.now() + 3000;
+  while (Date.now() < end) {
+    offender.send(JSON.stringify({ t: 10, cid: ++offenderSent, topic, event: (offenderSent % 4 === 0 ? fine[(offenderSent / 4) % 2]! : bad[offenderSent % 3]!)() }));
+    for (let i = 0; i < 5; i++) innocent.send(JSON.stringify({ t: 10, cid: ++innocentSent, topic, event: { type: "innocent", data: { i: innocentSent } } }));
+    await Bun.sleep(10);
+  }
+  const innocentReplies = await innocent.waitFor((r) => typeof r.frame.cid === "number", innocentSent, 60_000);
+  const offenderReplies = await offender.waitFor((r) => typeof r.frame.cid === "number", offenderSent, 60_000);
+  const refused = innocentReplies.filter((r) => r.frame.t !== 20).map((r) => r.frame.code);
+  console.log(`innocent: ${innocentSent} sent, ${refused.length} refused (${[...new Set(refused)].join(", ")})`);
+  expect(refused).toEqual([]);
+  let fineAcked = 0;
+  for (const r of offenderReplies) {
+    const cid = r.frame.cid as number;
+    if (cid % 4 === 0) {
+      expect(r.frame.t).toBe(20);
+      fineAcked++;
+    } else {
+      expect(r.frame).toMatchObject({ t: 21, code: cid % 3 === 2 ? "EVENT_TOO_LARGE" : "TIME_SKEW" });
+      expect(r.frame.message).toContain(topic);
+    }
+  }
+  const stored = await consumeAll(brokers, topic, { expect: innocentSent + fineAcked });
+  expect(stored.length).toBe(innocentSent + fineAcked);
+  offender.close();
+  innocent.close();
+}, 120_000);
+
+test("HTTP: the same bounds, the same refusals", async () => {
+  const topic = freshTopic("topic-bounds-http");
+  await ensureTopic(brokers, topic, 1, { "message.timestamp.after.max.ms": "60000", "max.message.bytes": "100000" });
+  const post = async (body: unknown) => {
+    const res = await fetch(`${gw.url}/api/v1/events?topic=${topic}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    return [res.status, ((await res.json()) as { error?: { code: string } }).error?.code];
+  };
+  expect(await post({ type: "ahead", time: new Date(Date.now() + 3 * 60_000).toISOString() })).toEqual([400, "TIME_SKEW"]);
+  expect(await post({ type: "large", data: "x".repeat(150_000) })).toEqual([413, "EVENT_TOO_LARGE"]);
+  expect((await post({ type: "fine" }))[0]).toBe(202);
+}, 60_000);
+
+test("a keyless event on a compacted topic is refused INVALID_EVENT alone; the keyed events around it are acked and stored", async () => {
+  const topic = freshTopic("topic-bounds-compact");
+  await ensureTopic(brokers, topic, 1, { "cleanup.policy": "compact" });
+  const offender = await RawSocket.connect(gw.wsUrl, "json");
+  const innocent = await RawSocket.connect(gw.wsUrl, "json");
+  let offenderSent = 0;
+  let innocentSent = 0;
+  const end = Date.now() + 2000;
+  while (Date.now() < end) {
+    offender.send(JSON.stringify({ t: 10, cid: ++offenderSent, topic, event: { type: "keyless" } }));
+    for (let i = 0; i < 5; i++) innocent.send(JSON.stringify({ t: 10, cid: ++innocentSent, topic, event: { type: "keyed", key: `k${innocentSent}` } }));
+    await Bun.sleep(10);
+  }
+  const innocentReplies = await innocent.waitFor((r) => typeof r.frame.cid === "number", innocentSent, 60_000);
+  const offenderReplies = await offender.waitFor((r) => typeof r.frame.cid === "number", offenderSent, 60_000);
+  expect(innocentReplies.filter((r) => r.frame.t !== 20).map((r) => r.frame.code)).toEqual([]);
+  expect(new Set(offenderReplies.map((r) => `${r.frame.t} ${r.frame.code}`))).toEqual(new Set(["21 INVALID_EVENT"]));
+  expect((await consumeAll(brokers, topic, { expect: innocentSent })).length).toBe(innocentSent);
+  offender.close();
+  innocent.close();
+}, 120_000);
