@@ -3,7 +3,7 @@ import type { Identity } from "../auth/authenticator";
 import type { HttpAuth } from "./auth-guard";
 import type { ClientAddress } from "./client-address";
 import type { Config } from "../config/schema";
-import type { RateLimits } from "../limits/rate-limits";
+import type { RateLimits, Refusal } from "../limits/rate-limits";
 import type { RefusalDelay } from "../limits/refusal-delay";
 import { type PublishOutcome, type Publisher, wireError } from "../ingest/publisher";
 import type { Metrics } from "../observability/metrics";
@@ -24,22 +24,25 @@ const PUBLISH_PARAMS = ["topic"] as const;
  */
 export function createEventRoutes(deps: { config: Config; publisher: Publisher; metrics: Metrics; auth: HttpAuth; rateLimits: RateLimits; refusalDelay: RefusalDelay; authEnabled: boolean; clientAddress: ClientAddress }) {
   const { config, publisher, metrics, rateLimits } = deps;
-  /**
-   * Charges a request to its principal's rates, as if its requests shared one connection: the body's
-   * bytes, then its events. Throws RATE_LIMITED (429 with Retry-After).
-   */
   /** Who sent a request: the token's subject, or the client address with authentication off. */
   function principalOf(req: Request, who: Identity, server: Server<unknown>): string {
     return deps.authEnabled ? `sub:${who.principal}` : `ip:${deps.clientAddress(req, server)}`;
   }
+  /** Counts a rate refusal and throws it (429 with Retry-After). */
+  function refuse(refusal: Refusal): never {
+    metrics.rateLimited.inc({ transport: "http", scope: refusal.scope, unit: refusal.unit });
+    throw refusal.error;
+  }
+  /**
+   * Charges a request to its principal's rates, as if its requests shared one connection: the body's
+   * bytes, then its events. Throws RATE_LIMITED (429 with Retry-After).
+   */
   function charge(req: Request, who: Identity, server: Server<unknown>, bytes: number, events: number): void {
     if (!rateLimits.enabled) return;
     const principal = principalOf(req, who, server);
     const client = rateLimits.httpClient(principal);
     const refusal = rateLimits.admitBytes(client, principal, bytes) ?? rateLimits.admitEvents(client, principal, events);
-    if (!refusal) return;
-    metrics.rateLimited.inc({ transport: "http", scope: refusal.scope, unit: refusal.unit });
-    throw refusal.error;
+    if (refusal) refuse(refusal);
   }
   /**
    * Runs `work` (a decode, a prepare) charged to the principal's handling time
@@ -52,10 +55,7 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
     const client = rateLimits.httpClient(principalOf(req, who, server));
     if (!client.handling) return work();
     const refusal = admit ? rateLimits.admitHandling(client) : undefined;
-    if (refusal) {
-      metrics.rateLimited.inc({ transport: "http", scope: refusal.scope, unit: refusal.unit });
-      throw refusal.error;
-    }
+    if (refusal) refuse(refusal);
     const started = performance.now();
     try {
       return work();
