@@ -108,11 +108,13 @@ const CLOCK_MARGIN_MS = 1000;
  * A record the broker would refuse for its topic's own settings, refused here, per event: Kafka
  * refuses the whole record batch it travels in, so a topic's max.message.bytes or timestamp bounds
  * tighter than the gateway's let one client's event fail other clients' events (outside tester:
- * 177 of 247 innocent events refused), as does a keyless event on a compacted topic. `explicitTime`: the record's timestamp is the client's
- * (otherwise it is the gateway's clock, which the bounds allow). `deadlineMs`: how long the record
- * may take to reach the broker (KAFKA_MESSAGE_TIMEOUT_MS), so late it is older by then.
+ * 177 of 247 innocent events refused), as does a keyless event on a compacted topic.
+ * `explicitTime`: the record's timestamp is the client's (otherwise it is the gateway's clock, which
+ * the bounds allow). `deadlineMs`: how long the record may take to reach the broker
+ * (KAFKA_MESSAGE_TIMEOUT_MS), so late it is older by then. `passedBytes`: the size bound the record
+ * has already passed (checkRecordSize's): a topic that takes that much is not counted again.
  */
-export function checkTopicRecord(r: LogRecord, topic: TopicRecordLimits, explicitTime: boolean, nowMs: number, deadlineMs: number): GatewayError | null {
+export function checkTopicRecord(r: LogRecord, topic: TopicRecordLimits, explicitTime: boolean, nowMs: number, deadlineMs: number, passedBytes: number): GatewayError | null {
   if (topic.keyRequired && r.key === null) {
     return new GatewayError("INVALID_EVENT", `topic "${r.topic}" is compacted (its cleanup.policy), and Kafka refuses a record without a key there; give the event a key`);
   }
@@ -125,7 +127,8 @@ export function checkTopicRecord(r: LogRecord, topic: TopicRecordLimits, explici
       return new GatewayError("TIME_SKEW", `time: more than ${Math.floor(age)} ms before the gateway's clock, which topic "${r.topic}" refuses by the time it is written (its message.timestamp.before.max.ms is ${topic.timestampBeforeMs}); the gateway's time is ${new Date(nowMs).toISOString()}`);
     }
   }
-  const size = sizeOver(r, topic.maxBatchBytes - RECORD_BATCH_OVERHEAD);
+  const max = topic.maxBatchBytes - RECORD_BATCH_OVERHEAD;
+  const size = max >= passedBytes ? 0 : sizeOver(r, max);
   if (size === 0) return null;
   return new GatewayError("EVENT_TOO_LARGE", `its Kafka record would be about ${size} bytes (key, value and headers), past what topic "${r.topic}" takes in one record batch (its max.message.bytes of ${topic.maxBatchBytes}, less ${RECORD_BATCH_OVERHEAD} bytes of batch framing)`);
 }

@@ -139,7 +139,7 @@ export class Publisher {
       p.ids[i] = id;
       try {
         const record = toRecord(ev, id, topic, codec, source, nowMs);
-        const tooBig = checkRecordSize(record, this.limits) ?? (topicBounds && checkTopicRecord(record, topicBounds, ev.time !== undefined, nowMs, this.config.KAFKA_MESSAGE_TIMEOUT_MS));
+        const tooBig = checkRecordSize(record, this.limits) ?? (topicBounds && checkTopicRecord(record, topicBounds, ev.time !== undefined, nowMs, this.config.KAFKA_MESSAGE_TIMEOUT_MS, this.limits.maxRecordBytes));
         if (tooBig) {
           this.reject(p, i, tooBig, transport);
           continue;
