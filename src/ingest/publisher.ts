@@ -178,6 +178,7 @@ export class Publisher {
         (out.errors ??= new Array(n))[i] = toWireError(err.code, err.message);
         out.failed++;
         this.metrics.eventsFailed.inc({ transport, code: err.code });
+        if (err.code === "KAFKA_REJECTED") this.topicLimits?.doubt(p.topic);
       } else {
         out.partitions[i] = results.partitions[r]!;
         out.offsets[i] = results.offsets[r]!;

@@ -6,10 +6,14 @@ import type { TopicRecordLimits } from "../log/event-log";
 // soon (its first publish makes it).
 const REFRESH_MS = 60_000;
 const RETRY_MS = 5_000;
+// Kafka refusing a topic's records says its settings may have changed: asked again at once, but no
+// more often than this, however many refusals follow.
+const DOUBT_MIN_MS = 1_000;
 
 interface Known {
   limits: TopicRecordLimits | null;
-  /** Date.now() after which it is asked again. */
+  /** Date.now() when it was answered, and after which it is asked again. */
+  answeredAt: number;
   staleAt: number;
 }
 
@@ -18,7 +22,8 @@ interface Known {
  * timestamp bounds), kept so that a publish checks its events against them without a request of
  * its own. A publish naming a topic for the first time waits for the answer (once per topic and
  * instance); after that the answer is used as it is and refreshed in the background, so a topic's
- * settings changed under the gateway are seen within REFRESH_MS. Its size is bounded by the topics
+ * settings changed under the gateway are seen within REFRESH_MS, or within DOUBT_MIN_MS of Kafka
+ * refusing the topic's records (doubt()). Its size is bounded by the topics
  * the publisher takes (MAX_TOPICS).
  */
 export class TopicLimits {
@@ -46,16 +51,30 @@ export class TopicLimits {
     return this.known.has(topic) ? undefined : this.learn(topic);
   }
 
+  /**
+   * Kafka refused records of `topic` that its known bounds let through: those bounds may be stale
+   * (its max.message.bytes lowered, switched to compact), and each refused batch takes other
+   * clients' events with it. The next publish asks again, if the answer is older than DOUBT_MIN_MS.
+   */
+  doubt(topic: string): void {
+    const k = this.known.get(topic);
+    if (k) k.staleAt = Math.min(k.staleAt, k.answeredAt + DOUBT_MIN_MS);
+  }
+
   private learn(topic: string): Promise<void> {
     let p = this.asking.get(topic);
     if (p) return p;
     p = this.ask(topic).then(
-      (limits) => void this.known.set(topic, { limits, staleAt: Date.now() + (limits ? REFRESH_MS : RETRY_MS) }),
+      (limits) => {
+        const now = Date.now();
+        this.known.set(topic, { limits, answeredAt: now, staleAt: now + (limits ? REFRESH_MS : RETRY_MS) });
+      },
       (e) => {
         this.failed(topic, e);
         // What was known is kept; a topic never answered for goes on the gateway's limits for now.
         const before = this.known.get(topic);
-        this.known.set(topic, { limits: before?.limits ?? null, staleAt: Date.now() + REFRESH_MS });
+        const now = Date.now();
+        this.known.set(topic, { limits: before?.limits ?? null, answeredAt: now, staleAt: now + REFRESH_MS });
       },
     );
     p = p.finally(() => this.asking.delete(topic));

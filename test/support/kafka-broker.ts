@@ -116,6 +116,12 @@ export async function addPartitions(brokers: string, topic: string, total: numbe
   }
 }
 
+/** Sets `topic`'s own configs (kafka-configs --alter --add-config), as an operator changing them under the gateway. */
+export async function alterTopicConfigs(brokers: string, topic: string, configs: Record<string, string>): Promise<void> {
+  const pairs = Object.entries(configs).map(([name, value]) => `${name}=${value}`).join(",");
+  await kafkaTool(`altering ${topic}'s configs`, ["kafka.admin.ConfigCommand", "--bootstrap-server", brokers, "--alter", "--entity-type", "topics", "--entity-name", topic, "--add-config", pairs]);
+}
+
 /** Runs one of Kafka's command-line tools (org.apache.kafka.tools.*) to completion; throws with its output on failure. */
 async function kafkaTool(what: string, args: string[]): Promise<void> {
   const proc = Bun.spawn([...shortJvm, ...args], { stdout: "pipe", stderr: "pipe" });
