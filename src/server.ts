@@ -91,6 +91,7 @@ function rateLimitOptions(config: Config): RateLimitOptions {
     subscribes: { perSec: config.SUBSCRIBE_RATE_LIMIT, burst: config.MAX_SUBSCRIPTIONS_PER_CONNECTION, perAddressPerSec: config.SUBSCRIBE_RATE_LIMIT_PER_ADDRESS },
     refreshesPerSec: config.REFRESH_RATE_LIMIT,
     handlingMsPerSec: config.RATE_LIMIT_HANDLING_MS,
+    handlingTotalMsPerSec: config.RATE_LIMIT_HANDLING_TOTAL_MS,
   };
 }
 

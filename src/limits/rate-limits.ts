@@ -12,6 +12,7 @@
  * connection of its own per principal, since it has none.
  */
 import { GatewayError } from "../protocol/errors";
+import { HandlingBudget } from "./handling-budget";
 import { TokenBucket } from "./token-bucket";
 
 export interface Rates {
@@ -45,6 +46,11 @@ export interface RateLimitOptions {
    * from a bucket of `burstSeconds` of it; charged after the work, since only then is its cost known.
    */
   handlingMsPerSec: number;
+  /**
+   * Milliseconds a second that the clients past half their own handling budget may take together
+   * (0: no total), from a bucket of `burstSeconds` of it (see handling-budget.ts).
+   */
+  handlingTotalMsPerSec: number;
 }
 
 type Unit = "events" | "bytes";
@@ -85,7 +91,7 @@ export class ConnectionRate {
   readonly subscribes: TokenBucket;
   readonly refreshes: TokenBucket;
   /** Handling time, in ms (null: no limit): src/ws/ingress.ts rests a socket on it; HTTP refuses on it. */
-  readonly handling: TokenBucket | null;
+  readonly handling: HandlingBudget | null;
   private readonly refusals: TokenBucket | null;
   private readonly invalid: TokenBucket | null;
 
@@ -94,12 +100,14 @@ export class ConnectionRate {
     now: number,
     /** Whose the own buckets are, as a refusal names them: an HTTP client's are its principal's requests'. */
     readonly scope: Scope = "connection",
+    /** The gateway's total handling time for busy clients (null: none). */
+    handlingTotal: TokenBucket | null = null,
   ) {
     this.own = new Buckets(options.connection, options.burstSeconds, now);
     this.subscribes = new TokenBucket(options.subscribes.perSec, Math.max(1, options.subscribes.burst), now);
     this.refreshes = new TokenBucket(options.refreshesPerSec, REFRESH_BURST, now);
     const ms = options.handlingMsPerSec;
-    this.handling = ms > 0 ? new TokenBucket(ms, Math.max(1, ms * options.burstSeconds), now) : null;
+    this.handling = ms > 0 ? new HandlingBudget(new TokenBucket(ms, Math.max(1, ms * options.burstSeconds), now), handlingTotal) : null;
     this.refusals = allowance(options.closeAfterRefusals, now);
     this.invalid = allowance(options.closeAfterInvalid, now);
   }
@@ -176,6 +184,8 @@ export class RateLimits {
   private readonly addressSubscribes: BucketMap<TokenBucket>;
   /** Client addresses closed for flooding, and until when they open no connection. */
   private readonly penalties = new Map<string, number>();
+  /** Handling time of every client, which the busy ones wait for once it is spent (see handling-budget.ts). */
+  private readonly handlingTotal: TokenBucket | null;
   readonly enabled: boolean;
   /** Whether any principal rate is set: only then is a principal worth naming for a request. */
   readonly byPrincipal: boolean;
@@ -186,7 +196,9 @@ export class RateLimits {
   ) {
     const now = clock();
     this.principals = new BucketMap((t) => new Buckets(options.principal, options.burstSeconds, t), (b, t) => b.isFull(t), now);
-    this.httpClients = new BucketMap((t) => new ConnectionRate(options, t, "principal"), (c, t) => c.own.isFull(t) && (c.handling?.isFull(t) ?? true), now);
+    const total = options.handlingTotalMsPerSec;
+    this.handlingTotal = total > 0 ? new TokenBucket(total, Math.max(1, total * options.burstSeconds), now) : null;
+    this.httpClients = new BucketMap((t) => new ConnectionRate(options, t, "principal", this.handlingTotal), (c, t) => c.own.isFull(t) && (c.handling?.isFull(t) ?? true), now);
     const connects = options.connectsPerSecPerIp;
     this.connects = new BucketMap((t) => new TokenBucket(connects, Math.max(1, connects * options.burstSeconds), t), (b, t) => b.isFull(t), now);
     const subs = options.subscribes.perAddressPerSec;
@@ -197,7 +209,7 @@ export class RateLimits {
   }
 
   connection(): ConnectionRate {
-    return new ConnectionRate(this.options, this.clock());
+    return new ConnectionRate(this.options, this.clock(), "connection", this.handlingTotal);
   }
 
   /** HTTP has no connection: each principal's requests share the buckets of one. */
@@ -297,9 +309,14 @@ export class RateLimits {
    * back, before its next body is decoded (a WebSocket is not read meanwhile instead: ws/ingress.ts).
    */
   admitHandling(conn: ConnectionRate): Refusal | undefined {
-    const wait = conn.handling?.waitMs(this.clock()) ?? 0;
+    const now = this.clock();
+    const wait = conn.handling?.waitMs(now) ?? 0;
     if (wait === 0) return undefined;
-    const error = new GatewayError("RATE_LIMITED", `this client's requests took more than ${this.options.handlingMsPerSec} ms of the gateway's time a second (RATE_LIMIT_HANDLING_MS); retry in ${wait} ms`, { retryAfterMs: wait, scope: conn.scope });
+    const why =
+      conn.handling!.ownWaitMs(now) > 0
+        ? `this client's requests took more than ${this.options.handlingMsPerSec} ms of the gateway's time a second (RATE_LIMIT_HANDLING_MS)`
+        : `the clients busiest with the gateway's time, this one among them, took more than the ${this.options.handlingTotalMsPerSec} ms a second they share (RATE_LIMIT_HANDLING_TOTAL_MS)`;
+    const error = new GatewayError("RATE_LIMITED", `${why}; retry in ${wait} ms`, { retryAfterMs: wait, scope: conn.scope });
     return { error, scope: conn.scope, unit: "handling" };
   }
 

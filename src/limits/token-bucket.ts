@@ -46,6 +46,13 @@ export class TokenBucket {
     this.tokens = Math.min(this.tokens, 0);
   }
 
+  /** Whether less than half the burst is left: its holder has been spending faster than the rate. */
+  isBelowHalf(now: number): boolean {
+    if (this.rate === 0) return false;
+    this.refill(now);
+    return this.tokens < this.burst / 2;
+  }
+
   /** Whether the bucket is full again, so it holds nothing worth keeping it for. */
   isFull(now: number): boolean {
     this.refill(now);

@@ -34,10 +34,11 @@
  * connections put the control's p99 at 2-3 s). So each connection also has a budget of handling
  * time (RATE_LIMIT_HANDLING_MS: a token bucket of measured milliseconds): past it, the connection rests,
  * neither read nor served, until it is paid back. Its frames are still all handled, in order, at the
- * pace the budget allows, and its client meets TCP backpressure, as for a rate.
+ * pace the budget allows, and its client meets TCP backpressure, as for a rate. The connections
+ * past half of theirs also share a total, and rest while it is spent (../limits/handling-budget.ts).
  */
 
-import type { TokenBucket } from "../limits/token-bucket";
+import type { HandlingBudget } from "../limits/handling-budget";
 
 /** What the scheduler needs of a socket: Bun's ServerWebSocket, seen narrowly. */
 export interface IngressSocket {
@@ -59,7 +60,7 @@ export interface Inbox {
   /** Deficit round-robin credit, in ms of handling: negative while the connection is in debt. */
   credit: number;
   /** The connection's handling time, in ms (ConnectionRate.handling; null: no budget). */
-  budget: TokenBucket | null;
+  budget: HandlingBudget | null;
   /** Over its handling budget: neither read nor served until this timer fires (see rest()). */
   resting: ReturnType<typeof setTimeout> | null;
 }
@@ -72,7 +73,7 @@ export interface IngressOptions {
 }
 
 /** `budget`: the connection's handling time (a bucket of ms that may go into debt by one frame's cost). */
-export function inbox(budget: TokenBucket | null = null): Inbox {
+export function inbox(budget: HandlingBudget | null = null): Inbox {
   return { frames: [], head: 0, bytes: 0, paused: false, held: null, closed: false, credit: 0, budget, resting: null };
 }
 

@@ -66,6 +66,14 @@ test("three connections of 945 KB frames of 45,000 20-digit integers, each withi
   expect(new Set(records.map((r) => new TextDecoder().decode(r.value!)))).toEqual(new Set([bigIntegers]));
 }, 240_000);
 
+test("eight such connections, each within its own handling budget, leave the control's latency alone: busy connections share RATE_LIMIT_HANDLING_TOTAL_MS", async () => {
+  // Outside tester: the budget was per connection only, so eight connections took 800 ms of each
+  // second between them, and the control's p99 went to ~810 ms, the gateway's RSS to 2.2 GB.
+  const topic = freshTopic("dense-bigint-8");
+  const acked = await underControl(gw, "20-digit integers, 8 connections", () => flood(topic, bigIntegers, 8, 4, 6), { p50UnderMs: 100, p99UnderMs: 300 });
+  expect(acked).toBeGreaterThan(0);
+}, 240_000);
+
 test("a connection of 130 KB frames of 65,000 zeros at its bytes rate leaves the control's latency alone", async () => {
   const topic = freshTopic("dense-zeros");
   const acked = await underControl(gw, "65,000 zeros, 1 connection", () => flood(topic, zeros, 1, 30, 6), { p50UnderMs: 50, p99UnderMs: 300 });
