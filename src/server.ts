@@ -162,7 +162,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   const refusalDelay = new RefusalDelay(config.CONNECTION_REFUSAL_DELAY_MS);
   const clientAddress = createClientAddress(config.TRUSTED_PROXIES);
   const events = createEventRoutes({ config, publisher, metrics, auth: httpAuth, rateLimits, refusalDelay, authEnabled: authenticator.enabled, clientAddress });
-  const subscriptions = new SubscriptionManager(log, config, metrics, logger);
+  const subscriptions = new SubscriptionManager(log, config, metrics, logger, (ms) => rateLimits.chargeHandlingTotal(ms));
   // Read once: the WebSocket cap and the open-files guard below both keep below it.
   const filesLimit = openFilesLimit();
   const connectionLimiter = new ConnectionLimiter({ maxConnections: config.MAX_CONNECTIONS, maxConnectionsPerIp: config.MAX_CONNECTIONS_PER_IP }, filesLimit);

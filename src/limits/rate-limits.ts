@@ -84,6 +84,9 @@ const MAX_PRINCIPALS = 100_000;
 const SWEEP_EVERY_MS = 10_000;
 // A client refreshes once per token lifetime; a few at once covers a retry after a failed one.
 const REFRESH_BURST = 3;
+// The busy connections' total owes at most this many seconds of its rate: they rest at most that long
+// after a load (theirs or delivery's) is gone.
+const TOTAL_DEBT_SECONDS = 5;
 
 /** The limits of one connection: its own buckets, and its count of refusals. */
 export class ConnectionRate {
@@ -197,7 +200,9 @@ export class RateLimits {
     const now = clock();
     this.principals = new BucketMap((t) => new Buckets(options.principal, options.burstSeconds, t), (b, t) => b.isFull(t), now);
     const total = options.handlingTotalMsPerSec;
-    this.handlingTotal = total > 0 ? new TokenBucket(total, Math.max(1, total * options.burstSeconds), now) : null;
+    // Delivery charges the total whatever the clients do, so a gateway loaded for minutes would owe minutes
+    // and rest its busy clients long after the load was gone: the debt is kept to TOTAL_DEBT_SECONDS of it.
+    this.handlingTotal = total > 0 ? new TokenBucket(total, Math.max(1, total * options.burstSeconds), now, total * TOTAL_DEBT_SECONDS) : null;
     this.httpClients = new BucketMap((t) => new ConnectionRate(options, t, "principal", this.handlingTotal), (c, t) => c.own.isFull(t) && (c.handling?.isFull(t) ?? true), now);
     const connects = options.connectsPerSecPerIp;
     this.connects = new BucketMap((t) => new TokenBucket(connects, Math.max(1, connects * options.burstSeconds), t), (b, t) => b.isFull(t), now);
@@ -206,6 +211,11 @@ export class RateLimits {
     const { connection: c, principal: p } = options;
     this.enabled = c.eventsPerSec + c.bytesPerSec + p.eventsPerSec + p.bytesPerSec > 0;
     this.byPrincipal = p.eventsPerSec + p.bytesPerSec > 0;
+  }
+
+  /** Work done for no client in particular (delivering events), paid from the busy clients' total. */
+  chargeHandlingTotal(ms: number): void {
+    this.handlingTotal?.spend(ms);
   }
 
   connection(): ConnectionRate {

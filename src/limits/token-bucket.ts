@@ -12,6 +12,8 @@ export class TokenBucket {
     private rate: number,
     private burst: number,
     now: number,
+    /** The deepest debt kept: what was spent past it is forgiven (Infinity: all of it is owed). */
+    private readonly maxDebt = Number.POSITIVE_INFINITY,
   ) {
     this.tokens = burst;
     this.last = now;
@@ -63,5 +65,7 @@ export class TokenBucket {
     const elapsed = now - this.last;
     this.last = now;
     if (elapsed > 0) this.tokens = Math.min(this.burst, this.tokens + (elapsed * this.rate) / 1000);
+    // Forgiven only here, once the time since the last look is counted: spend() does not know the time.
+    if (this.tokens < -this.maxDebt) this.tokens = -this.maxDebt;
   }
 }

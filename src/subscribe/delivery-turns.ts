@@ -14,7 +14,11 @@ export class DeliveryTurns {
   /** Feeds waiting for a turn, in the order they asked (a Set keeps insertion order). */
   private readonly waiting = new Set<() => void>();
 
-  constructor(private readonly turnMs: number) {}
+  constructor(
+    private readonly turnMs: number,
+    /** Told of all delivery work too: the busy publishers' total pays for it (see SubscriptionManager). */
+    private readonly onWork: (ms: number) => void = () => {},
+  ) {}
 
   /** Milliseconds of delivery left in this turn; none left: wait(). */
   get leftMs(): number {
@@ -24,6 +28,7 @@ export class DeliveryTurns {
   /** Counts work done in this turn. */
   spend(ms: number): void {
     this.spentMs += ms;
+    this.onWork(ms);
     this.arm(); // the next turn starts with a fresh budget
   }
 

@@ -1,0 +1,35 @@
+/**
+ * The token bucket's debt (src/limits/token-bucket.ts), on the clock it is given: a debt is paid back
+ * at the rate, and one capped by maxDebt is forgiven past the cap, counted from the time it is looked at.
+ */
+import { expect, test } from "bun:test";
+import { TokenBucket } from "../../src/limits/token-bucket";
+
+test("a request passes while tokens are left and pays all it costs: a debt is waited out at the rate", () => {
+  const bucket = new TokenBucket(100, 100, 0);
+  expect(bucket.waitMs(0)).toBe(0);
+  bucket.spend(1_100); // 1,000 in debt: 10 s at 100/s
+  expect(bucket.waitMs(0)).toBe(10_010);
+  expect(bucket.waitMs(5_000)).toBe(5_010);
+  expect(bucket.waitMs(10_011)).toBe(0);
+});
+
+test("a capped debt is forgiven past the cap: after any load the wait is at most maxDebt / rate", () => {
+  // The busy connections' handling total (RATE_LIMIT_HANDLING_TOTAL_MS) is charged by delivery whatever
+  // the clients do: a minute of overload must not make them rest for a minute after it.
+  const bucket = new TokenBucket(300, 300, 0, 1_500);
+  for (let t = 0; t < 60_000; t += 100) {
+    bucket.waitMs(t);
+    bucket.spend(90); // 900 ms of work per second, three times the rate
+  }
+  expect(bucket.waitMs(60_000)).toBeLessThanOrEqual(5_004);
+  expect(bucket.waitMs(60_000)).toBeGreaterThan(4_000);
+  expect(bucket.waitMs(65_010)).toBe(0);
+});
+
+test("whenever the debt was run up, a look at the clock finds at most maxDebt of it", () => {
+  const bucket = new TokenBucket(100, 100, 0, 200);
+  bucket.spend(10_000); // spend() does not know the time: the cap applies when the clock is next read
+  expect(bucket.waitMs(3_000)).toBe(2_010);
+  expect(bucket.waitMs(5_010)).toBe(0);
+});
