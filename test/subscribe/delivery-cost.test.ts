@@ -1,8 +1,7 @@
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { expect, test } from "bun:test";
 import { pack } from "msgpackr";
-import { type GatewayProcess, startGateway } from "../support/gateway";
 import { ensureTopic } from "../support/kafka-broker";
-import { freshTopic, kafkaBrokers } from "../support/kafka";
+import { freshTopic, kafkaGatewayForFile } from "../support/kafka";
 import { underControl } from "../ingest/control";
 import { RawSocket } from "../ingest/wire";
 
@@ -14,19 +13,11 @@ import { RawSocket } from "../ingest/wire";
  * control's p99 from 120 to 587 ms. What delivery takes is counted against the total the busy
  * clients share (RATE_LIMIT_HANDLING_TOTAL_MS), so those publishers slow down with it.
  */
-let gw: GatewayProcess;
-let brokers: string;
-beforeAll(async () => {
-  brokers = await kafkaBrokers();
-  gw = await startGateway({ KAFKA_BROKERS: brokers, KAFKA_WORKERS: "1" });
-}, 60_000);
-afterAll(async () => {
-  await gw.stop();
-}, 60_000);
+const file = kafkaGatewayForFile();
 
 /** A subscriber that counts what it gets without decoding it: the test process has no time to spare. */
 async function rawSubscriber(topic: string, codec: "json" | "msgpack"): Promise<{ frames: number; ws: WebSocket }> {
-  const ws = new WebSocket(gw.wsUrl);
+  const ws = new WebSocket(file.gw.wsUrl);
   ws.binaryType = "arraybuffer";
   const state = { frames: 0, ws };
   await new Promise<void>((resolve, reject) => {
@@ -52,13 +43,13 @@ async function rawSubscriber(topic: string, codec: "json" | "msgpack"): Promise<
 
 test("msgpack events of 60,000 uint64 values, delivered to JSON and msgpack subscribers, leave the control's latency alone", async () => {
   const topic = freshTopic("delivery-cost");
-  await ensureTopic(brokers, topic, 1);
+  await ensureTopic(file.brokers, topic, 1);
   const subscribers = await Promise.all([...Array.from({ length: 6 }, () => rawSubscriber(topic, "json")), ...Array.from({ length: 6 }, () => rawSubscriber(topic, "msgpack"))]);
   const data = Array.from({ length: 60_000 }, (_, i) => 18_000_000_000_000_000_000n + BigInt(i));
-  const publishers = await Promise.all(Array.from({ length: 4 }, () => RawSocket.connect(gw.wsUrl, "msgpack")));
+  const publishers = await Promise.all(Array.from({ length: 4 }, () => RawSocket.connect(file.gw.wsUrl, "msgpack")));
   const sent = publishers.map(() => 0);
   await underControl(
-    gw,
+    file.gw,
     "60,000-uint64 events to 12 subscribers, 4 publishers",
     async () => {
       for (let s = 0; s < 6; s++) {
