@@ -1,7 +1,6 @@
-import { afterAll, beforeAll, expect, test } from "bun:test";
-import { type GatewayProcess, startGateway } from "../support/gateway";
+import { expect, test } from "bun:test";
 import { alterTopicConfigs, consumeAll, ensureTopic } from "../support/kafka-broker";
-import { freshTopic, kafkaBrokers } from "../support/kafka";
+import { freshTopic, kafkaGatewayForFile } from "../support/kafka";
 import { RawSocket } from "./wire";
 
 /**
@@ -11,23 +10,14 @@ import { RawSocket } from "./wire";
  * refused KAFKA_REJECTED with max.message.bytes=2000, 146 of 199 with a tight timestamp bound). The
  * gateway learns each topic's bounds (DescribeConfigs) and refuses the one event instead.
  */
-let gw: GatewayProcess;
-let brokers: string;
-
-beforeAll(async () => {
-  brokers = await kafkaBrokers();
-  gw = await startGateway({ KAFKA_BROKERS: brokers, KAFKA_WORKERS: "1" });
-}, 60_000);
-afterAll(async () => {
-  expect(await gw.stop()).toBe(0);
-}, 60_000);
+const file = kafkaGatewayForFile();
 
 test("an event past its topic's own timestamp or size bounds is refused alone; every other client's event on the partition is acked and stored", async () => {
   const topic = freshTopic("topic-bounds");
   // All within the gateway's own limits (5 min ahead, any time before, 1 MB), not the topic's.
-  await ensureTopic(brokers, topic, 1, { "message.timestamp.after.max.ms": "60000", "message.timestamp.before.max.ms": "3600000", "max.message.bytes": "100000" });
-  const offender = await RawSocket.connect(gw.wsUrl, "json");
-  const innocent = await RawSocket.connect(gw.wsUrl, "json");
+  await ensureTopic(file.brokers, topic, 1, { "message.timestamp.after.max.ms": "60000", "message.timestamp.before.max.ms": "3600000", "max.message.bytes": "100000" });
+  const offender = await RawSocket.connect(file.gw.wsUrl, "json");
+  const innocent = await RawSocket.connect(file.gw.wsUrl, "json");
   const iso = (ms: number) => new Date(Date.now() + ms).toISOString();
   const bad = [
     () => ({ type: "ahead", time: iso(3 * 60_000) }),
@@ -59,7 +49,7 @@ test("an event past its topic's own timestamp or size bounds is refused alone; e
       expect(r.frame.message).toContain(topic);
     }
   }
-  const stored = await consumeAll(brokers, topic, { expect: innocentSent + fineAcked });
+  const stored = await consumeAll(file.brokers, topic, { expect: innocentSent + fineAcked });
   expect(stored.length).toBe(innocentSent + fineAcked);
   offender.close();
   innocent.close();
@@ -67,9 +57,9 @@ test("an event past its topic's own timestamp or size bounds is refused alone; e
 
 test("HTTP: the same bounds, the same refusals", async () => {
   const topic = freshTopic("topic-bounds-http");
-  await ensureTopic(brokers, topic, 1, { "message.timestamp.after.max.ms": "60000", "max.message.bytes": "100000" });
+  await ensureTopic(file.brokers, topic, 1, { "message.timestamp.after.max.ms": "60000", "max.message.bytes": "100000" });
   const post = async (body: unknown) => {
-    const res = await fetch(`${gw.url}/api/v1/events?topic=${topic}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    const res = await fetch(`${file.gw.url}/api/v1/events?topic=${topic}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
     return [res.status, ((await res.json()) as { error?: { code: string } }).error?.code];
   };
   expect(await post({ type: "ahead", time: new Date(Date.now() + 3 * 60_000).toISOString() })).toEqual([400, "TIME_SKEW"]);
@@ -79,9 +69,9 @@ test("HTTP: the same bounds, the same refusals", async () => {
 
 test("a keyless event on a compacted topic is refused INVALID_EVENT alone; the keyed events around it are acked and stored", async () => {
   const topic = freshTopic("topic-bounds-compact");
-  await ensureTopic(brokers, topic, 1, { "cleanup.policy": "compact" });
-  const offender = await RawSocket.connect(gw.wsUrl, "json");
-  const innocent = await RawSocket.connect(gw.wsUrl, "json");
+  await ensureTopic(file.brokers, topic, 1, { "cleanup.policy": "compact" });
+  const offender = await RawSocket.connect(file.gw.wsUrl, "json");
+  const innocent = await RawSocket.connect(file.gw.wsUrl, "json");
   let offenderSent = 0;
   let innocentSent = 0;
   const end = Date.now() + 2000;
@@ -94,7 +84,7 @@ test("a keyless event on a compacted topic is refused INVALID_EVENT alone; the k
   const offenderReplies = await offender.waitFor((r) => typeof r.frame.cid === "number", offenderSent, 60_000);
   expect(innocentReplies.filter((r) => r.frame.t !== 20).map((r) => r.frame.code)).toEqual([]);
   expect(new Set(offenderReplies.map((r) => `${r.frame.t} ${r.frame.code}`))).toEqual(new Set(["21 INVALID_EVENT"]));
-  expect((await consumeAll(brokers, topic, { expect: innocentSent })).length).toBe(innocentSent);
+  expect((await consumeAll(file.brokers, topic, { expect: innocentSent })).length).toBe(innocentSent);
   offender.close();
   innocent.close();
 }, 120_000);
@@ -116,13 +106,13 @@ for (const change of <Array<{ name: string; configs: Record<string, string>; off
 ]) {
   test(`${change.name} under a running gateway: within a couple of seconds the offending events are refused alone and every innocent one is acked`, async () => {
     const topic = freshTopic("topic-bounds-changed");
-    await ensureTopic(brokers, topic, 1);
-    const offender = await RawSocket.connect(gw.wsUrl, "json");
-    const innocent = await RawSocket.connect(gw.wsUrl, "json");
+    await ensureTopic(file.brokers, topic, 1);
+    const offender = await RawSocket.connect(file.gw.wsUrl, "json");
+    const innocent = await RawSocket.connect(file.gw.wsUrl, "json");
     // Learned as they were.
     offender.send(JSON.stringify({ t: 10, cid: 1, topic, event: { type: "before", key: "k" } }));
     expect((await offender.waitFor((r) => r.frame.cid === 1, 1, 30_000))[0]!.frame.t).toBe(20);
-    await alterTopicConfigs(brokers, topic, change.configs);
+    await alterTopicConfigs(file.brokers, topic, change.configs);
     let offenderSent = 1;
     let innocentSent = 0;
     const sentAt: number[] = [];

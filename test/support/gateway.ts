@@ -29,8 +29,15 @@ export async function startGateway(env: Record<string, string> = {}, opts: { wai
     stdout: "pipe",
     stderr: opts.captureStderr ? "pipe" : "inherit",
   });
+  // A test that signals the gateway itself (proc.kill) means it to end: stop() then does not call it a crash.
+  let killedByTest = false;
+  const kill = proc.kill.bind(proc);
+  proc.kill = (signal?: number | NodeJS.Signals) => {
+    killedByTest = true;
+    kill(signal);
+  };
   // Never leave a gateway behind: not when start-up fails below, nor when the caller exits early.
-  const killOnExit = () => proc.kill("SIGKILL");
+  const killOnExit = () => kill("SIGKILL");
   process.on("exit", killOnExit);
   const lines: string[] = [];
   const errLines: string[] = [];
@@ -61,9 +68,17 @@ export async function startGateway(env: Record<string, string> = {}, opts: { wai
     errLines,
     health: async () => (await get("/health")).json(),
     async stop(signal = "SIGTERM") {
-      if (proc.exitCode === null) proc.kill(signal);
+      const running = proc.exitCode === null && proc.signalCode === null;
+      if (running) proc.kill(signal);
       const code = await proc.exited;
       process.off("exit", killOnExit);
+      // A gateway must drain and exit 0 on SIGTERM or SIGINT, and never end by itself: a test
+      // after which either went otherwise fails here, whatever its own assertions said.
+      const asked = running ? signal === "SIGTERM" || signal === "SIGINT" : !killedByTest;
+      if (asked && code !== 0) {
+        const how = running ? `on ${signal}` : "by itself, before the test stopped it";
+        throw new Error(`the gateway exited ${how} with ${proc.signalCode ?? code}; its last lines:\n${[...lines.slice(-15), ...errLines.slice(-15)].join("\n")}`);
+      }
       return code;
     },
   };
