@@ -388,6 +388,13 @@ export function createWebSocketHandler(deps: {
       // Refused unread only when its last `t`, the one the decoder keeps, says publish too: a frame
       // naming its type twice ({"t":10,"t":15} is a ping) goes on to be decoded as any other.
       if ((spent || overRate) && scanFrameType(raw) === t) return overRate ? refuseRate(ws, codec, overRate, scanCid(raw)) : sendError(ws, codec, windowSpent, scanCid(raw));
+    } else if (t !== FrameType.SUBSCRIBE && t !== FrameType.REFRESH) {
+      // Every other frame (ping, hello, unsubscribe, one of no known type) counts as one event: each
+      // costs a reply and more of the gateway's time than its handling measures (Bun's callback, the
+      // reply's write), and nothing else bounded them. One connection pipelining pings got 66,000
+      // pongs a second and put another client's p99 from 6 to 40 ms; eight put it at 854 ms.
+      const overRate = rateLimits.admitEvents(ws.data.rate!, principalOf(ws), 1, RATE_HOLD_MIN_MS);
+      if (overRate) return refuseRate(ws, codec, overRate, scanCid(raw));
     }
     let frame: unknown;
     try {
@@ -477,6 +484,17 @@ export function createWebSocketHandler(deps: {
       ws.data.outbound!.flush();
     },
 
+    // uWebSockets answers a WebSocket PING itself, into the socket's buffer and past the outbound
+    // queue, so a client that sends pings and never reads had their pongs held (up to
+    // backpressureLimit, ~16 MiB) for as long as it liked: 30 such connections held 470 MB. Pongs
+    // waiting are replies waiting; past PONG_BACKLOG_BYTES the client is closed as one not reading.
+    ping(ws) {
+      if (ws.getBufferedAmount() > PONG_BACKLOG_BYTES && !ws.data.closed) {
+        metrics.acksDropped.inc();
+        ws.close(CloseCodes.SLOW_CONSUMER, "pongs unread: the client is not reading");
+      }
+    },
+
     message(ws, raw) {
       ingress.offer(ws, raw as string | Buffer);
     },
@@ -539,3 +557,8 @@ const MAX_HELD_BYTES = 4 * 1024 * 1024;
 
 // Replies (acks, nacks) waiting for a client that does not read them: past this, it is disconnected.
 const REPLY_BUFFER_BYTES = 16 * 1024 * 1024;
+
+// Bytes in Bun's buffer for a socket when a WebSocket PING arrives past which the client counts as
+// not reading. The outbound queue keeps that buffer near 256 KiB plus the frame being written, so
+// only a client that leaves even its pongs unread gets there.
+const PONG_BACKLOG_BYTES = 4 * 1024 * 1024;
