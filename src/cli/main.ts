@@ -67,16 +67,16 @@ if (urls.length === 0) fail("--url needs a ws:// or wss:// URL");
 for (const u of urls) if (!/^wss?:\/\/./.test(u)) fail(`--url takes ws:// or wss:// URLs; got ${u}`);
 const token = o.token ?? process.env.KGW_TOKEN;
 
-/** A line or argument as an event: an envelope, or with --type any JSON value as its data. */
-function toEvent(text: string): OutgoingEvent {
+/** A line or argument as an event (an envelope, or with --type any JSON value as its data), or why it is not one. */
+function toEvent(text: string): OutgoingEvent | { refused: string } {
   let v: unknown;
   try {
     v = parseJsonValue(text);
   } catch {
-    fail(`not JSON: ${text.slice(0, 80)}`);
+    return { refused: `not JSON: ${text.slice(0, 80)}` };
   }
   if (o.type) return { type: o.type, data: v };
-  if (typeof v !== "object" || v === null || typeof (v as { type?: unknown }).type !== "string") fail(`an event needs a "type" (or give --type): ${text.slice(0, 80)}`);
+  if (typeof v !== "object" || v === null || typeof (v as { type?: unknown }).type !== "string") return { refused: `an event needs a "type" (or give --type): ${text.slice(0, 80)}` };
   return v as OutgoingEvent;
 }
 
@@ -147,8 +147,19 @@ if (command === "pub") {
     pending.add(p);
   };
   const source = parsed.positionals.length > 0 ? parsed.positionals : lines();
+  let n = 0;
   for await (const text of source) {
-    one(toEvent(text));
+    n++;
+    // A line that is no event is refused as the gateway refuses one: said, counted, and the rest
+    // still sent. Exiting there left the events before it published with no summary, and the good
+    // lines read with it never sent.
+    const ev = toEvent(text);
+    if ("refused" in ev) {
+      failed++;
+      process.stderr.write(`kgw: ${parsed.positionals.length > 0 ? "argument" : "line"} ${n}: ${safeText(ev.refused)}\n`);
+      continue;
+    }
+    one(ev);
     // The SDK bounds its own queue; stay well inside it so a fast pipe never sees CLIENT_QUEUE_FULL.
     while (gw.pendingPublishes >= 50_000) await Promise.race(pending);
   }

@@ -44,10 +44,24 @@ test("pub from arguments with --type and --json; tail with a filter prints parti
   expect(rows.map((r) => r[3]).toSorted()).toEqual(['3', '{"n":1}', '{"n":2}']);
 }, 60_000);
 
+test("a line that is no event is refused alone, as the gateway refuses one: said with its number, counted in the summary, exit 1; every other line is published", async () => {
+  const good = (from: number, n: number) => Array.from({ length: n }, (_, i) => JSON.stringify({ type: "cli.mixed", data: { i: from + i } }));
+  // Before, kgw exited 2 at the bad line: the lines read with it were never sent, and nothing said how
+  // many of those before it had been published.
+  const lines = [...good(0, 3000), "not json", ...good(3000, 2000), '{"data":"no type"}', ...good(5000, 1000)];
+  const pub = await kgw(["pub", "--topic", "cli-mixed"], `${lines.join("\n")}\n`);
+  expect(pub.code).toBe(1);
+  expect(pub.err).toContain("kgw: line 3001: not JSON: not json");
+  expect(pub.err).toContain('kgw: line 5002: an event needs a "type"');
+  expect(pub.err).toContain("kgw: published 6000, 2 failed");
+  const tail = await kgw(["tail", "--topic", "cli-mixed", "--from", "earliest", "--count", "6000", "--json"]);
+  expect(tail.out.trim().split("\n").map((l) => JSON.parse(l).event.data.i as number).toSorted((a, b) => a - b)).toEqual(Array.from({ length: 6000 }, (_, i) => i));
+}, 120_000);
+
 test("bad input: a clear one-line error and exit 2, never a stack trace", async () => {
   const noType = await kgw(["pub", '{"data":1}']);
-  expect(noType.code).toBe(2);
-  expect(noType.err).toMatch(/^kgw: an event needs a "type"/);
+  expect(noType.code).toBe(1);
+  expect(noType.err).toMatch(/^kgw: argument 1: an event needs a "type"/);
   const badFilter = await kgw(["tail", "--filter", "{nope"]);
   expect(badFilter.code).toBe(2);
   expect(badFilter.err).toMatch(/^kgw: --filter must be JSON/);
