@@ -74,12 +74,16 @@ test("refresh frames are rate limited per connection: past a few, RATE_LIMITED w
   const token = await hsToken({ sub: "kim", exp: now() + 600, ...GRANTS });
   const { c } = await helloWith(gw.wsUrl, token);
   // A bucket of 3 at 1/s: six at once, the first three pass and the rest are refused, but a refusal
-  // holds the connection's reading for its retryAfterMs, in which the bucket refills: one later
-  // refresh may pass then (asserting that the last was refused failed once in ci31). Not two.
+  // holds the connection's reading for its retryAfterMs, in which the bucket refills, so a later
+  // refresh may pass then (asserting that the last was refused failed once in ci31), and on a loaded
+  // box, whose reading of the six spreads over a second or more, another. The bound is the rate's:
+  // three, and one a second since they were sent.
+  const sent = performance.now();
   const replies = await Promise.all(Array.from({ length: 6 }, () => c.request({ t: 14, token })));
+  const seconds = (performance.now() - sent) / 1000;
   expect(replies.slice(0, 3).map((r) => r.t)).toEqual([29, 29, 29]);
   expect(replies.find((r) => r.t !== 29)).toMatchObject({ t: 21, code: "RATE_LIMITED", retryAfterMs: expect.any(Number) });
-  expect(replies.filter((r) => r.t === 29).length).toBeLessThanOrEqual(4);
+  expect(replies.filter((r) => r.t === 29).length).toBeLessThanOrEqual(3 + Math.ceil(seconds));
   // A flood: its reading is held for each refusal, so in 3 s it gets at most about three more.
   let done = 0;
   for (let i = 0; i < 200; i++) void c.request({ t: 14, token }).then((r) => void (r.t === 29 && done++), () => {});
