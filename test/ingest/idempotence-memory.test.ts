@@ -54,8 +54,10 @@ test("the longest ids and sources cost what short ones do to remember", async ()
   await Bun.sleep(2000);
   const afterLong = rssMiB(gw.proc.pid);
   console.log(`${N} events with short ids, then ${N} with ids of 256 and sources of 1,024 two-byte characters: RSS ${afterShort.toFixed(0)} MiB, then ${afterLong.toFixed(0)} MiB`);
-  // At 2.7 KB an id, the long ones would hold 100 MiB more.
-  expect(afterLong - afterShort).toBeLessThan(40);
+  // At 2.7 KB an id, the long ones would hold 100 MiB more (135 MiB on the old code). Remembered as
+  // hashes they hold 9-15 MiB more alone, but RSS on a loaded CI box moves by tens of MiB with when
+  // collections run (+53 MiB once, in a fresh-clone CI): the bound is half the old cost.
+  expect(afterLong - afterShort).toBeLessThan(70);
   s.close();
 }, 240_000);
 
