@@ -146,7 +146,8 @@ if (command === "pub") {
       .finally(() => pending.delete(p));
     pending.add(p);
   };
-  const source = parsed.positionals.length > 0 ? parsed.positionals : lines();
+  const fromArguments = parsed.positionals.length > 0;
+  const source = fromArguments ? parsed.positionals : lines();
   let n = 0;
   for await (const text of source) {
     n++;
@@ -156,7 +157,7 @@ if (command === "pub") {
     const ev = toEvent(text);
     if ("refused" in ev) {
       failed++;
-      process.stderr.write(`kgw: ${parsed.positionals.length > 0 ? "argument" : "line"} ${n}: ${safeText(ev.refused)}\n`);
+      process.stderr.write(`kgw: ${fromArguments ? "argument" : "line"} ${n}: ${safeText(ev.refused)}\n`);
       continue;
     }
     one(ev);

@@ -20,9 +20,9 @@ export function createHealthRoutes(deps: { auth: "jwt" | "none"; log: EventLog; 
   const started = Date.now();
   const durable = deps.log.kind === "kafka";
   const warnings = durable ? [] : [EMBEDDED_LOG_WARNING];
-  /** What /health says, and the delivery-health view repeats. */
   /** Time spent rendering /metrics since `since`, and the last render. */
   let renders: { since: number; ms: number; last: string | null } = { since: 0, ms: 0, last: null };
+  /** What /health says, and the delivery-health view repeats. */
   const summary = () => {
     const log = deps.log.health();
     return {

@@ -207,6 +207,12 @@ export function createWebSocketHandler(deps: {
     if (ingress.hold(ws, Math.min(RATE_HOLD_MAX_MS, Math.max(RATE_HOLD_MIN_MS, refusal.error.retryAfterMs ?? 0)))) metrics.rateLimitReadPauses.inc();
   }
 
+  /** The client stopped reading its replies: they can no longer be trusted to arrive, so say so by closing rather than carrying on with a silent gap. */
+  function closeNotReading(ws: ServerWebSocket<ConnectionData>, reason: string): void {
+    metrics.acksDropped.inc();
+    ws.close(CloseCodes.SLOW_CONSUMER, reason);
+  }
+
   /** The frame's correlation id if it is a valid one, so that even a malformed request gets a nack. */
   function correlationId(frame: { cid?: unknown }): number | undefined {
     const cid = frame.cid;
@@ -451,14 +457,9 @@ export function createWebSocketHandler(deps: {
     open(ws) {
       sockets.add(ws);
       metrics.connectionsOpen.inc();
-      // The client stopped reading its replies: they can no longer be trusted to arrive, so say so by
-      // closing rather than carrying on with a silent gap.
       // Bun's send takes a compress flag second: the token is for other transports, not passed on.
       const socket = { send: (d: Uint8Array | string) => ws.send(d), getBufferedAmount: () => ws.getBufferedAmount(), cork: (w: () => void) => void ws.cork(w) };
-      const outbound = new Outbound(socket, { maxReplyBytes: REPLY_BUFFER_BYTES }, () => {
-        metrics.acksDropped.inc();
-        ws.close(CloseCodes.SLOW_CONSUMER, "replies dropped: the client is not reading its acks");
-      });
+      const outbound = new Outbound(socket, { maxReplyBytes: REPLY_BUFFER_BYTES }, () => closeNotReading(ws, "replies dropped: the client is not reading its acks"));
       ws.data.outbound = outbound;
       ws.data.rate = rateLimits.connection();
       ws.data.inbox = inbox(ws.data.rate.handling);
@@ -489,10 +490,7 @@ export function createWebSocketHandler(deps: {
     // backpressureLimit, ~16 MiB) for as long as it liked: 30 such connections held 470 MB. Pongs
     // waiting are replies waiting; past PONG_BACKLOG_BYTES the client is closed as one not reading.
     ping(ws) {
-      if (ws.getBufferedAmount() > PONG_BACKLOG_BYTES && !ws.data.closed) {
-        metrics.acksDropped.inc();
-        ws.close(CloseCodes.SLOW_CONSUMER, "pongs unread: the client is not reading");
-      }
+      if (ws.getBufferedAmount() > PONG_BACKLOG_BYTES && !ws.data.closed) closeNotReading(ws, "pongs unread: the client is not reading");
     },
 
     message(ws, raw) {

@@ -1,6 +1,6 @@
 import { expect, test } from "bun:test";
-import { readFileSync } from "node:fs";
 import { gatewayForBlock } from "../support/gateway";
+import { cpuSeconds } from "../support/proc";
 
 /**
  * /metrics needs no token, and each render cost ~5 ms of the gateway's CPU: one client scraping in a
@@ -9,11 +9,6 @@ import { gatewayForBlock } from "../support/gateway";
  * seconds still reads the values of the moment.
  */
 const block = gatewayForBlock({});
-
-const cpuSeconds = (pid: number) => {
-  const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return (Number(f[11]) + Number(f[12])) / 100;
-};
 
 test("scraping /metrics in a loop costs the gateway little per scrape", async () => {
   const gw = block.gw;

@@ -2,6 +2,7 @@ import { expect, test } from "bun:test";
 import { gatewayForBlock } from "../support/gateway";
 import { RawWsClient } from "../support/raw-ws";
 import { underControl } from "../ingest/control";
+import { rssMiB } from "../support/proc";
 
 /**
  * Frames that cost the gateway little to handle but something to answer (outside tester): with no
@@ -11,8 +12,6 @@ import { underControl } from "../ingest/control";
  * On the embedded log with the default limits.
  */
 const block = gatewayForBlock({ KAFKA_BROKERS: "" });
-
-const rss = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(require("node:fs").readFileSync(`/proc/${pid}/status`, "utf8"))![1]) / 1024;
 
 test("protocol pings and hellos pipelined by one connection meet the events rate: refused RATE_LIMITED, each answered once, and the control keeps its latency", async () => {
   const gw = block.gw;
@@ -46,7 +45,7 @@ test("protocol pings and hellos pipelined by one connection meet the events rate
 
 test("a client that sends WebSocket PINGs and never reads the pongs is closed 4001, and the gateway does not hold them", async () => {
   const gw = block.gw;
-  const before = rss(gw.proc.pid);
+  const before = rssMiB(gw.proc.pid);
   const clients: RawWsClient[] = [];
   await underControl(gw, "WebSocket PINGs from clients that do not read", async () => {
     const payload = Buffer.alloc(125, 0x61);
@@ -63,7 +62,7 @@ test("a client that sends WebSocket PINGs and never reads the pongs is closed 40
     }
     await Bun.sleep(2000);
   });
-  const held = rss(gw.proc.pid) - before;
+  const held = rssMiB(gw.proc.pid) - before;
   for (const c of clients) c.resume();
   await Promise.all(clients.map((c) => Promise.race([c.ended, Bun.sleep(10_000)])));
   console.log(`4 non-readers of 140,000 pongs each: gateway RSS +${held.toFixed(0)} MB while they stayed; closes ${clients.map((c) => c.closeCode)}`);
