@@ -3,6 +3,7 @@ import type { Identity } from "../auth/authenticator";
 import { type AuthContext, ConnectionAuth } from "../auth/session";
 import type { Config } from "../config/schema";
 import type { ConnectionRate, RateLimits, Refusal } from "../limits/rate-limits";
+import { UnreadBytes, type UnreadShare } from "../limits/unread-bytes";
 import { type PublishOutcome, type Publisher, wireError } from "../ingest/publisher";
 import type { Logger } from "../observability/logger";
 import type { Metrics } from "../observability/metrics";
@@ -57,6 +58,8 @@ export interface ConnectionData {
   inbox?: Inbox;
   /** Made at open: the connection's publish rates (src/limits/rate-limits.ts). */
   rate?: ConnectionRate;
+  /** What of the gateway's unread bytes this connection holds (src/limits/unread-bytes.ts). */
+  unread?: UnreadShare;
   /** Ends the connection if no hello completes within HELLO_TIMEOUT; cleared by welcome. */
   helloTimer?: Timer;
   /**
@@ -100,6 +103,7 @@ export function createWebSocketHandler(deps: {
   const limits = decodeLimits(config);
   const sockets = new Set<ServerWebSocket<ConnectionData>>();
   const welcomeLimits = limitsFor(config);
+  const unread = new UnreadBytes({ perAddress: config.UNREAD_BYTES_PER_ADDRESS, total: config.UNREAD_BYTES_TOTAL });
   const windowSpent = new GatewayError("WINDOW_EXCEEDED", `the window of ${config.PUBLISH_WINDOW} unacknowledged events is spent. Wait for acks before sending more`);
 
   /** Every reply goes through the socket's one ordered outbound path (./outbound.ts). */
@@ -208,6 +212,18 @@ export function createWebSocketHandler(deps: {
   }
 
   /** The client stopped reading its replies: they can no longer be trusted to arrive, so say so by closing rather than carrying on with a silent gap. */
+  /** Past its address's or the instance's bound of unread bytes, the connection growing it is closed. */
+  function holdsUnread(ws: ServerWebSocket<ConnectionData>, bytes: number): void {
+    const over = ws.data.unread!.holds(bytes);
+    if (over === null || ws.data.closed) return;
+    closeNotReading(
+      ws,
+      over === "address"
+        ? `the connections of this client address left more than UNREAD_BYTES_PER_ADDRESS (${config.UNREAD_BYTES_PER_ADDRESS} bytes) unread: this one is not reading`
+        : `clients left more than UNREAD_BYTES_TOTAL (${config.UNREAD_BYTES_TOTAL} bytes) unread: this one is not reading`,
+    );
+  }
+
   function closeNotReading(ws: ServerWebSocket<ConnectionData>, reason: string): void {
     metrics.acksDropped.inc();
     ws.close(CloseCodes.SLOW_CONSUMER, reason);
@@ -459,7 +475,13 @@ export function createWebSocketHandler(deps: {
       metrics.connectionsOpen.inc();
       // Bun's send takes a compress flag second: the token is for other transports, not passed on.
       const socket = { send: (d: Uint8Array | string) => ws.send(d), getBufferedAmount: () => ws.getBufferedAmount(), cork: (w: () => void) => void ws.cork(w) };
-      const outbound = new Outbound(socket, { maxReplyBytes: REPLY_BUFFER_BYTES }, () => closeNotReading(ws, "replies dropped: the client is not reading its acks"));
+      ws.data.unread = unread.share(ws.data.remote);
+      const outbound = new Outbound(
+        socket,
+        { maxReplyBytes: REPLY_BUFFER_BYTES },
+        () => closeNotReading(ws, "replies dropped: the client is not reading its acks"),
+        (bytes) => holdsUnread(ws, bytes),
+      );
       ws.data.outbound = outbound;
       ws.data.rate = rateLimits.connection();
       ws.data.inbox = inbox(ws.data.rate.handling);
@@ -490,7 +512,9 @@ export function createWebSocketHandler(deps: {
     // backpressureLimit, ~16 MiB) for as long as it liked: 30 such connections held 470 MB. Pongs
     // waiting are replies waiting; past PONG_BACKLOG_BYTES the client is closed as one not reading.
     ping(ws) {
-      if (ws.getBufferedAmount() > PONG_BACKLOG_BYTES && !ws.data.closed) closeNotReading(ws, "pongs unread: the client is not reading");
+      if (ws.data.closed) return;
+      if (ws.getBufferedAmount() > PONG_BACKLOG_BYTES) closeNotReading(ws, "pongs unread: the client is not reading");
+      else holdsUnread(ws, ws.data.outbound!.unreadBytes);
     },
 
     message(ws, raw) {
@@ -504,6 +528,7 @@ export function createWebSocketHandler(deps: {
       ingress.closed(ws);
       clearTimeout(ws.data.helloTimer);
       ws.data.outbound!.close();
+      ws.data.unread!.release();
       ws.data.auth!.dispose();
       metrics.connectionsOpen.dec();
       subscriptions.onClose(ws.data.subscriber!);

@@ -49,6 +49,8 @@ export class Outbound {
     private readonly limits: OutboundLimits,
     /** Called once when the client is not reading its replies; the socket is then closed. */
     private readonly onStalled: () => void,
+    /** Told after each flush what the client has not read yet: replies queued here and Bun's buffer. */
+    private readonly onUnread: (bytes: number) => void = () => {},
   ) {}
 
   /** A reply or other frame that is never dropped. */
@@ -88,6 +90,12 @@ export class Outbound {
     } finally {
       this.flushing = false;
     }
+    if (!this.closed) this.onUnread(this.unreadBytes);
+  }
+
+  /** Replies waiting here and all of Bun's buffer for the socket (frames, and pongs it wrote itself). */
+  get unreadBytes(): number {
+    return this.replyBytes + this.socket.getBufferedAmount();
   }
 
   private flushOnce(ignoreHighWater: boolean): void {

@@ -8,6 +8,7 @@ import * as net from "node:net";
 export class RawWsClient {
   readonly frames: Array<Record<string, any>> = [];
   closeCode: number | null = null;
+  closeReason = "";
   /** True when the TCP connection ended without a close frame (what a client sees as 1006). */
   abnormal = false;
   readonly ended: Promise<void>;
@@ -67,13 +68,12 @@ export class RawWsClient {
    * payload then being the raw deflate stream without its final 00 00 ff ff).
    */
   sendFrame(payload: Buffer, opts: { opcode?: number; rsv1?: boolean } = {}): void {
-    const first = 0x80 | (opts.rsv1 ? 0x40 : 0) | (opts.opcode ?? 1);
-    const mask = randomBytes(4);
-    const n = payload.length;
-    const head = n < 126 ? Buffer.from([first, 0x80 | n]) : n < 65536 ? Buffer.from([first, 0x80 | 126, n >> 8, n & 255]) : Buffer.concat([Buffer.from([first, 0x80 | 127]), bigLength(n)]);
-    const body = Buffer.alloc(n);
-    for (let i = 0; i < n; i++) body[i] = payload[i]! ^ mask[i % 4]!;
-    this.sock.write(Buffer.concat([head, mask, body]));
+    this.sock.write(maskedFrame(payload, opts));
+  }
+
+  /** Many frames in one write: a pipelining client, faster than this process could send them one by one. */
+  sendFrames(payloads: Buffer[], opts: { opcode?: number } = {}): void {
+    this.sock.write(Buffer.concat(payloads.map((p) => maskedFrame(p, opts))));
   }
 
   pause(): void {
@@ -123,9 +123,22 @@ export class RawWsClient {
       const payload = this.buf.subarray(at, at + len);
       this.buf = this.buf.subarray(at + len);
       if (opcode === 1) this.frames.push(JSON.parse(payload.toString()));
-      else if (opcode === 8) this.closeCode = payload.length >= 2 ? payload.readUInt16BE(0) : 1005;
+      else if (opcode === 8) {
+        this.closeCode = payload.length >= 2 ? payload.readUInt16BE(0) : 1005;
+        this.closeReason = payload.subarray(2).toString();
+      }
     }
   }
+}
+
+function maskedFrame(payload: Buffer, opts: { opcode?: number; rsv1?: boolean }): Buffer {
+  const first = 0x80 | (opts.rsv1 ? 0x40 : 0) | (opts.opcode ?? 1);
+  const mask = randomBytes(4);
+  const n = payload.length;
+  const head = n < 126 ? Buffer.from([first, 0x80 | n]) : n < 65536 ? Buffer.from([first, 0x80 | 126, n >> 8, n & 255]) : Buffer.concat([Buffer.from([first, 0x80 | 127]), bigLength(n)]);
+  const body = Buffer.alloc(n);
+  for (let i = 0; i < n; i++) body[i] = payload[i]! ^ mask[i % 4]!;
+  return Buffer.concat([head, mask, body]);
 }
 
 function bigLength(n: number): Buffer {
