@@ -14,7 +14,7 @@ import { createHealthRoutes } from "./http/health";
 import { createStreamRoute } from "./http/stream";
 import { applyHttpHeaderLimit, httpRoutes } from "./http/routes";
 import { OriginPolicy, preflight, withOrigin } from "./http/origins";
-import { error, errorResponse, lateErrorResponse, unreadableUrl } from "./http/responses";
+import { error, errorResponse, lateErrorResponse, unreadableUrl, urlOf } from "./http/responses";
 import { FairShare, type FairShareOptions } from "./ingest/fair-share";
 import { TopicLimits } from "./ingest/topic-limits";
 import { Idempotence } from "./ingest/idempotence";
@@ -193,7 +193,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     ...createDashboardRoutes(logger),
   });
   const notRouted = withOrigin(origins, metrics, "http", (req: Request, _srv: Server<ConnectionData>) => {
-    const path = new URL(req.url).pathname;
+    const path = urlOf(req).pathname;
     const allow = allowed.get(path);
     // The router matched the path as sent; req.url has its . and .. segments resolved. A method the
     // resolved path allows means the path as sent was another (a 405 would contradict itself).
@@ -221,7 +221,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     fetch(req, srv) {
       const bad = unreadableUrl(req);
       if (bad) return bad;
-      const path = new URL(req.url).pathname;
+      const path = urlOf(req).pathname;
       return path === "/ws" || path === "/api/v1/ws" ? wsEntry(req, srv) : notRouted(req, srv);
     },
     websocket: ws.handler,
@@ -236,7 +236,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
           port: config.INTERNAL_PORT,
           idleTimeout: Math.ceil(config.HTTP_IDLE_TIMEOUT / 1000),
           routes: probes,
-          fetch: (req) => unreadableUrl(req) ?? error("NOT_FOUND", `INTERNAL_PORT serves /health/live, /health/ready, /health and /metrics, not ${new URL(req.url).pathname}`),
+          fetch: (req) => unreadableUrl(req) ?? error("NOT_FOUND", `INTERNAL_PORT serves /health/live, /health/ready, /health and /metrics, not ${urlOf(req).pathname}`),
           error: unhandled,
         });
   const guard = new OpenFilesGuard({

@@ -1,5 +1,5 @@
 import type { Server } from "bun";
-import { errorResponse } from "./responses";
+import { errorResponse, urlOf } from "./responses";
 import { toWireError } from "../protocol/errors";
 import { GatewayError } from "../protocol/errors";
 import type { Audit } from "../auth/audit";
@@ -26,7 +26,7 @@ export function createHttpAuth(authenticator: Authenticator, audit: Audit) {
       if (!authenticator.enabled) return (req, server) => handler(req, ANONYMOUS, server);
       return async (req, server) => {
         // Authorization in another scheme (Basic, for a proxy in front) is not ours: the query's token then.
-        const token = bearerFromAuthorization(req) || (opts.queryToken ? (new URL(req.url).searchParams.get("access_token") ?? undefined) : undefined);
+        const token = bearerFromAuthorization(req) || (opts.queryToken ? (urlOf(req).searchParams.get("access_token") ?? undefined) : undefined);
         let who: Identity;
         try {
           if (!token) throw new GatewayError("UNAUTHENTICATED", "send Authorization: Bearer <token>");

@@ -1,7 +1,7 @@
 import type { Identity } from "../auth/authenticator";
 import type { SubscriptionManager } from "../subscribe/manager";
 import type { HttpAuth } from "./auth-guard";
-import { error, errorResponse, json } from "./responses";
+import { error, errorResponse, json, urlOf } from "./responses";
 import { unknownParam } from "./query";
 import { toWireError } from "../protocol/errors";
 
@@ -27,7 +27,7 @@ export function createDeliveryRoute(deps: {
     if (denied) return errorResponse(toWireError(denied.code, denied.message));
     // Digits only, and once (docs/protocol.md: parameters given twice are refused): Number() would
     // also read 1e3, 0x10 and " 10".
-    const params = new URL(req.url).searchParams;
+    const params = urlOf(req).searchParams;
     const unknown = unknownParam(params, ["limit"]);
     if (unknown) return error(unknown.code, unknown.message);
     const given = params.getAll("limit");

@@ -12,7 +12,7 @@ import { ErrorCodes } from "../protocol/codes";
 import { GatewayError } from "../protocol/errors";
 import { charsetOf, isJsonMediaType, isUtf8Charset } from "../protocol/media-types";
 import { unknownParam } from "./query";
-import { errorResponse, json, lateErrorResponse, retryAfter } from "./responses";
+import { errorResponse, json, lateErrorResponse, retryAfter, urlOf } from "./responses";
 
 /** The publish routes' one query parameter. */
 const PUBLISH_PARAMS = ["topic"] as const;
@@ -124,7 +124,7 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
    * places with different names, it is ambiguous, and a guess could write to the wrong topic.
    */
   function topicOf(req: Request, fromBody?: string): string {
-    const params = new URL(req.url).searchParams;
+    const params = urlOf(req).searchParams;
     const unknown = unknownParam(params, PUBLISH_PARAMS);
     if (unknown) throw unknown;
     const query = params.getAll("topic");

@@ -1,5 +1,5 @@
 import { ErrorCodes } from "../protocol/codes";
-import { type WireError, toWireError } from "../protocol/errors";
+import { GatewayError, type WireError, toWireError } from "../protocol/errors";
 import type { ErrorCode } from "../protocol/codes";
 import type { RefusalDelay } from "../limits/refusal-delay";
 
@@ -36,10 +36,27 @@ export function error(code: ErrorCode, message: string, headers?: Record<string,
   return json({ error: err }, ErrorCodes[code].http, { ...retryAfter(err), ...headers });
 }
 
+// HTTP/1.0 needs no Host (HAProxy's `option httpchk` sends none), and Bun then gives the path alone;
+// Bun itself answers 400 to an HTTP/1.1 request without one. The name only completes the URL: the
+// origin checks read the Host header itself.
+const HOSTLESS_BASE = "http://gateway.invalid";
+
+/** The request's URL: with a Host, as sent; an HTTP/1.0 request without one, its path; null when they form none. */
+export function requestUrl(req: Request): URL | null {
+  return URL.parse(req.url) ?? (req.url.startsWith("/") && !req.headers.has("host") ? URL.parse(req.url, HOSTLESS_BASE) : null);
+}
+
 /**
- * A request whose Host header (or its absence, in HTTP/1.0) and path do not form a URL: every
- * handler reads its URL, and one that threw was answered 500 INTERNAL (outside tester).
+ * A request whose Host header and path do not form a URL: every handler reads its URL, and one that
+ * threw was answered 500 INTERNAL (outside tester). Handlers run behind this check read it with urlOf().
  */
 export function unreadableUrl(req: Request): Response | null {
-  return URL.canParse(req.url) ? null : error("BAD_FRAME", "the request's Host header and path do not form a URL");
+  return requestUrl(req) ? null : error("BAD_FRAME", "the request's Host header and path do not form a URL");
+}
+
+/** The URL of a request that passed unreadableUrl(). */
+export function urlOf(req: Request): URL {
+  const url = requestUrl(req);
+  if (url === null) throw new GatewayError("BAD_FRAME", "the request's Host header and path do not form a URL");
+  return url;
 }

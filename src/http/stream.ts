@@ -16,7 +16,7 @@ import type { SubscriberConnection, SubscriptionManager } from "../subscribe/man
 import { wireError } from "../ingest/publisher";
 import { Outbound, type OutboundSocket } from "../ws/outbound";
 import { unknownParam } from "./query";
-import { errorResponse, lateErrorResponse } from "./responses";
+import { errorResponse, lateErrorResponse, urlOf } from "./responses";
 import type { RefusalDelay } from "../limits/refusal-delay";
 
 /**
@@ -125,7 +125,7 @@ export function createStreamRoute(deps: StreamDeps) {
   const open = new Set<() => void>();
 
   async function stream(req: Request, who: Identity, server: Server<unknown>): Promise<Response> {
-    const frame = subscribeFrame(req, new URL(req.url));
+    const frame = subscribeFrame(req, urlOf(req));
     const remote = deps.clientAddress(req, server);
     const limited = deps.rateLimits.admitSubscribe(null, remote);
     if (limited) throw limited.error;

@@ -143,7 +143,7 @@ function rawHead(head: string): Promise<string> {
   });
 }
 
-test("a Host that does not form a URL (or none, in HTTP/1.0) is a 400 BAD_FRAME on every path, not a 500 INTERNAL (outside tester)", async () => {
+test("a Host that does not form a URL is a 400 BAD_FRAME on every path, not a 500 INTERNAL (outside tester)", async () => {
   const hosts = ["a b", "%zz", "[::1", "x:99999", "a/b", "a?b", "a#b", "@", ""];
   const requests = [
     ...hosts.flatMap((h) => [
@@ -152,7 +152,6 @@ test("a Host that does not form a URL (or none, in HTTP/1.0) is a 400 BAD_FRAME 
       `GET /ws HTTP/1.1\r\nHost: ${h}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`,
       `GET /nowhere HTTP/1.1\r\nHost: ${h}\r\nConnection: close\r\n\r\n`,
     ]),
-    `GET /api/v1/stream?topic=t HTTP/1.0\r\n\r\n`,
   ];
   for (const head of requests) {
     const response = await rawHead(head);
@@ -163,4 +162,22 @@ test("a Host that does not form a URL (or none, in HTTP/1.0) is a 400 BAD_FRAME 
   }
   // And the gateway is none the worse.
   expect((await fetch(`${gw.url}/health/live`)).status).toBe(200);
+});
+
+test("HTTP/1.0 needs no Host: probes (HAProxy's httpchk sends none), a publish and a stream are served as with one", async () => {
+  const topic = freshTopic("http10");
+  const answers = await Promise.all([
+    rawHead("GET /health/live HTTP/1.0\r\n\r\n"),
+    rawHead("GET /health/ready HTTP/1.0\r\n\r\n"),
+    rawHead("GET /metrics HTTP/1.0\r\n\r\n"),
+    rawHead(`POST /api/v1/events?topic=${topic} HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: 12\r\n\r\n{"type":"x"}`),
+    rawHead(`GET /api/v1/stream?topic=${topic}&start=earliest HTTP/1.0\r\n\r\n`),
+  ]);
+  const status = (r: string) => r.slice(0, r.indexOf("\r\n"));
+  expect(answers.map(status)).toEqual(["HTTP/1.1 200 OK", "HTTP/1.1 200 OK", "HTTP/1.1 200 OK", "HTTP/1.1 202 Accepted", "HTTP/1.1 200 OK"]);
+  expect(answers[0]).toContain('"status":"live"');
+  expect(answers[2]).toContain("gateway_connections_open");
+  expect(answers[4]).toContain("event: subscribed");
+  // A path the gateway does not serve is still a 404, not a 400.
+  expect(status(await rawHead("GET /nowhere HTTP/1.0\r\n\r\n"))).toBe("HTTP/1.1 404 Not Found");
 });
