@@ -6,16 +6,30 @@
 const JSON_MEDIA_TYPE = /^\s*application\/(?:[!#$%&'*.^_`|~0-9a-z-]+\+)?json\s*(?:;|$)/i;
 /** msgpack's names in use: application/msgpack (the gateway's), x-msgpack and vnd.msgpack. */
 const MSGPACK_MEDIA_TYPE = /^\s*application\/(?:x-|vnd\.)?msgpack\s*(?:;|$)/i;
-const CHARSET = /;\s*charset\s*=\s*"?([^";\s]+)/i;
+const CHARSET = /;\s*charset\s*=\s*"?([^";\s]+)/gi;
 const UTF8 = /^utf-?8$/i;
 
 export function isJsonMediaType(type: string): boolean {
   return JSON_MEDIA_TYPE.test(type);
 }
 
-/** The charset parameter of a media type, if it names one. */
+/**
+ * The charset parameter of a media type, if it names one. Named twice or more, all the names, comma
+ * separated, unless they agree: `charset=utf-8; charset=latin1` names no one charset (a reader taking
+ * the last reads latin1), and is not UTF-8's.
+ */
 export function charsetOf(type: string): string | undefined {
-  return CHARSET.exec(type)?.[1];
+  let found: string | undefined;
+  for (const m of type.matchAll(CHARSET)) {
+    const name = m[1]!;
+    if (found === undefined) found = name;
+    else if (!sameCharset(found, name)) found = `${found}, ${name}`;
+  }
+  return found;
+}
+
+function sameCharset(names: string, name: string): boolean {
+  return names.split(", ").every((n) => n.toLowerCase() === name.toLowerCase() || (isUtf8Charset(n) && isUtf8Charset(name)));
 }
 
 /** Whether a charset name is UTF-8's (`utf-8`, `utf8`, any case). */

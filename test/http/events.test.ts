@@ -65,6 +65,8 @@ test("bad requests get their documented code and status", async () => {
     )),
     // The body is read as UTF-8, as JSON requires: another charset would be read as something else.
     [await post("/api/v1/events", { type: "x" }, { "content-type": "application/json; charset=latin1" }), 415, "UNSUPPORTED_MEDIA_TYPE"],
+    // Two charsets that disagree say no one charset: a reader taking the last would read latin1.
+    [await post("/api/v1/events", { type: "x" }, { "content-type": "application/json; charset=utf-8; charset=latin1" }), 415, "UNSUPPORTED_MEDIA_TYPE"],
     // Bodies are never decompressed: a compressed one was read as JSON (BAD_FRAME), a declared one
     // that was plain was accepted (202).
     [await post("/api/v1/events", { type: "x" }, { "content-type": "application/json", "content-encoding": "br" }), 415, "UNSUPPORTED_MEDIA_TYPE"],

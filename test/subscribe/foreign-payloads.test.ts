@@ -113,7 +113,7 @@ test("JSON and msgpack are read by media type, however another producer spells i
   await ensureTopic(file.brokers, topic, 1);
   const jsonBytes = Buffer.from('{"n":1}');
   const msgpackBytes = Buffer.from([0x81, 0xa1, 0x6e, 0x01]); // {"n": 1}
-  const types = ["application/json; charset=utf-8", "Application/JSON", "application/vnd.orders+json", "application/json;charset=\"UTF-8\"", "application/x-msgpack", "application/json; charset=latin1", "application/json-seq"];
+  const types = ["application/json; charset=utf-8", "Application/JSON", "application/vnd.orders+json", "application/json;charset=\"UTF-8\"", "application/x-msgpack", "application/json; charset=latin1", "application/json-seq", "application/json; charset=utf-8; charset=latin1"];
   await rawProduce(file.brokers, topic, types.map((t) => ({ partition: 0, value: t.includes("msgpack") ? msgpackBytes : jsonBytes, headers: [["ce_type", "foreign"], ["content-type", t]] })));
   for (const codec of ["msgpack", "json"] as const) {
     const entries = await replayedEntries(file.gw.wsUrl, codec, topic, types.length);
