@@ -142,7 +142,7 @@ export class SubscriptionManager {
   ) {
     this.turns = new DeliveryTurns(DELIVERY_TURN_MS, deliveryWork);
     this.topicAllow = new RegExp(config.TOPIC_ALLOW);
-    this.queueLimits = new QueueLimits(config.SUBSCRIBER_BUFFER_BYTES, config.SUBSCRIBER_CONNECTION_BUFFER_BYTES, config.SUBSCRIBER_TOTAL_BUFFER_BYTES);
+    this.queueLimits = new QueueLimits(config.SUBSCRIBER_BUFFER_BYTES, config.SUBSCRIBER_CONNECTION_BUFFER_BYTES, config.SUBSCRIBER_ADDRESS_BUFFER_BYTES, config.SUBSCRIBER_TOTAL_BUFFER_BYTES);
     this.addressFeeds = new AddressFeeds(config.MAX_FEEDS_PER_ADDRESS, config.MAX_SUBSCRIPTIONS_PER_ADDRESS);
     this.replayPaces = new ReplayPaces(config.REPLAY_RATE_LIMIT_PER_ADDRESS);
     this.payload = payloadLimits(config.MAX_EVENT_VALUES);
@@ -422,7 +422,7 @@ export class SubscriptionManager {
   private async start(conn: SubscriberConnection, codec: CodecName, f: SubscribeFrame, id: string, topics: string[], filter: CompiledFilter, start: Start, feedMade: () => void): Promise<void> {
     const policy: SlowPolicy = f.policy ?? "drop-oldest";
     const make = (positions: Positions, shareGroup?: string) =>
-      new Subscription(id, topics, filter, policy, codec, conn, this.queueLimits, this.metrics, positions, this.originTag, shareGroup);
+      new Subscription(id, topics, filter, policy, codec, conn, this.queueLimits, this.metrics, positions, this.originTag, shareGroup, conn.info?.peer);
 
     if (f.share) {
       const key = shareKey(f.share, topics);

@@ -22,11 +22,27 @@ export interface RecordSource {
  */
 export class QueueLimits {
   total = 0;
+  /** Queued bytes by client address, over all its connections and SSE streams; none queued, no entry. */
+  private readonly byAddress = new Map<string, number>();
+
   constructor(
     readonly perSubscription: number,
     readonly perConnection: number,
+    /** One client address's subscriptions together: its many connections cannot take the instance's bound from the rest. */
+    readonly perAddress: number,
     readonly perInstance: number,
   ) {}
+
+  atAddress(address: string): number {
+    return this.byAddress.get(address) ?? 0;
+  }
+
+  /** @internal Subscription.charge's part. */
+  chargeAddress(address: string, bytes: number): void {
+    const now = (this.byAddress.get(address) ?? 0) + bytes;
+    if (now === 0) this.byAddress.delete(address);
+    else this.byAddress.set(address, now);
+  }
 }
 
 /** A share group's feed, told what became of the records it dealt to this member. */
@@ -110,6 +126,8 @@ export class Subscription implements FrameOwner {
     private readonly origin: () => string | undefined,
     /** Set for a member of a share group: positions are then the group's, and frames carry no token. */
     readonly shareGroup?: string,
+    /** The client address its queued bytes count under (QueueLimits.perAddress). */
+    private readonly address = "",
   ) {
     this.tag = filterTag(filter.identity);
     this.lastHandedToken = this.token();
@@ -162,7 +180,7 @@ export class Subscription implements FrameOwner {
    */
   hasRoom(): boolean {
     const l = this.limits;
-    return !this.closed && !this.refilling && this.queuedBytes < l.perSubscription && this.socket.queuedEventBytes < l.perConnection && l.total < l.perInstance;
+    return !this.closed && !this.refilling && this.queuedBytes < l.perSubscription && this.socket.queuedEventBytes < l.perConnection && l.atAddress(this.address) < l.perAddress && l.total < l.perInstance;
   }
 
   /** Event bytes queued on its connection's outbound path, not yet handed to the socket. */
@@ -300,21 +318,23 @@ export class Subscription implements FrameOwner {
     queueMicrotask(resume);
   }
 
-  /** Queued bytes change here only: this subscription's, its connection's and the instance's together. */
+  /** Queued bytes change here only: this subscription's, its connection's, its address's and the instance's together. */
   private charge(bytes: number): void {
     this.queuedBytes += bytes;
     this.socket.queuedEventBytes += bytes;
+    this.limits.chargeAddress(this.address, bytes);
     this.limits.total += bytes;
   }
 
   /**
-   * Past its own bound; or past its connection's or the instance's while it is itself behind (more
-   * than one event frame waiting), so that a client that reads is not made to pay for those that do not.
+   * Past its own bound; or past its connection's, its address's or the instance's while it is itself
+   * behind (more than one event frame waiting), so that a client that reads is not made to pay for
+   * those that do not.
    */
   private overLimit(): boolean {
     const l = this.limits;
     if (this.queuedBytes > l.perSubscription) return true;
-    if (this.socket.queuedEventBytes <= l.perConnection && l.total <= l.perInstance) return false;
+    if (this.socket.queuedEventBytes <= l.perConnection && l.atAddress(this.address) <= l.perAddress && l.total <= l.perInstance) return false;
     if (this.mayDropNewest()) return true;
     let frames = 0;
     for (const f of this.queued) if (f.events > 0 && ++frames > 1) return true;
@@ -330,7 +350,7 @@ export class Subscription implements FrameOwner {
   private mayDropNewest(): boolean {
     const l = this.limits;
     const connection = this.socket.queuedEventBytes;
-    return connection > l.perConnection || (l.total > l.perInstance && connection > l.perConnection / 4);
+    return connection > l.perConnection || ((l.total > l.perInstance || l.atAddress(this.address) > l.perAddress) && connection > l.perConnection / 4);
   }
 
   private overflow(): void {

@@ -33,7 +33,7 @@ function subscriber(codec: "msgpack" | "json") {
     backlogged: () => false,
     close() {},
   };
-  const sub = new Subscription("s", ["t"], compileFilter({}), "drop-oldest", codec, socket, new QueueLimits(1 << 30, 1 << 30, 1 << 30), metrics, new Map([["t", [0]]]), () => undefined);
+  const sub = new Subscription("s", ["t"], compileFilter({}), "drop-oldest", codec, socket, new QueueLimits(1 << 30, 1 << 30, 1 << 30, 1 << 30), metrics, new Map([["t", [0]]]), () => undefined);
   return { sub, frames };
 }
 

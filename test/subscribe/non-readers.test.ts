@@ -30,8 +30,8 @@ function frame(text: string): Buffer {
  * A connection that says hello, subscribes 100 times to `topic` (each its own filter, so that no two
  * share an encoding) and then never reads again.
  */
-async function nonReader(topic: string, settleMs: number): Promise<Socket> {
-  const s = tcp(gw.port, "127.0.0.1");
+async function nonReader(topic: string, settleMs: number, localAddress?: string): Promise<Socket> {
+  const s = tcp({ port: gw.port, host: "127.0.0.1", ...(localAddress ? { localAddress } : {}) });
   s.write(`GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
   s.write(frame(JSON.stringify({ t: 1, v: 1 })));
   for (let i = 0; i < 100; i++) s.write(frame(JSON.stringify({ t: 12, cid: i + 1, sub: `s${i}`, topic, filter: { where: `data.n >= ${-i - 1}` } })));
@@ -100,3 +100,38 @@ test("a connection that never reads holds at most its connection's bound when ev
   expect(most).toBeLessThan(18 * 2 ** 20);
   s.destroy();
 }, 120_000);
+
+test("one client address's connections that never read hold at most the address's bound together, below the instance's", async () => {
+  // Eight connections of one address, each within its own 16 MiB, held 128 MiB of the instance's
+  // 256: two such addresses left nothing for the subscribers of every other, whose subscriptions
+  // were then dropped as soon as they were a frame behind.
+  const topic = `non-readers-address-${Date.now()}`;
+  const address = "127.0.0.5";
+  const sockets: Socket[] = [];
+  for (let c = 0; c < 8; c++) sockets.push(await nonReader(topic, 100, address));
+  await Bun.sleep(500);
+  const queuedBy = async (peer: string) => {
+    const d = (await (await fetch(`${gw.url}/api/v1/admin/delivery?limit=10000`)).json()) as { subscriptions: Array<{ queuedBytes: number; peer: string; lag: number | null }> };
+    return { bytes: d.subscriptions.filter((r) => r.peer === peer).reduce((sum, r) => sum + r.queuedBytes, 0), caughtUp: d.subscriptions.length >= 800 && d.subscriptions.every((r) => r.lag === 0) };
+  };
+  let most = 0;
+  await underControl(gw, "8 connections x 100 subscriptions of one address that never read", async () => {
+    const p = await GatewayClient.connect(gw.wsUrl);
+    const pad = "z".repeat(1000);
+    for (let b = 0; b < 15; b++) {
+      expect((await p.publishBatch(Array.from({ length: 100 }, (_, i) => ({ type: "b", data: { n: b * 100 + i, pad } })), topic)).t).toBe(22);
+      most = Math.max(most, (await queuedBy(address)).bytes);
+    }
+    p.close();
+    for (let n = 0; n < 100; n++) {
+      const q = await queuedBy(address);
+      most = Math.max(most, q.bytes);
+      if (q.caughtUp) break;
+      await Bun.sleep(100);
+    }
+  });
+  console.log(`800 subscriptions of one address that never read, 1.5 MB published to each: at most ${(most / 2 ** 20).toFixed(1)} MiB queued for the address`);
+  // SUBSCRIBER_ADDRESS_BUFFER_BYTES (64 MiB), and the frames that crossed it.
+  expect(most).toBeLessThan(72 * 2 ** 20);
+  for (const s of sockets) s.destroy();
+}, 180_000);
