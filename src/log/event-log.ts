@@ -32,6 +32,8 @@ export interface ConsumedRecord {
   key: Uint8Array | null;
   value: Uint8Array | null;
   headers: Array<[name: string, value: Uint8Array]>;
+  /** Headers of the record not carried (past MAX_CARRIED_HEADERS, src/kafka/wire/records-layout.ts). */
+  headersLeftOut?: number;
 }
 
 /** Logical start offsets, as librdkafka spells them. */

@@ -131,6 +131,8 @@ export class DecodedRecord implements FilterableEvent {
         this.key = utf8.decode(record.key);
       }
     } else this.key = null;
+    // The worker carried only the record's first headers: it goes degraded "headers" as one with too many names.
+    if (record.headersLeftOut) this.headersCut = true;
     for (const [name, value] of record.headers) {
       const field = CE_FIELDS.get(name);
       if (field) this[field] = utf8.decode(value);

@@ -18,7 +18,9 @@
  *              · u32 errorsJsonLen · errorsJson (DeliveryError[])
  *   RECORDS  = u32 readerId · u32 count · count × consumed
  *   consumed = u16 topicLen · topic · i32 partition · f64 offset · f64 timestampMs · i32 keyLen · key
- *              · i32 valueLen · value · u32 headerCount · headerCount × (u32 nameLen · name · u32 len · value)
+ *              · i32 valueLen · value · u32 headerCount · u32 headersLeftOut
+ *              · headerCount × (u32 nameLen · name · u32 len · value)
+ *              (a record's headers past MAX_CARRIED_HEADERS are left out, and counted)
  *
  *   Counts and lengths a client or another producer controls (header counts, header names) are 32-bit,
  *   wider than anything a frame or a Kafka record can hold; topics (at most 249 characters in Kafka)

@@ -28,6 +28,7 @@ export function encodeRecord(w: ByteWriter, m: ConsumedMessage, headers: Array<R
   w.nullableBytes(m.key == null ? null : typeof m.key === "string" ? Buffer.from(m.key) : m.key);
   w.nullableBytes(m.value);
   w.u32(headers.length);
+  w.u32(0); // none left out
   for (const h of headers) {
     const [name, v] = headerOf(h);
     w.longString(name);
@@ -62,6 +63,16 @@ export interface RecordSource {
 }
 
 /**
+ * Headers of one record the worker copies to the gateway; the rest are counted, not read. Another
+ * producer's record of 70,000 headers was read header by header here and each turned into a string
+ * and a byte array on the gateway's event loop (~70 ms a record, two thirds of it headers), where
+ * the delivery then kept only its first 1,000 (subscribe/decoded-record.ts, MAX_DEGRADED_HEADERS):
+ * five such records held other clients up to 823 ms (outside tester). A record with more goes
+ * degraded "headers".
+ */
+export const MAX_CARRIED_HEADERS = 1024;
+
+/**
  * Record `i` of `src`, in the same layout as encodeRecord; `withHeaders` false writes none (degraded
  * delivery). With `only`, the key and value are written null and only the headers of those names
  * (ReaderOptions.onlyHeaders).
@@ -83,9 +94,11 @@ export function encodeSourceRecord(w: ByteWriter, src: RecordSource, i: number, 
   w.i32(valueLen);
   if (valueLen > 0) src.copyValue(i, w.buf, w.pos);
   w.pos += Math.max(0, valueLen);
-  const count = withHeaders ? src.headerCount(i) : 0;
+  const inRecord = withHeaders ? src.headerCount(i) : 0;
+  const count = Math.min(inRecord, MAX_CARRIED_HEADERS);
   const countAt = w.pos;
   w.u32(count);
+  w.u32(inRecord - count);
   let written = 0;
   for (let h = 0; h < count; h++) {
     src.header(h);
@@ -150,6 +163,7 @@ export function readRecords(r: ByteReader, names = new RepeatedNames()): Consume
     const key = copyOut(r, bytes);
     const value = copyOut(r, bytes);
     const headerCount = r.u32();
+    const leftOut = r.u32();
     if (headerCount > buf.length - r.pos) throw new RangeError(`${headerCount} headers cannot fit in the rest of the message`);
     const headers: ConsumedRecord["headers"] = new Array(headerCount);
     for (let h = 0; h < headerCount; h++) {
@@ -163,6 +177,7 @@ export function readRecords(r: ByteReader, names = new RepeatedNames()): Consume
     }
     if (r.pos > buf.length) throw new RangeError("a record runs past the end of the message");
     records[i] = { topic, partition, offset, timestamp, key, value, headers };
+    if (leftOut > 0) records[i]!.headersLeftOut = leftOut;
   }
   return records;
 }
