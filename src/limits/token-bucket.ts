@@ -1,7 +1,10 @@
 /**
- * A token bucket that may go into debt: a request passes whenever the bucket is not empty and then
- * pays all it costs, so a batch larger than the burst is still possible (it just has to be paid back
- * before the next). Refills continuously from the clock it is given; no timers.
+ * A token bucket that may go into debt: a request passes whenever the bucket holds a whole token and
+ * then pays all it costs, so a batch larger than the burst is still possible (it just has to be paid
+ * back before the next). Refills continuously from the clock it is given; no timers.
+ *
+ * A whole token, not any of one: passing on a fraction let a bucket of 3 refreshes take a fourth a
+ * few milliseconds later, and its wait (until a whole token) then said 2 s at 1/s (outside tester).
  */
 export class TokenBucket {
   private tokens: number;
@@ -23,7 +26,7 @@ export class TokenBucket {
   waitMs(now: number): number {
     if (this.rate === 0) return 0;
     this.refill(now);
-    return this.tokens > 0 ? 0 : Math.max(1, Math.ceil(((1 - this.tokens) * 1000) / this.rate));
+    return this.tokens >= 1 ? 0 : Math.max(1, Math.ceil(((1 - this.tokens) * 1000) / this.rate));
   }
 
   /** Pays for a request that passed `waitMs`. */

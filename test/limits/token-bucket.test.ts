@@ -33,3 +33,16 @@ test("whenever the debt was run up, a look at the clock finds at most maxDebt of
   expect(bucket.waitMs(3_000)).toBe(2_010);
   expect(bucket.waitMs(5_010)).toBe(0);
 });
+
+test("a bucket of 3 passes 3 at once, not a fourth on the fraction refilled meanwhile, and says the wait for the next", () => {
+  const bucket = new TokenBucket(1, 3, 0); // REFRESH_RATE_LIMIT's: 1/s from a bucket of 3
+  for (const t of [0, 2, 4]) {
+    expect(bucket.waitMs(t)).toBe(0);
+    bucket.spend(1);
+  }
+  // 10 ms after the first: 0.01 of a token back, and 990 ms to a whole one.
+  const wait = bucket.waitMs(10);
+  expect(wait).toBeGreaterThanOrEqual(990);
+  expect(wait).toBeLessThanOrEqual(991);
+  expect(bucket.waitMs(1_010)).toBe(0);
+});
