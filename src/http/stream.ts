@@ -39,6 +39,17 @@ export interface StreamDeps {
   refusalDelay: RefusalDelay;
 }
 
+/**
+ * The resume token a control frame carries (subscribed, live, lagged, gap, unsubscribed), for its
+ * `id:`: only event frames were given one, so a stream dropped between `subscribed` and its first
+ * event reconnected without Last-Event-ID (outside tester). These frames are few and small.
+ */
+function tokenIn(text: string): string | undefined {
+  if (!text.includes('"token"')) return undefined;
+  const token = (JSON.parse(text) as { token?: unknown }).token;
+  return typeof token === "string" && !/[\r\n]/.test(token) ? token : undefined;
+}
+
 const EVENT_NAMES: Record<number, string> = {
   [FrameType.SUBSCRIBED]: "subscribed",
   [FrameType.EVENT]: "event",
@@ -144,8 +155,10 @@ export function createStreamRoute(deps: StreamDeps) {
       send(data, token) {
         if (ended) return 0;
         const text = typeof data === "string" ? data : decoder.decode(data);
-        const name = EVENT_NAMES[peekFrameType(text) ?? -1] ?? "message";
-        controller.enqueue(sseEvent(`${token ? `id: ${token}\n` : ""}event: ${name}\ndata: `, text));
+        const type = peekFrameType(text) ?? -1;
+        const name = EVENT_NAMES[type] ?? "message";
+        const id = token ?? (type === FrameType.EVENT || type === FrameType.EVENT_BATCH ? undefined : tokenIn(text));
+        controller.enqueue(sseEvent(`${id ? `id: ${id}\n` : ""}event: ${name}\ndata: `, text));
         return 1;
       },
       getBufferedAmount: () => (ended ? 0 : STREAM_HIGH_WATER - (controller.desiredSize ?? 0)),

@@ -92,6 +92,9 @@ test("a stream gets subscribed, then the filtered events live, each frame with i
   await s.until((ms) => eventsIn(ms).length >= 10);
   expect(eventsIn(s.messages).map((e) => e.event.data.i)).toEqual([1, 3, 5, 7, 9, 11, 13, 15, 17, 19]);
   for (const m of s.messages.filter((m) => m.event.startsWith("event"))) expect(m.id).toBe(m.data.token);
+  // `subscribed` carries one too (as do live, lagged, gap and unsubscribed): a stream dropped before
+  // its first event resumes from it.
+  expect(s.messages[0]!.id).toBe(s.messages[0]!.data.token);
   s.stop();
   await s.done;
   await Bun.sleep(100);
