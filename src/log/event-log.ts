@@ -32,9 +32,22 @@ export interface ConsumedRecord {
   key: Uint8Array | null;
   value: Uint8Array | null;
   headers: Array<[name: string, value: Uint8Array]>;
-  /** Headers of the record not carried (past MAX_CARRIED_HEADERS, src/kafka/wire/records-layout.ts). */
+  /**
+   * Headers of the record left out for having names past MAX_HEADER_NAMES (counted in the Kafka
+   * worker, src/kafka/wire/records-layout.ts): the record is read only that far.
+   */
   headersLeftOut?: number;
 }
+
+/** Header names that are the CloudEvents envelope's fields (binary mode): read wherever in a record they are. */
+export const ENVELOPE_HEADER_NAMES: ReadonlySet<string> = new Set(["ce_id", "ce_source", "ce_type", "ce_subject", "ce_time", "ce_specversion", "content-type"]);
+
+/**
+ * Header names of one record read for subscribers besides the envelope's: a record with more goes
+ * degraded "headers", read as far as its first MAX_HEADER_NAMES names (docs/protocol.md, "Events that
+ * cannot be encoded").
+ */
+export const MAX_HEADER_NAMES = 1000;
 
 /** Logical start offsets, as librdkafka spells them. */
 export const Offset = { BEGINNING: -2, END: -1 } as const;

@@ -1,4 +1,4 @@
-import type { ConsumedRecord } from "../log/event-log";
+import { type ConsumedRecord, MAX_HEADER_NAMES } from "../log/event-log";
 import { type CodecName, encodeFrame } from "../protocol/codec";
 import { GatewayError } from "../protocol/errors";
 import { parseJsonValue } from "../protocol/json-exact";
@@ -73,7 +73,7 @@ const CE_FIELDS = new Map<string, "id" | "source" | "type" | "subject" | "dataco
 ]);
 
 /** Headers a degraded event keeps (docs/protocol.md, "Events that cannot be encoded"). */
-export const MAX_DEGRADED_HEADERS = 1000;
+export const MAX_DEGRADED_HEADERS = MAX_HEADER_NAMES;
 
 /** What a subscriber gets for one record: the envelope, and when it had to be degraded, why and how. */
 export interface DeliveredEvent {
@@ -131,7 +131,7 @@ export class DecodedRecord implements FilterableEvent {
         this.key = utf8.decode(record.key);
       }
     } else this.key = null;
-    // The worker carried only the record's first headers: it goes degraded "headers" as one with too many names.
+    // Names past MAX_HEADER_NAMES the worker did not carry: degraded "headers", as if cut here.
     if (record.headersLeftOut) this.headersCut = true;
     for (const [name, value] of record.headers) {
       const field = CE_FIELDS.get(name);

@@ -4,7 +4,8 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Socket, Subprocess, UnixSocketListener } from "bun";
 import { ByteReader, ByteWriter, HeaderKind, IpcType, LITERAL, MessageReader, jsonMessage } from "../../src/kafka/wire/ipc";
-import { MAX_CARRIED_HEADERS, readRecords } from "../../src/kafka/wire/records-layout";
+import { readRecords } from "../../src/kafka/wire/records-layout";
+import { MAX_HEADER_NAMES } from "../../src/log/event-log";
 import type { WorkerConfig } from "../../src/kafka/wire/worker-config";
 import { freshTopic, kafkaBrokers } from "../support/kafka";
 import { consumeAll, ensureTopic } from "../support/kafka-broker";
@@ -250,7 +251,7 @@ for (const runtime of ["bun"] as const) {
       expect(pongMs).toBeLessThan(100);
     }, 120_000);
 
-    test(`a record with ${HEADERS} headers goes to Kafka whole, and a reader hands back its first MAX_CARRIED_HEADERS and counts the rest`, async () => {
+    test(`a record with ${HEADERS} headers goes to Kafka whole, and a reader hands back its first MAX_HEADER_NAMES names and counts the rest`, async () => {
       const topic = freshTopic(`contract-hdr-${runtime}`);
       await ensureTopic(brokers, topic, 1);
       const headers = Array.from({ length: HEADERS }, (_, i) => [`h${i}`, `v${i}`] as [string, string]);
@@ -271,10 +272,10 @@ for (const runtime of ["bun"] as const) {
       w.send(jsonMessage(IpcType.RECORDS_ACK, { readerId: 1 }));
       w.send(jsonMessage(IpcType.CLOSE_READER, { readerId: 1 }));
       expect(Buffer.from(rec!.value!).toString()).toBe("many");
-      expect(rec!.headers.length).toBe(MAX_CARRIED_HEADERS);
-      expect(rec!.headersLeftOut).toBe(HEADERS - MAX_CARRIED_HEADERS);
-      expect(rec!.headers[MAX_CARRIED_HEADERS - 1]![0]).toBe(`h${MAX_CARRIED_HEADERS - 1}`);
-      expect(Buffer.from(rec!.headers[MAX_CARRIED_HEADERS - 1]![1]).toString()).toBe(`v${MAX_CARRIED_HEADERS - 1}`);
+      expect(rec!.headers.length).toBe(MAX_HEADER_NAMES);
+      expect(rec!.headersLeftOut).toBe(HEADERS - MAX_HEADER_NAMES);
+      expect(rec!.headers[MAX_HEADER_NAMES - 1]![0]).toBe(`h${MAX_HEADER_NAMES - 1}`);
+      expect(Buffer.from(rec!.headers[MAX_HEADER_NAMES - 1]![1]).toString()).toBe(`v${MAX_HEADER_NAMES - 1}`);
     }, 120_000);
   });
 }

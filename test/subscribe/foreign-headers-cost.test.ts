@@ -10,9 +10,9 @@ import { underControl } from "../ingest/control";
  * Records another producer wrote with tens of thousands of headers (outside tester): each was read
  * header by header in the Kafka worker and every header copied to the gateway, whose event loop
  * turned each into a string and a byte array before the delivery kept only its first 1,000
- * (MAX_DEGRADED_HEADERS). Five of them held a control's publish up to 823 ms. Workers now carry at most
- * the first MAX_CARRIED_HEADERS of a record and say how many they left out; the record still goes,
- * degraded "headers".
+ * (MAX_HEADER_NAMES). Five of them held a control's publish up to 823 ms. Past MAX_CARRIED_HEADERS a
+ * worker now carries only what the gateway reads of them (the envelope's headers, the first 1,000
+ * other names with their last values) and counts the rest; the record still goes, degraded "headers".
  */
 const file = kafkaGatewayForFile();
 
@@ -53,3 +53,31 @@ test("records of 70,000 headers from another producer cost the gateway little mo
   expect(many.degraded.every((d) => d === "headers")).toBe(true);
   expect(many.cpu).toBeLessThan(Math.max(2 * plain.cpu, 0.2));
 }, 180_000);
+
+test("a record cut for its many headers keeps what the gateway reads of the rest: the envelope's headers wherever they are, and each kept name's last value", async () => {
+  // Workers once carried the first 1,024 headers as they were: a ce_type at the 1,030th was lost
+  // (type "", a types filter missed it) and a name repeated past it kept its first value (outside tester).
+  const fillers = (n: number) => Array.from({ length: n }, (_, i) => [`f${i}`, `v${i}`]);
+  const late = [["dup", "first"], ...fillers(1_030), ["dup", "last"], ["ce_type", "late.type"], ["content-type", "application/json"]];
+  const repeated = [["dup", "first"], ...Array.from({ length: 3_000 }, (_, i) => ["dup", `v${i}`]), ["ce_type", "repeated.type"], ["content-type", "application/json"]];
+  const topic = freshTopic("foreign-late-headers");
+  await ensureTopic(file.brokers, topic, 1);
+  const client = await connect({ url: file.gw.wsUrl });
+  const all: Array<{ type: unknown; dup: unknown; degraded: unknown }> = [];
+  const typed: string[] = [];
+  (await client.subscribe(topic, { start: "latest" })).onEvent((e) => all.push({ type: e.event.type, dup: (e.event.headers as Record<string, unknown> | undefined)?.dup, degraded: e.degraded }));
+  (await client.subscribe(topic, { start: "latest", filter: { types: ["late.type", "repeated.type"], headers: { dup: "last" } } })).onEvent((e) => typed.push(String(e.event.type)));
+  await writeRaw(topic, [
+    { value: b64("{}"), headers: late },
+    { value: b64("{}"), headers: [...repeated.slice(0, -3), ["dup", "last"], ...repeated.slice(-2)] },
+  ]);
+  const deadline = Date.now() + 30_000;
+  while (all.length < 2 && Date.now() < deadline) await Bun.sleep(20);
+  client.close();
+  // 1,031 names: past the 1,000 read, so degraded; 3,002 headers of one name: read whole.
+  expect(all).toEqual([
+    { type: "late.type", dup: "last", degraded: "headers" },
+    { type: "repeated.type", dup: "last", degraded: undefined },
+  ]);
+  expect(typed).toEqual(["late.type", "repeated.type"]);
+}, 120_000);

@@ -2,7 +2,7 @@
  * The RECORDS layout (./ipc.ts), both halves: the worker encodes what its consumer read, the gateway
  * decodes it. Kept apart from the worker's Kafka code so both sides (and the tests) share one definition.
  */
-import type { ConsumedRecord } from "../../log/event-log";
+import { type ConsumedRecord, ENVELOPE_HEADER_NAMES, MAX_HEADER_NAMES } from "../../log/event-log";
 import { RepeatedNames } from "../../bytes/repeated-names";
 import type { ByteReader, ByteWriter } from "./ipc";
 
@@ -63,12 +63,13 @@ export interface RecordSource {
 }
 
 /**
- * Headers of one record the worker copies to the gateway; the rest are counted, not read. Another
- * producer's record of 70,000 headers was read header by header here and each turned into a string
- * and a byte array on the gateway's event loop (~70 ms a record, two thirds of it headers), where
- * the delivery then kept only its first 1,000 (subscribe/decoded-record.ts, MAX_DEGRADED_HEADERS):
- * five such records held other clients up to 823 ms (outside tester). A record with more goes
- * degraded "headers".
+ * Headers of one record the worker copies to the gateway as they are. Another producer's record of
+ * 70,000 headers was copied whole, and each header turned into a string and a byte array on the
+ * gateway's event loop (~70 ms a record), where the delivery then read only its first 1,000 names
+ * (MAX_HEADER_NAMES): five such records held other clients up to 823 ms (outside tester). A record
+ * with more headers is read here as the gateway reads it: the envelope's headers (ce_type, …) and
+ * its first MAX_HEADER_NAMES other names, each once with its last value, in the order they first
+ * appear; the headers of the names past those are counted, not carried.
  */
 export const MAX_CARRIED_HEADERS = 1024;
 
@@ -95,10 +96,11 @@ export function encodeSourceRecord(w: ByteWriter, src: RecordSource, i: number, 
   if (valueLen > 0) src.copyValue(i, w.buf, w.pos);
   w.pos += Math.max(0, valueLen);
   const inRecord = withHeaders ? src.headerCount(i) : 0;
-  const count = Math.min(inRecord, MAX_CARRIED_HEADERS);
+  if (inRecord > MAX_CARRIED_HEADERS && !only) return encodeManyHeaders(w, src, inRecord);
+  const count = inRecord;
   const countAt = w.pos;
   w.u32(count);
-  w.u32(inRecord - count);
+  w.u32(0);
   let written = 0;
   for (let h = 0; h < count; h++) {
     src.header(h);
@@ -119,6 +121,41 @@ export function encodeSourceRecord(w: ByteWriter, src: RecordSource, i: number, 
     w.pos += len;
   }
   if (written !== count) w.buf.writeUInt32LE(written, countAt);
+}
+
+/** The headers part of a record with more than MAX_CARRIED_HEADERS (see there); header(h) of src's record selected. */
+function encodeManyHeaders(w: ByteWriter, src: RecordSource, inRecord: number): void {
+  // Each name's last header, in the order names first appear (a Map keeps the first insertion's place).
+  const last = new Map<string, number>();
+  let names = 0;
+  let leftOut = 0;
+  let scratch = Buffer.allocUnsafe(256);
+  for (let h = 0; h < inRecord; h++) {
+    src.header(h);
+    const nameLen = src.headerNameLen();
+    if (nameLen > scratch.length) scratch = Buffer.allocUnsafe(nameLen);
+    src.copyHeaderName(scratch, 0);
+    const name = scratch.toString("latin1", 0, nameLen); // the bytes one to one: a key, not text
+    if (last.has(name) || ENVELOPE_HEADER_NAMES.has(name)) last.set(name, h);
+    else if (names < MAX_HEADER_NAMES) {
+      names++;
+      last.set(name, h);
+    } else leftOut++;
+  }
+  w.u32(last.size);
+  w.u32(leftOut);
+  for (const h of last.values()) {
+    src.header(h);
+    const nameLen = src.headerNameLen();
+    const len = Math.max(0, src.headerValueLen);
+    w.ensure(8 + nameLen + len);
+    w.u32(nameLen);
+    src.copyHeaderName(w.buf, w.pos);
+    w.pos += nameLen;
+    w.u32(len);
+    if (len > 0) src.copyHeaderValue(w.buf, w.pos);
+    w.pos += len;
+  }
 }
 
 function sameBytes(a: Uint8Array, buf: Uint8Array, at: number, len: number): boolean {
