@@ -203,7 +203,8 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   });
   const wsPreflight = preflight(WS_ALLOW);
   const wsEntry = withOrigin(origins, metrics, "ws", (req: Request, srv: Server<ConnectionData>) => {
-    if (req.method === "GET") return upgrade(req, srv);
+    // A WebSocket handshake is HTTP/1.1 and names its Host (RFC 6455 4.1); only HTTP/1.0 goes without.
+    if (req.method === "GET") return req.headers.has("host") ? upgrade(req, srv) : error("BAD_FRAME", "a WebSocket handshake needs HTTP/1.1 and a Host header");
     if (req.method === "OPTIONS") return wsPreflight(req, srv);
     return error("METHOD_NOT_ALLOWED", `${req.method} is not allowed on the WebSocket path; open a WebSocket (GET with Upgrade)`, { allow: WS_ALLOW });
   });

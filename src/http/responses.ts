@@ -43,7 +43,8 @@ const HOSTLESS_BASE = "http://gateway.invalid";
 
 /** The request's URL: with a Host, as sent; an HTTP/1.0 request without one, its path; null when they form none. */
 export function requestUrl(req: Request): URL | null {
-  return URL.parse(req.url) ?? (req.url.startsWith("/") && !req.headers.has("host") ? URL.parse(req.url, HOSTLESS_BASE) : null);
+  // Joined, not resolved against the base: "//evil.example/x" resolved is a URL of that host.
+  return URL.parse(req.url) ?? (req.url.startsWith("/") && !req.headers.has("host") ? URL.parse(HOSTLESS_BASE + req.url) : null);
 }
 
 /**

@@ -178,6 +178,13 @@ test("HTTP/1.0 needs no Host: probes (HAProxy's httpchk sends none), a publish a
   expect(answers[0]).toContain('"status":"live"');
   expect(answers[2]).toContain("gateway_connections_open");
   expect(answers[4]).toContain("event: subscribed");
-  // A path the gateway does not serve is still a 404, not a 400.
+  // A path the gateway does not serve is still a 404, not a 400, and names the path as sent: "//x/…"
+  // read against a base was a URL of host x, and its 404 named "/health/live" (outside tester).
   expect(status(await rawHead("GET /nowhere HTTP/1.0\r\n\r\n"))).toBe("HTTP/1.1 404 Not Found");
+  const hostlike = await rawHead("GET //evil.example/health/live HTTP/1.0\r\n\r\n");
+  expect(status(hostlike)).toBe("HTTP/1.1 404 Not Found");
+  expect(hostlike).toContain("no route for GET //evil.example/health/live");
+  // A WebSocket handshake needs HTTP/1.1 and a Host (RFC 6455): one without is refused, not upgraded.
+  const ws10 = await rawHead("GET /ws HTTP/1.0\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+  expect(status(ws10)).toBe("HTTP/1.1 400 Bad Request");
 });
