@@ -6,10 +6,10 @@
  * Each connection was bounded alone (16 MiB of unread replies, 4 MiB of unread pongs), so one client
  * address with its MAX_CONNECTIONS_PER_IP connections could have the gateway hold gigabytes for it:
  * ten connections of one address leaving 7.4 MB of replies each, or 3.8 MB of pongs, were none closed
- * (test/ws/unread-bytes). A
- * connection holding at least UNREAD_COUNTED_FROM counts towards its address's and the instance's
- * totals, and the one whose holding takes either past its bound is closed as not reading. A reading
- * client's holding stays near the outbound queue's 256 KiB high-water mark, below what is counted.
+ * (test/ws/unread-bytes). A connection holding at least UNREAD_COUNTED_FROM counts towards its
+ * address's and the instance's totals, and the one whose holding takes either past its bound, holding at least the average there,
+ * is closed as not reading. A reading client's holding stays near the outbound queue's 256 KiB
+ * high-water mark, below what is counted.
  */
 export interface UnreadLimits {
   /** UNREAD_BYTES_PER_ADDRESS */
@@ -23,8 +23,9 @@ export const UNREAD_COUNTED_FROM = 1024 * 1024;
 export type UnreadBound = "address" | "total";
 
 export class UnreadBytes {
-  private readonly byAddress = new Map<string, number>();
+  private readonly byAddress = new Map<string, { bytes: number; holders: number }>();
   private total = 0;
+  private holders = 0;
 
   constructor(private readonly limits: UnreadLimits) {}
 
@@ -35,19 +36,36 @@ export class UnreadBytes {
 
   /** Bytes counted now, for an address or (without one) the instance. */
   counted(address?: string): number {
-    return address === undefined ? this.total : (this.byAddress.get(address) ?? 0);
+    return address === undefined ? this.total : (this.byAddress.get(address)?.bytes ?? 0);
   }
 
-  /** @internal a share's counted bytes moved by `delta`; what it went past, growing, if anything. */
-  move(address: string, delta: number): UnreadBound | null {
-    const atAddress = (this.byAddress.get(address) ?? 0) + delta;
-    if (atAddress === 0) this.byAddress.delete(address);
-    else this.byAddress.set(address, atAddress);
+  /**
+   * @internal A share's counted bytes moved by `delta` to `held` (`holders`: +1 as it begins to count,
+   * -1 as it stops). The bound its growth went past, if any, and only when it holds at least its
+   * scope's average or the scope is past SPARING_SLACK of its bound: the connections not reading are
+   * the ones holding most, and a reader holding a large frame for a moment, as others fill the bound,
+   * is let be (they meet it as they grow), while the bound still holds within a quarter.
+   */
+  move(address: string, delta: number, holders: number, held: number): UnreadBound | null {
+    let at = this.byAddress.get(address);
+    if (at === undefined) this.byAddress.set(address, (at = { bytes: 0, holders: 0 }));
+    at.bytes += delta;
+    at.holders += holders;
+    if (at.holders === 0) this.byAddress.delete(address);
     this.total += delta;
+    this.holders += holders;
     if (delta <= 0) return null;
-    if (atAddress > this.limits.perAddress) return "address";
-    return this.total > this.limits.total ? "total" : null;
+    if (past(at.bytes, this.limits.perAddress, held, at.holders)) return "address";
+    return past(this.total, this.limits.total, held, this.holders) ? "total" : null;
   }
+}
+
+// How far over its bound a scope may go while the connections growing it hold less than its average.
+const SPARING_SLACK = 1.25;
+
+/** Over the bound, the grower holding at least the average goes; past the slack, any grower does. */
+function past(bytes: number, bound: number, held: number, holders: number): boolean {
+  return bytes > bound && (held * holders >= bytes || bytes > bound * SPARING_SLACK);
 }
 
 export class UnreadShare {
@@ -62,9 +80,10 @@ export class UnreadShare {
   holds(bytes: number): UnreadBound | null {
     const counted = bytes >= UNREAD_COUNTED_FROM ? bytes : 0;
     if (counted === this.countedBytes) return null;
+    const holders = (counted > 0 ? 1 : 0) - (this.countedBytes > 0 ? 1 : 0);
     const delta = counted - this.countedBytes;
     this.countedBytes = counted;
-    return this.ledger.move(this.address, delta);
+    return this.ledger.move(this.address, delta, holders, counted);
   }
 
   /** The connection is gone: nothing of it is held. */
