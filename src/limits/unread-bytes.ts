@@ -70,6 +70,7 @@ function past(bytes: number, bound: number, held: number, holders: number): bool
 
 export class UnreadShare {
   private countedBytes = 0;
+  private released = false;
 
   constructor(
     private readonly ledger: UnreadBytes,
@@ -78,6 +79,7 @@ export class UnreadShare {
 
   /** The connection now holds `bytes` unread; the bound its growth went past, if any. */
   holds(bytes: number): UnreadBound | null {
+    if (this.released) return null;
     const counted = bytes >= UNREAD_COUNTED_FROM ? bytes : 0;
     if (counted === this.countedBytes) return null;
     const holders = (counted > 0 ? 1 : 0) - (this.countedBytes > 0 ? 1 : 0);
@@ -86,8 +88,9 @@ export class UnreadShare {
     return this.ledger.move(this.address, delta, holders, counted);
   }
 
-  /** The connection is gone: nothing of it is held. */
+  /** The connection is gone or going: nothing of it is counted from now on. */
   release(): void {
     this.holds(0);
+    this.released = true;
   }
 }

@@ -161,6 +161,7 @@ export function createMetrics() {
     }),
     feedLag: new Gauge({ name: "gateway_feed_lag_records", help: "Records between a live feed's position and the partition's end", labelNames: ["topic", "partition"] as const, registers: [registry] }),
     acksDropped: new Counter({ name: "gateway_replies_dropped_total", help: "Reply frames Bun dropped because the client stopped reading (the socket is then closed)", registers: [registry] }),
+    unreadCloses: new Counter({ name: "gateway_unread_closes_total", help: "WebSocket connections closed 4001 because their client address's (bound=address) or the instance's (bound=total) unread bytes passed UNREAD_BYTES_PER_ADDRESS or UNREAD_BYTES_TOTAL", labelNames: ["bound"] as const, registers: [registry] }),
   };
   return m;
 }

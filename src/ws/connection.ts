@@ -216,6 +216,9 @@ export function createWebSocketHandler(deps: {
   function holdsUnread(ws: ServerWebSocket<ConnectionData>, bytes: number): void {
     const over = ws.data.unread!.holds(bytes);
     if (over === null || ws.data.closed) return;
+    // Counted no more: what it holds is dropped with it, and it is closed once.
+    ws.data.unread!.release();
+    metrics.unreadCloses.inc({ bound: over });
     closeNotReading(
       ws,
       over === "address"

@@ -80,6 +80,9 @@ test("non-readers spread over many addresses are closed 4001 past UNREAD_BYTES_T
   expect(closes.other).toEqual([]);
   expect(closes.perAddress).toBe(0);
   expect(closes.total).toBeGreaterThanOrEqual(3);
+  // Operators see each bound's closes apart.
+  const metrics = await (await fetch(`${block.gw.url}/metrics`)).text();
+  expect(metrics).toContain(`gateway_unread_closes_total{bound="total"} ${closes.total}`);
   for (const c of clients) c.destroy();
 }, 180_000);
 
