@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
+import { connect as netConnect } from "node:net";
 import { SECRET, hsToken } from "../auth/support";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 import { type GatewayClient, connect } from "../../src/client";
@@ -225,4 +226,35 @@ test("cross-origin: a page of an allowed origin gets the stream with CORS header
   } finally {
     await gw2.stop();
   }
+}, 60_000);
+
+test("a `lagged` notice on a stream carries its token as the message id too, and resuming from it gets the events after it", async () => {
+  // Read raw, over HTTP/1.0 (no chunked framing to undo), so the stream can stop being read.
+  const topic = `sse-lagged-${Date.now()}`;
+  await publisher.publish({ type: "warm" }, { topic });
+  const sock = netConnect(gw.port, "127.0.0.1");
+  let text = "";
+  sock.on("data", (d) => (text += d.toString()));
+  sock.write(`GET /api/v1/stream?topic=${topic} HTTP/1.0\r\n\r\n`);
+  const deadline = Date.now() + 10_000;
+  while (!text.includes("event: subscribed") && Date.now() < deadline) await Bun.sleep(10);
+  sock.pause();
+  // 8 MB against a subscription's 1 MiB, the stream's 256 KiB and the socket's buffers.
+  const pad = "p".repeat(1000);
+  for (let b = 0; b < 16; b++) await publisher.publishBatch(Array.from({ length: 500 }, (_, i) => ({ type: "big", data: { n: b * 500 + i, pad } })), { topic });
+  await Bun.sleep(500);
+  sock.resume();
+  const until = Date.now() + 15_000;
+  while (!text.includes("event: lagged") && Date.now() < until) await Bun.sleep(20);
+  await Bun.sleep(300);
+  sock.destroy();
+  const lagged = text.split("\n\n").find((b) => b.includes("event: lagged"));
+  expect(lagged).toBeDefined();
+  const data = JSON.parse(lagged!.split("\n").find((l) => l.startsWith("data: "))!.slice(6));
+  expect(lagged!.split("\n")).toContain(`id: ${data.token}`);
+  // Resuming from it: the events the notice says come after it, from the first one not dropped.
+  const s = openStream(`${gw.url}/api/v1/stream?topic=${topic}`, { "Last-Event-ID": data.token });
+  await s.until((ms) => eventsIn(ms).length > 0);
+  s.stop();
+  await s.done;
 }, 60_000);
