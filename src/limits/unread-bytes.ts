@@ -7,9 +7,10 @@
  * address with its MAX_CONNECTIONS_PER_IP connections could have the gateway hold gigabytes for it:
  * ten connections of one address leaving 7.4 MB of replies each, or 3.8 MB of pongs, were none closed
  * (test/ws/unread-bytes). A connection holding at least UNREAD_COUNTED_FROM counts towards its
- * address's and the instance's totals, and the one whose holding takes either past its bound, holding at least the average there,
- * is closed as not reading. A reading client's holding stays near the outbound queue's 256 KiB
- * high-water mark, below what is counted.
+ * address's and the instance's totals, and the one whose holding takes either past its bound is
+ * closed as not reading when it holds at least the average there, or whatever it holds once the
+ * bound is a quarter past (see move). A reading client's holding stays near the outbound queue's
+ * 256 KiB high-water mark, below what is counted.
  */
 export interface UnreadLimits {
   /** UNREAD_BYTES_PER_ADDRESS */

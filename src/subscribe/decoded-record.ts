@@ -72,13 +72,10 @@ const CE_FIELDS = new Map<string, "id" | "source" | "type" | "subject" | "dataco
   ["content-type", "datacontenttype"],
 ]);
 
-/** Headers a degraded event keeps (docs/protocol.md, "Events that cannot be encoded"). */
-export const MAX_DEGRADED_HEADERS = MAX_HEADER_NAMES;
-
 /** What a subscriber gets for one record: the envelope, and when it had to be degraded, why and how. */
 export interface DeliveredEvent {
   event: Record<string, unknown>;
-  /** "data": the payload as stored bytes; "headers": that, and only MAX_DEGRADED_HEADERS of the headers; "event": only the envelope's text fields. */
+  /** "data": the payload as stored bytes; "headers": that, and only MAX_HEADER_NAMES of the headers; "event": only the envelope's text fields. */
   degraded?: Degraded;
   /** Why the full event could not be encoded. */
   reason?: string;
@@ -117,7 +114,7 @@ export class DecodedRecord implements FilterableEvent {
 
   /** Why the payload, which parsed, is delivered as its bytes (degraded "data"); null when it is not. */
   private unfaithful: string | null = null;
-  /** The record has more headers than MAX_DEGRADED_HEADERS: only those are kept, and it goes degraded "headers". */
+  /** The record has more headers than MAX_HEADER_NAMES: only those are kept, and it goes degraded "headers". */
   private headersCut = false;
 
   constructor(
@@ -141,7 +138,7 @@ export class DecodedRecord implements FilterableEvent {
         if (!Object.hasOwn(this.headers, name)) {
           // Kept only up to what the degraded form keeps: building and trying to encode 70,000
           // headers, three times over, held every other client for over a second (hostile tester).
-          if (this.headerCount >= MAX_DEGRADED_HEADERS) {
+          if (this.headerCount >= MAX_HEADER_NAMES) {
             this.headersCut = true;
             continue;
           }
@@ -286,7 +283,7 @@ export class DecodedRecord implements FilterableEvent {
 
   /**
    * The envelope as it can be delivered in `codec`: whole when it encodes, else degraded step by
-   * step (payload as its stored bytes, then headers cut to MAX_DEGRADED_HEADERS, then the text
+   * step (payload as its stored bytes, then headers cut to MAX_HEADER_NAMES, then the text
    * fields alone), so one record that cannot be encoded costs only itself. Only asked when the
    * frame carrying the record failed to encode: the common case never encodes an event twice.
    */
@@ -309,14 +306,14 @@ export class DecodedRecord implements FilterableEvent {
     let event = attempt(() => this.event(codec));
     if (event) out = { event };
     else if ((event = attempt(() => this.build(json, true, Infinity)))) out = { event, degraded: "data", reason };
-    else if ((event = attempt(() => this.build(json, true, MAX_DEGRADED_HEADERS)))) out = { event, degraded: "headers", reason };
+    else if ((event = attempt(() => this.build(json, true, MAX_HEADER_NAMES)))) out = { event, degraded: "headers", reason };
     else out = { event: this.textFields(), degraded: "event", reason };
     return (this.delivered[codec] = out);
   }
 
   /** `raw`: the payload as stored, not decoded; `maxHeaders`: how many headers to keep; `withData`: false leaves the payload out. */
   private build(json: boolean, raw = false, maxHeaders = Infinity, withData = true): Record<string, unknown> {
-    if (this.headersCut && maxHeaders > MAX_DEGRADED_HEADERS) throw new Error(`more than ${MAX_DEGRADED_HEADERS} headers`);
+    if (this.headersCut && maxHeaders > MAX_HEADER_NAMES) throw new Error(`more than ${MAX_HEADER_NAMES} headers`);
     const e = this.textFields();
     if (this.keyBytes !== null) {
       if (json) e.key_base64 = base64(this.keyBytes);

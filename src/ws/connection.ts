@@ -211,7 +211,6 @@ export function createWebSocketHandler(deps: {
     if (ingress.hold(ws, Math.min(RATE_HOLD_MAX_MS, Math.max(RATE_HOLD_MIN_MS, refusal.error.retryAfterMs ?? 0)))) metrics.rateLimitReadPauses.inc();
   }
 
-  /** The client stopped reading its replies: they can no longer be trusted to arrive, so say so by closing rather than carrying on with a silent gap. */
   /** Past its address's or the instance's bound of unread bytes, the connection growing it is closed. */
   function holdsUnread(ws: ServerWebSocket<ConnectionData>, bytes: number): void {
     const over = ws.data.unread!.holds(bytes);
@@ -227,6 +226,7 @@ export function createWebSocketHandler(deps: {
     );
   }
 
+  /** The client stopped reading its replies: they can no longer be trusted to arrive, so say so by closing rather than carrying on with a silent gap. */
   function closeNotReading(ws: ServerWebSocket<ConnectionData>, reason: string): void {
     metrics.acksDropped.inc();
     ws.close(CloseCodes.SLOW_CONSUMER, reason);

@@ -6,7 +6,7 @@ import { ByteReader, ByteWriter } from "../../src/kafka/wire/ipc";
 import { type ConsumedMessage, type RecordSource, encodeRecord, encodeSourceRecord, readRecords } from "../../src/kafka/wire/records-layout";
 import type { ConsumedRecord } from "../../src/log/event-log";
 import { createMetrics } from "../../src/observability/metrics";
-import { MAX_DEGRADED_HEADERS } from "../../src/subscribe/decoded-record";
+import { MAX_HEADER_NAMES } from "../../src/log/event-log";
 import { DecodedRecord } from "../../src/subscribe/decoded-record";
 import { compileFilter } from "../../src/subscribe/filter";
 import type { QueuedFrame, SubscriberSocket } from "../../src/subscribe/queued-frame";
@@ -137,12 +137,12 @@ test("every stored record reaches subscribers of both codecs, whole or degraded 
           }
           if (degraded === undefined || degraded === "data") expect(sorted(headers)).toEqual(sorted(want));
           else if (degraded === "headers") {
-            expect(headers.size).toBe(MAX_DEGRADED_HEADERS);
+            expect(headers.size).toBe(MAX_HEADER_NAMES);
             for (const [n, v] of headers) expect(want.get(n)).toBe(v);
           }
           // Only what msgpack cannot carry is degraded: a JSON subscriber gets whole what it can.
           // (or a record with more headers than the degraded form keeps, whose decode stops there).
-          if (codec === "json") expect(degraded).toBe(want.size > MAX_DEGRADED_HEADERS ? "headers" : undefined);
+          if (codec === "json") expect(degraded).toBe(want.size > MAX_HEADER_NAMES ? "headers" : undefined);
           if ((degraded === "data" || degraded === "headers") && rec.value === null) expect(ev.has("data") || ev.has("data_base64")).toBe(false);
           else if (degraded === "data" || degraded === "headers") {
             const bytes = codec === "json" ? Buffer.from(ev.get("data_base64") as string, "base64") : Buffer.from(ev.get("data") as Uint8Array);

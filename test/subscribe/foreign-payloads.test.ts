@@ -67,7 +67,7 @@ test("payloads no codec carries as written, or too large to decode, go as their 
         expect(entries[3]!.reason).toContain("MAX_EVENT_VALUES");
         expect(entries[4]!.degraded).toBeUndefined();
         expect(entries[4]!.event.data).toEqual({ ok: 1 });
-        // 70,000 headers: the first 1,000 (MAX_DEGRADED_HEADERS) are kept and nothing more is built.
+        // 70,000 headers: the first 1,000 (MAX_HEADER_NAMES) are kept and nothing more is built.
         expect(entries[5]!.degraded).toBe("headers");
         expect(Object.keys(entries[5]!.event.headers)).toHaveLength(1000);
       }

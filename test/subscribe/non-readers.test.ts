@@ -40,6 +40,14 @@ async function nonReader(topic: string, settleMs: number, localAddress?: string)
   return s;
 }
 
+/** Every subscription's row of the delivery-health view: what it holds queued, whose it is, how far behind. */
+async function deliveryRows(): Promise<Array<{ queuedBytes: number; peer: string; lag: number | null }>> {
+  const d = (await (await fetch(`${gw.url}/api/v1/admin/delivery?limit=10000`)).json()) as { subscriptions: Array<{ queuedBytes: number; peer: string; lag: number | null }> };
+  return d.subscriptions;
+}
+
+const queuedIn = (rows: Array<{ queuedBytes: number }>) => rows.reduce((sum, r) => sum + r.queuedBytes, 0);
+
 test("connections that subscribe 100 times and never read hold at most their connection's bound, and others are served", async () => {
   const topic = `non-readers-${Date.now()}`;
   const sockets: Socket[] = [];
@@ -56,8 +64,8 @@ test("connections that subscribe 100 times and never read hold at most their con
     // Measured once every subscription has been dealt all of it (deliveries are spread over turns,
     // so the acks come before that), and a second more.
     for (let n = 0; n < 100; n++) {
-      const d = (await (await fetch(`${gw.url}/api/v1/admin/delivery?limit=1000`)).json()) as { subscriptions: Array<{ lag: number | null }> };
-      if (d.subscriptions.length === 400 && d.subscriptions.every((r) => r.lag === 0)) break;
+      const rows = await deliveryRows();
+      if (rows.length === 400 && rows.every((r) => r.lag === 0)) break;
       await Bun.sleep(100);
     }
   });
@@ -78,10 +86,7 @@ test("a connection that never reads holds at most its connection's bound when ev
   // them held 100 MiB against the 16 MiB bound.
   const topic = `non-readers-large-${Date.now()}`;
   const s = await nonReader(topic, 300);
-  const queued = async () => {
-    const d = (await (await fetch(`${gw.url}/api/v1/admin/delivery?limit=1000`)).json()) as { subscriptions: Array<{ queuedBytes: number }> };
-    return d.subscriptions.reduce((sum, r) => sum + r.queuedBytes, 0);
-  };
+  const queued = async () => queuedIn(await deliveryRows());
   let most = 0;
   await underControl(gw, "100 subscriptions of 16 KB events that never read", async () => {
     const p = await GatewayClient.connect(gw.wsUrl);
@@ -111,8 +116,8 @@ test("one client address's connections that never read hold at most the address'
   for (let c = 0; c < 8; c++) sockets.push(await nonReader(topic, 100, address));
   await Bun.sleep(500);
   const queuedBy = async (peer: string) => {
-    const d = (await (await fetch(`${gw.url}/api/v1/admin/delivery?limit=10000`)).json()) as { subscriptions: Array<{ queuedBytes: number; peer: string; lag: number | null }> };
-    return { bytes: d.subscriptions.filter((r) => r.peer === peer).reduce((sum, r) => sum + r.queuedBytes, 0), caughtUp: d.subscriptions.length >= 800 && d.subscriptions.every((r) => r.lag === 0) };
+    const rows = await deliveryRows();
+    return { bytes: queuedIn(rows.filter((r) => r.peer === peer)), caughtUp: rows.length >= 800 && rows.every((r) => r.lag === 0) };
   };
   let most = 0;
   await underControl(gw, "8 connections x 100 subscriptions of one address that never read", async () => {

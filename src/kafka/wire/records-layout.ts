@@ -95,9 +95,8 @@ export function encodeSourceRecord(w: ByteWriter, src: RecordSource, i: number, 
   w.i32(valueLen);
   if (valueLen > 0) src.copyValue(i, w.buf, w.pos);
   w.pos += Math.max(0, valueLen);
-  const inRecord = withHeaders ? src.headerCount(i) : 0;
-  if (inRecord > MAX_CARRIED_HEADERS && !only) return encodeManyHeaders(w, src, inRecord);
-  const count = inRecord;
+  const count = withHeaders ? src.headerCount(i) : 0;
+  if (count > MAX_CARRIED_HEADERS && !only) return encodeManyHeaders(w, src, count);
   const countAt = w.pos;
   w.u32(count);
   w.u32(0);
