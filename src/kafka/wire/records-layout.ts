@@ -103,21 +103,14 @@ export function encodeSourceRecord(w: ByteWriter, src: RecordSource, i: number, 
   let written = 0;
   for (let h = 0; h < count; h++) {
     src.header(h);
-    const nameLen = src.headerNameLen();
-    const len = Math.max(0, src.headerValueLen);
-    w.ensure(8 + nameLen + len);
     const headerAt = w.pos;
-    w.u32(nameLen);
-    src.copyHeaderName(w.buf, w.pos);
-    if (only && !only.some((name) => sameBytes(name, w.buf, w.pos, nameLen))) {
+    writeHeaderName(w, src);
+    if (only && !only.some((name) => sameBytes(name, w.buf, headerAt + 4, w.pos - headerAt - 4))) {
       w.pos = headerAt; // not wanted: the name written to compare is taken back
       continue;
     }
     written++;
-    w.pos += nameLen;
-    w.u32(len);
-    if (len > 0) src.copyHeaderValue(w.buf, w.pos);
-    w.pos += len;
+    writeHeaderValue(w, src);
   }
   if (written !== count) w.buf.writeUInt32LE(written, countAt);
 }
@@ -145,16 +138,26 @@ function encodeManyHeaders(w: ByteWriter, src: RecordSource, inRecord: number): 
   w.u32(leftOut);
   for (const h of last.values()) {
     src.header(h);
-    const nameLen = src.headerNameLen();
-    const len = Math.max(0, src.headerValueLen);
-    w.ensure(8 + nameLen + len);
-    w.u32(nameLen);
-    src.copyHeaderName(w.buf, w.pos);
-    w.pos += nameLen;
-    w.u32(len);
-    if (len > 0) src.copyHeaderValue(w.buf, w.pos);
-    w.pos += len;
+    writeHeaderName(w, src);
+    writeHeaderValue(w, src);
   }
+}
+
+/** The selected header's name (u32 length, bytes), with room made for its value's too. */
+function writeHeaderName(w: ByteWriter, src: RecordSource): void {
+  const nameLen = src.headerNameLen();
+  w.ensure(8 + nameLen + Math.max(0, src.headerValueLen));
+  w.u32(nameLen);
+  src.copyHeaderName(w.buf, w.pos);
+  w.pos += nameLen;
+}
+
+/** The selected header's value (u32 length, bytes), after writeHeaderName made room for it. */
+function writeHeaderValue(w: ByteWriter, src: RecordSource): void {
+  const len = Math.max(0, src.headerValueLen);
+  w.u32(len);
+  if (len > 0) src.copyHeaderValue(w.buf, w.pos);
+  w.pos += len;
 }
 
 function sameBytes(a: Uint8Array, buf: Uint8Array, at: number, len: number): boolean {
