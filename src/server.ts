@@ -134,7 +134,10 @@ export const RESUME_KEY_WARNING = "RESUME_TOKEN_KEYS is not set: resume tokens a
 export async function startGateway(config: Config, logger: Logger): Promise<Gateway> {
   // Certificates and keys first: a bad file stops the start before anything listens or connects.
   const tls = loadTls(config);
-  const authenticator = new Authenticator(await loadKeySources(config), config);
+  const authenticator = new Authenticator(
+    await loadKeySources(config, (reason) => logger.warn("the JWKS could not be fetched; the last set fetched is used until the next attempt after AUTH_JWKS_COOLDOWN", { reason })),
+    config,
+  );
   const audit = new Audit(logger);
   if (!authenticator.enabled) logger.warn(AUTH_OFF_WARNING);
   if (!authenticator.enabled && config.ALLOWED_ORIGINS.split(",").includes("*")) logger.warn(ANY_ORIGIN_WARNING);

@@ -2,6 +2,7 @@ import { type JWTVerifyOptions, decodeProtectedHeader, errors, jwtVerify } from 
 import type { Config } from "../config/schema";
 import { GatewayError } from "../protocol/errors";
 import type { KeySource } from "./keys";
+import { KeySetUnavailable } from "./remote-key-set";
 import { ALL, type Grants, parseGrants } from "./policy";
 
 /** Who a connection or request is, what it may do, and until when. */
@@ -109,7 +110,7 @@ function describe(e: unknown): GatewayError {
   if (e instanceof errors.JWSSignatureVerificationFailed) return refused("the signature does not verify");
   // jose throws its base class itself only where the key set's response was not 200 or not JSON
   // (jwks/remote.js): the key server's fault, not the token's.
-  if (e instanceof errors.JWKSTimeout || e instanceof errors.JWKSInvalid || !(e instanceof errors.JOSEError) || e.constructor === errors.JOSEError) {
+  if (e instanceof KeySetUnavailable || e instanceof errors.JWKSTimeout || e instanceof errors.JWKSInvalid || !(e instanceof errors.JOSEError) || e.constructor === errors.JOSEError) {
     return new GatewayError("UNAVAILABLE", "the key set could not be fetched; retry later");
   }
   return refused(`the token is not accepted: ${(e as Error).message}`);

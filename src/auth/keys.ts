@@ -1,7 +1,8 @@
 import { readFileSync } from "node:fs";
-import { type CryptoKey, type JWK, type JWTVerifyGetKey, createRemoteJWKSet, importJWK, importSPKI, importX509 } from "jose";
+import { type CryptoKey, type JWK, type JWTVerifyGetKey, importJWK, importSPKI, importX509 } from "jose";
 import { ConfigError } from "../config/load";
 import type { Config } from "../config/schema";
+import { remoteKeySet } from "./remote-key-set";
 
 /**
  * One place tokens may be verified against, with the algorithms pinned to it. A token's `alg` only
@@ -15,7 +16,7 @@ export interface KeySource {
 }
 
 /** The key sources the configuration names; empty when authentication is off. Read once, at start. */
-export async function loadKeySources(config: Config): Promise<KeySource[]> {
+export async function loadKeySources(config: Config, onJwksFailure: (reason: string) => void = () => {}): Promise<KeySource[]> {
   const sources: KeySource[] = [];
   if (config.AUTH_JWT_SECRET) sources.push({ name: "secret", algorithms: [config.AUTH_JWT_SECRET_ALG], key: new TextEncoder().encode(config.AUTH_JWT_SECRET) });
   if (config.AUTH_JWT_PUBLIC_KEY_FILE) sources.push(await publicKey(config.AUTH_JWT_PUBLIC_KEY_FILE, config.AUTH_JWT_PUBLIC_KEY_ALG));
@@ -27,9 +28,9 @@ export async function loadKeySources(config: Config): Promise<KeySource[]> {
       throw new ConfigError(`config: AUTH_JWKS_URL is not a URL (got ${JSON.stringify(config.AUTH_JWKS_URL)})`);
     }
     if (url.protocol !== "https:" && url.protocol !== "http:") throw new ConfigError("config: AUTH_JWKS_URL must be an http(s) URL");
-    // jose fetches again only when a kid is unknown and the cooldown has passed, or the cache is
-    // older than its max age: a flood of made-up kids costs at most one fetch per cooldown.
-    const jwks = createRemoteJWKSet(url, { cooldownDuration: config.AUTH_JWKS_COOLDOWN, cacheMaxAge: config.AUTH_JWKS_CACHE_MAX_AGE, timeoutDuration: 5000 });
+    // Fetched again only when a kid is unknown or the set is past its max age, and at most once per
+    // cooldown whatever the fetches end in: a flood of made-up kids costs one fetch per cooldown.
+    const jwks = remoteKeySet(url, { cooldownMs: config.AUTH_JWKS_COOLDOWN, maxAgeMs: config.AUTH_JWKS_CACHE_MAX_AGE, timeoutMs: 5000, onFailure: onJwksFailure });
     sources.push({ name: "jwks", algorithms: config.AUTH_JWKS_ALGORITHMS.split(",").map((a) => a.trim()).filter(Boolean), key: jwks });
   }
   return sources;

@@ -84,3 +84,60 @@ test("an RS256 or HS256 token is refused where only ES256 is pinned for the set"
   const hs = await signWith(new TextEncoder().encode(JSON.stringify(served[0])) as unknown as CryptoKey, "HS256", GRANTS, { kid: "k1" });
   expect((await postEvent(gw, "jwks-t", hs)).status).toBe(401);
 });
+
+/**
+ * A failing key server (outside tester): the cooldown started only after a fetch that worked, so
+ * with the server answering 500 or malformed JSON every unknown kid fetched again (100 requests, 100
+ * fetches in 645 ms), and once the set was past its max age every token did.
+ */
+test("while the key server fails, tokens cost at most one fetch per cooldown: unknown kids within the set's max age, every token past it", async () => {
+  let mode: "ok" | "500" | "malformed" = "ok";
+  let count = 0;
+  const a = await generateKeyPair("ES256", { extractable: true });
+  const keys = [{ ...(await exportJWK(a.publicKey)), kid: "good", alg: "ES256", use: "sig" }];
+  const server = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    fetch: () => {
+      count++;
+      return mode === "ok" ? Response.json({ keys }) : mode === "500" ? new Response("down", { status: 500 }) : new Response("{not json", { headers: { "content-type": "application/json" } });
+    },
+  });
+  const cooldownMs = 2500;
+  const env = { KAFKA_BROKERS: "", AUTH_JWKS_URL: `http://127.0.0.1:${server.port}/jwks.json`, AUTH_JWKS_COOLDOWN: String(cooldownMs), AUTH_JWKS_ALGORITHMS: "ES256", RATE_LIMIT_EVENTS: "0", RATE_LIMIT_BYTES: "0" };
+  const kept = await startGateway({ ...env, AUTH_JWKS_CACHE_MAX_AGE: "600000" });
+  const stale = await startGateway({ ...env, AUTH_JWKS_CACHE_MAX_AGE: "1" });
+  const good = () => signWith(a.privateKey, "ES256", GRANTS, { kid: "good" });
+  try {
+    expect((await postEvent(kept, "jwks-t", await good())).status).toBe(202);
+    expect((await postEvent(stale, "jwks-t", await good())).status).toBe(202);
+    expect(count).toBe(2);
+    await Bun.sleep(cooldownMs + 100); // the cooldown of those good fetches is over
+    for (const m of ["malformed", "500"] as const) {
+      mode = m;
+      let before = count;
+      let started = Date.now();
+      const statuses: number[] = [];
+      for (let i = 0; i < 60; i++) statuses.push((await postEvent(kept, "jwks-t", await signWith(a.privateKey, "ES256", GRANTS, { kid: `unknown-${m}-${i}` }))).status);
+      // Refused (401 as an unknown key, or 503 while the set cannot be fetched), never let in.
+      expect(statuses.every((s) => s === 401 || s === 503)).toBe(true);
+      // The known kid still verifies: the set is within its max age.
+      expect((await postEvent(kept, "jwks-t", await good())).status).toBe(202);
+      expect(count - before).toBeLessThanOrEqual(1 + Math.floor((Date.now() - started) / cooldownMs));
+      // Past its max age the set is not used: 503, retry later, and still one fetch per cooldown.
+      before = count;
+      started = Date.now();
+      for (let i = 0; i < 60; i++) expect((await postEvent(stale, "jwks-t", await good())).status).toBe(503);
+      expect(count - before).toBeLessThanOrEqual(1 + Math.floor((Date.now() - started) / cooldownMs));
+      await Bun.sleep(cooldownMs + 100);
+    }
+    // Back up: the next attempt after the cooldown takes the server's set again.
+    mode = "ok";
+    expect((await postEvent(stale, "jwks-t", await good())).status).toBe(202);
+    expect((await postEvent(kept, "jwks-t", await good())).status).toBe(202);
+  } finally {
+    await kept.stop();
+    await stale.stop();
+    server.stop(true);
+  }
+}, 60_000);
