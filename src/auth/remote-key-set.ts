@@ -55,9 +55,14 @@ export function remoteKeySet(url: URL, options: RemoteKeySetOptions): JWTVerifyG
   };
 
   return async (header, token) => {
-    if (Date.now() - fetchedAt >= options.maxAgeMs) await refresh();
-    const set = local;
-    if (set === null || Date.now() - fetchedAt >= options.maxAgeMs) throw new KeySetUnavailable(`the key set could not be fetched (${lastFailure || "not yet"})`);
+    let set = local;
+    if (set === null || Date.now() - fetchedAt >= options.maxAgeMs) {
+      await refresh();
+      // Past its max age, the set is used only if the last attempt worked: just now, or within the
+      // cooldown (then it is as fresh as it may be); after a failed one it is not used.
+      if (local === null || lastFailure) throw new KeySetUnavailable(`the key set could not be fetched (${lastFailure || "not yet"})`);
+      set = local;
+    }
     try {
       return await set(header, token);
     } catch (e) {
