@@ -322,6 +322,12 @@ export function createWebSocketHandler(deps: {
       // A later hello may follow publishes still in flight: their replies come before the close.
       return closeAfterReplies(ws, CloseCodes.UNSUPPORTED_VERSION, "unsupported protocol version", new GatewayError("UNSUPPORTED_VERSION", `not handled: the connection is closing (${CloseCodes.UNSUPPORTED_VERSION}) for an unsupported protocol version`));
     }
+    // A token on a connection that has one is a refresh (auth-frames.ts), charged to the same bucket:
+    // unlimited, 2,000 re-hellos were all verified and audited, where refresh frames were held to 1/s.
+    if (hello.data.token !== undefined && deps.auth.authenticator.enabled && ws.data.auth!.identity) {
+      const limited = rateLimits.admitRefresh(ws.data.rate!, RATE_HOLD_MIN_MS);
+      if (limited) return refuseRate(ws, codec, limited, cid);
+    }
     if (authFrames.helloToken(ws, codec, hello.data.token, cid)) return; // refused, or verifying (welcome follows)
     welcome(ws, codec, cid);
   }

@@ -91,3 +91,26 @@ test("refresh frames are rate limited per connection: past a few, RATE_LIMITED w
   expect(done).toBeLessThanOrEqual(5);
   c.close();
 }, 30_000);
+
+test("a hello with a token on a welcomed connection is a refresh, and shares its rate: a flood of them is held to it", async () => {
+  // Outside tester: 2,000 re-hellos with tokens were all welcomed (each a signature check and an
+  // audit line; eight connections did 91,000 RSA checks in 10 s), while refresh frames were limited.
+  const token = await hsToken({ sub: "lee", exp: now() + 600, ...GRANTS });
+  const { c } = await helloWith(gw.wsUrl, token);
+  const sent = performance.now();
+  const replies = await Promise.all(Array.from({ length: 6 }, () => c.request({ t: 1, v: 1, token })));
+  const seconds = (performance.now() - sent) / 1000;
+  expect(replies.find((r) => r.t !== 2)).toMatchObject({ t: 21, code: "RATE_LIMITED", retryAfterMs: expect.any(Number) });
+  expect(replies.filter((r) => r.t === 2).length).toBeLessThanOrEqual(3 + Math.ceil(seconds));
+  let welcomed = 0;
+  for (let i = 0; i < 200; i++) void c.request({ t: 1, v: 1, token }).then((r) => void (r.t === 2 && welcomed++), () => {});
+  await Bun.sleep(3000);
+  expect(welcomed).toBeLessThanOrEqual(5);
+  c.close();
+  // Re-hellos and refresh frames draw from the one bucket: three refreshes, then a re-hello, at once.
+  const fresh = await helloWith(gw.wsUrl, token);
+  const mixed = await Promise.all([...Array.from({ length: 3 }, () => fresh.c.request({ t: 14, token })), fresh.c.request({ t: 1, v: 1, token })]);
+  expect(mixed.map((r) => r.t)).toEqual([29, 29, 29, 21]);
+  expect(mixed[3]).toMatchObject({ code: "RATE_LIMITED" });
+  fresh.c.close();
+}, 30_000);
