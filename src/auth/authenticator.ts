@@ -16,6 +16,8 @@ export interface Identity {
 export const ANONYMOUS: Identity = Object.freeze({ principal: "anonymous", expiresAt: Infinity, grants: ALL });
 
 const MAX_TOKEN_CHARS = 16 * 1024;
+/** Longest `sub` accepted: the principal's name in audit lines, rate buckets and the same-principal check of a refresh. */
+export const MAX_PRINCIPAL_CHARS = 256;
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 
 // Header parameters that name a key: trusting them lets the token choose what verifies it.
@@ -83,7 +85,10 @@ export class Authenticator {
           throw refused((e as Error).message);
         }
         const principal = typeof payload.sub === "string" && payload.sub ? payload.sub : "unknown";
-        return { principal: principal.slice(0, 256), expiresAt: payload.exp! * 1000, grants };
+        // Refused, not cut: cut, two subjects sharing their first characters were one principal (a
+        // refresh could move a connection to the other's grants, and they shared audit and rates).
+        if (principal.length > MAX_PRINCIPAL_CHARS) throw refused(`sub is longer than ${MAX_PRINCIPAL_CHARS} characters`);
+        return { principal, expiresAt: payload.exp! * 1000, grants };
       } catch (e) {
         if (e instanceof GatewayError) throw e;
         last = e;

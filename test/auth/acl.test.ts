@@ -202,3 +202,19 @@ test("a token over 16 KiB is UNAUTHENTICATED, as the limits table says: in hello
   expect(await d.publish({ type: "still" }, "orders.eu")).toMatchObject({ t: 20 });
   d.close();
 });
+
+test("a sub longer than 256 characters is refused, so two subjects that share their first 256 are never one principal", async () => {
+  // Outside tester: subjects were cut to 256 characters, so a refresh from "A"x256 + "-tenant1" to
+  // "A"x256 + "-tenant2-admin" passed as the same principal, and took the second one's grants.
+  const base = "A".repeat(256);
+  const long = await hsToken({ sub: `${base}-tenant2-admin`, kgw: { publish: ["*"], subscribe: ["*"] } });
+  expect((await postEvent(gw, "orders.eu", long)).status).toBe(401);
+  const { reply } = await helloWith(gw.wsUrl, long);
+  expect(reply).toMatchObject({ t: 21, code: "UNAUTHENTICATED" });
+  // The refresh path: a connection of a 256-character sub cannot move to a longer one.
+  const { c, reply: welcomed } = await helloWith(gw.wsUrl, await hsToken({ sub: base }));
+  expect(welcomed).toMatchObject({ t: 2, principal: base });
+  expect(await c.request({ t: 14, token: long })).toMatchObject({ t: 21, code: "UNAUTHENTICATED" });
+  expect(await c.publish({ type: "x" }, "orders.eu")).toMatchObject({ t: 21, code: "FORBIDDEN" });
+  c.close();
+});
