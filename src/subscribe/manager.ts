@@ -40,6 +40,11 @@ export interface SubscriberInfo {
 export interface SubscriberConnection extends SubscriberSocket {
   subscriptions: Map<string, Subscription>;
   info?: SubscriberInfo;
+  /**
+   * Whether the connection may still read `topics`, asked as a subscription registers: its grants
+   * may have narrowed (a refresh) while the subscribe waited on the log. A refusal, or undefined.
+   */
+  mayRead?(topics: readonly string[]): GatewayError | undefined;
 }
 
 export interface SubscriptionStats {
@@ -428,6 +433,11 @@ export class SubscriptionManager {
       const key = shareKey(f.share, topics);
       const feed = await this.sharedFeed(f.share, topics);
       if (this.closed.has(conn)) return this.leaveShared(key, feed);
+      const denied = conn.mayRead?.(topics);
+      if (denied) {
+        this.leaveShared(key, feed);
+        throw denied;
+      }
       const sub = make(new Map(), f.share);
       this.register(conn, sub, f.cid, { live: true });
       feed.add(sub);
@@ -439,8 +449,10 @@ export class SubscriptionManager {
       let feeds = await Promise.all(pending);
       // A feed closed for idleness while we waited for it: take the one opened in its place.
       while (feeds.some((feed) => feed.isClosed)) feeds = await Promise.all((pending = topics.map((t) => this.liveFeed(t))));
-      if (this.closed.has(conn)) {
+      const denied = this.closed.has(conn) ? undefined : conn.mayRead?.(topics);
+      if (this.closed.has(conn) || denied) {
         topics.forEach((t, i) => this.leaveLive(t, pending[i]!, feeds[i]!));
+        if (denied) throw denied;
         return;
       }
       // The feeds' own arrays: the subscription's token follows everything its feeds have read.
@@ -453,6 +465,8 @@ export class SubscriptionManager {
 
     const { positions, target, gaps } = await this.resolveStart(topics, start, filterTag(filter.identity));
     if (this.closed.has(conn)) return;
+    const denied = conn.mayRead?.(topics);
+    if (denied) throw denied;
     const sub = make(positions);
     const address = conn.info?.peer ?? "";
     const addressPace = this.replayPaces.take(address);

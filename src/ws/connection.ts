@@ -509,6 +509,13 @@ export function createWebSocketHandler(deps: {
         flushAll: () => outbound.flush(true),
         backlogged: () => outbound.backlogged,
         close: (code, reason) => ws.close(code, reason),
+        mayRead: (topics) => {
+          for (const topic of topics) {
+            const denied = ws.data.auth!.authorize("subscribe", topic);
+            if (denied) return denied;
+          }
+          return undefined;
+        },
       };
     },
 
