@@ -12,6 +12,8 @@ export interface Decision {
   reason?: string;
   transport: "ws" | "http";
   session?: string;
+  /** For an accepted token over HTTP: its expiry (ms since the epoch), which tells one token from the next. */
+  expiresAt?: number;
 }
 
 // Distinct allowed (principal, action, topic) remembered for HTTP before the memory starts over.
@@ -73,8 +75,11 @@ export class Audit {
 
   /** `seen`: the connection's set of decisions already written, for allowed ones. */
   record(d: Decision, seen?: Set<string>): void {
-    if (d.outcome === "allow" && d.action !== "authenticate" && d.action !== "refresh") {
-      const key = `${d.action}\0${d.topic ?? ""}`;
+    // A WebSocket's token is checked once per hello or refresh, and each is written; an HTTP token is
+    // checked on every request, and written once per principal and token (told apart by expiry).
+    const token = d.action === "authenticate" || d.action === "refresh";
+    if (d.outcome === "allow" && !(token && d.transport === "ws")) {
+      const key = token ? `${d.action}\0${d.expiresAt ?? ""}` : `${d.action}\0${d.topic ?? ""}`;
       const set = seen ?? this.httpSeen;
       const k = seen ? key : `${d.principal}\0${key}`;
       if (set.has(k)) return;

@@ -36,6 +36,7 @@ export function createHttpAuth(authenticator: Authenticator, audit: Audit) {
           audit.record({ principal: "anonymous", action: "authenticate", outcome: "deny", code: err.code, reason: err.message, transport: "http" });
           return challenge(err);
         }
+        audit.record({ principal: who.principal, action: "authenticate", outcome: "allow", transport: "http", expiresAt: who.expiresAt });
         return handler(req, who, server);
       };
     },
