@@ -72,6 +72,18 @@ const CE_FIELDS = new Map<string, "id" | "source" | "type" | "subject" | "dataco
   ["content-type", "datacontenttype"],
 ]);
 
+/**
+ * The longest value of each envelope field that filters match patterns against: what a client's
+ * event may hold there (docs/protocol.md). Another producer's record may hold anything: a ce_source
+ * of 900 KB matched against every source pattern of every filter cost 5-6 s a record, in one piece
+ * of work (outside tester). A longer value is absent for filters, and delivered as written.
+ */
+export const MATCHED_LENGTH: ReadonlyMap<string, number> = new Map([
+  ["type", 256],
+  ["source", 1024],
+  ["subject", 1024],
+]);
+
 /** What a subscriber gets for one record: the envelope, and when it had to be degraded, why and how. */
 export interface DeliveredEvent {
   event: Record<string, unknown>;
@@ -112,6 +124,8 @@ export class DecodedRecord implements FilterableEvent {
   private wire: Record<string, unknown> | undefined;
   private wireJson: Record<string, unknown> | undefined;
 
+  /** Envelope fields longer than MATCHED_LENGTH: absent for filters, delivered as written. */
+  private overLong: Partial<Record<"id" | "source" | "type" | "subject" | "datacontenttype", string>> | null = null;
   /** Why the payload, which parsed, is delivered as its bytes (degraded "data"); null when it is not. */
   private unfaithful: string | null = null;
   /** The record has more headers than MAX_HEADER_NAMES: only those are kept, and it goes degraded "headers". */
@@ -132,7 +146,19 @@ export class DecodedRecord implements FilterableEvent {
     if (record.headersLeftOut) this.headersCut = true;
     for (const [name, value] of record.headers) {
       const field = CE_FIELDS.get(name);
-      if (field) this[field] = utf8.decode(value);
+      if (field) {
+        const text = utf8.decode(value);
+        const most = MATCHED_LENGTH.get(field);
+        if (most !== undefined && text.length > most) {
+          // Filters see it as absent; subscribers get it as written (textFields).
+          (this.overLong ??= {})[field] = text;
+          if (field === "type") this.type = "";
+          else this[field] = undefined;
+        } else {
+          this[field] = text;
+          if (this.overLong) delete this.overLong[field]; // a later header of the name wins
+        }
+      }
       else if (name === "ce_time") this.ceTime = utf8.decode(value);
       else if (name !== "ce_specversion") {
         if (!Object.hasOwn(this.headers, name)) {
@@ -336,10 +362,13 @@ export class DecodedRecord implements FilterableEvent {
   }
 
   private textFields(): Record<string, unknown> {
-    const e: Record<string, unknown> = { type: this.type };
+    const long = this.overLong;
+    const e: Record<string, unknown> = { type: long?.type ?? this.type };
     if (this.id !== undefined) e.id = this.id;
-    if (this.source !== undefined) e.source = this.source;
-    if (this.subject !== undefined) e.subject = this.subject;
+    const source = long?.source ?? this.source;
+    if (source !== undefined) e.source = source;
+    const subject = long?.subject ?? this.subject;
+    if (subject !== undefined) e.subject = subject;
     const time = this.time;
     if (time !== undefined) e.time = time;
     if (this.datacontenttype !== undefined) e.datacontenttype = this.datacontenttype;
