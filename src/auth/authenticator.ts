@@ -37,7 +37,8 @@ export class Authenticator {
   ) {
     this.enabled = sources.length > 0;
     this.options = {
-      clockTolerance: Math.floor(config.AUTH_CLOCK_TOLERANCE / 1000),
+      // In seconds, fractions kept: jose compares them as numbers (cut to whole seconds, 1,999 ms allowed 1 s).
+      clockTolerance: config.AUTH_CLOCK_TOLERANCE / 1000,
       // A token that never expires could never be taken back.
       requiredClaims: ["exp"],
       ...(config.AUTH_JWT_ISSUER ? { issuer: config.AUTH_JWT_ISSUER } : {}),
@@ -47,7 +48,7 @@ export class Authenticator {
   }
 
   get clockToleranceMs(): number {
-    return Math.floor(this.config.AUTH_CLOCK_TOLERANCE / 1000) * 1000;
+    return this.config.AUTH_CLOCK_TOLERANCE;
   }
 
   /** When `who`'s token stops being valid anywhere: exp plus the clock tolerance (ms since the epoch; Infinity without authentication). */

@@ -179,3 +179,16 @@ describe("start-up refusals and the no-auth default", () => {
     }
   }, 60_000);
 });
+
+test("AUTH_CLOCK_TOLERANCE keeps its milliseconds: at 1,999 ms, a token expired a second ago is accepted", async () => {
+  // It was cut to whole seconds (outside tester): 1,999 ms allowed 1 s, and 999 ms none at all.
+  const gw = await startGateway({ KAFKA_BROKERS: "", AUTH_JWT_SECRET: SECRET, AUTH_CLOCK_TOLERANCE: "1999" });
+  try {
+    // Just past a second's start, so the gateway reads the same whole second as the token was made in.
+    await Bun.sleep(1000 - (Date.now() % 1000) + 20);
+    expect((await postEvent(gw, "tol-t", await hsToken({ exp: now() - 1, ...GRANTS }))).status).toBe(202);
+    expect((await postEvent(gw, "tol-t", await hsToken({ exp: now() - 3, ...GRANTS }))).status).toBe(401);
+  } finally {
+    await gw.stop();
+  }
+}, 60_000);
