@@ -222,14 +222,14 @@ test("a sub longer than 256 characters is refused, so two subjects that share th
 test("HTTP: an accepted token is audited (authenticate, allow) once per principal and token, a new token again", async () => {
   // Outside tester: over HTTP only refusals were audited; five accepted requests wrote no
   // authenticate line at all.
-  const first = await hsToken({ sub: "hank", kgw: { publish: ["*"] } });
+  const first = await hsToken({ sub: "http-auditee", kgw: { publish: ["*"] } });
   for (let i = 0; i < 5; i++) expect((await postEvent(gw, "orders.eu", first)).status).toBe(202);
-  const line = await waitForAudit(gw, { principal: "hank", action: "authenticate", outcome: "allow", transport: "http" });
+  const line = await waitForAudit(gw, { principal: "http-auditee", action: "authenticate", outcome: "allow", transport: "http" });
   expect(line.expiresAt).toEqual(expect.any(Number));
-  const second = await hsToken({ sub: "hank", exp: Math.floor(Date.now() / 1000) + 900, kgw: { publish: ["*"] } });
+  const second = await hsToken({ sub: "http-auditee", exp: Math.floor(Date.now() / 1000) + 900, kgw: { publish: ["*"] } });
   expect((await postEvent(gw, "orders.eu", second)).status).toBe(202);
   await Bun.sleep(300);
-  const lines = auditLines(gw).filter((l) => l.principal === "hank" && l.action === "authenticate");
+  const lines = auditLines(gw).filter((l) => l.principal === "http-auditee" && l.action === "authenticate" && l.transport === "http");
   expect(lines.map((l) => l.expiresAt)).toEqual([line.expiresAt, expect.any(Number)]);
   expect(lines[1]!.expiresAt).not.toBe(line.expiresAt);
   // The token never appears in the log.
