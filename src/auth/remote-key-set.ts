@@ -23,8 +23,9 @@ export class KeySetUnavailable extends Error {}
  * and once the set was past its max age every token did, and all were refused, known kids too.
  *
  * Here every attempt starts the cooldown, whatever its outcome, and concurrent askers share one
- * fetch. A set past its max age is not used (a key the server has removed must stop verifying): until
- * a fetch works again, tokens are refused UNAVAILABLE, and at most one fetch per cooldown is tried.
+ * fetch. A set past its max age is fetched again and not used until a fetch works (a key the server
+ * has removed must stop verifying): tokens are refused UNAVAILABLE meanwhile, and after a failed
+ * fetch at most one per cooldown is tried.
  */
 export function remoteKeySet(url: URL, options: RemoteKeySetOptions): JWTVerifyGetKey {
   let local: ReturnType<typeof createLocalJWKSet> | null = null;
@@ -33,10 +34,10 @@ export function remoteKeySet(url: URL, options: RemoteKeySetOptions): JWTVerifyG
   let lastFailure = "";
   let pending: Promise<void> | null = null;
 
-  /** Fetches the set unless one was tried within the cooldown (then waits for that one, if running). */
-  const refresh = async (): Promise<void> => {
+  /** Fetches the set unless one was tried less than `spacingMs` ago (and waits for one running). */
+  const refresh = async (spacingMs: number): Promise<void> => {
     if (pending) return pending;
-    if (Date.now() - attemptedAt < options.cooldownMs) return;
+    if (Date.now() - attemptedAt < spacingMs) return;
     attemptedAt = Date.now();
     pending = fetchSet(url, options.timeoutMs)
       .then((set) => {
@@ -57,9 +58,10 @@ export function remoteKeySet(url: URL, options: RemoteKeySetOptions): JWTVerifyG
   return async (header, token) => {
     let set = local;
     if (set === null || Date.now() - fetchedAt >= options.maxAgeMs) {
-      await refresh();
-      // Past its max age, the set is used only if the last attempt worked: just now, or within the
-      // cooldown (then it is as fresh as it may be); after a failed one it is not used.
+      // Past its max age the set is fetched again, once per max age while fetches work (a max age
+      // shorter than the cooldown is the operator's choice), and once per cooldown after one failed;
+      // until one works the set is not used.
+      await refresh(lastFailure ? options.cooldownMs : Math.min(options.cooldownMs, options.maxAgeMs));
       if (local === null || lastFailure) throw new KeySetUnavailable(`the key set could not be fetched (${lastFailure || "not yet"})`);
       set = local;
     }
@@ -68,7 +70,7 @@ export function remoteKeySet(url: URL, options: RemoteKeySetOptions): JWTVerifyG
     } catch (e) {
       if (!(e instanceof errors.JWKSNoMatchingKey)) throw e;
       // An unknown kid may be a key rotated in since: one fetch per cooldown finds out.
-      await refresh();
+      await refresh(options.cooldownMs);
       try {
         return await (local ?? set)(header, token);
       } catch (again) {

@@ -141,3 +141,30 @@ test("while the key server fails, tokens cost at most one fetch per cooldown: un
     server.stop(true);
   }
 }, 60_000);
+
+test("a max age shorter than the cooldown: the set past its max age is fetched again, and not used when that fails", async () => {
+  // Outside tester: with AUTH_JWKS_CACHE_MAX_AGE 2 s and AUTH_JWKS_COOLDOWN 15 s the set fetched once
+  // was used for 15 s without another fetch, the key server failing all along.
+  let up = true;
+  let count = 0;
+  const a = await generateKeyPair("ES256", { extractable: true });
+  const keys = [{ ...(await exportJWK(a.publicKey)), kid: "k", alg: "ES256", use: "sig" }];
+  const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => (count++, up ? Response.json({ keys }) : new Response("down", { status: 500 })) });
+  const short = await startGateway({ KAFKA_BROKERS: "", AUTH_JWKS_URL: `http://127.0.0.1:${server.port}/jwks.json`, AUTH_JWKS_CACHE_MAX_AGE: "1000", AUTH_JWKS_COOLDOWN: "15000", AUTH_JWKS_ALGORITHMS: "ES256" });
+  const token = await signWith(a.privateKey, "ES256", GRANTS, { kid: "k" });
+  try {
+    expect((await postEvent(short, "jwks-t", token)).status).toBe(202);
+    await Bun.sleep(1200);
+    expect((await postEvent(short, "jwks-t", token)).status).toBe(202); // past max age, server up: fetched again
+    expect(count).toBe(2);
+    up = false;
+    await Bun.sleep(1200);
+    const statuses: number[] = [];
+    for (let i = 0; i < 20; i++) statuses.push((await postEvent(short, "jwks-t", token)).status);
+    expect(statuses.every((s) => s === 503)).toBe(true);
+    expect(count).toBe(3); // one attempt, then the cooldown
+  } finally {
+    await short.stop();
+    server.stop(true);
+  }
+}, 60_000);
