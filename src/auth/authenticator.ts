@@ -37,8 +37,10 @@ export class Authenticator {
   ) {
     this.enabled = sources.length > 0;
     this.options = {
-      // In seconds, fractions kept: jose compares them as numbers (cut to whole seconds, 1,999 ms allowed 1 s).
-      clockTolerance: config.AUTH_CLOCK_TOLERANCE / 1000,
+      // exp and nbf are checked below, to the millisecond: jose's clock counts whole seconds, so a
+      // tolerance of 1,500 ms let a token 1.95 s past exp in (and 1 ms, one 735 ms past it). jose
+      // still checks that they are numbers; this tolerance (finite: jose refuses Infinity) turns its own comparison off.
+      clockTolerance: Number.MAX_SAFE_INTEGER,
       // A token that never expires could never be taken back.
       requiredClaims: ["exp"],
       ...(config.AUTH_JWT_ISSUER ? { issuer: config.AUTH_JWT_ISSUER } : {}),
@@ -79,6 +81,11 @@ export class Authenticator {
     for (const source of candidates) {
       try {
         const { payload } = await jwtVerify(token, source.key as Uint8Array, { ...this.options, algorithms: [alg] });
+        const now = Date.now();
+        const tolerance = this.config.AUTH_CLOCK_TOLERANCE;
+        // RFC 7519: not accepted on or after exp, nor before nbf (each give or take the tolerance).
+        if (now >= payload.exp! * 1000 + tolerance) throw refused("the token has expired");
+        if (payload.nbf !== undefined && payload.nbf * 1000 > now + tolerance) throw refused("claim nbf is not accepted (the token is not valid yet)");
         let grants: Grants;
         try {
           grants = parseGrants(payload[this.config.AUTH_CLAIM], this.config.AUTH_CLAIM);

@@ -180,15 +180,25 @@ describe("start-up refusals and the no-auth default", () => {
   }, 60_000);
 });
 
-test("AUTH_CLOCK_TOLERANCE keeps its milliseconds: at 1,999 ms, a token expired a second ago is accepted", async () => {
-  // It was cut to whole seconds (outside tester): 1,999 ms allowed 1 s, and 999 ms none at all.
-  const gw = await startGateway({ KAFKA_BROKERS: "", AUTH_JWT_SECRET: SECRET, AUTH_CLOCK_TOLERANCE: "1999" });
+test("AUTH_CLOCK_TOLERANCE keeps its milliseconds, for exp and nbf alike", async () => {
+  // It was cut to whole seconds, and then jose's whole-second clock still rounded it (outside
+  // tester: at 1,500 ms a token 1.95 s past exp was accepted and one 1.2 s before nbf refused; at
+  // 1 ms, one 735 ms past exp was accepted).
+  const gw = await startGateway({ KAFKA_BROKERS: "", AUTH_JWT_SECRET: SECRET, AUTH_CLOCK_TOLERANCE: "1500" });
   try {
-    // Just past a second's start, so the gateway reads the same whole second as the token was made in.
-    await Bun.sleep(1000 - (Date.now() % 1000) + 20);
-    expect((await postEvent(gw, "tol-t", await hsToken({ exp: now() - 1, ...GRANTS }))).status).toBe(202);
-    expect((await postEvent(gw, "tol-t", await hsToken({ exp: now() - 3, ...GRANTS }))).status).toBe(401);
+    const at = (offsetMs: number) => (Date.now() + offsetMs) / 1000; // fractional seconds: NumericDate allows them
+    expect((await postEvent(gw, "tol-t", await hsToken({ exp: at(-1000), ...GRANTS }))).status).toBe(202);
+    expect((await postEvent(gw, "tol-t", await hsToken({ exp: at(-1900), ...GRANTS }))).status).toBe(401);
+    expect((await postEvent(gw, "tol-t", await hsToken({ nbf: at(1000), ...GRANTS }))).status).toBe(202);
+    expect((await postEvent(gw, "tol-t", await hsToken({ nbf: at(1900), ...GRANTS }))).status).toBe(401);
   } finally {
     await gw.stop();
+  }
+  const strict = await startGateway({ KAFKA_BROKERS: "", AUTH_JWT_SECRET: SECRET, AUTH_CLOCK_TOLERANCE: "1" });
+  try {
+    expect((await postEvent(strict, "tol-t", await hsToken({ exp: (Date.now() - 400) / 1000, ...GRANTS }))).status).toBe(401);
+    expect((await postEvent(strict, "tol-t", await hsToken({ exp: (Date.now() + 5000) / 1000, ...GRANTS }))).status).toBe(202);
+  } finally {
+    await strict.stop();
   }
 }, 60_000);
