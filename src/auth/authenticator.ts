@@ -92,9 +92,11 @@ export class Authenticator {
         } catch (e) {
           throw refused((e as Error).message);
         }
-        const principal = typeof payload.sub === "string" && payload.sub ? payload.sub : "unknown";
-        // Refused, not cut: cut, two subjects sharing their first characters were one principal (a
-        // refresh could move a connection to the other's grants, and they shared audit and rates).
+        // The principal, exactly: refused rather than named by default or cut, either of which made
+        // two subjects one (a refresh could move a connection to the other's grants, and they shared
+        // audit lines and rate buckets): sub 123, true, "" and none were all "unknown".
+        const principal = payload.sub;
+        if (typeof principal !== "string" || principal.length === 0) throw refused("the token needs a sub (a string naming the principal)");
         if (principal.length > MAX_PRINCIPAL_CHARS) throw refused(`sub is longer than ${MAX_PRINCIPAL_CHARS} characters`);
         return { principal, expiresAt: payload.exp! * 1000, grants };
       } catch (e) {

@@ -235,3 +235,20 @@ test("HTTP: an accepted token is audited (authenticate, allow) once per principa
   // The token never appears in the log.
   expect(gw.lines.some((l) => l.includes(first) || l.includes(second))).toBe(false);
 });
+
+test("a token whose sub is missing, empty or not a string is refused: no two such tokens share a principal", async () => {
+  // Outside tester: sub 123, {id: "bob"}, true, ["x"], "" and none all became principal "unknown", so a
+  // refresh from one to another passed as the same principal and took the other's grants.
+  for (const sub of [undefined, "", 123, { id: "bob" }, true, ["x"], null]) {
+    const token = await hsToken({ sub: sub as string, kgw: { publish: ["*"] } });
+    expect((await postEvent(gw, "orders.eu", token)).status).toBe(401);
+    const { c, reply } = await helloWith(gw.wsUrl, token);
+    expect(reply).toMatchObject({ t: 21, code: "UNAUTHENTICATED" });
+    c.close();
+  }
+  // "unknown" itself is a subject like any other, and nobody else's.
+  const { c, reply } = await helloWith(gw.wsUrl, await hsToken({ sub: "unknown" }));
+  expect(reply).toMatchObject({ t: 2, principal: "unknown" });
+  expect(await c.request({ t: 14, token: await hsToken({ sub: 123 as unknown as string, kgw: { publish: ["*"] } }) })).toMatchObject({ t: 21, code: "UNAUTHENTICATED" });
+  c.close();
+});
