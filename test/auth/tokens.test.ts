@@ -2,6 +2,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 import { GatewayClient } from "../support/ws-client";
+import { cpuSeconds } from "../support/proc";
 import { createHmac } from "node:crypto";
 import { SECRET, auditLines, helloWith, hsToken, now, postEvent, rsaKeyFiles, signWith, unsignedToken } from "./support";
 
@@ -200,5 +201,33 @@ test("AUTH_CLOCK_TOLERANCE keeps its milliseconds, for exp and nbf alike", async
     expect((await postEvent(strict, "tol-t", await hsToken({ exp: (Date.now() + 5000) / 1000, ...GRANTS }))).status).toBe(202);
   } finally {
     await strict.stop();
+  }
+}, 60_000);
+
+test("a token whose header is bloated (13 KiB of nested arrays) is refused before its header is parsed: it costs what any bad token costs", async () => {
+  // Outside tester: such a token, under the 16 KiB bound, cost ~700 us of the gateway's CPU a request
+  // (its header parsed twice, by the kid lookup and by jwtVerify), ten times a plain bad token; 64
+  // lanes of them put a control's p99 at 61-115 ms.
+  const gw = await startGateway({ KAFKA_BROKERS: "", AUTH_JWT_SECRET: SECRET, RATE_LIMIT_EVENTS: "0", RATE_LIMIT_BYTES: "0" });
+  try {
+    const b64 = (v: string) => Buffer.from(v).toString("base64url");
+    const payload = b64(JSON.stringify({ sub: "x", exp: now() + 600 }));
+    const bloated = `${b64(`{"alg":"HS256","x":${"[".repeat(4800)}${"]".repeat(4800)}}`)}.${payload}.${b64("sig")}`;
+    const plain = `${b64('{"alg":"HS256"}')}.${payload}.${b64("sig")}`;
+    expect(bloated.length).toBeLessThan(16 * 1024);
+    const cost = async (token: string) => {
+      const before = cpuSeconds(gw.proc.pid);
+      for (let round = 0; round < 40; round++) {
+        const statuses = await Promise.all(Array.from({ length: 50 }, () => postEvent(gw, "bloat-t", token).then((r) => r.status)));
+        expect(statuses.every((s) => s === 401)).toBe(true);
+      }
+      return cpuSeconds(gw.proc.pid) - before;
+    };
+    await cost(plain); // warm
+    const [a, b] = [await cost(plain), await cost(bloated)];
+    console.log(`gateway CPU for 2,000 requests: plain bad token ${(a * 1000).toFixed(0)} ms, bloated header ${(b * 1000).toFixed(0)} ms`);
+    expect(b).toBeLessThan(Math.max(2 * a, 0.15));
+  } finally {
+    await gw.stop();
   }
 }, 60_000);
