@@ -69,6 +69,8 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
     if (denied) throw denied;
   }
   const limits = decodeLimits(config);
+  /** Bytes of request bodies being read now (HTTP_BODY_BYTES_TOTAL). */
+  let bodyBytesHeld = 0;
 
   /** The decoded body, once its bytes are paid for (a decode costs in proportion to them). */
   async function readBody(req: Request, who: Identity, server: Server<unknown>): Promise<unknown> {
@@ -78,8 +80,12 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
     if (encoding !== null && !/^\s*identity\s*$/i.test(encoding)) {
       throw new GatewayError("UNSUPPORTED_MEDIA_TYPE", `bodies are not decompressed; send it without Content-Encoding (got ${encoding.slice(0, 100)})`);
     }
-    const body = await bodyBytes(req);
-    charge(req, who, server, body.byteLength, 0);
+    // A declared body is paid for before it is read: read first, the bodies a client declares and
+    // never finishes were held whole (Bun keeps a body until it ends), each its full length.
+    const declared = declaredLength(req);
+    if (declared !== null) charge(req, who, server, declared, 0);
+    const body = await bodyBytes(req, declared);
+    if (declared === null) charge(req, who, server, body.byteLength, 0);
     const type = req.headers.get("content-type") ?? "";
     if (!isJsonMediaType(type)) {
       throw new GatewayError("UNSUPPORTED_MEDIA_TYPE", `send Content-Type: application/json (got ${type || "none"})`);
@@ -97,18 +103,51 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
    * sending makes it see a broken pipe instead of the answer. Past MAX_FRAME_BYTES the rest is
    * discarded as it arrives, so memory stays bounded; Bun cuts off at HTTP_BODY_DRAIN_LIMIT.
    */
-  async function bodyBytes(req: Request): Promise<Uint8Array> {
-    const length = req.headers.get("content-length");
-    if (!req.body || (length !== null && Number(length) <= config.MAX_FRAME_BYTES)) return new Uint8Array(await req.arrayBuffer());
+  async function bodyBytes(req: Request, declared: number | null): Promise<Uint8Array> {
+    if (!req.body) return new Uint8Array(0);
+    if (declared !== null) {
+      holdBody(declared);
+      try {
+        return new Uint8Array(await req.arrayBuffer());
+      } finally {
+        bodyBytesHeld -= declared;
+      }
+    }
     // Too large, or chunked (no length said): kept only while it may still fit.
     const chunks: Uint8Array[] = [];
     let size = 0;
-    for await (const chunk of req.body) {
-      size += chunk.byteLength;
-      if (size <= config.MAX_FRAME_BYTES) chunks.push(chunk);
+    let held = 0;
+    try {
+      for await (const chunk of req.body) {
+        size += chunk.byteLength;
+        if (size <= config.MAX_FRAME_BYTES) {
+          holdBody(chunk.byteLength);
+          held += chunk.byteLength;
+          chunks.push(chunk);
+        }
+      }
+    } finally {
+      bodyBytesHeld -= held;
     }
     if (size > config.MAX_FRAME_BYTES) throw new GatewayError("FRAME_TOO_LARGE", `body of ${size} bytes exceeds the ${config.MAX_FRAME_BYTES}-byte limit`);
     return Buffer.concat(chunks);
+  }
+
+  /** The Content-Length of a body that may be read whole (at most MAX_FRAME_BYTES); null for any other. */
+  function declaredLength(req: Request): number | null {
+    const length = req.headers.get("content-length");
+    if (length === null || !req.body) return null;
+    const n = Number(length);
+    return Number.isSafeInteger(n) && n >= 0 && n <= config.MAX_FRAME_BYTES ? n : null;
+  }
+
+  /** Counts `bytes` of body being read against HTTP_BODY_BYTES_TOTAL, or refuses them (503 OVERLOADED). */
+  function holdBody(bytes: number): void {
+    if (config.HTTP_BODY_BYTES_TOTAL > 0 && bodyBytesHeld + bytes > config.HTTP_BODY_BYTES_TOTAL) {
+      metrics.framesRejected.inc({ transport: "http", code: "OVERLOADED" });
+      throw new GatewayError("OVERLOADED", `the gateway is reading ${bodyBytesHeld} bytes of request bodies, its maximum (HTTP_BODY_BYTES_TOTAL); retry shortly`, { retryAfterMs: 1000 });
+    }
+    bodyBytesHeld += bytes;
   }
 
   function rejected(e: unknown): Response | Promise<Response> {
