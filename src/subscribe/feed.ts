@@ -6,6 +6,7 @@ import type { Metrics } from "../observability/metrics";
 import { DecodedRecord, type PayloadLimits } from "./decoded-record";
 import type { DeliveryTurns } from "./delivery-turns";
 import { FilterIndex } from "./filter-index";
+import type { CompiledFilter } from "./filter";
 import type { SharedPace } from "./replay-paces";
 import type { Positions } from "./position";
 import { ShareLedger } from "./share-ledger";
@@ -141,6 +142,11 @@ export class Feed implements ShareDealer {
 
   get isClosed(): boolean {
     return this.closed;
+  }
+
+  /** The terms of this feed's distinct filters, were `filter` added (FilterIndex.termsWith). */
+  filterTermsWith(filter: CompiledFilter): number {
+    return this.index.termsWith(filter);
   }
 
   add(sub: Subscription): void {

@@ -31,6 +31,8 @@ export interface CompiledExpr {
   test: (ev: FilterableEvent) => boolean;
   /** The expression re-printed in a normal form: same meaning, same text (for filter identity). */
   canonical: string;
+  /** Its terms (operators, paths and values): what evaluating it costs, at most EXPR_LIMITS.nodes. */
+  terms: number;
   needsData: boolean;
 }
 
@@ -50,7 +52,7 @@ export function compileExpr(src: string): CompiledExpr {
   const tree = parser.parseOr();
   const rest = parser.peek();
   if (rest.k !== "end") parser.fail(`unexpected ${show(rest)}; expected "and", "or" or the end`, rest);
-  return { test: compile(tree), canonical: print(tree), needsData: parser.needsData };
+  return { test: compile(tree), canonical: print(tree), needsData: parser.needsData, terms: parser.terms };
 }
 
 // ---- parser ----
@@ -59,6 +61,9 @@ class Parser {
   needsData = false;
   private i = 0;
   private nodes = 0;
+  get terms(): number {
+    return this.nodes;
+  }
   private parens = 0;
   constructor(private readonly toks: Tok[]) {}
 

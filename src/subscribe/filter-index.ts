@@ -39,6 +39,8 @@ export class FilterIndex<S> {
   private readonly prefixLengthCount = new Map<number, number>();
   private prefixLengths: number[] = [];
   private epoch = 0;
+  /** The terms of its distinct filters together: what one event's matching costs at most. */
+  private termCount = 0;
 
   /** Subscribers in the index. */
   get size(): number {
@@ -50,6 +52,11 @@ export class FilterIndex<S> {
     return this.groups.size;
   }
 
+  /** The terms of the distinct filters, were `filter` added: its own only if no group has it yet. */
+  termsWith(filter: CompiledFilter): number {
+    return this.termCount + (this.groups.has(filter.identity) ? 0 : filter.terms);
+  }
+
   /** Adds `sub` with `filter`; a subscriber already present is moved to the new filter. */
   add(sub: S, filter: CompiledFilter): void {
     if (this.groupOf.has(sub)) this.remove(sub);
@@ -57,6 +64,7 @@ export class FilterIndex<S> {
     if (!group) {
       group = { identity: filter.identity, filter, subs: new Set(), seen: 0 };
       this.groups.set(group.identity, group);
+      this.termCount += filter.terms;
       this.place(group, true);
     }
     group.subs.add(sub);
@@ -70,6 +78,7 @@ export class FilterIndex<S> {
     group.subs.delete(sub);
     if (group.subs.size === 0) {
       this.groups.delete(group.identity);
+      this.termCount -= group.filter.terms;
       this.place(group, false);
     }
     return true;

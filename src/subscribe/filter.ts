@@ -33,6 +33,11 @@ export interface CompiledFilter {
   typePrefixes: string[] | null;
   /** The `keys` of the filter, sorted and without duplicates; null when it has none. */
   keys: string[] | null;
+  /**
+   * What matching one event against it costs, in terms: one for the filter, one per pattern, header,
+   * and the keys' lookup, and the `where` expression's terms (MAX_FILTER_TERMS_PER_TOPIC).
+   */
+  terms: number;
 }
 
 const text = (max: number) => units(1, max);
@@ -121,6 +126,7 @@ export function compileFilter(spec: unknown): CompiledFilter {
     exactTypes,
     typePrefixes: prefixable && minimalPrefixes(prefixable.map((t) => (t.endsWith("*") ? t.slice(0, -1) : t))),
     keys: keys ?? null,
+    terms: 1 + (types?.length ?? 0) + (sources?.length ?? 0) + (subject === undefined ? 0 : 1) + (keys ? 1 : 0) + (headers?.length ?? 0) + (where?.terms ?? 0),
   };
 }
 

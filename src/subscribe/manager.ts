@@ -433,7 +433,7 @@ export class SubscriptionManager {
       const key = shareKey(f.share, topics);
       const feed = await this.sharedFeed(f.share, topics);
       if (this.closed.has(conn)) return this.leaveShared(key, feed);
-      const denied = conn.mayRead?.(topics);
+      const denied = conn.mayRead?.(topics) ?? this.overFilterTerms(feed, filter, topics);
       if (denied) {
         this.leaveShared(key, feed);
         throw denied;
@@ -449,7 +449,7 @@ export class SubscriptionManager {
       let feeds = await Promise.all(pending);
       // A feed closed for idleness while we waited for it: take the one opened in its place.
       while (feeds.some((feed) => feed.isClosed)) feeds = await Promise.all((pending = topics.map((t) => this.liveFeed(t))));
-      const denied = this.closed.has(conn) ? undefined : conn.mayRead?.(topics);
+      const denied = this.closed.has(conn) ? undefined : (conn.mayRead?.(topics) ?? feeds.map((feed, i) => this.overFilterTerms(feed, filter, [topics[i]!])).find((e) => e !== undefined));
       if (this.closed.has(conn) || denied) {
         topics.forEach((t, i) => this.leaveLive(t, pending[i]!, feeds[i]!));
         if (denied) throw denied;
@@ -476,6 +476,13 @@ export class SubscriptionManager {
     this.register(conn, sub, f.cid, { live: feed.isLive, gaps });
     feed.add(sub);
     await feed.start();
+  }
+
+  /** TOO_MANY_SUBSCRIPTIONS if `filter` would take `feed`'s distinct filters past MAX_FILTER_TERMS_PER_TOPIC. */
+  private overFilterTerms(feed: Feed, filter: CompiledFilter, topics: readonly string[]): GatewayError | undefined {
+    const terms = feed.filterTermsWith(filter);
+    if (terms <= this.config.MAX_FILTER_TERMS_PER_TOPIC) return undefined;
+    return new GatewayError("TOO_MANY_SUBSCRIPTIONS", `the subscribers of ${topics.map((t) => `"${t}"`).join(", ")} on this instance hold ${terms - filter.terms} terms of filters, and this one's ${filter.terms} would pass MAX_FILTER_TERMS_PER_TOPIC (${this.config.MAX_FILTER_TERMS_PER_TOPIC}): each event is matched against all of them. Use a filter others use, or a smaller one`);
   }
 
   /** Ends a subscription; one still starting is ended once started (the promise), or refused if it fails to. */
