@@ -89,6 +89,7 @@ function rateLimitOptions(config: Config): RateLimitOptions {
     closePenaltyMs: config.RATE_LIMIT_CLOSE_PENALTY_SECONDS * 1000,
     closeAfterInvalid: config.INVALID_FRAMES_CLOSE_AFTER,
     subscribes: { perSec: config.SUBSCRIBE_RATE_LIMIT, burst: config.MAX_SUBSCRIPTIONS_PER_CONNECTION, perAddressPerSec: config.SUBSCRIBE_RATE_LIMIT_PER_ADDRESS },
+    replays: { perSec: config.REPLAY_START_RATE, instanceBurst: config.MAX_REPLAY_SUBSCRIPTIONS, perAddressPerSec: config.REPLAY_START_RATE_PER_ADDRESS, addressBurst: 2 * config.MAX_REPLAYS_PER_ADDRESS },
     refreshesPerSec: config.REFRESH_RATE_LIMIT,
     handlingMsPerSec: config.RATE_LIMIT_HANDLING_MS,
     handlingTotalMsPerSec: config.RATE_LIMIT_HANDLING_TOTAL_MS,

@@ -144,6 +144,10 @@ export function createStreamRoute(deps: StreamDeps) {
       const denied = deps.auth.authorize(who, "subscribe", topic);
       if (denied) throw denied;
     }
+    if (frame.share === undefined && frame.start !== undefined && frame.start !== "latest") {
+      const replaying = deps.rateLimits.admitReplay(remote);
+      if (replaying) throw replaying.error;
+    }
     const refused = deps.connections.acquire(remote);
     if (refused) throw refused;
     // Streams live as long as the client reads; Bun's idle timeout is for requests that stall.

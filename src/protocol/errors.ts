@@ -7,7 +7,7 @@ const V8Error = Error as ErrorConstructor & { stackTraceLimit: number };
  * Which limit a RATE_LIMITED refusal is for: the connection's own rate, its principal's (shared by
  * all the principal's connections and requests), or its address's new connections.
  */
-export type RateScope = "connection" | "principal" | "address";
+export type RateScope = "connection" | "principal" | "address" | "instance";
 
 /** What some refusals carry besides their code and message. */
 export interface ErrorDetail {

@@ -297,6 +297,8 @@ export function createWebSocketHandler(deps: {
         const denied = ws.data.auth!.authorize("subscribe", topic);
         if (denied) return sendError(ws, codec, denied, cid);
       }
+      const replaying = f.share === undefined && f.start !== undefined && f.start !== "latest" ? rateLimits.admitReplay(ws.data.remote, RATE_HOLD_MIN_MS) : undefined;
+      if (replaying) return refuseRate(ws, codec, replaying, cid);
     }
     try {
       if ("sub" in parsed.data && !subscribe) return void subscriptions.unsubscribe(conn, parsed.data.cid, parsed.data.sub!)?.catch((e) => sendError(ws, codec, e, cid));
