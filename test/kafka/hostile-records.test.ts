@@ -1,8 +1,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { resolve } from "node:path";
 import { Packr } from "msgpackr";
 import { type GatewayProcess, startGateway } from "../support/gateway";
-import { freshTopic, kafkaBrokers } from "../support/kafka";
+import { freshTopic, kafkaBrokers, writeRawRecords } from "../support/kafka";
 import { ensureTopic } from "../support/kafka-broker";
 import { type Codec, type DeliveredEvent, type GatewayClient, connect } from "../../src/client";
 import { LivenessWatch, Pump, health, oneAttemptClient, within } from "./harm";
@@ -58,14 +57,6 @@ const spec = [
   { key: "after", value: json({ ok: true }), headers: ce("hostile.after", "application/json") },
 ];
 
-async function writeRaw(topic: string): Promise<number[]> {
-  const proc = Bun.spawn(["node", resolve(import.meta.dir, "raw-records.cjs"), brokers, topic], { stdin: new Blob([JSON.stringify(spec)]), stdout: "pipe", stderr: "inherit" });
-  const [out, code] = await Promise.all([new Response(proc.stdout).text(), proc.exited]);
-  expect(code).toBe(0);
-  const results = JSON.parse(out) as Array<{ offset?: number; error?: string }>;
-  expect(results.filter((r) => r.error)).toEqual([]);
-  return results.map((r) => r.offset!);
-}
 
 /** A delivered event, read field by field as the checks below do. */
 type Frame = Omit<DeliveredEvent, "event"> & { event: Record<string, any> };
@@ -140,7 +131,7 @@ test("records of any shape from other producers reach live and replaying subscri
   const pump = new Pump(controlClient, [control], { batch: 20, maxInflight: 4, pauseMs: 20 }).start();
 
   const live = await Promise.all((["msgpack", "json"] as const).map((c) => subscriber(c, topic, "latest", `live-${c}`)));
-  const offsets = await writeRaw(topic);
+  const offsets = await writeRawRecords(brokers, topic, spec);
   // Replays start once everything is written, so they have all of it to catch up on.
   const replays = await Promise.all((["msgpack", "json"] as const).map((c) => subscriber(c, topic, "earliest", `replay-${c}`)));
 

@@ -1,6 +1,5 @@
 import { expect, test } from "bun:test";
-import { resolve } from "node:path";
-import { freshTopic, kafkaGatewayForFile } from "../support/kafka";
+import { freshTopic, kafkaGatewayForFile, writeRawRecords } from "../support/kafka";
 import { ensureTopic } from "../support/kafka-broker";
 import { type Codec, type Frame, GatewayClient, replayedEntries } from "../support/ws-client";
 
@@ -29,8 +28,7 @@ test("a header published as bytes, and a binary key and header written by anothe
   expect(ack.t).toBe(20);
   publisher.close();
   const spec = [{ keyBase64: b64(BINARY), value: b64(new Uint8Array([1, 2, 3])), headers: [["ce_type", "foreign"], ["bin", b64(BINARY), "base64"], ["text", "plain"]] }];
-  const proc = Bun.spawn(["node", resolve(import.meta.dir, "../kafka/raw-records.cjs"), file.brokers, topic], { stdin: new Blob([JSON.stringify(spec)]), stdout: "pipe", stderr: "inherit" });
-  expect(await proc.exited).toBe(0);
+  await writeRawRecords(file.brokers, topic, spec);
 
   const [own, foreign] = await delivered("msgpack", topic, 2);
   expect(own!.key).toBe("text-key");

@@ -1,6 +1,5 @@
 import { expect, test } from "bun:test";
-import { resolve } from "node:path";
-import { freshTopic, kafkaGatewayForFile } from "../support/kafka";
+import { freshTopic, kafkaGatewayForFile, writeRawRecords } from "../support/kafka";
 import { ensureTopic } from "../support/kafka-broker";
 import { cpuSeconds } from "../support/proc";
 import { connect } from "../../src/client";
@@ -18,12 +17,6 @@ import { underControl } from "../ingest/control";
 // process reads 36 MB of them) had the oldest dropped, and the cost of what was never sent was not measured.
 const file = kafkaGatewayForFile({ SUBSCRIBER_BUFFER_BYTES: String(64 * 2 ** 20), SUBSCRIBER_CONNECTION_BUFFER_BYTES: String(64 * 2 ** 20) });
 
-async function writeRaw(topic: string, spec: object[]): Promise<void> {
-  const proc = Bun.spawn(["node", resolve(import.meta.dir, "../kafka/raw-records.cjs"), file.brokers, topic], { stdin: new Blob([JSON.stringify(spec)]), stdout: "pipe", stderr: "inherit" });
-  const [out, code] = await Promise.all([new Response(proc.stdout).text(), proc.exited]);
-  expect(code).toBe(0);
-  expect((JSON.parse(out) as Array<{ error?: string }>).filter((r) => r.error)).toEqual([]);
-}
 
 const b64 = (text: string) => Buffer.from(text).toString("base64");
 const ce = (type: string) => [["ce_type", type], ["content-type", "application/json"]];
@@ -43,7 +36,7 @@ async function deliveryCost(spec: object[]): Promise<{ cpu: number; degraded: Ar
     }),
   );
   const before = cpuSeconds(file.gw.proc.pid);
-  await writeRaw(topic, spec);
+  await writeRawRecords(file.brokers, topic, spec);
   const deadline = Date.now() + 60_000;
   while (got.some((g, i) => g.length + dropped[i]! < spec.length) && Date.now() < deadline) await Bun.sleep(20);
   const cpu = cpuSeconds(file.gw.proc.pid) - before;
@@ -80,7 +73,7 @@ test("a record cut for its many headers keeps what the gateway reads of the rest
   const typed: string[] = [];
   (await client.subscribe(topic, { start: "latest" })).onEvent((e) => all.push({ type: e.event.type, dup: (e.event.headers as Record<string, unknown> | undefined)?.dup, degraded: e.degraded }));
   (await client.subscribe(topic, { start: "latest", filter: { types: ["late.type", "repeated.type"], headers: { dup: "last" } } })).onEvent((e) => typed.push(String(e.event.type)));
-  await writeRaw(topic, [
+  await writeRawRecords(file.brokers, topic, [
     { value: b64("{}"), headers: late },
     { value: b64("{}"), headers: [...repeated.slice(0, -3), ["dup", "last"], ...repeated.slice(-2)] },
   ]);

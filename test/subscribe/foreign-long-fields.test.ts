@@ -1,6 +1,5 @@
 import { expect, test } from "bun:test";
-import { resolve } from "node:path";
-import { freshTopic, kafkaGatewayForFile } from "../support/kafka";
+import { freshTopic, kafkaGatewayForFile, writeRawRecords } from "../support/kafka";
 import { ensureTopic } from "../support/kafka-broker";
 import { type GatewayClient, connect } from "../../src/client";
 import { underControl } from "../ingest/control";
@@ -15,12 +14,6 @@ import { underControl } from "../ingest/control";
  */
 const file = kafkaGatewayForFile({ RATE_LIMIT_BYTES: "0", SUBSCRIBE_RATE_LIMIT: "0", SUBSCRIBE_RATE_LIMIT_PER_ADDRESS: "0" });
 
-async function writeRaw(topic: string, spec: object[]): Promise<void> {
-  const proc = Bun.spawn(["node", resolve(import.meta.dir, "../kafka/raw-records.cjs"), file.brokers, topic], { stdin: new Blob([JSON.stringify(spec)]), stdout: "pipe", stderr: "inherit" });
-  const [out, code] = await Promise.all([new Response(proc.stdout).text(), proc.exited]);
-  expect(code).toBe(0);
-  expect((JSON.parse(out) as Array<{ error?: string }>).filter((r) => r.error)).toEqual([]);
-}
 
 const b64 = (text: string) => Buffer.from(text).toString("base64");
 const record = (fields: Record<string, string>) => ({ value: b64('{"x":1}'), headers: [...Object.entries(fields).map(([k, v]) => [`ce_${k}`, v]), ["content-type", "application/json"]] });
@@ -43,7 +36,7 @@ test("records with a 900 KB ce_source, against 6,400 long source patterns: other
   (await plain.subscribe(topic)).onEvent((e) => void got.push(e.event as unknown as Record<string, unknown>));
   const long = "\u0101b".repeat(300_000);
   await underControl(file.gw, "3 records of a 900 KB ce_source against 100 filters of 64 long source patterns", async () => {
-    await writeRaw(topic, Array.from({ length: 3 }, (_, i) => record({ type: `big.${i}`, source: long, id: `r${i}` })));
+    await writeRawRecords(file.brokers, topic, Array.from({ length: 3 }, (_, i) => record({ type: `big.${i}`, source: long, id: `r${i}` })));
     const deadline = Date.now() + 30_000;
     while (got.length < 3 && Date.now() < deadline) await Bun.sleep(50);
   }, { p99UnderMs: 400 });
@@ -66,7 +59,7 @@ test("filters see an envelope field longer than a client's event may hold as abs
   await sub("anySubject", { subject: "*" });
   await sub("typeGlob", { types: ["t.*"] });
   await sub("whereSource", { where: "exists(source)" });
-  await writeRaw(topic, [
+  await writeRawRecords(file.brokers, topic, [
     record({ type: "t.short", source: "s".repeat(1024), subject: "j".repeat(1024), id: "at-limit" }),
     record({ type: "t.long-source", source: "s".repeat(1025), id: "long-source" }),
     record({ type: "t.long-subject", subject: "j".repeat(1025), id: "long-subject" }),

@@ -1,7 +1,6 @@
 import { expect, test } from "bun:test";
-import { resolve } from "node:path";
 import { withControl } from "../kafka/harm";
-import { freshTopic, kafkaGatewayForFile } from "../support/kafka";
+import { freshTopic, kafkaGatewayForFile, writeRawRecords } from "../support/kafka";
 import { ensureTopic } from "../support/kafka-broker";
 import { rawProduce } from "../support/raw-producer";
 import { GatewayClient, replayedEntries } from "../support/ws-client";
@@ -48,8 +47,7 @@ test("payloads no codec carries as written, or too large to decode, go as their 
     file.gw,
     `${topic}-control`,
     async () => {
-      const proc = Bun.spawn(["node", resolve(import.meta.dir, "../kafka/raw-records.cjs"), file.brokers, topic], { stdin: new Blob([JSON.stringify(SPEC)]), stdout: "pipe", stderr: "inherit" });
-      expect(await proc.exited).toBe(0);
+      await writeRawRecords(file.brokers, topic, SPEC);
       for (const codec of ["msgpack", "json", "msgpack", "json"] as const) {
         const entries = await replayedEntries(file.gw.wsUrl, codec, topic, SPEC.length);
         expect(entries.map((e) => e.offset)).toEqual([0, 1, 2, 3, 4, 5]);

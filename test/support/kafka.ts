@@ -1,4 +1,5 @@
-import { afterAll } from "bun:test";
+import { afterAll, expect } from "bun:test";
+import { resolve } from "node:path";
 import { type GatewayProcess, gatewayForBlock } from "./gateway";
 import { startBroker } from "./kafka-broker";
 
@@ -45,4 +46,17 @@ export function kafkaGatewayForFile(env: Record<string, string> = {}): { gw: Gat
   const block = gatewayForBlock(async () => ({ KAFKA_BROKERS: (file.brokers = await kafkaBrokers()), KAFKA_WORKERS: "1", ...env }));
   Object.defineProperty(file, "gw", { get: () => block.gw });
   return file;
+}
+
+/**
+ * Writes `spec`'s records straight into Kafka, as another producer would (test/kafka/raw-records.cjs,
+ * on Node: its header gives the spec), and expects every one written; their offsets.
+ */
+export async function writeRawRecords(brokers: string, topic: string, spec: object[]): Promise<number[]> {
+  const proc = Bun.spawn(["node", resolve(import.meta.dir, "../kafka/raw-records.cjs"), brokers, topic], { stdin: new Blob([JSON.stringify(spec)]), stdout: "pipe", stderr: "inherit" });
+  const [out, code] = await Promise.all([new Response(proc.stdout).text(), proc.exited]);
+  expect(code).toBe(0);
+  const results = JSON.parse(out) as Array<{ offset?: number; error?: string }>;
+  expect(results.filter((r) => r.error)).toEqual([]);
+  return results.map((r) => r.offset!);
 }
