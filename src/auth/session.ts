@@ -101,6 +101,15 @@ export class ConnectionAuth {
     return err;
   }
 
+  /** The first refusal among `topics`, each checked and audited as authorize() does; undefined when all are granted. */
+  authorizeAll(action: Action, topics: readonly string[]): GatewayError | undefined {
+    for (const topic of topics) {
+      const err = this.authorize(action, topic);
+      if (err) return err;
+    }
+    return undefined;
+  }
+
   dispose(): void {
     this.cancelTimer?.();
     this.cancelTimer = undefined;

@@ -12,7 +12,7 @@ import { atTime } from "../auth/deadline";
 import { peekFrameType } from "../protocol/frame-peek";
 import { assertPlainData } from "../protocol/plain-data";
 import { FrameType, type SubscribeFrame, SubscribeSchema, describeIssues, frameErrorCode } from "../protocol/frames";
-import type { SubscriberConnection, SubscriptionManager } from "../subscribe/manager";
+import { type SubscriberConnection, type SubscriptionManager, readsHistory } from "../subscribe/manager";
 import { wireError } from "../ingest/publisher";
 import { Outbound, type OutboundSocket } from "../ws/outbound";
 import { unknownParam } from "./query";
@@ -144,7 +144,7 @@ export function createStreamRoute(deps: StreamDeps) {
       const denied = deps.auth.authorize(who, "subscribe", topic);
       if (denied) throw denied;
     }
-    if (frame.share === undefined && frame.start !== undefined && frame.start !== "latest") {
+    if (readsHistory(frame)) {
       const replaying = deps.rateLimits.admitReplay(remote);
       if (replaying) throw replaying.error;
     }

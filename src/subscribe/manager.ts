@@ -47,6 +47,14 @@ export interface SubscriberConnection extends SubscriberSocket {
   mayRead?(topics: readonly string[]): GatewayError | undefined;
 }
 
+/**
+ * Whether a subscribe reads history: a start in the past (earliest, a time, a token) outside a share
+ * group, which opens a reader of its own rather than joining a topic's live feed.
+ */
+export function readsHistory(f: Pick<SubscribeFrame, "share" | "start">): boolean {
+  return !f.share && (f.start ?? "latest") !== "latest";
+}
+
 export interface SubscriptionStats {
   subscriptions: number;
   liveFeeds: number;
@@ -292,7 +300,7 @@ export class SubscriptionManager {
     }
     if (!this.log.isReady()) throw new GatewayError("UNAVAILABLE", "the log is not connected");
     const start: Start = f.start ?? "latest";
-    const replay = !f.share && start !== "latest";
+    const replay = readsHistory(f);
     const newFeeds = f.share ? (this.sharedFeeds.has(shareKey(f.share, topics)) ? 0 : 1) : replay ? 1 : topics.filter((t) => !this.liveFeeds.has(t)).length;
     // Live feeds nobody reads any more wait FEED_IDLE_CLOSE_MS for a resubscribe; a subscribe that
     // needs their room takes it, or one address subscribing and leaving in a loop holds every feed.

@@ -61,8 +61,7 @@ export function createAuthFrames(deps: {
   function recheckSubscriptions(ws: Socket): void {
     const conn = ws.data.subscriber!;
     for (const sub of [...conn.subscriptions.values()]) {
-      let denied: GatewayError | undefined;
-      for (const topic of sub.topics) denied ??= ws.data.auth!.authorize("subscribe", topic);
+      const denied = ws.data.auth!.authorizeAll("subscribe", sub.topics);
       if (denied) deps.subscriptions.revoke(conn, sub.id, denied);
     }
   }

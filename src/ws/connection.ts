@@ -24,7 +24,7 @@ import {
   describeIssues,
   frameErrorCode,
 } from "../protocol/frames";
-import type { SubscriberConnection, SubscriptionManager } from "../subscribe/manager";
+import { type SubscriberConnection, type SubscriptionManager, readsHistory } from "../subscribe/manager";
 import { peekFrameType } from "../protocol/frame-peek";
 import { createAuthFrames } from "./auth-frames";
 import { type Inbox, Ingress, inbox } from "./ingress";
@@ -293,11 +293,9 @@ export function createWebSocketHandler(deps: {
       const limited = rateLimits.admitSubscribe(ws.data.rate!, ws.data.remote, RATE_HOLD_MIN_MS);
       if (limited) return refuseRate(ws, codec, limited, cid);
       const f = parsed.data as SubscribeFrame;
-      for (const topic of f.topics ?? [f.topic!]) {
-        const denied = ws.data.auth!.authorize("subscribe", topic);
-        if (denied) return sendError(ws, codec, denied, cid);
-      }
-      const replaying = f.share === undefined && f.start !== undefined && f.start !== "latest" ? rateLimits.admitReplay(ws.data.remote, RATE_HOLD_MIN_MS) : undefined;
+      const denied = ws.data.auth!.authorizeAll("subscribe", f.topics ?? [f.topic!]);
+      if (denied) return sendError(ws, codec, denied, cid);
+      const replaying = readsHistory(f) ? rateLimits.admitReplay(ws.data.remote, RATE_HOLD_MIN_MS) : undefined;
       if (replaying) return refuseRate(ws, codec, replaying, cid);
     }
     try {
@@ -511,13 +509,7 @@ export function createWebSocketHandler(deps: {
         flushAll: () => outbound.flush(true),
         backlogged: () => outbound.backlogged,
         close: (code, reason) => ws.close(code, reason),
-        mayRead: (topics) => {
-          for (const topic of topics) {
-            const denied = ws.data.auth!.authorize("subscribe", topic);
-            if (denied) return denied;
-          }
-          return undefined;
-        },
+        mayRead: (topics) => ws.data.auth!.authorizeAll("subscribe", topics),
       };
     },
 
