@@ -144,7 +144,6 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
   /** Counts `bytes` of body being read against HTTP_BODY_BYTES_TOTAL, or refuses them (503 OVERLOADED). */
   function holdBody(bytes: number): void {
     if (config.HTTP_BODY_BYTES_TOTAL > 0 && bodyBytesHeld + bytes > config.HTTP_BODY_BYTES_TOTAL) {
-      metrics.framesRejected.inc({ transport: "http", code: "OVERLOADED" });
       throw new GatewayError("OVERLOADED", `the gateway is reading ${bodyBytesHeld} bytes of request bodies, its maximum (HTTP_BODY_BYTES_TOTAL); retry shortly`, { retryAfterMs: 1000 });
     }
     bodyBytesHeld += bytes;
