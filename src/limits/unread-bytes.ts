@@ -6,11 +6,12 @@
  * Each connection was bounded alone (16 MiB of unread replies, 4 MiB of unread pongs), so one client
  * address with its MAX_CONNECTIONS_PER_IP connections could have the gateway hold gigabytes for it:
  * ten connections of one address leaving 7.4 MB of replies each, or 3.8 MB of pongs, were none closed
- * (test/ws/unread-bytes). A connection holding at least UNREAD_COUNTED_FROM counts towards its
- * address's and the instance's totals, and the one whose holding takes either past its bound is
- * closed as not reading when it holds at least the average there, or whatever it holds once the
- * bound is a quarter past (see move). A reading client's holding stays near the outbound queue's
- * 256 KiB high-water mark, below what is counted.
+ * (test/ws/unread-bytes). Each connection's holding counts towards its address's and the
+ * instance's totals in whole UNREAD_QUANTUM (so a connection's small moves do not each reach the
+ * ledger), and the one whose holding takes either past its bound is closed as not reading when it
+ * holds at least the average there, or whatever it holds once the bound is a quarter past (see move).
+ * Counted only from 1 MiB, as it first was, MAX_CONNECTIONS_PER_IP connections of one address
+ * could each leave just under that, a gigabyte the address's bound never saw.
  */
 export interface UnreadLimits {
   /** UNREAD_BYTES_PER_ADDRESS */
@@ -19,7 +20,8 @@ export interface UnreadLimits {
   total: number;
 }
 
-export const UNREAD_COUNTED_FROM = 1024 * 1024;
+/** What a connection holds counts rounded down to this: at most this much of each goes uncounted. */
+export const UNREAD_QUANTUM = 64 * 1024;
 
 export type UnreadBound = "address" | "total";
 
@@ -81,7 +83,7 @@ export class UnreadShare {
   /** The connection now holds `bytes` unread; the bound its growth went past, if any. */
   holds(bytes: number): UnreadBound | null {
     if (this.released) return null;
-    const counted = bytes >= UNREAD_COUNTED_FROM ? bytes : 0;
+    const counted = bytes - (bytes % UNREAD_QUANTUM);
     if (counted === this.countedBytes) return null;
     const holders = (counted > 0 ? 1 : 0) - (this.countedBytes > 0 ? 1 : 0);
     const delta = counted - this.countedBytes;

@@ -110,3 +110,21 @@ test("WebSocket PINGs whose pongs are left unread count too: connections of one 
   expect(closes.perAddress).toBeGreaterThanOrEqual(4);
   for (const c of clients) c.destroy();
 }, 180_000);
+
+test("many connections of one address, each holding less than a mebibyte unread, are counted together too", async () => {
+  // Each connection's holding counted only from 1 MiB: MAX_CONNECTIONS_PER_IP (1,000) connections
+  // of one address could each leave just under it, a gigabyte the address's bound never saw. Of the
+  // ~1.5 MB of replies each is sent here, the kernel's socket buffers take most (loopback's send
+  // buffer grows to 4 MiB); the gateway holds the rest, under 1 MiB (none was closed on the old code).
+  const clients: RawWsClient[] = [];
+  await underControl(block.gw, "forty non-readers from one address, each holding under 1 MiB unread", async () => {
+    for (let n = 0; n < 40; n++) clients.push(await nonReader("127.0.0.60", 10000));
+    await Bun.sleep(1500);
+  });
+  const closes = await closesOf(clients);
+  console.log(`forty non-readers of ~1.5 MB of replies each, from one address: closed ${JSON.stringify(closes)}`);
+  expect(closes.other).toEqual([]);
+  // Together past the address's 8 MiB: on the old code none was closed.
+  expect(closes.perAddress).toBeGreaterThanOrEqual(10);
+  for (const c of clients) c.destroy();
+}, 180_000);
