@@ -236,6 +236,7 @@ export class WorkerPool {
       bulkConsumer: this.options.bulkConsumer,
       probeTimeoutMs: this.options.brokerProbeTimeoutMs ?? 1500,
       gatewaySilentMs: Math.max(GATEWAY_SILENT_MIN_MS, 3 * this.pingTimeoutMs),
+      aliveEveryMs: Math.max(1, Math.floor(this.pingTimeoutMs / 4)),
     };
     const generation = slot.generation;
     // Run from source by this same Bun: no bundle, no Node.js at run time.

@@ -50,6 +50,7 @@ async function startWorker(runtime: "node" | "bun", brokers: string): Promise<Wo
     bulkConsumer: {},
     probeTimeoutMs: 1500,
     gatewaySilentMs: 60_000, // this test is the gateway, and pings only when it wants a PONG
+    aliveEveryMs: 600_000, // and takes every PONG for the answer to its PING
   };
   const command = [process.execPath, join(root, "src/kafka/worker/main.ts")];
   const env: Record<string, string> = {};

@@ -30,7 +30,10 @@
  *   PONG = JSON body
  *
  * PING (gateway → worker) is answered by PONG at once: a worker that stops answering is hung, and
- * the gateway replaces it. HEALTH (worker → gateway) reports whether the worker's producer can reach
+ * the gateway replaces it. A worker also sends PONG on its own every WorkerConfig.aliveEveryMs: a
+ * PING queues behind the PRODUCE messages already in the socket, and a worker handed a large backlog
+ * at once (a broker freeze's held events) took longer to reach it than the ping timeout, and was
+ * killed as hung while working (chaos tester: 195,000 events nacked WORKER_LOST). HEALTH (worker → gateway) reports whether the worker's producer can reach
  * a broker, each time that changes.
  *
  * Readers are consumers with manual assignment (docs/subscriptions.md). A worker sends a reader's

@@ -15,4 +15,10 @@ export interface WorkerConfig {
    * is stopped or wedged, and the worker leaves (see main.ts).
    */
   gatewaySilentMs: number;
+  /**
+   * How often the worker's poll loop says it runs (a PONG of its own), however many of the gateway's
+   * messages are queued ahead of its PINGs: a loop that turns is not hung. A native call that never
+   * returns stops the loop, and these with it.
+   */
+  aliveEveryMs: number;
 }

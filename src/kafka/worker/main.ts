@@ -219,9 +219,16 @@ const READERS_QUIET_TICKS = 50;
 let timer: Timer | null = null;
 let timerDue = 0;
 let quietTicks = 0;
+const ALIVE = jsonMessage(IpcType.PONG, {});
+let aliveAt = 0;
 function loop(): void {
   timer = null;
   let busy = false;
+  const now = performance.now();
+  if (now - aliveAt >= config.aliveEveryMs) {
+    aliveAt = now;
+    send(ALIVE);
+  }
   try {
     busy = ffi.tick(ready);
     quietTicks = readers.tick() > 0 ? 0 : quietTicks + 1;
