@@ -114,3 +114,34 @@ test("the fresh probe, on librdkafka: a new client answers with the broker's clu
   const none = await ask("127.0.0.1:1");
   expect(none.error).toBeString();
 }, 60_000);
+
+/**
+ * A metadata request waits behind the produce requests on the broker's connection: a worker writing
+ * a large backlog after a broker freeze had every probe time out for 20 s while its records were
+ * being written, was taken for wedged and replaced, and its 60,000 events in flight were nacked
+ * WORKER_LOST (outside chaos tester). Records written while a probe was out answer it.
+ */
+test("probes timing out while the worker's client writes records: the brokers are up and the client is not wedged", async () => {
+  let written = 0;
+  const events: string[] = [];
+  let first = true;
+  const probe = new BrokerProbe(
+    {
+      getMetadata: (_o, cb) => (first ? ((first = false), cb(null, "cluster-a")) : setTimeout(() => cb(new Error("timed out")), 20)),
+      freshProbe: (_o, cb) => (events.push("fresh"), cb(null, "cluster-a")),
+    },
+    20,
+    (up) => events.push(up ? "up" : "down"),
+    (cluster) => events.push(`cluster ${cluster}`),
+    () => events.push("lost"),
+    (reason) => events.push(`wedged: ${reason}`),
+    () => written,
+  );
+  const writing = setInterval(() => (written += 500), 5);
+  probe.start();
+  await Bun.sleep(8000);
+  probe.stop();
+  clearInterval(writing);
+  // On the old code: down after three failures, then fresh probes, then wedged.
+  expect(events).toEqual(["cluster cluster-a"]);
+}, 30_000);

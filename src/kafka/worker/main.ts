@@ -116,6 +116,7 @@ const brokers = new BrokerProbe(
     status.report("error", "client_wedged", `${reason}; the worker exits to be replaced`);
     setTimeout(() => process.exit(EXIT_WEDGED), 100);
   },
+  () => ffi.written,
 );
 
 // Nothing keeps a body past its message (PRODUCE is copied, the rest is JSON): the reader reuses

@@ -58,6 +58,8 @@ export class FfiProducer {
   // DELIVERY messages not yet written to the socket (see flush).
   private readonly out = new ByteWriter(64 * 1024);
   inflight = 0;
+  /** Records written so far (delivery reports without error): the broker probe's proof of life. */
+  written = 0;
 
   constructor(
     props: Record<string, string | number | boolean>,
@@ -155,6 +157,7 @@ export class FfiProducer {
       const i = opaque - slot * INDEX_BITS;
       b.partitions[i] = partition;
       b.offsets[i] = offset;
+      this.written++;
       if (--b.remaining === 0) this.finish(slot, b);
     },
     failed: (opaque, code) => {
