@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { describeAdvice, foreignSetting, foreignVariableError } from "./foreign";
 import { type Config, ConfigSchema, type SettingName, settings } from "./schema";
+import { topicAllowPattern } from "./topic-allow";
 
 export class ConfigError extends Error {
   override name = "ConfigError";
@@ -48,7 +49,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   const config = parsed.data;
   try {
-    new RegExp(config.TOPIC_ALLOW);
+    topicAllowPattern(config.TOPIC_ALLOW);
   } catch (e) {
     throw new ConfigError(`config: TOPIC_ALLOW is not a valid regular expression: ${(e as Error).message}`);
   }

@@ -78,7 +78,7 @@ export const settings = {
   INTERNAL_PORT: z.union([z.literal(""), int(0, 65535)]).default("").describe("A second port, on HOST, that serves only /health/live, /health/ready, /health and /metrics, for probes and scrapers; it keeps answering while PORT stops accepting at the open-files limit (empty: off; 0 picks a free one)"),
   LOG_LEVEL: z.enum(["debug", "info", "warn", "error"]).default("info").describe("Minimum level of the JSON log lines on stdout"),
   DEFAULT_TOPIC: z.string().regex(TOPIC_NAME, "must be a legal Kafka topic name").default("events").describe("Topic for frames and requests that name none"),
-  TOPIC_ALLOW: z.string().default(".*").describe("Regular expression a topic must match to be published to"),
+  TOPIC_ALLOW: z.string().default(".*").describe("Regular expression the whole topic name must match (as if between ^ and $) to be published to or subscribed to"),
   MAX_FRAME_BYTES: int(1024, 64 * 1024 * 1024).default(1024 * 1024).describe("Largest frame or HTTP body accepted; larger gets FRAME_TOO_LARGE"),
   MAX_BATCH_EVENTS: int(1, 100_000).default(1000).describe("Most events in one publish_batch"),
   MAX_DEPTH: int(2, 256).default(32).describe("Deepest nesting accepted in a frame"),

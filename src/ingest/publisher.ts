@@ -13,6 +13,7 @@ import type { Appender } from "./fair-share";
 import type { Idempotence } from "./idempotence";
 import type { TopicLimits } from "./topic-limits";
 import { toRecord } from "./to-record";
+import { topicAllowPattern } from "../config/topic-allow";
 
 
 /** Outcome of one publish request, by event index. Either `errors[i]` or partitions/offsets. */
@@ -63,7 +64,7 @@ export class Publisher {
     /** Each topic's own record bounds (on Kafka), checked per event; null: the gateway's alone. */
     private readonly topicLimits: TopicLimits | null = null,
   ) {
-    this.topicAllow = new RegExp(config.TOPIC_ALLOW);
+    this.topicAllow = topicAllowPattern(config.TOPIC_ALLOW);
     this.limits = eventLimits(config);
     // The WebSocket edge may decode with the default limits rather than the configured ones; the
     // pre-scan's count then stands in for ours only when the defaults are at least as strict.

@@ -16,6 +16,7 @@ import { type CompiledFilter, compileFilter } from "./filter";
 import { type Positions, decodeToken, filterTag, originTag } from "./position";
 import type { SubscriberSocket } from "./queued-frame";
 import { QueueLimits, type SlowPolicy, Subscription } from "./subscription";
+import { topicAllowPattern } from "../config/topic-allow";
 
 /**
  * Delivery work (matching, encoding, queueing frames) done in one event-loop turn by all feeds
@@ -154,7 +155,7 @@ export class SubscriptionManager {
     deliveryWork: (ms: number) => void = () => {},
   ) {
     this.turns = new DeliveryTurns(DELIVERY_TURN_MS, deliveryWork);
-    this.topicAllow = new RegExp(config.TOPIC_ALLOW);
+    this.topicAllow = topicAllowPattern(config.TOPIC_ALLOW);
     this.queueLimits = new QueueLimits(config.SUBSCRIBER_BUFFER_BYTES, config.SUBSCRIBER_CONNECTION_BUFFER_BYTES, config.SUBSCRIBER_ADDRESS_BUFFER_BYTES, config.SUBSCRIBER_TOTAL_BUFFER_BYTES);
     this.addressFeeds = new AddressFeeds(config.MAX_FEEDS_PER_ADDRESS, config.MAX_SUBSCRIPTIONS_PER_ADDRESS);
     this.replayPaces = new ReplayPaces(config.REPLAY_RATE_LIMIT_PER_ADDRESS);
