@@ -256,7 +256,7 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
         const topic = topicOf(req, batch.topic);
         authorize(who, topic, batch.events);
         await publisher.learning(topic);
-        const p = handled(req, who, server, () => publisher.prepare(batch.events, topic, "json", "http"));
+        const p = handled(req, who, server, () => publisher.prepare(batch.events, topic, "json", "http", true));
         const errors = (p.errors ?? []).flatMap((err, index) => (err ? [{ index, error: err }] : []));
         return json({ valid: errors.length === 0, topic, count: p.total, errors }, errors.length === 0 ? 200 : 400);
       } catch (e) {

@@ -51,8 +51,14 @@ export class Publisher {
   private readonly msgpackCounted: boolean;
   private inflight = 0;
   private draining = false;
-  /** Every topic this instance has taken a publish for: what MAX_TOPICS bounds. */
+  /** Every topic this instance has written (or tried to write) an event to: what MAX_TOPICS bounds. */
   private readonly topics = new Set<string>();
+  /**
+   * Topics not taken yet whose record bounds were asked for (their first request waits for them),
+   * oldest first, at most MAX_TOPICS: requests that write nothing (empty, invalid, dry runs) to ever
+   * new names would otherwise grow TopicLimits without end.
+   */
+  private readonly askedOnly = new Set<string>();
 
   constructor(
     /** The log, or the fair share in front of it. */
@@ -90,15 +96,24 @@ export class Publisher {
 
   /**
    * A topic costs state wherever it goes (see MAX_TOPICS), so a new one is taken only within the
-   * bound. Checked once the request is otherwise admissible (allowed, within window and rates), so a
-   * refused request never spends a place.
+   * bound, and only by a request that writes to it: one refused, empty, all invalid, or a dry run
+   * never spends a place. Taken before its events were checked, empty publish_batch frames to 989
+   * new names (and 999 dry runs) had one client lock every other out of new topics until the
+   * gateway restarted, writing nothing (outside security tester).
    */
-  private admitTopic(topic: string): void {
-    if (this.topics.has(topic)) return;
-    if (this.topics.size >= this.config.MAX_TOPICS) {
+  private roomFor(topic: string): void {
+    if (!this.topics.has(topic) && this.topics.size >= this.config.MAX_TOPICS) {
       throw new GatewayError("TOO_MANY_TOPICS", `this instance already publishes to ${this.topics.size} topics (MAX_TOPICS); "${topic}" would be one more`);
     }
+  }
+
+  private admitTopic(topic: string): void {
+    if (this.topics.has(topic)) return;
+    this.roomFor(topic);
     this.topics.add(topic);
+    this.askedOnly.delete(topic);
+    // Asked now if no request waited for it (see learning): its bounds are kept while it is taken.
+    void this.topicLimits?.learning(topic);
   }
 
   /**
@@ -108,16 +123,24 @@ export class Publisher {
    */
   learning(topic: string): Promise<void> | undefined {
     if (!this.topicLimits || (!this.topics.has(topic) && this.topics.size >= this.config.MAX_TOPICS)) return undefined;
+    if (!this.topics.has(topic) && !this.askedOnly.has(topic)) {
+      if (this.askedOnly.size >= this.config.MAX_TOPICS) {
+        const oldest = this.askedOnly.values().next().value!;
+        this.askedOnly.delete(oldest);
+        this.topicLimits.forget(oldest);
+      }
+      this.askedOnly.add(topic);
+    }
     return this.topicLimits.learning(topic);
   }
 
   /** Validates every event; valid ones become records, invalid ones get an error at their index. */
-  prepare(events: unknown[], topic: string, codec: CodecName, transport: Transport): Prepared {
+  prepare(events: unknown[], topic: string, codec: CodecName, transport: Transport, dryRun = false): Prepared {
     if (this.draining) throw shuttingDown();
     if (events.length > this.config.MAX_BATCH_EVENTS) {
       throw new GatewayError("BATCH_TOO_LARGE", `${events.length} events in one batch; at most ${this.config.MAX_BATCH_EVENTS}`);
     }
-    this.admitTopic(topic);
+    this.roomFor(topic);
     this.metrics.eventsReceived[transport].inc(events.length);
     const nowMs = Date.now();
     const source = defaultSource(transport);
@@ -152,6 +175,7 @@ export class Publisher {
         this.reject(p, i, isGatewayError(e) ? e : new GatewayError("INTERNAL", "could not build the Kafka record"), transport);
       }
     }
+    if (p.records.length > 0 && !dryRun) this.admitTopic(topic);
     return p;
   }
 

@@ -61,6 +61,11 @@ export class TopicLimits {
     if (k) k.staleAt = Math.min(k.staleAt, k.answeredAt + DOUBT_MIN_MS);
   }
 
+  /** Drops what is known of `topic` (an answer still coming is kept when it comes). */
+  forget(topic: string): void {
+    this.known.delete(topic);
+  }
+
   private learn(topic: string): Promise<void> {
     let p = this.asking.get(topic);
     if (p) return p;

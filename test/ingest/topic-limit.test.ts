@@ -63,4 +63,27 @@ describe("MAX_TOPICS", () => {
     expect(((await http.json()) as { error: { code: string } }).error.code).toBe("TOO_MANY_TOPICS");
     expect(await publishToEach(g.wsUrl, [names[0]!])).toEqual(["ack"]);
   }, 120_000);
+
+  test("requests that write nothing take no place: empty batches, invalid events and dry runs to new names leave room for a real publish", async () => {
+    // Before, a topic was taken before its events were checked: one client's empty publish_batch
+    // frames to 989 new names (or 999 dry runs) refused everyone else's new topics until a restart.
+    gw = await startGateway({ KAFKA_BROKERS: await kafkaBrokers(), KAFKA_WORKERS: "1", MAX_TOPICS: "20" });
+    const g = gw;
+    const s = await RawSocket.connect(g.wsUrl, "json");
+    const n = 60;
+    for (let i = 0; i < n; i++) {
+      s.send(JSON.stringify({ t: 11, cid: 2 * i + 1, topic: freshTopic("empty"), events: [] }));
+      s.send(JSON.stringify({ t: 11, cid: 2 * i + 2, topic: freshTopic("invalid"), events: [{ data: { no: "type" } }] }));
+    }
+    const replies = await s.waitFor((r) => typeof r.frame.cid === "number", 2 * n, 60_000);
+    s.close();
+    expect(replies.map((r) => r.frame.code ?? r.frame.errors?.[0]?.code).filter((c) => c === "TOO_MANY_TOPICS")).toEqual([]);
+    for (let i = 0; i < n; i++) {
+      const dry = await fetch(`${g.url}/api/v1/events/validate?topic=${freshTopic("dry")}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ type: "x" }) });
+      expect(dry.status).toBe(200);
+    }
+    // Every one of the 20 places is still free: 20 new topics take events.
+    expect(await publishToEach(g.wsUrl, Array.from({ length: 20 }, () => freshTopic("real")))).toEqual(Array(20).fill("ack"));
+    expect(await publishToEach(g.wsUrl, [freshTopic("one-more")])).toEqual(["TOO_MANY_TOPICS"]);
+  }, 120_000);
 });
