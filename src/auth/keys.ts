@@ -1,6 +1,6 @@
-import { readFileSync } from "node:fs";
 import { type CryptoKey, type JWK, type JWTVerifyGetKey, importJWK, importSPKI, importX509 } from "jose";
 import { ConfigError } from "../config/load";
+import { readConfigFile } from "../config/read-file";
 import type { Config } from "../config/schema";
 import { remoteKeySet } from "./remote-key-set";
 
@@ -39,7 +39,7 @@ export async function loadKeySources(config: Config, onJwksFailure: (reason: str
 async function publicKey(file: string, alg: string): Promise<KeySource> {
   let text: string;
   try {
-    text = readFileSync(file, "utf8");
+    text = readConfigFile(file);
   } catch (e) {
     throw new ConfigError(`config: AUTH_JWT_PUBLIC_KEY_FILE ${file} could not be read: ${(e as Error).message}`);
   }

@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { readConfigFile } from "./read-file";
 import { describeAdvice, foreignSetting, foreignVariableError } from "./foreign";
 import { type Config, ConfigSchema, type SettingName, settings } from "./schema";
 import { topicAllowPattern } from "./topic-allow";
@@ -20,7 +20,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (env.CONFIG_FILE) {
     let file: unknown;
     try {
-      file = JSON.parse(readFileSync(env.CONFIG_FILE, "utf8"));
+      file = JSON.parse(readConfigFile(env.CONFIG_FILE));
     } catch (e) {
       throw new ConfigError(`config: CONFIG_FILE ${env.CONFIG_FILE} could not be read as JSON: ${(e as Error).message}`);
     }

@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { readConfigFile } from "./read-file";
 import { createSecureContext } from "node:tls";
 import { ConfigError } from "./load";
 import type { Config } from "./schema";
@@ -41,7 +41,7 @@ export function loadTls(config: Config): TlsFiles | undefined {
 function readPem(name: string, file: string, kind: "CERTIFICATE" | "PRIVATE KEY"): string {
   let text: string;
   try {
-    text = readFileSync(file, "utf8");
+    text = readConfigFile(file);
   } catch (e) {
     throw new ConfigError(`config: ${name} ${file} could not be read: ${reason(e)}`);
   }

@@ -141,6 +141,8 @@ describe("a TLS setting that cannot work refuses to start: exit 2, one line on s
     ["a certificate without a key", { TLS_CERT_FILE: "server.pem" }, /^config: TLS_CERT_FILE and TLS_KEY_FILE must be set together \(only TLS_CERT_FILE is set\)/],
     ["a key without a certificate", { TLS_KEY_FILE: "server.key" }, /^config: TLS_CERT_FILE and TLS_KEY_FILE must be set together \(only TLS_KEY_FILE is set\)/],
     ["a CA without a certificate", { TLS_CA_FILE: "ca.pem" }, /^config: TLS_CA_FILE needs TLS_CERT_FILE and TLS_KEY_FILE/],
+    // Read without a bound, /dev/zero grew the gateway to 870 MB in 6 s with nothing said (outside security tester).
+    ["a file without end (/dev/zero)", { TLS_CERT_FILE: "/dev/zero", TLS_KEY_FILE: "server.key" }, /^config: TLS_CERT_FILE \/dev\/zero could not be read: it is larger than 1048576 bytes/],
     ["a file that is not PEM", { TLS_CERT_FILE: "not-pem.txt", TLS_KEY_FILE: "server.key" }, /^config: TLS_CERT_FILE .*not-pem\.txt is not a PEM file/],
     ["a key that is not the certificate's", { TLS_CERT_FILE: "server.pem", TLS_KEY_FILE: "client.key" }, /^config: TLS_CERT_FILE .* cannot be used together: the key is not the certificate's key/],
     ["a key of another type than the certificate's", { TLS_CERT_FILE: "server.pem", TLS_KEY_FILE: "stranger.key" }, /^config: TLS_CERT_FILE .* cannot be used together: the key is not the certificate's key/],
