@@ -23,7 +23,9 @@ export function bearerFromProtocols(req: Request): { token?: string; echo?: stri
   let echo: string | undefined;
   for (const raw of h.split(",")) {
     const p = raw.trim();
-    if (p.startsWith(BEARER_PROTOCOL_PREFIX)) token ??= p.slice(BEARER_PROTOCOL_PREFIX.length);
+    // In any case: `KGW.BEARER.<token>` was not taken for a token, and so was echoed back whole in
+    // the answer's Sec-WebSocket-Protocol, where proxies log it (outside security tester).
+    if (p.slice(0, BEARER_PROTOCOL_PREFIX.length).toLowerCase() === BEARER_PROTOCOL_PREFIX) token ??= p.slice(BEARER_PROTOCOL_PREFIX.length);
     else if (p) echo ??= p;
   }
   return { token, echo, offered: true };

@@ -157,6 +157,16 @@ test("the token in a kgw.bearer subprotocol: the upgrade answers the other offer
   }
   const r = await fetch(`${gw.url}/ws`, { headers: { upgrade: "websocket", connection: "Upgrade", "sec-websocket-version": "13", "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==", authorization: "Bearer garbage" } });
   expect(r.status).toBe(401);
+  // The prefix in another case is still the token's: taken as one, and never echoed back. Before,
+  // `KGW.BEARER.<token>` was answered in Sec-WebSocket-Protocol whole (outside security tester).
+  for (const prefix of ["KGW.BEARER.", "Kgw.Bearer."]) {
+    const upper = await fetch(`${gw.url}/ws`, { headers: { upgrade: "websocket", connection: "Upgrade", "sec-websocket-version": "13", "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==", "sec-websocket-protocol": `${prefix}${token}` } });
+    expect(upper.status).toBe(400);
+    expect(upper.headers.get("sec-websocket-protocol") ?? "").not.toContain(token);
+    const withKgw = await fetch(`${gw.url}/ws`, { headers: { upgrade: "websocket", connection: "Upgrade", "sec-websocket-version": "13", "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==", "sec-websocket-protocol": `${prefix}${token}, kgw` } });
+    expect(withKgw.status).toBe(101);
+    expect(withKgw.headers.get("sec-websocket-protocol")).toBe("kgw");
+  }
 });
 
 test("Authorization in another scheme (Basic, from a proxy in front) leaves the subprotocol's or the query's token in charge", async () => {
