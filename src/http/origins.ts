@@ -42,9 +42,11 @@ export class OriginPolicy {
   /** Whether a request carrying this Origin header may go on. */
   allows(origin: string, host: string | null): boolean {
     if (this.any || this.exact.has(origin)) return true;
-    // Same host: scheme://HOST[:port] against the Host header the browser set for the same URL.
-    const at = origin.indexOf("://");
-    return at > 0 && host !== null && origin.slice(at + 3) === host.toLowerCase() && this.ownHost(host);
+    // Same host: http(s)://HOST[:port] against the Host header the browser set for the same URL. Any
+    // scheme passed before (chrome-extension://HOST, found by the outside security tester); https is
+    // kept for a gateway behind a proxy that ends TLS, which it cannot tell from its own listener.
+    const at = origin.startsWith("http://") ? 7 : origin.startsWith("https://") ? 8 : -1;
+    return at > 0 && host !== null && origin.slice(at) === host.toLowerCase() && this.ownHost(host);
   }
 
   /** Whether a browser request with no Origin (a same-origin GET) may go on: only to a host of the gateway's own. */

@@ -67,7 +67,8 @@ const post = (gw: GatewayProcess, path: string, headers: Record<string, string>,
 
 test("by default (ALLOWED_ORIGINS empty) a cross-site page's WebSocket is refused 403 before the upgrade; the gateway's own host and clients without Origin are let in", async () => {
   byDefault = await gateway("byDefault");
-  for (const origin of ["https://evil.example", "null", `http://127.0.0.1:${byDefault.port}.evil.example`, `https://127.0.0.1:${byDefault.port + 1}`]) {
+  // The same host under a scheme a web page is not served by (an extension's, a file's) is not the gateway's own.
+  for (const origin of ["https://evil.example", "null", `http://127.0.0.1:${byDefault.port}.evil.example`, `https://127.0.0.1:${byDefault.port + 1}`, `chrome-extension://127.0.0.1:${byDefault.port}`, `ws://127.0.0.1:${byDefault.port}`]) {
     const r = await upgrade(byDefault, { Origin: origin });
     expect({ origin, status: r.status }).toEqual({ origin, status: 403 });
     expect(r.body.error).toMatchObject({ code: "ORIGIN_NOT_ALLOWED", num: 1023, retriable: false });
