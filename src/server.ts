@@ -145,7 +145,8 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   setResumeTokenKeys(config.RESUME_TOKEN_KEYS.split(","));
   if (!config.RESUME_TOKEN_KEYS) logger.warn(RESUME_KEY_WARNING);
   if (trustsEveryone(config.TRUSTED_PROXIES)) logger.warn(TRUST_ALL_WARNING);
-  const httpAuth = createHttpAuth(authenticator, audit);
+  const clientAddress = createClientAddress(config.TRUSTED_PROXIES);
+  const httpAuth = createHttpAuth(authenticator, audit, clientAddress);
   const metrics = createMetrics();
   metrics.msgpackNative.set(msgpackNativeAcceleration ? 1 : 0);
   if (!msgpackNativeAcceleration) logger.warn("msgpackr native acceleration is not loaded; decoding runs about 3x slower");
@@ -164,7 +165,6 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   const publisher = new Publisher(appender, config, metrics, idempotence, topicLimits);
   const rateLimits = new RateLimits(rateLimitOptions(config));
   const refusalDelay = new RefusalDelay(config.CONNECTION_REFUSAL_DELAY_MS);
-  const clientAddress = createClientAddress(config.TRUSTED_PROXIES);
   const events = createEventRoutes({ config, publisher, metrics, auth: httpAuth, rateLimits, refusalDelay, authEnabled: authenticator.enabled, clientAddress });
   const subscriptions = new SubscriptionManager(log, config, metrics, logger, (ms) => rateLimits.chargeHandlingTotal(ms));
   // Read once: the WebSocket cap and the open-files guard below both keep below it.
@@ -286,14 +286,15 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   }
 
   async function admit(req: Request, srv: Server<ConnectionData>, remote: string): Promise<Response | undefined> {
-    const auth = await authenticateUpgrade(req, authenticator, audit);
+    const session = crypto.randomUUID();
+    const auth = await authenticateUpgrade(req, authenticator, audit, remote, session);
     if (auth instanceof Response) return auth;
     const refused = connectionLimiter.acquire(remote);
     if (refused) {
       metrics.connectionsRefused.inc();
       return errorResponse(wireError(refused));
     }
-    const data: ConnectionData = { session: crypto.randomUUID(), remote, helloed: false, inflight: 0, closed: false, identity: auth.identity };
+    const data: ConnectionData = { session, remote, helloed: false, inflight: 0, closed: false, identity: auth.identity };
     const ok = srv.upgrade(req, { data, headers: auth.headers });
     if (ok) return undefined;
     connectionLimiter.release(remote);

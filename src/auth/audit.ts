@@ -11,6 +11,8 @@ export interface Decision {
   code?: string;
   reason?: string;
   transport: "ws" | "http";
+  /** The client's address (as TRUSTED_PROXIES resolve it): who asked, when the principal is anonymous. */
+  address?: string;
   session?: string;
   /** For an accepted token over HTTP: its expiry (ms since the epoch), which tells one token from the next. */
   expiresAt?: number;
@@ -18,10 +20,15 @@ export interface Decision {
 
 // Distinct allowed (principal, action, topic) remembered for HTTP before the memory starts over.
 const HTTP_SEEN_MAX = 10_000;
-// Refusals written per (principal, action, code, transport) in each window; the rest are counted and
-// written as one line with `repeated` at the window's end. A flood of bad tokens answered at once was
-// 272,000 lines (66 MB) in 15 s.
+// Refusals written per kind in each window: (principal, action, topic, code, transport), and for an
+// anonymous principal its address too; the rest are counted and written as one line with `repeated`
+// at the window's end. A flood of bad tokens answered at once was 272,000 lines (66 MB) in 15 s.
+// Without the topic, 30 refused publishes to one topic hid the refusal of another, and one address's
+// bad tokens hid everyone else's (outside security tester).
 export const AUDIT_DENY_LINES_PER_WINDOW = 20;
+// Kinds one principal (or anonymous address) has in a window; past it its refusals of further topics
+// count under one kind without a topic, so naming ever new topics cannot write without bound.
+export const AUDIT_TOPICS_PER_WINDOW = 50;
 export const AUDIT_WINDOW_MS = 10_000;
 // Kinds of refusal counted in one window; past it the window ends early.
 const DENY_KINDS_MAX = 10_000;
@@ -42,6 +49,8 @@ interface DenyWindow {
 export class Audit {
   private readonly httpSeen = new Set<string>();
   private readonly denies = new Map<string, DenyWindow>();
+  /** Kinds each principal (or anonymous address) has in this window. */
+  private readonly kindsOf = new Map<string, number>();
   private windowTimer: Timer | null = null;
 
   constructor(private readonly logger: Logger) {}
@@ -52,14 +61,22 @@ export class Audit {
     this.windowTimer = null;
     for (const w of this.denies.values()) if (w.repeated > 0) this.logger.warn("audit", { ...w.last, repeated: w.repeated, windowMs: AUDIT_WINDOW_MS });
     this.denies.clear();
+    this.kindsOf.clear();
   }
 
   /** False when the refusal is one too many of its kind in this window: counted, not written. */
   private writes(d: Decision): boolean {
-    const kind = `${d.principal}\0${d.action}\0${d.code ?? ""}\0${d.transport}`;
+    const who = d.principal === "anonymous" ? `anonymous\0${d.address ?? ""}` : d.principal;
+    const rest = `\0${d.action}\0${d.code ?? ""}\0${d.transport}`;
+    let kind = `${who}\0${d.topic ?? ""}${rest}`;
     let w = this.denies.get(kind);
+    if (!w && d.topic !== undefined && (this.kindsOf.get(who) ?? 0) >= AUDIT_TOPICS_PER_WINDOW) {
+      kind = `${who}\0*${rest}`;
+      w = this.denies.get(kind);
+    }
     if (!w) {
       if (this.denies.size >= DENY_KINDS_MAX) this.flush();
+      this.kindsOf.set(who, (this.kindsOf.get(who) ?? 0) + 1);
       this.denies.set(kind, (w = { written: 0, repeated: 0, last: d }));
       this.windowTimer ??= setTimeout(() => this.flush(), AUDIT_WINDOW_MS);
       this.windowTimer.unref?.();

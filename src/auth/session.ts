@@ -43,6 +43,8 @@ export class ConnectionAuth {
     readonly session: string,
     private readonly hooks: AuthHooks,
     identity?: Identity,
+    /** The client's address, for the audit lines. */
+    private readonly address?: string,
   ) {
     // Without a token yet, the connection's hello deadline (HELLO_TIMEOUT, src/ws/connection.ts) ends it.
     if (!ctx.authenticator.enabled) this.identity = ANONYMOUS;
@@ -69,14 +71,14 @@ export class ConnectionAuth {
       this.refused(err, action);
       return err;
     }
-    audit.record({ principal: identity.principal, action, outcome: "allow", transport: "ws", session: this.session });
+    audit.record({ principal: identity.principal, action, outcome: "allow", transport: "ws", address: this.address, session: this.session });
     this.accept(identity);
     return undefined;
   }
 
   /** Audits a refusal of a token, or of a hello that brought none, under the connection's principal so far. */
   refused(err: GatewayError, action: "authenticate" | "refresh"): void {
-    this.ctx.audit.record({ principal: this.principal, action, outcome: "deny", code: err.code, reason: err.message, transport: "ws", session: this.session });
+    this.ctx.audit.record({ principal: this.principal, action, outcome: "deny", code: err.code, reason: err.message, transport: "ws", address: this.address, session: this.session });
   }
 
   /** Whether the connection may `action` on `topic` (and, for publish, these events), audited. */
@@ -91,7 +93,7 @@ export class ConnectionAuth {
     // Bounded as `granted` is: a connection naming ever new topics makes the audit start over, not grow.
     if (this.seen.size >= MAX_CACHED_TOPICS) this.seen.clear();
     this.ctx.audit.record(
-      { principal: this.principal, action, topic, outcome: err ? "deny" : "allow", ...(err ? { code: err.code, reason: err.message } : {}), transport: "ws", session: this.session },
+      { principal: this.principal, action, topic, outcome: err ? "deny" : "allow", ...(err ? { code: err.code, reason: err.message } : {}), transport: "ws", address: this.address, session: this.session },
       this.seen,
     );
     if (!err && grantsWholeTopic(id!.grants, action, topic)) {

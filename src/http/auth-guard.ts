@@ -6,12 +6,13 @@ import type { Audit } from "../auth/audit";
 import { ANONYMOUS, type Authenticator, type Identity } from "../auth/authenticator";
 import { bearerFromAuthorization } from "../auth/bearer";
 import { type Action, check } from "../auth/policy";
+import type { ClientAddress } from "./client-address";
 
 /**
  * HTTP's side of authentication and authorization: `guard` answers 401 before a handler runs when the
  * request has no valid `Authorization: Bearer` token; `authorize` is the handler's per-topic check.
  */
-export function createHttpAuth(authenticator: Authenticator, audit: Audit) {
+export function createHttpAuth(authenticator: Authenticator, audit: Audit, clientAddress: ClientAddress) {
   const challenge = (err: GatewayError) => {
     const res = errorResponse(toWireError(err.code, err.message));
     if (err.code === "UNAUTHENTICATED") res.headers.set("www-authenticate", `Bearer error="invalid_token"`);
@@ -33,10 +34,10 @@ export function createHttpAuth(authenticator: Authenticator, audit: Audit) {
           who = await authenticator.verify(token);
         } catch (e) {
           const err = e instanceof GatewayError ? e : new GatewayError("UNAUTHENTICATED", "the token is not accepted");
-          audit.record({ principal: "anonymous", action: "authenticate", outcome: "deny", code: err.code, reason: err.message, transport: "http" });
+          audit.record({ principal: "anonymous", action: "authenticate", outcome: "deny", code: err.code, reason: err.message, transport: "http", address: clientAddress(req, server) });
           return challenge(err);
         }
-        audit.record({ principal: who.principal, action: "authenticate", outcome: "allow", transport: "http", expiresAt: who.expiresAt });
+        audit.record({ principal: who.principal, action: "authenticate", outcome: "allow", transport: "http", expiresAt: who.expiresAt, address: clientAddress(req, server) });
         return handler(req, who, server);
       };
     },

@@ -16,7 +16,7 @@ export interface UpgradeAuth {
  * upgrade goes ahead and the hello must bring it. Either way the subprotocol answered is one the client
  * offered that is not the token (Bun would otherwise echo the first offered, the token itself).
  */
-export async function authenticateUpgrade(req: Request, authenticator: Authenticator, audit: Audit): Promise<UpgradeAuth | Response> {
+export async function authenticateUpgrade(req: Request, authenticator: Authenticator, audit: Audit, address: string, session: string): Promise<UpgradeAuth | Response> {
   const protocols = bearerFromProtocols(req);
   if (protocols.offered && !protocols.echo) {
     return error("INVALID_FRAME", "offer a protocol name (e.g. kgw) alongside kgw.bearer.<token>: the answer must name one of the offered protocols, and it must not be the token");
@@ -30,11 +30,11 @@ export async function authenticateUpgrade(req: Request, authenticator: Authentic
   try {
     if (!token) throw new GatewayError("UNAUTHENTICATED", "the Authorization header is not Bearer <token>");
     const identity = await authenticator.verify(token);
-    audit.record({ principal: identity.principal, action: "authenticate", outcome: "allow", transport: "ws" });
+    audit.record({ principal: identity.principal, action: "authenticate", outcome: "allow", transport: "ws", address, session });
     return { identity, headers };
   } catch (e) {
     const err = e instanceof GatewayError ? e : new GatewayError("UNAUTHENTICATED", "the token is not accepted");
-    audit.record({ principal: "anonymous", action: "authenticate", outcome: "deny", code: err.code, reason: err.message, transport: "ws" });
+    audit.record({ principal: "anonymous", action: "authenticate", outcome: "deny", code: err.code, reason: err.message, transport: "ws", address, session });
     const res = errorResponse(toWireError(err.code, err.message));
     if (err.code === "UNAUTHENTICATED") res.headers.set("www-authenticate", `Bearer error="invalid_token"`);
     return res;

@@ -497,7 +497,7 @@ export function createWebSocketHandler(deps: {
       ws.data.auth = new ConnectionAuth(deps.auth, ws.data.session, {
         expiring: (err) => send(ws, { t: FrameType.ERROR, ...wireError(err) }, ws.data.codec ?? "json"),
         close: (reason) => closeAfterReplies(ws, CloseCodes.REAUTHENTICATE, reason, new GatewayError("UNAUTHENTICATED", `not handled: the connection is closing (${CloseCodes.REAUTHENTICATE}): ${reason}`)),
-      }, ws.data.identity);
+      }, ws.data.identity, ws.data.remote);
       ws.data.helloTimer = setTimeout(() => helloTimedOut(ws), config.HELLO_TIMEOUT);
       ws.data.subscriber = {
         subscriptions: new Map(),

@@ -1,6 +1,6 @@
 import { expect, test } from "bun:test";
 import { startGateway } from "../support/gateway";
-import { SECRET } from "./support";
+import { SECRET, hsToken, postEvent } from "./support";
 
 /**
  * A flood of bad tokens from one client: each answered 401 at once, and each wrote a warn-level audit
@@ -27,4 +27,36 @@ test("a flood of refused tokens writes a bounded number of audit lines, and one 
   const repeated = denied.reduce((n, a) => n + (a.repeated ?? 0), 0);
   expect(single).toBeLessThanOrEqual(2 * 20); // 20 lines a window (AUDIT_DENY_LINES_PER_WINDOW), at most two windows in this time
   expect(single + repeated).toBe(N);
+}, 60_000);
+
+/**
+ * What the outside security tester found the throttle hid: 30 refused publishes to one topic left no
+ * line for the refusal of another that followed (kinds had no topic), one address's bad tokens hid
+ * every other's (all "anonymous"), no line named the client's address, the upgrade's line had no
+ * session, and a U+2028 in `sub` split a line for readers that take it for a line end.
+ */
+test("the audit throttle keeps each topic's and each address's refusals apart; lines name the address, and stay one line", async () => {
+  const gw = await startGateway({ KAFKA_BROKERS: "", AUTH_JWT_SECRET: SECRET, TRUSTED_PROXIES: "127.0.0.1" });
+  try {
+    const mallory = await hsToken({ sub: "mallory\u2028x", kgw: { publish: ["orders.m.*"] } });
+    for (let i = 0; i < 30; i++) expect((await postEvent(gw, "orders.noise", mallory)).status).toBe(403);
+    expect((await postEvent(gw, "orders.payroll", mallory)).status).toBe(403);
+    const badToken = (address: string) => fetch(`${gw.url}/api/v1/events?topic=t`, { method: "POST", headers: { authorization: "Bearer x.y.z", "content-type": "application/json", "x-forwarded-for": address }, body: '{"type":"x"}' });
+    for (let i = 0; i < 30; i++) expect((await badToken("10.0.0.66")).status).toBe(401);
+    expect((await badToken("10.0.0.7")).status).toBe(401);
+    const ws = await fetch(`${gw.url}/ws`, { headers: { upgrade: "websocket", connection: "Upgrade", "sec-websocket-version": "13", "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==", authorization: "Bearer x.y.z" } });
+    expect(ws.status).toBe(401);
+  } finally {
+    await gw.stop();
+  }
+  const lines = gw.lines.filter((l) => l.includes('"msg":"audit"'));
+  // One line each, whatever the principal holds.
+  expect(lines.some((l) => l.includes("\u2028"))).toBe(false);
+  const audit = lines.map((l) => JSON.parse(l) as Record<string, any>);
+  expect(audit.filter((a) => a.topic === "orders.payroll" && a.outcome === "deny" && a.repeated === undefined)).toHaveLength(1);
+  expect(audit.find((a) => a.topic === "orders.payroll")!.principal).toBe("mallory\u2028x");
+  expect(audit.filter((a) => a.action === "authenticate" && a.address === "10.0.0.7" && a.repeated === undefined)).toHaveLength(1);
+  const upgrade = audit.find((a) => a.action === "authenticate" && a.transport === "ws");
+  expect(upgrade).toMatchObject({ outcome: "deny", address: "127.0.0.1" });
+  expect(upgrade!.session).toBeString();
 }, 60_000);
