@@ -89,6 +89,7 @@ function rateLimitOptions(config: Config): RateLimitOptions {
     closePenaltyMs: config.RATE_LIMIT_CLOSE_PENALTY_SECONDS * 1000,
     closeAfterInvalid: config.INVALID_FRAMES_CLOSE_AFTER,
     subscribes: { perSec: config.SUBSCRIBE_RATE_LIMIT, burst: config.MAX_SUBSCRIPTIONS_PER_CONNECTION, perAddressPerSec: config.SUBSCRIBE_RATE_LIMIT_PER_ADDRESS },
+    badTokensPerSecPerAddress: config.BAD_TOKEN_RATE_PER_ADDRESS,
     replays: { perSec: config.REPLAY_START_RATE, instanceBurst: config.MAX_REPLAY_SUBSCRIPTIONS, perAddressPerSec: config.REPLAY_START_RATE_PER_ADDRESS, addressBurst: 2 * config.MAX_REPLAYS_PER_ADDRESS },
     refreshesPerSec: config.REFRESH_RATE_LIMIT,
     handlingMsPerSec: config.RATE_LIMIT_HANDLING_MS,
@@ -145,8 +146,6 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   setResumeTokenKeys(config.RESUME_TOKEN_KEYS.split(","));
   if (!config.RESUME_TOKEN_KEYS) logger.warn(RESUME_KEY_WARNING);
   if (trustsEveryone(config.TRUSTED_PROXIES)) logger.warn(TRUST_ALL_WARNING);
-  const clientAddress = createClientAddress(config.TRUSTED_PROXIES);
-  const httpAuth = createHttpAuth(authenticator, audit, clientAddress);
   const metrics = createMetrics();
   metrics.msgpackNative.set(msgpackNativeAcceleration ? 1 : 0);
   if (!msgpackNativeAcceleration) logger.warn("msgpackr native acceleration is not loaded; decoding runs about 3x slower");
@@ -165,6 +164,8 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   const publisher = new Publisher(appender, config, metrics, idempotence, topicLimits);
   const rateLimits = new RateLimits(rateLimitOptions(config));
   const refusalDelay = new RefusalDelay(config.CONNECTION_REFUSAL_DELAY_MS);
+  const clientAddress = createClientAddress(config.TRUSTED_PROXIES);
+  const httpAuth = createHttpAuth(authenticator, audit, { clientAddress, rateLimits, refusalDelay, metrics });
   const events = createEventRoutes({ config, publisher, metrics, auth: httpAuth, rateLimits, refusalDelay, authEnabled: authenticator.enabled, clientAddress });
   const subscriptions = new SubscriptionManager(log, config, metrics, logger, (ms) => rateLimits.chargeHandlingTotal(ms));
   // Read once: the WebSocket cap and the open-files guard below both keep below it.

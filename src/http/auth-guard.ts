@@ -1,5 +1,5 @@
 import type { Server } from "bun";
-import { errorResponse, urlOf } from "./responses";
+import { errorResponse, lateErrorResponse, urlOf } from "./responses";
 import { toWireError } from "../protocol/errors";
 import { GatewayError } from "../protocol/errors";
 import type { Audit } from "../auth/audit";
@@ -7,12 +7,24 @@ import { ANONYMOUS, type Authenticator, type Identity } from "../auth/authentica
 import { bearerFromAuthorization } from "../auth/bearer";
 import { type Action, check } from "../auth/policy";
 import type { ClientAddress } from "./client-address";
+import type { RateLimits } from "../limits/rate-limits";
+import type { RefusalDelay } from "../limits/refusal-delay";
+import type { Metrics } from "../observability/metrics";
 
 /**
  * HTTP's side of authentication and authorization: `guard` answers 401 before a handler runs when the
  * request has no valid `Authorization: Bearer` token; `authorize` is the handler's per-topic check.
  */
-export function createHttpAuth(authenticator: Authenticator, audit: Audit, clientAddress: ClientAddress) {
+/** What the guard needs besides the authenticator: who is asking, and the rate of refused tokens. */
+export interface HttpAuthDeps {
+  clientAddress: ClientAddress;
+  rateLimits: RateLimits;
+  refusalDelay: RefusalDelay;
+  metrics: Metrics;
+}
+
+export function createHttpAuth(authenticator: Authenticator, audit: Audit, deps: HttpAuthDeps) {
+  const { clientAddress, rateLimits, refusalDelay, metrics } = deps;
   const challenge = (err: GatewayError) => {
     const res = errorResponse(toWireError(err.code, err.message));
     if (err.code === "UNAUTHENTICATED") res.headers.set("www-authenticate", `Bearer error="invalid_token"`);
@@ -28,16 +40,23 @@ export function createHttpAuth(authenticator: Authenticator, audit: Audit, clien
       return async (req, server) => {
         // Authorization in another scheme (Basic, for a proxy in front) is not ours: the query's token then.
         const token = bearerFromAuthorization(req) || (opts.queryToken ? (urlOf(req).searchParams.get("access_token") ?? undefined) : undefined);
+        const address = clientAddress(req, server);
+        const tooMany = rateLimits.admitTokenCheck(address);
+        if (tooMany) {
+          metrics.rateLimited.inc({ transport: "http", scope: "address", unit: tooMany.unit });
+          return lateErrorResponse(refusalDelay, toWireError(tooMany.error.code, tooMany.error.message, tooMany.error));
+        }
         let who: Identity;
         try {
           if (!token) throw new GatewayError("UNAUTHENTICATED", "send Authorization: Bearer <token>");
           who = await authenticator.verify(token);
         } catch (e) {
           const err = e instanceof GatewayError ? e : new GatewayError("UNAUTHENTICATED", "the token is not accepted");
-          audit.record({ principal: "anonymous", action: "authenticate", outcome: "deny", code: err.code, reason: err.message, transport: "http", address: clientAddress(req, server) });
+          rateLimits.tokenRefused(address);
+          audit.record({ principal: "anonymous", action: "authenticate", outcome: "deny", code: err.code, reason: err.message, transport: "http", address });
           return challenge(err);
         }
-        audit.record({ principal: who.principal, action: "authenticate", outcome: "allow", transport: "http", expiresAt: who.expiresAt, address: clientAddress(req, server) });
+        audit.record({ principal: who.principal, action: "authenticate", outcome: "allow", transport: "http", expiresAt: who.expiresAt, address });
         return handler(req, who, server);
       };
     },

@@ -46,6 +46,8 @@ export interface RateLimitOptions {
   replays: { perSec: number; instanceBurst: number; perAddressPerSec: number; addressBurst: number };
   /** `refresh` frames per second per connection (0: no limit), from a bucket of REFRESH_BURST. */
   refreshesPerSec: number;
+  /** HTTP tokens refused per second per client address (0: no limit), from a bucket of BAD_TOKEN_BURST_S of it. */
+  badTokensPerSecPerAddress: number;
   /**
    * Milliseconds of the gateway's time one connection's requests may take per second (0: no limit),
    * from a bucket of `burstSeconds` of it; charged after the work, since only then is its cost known.
@@ -65,7 +67,7 @@ export type Scope = "connection" | "principal";
 export interface Refusal {
   error: GatewayError;
   scope: Scope;
-  unit: Unit | "connections" | "subscribes" | "refreshes" | "handling";
+  unit: Unit | "connections" | "subscribes" | "refreshes" | "handling" | "requests";
 }
 
 class Buckets {
@@ -84,6 +86,9 @@ const REFUSAL_WINDOW_S = 10;
 // An address's subscribe bucket holds this many seconds of its rate: everyone behind one NAT
 // resubscribing at once after a restart.
 const ADDRESS_SUBSCRIBE_BURST_S = 5;
+// An address's bucket of refused tokens holds this many seconds of its rate: a client whose token
+// expired retries a few requests before it fetches a new one.
+const BAD_TOKEN_BURST_S = 5;
 // Principals remembered at most; full buckets are forgotten first (they hold no state worth keeping).
 const MAX_PRINCIPALS = 100_000;
 const SWEEP_EVERY_MS = 10_000;
@@ -192,6 +197,7 @@ export class RateLimits {
   private readonly addressSubscribes: BucketMap<TokenBucket>;
   private readonly replayStarts: TokenBucket | null;
   private readonly addressReplayStarts: BucketMap<TokenBucket>;
+  private readonly addressBadTokens: BucketMap<TokenBucket>;
   /** Client addresses closed for flooding, and until when they open no connection. */
   private readonly penalties = new Map<string, number>();
   /** Handling time of every client, which the busy ones wait for once it is spent (see handling-budget.ts). */
@@ -218,6 +224,8 @@ export class RateLimits {
     const r = options.replays;
     this.replayStarts = r.perSec > 0 ? new TokenBucket(r.perSec, Math.max(1, r.instanceBurst), now) : null;
     this.addressReplayStarts = new BucketMap((t) => new TokenBucket(r.perAddressPerSec, Math.max(1, r.addressBurst), t), (b, t) => b.isFull(t), now);
+    const bad = options.badTokensPerSecPerAddress;
+    this.addressBadTokens = new BucketMap((t) => new TokenBucket(bad, Math.max(1, bad * BAD_TOKEN_BURST_S), t), (b, t) => b.isFull(t), now);
     const { connection: c, principal: p } = options;
     this.enabled = c.eventsPerSec + c.bytesPerSec + p.eventsPerSec + p.bytesPerSec > 0;
     this.byPrincipal = p.eventsPerSec + p.bytesPerSec > 0;
@@ -327,6 +335,26 @@ export class RateLimits {
     const which = addressWait >= instanceWait ? `${this.options.replays.perAddressPerSec} a second from one client address (REPLAY_START_RATE_PER_ADDRESS)` : `${this.options.replays.perSec} a second on this instance (REPLAY_START_RATE)`;
     const error = new GatewayError("RATE_LIMITED", `over the rate of subscribes that read history, ${which}; retry in ${after} ms, or start from latest`, { retryAfterMs: after, scope: addressWait >= instanceWait ? "address" : "instance" });
     return { error, scope: "connection", unit: "subscribes" };
+  }
+
+  /**
+   * Before an HTTP request's token is verified: refused (RATE_LIMITED) while its client address has
+   * had BAD_TOKEN_RATE_PER_ADDRESS tokens refused a second, without verifying this one. Each bad
+   * token costs a signature check and was answered at once: 8,000 a second from one address put a
+   * control connection's p99 from 3.8 to 64 ms (outside security tester). Valid tokens cost nothing here.
+   */
+  admitTokenCheck(address: string): Refusal | undefined {
+    const rate = this.options.badTokensPerSecPerAddress;
+    if (rate === 0) return undefined;
+    const wait = this.addressBadTokens.get(address, this.clock()).waitMs(this.clock());
+    if (wait === 0) return undefined;
+    const error = new GatewayError("RATE_LIMITED", `this client address sent more than ${rate} refused tokens a second (BAD_TOKEN_RATE_PER_ADDRESS); retry in ${wait} ms`, { retryAfterMs: wait, scope: "address" });
+    return { error, scope: "connection", unit: "requests" };
+  }
+
+  /** An HTTP request's token from `address` was refused: charged to the address (see admitTokenCheck). */
+  tokenRefused(address: string): void {
+    if (this.options.badTokensPerSecPerAddress > 0) this.addressBadTokens.get(address, this.clock()).spend(1);
   }
 
   /**

@@ -28,7 +28,7 @@ beforeAll(async () => {
   k2 = b.privateKey;
   served = [{ ...(await exportJWK(a.publicKey)), kid: "k1", alg: "ES256", use: "sig" }];
   k2Jwk = { ...(await exportJWK(b.publicKey)), kid: "k2", alg: "ES256", use: "sig" };
-  gw = await startGateway({ KAFKA_BROKERS: "", AUTH_JWKS_URL: `http://127.0.0.1:${idp.port}/jwks.json`, AUTH_JWKS_COOLDOWN: String(COOLDOWN_MS), AUTH_JWKS_ALGORITHMS: "ES256" });
+  gw = await startGateway({ KAFKA_BROKERS: "", AUTH_JWKS_URL: `http://127.0.0.1:${idp.port}/jwks.json`, AUTH_JWKS_COOLDOWN: String(COOLDOWN_MS), AUTH_JWKS_ALGORITHMS: "ES256", BAD_TOKEN_RATE_PER_ADDRESS: "0" });
 }, 60_000);
 afterAll(async () => {
   await gw.stop();
@@ -150,7 +150,7 @@ test("a max age shorter than the cooldown: the set past its max age is fetched a
   const a = await generateKeyPair("ES256", { extractable: true });
   const keys = [{ ...(await exportJWK(a.publicKey)), kid: "k", alg: "ES256", use: "sig" }];
   const server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => (count++, up ? Response.json({ keys }) : new Response("down", { status: 500 })) });
-  const short = await startGateway({ KAFKA_BROKERS: "", AUTH_JWKS_URL: `http://127.0.0.1:${server.port}/jwks.json`, AUTH_JWKS_CACHE_MAX_AGE: "1000", AUTH_JWKS_COOLDOWN: "15000", AUTH_JWKS_ALGORITHMS: "ES256" });
+  const short = await startGateway({ KAFKA_BROKERS: "", AUTH_JWKS_URL: `http://127.0.0.1:${server.port}/jwks.json`, AUTH_JWKS_CACHE_MAX_AGE: "1000", AUTH_JWKS_COOLDOWN: "15000", AUTH_JWKS_ALGORITHMS: "ES256", BAD_TOKEN_RATE_PER_ADDRESS: "0" });
   const token = await signWith(a.privateKey, "ES256", GRANTS, { kid: "k" });
   try {
     expect((await postEvent(short, "jwks-t", token)).status).toBe(202);
