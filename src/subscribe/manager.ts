@@ -100,6 +100,8 @@ export class SubscriptionManager {
   private readonly shareGroupsJoined = new Set<string>();
   /** New share group names each client address introduced (MAX_SHARE_GROUPS_PER_ADDRESS); at most MAX_SHARE_GROUPS in all. */
   private readonly shareGroupsIntroduced = new KeyCounts<string>();
+  /** The same by principal, with authentication on: "anonymous" is every client, and is not counted here. */
+  private readonly shareGroupsByPrincipal = new KeyCounts<string>();
   /** What every subscription's queued frames may hold, alone, per connection and together. */
   private readonly queueLimits: QueueLimits;
   private readonly topicAllow: RegExp;
@@ -328,12 +330,20 @@ export class SubscriptionManager {
     if (newGroup && introduced >= this.config.MAX_SHARE_GROUPS_PER_ADDRESS) {
       throw new GatewayError("TOO_MANY_SUBSCRIPTIONS", `this client address has introduced ${introduced} new share group names, its maximum (MAX_SHARE_GROUPS_PER_ADDRESS); join one of those or a name already in use`);
     }
+    // And per principal: twenty addresses (cheap over IPv6) of one principal used the instance's names
+    // up until a restart (outside security tester). A token is issued; an address is not.
+    const principal = conn.info?.principal() ?? "anonymous";
+    const byPrincipal = principal === "anonymous" ? 0 : this.shareGroupsByPrincipal.get(principal);
+    if (newGroup && byPrincipal >= this.config.MAX_SHARE_GROUPS_PER_ADDRESS) {
+      throw new GatewayError("TOO_MANY_SUBSCRIPTIONS", `this principal has introduced ${byPrincipal} new share group names, its maximum (MAX_SHARE_GROUPS_PER_ADDRESS, per principal too); join one of those or a name already in use`);
+    }
     // Last of the checks: it is the one that charges.
     const charge = { address, feeds: f.share ? [`share:${shareKey(f.share, topics)}`] : replay ? [`replay:${++this.replayCharges}`] : topics.map((t) => `topic:${t}`) };
     this.addressFeeds.take(charge.address, charge.feeds);
     if (newGroup) {
       this.shareGroupsJoined.add(f.share!);
       this.shareGroupsIntroduced.add(address);
+      if (principal !== "anonymous") this.shareGroupsByPrincipal.add(principal);
     }
     let charges = this.feedCharges.get(conn);
     if (!charges) this.feedCharges.set(conn, (charges = new Map()));
@@ -361,7 +371,7 @@ export class SubscriptionManager {
       ),
     );
     // A refused subscribe (an unknown topic, say) made no group: its new name costs nothing.
-    if (newGroup) done.catch(() => this.sharedFeeds.has(shareKey(f.share!, topics)) || this.forgetShareGroup(f.share!, address));
+    if (newGroup) done.catch(() => this.sharedFeeds.has(shareKey(f.share!, topics)) || this.forgetShareGroup(f.share!, address, principal));
     return done.finally(() => {
       startingNow.delete(id);
       startingCounted();
@@ -395,9 +405,10 @@ export class SubscriptionManager {
   }
 
   /** A share group name counted as new (MAX_SHARE_GROUPS, MAX_SHARE_GROUPS_PER_ADDRESS) whose subscribe was refused. */
-  private forgetShareGroup(name: string, address: string): void {
+  private forgetShareGroup(name: string, address: string, principal: string): void {
     if (!this.shareGroupsJoined.delete(name)) return;
     this.shareGroupsIntroduced.remove(address);
+    if (principal !== "anonymous") this.shareGroupsByPrincipal.remove(principal);
   }
 
   /**

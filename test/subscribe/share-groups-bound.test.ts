@@ -1,6 +1,8 @@
 import { expect, test } from "bun:test";
 import { connect } from "../../src/client";
-import { freshTopic, kafkaGatewayForFile } from "../support/kafka";
+import { freshTopic, kafkaBrokers, kafkaGatewayForFile } from "../support/kafka";
+import { startGateway } from "../support/gateway";
+import { SECRET, hsToken } from "../auth/support";
 import { RawWsClient } from "../support/raw-ws";
 
 /**
@@ -37,3 +39,35 @@ test("one client address introduces at most MAX_SHARE_GROUPS_PER_ADDRESS names, 
   await again.close();
   c.close();
 }, 60_000);
+
+test("with authentication on, one principal introduces at most MAX_SHARE_GROUPS_PER_ADDRESS names whatever addresses it comes from", async () => {
+  // Per address only, twenty addresses of one principal (cheap over IPv6) used the instance's names
+  // up until a restart (outside security tester).
+  const gw = await startGateway({ KAFKA_BROKERS: await kafkaBrokers(), AUTH_JWT_SECRET: SECRET, MAX_SHARE_GROUPS: "10", MAX_SHARE_GROUPS_PER_ADDRESS: "2" });
+  try {
+    const topic = freshTopic("share-principal");
+    const grants = { kgw: { publish: ["*"], subscribe: ["*"] } };
+    const open = async (address: string, sub: string) => {
+      const c = await RawWsClient.connect(gw.port, "/ws", "", address);
+      c.send({ t: 1, v: 1, token: await hsToken({ sub, ...grants }) });
+      expect((await c.waitFor((f) => f.t === 2 || f.t === 21)).t).toBe(2);
+      return c;
+    };
+    const first = await open("127.0.0.10", "writer");
+    first.send({ t: 10, cid: 1, topic, event: { type: "init" } });
+    expect((await first.waitFor((f) => f.cid === 1, 30_000)).t).toBe(20);
+    first.destroy();
+    const outcomes: string[] = [];
+    let cid = 0;
+    for (const [address, sub, name] of [["127.0.0.11", "mallory", "a"], ["127.0.0.12", "mallory", "b"], ["127.0.0.13", "mallory", "c"], ["127.0.0.14", "mallory", "d"], ["127.0.0.15", "alice", "e"]] as const) {
+      const c = await open(address, sub);
+      c.send({ t: 12, cid: ++cid, sub: `s${cid}`, topic, share: `${topic}-${name}` });
+      const reply = await c.waitFor((f) => f.cid === cid, 30_000);
+      outcomes.push(reply.t === 23 ? "subscribed" : `${reply.code}${String(reply.message).includes("this principal") ? " (principal)" : ""}`);
+      c.destroy();
+    }
+    expect(outcomes).toEqual(["subscribed", "subscribed", "TOO_MANY_SUBSCRIPTIONS (principal)", "TOO_MANY_SUBSCRIPTIONS (principal)", "subscribed"]);
+  } finally {
+    await gw.stop();
+  }
+}, 90_000);
