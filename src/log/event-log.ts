@@ -151,6 +151,11 @@ export interface TopicRecordLimits {
   timestampBeforeMs: number;
   /** Every record needs a key: the topic is compacted (cleanup.policy has "compact"). */
   keyRequired: boolean;
+  /**
+   * The topic does not exist and cannot be made: the cluster has this one, whose name differs only
+   * in `.` and `_`, which Kafka takes for the same name.
+   */
+  collidesWith?: string;
 }
 
 /** No bound: a number, not Infinity, since TopicRecordLimits cross the workers' JSON IPC. */

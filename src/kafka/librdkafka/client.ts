@@ -136,6 +136,27 @@ export class MetadataQueries {
     }
   }
 
+  /**
+   * A topic the cluster has whose name is `topic`'s but for `.` and `_` (Kafka takes them for one
+   * name and refuses to create the second), or null. Asks for every topic, as partitionCounts does.
+   */
+  collidingTopic(topic: string, timeoutMs = QUERY_TIMEOUT_MS): string | null {
+    const lib = rdk();
+    check(lib.rd_kafka_metadata(this.rk as never, 1, null, this.outAddr as never, timeoutMs), "metadata for every topic");
+    const md = read.ptr(this.outAddr, 0);
+    try {
+      const folded = topic.replaceAll(".", "_");
+      const list = read.ptr(md, METADATA.TOPICS);
+      for (let i = 0; i < read.i32(md, METADATA.TOPIC_CNT); i++) {
+        const name = readString(read.ptr(list + i * METADATA_TOPIC.SIZE, METADATA_TOPIC.NAME));
+        if (name !== topic && name.length === topic.length && name.replaceAll(".", "_") === folded) return name;
+      }
+      return null;
+    } finally {
+      lib.rd_kafka_metadata_destroy(md as never);
+    }
+  }
+
   /** Low and high watermark of one partition, asked of its leader. Blocks up to `timeoutMs`. */
   watermarks(topic: string, partition: number, timeoutMs = QUERY_TIMEOUT_MS): { low: number; high: number } {
     const err = rdk().rd_kafka_query_watermark_offsets(this.rk as never, cstr(topic), partition, this.outAddr as never, (this.outAddr + 8) as never, timeoutMs);

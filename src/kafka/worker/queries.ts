@@ -88,7 +88,7 @@ function answer(q: MetadataQueries, query: ThreadQuery): unknown {
     case "startGroupAtEnd":
       return startGroupAtEnd(q, query.group, query.topics);
     case "recordLimits":
-      return describeTopicConfigs(q.rk, query.topics, TIMEOUT_MS).map(recordLimits);
+      return describeTopicConfigs(q.rk, query.topics, TIMEOUT_MS).map((a, i) => recordLimits(a, () => q.collidingTopic(query.topics[i]!, TIMEOUT_MS)));
     case "openConsumer":
       return newConsumerHandle(query.props).rk;
     case "destroyConsumer":
@@ -99,11 +99,17 @@ function answer(q: MetadataQueries, query: ThreadQuery): unknown {
 /**
  * What a topic's configuration makes the broker refuse. With LogAppendTime the broker stamps each
  * record itself and no timestamp of a producer's is refused. A topic Kafka does not have has none
- * (it will be made with the broker's defaults); any other error is thrown, so the gateway asks again.
+ * (it will be made with the broker's defaults), unless its name collides with one the cluster has
+ * (`.` for `_`): the broker refuses to make it, and its records waited out the message timeout
+ * (outside security tester: 30 s, then PUBLISH_TIMEOUT, which says retry). Any other error is
+ * thrown, so the gateway asks again.
  */
-function recordLimits(a: TopicConfigAnswer): TopicRecordLimits | null {
+function recordLimits(a: TopicConfigAnswer, colliding: () => string | null): TopicRecordLimits | null {
   if (!("configs" in a)) {
-    if (a.missing) return null;
+    if (a.missing) {
+      const other = colliding();
+      return other === null ? null : { maxBatchBytes: NO_BOUND, timestampAfterMs: NO_BOUND, timestampBeforeMs: NO_BOUND, keyRequired: false, collidesWith: other };
+    }
     throw new KafkaError(a.error, `describing a topic's configuration failed: error ${a.error}`);
   }
   const c = a.configs;
