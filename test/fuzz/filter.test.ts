@@ -3,6 +3,7 @@ import fc from "fast-check";
 import { GatewayError } from "../../src/protocol/errors";
 import { type FilterableEvent, compileFilter } from "../../src/subscribe/filter";
 import { EXPR_LIMITS, ROOTS } from "../../src/subscribe/filter-expr";
+import { glob } from "../../src/protocol/glob";
 import { onlyGatewayErrors, plainValue, text } from "./arbitraries";
 
 // A filter comes from any client: whatever it sends compiles, or is refused INVALID_FILTER, in
@@ -411,5 +412,25 @@ test("comparisons of two long strings of one event, many filters on the same eve
       }
     }),
     { numRuns: 2000 },
+  );
+});
+
+// ---- globs with long parts: the linear search (protocol/glob.ts) against the reference ----
+
+// Parts of 10 to 40 characters of a two-letter alphabet, so both searches (indexOf below 16, the
+// linear one from 16) meet subjects that nearly match them, repeats and overlaps included.
+const longPart = fc.string({ unit: fc.constantFrom("a", "b"), minLength: 10, maxLength: 40 });
+const longGlob = fc.array(fc.oneof(longPart, fc.string({ unit: fc.constantFrom("a", "b"), maxLength: 3 })), { minLength: 1, maxLength: 4 }).map((parts) => parts.join("*"));
+
+test("globs with long middle parts match exactly what the reference expression matches", () => {
+  fc.assert(
+    fc.property(longGlob, fc.array(fc.string({ unit: fc.constantFrom("a", "b"), maxLength: 120 }), { minLength: 1, maxLength: 6 }), (pattern, subjects) => {
+      const test = glob(pattern);
+      const ref = globRef(pattern);
+      for (const s of subjects) expect(test(s)).toBe(ref.test(s));
+      // Each `*` standing for a "b": every part in order, so it matches.
+      expect(test(pattern.split("*").join("b"))).toBe(true);
+    }),
+    { numRuns: 5000 },
   );
 });
