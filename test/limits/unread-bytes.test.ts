@@ -28,12 +28,15 @@ test("past the instance's bound, the non-readers holding most are closed as they
   expect(ledger.counted()).toBe(0);
 });
 
-test("one address's connections meet its own bound; below 1 MiB a connection is not counted", () => {
+test("one address's connections meet its own bound; each counts in whole 64 KiB, however little it holds", () => {
   const ledger = new UnreadBytes({ perAddress: 8 * MiB, total: 1024 * MiB });
   const shares = Array.from({ length: 3 }, () => ledger.share("10.0.0.1"));
   expect(shares[0]!.holds(3 * MiB)).toBeNull();
   expect(shares[1]!.holds(3 * MiB)).toBeNull();
+  // Below 1 MiB it counts too (it did not before: a thousand such connections were a gigabyte unseen).
   expect(shares[2]!.holds(1024 * 1024 - 1)).toBeNull();
+  expect(ledger.counted("10.0.0.1")).toBe(6 * MiB + 15 * 64 * 1024);
+  expect(shares[2]!.holds(64 * 1024 - 1)).toBeNull();
   expect(ledger.counted("10.0.0.1")).toBe(6 * MiB);
   expect(shares[2]!.holds(3 * MiB)).toBe("address");
   for (const s of shares) s.release();
