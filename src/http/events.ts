@@ -25,6 +25,10 @@ const PUBLISH_PARAMS = ["topic"] as const;
 export function createEventRoutes(deps: { config: Config; publisher: Publisher; metrics: Metrics; auth: HttpAuth; rateLimits: RateLimits; refusalDelay: RefusalDelay; authEnabled: boolean; clientAddress: ClientAddress }) {
   const { config, publisher, metrics, rateLimits } = deps;
   /** Who sent a request: the token's subject, or the client address with authentication off. */
+  /** The token's principal with authentication on; undefined without (everyone is anonymous then). */
+  function principalWithAuth(who: Identity): string | undefined {
+    return deps.authEnabled ? who.principal : undefined;
+  }
   function principalOf(req: Request, who: Identity, server: Server<unknown>): string {
     return deps.authEnabled ? `sub:${who.principal}` : `ip:${deps.clientAddress(req, server)}`;
   }
@@ -217,7 +221,7 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
         charge(req, who, server, 0, 1);
         await publisher.learning(topic);
         // Each principal's requests share one turn in the log's fair share, as one connection's do.
-        const o = await publisher.publish(handled(req, who, server, () => publisher.prepare([event], topic, "json", "http")), "http", `http ${principalOf(req, who, server)}`);
+        const o = await publisher.publish(handled(req, who, server, () => publisher.prepare([event], topic, "json", "http", { principal: principalWithAuth(who) })), "http", `http ${principalOf(req, who, server)}`);
         metrics.publishLatency.http.observe((performance.now() - started) / 1000);
         const err = o.errors?.[0];
         if (err) return json({ id: o.ids[0], error: err }, ErrorCodes[err.code].http, retryAfter(err));
@@ -236,7 +240,7 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
         authorize(who, topic, batch.events);
         charge(req, who, server, 0, batch.events.length);
         await publisher.learning(topic);
-        const o = await publisher.publish(handled(req, who, server, () => publisher.prepare(batch.events, topic, "json", "http")), "http", `http ${principalOf(req, who, server)}`);
+        const o = await publisher.publish(handled(req, who, server, () => publisher.prepare(batch.events, topic, "json", "http", { principal: principalWithAuth(who) })), "http", `http ${principalOf(req, who, server)}`);
         metrics.publishLatency.http.observe((performance.now() - started) / 1000);
         // 202 all published; 207 some; all failed: the first error's status (400 invalid, 503 retry…).
         const firstError = o.errors?.find(Boolean);
@@ -256,7 +260,7 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
         const topic = topicOf(req, batch.topic);
         authorize(who, topic, batch.events);
         await publisher.learning(topic);
-        const p = handled(req, who, server, () => publisher.prepare(batch.events, topic, "json", "http", true));
+        const p = handled(req, who, server, () => publisher.prepare(batch.events, topic, "json", "http", { dryRun: true, principal: principalWithAuth(who) }));
         const errors = (p.errors ?? []).flatMap((err, index) => (err ? [{ index, error: err }] : []));
         return json({ valid: errors.length === 0, topic, count: p.total, errors }, errors.length === 0 ? 200 : 400);
       } catch (e) {

@@ -14,6 +14,7 @@ import type { Idempotence } from "./idempotence";
 import type { TopicLimits } from "./topic-limits";
 import { toRecord } from "./to-record";
 import { topicAllowPattern } from "../config/topic-allow";
+import { KeyCounts } from "../limits/key-counts";
 
 
 /** Outcome of one publish request, by event index. Either `errors[i]` or partitions/offsets. */
@@ -59,6 +60,8 @@ export class Publisher {
    * new names would otherwise grow TopicLimits without end.
    */
   private readonly askedOnly = new Set<string>();
+  /** Topics each principal took (MAX_TOPICS_PER_PRINCIPAL), with authentication on. */
+  private readonly topicsByPrincipal = new KeyCounts<string>();
 
   constructor(
     /** The log, or the fair share in front of it. */
@@ -101,16 +104,24 @@ export class Publisher {
    * new names (and 999 dry runs) had one client lock every other out of new topics until the
    * gateway restarted, writing nothing (outside security tester).
    */
-  private roomFor(topic: string): void {
-    if (!this.topics.has(topic) && this.topics.size >= this.config.MAX_TOPICS) {
+  private roomFor(topic: string, principal: string | undefined): void {
+    if (this.topics.has(topic)) return;
+    if (this.topics.size >= this.config.MAX_TOPICS) {
       throw new GatewayError("TOO_MANY_TOPICS", `this instance already publishes to ${this.topics.size} topics (MAX_TOPICS); "${topic}" would be one more`);
+    }
+    // One principal's own share: without it, one client writing an event to each of 1,000 new names
+    // refused every other client's new topics until a restart (outside hostile and security testers).
+    const taken = principal === undefined ? 0 : this.topicsByPrincipal.get(principal);
+    if (taken >= this.config.MAX_TOPICS_PER_PRINCIPAL) {
+      throw new GatewayError("TOO_MANY_TOPICS", `this principal has made ${taken} topics new to this instance (MAX_TOPICS_PER_PRINCIPAL); "${topic}" would be one more`);
     }
   }
 
-  private admitTopic(topic: string): void {
+  private admitTopic(topic: string, principal: string | undefined): void {
     if (this.topics.has(topic)) return;
-    this.roomFor(topic);
+    this.roomFor(topic, principal);
     this.topics.add(topic);
+    if (principal !== undefined) this.topicsByPrincipal.add(principal);
     this.askedOnly.delete(topic);
     // Asked now if no request waited for it (see learning): its bounds are kept while it is taken.
     void this.topicLimits?.learning(topic);
@@ -135,12 +146,16 @@ export class Publisher {
   }
 
   /** Validates every event; valid ones become records, invalid ones get an error at their index. */
-  prepare(events: unknown[], topic: string, codec: CodecName, transport: Transport, dryRun = false): Prepared {
+  /**
+   * `dryRun`: nothing is to be written (no topic is taken); `principal`: the token's, with
+   * authentication on (each has its own share of MAX_TOPICS).
+   */
+  prepare(events: unknown[], topic: string, codec: CodecName, transport: Transport, opts: { dryRun?: boolean; principal?: string } = {}): Prepared {
     if (this.draining) throw shuttingDown();
     if (events.length > this.config.MAX_BATCH_EVENTS) {
       throw new GatewayError("BATCH_TOO_LARGE", `${events.length} events in one batch; at most ${this.config.MAX_BATCH_EVENTS}`);
     }
-    this.roomFor(topic);
+    this.roomFor(topic, opts.principal);
     this.metrics.eventsReceived[transport].inc(events.length);
     const nowMs = Date.now();
     const source = defaultSource(transport);
@@ -178,7 +193,7 @@ export class Publisher {
         this.reject(p, i, isGatewayError(e) ? e : new GatewayError("INTERNAL", "could not build the Kafka record"), transport);
       }
     }
-    if (p.records.length > 0 && !dryRun) this.admitTopic(topic);
+    if (p.records.length > 0 && !opts.dryRun) this.admitTopic(topic, opts.principal);
     return p;
   }
 

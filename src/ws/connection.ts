@@ -268,7 +268,7 @@ export function createWebSocketHandler(deps: {
         ws.data.inflight += reserved;
         await learning;
       }
-      const prepared = publisher.prepare(events, topic, codec, "ws");
+      const prepared = publisher.prepare(events, topic, codec, "ws", { principal: deps.auth.authenticator.enabled ? ws.data.auth!.principal : undefined });
       ws.data.inflight += prepared.records.length - reserved;
       reserved = prepared.records.length;
       const outcome = await publisher.publish(prepared, "ws", ws.data.session);

@@ -4,6 +4,7 @@ import { type GatewayProcess, startGateway } from "../support/gateway";
 import { freshTopic, kafkaBrokers } from "../support/kafka";
 import { underControl } from "./control";
 import { RawSocket } from "./wire";
+import { SECRET, hsToken } from "../auth/support";
 
 /**
  * Every topic a client names costs the gateway state (a partition set in the embedded log, a topic
@@ -87,3 +88,28 @@ describe("MAX_TOPICS", () => {
     expect(await publishToEach(g.wsUrl, [freshTopic("one-more")])).toEqual(["TOO_MANY_TOPICS"]);
   }, 120_000);
 });
+
+test("with authentication on, one principal makes at most MAX_TOPICS_PER_PRINCIPAL topics new; other principals still may", async () => {
+  // Without a share per principal, one client writing an event to each of 1,010 new names refused
+  // every other client's new topics until a restart (outside hostile and security testers).
+  gw = await startGateway({ KAFKA_BROKERS: "", AUTH_JWT_SECRET: SECRET, MAX_TOPICS: "50", MAX_TOPICS_PER_PRINCIPAL: "5" });
+  const g = gw;
+  const grants = { kgw: { publish: ["*"], subscribe: ["*"] } };
+  const post = async (sub: string, topic: string) => {
+    const r = await fetch(`${g.url}/api/v1/events?topic=${topic}`, { method: "POST", headers: { authorization: `Bearer ${await hsToken({ sub, ...grants })}`, "content-type": "application/json" }, body: '{"type":"x"}' });
+    return r.status === 202 ? "ack" : (((await r.json()) as { error: { code: string; message: string } }).error.message.includes("MAX_TOPICS_PER_PRINCIPAL") ? "per principal" : "other");
+  };
+  const mallory: string[] = [];
+  for (let i = 0; i < 8; i++) mallory.push(await post("mallory", `m-${i}`));
+  expect(mallory).toEqual(["ack", "ack", "ack", "ack", "ack", "per principal", "per principal", "per principal"]);
+  // Her topics still take her events; another principal still makes new ones.
+  expect(await post("mallory", "m-0")).toBe("ack");
+  expect(await post("alice", "a-0")).toBe("ack");
+  // Over WebSocket the same share.
+  const ws = await RawSocket.connect(g.wsUrl);
+  ws.send(JSON.stringify({ t: 1, v: 1, token: await hsToken({ sub: "mallory", ...grants }) }));
+  ws.send(JSON.stringify({ t: 10, cid: 1, topic: "m-ws", event: { type: "x" } }));
+  const [reply] = await ws.waitFor((r) => r.frame.cid === 1, 1, 10_000);
+  ws.close();
+  expect(reply!.frame).toMatchObject({ t: 21, code: "TOO_MANY_TOPICS" });
+}, 60_000);
