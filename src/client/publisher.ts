@@ -36,6 +36,8 @@ interface Item {
   attempts: number;
   /** Refused and retried: it holds its key (Publisher.held) until it settles. */
   holding: boolean;
+  /** Sent on a connection that dropped before its answer: marked `resend` when sent again. */
+  resent?: boolean;
   resolve(r: PublishResult): void;
   reject(e: PublishError): void;
 }
@@ -59,7 +61,7 @@ export interface PublisherLink {
   sendEncoded(data: Uint8Array | string): void;
   nextCid(): number;
   /** The connection's window, batch and frame sizes, and publish rates (0: none), from welcome. */
-  limits(): AdvertisedRates & { window: number; maxBatchEvents: number; maxFrameBytes?: number };
+  limits(): AdvertisedRates & { window: number; maxBatchEvents: number; maxFrameBytes?: number; resendWindowMs?: number };
 }
 
 const utf8 = new TextEncoder();
@@ -263,6 +265,7 @@ export class Publisher {
   /** The connection dropped: what was in flight is sent again, first, once it is back. */
   onDisconnect(): void {
     const again = [...this.inflight.values()].flat().sort((a, b) => a.seq - b.seq);
+    for (const item of again) item.resent = true;
     this.inflight.clear();
     this.inflightEvents = 0;
     this.requeue(again);
@@ -412,6 +415,14 @@ export class Publisher {
   private frame(cid: number, items: Item[], n: number, topic: string | undefined): Record<string, unknown> {
     const frame: Record<string, unknown> = n === 1 ? { t: FrameType.PUBLISH, cid, event: items[0]!.event } : { t: FrameType.PUBLISH_BATCH, cid, events: items.slice(0, n).map((i) => i.event) };
     if (topic !== undefined) frame.topic = topic;
+    // The gateway then reads the topic's log to its end before looking their ids up: the original may
+    // have been written through another instance a moment ago (docs/protocol.md, Idempotent publish).
+    for (let i = 0; i < n && (this.link.limits().resendWindowMs ?? 0) > 0; i++) {
+      if (items[i]!.resent) {
+        frame.resend = true;
+        break;
+      }
+    }
     return frame;
   }
 }

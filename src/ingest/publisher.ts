@@ -38,6 +38,8 @@ export interface Prepared {
   identities: Array<string | undefined>;
   errors: Array<WireError | undefined> | null;
   total: number;
+  /** Re-sent after a dropped connection: the topic's log is read to its end before the ids are looked up. */
+  resend?: boolean;
 }
 
 /**
@@ -150,7 +152,7 @@ export class Publisher {
    * `dryRun`: nothing is to be written (no topic is taken); `principal`: the token's, with
    * authentication on (each has its own share of MAX_TOPICS).
    */
-  prepare(events: unknown[], topic: string, codec: CodecName, transport: Transport, opts: { dryRun?: boolean; principal?: string } = {}): Prepared {
+  prepare(events: unknown[], topic: string, codec: CodecName, transport: Transport, opts: { dryRun?: boolean; principal?: string; resend?: boolean } = {}): Prepared {
     if (this.draining) throw shuttingDown();
     if (events.length > this.config.MAX_BATCH_EVENTS) {
       throw new GatewayError("BATCH_TOO_LARGE", `${events.length} events in one batch; at most ${this.config.MAX_BATCH_EVENTS}`);
@@ -163,7 +165,7 @@ export class Publisher {
     if (topicBounds?.collidesWith !== undefined) {
       throw new GatewayError("INVALID_TOPIC", `topic "${topic}" cannot be made: Kafka has "${topicBounds.collidesWith}", and takes names that differ only in '.' and '_' for the same`);
     }
-    const p: Prepared = { topic, ids: new Array(events.length), records: [], positions: [], identities: [], errors: null, total: events.length };
+    const p: Prepared = { topic, ids: new Array(events.length), records: [], positions: [], identities: [], errors: null, total: events.length, resend: opts.resend === true };
     for (let i = 0; i < events.length; i++) {
       // Sizes first: the schema's own walk costs in proportion to them.
       const tooLarge = checkEventSize(events[i], this.limits, !(codec === "msgpack" && this.msgpackCounted));
@@ -208,7 +210,7 @@ export class Publisher {
     let results;
     try {
       // Through idempotence whether or not these have ids: it keeps a topic's appends in order.
-      results = this.idempotence !== null ? await this.idempotence.append(p.records, p.identities, source) : await this.log.append(p.records, source);
+      results = this.idempotence !== null ? await this.idempotence.append(p.records, p.identities, source, p.resend === true) : await this.log.append(p.records, source);
     } finally {
       this.inflight -= p.records.length;
       this.metrics.eventsInflight.set(this.inflight);

@@ -95,12 +95,15 @@ export const PublishSchema = z.strictObject({
   cid: correlationId,
   topic: topic.optional(),
   event: z.unknown(),
+  /** The event was sent before, on a connection that dropped before its answer (see docs/protocol.md, Idempotent publish). */
+  resend: z.literal(true).optional(),
 });
 export const PublishBatchSchema = z.strictObject({
   t: z.literal(FrameType.PUBLISH_BATCH),
   cid: correlationId,
   topic: topic.optional(),
   events: z.array(z.unknown()),
+  resend: z.literal(true).optional(),
 });
 
 const subscriptionId = units(1, 128);

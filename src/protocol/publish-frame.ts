@@ -8,17 +8,19 @@ export type PublishFrameResult = { ok: true; frame: PublishFrame | PublishBatchF
  * definition and this only short-cuts the shape every client sends: zod's copy of a 100-event
  * array cost 6% of the gateway's ingest time. Anything unusual goes to the schema.
  */
-export function parsePublishFrame(frame: { t: number; cid?: unknown; topic?: unknown; event?: unknown; events?: unknown }): PublishFrameResult {
+export function parsePublishFrame(frame: { t: number; cid?: unknown; topic?: unknown; event?: unknown; events?: unknown; resend?: unknown }): PublishFrameResult {
   const cid = frame.cid;
   const topic = frame.topic;
+  const resend = frame.resend;
   if (
     typeof cid === "number" &&
     Number.isSafeInteger(cid) &&
     cid >= 0 &&
     (topic === undefined || (typeof topic === "string" && TOPIC_NAME.test(topic))) &&
     (frame.t === FrameType.PUBLISH ? frame.event !== undefined : Array.isArray(frame.events)) &&
-    // t, cid, event or events, and topic if given: no field the schema would refuse.
-    fieldCount(frame) === (topic === undefined ? 3 : 4)
+    (resend === undefined || resend === true) &&
+    // t, cid, event or events, and topic and resend if given: no field the schema would refuse.
+    fieldCount(frame) === 3 + (topic === undefined ? 0 : 1) + (resend === undefined ? 0 : 1)
   ) {
     return { ok: true, frame: frame as PublishFrame | PublishBatchFrame };
   }

@@ -29,12 +29,14 @@ import { peekFrameType } from "../protocol/frame-peek";
 import { createAuthFrames } from "./auth-frames";
 import { type Inbox, Ingress, inbox } from "./ingress";
 import { Outbound } from "./outbound";
-import { limitsFor, outcomeFrame } from "./replies";
+import { limitsFor, outcomeFrame, RESEND_WINDOW_MS } from "./replies";
 
 export interface ConnectionData {
   session: string;
   remote: string;
   helloed: boolean;
+  /** performance.now() at the welcome: re-sends are marked only for RESEND_WINDOW_MS after it. */
+  helloAt?: number;
   /** Events of this connection handed to the log and not yet acked or nacked. */
   inflight: number;
   closed: boolean;
@@ -268,7 +270,10 @@ export function createWebSocketHandler(deps: {
         ws.data.inflight += reserved;
         await learning;
       }
-      const prepared = publisher.prepare(events, topic, codec, "ws", { principal: deps.auth.authenticator.enabled ? ws.data.auth!.principal : undefined });
+      // A client re-sends what was in flight when its last connection dropped right after this one's
+      // hello; past RESEND_WINDOW_MS the mark is ignored, so it cannot make every publish wait.
+      const resend = req.resend === true && performance.now() - ws.data.helloAt! < RESEND_WINDOW_MS;
+      const prepared = publisher.prepare(events, topic, codec, "ws", { principal: deps.auth.authenticator.enabled ? ws.data.auth!.principal : undefined, resend });
       ws.data.inflight += prepared.records.length - reserved;
       reserved = prepared.records.length;
       const outcome = await publisher.publish(prepared, "ws", ws.data.session);
@@ -335,6 +340,7 @@ export function createWebSocketHandler(deps: {
   function welcome(ws: ServerWebSocket<ConnectionData>, codec: CodecName, cid: number | undefined): void {
     if (ws.data.closed) return;
     ws.data.helloed = true;
+    ws.data.helloAt ??= performance.now();
     clearTimeout(ws.data.helloTimer);
     ws.data.helloTimer = undefined; // an idle connection keeps nothing of its handshake
     const welcome: Record<string, unknown> = {

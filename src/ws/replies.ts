@@ -22,8 +22,14 @@ export function outcomeFrame(cid: number, batch: boolean, o: PublishOutcome): Re
 }
 
 /** Every limit a client can plan for, sent in welcome, so an SDK need not learn them from refusals (0: none). */
+// How long after its hello a connection's publishes marked `resend` are checked against the log
+// before being written (docs/protocol.md, Idempotent publish): a reconnected client re-sends its
+// window at once. Advertised, so a client marks re-sends only for a gateway that takes the mark.
+export const RESEND_WINDOW_MS = 30_000;
+
 export function limitsFor(config: Config): Record<string, number> {
   return {
+    resendWindowMs: RESEND_WINDOW_MS,
     maxFrameBytes: config.MAX_FRAME_BYTES,
     maxBatchEvents: config.MAX_BATCH_EVENTS,
     maxDepth: config.MAX_DEPTH,

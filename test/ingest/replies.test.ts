@@ -124,7 +124,7 @@ describe.each(["msgpack", "json"] as const)("%s", (codec) => {
     expect(first!.frame.limits).toEqual({
       maxFrameBytes: MAX_FRAME, maxBatchEvents: 100, maxDepth: MAX_DEPTH, window: 60, maxMapKeys: 4096, maxEventValues: 65_536, maxFrameValues: 262_144, maxHeadersPerEvent: 64,
       maxHeaderBytes: 65_536, timeSkewFutureMs: 300_000, timeSkewPastMs: 0, maxSubscriptions: 100, subscribesPerSec: 50, eventsPerSec: 5000, bytesPerSec: 4 * 1024 * 1024,
-      principalEventsPerSec: 0, principalBytesPerSec: 0, burstSeconds: 0.5,
+      principalEventsPerSec: 0, principalBytesPerSec: 0, burstSeconds: 0.5, resendWindowMs: 30_000,
     });
     s.close();
   });
