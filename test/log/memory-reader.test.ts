@@ -2,6 +2,12 @@ import { expect, test } from "bun:test";
 import { type ConsumedRecord, Offset } from "../../src/log/event-log";
 import { MemoryLog } from "../../src/log/memory-log";
 
+/** Resolves once `done()` holds, or after `ms` (the expectation that follows then fails). */
+async function until(done: () => boolean, ms = 5000): Promise<void> {
+  const deadline = performance.now() + ms;
+  while (!done() && performance.now() < deadline) await Bun.sleep(1);
+}
+
 const rec = (i: number) => ({ topic: "t", key: Buffer.from(`k${i % 3}`), value: Buffer.from(`v${i}`), headers: [["ce_id", `id-${i}`]] as Array<[string, string]>, timestamp: 1000 + i });
 
 test("the embedded reader replays from the beginning, then follows appends, under credits", async () => {
@@ -11,14 +17,16 @@ test("the embedded reader replays from the beginning, then follows appends, unde
   const held: Array<() => void> = [];
   const reader = log.openReader({ onRecords: (r, done) => (got.push(...r), held.push(done)), onLost: () => {}, onOutOfRange: () => {} });
   reader.assign([0, 1].map((partition) => ({ topic: "t", partition, offset: Offset.BEGINNING })));
-  await Bun.sleep(10);
+  // Waited for, not slept for: 10 ms was not always enough on a loaded two-core box (1,000 of 1,200 once).
+  await until(() => got.length >= 1200);
   expect(got).toHaveLength(1200); // 3 batches of at most 500: within the 4 credits
   await log.append(Array.from({ length: 2000 }, (_, i) => rec(1200 + i)));
-  await Bun.sleep(10);
+  await until(() => held.length >= 4);
+  await Bun.sleep(20);
   expect(held).toHaveLength(4); // credits exhausted: no fifth batch
   const stalled = got.length;
   for (const done of held.splice(0)) done();
-  await Bun.sleep(10);
+  await until(() => got.length > stalled);
   expect(got.length).toBeGreaterThan(stalled);
   while (held.length) {
     for (const done of held.splice(0)) done();
