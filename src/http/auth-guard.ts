@@ -7,6 +7,7 @@ import { ANONYMOUS, type Authenticator, type Identity } from "../auth/authentica
 import { bearerFromAuthorization } from "../auth/bearer";
 import { type Action, check } from "../auth/policy";
 import type { ClientAddress } from "./client-address";
+import { wireError } from "../ingest/publisher";
 import type { RateLimits } from "../limits/rate-limits";
 import type { RefusalDelay } from "../limits/refusal-delay";
 import type { Metrics } from "../observability/metrics";
@@ -44,7 +45,7 @@ export function createHttpAuth(authenticator: Authenticator, audit: Audit, deps:
         const tooMany = rateLimits.admitTokenCheck(address);
         if (tooMany) {
           metrics.rateLimited.inc({ transport: "http", scope: "address", unit: tooMany.unit });
-          return lateErrorResponse(refusalDelay, toWireError(tooMany.error.code, tooMany.error.message, tooMany.error));
+          return lateErrorResponse(refusalDelay, wireError(tooMany.error));
         }
         let who: Identity;
         try {
