@@ -131,6 +131,8 @@ function tr(s: Row, bufferBytes: number): HTMLTableRowElement {
 
 /** The filter without its empty parts: what the subscriber asked for. */
 function compact(filter: unknown): string {
+  // A long filter comes as text already: its start and its length.
+  if (typeof filter === "string") return filter;
   if (typeof filter !== "object" || filter === null) return "";
   const parts = Object.entries(filter).filter(([, v]) => v !== null && v !== undefined && !(Array.isArray(v) && v.length === 0));
   return parts.length === 0 ? "(all)" : JSON.stringify(Object.fromEntries(parts));

@@ -10,7 +10,7 @@ export interface DeliveryRow {
   principal: string;
   sub: string;
   topics: string[];
-  /** The filter in its canonical form (what resume tokens are bound to). */
+  /** The filter in its canonical form (what resume tokens are bound to); a long one as text, its start and length. */
   filter: unknown;
   policy: string;
   share: string | null;
@@ -40,7 +40,7 @@ export function rowOf(sub: Subscription, conn: SubscriberConnection): DeliveryRo
     principal: conn.info?.principal() ?? "anonymous",
     sub: sub.id,
     topics: sub.topics,
-    filter: JSON.parse(sub.filter.identity),
+    filter: shownFilter(sub.filter.identity),
     policy: sub.policy,
     share: sub.shareGroup ?? null,
     state: sub.closed ? "ended" : sub.live ? "live" : "replaying",
@@ -56,6 +56,17 @@ export function rowOf(sub: Subscription, conn: SubscriberConnection): DeliveryRo
     gaps: sub.gaps,
     lag: null,
   };
+}
+
+/**
+ * A filter is what its client sent, up to a frame (1 MiB) each, and an address may hold a thousand:
+ * written whole, one view of them was gigabytes. One longer than this is shown as its start and its
+ * length, which says what it is without costing what it costs.
+ */
+export const FILTER_SHOWN_CHARS = 2048;
+
+function shownFilter(identity: string): unknown {
+  return identity.length <= FILTER_SHOWN_CHARS ? JSON.parse(identity) : `${identity.slice(0, FILTER_SHOWN_CHARS)}… (${identity.length} characters)`;
 }
 
 /** Records the subscription has not read yet, over every partition of its topics; null without positions. */

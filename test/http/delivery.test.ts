@@ -186,3 +186,43 @@ test("a subscriber the disconnect policy closed stays in the view's `ended` list
   slow.proc.kill();
   pub.close();
 }, 60_000);
+
+test("a client's long filters cost the view little: each is shown as its first 2,048 characters and its length, and a control publishing meanwhile is answered", async () => {
+  // Filters are what clients send, up to a frame each (outside reviewer: 60 subscriptions of a 900 KB
+  // filter made one default view 54 MB of JSON, and a thousand of them from one address would make
+  // the dashboard's poll build gigabytes).
+  const topic = `delivery-long-${Date.now()}`;
+  const client = await connect({ url: gw.wsUrl });
+  await client.publish({ type: "warm.up" }, { topic });
+  const keys = Array.from({ length: 30 }, (_, i) => `${i}`.padEnd(30_000, "k"));
+  for (let i = 0; i < 60; i++) await client.subscribe(topic, { filter: { keys } });
+  const control = await connect({ url: gw.wsUrl });
+  let controlSent = 0;
+  let controlAcked = 0;
+  let controlling = true;
+  const controlLoop = (async () => {
+    while (controlling) {
+      controlSent++;
+      await control.publish({ type: "control.tick" }, { topic: `${topic}-control` });
+      controlAcked++;
+      await Bun.sleep(10);
+    }
+  })();
+  const res = await fetch(`${gw.url}/api/v1/admin/delivery`);
+  const text = await res.text();
+  controlling = false;
+  await controlLoop;
+  expect(res.status).toBe(200);
+  const rows = (JSON.parse(text).subscriptions as Row[]).filter((r) => r.topics[0] === topic);
+  expect(rows).toHaveLength(60);
+  const canonical = JSON.stringify({ keys });
+  expect(text.length).toBeLessThan(1_000_000);
+  // The canonical form sorts the keys; its length is the same.
+  for (const r of rows) {
+    expect(r.filter).toStartWith('{"keys":["0kkk');
+    expect(r.filter).toEndWith(`… (${canonical.length} characters)`);
+    expect(r.filter.length).toBeLessThan(2100);
+  }
+  expect(controlAcked).toBe(controlSent);
+  for (const c of [client, control]) c.close();
+}, 120_000);
