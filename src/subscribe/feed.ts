@@ -117,6 +117,8 @@ export class Feed implements ShareDealer {
   private readonly redeal: DecodedRecord[] = [];
   private redealTimer: Timer | null = null;
   private storeTimer: Timer | null = null;
+  /** Each client address's distinct filters here (by identity, with how many of its subscriptions hold each) and their terms together. */
+  private readonly termsByAddress = new Map<string, { filters: Map<string, number>; terms: number }>();
   /** The log's epoch the positions were read in. */
   private epoch: number;
   /** The reader once open() has assigned it the positions; partitions found later are assigned to it as well. */
@@ -149,17 +151,41 @@ export class Feed implements ShareDealer {
     return this.index.termsWith(filter);
   }
 
+  /**
+   * The terms of `address`'s distinct filters here, were `filter` added (MAX_FILTER_TERMS_PER_ADDRESS):
+   * each counted once for the address, whoever else holds it too.
+   */
+  addressTermsWith(address: string, filter: CompiledFilter): number {
+    const held = this.termsByAddress.get(address);
+    return (held?.terms ?? 0) + (held?.filters.has(filter.identity) ? 0 : filter.terms);
+  }
+
   add(sub: Subscription): void {
+    if (this.subs.has(sub)) return;
     this.subs.add(sub);
     sub.readFrom(this);
     if (this.ledger) sub.dealtBy(this);
     this.index.add(sub, sub.filter);
+    this.chargeAddress(sub, 1);
     if (this.live) sub.goLive();
   }
 
   remove(sub: Subscription): void {
-    this.subs.delete(sub);
+    if (!this.subs.delete(sub)) return;
     this.index.remove(sub);
+    this.chargeAddress(sub, -1);
+  }
+
+  private chargeAddress(sub: Subscription, delta: 1 | -1): void {
+    let held = this.termsByAddress.get(sub.address);
+    if (!held) this.termsByAddress.set(sub.address, (held = { filters: new Map(), terms: 0 }));
+    const id = sub.filter.identity;
+    const count = (held.filters.get(id) ?? 0) + delta;
+    if (count > 0) held.filters.set(id, count);
+    else held.filters.delete(id);
+    if (count === 1 && delta === 1) held.terms += sub.filter.terms;
+    if (count === 0) held.terms -= sub.filter.terms;
+    if (held.filters.size === 0) this.termsByAddress.delete(sub.address);
   }
 
   async open(): Promise<void> {

@@ -453,7 +453,7 @@ export class SubscriptionManager {
       const key = shareKey(f.share, topics);
       const feed = await this.sharedFeed(f.share, topics);
       if (this.closed.has(conn)) return this.leaveShared(key, feed);
-      const denied = conn.mayRead?.(topics) ?? this.overFilterTerms(feed, filter, topics);
+      const denied = conn.mayRead?.(topics) ?? this.overFilterTerms(feed, filter, topics, conn.info?.peer ?? "");
       if (denied) {
         this.leaveShared(key, feed);
         throw denied;
@@ -469,7 +469,7 @@ export class SubscriptionManager {
       let feeds = await Promise.all(pending);
       // A feed closed for idleness while we waited for it: take the one opened in its place.
       while (feeds.some((feed) => feed.isClosed)) feeds = await Promise.all((pending = topics.map((t) => this.liveFeed(t))));
-      const denied = this.closed.has(conn) ? undefined : (conn.mayRead?.(topics) ?? feeds.map((feed, i) => this.overFilterTerms(feed, filter, [topics[i]!])).find((e) => e !== undefined));
+      const denied = this.closed.has(conn) ? undefined : (conn.mayRead?.(topics) ?? feeds.map((feed, i) => this.overFilterTerms(feed, filter, [topics[i]!], conn.info?.peer ?? "")).find((e) => e !== undefined));
       if (this.closed.has(conn) || denied) {
         topics.forEach((t, i) => this.leaveLive(t, pending[i]!, feeds[i]!));
         if (denied) throw denied;
@@ -498,8 +498,12 @@ export class SubscriptionManager {
     await feed.start();
   }
 
-  /** TOO_MANY_SUBSCRIPTIONS if `filter` would take `feed`'s distinct filters past MAX_FILTER_TERMS_PER_TOPIC. */
-  private overFilterTerms(feed: Feed, filter: CompiledFilter, topics: readonly string[]): GatewayError | undefined {
+  /** TOO_MANY_SUBSCRIPTIONS if `filter` would take `feed`'s distinct filters past MAX_FILTER_TERMS_PER_TOPIC, or its address's past MAX_FILTER_TERMS_PER_ADDRESS. */
+  private overFilterTerms(feed: Feed, filter: CompiledFilter, topics: readonly string[], address: string): GatewayError | undefined {
+    const own = feed.addressTermsWith(address, filter);
+    if (own > this.config.MAX_FILTER_TERMS_PER_ADDRESS) {
+      return new GatewayError("TOO_MANY_SUBSCRIPTIONS", `the subscriptions of this client address to ${topics.map((t) => `"${t}"`).join(", ")} hold ${own - filter.terms} terms of filters, and this one's ${filter.terms} would pass MAX_FILTER_TERMS_PER_ADDRESS (${this.config.MAX_FILTER_TERMS_PER_ADDRESS}). Use a filter you already use, or a smaller one`);
+    }
     const terms = feed.filterTermsWith(filter);
     if (terms <= this.config.MAX_FILTER_TERMS_PER_TOPIC) return undefined;
     return new GatewayError("TOO_MANY_SUBSCRIPTIONS", `the subscribers of ${topics.map((t) => `"${t}"`).join(", ")} on this instance hold ${terms - filter.terms} terms of filters, and this one's ${filter.terms} would pass MAX_FILTER_TERMS_PER_TOPIC (${this.config.MAX_FILTER_TERMS_PER_TOPIC}): each event is matched against all of them. Use a filter others use, or a smaller one`);

@@ -126,8 +126,8 @@ export class Subscription implements FrameOwner {
     private readonly origin: () => string | undefined,
     /** Set for a member of a share group: positions are then the group's, and frames carry no token. */
     readonly shareGroup?: string,
-    /** The client address its queued bytes count under (QueueLimits.perAddress). */
-    private readonly address = "",
+    /** The client address its queued bytes and its filter's terms count under (QueueLimits.perAddress, Feed.addressTermsWith). */
+    readonly address = "",
   ) {
     this.tag = filterTag(filter.identity);
     this.lastHandedToken = this.token();

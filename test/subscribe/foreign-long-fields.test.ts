@@ -15,7 +15,7 @@ import { underControl } from "../ingest/control";
 // The 6,400 patterns of ~1,000 characters count 16 terms each now (a term per 64 characters,
 // src/subscribe/filter.ts): the topic's bound is raised, so that what this measures is the field's
 // length, not MAX_FILTER_TERMS_PER_TOPIC (test/subscribe/long-globs.test.ts).
-const file = kafkaGatewayForFile({ RATE_LIMIT_BYTES: "0", SUBSCRIBE_RATE_LIMIT: "0", SUBSCRIBE_RATE_LIMIT_PER_ADDRESS: "0", MAX_FILTER_TERMS_PER_TOPIC: "1000000" });
+const file = kafkaGatewayForFile({ RATE_LIMIT_BYTES: "0", SUBSCRIBE_RATE_LIMIT: "0", SUBSCRIBE_RATE_LIMIT_PER_ADDRESS: "0", MAX_FILTER_TERMS_PER_TOPIC: "1000000", MAX_FILTER_TERMS_PER_ADDRESS: "1000000" });
 
 
 const b64 = (text: string) => Buffer.from(text).toString("base64");

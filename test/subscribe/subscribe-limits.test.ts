@@ -219,3 +219,37 @@ test("one address holds at most MAX_SUBSCRIPTIONS_PER_ADDRESS subscriptions over
   c.destroy();
   other.destroy();
 }, 60_000);
+
+test("one address's distinct filters on a topic stop at MAX_FILTER_TERMS_PER_ADDRESS: another address's new filter on that topic is taken", async () => {
+  // Before, one address's subscriptions with distinct filters took a topic's whole
+  // MAX_FILTER_TERMS_PER_TOPIC, and every other client's new filter there was refused until they left.
+  gw = await startGateway({ MAX_FILTER_TERMS_PER_TOPIC: "3000", MAX_FILTER_TERMS_PER_ADDRESS: "1000" });
+  const g = gw;
+  await underControl(g, "one address subscribing 300 distinct filters to one topic", async () => {
+    const conns = await Promise.all(Array.from({ length: 3 }, () => RawWsClient.connect(g.port, "/ws", "", "127.0.0.4")));
+    // Each filter: one term for itself and 10 patterns, 11 terms.
+    conns.forEach((c, n) => {
+      c.send({ t: 1, v: 1 });
+      for (let i = 0; i < 100; i++) c.send({ t: 12, cid: i + 1, sub: `s${i}`, topic: "terms", filter: { types: Array.from({ length: 10 }, (_, j) => `t${n}-${i}-${j}`) } });
+    });
+    const codes = new Map<string, number>();
+    for (const c of conns) {
+      for (const { frame } of (await repliesByCid(c, 100)).values()) {
+        const code = frame.t === 23 ? "subscribed" : String(frame.code);
+        codes.set(code, (codes.get(code) ?? 0) + 1);
+      }
+    }
+    // 90 of 11 terms fit in 1,000; the one that would pass it and those after are refused.
+    expect(Object.fromEntries(codes)).toEqual({ subscribed: 90, TOO_MANY_SUBSCRIPTIONS: 210 });
+    // The same filter again costs that address nothing more.
+    const again = await RawWsClient.connect(g.port, "/ws", "", "127.0.0.4");
+    again.send({ t: 1, v: 1 });
+    again.send({ t: 12, cid: 1, sub: "same", topic: "terms", filter: { types: Array.from({ length: 10 }, (_, j) => `t0-0-${j}`) } });
+    expect((await repliesByCid(again, 1)).get(1)!.frame.t).toBe(23);
+    // Another address: its own filters go through.
+    const other = await connect({ url: g.wsUrl });
+    for (let i = 0; i < 20; i++) await other.subscribe("terms", { filter: { types: Array.from({ length: 10 }, (_, j) => `other-${i}-${j}`) } });
+    other.close();
+    for (const c of [...conns, again]) c.destroy();
+  });
+}, 120_000);
