@@ -13,7 +13,8 @@ import { underControl } from "../ingest/control";
  */
 let gw: GatewayProcess;
 beforeAll(async () => {
-  gw = await startGateway({ KAFKA_BROKERS: "", RATE_LIMIT_BYTES: "0" });
+  // Its filters come from one address, standing for the many that can fill a topic's MAX_FILTER_TERMS_PER_TOPIC.
+  gw = await startGateway({ KAFKA_BROKERS: "", RATE_LIMIT_BYTES: "0", MAX_FILTER_TERMS_PER_ADDRESS: "100000" });
 });
 afterAll(async () => {
   await gw.stop();
