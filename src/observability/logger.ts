@@ -9,12 +9,14 @@ export interface Logger {
   error(msg: string, fields?: Record<string, unknown>): void;
 }
 
-// JSON.stringify leaves U+2028 and U+2029 as they are; many readers (Python's splitlines, JavaScript
-// before ES2019) take them for line ends, so a client's `sub` holding one split its audit line in two
-// (outside security tester). Escaped, the line is the same JSON.
-const LINE_SEPARATORS = /[\u2028\u2029]/;
-const LINE_SEPARATORS_ALL = /[\u2028\u2029]/g;
-const escapeSeparator = (c: string) => (c === "\u2028" ? "\\u2028" : "\\u2029");
+// JSON.stringify escapes the C0 controls but leaves the rest as they are. Many readers take U+2028,
+// U+2029 and U+0085 for line ends (Python's splitlines, JavaScript before ES2019), so a client's `sub`
+// or event type holding one split its audit line in two (outside security tester); the other C1
+// controls (U+009B starts a terminal escape) and the bidi controls (U+202E turns the rest of a line
+// round on screen) are as unwelcome in a line someone reads. Escaped, the line is the same JSON.
+const UNSAFE = /[\u0080-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
+const UNSAFE_ALL = new RegExp(UNSAFE.source, "g");
+const escapeUnsafe = (c: string) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`;
 
 export function createLogger(min: Level): Logger {
   // A closed stdout (EPIPE when whoever read it went away) must never take the gateway down: the
@@ -25,7 +27,7 @@ export function createLogger(min: Level): Logger {
     try {
       // Fields first: one named time, level or msg must not overwrite the line's own.
       const line = JSON.stringify({ ...fields, time: new Date().toISOString(), level, msg });
-      process.stdout.write(`${LINE_SEPARATORS.test(line) ? line.replace(LINE_SEPARATORS_ALL, escapeSeparator) : line}\n`);
+      process.stdout.write(`${UNSAFE.test(line) ? line.replace(UNSAFE_ALL, escapeUnsafe) : line}\n`);
     } catch {}
   };
   return { debug: emit("debug"), info: emit("info"), warn: emit("warn"), error: emit("error") };
