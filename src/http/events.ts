@@ -108,6 +108,17 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
    * discarded as it arrives, so memory stays bounded; Bun cuts off at HTTP_BODY_DRAIN_LIMIT.
    */
   async function bodyBytes(req: Request, declared: number | null): Promise<Uint8Array> {
+    try {
+      return await readBodyBytes(req, declared);
+    } catch (e) {
+      if (e instanceof GatewayError) throw e;
+      // The client went away mid-body (Bun ends the stream with an error): its doing, not ours, and
+      // counted INTERNAL it set off the alerts meant for the gateway's own faults (outside tester).
+      throw new GatewayError("BAD_FRAME", "the request body ended before it was whole");
+    }
+  }
+
+  async function readBodyBytes(req: Request, declared: number | null): Promise<Uint8Array> {
     if (!req.body) return new Uint8Array(0);
     if (declared !== null) {
       holdBody(declared);

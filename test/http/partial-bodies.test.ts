@@ -74,3 +74,27 @@ test("bodies being read from many addresses at once are bounded together (HTTP_B
     await small.stop();
   }
 }, 60_000);
+
+test("a body its client abandons is counted as the client's, never as an INTERNAL error", async () => {
+  // Ten chunked bodies abandoned mid-way added ten to gateway_frames_rejected_total{code="INTERNAL"}:
+  // any client could set off the alerts meant for the gateway's own faults (outside security tester).
+  const rejected = async (code: string) => {
+    const text = await (await fetch(`${gw.url}/metrics`)).text();
+    const line = text.split("\n").find((l) => l.startsWith("gateway_frames_rejected_total") && l.includes(`code="${code}"`) && l.includes('transport="http"'));
+    return line ? Number(line.split(" ").at(-1)) : 0;
+  };
+  const before = await rejected("INTERNAL");
+  for (let i = 0; i < 10; i++) {
+    for (const chunked of [true, false]) {
+      const sock = net.connect({ port: gw.port, host: "127.0.0.1", localAddress: "127.0.0.78" });
+      sock.on("error", () => {});
+      await new Promise((r) => sock.once("connect", r));
+      sock.write(`POST /api/v1/events?topic=abandoned HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n${chunked ? "Transfer-Encoding: chunked" : "Content-Length: 1000"}\r\n\r\n`);
+      sock.write(chunked ? "10\r\n{\"type\":\"x\",\"da\r\n" : '{"type":"x","da');
+      await Bun.sleep(50);
+      sock.destroy();
+    }
+  }
+  await Bun.sleep(500);
+  expect((await rejected("INTERNAL")) - before).toBe(0);
+}, 60_000);
