@@ -48,10 +48,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     throw new ConfigError(`config: ${name} ${issue.message.toLowerCase()} (got ${got})`);
   }
   const config = parsed.data;
-  try {
-    topicAllowPattern(config.TOPIC_ALLOW);
-  } catch (e) {
-    throw new ConfigError(`config: TOPIC_ALLOW is not a valid regular expression: ${(e as Error).message}`);
+  for (const name of ["TOPIC_ALLOW", "TOPIC_DENY"] as const) {
+    try {
+      topicAllowPattern(config[name]);
+    } catch (e) {
+      throw new ConfigError(`config: ${name} is not a valid regular expression: ${(e as Error).message}`);
+    }
   }
   parseKafkaProperties(config.KAFKA_PROPERTIES);
   const tls = tlsSettingsError(config);

@@ -79,6 +79,7 @@ export const settings = {
   LOG_LEVEL: z.enum(["debug", "info", "warn", "error"]).default("info").describe("Minimum level of the JSON log lines on stdout"),
   DEFAULT_TOPIC: z.string().regex(TOPIC_NAME, "must be a legal Kafka topic name").default("events").describe("Topic for frames and requests that name none"),
   TOPIC_ALLOW: z.string().default(".*").describe("Regular expression the whole topic name must match (as if between ^ and $) to be published to or subscribed to"),
+  TOPIC_DENY: z.string().default("_.*|connect-(?:configs|offsets|status)").describe("Regular expression (whole name, as TOPIC_ALLOW) of topics never published to or subscribed to, whatever TOPIC_ALLOW and the grants say: by default the internal topics of Kafka (__consumer_offsets: every group's name, offsets and members), Schema Registry, Confluent (_-prefixed) and Kafka Connect (its default topic names). `none`: no topic is denied"),
   MAX_FRAME_BYTES: int(1024, 64 * 1024 * 1024).default(1024 * 1024).describe("Largest frame or HTTP body accepted; larger gets FRAME_TOO_LARGE"),
   MAX_BATCH_EVENTS: int(1, 100_000).default(1000).describe("Most events in one publish_batch"),
   MAX_DEPTH: int(2, 256).default(32).describe("Deepest nesting accepted in a frame"),

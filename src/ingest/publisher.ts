@@ -75,7 +75,7 @@ export class Publisher {
     /** Each topic's own record bounds (on Kafka), checked per event; null: the gateway's alone. */
     private readonly topicLimits: TopicLimits | null = null,
   ) {
-    this.topicAllow = topicAllowPattern(config.TOPIC_ALLOW);
+    this.topicAllow = topicAllowPattern(config.TOPIC_ALLOW, config.TOPIC_DENY);
     this.limits = eventLimits(config);
     // The WebSocket edge may decode with the default limits rather than the configured ones; the
     // pre-scan's count then stands in for ours only when the defaults are at least as strict.

@@ -157,7 +157,7 @@ export class SubscriptionManager {
     deliveryWork: (ms: number) => void = () => {},
   ) {
     this.turns = new DeliveryTurns(DELIVERY_TURN_MS, deliveryWork);
-    this.topicAllow = topicAllowPattern(config.TOPIC_ALLOW);
+    this.topicAllow = topicAllowPattern(config.TOPIC_ALLOW, config.TOPIC_DENY);
     this.queueLimits = new QueueLimits(config.SUBSCRIBER_BUFFER_BYTES, config.SUBSCRIBER_CONNECTION_BUFFER_BYTES, config.SUBSCRIBER_ADDRESS_BUFFER_BYTES, config.SUBSCRIBER_TOTAL_BUFFER_BYTES);
     this.addressFeeds = new AddressFeeds(config.MAX_FEEDS_PER_ADDRESS, config.MAX_SUBSCRIPTIONS_PER_ADDRESS);
     this.replayPaces = new ReplayPaces(config.REPLAY_RATE_LIMIT_PER_ADDRESS);

@@ -1,4 +1,5 @@
 import { expect, test } from "bun:test";
+import * as net from "node:net";
 import { connect } from "../../src/client";
 import { underControl } from "../ingest/control";
 import { freshTopic, kafkaGatewayForFile } from "../support/kafka";
@@ -121,3 +122,52 @@ test("a record larger than a whole fetch reaches live and replaying subscribers"
   }
   client.close();
 }, 60_000);
+
+test("replays that never read, of many small records, hold bounded memory in the workers: SSE streams and WebSocket alike", async () => {
+  // librdkafka's read-ahead is bounded in payload bytes (queued.max.messages.kbytes) and in records
+  // (queued.min.messages, 100,000 per partition by default); each small record costs it several
+  // hundred bytes of its own besides. 64 SSE replays of ~520,000 small records that never read grew
+  // each worker to 1.4 GB and held a control's p99 at 1-3.6 s (outside security tester).
+  const topic = freshTopic("small-records");
+  await ensureTopic(file.brokers, topic, 3);
+  const pub = await connect({ url: file.gw.wsUrl });
+  for (let sent = 0; sent < 300_000; sent += 1000) {
+    const acks = await pub.publishBatch(Array.from({ length: 1000 }, (_, i) => ({ type: "s", key: `k${i % 64}`, data: { n: sent + i } })), { topic });
+    expect(acks.every((a) => a.status === "fulfilled")).toBe(true);
+  }
+  pub.close();
+  const workers: number[] = (await file.gw.health()).log.workers.map((w: { pid: number }) => w.pid);
+  const together = () => workers.reduce((n, pid) => n + rssMiB(pid), 0);
+  const before = await least(together, 10);
+  const peak = await underControl(file.gw, "32 replays of 300,000 small records that never read", async () => {
+    const sockets: net.Socket[] = [];
+    for (const address of ["127.0.0.6", "127.0.0.7"]) {
+      // An address's MAX_REPLAYS_PER_ADDRESS (16): half SSE streams, half WebSocket subscriptions.
+      for (let i = 0; i < 8; i++) {
+        const s = net.connect({ port: file.gw.port, host: "127.0.0.1", localAddress: address });
+        s.on("error", () => {});
+        s.on("connect", () => {
+          s.write(`GET /api/v1/stream?topic=${topic}&start=earliest HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`);
+          // Reads the status line, then nothing more.
+          s.once("data", () => s.pause());
+        });
+        sockets.push(s);
+      }
+      const ws = await RawWsClient.connect(file.gw.port, "/ws", "", address);
+      ws.send({ t: 1, v: 1 });
+      for (let i = 0; i < 8; i++) ws.send({ t: 12, cid: i + 1, sub: `r${i}`, topic, start: "earliest" });
+      await ws.waitFor((f) => f.cid === 8);
+      ws.pause();
+      sockets.push(ws as unknown as net.Socket);
+    }
+    let peak = 0;
+    for (let i = 0; i < 40; i++) {
+      await Bun.sleep(250);
+      peak = Math.max(peak, together() - before);
+    }
+    for (const s of sockets) s.destroy();
+    return peak;
+  });
+  console.log(`32 replays of 300,000 small records, never read: the workers grew ${peak.toFixed(0)} MiB together at most`);
+  expect(peak).toBeLessThan(300);
+}, 240_000);
