@@ -57,3 +57,41 @@ test("the mark is a literal true, and only within the window after hello: anythi
   expect(await c.request({ t: 10, topic, event: { id: "m-1", type: "x" }, resend: true })).toMatchObject({ t: 20, topic });
   c.close();
 });
+
+test("one client's marked re-sends wait for their reads of the topic without holding up another client's publishes to it", async () => {
+  // A marked re-send reads the topic to its end first. It did so in the topic's queue, so every
+  // later publish to the topic waited behind each read, whoever sent it: a client marking 45
+  // publishes a second held another's p50 from 11.6 to 68 ms and p99 to 352 ms (outside security
+  // tester). Its own later publishes still wait behind it.
+  const topic = freshTopic("resend-hog");
+  const attacker = await GatewayClient.connect(a.wsUrl);
+  const victim = await GatewayClient.connect(a.wsUrl);
+  expect((await victim.publish({ id: "warm", type: "t.warm" }, topic)).t).toBe(20);
+  const victimRun = async (ms: number) => {
+    const lat: number[] = [];
+    for (const end = Date.now() + ms; Date.now() < end; ) {
+      const t0 = performance.now();
+      const r = await victim.publish({ id: crypto.randomUUID(), type: "t.victim", key: "v" }, topic);
+      expect(r.t).toBe(20);
+      lat.push(performance.now() - t0);
+    }
+    return lat.sort((x, y) => x - y)[Math.floor(lat.length / 2)]!;
+  };
+  const quiet = await victimRun(3000);
+  let attacking = true;
+  let marked = 0;
+  const loops = Array.from({ length: 4 }, async (_, l) => {
+    for (let i = 0; attacking; i++) {
+      const r = await attacker.request({ t: 10, topic, event: { id: `hog-${l}-${i}`, type: "t.hog", key: `h${l}` }, resend: true });
+      expect(r.t).toBe(20);
+      marked++;
+    }
+  });
+  const during = await victimRun(5000);
+  attacking = false;
+  await Promise.all(loops);
+  console.log(`another client's marked re-sends (${marked} in 5 s): the victim's p50 ${quiet.toFixed(1)} ms quiet, ${during.toFixed(1)} ms during`);
+  expect(during).toBeLessThan(2 * quiet + 10);
+  attacker.close();
+  victim.close();
+}, 60_000);
