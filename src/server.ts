@@ -330,7 +330,12 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
       idempotence?.close();
       await log.close(Math.max(0, deadline - Date.now()));
       await Bun.sleep(0); // the settled appends' replies are queued on their sockets in this turn
-      await ws.closeAll(CLOSE_GRACE_MS);
+      // A client that is not reading right now (busy, or paused a few seconds) still gets its replies
+      // and the close frame if it reads again within what is left of SHUTDOWN_TIMEOUT_MS: given only
+      // CLOSE_GRACE_MS, one that kept sending was reset, and the replies on their way lost with the
+      // connection (outside chaos tester: 5 of 119 answered, 4,700 of its events in Kafka unanswered).
+      const closeBy = Math.max(deadline, Date.now() + CLOSE_GRACE_MS);
+      await ws.closeAll(closeBy - Date.now());
       const grace = Date.now() + CLOSE_GRACE_MS;
       while (listener.pendingWebSockets > 0 && Date.now() < grace) await Bun.sleep(10);
       // Bun sends the close frame and half-closes at once, without waiting for the client's reply. A

@@ -69,6 +69,8 @@ export interface ConnectionData {
    * closeAfterReplies); meanwhile its socket is not read, and frames already read get `refusal`.
    */
   closing?: { code: number; reason: string; refusal: GatewayError; deadline: Timer };
+  /** While the gateway drains: called by the pong that says the client has read every reply (closeAll). */
+  drainPong?: () => void;
 }
 
 /** The WebSocket side of the gateway: the handler for Bun.serve, and what a graceful stop needs. */
@@ -537,9 +539,14 @@ export function createWebSocketHandler(deps: {
       ingress.offer(ws, raw as string | Buffer);
     },
 
+    pong(ws) {
+      ws.data.drainPong?.();
+    },
+
     close(ws) {
       sockets.delete(ws);
       ws.data.closed = true;
+      ws.data.drainPong?.();
       clearTimeout(ws.data.closing?.deadline);
       ingress.closed(ws);
       clearTimeout(ws.data.helloTimer);
@@ -562,8 +569,24 @@ export function createWebSocketHandler(deps: {
       ingress.drainAll();
       await Promise.all(
         [...sockets].map(async (ws) => {
-          const flushed = ws.data.outbound!.whenEmpty();
-          await Promise.race([flushed, Bun.sleep(Math.max(0, deadline - Date.now()))]);
+          const left = () => Math.max(0, deadline - Date.now());
+          await Promise.race([ws.data.outbound!.whenEmpty(), Bun.sleep(left())]);
+          // Bun takes the close as done once the frame is handed over, and the process may end then:
+          // a client not reading at that moment, and still sending, is reset, and the replies in the
+          // kernel's buffers are lost with the connection (outside chaos tester). Its pong to a ping
+          // sent behind them says it has read them all; replies to frames read meanwhile go too.
+          if (!ws.data.closed) {
+            await new Promise<void>((resolve) => {
+              const timer = setTimeout(resolve, left());
+              ws.data.drainPong = () => {
+                ws.data.drainPong = undefined;
+                clearTimeout(timer);
+                resolve();
+              };
+              ws.ping();
+            });
+            await Promise.race([ws.data.outbound!.whenEmpty(), Bun.sleep(left())]);
+          }
           ws.close(CloseCodes.GOING_AWAY, "the gateway is shutting down; reconnect to another instance");
         }),
       );

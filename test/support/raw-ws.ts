@@ -123,6 +123,8 @@ export class RawWsClient {
       const payload = this.buf.subarray(at, at + len);
       this.buf = this.buf.subarray(at + len);
       if (opcode === 1) this.frames.push(JSON.parse(payload.toString()));
+      // Answered as RFC 6455 says every endpoint does (the gateway's drain waits for it), once read.
+      else if (opcode === 9 && !this.sock.destroyed) this.sock.write(maskedFrame(Buffer.from(payload), { opcode: 10 }));
       else if (opcode === 8) {
         this.closeCode = payload.length >= 2 ? payload.readUInt16BE(0) : 1005;
         this.closeReason = payload.subarray(2).toString();
