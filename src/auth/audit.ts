@@ -18,7 +18,7 @@ export interface Decision {
   expiresAt?: number;
 }
 
-// Distinct allowed (principal, action, topic) remembered for HTTP before the memory starts over.
+// Distinct allowed (principal, action, topic) remembered for HTTP, and per connection, before the memory starts over.
 const HTTP_SEEN_MAX = 10_000;
 // Refusals written per kind in each window: (principal, action, topic, code, transport), and for an
 // anonymous principal its address too; the rest are counted and written as one line with `repeated`
@@ -51,6 +51,8 @@ export class Audit {
   private readonly denies = new Map<string, DenyWindow>();
   /** Kinds each principal (or anonymous address) has in this window. */
   private readonly kindsOf = new Map<string, number>();
+  /** Allowed decisions written for each principal (or anonymous address) in this window, and those past AUDIT_TOPICS_PER_WINDOW counted by action. */
+  private readonly allowsOf = new Map<string, { written: number; past: Map<string, DenyWindow> }>();
   private windowTimer: Timer | null = null;
 
   constructor(private readonly logger: Logger) {}
@@ -60,8 +62,38 @@ export class Audit {
     if (this.windowTimer) clearTimeout(this.windowTimer);
     this.windowTimer = null;
     for (const w of this.denies.values()) if (w.repeated > 0) this.logger.warn("audit", { ...w.last, repeated: w.repeated, windowMs: AUDIT_WINDOW_MS });
+    for (const a of this.allowsOf.values()) for (const w of a.past.values()) this.logger.info("audit", { ...w.last, repeated: w.repeated, windowMs: AUDIT_WINDOW_MS });
     this.denies.clear();
     this.kindsOf.clear();
+    this.allowsOf.clear();
+  }
+
+  /**
+   * False when the allowed decision is past AUDIT_TOPICS_PER_WINDOW of its principal's in this window:
+   * counted, and written as one line per action at the window's end. Each new topic name wrote a line,
+   * also for an empty batch, which is no event and no refusal: one principal wrote 3,705 lines a
+   * second (outside security tester).
+   */
+  private writesAllow(d: Decision): boolean {
+    const who = d.principal === "anonymous" ? `anonymous\0${d.address ?? ""}` : d.principal;
+    let a = this.allowsOf.get(who);
+    if (!a) {
+      if (this.allowsOf.size >= DENY_KINDS_MAX) this.flush();
+      this.allowsOf.set(who, (a = { written: 0, past: new Map() }));
+      this.windowTimer ??= setTimeout(() => this.flush(), AUDIT_WINDOW_MS);
+      this.windowTimer.unref?.();
+    }
+    if (a.written < AUDIT_TOPICS_PER_WINDOW) {
+      a.written++;
+      return true;
+    }
+    const kind = `${d.action}\0${d.transport}`;
+    const w = a.past.get(kind);
+    if (w) {
+      w.repeated++;
+      w.last = d;
+    } else a.past.set(kind, { written: 0, repeated: 1, last: d });
+    return false;
   }
 
   /** False when the refusal is one too many of its kind in this window: counted, not written. */
@@ -100,8 +132,10 @@ export class Audit {
       const set = seen ?? this.httpSeen;
       const k = seen ? key : `${d.principal}\0${key}`;
       if (set.has(k)) return;
-      if (!seen && set.size >= HTTP_SEEN_MAX) set.clear();
+      // A connection's too: one topic name after another, it grew with each.
+      if (set.size >= HTTP_SEEN_MAX) set.clear();
       set.add(k);
+      if (!token && !this.writesAllow(d)) return;
     }
     if (d.outcome === "deny" && !this.writes(d)) return;
     (d.outcome === "deny" ? this.logger.warn : this.logger.info)("audit", { ...d });

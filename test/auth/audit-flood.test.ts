@@ -62,3 +62,37 @@ test("the audit throttle keeps each topic's and each address's refusals apart; l
   expect(upgrade).toMatchObject({ outcome: "deny", address: "127.0.0.1" });
   expect(upgrade!.session).toBeString();
 }, 60_000);
+
+test("allowed decisions are bounded too: one principal publishing to 200 new topics, over WebSocket and HTTP, writes a few lines and one that counts the rest", async () => {
+  // Each new topic name wrote an `allow` line, also for an empty batch (no event, no refusal, so
+  // nothing ever closed the connection): 3,705 lines a second from one principal, 3.3 GiB of log an
+  // hour (outside security tester).
+  const gw = await startGateway({ KAFKA_BROKERS: "", AUTH_JWT_SECRET: SECRET });
+  const token = await hsToken({ sub: "chatty", kgw: { publish: ["chatty.*"] } });
+  try {
+    const ws = new WebSocket(gw.wsUrl, [`kgw.bearer.${token}`, "kgw"]);
+    await new Promise((r) => (ws.onopen = r));
+    const replies: Array<Record<string, unknown>> = [];
+    const last = new Promise<void>((resolve) => {
+      ws.onmessage = (m) => {
+        const f = JSON.parse(String(m.data));
+        replies.push(f);
+        if (f.cid === 100) resolve();
+      };
+    });
+    ws.send(JSON.stringify({ t: 1, v: 1 }));
+    for (let i = 0; i < 100; i++) ws.send(JSON.stringify({ t: 11, cid: i + 1, topic: `chatty.ws-${i}`, events: [] }));
+    await last;
+    expect(replies.filter((f) => f.t === 22)).toHaveLength(100);
+    ws.close();
+    for (let i = 0; i < 100; i++) expect((await postEvent(gw, `chatty.http-${i}`, token)).status).toBeLessThan(300);
+  } finally {
+    await gw.stop();
+  }
+  const allowed = gw.lines.filter((l) => l.includes('"msg":"audit"')).map((l) => JSON.parse(l) as { action: string; outcome: string; principal: string; repeated?: number }).filter((a) => a.action === "publish" && a.outcome === "allow" && a.principal === "chatty");
+  const single = allowed.filter((a) => a.repeated === undefined).length;
+  const counted = allowed.reduce((n, a) => n + (a.repeated ?? 0), 0);
+  console.log(`200 new topics from one principal: ${single} allow lines, ${counted} more counted in ${allowed.length - single} lines`);
+  expect(single).toBeLessThanOrEqual(2 * 50);
+  expect(single + counted).toBe(200);
+}, 60_000);
