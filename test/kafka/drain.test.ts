@@ -88,3 +88,50 @@ test("SIGTERM while subscribes keep coming: each one answered is subscribed or S
   expect([...seen].filter((code) => code !== "subscribed" && code !== "SHUTTING_DOWN")).toEqual([]);
   expect(seen.has("SHUTTING_DOWN")).toBe(true);
 }, 90_000);
+
+test("SIGTERM to the gateway and its workers at once (a process group's Ctrl-C or stop): the drain is as with the gateway alone, no WORKER_LOST", async () => {
+  // The workers had no handler and died at once: 1,100 events in flight nacked WORKER_LOST, 500 of
+  // them written to Kafka (outside hostile tester).
+  const brokers = await kafkaBrokers();
+  const topic = freshTopic("drain-group");
+  await ensureTopic(brokers, topic, 3);
+  const gw = await startGateway({ KAFKA_BROKERS: brokers, KAFKA_WORKERS: "2", RATE_LIMIT_EVENTS: "0", RATE_LIMIT_BYTES: "0" });
+  const workers: number[] = (await gw.health()).log.workers.map((w: { pid: number }) => w.pid);
+  const client = await connect({ url: gw.wsUrl, maxAttempts: 1, reconnect: { minMs: 60_000, maxMs: 60_000 } });
+  const codes = new Map<string, number>();
+  const acked = new Set<string>();
+  let seq = 0;
+  let open = true;
+  const pending = new Set<Promise<void>>();
+  const pumping = (async () => {
+    while (open) {
+      while (pending.size < 40 && open) {
+        const events = Array.from({ length: 100 }, () => ({ id: `g-${seq++}`, type: "test.drain", key: `k${seq % 7}` }));
+        const p: Promise<void> = client.publishBatch(events, { topic }).then((settled) => {
+          for (const r of settled) {
+            const code = r.status === "fulfilled" ? "acked" : (r.reason as PublishError).code;
+            if (r.status === "fulfilled") acked.add(r.value.id);
+            codes.set(code, (codes.get(code) ?? 0) + 1);
+          }
+        });
+        pending.add(p);
+        void p.finally(() => pending.delete(p));
+      }
+      await Promise.race([...pending, Bun.sleep(20)]);
+    }
+  })();
+  for (const until = Date.now() + 20_000; acked.size === 0 && Date.now() < until; ) await Bun.sleep(50);
+  await Bun.sleep(500);
+  for (const pid of workers) process.kill(pid, "SIGTERM");
+  const exited = await gw.stop("SIGTERM");
+  open = false;
+  // What the SDK still waits for when its connection closed is its own CLIENT_CLOSED, not the gateway's answer.
+  client.close();
+  await Promise.all(pending);
+  await pumping;
+  expect(exited).toBe(0);
+  console.log(`signals to the gateway and its workers together: ${JSON.stringify(Object.fromEntries(codes))}; ${gw.lines.filter((l) => l.includes("worker_exit")).length} worker exits`);
+  expect(codes.get("WORKER_LOST") ?? 0).toBe(0);
+  const inKafka = new Set((await consumeAll(brokers, topic, { expect: acked.size })).map((r) => r.headers.ce_id!));
+  expect([...acked].filter((id) => !inKafka.has(id))).toEqual([]);
+}, 120_000);
