@@ -26,8 +26,9 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
   const { config, publisher, metrics, rateLimits } = deps;
   /** Who sent a request: the token's subject, or the client address with authentication off. */
   /** The token's principal with authentication on; undefined without (everyone is anonymous then). */
-  function principalWithAuth(who: Identity): string | undefined {
-    return deps.authEnabled ? who.principal : undefined;
+  /** Whose share of MAX_TOPICS a new topic takes (MAX_TOPICS_PER_PRINCIPAL): the principal, or without authentication the client address. */
+  function topicOwner(req: Request, who: Identity, server: Server<unknown>): string {
+    return deps.authEnabled ? who.principal : `ip:${deps.clientAddress(req, server)}`;
   }
   function principalOf(req: Request, who: Identity, server: Server<unknown>): string {
     return deps.authEnabled ? `sub:${who.principal}` : `ip:${deps.clientAddress(req, server)}`;
@@ -232,7 +233,7 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
         charge(req, who, server, 0, 1);
         await publisher.learning(topic);
         // Each principal's requests share one turn in the log's fair share, as one connection's do.
-        const o = await publisher.publish(handled(req, who, server, () => publisher.prepare([event], topic, "json", "http", { principal: principalWithAuth(who) })), "http", `http ${principalOf(req, who, server)}`);
+        const o = await publisher.publish(handled(req, who, server, () => publisher.prepare([event], topic, "json", "http", { principal: topicOwner(req, who, server) })), "http", `http ${principalOf(req, who, server)}`);
         metrics.publishLatency.http.observe((performance.now() - started) / 1000);
         const err = o.errors?.[0];
         if (err) return json({ id: o.ids[0], error: err }, ErrorCodes[err.code].http, retryAfter(err));
@@ -251,7 +252,7 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
         authorize(who, topic, batch.events);
         charge(req, who, server, 0, batch.events.length);
         await publisher.learning(topic);
-        const o = await publisher.publish(handled(req, who, server, () => publisher.prepare(batch.events, topic, "json", "http", { principal: principalWithAuth(who) })), "http", `http ${principalOf(req, who, server)}`);
+        const o = await publisher.publish(handled(req, who, server, () => publisher.prepare(batch.events, topic, "json", "http", { principal: topicOwner(req, who, server) })), "http", `http ${principalOf(req, who, server)}`);
         metrics.publishLatency.http.observe((performance.now() - started) / 1000);
         // 202 all published; 207 some; all failed: the first error's status (400 invalid, 503 retry…).
         const firstError = o.errors?.find(Boolean);
@@ -271,7 +272,7 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
         const topic = topicOf(req, batch.topic);
         authorize(who, topic, batch.events);
         await publisher.learning(topic);
-        const p = handled(req, who, server, () => publisher.prepare(batch.events, topic, "json", "http", { dryRun: true, principal: principalWithAuth(who) }));
+        const p = handled(req, who, server, () => publisher.prepare(batch.events, topic, "json", "http", { dryRun: true, principal: topicOwner(req, who, server) }));
         const errors = (p.errors ?? []).flatMap((err, index) => (err ? [{ index, error: err }] : []));
         return json({ valid: errors.length === 0, topic, count: p.total, errors }, errors.length === 0 ? 200 : 400);
       } catch (e) {

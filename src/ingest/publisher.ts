@@ -115,7 +115,7 @@ export class Publisher {
     // refused every other client's new topics until a restart (outside hostile and security testers).
     const taken = principal === undefined ? 0 : this.topicsByPrincipal.get(principal);
     if (taken >= this.config.MAX_TOPICS_PER_PRINCIPAL) {
-      throw new GatewayError("TOO_MANY_TOPICS", `this principal has made ${taken} topics new to this instance (MAX_TOPICS_PER_PRINCIPAL); "${topic}" would be one more`);
+      throw new GatewayError("TOO_MANY_TOPICS", `this principal (or client address, without authentication) has made ${taken} topics new to this instance (MAX_TOPICS_PER_PRINCIPAL); "${topic}" would be one more`);
     }
   }
 

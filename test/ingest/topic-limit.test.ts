@@ -35,7 +35,8 @@ describe("MAX_TOPICS", () => {
   test("embedded log: a client naming a new topic per event is refused TOO_MANY_TOPICS past the bound; what was written stays", async () => {
     // The default bytes retention: every one of these tiny events must stay (before, each partition
     // written to was charged a 1 MiB chunk, so 256 topics filled 256 MiB and older events were dropped).
-    gw = await startGateway({ MAX_TOPICS: "600" });
+    // One client stands for many addresses here: the instance's bound, not an address's share of it.
+    gw = await startGateway({ MAX_TOPICS: "600", MAX_TOPICS_PER_PRINCIPAL: "1000" });
     const g = gw;
     const names = Array.from({ length: 700 }, (_, i) => `spray-${i}`);
     const codes = await underControl(g, "a new topic per event (embedded)", () => publishToEach(g.wsUrl, names));
@@ -112,4 +113,28 @@ test("with authentication on, one principal makes at most MAX_TOPICS_PER_PRINCIP
   const [reply] = await ws.waitFor((r) => r.frame.cid === 1, 1, 10_000);
   ws.close();
   expect(reply!.frame).toMatchObject({ t: 21, code: "TOO_MANY_TOPICS" });
+}, 60_000);
+
+test("with authentication off, one client address makes at most MAX_TOPICS_PER_PRINCIPAL topics new, over HTTP and WebSocket; other addresses still may", async () => {
+  // The share was kept only for principals: without authentication one connection made 995 new
+  // topics in a second, and every other client's new topic was refused until a restart (outside hostile tester).
+  gw = await startGateway({ KAFKA_BROKERS: "", MAX_TOPICS: "50", MAX_TOPICS_PER_PRINCIPAL: "5", TRUSTED_PROXIES: "127.0.0.1" });
+  const g = gw;
+  const post = async (address: string, topic: string) => {
+    const r = await fetch(`${g.url}/api/v1/events?topic=${topic}`, { method: "POST", headers: { "x-forwarded-for": address, "content-type": "application/json" }, body: '{"type":"x"}' });
+    return r.status === 202 ? "ack" : (((await r.json()) as { error: { code: string; message: string } }).error.message.includes("MAX_TOPICS_PER_PRINCIPAL") ? "per address" : "other");
+  };
+  const flood: string[] = [];
+  for (let i = 0; i < 7; i++) flood.push(await post("10.9.9.9", `f-${i}`));
+  expect(flood).toEqual(["ack", "ack", "ack", "ack", "ack", "per address", "per address"]);
+  expect(await post("10.9.9.9", "f-0")).toBe("ack");
+  expect(await post("10.8.8.8", "o-0")).toBe("ack");
+  // Over WebSocket, from the address its TCP peer is (127.0.0.1, a trusted proxy without X-Forwarded-For: itself).
+  const ws = await RawSocket.connect(g.wsUrl);
+  ws.send(JSON.stringify({ t: 1, v: 1 }));
+  for (let i = 0; i < 7; i++) ws.send(JSON.stringify({ t: 10, cid: i + 1, topic: `w-${i}`, event: { type: "x" } }));
+  const replies = await ws.waitFor((r) => typeof r.frame.cid === "number", 7, 10_000);
+  ws.close();
+  // In the order they are answered: a refusal goes before the log's acks.
+  expect(replies.map((r) => (r.frame.t === 20 ? "ack" : r.frame.code)).sort()).toEqual(["TOO_MANY_TOPICS", "TOO_MANY_TOPICS", "ack", "ack", "ack", "ack", "ack"]);
 }, 60_000);
