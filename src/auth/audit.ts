@@ -52,7 +52,7 @@ export class Audit {
   /** Kinds each principal (or anonymous address) has in this window. */
   private readonly kindsOf = new Map<string, number>();
   /** Allowed decisions written for each principal (or anonymous address) in this window, and those past AUDIT_TOPICS_PER_WINDOW counted by action. */
-  private readonly allowsOf = new Map<string, { written: number; past: Map<string, DenyWindow> }>();
+  private readonly allowsOf = new Map<string, { written: number; past: Map<string, { repeated: number; last: Decision }> }>();
   private windowTimer: Timer | null = null;
 
   constructor(private readonly logger: Logger) {}
@@ -80,8 +80,7 @@ export class Audit {
     if (!a) {
       if (this.allowsOf.size >= DENY_KINDS_MAX) this.flush();
       this.allowsOf.set(who, (a = { written: 0, past: new Map() }));
-      this.windowTimer ??= setTimeout(() => this.flush(), AUDIT_WINDOW_MS);
-      this.windowTimer.unref?.();
+      this.openWindow();
     }
     if (a.written < AUDIT_TOPICS_PER_WINDOW) {
       a.written++;
@@ -92,8 +91,14 @@ export class Audit {
     if (w) {
       w.repeated++;
       w.last = d;
-    } else a.past.set(kind, { written: 0, repeated: 1, last: d });
+    } else a.past.set(kind, { repeated: 1, last: d });
     return false;
+  }
+
+  /** The window's end, once something in it is counted: flush writes the counts. */
+  private openWindow(): void {
+    this.windowTimer ??= setTimeout(() => this.flush(), AUDIT_WINDOW_MS);
+    this.windowTimer.unref?.();
   }
 
   /** False when the refusal is one too many of its kind in this window: counted, not written. */
@@ -110,8 +115,7 @@ export class Audit {
       if (this.denies.size >= DENY_KINDS_MAX) this.flush();
       this.kindsOf.set(who, (this.kindsOf.get(who) ?? 0) + 1);
       this.denies.set(kind, (w = { written: 0, repeated: 0, last: d }));
-      this.windowTimer ??= setTimeout(() => this.flush(), AUDIT_WINDOW_MS);
-      this.windowTimer.unref?.();
+      this.openWindow();
     }
     if (w.written < AUDIT_DENY_LINES_PER_WINDOW) {
       w.written++;

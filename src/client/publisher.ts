@@ -417,7 +417,14 @@ export class Publisher {
     if (topic !== undefined) frame.topic = topic;
     // The gateway then reads the topic's log to its end before looking their ids up: the original may
     // have been written through another instance a moment ago (docs/protocol.md, Idempotent publish).
-    if ((this.link.limits().resendWindowMs ?? 0) > 0 && items.slice(0, n).some((i) => i.resent)) frame.resend = true;
+    if ((this.link.limits().resendWindowMs ?? 0) > 0) {
+      for (let i = 0; i < n; i++) {
+        if (items[i]!.resent) {
+          frame.resend = true;
+          break;
+        }
+      }
+    }
     return frame;
   }
 }

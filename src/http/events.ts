@@ -24,12 +24,15 @@ const PUBLISH_PARAMS = ["topic"] as const;
  */
 export function createEventRoutes(deps: { config: Config; publisher: Publisher; metrics: Metrics; auth: HttpAuth; rateLimits: RateLimits; refusalDelay: RefusalDelay; authEnabled: boolean; clientAddress: ClientAddress }) {
   const { config, publisher, metrics, rateLimits } = deps;
-  /** Who sent a request: the token's subject, or the client address with authentication off. */
-  /** The token's principal with authentication on; undefined without (everyone is anonymous then). */
-  /** Whose share of MAX_TOPICS a new topic takes (MAX_TOPICS_PER_PRINCIPAL): the principal, or without authentication the client address. */
+  /**
+   * Whose share of MAX_TOPICS a new topic takes (MAX_TOPICS_PER_PRINCIPAL): the principal, named as the
+   * WebSocket edge names it so that both transports fill one share, or without authentication the
+   * client address.
+   */
   function topicOwner(req: Request, who: Identity, server: Server<unknown>): string {
-    return deps.authEnabled ? who.principal : `ip:${deps.clientAddress(req, server)}`;
+    return deps.authEnabled ? who.principal : principalOf(req, who, server);
   }
+  /** Who sent a request, for its rates and its turn in the log: the token's subject, or the client address with authentication off. */
   function principalOf(req: Request, who: Identity, server: Server<unknown>): string {
     return deps.authEnabled ? `sub:${who.principal}` : `ip:${deps.clientAddress(req, server)}`;
   }
