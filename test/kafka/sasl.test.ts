@@ -89,6 +89,23 @@ test("SASL_PLAINTEXT with SCRAM-SHA-512: events are acked, land in Kafka, reach 
   expect([...gw.lines, ...gw.errLines].join("\n")).not.toContain(PASSWORD);
 }, 120_000);
 
+test("librdkafka's debug log, asked for with debug= in KAFKA_PROPERTIES as the README says, reaches the gateway's stderr, and never with the password", async () => {
+  // debug=conf prints every property of every client: the password must come out redacted.
+  const gw = await startGateway({ KAFKA_BROKERS: broker.saslBrokers!, KAFKA_WORKERS: "1", KAFKA_PROPERTIES: `security.protocol=SASL_PLAINTEXT,${scram(PASSWORD)},debug=conf\\,broker\\,security` }, { captureStderr: true });
+  try {
+    await roundTrip(gw, "debug");
+    await expectNoSecret(gw, PASSWORD);
+  } finally {
+    expect(await gw.stop()).toBe(0);
+  }
+  const debug = gw.errLines.filter((l) => l.startsWith("%7|"));
+  expect(debug.some((l) => /\|CONF\|/.test(l) && l.includes("sasl.mechanisms"))).toBe(true);
+  expect(debug.some((l) => /\|(STATE|CONNECT|BROKER)\|/.test(l))).toBe(true);
+  expect(gw.errLines.join("\n")).not.toContain(PASSWORD);
+  // The gateway's own log stays JSON, line for line: librdkafka writes to stderr only.
+  for (const l of gw.lines) expect(() => JSON.parse(l)).not.toThrow();
+}, 120_000);
+
 test("SASL_SSL (the broker's certificate trusted through ssl.ca.location): the same round trip", async () => {
   const gw = await startGateway({ KAFKA_BROKERS: broker.saslSslBrokers!, KAFKA_WORKERS: "1", KAFKA_PROPERTIES: `security.protocol=SASL_SSL,ssl.ca.location=${caFile},${scram(PASSWORD)}` }, { captureStderr: true });
   try {

@@ -28,9 +28,10 @@ export class Conf {
     }
     // No log callback: librdkafka then logs nothing (its default prints every line to stderr, one per
     // reconnect attempt of every client during an outage). What matters reaches the application
-    // as error events, which the worker reports coalesced; the Node addon drops the log likewise
-    // unless someone listens for it.
-    lib.rd_kafka_conf_set_log_cb(this.handle as never, null);
+    // as error events, which the worker reports coalesced. An operator who sets `debug` asked for
+    // those lines, and gets them on the worker's stderr (the gateway's); setting it did nothing
+    // before. librdkafka redacts its secret properties there itself (test/kafka/sasl).
+    if (!props.debug) lib.rd_kafka_conf_set_log_cb(this.handle as never, null);
     // Events the application polls for; without RD_KAFKA_EVENT_DR set here, delivery reports would
     // need a callback on a librdkafka thread.
     if (events) lib.rd_kafka_conf_set_events(this.handle as never, events);
