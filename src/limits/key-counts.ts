@@ -9,13 +9,13 @@ export class KeyCounts<K> {
     return this.counts.get(key) ?? 0;
   }
 
-  add(key: K): void {
-    this.counts.set(key, this.get(key) + 1);
+  add(key: K, n = 1): void {
+    this.counts.set(key, this.get(key) + n);
   }
 
-  /** One less; at zero the key is dropped. Removing a key not counted does nothing. */
-  remove(key: K): void {
-    const n = this.get(key) - 1;
+  /** `by` less (one by default); at zero the key is dropped. Removing a key not counted does nothing. */
+  remove(key: K, by = 1): void {
+    const n = this.get(key) - by;
     if (n > 0) this.counts.set(key, n);
     else this.counts.delete(key);
   }

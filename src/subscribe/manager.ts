@@ -137,7 +137,7 @@ export class SubscriptionManager {
   /** A record's payload is decoded for subscribers within what a client's event may hold. */
   private readonly payload: PayloadLimits;
   /** What each subscription (starting or started) is charged in addressFeeds, by connection and id. */
-  private readonly feedCharges = new WeakMap<SubscriberConnection, Map<string, { address: string; feeds: string[] }>>();
+  private readonly feedCharges = new WeakMap<SubscriberConnection, Map<string, { address: string; feeds: string[]; chars: number }>>();
   private replayCharges = 0;
   /** Replays still starting, per client address (MAX_REPLAYS_PER_ADDRESS). */
   private readonly addressReplaysStarting = new KeyCounts<string>();
@@ -159,7 +159,7 @@ export class SubscriptionManager {
     this.turns = new DeliveryTurns(DELIVERY_TURN_MS, deliveryWork);
     this.topicAllow = topicAllowPattern(config.TOPIC_ALLOW, config.TOPIC_DENY);
     this.queueLimits = new QueueLimits(config.SUBSCRIBER_BUFFER_BYTES, config.SUBSCRIBER_CONNECTION_BUFFER_BYTES, config.SUBSCRIBER_ADDRESS_BUFFER_BYTES, config.SUBSCRIBER_TOTAL_BUFFER_BYTES);
-    this.addressFeeds = new AddressFeeds(config.MAX_FEEDS_PER_ADDRESS, config.MAX_SUBSCRIPTIONS_PER_ADDRESS);
+    this.addressFeeds = new AddressFeeds(config.MAX_FEEDS_PER_ADDRESS, config.MAX_SUBSCRIPTIONS_PER_ADDRESS, config.MAX_FILTER_CHARS_PER_ADDRESS);
     this.replayPaces = new ReplayPaces(config.REPLAY_RATE_LIMIT_PER_ADDRESS);
     this.payload = payloadLimits(config.MAX_EVENT_VALUES);
     this.lagTimer = setInterval(() => void this.sampleLag(), 5000);
@@ -338,8 +338,8 @@ export class SubscriptionManager {
       throw new GatewayError("TOO_MANY_SUBSCRIPTIONS", `this principal has introduced ${byPrincipal} new share group names, its maximum (MAX_SHARE_GROUPS_PER_ADDRESS, per principal too); join one of those or a name already in use`);
     }
     // Last of the checks: it is the one that charges.
-    const charge = { address, feeds: f.share ? [`share:${shareKey(f.share, topics)}`] : replay ? [`replay:${++this.replayCharges}`] : topics.map((t) => `topic:${t}`) };
-    this.addressFeeds.take(charge.address, charge.feeds);
+    const charge = { address, feeds: f.share ? [`share:${shareKey(f.share, topics)}`] : replay ? [`replay:${++this.replayCharges}`] : topics.map((t) => `topic:${t}`), chars: filter.identity.length };
+    this.addressFeeds.take(charge.address, charge.feeds, charge.chars);
     if (newGroup) {
       this.shareGroupsJoined.add(f.share!);
       this.shareGroupsIntroduced.add(address);
@@ -570,7 +570,7 @@ export class SubscriptionManager {
     const charge = charges?.get(id);
     if (!charge) return;
     charges!.delete(id);
-    this.addressFeeds.release(charge.address, charge.feeds);
+    this.addressFeeds.release(charge.address, charge.feeds, charge.chars);
   }
 
   private drop(conn: SubscriberConnection, sub: Subscription): void {

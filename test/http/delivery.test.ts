@@ -14,7 +14,8 @@ import { underControl } from "../ingest/control";
 const BUFFER = 64 * 1024;
 let gw: GatewayProcess;
 beforeAll(async () => {
-  gw = await startGateway({ SUBSCRIBER_BUFFER_BYTES: String(BUFFER), RATE_LIMIT_EVENTS: "0", RATE_LIMIT_BYTES: "0" });
+  // The long-filters test's 54 MB of filters come from one address, standing for many (MAX_FILTER_CHARS_PER_ADDRESS).
+  gw = await startGateway({ SUBSCRIBER_BUFFER_BYTES: String(BUFFER), RATE_LIMIT_EVENTS: "0", RATE_LIMIT_BYTES: "0", MAX_FILTER_CHARS_PER_ADDRESS: "100000000" });
 }, 60_000);
 afterAll(async () => {
   await gw?.stop();
