@@ -170,8 +170,8 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   const subscriptions = new SubscriptionManager(log, config, metrics, logger, (ms) => rateLimits.chargeHandlingTotal(ms));
   // Read once: the WebSocket cap and the open-files guard below both keep below it.
   const filesLimit = openFilesLimit();
-  const connectionLimiter = new ConnectionLimiter({ maxConnections: config.MAX_CONNECTIONS, maxConnectionsPerIp: config.MAX_CONNECTIONS_PER_IP }, filesLimit);
-  const ws = createWebSocketHandler({ config, publisher, subscriptions, metrics, logger, logKind: log.kind, auth: { authenticator, audit, config }, rateLimits, onClosed: (remote) => connectionLimiter.release(remote) });
+  const connectionLimiter = new ConnectionLimiter({ maxConnections: config.MAX_CONNECTIONS, maxConnectionsPerIp: config.MAX_CONNECTIONS_PER_IP, maxTokenless: config.MAX_TOKENLESS_CONNECTIONS }, filesLimit);
+  const ws = createWebSocketHandler({ config, publisher, subscriptions, metrics, logger, logKind: log.kind, auth: { authenticator, audit, config }, rateLimits, onClosed: (remote, tokenless) => connectionLimiter.release(remote, tokenless), onAuthenticated: () => connectionLimiter.authenticated() });
   const streams = createStreamRoute({ subscriptions, auth: httpAuth, connections: connectionLimiter, metrics, rateLimits, clientAddress, refusalDelay });
   const health = createHealthRoutes({ auth: authenticator.enabled ? "jwt" : "none", log, metrics, version: SERVER_NAME, connections: () => ws.connections, inflight: () => publisher.eventsInflight, subscriptions: () => subscriptions.stats(), accepting: () => listener.accepting });
 
@@ -290,15 +290,16 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     const session = crypto.randomUUID();
     const auth = await authenticateUpgrade(req, authenticator, audit, remote, session);
     if (auth instanceof Response) return auth;
-    const refused = connectionLimiter.acquire(remote);
+    const tokenless = authenticator.enabled && !auth.identity;
+    const refused = connectionLimiter.acquire(remote, tokenless);
     if (refused) {
       metrics.connectionsRefused.inc();
       return errorResponse(wireError(refused));
     }
-    const data: ConnectionData = { session, remote, helloed: false, inflight: 0, closed: false, identity: auth.identity };
+    const data: ConnectionData = { session, remote, helloed: false, inflight: 0, closed: false, identity: auth.identity, tokenless };
     const ok = srv.upgrade(req, { data, headers: auth.headers });
     if (ok) return undefined;
-    connectionLimiter.release(remote);
+    connectionLimiter.release(remote, tokenless);
     return error("INVALID_FRAME", "expected a WebSocket upgrade request");
   }
 

@@ -35,6 +35,8 @@ export interface ConnectionData {
   session: string;
   remote: string;
   helloed: boolean;
+  /** Authentication on and no token yet: its slot counts under MAX_TOKENLESS_CONNECTIONS until the welcome. */
+  tokenless?: boolean;
   /** performance.now() at the welcome: re-sends are marked only for RESEND_WINDOW_MS after it. */
   helloAt?: number;
   /** Events of this connection handed to the log and not yet acked or nacked. */
@@ -101,7 +103,9 @@ export function createWebSocketHandler(deps: {
   auth: AuthContext;
   rateLimits: RateLimits;
   /** A connection ended: its slot in the connection limits is free again. */
-  onClosed?: (remote: string) => void;
+  onClosed?: (remote: string, tokenless: boolean) => void;
+  /** A connection that was tokenless is welcomed with a valid token. */
+  onAuthenticated?: () => void;
 }): WebSocketEdge {
   const { config, publisher, subscriptions, metrics, logger, rateLimits } = deps;
   const limits = decodeLimits(config);
@@ -345,6 +349,10 @@ export function createWebSocketHandler(deps: {
     ws.data.helloAt ??= performance.now();
     clearTimeout(ws.data.helloTimer);
     ws.data.helloTimer = undefined; // an idle connection keeps nothing of its handshake
+    if (ws.data.tokenless && ws.data.auth!.identity) {
+      ws.data.tokenless = false;
+      deps.onAuthenticated?.();
+    }
     const welcome: Record<string, unknown> = {
       t: FrameType.WELCOME,
       v: PROTOCOL_VERSION,
@@ -555,7 +563,7 @@ export function createWebSocketHandler(deps: {
       ws.data.auth!.dispose();
       metrics.connectionsOpen.dec();
       subscriptions.onClose(ws.data.subscriber!);
-      deps.onClosed?.(ws.data.remote);
+      deps.onClosed?.(ws.data.remote, ws.data.tokenless === true);
     },
   };
 
