@@ -1,6 +1,7 @@
 import type { Server } from "bun";
 import { Audit } from "./auth/audit";
 import { Authenticator } from "./auth/authenticator";
+import { offersToken } from "./auth/bearer";
 import { createHttpAuth } from "./http/auth-guard";
 import { loadKeySources } from "./auth/keys";
 import { authenticateUpgrade } from "./http/ws-upgrade";
@@ -24,7 +25,7 @@ import { ConnectionLimiter } from "./limits/connections";
 import { OpenFilesGuard, openFilesLimit } from "./limits/open-files";
 import { Listener } from "./http/listener";
 import { capSendBuffer } from "./http/send-buffer";
-import { type RateLimitOptions, RateLimits } from "./limits/rate-limits";
+import { type RateLimitOptions, RateLimits, type Refusal } from "./limits/rate-limits";
 import { RefusalDelay } from "./limits/refusal-delay";
 import type { EventLog } from "./log/event-log";
 import { KafkaLog } from "./kafka/kafka-log";
@@ -276,20 +277,26 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   function upgrade(req: Request, srv: Server<ConnectionData>): Response | undefined | Promise<Response | undefined> {
     if (draining) return errorResponse(wireError(shuttingDown()));
     const remote = clientAddress(req, srv);
-    // The cheapest check first, and answered late (refusal-delay.ts): a reconnect loop must buy
-    // neither token verifications nor a fast retry.
-    const tooFast = rateLimits.admitConnection(remote);
-    if (tooFast) {
-      metrics.rateLimited.inc({ transport: "ws", scope: tooFast.scope, unit: tooFast.unit });
-      return lateErrorResponse(refusalDelay, wireError(tooFast.error));
-    }
-    return admit(req, srv, remote);
+    // The cheapest checks first, and answered late (refusal-delay.ts): a reconnect loop must buy
+    // neither token verifications nor a fast retry. Under its close penalty an address is refused
+    // here unless the upgrade carries a token, which may be another principal's (penaltyFor).
+    const penalised = rateLimits.penaltyFor(remote);
+    const tooFast = penalised && !(authenticator.enabled && offersToken(req)) ? penalised : rateLimits.admitConnection(remote);
+    if (tooFast) return refuseLate(tooFast);
+    return admit(req, srv, remote, penalised !== undefined);
   }
 
-  async function admit(req: Request, srv: Server<ConnectionData>, remote: string): Promise<Response | undefined> {
+  function refuseLate(refusal: Refusal): Response | Promise<Response> {
+    metrics.rateLimited.inc({ transport: "ws", scope: refusal.scope, unit: refusal.unit });
+    return lateErrorResponse(refusalDelay, wireError(refusal.error));
+  }
+
+  async function admit(req: Request, srv: Server<ConnectionData>, remote: string, penalised: boolean): Promise<Response | undefined> {
     const session = crypto.randomUUID();
     const auth = await authenticateUpgrade(req, authenticator, audit, remote, session);
     if (auth instanceof Response) return auth;
+    const stillPenalised = penalised ? rateLimits.penaltyFor(remote, auth.identity?.principal) : undefined;
+    if (stillPenalised) return refuseLate(stillPenalised);
     const tokenless = authenticator.enabled && !auth.identity;
     const refused = connectionLimiter.acquire(remote, tokenless);
     if (refused) {

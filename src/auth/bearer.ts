@@ -30,3 +30,8 @@ export function bearerFromProtocols(req: Request): { token?: string; echo?: stri
   }
   return { token, echo, offered: true };
 }
+
+/** Whether the request carries a token of either kind (not yet verified): an Authorization header or the subprotocol's. */
+export function offersToken(req: Request): boolean {
+  return bearerFromAuthorization(req) !== undefined || bearerFromProtocols(req).token !== undefined;
+}

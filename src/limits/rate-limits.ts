@@ -91,6 +91,13 @@ const ADDRESS_SUBSCRIBE_BURST_S = 5;
 const BAD_TOKEN_BURST_S = 5;
 // Principals remembered at most; full buckets are forgotten first (they hold no state worth keeping).
 const MAX_PRINCIPALS = 100_000;
+const MAX_PENALISED_PRINCIPALS = 16;
+
+/** A client address's close penalty: `closed` names whose connections were closed there ("" none), null for too many. */
+interface Penalty {
+  until: number;
+  closed: Set<string> | null;
+}
 const SWEEP_EVERY_MS = 10_000;
 // A client refreshes once per token lifetime; a few at once covers a retry after a failed one.
 const REFRESH_BURST = 3;
@@ -198,8 +205,8 @@ export class RateLimits {
   private readonly replayStarts: TokenBucket | null;
   private readonly addressReplayStarts: BucketMap<TokenBucket>;
   private readonly addressBadTokens: BucketMap<TokenBucket>;
-  /** Client addresses closed for flooding, and until when they open no connection. */
-  private readonly penalties = new Map<string, number>();
+  /** Client addresses closed for flooding: until when they open no connection, and whose connections were closed. */
+  private readonly penalties = new Map<string, Penalty>();
   /** Handling time of every client, which the busy ones wait for once it is spent (see handling-budget.ts). */
   private readonly handlingTotal: TokenBucket | null;
   readonly enabled: boolean;
@@ -249,16 +256,26 @@ export class RateLimits {
    * Charges a new WebSocket connection to its client address, before anything else is done for the
    * upgrade: a client reconnecting in a loop costs a handshake, a hello and a close each time.
    */
-  admitConnection(ip: string): Refusal | undefined {
-    const until = this.penalties.get(ip);
-    if (until !== undefined) {
-      const wait = Math.ceil(until - this.clock());
-      if (wait > 0) {
-        const error = new GatewayError("RATE_LIMITED", `a connection from this address was closed (4429 or 4400) for sending on into refusals; no new connection for ${wait} ms`, { retryAfterMs: wait, scope: "address" });
-        return { error, scope: "connection", unit: "connections" };
-      }
+  /**
+   * The close penalty of `ip`, while it runs, for a connection of `principal` (its token verified), or of
+   * no one known yet (undefined). A principal other than those whose connections were closed there is
+   * spared: behind a NAT, one tokenless client closed 4400 kept every client of the address out.
+   */
+  penaltyFor(ip: string, principal?: string): Refusal | undefined {
+    const p = this.penalties.get(ip);
+    if (p === undefined) return undefined;
+    const wait = Math.ceil(p.until - this.clock());
+    if (wait <= 0) {
       this.penalties.delete(ip);
+      return undefined;
     }
+    if (principal !== undefined && principal !== "" && p.closed !== null && !p.closed.has(principal)) return undefined;
+    const error = new GatewayError("RATE_LIMITED", `a connection from this address was closed (4429 or 4400) for sending on into refusals; no new connection for ${wait} ms${principal === undefined ? " without a token of another principal" : ""}`, { retryAfterMs: wait, scope: "address" });
+    return { error, scope: "connection", unit: "connections" };
+  }
+
+  /** The rate of new connections of `ip` (CONNECTION_RATE_PER_IP); the close penalty is penaltyFor's. */
+  admitConnection(ip: string): Refusal | undefined {
     const rate = this.options.connectsPerSecPerIp;
     if (rate === 0) return undefined;
     const bucket = this.connects.get(ip, this.clock());
@@ -271,13 +288,20 @@ export class RateLimits {
     return { error, scope: "connection", unit: "connections" };
   }
 
-  /** A connection from `ip` was closed for flooding: the address opens no new one for a while. */
-  penalise(ip: string): void {
+  /**
+   * A connection from `ip` was closed for flooding (`principal`: its token's, "" without one): the
+   * address opens no new one for a while, except for other principals' (penaltyFor).
+   */
+  penalise(ip: string, principal = ""): void {
     if (this.options.closePenaltyMs === 0) return;
     const now = this.clock();
-    if (this.penalties.size >= MAX_PRINCIPALS) forget(this.penalties, (until) => until <= now);
+    if (this.penalties.size >= MAX_PRINCIPALS) forget(this.penalties, (p) => p.until <= now);
+    const running = this.penalties.get(ip);
+    const closed = running && running.until > now ? running.closed : new Set<string>();
     this.penalties.delete(ip);
-    this.penalties.set(ip, now + this.options.closePenaltyMs);
+    // Past a few principals closed at one address, the address is refused to every one of them.
+    const named = closed !== null && closed.size < MAX_PENALISED_PRINCIPALS ? closed.add(principal) : null;
+    this.penalties.set(ip, { until: now + this.options.closePenaltyMs, closed: named });
   }
 
   /**

@@ -146,7 +146,7 @@ export function createWebSocketHandler(deps: {
 
   /** Closes a connection that ignored its refusals, and refuses its address new ones for a while. */
   function closeForAbuse(ws: ServerWebSocket<ConnectionData>, code: number, reason: string): void {
-    rateLimits.penalise(ws.data.remote);
+    rateLimits.penalise(ws.data.remote, ws.data.auth?.identity?.principal ?? "");
     const penalty = config.RATE_LIMIT_CLOSE_PENALTY_SECONDS * 1000;
     const refusal = new GatewayError("RATE_LIMITED", `not handled: the connection is closing (${code}) for ${reason.split(":")[0]}; reconnect${penalty ? ` after ${penalty} ms` : ""}`, { retryAfterMs: penalty, scope: "address" });
     closeAfterReplies(ws, code, reason, refusal);
