@@ -76,7 +76,9 @@ function tlsSettingsError(config: Config): string | undefined {
 }
 
 // Properties whose values are secrets (sasl.password, ssl.key.password, sasl.oauthbearer.client.secret, …).
-const SECRET_PROPERTY = /password|secret|token|key\.pem|jaas/i;
+// The properties librdkafka itself redacts, and more: sasl.oauthbearer.config holds client secrets, and
+// a passphrase or private key is not called a password (outside security tester).
+const SECRET_PROPERTY = /password|passphrase|secret|token|key\.pem|private\.key|jaas|oauthbearer\.config|sasl\.username|credential/i;
 
 /**
  * `a.b=1,c.d=x` → { "a.b": "1", "c.d": "x" }. A comma inside a value is written `\,` (librdkafka's

@@ -197,7 +197,7 @@ test("SASL_SSL without trusting the broker's certificate: not ready, nacks name 
 }, 120_000);
 
 test("a secret with a comma in KAFKA_PROPERTIES is refused at start without showing any part of it", () => {
-  for (const [name, value] of [["sasl.password", "abc,def-tail-3f9"], ["ssl.key.password", "x,def-tail-3f9"], ["sasl.oauthbearer.client.secret", "y,def-tail-3f9"]]) {
+  for (const [name, value] of [["sasl.password", "abc,def-tail-3f9"], ["ssl.key.password", "x,def-tail-3f9"], ["sasl.oauthbearer.client.secret", "y,def-tail-3f9"], ["sasl.oauthbearer.config", "principal=admin,def-tail-3f9"], ["sasl.username", "gw,def-tail-3f9"], ["sasl.oauthbearer.assertion.private.key.passphrase", "p,def-tail-3f9"], ["ssl.keystore.password", "k,def-tail-3f9"]]) {
     let message = "";
     try {
       loadConfig({ KAFKA_PROPERTIES: `security.protocol=SASL_SSL,${name}=${value},sasl.username=gw` });
