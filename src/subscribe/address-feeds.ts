@@ -9,8 +9,9 @@ import { GatewayError } from "../protocol/errors";
  * nothing more, whoever opened it; each is counted once per address however many subscriptions hold it.
  * The subscriptions themselves are counted per address too (MAX_SUBSCRIPTIONS_PER_ADDRESS): each costs
  * its filter and a frame per read batch, and a thousand connections of a hundred each were 100,000.
- * And so are the characters of their filters (MAX_FILTER_CHARS_PER_ADDRESS): a `keys` list of 1,024 long
- * keys is one term of the filter bounds, and 1,000 subscriptions of ~1 MB of keys held 2.3 GB.
+ * And so are the characters of their filters (MAX_FILTER_CHARS_PER_ADDRESS; CompiledFilter.footprint, once
+ * for each topic it is placed in): a `keys` list of 1,024 long keys is one term of the filter bounds,
+ * and 1,000 subscriptions of ~1 MB of keys held 2.3 GB.
  */
 export class AddressFeeds {
   /** Per address, each feed it holds and how many of its subscriptions hold it. */

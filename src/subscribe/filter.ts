@@ -38,7 +38,16 @@ export interface CompiledFilter {
    * and the keys' lookup, and the `where` expression's terms (MAX_FILTER_TERMS_PER_TOPIC).
    */
   terms: number;
+  /**
+   * What holding it costs in memory, in characters (MAX_FILTER_CHARS_PER_ADDRESS): its canonical form,
+   * and FOOTPRINT_PER_ITEM more for each key, pattern part, header and `where` term, each of which is
+   * an object of its own once compiled and indexed. By characters alone, patterns of one-letter parts
+   * (`*a*a*a…`) held 85 bytes a character and keys 49 (outside hostile tester); long keys, 2.3.
+   */
+  footprint: number;
 }
+
+const FOOTPRINT_PER_ITEM = 64;
 
 const text = (max: number) => units(1, max);
 const list = <T extends z.ZodType>(item: T, max: number, what = "a list") =>
@@ -116,16 +125,20 @@ export function compileFilter(spec: unknown): CompiledFilter {
   if (headers) checks.push((ev) => headers.every(([name, value]) => Object.hasOwn(ev.headers, name) && ev.headers[name] === value));
   if (where) checks.push(where.test);
 
+  // Fixed field order and normalized values; JSON so no value can forge a separator.
+  const identity = JSON.stringify({ types, source: sources, subject, keys, headers, where: where?.canonical });
   const exactTypes = types && types.every((t) => !t.includes("*")) ? types : null;
   const prefixable = types && types.every((t) => t.indexOf("*") === -1 || t.indexOf("*") === t.length - 1) ? types : null;
   return {
     matches: checks.length === 0 ? () => true : checks.length === 1 ? checks[0]! : (ev) => checks.every((c) => c(ev)),
     needsData: where?.needsData ?? false,
-    // Fixed field order and normalized values; JSON so no value can forge a separator.
-    identity: JSON.stringify({ types, source: sources, subject, keys, headers, where: where?.canonical }),
+    identity,
     exactTypes,
     typePrefixes: prefixable && minimalPrefixes(prefixable.map((t) => (t.endsWith("*") ? t.slice(0, -1) : t))),
     keys: keys ?? null,
+    footprint:
+      identity.length +
+      FOOTPRINT_PER_ITEM * (patternParts(types) + patternParts(sources) + patternParts(subject === undefined ? undefined : [subject]) + (keys?.length ?? 0) + (headers?.length ?? 0) + (where?.terms ?? 0)),
     terms: 1 + patternTerms(types) + patternTerms(sources) + patternTerms(subject === undefined ? undefined : [subject]) + (keys ? 1 : 0) + (headers?.length ?? 0) + (where?.terms ?? 0),
   };
 }
@@ -156,6 +169,14 @@ function anyOf(patterns: string[]): (s: string) => boolean {
 // MAX_FILTER_TERMS_PER_TOPIC sooner. 64,000 patterns of 500-800 characters, each one term, cost
 // 0.3 s a record even with the linear search (protocol/glob.ts); counted so, a topic holds some 9,000.
 const PATTERN_CHARS_PER_TERM = 64;
+
+/** The literal parts between `*`s of every pattern: each is matched, and held, on its own. */
+function patternParts(patterns: readonly string[] | undefined): number {
+  if (patterns === undefined) return 0;
+  let n = 0;
+  for (const p of patterns) n += p.split("*").length;
+  return n;
+}
 
 function patternTerms(patterns: readonly string[] | undefined): number {
   if (patterns === undefined) return 0;

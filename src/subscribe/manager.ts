@@ -338,7 +338,7 @@ export class SubscriptionManager {
       throw new GatewayError("TOO_MANY_SUBSCRIPTIONS", `this principal has introduced ${byPrincipal} new share group names, its maximum (MAX_SHARE_GROUPS_PER_ADDRESS, per principal too); join one of those or a name already in use`);
     }
     // Last of the checks: it is the one that charges.
-    const charge = { address, feeds: f.share ? [`share:${shareKey(f.share, topics)}`] : replay ? [`replay:${++this.replayCharges}`] : topics.map((t) => `topic:${t}`), chars: filter.identity.length };
+    const charge = { address, feeds: f.share ? [`share:${shareKey(f.share, topics)}`] : replay ? [`replay:${++this.replayCharges}`] : topics.map((t) => `topic:${t}`), chars: filter.footprint * topics.length };
     this.addressFeeds.take(charge.address, charge.feeds, charge.chars);
     if (newGroup) {
       this.shareGroupsJoined.add(f.share!);

@@ -60,3 +60,37 @@ test("one address's filters stop at MAX_FILTER_CHARS_PER_ADDRESS over all its co
   fresh.close();
   clients[2]!.close();
 }, 180_000);
+
+test("what a filter holds beyond its characters counts too: patterns of many short parts, and a keys filter on many topics", async () => {
+  // By characters alone, 64 source patterns of one-letter parts (`*a*a…`) held 86 bytes a character
+  // (one address, 121 subscriptions: 657 MB), and 1,024 short keys on 16 topics 330 (1,000 subscriptions
+  // under every other bound: 1.86 GB, and closing them stalled the gateway 24 s; outside hostile tester).
+  const topics = Array.from({ length: 16 }, (_, i) => freshTopic(`filter-chars-${i}`));
+  const c = await connect({ url: file.gw.wsUrl });
+  for (const t of topics) await c.publish({ type: "init" }, { topic: t });
+  const taken = async (n: number, subscribe: (i: number) => Promise<unknown>) => {
+    let ok = 0;
+    for (let i = 0; i < n; i++) {
+      const code = await subscribe(i).then(() => null, (e: { code: string; message: string }) => e);
+      if (code === null) ok++;
+      else {
+        expect(code).toMatchObject({ code: "TOO_MANY_SUBSCRIPTIONS", message: expect.stringContaining("MAX_FILTER_CHARS_PER_ADDRESS") });
+        break;
+      }
+    }
+    return ok;
+  };
+  const globs = (i: number) => Array.from({ length: 64 }, (_, p) => `${i}.${p}${"*a".repeat(500)}`);
+  await underControl(file.gw, "filters of many parts and many topics", async () => {
+    // 64 x 501 parts: about 2.1 million each.
+    expect(await taken(10, (i) => c.subscribe(topics[0]!, { filter: { source: globs(i) } }))).toBe(3);
+  });
+  c.close();
+  const d = await connect({ url: file.gw.wsUrl });
+  const keys = (i: number) => Array.from({ length: 1024 }, (_, k) => `${i}x${k.toString(36)}`);
+  await underControl(file.gw, "keys filters on sixteen topics", async () => {
+    // (canonical ~7,900 + 64 x 1,024) x 16 topics: about 1.17 million each.
+    expect(await taken(20, (i) => d.subscribe(topics, { filter: { keys: keys(i) } }))).toBe(6);
+  });
+  d.close();
+}, 180_000);
