@@ -10,7 +10,8 @@ import type { LogReader, ReaderGroup, ReaderHandlers, ReaderOptions } from "../l
 import { ReaderRegistry } from "./readers";
 import { SocketWriter } from "./wire/socket-writer";
 import { type RecordSink, WorkerSlot } from "./worker-slot";
-import type { WorkerConfig } from "./wire/worker-config";
+import { WORKER_CONFIG_REFUSED, type WorkerConfig } from "./wire/worker-config";
+import { ConfigError } from "../config/load";
 
 export interface PoolOptions {
   workers: number;
@@ -75,6 +76,8 @@ export class WorkerPool {
   private flushScheduled = false;
   private closing = false;
   private readyWaiters: Array<() => void> = [];
+  /** While start() waits: fails it when a worker refuses its settings (WORKER_CONFIG_REFUSED). */
+  private refuseStart: ((reason: string) => void) | null = null;
   private readonly readers = new ReaderRegistry();
   private readonly queries: QueryTable;
   private readonly pingTimeoutMs: number;
@@ -129,7 +132,15 @@ export class WorkerPool {
     for (const slot of this.slots) this.spawn(slot);
     this.lastTick = Date.now();
     this.watchdog = setInterval(this.tick, Math.max(20, Math.min(250, this.pingTimeoutMs / 4)));
-    await this.waitReady(this.options.connectTimeoutMs);
+    // A worker that cannot take its settings (an unknown librdkafka property or value in KAFKA_PROPERTIES,
+    // say) fails every restart the same way: at start-up that is a configuration error, not a restart loop.
+    const refused = new Promise<string>((resolve) => (this.refuseStart = resolve));
+    const reason = await Promise.race([this.waitReady(this.options.connectTimeoutMs).then(() => null), refused]);
+    this.refuseStart = null;
+    if (reason !== null) {
+      await this.close(1000);
+      throw new ConfigError(`config: the Kafka workers cannot start (their librdkafka settings, KAFKA_PROPERTIES among them, or the librdkafka they load): ${reason}`);
+    }
   }
 
   /** Every worker is connected and reaches a broker: the log takes writes. */
@@ -245,7 +256,10 @@ export class WorkerPool {
       stdin: "ignore",
       stdout: "inherit",
       stderr: "inherit",
-      onExit: (_proc, code, signal) => this.onLost(slot, generation, signal ? `signal ${signal}` : `exit code ${code}`),
+      onExit: (_proc, code, signal) => {
+        if (code === WORKER_CONFIG_REFUSED && this.refuseStart) return this.refuseStart(`worker ${slot.index} exited ${code}; its reason is the line before this one`);
+        this.onLost(slot, generation, signal ? `signal ${signal}` : `exit code ${code}`);
+      },
     });
     slot.pid = slot.proc.pid;
   }

@@ -1,3 +1,9 @@
+/**
+ * A worker's exit code when it cannot start with what it was given (librdkafka refused a property, or
+ * could not be loaded), after one line on stderr saying why: every restart would fail the same way.
+ */
+export const WORKER_CONFIG_REFUSED = 3;
+
 /** What the gateway hands a Kafka worker process at start (KGW_WORKER_CONFIG, JSON). */
 export interface WorkerConfig {
   socketPath: string;

@@ -17,7 +17,7 @@ import { ByteReader, IpcType, MessageReader, type Query, jsonMessage } from "../
 import { ConsumerHandle, Err, versionString } from "../librdkafka";
 import { SocketWriter } from "../wire/socket-writer";
 import { StatusReporter } from "./status";
-import type { WorkerConfig } from "../wire/worker-config";
+import { WORKER_CONFIG_REFUSED, type WorkerConfig } from "../wire/worker-config";
 import { FfiProducer } from "./producer";
 import { QueryThread, type StallWatch } from "./query-thread";
 import { type ConsumerOpener, FfiReaders } from "./readers";
@@ -49,7 +49,7 @@ try {
   });
 } catch (e) {
   process.stderr.write(`kafka worker ${config.workerIndex}: ${String((e as Error)?.message ?? e)}\n`);
-  process.exit(3);
+  process.exit(WORKER_CONFIG_REFUSED);
 }
 /**
  * Readers' consumers are made on a thread of their own (queries.ts). One that has opens waiting and
