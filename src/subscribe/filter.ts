@@ -42,7 +42,7 @@ export interface CompiledFilter {
    * What holding it costs in memory, in characters (MAX_FILTER_CHARS_PER_ADDRESS): its canonical form,
    * and FOOTPRINT_PER_ITEM more for each key, pattern part, header and `where` term, each of which is
    * an object of its own once compiled and indexed. By characters alone, patterns of one-letter parts
-   * (`*a*a*a…`) held 85 bytes a character and keys 49 (outside hostile tester); long keys, 2.3.
+   * (`*a*a*a…`) held 86 bytes a character and keys 49 (outside hostile tester); long keys, 2.3.
    */
   footprint: number;
 }

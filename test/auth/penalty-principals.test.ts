@@ -1,6 +1,5 @@
-import { afterAll, beforeAll, expect, test } from "bun:test";
-import { type GatewayProcess, startGateway } from "../support/gateway";
-import { kafkaBrokers } from "../support/kafka";
+import { expect, test } from "bun:test";
+import { kafkaGatewayForFile } from "../support/kafka";
 import { RawWsClient } from "../support/raw-ws";
 import { underControl } from "../ingest/control";
 import { SECRET, hsToken } from "./support";
@@ -13,16 +12,10 @@ import { SECRET, hsToken } from "./support";
  * Authorization header) names a principal other than the one closed now gets in; the closed principal,
  * and upgrades without a token, are still refused.
  */
-let gw: GatewayProcess;
+const file = kafkaGatewayForFile({ AUTH_JWT_SECRET: SECRET, INVALID_FRAMES_CLOSE_AFTER: "20", RATE_LIMIT_CLOSE_PENALTY_SECONDS: "60", CONNECTION_RATE_PER_IP: "0" });
 const grants = { kgw: { publish: ["*"], subscribe: ["*"] } };
-beforeAll(async () => {
-  gw = await startGateway({ KAFKA_BROKERS: await kafkaBrokers(), AUTH_JWT_SECRET: SECRET, INVALID_FRAMES_CLOSE_AFTER: "20", RATE_LIMIT_CLOSE_PENALTY_SECONDS: "60", CONNECTION_RATE_PER_IP: "0" });
-}, 60_000);
-afterAll(async () => {
-  await gw.stop();
-});
 
-const upgrade = (address: string, headers = "") => RawWsClient.connect(gw.port, "/ws", headers, address).then((c) => c, (e: Error) => e);
+const upgrade = (address: string, headers = "") => RawWsClient.attempt(file.gw.port, headers, address);
 const bearer = (token: string) => `Authorization: Bearer ${token}\r\n`;
 const protocol = (token: string) => `Sec-WebSocket-Protocol: kgw.bearer.${token}, kgw\r\n`;
 
@@ -43,7 +36,7 @@ async function helloed(c: RawWsClient | Error, token?: string): Promise<RawWsCli
 test("after a tokenless client's abuse close, the address's clients with a valid token still connect; tokenless upgrades wait out the penalty", async () => {
   const bob = await hsToken({ sub: "bob", ...grants });
   const address = "127.0.0.21";
-  await underControl(gw, "a tokenless client closed 4400, and its address's other clients", async () => {
+  await underControl(file.gw, "a tokenless client closed 4400, and its address's other clients", async () => {
     const tokenless = await upgrade(address);
     if (tokenless instanceof Error) throw tokenless;
     expect(await flood(tokenless)).toBe(4400);
@@ -68,7 +61,7 @@ test("after an authenticated client's abuse close, that principal is refused at 
   const mallory = await hsToken({ sub: "mallory", ...grants });
   const carol = await hsToken({ sub: "carol", ...grants });
   const address = "127.0.0.22";
-  await underControl(gw, "a principal closed 4400, and its address's other principals", async () => {
+  await underControl(file.gw, "a principal closed 4400, and its address's other principals", async () => {
     const m = await helloed(await upgrade(address, bearer(mallory)));
     expect(await flood(m)).toBe(4400);
     const again = await upgrade(address, protocol(mallory));

@@ -1,6 +1,5 @@
-import { afterAll, beforeAll, expect, test } from "bun:test";
-import { type GatewayProcess, startGateway } from "../support/gateway";
-import { freshTopic, kafkaBrokers } from "../support/kafka";
+import { expect, test } from "bun:test";
+import { freshTopic, kafkaGatewayForFile } from "../support/kafka";
 import { RawWsClient } from "../support/raw-ws";
 import { underControl } from "../ingest/control";
 import { SECRET, hsToken } from "./support";
@@ -12,23 +11,17 @@ import { SECRET, hsToken } from "./support";
  * MAX_CONNECTIONS_PER_IP bounds one address, not many). Upgrades still waiting for a token now share
  * MAX_TOKENLESS_CONNECTIONS (a quarter of the instance's maximum by default).
  */
-let gw: GatewayProcess;
+const file = kafkaGatewayForFile({ AUTH_JWT_SECRET: SECRET, MAX_CONNECTIONS: "48", CONNECTION_RATE_PER_IP: "0", HELLO_TIMEOUT: "60000" });
 const grants = { kgw: { publish: ["*"], subscribe: ["*"] } };
-beforeAll(async () => {
-  gw = await startGateway({ KAFKA_BROKERS: await kafkaBrokers(), AUTH_JWT_SECRET: SECRET, MAX_CONNECTIONS: "48", CONNECTION_RATE_PER_IP: "0", HELLO_TIMEOUT: "60000" });
-}, 60_000);
-afterAll(async () => {
-  await gw.stop();
-});
 
-const upgrade = (address: string, headers = "") => RawWsClient.connect(gw.port, "/ws", headers, address).then((c) => c, (e: Error) => e);
+const upgrade = (address: string, headers = "") => RawWsClient.attempt(file.gw.port, headers, address);
 
 test("tokenless upgrades from many addresses take at most MAX_TOKENLESS_CONNECTIONS slots; clients with a token, at the upgrade or in hello, still connect", async () => {
   const token = await hsToken({ sub: "user", ...grants });
   const idle: RawWsClient[] = [];
   const refusals: string[] = [];
   await underControl(
-    gw,
+    file.gw,
     "48 tokenless upgrades that never say hello, from four addresses",
     async () => {
       for (let a = 2; a <= 5; a++) {

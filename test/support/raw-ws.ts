@@ -32,6 +32,11 @@ export class RawWsClient {
    * `headers`: extra upgrade request lines, each ending in \r\n (e.g. a permessage-deflate offer).
    * `localAddress`: the client address the gateway sees (any of 127.0.0.0/8 on Linux's loopback).
    */
+  /** An upgrade that may be refused: the client, or the error carrying the refusal's response. */
+  static attempt(port: number, headers = "", localAddress?: string): Promise<RawWsClient | Error> {
+    return RawWsClient.connect(port, "/ws", headers, localAddress).then((c) => c, (e: Error) => e);
+  }
+
   static async connect(port: number, path = "/ws", headers = "", localAddress?: string): Promise<RawWsClient> {
     const sock = net.connect({ port, host: "127.0.0.1", ...(localAddress ? { localAddress } : {}) });
     await new Promise<void>((resolve, reject) => {
