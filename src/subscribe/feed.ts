@@ -47,13 +47,14 @@ interface Gone {
 
 /** What the reader handed over, in order: a batch of records, or a partition it lost its place in. */
 /**
- * A topic's log replaced (EventLog.epoch): its partitions' watermarks in the new one. Or the topic
- * deleted (`deleted`, `marks` empty): the reader lets its partitions go, as the log has none.
+ * A topic's log replaced (EventLog.epoch): its partitions' watermarks in the new one. Or partitions
+ * gone from the log (`keep`, `marks` empty): those from `keep` on are let go, all of them for a
+ * topic deleted, those it lacks for one made again with fewer.
  */
 interface Replaced {
   topic: string;
   marks: Watermark[];
-  deleted?: boolean;
+  keep?: number;
 }
 
 /** A partition's end, where the reader found it past the last record it handed over (ReaderHandlers.onEnd). */
@@ -223,6 +224,8 @@ export class Feed implements ShareDealer {
     if (this.closed || this.options.group) return; // a group's reader is assigned its partitions by the group
     for (const [topic, offsets] of this.positions) {
       const now = counts.get(topic) ?? 0;
+      if (now > 0 && now < offsets.length) this.fewerPartitions(topic, now);
+      else this.fewer.delete(topic);
       if (now <= offsets.length) continue;
       const added: Assignment[] = [];
       for (let partition = offsets.length; partition < now; partition++) added.push({ topic, partition, offset: 0 });
@@ -233,8 +236,28 @@ export class Feed implements ShareDealer {
     }
   }
 
-  /** Topics whose deletion waits its turn in `waiting` (topicDeleted). */
-  private readonly deleting = new Set<string>();
+  /** Topics whose partitions wait their turn in `waiting` to be let go, with how many are kept (letGo). */
+  private readonly lettingGo = new Map<string, number>();
+  /** Topics found with fewer partitions than are read, with how many checks running. */
+  private readonly fewer = new Map<string, number>();
+
+  /**
+   * The topic has fewer partitions than the feed reads: Kafka never takes partitions away, so it
+   * was deleted and made again with fewer between two checks (too quickly to be found missing
+   * twice). The partitions it has report their old offsets out of range (readOnPast); those it
+   * lacks are let go with a log_reset gap, and read from their start if they are added again.
+   * Before, they were told nothing, and once added again the reader went on from the old offsets,
+   * skipping the new log's records below them in silence. Twice running, as a deletion, so that one
+   * answer from a broker that has not yet heard of partitions just added does not let them go.
+   */
+  private fewerPartitions(topic: string, now: number): void {
+    const checks = (this.fewer.get(topic) ?? 0) + 1;
+    this.fewer.set(topic, checks);
+    if (checks < 2 || this.lettingGo.has(topic)) return;
+    this.lettingGo.set(topic, now);
+    this.waiting.push({ replaced: { topic, marks: [], keep: now } });
+    this.pump();
+  }
 
   /**
    * The log no longer has `topic` (deleted, and not created again when last asked). What was not
@@ -245,9 +268,9 @@ export class Feed implements ShareDealer {
    * more records than that offset had those below it skipped in silence.
    */
   topicDeleted(topic: string): void {
-    if (this.closed || this.options.group || this.deleting.has(topic) || (this.positions.get(topic)?.length ?? 0) === 0) return;
-    this.deleting.add(topic); // told again at every check until its turn in the queue comes
-    this.waiting.push({ replaced: { topic, marks: [], deleted: true } });
+    if (this.closed || this.options.group || this.lettingGo.get(topic) === 0 || (this.positions.get(topic)?.length ?? 0) === 0) return;
+    this.lettingGo.set(topic, 0); // told again at every check until its turn in the queue comes
+    this.waiting.push({ replaced: { topic, marks: [], keep: 0 } });
     this.pump();
   }
 
@@ -276,12 +299,10 @@ export class Feed implements ShareDealer {
    * 3 partitions of 4, the tokens went on naming p3's old offset, and once p3 was added again its
    * first 6,250 records were skipped in silence.
    */
-  private readNewLog({ topic, marks, deleted }: Replaced): void {
+  private readNewLog({ topic, marks, keep }: Replaced): void {
     const offsets = this.positions.get(topic);
     if (this.closed || !offsets) return;
-    this.deleting.delete(topic);
-    // A deleted topic's partitions are let go: the reader would wait at their old offsets for good.
-    if (deleted && this.reader && this.assigned === this.reader) this.reader.unassign(offsets.map((_, partition) => ({ topic, partition, offset: 0 })));
+    if (keep !== undefined) return this.letGo(topic, offsets, keep);
     const gaps: Gap[] = [];
     for (let p = 0; p < offsets.length; p++) {
       const to = marks[p]?.low ?? 0;
@@ -301,6 +322,26 @@ export class Feed implements ShareDealer {
         if ((target[p] ?? 0) > m.high) target[p] = m.high;
       });
     }
+    for (const gap of gaps) this.tell(gap);
+  }
+
+  /**
+   * Partitions from `keep` on are gone from the log, and what was not read of them with it: each
+   * that had been read into is told with a log_reset gap, and they leave the positions (read from
+   * their start if made again, partitionsNow). The reader lets them go: it would wait at their old
+   * offsets for good, or, were they made again, read on from there.
+   */
+  private letGo(topic: string, offsets: number[], keep: number): void {
+    if (this.lettingGo.get(topic) === keep) this.lettingGo.delete(topic);
+    const gone: Assignment[] = [];
+    for (let partition = keep; partition < offsets.length; partition++) gone.push({ topic, partition, offset: 0 });
+    if (this.reader && this.assigned === this.reader) this.reader.unassign(gone);
+    const gaps: Gap[] = [];
+    for (const { partition } of gone) if (offsets[partition] !== 0) gaps.push({ topic, partition, from: offsets[partition]!, to: 0, reason: "log_reset" });
+    offsets.length = Math.min(offsets.length, keep);
+    // A replay goes live without them.
+    const target = this.options.target?.get(topic);
+    if (target && target.length > keep) target.length = keep;
     for (const gap of gaps) this.tell(gap);
   }
 

@@ -3,7 +3,7 @@ import { expect, test } from "bun:test";
 import { type DeliveredEvent, type Gap, connect } from "../../src/client";
 import { startGateway } from "../support/gateway";
 import { freshTopic, kafkaGatewayForFile } from "../support/kafka";
-import { deleteTopic, ensureTopic } from "../support/kafka-broker";
+import { addPartitions, deleteTopic, ensureTopic } from "../support/kafka-broker";
 import { rawProduce } from "../support/raw-producer";
 import { until } from "../support/until";
 
@@ -122,3 +122,44 @@ test("a topic deleted and made again while a replay still has what it read ahead
     await slow.stop();
   }
 }, 120_000);
+
+test("a topic made again with fewer partitions between two checks: the partitions it lacks end with a log_reset gap, and when they are added again they are read from their start", async () => {
+  // Found from outside (chaos tester): a topic grown from 3 partitions to 6, then deleted and made
+  // again with 3 within two checks. The three it kept were told log_reset gaps (their old offsets
+  // out of range in the new log); the three it lacked were told nothing, and once they were added
+  // again the reader went on from their old offsets, skipping the new log's records below them.
+  const slow = await startGateway({ KAFKA_BROKERS: file.brokers, KAFKA_WORKERS: "1", PARTITION_CHECK_MS: "8000" });
+  try {
+    const topic = freshTopic("deleted-shrunk");
+    await ensureTopic(file.brokers, topic, 3);
+    const client = await connect({ url: slow.wsUrl });
+    const sub = await client.subscribe(topic);
+    const seen: DeliveredEvent[] = [];
+    const gaps: Gap[] = [];
+    sub.onEvent((e) => seen.push(e));
+    sub.onNotice((n) => n.kind === "gap" && gaps.push(...n.gaps));
+    const write = (partitions: number[], each: number, tag: string) =>
+      rawProduce(file.brokers, topic, partitions.flatMap((partition) => Array.from({ length: each }, (_, i) => ({ partition, value: `${tag}${partition}-${i}` }))));
+
+    await addPartitions(file.brokers, topic, 6);
+    await until("the feed to read the added partitions", () => slow.lines.some((l) => l.includes("partitions were added") && l.includes(topic)), 30_000);
+    await write([0, 1, 2, 3, 4, 5], 10, "old");
+    await until("the old log's events", () => seen.length >= 60, 30_000);
+
+    await deleteTopic(file.brokers, topic);
+    await ensureTopic(file.brokers, topic, 3);
+    await write([0, 1, 2], 5, "new");
+    await until("a gap for each of the six partitions", () => gaps.length >= 6, 60_000);
+    await Bun.sleep(1000); // a second notice would have come by now
+    expect(gaps.map((g) => [g.partition, g.reason, g.from, g.to]).sort()).toEqual([0, 1, 2, 3, 4, 5].map((p) => [p, "log_reset", 10, 0]));
+
+    await addPartitions(file.brokers, topic, 6);
+    await write([3, 4, 5], 5, "again");
+    const fresh = () => seen.filter((e) => e.partition >= 3 && e.offset < 10 && seen.indexOf(e) >= 60);
+    await until("the added partitions' events from their start", () => fresh().length >= 15, 30_000).catch(() => {});
+    expect(byPartition(seen.slice(60))).toEqual(new Map([0, 1, 2, 3, 4, 5].map((p) => [p, upTo(5)])));
+    client.close();
+  } finally {
+    await slow.stop();
+  }
+}, 180_000);
