@@ -30,6 +30,8 @@ interface TopicTail {
   unknownAt?: number;
   /** Partition checks running that found no such topic (two: deleted). */
   misses?: number;
+  /** Partition checks running that found fewer partitions than `next` holds. */
+  fewer?: number;
 }
 
 const ABSENT_RETRY_MS = 1000;
@@ -101,6 +103,8 @@ export class IdTail {
         // taken for a deletion (as the subscriptions' check does).
         t.misses = counts[i] === -1 ? (t.misses ?? 0) + 1 : 0;
         if (t.misses >= 2) return this.deleted(topic, t, reader);
+        t.fewer = counts[i]! > 0 && counts[i]! < t.next.length ? (t.fewer ?? 0) + 1 : 0;
+        if (t.fewer >= 2) return this.partitionsGone(topic, t, counts[i]!, reader);
         if (counts[i]! <= t.next.length) return;
         const added = [];
         for (let partition = t.next.length; partition < counts[i]!; partition++) added.push({ topic, partition, offset: 0 });
@@ -130,6 +134,27 @@ export class IdTail {
     t.unknownAt = Date.now();
     t.retryAt = t.unknownAt + ABSENT_RETRY_MS;
     t.caughtUp(); // deleted while warming: its publishes have no history left to wait for
+  }
+
+  /**
+   * The topic has fewer partitions than are read (twice running): it was deleted and made again
+   * with fewer between two checks, too quickly to be found missing. The partitions it has report
+   * their old offsets out of range (readOnPast); the ids read from those it lacks are forgotten and
+   * the reader lets them go, to read them from their start if they are added again. Before, a
+   * re-send of such an id was answered with its offset in a partition gone with the old log.
+   */
+  private partitionsGone(topic: string, t: TopicTail, keep: number, reader: LogReader | null): void {
+    const gone = [];
+    for (let partition = keep; partition < t.next.length; partition++) {
+      gone.push({ topic, partition, offset: 0 });
+      this.seen.forgetPartition(topic, partition);
+    }
+    this.logger.warn("idempotence: a topic followed for its ids has fewer partitions (made again); the ids of those it lacks are forgotten", { topic, from: keep, to: t.next.length });
+    reader?.unassign(gone);
+    t.next.length = keep;
+    if (t.target.length > keep) t.target.length = keep;
+    t.fewer = 0;
+    if (t.state === "warming") this.checkCaughtUp(t);
   }
 
   /**

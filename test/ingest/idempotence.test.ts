@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 import { freshTopic, kafkaBrokers } from "../support/kafka";
-import { consumeAll, deleteTopic, ensureTopic } from "../support/kafka-broker";
+import { addPartitions, consumeAll, deleteTopic, ensureTopic } from "../support/kafka-broker";
 import { rawProduce } from "../support/raw-producer";
 import { type GatewayClient, type PublishResult, connect } from "../../src/client";
 import { GatewayClient as RawClient } from "../support/ws-client";
@@ -251,6 +251,30 @@ describe("Kafka, a topic deleted", () => {
       await gw.stop();
     }
   }, 90_000);
+
+  test("ids read from partitions a topic no longer has (made again with fewer between two checks) are forgotten: a re-send is written to the new log", async () => {
+    // The subscriptions' check let such partitions go with a gap (test/subscribe/topic-deleted); the
+    // ids reader kept their ids, and answered a re-send with an offset in a partition gone with the old log.
+    const gw = await startGateway({ KAFKA_BROKERS: brokers, KAFKA_WORKERS: "1", PARTITION_CHECK_MS: "8000" });
+    try {
+      const topic = freshTopic("idem-shrunk");
+      await ensureTopic(brokers, topic, 3);
+      await addPartitions(brokers, topic, 6);
+      const id = (n: number) => ({ partition: 4, value: "{}", headers: [["ce_specversion", "1.0"], ["ce_type", "raw"], ["ce_source", "/shop"], ["ce_id", `order-${n}`]] as Array<[string, string]> });
+      await rawProduce(brokers, topic, [id(0), id(1)]);
+      const c = await client(gw.wsUrl);
+      expect(at(await c.publish({ id: "order-1", source: "/shop", type: "order" }, { topic }))).toEqual({ partition: 4, offset: 1 });
+      await deleteTopic(brokers, topic);
+      await ensureTopic(brokers, topic, 3);
+      await Bun.sleep(17_000); // two partition checks and more
+      const again = at(await c.publish({ id: "order-1", source: "/shop", type: "order" }, { topic }));
+      expect(again.partition).toBeLessThan(3);
+      expect(idsIn(await consumeAll(brokers, topic, { expect: 1 }))).toEqual(["order-1"]);
+      c.close();
+    } finally {
+      await gw.stop();
+    }
+  }, 120_000);
 });
 
 describe("embedded log", () => {
