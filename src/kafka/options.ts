@@ -4,9 +4,22 @@ import type { PoolOptions } from "./pool";
 
 const DELIVERY_MARGIN_MS = 5000;
 const QUERY_TIMEOUT_MS = 10_000;
+const READER_FETCH_BYTES = 256 * 1024;
+
+/** A reader's message.max.bytes: its fetch size (as set, KAFKA_PROPERTIES may change it), at most our own. */
+function readersOwn(props: Record<string, string | number | boolean>): Record<string, string | number | boolean> {
+  const fetch = Number(props["fetch.max.bytes"]);
+  return { ...props, "message.max.bytes": Number.isSafeInteger(fetch) && fetch > 0 ? Math.min(fetch, READER_FETCH_BYTES) : READER_FETCH_BYTES };
+}
 
 /** The Kafka adapter's options from the validated configuration: the pool's limits and librdkafka's properties. */
 export function kafkaLogOptions(config: Config): PoolOptions {
+  const properties = parseKafkaProperties(config.KAFKA_PROPERTIES);
+  // message.max.bytes is the bound on one event's record (docs/protocol.md, Limits), the producer's.
+  // librdkafka refuses a consumer whose fetch.max.bytes is below it, so raised as the docs say, it
+  // made every reader fail to open while publishes were acked: subscriptions answered and never
+  // delivered. A consumer sends no records; its own stays within its fetch size (readersOwn).
+  const { "message.max.bytes": _producers, ...forReaders } = properties;
   return {
     workers: config.KAFKA_WORKERS,
     maxInflightPerWorker: config.KAFKA_MAX_INFLIGHT_PER_WORKER,
@@ -33,9 +46,9 @@ export function kafkaLogOptions(config: Config): PoolOptions {
       // The pool caps what each worker holds (KAFKA_MAX_INFLIGHT_PER_WORKER); librdkafka's queue
       // is sized above it so queue-full stays the exception it is meant to be.
       "queue.buffering.max.messages": Math.max(100_000, config.KAFKA_MAX_INFLIGHT_PER_WORKER * 2),
-      ...parseKafkaProperties(config.KAFKA_PROPERTIES),
+      ...properties,
     },
-    consumer: {
+    consumer: readersOwn({
       "bootstrap.servers": config.KAFKA_BROKERS,
       "client.id": config.KAFKA_CLIENT_ID,
       // What each reader fetches ahead of its subscribers: librdkafka's default is 64 MB per consumer,
@@ -53,16 +66,15 @@ export function kafkaLogOptions(config: Config): PoolOptions {
       // that nobody read grew the workers to 1.4 GB each (32 of them here: 824 MiB, a control's p99
       // 2 s; outside security tester). 2,000 a partition is still several fetches ahead.
       "queued.min.messages": 2000,
-      "fetch.max.bytes": 256 * 1024,
+      "fetch.max.bytes": READER_FETCH_BYTES,
       "max.partition.fetch.bytes": 32 * 1024,
-      "message.max.bytes": 256 * 1024,
       // Past queued.max.messages.kbytes librdkafka postpones the partition's next fetch by this much:
       // 1 s by default, which with the small queue above made a reader that fell behind stay behind,
       // fetching 4 MB a second. One live subscriber of a topic written at 40 MB/s (2 KB events)
       // then lagged 7-17 s behind in half the runs, with every process under 20% CPU (bench/RESULTS.md).
       "fetch.queue.backoff.ms": 20,
-      ...parseKafkaProperties(config.KAFKA_PROPERTIES),
-    },
+      ...forReaders,
+    }),
     // The idempotence ids reader (ReaderOptions.bulk) takes what it fetches at once, and the first
     // publish with an id to a topic waits (at most 3 s) for it to read the topic's last ids. With the
     // fetches above, 32 KB a partition, reading 40,000 records took over 3 s on a busy box: the
@@ -72,7 +84,7 @@ export function kafkaLogOptions(config: Config): PoolOptions {
     bulkConsumer: {
       "max.partition.fetch.bytes": 256 * 1024,
       "fetch.max.bytes": 1024 * 1024,
-      ...parseKafkaProperties(config.KAFKA_PROPERTIES),
+      ...forReaders,
     },
   };
 }

@@ -47,15 +47,20 @@ test("the gateway refuses to start on bad config, with one readable line and exi
   expect(err).toMatch(/^config: MAX_FRAME_BYTES /);
 });
 
-test("a librdkafka property the Kafka workers refuse fails the start with exit code 2, instead of restarting them forever", async () => {
-  // An unknown debug context passed every check of the gateway's own, and the workers then exited 3
-  // and were restarted in a loop (~38 lines in 12 s; outside hostile tester).
-  const proc = Bun.spawn([process.execPath, "src/main.ts"], { cwd: root, env: { ...process.env, PORT: "0", INTERNAL_PORT: "0", KAFKA_BROKERS: "127.0.0.1:9", KAFKA_PROPERTIES: String.raw`debug=broker\,no-such-context` }, stdout: "pipe", stderr: "pipe" });
+// An unknown debug context passed every check of the gateway's own, and the workers then exited 3
+// and were restarted in a loop (~38 lines in 12 s; outside hostile tester). A value only a consumer
+// refuses passed the workers' start too (they made their producer only): the gateway was ready,
+// acked publishes, and every subscription was answered and never delivered.
+test.each([
+  [String.raw`debug=broker\,no-such-context`, "invalid Kafka setting debug"],
+  ["receive.message.max.bytes=100000", "`receive.message.max.bytes` must be >= `fetch.max.bytes` + 512"],
+])("a librdkafka property the Kafka workers refuse fails the start with exit code 2, instead of restarting them forever or leaving subscriptions unread: %s", async (properties, reason) => {
+  const proc = Bun.spawn([process.execPath, "src/main.ts"], { cwd: root, env: { ...process.env, PORT: "0", INTERNAL_PORT: "0", KAFKA_BROKERS: "127.0.0.1:9", KAFKA_PROPERTIES: properties }, stdout: "pipe", stderr: "pipe" });
   const code = await Promise.race([proc.exited, Bun.sleep(20_000).then(() => "still running")]);
   if (code === "still running") proc.kill("SIGKILL");
   expect(code).toBe(2);
   const err = (await new Response(proc.stderr).text()).trim();
-  expect(err).toContain("invalid Kafka setting debug");
+  expect(err).toContain(reason);
   expect(err.split("\n").at(-1)).toMatch(/^config: the Kafka workers cannot start/);
 }, 30_000);
 

@@ -20,7 +20,7 @@ import { StatusReporter } from "./status";
 import { WORKER_CONFIG_REFUSED, type WorkerConfig } from "../wire/worker-config";
 import { FfiProducer } from "./producer";
 import { QueryThread, type StallWatch } from "./query-thread";
-import { type ConsumerOpener, FfiReaders } from "./readers";
+import { type ConsumerOpener, FfiReaders, checkReaderProps } from "./readers";
 import { IdleCollector } from "./idle-collector";
 
 const config: WorkerConfig = JSON.parse(process.env.KGW_WORKER_CONFIG ?? "{}");
@@ -47,6 +47,7 @@ try {
     else if (allDown && Date.now() - causeAt < 5000) return;
     status.report(fatal ? "error" : "warn", event ?? "kafka_error", message, { code });
   });
+  checkReaderProps(config.consumer, config.bulkConsumer);
 } catch (e) {
   process.stderr.write(`kafka worker ${config.workerIndex}: ${String((e as Error)?.message ?? e)}\n`);
   process.exit(WORKER_CONFIG_REFUSED);

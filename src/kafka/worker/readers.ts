@@ -7,7 +7,7 @@
  */
 import type { Assignment } from "../../log/event-log";
 import { ByteWriter, IpcType, READER_CREDIT, jsonMessage } from "../wire/ipc";
-import { Consumer, type ConsumerHandle, MessageBatch } from "../librdkafka";
+import { Consumer, type ConsumerHandle, MessageBatch, destroyHandle, newConsumerHandle } from "../librdkafka";
 import { encodeSourceRecord } from "../wire/records-layout";
 import type { StatusReporter } from "./status";
 
@@ -66,11 +66,27 @@ function readerProps(config: Record<string, string | number | boolean>, readerId
   // A group finds partitions added to its topics when its members refresh the topics' metadata:
   // at librdkafka's default, every 5 minutes, which left a share group's members without the new
   // partitions' records that long (chaos tester). KAFKA_PROPERTIES may still set it otherwise.
-  const session: Record<string, number> = group ? { "session.timeout.ms": 10_000, "heartbeat.interval.ms": 3000, ...(group.metadataRefreshMs ? { "topic.metadata.refresh.interval.ms": group.metadataRefreshMs } : {}) } : {};
+  // Under group.protocol=consumer (KIP-848) the broker sets both, and librdkafka refuses them.
+  const brokerSide = config["group.protocol"] === "consumer";
+  const session: Record<string, number> = group ? { ...(brokerSide ? {} : { "session.timeout.ms": 10_000, "heartbeat.interval.ms": 3000 }), ...(group.metadataRefreshMs ? { "topic.metadata.refresh.interval.ms": group.metadataRefreshMs } : {}) } : {};
   // A manual reader is told where a partition ends (PARTITION_EOF), since a replay goes live only
   // once it is there, and a partition may end in offsets no record is handed for: transaction
   // markers and aborted records. A group member's feed has no end to reach.
   return { ...session, ...config, ...mode, "enable.partition.eof": !group, "group.id": group?.id ?? `kgw-reader-${process.pid}-${readerId}` };
+}
+
+/**
+ * Throws librdkafka's reason if a reader's consumer, of any kind (manual, bulk, group member), could
+ * not be made from `config` and `bulkConfig`: the worker's start fails with it (WORKER_CONFIG_REFUSED).
+ * The producer alone was made at the start, and a property only a consumer refuses
+ * (receive.message.max.bytes below fetch.max.bytes + 512, say) left every subscription answered and
+ * never delivered, the gateway ready, its worker reporting the failure of each open as a warning.
+ */
+export function checkReaderProps(config: Record<string, string | number | boolean>, bulkConfig: Record<string, string | number | boolean>): void {
+  const group = { id: "kgw-config-check", topics: [], metadataRefreshMs: 1000 };
+  for (const props of [readerProps(config, 0), readerProps({ ...config, ...bulkConfig }, 0), readerProps(config, 0, group)]) {
+    destroyHandle(newConsumerHandle(props).rk);
+  }
 }
 
 class Reader {
