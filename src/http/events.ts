@@ -32,6 +32,10 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
   function topicOwner(req: Request, who: Identity, server: Server<unknown>): string {
     return deps.authEnabled ? who.principal : principalOf(req, who, server);
   }
+  /** The token's subject, written with the events (publisher.prepare's `author`); none with authentication off. */
+  function authorOf(who: Identity): string | undefined {
+    return deps.authEnabled ? who.principal : undefined;
+  }
   /** Who sent a request, for its rates and its turn in the log: the token's subject, or the client address with authentication off. */
   function principalOf(req: Request, who: Identity, server: Server<unknown>): string {
     return deps.authEnabled ? `sub:${who.principal}` : `ip:${deps.clientAddress(req, server)}`;
@@ -236,7 +240,7 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
         charge(req, who, server, 0, 1);
         await publisher.learning(topic);
         // Each principal's requests share one turn in the log's fair share, as one connection's do.
-        const o = await publisher.publish(handled(req, who, server, () => publisher.prepare([event], topic, "json", "http", { principal: topicOwner(req, who, server) })), "http", `http ${principalOf(req, who, server)}`);
+        const o = await publisher.publish(handled(req, who, server, () => publisher.prepare([event], topic, "json", "http", { principal: topicOwner(req, who, server), author: authorOf(who) })), "http", `http ${principalOf(req, who, server)}`);
         metrics.publishLatency.http.observe((performance.now() - started) / 1000);
         const err = o.errors?.[0];
         if (err) return json({ id: o.ids[0], error: err }, ErrorCodes[err.code].http, retryAfter(err));
@@ -255,7 +259,7 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
         authorize(who, topic, batch.events);
         charge(req, who, server, 0, batch.events.length);
         await publisher.learning(topic);
-        const o = await publisher.publish(handled(req, who, server, () => publisher.prepare(batch.events, topic, "json", "http", { principal: topicOwner(req, who, server) })), "http", `http ${principalOf(req, who, server)}`);
+        const o = await publisher.publish(handled(req, who, server, () => publisher.prepare(batch.events, topic, "json", "http", { principal: topicOwner(req, who, server), author: authorOf(who) })), "http", `http ${principalOf(req, who, server)}`);
         metrics.publishLatency.http.observe((performance.now() - started) / 1000);
         // 202 all published; 207 some; all failed: the first error's status (400 invalid, 503 retry…).
         const firstError = o.errors?.find(Boolean);
@@ -275,7 +279,7 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
         const topic = topicOf(req, batch.topic);
         authorize(who, topic, batch.events);
         await publisher.learning(topic);
-        const p = handled(req, who, server, () => publisher.prepare(batch.events, topic, "json", "http", { dryRun: true, principal: topicOwner(req, who, server) }));
+        const p = handled(req, who, server, () => publisher.prepare(batch.events, topic, "json", "http", { dryRun: true, principal: topicOwner(req, who, server), author: authorOf(who) }));
         const errors = (p.errors ?? []).flatMap((err, index) => (err ? [{ index, error: err }] : []));
         return json({ valid: errors.length === 0, topic, count: p.total, errors }, errors.length === 0 ? 200 : 400);
       } catch (e) {

@@ -26,15 +26,21 @@ const digest = new Uint8Array(32);
 /**
  * One string per (source, id), unambiguous whatever either contains: the source's length leads.
  * `source` is the event's own (undefined when absent) or a record's `ce_source` header.
+ *
+ * With authentication on, an event is its principal's (source, id): `author` is the token's
+ * subject, written with the event as `ce_authid` (to-record.ts) and read back from it. Keyed by
+ * (source, id) alone, a principal that wrote a guessable id first had another principal's event
+ * with it acked with the first one's position and never written.
  */
-export function eventIdentity(source: string | undefined, id: string): string {
-  const whole = source === undefined || source === "" || DEFAULT_SOURCES.has(source) ? `0:${id}` : `${source.length}:${source}${id}`;
+export function eventIdentity(source: string | undefined, id: string, author?: string): string {
+  const event = source === undefined || source === "" || DEFAULT_SOURCES.has(source) ? `0:${id}` : `${source.length}:${source}${id}`;
+  const whole = author === undefined ? event : `a${author.length}:${author}${event}`;
   return whole.length <= KEPT_WHOLE ? whole : digestOf(whole);
 }
 
 /**
  * 128 bits of the identity's SHA-256, as eight UTF-16 code units after a `#`: a whole identity starts
- * with a digit, so the two kinds never meet. A cryptographic hash, since a client that could make its
+ * with a digit or `a`, so the two kinds never meet. A cryptographic hash, since a client that could make its
  * id collide with another client's would have that one's event acked as a re-send and never written;
  * two of 500,000 remembered ids meet by chance with odds of about 1 in 10^27.
  */

@@ -44,7 +44,7 @@ const ABSENT_RETRY_MS = 1000;
  * those seconds is within the reader's lag, the race docs/protocol.md names.
  */
 const FRESH_TOPIC_MS = 2 * ABSENT_RETRY_MS;
-const IDENTITY_HEADERS = ["ce_id", "ce_source"] as const;
+const IDENTITY_HEADERS = ["ce_id", "ce_source", "ce_authid"] as const;
 
 /**
  * The log as the instances' shared memory of ids: one reader on this instance follows every topic
@@ -303,16 +303,19 @@ export class IdTail {
       t.next[r.partition] = r.offset + 1;
       let id: Uint8Array | undefined;
       let source: Uint8Array | undefined;
+      let author: Uint8Array | undefined;
       for (const [name, value] of r.headers) {
         if (name === "ce_id") id ??= value;
         else if (name === "ce_source") source ??= value;
+        else if (name === "ce_authid") author ??= value;
       }
       if (id === undefined) continue;
       // Ids are compared as their exact bytes (docs/protocol.md); one that is not UTF-8 is no
       // client's (theirs are strings), so it is not remembered.
       const idText = utf8Text(id);
       const sourceText = source === undefined ? undefined : utf8Text(source);
-      if (idText !== null && sourceText !== null) this.seen.add(r.topic, eventIdentity(sourceText, idText), r.partition, r.offset, now);
+      const authorText = author === undefined ? undefined : utf8Text(author);
+      if (idText !== null && sourceText !== null && authorText !== null) this.seen.add(r.topic, eventIdentity(sourceText, idText, authorText), r.partition, r.offset, now);
     }
     done();
     for (const t of this.topics.values()) if (t.state === "warming") this.checkCaughtUp(t);

@@ -149,10 +149,11 @@ export class Publisher {
 
   /** Validates every event; valid ones become records, invalid ones get an error at their index. */
   /**
-   * `dryRun`: nothing is to be written (no topic is taken); `principal`: the token's, with
-   * authentication on (each has its own share of MAX_TOPICS).
+   * `dryRun`: nothing is to be written (no topic is taken); `principal`: who takes a share of
+   * MAX_TOPICS (the token's subject, or the client's address); `author`: the token's subject, with
+   * authentication on only, written with each event and part of its identity (event-identity.ts).
    */
-  prepare(events: unknown[], topic: string, codec: CodecName, transport: Transport, opts: { dryRun?: boolean; principal?: string; resend?: boolean } = {}): Prepared {
+  prepare(events: unknown[], topic: string, codec: CodecName, transport: Transport, opts: { dryRun?: boolean; principal?: string; author?: string; resend?: boolean } = {}): Prepared {
     if (this.draining) throw shuttingDown();
     if (events.length > this.config.MAX_BATCH_EVENTS) {
       throw new GatewayError("BATCH_TOO_LARGE", `${events.length} events in one batch; at most ${this.config.MAX_BATCH_EVENTS}`);
@@ -182,7 +183,7 @@ export class Publisher {
       const id = ev.id ?? crypto.randomUUID();
       p.ids[i] = id;
       try {
-        const record = toRecord(ev, id, topic, codec, source, nowMs);
+        const record = toRecord(ev, id, topic, codec, source, nowMs, opts.author);
         const tooBig = checkRecordSize(record, this.limits) ?? (topicBounds && checkTopicRecord(record, topicBounds, ev.time !== undefined, nowMs, this.config.KAFKA_MESSAGE_TIMEOUT_MS, this.limits.maxRecordBytes));
         if (tooBig) {
           this.reject(p, i, tooBig, transport);
@@ -190,7 +191,7 @@ export class Publisher {
         }
         p.records.push(record);
         p.positions.push(i);
-        p.identities.push(ev.id === undefined ? undefined : eventIdentity(ev.source, ev.id));
+        p.identities.push(ev.id === undefined ? undefined : eventIdentity(ev.source, ev.id, opts.author));
       } catch (e) {
         this.reject(p, i, isGatewayError(e) ? e : new GatewayError("INTERNAL", "could not build the Kafka record"), transport);
       }

@@ -12,7 +12,7 @@ import { eventTimeMs } from "./event-limits";
  * Byte payloads go through untouched. Structured payloads are written in the codec they arrived in
  * (msgpack or JSON), and `content-type` says which.
  */
-export function toRecord(ev: Envelope, id: string, topic: string, codec: CodecName, defaultSource: string, nowMs: number): LogRecord {
+export function toRecord(ev: Envelope, id: string, topic: string, codec: CodecName, defaultSource: string, nowMs: number, author?: string): LogRecord {
   let value: Uint8Array | null = null;
   let contentType: string | undefined;
   if (ev.data_base64 !== undefined) {
@@ -41,6 +41,9 @@ export function toRecord(ev: Envelope, id: string, topic: string, codec: CodecNa
   const timestamp = eventTimeMs(ev.time) ?? nowMs;
   if (ev.time !== undefined) headers.push(["ce_time", ev.time instanceof Date ? ev.time.toISOString() : ev.time]);
   if (ev.subject !== undefined) headers.push(["ce_subject", ev.subject]);
+  // Who wrote it, with authentication on, in CloudEvents' authcontext extension: the token's subject,
+  // of a type the gateway cannot know. Part of the event's identity (event-identity.ts).
+  if (author !== undefined) headers.push(["ce_authtype", "unknown"], ["ce_authid", author]);
   if (contentType !== undefined) headers.push(["content-type", contentType]);
   if (ev.headers) for (const name in ev.headers) headers.push([name, ev.headers[name]!]);
 

@@ -279,7 +279,7 @@ export function createWebSocketHandler(deps: {
       // A client re-sends what was in flight when its last connection dropped right after this one's
       // hello; past RESEND_WINDOW_MS the mark is ignored, so it cannot make every publish wait.
       const resend = req.resend === true && performance.now() - ws.data.helloAt! < RESEND_WINDOW_MS;
-      const prepared = publisher.prepare(events, topic, codec, "ws", { principal: deps.auth.authenticator.enabled ? ws.data.auth!.principal : `ip:${ws.data.remote}`, resend });
+      const prepared = publisher.prepare(events, topic, codec, "ws", deps.auth.authenticator.enabled ? { principal: ws.data.auth!.principal, author: ws.data.auth!.principal, resend } : { principal: `ip:${ws.data.remote}`, resend });
       ws.data.inflight += prepared.records.length - reserved;
       reserved = prepared.records.length;
       const outcome = await publisher.publish(prepared, "ws", ws.data.session);
