@@ -7,8 +7,11 @@ const MSG_TIMED_OUT = -192;
 /** Strings up to this many UTF-16 units are at most 0xffff bytes of UTF-8, so need no measuring. */
 const MAX_U16_CHARS = 0x5555;
 
-/** Headers whose values repeat across records; ids, times and subjects are one-offs. */
-const REPEATING_HEADERS = new Set(["ce_specversion", "ce_source", "ce_type", "content-type"]);
+/**
+ * Headers whose values repeat across records; ids, times and subjects are one-offs. ce_authtype and
+ * ce_authid go with every event of an authenticated client (to-record.ts): an entry per principal.
+ */
+const REPEATING_HEADERS = new Set(["ce_specversion", "ce_source", "ce_type", "content-type", "ce_authtype", "ce_authid"]);
 
 /** Where a record's outcome goes: the append call that submitted it, at its index. */
 export interface RecordSink {
