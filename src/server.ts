@@ -20,8 +20,9 @@ import { FairShare, type FairShareOptions } from "./ingest/fair-share";
 import { TopicLimits } from "./ingest/topic-limits";
 import { Idempotence } from "./ingest/idempotence";
 import { Publisher, wireError } from "./ingest/publisher";
-import { shuttingDown } from "./protocol/errors";
+import { GatewayError, shuttingDown } from "./protocol/errors";
 import { ConnectionLimiter } from "./limits/connections";
+import { MemoryGuard, memoryLimit } from "./limits/memory-guard";
 import { OpenFilesGuard, openFilesLimit } from "./limits/open-files";
 import { Listener } from "./http/listener";
 import { capSendBuffer } from "./http/send-buffer";
@@ -127,6 +128,9 @@ const IDEMPOTENCE_WARMUP_TIMEOUT_MS = 3000;
 const CLOSE_GRACE_MS = 2000;
 // How long the process stays after closing its sockets, so clients read the close frames.
 const CLOSE_LINGER_MS = 300;
+/** Over the memory limit, connections that have received no whole frame for this long are shed (MemoryGuard). */
+const QUIET_MS = 5000;
+const overMemory = () => new GatewayError("UNAVAILABLE", "the gateway is over its memory limit (MEMORY_LIMIT_BYTES); try again later or another instance");
 
 /** Said at start-up when no key is configured: every client may then do everything TOPIC_ALLOW allows. */
 export const AUTH_OFF_WARNING = "authentication is off: any client may publish and subscribe to any topic TOPIC_ALLOW matches; set AUTH_JWT_SECRET, AUTH_JWT_PUBLIC_KEY_FILE or AUTH_JWKS_URL (docs/security.md)";
@@ -185,7 +189,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   // Probes and scrapers, also served on INTERNAL_PORT.
   const probes = {
     "/health/live": { GET: health.live },
-    "/health/ready": { GET: () => (draining ? error("SHUTTING_DOWN", "draining") : health.ready()) },
+    "/health/ready": { GET: () => (draining ? error("SHUTTING_DOWN", "draining") : memoryGuard.over ? errorResponse(wireError(overMemory())) : health.ready()) },
     "/health": { GET: health.detail },
     "/metrics": { GET: config.METRICS_ENABLED ? health.metrics : () => error("NOT_FOUND", "metrics are disabled") },
   };
@@ -261,6 +265,24 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     report: (open) => metrics.openFiles.set(open ?? filesLimit),
   });
   guard.start();
+  const memoryGuard = new MemoryGuard({
+    limitBytes: memoryLimit(config.MEMORY_LIMIT_BYTES),
+    over: (rss) => {
+      metrics.memoryOver.set(1);
+      logger.warn("over the memory limit: refusing new connections and closing quiet ones until back under 90% of it", { rss, limit: memoryLimit(config.MEMORY_LIMIT_BYTES) });
+    },
+    under: (rss) => {
+      metrics.memoryOver.set(0);
+      logger.info("back under the memory limit: accepting connections again", { rss });
+    },
+    shedAfterMs: QUIET_MS,
+    shed: () => {
+      const closed = ws.shedQuiet(QUIET_MS);
+      metrics.connectionsShed.inc(closed);
+      return closed;
+    },
+  });
+  memoryGuard.start();
 
   function capKernelSendBuffer(port: number): void {
     if (config.SOCKET_SEND_BUFFER_BYTES === 0) return;
@@ -276,6 +298,10 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   /** The WebSocket upgrade: refused while draining, on a bad token, or past the connection caps. */
   function upgrade(req: Request, srv: Server<ConnectionData>): Response | undefined | Promise<Response | undefined> {
     if (draining) return errorResponse(wireError(shuttingDown()));
+    if (memoryGuard.over) {
+      metrics.connectionsRefused.inc();
+      return errorResponse(wireError(overMemory()));
+    }
     const remote = clientAddress(req, srv);
     // The cheapest checks first, and answered late (refusal-delay.ts): a reconnect loop must buy
     // neither token verifications nor a fast retry. Under its close penalty an address is refused
@@ -327,6 +353,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
       if (draining) return;
       draining = true;
       guard.stop();
+      memoryGuard.stop();
       publisher.drain();
       subscriptions.drain();
       fairShare?.flush();

@@ -131,6 +131,8 @@ export function createMetrics() {
     streamsOpen: new Gauge({ name: "gateway_sse_streams_open", help: "Open server-sent event streams (GET /api/v1/stream)", registers: [registry] }),
     connectionsRefused: new Counter({ name: "gateway_connections_refused_total", help: "WebSocket upgrades refused at MAX_CONNECTIONS or MAX_CONNECTIONS_PER_IP", registers: [registry] }),
     openFiles: new Gauge({ name: "gateway_open_files", help: "File descriptors the gateway holds (sockets included), counted by the open-files guard", registers: [registry] }),
+    memoryOver: new Gauge({ name: "gateway_memory_over_limit", help: "1 while the gateway's resident memory is over MEMORY_LIMIT_BYTES (src/limits/memory-guard.ts): new connections are refused and quiet ones closed", registers: [registry] }),
+    connectionsShed: new Counter({ name: "gateway_connections_shed_total", help: "WebSocket connections closed 1013 because the gateway was over MEMORY_LIMIT_BYTES", registers: [registry] }),
     listenerPaused: new Counter({ name: "gateway_listener_paused_total", help: "Times PORT stopped accepting connections because the open files neared their limit (src/limits/open-files.ts)", registers: [registry] }),
     rateLimited: new Counter({ name: "gateway_rate_limited_total", help: "Requests refused RATE_LIMITED, by which rate (connection or principal; events or bytes)", labelNames: ["transport", "scope", "unit"] as const, registers: [registry] }),
     rateLimitReadPauses: new Counter({ name: "gateway_rate_limit_read_pauses_total", help: "Times a WebSocket connection over a publish rate stopped being read until the rate allowed it again", registers: [registry] }),

@@ -73,6 +73,8 @@ export interface ConnectionData {
   closing?: { code: number; reason: string; refusal: GatewayError; deadline: Timer };
   /** While the gateway drains: called by the pong that says the client has read every reply (closeAll). */
   drainPong?: () => void;
+  /** When a whole frame last arrived (or the connection opened), ms: see shedQuiet. */
+  lastFrameAt?: number;
 }
 
 /** The WebSocket side of the gateway: the handler for Bun.serve, and what a graceful stop needs. */
@@ -84,6 +86,13 @@ export interface WebSocketEdge {
    * handed to the socket, waiting at most `timeoutMs` for slow readers.
    */
   closeAll(timeoutMs: number): Promise<void>;
+  /**
+   * Closes (1013, once their publishes in flight are answered) the connections of the client address
+   * holding the most that have received no whole frame for `quietMs`; how many. The gateway over its
+   * memory limit (src/limits/memory-guard.ts): a connection in the middle of a large frame is quiet,
+   * and Bun holds what it has of that frame where the gateway cannot see it.
+   */
+  shedQuiet(quietMs: number): number;
 }
 
 export const SERVER_NAME = "kafka-ws-gateway/0.1.0";
@@ -497,6 +506,7 @@ export function createWebSocketHandler(deps: {
 
     open(ws) {
       sockets.add(ws);
+      ws.data.lastFrameAt = Date.now();
       metrics.connectionsOpen.inc();
       // Bun's send takes a compress flag second: the token is for other transports, not passed on.
       const socket = { send: (d: Uint8Array | string) => ws.send(d), getBufferedAmount: () => ws.getBufferedAmount(), cork: (w: () => void) => void ws.cork(w) };
@@ -544,6 +554,7 @@ export function createWebSocketHandler(deps: {
     },
 
     message(ws, raw) {
+      ws.data.lastFrameAt = Date.now();
       ingress.offer(ws, raw as string | Buffer);
     },
 
@@ -571,6 +582,22 @@ export function createWebSocketHandler(deps: {
     handler,
     get connections() {
       return sockets.size;
+    },
+    shedQuiet(quietMs) {
+      const quietSince = Date.now() - quietMs;
+      const byAddress = new Map<string, Array<ServerWebSocket<ConnectionData>>>();
+      for (const ws of sockets) {
+        if (ws.data.closed || ws.data.closing || (ws.data.lastFrameAt ?? 0) > quietSince) continue;
+        const list = byAddress.get(ws.data.remote);
+        if (list) list.push(ws);
+        else byAddress.set(ws.data.remote, [ws]);
+      }
+      let most: Array<ServerWebSocket<ConnectionData>> = [];
+      for (const list of byAddress.values()) if (list.length > most.length) most = list;
+      const reason = "the gateway is over its memory limit; reconnect later";
+      for (const ws of most) closeAfterReplies(ws, CloseCodes.TRY_AGAIN_LATER, reason, new GatewayError("UNAVAILABLE", `not handled: the connection is closing (${CloseCodes.TRY_AGAIN_LATER}): ${reason}`));
+      if (most.length > 0) logger.warn("over the memory limit: closing the quiet connections of the client address holding the most", { address: most[0]!.data.remote, connections: most.length, quietMs });
+      return most.length;
     },
     async closeAll(timeoutMs) {
       const deadline = Date.now() + timeoutMs;

@@ -1,0 +1,76 @@
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { type Socket, connect as tcp } from "node:net";
+import { connect } from "../../src/client";
+import { underControl } from "../ingest/control";
+import { type GatewayProcess, startGateway } from "../support/gateway";
+import { until } from "../support/until";
+
+/**
+ * Bun assembles a frame before the gateway sees any of it, up to 4 x MAX_FRAME_BYTES a connection.
+ * Found here: 100 connections of one address that said hello and sent 4 MB of a frame each, and no
+ * more, held 390 MB in under 4 s, and would have for as long as they trickled a byte now and then
+ * (1,000 connections an address: 4 GB). No bound of the gateway's saw it. Over MEMORY_LIMIT_BYTES
+ * it now refuses new connections, says 503 on /health/ready, and closes the quiet connections of
+ * the address holding the most.
+ */
+let gw: GatewayProcess;
+beforeAll(async () => {
+  gw = await startGateway({ KAFKA_BROKERS: "", MEMORY_LIMIT_BYTES: String(300 * 1024 * 1024) });
+}, 60_000);
+afterAll(async () => {
+  await gw.stop();
+});
+
+/** A raw WebSocket from `localAddress` that says hello, then sends all but 100 bytes of a `size`-byte frame. */
+async function partialFrame(port: number, localAddress: string, size: number): Promise<{ socket: Socket; closed: () => boolean } | null> {
+  const socket = tcp({ port, host: "127.0.0.1", localAddress });
+  let closed = false;
+  socket.on("close", () => (closed = true));
+  socket.on("error", () => {});
+  const next = () => new Promise<string | null>((r) => (socket.once("data", (d) => r(String(d))), socket.once("close", () => r(null))));
+  await new Promise((r) => socket.once("connect", r));
+  socket.write("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+  if (!(await next())?.startsWith("HTTP/1.1 101")) return (socket.destroy(), null); // refused: over the limit
+  const hello = Buffer.from(JSON.stringify({ t: 1, v: 1 }));
+  socket.write(Buffer.concat([Buffer.from([0x81, 0x80 | hello.length, 0, 0, 0, 0]), hello])); // mask key 0: the payload as it is
+  if ((await next()) === null) return null;
+  const header = Buffer.alloc(14);
+  header[0] = 0x82;
+  header[1] = 0x80 | 127;
+  header.writeBigUInt64BE(BigInt(size), 2);
+  socket.write(header);
+  const chunk = Buffer.alloc(64 * 1024, 7);
+  for (let left = size - 100; left > 0 && !closed; left -= chunk.length) {
+    if (!socket.write(left >= chunk.length ? chunk : chunk.subarray(0, left))) await new Promise((r) => socket.once("drain", r));
+  }
+  return { socket, closed: () => closed };
+}
+
+test("connections holding most of a large frame each take the gateway over MEMORY_LIMIT_BYTES: it refuses new ones and closes the quiet ones of the address holding the most, other addresses' quiet clients and a publishing control keep theirs", async () => {
+  const port = Number(new URL(gw.wsUrl).port);
+  // Quiet clients of another address: subscribed, and sending nothing.
+  const dropped: string[] = [];
+  const bystanders = await Promise.all([0, 1, 2].map((i) => connect({ url: gw.wsUrl, maxAttempts: 1, onState: (s, d) => s !== "open" && dropped.push(`${i}: ${s} ${d?.code}`) })));
+  await bystanders[0]!.publish({ type: "before", data: 0 }, { topic: "bystanders" });
+  for (const b of bystanders) await b.subscribe("bystanders");
+  await Bun.sleep(5500); // quiet from here on
+
+  await underControl(gw, "100 connections of one address with 4 MB of a frame each", async () => {
+    const attackers = [];
+    for (let i = 0; i < 100; i++) attackers.push(await partialFrame(port, "127.0.0.2", 4_000_000));
+    const opened = attackers.filter((a) => a !== null);
+    // Over the limit at once: not ready, and a new connection is refused with a code.
+    await until("/health/ready to say 503", async () => (await fetch(`${gw.url}/health/ready`)).status === 503, 10_000);
+    const refused = await fetch(`${gw.url}/ws`, { headers: { upgrade: "websocket", connection: "Upgrade", "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==", "sec-websocket-version": "13" } });
+    expect(refused.status).toBe(503);
+    expect(((await refused.json()) as { error: { code: string } }).error.code).toBe("UNAVAILABLE");
+    // The attackers' connections are closed once they have been quiet 5 s, and the memory comes back.
+    await until("the attackers' connections to be closed", () => opened.every((a) => a!.closed()), 30_000);
+    await until("/health/ready to say 200 again", async () => (await fetch(`${gw.url}/health/ready`)).status === 200, 30_000);
+    expect(opened.length).toBeGreaterThan(60);
+  });
+  expect(dropped).toEqual([]);
+  // The bystanders still work.
+  for (const b of bystanders) await b.publish({ type: "after", data: 1 }, { topic: "bystanders" });
+  for (const b of bystanders) b.close();
+}, 120_000);
