@@ -56,7 +56,10 @@ test("a subscriber that stops reading: memory does not grow with the volume, and
   await flood(topic, 150_000);
   clearInterval(timer);
   console.log(`slow subscriber: gateway RSS ${start.toFixed(0)} MiB at start, ${warm.v.toFixed(0)} peak over the first 200 MB, ${more.v.toFixed(0)} peak over 150 MB more`);
-  expect(more.v - warm.v).toBeLessThan(48);
+  // Half of what was pushed: an unbounded queue would hold all 150 MB of it, and more. Tighter (48
+  // MiB) failed a fresh-clone CI whose warm-up again peaked low (171 MiB, then 226), GC heap sizing
+  // rather than the queue: another run of the same code measured 185 then 197.
+  expect(more.v - warm.v).toBeLessThan(75);
   const deadline = Date.now() + 40_000;
   while (!lines.some((l) => l.lagged) && Date.now() < deadline) await Bun.sleep(50);
   const lagged = lines.find((l) => l.lagged)!.lagged;
