@@ -1,5 +1,6 @@
 import { expect, test } from "bun:test";
 import { consumeAll } from "../support/kafka-broker";
+import { startGateway } from "../support/gateway";
 import { freshTopic, kafkaGatewayForFile } from "../support/kafka";
 import { underControl } from "./control";
 import { RawSocket } from "./wire";
@@ -70,29 +71,37 @@ test("a connection of 130 KB frames of 65,000 zeros at its bytes rate leaves the
 }, 240_000);
 
 test("HTTP: a client whose bodies take more than RATE_LIMIT_HANDLING_MS of the gateway's time is refused 429 before the next is decoded, and gets through again once that is paid back", async () => {
-  const topic = freshTopic("dense-http");
-  const post = () => fetch(`${file.gw.url}/api/v1/events?topic=${topic}`, { method: "POST", headers: { "content-type": "application/json" }, body: `{"type":"dense","data":${bigIntegers}}` });
-  const statuses: number[] = [];
-  let refusal: { error: { code: string; message: string; retryAfterMs: number } } | null = null;
-  await underControl(file.gw, "20-digit integers over HTTP", async () => {
-    for (let i = 0; i < 6; i++) {
-      const res = await post();
-      statuses.push(res.status);
-      const body = (await res.json()) as never;
-      if (res.status === 429 && !refusal) {
-        refusal = body;
-        expect(Number(res.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+  // Bytes unlimited here: the bytes rate (two such bodies a burst) is checked first, and on a run
+  // where one body's decoding took under the handling burst, the first refusal was for bytes
+  // (a fresh-clone CI), which says nothing of the handling time.
+  const gw = await startGateway({ KAFKA_BROKERS: file.brokers, KAFKA_WORKERS: "1", RATE_LIMIT_BYTES: "0" });
+  try {
+    const topic = freshTopic("dense-http");
+    const post = () => fetch(`${gw.url}/api/v1/events?topic=${topic}`, { method: "POST", headers: { "content-type": "application/json" }, body: `{"type":"dense","data":${bigIntegers}}` });
+    const statuses: number[] = [];
+    let refusal: { error: { code: string; message: string; retryAfterMs: number } } | null = null;
+    await underControl(gw, "20-digit integers over HTTP", async () => {
+      for (let i = 0; i < 8; i++) {
+        const res = await post();
+        statuses.push(res.status);
+        const body = (await res.json()) as never;
+        if (res.status === 429 && !refusal) {
+          refusal = body;
+          expect(Number(res.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+        }
       }
-    }
-  });
-  // The first is taken whatever it costs (a bucket may go into debt by one request); the ones sent
-  // straight after it are refused for its time, and not for bytes (the bytes rate allows two).
-  expect(statuses[0]).toBe(202);
-  expect(statuses).toContain(429);
-  expect(refusal!.error.code).toBe("RATE_LIMITED");
-  expect(refusal!.error.message).toContain("RATE_LIMIT_HANDLING_MS");
-  await Bun.sleep(refusal!.error.retryAfterMs + 1100);
-  expect((await post()).status).toBe(202);
+    });
+    // The first is taken whatever it costs (a bucket may go into debt by one request); those sent
+    // straight after it are refused for its time once it passes the burst.
+    expect(statuses[0]).toBe(202);
+    expect(statuses).toContain(429);
+    expect(refusal!.error.code).toBe("RATE_LIMITED");
+    expect(refusal!.error.message).toContain("RATE_LIMIT_HANDLING_MS");
+    await Bun.sleep(refusal!.error.retryAfterMs + 1100);
+    expect((await post()).status).toBe(202);
+  } finally {
+    await gw.stop();
+  }
 }, 120_000);
 
 test("after every flood above, the gateway says it is healthy (it is then stopped, and must exit 0)", async () => {
