@@ -265,22 +265,19 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     report: (open) => metrics.openFiles.set(open ?? filesLimit),
   });
   guard.start();
+  const memoryLimitBytes = memoryLimit(config.MEMORY_LIMIT_BYTES);
   const memoryGuard = new MemoryGuard({
-    limitBytes: memoryLimit(config.MEMORY_LIMIT_BYTES),
+    limitBytes: memoryLimitBytes,
     over: (rss) => {
       metrics.memoryOver.set(1);
-      logger.warn("over the memory limit: refusing new connections and closing quiet ones until back under 90% of it", { rss, limit: memoryLimit(config.MEMORY_LIMIT_BYTES) });
+      logger.warn("over the memory limit: refusing new connections and closing quiet ones until back under 90% of it", { rss, limit: memoryLimitBytes });
     },
     under: (rss) => {
       metrics.memoryOver.set(0);
       logger.info("back under the memory limit: accepting connections again", { rss });
     },
     shedAfterMs: QUIET_MS,
-    shed: () => {
-      const closed = ws.shedQuiet(QUIET_MS);
-      metrics.connectionsShed.inc(closed);
-      return closed;
-    },
+    shed: () => metrics.connectionsShed.inc(ws.shedQuiet(QUIET_MS)),
   });
   memoryGuard.start();
 

@@ -30,14 +30,12 @@ export function memoryLimit(configured: number): number {
 
 export interface MemoryGuardOptions {
   limitBytes: number;
-  /** The process's resident bytes now (process.memoryUsage.rss, replaced in tests of the guard alone). */
-  rss?: () => number;
   /** The limit was reached: stop taking connections. */
   over(rss: number): void;
   /** Back under RESUME_SHARE of it. */
   under(rss: number): void;
-  /** Close what most likely holds the memory; how many connections were closed. */
-  shed(): number;
+  /** Close what most likely holds the memory. */
+  shed(): void;
   /**
    * How long the gateway stays over the limit before it sheds: a connection is quiet only after
    * that long without a whole frame, and the ones that just took the gateway over are not quiet yet
@@ -80,8 +78,9 @@ export class MemoryGuard {
   }
 
   /** One reading and what it calls for. */
-  check(now = Date.now()): void {
-    const rss = (this.options.rss ?? (() => process.memoryUsage.rss()))();
+  private check(): void {
+    const now = Date.now();
+    const rss = process.memoryUsage.rss();
     if (!this.isOver && rss >= this.options.limitBytes) {
       this.isOver = true;
       this.overSince = now;
