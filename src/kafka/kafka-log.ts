@@ -102,7 +102,7 @@ export class KafkaLog implements EventLog {
     for (let attempt = 0; ; attempt++) {
       const n = await this.partitionCounts.of(topic);
       if (n > 0) return n;
-      if (attempt >= 4) throw new GatewayError("UNKNOWN_TOPIC", `topic "${topic}" does not exist; subscribing does not create topics`);
+      if (attempt >= 4) throw new GatewayError("UNKNOWN_TOPIC", `topic "${topic}" does not exist, or Kafka's ACLs hide it from the gateway's principal (no Describe); subscribing does not create topics`);
       await Bun.sleep(100);
     }
   }

@@ -301,6 +301,8 @@ export class WorkerPool {
       this.onEvent({ event: "worker_brokers", worker: slot.index, brokers: up ? "up" : "down", reason: String(msg.reason) });
     } else if (type === IpcType.READER_READY) {
       this.readers.onReady(Number(msg.readerId));
+    } else if (type === IpcType.READER_DENIED) {
+      this.readers.onDenied(Number(msg.readerId), String(msg.topic), String(msg.message));
     } else if (type === IpcType.OUT_OF_RANGE) {
       this.readers.onOutOfRange(Number(msg.readerId), String(msg.topic), Number(msg.partition), Number(msg.offset));
     } else if (type === IpcType.PARTITION_END) {

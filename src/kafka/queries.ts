@@ -32,11 +32,12 @@ export class QueryTable {
     });
   }
 
-  answered(msg: { reqId?: unknown; error?: unknown; result?: unknown }): void {
+  answered(msg: { reqId?: unknown; error?: unknown; result?: unknown; denied?: unknown }): void {
     const p = this.pending.get(Number(msg.reqId));
     if (!p) return; // answered after its deadline: the caller has had its error
     this.pending.delete(Number(msg.reqId));
-    if (msg.error) p.reject(new GatewayError("UNAVAILABLE", `Kafka metadata request failed: ${msg.error}`));
+    if (msg.error && msg.denied === true) p.reject(new GatewayError("KAFKA_DENIED", `Kafka's ACLs refuse the gateway's own principal: ${msg.error}`));
+    else if (msg.error) p.reject(new GatewayError("UNAVAILABLE", `Kafka metadata request failed: ${msg.error}`));
     else p.resolve(msg.result);
   }
 

@@ -82,6 +82,10 @@ export class ReaderRegistry {
     this.readers.get(readerId)?.handlers.onOutOfRange(topic, partition, offset);
   }
 
+  onDenied(readerId: number, topic: string, message: string): void {
+    this.readers.get(readerId)?.handlers.onDenied?.(topic, message);
+  }
+
   onEnd(readerId: number, topic: string, partition: number, offset: number): void {
     this.readers.get(readerId)?.handlers.onEnd?.(topic, partition, offset);
   }

@@ -80,6 +80,11 @@ export interface ReaderHandlers {
    * only). Told only when the end lies past the last record handed over, after that record.
    */
   onEnd?(topic: string, partition: number, offset: number): void;
+  /**
+   * Kafka's ACLs refuse the gateway's own principal `topic` ("": the reader's group): the reader will
+   * read none of it. It stays open (librdkafka goes on asking); closing it is the owner's to do.
+   */
+  onDenied?(topic: string, message: string): void;
 }
 
 /**

@@ -52,6 +52,8 @@ export const ErrorCodes = {
   RATE_LIMITED: { num: 2009, http: 429, retriable: true, mayBePersisted: false },
   // 3xxx: Kafka refused the write for good (unknown topic with auto-create off, record too large…).
   KAFKA_REJECTED: { num: 3000, http: 422, retriable: false, mayBePersisted: false },
+  // Kafka's ACLs refuse the gateway's own principal (not the client's grants): an operator must grant it.
+  KAFKA_DENIED: { num: 3001, http: 403, retriable: false, mayBePersisted: false },
   // 5xxx: a bug on our side. Logged with detail; the client gets only the code.
   INTERNAL: { num: 5000, http: 500, retriable: false, mayBePersisted: false },
 } as const;

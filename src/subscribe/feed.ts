@@ -25,6 +25,11 @@ export interface FeedOptions {
   target?: Positions;
   /** What a record's payload may hold to be decoded (decoded-record.ts). */
   payload: PayloadLimits;
+  /**
+   * Kafka's ACLs refuse the gateway's principal what this feed reads (`reason` says which): it will
+   * deliver nothing, ever. The owner ends its subscriptions and closes it.
+   */
+  onDenied?: (feed: Feed, reason: string) => void;
 }
 
 // How often a share group's feed tells its reader what the group may commit (it commits every 5 s).
@@ -195,7 +200,7 @@ export class Feed implements ShareDealer {
     const epoch = this.log.epoch;
     const replaced = epoch !== this.epoch && !this.options.group ? await this.newLogMarks() : null;
     const reader = this.log.openReader(
-      { onRecords: (r, done) => this.onRecords(r, done), onLost: (reason) => void this.reopen(reason), onOutOfRange: (t, p, o) => this.onOutOfRange(t, p, o), onEnd: (t, p, o) => this.onEnd(t, p, o) },
+      { onRecords: (r, done) => this.onRecords(r, done), onLost: (reason) => void this.reopen(reason), onOutOfRange: (t, p, o) => this.onOutOfRange(t, p, o), onEnd: (t, p, o) => this.onEnd(t, p, o), onDenied: (t, m) => this.onDenied(t, m) },
       this.options.group,
     );
     this.reader = reader;
@@ -458,6 +463,12 @@ export class Feed implements ShareDealer {
   }
 
   /** A partition's end past the last record read: in the queue too, behind the batches before it (reachedEnd). */
+  private onDenied(topic: string, message: string): void {
+    if (this.closed) return;
+    const what = topic === "" ? `the share group "${this.options.group?.id}"` : `topic "${topic}"`;
+    this.options.onDenied?.(this, `Kafka's ACLs refuse the gateway's own principal ${what} (${message}); an operator must grant it Read there`);
+  }
+
   private onEnd(topic: string, partition: number, offset: number): void {
     if (this.closed || this.live) return;
     this.waiting.push({ end: { topic, partition, offset } });

@@ -451,7 +451,9 @@ export class SubscriptionManager {
 
     if (f.share) {
       const key = shareKey(f.share, topics);
-      const feed = await this.sharedFeed(f.share, topics);
+      let feed = await this.sharedFeed(f.share, topics);
+      // A feed closed while we waited for it (Kafka's ACLs refused it): take the one opened in its place.
+      while (feed.isClosed) feed = await this.sharedFeed(f.share, topics);
       if (this.closed.has(conn)) return this.leaveShared(key, feed);
       const denied = conn.mayRead?.(topics) ?? this.overFilterTerms(feed, filter, topics, conn.info?.peer ?? "");
       if (denied) {
@@ -490,7 +492,7 @@ export class SubscriptionManager {
     const sub = make(positions);
     const address = conn.info?.peer ?? "";
     const addressPace = this.replayPaces.take(address);
-    const feed = new Feed(this.log, topics, positions, { turns: this.turns, payload: this.payload, replayRate: this.config.REPLAY_RATE_LIMIT, addressPace, target }, this.metrics, this.logger);
+    const feed = new Feed(this.log, topics, positions, { turns: this.turns, payload: this.payload, replayRate: this.config.REPLAY_RATE_LIMIT, addressPace, target, onDenied: this.denied }, this.metrics, this.logger);
     this.replayFeeds.set(sub, { feed, address });
     feedMade();
     this.register(conn, sub, f.cid, { live: feed.isLive, gaps });
@@ -610,10 +612,52 @@ export class SubscriptionManager {
    * instances that still have members instead of us reading and dropping them.
    */
   private leaveShared(key: string, feed: Feed): void {
-    if (feed.subs.size > 0 || !this.sharedFeeds.get(key)) return;
-    this.sharedFeeds.delete(key);
-    feed.close();
+    if (feed.subs.size > 0) return;
+    const pending = this.sharedFeeds.get(key);
+    if (!pending) return feed.close();
+    // The key may name a feed opened since in this one's place (one Kafka's ACLs refused): leave that be.
+    void pending.then(
+      (current) => {
+        if (feed.subs.size > 0) return;
+        if (current === feed && this.sharedFeeds.get(key) === pending) this.sharedFeeds.delete(key);
+        feed.close();
+      },
+      () => feed.close(),
+    );
   }
+
+  /**
+   * A feed Kafka's ACLs refuse (FeedOptions.onDenied) would deliver nothing, ever, while librdkafka
+   * asks again: its subscriptions end with an `unsubscribed` notice carrying KAFKA_DENIED and their
+   * resume tokens, and it is closed and leaves its map, so a subscribe after an operator grants Read
+   * opens a new reader rather than joining this one.
+   */
+  private readonly denied = (feed: Feed, reason: string): void => {
+    if (feed.isClosed) return;
+    this.logger.warn("subscriptions ended KAFKA_DENIED: Kafka refuses the gateway's principal", { topics: feed.topics, subscriptions: feed.subs.size, reason });
+    feed.close();
+    for (const [map, live] of [[this.liveFeeds, true], [this.sharedFeeds, false]] as const) {
+      for (const [key, pending] of map) {
+        void pending.then(
+          (f) => {
+            if (f !== feed || map.get(key) !== pending) return;
+            map.delete(key);
+            if (!live) return;
+            const idle = this.idleFeeds.get(key);
+            if (idle) clearTimeout(idle);
+            this.idleFeeds.delete(key);
+            this.retire(key, feed);
+          },
+          () => {},
+        );
+      }
+    }
+    const error = new GatewayError("KAFKA_DENIED", reason);
+    for (const sub of [...feed.subs]) {
+      const conn = this.holders.get(sub);
+      if (conn) this.revoke(conn, sub.id, error);
+    }
+  };
 
   /** A live feed no subscription is left on closes when idle (closeWhenIdle), unless replaced meanwhile. */
   private leaveLive(topic: string, pending: Promise<Feed>, feed: Feed): void {
@@ -654,10 +698,11 @@ export class SubscriptionManager {
       // seconds later: what is written after `subscribed` reaches a member. Without it a new group
       // would start at the log's start (the readers' reset for a lost commit): refused, to be retried.
       const fromStart = await this.log.startGroupAtEnd(groupReader).catch((e) => {
+        if (e instanceof GatewayError && e.code === "KAFKA_DENIED") throw new GatewayError("KAFKA_DENIED", `the share group "${group}" cannot be used: ${e.message}; an operator must grant the gateway's principal Read on group kgw-share-${group}`);
         throw new GatewayError("UNAVAILABLE", `the share group's start could not be set: ${String((e as Error)?.message ?? e)}`);
       });
       if (fromStart > 0) this.logger.warn("share group in use: its partitions new to it start at the log's start (docs/subscriptions.md)", { group, topics, partitions: fromStart });
-      return new Feed(this.log, topics, new Map(topics.map((t) => [t, []])), { turns: this.turns, payload: this.payload, group: groupReader }, this.metrics, this.logger);
+      return new Feed(this.log, topics, new Map(topics.map((t) => [t, []])), { turns: this.turns, payload: this.payload, group: groupReader, onDenied: this.denied }, this.metrics, this.logger);
     });
   }
 
@@ -671,7 +716,7 @@ export class SubscriptionManager {
     }
     return openOnce(this.liveFeeds, topic, async () => {
       const marks = await this.log.watermarks(topic);
-      return new Feed(this.log, [topic], new Map([[topic, marks.map((m) => m.high)]]), { turns: this.turns, payload: this.payload }, this.metrics, this.logger);
+      return new Feed(this.log, [topic], new Map([[topic, marks.map((m) => m.high)]]), { turns: this.turns, payload: this.payload, onDenied: this.denied }, this.metrics, this.logger);
     });
   }
 

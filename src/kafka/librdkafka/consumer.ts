@@ -97,6 +97,10 @@ export class MessageBatch {
   timestamp(i: number): number {
     return Number(rdk().rd_kafka_message_timestamp(this.msg(i) as never, null));
   }
+  /** The topic name, or "" for a consumer error of no topic (a group's): topic() must not be asked then. */
+  topicIfAny(i: number): string {
+    return read.ptr(this.msg(i), MSG.RKT) === 0 ? "" : this.topic(i);
+  }
   /** The topic name; cached per topic handle (checked against its name pointer). */
   topic(i: number): string {
     const rkt = read.ptr(this.msg(i), MSG.RKT);

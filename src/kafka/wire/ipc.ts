@@ -77,6 +77,12 @@ export const IpcType = {
    * only then, after every RECORDS of the partition before it.
    */
   PARTITION_END: 27,
+  /**
+   * Worker → gateway: { readerId, topic, message } Kafka's ACLs refuse the reader's principal `topic`
+   * (TOPIC_AUTHORIZATION_FAILED), or its group ("" for topic: GROUP_AUTHORIZATION_FAILED). librdkafka
+   * goes on asking; the gateway ends what the reader serves. Sent once per reader and topic.
+   */
+  READER_DENIED: 28,
 } as const;
 
 export const READER_CREDIT = 4;

@@ -144,7 +144,7 @@ function dispatch(type: number, body: Buffer): void {
   } else if (type === IpcType.QUERY) {
     const q = new ByteReader(body).json<Query & { reqId: number; deadline?: number }>();
     if (!ready) return void send(jsonMessage(IpcType.QUERY_RESULT, { reqId: q.reqId, error: "the worker is not connected to Kafka" }));
-    queries.ask(q, (r) => send(jsonMessage(IpcType.QUERY_RESULT, { reqId: q.reqId, result: r.result, error: r.error })), q.deadline);
+    queries.ask(q, (r) => send(jsonMessage(IpcType.QUERY_RESULT, { reqId: q.reqId, result: r.result, error: r.error, ...(r.denied ? { denied: true } : {}) })), q.deadline);
   } else if (type === IpcType.SHUTDOWN) {
     void shutdown(body.length > 0 ? new ByteReader(body).json<{ timeoutMs: number }>().timeoutMs : 5000);
   }

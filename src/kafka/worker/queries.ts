@@ -17,7 +17,7 @@
  */
 import type { Query } from "../wire/ipc";
 import { NO_BOUND, type TopicRecordLimits } from "../../log/event-log";
-import { Consumer, KafkaError, MetadataQueries, type TopicConfigAnswer, describeTopicConfigs, destroyHandle, newConsumerHandle } from "../librdkafka";
+import { Consumer, Err, KafkaError, MetadataQueries, type TopicConfigAnswer, describeTopicConfigs, destroyHandle, newConsumerHandle } from "../librdkafka";
 
 declare const self: Worker;
 
@@ -35,6 +35,8 @@ const RETRY_MS = 50;
 // A commit with no generation refused because the group has members: ILLEGAL_GENERATION (22),
 // UNKNOWN_MEMBER_ID (25), REBALANCE_IN_PROGRESS (27).
 const GROUP_IN_USE = new Set([22, 25, 27]);
+// Kafka's ACLs refusing the gateway's principal a topic or a group: told to the caller as KAFKA_DENIED.
+const DENIED = new Set<number>([Err.TOPIC_AUTHORIZATION_FAILED, Err.GROUP_AUTHORIZATION_FAILED]);
 const CONNECT_TIMEOUT_MS = 2000;
 
 let queries: MetadataQueries | null = null;
@@ -65,7 +67,8 @@ self.onmessage = (e: MessageEvent<{ reqId: number; rk: number; query: ThreadQuer
     if (!queries || queries.rk !== rk) queries = new MetadataQueries(rk);
     self.postMessage({ reqId, result: answer(queries, query) });
   } catch (err) {
-    self.postMessage({ reqId, error: String((err as Error)?.message ?? err) });
+    const denied = err instanceof KafkaError && DENIED.has(err.code);
+    self.postMessage({ reqId, error: String((err as Error)?.message ?? err), ...(denied ? { denied } : {}) });
   }
 };
 

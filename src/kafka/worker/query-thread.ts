@@ -5,7 +5,8 @@
  */
 import type { ThreadContext, ThreadQuery } from "./queries";
 
-export type Answer = { result?: unknown; error?: string };
+/** `denied`: the error was Kafka's ACLs refusing the gateway's principal (KAFKA_DENIED, not UNAVAILABLE). */
+export type Answer = { result?: unknown; error?: string; denied?: boolean };
 
 /**
  * A thread that has questions waiting and has answered none for `ms` is stuck in a call that may

@@ -7,7 +7,7 @@
  */
 import type { Assignment } from "../../log/event-log";
 import { ByteWriter, IpcType, READER_CREDIT, jsonMessage } from "../wire/ipc";
-import { Consumer, type ConsumerHandle, MessageBatch, destroyHandle, newConsumerHandle } from "../librdkafka";
+import { Consumer, type ConsumerHandle, Err, MessageBatch, destroyHandle, newConsumerHandle } from "../librdkafka";
 import { encodeSourceRecord } from "../wire/records-layout";
 import type { StatusReporter } from "./status";
 
@@ -37,6 +37,8 @@ const AUTO_OFFSET_RESET = -140;
 // RD_KAFKA_RESP_ERR__PARTITION_EOF (enable.partition.eof): the fetch position reached the partition's
 // end; the message's offset is that position, past any transaction markers and aborted records.
 const PARTITION_EOF = -191;
+// Kafka's ACLs refusing the reader's principal: librdkafka goes on asking, the gateway is told once.
+const DENIED = new Set<number>([Err.TOPIC_AUTHORIZATION_FAILED, Err.GROUP_AUTHORIZATION_FAILED]);
 
 /** A partition whose fetch position the log no longer has (OUT_OF_RANGE), or whose end it reached past its last record (PARTITION_END). */
 interface LostPlace {
@@ -131,6 +133,10 @@ class Reader {
   private runLast = -1;
   private runTopic = 0;
   private runPartition = -1;
+  /** Topics ("" for the group) Kafka's ACLs refused, told to the gateway (READER_DENIED) once each. */
+  private readonly deniedTopics = new Set<string>();
+  /** Refusals found by the last encode(), sent after its records. */
+  private readonly denials: Array<{ topic: string; message: string }> = [];
   /** When the reader became held (performance.now()), 0 while it is not. */
   private heldSince = 0;
   /** Its partitions are unassigned while it is held (RELEASE_HELD_AFTER_MS). */
@@ -268,8 +274,17 @@ class Reader {
       // After the records: those of the partition before its lost position (or its end) come first.
       for (const g of gone) this.send(jsonMessage(IpcType.OUT_OF_RANGE, { readerId: this.id, ...g }));
       for (const e of ends) this.send(jsonMessage(IpcType.PARTITION_END, { readerId: this.id, ...e }));
+      for (const d of this.denials.splice(0)) this.send(jsonMessage(IpcType.READER_DENIED, { readerId: this.id, ...d }));
     }
     return true;
+  }
+
+  /** Kafka's ACLs refuse `topic` ("": the group) to this reader's principal: the gateway is told once, the log says it once. */
+  private denied(topic: string, message: string): void {
+    if (this.deniedTopics.has(topic)) return;
+    this.deniedTopics.add(topic);
+    this.denials.push({ topic, message });
+    this.status.report("warn", "reader_denied", `${topic === "" ? "the reader's group" : topic}: ${message}`, { readerId: this.id });
   }
 
   /**
@@ -295,6 +310,7 @@ class Reader {
         continue;
       }
       if (err === AUTO_OFFSET_RESET) gone.push({ topic: b.topic(i), partition: b.partition(i), offset: b.offset(i) });
+      else if (DENIED.has(err)) this.denied(err === Err.GROUP_AUTHORIZATION_FAILED ? "" : b.topicIfAny(i), b.errorString(i));
       else if (err !== 0) this.status.report("warn", "reader_error", b.errorString(i), { code: err, readerId: this.id });
       if (err !== 0) continue;
       if (this.dropCarried.size > 0 && this.dropCarried.has(`${b.partition(i)}:${b.topic(i)}`)) continue;

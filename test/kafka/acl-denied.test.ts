@@ -1,0 +1,123 @@
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { join } from "node:path";
+import { type GatewayProcess, startGateway } from "../support/gateway";
+import { freshTopic } from "../support/kafka";
+import { type Broker, ensureTopic, startBroker } from "../support/kafka-broker";
+import { rawProduce } from "../support/raw-producer";
+import { type Notice, PublishError, SubscribeError, connect } from "../../src/client";
+import { collect } from "../support/sdk-collector";
+import { underControl } from "../ingest/control";
+
+/**
+ * The gateway's own Kafka principal refused by the cluster's ACLs (Kafka's StandardAuthorizer, a
+ * broker of its own). A subscription the gateway cannot read was answered `subscribed` and then got
+ * nothing, ever: librdkafka retries a fetch refused TOPIC_AUTHORIZATION_FAILED for good, and the
+ * gateway only logged it. Now every subscription of such a feed ends with an `unsubscribed` notice
+ * carrying KAFKA_DENIED (with its resume token), and a subscribe after the operator grants Read
+ * reads from a new reader, not the refused one. Publishes Kafka refuses for the same reason are
+ * nacked KAFKA_DENIED, not KAFKA_REJECTED.
+ */
+const PASSWORD = "acl-gw-Pa55word-77b1";
+let broker: Broker;
+let gw: GatewayProcess;
+
+const acl = async (...args: string[]) => {
+  const p = Bun.spawn(["bash", join(import.meta.dir, "../../scripts/kafka/acl"), broker.brokers, ...args], { stdout: "pipe", stderr: "pipe" });
+  const [out, err, code] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+  if (code !== 0) throw new Error(`scripts/kafka/acl ${args.join(" ")} failed (${code}): ${err}${out}`);
+};
+
+beforeAll(async () => {
+  broker = await startBroker({ env: { KAFKA_SCRAM_USERS: `gateway:${PASSWORD}`, KAFKA_AUTHORIZER: "1" } });
+  // What a gateway needs on the topics it serves: everything on ok-*, the control's topic and the
+  // gateway's own groups (kgw-*), and the cluster (idempotent writes). Nothing else.
+  await acl("--add", "--allow-principal", "User:gateway", "--operation", "All", "--topic", "ok-", "--topic", "hostile-control", "--group", "kgw-", "--resource-pattern-type", "prefixed");
+  await acl("--add", "--allow-principal", "User:gateway", "--operation", "All", "--cluster");
+  gw = await startGateway({ KAFKA_BROKERS: broker.saslBrokers!, KAFKA_WORKERS: "2", KAFKA_PROPERTIES: `security.protocol=SASL_PLAINTEXT,sasl.mechanism=SCRAM-SHA-512,sasl.username=gateway,sasl.password=${PASSWORD}` }, { captureStderr: true });
+}, 120_000);
+afterAll(async () => {
+  await gw?.stop();
+  await broker?.stop();
+}, 60_000);
+
+/** The notice that ended `sub`, waited for up to `ms`. */
+function endedWithin(sub: { onNotice(h: (n: Notice) => void): unknown }, ms: number): Promise<Notice & { kind: "ended" }> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no ended notice within ${ms} ms`)), ms);
+    sub.onNotice((n) => {
+      if (n.kind !== "ended") return;
+      clearTimeout(timer);
+      resolve(n);
+    });
+  });
+}
+
+test("a subscription the gateway's principal may not read ends KAFKA_DENIED (live, replay and share group), and reads once Read is granted", async () => {
+  const topic = freshTopic("denied");
+  await ensureTopic(broker.brokers, topic, 3);
+  const written = await rawProduce(broker.brokers, topic, Array.from({ length: 6 }, (_, i) => ({ partition: i % 3, key: `k${i}`, value: JSON.stringify({ i }) })));
+  // Describe only: the topic is seen (subscribing finds it), its records cannot be fetched.
+  await acl("--add", "--allow-principal", "User:gateway", "--operation", "Describe", "--topic", topic);
+
+  await underControl(gw, "subscriptions refused by Kafka's ACLs", async () => {
+    const client = await connect({ url: gw.wsUrl, maxAttempts: 1 });
+    const live = await client.subscribe(topic);
+    const replay = await client.subscribe(topic, { start: "earliest" });
+    const liveEnd = endedWithin(live, 20_000);
+    const replayEnd = endedWithin(replay, 20_000);
+    for (const n of [await liveEnd, await replayEnd]) {
+      expect(n.code).toBe("KAFKA_DENIED");
+      expect(n.message).toContain(topic);
+    }
+    // The subscription is gone on the gateway: a new one with the same id is taken.
+    client.close();
+  });
+
+  // A share group the gateway may not use, on a topic it may read.
+  const readable = freshTopic("ok-shared");
+  await ensureTopic(broker.brokers, readable, 2);
+  await acl("--add", "--deny-principal", "User:gateway", "--operation", "Read", "--group", "kgw-share-forbidden");
+  const client = await connect({ url: gw.wsUrl, maxAttempts: 1 });
+  // Refused at once (setting the new group's start is refused), or else ended when its reader is.
+  const shared = await client.subscribe(readable, { share: "forbidden" }).then(
+    (sub) => endedWithin(sub, 30_000),
+    (e: unknown) => e as SubscribeError,
+  );
+  expect(shared.code).toBe("KAFKA_DENIED");
+
+  // Read granted: a new subscription reads the topic (the refused reader was not kept for it).
+  await acl("--add", "--allow-principal", "User:gateway", "--operation", "Read", "--topic", topic);
+  const again = collect(await client.subscribe(topic, { start: "earliest" }));
+  await again.waitFor(6, 20_000);
+  const at = (xs: Array<{ partition: number; offset: number }>) => xs.map((x) => `${x.partition}/${x.offset}`).sort();
+  expect(at(again.events)).toEqual(at(written));
+  const liveAgain = collect(await client.subscribe(topic));
+  await Bun.sleep(1000); // the live feed's reader assigned
+  const after = await rawProduce(broker.brokers, topic, [{ partition: 1, key: "k", value: "{}" }]);
+  await liveAgain.waitFor(1, 20_000);
+  expect(at(liveAgain.events)).toEqual(at(after));
+  client.close();
+  const said = [...gw.lines, ...gw.errLines].join("\n");
+  expect(said).toContain("KAFKA_DENIED");
+}, 180_000);
+
+test("a topic the principal may not describe is refused UNKNOWN_TOPIC saying it may be hidden by ACLs, and a publish Kafka refuses for ACLs is nacked KAFKA_DENIED", async () => {
+  const hidden = freshTopic("hidden");
+  await ensureTopic(broker.brokers, hidden, 1);
+  const client = await connect({ url: gw.wsUrl, maxAttempts: 1 });
+  const refused = await client.subscribe(hidden).then(() => null, (e: unknown) => e);
+  expect(refused).toBeInstanceOf(SubscribeError);
+  expect((refused as SubscribeError).code).toBe("UNKNOWN_TOPIC");
+  expect((refused as SubscribeError).message).toContain("ACL");
+
+  const readOnly = freshTopic("readonly");
+  await ensureTopic(broker.brokers, readOnly, 1);
+  await acl("--add", "--allow-principal", "User:gateway", "--operation", "Describe", "--operation", "Read", "--topic", readOnly);
+  const nack = await client.publish({ id: "w1", type: "t.acl", key: "k", data: {} }, { topic: readOnly }).then(() => null, (e: unknown) => e);
+  expect(nack).toBeInstanceOf(PublishError);
+  expect((nack as PublishError).code).toBe("KAFKA_DENIED");
+  expect((nack as PublishError).retriable).toBe(false);
+  // The connection lives on.
+  expect(await client.publish({ id: "w2", type: "t.acl", key: "k", data: {} }, { topic: freshTopic("ok-after") })).toMatchObject({ id: "w2" });
+  client.close();
+}, 120_000);
