@@ -82,6 +82,8 @@ export class Subscription implements AsyncIterable<DeliveredEvent> {
   private readonly noticeHandlers: Array<(n: Notice) => void> = [];
   private confirm: { resolve: () => void; reject: (e: Error) => void; cid: number } | null = null;
   private endCode: string | undefined;
+  /** How it ended, told to notice handlers given afterwards. */
+  private endNotice: (Notice & { kind: "ended" }) | null = null;
 
   constructor(
     readonly id: string,
@@ -96,8 +98,15 @@ export class Subscription implements AsyncIterable<DeliveredEvent> {
     return this;
   }
 
+  /**
+   * Calls `handler` for each notice. One given after the subscription ended still hears how it ended
+   * (at once, asynchronously): the gateway may end it (KAFKA_DENIED, FORBIDDEN) before the
+   * application has attached its handler.
+   */
   onNotice(handler: (n: Notice) => void): this {
     this.noticeHandlers.push(handler);
+    const ended = this.endNotice;
+    if (ended) queueMicrotask(() => handler(ended));
     return this;
   }
 
@@ -187,6 +196,7 @@ export class Subscription implements AsyncIterable<DeliveredEvent> {
     if (this.ended) return;
     this.ended = true;
     this.endCode = notice.code;
+    this.endNotice = notice;
     // A subscribe still waiting for its answer gets one: it will never come now.
     const pending = this.confirm;
     this.confirm = null;

@@ -32,6 +32,11 @@ interface TopicTail {
   misses?: number;
   /** Partition checks running that found fewer partitions than `next` holds. */
   fewer?: number;
+  /**
+   * Kafka's ACLs refuse the reader the topic (no Read): nothing waits for its history, which cannot
+   * come. It stays assigned, so once Read is granted its records come and this clears.
+   */
+  denied?: boolean;
 }
 
 const ABSENT_RETRY_MS = 1000;
@@ -183,7 +188,7 @@ export class IdTail {
   async sync(topic: string, timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     const t = this.topics.get(topic);
-    if (t === undefined || t.state === "absent") return;
+    if (t === undefined || t.state === "absent" || t.denied) return;
     await Promise.race([t.ready, Bun.sleep(timeoutMs)]);
     let target: number[] | null = null;
     // The watermarks come from a worker, and the one asked may be the one being replaced.
@@ -200,13 +205,13 @@ export class IdTail {
     const left = deadline - Date.now();
     if (left <= 0) return;
     await new Promise<void>((resolve) => {
-      const waiter = { reached, resolve: () => (clearTimeout(timer), this.syncs.delete(waiter), resolve()) };
+      const waiter = { topic, reached, resolve: () => (clearTimeout(timer), this.syncs.delete(waiter), resolve()) };
       const timer = setTimeout(waiter.resolve, left);
       this.syncs.add(waiter);
     });
   }
 
-  private readonly syncs = new Set<{ reached: () => boolean; resolve: () => void }>();
+  private readonly syncs = new Set<{ topic: string; reached: () => boolean; resolve: () => void }>();
 
   /** A write to `topic` landed: a topic that did not exist does now, so follow it. */
   written(topic: string): void {
@@ -280,7 +285,7 @@ export class IdTail {
     this.reader ??= (async () => {
       // Only what identifies an event: neither values nor other headers cross from the Kafka worker.
       const reader = this.log.openReader(
-        { onRecords: (records, done) => this.onRecords(records, done), onLost: () => void this.reopen(), onOutOfRange: (topic, partition) => void this.readOnPast(topic, partition), onEnd: (topic, partition, offset) => this.onEnd(topic, partition, offset) },
+        { onRecords: (records, done) => this.onRecords(records, done), onLost: () => void this.reopen(), onOutOfRange: (topic, partition) => void this.readOnPast(topic, partition), onEnd: (topic, partition, offset) => this.onEnd(topic, partition, offset), onDenied: (topic, message) => this.onDenied(topic, message) },
         undefined,
         // Never held (done() at once), and the first publish with an id waits for it to read the
         // topic's window: it fetches in bulk.
@@ -300,6 +305,7 @@ export class IdTail {
       // Absent: not read (any more). Records the reader sent before it let a deleted topic go name
       // positions of the old log.
       if (t === undefined || t.state === "absent") continue;
+      t.denied = false;
       t.next[r.partition] = r.offset + 1;
       let id: Uint8Array | undefined;
       let source: Uint8Array | undefined;
@@ -320,6 +326,22 @@ export class IdTail {
     done();
     for (const t of this.topics.values()) if (t.state === "warming") this.checkCaughtUp(t);
     for (const w of this.syncs) if (w.reached()) w.resolve();
+  }
+
+  /**
+   * The reader may not read `topic` (Kafka's ACLs): publishes with ids stop waiting for its history
+   * (each first one per topic waited out the warm-up, every re-send marked `resend` its sync), and the
+   * operator is told once what is lost: re-sends reaching another instance, or this one restarted,
+   * are written again.
+   */
+  private onDenied(topic: string, message: string): void {
+    const t = this.topics.get(topic);
+    if (t === undefined || t.denied) return;
+    t.denied = true;
+    if (t.state === "warming") t.state = "live";
+    this.logger.warn("idempotence: Kafka's ACLs refuse the ids reader this topic (grant the gateway's principal Read): re-sends reaching another instance, or this one after a restart, are written again", { topic, error: message });
+    t.caughtUp();
+    for (const w of this.syncs) if (w.topic === topic) w.resolve();
   }
 
   /** The partition ends past the last record read (a transaction's marker): the history is read up to there. */

@@ -7,6 +7,7 @@ import { rawProduce } from "../support/raw-producer";
 import { type Notice, PublishError, SubscribeError, connect } from "../../src/client";
 import { collect } from "../support/sdk-collector";
 import { underControl } from "../ingest/control";
+import { until } from "../support/until";
 
 /**
  * The gateway's own Kafka principal refused by the cluster's ACLs (Kafka's StandardAuthorizer, a
@@ -63,12 +64,12 @@ test("a subscription the gateway's principal may not read ends KAFKA_DENIED (liv
     const client = await connect({ url: gw.wsUrl, maxAttempts: 1 });
     const live = await client.subscribe(topic);
     const replay = await client.subscribe(topic, { start: "earliest" });
-    const liveEnd = endedWithin(live, 20_000);
-    const replayEnd = endedWithin(replay, 20_000);
-    for (const n of [await liveEnd, await replayEnd]) {
+    // A handler given after the end still hears it (the live one may end before the replay is subscribed).
+    for (const n of [await endedWithin(live, 20_000), await endedWithin(replay, 20_000)]) {
       expect(n.code).toBe("KAFKA_DENIED");
       expect(n.message).toContain(topic);
     }
+    expect((await endedWithin(live, 1000)).code).toBe("KAFKA_DENIED");
     // The subscription is gone on the gateway: a new one with the same id is taken.
     client.close();
   });
@@ -117,6 +118,21 @@ test("a topic the principal may not describe is refused UNKNOWN_TOPIC saying it 
   expect(nack).toBeInstanceOf(PublishError);
   expect((nack as PublishError).code).toBe("KAFKA_DENIED");
   expect((nack as PublishError).retriable).toBe(false);
+  // Write without Read: the ids reader cannot read the topic's history, so publishes with ids do
+  // not wait for it (old code: the first waited out the 3 s warm-up), and the log says what is lost.
+  const writeOnly = freshTopic("writeonly");
+  await ensureTopic(broker.brokers, writeOnly, 2);
+  await rawProduce(broker.brokers, writeOnly, [{ partition: 0, key: "k", value: "{}" }, { partition: 1, key: "k", value: "{}" }]);
+  await acl("--add", "--allow-principal", "User:gateway", "--operation", "Describe", "--operation", "Write", "--topic", writeOnly);
+  const t0 = performance.now();
+  const first = await client.publish({ id: "wo-1", type: "t.acl", key: "k", data: {} }, { topic: writeOnly });
+  const firstMs = performance.now() - t0;
+  expect(first).toMatchObject({ id: "wo-1", topic: writeOnly });
+  console.log(`[acl] first publish with an id to a topic the gateway may write and not read: ${firstMs.toFixed(0)} ms`);
+  expect(await client.publish({ id: "wo-1", type: "t.acl", key: "k", data: {} }, { topic: writeOnly })).toEqual(first);
+  await until("the ids reader's refusal logged", () => gw.lines.some((l) => l.includes("refuse the ids reader") && l.includes(writeOnly)));
+  // Old code: the publish waited out the warm-up (3 s), which said so.
+  expect(gw.lines.filter((l) => l.includes("not read in time") && l.includes(writeOnly))).toEqual([]);
   // The connection lives on.
   expect(await client.publish({ id: "w2", type: "t.acl", key: "k", data: {} }, { topic: freshTopic("ok-after") })).toMatchObject({ id: "w2" });
   client.close();
