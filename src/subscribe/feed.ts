@@ -465,7 +465,7 @@ export class Feed implements ShareDealer {
   /** A partition's end past the last record read: in the queue too, behind the batches before it (reachedEnd). */
   private onDenied(topic: string, message: string): void {
     if (this.closed) return;
-    const what = topic === "" ? `the share group "${this.options.group?.id}"` : `topic "${topic}"`;
+    const what = topic !== "" ? `topic "${topic}"` : this.options.group ? `the share group "${this.options.group.id}"` : `one of ${this.topics.map((t) => `"${t}"`).join(", ")}`;
     this.options.onDenied?.(this, `Kafka's ACLs refuse the gateway's own principal ${what} (${message}); an operator must grant it Read there`);
   }
 

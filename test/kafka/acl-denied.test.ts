@@ -137,3 +137,29 @@ test("a topic the principal may not describe is refused UNKNOWN_TOPIC saying it 
   expect(await client.publish({ id: "w2", type: "t.acl", key: "k", data: {} }, { topic: freshTopic("ok-after") })).toMatchObject({ id: "w2" });
   client.close();
 }, 120_000);
+
+test("a manual reader's group id refused by ACLs costs it nothing: live and replay subscriptions still read, publishes with ids are still answered", async () => {
+  // Manual readers (live feeds, replays, idempotence's ids reader) carry a group id librdkafka
+  // requires, kgw-reader-…, and never join or commit: refusing it must not end their subscriptions.
+  await acl("--add", "--deny-principal", "User:gateway", "--operation", "All", "--group", "kgw-reader-", "--resource-pattern-type", "prefixed");
+  const topic = freshTopic("ok-readers");
+  await ensureTopic(broker.brokers, topic, 2);
+  const written = await rawProduce(broker.brokers, topic, [{ partition: 0, key: "a", value: "{}" }, { partition: 1, key: "b", value: "{}" }]);
+  const client = await connect({ url: gw.wsUrl, maxAttempts: 1 });
+  const live = await client.subscribe(topic);
+  const replay = await client.subscribe(topic, { start: "earliest" });
+  const ends: Notice[] = [];
+  live.onNotice((n) => n.kind === "ended" && ends.push(n));
+  replay.onNotice((n) => n.kind === "ended" && ends.push(n));
+  const liveEvents = collect(live);
+  const replayEvents = collect(replay);
+  await replayEvents.waitFor(2, 20_000);
+  const acked = await client.publish({ id: "r1", type: "t.acl", key: "k", data: {} }, { topic });
+  await liveEvents.waitFor(1, 20_000);
+  await Bun.sleep(2000); // a refusal of the readers' group comes within the first fetches
+  const at = (xs: Array<{ partition: number; offset: number }>) => xs.map((x) => `${x.partition}/${x.offset}`).sort();
+  expect(ends).toEqual([]);
+  expect(at(liveEvents.events)).toEqual(at([acked]));
+  expect(at(replayEvents.events.slice(0, 2))).toEqual(at(written));
+  client.close();
+}, 120_000);

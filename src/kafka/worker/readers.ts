@@ -37,8 +37,6 @@ const AUTO_OFFSET_RESET = -140;
 // RD_KAFKA_RESP_ERR__PARTITION_EOF (enable.partition.eof): the fetch position reached the partition's
 // end; the message's offset is that position, past any transaction markers and aborted records.
 const PARTITION_EOF = -191;
-// Kafka's ACLs refusing the reader's principal: librdkafka goes on asking, the gateway is told once.
-const DENIED = new Set<number>([Err.TOPIC_AUTHORIZATION_FAILED, Err.GROUP_AUTHORIZATION_FAILED]);
 
 /** A partition whose fetch position the log no longer has (OUT_OF_RANGE), or whose end it reached past its last record (PARTITION_END). */
 interface LostPlace {
@@ -310,7 +308,10 @@ class Reader {
         continue;
       }
       if (err === AUTO_OFFSET_RESET) gone.push({ topic: b.topic(i), partition: b.partition(i), offset: b.offset(i) });
-      else if (DENIED.has(err)) this.denied(err === Err.GROUP_AUTHORIZATION_FAILED ? "" : b.topicIfAny(i), b.errorString(i));
+      else if (err === Err.TOPIC_AUTHORIZATION_FAILED) this.denied(b.topicIfAny(i), b.errorString(i));
+      // A manual reader's group id only names it (it never joins nor commits): a group it may not use
+      // costs it nothing, and its records still come.
+      else if (err === Err.GROUP_AUTHORIZATION_FAILED && this.next === null) this.denied("", b.errorString(i));
       else if (err !== 0) this.status.report("warn", "reader_error", b.errorString(i), { code: err, readerId: this.id });
       if (err !== 0) continue;
       if (this.dropCarried.size > 0 && this.dropCarried.has(`${b.partition(i)}:${b.topic(i)}`)) continue;
