@@ -92,11 +92,18 @@ test("a subscription the gateway's principal may not read ends KAFKA_DENIED (liv
   await again.waitFor(6, 20_000);
   const at = (xs: Array<{ partition: number; offset: number }>) => xs.map((x) => `${x.partition}/${x.offset}`).sort();
   expect(at(again.events)).toEqual(at(written));
-  const liveAgain = collect(await client.subscribe(topic));
+  const liveSub = await client.subscribe(topic);
+  const liveAgain = collect(liveSub);
   await Bun.sleep(1000); // the live feed's reader assigned
   const after = await rawProduce(broker.brokers, topic, [{ partition: 1, key: "k", value: "{}" }]);
   await liveAgain.waitFor(1, 20_000);
   expect(at(liveAgain.events)).toEqual(at(after));
+
+  // Read taken back while it streams (an ACL rotated): the live subscription is ended, not left silent.
+  await acl("--remove", "--force", "--allow-principal", "User:gateway", "--operation", "Read", "--topic", topic);
+  await rawProduce(broker.brokers, topic, [{ partition: 0, key: "k", value: "{}" }]);
+  const revoked = await endedWithin(liveSub, 30_000);
+  expect(revoked.code).toBe("KAFKA_DENIED");
   client.close();
   const said = [...gw.lines, ...gw.errLines].join("\n");
   expect(said).toContain("KAFKA_DENIED");

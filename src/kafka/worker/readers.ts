@@ -314,6 +314,8 @@ class Reader {
       else if (err === Err.GROUP_AUTHORIZATION_FAILED && this.next === null) this.denied("", b.errorString(i));
       else if (err !== 0) this.status.report("warn", "reader_error", b.errorString(i), { code: err, readerId: this.id });
       if (err !== 0) continue;
+      // Read again (an ACL granted since): a later refusal of it is news again.
+      if (this.deniedTopics.size > 0) this.deniedTopics.delete(b.topic(i));
       if (this.dropCarried.size > 0 && this.dropCarried.has(`${b.partition(i)}:${b.topic(i)}`)) continue;
       if (this.next !== null) {
         const topic = b.topicHandle(i);
