@@ -199,7 +199,8 @@ export class IdTail {
         await Bun.sleep(100);
       }
     }
-    if (target === null) return;
+    // A refusal that came while the watermarks were asked for resolved no waiter of this call yet.
+    if (target === null || t.denied) return;
     const reached = () => target!.every((high, p) => (t.next[p] ?? 0) >= high);
     if (reached()) return;
     const left = deadline - Date.now();

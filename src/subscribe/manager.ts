@@ -698,7 +698,7 @@ export class SubscriptionManager {
       // seconds later: what is written after `subscribed` reaches a member. Without it a new group
       // would start at the log's start (the readers' reset for a lost commit): refused, to be retried.
       const fromStart = await this.log.startGroupAtEnd(groupReader).catch((e) => {
-        if (e instanceof GatewayError && e.code === "KAFKA_DENIED") throw new GatewayError("KAFKA_DENIED", `the share group "${group}" cannot be used: ${e.message}; an operator must grant the gateway's principal Read on group kgw-share-${group}`);
+        if (e instanceof GatewayError && e.code === "KAFKA_DENIED") throw new GatewayError("KAFKA_DENIED", `the share group "${group}" cannot be used: ${e.message}; committing its start needs the gateway's principal granted Read on group kgw-share-${group} and on ${topics.map((t) => `topic "${t}"`).join(", ")}`);
         throw new GatewayError("UNAVAILABLE", `the share group's start could not be set: ${String((e as Error)?.message ?? e)}`);
       });
       if (fromStart > 0) this.logger.warn("share group in use: its partitions new to it start at the log's start (docs/subscriptions.md)", { group, topics, partitions: fromStart });

@@ -85,6 +85,7 @@ test("a subscription the gateway's principal may not read ends KAFKA_DENIED (liv
     (e: unknown) => e as SubscribeError,
   );
   expect(shared.code).toBe("KAFKA_DENIED");
+  expect(shared.message).toContain("kgw-share-forbidden");
 
   // Read granted: a new subscription reads the topic (the refused reader was not kept for it).
   await acl("--add", "--allow-principal", "User:gateway", "--operation", "Read", "--topic", topic);
@@ -143,6 +144,31 @@ test("a topic the principal may not describe is refused UNKNOWN_TOPIC saying it 
   // The connection lives on.
   expect(await client.publish({ id: "w2", type: "t.acl", key: "k", data: {} }, { topic: freshTopic("ok-after") })).toMatchObject({ id: "w2" });
   client.close();
+}, 120_000);
+
+test("a write-only topic idempotence let go (idle past twice its window) and follows again is found refused again, not waited out", async () => {
+  // The ids reader is long-lived: a topic it stopped following and follows again is assigned anew,
+  // and the refusal must be told again (old code: told once per reader, so the second follow waited
+  // out the 3 s warm-up).
+  const short = await startGateway({ KAFKA_BROKERS: broker.saslBrokers!, KAFKA_WORKERS: "1", IDEMPOTENCE_WINDOW_MS: "1000", KAFKA_PROPERTIES: `security.protocol=SASL_PLAINTEXT,sasl.mechanism=SCRAM-SHA-512,sasl.username=gateway,sasl.password=${PASSWORD}` }, { captureStderr: true });
+  try {
+    const writeOnly = freshTopic("writeonly-again");
+    await ensureTopic(broker.brokers, writeOnly, 1);
+    await acl("--add", "--allow-principal", "User:gateway", "--operation", "Describe", "--operation", "Write", "--topic", writeOnly);
+    const client = await connect({ url: short.wsUrl, maxAttempts: 1 });
+    const refusals = () => short.lines.filter((l) => l.includes("refuse the ids reader") && l.includes(writeOnly)).length;
+    await client.publish({ id: "a-1", type: "t.acl", key: "k", data: {} }, { topic: writeOnly });
+    await until("the ids reader's refusal logged", () => refusals() === 1);
+    await Bun.sleep(3500); // forgotten: idle past 2 × 1 s, swept each second
+    const t0 = performance.now();
+    await client.publish({ id: "a-2", type: "t.acl", key: "k", data: {} }, { topic: writeOnly });
+    console.log(`[acl] publish with an id once the refused topic is followed again: ${(performance.now() - t0).toFixed(0)} ms`);
+    await until("the refusal logged again", () => refusals() === 2);
+    expect(short.lines.filter((l) => l.includes("not read in time") && l.includes(writeOnly))).toEqual([]);
+    client.close();
+  } finally {
+    await short.stop();
+  }
 }, 120_000);
 
 test("a manual reader's group id refused by ACLs costs it nothing: live and replay subscriptions still read, publishes with ids are still answered", async () => {

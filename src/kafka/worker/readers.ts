@@ -161,6 +161,8 @@ class Reader {
     for (const a of list) {
       this.next?.set(`${a.partition}:${a.topic}`, { ...a });
       this.sentNext.delete(`${a.partition}:${a.topic}`);
+      // Asked for afresh (a long-lived reader following a topic it had let go): a refusal is news again.
+      if (this.deniedTopics.size > 0) this.deniedTopics.delete(a.topic);
     }
     if (!this.released) this.consumer.incrementalAssign(list);
   }
