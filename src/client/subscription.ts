@@ -273,7 +273,9 @@ export class Subscription implements AsyncIterable<DeliveredEvent> {
   }
 
   private notify(n: Notice): void {
-    for (const h of this.noticeHandlers) h(n);
+    // Those present now: one a handler adds hears the end from onNotice, not here a second time.
+    const count = this.noticeHandlers.length;
+    for (let i = 0; i < count; i++) this.noticeHandlers[i]!(n);
   }
 }
 

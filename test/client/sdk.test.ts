@@ -533,3 +533,19 @@ test("data the codec would not carry as written (a Map, a Set, a RegExp, a class
   const m = await client(gw.wsUrl);
   expect(await m.publish({ type: "bytes", data: { b: new Uint8Array([1, 2]) } }, { topic })).toMatchObject({ topic });
 }, 60_000);
+
+test("a subscription's end is heard once by each notice handler: one given before, one added by a handler while the end is told, one given after", async () => {
+  const gw = await gateway({ KAFKA_BROKERS: "" });
+  const c = await connect({ url: gw.wsUrl });
+  const sub = await c.subscribe("sdk-ended");
+  const heard: string[] = [];
+  sub.onNotice((n) => {
+    if (n.kind !== "ended") return;
+    heard.push(`before ${n.code}`);
+    sub.onNotice((m) => m.kind === "ended" && heard.push(`during ${m.code}`));
+  });
+  c.close();
+  sub.onNotice((n) => n.kind === "ended" && heard.push(`after ${n.code}`));
+  await Bun.sleep(50);
+  expect(heard.sort()).toEqual(["after CLIENT_CLOSED", "before CLIENT_CLOSED", "during CLIENT_CLOSED"]);
+}, 60_000);
