@@ -364,6 +364,9 @@ export class Feed implements ShareDealer {
   }
 
   close(): void {
+    // Once: a denied feed is closed by its refusal and again by its last subscriber leaving, and the
+    // group's offsets are stored once.
+    if (this.closed) return;
     this.closed = true;
     if (this.paceTimer) clearTimeout(this.paceTimer);
     if (this.paceQueued) this.options.addressPace?.cancel(this.paceGrant);
@@ -462,13 +465,13 @@ export class Feed implements ShareDealer {
     this.pump();
   }
 
-  /** A partition's end past the last record read: in the queue too, behind the batches before it (reachedEnd). */
   private onDenied(topic: string, message: string): void {
     if (this.closed) return;
     const what = topic !== "" ? `topic "${topic}"` : this.options.group ? `the share group "${this.options.group.id}"` : `one of ${this.topics.map((t) => `"${t}"`).join(", ")}`;
     this.options.onDenied?.(this, `Kafka's ACLs refuse the gateway's own principal ${what} (${message}); an operator must grant it Read there`);
   }
 
+  /** A partition's end past the last record read: in the queue too, behind the batches before it (reachedEnd). */
   private onEnd(topic: string, partition: number, offset: number): void {
     if (this.closed || this.live) return;
     this.waiting.push({ end: { topic, partition, offset } });
