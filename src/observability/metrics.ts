@@ -151,6 +151,7 @@ export function createMetrics() {
     workersReady: new Gauge({ name: "gateway_kafka_workers_ready", help: "Kafka worker processes connected and ready", registers: [registry] }),
     msgpackNative: new Gauge({ name: "gateway_msgpack_native_acceleration", help: "1 when msgpackr's native string extractor is loaded (about 3x faster decoding)", registers: [registry] }),
     subscriptionsActive: new Gauge({ name: "gateway_subscriptions_active", help: "Open subscriptions", registers: [registry] }),
+    filterChars: new Gauge({ name: "gateway_filter_chars", help: "What the filters of every open subscription hold, in characters as MAX_FILTER_CHARS counts them (a subscribe past it is refused TOO_MANY_SUBSCRIPTIONS)", registers: [registry] }),
     eventsDelivered: tally(delivered),
     subscriptionGaps: new Counter({ name: "gateway_feed_gaps_total", help: "Times a feed's next offset was gone from the log (retention overtook it, or the log was reset), each announced by gap frames", labelNames: ["reason"] as const, registers: [registry] }),
     eventsDroppedLag: new Counter({ name: "gateway_events_dropped_lag_total", help: "Events dropped for slow subscribers (each announced by a lagged frame)", registers: [registry] }),

@@ -11,7 +11,8 @@ import { GatewayError } from "../protocol/errors";
  * its filter and a frame per read batch, and a thousand connections of a hundred each were 100,000.
  * And so are the characters of their filters (MAX_FILTER_CHARS_PER_ADDRESS; CompiledFilter.footprint, once
  * for each topic it is placed in): a `keys` list of 1,024 long keys is one term of the filter bounds,
- * and 1,000 subscriptions of ~1 MB of keys held 2.3 GB.
+ * and 1,000 subscriptions of ~1 MB of keys held 2.3 GB. Those of every address together are bounded too
+ * (MAX_FILTER_CHARS): many addresses each within their bound are not.
  */
 export class AddressFeeds {
   /** Per address, each feed it holds and how many of its subscriptions hold it. */
@@ -20,12 +21,20 @@ export class AddressFeeds {
   private readonly subscriptions = new KeyCounts<string>();
   /** Per address, the characters of its subscriptions' filters (each charged by take). */
   private readonly filterChars = new KeyCounts<string>();
+  /** The characters of every address's filters together. */
+  private allFilterChars = 0;
 
   constructor(
     private readonly max: number,
     private readonly maxSubscriptions = Number.POSITIVE_INFINITY,
     private readonly maxFilterChars = Number.POSITIVE_INFINITY,
+    private readonly maxAllFilterChars = Number.POSITIVE_INFINITY,
   ) {}
+
+  /** What the filters of every address's subscriptions hold, in characters (MAX_FILTER_CHARS). */
+  get filterCharsHeld(): number {
+    return this.allFilterChars;
+  }
 
   /**
    * Charges `feeds` and a filter of `chars` characters to `address`, or throws TOO_MANY_SUBSCRIPTIONS
@@ -44,6 +53,9 @@ export class AddressFeeds {
     if (held + chars > this.maxFilterChars) {
       throw new GatewayError("TOO_MANY_SUBSCRIPTIONS", `the filters of this client address's subscriptions hold ${held} characters over all its connections, and this one's ${chars} would pass MAX_FILTER_CHARS_PER_ADDRESS (${this.maxFilterChars}); end some, or use shorter filters`);
     }
+    if (this.allFilterChars + chars > this.maxAllFilterChars) {
+      throw new GatewayError("TOO_MANY_SUBSCRIPTIONS", `the filters of this instance's subscriptions hold ${this.allFilterChars} characters, and this one's ${chars} would pass MAX_FILTER_CHARS (${this.maxAllFilterChars}); subscribe with a shorter filter, or to another instance`);
+    }
     if (added > 0 && holds + added > this.max) {
       throw new GatewayError("TOO_MANY_SUBSCRIPTIONS", `subscriptions from this client address hold ${holds} feeds, at most ${this.max}; subscribe to topics it reads already, or end some`);
     }
@@ -51,11 +63,13 @@ export class AddressFeeds {
     for (const f of feeds) mine.add(f);
     this.subscriptions.add(address);
     if (chars > 0) this.filterChars.add(address, chars);
+    this.allFilterChars += chars;
   }
 
   release(address: string, feeds: readonly string[], chars = 0): void {
     this.subscriptions.remove(address);
     if (chars > 0) this.filterChars.remove(address, chars);
+    this.allFilterChars -= chars;
     const mine = this.held.get(address);
     if (!mine) return;
     for (const f of feeds) mine.remove(f);

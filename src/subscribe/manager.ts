@@ -159,7 +159,7 @@ export class SubscriptionManager {
     this.turns = new DeliveryTurns(DELIVERY_TURN_MS, deliveryWork);
     this.topicAllow = topicAllowPattern(config.TOPIC_ALLOW, config.TOPIC_DENY);
     this.queueLimits = new QueueLimits(config.SUBSCRIBER_BUFFER_BYTES, config.SUBSCRIBER_CONNECTION_BUFFER_BYTES, config.SUBSCRIBER_ADDRESS_BUFFER_BYTES, config.SUBSCRIBER_TOTAL_BUFFER_BYTES);
-    this.addressFeeds = new AddressFeeds(config.MAX_FEEDS_PER_ADDRESS, config.MAX_SUBSCRIPTIONS_PER_ADDRESS, config.MAX_FILTER_CHARS_PER_ADDRESS);
+    this.addressFeeds = new AddressFeeds(config.MAX_FEEDS_PER_ADDRESS, config.MAX_SUBSCRIPTIONS_PER_ADDRESS, config.MAX_FILTER_CHARS_PER_ADDRESS, config.MAX_FILTER_CHARS);
     this.replayPaces = new ReplayPaces(config.REPLAY_RATE_LIMIT_PER_ADDRESS);
     this.payload = payloadLimits(config.MAX_EVENT_VALUES);
     this.lagTimer = setInterval(() => void this.sampleLag(), 5000);
@@ -340,6 +340,7 @@ export class SubscriptionManager {
     // Last of the checks: it is the one that charges.
     const charge = { address, feeds: f.share ? [`share:${shareKey(f.share, topics)}`] : replay ? [`replay:${++this.replayCharges}`] : topics.map((t) => `topic:${t}`), chars: filter.footprint * topics.length };
     this.addressFeeds.take(charge.address, charge.feeds, charge.chars);
+    this.metrics.filterChars.set(this.addressFeeds.filterCharsHeld);
     if (newGroup) {
       this.shareGroupsJoined.add(f.share!);
       this.shareGroupsIntroduced.add(address);
@@ -573,6 +574,7 @@ export class SubscriptionManager {
     if (!charge) return;
     charges!.delete(id);
     this.addressFeeds.release(charge.address, charge.feeds, charge.chars);
+    this.metrics.filterChars.set(this.addressFeeds.filterCharsHeld);
   }
 
   private drop(conn: SubscriberConnection, sub: Subscription): void {

@@ -1,6 +1,7 @@
 import { expect, test } from "bun:test";
 import { type GatewayClient, connect } from "../../src/client";
-import { freshTopic, kafkaGatewayForFile } from "../support/kafka";
+import { freshTopic, kafkaBrokers, kafkaGatewayForFile } from "../support/kafka";
+import { startGateway } from "../support/gateway";
 import { RawWsClient } from "../support/raw-ws";
 import { underControl } from "../ingest/control";
 
@@ -93,4 +94,38 @@ test("what a filter holds beyond its characters counts too: patterns of many sho
     expect(await taken(20, (i) => d.subscribe(topics, { filter: { keys: keys(i) } }))).toBe(6);
   });
   d.close();
+}, 180_000);
+
+test("the filters of every address together stop at MAX_FILTER_CHARS: many addresses each within their own bound are refused past it, and a closed one gives its room back", async () => {
+  // Each address under MAX_FILTER_CHARS_PER_ADDRESS, so only the memory limit bounded many of them.
+  const gw = await startGateway({ KAFKA_BROKERS: await kafkaBrokers(), KAFKA_WORKERS: "1", RATE_LIMIT_BYTES: "0", MAX_FILTER_CHARS: "2500000" });
+  try {
+    const topic = freshTopic("filter-chars-all");
+    const c = await connect({ url: gw.wsUrl });
+    await c.publish({ type: "init" }, { topic });
+    c.close();
+    const subscribeFrom = async (address: string, cid: number) => {
+      const ws = await RawWsClient.connect(gw.port, "/ws", "", address);
+      ws.send({ t: 1, v: 1 });
+      ws.send({ t: 12, cid, sub: `s${cid}`, topic, filter: bigFilter(address) });
+      return { ws, reply: await ws.waitFor((f) => f.cid === cid, 30_000) };
+    };
+    const held = async () => Number(/^gateway_filter_chars (\d+)/m.exec(await (await fetch(`${gw.url}/metrics`)).text())?.[1]);
+    const [a, b, refused] = await underControl(gw, "three addresses of one ~967,000-character filter each", async () => [await subscribeFrom("127.0.0.2", 1), await subscribeFrom("127.0.0.3", 2), await subscribeFrom("127.0.0.4", 3)]);
+    expect([a!.reply.t, b!.reply.t]).toEqual([23, 23]);
+    expect(refused!.reply).toMatchObject({ t: 21, code: "TOO_MANY_SUBSCRIPTIONS", message: expect.stringContaining("MAX_FILTER_CHARS ") });
+    const two = await held();
+    expect(two).toBeGreaterThan(1_800_000);
+    expect(two).toBeLessThanOrEqual(2_500_000);
+    // One address leaves: the room is there again, for any address.
+    a!.ws.destroy();
+    await Bun.sleep(200);
+    expect(await held()).toBe(two / 2);
+    refused!.ws.send({ t: 12, cid: 4, sub: "s4", topic, filter: bigFilter("127.0.0.4") });
+    expect((await refused!.ws.waitFor((f) => f.cid === 4, 30_000)).t).toBe(23);
+    b!.ws.destroy();
+    refused!.ws.destroy();
+  } finally {
+    await gw.stop();
+  }
 }, 180_000);
