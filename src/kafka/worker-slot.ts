@@ -1,11 +1,11 @@
 import type { Socket, Subprocess } from "bun";
 import { GatewayError } from "../protocol/errors";
 import { type ByteReader, ByteWriter, type DeliveryError, HeaderKind, InternTable, IpcType, LITERAL } from "./wire/ipc";
+import { Err } from "./librdkafka/layout";
 import type { SocketWriter } from "./wire/socket-writer";
 
-const MSG_TIMED_OUT = -192;
-// TOPIC_, GROUP_, CLUSTER_ and TRANSACTIONAL_ID_AUTHORIZATION_FAILED: Kafka's ACLs refuse the gateway's own principal.
-const DENIED = new Set([29, 30, 31, 53]);
+// Kafka's ACLs refuse the gateway's own principal.
+const DENIED = new Set<number>([Err.TOPIC_AUTHORIZATION_FAILED, Err.GROUP_AUTHORIZATION_FAILED, Err.CLUSTER_AUTHORIZATION_FAILED, Err.TRANSACTIONAL_ID_AUTHORIZATION_FAILED]);
 /** Strings up to this many UTF-16 units are at most 0xffff bytes of UTF-8, so need no measuring. */
 const MAX_U16_CHARS = 0x5555;
 
@@ -250,7 +250,7 @@ export class WorkerSlot {
 }
 
 function toGatewayError(e: DeliveryError): GatewayError {
-  if (e.code === MSG_TIMED_OUT) return new GatewayError("PUBLISH_TIMEOUT", `Kafka did not acknowledge the event in time (${e.message})`);
+  if (e.code === Err.MSG_TIMED_OUT) return new GatewayError("PUBLISH_TIMEOUT", `Kafka did not acknowledge the event in time (${e.message})`);
   if (DENIED.has(e.code)) return new GatewayError("KAFKA_DENIED", `${e.name}: ${e.message}: Kafka's ACLs refuse the gateway's own principal this write; an operator must grant it Write on the topic`);
   return new GatewayError(e.retriable ? "KAFKA_RETRIABLE" : "KAFKA_REJECTED", `${e.name}: ${e.message}`);
 }
