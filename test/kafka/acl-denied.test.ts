@@ -70,7 +70,14 @@ test("a subscription the gateway's principal may not read ends KAFKA_DENIED (liv
       expect(n.message).toContain(topic);
     }
     expect((await endedWithin(live, 1000)).code).toBe("KAFKA_DENIED");
-    // The subscription is gone on the gateway: a new one with the same id is taken.
+    // A share group it may use, on the topic it may not read: setting the group's start commits
+    // offsets of the topic, which Kafka refuses too; the refusal names both.
+    const shared = await client.subscribe(topic, { share: "topic-unreadable" }).then(
+      (sub) => endedWithin(sub, 30_000),
+      (e: unknown) => e as SubscribeError,
+    );
+    expect(shared.code).toBe("KAFKA_DENIED");
+    expect(shared.message).toContain(topic);
     client.close();
   });
 
