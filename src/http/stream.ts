@@ -68,6 +68,9 @@ const FILTER_MAX_DEPTH = 16;
 // A comment line this often keeps proxies and the client from taking a quiet stream for a dead one.
 const HEARTBEAT_MS = 15_000;
 const RECONNECT_HINT_MS = 1000;
+// After the gateway ended the stream's subscription (KAFKA_DENIED): the browser comes back from the
+// notice's token this much later, not every second while an operator has yet to grant the ACL.
+const RECONNECT_AFTER_END_MS = 10_000;
 const encoder = new TextEncoder();
 
 /**
@@ -179,6 +182,14 @@ export function createStreamRoute(deps: StreamDeps) {
       flushAll: () => outbound.flush(true),
       backlogged: () => outbound.backlogged,
       close: (code) => end(code),
+      // A stream is its one subscription: ended by the gateway, it would stay open with nothing to
+      // send, holding a connection slot, for as long as the client kept it.
+      ended: () => {
+        if (conn.subscriptions.size > 0 || ended) return;
+        outbound.flush(true);
+        controller.enqueue(encoder.encode(`retry: ${RECONNECT_AFTER_END_MS}\n\n`));
+        end();
+      },
     };
     // A stream cannot be given a new token: it ends when its token does, as a WebSocket connection
     // does that sends no refresh, with an `error` event saying so (the client reconnects with a new

@@ -46,6 +46,11 @@ export interface SubscriberConnection extends SubscriberSocket {
    * may have narrowed (a refresh) while the subscribe waited on the log. A refusal, or undefined.
    */
   mayRead?(topics: readonly string[]): GatewayError | undefined;
+  /**
+   * The gateway ended one of its subscriptions (its `unsubscribed` notice is sent): a transport that
+   * exists for its subscriptions (a server-sent-events stream) ends once none is left.
+   */
+  ended?(): void;
 }
 
 /**
@@ -538,6 +543,7 @@ export class SubscriptionManager {
     const token = sub.end();
     conn.reply(encodeFrame({ t: FrameType.UNSUBSCRIBED, sub: id, ...(token ? { token } : {}), ...toWireError(reason.code, reason.message) }, sub.codec));
     this.drop(conn, sub);
+    conn.ended?.();
   }
 
   onClose(conn: SubscriberConnection): void {

@@ -79,6 +79,15 @@ test("a subscription the gateway's principal may not read ends KAFKA_DENIED (liv
     expect(shared.code).toBe("KAFKA_DENIED");
     expect(shared.message).toContain(topic);
     client.close();
+
+    // A server-sent-events stream is its one subscription: ended, the stream ends after the notice
+    // and the browser is told to come back from its token later (old code: left open, heartbeats only).
+    const res = await fetch(`${gw.url}/api/v1/stream?topic=${topic}`);
+    expect(res.status).toBe(200);
+    const text = await Promise.race([res.text(), Bun.sleep(30_000).then(() => "still open after 30 s")]);
+    expect(text).toContain("event: subscribed");
+    expect(text).toMatch(/event: unsubscribed\ndata: \{[^\n]*"code":"KAFKA_DENIED"/);
+    expect(text.trimEnd().endsWith("retry: 10000")).toBe(true);
   });
 
   // A share group the gateway may not use, on a topic it may read.
