@@ -75,6 +75,14 @@ export interface ConnectionData {
   drainPong?: () => void;
   /** When a whole frame last arrived (or the connection opened), ms: see shedQuiet. */
   lastFrameAt?: number;
+  /** Subscribes, unsubscribes and refreshes handed on and not yet answered: a close waits for them too. */
+  requests?: Set<PendingRequest>;
+}
+
+/** A request whose reply comes later from elsewhere (the subscription manager, a token check). */
+interface PendingRequest {
+  cid: number | undefined;
+  codec: CodecName;
 }
 
 /** The WebSocket side of the gateway: the handler for Bun.serve, and what a graceful stop needs. */
@@ -173,7 +181,33 @@ export function createWebSocketHandler(deps: {
     ingress.holdUntilClosed(ws);
     const deadline = setTimeout(() => finishClose(ws), config.KAFKA_MESSAGE_TIMEOUT_MS + CLOSE_AFTER_REPLIES_SLACK_MS);
     ws.data.closing = { code, reason, refusal, deadline };
-    if (ws.data.inflight === 0) finishClose(ws);
+    closeIfAnswered(ws);
+  }
+
+  /** A connection waiting to close is closed once its publishes and its other requests are all answered. */
+  function closeIfAnswered(ws: ServerWebSocket<ConnectionData>): void {
+    if (ws.data.closing && ws.data.inflight === 0 && !ws.data.requests?.size) finishClose(ws);
+  }
+
+  /**
+   * Tracks a request answered later (`work` settles once its reply is sent, or fails with the error
+   * to send): a connection closed meanwhile waits for it, as for its publishes. Closed without
+   * waiting, subscribes still starting (a replay's questions to Kafka) and an unsubscribe or refresh
+   * behind them got no reply at all (outside tester).
+   */
+  function answerLater(ws: ServerWebSocket<ConnectionData>, codec: CodecName, cid: number | undefined, work: Promise<unknown>): void {
+    const request: PendingRequest = { cid, codec };
+    const requests = (ws.data.requests ??= new Set());
+    requests.add(request);
+    void work
+      .then(undefined, (e: unknown) => {
+        // Already refused by a close that could wait no longer (finishClose): one reply only.
+        if (requests.has(request)) sendError(ws, codec, e, cid);
+      })
+      .finally(() => {
+        requests.delete(request);
+        closeIfAnswered(ws);
+      });
   }
 
   /**
@@ -184,6 +218,12 @@ export function createWebSocketHandler(deps: {
     const closing = ws.data.closing;
     if (!closing || ws.data.closed) return;
     clearTimeout(closing.deadline);
+    // At the deadline, what is still unanswered gets the close's refusal: its own reply would come too late.
+    const requests = ws.data.requests;
+    if (requests) {
+      for (const r of requests) if (r.cid !== undefined) sendError(ws, r.codec, closing.refusal, r.cid, false);
+      requests.clear();
+    }
     ingress.unhold(ws);
     ws.data.outbound!.flush(true);
     ws.close(closing.code, closing.reason);
@@ -298,7 +338,7 @@ export function createWebSocketHandler(deps: {
       sendError(ws, codec, e, req.cid);
     } finally {
       ws.data.inflight -= reserved;
-      if (ws.data.closing && ws.data.inflight === 0) finishClose(ws);
+      closeIfAnswered(ws);
     }
   }
 
@@ -319,8 +359,8 @@ export function createWebSocketHandler(deps: {
       if (replaying) return refuseRate(ws, codec, replaying, cid);
     }
     try {
-      if ("sub" in parsed.data && !subscribe) return void subscriptions.unsubscribe(conn, parsed.data.cid, parsed.data.sub!)?.catch((e) => sendError(ws, codec, e, cid));
-      subscriptions.subscribe(conn, codec, parsed.data as SubscribeFrame).catch((e) => sendError(ws, codec, e, cid));
+      const work = "sub" in parsed.data && !subscribe ? subscriptions.unsubscribe(conn, parsed.data.cid, parsed.data.sub!) : subscriptions.subscribe(conn, codec, parsed.data as SubscribeFrame);
+      if (work) answerLater(ws, codec, cid, work);
     } catch (e) {
       sendError(ws, codec, e, cid);
     }
@@ -477,8 +517,7 @@ export function createWebSocketHandler(deps: {
       case FrameType.REFRESH: {
         const limited = ws.data.helloed ? rateLimits.admitRefresh(ws.data.rate!, RATE_HOLD_MIN_MS) : undefined;
         if (limited) return refuseRate(ws, codec, limited, correlationId(f));
-        void authFrames.onRefresh(ws, codec, f, correlationId(f));
-        return;
+        return answerLater(ws, codec, correlationId(f), authFrames.onRefresh(ws, codec, f, correlationId(f)));
       }
       case FrameType.PING: {
         // The cid is optional, but given and unreadable it is as any frame's: an error frame, not a

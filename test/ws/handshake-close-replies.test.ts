@@ -61,3 +61,40 @@ for (const { close, label, hello } of [
     expect(acked.size).toBe(written.length);
   }, 120_000);
 }
+
+/**
+ * Subscribes, unsubscribes and refreshes are requests too: a connection closed for its handshake
+ * waits for their replies as for its publishes'. Before, only publishes were waited for: four
+ * subscribes still starting (a replay from earliest, one from a time, a live one, a filtered one)
+ * and the unsubscribe and subscribe queued behind them got no reply at all on Kafka (outside tester).
+ */
+test("closed 4000 with subscribes, an unsubscribe and a refresh still to answer: each gets exactly one reply", async () => {
+  const topic = freshTopic("handshake-subs");
+  const other = freshTopic("handshake-subs-other");
+  await ensureTopic(brokers, topic, 3);
+  await ensureTopic(brokers, other, 3);
+  const c = await RawWsClient.connect(gw.port);
+  await underControl(
+    gw,
+    "a connection closed 4000 with subscribes starting",
+    async () => {
+      c.send({ t: 1, v: 1, token });
+      await c.waitFor((f) => f.t === 2);
+      c.send({ t: 12, cid: 1, sub: "a", topic, start: "earliest" });
+      c.send({ t: 12, cid: 2, sub: "b", topic, start: { time: Date.now() - 60_000 } });
+      c.send({ t: 12, cid: 3, sub: "c", topic });
+      c.send({ t: 12, cid: 4, sub: "d", topic: other, start: "earliest", filter: { types: ["t.*"] } });
+      c.send({ t: 13, cid: 5, sub: "a" });
+      c.send({ t: 12, cid: 6, sub: "a", topic });
+      c.send({ t: 14, cid: 7, token });
+      c.send({ t: 1, v: 2, cid: 8 });
+      await Promise.race([c.ended, Bun.sleep(30_000)]);
+    },
+    { token },
+  );
+  expect(c.closeCode).toBe(4000);
+  const counts = new Map<number, number>();
+  for (const f of c.frames) if (typeof f.cid === "number") counts.set(f.cid, (counts.get(f.cid) ?? 0) + 1);
+  console.log("replies by cid:", JSON.stringify(Object.fromEntries(counts)), c.frames.filter((f) => typeof f.cid === "number").map((f) => `${f.cid}:t${f.t}${f.code ? ` ${f.code}` : ""}`).join(", "));
+  for (let cid = 1; cid <= 8; cid++) expect([cid, counts.get(cid)]).toEqual([cid, 1]);
+}, 120_000);
