@@ -164,7 +164,7 @@ export class Publisher {
     const source = defaultSource(transport);
     const topicBounds = this.topicLimits?.get(topic, nowMs) ?? null;
     if (topicBounds?.collidesWith !== undefined) {
-      throw new GatewayError("INVALID_TOPIC", `topic "${topic}" cannot be made: Kafka has "${topicBounds.collidesWith}", and takes names that differ only in '.' and '_' for the same`);
+      throw new GatewayError("INVALID_TOPIC", `topic "${topic}" cannot be made: Kafka has "${topicBounds.collidesWith}" (or this gateway is making it), and takes names that differ only in '.' and '_' for the same`);
     }
     const p: Prepared = { topic, ids: new Array(events.length), records: [], positions: [], identities: [], errors: null, total: events.length, resend: opts.resend === true };
     for (let i = 0; i < events.length; i++) {

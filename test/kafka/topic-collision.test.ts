@@ -27,3 +27,34 @@ test("a publish to a topic whose name collides with one Kafka has ('.' for '_') 
   expect(await c.publish({ type: "invoice.made", data: {} }, existing)).toMatchObject({ t: 20 });
   c.close();
 }, 60_000);
+
+/**
+ * Two new names that collide, published to together on one instance: neither exists when the
+ * gateway asks Kafka, so both were taken, and the one Kafka did not make waited out the message
+ * timeout (KAFKA_REJECTED or PUBLISH_TIMEOUT, retriable, after 30 s), its records holding the
+ * workers' capacity meanwhile: an address sending 1,000-event batches to it put every other client
+ * of the instance at OVERLOADED for 25 s (outside tester). The instance knows both names: the second
+ * is refused INVALID_TOPIC at once, and the first is written.
+ */
+test("two new names that collide, named together on one instance: one is written, the other refused INVALID_TOPIC at once", async () => {
+  const c = await GatewayClient.connect(file.gw.wsUrl);
+  const dotted = freshTopic("pair.made").replaceAll("-", ".");
+  const underscored = dotted.replaceAll(".", "_");
+  const started = Date.now();
+  const [a, b] = await Promise.all([c.publish({ type: "pair", data: {} }, dotted), c.publish({ type: "pair", data: {} }, underscored)]);
+  const tookMs = Date.now() - started;
+  console.log(`${dotted}: ${a.code ?? a.t}; ${underscored}: ${b.code ?? b.t}, in ${tookMs} ms`);
+  const replies = [a, b];
+  expect(replies.filter((r) => r.t === 20).length).toBe(1);
+  expect(replies.filter((r) => r.t === 21 && r.code === "INVALID_TOPIC").length).toBe(1);
+  expect(tookMs).toBeLessThan(5000);
+  // Named again a second later (the first answer, "Kafka has neither", is stale by then): the same.
+  await Bun.sleep(1000);
+  const written = a.t === 20 ? dotted : underscored;
+  const refused = a.t === 20 ? underscored : dotted;
+  const again = Date.now();
+  expect(await c.publish({ type: "pair", data: {} }, refused)).toMatchObject({ t: 21, code: "INVALID_TOPIC" });
+  expect(Date.now() - again).toBeLessThan(5000);
+  expect(await c.publish({ type: "pair", data: {} }, written)).toMatchObject({ t: 20 });
+  c.close();
+}, 60_000);
