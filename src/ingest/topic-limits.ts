@@ -1,4 +1,4 @@
-import { NO_BOUND, type TopicRecordLimits } from "../log/event-log";
+import { NO_BOUND, type TopicRecordLimits, topicNamesCollide } from "../log/event-log";
 
 // How long a topic's answer (or a failure to get one: a cluster whose ACLs do not let the gateway
 // describe topics fails every time, and says so once a minute) is used before it is asked again, in
@@ -77,8 +77,7 @@ export class TopicLimits {
    */
   private twinOf(topic: string): TopicRecordLimits | null {
     if (!topic.includes(".") && !topic.includes("_")) return null;
-    const same = topic.replaceAll(".", "_");
-    const isTwin = (name: string) => name !== topic && name.length === topic.length && name.replaceAll(".", "_") === same;
+    const isTwin = (name: string) => topicNamesCollide(name, topic);
     for (const [name, k] of this.known) {
       if (isTwin(name) && k.limits?.collidesWith !== topic) return { ...NO_BOUNDS, collidesWith: name };
     }

@@ -163,6 +163,14 @@ export interface TopicRecordLimits {
   collidesWith?: string;
 }
 
+/**
+ * Whether Kafka takes `a` and `b` for one topic: names that differ only in `.` and `_` (its
+ * Topic.hasCollision), of which the cluster makes only the first it meets.
+ */
+export function topicNamesCollide(a: string, b: string): boolean {
+  return a !== b && a.length === b.length && a.replaceAll(".", "_") === b.replaceAll(".", "_");
+}
+
 /** No bound: a number, not Infinity, since TopicRecordLimits cross the workers' JSON IPC. */
 export const NO_BOUND = Number.MAX_SAFE_INTEGER;
 

@@ -11,6 +11,7 @@ import { KafkaError, check, errString } from "./errors";
 import { Err, METADATA, METADATA_TOPIC, TP, TPLIST } from "./layout";
 import { addressOf, cstr, read, readI64, readString } from "./memory";
 import { rdk } from "./symbols";
+import { topicNamesCollide } from "../../log/event-log";
 
 /**
  * A new `rd_kafka_t` of `type` (layout.ts: RD_KAFKA_PRODUCER or RD_KAFKA_CONSUMER). It blocks until
@@ -145,11 +146,10 @@ export class MetadataQueries {
     check(lib.rd_kafka_metadata(this.rk as never, 1, null, this.outAddr as never, timeoutMs), "metadata for every topic");
     const md = read.ptr(this.outAddr, 0);
     try {
-      const folded = topic.replaceAll(".", "_");
       const list = read.ptr(md, METADATA.TOPICS);
       for (let i = 0; i < read.i32(md, METADATA.TOPIC_CNT); i++) {
         const name = readString(read.ptr(list + i * METADATA_TOPIC.SIZE, METADATA_TOPIC.NAME));
-        if (name !== topic && name.length === topic.length && name.replaceAll(".", "_") === folded) return name;
+        if (topicNamesCollide(name, topic)) return name;
       }
       return null;
     } finally {
