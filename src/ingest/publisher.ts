@@ -53,6 +53,8 @@ export class Publisher {
   /** Whether decodeFrame's msgpack pre-scan has already held every event to this gateway's value limits. */
   private readonly msgpackCounted: boolean;
   private inflight = 0;
+  /** Of those, the events to topics Kafka has not confirmed (TopicLimits.unconfirmed). */
+  private newTopicInflight = 0;
   private draining = false;
   /** Every topic this instance has written (or tried to write) an event to: what MAX_TOPICS bounds. */
   private readonly topics = new Set<string>();
@@ -206,15 +208,22 @@ export class Publisher {
     const out: PublishOutcome = { topic: p.topic, ids: p.ids, partitions: new Array(n).fill(-1), offsets: new Array(n).fill(-1), errors: p.errors, failed: 0 };
     if (p.errors) for (const e of p.errors) if (e) out.failed++;
     if (p.records.length === 0) return out;
-    this.inflight += p.records.length;
+    const unconfirmed = this.topicLimits?.unconfirmed(p.topic) === true;
+    if (unconfirmed && this.newTopicInflight > 0 && this.newTopicInflight + p.records.length > this.config.KAFKA_NEW_TOPIC_MAX_INFLIGHT) {
+      return this.refuseAll(p, out, transport, this.newTopicFull(p.topic));
+    }
+    const count = p.records.length;
+    this.inflight += count;
     this.metrics.eventsInflight.set(this.inflight);
+    if (unconfirmed) this.metrics.newTopicEventsInflight.set((this.newTopicInflight += count));
     let results;
     try {
       // Through idempotence whether or not these have ids: it keeps a topic's appends in order.
       results = this.idempotence !== null ? await this.idempotence.append(p.records, p.identities, source, p.resend === true) : await this.log.append(p.records, source);
     } finally {
-      this.inflight -= p.records.length;
+      this.inflight -= count;
       this.metrics.eventsInflight.set(this.inflight);
+      if (unconfirmed) this.metrics.newTopicEventsInflight.set((this.newTopicInflight -= count));
     }
     let published = 0;
     for (let r = 0; r < p.records.length; r++) {
@@ -232,6 +241,20 @@ export class Publisher {
       }
     }
     this.metrics.eventsPublished[transport].inc(published);
+    if (published > 0 && unconfirmed) this.topicLimits!.confirmed(p.topic);
+    return out;
+  }
+
+  private newTopicFull(topic: string): GatewayError {
+    return new GatewayError("OVERLOADED", `Kafka did not have topic "${topic}" when this gateway asked, and has acknowledged no write to it yet; ${this.newTopicInflight} events to such topics are in flight (KAFKA_NEW_TOPIC_MAX_INFLIGHT ${this.config.KAFKA_NEW_TOPIC_MAX_INFLIGHT}): retry after the first is acknowledged`);
+  }
+
+  /** Every record of `p` refused with `e`, nothing written. */
+  private refuseAll(p: Prepared, out: PublishOutcome, transport: Transport, e: GatewayError): PublishOutcome {
+    const wire = toWireError(e.code, e.message);
+    for (const i of p.positions) (out.errors ??= new Array(p.total))[i] = wire;
+    out.failed += p.positions.length;
+    this.metrics.eventsFailed.inc({ transport, code: e.code }, p.positions.length);
     return out;
   }
 

@@ -63,6 +63,24 @@ export class TopicLimits {
     if (k) k.staleAt = Math.min(k.staleAt, k.answeredAt + DOUBT_MIN_MS);
   }
 
+  /**
+   * Whether Kafka did not have `topic` when last asked and no write to it has been acknowledged
+   * since: its records may wait out the message timeout (brokers that do not auto-create, a create
+   * policy, a twin another instance is making), so the publisher bounds what is in flight to such
+   * topics together (KAFKA_NEW_TOPIC_MAX_INFLIGHT).
+   */
+  unconfirmed(topic: string): boolean {
+    return this.known.get(topic)?.limits?.missing === true;
+  }
+
+  /** A write to `topic` was acknowledged: Kafka has it now; its own bounds are asked for at the next publish. */
+  confirmed(topic: string): void {
+    const k = this.known.get(topic);
+    if (k?.limits?.missing !== true) return;
+    k.limits = { ...k.limits, missing: false };
+    k.staleAt = Math.min(k.staleAt, Date.now());
+  }
+
   /** Drops what is known of `topic` (an answer still coming is kept when it comes). */
   forget(topic: string): void {
     this.known.delete(topic);
@@ -79,12 +97,12 @@ export class TopicLimits {
     if (!topic.includes(".") && !topic.includes("_")) return null;
     const isTwin = (name: string) => topicNamesCollide(name, topic);
     for (const [name, k] of this.known) {
-      if (isTwin(name) && k.limits?.collidesWith !== topic) return { ...NO_BOUNDS, collidesWith: name };
+      if (isTwin(name) && k.limits?.collidesWith !== topic) return { ...NO_BOUNDS, missing: true, collidesWith: name };
     }
     // Asked about together: the one asked first is taken (a Map keeps the order of asking).
     for (const name of this.asking.keys()) {
       if (name === topic) break;
-      if (isTwin(name)) return { ...NO_BOUNDS, collidesWith: name };
+      if (isTwin(name)) return { ...NO_BOUNDS, missing: true, collidesWith: name };
     }
     return null;
   }
@@ -95,8 +113,8 @@ export class TopicLimits {
     p = this.ask(topic).then(
       (found) => {
         const now = Date.now();
-        const limits = found ?? this.twinOf(topic);
-        this.known.set(topic, { limits, answeredAt: now, staleAt: now + (limits ? REFRESH_MS : RETRY_MS) });
+        const limits = found?.missing === true && found.collidesWith === undefined ? (this.twinOf(topic) ?? found) : found;
+        this.known.set(topic, { limits, answeredAt: now, staleAt: now + (limits && limits.missing !== true ? REFRESH_MS : RETRY_MS) });
       },
       (e) => {
         this.failed(topic, e);

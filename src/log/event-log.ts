@@ -161,6 +161,11 @@ export interface TopicRecordLimits {
    * in `.` and `_`, which Kafka takes for the same name.
    */
   collidesWith?: string;
+  /**
+   * Kafka did not have the topic when asked: its first write makes it where the brokers auto-create,
+   * and where they do not (or a create policy refuses it) its records wait out the message timeout.
+   */
+  missing?: boolean;
 }
 
 /**

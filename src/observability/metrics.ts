@@ -147,6 +147,7 @@ export function createMetrics() {
     fairShareWaiting: new Gauge({ name: "gateway_fair_share_waiting_events", help: "Events waiting their connection's turn to be handed to the Kafka workers (docs/protocol.md, Fair share)", registers: [registry] }),
     fairShareBudget: new Gauge({ name: "gateway_fair_share_budget_events", help: "Events the Kafka workers may hold at once before the rest wait their turn", registers: [registry] }),
     eventsInflight: level("gateway_events_inflight", "Events handed to the log and not yet acknowledged"),
+    newTopicEventsInflight: level("gateway_new_topic_events_inflight", "Events in flight to topics Kafka did not have when asked and has not acknowledged a write to yet (bounded by KAFKA_NEW_TOPIC_MAX_INFLIGHT)"),
     workerRestarts: new Counter({ name: "gateway_kafka_worker_restarts_total", help: "Kafka worker processes restarted after exiting", registers: [registry] }),
     workersReady: new Gauge({ name: "gateway_kafka_workers_ready", help: "Kafka worker processes connected and ready", registers: [registry] }),
     msgpackNative: new Gauge({ name: "gateway_msgpack_native_acceleration", help: "1 when msgpackr's native string extractor is loaded (about 3x faster decoding)", registers: [registry] }),

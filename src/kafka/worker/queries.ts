@@ -102,7 +102,7 @@ function answer(q: MetadataQueries, query: ThreadQuery): unknown {
 /**
  * What a topic's configuration makes the broker refuse. With LogAppendTime the broker stamps each
  * record itself and no timestamp of a producer's is refused. A topic Kafka does not have has none
- * (it will be made with the broker's defaults), unless its name collides with one the cluster has
+ * (it will be made with the broker's defaults, if the brokers make it) and is marked missing, unless its name collides with one the cluster has
  * (`.` for `_`): the broker refuses to make it, and its records waited out the message timeout
  * (outside security tester: 30 s, then PUBLISH_TIMEOUT, which says retry). Any other error is
  * thrown, so the gateway asks again.
@@ -111,7 +111,8 @@ function recordLimits(a: TopicConfigAnswer, colliding: () => string | null): Top
   if (!("configs" in a)) {
     if (a.missing) {
       const other = colliding();
-      return other === null ? null : { maxBatchBytes: NO_BOUND, timestampAfterMs: NO_BOUND, timestampBeforeMs: NO_BOUND, keyRequired: false, collidesWith: other };
+      const missing = { maxBatchBytes: NO_BOUND, timestampAfterMs: NO_BOUND, timestampBeforeMs: NO_BOUND, keyRequired: false, missing: true };
+      return other === null ? missing : { ...missing, collidesWith: other };
     }
     throw new KafkaError(a.error, `describing a topic's configuration failed: error ${a.error}`);
   }
