@@ -206,6 +206,7 @@ export class WorkerPool {
       brokers: s.state === "ready" ? (s.brokersUp ? "up" : "down") : undefined,
       queuedBytes: s.writer?.queuedBytes ?? 0,
       lastError: s.lastError || undefined,
+      lastErrorAt: s.lastError ? new Date(s.lastErrorAt).toISOString() : undefined,
     }));
   }
 
@@ -298,6 +299,7 @@ export class WorkerPool {
       const up = msg.brokers === "up";
       if (slot.brokersUp === up) return;
       slot.brokersUp = up;
+      if (up) slot.lastError = "";
       this.onEvent({ event: "worker_brokers", worker: slot.index, brokers: up ? "up" : "down", reason: String(msg.reason) });
     } else if (type === IpcType.READER_READY) {
       this.readers.onReady(Number(msg.readerId));
@@ -309,7 +311,10 @@ export class WorkerPool {
       this.readers.onEnd(Number(msg.readerId), String(msg.topic), Number(msg.partition), Number(msg.offset));
     } else if (type === IpcType.STATUS) {
       const slot = s.data.slot;
-      if (slot) slot.lastError = String(msg.message);
+      if (slot) {
+        slot.lastError = String(msg.message);
+        slot.lastErrorAt = Date.now();
+      }
       const code = typeof msg.code === "number" ? msg.code : undefined;
       const suppressed = typeof msg.suppressed === "number" ? msg.suppressed : undefined;
       this.onEvent({ event: "worker_status", worker: slot?.index ?? -1, level: String(msg.level), kind: String(msg.event), code, message: String(msg.message), suppressed });

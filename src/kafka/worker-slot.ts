@@ -45,7 +45,14 @@ export class WorkerSlot {
   readySince = 0;
   inflight = 0;
   pid = 0;
+  /**
+   * What the worker's librdkafka last reported (STATUS), kept while it is news: cleared when the
+   * worker becomes ready or its brokers come back, so /health never shows a recovered outage's
+   * error as if it were current.
+   */
   lastError = "";
+  /** Date.now() when lastError was reported. */
+  lastErrorAt = 0;
   /** The worker's producer reaches a broker (its HEALTH reports); a fresh worker does once READY. */
   brokersUp = true;
   /** Something arrived from the worker since the pool's last liveness check. */

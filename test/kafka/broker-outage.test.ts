@@ -41,6 +41,8 @@ test("the only broker stops: not ready within 5 s, publishes refused UNAVAILABLE
   const allDown = async () => ((await gw!.health()) as any).log.workers.every((w: { brokers: string }) => w.brokers === "down");
   expect(await within(15_000, allDown)).toBeGreaterThanOrEqual(0);
   expect(Date.now() - killedAt).toBeLessThan(5000 + 1000);
+  // /health says why.
+  expect(await within(10_000, async () => ((await gw!.health()) as any).log.workers.some((w: { lastError?: string }) => w.lastError))).toBeGreaterThanOrEqual(0);
   const probe = await oneAttemptClient(gw.wsUrl);
   for (let i = 0; i < 5; i++) {
     const at = Date.now();
@@ -62,6 +64,10 @@ test("the only broker stops: not ready within 5 s, publishes refused UNAVAILABLE
   const ackedBefore = pump.acked.length;
   await within(10_000, () => pump.acked.length > ackedBefore + 20);
   expect(pump.acked.length).toBeGreaterThan(ackedBefore + 20);
+  // Recovered, /health no longer shows the outage's error as if it were current (it kept it for good).
+  const after = (await gw.health()) as any;
+  expect(after.status).toBe("ok");
+  for (const w of after.log.workers) expect(w.lastError).toBeUndefined();
 
   // Every request of the control connection got its answer, each within the message timeout and its margin.
   await pump.stop(30_000);
