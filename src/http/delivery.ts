@@ -6,7 +6,9 @@ import { unknownParam } from "./query";
 import { toWireError } from "../protocol/errors";
 
 const DEFAULT_ROWS = 500;
-const MAX_ROWS = 10_000;
+// Each row shows a bounded part of what its client chose (delivery-report.ts), so a page of this
+// many is at most a few MB to build and send.
+const MAX_ROWS = 2_000;
 
 /**
  * GET /api/v1/admin/delivery: the delivery-health view (docs/dashboard.md). Every subscription on

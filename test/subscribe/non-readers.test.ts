@@ -42,7 +42,7 @@ async function nonReader(topic: string, settleMs: number, localAddress?: string)
 
 /** Every subscription's row of the delivery-health view: what it holds queued, whose it is, how far behind. */
 async function deliveryRows(): Promise<Array<{ queuedBytes: number; peer: string; lag: number | null }>> {
-  const d = (await (await fetch(`${gw.url}/api/v1/admin/delivery?limit=10000`)).json()) as { subscriptions: Array<{ queuedBytes: number; peer: string; lag: number | null }> };
+  const d = (await (await fetch(`${gw.url}/api/v1/admin/delivery?limit=2000`)).json()) as { subscriptions: Array<{ queuedBytes: number; peer: string; lag: number | null }> };
   return d.subscriptions;
 }
 
