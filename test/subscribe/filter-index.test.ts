@@ -131,6 +131,51 @@ describe("FilterIndex", () => {
     expect(matched(index, event("b"))).toEqual({ subs: ["s"], evaluated: 1 });
   });
 
+  test("agrees with evaluating by hand while subscribers come and go between events and inside onMatch (buckets compacted as groups leave)", () => {
+    const r = random(7);
+    const specs = [
+      () => ({ types: [r.pick(TYPES.filter(Boolean))], where: `data.n >= ${r.int(4)}` }),
+      () => ({ types: [r.pick(TYPE_PATTERNS)] }),
+      () => ({ keys: [r.pick(KEYS)], where: `data.n != ${r.int(4)}` }),
+      () => ({ where: `data.n > ${r.int(4) - 1}` }),
+      () => ({}),
+    ];
+    const index = new FilterIndex<number>();
+    const filters = new Map<number, CompiledFilter>();
+    let next = 0;
+    for (let round = 0; round < 300; round++) {
+      // Waves of subscribes, then of removals of most of them: every bucket fills and is compacted.
+      const adds = r.int(40);
+      for (let i = 0; i < adds; i++) {
+        const f = compileFilter(r.pick(specs)());
+        filters.set(next, f);
+        index.add(next++, f);
+      }
+      const removals = r.int(2) === 0 ? filters.size : r.int(10);
+      for (let i = 0; i < removals && filters.size > 0; i++) {
+        const id = [...filters.keys()][r.int(filters.size)]!;
+        index.remove(id);
+        filters.delete(id);
+      }
+      for (let e = 0; e < 5; e++) {
+        const ev = event(r.pick(TYPES), r.int(5) === 0 ? null : r.pick(KEYS), { data: { n: r.int(4) } });
+        const want = [...filters].filter(([, f]) => f.matches(ev)).map(([id]) => id).sort((a, b) => a - b);
+        // Some matched subscribers leave from inside onMatch (a slow consumer disconnected): the
+        // rest of the walk still finds every other match.
+        const got: number[] = [];
+        index.match(ev, (id) => {
+          got.push(id);
+          if (r.int(3) === 0) {
+            index.remove(id);
+            filters.delete(id);
+          }
+        });
+        expect(got.sort((a, b) => a - b)).toEqual(want);
+        expect(index.size).toBe(filters.size);
+      }
+    }
+  });
+
   test("removing subscribers from inside onMatch skips no other group", () => {
     const index = new FilterIndex<number>();
     for (let i = 0; i < 10; i++) index.add(i, compileFilter({ where: `key != '${i}'` })); // 10 scan-list groups
