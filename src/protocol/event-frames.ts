@@ -36,8 +36,19 @@ export function eventFrame(codec: CodecName, sub: string, entries: readonly Enco
   return codec === "json" ? jsonFrame(sub, entries as readonly string[], token) : msgpackFrame(sub, entries as readonly Uint8Array[], token);
 }
 
+/**
+ * The size eventFrame's frame will have (bytes for msgpack, UTF-16 code units for JSON text, as
+ * string lengths count), without building it: a subscription queues its frame as the entries it
+ * shares with every other subscriber, and builds it only when its socket takes it.
+ */
+export function eventFrameSize(codec: CodecName, sub: string, entries: readonly EncodedEntry[], token: string | undefined): number {
+  return codec === "json" ? jsonFrameSize(sub, entries as readonly string[], token) : msgpackFrameSize(packString(sub).length, entries as readonly Uint8Array[], token ? packedToken(token) : null);
+}
+
+const jsonTail = (token: string | undefined) => (token ? `,"token":${JSON.stringify(token)}}` : "}");
+
 function jsonFrame(sub: string, entries: readonly string[], token: string | undefined): string {
-  const tail = token ? `,"token":${JSON.stringify(token)}}` : "}";
+  const tail = jsonTail(token);
   if (entries.length === 1) return `{"t":${FrameType.EVENT},"sub":${JSON.stringify(sub)},${entries[0]!.slice(1, -1)}${tail}`;
   // Concatenated, not joined: the frame is then a rope over the entries each subscription shares
   // (until the socket takes it), where join() copied them all into a buffer of its own per
@@ -45,6 +56,16 @@ function jsonFrame(sub: string, entries: readonly string[], token: string | unde
   let events = entries[0]!;
   for (let i = 1; i < entries.length; i++) events = events + "," + entries[i]!;
   return `{"t":${FrameType.EVENT_BATCH},"sub":${JSON.stringify(sub)},"events":[${events}]${tail}`;
+}
+
+/** jsonFrame's length, its parts counted as it writes them. */
+function jsonFrameSize(sub: string, entries: readonly string[], token: string | undefined): number {
+  const tail = jsonTail(token).length;
+  const subText = JSON.stringify(sub).length;
+  if (entries.length === 1) return `{"t":${FrameType.EVENT},"sub":`.length + subText + 1 + entries[0]!.length - 2 + tail;
+  let events = entries.length - 1;
+  for (const e of entries) events += e.length;
+  return `{"t":${FrameType.EVENT_BATCH},"sub":`.length + subText + `,"events":[`.length + events + 1 + tail;
 }
 
 const KEY_T = packPart("t");
@@ -60,23 +81,33 @@ const T_EVENT_BATCH = packPart(FrameType.EVENT_BATCH);
 let lastToken = "";
 let lastTokenBytes: Uint8Array = packPart("");
 
-function msgpackFrame(sub: string, entries: readonly Uint8Array[], token: string | undefined): Uint8Array {
-  const subBytes = packString(sub);
-  if (token && token !== lastToken) {
+function packedToken(token: string): Uint8Array {
+  if (token !== lastToken) {
     lastTokenBytes = packPart(token);
     lastToken = token;
   }
-  const tokenBytes = token ? lastTokenBytes : null;
+  return lastTokenBytes;
+}
+
+/** msgpackFrame's size: the one place its layout's length is counted, for the frame and for eventFrameSize. */
+function msgpackFrameSize(subBytes: number, entries: readonly Uint8Array[], tokenBytes: Uint8Array | null): number {
   const single = entries.length === 1;
-  const n = entries.length;
-  let size = ENTRY_HEADER + KEY_T.length + (single ? T_EVENT : T_EVENT_BATCH).length + KEY_SUB.length + subBytes.length;
+  let size = ENTRY_HEADER + KEY_T.length + (single ? T_EVENT : T_EVENT_BATCH).length + KEY_SUB.length + subBytes;
   if (tokenBytes) size += KEY_TOKEN.length + tokenBytes.length;
   if (single) size += entries[0]!.length - ENTRY_HEADER;
   else {
-    size += KEY_EVENTS.length + arrayHeaderSize(n);
+    size += KEY_EVENTS.length + arrayHeaderSize(entries.length);
     for (const e of entries) size += e.length;
   }
-  const out = Buffer.allocUnsafe(size);
+  return size;
+}
+
+function msgpackFrame(sub: string, entries: readonly Uint8Array[], token: string | undefined): Uint8Array {
+  const subBytes = packString(sub);
+  const tokenBytes = token ? packedToken(token) : null;
+  const single = entries.length === 1;
+  const n = entries.length;
+  const out = Buffer.allocUnsafe(msgpackFrameSize(subBytes.length, entries, tokenBytes));
   let p = 0;
   const put = (b: Uint8Array, from = 0) => {
     copyBytes(out, p, from === 0 ? b : b.subarray(from));

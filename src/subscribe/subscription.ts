@@ -1,6 +1,6 @@
 import type { Metrics } from "../observability/metrics";
 import { type CodecName, encodeFrame } from "../protocol/codec";
-import { eventFrame } from "../protocol/event-frames";
+import { eventFrame, eventFrameSize } from "../protocol/event-frames";
 import { CloseCodes } from "../protocol/codes";
 import { FrameType, type Gap } from "../protocol/frames";
 import type { DecodedRecord } from "./decoded-record";
@@ -60,8 +60,6 @@ export interface ShareDealer {
  * records handed within the grace, or while it was backlogged, are dealt to another member instead.
  */
 const SHARE_GRACE_MS = 2000;
-
-const sizeOf = (data: Uint8Array | string) => (typeof data === "string" ? data.length : data.byteLength);
 
 /**
  * One subscription of one connection: collects the matching events of each read batch and queues
@@ -204,9 +202,12 @@ export class Subscription implements FrameOwner {
     this.collected = [];
     if (this.closed) return;
     const token = this.shared ? undefined : this.token();
-    // Each record's entry is encoded once for all the subscriptions it goes to (protocol/event-frames.ts).
-    const data = eventFrame(this.codec, this.id, events.map((e) => e.entry(this.codec)), token);
-    const queued = new QueuedFrame(this, data, sizeOf(data), events.length, token, this.dealer ? events : undefined);
+    // Each record's entry is encoded once for all the subscriptions it goes to (protocol/event-frames.ts),
+    // and the frame around them is built when the socket takes it (QueuedFrame).
+    const entries = events.map((e) => e.entry(this.codec));
+    const codec = this.codec;
+    const id = this.id;
+    const queued = new QueuedFrame(this, () => eventFrame(codec, id, entries, token), eventFrameSize(codec, id, entries, token), events.length, token, this.dealer ? events : undefined);
     this.queued.push(queued);
     this.charge(queued.size);
     this.socket.frame(queued);

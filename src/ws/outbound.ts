@@ -69,8 +69,7 @@ export class Outbound {
   /** A subscription dropped one of its queued frames (slow-consumer policy, or it ended). */
   discard(f: QueuedFrame): void {
     if (f.dropped) return;
-    f.dropped = true;
-    f.data = "";
+    f.drop();
     // A stalled reader's subscriptions keep queueing and dropping; without this the dropped
     // husks would pile up in the queue for as long as the client does not read.
     if (++this.discarded > 1024 && this.discarded * 2 > this.queue.length - this.head) this.compact();

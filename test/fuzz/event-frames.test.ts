@@ -1,7 +1,7 @@
 import { expect, test } from "bun:test";
 import fc from "fast-check";
 import { type CodecName, encodeFrame } from "../../src/protocol/codec";
-import { type EncodedEntry, encodeEntry, eventFrame } from "../../src/protocol/event-frames";
+import { type EncodedEntry, encodeEntry, eventFrame, eventFrameSize } from "../../src/protocol/event-frames";
 import { FrameType } from "../../src/protocol/frame-types";
 import { plainValue, text } from "./arbitraries";
 
@@ -36,7 +36,10 @@ for (const codec of ["msgpack", "json"] as CodecName[]) {
       fc.property(fc.array(entry(codec === "json"), { minLength: 1, maxLength: 20 }), fc.array(fc.oneof(text, fc.string({ maxLength: 40 })), { minLength: 1, maxLength: 3 }), fc.option(text, { nil: undefined }), (entries, subs, token) => {
         const encoded: EncodedEntry[] = entries.map((e) => encodeEntry(e, codec));
         for (const sub of subs) {
+          const size = eventFrameSize(codec, sub, encoded, token);
           const spliced = eventFrame(codec, sub, encoded, token);
+          // What a subscription counts as queued before the frame is built (QueuedFrame) is its size.
+          expect(size).toBe(typeof spliced === "string" ? spliced.length : spliced.byteLength);
           const whole = encodeFrame(asObject(sub, entries, token), codec);
           if (typeof whole === "string") expect(spliced).toBe(whole);
           else expect(Buffer.from(spliced as Uint8Array).equals(Buffer.from(whole))).toBe(true);
@@ -52,6 +55,7 @@ for (const codec of ["msgpack", "json"] as CodecName[]) {
     for (let n = 0; n <= 300; n++) {
       for (const sub of ["s".repeat(n), `${"s".repeat(n)}é`, `é${"s".repeat(n)}`, "\u{1F600}".repeat(n % 20)]) {
         const spliced = eventFrame(codec, sub, encoded, "tok");
+        expect(eventFrameSize(codec, sub, encoded, "tok")).toBe(typeof spliced === "string" ? spliced.length : spliced.byteLength);
         const whole = encodeFrame(asObject(sub, entries, "tok"), codec);
         if (typeof whole === "string") expect(spliced).toBe(whole);
         else expect(Buffer.from(spliced as Uint8Array).equals(Buffer.from(whole))).toBe(true);
@@ -61,7 +65,9 @@ for (const codec of ["msgpack", "json"] as CodecName[]) {
 
   test(`${codec}: a batch of 70,000 entries (array header of 32 bits) is the frame encodeFrame writes`, () => {
     const entries = Array.from({ length: 70_000 }, (_, i) => ({ topic: "t", partition: i % 3, offset: i, event: { type: "x", id: `${i}` } }));
-    const spliced = eventFrame(codec, "s", entries.map((e) => encodeEntry(e, codec)), "tok");
+    const encoded = entries.map((e) => encodeEntry(e, codec));
+    const spliced = eventFrame(codec, "s", encoded, "tok");
+    expect(eventFrameSize(codec, "s", encoded, "tok")).toBe(typeof spliced === "string" ? spliced.length : spliced.byteLength);
     const whole = encodeFrame(asObject("s", entries, "tok"), codec);
     if (typeof whole === "string") expect(spliced).toBe(whole);
     else expect(Buffer.from(spliced as Uint8Array).equals(Buffer.from(whole))).toBe(true);
