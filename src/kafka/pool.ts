@@ -268,6 +268,7 @@ export class WorkerPool {
   private onMessage(s: Socket<ConnData>, type: number, body: Buffer): void {
     if (s.data.slot) s.data.slot.heard = true;
     if (type === IpcType.DELIVERY) return s.data.slot!.delivered(new ByteReader(body));
+    if (type === IpcType.DELIVERY_PART) return s.data.slot!.deliveredPart(new ByteReader(body));
     if (type === IpcType.RECORDS) return this.readers.onRecords(new ByteReader(body));
     const msg = new ByteReader(body).json<Record<string, unknown>>();
     if (type === IpcType.HELLO) {

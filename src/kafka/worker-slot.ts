@@ -29,6 +29,9 @@ export interface SentBatch {
   deadline: number;
   /** When the gateway took the batch's oldest record (before any wait in the fair share), Date.now(). */
   acceptedAt: number;
+  /** Records answered already by a DELIVERY_PART (1 at their index), and how many; absent until one comes. */
+  settled?: Uint8Array;
+  settledCount?: number;
 }
 
 export type SlotState = "starting" | "connected" | "ready" | "stopped";
@@ -208,14 +211,44 @@ export class WorkerSlot {
     const errorsLen = r.u32();
     const errors = errorsLen > 2 ? (JSON.parse(r.buf.toString("utf8", r.pos, r.pos + errorsLen)) as DeliveryError[]) : [];
     r.pos = recordsStart;
+    const settled = batch.settled;
     for (let i = 0; i < count; i++) {
       const partition = r.i32();
       const offset = r.f64();
       const errorIndex = r.i32();
+      if (settled !== undefined && settled[i] === 1) continue;
       if (errorIndex < 0) batch.sinks[i]!.delivered(batch.indexes[i]!, partition, offset);
       else batch.sinks[i]!.failed(batch.indexes[i]!, toGatewayError(errors[errorIndex]!));
     }
-    this.inflight -= count;
+    this.inflight -= count - (batch.settledCount ?? 0);
+  }
+
+  /**
+   * A DELIVERY_PART message: records of a batch that have their outcome while others of it still
+   * wait (worker/pending.ts), answered now; the batch's DELIVERY skips them later.
+   */
+  deliveredPart(r: ByteReader): void {
+    const batch = this.sent.get(r.u32());
+    if (!batch) return;
+    const count = r.u32();
+    const recordsStart = r.pos;
+    r.pos = recordsStart + count * 20;
+    const errorsLen = r.u32();
+    const errors = errorsLen > 2 ? (JSON.parse(r.buf.toString("utf8", r.pos, r.pos + errorsLen)) as DeliveryError[]) : [];
+    r.pos = recordsStart;
+    const settled = (batch.settled ??= new Uint8Array(batch.sinks.length));
+    for (let n = 0; n < count; n++) {
+      const i = r.u32();
+      const partition = r.i32();
+      const offset = r.f64();
+      const errorIndex = r.i32();
+      if (i >= settled.length || settled[i] === 1) continue;
+      settled[i] = 1;
+      batch.settledCount = (batch.settledCount ?? 0) + 1;
+      this.inflight--;
+      if (errorIndex < 0) batch.sinks[i]!.delivered(batch.indexes[i]!, partition, offset);
+      else batch.sinks[i]!.failed(batch.indexes[i]!, toGatewayError(errors[errorIndex]!));
+    }
   }
 
   /**
@@ -251,8 +284,9 @@ export class WorkerSlot {
   }
 
   private fail(batch: SentBatch, error: GatewayError): void {
-    for (let i = 0; i < batch.sinks.length; i++) batch.sinks[i]!.failed(batch.indexes[i]!, error);
-    this.inflight -= batch.sinks.length;
+    const settled = batch.settled;
+    for (let i = 0; i < batch.sinks.length; i++) if (settled === undefined || settled[i] === 0) batch.sinks[i]!.failed(batch.indexes[i]!, error);
+    this.inflight -= batch.sinks.length - (batch.settledCount ?? 0);
   }
 }
 

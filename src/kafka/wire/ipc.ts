@@ -16,6 +16,10 @@
  *   every record, which was most of its per-record cost after librdkafka's own.
  *   DELIVERY = u32 batchId · u32 count · count × (i32 partition · f64 offset · i32 errorIndex)
  *              · u32 errorsJsonLen · errorsJson (DeliveryError[])
+ *   DELIVERY_PART = u32 batchId · u32 count · count × (u32 index · i32 partition · f64 offset
+ *              · i32 errorIndex) · u32 errorsJsonLen · errorsJson
+ *              (records of a batch still waiting for others that have their outcome already:
+ *              see worker/pending.ts; the batch's DELIVERY later still carries every record)
  *   RECORDS  = u32 readerId · u32 count · count × consumed
  *   consumed = u16 topicLen · topic · i32 partition · f64 offset · f64 timestampMs · i32 keyLen · key
  *              · i32 valueLen · value · u32 headerCount · u32 headersLeftOut
@@ -83,6 +87,8 @@ export const IpcType = {
    * goes on asking; the gateway ends what the reader serves. Sent once per reader and topic.
    */
   READER_DENIED: 28,
+  /** Worker → gateway: outcomes of some records of a batch still waiting for others (see the layout above). */
+  DELIVERY_PART: 29,
 } as const;
 
 export const READER_CREDIT = 4;

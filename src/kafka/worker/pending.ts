@@ -1,14 +1,30 @@
 import { type ByteWriter, type DeliveryError, IpcType } from "../wire/ipc";
 
+/**
+ * How long a batch's records that have their outcome wait for the rest before they are reported on
+ * their own (DELIVERY_PART). A batch mixes many clients' records, and one record librdkafka holds
+ * (a topic the brokers will not make, a partition without a leader) held every other record's ack
+ * with it until its message timeout: an existing topic's publishes waited 30 s behind a flood to
+ * missing topics (outside tester). Batches answer within milliseconds when all is well, so this
+ * costs nothing then.
+ */
+export const PARTIAL_AFTER_MS = 200;
+
 /** Delivery results of one PRODUCE batch, column by column; reused for later batches. */
 export class Pending {
   batchId = 0;
   count = 0;
   remaining = 0;
+  /** performance.now() when it was opened. */
+  openedAt = 0;
   partitions = new Int32Array(256);
   offsets = new Float64Array(256);
   errorIndex = new Int32Array(256);
   errors: DeliveryError[] = [];
+  /** Indexes of the records with an outcome, in the order they got it; the first `reported` went out in DELIVERY_PART. */
+  done = new Int32Array(256);
+  doneCount = 0;
+  reported = 0;
 
   open(batchId: number, count: number): void {
     if (this.partitions.length < count) {
@@ -16,12 +32,51 @@ export class Pending {
       this.partitions = new Int32Array(size);
       this.offsets = new Float64Array(size);
       this.errorIndex = new Int32Array(size);
+      this.done = new Int32Array(size);
     }
     this.batchId = batchId;
     this.count = count;
     this.remaining = count;
+    this.openedAt = performance.now();
+    this.doneCount = 0;
+    this.reported = 0;
     this.errorIndex.fill(-1, 0, count);
     this.errors.length = 0;
+  }
+
+  /** Record `i` has its outcome (in its columns); true when it was the batch's last. */
+  settled(i: number): boolean {
+    this.done[this.doneCount++] = i;
+    return --this.remaining === 0;
+  }
+
+  /** Whether records with an outcome have waited for the rest long enough to go on their own. */
+  partialDue(now: number): boolean {
+    return this.doneCount > this.reported && now - this.openedAt >= PARTIAL_AFTER_MS;
+  }
+
+  /** A DELIVERY_PART message (see ipc.ts) of the records settled since the last one, appended to `out`. */
+  writeDeliveryPart(out: ByteWriter): void {
+    const start = out.beginMessage(IpcType.DELIVERY_PART);
+    const n = this.doneCount - this.reported;
+    out.u32(this.batchId);
+    out.u32(n);
+    out.ensure(n * 20);
+    const buf = out.buf;
+    let pos = out.pos;
+    for (let d = this.reported; d < this.doneCount; d++, pos += 20) {
+      const i = this.done[d]!;
+      buf.writeUInt32LE(i, pos);
+      buf.writeInt32LE(this.partitions[i]!, pos + 4);
+      buf.writeDoubleLE(this.offsets[i]!, pos + 8);
+      buf.writeInt32LE(this.errorIndex[i]!, pos + 16);
+    }
+    out.pos = pos;
+    this.reported = this.doneCount;
+    const errors = this.errors.length ? Buffer.from(JSON.stringify(this.errors)) : NO_ERRORS;
+    out.u32(errors.length);
+    out.bytes(errors);
+    out.endMessage(start);
   }
 
   /** The batch's DELIVERY message (see ipc.ts), appended to `out`. */

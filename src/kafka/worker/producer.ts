@@ -25,6 +25,8 @@ import { Pending, SPARE_PENDING } from "./pending";
 import { addressOf, type DeliveryVisitor, EMPTY_ADDR, Err, errName, errString, Producer, RD_KAFKA_PARTITION_UA, VuBatch } from "../librdkafka";
 
 const INDEX_BITS = 1048576;
+// How often batches waiting for some of their records are looked at (see PARTIAL_AFTER_MS).
+const PARTIAL_SWEEP_MS = 50;
 
 /** A topic or a repeating header, sent once per connection: NUL-terminated name (+ value bytes). */
 interface Entry {
@@ -58,6 +60,7 @@ export class FfiProducer {
   // DELIVERY messages not yet written to the socket (see flush).
   private readonly out = new ByteWriter(64 * 1024);
   inflight = 0;
+  private lastSweep = 0;
   /** Records written so far (delivery reports without error): the broker probe's proof of life. */
   written = 0;
 
@@ -124,8 +127,17 @@ export class FfiProducer {
   tick(ready: boolean): boolean {
     this.producer.poll(this.visitor, 256);
     if (ready) this.drainBacklog();
+    this.reportPartials();
     this.flush();
     return this.inflight > 0;
+  }
+
+  /** Every PARTIAL_SWEEP_MS, the outcomes of batches still waiting for some records (Pending.partialDue). */
+  private reportPartials(): void {
+    const now = performance.now();
+    if (now - this.lastSweep < PARTIAL_SWEEP_MS) return;
+    this.lastSweep = now;
+    for (const b of this.pending) if (b !== null && b.partialDue(now)) b.writeDeliveryPart(this.out);
   }
 
   /**
@@ -158,7 +170,7 @@ export class FfiProducer {
       b.partitions[i] = partition;
       b.offsets[i] = offset;
       this.written++;
-      if (--b.remaining === 0) this.finish(slot, b);
+      if (b.settled(i)) this.finish(slot, b);
     },
     failed: (opaque, code) => {
       const slot = Math.floor(opaque / INDEX_BITS);
@@ -294,7 +306,7 @@ export class FfiProducer {
     b.partitions[i] = -1;
     b.offsets[i] = -1;
     b.errorIndex[i] = b.errors.push(error) - 1;
-    if (--b.remaining === 0) this.finish(slot, b);
+    if (b.settled(i)) this.finish(slot, b);
   }
 
   private finish(slot: number, b: Pending): void {

@@ -1,0 +1,60 @@
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { KafkaLog } from "../../src/kafka/kafka-log";
+import { freshTopic } from "../support/kafka";
+import { type Broker, consumeAll, ensureTopic, startBroker } from "../support/kafka-broker";
+
+/**
+ * The worker pool in-process against a broker of its own that does not auto-create topics. Records
+ * of many requests travel to a worker in one PRODUCE batch, and the worker answered each batch whole
+ * (one DELIVERY when its last record had an outcome): records for a topic Kafka will not make waited
+ * out the message timeout, and every other record of their batch with them. An existing topic's
+ * publishes were held 30 s behind a flood to missing topics (outside tester). Now records that have
+ * their outcome while others of their batch wait go back on their own (DELIVERY_PART).
+ */
+let broker: Broker;
+let log: KafkaLog;
+
+beforeAll(async () => {
+  broker = await startBroker({ env: { KAFKA_AUTO_CREATE: "0" } });
+  const common = { "bootstrap.servers": broker.brokers, "client.id": "partial-delivery-test" };
+  log = new KafkaLog({
+    workers: 1,
+    producer: { ...common, acks: "all", "enable.idempotence": true, "linger.ms": 5, partitioner: "murmur2_random", "message.timeout.ms": 8000 },
+    consumer: common,
+    bulkConsumer: {},
+    maxInflightPerWorker: 100_000,
+    flushBytes: 256 * 1024,
+    restartBackoffMinMs: 100,
+    restartBackoffMaxMs: 1000,
+    connectTimeoutMs: 30_000,
+  });
+  await log.start();
+}, 120_000);
+afterAll(async () => {
+  await log?.close(5000);
+  await broker?.stop();
+}, 60_000);
+
+const record = (topic: string, i: number) => ({ topic, key: Buffer.from(`k${i % 7}`), value: Buffer.from(`v${i}`), headers: [["ce_id", `id-${i}`]] as Array<[string, string]>, timestamp: Date.now() });
+
+test("records of an existing topic that share a worker batch with records Kafka holds until their timeout are answered as soon as they are written", async () => {
+  const existing = freshTopic("partial-exists");
+  await ensureTopic(broker.brokers, existing, 3);
+  expect((await log.append([record(existing, 0)])).errors).toBeNull(); // the producer knows the topic
+  const missing = freshTopic("partial-missing");
+  const started = Date.now();
+  // Appended in the same turn: one PRODUCE batch carries both.
+  const held = log.append(Array.from({ length: 100 }, (_, i) => record(missing, i))).then((r) => ({ r, ms: Date.now() - started }));
+  const innocent = await log.append(Array.from({ length: 16 }, (_, i) => record(existing, i))).then((r) => ({ r, ms: Date.now() - started }));
+  console.log(`16 records to ${existing}, batched with 100 to ${missing}: answered in ${innocent.ms} ms`);
+  expect(innocent.r.errors).toBeNull();
+  expect(innocent.ms).toBeLessThan(3000);
+  const other = await held;
+  console.log(`the 100 records to ${missing}: ${other.r.errors?.find(Boolean)?.code} after ${other.ms} ms`);
+  expect(other.r.errors?.every((e) => e !== undefined && e !== null)).toBe(true);
+  expect(other.ms).toBeGreaterThan(5000);
+  // Each innocent record was written once, where its answer said.
+  const written = await consumeAll(broker.brokers, existing, { expect: 17 });
+  expect(written).toHaveLength(17);
+  for (let i = 0; i < 16; i++) expect(written.some((w) => w.partition === innocent.r.partitions[i] && w.offset === innocent.r.offsets[i])).toBe(true);
+}, 90_000);
