@@ -247,5 +247,30 @@ test("the view's largest page stays small with thousands of subscriptions of lon
     expect(r.filter.length).toBeLessThan(600);
   }
   expect(text.length).toBeLessThan(4_000_000);
+
+  // Clients polling the largest page back to back, four at once: builds are spaced so that they take
+  // at most a quarter of the event loop, and a control keeps its latency (outside tester: p99 3-6x
+  // quiet). Requests past the few allowed to wait their turn get 429.
+  const statuses: Record<number, number> = {};
+  await underControl(
+    gw,
+    "four clients polling the largest delivery page back to back",
+    async () => {
+      const until = Date.now() + 4000;
+      await Promise.all(
+        Array.from({ length: 4 }, async () => {
+          while (Date.now() < until) {
+            const res = await fetch(`${gw.url}/api/v1/admin/delivery?limit=2000`);
+            await res.arrayBuffer();
+            statuses[res.status] = (statuses[res.status] ?? 0) + 1;
+          }
+        }),
+      );
+    },
+    // Old code: p50 5.4 ms (221 control publishes in 4 s), p99 64 ms; now p50 1.3 ms (1,743), p99 20 ms.
+    { p50UnderMs: 4 },
+  );
+  console.log(`largest page polled by four clients for 4 s: ${JSON.stringify(statuses)}`);
+  expect(statuses[200]).toBeGreaterThan(4);
   for (const c of clients) c.close();
 }, 180_000);
