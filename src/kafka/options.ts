@@ -46,12 +46,6 @@ export function kafkaLogOptions(config: Config): PoolOptions {
       // The pool caps what each worker holds (KAFKA_MAX_INFLIGHT_PER_WORKER); librdkafka's queue
       // is sized above it so queue-full stays the exception it is meant to be.
       "queue.buffering.max.messages": Math.max(100_000, config.KAFKA_MAX_INFLIGHT_PER_WORKER * 2),
-      // How long librdkafka takes a topic missing from the cluster's answers for not made yet (30 s
-      // by default, the message timeout's default too): whichever came first gave a topic that does
-      // not exist, where the brokers do not make it, UNKNOWN_TOPIC (KAFKA_REJECTED) or
-      // PUBLISH_TIMEOUT, which says the event may have been written (outside tester). Half the
-      // message timeout leaves a new topic seconds to propagate and says what happened.
-      "topic.metadata.propagation.max.ms": Math.min(30_000, Math.floor(config.KAFKA_MESSAGE_TIMEOUT_MS / 2)),
       ...properties,
     },
     consumer: readersOwn({
