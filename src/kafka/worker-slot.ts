@@ -206,19 +206,13 @@ export class WorkerSlot {
     const batch = this.sent.get(batchId);
     if (!batch) return;
     this.sent.delete(batchId);
-    const recordsStart = r.pos;
-    r.pos = recordsStart + count * 16;
-    const errorsLen = r.u32();
-    const errors = errorsLen > 2 ? (JSON.parse(r.buf.toString("utf8", r.pos, r.pos + errorsLen)) as DeliveryError[]) : [];
-    r.pos = recordsStart;
+    const errors = readErrors(r, count * 16);
     const settled = batch.settled;
     for (let i = 0; i < count; i++) {
       const partition = r.i32();
       const offset = r.f64();
       const errorIndex = r.i32();
-      if (settled !== undefined && settled[i] === 1) continue;
-      if (errorIndex < 0) batch.sinks[i]!.delivered(batch.indexes[i]!, partition, offset);
-      else batch.sinks[i]!.failed(batch.indexes[i]!, toGatewayError(errors[errorIndex]!));
+      if (settled === undefined || settled[i] === 0) settle(batch, i, partition, offset, errorIndex, errors);
     }
     this.inflight -= count - (batch.settledCount ?? 0);
   }
@@ -231,11 +225,7 @@ export class WorkerSlot {
     const batch = this.sent.get(r.u32());
     if (!batch) return;
     const count = r.u32();
-    const recordsStart = r.pos;
-    r.pos = recordsStart + count * 20;
-    const errorsLen = r.u32();
-    const errors = errorsLen > 2 ? (JSON.parse(r.buf.toString("utf8", r.pos, r.pos + errorsLen)) as DeliveryError[]) : [];
-    r.pos = recordsStart;
+    const errors = readErrors(r, count * 20);
     const settled = (batch.settled ??= new Uint8Array(batch.sinks.length));
     for (let n = 0; n < count; n++) {
       const i = r.u32();
@@ -246,8 +236,7 @@ export class WorkerSlot {
       settled[i] = 1;
       batch.settledCount = (batch.settledCount ?? 0) + 1;
       this.inflight--;
-      if (errorIndex < 0) batch.sinks[i]!.delivered(batch.indexes[i]!, partition, offset);
-      else batch.sinks[i]!.failed(batch.indexes[i]!, toGatewayError(errors[errorIndex]!));
+      settle(batch, i, partition, offset, errorIndex, errors);
     }
   }
 
@@ -288,6 +277,25 @@ export class WorkerSlot {
     for (let i = 0; i < batch.sinks.length; i++) if (settled === undefined || settled[i] === 0) batch.sinks[i]!.failed(batch.indexes[i]!, error);
     this.inflight -= batch.sinks.length - (batch.settledCount ?? 0);
   }
+}
+
+/**
+ * The errors JSON that follows `recordsBytes` of records in DELIVERY and DELIVERY_PART (ipc.ts);
+ * `r` is left at the first record.
+ */
+function readErrors(r: ByteReader, recordsBytes: number): DeliveryError[] {
+  const recordsStart = r.pos;
+  r.pos = recordsStart + recordsBytes;
+  const errorsLen = r.u32();
+  const errors = errorsLen > 2 ? (JSON.parse(r.buf.toString("utf8", r.pos, r.pos + errorsLen)) as DeliveryError[]) : [];
+  r.pos = recordsStart;
+  return errors;
+}
+
+/** Record `i` of `batch` told its outcome: written at `partition`/`offset`, or `errors[errorIndex]`. */
+function settle(batch: SentBatch, i: number, partition: number, offset: number, errorIndex: number, errors: DeliveryError[]): void {
+  if (errorIndex < 0) batch.sinks[i]!.delivered(batch.indexes[i]!, partition, offset);
+  else batch.sinks[i]!.failed(batch.indexes[i]!, toGatewayError(errors[errorIndex]!));
 }
 
 function toGatewayError(e: DeliveryError): GatewayError {

@@ -75,7 +75,7 @@ export const FILTER_SHOWN_CHARS = 512;
 const TOPICS_SHOWN_CHARS = 512;
 
 function shownFilter(identity: string): unknown {
-  return identity.length <= FILTER_SHOWN_CHARS ? JSON.parse(identity) : `${identity.slice(0, FILTER_SHOWN_CHARS)}… (${identity.length} characters)`;
+  return identity.length <= FILTER_SHOWN_CHARS ? JSON.parse(identity) : shownText(identity);
 }
 
 function shownText(text: string): string {

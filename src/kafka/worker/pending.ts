@@ -73,10 +73,7 @@ export class Pending {
     }
     out.pos = pos;
     this.reported = this.doneCount;
-    const errors = this.errors.length ? Buffer.from(JSON.stringify(this.errors)) : NO_ERRORS;
-    out.u32(errors.length);
-    out.bytes(errors);
-    out.endMessage(start);
+    this.endWithErrors(out, start);
   }
 
   /** The batch's DELIVERY message (see ipc.ts), appended to `out`. */
@@ -93,6 +90,11 @@ export class Pending {
       buf.writeInt32LE(this.errorIndex[i]!, pos + 12);
     }
     out.pos = pos;
+    this.endWithErrors(out, start);
+  }
+
+  /** The errors JSON both DELIVERY and DELIVERY_PART end with (ipc.ts), closing the message begun at `start`. */
+  private endWithErrors(out: ByteWriter, start: number): void {
     const errors = this.errors.length ? Buffer.from(JSON.stringify(this.errors)) : NO_ERRORS;
     out.u32(errors.length);
     out.bytes(errors);
