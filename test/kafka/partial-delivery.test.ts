@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { KafkaLog } from "../../src/kafka/kafka-log";
-import { freshTopic } from "../support/kafka";
+import type { KafkaLog } from "../../src/kafka/kafka-log";
+import { freshTopic, inProcessPool } from "../support/kafka";
 import { type Broker, consumeAll, ensureTopic, startBroker } from "../support/kafka-broker";
 
 /**
@@ -16,18 +16,7 @@ let log: KafkaLog;
 
 beforeAll(async () => {
   broker = await startBroker({ env: { KAFKA_AUTO_CREATE: "0" } });
-  const common = { "bootstrap.servers": broker.brokers, "client.id": "partial-delivery-test" };
-  log = new KafkaLog({
-    workers: 1,
-    producer: { ...common, acks: "all", "enable.idempotence": true, "linger.ms": 5, partitioner: "murmur2_random", "message.timeout.ms": 8000 },
-    consumer: common,
-    bulkConsumer: {},
-    maxInflightPerWorker: 100_000,
-    flushBytes: 256 * 1024,
-    restartBackoffMinMs: 100,
-    restartBackoffMaxMs: 1000,
-    connectTimeoutMs: 30_000,
-  });
+  log = inProcessPool(broker.brokers, "partial-delivery-test", { "linger.ms": 5, "message.timeout.ms": 8000 });
   await log.start();
 }, 120_000);
 afterAll(async () => {

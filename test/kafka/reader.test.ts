@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { type ConsumedRecord, Offset } from "../../src/log/event-log";
-import { KafkaLog } from "../../src/kafka/kafka-log";
-import { freshTopic, kafkaBrokers } from "../support/kafka";
+import type { KafkaLog } from "../../src/kafka/kafka-log";
+import { freshTopic, inProcessPool, kafkaBrokers } from "../support/kafka";
 import { ensureTopic } from "../support/kafka-broker";
 
 /**
@@ -14,18 +14,7 @@ let log: KafkaLog;
 
 beforeAll(async () => {
   brokers = await kafkaBrokers();
-  const common = { "bootstrap.servers": brokers, "client.id": "reader-test" };
-  log = new KafkaLog({
-    workers: 1,
-    producer: { ...common, acks: "all", "enable.idempotence": true, "linger.ms": 2, partitioner: "murmur2_random" },
-    consumer: common,
-    bulkConsumer: {},
-    maxInflightPerWorker: 100_000,
-    flushBytes: 256 * 1024,
-    restartBackoffMinMs: 100,
-    restartBackoffMaxMs: 1000,
-    connectTimeoutMs: 30_000,
-  });
+  log = inProcessPool(brokers, "reader-test");
   await log.start();
   expect(log.isReady()).toBe(true);
 }, 60_000);

@@ -2,6 +2,7 @@ import { afterAll, expect } from "bun:test";
 import { resolve } from "node:path";
 import { type GatewayProcess, gatewayForBlock } from "./gateway";
 import { startBroker } from "./kafka-broker";
+import { KafkaLog } from "../../src/kafka/kafka-log";
 
 /**
  * The broker the tests use: KAFKA_BROKERS if the environment names one, otherwise a real
@@ -59,4 +60,23 @@ export async function writeRawRecords(brokers: string, topic: string, spec: obje
   const results = JSON.parse(out) as Array<{ offset?: number; error?: string }>;
   expect(results.filter((r) => r.error)).toEqual([]);
   return results.map((r) => r.offset!);
+}
+
+/**
+ * The worker pool in-process, one worker, on `brokers` (tests of the pool itself, below the
+ * gateway): librdkafka's producer as the gateway configures it, with `producer` added.
+ */
+export function inProcessPool(brokers: string, clientId: string, producer: Record<string, string | number | boolean> = {}): KafkaLog {
+  const common = { "bootstrap.servers": brokers, "client.id": clientId };
+  return new KafkaLog({
+    workers: 1,
+    producer: { ...common, acks: "all", "enable.idempotence": true, "linger.ms": 2, partitioner: "murmur2_random", ...producer },
+    consumer: common,
+    bulkConsumer: {},
+    maxInflightPerWorker: 100_000,
+    flushBytes: 256 * 1024,
+    restartBackoffMinMs: 100,
+    restartBackoffMaxMs: 1000,
+    connectTimeoutMs: 30_000,
+  });
 }
