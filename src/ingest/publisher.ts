@@ -212,6 +212,7 @@ export class Publisher {
     if (unconfirmed && this.newTopicInflight > 0 && this.newTopicInflight + p.records.length > this.config.KAFKA_NEW_TOPIC_MAX_INFLIGHT) {
       return this.refuseAll(p, out, transport, this.newTopicFull(p.topic));
     }
+    if (unconfirmed && this.topicLimits!.absent(p.topic)) return this.refuseAll(p, out, transport, topicAbsent(p.topic));
     const count = p.records.length;
     this.inflight += count;
     this.metrics.eventsInflight.set(this.inflight);
@@ -228,7 +229,12 @@ export class Publisher {
     let published = 0;
     for (let r = 0; r < p.records.length; r++) {
       const i = p.positions[r]!;
-      const err = results.errors?.[r];
+      let err = results.errors?.[r];
+      if (err?.topicUnknown && unconfirmed) {
+        // One situation, one code: a timeout here meant "never sent", not "may have been written".
+        this.topicLimits!.markAbsent(p.topic);
+        err = topicAbsent(p.topic, err.message);
+      }
       if (err) {
         (out.errors ??= new Array(n))[i] = toWireError(err.code, err.message);
         out.failed++;
@@ -272,4 +278,9 @@ function readableId(event: unknown): string | undefined {
 export function wireError(e: unknown): WireError {
   if (isGatewayError(e)) return toWireError(e.code, e.message, e);
   return toWireError("INTERNAL", "internal error");
+}
+
+/** KAFKA_REJECTED for a topic Kafka did not have when asked, nor made for the events sent to it since. */
+function topicAbsent(topic: string, cause?: string): GatewayError {
+  return new GatewayError("KAFKA_REJECTED", `Kafka does not have topic "${topic}" and did not create it (auto-create off, a create policy, or a name colliding with another topic's); publish again once it exists${cause ? ` (${cause})` : ""}`);
 }

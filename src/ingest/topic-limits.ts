@@ -17,6 +17,8 @@ interface Known {
   /** Date.now() when it was answered, and after which it is asked again. */
   answeredAt: number;
   staleAt: number;
+  /** Missing when asked, and its events were refused as of a topic Kafka does not have since (absent()). */
+  absent?: boolean;
 }
 
 /**
@@ -81,6 +83,22 @@ export class TopicLimits {
     k.staleAt = Math.min(k.staleAt, Date.now());
   }
 
+  /**
+   * Kafka lacked `topic` when asked, and its events were since refused as of an unknown topic (or
+   * timed out before the worker ever learned it): Kafka will not make it. Its next events are refused
+   * at once, not held for the message timeout each, until an answer says Kafka has it (asked again
+   * every RETRY_MS while publishes name it).
+   */
+  markAbsent(topic: string): void {
+    const k = this.known.get(topic);
+    if (k?.limits?.missing === true) k.absent = true;
+  }
+
+  /** Whether `topic` is absent (see markAbsent()). */
+  absent(topic: string): boolean {
+    return this.known.get(topic)?.absent === true;
+  }
+
   /** Drops what is known of `topic` (an answer still coming is kept when it comes). */
   forget(topic: string): void {
     this.known.delete(topic);
@@ -114,7 +132,10 @@ export class TopicLimits {
       (found) => {
         const now = Date.now();
         const limits = found?.missing === true && found.collidesWith === undefined ? (this.twinOf(topic) ?? found) : found;
-        this.known.set(topic, { limits, answeredAt: now, staleAt: now + (limits && limits.missing !== true ? REFRESH_MS : RETRY_MS) });
+        const k: Known = { limits, answeredAt: now, staleAt: now + (limits && limits.missing !== true ? REFRESH_MS : RETRY_MS) };
+        // Still missing: still absent, if it was.
+        if (limits?.missing === true && this.known.get(topic)?.absent === true) k.absent = true;
+        this.known.set(topic, k);
       },
       (e) => {
         this.failed(topic, e);

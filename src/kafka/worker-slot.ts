@@ -5,6 +5,8 @@ import { Err } from "./librdkafka/layout";
 import type { SocketWriter } from "./wire/socket-writer";
 
 // Kafka's ACLs refuse the gateway's own principal.
+// The topic is not in Kafka (or not yet in the worker's metadata): librdkafka's own, and the broker's.
+const UNKNOWN_TOPIC = new Set<number>([Err.UNKNOWN_TOPIC, Err.UNKNOWN_TOPIC_OR_PART]);
 const DENIED = new Set<number>([Err.TOPIC_AUTHORIZATION_FAILED, Err.GROUP_AUTHORIZATION_FAILED, Err.CLUSTER_AUTHORIZATION_FAILED, Err.TRANSACTIONAL_ID_AUTHORIZATION_FAILED]);
 /** Strings up to this many UTF-16 units are at most 0xffff bytes of UTF-8, so need no measuring. */
 const MAX_U16_CHARS = 0x5555;
@@ -299,7 +301,11 @@ function settle(batch: SentBatch, i: number, partition: number, offset: number, 
 }
 
 function toGatewayError(e: DeliveryError): GatewayError {
-  if (e.code === Err.MSG_TIMED_OUT) return new GatewayError("PUBLISH_TIMEOUT", `Kafka did not acknowledge the event in time (${e.message})`);
+  if (e.code === Err.MSG_TIMED_OUT) {
+    if (e.unpartitioned) return new GatewayError("PUBLISH_TIMEOUT", `Kafka did not acknowledge the event in time (${e.message}); it was never sent: the worker never learned a partition of its topic`, { topicUnknown: true });
+    return new GatewayError("PUBLISH_TIMEOUT", `Kafka did not acknowledge the event in time (${e.message})`);
+  }
+  if (UNKNOWN_TOPIC.has(e.code)) return new GatewayError("KAFKA_REJECTED", `${e.name}: ${e.message}`, { topicUnknown: true });
   if (DENIED.has(e.code)) return new GatewayError("KAFKA_DENIED", `${e.name}: ${e.message}: Kafka's ACLs refuse the gateway's own principal this write; an operator must grant it Write on the topic`);
   return new GatewayError(e.retriable ? "KAFKA_RETRIABLE" : "KAFKA_REJECTED", `${e.name}: ${e.message}`);
 }

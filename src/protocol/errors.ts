@@ -15,6 +15,12 @@ export interface ErrorDetail {
   retryAfterMs?: number;
   /** For RATE_LIMITED: which limit refused it. */
   scope?: RateScope;
+  /**
+   * Kafka (or librdkafka, for the whole message timeout) did not know the event's topic: an
+   * UNKNOWN_TOPIC refusal, or a timeout before any partition of it was ever known (never sent).
+   * The publisher tells such events KAFKA_REJECTED when Kafka also lacked the topic when asked.
+   */
+  topicUnknown?: boolean;
 }
 
 /**
@@ -27,6 +33,7 @@ export class GatewayError extends Error {
   readonly code: ErrorCode;
   readonly retryAfterMs?: number;
   readonly scope?: RateScope;
+  readonly topicUnknown?: boolean;
   constructor(code: ErrorCode, message: string, detail?: ErrorDetail) {
     const limit = V8Error.stackTraceLimit;
     V8Error.stackTraceLimit = 0;
@@ -39,6 +46,7 @@ export class GatewayError extends Error {
     this.code = code;
     if (detail?.retryAfterMs !== undefined) this.retryAfterMs = detail.retryAfterMs;
     if (detail?.scope !== undefined) this.scope = detail.scope;
+    if (detail?.topicUnknown === true) this.topicUnknown = true;
   }
   get num(): number {
     return ErrorCodes[this.code].num;

@@ -16,7 +16,8 @@ import { rdk } from "./symbols";
 /** What poll() reports; called on the JS thread, once per delivered or failed record. */
 export interface DeliveryVisitor {
   delivered(opaque: number, partition: number, offset: number): void;
-  failed(opaque: number, code: number): void;
+  /** `partition`: RD_KAFKA_PARTITION_UA (-1) when librdkafka never assigned it one (its topic never known). */
+  failed(opaque: number, code: number, partition: number): void;
   /** A client-level error event (broker down, authentication, fatal idempotence errors, …). */
   error?(code: number, message: string, fatal: boolean): void;
 }
@@ -137,7 +138,7 @@ export class Producer extends Client {
             const err = read.i32(msg, MSG.ERR);
             const opaque = read.ptr(msg, MSG.OPAQUE);
             if (err === 0) visitor.delivered(opaque, read.i32(msg, MSG.PARTITION), readI64(msg, MSG.OFFSET));
-            else visitor.failed(opaque, err);
+            else visitor.failed(opaque, err, read.i32(msg, MSG.PARTITION));
           }
           reports += count;
           if (count < DR_BATCH) break;

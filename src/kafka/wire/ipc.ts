@@ -206,6 +206,12 @@ export interface DeliveryError {
   name: string;
   message: string;
   retriable: boolean;
+  /**
+   * The record failed before librdkafka ever knew a partition of its topic (its delivery report's
+   * partition is still RD_KAFKA_PARTITION_UA): it was never sent, and the topic was unknown to the
+   * worker all along. Only then present.
+   */
+  unpartitioned?: true;
 }
 
 /** A reusable growable buffer: the hot path writes records into it without per-event allocation. */

@@ -172,10 +172,12 @@ export class FfiProducer {
       this.written++;
       if (b.settled(i)) this.finish(slot, b);
     },
-    failed: (opaque, code) => {
+    failed: (opaque, code, partition) => {
       const slot = Math.floor(opaque / INDEX_BITS);
       // As the Node binding reports them: a delivery error carries no retriable flag.
-      this.fail(slot, opaque - slot * INDEX_BITS, { code, name: errName(code), message: errString(code), retriable: false });
+      const error: DeliveryError = { code, name: errName(code), message: errString(code), retriable: false };
+      if (partition === RD_KAFKA_PARTITION_UA) error.unpartitioned = true;
+      this.fail(slot, opaque - slot * INDEX_BITS, error);
     },
     error: (code, message, fatal) => this.onError(code, message, fatal),
   };
