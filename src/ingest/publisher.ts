@@ -209,10 +209,10 @@ export class Publisher {
     if (p.errors) for (const e of p.errors) if (e) out.failed++;
     if (p.records.length === 0) return out;
     const unconfirmed = this.topicLimits?.unconfirmed(p.topic) === true;
+    if (unconfirmed && this.topicLimits!.absent(p.topic)) return this.refuseAll(p, out, transport, topicAbsent(p.topic));
     if (unconfirmed && this.newTopicInflight > 0 && this.newTopicInflight + p.records.length > this.config.KAFKA_NEW_TOPIC_MAX_INFLIGHT) {
       return this.refuseAll(p, out, transport, this.newTopicFull(p.topic));
     }
-    if (unconfirmed && this.topicLimits!.absent(p.topic)) return this.refuseAll(p, out, transport, topicAbsent(p.topic));
     const count = p.records.length;
     this.inflight += count;
     this.metrics.eventsInflight.set(this.inflight);
@@ -230,9 +230,10 @@ export class Publisher {
     for (let r = 0; r < p.records.length; r++) {
       const i = p.positions[r]!;
       let err = results.errors?.[r];
-      if (err?.topicUnknown && unconfirmed) {
-        // One situation, one code: a timeout here meant "never sent", not "may have been written".
-        this.topicLimits!.markAbsent(p.topic);
+      // Refused as of a topic Kafka does not have (UNKNOWN_TOPIC, or a timeout through which the brokers
+      // answered and never had it): as of now, not of when it was sent, another write may have made it.
+      if (err?.topicUnknown && this.topicLimits?.unconfirmed(p.topic)) {
+        this.topicLimits.markAbsent(p.topic);
         err = topicAbsent(p.topic, err.message);
       }
       if (err) {

@@ -9,6 +9,9 @@ const RETRY_MS = 5_000;
 // Kafka refusing a topic's records says its settings may have changed: asked again at once, but no
 // more often than this, however many refusals follow.
 const DOUBT_MIN_MS = 1_000;
+// How long a topic Kafka refused as unknown is refused at once (markAbsent); then publishes go to
+// Kafka again, so brokers that make topics (auto-create turned on, a create policy changed) can.
+const ABSENT_MS = 10_000;
 
 const NO_BOUNDS = { maxBatchBytes: NO_BOUND, timestampAfterMs: NO_BOUND, timestampBeforeMs: NO_BOUND, keyRequired: false };
 
@@ -17,8 +20,12 @@ interface Known {
   /** Date.now() when it was answered, and after which it is asked again. */
   answeredAt: number;
   staleAt: number;
-  /** Missing when asked, and its events were refused as of a topic Kafka does not have since (absent()). */
-  absent?: boolean;
+  /** Asking failed and no answer came before it: whether Kafka has the topic is not known. */
+  unknown?: boolean;
+  /** Date.now() of the last acknowledged write to it since it was last found missing (confirmed()). */
+  confirmedAt?: number;
+  /** Until when its events are refused at once (markAbsent()). */
+  absentUntil?: number;
 }
 
 /**
@@ -66,37 +73,45 @@ export class TopicLimits {
   }
 
   /**
-   * Whether Kafka did not have `topic` when last asked and no write to it has been acknowledged
-   * since: its records may wait out the message timeout (brokers that do not auto-create, a create
-   * policy, a twin another instance is making), so the publisher bounds what is in flight to such
-   * topics together (KAFKA_NEW_TOPIC_MAX_INFLIGHT).
+   * Whether Kafka did not have `topic` when last asked (or could not say: a gateway whose ACLs do
+   * not let it describe topics) and no write to it has been acknowledged since: its records may
+   * wait out the message timeout (brokers that do not auto-create, a create policy, a twin another
+   * instance is making), so the publisher bounds what is in flight to such topics together
+   * (KAFKA_NEW_TOPIC_MAX_INFLIGHT).
    */
   unconfirmed(topic: string): boolean {
-    return this.known.get(topic)?.limits?.missing === true;
+    const k = this.known.get(topic);
+    return k !== undefined && k.confirmedAt === undefined && (k.limits?.missing === true || k.unknown === true);
   }
 
   /** A write to `topic` was acknowledged: Kafka has it now; its own bounds are asked for at the next publish. */
   confirmed(topic: string): void {
     const k = this.known.get(topic);
-    if (k?.limits?.missing !== true) return;
-    k.limits = { ...k.limits, missing: false };
-    k.staleAt = Math.min(k.staleAt, Date.now());
+    if (!k || !this.unconfirmed(topic)) return;
+    const now = Date.now();
+    k.confirmedAt = now;
+    k.absentUntil = undefined;
+    k.unknown = false;
+    if (k.limits?.missing === true) k.limits = { ...k.limits, missing: false };
+    k.staleAt = Math.min(k.staleAt, now);
   }
 
   /**
-   * Kafka lacked `topic` when asked, and its events were since refused as of an unknown topic (or
-   * timed out before the worker ever learned it): Kafka will not make it. Its next events are refused
-   * at once, not held for the message timeout each, until an answer says Kafka has it (asked again
-   * every RETRY_MS while publishes name it).
+   * Kafka refused events of an unconfirmed `topic` as of one it does not have (UNKNOWN_TOPIC, or a
+   * message timeout through which the brokers answered and never had it). Its next events are
+   * refused at once rather than each held for the message timeout, for ABSENT_MS or until an answer
+   * says Kafka has it (asked again every RETRY_MS while publishes name it); after ABSENT_MS they go
+   * to Kafka again, which makes the topic if its brokers now do.
    */
-  markAbsent(topic: string): void {
+  markAbsent(topic: string, now = Date.now()): void {
     const k = this.known.get(topic);
-    if (k?.limits?.missing === true) k.absent = true;
+    if (k && this.unconfirmed(topic)) k.absentUntil = now + ABSENT_MS;
   }
 
-  /** Whether `topic` is absent (see markAbsent()). */
-  absent(topic: string): boolean {
-    return this.known.get(topic)?.absent === true;
+  /** Whether `topic`'s events are refused at once (see markAbsent()). */
+  absent(topic: string, now = Date.now()): boolean {
+    const until = this.known.get(topic)?.absentUntil;
+    return until !== undefined && now < until;
   }
 
   /** Drops what is known of `topic` (an answer still coming is kept when it comes). */
@@ -128,21 +143,28 @@ export class TopicLimits {
   private learn(topic: string): Promise<void> {
     let p = this.asking.get(topic);
     if (p) return p;
+    const askedAt = Date.now();
     p = this.ask(topic).then(
       (found) => {
         const now = Date.now();
-        const limits = found?.missing === true && found.collidesWith === undefined ? (this.twinOf(topic) ?? found) : found;
-        const k: Known = { limits, answeredAt: now, staleAt: now + (limits && limits.missing !== true ? REFRESH_MS : RETRY_MS) };
-        // Still missing: still absent, if it was.
-        if (limits?.missing === true && this.known.get(topic)?.absent === true) k.absent = true;
+        const before = this.known.get(topic);
+        let limits = found?.missing === true && found.collidesWith === undefined ? (this.twinOf(topic) ?? found) : found;
+        const k: Known = { limits, answeredAt: now, staleAt: 0 };
+        if (limits?.missing === true && before?.confirmedAt !== undefined) {
+          // Asked before a write to it was acknowledged (or of a broker whose metadata lags): Kafka has it.
+          if (before.confirmedAt >= askedAt) k.limits = limits = { ...limits, missing: false };
+        } else if (limits?.missing === true && before?.absentUntil !== undefined) k.absentUntil = before.absentUntil;
+        if (limits?.missing !== true && before?.confirmedAt !== undefined) k.confirmedAt = before.confirmedAt;
+        k.staleAt = now + (limits && limits.missing !== true ? REFRESH_MS : RETRY_MS);
         this.known.set(topic, k);
       },
       (e) => {
         this.failed(topic, e);
-        // What was known is kept; a topic never answered for goes on the gateway's limits for now.
+        // What was known is kept; a topic never answered for goes on the gateway's limits for now,
+        // and counts as unconfirmed until a write to it is acknowledged.
         const before = this.known.get(topic);
         const now = Date.now();
-        this.known.set(topic, { limits: before?.limits ?? null, answeredAt: now, staleAt: now + REFRESH_MS });
+        this.known.set(topic, { ...before, limits: before?.limits ?? null, unknown: before === undefined || before.unknown === true, answeredAt: now, staleAt: now + REFRESH_MS });
       },
     );
     p = p.finally(() => this.asking.delete(topic));

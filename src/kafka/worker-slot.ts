@@ -4,9 +4,9 @@ import { type ByteReader, ByteWriter, type DeliveryError, HeaderKind, InternTabl
 import { Err } from "./librdkafka/layout";
 import type { SocketWriter } from "./wire/socket-writer";
 
-// Kafka's ACLs refuse the gateway's own principal.
 // The topic is not in Kafka (or not yet in the worker's metadata): librdkafka's own, and the broker's.
 const UNKNOWN_TOPIC = new Set<number>([Err.UNKNOWN_TOPIC, Err.UNKNOWN_TOPIC_OR_PART]);
+// Kafka's ACLs refuse the gateway's own principal.
 const DENIED = new Set<number>([Err.TOPIC_AUTHORIZATION_FAILED, Err.GROUP_AUTHORIZATION_FAILED, Err.CLUSTER_AUTHORIZATION_FAILED, Err.TRANSACTIONAL_ID_AUTHORIZATION_FAILED]);
 /** Strings up to this many UTF-16 units are at most 0xffff bytes of UTF-8, so need no measuring. */
 const MAX_U16_CHARS = 0x5555;
@@ -302,7 +302,9 @@ function settle(batch: SentBatch, i: number, partition: number, offset: number, 
 
 function toGatewayError(e: DeliveryError): GatewayError {
   if (e.code === Err.MSG_TIMED_OUT) {
-    if (e.unpartitioned) return new GatewayError("PUBLISH_TIMEOUT", `Kafka did not acknowledge the event in time (${e.message}); it was never sent: the worker never learned a partition of its topic`, { topicUnknown: true });
+    // One situation, one code: librdkafka's own UNKNOWN_TOPIC comes only once the topic has been
+    // missing for topic.metadata.propagation.max.ms, and a shorter message timeout came first.
+    if (e.unpartitioned) return new GatewayError("KAFKA_REJECTED", `UNKNOWN_TOPIC: Kafka answered throughout the message timeout (${e.message}) and never had the event's topic; it was never sent`, { topicUnknown: true });
     return new GatewayError("PUBLISH_TIMEOUT", `Kafka did not acknowledge the event in time (${e.message})`);
   }
   if (UNKNOWN_TOPIC.has(e.code)) return new GatewayError("KAFKA_REJECTED", `${e.name}: ${e.message}`, { topicUnknown: true });

@@ -42,8 +42,25 @@ test("records of an existing topic that share a worker batch with records Kafka 
   console.log(`the 100 records to ${missing}: ${other.r.errors?.find(Boolean)?.code} after ${other.ms} ms`);
   expect(other.r.errors?.every((e) => e !== undefined && e !== null)).toBe(true);
   expect(other.ms).toBeGreaterThan(5000);
+  // The brokers answered throughout and never had the topic: Kafka refused it, the records were never sent.
+  expect(other.r.errors?.[0]).toMatchObject({ code: "KAFKA_REJECTED", topicUnknown: true });
   // Each innocent record was written once, where its answer said.
   const written = await consumeAll(broker.brokers, existing, { expect: 17 });
   expect(written).toHaveLength(17);
   for (let i = 0; i < 16; i++) expect(written.some((w) => w.partition === innocent.r.partitions[i] && w.offset === innocent.r.offsets[i])).toBe(true);
+}, 90_000);
+
+test("records whose topic stayed unknown because the brokers could not be reached time out PUBLISH_TIMEOUT, not as a topic Kafka refused", async () => {
+  // Told "Kafka does not have it" (KAFKA_REJECTED, not retriable), a client would drop events that a
+  // retry after the outage writes, and the gateway would refuse the topic at once meanwhile.
+  const unseen = freshTopic("partial-outage");
+  process.kill(broker.pid, "SIGSTOP");
+  try {
+    const started = Date.now();
+    const r = await log.append(Array.from({ length: 10 }, (_, i) => record(unseen, i)));
+    console.log(`10 records to ${unseen} with the broker frozen: ${JSON.stringify(r.errors?.[0])} after ${Date.now() - started} ms`);
+    expect(r.errors?.every((e) => e?.code === "PUBLISH_TIMEOUT" && e.topicUnknown !== true)).toBe(true);
+  } finally {
+    process.kill(broker.pid, "SIGCONT");
+  }
 }, 90_000);

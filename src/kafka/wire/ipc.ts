@@ -207,9 +207,9 @@ export interface DeliveryError {
   message: string;
   retriable: boolean;
   /**
-   * The record failed before librdkafka ever knew a partition of its topic (its delivery report's
-   * partition is still RD_KAFKA_PARTITION_UA): it was never sent, and the topic was unknown to the
-   * worker all along. Only then present.
+   * The record timed out before librdkafka ever knew a partition of its topic (its delivery report's
+   * partition is still RD_KAFKA_PARTITION_UA: never sent) while the worker's brokers answered
+   * throughout: Kafka lacks the topic and did not make it. Only then present.
    */
   unpartitioned?: true;
 }

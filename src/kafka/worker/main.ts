@@ -41,6 +41,9 @@ try {
   ffi = new FfiProducer(config.producer, (buf) => writer?.writeTransient(buf), (code, message, fatal, event) => {
     const allDown = code === Err.ALL_BROKERS_DOWN;
     if (allDown) brokers.allBrokersDown(message);
+    // Any error event from librdkafka (a refused connection, a timed-out request, a failed login) may be
+    // why a record's topic stayed unknown: see FfiProducer.brokersTrouble.
+    if (!fatal) ffi?.brokersTrouble();
     if (CONNECTION_FAILURE.test(message)) [connectCause, causeAt] = [message, Date.now()];
     // Reported, the all-brokers-down that follows a failed login would replace its cause as the
     // worker's last error, on /health and in the nacks.
@@ -104,7 +107,10 @@ const brokers = new BrokerProbe(
     freshProbe: (o, cb) => probeThread.ask({ kind: "freshProbe", timeoutMs: o.timeout }, (r) => (r.error === undefined ? cb(null, r.result as string | null) : cb(new Error(r.error)))),
   },
   config.probeTimeoutMs ?? 1500,
-  (up, reason) => send(jsonMessage(IpcType.HEALTH, { brokers: up ? "up" : "down", reason })),
+  (up, reason) => {
+    if (!up) ffi.brokersTrouble();
+    send(jsonMessage(IpcType.HEALTH, { brokers: up ? "up" : "down", reason }));
+  },
   (cluster) => send(jsonMessage(IpcType.HEALTH, { cluster })),
   () => {
     status.report("warn", "probe_lost", "a broker probe went unanswered; its thread is replaced");

@@ -63,6 +63,14 @@ export class FfiProducer {
   private lastSweep = 0;
   /** Records written so far (delivery reports without error): the broker probe's proof of life. */
   written = 0;
+  /**
+   * performance.now() of the last sign that the brokers could not be reached (brokersTrouble()), or
+   * of the producer's start. A record that times out with no partition of its topic ever known was
+   * refused by Kafka (it lacks the topic and will not make it) only if the brokers answered for the
+   * whole of its message timeout; otherwise the outage may be why (unpartitioned).
+   */
+  private troubleAt = performance.now();
+  private readonly messageTimeoutMs: number;
 
   constructor(
     props: Record<string, string | number | boolean>,
@@ -72,6 +80,12 @@ export class FfiProducer {
     private readonly onError: (code: number, message: string, fatal: boolean, event?: string) => void,
   ) {
     this.producer = new Producer(props);
+    this.messageTimeoutMs = Number(props["message.timeout.ms"] ?? 300_000);
+  }
+
+  /** The brokers could not be reached just now (a connection failure, ALL_BROKERS_DOWN, a failed probe). */
+  brokersTrouble(): void {
+    this.troubleAt = performance.now();
   }
 
   get backlogged(): boolean {
@@ -176,7 +190,7 @@ export class FfiProducer {
       const slot = Math.floor(opaque / INDEX_BITS);
       // As the Node binding reports them: a delivery error carries no retriable flag.
       const error: DeliveryError = { code, name: errName(code), message: errString(code), retriable: false };
-      if (partition === RD_KAFKA_PARTITION_UA) error.unpartitioned = true;
+      if (partition === RD_KAFKA_PARTITION_UA && performance.now() - this.troubleAt > this.messageTimeoutMs) error.unpartitioned = true;
       this.fail(slot, opaque - slot * INDEX_BITS, error);
     },
     error: (code, message, fatal) => this.onError(code, message, fatal),
