@@ -1,0 +1,35 @@
+import { expect, test } from "bun:test";
+import { freshTopic, kafkaGatewayForFile } from "../support/kafka";
+import { ensureTopic } from "../support/kafka-broker";
+import { GatewayClient } from "../support/ws-client";
+
+/**
+ * The delivery view's builds are spaced, and at most a few requests wait their turn (the rest 429).
+ * But a request arriving when no build was due started at once and reserved nothing, and on Kafka a
+ * build awaits the topics' watermarks from the workers: every request arriving meanwhile started at
+ * once too. A burst of requests built side by side, neither spaced nor bounded (outside reviewer).
+ */
+const file = kafkaGatewayForFile({ MAX_SUBSCRIPTIONS_PER_ADDRESS: "5000", SUBSCRIBE_RATE_LIMIT: "0", SUBSCRIBE_RATE_LIMIT_PER_ADDRESS: "0" });
+
+test("a burst of requests for the delivery view builds one at a time: those past the few that may wait get 429", async () => {
+  const topics = Array.from({ length: 4 }, () => freshTopic("delivery-burst"));
+  for (const t of topics) await ensureTopic(file.brokers, t, 3);
+  const conns = await Promise.all(Array.from({ length: 4 }, () => GatewayClient.connect(file.gw.wsUrl)));
+  for (let i = 0; i < 400; i++) {
+    const r = await conns[i % 4]!.subscribe({ sub: `s${i}`, topics: [topics[i % 4]!], filter: { where: `data.n == ${i}` } } as never, () => {});
+    expect(r).toMatchObject({ t: 23 });
+  }
+  const statuses: Record<number, number> = {};
+  await Promise.all(
+    Array.from({ length: 30 }, async () => {
+      const res = await fetch(`${file.gw.url}/api/v1/admin/delivery?limit=2000`);
+      await res.arrayBuffer();
+      statuses[res.status] = (statuses[res.status] ?? 0) + 1;
+    }),
+  );
+  console.log(`30 requests at once: ${JSON.stringify(statuses)}`);
+  // One building, eight waiting: the rest refused.
+  expect(statuses[200]).toBeLessThanOrEqual(9);
+  expect(statuses[429]).toBeGreaterThanOrEqual(21);
+  for (const c of conns) c.close();
+}, 120_000);
