@@ -144,6 +144,17 @@ export function packString(s: string): Uint8Array {
   return out;
 }
 
+/**
+ * packString(s).length without making it, for an ASCII string (any length: msgpackr writes the
+ * shortest header for those, fixstr, str8, str16 or str32, test/fuzz/event-frames); other strings
+ * are packed to be measured.
+ */
+export function packedStringSize(s: string): number {
+  const n = s.length;
+  for (let i = 0; i < n; i++) if (s.charCodeAt(i) >= 0x80) return packString(s).length;
+  return (n < 32 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : 5) + n;
+}
+
 /** Encodes a structured event payload as the Kafka record value. */
 export function encodeValue(data: unknown, codec: CodecName): Uint8Array {
   return codec === "msgpack" ? packr.pack(withIntegersAsInt64(data)) : Buffer.from(toJsonText(data));

@@ -13,7 +13,7 @@
  *   event_batch: {t, sub, events: [{topic, partition, offset, event[, degraded, reason]}…][, token]}
  */
 import { copyBytes } from "../bytes/utf8";
-import { type CodecName, encodeFrame, packPart, packString } from "./codec";
+import { type CodecName, encodeFrame, packedStringSize, packPart, packString } from "./codec";
 import { FrameType } from "./frame-types";
 
 // A msgpack map 16's header: 0xde, then its field count (u16, big-endian).
@@ -42,7 +42,9 @@ export function eventFrame(codec: CodecName, sub: string, entries: readonly Enco
  * shares with every other subscriber, and builds it only when its socket takes it.
  */
 export function eventFrameSize(codec: CodecName, sub: string, entries: readonly EncodedEntry[], token: string | undefined): number {
-  return codec === "json" ? jsonFrameSize(sub, entries as readonly string[], token) : msgpackFrameSize(packString(sub).length, entries as readonly Uint8Array[], token ? packedToken(token) : null);
+  // Measured, not packed: a frame is sized when queued and built when its socket takes it, and
+  // packing here too cost each frame its `sub` twice and the token cache its hits.
+  return codec === "json" ? jsonFrameSize(sub, entries as readonly string[], token) : msgpackFrameSize(packedStringSize(sub), entries as readonly Uint8Array[], token ? packedStringSize(token) : 0);
 }
 
 const jsonTail = (token: string | undefined) => (token ? `,"token":${JSON.stringify(token)}}` : "}");
@@ -50,9 +52,9 @@ const jsonTail = (token: string | undefined) => (token ? `,"token":${JSON.string
 function jsonFrame(sub: string, entries: readonly string[], token: string | undefined): string {
   const tail = jsonTail(token);
   if (entries.length === 1) return `{"t":${FrameType.EVENT},"sub":${JSON.stringify(sub)},${entries[0]!.slice(1, -1)}${tail}`;
-  // Concatenated, not joined: the frame is then a rope over the entries each subscription shares
-  // (until the socket takes it), where join() copied them all into a buffer of its own per
-  // subscription, with slack: 400 non-reading JSON subscribers held 1.5-2x their queued bytes.
+  // Concatenated, not joined: join() copied the entries into a buffer of its own per frame, with
+  // slack (400 non-reading JSON subscribers held 1.5-2x their queued bytes when frames were built
+  // at once); the socket flattens the rope as it sends it.
   let events = entries[0]!;
   for (let i = 1; i < entries.length; i++) events = events + "," + entries[i]!;
   return `{"t":${FrameType.EVENT_BATCH},"sub":${JSON.stringify(sub)},"events":[${events}]${tail}`;
@@ -90,10 +92,10 @@ function packedToken(token: string): Uint8Array {
 }
 
 /** msgpackFrame's size: the one place its layout's length is counted, for the frame and for eventFrameSize. */
-function msgpackFrameSize(subBytes: number, entries: readonly Uint8Array[], tokenBytes: Uint8Array | null): number {
+function msgpackFrameSize(subBytes: number, entries: readonly Uint8Array[], tokenBytes: number): number {
   const single = entries.length === 1;
   let size = ENTRY_HEADER + KEY_T.length + (single ? T_EVENT : T_EVENT_BATCH).length + KEY_SUB.length + subBytes;
-  if (tokenBytes) size += KEY_TOKEN.length + tokenBytes.length;
+  if (tokenBytes > 0) size += KEY_TOKEN.length + tokenBytes;
   if (single) size += entries[0]!.length - ENTRY_HEADER;
   else {
     size += KEY_EVENTS.length + arrayHeaderSize(entries.length);
@@ -107,7 +109,7 @@ function msgpackFrame(sub: string, entries: readonly Uint8Array[], token: string
   const tokenBytes = token ? packedToken(token) : null;
   const single = entries.length === 1;
   const n = entries.length;
-  const out = Buffer.allocUnsafe(msgpackFrameSize(subBytes.length, entries, tokenBytes));
+  const out = Buffer.allocUnsafe(msgpackFrameSize(subBytes.length, entries, tokenBytes ? tokenBytes.length : 0));
   let p = 0;
   const put = (b: Uint8Array, from = 0) => {
     copyBytes(out, p, from === 0 ? b : b.subarray(from));

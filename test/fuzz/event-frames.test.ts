@@ -1,6 +1,6 @@
 import { expect, test } from "bun:test";
 import fc from "fast-check";
-import { type CodecName, encodeFrame } from "../../src/protocol/codec";
+import { type CodecName, encodeFrame, packedStringSize, packPart, packString } from "../../src/protocol/codec";
 import { type EncodedEntry, encodeEntry, eventFrame, eventFrameSize } from "../../src/protocol/event-frames";
 import { FrameType } from "../../src/protocol/frame-types";
 import { plainValue, text } from "./arbitraries";
@@ -73,3 +73,15 @@ for (const codec of ["msgpack", "json"] as CodecName[]) {
     else expect(Buffer.from(spliced as Uint8Array).equals(Buffer.from(whole))).toBe(true);
   });
 }
+
+test("packedStringSize is packString's length for any string: ASCII of every header size, and any other text", () => {
+  const ascii = (max: number) => fc.stringMatching(/^[\x00-\x7f]*$/, { maxLength: max });
+  const sized = fc.oneof(ascii(40), ascii(300), fc.nat(70_000).map((n) => "t".repeat(n)), fc.constantFrom(31, 32, 255, 256, 65_535, 65_536).map((n) => "x".repeat(n)), text, fc.string({ unit: "binary", maxLength: 300 }));
+  fc.assert(
+    fc.property(sized, (s) => {
+      expect(packedStringSize(s)).toBe(packString(s).length);
+      expect(packString(s)).toEqual(packPart(s));
+    }),
+    { numRuns: 2000 },
+  );
+});

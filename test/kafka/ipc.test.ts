@@ -115,3 +115,48 @@ test("string tables: a remembered hit never outlives its entry (rollback, clear)
   expect(t.add("ce_type", "c")).toBe(0);
   expect(t.knownAt(2, "ce_type", "c")).toBe(0);
 });
+
+test("DELIVERY_PART carries only the errors of its own records, indexed afresh; DELIVERY every record's", async () => {
+  const { Pending } = await import("../../src/kafka/worker/pending");
+  const { IpcType } = await import("../../src/kafka/wire/ipc");
+  const p = new Pending();
+  p.open(7, 4);
+  const fail = (i: number, code: number) => {
+    p.partitions[i] = -1;
+    p.offsets[i] = -1;
+    p.errorIndex[i] = p.errors.push({ code, name: `E${code}`, message: "m", retriable: false }) - 1;
+    return p.settled(i);
+  };
+  const read = (w: ByteWriter) => {
+    const r = new ByteReader(w.take());
+    const len = r.u32();
+    const type = r.u8();
+    const batch = r.u32();
+    const count = r.u32();
+    const rows: Array<{ index: number; errorIndex: number }> = [];
+    for (let k = 0; k < count; k++) {
+      const index = type === IpcType.DELIVERY_PART ? r.u32() : k;
+      r.i32();
+      r.f64();
+      rows.push({ index, errorIndex: r.i32() });
+    }
+    const errors = JSON.parse(r.buf.toString("utf8", r.pos + 4, r.pos + 4 + r.u32())) as Array<{ code: number }>;
+    return { len, type, batch, rows, codes: rows.map((row) => (row.errorIndex < 0 ? null : errors[row.errorIndex]!.code)), errorCount: errors.length };
+  };
+  fail(2, 11);
+  p.partitions[0] = 1;
+  p.offsets[0] = 5;
+  p.settled(0);
+  const w1 = new ByteWriter(64);
+  p.writeDeliveryPart(w1);
+  expect(read(w1)).toMatchObject({ type: IpcType.DELIVERY_PART, batch: 7, codes: [11, null], errorCount: 1 });
+  fail(1, 22);
+  const w2 = new ByteWriter(64);
+  p.writeDeliveryPart(w2);
+  // Only the new record's error, at index 0: not the batch's first error again.
+  expect(read(w2)).toMatchObject({ type: IpcType.DELIVERY_PART, codes: [22], errorCount: 1 });
+  expect(fail(3, 33)).toBe(true);
+  const w3 = new ByteWriter(64);
+  p.writeDelivery(w3);
+  expect(read(w3)).toMatchObject({ type: IpcType.DELIVERY, codes: [null, 22, 11, 33], errorCount: 3 });
+});

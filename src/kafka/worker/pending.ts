@@ -55,7 +55,11 @@ export class Pending {
     return this.doneCount > this.reported && now - this.openedAt >= PARTIAL_AFTER_MS;
   }
 
-  /** A DELIVERY_PART message (see ipc.ts) of the records settled since the last one, appended to `out`. */
+  /**
+   * A DELIVERY_PART message (see ipc.ts) of the records settled since the last one, appended to
+   * `out`, with only their errors (indexed afresh): a batch whose records fail a few at a time sent
+   * every error so far with each part, every PARTIAL_SWEEP_MS (outside reviewer).
+   */
   writeDeliveryPart(out: ByteWriter): void {
     const start = out.beginMessage(IpcType.DELIVERY_PART);
     const n = this.doneCount - this.reported;
@@ -64,16 +68,18 @@ export class Pending {
     out.ensure(n * 20);
     const buf = out.buf;
     let pos = out.pos;
+    let errors: DeliveryError[] | null = null;
     for (let d = this.reported; d < this.doneCount; d++, pos += 20) {
       const i = this.done[d]!;
+      const e = this.errorIndex[i]!;
       buf.writeUInt32LE(i, pos);
       buf.writeInt32LE(this.partitions[i]!, pos + 4);
       buf.writeDoubleLE(this.offsets[i]!, pos + 8);
-      buf.writeInt32LE(this.errorIndex[i]!, pos + 16);
+      buf.writeInt32LE(e < 0 ? -1 : (errors ??= []).push(this.errors[e]!) - 1, pos + 16);
     }
     out.pos = pos;
     this.reported = this.doneCount;
-    this.endWithErrors(out, start);
+    this.endWithErrors(out, start, errors ?? NONE);
   }
 
   /** The batch's DELIVERY message (see ipc.ts), appended to `out`. */
@@ -94,15 +100,16 @@ export class Pending {
   }
 
   /** The errors JSON both DELIVERY and DELIVERY_PART end with (ipc.ts), closing the message begun at `start`. */
-  private endWithErrors(out: ByteWriter, start: number): void {
-    const errors = this.errors.length ? Buffer.from(JSON.stringify(this.errors)) : NO_ERRORS;
-    out.u32(errors.length);
-    out.bytes(errors);
+  private endWithErrors(out: ByteWriter, start: number, errors: readonly DeliveryError[] = this.errors): void {
+    const json = errors.length ? Buffer.from(JSON.stringify(errors)) : NO_ERRORS;
+    out.u32(json.length);
+    out.bytes(json);
     out.endMessage(start);
   }
 }
 
 /** The errors of a batch without any, as DELIVERY carries them. */
 const NO_ERRORS = Buffer.from("[]");
+const NONE: readonly DeliveryError[] = [];
 /** Pooled Pending columns kept for reuse beyond those in flight. */
 export const SPARE_PENDING = 64;
