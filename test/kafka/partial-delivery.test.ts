@@ -64,3 +64,25 @@ test("records whose topic stayed unknown because the brokers could not be reache
     process.kill(broker.pid, "SIGCONT");
   }
 }, 90_000);
+
+test("a broker frozen for part of the message timeout (too short for the probe to call it down) still makes it PUBLISH_TIMEOUT", async () => {
+  // librdkafka raises no error for a broker that stops answering (its socket timeout is a minute), and
+  // the probe calls the brokers down only at its third failure: told KAFKA_REJECTED, "answered
+  // throughout", the client dropped events a retry would have written where the brokers make topics.
+  const unseen = freshTopic("partial-short-freeze");
+  // The worker back from the freeze above: its brokers up again, so nothing is refused before it is tried.
+  const existing = freshTopic("partial-thawed");
+  await ensureTopic(broker.brokers, existing, 1);
+  for (let until = Date.now() + 30_000; (await log.append([record(existing, 0)])).errors !== null && Date.now() < until; ) await Bun.sleep(500);
+  await Bun.sleep(3000);
+  process.kill(broker.pid, "SIGSTOP");
+  const thawed = Bun.sleep(3000).then(() => process.kill(broker.pid, "SIGCONT"));
+  try {
+    await Bun.sleep(500);
+    const r = await log.append(Array.from({ length: 5 }, (_, i) => record(unseen, i)));
+    console.log(`5 records to ${unseen}, sent 0.5 s into a 3 s freeze: ${JSON.stringify(r.errors?.[0])}`);
+    expect(r.errors?.every((e) => e?.code === "PUBLISH_TIMEOUT" && e.topicUnknown !== true)).toBe(true);
+  } finally {
+    await thawed;
+  }
+}, 90_000);

@@ -103,7 +103,13 @@ const EXIT_WEDGED = 70;
 let probeThread = queryThread();
 const brokers = new BrokerProbe(
   {
-    getMetadata: (o, cb) => probeThread.ask({ kind: "probe", timeoutMs: o.timeout }, (r) => (r.error === undefined ? cb(null, r.result as string | null) : cb(new Error(r.error)))),
+    getMetadata: (o, cb) =>
+      probeThread.ask({ kind: "probe", timeoutMs: o.timeout }, (r) => {
+        // Each probe, not only an outage's third failure, tells the producer whether Kafka answers.
+        if (r.error === undefined) ffi.brokersAnswered();
+        else ffi.brokersTrouble();
+        return r.error === undefined ? cb(null, r.result as string | null) : cb(new Error(r.error));
+      }),
     freshProbe: (o, cb) => probeThread.ask({ kind: "freshProbe", timeoutMs: o.timeout }, (r) => (r.error === undefined ? cb(null, r.result as string | null) : cb(new Error(r.error)))),
   },
   config.probeTimeoutMs ?? 1500,
@@ -113,6 +119,7 @@ const brokers = new BrokerProbe(
   },
   (cluster) => send(jsonMessage(IpcType.HEALTH, { cluster })),
   () => {
+    ffi.brokersTrouble();
     status.report("warn", "probe_lost", "a broker probe went unanswered; its thread is replaced");
     probeThread.terminate();
     probeThread = queryThread();

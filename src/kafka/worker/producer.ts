@@ -25,6 +25,8 @@ import { Pending, SPARE_PENDING } from "./pending";
 import { addressOf, type DeliveryVisitor, EMPTY_ADDR, Err, errName, errString, Producer, RD_KAFKA_PARTITION_UA, VuBatch } from "../librdkafka";
 
 const INDEX_BITS = 1048576;
+// A probe is asked every second (broker-probe.ts): answered within this, the brokers answer now.
+const ANSWERED_RECENTLY_MS = 3000;
 // How often batches waiting for some of their records are looked at (see PARTIAL_AFTER_MS).
 const PARTIAL_SWEEP_MS = 50;
 
@@ -65,11 +67,15 @@ export class FfiProducer {
   written = 0;
   /**
    * performance.now() of the last sign that the brokers could not be reached (brokersTrouble()), or
-   * of the producer's start. A record that times out with no partition of its topic ever known was
-   * refused by Kafka (it lacks the topic and will not make it) only if the brokers answered for the
-   * whole of its message timeout; otherwise the outage may be why (unpartitioned).
+   * of the producer's start, and of the last broker probe answered (brokersAnswered()). A record that
+   * times out with no partition of its topic ever known was refused by Kafka (it lacks the topic and
+   * will not make it) only if the brokers answered for the whole of its message timeout: no sign of
+   * trouble within it, and a probe answered just now. Otherwise an outage may be why: a broker frozen
+   * for 3 s of a 5 s timeout raises no error event, and the probe calls it down only after its third
+   * failure (outside tester: KAFKA_REJECTED, "answered throughout", during a freeze).
    */
   private troubleAt = performance.now();
+  private answeredAt = Number.NEGATIVE_INFINITY;
   private readonly messageTimeoutMs: number;
 
   constructor(
@@ -86,6 +92,16 @@ export class FfiProducer {
   /** The brokers could not be reached just now (a connection failure, ALL_BROKERS_DOWN, a failed probe). */
   brokersTrouble(): void {
     this.troubleAt = performance.now();
+  }
+
+  /** A broker answered a probe just now. */
+  brokersAnswered(): void {
+    this.answeredAt = performance.now();
+  }
+
+  /** Whether the brokers answered for the whole of the last message timeout, up to now (see troubleAt). */
+  private answeredThroughout(now: number): boolean {
+    return now - this.troubleAt > this.messageTimeoutMs && now - this.answeredAt < ANSWERED_RECENTLY_MS;
   }
 
   get backlogged(): boolean {
@@ -190,7 +206,7 @@ export class FfiProducer {
       const slot = Math.floor(opaque / INDEX_BITS);
       // As the Node binding reports them: a delivery error carries no retriable flag.
       const error: DeliveryError = { code, name: errName(code), message: errString(code), retriable: false };
-      if (partition === RD_KAFKA_PARTITION_UA && performance.now() - this.troubleAt > this.messageTimeoutMs) error.unpartitioned = true;
+      if (partition === RD_KAFKA_PARTITION_UA && this.answeredThroughout(performance.now())) error.unpartitioned = true;
       this.fail(slot, opaque - slot * INDEX_BITS, error);
     },
     error: (code, message, fatal) => this.onError(code, message, fatal),
