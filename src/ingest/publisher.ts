@@ -227,15 +227,14 @@ export class Publisher {
       if (unconfirmed) this.metrics.newTopicEventsInflight.set((this.newTopicInflight -= count));
     }
     let published = 0;
+    // Refused as of a topic Kafka does not have (UNKNOWN_TOPIC, or a timeout through which the brokers
+    // answered and never had it). Judged as of now, not of when they were sent: a topic an ack of this
+    // request or of another has confirmed since (made meanwhile) is told retriable, not absent.
+    let absence: GatewayError | null | undefined;
     for (let r = 0; r < p.records.length; r++) {
       const i = p.positions[r]!;
       let err = results.errors?.[r];
-      // Refused as of a topic Kafka does not have (UNKNOWN_TOPIC, or a timeout through which the brokers
-      // answered and never had it): as of now, not of when it was sent, another write may have made it.
-      if (err?.topicUnknown && this.topicLimits?.unconfirmed(p.topic)) {
-        this.topicLimits.markAbsent(p.topic);
-        err = topicAbsent(p.topic, err.message);
-      }
+      if (err?.topicUnknown) err = (absence ??= this.absence(p.topic, results.errors!, p.records.length, err.message)) ?? topicMadeSince(p.topic, err.message);
       if (err) {
         (out.errors ??= new Array(n))[i] = toWireError(err.code, err.message);
         out.failed++;
@@ -250,6 +249,23 @@ export class Publisher {
     this.metrics.eventsPublished[transport].inc(published);
     if (published > 0 && unconfirmed) this.topicLimits!.confirmed(p.topic);
     return out;
+  }
+
+  /**
+   * KAFKA_REJECTED for events refused as of a topic Kafka does not have, marking it absent, when it
+   * still counts as one Kafka lacks and no event of the same request was written (`errors` has a
+   * hole); null when either is not so.
+   */
+  private absence(topic: string, errors: readonly (GatewayError | undefined)[], count: number, cause: string): GatewayError | null {
+    const limits = this.topicLimits;
+    if (!limits) return null;
+    // A refusal says the topic's settings may have changed: the next publish asks again.
+    limits.doubt(topic);
+    let written = false;
+    for (let r = 0; r < count && !written; r++) written = errors[r] === undefined;
+    if (written || !limits.unconfirmed(topic)) return null;
+    limits.markAbsent(topic);
+    return topicAbsent(topic, cause);
   }
 
   private newTopicFull(topic: string): GatewayError {
@@ -284,4 +300,9 @@ export function wireError(e: unknown): WireError {
 /** KAFKA_REJECTED for a topic Kafka did not have when asked, nor made for the events sent to it since. */
 function topicAbsent(topic: string, cause?: string): GatewayError {
   return new GatewayError("KAFKA_REJECTED", `Kafka does not have topic "${topic}" and did not create it (auto-create off, a create policy, or a name colliding with another topic's); publish again once it exists${cause ? ` (${cause})` : ""}`);
+}
+
+/** For events refused as of a topic Kafka did not have when they were sent, which it had when last asked: retriable, never written. */
+function topicMadeSince(topic: string, cause: string): GatewayError {
+  return new GatewayError("UNAVAILABLE", `Kafka did not have topic "${topic}" when this event was sent, though it had it when this gateway last asked (made meanwhile, or being deleted): it was not written; send it again (${cause})`);
 }
