@@ -1,5 +1,5 @@
 import { TokenBucket } from "../limits/token-bucket";
-import { type PublishResult, Publisher } from "./publisher";
+import { type PublishResult, type PublishRetry, Publisher } from "./publisher";
 import { SubscribeError, type SubscribeOptions, Subscription } from "./subscription";
 import { type Codec, FrameType, type InFrame, type OutgoingEvent, PROTOCOL_VERSION, decode, encode, filterRefusal, frameRefusal } from "./wire";
 
@@ -35,6 +35,11 @@ export interface ConnectOptions {
   lingerMs?: number;
   maxQueued?: number;
   maxAttempts?: number;
+  /**
+   * Told each time a publish is refused with a retriable code and queued to be sent again (for
+   * metrics and logs: retries are otherwise invisible until they run out).
+   */
+  onRetry?: (retry: PublishRetry) => void;
   /** Told each time the connection goes up or down. */
   onState?: (state: "open" | "reconnecting" | "closed", detail?: { code?: number; reason?: string; url?: string }) => void;
 }
@@ -103,7 +108,7 @@ export class GatewayClient {
         nextCid: () => this.cid++,
         limits: () => this.limits,
       },
-      { lingerMs: options.lingerMs ?? 2, maxQueued: options.maxQueued ?? 100_000, maxAttempts: options.maxAttempts ?? 8 },
+      { lingerMs: options.lingerMs ?? 2, maxQueued: options.maxQueued ?? 100_000, maxAttempts: options.maxAttempts ?? 8, onRetry: options.onRetry },
     );
   }
 

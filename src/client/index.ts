@@ -3,7 +3,7 @@
  * `publish` and `subscribe`. Guide: docs/client.md.
  */
 export { type ConnectOptions, GatewayClient } from "./client";
-export { PublishError, type PublishResult } from "./publisher";
+export { PublishError, type PublishResult, type PublishRetry } from "./publisher";
 export { type Notice, SubscribeError, type SubscribeOptions, Subscription, describeGap } from "./subscription";
 export type { Codec, Degraded, DeliveredEvent, ErrorCode, Gap, OutgoingEvent, Start, WireError } from "./wire";
 export { bigintAsDigits, parseJsonValue } from "./wire";

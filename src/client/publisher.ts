@@ -1,5 +1,5 @@
 import { type AdvertisedRates, Pacer } from "./pacer";
-import { type FrameRefusal, FrameType, type InFrame, type OutgoingEvent, type WireError } from "./wire";
+import { type ErrorCode, type FrameRefusal, FrameType, type InFrame, type OutgoingEvent, type WireError } from "./wire";
 import { ErrorCodes } from "../protocol/codes";
 
 /** Where an acknowledged event is in Kafka. */
@@ -49,6 +49,16 @@ export interface PublisherOptions {
   maxQueued: number;
   /** Attempts per event for retriable refusals (and re-sends after a reconnect). */
   maxAttempts: number;
+  onRetry?: (retry: PublishRetry) => void;
+}
+
+/** A publish refused with a retriable code, to be sent again (ClientOptions.onRetry). */
+export interface PublishRetry {
+  /** The event's id (the SDK gives every event one). */
+  id: string;
+  code: ErrorCode;
+  /** Attempts made so far (1 after the first refusal). */
+  attempts: number;
 }
 
 export interface PublisherLink {
@@ -175,6 +185,7 @@ export class Publisher {
     const refused = (item: Item, err: WireError) => {
       if (err.retriable && ++item.attempts < this.options.maxAttempts) {
         again.push(item);
+        this.options.onRetry?.({ id: item.event.id, code: err.code, attempts: item.attempts });
         delay = Math.max(delay, err.retryAfterMs ?? Math.min(2000, 50 * 2 ** item.attempts));
         if (err.code === "RATE_LIMITED") {
           const now = performance.now();

@@ -99,6 +99,8 @@ export const RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS = 5;
 export const RD_KAFKA_RESOURCE_TOPIC = 2;
 /** rdkafka.h:3443 `RD_KAFKA_PARTITION_UA`: let the configured partitioner choose. */
 export const RD_KAFKA_PARTITION_UA = -1;
+/** rdkafka.h:1731 `RD_KAFKA_MSG_STATUS_NOT_PERSISTED`: the message was never sent to (or never reached) a broker. */
+export const RD_KAFKA_MSG_STATUS_NOT_PERSISTED = 0;
 /** rdkafka.h:3909-3917 logical offsets. */
 export const OFFSET_BEGINNING = -2;
 export const OFFSET_END = -1;

@@ -8,7 +8,7 @@
 import { Client, newHandle } from "./client";
 import type { KafkaProps } from "./conf";
 import { errString, KafkaError } from "./errors";
-import { MSG, RD_KAFKA_EVENT_DR, RD_KAFKA_EVENT_ERROR, RD_KAFKA_PRODUCER } from "./layout";
+import { MSG, RD_KAFKA_EVENT_DR, RD_KAFKA_EVENT_ERROR, RD_KAFKA_MSG_STATUS_NOT_PERSISTED, RD_KAFKA_PARTITION_UA, RD_KAFKA_PRODUCER } from "./layout";
 import { addressOf, cstr, read, readI64 } from "./memory";
 import { VuBatch } from "./vu-batch";
 import { rdk } from "./symbols";
@@ -16,8 +16,11 @@ import { rdk } from "./symbols";
 /** What poll() reports; called on the JS thread, once per delivered or failed record. */
 export interface DeliveryVisitor {
   delivered(opaque: number, partition: number, offset: number): void;
-  /** `partition`: RD_KAFKA_PARTITION_UA (-1) when librdkafka never assigned it one (its topic never known). */
-  failed(opaque: number, code: number, partition: number): void;
+  /**
+   * `neverSent`: librdkafka never assigned it a partition (its topic never known) and says it was
+   * not persisted (rd_kafka_message_status).
+   */
+  failed(opaque: number, code: number, neverSent: boolean): void;
   /** A client-level error event (broker down, authentication, fatal idempotence errors, …). */
   error?(code: number, message: string, fatal: boolean): void;
 }
@@ -138,7 +141,7 @@ export class Producer extends Client {
             const err = read.i32(msg, MSG.ERR);
             const opaque = read.ptr(msg, MSG.OPAQUE);
             if (err === 0) visitor.delivered(opaque, read.i32(msg, MSG.PARTITION), readI64(msg, MSG.OFFSET));
-            else visitor.failed(opaque, err, read.i32(msg, MSG.PARTITION));
+            else visitor.failed(opaque, err, read.i32(msg, MSG.PARTITION) === RD_KAFKA_PARTITION_UA && lib.rd_kafka_message_status(msg as never) === RD_KAFKA_MSG_STATUS_NOT_PERSISTED);
           }
           reports += count;
           if (count < DR_BATCH) break;

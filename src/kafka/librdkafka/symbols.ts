@@ -76,6 +76,8 @@ const symbols = {
   rd_kafka_message_destroy: { args: [ptr], returns: none },
   rd_kafka_message_timestamp: { args: [ptr, ptr], returns: i64_fast },
   rd_kafka_message_headers: { args: [ptr, ptr], returns: i32 },
+  // rd_kafka_msg_status_t rd_kafka_message_status(const rd_kafka_message_t *rkmessage)
+  rd_kafka_message_status: { args: [ptr], returns: i32 },
   rd_kafka_header_cnt: { args: [ptr], returns: u64 },
   rd_kafka_header_get_all: { args: [ptr, u64, ptr, ptr, ptr], returns: i32 },
   rd_kafka_topic_name: { args: [ptr], returns: ptr },

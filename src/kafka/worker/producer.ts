@@ -86,7 +86,8 @@ export class FfiProducer {
     private readonly onError: (code: number, message: string, fatal: boolean, event?: string) => void,
   ) {
     this.producer = new Producer(props);
-    this.messageTimeoutMs = Number(props["message.timeout.ms"] ?? 300_000);
+    // delivery.timeout.ms is librdkafka's alias (KAFKA_PROPERTIES may set it); 300 s is its default.
+    this.messageTimeoutMs = Number(props["message.timeout.ms"] ?? props["delivery.timeout.ms"] ?? 300_000);
   }
 
   /** The brokers could not be reached just now (a connection failure, ALL_BROKERS_DOWN, a failed probe). */
@@ -202,11 +203,11 @@ export class FfiProducer {
       this.written++;
       if (b.settled(i)) this.finish(slot, b);
     },
-    failed: (opaque, code, partition) => {
+    failed: (opaque, code, neverSent) => {
       const slot = Math.floor(opaque / INDEX_BITS);
       // As the Node binding reports them: a delivery error carries no retriable flag.
       const error: DeliveryError = { code, name: errName(code), message: errString(code), retriable: false };
-      if (partition === RD_KAFKA_PARTITION_UA && this.answeredThroughout(performance.now())) error.unpartitioned = true;
+      if (neverSent && this.answeredThroughout(performance.now())) error.unpartitioned = true;
       this.fail(slot, opaque - slot * INDEX_BITS, error);
     },
     error: (code, message, fatal) => this.onError(code, message, fatal),
