@@ -21,6 +21,8 @@ const MAX_ROWS = 2_000;
  */
 const SPACING = 3;
 const MAX_WAITING = 8;
+/** The least a build is taken to cost when telling a refused client when to come back. */
+const MIN_COST_MS = 10;
 
 /**
  * GET /api/v1/admin/delivery: the delivery-health view (docs/dashboard.md). Every subscription on
@@ -41,6 +43,7 @@ export function createDeliveryRoute(deps: {
   let waiting = 0;
   /** Settles when the build under way ends; null when none is. */
   let building: Promise<void> | null = null;
+  let buildStartedAt = 0;
   return async (req: Request, who: Identity): Promise<Response> => {
     const denied = deps.auth.authorizeAdmin(who);
     if (denied) return errorResponse(toWireError(denied.code, denied.message));
@@ -53,7 +56,14 @@ export function createDeliveryRoute(deps: {
     const limit = given.length === 0 ? DEFAULT_ROWS : given.length === 1 && /^[0-9]{1,7}$/.test(given[0]!) ? Number(given[0]) : Number.NaN;
     if (!(limit >= 1 && limit <= MAX_ROWS)) return error("INVALID_FRAME", `limit must be a whole number from 1 to ${MAX_ROWS}, given once`);
     if (building || nextBuildAt > performance.now()) {
-      if (waiting >= MAX_WAITING) return error("RATE_LIMITED", `${MAX_WAITING} requests for the delivery view are waiting their turn already (each build costs ${lastCostMs.toFixed(0)} ms of the gateway's time); retry later`);
+      if (waiting >= MAX_WAITING) {
+        // When the builds waiting now would be done: the next build's turn, then each waiter's build and spacing.
+        // Before any build has ended, the one under way has cost at least what it has run so far.
+        const now = performance.now();
+        const cost = Math.max(lastCostMs, building ? now - buildStartedAt : 0, MIN_COST_MS);
+        const retryAfterMs = Math.ceil(Math.max(0, nextBuildAt - now) + (waiting + 1) * (1 + SPACING) * cost);
+        return errorResponse(toWireError("RATE_LIMITED", `${MAX_WAITING} requests for the delivery view are waiting their turn already (each build costs ${lastCostMs.toFixed(0)} ms of the gateway's time); retry after ${retryAfterMs} ms`, { retryAfterMs, scope: "instance" }));
+      }
       waiting++;
       try {
         // Woken together, the first to run takes the turn (synchronously, below); the others wait again.
@@ -64,7 +74,7 @@ export function createDeliveryRoute(deps: {
     }
     let ended!: () => void;
     building = new Promise((resolve) => (ended = resolve));
-    const started = performance.now();
+    const started = (buildStartedAt = performance.now());
     try {
       const view = await deps.subscriptions.delivery(limit);
       return json(

@@ -20,13 +20,21 @@ test("a burst of requests for the delivery view builds one at a time: those past
     expect(r).toMatchObject({ t: 23 });
   }
   const statuses: Record<number, number> = {};
+  const refusals: Array<{ retryAfter: string | null; body: { error: { code: string; retryAfterMs?: number; scope?: string } } }> = [];
   await Promise.all(
     Array.from({ length: 30 }, async () => {
       const res = await fetch(`${file.gw.url}/api/v1/admin/delivery?limit=2000`);
-      await res.arrayBuffer();
+      const text = await res.text();
       statuses[res.status] = (statuses[res.status] ?? 0) + 1;
+      if (res.status === 429) refusals.push({ retryAfter: res.headers.get("retry-after"), body: JSON.parse(text) });
     }),
   );
+  // Each refusal says when to come back, as RATE_LIMITED does everywhere (docs/protocol.md).
+  for (const r of refusals) {
+    expect(r.body.error).toMatchObject({ code: "RATE_LIMITED", scope: "instance" });
+    expect(r.body.error.retryAfterMs).toBeGreaterThan(0);
+    expect(Number(r.retryAfter)).toBe(Math.max(1, Math.ceil(r.body.error.retryAfterMs! / 1000)));
+  }
   console.log(`30 requests at once: ${JSON.stringify(statuses)}`);
   // One building, eight waiting: the rest refused.
   expect(statuses[200]).toBeLessThanOrEqual(9);
