@@ -74,7 +74,7 @@ export function createDeliveryRoute(deps: {
     }
     let ended!: () => void;
     building = new Promise((resolve) => (ended = resolve));
-    const started = (buildStartedAt = performance.now());
+    buildStartedAt = performance.now();
     try {
       const view = await deps.subscriptions.delivery(limit);
       return json(
@@ -85,7 +85,7 @@ export function createDeliveryRoute(deps: {
       );
     } finally {
       // The await for watermarks inside is not the loop's time, but is counted: the spacing errs long.
-      lastCostMs = performance.now() - started;
+      lastCostMs = performance.now() - buildStartedAt;
       nextBuildAt = performance.now() + SPACING * lastCostMs;
       building = null;
       ended();

@@ -113,10 +113,8 @@ const brokers = new BrokerProbe(
     freshProbe: (o, cb) => probeThread.ask({ kind: "freshProbe", timeoutMs: o.timeout }, (r) => (r.error === undefined ? cb(null, r.result as string | null) : cb(new Error(r.error)))),
   },
   config.probeTimeoutMs ?? 1500,
-  (up, reason) => {
-    if (!up) ffi.brokersTrouble();
-    send(jsonMessage(IpcType.HEALTH, { brokers: up ? "up" : "down", reason }));
-  },
+  // Every way to "down" (ALL_BROKERS_DOWN, failed or lost probes) has marked the producer's trouble already.
+  (up, reason) => send(jsonMessage(IpcType.HEALTH, { brokers: up ? "up" : "down", reason })),
   (cluster) => send(jsonMessage(IpcType.HEALTH, { cluster })),
   () => {
     ffi.brokersTrouble();
