@@ -24,6 +24,22 @@ const MAX_WAITING = 8;
 /** The least a build is taken to cost when telling a refused client when to come back. */
 const MIN_COST_MS = 10;
 
+/** False when the client went away first. */
+function untilTurnOrGone(turn: Promise<unknown>, signal: AbortSignal): Promise<boolean> {
+  if (signal.aborted) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const left = () => resolve(false);
+    signal.addEventListener("abort", left, { once: true });
+    turn.then(() => {
+      signal.removeEventListener("abort", left);
+      resolve(true);
+    });
+  });
+}
+
+/** The answer to a client that has gone: nobody reads it. */
+const gone = () => new Response(null, { status: 499 });
+
 /**
  * GET /api/v1/admin/delivery: the delivery-health view (docs/dashboard.md). Every subscription on
  * this instance (the `limit` worst, most queued first) with what it was handed, queued, dropped and
@@ -67,11 +83,16 @@ export function createDeliveryRoute(deps: {
       waiting++;
       try {
         // Woken together, the first to run takes the turn (synchronously, below); the others wait again.
-        while (building || nextBuildAt > performance.now()) await (building ?? Bun.sleep(nextBuildAt - performance.now()));
+        // A client that leaves gives its place up at once: it would otherwise hold one of the few
+        // places, and then build a view nobody reads.
+        while (building || nextBuildAt > performance.now()) {
+          if (!(await untilTurnOrGone(building ?? Bun.sleep(nextBuildAt - performance.now()), req.signal))) return gone();
+        }
       } finally {
         waiting--;
       }
     }
+    if (req.signal.aborted) return gone();
     let ended!: () => void;
     building = new Promise((resolve) => (ended = resolve));
     buildStartedAt = performance.now();

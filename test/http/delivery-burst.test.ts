@@ -41,3 +41,22 @@ test("a burst of requests for the delivery view builds one at a time: those past
   expect(statuses[429]).toBeGreaterThanOrEqual(21);
   for (const c of conns) c.close();
 }, 120_000);
+
+test("a request for the delivery view whose client left gives its place up: it neither holds one of the few waiting places nor builds", async () => {
+  const topic = freshTopic("delivery-left");
+  await ensureTopic(file.brokers, topic, 3);
+  const conns = await Promise.all(Array.from({ length: 4 }, () => GatewayClient.connect(file.gw.wsUrl)));
+  for (let i = 0; i < 400; i++) expect(await conns[i % 4]!.subscribe({ sub: `l${i}`, topics: [topic], filter: { where: `data.n == ${i}` } } as never, () => {})).toMatchObject({ t: 23 });
+  const url = `${file.gw.url}/api/v1/admin/delivery?limit=2000`;
+  // Let any spacing left by earlier builds pass, then one build runs and nine clients queue behind it and leave.
+  await Bun.sleep(1_000);
+  const leaving = Array.from({ length: 9 }, () => new AbortController());
+  const left = leaving.map((c) => fetch(url, { signal: c.signal }).then((r) => r.status, () => "left"));
+  await Bun.sleep(20);
+  for (const c of leaving) c.abort();
+  await Promise.all(left);
+  // Eight places to wait in: the clients that left hold none of them.
+  const statuses = await Promise.all(Array.from({ length: 8 }, () => fetch(url).then((r) => r.status)));
+  expect(statuses).toEqual(Array(8).fill(200));
+  for (const c of conns) c.close();
+}, 120_000);
