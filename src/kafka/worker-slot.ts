@@ -285,19 +285,20 @@ export class WorkerSlot {
  * The errors JSON that follows `recordsBytes` of records in DELIVERY and DELIVERY_PART (ipc.ts);
  * `r` is left at the first record.
  */
-function readErrors(r: ByteReader, recordsBytes: number): DeliveryError[] {
+function readErrors(r: ByteReader, recordsBytes: number): GatewayError[] {
   const recordsStart = r.pos;
   r.pos = recordsStart + recordsBytes;
   const errorsLen = r.u32();
-  const errors = errorsLen > 2 ? (JSON.parse(r.buf.toString("utf8", r.pos, r.pos + errorsLen)) as DeliveryError[]) : [];
+  // One GatewayError for each error the worker sent, shared by every record that names it.
+  const errors = errorsLen > 2 ? (JSON.parse(r.buf.toString("utf8", r.pos, r.pos + errorsLen)) as DeliveryError[]).map(toGatewayError) : [];
   r.pos = recordsStart;
   return errors;
 }
 
 /** Record `i` of `batch` told its outcome: written at `partition`/`offset`, or `errors[errorIndex]`. */
-function settle(batch: SentBatch, i: number, partition: number, offset: number, errorIndex: number, errors: DeliveryError[]): void {
+function settle(batch: SentBatch, i: number, partition: number, offset: number, errorIndex: number, errors: GatewayError[]): void {
   if (errorIndex < 0) batch.sinks[i]!.delivered(batch.indexes[i]!, partition, offset);
-  else batch.sinks[i]!.failed(batch.indexes[i]!, toGatewayError(errors[errorIndex]!));
+  else batch.sinks[i]!.failed(batch.indexes[i]!, errors[errorIndex]!);
 }
 
 function toGatewayError(e: DeliveryError): GatewayError {

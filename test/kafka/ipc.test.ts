@@ -124,7 +124,7 @@ test("DELIVERY_PART carries only the errors of its own records, indexed afresh; 
   const fail = (i: number, code: number) => {
     p.partitions[i] = -1;
     p.offsets[i] = -1;
-    p.errorIndex[i] = p.errors.push({ code, name: `E${code}`, message: "m", retriable: false }) - 1;
+    p.errorIndex[i] = p.addError({ code, name: `E${code}`, message: "m", retriable: false });
     return p.settled(i);
   };
   const read = (w: ByteWriter) => {
@@ -159,4 +159,41 @@ test("DELIVERY_PART carries only the errors of its own records, indexed afresh; 
   const w3 = new ByteWriter(64);
   p.writeDelivery(w3);
   expect(read(w3)).toMatchObject({ type: IpcType.DELIVERY, codes: [null, 22, 11, 33], errorCount: 3 });
+});
+
+test("records failing alike share one error in DELIVERY and DELIVERY_PART: a broker outage sent one copy per record", async () => {
+  const { Pending } = await import("../../src/kafka/worker/pending");
+  const p = new Pending();
+  p.open(9, 6);
+  const fail = (i: number, code: number, unpartitioned?: true) => {
+    p.partitions[i] = -1;
+    p.offsets[i] = -1;
+    p.errorIndex[i] = p.addError({ code, name: `E${code}`, message: "m", retriable: false, ...(unpartitioned ? { unpartitioned } : {}) });
+    return p.settled(i);
+  };
+  const errorsOf = (w: ByteWriter, rowBytes: number) => {
+    const r = new ByteReader(w.take());
+    r.u32();
+    r.u8();
+    r.u32();
+    const count = r.u32();
+    r.pos += count * rowBytes;
+    return JSON.parse(r.buf.toString("utf8", r.pos + 4, r.pos + 4 + r.u32())) as Array<{ code: number; unpartitioned?: true }>;
+  };
+  fail(0, -192);
+  fail(1, -192);
+  fail(2, -192);
+  const part = new ByteWriter(64);
+  p.writeDeliveryPart(part);
+  expect(errorsOf(part, 20)).toEqual([expect.objectContaining({ code: -192 })]);
+  fail(3, -192, true); // the same code, told apart by what it says
+  fail(4, -192, true);
+  fail(5, -192);
+  const all = new ByteWriter(64);
+  p.writeDelivery(all);
+  expect(errorsOf(all, 16).map((e) => [e.code, e.unpartitioned ?? false])).toEqual([
+    [-192, false],
+    [-192, true],
+    [-192, false],
+  ]);
 });

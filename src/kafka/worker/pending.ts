@@ -44,6 +44,17 @@ export class Pending {
     this.errors.length = 0;
   }
 
+  /**
+   * The index of `error` in the batch's errors, added unless it is the same as the last one added: a
+   * broker outage or a missing topic fails thousands of records alike, and each one's copy went
+   * through JSON both ways and became an Error of its own in the gateway.
+   */
+  addError(error: DeliveryError): number {
+    const last = this.errors[this.errors.length - 1];
+    if (last !== undefined && sameError(last, error)) return this.errors.length - 1;
+    return this.errors.push(error) - 1;
+  }
+
   /** Record `i` has its outcome (in its columns); true when it was the batch's last. */
   settled(i: number): boolean {
     this.done[this.doneCount++] = i;
@@ -69,13 +80,20 @@ export class Pending {
     const buf = out.buf;
     let pos = out.pos;
     let errors: DeliveryError[] | null = null;
+    // The batch's index of the error last carried, and its index here.
+    let lastFrom = -1;
+    let lastTo = -1;
     for (let d = this.reported; d < this.doneCount; d++, pos += 20) {
       const i = this.done[d]!;
       const e = this.errorIndex[i]!;
       buf.writeUInt32LE(i, pos);
       buf.writeInt32LE(this.partitions[i]!, pos + 4);
       buf.writeDoubleLE(this.offsets[i]!, pos + 8);
-      buf.writeInt32LE(e < 0 ? -1 : (errors ??= []).push(this.errors[e]!) - 1, pos + 16);
+      if (e >= 0 && e !== lastFrom) {
+        lastFrom = e;
+        lastTo = (errors ??= []).push(this.errors[e]!) - 1;
+      }
+      buf.writeInt32LE(e < 0 ? -1 : lastTo, pos + 16);
     }
     out.pos = pos;
     this.reported = this.doneCount;
@@ -106,6 +124,10 @@ export class Pending {
     out.bytes(json);
     out.endMessage(start);
   }
+}
+
+function sameError(a: DeliveryError, b: DeliveryError): boolean {
+  return a.code === b.code && a.retriable === b.retriable && a.unpartitioned === b.unpartitioned && a.message === b.message && a.name === b.name;
 }
 
 /** The errors of a batch without any, as DELIVERY carries them. */

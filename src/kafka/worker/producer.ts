@@ -338,7 +338,7 @@ export class FfiProducer {
     if (!b) return;
     b.partitions[i] = -1;
     b.offsets[i] = -1;
-    b.errorIndex[i] = b.errors.push(error) - 1;
+    b.errorIndex[i] = b.addError(error);
     if (b.settled(i)) this.finish(slot, b);
   }
 
