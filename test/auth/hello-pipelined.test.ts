@@ -148,3 +148,30 @@ test("a hello without a token is refused and audited", async () => {
   while (!auditLines(gw).some((l) => l.action === "authenticate" && l.outcome === "deny" && /requires a token/.test(l.reason)) && Date.now() < deadline) await Bun.sleep(25);
   expect(auditLines(gw).some((l) => l.action === "authenticate" && l.outcome === "deny" && /requires a token/.test(l.reason))).toBe(true);
 }, 30_000);
+
+test("frames pipelined behind a refresh wait for its token too: a refresh that narrows the grants applies to every frame sent after it", async () => {
+  const c = await RawWsClient.connect(gw.port);
+  c.send({ t: 1, v: 1, cid: 1_000_000, token: await signWith(key, "ES256", { kgw: { publish: ["ta", "tb"], subscribe: [] } }, { kid: "k1" }) });
+  await c.waitFor(() => c.frames.some((f) => f.t === 2), 10_000);
+  c.send({ t: 14, cid: 1_000_001, token: await signWith(key, "ES256", { kgw: { publish: ["ta"], subscribe: [] } }, { kid: "k1" }) });
+  for (let i = 1; i <= 50; i++) c.send({ t: 10, cid: i, topic: i % 2 ? "tb" : "ta", event: { type: "after-refresh" } });
+  await c.waitFor(() => repliesOf(c).counts.size === 50 && c.frames.some((f) => f.cid === 1_000_001), 20_000);
+  const refreshed = c.frames.findIndex((f) => f.cid === 1_000_001);
+  expect(c.frames[refreshed]).toMatchObject({ t: 29 });
+  const replies = c.frames.filter((f) => typeof f.cid === "number" && f.cid < 1_000_000);
+  // Every one answered after the refresh, under the new token: tb refused, ta written.
+  expect(c.frames.findIndex((f) => typeof f.cid === "number" && f.cid < 1_000_000)).toBeGreaterThan(refreshed);
+  expect(replies.filter((f) => f.cid % 2 === 1).map((f) => f.code)).toEqual(Array(25).fill("FORBIDDEN"));
+  expect(replies.filter((f) => f.cid % 2 === 0).map((f) => f.t)).toEqual(Array(25).fill(20));
+
+  // A refresh refused keeps the token the connection had: the frames behind it run under that one.
+  c.frames.length = 0;
+  c.send({ t: 14, cid: 1_000_002, token: await signWith(key, "ES256", { kgw: { publish: [], subscribe: [] } }, { kid: "unknown-kid" }) });
+  for (let i = 1; i <= 20; i++) c.send({ t: 10, cid: i, topic: "ta", event: { type: "after-refused-refresh" } });
+  await c.waitFor(() => repliesOf(c).counts.size === 20 && c.frames.some((f) => f.cid === 1_000_002), 20_000);
+  expect(c.frames.findIndex((f) => f.cid === 1_000_002)).toBeLessThan(c.frames.findIndex((f) => f.cid === 1));
+  expect(c.frames.find((f) => f.cid === 1_000_002)).toMatchObject({ t: 21, code: "UNAUTHENTICATED" });
+  expect(c.frames.filter((f) => typeof f.cid === "number" && f.cid < 1_000_000).map((f) => f.t)).toEqual(Array(20).fill(20));
+  expect(c.closeCode).toBeNull();
+  c.destroy();
+}, 60_000);
