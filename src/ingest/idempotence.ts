@@ -60,7 +60,19 @@ export class Idempotence {
     /** Where new events are written: the log, or the fair share in front of it. */
     private readonly appender: Appender = log,
   ) {
-    this.seen = new SeenIds({ ...options, epoch: () => log.epoch });
+    // Both copies of an event in the log: an unmarked re-send that raced the reader (docs/protocol.md),
+    // another producer, or librdkafka's own retry after a broker stopped answering for longer than
+    // the message timeout (its in-flight request written after all, the retry under a new producer
+    // epoch the broker cannot match). None can be undone; each is counted, and told once a minute.
+    let toldAt = -Infinity;
+    const writtenTwice = (topic: string) => {
+      metrics.eventsWrittenTwice.inc();
+      const now = performance.now();
+      if (now - toldAt < 60_000) return;
+      toldAt = now;
+      logger.warn("an event is in its topic twice: its source and id were read at two positions within IDEMPOTENCE_WINDOW_MS (gateway_events_written_twice_total counts them)", { topic });
+    };
+    this.seen = new SeenIds({ ...options, epoch: () => log.epoch, writtenTwice });
     this.tail = new IdTail(log, this.seen, options, logger);
   }
 

@@ -11,6 +11,8 @@ export interface SeenIdsOptions {
   maxIds: number;
   /** The log's epoch (EventLog.epoch): when it moves, every id remembered names a position that is gone. */
   epoch?: () => number;
+  /** Told of an id found written at a second position of its topic while the first is remembered. */
+  writtenTwice?: (topic: string) => void;
 }
 
 // Ids per chunk of the FIFO: allocated as ids arrive and dropped once all of theirs are forgotten.
@@ -119,6 +121,7 @@ export class SeenIds {
     if (known !== undefined) {
       const c = this.chunkOf(known);
       const i = known % CHUNK;
+      if (c.partitions[i] !== partition || c.offsets[i] !== offset) this.options.writtenTwice?.(topic);
       if (c.partitions[i] !== partition || c.offsets[i]! >= offset) return;
       // Its entry stays in the FIFO until it ages out, named by no map (as forgetPartition leaves it).
       owned!.shards[shard]!.delete(id);
