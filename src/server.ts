@@ -26,6 +26,7 @@ import { MemoryGuard, memoryLimit } from "./limits/memory-guard";
 import { OpenFilesGuard, openFilesLimit } from "./limits/open-files";
 import { Listener } from "./http/listener";
 import { capSendBuffer } from "./http/send-buffer";
+import { LoopStalls } from "./limits/loop-stalls";
 import { type RateLimitOptions, RateLimits, type Refusal } from "./limits/rate-limits";
 import { RefusalDelay } from "./limits/refusal-delay";
 import type { EventLog } from "./log/event-log";
@@ -167,7 +168,8 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   // On Kafka a topic's own max.message.bytes and timestamp bounds are learned and checked per event.
   const topicLimits = log.kind === "kafka" ? new TopicLimits((topic) => log.topicRecordLimits(topic), (topic, e) => logger.warn("could not read a topic's configuration; the gateway's own limits stand for it", { topic, error: String((e as Error)?.message ?? e) })) : null;
   const publisher = new Publisher(appender, config, metrics, idempotence, topicLimits);
-  const rateLimits = new RateLimits(rateLimitOptions(config));
+  const loopStalls = new LoopStalls();
+  const rateLimits = new RateLimits(rateLimitOptions(config), undefined, loopStalls);
   const refusalDelay = new RefusalDelay(config.CONNECTION_REFUSAL_DELAY_MS);
   const clientAddress = createClientAddress(config.TRUSTED_PROXIES);
   const httpAuth = createHttpAuth(authenticator, audit, { clientAddress, rateLimits, refusalDelay, metrics });
@@ -351,6 +353,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
       draining = true;
       guard.stop();
       memoryGuard.stop();
+      loopStalls.stop();
       publisher.drain();
       subscriptions.drain();
       fairShare?.flush();

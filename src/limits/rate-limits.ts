@@ -13,6 +13,7 @@
  */
 import { GatewayError } from "../protocol/errors";
 import { HandlingBudget } from "./handling-budget";
+import type { LoopStalls, Stalls } from "./loop-stalls";
 import { TokenBucket } from "./token-bucket";
 
 export interface Rates {
@@ -73,9 +74,9 @@ export interface Refusal {
 class Buckets {
   readonly events: TokenBucket;
   readonly bytes: TokenBucket;
-  constructor(r: Rates, burstSeconds: number, now: number) {
-    this.events = new TokenBucket(r.eventsPerSec, Math.max(1, r.eventsPerSec * burstSeconds), now);
-    this.bytes = new TokenBucket(r.bytesPerSec, Math.max(1, r.bytesPerSec * burstSeconds), now);
+  constructor(r: Rates, burstSeconds: number, now: number, stalls: Stalls | null) {
+    this.events = new TokenBucket(r.eventsPerSec, Math.max(1, r.eventsPerSec * burstSeconds), now, undefined, stalls);
+    this.bytes = new TokenBucket(r.bytesPerSec, Math.max(1, r.bytesPerSec * burstSeconds), now, undefined, stalls);
   }
   isFull(now: number): boolean {
     return this.events.isFull(now) && this.bytes.isFull(now);
@@ -122,14 +123,15 @@ export class ConnectionRate {
     readonly scope: Scope = "connection",
     /** The gateway's total handling time for busy clients (null: none). */
     handlingTotal: TokenBucket | null = null,
+    stalls: Stalls | null = null,
   ) {
-    this.own = new Buckets(options.connection, options.burstSeconds, now);
+    this.own = new Buckets(options.connection, options.burstSeconds, now, stalls);
     this.subscribes = new TokenBucket(options.subscribes.perSec, Math.max(1, options.subscribes.burst), now);
     this.refreshes = new TokenBucket(options.refreshesPerSec, REFRESH_BURST, now);
     const ms = options.handlingMsPerSec;
     this.handling = ms > 0 ? new HandlingBudget(new TokenBucket(ms, Math.max(1, ms * options.burstSeconds), now), handlingTotal) : null;
-    this.refusals = allowance(options.closeAfterRefusals, now);
-    this.invalid = allowance(options.closeAfterInvalid, now);
+    this.refusals = allowance(options.closeAfterRefusals, now, stalls);
+    this.invalid = allowance(options.closeAfterInvalid, now, stalls);
   }
 
   /** Counts a RATE_LIMITED refusal; true when the connection is past its allowance and must be closed. */
@@ -144,8 +146,8 @@ export class ConnectionRate {
 }
 
 /** `n` events within any REFUSAL_WINDOW_S; none kept for 0 (no limit). */
-function allowance(n: number, now: number): TokenBucket | null {
-  return n > 0 ? new TokenBucket(n / REFUSAL_WINDOW_S, n, now) : null;
+function allowance(n: number, now: number, stalls: Stalls | null): TokenBucket | null {
+  return n > 0 ? new TokenBucket(n / REFUSAL_WINDOW_S, n, now, undefined, stalls) : null;
 }
 
 function spent(bucket: TokenBucket | null, now: number): boolean {
@@ -213,19 +215,28 @@ export class RateLimits {
   /** Whether any principal rate is set: only then is a principal worth naming for a request. */
   readonly byPrincipal: boolean;
 
+  private readonly clock: () => number;
+
   constructor(
     private readonly options: RateLimitOptions,
-    private readonly clock: () => number = () => performance.now(),
+    readClock: () => number = () => performance.now(),
+    /** The gateway's own stalls: each look at the clock may be the first after one (loop-stalls.ts). */
+    private readonly stalls: LoopStalls | null = null,
   ) {
-    const now = clock();
-    this.principals = new BucketMap((t) => new Buckets(options.principal, options.burstSeconds, t), (b, t) => b.isFull(t), now);
+    this.clock = stalls ? () => {
+      const t = readClock();
+      stalls.observe(t);
+      return t;
+    } : readClock;
+    const now = this.clock();
+    this.principals = new BucketMap((t) => new Buckets(options.principal, options.burstSeconds, t, stalls), (b, t) => b.isFull(t), now);
     const total = options.handlingTotalMsPerSec;
     // Delivery charges the total whatever the clients do, so a gateway loaded for minutes would owe minutes
     // and rest its busy clients long after the load was gone: the debt is kept to TOTAL_DEBT_SECONDS of it.
     this.handlingTotal = total > 0 ? new TokenBucket(total, Math.max(1, total * options.burstSeconds), now, total * TOTAL_DEBT_SECONDS) : null;
-    this.httpClients = new BucketMap((t) => new ConnectionRate(options, t, "principal", this.handlingTotal), (c, t) => c.own.isFull(t) && (c.handling?.isFull(t) ?? true), now);
+    this.httpClients = new BucketMap((t) => new ConnectionRate(options, t, "principal", this.handlingTotal, stalls), (c, t) => c.own.isFull(t) && (c.handling?.isFull(t) ?? true), now);
     const connects = options.connectsPerSecPerIp;
-    this.connects = new BucketMap((t) => new TokenBucket(connects, Math.max(1, connects * options.burstSeconds), t), (b, t) => b.isFull(t), now);
+    this.connects = new BucketMap((t) => new TokenBucket(connects, Math.max(1, connects * options.burstSeconds), t, undefined, stalls), (b, t) => b.isFull(t), now);
     const subs = options.subscribes.perAddressPerSec;
     this.addressSubscribes = new BucketMap((t) => new TokenBucket(subs, Math.max(1, subs * ADDRESS_SUBSCRIBE_BURST_S), t), (b, t) => b.isFull(t), now);
     const r = options.replays;
@@ -244,7 +255,7 @@ export class RateLimits {
   }
 
   connection(): ConnectionRate {
-    return new ConnectionRate(this.options, this.clock(), "connection", this.handlingTotal);
+    return new ConnectionRate(this.options, this.clock(), "connection", this.handlingTotal, this.stalls);
   }
 
   /** HTTP has no connection: each principal's requests share the buckets of one. */

@@ -1,3 +1,5 @@
+import type { Stalls } from "./loop-stalls";
+
 /**
  * A token bucket that may go into debt: a request passes whenever the bucket holds a whole token and
  * then pays all it costs, so a batch larger than the burst is still possible (it just has to be paid
@@ -17,10 +19,15 @@ export class TokenBucket {
     now: number,
     /** The deepest debt kept: what was spent past it is forgiven (Infinity: all of it is owed). */
     private readonly maxDebt = Number.POSITIVE_INFINITY,
+    /** The holder's own stalls (loop-stalls.ts): what the rate earned during one is kept past the burst. */
+    private readonly stalls: Stalls | null = null,
   ) {
     this.tokens = burst;
     this.last = now;
+    this.stallsSeen = stalls?.total ?? 0;
   }
+
+  private stallsSeen: number;
 
   /** 0 when a request may pass now, else the milliseconds until it may (at least 1). */
   waitMs(now: number): number {
@@ -67,7 +74,13 @@ export class TokenBucket {
   private refill(now: number): void {
     const elapsed = now - this.last;
     this.last = now;
-    if (elapsed > 0) this.tokens = Math.min(this.burst, this.tokens + (elapsed * this.rate) / 1000);
+    let cap = this.burst;
+    if (this.stalls !== null && this.stalls.total !== this.stallsSeen) {
+      cap += ((this.stalls.total - this.stallsSeen) * this.rate) / 1000;
+      this.stallsSeen = this.stalls.total;
+    }
+    // What a stall left above the burst is spent, never cut back by a later refill.
+    if (elapsed > 0 && this.tokens < cap) this.tokens = Math.min(cap, this.tokens + (elapsed * this.rate) / 1000);
     // Forgiven only here, once the time since the last look is counted: spend() does not know the time.
     if (this.tokens < -this.maxDebt) this.tokens = -this.maxDebt;
   }

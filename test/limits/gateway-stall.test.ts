@@ -1,0 +1,54 @@
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { type GatewayProcess, startGateway } from "../support/gateway";
+import { RawWsClient } from "../support/raw-ws";
+
+/**
+ * A client that keeps to its rate sends on while the gateway itself is stopped (a VM paused, the
+ * process starved, a long collection), and the gateway then reads all of it at once. Its buckets,
+ * refilled only up to their burst, refused the backlog RATE_LIMITED and closed the connection 4429
+ * as a flooder, its address penalised and its requests not yet read never answered (outside chaos
+ * tester: a 12 s SIGSTOP, a publisher at 6% of its rate closed 43 ms after the gateway woke, 2,282
+ * requests without a reply). What a rate earned while the gateway did not read is the client's.
+ */
+let gw: GatewayProcess;
+beforeAll(async () => {
+  // The default rates: 5,000 events/s per connection from a bucket of half a second.
+  gw = await startGateway({ KAFKA_BROKERS: "" });
+}, 60_000);
+afterAll(async () => {
+  process.kill(gw.proc.pid, "SIGCONT");
+  await gw.stop();
+});
+
+test("a publisher within its rate through a 6 s stop of the gateway: every request answered, none refused, the connection kept", async () => {
+  const c = await RawWsClient.connect(gw.port);
+  c.send({ t: 1, v: 1, cid: 1_000_000 });
+  await c.waitFor((f) => f.t === 2, 10_000);
+  // 700 events/s: 4,200 sent while the gateway is stopped, past the burst of 2,500.
+  let cid = 0;
+  const started = performance.now();
+  let stopped = false;
+  let resumed = false;
+  while (performance.now() - started < 9_000) {
+    for (let i = 0; i < 7; i++) c.send({ t: 10, cid: ++cid, topic: "stall", event: { type: "t.stall", data: { cid } } });
+    const at = performance.now() - started;
+    if (!stopped && at > 1_500) {
+      process.kill(gw.proc.pid, "SIGSTOP");
+      stopped = true;
+    }
+    if (!resumed && at > 7_500) {
+      process.kill(gw.proc.pid, "SIGCONT");
+      resumed = true;
+    }
+    await Bun.sleep(10);
+  }
+  const answered = () => c.frames.filter((f) => typeof f.cid === "number" && f.cid < 1_000_000).length;
+  const deadline = Date.now() + 20_000;
+  while (answered() < cid && c.closeCode === null && Date.now() < deadline) await Bun.sleep(20);
+  const replies = c.frames.filter((f) => typeof f.cid === "number" && f.cid < 1_000_000);
+  const codes: Record<string, number> = {};
+  for (const f of replies) if (f.code) codes[f.code] = (codes[f.code] ?? 0) + 1;
+  console.log(`${cid} sent, ${replies.length} answered, refusals ${JSON.stringify(codes)}, close ${c.closeCode}`);
+  expect({ answered: replies.length, codes, close: c.closeCode }).toEqual({ answered: cid, codes: {}, close: null });
+  c.destroy();
+}, 60_000);
