@@ -25,10 +25,11 @@ export async function authenticateUpgrade(req: Request, authenticator: Authentic
   if (!authenticator.enabled) return { headers };
   // Authorization in another scheme (Basic, for a proxy in front) is not ours: the subprotocol's token,
   // or the hello's, is then the one. Before, it refused a browser's valid subprotocol token.
-  const token = bearerFromAuthorization(req) || protocols.token;
+  const fromHeader = bearerFromAuthorization(req);
+  const token = fromHeader || protocols.token;
   if (token === undefined) return { headers };
   try {
-    if (!token) throw new GatewayError("UNAUTHENTICATED", "the Authorization header is not Bearer <token>");
+    if (!token) throw new GatewayError("UNAUTHENTICATED", protocols.token === "" ? "the kgw.bearer. subprotocol carries no token" : "the Authorization header is not Bearer <token>");
     const identity = await authenticator.verify(token);
     audit.record({ principal: identity.principal, action: "authenticate", outcome: "allow", transport: "ws", address, session });
     return { identity, headers };

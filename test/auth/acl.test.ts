@@ -175,6 +175,10 @@ test("Authorization in another scheme (Basic, from a proxy in front) leaves the 
   const upgrade = { upgrade: "websocket", connection: "Upgrade", "sec-websocket-version": "13", "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==", authorization: "Basic dXNlcjpwYXNz" };
   expect((await fetch(`${gw.url}/ws`, { headers: { ...upgrade, "sec-websocket-protocol": `kgw.bearer.${token}, kgw` } })).status).toBe(101);
   expect((await fetch(`${gw.url}/ws`, { headers: { ...upgrade, "sec-websocket-protocol": "kgw.bearer.garbage, kgw" } })).status).toBe(401);
+  // An empty one is said to be the subprotocol's, not blamed on an Authorization header the client may not have sent.
+  const empty = await fetch(`${gw.url}/ws`, { headers: { ...upgrade, "sec-websocket-protocol": "kgw.bearer., kgw" } });
+  expect(empty.status).toBe(401);
+  expect(((await empty.json()) as { error: { message: string } }).error.message).toContain("kgw.bearer. subprotocol carries no token");
   const sse = await fetch(`${gw.url}/api/v1/stream?topic=orders.eu&access_token=${token}`, { headers: { authorization: "Basic dXNlcjpwYXNz" } });
   expect(sse.status).toBe(200);
   await sse.body?.cancel();
