@@ -85,7 +85,7 @@ export class Authenticator {
     let last: unknown;
     for (const source of candidates) {
       try {
-        const { payload } = await jwtVerify(token, source.key as Uint8Array, { ...this.options, algorithms: [alg] });
+        const { payload } = await verifyAnyKey(token, source.key as Uint8Array, { ...this.options, algorithms: [alg] });
         const now = Date.now();
         const tolerance = this.config.AUTH_CLOCK_TOLERANCE;
         // RFC 7519: not accepted on or after exp, nor before nbf (each give or take the tolerance).
@@ -110,6 +110,33 @@ export class Authenticator {
       }
     }
     throw describe(last);
+  }
+}
+
+// Keys of one set under one kid and alg tried at most: a set is its owner's, and holds a few.
+const MAX_SAME_KID = 4;
+
+/**
+ * jwtVerify, trying each key when the set holds several under the token's kid and alg: an identity
+ * provider rotating keys may publish two so for a while, and jose then refuses the token outright
+ * (it leaves the choice to the caller), so every client was refused until the set changed (outside
+ * tester). Only a signature that does not verify moves on to the next key.
+ */
+async function verifyAnyKey(token: string, key: Uint8Array, options: JWTVerifyOptions): Promise<Awaited<ReturnType<typeof jwtVerify>>> {
+  try {
+    return await jwtVerify(token, key, options);
+  } catch (e) {
+    if (!(e instanceof errors.JWKSMultipleMatchingKeys)) throw e;
+    let tried = 0;
+    for await (const candidate of e as unknown as AsyncIterable<CryptoKey>) {
+      if (++tried > MAX_SAME_KID) break;
+      try {
+        return await jwtVerify(token, candidate, options);
+      } catch (inner) {
+        if (!(inner instanceof errors.JWSSignatureVerificationFailed)) throw inner;
+      }
+    }
+    throw new errors.JWSSignatureVerificationFailed();
   }
 }
 

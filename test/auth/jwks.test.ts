@@ -168,3 +168,18 @@ test("a max age shorter than the cooldown: the set past its max age is fetched a
     server.stop(true);
   }
 }, 60_000);
+
+test("two keys of the set under one kid (a rotation in progress): a token signed with either is accepted, one with neither refused", async () => {
+  const a = await generateKeyPair("ES256", { extractable: true });
+  const b = await generateKeyPair("ES256", { extractable: true });
+  const other = await generateKeyPair("ES256", { extractable: true });
+  served = [...served, { ...(await exportJWK(a.publicKey)), kid: "same", alg: "ES256", use: "sig" }, { ...(await exportJWK(b.publicKey)), kid: "same", alg: "ES256", use: "sig" }];
+  // The kid is new to the cached set: fetched again once the cooldown allows.
+  await Bun.sleep(COOLDOWN_MS + 200);
+  const status = async (key: CryptoKey) => (await postEvent(gw, "jwks-t", await signWith(key, "ES256", GRANTS, { kid: "same" }))).status;
+  expect(await status(a.privateKey)).toBe(202);
+  expect(await status(b.privateKey)).toBe(202);
+  expect(await status(other.privateKey)).toBe(401);
+  const { reply } = await helloWith(gw.wsUrl, await signWith(b.privateKey, "ES256", GRANTS, { kid: "same" }));
+  expect(reply).toMatchObject({ t: 2, principal: "alice" });
+}, 30_000);
