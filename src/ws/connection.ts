@@ -28,6 +28,7 @@ import { type SubscriberConnection, type SubscriptionManager, readsHistory } fro
 import { peekFrameType } from "../protocol/frame-peek";
 import { createAuthFrames } from "./auth-frames";
 import { type Inbox, Ingress, inbox } from "./ingress";
+import type { LoopStalls } from "../limits/loop-stalls";
 import { Outbound } from "./outbound";
 import { limitsFor, outcomeFrame, RESEND_WINDOW_MS } from "./replies";
 
@@ -66,6 +67,8 @@ export interface ConnectionData {
   unread?: UnreadShare;
   /** Ends the connection if no hello completes within HELLO_TIMEOUT; cleared by welcome. */
   helloTimer?: Timer;
+  /** The gateway's stalls (LoopStalls.total) when the hello timer was armed. */
+  stallsAtHello?: number;
   /**
    * The connection is to be closed with `code` once every publish it has in flight is answered (see
    * closeAfterReplies); meanwhile its socket is not read, and frames already read get `refusal`.
@@ -110,6 +113,9 @@ export const SERVER_NAME = "kafka-ws-gateway/0.1.0";
  * enforces the per-connection window, and turns publish outcomes into ack frames in the codec the
  * request came in. Nothing a client sends can throw out of here.
  */
+// How long a connection whose hello timer ran out while the gateway stood still is given to be read.
+const AFTER_STALL_MS = 1_000;
+
 export function createWebSocketHandler(deps: {
   config: Config;
   publisher: Publisher;
@@ -123,6 +129,8 @@ export function createWebSocketHandler(deps: {
   onClosed?: (remote: string, tokenless: boolean) => void;
   /** A connection that was tokenless is welcomed with a valid token. */
   onAuthenticated?: () => void;
+  /** The gateway's own stalls: a timeout that ran out while it stood still was not the client's. */
+  stalls?: LoopStalls;
 }): WebSocketEdge {
   const { config, publisher, subscriptions, metrics, logger, rateLimits } = deps;
   const limits = decodeLimits(config);
@@ -422,6 +430,18 @@ export function createWebSocketHandler(deps: {
    */
   function helloTimedOut(ws: ServerWebSocket<ConnectionData>): void {
     if (ws.data.closed || ws.data.helloed) return;
+    // The gateway stood still meanwhile: its timers run before the sockets are read when it wakes,
+    // and the hello the client sent in time was still unread (a 2.5 s stop closed every connection
+    // opened just before it, 3 of 3). It gets a moment to be read.
+    const stalls = deps.stalls;
+    if (stalls) {
+      stalls.observe(performance.now());
+      if (stalls.total !== ws.data.stallsAtHello) {
+        ws.data.stallsAtHello = stalls.total;
+        ws.data.helloTimer = setTimeout(() => helloTimedOut(ws), AFTER_STALL_MS);
+        return;
+      }
+    }
     metrics.helloTimeouts.inc();
     ws.data.outbound!.flush(true); // any nack HANDSHAKE_REQUIRED goes out before the close frame
     if (!ws.data.auth!.identity) ws.close(CloseCodes.REAUTHENTICATE, "no valid token in time; reconnect with one");
@@ -564,6 +584,7 @@ export function createWebSocketHandler(deps: {
         close: (reason) => closeAfterReplies(ws, CloseCodes.REAUTHENTICATE, reason, new GatewayError("UNAUTHENTICATED", `not handled: the connection is closing (${CloseCodes.REAUTHENTICATE}): ${reason}`)),
       }, ws.data.identity, ws.data.remote);
       ws.data.helloTimer = setTimeout(() => helloTimedOut(ws), config.HELLO_TIMEOUT);
+      ws.data.stallsAtHello = deps.stalls?.total ?? 0;
       ws.data.subscriber = {
         subscriptions: new Map(),
         queuedEventBytes: 0,

@@ -52,3 +52,25 @@ test("a publisher within its rate through a 6 s stop of the gateway: every reque
   expect({ answered: replies.length, codes, close: c.closeCode }).toEqual({ answered: cid, codes: {}, close: null });
   c.destroy();
 }, 60_000);
+
+test("a hello sent while the gateway is stopped past HELLO_TIMEOUT is welcomed when it wakes, not closed for a timeout the client kept", async () => {
+  const quick = await startGateway({ KAFKA_BROKERS: "", HELLO_TIMEOUT: "1000" });
+  try {
+    const results: Array<{ welcomed: boolean; close: number | null }> = [];
+    for (let round = 0; round < 3; round++) {
+      const c = await RawWsClient.connect(quick.port);
+      process.kill(quick.proc.pid, "SIGSTOP");
+      c.send({ t: 1, v: 1, cid: 1 });
+      await Bun.sleep(2_500);
+      process.kill(quick.proc.pid, "SIGCONT");
+      const deadline = Date.now() + 5_000;
+      while (!c.frames.some((f) => f.t === 2) && c.closeCode === null && Date.now() < deadline) await Bun.sleep(20);
+      results.push({ welcomed: c.frames.some((f) => f.t === 2), close: c.closeCode });
+      c.destroy();
+    }
+    expect(results).toEqual(Array(3).fill({ welcomed: true, close: null }));
+  } finally {
+    process.kill(quick.proc.pid, "SIGCONT");
+    await quick.stop();
+  }
+}, 60_000);
