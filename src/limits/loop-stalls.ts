@@ -7,10 +7,7 @@
  * the gateway woke, 2,282 of its requests never answered). A bucket refilling across a stall may hold,
  * beyond its burst, what its rate earned during the stall (token-bucket.ts).
  */
-export interface Stalls {
-  /** Milliseconds the gateway has stood still in all, as far as seen so far. */
-  readonly total: number;
-}
+import type { Stalls } from "./token-bucket";
 
 /** Longer than this without a look at the clock is a stall: a loaded loop's turns stay well under it. */
 const STALL_MS = 1_000;
@@ -19,7 +16,7 @@ const TICK_MS = 100;
 export class LoopStalls implements Stalls {
   total = 0;
   private last: number;
-  private readonly ticker: Timer;
+  private readonly ticker: ReturnType<typeof setInterval>;
 
   constructor(now = performance.now()) {
     this.last = now;

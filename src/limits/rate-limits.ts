@@ -13,8 +13,8 @@
  */
 import { GatewayError } from "../protocol/errors";
 import { HandlingBudget } from "./handling-budget";
-import type { LoopStalls, Stalls } from "./loop-stalls";
-import { TokenBucket } from "./token-bucket";
+import type { LoopStalls } from "./loop-stalls";
+import { type Stalls, TokenBucket } from "./token-bucket";
 
 export interface Rates {
   /** 0: no limit. */

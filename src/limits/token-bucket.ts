@@ -1,4 +1,8 @@
-import type { Stalls } from "./loop-stalls";
+/** The holder's own stalls (src/limits/loop-stalls.ts), as a bucket sees them. */
+export interface Stalls {
+  /** Milliseconds the holder has stood still in all, as far as seen so far. */
+  readonly total: number;
+}
 
 /**
  * A token bucket that may go into debt: a request passes whenever the bucket holds a whole token and
