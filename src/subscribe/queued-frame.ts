@@ -65,5 +65,12 @@ export interface SubscriberSocket {
   flushAll(): void;
   /** Whether frames wait to be taken by the client (queued, or in the transport's own buffer). */
   backlogged(): boolean;
+  /**
+   * Where the transport can tell what its client has read (a WebSocket client answers pings in
+   * order): asks, behind everything handed to it so far, and returns the number of that ask.
+   */
+  askRead?(): number;
+  /** The highest ask the client has answered: it has read everything handed before that ask. */
+  readAnswered?(): number;
   close(code: number, reason: string): void;
 }

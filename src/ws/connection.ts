@@ -70,6 +70,11 @@ export interface ConnectionData {
   /** The gateway's stalls (LoopStalls.total) when the hello timer was armed. */
   stallsAtHello?: number;
   /**
+   * Pings carrying a number, sent behind what the connection was handed (askRead), and the highest
+   * the client answered; `at` is how many frames the outbound had written when the last was sent.
+   */
+  readProof?: { asked: number; answered: number; at: number };
+  /**
    * The connection is to be closed with `code` once every publish it has in flight is answered (see
    * closeAfterReplies); meanwhile its socket is not read, and frames already read get `refusal`.
    */
@@ -428,6 +433,23 @@ export function createWebSocketHandler(deps: {
    * but holds a connection slot, under MAX_CONNECTIONS_PER_IP too: it is closed. Without a valid token
    * (authentication on) the close says 4401, as a refused token does; otherwise 4002.
    */
+  /**
+   * Asks the client to show it has read everything written to it so far: a ping carrying a number,
+   * which it answers, in order, once it has read what came before. Nothing written since the last
+   * ask: that one covers it.
+   */
+  function askRead(ws: ServerWebSocket<ConnectionData>): number {
+    const proof = (ws.data.readProof ??= { asked: 0, answered: 0, at: -1 });
+    const written = ws.data.outbound!.written;
+    if (proof.asked > 0 && proof.at === written) return proof.asked;
+    proof.asked++;
+    proof.at = written;
+    const payload = Buffer.allocUnsafe(4);
+    payload.writeUInt32BE(proof.asked, 0);
+    ws.ping(payload);
+    return proof.asked;
+  }
+
   function helloTimedOut(ws: ServerWebSocket<ConnectionData>): void {
     if (ws.data.closed || ws.data.helloed) return;
     // The gateway stood still meanwhile: its timers run before the sockets are read when it wakes,
@@ -594,6 +616,8 @@ export function createWebSocketHandler(deps: {
         reply: (data) => outbound.reply(data),
         flushAll: () => outbound.flush(true),
         backlogged: () => outbound.backlogged,
+        askRead: () => askRead(ws),
+        readAnswered: () => ws.data.readProof?.answered ?? 0,
         close: (code, reason) => ws.close(code, reason),
         mayRead: (topics) => ws.data.auth!.authorizeAll("subscribe", topics),
       };
@@ -618,8 +642,14 @@ export function createWebSocketHandler(deps: {
       ingress.offer(ws, raw as string | Buffer);
     },
 
-    pong(ws) {
+    pong(ws, data) {
       ws.data.drainPong?.();
+      // An answer to askRead: the client has read everything sent before that ping.
+      const proof = ws.data.readProof;
+      if (proof && data.length === 4) {
+        const n = data.readUInt32BE(0);
+        if (n <= proof.asked && n > proof.answered) proof.answered = n;
+      }
     },
 
     close(ws) {

@@ -210,8 +210,12 @@ export class Outbound {
     }
   }
 
+  /** Frames and replies handed to the socket so far. */
+  written = 0;
+
   /** False when Bun refused the frame: the socket is closing, so the queue is done. */
   private write(data: Uint8Array | string, token?: string): boolean {
+    this.written++;
     if (this.socket.send(data, token) !== 0) return true;
     this.close();
     return false;
