@@ -66,6 +66,8 @@ export interface ShareDealer {
 const SHARE_GRACE_MS = 2000;
 // How often a member's records waiting to count as delivered are looked at (and a proof asked for).
 const SHARE_PROOF_POLL_MS = 200;
+// How long a member's ping may go unanswered before it is closed as not reading.
+const SHARE_PROOF_TIMEOUT_MS = 30_000;
 
 /**
  * One subscription of one connection: collects the matching events of each read batch and queues
@@ -113,7 +115,7 @@ export class Subscription implements FrameOwner {
   /** A share group member's feed (dealtBy). */
   private dealer: ShareDealer | null = null;
   /** A member's records handed to its socket and not yet counted as delivered (SHARE_GRACE_MS). */
-  private readonly unsettled: Array<{ at: number; records: readonly DecodedRecord[]; ask?: number }> = [];
+  private readonly unsettled: Array<{ at: number; records: readonly DecodedRecord[]; ask?: number; askedAt?: number }> = [];
   private settleTimer: Timer | null = null;
 
   constructor(
@@ -313,9 +315,22 @@ export class Subscription implements FrameOwner {
         const answered = socket.readAnswered!();
         while (n < this.unsettled.length && this.unsettled[n]!.ask !== undefined && this.unsettled[n]!.ask! <= answered) this.dealer!.done(this.unsettled[n++]!.records);
         this.unsettled.splice(0, n);
+        // A client that reads answers within a round trip of reading; one that answers nothing for
+        // this long is not reading (or breaks RFC 6455), and would hold its group's commit, and its
+        // records here, for as long as it lived: closed, its records go to the other members.
+        const oldest = this.unsettled[0];
+        if (oldest?.askedAt !== undefined && Date.now() - oldest.askedAt > SHARE_PROOF_TIMEOUT_MS) {
+          socket.close(CloseCodes.SLOW_CONSUMER, `share member ${this.id} answered no ping for ${SHARE_PROOF_TIMEOUT_MS / 1000} s: it is not reading`);
+          return;
+        }
         // One ask covers everything handed before it.
         let ask: number | undefined;
-        for (const u of this.unsettled) if (u.ask === undefined) u.ask = ask ??= socket.askRead!();
+        const now = Date.now();
+        for (const u of this.unsettled) {
+          if (u.ask !== undefined) continue;
+          u.ask = ask ??= socket.askRead!();
+          u.askedAt = now;
+        }
       } else if (!socket.backlogged()) {
         const before = Date.now() - SHARE_GRACE_MS;
         while (n < this.unsettled.length && this.unsettled[n]!.at <= before) this.dealer!.done(this.unsettled[n++]!.records);

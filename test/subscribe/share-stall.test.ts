@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
+import { connect as tcp } from "node:net";
 import { readFileSync } from "node:fs";
 import { type GatewayClient, connect } from "../../src/client";
 import { type GatewayProcess, startGateway } from "../support/gateway";
@@ -146,3 +147,46 @@ test("a share member that stops reading at once, under a light load its kernel b
     c.close();
   }
 }, 60_000);
+
+test("a share member that reads but answers no ping is closed 4001 after 30 s, and what it was dealt goes to the member that answers", async () => {
+  // Its records could never count as delivered: they held the group's commit, and the gateway's
+  // memory, for as long as it lived.
+  const topic = freshTopic("share-no-pong");
+  const group = `g-no-pong-${Date.now()}`;
+  const c = await connect({ url: gw.wsUrl });
+  await c.publish({ type: "init" }, { topic });
+  const seen = new Set<number>();
+  const reading = await c.subscribe(topic, { share: group });
+  void (async () => {
+    for await (const e of reading) if (e.event.type === "job") seen.add((e.event.data as { i: number }).i);
+  })();
+  // Reads everything and answers nothing: no pong, ever.
+  const s = tcp({ port: gw.port, host: "127.0.0.1" });
+  let received = "";
+  s.on("data", (d: Buffer) => (received += d.toString("latin1")));
+  const closedWith = new Promise<number>((resolve) => s.on("data", () => {
+    const i = received.indexOf("\x88");
+    if (i >= 0 && received.length >= i + 4) resolve(received.charCodeAt(i + 2) * 256 + received.charCodeAt(i + 3));
+  }));
+  s.write(`GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+  s.write(textFrame(JSON.stringify({ t: 1, v: 1 })));
+  s.write(textFrame(JSON.stringify({ t: 12, cid: 1, sub: "m", topic, share: group })));
+  await Bun.sleep(300);
+  try {
+    const N = 400;
+    await publishJobs(c, topic, N);
+    expect(await Promise.race([closedWith, Bun.sleep(40_000).then(() => -1)])).toBe(4001);
+    await within(20_000, () => seen.size === N).catch(() => {});
+    expect(Array.from({ length: N }, (_, i) => i).filter((i) => !seen.has(i))).toEqual([]);
+  } finally {
+    s.destroy();
+    c.close();
+  }
+}, 90_000);
+
+/** A masked client text frame with a zero mask, written by hand. */
+function textFrame(text: string): Buffer {
+  const p = Buffer.from(text);
+  const head = p.length < 126 ? Buffer.from([0x81, 0x80 | p.length]) : Buffer.from([0x81, 0x80 | 126, p.length >> 8, p.length & 255]);
+  return Buffer.concat([head, Buffer.from([0, 0, 0, 0]), p]);
+}
