@@ -29,12 +29,17 @@ export class LoopStalls implements Stalls {
    * first counts it, so the first frame read after it already finds it counted.
    */
   observe(now: number): void {
+    // Stopped (the gateway drains): no ticker looks any more, so gaps say nothing.
+    if (this.stopped) return;
     const gap = now - this.last;
     this.last = now;
     if (gap > STALL_MS) this.total += gap - TICK_MS;
   }
 
+  private stopped = false;
+
   stop(): void {
+    this.stopped = true;
     clearInterval(this.ticker);
   }
 }

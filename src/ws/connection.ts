@@ -118,6 +118,9 @@ export const SERVER_NAME = "kafka-ws-gateway/0.1.0";
  * enforces the per-connection window, and turns publish outcomes into ack frames in the codec the
  * request came in. Nothing a client sends can throw out of here.
  */
+// The ping shutdown sends behind everything owed to a client: its answer says all of it was read.
+const DRAIN_PING = Buffer.from("drain");
+
 // How long a connection whose hello timer ran out while the gateway stood still is given to be read.
 const AFTER_STALL_MS = 1_000;
 
@@ -486,7 +489,8 @@ export function createWebSocketHandler(deps: {
     closeAfterReplies: (ws, code, reason, refusal) => closeAfterReplies(ws, code, reason, refusal),
     readAgain: (ws) => {
       const box = ws.data.inbox!;
-      if (!ws.data.closed && !box.paused && !box.held) ws.resume();
+      // Nor while it rests for its handling budget: read meanwhile, it would queue without bound.
+      if (!ws.data.closed && !box.paused && !box.held && !box.resting) ws.resume();
     },
   });
 
@@ -643,7 +647,8 @@ export function createWebSocketHandler(deps: {
     },
 
     pong(ws, data) {
-      ws.data.drainPong?.();
+      // Only the drain's own ping's answer: a read proof's (below) is for an earlier point.
+      if (data.length === DRAIN_PING.length && data.equals(DRAIN_PING)) ws.data.drainPong?.();
       // An answer to askRead: the client has read everything sent before that ping.
       const proof = ws.data.readProof;
       if (proof && data.length === 4) {
@@ -708,7 +713,7 @@ export function createWebSocketHandler(deps: {
                 clearTimeout(timer);
                 resolve();
               };
-              ws.ping();
+              ws.ping(DRAIN_PING);
             });
             await Promise.race([ws.data.outbound!.whenEmpty(), Bun.sleep(left())]);
           }
