@@ -2,6 +2,7 @@ import { connect as tcp, type Socket } from "node:net";
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 import { underControl } from "../ingest/control";
+import { UPGRADE_REQUEST, textFrame } from "../support/raw-ws";
 import { GatewayClient } from "../support/ws-client";
 
 /**
@@ -19,18 +20,12 @@ beforeAll(async () => {
 }, 60_000);
 afterAll(() => gw.stop(), 60_000);
 
-function frame(text: string): Buffer {
-  const p = Buffer.from(text);
-  const head = p.length < 126 ? Buffer.from([0x81, 0x80 | p.length]) : Buffer.from([0x81, 0x80 | 126, p.length >> 8, p.length & 255]);
-  return Buffer.concat([head, Buffer.from([0, 0, 0, 0]), p]);
-}
-
 /** A JSON subscriber of `topic` that never reads once subscribed. */
 async function nonReader(topic: string, localAddress: string): Promise<Socket> {
   const s = tcp({ port: gw.port, host: "127.0.0.1", localAddress });
-  s.write(`GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
-  s.write(frame(JSON.stringify({ t: 1, v: 1 })));
-  s.write(frame(JSON.stringify({ t: 12, cid: 1, sub: "big", topic })));
+  s.write(UPGRADE_REQUEST);
+  s.write(textFrame(JSON.stringify({ t: 1, v: 1 })));
+  s.write(textFrame(JSON.stringify({ t: 12, cid: 1, sub: "big", topic })));
   await Bun.sleep(50);
   s.pause();
   return s;

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 import { rssMiB } from "../support/proc";
 import { underControl } from "../ingest/control";
+import { UPGRADE_REQUEST, textFrame } from "../support/raw-ws";
 import { GatewayClient } from "../support/ws-client";
 
 /**
@@ -19,22 +20,15 @@ beforeAll(async () => {
 }, 60_000);
 afterAll(() => gw.stop(), 60_000);
 
-/** A masked client text frame, written by hand: this client never reads what comes back. */
-function frame(text: string): Buffer {
-  const p = Buffer.from(text);
-  const head = p.length < 126 ? Buffer.from([0x81, 0x80 | p.length]) : Buffer.from([0x81, 0x80 | 126, p.length >> 8, p.length & 255]);
-  return Buffer.concat([head, Buffer.from([0, 0, 0, 0]), p]); // a zero mask leaves the bytes as they are
-}
-
 /**
  * A connection that says hello, subscribes 100 times to `topic` (each its own filter, so that no two
  * share an encoding) and then never reads again.
  */
 async function nonReader(topic: string, settleMs: number, localAddress?: string): Promise<Socket> {
   const s = tcp({ port: gw.port, host: "127.0.0.1", ...(localAddress ? { localAddress } : {}) });
-  s.write(`GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
-  s.write(frame(JSON.stringify({ t: 1, v: 1 })));
-  for (let i = 0; i < 100; i++) s.write(frame(JSON.stringify({ t: 12, cid: i + 1, sub: `s${i}`, topic, filter: { where: `data.n >= ${-i - 1}` } })));
+  s.write(UPGRADE_REQUEST);
+  s.write(textFrame(JSON.stringify({ t: 1, v: 1 })));
+  for (let i = 0; i < 100; i++) s.write(textFrame(JSON.stringify({ t: 12, cid: i + 1, sub: `s${i}`, topic, filter: { where: `data.n >= ${-i - 1}` } })));
   await Bun.sleep(settleMs);
   s.pause();
   return s;

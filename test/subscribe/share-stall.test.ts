@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import { type GatewayClient, connect } from "../../src/client";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 import { freshTopic } from "../support/kafka";
-import { RawWsClient } from "../support/raw-ws";
+import { RawWsClient, UPGRADE_REQUEST, textFrame } from "../support/raw-ws";
 import { startSlowSubscriber } from "../support/slow-subscriber";
 import { within } from "../kafka/harm";
 
@@ -23,6 +23,16 @@ async function publishJobs(c: GatewayClient, topic: string, n: number): Promise<
   }
 }
 
+/** A member of `group` that reads, through the SDK: the job numbers it got, as they come. */
+async function readingMember(c: GatewayClient, topic: string, group: string): Promise<Set<number>> {
+  const seen = new Set<number>();
+  const reading = await c.subscribe(topic, { share: group });
+  void (async () => {
+    for await (const e of reading) if (e.event.type === "job") seen.add((e.event.data as { i: number }).i);
+  })();
+  return seen;
+}
+
 let gw: GatewayProcess;
 beforeAll(async () => {
   gw = await startGateway({ KAFKA_BROKERS: "", SUBSCRIBER_BUFFER_BYTES: String(64 * 1024) });
@@ -36,11 +46,7 @@ test("a share member that stops reading: its records go to the member that reads
   const group = `g-stall-${Date.now()}`;
   const c = await connect({ url: gw.wsUrl });
   await c.publish({ type: "init" }, { topic });
-  const seen = new Set<number>();
-  const reading = await c.subscribe(topic, { share: group });
-  void (async () => {
-    for await (const e of reading) if (e.event.type === "job") seen.add((e.event.data as { i: number }).i);
-  })();
+  const seen = await readingMember(c, topic, group);
   const stalled = await startSlowSubscriber(gw.port, topic, 600_000, "drop-oldest", undefined, group);
   try {
     const N = 20_000;
@@ -125,11 +131,7 @@ test("a share member that stops reading at once, under a light load its kernel b
   const group = `g-light-${Date.now()}`;
   const c = await connect({ url: gw.wsUrl });
   await c.publish({ type: "init" }, { topic });
-  const seen = new Set<number>();
-  const reading = await c.subscribe(topic, { share: group });
-  void (async () => {
-    for await (const e of reading) if (e.event.type === "job") seen.add((e.event.data as { i: number }).i);
-  })();
+  const seen = await readingMember(c, topic, group);
   const stalled = await startSlowSubscriber(gw.port, topic, 600_000, "drop-oldest", undefined, group);
   try {
     const N = 400;
@@ -155,11 +157,7 @@ test("a share member that reads but answers no ping is closed 4001 after 30 s, a
   const group = `g-no-pong-${Date.now()}`;
   const c = await connect({ url: gw.wsUrl });
   await c.publish({ type: "init" }, { topic });
-  const seen = new Set<number>();
-  const reading = await c.subscribe(topic, { share: group });
-  void (async () => {
-    for await (const e of reading) if (e.event.type === "job") seen.add((e.event.data as { i: number }).i);
-  })();
+  const seen = await readingMember(c, topic, group);
   // Reads everything and answers nothing: no pong, ever.
   const s = tcp({ port: gw.port, host: "127.0.0.1" });
   let received = "";
@@ -168,7 +166,7 @@ test("a share member that reads but answers no ping is closed 4001 after 30 s, a
     const i = received.indexOf("\x88");
     if (i >= 0 && received.length >= i + 4) resolve(received.charCodeAt(i + 2) * 256 + received.charCodeAt(i + 3));
   }));
-  s.write(`GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+  s.write(UPGRADE_REQUEST);
   s.write(textFrame(JSON.stringify({ t: 1, v: 1 })));
   s.write(textFrame(JSON.stringify({ t: 12, cid: 1, sub: "m", topic, share: group })));
   await Bun.sleep(300);
@@ -184,9 +182,3 @@ test("a share member that reads but answers no ping is closed 4001 after 30 s, a
   }
 }, 90_000);
 
-/** A masked client text frame with a zero mask, written by hand. */
-function textFrame(text: string): Buffer {
-  const p = Buffer.from(text);
-  const head = p.length < 126 ? Buffer.from([0x81, 0x80 | p.length]) : Buffer.from([0x81, 0x80 | 126, p.length >> 8, p.length & 255]);
-  return Buffer.concat([head, Buffer.from([0, 0, 0, 0]), p]);
-}

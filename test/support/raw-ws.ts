@@ -138,6 +138,14 @@ export class RawWsClient {
   }
 }
 
+/** A WebSocket upgrade request for /ws, for clients written on a bare TCP socket. */
+export const UPGRADE_REQUEST = "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+/** A client's (masked) text frame, for clients written on a bare TCP socket. */
+export function textFrame(text: string): Buffer {
+  return maskedFrame(Buffer.from(text), {});
+}
+
 function maskedFrame(payload: Buffer, opts: { opcode?: number; rsv1?: boolean }): Buffer {
   const first = 0x80 | (opts.rsv1 ? 0x40 : 0) | (opts.opcode ?? 1);
   const mask = randomBytes(4);
