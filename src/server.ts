@@ -178,7 +178,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
   // Read once: the WebSocket cap and the open-files guard below both keep below it.
   const filesLimit = openFilesLimit();
   const connectionLimiter = new ConnectionLimiter({ maxConnections: config.MAX_CONNECTIONS, maxConnectionsPerIp: config.MAX_CONNECTIONS_PER_IP, maxTokenless: config.MAX_TOKENLESS_CONNECTIONS }, filesLimit);
-  const ws = createWebSocketHandler({ config, publisher, subscriptions, metrics, logger, logKind: log.kind, auth: { authenticator, audit, config }, rateLimits, stalls: loopStalls, onClosed: (remote, tokenless) => connectionLimiter.release(remote, tokenless), onAuthenticated: () => connectionLimiter.authenticated() });
+  const ws = createWebSocketHandler({ config, publisher, subscriptions, metrics, logger, logKind: log.kind, auth: { authenticator, audit, config, stalls: loopStalls }, rateLimits, stalls: loopStalls, onClosed: (remote, tokenless) => connectionLimiter.release(remote, tokenless), onAuthenticated: () => connectionLimiter.authenticated() });
   const streams = createStreamRoute({ subscriptions, auth: httpAuth, connections: connectionLimiter, metrics, rateLimits, clientAddress, refusalDelay });
   const health = createHealthRoutes({ auth: authenticator.enabled ? "jwt" : "none", log, metrics, version: SERVER_NAME, connections: () => ws.connections, inflight: () => publisher.eventsInflight, subscriptions: () => subscriptions.stats(), accepting: () => listener.accepting });
 

@@ -1,7 +1,8 @@
 import type { Config } from "../config/schema";
 import { GatewayError } from "../protocol/errors";
 import type { Audit } from "./audit";
-import { atTime } from "./deadline";
+import type { LoopStalls } from "../limits/loop-stalls";
+import { atTime, clientDeadline } from "./deadline";
 import { ANONYMOUS, type Authenticator, type Identity } from "./authenticator";
 import { type Action, check, grantsWholeTopic } from "./policy";
 
@@ -9,6 +10,8 @@ export interface AuthContext {
   authenticator: Authenticator;
   audit: Audit;
   config: Config;
+  /** The gateway's own stalls: a refresh grace that ran out while it stood still was not the client's. */
+  stalls?: LoopStalls;
 }
 
 /** What a connection's auth state needs of its socket. */
@@ -131,7 +134,8 @@ export class ConnectionAuth {
     this.expired = true;
     const grace = this.ctx.config.AUTH_REFRESH_GRACE;
     this.hooks.expiring(new GatewayError("UNAUTHENTICATED", `the token has expired; send refresh with a new one within ${grace} ms or the connection is closed with 4401`));
-    this.wait(grace, () => this.hooks.close("the token expired; reconnect with a new token"));
+    this.cancelTimer?.();
+    this.cancelTimer = clientDeadline(grace, () => this.hooks.close("the token expired; reconnect with a new token"), this.ctx.stalls);
   }
 
   private wait(ms: number, then: () => void): void {

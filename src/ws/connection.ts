@@ -1,5 +1,6 @@
 import type { ServerWebSocket, WebSocketHandler } from "bun";
 import type { Identity } from "../auth/authenticator";
+import { clientDeadline } from "../auth/deadline";
 import { type AuthContext, ConnectionAuth } from "../auth/session";
 import type { Config } from "../config/schema";
 import type { ConnectionRate, RateLimits, Refusal } from "../limits/rate-limits";
@@ -65,10 +66,8 @@ export interface ConnectionData {
   rate?: ConnectionRate;
   /** What of the gateway's unread bytes this connection holds (src/limits/unread-bytes.ts). */
   unread?: UnreadShare;
-  /** Ends the connection if no hello completes within HELLO_TIMEOUT; cleared by welcome. */
-  helloTimer?: Timer;
-  /** The gateway's stalls (LoopStalls.total) when the hello timer was armed. */
-  stallsAtHello?: number;
+  /** Cancels the end of the connection if no hello completes within HELLO_TIMEOUT; called by welcome. */
+  cancelHelloTimer?: () => void;
   /**
    * Pings carrying a number, sent behind what the connection was handed (askRead), and the highest
    * the client answered; `at` is how many frames the outbound had written when the last was sent.
@@ -120,9 +119,6 @@ export const SERVER_NAME = "kafka-ws-gateway/0.1.0";
  */
 // The ping shutdown sends behind everything owed to a client: its answer says all of it was read.
 const DRAIN_PING = Buffer.from("drain");
-
-// How long a connection whose hello timer ran out while the gateway stood still is given to be read.
-const AFTER_STALL_MS = 1_000;
 
 export function createWebSocketHandler(deps: {
   config: Config;
@@ -412,8 +408,8 @@ export function createWebSocketHandler(deps: {
     if (ws.data.closed) return;
     ws.data.helloed = true;
     ws.data.helloAt ??= performance.now();
-    clearTimeout(ws.data.helloTimer);
-    ws.data.helloTimer = undefined; // an idle connection keeps nothing of its handshake
+    ws.data.cancelHelloTimer?.();
+    ws.data.cancelHelloTimer = undefined; // an idle connection keeps nothing of its handshake
     if (ws.data.tokenless && ws.data.auth!.identity) {
       ws.data.tokenless = false;
       deps.onAuthenticated?.();
@@ -455,18 +451,6 @@ export function createWebSocketHandler(deps: {
 
   function helloTimedOut(ws: ServerWebSocket<ConnectionData>): void {
     if (ws.data.closed || ws.data.helloed) return;
-    // The gateway stood still meanwhile: its timers run before the sockets are read when it wakes,
-    // and the hello the client sent in time was still unread (a 2.5 s stop closed every connection
-    // opened just before it, 3 of 3). It gets a moment to be read.
-    const stalls = deps.stalls;
-    if (stalls) {
-      stalls.observe(performance.now());
-      if (stalls.total !== ws.data.stallsAtHello) {
-        ws.data.stallsAtHello = stalls.total;
-        ws.data.helloTimer = setTimeout(() => helloTimedOut(ws), AFTER_STALL_MS);
-        return;
-      }
-    }
     metrics.helloTimeouts.inc();
     ws.data.outbound!.flush(true); // any nack HANDSHAKE_REQUIRED goes out before the close frame
     if (!ws.data.auth!.identity) ws.close(CloseCodes.REAUTHENTICATE, "no valid token in time; reconnect with one");
@@ -609,8 +593,7 @@ export function createWebSocketHandler(deps: {
         expiring: (err) => send(ws, { t: FrameType.ERROR, ...wireError(err) }, ws.data.codec ?? "json"),
         close: (reason) => closeAfterReplies(ws, CloseCodes.REAUTHENTICATE, reason, new GatewayError("UNAUTHENTICATED", `not handled: the connection is closing (${CloseCodes.REAUTHENTICATE}): ${reason}`)),
       }, ws.data.identity, ws.data.remote);
-      ws.data.helloTimer = setTimeout(() => helloTimedOut(ws), config.HELLO_TIMEOUT);
-      ws.data.stallsAtHello = deps.stalls?.total ?? 0;
+      ws.data.cancelHelloTimer = clientDeadline(config.HELLO_TIMEOUT, () => helloTimedOut(ws), deps.stalls);
       ws.data.subscriber = {
         subscriptions: new Map(),
         queuedEventBytes: 0,
@@ -663,7 +646,7 @@ export function createWebSocketHandler(deps: {
       ws.data.drainPong?.();
       clearTimeout(ws.data.closing?.deadline);
       ingress.closed(ws);
-      clearTimeout(ws.data.helloTimer);
+      ws.data.cancelHelloTimer?.();
       ws.data.outbound!.close();
       ws.data.unread!.release();
       ws.data.auth!.dispose();

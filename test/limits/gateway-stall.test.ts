@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 import { RawWsClient } from "../support/raw-ws";
+import { SECRET, helloWith, hsToken, now } from "../auth/support";
 
 /**
  * A client that keeps to its rate sends on while the gateway itself is stopped (a VM paused, the
@@ -72,5 +73,38 @@ test("a hello sent while the gateway is stopped past HELLO_TIMEOUT is welcomed w
   } finally {
     process.kill(quick.proc.pid, "SIGCONT");
     await quick.stop();
+  }
+}, 60_000);
+
+test("a refresh sent inside AUTH_REFRESH_GRACE while the gateway is stopped past the grace is taken when it wakes, not closed 4401", async () => {
+  // The same class as the hello's: the grace timer ran before the socket holding the refresh was read.
+  const authed = await startGateway({ KAFKA_BROKERS: "", AUTH_JWT_SECRET: SECRET, AUTH_CLOCK_TOLERANCE: "0s", AUTH_REFRESH_GRACE: "2s" });
+  try {
+    const grants = { kgw: { publish: ["*"], subscribe: ["*"] } };
+    const results = await Promise.all(
+      [0, 1, 2].map(async (round) => {
+        const { c } = await helloWith(authed.wsUrl, await hsToken({ sub: `stalled-${round}`, exp: now() + 2, ...grants }));
+        expect(await c.next(15_000)).toMatchObject({ t: 30, code: "UNAUTHENTICATED" });
+        return c;
+      }),
+    ).then(async (clients) => {
+      process.kill(authed.proc.pid, "SIGSTOP");
+      const refreshes = clients.map(async (c, round) => c.request({ t: 14, token: await hsToken({ sub: `stalled-${round}`, exp: now() + 600, ...grants }) }));
+      await Bun.sleep(3_500);
+      process.kill(authed.proc.pid, "SIGCONT");
+      return Promise.all(
+        clients.map(async (c, i) => {
+          const outcome = await Promise.race([refreshes[i]!.then((f) => `t${f.t}`), c.closed.then((e) => `closed ${e.code}`), Bun.sleep(10_000).then(() => "nothing")]);
+          await Bun.sleep(2_500); // past a second grace, had one started
+          const open = await Promise.race([c.closed.then((e) => `closed ${e.code}`), Bun.sleep(50).then(() => "open")]);
+          c.close();
+          return `${outcome}, ${open}`;
+        }),
+      );
+    });
+    expect(results).toEqual(Array(3).fill("t29, open"));
+  } finally {
+    process.kill(authed.proc.pid, "SIGCONT");
+    await authed.stop();
   }
 }, 60_000);
