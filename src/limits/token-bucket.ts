@@ -4,6 +4,9 @@ export interface Stalls {
   readonly total: number;
 }
 
+/** How long what a stall earned above the burst is kept for the backlog that built up during it. */
+export const STALL_CREDIT_MS = 10_000;
+
 /**
  * A token bucket that may go into debt: a request passes whenever the bucket holds a whole token and
  * then pays all it costs, so a batch larger than the burst is still possible (it just has to be paid
@@ -32,6 +35,8 @@ export class TokenBucket {
   }
 
   private stallsSeen: number;
+  /** When the last stall was counted: what it left above the burst is kept until STALL_CREDIT_MS after. */
+  private creditFrom = Number.NEGATIVE_INFINITY;
 
   /** 0 when a request may pass now, else the milliseconds until it may (at least 1). */
   waitMs(now: number): number {
@@ -82,7 +87,12 @@ export class TokenBucket {
     if (this.stalls !== null && this.stalls.total !== this.stallsSeen) {
       cap += ((this.stalls.total - this.stallsSeen) * this.rate) / 1000;
       this.stallsSeen = this.stalls.total;
+      this.creditFrom = now;
     }
+    // The credit is for the backlog a client sent while the gateway stood still, read as soon as it
+    // wakes; kept longer, a client idle through a minute's stall could send a minute's worth at once
+    // whenever it liked.
+    else if (this.tokens > this.burst && now - this.creditFrom > STALL_CREDIT_MS) this.tokens = this.burst;
     // What a stall left above the burst is spent, never cut back by a later refill.
     if (elapsed > 0 && this.tokens < cap) this.tokens = Math.min(cap, this.tokens + (elapsed * this.rate) / 1000);
     // Forgiven only here, once the time since the last look is counted: spend() does not know the time.

@@ -3,7 +3,7 @@
  * at the rate, and one capped by maxDebt is forgiven past the cap, counted from the time it is looked at.
  */
 import { expect, test } from "bun:test";
-import { TokenBucket } from "../../src/limits/token-bucket";
+import { STALL_CREDIT_MS, TokenBucket } from "../../src/limits/token-bucket";
 
 test("a request passes while tokens are left and pays all it costs: a debt is waited out at the rate", () => {
   const bucket = new TokenBucket(100, 100, 0);
@@ -45,4 +45,23 @@ test("a bucket of 3 passes 3 at once, not a fourth on the fraction refilled mean
   expect(wait).toBeGreaterThanOrEqual(990);
   expect(wait).toBeLessThanOrEqual(991);
   expect(bucket.waitMs(1_010)).toBe(0);
+});
+
+test("what a stall of the gateway earned above the burst is kept for the backlog read on waking, not for good", () => {
+  const stalls = { total: 0 };
+  // 100/s, a burst of 50.
+  const bucket = new TokenBucket(100, 50, 0, undefined, stalls);
+  bucket.spend(50);
+  // A 20 s stall: 2,000 earned, kept past the burst for the backlog sent meanwhile.
+  stalls.total = 20_000;
+  expect(bucket.waitMs(20_000)).toBe(0);
+  bucket.spend(1_500);
+  expect(bucket.waitMs(20_001)).toBe(0);
+  // A client idle through it: after STALL_CREDIT_MS the rest is cut back to the burst.
+  const idle = new TokenBucket(100, 50, 0, undefined, stalls);
+  stalls.total = 40_000;
+  expect(idle.waitMs(40_000)).toBe(0);
+  expect(idle.waitMs(40_000 + STALL_CREDIT_MS + 1)).toBe(0);
+  idle.spend(51);
+  expect(idle.waitMs(40_000 + STALL_CREDIT_MS + 1)).toBeGreaterThan(0);
 });
