@@ -1,6 +1,8 @@
 /** Where a bearer token can come from on a request: `Authorization`, or a WebSocket subprotocol. */
 
 export const BEARER_PROTOCOL_PREFIX = "kgw.bearer.";
+/** The one subprotocol the gateway speaks (its frames, msgpack or JSON, docs/protocol.md). */
+export const GATEWAY_PROTOCOL = "kgw";
 
 /** The token of `Authorization: Bearer <token>`, or undefined. */
 export function bearerFromAuthorization(req: Request): string | undefined {
@@ -12,9 +14,9 @@ export function bearerFromAuthorization(req: Request): string | undefined {
 
 /**
  * Browsers cannot set headers on a WebSocket, so a token may ride in Sec-WebSocket-Protocol as
- * `kgw.bearer.<token>`, offered alongside a real protocol name. The server must answer with one of the
- * offered names, and must never echo the token itself: `echo` is the first other name, undefined when
- * there is none (the upgrade is then refused).
+ * `kgw.bearer.<token>`, offered alongside `kgw`. The server must answer with one of the offered names,
+ * one it speaks, and never the token itself: `echo` is `kgw` when offered, undefined otherwise (the
+ * upgrade is then refused). Answering the first other name said the socket spoke, say, MQTT.
  */
 export function bearerFromProtocols(req: Request): { token?: string; echo?: string; offered: boolean } {
   const h = req.headers.get("sec-websocket-protocol");
@@ -26,7 +28,7 @@ export function bearerFromProtocols(req: Request): { token?: string; echo?: stri
     // In any case: `KGW.BEARER.<token>` was not taken for a token, and so was echoed back whole in
     // the answer's Sec-WebSocket-Protocol, where proxies log it (outside security tester).
     if (p.slice(0, BEARER_PROTOCOL_PREFIX.length).toLowerCase() === BEARER_PROTOCOL_PREFIX) token ??= p.slice(BEARER_PROTOCOL_PREFIX.length);
-    else if (p) echo ??= p;
+    else if (p === GATEWAY_PROTOCOL) echo = p;
   }
   return { token, echo, offered: true };
 }

@@ -13,13 +13,13 @@ export interface UpgradeAuth {
 /**
  * The WebSocket upgrade's token, when it carries one (Authorization: Bearer, or a kgw.bearer.<token>
  * subprotocol): verified before the socket exists, so a bad one is a plain 401. Without one the
- * upgrade goes ahead and the hello must bring it. Either way the subprotocol answered is one the client
- * offered that is not the token (Bun would otherwise echo the first offered, the token itself).
+ * upgrade goes ahead and the hello must bring it. Either way the subprotocol answered is kgw, when
+ * offered (Bun would otherwise echo the first offered, the token itself).
  */
 export async function authenticateUpgrade(req: Request, authenticator: Authenticator, audit: Audit, address: string, session: string): Promise<UpgradeAuth | Response> {
   const protocols = bearerFromProtocols(req);
   if (protocols.offered && !protocols.echo) {
-    return error("INVALID_FRAME", "offer a protocol name (e.g. kgw) alongside kgw.bearer.<token>: the answer must name one of the offered protocols, and it must not be the token");
+    return error("INVALID_FRAME", "the only subprotocol this gateway speaks is kgw: offer it (alongside kgw.bearer.<token> when the token rides there), or offer none");
   }
   const headers = protocols.echo ? { "Sec-WebSocket-Protocol": protocols.echo } : undefined;
   if (!authenticator.enabled) return { headers };

@@ -169,6 +169,28 @@ test("the token in a kgw.bearer subprotocol: the upgrade answers the other offer
   }
 });
 
+test("the only subprotocol answered is kgw: an upgrade offering others and not kgw is refused 400 naming it, not answered with a protocol the gateway does not speak", async () => {
+  // Before, the first other name offered was answered, so `mqtt, kgw.bearer.<token>` opened a socket
+  // that said it spoke MQTT.
+  const token = await hsToken({ sub: "gina", ...GRANTS });
+  const upgrade = { upgrade: "websocket", connection: "Upgrade", "sec-websocket-version": "13", "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==" };
+  const answers: Array<[string, number, string | null]> = [];
+  for (const offered of [`mqtt, kgw.bearer.${token}`, "mqtt", "mqtt, wamp.2.json", `mqtt, kgw.bearer.${token}, kgw`, "KGW", "mqtt, kgw", "kgw"]) {
+    const r = await fetch(`${gw.url}/ws`, { headers: { ...upgrade, "sec-websocket-protocol": offered } });
+    answers.push([offered.replace(token, "T"), r.status, r.headers.get("sec-websocket-protocol")]);
+    if (r.status === 400) expect(((await r.json()) as { error: { message: string } }).error.message).toContain("kgw");
+  }
+  expect(answers).toEqual([
+    ["mqtt, kgw.bearer.T", 400, null],
+    ["mqtt", 400, null],
+    ["mqtt, wamp.2.json", 400, null],
+    ["mqtt, kgw.bearer.T, kgw", 101, "kgw"],
+    ["KGW", 400, null],
+    ["mqtt, kgw", 101, "kgw"],
+    ["kgw", 101, "kgw"],
+  ]);
+});
+
 test("Authorization in another scheme (Basic, from a proxy in front) leaves the subprotocol's or the query's token in charge", async () => {
   // Before, a browser behind a basic-auth proxy was refused 401 at the upgrade with a valid token.
   const token = await hsToken({ sub: "gina", ...GRANTS });
