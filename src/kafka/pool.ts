@@ -83,6 +83,8 @@ export class WorkerPool {
   private readonly pingTimeoutMs: number;
   private watchdog: Timer | null = null;
   private lastTick = 0;
+  /** The last tick left deadlines alone (it came after a stall). */
+  private skippedExpiry = false;
   /** The id of the Kafka cluster the workers' probes last found (null until one answers). */
   cluster: string | null = null;
   /** How many times a new cluster has replaced the one before (EventLog.epoch). */
@@ -383,8 +385,13 @@ export class WorkerPool {
   private readonly tick = () => {
     const now = Date.now();
     // A late tick means this process stalled, not the workers: their silence over that time proves nothing.
-    const stalled = now - this.lastTick > this.pingTimeoutMs / 2;
+    const gap = now - this.lastTick;
+    const stalled = gap > this.pingTimeoutMs / 2;
     this.lastTick = now;
+    // Past a second late (LoopStalls' measure), what the workers answered meanwhile waits to be read.
+    // One tick only: a process late on every tick still answers for its workers.
+    const unread = (stalled || gap > 1_000) && !this.skippedExpiry;
+    this.skippedExpiry = unread;
     for (const slot of this.slots) {
       if (!slot.writer) {
         // Started but never connected (node wedged while loading): as hung as one that stopped answering.
@@ -404,9 +411,12 @@ export class WorkerPool {
         slot.lastPing = now;
         slot.writer.write(PING);
       }
-      slot.expire(now);
+      // Timers run before sockets are read when the process wakes: the answers the workers wrote
+      // meanwhile are still unread, and batches Kafka acknowledged would be nacked PUBLISH_TIMEOUT
+      // (a client re-sending them writes them twice). The next tick comes after they are read.
+      if (!unread) slot.expire(now);
     }
-    this.queries.expire(now);
+    if (!unread) this.queries.expire(now);
   };
 
   private waitReady(timeoutMs: number): Promise<void> {
