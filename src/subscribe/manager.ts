@@ -474,9 +474,9 @@ export class SubscriptionManager {
 
     if (start === "latest") {
       let pending = topics.map((t) => this.liveFeed(t));
-      let feeds = await Promise.all(pending);
+      let feeds = await this.liveFeedsOf(topics, pending);
       // A feed closed for idleness while we waited for it: take the one opened in its place.
-      while (feeds.some((feed) => feed.isClosed)) feeds = await Promise.all((pending = topics.map((t) => this.liveFeed(t))));
+      while (feeds.some((feed) => feed.isClosed)) feeds = await this.liveFeedsOf(topics, (pending = topics.map((t) => this.liveFeed(t))));
       const denied = this.closed.has(conn) ? undefined : (conn.mayRead?.(topics) ?? feeds.map((feed, i) => this.overFilterTerms(feed, filter, [topics[i]!], conn.info?.peer ?? "")).find((e) => e !== undefined));
       if (this.closed.has(conn) || denied) {
         topics.forEach((t, i) => this.leaveLive(t, pending[i]!, feeds[i]!));
@@ -666,6 +666,19 @@ export class SubscriptionManager {
       if (conn) this.revoke(conn, sub.id, error);
     }
   };
+
+  /**
+   * The live feeds of `topics` once all are open. When one cannot be (a missing topic), the others,
+   * opened or taken back from idleness for this subscribe, are left to close when idle: before, they
+   * read their topics with no subscriber and counted toward MAX_FEEDS for good.
+   */
+  private async liveFeedsOf(topics: string[], pending: Promise<Feed>[]): Promise<Feed[]> {
+    const settled = await Promise.allSettled(pending);
+    const failed = settled.find((r) => r.status === "rejected");
+    if (!failed) return settled.map((r) => (r as PromiseFulfilledResult<Feed>).value);
+    settled.forEach((r, i) => r.status === "fulfilled" && this.leaveLive(topics[i]!, pending[i]!, r.value));
+    throw failed.reason;
+  }
 
   /** A live feed no subscription is left on closes when idle (closeWhenIdle), unless replaced meanwhile. */
   private leaveLive(topic: string, pending: Promise<Feed>, feed: Feed): void {
