@@ -236,6 +236,8 @@ export function createWebSocketHandler(deps: {
       for (const r of requests) if (r.cid !== undefined) sendError(ws, r.codec, closing.refusal, r.cid, false);
       requests.clear();
     }
+    // Frames read but still waiting their turn: the close would drop them unanswered.
+    for (const raw of ingress.takeQueued(ws)) refuseClosing(ws, raw);
     ingress.unhold(ws);
     ws.data.outbound!.flush(true);
     ws.close(closing.code, closing.reason);

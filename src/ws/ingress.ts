@@ -141,6 +141,22 @@ export class Ingress<S extends IngressSocket> {
     }
   }
 
+  /**
+   * Takes the frames still waiting in `socket`'s inbox, in order, out of it: its connection is about
+   * to close, and each read frame is owed a reply (a refusal) before the close.
+   */
+  takeQueued(socket: S): RawFrame[] {
+    const box = this.inboxOf(socket);
+    const frames = box.frames.slice(box.head);
+    box.frames = [];
+    box.head = 0;
+    box.bytes = 0;
+    // Read again once its hold ends (unhold): the client's closing handshake must be read.
+    box.paused = false;
+    this.waiting.delete(socket);
+    return frames;
+  }
+
   /** The connection is gone: what it sent and was not handled yet is dropped with it. */
   closed(socket: S): void {
     const box = this.inboxOf(socket);

@@ -1,0 +1,39 @@
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { type GatewayProcess, startGateway } from "../support/gateway";
+import { RawWsClient } from "../support/raw-ws";
+
+/**
+ * A close that has nothing in flight to wait for (an unsupported hello, too many invalid frames, a
+ * flood, an expired token) happens at once; the frames the connection had already sent, read and
+ * waiting their turn in its inbox, were dropped with it, though a frame read before the close is owed
+ * a reply (second review: 50 pings behind a `hello` of version 2, none answered).
+ */
+let gw: GatewayProcess;
+beforeAll(async () => {
+  gw = await startGateway({ KAFKA_BROKERS: "" });
+}, 60_000);
+afterAll(async () => {
+  await gw.stop();
+});
+
+test("frames read before a close that waits for nothing each get their reply before the close", async () => {
+  const outcomes: string[] = [];
+  for (let round = 0; round < 3; round++) {
+    const c = await RawWsClient.connect(gw.port);
+    // A frame that costs more than a turn's slice to decode, so the frames behind it wait in the inbox.
+    const pad = Array.from({ length: 25_000 }, (_, i) => 1_000_000_000_000 + i);
+    const frames = [
+      { t: 1, v: 1, cid: 1 },
+      { t: 99, cid: 2, pad },
+      { t: 1, v: 2, cid: 3 },
+      ...Array.from({ length: 50 }, (_, i) => ({ t: 15, cid: 100 + i })),
+    ].map((f) => Buffer.from(JSON.stringify(f)));
+    c.sendFrames(frames);
+    const deadline = Date.now() + 10_000;
+    while (c.closeCode === null && Date.now() < deadline) await Bun.sleep(20);
+    const answered = new Set(c.frames.map((f) => f.cid).filter((cid) => typeof cid === "number" && cid >= 100));
+    outcomes.push(`close ${c.closeCode}, ${answered.size} of 50 pings answered`);
+    c.destroy();
+  }
+  expect(outcomes).toEqual(Array(3).fill("close 4000, 50 of 50 pings answered"));
+}, 60_000);
