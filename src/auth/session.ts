@@ -69,6 +69,9 @@ export class ConnectionAuth {
       this.refused(err, action);
       return err;
     }
+    // The connection closed while the token was checked: nothing is armed, or its timer would keep
+    // the closed connection until the token's exp (a connect, hello, close loop: one per round).
+    if (this.disposed) return new GatewayError("UNAUTHENTICATED", "the connection closed");
     if (action === "refresh" && this.identity && identity.principal !== this.identity.principal) {
       const err = new GatewayError("UNAUTHENTICATED", `a refresh must be for the same principal (${this.identity.principal})`);
       this.refused(err, action);
@@ -115,7 +118,10 @@ export class ConnectionAuth {
     return undefined;
   }
 
+  private disposed = false;
+
   dispose(): void {
+    this.disposed = true;
     this.cancelTimer?.();
     this.cancelTimer = undefined;
   }

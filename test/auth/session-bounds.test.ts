@@ -4,6 +4,8 @@ import { Authenticator } from "../../src/auth/authenticator";
 import { ConnectionAuth } from "../../src/auth/session";
 import { ConfigSchema } from "../../src/config/schema";
 import type { Logger } from "../../src/observability/logger";
+import { loadKeySources } from "../../src/auth/keys";
+import { SECRET, hsToken, now } from "./support";
 
 /**
  * Found by the hostile tester: one connection naming 200,000 distinct topics (each subscribe refused
@@ -25,4 +27,20 @@ test("a connection's memory of audited decisions is bounded however many topics 
   auth.authorize("subscribe", "topic-4999");
   audit.flush();
   expect(lines).toBe(51);
+});
+
+test("a token whose check ends after its connection closed arms nothing: the closed connection is not kept until the token's exp", async () => {
+  // Found by a second review: each connect, hello with a token, close at once left a timer holding
+  // the closed connection (and its socket's data) until exp plus the refresh grace.
+  const config = ConfigSchema.parse({ AUTH_JWT_SECRET: SECRET, AUTH_REFRESH_GRACE: "0s", AUTH_CLOCK_TOLERANCE: "0s" });
+  const logger = { info: () => {}, warn: () => {}, error: () => {}, debug: () => {} } as unknown as Logger;
+  const authenticator = new Authenticator(await loadKeySources(config), config);
+  const fired: string[] = [];
+  const auth = new ConnectionAuth({ authenticator, audit: new Audit(logger), config }, "s", { expiring: () => fired.push("expiring"), close: () => fired.push("close") });
+  const verifying = auth.authenticate(await hsToken({ sub: "gone", exp: now() + 1 }));
+  auth.dispose(); // the socket closed while the token was being checked
+  await verifying;
+  expect(auth.identity).toBeUndefined();
+  await Bun.sleep(2_100);
+  expect(fired).toEqual([]);
 });
