@@ -62,12 +62,16 @@ export class ConnectionAuth {
   async authenticate(token: string, action: "authenticate" | "refresh" = "authenticate"): Promise<GatewayError | undefined> {
     const { audit, authenticator } = this.ctx;
     let identity: Identity;
+    this.verifying++;
     try {
       identity = await authenticator.verify(token);
     } catch (e) {
       const err = e instanceof GatewayError ? e : new GatewayError("UNAUTHENTICATED", "the token is not accepted");
       this.refused(err, action);
+      this.graceOverMaybe();
       return err;
+    } finally {
+      this.verifying--;
     }
     // The connection closed while the token was checked: nothing is armed, or its timer would keep
     // the closed connection until the token's exp (a connect, hello, close loop: one per round).
@@ -75,6 +79,7 @@ export class ConnectionAuth {
     if (action === "refresh" && this.identity && identity.principal !== this.identity.principal) {
       const err = new GatewayError("UNAUTHENTICATED", `a refresh must be for the same principal (${this.identity.principal})`);
       this.refused(err, action);
+      this.graceOverMaybe();
       return err;
     }
     audit.record({ principal: identity.principal, action, outcome: "allow", transport: "ws", address: this.address, session: this.session });
@@ -119,6 +124,10 @@ export class ConnectionAuth {
   }
 
   private disposed = false;
+  /** Tokens of this connection being checked now (a refresh, a hello). */
+  private verifying = 0;
+  /** The refresh grace ran out (while a refresh was being checked, see graceOverMaybe). */
+  private graceOver = false;
 
   dispose(): void {
     this.disposed = true;
@@ -129,6 +138,7 @@ export class ConnectionAuth {
   private accept(identity: Identity): void {
     this.identity = identity;
     this.expired = false;
+    this.graceOver = false;
     this.granted.publish.clear();
     this.granted.subscribe.clear();
     this.seen.clear(); // a new token's decisions are audited afresh
@@ -141,7 +151,23 @@ export class ConnectionAuth {
     const grace = this.ctx.config.AUTH_REFRESH_GRACE;
     this.hooks.expiring(new GatewayError("UNAUTHENTICATED", `the token has expired; send refresh with a new one within ${grace} ms or the connection is closed with 4401`));
     this.cancelTimer?.();
-    this.cancelTimer = clientDeadline(grace, () => this.hooks.close("the token expired; reconnect with a new token"), this.ctx.stalls);
+    this.cancelTimer = clientDeadline(
+      grace,
+      () => {
+        this.graceOver = true;
+        this.graceOverMaybe();
+      },
+      this.ctx.stalls,
+    );
+  }
+
+  /**
+   * The grace is over: the connection is closed, unless a refresh (or hello) it sent is still being
+   * checked, a key set being fetched for it, say. That one decides: before, a refresh received in
+   * time was answered `refreshed` and its connection closed 4401 all the same.
+   */
+  private graceOverMaybe(): void {
+    if (this.graceOver && this.expired && this.verifying === 0 && !this.disposed) this.hooks.close("the token expired; reconnect with a new token");
   }
 
   private wait(ms: number, then: () => void): void {

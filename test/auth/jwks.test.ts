@@ -183,3 +183,32 @@ test("two keys of the set under one kid (a rotation in progress): a token signed
   const { reply } = await helloWith(gw.wsUrl, await signWith(b.privateKey, "ES256", GRANTS, { kid: "same" }));
   expect(reply).toMatchObject({ t: 2, principal: "alice" });
 }, 30_000);
+
+test("a refresh received inside the grace whose key set is still being fetched when the grace ends is taken: refreshed, and the connection kept", async () => {
+  // Found by a second review: the refresh was answered `refreshed`, and the connection then closed
+  // 4401 "the token expired" all the same, for a deadline the client had met.
+  const a = await generateKeyPair("ES256", { extractable: true });
+  const b = await generateKeyPair("ES256", { extractable: true });
+  let keys: JWK[] = [{ ...(await exportJWK(a.publicKey)), kid: "a", alg: "ES256" }];
+  let delayMs = 0;
+  const slowIdp = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: async () => (await Bun.sleep(delayMs), Response.json({ keys })) });
+  const g = await startGateway({ KAFKA_BROKERS: "", AUTH_JWKS_URL: `http://127.0.0.1:${slowIdp.port}/jwks.json`, AUTH_JWKS_COOLDOWN: "100", AUTH_JWKS_ALGORITHMS: "ES256", AUTH_CLOCK_TOLERANCE: "0s", AUTH_REFRESH_GRACE: "2s" });
+  try {
+    const exp = Math.floor(Date.now() / 1000) + 2;
+    const { c, reply } = await helloWith(g.wsUrl, await signWith(a.privateKey, "ES256", { ...GRANTS, exp }, { kid: "a" }));
+    expect(reply).toMatchObject({ t: 2 });
+    expect(await c.next(15_000)).toMatchObject({ t: 30, code: "UNAUTHENTICATED" });
+    // The new token's key is rotated in; fetching the set takes 3 s, past the 2 s grace.
+    keys = [...keys, { ...(await exportJWK(b.publicKey)), kid: "b", alg: "ES256" }];
+    delayMs = 3_000;
+    const refreshed = await c.request({ t: 14, token: await signWith(b.privateKey, "ES256", GRANTS, { kid: "b" }) });
+    expect(refreshed).toMatchObject({ t: 29, principal: "alice" });
+    const state = await Promise.race([c.closed.then((e) => `closed ${e.code}`), Bun.sleep(1_500).then(() => "open")]);
+    expect(state).toBe("open");
+    expect(await c.publish({ type: "after.refresh" }, "jwks-grace")).toMatchObject({ t: 20 });
+    c.close();
+  } finally {
+    await g.stop();
+    slowIdp.stop(true);
+  }
+}, 60_000);
