@@ -117,6 +117,9 @@ export const SERVER_NAME = "kafka-ws-gateway/0.1.0";
  * enforces the per-connection window, and turns publish outcomes into ack frames in the codec the
  * request came in. Nothing a client sends can throw out of here.
  */
+/** Frame types with a rate of their own (events, subscribes, refreshes); every other frame costs one event. */
+const chargedOtherwise = (t: number | undefined) => t === FrameType.PUBLISH || t === FrameType.PUBLISH_BATCH || t === FrameType.SUBSCRIBE || t === FrameType.REFRESH;
+
 // The ping shutdown sends behind everything owed to a client: its answer says all of it was read.
 const DRAIN_PING = Buffer.from("drain");
 
@@ -510,6 +513,7 @@ export function createWebSocketHandler(deps: {
     // request, of any size). A pipelining client would otherwise buy all the CPU it liked with frames
     // that are refused anyway.
     const t = peekFrameType(raw);
+    const chargedOne = !chargedOtherwise(t);
     if (t === FrameType.PUBLISH || t === FrameType.PUBLISH_BATCH) {
       const spent = ws.data.inflight >= config.PUBLISH_WINDOW;
       const overRate = spent ? undefined : rateLimits.admitEvents(ws.data.rate!, principalOf(ws), 0, RATE_HOLD_MIN_MS);
@@ -536,6 +540,12 @@ export function createWebSocketHandler(deps: {
     }
     const f = frame as { t?: unknown; cid?: unknown };
     if (typeof f.t !== "number") return sendError(ws, codec, new GatewayError("INVALID_FRAME", "a frame is a map with a numeric frame type t"), correlationId(f));
+    // The peek read the first `t`, the decoder kept the last: {"t":12,"t":15} is a ping, and is
+    // charged as one (uncharged, a flood of them was all ponged).
+    if (!chargedOne && !chargedOtherwise(f.t)) {
+      const overRate = rateLimits.admitEvents(ws.data.rate!, principalOf(ws), 1, RATE_HOLD_MIN_MS);
+      if (overRate) return refuseRate(ws, codec, overRate, correlationId(f));
+    }
     switch (f.t) {
       case FrameType.HELLO:
         return onHello(ws, codec, f);

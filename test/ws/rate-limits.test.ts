@@ -2,6 +2,7 @@ import { afterAll, expect, test } from "bun:test";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 import { type Frame, GatewayClient } from "../support/ws-client";
 import { SECRET, helloWith, hsToken } from "../auth/support";
+import { RawWsClient } from "../support/raw-ws";
 
 /**
  * Token-bucket publish rates (src/limits/rate-limits.ts) over real sockets: per connection and per
@@ -120,15 +121,40 @@ test("a frame that names its type twice is what its last t says, even while a pu
   const gw = await gateway({ RATE_LIMIT_EVENTS: "100", RATE_LIMIT_CLOSE_AFTER: "0" });
   for (const codec of ["json", "msgpack"] as const) {
     const c = await GatewayClient.connect(gw.wsUrl, codec);
-    expect(await c.publishBatch(events(150))).toMatchObject({ t: 22 }); // in debt for 500 ms
     // The first field says publish; the decoder keeps the last (docs/protocol.md): a ping. Its cid is
     // none this client hands out, so its reply is the next uncorrelated frame.
-    c.sendRaw(codec === "json" ? '{"t":10,"t":15,"cid":900}' : new Uint8Array([0x83, 0xa1, 0x74, 0x0a, 0xa1, 0x74, 0x0f, 0xa3, 0x63, 0x69, 0x64, 0xcd, 0x03, 0x84]));
+    const doubled = codec === "json" ? '{"t":10,"t":15,"cid":900}' : new Uint8Array([0x83, 0xa1, 0x74, 0x0a, 0xa1, 0x74, 0x0f, 0xa3, 0x63, 0x69, 0x64, 0xcd, 0x03, 0x84]);
+    c.sendRaw(doubled);
     expect(await c.next()).toMatchObject({ t: 31, cid: 900 });
-    // And a publish in earnest is still refused for the rate.
-    expect(await c.request({ t: 10, event: { type: "x" } })).toMatchObject({ t: 21, code: "RATE_LIMITED" });
+    expect(await c.publishBatch(events(150))).toMatchObject({ t: 22 }); // in debt for 500 ms
+    // In debt, it is refused as a ping is (one event), not unread as a publish would be: the same
+    // code, for what it is.
+    c.sendRaw(doubled);
+    expect(await c.next()).toMatchObject({ t: 21, cid: 900, code: "RATE_LIMITED" });
     c.close();
   }
+}, 60_000);
+
+test("a ping, hello or unsubscribe whose first t says subscribe, publish or refresh still counts as one event: {\"t\":12,\"t\":15} is charged as the ping it is", async () => {
+  // Found by a second review: the charge followed the first t, the decoder the last, so pings written
+  // so were never charged (all 500 ponged against a rate of 50).
+  const gw = await gateway({ RATE_LIMIT_EVENTS: "50", RATE_LIMIT_CLOSE_AFTER: "0" });
+  const c = await RawWsClient.connect(gw.port);
+  c.send({ t: 1, v: 1, cid: 1_000_000 });
+  await c.waitFor((f) => f.t === 2, 10_000);
+  for (const first of [12, 10, 14]) {
+    const base = first * 1000;
+    c.sendFrames(Array.from({ length: 500 }, (_, i) => Buffer.from(`{"t":${first},"t":15,"cid":${base + i}}`)));
+    const deadline = Date.now() + 20_000;
+    const mine = () => c.frames.filter((f) => f.cid >= base && f.cid < base + 500);
+    while (mine().length < 500 && Date.now() < deadline) await Bun.sleep(20);
+    const pongs = mine().filter((f) => f.t === 31).length;
+    const limited = mine().filter((f) => f.code === "RATE_LIMITED").length;
+    expect({ first, answered: new Set(mine().map((f) => f.cid)).size, all: pongs + limited }).toEqual({ first, answered: 500, all: 500 });
+    expect(pongs).toBeLessThan(200);
+    await Bun.sleep(1_100); // the bucket refills
+  }
+  c.destroy();
 }, 60_000);
 
 test("a connection that keeps sending into refusals is closed with 4429; a control connection is never refused", async () => {
@@ -209,9 +235,10 @@ test("a connection whose frames keep being refused as invalid is closed with 440
   for (let i = 0; i < 80; i++) void bad.request({ t: 10, event: { type: 42 } }).then((r) => replies.push(r));
   expect(await Promise.race([bad.closed, Bun.sleep(10_000).then(() => null)])).toMatchObject({ code: 4400 });
   await Bun.sleep(100);
-  // Up to the close each request had its one coded reply; none after it was handled.
-  expect(replies.length).toBeGreaterThanOrEqual(50);
-  expect(replies.every((r) => r.t === 21 && r.code === "INVALID_EVENT")).toBe(true);
+  // Up to the close each request had its one coded reply; none after it was handled: those read
+  // but not yet handled were refused for the close.
+  expect(replies.filter((r) => r.code === "INVALID_EVENT").length).toBeGreaterThanOrEqual(50);
+  expect(replies.every((r) => r.t === 21 && (r.code === "INVALID_EVENT" || (r.code === "RATE_LIMITED" && String(r.message).includes("the connection is closing"))))).toBe(true);
   expect(await control.publish({ type: "control" })).toMatchObject({ t: 20 });
   expect((await metric(gw, /gateway_invalid_frames_closes_total (\d+)/))?.[1]).toBe("1");
   control.close();
