@@ -603,14 +603,26 @@ export class Feed implements ShareDealer {
     const target = this.options.target?.get(g.topic);
     if (target && m && (target[g.partition] ?? 0) > m.high && gap) target[g.partition] = m.high;
     if (!gap) {
-      const timer = setTimeout(() => this.closed || (this.reader?.unassign(place), this.reader?.assign(place)), RECHECK_MS);
+      const timer = setTimeout(() => {
+        // Let go meanwhile (its topic deleted), or moved by a later report: nothing to read on.
+        if (this.positions.get(g.topic)?.[g.partition] === at) this.moveTo(place);
+      }, RECHECK_MS);
       timer.unref();
       return;
     }
     offsets[g.partition] = next;
     this.tell(gap);
-    this.reader?.unassign(place);
-    this.reader?.assign(place);
+    this.moveTo(place);
+  }
+
+  /**
+   * Reads these partitions on from these offsets. A reader still opening (its worker restarted) is
+   * left alone: it is assigned every position, these with them, once ready.
+   */
+  private moveTo(place: Assignment[]): void {
+    if (this.closed || !this.reader || this.assigned !== this.reader) return;
+    this.reader.unassign(place);
+    this.reader.assign(place);
   }
 
   /**

@@ -119,3 +119,32 @@ test("partition count, watermarks and offsets for a time, from the broker", asyn
   const missing = freshTopic("auto");
   await expect(log.partitionCount(missing)).rejects.toMatchObject({ code: "UNKNOWN_TOPIC" });
 });
+
+test("an assignment naming a partition already assigned moves it, and an unassignment naming one not assigned is a no-op: the rest of each list is read", async () => {
+  // Found by a second review: a feed moving one partition (a lost position) while its reader, reopened
+  // after a worker restart, was still opening sent "unassign p, assign p", then the opening's "assign
+  // every partition": librdkafka refuses a whole list holding one partition already assigned, and
+  // refuses an unassignment of one not assigned, so no other partition was ever read.
+  const topic = freshTopic("reassign");
+  await ensureTopic(brokers, topic, 2);
+  const results = await log.append(Array.from({ length: 200 }, (_, i) => record(topic, i)));
+  expect(results.errors).toBeNull();
+  expect(new Set(results.partitions).size).toBe(2);
+  const got = new Set<string>();
+  const reader = log.pool.openReader({
+    onRecords: (records, done) => {
+      for (const r of records) got.add(Buffer.from(r.headers.find(([n]) => n === "ce_id")![1]).toString());
+      done();
+    },
+    onLost: () => {},
+    onOutOfRange: () => {},
+  });
+  await reader.ready;
+  reader.unassign([{ topic, partition: 0, offset: 0 }]);
+  reader.assign([{ topic, partition: 0, offset: 0 }]);
+  reader.assign([0, 1].map((partition) => ({ topic, partition, offset: 0 })));
+  const deadline = Date.now() + 20_000;
+  while (got.size < 200 && Date.now() < deadline) await Bun.sleep(50);
+  reader.close();
+  expect(got.size).toBe(200);
+});

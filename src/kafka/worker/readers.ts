@@ -157,7 +157,17 @@ class Reader {
     send(jsonMessage(IpcType.READER_READY, { readerId: id }));
   }
 
+  /**
+   * Reads `list`'s partitions from their offsets. A partition already assigned is moved there
+   * (unassigned first): librdkafka refuses a whole list holding one already assigned, and a feed's
+   * move of one partition racing its reader's opening (a worker restart mid-replay) left every other
+   * partition of the list unread, for good.
+   */
   assign(list: Assignment[]): void {
+    if (this.next) {
+      const again = list.filter((a) => this.next!.has(`${a.partition}:${a.topic}`));
+      if (again.length > 0) this.unassign(again);
+    }
     for (const a of list) {
       this.next?.set(`${a.partition}:${a.topic}`, { ...a });
       this.sentNext.delete(`${a.partition}:${a.topic}`);
@@ -167,21 +177,26 @@ class Reader {
     if (!this.released) this.consumer.incrementalAssign(list);
   }
 
+  /** Stops reading `list`'s partitions; those not assigned are left alone (librdkafka refuses the whole list for one). */
   unassign(list: Assignment[]): void {
-    for (const a of list) {
+    const present = this.next ? list.filter((a) => this.next!.has(`${a.partition}:${a.topic}`)) : list;
+    if (present.length === 0) return;
+    for (const a of present) {
       this.next?.delete(`${a.partition}:${a.topic}`);
       this.sentNext.delete(`${a.partition}:${a.topic}`);
     }
-    if (this.sentUpTo > 0) for (const a of list) this.dropCarried.add(`${a.partition}:${a.topic}`);
-    if (!this.released) this.consumer.incrementalUnassign(list.map(({ topic, partition }) => ({ topic, partition })));
+    if (this.sentUpTo > 0) for (const a of present) this.dropCarried.add(`${a.partition}:${a.topic}`);
+    if (!this.released) this.consumer.incrementalUnassign(present.map(({ topic, partition }) => ({ topic, partition })));
   }
 
   /** Lets go of what librdkafka holds for this reader: its partitions, and with them what it fetched ahead. */
   private release(): void {
-    this.released = true;
     const parts = [...this.next!.values()];
     // Where it is: past every record librdkafka handed it, else as assigned.
     const at = parts.length > 0 ? this.consumer.positions(parts) : [];
+    // Let go first: should librdkafka refuse, nothing here has changed, and the records carried stay to be sent.
+    if (parts.length > 0) this.consumer.incrementalUnassign(parts.map(({ topic, partition }) => ({ topic, partition })));
+    this.released = true;
     parts.forEach((p, i) => {
       if (at[i]! >= 0) p.offset = at[i]!;
     });
@@ -196,7 +211,6 @@ class Reader {
     b.release();
     this.sentUpTo = 0;
     this.dropCarried.clear();
-    if (parts.length > 0) this.consumer.incrementalUnassign(parts.map(({ topic, partition }) => ({ topic, partition })));
   }
 
   private restore(): void {
