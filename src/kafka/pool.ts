@@ -121,7 +121,16 @@ export class WorkerPool {
       unix: this.socketPath,
       socket: {
         open: (s) => {
-          s.data = { slot: null, generation: -1, reader: new MessageReader((type, body) => this.onMessage(s, type, body)) };
+          s.data = {
+            slot: null,
+            generation: -1,
+            // A bug in handling one message must not cost the worker: its stream stays framed.
+            reader: new MessageReader(
+              (type, body) => this.onMessage(s, type, body),
+              false,
+              (e, type) => this.onEvent({ event: "worker_status", worker: s.data.slot?.index ?? -1, level: "error", kind: "message_failed", message: `handling the worker's message of type ${type} failed: ${String((e as Error)?.stack ?? e)}` }),
+            ),
+          };
         },
         data: (s, chunk) => s.data.reader.push(chunk as Buffer),
         drain: (s) => {

@@ -103,11 +103,18 @@ export class ReaderRegistry {
       return;
     }
     let acked = false;
-    reader.handlers.onRecords(records, () => {
+    const done = () => {
       if (acked || !this.readers.has(readerId)) return;
       acked = true;
       reader.slot.writer?.write(jsonMessage(IpcType.RECORDS_ACK, { readerId }));
-    });
+    };
+    try {
+      reader.handlers.onRecords(records, done);
+    } catch (e) {
+      // The credit goes back, or the reader would wait for it for good; the pool logs the error.
+      done();
+      throw e;
+    }
   }
 
   /** A worker died: its readers are gone with it. Nothing is called back here (see the class comment). */

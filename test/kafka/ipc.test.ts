@@ -96,6 +96,43 @@ test("MessageReader reusing its buffer: the same messages, however cut, keeping 
   }
 });
 
+test("MessageReader: a handler that throws costs its own message only; framing holds for the rest of the stream", () => {
+  // Found by a second review: a throw in the gateway's handler of one worker message lost the rest of
+  // its chunk, and every later message was read from the middle of another: delivery reports lost,
+  // the worker killed as hung, everything in flight nacked WORKER_LOST.
+  const w = new ByteWriter(64);
+  const sent: Array<[number, string]> = [];
+  for (let i = 0; i < 12; i++) {
+    const start = w.beginMessage(20 + (i % 3));
+    w.longString(`m${i}`);
+    w.endMessage(start);
+    sent.push([20 + (i % 3), `m${i}`]);
+  }
+  const stream = w.take();
+  for (const reuse of [false, true]) {
+    for (const cuts of [[], [5], [17, 40], [stream.length - 3]]) {
+      const got: Array<[number, string]> = [];
+      const failed: string[] = [];
+      const reader = new MessageReader(
+        (type, body) => {
+          const text = new ByteReader(body).longString();
+          if (text === "m0" || text === "m5") throw new Error(`handler fails on ${text}`);
+          got.push([type, text]);
+        },
+        reuse,
+        (e) => failed.push(String((e as Error).message)),
+      );
+      let from = 0;
+      for (const at of [...cuts, stream.length]) {
+        reader.push(Buffer.from(stream.subarray(from, at)));
+        from = at;
+      }
+      expect(failed).toEqual(["handler fails on m0", "handler fails on m5"]);
+      expect(got).toEqual(sent.filter(([, text]) => text !== "m0" && text !== "m5"));
+    }
+  }
+});
+
 test("string tables: a remembered hit never outlives its entry (rollback, clear) and never answers for another value", () => {
   const t = new InternTable(8);
   const a = t.add("ce_type", "a");

@@ -148,3 +148,31 @@ test("an assignment naming a partition already assigned moves it, and an unassig
   reader.close();
   expect(got.size).toBe(200);
 });
+
+test("a reader whose handler throws loses nothing else: its credit comes back, its worker's other messages are read, publishes are acked", async () => {
+  const topic = freshTopic("handler-throws");
+  await ensureTopic(brokers, topic, 1);
+  await log.append(Array.from({ length: 4000 }, (_, i) => record(topic, i)));
+  let batches = 0;
+  let received = 0;
+  const reader = log.pool.openReader({
+    onRecords: (records, done) => {
+      // As many as its credit (READER_CREDIT): unacked, no batch would come after them.
+      if (++batches <= 4) throw new Error("a bug in a feed");
+      received += records.length;
+      done();
+    },
+    onLost: () => {},
+    onOutOfRange: () => {},
+  });
+  await reader.ready;
+  reader.assign([{ topic, partition: 0, offset: Offset.BEGINNING }]);
+  const more = await log.append(Array.from({ length: 100 }, (_, i) => record(topic, 4000 + i)));
+  expect(more.errors).toBeNull();
+  const deadline = Date.now() + 20_000;
+  while (batches < 6 && Date.now() < deadline) await Bun.sleep(50);
+  reader.close();
+  expect(batches).toBeGreaterThanOrEqual(6);
+  expect(received).toBeGreaterThan(0);
+  expect(log.isReady()).toBe(true);
+});

@@ -21,6 +21,12 @@ export class MessageReader {
   constructor(
     private readonly onMessage: (type: number, body: Buffer) => void,
     private readonly reuse = false,
+    /**
+     * Told of a throw out of onMessage, which then costs that message only. Without it the throw goes
+     * on up, and the rest of the chunk is lost with it: every later message would be read from the
+     * middle of another.
+     */
+    private readonly onError: ((e: unknown, type: number) => void) | null = null,
   ) {}
 
   push(chunk: Buffer): void {
@@ -81,8 +87,17 @@ export class MessageReader {
     while (data.length - pos >= 4) {
       const len = data.readUInt32LE(pos);
       if (data.length - pos - 4 < len) break;
-      this.onMessage(data[pos + 4]!, data.subarray(pos + 5, pos + 4 + len));
+      const type = data[pos + 4]!;
+      const body = data.subarray(pos + 5, pos + 4 + len);
       pos += 4 + len;
+      if (this.onError === null) this.onMessage(type, body);
+      else {
+        try {
+          this.onMessage(type, body);
+        } catch (e) {
+          this.onError(e, type);
+        }
+      }
     }
     return pos;
   }
