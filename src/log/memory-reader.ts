@@ -79,7 +79,14 @@ export class MemoryReader implements LogReader {
         batch.push(r);
         pos.next = r.offset + 1;
       }
-      if (batch.length >= BATCH || bytes >= BATCH_BYTES) break;
+      if (batch.length >= BATCH || bytes >= BATCH_BYTES) {
+        // The partition that filled the batch goes last: walked from the first every time, a
+        // partition that always had a batch's worth (a replay paced below its write rate) kept every
+        // other from being read at all.
+        this.positions.delete(place);
+        this.positions.set(place, pos);
+        break;
+      }
     }
     if (batch.length === 0) return false;
     this.outstanding++;

@@ -53,3 +53,25 @@ test("END starts after what is there; offsets for a time find the first record a
   expect(await log.offsetsForTime("t", 9999)).toEqual([6]);
   expect(await log.watermarks("t")).toEqual([{ low: 0, high: 6 }]);
 });
+
+test("a partition with much to read does not starve the others: each batch that fills on one starts the next on another", async () => {
+  // Found by a second review: every read walked the partitions from the first and stopped once a
+  // batch was full, so while partition 0 always had a batch's worth (a replay paced below its write
+  // rate), the others were never read: the replay never went live.
+  const log = new MemoryLog({ partitions: 2, retentionRecords: 100_000, retentionBytes: 1 << 30 });
+  const hot = await log.append(Array.from({ length: 3000 }, (_, i) => ({ ...rec(i), key: Buffer.from("hot") })));
+  const hotPartition = hot.partitions[0]!;
+  let quiet = 0;
+  while ((await log.append([{ ...rec(9000 + quiet), key: Buffer.from(`quiet-${quiet}`) }])).partitions[0] === hotPartition) quiet++;
+  const batches: ConsumedRecord[][] = [];
+  const held: Array<() => void> = [];
+  const reader = log.openReader({ onRecords: (r, done) => (batches.push(r), held.push(done)), onLost: () => {}, onOutOfRange: () => {} });
+  // Both partitions start where the hot one sits first in the reader's order.
+  reader.assign([hotPartition, 1 - hotPartition].map((partition) => ({ topic: "t", partition, offset: Offset.BEGINNING })));
+  await until(() => batches.length >= 2);
+  const firstQuiet = batches.findIndex((b) => b.some((r) => r.partition !== hotPartition));
+  expect(firstQuiet).toBeGreaterThanOrEqual(0);
+  expect(firstQuiet).toBeLessThanOrEqual(1);
+  for (const done of held.splice(0)) done();
+  reader.close();
+});
