@@ -518,17 +518,18 @@ export class SubscriptionManager {
   }
 
   /** Ends a subscription; one still starting is ended once started (the promise), or refused if it fails to. */
-  unsubscribe(conn: SubscriberConnection, cid: number, id: string, itsTurn = false): Promise<unknown> | undefined {
+  unsubscribe(conn: SubscriberConnection, codec: CodecName, cid: number, id: string, itsTurn = false): Promise<unknown> | undefined {
     const ahead = itsTurn ? undefined : this.waiting.get(conn)?.get(id);
-    if (ahead) return this.after(conn, id, ahead, () => this.unsubscribe(conn, cid, id, true));
+    if (ahead) return this.after(conn, id, ahead, () => this.unsubscribe(conn, codec, cid, id, true));
     const sub = conn.subscriptions.get(id);
     if (!sub) {
       const starting = this.starting.get(conn)?.get(id);
-      if (starting) return this.after(conn, id, starting, () => this.unsubscribe(conn, cid, id, true));
+      if (starting) return this.after(conn, id, starting, () => this.unsubscribe(conn, codec, cid, id, true));
       throw new GatewayError("UNKNOWN_SUBSCRIPTION", `this connection has no subscription "${id}"`);
     }
     const token = sub.end();
-    conn.reply(encodeFrame({ t: FrameType.UNSUBSCRIBED, cid, sub: id, ...(token ? { token } : {}) }, sub.codec));
+    // In the request's encoding: a client may mix JSON and msgpack on one socket.
+    conn.reply(encodeFrame({ t: FrameType.UNSUBSCRIBED, cid, sub: id, ...(token ? { token } : {}) }, codec));
     this.drop(conn, sub);
     return undefined;
   }

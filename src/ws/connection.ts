@@ -376,7 +376,7 @@ export function createWebSocketHandler(deps: {
       if (replaying) return refuseRate(ws, codec, replaying, cid);
     }
     try {
-      const work = "sub" in parsed.data && !subscribe ? subscriptions.unsubscribe(conn, parsed.data.cid, parsed.data.sub!) : subscriptions.subscribe(conn, codec, parsed.data as SubscribeFrame);
+      const work = "sub" in parsed.data && !subscribe ? subscriptions.unsubscribe(conn, codec, parsed.data.cid, parsed.data.sub!) : subscriptions.subscribe(conn, codec, parsed.data as SubscribeFrame);
       if (work) answerLater(ws, codec, cid, work);
     } catch (e) {
       sendError(ws, codec, e, cid);
