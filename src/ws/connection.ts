@@ -456,6 +456,9 @@ export function createWebSocketHandler(deps: {
 
   function helloTimedOut(ws: ServerWebSocket<ConnectionData>): void {
     if (ws.data.closed || ws.data.helloed) return;
+    // A hello came in time and its token is being checked (a key set fetched): its outcome welcomes
+    // or refuses it, and closes. Closed now, neither it nor the frames held behind it were answered.
+    if (ws.data.held) return;
     metrics.helloTimeouts.inc();
     ws.data.outbound!.flush(true); // any nack HANDSHAKE_REQUIRED goes out before the close frame
     if (!ws.data.auth!.identity) ws.close(CloseCodes.REAUTHENTICATE, "no valid token in time; reconnect with one");

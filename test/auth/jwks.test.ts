@@ -2,6 +2,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { type JWK, exportJWK, generateKeyPair } from "jose";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 import { helloWith, postEvent, signWith } from "./support";
+import { GatewayClient } from "../support/ws-client";
 
 /**
  * Keys from a JWKS URL: a local key server on 127.0.0.1 that counts its fetches. The cooldown is 3 s,
@@ -206,6 +207,32 @@ test("a refresh received inside the grace whose key set is still being fetched w
     const state = await Promise.race([c.closed.then((e) => `closed ${e.code}`), Bun.sleep(1_500).then(() => "open")]);
     expect(state).toBe("open");
     expect(await c.publish({ type: "after.refresh" }, "jwks-grace")).toMatchObject({ t: 20 });
+    c.close();
+  } finally {
+    await g.stop();
+    slowIdp.stop(true);
+  }
+}, 60_000);
+
+test("a hello whose token is still being checked when AUTH_HELLO_TIMEOUT runs out is answered, not closed unanswered: it came in time", async () => {
+  // Found by a second review: the hello timeout closed the connection while its hello's key set was
+  // being fetched, and neither the hello nor the frames held behind it got a reply.
+  const b = await generateKeyPair("ES256", { extractable: true });
+  let keys: JWK[] = [];
+  let delayMs = 0;
+  const slowIdp = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: async () => (await Bun.sleep(delayMs), Response.json({ keys })) });
+  const g = await startGateway({ KAFKA_BROKERS: "", AUTH_JWKS_URL: `http://127.0.0.1:${slowIdp.port}/jwks.json`, AUTH_JWKS_COOLDOWN: "100", AUTH_JWKS_ALGORITHMS: "ES256", AUTH_HELLO_TIMEOUT: "1000" });
+  try {
+    keys = [{ ...(await exportJWK(b.publicKey)), kid: "b", alg: "ES256" }];
+    delayMs = 2_500;
+    await Bun.sleep(200); // past the cooldown of the set fetched at start
+    const c = await GatewayClient.connect(g.wsUrl, "msgpack", false);
+    const replies = [c.request({ t: 1, v: 1, token: await signWith(b.privateKey, "ES256", GRANTS, { kid: "b" }) }), ...[1, 2, 3].map(() => c.request({ t: 15 }))].map((p) =>
+      Promise.race([p.then((f) => (f.t === 21 ? String(f.code) : `t${f.t}`)), Bun.sleep(8_000).then(() => "none")]),
+    );
+    expect(await Promise.all(replies)).toEqual(["t2", "t31", "t31", "t31"]);
+    const state = await Promise.race([c.closed.then((e) => `closed ${e.code}`), Bun.sleep(200).then(() => "open")]);
+    expect(state).toBe("open");
     c.close();
   } finally {
     await g.stop();
