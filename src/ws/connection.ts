@@ -43,6 +43,11 @@ export interface ConnectionData {
   helloAt?: number;
   /** Events of this connection handed to the log and not yet acked or nacked. */
   inflight: number;
+  /**
+   * Publish requests not answered yet, whatever they hold: one whose events are all invalid has
+   * none in flight, and a close decided before its reply went out closed without it.
+   */
+  publishing?: number;
   closed: boolean;
   /** Made at open: the socket's one ordered outbound path. */
   outbound?: Outbound;
@@ -201,7 +206,7 @@ export function createWebSocketHandler(deps: {
 
   /** A connection waiting to close is closed once its publishes and its other requests are all answered. */
   function closeIfAnswered(ws: ServerWebSocket<ConnectionData>): void {
-    if (ws.data.closing && ws.data.inflight === 0 && !ws.data.requests?.size) finishClose(ws);
+    if (ws.data.closing && ws.data.inflight === 0 && !ws.data.publishing && !ws.data.requests?.size) finishClose(ws);
   }
 
   /**
@@ -321,6 +326,7 @@ export function createWebSocketHandler(deps: {
     const events = "events" in req ? req.events : [req.event];
     const started = performance.now();
     let reserved = 0;
+    ws.data.publishing = (ws.data.publishing ?? 0) + 1;
     try {
       const topic = publisher.topicFor(req.topic);
       const denied = ws.data.auth!.authorize("publish", topic, events);
@@ -355,6 +361,7 @@ export function createWebSocketHandler(deps: {
       sendError(ws, codec, e, req.cid);
     } finally {
       ws.data.inflight -= reserved;
+      ws.data.publishing--;
       closeIfAnswered(ws);
     }
   }

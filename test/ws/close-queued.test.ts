@@ -37,3 +37,24 @@ test("frames read before a close that waits for nothing each get their reply bef
   }
   expect(outcomes).toEqual(Array(3).fill("close 4000, 50 of 50 pings answered"));
 }, 60_000);
+
+test("publishes whose events are all invalid are answered before a close decided while their replies are on their way", async () => {
+  // Found by an outside tester: such a publish put nothing in flight, so a close decided in the same
+  // turn (here an unsupported hello) did not wait for its reply: 1,602 of 6,020 requests unanswered.
+  const outcomes: string[] = [];
+  for (let round = 0; round < 4; round++) {
+    const c = await RawWsClient.connect(gw.port);
+    const frames = [
+      { t: 1, v: 1, cid: 1 },
+      ...Array.from({ length: 300 }, (_, i) => (i % 2 ? { t: 11, cid: 100 + i, events: [{ type: "" }] } : { t: 10, cid: 100 + i, event: { type: "" } })),
+      { t: 1, v: 2, cid: 2 },
+    ].map((f) => Buffer.from(JSON.stringify(f)));
+    c.sendFrames(frames);
+    const deadline = Date.now() + 10_000;
+    while (c.closeCode === null && Date.now() < deadline) await Bun.sleep(20);
+    const answered = new Set(c.frames.map((f) => f.cid).filter((cid) => typeof cid === "number" && cid >= 100));
+    outcomes.push(`close ${c.closeCode}, ${answered.size} of 300 publishes answered`);
+    c.destroy();
+  }
+  expect(outcomes).toEqual(Array(4).fill("close 4000, 300 of 300 publishes answered"));
+}, 60_000);
