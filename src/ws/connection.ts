@@ -174,7 +174,7 @@ export function createWebSocketHandler(deps: {
     // Only what the request itself got wrong (1xxx): Kafka refusing a record (KAFKA_REJECTED, a topic
     // deleted or denied) is no fault of the client's, and must not close good producers.
     if (err.num >= 2000) return;
-    if (ws.data.rate!.refusedInvalid(performance.now()) && !ws.data.closed) {
+    if (ws.data.rate!.refusedInvalid(performance.now()) && !ws.data.closed && !ws.data.closing) {
       metrics.invalidFramesCloses.inc();
       logger.warn("connection closed: it kept sending frames refused as invalid", { session: ws.data.session, remote: ws.data.remote, principal: ws.data.auth!.principal, lastCode: err.code });
       closeForAbuse(ws, CloseCodes.INVALID_REQUESTS, "too many invalid requests: frames kept being refused for request errors (1xxx codes); fix the client");
@@ -282,7 +282,7 @@ export function createWebSocketHandler(deps: {
   function refuseRate(ws: ServerWebSocket<ConnectionData>, codec: CodecName, refusal: Refusal, cid: number | undefined): void {
     metrics.rateLimited.inc({ transport: "ws", scope: refusal.scope, unit: refusal.unit });
     sendError(ws, codec, refusal.error, cid);
-    if (ws.data.rate!.refused(performance.now()) && !ws.data.closed) {
+    if (ws.data.rate!.refused(performance.now()) && !ws.data.closed && !ws.data.closing) {
       metrics.rateLimitCloses.inc();
       logger.warn("connection closed: it kept sending into RATE_LIMITED refusals", { session: ws.data.session, remote: ws.data.remote, principal: ws.data.auth!.principal });
       return closeForAbuse(ws, CloseCodes.RATE_LIMITED, "rate limited: too many requests past the limit; reconnect later and honour retryAfterMs");
