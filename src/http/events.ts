@@ -11,11 +11,14 @@ import { decodeFrame, decodeLimits } from "../protocol/codec";
 import { ErrorCodes } from "../protocol/codes";
 import { GatewayError } from "../protocol/errors";
 import { charsetOf, isJsonMediaType, isUtf8Charset } from "../protocol/media-types";
+import { TurnGate } from "../limits/turn-gate";
 import { unknownParam } from "./query";
 import { errorResponse, json, lateErrorResponse, retryAfter, urlOf } from "./responses";
 
 /** The publish routes' one query parameter. */
 const PUBLISH_PARAMS = ["topic"] as const;
+// Milliseconds of HTTP request work per turn of the event loop (at least one request's): see TurnGate.
+const HTTP_SLICE_MS = 1;
 
 /**
  * HTTP ingestion for clients that cannot hold a socket: the same validation, codes and records as
@@ -63,17 +66,21 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
    * past it is refused RATE_LIMITED before the work; a request's later work is charged, not refused,
    * so a request costing more than the whole burst still goes through once.
    */
-  function handled<T>(req: Request, who: Identity, server: Server<unknown>, work: () => T, admit = false): T {
+  // HTTP work takes its turn as WebSocket frames do (ws/ingress.ts: a millisecond a turn).
+  const turns = new TurnGate(HTTP_SLICE_MS);
+  async function handled<T>(req: Request, who: Identity, server: Server<unknown>, work: () => T, admit = false): Promise<T> {
     const client = rateLimits.httpClient(principalOf(req, who, server));
-    if (!client.handling) return work();
+    if (!client.handling) return turns.run(work);
     const refusal = admit ? rateLimits.admitHandling(client) : undefined;
     if (refusal) refuse(refusal);
-    const started = performance.now();
-    try {
-      return work();
-    } finally {
-      client.handling.spend(performance.now() - started);
-    }
+    return turns.run(() => {
+      const started = performance.now();
+      try {
+        return work();
+      } finally {
+        client.handling!.spend(performance.now() - started);
+      }
+    });
   }
   /** The topic policy, after the topic is known and before anything is prepared or written. */
   function authorize(who: Identity, topic: string, events: readonly unknown[]): void {
@@ -253,7 +260,7 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
         charge(req, who, server, 0, 1);
         await publisher.learning(topic);
         // Each principal's requests share one turn in the log's fair share, as one connection's do.
-        const o = await publisher.publish(handled(req, who, server, () => publisher.prepare([event], topic, "json", "http", { principal: topicOwner(req, who, server), author: authorOf(who) })), "http", `http ${principalOf(req, who, server)}`);
+        const o = await publisher.publish(await handled(req, who, server, () => publisher.prepare([event], topic, "json", "http", { principal: topicOwner(req, who, server), author: authorOf(who) })), "http", `http ${principalOf(req, who, server)}`);
         metrics.publishLatency.http.observe((performance.now() - started) / 1000);
         const err = o.errors?.[0];
         if (err) return json({ id: o.ids[0], error: err }, ErrorCodes[err.code].http, retryAfter(err));
@@ -272,7 +279,7 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
         authorize(who, topic, batch.events);
         charge(req, who, server, 0, batch.events.length);
         await publisher.learning(topic);
-        const o = await publisher.publish(handled(req, who, server, () => publisher.prepare(batch.events, topic, "json", "http", { principal: topicOwner(req, who, server), author: authorOf(who) })), "http", `http ${principalOf(req, who, server)}`);
+        const o = await publisher.publish(await handled(req, who, server, () => publisher.prepare(batch.events, topic, "json", "http", { principal: topicOwner(req, who, server), author: authorOf(who) })), "http", `http ${principalOf(req, who, server)}`);
         metrics.publishLatency.http.observe((performance.now() - started) / 1000);
         // 202 all published; 207 some; all failed: the first error's status (400 invalid, 503 retry…).
         const firstError = o.errors?.find(Boolean);
@@ -292,7 +299,7 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
         const topic = topicOf(req, batch.topic);
         authorize(who, topic, batch.events);
         await publisher.learning(topic);
-        const p = handled(req, who, server, () => publisher.prepare(batch.events, topic, "json", "http", { dryRun: true, principal: topicOwner(req, who, server), author: authorOf(who) }));
+        const p = await handled(req, who, server, () => publisher.prepare(batch.events, topic, "json", "http", { dryRun: true, principal: topicOwner(req, who, server), author: authorOf(who) }));
         const errors = (p.errors ?? []).flatMap((err, index) => (err ? [{ index, error: err }] : []));
         return json({ valid: errors.length === 0, topic, count: p.total, errors }, errors.length === 0 ? 200 : 400);
       } catch (e) {
