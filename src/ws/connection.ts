@@ -174,6 +174,9 @@ export function createWebSocketHandler(deps: {
     // Only what the request itself got wrong (1xxx): Kafka refusing a record (KAFKA_REJECTED, a topic
     // deleted or denied) is no fault of the client's, and must not close good producers.
     if (err.num >= 2000) return;
+    // Nor a request refused for the token's age (expired, no refresh yet): a busy producer whose
+    // refresh is late is closed 4401 at the grace's end, not 4400 with its address penalised.
+    if (err.code === "UNAUTHENTICATED") return;
     if (ws.data.rate!.refusedInvalid(performance.now()) && !ws.data.closed && !ws.data.closing) {
       metrics.invalidFramesCloses.inc();
       logger.warn("connection closed: it kept sending frames refused as invalid", { session: ws.data.session, remote: ws.data.remote, principal: ws.data.auth!.principal, lastCode: err.code });

@@ -114,3 +114,21 @@ test("a hello with a token on a welcomed connection is a refresh, and shares its
   expect(mixed[3]).toMatchObject({ code: "RATE_LIMITED" });
   fresh.c.close();
 }, 30_000);
+
+test("publishes refused for an expired token do not count toward INVALID_FRAMES_CLOSE_AFTER: a busy producer whose refresh is late is closed 4401, not 4400 with its address penalised", async () => {
+  // Found by an outside tester: a producer at ~500 events/s through its token's expiry was closed
+  // 4400 "too many invalid requests" (6 of 6), and its address refused new connections for 10 s.
+  const g = await startGateway({ KAFKA_BROKERS: "", AUTH_JWT_SECRET: SECRET, AUTH_CLOCK_TOLERANCE: "0s", AUTH_REFRESH_GRACE: "2s", INVALID_FRAMES_CLOSE_AFTER: "100" });
+  try {
+    const { c } = await helloWith(g.wsUrl, await hsToken({ sub: "busy", exp: now() + 1, ...GRANTS }));
+    expect(await c.next(15_000)).toMatchObject({ t: 30, code: "UNAUTHENTICATED" });
+    const refusals = await Promise.all(Array.from({ length: 300 }, () => c.publish({ type: "late" }, "exp-busy")));
+    expect(refusals.every((r) => r.t === 21 && r.code === "UNAUTHENTICATED")).toBe(true);
+    expect((await c.closed).code).toBe(4401);
+    // Its address is not penalised: it reconnects with a new token at once.
+    const { reply } = await helloWith(g.wsUrl, await hsToken({ sub: "busy", exp: now() + 600, ...GRANTS }));
+    expect(reply).toMatchObject({ t: 2 });
+  } finally {
+    await g.stop();
+  }
+}, 30_000);
