@@ -310,8 +310,8 @@ export class Feed implements ShareDealer {
     if (keep !== undefined) return this.letGo(topic, offsets, keep);
     const gaps: Gap[] = [];
     for (let p = 0; p < offsets.length; p++) {
-      const to = marks[p]?.low ?? 0;
-      if (offsets[p] !== to) gaps.push({ topic, partition: p, from: offsets[p]!, to, reason: "log_reset" });
+      // Every partition, wherever it was: one never read into may have held records never read.
+      gaps.push({ topic, partition: p, from: offsets[p]!, to: marks[p]?.low ?? 0, reason: "log_reset" });
     }
     const before = offsets.length;
     offsets.length = marks.length;
@@ -342,7 +342,9 @@ export class Feed implements ShareDealer {
     for (let partition = keep; partition < offsets.length; partition++) gone.push({ topic, partition, offset: 0 });
     if (this.reader && this.assigned === this.reader) this.reader.unassign(gone);
     const gaps: Gap[] = [];
-    for (const { partition } of gone) if (offsets[partition] !== 0) gaps.push({ topic, partition, from: offsets[partition]!, to: 0, reason: "log_reset" });
+    // Every partition, read into or not: one still at 0 may have held records never read (partitions
+    // added under a replay still reading the others' history lost 1,735 records untold).
+    for (const { partition } of gone) gaps.push({ topic, partition, from: offsets[partition]!, to: 0, reason: "log_reset" });
     offsets.length = Math.min(offsets.length, keep);
     // A replay goes live without them.
     const target = this.options.target?.get(topic);

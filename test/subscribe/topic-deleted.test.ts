@@ -6,6 +6,7 @@ import { freshTopic, kafkaGatewayForFile } from "../support/kafka";
 import { addPartitions, deleteTopic, ensureTopic } from "../support/kafka-broker";
 import { rawProduce } from "../support/raw-producer";
 import { until } from "../support/until";
+import { RawWsClient } from "../support/raw-ws";
 
 /**
  * A topic deleted under a replay that is still reading its history. Found from outside: the replay
@@ -163,3 +164,31 @@ test("a topic made again with fewer partitions between two checks: the partition
     await slow.stop();
   }
 }, 180_000);
+
+test("a partition its replay never read into, deleted with its records unread, gets its log_reset gap too", async () => {
+  // Found from outside (chaos tester): partitions added under a replay still reading the others'
+  // history, then the topic deleted: the replay was told gaps only for the partitions it had read
+  // into, and the 1,735 records of the other two were lost without a word.
+  const topic = freshTopic("deleted-unread");
+  await ensureTopic(file.brokers, topic, 1);
+  await rawProduce(file.brokers, topic, Array.from({ length: 3000 }, (_, i) => ({ partition: 0, value: JSON.stringify({ i, pad: randomBytes(1500).toString("base64") }) })));
+  const c = await RawWsClient.connect(file.gw.port);
+  c.send({ t: 1, v: 1, cid: 1 });
+  await c.waitFor((f) => f.t === 2);
+  c.send({ t: 12, cid: 2, sub: "r", topic, start: "earliest" });
+  await c.waitFor((f) => f.t === 23 && f.cid === 2);
+  await c.waitFor((f) => f.t === 24 || f.t === 25, 30_000);
+  // The client stops reading: the replay holds where it is, and its reader reads no further.
+  c.pause();
+  await addPartitions(file.brokers, topic, 2);
+  await until("the feed to read the added partition", () => file.gw.lines.some((l) => l.includes("partitions were added") && l.includes(topic)), 30_000);
+  await rawProduce(file.brokers, topic, Array.from({ length: 50 }, (_, i) => ({ partition: 1, value: `p1-${i}` })));
+  await deleteTopic(file.brokers, topic);
+  await until("the deletion to be found", () => file.gw.lines.some((l) => l.includes("log_reset") && l.includes(topic)), 30_000).catch(() => {});
+  await Bun.sleep(1_000);
+  c.resume();
+  await c.waitFor((f) => f.t === 26, 60_000);
+  const gaps = c.frames.filter((f) => f.t === 32).flatMap((f) => f.gaps as Array<{ partition: number; reason: string }>);
+  expect([...new Set(gaps.filter((g) => g.reason === "log_reset").map((g) => g.partition))].sort()).toEqual([0, 1]);
+  c.destroy();
+}, 120_000);
