@@ -208,6 +208,14 @@ export class SubscriptionManager {
         feed.partitionsNow(counts);
         for (const t of deleted) if (feed.topics.includes(t)) feed.topicDeleted(t);
       }
+      // A replay's target is an end its log once had: a log now ending before it was reset (watermarksNow).
+      const replays = [...this.replayFeeds.values()].map((r) => r.feed);
+      const replayTopics = [...new Set(replays.flatMap((f) => f.topics))].filter((t) => counts.has(t));
+      const marks = new Map(await Promise.all(replayTopics.map(async (t) => [t, await this.log.watermarks(t).catch(() => null)] as const)));
+      for (const feed of replays) for (const t of feed.topics) {
+        const m = marks.get(t);
+        if (m) feed.watermarksNow(t, m);
+      }
     } catch (e) {
       this.logger.warn("the partition counts of the topics read could not be asked; asking again later", { error: String(e) });
     } finally {
@@ -271,8 +279,11 @@ export class SubscriptionManager {
         const feed = await pending;
         const marks = await this.log.watermarks(topic);
         if (this.liveFeeds.get(topic) !== pending) continue; // closed while we asked
+        feed.watermarksNow(topic, marks);
         const at = feed.positions.get(topic)!;
         marks.forEach((m, p) => this.metrics.feedLag.set({ topic, partition: String(p) }, Math.max(0, m.high - (at[p] ?? m.high))));
+        // Partitions the topic no longer has (made again with fewer): their series go.
+        for (let p = marks.length; p < (this.lagSeries.get(topic) ?? 0); p++) this.metrics.feedLag.remove({ topic, partition: String(p) });
         this.lagSeries.set(topic, marks.length);
       } catch {
         // a lag sample is best effort; the next one comes in five seconds

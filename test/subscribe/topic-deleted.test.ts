@@ -192,3 +192,36 @@ test("a partition its replay never read into, deleted with its records unread, g
   expect([...new Set(gaps.filter((g) => g.reason === "log_reset").map((g) => g.partition))].sort()).toEqual([0, 1]);
   c.destroy();
 }, 120_000);
+
+test("a topic deleted and made again between two checks, its new log ending before the replay's target: a log_reset gap where the replay stood within the new log, then live", async () => {
+  // Found from outside (chaos tester): the gateway's own producer made the topic again at once; the
+  // reader's position still lay within the new log, so nothing was reported: the records not yet
+  // read were gone untold, and the replay, its target past the new end, never went live.
+  const slow = await startGateway({ KAFKA_BROKERS: file.brokers, KAFKA_WORKERS: "1", REPLAY_RATE_LIMIT: "500", PARTITION_CHECK_MS: "1500", RATE_LIMIT_BYTES: "0" });
+  try {
+    const topic = freshTopic("deleted-within");
+    await ensureTopic(file.brokers, topic, 1);
+    await rawProduce(file.brokers, topic, Array.from({ length: 3000 }, (_, i) => ({ partition: 0, value: JSON.stringify({ i, pad: randomBytes(1500).toString("base64") }) })));
+    const c = await RawWsClient.connect(slow.port);
+    c.send({ t: 1, v: 1, cid: 1 });
+    await c.waitFor((f) => f.t === 2);
+    c.send({ t: 12, cid: 2, sub: "r", topic, start: "earliest" });
+    await c.waitFor((f) => f.t === 23 && f.cid === 2);
+    await c.waitFor((f) => f.t === 24 || f.t === 25, 30_000);
+    c.pause();
+    await deleteTopic(file.brokers, topic);
+    // The gateway's producer makes it again at once: a new log of 2,000 records, ending before the
+    // replay's target (3,000) and past where it stood.
+    const publisher = await connect({ url: slow.wsUrl });
+    for (let b = 0; b < 4; b++) await publisher.publishBatch(events(500, b * 500), { topic });
+    publisher.close();
+    await Bun.sleep(4_000); // two checks
+    c.resume();
+    await c.waitFor((f) => f.t === 26, 60_000);
+    const gaps = c.frames.filter((f) => f.t === 32).flatMap((f) => f.gaps as Array<{ partition: number; reason: string; to: number }>);
+    expect(gaps.map((g) => [g.partition, g.reason, g.to])).toEqual([[0, "log_reset", 0]]);
+    c.destroy();
+  } finally {
+    await slow.stop();
+  }
+}, 180_000);
