@@ -703,6 +703,12 @@ export class Feed implements ShareDealer {
   }
 
   private tell(gap: Gap): void {
+    // A reset told: the ends seen of the old log say nothing of the new one (watermarksNow).
+    if (gap.reason === "log_reset") {
+      const highs = this.highs.get(gap.topic);
+      if (highs) highs[gap.partition] = gap.to;
+      this.resetSuspects.delete(gap.topic);
+    }
     this.logger.warn("a feed's next offset is gone from the log; subscribers are told", { ...gap, subscriptions: this.subs.size });
     this.metrics.subscriptionGaps.inc({ reason: gap.reason });
     for (const sub of this.subs) sub.gap(gap);
