@@ -126,8 +126,9 @@ export class ConnectionRate {
     stalls: Stalls | null = null,
   ) {
     this.own = new Buckets(options.connection, options.burstSeconds, now, stalls);
-    this.subscribes = new TokenBucket(options.subscribes.perSec, Math.max(1, options.subscribes.burst), now);
-    this.refreshes = new TokenBucket(options.refreshesPerSec, REFRESH_BURST, now);
+    // What a client sends within these while the gateway stands still arrives together when it wakes.
+    this.subscribes = new TokenBucket(options.subscribes.perSec, Math.max(1, options.subscribes.burst), now, undefined, stalls);
+    this.refreshes = new TokenBucket(options.refreshesPerSec, REFRESH_BURST, now, undefined, stalls);
     const ms = options.handlingMsPerSec;
     this.handling = ms > 0 ? new HandlingBudget(new TokenBucket(ms, Math.max(1, ms * options.burstSeconds), now), handlingTotal) : null;
     this.refusals = allowance(options.closeAfterRefusals, now, stalls);
@@ -238,7 +239,7 @@ export class RateLimits {
     const connects = options.connectsPerSecPerIp;
     this.connects = new BucketMap((t) => new TokenBucket(connects, Math.max(1, connects * options.burstSeconds), t, undefined, stalls), (b, t) => b.isFull(t), now);
     const subs = options.subscribes.perAddressPerSec;
-    this.addressSubscribes = new BucketMap((t) => new TokenBucket(subs, Math.max(1, subs * ADDRESS_SUBSCRIBE_BURST_S), t), (b, t) => b.isFull(t), now);
+    this.addressSubscribes = new BucketMap((t) => new TokenBucket(subs, Math.max(1, subs * ADDRESS_SUBSCRIBE_BURST_S), t, undefined, stalls), (b, t) => b.isFull(t), now);
     const r = options.replays;
     this.replayStarts = r.perSec > 0 ? new TokenBucket(r.perSec, Math.max(1, r.instanceBurst), now) : null;
     this.addressReplayStarts = new BucketMap((t) => new TokenBucket(r.perAddressPerSec, Math.max(1, r.addressBurst), t), (b, t) => b.isFull(t), now);

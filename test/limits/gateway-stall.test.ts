@@ -108,3 +108,26 @@ test("a refresh sent inside AUTH_REFRESH_GRACE while the gateway is stopped past
     await authed.stop();
   }
 }, 60_000);
+
+test("refreshes and subscribes sent within their rates while the gateway is stopped are taken when it wakes, not refused for arriving together", async () => {
+  // Found by an outside chaos tester: refreshes sent every 4 s through a 30 s stop were read at once
+  // on waking and refused RATE_LIMITED past the bucket of 3 (32-46 of them over its connections).
+  const authed = await startGateway({ KAFKA_BROKERS: "", AUTH_JWT_SECRET: SECRET, SUBSCRIBE_RATE_LIMIT: "1" });
+  try {
+    const grants = { kgw: { publish: ["*"], subscribe: ["*"] } };
+    const { c } = await helloWith(authed.wsUrl, await hsToken({ sub: "stalled", exp: now() + 600, ...grants }));
+    process.kill(authed.proc.pid, "SIGSTOP");
+    const replies: Array<Promise<string>> = [];
+    for (let i = 0; i < 6; i++) {
+      replies.push(c.request({ t: 14, token: await hsToken({ sub: "stalled", exp: now() + 600, ...grants }) }).then((f) => (f.t === 21 ? String(f.code) : `t${f.t}`)));
+      replies.push(c.request({ t: 12, sub: `s${i}`, topic: "stall-subs" }).then((f) => (f.t === 21 ? String(f.code) : `t${f.t}`)));
+      await Bun.sleep(1_200);
+    }
+    process.kill(authed.proc.pid, "SIGCONT");
+    expect(await Promise.all(replies)).toEqual(Array.from({ length: 12 }, (_, i) => (i % 2 ? "t23" : "t29")));
+    c.close();
+  } finally {
+    process.kill(authed.proc.pid, "SIGCONT");
+    await authed.stop();
+  }
+}, 60_000);
