@@ -3,8 +3,9 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 import { rssMiB } from "../support/proc";
 import { underControl } from "../ingest/control";
-import { UPGRADE_REQUEST, textFrame } from "../support/raw-ws";
+import { RawWsClient, UPGRADE_REQUEST, textFrame } from "../support/raw-ws";
 import { GatewayClient } from "../support/ws-client";
+import { kafkaBrokers } from "../support/kafka";
 
 /**
  * Found by the hostile tester: each bound on what a subscription may hold queued held on its own
@@ -134,3 +135,61 @@ test("one client address's connections that never read hold at most the address'
   expect(most).toBeLessThan(72 * 2 ** 20);
   for (const s of sockets) s.destroy();
 }, 180_000);
+
+test("past the instance's bound, the subscriptions holding more than their share give way: subscribers that read lose nothing and are not closed", async () => {
+  // Found by an outside chaos tester: subscriptions that never read, each within every bound of its
+  // own, kept the instance's bound passed, and every subscription that then queued a second frame
+  // paid: subscribers reading at 600 events/s lost 770-1,350 events each in 25 s, or (policy
+  // disconnect) were closed 4001 again and again. Here, 40 of 1 MiB against 32 MiB, on Kafka (whose
+  // reads come several to a turn, so a reader queues two frames between flushes).
+  const small = await startGateway({ KAFKA_BROKERS: await kafkaBrokers(), KAFKA_WORKERS: "1", CONNECTION_RATE_PER_IP: "0", RATE_LIMIT_BYTES: "0", RATE_LIMIT_EVENTS: "0", SUBSCRIBER_TOTAL_BUFFER_BYTES: String(32 * 2 ** 20) });
+  const sockets: Socket[] = [];
+  try {
+    const topic = `non-readers-share-${Date.now()}`;
+    const p = await GatewayClient.connect(small.wsUrl);
+    expect((await p.publishBatch([{ type: "b", data: { n: -1 } }], topic)).t).toBe(22); // the topic exists
+    for (let c = 0; c < 40; c++) {
+      const s = tcp({ port: small.port, host: "127.0.0.1" });
+      s.write(UPGRADE_REQUEST);
+      s.write(textFrame(JSON.stringify({ t: 1, v: 1 })));
+      s.write(textFrame(JSON.stringify({ t: 12, cid: 1, sub: "s", topic, filter: { where: `data.n >= ${-c - 2}` } })));
+      sockets.push(s);
+    }
+    const deadline = Date.now() + 30_000;
+    while ((await small.health()).subscriptions.subscriptions < 40 && Date.now() < deadline) await Bun.sleep(100);
+    for (const s of sockets) s.pause();
+    const readers = await Promise.all(
+      ["drop-oldest", "disconnect"].map(async (policy) => {
+        const c = await RawWsClient.connect(small.port);
+        c.send({ t: 1, v: 1, cid: 1 });
+        await c.waitFor((f) => f.t === 2);
+        c.send({ t: 12, cid: 2, sub: "r", topic, policy });
+        await c.waitFor((f) => f.t === 23, 30_000);
+        return { policy, c };
+      }),
+    );
+    const pad = "z".repeat(1000);
+    const acks: Array<Promise<unknown>> = [];
+    for (let b = 0; b < 400; b++) {
+      acks.push(p.publishBatch(Array.from({ length: 25 }, (_, i) => ({ type: "b", data: { n: b * 25 + i, pad } })), topic));
+      await Bun.sleep(5);
+    }
+    await Promise.all(acks);
+    p.close();
+    const got = (c: RawWsClient) => new Set(c.frames.flatMap((f) => (f.t === 25 ? f.events : f.t === 24 ? [f] : [])).map((e: Record<string, any>) => e.event.data.n)).size;
+    const until = Date.now() + 20_000;
+    while (readers.some((r) => got(r.c) < 10_000 && r.c.closeCode === null) && Date.now() < until) await Bun.sleep(50);
+    const held = queuedIn(((await (await fetch(`${small.url}/api/v1/admin/delivery?limit=2000`)).json()) as { subscriptions: Array<{ queuedBytes: number }> }).subscriptions);
+    console.log(`40 subscriptions that never read against a 32 MiB bound: ${(held / 2 ** 20).toFixed(1)} MiB queued`);
+    expect(readers.map((r) => ({ policy: r.policy, got: got(r.c), lagged: r.c.frames.filter((f) => f.t === 27).length, close: r.c.closeCode }))).toEqual([
+      { policy: "drop-oldest", got: 10_000, lagged: 0, close: null },
+      { policy: "disconnect", got: 10_000, lagged: 0, close: null },
+    ]);
+    // The bound still holds (and a frame that crossed it).
+    expect(held).toBeLessThan(34 * 2 ** 20);
+    for (const r of readers) r.c.destroy();
+  } finally {
+    for (const s of sockets) s.destroy();
+    await small.stop();
+  }
+}, 120_000);
