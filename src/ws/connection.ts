@@ -117,17 +117,17 @@ export interface WebSocketEdge {
 
 export const SERVER_NAME = "kafka-ws-gateway/0.1.0";
 
-/**
- * The one WebSocket handler: decodes frames (binary = msgpack, text = JSON), runs the handshake,
- * enforces the per-connection window, and turns publish outcomes into ack frames in the codec the
- * request came in. Nothing a client sends can throw out of here.
- */
 /** Frame types with a rate of their own (events, subscribes, refreshes); every other frame costs one event. */
 const chargedOtherwise = (t: number | undefined) => t === FrameType.PUBLISH || t === FrameType.PUBLISH_BATCH || t === FrameType.SUBSCRIBE || t === FrameType.REFRESH;
 
 // The ping shutdown sends behind everything owed to a client: its answer says all of it was read.
 const DRAIN_PING = Buffer.from("drain");
 
+/**
+ * The one WebSocket handler: decodes frames (binary = msgpack, text = JSON), runs the handshake,
+ * enforces the per-connection window, and turns publish outcomes into ack frames in the codec the
+ * request came in. Nothing a client sends can throw out of here.
+ */
 export function createWebSocketHandler(deps: {
   config: Config;
   publisher: Publisher;
@@ -443,11 +443,6 @@ export function createWebSocketHandler(deps: {
   }
 
   /**
-   * A socket that never completes hello can do nothing (every request is refused HANDSHAKE_REQUIRED)
-   * but holds a connection slot, under MAX_CONNECTIONS_PER_IP too: it is closed. Without a valid token
-   * (authentication on) the close says 4401, as a refused token does; otherwise 4002.
-   */
-  /**
    * Asks the client to show it has read everything written to it so far: a ping carrying a number,
    * which it answers, in order, once it has read what came before. Nothing written since the last
    * ask: that one covers it.
@@ -464,6 +459,11 @@ export function createWebSocketHandler(deps: {
     return proof.asked;
   }
 
+  /**
+   * A socket that never completes hello can do nothing (every request is refused HANDSHAKE_REQUIRED)
+   * but holds a connection slot, under MAX_CONNECTIONS_PER_IP too: it is closed. Without a valid token
+   * (authentication on) the close says 4401, as a refused token does; otherwise 4002.
+   */
   function helloTimedOut(ws: ServerWebSocket<ConnectionData>): void {
     if (ws.data.closed || ws.data.helloed) return;
     // A hello came in time and its token is being checked (a key set fetched): its outcome welcomes
