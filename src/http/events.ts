@@ -11,13 +11,13 @@ import { decodeFrame, decodeLimits } from "../protocol/codec";
 import { ErrorCodes } from "../protocol/codes";
 import { GatewayError } from "../protocol/errors";
 import { charsetOf, isJsonMediaType, isUtf8Charset } from "../protocol/media-types";
-import { TurnGate } from "../limits/turn-gate";
+import { TurnBudget } from "../limits/turn-budget";
 import { unknownParam } from "./query";
 import { errorResponse, json, lateErrorResponse, retryAfter, urlOf } from "./responses";
 
 /** The publish routes' one query parameter. */
 const PUBLISH_PARAMS = ["topic"] as const;
-// Milliseconds of HTTP request work per turn of the event loop (at least one request's): see TurnGate.
+// Milliseconds of HTTP request work per turn of the event loop (at least one request's): see TurnBudget.
 const HTTP_SLICE_MS = 1;
 
 /**
@@ -67,7 +67,7 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
    * so a request costing more than the whole burst still goes through once.
    */
   // HTTP work takes its turn as WebSocket frames do (ws/ingress.ts: a millisecond a turn).
-  const turns = new TurnGate(HTTP_SLICE_MS);
+  const turns = new TurnBudget(HTTP_SLICE_MS);
   async function handled<T>(req: Request, who: Identity, server: Server<unknown>, work: () => T, admit = false): Promise<T> {
     const client = rateLimits.httpClient(principalOf(req, who, server));
     if (!client.handling) return turns.run(work);

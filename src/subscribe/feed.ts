@@ -4,7 +4,7 @@ import { murmur2 } from "../bytes/murmur2";
 import type { Logger } from "../observability/logger";
 import type { Metrics } from "../observability/metrics";
 import { DecodedRecord, type PayloadLimits } from "./decoded-record";
-import type { DeliveryTurns } from "./delivery-turns";
+import type { TurnBudget } from "../limits/turn-budget";
 import { FilterIndex } from "./filter-index";
 import type { CompiledFilter } from "./filter";
 import type { SharedPace } from "./replay-paces";
@@ -13,8 +13,8 @@ import { ShareLedger } from "./share-ledger";
 import type { ShareDealer, Subscription } from "./subscription";
 
 export interface FeedOptions {
-  /** The delivery budget of each event-loop turn, shared by every feed (delivery-turns.ts). */
-  turns: DeliveryTurns;
+  /** The delivery budget of each event-loop turn, shared by every feed (limits/turn-budget.ts). */
+  turns: TurnBudget;
   /** Shared subscription: read in this consumer group, and give each record to one member. */
   group?: ReaderGroup;
   /** Events/s while replaying (not yet live); undefined for the shared live feeds. */

@@ -9,7 +9,7 @@ import { FrameType, type Gap, type Start, type SubscribeFrame } from "../protoco
 import { type DeliveryRow, RecentlyEnded, lagOf, rowOf } from "./delivery-report";
 import { AddressFeeds } from "./address-feeds";
 import { ReplayPaces } from "./replay-paces";
-import { DeliveryTurns } from "./delivery-turns";
+import { TurnBudget } from "../limits/turn-budget";
 import { type PayloadLimits, payloadLimits } from "./decoded-record";
 import { Feed } from "./feed";
 import { type CompiledFilter, compileFilter } from "./filter";
@@ -138,7 +138,7 @@ export class SubscriptionManager {
   /** MAX_FEEDS_PER_ADDRESS: the feeds each client address's subscriptions hold. */
   private readonly addressFeeds: AddressFeeds;
   /** What delivering read records may take of one event-loop turn, over all feeds. */
-  private readonly turns: DeliveryTurns;
+  private readonly turns: TurnBudget;
   /** A record's payload is decoded for subscribers within what a client's event may hold. */
   private readonly payload: PayloadLimits;
   /** What each subscription (starting or started) is charged in addressFeeds, by connection and id. */
@@ -161,7 +161,7 @@ export class SubscriptionManager {
      */
     deliveryWork: (ms: number) => void = () => {},
   ) {
-    this.turns = new DeliveryTurns(DELIVERY_TURN_MS, deliveryWork);
+    this.turns = new TurnBudget(DELIVERY_TURN_MS, deliveryWork);
     this.topicAllow = topicAllowPattern(config.TOPIC_ALLOW, config.TOPIC_DENY);
     this.queueLimits = new QueueLimits(config.SUBSCRIBER_BUFFER_BYTES, config.SUBSCRIBER_CONNECTION_BUFFER_BYTES, config.SUBSCRIBER_ADDRESS_BUFFER_BYTES, config.SUBSCRIBER_TOTAL_BUFFER_BYTES);
     this.addressFeeds = new AddressFeeds(config.MAX_FEEDS_PER_ADDRESS, config.MAX_SUBSCRIPTIONS_PER_ADDRESS, config.MAX_FILTER_CHARS_PER_ADDRESS, config.MAX_FILTER_CHARS);

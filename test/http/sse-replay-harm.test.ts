@@ -9,7 +9,7 @@ import { gatewayForBlock } from "../support/gateway";
  * earliest record of 40 MB of history, and reads them as fast as they come. Each feed delivered up to
  * 5 ms per event-loop turn of its own, so sixteen busy feeds held every other client about 80 ms a
  * turn: the hostile tester's control publish had p50 1 ms but p99 330 ms. Feeds now share one
- * delivery budget per turn (src/subscribe/delivery-turns.ts).
+ * delivery budget per turn (src/limits/turn-budget.ts).
  * Measured side by side here: control p99 142 and 192 ms before, 27–38 ms after, the replays read as
  * fast as before (805 MB in 10 s).
  */
