@@ -533,7 +533,7 @@ export function createWebSocketHandler(deps: {
       // Refused unread only when its last `t`, the one the decoder keeps, says publish too: a frame
       // naming its type twice ({"t":10,"t":15} is a ping) goes on to be decoded as any other.
       if ((spent || overRate) && scanFrameType(raw) === t) return overRate ? refuseRate(ws, codec, overRate, scanCid(raw)) : sendError(ws, codec, windowSpent, scanCid(raw));
-    } else if (t !== FrameType.SUBSCRIBE && t !== FrameType.REFRESH) {
+    } else if (chargedOne) {
       // Every other frame (ping, hello, unsubscribe, one of no known type) counts as one event: each
       // costs a reply and more of the gateway's time than its handling measures (Bun's callback, the
       // reply's write), and nothing else bounded them. One connection pipelining pings got 66,000

@@ -148,13 +148,18 @@ export class Ingress<S extends IngressSocket> {
   takeQueued(socket: S): RawFrame[] {
     const box = this.inboxOf(socket);
     const frames = box.frames.slice(box.head);
+    // Read again once its hold ends (unhold): the client's closing handshake must be read.
+    this.empty(socket, box);
+    return frames;
+  }
+
+  /** Drops what `socket`'s inbox holds, and it waits no more. */
+  private empty(socket: S, box: Inbox): void {
     box.frames = [];
     box.head = 0;
     box.bytes = 0;
-    // Read again once its hold ends (unhold): the client's closing handshake must be read.
     box.paused = false;
     this.waiting.delete(socket);
-    return frames;
   }
 
   /** The connection is gone: what it sent and was not handled yet is dropped with it. */
@@ -165,11 +170,7 @@ export class Ingress<S extends IngressSocket> {
     if (box.resting) clearTimeout(box.resting);
     box.resting = null;
     this.resting.delete(socket);
-    box.frames = [];
-    box.head = 0;
-    box.bytes = 0;
-    box.paused = false;
-    this.waiting.delete(socket);
+    this.empty(socket, box);
   }
 
   /**
