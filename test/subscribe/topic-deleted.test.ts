@@ -40,6 +40,17 @@ function byPartition(events: DeliveredEvent[]): Map<number, number[]> {
 
 const upTo = (n: number) => Array.from({ length: n }, (_, i) => i);
 
+/** A raw client (it can stop reading) subscribed to `topic` from its start, once its first events have come. */
+async function replayBegun(port: number, topic: string): Promise<RawWsClient> {
+  const c = await RawWsClient.connect(port);
+  c.send({ t: 1, v: 1, cid: 1 });
+  await c.waitFor((f) => f.t === 2);
+  c.send({ t: 12, cid: 2, sub: "r", topic, start: "earliest" });
+  await c.waitFor((f) => f.t === 23 && f.cid === 2);
+  await c.waitFor((f) => f.t === 24 || f.t === 25, 30_000);
+  return c;
+}
+
 test("a replay whose topic is deleted: a log_reset gap where each partition stopped, then live, its slot free; the topic made again is read from its start", async () => {
   const topic = freshTopic("deleted-replay");
   await ensureTopic(file.brokers, topic, 3);
@@ -172,12 +183,7 @@ test("a partition its replay never read into, deleted with its records unread, g
   const topic = freshTopic("deleted-unread");
   await ensureTopic(file.brokers, topic, 1);
   await rawProduce(file.brokers, topic, Array.from({ length: 3000 }, (_, i) => ({ partition: 0, value: JSON.stringify({ i, pad: randomBytes(1500).toString("base64") }) })));
-  const c = await RawWsClient.connect(file.gw.port);
-  c.send({ t: 1, v: 1, cid: 1 });
-  await c.waitFor((f) => f.t === 2);
-  c.send({ t: 12, cid: 2, sub: "r", topic, start: "earliest" });
-  await c.waitFor((f) => f.t === 23 && f.cid === 2);
-  await c.waitFor((f) => f.t === 24 || f.t === 25, 30_000);
+  const c = await replayBegun(file.gw.port, topic);
   // The client stops reading: the replay holds where it is, and its reader reads no further.
   c.pause();
   await addPartitions(file.brokers, topic, 2);
@@ -202,12 +208,7 @@ test("a topic deleted and made again between two checks, its new log ending befo
     const topic = freshTopic("deleted-within");
     await ensureTopic(file.brokers, topic, 1);
     await rawProduce(file.brokers, topic, Array.from({ length: 3000 }, (_, i) => ({ partition: 0, value: JSON.stringify({ i, pad: randomBytes(1500).toString("base64") }) })));
-    const c = await RawWsClient.connect(slow.port);
-    c.send({ t: 1, v: 1, cid: 1 });
-    await c.waitFor((f) => f.t === 2);
-    c.send({ t: 12, cid: 2, sub: "r", topic, start: "earliest" });
-    await c.waitFor((f) => f.t === 23 && f.cid === 2);
-    await c.waitFor((f) => f.t === 24 || f.t === 25, 30_000);
+    const c = await replayBegun(slow.port, topic);
     c.pause();
     await deleteTopic(file.brokers, topic);
     // The gateway's producer makes it again at once: a new log of 2,000 records, ending before the

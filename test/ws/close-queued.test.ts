@@ -16,10 +16,20 @@ afterAll(async () => {
   await gw.stop();
 });
 
+/** Sends `frames` in one write on a new connection; its close code, and how many cids from 100 on were answered. */
+async function sendUntilClosed(frames: Buffer[]): Promise<{ close: number | null; answered: number }> {
+  const c = await RawWsClient.connect(gw.port);
+  c.sendFrames(frames);
+  const deadline = Date.now() + 10_000;
+  while (c.closeCode === null && Date.now() < deadline) await Bun.sleep(20);
+  const answered = new Set(c.frames.map((f) => f.cid).filter((cid) => typeof cid === "number" && cid >= 100)).size;
+  c.destroy();
+  return { close: c.closeCode, answered };
+}
+
 test("frames read before a close that waits for nothing each get their reply before the close", async () => {
   const outcomes: string[] = [];
   for (let round = 0; round < 3; round++) {
-    const c = await RawWsClient.connect(gw.port);
     // A frame that costs more than a turn's slice to decode, so the frames behind it wait in the inbox.
     const pad = Array.from({ length: 25_000 }, (_, i) => 1_000_000_000_000 + i);
     const frames = [
@@ -28,12 +38,8 @@ test("frames read before a close that waits for nothing each get their reply bef
       { t: 1, v: 2, cid: 3 },
       ...Array.from({ length: 50 }, (_, i) => ({ t: 15, cid: 100 + i })),
     ].map((f) => Buffer.from(JSON.stringify(f)));
-    c.sendFrames(frames);
-    const deadline = Date.now() + 10_000;
-    while (c.closeCode === null && Date.now() < deadline) await Bun.sleep(20);
-    const answered = new Set(c.frames.map((f) => f.cid).filter((cid) => typeof cid === "number" && cid >= 100));
-    outcomes.push(`close ${c.closeCode}, ${answered.size} of 50 pings answered`);
-    c.destroy();
+    const { close, answered } = await sendUntilClosed(frames);
+    outcomes.push(`close ${close}, ${answered} of 50 pings answered`);
   }
   expect(outcomes).toEqual(Array(3).fill("close 4000, 50 of 50 pings answered"));
 }, 60_000);
@@ -43,18 +49,13 @@ test("publishes whose events are all invalid are answered before a close decided
   // turn (here an unsupported hello) did not wait for its reply: 1,602 of 6,020 requests unanswered.
   const outcomes: string[] = [];
   for (let round = 0; round < 4; round++) {
-    const c = await RawWsClient.connect(gw.port);
     const frames = [
       { t: 1, v: 1, cid: 1 },
       ...Array.from({ length: 300 }, (_, i) => (i % 2 ? { t: 11, cid: 100 + i, events: [{ type: "" }] } : { t: 10, cid: 100 + i, event: { type: "" } })),
       { t: 1, v: 2, cid: 2 },
     ].map((f) => Buffer.from(JSON.stringify(f)));
-    c.sendFrames(frames);
-    const deadline = Date.now() + 10_000;
-    while (c.closeCode === null && Date.now() < deadline) await Bun.sleep(20);
-    const answered = new Set(c.frames.map((f) => f.cid).filter((cid) => typeof cid === "number" && cid >= 100));
-    outcomes.push(`close ${c.closeCode}, ${answered.size} of 300 publishes answered`);
-    c.destroy();
+    const { close, answered } = await sendUntilClosed(frames);
+    outcomes.push(`close ${close}, ${answered} of 300 publishes answered`);
   }
   expect(outcomes).toEqual(Array(4).fill("close 4000, 300 of 300 publishes answered"));
 }, 60_000);
