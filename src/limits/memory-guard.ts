@@ -6,6 +6,8 @@ const DERIVED_SHARE = 0.75;
 const CHECK_MS = 250;
 /** While over the limit, one client address's quiet connections are closed at most this often. */
 const SHED_EVERY_MS = 1000;
+/** A reading this much of the limit below the last one means memory is being given back: no shed then. */
+const FALLING_SHARE = 0.01;
 /** Back under this share of the limit, the gateway accepts connections again. */
 const RESUME_SHARE = 0.9;
 
@@ -42,6 +44,8 @@ export interface MemoryGuardOptions {
    * (shedding at once closed three idle subscribers of another address instead).
    */
   shedAfterMs: number;
+  /** The process's resident bytes now; what else would read them is for the guard's own tests. */
+  readRss?: () => number;
 }
 
 /**
@@ -50,8 +54,9 @@ export interface MemoryGuardOptions {
  * connection, so clients that send most of a large frame and stop held that much each, unseen
  * (100 connections from one address: 390 MB in under 4 s; the 1,000 one address may open, 4 GB).
  * Over the limit the gateway refuses new connections and /health/ready says 503, and each second
- * closes the quiet connections (nothing whole received for a while) of the client address holding
- * the most of them: a connection in the middle of a large frame is quiet. As Envoy's overload
+ * closes the quiet connections (nothing whole received for a while, nor anything sent taken) of the
+ * client address holding the most of them: a connection in the middle of a large frame is quiet, a
+ * subscriber reading what it is sent is not. As Envoy's overload
  * manager does, it acts on what the process holds, not on what it can see.
  */
 export class MemoryGuard {
@@ -59,6 +64,8 @@ export class MemoryGuard {
   private overSince = 0;
   private lastShed = 0;
   private isOver = false;
+  private lastRss = 0;
+  private fellAt = 0;
 
   constructor(private readonly options: MemoryGuardOptions) {}
 
@@ -77,10 +84,9 @@ export class MemoryGuard {
     this.timer = null;
   }
 
-  /** One reading and what it calls for. */
-  private check(): void {
-    const now = Date.now();
-    const rss = process.memoryUsage.rss();
+  /** One reading and what it calls for (each CHECK_MS; `now` given by the guard's own tests). */
+  check(now = Date.now()): void {
+    const rss = (this.options.readRss ?? process.memoryUsage.rss)();
     if (!this.isOver && rss >= this.options.limitBytes) {
       this.isOver = true;
       this.overSince = now;
@@ -90,7 +96,11 @@ export class MemoryGuard {
       this.options.under(rss);
       return;
     }
-    if (this.isOver && rss >= this.options.limitBytes && now - this.overSince >= this.options.shedAfterMs && now - this.lastShed >= SHED_EVERY_MS) {
+    // Closed connections give their memory back over seconds, not at once: while it falls, the last
+    // shed is working, and choosing the next address then closed a conforming one (outside tester).
+    if (rss < this.lastRss - this.options.limitBytes * FALLING_SHARE) this.fellAt = now;
+    this.lastRss = rss;
+    if (this.isOver && rss >= this.options.limitBytes && now - this.overSince >= this.options.shedAfterMs && now - this.lastShed >= SHED_EVERY_MS && now - this.fellAt >= SHED_EVERY_MS) {
       this.lastShed = now;
       this.options.shed();
     }

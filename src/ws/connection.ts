@@ -690,7 +690,8 @@ export function createWebSocketHandler(deps: {
       const quietSince = Date.now() - quietMs;
       const byAddress = new Map<string, Array<ServerWebSocket<ConnectionData>>>();
       for (const ws of sockets) {
-        if (ws.data.closed || ws.data.closing || (ws.data.lastFrameAt ?? 0) > quietSince) continue;
+        // Quiet: nothing whole received, and nothing sent taken either (a reading subscriber is not).
+        if (ws.data.closed || ws.data.closing || (ws.data.lastFrameAt ?? 0) > quietSince || ws.data.outbound!.takenAt > quietSince) continue;
         const list = byAddress.get(ws.data.remote);
         if (list) list.push(ws);
         else byAddress.set(ws.data.remote, [ws]);

@@ -115,8 +115,22 @@ export class Outbound {
     } finally {
       this.flushing = false;
     }
-    if (!this.closed) this.onUnread(this.unreadBytes);
+    if (this.closed) return;
+    const unread = this.unreadBytes;
+    if (unread === 0 && this.written > this.writtenWhenTaken) {
+      this.writtenWhenTaken = this.written;
+      this.takenAt = Date.now();
+    }
+    this.onUnread(unread);
   }
+
+  /**
+   * When the client last took everything it had been sent (ms; 0: never sent anything): a reading
+   * subscriber sends no frames, yet holds nothing, and the memory guard must not take it for a
+   * connection sitting on a large frame.
+   */
+  takenAt = 0;
+  private writtenWhenTaken = 0;
 
   /** Replies waiting here and all of Bun's buffer for the socket (frames, and pongs it wrote itself). */
   get unreadBytes(): number {

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { type Socket, connect as tcp } from "node:net";
 import { connect } from "../../src/client";
+import { RawWsClient } from "../support/raw-ws";
 import { underControl } from "../ingest/control";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 import { until } from "../support/until";
@@ -74,3 +75,44 @@ test("connections holding most of a large frame each take the gateway over MEMOR
   for (const b of bystanders) await b.publish({ type: "after", data: 1 }, { topic: "bystanders" });
   for (const b of bystanders) b.close();
 }, 120_000);
+
+test("subscribers that read what they are sent are not quiet: past MEMORY_LIMIT_BYTES the shed passes over an address of more reading subscribers than the attackers have connections", async () => {
+  const port = Number(new URL(gw.wsUrl).port);
+  // More connections than the attackers will hold, on one address: subscribers that never send a
+  // frame after subscribing, and read everything a publisher sends them.
+  const readers: RawWsClient[] = [];
+  for (let i = 0; i < 110; i++) {
+    const r = await RawWsClient.connect(port, "/ws", "", "127.0.0.3");
+    r.send({ t: 1, v: 1 });
+    r.send({ t: 12, cid: 1, sub: "r", topic: "readers" });
+    readers.push(r);
+  }
+  for (const r of readers) await r.waitFor((f) => f.t === 23);
+  const publisher = await connect({ url: gw.wsUrl, maxAttempts: 1 });
+  let publishing = true;
+  const publishes = (async () => {
+    while (publishing) {
+      await publisher.publish({ type: "tick", data: 0 }, { topic: "readers" });
+      await Bun.sleep(20);
+    }
+  })();
+  await Bun.sleep(5500); // quiet senders from here on, but reading
+
+  await underControl(gw, "100 connections with 4 MB of a frame each beside 110 reading subscribers", async () => {
+    const attackers = [];
+    for (let i = 0; i < 100; i++) attackers.push(await partialFrame(port, "127.0.0.4", 4_000_000));
+    const opened = attackers.filter((a) => a !== null);
+    expect(opened.length).toBeGreaterThan(60);
+    await until("/health/ready to say 503", async () => (await fetch(`${gw.url}/health/ready`)).status === 503, 10_000);
+    await until("the attackers' connections to be closed", () => opened.every((a) => a!.closed()), 30_000);
+    await until("/health/ready to say 200 again", async () => (await fetch(`${gw.url}/health/ready`)).status === 200, 30_000);
+  });
+  publishing = false;
+  await publishes;
+  publisher.close();
+  // Every reader still open, and still reading.
+  expect(readers.filter((r) => r.closeCode !== null || r.abnormal).map((r) => r.closeCode)).toEqual([]);
+  const counts = readers.map((r) => r.frames.filter((f) => f.t === 24 || f.t === 25).length);
+  expect(Math.min(...counts)).toBeGreaterThan(0);
+  for (const r of readers) r.destroy();
+}, 180_000);
