@@ -497,7 +497,7 @@ export function createWebSocketHandler(deps: {
   });
 
   const ingress = new Ingress<ServerWebSocket<ConnectionData>>(
-    INGRESS,
+    { ...INGRESS, ...(deps.stalls ? { stalls: deps.stalls } : {}) },
     (ws) => ws.data.inbox!,
     (ws, raw) => handleFrame(ws, raw),
     () => metrics.ingressPauses.inc(),

@@ -70,6 +70,13 @@ export interface IngressOptions {
   sliceMs: number;
   /** Bytes one connection may have waiting before its socket stops being read. */
   maxQueuedBytes: number;
+  /**
+   * The gateway's own stalls (LoopStalls): a stall that fell inside a frame's handling (the process
+   * stopped mid-frame) is not the frame's cost. Charged to its client, a 12 s stop rested the
+   * connection 5 s at a time, one frame each, for a minute: every request it had sent meanwhile
+   * waited that long for its reply.
+   */
+  stalls?: { readonly total: number; observe(now: number): void };
 }
 
 /** `budget`: the connection's handling time (a bucket of ms that may go into debt by one frame's cost). */
@@ -237,10 +244,16 @@ export class Ingress<S extends IngressSocket> {
 
   /** Handles one frame, and charges what it cost (in ms, returned) to the connection's budget. */
   private run(socket: S, raw: RawFrame): number {
+    const stalls = this.options.stalls;
+    const stalledBefore = stalls?.total ?? 0;
     const started = performance.now();
     this.handle(socket, raw);
     const now = performance.now();
-    const cost = now - started;
+    let cost = now - started;
+    if (stalls) {
+      stalls.observe(now);
+      cost = Math.max(0, cost - (stalls.total - stalledBefore));
+    }
     this.spentMs += cost;
     this.arm();
     const box = this.inboxOf(socket);
