@@ -61,6 +61,17 @@ const BUN_WORKER = join(import.meta.dir, "worker", "main.ts");
 const HELLO_TIMEOUT_MS = 20_000;
 /** The least a worker waits without a word from the gateway before it leaves (WorkerConfig.gatewaySilentMs). */
 const GATEWAY_SILENT_MIN_MS = 10_000;
+/**
+ * How long past its planned restart a worker that was ready is waited for, records for it held
+ * rather than refused: a replacement is ready in ~0.2 s, and every event a client sent in that time,
+ * or while the gateway itself was stopped long enough for its workers to leave, was refused
+ * UNAVAILABLE (outside chaos tester: 6,522 events after a 12 s stop).
+ */
+const RESTART_HOLD_MS = 3_000;
+/** Key and value bytes one slot holds so, at most (and the in-flight cap, with what it holds). */
+const RESTART_HOLD_BYTES = 16 * 1024 * 1024;
+/** How long after a worker's exit its socket may take to be read to its end before the loss is declared anyway. */
+const EXIT_READ_MS = 1_000;
 
 /**
  * Starts and supervises the Kafka worker processes (Bun, worker/main.ts), routes records to them in binary batches and maps
@@ -83,6 +94,8 @@ export class WorkerPool {
   private readonly pingTimeoutMs: number;
   private watchdog: Timer | null = null;
   private lastTick = 0;
+  /** The seq of the last PING sent to confirm a worker after a stall. */
+  private nextConfirm = 0;
   /** The last tick left deadlines alone (it came after a stall). */
   private skippedExpiry = false;
   /** The id of the Kafka cluster the workers' probes last found (null until one answers). */
@@ -92,7 +105,7 @@ export class WorkerPool {
   // Refusals are values, made once: under overload every event of every frame is refused, and a
   // GatewayError per event (with its stack capture) would cost most when the box has least to spare.
   private readonly closedError = shuttingDown();
-  private readonly refusals: Array<{ starting: GatewayError; startingFor: string; stopped: GatewayError; overloaded: GatewayError; noBrokers: GatewayError }>;
+  private readonly refusals: Array<{ starting: GatewayError; startingFor: string; stopped: GatewayError; overloaded: GatewayError; noBrokers: GatewayError; unconfirmed: GatewayError }>;
   private readonly nextBatchId = () => (this.batchSeq = (this.batchSeq + 1) >>> 0);
   private readonly flushAll = () => {
     this.flushScheduled = false;
@@ -110,6 +123,7 @@ export class WorkerPool {
       stopped: new GatewayError("UNAVAILABLE", `Kafka worker ${i} is stopped`),
       overloaded: new GatewayError("OVERLOADED", `Kafka worker ${i} holds its maximum of ${options.maxInflightPerWorker} unacknowledged events; retry after acks arrive`),
       noBrokers: new GatewayError("UNAVAILABLE", `Kafka worker ${i} cannot reach any Kafka broker; the event was not sent`),
+      unconfirmed: new GatewayError("UNAVAILABLE", `Kafka worker ${i} is being checked after this gateway stood still, and holds all it may meanwhile; the event was not sent`),
     }));
     this.queries = new QueryTable(options.queryTimeoutMs ?? 10_000);
     this.pingTimeoutMs = options.pingTimeoutMs ?? 3000;
@@ -164,7 +178,13 @@ export class WorkerPool {
   submit(worker: number, topic: string, key: Uint8Array | string | null, value: Uint8Array | null, timestamp: number, headers: Array<[string, string | Uint8Array]>, sink: RecordSink, index: number, acceptedAt: number): void {
     const slot = this.slots[worker]!;
     if (this.closing) return sink.failed(index, this.closedError);
-    if (slot.state !== "ready") return sink.failed(index, slot.state === "stopped" ? this.refusals[worker]!.stopped : this.startingRefusal(slot));
+    // Woken from a stall with frames read before the watchdog's timer: it looks first (see tick).
+    if (acceptedAt - this.lastTick > this.pingTimeoutMs / 2) this.tick();
+    if (slot.state !== "ready" || slot.confirming !== 0) {
+      if (slot.hold(topic, key, value, timestamp, headers, sink, index, acceptedAt, RESTART_HOLD_BYTES, this.options.maxInflightPerWorker, Date.now())) return;
+      // Not past the records held before it either: they are older, and per-key order holds.
+      return sink.failed(index, slot.state === "stopped" ? this.refusals[worker]!.stopped : slot.state === "ready" ? this.refusals[worker]!.unconfirmed : this.startingRefusal(slot));
+    }
     // Handed to librdkafka now, it would wait out the whole message timeout; refused, it can be retried at once.
     if (!slot.brokersUp) return sink.failed(index, this.refusals[worker]!.noBrokers);
     if (slot.inflight >= this.options.maxInflightPerWorker) return sink.failed(index, this.refusals[worker]!.overloaded);
@@ -224,6 +244,7 @@ export class WorkerPool {
   async close(timeoutMs = 10_000): Promise<void> {
     if (this.closing) return;
     this.closing = true;
+    for (const slot of this.slots) slot.releaseHeld(0, this.closedError);
     this.readers.clear();
     this.flushAll();
     const shutdown = jsonMessage(IpcType.SHUTDOWN, { timeoutMs });
@@ -248,6 +269,7 @@ export class WorkerPool {
 
   private spawn(slot: WorkerSlot): void {
     slot.generation++;
+    slot.exitReason = "";
     slot.state = "starting";
     slot.lastHeard = Date.now(); // until HELLO: when it was started
     const config: WorkerConfig = {
@@ -270,7 +292,14 @@ export class WorkerPool {
       stderr: "inherit",
       onExit: (_proc, code, signal) => {
         if (code === WORKER_CONFIG_REFUSED && this.refuseStart) return this.refuseStart(`worker ${slot.index} exited ${code}; its reason is the line before this one`);
-        this.onLost(slot, generation, signal ? `signal ${signal}` : `exit code ${code}`);
+        const reason = signal ? `signal ${signal}` : `exit code ${code}`;
+        // What the worker wrote before it went is still in its socket, whose close comes once it is
+        // read: Kafka's acks in it were nacked WORKER_LOST when the exit was seen first (a gateway
+        // waking from a stop sees both at once). The socket decides; this, if it does not.
+        if (slot.generation === generation && slot.socket) {
+          slot.exitReason = reason;
+          setTimeout(() => this.onLost(slot, generation, reason), EXIT_READ_MS);
+        } else this.onLost(slot, generation, reason);
       },
     });
     slot.pid = slot.proc.pid;
@@ -301,8 +330,14 @@ export class WorkerPool {
       slot.readySince = Date.now();
       slot.lastError = "";
       this.onEvent({ event: "worker_ready", worker: slot.index, pid: slot.pid });
+      // What was held for the replacement goes first, in the order it came; back through submit, so
+      // the replacement's brokers and cap decide for it as for any record.
+      this.handHeld(slot);
       if (this.isReady()) for (const w of this.readyWaiters.splice(0)) w();
       this.readers.onSlotReady(slot);
+    } else if (type === IpcType.PONG) {
+      const slot = s.data.slot!;
+      if (slot.confirming !== 0 && msg.seq === slot.confirming) this.handHeld(slot);
     } else if (type === IpcType.QUERY_RESULT) {
       this.queries.answered(msg);
     } else if (type === IpcType.HEALTH) {
@@ -334,6 +369,14 @@ export class WorkerPool {
   }
 
   /**
+   * Hands the records held for the slot (a replacement ready, or the worker proved there after a
+   * stall) to it, in the order they came; through submit, so its brokers and cap decide as for any.
+   */
+  private handHeld(slot: WorkerSlot): void {
+    for (const r of slot.takeHeld()) this.submit(slot.index, r.topic, r.key, r.value, r.timestamp, r.headers, r.sink, r.index, r.acceptedAt);
+  }
+
+  /**
    * A worker's probe names the cluster that answered it. A new id at the same address is a new
    * cluster (its data wiped, or the address now names another): every log starts again from 0, and
    * librdkafka's clients carry over what no longer holds (the idempotent producer's sequences, the
@@ -354,7 +397,7 @@ export class WorkerPool {
 
   private onSocketClosed(s: Socket<ConnData>): void {
     const slot = s.data.slot;
-    if (slot && slot.socket === s) this.onLost(slot, s.data.generation, "its socket closed");
+    if (slot && slot.socket === s) this.onLost(slot, s.data.generation, slot.exitReason || "its socket closed");
   }
 
   private onLost(slot: WorkerSlot, generation: number, reason: string): void {
@@ -369,6 +412,7 @@ export class WorkerPool {
     slot.socket = null;
     slot.writer = null;
     slot.readySince = 0;
+    slot.confirming = 0;
     if (slot.proc && slot.proc.exitCode === null && slot.proc.signalCode === null) slot.proc.kill("SIGKILL");
     slot.proc = null; // until the replacement is spawned: nothing left to watch or to stop
     slot.failEverything(reason);
@@ -379,6 +423,8 @@ export class WorkerPool {
     // A worker that ran for a while gets restarted at once; one that keeps dying backs off.
     slot.consecutiveFailures = wasReadyFor > 10_000 ? 0 : slot.consecutiveFailures + 1;
     const delayMs = Math.min(this.options.restartBackoffMaxMs, this.options.restartBackoffMinMs * 2 ** Math.max(0, slot.consecutiveFailures - 1));
+    // Only for a worker that was serving and is replaced at once: one that keeps dying is refused at once.
+    if (wasReady && slot.consecutiveFailures <= 1) slot.holdUntil = Date.now() + delayMs + RESTART_HOLD_MS;
     slot.restarts++;
     this.onEvent({ event: "worker_restart", worker: slot.index, delayMs });
     setTimeout(() => {
@@ -402,6 +448,17 @@ export class WorkerPool {
     const unread = (stalled || gap > 1_000) && !this.skippedExpiry;
     this.skippedExpiry = unread;
     for (const slot of this.slots) {
+      if (!unread) slot.releaseHeld(now, this.startingRefusal(slot));
+      // Records read after a stall would be written to a worker that may have left while the
+      // gateway was stopped (it does after gatewaySilentMs), and be nacked WORKER_LOST though they
+      // never reached it. They wait for its answer to this ping (submit runs this tick first when
+      // the frames are read before the timer fires).
+      if (stalled && slot.writer && slot.state === "ready" && slot.confirming === 0) {
+        slot.confirming = this.nextConfirm = (this.nextConfirm % 0x7fffffff) + 1;
+        slot.holdUntil = now + RESTART_HOLD_MS;
+        slot.lastPing = now;
+        slot.writer.write(jsonMessage(IpcType.PING, { seq: slot.confirming }));
+      }
       if (!slot.writer) {
         // Started but never connected (node wedged while loading): as hung as one that stopped answering.
         if (slot.state === "starting" && slot.proc && !stalled && now - slot.lastHeard > HELLO_TIMEOUT_MS) {

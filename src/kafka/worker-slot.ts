@@ -38,6 +38,21 @@ export interface SentBatch {
 
 export type SlotState = "starting" | "connected" | "ready" | "stopped";
 
+/** A record taken while the slot's worker is being replaced, handed to the replacement once it is ready. */
+interface HeldRecord {
+  topic: string;
+  key: Uint8Array | string | null;
+  value: Uint8Array | null;
+  timestamp: number;
+  headers: Array<[string, string | Uint8Array]>;
+  sink: RecordSink;
+  index: number;
+  acceptedAt: number;
+}
+
+/** What a held record is counted as, on top of its key and value: its headers are bounded per event, and small. */
+const HELD_OVERHEAD_BYTES = 256;
+
 /** One worker process and everything the gateway tracks about it. */
 export class WorkerSlot {
   state: SlotState = "starting";
@@ -50,6 +65,8 @@ export class WorkerSlot {
   readySince = 0;
   inflight = 0;
   pid = 0;
+  /** How the worker's process ended, once it has, while its socket is still being read. */
+  exitReason = "";
   /**
    * What the worker's librdkafka last reported (STATUS), kept while it is news: cleared when the
    * worker becomes ready or its brokers come back, so /health never shows a recovered outage's
@@ -66,6 +83,18 @@ export class WorkerSlot {
   lastHeard = 0;
   lastPing = 0;
   readonly sent = new Map<number, SentBatch>();
+  /**
+   * Until when (Date.now()) records for this slot are held rather than refused while its worker is
+   * replaced (WorkerPool.onLost); 0: not holding.
+   */
+  holdUntil = 0;
+  /**
+   * The seq of the PING whose answer will prove the worker is still there after the gateway stalled
+   * (WorkerPool.tick); 0: nothing to prove. Records are held meanwhile.
+   */
+  confirming = 0;
+  private held: HeldRecord[] = [];
+  private heldBytes = 0;
 
   // The batch being filled; written out on the next flush.
   private readonly out = new ByteWriter(256 * 1024);
@@ -88,6 +117,35 @@ export class WorkerSlot {
     this.writer = writer;
     this.topicTable.clear();
     this.headerTable.clear();
+  }
+
+  /**
+   * Keeps a record for the replacement worker, if the slot is holding and has room (`maxBytes` of
+   * keys and values, the in-flight cap with what it holds); false: refuse it as before.
+   */
+  hold(topic: string, key: Uint8Array | string | null, value: Uint8Array | null, timestamp: number, headers: Array<[string, string | Uint8Array]>, sink: RecordSink, index: number, acceptedAt: number, maxBytes: number, maxInflight: number, now: number): boolean {
+    if (this.holdUntil <= now || this.inflight + this.held.length >= maxInflight) return false;
+    const bytes = HELD_OVERHEAD_BYTES + (value?.byteLength ?? 0) + (key === null ? 0 : typeof key === "string" ? key.length * 3 : key.byteLength);
+    if (this.heldBytes + bytes > maxBytes) return false;
+    this.heldBytes += bytes;
+    this.held.push({ topic, key, value, timestamp, headers, sink, index, acceptedAt });
+    return true;
+  }
+
+  /** The records held, in the order they came, taken out (to be added now that a worker is ready). */
+  takeHeld(): HeldRecord[] {
+    const held = this.held;
+    this.held = [];
+    this.heldBytes = 0;
+    this.holdUntil = 0;
+    this.confirming = 0;
+    return held;
+  }
+
+  /** Fails what is held, if the hold is over (or `now` is 0: at once); they never left this process. */
+  releaseHeld(now: number, error: GatewayError): void {
+    if (this.held.length === 0 || (now !== 0 && this.holdUntil > now)) return;
+    for (const r of this.takeHeld()) r.sink.failed(r.index, error);
   }
 
   get openBytes(): number {

@@ -37,7 +37,9 @@
  * the gateway replaces it. A worker also sends PONG on its own every WorkerConfig.aliveEveryMs: a
  * PING queues behind the PRODUCE messages already in the socket, and a worker handed a large backlog
  * at once (a broker freeze's held events) took longer to reach it than the ping timeout, and was
- * killed as hung while working (chaos tester: 195,000 events nacked WORKER_LOST). HEALTH (worker → gateway) reports whether the worker's producer can reach
+ * killed as hung while working (chaos tester: 195,000 events nacked WORKER_LOST). A PING may carry
+ * `{ seq }`, which its PONG repeats: after a stall of its own the gateway hands a worker nothing
+ * more until the answer to such a ping proves it is still there (WorkerPool.tick). HEALTH (worker → gateway) reports whether the worker's producer can reach
  * a broker, each time that changes.
  *
  * Readers are consumers with manual assignment (docs/subscriptions.md). A worker sends a reader's

@@ -147,7 +147,8 @@ function dispatch(type: number, body: Buffer): void {
     ffi.onProduce(body, ready);
     wake();
   } else if (type === IpcType.PING) {
-    send(jsonMessage(IpcType.PONG, {}));
+    const seq = body.length > 2 ? new ByteReader(body).json<{ seq?: unknown }>().seq : undefined;
+    send(jsonMessage(IpcType.PONG, typeof seq === "number" ? { seq } : {}));
   } else if ((type >= IpcType.OPEN_READER && type <= IpcType.CLOSE_READER) || type === IpcType.STORE_OFFSETS) {
     readers.handle(type, new ByteReader(body).json());
     if (type === IpcType.CLOSE_READER) collector.readerClosed();
