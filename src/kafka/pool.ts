@@ -244,7 +244,7 @@ export class WorkerPool {
   async close(timeoutMs = 10_000): Promise<void> {
     if (this.closing) return;
     this.closing = true;
-    for (const slot of this.slots) slot.releaseHeld(0, this.closedError);
+    for (const slot of this.slots) slot.releaseHeld(this.closedError);
     this.readers.clear();
     this.flushAll();
     const shutdown = jsonMessage(IpcType.SHUTDOWN, { timeoutMs });
@@ -448,7 +448,13 @@ export class WorkerPool {
     const unread = (stalled || gap > 1_000) && !this.skippedExpiry;
     this.skippedExpiry = unread;
     for (const slot of this.slots) {
-      if (!unread) slot.releaseHeld(now, this.startingRefusal(slot));
+      if (!unread && slot.holdUntil !== 0 && slot.holdUntil <= now) {
+        // Still there after the hold (checked after a stall, its answer merely late behind what it
+        // was handed: the socket's close would have said otherwise): it takes what waited. Not
+        // ready again in time (a replacement): what waited is refused.
+        if (slot.state === "ready") this.handHeld(slot);
+        else slot.releaseHeld(this.startingRefusal(slot));
+      }
       // Records read after a stall would be written to a worker that may have left while the
       // gateway was stopped (it does after gatewaySilentMs), and be nacked WORKER_LOST though they
       // never reached it. They wait for its answer to this ping (submit runs this tick first when

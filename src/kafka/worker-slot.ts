@@ -142,9 +142,8 @@ export class WorkerSlot {
     return held;
   }
 
-  /** Fails what is held, if the hold is over (or `now` is 0: at once); they never left this process. */
-  releaseHeld(now: number, error: GatewayError): void {
-    if (this.held.length === 0 || (now !== 0 && this.holdUntil > now)) return;
+  /** Ends the hold, failing what it held: they never left this process. */
+  releaseHeld(error: GatewayError): void {
     for (const r of this.takeHeld()) r.sink.failed(r.index, error);
   }
 
