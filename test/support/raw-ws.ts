@@ -98,6 +98,11 @@ export class RawWsClient {
     this.sock.destroy();
   }
 
+  /** Ends the TCP connection after what was sent (a FIN), as a client that closed does. */
+  end(): void {
+    this.sock.end();
+  }
+
   /** Waits until a frame matching `pred` has arrived. */
   async waitFor(pred: (f: Record<string, any>) => boolean, timeoutMs = 30_000): Promise<Record<string, any>> {
     const deadline = Date.now() + timeoutMs;
