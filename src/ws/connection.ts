@@ -688,16 +688,23 @@ export function createWebSocketHandler(deps: {
     },
     shedQuiet(quietMs) {
       const quietSince = Date.now() - quietMs;
-      const byAddress = new Map<string, Array<ServerWebSocket<ConnectionData>>>();
+      // By how likely the connection holds the memory: sent what it has not read; sending nothing, for
+      // nothing (a frame Bun assembles, unseen, is held by such a one); a subscriber with nothing to
+      // read, last. An idle subscriber was closed with the non-readers of its address (outside tester).
+      const byAddress = [new Map<string, Array<ServerWebSocket<ConnectionData>>>(), new Map<string, Array<ServerWebSocket<ConnectionData>>>(), new Map<string, Array<ServerWebSocket<ConnectionData>>>()];
       for (const ws of sockets) {
         // Quiet: nothing whole received, and nothing sent taken either (a reading subscriber is not).
         if (ws.data.closed || ws.data.closing || (ws.data.lastFrameAt ?? 0) > quietSince || ws.data.outbound!.takenAt > quietSince) continue;
-        const list = byAddress.get(ws.data.remote);
+        const rank = ws.data.outbound!.backlogged ? 0 : (ws.data.subscriber?.subscriptions.size ?? 0) === 0 ? 1 : 2;
+        const list = byAddress[rank]!.get(ws.data.remote);
         if (list) list.push(ws);
-        else byAddress.set(ws.data.remote, [ws]);
+        else byAddress[rank]!.set(ws.data.remote, [ws]);
       }
       let most: Array<ServerWebSocket<ConnectionData>> = [];
-      for (const list of byAddress.values()) if (list.length > most.length) most = list;
+      for (const ranked of byAddress) {
+        for (const list of ranked.values()) if (list.length > most.length) most = list;
+        if (most.length > 0) break;
+      }
       const reason = "the gateway is over its memory limit; reconnect later";
       for (const ws of most) closeAfterReplies(ws, CloseCodes.TRY_AGAIN_LATER, reason, new GatewayError("UNAVAILABLE", `not handled: the connection is closing (${CloseCodes.TRY_AGAIN_LATER}): ${reason}`));
       if (most.length > 0) logger.warn("over the memory limit: closing the quiet connections of the client address holding the most", { address: most[0]!.data.remote, connections: most.length, quietMs });

@@ -116,3 +116,28 @@ test("subscribers that read what they are sent are not quiet: past MEMORY_LIMIT_
   expect(Math.min(...counts)).toBeGreaterThan(0);
   for (const r of readers) r.destroy();
 }, 180_000);
+
+test("a subscriber with nothing to read is shed last: idle subscribers of the attackers' own address keep their connections", async () => {
+  const port = Number(new URL(gw.wsUrl).port);
+  const idle: RawWsClient[] = [];
+  for (let i = 0; i < 10; i++) {
+    const r = await RawWsClient.connect(port, "/ws", "", "127.0.0.5");
+    r.send({ t: 1, v: 1 });
+    r.send({ t: 12, cid: 1, sub: "idle", topic: "nobody-writes-here" });
+    idle.push(r);
+  }
+  for (const r of idle) await r.waitFor((f) => f.t === 23);
+  await Bun.sleep(5500); // quiet, and nothing sent to them either
+
+  await underControl(gw, "100 connections with 4 MB of a frame each from the address of 10 idle subscribers", async () => {
+    const attackers = [];
+    for (let i = 0; i < 100; i++) attackers.push(await partialFrame(port, "127.0.0.5", 4_000_000));
+    const opened = attackers.filter((a) => a !== null);
+    expect(opened.length).toBeGreaterThan(60);
+    await until("/health/ready to say 503", async () => (await fetch(`${gw.url}/health/ready`)).status === 503, 10_000);
+    await until("the attackers' connections to be closed", () => opened.every((a) => a!.closed()), 30_000);
+    await until("/health/ready to say 200 again", async () => (await fetch(`${gw.url}/health/ready`)).status === 200, 30_000);
+  });
+  expect(idle.filter((r) => r.closeCode !== null || r.abnormal).map((r) => r.closeCode)).toEqual([]);
+  for (const r of idle) r.destroy();
+}, 180_000);
