@@ -1,0 +1,45 @@
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { exportJWK, generateKeyPair } from "jose";
+import { connect } from "../../src/client";
+import { type GatewayProcess, startGateway } from "../support/gateway";
+import { signWith } from "./support";
+
+/**
+ * A refresh refused for a passing reason is sent again. The gateway refuses a token UNAVAILABLE
+ * (retriable) while its key set is past AUTH_JWKS_CACHE_MAX_AGE and cannot be fetched; the SDK sent
+ * its refresh once, and from the token's expiry every publish was refused UNAUTHENTICATED until the
+ * connection was closed 4401 (outside tester: 264-544 events a run). Here the key server is down
+ * when the refresh is due, and back before the token's grace ends.
+ */
+let up = true;
+let keys: unknown[] = [];
+const idp = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => (up ? Response.json({ keys }) : new Response("down", { status: 503 })) });
+let gw: GatewayProcess;
+let privateKey: CryptoKey;
+
+beforeAll(async () => {
+  const pair = await generateKeyPair("ES256", { extractable: true });
+  privateKey = pair.privateKey;
+  keys = [{ ...(await exportJWK(pair.publicKey)), kid: "k", alg: "ES256", use: "sig" }];
+  gw = await startGateway({ KAFKA_BROKERS: "", AUTH_JWKS_URL: `http://127.0.0.1:${idp.port}/jwks.json`, AUTH_JWKS_ALGORITHMS: "ES256", AUTH_JWKS_CACHE_MAX_AGE: "2s", AUTH_JWKS_COOLDOWN: "500ms", AUTH_CLOCK_TOLERANCE: "0s", AUTH_REFRESH_GRACE: "4s" });
+}, 60_000);
+afterAll(async () => {
+  await gw.stop();
+  idp.stop(true);
+});
+
+test("a refresh refused UNAVAILABLE while the key set cannot be fetched is sent again, and the connection lives on once it is taken", async () => {
+  const tokenFor = () => signWith(privateKey, "ES256", { sub: "svc", exp: Math.floor(Date.now() / 1000) + 4, kgw: { publish: ["*"], subscribe: ["*"] } }, { kid: "k" });
+  const states: string[] = [];
+  const client = await connect({ url: gw.wsUrl, getToken: tokenFor, onState: (s, d) => states.push(`${s} ${d?.code ?? ""}`.trim()) });
+  await client.publish({ type: "t.before" }, { topic: "refresh-retry" });
+  // Down from before the refresh is due (a second before the token's expiry) until after the expiry.
+  up = false;
+  await Bun.sleep(4_500);
+  up = true;
+  await Bun.sleep(3_000); // within the grace: a refresh sent again is taken
+  const after = await client.publish({ type: "t.after" }, { topic: "refresh-retry" });
+  expect(after.offset).toBeGreaterThanOrEqual(0);
+  expect(states.filter((s) => s !== "open")).toEqual([]);
+  client.close();
+}, 60_000);
