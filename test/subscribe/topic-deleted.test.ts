@@ -226,3 +226,31 @@ test("a topic deleted and made again between two checks, its new log ending befo
     await slow.stop();
   }
 }, 180_000);
+
+test("a reset its reader finds first (out of range) and the watermarks find again is told once", async () => {
+  // Seen in CI: the reader, read ahead past a new log's end, reported its offset out of range, and the
+  // partition check, made before that report was taken, found the same reset from the watermarks:
+  // the replay was told two log_reset gaps for one reset, the second from the new log's start to itself.
+  const slow = await startGateway({ KAFKA_BROKERS: file.brokers, KAFKA_WORKERS: "1", REPLAY_RATE_LIMIT: "300", PARTITION_CHECK_MS: "500", RATE_LIMIT_BYTES: "0" });
+  try {
+    const topic = freshTopic("deleted-twice-found");
+    await ensureTopic(file.brokers, topic, 1);
+    await rawProduce(file.brokers, topic, Array.from({ length: 3000 }, (_, i) => ({ partition: 0, value: JSON.stringify({ i, pad: randomBytes(300).toString("base64") }) })));
+    const c = await replayBegun(slow.port, topic);
+    await until("the replay to be a few hundred in", () => c.frames.reduce((n, f) => n + (f.t === 25 ? (f.events as unknown[]).length : f.t === 24 ? 1 : 0), 0) > 300, 30_000);
+    await deleteTopic(file.brokers, topic);
+    const publisher = await connect({ url: slow.wsUrl });
+    // A short new log first, behind where the reader has read ahead to: it finds its offset out of range.
+    await publisher.publishBatch(events(20, 0), { topic });
+    await Bun.sleep(2_000);
+    // Then past where the replay stands, before its target: the checks find the end behind it.
+    for (let b = 0; b < 4; b++) await publisher.publishBatch(events(500, 20 + b * 500), { topic });
+    publisher.close();
+    await c.waitFor((f) => f.t === 26, 90_000);
+    const gaps = c.frames.filter((f) => f.t === 32).flatMap((f) => f.gaps as Array<{ partition: number; reason: string; to: number }>);
+    expect(gaps.map((g) => [g.partition, g.reason])).toEqual([[0, "log_reset"]]);
+    c.destroy();
+  } finally {
+    await slow.stop();
+  }
+}, 180_000);
