@@ -302,11 +302,10 @@ export class GatewayClient {
     if (f.t === FrameType.WELCOME) return this.onWelcome(f);
     if (f.t === FrameType.PONG) return; // heard: that is all a pong says
     if (f.t === FrameType.REFRESHED) {
-      this.refreshCid = null;
-      this.refreshRetry = null;
+      this.refreshing = null;
       return this.scheduleRefresh(f.expiresAt as number | undefined);
     }
-    if (f.t === FrameType.NACK && this.refreshCid !== null && f.cid === this.refreshCid) return this.onRefreshRefused(f);
+    if (f.t === FrameType.NACK && this.refreshing !== null && f.cid === this.refreshing.cid) return this.onRefreshRefused(f);
     if (typeof f.sub === "string" && this.subs.has(f.sub)) return this.subs.get(f.sub)!.handle(f);
     if (this.publisher.onReply(f)) return;
     // A refused subscribe is nacked without its sub: it is matched by cid.
@@ -371,25 +370,22 @@ export class GatewayClient {
     if (this.refreshTimer) clearTimeout(this.refreshTimer);
     if (!this.options.getToken || !expiresAt || !Number.isFinite(expiresAt)) return;
     const lead = Math.min(60_000, Math.max(1000, (expiresAt - Date.now()) / 5));
-    this.refreshTimer = setTimeout(() => void this.sendRefresh(expiresAt, 0), Math.max(0, expiresAt - Date.now() - lead));
+    this.refreshTimer = setTimeout(() => void this.sendRefresh(0), Math.max(0, expiresAt - Date.now() - lead));
   }
 
-  /** The refresh frame's cid, while its answer is awaited (a retriable refusal sends it again). */
-  private refreshCid: number | null = null;
+  /** The refresh frame awaiting its answer, and which try it is (a retriable refusal sends it again). */
+  private refreshing: { cid: number; attempt: number } | null = null;
 
-  private async sendRefresh(expiresAt: number, attempt: number): Promise<void> {
+  private async sendRefresh(attempt: number): Promise<void> {
     try {
       const token = await this.token();
       if (!token) return;
-      this.refreshCid = this.cid++;
-      this.refreshRetry = { expiresAt, attempt };
-      this.send({ t: FrameType.REFRESH, cid: this.refreshCid, token });
+      this.refreshing = { cid: this.cid++, attempt };
+      this.send({ t: FrameType.REFRESH, cid: this.refreshing.cid, token });
     } catch {
       // the next connect tries again
     }
   }
-
-  private refreshRetry: { expiresAt: number; attempt: number } | null = null;
 
   /**
    * A refresh refused for a passing reason (the gateway's key set unreachable: UNAVAILABLE; a rate) is
@@ -398,13 +394,12 @@ export class GatewayClient {
    * events). Any other refusal waits for that close, and the next connect's token.
    */
   private onRefreshRefused(f: InFrame): void {
-    const retry = this.refreshRetry;
-    this.refreshCid = null;
-    this.refreshRetry = null;
+    const retry = this.refreshing;
+    this.refreshing = null;
     if (!retry || f.retriable !== true || this.closed) return;
     const wait = typeof f.retryAfterMs === "number" ? Math.max(f.retryAfterMs, 100) : Math.min(this.backoff(retry.attempt), 2000);
     if (this.refreshTimer) clearTimeout(this.refreshTimer);
-    this.refreshTimer = setTimeout(() => void this.sendRefresh(retry.expiresAt, retry.attempt + 1), wait);
+    this.refreshTimer = setTimeout(() => void this.sendRefresh(retry.attempt + 1), wait);
   }
 
   private send(frame: Record<string, unknown>): void {
