@@ -76,18 +76,35 @@ test("connections holding most of a large frame each take the gateway over MEMOR
   for (const b of bystanders) b.close();
 }, 120_000);
 
+/** `n` raw subscribers of `topic` from `address`, each sending nothing after its subscribe, once subscribed. */
+async function rawSubscribers(port: number, n: number, address: string, topic: string): Promise<RawWsClient[]> {
+  const subs: RawWsClient[] = [];
+  for (let i = 0; i < n; i++) {
+    const r = await RawWsClient.connect(port, "/ws", "", address);
+    r.send({ t: 1, v: 1 });
+    r.send({ t: 12, cid: 1, sub: "s", topic });
+    subs.push(r);
+  }
+  for (const r of subs) await r.waitFor((f) => f.t === 23);
+  return subs;
+}
+
+/** 100 connections from `address` with 4 MB of a frame each: the gateway goes over its limit, closes them, and comes back under it. */
+async function attackUntilShed(port: number, address: string): Promise<void> {
+  const attackers = [];
+  for (let i = 0; i < 100; i++) attackers.push(await partialFrame(port, address, 4_000_000));
+  const opened = attackers.filter((a) => a !== null);
+  expect(opened.length).toBeGreaterThan(60);
+  await until("/health/ready to say 503", async () => (await fetch(`${gw.url}/health/ready`)).status === 503, 10_000);
+  await until("the attackers' connections to be closed", () => opened.every((a) => a!.closed()), 30_000);
+  await until("/health/ready to say 200 again", async () => (await fetch(`${gw.url}/health/ready`)).status === 200, 30_000);
+}
+
 test("subscribers that read what they are sent are not quiet: past MEMORY_LIMIT_BYTES the shed passes over an address of more reading subscribers than the attackers have connections", async () => {
   const port = Number(new URL(gw.wsUrl).port);
   // More connections than the attackers will hold, on one address: subscribers that never send a
   // frame after subscribing, and read everything a publisher sends them.
-  const readers: RawWsClient[] = [];
-  for (let i = 0; i < 110; i++) {
-    const r = await RawWsClient.connect(port, "/ws", "", "127.0.0.3");
-    r.send({ t: 1, v: 1 });
-    r.send({ t: 12, cid: 1, sub: "r", topic: "readers" });
-    readers.push(r);
-  }
-  for (const r of readers) await r.waitFor((f) => f.t === 23);
+  const readers = await rawSubscribers(port, 110, "127.0.0.3", "readers");
   const publisher = await connect({ url: gw.wsUrl, maxAttempts: 1 });
   let publishing = true;
   const publishes = (async () => {
@@ -98,15 +115,7 @@ test("subscribers that read what they are sent are not quiet: past MEMORY_LIMIT_
   })();
   await Bun.sleep(5500); // quiet senders from here on, but reading
 
-  await underControl(gw, "100 connections with 4 MB of a frame each beside 110 reading subscribers", async () => {
-    const attackers = [];
-    for (let i = 0; i < 100; i++) attackers.push(await partialFrame(port, "127.0.0.4", 4_000_000));
-    const opened = attackers.filter((a) => a !== null);
-    expect(opened.length).toBeGreaterThan(60);
-    await until("/health/ready to say 503", async () => (await fetch(`${gw.url}/health/ready`)).status === 503, 10_000);
-    await until("the attackers' connections to be closed", () => opened.every((a) => a!.closed()), 30_000);
-    await until("/health/ready to say 200 again", async () => (await fetch(`${gw.url}/health/ready`)).status === 200, 30_000);
-  });
+  await underControl(gw, "100 connections with 4 MB of a frame each beside 110 reading subscribers", () => attackUntilShed(port, "127.0.0.4"));
   publishing = false;
   await publishes;
   publisher.close();
@@ -119,25 +128,10 @@ test("subscribers that read what they are sent are not quiet: past MEMORY_LIMIT_
 
 test("a subscriber with nothing to read is shed last: idle subscribers of the attackers' own address keep their connections", async () => {
   const port = Number(new URL(gw.wsUrl).port);
-  const idle: RawWsClient[] = [];
-  for (let i = 0; i < 10; i++) {
-    const r = await RawWsClient.connect(port, "/ws", "", "127.0.0.5");
-    r.send({ t: 1, v: 1 });
-    r.send({ t: 12, cid: 1, sub: "idle", topic: "nobody-writes-here" });
-    idle.push(r);
-  }
-  for (const r of idle) await r.waitFor((f) => f.t === 23);
+  const idle = await rawSubscribers(port, 10, "127.0.0.5", "nobody-writes-here");
   await Bun.sleep(5500); // quiet, and nothing sent to them either
 
-  await underControl(gw, "100 connections with 4 MB of a frame each from the address of 10 idle subscribers", async () => {
-    const attackers = [];
-    for (let i = 0; i < 100; i++) attackers.push(await partialFrame(port, "127.0.0.5", 4_000_000));
-    const opened = attackers.filter((a) => a !== null);
-    expect(opened.length).toBeGreaterThan(60);
-    await until("/health/ready to say 503", async () => (await fetch(`${gw.url}/health/ready`)).status === 503, 10_000);
-    await until("the attackers' connections to be closed", () => opened.every((a) => a!.closed()), 30_000);
-    await until("/health/ready to say 200 again", async () => (await fetch(`${gw.url}/health/ready`)).status === 200, 30_000);
-  });
+  await underControl(gw, "100 connections with 4 MB of a frame each from the address of 10 idle subscribers", () => attackUntilShed(port, "127.0.0.5"));
   expect(idle.filter((r) => r.closeCode !== null || r.abnormal).map((r) => r.closeCode)).toEqual([]);
   for (const r of idle) r.destroy();
 }, 180_000);
