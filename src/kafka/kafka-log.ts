@@ -25,9 +25,9 @@ class PendingAppend implements RecordSink {
   private resolve!: (r: AppendResults) => void;
   readonly promise: Promise<AppendResults>;
 
-  constructor(n: number) {
-    this.results = newResults(n);
-    this.remaining = n;
+  constructor(private readonly records: LogRecord[]) {
+    this.results = newResults(records.length);
+    this.remaining = records.length;
     this.promise = new Promise((r) => (this.resolve = r));
   }
   delivered(index: number, partition: number, offset: number): void {
@@ -38,6 +38,9 @@ class PendingAppend implements RecordSink {
   failed(index: number, error: GatewayError): void {
     setError(this.results, index, error);
     if (--this.remaining === 0) this.resolve(this.results);
+  }
+  record(index: number): LogRecord {
+    return this.records[index]!;
   }
 }
 
@@ -74,7 +77,7 @@ export class KafkaLog implements EventLog {
 
   append(records: LogRecord[], _source?: string, acceptedAt = Date.now()): Promise<AppendResults> {
     if (records.length === 0) return Promise.resolve(newResults(0));
-    const pending = new PendingAppend(records.length);
+    const pending = new PendingAppend(records);
     const workers = this.pool.slots.length;
     const keyless = this.roundRobin++ % workers;
     for (let i = 0; i < records.length; i++) {

@@ -105,7 +105,7 @@ export class WorkerPool {
   // Refusals are values, made once: under overload every event of every frame is refused, and a
   // GatewayError per event (with its stack capture) would cost most when the box has least to spare.
   private readonly closedError = shuttingDown();
-  private readonly refusals: Array<{ starting: GatewayError; startingFor: string; stopped: GatewayError; overloaded: GatewayError; noBrokers: GatewayError; unconfirmed: GatewayError }>;
+  private readonly refusals: Array<{ starting: GatewayError; startingFor: string; stopped: GatewayError; overloaded: GatewayError; noBrokers: GatewayError; unconfirmed: GatewayError; keyOrder: GatewayError }>;
   private readonly nextBatchId = () => (this.batchSeq = (this.batchSeq + 1) >>> 0);
   private readonly flushAll = () => {
     this.flushScheduled = false;
@@ -116,7 +116,7 @@ export class WorkerPool {
     private readonly options: PoolOptions,
     private readonly onEvent: (e: PoolEvent) => void = () => {},
   ) {
-    this.slots = Array.from({ length: options.workers }, (_, i) => new WorkerSlot(i, options.deliveryDeadlineMs ?? 35_000));
+    this.slots = Array.from({ length: options.workers }, (_, i) => new WorkerSlot(i, options.deliveryDeadlineMs ?? 35_000, options.maxInflightPerWorker));
     this.refusals = this.slots.map((_, i) => ({
       starting: new GatewayError("UNAVAILABLE", `Kafka worker ${i} is not connected to Kafka yet`),
       startingFor: "",
@@ -124,6 +124,7 @@ export class WorkerPool {
       overloaded: new GatewayError("OVERLOADED", `Kafka worker ${i} holds its maximum of ${options.maxInflightPerWorker} unacknowledged events; retry after acks arrive`),
       noBrokers: new GatewayError("UNAVAILABLE", `Kafka worker ${i} cannot reach any Kafka broker; the event was not sent`),
       unconfirmed: new GatewayError("UNAVAILABLE", `Kafka worker ${i} is being checked after this gateway stood still, and holds all it may meanwhile; the event was not sent`),
+      keyOrder: new GatewayError("UNAVAILABLE", `an earlier event of this key was lost with Kafka worker ${i} or refused, and has not come again; written now, this one would go before it. The event was not sent: send it again after that one`),
     }));
     this.queries = new QueryTable(options.queryTimeoutMs ?? 10_000);
     this.pingTimeoutMs = options.pingTimeoutMs ?? 3000;
@@ -181,9 +182,14 @@ export class WorkerPool {
     // Woken from a stall with frames read before the watchdog's timer: it looks first (see tick).
     if (acceptedAt - this.lastTick > this.pingTimeoutMs / 2) this.tick();
     if (slot.state !== "ready" || slot.confirming !== 0) {
-      if (slot.hold(topic, key, value, timestamp, headers, sink, index, acceptedAt, RESTART_HOLD_BYTES, this.options.maxInflightPerWorker, Date.now())) return;
-      // Not past the records held before it either: they are older, and per-key order holds.
-      return sink.failed(index, slot.state === "stopped" ? this.refusals[worker]!.stopped : slot.state === "ready" ? this.refusals[worker]!.unconfirmed : this.startingRefusal(slot));
+      const now = Date.now();
+      const holding = slot.holdUntil > now;
+      // A later event of a key whose earlier one is to come again is not held past it (LostKeys).
+      const behindLost = holding && slot.lostKeys.refuses(sink.record(index));
+      if (!behindLost && slot.hold(topic, key, value, timestamp, headers, sink, index, acceptedAt, RESTART_HOLD_BYTES, this.options.maxInflightPerWorker, now)) return;
+      // Refused while others are held: it will come again, and later ones of its key must wait for it.
+      if (holding) slot.lostKeys.add(sink.record(index));
+      return sink.failed(index, behindLost ? this.refusals[worker]!.keyOrder : slot.state === "stopped" ? this.refusals[worker]!.stopped : slot.state === "ready" ? this.refusals[worker]!.unconfirmed : this.startingRefusal(slot));
     }
     // Handed to librdkafka now, it would wait out the whole message timeout; refused, it can be retried at once.
     if (!slot.brokersUp) return sink.failed(index, this.refusals[worker]!.noBrokers);
@@ -259,7 +265,7 @@ export class WorkerPool {
     }
     for (const slot of this.slots) {
       slot.proc?.kill("SIGKILL");
-      slot.failEverything("the gateway shut down");
+      slot.failEverything("the gateway shut down", false, this.closedError);
       slot.state = "stopped";
     }
     if (this.watchdog) clearInterval(this.watchdog);
@@ -415,16 +421,17 @@ export class WorkerPool {
     slot.confirming = 0;
     if (slot.proc && slot.proc.exitCode === null && slot.proc.signalCode === null) slot.proc.kill("SIGKILL");
     slot.proc = null; // until the replacement is spawned: nothing left to watch or to stop
-    slot.failEverything(reason);
-    this.readers.onSlotLost(slot, reason);
-    this.queries.slotLost(slot, reason);
-    this.onEvent({ event: "worker_exit", worker: slot.index, pid: slot.pid, reason, inflight, wasReady });
-    if (this.closing) return;
     // A worker that ran for a while gets restarted at once; one that keeps dying backs off.
     slot.consecutiveFailures = wasReadyFor > 10_000 ? 0 : slot.consecutiveFailures + 1;
     const delayMs = Math.min(this.options.restartBackoffMaxMs, this.options.restartBackoffMinMs * 2 ** Math.max(0, slot.consecutiveFailures - 1));
     // Only for a worker that was serving and is replaced at once: one that keeps dying is refused at once.
-    if (wasReady && slot.consecutiveFailures <= 1) slot.holdUntil = Date.now() + delayMs + RESTART_HOLD_MS;
+    // Set before the records it had are failed, so their keys are blocked (LostKeys) for the hold.
+    if (wasReady && slot.consecutiveFailures <= 1 && !this.closing) slot.holdUntil = Date.now() + delayMs + RESTART_HOLD_MS;
+    slot.failEverything(reason, slot.holdUntil > Date.now(), this.refusals[slot.index]!.keyOrder);
+    this.readers.onSlotLost(slot, reason);
+    this.queries.slotLost(slot, reason);
+    this.onEvent({ event: "worker_exit", worker: slot.index, pid: slot.pid, reason, inflight, wasReady });
+    if (this.closing) return;
     slot.restarts++;
     this.onEvent({ event: "worker_restart", worker: slot.index, delayMs });
     setTimeout(() => {

@@ -3,6 +3,7 @@ import { GatewayError } from "../protocol/errors";
 import { type ByteReader, ByteWriter, type DeliveryError, HeaderKind, InternTable, IpcType, LITERAL } from "./wire/ipc";
 import { Err } from "./librdkafka/layout";
 import type { SocketWriter } from "./wire/socket-writer";
+import { type KeyedRecord, LostKeys } from "./lost-keys";
 
 // The topic is not in Kafka (or not yet in the worker's metadata): librdkafka's own, and the broker's.
 const UNKNOWN_TOPIC = new Set<number>([Err.UNKNOWN_TOPIC, Err.UNKNOWN_TOPIC_OR_PART]);
@@ -21,6 +22,8 @@ const REPEATING_HEADERS = new Set(["ce_specversion", "ce_source", "ce_type", "co
 export interface RecordSink {
   delivered(index: number, partition: number, offset: number): void;
   failed(index: number, error: GatewayError): void;
+  /** The record submitted at `index`: a lost one's key and id are read from it (LostKeys). */
+  record(index: number): KeyedRecord;
 }
 
 /** Records of one PRODUCE message, in order, with where each outcome goes. */
@@ -52,6 +55,10 @@ interface HeldRecord {
 
 /** What a held record is counted as, on top of its key and value: its headers are bounded per event, and small. */
 const HELD_OVERHEAD_BYTES = 256;
+
+function heldCost(key: Uint8Array | string | null, value: Uint8Array | null): number {
+  return HELD_OVERHEAD_BYTES + (value?.byteLength ?? 0) + (key === null ? 0 : typeof key === "string" ? key.length * 3 : key.byteLength);
+}
 
 /** One worker process and everything the gateway tracks about it. */
 export class WorkerSlot {
@@ -95,6 +102,8 @@ export class WorkerSlot {
   confirming = 0;
   private held: HeldRecord[] = [];
   private heldBytes = 0;
+  /** While holding: keys whose later events are refused, for earlier ones are to come again. */
+  readonly lostKeys: LostKeys;
 
   // The batch being filled; written out on the next flush.
   private readonly out = new ByteWriter(256 * 1024);
@@ -110,7 +119,11 @@ export class WorkerSlot {
     readonly index: number,
     /** How long a batch handed to the worker may go unanswered: Kafka's message timeout and a margin. */
     private readonly deadlineMs: number,
-  ) {}
+    /** The in-flight cap: what the slot may lose at once, and what LostKeys remembers. */
+    maxInflight: number,
+  ) {
+    this.lostKeys = new LostKeys(maxInflight);
+  }
 
   /** A new worker connection starts with empty string tables on both sides. */
   connected(writer: SocketWriter): void {
@@ -125,7 +138,7 @@ export class WorkerSlot {
    */
   hold(topic: string, key: Uint8Array | string | null, value: Uint8Array | null, timestamp: number, headers: Array<[string, string | Uint8Array]>, sink: RecordSink, index: number, acceptedAt: number, maxBytes: number, maxInflight: number, now: number): boolean {
     if (this.holdUntil <= now || this.inflight + this.held.length >= maxInflight) return false;
-    const bytes = HELD_OVERHEAD_BYTES + (value?.byteLength ?? 0) + (key === null ? 0 : typeof key === "string" ? key.length * 3 : key.byteLength);
+    const bytes = heldCost(key, value);
     if (this.heldBytes + bytes > maxBytes) return false;
     this.heldBytes += bytes;
     this.held.push({ topic, key, value, timestamp, headers, sink, index, acceptedAt });
@@ -139,6 +152,7 @@ export class WorkerSlot {
     this.heldBytes = 0;
     this.holdUntil = 0;
     this.confirming = 0;
+    this.lostKeys.clear();
     return held;
   }
 
@@ -301,18 +315,31 @@ export class WorkerSlot {
 
   /**
    * The worker is gone. Records it had may or may not have reached Kafka (WORKER_LOST says so);
-   * records still in our own open batch never left this process.
+   * records still in our own open batch never left this process. `holding`: the slot holds records
+   * for a replacement; every failed record's key is then blocked (LostKeys), and records held
+   * already (after a stall, while the worker was checked) that came after one of them are refused.
    */
-  failEverything(reason: string): void {
+  failEverything(reason: string, holding: boolean, heldRefusal: GatewayError): void {
     if (this.openBatch) {
       const batch = this.openBatch;
       this.openBatch = null;
       this.out.pos = 0;
-      this.fail(batch, new GatewayError("UNAVAILABLE", `the Kafka worker is unavailable: ${reason}`));
+      this.fail(batch, new GatewayError("UNAVAILABLE", `the Kafka worker is unavailable: ${reason}`), holding);
     }
     const lost = new GatewayError("WORKER_LOST", `the Kafka worker exited (${reason}) before Kafka acknowledged the event; it may or may not have been written`);
-    for (const batch of this.sent.values()) this.fail(batch, lost);
+    for (const batch of this.sent.values()) this.fail(batch, lost, holding);
     this.sent.clear();
+    if (!holding || this.lostKeys.empty || this.held.length === 0) return;
+    const kept: HeldRecord[] = [];
+    for (const r of this.held) {
+      if (!this.lostKeys.blocks(r)) kept.push(r);
+      else {
+        this.lostKeys.add(r);
+        this.heldBytes -= heldCost(r.key, r.value);
+        r.sink.failed(r.index, heldRefusal);
+      }
+    }
+    this.held = kept;
   }
 
   /**
@@ -331,9 +358,13 @@ export class WorkerSlot {
     }
   }
 
-  private fail(batch: SentBatch, error: GatewayError): void {
+  private fail(batch: SentBatch, error: GatewayError, blockKeys = false): void {
     const settled = batch.settled;
-    for (let i = 0; i < batch.sinks.length; i++) if (settled === undefined || settled[i] === 0) batch.sinks[i]!.failed(batch.indexes[i]!, error);
+    for (let i = 0; i < batch.sinks.length; i++) {
+      if (settled !== undefined && settled[i] !== 0) continue;
+      if (blockKeys) this.lostKeys.add(batch.sinks[i]!.record(batch.indexes[i]!));
+      batch.sinks[i]!.failed(batch.indexes[i]!, error);
+    }
     this.inflight -= batch.sinks.length - (batch.settledCount ?? 0);
   }
 }

@@ -69,12 +69,13 @@ function expected(r: LogRecord): Decoded {
   };
 }
 
-const sink: RecordSink = { delivered() {}, failed() {} };
+const noRecord = () => ({ topic: "t", key: null, headers: [] });
+const sink: RecordSink = { delivered() {}, failed() {}, record: noRecord };
 
 /** The gateway's side: a WorkerSlot whose socket is a byte sink. */
 function gatewaySide() {
   const chunks: Buffer[] = [];
-  const slot = new WorkerSlot(0, 35_000);
+  const slot = new WorkerSlot(0, 35_000, 1000);
   // A copy of each write, as the kernel takes it: the slot may reuse its buffer once a write returns.
   const take = (b: Uint8Array) => void chunks.push(Buffer.from(b));
   slot.connected({ write: take, writeTransient: take } as unknown as SocketWriter);
@@ -201,7 +202,7 @@ test("a record the layout cannot carry is refused through its sink, and leaves n
       const gw = gatewaySide();
       const worker = workerSide();
       const failed: number[] = [];
-      const refusing: RecordSink = { delivered() {}, failed: (i) => void failed.push(i) };
+      const refusing: RecordSink = { delivered() {}, failed: (i) => void failed.push(i), record: noRecord };
       const before = recordFor({ type: "before", key: "b" }, "orders")!;
       const after = recordFor({ type: "after", key: "a" }, "orders")!;
       if (!first) gw.add(before, 0);
