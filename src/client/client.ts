@@ -108,7 +108,13 @@ export class GatewayClient {
         nextCid: () => this.cid++,
         limits: () => this.limits,
       },
-      { lingerMs: options.lingerMs ?? 2, maxQueued: options.maxQueued ?? 100_000, maxAttempts: options.maxAttempts ?? 8, onRetry: options.onRetry },
+      {
+        lingerMs: options.lingerMs ?? 2,
+        maxQueued: options.maxQueued ?? 100_000,
+        maxAttempts: options.maxAttempts ?? 8,
+        onRetry: options.onRetry,
+        tokenRenewal: { possible: () => this.options.getToken !== undefined && !this.closed, request: () => this.refreshNow() },
+      },
     );
   }
 
@@ -303,7 +309,13 @@ export class GatewayClient {
     if (f.t === FrameType.PONG) return; // heard: that is all a pong says
     if (f.t === FrameType.REFRESHED) {
       this.refreshing = null;
+      this.publisher.onTokenRenewed();
       return this.scheduleRefresh(f.expiresAt as number | undefined);
+    }
+    if (f.t === FrameType.ERROR && f.cid === undefined && f.code === "UNAUTHENTICATED") {
+      // The token expired before a refresh was taken: publishes wait for one, asked for now.
+      this.publisher.onTokenExpired();
+      return this.refreshNow();
     }
     if (f.t === FrameType.NACK && this.refreshing !== null && f.cid === this.refreshing.cid) return this.onRefreshRefused(f);
     if (typeof f.sub === "string" && this.subs.has(f.sub)) return this.subs.get(f.sub)!.handle(f);
@@ -321,6 +333,7 @@ export class GatewayClient {
 
   private onWelcome(f: InFrame): void {
     this.session = f.session as string;
+    this.refreshing = null; // one sent on a connection that dropped is never answered
     this.limits = welcomeLimits(f.limits)!;
     const perSec = this.limits.subscribesPerSec ?? 0;
     // As the gateway sizes it, 5% slower (frames are read with jitter), and full: its bucket is new too.
@@ -376,15 +389,29 @@ export class GatewayClient {
   /** The refresh frame awaiting its answer, and which try it is (a retriable refusal sends it again). */
   private refreshing: { cid: number; attempt: number } | null = null;
 
+  /** A token being fetched for a refresh (getToken may take a while): another is not asked meanwhile. */
+  private fetchingToken = false;
+
   private async sendRefresh(attempt: number): Promise<void> {
+    if (this.fetchingToken) return;
+    this.fetchingToken = true;
     try {
       const token = await this.token();
-      if (!token) return;
+      if (!token || this.closed) return;
       this.refreshing = { cid: this.cid++, attempt };
       this.send({ t: FrameType.REFRESH, cid: this.refreshing.cid, token });
     } catch {
       // the next connect tries again
+    } finally {
+      this.fetchingToken = false;
     }
+  }
+
+  /** A refresh now, unless one is being fetched or awaits its answer (publishes refused as expired wait for it). */
+  private refreshNow(): void {
+    if (this.refreshing !== null || this.fetchingToken || !this.welcomed) return;
+    if (this.refreshTimer) clearTimeout(this.refreshTimer);
+    void this.sendRefresh(0);
   }
 
   /**

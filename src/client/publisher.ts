@@ -50,6 +50,11 @@ export interface PublisherOptions {
   /** Attempts per event for retriable refusals (and re-sends after a reconnect). */
   maxAttempts: number;
   onRetry?: (retry: PublishRetry) => void;
+  /**
+   * Whether a fresh token can be had (ClientOptions.getToken), and asking for one now: events refused
+   * UNAUTHENTICATED (the token expired) then wait for it, and are sent again once it is taken.
+   */
+  tokenRenewal?: { possible(): boolean; request(): void };
 }
 
 /** A publish refused with a retriable code, to be sent again (ClientOptions.onRetry). */
@@ -131,6 +136,12 @@ export class Publisher {
   /** The last frame sent, and the last sent before the pacer's last cut (see onReply). */
   private lastSentCid = -1;
   private lastCidBeforeCut = -1;
+  /**
+   * Events refused UNAUTHENTICATED, in publish order, waiting for a fresh token (a refresh taken, or a
+   * new connection's hello); nothing is sent meanwhile: the gateway would refuse it the same way.
+   */
+  private awaitingToken: Item[] = [];
+  private tokenExpired = false;
 
   constructor(
     private readonly link: PublisherLink,
@@ -139,7 +150,7 @@ export class Publisher {
 
   /** Events queued, in flight, or waiting to be retried. */
   get pending(): number {
-    return this.queue.length + this.inflightEvents + this.retryingEvents;
+    return this.queue.length + this.inflightEvents + this.retryingEvents + this.awaitingToken.length;
   }
 
   publish(event: OutgoingEvent, topic?: string): Promise<PublishResult> {
@@ -182,8 +193,14 @@ export class Publisher {
     this.inflightEvents -= items.length;
     const again: Item[] = [];
     let delay = 0;
+    const renewal = this.options.tokenRenewal;
     const refused = (item: Item, err: WireError) => {
-      if (err.retriable && ++item.attempts < this.options.maxAttempts) {
+      if (err.code === "UNAUTHENTICATED" && renewal?.possible() && ++item.attempts < this.options.maxAttempts) {
+        this.hold(item);
+        this.awaitingToken.push(item);
+        this.tokenExpired = true;
+        this.options.onRetry?.({ id: item.event.id, code: err.code, attempts: item.attempts });
+      } else if (err.retriable && ++item.attempts < this.options.maxAttempts) {
         again.push(item);
         this.options.onRetry?.({ id: item.event.id, code: err.code, attempts: item.attempts });
         delay = Math.max(delay, err.retryAfterMs ?? Math.min(2000, 50 * 2 ** item.attempts));
@@ -213,8 +230,23 @@ export class Publisher {
       for (const item of items) refused(item, f as unknown as WireError);
     }
     if (again.length > 0) this.retryLater(again, delay);
+    if (this.tokenExpired) renewal!.request();
     this.schedule(0);
     return true;
+  }
+
+  /** The token expired (the gateway said so): nothing is sent until a fresh one is taken. */
+  onTokenExpired(): void {
+    if (this.options.tokenRenewal?.possible()) this.tokenExpired = true;
+  }
+
+  /** A fresh token was taken (a refresh answered): what waited for it is sent again, in its place. */
+  onTokenRenewed(): void {
+    this.tokenExpired = false;
+    const waiting = this.awaitingToken.sort((a, b) => a.seq - b.seq);
+    this.awaitingToken = [];
+    this.requeue(waiting);
+    this.schedule(0);
   }
 
   /**
@@ -280,6 +312,8 @@ export class Publisher {
     this.inflight.clear();
     this.inflightEvents = 0;
     this.requeue(again);
+    // The next connection's hello carries a fresh token.
+    this.onTokenRenewed();
   }
 
   /** The connection is (back) up. */
@@ -291,7 +325,8 @@ export class Publisher {
   /** The client is closed for good: everything still waiting fails. */
   failAll(code: string, message: string): void {
     for (const timer of this.retrying.values()) clearTimeout(timer);
-    const waiting = [...[...this.inflight.values()].flat(), ...[...this.retrying.keys()].flat(), ...this.queue];
+    const waiting = [...[...this.inflight.values()].flat(), ...[...this.retrying.keys()].flat(), ...this.awaitingToken, ...this.queue];
+    this.awaitingToken = [];
     for (const item of waiting) item.reject(new PublishError(code, message, false, true, item.event.id));
     this.retrying.clear();
     this.retryingEvents = 0;
@@ -321,7 +356,7 @@ export class Publisher {
    * for the gateway to refuse with its code.
    */
   private flush(): void {
-    if (!this.link.ready()) return;
+    if (!this.link.ready() || this.tokenExpired) return;
     const paused = this.pausedUntil - performance.now();
     if (paused > 0) return this.schedule(Math.ceil(paused));
     if (this.pausedUntil > 0) {
