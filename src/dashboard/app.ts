@@ -56,7 +56,13 @@ function ensureConnected(): Promise<GatewayClient> {
         codec: "json",
         // Read at each (re)connect, so a corrected token field takes effect.
         getToken: () => token(),
-        onState: (state, d) => say("conn-state", state === "reconnecting" ? `reconnecting (${d?.code ?? ""} ${d?.reason ?? ""})` : state),
+        onState: (state, d) => {
+          // gw is null until the first connect resolves, which then says "connected · session …" itself.
+          if (state === "open") say("conn-state", gw ? `connected · session ${gw.session.slice(0, 8)}` : "connected");
+          else say("conn-state", state === "reconnecting" ? `reconnecting (${d?.code ?? ""} ${d?.reason ?? ""})` : state);
+          // The subscription is resumed from its token once connected again, and says "live" then.
+          if (sub && state !== "open") say("sub-state", state === "reconnecting" ? `subscribed to ${sub.topics.join(", ")} · disconnected; resumes where it left off` : "ended: the connection closed");
+        },
       });
       say("conn-state", `connected · session ${gw.session.slice(0, 8)}`);
       return gw;

@@ -241,6 +241,42 @@ test("on Kafka: the view shows each worker's state and its brokers, and the page
   }
 }, 120_000);
 
+/**
+ * Found by an outside tester: after the gateway restarted, the page read "open" where it says
+ * "connected · session …", and while it was down the subscription still read "live".
+ */
+test("while its gateway restarts the page says it is disconnected, then connected to the new session, its subscription live again", async () => {
+  const brokers = await kafkaBrokers();
+  const env = { KAFKA_BROKERS: brokers, KAFKA_WORKERS: "1", RESUME_TOKEN_KEYS: "k".repeat(32) };
+  let gw = await startGateway(env);
+  const port = String(gw.port);
+  try {
+    const page = await openDashboard(gw);
+    const topic = `dash-restart-${Date.now()}`;
+    const pub = await connect({ url: gw.wsUrl });
+    await pub.publish({ type: "warm.up" }, { topic });
+    pub.close();
+    await subscribe(page, topic, "");
+    await waitText(page, "#sub-state", "includes", "live");
+    await waitText(page, "#conn-state", "starts", "connected · session ");
+    const before = await text(page, "#conn-state");
+    await gw.stop();
+    await waitText(page, "#conn-state", "starts", "reconnecting");
+    await waitText(page, "#sub-state", "includes", "disconnected");
+    gw = await startGateway({ ...env, PORT: port });
+    await waitText(page, "#conn-state", "starts", "connected · session ");
+    expect(await text(page, "#conn-state")).not.toBe(before); // a new session
+    await waitText(page, "#sub-state", "includes", "live");
+    const pub2 = await connect({ url: gw.wsUrl });
+    await pub2.publish({ type: "after.restart" }, { topic });
+    pub2.close();
+    await waitText(page, "#event-count", "starts", "1 ");
+    await page.context().close();
+  } finally {
+    await gw.stop();
+  }
+}, 120_000);
+
 test("integers past 2^53 show exactly, in the table and in the inspector, with no error on the page", async () => {
   const gw = await startGateway({});
   const pub = await connect({ url: gw.wsUrl });
