@@ -1,4 +1,5 @@
-import { type AppendResults, type LogRecord, failedResults } from "../log/event-log";
+import { type AppendResults, type LogRecord, failedResults, newResults, setError } from "../log/event-log";
+import { KEY_BLOCK_MS, KEY_ORDER_MESSAGE, LostKeys } from "../log/lost-keys";
 import { GatewayError } from "../protocol/errors";
 
 /** What FairShare stands in front of, and what it is to its callers: EventLog's append. */
@@ -58,7 +59,10 @@ const BASELINE_HALF_MS = 15_000;
  * more than about `targetDelayMs` inside it.
  *
  * Order: one connection's appends are handed over in the order they came. Appends of different
- * connections were never ordered with respect to each other.
+ * connections were never ordered with respect to each other. An event refused OVERLOADED here
+ * blocks its key (LostKeys) until it comes again: a later event of the key sent before its client
+ * read the refusal would otherwise be written first, once acks made room
+ * (test/kafka/overload-order.test.ts).
  */
 export class FairShare implements Appender {
   /** Waiting appends by source, served in turn (a Map iterates in insertion order). */
@@ -78,6 +82,9 @@ export class FairShare implements Appender {
   private lastSettled = performance.now();
   private flushing = false;
   private readonly overloaded: GatewayError;
+  private readonly keyOrder: GatewayError;
+  private readonly refusedKeys: LostKeys;
+  private nextSweep = 0;
 
   constructor(
     private readonly log: Appender,
@@ -86,10 +93,55 @@ export class FairShare implements Appender {
     this.floor = Math.min(options.minRecords, options.maxRecords);
     this.budget = this.floor;
     this.overloaded = new GatewayError("OVERLOADED", `the Kafka workers hold their maximum of ${options.maxRecords} unacknowledged events, waiting or in flight; retry after acks arrive`);
+    this.refusedKeys = new LostKeys(options.maxRecords);
+    this.keyOrder = new GatewayError("OVERLOADED", `${KEY_ORDER_MESSAGE} (the Kafka workers held their maximum of ${options.maxRecords} unacknowledged events)`);
   }
 
   append(records: LogRecord[], source: string): Promise<AppendResults> {
-    if (this.waitingRecords + this.outstanding + records.length > this.options.maxRecords && !this.flushing) return Promise.resolve(failedResults(records.length, this.overloaded));
+    // Empty but for a moment after a refusal: one property read.
+    if (!this.refusedKeys.empty) {
+      const now = Date.now();
+      if (now >= this.nextSweep) {
+        this.refusedKeys.sweep(now);
+        this.nextSweep = now + 250;
+      }
+      let refused: Array<GatewayError | null> | null = null;
+      for (let i = 0; i < records.length; i++) {
+        const refusal = this.refusedKeys.refusal(records[i]!, now);
+        if (refusal !== null) (refused ??= new Array(records.length).fill(null))[i] = refusal;
+      }
+      if (refused !== null) return this.appendAllBut(records, refused, source);
+    }
+    return this.take(records, source);
+  }
+
+  /** Appends the records not `refused` (a refusal at their index: behind an earlier event of their key). */
+  private async appendAllBut(records: LogRecord[], refused: Array<GatewayError | null>, source: string): Promise<AppendResults> {
+    const rest = records.filter((_, i) => refused[i] === null);
+    const got = rest.length > 0 ? await this.take(rest, source) : null;
+    const out = newResults(records.length);
+    for (let i = 0, j = 0; i < records.length; i++) {
+      const refusal = refused[i];
+      if (refusal !== null) setError(out, i, refusal!);
+      else {
+        const error = got!.errors?.[j];
+        if (error) setError(out, i, error);
+        else {
+          out.partitions[i] = got!.partitions[j]!;
+          out.offsets[i] = got!.offsets[j]!;
+        }
+        j++;
+      }
+    }
+    return out;
+  }
+
+  private take(records: LogRecord[], source: string): Promise<AppendResults> {
+    if (this.waitingRecords + this.outstanding + records.length > this.options.maxRecords && !this.flushing) {
+      const until = Date.now() + KEY_BLOCK_MS;
+      for (const r of records) this.refusedKeys.block(r, until, this.keyOrder);
+      return Promise.resolve(failedResults(records.length, this.overloaded));
+    }
     if (this.flushing || (this.queues.size === 0 && this.outstanding < this.budget)) return this.handOver(records, source);
     // A connection with nothing in the log and nothing waiting goes straight in, budget or not, as a
     // new flow does in fq_codel: a light publisher's event waits behind what is already in the log,

@@ -12,6 +12,7 @@ import { SocketWriter } from "./wire/socket-writer";
 import { type RecordSink, WorkerSlot } from "./worker-slot";
 import { WORKER_CONFIG_REFUSED, type WorkerConfig } from "./wire/worker-config";
 import { ConfigError } from "../config/load";
+import { KEY_BLOCK_MS, KEY_ORDER_MESSAGE } from "../log/lost-keys";
 
 export interface PoolOptions {
   workers: number;
@@ -70,6 +71,7 @@ const GATEWAY_SILENT_MIN_MS = 10_000;
 const RESTART_HOLD_MS = 3_000;
 /** Key and value bytes one slot holds so, at most (and the in-flight cap, with what it holds). */
 const RESTART_HOLD_BYTES = 16 * 1024 * 1024;
+
 /** How long after a worker's exit its socket may take to be read to its end before the loss is declared anyway. */
 const EXIT_READ_MS = 1_000;
 
@@ -105,7 +107,7 @@ export class WorkerPool {
   // Refusals are values, made once: under overload every event of every frame is refused, and a
   // GatewayError per event (with its stack capture) would cost most when the box has least to spare.
   private readonly closedError = shuttingDown();
-  private readonly refusals: Array<{ starting: GatewayError; startingFor: string; stopped: GatewayError; overloaded: GatewayError; noBrokers: GatewayError; unconfirmed: GatewayError; keyOrder: GatewayError }>;
+  private readonly refusals: Array<{ starting: GatewayError; startingFor: string; stopped: GatewayError; overloaded: GatewayError; noBrokers: GatewayError; unconfirmed: GatewayError; keyOrder: GatewayError; keyOrderOverloaded: GatewayError }>;
   private readonly nextBatchId = () => (this.batchSeq = (this.batchSeq + 1) >>> 0);
   private readonly flushAll = () => {
     this.flushScheduled = false;
@@ -124,7 +126,8 @@ export class WorkerPool {
       overloaded: new GatewayError("OVERLOADED", `Kafka worker ${i} holds its maximum of ${options.maxInflightPerWorker} unacknowledged events; retry after acks arrive`),
       noBrokers: new GatewayError("UNAVAILABLE", `Kafka worker ${i} cannot reach any Kafka broker; the event was not sent`),
       unconfirmed: new GatewayError("UNAVAILABLE", `Kafka worker ${i} is being checked after this gateway stood still, and holds all it may meanwhile; the event was not sent`),
-      keyOrder: new GatewayError("UNAVAILABLE", `an earlier event of this key was lost with Kafka worker ${i} or refused, and has not come again; written now, this one would go before it. The event was not sent: send it again after that one`),
+      keyOrder: new GatewayError("UNAVAILABLE", `${KEY_ORDER_MESSAGE} (Kafka worker ${i})`),
+      keyOrderOverloaded: new GatewayError("OVERLOADED", `${KEY_ORDER_MESSAGE} (Kafka worker ${i} held its maximum of unacknowledged events)`),
     }));
     this.queries = new QueryTable(options.queryTimeoutMs ?? 10_000);
     this.pingTimeoutMs = options.pingTimeoutMs ?? 3000;
@@ -177,29 +180,47 @@ export class WorkerPool {
   /** Queues one record on a worker; its outcome arrives later through `sink`. */
   /** `acceptedAt`: when the gateway took the record (Date.now()); its deadline counts from then. */
   submit(worker: number, topic: string, key: Uint8Array | string | null, value: Uint8Array | null, timestamp: number, headers: Array<[string, string | Uint8Array]>, sink: RecordSink, index: number, acceptedAt: number): void {
+    this.put(worker, topic, key, value, timestamp, headers, sink, index, acceptedAt, true);
+  }
+
+  /** submit; `checkKeys` false for records held for a replacement, checked when they came. */
+  private put(worker: number, topic: string, key: Uint8Array | string | null, value: Uint8Array | null, timestamp: number, headers: Array<[string, string | Uint8Array]>, sink: RecordSink, index: number, acceptedAt: number, checkKeys: boolean): void {
     const slot = this.slots[worker]!;
     if (this.closing) return sink.failed(index, this.closedError);
     // Woken from a stall with frames read before the watchdog's timer: it looks first (see tick).
     if (acceptedAt - this.lastTick > this.pingTimeoutMs / 2) this.tick();
+    // A later event of a key whose earlier event was refused or lost here, and is to come again, is
+    // not written before it (LostKeys). Empty but for a moment after a refusal: one property read.
+    if (checkKeys && !slot.lostKeys.empty) {
+      const refusal = slot.lostKeys.refusal(sink.record(index), Date.now());
+      if (refusal !== null) return sink.failed(index, refusal);
+    }
     if (slot.state !== "ready" || slot.confirming !== 0) {
       const now = Date.now();
-      const holding = slot.holdUntil > now;
-      // A later event of a key whose earlier one is to come again is not held past it (LostKeys).
-      const behindLost = holding && slot.lostKeys.refuses(sink.record(index));
-      if (!behindLost && slot.hold(topic, key, value, timestamp, headers, sink, index, acceptedAt, RESTART_HOLD_BYTES, this.options.maxInflightPerWorker, now)) return;
-      // Refused while others are held: it will come again, and later ones of its key must wait for it.
-      if (holding) slot.lostKeys.add(sink.record(index));
-      return sink.failed(index, behindLost ? this.refusals[worker]!.keyOrder : slot.state === "stopped" ? this.refusals[worker]!.stopped : slot.state === "ready" ? this.refusals[worker]!.unconfirmed : this.startingRefusal(slot));
+      if (slot.hold(topic, key, value, timestamp, headers, sink, index, acceptedAt, RESTART_HOLD_BYTES, this.options.maxInflightPerWorker, now)) return;
+      return this.refuse(slot, sink, index, slot.state === "stopped" ? this.refusals[worker]!.stopped : slot.state === "ready" ? this.refusals[worker]!.unconfirmed : this.startingRefusal(slot));
     }
     // Handed to librdkafka now, it would wait out the whole message timeout; refused, it can be retried at once.
-    if (!slot.brokersUp) return sink.failed(index, this.refusals[worker]!.noBrokers);
-    if (slot.inflight >= this.options.maxInflightPerWorker) return sink.failed(index, this.refusals[worker]!.overloaded);
+    if (!slot.brokersUp) return this.refuse(slot, sink, index, this.refusals[worker]!.noBrokers);
+    if (slot.inflight >= this.options.maxInflightPerWorker) return this.refuse(slot, sink, index, this.refusals[worker]!.overloaded);
     slot.add(topic, key, value, timestamp, headers, sink, index, this.nextBatchId, acceptedAt);
     if (slot.openBytes >= this.options.flushBytes) slot.flush();
     else if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(this.flushAll);
     }
+  }
+
+  /**
+   * Refuses a record (retriably: it may come again) and blocks its key until it does, for as long as
+   * the slot holds records and KEY_BLOCK_MS at least: an event of its key sent behind it, before its
+   * client read the refusal, would otherwise be written first.
+   */
+  private refuse(slot: WorkerSlot, sink: RecordSink, index: number, error: GatewayError): void {
+    const now = Date.now();
+    const r = this.refusals[slot.index]!;
+    slot.lostKeys.block(sink.record(index), Math.max(slot.holdUntil, now + KEY_BLOCK_MS), error.code === "OVERLOADED" ? r.keyOrderOverloaded : r.keyOrder);
+    sink.failed(index, error);
   }
 
   /**
@@ -265,7 +286,7 @@ export class WorkerPool {
     }
     for (const slot of this.slots) {
       slot.proc?.kill("SIGKILL");
-      slot.failEverything("the gateway shut down", false, this.closedError);
+      slot.failEverything("the gateway shut down", 0, this.closedError);
       slot.state = "stopped";
     }
     if (this.watchdog) clearInterval(this.watchdog);
@@ -379,7 +400,7 @@ export class WorkerPool {
    * stall) to it, in the order they came; through submit, so its brokers and cap decide as for any.
    */
   private handHeld(slot: WorkerSlot): void {
-    for (const r of slot.takeHeld()) this.submit(slot.index, r.topic, r.key, r.value, r.timestamp, r.headers, r.sink, r.index, r.acceptedAt);
+    for (const r of slot.takeHeld()) this.put(slot.index, r.topic, r.key, r.value, r.timestamp, r.headers, r.sink, r.index, r.acceptedAt, false);
   }
 
   /**
@@ -427,7 +448,7 @@ export class WorkerPool {
     // Only for a worker that was serving and is replaced at once: one that keeps dying is refused at once.
     // Set before the records it had are failed, so their keys are blocked (LostKeys) for the hold.
     if (wasReady && slot.consecutiveFailures <= 1 && !this.closing) slot.holdUntil = Date.now() + delayMs + RESTART_HOLD_MS;
-    slot.failEverything(reason, slot.holdUntil > Date.now(), this.refusals[slot.index]!.keyOrder);
+    slot.failEverything(reason, this.closing ? 0 : Math.max(slot.holdUntil, Date.now() + KEY_BLOCK_MS), this.refusals[slot.index]!.keyOrder);
     this.readers.onSlotLost(slot, reason);
     this.queries.slotLost(slot, reason);
     this.onEvent({ event: "worker_exit", worker: slot.index, pid: slot.pid, reason, inflight, wasReady });
@@ -455,6 +476,7 @@ export class WorkerPool {
     const unread = (stalled || gap > 1_000) && !this.skippedExpiry;
     this.skippedExpiry = unread;
     for (const slot of this.slots) {
+      if (!slot.lostKeys.empty) slot.lostKeys.sweep(now);
       if (!unread && slot.holdUntil !== 0 && slot.holdUntil <= now) {
         // Still there after the hold (checked after a stall, its answer merely late behind what it
         // was handed: the socket's close would have said otherwise): it takes what waited. Not

@@ -3,7 +3,7 @@ import { GatewayError } from "../protocol/errors";
 import { type ByteReader, ByteWriter, type DeliveryError, HeaderKind, InternTable, IpcType, LITERAL } from "./wire/ipc";
 import { Err } from "./librdkafka/layout";
 import type { SocketWriter } from "./wire/socket-writer";
-import { type KeyedRecord, LostKeys } from "./lost-keys";
+import { KEY_BLOCK_MS, type KeyedRecord, LostKeys } from "../log/lost-keys";
 
 // The topic is not in Kafka (or not yet in the worker's metadata): librdkafka's own, and the broker's.
 const UNKNOWN_TOPIC = new Set<number>([Err.UNKNOWN_TOPIC, Err.UNKNOWN_TOPIC_OR_PART]);
@@ -102,7 +102,7 @@ export class WorkerSlot {
   confirming = 0;
   private held: HeldRecord[] = [];
   private heldBytes = 0;
-  /** While holding: keys whose later events are refused, for earlier ones are to come again. */
+  /** Keys whose later events are refused, for earlier ones refused or lost here are to come again. */
   readonly lostKeys: LostKeys;
 
   // The batch being filled; written out on the next flush.
@@ -152,7 +152,9 @@ export class WorkerSlot {
     this.heldBytes = 0;
     this.holdUntil = 0;
     this.confirming = 0;
-    this.lostKeys.clear();
+    // Blocked keys stay so a little longer: what their clients sent before reading the refusals may
+    // still be on its way (a re-send, the first awaited, passes at once).
+    this.lostKeys.shorten(Date.now() + KEY_BLOCK_MS);
     return held;
   }
 
@@ -315,28 +317,31 @@ export class WorkerSlot {
 
   /**
    * The worker is gone. Records it had may or may not have reached Kafka (WORKER_LOST says so);
-   * records still in our own open batch never left this process. `holding`: the slot holds records
-   * for a replacement; every failed record's key is then blocked (LostKeys), and records held
+   * records still in our own open batch never left this process. Each failed record's key is
+   * blocked (LostKeys) until `blockUntil` (0: not at all, the gateway stopping), and records held
    * already (after a stall, while the worker was checked) that came after one of them are refused.
    */
-  failEverything(reason: string, holding: boolean, heldRefusal: GatewayError): void {
+  failEverything(reason: string, blockUntil: number, keyOrder: GatewayError): void {
+    const holding = blockUntil !== 0;
+    // Oldest first (sent, then the open batch): a key's re-sends are let through in that order.
+    const lost = new GatewayError("WORKER_LOST", `the Kafka worker exited (${reason}) before Kafka acknowledged the event; it may or may not have been written`);
+    for (const batch of this.sent.values()) this.fail(batch, lost, blockUntil, keyOrder);
+    this.sent.clear();
     if (this.openBatch) {
       const batch = this.openBatch;
       this.openBatch = null;
       this.out.pos = 0;
-      this.fail(batch, new GatewayError("UNAVAILABLE", `the Kafka worker is unavailable: ${reason}`), holding);
+      this.fail(batch, new GatewayError("UNAVAILABLE", `the Kafka worker is unavailable: ${reason}`), blockUntil, keyOrder);
     }
-    const lost = new GatewayError("WORKER_LOST", `the Kafka worker exited (${reason}) before Kafka acknowledged the event; it may or may not have been written`);
-    for (const batch of this.sent.values()) this.fail(batch, lost, holding);
-    this.sent.clear();
     if (!holding || this.lostKeys.empty || this.held.length === 0) return;
     const kept: HeldRecord[] = [];
+    const now = Date.now();
     for (const r of this.held) {
-      if (!this.lostKeys.blocks(r)) kept.push(r);
+      if (!this.lostKeys.blocks(r, now)) kept.push(r);
       else {
-        this.lostKeys.add(r);
+        this.lostKeys.block(r, blockUntil, keyOrder);
         this.heldBytes -= heldCost(r.key, r.value);
-        r.sink.failed(r.index, heldRefusal);
+        r.sink.failed(r.index, keyOrder);
       }
     }
     this.held = kept;
@@ -358,11 +363,11 @@ export class WorkerSlot {
     }
   }
 
-  private fail(batch: SentBatch, error: GatewayError, blockKeys = false): void {
+  private fail(batch: SentBatch, error: GatewayError, blockUntil = 0, keyOrder?: GatewayError): void {
     const settled = batch.settled;
     for (let i = 0; i < batch.sinks.length; i++) {
       if (settled !== undefined && settled[i] !== 0) continue;
-      if (blockKeys) this.lostKeys.add(batch.sinks[i]!.record(batch.indexes[i]!));
+      if (blockUntil !== 0) this.lostKeys.block(batch.sinks[i]!.record(batch.indexes[i]!), blockUntil, keyOrder!);
       batch.sinks[i]!.failed(batch.indexes[i]!, error);
     }
     this.inflight -= batch.sinks.length - (batch.settledCount ?? 0);
