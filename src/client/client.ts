@@ -333,7 +333,10 @@ export class GatewayClient {
 
   private onWelcome(f: InFrame): void {
     this.session = f.session as string;
-    this.refreshing = null; // one sent on a connection that dropped is never answered
+    // One sent on a connection that dropped is never answered; a token fetch that never settled
+    // must not keep every later refresh from being sent.
+    this.refreshing = null;
+    this.fetchingToken = false;
     this.limits = welcomeLimits(f.limits)!;
     const perSec = this.limits.subscribesPerSec ?? 0;
     // As the gateway sizes it, 5% slower (frames are read with jitter), and full: its bucket is new too.
@@ -398,8 +401,10 @@ export class GatewayClient {
     try {
       const token = await this.token();
       if (!token || this.closed) return;
+      if (!this.welcomed) return; // the next connection's hello carries a fresh token
       this.refreshing = { cid: this.cid++, attempt };
       this.send({ t: FrameType.REFRESH, cid: this.refreshing.cid, token });
+      this.publisher.onRefreshSent();
     } catch {
       // the next connect tries again
     } finally {
@@ -423,6 +428,7 @@ export class GatewayClient {
   private onRefreshRefused(f: InFrame): void {
     const retry = this.refreshing;
     this.refreshing = null;
+    this.publisher.onRefreshAnswered();
     if (!retry || f.retriable !== true || this.closed) return;
     const wait = typeof f.retryAfterMs === "number" ? Math.max(f.retryAfterMs, 100) : Math.min(this.backoff(retry.attempt), 2000);
     if (this.refreshTimer) clearTimeout(this.refreshTimer);

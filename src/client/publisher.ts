@@ -142,6 +142,11 @@ export class Publisher {
    */
   private awaitingToken: Item[] = [];
   private tokenExpired = false;
+  /**
+   * A refresh awaits its answer: nothing is sent meanwhile. Sent behind it, an event would run under
+   * the new token while one sent before it, refused as expired, is sent again after it.
+   */
+  private refreshPending = false;
 
   constructor(
     private readonly link: PublisherLink,
@@ -240,9 +245,21 @@ export class Publisher {
     if (this.options.tokenRenewal?.possible()) this.tokenExpired = true;
   }
 
+  /** A refresh was sent: publishes wait for its answer (onRefreshAnswered, onTokenRenewed). */
+  onRefreshSent(): void {
+    this.refreshPending = true;
+  }
+
+  /** The refresh was refused: publishes go on under the token the connection has. */
+  onRefreshAnswered(): void {
+    this.refreshPending = false;
+    this.schedule(0);
+  }
+
   /** A fresh token was taken (a refresh answered): what waited for it is sent again, in its place. */
   onTokenRenewed(): void {
     this.tokenExpired = false;
+    this.refreshPending = false;
     const waiting = this.awaitingToken.sort((a, b) => a.seq - b.seq);
     this.awaitingToken = [];
     this.requeue(waiting);
@@ -356,7 +373,7 @@ export class Publisher {
    * for the gateway to refuse with its code.
    */
   private flush(): void {
-    if (!this.link.ready() || this.tokenExpired) return;
+    if (!this.link.ready() || this.tokenExpired || this.refreshPending) return;
     const paused = this.pausedUntil - performance.now();
     if (paused > 0) return this.schedule(Math.ceil(paused));
     if (this.pausedUntil > 0) {

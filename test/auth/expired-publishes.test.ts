@@ -45,3 +45,31 @@ test("publishes refused UNAUTHENTICATED after the token expired are sent again o
   expect(states.filter((s) => s !== "open")).toEqual([]);
   client.close();
 }, 60_000);
+
+/**
+ * Second review: a token fetch for a refresh that never settled kept every later refresh from being
+ * sent, on every later connection, so each token ran out into a 4401 close.
+ */
+test("a token source that never answered one refresh does not keep the next connection from refreshing", async () => {
+  let calls = 0;
+  const grants = { kgw: { publish: ["*"], subscribe: ["*"] } };
+  const getToken = async () => {
+    // The first refresh's token never comes; every other one at once.
+    if (++calls === 2) await new Promise(() => {});
+    return hsToken({ sub: "svc", exp: now() + 3, ...grants });
+  };
+  const states: string[] = [];
+  const gwShort = await startGateway({ KAFKA_BROKERS: "", AUTH_JWT_SECRET: SECRET, AUTH_CLOCK_TOLERANCE: "0s", AUTH_REFRESH_GRACE: "1s" });
+  try {
+    const client = await connect({ url: gwShort.wsUrl, getToken, onState: (s, d) => states.push(`${s} ${d?.code ?? ""}`.trim()) });
+    // The first token runs out unrefreshed (4401), the next connection's is refreshed, and the next.
+    await Bun.sleep(11_000);
+    const acked = await client.publish({ type: "t.after" }, { topic: "expired-publishes" });
+    console.log(`states ${JSON.stringify(states)}, getToken called ${calls} times`);
+    expect(acked.offset).toBeGreaterThanOrEqual(0);
+    expect(states.filter((s) => s.startsWith("reconnecting"))).toEqual(["reconnecting 4401"]);
+    client.close();
+  } finally {
+    await gwShort.stop();
+  }
+}, 60_000);
