@@ -50,18 +50,25 @@ function ensureConnected(): Promise<GatewayClient> {
   connecting ??= (async () => {
     say("conn-state", "connecting…");
     const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
+    // This attempt's client, once connected: a "closed" told later is about it, not a newer one.
+    let self: GatewayClient | null = null;
     try {
-      gw = await connect({
+      gw = self = await connect({
         url,
         codec: "json",
         // Read at each (re)connect, so a corrected token field takes effect.
         getToken: () => token(),
         onState: (state, d) => {
-          // gw is null until the first connect resolves, which then says "connected · session …" itself.
-          if (state === "open") say("conn-state", gw ? `connected · session ${gw.session.slice(0, 8)}` : "connected");
+          // Null until the first connect resolves, which then says "connected · session …" itself.
+          if (state === "open") say("conn-state", self ? `connected · session ${self.session.slice(0, 8)}` : "connected");
           else say("conn-state", state === "reconnecting" ? `reconnecting (${d?.code ?? ""} ${d?.reason ?? ""})` : state);
           // The subscription is resumed from its token once connected again, and says "live" then.
           if (sub && state !== "open") say("sub-state", state === "reconnecting" ? `subscribed to ${sub.topics.join(", ")} · disconnected; resumes where it left off` : "ended: the connection closed");
+          // Closed for good (a refused token, say): the next subscribe or publish connects afresh.
+          if (state === "closed" && gw === self) {
+            gw = null;
+            sub = null;
+          }
         },
       });
       say("conn-state", `connected · session ${gw.session.slice(0, 8)}`);
