@@ -39,6 +39,7 @@ import { msgpackNativeAcceleration } from "./protocol/codec";
 import { SubscriptionManager } from "./subscribe/manager";
 import { setResumeTokenKeys } from "./subscribe/position";
 import { type ConnectionData, SERVER_NAME, createWebSocketHandler } from "./ws/connection";
+import { IN_DOUBT_RESEND_WAIT_MS } from "./log/lost-keys";
 
 /**
  * The largest HTTP body read at all. Bodies between MAX_FRAME_BYTES and this are read and discarded
@@ -123,7 +124,8 @@ function fairShareOptions(config: Config, metrics: Metrics, logger: Logger): Fai
 }
 
 // How long the first id-bearing publish to a topic waits for the ids of the window to be read from the log.
-const IDEMPOTENCE_WARMUP_TIMEOUT_MS = 3000;
+// The key blocks of src/log/lost-keys.ts outlast it (a re-send in doubt waits this long at most).
+const IDEMPOTENCE_WARMUP_TIMEOUT_MS = IN_DOUBT_RESEND_WAIT_MS;
 
 // How long a socket's queued replies, then its closing handshake, may take at shutdown.
 const CLOSE_GRACE_MS = 2000;

@@ -3,7 +3,7 @@ import { GatewayError } from "../protocol/errors";
 import { type ByteReader, ByteWriter, type DeliveryError, HeaderKind, InternTable, IpcType, LITERAL } from "./wire/ipc";
 import { Err } from "./librdkafka/layout";
 import type { SocketWriter } from "./wire/socket-writer";
-import { KEY_BLOCK_MS, type KeyedRecord, LostKeys } from "../log/lost-keys";
+import { type KeyedRecord, LostKeys } from "../log/lost-keys";
 
 // The topic is not in Kafka (or not yet in the worker's metadata): librdkafka's own, and the broker's.
 const UNKNOWN_TOPIC = new Set<number>([Err.UNKNOWN_TOPIC, Err.UNKNOWN_TOPIC_OR_PART]);
@@ -51,6 +51,8 @@ interface HeldRecord {
   sink: RecordSink;
   index: number;
   acceptedAt: number;
+  /** The first awaited event of its key come again (LostKeys): refused after all, it stays first. */
+  awaited: boolean;
 }
 
 /** What a held record is counted as, on top of its key and value: its headers are bounded per event, and small. */
@@ -136,12 +138,12 @@ export class WorkerSlot {
    * Keeps a record for the replacement worker, if the slot is holding and has room (`maxBytes` of
    * keys and values, the in-flight cap with what it holds); false: refuse it as before.
    */
-  hold(topic: string, key: Uint8Array | string | null, value: Uint8Array | null, timestamp: number, headers: Array<[string, string | Uint8Array]>, sink: RecordSink, index: number, acceptedAt: number, maxBytes: number, maxInflight: number, now: number): boolean {
+  hold(topic: string, key: Uint8Array | string | null, value: Uint8Array | null, timestamp: number, headers: Array<[string, string | Uint8Array]>, sink: RecordSink, index: number, acceptedAt: number, awaited: boolean, maxBytes: number, maxInflight: number, now: number): boolean {
     if (this.holdUntil <= now || this.inflight + this.held.length >= maxInflight) return false;
     const bytes = heldCost(key, value);
     if (this.heldBytes + bytes > maxBytes) return false;
     this.heldBytes += bytes;
-    this.held.push({ topic, key, value, timestamp, headers, sink, index, acceptedAt });
+    this.held.push({ topic, key, value, timestamp, headers, sink, index, acceptedAt, awaited });
     return true;
   }
 
@@ -152,9 +154,8 @@ export class WorkerSlot {
     this.heldBytes = 0;
     this.holdUntil = 0;
     this.confirming = 0;
-    // Blocked keys stay so a little longer: what their clients sent before reading the refusals may
-    // still be on its way (a re-send, the first awaited, passes at once).
-    this.lostKeys.shorten(Date.now() + KEY_BLOCK_MS);
+    // Blocked keys are not freed here: what their clients sent before reading the refusals may still
+    // be on its way, or waiting behind an in-doubt re-send (each block ends at its own time).
     return held;
   }
 
@@ -318,14 +319,15 @@ export class WorkerSlot {
   /**
    * The worker is gone. Records it had may or may not have reached Kafka (WORKER_LOST says so);
    * records still in our own open batch never left this process. Each failed record's key is
-   * blocked (LostKeys) until `blockUntil` (0: not at all, the gateway stopping), and records held
-   * already (after a stall, while the worker was checked) that came after one of them are refused.
+   * blocked (LostKeys) until `blockUntil`, or `lostBlockUntil` for those whose write is in doubt
+   * (0: not at all, the gateway stopping), and records held already (after a stall, while the worker
+   * was checked) that came after one of them are refused.
    */
-  failEverything(reason: string, blockUntil: number, keyOrder: GatewayError): void {
+  failEverything(reason: string, blockUntil: number, lostBlockUntil: number, keyOrder: GatewayError): void {
     const holding = blockUntil !== 0;
     // Oldest first (sent, then the open batch): a key's re-sends are let through in that order.
     const lost = new GatewayError("WORKER_LOST", `the Kafka worker exited (${reason}) before Kafka acknowledged the event; it may or may not have been written`);
-    for (const batch of this.sent.values()) this.fail(batch, lost, blockUntil, keyOrder);
+    for (const batch of this.sent.values()) this.fail(batch, lost, lostBlockUntil, keyOrder);
     this.sent.clear();
     if (this.openBatch) {
       const batch = this.openBatch;
@@ -339,7 +341,7 @@ export class WorkerSlot {
     for (const r of this.held) {
       if (!this.lostKeys.blocks(r, now)) kept.push(r);
       else {
-        this.lostKeys.block(r, blockUntil, keyOrder);
+        this.lostKeys.block(r, blockUntil, keyOrder, r.awaited);
         this.heldBytes -= heldCost(r.key, r.value);
         r.sink.failed(r.index, keyOrder);
       }

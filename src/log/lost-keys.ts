@@ -14,6 +14,17 @@ export interface KeyedRecord {
  */
 export const KEY_BLOCK_MS = 1_000;
 
+/**
+ * How long a re-send of an event whose write is in doubt (WORKER_LOST) may wait before it is written:
+ * the ids reader's sync (src/ingest/idempotence.ts), which later appends of its topic wait behind. A
+ * block begun by a loss outlasts it, or a later event held in that wait would be let through when
+ * the block ended and written before the re-send (outside probe R).
+ */
+export const IN_DOUBT_RESEND_WAIT_MS = 3_000;
+
+/** What refusal() answers for the first awaited event of a key, come again: it may be written. */
+export const AWAITED = Symbol("awaited");
+
 /** Why an event blocked behind an earlier one of its key is refused (retriable; it was not written). */
 export const KEY_ORDER_MESSAGE = "an earlier event of this key was refused (or lost with a Kafka worker) and has not come again; written now, this one would go before it. The event was not sent: send it again after that one";
 
@@ -60,9 +71,10 @@ export class LostKeys {
 
   /**
    * `r` was refused or lost and may come again: later events of its key wait for it, until `until`
-   * at the latest, and are refused with `refusal` (the first block of the key decides).
+   * at the latest, and are refused with `refusal` (the first block of the key decides). `first`: it
+   * was the first awaited (refusal() said AWAITED) and was refused after all: it stays first.
    */
-  block(r: KeyedRecord, until: number, refusal: GatewayError): void {
+  block(r: KeyedRecord, until: number, refusal: GatewayError, first = false): void {
     if (r.key === null) return; // keyless events have no order to keep
     const k = keyString(r.topic, r.key);
     let entry = this.byKey.get(k);
@@ -74,14 +86,15 @@ export class LostKeys {
       }
       this.byKey.set(k, (entry = { until, ids: [], known: new Set(), head: 0, refusal }));
     } else if (until > entry.until) entry.until = until;
-    this.note(entry, r);
+    this.note(entry, r, first);
   }
 
   /**
    * What `r` is refused with, for an earlier event of its key still to come again (it is then waited
-   * for as well), or null. The first of those, sent again, is let through, and no longer waited for.
+   * for as well), or null: nothing awaited of its key. The first of those, sent again, is let through
+   * (AWAITED), and no longer waited for.
    */
-  refusal(r: KeyedRecord, now: number): GatewayError | null {
+  refusal(r: KeyedRecord, now: number): GatewayError | typeof AWAITED | null {
     if (r.key === null || this.empty) return null;
     if (this.overflowUntil > now) return this.overflowRefusal;
     const k = keyString(r.topic, r.key);
@@ -100,13 +113,7 @@ export class LostKeys {
     entry.known.delete(id);
     this.ids--;
     if (entry.head === entry.ids.length) this.byKey.delete(k);
-    return null;
-  }
-
-  /** Ends every block by `until` at the latest (a replacement worker ready: what it held goes in). */
-  shorten(until: number): void {
-    for (const entry of this.byKey.values()) if (entry.until > until) entry.until = until;
-    if (this.overflowUntil > until) this.overflowUntil = until;
+    return AWAITED;
   }
 
   /** Whether `r`'s key has events still to come again (nothing is changed). */
@@ -133,8 +140,15 @@ export class LostKeys {
     this.overflowRefusal = null;
   }
 
-  private note(entry: Entry, r: KeyedRecord): void {
+  private note(entry: Entry, r: KeyedRecord, first = false): void {
     const id = idOf(r.headers);
+    if (first && id !== undefined && !entry.known.has(id)) {
+      if (entry.head > 0) entry.ids[--entry.head] = id;
+      else entry.ids.unshift(id);
+      entry.known.add(id);
+      this.ids++;
+      return;
+    }
     // Without an id (or past the bound) its re-send cannot be known: the key stays blocked to the end.
     if (id === undefined || this.ids >= this.max) {
       if (entry.ids[entry.ids.length - 1] !== NEVER) entry.ids.push(NEVER);

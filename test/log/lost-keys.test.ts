@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { LostKeys as Keys } from "../../src/log/lost-keys";
+import { AWAITED, LostKeys as Keys } from "../../src/log/lost-keys";
 import { GatewayError } from "../../src/protocol/errors";
 
 /**
@@ -11,13 +11,13 @@ const T = 1_000;
 const WAIT = new GatewayError("UNAVAILABLE", "behind an earlier event of its key");
 /** The class, with block's refusal fixed and refusal() as a yes or no. */
 class LostKeys extends Keys {
-  override block(r: Parameters<Keys["block"]>[0], until: number): void {
-    super.block(r, until, WAIT);
+  override block(r: Parameters<Keys["block"]>[0], until: number, _refusal = WAIT, first = false): void {
+    super.block(r, until, WAIT, first);
   }
   refuses(r: Parameters<Keys["block"]>[0], now: number): boolean {
     const refusal = this.refusal(r, now);
-    if (refusal !== null) expect(refusal).toBe(WAIT);
-    return refusal !== null;
+    if (refusal !== null && refusal !== AWAITED) expect(refusal).toBe(WAIT);
+    return refusal !== null && refusal !== AWAITED;
   }
 }
 const UNTIL = T + 1_000;
@@ -49,12 +49,17 @@ test("only the first still to come passes: one refused behind it, sent again bef
   expect(lost.empty).toBe(true);
 });
 
-test("shorten ends every block by then: a replacement worker ready", () => {
+test("the first awaited, let through and then refused for another reason, stays first", () => {
   const lost = new LostKeys(100);
-  lost.block(rec("k", "a"), UNTIL + 5_000);
-  lost.shorten(UNTIL);
-  expect(lost.refuses(rec("k", "b"), UNTIL - 1)).toBe(true);
-  expect(lost.refuses(rec("k", "c"), UNTIL)).toBe(false);
+  lost.block(rec("k", "a"), UNTIL);
+  expect(lost.refuses(rec("k", "b"), T)).toBe(true);
+  expect(lost.refusal(rec("k", "a"), T)).toBe(AWAITED);
+  // Refused after all (its worker at its cap, say): a comes again before b.
+  lost.block(rec("k", "a"), UNTIL, WAIT, true);
+  expect(lost.refuses(rec("k", "b"), T)).toBe(true);
+  expect(lost.refuses(rec("k", "a"), T)).toBe(false);
+  expect(lost.refuses(rec("k", "b"), T)).toBe(false);
+  expect(lost.empty).toBe(true);
 });
 
 test("a text key and a byte key with the same UTF-8 bytes are one key", () => {
