@@ -1,5 +1,5 @@
 import { type AppendResults, type LogRecord, failedResults, newResults, setError } from "../log/event-log";
-import { AWAITED, KEY_BLOCK_MS, KEY_ORDER_MESSAGE, LostKeys } from "../log/lost-keys";
+import { KEY_BLOCK_MS, KEY_ORDER_MESSAGE, LostKeys } from "../log/lost-keys";
 import { GatewayError } from "../protocol/errors";
 
 /** What FairShare stands in front of, and what it is to its callers: EventLog's append. */
@@ -106,22 +106,19 @@ export class FairShare implements Appender {
         this.nextSweep = now + 250;
       }
       let refused: Array<GatewayError | null> | null = null;
-      let awaited: Set<LogRecord> | null = null;
       for (let i = 0; i < records.length; i++) {
         const refusal = this.refusedKeys.refusal(records[i]!, now);
-        if (refusal === AWAITED) (awaited ??= new Set()).add(records[i]!);
-        else if (refusal !== null) (refused ??= new Array(records.length).fill(null))[i] = refusal;
+        if (refusal !== null) (refused ??= new Array(records.length).fill(null))[i] = refusal;
       }
-      if (refused !== null) return this.appendAllBut(records, refused, source, awaited);
-      return this.take(records, source, awaited);
+      if (refused !== null) return this.appendAllBut(records, refused, source);
     }
-    return this.take(records, source, null);
+    return this.take(records, source);
   }
 
   /** Appends the records not `refused` (a refusal at their index: behind an earlier event of their key). */
-  private async appendAllBut(records: LogRecord[], refused: Array<GatewayError | null>, source: string, awaited: Set<LogRecord> | null): Promise<AppendResults> {
+  private async appendAllBut(records: LogRecord[], refused: Array<GatewayError | null>, source: string): Promise<AppendResults> {
     const rest = records.filter((_, i) => refused[i] === null);
-    const got = rest.length > 0 ? await this.take(rest, source, awaited) : null;
+    const got = rest.length > 0 ? await this.take(rest, source) : null;
     const out = newResults(records.length);
     for (let i = 0, j = 0; i < records.length; i++) {
       const refusal = refused[i];
@@ -139,11 +136,10 @@ export class FairShare implements Appender {
     return out;
   }
 
-  /** `awaited`: records that were the first awaited event of their key (refused, they stay first). */
-  private take(records: LogRecord[], source: string, awaited: Set<LogRecord> | null): Promise<AppendResults> {
+  private take(records: LogRecord[], source: string): Promise<AppendResults> {
     if (this.waitingRecords + this.outstanding + records.length > this.options.maxRecords && !this.flushing) {
       const until = Date.now() + KEY_BLOCK_MS;
-      for (const r of records) this.refusedKeys.block(r, until, this.keyOrder, awaited?.has(r) === true);
+      for (const r of records) this.refusedKeys.block(r, until, this.keyOrder);
       return Promise.resolve(failedResults(records.length, this.overloaded));
     }
     if (this.flushing || (this.queues.size === 0 && this.outstanding < this.budget)) return this.handOver(records, source);

@@ -12,7 +12,7 @@ import { SocketWriter } from "./wire/socket-writer";
 import { type RecordSink, WorkerSlot } from "./worker-slot";
 import { WORKER_CONFIG_REFUSED, type WorkerConfig } from "./wire/worker-config";
 import { ConfigError } from "../config/load";
-import { AWAITED, IN_DOUBT_RESEND_WAIT_MS, KEY_BLOCK_MS, KEY_ORDER_MESSAGE } from "../log/lost-keys";
+import { IN_DOUBT_RESEND_WAIT_MS, KEY_BLOCK_MS, KEY_ORDER_MESSAGE } from "../log/lost-keys";
 
 export interface PoolOptions {
   workers: number;
@@ -180,14 +180,11 @@ export class WorkerPool {
   /** Queues one record on a worker; its outcome arrives later through `sink`. */
   /** `acceptedAt`: when the gateway took the record (Date.now()); its deadline counts from then. */
   submit(worker: number, topic: string, key: Uint8Array | string | null, value: Uint8Array | null, timestamp: number, headers: Array<[string, string | Uint8Array]>, sink: RecordSink, index: number, acceptedAt: number): void {
-    this.put(worker, topic, key, value, timestamp, headers, sink, index, acceptedAt, true, false);
+    this.put(worker, topic, key, value, timestamp, headers, sink, index, acceptedAt, true);
   }
 
-  /**
-   * submit; `checkKeys` false for records held for a replacement, checked when they came, and
-   * `awaited` whether such a one was the first awaited event of its key (LostKeys' AWAITED).
-   */
-  private put(worker: number, topic: string, key: Uint8Array | string | null, value: Uint8Array | null, timestamp: number, headers: Array<[string, string | Uint8Array]>, sink: RecordSink, index: number, acceptedAt: number, checkKeys: boolean, awaited: boolean): void {
+  /** submit; `checkKeys` false for records held for a replacement, checked when they came. */
+  private put(worker: number, topic: string, key: Uint8Array | string | null, value: Uint8Array | null, timestamp: number, headers: Array<[string, string | Uint8Array]>, sink: RecordSink, index: number, acceptedAt: number, checkKeys: boolean): void {
     const slot = this.slots[worker]!;
     if (this.closing) return sink.failed(index, this.closedError);
     // Woken from a stall with frames read before the watchdog's timer: it looks first (see tick).
@@ -196,17 +193,16 @@ export class WorkerPool {
     // not written before it (LostKeys). Empty but for a moment after a refusal: one property read.
     if (checkKeys && !slot.lostKeys.empty) {
       const refusal = slot.lostKeys.refusal(sink.record(index), Date.now());
-      if (refusal === AWAITED) awaited = true;
-      else if (refusal !== null) return sink.failed(index, refusal);
+      if (refusal !== null) return sink.failed(index, refusal);
     }
     if (slot.state !== "ready" || slot.confirming !== 0) {
       const now = Date.now();
-      if (slot.hold(topic, key, value, timestamp, headers, sink, index, acceptedAt, awaited, RESTART_HOLD_BYTES, this.options.maxInflightPerWorker, now)) return;
-      return this.refuse(slot, sink, index, slot.state === "stopped" ? this.refusals[worker]!.stopped : slot.state === "ready" ? this.refusals[worker]!.unconfirmed : this.startingRefusal(slot), awaited);
+      if (slot.hold(topic, key, value, timestamp, headers, sink, index, acceptedAt, RESTART_HOLD_BYTES, this.options.maxInflightPerWorker, now)) return;
+      return this.refuse(slot, sink, index, slot.state === "stopped" ? this.refusals[worker]!.stopped : slot.state === "ready" ? this.refusals[worker]!.unconfirmed : this.startingRefusal(slot));
     }
     // Handed to librdkafka now, it would wait out the whole message timeout; refused, it can be retried at once.
-    if (!slot.brokersUp) return this.refuse(slot, sink, index, this.refusals[worker]!.noBrokers, awaited);
-    if (slot.inflight >= this.options.maxInflightPerWorker) return this.refuse(slot, sink, index, this.refusals[worker]!.overloaded, awaited);
+    if (!slot.brokersUp) return this.refuse(slot, sink, index, this.refusals[worker]!.noBrokers);
+    if (slot.inflight >= this.options.maxInflightPerWorker) return this.refuse(slot, sink, index, this.refusals[worker]!.overloaded);
     slot.add(topic, key, value, timestamp, headers, sink, index, this.nextBatchId, acceptedAt);
     if (slot.openBytes >= this.options.flushBytes) slot.flush();
     else if (!this.flushScheduled) {
@@ -220,10 +216,10 @@ export class WorkerPool {
    * the slot holds records and KEY_BLOCK_MS at least: an event of its key sent behind it, before its
    * client read the refusal, would otherwise be written first.
    */
-  private refuse(slot: WorkerSlot, sink: RecordSink, index: number, error: GatewayError, awaited: boolean): void {
+  private refuse(slot: WorkerSlot, sink: RecordSink, index: number, error: GatewayError): void {
     const now = Date.now();
     const r = this.refusals[slot.index]!;
-    slot.lostKeys.block(sink.record(index), Math.max(slot.holdUntil, now + KEY_BLOCK_MS), error.code === "OVERLOADED" ? r.keyOrderOverloaded : r.keyOrder, awaited);
+    slot.lostKeys.block(sink.record(index), Math.max(slot.holdUntil, now + KEY_BLOCK_MS), error.code === "OVERLOADED" ? r.keyOrderOverloaded : r.keyOrder);
     sink.failed(index, error);
   }
 
@@ -404,7 +400,7 @@ export class WorkerPool {
    * stall) to it, in the order they came; through submit, so its brokers and cap decide as for any.
    */
   private handHeld(slot: WorkerSlot): void {
-    for (const r of slot.takeHeld()) this.put(slot.index, r.topic, r.key, r.value, r.timestamp, r.headers, r.sink, r.index, r.acceptedAt, false, r.awaited);
+    for (const r of slot.takeHeld()) this.put(slot.index, r.topic, r.key, r.value, r.timestamp, r.headers, r.sink, r.index, r.acceptedAt, false);
   }
 
   /**

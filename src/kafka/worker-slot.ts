@@ -51,8 +51,6 @@ interface HeldRecord {
   sink: RecordSink;
   index: number;
   acceptedAt: number;
-  /** The first awaited event of its key come again (LostKeys): refused after all, it stays first. */
-  awaited: boolean;
 }
 
 /** What a held record is counted as, on top of its key and value: its headers are bounded per event, and small. */
@@ -138,12 +136,12 @@ export class WorkerSlot {
    * Keeps a record for the replacement worker, if the slot is holding and has room (`maxBytes` of
    * keys and values, the in-flight cap with what it holds); false: refuse it as before.
    */
-  hold(topic: string, key: Uint8Array | string | null, value: Uint8Array | null, timestamp: number, headers: Array<[string, string | Uint8Array]>, sink: RecordSink, index: number, acceptedAt: number, awaited: boolean, maxBytes: number, maxInflight: number, now: number): boolean {
+  hold(topic: string, key: Uint8Array | string | null, value: Uint8Array | null, timestamp: number, headers: Array<[string, string | Uint8Array]>, sink: RecordSink, index: number, acceptedAt: number, maxBytes: number, maxInflight: number, now: number): boolean {
     if (this.holdUntil <= now || this.inflight + this.held.length >= maxInflight) return false;
     const bytes = heldCost(key, value);
     if (this.heldBytes + bytes > maxBytes) return false;
     this.heldBytes += bytes;
-    this.held.push({ topic, key, value, timestamp, headers, sink, index, acceptedAt, awaited });
+    this.held.push({ topic, key, value, timestamp, headers, sink, index, acceptedAt });
     return true;
   }
 
@@ -325,7 +323,6 @@ export class WorkerSlot {
    */
   failEverything(reason: string, blockUntil: number, lostBlockUntil: number, keyOrder: GatewayError): void {
     const holding = blockUntil !== 0;
-    // Oldest first (sent, then the open batch): a key's re-sends are let through in that order.
     const lost = new GatewayError("WORKER_LOST", `the Kafka worker exited (${reason}) before Kafka acknowledged the event; it may or may not have been written`);
     for (const batch of this.sent.values()) this.fail(batch, lost, lostBlockUntil, keyOrder);
     this.sent.clear();
@@ -341,7 +338,7 @@ export class WorkerSlot {
     for (const r of this.held) {
       if (!this.lostKeys.blocks(r, now)) kept.push(r);
       else {
-        this.lostKeys.block(r, blockUntil, keyOrder, r.awaited);
+        this.lostKeys.block(r, blockUntil, keyOrder);
         this.heldBytes -= heldCost(r.key, r.value);
         r.sink.failed(r.index, keyOrder);
       }

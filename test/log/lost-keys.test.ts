@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { AWAITED, LostKeys as Keys } from "../../src/log/lost-keys";
+import { LostKeys as Keys } from "../../src/log/lost-keys";
 import { GatewayError } from "../../src/protocol/errors";
 
 /**
@@ -11,13 +11,13 @@ const T = 1_000;
 const WAIT = new GatewayError("UNAVAILABLE", "behind an earlier event of its key");
 /** The class, with block's refusal fixed and refusal() as a yes or no. */
 class LostKeys extends Keys {
-  override block(r: Parameters<Keys["block"]>[0], until: number, _refusal = WAIT, first = false): void {
-    super.block(r, until, WAIT, first);
+  override block(r: Parameters<Keys["block"]>[0], until: number): void {
+    super.block(r, until, WAIT);
   }
   refuses(r: Parameters<Keys["block"]>[0], now: number): boolean {
     const refusal = this.refusal(r, now);
-    if (refusal !== null && refusal !== AWAITED) expect(refusal).toBe(WAIT);
-    return refusal !== null && refusal !== AWAITED;
+    if (refusal !== null) expect(refusal).toBe(WAIT);
+    return refusal !== null;
   }
 }
 const UNTIL = T + 1_000;
@@ -39,26 +39,14 @@ test("a later event of a blocked key is refused until the earlier one comes agai
   expect(lost.empty).toBe(true);
 });
 
-test("only the first still to come passes: one refused behind it, sent again before it, is refused again and keeps its place", () => {
+test("re-sends pass in whatever order they come; the key is free once each has", () => {
   const lost = new LostKeys(100);
   lost.block(rec("k", "a"), UNTIL);
   expect(lost.refuses(rec("k", "b"), T)).toBe(true);
-  expect(lost.refuses(rec("k", "b"), T)).toBe(true);
-  expect(lost.refuses(rec("k", "a"), T)).toBe(false);
   expect(lost.refuses(rec("k", "b"), T)).toBe(false);
-  expect(lost.empty).toBe(true);
-});
-
-test("the first awaited, let through and then refused for another reason, stays first", () => {
-  const lost = new LostKeys(100);
-  lost.block(rec("k", "a"), UNTIL);
-  expect(lost.refuses(rec("k", "b"), T)).toBe(true);
-  expect(lost.refusal(rec("k", "a"), T)).toBe(AWAITED);
-  // Refused after all (its worker at its cap, say): a comes again before b.
-  lost.block(rec("k", "a"), UNTIL, WAIT, true);
-  expect(lost.refuses(rec("k", "b"), T)).toBe(true);
+  expect(lost.refuses(rec("k", "c"), T)).toBe(true);
   expect(lost.refuses(rec("k", "a"), T)).toBe(false);
-  expect(lost.refuses(rec("k", "b"), T)).toBe(false);
+  expect(lost.refuses(rec("k", "c"), T)).toBe(false);
   expect(lost.empty).toBe(true);
 });
 
