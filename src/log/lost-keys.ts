@@ -84,7 +84,7 @@ export class LostKeys {
    * What `r` is refused with, for an earlier event of its key still to come again (it is then waited
    * for as well), or null. One of those, sent again, is let through, and no longer waited for: a
    * client re-sends them in its own order, and re-sends of an event in doubt are written before
-   * what its topic's later appends (src/ingest/idempotence.ts). Letting only the first through
+   * its topic's later appends (src/ingest/idempotence.ts). Letting only the first through
    * made an outside tester's immediate re-sender spin (70,000 refusals, more inversions, not fewer).
    */
   refusal(r: KeyedRecord, now: number): GatewayError | null {
