@@ -71,7 +71,6 @@ const GATEWAY_SILENT_MIN_MS = 10_000;
 const RESTART_HOLD_MS = 3_000;
 /** Key and value bytes one slot holds so, at most (and the in-flight cap, with what it holds). */
 const RESTART_HOLD_BYTES = 16 * 1024 * 1024;
-
 /** How long after a worker's exit its socket may take to be read to its end before the loss is declared anyway. */
 const EXIT_READ_MS = 1_000;
 
@@ -445,10 +444,10 @@ export class WorkerPool {
     // A worker that ran for a while gets restarted at once; one that keeps dying backs off.
     slot.consecutiveFailures = wasReadyFor > 10_000 ? 0 : slot.consecutiveFailures + 1;
     const delayMs = Math.min(this.options.restartBackoffMaxMs, this.options.restartBackoffMinMs * 2 ** Math.max(0, slot.consecutiveFailures - 1));
+    const now = Date.now();
     // Only for a worker that was serving and is replaced at once: one that keeps dying is refused at once.
     // Set before the records it had are failed, so their keys are blocked (LostKeys) for the hold.
-    if (wasReady && slot.consecutiveFailures <= 1 && !this.closing) slot.holdUntil = Date.now() + delayMs + RESTART_HOLD_MS;
-    const now = Date.now();
+    if (wasReady && slot.consecutiveFailures <= 1 && !this.closing) slot.holdUntil = now + delayMs + RESTART_HOLD_MS;
     // A lost event's re-send may wait IN_DOUBT_RESEND_WAIT_MS before it is written: its block outlasts that.
     slot.failEverything(reason, this.closing ? 0 : Math.max(slot.holdUntil, now + KEY_BLOCK_MS), this.closing ? 0 : Math.max(slot.holdUntil, now + IN_DOUBT_RESEND_WAIT_MS + KEY_BLOCK_MS), this.refusals[slot.index]!.keyOrder);
     this.readers.onSlotLost(slot, reason);

@@ -124,13 +124,6 @@ export class LostKeys {
     for (const [k, entry] of this.byKey) if (entry.until <= now) this.drop(k, entry);
   }
 
-  clear(): void {
-    this.byKey.clear();
-    this.ids = 0;
-    this.overflowUntil = 0;
-    this.overflowRefusal = null;
-  }
-
   private note(entry: Entry, r: KeyedRecord): void {
     const id = idOf(r.headers);
     // Without an id (or past the bound) its re-send cannot be known: the key stays blocked to the end.
