@@ -62,16 +62,16 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
   /**
    * Runs `work` (a decode, a prepare) charged to the principal's handling time
    * (RATE_LIMIT_HANDLING_MS): what the gateway spends on a body is not what its bytes say (JSON dense
-   * with long integers costs twenty times a string of the same size). With `admit`, a client already
-   * past it is refused RATE_LIMITED before the work; a request's later work is charged, not refused,
+   * with long integers costs twenty times a string of the same size). With `admitBytes` (the body's
+   * size), a client already past it is refused RATE_LIMITED before the work; a request's later work is charged, not refused,
    * so a request costing more than the whole burst still goes through once.
    */
   // HTTP work takes its turn as WebSocket frames do (ws/ingress.ts: a millisecond a turn).
   const turns = new TurnBudget(HTTP_SLICE_MS);
-  async function handled<T>(req: Request, who: Identity, server: Server<unknown>, work: () => T, admit = false): Promise<T> {
+  async function handled<T>(req: Request, who: Identity, server: Server<unknown>, work: () => T, admitBytes?: number): Promise<T> {
     const client = rateLimits.httpClient(principalOf(req, who, server));
     if (!client.handling) return turns.run(work);
-    const refusal = admit ? rateLimits.admitHandling(client) : undefined;
+    const refusal = admitBytes !== undefined ? rateLimits.admitHandling(client, admitBytes) : undefined;
     if (refusal) refuse(refusal);
     return turns.run(() => {
       const started = performance.now();
@@ -115,7 +115,7 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
     if (charset !== undefined && !isUtf8Charset(charset)) {
       throw new GatewayError("UNSUPPORTED_MEDIA_TYPE", `JSON bodies are UTF-8; send charset=utf-8 or none (got charset=${charset})`);
     }
-    return handled(req, who, server, () => decodeFrame(body, "json", limits), true);
+    return handled(req, who, server, () => decodeFrame(body, "json", limits), body.byteLength);
   }
 
   /**

@@ -414,9 +414,9 @@ export class RateLimits {
    * An HTTP client whose requests took more than its handling time is refused until that is paid
    * back, before its next body is decoded (a WebSocket is not read meanwhile instead: ws/ingress.ts).
    */
-  admitHandling(conn: ConnectionRate): Refusal | undefined {
+  admitHandling(conn: ConnectionRate, bytes: number): Refusal | undefined {
     const now = this.clock();
-    const wait = conn.handling?.waitMs(now) ?? 0;
+    const wait = conn.handling?.waitMs(now, bytes) ?? 0;
     if (wait === 0) return undefined;
     const why =
       conn.handling!.ownWaitMs(now) > 0
