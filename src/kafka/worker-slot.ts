@@ -324,13 +324,14 @@ export class WorkerSlot {
   failEverything(reason: string, blockUntil: number, lostBlockUntil: number, keyOrder: GatewayError): void {
     const holding = blockUntil !== 0;
     const lost = new GatewayError("WORKER_LOST", `the Kafka worker exited (${reason}) before Kafka acknowledged the event; it may or may not have been written`);
-    for (const batch of this.sent.values()) this.fail(batch, lost, lostBlockUntil, keyOrder);
+    const lostBlock = lostBlockUntil !== 0 ? { until: lostBlockUntil, refusal: keyOrder } : undefined;
+    for (const batch of this.sent.values()) this.fail(batch, lost, lostBlock);
     this.sent.clear();
     if (this.openBatch) {
       const batch = this.openBatch;
       this.openBatch = null;
       this.out.pos = 0;
-      this.fail(batch, new GatewayError("UNAVAILABLE", `the Kafka worker is unavailable: ${reason}`), blockUntil, keyOrder);
+      this.fail(batch, new GatewayError("UNAVAILABLE", `the Kafka worker is unavailable: ${reason}`), holding ? { until: blockUntil, refusal: keyOrder } : undefined);
     }
     if (!holding || this.lostKeys.empty || this.held.length === 0) return;
     const kept: HeldRecord[] = [];
@@ -362,11 +363,12 @@ export class WorkerSlot {
     }
   }
 
-  private fail(batch: SentBatch, error: GatewayError, blockUntil = 0, keyOrder?: GatewayError): void {
+  /** Fails what `batch` has not settled with `error`; with `block`, each failed record's key is blocked until then, later events refused with its refusal. */
+  private fail(batch: SentBatch, error: GatewayError, block?: { until: number; refusal: GatewayError }): void {
     const settled = batch.settled;
     for (let i = 0; i < batch.sinks.length; i++) {
       if (settled !== undefined && settled[i] !== 0) continue;
-      if (blockUntil !== 0) this.lostKeys.block(batch.sinks[i]!.record(batch.indexes[i]!), blockUntil, keyOrder!);
+      if (block) this.lostKeys.block(batch.sinks[i]!.record(batch.indexes[i]!), block.until, block.refusal);
       batch.sinks[i]!.failed(batch.indexes[i]!, error);
     }
     this.inflight -= batch.sinks.length - (batch.settledCount ?? 0);
