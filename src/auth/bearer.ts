@@ -4,12 +4,21 @@ export const BEARER_PROTOCOL_PREFIX = "kgw.bearer.";
 /** The one subprotocol the gateway speaks (its frames, msgpack or JSON, docs/protocol.md). */
 export const GATEWAY_PROTOCOL = "kgw";
 
-/** The token of `Authorization: Bearer <token>`, or undefined. */
+/**
+ * The token of `Authorization: Bearer <token>`; "" when the header names another scheme (`other`)
+ * or is a Bearer one not of that form (`malformed`); undefined without the header.
+ */
 export function bearerFromAuthorization(req: Request): string | undefined {
   const h = req.headers.get("authorization");
   if (!h) return undefined;
   const m = /^Bearer[ ]+([^\s]+)\s*$/i.exec(h);
   return m ? m[1] : "";
+}
+
+/** Whether an Authorization header names the Bearer scheme, whether or not a token follows as it should. */
+export function namesBearerScheme(req: Request): boolean {
+  const h = req.headers.get("authorization");
+  return h !== null && /^\s*Bearer(?:\s|$)/i.test(h);
 }
 
 /**

@@ -3,6 +3,9 @@ import { describeAdvice, foreignSetting, foreignVariableError } from "./foreign"
 import { type Config, ConfigSchema, type SettingName, settings } from "./schema";
 import { topicAllowPattern } from "./topic-allow";
 
+/** Settings whose values are secrets, never shown in an error. */
+const SECRET_SETTINGS = new Set(["AUTH_JWT_SECRET", "RESUME_TOKEN_KEYS", "TLS_KEY_PASSPHRASE", "KAFKA_PROPERTIES"]);
+
 export class ConfigError extends Error {
   override name = "ConfigError";
 }
@@ -43,9 +46,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     const name = String(issue.path[0]);
-    // Secrets are not repeated into logs, not even wrong ones.
-    const got = /SECRET|KEYS|PASSPHRASE/.test(name) ? "a value that is not shown" : JSON.stringify(input[name]);
-    throw new ConfigError(`config: ${name} ${issue.message.toLowerCase()} (got ${got})`);
+    // Secrets are not repeated into logs, not even wrong ones (KAFKA_PROPERTIES shows what it can itself: parseKafkaProperties).
+    const got = SECRET_SETTINGS.has(name) ? "a value that is not shown" : JSON.stringify(input[name]);
+    // Only the first letter lowered: the message may name values, spelled as they must be given.
+    throw new ConfigError(`config: ${name} ${issue.message.charAt(0).toLowerCase()}${issue.message.slice(1)} (got ${got})`);
   }
   const config = parsed.data;
   for (const name of ["TOPIC_ALLOW", "TOPIC_DENY"] as const) {

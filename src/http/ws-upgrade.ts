@@ -2,7 +2,7 @@ import { error, errorResponse } from "./responses";
 import { GatewayError, toWireError } from "../protocol/errors";
 import type { Audit } from "../auth/audit";
 import type { Authenticator, Identity } from "../auth/authenticator";
-import { bearerFromAuthorization, bearerFromProtocols } from "../auth/bearer";
+import { bearerFromAuthorization, bearerFromProtocols, namesBearerScheme } from "../auth/bearer";
 
 export interface UpgradeAuth {
   identity?: Identity;
@@ -24,12 +24,14 @@ export async function authenticateUpgrade(req: Request, authenticator: Authentic
   const headers = protocols.echo ? { "Sec-WebSocket-Protocol": protocols.echo } : undefined;
   if (!authenticator.enabled) return { headers };
   // Authorization in another scheme (Basic, for a proxy in front) is not ours: the subprotocol's token,
-  // or the hello's, is then the one. Before, it refused a browser's valid subprotocol token.
+  // or the hello's, is then the one. Before, it refused a browser's valid subprotocol token. A Bearer
+  // header without a token of the form is a bad token, not none: it opened a socket without one.
   const fromHeader = bearerFromAuthorization(req);
-  const token = fromHeader || protocols.token;
+  const malformedBearer = fromHeader === "" && namesBearerScheme(req);
+  const token = malformedBearer ? "" : fromHeader || protocols.token;
   if (token === undefined) return { headers };
   try {
-    if (!token) throw new GatewayError("UNAUTHENTICATED", protocols.token === "" ? "the kgw.bearer. subprotocol carries no token" : "the Authorization header is not Bearer <token>");
+    if (!token) throw new GatewayError("UNAUTHENTICATED", malformedBearer ? "the Authorization header is not Bearer <token>" : "the kgw.bearer. subprotocol carries no token");
     const identity = await authenticator.verify(token);
     audit.record({ principal: identity.principal, action: "authenticate", outcome: "allow", transport: "ws", address, session });
     return { identity, headers };

@@ -157,6 +157,14 @@ test("the token in a kgw.bearer subprotocol: the upgrade answers the other offer
   }
   const r = await fetch(`${gw.url}/ws`, { headers: { upgrade: "websocket", connection: "Upgrade", "sec-websocket-version": "13", "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==", authorization: "Bearer garbage" } });
   expect(r.status).toBe(401);
+  // A Bearer header that is not `Bearer <token>` is a bad token too, not no token. Before, these
+  // opened a socket without one, holding a token-less slot (outside security tester), while the same
+  // headers on HTTP got 401.
+  for (const authorization of ["Bearer", "Bearer ", `Bearer ${token} junk`, `Bearer\t${token}`, "bearer"]) {
+    const malformed = await fetch(`${gw.url}/ws`, { headers: { upgrade: "websocket", connection: "Upgrade", "sec-websocket-version": "13", "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==", authorization } });
+    expect([authorization.replace(token, "T"), malformed.status]).toEqual([authorization.replace(token, "T"), 401]);
+    expect(((await malformed.json()) as { error: { message: string } }).error.message).toContain("not Bearer <token>");
+  }
   // The prefix in another case is still the token's: taken as one, and never echoed back. Before,
   // `KGW.BEARER.<token>` was answered in Sec-WebSocket-Protocol whole (outside security tester).
   for (const prefix of ["KGW.BEARER.", "Kgw.Bearer."]) {

@@ -23,6 +23,16 @@ test("defaults give a working embedded gateway", () => {
   expect(Object.isFrozen(c)).toBe(true);
 });
 
+test("a refused value is named as the schema spells what it takes, and hidden only where it is a secret (outside security tester)", () => {
+  // Before, the message was lower-cased whole ("rs*, ps*, es*, eddsa", which the check then refused),
+  // and any name with SECRET or KEYS in it was hidden: an algorithm's name, a count of map keys.
+  expect(fails({ AUTH_JWT_PUBLIC_KEY_ALG: "rs256" })).toBe('config: AUTH_JWT_PUBLIC_KEY_ALG must be an asymmetric algorithm (RS*, PS*, ES*, EdDSA) (got "rs256")');
+  expect(fails({ AUTH_JWT_SECRET_ALG: "RS256" })).toMatch(/^config: AUTH_JWT_SECRET_ALG invalid option: expected one of "HS256"\|"HS384"\|"HS512" \(got "RS256"\)$/);
+  expect(fails({ MAX_MAP_KEYS: "-1" })).toContain('(got "-1")');
+  expect(fails({ AUTH_JWT_SECRET: "short-secret-tail-3f9" })).not.toContain("tail-3f9");
+  expect(fails({ RESUME_TOKEN_KEYS: "short-key-tail-3f9" })).not.toContain("tail-3f9");
+});
+
 test("a bad value fails with one line naming the variable", () => {
   expect(fails({ KAFKA_WORKERS: "abc" })).toMatch(/^config: KAFKA_WORKERS .*"abc"/);
   expect(fails({ PORT: "70000" })).toMatch(/^config: PORT /);
