@@ -18,7 +18,7 @@ export function bearerFromAuthorization(req: Request): string | undefined {
 /** Whether an Authorization header names the Bearer scheme, whether or not a token follows as it should. */
 export function namesBearerScheme(req: Request): boolean {
   const h = req.headers.get("authorization");
-  return h !== null && /^\s*Bearer(?:\s|$)/i.test(h);
+  return h !== null && /^Bearer(?:\s|$)/i.test(h);
 }
 
 /**
@@ -42,7 +42,7 @@ export function bearerFromProtocols(req: Request): { token?: string; echo?: stri
   return { token, echo, offered: true };
 }
 
-/** Whether the request carries a token of either kind (not yet verified): an Authorization header or the subprotocol's. */
+/** Whether the request carries a token of either kind (not yet verified): `Authorization: Bearer <token>` or the subprotocol's. Another scheme, or an empty or malformed token, is none. */
 export function offersToken(req: Request): boolean {
-  return bearerFromAuthorization(req) !== undefined || bearerFromProtocols(req).token !== undefined;
+  return !!bearerFromAuthorization(req) || !!bearerFromProtocols(req).token;
 }

@@ -4,7 +4,7 @@ import { type Config, ConfigSchema, type SettingName, settings } from "./schema"
 import { topicAllowPattern } from "./topic-allow";
 
 /** Settings whose values are secrets, never shown in an error. */
-const SECRET_SETTINGS = new Set(["AUTH_JWT_SECRET", "RESUME_TOKEN_KEYS", "TLS_KEY_PASSPHRASE", "KAFKA_PROPERTIES"]);
+const SECRET_SETTINGS = new Set(["AUTH_JWT_SECRET", "RESUME_TOKEN_KEYS", "TLS_KEY_PASSPHRASE", "KAFKA_PROPERTIES", "AUTH_JWKS_URL"]);
 
 export class ConfigError extends Error {
   override name = "ConfigError";
@@ -22,10 +22,17 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const input: Record<string, unknown> = {};
   if (env.CONFIG_FILE) {
     let file: unknown;
+    let text: string;
     try {
-      file = JSON.parse(readConfigFile(env.CONFIG_FILE));
+      text = readConfigFile(env.CONFIG_FILE);
     } catch (e) {
-      throw new ConfigError(`config: CONFIG_FILE ${env.CONFIG_FILE} could not be read as JSON: ${(e as Error).message}`);
+      throw new ConfigError(`config: CONFIG_FILE ${env.CONFIG_FILE} could not be read: ${(e as Error).message}`);
+    }
+    try {
+      file = JSON.parse(text);
+    } catch (e) {
+      // The parser quotes what it stumbled on, which may be part of a secret: not repeated.
+      throw new ConfigError(`config: CONFIG_FILE ${env.CONFIG_FILE} could not be read as JSON: ${(e as Error).message.replace(/"[^"]*"/g, "(a token not shown)")}`);
     }
     if (typeof file !== "object" || file === null || Array.isArray(file)) throw new ConfigError(`config: CONFIG_FILE ${env.CONFIG_FILE} must hold a JSON object`);
     for (const [k, v] of Object.entries(file)) {

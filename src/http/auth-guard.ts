@@ -4,7 +4,7 @@ import { toWireError } from "../protocol/errors";
 import { GatewayError } from "../protocol/errors";
 import type { Audit } from "../auth/audit";
 import { ANONYMOUS, type Authenticator, type Identity } from "../auth/authenticator";
-import { bearerFromAuthorization } from "../auth/bearer";
+import { bearerFromAuthorization, namesBearerScheme } from "../auth/bearer";
 import { type Action, check } from "../auth/policy";
 import type { ClientAddress } from "./client-address";
 import { wireError } from "../ingest/publisher";
@@ -39,8 +39,10 @@ export function createHttpAuth(authenticator: Authenticator, audit: Audit, deps:
     guard(handler: (req: Request, who: Identity, server: Server<unknown>) => Promise<Response>, opts: { queryToken?: boolean } = {}): (req: Request, server: Server<unknown>) => Promise<Response> {
       if (!authenticator.enabled) return (req, server) => handler(req, ANONYMOUS, server);
       return async (req, server) => {
-        // Authorization in another scheme (Basic, for a proxy in front) is not ours: the query's token then.
-        const token = bearerFromAuthorization(req) || (opts.queryToken ? (urlOf(req).searchParams.get("access_token") ?? undefined) : undefined);
+        // Authorization in another scheme (Basic, for a proxy in front) is not ours: the query's token
+        // then. A Bearer header without a token of the form is a bad token, as at the upgrade.
+        const fromHeader = bearerFromAuthorization(req);
+        const token = fromHeader === "" && namesBearerScheme(req) ? "" : fromHeader || (opts.queryToken ? (urlOf(req).searchParams.get("access_token") ?? undefined) : undefined);
         const address = clientAddress(req, server);
         const tooMany = rateLimits.admitTokenCheck(address);
         if (tooMany) {

@@ -212,6 +212,11 @@ test("Authorization in another scheme (Basic, from a proxy in front) leaves the 
   const sse = await fetch(`${gw.url}/api/v1/stream?topic=orders.eu&access_token=${token}`, { headers: { authorization: "Basic dXNlcjpwYXNz" } });
   expect(sse.status).toBe(200);
   await sse.body?.cancel();
+  // A Bearer header that is not `Bearer <token>` is a bad token there too, not a header to pass over
+  // for the query's (second review: the stream took the query's token behind one).
+  const malformed = await fetch(`${gw.url}/api/v1/stream?topic=orders.eu&access_token=${token}`, { headers: { authorization: "Bearer" } });
+  expect(malformed.status).toBe(401);
+  await malformed.body?.cancel();
 });
 
 test("frames pipelined right behind a hello wait for its token and are answered in order", async () => {

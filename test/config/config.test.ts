@@ -31,6 +31,10 @@ test("a refused value is named as the schema spells what it takes, and hidden on
   expect(fails({ MAX_MAP_KEYS: "-1" })).toContain('(got "-1")');
   expect(fails({ AUTH_JWT_SECRET: "short-secret-tail-3f9" })).not.toContain("tail-3f9");
   expect(fails({ RESUME_TOKEN_KEYS: "short-key-tail-3f9" })).not.toContain("tail-3f9");
+  // A URL may carry credentials (user:pass@, ?api_key=).
+  const file = `/tmp/kgw-config-url-${process.pid}.json`;
+  writeFileSync(file, JSON.stringify({ AUTH_JWKS_URL: ["https://user:pass-tail-3f9@keys.example/"] }));
+  expect(fails({ CONFIG_FILE: file })).not.toContain("tail-3f9");
 });
 
 test("a bad value fails with one line naming the variable", () => {
@@ -47,6 +51,12 @@ test("CONFIG_FILE is read, and the environment wins over it", () => {
   expect(loadConfig({ CONFIG_FILE: file, PORT: "9001" })).toMatchObject({ PORT: 9001, DEFAULT_TOPIC: "from-file" });
   writeFileSync(file, JSON.stringify({ PROT: 1 }));
   expect(fails({ CONFIG_FILE: file })).toMatch(/unknown setting PROT/);
+  // Bun's parser quotes the token it stumbled on, here a secret written without its quotes.
+  writeFileSync(file, `{"AUTH_JWT_SECRET": secret-tail-3f9-and-more-than-32-bytes}`);
+  const unparsed = fails({ CONFIG_FILE: file });
+  expect(unparsed).toStartWith(`config: CONFIG_FILE ${file} could not be read as JSON`);
+  expect(unparsed).not.toContain("tail-3f9");
+  expect(fails({ CONFIG_FILE: `${file}.missing` })).toStartWith(`config: CONFIG_FILE ${file}.missing could not be read`);
 });
 
 test("the gateway refuses to start on bad config, with one readable line and exit code 2", async () => {
