@@ -71,9 +71,14 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
   async function handled<T>(req: Request, who: Identity, server: Server<unknown>, work: () => T, admitBytes?: number): Promise<T> {
     const client = rateLimits.httpClient(principalOf(req, who, server));
     if (!client.handling) return turns.run(work);
-    const refusal = admitBytes !== undefined ? rateLimits.admitHandling(client, admitBytes) : undefined;
-    if (refusal) refuse(refusal);
+    const admit = () => {
+      const refusal = admitBytes !== undefined ? rateLimits.admitHandling(client, admitBytes) : undefined;
+      if (refusal) refuse(refusal);
+    };
+    admit();
     return turns.run(() => {
+      // Again on its turn: bodies admitted together all ran, back to back, before any was charged.
+      admit();
       const started = performance.now();
       try {
         return work();

@@ -9,17 +9,22 @@
  * a busy client waits for it too. A client well within its own budget never waits for the total,
  * however busy the others are: it is the one the total protects.
  *
- * Except for a heavy frame (HEAVY_FRAME_BYTES or more). Its cost is known only once it has run, and
- * a client's first frames are within its own budget, whatever they cost: eight new connections
- * each sending a 945 KB frame dense with integers (45 ms each) took 360 ms of the loop back to back,
- * and an innocent client's publish waited 383 ms. A frame that size is what makes a busy client, so
- * it waits for the total when the total is spent, from any client. Small frames cost at most a few
- * milliseconds each, and a client sending only those is never made to wait for the others.
+ * A frame's cost is known only once it has run, so before it runs its client is taken to be busy
+ * if the frame could make it so: if, at the costliest the gateway knows per byte, it would leave
+ * less than half the client's burst. Judged by what the client had spent alone, a new connection
+ * is always light, whatever its first frame costs: eight new connections each sending a 945 KB
+ * frame dense with integers (45 ms each) took 360 ms of the loop back to back, and an innocent
+ * client's publish waited 383 ms. A client whose next frame cannot take it below half its burst
+ * (from a full one, a frame under ~500 KB at the defaults) is never made to wait for the others.
  */
 import type { TokenBucket } from "./token-bucket";
 
-/** A frame or body this large waits for the total while it is spent, whatever its client's own budget (see above). */
-export const HEAVY_FRAME_BYTES = 64 * 1024;
+/**
+ * The most a byte of a frame or body has been seen to cost the gateway to handle: JSON dense with
+ * 20-digit integers, 945 KB in 45 ms (test/ingest/dense-json.test.ts). A string of the same bytes
+ * costs a twentieth of it.
+ */
+export const WORST_MS_PER_BYTE = 45 / 945_000;
 
 export class HandlingBudget {
   constructor(
@@ -38,7 +43,7 @@ export class HandlingBudget {
   waitMs(now: number, bytes = 0): number {
     const own = this.own.waitMs(now);
     if (own > 0 || this.total === null) return own;
-    if (bytes < HEAVY_FRAME_BYTES && !this.own.isBelowHalf(now)) return 0;
+    if (!this.own.isBelowHalf(now, bytes * WORST_MS_PER_BYTE)) return 0;
     return this.total.waitMs(now);
   }
 

@@ -421,7 +421,7 @@ export class RateLimits {
     const why =
       conn.handling!.ownWaitMs(now) > 0
         ? `this client's requests took more than ${this.options.handlingMsPerSec} ms of the gateway's time a second (RATE_LIMIT_HANDLING_MS)`
-        : `the clients busiest with the gateway's time, this one among them, took more than the ${this.options.handlingTotalMsPerSec} ms a second they share (RATE_LIMIT_HANDLING_TOTAL_MS)`;
+        : `the clients busiest with the gateway's time took more than the ${this.options.handlingTotalMsPerSec} ms a second they share (RATE_LIMIT_HANDLING_TOTAL_MS), and this client is one of them or this body could make it one`;
     const error = new GatewayError("RATE_LIMITED", `${why}; retry in ${wait} ms`, { retryAfterMs: wait, scope: conn.scope });
     return { error, scope: conn.scope, unit: "handling" };
   }

@@ -67,11 +67,11 @@ export class TokenBucket {
     this.tokens = Math.min(this.tokens, 0);
   }
 
-  /** Whether less than half the burst is left: its holder has been spending faster than the rate. */
-  isBelowHalf(now: number): boolean {
+  /** Whether less than half the burst is left (once `cost` more is spent): its holder has been spending faster than the rate. */
+  isBelowHalf(now: number, cost = 0): boolean {
     if (this.rate === 0) return false;
     this.refill(now);
-    return this.tokens < this.burst / 2;
+    return this.tokens - cost < this.burst / 2;
   }
 
   /** Whether the bucket is full again, so it holds nothing worth keeping it for. */

@@ -36,6 +36,7 @@
  * neither read nor served, until it is paid back. Its frames are still all handled, in order, at the
  * pace the budget allows, and its client meets TCP backpressure, as for a rate. The connections
  * past half of theirs also share a total, and rest while it is spent (../limits/handling-budget.ts).
+ * Both are checked before each frame as well as charged after it (see waitBefore).
  */
 
 import type { HandlingBudget } from "../limits/handling-budget";
@@ -57,6 +58,8 @@ export interface Inbox {
   /** Held for a rate until this timer fires (see hold()), or `true`: until unhold (see holdUntilClosed()). */
   held: ReturnType<typeof setTimeout> | true | null;
   closed: boolean;
+  /** To be closed once its replies are sent (holdUntilClosed): never rested again, what it sends is refused unread. */
+  closing: boolean;
   /** Deficit round-robin credit, in ms of handling: negative while the connection is in debt. */
   credit: number;
   /** The connection's handling time, in ms (ConnectionRate.handling; null: no budget). */
@@ -81,7 +84,7 @@ export interface IngressOptions {
 
 /** `budget`: the connection's handling time (a bucket of ms that may go into debt by one frame's cost). */
 export function inbox(budget: HandlingBudget | null = null): Inbox {
-  return { frames: [], head: 0, bytes: 0, paused: false, held: null, closed: false, credit: 0, budget, resting: null };
+  return { frames: [], head: 0, bytes: 0, paused: false, held: null, closed: false, closing: false, credit: 0, budget, resting: null };
 }
 
 // Credit per round per waiting connection: small against a turn's slice, so that within one pass
@@ -206,6 +209,7 @@ export class Ingress<S extends IngressSocket> {
   holdUntilClosed(socket: S): void {
     const box = this.inboxOf(socket);
     if (box.closed || this.draining) return;
+    box.closing = true;
     if (box.held !== null && box.held !== true) clearTimeout(box.held);
     box.held = true;
     this.held.add(socket);
@@ -256,7 +260,7 @@ export class Ingress<S extends IngressSocket> {
    * spent again, and the others rest on.
    */
   private waitBefore(box: Inbox, raw: RawFrame): number {
-    if (!box.budget || this.draining || box.held === true) return 0;
+    if (!box.budget || this.draining || box.closing) return 0;
     return box.budget.waitMs(performance.now(), sizeOf(raw));
   }
 
@@ -276,7 +280,7 @@ export class Ingress<S extends IngressSocket> {
     this.arm();
     const box = this.inboxOf(socket);
     // A connection being closed is not rested: what it sent is refused now, and its close waits for those replies.
-    if (box.budget && !this.draining && box.held !== true) {
+    if (box.budget && !this.draining && !box.closing) {
       box.budget.spend(cost);
       const wait = box.budget.waitMs(now);
       // At most MAX_REST_MS at a time, however far in debt: unread, its pings would go unanswered.
