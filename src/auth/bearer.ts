@@ -5,20 +5,16 @@ export const BEARER_PROTOCOL_PREFIX = "kgw.bearer.";
 export const GATEWAY_PROTOCOL = "kgw";
 
 /**
- * The token of `Authorization: Bearer <token>`; "" when the header names another scheme (`other`)
- * or is a Bearer one not of that form (`malformed`); undefined without the header.
+ * The token of `Authorization: Bearer <token>`; "" for a Bearer header not of that form (a bad
+ * token, not none); undefined without the header or with another scheme (Basic, for a proxy in
+ * front, is not ours: a subprotocol's, query's or hello's token is then the one).
  */
 export function bearerFromAuthorization(req: Request): string | undefined {
   const h = req.headers.get("authorization");
   if (!h) return undefined;
   const m = /^Bearer[ ]+([^\s]+)\s*$/i.exec(h);
-  return m ? m[1] : "";
-}
-
-/** Whether an Authorization header names the Bearer scheme, whether or not a token follows as it should. */
-export function namesBearerScheme(req: Request): boolean {
-  const h = req.headers.get("authorization");
-  return h !== null && /^Bearer(?:\s|$)/i.test(h);
+  if (m) return m[1];
+  return /^Bearer(?:\s|$)/i.test(h) ? "" : undefined;
 }
 
 /**

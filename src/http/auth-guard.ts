@@ -4,7 +4,7 @@ import { toWireError } from "../protocol/errors";
 import { GatewayError } from "../protocol/errors";
 import type { Audit } from "../auth/audit";
 import { ANONYMOUS, type Authenticator, type Identity } from "../auth/authenticator";
-import { bearerFromAuthorization, namesBearerScheme } from "../auth/bearer";
+import { bearerFromAuthorization } from "../auth/bearer";
 import { type Action, check } from "../auth/policy";
 import type { ClientAddress } from "./client-address";
 import { wireError } from "../ingest/publisher";
@@ -41,8 +41,7 @@ export function createHttpAuth(authenticator: Authenticator, audit: Audit, deps:
       return async (req, server) => {
         // Authorization in another scheme (Basic, for a proxy in front) is not ours: the query's token
         // then. A Bearer header without a token of the form is a bad token, as at the upgrade.
-        const fromHeader = bearerFromAuthorization(req);
-        const token = fromHeader === "" && namesBearerScheme(req) ? "" : fromHeader || (opts.queryToken ? (urlOf(req).searchParams.get("access_token") ?? undefined) : undefined);
+        const token = bearerFromAuthorization(req) ?? (opts.queryToken ? (urlOf(req).searchParams.get("access_token") ?? undefined) : undefined);
         const address = clientAddress(req, server);
         const tooMany = rateLimits.admitTokenCheck(address);
         if (tooMany) {

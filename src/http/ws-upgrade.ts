@@ -2,7 +2,7 @@ import { error, errorResponse } from "./responses";
 import { GatewayError, toWireError } from "../protocol/errors";
 import type { Audit } from "../auth/audit";
 import type { Authenticator, Identity } from "../auth/authenticator";
-import { bearerFromAuthorization, bearerFromProtocols, namesBearerScheme } from "../auth/bearer";
+import { bearerFromAuthorization, bearerFromProtocols } from "../auth/bearer";
 
 export interface UpgradeAuth {
   identity?: Identity;
@@ -27,11 +27,10 @@ export async function authenticateUpgrade(req: Request, authenticator: Authentic
   // or the hello's, is then the one. Before, it refused a browser's valid subprotocol token. A Bearer
   // header without a token of the form is a bad token, not none: it opened a socket without one.
   const fromHeader = bearerFromAuthorization(req);
-  const malformedBearer = fromHeader === "" && namesBearerScheme(req);
-  const token = malformedBearer ? "" : fromHeader || protocols.token;
+  const token = fromHeader ?? protocols.token;
   if (token === undefined) return { headers };
   try {
-    if (!token) throw new GatewayError("UNAUTHENTICATED", malformedBearer ? "the Authorization header is not Bearer <token>" : "the kgw.bearer. subprotocol carries no token");
+    if (!token) throw new GatewayError("UNAUTHENTICATED", fromHeader === "" ? "the Authorization header is not Bearer <token>" : "the kgw.bearer. subprotocol carries no token");
     const identity = await authenticator.verify(token);
     audit.record({ principal: identity.principal, action: "authenticate", outcome: "allow", transport: "ws", address, session });
     return { identity, headers };
