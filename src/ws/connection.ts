@@ -481,14 +481,8 @@ export function createWebSocketHandler(deps: {
     send,
     sendError,
     welcome,
-    // Not through the ingress (their turn came when they were read), but timed and charged to the
-    // connection's handling budget as it would: uncharged, the 4 MiB of frames a refresh may hold ran
-    // free once a second (second review). Past its budget, the connection rests at its next frame.
-    replay: (ws, raw) => {
-      const started = performance.now();
-      handleFrame(ws, raw);
-      ws.data.rate?.handling?.spend(performance.now() - started);
-    },
+    // Their turn came when they were read; metered now, as they run (Ingress.handleHeld).
+    replay: (ws, raw) => ingress.handleHeld(ws, raw),
     // Not counted toward INVALID_FRAMES_CLOSE_AFTER: each is refused for the hello's token, not for
     // what it holds, and counted, 3,000 frames behind a refused hello were closed 4400 after 1,000.
     refuseHeld: (ws, raw, err) => {

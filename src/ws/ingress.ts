@@ -141,6 +141,16 @@ export class Ingress<S extends IngressSocket> {
   }
 
   /**
+   * Handles now a frame read earlier and held outside the inbox (behind a token being verified), in
+   * its place among the connection's frames: timed and charged as any other (stalls aside), resting
+   * the connection past its budget. Uncharged, the 4 MiB of frames a refresh may hold ran free once
+   * a second (second review).
+   */
+  handleHeld(socket: S, raw: RawFrame): void {
+    this.run(socket, raw);
+  }
+
+  /**
    * Handles every waiting frame now, slices aside: at shutdown each request still has to get its
    * one reply (a refusal, by then) before its socket is closed. From then on every socket is read
    * (each emptied inbox resumes its socket): a socket left paused would not read the client's reply
