@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterEach, beforeEach, expect, test } from "bun:test";
 import { type Socket, connect as tcp } from "node:net";
 import { connect } from "../../src/client";
 import { RawWsClient } from "../support/raw-ws";
@@ -14,13 +14,16 @@ import { until } from "../support/until";
  * it now refuses new connections, says 503 on /health/ready, and closes the quiet connections of
  * the address holding the most.
  */
+// A gateway of its own for each test: what one attack leaves resident (however briefly) must not
+// count against the next test's limit, and a gateway that ends by itself is reported with its last
+// lines by stop().
 let gw: GatewayProcess;
-beforeAll(async () => {
+beforeEach(async () => {
   gw = await startGateway({ KAFKA_BROKERS: "", MEMORY_LIMIT_BYTES: String(300 * 1024 * 1024) });
 }, 60_000);
-afterAll(async () => {
+afterEach(async () => {
   await gw.stop();
-});
+}, 60_000);
 
 /** A raw WebSocket from `localAddress` that says hello, then sends all but 100 bytes of a `size`-byte frame. */
 async function partialFrame(port: number, localAddress: string, size: number): Promise<{ socket: Socket; closed: () => boolean } | null> {
