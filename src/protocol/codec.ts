@@ -9,6 +9,7 @@ import { mapsToObjects } from "./own-keys";
 import { assertPlainData } from "./plain-data";
 // Registers the msgpack timestamp that keeps its nanoseconds, for every decode in this process.
 import "./precise-time";
+import { frameBytes } from "./frame-bytes";
 
 /** A WebSocket binary frame speaks msgpack; a text frame speaks the same protocol in JSON. */
 export type CodecName = "msgpack" | "json";
@@ -69,7 +70,7 @@ export const msgpackNativeAcceleration: boolean = isNativeAccelerationEnabled;
 const textDecoder = new TextDecoder("utf-8", { fatal: true });
 
 export function decodeFrame(raw: Uint8Array | string, codec: CodecName, limits: DecodeLimits): unknown {
-  const size = typeof raw === "string" ? Buffer.byteLength(raw) : raw.byteLength;
+  const size = frameBytes(raw);
   if (size > limits.maxFrameBytes) {
     throw new GatewayError("FRAME_TOO_LARGE", `frame of ${size} bytes exceeds the ${limits.maxFrameBytes}-byte limit`);
   }

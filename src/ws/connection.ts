@@ -27,6 +27,7 @@ import {
 } from "../protocol/frames";
 import { type SubscriberConnection, type SubscriptionManager, readsHistory } from "../subscribe/manager";
 import { peekFrameType } from "../protocol/frame-peek";
+import { frameBytes } from "../protocol/frame-bytes";
 import { createAuthFrames } from "./auth-frames";
 import { type Inbox, Ingress, inbox } from "./ingress";
 import type { LoopStalls } from "../limits/loop-stalls";
@@ -509,9 +510,10 @@ export function createWebSocketHandler(deps: {
     const codec: CodecName = typeof raw === "string" ? "json" : "msgpack";
     if (ws.data.closing) return refuseClosing(ws, raw);
     if (ws.data.refusedHello) return authFrames.refuseAfterHello(ws, raw);
+    const bytes = frameBytes(raw);
     if (ws.data.held) {
       ws.data.held.push(typeof raw === "string" ? raw : (Buffer.from(raw) as Buffer<ArrayBuffer>));
-      ws.data.heldBytes = (ws.data.heldBytes ?? 0) + (typeof raw === "string" ? raw.length : raw.byteLength);
+      ws.data.heldBytes = (ws.data.heldBytes ?? 0) + bytes;
       // Past the bound the socket is not read until the token is verified (a key set being fetched can
       // take a while): the client meets TCP backpressure. Frames already read wait here in order too;
       // run at once instead, they were refused before the welcome, out of order, and a second hello
@@ -520,7 +522,7 @@ export function createWebSocketHandler(deps: {
       return;
     }
     ws.data.codec = codec;
-    const limited = rateLimits.admitBytes(ws.data.rate!, principalOf(ws), typeof raw === "string" ? raw.length : raw.byteLength, RATE_HOLD_MIN_MS);
+    const limited = rateLimits.admitBytes(ws.data.rate!, principalOf(ws), bytes, RATE_HOLD_MIN_MS);
     if (limited) return refuseRate(ws, codec, limited, scanCid(raw));
     // A publish that would be refused whatever it holds is refused before it costs a decode (see
     // frame-peek.ts): the window is spent, or the events rate is in debt (a bucket in debt passes no

@@ -40,6 +40,7 @@
  */
 
 import type { HandlingBudget } from "../limits/handling-budget";
+import { frameBytes } from "../protocol/frame-bytes";
 
 /** What the scheduler needs of a socket: Bun's ServerWebSocket, seen narrowly. */
 export interface IngressSocket {
@@ -95,7 +96,6 @@ const MAX_REST_MS = 5000;
 // After a stall, how long frames wait for the rest of what was read meanwhile (see noticeStall).
 const SETTLE_MS = 200;
 
-const sizeOf = (raw: RawFrame) => (typeof raw === "string" ? raw.length : raw.byteLength);
 
 export class Ingress<S extends IngressSocket> {
   /** Connections with frames waiting, in the order they are served (a Set iterates in insertion order). */
@@ -130,7 +130,7 @@ export class Ingress<S extends IngressSocket> {
     if (this.options.stalls) this.noticeStall();
     if (box.head === box.frames.length && ((this.spentMs < this.options.sliceMs && box.credit >= 0 && !box.resting && this.settleUntil === 0 && this.waitBefore(box, raw) === 0) || this.draining)) return void this.run(socket, raw);
     box.frames.push(raw);
-    box.bytes += sizeOf(raw);
+    box.bytes += frameBytes(raw);
     if (!box.resting) this.waiting.add(socket);
     if (!box.paused && box.bytes > this.options.maxQueuedBytes) {
       box.paused = true;
@@ -271,7 +271,7 @@ export class Ingress<S extends IngressSocket> {
    */
   private waitBefore(box: Inbox, raw: RawFrame): number {
     if (!box.budget || this.draining || box.closing) return 0;
-    return box.budget.waitMs(performance.now(), sizeOf(raw));
+    return box.budget.waitMs(performance.now(), frameBytes(raw));
   }
 
   /** Handles one frame, and charges what it cost (in ms, returned) to the connection's budget. */
@@ -345,7 +345,7 @@ export class Ingress<S extends IngressSocket> {
             break;
           }
           box.frames[box.head++] = undefined as unknown as RawFrame; // released as soon as handled
-          box.bytes -= sizeOf(raw);
+          box.bytes -= frameBytes(raw);
           box.credit -= this.run(socket, raw);
           served++;
           if (this.spentMs >= this.options.sliceMs) break;

@@ -10,6 +10,7 @@
  * policy of each subscription can still see and drop them (Bun's queue cannot be edited).
  */
 import { QueuedFrame } from "../subscribe/queued-frame";
+import { frameBytes } from "../protocol/frame-bytes";
 
 /** What the queue needs of the socket: Bun's ServerWebSocket seen narrowly, or an SSE stream. */
 export interface OutboundSocket {
@@ -42,7 +43,7 @@ const newTurn = () => {
 };
 // A frame up to this size is written whatever the turn's count says.
 const SMALL_BYTES = 64 * 1024;
-const sizeOf = (e: Entry) => (e instanceof QueuedFrame ? e.size : typeof e === "string" ? e.length : e.byteLength);
+const sizeOf = (e: Entry) => (e instanceof QueuedFrame ? e.size : frameBytes(e));
 
 /** Counts bytes handed to a socket in this turn; the count starts over at the next one. */
 function spendTurn(bytes: number): void {
@@ -82,7 +83,7 @@ export class Outbound {
   /** A reply or other frame that is never dropped. */
   reply(data: Uint8Array | string): void {
     if (this.closed) return;
-    this.replyBytes += typeof data === "string" ? data.length : data.byteLength;
+    this.replyBytes += frameBytes(data);
     this.push(data);
     if (this.replyBytes > this.limits.maxReplyBytes) this.stall();
   }

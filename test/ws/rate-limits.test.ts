@@ -84,6 +84,22 @@ test("bytes/s are charged for every frame before it is decoded, whatever it is",
   c.close();
 }, 60_000);
 
+test("bytes/s count a text frame's UTF-8 bytes, not its characters: 3 bytes a character of CJK, 4 a pair of an emoji", async () => {
+  const gw = await gateway({ RATE_LIMIT_BYTES: "20000", RATE_LIMIT_CLOSE_AFTER: "0" });
+  for (const unit of ["界", "😀"]) {
+    const c = await GatewayClient.connect(gw.wsUrl, "json");
+    // Six frames of about 9,000 UTF-8 bytes each (3,000 or 4,500 UTF-16 code units) into a bucket of
+    // 20,000 bytes: three are admitted (the last into debt) and three refused. Counted in code units,
+    // all six of CJK were admitted, and five of emoji.
+    const pad = unit.repeat(unit.length === 1 ? 3000 : 2250);
+    const replies = await Promise.all(Array.from({ length: 6 }, () => c.publish({ type: "utf8", data: { pad } })));
+    expect(replies.filter((r) => r.code === "RATE_LIMITED").length).toBeGreaterThanOrEqual(2);
+    expect(replies.every((r) => r.t === 20 || r.code === "RATE_LIMITED")).toBe(true);
+    c.close();
+    await Bun.sleep(1100); // the next connection's bucket is its own, but the address's may not be
+  }
+}, 60_000);
+
 test("a connection over its rate is not read until the rate allows it again (TCP backpressure), and each request still gets its one reply", async () => {
   // Refusing at line rate would cost a read, a copy and a refusal per frame: a flooder could keep
   // the gateway busy without one event accepted. Paused, its frames wait in its own socket buffers.
