@@ -158,7 +158,7 @@ export const settings = {
   EMBEDDED_PARTITIONS: int(1, 10_000).default(3).describe("Partitions per topic in the embedded log"),
   EMBEDDED_RETENTION_RECORDS: int(1, 100_000_000).default(100_000).describe("Records kept per partition in the embedded log"),
   EMBEDDED_RETENTION_BYTES: int(16 * 1024 * 1024, 1024 * 1024 * 1024 * 1024).default(256 * 1024 * 1024).describe("Bytes the embedded log keeps, all topics together (records are held in chunks of 4 KiB doubling to 1 MiB per partition); past it, the oldest chunk of the partition holding most is dropped, as retention by size would"),
-  SHUTDOWN_TIMEOUT_MS: int(0, 600_000).default(10_000).describe("On SIGTERM, how long in-flight events get to be acknowledged, and clients that are not reading (busy, or paused) to read their replies and the close frame: a connection still open then gets 2 s more for the closing handshake, and is then cut"),
+  SHUTDOWN_TIMEOUT_MS: int(0, 600_000).default(10_000).describe("On SIGTERM, how long in-flight events get to be acknowledged, and clients that are not reading (busy, or paused) to read their replies and the close frame: a connection still open then gets up to 2 s more for the closing handshake, and is then cut"),
   METRICS_ENABLED: bool.default(true).describe("Serve GET /metrics"),
   TLS_CERT_FILE: z.string().default("").describe("PEM certificate chain (the server's first) for HTTPS and WSS on PORT; TLS is on when this and TLS_KEY_FILE are set (docs/security.md)"),
   TLS_KEY_FILE: z.string().default("").describe("PEM private key of TLS_CERT_FILE"),
