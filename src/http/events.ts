@@ -50,13 +50,15 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
   }
   /**
    * Charges a request to its principal's rates, as if its requests shared one connection: the body's
-   * bytes, then its events. Throws RATE_LIMITED (429 with Retry-After).
+   * bytes, then its events. Throws RATE_LIMITED (429 with Retry-After). Its events are charged with
+   * no bytes, and the bytes bucket is not asked again then: a body larger than the burst leaves it in
+   * debt, which refused the request's own events, every time it was sent.
    */
   function charge(req: Request, who: Identity, server: Server<unknown>, bytes: number, events: number): void {
     if (!rateLimits.enabled) return;
     const principal = principalOf(req, who, server);
     const client = rateLimits.httpClient(principal);
-    const refusal = rateLimits.admitBytes(client, principal, bytes) ?? rateLimits.admitEvents(client, principal, events);
+    const refusal = (bytes > 0 ? rateLimits.admitBytes(client, principal, bytes) : undefined) ?? rateLimits.admitEvents(client, principal, events);
     if (refusal) refuse(refusal);
   }
   /**

@@ -303,6 +303,28 @@ test("HTTP: over the rate a request gets 429 with Retry-After and a RATE_LIMITED
   expect(await refused!.json()).toMatchObject({ error: { code: "RATE_LIMITED", retriable: true, retryAfterMs: expect.any(Number), scope: "principal" } });
 }, 60_000);
 
+test("HTTP: a body larger than the bytes burst passes once, as a frame does, and its event is not refused for the debt its own body left", async () => {
+  // A burst of 30 KB (half a second of 60,000 B/s): a 50 KB
+  // event leaves the bucket in debt. Charging its event asked the bytes bucket again, for nothing,
+  // and was refused RATE_LIMITED "retry in 134 ms", every time: the event could never be published.
+  const gw = await gateway({ RATE_LIMIT_BYTES: "60000", RATE_LIMIT_BURST_SECONDS: "0.5", RATE_LIMIT_CLOSE_AFTER: "0" });
+  const pad = "x".repeat(50_000);
+  const one = await fetch(`${gw.url}/api/v1/events`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ type: "big", data: { pad } }) });
+  expect(one.status).toBe(202);
+  await one.arrayBuffer();
+  await Bun.sleep(1500); // the debt paid back
+  const batch = await fetch(`${gw.url}/api/v1/events/batch`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ events: [{ type: "big", data: { pad } }] }) });
+  expect(batch.status).toBe(202);
+  await batch.arrayBuffer();
+  // In debt now, the next body is refused before it is read, with a hint after which it passes.
+  const refused = await fetch(`${gw.url}/api/v1/events`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ type: "big", data: { pad } }) });
+  expect(refused.status).toBe(429);
+  const { error } = (await refused.json()) as { error: { retryAfterMs: number } };
+  await Bun.sleep(error.retryAfterMs + 100);
+  const after = await fetch(`${gw.url}/api/v1/events`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ type: "big", data: { pad } }) });
+  expect(after.status).toBe(202);
+}, 60_000);
+
 test("HTTP: a publish refused for a rate is answered only after CONNECTION_REFUSAL_DELAY_MS: a request loop pays in time, not in the gateway's CPU; a WebSocket control carries on", async () => {
   // Answered at once, 16 lanes of closed-loop POSTs over their principal's rate got a 429 each
   // ~0.1 ms, thousands a second, every one a parse and a response.
