@@ -179,7 +179,10 @@ function scanJson(s: string, name: string): number | undefined {
   i++;
   let depth = 1;
   let found: number | undefined;
-  let lastKey: string | null = null; // the last top-level string: a key if ":" follows
+  // A top-level string is a key only where one may stand, first in the map or after a comma: a
+  // string value followed by ":" ({"note":"cid":7}) named cid 7 for a request that had none.
+  let keyNext = true;
+  let lastKey: string | null = null; // the last top-level key: the cid's (or t's) if ":" follows
   while (i < n && depth > 0) {
     const c = s.charCodeAt(i);
     if (c === 0x22) {
@@ -191,12 +194,16 @@ function scanJson(s: string, name: string): number | undefined {
       }
       if (i >= n) return found;
       i++;
-      if (depth === 1) lastKey = keyText(s, start, i);
+      if (depth === 1) {
+        lastKey = keyNext ? keyText(s, start, i) : null;
+        keyNext = false;
+      }
       continue;
     }
     i++;
     if (c === 0x7b || c === 0x5b) depth++;
     else if (c === 0x7d || c === 0x5d) depth--;
+    else if (depth === 1 && c === 0x2c) keyNext = true;
     else if (c === 0x3a && depth === 1) {
       if (lastKey === name) {
         ws();
@@ -217,7 +224,9 @@ const MAX_NUMBER_CHARS = 400;
 
 /**
  * The cid (or frame type) whose number token starts at s[i], read as the decoder reads it:
- * JSON.parse's value (5.0 and 5e0 are 5), then a safe integer >= 0, else none.
+ * JSON.parse's value (5.0 and 5e0 are 5), then a safe integer >= 0, else none. The token must end
+ * where a value ends (whitespace, then a comma, the map's close or the frame's end): read up to the
+ * first character that cannot be in a number, `12abc`, `0x10` and `7 7` named cids 12, 0 and 7.
  */
 function jsonCid(s: string, i: number): number | undefined {
   let j = i;
@@ -225,6 +234,9 @@ function jsonCid(s: string, i: number): number | undefined {
     if (j - i > MAX_NUMBER_CHARS) return undefined;
   }
   const token = s.slice(i, j);
+  let k = j;
+  for (let c = s.charCodeAt(k); c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09; c = s.charCodeAt(++k));
+  if (k < s.length && s.charCodeAt(k) !== 0x2c && s.charCodeAt(k) !== 0x7d) return undefined;
   return JSON_NUMBER.test(token) ? validCid(Number(token)) : undefined;
 }
 

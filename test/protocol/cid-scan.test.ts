@@ -57,6 +57,39 @@ describe("scanCid reads the top-level cid without decoding", () => {
     expect(scanCid('{"cid":0,"t":10}')).toBe(0);
     expect(scanCid('{"cid":0.5e1,"t":10}')).toBe(5);
   });
+  test("a JSON cid is a whole number token, and a key is a key: a number's prefix or a string value is never read as the cid (outside probe U)", () => {
+    // Each named another request's cid: a publish with cid 12 got a nack for `12abc`, then its ack.
+    for (const text of ['{"cid":12abc,"t":15}', '{"cid":0x10,"t":15}', '{"cid":7 7,"t":15}', '{"cid":99true,"t":15}', '{"cid":5"x","t":15}', '{"cid":1_000,"t":15}', '{"t":15,"note":"cid":7}', '{"cid":"cid":8}', '{"t":15,"a":"b" "cid":9}', '{"a":1 "cid":3}']) {
+      expect([text, scanCid(text)]).toEqual([text, undefined]);
+    }
+    // A number ends at whitespace, a comma, the map's end or the frame's end.
+    for (const text of ['{"cid":12,"t":15', '{"cid":12 ,"t":15}', '{"cid":12}', '{"cid":12\n}', '{"cid":12', '{"t":15,"cid":12 }garbage', '{ "t" : 15 , "cid" : 12 , "x": oops']) {
+      expect([text, scanCid(text)]).toEqual([text, 12]);
+    }
+    // Whatever follows a cid's digits: the scan agrees with the decoder, or reads no cid where the
+    // decoder fails; it never reads one the text's own cid token does not say.
+    const rand = rng(29);
+    const tail = [",", "}", " ", "\t", "a", "x", "0", ".", "e", "-", "+", '"', ":", "[", "{", "]", "t", "_", "n", "/"];
+    for (let i = 0; i < 5000; i++) {
+      const n = Math.floor(rand() * 1000);
+      const after = Array.from({ length: 1 + Math.floor(rand() * 3) }, () => tail[Math.floor(rand() * tail.length)]).join("");
+      const text = `{"cid":${n}${after}"t":15}`;
+      let decoded: number | undefined;
+      let parsed = true;
+      try {
+        decoded = (JSON.parse(text) as { cid?: number }).cid;
+      } catch {
+        parsed = false;
+      }
+      const scanned = scanCid(text);
+      if (parsed) expect([text, scanned]).toEqual([text, decoded]);
+      else if (scanned !== undefined) {
+        // Read only from a whole token that ends as a value does.
+        const token = /^\{"cid":([0-9.eE+-]+)\s*[,}]/.exec(text);
+        expect([text, token ? Number(token[1]) : "no whole token"]).toEqual([text, scanned]);
+      }
+    }
+  });
   test("a cid key in any of msgpack's str encodings is read, with damage after it (outside tester: str16 and str32 lost the cid)", () => {
     const key = { fix: [0xa3], str8: [0xd9, 3], str16: [0xda, 0, 3], str32: [0xdb, 0, 0, 0, 3] };
     for (const [name, prefix] of Object.entries(key)) {
