@@ -7,7 +7,7 @@ import { GatewayError } from "../protocol/errors";
  */
 export function unknownParam(params: URLSearchParams, allowed: readonly string[]): GatewayError | null {
   for (const name of params.keys()) {
-    if (!allowed.includes(name)) return new GatewayError("INVALID_FRAME", `unknown query parameter ${JSON.stringify(name.slice(0, 100))}; this route takes ${allowed.join(", ")}`);
+    if (!allowed.includes(name)) return new GatewayError("INVALID_FRAME", `unknown query parameter ${JSON.stringify(name.slice(0, 100))}; ${allowed.length > 0 ? `this route takes ${allowed.join(", ")}` : "this route takes none (a WebSocket's token goes in the Authorization header, the subprotocol or the hello)"}`);
   }
   return null;
 }
