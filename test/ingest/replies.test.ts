@@ -111,20 +111,6 @@ describe.each(["msgpack", "json"] as const)("%s", (codec) => {
     s.close();
   });
 
-  test.if(codec === "json")("a JSON cid is read only from a whole number token under a cid key: `12abc` or a string value before a colon names no request, not another's cid (outside probe U)", async () => {
-    const s = await RawSocket.connect(gw.wsUrl, codec);
-    // A publish with cid 12 in flight, then frames whose damage the scan read as cid 12: its nack
-    // came first, settling publish 12 as refused, and its ack 500 ms later.
-    s.send(JSON.stringify({ t: 10, cid: 12, topic: "cid-scan", event: { type: "x" } }));
-    const damaged = ['{"cid":12abc,"t":15}', '{"cid":12 12,"t":15}', '{"t":15,"note":"cid":12}', '{"cid":"cid":12}'];
-    for (const f of damaged) s.send(f);
-    await s.waitFor((r) => r.frame.t === 30, damaged.length);
-    await s.waitFor((r) => r.frame.cid === 12);
-    await Bun.sleep(300);
-    expect(s.received.filter((r) => r.frame.cid === 12).map((r) => r.frame.t)).toEqual([20]);
-    s.close();
-  });
-
   test("a second hello gets a welcome again, with the same session; a hello's cid is echoed", async () => {
     const s = await RawSocket.connect(gw.wsUrl);
     const enc = (f: object) => (codec === "json" ? JSON.stringify(f) : pyPack(f));
@@ -191,4 +177,18 @@ describe.each(["msgpack", "json"] as const)("%s", (codec) => {
     expect(r6!.frame).toMatchObject({ t: 21, code: "WINDOW_EXCEEDED", retriable: true });
     s.close();
   });
+});
+
+test("a JSON cid is read only from a whole number token under a cid key: `12abc` or a string value before a colon names no request, not another's cid (outside probe U)", async () => {
+  const s = await RawSocket.connect(gw.wsUrl, "json");
+  // A publish with cid 12 in flight, then frames whose damage the scan read as cid 12: its nack
+  // came first, settling publish 12 as refused, and its ack 500 ms later.
+  s.send(JSON.stringify({ t: 10, cid: 12, topic: "cid-scan", event: { type: "x" } }));
+  const damaged = ['{"cid":12abc,"t":15}', '{"cid":12 12,"t":15}', '{"t":15,"note":"cid":12}', '{"cid":"cid":12}'];
+  for (const f of damaged) s.send(f);
+  await s.waitFor((r) => r.frame.t === 30, damaged.length);
+  await s.waitFor((r) => r.frame.cid === 12);
+  await Bun.sleep(300);
+  expect(s.received.filter((r) => r.frame.cid === 12).map((r) => r.frame.t)).toEqual([20]);
+  s.close();
 });
