@@ -785,9 +785,16 @@ export class SubscriptionManager {
         // The first record whose timestamp is within the bound. Timestamps are the producers' and need
         // not grow with offsets: what lies before it at the head is skipped, and said to be.
         const floor = await this.log.offsetsForTime(topic, oldest);
+        // Offsets below the floor need not hold records: compaction leaves the head of a log without
+        // them, and offsets with no record are not records skipped (a compacted topic whose records
+        // were all seconds old said 592 were). The first record is the first of any time from 0 on;
+        // asked only where the floor is above the log's start. A record with Kafka's "no timestamp"
+        // (-1), which no producer of today writes, is not found this way.
+        const first = floor.some((f, p) => f > marks[p]!.low) ? await this.log.offsetsForTime(topic, 0) : floor;
         offsets = marks.map((m, p) => {
           const from = Math.min(Math.max(m.low, floor[p]!), m.high);
-          if (from > m.low) gaps.push({ topic, partition: p, from: m.low, to: from, reason: "replay_max_duration" });
+          const head = Math.max(m.low, first[p]!);
+          if (from > head) gaps.push({ topic, partition: p, from: head, to: from, reason: "replay_max_duration" });
           return from;
         });
       } else if (startMs !== undefined) {

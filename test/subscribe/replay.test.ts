@@ -2,7 +2,8 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { type GatewayClient, connect } from "../../src/client";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 import { freshTopic, kafkaBrokers } from "../support/kafka";
-import { ensureTopic } from "../support/kafka-broker";
+import { consumeAll, ensureTopic } from "../support/kafka-broker";
+import { until } from "../support/until";
 import { collect } from "../support/sdk-collector";
 
 let brokers: string;
@@ -127,3 +128,28 @@ test("earliest clamped by REPLAY_MAX_DURATION says what it skipped: records at a
   s.close();
   pub.close();
 });
+
+test("earliest on a compacted topic reports no gap for what compaction removed: offsets with no record are not records skipped for REPLAY_MAX_DURATION (outside probe W)", async () => {
+  const topic = freshTopic("compacted-head");
+  await ensureTopic(brokers, topic, 1, { "cleanup.policy": "compact", "segment.ms": "1000", "min.cleanable.dirty.ratio": "0.01", "min.compaction.lag.ms": "0" });
+  const pub = await client();
+  await publishAll(pub, Array.from({ length: 200 }, (_, i) => ({ type: "v", key: `k${i % 2}`, data: i })), topic);
+  // Each later write rolls the segment before it (segment.ms), and the cleaner compacts what rolled.
+  for (let i = 0; i < 2; i++) {
+    await Bun.sleep(1200);
+    await publishAll(pub, [{ type: "roll", key: "r" }], topic);
+  }
+  let kept: Awaited<ReturnType<typeof consumeAll>> = [];
+  await until("the log cleaner to compact the topic", async () => (kept = await consumeAll(brokers, topic)).length < 10, 90_000);
+  expect(kept[0]!.offset).toBeGreaterThan(0); // the head is a hole, every record in it recent
+  const s = await client();
+  const sub = await s.subscribe(topic, { start: "earliest" });
+  const got = collect(sub);
+  await got.waitFor(kept.length);
+  expect(got.events.map((e) => e.offset)).toEqual(kept.map((r) => r.offset));
+  // Before: [{from: 0, to: <first kept>, reason: "replay_max_duration"}], a loss of 198 records that
+  // were never skipped, only compacted.
+  expect(sub.gaps).toEqual([]);
+  s.close();
+  pub.close();
+}, 120_000);
