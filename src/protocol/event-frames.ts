@@ -83,13 +83,16 @@ function buildJsonFrame(sub: string, entries: readonly string[], token: string |
   return `{"t":${FrameType.EVENT_BATCH},"sub":${JSON.stringify(sub)},"events":[${events}]${tail}`;
 }
 
-/** jsonFrame's length, its parts counted as it writes them. */
+/**
+ * jsonFrame's size in UTF-8 bytes, what the socket sends, its parts counted as it writes them: in
+ * UTF-16 units, a subscriber of CJK events held three times its buffer bounds.
+ */
 function jsonFrameSize(sub: string, entries: readonly string[], token: string | undefined): number {
-  const tail = jsonTail(token).length;
-  const subText = JSON.stringify(sub).length;
-  if (entries.length === 1) return `{"t":${FrameType.EVENT},"sub":`.length + subText + 1 + entries[0]!.length - 2 + tail;
+  const tail = Buffer.byteLength(jsonTail(token));
+  const subText = Buffer.byteLength(JSON.stringify(sub));
+  if (entries.length === 1) return `{"t":${FrameType.EVENT},"sub":`.length + subText + 1 + Buffer.byteLength(entries[0]!) - 2 + tail;
   let events = entries.length - 1;
-  for (const e of entries) events += e.length;
+  for (const e of entries) events += Buffer.byteLength(e);
   return `{"t":${FrameType.EVENT_BATCH},"sub":`.length + subText + `,"events":[`.length + events + 1 + tail;
 }
 

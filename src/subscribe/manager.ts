@@ -790,10 +790,11 @@ export class SubscriptionManager {
         // were all seconds old said 592 were). The first record is the first of any time from 0 on;
         // asked only where the floor is above the log's start. A record with Kafka's "no timestamp"
         // (-1), which no producer of today writes, is not found this way.
-        const first = floor.some((f, p) => f > marks[p]!.low) ? await this.log.offsetsForTime(topic, 0) : floor;
+        // (By the watermarks' partitions: one added between the queries is in floor and not in marks.)
+        const first = marks.some((m, p) => (floor[p] ?? m.low) > m.low) ? await this.log.offsetsForTime(topic, 0) : floor;
         offsets = marks.map((m, p) => {
-          const from = Math.min(Math.max(m.low, floor[p]!), m.high);
-          const head = Math.max(m.low, first[p]!);
+          const from = Math.min(Math.max(m.low, floor[p] ?? m.low), m.high);
+          const head = Math.max(m.low, first[p] ?? m.low);
           if (from > head) gaps.push({ topic, partition: p, from: head, to: from, reason: "replay_max_duration" });
           return from;
         });

@@ -162,7 +162,9 @@ export class Outbound {
           spendTurn(e.size);
           e.owner.handed(e);
         } else {
-          const bytes = typeof e === "string" ? e.length : e.byteLength;
+          // What reply() counted: a string's UTF-8 bytes (its length, counted here, left non-ASCII
+          // replies' difference behind for good, until the connection read as not reading).
+          const bytes = frameBytes(e);
           this.replyBytes -= bytes;
           if (!this.write(e)) return;
           spendTurn(bytes);

@@ -39,3 +39,23 @@ test("frames are handed to their subscription in the order they are written, whe
   expect(written).toEqual(all);
   expect(handed).toEqual(all);
 });
+
+test("a reply is counted out as it was counted in, in UTF-8 bytes: non-ASCII replies leave nothing behind (second review)", async () => {
+  // reply() counted a string's UTF-8 bytes and the flush took off its UTF-16 length: 200 acks with
+  // the id "事件" left 800 bytes counted as unread for good, and a long-lived JSON connection would
+  // in the end be closed as not reading its replies.
+  const unread: number[] = [];
+  let stalled = false;
+  const outbound = new Outbound(
+    { send: () => 1, getBufferedAmount: () => 0, cork: (write) => write() },
+    { maxReplyBytes: 1 << 20 },
+    () => (stalled = true),
+    (bytes) => unread.push(bytes),
+  );
+  for (let i = 0; i < 200; i++) outbound.reply(JSON.stringify({ t: 20, cid: i, id: "事件", message: "😀" }));
+  outbound.flush();
+  await Bun.sleep(10);
+  expect(outbound.unreadBytes).toBe(0);
+  expect(unread.at(-1)).toBe(0);
+  expect(stalled).toBe(false);
+});
