@@ -2,8 +2,9 @@
  * Reads the top-level `cid` of a frame that could not be decoded (too large, too deep, malformed
  * after the cid, values plain data cannot hold), so that its request still gets a nack with its
  * cid and the client can settle its window. Never decodes values: msgpack values are skipped by
- * their length prefixes, JSON by tracking strings and depth, so the cost is one pass over the bytes
- * and no allocation proportional to the frame. Returns the last valid cid seen before the frame
+ * their length prefixes, JSON by its strings and brackets (the top-level map read by JSON's grammar),
+ * so the cost is one pass over the bytes and no allocation per frame (a bit per level of nesting,
+ * kept from frame to frame). Returns the last valid cid seen before the frame
  * ends or stops making sense (decoders keep the last of duplicate keys), else undefined.
  */
 export function scanCid(raw: Uint8Array | string): number | undefined {
@@ -168,6 +169,20 @@ function scanMsgpack(b: Uint8Array, name: Uint8Array): number | undefined {
 
 // ---- JSON ----
 
+// What may come next in the top-level map.
+const KEY = 0; // a key, or the map's end: after "{" or ","
+const COLON = 1; // after a key
+const VALUE = 2; // after ":"
+const AFTER = 3; // "," or the map's end, after a value
+
+/**
+ * Whether each open container is an array (1) or a map (0), a bit per level: a close that does not
+ * match its open is damage, after which nothing is read ({"cid":12,"m":{"x":1],"cid":7}} read 7 for
+ * a request that said 12). Kept between frames and grown only by deep nesting, to at most a bit per
+ * byte of the deepest frame seen.
+ */
+let kinds = new Uint32Array(64);
+
 function scanJson(s: string, name: string): number | undefined {
   let i = s.charCodeAt(0) === 0xfeff ? 1 : 0; // one byte order mark, as decodeFrame lets go
   const n = s.length;
@@ -179,12 +194,19 @@ function scanJson(s: string, name: string): number | undefined {
   i++;
   let depth = 1;
   let found: number | undefined;
-  // A top-level string is a key only where one may stand, first in the map or after a comma: a
-  // string value followed by ":" ({"note":"cid":7}) named cid 7 for a request that had none.
-  let keyNext = true;
-  let lastKey: string | null = null; // the last top-level key: the cid's (or t's) if ":" follows
-  while (i < n && depth > 0) {
+  // The top-level map is read as JSON's grammar has it, so that only a key where one stands is a key
+  // and only the value after its colon its value: a string value followed by ":" ({"note":"cid":7}),
+  // or a number's tail ({"a":1,2:"cid":7}), named cid 7 for a request that had none. At the first
+  // thing out of place the scan stops with what it found before it. Nested values are skipped by
+  // their strings and brackets.
+  let state = KEY;
+  let lastKey: string | null = null; // the key whose ":" is next
+  while (i < n) {
     const c = s.charCodeAt(i);
+    if (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) {
+      i++;
+      continue;
+    }
     if (c === 0x22) {
       const start = i;
       for (i++; i < n; i++) {
@@ -194,22 +216,51 @@ function scanJson(s: string, name: string): number | undefined {
       }
       if (i >= n) return found;
       i++;
-      if (depth === 1) {
-        lastKey = keyNext ? keyText(s, start, i) : null;
-        keyNext = false;
-      }
+      if (depth > 1) continue;
+      if (state === KEY) {
+        lastKey = keyText(s, start, i);
+        state = COLON;
+      } else if (state === VALUE) state = AFTER;
+      else return found;
       continue;
     }
     i++;
-    if (c === 0x7b || c === 0x5b) depth++;
-    else if (c === 0x7d || c === 0x5d) depth--;
-    else if (depth === 1 && c === 0x2c) keyNext = true;
-    else if (c === 0x3a && depth === 1) {
-      if (lastKey === name) {
-        ws();
-        found = jsonCid(s, i);
+    if (c === 0x7b || c === 0x5b) {
+      if (depth === 1) {
+        if (state !== VALUE) return found;
+        state = AFTER;
       }
-      lastKey = null;
+      const word = depth >>> 5;
+      if (word >= kinds.length) {
+        const grown = new Uint32Array(kinds.length * 2);
+        grown.set(kinds);
+        kinds = grown;
+      }
+      if (c === 0x5b) kinds[word]! |= 1 << (depth & 31);
+      else kinds[word]! &= ~(1 << (depth & 31));
+      depth++;
+    } else if (c === 0x7d || c === 0x5d) {
+      depth--;
+      if (depth === 0) return found;
+      const array = (kinds[depth >>> 5]! >>> (depth & 31)) & 1;
+      if (array !== (c === 0x5d ? 1 : 0)) return found;
+    } else if (depth === 1) {
+      if (c === 0x3a) {
+        if (state !== COLON) return found;
+        state = VALUE;
+        if (lastKey === name) {
+          ws();
+          found = jsonCid(s, i);
+        }
+        lastKey = null;
+      } else if (c === 0x2c) {
+        if (state !== AFTER) return found;
+        state = KEY;
+      } else if (state === VALUE && ((c >= 0x30 && c <= 0x39) || c === 0x2d || (c >= 0x61 && c <= 0x7a))) {
+        // A number or a literal (true, false, null): its characters up to what ends a value.
+        for (let d = s.charCodeAt(i); (d >= 0x30 && d <= 0x39) || (d >= 0x61 && d <= 0x7a) || (d >= 0x41 && d <= 0x5a) || d === 0x2b || d === 0x2d || d === 0x2e; d = s.charCodeAt(++i));
+        state = AFTER;
+      } else return found;
     }
   }
   return found;

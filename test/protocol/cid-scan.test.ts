@@ -59,9 +59,14 @@ describe("scanCid reads the top-level cid without decoding", () => {
   });
   test("a JSON cid is a whole number token, and a key is a key: a number's prefix or a string value is never read as the cid (outside probe U)", () => {
     // Each named another request's cid: a publish with cid 12 got a nack for `12abc`, then its ack.
-    for (const text of ['{"cid":12abc,"t":15}', '{"cid":0x10,"t":15}', '{"cid":7 7,"t":15}', '{"cid":99true,"t":15}', '{"cid":5"x","t":15}', '{"cid":1_000,"t":15}', '{"t":15,"note":"cid":7}', '{"cid":"cid":8}', '{"t":15,"a":"b" "cid":9}', '{"a":1 "cid":3}']) {
+    for (const text of ['{"cid":12abc,"t":15}', '{"cid":0x10,"t":15}', '{"cid":7 7,"t":15}', '{"cid":99true,"t":15}', '{"cid":5"x","t":15}', '{"cid":1_000,"t":15}', '{"t":15,"note":"cid":7}', '{"cid":"cid":8}', '{"t":15,"a":"b" "cid":9}', '{"a":1 "cid":3}', '{"a":1,2:"cid":7}', '{:"cid":7}', '{"a":1,{"b":2}:"cid":7}', '{"cid"x:7}', '{"a":[1,2]:"cid":7}']) {
       expect([text, scanCid(text)]).toEqual([text, undefined]);
     }
+    // A close that does not match its open is damage: nothing after it is read.
+    expect(scanCid('{"cid":12,"m":{"x":1],"cid":7}}')).toBe(12);
+    expect(scanCid('{"cid":12,"m":[{"x":1]],"cid":7}')).toBe(12);
+    expect(scanCid('{"m":{"a":[1,{"b":[]}]},"cid":7}')).toBe(7);
+    expect(scanCid('{"a":true,"b":null,"c":-1.5e+3,"d":"x","cid":7}')).toBe(7);
     // A number ends at whitespace, a comma, the map's end or the frame's end.
     for (const text of ['{"cid":12,"t":15', '{"cid":12 ,"t":15}', '{"cid":12}', '{"cid":12\n}', '{"cid":12', '{"t":15,"cid":12 }garbage', '{ "t" : 15 , "cid" : 12 , "x": oops']) {
       expect([text, scanCid(text)]).toEqual([text, 12]);
