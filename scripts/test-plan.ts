@@ -1,6 +1,6 @@
 /**
  * Splits the test files for scripts/test: those that time something run one at a time, alone on the
- * machine, and the rest in N processes side by side (argv[2], default 2; each with its own broker),
+ * machine, and the rest in N processes side by side (argv[2], default 3; each with its own broker),
  * balanced by how long each file took (test/seconds.json; a file not in it counts as 10 s).
  *
  * A file times something when it asserts a latency or a duration from above: a control's p99 (the
@@ -21,7 +21,8 @@ const seconds: Record<string, number> = JSON.parse(readFileSync("test/seconds.js
 const files = [...new Glob("test/**/*.test.ts").scanSync(".")].sort();
 const alone = files.filter((f) => TIMES.test(readFileSync(f, "utf8")));
 const rest = files.filter((f) => !alone.includes(f)).sort((a, b) => (seconds[b] ?? UNKNOWN_SECONDS) - (seconds[a] ?? UNKNOWN_SECONDS));
-const count = Number(process.argv[2] ?? 2);
+const count = Number(process.argv[2] ?? 3);
+if (!Number.isInteger(count) || count < 1) throw new Error(`shards: a whole number of at least 1, not ${process.argv[2]}`);
 const shards = Array.from({ length: count }, () => ({ files: [] as string[], total: 0 }));
 for (const f of rest) {
   const lighter = shards.reduce((a, b) => (b.total < a.total ? b : a));

@@ -6,6 +6,8 @@ import { cpuSeconds } from "../support/proc";
 import { createHmac } from "node:crypto";
 import { SECRET, auditLines, helloWith, hsToken, now, postEvent, rsaKeyFiles, signWith, unsignedToken } from "./support";
 
+// test-plan: alone (it bounds a time from above; scripts/test-plan.ts).
+
 /** An HS256 token put together by hand, for headers jose will not sign. */
 function rawHs(header: object, payload: object): string {
   const input = `${Buffer.from(JSON.stringify(header)).toString("base64url")}.${Buffer.from(JSON.stringify(payload)).toString("base64url")}`;

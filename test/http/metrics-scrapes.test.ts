@@ -3,6 +3,8 @@ import { gatewayForBlock } from "../support/gateway";
 import { cpuSeconds } from "../support/proc";
 import { underControl } from "../ingest/control";
 
+// test-plan: alone (it bounds a time from above; scripts/test-plan.ts).
+
 /**
  * /metrics needs no token, and each render cost ~5 ms of the gateway's CPU: one client scraping in a
  * loop took a whole core and put another client's ack p99 from 2 to 27 ms (outside tester). Renders

@@ -7,6 +7,8 @@ import { rawProduce } from "../support/raw-producer";
 import { type GatewayClient, type PublishResult, connect } from "../../src/client";
 import { GatewayClient as RawClient } from "../support/ws-client";
 
+// test-plan: alone (it bounds a time from above; scripts/test-plan.ts).
+
 /**
  * Idempotent publish: an event re-sent with the same `id` (to the same topic) within
  * IDEMPOTENCE_WINDOW_MS gets the original ack and is not written again: on the same socket, after a

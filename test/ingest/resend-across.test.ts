@@ -3,6 +3,8 @@ import { type GatewayProcess, startGateway } from "../support/gateway";
 import { freshTopic, kafkaBrokers } from "../support/kafka";
 import { GatewayClient } from "../support/ws-client";
 
+// test-plan: alone (it bounds a time from above; scripts/test-plan.ts).
+
 /**
  * A client whose connection dropped before its acks re-sends the events to another instance at once.
  * That instance finds the originals only once its ids reader has read them, and under load about

@@ -3,6 +3,8 @@ import { type Answer, QueryThread } from "../../src/kafka/worker/query-thread";
 import type { ThreadQuery } from "../../src/kafka/worker/queries";
 import { until } from "../support/until";
 
+// test-plan: alone (it bounds a time from above; scripts/test-plan.ts).
+
 /**
  * The Kafka worker's helper threads (query-thread.ts), with a thread that blocks as one stuck in
  * rd_kafka_new() would. What a thread let go makes after its question failed must still reach

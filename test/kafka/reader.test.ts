@@ -4,6 +4,8 @@ import type { KafkaLog } from "../../src/kafka/kafka-log";
 import { freshTopic, inProcessPool, kafkaBrokers } from "../support/kafka";
 import { ensureTopic } from "../support/kafka-broker";
 
+// test-plan: alone (it bounds a time from above; scripts/test-plan.ts).
+
 /**
  * The consuming half of the worker pool, in-process against the real broker: records appended
  * through the pool come back through a reader at the offsets their appends reported, and a reader

@@ -5,6 +5,8 @@ import { cpuSeconds } from "../support/proc";
 import { connect } from "../../src/client";
 import { underControl } from "../ingest/control";
 
+// test-plan: alone (it bounds a time from above; scripts/test-plan.ts).
+
 /**
  * Records another producer wrote with tens of thousands of headers (outside tester): each was read
  * header by header in the Kafka worker and every header copied to the gateway, whose event loop

@@ -5,6 +5,8 @@ import { ensureTopic } from "../support/kafka-broker";
 import { underControl } from "../ingest/control";
 import { GatewayClient } from "../support/ws-client";
 
+// test-plan: alone (it bounds a time from above; scripts/test-plan.ts).
+
 /**
  * Subscribing asks Kafka how many partitions a topic has (and so whether it exists). Those questions
  * were asked one full metadata request each, five times for a topic that does not exist, in one
