@@ -99,6 +99,10 @@ export class GatewayClient {
     this.codec = options.codec ?? "msgpack";
     this.urls = [...(Array.isArray(options.url) ? options.url : [options.url]), ...(options.urls ?? [])];
     if (this.urls.length === 0) throw new Error("connect: give `url` (one or more ws:// URLs)");
+    // The gateway refuses an upgrade with a query string (400), and a browser's WebSocket cannot read
+    // why: said here, once, rather than as reconnects without end.
+    const queried = this.urls.find((u) => /^[^#]*\?[^#]/.test(u));
+    if (queried !== undefined) throw new Error(`connect: ${queried} has a query string, which the gateway refuses; its token goes in \`token\``);
     this.publisher = new Publisher(
       {
         ready: () => this.welcomed,
@@ -120,7 +124,12 @@ export class GatewayClient {
 
   /** Connects and resolves once the gateway has welcomed the client. */
   static connect(options: ConnectOptions): Promise<GatewayClient> {
-    const c = new GatewayClient(options);
+    let c: GatewayClient;
+    try {
+      c = new GatewayClient(options);
+    } catch (e) {
+      return Promise.reject(e); // options refused: a rejection, as any failure to connect is
+    }
     return new Promise((resolve, reject) => {
       c.firstWelcome = { resolve: () => resolve(c), reject };
       void c.open();
