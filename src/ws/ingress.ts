@@ -128,9 +128,10 @@ export class Ingress<S extends IngressSocket> {
     const box = this.inboxOf(socket);
     if (box.closed) return;
     if (this.options.stalls) this.noticeStall();
-    if (box.head === box.frames.length && ((this.spentMs < this.options.sliceMs && box.credit >= 0 && !box.resting && this.settleUntil === 0 && this.waitBefore(box, raw) === 0) || this.draining)) return void this.run(socket, raw);
+    const size = frameBytes(raw);
+    if (box.head === box.frames.length && ((this.spentMs < this.options.sliceMs && box.credit >= 0 && !box.resting && this.settleUntil === 0 && this.waitBefore(box, size) === 0) || this.draining)) return void this.run(socket, raw);
     box.frames.push(raw);
-    box.bytes += frameBytes(raw);
+    box.bytes += size;
     if (!box.resting) this.waiting.add(socket);
     if (!box.paused && box.bytes > this.options.maxQueuedBytes) {
       box.paused = true;
@@ -263,15 +264,15 @@ export class Ingress<S extends IngressSocket> {
   }
 
   /**
-   * Milliseconds `box`'s connection must rest before `raw` is handled (0: now). Checked before each
-   * frame, not only charged after: the connections resting for the total all woke when it was paid
-   * back, and each ran a frame before any was charged (eight 45 ms frames, back to back, every
-   * second or so: an innocent client's publish waited 550 ms). Checked first, one runs, the total is
-   * spent again, and the others rest on.
+   * Milliseconds `box`'s connection must rest before a frame of `size` bytes is handled (0: now).
+   * Checked before each frame, not only charged after: the connections resting for the total all
+   * woke when it was paid back, and each ran a frame before any was charged (eight 45 ms frames, back
+   * to back, every second or so: an innocent client's publish waited 550 ms). Checked first, one
+   * runs, the total is spent again, and the others rest on.
    */
-  private waitBefore(box: Inbox, raw: RawFrame): number {
+  private waitBefore(box: Inbox, size: number): number {
     if (!box.budget || this.draining || box.closing) return 0;
-    return box.budget.waitMs(performance.now(), frameBytes(raw));
+    return box.budget.waitMs(performance.now(), size);
   }
 
   /** Handles one frame, and charges what it cost (in ms, returned) to the connection's budget. */
@@ -339,13 +340,14 @@ export class Ingress<S extends IngressSocket> {
         box.credit += QUANTUM_MS;
         while (box.credit > 0 && box.head < box.frames.length && !box.resting) {
           const raw = box.frames[box.head]!;
-          const wait = this.waitBefore(box, raw);
+          const size = frameBytes(raw);
+          const wait = this.waitBefore(box, size);
           if (wait > 0) {
             this.rest(socket, box, Math.min(wait, MAX_REST_MS));
             break;
           }
           box.frames[box.head++] = undefined as unknown as RawFrame; // released as soon as handled
-          box.bytes -= frameBytes(raw);
+          box.bytes -= size;
           box.credit -= this.run(socket, raw);
           served++;
           if (this.spentMs >= this.options.sliceMs) break;
