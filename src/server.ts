@@ -313,7 +313,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     if (tooFast) return refuseLate(tooFast);
     // The WebSocket path takes no query parameter, as the HTTP routes refuse one they do not take:
     // ignored, a token put in ?access_token (as for SSE) was refused only at the hello, unexplained.
-    const unknown = unknownParam(urlOf(req).searchParams, []);
+    const unknown = unknownParam(urlOf(req).searchParams, [], " (a WebSocket's token goes in the Authorization header, the subprotocol or the hello)");
     if (unknown) return errorResponse(wireError(unknown));
     return admit(req, srv, remote, penalised !== undefined);
   }
