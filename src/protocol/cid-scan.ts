@@ -183,13 +183,19 @@ const AFTER = 3; // "," or the map's end, after a value
  */
 let kinds = new Uint32Array(64);
 
+/** JSON's whitespace: space, line feed, carriage return, tab. */
+const isSpace = (c: number) => c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
+
+/** The index of the first character at or after `i` that is not whitespace. */
+function skipSpace(s: string, i: number): number {
+  while (isSpace(s.charCodeAt(i))) i++;
+  return i;
+}
+
 function scanJson(s: string, name: string): number | undefined {
-  let i = s.charCodeAt(0) === 0xfeff ? 1 : 0; // one byte order mark, as decodeFrame lets go
+  // One byte order mark, as decodeFrame lets go.
+  let i = skipSpace(s, s.charCodeAt(0) === 0xfeff ? 1 : 0);
   const n = s.length;
-  const ws = () => {
-    for (let c = s.charCodeAt(i); c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09; c = s.charCodeAt(++i));
-  };
-  ws();
   if (s.charCodeAt(i) !== 0x7b) return undefined; // "{"
   i++;
   let depth = 1;
@@ -203,7 +209,7 @@ function scanJson(s: string, name: string): number | undefined {
   let lastKey: string | null = null; // the key whose ":" is next
   while (i < n) {
     const c = s.charCodeAt(i);
-    if (c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09) {
+    if (isSpace(c)) {
       i++;
       continue;
     }
@@ -249,7 +255,7 @@ function scanJson(s: string, name: string): number | undefined {
         if (state !== COLON) return found;
         state = VALUE;
         if (lastKey === name) {
-          ws();
+          i = skipSpace(s, i);
           found = jsonCid(s, i);
         }
         lastKey = null;
@@ -285,8 +291,7 @@ function jsonCid(s: string, i: number): number | undefined {
     if (j - i > MAX_NUMBER_CHARS) return undefined;
   }
   const token = s.slice(i, j);
-  let k = j;
-  for (let c = s.charCodeAt(k); c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09; c = s.charCodeAt(++k));
+  const k = skipSpace(s, j);
   if (k < s.length && s.charCodeAt(k) !== 0x2c && s.charCodeAt(k) !== 0x7d) return undefined;
   return JSON_NUMBER.test(token) ? validCid(Number(token)) : undefined;
 }
