@@ -1,21 +1,15 @@
-import { afterAll, beforeAll, expect, test } from "bun:test";
-import { type GatewayProcess, startGateway } from "../support/gateway";
+import { expect, test } from "bun:test";
+import { gatewayForBlock } from "../support/gateway";
 
 /**
  * The WebSocket path takes no query parameter, as an HTTP route refuses one it does not take (outside
  * probe V: /ws?x=1 upgraded). Ignored, a token in ?access_token, as an EventSource sends it, opened a
  * socket that was refused only at its hello, with nothing to say why.
  */
-let gw: GatewayProcess;
-beforeAll(async () => {
-  gw = await startGateway({ KAFKA_BROKERS: "" });
-}, 60_000);
-afterAll(async () => {
-  await gw.stop();
-});
+const file = gatewayForBlock({ KAFKA_BROKERS: "" });
 
 const upgrade = (path: string) =>
-  fetch(gw.url + path, { headers: { Upgrade: "websocket", Connection: "Upgrade", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version": "13" } });
+  fetch(file.gw.url + path, { headers: { Upgrade: "websocket", Connection: "Upgrade", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version": "13" } });
 
 test("an upgrade with a query parameter is refused 400 INVALID_FRAME naming it; without one (or with an empty query) it opens", async () => {
   for (const path of ["/ws?access_token=abc", "/api/v1/ws?x=1", "/ws?codec=json&x"]) {
@@ -26,7 +20,7 @@ test("an upgrade with a query parameter is refused 400 INVALID_FRAME naming it; 
     expect(body.error.message).toContain("unknown query parameter");
   }
   for (const path of ["/ws", "/ws?", "/api/v1/ws"]) {
-    const ws = new WebSocket(gw.wsUrl.replace("/ws", path));
+    const ws = new WebSocket(file.gw.wsUrl.replace("/ws", path));
     const opened = await new Promise<boolean>((resolve) => ((ws.onopen = () => resolve(true)), (ws.onerror = () => resolve(false))));
     expect([path, opened]).toEqual([path, true]);
     ws.close();
