@@ -37,9 +37,9 @@ export function eventFrame(codec: CodecName, sub: string, entries: readonly Enco
 }
 
 /**
- * The size eventFrame's frame will have (bytes for msgpack, UTF-16 code units for JSON text, as
- * string lengths count), without building it: a subscription queues its frame as the entries it
- * shares with every other subscriber, and builds it only when its socket takes it.
+ * The size in bytes eventFrame's frame will have (JSON text in UTF-8, as the socket sends it),
+ * without building it: a subscription queues its frame as the entries it shares with every other
+ * subscriber, and builds it only when its socket takes it.
  */
 export function eventFrameSize(codec: CodecName, sub: string, entries: readonly EncodedEntry[], token: string | undefined): number {
   // Measured, not packed: a frame is sized when queued and built when its socket takes it, and
