@@ -14,11 +14,18 @@ import { until } from "../support/until";
  * it now refuses new connections, says 503 on /health/ready, and closes the quiet connections of
  * the address holding the most.
  */
-// test-plan: alone. 100 connections of 4 MB each load the machine, and on a loaded one the readers
-// held more memory, so fewer attackers fitted under the limit (60, where more than 60 are expected).
+// test-plan: alone: 100 connections of 4 MB each load the machine.
+// How many attackers get in before the guard's next reading (each 250 ms) sees the limit depends on
+// the machine's pace and on what else the gateway holds: CI once let exactly 60 in where more than 60
+// were expected. So the tests ask what the claims need: the attack took the gateway over its limit
+// (503), and, beside the readers, with fewer connections than the readers have.
 // A gateway of its own for each test: what one attack leaves resident (however briefly) must not
 // count against the next test's limit, and a gateway that ends by itself is reported with its last
 // lines by stop().
+
+/** At least this many 4 MB partial frames (80 MB) before the gateway refuses: an attack, not a stray connection. */
+const MIN_ATTACKERS = 20;
+
 let gw: GatewayProcess;
 beforeEach(async () => {
   gw = await startGateway({ KAFKA_BROKERS: "", MEMORY_LIMIT_BYTES: String(300 * 1024 * 1024) });
@@ -73,7 +80,7 @@ test("connections holding most of a large frame each take the gateway over MEMOR
     // The attackers' connections are closed once they have been quiet 5 s, and the memory comes back.
     await until("the attackers' connections to be closed", () => opened.every((a) => a!.closed()), 30_000);
     await until("/health/ready to say 200 again", async () => (await fetch(`${gw.url}/health/ready`)).status === 200, 30_000);
-    expect(opened.length).toBeGreaterThan(60);
+    expect(opened.length).toBeGreaterThan(MIN_ATTACKERS);
   });
   expect(dropped).toEqual([]);
   // The bystanders still work.
@@ -94,15 +101,19 @@ async function rawSubscribers(port: number, n: number, address: string, topic: s
   return subs;
 }
 
-/** 100 connections from `address` with 4 MB of a frame each: the gateway goes over its limit, closes them, and comes back under it. */
-async function attackUntilShed(port: number, address: string): Promise<void> {
+/**
+ * 100 connections from `address` with 4 MB of a frame each: the gateway goes over its limit, closes
+ * them, and comes back under it. Returns how many it let in.
+ */
+async function attackUntilShed(port: number, address: string): Promise<number> {
   const attackers = [];
   for (let i = 0; i < 100; i++) attackers.push(await partialFrame(port, address, 4_000_000));
   const opened = attackers.filter((a) => a !== null);
-  expect(opened.length).toBeGreaterThan(60);
+  expect(opened.length).toBeGreaterThan(MIN_ATTACKERS);
   await until("/health/ready to say 503", async () => (await fetch(`${gw.url}/health/ready`)).status === 503, 10_000);
   await until("the attackers' connections to be closed", () => opened.every((a) => a!.closed()), 30_000);
   await until("/health/ready to say 200 again", async () => (await fetch(`${gw.url}/health/ready`)).status === 200, 30_000);
+  return opened.length;
 }
 
 test("subscribers that read what they are sent are not quiet: past MEMORY_LIMIT_BYTES the shed passes over an address of more reading subscribers than the attackers have connections", async () => {
@@ -123,7 +134,9 @@ test("subscribers that read what they are sent are not quiet: past MEMORY_LIMIT_
   publishes.catch(() => {});
   await Bun.sleep(5500); // quiet senders from here on, but reading
 
-  await underControl(gw, "100 connections with 4 MB of a frame each beside 110 reading subscribers", () => attackUntilShed(port, "127.0.0.4"));
+  const attackers = await underControl(gw, "100 connections with 4 MB of a frame each beside 110 reading subscribers", () => attackUntilShed(port, "127.0.0.4"));
+  // Counted by connections alone, the readers' address would have been shed first.
+  expect(attackers).toBeLessThan(readers.length);
   publishing = false;
   await publishes;
   publisher.close();
