@@ -104,27 +104,10 @@ async function* lines(): AsyncGenerator<string> {
   if (buf.trim()) yield buf.trim();
 }
 
-// The SDK reconnects for ever, which is right once connected; a person at a terminal asking a
-// gateway that is not there wants an answer instead. Before the first welcome, each instance gets
-// CONNECT_ROUNDS attempts (with the SDK's backoff), then kgw says why and exits.
+// A person at a terminal asking a gateway that is not there wants an answer soon: before the first
+// welcome, each instance gets CONNECT_ROUNDS attempts (with the SDK's backoff), then kgw says why.
 const CONNECT_ROUNDS = 3;
-const gw = await new Promise<Awaited<ReturnType<typeof connect>>>((resolve, reject) => {
-  let failures = 0;
-  let welcomed = false;
-  const why: string[] = [];
-  connect({
-    url: urls,
-    token,
-    onState: (state, d) => {
-      if (welcomed || state !== "reconnecting") return;
-      why.push(`${d?.url}: ${d?.reason || (d?.code === 1006 || !d?.code ? "no connection" : `closed ${d.code}`)}`);
-      if (++failures >= CONNECT_ROUNDS * urls.length) reject(new Error(why.slice(-urls.length).join("; ")));
-    },
-  }).then((c) => {
-    welcomed = true;
-    resolve(c);
-  }, reject);
-}).catch((e) => fail(`cannot connect to ${urls.join(", ")}: ${(e as Error).message}`));
+const gw = await connect({ url: urls, token, connectAttempts: CONNECT_ROUNDS * urls.length }).catch((e) => fail(`cannot connect to ${urls.join(", ")}: ${(e as Error).message}`));
 
 if (command === "pub") {
   let ok = 0;

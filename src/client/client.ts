@@ -26,6 +26,12 @@ export interface ConnectOptions {
   /** How long an attempt may take from opening the socket to the gateway's welcome before the next is tried (ms). */
   connectTimeoutMs?: number;
   /**
+   * Attempts (over all the URLs) that the first connection gets before `connect()` rejects, saying
+   * what each URL last said, and the client stops. Default 10 (about 30 s with the default
+   * backoff); Infinity waits for a gateway for ever. Once welcomed, the client reconnects for ever.
+   */
+  connectAttempts?: number;
+  /**
    * Liveness of an open connection: after `idleMs` with nothing from the gateway a `ping` is sent, and
    * with still nothing `timeoutMs` later the connection is given up and the next instance tried (a
    * hung instance, or a path that drops packets without a reset, would otherwise hold the client).
@@ -63,6 +69,9 @@ function welcomeLimits(raw: unknown): Limits | null {
   return out as Limits;
 }
 
+/** ConnectOptions.connectAttempts' default. */
+const DEFAULT_CONNECT_ATTEMPTS = 10;
+
 // Close codes after which reconnecting cannot help.
 const FATAL_CLOSES = new Set([4000]);
 
@@ -94,6 +103,8 @@ export class GatewayClient {
   private refreshTimer: ReturnType<typeof setTimeout> | null = null;
   private readonly codec: Codec;
   private firstWelcome!: { resolve: () => void; reject: (e: Error) => void };
+  /** Before the first welcome: what each URL's last attempt ended with, for connect()'s rejection. */
+  private readonly firstFailures = new Map<string, string>();
 
   private constructor(private readonly options: ConnectOptions) {
     this.codec = options.codec ?? "msgpack";
@@ -299,6 +310,15 @@ export class GatewayClient {
 
   private retry(code: number | undefined, reason: string): void {
     this.options.onState?.("reconnecting", { code, reason, url: this.url });
+    // Never welcomed: the caller awaits connect(), and a gateway that is not there (a wrong URL, a
+    // port not open) must get an answer rather than a promise that never settles.
+    if (!this.session) {
+      this.firstFailures.set(this.url, reason || (code === undefined || code === 1006 ? "no connection" : `closed ${code}`));
+      if (this.attempt + 1 >= (this.options.connectAttempts ?? DEFAULT_CONNECT_ATTEMPTS)) {
+        this.firstWelcome.reject(new Error(`no welcome after ${this.attempt + 1} attempts: ${[...this.firstFailures].map(([url, why]) => `${url}: ${why}`).join("; ")}`));
+        return this.close();
+      }
+    }
     // A gateway that closed us for flooding (4429) or for invalid requests (4400) should not see us
     // again at once: it refuses the address for a while (RATE_LIMIT_CLOSE_PENALTY_SECONDS).
     const delay = this.backoff(this.attempt++) * (code === 4429 || code === 4400 ? 10 : 1);

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { createServer } from "node:net";
+import { deadUrl } from "../support/dead-url";
 import { resolve } from "node:path";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 
@@ -72,15 +72,6 @@ test("bad input: a clear one-line error and exit 2, never a stack trace", async 
   expect(usage.code).toBe(2);
   expect(usage.out).toContain("usage:");
 }, 60_000);
-
-/** A loopback URL where nothing listens: a port taken and released, so connecting is refused. */
-async function deadUrl(): Promise<string> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
-  const { port } = srv.address() as { port: number };
-  await new Promise((r) => srv.close(r));
-  return `ws://127.0.0.1:${port}/ws`;
-}
 
 test("several gateway URLs: with the first one down, pub and tail go to the next (--url a,b, repeated --url, KGW_URL=a,b)", async () => {
   const down = await deadUrl();
