@@ -206,7 +206,7 @@ function scanJson(s: string, name: string): number | undefined {
   // thing out of place the scan stops with what it found before it. Nested values are skipped by
   // their strings and brackets.
   let state = KEY;
-  let lastKey: string | null = null; // the key whose ":" is next
+  let named = false; // whether the key whose ":" is next is `name`
   while (i < n) {
     const c = s.charCodeAt(i);
     if (isSpace(c)) {
@@ -224,7 +224,7 @@ function scanJson(s: string, name: string): number | undefined {
       i++;
       if (depth > 1) continue;
       if (state === KEY) {
-        lastKey = keyText(s, start, i);
+        named = keyIs(s, start, i, name);
         state = COLON;
       } else if (state === VALUE) state = AFTER;
       else return found;
@@ -254,11 +254,11 @@ function scanJson(s: string, name: string): number | undefined {
       if (c === 0x3a) {
         if (state !== COLON) return found;
         state = VALUE;
-        if (lastKey === name) {
+        if (named) {
           i = skipSpace(s, i);
           found = jsonCid(s, i);
         }
-        lastKey = null;
+        named = false;
       } else if (c === 0x2c) {
         if (state !== AFTER) return found;
         state = KEY;
@@ -272,39 +272,58 @@ function scanJson(s: string, name: string): number | undefined {
   return found;
 }
 
-// A number token as JSON's grammar has it. A leading zero makes the frame invalid JSON, and its
-// digits read as a cid (0241 as 241) could answer for another request's: no cid then.
-const JSON_NUMBER = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?$/;
-// Longer than any number a cid can be, however spelled: past it the token is not read at all, since
-// a prefix of it could read as another request's cid.
-const MAX_NUMBER_CHARS = 400;
+/** Digits a cid can be read from without Number(): 10^15 is below 2^53. */
+const PLAIN_DIGITS = 15;
 
 /**
  * The cid (or frame type) whose number token starts at s[i], read as the decoder reads it:
- * JSON.parse's value (5.0 and 5e0 are 5), then a safe integer >= 0, else none. The token must end
- * where a value ends (whitespace, then a comma, the map's close or the frame's end): read up to the
- * first character that cannot be in a number, `12abc`, `0x10` and `7 7` named cids 12, 0 and 7.
+ * JSON.parse's value (5.0 and 5e0 are 5, and so is 5 with a fraction of 500 zeros), then a safe
+ * integer >= 0, else none. The token must end where a value ends: whitespace, then a comma or the
+ * map's close. Read up to the first character that cannot be in a number, `12abc`, `0x10` and `7 7`
+ * named cids 12, 0 and 7; read to the frame's end, a frame cut inside `"cid":123` named cid 12.
  */
 function jsonCid(s: string, i: number): number | undefined {
   let j = i;
-  for (let c = s.charCodeAt(j); (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x2b || c === 0x2e || c === 0x65 || c === 0x45; c = s.charCodeAt(++j)) {
-    if (j - i > MAX_NUMBER_CHARS) return undefined;
-  }
-  const token = s.slice(i, j);
+  let plain = 0; // the token's value while it is only digits, with no leading zero
+  for (let c = s.charCodeAt(j); c >= 0x30 && c <= 0x39; c = s.charCodeAt(++j)) plain = plain * 10 + (c - 0x30);
+  let c = s.charCodeAt(j);
+  const digitsOnly = !(c === 0x2d || c === 0x2b || c === 0x2e || c === 0x65 || c === 0x45);
+  if (!digitsOnly) for (; (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x2b || c === 0x2e || c === 0x65 || c === 0x45; c = s.charCodeAt(++j));
   const k = skipSpace(s, j);
-  if (k < s.length && s.charCodeAt(k) !== 0x2c && s.charCodeAt(k) !== 0x7d) return undefined;
-  return JSON_NUMBER.test(token) ? validCid(Number(token)) : undefined;
+  if (k >= s.length || (s.charCodeAt(k) !== 0x2c && s.charCodeAt(k) !== 0x7d)) return undefined;
+  if (j === i) return undefined;
+  // The common case, a few digits, read here; anything else as JSON.parse reads it. A leading zero
+  // makes the frame invalid JSON, and its digits read as a cid (0241 as 241) could answer for another
+  // request's: no cid then.
+  if (digitsOnly && j - i <= PLAIN_DIGITS && (j - i === 1 || s.charCodeAt(i) !== 0x30)) return plain;
+  // The token holds only digits, signs, dots and exponents: JSON.parse checks its grammar (a leading
+  // zero, a sign or dot out of place) and gives its value in one pass, or throws.
+  try {
+    return validCid(JSON.parse(s.slice(i, j)) as number);
+  } catch {
+    return undefined;
+  }
 }
 
-/** The text of the JSON string s[start, end) (quotes included); escapes only when present. */
-function keyText(s: string, start: number, end: number): string | null {
-  // Keys longer than "cid" or "t" can be, even spelled with escapes, are not worth decoding.
-  if (end - start > 20) return null;
+/**
+ * Whether the JSON string s[start, end) (quotes included) says `name`: compared in place, with no
+ * allocation, unless it has escapes (a frame of 500,000 keys allocated two strings a key).
+ */
+function keyIs(s: string, start: number, end: number, name: string): boolean {
+  const n = end - start - 2;
+  if (n === name.length) {
+    let k = 0;
+    while (k < n && s.charCodeAt(start + 1 + k) === name.charCodeAt(k)) k++;
+    if (k === n) return true;
+  }
+  // Escaped, a key can be longer than the name (c\u0069d); longer than "cid" or "t" can be, even
+  // spelled with escapes, it is not worth decoding.
+  if (n <= name.length || n > 20) return false;
   const raw = s.slice(start, end);
-  if (raw.indexOf("\\") < 0) return raw.slice(1, -1);
+  if (raw.indexOf("\\") < 0) return false;
   try {
-    return JSON.parse(raw) as string;
+    return JSON.parse(raw) === name;
   } catch {
-    return null;
+    return false;
   }
 }

@@ -67,10 +67,25 @@ describe("scanCid reads the top-level cid without decoding", () => {
     expect(scanCid('{"cid":12,"m":[{"x":1]],"cid":7}')).toBe(12);
     expect(scanCid('{"m":{"a":[1,{"b":[]}]},"cid":7}')).toBe(7);
     expect(scanCid('{"a":true,"b":null,"c":-1.5e+3,"d":"x","cid":7}')).toBe(7);
-    // A number ends at whitespace, a comma, the map's end or the frame's end.
-    for (const text of ['{"cid":12,"t":15', '{"cid":12 ,"t":15}', '{"cid":12}', '{"cid":12\n}', '{"cid":12', '{"t":15,"cid":12 }garbage', '{ "t" : 15 , "cid" : 12 , "x": oops']) {
+    // A number ends at whitespace, then a comma or the map's end.
+    for (const text of ['{"cid":12,"t":15', '{"cid":12 ,"t":15}', '{"cid":12}', '{"cid":12\n}', '{"t":15,"cid":12 }garbage', '{ "t" : 15 , "cid" : 12 , "x": oops']) {
       expect([text, scanCid(text)]).toEqual([text, 12]);
     }
+  });
+  test("a JSON frame cut off inside its cid's number reads no cid, not its prefix (outside probe Y: cut to `{\"cid\":12`, cid 123 was answered as 12)", () => {
+    for (const text of ['{"t":10,"cid":12', '{"t":10,"cid":12 ', '{"cid":1234', '{"t":15,"cid":1e1', '{"t":15,"cid":1.', '{"cid":5,"t":15,"cid":12']) {
+      expect([text, scanCid(text)]).toEqual([text, undefined]);
+    }
+    expect(scanFrameType('{"t":10')).toBeUndefined();
+  });
+  test("a JSON cid of any length is read as JSON.parse reads it (outside probe Y: past 400 characters it was not read at all)", () => {
+    const zeros = "0".repeat(500);
+    for (const text of [`{"t":15,"cid":1.${zeros}}`, `{"t":15,"cid":7${zeros}e-500}`, `{"t":15,"cid":0.${"9".repeat(600)}}`, `{"t":15,"cid":1.${zeros}1,"x":1}`]) {
+      expect([text.length, scanCid(text)]).toEqual([text.length, (JSON.parse(text) as { cid: number }).cid]);
+    }
+    // Damaged after it: the same cid.
+    expect(scanCid(`{"t":15,"cid":1.${zeros},}`)).toBe(1);
+    expect(scanCid(`{"t":15,"cid":1${zeros},}`)).toBeUndefined(); // 10^500: no safe integer
     // Whatever follows a cid's digits: the scan agrees with the decoder, or reads no cid where the
     // decoder fails; it never reads one the text's own cid token does not say.
     const rand = rng(29);
