@@ -172,13 +172,26 @@ export function frameErrorCode(error: z.ZodError): ErrorCode {
   return error.issues.some((i) => i.code === "invalid_format" && (i.path[0] === "topic" || i.path[0] === "topics")) ? "INVALID_TOPIC" : "INVALID_FRAME";
 }
 
-/** Turns a zod failure into one readable line: the path and the problem. */
+/** How much of a path segment, and of an issue's message, a refusal repeats: both can hold a client's own strings. */
+const SEGMENT_CHARS = 64;
+const ISSUE_CHARS = 300;
+
+/** `text`, or its start and how much was left out. */
+function clip(text: string, max: number): string {
+  return text.length <= max ? text : `${text.slice(0, max)}…(${text.length - max} more characters)`;
+}
+
+/**
+ * Turns a zod failure into one readable line: the path and the problem. A header name or an unknown
+ * key of 60,000 characters was repeated whole in its refusal; each segment and message is clipped.
+ */
 export function describeIssues(error: z.ZodError, prefix = ""): string {
   return error.issues
     .slice(0, 3)
     .map((i) => {
-      const path = [prefix, ...i.path.map(String)].filter(Boolean).join(".");
-      return path ? `${path}: ${i.message}` : i.message;
+      const path = [prefix, ...i.path.map((p) => clip(String(p), SEGMENT_CHARS))].filter(Boolean).join(".");
+      const message = clip(i.message, ISSUE_CHARS);
+      return path ? `${path}: ${message}` : message;
     })
     .join("; ");
 }

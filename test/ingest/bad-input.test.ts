@@ -228,3 +228,23 @@ test("a frame past the transport's hard cap closes only that socket, with 1009",
   await stillWorks(other);
   other.close();
 });
+
+test("a refusal repeats a client's long names clipped, not whole: a header name or unknown key of 30,000 characters (outside probe Y: a 60,000-character name came back in a 60 KB nack)", async () => {
+  const long = "h".repeat(30_000);
+  for (const codec of ["msgpack", "json"] as const) {
+    const c = await GatewayClient.connect(gw.wsUrl, codec);
+    const refusals = [
+      await c.publish({ type: "x", headers: { [long]: "v" } }, "bad-input"),
+      await c.publish({ type: "x", [long]: 1 }, "bad-input"),
+      await c.request({ t: 10, topic: "bad-input", event: { type: "x" }, [long]: 1 }),
+      await c.request({ t: 12, sub: "s", topic: "bad-input", filter: { [long]: 1 } }),
+    ];
+    for (const r of refusals) {
+      expect([codec, r.t, typeof r.code]).toEqual([codec, 21, "string"]);
+      expect([codec, r.code, r.message.length < 1_000]).toEqual([codec, r.code, true]);
+      expect(r.message).toContain("hhhh…(");
+    }
+    await stillWorks(c);
+    c.close();
+  }
+});
