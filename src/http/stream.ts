@@ -102,10 +102,10 @@ function subscribeFrame(req: Request, url: URL): SubscribeFrame {
   }
   const frame: Record<string, unknown> = { t: FrameType.SUBSCRIBE, cid: 0, sub: "sse" };
   const topics = q.getAll("topic").flatMap((t) => t.split(","));
-  // The frame's own message ("give topic or topics") names a field a stream has no parameter for.
-  if (topics.length === 0) throw new GatewayError("INVALID_FRAME", "the `topic` parameter is missing: topic=T, repeated or comma-separated for several topics");
-  // After that one, whose message says what to send where a stream was given `topics`.
   const unknown = unknownParam(q, STREAM_PARAMS);
+  // The frame's own message ("give topic or topics") names a field a stream has no parameter for;
+  // and a misspelt one (`topics`, `Topic`) is named with it.
+  if (topics.length === 0) throw new GatewayError("INVALID_FRAME", `the \`topic\` parameter is missing: topic=T, repeated or comma-separated for several topics${unknown ? `; ${unknown.message}` : ""}`);
   if (unknown) throw unknown;
   if (topics.length === 1) frame.topic = topics[0];
   else if (topics.length > 1) frame.topics = topics;

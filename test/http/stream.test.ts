@@ -135,6 +135,12 @@ test("a bad query is refused before any stream: 400 with the code a subscribe fr
   await plural.done;
   expect({ status: plural.status, code: plural.body.error.code }).toEqual({ status: 400, code: "INVALID_FRAME" });
   expect(plural.body.error.message).toMatch(/`topic` parameter/);
+  expect(plural.body.error.message).toContain('unknown query parameter "topics"');
+  // A misspelt topic is named too: "missing" alone sent its writer looking for the wrong mistake (outside probe Y).
+  const misspelt = openStream(`${gw.url}/api/v1/stream?Topic=x`);
+  await misspelt.done;
+  expect({ status: misspelt.status, code: misspelt.body.error.code }).toEqual({ status: 400, code: "INVALID_FRAME" });
+  expect(misspelt.body.error.message).toContain('unknown query parameter "Topic"');
   const forged = openStream(`${gw.url}/api/v1/stream?topic=x`, { "last-event-id": "not-a-token" });
   await forged.done;
   expect(forged.body.error.code).toBe("INVALID_POSITION");
