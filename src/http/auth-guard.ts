@@ -41,7 +41,11 @@ export function createHttpAuth(authenticator: Authenticator, audit: Audit, deps:
       return async (req, server) => {
         // Authorization in another scheme (Basic, for a proxy in front) is not ours: the query's token
         // then. A Bearer header without a token of the form is a bad token, as at the upgrade.
-        const token = bearerFromAuthorization(req) ?? (opts.queryToken ? (urlOf(req).searchParams.get("access_token") ?? undefined) : undefined);
+        const header = bearerFromAuthorization(req);
+        const query = opts.queryToken ? (urlOf(req).searchParams.get("access_token") ?? undefined) : undefined;
+        // Both, perhaps of two principals: one would win in silence. RFC 6750 (2) allows one method a request.
+        if (header !== undefined && query !== undefined) return errorResponse(toWireError("INVALID_FRAME", "give the token once: in Authorization: Bearer or in access_token, not both"));
+        const token = header ?? query;
         const address = clientAddress(req, server);
         const tooMany = rateLimits.admitTokenCheck(address);
         if (tooMany) {

@@ -182,6 +182,10 @@ test("with authentication on, a stream needs a token (Authorization or access_to
     const viaHeader = openStream(`${authed.url}/api/v1/stream?topic=open.a`, { authorization: `Bearer ${token}` });
     await viaHeader.until((ms) => ms.some((m) => m.event === "subscribed"));
     viaHeader.stop();
+    // Both ways at once, perhaps for two principals: refused, not one of them picked in silence (outside probe Y).
+    const both = openStream(`${authed.url}/api/v1/stream?topic=open.a&access_token=${token}`, { authorization: `Bearer ${token}` });
+    await both.done;
+    expect({ status: both.status, code: both.body.error.code }).toEqual({ status: 400, code: "INVALID_FRAME" });
   } finally {
     await authed.stop();
   }
