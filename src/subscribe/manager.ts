@@ -79,6 +79,9 @@ const MAX_LAG_TOPICS = 100;
  * replaying at REPLAY_RATE_LIMIT until it has caught up, and then simply stays on it: the one reader
  * reads history and live alike, so there is no seam to lose or repeat events at.
  */
+/** Resolves once the promise reactions pending now have all run, replies sent by them included. */
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
 export class SubscriptionManager {
   private readonly liveFeeds = new Map<string, Promise<Feed>>();
   /** originTag of log.origin, kept per origin: every token a frame carries names it. */
@@ -408,7 +411,11 @@ export class SubscriptionManager {
     this.queued.set(conn, queued + 1);
     let queue = this.waiting.get(conn);
     if (!queue) this.waiting.set(conn, (queue = new Map()));
-    const done = ahead.then(request, request);
+    // Its turn comes a macrotask after the one ahead settles: a refusal of that one is sent by its
+    // caller a few promise reactions later, and this one's reply (an unsubscribe's
+    // UNKNOWN_SUBSCRIPTION, at once) came before it (outside probe X).
+    const turn = ahead.then(nextTurn, nextTurn);
+    const done = turn.then(request);
     const settled = done.then(
       () => {},
       () => {},

@@ -106,6 +106,28 @@ for (const log of ["kafka", "embedded"] as const) {
       expect((await settled()).subscriptions).toBe(0);
     }, 60_000);
 
+    // Kafka only: the embedded log has every topic, so nothing refuses a subscribe once it has started.
+    test.skipIf(log !== "kafka")("a subscribe refused once it has started is answered before the requests for its id queued behind it (outside probe X: the unsubscribe's UNKNOWN_SUBSCRIPTION came first)", async () => {
+      for (const start of ["latest", "earliest"]) {
+        const missing = freshTopic("pipelined-missing"); // never made: refused UNKNOWN_TOPIC after a look at the log
+        const c = await GatewayClient.connect(gw.wsUrl);
+        const seq = ["sub", "unsub", "sub", "unsub"] as const;
+        const order: string[] = [];
+        const replies = await Promise.all(
+          seq.map((op, i) =>
+            (op === "sub" ? c.subscribe({ sub: "m", topic: missing, start }, () => {}) : c.request({ t: 13, sub: "m" })).then((f) => {
+              const said = f.t === 23 ? "subscribed" : f.t === 28 ? "unsubscribed" : String(f.code);
+              order.push(`${i}:${said}`);
+              return said;
+            }),
+          ),
+        );
+        expect(replies).toEqual(["UNKNOWN_TOPIC", "UNKNOWN_SUBSCRIPTION", "UNKNOWN_TOPIC", "UNKNOWN_SUBSCRIPTION"]);
+        expect([start, order]).toEqual([start, replies.map((r, i) => `${i}:${r}`)]);
+        c.close();
+      }
+    }, 60_000);
+
     test("requests queued behind a starting subscribe are bounded per connection: past the bound, RATE_LIMITED, each answered once", async () => {
       const topic = await topicWith(2_000);
       const c = await GatewayClient.connect(gw.wsUrl);
