@@ -1,4 +1,5 @@
 /** Where a bearer token can come from on a request: `Authorization`, or a WebSocket subprotocol. */
+import { GatewayError } from "../protocol/errors";
 
 export const BEARER_PROTOCOL_PREFIX = "kgw.bearer.";
 /** The one subprotocol the gateway speaks (its frames, msgpack or JSON, docs/protocol.md). */
@@ -41,4 +42,22 @@ export function bearerFromProtocols(req: Request): { token?: string; echo?: stri
 /** Whether the request carries a token of either kind (not yet verified): `Authorization: Bearer <token>` or the subprotocol's. Another scheme, or an empty or malformed token, is none. */
 export function offersToken(req: Request): boolean {
   return !!bearerFromAuthorization(req) || !!bearerFromProtocols(req).token;
+}
+
+/**
+ * The refusal of a request that carries a token in two places (`Authorization` and the subprotocol,
+ * or `access_token`), perhaps of two principals: one of them was served in silence. RFC 6750 (2)
+ * allows one method a request, and answers more with invalid_request. Undefined for one or none; an
+ * empty one (a malformed Bearer header) is left to be refused as the bad token it is.
+ */
+export function tokenGivenTwice(fromHeader: string | undefined, other: string | undefined, otherName: string): GatewayError | undefined {
+  if (!fromHeader || !other) return undefined;
+  return new GatewayError("INVALID_FRAME", `give the token once: in Authorization: Bearer or in ${otherName}, not both`);
+}
+
+/** The WWW-Authenticate value of a refusal: invalid_request for a token given twice, invalid_token for a bad one (RFC 6750 3.1). */
+export function bearerChallenge(err: GatewayError): string | undefined {
+  if (err.code === "UNAUTHENTICATED") return `Bearer error="invalid_token"`;
+  if (err.code === "INVALID_FRAME") return `Bearer error="invalid_request"`;
+  return undefined;
 }

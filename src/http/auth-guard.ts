@@ -4,7 +4,7 @@ import { toWireError } from "../protocol/errors";
 import { GatewayError } from "../protocol/errors";
 import type { Audit } from "../auth/audit";
 import { ANONYMOUS, type Authenticator, type Identity } from "../auth/authenticator";
-import { bearerFromAuthorization } from "../auth/bearer";
+import { bearerChallenge, bearerFromAuthorization, tokenGivenTwice } from "../auth/bearer";
 import { type Action, check } from "../auth/policy";
 import type { ClientAddress } from "./client-address";
 import { wireError } from "../ingest/publisher";
@@ -28,7 +28,8 @@ export function createHttpAuth(authenticator: Authenticator, audit: Audit, deps:
   const { clientAddress, rateLimits, refusalDelay, metrics } = deps;
   const challenge = (err: GatewayError) => {
     const res = errorResponse(toWireError(err.code, err.message));
-    if (err.code === "UNAUTHENTICATED") res.headers.set("www-authenticate", `Bearer error="invalid_token"`);
+    const value = bearerChallenge(err);
+    if (value) res.headers.set("www-authenticate", value);
     return res;
   };
   return {
@@ -43,8 +44,6 @@ export function createHttpAuth(authenticator: Authenticator, audit: Audit, deps:
         // then. A Bearer header without a token of the form is a bad token, as at the upgrade.
         const header = bearerFromAuthorization(req);
         const query = opts.queryToken ? (urlOf(req).searchParams.get("access_token") ?? undefined) : undefined;
-        // Both, perhaps of two principals: one would win in silence. RFC 6750 (2) allows one method a request.
-        if (header !== undefined && query !== undefined) return errorResponse(toWireError("INVALID_FRAME", "give the token once: in Authorization: Bearer or in access_token, not both"));
         const token = header ?? query;
         const address = clientAddress(req, server);
         const tooMany = rateLimits.admitTokenCheck(address);
@@ -54,6 +53,8 @@ export function createHttpAuth(authenticator: Authenticator, audit: Audit, deps:
         }
         let who: Identity;
         try {
+          const twice = tokenGivenTwice(header, query, "access_token");
+          if (twice) throw twice;
           if (!token) throw new GatewayError("UNAUTHENTICATED", "send Authorization: Bearer <token>");
           who = await authenticator.verify(token);
         } catch (e) {

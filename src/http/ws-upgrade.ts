@@ -2,7 +2,7 @@ import { error, errorResponse } from "./responses";
 import { GatewayError, toWireError } from "../protocol/errors";
 import type { Audit } from "../auth/audit";
 import type { Authenticator, Identity } from "../auth/authenticator";
-import { bearerFromAuthorization, bearerFromProtocols } from "../auth/bearer";
+import { bearerChallenge, bearerFromAuthorization, bearerFromProtocols, tokenGivenTwice } from "../auth/bearer";
 
 export interface UpgradeAuth {
   identity?: Identity;
@@ -30,6 +30,8 @@ export async function authenticateUpgrade(req: Request, authenticator: Authentic
   const token = fromHeader ?? protocols.token;
   if (token === undefined) return { headers };
   try {
+    const twice = tokenGivenTwice(fromHeader, protocols.token, "the kgw.bearer. subprotocol");
+    if (twice) throw twice;
     if (!token) throw new GatewayError("UNAUTHENTICATED", fromHeader === "" ? "the Authorization header is not Bearer <token>" : "the kgw.bearer. subprotocol carries no token");
     const identity = await authenticator.verify(token);
     audit.record({ principal: identity.principal, action: "authenticate", outcome: "allow", transport: "ws", address, session });
@@ -38,7 +40,8 @@ export async function authenticateUpgrade(req: Request, authenticator: Authentic
     const err = e instanceof GatewayError ? e : new GatewayError("UNAUTHENTICATED", "the token is not accepted");
     audit.record({ principal: "anonymous", action: "authenticate", outcome: "deny", code: err.code, reason: err.message, transport: "ws", address, session });
     const res = errorResponse(toWireError(err.code, err.message));
-    if (err.code === "UNAUTHENTICATED") res.headers.set("www-authenticate", `Bearer error="invalid_token"`);
+    const challenge = bearerChallenge(err);
+    if (challenge) res.headers.set("www-authenticate", challenge);
     return res;
   }
 }

@@ -175,6 +175,16 @@ test("the token in a kgw.bearer subprotocol: the upgrade answers the other offer
     expect(withKgw.status).toBe(101);
     expect(withKgw.headers.get("sec-websocket-protocol")).toBe("kgw");
   }
+  // A token in both Authorization and the subprotocol, perhaps of two principals: refused, not the
+  // header's served in silence (second review, after the same was refused on SSE). A malformed header
+  // beside a subprotocol token is still the bad token it was.
+  const other = await hsToken({ sub: "other", ...GRANTS });
+  const both = await fetch(`${gw.url}/ws`, { headers: { upgrade: "websocket", connection: "Upgrade", "sec-websocket-version": "13", "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==", authorization: `Bearer ${token}`, "sec-websocket-protocol": `kgw.bearer.${other}, kgw` } });
+  expect(both.status).toBe(400);
+  expect(both.headers.get("www-authenticate")).toBe('Bearer error="invalid_request"');
+  expect(((await both.json()) as { error: { code: string; message: string } }).error).toMatchObject({ code: "INVALID_FRAME", message: expect.stringContaining("give the token once") });
+  const malformedBeside = await fetch(`${gw.url}/ws`, { headers: { upgrade: "websocket", connection: "Upgrade", "sec-websocket-version": "13", "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==", authorization: "Bearer", "sec-websocket-protocol": `kgw.bearer.${other}, kgw` } });
+  expect(malformedBeside.status).toBe(401);
 });
 
 test("the only subprotocol answered is kgw: an upgrade offering others and not kgw is refused 400 naming it, not answered with a protocol the gateway does not speak", async () => {

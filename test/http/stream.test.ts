@@ -186,6 +186,11 @@ test("with authentication on, a stream needs a token (Authorization or access_to
     const both = openStream(`${authed.url}/api/v1/stream?topic=open.a&access_token=${token}`, { authorization: `Bearer ${token}` });
     await both.done;
     expect({ status: both.status, code: both.body.error.code }).toEqual({ status: 400, code: "INVALID_FRAME" });
+    expect(both.body.error.message).toContain("give the token once");
+    // An empty one beside the other is no second token.
+    const emptyQuery = openStream(`${authed.url}/api/v1/stream?topic=open.a&access_token=`, { authorization: `Bearer ${token}` });
+    await emptyQuery.until((ms) => ms.some((m) => m.event === "subscribed"));
+    emptyQuery.stop();
   } finally {
     await authed.stop();
   }
