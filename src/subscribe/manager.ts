@@ -74,14 +74,19 @@ const MAX_TIME_MS = 8.64e15;
 const MAX_LAG_TOPICS = 100;
 
 /**
+ * Resolves once the promise reactions pending now have all run, and with them the replies their
+ * callers send: the caller of subscribe() sends a refusal in a chain of reactions, with no await on
+ * anything else (ws/connection.ts answerLater). A refusal that came to wait on I/O (an async audit, a
+ * delay) would need the queue to wait on its sending instead.
+ */
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/**
  * Subscriptions of every connection. A subscription from `latest` joins its topic's shared live feed
  * (one reader per topic for the whole gateway). One that starts in the past gets its own feed,
  * replaying at REPLAY_RATE_LIMIT until it has caught up, and then simply stays on it: the one reader
  * reads history and live alike, so there is no seam to lose or repeat events at.
  */
-/** Resolves once the promise reactions pending now have all run, replies sent by them included. */
-const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
-
 export class SubscriptionManager {
   private readonly liveFeeds = new Map<string, Promise<Feed>>();
   /** originTag of log.origin, kept per origin: every token a frame carries names it. */

@@ -17,8 +17,8 @@ import { until } from "../support/until";
 // test-plan: alone: 100 connections of 4 MB each load the machine.
 // How many attackers get in before the guard's next reading (each 250 ms) sees the limit depends on
 // the machine's pace and on what else the gateway holds: CI once let exactly 60 in where more than 60
-// were expected. So the tests ask what the claims need: the attack took the gateway over its limit
-// (503), and, beside the readers, with fewer connections than the readers have.
+// were expected. So the tests ask what the claims need: an attack of some size took the gateway over
+// its limit (503), and its connections, not the others', were closed.
 // A gateway of its own for each test: what one attack leaves resident (however briefly) must not
 // count against the next test's limit, and a gateway that ends by itself is reported with its last
 // lines by stop().
@@ -101,11 +101,8 @@ async function rawSubscribers(port: number, n: number, address: string, topic: s
   return subs;
 }
 
-/**
- * 100 connections from `address` with 4 MB of a frame each: the gateway goes over its limit, closes
- * them, and comes back under it. Returns how many it let in.
- */
-async function attackUntilShed(port: number, address: string): Promise<number> {
+/** 100 connections from `address` with 4 MB of a frame each: the gateway goes over its limit, closes them, and comes back under it. */
+async function attackUntilShed(port: number, address: string): Promise<void> {
   const attackers = [];
   for (let i = 0; i < 100; i++) attackers.push(await partialFrame(port, address, 4_000_000));
   const opened = attackers.filter((a) => a !== null);
@@ -113,7 +110,6 @@ async function attackUntilShed(port: number, address: string): Promise<number> {
   await until("/health/ready to say 503", async () => (await fetch(`${gw.url}/health/ready`)).status === 503, 10_000);
   await until("the attackers' connections to be closed", () => opened.every((a) => a!.closed()), 30_000);
   await until("/health/ready to say 200 again", async () => (await fetch(`${gw.url}/health/ready`)).status === 200, 30_000);
-  return opened.length;
 }
 
 test("subscribers that read what they are sent are not quiet: past MEMORY_LIMIT_BYTES the shed passes over an address of more reading subscribers than the attackers have connections", async () => {
@@ -134,9 +130,9 @@ test("subscribers that read what they are sent are not quiet: past MEMORY_LIMIT_
   publishes.catch(() => {});
   await Bun.sleep(5500); // quiet senders from here on, but reading
 
-  const attackers = await underControl(gw, "100 connections with 4 MB of a frame each beside 110 reading subscribers", () => attackUntilShed(port, "127.0.0.4"));
-  // Counted by connections alone, the readers' address would have been shed first.
-  expect(attackers).toBeLessThan(readers.length);
+  // 110 readers, more than the 100 connections an attack can hold: counted by connections alone, the
+  // readers' address would have been shed first.
+  await underControl(gw, "100 connections with 4 MB of a frame each beside 110 reading subscribers", () => attackUntilShed(port, "127.0.0.4"));
   publishing = false;
   await publishes;
   publisher.close();
