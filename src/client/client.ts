@@ -27,8 +27,9 @@ export interface ConnectOptions {
   connectTimeoutMs?: number;
   /**
    * Attempts (over all the URLs) that the first connection gets before `connect()` rejects, saying
-   * what each URL last said, and the client stops. Default 10 (about 30 s with the default
-   * backoff); Infinity waits for a gateway for ever. Once welcomed, the client reconnects for ever.
+   * what each URL last said, and the client stops (onState "closed"). Default 10: 16-33 s of backoff
+   * where connections are refused, plus up to connectTimeoutMs an attempt where they hang. Infinity
+   * waits for a gateway for ever. Once welcomed, the client reconnects for ever.
    */
   connectAttempts?: number;
   /**
@@ -105,6 +106,9 @@ export class GatewayClient {
   private firstWelcome!: { resolve: () => void; reject: (e: Error) => void };
   /** Before the first welcome: what each URL's last attempt ended with, for connect()'s rejection. */
   private readonly firstFailures = new Map<string, string>();
+  /** Whether any connection was welcomed: from then on the client reconnects for ever. */
+  private everWelcomed = false;
+  private readonly connectAttempts: number;
 
   private constructor(private readonly options: ConnectOptions) {
     this.codec = options.codec ?? "msgpack";
@@ -114,6 +118,8 @@ export class GatewayClient {
     // why: said here, once, rather than as reconnects without end.
     const queried = this.urls.find((u) => /^[^#]*\?[^#]/.test(u));
     if (queried !== undefined) throw new Error(`connect: ${queried} has a query string, which the gateway refuses; its token goes in \`token\``);
+    this.connectAttempts = options.connectAttempts ?? DEFAULT_CONNECT_ATTEMPTS;
+    if (!(this.connectAttempts >= 1)) throw new Error(`connect: connectAttempts is at least 1 (Infinity: for ever), not ${options.connectAttempts}`);
     this.publisher = new Publisher(
       {
         ready: () => this.welcomed,
@@ -309,16 +315,16 @@ export class GatewayClient {
   }
 
   private retry(code: number | undefined, reason: string): void {
-    this.options.onState?.("reconnecting", { code, reason, url: this.url });
     // Never welcomed: the caller awaits connect(), and a gateway that is not there (a wrong URL, a
     // port not open) must get an answer rather than a promise that never settles.
-    if (!this.session) {
+    if (!this.everWelcomed) {
       this.firstFailures.set(this.url, reason || (code === undefined || code === 1006 ? "no connection" : `closed ${code}`));
-      if (this.attempt + 1 >= (this.options.connectAttempts ?? DEFAULT_CONNECT_ATTEMPTS)) {
-        this.firstWelcome.reject(new Error(`no welcome after ${this.attempt + 1} attempts: ${[...this.firstFailures].map(([url, why]) => `${url}: ${why}`).join("; ")}`));
+      if (this.attempt + 1 >= this.connectAttempts) {
+        this.firstWelcome.reject(new Error(`no welcome after ${this.attempt + 1} attempt${this.attempt === 0 ? "" : "s"}: ${[...this.firstFailures].map(([url, why]) => `${url}: ${why}`).join("; ")}`));
         return this.close();
       }
     }
+    this.options.onState?.("reconnecting", { code, reason, url: this.url });
     // A gateway that closed us for flooding (4429) or for invalid requests (4400) should not see us
     // again at once: it refuses the address for a while (RATE_LIMIT_CLOSE_PENALTY_SECONDS).
     const delay = this.backoff(this.attempt++) * (code === 4429 || code === 4400 ? 10 : 1);
@@ -371,6 +377,7 @@ export class GatewayClient {
     // As the gateway sizes it, 5% slower (frames are read with jitter), and full: its bucket is new too.
     this.subscribeBucket = perSec > 0 ? new TokenBucket(perSec * 0.95, Math.max(1, this.limits.maxSubscriptions ?? 1), performance.now()) : null;
     this.welcomed = true;
+    this.everWelcomed = true;
     this.attempt = 0;
     if (this.connectTimer) clearTimeout(this.connectTimer);
     this.options.onState?.("open", { url: this.url });

@@ -16,9 +16,10 @@ test("connect() to gateways that are not there rejects after connectAttempts, sa
   expect(failed).toStartWith("no welcome after 4 attempts: ");
   expect(failed).toContain(`${a}: `);
   expect(failed).toContain(`${b}: `);
-  expect(states).toEqual(["reconnecting", "reconnecting", "reconnecting", "reconnecting", "closed"]);
+  // Three reconnects after the first attempt, then closed: no "reconnecting" for a try that is not made.
+  expect(states).toEqual(["reconnecting", "reconnecting", "reconnecting", "closed"]);
   await Bun.sleep(300); // fifteen backoffs' worth: nothing more is tried behind the caller's back
-  expect(states).toHaveLength(5);
+  expect(states).toHaveLength(4);
 });
 
 test("connect() has a default: a wrong URL rejects after 10 attempts, not a promise that never settles", async () => {
@@ -29,7 +30,30 @@ test("connect() has a default: a wrong URL rejects after 10 attempts, not a prom
     (e: Error) => e.message,
   );
   expect(failed).toBe(`no welcome after 10 attempts: ${url}: no connection`);
-  expect(tries).toBe(10);
+  expect(tries).toBe(9);
+});
+
+test("connectAttempts counts an attempt that times out without a welcome, and a getToken that throws; it is at least 1", async () => {
+  // Accepts the WebSocket, never welcomes.
+  const silent = Bun.serve({ port: 0, fetch: (req, server) => (server.upgrade(req) ? undefined : new Response("no", { status: 400 })), websocket: { message() {} } });
+  try {
+    const failed = await connect({ url: `ws://127.0.0.1:${silent.port}/ws`, connectAttempts: 2, connectTimeoutMs: 100, reconnect: fast }).then(
+      () => null,
+      (e: Error) => e.message,
+    );
+    expect(failed).toMatch(/^no welcome after 2 attempts: ws:\/\/127\.0\.0\.1:\d+\/ws: no welcome from .* within 100 ms$/);
+  } finally {
+    silent.stop(true);
+  }
+  const url = await deadUrl();
+  const noToken = await connect({ url, connectAttempts: 1, getToken: () => Promise.reject(new Error("vault down")) }).then(
+    () => null,
+    (e: Error) => e.message,
+  );
+  expect(noToken).toBe(`no welcome after 1 attempt: ${url}: getToken failed: vault down`);
+  for (const connectAttempts of [0, -1, Number.NaN]) {
+    await expect(connect({ url, connectAttempts })).rejects.toThrow("connectAttempts is at least 1");
+  }
 });
 
 test("once welcomed, the client reconnects for ever: connectAttempts bounds the first connection only", async () => {
