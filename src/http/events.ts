@@ -10,6 +10,7 @@ import type { Metrics } from "../observability/metrics";
 import { decodeFrame, decodeLimits } from "../protocol/codec";
 import { ErrorCodes } from "../protocol/codes";
 import { GatewayError } from "../protocol/errors";
+import { clip } from "../protocol/clip";
 import { charsetOf, isJsonMediaType, isUtf8Charset } from "../protocol/media-types";
 import { TurnBudget } from "../limits/turn-budget";
 import { unknownParam } from "./query";
@@ -218,7 +219,7 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
     const query = params.getAll("topic");
     if (query.length > 1) throw new GatewayError("INVALID_TOPIC", `the topic is given ${query.length} times in the query; give it once`);
     if (fromBody !== undefined && query.length === 1 && query[0] !== fromBody) {
-      throw new GatewayError("INVALID_TOPIC", `the body names topic "${fromBody}" and the query "${query[0]}"; give one`);
+      throw new GatewayError("INVALID_TOPIC", `the body names topic "${clip(fromBody, 256)}" and the query "${clip(query[0]!, 256)}"; give one`);
     }
     return publisher.topicFor(fromBody ?? query[0]);
   }

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import type { ErrorCode } from "./codes";
 import { HEADERS_HARD_MAX, TIME_MAX_CHARS } from "./limits";
+import { clip } from "./clip";
 
 export { FrameType, type FrameTypeName, PROTOCOL_VERSION } from "./frame-types";
 import { FrameType } from "./frame-types";
@@ -175,11 +176,6 @@ export function frameErrorCode(error: z.ZodError): ErrorCode {
 /** How much of a path segment, and of an issue's message, a refusal repeats: both can hold a client's own strings. */
 const SEGMENT_CHARS = 64;
 const ISSUE_CHARS = 300;
-
-/** `text`, or its start and how much was left out. */
-function clip(text: string, max: number): string {
-  return text.length <= max ? text : `${text.slice(0, max)}…(${text.length - max} more characters)`;
-}
 
 /**
  * Turns a zod failure into one readable line: the path and the problem. A header name or an unknown

@@ -60,6 +60,11 @@ test("a bad topic is INVALID_TOPIC however it is given", async () => {
     expect(r.status).toBe(400);
     expect(((await r.json()) as any).error.code).toBe("INVALID_TOPIC");
   }
+  // A long topic in the body beside the query's is named clipped, not repeated whole (second review).
+  const long = await post("/api/v1/events/batch?topic=a", JSON.stringify({ topic: "t".repeat(3_000), events: [{ type: "x" }] }));
+  const error = ((await long.json()) as any).error;
+  expect({ status: long.status, code: error.code, short: error.message.length < 700 }).toEqual({ status: 400, code: "INVALID_TOPIC", short: true });
+  expect(error.message).toContain("…(2744 more characters)");
 });
 
 test("an invalid event in a batch is named by its id when it has a readable one", async () => {
