@@ -3,9 +3,9 @@
  * after the cid, values plain data cannot hold), so that its request still gets a nack with its
  * cid and the client can settle its window. Never decodes values: msgpack values are skipped by
  * their length prefixes, JSON by its strings and brackets (the top-level map read by JSON's grammar),
- * so the cost is one pass over the bytes and no allocation per frame (a bit per level of nesting,
- * kept from frame to frame). Returns the last valid cid seen before the frame
- * ends or stops making sense (decoders keep the last of duplicate keys), else undefined.
+ * so the cost is one pass over the bytes (a bit per level of nesting, kept from frame to frame; a
+ * JSON cid that is not a few plain digits is sliced and parsed). Returns the last valid cid seen
+ * before the frame ends or stops making sense (decoders keep the last of duplicate keys), else undefined.
  */
 export function scanCid(raw: Uint8Array | string): number | undefined {
   return typeof raw === "string" ? scanJson(raw, "cid") : scanMsgpack(raw, CID);
@@ -19,7 +19,8 @@ export function scanFrameType(raw: Uint8Array | string): number | undefined {
   return typeof raw === "string" ? scanJson(raw, "t") : scanMsgpack(raw, T);
 }
 
-const validCid = (n: number): number | undefined => (Number.isSafeInteger(n) && n >= 0 ? n : undefined);
+// + 0: -0 (a JSON cid of -0 or -0.0) is answered as 0, as the decoder's schema takes it.
+const validCid = (n: number): number | undefined => (Number.isSafeInteger(n) && n >= 0 ? n + 0 : undefined);
 
 // ---- msgpack ----
 
@@ -183,6 +184,10 @@ const AFTER = 3; // "," or the map's end, after a value
  */
 let kinds = new Uint32Array(64);
 
+const isDigit = (c: number) => c >= 0x30 && c <= 0x39;
+/** Whether c can be in a JSON number token: a digit, a sign, a dot or an exponent's e. */
+const inNumber = (c: number) => isDigit(c) || c === 0x2d || c === 0x2b || c === 0x2e || c === 0x65 || c === 0x45;
+
 /** JSON's whitespace: space, line feed, carriage return, tab. */
 const isSpace = (c: number) => c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
 
@@ -262,7 +267,7 @@ function scanJson(s: string, name: string): number | undefined {
       } else if (c === 0x2c) {
         if (state !== AFTER) return found;
         state = KEY;
-      } else if (state === VALUE && ((c >= 0x30 && c <= 0x39) || c === 0x2d || (c >= 0x61 && c <= 0x7a))) {
+      } else if (state === VALUE && (isDigit(c) || c === 0x2d || (c >= 0x61 && c <= 0x7a))) {
         // A number or a literal (true, false, null): its characters up to what ends a value.
         for (let d = s.charCodeAt(i); (d >= 0x30 && d <= 0x39) || (d >= 0x61 && d <= 0x7a) || (d >= 0x41 && d <= 0x5a) || d === 0x2b || d === 0x2d || d === 0x2e; d = s.charCodeAt(++i));
         state = AFTER;
@@ -279,19 +284,23 @@ const PLAIN_DIGITS = 15;
  * The cid (or frame type) whose number token starts at s[i], read as the decoder reads it:
  * JSON.parse's value (5.0 and 5e0 are 5, and so is 5 with a fraction of 500 zeros), then a safe
  * integer >= 0, else none. The token must end where a value ends: whitespace, then a comma or the
- * map's close. Read up to the first character that cannot be in a number, `12abc`, `0x10` and `7 7`
- * named cids 12, 0 and 7; read to the frame's end, a frame cut inside `"cid":123` named cid 12.
+ * map's close. (Read only up to the first character that cannot be in a number, `12abc`, `0x10` and
+ * `7 7` were read as cids 12, 0 and 7; read up to the frame's end, a frame cut inside `"cid":123`
+ * was read as cid 12.)
  */
 function jsonCid(s: string, i: number): number | undefined {
   let j = i;
-  let plain = 0; // the token's value while it is only digits, with no leading zero
-  for (let c = s.charCodeAt(j); c >= 0x30 && c <= 0x39; c = s.charCodeAt(++j)) plain = plain * 10 + (c - 0x30);
-  let c = s.charCodeAt(j);
-  const digitsOnly = !(c === 0x2d || c === 0x2b || c === 0x2e || c === 0x65 || c === 0x45);
-  if (!digitsOnly) for (; (c >= 0x30 && c <= 0x39) || c === 0x2d || c === 0x2b || c === 0x2e || c === 0x65 || c === 0x45; c = s.charCodeAt(++j));
+  let plain = 0; // the token's value while it is only digits
+  for (let c = s.charCodeAt(j); isDigit(c); c = s.charCodeAt(++j)) plain = plain * 10 + (c - 0x30);
+  const intDigits = j - i;
+  const digitsOnly = !inNumber(s.charCodeAt(j));
+  let exponent = false;
+  for (let c = s.charCodeAt(j); inNumber(c); c = s.charCodeAt(++j)) if (c === 0x65 || c === 0x45) exponent = true;
   const k = skipSpace(s, j);
   if (k >= s.length || (s.charCodeAt(k) !== 0x2c && s.charCodeAt(k) !== 0x7d)) return undefined;
   if (j === i) return undefined;
+  // 10^16 or more, whatever its fraction, or a leading zero: no cid, and no need to parse a long token.
+  if (!exponent && intDigits > 16) return undefined;
   // The common case, a few digits, read here; anything else as JSON.parse reads it. A leading zero
   // makes the frame invalid JSON, and its digits read as a cid (0241 as 241) could answer for another
   // request's: no cid then.

@@ -37,7 +37,7 @@ describe("scanCid reads the top-level cid without decoding", () => {
     // What the decoder does with the text: JSON.parse, then a cid is a safe integer >= 0.
     const decoded = (text: string) => {
       const v = (JSON.parse(text) as { cid?: unknown }).cid;
-      return typeof v === "number" && Number.isSafeInteger(v) && v >= 0 ? v : undefined;
+      return typeof v === "number" && Number.isSafeInteger(v) && v >= 0 ? v + 0 : undefined; // -0 is answered as 0
     };
     const rand = rng(17);
     const digits = (n: number) => Array.from({ length: n }, () => Math.floor(rand() * 10)).join("").replace(/^0+(?=\d)/, "");
@@ -77,6 +77,30 @@ describe("scanCid reads the top-level cid without decoding", () => {
       expect([text, scanCid(text)]).toEqual([text, undefined]);
     }
     expect(scanFrameType('{"t":10')).toBeUndefined();
+    // Every prefix of valid frames, cids of every length and spelling included: no cid, or the frame's own.
+    const rand = rng(41);
+    for (let n = 0; n < 300; n++) {
+      const digits = String(Math.floor(rand() * 10 ** (1 + Math.floor(rand() * 17))));
+      const spelled = [digits, `${digits}.0`, `${digits}e0`, `${digits}.${"0".repeat(Math.floor(rand() * 30))}1`][Math.floor(rand() * 4)]!;
+      const text = `{"t":10,"cid":${spelled}${rand() < 0.5 ? " " : ""},"event":{"type":"x","data":[1,{"a":"}"}]}}`;
+      const own = scanCid(text);
+      expect([text, own]).toEqual([text, (() => {
+        const v = (JSON.parse(text) as { cid: number }).cid;
+        return Number.isSafeInteger(v) ? v : undefined;
+      })()]);
+      for (let end = 0; end < text.length; end++) {
+        const cut = scanCid(text.slice(0, end));
+        if (cut !== undefined) expect([text.slice(0, end), cut]).toEqual([text.slice(0, end), own]);
+      }
+    }
+  });
+  test("a key spelled with escapes is the key it decodes to; -0 is cid 0", () => {
+    expect(scanCid('{"c\\u0069d":7,"t":15}')).toBe(7);
+    expect(scanCid('{"\\u0063\\u0069\\u0064":8}')).toBe(8);
+    expect(scanCid('{"cid\\u0000":9}')).toBeUndefined();
+    expect(scanCid('{"c\\u0069d" :7,')).toBe(7);
+    expect(scanFrameType('{"\\u0074":15,"cid":1}')).toBe(15);
+    for (const text of ['{"cid":-0}', '{"cid":-0.0}', '{"cid":-0e5}']) expect(Object.is(scanCid(text), 0)).toBe(true);
   });
   test("a JSON cid of any length is read as JSON.parse reads it (outside probe Y: past 400 characters it was not read at all)", () => {
     const zeros = "0".repeat(500);
