@@ -90,7 +90,7 @@ describe("scanCid reads the top-level cid without decoding", () => {
       })()]);
       for (let end = 0; end < text.length; end++) {
         const cut = scanCid(text.slice(0, end));
-        if (cut !== undefined) expect([text.slice(0, end), cut]).toEqual([text.slice(0, end), own]);
+        if (cut !== undefined) expect({ cut: text.slice(0, end), cid: cut as number | undefined }).toEqual({ cut: text.slice(0, end), cid: own });
       }
     }
   });
