@@ -165,10 +165,15 @@ export class GatewayClient {
 
   /** Subscribes; resolves once the gateway has confirmed. Iterate it, or give it callbacks. */
   async subscribe(topic: string | string[], options: SubscribeOptions = {}): Promise<Subscription> {
+    if (this.closed) throw new Error("the client is closed"); // nothing would answer it
     const refusal = options.filter === undefined ? null : filterRefusal(options.filter);
     if (refusal) throw new SubscribeError(refusal);
     const id = `s${this.cid++}`;
-    const sub = new Subscription(id, Array.isArray(topic) ? topic : [topic], options, { send: (f) => this.send(f), nextCid: () => this.cid++, forget: (s) => this.subs.delete(s.id) });
+    // Sent only on a welcomed connection: sent between a reconnect's open and its welcome, the
+    // subscribe went out twice (again with the resubscribes the welcome starts), was refused
+    // SUBSCRIPTION_EXISTS on the client and left running on the gateway (outside probe Z). Until the
+    // welcome it waits, and the resubscribe answers it.
+    const sub = new Subscription(id, Array.isArray(topic) ? topic : [topic], options, { send: (f) => this.welcomed && this.send(f), nextCid: () => this.cid++, forget: (s) => this.subs.delete(s.id) });
     this.subs.set(id, sub);
     for (let attempt = 1; ; attempt++) {
       try {
@@ -215,11 +220,22 @@ export class GatewayClient {
 
   private async open(): Promise<void> {
     let token: string | undefined;
+    const timeoutMs = this.options.connectTimeoutMs ?? 10_000;
+    let timer: ReturnType<typeof setTimeout> | undefined;
     try {
-      token = await this.token();
+      // Within the attempt's connectTimeoutMs: a getToken that never settles (an identity provider
+      // fetched with no timeout) held connect() and every reconnect for good (outside probe Z).
+      token = await Promise.race([
+        this.token(),
+        new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`it did not answer within ${timeoutMs} ms`)), timeoutMs))),
+      ]);
     } catch (e) {
+      if (this.closed) return;
       return this.retry(undefined, `getToken failed: ${(e as Error).message}`);
+    } finally {
+      clearTimeout(timer);
     }
+    if (this.closed) return;
     const Ws = this.options.WebSocket ?? globalThis.WebSocket;
     let ws: WebSocket;
     try {

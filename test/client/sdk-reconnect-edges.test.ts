@@ -1,0 +1,62 @@
+import { expect, test } from "bun:test";
+import { connect } from "../../src/client";
+import { SECRET, hsToken } from "../auth/support";
+import { gatewayForBlock } from "../support/gateway";
+import { holdingProxy } from "../support/holding-proxy";
+import { until } from "../support/until";
+
+/** Found by an outside probe of the SDK, each with a real gateway behind a proxy that cuts or slows the path. */
+const file = gatewayForBlock({ KAFKA_BROKERS: "", AUTH_JWT_SECRET: SECRET });
+const fast = { minMs: 10, maxMs: 20 };
+const token = () => hsToken({ sub: "edge", kgw: { publish: ["*"], subscribe: ["*"] } });
+
+test("a subscribe made between a reconnect's open and its welcome is sent once, after the welcome: it resolves and gets events once (it was refused SUBSCRIPTION_EXISTS and left running on the gateway)", async () => {
+  const proxy = await holdingProxy(file.gw.port, 400);
+  try {
+    const c = await connect({ url: proxy.url, getToken: token, reconnect: fast, heartbeat: false });
+    const hello = proxy.helloSent();
+    proxy.dropAll();
+    await hello; // reconnected and said hello: its welcome is held 400 ms
+    const sub = await c.subscribe("edges");
+    const got: unknown[] = [];
+    sub.onEvent((e) => void got.push(e.event.data));
+    const writer = await connect({ url: file.gw.wsUrl, token: await token() });
+    await writer.publish({ type: "x", data: 1 }, { topic: "edges" });
+    await until("the event to arrive", () => got.length > 0, 5_000);
+    await Bun.sleep(600);
+    expect(got).toEqual([1]);
+    expect((await file.gw.health()).subscriptions.subscriptions).toBe(1);
+    writer.close();
+    c.close();
+  } finally {
+    await proxy.close();
+  }
+}, 30_000);
+
+test("a getToken that never settles costs an attempt of connectTimeoutMs, not the client: connect() rejects, and a reconnect goes on to the next try", async () => {
+  const never = () => new Promise<string>(() => {});
+  const failed = await connect({ url: file.gw.wsUrl, getToken: never, connectAttempts: 2, connectTimeoutMs: 200, reconnect: fast }).then(
+    () => null,
+    (e: Error) => e.message,
+  );
+  expect(failed).toBe(`no welcome after 2 attempts: ${file.gw.wsUrl}: getToken failed: it did not answer within 200 ms`);
+
+  const proxy = await holdingProxy(file.gw.port, 0);
+  try {
+    let calls = 0;
+    const states: string[] = [];
+    const c = await connect({ url: proxy.url, getToken: () => (++calls === 2 ? never() : token()), connectTimeoutMs: 300, reconnect: fast, heartbeat: false, onState: (s) => void states.push(s) });
+    proxy.dropAll();
+    await until("open again, past the getToken that hangs", () => states.at(-1) === "open" && calls >= 3, 5_000);
+    expect((await c.publish({ type: "after" }, { topic: "edges" })).offset).toBeGreaterThanOrEqual(0);
+    c.close();
+  } finally {
+    await proxy.close();
+  }
+}, 30_000);
+
+test("subscribe() on a closed client rejects at once, as publish() does", async () => {
+  const c = await connect({ url: file.gw.wsUrl, token: await token() });
+  c.close();
+  await expect(c.subscribe("edges")).rejects.toThrow("the client is closed");
+});
