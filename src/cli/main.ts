@@ -113,7 +113,8 @@ if (command === "pub") {
   let ok = 0;
   let failed = 0;
   const pending = new Set<Promise<void>>();
-  const one = (ev: OutgoingEvent) => {
+  /** `where`: "line 3" or "argument 2", so a refusal names what it refuses as a line that is no event does. */
+  const one = (ev: OutgoingEvent, where: string) => {
     const p = gw
       .publish(ev, { topic: o.topic })
       .then(
@@ -123,7 +124,7 @@ if (command === "pub") {
         },
         (e) => {
           failed++;
-          process.stderr.write(`kgw: ${safeText(`${e.code ?? "ERROR"} ${e.message}`)}\n`);
+          process.stderr.write(`kgw: ${where}: ${safeText(`${e.code ?? "ERROR"} ${e.message}`)}\n`);
         },
       )
       .finally(() => pending.delete(p));
@@ -138,12 +139,13 @@ if (command === "pub") {
     // still sent. Exiting there left the events before it published with no summary, and the good
     // lines read with it never sent.
     const ev = toEvent(text);
+    const where = `${fromArguments ? "argument" : "line"} ${n}`;
     if ("refused" in ev) {
       failed++;
-      process.stderr.write(`kgw: ${fromArguments ? "argument" : "line"} ${n}: ${safeText(ev.refused)}\n`);
+      process.stderr.write(`kgw: ${where}: ${safeText(ev.refused)}\n`);
       continue;
     }
-    one(ev);
+    one(ev, where);
     // The SDK bounds its own queue; stay well inside it so a fast pipe never sees CLIENT_QUEUE_FULL.
     while (gw.pendingPublishes >= 50_000) await Promise.race(pending);
   }
