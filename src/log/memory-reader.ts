@@ -26,9 +26,15 @@ export class MemoryReader implements LogReader {
   private outstanding = 0;
   private closed = false;
 
+  /**
+   * `committed`: a share group's positions (MemoryLog keeps them), which storeOffsets moves on. A
+   * group's reader whose position retention has passed goes on from the log's start, as a Kafka
+   * group's does (auto.offset.reset=earliest), rather than stopping there.
+   */
   constructor(
     private readonly log: MemoryLog,
     private readonly handlers: ReaderHandlers,
+    private readonly committed?: Map<string, number>,
   ) {}
 
   assign(list: Assignment[]): void {
@@ -48,7 +54,10 @@ export class MemoryReader implements LogReader {
     for (const a of list) this.positions.delete(`${a.topic}\0${a.partition}`);
   }
 
-  storeOffsets(): void {}
+  storeOffsets(list: Assignment[]): void {
+    if (!this.committed || this.closed) return;
+    for (const a of list) if (a.offset >= 0) this.committed.set(`${a.topic}\0${a.partition}`, a.offset);
+  }
 
   close(): void {
     this.closed = true;
@@ -69,6 +78,10 @@ export class MemoryReader implements LogReader {
       // Retention dropped the next record before it was read: as a Kafka reader does, stop reading
       // the partition and say so, rather than going on from the log's start as if nothing were missing.
       if (pos.next < this.log.earliest(pos.topic, pos.partition)) {
+        if (this.committed) {
+          pos.next = this.log.earliest(pos.topic, pos.partition);
+          continue;
+        }
         this.positions.delete(place);
         this.handlers.onOutOfRange(pos.topic, pos.partition, pos.next);
         continue;
