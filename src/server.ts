@@ -362,6 +362,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
       memoryGuard.stop();
       loopStalls.stop();
       publisher.drain();
+      events.drain();
       subscriptions.drain();
       fairShare?.flush();
       const deadline = Date.now() + config.SHUTDOWN_TIMEOUT_MS;

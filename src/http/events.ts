@@ -9,7 +9,7 @@ import { type PublishOutcome, type Publisher, wireError } from "../ingest/publis
 import type { Metrics } from "../observability/metrics";
 import { decodeFrame, decodeLimits } from "../protocol/codec";
 import { ErrorCodes } from "../protocol/codes";
-import { GatewayError } from "../protocol/errors";
+import { GatewayError, shuttingDown } from "../protocol/errors";
 import { clip } from "../protocol/clip";
 import { charsetOf, isJsonMediaType, isUtf8Charset } from "../protocol/media-types";
 import { TurnBudget } from "../limits/turn-budget";
@@ -98,9 +98,32 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
   const limits = decodeLimits(config);
   /** Bytes of request bodies being read now (HTTP_BODY_BYTES_TOTAL). */
   let bodyBytesHeld = 0;
+  /**
+   * Requests whose body is still arriving, each ended by the drain: their answer is SHUTTING_DOWN
+   * whatever the rest says, and waited for, a body trickled in slowly was cut off unanswered when the
+   * process ended (outside probe).
+   */
+  const reading = new Set<(e: GatewayError) => void>();
+  let draining = false;
+
+  /** `read`, unless the drain begins first. */
+  async function untilDrain<T>(read: Promise<T>): Promise<T> {
+    if (draining) throw shuttingDown();
+    let stop!: (e: GatewayError) => void;
+    const stopped = new Promise<never>((_, reject) => (stop = reject));
+    reading.add(stop);
+    read.catch(() => {}); // given up on at the drain, it may still fail later: that is no one's to hear
+    try {
+      return await Promise.race([read, stopped]);
+    } finally {
+      reading.delete(stop);
+    }
+  }
 
   /** The decoded body, once its bytes are paid for (a decode costs in proportion to them). */
   async function readBody(req: Request, who: Identity, server: Server<unknown>): Promise<unknown> {
+    // Draining, the answer is known before the body is read.
+    if (draining) throw shuttingDown();
     // Bodies are read as sent, never inflated (a compressed body would cost its inflated size
     // unbounded by the frame limit); refused before they are read.
     const encoding = req.headers.get("content-encoding");
@@ -111,7 +134,7 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
     // never finishes were held whole (Bun keeps a body until it ends), each its full length.
     const declared = declaredLength(req);
     if (declared !== null) charge(req, who, server, declared, 0);
-    const body = await bodyBytes(req, declared);
+    const body = await untilDrain(bodyBytes(req, declared));
     if (declared === null) charge(req, who, server, body.byteLength, 0);
     await stillAnswerable(req);
     const type = req.headers.get("content-type") ?? "";
@@ -258,6 +281,13 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
   }
 
   return {
+    /** The drain begins: requests still reading their body are answered SHUTTING_DOWN now, and any after. */
+    drain(): void {
+      draining = true;
+      for (const stop of reading) stop(shuttingDown());
+      reading.clear();
+    },
+
     async publishOne(req: Request, who: Identity, server: Server<unknown>): Promise<Response> {
       const started = performance.now();
       try {
