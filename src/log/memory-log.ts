@@ -76,8 +76,9 @@ export class MemoryLog implements EventLog {
 
   /**
    * Appends are queued and done a little later, in slices, rather than at once: then acks take a
-   * turn, the per-connection window engages as it does on Kafka (a client that pipelines meets
-   * WINDOW_EXCEEDED instead of being acked as fast as it writes), and each turn's budget is shared
+   * turn, the per-connection window engages as it does on Kafka (a client that pipelines is no longer
+   * acked as fast as it writes: its frames wait unread while the ingress paces it, or meet
+   * WINDOW_EXCEEDED), and each turn's budget is shared
    * round-robin among the sources with work queued, so one connection cannot starve the others.
    */
   append(records: LogRecord[], source = ""): Promise<AppendResults> {
