@@ -8,6 +8,13 @@ const CHUNK_BYTES = 1 << 20;
 // small record costs (and is charged, against EMBEDDED_RETENTION_BYTES) kilobytes, not a megabyte.
 const FIRST_CHUNK_BYTES = 4096;
 const INITIAL_RING = 16;
+/**
+ * What one slot of the ring costs (a chunk reference and an Int32 position), charged in `bytes` past
+ * the initial ring: the ring grows with the records held and was never charged nor given back, so a
+ * partition that once held 100,000 records kept about 0.24 MB after retention had emptied it
+ * (outside probe: RSS 33 to 92 MB over 100 topics under a 16 MB EMBEDDED_RETENTION_BYTES).
+ */
+const RING_SLOT_BYTES = 12;
 
 interface Chunk {
   buf: Buffer;
@@ -98,7 +105,19 @@ export class MemoryPartition {
     // The ring's slots of the dropped records would keep the chunk alive until they are reused.
     for (let o = from; o < this.start; o++) this.chunkOf[o % this.ring] = undefined;
     this.bytes -= chunk.buf.length;
-    return chunk.buf.length;
+    return chunk.buf.length + this.fitRing();
+  }
+
+  /** Halves the ring while it is four times what the records held need (never below the first); returns the bytes given back. */
+  private fitRing(): number {
+    const held = this.next - this.start;
+    let ring = this.ring;
+    // Halved whole: a ring at a capacity that is no power of two halves to odd sizes, which is fine.
+    while (ring > INITIAL_RING && held * 4 <= ring) ring = Math.max(INITIAL_RING, Math.floor(ring / 2));
+    if (ring === this.ring) return 0;
+    const before = this.bytes;
+    this.resize(ring, this.next);
+    return before - this.bytes;
   }
 
   /**
@@ -151,15 +170,20 @@ export class MemoryPartition {
     return { topic: this.topic, partition: this.partition, offset, timestamp, key, value, headers };
   }
 
-  /** Doubles the ring (at most to `capacity`), each retained record's slot moved to its new place. */
+  /** Doubles the ring (at most to `capacity`), for the record being appended (its offset taken, its slot not yet written). */
   private grow(): void {
-    const ring = Math.min(this.capacity, this.ring * 2);
+    this.resize(Math.min(this.capacity, this.ring * 2), this.next - 1);
+  }
+
+  /** A ring of `ring` slots, the slots of the records before `end` moved to their new places, and `bytes` charged for it. */
+  private resize(ring: number, end: number): void {
     const chunkOf: Array<Chunk | undefined> = new Array(ring);
     const positionOf = new Int32Array(ring);
-    for (let o = this.start; o < this.next - 1; o++) {
+    for (let o = this.start; o < end; o++) {
       chunkOf[o % ring] = this.chunkOf[o % this.ring];
       positionOf[o % ring] = this.positionOf[o % this.ring]!;
     }
+    this.bytes += (ring - this.ring) * RING_SLOT_BYTES;
     this.chunkOf = chunkOf;
     this.positionOf = positionOf;
     this.ring = ring;

@@ -86,8 +86,26 @@ test("a partition holding a few small records costs kilobytes, and its chunks gr
   // What EMBEDDED_RETENTION_BYTES is charged for a topic a client named once.
   expect(part.bytes).toBeLessThanOrEqual(4096);
   for (let i = 1; i < 40_000; i++) part.append(rec(i));
-  // ~4.7 MB of records: chunks of 4 KiB, 8 KiB … then 1 MiB each, so at most one chunk's worth is unused.
-  expect(part.bytes).toBeLessThan(40_000 * 117 + (1 << 20));
+  // ~4.7 MB of records: chunks of 4 KiB, 8 KiB … then 1 MiB each, so at most one chunk's worth is
+  // unused; and the ring of 65,536 slots that indexes them.
+  expect(part.bytes).toBeLessThan(40_000 * 117 + (1 << 20) + 65_536 * 12);
   expect(part.read(0, 1)[0]!.offset).toBe(0);
   expect(part.read(39_999, 1)[0]!.timestamp).toBe(39_999);
+});
+
+test("the ring that indexes the records is charged with them, and given back as retention empties the partition (outside probe: it was neither)", () => {
+  // A capacity that is no power of two: the ring grows to it, and halves from it to odd sizes.
+  const part = new MemoryPartition("t", 0, 100_000);
+  // 19 bytes a record in its chunk: timestamp 8, null key 4, a 1-byte value 4 + 1, no headers 2.
+  for (let i = 0; i < 90_000; i++) part.append({ topic: "t", key: null, value: Buffer.from([i & 0xff]), timestamp: i, headers: [] });
+  // Chunks hold 1.71-2.76 MB of it (at most one 1 MiB chunk part used); the ring of 100,000 slots 1.2 MB more.
+  expect(part.bytes).toBeGreaterThanOrEqual(90_000 * (19 + 12));
+  let freed = 0;
+  const peak = part.bytes;
+  for (let n; (n = part.dropOldestChunk()) > 0; ) freed += n;
+  expect(part.bytes).toBe(0);
+  expect(freed).toBe(peak);
+  // And it still takes records, indexed from its small ring again.
+  part.append({ topic: "t", key: null, value: Buffer.from([1]), timestamp: 0, headers: [] });
+  expect(part.read(90_000, 5).map((r) => r.offset)).toEqual([90_000]);
 });
