@@ -221,19 +221,19 @@ export class GatewayClient {
   private async open(): Promise<void> {
     let token: string | undefined;
     const timeoutMs = this.options.connectTimeoutMs ?? 10_000;
-    let timer: ReturnType<typeof setTimeout> | undefined;
     try {
       // Within the attempt's connectTimeoutMs: a getToken that never settles (an identity provider
-      // fetched with no timeout) held connect() and every reconnect for good (outside probe Z).
+      // fetched with no timeout) held connect() and every reconnect for good (outside probe Z). The
+      // timer is connectTimer, which close() clears: a closed client's process need not wait it out.
       token = await Promise.race([
         this.token(),
-        new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`it did not answer within ${timeoutMs} ms`)), timeoutMs))),
+        new Promise<never>((_, reject) => (this.connectTimer = setTimeout(() => reject(new Error(`it did not answer within ${timeoutMs} ms`)), timeoutMs))),
       ]);
     } catch (e) {
       if (this.closed) return;
       return this.retry(undefined, `getToken failed: ${(e as Error).message}`);
     } finally {
-      clearTimeout(timer);
+      if (this.connectTimer) clearTimeout(this.connectTimer);
     }
     if (this.closed) return;
     const Ws = this.options.WebSocket ?? globalThis.WebSocket;

@@ -62,7 +62,9 @@ export class MemoryLog implements EventLog {
    * Each share group's committed positions, by group id, then topic and partition: the offset its
    * next reader starts at. Without them a group whose members had all left started its next reader at
    * the log's end, and what was written meanwhile, or read but not yet handed, reached no member
-   * (outside probe: 0 of 100, and 0 of 20,000). Bounded by MAX_SHARE_GROUPS x topics x partitions.
+   * (outside probe: 0 of 100, and 0 of 20,000). Kept per group id and topic set: the feeds of one
+   * share name with other topics are readers of their own here, and one's commits must not move the
+   * other's. Bounded by MAX_SHARE_GROUPS (and its per-address share), which count on this log too.
    */
   private readonly groupPositions = new Map<string, Map<string, number>>();
   private appended = 0;
@@ -182,7 +184,7 @@ export class MemoryLog implements EventLog {
    * process, nothing is copied for them.
    */
   openReader(handlers: ReaderHandlers, group?: ReaderGroup): LogReader {
-    const committed = group ? this.groupPositionsOf(group.id) : undefined;
+    const committed = group ? this.groupPositionsOf(group) : undefined;
     const reader = new MemoryReader(this, handlers, committed);
     this.readers.add(reader);
     if (group) {
@@ -193,9 +195,10 @@ export class MemoryLog implements EventLog {
     return reader;
   }
 
-  private groupPositionsOf(id: string): Map<string, number> {
-    let positions = this.groupPositions.get(id);
-    if (!positions) this.groupPositions.set(id, (positions = new Map()));
+  private groupPositionsOf(group: ReaderGroup): Map<string, number> {
+    const key = `${group.id}\0${[...group.topics].sort().join("\0")}`;
+    let positions = this.groupPositions.get(key);
+    if (!positions) this.groupPositions.set(key, (positions = new Map()));
     return positions;
   }
 
@@ -229,7 +232,7 @@ export class MemoryLog implements EventLog {
    * group with members here (one process is the whole group), so none starts at the log's start: 0.
    */
   async startGroupAtEnd(group: ReaderGroup): Promise<number> {
-    const positions = this.groupPositionsOf(group.id);
+    const positions = this.groupPositionsOf(group);
     for (const topic of group.topics) {
       const parts = this.topics.get(topic);
       for (let p = 0; p < this.partitionCountOf(topic); p++) {

@@ -75,16 +75,18 @@ export class MemoryReader implements LogReader {
     const batch: ConsumedRecord[] = [];
     let bytes = 0;
     for (const [place, pos] of this.positions) {
-      // Retention dropped the next record before it was read: as a Kafka reader does, stop reading
-      // the partition and say so, rather than going on from the log's start as if nothing were missing.
+      // Retention dropped the next record before it was read. A group's reader goes on from the log's
+      // start, as a Kafka group's does (auto.offset.reset=earliest), and reads on now: skipped until
+      // the next append, on a partition whose every append moves its start it never read again. Any
+      // other reader stops reading the partition and says so, as a Kafka reader does, rather than
+      // going on from the log's start as if nothing were missing.
       if (pos.next < this.log.earliest(pos.topic, pos.partition)) {
-        if (this.committed) {
-          pos.next = this.log.earliest(pos.topic, pos.partition);
+        if (this.committed) pos.next = this.log.earliest(pos.topic, pos.partition);
+        else {
+          this.positions.delete(place);
+          this.handlers.onOutOfRange(pos.topic, pos.partition, pos.next);
           continue;
         }
-        this.positions.delete(place);
-        this.handlers.onOutOfRange(pos.topic, pos.partition, pos.next);
-        continue;
       }
       // Only a batch's first record may be larger than the budget on its own.
       for (const r of this.log.read(pos.topic, pos.partition, pos.next, BATCH - batch.length, BATCH_BYTES - bytes, batch.length === 0)) {

@@ -343,8 +343,9 @@ export class SubscriptionManager {
       if (mine >= this.config.MAX_REPLAYS_PER_ADDRESS) throw new GatewayError("TOO_MANY_SUBSCRIPTIONS", `${mine} subscriptions from this client address are replaying history already, at most ${this.config.MAX_REPLAYS_PER_ADDRESS}; retry later or start from latest`);
     }
     // Each new share name is a consumer group in the cluster, committed at once (startGroupAtEnd) and
-    // kept by Kafka for offsets.retention.minutes: one client churning names made 22 a second.
-    const newGroup = f.share !== undefined && this.log.kind === "kafka" && !this.shareGroupsJoined.has(f.share);
+    // kept by Kafka for offsets.retention.minutes: one client churning names made 22 a second. The
+    // embedded log keeps a group's commits in memory until the process ends: bounded alike.
+    const newGroup = f.share !== undefined && !this.shareGroupsJoined.has(f.share);
     if (newGroup && this.shareGroupsJoined.size >= this.config.MAX_SHARE_GROUPS) {
       throw new GatewayError("TOO_MANY_SUBSCRIPTIONS", `this instance has joined ${this.shareGroupsJoined.size} share groups since it started, its maximum (MAX_SHARE_GROUPS); each is a consumer group the cluster keeps. Join one of those`);
     }

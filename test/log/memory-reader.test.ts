@@ -75,3 +75,19 @@ test("a partition with much to read does not starve the others: each batch that 
   for (const done of held.splice(0)) done();
   reader.close();
 });
+
+test("a share group's reader whose position retention has passed goes on from the log's start, and reads on while the partition is written (a second review: it never read again)", async () => {
+  const log = new MemoryLog({ partitions: 1, retentionRecords: 10, retentionBytes: 1 << 30 });
+  const group = { id: "kgw-share-g", topics: ["t"] };
+  await log.startGroupAtEnd(group); // commits offset 0
+  await log.append(Array.from({ length: 30 }, (_, i) => rec(i))); // retention keeps 20..29
+  const got: number[] = [];
+  const reader = log.openReader({ onRecords: (r, done) => (got.push(...r.map((x) => x.offset)), done()), onLost: () => {}, onOutOfRange: () => {} }, group);
+  await until(() => got.length >= 10);
+  expect(got).toEqual(Array.from({ length: 10 }, (_, i) => 20 + i));
+  // Each append moves the log's start on: the reader keeps up with them.
+  for (let i = 30; i < 80; i++) await log.append([rec(i)]);
+  await until(() => got.at(-1) === 79);
+  expect(got.at(-1)).toBe(79);
+  reader.close();
+});
