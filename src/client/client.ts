@@ -178,7 +178,9 @@ export class GatewayClient {
     for (let attempt = 1; ; attempt++) {
       try {
         await this.subscribeTurn();
-        await sub.open();
+        // Not welcomed (a reconnect under way): the welcome's resubscribes send it, and this waits for that.
+        if (!this.welcomed) await this.nextWelcome();
+        await this.openOnce(sub);
         return sub;
       } catch (e) {
         // Over the connection's subscribe rate (SUBSCRIBE_RATE_LIMIT): sent again once the gateway
@@ -205,6 +207,7 @@ export class GatewayClient {
 
   close(): void {
     this.closed = true;
+    for (const w of this.welcomeWaiters.splice(0)) w.reject(new Error("the client is closed"));
     if (this.refreshTimer) clearTimeout(this.refreshTimer);
     if (this.connectTimer) clearTimeout(this.connectTimer);
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
@@ -401,10 +404,47 @@ export class GatewayClient {
     this.scheduleRefresh(f.expiresAt as number | undefined);
     // Resume every subscription where it was, then let the publishes through.
     for (const s of this.subs.values()) this.resubscribe(s, this.ws!, 0);
+    for (const w of this.welcomeWaiters.splice(0)) w.resolve();
     this.publisher.onReady();
   }
 
   /** Waits until the advertised subscribe rate allows one more, and takes it. */
+  /**
+   * Each subscription's subscribe in flight, and the one it was confirmed on, by connection: a
+   * subscribe() waiting its turn across a reconnect, or retrying a RATE_LIMITED beside the welcome's
+   * resubscribe, sent it a second time on the same connection, refused SUBSCRIPTION_EXISTS on the
+   * client and left running on the gateway (second review). Sent once per connection, and whoever
+   * else asks waits for that one.
+   */
+  private readonly opening = new WeakMap<Subscription, { ws: WebSocket | null; done: Promise<void> }>();
+  private readonly confirmedOn = new WeakMap<Subscription, WebSocket | null>();
+
+  private openOnce(sub: Subscription): Promise<void> {
+    const ws = this.ws;
+    if (this.confirmedOn.get(sub) === ws) return Promise.resolve();
+    const inFlight = this.opening.get(sub);
+    if (inFlight && inFlight.ws === ws) return inFlight.done;
+    const done = sub.open();
+    const entry = { ws, done };
+    this.opening.set(sub, entry);
+    done.then(
+      () => {
+        if (this.opening.get(sub) === entry) this.opening.delete(sub);
+        this.confirmedOn.set(sub, ws);
+      },
+      () => this.opening.get(sub) === entry && this.opening.delete(sub),
+    );
+    return done;
+  }
+
+  /** Waiters for the next welcome; refused when the client closes. */
+  private welcomeWaiters: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
+
+  private nextWelcome(): Promise<void> {
+    if (this.closed) return Promise.reject(new Error("the client is closed"));
+    return new Promise((resolve, reject) => this.welcomeWaiters.push({ resolve, reject }));
+  }
+
   private async subscribeTurn(): Promise<void> {
     for (;;) {
       const bucket = this.subscribeBucket;
@@ -423,7 +463,7 @@ export class GatewayClient {
   private resubscribe(s: Subscription, ws: WebSocket, attempt: number): void {
     const current = () => !this.closed && this.ws === ws && this.subs.get(s.id) === s;
     this.subscribeTurn()
-      .then(() => (current() ? s.open() : undefined))
+      .then(() => (current() ? this.openOnce(s) : undefined))
       .catch((e) => {
         if (!current()) return; // ended, or a new connection resumes it
         if (!(e instanceof SubscribeError && e.retriable)) return s.end({ kind: "ended", code: (e as { code?: string }).code, message: (e as Error).message });

@@ -1,7 +1,7 @@
 import { expect, test } from "bun:test";
 import { connect } from "../../src/client";
 import { SECRET, hsToken } from "../auth/support";
-import { gatewayForBlock } from "../support/gateway";
+import { gatewayForBlock, startGateway } from "../support/gateway";
 import { holdingProxy } from "../support/holding-proxy";
 import { until } from "../support/until";
 
@@ -60,3 +60,32 @@ test("subscribe() on a closed client rejects at once, as publish() does", async 
   c.close();
   await expect(c.subscribe("edges")).rejects.toThrow("the client is closed");
 });
+
+test("a subscribe() waiting its turn under the subscribe rate across a reconnect is sent once on the new connection: it resolves, and the gateway holds each subscription once (second review: sent again beside the welcome's resubscribe, it was refused SUBSCRIPTION_EXISTS)", async () => {
+  const gw = await startGateway({ KAFKA_BROKERS: "", SUBSCRIBE_RATE_LIMIT: "1", MAX_SUBSCRIPTIONS_PER_CONNECTION: "2" });
+  const proxy = await holdingProxy(gw.port, 0);
+  try {
+    const c = await connect({ url: proxy.url, reconnect: fast, heartbeat: false });
+    await (await c.subscribe("rate-a")).close();
+    await c.subscribe("rate-b");
+    // The bucket of 2 is spent: this one waits about a second for its turn, and the connection drops meanwhile.
+    const waiting = c.subscribe("rate-d");
+    await Bun.sleep(50);
+    proxy.dropAll();
+    const sub = await waiting;
+    const got: unknown[] = [];
+    sub.onEvent((e) => void got.push(e.event.data));
+    await until("both held on the new connection", async () => (await gw.health()).subscriptions.subscriptions === 2, 15_000);
+    const writer = await connect({ url: gw.wsUrl });
+    await writer.publish({ type: "x", data: 7 }, { topic: "rate-d" });
+    await until("the event", () => got.length > 0, 5_000);
+    await Bun.sleep(300);
+    expect(got).toEqual([7]);
+    expect((await gw.health()).subscriptions.subscriptions).toBe(2);
+    writer.close();
+    c.close();
+  } finally {
+    await proxy.close();
+    await gw.stop();
+  }
+}, 60_000);
