@@ -490,8 +490,18 @@ export class GatewayClient {
   private async sendRefresh(attempt: number): Promise<void> {
     if (this.fetchingToken) return;
     this.fetchingToken = true;
+    let timer: ReturnType<typeof setTimeout> | undefined;
     try {
-      const token = await this.token();
+      // Bounded as a connect's is: a getToken that never settled held every later refresh back
+      // (fetchingToken) until the token expired and the gateway closed the connection 4401.
+      const ms = this.options.connectTimeoutMs ?? 10_000;
+      const token = await Promise.race([
+        this.token(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`getToken did not answer within ${ms} ms`)), ms);
+          (timer as { unref?: () => void }).unref?.(); // Bun and Node: a closed client's process need not wait it out
+        }),
+      ]);
       if (!token || this.closed) return;
       if (!this.welcomed) return; // the next connection's hello carries a fresh token
       this.refreshing = { cid: this.cid++, attempt };
@@ -500,6 +510,7 @@ export class GatewayClient {
     } catch {
       // the next connect tries again
     } finally {
+      clearTimeout(timer);
       this.fetchingToken = false;
     }
   }

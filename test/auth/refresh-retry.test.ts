@@ -43,3 +43,18 @@ test("a refresh refused UNAVAILABLE while the key set cannot be fetched is sent 
   expect(states.filter((s) => s !== "open")).toEqual([]);
   client.close();
 }, 60_000);
+
+test("a getToken that never settles for a refresh gives up at connectTimeoutMs: the next refresh is asked and taken within the grace, no 4401 close (second review: it held every later refresh back)", async () => {
+  let calls = 0;
+  const tokenFor = () => signWith(privateKey, "ES256", { sub: "svc", exp: Math.floor(Date.now() / 1000) + 3, kgw: { publish: ["*"], subscribe: ["*"] } }, { kid: "k" });
+  const states: string[] = [];
+  // The first refresh's fetch hangs; the one asked when the token expires answers.
+  const client = await connect({ url: gw.wsUrl, connectTimeoutMs: 500, getToken: () => (++calls === 2 ? new Promise<string>(() => {}) : tokenFor()), onState: (s, d) => states.push(`${s} ${d?.code ?? ""}`.trim()) });
+  await client.publish({ type: "t.before" }, { topic: "refresh-retry" });
+  await Bun.sleep(5_000); // past the expiry (3 s), within the grace (4 s)
+  const after = await client.publish({ type: "t.after" }, { topic: "refresh-retry" });
+  expect(after.offset).toBeGreaterThanOrEqual(0);
+  expect(calls).toBeGreaterThanOrEqual(3);
+  expect(states.filter((s) => s !== "open")).toEqual([]);
+  client.close();
+}, 60_000);

@@ -27,9 +27,16 @@ function slowPost(port: number): { socket: Socket; response: Promise<string> } {
 
 test("SIGTERM with request bodies still arriving: each is answered 503 SHUTTING_DOWN, not closed unanswered, and one made during the drain too", async () => {
   const gw = await startGateway({ KAFKA_BROKERS: "", SHUTDOWN_TIMEOUT_MS: "3000" });
+  // A WebSocket client that reads nothing keeps the drain going while its close frame waits to be
+  // read (up to SHUTDOWN_TIMEOUT_MS): the request made below comes during the drain, not after it.
+  const idle = connect(gw.port, "127.0.0.1");
+  idle.on("error", () => {});
+  await new Promise((r) => idle.once("connect", r));
+  idle.write("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+  await new Promise((r) => idle.once("data", r));
+  idle.pause();
   const before = [slowPost(gw.port), slowPost(gw.port)];
   await Bun.sleep(300);
-  // Something in flight keeps the drain going for a while: a request made during it must get an answer too.
   const exited = gw.stop("SIGTERM");
   await Bun.sleep(100);
   const during = slowPost(gw.port);
@@ -40,4 +47,5 @@ test("SIGTERM with request bodies still arriving: each is answered 503 SHUTTING_
     expect(a).toContain('"mayBePersisted":false');
   }
   expect(await exited).toBe(0);
+  idle.destroy();
 }, 30_000);
