@@ -23,12 +23,16 @@ export interface ConnectOptions {
   WebSocket?: typeof WebSocket;
   /** Reconnect backoff: from `minMs`, doubling to `maxMs`, with jitter. */
   reconnect?: { minMs?: number; maxMs?: number };
-  /** How long an attempt may take from opening the socket to the gateway's welcome before the next is tried (ms). */
+  /**
+   * How long an attempt may take from opening the socket to the gateway's welcome before the next is
+   * tried (ms); its getToken call, before the socket is opened, gets as long again (and a refresh's too).
+   */
   connectTimeoutMs?: number;
   /**
    * Attempts (over all the URLs) that the first connection gets before `connect()` rejects, saying
    * what each URL last said, and the client stops (onState "closed"). Default 10: 16-33 s of backoff
-   * where connections are refused, plus up to connectTimeoutMs an attempt where they hang. Infinity
+   * where connections are refused, plus up to connectTimeoutMs an attempt where they hang (twice
+   * that where getToken hangs too). Infinity
    * waits for a gateway for ever. Once welcomed, the client reconnects for ever.
    */
   connectAttempts?: number;
