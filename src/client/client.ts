@@ -32,8 +32,8 @@ export interface ConnectOptions {
    * Attempts (over all the URLs) that the first connection gets before `connect()` rejects, saying
    * what each URL last said, and the client stops (onState "closed"). Default 10: 16-33 s of backoff
    * where connections are refused, plus up to connectTimeoutMs an attempt where they hang (twice
-   * that where getToken hangs too). Infinity
-   * waits for a gateway for ever. Once welcomed, the client reconnects for ever.
+   * that where getToken hangs too). Infinity waits for a gateway for ever. Once welcomed, the client
+   * reconnects for ever.
    */
   connectAttempts?: number;
   /**
