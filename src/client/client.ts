@@ -512,7 +512,13 @@ export class GatewayClient {
       this.send({ t: FrameType.REFRESH, cid: this.refreshing.cid, token });
       this.publisher.onRefreshSent();
     } catch {
-      // the next connect tries again
+      // Tried again while the connection lasts: a fetch that failed or timed out after the token
+      // expired (the gateway's UNAUTHENTICATED came meanwhile, and asked nothing then) left only the
+      // 4401 close (outside probe). The next connect's hello brings a fresh one anyway.
+      if (!this.closed && this.welcomed && this.refreshing === null) {
+        if (this.refreshTimer) clearTimeout(this.refreshTimer);
+        this.refreshTimer = setTimeout(() => void this.sendRefresh(attempt + 1), Math.min(this.backoff(attempt), 2000));
+      }
     } finally {
       clearTimeout(timer);
       this.fetchingToken = false;

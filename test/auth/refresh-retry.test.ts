@@ -58,3 +58,18 @@ test("a getToken that never settles for a refresh gives up at connectTimeoutMs: 
   expect(states.filter((s) => s !== "open")).toEqual([]);
   client.close();
 }, 60_000);
+
+test("a refresh whose getToken timed out after the token expired is asked again, and taken within the grace: no 4401 close (outside probe: nothing followed it)", async () => {
+  let calls = 0;
+  const tokenFor = () => signWith(privateKey, "ES256", { sub: "svc", exp: Math.floor(Date.now() / 1000) + 4, kgw: { publish: ["*"], subscribe: ["*"] } }, { kid: "k" });
+  const states: string[] = [];
+  // The refresh is due a second before the expiry; its fetch hangs past it, to connectTimeoutMs.
+  const client = await connect({ url: gw.wsUrl, connectTimeoutMs: 2000, getToken: () => (++calls === 2 ? new Promise<string>(() => {}) : tokenFor()), onState: (s, d) => states.push(`${s} ${d?.code ?? ""}`.trim()) });
+  await client.publish({ type: "t.before" }, { topic: "refresh-retry" });
+  await Bun.sleep(9_000); // past the expiry and what the grace (4 s) would have left
+  const after = await client.publish({ type: "t.after" }, { topic: "refresh-retry" });
+  expect(after.offset).toBeGreaterThanOrEqual(0);
+  expect(calls).toBeGreaterThanOrEqual(3);
+  expect(states.filter((s) => s !== "open")).toEqual([]);
+  client.close();
+}, 60_000);
