@@ -464,6 +464,9 @@ export class GatewayClient {
    * connection with backoff and jitter, as a reconnect is: ending the subscription would leave the
    * application's loop finished with no error. Other refusals (FORBIDDEN, a token no longer valid) end it.
    */
+  /** When the last resubscribe retried on a refusal's retryAfterMs goes: the next goes a retryAfterMs after it. */
+  private resubscribeSlot = 0;
+
   private resubscribe(s: Subscription, ws: WebSocket, attempt: number): void {
     const current = () => !this.closed && this.ws === ws && this.subs.get(s.id) === s;
     this.subscribeTurn()
@@ -471,9 +474,20 @@ export class GatewayClient {
       .catch((e) => {
         if (!current()) return; // ended, or a new connection resumes it
         if (!(e instanceof SubscribeError && e.retriable)) return s.end({ kind: "ended", code: (e as { code?: string }).code, message: (e as Error).message });
+        // A refusal that says when (RATE_LIMITED: the address's replay starts, say) is retried then,
+        // each such retry a retryAfterMs after the one before: all sent again after the backoff,
+        // a reconnect's resubscribes came back together into as many refusals again (outside probe:
+        // 236 refusals for 100 subscriptions; with a low RATE_LIMIT_CLOSE_AFTER, closed 4429).
+        const hinted = e.retryAfterMs;
+        let wait = this.backoff(attempt);
+        if (typeof hinted === "number" && hinted > 0) {
+          const now = Date.now();
+          this.resubscribeSlot = Math.max(now + hinted, this.resubscribeSlot + hinted);
+          wait = this.resubscribeSlot - now;
+        }
         setTimeout(() => {
           if (current() && ws.readyState === 1) this.resubscribe(s, ws, attempt + 1);
-        }, this.backoff(attempt));
+        }, wait);
       });
   }
 

@@ -89,3 +89,30 @@ test("a subscribe() waiting its turn under the subscribe rate across a reconnect
     await gw.stop();
   }
 }, 60_000);
+
+test("resubscribes refused RATE_LIMITED are sent again one retryAfterMs apart, not all together after the backoff: a reconnect's ten replays resume with few refusals (outside probe: 236 refusals for 100)", async () => {
+  const gw = await startGateway({ KAFKA_BROKERS: "", REPLAY_START_RATE_PER_ADDRESS: "1", MAX_REPLAYS_PER_ADDRESS: "3" });
+  const proxy = await holdingProxy(gw.port, 0);
+  const refused = async () => [...(await (await fetch(`${gw.url}/metrics`)).text()).matchAll(/^gateway_rate_limited_total\{[^}]*transport="ws"[^}]*\} (\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
+  try {
+    const writer = await connect({ url: gw.wsUrl });
+    for (let i = 0; i < 5; i++) await writer.publish({ type: "x", data: i }, { topic: "resume-rate" });
+    const c = await connect({ url: proxy.url, heartbeat: false });
+    for (let i = 0; i < 10; i++) {
+      await c.subscribe("resume-rate");
+      await Bun.sleep(1050); // within the replay start rate
+    }
+    const before = await refused();
+    proxy.dropAll(); // each resumes from its token: a replay start, one a second from this address
+    await until("all 10 resumed", async () => (await gw.health()).subscriptions.subscriptions === 10, 30_000);
+    const refusals = (await refused()) - before;
+    console.log(`10 resubscribes at 1 replay start a second: ${refusals} RATE_LIMITED refusals`);
+    // The first round refuses those past the burst; each retry after that goes when the gateway said, one after another.
+    expect(refusals).toBeLessThan(10); // 5 here; 14 when each retried on its own backoff
+    writer.close();
+    c.close();
+  } finally {
+    await proxy.close();
+    await gw.stop();
+  }
+}, 60_000);
