@@ -225,22 +225,39 @@ export class GatewayClient {
     return this.options.getToken ? await this.options.getToken() : this.options.token;
   }
 
+  private get connectTimeoutMs(): number {
+    return this.options.connectTimeoutMs ?? 10_000;
+  }
+
+  /**
+   * The token, or a rejection once connectTimeoutMs has passed without one, for a connect and for a
+   * refresh alike: a getToken that never settles (an identity provider fetched with no timeout) held
+   * connect() and every reconnect (outside probe Z), or every later refresh (second review), for good.
+   * The timer is unref'd where timers can be: a closed client's process need not wait it out.
+   */
+  private async tokenWithin(): Promise<string | undefined> {
+    const ms = this.connectTimeoutMs;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      return await Promise.race([
+        this.token(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`it did not answer within ${ms} ms`)), ms);
+          (timer as { unref?: () => void }).unref?.();
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   private async open(): Promise<void> {
     let token: string | undefined;
-    const timeoutMs = this.options.connectTimeoutMs ?? 10_000;
     try {
-      // Within the attempt's connectTimeoutMs: a getToken that never settles (an identity provider
-      // fetched with no timeout) held connect() and every reconnect for good (outside probe Z). The
-      // timer is connectTimer, which close() clears: a closed client's process need not wait it out.
-      token = await Promise.race([
-        this.token(),
-        new Promise<never>((_, reject) => (this.connectTimer = setTimeout(() => reject(new Error(`it did not answer within ${timeoutMs} ms`)), timeoutMs))),
-      ]);
+      token = await this.tokenWithin();
     } catch (e) {
       if (this.closed) return;
       return this.retry(undefined, `getToken failed: ${(e as Error).message}`);
-    } finally {
-      if (this.connectTimer) clearTimeout(this.connectTimer);
     }
     if (this.closed) return;
     const Ws = this.options.WebSocket ?? globalThis.WebSocket;
@@ -259,8 +276,8 @@ export class GatewayClient {
       if (this.ws !== ws || this.welcomed) return;
       this.ws = null;
       ws.close();
-      this.retry(undefined, `no welcome from ${this.url} within ${this.options.connectTimeoutMs ?? 10_000} ms`);
-    }, this.options.connectTimeoutMs ?? 10_000);
+      this.retry(undefined, `no welcome from ${this.url} within ${this.connectTimeoutMs} ms`);
+    }, this.connectTimeoutMs);
     ws.onopen = () => this.sendOn(ws, { t: FrameType.HELLO, v: PROTOCOL_VERSION, cid: 0, client: "kafka-ws-gateway/client", ...(token ? { token } : {}) });
     this.watch(ws);
     ws.onmessage = (m) => {
@@ -412,7 +429,6 @@ export class GatewayClient {
     this.publisher.onReady();
   }
 
-  /** Waits until the advertised subscribe rate allows one more, and takes it. */
   /**
    * Each subscription's subscribe in flight, and the one it was confirmed on, by connection: a
    * subscribe() waiting its turn across a reconnect, or retrying a RATE_LIMITED beside the welcome's
@@ -449,6 +465,7 @@ export class GatewayClient {
     return new Promise((resolve, reject) => this.welcomeWaiters.push({ resolve, reject }));
   }
 
+  /** Waits until the advertised subscribe rate allows one more, and takes it. */
   private async subscribeTurn(): Promise<void> {
     for (;;) {
       const bucket = this.subscribeBucket;
@@ -458,15 +475,15 @@ export class GatewayClient {
     }
   }
 
+  /** When the last resubscribe retried on a refusal's retryAfterMs goes: the next goes a retryAfterMs after it. */
+  private resubscribeSlot = 0;
+
   /**
    * Resumes a subscription on a new connection. A refusal that says to retry (the instance failed
    * over to is replaying as many subscriptions as it may, or is not ready) is tried again on the same
    * connection with backoff and jitter, as a reconnect is: ending the subscription would leave the
    * application's loop finished with no error. Other refusals (FORBIDDEN, a token no longer valid) end it.
    */
-  /** When the last resubscribe retried on a refusal's retryAfterMs goes: the next goes a retryAfterMs after it. */
-  private resubscribeSlot = 0;
-
   private resubscribe(s: Subscription, ws: WebSocket, attempt: number): void {
     const current = () => !this.closed && this.ws === ws && this.subs.get(s.id) === s;
     this.subscribeTurn()
@@ -508,18 +525,8 @@ export class GatewayClient {
   private async sendRefresh(attempt: number): Promise<void> {
     if (this.fetchingToken) return;
     this.fetchingToken = true;
-    let timer: ReturnType<typeof setTimeout> | undefined;
     try {
-      // Bounded as a connect's is: a getToken that never settled held every later refresh back
-      // (fetchingToken) until the token expired and the gateway closed the connection 4401.
-      const ms = this.options.connectTimeoutMs ?? 10_000;
-      const token = await Promise.race([
-        this.token(),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`getToken did not answer within ${ms} ms`)), ms);
-          (timer as { unref?: () => void }).unref?.(); // Bun and Node: a closed client's process need not wait it out
-        }),
-      ]);
+      const token = await this.tokenWithin();
       if (!token || this.closed) return;
       if (!this.welcomed) return; // the next connection's hello carries a fresh token
       this.refreshing = { cid: this.cid++, attempt };
@@ -534,7 +541,6 @@ export class GatewayClient {
         this.refreshTimer = setTimeout(() => void this.sendRefresh(attempt + 1), Math.min(this.backoff(attempt), 2000));
       }
     } finally {
-      clearTimeout(timer);
       this.fetchingToken = false;
     }
   }

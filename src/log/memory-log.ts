@@ -16,7 +16,7 @@ import {
   setError,
 } from "./event-log";
 import { MemoryPartition } from "./memory-partition";
-import { MemoryReader } from "./memory-reader";
+import { MemoryReader, placeOf } from "./memory-reader";
 import { RoundRobin } from "./round-robin";
 import { partitionForKey } from "../bytes/murmur2";
 
@@ -189,7 +189,7 @@ export class MemoryLog implements EventLog {
     this.readers.add(reader);
     if (group) {
       for (const topic of group.topics) {
-        reader.assign(Array.from({ length: this.partitionCountOf(topic) }, (_, partition) => ({ topic, partition, offset: committed!.get(`${topic}\0${partition}`) ?? Offset.BEGINNING })));
+        reader.assign(Array.from({ length: this.partitionCountOf(topic) }, (_, partition) => ({ topic, partition, offset: committed!.get(placeOf(topic, partition)) ?? Offset.BEGINNING })));
       }
     }
     return reader;
@@ -236,7 +236,7 @@ export class MemoryLog implements EventLog {
     for (const topic of group.topics) {
       const parts = this.topics.get(topic);
       for (let p = 0; p < this.partitionCountOf(topic); p++) {
-        const place = `${topic}\0${p}`;
+        const place = placeOf(topic, p);
         if (!positions.has(place)) positions.set(place, parts?.[p]?.next ?? 0);
       }
     }

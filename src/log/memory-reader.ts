@@ -3,6 +3,9 @@ import type { MemoryLog } from "./memory-log";
 import { keyValueBytes } from "./memory-partition";
 
 const CREDIT = 4;
+
+/** A partition's key in the readers' positions and in a share group's commits (MemoryLog). */
+export const placeOf = (topic: string, partition: number): string => `${topic}\0${partition}`;
 const BATCH = 500;
 // Bytes of keys and values in one batch, as a Kafka worker's RECORDS message holds (1 MiB): each
 // batch becomes one frame per subscription, and 500 records of 200 KB made a 100 MB frame, queued
@@ -45,18 +48,18 @@ export class MemoryReader implements LogReader {
       if (!marks) continue;
       // An explicit offset is taken as it is: one retention has dropped is found, and told, when read.
       const next = a.offset === Offset.BEGINNING ? marks.earliest : a.offset === Offset.END ? marks.next : a.offset;
-      this.positions.set(`${a.topic}\0${a.partition}`, { topic: a.topic, partition: a.partition, next });
+      this.positions.set(placeOf(a.topic, a.partition), { topic: a.topic, partition: a.partition, next });
     }
     this.notify();
   }
 
   unassign(list: Assignment[]): void {
-    for (const a of list) this.positions.delete(`${a.topic}\0${a.partition}`);
+    for (const a of list) this.positions.delete(placeOf(a.topic, a.partition));
   }
 
   storeOffsets(list: Assignment[]): void {
     if (!this.committed || this.closed) return;
-    for (const a of list) if (a.offset >= 0) this.committed.set(`${a.topic}\0${a.partition}`, a.offset);
+    for (const a of list) if (a.offset >= 0) this.committed.set(placeOf(a.topic, a.partition), a.offset);
   }
 
   close(): void {
