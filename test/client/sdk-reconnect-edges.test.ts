@@ -1,8 +1,8 @@
 import { expect, test } from "bun:test";
 import { connect } from "../../src/client";
 import { SECRET, hsToken } from "../auth/support";
-import { gatewayForBlock, startGateway } from "../support/gateway";
-import { holdingProxy } from "../support/holding-proxy";
+import { type GatewayProcess, gatewayForBlock, startGateway } from "../support/gateway";
+import { type HoldingProxy, holdingProxy } from "../support/holding-proxy";
 import { until } from "../support/until";
 
 /** Found by an outside probe of the SDK, each with a real gateway behind a proxy that cuts or slows the path. */
@@ -61,10 +61,20 @@ test("subscribe() on a closed client rejects at once, as publish() does", async 
   await expect(c.subscribe("edges")).rejects.toThrow("the client is closed");
 });
 
-test("a subscribe() waiting its turn under the subscribe rate across a reconnect is sent once on the new connection: it resolves, and the gateway holds each subscription once (second review: sent again beside the welcome's resubscribe, it was refused SUBSCRIPTION_EXISTS)", async () => {
-  const gw = await startGateway({ KAFKA_BROKERS: "", SUBSCRIBE_RATE_LIMIT: "1", MAX_SUBSCRIPTIONS_PER_CONNECTION: "2" });
+/** A gateway of its own (with `env`) behind a proxy that holds nothing, for `body`; both stopped after. */
+async function behindProxy(env: Record<string, string>, body: (gw: GatewayProcess, proxy: HoldingProxy) => Promise<void>): Promise<void> {
+  const gw = await startGateway({ KAFKA_BROKERS: "", ...env });
   const proxy = await holdingProxy(gw.port, 0);
   try {
+    await body(gw, proxy);
+  } finally {
+    await proxy.close();
+    await gw.stop();
+  }
+}
+
+test("a subscribe() waiting its turn under the subscribe rate across a reconnect is sent once on the new connection: it resolves, and the gateway holds each subscription once (second review: sent again beside the welcome's resubscribe, it was refused SUBSCRIPTION_EXISTS)", async () => {
+  await behindProxy({ SUBSCRIBE_RATE_LIMIT: "1", MAX_SUBSCRIPTIONS_PER_CONNECTION: "2" }, async (gw, proxy) => {
     const c = await connect({ url: proxy.url, reconnect: fast, heartbeat: false });
     await (await c.subscribe("rate-a")).close();
     await c.subscribe("rate-b");
@@ -84,17 +94,12 @@ test("a subscribe() waiting its turn under the subscribe rate across a reconnect
     expect((await gw.health()).subscriptions.subscriptions).toBe(2);
     writer.close();
     c.close();
-  } finally {
-    await proxy.close();
-    await gw.stop();
-  }
+  });
 }, 60_000);
 
 test("resubscribes refused RATE_LIMITED are sent again one retryAfterMs apart, not all together after the backoff: a reconnect's ten replays resume with few refusals (outside probe: 236 refusals for 100)", async () => {
-  const gw = await startGateway({ KAFKA_BROKERS: "", REPLAY_START_RATE_PER_ADDRESS: "1", MAX_REPLAYS_PER_ADDRESS: "3" });
-  const proxy = await holdingProxy(gw.port, 0);
-  const refused = async () => [...(await (await fetch(`${gw.url}/metrics`)).text()).matchAll(/^gateway_rate_limited_total\{[^}]*transport="ws"[^}]*\} (\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
-  try {
+  await behindProxy({ REPLAY_START_RATE_PER_ADDRESS: "1", MAX_REPLAYS_PER_ADDRESS: "3" }, async (gw, proxy) => {
+    const refused = async () => [...(await (await fetch(`${gw.url}/metrics`)).text()).matchAll(/^gateway_rate_limited_total\{[^}]*transport="ws"[^}]*\} (\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
     const writer = await connect({ url: gw.wsUrl });
     for (let i = 0; i < 5; i++) await writer.publish({ type: "x", data: i }, { topic: "resume-rate" });
     const c = await connect({ url: proxy.url, heartbeat: false });
@@ -111,8 +116,5 @@ test("resubscribes refused RATE_LIMITED are sent again one retryAfterMs apart, n
     expect(refusals).toBeLessThan(10); // 5 here; 14 when each retried on its own backoff
     writer.close();
     c.close();
-  } finally {
-    await proxy.close();
-    await gw.stop();
-  }
+  });
 }, 60_000);
