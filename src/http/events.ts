@@ -63,30 +63,30 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
     if (refusal) refuse(refusal);
   }
   /**
-   * Runs `work` (a decode, a prepare) charged to the principal's handling time
+   * Runs `work` (a decode, a prepare) on a body of `bytes`, charged to the principal's handling time
    * (RATE_LIMIT_HANDLING_MS): what the gateway spends on a body is not what its bytes say (JSON dense
-   * with long integers costs twenty times a string of the same size). With `admitBytes` (the body's
-   * size), a client already past it is refused RATE_LIMITED before the work; a request's later work is charged, not refused,
-   * so a request costing more than the whole burst still goes through once.
+   * with long integers costs twenty times a string of the same size). With `admit` (the decode), a
+   * client already past it is refused RATE_LIMITED before the work; a request's later work is
+   * charged, not refused, so a request costing more than the whole burst still goes through once.
    */
   // HTTP work takes its turn as WebSocket frames do (ws/ingress.ts: a millisecond a turn).
   const turns = new TurnBudget(HTTP_SLICE_MS);
-  async function handled<T>(req: Request, who: Identity, server: Server<unknown>, work: () => T, admitBytes?: number): Promise<T> {
+  async function handled<T>(req: Request, who: Identity, server: Server<unknown>, bytes: number, work: () => T, admit = false): Promise<T> {
     const client = rateLimits.httpClient(principalOf(req, who, server));
     if (!client.handling) return turns.run(work);
-    const admit = () => {
-      const refusal = admitBytes !== undefined ? rateLimits.admitHandling(client, admitBytes) : undefined;
+    const admitted = () => {
+      const refusal = admit ? rateLimits.admitHandling(client, bytes) : undefined;
       if (refusal) refuse(refusal);
     };
-    admit();
+    admitted();
     return turns.run(() => {
       // Again on its turn: bodies admitted together all ran, back to back, before any was charged.
-      admit();
+      admitted();
       const started = performance.now();
       try {
         return work();
       } finally {
-        client.handling!.spend(performance.now() - started);
+        client.handling!.spend(performance.now() - started, bytes);
       }
     });
   }
@@ -120,8 +120,8 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
     }
   }
 
-  /** The decoded body, once its bytes are paid for (a decode costs in proportion to them). */
-  async function readBody(req: Request, who: Identity, server: Server<unknown>): Promise<unknown> {
+  /** The decoded body and its size, once its bytes are paid for (a decode costs in proportion to them). */
+  async function readBody(req: Request, who: Identity, server: Server<unknown>): Promise<{ value: unknown; bytes: number }> {
     // Draining, the answer is known before the body is read.
     if (draining) throw shuttingDown();
     // Bodies are read as sent, never inflated (a compressed body would cost its inflated size
@@ -146,7 +146,7 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
     if (charset !== undefined && !isUtf8Charset(charset)) {
       throw new GatewayError("UNSUPPORTED_MEDIA_TYPE", `JSON bodies are UTF-8; send charset=utf-8 or none (got charset=${charset})`);
     }
-    return handled(req, who, server, () => decodeFrame(body, "json", limits), body.byteLength);
+    return { value: await handled(req, who, server, body.byteLength, () => decodeFrame(body, "json", limits), true), bytes: body.byteLength };
   }
 
   /**
@@ -291,14 +291,14 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
     async publishOne(req: Request, who: Identity, server: Server<unknown>): Promise<Response> {
       const started = performance.now();
       try {
-        const event = await readBody(req, who, server);
+        const { value: event, bytes } = await readBody(req, who, server);
         awaitingLog(req, server);
         const topic = topicOf(req);
         authorize(who, topic, [event]);
         charge(req, who, server, 0, 1);
         await publisher.learning(topic);
         // Each principal's requests share one turn in the log's fair share, as one connection's do.
-        const o = await publisher.publish(await handled(req, who, server, () => publisher.prepare([event], topic, "json", "http", { principal: topicOwner(req, who, server), author: authorOf(who) })), "http", `http ${principalOf(req, who, server)}`);
+        const o = await publisher.publish(await handled(req, who, server, bytes, () => publisher.prepare([event], topic, "json", "http", { principal: topicOwner(req, who, server), author: authorOf(who) })), "http", `http ${principalOf(req, who, server)}`);
         metrics.publishLatency.http.observe((performance.now() - started) / 1000);
         const err = o.errors?.[0];
         if (err) return json({ id: o.ids[0], error: err }, ErrorCodes[err.code].http, retryAfter(err));
@@ -311,13 +311,14 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
     async publishBatch(req: Request, who: Identity, server: Server<unknown>): Promise<Response> {
       const started = performance.now();
       try {
-        const batch = batchOf(await readBody(req, who, server));
+        const { value, bytes } = await readBody(req, who, server);
+        const batch = batchOf(value);
         awaitingLog(req, server);
         const topic = topicOf(req, batch.topic);
         authorize(who, topic, batch.events);
         charge(req, who, server, 0, batch.events.length);
         await publisher.learning(topic);
-        const o = await publisher.publish(await handled(req, who, server, () => publisher.prepare(batch.events, topic, "json", "http", { principal: topicOwner(req, who, server), author: authorOf(who) })), "http", `http ${principalOf(req, who, server)}`);
+        const o = await publisher.publish(await handled(req, who, server, bytes, () => publisher.prepare(batch.events, topic, "json", "http", { principal: topicOwner(req, who, server), author: authorOf(who) })), "http", `http ${principalOf(req, who, server)}`);
         metrics.publishLatency.http.observe((performance.now() - started) / 1000);
         // 202 all published; 207 some; all failed: the first error's status (400 invalid, 503 retry…).
         const firstError = o.errors?.find(Boolean);
@@ -331,13 +332,13 @@ export function createEventRoutes(deps: { config: Config; publisher: Publisher; 
     /** Dry run: the same checks as a publish, nothing written. */
     async validate(req: Request, who: Identity, server: Server<unknown>): Promise<Response> {
       try {
-        const body = await readBody(req, who, server);
+        const { value: body, bytes } = await readBody(req, who, server);
         const isBatch = Array.isArray(body) || (typeof body === "object" && body !== null && "events" in body);
         const batch = isBatch ? batchOf(body) : { topic: undefined, events: [body] };
         const topic = topicOf(req, batch.topic);
         authorize(who, topic, batch.events);
         await publisher.learning(topic);
-        const p = await handled(req, who, server, () => publisher.prepare(batch.events, topic, "json", "http", { dryRun: true, principal: topicOwner(req, who, server), author: authorOf(who) }));
+        const p = await handled(req, who, server, bytes, () => publisher.prepare(batch.events, topic, "json", "http", { dryRun: true, principal: topicOwner(req, who, server), author: authorOf(who) }));
         const errors = (p.errors ?? []).flatMap((err, index) => (err ? [{ index, error: err }] : []));
         return json({ valid: errors.length === 0, topic, count: p.total, errors }, errors.length === 0 ? 200 : 400);
       } catch (e) {

@@ -292,7 +292,7 @@ export class Ingress<S extends IngressSocket> {
     const box = this.inboxOf(socket);
     // A connection being closed is not rested: what it sent is refused now, and its close waits for those replies.
     if (box.budget && !this.draining && !box.closing) {
-      box.budget.spend(cost);
+      box.budget.spend(cost, frameBytes(raw));
       const wait = box.budget.waitMs(now);
       // At most MAX_REST_MS at a time, however far in debt: unread, its pings would go unanswered.
       if (wait > 0 && !box.closed) this.rest(socket, box, Math.min(wait, MAX_REST_MS));

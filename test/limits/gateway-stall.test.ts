@@ -169,3 +169,60 @@ test("publishes a client sent and then closed its connection on, while the gatew
   expect((await published()) - before).toBe(50);
   staying.destroy();
 }, 60_000);
+
+/**
+ * The gateway descheduled for a while (a loaded machine, a collection under the stall threshold)
+ * while it handled a client's frame or body: that time was charged to the client as its handling
+ * time (RATE_LIMIT_HANDLING_MS, a burst of 50 ms), and a client sending small events well within
+ * its rates was refused 429 RATE_LIMITED (CI: a batch of one invalid event got 429, not 400) or
+ * its connection rested. A small frame's charge is bounded by what its bytes can cost.
+ */
+test("pauses of the gateway shorter than a stall, while it handles small requests, are not charged to their clients", async () => {
+  const c = await RawWsClient.connect(gw.port);
+  c.send({ t: 1, v: 1, cid: 1_000_000 });
+  await c.waitFor((f) => f.t === 2, 10_000);
+  const statuses: Record<number, number> = {};
+  let running = true;
+  let cid = 0;
+  const poster = async () => {
+    while (running) {
+      const r = await fetch(`${gw.url}/api/v1/events?topic=pauses`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ type: "t.pause", data: { n: 1 } }) });
+      await r.arrayBuffer();
+      statuses[r.status] = (statuses[r.status] ?? 0) + 1;
+    }
+  };
+  const socket = async () => {
+    while (running) {
+      for (let i = 0; i < 5; i++) c.send({ t: 10, cid: ++cid, topic: "pauses", event: { type: "t.pause", data: { cid } } });
+      await Bun.sleep(5);
+    }
+  };
+  const metric = async () => {
+    const text = await (await fetch(`${gw.url}/metrics`)).text();
+    return Number(/^gateway_handling_rests_total (\d+)/m.exec(text)?.[1] ?? 0);
+  };
+  const restsBefore = await metric();
+  const load = [...Array.from({ length: 8 }, poster), socket()];
+  try {
+    // 40 pauses of 150-350 ms each (under the 1 s stall threshold), 30 ms apart: most land in some request's handling.
+    for (let i = 0; i < 40; i++) {
+      await Bun.sleep(30);
+      process.kill(gw.proc.pid, "SIGSTOP");
+      await Bun.sleep(150 + (i % 5) * 50);
+      process.kill(gw.proc.pid, "SIGCONT");
+    }
+  } finally {
+    process.kill(gw.proc.pid, "SIGCONT");
+    running = false;
+  }
+  await Promise.all(load);
+  const deadline = Date.now() + 20_000;
+  const answered = () => c.frames.filter((f) => typeof f.cid === "number" && f.cid < 1_000_000);
+  while (answered().length < cid && Date.now() < deadline) await Bun.sleep(20);
+  const codes: Record<string, number> = {};
+  for (const f of answered()) codes[f.t === 20 ? "acked" : f.code] = (codes[f.t === 20 ? "acked" : f.code] ?? 0) + 1;
+  const rests = (await metric()) - restsBefore;
+  console.log(`http ${JSON.stringify(statuses)}, ws ${cid} sent ${JSON.stringify(codes)}, rests ${rests}`);
+  expect({ http: Object.keys(statuses), ws: codes, rests }).toEqual({ http: ["202"], ws: { acked: cid }, rests: 0 });
+  c.destroy();
+}, 90_000);

@@ -61,9 +61,12 @@ test("connections resting for the total do not each take a frame when it is paid
   // Own budgets that one frame leaves below half (busy) but not in debt: the total is what holds them.
   const { ran, ingress, socket } = harness(total, () => new TokenBucket(2, 40, performance.now()), 30);
   const socks = [1, 2, 3, 4].map(socket);
-  for (const s of socks) for (let i = 0; i < 4; i++) ingress.offer(s, "small");
+  // Light by its size (10 ms at the costliest known per byte, leaving 30 of a burst of 40), yet 30
+  // ms to handle, which a frame of its size may be charged (chargeableMs).
+  const light = "x".repeat(Math.ceil(10 / WORST_MS_PER_BYTE));
+  for (const s of socks) for (let i = 0; i < 4; i++) ingress.offer(s, light);
   await Bun.sleep(3000);
-  // Each connection's first frame is small and its client not yet busy: four run at once, leaving
+  // Each connection's first frame is light and its client not yet busy: four run at once, leaving
   // the total 105 ms in debt, which 3 s at 30 ms a second does not pay back; at ~3.5 s it is, and
   // one more runs (the connections resting for it are woken, not left).
   const by3s = ran.length;
