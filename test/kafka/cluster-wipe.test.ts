@@ -158,11 +158,13 @@ test("a cluster made again with fewer partitions of a topic: the missing one get
     const p3 = sub.gaps.find((gap) => gap.partition === 3);
     expect(p3).toMatchObject({ topic, partition: 3, from: inP3, to: 0, reason: "log_reset" });
     const token = sub.token!;
-    // Every gap frame names the new log only: a client that stopped after any of them misses nothing.
-    // Before, each carried the positions of its moment, the old offsets of the partitions told after it.
+    // A client that stopped after any gap frame misses nothing of the new log: checked below by
+    // resuming from each one's token. Before, a gap carried the old offset of a partition the new
+    // log lacked, and resumed from it, that partition's records once added again were skipped.
+    // (Which path finds the reset first, and so how many tokens there are, depends on timing: CI
+    // once saw two.)
     await within(10_000, () => raw.frames.filter((f) => f.t === 32).length >= 4);
-    const gapTokens = new Set(raw.frames.filter((f) => f.t === 32).map((f) => f.token));
-    expect(gapTokens.size).toBe(1);
+    const gapTokens = [...new Set(raw.frames.filter((f) => f.t === 32).map((f) => f.token as string))];
     raw.destroy();
 
     // p3 again, with more records than were read of the old one.
@@ -172,18 +174,20 @@ test("a cluster made again with fewer partitions of a topic: the missing one get
     expect(second.every((a) => a.status === "fulfilled")).toBe(true);
     const newInP3 = second.filter((a) => a.status === "fulfilled" && a.value.partition === 3).length;
     expect(newInP3).toBeGreaterThan(inP3);
-    // Resumed from the token taken after the gap: every new record, p3's from its start.
-    const resumed = await client.subscribe(topic, { start: { token } });
-    const again: number[] = [];
-    void (async () => {
-      for await (const e of resumed) again.push((e.event.data as { n: number }).n);
-    })();
-    await within(30_000, () => again.length >= 120);
-    expect(again.filter((n) => n >= 100).sort((x, y) => x - y)).toEqual(Array.from({ length: 120 }, (_, i) => 100 + i));
+    // Resumed from the token taken after the gap, and from each gap frame's: every new record, p3's from its start.
+    for (const from of [token, ...gapTokens]) {
+      const resumed = await client.subscribe(topic, { start: { token: from } });
+      const again: number[] = [];
+      void (async () => {
+        for await (const e of resumed) again.push((e.event.data as { n: number }).n);
+      })();
+      await within(30_000, () => again.filter((n) => n >= 100).length >= 120);
+      expect(again.filter((n) => n >= 100).sort((x, y) => x - y)).toEqual(Array.from({ length: 120 }, (_, i) => 100 + i));
+      await resumed.close();
+    }
     // And the live subscription, once it saw p3 added, read it from its start.
     await within(30_000, () => seen.filter((n) => n >= 100).length >= 120);
     expect(seen.filter((n) => n >= 100).sort((x, y) => x - y)).toEqual(Array.from({ length: 120 }, (_, i) => 100 + i));
-    await resumed.close();
     client.close();
   } finally {
     await g.stop();
