@@ -177,7 +177,7 @@ export class GatewayClient {
     // subscribe went out twice (again with the resubscribes the welcome starts), was refused
     // SUBSCRIPTION_EXISTS on the client and left running on the gateway (outside probe Z). Until the
     // welcome it waits, and the resubscribe answers it.
-    const sub = new Subscription(id, Array.isArray(topic) ? topic : [topic], options, { send: (f) => this.welcomed && this.send(f), nextCid: () => this.cid++, forget: (s) => this.subs.delete(s.id) });
+    const sub = new Subscription(id, Array.isArray(topic) ? topic : [topic], options, { send: (f) => this.welcomed && this.send(f), unsubscribe: (s) => this.unsubscribe(s), nextCid: () => this.cid++, forget: (s) => this.subs.delete(s.id) });
     this.subs.set(id, sub);
     for (let attempt = 1; ; attempt++) {
       try {
@@ -301,8 +301,7 @@ export class GatewayClient {
     ws.onclose = (e) => {
       if (this.ws !== ws) return;
       this.ws = null;
-      this.welcomed = false;
-      this.publisher.onDisconnect();
+      this.connectionEnded();
       if (this.closed) return;
       if (FATAL_CLOSES.has(e.code)) {
         this.firstWelcome.reject(new Error(`the gateway closed the connection: ${e.code} ${e.reason}`));
@@ -349,9 +348,15 @@ export class GatewayClient {
   private giveUp(ws: WebSocket, closeReason: string, reason: string): void {
     this.ws = null;
     ws.close(1000, closeReason);
+    this.connectionEnded();
+    this.retry(undefined, reason);
+  }
+
+  /** What belonged to the connection that ended: none of it is answered now. */
+  private connectionEnded(): void {
     this.welcomed = false;
     this.publisher.onDisconnect();
-    this.retry(undefined, reason);
+    this.closedInFlight.clear();
   }
 
   private retry(code: number | undefined, reason: string): void {
@@ -393,6 +398,7 @@ export class GatewayClient {
       return this.refreshNow();
     }
     if (f.t === FrameType.NACK && this.refreshing !== null && f.cid === this.refreshing.cid) return this.onRefreshRefused(f);
+    if (f.cid !== undefined && this.closedInFlight.has(f.cid)) return this.answeredAfterClose(f);
     if (typeof f.sub === "string" && this.subs.has(f.sub)) return this.subs.get(f.sub)!.handle(f);
     if (this.publisher.onReply(f)) return;
     // A refused subscribe is nacked without its sub: it is matched by cid.
@@ -455,6 +461,30 @@ export class GatewayClient {
       () => this.opening.get(sub) === entry && this.opening.delete(sub),
     );
     return done;
+  }
+
+  /** Subscribes in flight, by cid, whose subscription was closed meanwhile: unsubscribed if they are confirmed. */
+  private readonly closedInFlight = new Map<number, { ws: WebSocket; id: string }>();
+
+  /**
+   * An unsubscribe for what the gateway holds on this connection, and nothing more: one for a
+   * subscription not yet resumed after a reconnect (its resubscribe waiting its turn, or a retry) was
+   * refused UNKNOWN_SUBSCRIPTION, and such refusals count toward the gateway's 4400 close (outside
+   * probe). One whose subscribe is in flight is unsubscribed once it is confirmed.
+   */
+  private unsubscribe(s: Subscription): void {
+    const ws = this.ws;
+    if (!this.welcomed || ws === null) return; // the next connection resumes only subscriptions still open
+    if (this.confirmedOn.get(s) === ws) return this.send({ t: FrameType.UNSUBSCRIBE, cid: this.cid++, sub: s.id });
+    const cid = s.pendingCid;
+    if (cid !== undefined && this.opening.get(s)?.ws === ws) this.closedInFlight.set(cid, { ws, id: s.id });
+  }
+
+  /** The answer to a subscribe whose subscription was closed while it was in flight. */
+  private answeredAfterClose(f: InFrame): void {
+    const closed = this.closedInFlight.get(f.cid!)!;
+    this.closedInFlight.delete(f.cid!);
+    if (f.t === FrameType.SUBSCRIBED && this.ws === closed.ws) this.send({ t: FrameType.UNSUBSCRIBE, cid: this.cid++, sub: closed.id });
   }
 
   /** Waiters for the next welcome; refused when the client closes. */
