@@ -357,6 +357,10 @@ export class GatewayClient {
     this.welcomed = false;
     this.publisher.onDisconnect();
     this.closedInFlight.clear();
+    // A refresh is for the connection it was scheduled on: left running, it called getToken while
+    // the client was down (outside probe), and the next hello carries a fresh token anyway.
+    if (this.refreshTimer) clearTimeout(this.refreshTimer);
+    this.refreshTimer = null;
   }
 
   private retry(code: number | undefined, reason: string): void {
@@ -555,10 +559,12 @@ export class GatewayClient {
   private async sendRefresh(attempt: number): Promise<void> {
     if (this.fetchingToken) return;
     this.fetchingToken = true;
+    const ws = this.ws;
     try {
       const token = await this.tokenWithin();
       if (!token || this.closed) return;
-      if (!this.welcomed) return; // the next connection's hello carries a fresh token
+      // Its connection ended meanwhile: the next connection's hello carried (carries) a fresh token.
+      if (!this.welcomed || this.ws !== ws) return;
       this.refreshing = { cid: this.cid++, attempt };
       this.send({ t: FrameType.REFRESH, cid: this.refreshing.cid, token });
       this.publisher.onRefreshSent();
@@ -566,7 +572,7 @@ export class GatewayClient {
       // Tried again while the connection lasts: a fetch that failed or timed out after the token
       // expired (the gateway's UNAUTHENTICATED came meanwhile, and asked nothing then) left only the
       // 4401 close (outside probe). The next connect's hello brings a fresh one anyway.
-      if (!this.closed && this.welcomed && this.refreshing === null) {
+      if (!this.closed && this.welcomed && this.ws === ws && this.refreshing === null) {
         if (this.refreshTimer) clearTimeout(this.refreshTimer);
         this.refreshTimer = setTimeout(() => void this.sendRefresh(attempt + 1), Math.min(this.backoff(attempt), 2000));
       }
