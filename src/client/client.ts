@@ -1,6 +1,6 @@
 import { TokenBucket } from "../limits/token-bucket";
 import { type PublishResult, type PublishRetry, Publisher } from "./publisher";
-import { SubscribeError, type SubscribeOptions, Subscription } from "./subscription";
+import { SubscribeError, type SubscribeOptions, Subscription, clientClosed } from "./subscription";
 import { type Codec, FrameType, type InFrame, type OutgoingEvent, PROTOCOL_VERSION, decode, encode, filterRefusal, frameRefusal } from "./wire";
 
 /** Tries of a subscribe refused RATE_LIMITED before the refusal is the application's. */
@@ -169,7 +169,7 @@ export class GatewayClient {
 
   /** Subscribes; resolves once the gateway has confirmed. Iterate it, or give it callbacks. */
   async subscribe(topic: string | string[], options: SubscribeOptions = {}): Promise<Subscription> {
-    if (this.closed) throw new Error("the client is closed"); // nothing would answer it
+    if (this.closed) throw clientClosed(); // nothing would answer it
     const refusal = options.filter === undefined ? null : filterRefusal(options.filter);
     if (refusal) throw new SubscribeError(refusal);
     const id = `s${this.cid++}`;
@@ -211,7 +211,7 @@ export class GatewayClient {
 
   close(): void {
     this.closed = true;
-    for (const w of this.welcomeWaiters.splice(0)) w.reject(new Error("the client is closed"));
+    for (const w of this.welcomeWaiters.splice(0)) w.reject(clientClosed());
     if (this.refreshTimer) clearTimeout(this.refreshTimer);
     if (this.connectTimer) clearTimeout(this.connectTimer);
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
@@ -495,7 +495,7 @@ export class GatewayClient {
   private welcomeWaiters: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
 
   private nextWelcome(): Promise<void> {
-    if (this.closed) return Promise.reject(new Error("the client is closed"));
+    if (this.closed) return Promise.reject(clientClosed());
     return new Promise((resolve, reject) => this.welcomeWaiters.push({ resolve, reject }));
   }
 

@@ -17,6 +17,15 @@ export class SubscribeError extends Error {
   }
 }
 
+/**
+ * A subscribe cut by client.close(), or made after it: one error whenever the close came (waiting for a
+ * welcome it was a plain Error, waiting for its answer a SubscribeError; outside probe), as a
+ * publish's is PublishError CLIENT_CLOSED.
+ */
+export function clientClosed(): SubscribeError {
+  return new SubscribeError({ code: "CLIENT_CLOSED" as ErrorCode, num: 0, message: "the client is closed", retriable: false, mayBePersisted: false });
+}
+
 export interface SubscribeOptions {
   /** The filter, as docs/subscriptions.md writes it. */
   filter?: Record<string, unknown>;
