@@ -179,6 +179,7 @@ export class GatewayClient {
     // welcome it waits, and the resubscribe answers it.
     const sub = new Subscription(id, Array.isArray(topic) ? topic : [topic], options, { send: (f) => this.welcomed && this.send(f), unsubscribe: (s) => this.unsubscribe(s), nextCid: () => this.cid++, forget: (s) => this.subs.delete(s.id) });
     this.subs.set(id, sub);
+    let afterRefresh = false;
     for (let attempt = 1; ; attempt++) {
       try {
         await this.subscribeTurn();
@@ -187,6 +188,11 @@ export class GatewayClient {
         await this.openOnce(sub);
         return sub;
       } catch (e) {
+        if (!afterRefresh && this.refreshWillAnswer(e)) {
+          afterRefresh = true;
+          await this.refreshAnswered();
+          continue;
+        }
         // Over the connection's subscribe rate (SUBSCRIBE_RATE_LIMIT): sent again once the gateway
         // would take it, as a publish is. Any other refusal is the application's to handle.
         const limited = e instanceof SubscribeError && e.code === "RATE_LIMITED" && attempt < MAX_SUBSCRIBE_ATTEMPTS && !this.closed;
@@ -212,6 +218,7 @@ export class GatewayClient {
   close(): void {
     this.closed = true;
     for (const w of this.welcomeWaiters.splice(0)) w.reject(clientClosed());
+    this.refreshSettled();
     if (this.refreshTimer) clearTimeout(this.refreshTimer);
     if (this.connectTimer) clearTimeout(this.connectTimer);
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
@@ -357,6 +364,7 @@ export class GatewayClient {
     this.welcomed = false;
     this.publisher.onDisconnect();
     this.closedInFlight.clear();
+    this.refreshSettled(); // the next connection's hello carries a fresh token
     // A refresh is for the connection it was scheduled on: left running, it called getToken while
     // the client was down (outside probe), and the next hello carries a fresh token anyway.
     if (this.refreshTimer) clearTimeout(this.refreshTimer);
@@ -393,6 +401,7 @@ export class GatewayClient {
     if (f.t === FrameType.PONG) return; // heard: that is all a pong says
     if (f.t === FrameType.REFRESHED) {
       this.refreshing = null;
+      this.refreshSettled();
       this.publisher.onTokenRenewed();
       return this.scheduleRefresh(f.expiresAt as number | undefined);
     }
@@ -518,12 +527,15 @@ export class GatewayClient {
    * connection with backoff and jitter, as a reconnect is: ending the subscription would leave the
    * application's loop finished with no error. Other refusals (FORBIDDEN, a token no longer valid) end it.
    */
-  private resubscribe(s: Subscription, ws: WebSocket, attempt: number): void {
+  private resubscribe(s: Subscription, ws: WebSocket, attempt: number, afterRefresh = false): void {
     const current = () => !this.closed && this.ws === ws && this.subs.get(s.id) === s;
     this.subscribeTurn()
       .then(() => (current() ? this.openOnce(s) : undefined))
       .catch((e) => {
         if (!current()) return; // ended, or a new connection resumes it
+        if (!afterRefresh && this.refreshWillAnswer(e)) {
+          return void this.refreshAnswered().then(() => current() && ws.readyState === 1 && this.resubscribe(s, ws, attempt, true));
+        }
         if (!(e instanceof SubscribeError && e.retriable)) return s.end({ kind: "ended", code: (e as { code?: string }).code, message: (e as Error).message });
         // A refusal that says when (RATE_LIMITED: the address's replay starts, say) is retried then,
         // each such retry a retryAfterMs after the one before: all sent again after the backoff,
@@ -548,6 +560,26 @@ export class GatewayClient {
     if (!this.options.getToken || !expiresAt || !Number.isFinite(expiresAt)) return;
     const lead = Math.min(60_000, Math.max(1000, (expiresAt - Date.now()) / 5));
     this.refreshTimer = setTimeout(() => void this.sendRefresh(0), Math.max(0, expiresAt - Date.now() - lead));
+  }
+
+  /** Waiters for the refresh under way to be answered (or given up, or its connection to end, or the client to close). */
+  private refreshWaiters: Array<() => void> = [];
+
+  /**
+   * Whether `e` is a subscribe refused for the token's age while this client's own refresh is under
+   * way: the refresh answers it, and the subscribe is sent again once. Ended or rejected at once, a
+   * subscription resumed (or made) just past the expiry was lost for a refresh that was coming (outside probe).
+   */
+  private refreshWillAnswer(e: unknown): boolean {
+    return e instanceof SubscribeError && e.code === "UNAUTHENTICATED" && !this.closed && (this.fetchingToken || this.refreshing !== null);
+  }
+
+  private refreshAnswered(): Promise<void> {
+    return new Promise((resolve) => this.refreshWaiters.push(resolve));
+  }
+
+  private refreshSettled(): void {
+    for (const w of this.refreshWaiters.splice(0)) w();
   }
 
   /** The refresh frame awaiting its answer, and which try it is (a retriable refusal sends it again). */
@@ -578,6 +610,7 @@ export class GatewayClient {
       }
     } finally {
       this.fetchingToken = false;
+      if (this.refreshing === null) this.refreshSettled(); // nothing sent: nothing will answer
     }
   }
 
@@ -597,6 +630,7 @@ export class GatewayClient {
   private onRefreshRefused(f: InFrame): void {
     const retry = this.refreshing;
     this.refreshing = null;
+    this.refreshSettled();
     this.publisher.onRefreshAnswered();
     if (!retry || f.retriable !== true || this.closed) return;
     const wait = typeof f.retryAfterMs === "number" ? Math.max(f.retryAfterMs, 100) : Math.min(this.backoff(retry.attempt), 2000);
