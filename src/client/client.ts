@@ -179,13 +179,28 @@ export class GatewayClient {
     // welcome it waits, and the resubscribe answers it.
     const sub = new Subscription(id, Array.isArray(topic) ? topic : [topic], options, { send: (f) => this.welcomed && this.send(f), unsubscribe: (s) => this.unsubscribe(s), nextCid: () => this.cid++, forget: (s) => this.subs.delete(s.id) });
     this.subs.set(id, sub);
+    // Each wait can be cut short by a refusal of the welcome's resubscribe of it (see resubscribe).
+    const step = <T>(p: Promise<T>) =>
+      new Promise<T>((resolve, reject) => {
+        this.callers.set(sub, reject);
+        p.then(resolve, reject);
+      });
+    try {
+      return await this.subscribeLoop(sub, step);
+    } finally {
+      this.callers.delete(sub);
+    }
+  }
+
+  /** subscribe()'s tries of `sub`, each wait through `step` (which a resubscribe's refusal cuts short). */
+  private async subscribeLoop(sub: Subscription, step: <T>(p: Promise<T>) => Promise<T>): Promise<Subscription> {
     let afterRefresh = false;
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.subscribeTurn();
+        await step(this.subscribeTurn());
         // Not welcomed (a reconnect under way): the welcome's resubscribes send it, and this waits for that.
-        if (!this.welcomed) await this.nextWelcome();
-        await this.openOnce(sub);
+        if (!this.welcomed) await step(this.nextWelcome());
+        await step(this.openOnce(sub));
         return sub;
       } catch (e) {
         if (!afterRefresh && this.refreshWillAnswer(e)) {
@@ -197,10 +212,10 @@ export class GatewayClient {
         // would take it, as a publish is. Any other refusal is the application's to handle.
         const limited = e instanceof SubscribeError && e.code === "RATE_LIMITED" && attempt < MAX_SUBSCRIBE_ATTEMPTS && !this.closed;
         if (!limited) {
-          this.subs.delete(id);
+          this.subs.delete(sub.id);
           throw e;
         }
-        await new Promise((r) => setTimeout(r, Math.max(10, (e as SubscribeError).retryAfterMs ?? 100)));
+        await step(new Promise((r) => setTimeout(r, Math.max(10, (e as SubscribeError).retryAfterMs ?? 100))));
       }
     }
   }
@@ -476,6 +491,14 @@ export class GatewayClient {
     return done;
   }
 
+  /**
+   * The subscriptions a subscribe() call still waits for, with how to tell it a refusal. A welcome's
+   * resubscribe refused for one (TOO_MANY_SUBSCRIPTIONS past MAX_SUBSCRIPTIONS_PER_CONNECTION) was
+   * retried as a resumed subscription is, while the call waited a turn of its own and was refused
+   * again (outside probe: up to 15 s late), or, its turns taken by those retries, was never answered.
+   */
+  private readonly callers = new Map<Subscription, (e: unknown) => void>();
+
   /** Subscribes in flight, by cid, whose subscription was closed meanwhile: unsubscribed if they are confirmed. */
   private readonly closedInFlight = new Map<number, { ws: WebSocket; id: string }>();
 
@@ -536,6 +559,9 @@ export class GatewayClient {
         if (!afterRefresh && this.refreshWillAnswer(e)) {
           return void this.refreshAnswered().then(() => current() && ws.readyState === 1 && this.resubscribe(s, ws, attempt, true));
         }
+        // Never confirmed yet: its subscribe() call answers the application, as for any subscribe.
+        const caller = this.callers.get(s);
+        if (caller) return caller(e);
         if (!(e instanceof SubscribeError && e.retriable)) return s.end({ kind: "ended", code: (e as { code?: string }).code, message: (e as Error).message });
         // A refusal that says when (RATE_LIMITED: the address's replay starts, say) is retried then,
         // each such retry a retryAfterMs after the one before: all sent again after the backoff,
