@@ -103,6 +103,8 @@ export class GatewayClient {
   /** The instance this attempt goes (went) to; each reconnect moves to the next. */
   private urlIndex = 0;
   private connectTimer: ReturnType<typeof setTimeout> | null = null;
+  /** The backoff before the next attempt: cleared by close(), or a closed client's process waited it out (up to maxMs, ten times that after a 4429). */
+  private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
   private readonly subs = new Map<string, Subscription>();
   private readonly publisher: Publisher;
   private refreshTimer: ReturnType<typeof setTimeout> | null = null;
@@ -236,6 +238,7 @@ export class GatewayClient {
     this.refreshSettled();
     if (this.refreshTimer) clearTimeout(this.refreshTimer);
     if (this.connectTimer) clearTimeout(this.connectTimer);
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     this.publisher.failAll("CLIENT_CLOSED", "the client was closed before the gateway acknowledged this event");
     for (const s of [...this.subs.values()]) s.end({ kind: "ended", code: "CLIENT_CLOSED" });
@@ -402,7 +405,10 @@ export class GatewayClient {
     const delay = this.backoff(this.attempt++) * (code === 4429 || code === 4400 ? 10 : 1);
     // The next instance, if there are several: the one that dropped us may be down.
     this.urlIndex = (this.urlIndex + 1) % this.urls.length;
-    setTimeout(() => !this.closed && void this.open(), delay);
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      if (!this.closed) void this.open();
+    }, delay);
   }
 
   /** The wait before try number `attempt` + 1: from reconnect.minMs, doubling to maxMs, with jitter over its upper half. */
