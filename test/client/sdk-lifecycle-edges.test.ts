@@ -39,6 +39,26 @@ test("sub.close() on a subscription not yet resumed after a reconnect sends no u
   });
 }, 60_000);
 
+test("sub.close() while its resubscribe is in flight unsubscribes it once confirmed: the gateway is left holding none, and refuses nothing", async () => {
+  await behindProxy(
+    {},
+    async (gw, proxy) => {
+      const states: string[] = [];
+      const c = await connect({ url: proxy.url, heartbeat: false, reconnect: fast, onState: (s) => void states.push(s) });
+      const sub = await c.subscribe("close-in-flight");
+      proxy.dropAll();
+      await until("reconnected", () => states.includes("reconnecting") && states.at(-1) === "open", 5_000);
+      await Bun.sleep(100); // its resubscribe is sent; the answer is held 400 ms
+      await sub.close();
+      await Bun.sleep(1_000);
+      expect((await gw.health()).subscriptions.subscriptions).toBe(0);
+      expect(await refusedWith(gw, "UNKNOWN_SUBSCRIPTION")).toBe(0);
+      c.close();
+    },
+    400,
+  );
+}, 30_000);
+
 test("a connection's token-refresh timer ends with the connection: no refresh (no getToken call) while the client is down", async () => {
   await behindProxy({ AUTH_JWT_SECRET: SECRET }, async (_gw, proxy) => {
     let calls = 0;
