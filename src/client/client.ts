@@ -1,6 +1,6 @@
 import { TokenBucket } from "../limits/token-bucket";
 import { type PublishResult, type PublishRetry, Publisher } from "./publisher";
-import { SubscribeError, type SubscribeOptions, Subscription } from "./subscription";
+import { SubscribeError, type SubscribeOptions, Subscription, clientClosed } from "./subscription";
 import { type Codec, FrameType, type InFrame, type OutgoingEvent, PROTOCOL_VERSION, decode, encode, filterRefusal, frameRefusal } from "./wire";
 
 /** Tries of a subscribe refused RATE_LIMITED before the refusal is the application's. */
@@ -103,6 +103,8 @@ export class GatewayClient {
   /** The instance this attempt goes (went) to; each reconnect moves to the next. */
   private urlIndex = 0;
   private connectTimer: ReturnType<typeof setTimeout> | null = null;
+  /** The backoff before the next attempt: cleared by close(), or a closed client's process waited it out (up to maxMs, ten times that after a 4429). */
+  private reconnectTimer: ReturnType<typeof setTimeout> | null = null;
   private readonly subs = new Map<string, Subscription>();
   private readonly publisher: Publisher;
   private refreshTimer: ReturnType<typeof setTimeout> | null = null;
@@ -169,7 +171,7 @@ export class GatewayClient {
 
   /** Subscribes; resolves once the gateway has confirmed. Iterate it, or give it callbacks. */
   async subscribe(topic: string | string[], options: SubscribeOptions = {}): Promise<Subscription> {
-    if (this.closed) throw new Error("the client is closed"); // nothing would answer it
+    if (this.closed) throw clientClosed(); // nothing would answer it
     const refusal = options.filter === undefined ? null : filterRefusal(options.filter);
     if (refusal) throw new SubscribeError(refusal);
     const id = `s${this.cid++}`;
@@ -177,24 +179,45 @@ export class GatewayClient {
     // subscribe went out twice (again with the resubscribes the welcome starts), was refused
     // SUBSCRIPTION_EXISTS on the client and left running on the gateway (outside probe Z). Until the
     // welcome it waits, and the resubscribe answers it.
-    const sub = new Subscription(id, Array.isArray(topic) ? topic : [topic], options, { send: (f) => this.welcomed && this.send(f), nextCid: () => this.cid++, forget: (s) => this.subs.delete(s.id) });
+    const sub = new Subscription(id, Array.isArray(topic) ? topic : [topic], options, { send: (f) => this.welcomed && this.send(f), unsubscribe: (s) => this.unsubscribe(s), nextCid: () => this.cid++, forget: (s) => this.subs.delete(s.id) });
     this.subs.set(id, sub);
+    // Each wait can be cut short by a refusal of the welcome's resubscribe of it (see resubscribe).
+    const step = <T>(p: Promise<T>) =>
+      new Promise<T>((resolve, reject) => {
+        this.callers.set(sub, reject);
+        p.then(resolve, reject);
+      });
+    try {
+      return await this.subscribeLoop(sub, step);
+    } finally {
+      this.callers.delete(sub);
+    }
+  }
+
+  /** subscribe()'s tries of `sub`, each wait through `step` (which a resubscribe's refusal cuts short). */
+  private async subscribeLoop(sub: Subscription, step: <T>(p: Promise<T>) => Promise<T>): Promise<Subscription> {
+    let afterRefresh = false;
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.subscribeTurn();
+        await step(this.subscribeTurn());
         // Not welcomed (a reconnect under way): the welcome's resubscribes send it, and this waits for that.
-        if (!this.welcomed) await this.nextWelcome();
-        await this.openOnce(sub);
+        if (!this.welcomed) await step(this.nextWelcome());
+        await step(this.openOnce(sub));
         return sub;
       } catch (e) {
+        if (!afterRefresh && this.refreshWillAnswer(e)) {
+          afterRefresh = true;
+          await this.refreshAnswered();
+          continue;
+        }
         // Over the connection's subscribe rate (SUBSCRIBE_RATE_LIMIT): sent again once the gateway
         // would take it, as a publish is. Any other refusal is the application's to handle.
         const limited = e instanceof SubscribeError && e.code === "RATE_LIMITED" && attempt < MAX_SUBSCRIBE_ATTEMPTS && !this.closed;
         if (!limited) {
-          this.subs.delete(id);
+          this.subs.delete(sub.id);
           throw e;
         }
-        await new Promise((r) => setTimeout(r, Math.max(10, (e as SubscribeError).retryAfterMs ?? 100)));
+        await step(new Promise((r) => setTimeout(r, Math.max(10, (e as SubscribeError).retryAfterMs ?? 100))));
       }
     }
   }
@@ -211,9 +234,11 @@ export class GatewayClient {
 
   close(): void {
     this.closed = true;
-    for (const w of this.welcomeWaiters.splice(0)) w.reject(new Error("the client is closed"));
+    for (const w of this.welcomeWaiters.splice(0)) w.reject(clientClosed());
+    this.refreshSettled();
     if (this.refreshTimer) clearTimeout(this.refreshTimer);
     if (this.connectTimer) clearTimeout(this.connectTimer);
+    if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     this.publisher.failAll("CLIENT_CLOSED", "the client was closed before the gateway acknowledged this event");
     for (const s of [...this.subs.values()]) s.end({ kind: "ended", code: "CLIENT_CLOSED" });
@@ -301,8 +326,7 @@ export class GatewayClient {
     ws.onclose = (e) => {
       if (this.ws !== ws) return;
       this.ws = null;
-      this.welcomed = false;
-      this.publisher.onDisconnect();
+      this.connectionEnded();
       if (this.closed) return;
       if (FATAL_CLOSES.has(e.code)) {
         this.firstWelcome.reject(new Error(`the gateway closed the connection: ${e.code} ${e.reason}`));
@@ -349,9 +373,20 @@ export class GatewayClient {
   private giveUp(ws: WebSocket, closeReason: string, reason: string): void {
     this.ws = null;
     ws.close(1000, closeReason);
+    this.connectionEnded();
+    this.retry(undefined, reason);
+  }
+
+  /** What belonged to the connection that ended: none of it is answered now. */
+  private connectionEnded(): void {
     this.welcomed = false;
     this.publisher.onDisconnect();
-    this.retry(undefined, reason);
+    this.closedInFlight.clear();
+    this.refreshSettled(); // the next connection's hello carries a fresh token
+    // A refresh is for the connection it was scheduled on: left running, it called getToken while
+    // the client was down (outside probe), and the next hello carries a fresh token anyway.
+    if (this.refreshTimer) clearTimeout(this.refreshTimer);
+    this.refreshTimer = null;
   }
 
   private retry(code: number | undefined, reason: string): void {
@@ -370,7 +405,10 @@ export class GatewayClient {
     const delay = this.backoff(this.attempt++) * (code === 4429 || code === 4400 ? 10 : 1);
     // The next instance, if there are several: the one that dropped us may be down.
     this.urlIndex = (this.urlIndex + 1) % this.urls.length;
-    setTimeout(() => !this.closed && void this.open(), delay);
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      if (!this.closed) void this.open();
+    }, delay);
   }
 
   /** The wait before try number `attempt` + 1: from reconnect.minMs, doubling to maxMs, with jitter over its upper half. */
@@ -384,6 +422,7 @@ export class GatewayClient {
     if (f.t === FrameType.PONG) return; // heard: that is all a pong says
     if (f.t === FrameType.REFRESHED) {
       this.refreshing = null;
+      this.refreshSettled();
       this.publisher.onTokenRenewed();
       return this.scheduleRefresh(f.expiresAt as number | undefined);
     }
@@ -393,6 +432,7 @@ export class GatewayClient {
       return this.refreshNow();
     }
     if (f.t === FrameType.NACK && this.refreshing !== null && f.cid === this.refreshing.cid) return this.onRefreshRefused(f);
+    if (f.cid !== undefined && this.closedInFlight.has(f.cid)) return this.answeredAfterClose(f);
     if (typeof f.sub === "string" && this.subs.has(f.sub)) return this.subs.get(f.sub)!.handle(f);
     if (this.publisher.onReply(f)) return;
     // A refused subscribe is nacked without its sub: it is matched by cid.
@@ -457,11 +497,43 @@ export class GatewayClient {
     return done;
   }
 
+  /**
+   * The subscriptions a subscribe() call still waits for, with how to tell it a refusal. A welcome's
+   * resubscribe refused for one (TOO_MANY_SUBSCRIPTIONS past MAX_SUBSCRIPTIONS_PER_CONNECTION) was
+   * retried as a resumed subscription is, while the call waited a turn of its own and was refused
+   * again (outside probe: up to 15 s late), or, its turns taken by those retries, was never answered.
+   */
+  private readonly callers = new Map<Subscription, (e: unknown) => void>();
+
+  /** Subscribes in flight, by cid, whose subscription was closed meanwhile: unsubscribed if they are confirmed. */
+  private readonly closedInFlight = new Map<number, { ws: WebSocket; id: string }>();
+
+  /**
+   * An unsubscribe for what the gateway holds on this connection, and nothing more: one for a
+   * subscription not yet resumed after a reconnect (its resubscribe waiting its turn, or a retry) was
+   * refused UNKNOWN_SUBSCRIPTION, and such refusals count toward the gateway's 4400 close (outside
+   * probe). One whose subscribe is in flight is unsubscribed once it is confirmed.
+   */
+  private unsubscribe(s: Subscription): void {
+    const ws = this.ws;
+    if (!this.welcomed || ws === null) return; // the next connection resumes only subscriptions still open
+    if (this.confirmedOn.get(s) === ws) return this.send({ t: FrameType.UNSUBSCRIBE, cid: this.cid++, sub: s.id });
+    const cid = s.pendingCid;
+    if (cid !== undefined && this.opening.get(s)?.ws === ws) this.closedInFlight.set(cid, { ws, id: s.id });
+  }
+
+  /** The answer to a subscribe whose subscription was closed while it was in flight. */
+  private answeredAfterClose(f: InFrame): void {
+    const closed = this.closedInFlight.get(f.cid!)!;
+    this.closedInFlight.delete(f.cid!);
+    if (f.t === FrameType.SUBSCRIBED && this.ws === closed.ws) this.send({ t: FrameType.UNSUBSCRIBE, cid: this.cid++, sub: closed.id });
+  }
+
   /** Waiters for the next welcome; refused when the client closes. */
   private welcomeWaiters: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
 
   private nextWelcome(): Promise<void> {
-    if (this.closed) return Promise.reject(new Error("the client is closed"));
+    if (this.closed) return Promise.reject(clientClosed());
     return new Promise((resolve, reject) => this.welcomeWaiters.push({ resolve, reject }));
   }
 
@@ -484,12 +556,18 @@ export class GatewayClient {
    * connection with backoff and jitter, as a reconnect is: ending the subscription would leave the
    * application's loop finished with no error. Other refusals (FORBIDDEN, a token no longer valid) end it.
    */
-  private resubscribe(s: Subscription, ws: WebSocket, attempt: number): void {
+  private resubscribe(s: Subscription, ws: WebSocket, attempt: number, afterRefresh = false): void {
     const current = () => !this.closed && this.ws === ws && this.subs.get(s.id) === s;
     this.subscribeTurn()
       .then(() => (current() ? this.openOnce(s) : undefined))
       .catch((e) => {
         if (!current()) return; // ended, or a new connection resumes it
+        if (!afterRefresh && this.refreshWillAnswer(e)) {
+          return void this.refreshAnswered().then(() => current() && ws.readyState === 1 && this.resubscribe(s, ws, attempt, true));
+        }
+        // Never confirmed yet: its subscribe() call answers the application, as for any subscribe.
+        const caller = this.callers.get(s);
+        if (caller) return caller(e);
         if (!(e instanceof SubscribeError && e.retriable)) return s.end({ kind: "ended", code: (e as { code?: string }).code, message: (e as Error).message });
         // A refusal that says when (RATE_LIMITED: the address's replay starts, say) is retried then,
         // each such retry a retryAfterMs after the one before: all sent again after the backoff,
@@ -516,6 +594,26 @@ export class GatewayClient {
     this.refreshTimer = setTimeout(() => void this.sendRefresh(0), Math.max(0, expiresAt - Date.now() - lead));
   }
 
+  /** Waiters for the refresh under way to be answered (or given up, or its connection to end, or the client to close). */
+  private refreshWaiters: Array<() => void> = [];
+
+  /**
+   * Whether `e` is a subscribe refused for the token's age while this client's own refresh is under
+   * way: the refresh answers it, and the subscribe is sent again once. Ended or rejected at once, a
+   * subscription resumed (or made) just past the expiry was lost for a refresh that was coming (outside probe).
+   */
+  private refreshWillAnswer(e: unknown): boolean {
+    return e instanceof SubscribeError && e.code === "UNAUTHENTICATED" && !this.closed && (this.fetchingToken || this.refreshing !== null);
+  }
+
+  private refreshAnswered(): Promise<void> {
+    return new Promise((resolve) => this.refreshWaiters.push(resolve));
+  }
+
+  private refreshSettled(): void {
+    for (const w of this.refreshWaiters.splice(0)) w();
+  }
+
   /** The refresh frame awaiting its answer, and which try it is (a retriable refusal sends it again). */
   private refreshing: { cid: number; attempt: number } | null = null;
 
@@ -525,10 +623,12 @@ export class GatewayClient {
   private async sendRefresh(attempt: number): Promise<void> {
     if (this.fetchingToken) return;
     this.fetchingToken = true;
+    const ws = this.ws;
     try {
       const token = await this.tokenWithin();
       if (!token || this.closed) return;
-      if (!this.welcomed) return; // the next connection's hello carries a fresh token
+      // Its connection ended meanwhile: the next connection's hello carried (carries) a fresh token.
+      if (!this.welcomed || this.ws !== ws) return;
       this.refreshing = { cid: this.cid++, attempt };
       this.send({ t: FrameType.REFRESH, cid: this.refreshing.cid, token });
       this.publisher.onRefreshSent();
@@ -536,12 +636,13 @@ export class GatewayClient {
       // Tried again while the connection lasts: a fetch that failed or timed out after the token
       // expired (the gateway's UNAUTHENTICATED came meanwhile, and asked nothing then) left only the
       // 4401 close (outside probe). The next connect's hello brings a fresh one anyway.
-      if (!this.closed && this.welcomed && this.refreshing === null) {
+      if (!this.closed && this.welcomed && this.ws === ws && this.refreshing === null) {
         if (this.refreshTimer) clearTimeout(this.refreshTimer);
         this.refreshTimer = setTimeout(() => void this.sendRefresh(attempt + 1), Math.min(this.backoff(attempt), 2000));
       }
     } finally {
       this.fetchingToken = false;
+      if (this.refreshing === null) this.refreshSettled(); // nothing sent: nothing will answer
     }
   }
 
@@ -561,6 +662,7 @@ export class GatewayClient {
   private onRefreshRefused(f: InFrame): void {
     const retry = this.refreshing;
     this.refreshing = null;
+    this.refreshSettled();
     this.publisher.onRefreshAnswered();
     if (!retry || f.retriable !== true || this.closed) return;
     const wait = typeof f.retryAfterMs === "number" ? Math.max(f.retryAfterMs, 100) : Math.min(this.backoff(retry.attempt), 2000);

@@ -17,6 +17,15 @@ export class SubscribeError extends Error {
   }
 }
 
+/**
+ * A subscribe cut by client.close(), or made after it: one error whenever the close came (waiting for a
+ * welcome it was a plain Error, waiting for its answer a SubscribeError; outside probe), as a
+ * publish's is PublishError CLIENT_CLOSED.
+ */
+export function clientClosed(): SubscribeError {
+  return new SubscribeError({ code: "CLIENT_CLOSED" as ErrorCode, num: 0, message: "the client is closed", retriable: false, mayBePersisted: false });
+}
+
 export interface SubscribeOptions {
   /** The filter, as docs/subscriptions.md writes it. */
   filter?: Record<string, unknown>;
@@ -45,6 +54,8 @@ export function describeGap(g: Gap): string {
 
 export interface SubscriptionLink {
   send(frame: Record<string, unknown>): void;
+  /** Ends it on the gateway, as far as the gateway has it on the current connection. */
+  unsubscribe(sub: Subscription): void;
   nextCid(): number;
   forget(sub: Subscription): void;
 }
@@ -142,6 +153,11 @@ export class Subscription implements AsyncIterable<DeliveredEvent> {
     });
   }
 
+  /** The cid of its subscribe still waiting for an answer, if one is. */
+  get pendingCid(): number | undefined {
+    return this.confirm?.cid;
+  }
+
   /** Whether `cid` is that of this subscription's subscribe still waiting for its answer. */
   awaits(cid: number | undefined): boolean {
     return cid !== undefined && this.confirm?.cid === cid;
@@ -182,7 +198,8 @@ export class Subscription implements AsyncIterable<DeliveredEvent> {
 
   /** Ends it: an unsubscribe is sent, and the iterator finishes. Resolves with the token to resume from later. */
   async close(): Promise<string | undefined> {
-    if (!this.ended) this.link.send({ t: FrameType.UNSUBSCRIBE, cid: this.link.nextCid(), sub: this.id });
+    // Before end(): the link needs the subscribe still in flight, if one is.
+    if (!this.ended) this.link.unsubscribe(this);
     this.end({ kind: "ended" });
     return this.token;
   }

@@ -1,8 +1,9 @@
 import { expect, test } from "bun:test";
 import { connect } from "../../src/client";
 import { SECRET, hsToken } from "../auth/support";
-import { type GatewayProcess, gatewayForBlock, startGateway } from "../support/gateway";
-import { type HoldingProxy, holdingProxy } from "../support/holding-proxy";
+import { gatewayForBlock } from "../support/gateway";
+import { holdingProxy } from "../support/holding-proxy";
+import { behindProxy } from "./behind-proxy.support";
 import { until } from "../support/until";
 
 /** Found by an outside probe of the SDK, each with a real gateway behind a proxy that cuts or slows the path. */
@@ -60,18 +61,6 @@ test("subscribe() on a closed client rejects at once, as publish() does", async 
   c.close();
   await expect(c.subscribe("edges")).rejects.toThrow("the client is closed");
 });
-
-/** A gateway of its own (with `env`) behind a proxy that holds nothing, for `body`; both stopped after. */
-async function behindProxy(env: Record<string, string>, body: (gw: GatewayProcess, proxy: HoldingProxy) => Promise<void>): Promise<void> {
-  const gw = await startGateway({ KAFKA_BROKERS: "", ...env });
-  const proxy = await holdingProxy(gw.port, 0);
-  try {
-    await body(gw, proxy);
-  } finally {
-    await proxy.close();
-    await gw.stop();
-  }
-}
 
 test("a subscribe() waiting its turn under the subscribe rate across a reconnect is sent once on the new connection: it resolves, and the gateway holds each subscription once (second review: sent again beside the welcome's resubscribe, it was refused SUBSCRIPTION_EXISTS)", async () => {
   await behindProxy({ SUBSCRIBE_RATE_LIMIT: "1", MAX_SUBSCRIPTIONS_PER_CONNECTION: "2" }, async (gw, proxy) => {

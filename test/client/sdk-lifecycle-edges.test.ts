@@ -1,0 +1,207 @@
+import { expect, test } from "bun:test";
+import { SubscribeError, connect } from "../../src/client";
+import { SECRET, hsToken, now } from "../auth/support";
+import type { GatewayProcess } from "../support/gateway";
+import { until } from "../support/until";
+import { behindProxy } from "./behind-proxy.support";
+
+/** Found by an outside probe of the SDK: a subscription's and a connection's ends, each over real sockets to a real gateway. */
+const fast = { minMs: 10, maxMs: 20 };
+/** Reconnects no sooner than 5 s: long enough for a test to look at the client while it is down. */
+const slow = { minMs: 10_000, maxMs: 10_000 };
+const grants = { kgw: { publish: ["*"], subscribe: ["*"] } };
+
+/** How many frames `gw` refused with `code` over WebSocket. */
+async function refusedWith(gw: GatewayProcess, code: string): Promise<number> {
+  const text = await (await fetch(`${gw.url}/metrics`)).text();
+  return [...text.matchAll(/^gateway_frames_rejected_total\{([^}]*)\} (\d+)/gm)].filter((m) => m[1]!.includes(`code="${code}"`) && m[1]!.includes('transport="ws"')).reduce((n, m) => n + Number(m[2]), 0);
+}
+
+test("sub.close() on a subscription not yet resumed after a reconnect sends no unsubscribe (it was refused UNKNOWN_SUBSCRIPTION, counted toward the 4400 close); those resumed are unsubscribed", async () => {
+  await behindProxy({ REPLAY_START_RATE_PER_ADDRESS: "1", MAX_REPLAYS_PER_ADDRESS: "3" }, async (gw, proxy) => {
+    const writer = await connect({ url: gw.wsUrl });
+    for (let i = 0; i < 3; i++) await writer.publish({ type: "x", data: i }, { topic: "close-pending" });
+    const states: string[] = [];
+    const c = await connect({ url: proxy.url, heartbeat: false, reconnect: fast, onState: (s) => void states.push(s) });
+    // Subscribed at the end of the log, none is a replay; resumed from their tokens, each is.
+    const subs = [];
+    for (let i = 0; i < 8; i++) subs.push(await c.subscribe("close-pending"));
+    proxy.dropAll();
+    await until("reconnected", () => states.includes("reconnecting") && states.at(-1) === "open", 5_000);
+    // Six resume at once (the address's bucket of replay starts); two are refused RATE_LIMITED, to be sent again.
+    await until("six resumed", async () => (await gw.health()).subscriptions.subscriptions === 6, 5_000);
+    for (const s of subs) await s.close();
+    await Bun.sleep(2_500); // past the retries the closed ones would have had
+    expect(await refusedWith(gw, "UNKNOWN_SUBSCRIPTION")).toBe(0);
+    expect((await gw.health()).subscriptions.subscriptions).toBe(0);
+    writer.close();
+    c.close();
+  });
+}, 60_000);
+
+test("sub.close() while its resubscribe is in flight unsubscribes it once confirmed: the gateway is left holding none, and refuses nothing", async () => {
+  await behindProxy(
+    {},
+    async (gw, proxy) => {
+      const states: string[] = [];
+      const c = await connect({ url: proxy.url, heartbeat: false, reconnect: fast, onState: (s) => void states.push(s) });
+      const sub = await c.subscribe("close-in-flight");
+      proxy.dropAll();
+      await until("reconnected", () => states.includes("reconnecting") && states.at(-1) === "open", 5_000);
+      await Bun.sleep(100); // its resubscribe is sent; the answer is held 400 ms
+      await sub.close();
+      await Bun.sleep(1_000);
+      expect((await gw.health()).subscriptions.subscriptions).toBe(0);
+      expect(await refusedWith(gw, "UNKNOWN_SUBSCRIPTION")).toBe(0);
+      c.close();
+    },
+    400,
+  );
+}, 30_000);
+
+test("a connection's token-refresh timer ends with the connection: no refresh (no getToken call) while the client is down", async () => {
+  await behindProxy({ AUTH_JWT_SECRET: SECRET }, async (_gw, proxy) => {
+    let calls = 0;
+    // Expires in 2-3 s: the refresh is due a second before.
+    const getToken = () => (calls++, hsToken({ sub: "refresh", exp: now() + 3, ...grants }));
+    const c = await connect({ url: proxy.url, getToken, reconnect: slow, heartbeat: false });
+    proxy.dropAll();
+    await Bun.sleep(3_500);
+    expect(calls).toBe(1);
+    c.close();
+  });
+}, 30_000);
+
+test("a subscribe() cut by client.close() rejects with SubscribeError CLIENT_CLOSED, whether it waited for a welcome, for its answer, or came after", async () => {
+  const closedBy = async (pending: Promise<unknown>): Promise<unknown> => pending.then(() => "resolved", (e: unknown) => e);
+  const expectClosed = (e: unknown) => {
+    expect(e).toBeInstanceOf(SubscribeError);
+    expect((e as SubscribeError).code as string).toBe("CLIENT_CLOSED");
+  };
+  // Waiting for its answer: the gateway's replies are held 400 ms.
+  await behindProxy(
+    {},
+    async (_gw, proxy) => {
+      const c = await connect({ url: proxy.url, heartbeat: false });
+      const answer = closedBy(c.subscribe("cut"));
+      await Bun.sleep(100);
+      c.close();
+      expectClosed(await answer);
+      expectClosed(await closedBy(c.subscribe("cut")));
+    },
+    400,
+  );
+  // Waiting for a welcome: the connection dropped, and the next one is seconds away.
+  await behindProxy({}, async (_gw, proxy) => {
+    const states: string[] = [];
+    const c = await connect({ url: proxy.url, heartbeat: false, reconnect: slow, onState: (s) => void states.push(s) });
+    proxy.dropAll();
+    await until("reconnecting", () => states.at(-1) === "reconnecting", 5_000);
+    const welcome = closedBy(c.subscribe("cut"));
+    await Bun.sleep(50);
+    c.close();
+    expectClosed(await welcome);
+  });
+}, 30_000);
+
+test("a subscribe refused UNAUTHENTICATED while the client's own token refresh is under way waits for the refresh and is sent again: it resolves", async () => {
+  await behindProxy({ AUTH_JWT_SECRET: SECRET, AUTH_CLOCK_TOLERANCE: "0" }, async (gw) => {
+    let calls = 0;
+    let exp = 0;
+    // The first token expires in 2-3 s; the refresh's token takes 2.5 s to come, so the token expires meanwhile.
+    const getToken = async () => {
+      if (calls++ > 0) await Bun.sleep(2_500);
+      exp = now() + (calls === 1 ? 3 : 600);
+      return hsToken({ sub: "slow-refresh", exp, ...grants });
+    };
+    const c = await connect({ url: gw.wsUrl, getToken, heartbeat: false });
+    const firstExp = exp;
+    await until("the token to expire", () => Date.now() > firstExp * 1000 + 300, 5_000);
+    expect(calls).toBe(2); // the refresh is under way
+    const sub = await c.subscribe("auth-wait");
+    expect(sub.topics).toEqual(["auth-wait"]);
+    c.close();
+  });
+}, 30_000);
+
+test("a subscribe() made while reconnecting, past MAX_SUBSCRIPTIONS_PER_CONNECTION, rejects TOO_MANY_SUBSCRIPTIONS with the new connection's first refusal (it waited a turn of its own and was refused again, or, its turns taken by the resubscribe's retries, never)", async () => {
+  // At 2 subscribes a second, the two made spend the bucket: the third waits its turn across the reconnect.
+  await behindProxy({ MAX_SUBSCRIPTIONS_PER_CONNECTION: "2", SUBSCRIBE_RATE_LIMIT: "2" }, async (gw, proxy) => {
+    const states: string[] = [];
+    const c = await connect({ url: proxy.url, heartbeat: false, reconnect: fast, onState: (s) => void states.push(s) });
+    await c.subscribe("max-a");
+    await c.subscribe("max-b");
+    proxy.dropAll();
+    const started = Date.now();
+    const third = await Promise.race([Bun.sleep(20_000).then(() => "no answer in 20 s"), c.subscribe("max-c")]).then(
+      () => "resolved",
+      (e: unknown) => e,
+    );
+    console.log(`the third subscribe was answered after ${Date.now() - started} ms`);
+    expect(states).toEqual(["open", "reconnecting", "open"]);
+    expect(third).toBeInstanceOf(SubscribeError);
+    expect((third as SubscribeError).code).toBe("TOO_MANY_SUBSCRIPTIONS");
+    await Bun.sleep(1_500); // for any refusal after the one it was told
+    expect(await refusedWith(gw, "TOO_MANY_SUBSCRIPTIONS")).toBe(1);
+    c.close();
+  });
+}, 60_000);
+
+/**
+ * A client in a process of its own, as an application runs it: connected through `proxy`, whose
+ * connection is then cut; once the reconnect `waits` (for its getToken, which never answers, or for
+ * its backoff), a subscribe() is made and the client closed. Resolves with what the process printed
+ * and how long it took to exit after the close, or null if it had not exited 5 s after.
+ */
+async function closedWhileReconnecting(proxy: { url: string; dropAll(): void }, waits: "getToken" | "backoff"): Promise<{ out: string; exitMs: number } | null> {
+  const root = new URL("../..", import.meta.url).pathname;
+  const script = `
+    import { connect } from "${root}src/client";
+    import { hsToken } from "${root}test/auth/support";
+    let calls = 0;
+    const getToken = () => (++calls === 1 || ${waits === "backoff"} ? hsToken({ sub: "closer", kgw: { publish: ["*"], subscribe: ["*"] } }) : new Promise(() => {}));
+    const states = [];
+    const reconnect = ${waits === "backoff"} ? { minMs: 30_000, maxMs: 30_000 } : { minMs: 10, maxMs: 20 };
+    const c = await connect({ url: ${JSON.stringify(proxy.url)}, getToken, connectTimeoutMs: 30_000, reconnect, onState: (s) => states.push(s) });
+    console.log("open");
+    while (!states.includes("reconnecting") || (${waits === "getToken"} && calls < 2)) await Bun.sleep(5);
+    const pending = c.subscribe("closing").then(() => "resolved", (e) => e.code);
+    await Bun.sleep(50);
+    c.close();
+    console.log("closed at", Date.now());
+    console.log("subscribe:", await pending, "states:", states.join(","));
+  `;
+  const child = Bun.spawn([process.execPath, "-e", script], { stdout: "pipe", stderr: "inherit" });
+  const reader = (child.stdout as ReadableStream<Uint8Array>).getReader();
+  let out = "";
+  while (!out.includes("open\n")) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`the child ended before it connected: ${out}`);
+    out += new TextDecoder().decode(value);
+  }
+  proxy.dropAll();
+  const exited = await Promise.race([child.exited.then(() => true), Bun.sleep(8_000).then(() => false)]);
+  for (;;) {
+    const { value, done } = await Promise.race([reader.read(), Bun.sleep(100).then(() => ({ value: undefined, done: true }))]);
+    if (done) break;
+    out += new TextDecoder().decode(value);
+  }
+  if (!exited) {
+    child.kill("SIGKILL");
+    return null;
+  }
+  const closedAt = Number(/closed at (\d+)/.exec(out)?.[1]);
+  return { out, exitMs: Date.now() - closedAt };
+}
+
+test("client.close() while a reconnect's getToken is still pending (or its backoff is): a subscribe() waiting rejects CLIENT_CLOSED at once, no timer is left running, and the process exits", async () => {
+  await behindProxy({ AUTH_JWT_SECRET: SECRET }, async (_gw, proxy) => {
+    for (const waits of ["getToken", "backoff"] as const) {
+      const run = await closedWhileReconnecting(proxy, waits);
+      console.log(waits, JSON.stringify(run));
+      expect(run).not.toBeNull();
+      expect(run!.out).toContain("subscribe: CLIENT_CLOSED states: open,reconnecting,closed");
+      expect(run!.exitMs).toBeLessThan(2_000);
+    }
+  });
+}, 60_000);
