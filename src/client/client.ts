@@ -1,5 +1,5 @@
 import { TokenBucket } from "../limits/token-bucket";
-import { type PublishResult, type PublishRetry, Publisher } from "./publisher";
+import { PublishError, type PublishResult, type PublishRetry, Publisher } from "./publisher";
 import { SubscribeError, type SubscribeOptions, Subscription, clientClosed } from "./subscription";
 import { type Codec, FrameType, type InFrame, type OutgoingEvent, PROTOCOL_VERSION, decode, encode, filterRefusal, frameRefusal } from "./wire";
 
@@ -160,7 +160,8 @@ export class GatewayClient {
   }
 
   publish(event: OutgoingEvent, opts: { topic?: string } = {}): Promise<PublishResult> {
-    if (this.closed) return Promise.reject(new Error("the client is closed"));
+    // Typed as the publishes close() cut are: nothing of it was sent.
+    if (this.closed) return Promise.reject(new PublishError("CLIENT_CLOSED", "the client is closed", false, false, event.id ?? ""));
     return this.publisher.publish(event, opts.topic);
   }
 

@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { SubscribeError, connect } from "../../src/client";
+import { PublishError, SubscribeError, connect } from "../../src/client";
 import { SECRET, hsToken, now } from "../auth/support";
 import type { GatewayProcess } from "../support/gateway";
 import { until } from "../support/until";
@@ -101,6 +101,17 @@ test("a subscribe() cut by client.close() rejects with SubscribeError CLIENT_CLO
     await Bun.sleep(50);
     c.close();
     expectClosed(await welcome);
+  });
+}, 30_000);
+
+test("a publish() made after client.close() rejects PublishError CLIENT_CLOSED, not written, as those close() cut do", async () => {
+  await behindProxy({}, async (gw) => {
+    const c = await connect({ url: gw.wsUrl, heartbeat: false });
+    await c.publish({ type: "before.close" }, { topic: "closed" });
+    c.close();
+    const e = await c.publish({ id: "after-close", type: "after.close" }, { topic: "closed" }).then(() => "resolved", (err: unknown) => err);
+    expect(e).toBeInstanceOf(PublishError);
+    expect({ code: (e as PublishError).code, mayBePersisted: (e as PublishError).mayBePersisted, id: (e as PublishError).id }).toEqual({ code: "CLIENT_CLOSED", mayBePersisted: false, id: "after-close" });
   });
 }, 30_000);
 
