@@ -48,7 +48,7 @@ interface Gone {
   partition: number;
   offset: number;
   mark?: Watermark | null;
-  /** Every partition's, when it was asked (resetTopic). */
+  /** Every partition's, when it was asked (readOnPast). */
   marks?: Watermark[];
 }
 
@@ -66,8 +66,6 @@ interface Replaced {
   only?: number[];
   /** With `only`: how many log_reset gaps the feed had told when the check was made (resetWithin). */
   told?: number;
-  /** Found with fewer partitions than are read (`fewer`: how many it had then): every log of it is new (resetTopic). */
-  fewer?: number;
 }
 
 /** A partition's end, where the reader found it past the last record it handed over (ReaderHandlers.onEnd). */
@@ -268,11 +266,8 @@ export class Feed implements ShareDealer {
     this.fewer.set(topic, checks);
     if (checks < 2 || this.lettingGo.has(topic)) return;
     this.lettingGo.set(topic, now);
-    this.log.watermarks(topic).then(
-      (marks) => this.waiting.push({ replaced: { topic, marks, fewer: now } }),
-      // Its ends not known (a worker lost): the partitions it lacks are let go, the others told by their reader.
-      () => this.waiting.push({ replaced: { topic, marks: [], keep: now } }),
-    ).finally(() => this.pump());
+    this.waiting.push({ replaced: { topic, marks: [], keep: now } });
+    this.pump();
   }
 
   /**
@@ -315,14 +310,10 @@ export class Feed implements ShareDealer {
    * 3 partitions of 4, the tokens went on naming p3's old offset, and once p3 was added again its
    * first 6,250 records were skipped in silence.
    */
-  private readNewLog({ topic, marks, keep, only, told, fewer }: Replaced): void {
+  private readNewLog({ topic, marks, keep, only, told }: Replaced): void {
     const offsets = this.positions.get(topic);
     if (this.closed || !offsets) return;
     if (keep !== undefined) return this.letGo(topic, offsets, keep);
-    if (fewer !== undefined) {
-      if (this.lettingGo.get(topic) === fewer) this.lettingGo.delete(topic);
-      return this.resetTopic(topic, offsets, marks);
-    }
     if (only !== undefined) return this.resetWithin(topic, offsets, marks, only, told ?? 0);
     const gaps: Gap[] = [];
     for (let p = 0; p < offsets.length; p++) {
@@ -415,42 +406,24 @@ export class Feed implements ShareDealer {
   }
 
   /**
-   * A log of `topic` was found reset (read past its end), or the topic with fewer partitions than
-   * are read: its partitions move to their new logs together, and only then are their log_reset gaps
-   * told, so that each gap's token names no old offset. With fewer partitions (Kafka never takes any
-   * away) the topic was made again and every log of it is new: each is read from its start, and those
-   * it lacks are let go (read from their start if added again). Otherwise those read past their new
-   * end are reset, and one whose position lies within its new log reads on (no way to tell). Each
-   * path found its part alone: the reader's report of a partition, then the partition check's of
-   * those the new log lacked, each gap with the token of its moment, so a gap told before p3 was let
-   * go named p3's old offset (CI: a cluster made again with 3 partitions of 4 told its gaps with two
-   * tokens), and resumed from it once p3 was added again, p3's first records would be skipped.
+   * `partition`'s log was found reset (read past its new end) in a topic with fewer partitions now
+   * than are read: the topic was made again (Kafka never takes partitions away). The partitions it
+   * lacks are let go with it, before either gap is told, so that no gap's token names their old
+   * offsets. Before, the partition check let them go a check or two later, and the gaps told
+   * meanwhile carried p3's old offset (CI: a cluster made again with 3 partitions of 4 told its gaps
+   * with two tokens): resumed from one once p3 was added again, p3's first records were skipped.
+   * The partitions it kept are left to their own reports: moved while their reader may still be
+   * handing over what it read of them, those records would be delivered after the move, and the new
+   * log's records below them skipped (second review).
    */
-  private resetTopic(topic: string, offsets: number[], marks: Watermark[]): void {
-    const recreated = marks.length < offsets.length;
-    const gaps: Gap[] = [];
-    const places: Assignment[] = [];
-    const gone: Assignment[] = [];
+  private resetFewer(topic: string, offsets: number[], partition: number, marks: Watermark[]): void {
+    const m = marks[partition]!;
+    const reset: Gap = { topic, partition, from: offsets[partition]!, to: m.low, reason: "log_reset" };
+    offsets[partition] = m.low;
     const target = this.options.target?.get(topic);
-    for (let p = 0; p < offsets.length; p++) {
-      const m = marks[p];
-      if (!m) {
-        gaps.push({ topic, partition: p, from: offsets[p]!, to: 0, reason: "log_reset" });
-        gone.push({ topic, partition: p, offset: 0 });
-        continue;
-      }
-      if (!recreated && offsets[p]! <= m.high) continue;
-      gaps.push({ topic, partition: p, from: offsets[p]!, to: m.low, reason: "log_reset" });
-      offsets[p] = m.low;
-      places.push({ topic, partition: p, offset: m.low });
-      if (target && (target[p] ?? 0) > m.high) target[p] = m.high;
-    }
-    offsets.length = Math.min(offsets.length, marks.length);
-    // A replay goes live without the partitions let go.
-    if (target && target.length > marks.length) target.length = marks.length;
-    if (gone.length > 0 && this.reader && this.assigned === this.reader) this.reader.unassign(gone);
-    this.moveTo(places);
-    for (const gap of gaps) this.tell(gap);
+    if (target && (target[partition] ?? 0) > m.high) target[partition] = m.high;
+    this.letGo(topic, offsets, marks.length, [reset]);
+    this.moveTo([{ topic, partition, offset: m.low }]);
   }
 
   /**
@@ -459,12 +432,12 @@ export class Feed implements ShareDealer {
    * their start if made again, partitionsNow). The reader lets them go: it would wait at their old
    * offsets for good, or, were they made again, read on from there.
    */
-  private letGo(topic: string, offsets: number[], keep: number): void {
+  private letGo(topic: string, offsets: number[], keep: number, told: Gap[] = []): void {
     if (this.lettingGo.get(topic) === keep) this.lettingGo.delete(topic);
     const gone: Assignment[] = [];
     for (let partition = keep; partition < offsets.length; partition++) gone.push({ topic, partition, offset: 0 });
     if (this.reader && this.assigned === this.reader) this.reader.unassign(gone);
-    const gaps: Gap[] = [];
+    const gaps: Gap[] = told;
     // Every partition, read into or not: one still at 0 may have held records never read (partitions
     // added under a replay still reading the others' history lost 1,735 records untold).
     for (const { partition } of gone) gaps.push({ topic, partition, from: offsets[partition]!, to: 0, reason: "log_reset" });
@@ -725,7 +698,7 @@ export class Feed implements ShareDealer {
     let next = at;
     let gap: Gap | null = null;
     if (m && at < m.low) gap = { topic: g.topic, partition: g.partition, from: at, to: (next = m.low), reason: "retention" };
-    else if (m && at > m.high && g.marks) return this.resetTopic(g.topic, offsets, g.marks);
+    else if (m && at > m.high && g.marks && g.marks.length < offsets.length) return this.resetFewer(g.topic, offsets, g.partition, g.marks);
     else if (m && at > m.high) gap = { topic: g.topic, partition: g.partition, from: at, to: (next = m.low), reason: "log_reset" };
     const place = [{ topic: g.topic, partition: g.partition, offset: next }];
     // A reset log ends before the old end the replay was to reach: its new end is the target.

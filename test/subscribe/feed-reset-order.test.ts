@@ -1,0 +1,74 @@
+import { expect, test } from "bun:test";
+import type { EventLog } from "../../src/log/event-log";
+import { TurnBudget } from "../../src/limits/turn-budget";
+import { createMetrics } from "../../src/observability/metrics";
+import { Feed } from "../../src/subscribe/feed";
+
+/**
+ * The order in which a feed learns that a topic was made again with fewer partitions, driven
+ * directly: which report comes first depends on timing (CI once saw the partition check's come
+ * after the reader's), so a real broker cannot be made to show each order. The log is a stand-in
+ * that answers when told; what a gap's token would name is the feed's positions when it is told.
+ */
+function harness(positions: number[]) {
+  let handlers!: { onOutOfRange: (t: string, p: number, o: number) => void; onRecords: (r: unknown[], done: () => void) => void };
+  let answer: (marks: Array<{ low: number; high: number }>) => void = () => {};
+  const assigned: string[] = [];
+  const log = {
+    epoch: 0,
+    openReader(h: typeof handlers) {
+      handlers = h;
+      return {
+        ready: Promise.resolve(),
+        assign: (l: Array<{ partition: number; offset: number }>) => assigned.push(`assign ${l.map((a) => `${a.partition}@${a.offset}`).join(" ")}`),
+        unassign: (l: Array<{ partition: number }>) => assigned.push(`unassign ${l.map((a) => a.partition).join(" ")}`),
+        storeOffsets() {},
+        close() {},
+      };
+    },
+    watermarks: () => new Promise((resolve) => (answer = resolve)),
+  } as unknown as EventLog;
+  const map = new Map([["t", positions]]);
+  const told: Array<{ gap: string; positions: number[] }> = [];
+  const logger = {
+    info() {},
+    debug() {},
+    error() {},
+    warn(message: string, fields: { partition: number; from: number; to: number; reason: string }) {
+      if (message.includes("next offset is gone")) told.push({ gap: `${fields.partition}:${fields.from}->${fields.to} ${fields.reason}`, positions: [...map.get("t")!] });
+    },
+  };
+  const feed = new Feed(log, ["t"], map, { turns: new TurnBudget(50), payload: { maxDepth: 32 } as never }, createMetrics(), logger as never);
+  return { feed, told, assigned, handlers: () => handlers, answer: (m: Array<{ low: number; high: number }>) => answer(m), positions: map };
+}
+
+test("a partition found reset in a topic now with fewer partitions: those it lacks are let go before either gap is told, so no token names their old offsets", async () => {
+  const h = harness([25, 10, 5, 7]);
+  await h.feed.open();
+  // Made again with 3 partitions: p0's new log has 3 records, so its reader reports 25 out of range.
+  h.handlers().onOutOfRange("t", 0, 25);
+  h.answer([{ low: 0, high: 3 }, { low: 0, high: 30 }, { low: 0, high: 4 }]);
+  await Bun.sleep(20);
+  // Before: p0's gap was told with p3 still at 7 (its own gap came a partition check or two later).
+  expect(h.told).toEqual([
+    { gap: "0:25->0 log_reset", positions: [0, 10, 5] },
+    { gap: "3:7->0 log_reset", positions: [0, 10, 5] },
+  ]);
+  expect(h.assigned.slice(1)).toEqual(["unassign 3", "unassign 0", "assign 0@0"]);
+  h.feed.close();
+});
+
+test("the partitions the new topic kept are not moved by another's report: what their reader hands over next is delivered, and nothing below it is skipped for it", async () => {
+  const h = harness([25, 10, 5, 7]);
+  await h.feed.open();
+  h.handlers().onOutOfRange("t", 0, 25);
+  // p1's reader, still reading from 10 (within its new log of 30), hands over 10..29 meanwhile.
+  const rec = (p: number, o: number) => ({ topic: "t", partition: p, offset: o, timestamp: 0, key: null, value: null, headers: [] });
+  h.handlers().onRecords(Array.from({ length: 20 }, (_, i) => rec(1, 10 + i)), () => {});
+  h.answer([{ low: 0, high: 3 }, { low: 0, high: 30 }, { low: 0, high: 4 }]);
+  await Bun.sleep(20);
+  // Moved to 0 with that batch still queued (second review), p1 was at 30 after it, and its new log's 0..9 were skipped when read again.
+  expect(h.positions.get("t")).toEqual([0, 30, 5]);
+  expect(h.assigned.slice(1).some((a) => a.startsWith("assign") && a.includes("1@"))).toBe(false);
+  h.feed.close();
+});
