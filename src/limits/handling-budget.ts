@@ -27,23 +27,26 @@ import type { TokenBucket } from "./token-bucket";
 export const WORST_MS_PER_BYTE = 45 / 945_000;
 
 /**
- * The most a frame or body of `bytes` is charged, however long its handling took by the clock: a
- * few times the costliest per byte known, and never under FLOOR_MS. The clock also counts the time
- * the process was not running (descheduled on a loaded machine, a collection, a short stop under
- * the stall threshold of loop-stalls.ts), which is no client's work: charged whole to whichever
- * client's frame it fell in, a publisher of small events well within its rates was rested 97 times
- * in 40 pauses of 150-350 ms, and its HTTP requests refused 429 (CI: a batch of one invalid event
- * got 429, not 400). The thread's own CPU clock would say exactly, but reading it is a system call
- * (1.5 µs here, twice a frame). The slices of the event loop (ingress.ts, turn-budget.ts) still
- * count the clock's time: they share the loop's turns, and a pause is felt by everyone in them.
+ * The most a frame or body of `bytes` is charged, however long its handling took by the clock:
+ * FLOOR_MS and CAP_MS_PER_BYTE for each byte. The clock also counts the time the process was not
+ * running (descheduled on a loaded machine, a collection, a short stop under the stall threshold of
+ * loop-stalls.ts), which is no client's work: charged whole to whichever client's frame it fell in,
+ * a publisher of small events well within its rates was rested 97 times in 40 pauses of 150-350 ms,
+ * and its HTTP requests refused 429 (CI: a batch of one invalid event got 429, not 400). The thread's
+ * own CPU clock would say exactly, but reading it is a system call (1.5 µs here, twice a frame).
+ * The bound is what a byte can cost at worst, not WORST_MS_PER_BYTE: a batch of invalid one-byte
+ * events costs 5 µs a byte (second review: 100,000 `0`s, 200 KB, 524 ms), a hundred times dense
+ * integers. So it caps small frames, where a pause is most of the clock's reading, and hardly the
+ * large. The slices of the event loop (ingress.ts, turn-budget.ts) still count the clock's time:
+ * they share the loop's turns, and a pause is felt by everyone in them.
  */
 export function chargeableMs(ms: number, bytes: number): number {
-  return Math.min(ms, FLOOR_MS + CHARGE_FACTOR * bytes * WORST_MS_PER_BYTE);
+  return Math.min(ms, FLOOR_MS + bytes * CAP_MS_PER_BYTE);
 }
 // A small frame is handled in tens of microseconds; a first one, before the code is compiled, in a few hundred.
 const FLOOR_MS = 2;
-// Headroom over the costliest per byte known, for a slower machine than the one that measured it.
-const CHARGE_FACTOR = 4;
+// Twice the costliest per byte measured (5.2 µs: invalid one-byte events, each its own error).
+const CAP_MS_PER_BYTE = 0.01;
 
 export class HandlingBudget {
   constructor(

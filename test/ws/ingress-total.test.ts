@@ -61,8 +61,8 @@ test("connections resting for the total do not each take a frame when it is paid
   // Own budgets that one frame leaves below half (busy) but not in debt: the total is what holds them.
   const { ran, ingress, socket } = harness(total, () => new TokenBucket(2, 40, performance.now()), 30);
   const socks = [1, 2, 3, 4].map(socket);
-  // Light by its size (10 ms at the costliest known per byte, leaving 30 of a burst of 40), yet 30
-  // ms to handle, which a frame of its size may be charged (chargeableMs).
+  // Light by its size (10 ms at WORST_MS_PER_BYTE, leaving 30 of a burst of 40), yet 30 ms to
+  // handle, which a frame of its size may be charged (chargeableMs).
   const light = "x".repeat(Math.ceil(10 / WORST_MS_PER_BYTE));
   for (const s of socks) for (let i = 0; i < 4; i++) ingress.offer(s, light);
   await Bun.sleep(3000);
