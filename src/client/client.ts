@@ -218,7 +218,7 @@ export class GatewayClient {
           this.subs.delete(sub.id);
           throw e;
         }
-        await step(new Promise((r) => setTimeout(r, Math.max(10, (e as SubscribeError).retryAfterMs ?? 100))));
+        await step(this.sleep(Math.max(10, (e as SubscribeError).retryAfterMs ?? 100)));
       }
     }
   }
@@ -241,6 +241,11 @@ export class GatewayClient {
     if (this.connectTimer) clearTimeout(this.connectTimer);
     if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    for (const [timer, reject] of this.sleeps) {
+      clearTimeout(timer);
+      reject(clientClosed());
+    }
+    this.sleeps.clear();
     this.publisher.failAll("CLIENT_CLOSED", "the client was closed before the gateway acknowledged this event");
     for (const s of [...this.subs.values()]) s.end({ kind: "ended", code: "CLIENT_CLOSED" });
     this.ws?.close(1000);
@@ -544,8 +549,27 @@ export class GatewayClient {
       const bucket = this.subscribeBucket;
       const wait = bucket ? bucket.waitMs(performance.now()) : 0;
       if (wait === 0) return bucket?.spend(1);
-      await new Promise((r) => setTimeout(r, wait));
+      await this.sleep(wait);
     }
+  }
+
+  /**
+   * The waits of subscribes and resubscribes (for the subscribe rate, a retryAfterMs), each with its
+   * rejection: close() ends them all at once. Left to run, a subscribe() cut by close() rejected
+   * only when its wait was over, and a closed client's process lived on until the last (100
+   * resubscribes refused with a retryAfterMs of a second: about 100 s; second review).
+   */
+  private readonly sleeps = new Map<ReturnType<typeof setTimeout>, (e: Error) => void>();
+
+  private sleep(ms: number): Promise<void> {
+    if (this.closed) return Promise.reject(clientClosed());
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.sleeps.delete(timer);
+        resolve();
+      }, ms);
+      this.sleeps.set(timer, reject);
+    });
   }
 
   /** When the last resubscribe retried on a refusal's retryAfterMs goes: the next goes a retryAfterMs after it. */
@@ -581,9 +605,10 @@ export class GatewayClient {
           this.resubscribeSlot = Math.max(now + hinted, this.resubscribeSlot + hinted);
           wait = this.resubscribeSlot - now;
         }
-        setTimeout(() => {
-          if (current() && ws.readyState === 1) this.resubscribe(s, ws, attempt + 1);
-        }, wait);
+        this.sleep(wait).then(
+          () => current() && ws.readyState === 1 && this.resubscribe(s, ws, attempt + 1),
+          () => {}, // the client closed
+        );
       });
   }
 
@@ -621,9 +646,13 @@ export class GatewayClient {
   /** A token being fetched for a refresh (getToken may take a while): another is not asked meanwhile. */
   private fetchingToken = false;
 
+  /** Which fetch `fetchingToken` stands for: one for a connection since ended may settle after the next one's began. */
+  private tokenFetches = 0;
+
   private async sendRefresh(attempt: number): Promise<void> {
     if (this.fetchingToken) return;
     this.fetchingToken = true;
+    const fetch = ++this.tokenFetches;
     const ws = this.ws;
     try {
       const token = await this.tokenWithin();
@@ -642,8 +671,13 @@ export class GatewayClient {
         this.refreshTimer = setTimeout(() => void this.sendRefresh(attempt + 1), Math.min(this.backoff(attempt), 2000));
       }
     } finally {
-      this.fetchingToken = false;
-      if (this.refreshing === null) this.refreshSettled(); // nothing sent: nothing will answer
+      // A later fetch (the next connection's) is under way: it is that one's to clear and settle.
+      // Cleared by this one, the subscribes waiting for the new connection's refresh were sent
+      // before it was answered, refused UNAUTHENTICATED again, and ended (second review).
+      if (fetch === this.tokenFetches) {
+        this.fetchingToken = false;
+        if (this.refreshing === null) this.refreshSettled(); // nothing sent: nothing will answer
+      }
     }
   }
 

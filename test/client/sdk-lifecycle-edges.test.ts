@@ -216,3 +216,33 @@ test("client.close() while a reconnect's getToken is still pending (or its backo
     }
   });
 }, 60_000);
+
+test("client.close() while subscribe() calls wait for the subscribe rate: each rejects CLIENT_CLOSED at once, and the process exits without waiting their turns out", async () => {
+  // A bucket of 2 subscribes at 1 a second: past it, the third waits a second, the fourth two...
+  await behindProxy({ SUBSCRIBE_RATE_LIMIT: "1", MAX_SUBSCRIPTIONS_PER_CONNECTION: "2" }, async (gw) => {
+    const root = new URL("../..", import.meta.url).pathname;
+    const script = `
+      import { connect } from "${root}src/client";
+      const c = await connect({ url: ${JSON.stringify(gw.wsUrl)}, heartbeat: false });
+      for (const s of [await c.subscribe("rate-a"), await c.subscribe("rate-b")]) await s.close();
+      const pending = ["c", "d", "e"].map((t) => c.subscribe("rate-" + t).then(() => "resolved", (e) => e.code));
+      await Bun.sleep(50);
+      const closedAt = Date.now();
+      c.close();
+      const codes = await Promise.all(pending);
+      console.log("rejected in", Date.now() - closedAt, "ms:", codes.join(","));
+      console.log("closed at", closedAt);
+    `;
+    const started = Date.now();
+    const child = Bun.spawn([process.execPath, "-e", script], { stdout: "pipe", stderr: "inherit" });
+    const exited = await Promise.race([child.exited.then(() => Date.now()), Bun.sleep(10_000).then(() => null)]);
+    if (exited === null) child.kill("SIGKILL");
+    const out = await new Response(child.stdout as ReadableStream).text();
+    const closedAt = Number(/closed at (\d+)/.exec(out)?.[1] ?? started);
+    console.log(out.trim(), `exit ${exited === null ? "none" : exited - closedAt} ms after close`);
+    // Before: rejected when each wait was over (about 1-3 s), and the process lived as long.
+    expect(out).toContain("CLIENT_CLOSED,CLIENT_CLOSED,CLIENT_CLOSED");
+    expect(Number(/rejected in (\d+) ms/.exec(out)?.[1])).toBeLessThan(300);
+    expect(exited !== null && exited - closedAt < 1_000).toBe(true);
+  });
+}, 30_000);
