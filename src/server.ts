@@ -13,7 +13,7 @@ import { createDashboardRoutes } from "./http/dashboard";
 import { createDeliveryRoute } from "./http/delivery";
 import { createHealthRoutes } from "./http/health";
 import { createStreamRoute } from "./http/stream";
-import { applyHttpHeaderLimit, httpRoutes } from "./http/routes";
+import { applyHttpHeaderLimit, closingAnswers, httpRoutes } from "./http/routes";
 import { OriginPolicy, preflight, withOrigin } from "./http/origins";
 import { error, errorResponse, lateErrorResponse, unreadableUrl, urlOf } from "./http/responses";
 import { unknownParam } from "./http/query";
@@ -206,8 +206,8 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     ...probes,
     "/api/v1/admin/delivery": { GET: httpAuth.guard(delivery) },
     ...createDashboardRoutes(logger),
-  });
-  const notRouted = withOrigin(origins, metrics, "http", (req: Request, _srv: Server<ConnectionData>) => {
+  }, () => draining);
+  const notRouted = closingAnswers(() => draining, withOrigin(origins, metrics, "http", (req: Request, _srv: Server<ConnectionData>) => {
     const path = urlOf(req).pathname;
     const allow = allowed.get(path);
     // The router matched the path as sent; req.url has its . and .. segments resolved. A method the
@@ -215,7 +215,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     if (allow?.split(", ").includes(req.method)) return error("NOT_FOUND", `no route for ${req.method} ${path} as sent: paths with . or .. segments are not resolved`);
     if (allow) return error("METHOD_NOT_ALLOWED", `${req.method} is not allowed on ${path}; use ${allow}`, { allow });
     return error("NOT_FOUND", `no route for ${req.method} ${path}`);
-  });
+  }));
   const wsPreflight = preflight(WS_ALLOW);
   const wsEntry = withOrigin(origins, metrics, "ws", (req: Request, srv: Server<ConnectionData>) => {
     // A WebSocket handshake is HTTP/1.1 and names its Host (RFC 6455 4.1); only HTTP/1.0 goes without.
@@ -386,6 +386,10 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
       // unread input would make the kernel reset the connection, and the reset makes the client drop
       // the close frame and the last replies unread (1006). A moment lets it read them.
       await Bun.sleep(Math.min(CLOSE_LINGER_MS, Math.max(0, grace - Date.now())));
+      // New connections are refused from here, before anything is sent on them; the requests already
+      // taken are answered (each closing its connection) before the process ends with them.
+      listener.pause();
+      while (listener.pendingRequests > 0 && Date.now() < grace) await Bun.sleep(10);
       listener.stop(true);
       internal?.stop(true);
     },

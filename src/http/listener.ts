@@ -52,6 +52,13 @@ export class Listener<T> {
     }
   }
 
+  /** HTTP requests being answered, by every server. */
+  get pendingRequests(): number {
+    let n = this.current?.pendingRequests ?? 0;
+    for (const s of this.retired) n += s.pendingRequests;
+    return n;
+  }
+
   get pendingWebSockets(): number {
     let n = this.current?.pendingWebSockets ?? 0;
     for (const s of this.retired) n += s.pendingWebSockets;
