@@ -819,8 +819,14 @@ export class SubscriptionManager {
         // again with fewer, since Kafka never removes one): a reset log; one added later is new, and
         // read from its start.
         for (let p = marks.length; p < saved.length; p++) if (saved[p]! !== 0) gaps.push({ topic, partition: p, from: saved[p]!, to: 0, reason: "log_reset" });
+        // A topic is made again whole: where the token proves it on one partition (past the new end,
+        // or one the topic no longer has), every partition's log is new. Read from the token's offset,
+        // a partition whose new log had outgrown it had the records below it skipped in silence
+        // (outside probe). A log only cut short (an unclean leader election) reads as made again
+        // too, and its topic is read again from the start: at least once.
+        const madeAgain = elsewhere || saved.some((at, p) => (p < marks.length ? at > marks[p]!.high : at !== 0));
         offsets = marks.map((m, p) => {
-          if (elsewhere) {
+          if (madeAgain) {
             // As a live feed says of a replaced log (Feed.readOnPast): where nothing was read, nothing is said.
             if ((saved[p] ?? m.low) !== m.low) gaps.push({ topic, partition: p, from: saved[p]!, to: m.low, reason: "log_reset" });
             return m.low;
