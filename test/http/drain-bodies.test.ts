@@ -25,16 +25,25 @@ function slowPost(port: number): { socket: Socket; response: Promise<string> } {
   return { socket, response };
 }
 
-test("SIGTERM with request bodies still arriving: each is answered 503 SHUTTING_DOWN, not closed unanswered, and one made during the drain too", async () => {
-  const gw = await startGateway({ KAFKA_BROKERS: "", SHUTDOWN_TIMEOUT_MS: "3000" });
-  // A WebSocket client that reads nothing keeps the drain going while its close frame waits to be
-  // read (up to SHUTDOWN_TIMEOUT_MS): the request made below comes during the drain, not after it.
-  const idle = connect(gw.port, "127.0.0.1");
+/**
+ * A WebSocket, upgraded, that then reads nothing: it keeps a drain going while its close frame
+ * waits to be read (up to SHUTDOWN_TIMEOUT_MS), so that requests made meanwhile come during the drain.
+ */
+async function unreadWebSocket(port: number): Promise<Socket> {
+  const idle = connect(port, "127.0.0.1");
   idle.on("error", () => {});
   await new Promise((r) => idle.once("connect", r));
   idle.write("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
   await new Promise((r) => idle.once("data", r));
   idle.pause();
+  return idle;
+}
+
+test("SIGTERM with request bodies still arriving: each is answered 503 SHUTTING_DOWN, not closed unanswered, and one made during the drain too", async () => {
+  const gw = await startGateway({ KAFKA_BROKERS: "", SHUTDOWN_TIMEOUT_MS: "3000" });
+  // A WebSocket client that reads nothing keeps the drain going while its close frame waits to be
+  // read (up to SHUTDOWN_TIMEOUT_MS): the request made below comes during the drain, not after it.
+  const idle = await unreadWebSocket(gw.port);
   const before = [slowPost(gw.port), slowPost(gw.port)];
   await Bun.sleep(300);
   const exited = gw.stop("SIGTERM");
@@ -62,12 +71,7 @@ test("SIGTERM with request bodies still arriving: each is answered 503 SHUTTING_
 test("SIGTERM under clients posting on kept-alive connections: the drain's answers close their connection, and no request is reset before the listener closes", async () => {
   const gw = await startGateway({ KAFKA_BROKERS: "", SHUTDOWN_TIMEOUT_MS: "2000" });
   // A WebSocket reading nothing keeps the drain going for its SHUTDOWN_TIMEOUT_MS, as above.
-  const idle = connect(gw.port, "127.0.0.1");
-  idle.on("error", () => {});
-  await new Promise((r) => idle.once("connect", r));
-  idle.write("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
-  await new Promise((r) => idle.once("data", r));
-  idle.pause();
+  const idle = await unreadWebSocket(gw.port);
   const outcomes: Record<string, number> = {};
   const resets: number[] = [];
   let termAt = 0;
