@@ -47,9 +47,8 @@ interface Gone {
   topic: string;
   partition: number;
   offset: number;
-  mark?: Watermark | null;
-  /** Every partition's, when it was asked (readOnPast). */
-  marks?: Watermark[];
+  /** Every partition's watermarks once asked (null: the question failed). */
+  marks?: Watermark[] | null;
 }
 
 /** What the reader handed over, in order: a batch of records, or a partition it lost its place in. */
@@ -585,11 +584,8 @@ export class Feed implements ShareDealer {
     const gone: Gone = { topic, partition, offset };
     this.waiting.push({ gone });
     this.log.watermarks(topic).then(
-      (marks) => {
-        gone.mark = marks[partition] ?? null;
-        gone.marks = marks;
-      },
-      () => void (gone.mark = null),
+      (marks) => void (gone.marks = marks),
+      () => void (gone.marks = null),
     ).finally(() => this.pump());
   }
 
@@ -621,7 +617,7 @@ export class Feed implements ShareDealer {
           continue;
         }
         if ("gone" in head) {
-          if (head.gone.mark === undefined) return; // pumped again once the watermarks are known
+          if (head.gone.marks === undefined) return; // pumped again once the watermarks are known
           this.waiting.shift();
           this.readOnPast(head.gone);
           this.liveIfCaughtUp();
@@ -694,11 +690,11 @@ export class Feed implements ShareDealer {
     // its old offset, out of range in the new log, came after, and told each gap a second time.
     if (this.closed || !offsets || offsets[g.partition] === undefined) return;
     const at = offsets[g.partition]!;
-    const m = g.mark;
+    const m = g.marks?.[g.partition];
     let next = at;
     let gap: Gap | null = null;
     if (m && at < m.low) gap = { topic: g.topic, partition: g.partition, from: at, to: (next = m.low), reason: "retention" };
-    else if (m && at > m.high && g.marks && g.marks.length < offsets.length) return this.resetFewer(g.topic, offsets, g.partition, g.marks);
+    else if (m && at > m.high && g.marks!.length < offsets.length) return this.resetFewer(g.topic, offsets, g.partition, g.marks!);
     else if (m && at > m.high) gap = { topic: g.topic, partition: g.partition, from: at, to: (next = m.low), reason: "log_reset" };
     const place = [{ topic: g.topic, partition: g.partition, offset: next }];
     // A reset log ends before the old end the replay was to reach: its new end is the target.
