@@ -129,7 +129,7 @@ export class Ingress<S extends IngressSocket> {
     if (box.closed) return;
     if (this.options.stalls) this.noticeStall();
     const size = frameBytes(raw);
-    if (box.head === box.frames.length && ((this.spentMs < this.options.sliceMs && box.credit >= 0 && !box.resting && this.settleUntil === 0 && this.waitBefore(box, size) === 0) || this.draining)) return void this.run(socket, raw);
+    if (box.head === box.frames.length && ((this.spentMs < this.options.sliceMs && box.credit >= 0 && !box.resting && this.settleUntil === 0 && this.waitBefore(box, size) === 0) || this.draining)) return void this.run(socket, raw, size);
     box.frames.push(raw);
     box.bytes += size;
     if (!box.resting) this.waiting.add(socket);
@@ -148,7 +148,7 @@ export class Ingress<S extends IngressSocket> {
    * a second (second review).
    */
   handleHeld(socket: S, raw: RawFrame): void {
-    this.run(socket, raw);
+    this.run(socket, raw, frameBytes(raw));
   }
 
   /**
@@ -275,8 +275,8 @@ export class Ingress<S extends IngressSocket> {
     return box.budget.waitMs(performance.now(), size);
   }
 
-  /** Handles one frame, and charges what it cost (in ms, returned) to the connection's budget. */
-  private run(socket: S, raw: RawFrame): number {
+  /** Handles one frame of `size` bytes, and charges what it cost (in ms, returned) to the connection's budget. */
+  private run(socket: S, raw: RawFrame, size: number): number {
     const stalls = this.options.stalls;
     const stalledBefore = stalls?.total ?? 0;
     const started = performance.now();
@@ -292,7 +292,7 @@ export class Ingress<S extends IngressSocket> {
     const box = this.inboxOf(socket);
     // A connection being closed is not rested: what it sent is refused now, and its close waits for those replies.
     if (box.budget && !this.draining && !box.closing) {
-      box.budget.spend(cost, frameBytes(raw));
+      box.budget.spend(cost, size);
       const wait = box.budget.waitMs(now);
       // At most MAX_REST_MS at a time, however far in debt: unread, its pings would go unanswered.
       if (wait > 0 && !box.closed) this.rest(socket, box, Math.min(wait, MAX_REST_MS));
@@ -348,7 +348,7 @@ export class Ingress<S extends IngressSocket> {
           }
           box.frames[box.head++] = undefined as unknown as RawFrame; // released as soon as handled
           box.bytes -= size;
-          box.credit -= this.run(socket, raw);
+          box.credit -= this.run(socket, raw, size);
           served++;
           if (this.spentMs >= this.options.sliceMs) break;
         }
