@@ -321,7 +321,8 @@ export function createWebSocketHandler(deps: {
     return typeof cid === "number" && Number.isSafeInteger(cid) && cid >= 0 ? cid : undefined;
   }
 
-  async function onPublish(ws: ServerWebSocket<ConnectionData>, codec: CodecName, frame: { t: number; cid?: unknown }): Promise<void> {
+  /** `bytes`: the frame's size, for the handling charge of work done after an await (see learning). */
+  async function onPublish(ws: ServerWebSocket<ConnectionData>, codec: CodecName, frame: { t: number; cid?: unknown }, bytes: number): Promise<void> {
     const batch = frame.t === FrameType.PUBLISH_BATCH;
     const parsed = parsePublishFrame(frame);
     if (!parsed.ok) return sendError(ws, codec, new GatewayError(parsed.code, parsed.message), correlationId(frame));
@@ -355,7 +356,11 @@ export function createWebSocketHandler(deps: {
       // A client re-sends what was in flight when its last connection dropped right after this one's
       // hello; past RESEND_WINDOW_MS the mark is ignored, so it cannot make every publish wait.
       const resend = req.resend === true && performance.now() - ws.data.helloAt! < RESEND_WINDOW_MS;
+      const preparing = performance.now();
       const prepared = publisher.prepare(events, topic, codec, "ws", deps.auth.authenticator.enabled ? { principal: ws.data.auth!.principal, author: ws.data.auth!.principal, resend } : { principal: `ip:${ws.data.remote}`, resend });
+      // After the wait, prepare runs outside the frame's handling (ingress.ts), which charged only
+      // the decode: charged here, or a client's publishes to new topics would be checked and encoded free.
+      if (learning) ws.data.rate!.handling?.spend(performance.now() - preparing, bytes);
       ws.data.inflight += prepared.records.length - reserved;
       reserved = prepared.records.length;
       const outcome = await publisher.publish(prepared, "ws", ws.data.session);
@@ -567,7 +572,7 @@ export function createWebSocketHandler(deps: {
         return onHello(ws, codec, f);
       case FrameType.PUBLISH:
       case FrameType.PUBLISH_BATCH:
-        void onPublish(ws, codec, f as { t: number; cid?: unknown });
+        void onPublish(ws, codec, f as { t: number; cid?: unknown }, bytes);
         return;
       case FrameType.SUBSCRIBE:
       case FrameType.UNSUBSCRIBE:
