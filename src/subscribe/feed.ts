@@ -47,6 +47,8 @@ interface Gone {
   topic: string;
   partition: number;
   offset: number;
+  /** The opening of the reader that reported it (Feed.opens). */
+  opening: number;
   /** Every partition's watermarks once asked (null: the question failed). */
   marks?: Watermark[] | null;
 }
@@ -72,9 +74,10 @@ interface End {
   topic: string;
   partition: number;
   offset: number;
+  opening: number;
 }
 
-type Waiting = { records: ConsumedRecord[]; done: () => void; /** Records delivered so far (a batch spread over turns). */ at: number } | { gone: Gone } | { replaced: Replaced } | { end: End };
+type Waiting = { records: ConsumedRecord[]; done: () => void; /** Records delivered so far (a batch spread over turns). */ at: number; opening: number } | { gone: Gone } | { replaced: Replaced } | { end: End };
 
 /**
  * One log reader and the subscriptions it serves. Each record is decoded once, the index yields the
@@ -89,6 +92,13 @@ export class Feed implements ShareDealer {
   recordsRead = 0;
   private readonly index = new FilterIndex<Subscription>();
   private reader: LogReader | null = null;
+  /** Readers opened so far: what each hands over carries the count at its opening (see resetWithin). */
+  private opens = 0;
+  /**
+   * Partitions ("partition:topic") moved back within their log (resetWithin), with the first opening
+   * whose reports of them count: an earlier reader's came from where they were before the move.
+   */
+  private readonly fences = new Map<string, number>();
   private closed = false;
   private live: boolean;
   private touched = new Set<Subscription>();
@@ -204,8 +214,9 @@ export class Feed implements ShareDealer {
     // A group's commits went with the old cluster; it starts where its reset policy says.
     const epoch = this.log.epoch;
     const replaced = epoch !== this.epoch && !this.options.group ? await this.newLogMarks() : null;
+    const opening = ++this.opens;
     const reader = this.log.openReader(
-      { onRecords: (r, done) => this.onRecords(r, done), onLost: (reason) => void this.reopen(reason), onOutOfRange: (t, p, o) => this.onOutOfRange(t, p, o), onEnd: (t, p, o) => this.onEnd(t, p, o), onDenied: (t, m) => this.onDenied(t, m) },
+      { onRecords: (r, done) => this.onRecords(r, done, opening), onLost: (reason) => void this.reopen(reason), onOutOfRange: (t, p, o) => this.onOutOfRange(t, p, o, opening), onEnd: (t, p, o) => this.onEnd(t, p, o, opening), onDenied: (t, m) => this.onDenied(t, m) },
       this.options.group,
     );
     this.reader = reader;
@@ -400,8 +411,32 @@ export class Feed implements ShareDealer {
       places.push({ topic, partition: p, offset: m.low });
       if (target && (target[p] ?? 0) > m.high) target[p] = m.high;
     }
-    this.moveTo(places);
+    if (places.length > 0) this.readAgainFrom(places);
     for (const gap of gaps) this.tell(gap);
+  }
+
+  /**
+   * Reads `places` again from offsets below where their reader is: by a new reader, whose reports of
+   * them alone count from here on. Moved in place (unassigned and assigned again), a partition's
+   * reader was still handing over what it had read from the old place, records of the new log past
+   * the move: delivered after it, they put the position past the new log's records below them, and
+   * those were skipped as read already when read again (second review). The reader's handing over
+   * has no mark of where a move took effect; a new reader's identity is one. Resets are rare.
+   */
+  private readAgainFrom(places: Assignment[]): void {
+    // A reader opening meanwhile is assigned the positions once ready, these with them: its reports count.
+    const reading = this.reader !== null && this.assigned === this.reader;
+    for (const { topic, partition } of places) this.fences.set(`${partition}:${topic}`, reading ? this.opens + 1 : this.opens);
+    if (!reading) return;
+    const old = this.reader!;
+    this.assigned = null;
+    old.close();
+    void this.reopen(`partitions ${places.map((p) => `${p.topic}[${p.partition}]`).join(", ")} were reset within their new log: read again from its start`);
+  }
+
+  /** Whether what the reader of `opening` reported of this partition comes from before a move back (resetWithin). */
+  private fenced(opening: number, topic: string, partition: number): boolean {
+    return opening < (this.fences.get(`${partition}:${topic}`) ?? 0);
   }
 
   /**
@@ -557,8 +592,8 @@ export class Feed implements ShareDealer {
    * events/s (pacing each batch with its own timer would let a later batch overtake a waiting one,
    * and the positions, tokens and `live` with it). Waiting batches are bounded by the reader's credits.
    */
-  private onRecords(records: ConsumedRecord[], done: () => void): void {
-    this.waiting.push({ records, done, at: 0 });
+  private onRecords(records: ConsumedRecord[], done: () => void, opening: number): void {
+    this.waiting.push({ records, done, at: 0, opening });
     this.pump();
   }
 
@@ -569,9 +604,9 @@ export class Feed implements ShareDealer {
   }
 
   /** A partition's end past the last record read: in the queue too, behind the batches before it (reachedEnd). */
-  private onEnd(topic: string, partition: number, offset: number): void {
+  private onEnd(topic: string, partition: number, offset: number, opening: number): void {
     if (this.closed || this.live) return;
-    this.waiting.push({ end: { topic, partition, offset } });
+    this.waiting.push({ end: { topic, partition, offset, opening } });
     this.pump();
   }
 
@@ -579,9 +614,9 @@ export class Feed implements ShareDealer {
    * The reader lost its place in a partition: it goes in the queue behind the batches before it, and is
    * dealt with (watermarks asked meanwhile) in its turn, so the subscribers' view stays in log order.
    */
-  private onOutOfRange(topic: string, partition: number, offset: number): void {
+  private onOutOfRange(topic: string, partition: number, offset: number, opening: number): void {
     if (this.closed || this.ledger) return;
-    const gone: Gone = { topic, partition, offset };
+    const gone: Gone = { topic, partition, offset, opening };
     this.waiting.push({ gone });
     this.log.watermarks(topic).then(
       (marks) => void (gone.marks = marks),
@@ -688,7 +723,7 @@ export class Feed implements ShareDealer {
     // A partition no longer read: its topic deleted (readNewLog let its partitions go, told their
     // gaps, and reads them again from the new log's start once they exist). The reader's report of
     // its old offset, out of range in the new log, came after, and told each gap a second time.
-    if (this.closed || !offsets || offsets[g.partition] === undefined) return;
+    if (this.closed || !offsets || offsets[g.partition] === undefined || this.fenced(g.opening, g.topic, g.partition)) return;
     const at = offsets[g.partition]!;
     const m = g.marks?.[g.partition];
     let next = at;
@@ -728,9 +763,9 @@ export class Feed implements ShareDealer {
    * aborted records): the position moves to the end, or a replay whose target is that end never
    * goes live. In the queue's order, so the position never moves back to a record before it.
    */
-  private reachedEnd({ topic, partition, offset }: End): void {
+  private reachedEnd({ topic, partition, offset, opening }: End): void {
     const offsets = this.positions.get(topic);
-    if (this.closed || this.ledger || !offsets || offset <= (offsets[partition] ?? 0)) return;
+    if (this.closed || this.ledger || !offsets || offset <= (offsets[partition] ?? 0) || this.fenced(opening, topic, partition)) return;
     offsets[partition] = offset;
   }
 
@@ -770,7 +805,7 @@ export class Feed implements ShareDealer {
   }
 
   /** Delivers the batch from where it stopped; false if `until` came first (the rest is for a later turn). */
-  private deliver(batch: { records: ConsumedRecord[]; at: number }, until: number): boolean {
+  private deliver(batch: { records: ConsumedRecord[]; at: number; opening: number }, until: number): boolean {
     if (this.closed) return true;
     const started = performance.now();
     const records = batch.records;
@@ -787,6 +822,8 @@ export class Feed implements ShareDealer {
         if (!this.ledger && r.offset < (offsets[r.partition] ?? -1)) continue;
         // Of a partition no longer read (its topic deleted, topicDeleted): sent before the reader let it go.
         if (!this.ledger && r.partition >= offsets.length) continue;
+        // Read by a reader from before the partition was moved back (resetWithin).
+        if (this.fences.size > 0 && this.fenced(batch.opening, r.topic, r.partition)) continue;
         offsets[r.partition] = r.offset + 1;
       }
       // One record's fault costs that record only, never the rest of the batch or going live.

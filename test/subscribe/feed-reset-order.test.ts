@@ -72,3 +72,28 @@ test("the partitions the new topic kept are not moved by another's report: what 
   expect(h.assigned.slice(1).some((a) => a.startsWith("assign") && a.includes("1@"))).toBe(false);
   h.feed.close();
 });
+
+test("a partition found reset within its new log is read again by a new reader: what the old one still hands over of it is not delivered, so the new log's records below it are not skipped", async () => {
+  const h = harness([10]);
+  await h.feed.open();
+  const rec = (p: number, o: number) => ({ topic: "t", partition: p, offset: o, timestamp: 0, key: null, value: null, headers: [] });
+  const range = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => rec(0, from + i));
+  const old = h.handlers();
+  h.feed.watermarksNow("t", [{ low: 0, high: 50 }]);
+  old.onRecords(range(10, 20), () => {});
+  // The topic made again: its end is behind the highest seen, twice running, and p0 at 20 lies within it.
+  h.feed.watermarksNow("t", [{ low: 0, high: 30 }]);
+  h.feed.watermarksNow("t", [{ low: 0, high: 30 }]);
+  await Bun.sleep(20);
+  expect(h.told).toEqual([{ gap: "0:20->0 log_reset", positions: [0] }]);
+  // The old reader, reading on from 20 in the new log, still hands over 20..29. Before, they were
+  // delivered after the move (p0 at 30), and the new log's 0..19 were then skipped as read already.
+  old.onRecords(range(20, 30), () => {});
+  expect(h.positions.get("t")).toEqual([0]);
+  const reader = h.handlers();
+  expect(reader).not.toBe(old);
+  expect(h.assigned.at(-1)).toBe("assign 0@0");
+  reader.onRecords(range(0, 30), () => {});
+  expect(h.positions.get("t")).toEqual([30]);
+  h.feed.close();
+});
