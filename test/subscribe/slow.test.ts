@@ -68,7 +68,9 @@ test("a subscriber that stops reading: memory does not grow with the volume, and
   proc.kill();
   const metrics = await (await fetch(`${gw.url}/metrics`)).text();
   expect(metrics).toMatch(/gateway_events_dropped_lag_total [1-9]/);
-}, 90_000);
+  // 350 MB through one connection: 71-85 s in fresh-clone CIs beside two other shards, and once past
+  // 90 s, when its timeout killed the file's gateway and the file's later tests failed behind it.
+}, 240_000);
 
 test("with the disconnect policy, the slow subscriber gets its token and close code 4001", async () => {
   const topic = freshTopic("slowdc");
