@@ -7,8 +7,6 @@ import { rawProduce } from "../support/raw-producer";
 import { type GatewayClient, type PublishResult, connect } from "../../src/client";
 import { GatewayClient as RawClient } from "../support/ws-client";
 
-// test-plan: alone (it bounds a time from above; scripts/test-plan.ts).
-
 /**
  * Idempotent publish: an event re-sent with the same `id` (to the same topic) within
  * IDEMPOTENCE_WINDOW_MS gets the original ack and is not written again: on the same socket, after a
@@ -76,34 +74,6 @@ describe("Kafka, two instances", () => {
     expect((await metric(a, "gateway_events_deduplicated_total")) + (await metric(b, "gateway_events_deduplicated_total"))).toBe(120);
     expect(await metric(a, "gateway_idempotence_ids")).toBeGreaterThan(0);
   }, 90_000);
-
-  test("a topic the first publish with ids creates: the publishes after it are not held while the ids reader learns it, and re-sends still get their original acks", async () => {
-    // Found in the bench (acks at 10,000 events/s: p99 650-870 ms, all of it the second second): a
-    // second after the first write created the topic, every publish waited while the ids reader, new
-    // to the topic, found it and read what that second had written.
-    const [a, b] = gateways as [GatewayProcess, GatewayProcess];
-    const topic = freshTopic("idem-fresh"); // created by the first publish, as a new topic is
-    const c = await client(a.wsUrl);
-    const written: Array<{ event: { id: string; type: string }; ack: PublishResult }> = [];
-    const took: number[] = [];
-    for (let i = 0, end = Date.now() + 3000; Date.now() < end; i++) {
-      const events = Array.from({ length: 100 }, (_, j) => ({ id: `fresh-${i}-${j}`, type: "idem" }));
-      const t0 = performance.now();
-      const got = await acks(c, events, topic);
-      took.push(performance.now() - t0);
-      got.forEach((ack, j) => written.push({ event: events[j]!, ack }));
-    }
-    // The first batch waits for the topic to be created; none after it waits for the reader.
-    const longest = Math.max(...took.slice(1));
-    console.log(`batches after the first: ${took.length - 1}, the longest ${longest.toFixed(0)} ms (the first ${took[0]!.toFixed(0)} ms)`);
-    expect(longest).toBeLessThan(400);
-    const sample = written.filter((_, k) => k % 97 === 0);
-    expect((await acks(c, sample.map((w) => w.event), topic)).map(at)).toEqual(sample.map((w) => at(w.ack)));
-    c.close();
-    const other = await client(b.wsUrl);
-    expect((await acks(other, sample.map((w) => w.event), topic)).map(at)).toEqual(sample.map((w) => at(w.ack)));
-    other.close();
-  }, 60_000);
 
   test("events whose `time` is older than the window: a re-send on the other instance still gets the original ack (a record's timestamp is its event's time, not when it was written)", async () => {
     const [a, b] = gateways as [GatewayProcess, GatewayProcess];
