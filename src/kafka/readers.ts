@@ -65,7 +65,8 @@ export class ReaderRegistry {
       unassign: (assignments) => control(IpcType.UNASSIGN, { assignments }),
       storeOffsets: (assignments) => control(IpcType.STORE_OFFSETS, { assignments }),
       close: () => {
-        if (!this.readers.delete(readerId)) return;
+        // Lost with its worker and not yet told: closed, it is never to be told (its owner reopens itself).
+        if (!this.readers.delete(readerId)) return void (this.orphans = this.orphans.filter((o) => o.handlers !== handlers));
         control(IpcType.CLOSE_READER, {});
         // Whoever awaits `ready` must not wait for good: a feed closed while its reader starts would
         // hold its subscription's replay slot for as long as the process lives.

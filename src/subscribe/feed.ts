@@ -212,16 +212,23 @@ export class Feed implements ShareDealer {
   async open(): Promise<void> {
     // The logs were replaced since the positions were read (a new cluster): they name nothing now.
     // A group's commits went with the old cluster; it starts where its reset policy says.
+    // Numbered before any wait: a reset found meanwhile fences what came before this one (readAgainFrom).
+    const opening = ++this.opens;
+    // The reader this one replaces, lost or let go: closed, so that none is left behind reading.
+    this.reader?.close();
+    this.reader = null;
     const epoch = this.log.epoch;
     const replaced = epoch !== this.epoch && !this.options.group ? await this.newLogMarks() : null;
-    const opening = ++this.opens;
+    if (this.closed || opening !== this.opens) return; // closed, or a later open took over meanwhile
     const reader = this.log.openReader(
-      { onRecords: (r, done) => this.onRecords(r, done, opening), onLost: (reason) => void this.reopen(reason), onOutOfRange: (t, p, o) => this.onOutOfRange(t, p, o, opening), onEnd: (t, p, o) => this.onEnd(t, p, o, opening), onDenied: (t, m) => this.onDenied(t, m) },
+      // Lost: reopened only if it is still the feed's reader (one let go may be told later, by a pool
+      // that kept it for its worker's replacement, and a second reopen would leave two readers).
+      { onRecords: (r, done) => this.onRecords(r, done, opening), onLost: (reason) => opening === this.opens && void this.reopen(reason), onOutOfRange: (t, p, o) => this.onOutOfRange(t, p, o, opening), onEnd: (t, p, o) => this.onEnd(t, p, o, opening), onDenied: (t, m) => this.onDenied(t, m) },
       this.options.group,
     );
     this.reader = reader;
     await reader.ready;
-    if (this.closed) return reader.close();
+    if (this.closed || opening !== this.opens) return reader.close();
     if (this.options.group) return; // the group assigns partitions
     const list: Assignment[] = [];
     for (const [topic, offsets] of this.positions) {
@@ -428,9 +435,9 @@ export class Feed implements ShareDealer {
     const reading = this.reader !== null && this.assigned === this.reader;
     for (const { topic, partition } of places) this.fences.set(`${partition}:${topic}`, reading ? this.opens + 1 : this.opens);
     if (!reading) return;
-    const old = this.reader!;
+    // open() closes the reader it replaces. Its worker may be gone already, its loss not yet told
+    // (the pool tells it once a replacement is ready): closed, it never is (second review).
     this.assigned = null;
-    old.close();
     void this.reopen(`partitions ${places.map((p) => `${p.topic}[${p.partition}]`).join(", ")} were reset within their new log: read again from its start`);
   }
 
@@ -593,6 +600,7 @@ export class Feed implements ShareDealer {
    * and the positions, tokens and `live` with it). Waiting batches are bounded by the reader's credits.
    */
   private onRecords(records: ConsumedRecord[], done: () => void, opening: number): void {
+    if (this.closed) return done();
     this.waiting.push({ records, done, at: 0, opening });
     this.pump();
   }
@@ -932,14 +940,19 @@ export class Feed implements ShareDealer {
    * before it was ready) is retried with capped backoff, never in a loop.
    */
   private async reopen(reason: string): Promise<void> {
-    this.logger.warn("feed reader lost; reopening at its positions", { topics: this.topics, reason });
+    this.logger.warn("feed reader lost or let go; reopening at its positions", { topics: this.topics, reason });
     for (let delayMs = 250; !this.closed; delayMs = Math.min(delayMs * 2, 10_000)) {
+      // The opening open() is about to number. A later open takes over from this one (it closes this
+      // one's reader): this loop then ends, or two would each close the other's reader in turn.
+      const mine = this.opens + 1;
       try {
         return await this.open();
       } catch (e) {
+        if (this.opens !== mine) return;
         this.logger.warn("feed reader could not reopen yet; retrying", { topics: this.topics, error: String(e), retryInMs: delayMs });
       }
       await Bun.sleep(delayMs);
+      if (this.opens !== mine) return;
     }
   }
 }

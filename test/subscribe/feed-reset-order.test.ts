@@ -97,3 +97,32 @@ test("a partition found reset within its new log is read again by a new reader: 
   expect(h.positions.get("t")).toEqual([30]);
   h.feed.close();
 });
+
+test("a reset found while the reader's worker is gone, its loss told later: one reader reads on, and none is left open once the feed closes", async () => {
+  // Second review: the feed still took the lost reader for its own (the pool tells a loss once the
+  // worker's replacement is ready), opened a new one for the reset, and the loss then opened a third;
+  // the second was never closed, and read on from wherever it was told last.
+  const readers: Array<{ handlers: { onLost: (reason: string) => void }; closed: boolean }> = [];
+  const log = {
+    epoch: 0,
+    openReader(handlers: (typeof readers)[number]["handlers"]) {
+      const r = { handlers, closed: false };
+      readers.push(r);
+      return { ready: Promise.resolve(), assign() {}, unassign() {}, storeOffsets() {}, close: () => void (r.closed = true) };
+    },
+    watermarks: () => new Promise(() => {}),
+  } as unknown as EventLog;
+  const logger = { info() {}, debug() {}, error() {}, warn() {} };
+  const feed = new Feed(log, ["t"], new Map([["t", [20]]]), { turns: new TurnBudget(50), payload: { maxDepth: 32 } as never }, createMetrics(), logger as never);
+  await feed.open();
+  feed.watermarksNow("t", [{ low: 0, high: 50 }]);
+  feed.watermarksNow("t", [{ low: 0, high: 30 }]);
+  feed.watermarksNow("t", [{ low: 0, high: 30 }]);
+  await Bun.sleep(20);
+  readers[0]!.handlers.onLost("worker exited");
+  await Bun.sleep(20);
+  expect(readers.length).toBe(2);
+  expect(readers.map((r) => r.closed)).toEqual([true, false]);
+  feed.close();
+  expect(readers.every((r) => r.closed)).toBe(true);
+});
