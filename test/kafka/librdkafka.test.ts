@@ -284,10 +284,10 @@ test("two million small records produced and consumed with RSS flat after warm-u
   expect(r.failed).toBe(0);
   expect(r.delivered).toBe(r.n);
   expect(r.consumed).toBe(r.n);
-  // Over the last 1.2M records (from 40%), a leak of 16 bytes per record would be 18 MiB, and it
-  // would show in both stretches alike; what settles early (librdkafka's threads' malloc arenas,
-  // its producer queue of up to 100,000 messages) shows in neither.
-  const [, at40, at60, , end] = r.samples;
-  expect(end! - at40!).toBeLessThan(18 * 2 ** 20);
+  // Over the last 800,000 records (from 60%), a leak of 16 bytes per record would be 12.2 MiB. What
+  // settles (librdkafka's threads' malloc arenas, its producer queue of up to 100,000 messages) is a
+  // step, once: usually before 40%, but a fresh-clone CI on a loaded box saw one of 22 MiB between
+  // 40% and 60% (95.7, 94.5, 116.8, 116.2, 117.3 MiB), then flat. A leak grows every stretch alike.
+  const [, , at60, , end] = r.samples;
   expect(end! - at60!).toBeLessThan(12 * 2 ** 20);
 }, 180_000);
