@@ -1,21 +1,12 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 import { freshTopic, kafkaBrokers } from "../support/kafka";
-import { type GatewayClient, type PublishResult, connect } from "../../src/client";
+import type { PublishResult } from "../../src/client";
+import { acks, at, client } from "./idempotence.support";
 
 // test-plan: alone (it bounds a time from above; scripts/test-plan.ts). Apart from the rest of
 // idempotence.test.ts, which times nothing and so runs beside other files.
 
-const at = (f: PublishResult) => ({ partition: f.partition, offset: f.offset });
-// One attempt per event: a retry by the SDK would be one more re-send.
-const client = (url: string): Promise<GatewayClient> => connect({ url, maxAttempts: 1 });
-/** Acks of a publishBatch, in order; any refusal fails the test. */
-async function acks(c: GatewayClient, events: Parameters<GatewayClient["publish"]>[0][], topic: string): Promise<PublishResult[]> {
-  return (await c.publishBatch(events, { topic })).map((r) => {
-    if (r.status === "rejected") throw r.reason;
-    return r.value;
-  });
-}
 
 const gateways: GatewayProcess[] = [];
 beforeAll(async () => {

@@ -4,7 +4,8 @@ import { type GatewayProcess, startGateway } from "../support/gateway";
 import { freshTopic, kafkaBrokers } from "../support/kafka";
 import { addPartitions, consumeAll, deleteTopic, ensureTopic } from "../support/kafka-broker";
 import { rawProduce } from "../support/raw-producer";
-import { type GatewayClient, type PublishResult, connect } from "../../src/client";
+import type { PublishResult } from "../../src/client";
+import { acks, at, client } from "./idempotence.support";
 import { GatewayClient as RawClient } from "../support/ws-client";
 
 /**
@@ -12,16 +13,6 @@ import { GatewayClient as RawClient } from "../support/ws-client";
  * IDEMPOTENCE_WINDOW_MS gets the original ack and is not written again: on the same socket, after a
  * reconnect, on another instance, and while the original is still in flight.
  */
-const at = (f: PublishResult) => ({ partition: f.partition, offset: f.offset });
-// One attempt per event: a retry by the SDK would be one more re-send, and the counts below are exact.
-const client = (url: string): Promise<GatewayClient> => connect({ url, maxAttempts: 1 });
-/** Acks of a publishBatch, in order; any refusal fails the test. */
-async function acks(c: GatewayClient, events: Parameters<GatewayClient["publish"]>[0][], topic: string): Promise<PublishResult[]> {
-  return (await c.publishBatch(events, { topic })).map((r) => {
-    if (r.status === "rejected") throw r.reason;
-    return r.value;
-  });
-}
 const idsIn = (records: Array<{ headers: Record<string, string> }>) => records.map((r) => r.headers.ce_id);
 const metric = async (gw: GatewayProcess, name: string) => Number((await (await fetch(`${gw.url}/metrics`)).text()).match(new RegExp(`^${name} (\\d+)`, "m"))?.[1] ?? NaN);
 
