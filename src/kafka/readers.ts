@@ -65,8 +65,11 @@ export class ReaderRegistry {
       unassign: (assignments) => control(IpcType.UNASSIGN, { assignments }),
       storeOffsets: (assignments) => control(IpcType.STORE_OFFSETS, { assignments }),
       close: () => {
-        // Lost with its worker and not yet told: closed, it is never to be told (its owner reopens itself).
-        if (!this.readers.delete(readerId)) return void (this.orphans = this.orphans.filter((o) => o.handlers !== handlers));
+        if (!this.readers.delete(readerId)) {
+          // Lost with its worker and not yet told: closed, it is never to be told (its owner reopens itself).
+          this.orphans = this.orphans.filter((o) => o.handlers !== handlers);
+          return;
+        }
         control(IpcType.CLOSE_READER, {});
         // Whoever awaits `ready` must not wait for good: a feed closed while its reader starts would
         // hold its subscription's replay slot for as long as the process lives.

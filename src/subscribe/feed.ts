@@ -210,20 +210,28 @@ export class Feed implements ShareDealer {
   }
 
   async open(): Promise<void> {
-    // The logs were replaced since the positions were read (a new cluster): they name nothing now.
-    // A group's commits went with the old cluster; it starts where its reset policy says.
     // Numbered before any wait: a reset found meanwhile fences what came before this one (readAgainFrom).
     const opening = ++this.opens;
     // The reader this one replaces, lost or let go: closed, so that none is left behind reading.
     this.reader?.close();
     this.reader = null;
+    // The logs were replaced since the positions were read (a new cluster): they name nothing now.
+    // A group's commits went with the old cluster; it starts where its reset policy says.
     const epoch = this.log.epoch;
     const replaced = epoch !== this.epoch && !this.options.group ? await this.newLogMarks() : null;
     if (this.closed || opening !== this.opens) return; // closed, or a later open took over meanwhile
     const reader = this.log.openReader(
-      // Lost: reopened only if it is still the feed's reader (one let go may be told later, by a pool
-      // that kept it for its worker's replacement, and a second reopen would leave two readers).
-      { onRecords: (r, done) => this.onRecords(r, done, opening), onLost: (reason) => opening === this.opens && void this.reopen(reason), onOutOfRange: (t, p, o) => this.onOutOfRange(t, p, o, opening), onEnd: (t, p, o) => this.onEnd(t, p, o, opening), onDenied: (t, m) => this.onDenied(t, m) },
+      {
+        onRecords: (r, done) => this.onRecords(r, done, opening),
+        // Reopened only if it is still the feed's reader: one let go may be told later, by a pool that
+        // kept it for its worker's replacement, and a second reopen would leave two readers.
+        onLost: (reason) => {
+          if (opening === this.opens) void this.reopen(reason);
+        },
+        onOutOfRange: (t, p, o) => this.onOutOfRange(t, p, o, opening),
+        onEnd: (t, p, o) => this.onEnd(t, p, o, opening),
+        onDenied: (t, m) => this.onDenied(t, m),
+      },
       this.options.group,
     );
     this.reader = reader;
@@ -726,9 +734,9 @@ export class Feed implements ShareDealer {
    * Where a partition goes on once its next offset is gone, and what its subscribers are told:
    * - below the log's start: retention deleted what was not read yet; read on from the start, and a
    *   `retention` gap names what was skipped;
-   * - past the log's end: the log was reset (the topic created again),
-   *   and its offsets start over; read the new log from its start, and a `log_reset` gap says so
-   *   (`to` below `from`). Records of a log that was only cut short may come again: at least once.
+   * - past the log's end: the log was reset (the topic created again), and its offsets start over;
+   *   every partition of the topic is read again from its new log's start, each with a `log_reset`
+   *   gap (resetTopic). Records of a log that was only cut short may come again: at least once.
    * - within the log (the question raced a leader moving): read on from the same place a little later.
    */
   private readOnPast(g: Gone): void {
@@ -744,7 +752,7 @@ export class Feed implements ShareDealer {
     if (m && at < m.low) gap = { topic: g.topic, partition: g.partition, from: at, to: (next = m.low), reason: "retention" };
     else if (m && at > m.high) return this.resetTopic(g.topic, offsets, g.marks!);
     const place = [{ topic: g.topic, partition: g.partition, offset: next }];
-    // A reset log ends before the old end the replay was to reach: its new end is the target.
+    // A log whose end is behind the one the replay was to reach as well (cut short there too): its end is the target.
     const target = this.options.target?.get(g.topic);
     if (target && m && (target[g.partition] ?? 0) > m.high && gap) target[g.partition] = m.high;
     if (!gap) {

@@ -356,7 +356,7 @@ export function createWebSocketHandler(deps: {
       // A client re-sends what was in flight when its last connection dropped right after this one's
       // hello; past RESEND_WINDOW_MS the mark is ignored, so it cannot make every publish wait.
       const resend = req.resend === true && performance.now() - ws.data.helloAt! < RESEND_WINDOW_MS;
-      const preparing = performance.now();
+      const preparing = learning ? performance.now() : 0;
       const prepared = publisher.prepare(events, topic, codec, "ws", deps.auth.authenticator.enabled ? { principal: ws.data.auth!.principal, author: ws.data.auth!.principal, resend } : { principal: `ip:${ws.data.remote}`, resend });
       // After the wait, prepare runs outside the frame's handling (ingress.ts), which charged only
       // the decode: charged here, or a client's publishes to new topics would be checked and encoded free.
