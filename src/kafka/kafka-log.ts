@@ -56,11 +56,13 @@ export class KafkaLog implements EventLog {
   private readerSeq = 0;
   private readonly partitionCounts: TopicQuestions<number>;
   private readonly recordLimits: TopicQuestions<TopicRecordLimits | null>;
+  private readonly ids: TopicQuestions<string | null>;
 
   constructor(options: PoolOptions, onEvent?: (e: PoolEvent) => void) {
     this.pool = new WorkerPool(options, onEvent);
     this.partitionCounts = new TopicQuestions((topics) => this.pool.query<number[]>({ kind: "partitions", topics }), 0);
     this.recordLimits = new TopicQuestions((topics) => this.pool.query<Array<TopicRecordLimits | null>>({ kind: "recordLimits", topics }), null);
+    this.ids = new TopicQuestions((topics) => this.pool.query<Array<string | null>>({ kind: "topicIds", topics }), null);
   }
 
   start(): Promise<void> {
@@ -128,6 +130,11 @@ export class KafkaLog implements EventLog {
   /** The topic's max.message.bytes and timestamp bounds, by DescribeConfigs (which creates nothing). */
   topicRecordLimits(topic: string): Promise<TopicRecordLimits | null> {
     return this.recordLimits.of(topic);
+  }
+
+  /** By DescribeTopics, which creates nothing. */
+  topicId(topic: string): Promise<string | null> {
+    return this.ids.of(topic);
   }
 
   startGroupAtEnd(group: ReaderGroup): Promise<number> {

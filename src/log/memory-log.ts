@@ -248,6 +248,11 @@ export class MemoryLog implements EventLog {
     return Promise.resolve(null);
   }
 
+  /** A topic here is never deleted, so never made again: nothing to tell its logs apart by. */
+  topicId(): Promise<null> {
+    return Promise.resolve(null);
+  }
+
   async offsetsForTime(topic: string, timestampMs: number): Promise<number[]> {
     return this.topics.get(topic)?.map((p) => p.offsetForTime(timestampMs)) ?? new Array<number>(this.options.partitions).fill(0);
   }

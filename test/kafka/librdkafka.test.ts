@@ -4,14 +4,14 @@
  * consumes is exactly what kcat reads, its metadata answers agree with kcat, and it does not leak.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { Consumer, type ConsumedMessage, type DeliveryVisitor, describeTopicConfigs, errName, errString, KafkaError, MessageBatch, OFFSET_BEGINNING, Producer, type ProduceRecord, versionString } from "../../src/kafka/librdkafka";
+import { Consumer, type ConsumedMessage, type DeliveryVisitor, describeTopicConfigs, describeTopicIds, errName, errString, KafkaError, MessageBatch, OFFSET_BEGINNING, Producer, type ProduceRecord, versionString } from "../../src/kafka/librdkafka";
 import { read } from "bun:ffi";
 import { PartitionList } from "../../src/kafka/librdkafka/client";
 import { TP } from "../../src/kafka/librdkafka/layout";
 import { cstr, readI64, readString } from "../../src/kafka/librdkafka/memory";
 import { assertVerifiedVersion, rdk } from "../../src/kafka/librdkafka/symbols";
 import { freshTopic, kafkaBrokers } from "../support/kafka";
-import { consumeAll, ensureTopic } from "../support/kafka-broker";
+import { consumeAll, deleteTopic, ensureTopic } from "../support/kafka-broker";
 
 let brokers: string;
 let producer: Producer;
@@ -212,7 +212,7 @@ test("watermarks, partition count and offsets-for-times agree with kcat and with
   }
 }, 60_000);
 
-test("DescribeConfigs: a topic's own settings and the broker's defaults, a missing topic said missing and not created, and nothing leaked over 3,000 calls", async () => {
+test("DescribeConfigs and DescribeTopics: a topic's own settings and the broker's defaults, its id (another once it is made again), a missing topic said missing and not created, and nothing leaked over 3,000 calls of each", async () => {
   const topic = freshTopic("ffi-configs");
   await ensureTopic(brokers, topic, 1, { "max.message.bytes": "123456", "message.timestamp.after.max.ms": "60000" });
   const none = freshTopic("ffi-configs-none");
@@ -221,14 +221,30 @@ test("DescribeConfigs: a topic's own settings and the broker's defaults, a missi
   // The broker's default, where the topic sets none (Long.MAX_VALUE).
   expect((own as { configs: Record<string, string> }).configs["message.timestamp.before.max.ms"]).toBe("9223372036854775807");
   expect(missing).toEqual({ error: 3, missing: true });
+  // A topic's id is Kafka's Uuid in base64 (22 characters; librdkafka's alphabet is the standard one), the same at
+  // every ask, and another for the topic made again under the same name.
+  const [id, idMissing] = describeTopicIds(producer.rk, [topic, none], 5000);
+  expect(idMissing).toEqual({ error: 3, missing: true });
+  const first = (id as { id: string }).id;
+  expect(first).toMatch(/^[A-Za-z0-9+/_-]{22}$/);
+  expect(describeTopicIds(producer.rk, [topic], 5000)).toEqual([{ id: first }]);
+  const again = freshTopic("ffi-ids");
+  await ensureTopic(brokers, again, 2);
+  const [before] = describeTopicIds(producer.rk, [again], 5000) as Array<{ id: string }>;
+  await deleteTopic(brokers, again);
+  await ensureTopic(brokers, again, 2);
+  const [after] = describeTopicIds(producer.rk, [again], 5000) as Array<{ id: string }>;
+  expect(after!.id).toMatch(/^[A-Za-z0-9+/_-]{22}$/);
+  expect(after!.id).not.toBe(before!.id);
   await Bun.sleep(500);
   expect(producer.partitionCount(none, 3000)).toBe(0);
-  const run = Bun.spawn([process.execPath, `${import.meta.dir}/../support/describe-configs-leak-run.ts`, brokers, topic, none], { stdout: "pipe", stderr: "inherit" });
+  const run = Bun.spawn([process.execPath, `${import.meta.dir}/../support/describe-leak-run.ts`, brokers, topic, none], { stdout: "pipe", stderr: "inherit" });
   const out = await new Response(run.stdout).text();
   expect(await run.exited).toBe(0);
-  const { answered, grown } = JSON.parse(out.trim().split("\n").at(-1)!) as { answered: number; grown: number };
-  console.log(`[describe] RSS after 3,000 more calls: ${(grown / 1e6).toFixed(1)} MB`);
+  const { answered, ids, grown } = JSON.parse(out.trim().split("\n").at(-1)!) as { answered: number; ids: number; grown: number };
+  console.log(`[describe] RSS after 3,000 more calls of each: ${(grown / 1e6).toFixed(1)} MB`);
   expect(answered).toBe(3500);
+  expect(ids).toBe(3500);
   expect(grown).toBeLessThan(15e6);
 }, 120_000);
 

@@ -1,5 +1,5 @@
 /** librdkafka through bun:ffi: see symbols.ts (loading, version check) and layout.ts (structs). */
-export { describeTopicConfigs, type TopicConfigAnswer } from "./admin";
+export { describeTopicConfigs, describeTopicIds, type TopicConfigAnswer, type TopicIdAnswer } from "./admin";
 export { Client, MetadataQueries, destroyHandle, PartitionList, QUERY_TIMEOUT_MS } from "./client";
 export { Conf, type KafkaProps } from "./conf";
 export { Consumer, ConsumerHandle, type ConsumedMessage, MessageBatch, newConsumerHandle, type TopicPartitionOffset } from "./consumer";

@@ -95,6 +95,10 @@ export const RD_KAFKA_EVENT_ERROR = 0x8;
 export const RD_KAFKA_EVENT_DESCRIBECONFIGS_RESULT = 104;
 /** rdkafka.h:8206 `RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS` (the fifth of `rd_kafka_admin_op_t`, from 0). */
 export const RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS = 5;
+/** rdkafka.h:6715 `RD_KAFKA_EVENT_DESCRIBETOPICS_RESULT`. */
+export const RD_KAFKA_EVENT_DESCRIBETOPICS_RESULT = 0x100000;
+/** rdkafka.h:8226 `RD_KAFKA_ADMIN_OP_DESCRIBETOPICS` (the nineteenth of `rd_kafka_admin_op_t`, from 0). */
+export const RD_KAFKA_ADMIN_OP_DESCRIBETOPICS = 19;
 /** rdkafka.h:8991 `RD_KAFKA_RESOURCE_TOPIC` of `rd_kafka_ResourceType_t`. */
 export const RD_KAFKA_RESOURCE_TOPIC = 2;
 /** rdkafka.h:3443 `RD_KAFKA_PARTITION_UA`: let the configured partitioner choose. */

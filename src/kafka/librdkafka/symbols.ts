@@ -112,6 +112,16 @@ const symbols = {
   rd_kafka_DescribeConfigs: { args: [ptr, ptr, u64, ptr, ptr], returns: none },
   rd_kafka_event_DescribeConfigs_result: { args: [ptr], returns: ptr },
   rd_kafka_DescribeConfigs_result_resources: { args: [ptr, ptr], returns: ptr },
+  // Admin: DescribeTopics, for a topic's id (admin.ts).
+  rd_kafka_TopicCollection_of_topic_names: { args: [ptr, u64], returns: ptr },
+  rd_kafka_TopicCollection_destroy: { args: [ptr], returns: none },
+  rd_kafka_DescribeTopics: { args: [ptr, ptr, ptr, ptr], returns: none },
+  rd_kafka_event_DescribeTopics_result: { args: [ptr], returns: ptr },
+  rd_kafka_DescribeTopics_result_topics: { args: [ptr, ptr], returns: ptr },
+  rd_kafka_TopicDescription_name: { args: [ptr], returns: ptr },
+  rd_kafka_TopicDescription_topic_id: { args: [ptr], returns: ptr },
+  rd_kafka_TopicDescription_error: { args: [ptr], returns: ptr },
+  rd_kafka_Uuid_base64str: { args: [ptr], returns: ptr },
 } as const;
 
 /**

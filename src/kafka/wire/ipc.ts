@@ -199,6 +199,8 @@ export type Query =
   | { kind: "offsetsForTime"; topic: string; partitions: number; timestampMs: number }
   /** Each topic's TopicRecordLimits (src/log/event-log.ts), null for one Kafka does not have. */
   | { kind: "recordLimits"; topics: string[] }
+  /** Each topic's id (Kafka's Uuid, base64), null where Kafka has none for it or did not say. */
+  | { kind: "topicIds"; topics: string[] }
   /** For partitions of `topics` where Kafka group `group` has committed nothing, commit their end now. */
   | { kind: "startGroupAtEnd"; group: string; topics: string[] };
 

@@ -17,7 +17,7 @@
  */
 import type { Query } from "../wire/ipc";
 import { NO_BOUND, type TopicRecordLimits } from "../../log/event-log";
-import { Consumer, Err, KafkaError, MetadataQueries, type TopicConfigAnswer, describeTopicConfigs, destroyHandle, newConsumerHandle } from "../librdkafka";
+import { Consumer, Err, KafkaError, MetadataQueries, type TopicConfigAnswer, describeTopicConfigs, describeTopicIds, destroyHandle, newConsumerHandle } from "../librdkafka";
 
 declare const self: Worker;
 
@@ -92,6 +92,8 @@ function answer(q: MetadataQueries, query: ThreadQuery): unknown {
       return startGroupAtEnd(q, query.group, query.topics);
     case "recordLimits":
       return describeTopicConfigs(q.rk, query.topics, TIMEOUT_MS).map((a, i) => recordLimits(a, () => q.collidingTopic(query.topics[i]!, TIMEOUT_MS)));
+    case "topicIds":
+      return describeTopicIds(q.rk, query.topics, TIMEOUT_MS).map((a) => ("id" in a ? a.id : null));
     case "openConsumer":
       return newConsumerHandle(query.props).rk;
     case "destroyConsumer":
