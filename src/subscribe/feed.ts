@@ -25,6 +25,8 @@ export interface FeedOptions {
   target?: Positions;
   /** What a record's payload may hold to be decoded (decoded-record.ts). */
   payload: PayloadLimits;
+  /** Each topic's id (EventLog.topicId), asked before its positions were: the log they are offsets of. */
+  ids?: ReadonlyMap<string, string | null>;
   /**
    * Kafka's ACLs refuse the gateway's principal what this feed reads (`reason` says which): it will
    * deliver nothing, ever. The owner ends its subscriptions and closes it.
@@ -67,6 +69,8 @@ interface Replaced {
   only?: number[];
   /** With `only`: how many log_reset gaps the feed had told when the check was made (resetWithin). */
   told?: number;
+  /** With `only`: the topic's id now, when a new id found them (topicIdNow); partitions already of it stay. */
+  id?: string;
 }
 
 /** A partition's end, where the reader found it past the last record it handed over (ReaderHandlers.onEnd). */
@@ -157,6 +161,11 @@ export class Feed implements ShareDealer {
     this.live = !options.target || this.caughtUp();
     this.ledger = options.group ? new ShareLedger() : null;
     this.epoch = log.epoch;
+    for (const [topic, offsets] of positions) {
+      const id = options.ids?.get(topic) ?? undefined;
+      this.logIds.set(topic, offsets.map(() => id));
+      if (id !== undefined) this.idSeen.set(topic, id);
+    }
   }
 
   get isLive(): boolean {
@@ -265,7 +274,12 @@ export class Feed implements ShareDealer {
       if (now <= offsets.length) continue;
       const added: Assignment[] = [];
       for (let partition = offsets.length; partition < now; partition++) added.push({ topic, partition, offset: 0 });
-      for (const a of added) offsets[a.partition] = 0;
+      const tags = this.tagsOf(topic);
+      for (const a of added) {
+        offsets[a.partition] = 0;
+        // Found with the id this check saw (topicIdNow comes first): of that log, whatever is reset.
+        tags[a.partition] = this.idSeen.get(topic);
+      }
       this.logger.info("partitions were added to a topic a feed reads; reading them from their start", { topic, from: now - added.length, to: now, subscriptions: this.subs.size });
       // A reader opening meanwhile is assigned every position once ready, these with them.
       if (this.reader && this.assigned === this.reader) this.reader.assign(added);
@@ -335,11 +349,11 @@ export class Feed implements ShareDealer {
    * 3 partitions of 4, the tokens went on naming p3's old offset, and once p3 was added again its
    * first 6,250 records were skipped in silence.
    */
-  private readNewLog({ topic, marks, keep, only, told }: Replaced): void {
+  private readNewLog({ topic, marks, keep, only, told, id }: Replaced): void {
     const offsets = this.positions.get(topic);
     if (this.closed || !offsets) return;
     if (keep !== undefined) return this.letGo(topic, offsets, keep);
-    if (only !== undefined) return this.resetWithin(topic, offsets, marks, only, told ?? 0);
+    if (only !== undefined) return this.resetWithin(topic, offsets, marks, only, told ?? 0, id);
     const gaps: Gap[] = [];
     for (let p = 0; p < offsets.length; p++) {
       // Every partition, wherever it was: one never read into may have held records never read.
@@ -348,6 +362,9 @@ export class Feed implements ShareDealer {
     const before = offsets.length;
     offsets.length = marks.length;
     marks.forEach((m, p) => (offsets[p] = m.low));
+    // Logs of another cluster: their ids are yet to be seen (topicIdNow).
+    this.logIds.set(topic, offsets.map(() => undefined));
+    this.idSeen.delete(topic);
     // Partitions the old log did not have: the reader was assigned those it had (open).
     const added = marks.slice(before).map((m, i) => ({ topic, partition: before + i, offset: m.low }));
     if (added.length > 0 && this.reader && this.assigned === this.reader) this.reader.assign(added);
@@ -397,8 +414,64 @@ export class Feed implements ShareDealer {
     if (suspect && reset.length === 0) this.resetSuspects.add(topic);
     else this.resetSuspects.delete(topic);
     if (reset.length === 0) return;
-    this.waiting.push({ replaced: { topic, marks, only: reset, told: this.resetsTold } });
+    this.waiting.push({ replaced: { topic, marks, only: reset, told: this.resetsTold, id: this.explainedBy(topic, reset[0]!) } });
     this.pump();
+  }
+
+  /** Each topic's partitions' log ids (FeedOptions.ids): undefined where not known yet. */
+  private readonly logIds = new Map<string, Array<string | undefined>>();
+  /** Each topic's id at the last check that saw one (topicIdNow). */
+  private readonly idSeen = new Map<string, string>();
+  /** Topics with a reset for a new id queued and not yet done (topicIdNow). */
+  private readonly idResets = new Set<string>();
+
+  private tagsOf(topic: string): Array<string | undefined> {
+    let tags = this.logIds.get(topic);
+    if (!tags) this.logIds.set(topic, (tags = []));
+    return tags;
+  }
+
+  /** Whether some partition of `topic` is read at offsets of a log other than `id`'s. */
+  readsOtherLog(topic: string, id: string): boolean {
+    const offsets = this.positions.get(topic);
+    if (this.closed || this.options.group || !offsets) return false;
+    return this.tagsOf(topic).some((tag, p) => p < offsets.length && tag !== undefined && tag !== id);
+  }
+
+  /**
+   * `topic`'s id now (a partition check). A topic deleted and made again has another: the partitions
+   * read at offsets of the old log are read again from the new log's start, each with a log_reset gap
+   * (resetTopic), behind what was read, and those found since with the new id read on. Before, a
+   * topic whose every new log had outgrown the old positions before any check was read on from them,
+   * the new logs' records below skipped in silence; and partitions added to the new topic, read from
+   * their start, were read again with a gap from where they stood (CI: the gateway's own producer
+   * made the topic again with three partitions, and two were told log_reset gaps from 490 and 463).
+   * `marks` are the watermarks now, asked when readsOtherLog said so (null: the question failed).
+   */
+  topicIdNow(topic: string, id: string, marks: Watermark[] | null): void {
+    const offsets = this.positions.get(topic);
+    if (this.closed || this.options.group || !offsets || this.lettingGo.has(topic)) return;
+    this.idSeen.set(topic, id);
+    const tags = this.tagsOf(topic);
+    const stale: number[] = [];
+    for (let p = 0; p < offsets.length; p++) {
+      if (tags[p] === undefined) tags[p] = id;
+      else if (tags[p] !== id) stale.push(p);
+    }
+    if (stale.length === 0 || !marks || this.idResets.has(topic)) return;
+    this.idResets.add(topic);
+    this.waiting.push({ replaced: { topic, marks, only: stale, told: this.resetsTold, id } });
+    this.pump();
+  }
+
+  /**
+   * The id of the log a reset found on `partition` of `topic` went to, when a check has seen it
+   * already: the partition is of another log than the id seen, so the reset is that one's.
+   */
+  private explainedBy(topic: string, partition: number): string | undefined {
+    const seen = this.idSeen.get(topic);
+    const tag = this.logIds.get(topic)?.[partition];
+    return seen !== undefined && tag !== undefined && tag !== seen ? seen : undefined;
   }
 
   /** log_reset gaps told so far, and the count when each partition's last was ("p:topic"). */
@@ -416,9 +489,10 @@ export class Feed implements ShareDealer {
    * first (out of range, queued ahead of this check); CI once saw a replay told twice, the second gap
    * from the new log's start to itself.
    */
-  private resetWithin(topic: string, offsets: number[], marks: Watermark[], only: number[], told: number): void {
+  private resetWithin(topic: string, offsets: number[], marks: Watermark[], only: number[], told: number, id: string | undefined): void {
+    if (id !== undefined) this.idResets.delete(topic);
     if (only.some((p) => (this.lastResetTold.get(`${p}:${topic}`) ?? -1) > told)) return;
-    this.resetTopic(topic, offsets, marks);
+    this.resetTopic(topic, offsets, marks, id);
   }
 
   /**
@@ -431,15 +505,19 @@ export class Feed implements ShareDealer {
    * reader fetched again was never reported, and read on from the old offset, the new log's records
    * below it skipped in silence (outside probe: 644 and 700 records of p0, no gap); and the token of
    * one partition's gap, resumed once the others' new logs had passed their old offsets, skipped
-   * theirs (every run). A topic made again whose every new log has passed the old positions before
-   * any check is not told (docs/protocol.md: the topic's id would say).
+   * theirs (every run). With `id`, the topic's id now, partitions known to be of its log already (found
+   * since, or read again for it before) read on: they are the new log's.
    */
-  private resetTopic(topic: string, offsets: number[], marks: Watermark[]): void {
+  private resetTopic(topic: string, offsets: number[], marks: Watermark[], id?: string): void {
     const keep = Math.min(offsets.length, marks.length);
     const gaps: Gap[] = [];
     const places: Assignment[] = [];
     const target = this.options.target?.get(topic);
+    const tags = this.tagsOf(topic);
     for (let p = 0; p < keep; p++) {
+      if (id !== undefined && tags[p] === id) continue;
+      // Of the log `id` names once read again; not known without one (the next check's id is taken).
+      tags[p] = id;
       const m = marks[p]!;
       const from = offsets[p]!;
       // Where nothing was read, nothing is said (as of a resumed token's reset, SubscriptionManager): an
@@ -496,6 +574,10 @@ export class Feed implements ShareDealer {
     // added under a replay still reading the others' history lost 1,735 records untold).
     for (const { partition } of gone) gaps.push({ topic, partition, from: offsets[partition]!, to: 0, reason: "log_reset" });
     offsets.length = Math.min(offsets.length, keep);
+    const tags = this.tagsOf(topic);
+    tags.length = Math.min(tags.length, keep);
+    // Deleted: the id of a topic made again is taken when found (topicIdNow, partitionsNow).
+    if (keep === 0) this.idSeen.delete(topic);
     // A replay goes live without them.
     const target = this.options.target?.get(topic);
     if (target && target.length > keep) target.length = keep;
@@ -750,7 +832,7 @@ export class Feed implements ShareDealer {
     let next = at;
     let gap: Gap | null = null;
     if (m && at < m.low) gap = { topic: g.topic, partition: g.partition, from: at, to: (next = m.low), reason: "retention" };
-    else if (m && at > m.high) return this.resetTopic(g.topic, offsets, g.marks!);
+    else if (m && at > m.high) return this.resetTopic(g.topic, offsets, g.marks!, this.explainedBy(g.topic, g.partition));
     const place = [{ topic: g.topic, partition: g.partition, offset: next }];
     // A log whose end is behind the one the replay was to reach as well (cut short there too): its end is the target.
     const target = this.options.target?.get(g.topic);

@@ -212,14 +212,23 @@ export class SubscriptionManager {
         }),
       );
       for (const t of this.missingTopics.keys()) if (!topics.has(t)) this.missingTopics.delete(t);
-      for (const feed of feeds) {
-        feed.partitionsNow(counts);
-        for (const t of deleted) if (feed.topics.includes(t)) feed.topicDeleted(t);
-      }
+      // Asked after the counts: partitions a count shows are of the log this id names, or of a later one.
+      const ids = new Map(await Promise.all([...counts.keys()].map(async (t) => [t, await this.log.topicId(t).catch(() => null)] as const)));
       // A replay's target is an end its log once had: a log now ending before it was reset (watermarksNow).
       const replays = [...this.replayFeeds.values()].map((r) => r.feed);
       const replayTopics = [...new Set(replays.flatMap((f) => f.topics))].filter((t) => counts.has(t));
-      const marks = new Map(await Promise.all(replayTopics.map(async (t) => [t, await this.log.watermarks(t).catch(() => null)] as const)));
+      // A topic made again (another id) is read again from its new logs' start: their watermarks.
+      const madeAgain = [...ids].filter(([t, id]) => id !== null && feeds.some((f) => f.readsOtherLog(t, id))).map(([t]) => t);
+      const marks = new Map(await Promise.all([...new Set([...replayTopics, ...madeAgain])].map(async (t) => [t, await this.log.watermarks(t).catch(() => null)] as const)));
+      for (const feed of feeds) {
+        // The id first: partitions the counts add are of the log it names.
+        for (const t of feed.topics) {
+          const id = ids.get(t);
+          if (id) feed.topicIdNow(t, id, marks.get(t) ?? null);
+        }
+        feed.partitionsNow(counts);
+        for (const t of deleted) if (feed.topics.includes(t)) feed.topicDeleted(t);
+      }
       for (const feed of replays) for (const t of feed.topics) {
         const m = marks.get(t);
         if (m) feed.watermarksNow(t, m);
@@ -515,6 +524,8 @@ export class SubscriptionManager {
       return;
     }
 
+    // The ids before the positions: a topic made again between the two is read again, never skipped.
+    const ids = new Map(await Promise.all(topics.map(async (t) => [t, await this.log.topicId(t).catch(() => null)] as const)));
     const { positions, target, gaps } = await this.resolveStart(topics, start, filterTag(filter.identity));
     if (this.closed.has(conn)) return;
     const denied = conn.mayRead?.(topics);
@@ -522,7 +533,7 @@ export class SubscriptionManager {
     const sub = make(positions);
     const address = conn.info?.peer ?? "";
     const addressPace = this.replayPaces.take(address);
-    const feed = new Feed(this.log, topics, positions, { turns: this.turns, payload: this.payload, replayRate: this.config.REPLAY_RATE_LIMIT, addressPace, target, onDenied: this.denied }, this.metrics, this.logger);
+    const feed = new Feed(this.log, topics, positions, { turns: this.turns, payload: this.payload, replayRate: this.config.REPLAY_RATE_LIMIT, addressPace, target, onDenied: this.denied, ids }, this.metrics, this.logger);
     this.replayFeeds.set(sub, { feed, address });
     feedMade();
     this.register(conn, sub, f.cid, { live: feed.isLive, gaps });
@@ -761,8 +772,10 @@ export class SubscriptionManager {
       this.idleFeeds.delete(topic);
     }
     return openOnce(this.liveFeeds, topic, async () => {
+      // The id before the ends: a topic made again between the two is read again, never skipped.
+      const ids = new Map([[topic, await this.log.topicId(topic).catch(() => null)]]);
       const marks = await this.log.watermarks(topic);
-      return new Feed(this.log, [topic], new Map([[topic, marks.map((m) => m.high)]]), { turns: this.turns, payload: this.payload, onDenied: this.denied }, this.metrics, this.logger);
+      return new Feed(this.log, [topic], new Map([[topic, marks.map((m) => m.high)]]), { turns: this.turns, payload: this.payload, onDenied: this.denied, ids }, this.metrics, this.logger);
     });
   }
 
