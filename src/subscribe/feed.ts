@@ -431,6 +431,16 @@ export class Feed implements ShareDealer {
     return tags;
   }
 
+  /** The id of the log every partition of `topic` is read in, if one is known for them all (resume tokens name it). */
+  logIdOf(topic: string): string | undefined {
+    const tags = this.logIds.get(topic);
+    const offsets = this.positions.get(topic);
+    if (!tags || !offsets || tags.length < offsets.length) return undefined;
+    const id = tags[0];
+    for (let p = 1; p < offsets.length; p++) if (tags[p] !== id) return undefined;
+    return id;
+  }
+
   /** Whether some partition of `topic` is read at offsets of a log other than `id`'s. */
   readsOtherLog(topic: string, id: string): boolean {
     const offsets = this.positions.get(topic);

@@ -13,7 +13,7 @@ import { TurnBudget } from "../limits/turn-budget";
 import { type PayloadLimits, payloadLimits } from "./decoded-record";
 import { Feed } from "./feed";
 import { type CompiledFilter, compileFilter } from "./filter";
-import { type Positions, decodeToken, filterTag, originTag } from "./position";
+import { type Positions, decodeToken, filterTag, idTag, originTag } from "./position";
 import type { SubscriberSocket } from "./queued-frame";
 import { QueueLimits, type SlowPolicy, Subscription } from "./subscription";
 import { topicAllowPattern } from "../config/topic-allow";
@@ -526,7 +526,7 @@ export class SubscriptionManager {
 
     // The ids before the positions: a topic made again between the two is read again, never skipped.
     const ids = new Map(await Promise.all(topics.map(async (t) => [t, await this.log.topicId(t).catch(() => null)] as const)));
-    const { positions, target, gaps } = await this.resolveStart(topics, start, filterTag(filter.identity));
+    const { positions, target, gaps } = await this.resolveStart(topics, start, filterTag(filter.identity), ids);
     if (this.closed.has(conn)) return;
     const denied = conn.mayRead?.(topics);
     if (denied) throw denied;
@@ -781,7 +781,8 @@ export class SubscriptionManager {
 
 
   /** Start offsets per topic and partition, the live target, and any gap retention has opened. */
-  private async resolveStart(topics: string[], start: Exclude<Start, "latest">, tag: string) {
+  /** `ids`: each topic's id, asked before (EventLog.topicId): a token from a log of another id is of a topic since made again. */
+  private async resolveStart(topics: string[], start: Exclude<Start, "latest">, tag: string, ids: ReadonlyMap<string, string | null>) {
     const positions: Positions = new Map();
     const target: Positions = new Map();
     const gaps: Gap[] = [];
@@ -837,7 +838,11 @@ export class SubscriptionManager {
         // a partition whose new log had outgrown it had the records below it skipped in silence
         // (outside probe). A log only cut short (an unclean leader election) reads as made again
         // too, and its topic is read again from the start: at least once.
-        const madeAgain = elsewhere || saved.some((at, p) => (p < marks.length ? at > marks[p]!.high : at !== 0));
+        // Its topic's id says so outright, where the token and the log both name one.
+        const savedId = token!.ids.get(topic);
+        const id = ids.get(topic);
+        const otherId = savedId !== undefined && id != null && idTag(id) !== savedId;
+        const madeAgain = elsewhere || otherId || saved.some((at, p) => (p < marks.length ? at > marks[p]!.high : at !== 0));
         offsets = marks.map((m, p) => {
           if (madeAgain) {
             // As a live feed says of a replaced log (Feed.readOnPast): where nothing was read, nothing is said.

@@ -5,7 +5,9 @@ import { GatewayError } from "../protocol/errors";
 
 /**
  * Resume tokens: per topic, the next offset of every partition, plus which filter they were taken
- * under and which logs the offsets are in (originTag of EventLog.origin). Resuming with a token yields exactly the matching events after it (docs/subscriptions.md).
+ * under and which logs the offsets are in (originTag of EventLog.origin, and per topic, where known,
+ * a tag of the topic's id, which a topic made again does not share). Resuming with a token yields
+ * exactly the matching events after it (docs/subscriptions.md).
  * Opaque to clients: msgpack, base64url, then `.` and an HMAC of it, so a forged or altered token is
  * refused INVALID_POSITION instead of becoming a blind seek to offsets the client chose.
  */
@@ -15,9 +17,11 @@ const packr = new Packr({ useRecords: false });
 const unpackr = new Unpackr({ useRecords: false, int64AsType: "number" });
 const offsets = z.array(z.number().int().min(0)).max(10_000);
 // v2 lists positions as [topic, offsets] pairs: as a map, a topic named "__proto__" (a valid Kafka
-// name) was lost on the way, and the token resumed without it. v1 tokens are still read.
+// name) was lost on the way, and the token resumed without it. v1 tokens are still read. A third
+// element, where the gateway knew it, is idTag of the topic's id.
+const entry = z.union([z.tuple([z.string().max(249), offsets]), z.tuple([z.string().max(249), offsets, z.string().max(64)])]);
 const TokenSchema = z.union([
-  z.strictObject({ v: z.literal(2), f: z.string().max(64), o: z.string().max(64).optional(), p: z.array(z.tuple([z.string().max(249), offsets])).max(10_000) }),
+  z.strictObject({ v: z.literal(2), f: z.string().max(64), o: z.string().max(64).optional(), p: z.array(entry).max(10_000) }),
   z.strictObject({ v: z.literal(1), f: z.string().max(64), p: z.record(z.string().max(249), offsets) }),
 ]);
 
@@ -49,33 +53,45 @@ export function originTag(origin: string): string {
   return Bun.hash(origin).toString(36);
 }
 
+/** A short, stable name for a topic's id (EventLog.topicId), so tokens stay small. */
+export function idTag(id: string): string {
+  return Bun.hash(id).toString(36);
+}
+
 /**
- * The last token made, with what it was made of: filter, origin, key, and a copy of the positions.
+ * The last token made, with what it was made of: filter, origin, key, the topics' ids, and a copy of the positions.
  * Every subscription of one feed under one filter carries the same token after each batch: 1,000
  * such subscribers made 1,000 HMACs of the same bytes, a third of the gateway's time delivering to
  * them (and packing those bytes again to compare them was half of what was left). Equal inputs:
  * equal bytes, equal token.
  */
-let last: { filter: string; origin: string | undefined; key: Buffer; positions: Array<[string, number[]]>; token: string } | null = null;
+let last: { filter: string; origin: string | undefined; key: Buffer; positions: Array<[string, number[], string | undefined]>; token: string } | null = null;
 
-function samePositions(copy: Array<[string, number[]]>, positions: Positions): boolean {
+const noIds = (): undefined => undefined;
+
+function samePositions(copy: Array<[string, number[], string | undefined]>, positions: Positions, idOf: (topic: string) => string | undefined): boolean {
   if (copy.length !== positions.size) return false;
   let i = 0;
   for (const [topic, offsets] of positions) {
-    const [t, o] = copy[i++]!;
-    if (t !== topic || o.length !== offsets.length) return false;
+    const [t, o, id] = copy[i++]!;
+    if (t !== topic || o.length !== offsets.length || id !== idOf(topic)) return false;
     for (let p = 0; p < o.length; p++) if (o[p] !== offsets[p]) return false;
   }
   return true;
 }
 
-/** `origin`: originTag of the logs `positions` are in; undefined while the gateway does not know it. */
-export function encodeToken(filter: string, positions: Positions, origin?: string): string {
+/**
+ * `origin`: originTag of the logs `positions` are in; undefined while the gateway does not know it.
+ * `idOf`: each topic's id (EventLog.topicId) where every partition's position is in its log.
+ */
+export function encodeToken(filter: string, positions: Positions, origin?: string, idOf: (topic: string) => string | undefined = noIds): string {
   const key = keys[0]!;
-  if (last !== null && last.key === key && last.filter === filter && last.origin === origin && samePositions(last.positions, positions)) return last.token;
-  const payload = packr.pack(origin === undefined ? { v: 2, f: filter, p: [...positions] } : { v: 2, f: filter, o: origin, p: [...positions] });
+  if (last !== null && last.key === key && last.filter === filter && last.origin === origin && samePositions(last.positions, positions, idOf)) return last.token;
+  const copy = Array.from(positions, ([t, o]): [string, number[], string | undefined] => [t, [...o], idOf(t)]);
+  const entries = copy.map(([t, o, id]) => (id === undefined ? [t, o] : [t, o, idTag(id)]));
+  const payload = packr.pack(origin === undefined ? { v: 2, f: filter, p: entries } : { v: 2, f: filter, o: origin, p: entries });
   const token = `${Buffer.from(payload).toString("base64url")}.${mac(key, payload).toString("base64url")}`;
-  last = { filter, origin, key, positions: Array.from(positions, ([t, o]) => [t, [...o]]), token };
+  last = { filter, origin, key, positions: copy, token };
   return token;
 }
 
@@ -97,8 +113,11 @@ function verified(token: string): Uint8Array {
 
 const forged = () => new GatewayError("INVALID_POSITION", "the resume token is not one this gateway issued (altered, or signed with a key it does not hold)");
 
-/** `origin` is undefined for a token issued before tokens named it, or while the origin was unknown. */
-export function decodeToken(token: string): { filter: string; positions: Positions; origin?: string } {
+/**
+ * `origin` is undefined for a token issued before tokens named it, or while the origin was unknown;
+ * `ids` holds idTag of each topic's id where the token names one.
+ */
+export function decodeToken(token: string): { filter: string; positions: Positions; origin?: string; ids: Map<string, string> } {
   let raw: unknown;
   try {
     // verified() throws the INVALID_POSITION error itself; the catch keeps its message.
@@ -108,5 +127,8 @@ export function decodeToken(token: string): { filter: string; positions: Positio
   }
   const t = TokenSchema.safeParse(raw);
   if (!t.success) throw new GatewayError("INVALID_POSITION", "the resume token is not one this gateway issued");
-  return { filter: t.data.f, positions: new Map(t.data.v === 2 ? t.data.p : Object.entries(t.data.p)), origin: t.data.v === 2 ? t.data.o : undefined };
+  if (t.data.v === 1) return { filter: t.data.f, positions: new Map(Object.entries(t.data.p)), ids: new Map() };
+  const ids = new Map<string, string>();
+  for (const e of t.data.p) if (e.length === 3) ids.set(e[0], e[2]);
+  return { filter: t.data.f, positions: new Map(t.data.p.map((e) => [e[0], e[1]])), origin: t.data.o, ids };
 }

@@ -13,6 +13,8 @@ export type SlowPolicy = "drop-oldest" | "disconnect";
 /** What a subscription reads through: its feed, counting the records it has read. */
 export interface RecordSource {
   readonly recordsRead: number;
+  /** The id of the log every partition of `topic` is read in, when the source knows one (Feed.logIdOf). */
+  logIdOf(topic: string): string | undefined;
 }
 
 /**
@@ -145,9 +147,18 @@ export class Subscription implements FrameOwner {
     return this.shareGroup !== undefined;
   }
 
+  /** Per topic, the id of the log its positions are in (undefined: not known), as the token names it. */
+  private readonly logIds = (topic: string): string | undefined => {
+    for (const { source } of this.sources) {
+      const id = source.logIdOf(topic);
+      if (id !== undefined) return id;
+    }
+    return undefined;
+  };
+
   /** The resume token; "" for a share member, whose frames then carry none. */
   token(): string {
-    return this.shared ? "" : encodeToken(this.tag, this.positions, this.origin());
+    return this.shared ? "" : encodeToken(this.tag, this.positions, this.origin(), this.logIds);
   }
 
   /** A reply that belongs to this subscription's request (subscribed, unsubscribed). */

@@ -6,7 +6,7 @@ import { bearerFromAuthorization, bearerFromProtocols, BEARER_PROTOCOL_PREFIX } 
 import { loadKeySources } from "../../src/auth/keys";
 import { ConfigSchema } from "../../src/config/schema";
 import { GatewayError } from "../../src/protocol/errors";
-import { type Positions, decodeToken, encodeToken } from "../../src/subscribe/position";
+import { type Positions, decodeToken, encodeToken, idTag } from "../../src/subscribe/position";
 import { onlyGatewayErrors, plainValue, text } from "./arbitraries";
 
 // Tokens come from any client: resume tokens in subscribe, JWTs in hello, refresh, the upgrade's
@@ -103,10 +103,13 @@ const positions = fc.dictionary(fc.string({ minLength: 1, maxLength: 20 }), fc.a
 
 test("resume tokens: every issued token decodes to what it was made of", () => {
   fc.assert(
-    fc.property(fc.string({ maxLength: 64 }), positions, (filter, p) => {
-      const back = decodeToken(encodeToken(filter, p));
+    fc.property(fc.string({ maxLength: 64 }), positions, fc.option(fc.string({ minLength: 1, maxLength: 30 }), { nil: undefined }), (filter, p, id) => {
+      // Some topics with a known id, some without.
+      const idOf = (topic: string) => (id !== undefined && topic.length % 2 === 0 ? id : undefined);
+      const back = decodeToken(encodeToken(filter, p, undefined, idOf));
       expect(back.filter).toBe(filter);
       expect(back.positions).toEqual(p);
+      expect(back.ids).toEqual(new Map([...p.keys()].filter((t) => idOf(t) !== undefined).map((t) => [t, idTag(idOf(t)!)])));
     }),
     { numRuns: 2000 },
   );
@@ -130,6 +133,7 @@ test("resume tokens made in a row (the same Map changed in place between them, a
     filter: fc.constantFrom("a", "b"),
     origin: fc.option(fc.constantFrom("o1", "o2"), { nil: undefined }),
     topic: fc.constantFrom("t1", "t2"),
+    id: fc.option(fc.constantFrom("id1", "id2"), { nil: undefined }),
     partition: fc.nat(3),
     offset: fc.nat(5),
     rotate: fc.boolean(),
@@ -138,17 +142,22 @@ test("resume tokens made in a row (the same Map changed in place between them, a
     fc.assert(
       fc.property(fc.array(step, { minLength: 1, maxLength: 30 }), (steps) => {
         const positions: Positions = new Map([["t1", [0, 0, 0, 0]]]);
+        // A topic's id changes in place too (a feed's topic made again).
+        const ids = new Map<string, string | undefined>();
+        const idOf = (t: string) => ids.get(t);
         for (const s of steps) {
           const offsets = positions.get(s.topic) ?? positions.set(s.topic, [0, 0, 0, 0]).get(s.topic)!;
           offsets[s.partition] = s.offset; // in place, as a feed moves its positions
+          ids.set(s.topic, s.id);
           if (s.rotate) setResumeTokenKeys([`key-${Math.random()}`]);
-          const token = encodeToken(s.filter, positions, s.origin);
+          const token = encodeToken(s.filter, positions, s.origin, idOf);
           const back = decodeToken(token);
           expect(back.filter).toBe(s.filter);
           expect(back.origin).toBe(s.origin);
           expect([...back.positions]).toEqual([...positions].map(([t, o]) => [t, [...o]]));
+          expect(back.ids).toEqual(new Map([...positions.keys()].filter((t) => ids.get(t) !== undefined).map((t) => [t, idTag(ids.get(t)!)])));
           // Made twice in a row, the same token (the second from the memo).
-          expect(encodeToken(s.filter, positions, s.origin)).toBe(token);
+          expect(encodeToken(s.filter, positions, s.origin, idOf)).toBe(token);
         }
       }),
       { numRuns: 500 },

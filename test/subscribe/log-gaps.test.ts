@@ -184,4 +184,41 @@ describe("Kafka", () => {
     expect([0, 1, 2].map(offsets)).toEqual([0, 1, 2].map(() => Array.from({ length: 10 }, (_, i) => i)));
     client.close();
   }, 120_000);
+
+  test("a token from before a topic was made again, resumed once the new log is past it on every partition: the topic's id says so, every partition from the new log's start with its log_reset gap", async () => {
+    // Offsets alone could not tell: every token offset lies within the new logs. It resumed there,
+    // the new logs' first records skipped in silence (docs/protocol.md listed it as not covered).
+    const topic = freshTopic("gap-reset-outgrown");
+    await ensureTopic(file.brokers, topic, 2);
+    const write = (n: number, tag: string) =>
+      rawProduce(file.brokers, topic, [0, 1].flatMap((partition) => Array.from({ length: n }, (_, i) => ({ partition, value: JSON.stringify({ tag, partition, i }), headers: [["ce_type", "reset.outgrown"], ["content-type", "application/json"]] as Array<[string, string]> }))));
+    await write(5, "old");
+    const client = await connect({ url: file.gw.wsUrl });
+    const first = await client.subscribe(topic, { start: "earliest" });
+    const read = watch(first);
+    await until("the old log", () => read.events.length === 10, 30_000);
+    const oldToken = first.token!;
+    await first.close();
+
+    await deleteTopic(file.brokers, topic);
+    await ensureTopic(file.brokers, topic, 2);
+    await write(12, "new");
+    const again = await client.subscribe(topic, { start: { token: oldToken } });
+    expect([...again.gaps].sort((a, b) => a.partition - b.partition)).toEqual([
+      { topic, partition: 0, from: 5, to: 0, reason: "log_reset" },
+      { topic, partition: 1, from: 5, to: 0, reason: "log_reset" },
+    ]);
+    const replayed = watch(again);
+    await until("the new log", () => replayed.events.length >= 24, 30_000).catch(() => {});
+    const offsets = (p: number) => replayed.events.filter((e) => e.partition === p).map((e) => e.offset);
+    expect([0, 1].map(offsets)).toEqual([0, 1].map(() => Array.from({ length: 12 }, (_, i) => i)));
+    expect(replayed.events.every((e) => (e.event.data as { tag: string }).tag === "new")).toBe(true);
+
+    // A token of the new log resumes where it was: same id, no gap.
+    const newToken = again.token!;
+    await again.close();
+    const third = await client.subscribe(topic, { start: { token: newToken } });
+    expect(third.gaps).toEqual([]);
+    client.close();
+  }, 120_000);
 });
