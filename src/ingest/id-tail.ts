@@ -32,6 +32,8 @@ interface TopicTail {
   misses?: number;
   /** Partition checks running that found fewer partitions than `next` holds. */
   fewer?: number;
+  /** The topic's id (EventLog.topicId) when it was followed, or first seen since: the log `next` is in. */
+  id?: string | null;
   /**
    * Kafka's ACLs refuse the reader the topic (no Read): nothing waits for its history, which cannot
    * come. It stays assigned, so once Read is granted its records come and this clears.
@@ -100,6 +102,8 @@ export class IdTail {
       const followed = [...this.topics].filter(([, t]) => t.state !== "absent" && t.next.length > 0);
       // -1: the log has no such topic.
       const counts = await Promise.all(followed.map(([topic]) => this.log.partitionCount(topic).catch((e) => (isGatewayError(e) && e.code === "UNKNOWN_TOPIC" ? -1 : 0))));
+      // After the counts: partitions a count shows are of the log this id names, or of a later one.
+      const ids = await Promise.all(followed.map(([topic]) => this.log.topicId(topic).catch(() => null)));
       if (this.epoch !== this.log.epoch || this.reopening) return; // positions of other logs, or reassigned anyway
       const reader = this.reader && (await this.reader.catch(() => null));
       followed.forEach(([topic, t], i) => {
@@ -107,7 +111,11 @@ export class IdTail {
         // Twice running, so that one answer from a broker that has not heard of the topic yet is not
         // taken for a deletion (as the subscriptions' check does).
         t.misses = counts[i] === -1 ? (t.misses ?? 0) + 1 : 0;
-        if (t.misses >= 2) return this.deleted(topic, t, reader);
+        if (t.misses >= 2) return this.forgetLog(topic, t, reader, "idempotence: a topic followed for its ids was deleted; its ids are forgotten");
+        // Made again between two checks, too quickly to be found missing: another id.
+        const id = ids[i];
+        if (id && t.id && id !== t.id) return this.forgetLog(topic, t, reader, "idempotence: a topic followed for its ids was made again (its topic id changed); its ids are forgotten");
+        if (id) t.id = id;
         t.fewer = counts[i]! > 0 && counts[i]! < t.next.length ? (t.fewer ?? 0) + 1 : 0;
         if (t.fewer >= 2) return this.partitionsGone(topic, t, counts[i]!, reader);
         if (counts[i]! <= t.next.length) return;
@@ -122,15 +130,17 @@ export class IdTail {
   }
 
   /**
-   * The topic was deleted: the ids read from it name positions its log no longer has, and a topic made
-   * again under the name would have other records there. Read on from the old positions, the reader
-   * skipped the new log's first records, and a re-send of an id read before was answered with an
-   * offset now holding another event: an ack for an event the log does not have. Its ids are
-   * forgotten and it is no longer read; the next publish with an id follows it afresh, as a topic
-   * never seen (absent until it exists again).
+   * The topic was deleted, or made again (another id, or a partition's log reset past its end): the
+   * ids read from it name positions its log no longer has, and a topic made again under the name has
+   * other records there. Read on from the old positions, the reader skipped the new log's first
+   * records, and a re-send of an id read before was answered with an offset now holding another
+   * event: an ack for an event the log does not have. Its ids are forgotten and it is no longer
+   * read; the next publish with an id follows it afresh, as a topic never seen (absent until it
+   * exists again). Before topic ids, a topic made again whose new logs had outgrown the positions
+   * before a check (never seen missing, no offset out of range) kept its old ids.
    */
-  private deleted(topic: string, t: TopicTail, reader: LogReader | null): void {
-    this.logger.warn("idempotence: a topic followed for its ids was deleted; its ids are forgotten", { topic });
+  private forgetLog(topic: string, t: TopicTail, reader: LogReader | null, why: string): void {
+    this.logger.warn(why, { topic });
     reader?.unassign(t.next.map((_, partition) => ({ topic, partition, offset: 0 })));
     this.seen.forgetTopic(topic);
     t.state = "absent";
@@ -256,6 +266,8 @@ export class IdTail {
       t.caughtUp();
     }, this.options.warmupTimeoutMs);
     try {
+      // The id before the positions: a topic made again between the two reads as made again later.
+      t.id = await this.log.topicId(topic).catch(() => null);
       await this.log.partitionCount(topic); // UNKNOWN_TOPIC without creating it, unlike some other questions
       // Back by count, not by time: a record's timestamp is its event's `time` (a backfill's, a buffered
       // device's: hours old), which says nothing about when it was written, so "the window's records"
@@ -363,9 +375,11 @@ export class IdTail {
     if (!t || this.closed) return;
     try {
       const m = (await this.log.watermarks(topic))[partition];
-      if (!m) return;
-      // Past the end: the log was reset, and the ids remembered for it name positions that are gone.
-      if ((t.next[partition] ?? 0) > m.high) this.seen.forgetPartition(topic, partition);
+      if (!m || this.topics.get(topic) !== t || t.state === "absent") return;
+      // Past the end: the log was reset, the topic made again (whole: the other partitions' ids name
+      // positions that are gone too, even where their new logs have outgrown them), or a log cut short
+      // by an unclean leader election (re-sends of what it kept are written again: at least once).
+      if ((t.next[partition] ?? 0) > m.high) return this.forgetLog(topic, t, await this.readerOnce(), "idempotence: a partition of a topic followed for its ids was reset (its position past the end); the topic's ids are forgotten");
       t.next[partition] = m.low;
       if ((t.target[partition] ?? 0) > m.high) t.target[partition] = m.high;
       const reader = await this.readerOnce();
