@@ -107,12 +107,14 @@ export class IdTail {
       if (this.epoch !== this.log.epoch || this.reopening) return; // positions of other logs, or reassigned anyway
       const reader = this.reader && (await this.reader.catch(() => null));
       followed.forEach(([topic, t], i) => {
-        if (this.topics.get(topic) !== t) return;
+        // Followed afresh, or forgotten (a reset its reader found) while the questions were out.
+        if (this.topics.get(topic) !== t || t.state === "absent") return;
         // Twice running, so that one answer from a broker that has not heard of the topic yet is not
         // taken for a deletion (as the subscriptions' check does).
         t.misses = counts[i] === -1 ? (t.misses ?? 0) + 1 : 0;
         if (t.misses >= 2) return this.forgetLog(topic, t, reader, "idempotence: a topic followed for its ids was deleted; its ids are forgotten");
-        // Made again between two checks, too quickly to be found missing: another id.
+        // Made again between two checks, too quickly to be found missing: another id. At once: until
+        // then a re-send of an id read from the old log is answered from it.
         const id = ids[i];
         if (id && t.id && id !== t.id) return this.forgetLog(topic, t, reader, "idempotence: a topic followed for its ids was made again (its topic id changed); its ids are forgotten");
         if (id) t.id = id;
@@ -379,7 +381,11 @@ export class IdTail {
       // Past the end: the log was reset, the topic made again (whole: the other partitions' ids name
       // positions that are gone too, even where their new logs have outgrown them), or a log cut short
       // by an unclean leader election (re-sends of what it kept are written again: at least once).
-      if ((t.next[partition] ?? 0) > m.high) return this.forgetLog(topic, t, await this.readerOnce(), "idempotence: a partition of a topic followed for its ids was reset (its position past the end); the topic's ids are forgotten");
+      if ((t.next[partition] ?? 0) > m.high) {
+        const reader = await this.readerOnce();
+        if (this.topics.get(topic) !== t || (t.state as TopicTail["state"]) === "absent") return; // followed afresh or forgotten meanwhile
+        return this.forgetLog(topic, t, reader, "idempotence: a partition of a topic followed for its ids was reset (its position past the end); the topic's ids are forgotten");
+      }
       t.next[partition] = m.low;
       if ((t.target[partition] ?? 0) > m.high) t.target[partition] = m.high;
       const reader = await this.readerOnce();

@@ -365,6 +365,7 @@ export class Feed implements ShareDealer {
     // Logs of another cluster: their ids are yet to be seen (topicIdNow).
     this.logIds.set(topic, offsets.map(() => undefined));
     this.idSeen.delete(topic);
+    this.idClears++;
     // Partitions the old log did not have: the reader was assigned those it had (open).
     const added = marks.slice(before).map((m, i) => ({ topic, partition: before + i, offset: m.low }));
     if (added.length > 0 && this.reader && this.assigned === this.reader) this.reader.assign(added);
@@ -424,6 +425,11 @@ export class Feed implements ShareDealer {
   private readonly idSeen = new Map<string, string>();
   /** Topics with a reset for a new id queued and not yet done (topicIdNow). */
   private readonly idResets = new Set<string>();
+  /**
+   * Times partitions' ids were cleared (a reset with no id known, logs of another cluster): an id
+   * asked before that may name the old log, and is not taken for them (topicIdNow).
+   */
+  idClears = 0;
 
   private tagsOf(topic: string): Array<string | undefined> {
     let tags = this.logIds.get(topic);
@@ -457,16 +463,23 @@ export class Feed implements ShareDealer {
    * their start, were read again with a gap from where they stood (CI: the gateway's own producer
    * made the topic again with three partitions, and two were told log_reset gaps from 490 and 463).
    * `marks` are the watermarks now, asked when readsOtherLog said so (null: the question failed).
+   * `clears`: idClears when the id was asked. A new id counts at once (a deletion counts at two checks
+   * running): until it is seen, the feed reads the new logs from the old positions, and what it reads
+   * there comes again after the gap; a second check would double that.
    */
-  topicIdNow(topic: string, id: string, marks: Watermark[] | null): void {
+  topicIdNow(topic: string, id: string, marks: Watermark[] | null, clears: number): void {
     const offsets = this.positions.get(topic);
     if (this.closed || this.options.group || !offsets || this.lettingGo.has(topic)) return;
     this.idSeen.set(topic, id);
     const tags = this.tagsOf(topic);
+    // Ids cleared since it was asked (a reset its reader found, with no id known then): the answer
+    // may be the old log's, and taken for them it would reset them again at the next check.
+    const take = clears === this.idClears;
     const stale: number[] = [];
     for (let p = 0; p < offsets.length; p++) {
-      if (tags[p] === undefined) tags[p] = id;
-      else if (tags[p] !== id) stale.push(p);
+      if (tags[p] === undefined) {
+        if (take) tags[p] = id;
+      } else if (tags[p] !== id) stale.push(p);
     }
     if (stale.length === 0 || !marks || this.idResets.has(topic)) return;
     this.idResets.add(topic);
@@ -527,6 +540,7 @@ export class Feed implements ShareDealer {
     for (let p = 0; p < keep; p++) {
       if (id !== undefined && tags[p] === id) continue;
       // Of the log `id` names once read again; not known without one (the next check's id is taken).
+      if (id === undefined && tags[p] !== undefined) this.idClears++;
       tags[p] = id;
       const m = marks[p]!;
       const from = offsets[p]!;

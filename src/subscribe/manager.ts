@@ -213,6 +213,7 @@ export class SubscriptionManager {
       );
       for (const t of this.missingTopics.keys()) if (!topics.has(t)) this.missingTopics.delete(t);
       // Asked after the counts: partitions a count shows are of the log this id names, or of a later one.
+      const clears = new Map(feeds.map((f) => [f, f.idClears]));
       const ids = new Map(await Promise.all([...counts.keys()].map(async (t) => [t, await this.log.topicId(t).catch(() => null)] as const)));
       // A replay's target is an end its log once had: a log now ending before it was reset (watermarksNow).
       const replays = [...this.replayFeeds.values()].map((r) => r.feed);
@@ -224,7 +225,7 @@ export class SubscriptionManager {
         // The id first: partitions the counts add are of the log it names.
         for (const t of feed.topics) {
           const id = ids.get(t);
-          if (id) feed.topicIdNow(t, id, marks.get(t) ?? null);
+          if (id) feed.topicIdNow(t, id, marks.get(t) ?? null, clears.get(feed)!);
         }
         feed.partitionsNow(counts);
         for (const t of deleted) if (feed.topics.includes(t)) feed.topicDeleted(t);

@@ -18,10 +18,12 @@ const unpackr = new Unpackr({ useRecords: false, int64AsType: "number" });
 const offsets = z.array(z.number().int().min(0)).max(10_000);
 // v2 lists positions as [topic, offsets] pairs: as a map, a topic named "__proto__" (a valid Kafka
 // name) was lost on the way, and the token resumed without it. v1 tokens are still read. A third
-// element, where the gateway knew it, is idTag of the topic's id.
-const entry = z.union([z.tuple([z.string().max(249), offsets]), z.tuple([z.string().max(249), offsets, z.string().max(64)])]);
+// element, where the gateway knew it, is idTag of the topic's id. What a later version adds (more
+// elements, more fields) is let through unread, so that an instance rolled back, or not yet
+// upgraded, still resumes its tokens: versions before ids refused them (INVALID_POSITION).
+const entry = z.tuple([z.string().max(249), offsets], z.unknown());
 const TokenSchema = z.union([
-  z.strictObject({ v: z.literal(2), f: z.string().max(64), o: z.string().max(64).optional(), p: z.array(entry).max(10_000) }),
+  z.object({ v: z.literal(2), f: z.string().max(64), o: z.string().max(64).optional(), p: z.array(entry).max(10_000) }),
   z.strictObject({ v: z.literal(1), f: z.string().max(64), p: z.record(z.string().max(249), offsets) }),
 ]);
 
@@ -129,6 +131,6 @@ export function decodeToken(token: string): { filter: string; positions: Positio
   if (!t.success) throw new GatewayError("INVALID_POSITION", "the resume token is not one this gateway issued");
   if (t.data.v === 1) return { filter: t.data.f, positions: new Map(Object.entries(t.data.p)), ids: new Map() };
   const ids = new Map<string, string>();
-  for (const e of t.data.p) if (e.length === 3) ids.set(e[0], e[2]);
+  for (const e of t.data.p) if (typeof e[2] === "string" && e[2].length <= 64) ids.set(e[0], e[2]);
   return { filter: t.data.f, positions: new Map(t.data.p.map((e) => [e[0], e[1]])), origin: t.data.o, ids };
 }

@@ -166,3 +166,24 @@ test("resume tokens made in a row (the same Map changed in place between them, a
     setResumeTokenKeys([]);
   }
 });
+
+test("resume tokens a later version signs with more in them (fields, elements past an entry's id) are read for what this one knows", async () => {
+  const { setResumeTokenKeys } = await import("../../src/subscribe/position");
+  const { createHmac } = await import("node:crypto");
+  const { Packr } = await import("msgpackr");
+  setResumeTokenKeys(["later-version-key-0123456789abcdef"]);
+  try {
+    // Signed as position.ts signs (HMAC-SHA256 over its context and the payload, 16 bytes).
+    const sign = (payload: Uint8Array) =>
+      `${Buffer.from(payload).toString("base64url")}.${createHmac("sha256", "later-version-key-0123456789abcdef").update("kgw-resume-v1\0").update(payload).digest().subarray(0, 16).toString("base64url")}`;
+    const later = new Packr({ useRecords: false }).pack({ v: 2, f: "f", o: "o", x: { more: 1 }, p: [["a", [1, 2], "idtag", 7, "more"], ["b", [3]], ["c", [4], 5]] });
+    const back = decodeToken(sign(later));
+    expect(back).toEqual({ filter: "f", origin: "o", positions: new Map([["a", [1, 2]], ["b", [3]], ["c", [4]]]), ids: new Map([["a", "idtag"]]) });
+    // Still refused: an entry without its offsets, a third element that is no id (too long), another version.
+    expect(() => decodeToken(sign(new Packr({ useRecords: false }).pack({ v: 2, f: "f", p: [["a"]] })))).toThrow(GatewayError);
+    expect(decodeToken(sign(new Packr({ useRecords: false }).pack({ v: 2, f: "f", p: [["a", [1], "x".repeat(65)]] }))).ids.size).toBe(0);
+    expect(() => decodeToken(sign(new Packr({ useRecords: false }).pack({ v: 3, f: "f", p: [] })))).toThrow(GatewayError);
+  } finally {
+    setResumeTokenKeys([]);
+  }
+});

@@ -67,6 +67,9 @@ export function describeTopicConfigs(rk: number, topics: readonly string[], time
   }
 }
 
+/** Kafka's Uuid.ZERO_UUID in base64: what a broker that has no topic ids answers. */
+const ZERO_UUID = "AAAAAAAAAAAAAAAAAAAAAA";
+
 /** One topic's id (Kafka's Uuid in base64, librdkafka's standard alphabet), or why none. */
 export type TopicIdAnswer = { id: string } | { error: number; missing: boolean };
 
@@ -100,7 +103,9 @@ export function describeTopicIds(rk: number, topics: readonly string[], timeoutM
         continue;
       }
       const uuid = lib.rd_kafka_TopicDescription_topic_id(desc as never) as number | null;
-      byName.set(name, uuid ? { id: readString(lib.rd_kafka_Uuid_base64str(uuid as never) as number) } : { error: Err.STATE, missing: false });
+      const id = uuid ? readString(lib.rd_kafka_Uuid_base64str(uuid as never) as number) : "";
+      // All zeros: no id (brokers before Kafka 2.8's, or whose metadata answer is older than v10).
+      byName.set(name, id !== "" && id !== ZERO_UUID ? { id } : { error: Err.STATE, missing: false });
     }
     return topics.map((t) => byName.get(t) ?? { error: Err.STATE, missing: false });
   } finally {
