@@ -10,7 +10,7 @@ import { Feed } from "../../src/subscribe/feed";
  * after the reader's), so a real broker cannot be made to show each order. The log is a stand-in
  * that answers when told; what a gap's token would name is the feed's positions when it is told.
  */
-function harness(positions: number[]) {
+function harness(positions: number[], ids?: Map<string, string | null>) {
   let handlers!: { onOutOfRange: (t: string, p: number, o: number) => void; onRecords: (r: unknown[], done: () => void) => void };
   let answer: (marks: Array<{ low: number; high: number }>) => void = () => {};
   const assigned: string[] = [];
@@ -38,7 +38,7 @@ function harness(positions: number[]) {
       if (message.includes("next offset is gone")) told.push({ gap: `${fields.partition}:${fields.from}->${fields.to} ${fields.reason}`, positions: [...map.get("t")!] });
     },
   };
-  const feed = new Feed(log, ["t"], map, { turns: new TurnBudget(50), payload: { maxDepth: 32 } as never }, createMetrics(), logger as never);
+  const feed = new Feed(log, ["t"], map, { turns: new TurnBudget(50), payload: { maxDepth: 32 } as never, ids }, createMetrics(), logger as never);
   return { feed, told, assigned, handlers: () => handlers, answer: (m: Array<{ low: number; high: number }>) => answer(m), positions: map };
 }
 
@@ -135,4 +135,41 @@ test("a reset found while the reader's worker is gone, its loss told later: one 
   expect(readers.map((r) => r.closed)).toEqual([true, false]);
   feed.close();
   expect(readers.every((r) => r.closed)).toBe(true);
+});
+
+test("a topic id asked before a reset its reader found is not taken for the partitions read again: the next check's new id resets nothing a second time", async () => {
+  // Second review: the reader found p0 past its new end before any check had seen the new id, so the
+  // partitions read again had no id; a check asked before that answered the old one, which was taken
+  // for them, and the next check's new id reset them again (a second gap, the new log read twice).
+  const h = harness([10, 10], new Map([["t", "X"]]));
+  await h.feed.open();
+  const asked = h.feed.idClears; // the check asks the topic's id here
+  h.handlers().onOutOfRange("t", 0, 10);
+  h.answer([{ low: 0, high: 3 }, { low: 0, high: 40 }]);
+  await Bun.sleep(20);
+  expect(h.told.map((t) => t.gap)).toEqual(["0:10->0 log_reset", "1:10->0 log_reset"]);
+  // The new reader reads the new logs.
+  const rec = (p: number, o: number) => ({ topic: "t", partition: p, offset: o, timestamp: 0, key: null, value: null, headers: [] });
+  h.handlers().onRecords([rec(0, 0), rec(0, 1), rec(0, 2), ...Array.from({ length: 20 }, (_, i) => rec(1, i))], () => {});
+  expect(h.positions.get("t")).toEqual([3, 20]);
+  h.feed.topicIdNow("t", "X", null, asked); // its answer, the old id
+  h.feed.topicIdNow("t", "Y", [{ low: 0, high: 3 }, { low: 0, high: 40 }], h.feed.idClears); // the next check's
+  await Bun.sleep(20);
+  expect(h.told.map((t) => t.gap)).toEqual(["0:10->0 log_reset", "1:10->0 log_reset"]);
+  expect(h.feed.logIdOf("t")).toBe("Y");
+  h.feed.close();
+});
+
+test("a topic made again, its new id seen at a check: the partitions of the old log are read again with their gaps, and one found since with the new id reads on", async () => {
+  const h = harness([10, 10], new Map([["t", "X"]]));
+  await h.feed.open();
+  // p2 added at the check that saw the new id, its new log read from 0 up to 6 meanwhile.
+  h.feed.topicIdNow("t", "Y", [{ low: 0, high: 30 }, { low: 0, high: 40 }, { low: 0, high: 6 }], h.feed.idClears);
+  h.feed.partitionsNow(new Map([["t", 3]]));
+  h.handlers().onRecords(Array.from({ length: 6 }, (_, i) => ({ topic: "t", partition: 2, offset: i, timestamp: 0, key: null, value: null, headers: [] })), () => {});
+  await Bun.sleep(20);
+  expect(h.told.map((t) => t.gap)).toEqual(["0:10->0 log_reset", "1:10->0 log_reset"]);
+  expect(h.positions.get("t")).toEqual([0, 0, 6]);
+  expect(h.feed.logIdOf("t")).toBe("Y");
+  h.feed.close();
 });
