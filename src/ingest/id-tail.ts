@@ -103,12 +103,12 @@ export class IdTail {
       // -1: the log has no such topic.
       const counts = await Promise.all(followed.map(([topic]) => this.log.partitionCount(topic).catch((e) => (isGatewayError(e) && e.code === "UNKNOWN_TOPIC" ? -1 : 0))));
       // After the counts: partitions a count shows are of the log this id names, or of a later one.
-      const ids = await Promise.all(followed.map(([topic]) => this.log.topicId(topic).catch(() => null)));
+      const ids = await Promise.all(followed.map(([topic]) => this.log.topicId(topic)));
       if (this.epoch !== this.log.epoch || this.reopening) return; // positions of other logs, or reassigned anyway
       const reader = this.reader && (await this.reader.catch(() => null));
       followed.forEach(([topic, t], i) => {
         // Followed afresh, or forgotten (a reset its reader found) while the questions were out.
-        if (this.topics.get(topic) !== t || t.state === "absent") return;
+        if (!this.following(topic, t)) return;
         // Twice running, so that one answer from a broker that has not heard of the topic yet is not
         // taken for a deletion (as the subscriptions' check does).
         t.misses = counts[i] === -1 ? (t.misses ?? 0) + 1 : 0;
@@ -129,6 +129,11 @@ export class IdTail {
     } finally {
       this.checkingPartitions = false;
     }
+  }
+
+  /** Whether `t` is still how `topic` is followed: not followed afresh, nor forgotten (forgetLog), since it was taken. */
+  private following(topic: string, t: TopicTail): boolean {
+    return this.topics.get(topic) === t && t.state !== "absent";
   }
 
   /**
@@ -269,7 +274,7 @@ export class IdTail {
     }, this.options.warmupTimeoutMs);
     try {
       // The id before the positions: a topic made again between the two reads as made again later.
-      t.id = await this.log.topicId(topic).catch(() => null);
+      t.id = await this.log.topicId(topic);
       await this.log.partitionCount(topic); // UNKNOWN_TOPIC without creating it, unlike some other questions
       // Back by count, not by time: a record's timestamp is its event's `time` (a backfill's, a buffered
       // device's: hours old), which says nothing about when it was written, so "the window's records"
@@ -377,13 +382,13 @@ export class IdTail {
     if (!t || this.closed) return;
     try {
       const m = (await this.log.watermarks(topic))[partition];
-      if (!m || this.topics.get(topic) !== t || t.state === "absent") return;
+      if (!m || !this.following(topic, t)) return;
       // Past the end: the log was reset, the topic made again (whole: the other partitions' ids name
       // positions that are gone too, even where their new logs have outgrown them), or a log cut short
       // by an unclean leader election (re-sends of what it kept are written again: at least once).
       if ((t.next[partition] ?? 0) > m.high) {
         const reader = await this.readerOnce();
-        if (this.topics.get(topic) !== t || (t.state as TopicTail["state"]) === "absent") return; // followed afresh or forgotten meanwhile
+        if (!this.following(topic, t)) return; // followed afresh or forgotten meanwhile
         return this.forgetLog(topic, t, reader, "idempotence: a partition of a topic followed for its ids was reset (its position past the end); the topic's ids are forgotten");
       }
       t.next[partition] = m.low;

@@ -227,7 +227,8 @@ export interface EventLog {
   /**
    * The id of `topic`'s log, which a topic deleted and made again under its name does not share
    * (Kafka's topic id), or null when there is none to know it by: the topic is missing, the question
-   * failed, or the log never makes a topic again (the embedded log). Never creates the topic.
+   * failed, or the log never makes a topic again (the embedded log). Never creates the topic, and
+   * never rejects.
    */
   topicId(topic: string): Promise<string | null>;
   /** Stops taking records, settles everything in flight, releases resources. */

@@ -214,7 +214,7 @@ export class SubscriptionManager {
       for (const t of this.missingTopics.keys()) if (!topics.has(t)) this.missingTopics.delete(t);
       // Asked after the counts: partitions a count shows are of the log this id names, or of a later one.
       const clears = new Map(feeds.map((f) => [f, f.idClears]));
-      const ids = new Map(await Promise.all([...counts.keys()].map(async (t) => [t, await this.log.topicId(t).catch(() => null)] as const)));
+      const ids = await this.idsOf([...counts.keys()]);
       // A replay's target is an end its log once had: a log now ending before it was reset (watermarksNow).
       const replays = [...this.replayFeeds.values()].map((r) => r.feed);
       const replayTopics = [...new Set(replays.flatMap((f) => f.topics))].filter((t) => counts.has(t));
@@ -526,7 +526,7 @@ export class SubscriptionManager {
     }
 
     // The ids before the positions: a topic made again between the two is read again, never skipped.
-    const ids = new Map(await Promise.all(topics.map(async (t) => [t, await this.log.topicId(t).catch(() => null)] as const)));
+    const ids = await this.idsOf(topics);
     const { positions, target, gaps } = await this.resolveStart(topics, start, filterTag(filter.identity), ids);
     if (this.closed.has(conn)) return;
     const denied = conn.mayRead?.(topics);
@@ -764,6 +764,11 @@ export class SubscriptionManager {
     });
   }
 
+  /** Each topic's id (EventLog.topicId), asked together. */
+  private async idsOf(topics: string[]): Promise<Map<string, string | null>> {
+    const ids = await Promise.all(topics.map((t) => this.log.topicId(t)));
+    return new Map(topics.map((t, i) => [t, ids[i] ?? null]));
+  }
 
   /** The shared feed of a topic, opened at the end of every partition on first use. */
   private liveFeed(topic: string): Promise<Feed> {
@@ -774,15 +779,17 @@ export class SubscriptionManager {
     }
     return openOnce(this.liveFeeds, topic, async () => {
       // The id before the ends: a topic made again between the two is read again, never skipped.
-      const ids = new Map([[topic, await this.log.topicId(topic).catch(() => null)]]);
+      const ids = await this.idsOf([topic]);
       const marks = await this.log.watermarks(topic);
       return new Feed(this.log, [topic], new Map([[topic, marks.map((m) => m.high)]]), { turns: this.turns, payload: this.payload, onDenied: this.denied, ids }, this.metrics, this.logger);
     });
   }
 
-
-  /** Start offsets per topic and partition, the live target, and any gap retention has opened. */
-  /** `ids`: each topic's id, asked before (EventLog.topicId): a token from a log of another id is of a topic since made again. */
+  /**
+   * Start offsets per topic and partition, the live target, and any gap retention has opened. `ids`:
+   * each topic's id, asked before (EventLog.topicId): a token from a log of another id is of a topic
+   * since made again.
+   */
   private async resolveStart(topics: string[], start: Exclude<Start, "latest">, tag: string, ids: ReadonlyMap<string, string | null>) {
     const positions: Positions = new Map();
     const target: Positions = new Map();

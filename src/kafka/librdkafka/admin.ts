@@ -39,22 +39,16 @@ export function describeTopicConfigs(rk: number, topics: readonly string[], time
       lib.rd_kafka_DescribeConfigs(rk as never, addressOf(array) as never, topics.length, options as never, queue as never),
     );
     const result = lib.rd_kafka_event_DescribeConfigs_result(event as never) as number;
-    const count = new Uint32Array(2);
-    const list = lib.rd_kafka_DescribeConfigs_result_resources(result as never, addressOf(count) as never) as number;
     const byName = new Map<string, TopicConfigAnswer>();
-    for (let i = 0; i < count[0]!; i++) {
-      const res = read.ptr(list, i * 8);
+    for (const res of listed((count) => lib.rd_kafka_DescribeConfigs_result_resources(result as never, count as never) as number)) {
       const name = readString(lib.rd_kafka_ConfigResource_name(res as never) as number);
       const rerr = lib.rd_kafka_ConfigResource_error(res as never);
       if (rerr !== 0) {
         byName.set(name, { error: rerr, missing: rerr === Err.UNKNOWN_TOPIC_OR_PART });
         continue;
       }
-      const n = new Uint32Array(2);
-      const entries = lib.rd_kafka_ConfigResource_configs(res as never, addressOf(n) as never) as number;
       const configs: Record<string, string> = {};
-      for (let j = 0; j < n[0]!; j++) {
-        const entry = read.ptr(entries, j * 8);
+      for (const entry of listed((count) => lib.rd_kafka_ConfigResource_configs(res as never, count as never) as number)) {
         const value = lib.rd_kafka_ConfigEntry_value(entry as never) as number | null;
         if (value) configs[readString(lib.rd_kafka_ConfigEntry_name(entry as never) as number)] = readString(value);
       }
@@ -90,11 +84,8 @@ export function describeTopicIds(rk: number, topics: readonly string[], timeoutM
       lib.rd_kafka_DescribeTopics(rk as never, collection as never, options as never, queue as never),
     );
     const result = lib.rd_kafka_event_DescribeTopics_result(event as never) as number;
-    const count = new Uint32Array(2);
-    const list = lib.rd_kafka_DescribeTopics_result_topics(result as never, addressOf(count) as never) as number;
     const byName = new Map<string, TopicIdAnswer>();
-    for (let i = 0; i < count[0]!; i++) {
-      const desc = read.ptr(list, i * 8);
+    for (const desc of listed((count) => lib.rd_kafka_DescribeTopics_result_topics(result as never, count as never) as number)) {
       const name = readString(lib.rd_kafka_TopicDescription_name(desc as never) as number);
       const error = lib.rd_kafka_TopicDescription_error(desc as never) as number | null;
       const code = error ? lib.rd_kafka_error_code(error as never) : 0;
@@ -112,6 +103,16 @@ export function describeTopicIds(rk: number, topics: readonly string[], timeoutM
     if (event) lib.rd_kafka_event_destroy(event as never);
     lib.rd_kafka_TopicCollection_destroy(collection as never);
   }
+}
+
+/**
+ * The pointers of an array librdkafka answers with (`T **`), which `get` returns given where to write
+ * its length (`size_t *cntp`). The array lives as long as the result it came from.
+ */
+function listed(get: (countAddress: number) => number): number[] {
+  const count = new Uint32Array(2);
+  const list = get(addressOf(count));
+  return Array.from({ length: count[0]! }, (_, i) => read.ptr(list, i * 8));
 }
 
 /**
