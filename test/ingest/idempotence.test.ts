@@ -187,6 +187,10 @@ describe("Kafka, two instances, a short window", () => {
 });
 
 describe("Kafka, a topic deleted", () => {
+  /** `n` records of partition 0 written by another producer, CloudEvents with ids order-`from`.. from /shop. */
+  const ids = (from: number, n: number) =>
+    Array.from({ length: n }, (_, i) => ({ partition: 0, value: "{}", headers: [["ce_specversion", "1.0"], ["ce_type", "raw"], ["ce_source", "/shop"], ["ce_id", `order-${from + i}`]] as Array<[string, string]> }));
+
   test("ids read from a topic that is deleted are forgotten: a re-send once it is made again is written to the new log, not answered with a position the old one held", async () => {
     // Found reading the ids reader: it went on from its old position in a topic made again, and
     // answered re-sends of ids it had read before the deletion with those offsets, which now hold
@@ -196,8 +200,6 @@ describe("Kafka, a topic deleted", () => {
     try {
       const topic = freshTopic("idem-deleted");
       await ensureTopic(brokers, topic, 1);
-      const ids = (from: number, n: number) =>
-        Array.from({ length: n }, (_, i) => ({ partition: 0, value: "{}", headers: [["ce_specversion", "1.0"], ["ce_type", "raw"], ["ce_source", "/shop"], ["ce_id", `order-${from + i}`]] as Array<[string, string]> }));
       await rawProduce(brokers, topic, ids(0, 5));
       const c = await client(gw.wsUrl);
       // A re-send of the first: read back, answered with its offset, not written.
@@ -224,8 +226,6 @@ describe("Kafka, a topic deleted", () => {
     try {
       const topic = freshTopic("idem-outgrown");
       await ensureTopic(brokers, topic, 1);
-      const ids = (from: number, n: number) =>
-        Array.from({ length: n }, (_, i) => ({ partition: 0, value: "{}", headers: [["ce_specversion", "1.0"], ["ce_type", "raw"], ["ce_source", "/shop"], ["ce_id", `order-${from + i}`]] as Array<[string, string]> }));
       await rawProduce(brokers, topic, ids(0, 5));
       const c = await client(gw.wsUrl);
       expect(at(await c.publish({ id: "order-0", source: "/shop", type: "order" }, { topic }))).toEqual({ partition: 0, offset: 0 });

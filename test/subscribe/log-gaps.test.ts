@@ -88,6 +88,9 @@ describe("embedded log", () => {
 
 describe("Kafka", () => {
   const file = kafkaGatewayForFile({ REPLAY_RATE_LIMIT: "500", RATE_LIMIT_BYTES: "0" });
+  /** `counts[p]` JSON CloudEvents in partition p, written by another producer, each saying its tag, partition and number. */
+  const tagged = (topic: string, counts: number[], tag: string) =>
+    rawProduce(file.brokers, topic, counts.flatMap((n, partition) => Array.from({ length: n }, (_, i) => ({ partition, value: JSON.stringify({ tag, partition, i }), headers: [["ce_type", "reset.test"], ["content-type", "application/json"]] as Array<[string, string]> }))));
 
   test("records deleted ahead of a slow replay: a retention gap, then the records still there, nothing missing unsaid", async () => {
     const topic = freshTopic("gap-delete");
@@ -159,9 +162,7 @@ describe("Kafka", () => {
     // records skipped without a word (outside probe: 2 of 2 runs, 10 records).
     const topic = freshTopic("gap-reset-partial");
     await ensureTopic(file.brokers, topic, 3);
-    const write = (counts: number[], tag: string) =>
-      rawProduce(file.brokers, topic, counts.flatMap((n, partition) => Array.from({ length: n }, (_, i) => ({ partition, value: JSON.stringify({ tag, partition, i }), headers: [["ce_type", "reset.partial"], ["content-type", "application/json"]] as Array<[string, string]> }))));
-    await write([20, 20, 3], "old");
+    await tagged(topic, [20, 20, 3], "old");
     const client = await connect({ url: file.gw.wsUrl });
     const first = await client.subscribe(topic, { start: "earliest" });
     const read = watch(first);
@@ -171,7 +172,7 @@ describe("Kafka", () => {
 
     await deleteTopic(file.brokers, topic);
     await ensureTopic(file.brokers, topic, 3);
-    await write([10, 10, 10], "new");
+    await tagged(topic, [10, 10, 10], "new");
     const again = await client.subscribe(topic, { start: { token: oldToken } });
     expect([...again.gaps].sort((a, b) => a.partition - b.partition)).toEqual([
       { topic, partition: 0, from: 20, to: 0, reason: "log_reset" },
@@ -190,9 +191,7 @@ describe("Kafka", () => {
     // the new logs' first records skipped in silence (docs/protocol.md listed it as not covered).
     const topic = freshTopic("gap-reset-outgrown");
     await ensureTopic(file.brokers, topic, 2);
-    const write = (n: number, tag: string) =>
-      rawProduce(file.brokers, topic, [0, 1].flatMap((partition) => Array.from({ length: n }, (_, i) => ({ partition, value: JSON.stringify({ tag, partition, i }), headers: [["ce_type", "reset.outgrown"], ["content-type", "application/json"]] as Array<[string, string]> }))));
-    await write(5, "old");
+    await tagged(topic, [5, 5], "old");
     const client = await connect({ url: file.gw.wsUrl });
     const first = await client.subscribe(topic, { start: "earliest" });
     const read = watch(first);
@@ -202,7 +201,7 @@ describe("Kafka", () => {
 
     await deleteTopic(file.brokers, topic);
     await ensureTopic(file.brokers, topic, 2);
-    await write(12, "new");
+    await tagged(topic, [12, 12], "new");
     const again = await client.subscribe(topic, { start: { token: oldToken } });
     expect([...again.gaps].sort((a, b) => a.partition - b.partition)).toEqual([
       { topic, partition: 0, from: 5, to: 0, reason: "log_reset" },

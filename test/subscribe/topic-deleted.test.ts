@@ -31,6 +31,13 @@ const raw = (perPartition: number, from: number, pad = 0) =>
     headers: [["ce_type", "deleted.test"], ["content-type", "application/json"]] as Array<[string, string]>,
   }));
 
+/** `n` records of partition 0, numbered, with `pad` bytes of random text each (replays read them a megabyte ahead at most). */
+const padded = (n: number, pad: number) => Array.from({ length: n }, (_, i) => ({ partition: 0, value: JSON.stringify({ i, pad: randomBytes(pad).toString("base64") }) }));
+
+/** `each` records in each of `partitions`, written by another producer, valued `${tag}${partition}-${i}`. */
+const tagged = (topic: string, partitions: number[], each: number, tag: string) =>
+  rawProduce(file.brokers, topic, partitions.flatMap((partition) => Array.from({ length: each }, (_, i) => ({ partition, value: `${tag}${partition}-${i}` }))));
+
 /** Per partition, the offsets delivered, in arrival order. */
 function byPartition(events: DeliveredEvent[]): Map<number, number[]> {
   const m = new Map<number, number[]>();
@@ -150,23 +157,21 @@ test("a topic made again with fewer partitions between two checks: the partition
     const gaps: Gap[] = [];
     sub.onEvent((e) => seen.push(e));
     sub.onNotice((n) => n.kind === "gap" && gaps.push(...n.gaps));
-    const write = (partitions: number[], each: number, tag: string) =>
-      rawProduce(file.brokers, topic, partitions.flatMap((partition) => Array.from({ length: each }, (_, i) => ({ partition, value: `${tag}${partition}-${i}` }))));
 
     await addPartitions(file.brokers, topic, 6);
     await until("the feed to read the added partitions", () => slow.lines.some((l) => l.includes("partitions were added") && l.includes(topic)), 30_000);
-    await write([0, 1, 2, 3, 4, 5], 10, "old");
+    await tagged(topic, [0, 1, 2, 3, 4, 5], 10, "old");
     await until("the old log's events", () => seen.length >= 60, 30_000);
 
     await deleteTopic(file.brokers, topic);
     await ensureTopic(file.brokers, topic, 3);
-    await write([0, 1, 2], 5, "new");
+    await tagged(topic, [0, 1, 2], 5, "new");
     await until("a gap for each of the six partitions", () => gaps.length >= 6, 60_000);
     await Bun.sleep(1000); // a second notice would have come by now
     expect(gaps.map((g) => [g.partition, g.reason, g.from, g.to]).sort()).toEqual([0, 1, 2, 3, 4, 5].map((p) => [p, "log_reset", 10, 0]));
 
     await addPartitions(file.brokers, topic, 6);
-    await write([3, 4, 5], 5, "again");
+    await tagged(topic, [3, 4, 5], 5, "again");
     const fresh = () => seen.filter((e) => e.partition >= 3 && e.offset < 10 && seen.indexOf(e) >= 60);
     await until("the added partitions' events from their start", () => fresh().length >= 15, 30_000).catch(() => {});
     expect(byPartition(seen.slice(60))).toEqual(new Map([0, 1, 2, 3, 4, 5].map((p) => [p, upTo(5)])));
@@ -183,7 +188,6 @@ test("a topic deleted and made again between two checks, its new logs past every
   try {
     const topic = freshTopic("deleted-outgrown");
     await ensureTopic(file.brokers, topic, 2);
-    const write = (each: number, tag: string) => rawProduce(file.brokers, topic, [0, 1].flatMap((partition) => Array.from({ length: each }, (_, i) => ({ partition, value: `${tag}${partition}-${i}` }))));
     const client = await connect({ url: slow.wsUrl });
     const subs = { live: await client.subscribe(topic), replay: await client.subscribe(topic, { start: "earliest" }) };
     const seen = { live: [] as DeliveredEvent[], replay: [] as DeliveredEvent[] };
@@ -192,12 +196,12 @@ test("a topic deleted and made again between two checks, its new logs past every
       subs[k].onEvent((e) => seen[k].push(e));
       subs[k].onNotice((n) => n.kind === "gap" && gaps[k].push(...n.gaps));
     }
-    await write(10, "old");
+    await tagged(topic, [0, 1], 10, "old");
     await until("the old log's events", () => seen.live.length >= 20 && seen.replay.length >= 20, 30_000);
 
     await deleteTopic(file.brokers, topic);
     await ensureTopic(file.brokers, topic, 2);
-    await write(30, "new");
+    await tagged(topic, [0, 1], 30, "new");
     await until("a gap for each partition, live and replaying", () => gaps.live.length >= 2 && gaps.replay.length >= 2, 30_000);
     await until("the new logs' events from their start", () => seen.live.length >= 80 && seen.replay.length >= 80, 30_000).catch(() => {});
     await Bun.sleep(1000); // a second notice would have come by now
@@ -220,7 +224,7 @@ test("a replay held still while its topic is deleted and made again, the new log
   try {
     const topic = freshTopic("deleted-past-target");
     await ensureTopic(file.brokers, topic, 1);
-    await rawProduce(file.brokers, topic, Array.from({ length: 3000 }, (_, i) => ({ partition: 0, value: JSON.stringify({ i, pad: randomBytes(1500).toString("base64") }) })));
+    await rawProduce(file.brokers, topic, padded(3000, 1500));
     const c = await replayBegun(slow.port, topic);
     c.pause();
     await deleteTopic(file.brokers, topic);
@@ -248,7 +252,7 @@ test("a partition its replay never read into, deleted with its records unread, g
   // into, and the 1,735 records of the other two were lost without a word.
   const topic = freshTopic("deleted-unread");
   await ensureTopic(file.brokers, topic, 1);
-  await rawProduce(file.brokers, topic, Array.from({ length: 3000 }, (_, i) => ({ partition: 0, value: JSON.stringify({ i, pad: randomBytes(1500).toString("base64") }) })));
+  await rawProduce(file.brokers, topic, padded(3000, 1500));
   const c = await replayBegun(file.gw.port, topic);
   // The client stops reading: the replay holds where it is, and its reader reads no further.
   c.pause();
@@ -273,7 +277,7 @@ test("a topic deleted and made again between two checks, its new log ending befo
   try {
     const topic = freshTopic("deleted-within");
     await ensureTopic(file.brokers, topic, 1);
-    await rawProduce(file.brokers, topic, Array.from({ length: 3000 }, (_, i) => ({ partition: 0, value: JSON.stringify({ i, pad: randomBytes(1500).toString("base64") }) })));
+    await rawProduce(file.brokers, topic, padded(3000, 1500));
     const c = await replayBegun(slow.port, topic);
     c.pause();
     await deleteTopic(file.brokers, topic);
@@ -302,7 +306,7 @@ test("a reset its reader finds first (out of range) and the watermarks find agai
   try {
     const topic = freshTopic("deleted-twice-found");
     await ensureTopic(file.brokers, topic, 1);
-    await rawProduce(file.brokers, topic, Array.from({ length: 3000 }, (_, i) => ({ partition: 0, value: JSON.stringify({ i, pad: randomBytes(300).toString("base64") }) })));
+    await rawProduce(file.brokers, topic, padded(3000, 300));
     const c = await replayBegun(slow.port, topic);
     await until("the replay to be a few hundred in", () => c.frames.reduce((n, f) => n + (f.t === 25 ? (f.events as unknown[]).length : f.t === 24 ? 1 : 0), 0) > 300, 30_000);
     await deleteTopic(file.brokers, topic);
