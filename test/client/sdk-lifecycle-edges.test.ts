@@ -135,6 +135,40 @@ test("a subscribe refused UNAUTHENTICATED while the client's own token refresh i
   });
 }, 30_000);
 
+test("a token fetched for a connection since ended, settling while the next connection's refresh is fetched, does not end the subscribes waiting for that refresh", async () => {
+  await behindProxy({ AUTH_JWT_SECRET: SECRET, AUTH_CLOCK_TOLERANCE: "0" }, async (gw, proxy) => {
+    // getToken's calls: 1 and 3 are the two connections' hellos (tokens of 2-3 s); 2 and 4 are their
+    // refreshes, each held until the test lets it go.
+    const held: Array<(token: string) => void> = [];
+    let calls = 0;
+    let exp = 0;
+    const getToken = () => {
+      calls++;
+      if (calls % 2 === 0) return new Promise<string>((resolve) => held.push(resolve));
+      exp = now() + 3;
+      return Promise.resolve(hsToken({ sub: "two-fetches", exp, ...grants }));
+    };
+    const c = await connect({ url: proxy.url, getToken, heartbeat: false, reconnect: fast });
+    await until("the first connection's refresh to be fetched", () => calls === 2, 5_000);
+    proxy.dropAll();
+    await until("the second connection's refresh to be fetched", () => calls === 4, 8_000);
+    const secondExp = exp;
+    await until("the second connection's token to expire", () => Date.now() > secondExp * 1000 + 300, 5_000);
+    const refused = await refusedWith(gw, "UNAUTHENTICATED");
+    const sub = c.subscribe("two-fetches").then(
+      (s) => s.topics,
+      (e: unknown) => e,
+    );
+    await until("the subscribe to be refused for the expired token", async () => (await refusedWith(gw, "UNAUTHENTICATED")) > refused, 5_000);
+    held[0]!(hsToken({ sub: "two-fetches", exp: now() + 600, ...grants })); // the first connection's, too late
+    await Bun.sleep(500);
+    held[1]!(hsToken({ sub: "two-fetches", exp: now() + 600, ...grants }));
+    expect(await sub).toEqual(["two-fetches"]);
+    expect(calls).toBe(4);
+    c.close();
+  });
+}, 30_000);
+
 test("a subscribe() made while reconnecting, past MAX_SUBSCRIPTIONS_PER_CONNECTION, rejects TOO_MANY_SUBSCRIPTIONS with the new connection's first refusal (it waited a turn of its own and was refused again, or, its turns taken by the resubscribe's retries, never)", async () => {
   // At 2 subscribes a second, the two made spend the bucket: the third waits its turn across the reconnect.
   await behindProxy({ MAX_SUBSCRIPTIONS_PER_CONNECTION: "2", SUBSCRIBE_RATE_LIMIT: "2" }, async (gw, proxy) => {
