@@ -146,7 +146,7 @@ test("a token fetched for a connection since ended, settling while the next conn
       calls++;
       if (calls % 2 === 0) return new Promise<string>((resolve) => held.push(resolve));
       exp = now() + 3;
-      return Promise.resolve(hsToken({ sub: "two-fetches", exp, ...grants }));
+      return hsToken({ sub: "two-fetches", exp, ...grants });
     };
     const c = await connect({ url: proxy.url, getToken, heartbeat: false, reconnect: fast });
     await until("the first connection's refresh to be fetched", () => calls === 2, 5_000);
@@ -160,9 +160,9 @@ test("a token fetched for a connection since ended, settling while the next conn
       (e: unknown) => e,
     );
     await until("the subscribe to be refused for the expired token", async () => (await refusedWith(gw, "UNAUTHENTICATED")) > refused, 5_000);
-    held[0]!(hsToken({ sub: "two-fetches", exp: now() + 600, ...grants })); // the first connection's, too late
+    held[0]!(await hsToken({ sub: "two-fetches", exp: now() + 600, ...grants })); // the first connection's, too late
     await Bun.sleep(500);
-    held[1]!(hsToken({ sub: "two-fetches", exp: now() + 600, ...grants }));
+    held[1]!(await hsToken({ sub: "two-fetches", exp: now() + 600, ...grants }));
     expect(await sub).toEqual(["two-fetches"]);
     expect(calls).toBe(4);
     c.close();
