@@ -79,6 +79,11 @@ export class FairShare implements Appender {
   private baselinePrev = Infinity;
   private halfStarted = performance.now();
   private timer: ReturnType<typeof setInterval> | null = null;
+  /**
+   * When the log last answered, or last got work with none in it: a stall is nothing settling for
+   * stallMs while there was something to answer. Counted from the last answer alone, the first burst
+   * after stallMs of quiet, waiting here for its first acks, passed for a stall and went in whole.
+   */
   private lastSettled = performance.now();
   private flushing = false;
   private readonly overloaded: GatewayError;
@@ -166,6 +171,7 @@ export class FairShare implements Appender {
 
   private handOver(records: LogRecord[], source: string, acceptedAt?: number): Promise<AppendResults> {
     const n = records.length;
+    if (this.outstanding === 0) this.lastSettled = performance.now();
     this.outstanding += n;
     this.inLog.set(source, (this.inLog.get(source) ?? 0) + n);
     const started = performance.now();
