@@ -1,11 +1,13 @@
 /**
  * Kafka access for tests that does not go through the gateway: a real broker (scripts/kafka/start-broker,
- * so the tests and a developer's shell start it the same way), Kafka's own topic tool, and an
- * independent consumer, kcat (librdkafka's CLI from Debian), to check what actually landed in Kafka.
+ * so the tests and a developer's shell start it the same way), Kafka's admin requests (./kafka-admin.ts)
+ * and its own command-line tools, and an independent consumer, kcat (librdkafka's CLI from Debian),
+ * to check what actually landed in Kafka.
  */
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { adminOf } from "./kafka-admin";
 
 const root = resolve(import.meta.dir, "../..");
 const scripts = join(root, "scripts/kafka");
@@ -79,15 +81,15 @@ export function samePorts(broker: Broker): { KAFKA_PORT: string; KAFKA_CONTROLLE
 const shortJvm = ["java", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-cp", join(root, ".cache/kafka/libs/*")];
 
 /**
- * Creates `topic` with exactly `partitions` partitions (Kafka's TopicCommand) and waits until the
+ * Creates `topic` with exactly `partitions` partitions (Kafka's CreateTopics) and waits until the
  * broker's metadata shows them all with a leader, so a producer started next sees every partition.
  */
 export async function ensureTopic(brokers: string, topic: string, partitions: number, configs: Record<string, string> = {}): Promise<void> {
-  const args = ["org.apache.kafka.tools.TopicCommand", "--bootstrap-server", brokers, "--create", "--if-not-exists", "--topic", topic, "--partitions", String(partitions), "--replication-factor", "1"];
-  for (const [name, value] of Object.entries(configs)) args.push("--config", `${name}=${value}`);
-  const proc = Bun.spawn([...shortJvm, ...args], { stdout: "pipe", stderr: "pipe" });
-  const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-  if (code !== 0) throw new Error(`creating topic ${topic} failed (exit ${code}):\n${err}${out}`);
+  const configEntries = Object.entries(configs).map(([name, value]) => ({ name, value }));
+  // False (not an error) when the topic exists: as TopicCommand's --if-not-exists; its count is checked below.
+  await (await adminOf(brokers)).createTopics({ topics: [{ topic, numPartitions: partitions, replicationFactor: 1, configEntries }], waitForLeaders: false }).catch((e: unknown) => {
+    throw new Error(`creating topic ${topic} failed: ${String((e as Error)?.message ?? e)}`);
+  });
 
   const deadline = Date.now() + 15_000;
   for (;;) {
@@ -103,9 +105,11 @@ export async function ensureTopic(brokers: string, topic: string, partitions: nu
   }
 }
 
-/** Raises `topic`'s partitions to `total` (kafka-topics --alter), and waits until each has a leader. */
+/** Raises `topic`'s partitions to `total` (Kafka's CreatePartitions, as kafka-topics --alter), and waits until each has a leader. */
 export async function addPartitions(brokers: string, topic: string, total: number): Promise<void> {
-  await kafkaTool(`adding partitions to ${topic}`, ["org.apache.kafka.tools.TopicCommand", "--bootstrap-server", brokers, "--alter", "--topic", topic, "--partitions", String(total)]);
+  await (await adminOf(brokers)).createPartitions({ topicPartitions: [{ topic, count: total }] }).catch((e: unknown) => {
+    throw new Error(`adding partitions to ${topic} failed: ${String((e as Error)?.message ?? e)}`);
+  });
   const deadline = Date.now() + 15_000;
   for (;;) {
     const md = Bun.spawnSync(["kcat", "-L", "-J", "-b", brokers, "-t", topic, "-m", "5"], { stdout: "pipe", stderr: "pipe" });
@@ -152,7 +156,9 @@ export async function deleteRecords(brokers: string, topic: string, before: Reco
 export async function deleteTopic(brokers: string, topic: string): Promise<void> {
   const listedBefore = listedPartitions(brokers, topic);
   const before = listedBefore ? endOffsets(brokers, topic, listedBefore) : -1;
-  await kafkaTool(`deleting topic ${topic}`, ["org.apache.kafka.tools.TopicCommand", "--bootstrap-server", brokers, "--delete", "--topic", topic]);
+  await (await adminOf(brokers)).deleteTopics({ topics: [topic] }).catch((e: unknown) => {
+    throw new Error(`deleting topic ${topic} failed: ${String((e as Error)?.message ?? e)}`);
+  });
   const deadline = Date.now() + 30_000;
   for (;;) {
     const listed = listedPartitions(brokers, topic);
