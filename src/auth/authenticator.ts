@@ -86,6 +86,10 @@ export class Authenticator {
     for (const source of candidates) {
       try {
         const { payload } = await verifyAnyKey(token, source.key as Uint8Array, { ...this.options, algorithms: [alg] });
+        // Times a clock can reach: JSON's 1e999 is Infinity, and 1e300 is past any Date. Both passed
+        // as numbers, giving a token that never expires (outside security probe).
+        if (!isTime(payload.exp)) throw refused("claim exp is not a time (seconds since the epoch, within a date's range)");
+        if (payload.nbf !== undefined && !isTime(payload.nbf)) throw refused("claim nbf is not a time (seconds since the epoch, within a date's range)");
         const now = Date.now();
         const tolerance = this.config.AUTH_CLOCK_TOLERANCE;
         // RFC 7519: not accepted on or after exp, nor before nbf (each give or take the tolerance).
@@ -103,6 +107,9 @@ export class Authenticator {
         const principal = payload.sub;
         if (typeof principal !== "string" || principal.length === 0) throw refused("the token needs a sub (a string naming the principal)");
         if (principal.length > MAX_PRINCIPAL_CHARS) throw refused(`sub is longer than ${MAX_PRINCIPAL_CHARS} characters`);
+        // The gateway's own name for "no authentication": taken as a subject, its bounds per principal
+        // did not count it, and its audit lines read as those of clients without a valid token.
+        if (principal === ANONYMOUS.principal) throw refused(`sub "${ANONYMOUS.principal}" is reserved for the clients of a gateway without authentication`);
         return { principal, expiresAt: payload.exp! * 1000, grants };
       } catch (e) {
         if (e instanceof GatewayError) throw e;
@@ -138,6 +145,14 @@ async function verifyAnyKey(token: string, key: Uint8Array, options: JWTVerifyOp
     }
     throw new errors.JWSSignatureVerificationFailed();
   }
+}
+
+// The largest time a Date holds, in seconds (ECMA-262: 8.64e15 ms either side of the epoch).
+const MAX_DATE_SECONDS = 8.64e12;
+
+/** Whether `t` (a JWT NumericDate) is a time: finite, within a Date's range. */
+function isTime(t: unknown): t is number {
+  return typeof t === "number" && Number.isFinite(t) && Math.abs(t) <= MAX_DATE_SECONDS;
 }
 
 /** Whether `part` is the one spelling of its bytes (no stray bits in its last character). */

@@ -24,19 +24,23 @@ export function bearerFromAuthorization(req: Request): string | undefined {
  * one it speaks, and never the token itself: `echo` is `kgw` when offered, undefined otherwise (the
  * upgrade is then refused). Answering the first other name said the socket spoke, say, MQTT.
  */
-export function bearerFromProtocols(req: Request): { token?: string; echo?: string; offered: boolean } {
+export function bearerFromProtocols(req: Request): { token?: string; echo?: string; offered: boolean; tokens: number } {
+  // Two Sec-WebSocket-Protocol headers come joined by ", ": their names are counted together.
   const h = req.headers.get("sec-websocket-protocol");
-  if (!h) return { offered: false };
+  if (!h) return { offered: false, tokens: 0 };
   let token: string | undefined;
   let echo: string | undefined;
+  let tokens = 0;
   for (const raw of h.split(",")) {
     const p = raw.trim();
     // In any case: `KGW.BEARER.<token>` was not taken for a token, and so was echoed back whole in
     // the answer's Sec-WebSocket-Protocol, where proxies log it (outside security tester).
-    if (p.slice(0, BEARER_PROTOCOL_PREFIX.length).toLowerCase() === BEARER_PROTOCOL_PREFIX) token ??= p.slice(BEARER_PROTOCOL_PREFIX.length);
-    else if (p === GATEWAY_PROTOCOL) echo = p;
+    if (p.slice(0, BEARER_PROTOCOL_PREFIX.length).toLowerCase() === BEARER_PROTOCOL_PREFIX) {
+      token ??= p.slice(BEARER_PROTOCOL_PREFIX.length);
+      tokens++;
+    } else if (p === GATEWAY_PROTOCOL) echo = p;
   }
-  return { token, echo, offered: true };
+  return { token, echo, offered: true, tokens };
 }
 
 /** Whether the request carries a token of either kind (not yet verified): `Authorization: Bearer <token>` or the subprotocol's. Another scheme, or an empty or malformed token, is none. */

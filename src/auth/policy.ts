@@ -37,15 +37,22 @@ const TOPIC_PATTERN = /^[a-zA-Z0-9._*-]{1,249}$/;
 const MAX_RULES = 256;
 
 /** The grants of a claim value; throws (the token is then refused) when it is not in the format. */
+const CLAIM_KEYS = new Set(["publish", "subscribe", "admin"]);
+
 export function parseGrants(claim: unknown, name: string): Grants {
   if (claim === undefined) return NONE;
   if (typeof claim !== "object" || claim === null || Array.isArray(claim)) throw new Error(`claim ${name} must be an object {publish, subscribe}`);
   const c = claim as Record<string, unknown>;
+  // What the claim does not define is refused, not ignored: a misspelt "subscibe" granted nothing in silence.
+  for (const key of Object.keys(c)) if (!CLAIM_KEYS.has(key)) throw new Error(`claim ${name} has no grant ${JSON.stringify(key.slice(0, 64))}: it takes ${[...CLAIM_KEYS].join(", ")}`);
   const rules = (action: Action): Rule[] => {
     const list = c[action];
     if (list === undefined) return [];
     if (!Array.isArray(list) || list.length > MAX_RULES) throw new Error(`claim ${name}.${action} must be an array of at most ${MAX_RULES} grants`);
     return list.map((entry) => {
+      if (typeof entry === "object" && entry !== null) {
+        for (const key of Object.keys(entry)) if (key !== "topic" && key !== "types") throw new Error(`claim ${name}.${action}: a grant takes topic and types, not ${JSON.stringify(key.slice(0, 64))}`);
+      }
       const { topic, types } = typeof entry === "string" ? { topic: entry, types: undefined } : ((entry ?? {}) as { topic?: unknown; types?: unknown });
       if (typeof topic !== "string" || !TOPIC_PATTERN.test(topic)) throw new Error(`claim ${name}.${action}: ${JSON.stringify(topic)} is not a topic pattern`);
       if (types === undefined) return { topic: glob(topic) };

@@ -32,6 +32,8 @@ export async function authenticateUpgrade(req: Request, authenticator: Authentic
   try {
     const twice = tokenGivenTwice(fromHeader, protocols.token, "the kgw.bearer. subprotocol");
     if (twice) throw twice;
+    // Several, perhaps of several principals: the first was served and the rest ignored (outside security probe).
+    if (protocols.tokens > 1) throw new GatewayError("INVALID_FRAME", "give the token once: in one kgw.bearer. subprotocol, not several");
     if (!token) throw new GatewayError("UNAUTHENTICATED", fromHeader === "" ? "the Authorization header is not Bearer <token>" : "the kgw.bearer. subprotocol carries no token");
     const identity = await authenticator.verify(token);
     audit.record({ principal: identity.principal, action: "authenticate", outcome: "allow", transport: "ws", address, session });
