@@ -37,7 +37,13 @@ interface DenyWindow {
   written: number;
   repeated: number;
   last: Decision;
+  /** The reasons of those counted, and how many had each: one kind (a code) has many reasons. */
+  reasons: Map<string, number>;
 }
+
+// Distinct reasons counted per kind in a window; past it, the rest count under OTHER_REASONS.
+const REASONS_PER_KIND = 16;
+const OTHER_REASONS = "(other reasons)";
 
 /**
  * The audit trail: one JSON line (`msg: "audit"`) per decision. Refusals are written up to
@@ -61,7 +67,12 @@ export class Audit {
   flush(): void {
     if (this.windowTimer) clearTimeout(this.windowTimer);
     this.windowTimer = null;
-    for (const w of this.denies.values()) if (w.repeated > 0) this.logger.warn("audit", { ...w.last, repeated: w.repeated, windowMs: AUDIT_WINDOW_MS });
+    for (const w of this.denies.values()) {
+      if (w.repeated === 0) continue;
+      // Each reason the counted had, not the last one's as if all had it.
+      const { reason: _last, ...kind } = w.last;
+      this.logger.warn("audit", { ...kind, reasons: Object.fromEntries(w.reasons), repeated: w.repeated, windowMs: AUDIT_WINDOW_MS });
+    }
     for (const a of this.allowsOf.values()) for (const w of a.past.values()) this.logger.info("audit", { ...w.last, repeated: w.repeated, windowMs: AUDIT_WINDOW_MS });
     this.denies.clear();
     this.kindsOf.clear();
@@ -114,7 +125,7 @@ export class Audit {
     if (!w) {
       if (this.denies.size >= DENY_KINDS_MAX) this.flush();
       this.kindsOf.set(who, (this.kindsOf.get(who) ?? 0) + 1);
-      this.denies.set(kind, (w = { written: 0, repeated: 0, last: d }));
+      this.denies.set(kind, (w = { written: 0, repeated: 0, last: d, reasons: new Map() }));
       this.openWindow();
     }
     if (w.written < AUDIT_DENY_LINES_PER_WINDOW) {
@@ -123,6 +134,9 @@ export class Audit {
     }
     w.repeated++;
     w.last = d;
+    const reason = d.reason ?? "";
+    const key = w.reasons.has(reason) || w.reasons.size < REASONS_PER_KIND ? reason : OTHER_REASONS;
+    w.reasons.set(key, (w.reasons.get(key) ?? 0) + 1);
     return false;
   }
 

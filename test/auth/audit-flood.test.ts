@@ -30,6 +30,30 @@ test("a flood of refused tokens writes a bounded number of audit lines, and one 
 }, 60_000);
 
 /**
+ * The line that counts a kind's refusals past its lines said one reason, the last one's, for all of
+ * them: 95 refusals for expiry, issuer and alg read as 95 bad signatures (outside security probe).
+ */
+test("the line counting a kind's refusals past its lines counts each reason they had", async () => {
+  const gw = await startGateway({ KAFKA_BROKERS: "", AUTH_JWT_SECRET: SECRET, BAD_TOKEN_RATE_PER_ADDRESS: "0" });
+  const expired = await hsToken({ sub: "late", exp: Math.floor(Date.now() / 1000) - 600, kgw: { publish: ["t"] } });
+  try {
+    // 20 lines are written (AUDIT_DENY_LINES_PER_WINDOW), all for expiry; 10 more expired and 30 malformed are counted.
+    for (const [token, n] of [[expired, 30], ["x.y.z", 30]] as const) {
+      const replies = await Promise.all(Array.from({ length: n }, () => postEvent(gw, "t", token)));
+      expect(replies.every((r) => r.status === 401)).toBe(true);
+    }
+  } finally {
+    await gw.stop();
+  }
+  const counted = gw.lines.filter((l) => l.includes('"msg":"audit"')).map((l) => JSON.parse(l)).filter((a) => a.action === "authenticate" && a.repeated !== undefined);
+  expect(counted).toHaveLength(1);
+  expect(counted[0].repeated).toBe(40);
+  expect(counted[0].reason).toBeUndefined();
+  expect(Object.values(counted[0].reasons as Record<string, number>).sort()).toEqual([10, 30]);
+  expect(Object.keys(counted[0].reasons).join(" ")).toContain("expired");
+}, 60_000);
+
+/**
  * What the outside security tester found the throttle hid: 30 refused publishes to one topic left no
  * line for the refusal of another that followed (kinds had no topic), one address's bad tokens hid
  * every other's (all "anonymous"), no line named the client's address, the upgrade's line had no
