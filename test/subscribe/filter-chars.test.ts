@@ -15,6 +15,9 @@ import { until } from "../support/until";
  */
 const file = kafkaGatewayForFile({ RATE_LIMIT_BYTES: "0" });
 
+/** Subscriptions the gateway holds: a client's close() does not wait for the gateway to take it. */
+const subscriptionsHeld = async () => ((await file.gw.health()) as { subscriptions: { subscriptions: number } }).subscriptions.subscriptions;
+
 /** A `keys` filter of 1,000 keys of 900 characters (about 900,000 characters), its own by `tag`. */
 const bigFilter = (tag: string) => ({ keys: Array.from({ length: 1000 }, (_, i) => `${tag}-${i}-`.padEnd(900, "k")) });
 
@@ -50,15 +53,17 @@ test("one address's filters stop at MAX_FILTER_CHARS_PER_ADDRESS over all its co
   // taken them (CI once saw the subscribe first, refused).
   await outcomes[0]!.close!();
   await outcomes[1]!.close!();
-  await until("the two unsubscribes taken", async () => ((await file.gw.health()) as { subscriptions: { subscriptions: number } }).subscriptions.subscriptions <= 6, 10_000);
+  await until("the two unsubscribes taken", async () => (await subscriptionsHeld()) <= 6, 10_000);
   const sub = (tag: string) => clients[2]!.subscribe(topic, { filter: bigFilter(tag) }).then(() => "ok", (e: { code: string }) => e.code);
   expect(await sub("again-1")).toBe("ok");
   expect(await sub("again-2")).toBe("ok");
   expect(await sub("again-3")).toBe("TOO_MANY_SUBSCRIPTIONS");
 
-  // A connection that closes gives back what its subscriptions held.
+  // A connection that closes gives back what its subscriptions held (once the gateway has seen it close:
+  // clients[2] holds its two of the first twelve and the two above).
   clients[0]!.close();
   clients[1]!.close();
+  await until("the two connections' close taken", async () => (await subscriptionsHeld()) <= 4, 10_000);
   const fresh = await connect({ url: file.gw.wsUrl });
   const back = await fresh.subscribe(topic, { filter: bigFilter("after-close") }).then(() => "ok", (e: { code: string }) => e.code);
   expect(back).toBe("ok");
@@ -91,6 +96,8 @@ test("what a filter holds beyond its characters counts too: patterns of many sho
     expect(await taken(10, (i) => c.subscribe(topics[0]!, { filter: { source: globs(i) } }))).toBe(3);
   });
   c.close();
+  // CI once saw d's subscribes before the gateway had taken c's close: refused for c's filters.
+  await until("the connection's close taken", async () => (await subscriptionsHeld()) === 0, 10_000);
   const d = await connect({ url: file.gw.wsUrl });
   const keys = (i: number) => Array.from({ length: 1024 }, (_, k) => `${i}x${k.toString(36)}`);
   await underControl(file.gw, "keys filters on sixteen topics", async () => {
