@@ -9,6 +9,8 @@ export class RawWsClient {
   readonly frames: Array<Record<string, any>> = [];
   closeCode: number | null = null;
   closeReason = "";
+  /** Pongs read (answers to the WebSocket PINGs this client sent). */
+  pongs = 0;
   /** True when the TCP connection ended without a close frame (what a client sees as 1006). */
   abnormal = false;
   readonly ended: Promise<void>;
@@ -135,6 +137,7 @@ export class RawWsClient {
       if (opcode === 1) this.frames.push(JSON.parse(payload.toString()));
       // Answered as RFC 6455 says every endpoint does (the gateway's drain waits for it), once read.
       else if (opcode === 9 && !this.sock.destroyed) this.sock.write(maskedFrame(Buffer.from(payload), { opcode: 10 }));
+      else if (opcode === 10) this.pongs++;
       else if (opcode === 8) {
         this.closeCode = payload.length >= 2 ? payload.readUInt16BE(0) : 1005;
         this.closeReason = payload.subarray(2).toString();

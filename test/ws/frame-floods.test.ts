@@ -43,7 +43,7 @@ test("protocol pings and hellos pipelined by one connection meet the events rate
   c.destroy();
 }, 60_000);
 
-test("a client that sends WebSocket PINGs and never reads the pongs is closed 4001, and the gateway does not hold them", async () => {
+test("a client that sends WebSocket PINGs and never reads the pongs is closed 4001 once the gateway would hold them, and the gateway does not hold them", async () => {
   const gw = block.gw;
   const before = rssMiB(gw.proc.pid);
   const clients: RawWsClient[] = [];
@@ -64,8 +64,13 @@ test("a client that sends WebSocket PINGs and never reads the pongs is closed 40
   });
   const held = rssMiB(gw.proc.pid) - before;
   for (const c of clients) c.resume();
-  await Promise.all(clients.map((c) => Promise.race([c.ended, Bun.sleep(10_000)])));
-  console.log(`4 non-readers of 140,000 pongs each: gateway RSS +${held.toFixed(0)} MB while they stayed; closes ${clients.map((c) => c.closeCode)}`);
-  for (const c of clients) expect(c.closeCode).toBe(4001);
+  const settled = (c: RawWsClient) => c.closeCode !== null || c.abnormal || c.pongs === 140_000;
+  await Promise.all(clients.map(async (c) => { for (const until = Date.now() + 20_000; !settled(c) && Date.now() < until; ) await Bun.sleep(50); }));
+  console.log(`4 non-readers of 140,000 pongs each: gateway RSS +${held.toFixed(0)} MB while they stayed; closes ${clients.map((c) => c.closeCode)}; pongs read ${clients.map((c) => c.pongs)}`);
+  // Closed 4001 once more than PONG_BACKLOG_BYTES of pongs waited in the gateway. The client's kernel
+  // may take most of them first (this machine's tcp_rmem grows to 32 MB): a client whose pongs never
+  // backed up that far is not closed, and reads every one once it reads again (ci48: 1 of 4).
+  for (const c of clients) expect(c.closeCode === 4001 || (c.closeCode === null && !c.abnormal && c.pongs === 140_000)).toBe(true);
+  expect(clients.some((c) => c.closeCode === 4001)).toBe(true);
   for (const c of clients) c.destroy();
 }, 120_000);
