@@ -51,8 +51,9 @@ test("60 JSON subscribers that never read, of records six times their size as JS
       p.close();
       await Bun.sleep(1_000);
     },
-    // Old: max 310-326 ms; now 41-43 (p99 3-9 ms either way: the control publishes back to back).
-    { p99UnderMs: 60, maxUnderMs: 150 },
+    // Old: max 310-326 ms; now 41-107 quiet, 151 once on a loaded box (ci48). The p99 told nothing
+    // apart (3-9 ms either way: the control publishes back to back) and failed there at 70 ms.
+    { maxUnderMs: 220 },
   );
   for (const s of sockets) s.destroy();
 }, 120_000);
