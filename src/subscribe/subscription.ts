@@ -407,7 +407,15 @@ export class Subscription implements FrameOwner {
   }
 
   private overflow(): void {
+    let droppable = 0;
+    for (const f of this.queued) if (f.events > 0) droppable++;
     if (this.policy === "disconnect") {
+      // One event frame waiting is not falling behind, however large: a read batch is one frame, and
+      // 500 records of 2 KB are past SUBSCRIBER_BUFFER_BYTES alone. Counted, a replay was closed before
+      // its first event, and again from the notice's token, every time (outside probe). As drop-oldest
+      // keeps its newest frame, this closes only a subscription with more waiting, or whose
+      // connection is not reading at all.
+      if (droppable <= 1 && !this.mayDropNewest()) return;
       // A share group member being disconnected: its records go to another member, not to waste.
       for (const f of this.queued) if (f.events > 0) this.drop(f, true);
       this.queued.length = 0;
@@ -423,8 +431,6 @@ export class Subscription implements FrameOwner {
     }
     // drop-oldest: keep the newest event frame at least, so a live subscriber stays live, unless its
     // connection is not reading at all (mayDropNewest).
-    let droppable = 0;
-    for (const f of this.queued) if (f.events > 0) droppable++;
     for (let i = 0; i < this.queued.length && this.overLimit() && (droppable > 1 || (droppable === 1 && this.mayDropNewest())); ) {
       const f = this.queued[i]!;
       if (f.events === 0) {
