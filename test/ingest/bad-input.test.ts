@@ -4,6 +4,7 @@ import { Packr } from "msgpackr";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 import { kafkaBrokers } from "../support/kafka";
 import { GatewayClient } from "../support/ws-client";
+import { stopHealthy } from "./hostile.support";
 
 /**
  * Every bad input from the protocol doc, over a real socket against the Kafka-backed gateway. After
@@ -15,12 +16,7 @@ const MAX_FRAME = 64 * 1024;
 beforeAll(async () => {
   gw = await startGateway({ KAFKA_BROKERS: await kafkaBrokers(), KAFKA_WORKERS: "1", MAX_FRAME_BYTES: String(MAX_FRAME), MAX_BATCH_EVENTS: "50", PUBLISH_WINDOW: "60", MAX_DEPTH: "16" });
 }, 60_000);
-afterAll(async () => {
-  const health = await gw.health();
-  expect(health.status).toBe("ok");
-  expect(health.log.workers[0].restarts).toBe(0);
-  expect(await gw.stop()).toBe(0);
-}, 60_000);
+afterAll(() => stopHealthy(gw), 60_000);
 
 async function stillWorks(c: GatewayClient) {
   const ack = await c.publish({ type: "still.ok" }, "bad-input");

@@ -1,9 +1,8 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { Packr } from "msgpackr";
-import { type GatewayProcess, startGateway } from "../support/gateway";
+import { describe, expect, test } from "bun:test";
 import { consumeAll } from "../support/kafka-broker";
-import { freshTopic, kafkaBrokers } from "../support/kafka";
+import { freshTopic } from "../support/kafka";
 import { underControl } from "./control";
+import { concat, hostileGatewayForFile, manyKeys, pack, replyTo } from "./hostile.support";
 import { RawSocket } from "./wire";
 
 /**
@@ -12,32 +11,7 @@ import { RawSocket } from "./wire";
  * (scripts/test-plan.ts) and the rest of hostile-input need not. Against the Kafka-backed gateway
  * with its default limits, a control connection publishing throughout.
  */
-let gw: GatewayProcess;
-let brokers: string;
-
-beforeAll(async () => {
-  brokers = await kafkaBrokers();
-  // Without a bytes rate: these tests measure what decoding and refusing cost, and past 4 MiB/s the
-  // rate would refuse the large frames before any decoding (its own job: test/ws/rate-limits).
-  gw = await startGateway({ KAFKA_BROKERS: brokers, KAFKA_WORKERS: "1", RATE_LIMIT_BYTES: "0" });
-}, 60_000);
-afterAll(async () => {
-  const health = await gw.health();
-  expect(health.status).toBe("ok");
-  expect(health.log.workers[0].restarts).toBe(0);
-  expect(await gw.stop()).toBe(0);
-}, 60_000);
-
-// variableMapSize: the hostile frames hold maps of 65,536 keys and more, past msgpackr's default.
-const packr = new Packr({ useRecords: false, variableMapSize: true } as never);
-const pack = (v: unknown) => packr.pack(v);
-/** Concatenation without spreading: the frames here are up to 1 MiB. */
-const concat = (...parts: Array<Uint8Array | number[]>) => new Uint8Array(Buffer.concat(parts.map((p) => (p instanceof Uint8Array ? p : Uint8Array.from(p)))));
-const manyKeys = (n: number, value: unknown = "") => Object.fromEntries(Array.from({ length: n }, (_, i) => [`h${i}`, value]));
-
-async function replyTo(s: RawSocket, cid: number, timeoutMs = 60_000): Promise<Record<string, any>> {
-  return (await s.waitFor((r) => r.frame.cid === cid, 1, timeoutMs))[0]!.frame;
-}
+const file = hostileGatewayForFile();
 
 describe("finding 7: refusing a frame costs about what reading it does", () => {
   // ~240 KB of one-byte integers, 4 events of 60,000: under MAX_FRAME_BYTES (1 MiB), MAX_EVENT_VALUES
@@ -57,14 +31,14 @@ describe("finding 7: refusing a frame costs about what reading it does", () => {
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
   test("a valid 1 MiB frame plus one trailing byte is refused at the cost of a read, not of serialising it", async () => {
-    const s = await RawSocket.connect(gw.wsUrl, "msgpack");
+    const s = await RawSocket.connect(file.gw.wsUrl, "msgpack");
     const trailing: number[] = [];
     const nanAtEnd: number[] = [];
     // Refused only once the whole value is decoded (a NaN at its very end): the cost of reading it.
     const nans = Array.from({ length: 5 }, (_, i) => frame(100 + i, [Number.NaN]));
     const trailers = Array.from({ length: 5 }, (_, i) => concat(frame(200 + i), [0xc0]));
     const many = Array.from({ length: 20 }, (_, i) => concat(frame(300 + i), [0xc0]));
-    await underControl(gw, "20 frames with a trailing byte", async () => {
+    await underControl(file.gw, "20 frames with a trailing byte", async () => {
       for (let i = 0; i < 5; i++) {
         nanAtEnd.push(await nackMs(s, 100 + i, nans[i]!, "BAD_FRAME"));
         trailing.push(await nackMs(s, 200 + i, trailers[i]!, "BAD_FRAME"));
@@ -87,16 +61,16 @@ describe("finding 7: refusing a frame costs about what reading it does", () => {
     const topic = freshTopic("hostile-digits");
     const long = "9".repeat(900_000);
     const frames = Array.from({ length: 8 }, (_, i) => `{"cid":${10 + i},"t":10,"topic":"${topic}","event":{"type":"big","data":${long}}}`);
-    const s = await RawSocket.connect(gw.wsUrl, "json");
+    const s = await RawSocket.connect(file.gw.wsUrl, "json");
     await underControl(
-      gw,
+      file.gw,
       "900,000-digit integers",
       async () => {
         for (const f of frames) s.send(f);
         await s.waitFor((r) => r.frame.cid >= 10 && r.frame.cid < 18, 8, 120_000);
         for (let i = 0; i < 8; i++) expect(s.withCid(10 + i).map((r) => [r.frame.t, r.frame.code])).toEqual([[21, "EVENT_TOO_LARGE"]]);
         for (let i = 0; i < 4; i++) {
-          const res = await fetch(`${gw.url}/api/v1/events?topic=${topic}`, { method: "POST", headers: { "content-type": "application/json" }, body: `{"type":"big","data":-${long}}` });
+          const res = await fetch(`${file.gw.url}/api/v1/events?topic=${topic}`, { method: "POST", headers: { "content-type": "application/json" }, body: `{"type":"big","data":-${long}}` });
           expect([res.status, ((await res.json()) as { error: { code: string } }).error.code]).toEqual([413, "EVENT_TOO_LARGE"]);
         }
       },
@@ -106,19 +80,19 @@ describe("finding 7: refusing a frame costs about what reading it does", () => {
     s.send(`{"cid":1,"t":10,"topic":"${topic}","event":{"type":"big","data":${edge}}}`);
     expect(await replyTo(s, 1)).toMatchObject({ t: 20, cid: 1 });
     s.close();
-    const [rec] = await consumeAll(brokers, topic, { expect: 1 });
+    const [rec] = await consumeAll(file.brokers, topic, { expect: 1 });
     expect(new TextDecoder().decode(rec!.value!)).toBe(edge);
   }, 180_000);
 
   test("a msgpack frame of a million values, each event within MAX_EVENT_VALUES, is refused FRAME_TOO_LARGE before msgpackr builds it (outside tester)", async () => {
     // 20 events of 52,000 zeros: 1.04 MB, within MAX_FRAME_BYTES. Decoded, one such frame every two
     // seconds put the control's worst at 86-97 ms, and three connections sending them its p50 at 118 ms.
-    const s = await RawSocket.connect(gw.wsUrl, "msgpack");
+    const s = await RawSocket.connect(file.gw.wsUrl, "msgpack");
     const zeros = new Array(52_000).fill(0);
     const frames = Array.from({ length: 20 }, (_, i) => pack({ cid: 400 + i, t: 11, topic: "hostile-cost", events: Array.from({ length: 20 }, () => ({ type: "wide", data: zeros })) }));
     // At the bound's edge the frame is read: 5 events of 52,000 values (260,000 and the envelopes' own).
     const edge = pack({ cid: 500, t: 11, topic: "hostile-cost", events: Array.from({ length: 5 }, () => ({ type: "wide", data: zeros })) });
-    await underControl(gw, "million-value frames", async () => {
+    await underControl(file.gw, "million-value frames", async () => {
       for (const raw of frames) s.send(raw);
       await s.waitFor((r) => r.frame.cid >= 400 && r.frame.cid < 420, 20, 120_000);
       expect(new Set(s.received.filter((r) => r.frame.cid >= 400 && r.frame.cid < 420).map((r) => `${r.frame.t} ${r.frame.code}`))).toEqual(new Set(["21 FRAME_TOO_LARGE"]));
@@ -129,9 +103,9 @@ describe("finding 7: refusing a frame costs about what reading it does", () => {
   }, 180_000);
 
   test("an event with 100,000 keys is refused before msgpackr builds it", async () => {
-    const s = await RawSocket.connect(gw.wsUrl, "msgpack");
+    const s = await RawSocket.connect(file.gw.wsUrl, "msgpack");
     const raw = pack({ cid: 1, t: 10, topic: "hostile-cost", event: { type: "wide", data: manyKeys(100_000, 0) } });
-    await underControl(gw, "100k-key events", async () => {
+    await underControl(file.gw, "100k-key events", async () => {
       for (let i = 0; i < 5; i++) s.send(raw);
       await s.waitFor((r) => r.frame.cid === 1, 5, 120_000);
       expect(s.withCid(1).map((r) => r.frame.code)).toEqual(Array(5).fill("EVENT_TOO_LARGE"));

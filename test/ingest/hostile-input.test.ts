@@ -1,9 +1,9 @@
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { Packr, Unpackr } from "msgpackr";
-import { type GatewayProcess, startGateway } from "../support/gateway";
 import { consumeAll, ensureTopic } from "../support/kafka-broker";
-import { freshTopic, kafkaBrokers } from "../support/kafka";
+import { freshTopic } from "../support/kafka";
 import { underControl } from "./control";
+import { concat, hostileGatewayForFile, manyKeys, pack, replyTo } from "./hostile.support";
 import { RawSocket } from "./wire";
 
 /**
@@ -12,35 +12,11 @@ import { RawSocket } from "./wire";
  * code, and refusing costs about what reading the frame does. Against the Kafka-backed gateway with
  * its default limits, a control connection publishing and /health/live polled throughout.
  */
-let gw: GatewayProcess;
-let brokers: string;
+const file = hostileGatewayForFile();
 
-beforeAll(async () => {
-  brokers = await kafkaBrokers();
-  // Without a bytes rate: these tests measure what decoding and refusing cost, and past 4 MiB/s the
-  // rate would refuse the large frames before any decoding (its own job: test/ws/rate-limits).
-  gw = await startGateway({ KAFKA_BROKERS: brokers, KAFKA_WORKERS: "1", RATE_LIMIT_BYTES: "0" });
-}, 60_000);
-afterAll(async () => {
-  const health = await gw.health();
-  expect(health.status).toBe("ok");
-  expect(health.log.workers[0].restarts).toBe(0);
-  expect(await gw.stop()).toBe(0);
-}, 60_000);
-
-// variableMapSize: the hostile frames hold maps of 65,536 keys and more, past msgpackr's default.
-const packr = new Packr({ useRecords: false, variableMapSize: true } as never);
-const pack = (v: unknown) => packr.pack(v);
 const json = (v: unknown) => JSON.stringify(v);
 /** A publish frame with `cid` first, so even a frame refused whole is nacked with it. */
 const publishMsgpack = (cid: number, topic: string, eventBytes: Uint8Array | number[]) => concat([0x84], pack("cid"), pack(cid), pack("t"), pack(10), pack("topic"), pack(topic), pack("event"), eventBytes);
-/** Concatenation without spreading: the frames here are up to 1 MiB. */
-const concat = (...parts: Array<Uint8Array | number[]>) => new Uint8Array(Buffer.concat(parts.map((p) => (p instanceof Uint8Array ? p : Uint8Array.from(p)))));
-const manyKeys = (n: number, value: unknown = "") => Object.fromEntries(Array.from({ length: n }, (_, i) => [`h${i}`, value]));
-
-async function replyTo(s: RawSocket, cid: number, timeoutMs = 60_000): Promise<Record<string, any>> {
-  return (await s.waitFor((r) => r.frame.cid === cid, 1, timeoutMs))[0]!.frame;
-}
 
 // Frames are encoded before the control starts: the control runs in this process, and encoding a
 // 65,536-key map here would otherwise show up as the gateway's latency.
@@ -53,9 +29,9 @@ describe.each(["msgpack", "json"] as const)("%s", (codec) => {
     // About 490 KB in msgpack, 720 KB in JSON: within MAX_FRAME_BYTES.
     const huge = encode(codec, { cid: 1, t: 10, topic, event: { type: "huge", key: "k", headers: manyKeys(65_536) } });
     const mixed = encode(codec, { cid: 2, t: 11, topic, events: [innocent(100), { type: "65 headers", key: "k", headers: manyKeys(65) }, { type: "80 KB of headers", headers: { a: "x".repeat(40_000), b: "y".repeat(40_000) } }, innocent(101)] });
-    await underControl(gw, `65,536 headers (${codec})`, async () => {
-      const victim = await RawSocket.connect(gw.wsUrl, "json");
-      const attacker = await RawSocket.connect(gw.wsUrl, codec);
+    await underControl(file.gw, `65,536 headers (${codec})`, async () => {
+      const victim = await RawSocket.connect(file.gw.wsUrl, "json");
+      const attacker = await RawSocket.connect(file.gw.wsUrl, codec);
       victim.send(json({ t: 11, cid: 1, topic, events: Array.from({ length: 10 }, (_, i) => innocent(i)) }));
       attacker.send(huge);
       victim.send(json({ t: 11, cid: 2, topic, events: Array.from({ length: 10 }, (_, i) => innocent(10 + i)) }));
@@ -72,7 +48,7 @@ describe.each(["msgpack", "json"] as const)("%s", (codec) => {
       expect(batch.offsets[3]).toBeGreaterThanOrEqual(0);
       for (const cid of [1, 2]) expect((await replyTo(victim, cid)).errors).toBeUndefined();
 
-      const records = await consumeAll(brokers, topic, { expect: 22 });
+      const records = await consumeAll(file.brokers, topic, { expect: 22 });
       expect(records.length).toBe(22);
       expect(records.map((r) => Number(r.headers.a)).sort((x, y) => x - y)).toEqual([...Array.from({ length: 20 }, (_, i) => i), 100, 101]);
       victim.close();
@@ -85,8 +61,8 @@ describe.each(["msgpack", "json"] as const)("%s", (codec) => {
     const wide = encode(codec, { cid: 1, t: 10, topic, event: { type: "wide", data: manyKeys(65_536, 0) } });
     // Under MAX_MAP_KEYS per map, but 70,000 values in one event: that event only.
     const many = encode(codec, { cid: 2, t: 11, topic, events: [{ type: "ok" }, { type: "many values", data: new Array(70_000).fill(0) }, { type: "ok" }] });
-    await underControl(gw, `65,536-key data (${codec})`, async () => {
-      const s = await RawSocket.connect(gw.wsUrl, codec);
+    await underControl(file.gw, `65,536-key data (${codec})`, async () => {
+      const s = await RawSocket.connect(file.gw.wsUrl, codec);
       s.send(wide);
       expect(await replyTo(s, 1)).toMatchObject({ t: 21, cid: 1, code: "EVENT_TOO_LARGE" });
       s.send(many);
@@ -105,8 +81,8 @@ describe.each(["msgpack", "json"] as const)("%s", (codec) => {
 
 /** Header names of every record of `topic`, as kcat prints them (no parsing into an object). */
 async function headerNames(topic: string, expect: number): Promise<string[][]> {
-  await consumeAll(brokers, topic, { expect });
-  const proc = Bun.spawn(["kcat", "-C", "-b", brokers, "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%h\n"], { stdout: "pipe", stderr: "pipe", timeout: 30_000 });
+  await consumeAll(file.brokers, topic, { expect });
+  const proc = Bun.spawn(["kcat", "-C", "-b", file.brokers, "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%h\n"], { stdout: "pipe", stderr: "pipe", timeout: 30_000 });
   const out = await new Response(proc.stdout).text();
   await proc.exited;
   return out
@@ -119,8 +95,8 @@ test("finding 3: header and data keys named __proto__, constructor, toString… 
   const topic = freshTopic("hostile-proto");
   const names = ["__proto__", "constructor", "toString", "valueOf", "hasOwnProperty"];
   const text = `{"type":"proto","headers":{${names.map((n) => `"${n}":"v-${n}"`).join(",")}},"data":{"__proto__":{"x":1},"constructor":2}}`;
-  await underControl(gw, "__proto__ keys", async () => {
-    const j = await RawSocket.connect(gw.wsUrl, "json");
+  await underControl(file.gw, "__proto__ keys", async () => {
+    const j = await RawSocket.connect(file.gw.wsUrl, "json");
     j.send(`{"cid":1,"t":10,"topic":"${topic}","event":${text}}`);
     expect(await replyTo(j, 1)).toMatchObject({ t: 20, cid: 1 });
     // A __proto__ header is a header like any other: its value is checked too.
@@ -128,19 +104,19 @@ test("finding 3: header and data keys named __proto__, constructor, toString… 
     expect(await replyTo(j, 2)).toMatchObject({ t: 21, cid: 2, code: "INVALID_EVENT" });
     j.close();
 
-    const m = await RawSocket.connect(gw.wsUrl, "msgpack");
+    const m = await RawSocket.connect(file.gw.wsUrl, "msgpack");
     m.send(publishMsgpack(3, topic, pack(JSON.parse(text))));
     expect(await replyTo(m, 3)).toMatchObject({ t: 20, cid: 3 });
     m.close();
 
-    const res = await fetch(`${gw.url}/api/v1/events?topic=${topic}`, { method: "POST", headers: { "content-type": "application/json" }, body: text });
+    const res = await fetch(`${file.gw.url}/api/v1/events?topic=${topic}`, { method: "POST", headers: { "content-type": "application/json" }, body: text });
     expect(res.status).toBe(202);
   });
   const records = await headerNames(topic, 3);
   expect(records.length).toBe(3);
   for (const r of records) for (const n of names) expect(r).toContain(n);
   // The payload keeps its keys too, in the codec it came in.
-  const values = await consumeAll(brokers, topic, { expect: 3 });
+  const values = await consumeAll(file.brokers, topic, { expect: 3 });
   const asMaps = new Unpackr({ useRecords: false, mapsAsObjects: false });
   const keysOf = (rec: (typeof values)[number]) =>
     rec.headers["content-type"] === "application/msgpack" ? [...(asMaps.unpack(rec.value!) as Map<string, unknown>).keys()] : Object.keys(JSON.parse(new TextDecoder().decode(rec.value!)));
@@ -149,11 +125,11 @@ test("finding 3: header and data keys named __proto__, constructor, toString… 
 
 test("finding 4: an event more than TIME_SKEW_FUTURE ahead is refused TIME_SKEW, and every other client's event on its partition is acked", async () => {
   const topic = freshTopic("hostile-time");
-  await ensureTopic(brokers, topic, 1);
+  await ensureTopic(file.brokers, topic, 1);
   const future = (ms: number) => new Date(Date.now() + ms).toISOString();
-  await underControl(gw, "future time", async () => {
-    const victim = await RawSocket.connect(gw.wsUrl, "json");
-    const attacker = await RawSocket.connect(gw.wsUrl, "json");
+  await underControl(file.gw, "future time", async () => {
+    const victim = await RawSocket.connect(file.gw.wsUrl, "json");
+    const attacker = await RawSocket.connect(file.gw.wsUrl, "json");
     const rounds = 10;
     for (let r = 1; r <= rounds; r++) {
       victim.send(json({ t: 11, cid: r, topic, events: Array.from({ length: 20 }, (_, i) => ({ type: "innocent", key: "same", data: { r, i } })) }));
@@ -172,12 +148,12 @@ test("finding 4: an event more than TIME_SKEW_FUTURE ahead is refused TIME_SKEW,
       [1, "TIME_SKEW"],
       [3, "TIME_SKEW"],
     ]);
-    const m = await RawSocket.connect(gw.wsUrl, "msgpack");
+    const m = await RawSocket.connect(file.gw.wsUrl, "msgpack");
     m.send(pack({ cid: 1, t: 10, topic, event: { type: "msgpack future", time: new Date(Date.now() + 86_400_000) } }));
     expect(await replyTo(m, 1)).toMatchObject({ t: 21, code: "TIME_SKEW" });
     for (const s of [victim, attacker, m]) s.close();
   });
-  expect((await consumeAll(brokers, topic, { expect: 202 })).length).toBe(202);
+  expect((await consumeAll(file.brokers, topic, { expect: 202 })).length).toBe(202);
 }, 180_000);
 
 describe("finding 8: only the data the protocol allows is forwarded", () => {
@@ -200,8 +176,8 @@ describe("finding 8: only the data the protocol allows is forwarded", () => {
 
   test("msgpack: every case is refused BAD_FRAME with its cid; the socket goes on publishing", async () => {
     const topic = freshTopic("hostile-data");
-    await underControl(gw, "invalid msgpack data", async () => {
-      const s = await RawSocket.connect(gw.wsUrl, "msgpack");
+    await underControl(file.gw, "invalid msgpack data", async () => {
+      const s = await RawSocket.connect(file.gw.wsUrl, "msgpack");
       cases.forEach((c, i) => s.send(publishMsgpack(i + 1, topic, c.event)));
       await s.waitFor((r) => typeof r.frame.cid === "number", cases.length);
       expect(cases.map((c, i) => [c.name, replyCode(s, i + 1)])).toEqual(cases.map((c) => [c.name, "BAD_FRAME"]));
@@ -210,27 +186,27 @@ describe("finding 8: only the data the protocol allows is forwarded", () => {
       s.close();
     });
     // Nothing but the last event reached Kafka.
-    expect((await consumeAll(brokers, topic, { expect: 1 })).map((r) => r.headers.ce_type)).toEqual(["still fine"]);
+    expect((await consumeAll(file.brokers, topic, { expect: 1 })).map((r) => r.headers.ce_type)).toEqual(["still fine"]);
   }, 120_000);
 
   test("JSON: an unpaired surrogate anywhere is refused BAD_FRAME, over the socket and HTTP", async () => {
     const topic = freshTopic("hostile-surrogate");
     const events = ['{"type":"\\ud800"}', '{"type":"x","key":"a\\udc00"}', '{"type":"x","subject":"\\ud83d"}', '{"type":"x","headers":{"h":"\\udfff"}}', '{"type":"x","data":{"\\ud800":1}}', '{"type":"x","data":["\\ud800"]}'];
-    await underControl(gw, "lone surrogates", async () => {
-      const s = await RawSocket.connect(gw.wsUrl, "json");
+    await underControl(file.gw, "lone surrogates", async () => {
+      const s = await RawSocket.connect(file.gw.wsUrl, "json");
       events.forEach((e, i) => s.send(`{"cid":${i + 1},"t":10,"topic":"${topic}","event":${e}}`));
       await s.waitFor((r) => typeof r.frame.cid === "number", events.length);
       expect(events.map((e, i) => [e, replyCode(s, i + 1)])).toEqual(events.map((e) => [e, "BAD_FRAME"]));
       s.close();
       for (const e of events) {
-        const res = await fetch(`${gw.url}/api/v1/events?topic=${topic}`, { method: "POST", headers: { "content-type": "application/json" }, body: e });
+        const res = await fetch(`${file.gw.url}/api/v1/events?topic=${topic}`, { method: "POST", headers: { "content-type": "application/json" }, body: e });
         expect([e, res.status, ((await res.json()) as any).error?.code]).toEqual([e, 400, "BAD_FRAME"]);
       }
     });
     // A paired surrogate (an emoji) is text like any other.
-    const res = await fetch(`${gw.url}/api/v1/events?topic=${topic}`, { method: "POST", headers: { "content-type": "application/json" }, body: '{"type":"\\ud83d\\ude00"}' });
+    const res = await fetch(`${file.gw.url}/api/v1/events?topic=${topic}`, { method: "POST", headers: { "content-type": "application/json" }, body: '{"type":"\\ud83d\\ude00"}' });
     expect(res.status).toBe(202);
-    expect((await consumeAll(brokers, topic, { expect: 1 })).map((r) => r.headers.ce_type)).toEqual(["😀"]);
+    expect((await consumeAll(file.brokers, topic, { expect: 1 })).map((r) => r.headers.ce_type)).toEqual(["😀"]);
   }, 120_000);
 });
 
