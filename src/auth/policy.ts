@@ -36,9 +36,10 @@ export const NONE: Grants = { publish: [], subscribe: [], admin: false };
 const TOPIC_PATTERN = /^[a-zA-Z0-9._*-]{1,249}$/;
 const MAX_RULES = 256;
 
-/** The grants of a claim value; throws (the token is then refused) when it is not in the format. */
+/** The keys a claim value may have. */
 const CLAIM_KEYS = new Set(["publish", "subscribe", "admin"]);
 
+/** The grants of a claim value; throws (the token is then refused) when it is not in the format. */
 export function parseGrants(claim: unknown, name: string): Grants {
   if (claim === undefined) return NONE;
   if (typeof claim !== "object" || claim === null || Array.isArray(claim)) throw new Error(`claim ${name} must be an object {publish, subscribe}`);

@@ -406,16 +406,22 @@ export class Subscription implements FrameOwner {
     return connection > l.perConnection || ((l.total > l.perInstance || l.atAddress(this.address) > l.perAddress) && connection > l.perConnection / 4);
   }
 
+  /**
+   * Whether, with `frames` event frames waiting, the subscription is behind its client, for either
+   * policy: more than one waiting, or its connection not reading at all (mayDropNewest). One frame is
+   * not, however large: a read batch is one frame, and 500 records of 2 KB are past
+   * SUBSCRIBER_BUFFER_BYTES alone. Taken for behind, the disconnect policy closed a replay before its
+   * first event, and again from the notice's token, every time (outside probe).
+   */
+  private behind(frames: number): boolean {
+    return frames > 1 || (frames === 1 && this.mayDropNewest());
+  }
+
   private overflow(): void {
     let droppable = 0;
     for (const f of this.queued) if (f.events > 0) droppable++;
     if (this.policy === "disconnect") {
-      // One event frame waiting is not falling behind, however large: a read batch is one frame, and
-      // 500 records of 2 KB are past SUBSCRIBER_BUFFER_BYTES alone. Counted, a replay was closed before
-      // its first event, and again from the notice's token, every time (outside probe). As drop-oldest
-      // keeps its newest frame, this closes only a subscription with more waiting, or whose
-      // connection is not reading at all.
-      if (droppable <= 1 && !this.mayDropNewest()) return;
+      if (!this.behind(droppable)) return;
       // A share group member being disconnected: its records go to another member, not to waste.
       for (const f of this.queued) if (f.events > 0) this.drop(f, true);
       this.queued.length = 0;
@@ -431,7 +437,7 @@ export class Subscription implements FrameOwner {
     }
     // drop-oldest: keep the newest event frame at least, so a live subscriber stays live, unless its
     // connection is not reading at all (mayDropNewest).
-    for (let i = 0; i < this.queued.length && this.overLimit() && (droppable > 1 || (droppable === 1 && this.mayDropNewest())); ) {
+    for (let i = 0; i < this.queued.length && this.overLimit() && this.behind(droppable); ) {
       const f = this.queued[i]!;
       if (f.events === 0) {
         i++;
