@@ -46,31 +46,45 @@ test("protocol pings and hellos pipelined by one connection meet the events rate
 test("a client that sends WebSocket PINGs and never reads the pongs is closed 4001 once the gateway would hold them, and the gateway does not hold them", async () => {
   const gw = block.gw;
   const before = rssMiB(gw.proc.pid);
-  const clients: RawWsClient[] = [];
+  const clients: Array<{ c: RawWsClient; pausedAt: number }> = [];
   await underControl(gw, "WebSocket PINGs from clients that do not read", async () => {
-    const payload = Buffer.alloc(125, 0x61);
+    // A thousand pings to a write: sent in well under a second even on a loaded machine, so the
+    // clients' pause stays inside the WebSocket layer's close timeout (below).
+    const pings = Array.from({ length: 1000 }, () => Buffer.alloc(125, 0x61));
     for (let n = 0; n < 4; n++) {
       const c = await RawWsClient.connect(gw.port);
       c.send({ t: 1, v: 1 });
       await c.waitFor((f) => f.t === 2);
       c.pause();
+      const pausedAt = Date.now();
       for (let k = 0; k < 140; k++) {
-        for (let j = 0; j < 1000; j++) c.sendFrame(payload, { opcode: 9 });
-        await Bun.sleep(1);
+        c.sendFrames(pings, { opcode: 9 });
+        if (k % 10 === 9) await Bun.sleep(1);
       }
-      clients.push(c);
+      clients.push({ c, pausedAt });
     }
     await Bun.sleep(2000);
   });
   const held = rssMiB(gw.proc.pid) - before;
-  for (const c of clients) c.resume();
+  const resumedAt = Date.now();
+  for (const { c } of clients) c.resume();
   const settled = (c: RawWsClient) => c.closeCode !== null || c.abnormal || c.pongs === 140_000;
-  await Promise.all(clients.map(async (c) => { for (const until = Date.now() + 20_000; !settled(c) && Date.now() < until; ) await Bun.sleep(50); }));
-  console.log(`4 non-readers of 140,000 pongs each: gateway RSS +${held.toFixed(0)} MB while they stayed; closes ${clients.map((c) => c.closeCode)}; pongs read ${clients.map((c) => c.pongs)}`);
+  await Promise.all(clients.map(async ({ c }) => { for (const until = Date.now() + 20_000; !settled(c) && Date.now() < until; ) await Bun.sleep(50); }));
+  const paused = clients.map(({ pausedAt }) => resumedAt - pausedAt);
+  console.log(`4 non-readers of 140,000 pongs each: gateway RSS +${held.toFixed(0)} MB while they stayed; closes ${clients.map(({ c }) => c.closeCode ?? (c.abnormal ? "cut" : "open"))}; pongs read ${clients.map(({ c }) => c.pongs)}; paused ${paused.map((ms) => (ms / 1000).toFixed(1))} s`);
   // Closed 4001 once more than PONG_BACKLOG_BYTES of pongs waited in the gateway. The client's kernel
   // may take most of them first (this machine's tcp_rmem grows to 32 MB): a client whose pongs never
-  // backed up that far is not closed, and reads every one once it reads again (ci48: 1 of 4).
-  for (const c of clients) expect(c.closeCode === 4001 || (c.closeCode === null && !c.abnormal && c.pongs === 140_000)).toBe(true);
-  expect(clients.some((c) => c.closeCode === 4001)).toBe(true);
-  for (const c of clients) c.destroy();
+  // backed up that far is not closed, and reads every one once it reads again (ci48: 1 of 4). And a
+  // client that has still not read its close frame when the WebSocket layer's close timeout ends
+  // (uWebSockets: 12-16 s with an idle timeout of 120 s) is cut, what it left unread dropped (ci55:
+  // the first client, paused 16 s on a loaded machine while the others sent).
+  for (const [i, { c }] of clients.entries()) {
+    const expected = c.closeCode === 4001 || (c.closeCode === null && !c.abnormal && c.pongs === 140_000) || (c.abnormal && paused[i]! >= CLOSE_TIMEOUT_MIN_MS);
+    expect(expected).toBe(true);
+  }
+  expect(clients.some(({ c }) => c.closeCode === 4001 || c.abnormal)).toBe(true);
+  for (const { c } of clients) c.destroy();
 }, 120_000);
+
+/** uWebSockets cuts a socket this long at the least after closing it (its ping timeout: 16 s, on a 4 s timer). */
+const CLOSE_TIMEOUT_MIN_MS = 12_000;
