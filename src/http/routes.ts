@@ -2,9 +2,18 @@ import http from "node:http";
 import type { Server } from "bun";
 import type { Metrics } from "../observability/metrics";
 import { type OriginPolicy, preflight, withOrigin } from "./origins";
+import { error } from "./responses";
 
 type RouteHandler = (req: Request, server: Server<any>) => Response | Promise<Response>;
 type Routes = Record<string, Record<string, RouteHandler>>;
+
+/**
+ * The methods Bun's router dispatches (besides OPTIONS, which every path has). Each one a path does
+ * not take is routed there too, to a 405: the router matches the path as sent, so a request that
+ * reaches the fallback with one of these methods was sent with another path, one whose . or ..
+ * segments resolve to a route (req.url has them resolved), and is a 404 whatever its method.
+ */
+export const ROUTED_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"] as const;
 
 /**
  * The route table as Bun.serve takes it: every handler behind the origin check (src/http/origins.ts),
@@ -21,6 +30,8 @@ export function httpRoutes<R extends Routes>(origins: OriginPolicy, metrics: Met
     allowed.set(path, allow);
     const wrapped: Record<string, RouteHandler> = {};
     for (const [method, handler] of Object.entries(methods)) wrapped[method] = closingAnswers(closing, withOrigin(origins, metrics, "http", handler));
+    const refuse: RouteHandler = (req) => error("METHOD_NOT_ALLOWED", `${req.method} is not allowed on ${path}; use ${allow}`, { allow });
+    for (const method of ROUTED_METHODS) if (!allow.split(", ").includes(method)) wrapped[method] = closingAnswers(closing, withOrigin(origins, metrics, "http", refuse));
     wrapped.OPTIONS = closingAnswers(closing, withOrigin(origins, metrics, "http", preflight(allow) as RouteHandler));
     out[path] = wrapped;
   }
