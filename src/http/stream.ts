@@ -120,7 +120,10 @@ function subscribeFrame(req: Request, url: URL): SubscribeFrame {
     // cannot be matched against UTF-8), nesting (BAD_FRAME).
     assertPlainData(frame.filter, FILTER_MAX_DEPTH);
   }
-  const resume = req.headers.get("last-event-id") ?? q.get("lastEventId");
+  const lastEventId = req.headers.get("last-event-id");
+  // Bun joins a header given twice with ", ", and no token has a comma: refused as a parameter twice is.
+  if (lastEventId?.includes(",")) throw new GatewayError("INVALID_FRAME", "Last-Event-ID is given more than once");
+  const resume = lastEventId ?? q.get("lastEventId");
   const start = q.get("start");
   if (resume) frame.start = { token: resume };
   else if (start === "earliest" || start === "latest") frame.start = start;
