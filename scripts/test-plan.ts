@@ -8,6 +8,8 @@
  * load on 2 cores, those bounds measure the neighbour. A control with no such bound asserts only
  * that every request was answered, which load does not change. A file says so itself with
  * `test-plan: alone` when no pattern finds it.
+ * And a file whose every such bound is far from anything load makes (an answer "at once" against a
+ * deadline many times longer; a limit's own hint, not a time measured) says `test-plan: shards`.
  *
  * Prints 1 + N lines: the alone files, then each shard's, space-separated.
  */
@@ -19,7 +21,10 @@ const UNKNOWN_SECONDS = 10;
 
 const seconds: Record<string, number> = JSON.parse(readFileSync("test/seconds.json", "utf8"));
 const files = [...new Glob("test/**/*.test.ts").scanSync(".")].sort();
-const alone = files.filter((f) => TIMES.test(readFileSync(f, "utf8")));
+const alone = files.filter((f) => {
+  const text = readFileSync(f, "utf8");
+  return TIMES.test(text) && !text.includes("test-plan: shards");
+});
 const rest = files.filter((f) => !alone.includes(f)).sort((a, b) => (seconds[b] ?? UNKNOWN_SECONDS) - (seconds[a] ?? UNKNOWN_SECONDS));
 const count = Number(process.argv[2] ?? 3);
 if (!Number.isInteger(count) || count < 1) throw new Error(`shards: a whole number of at least 1, not ${process.argv[2]}`);

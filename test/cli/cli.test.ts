@@ -3,6 +3,9 @@ import { deadUrl } from "../support/dead-url";
 import { resolve } from "node:path";
 import { type GatewayProcess, startGateway } from "../support/gateway";
 
+// test-plan: shards: its one time bound (30 s for three rounds of backoff from 100 ms) tells
+// "gives up" from "retries for ever".
+
 /** kgw, the CLI, run as a user runs it: a process with stdin and stdout, against a real gateway. */
 const CLI = resolve(import.meta.dir, "../../src/cli/main.ts");
 let gw: GatewayProcess;

@@ -9,6 +9,9 @@ import { PublishError, type PublishResult, connect } from "../../src/client";
 import { collect } from "../support/sdk-collector";
 import { ConfigError, loadConfig } from "../../src/config/load";
 
+// test-plan: shards: its one time bound (a refusal within 5 s) tells "at once" from the 30 s
+// message timeout, which load on the other shards does not come near.
+
 /**
  * The gateway authenticating to Kafka with SASL/SCRAM through KAFKA_PROPERTIES (librdkafka's own
  * properties), over SASL_PLAINTEXT and SASL_SSL, against a broker of its own whose SCRAM users are

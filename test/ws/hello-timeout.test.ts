@@ -7,6 +7,9 @@ import { type GatewayProcess, startGateway } from "../support/gateway";
 import { kafkaBrokers } from "../support/kafka";
 import { GatewayClient } from "../support/ws-client";
 
+// test-plan: shards: its one time bound (15 s for a HELLO_TIMEOUT of 1 s) tells "closed" from
+// "never closed".
+
 /**
  * HELLO_TIMEOUT, authentication on or off: a WebSocket that completes no hello can do nothing (every
  * request is refused HANDSHAKE_REQUIRED) yet holds a connection slot, so it is closed 4002 (4401 when

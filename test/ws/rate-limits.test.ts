@@ -4,6 +4,9 @@ import { type Frame, GatewayClient } from "../support/ws-client";
 import { SECRET, helloWith, hsToken } from "../auth/support";
 import { RawWsClient } from "../support/raw-ws";
 
+// test-plan: shards: its upper bounds are counts a rate allows over the time measured (load only
+// lengthens it) and the gateway's own retryAfterMs hints, not times measured.
+
 /**
  * Token-bucket publish rates (src/limits/rate-limits.ts) over real sockets: per connection and per
  * principal, in events/s and bytes/s, refused RATE_LIMITED with a retry hint, and a connection that
