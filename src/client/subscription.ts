@@ -103,9 +103,21 @@ export class Subscription implements AsyncIterable<DeliveredEvent> {
     private readonly link: SubscriptionLink,
   ) {}
 
-  /** Calls `handler` for each event; events then no longer wait for the iterator. */
+  /**
+   * Calls `handler` for each event; events then no longer wait for the iterator. Those that came
+   * before the first handler and wait in the iterator's buffer are handed to it first, now, in
+   * order: a handler given after another await would otherwise never see them (outside probe).
+   */
   onEvent(handler: (e: DeliveredEvent) => void): this {
     this.eventHandlers.push(handler);
+    if (this.eventHandlers.length === 1 && this.buffer.length > 0) {
+      const waiting = this.buffer;
+      this.buffer = [];
+      for (const e of waiting) {
+        this.took(1, true);
+        handler(e);
+      }
+    }
     return this;
   }
 

@@ -4,6 +4,7 @@ import { type DeliveredEvent, type GatewayClient, SubscribeError, connect } from
 import { type GatewayProcess, startGateway } from "../support/gateway";
 import { freshTopic, kafkaBrokers } from "../support/kafka";
 import { ensureTopic } from "../support/kafka-broker";
+import { until } from "../support/until";
 import { record, startLoad, verify } from "./failover.support";
 
 /** The client SDK (src/client) against real gateways: batching under the window, subscriptions, and a gateway killed under it. */
@@ -228,6 +229,30 @@ test("sub.token covers only the events the application was handed: an iterator t
   const after = await c.subscribe(topic, { start: { token: all.token! } });
   await c.publish({ type: "n", data: { i: 500 } }, { topic });
   expect(await first(after)).toBe(500);
+}, 60_000);
+
+test("events that came before onEvent was given are handed to it first, in order, and sub.token covers them", async () => {
+  // Before: they stayed in the iterator's buffer, which a callback user never reads, so an
+  // application attaching its handler after another await was silently short (outside probe).
+  const gw = await gateway({ KAFKA_BROKERS: "", EMBEDDED_PARTITIONS: "1" });
+  const c = await client(gw.wsUrl);
+  const topic = "sdk-late-handler";
+  await c.publishBatch(Array.from({ length: 30 }, (_, i) => ({ type: "n", data: { i } })), { topic });
+  const sub = await c.subscribe(topic, { start: "earliest" });
+  let noticedLive = false;
+  sub.onNotice((n) => n.kind === "live" && (noticedLive = true));
+  await until("the replay is live", () => noticedLive, 10_000);
+  const seen: number[] = [];
+  sub.onEvent((e) => seen.push(e.offset));
+  await c.publish({ type: "n", data: { i: 30 } }, { topic });
+  await until("31 events handed over", () => seen.length === 31, 10_000).catch(() => {});
+  expect(seen).toEqual(Array.from({ length: 31 }, (_, i) => i));
+  const after = await c.subscribe(topic, { start: { token: sub.token! } });
+  await c.publish({ type: "n", data: { i: 31 } }, { topic });
+  for await (const e of after) {
+    expect(e.offset).toBe(31);
+    break;
+  }
 }, 60_000);
 
 test("subscribes made faster than the gateway's subscribe rate wait their turn: all are confirmed, the connection is never closed", async () => {
