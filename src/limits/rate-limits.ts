@@ -146,7 +146,10 @@ export class ConnectionRate {
   }
 }
 
-/** `n` events within any REFUSAL_WINDOW_S; none kept for 0 (no limit). */
+/**
+ * An allowance of `n`, given back at `n` per REFUSAL_WINDOW_S: spent by more than `n` at once, or by more
+ * than `n` per window kept up (up to 2n can pass within one window); none kept for 0 (no limit).
+ */
 function allowance(n: number, now: number, stalls: Stalls | null): TokenBucket | null {
   return n > 0 ? new TokenBucket(n / REFUSAL_WINDOW_S, n, now, undefined, stalls) : null;
 }
