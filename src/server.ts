@@ -13,7 +13,7 @@ import { createDashboardRoutes } from "./http/dashboard";
 import { createDeliveryRoute } from "./http/delivery";
 import { createHealthRoutes } from "./http/health";
 import { createStreamRoute } from "./http/stream";
-import { ROUTED_METHODS, applyHttpHeaderLimit, closingAnswers, httpRoutes } from "./http/routes";
+import { ROUTED_METHODS, applyHttpHeaderLimit, closingAnswers, httpRoutes, methodNotAllowed } from "./http/routes";
 import { OriginPolicy, preflight, withOrigin } from "./http/origins";
 import { error, errorResponse, lateErrorResponse, unreadableUrl, urlOf } from "./http/responses";
 import { unknownParam } from "./http/query";
@@ -213,7 +213,7 @@ export async function startGateway(config: Config, logger: Logger): Promise<Gate
     // The router matched the path as sent, with every routed method (routes.ts); req.url has its .
     // and .. segments resolved. A routed method here means the path as sent was another.
     if (allow && (ROUTED_METHODS as readonly string[]).includes(req.method)) return error("NOT_FOUND", `no route for ${req.method} ${path} as sent: paths with . or .. segments are not resolved`);
-    if (allow) return error("METHOD_NOT_ALLOWED", `${req.method} is not allowed on ${path}; use ${allow}`, { allow });
+    if (allow) return methodNotAllowed(req, path, allow);
     return error("NOT_FOUND", `no route for ${req.method} ${path}`);
   }));
   const wsPreflight = preflight(WS_ALLOW);

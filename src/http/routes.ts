@@ -15,6 +15,11 @@ type Routes = Record<string, Record<string, RouteHandler>>;
  */
 export const ROUTED_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"] as const;
 
+/** The 405 for `req` on a known `path` that takes only the methods `allow` lists. */
+export function methodNotAllowed(req: Request, path: string, allow: string): Response {
+  return error("METHOD_NOT_ALLOWED", `${req.method} is not allowed on ${path}; use ${allow}`, { allow });
+}
+
 /**
  * The route table as Bun.serve takes it: every handler behind the origin check (src/http/origins.ts),
  * and OPTIONS on every path, answering CORS preflights and plain OPTIONS alike with what it takes.
@@ -30,7 +35,7 @@ export function httpRoutes<R extends Routes>(origins: OriginPolicy, metrics: Met
     allowed.set(path, allow);
     const wrapped: Record<string, RouteHandler> = {};
     for (const [method, handler] of Object.entries(methods)) wrapped[method] = closingAnswers(closing, withOrigin(origins, metrics, "http", handler));
-    const refuse: RouteHandler = (req) => error("METHOD_NOT_ALLOWED", `${req.method} is not allowed on ${path}; use ${allow}`, { allow });
+    const refuse: RouteHandler = (req) => methodNotAllowed(req, path, allow);
     for (const method of ROUTED_METHODS) if (!allow.split(", ").includes(method)) wrapped[method] = closingAnswers(closing, withOrigin(origins, metrics, "http", refuse));
     wrapped.OPTIONS = closingAnswers(closing, withOrigin(origins, metrics, "http", preflight(allow) as RouteHandler));
     out[path] = wrapped;
