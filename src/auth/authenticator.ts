@@ -38,7 +38,7 @@ export class Authenticator {
   ) {
     this.enabled = sources.length > 0;
     this.options = {
-      // exp and nbf are checked below, to the millisecond: jose's clock counts whole seconds, so a
+      // exp, nbf and iat are checked below, to the millisecond: jose's clock counts whole seconds, so a
       // tolerance of 1,500 ms let a token 1.95 s past exp in (and 1 ms, one 735 ms past it). jose
       // still checks that they are numbers; this tolerance (finite: jose refuses Infinity) turns its own comparison off.
       clockTolerance: Number.MAX_SAFE_INTEGER,
@@ -90,11 +90,15 @@ export class Authenticator {
         // as numbers, giving a token that never expires (outside security probe).
         if (!isTime(payload.exp)) throw refused("claim exp is not a time (seconds since the epoch, within a date's range)");
         if (payload.nbf !== undefined && !isTime(payload.nbf)) throw refused("claim nbf is not a time (seconds since the epoch, within a date's range)");
+        if (payload.iat !== undefined && !isTime(payload.iat)) throw refused("claim iat is not a time (seconds since the epoch, within a date's range)");
         const now = Date.now();
         const tolerance = this.config.AUTH_CLOCK_TOLERANCE;
         // RFC 7519: not accepted on or after exp, nor before nbf (each give or take the tolerance).
         if (now >= payload.exp! * 1000 + tolerance) throw refused("the token has expired");
         if (payload.nbf !== undefined && payload.nbf * 1000 > now + tolerance) throw refused("claim nbf is not accepted (the token is not valid yet)");
+        // Issued in the future: its issuer's clock is wrong, or the token was not made by it. Accepted, it
+        // is valid from a moment nobody has reached, as a future nbf would be (PyJWT refuses it so too).
+        if (payload.iat !== undefined && payload.iat * 1000 > now + tolerance) throw refused("claim iat is in the future (the token was issued later than now, beyond the clock tolerance)");
         let grants: Grants;
         try {
           grants = parseGrants(payload[this.config.AUTH_CLAIM], this.config.AUTH_CLAIM);

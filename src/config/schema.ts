@@ -175,7 +175,7 @@ export const settings = {
   AUTH_JWT_ISSUER: z.string().default("").describe("Required iss claim (not checked when empty)"),
   AUTH_JWT_AUDIENCE: z.string().default("").describe("Required aud claim (not checked when empty)"),
   AUTH_JWT_TYPE: z.string().default("").describe("Required typ header, e.g. JWT or at+jwt (not checked when empty)"),
-  AUTH_CLOCK_TOLERANCE: duration.default(30_000).describe("Clock skew allowed when checking exp and nbf"),
+  AUTH_CLOCK_TOLERANCE: duration.default(30_000).describe("Clock skew allowed when checking exp, nbf and iat (a token issued further in the future than this is refused)"),
   AUTH_CLAIM: z.string().regex(/^[A-Za-z0-9_:./-]{1,128}$/).default("kgw").describe("Claim holding the topic grants: {publish: [...], subscribe: [...]} (docs/security.md)"),
   AUTH_REFRESH_GRACE: duration.default(10_000).describe("After a connection's token expires, how long it has to send refresh before it is closed with 4401"),
   AUTH_HELLO_TIMEOUT: helloTimeout.optional().describe("Former name of HELLO_TIMEOUT, still read when HELLO_TIMEOUT is not set"),

@@ -42,9 +42,9 @@ test('a token whose sub is "anonymous", the principal of clients without authent
   expect(await answers(await hsToken({ sub: "anonymous2", exp: now() + 600, ...grants }))).toMatchObject({ hello: 2, http: 202 });
 });
 
-test("exp and nbf are times a clock can reach: 1e999 (Infinity), 1e300 and NaN-like values are refused, the largest date is not", async () => {
+test("exp, nbf and iat are times a clock can reach: 1e999 (Infinity), 1e300 and NaN-like values are refused, the largest date is not", async () => {
   const sub = '"sub":"edge","kgw":{"publish":["edge.*"]}';
-  for (const claims of ['"exp":1e999', '"exp":1e300', '"exp":8640000000001', `"exp":${now() + 600},"nbf":-1e999`, `"exp":${now() + 600},"nbf":1e999`]) {
+  for (const claims of ['"exp":1e999', '"exp":1e300', '"exp":8640000000001', `"exp":${now() + 600},"nbf":-1e999`, `"exp":${now() + 600},"nbf":1e999`, `"exp":${now() + 600},"iat":-1e999`]) {
     const a = await answers(rawToken(`{${sub},${claims}}`));
     expect({ claims, ...a, message: undefined }).toEqual({ claims, hello: "UNAUTHENTICATED", http: 401, message: undefined });
   }

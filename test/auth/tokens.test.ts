@@ -67,6 +67,7 @@ describe("HS256 shared secret, with iss, aud, typ and a 5 s clock tolerance", ()
   const refusedCases: Array<[string, () => Promise<string>]> = [
     ["expired beyond the 5 s tolerance (exp = now − 10 s)", () => hsToken({ ...claims, exp: now() - 10 }, typ)],
     ["not yet valid beyond the 5 s tolerance (nbf = now + 10 s)", () => hsToken({ ...claims, nbf: now() + 10 }, typ)],
+    ["issued beyond the 5 s tolerance in the future (iat = now + 10 s)", () => hsToken({ ...claims, iat: now() + 10 }, typ)],
     ["wrong audience", () => hsToken({ ...claims, aud: "someone-else" }, typ)],
     ["wrong issuer", () => hsToken({ ...claims, iss: "https://evil.test" }, typ)],
     ["wrong typ", () => hsToken(claims, { typ: "at+jwt" })],
@@ -89,8 +90,8 @@ describe("HS256 shared secret, with iss, aud, typ and a 5 s clock tolerance", ()
     });
   }
 
-  test("inside the tolerance: exp 2 s ago and nbf 2 s ahead are still accepted", async () => {
-    for (const token of [await hsToken({ ...claims, exp: now() - 2 }, typ), await hsToken({ ...claims, nbf: now() + 2 }, typ)]) {
+  test("inside the tolerance: exp 2 s ago, nbf and iat 2 s ahead are still accepted", async () => {
+    for (const token of [await hsToken({ ...claims, exp: now() - 2 }, typ), await hsToken({ ...claims, nbf: now() + 2 }, typ), await hsToken({ ...claims, iat: now() + 2 }, typ)]) {
       expect((await postEvent(gw, "tok-a", token)).status).toBe(202);
     }
   });
