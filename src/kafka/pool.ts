@@ -143,7 +143,7 @@ export class WorkerPool {
             generation: -1,
             // A bug in handling one message must not cost the worker: its stream stays framed.
             reader: new MessageReader(
-              (type, body) => this.onMessage(s, type, body),
+              (type, body, owned) => this.onMessage(s, type, body, owned),
               false,
               (e, type) => this.onEvent({ event: "worker_status", worker: s.data.slot?.index ?? -1, level: "error", kind: "message_failed", message: `handling the worker's message of type ${type} failed: ${String((e as Error)?.stack ?? e)}` }),
             ),
@@ -331,11 +331,11 @@ export class WorkerPool {
     slot.pid = slot.proc.pid;
   }
 
-  private onMessage(s: Socket<ConnData>, type: number, body: Buffer): void {
+  private onMessage(s: Socket<ConnData>, type: number, body: Buffer, owned: boolean): void {
     if (s.data.slot) s.data.slot.heard = true;
     if (type === IpcType.DELIVERY) return s.data.slot!.delivered(new ByteReader(body));
     if (type === IpcType.DELIVERY_PART) return s.data.slot!.deliveredPart(new ByteReader(body));
-    if (type === IpcType.RECORDS) return this.readers.onRecords(new ByteReader(body));
+    if (type === IpcType.RECORDS) return this.readers.onRecords(new ByteReader(body), owned);
     const msg = new ByteReader(body).json<Record<string, unknown>>();
     if (type === IpcType.HELLO) {
       const [token, gen] = String(msg.token).split(":");

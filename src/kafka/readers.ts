@@ -94,13 +94,14 @@ export class ReaderRegistry {
     this.readers.get(readerId)?.handlers.onEnd?.(topic, partition, offset);
   }
 
-  onRecords(r: ByteReader): void {
+  /** `owned`: the message's buffer is its own, and a large value may stay a view of it (readRecords). */
+  onRecords(r: ByteReader, owned = false): void {
     const readerId = r.u32();
     const reader = this.readers.get(readerId);
     if (!reader) return;
     let records: ConsumedRecord[];
     try {
-      records = readRecords(r, reader.names);
+      records = readRecords(r, reader.names, owned);
     } catch {
       // Only a bug on either side of the socket gets here: the credit goes back so the reader is not wedged.
       reader.slot.writer?.write(jsonMessage(IpcType.RECORDS_ACK, { readerId }));

@@ -63,6 +63,36 @@ test("MessageReader: messages come out whole and in order however the stream is 
   }
 });
 
+test("MessageReader: a body said owned stays whole after its callback, whatever becomes of the chunks it came in; one byte at a time too", () => {
+  const w = new ByteWriter(64);
+  const sent: string[] = [];
+  for (let i = 0; i < 12; i++) {
+    const body = String(i).repeat(1 + ((i * 997) % 5000));
+    const start = w.beginMessage(20);
+    w.longString(body);
+    w.endMessage(start);
+    sent.push(body);
+  }
+  const stream = w.take();
+  for (const step of [1, 3, 4, 5, 1000, 4096]) {
+    const kept: Buffer[] = [];
+    const got: string[] = [];
+    const reader = new MessageReader((_, body, owned) => {
+      got.push(new ByteReader(body).longString());
+      if (owned) kept.push(body);
+    });
+    for (let at = 0; at < stream.length; at += step) {
+      const chunk = Buffer.from(stream.subarray(at, at + step));
+      reader.push(chunk);
+      chunk.fill(0xee); // a socket's buffer, used again for its next read
+    }
+    expect(got).toEqual(sent);
+    // Every message that spanned chunks was assembled in a buffer of its own, and is still intact.
+    expect(kept.length).toBeGreaterThan(0);
+    for (const body of kept) expect(sent).toContain(new ByteReader(body).longString());
+  }
+});
+
 test("MessageReader reusing its buffer: the same messages, however cut, keeping nothing of a chunk", () => {
   // Messages from a few bytes to well past the reader's first 64 KiB buffer, so it grows mid-stream.
   const w = new ByteWriter(64);
