@@ -155,6 +155,7 @@ export function createMetrics() {
     subscriptionsActive: new Gauge({ name: "gateway_subscriptions_active", help: "Open subscriptions", registers: [registry] }),
     filterChars: new Gauge({ name: "gateway_filter_chars", help: "What the filters of every open subscription hold, in characters as MAX_FILTER_CHARS counts them (a subscribe past it is refused TOO_MANY_SUBSCRIPTIONS)", registers: [registry] }),
     eventsDelivered: tally(delivered),
+    replaysHandedOver: new Counter({ name: "gateway_replays_handed_over_total", help: "Caught-up replaying subscriptions moved onto their topic's shared live feed, their own reader closed", registers: [registry] }),
     subscriptionGaps: new Counter({ name: "gateway_feed_gaps_total", help: "Times a feed's next offset was gone from the log (retention overtook it, or the log was reset), each announced by gap frames", labelNames: ["reason"] as const, registers: [registry] }),
     eventsDroppedLag: new Counter({ name: "gateway_events_dropped_lag_total", help: "Events dropped for slow subscribers (each announced by a lagged frame)", registers: [registry] }),
     eventsRedealt: new Counter({ name: "gateway_share_redealt_total", help: "Events a share group member's full queue gave back, dealt to another member (not dropped: the group loses none)", registers: [registry] }),

@@ -66,6 +66,14 @@ export class AddressFeeds {
     this.allFilterChars += chars;
   }
 
+  /** Moves `address`'s hold of `from` to `to` (a replay moved onto its topic's live feed): no bound is passed, one feed for another or for one it holds already. */
+  swap(address: string, from: readonly string[], to: readonly string[]): void {
+    const mine = this.held.get(address);
+    if (!mine) return;
+    for (const f of from) mine.remove(f);
+    for (const f of to) mine.add(f);
+  }
+
   release(address: string, feeds: readonly string[], chars = 0): void {
     this.subscriptions.remove(address);
     if (chars > 0) this.filterChars.remove(address, chars);

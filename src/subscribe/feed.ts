@@ -200,6 +200,27 @@ export class Feed implements ShareDealer {
     if (this.live) sub.goLive();
   }
 
+  /**
+   * Everything read has been delivered and nothing is pending: no batch waiting or half delivered, no
+   * reset or fence to tell, its reader assigned. The subscriptions were handed exactly what lies
+   * before `positions`, and nothing after: where a caught-up replay may be moved onto another feed
+   * that has read exactly as far (samePlace; SubscriptionManager.handOver).
+   */
+  get settled(): boolean {
+    return !this.closed && this.live && !this.ledger && this.reader !== null && this.assigned === this.reader && this.waiting.length === 0 && !this.pumping && !this.waitingTurn && this.touched.size === 0 && this.fences.size === 0 && this.resetSuspects.size === 0 && this.redeal.length === 0;
+  }
+
+  /** Whether `other` has read `topic` exactly as far as this feed, partition by partition, in the same logs. */
+  samePlace(other: Feed, topic: string): boolean {
+    const a = this.positions.get(topic);
+    const b = other.positions.get(topic);
+    const ids = this.logIds.get(topic);
+    const otherIds = other.logIds.get(topic);
+    if (!a || !b || !ids || !otherIds || a.length !== b.length || ids.length !== a.length || otherIds.length !== b.length || this.epoch !== other.epoch) return false;
+    for (let p = 0; p < a.length; p++) if (a[p] !== b[p] || ids[p] !== otherIds[p]) return false;
+    return true;
+  }
+
   remove(sub: Subscription): void {
     if (!this.subs.delete(sub)) return;
     this.index.remove(sub);

@@ -84,8 +84,11 @@ const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(reso
 /**
  * Subscriptions of every connection. A subscription from `latest` joins its topic's shared live feed
  * (one reader per topic for the whole gateway). One that starts in the past gets its own feed,
- * replaying at REPLAY_RATE_LIMIT until it has caught up, and then simply stays on it: the one reader
- * reads history and live alike, so there is no seam to lose or repeat events at.
+ * replaying at REPLAY_RATE_LIMIT until it has caught up: the one reader reads history and live alike,
+ * so there is no seam to lose or repeat events at. Once caught up, it is moved onto its topic's live
+ * feed at a moment when both have handed over exactly the same offsets and hold nothing more
+ * (handOver), its own reader closed: there is still no seam, and a crowd resuming after a restart
+ * does not keep a Kafka reader each for good.
  */
 export class SubscriptionManager {
   private readonly liveFeeds = new Map<string, Promise<Feed>>();
@@ -105,7 +108,8 @@ export class SubscriptionManager {
   private readonly holders = new Map<Subscription, SubscriberConnection>();
   private readonly recentlyEnded = new RecentlyEnded();
   /** Each replaying subscription's own feed, and the client address whose pace it shares. */
-  private readonly replayFeeds = new Map<Subscription, { feed: Feed; address: string }>();
+  private readonly replayFeeds = new Map<Subscription, ReplayFeed>();
+  private readonly handOverTimer: Timer;
   /** REPLAY_RATE_LIMIT_PER_ADDRESS: the schedule each client address's replays share. */
   private readonly replayPaces: ReplayPaces;
   private readonly sharedFeeds = new Map<string, Promise<Feed>>();
@@ -178,6 +182,8 @@ export class SubscriptionManager {
     this.lagTimer = setInterval(() => void this.sampleLag(), 5000);
     this.lagTimer.unref();
     this.partitionTimer = setInterval(() => void this.checkPartitions(), config.PARTITION_CHECK_MS);
+    this.handOverTimer = setInterval(() => this.handOverCaughtUp(), HAND_OVER_CHECK_MS);
+    this.handOverTimer.unref();
     this.partitionTimer.unref();
   }
 
@@ -254,6 +260,7 @@ export class SubscriptionManager {
   close(): void {
     clearInterval(this.lagTimer);
     clearInterval(this.partitionTimer);
+    clearInterval(this.handOverTimer);
     for (const timer of this.idleFeeds.values()) clearTimeout(timer);
     this.idleFeeds.clear();
     for (const feeds of [this.liveFeeds, this.sharedFeeds]) {
@@ -770,8 +777,66 @@ export class SubscriptionManager {
     return new Map(topics.map((t, i) => [t, ids[i] ?? null]));
   }
 
-  /** The shared feed of a topic, opened at the end of every partition on first use. */
-  private liveFeed(topic: string): Promise<Feed> {
+  /**
+   * Moves each caught-up replay of one topic onto the topic's live feed, opening that feed at the
+   * first one's positions when the topic has none. A replay kept its own reader for good once live:
+   * after a restart every resumed subscription held one (a Kafka consumer each), and past MAX_FEEDS
+   * the next resumes were refused until others left.
+   */
+  private handOverCaughtUp(): void {
+    const byTopic = new Map<string, Array<[Subscription, ReplayFeed]>>();
+    for (const [sub, replay] of this.replayFeeds) {
+      if (sub.closed || sub.shared || sub.topics.length !== 1 || !replay.feed.settled) continue;
+      const topic = sub.topics[0]!;
+      const list = byTopic.get(topic);
+      if (list) list.push([sub, replay]);
+      else byTopic.set(topic, [[sub, replay]]);
+    }
+    for (const [topic, replays] of byTopic) {
+      const opened = !this.liveFeeds.has(topic);
+      // One feed past MAX_FEEDS at most, and for a moment: the replays it takes are as many fewer. At
+      // the bound itself it must be let open, or caught-up replays that fill it would hold it for good.
+      if (opened && this.feedCount > this.config.MAX_FEEDS) continue;
+      const pending = this.liveFeed(topic, replays[0]![1].feed.positions.get(topic));
+      pending.then(
+        (live) => {
+          for (const [sub, replay] of replays) this.handOver(sub, replay, topic, pending, live);
+          // Opened for them and taken by none (they read on meanwhile): it idles out as any live feed.
+          if (opened || live.subs.size === 0) this.leaveLive(topic, pending, live);
+        },
+        () => {},
+      );
+    }
+  }
+
+  /**
+   * Moves `sub` off its replay onto `live` when both have handed their subscriptions exactly the same
+   * offsets of every partition, in the same logs, and hold nothing more (Feed.settled): `live` then
+   * hands it what follows, and nothing before. Checked and done in one go, with nothing between.
+   * Otherwise it stays where it is, and is tried again at the next check.
+   */
+  private handOver(sub: Subscription, replay: ReplayFeed, topic: string, pending: Promise<Feed>, live: Feed): void {
+    if (sub.closed || this.replayFeeds.get(sub) !== replay || live.isClosed || this.liveFeeds.get(topic) !== pending) return;
+    if (!replay.feed.settled || !live.settled || !replay.feed.samePlace(live, topic)) return;
+    if (this.overFilterTerms(live, sub.filter, [topic], replay.address)) return;
+    const conn = this.holders.get(sub);
+    const charge = conn ? this.feedCharges.get(conn)?.get(sub.id) : undefined;
+    this.replayFeeds.delete(sub);
+    replay.feed.remove(sub);
+    replay.feed.close();
+    this.replayPaces.release(replay.address);
+    // The address now holds the topic's feed (shared with its other subscriptions of it), not a replay of its own.
+    if (charge) {
+      this.addressFeeds.swap(charge.address, charge.feeds, [`topic:${topic}`]);
+      charge.feeds = [`topic:${topic}`];
+    }
+    sub.movedFrom(replay.feed, topic, live.positions.get(topic)!);
+    live.add(sub);
+    this.metrics.replaysHandedOver.inc();
+  }
+
+  /** The shared feed of a topic, opened at the end of every partition on first use (or `at`, a caught-up replay's positions: handOverCaughtUp). */
+  private liveFeed(topic: string, at?: readonly number[]): Promise<Feed> {
     const idle = this.idleFeeds.get(topic);
     if (idle) {
       clearTimeout(idle);
@@ -781,7 +846,9 @@ export class SubscriptionManager {
       // The id before the ends: a topic made again between the two is read again, never skipped.
       const ids = await this.idsOf([topic]);
       const marks = await this.log.watermarks(topic);
-      return new Feed(this.log, [topic], new Map([[topic, marks.map((m) => m.high)]]), { turns: this.turns, payload: this.payload, onDenied: this.denied, ids }, this.metrics, this.logger);
+      // A replay's positions only where each lies within its partition as the log stands now.
+      const start = at && at.length === marks.length && at.every((o, p) => o >= marks[p]!.low && o <= marks[p]!.high) ? [...at] : marks.map((m) => m.high);
+      return new Feed(this.log, [topic], new Map([[topic, start]]), { turns: this.turns, payload: this.payload, onDenied: this.denied, ids }, this.metrics, this.logger);
     });
   }
 
@@ -883,6 +950,15 @@ function shareKey(group: string, topics: string[]): string {
  * The feed under `key`, made and opened on first use. Concurrent first subscribers share one opening;
  * a failed opening is forgotten, so the next subscriber tries again.
  */
+/** A replaying subscription's own feed, and the client address whose pace it shares. */
+interface ReplayFeed {
+  feed: Feed;
+  address: string;
+}
+
+// How often caught-up replays are looked at for a move onto their topic's live feed (handOverCaughtUp).
+const HAND_OVER_CHECK_MS = 1000;
+
 function openOnce(feeds: Map<string, Promise<Feed>>, key: string, make: () => Promise<Feed>): Promise<Feed> {
   let feed = feeds.get(key);
   if (!feed) {

@@ -184,9 +184,25 @@ export class Subscription implements FrameOwner {
     this.sources.push({ source, base: source.recordsRead });
   }
 
+  /**
+   * Moved off `from` onto a feed that has read `topic` exactly as far (SubscriptionManager.handOver):
+   * its position is that feed's own array from now on, so its tokens follow what that feed reads.
+   */
+  movedFrom(from: RecordSource, topic: string, positions: number[]): void {
+    const i = this.sources.findIndex((s) => s.source === from);
+    if (i >= 0) {
+      this.examinedBefore += from.recordsRead - this.sources[i]!.base;
+      this.sources.splice(i, 1);
+    }
+    this.positions.set(topic, positions);
+  }
+
+  /** Records read by feeds it has since left (movedFrom). */
+  private examinedBefore = 0;
+
   /** Records its feeds read since it joined them: what its filter was asked about (selectivity = matched / examined). */
   get examined(): number {
-    let n = 0;
+    let n = this.examinedBefore;
     for (const s of this.sources) n += s.source.recordsRead - s.base;
     return n;
   }
