@@ -636,12 +636,7 @@ export class SubscriptionManager {
     this.subscriptionCount--;
     this.metrics.subscriptionsActive.dec();
     const replay = this.replayFeeds.get(sub);
-    if (replay) {
-      replay.feed.close();
-      this.replayFeeds.delete(sub);
-      this.replayPaces.release(replay.address);
-      return;
-    }
+    if (replay) return this.endReplay(sub, replay);
     if (sub.shared) {
       const key = shareKey(sub.shareGroup!, sub.topics);
       void this.sharedFeeds.get(key)?.then((feed) => {
@@ -786,7 +781,7 @@ export class SubscriptionManager {
   private handOverCaughtUp(): void {
     const byTopic = new Map<string, Array<[Subscription, ReplayFeed]>>();
     for (const [sub, replay] of this.replayFeeds) {
-      if (sub.closed || sub.shared || sub.topics.length !== 1 || !replay.feed.settled) continue;
+      if (sub.closed || sub.topics.length !== 1 || !replay.feed.settled) continue;
       const topic = sub.topics[0]!;
       const list = byTopic.get(topic);
       if (list) list.push([sub, replay]);
@@ -821,10 +816,7 @@ export class SubscriptionManager {
     if (this.overFilterTerms(live, sub.filter, [topic], replay.address)) return;
     const conn = this.holders.get(sub);
     const charge = conn ? this.feedCharges.get(conn)?.get(sub.id) : undefined;
-    this.replayFeeds.delete(sub);
-    replay.feed.remove(sub);
-    replay.feed.close();
-    this.replayPaces.release(replay.address);
+    this.endReplay(sub, replay);
     // The address now holds the topic's feed (shared with its other subscriptions of it), not a replay of its own.
     if (charge) {
       this.addressFeeds.swap(charge.address, charge.feeds, [`topic:${topic}`]);
@@ -833,6 +825,13 @@ export class SubscriptionManager {
     sub.movedFrom(replay.feed, topic, live.positions.get(topic)!);
     live.add(sub);
     this.metrics.replaysHandedOver.inc();
+  }
+
+  /** Closes `sub`'s own reader and gives back its replay's place in its address's pace: it ended, or was moved onto the live feed. */
+  private endReplay(sub: Subscription, replay: ReplayFeed): void {
+    this.replayFeeds.delete(sub);
+    replay.feed.close();
+    this.replayPaces.release(replay.address);
   }
 
   /** The shared feed of a topic, opened at the end of every partition on first use (or `at`, a caught-up replay's positions: handOverCaughtUp). */

@@ -105,6 +105,8 @@ export class Subscription implements FrameOwner {
   readonly since = Date.now();
   /** The feeds it reads through and how much each had read when it joined: `examined` is the difference. */
   private readonly sources: Array<{ source: RecordSource; base: number }> = [];
+  /** Records read by feeds it has since left (movedFrom). */
+  private examinedBefore = 0;
   private collected: DecodedRecord[] = [];
   /** Frames of this subscription in the outbound queue, not yet handed to the socket nor dropped. */
   private readonly queued: QueuedFrame[] = [];
@@ -196,9 +198,6 @@ export class Subscription implements FrameOwner {
     }
     this.positions.set(topic, positions);
   }
-
-  /** Records read by feeds it has since left (movedFrom). */
-  private examinedBefore = 0;
 
   /** Records its feeds read since it joined them: what its filter was asked about (selectivity = matched / examined). */
   get examined(): number {

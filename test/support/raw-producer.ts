@@ -53,7 +53,10 @@ function compiled(): Promise<string> {
     const scratch = mkdtempSync(join(root, ".cache/java/tmp-"));
     const javac = Bun.spawn(["javac", "-d", scratch, "-cp", join(root, ".cache/kafka/libs/*"), source], { stdout: "pipe", stderr: "pipe" });
     const [err, code] = await Promise.all([new Response(javac.stderr).text(), javac.exited]);
-    if (code !== 0) throw new Error(`compiling RawProducer.java failed (exit ${code}):\n${err}`);
+    if (code !== 0) {
+      rmSync(scratch, { recursive: true, force: true });
+      throw new Error(`compiling RawProducer.java failed (exit ${code}):\n${err}`);
+    }
     try {
       renameSync(scratch, dir);
     } catch {

@@ -188,7 +188,7 @@ function headerOf(h: Record<string, Buffer | string>): [string, Buffer | string]
  * which JSC makes only when asked.
  *
  * `owned`: the body's buffer was made for this message alone (MessageReader), so a value that is most
- * of it stays a view of it instead (see keepsView).
+ * of it stays a view of it instead (field's `mayView`).
  */
 export function readRecords(r: ByteReader, names = new RepeatedNames(), owned = false): ConsumedRecord[] {
   const count = r.u32();
@@ -202,8 +202,8 @@ export function readRecords(r: ByteReader, names = new RepeatedNames(), owned = 
     const partition = r.i32();
     const offset = r.f64();
     const timestamp = r.f64();
-    const key = copyOut(r, bytes);
-    const value = owned ? viewOrCopy(r, bytes) : copyOut(r, bytes);
+    const key = field(r, bytes, false);
+    const value = field(r, bytes, owned);
     const headerCount = r.u32();
     const leftOut = r.u32();
     if (headerCount > buf.length - r.pos) throw new RangeError(`${headerCount} headers cannot fit in the rest of the message`);
@@ -229,20 +229,14 @@ export function readRecords(r: ByteReader, names = new RepeatedNames(), owned = 
 // was 22 ms of page faults in one turn on this machine's kind, every other client waiting.
 const VIEW_MIN_BYTES = 64 * 1024;
 
-/** A length-prefixed field (-1: null): a view when it is most of an owned message, else copied. */
-function viewOrCopy(r: ByteReader, bytes: Uint8Array): Uint8Array | null {
+/**
+ * A length-prefixed field (-1: null), copied; with `mayView` (the message's buffer is its own), a view
+ * instead when it is at least VIEW_MIN_BYTES and half the message.
+ */
+function field(r: ByteReader, bytes: Uint8Array, mayView: boolean): Uint8Array | null {
   const n = r.i32();
   if (n < 0) return null;
-  const v = n >= VIEW_MIN_BYTES && n * 2 >= bytes.length ? bytes.subarray(r.pos, r.pos + n) : bytes.slice(r.pos, r.pos + n);
-  r.pos += n;
-  return v;
-}
-
-/** A length-prefixed field (-1: null), copied. */
-function copyOut(r: ByteReader, bytes: Uint8Array): Uint8Array | null {
-  const n = r.i32();
-  if (n < 0) return null;
-  const v = bytes.slice(r.pos, r.pos + n);
+  const v = mayView && n >= VIEW_MIN_BYTES && n * 2 >= bytes.length ? bytes.subarray(r.pos, r.pos + n) : bytes.slice(r.pos, r.pos + n);
   r.pos += n;
   return v;
 }
